@@ -1,0 +1,5 @@
+import sys
+
+from feed.cli import main
+
+sys.exit(main())

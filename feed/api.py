@@ -1,0 +1,194 @@
+"""The JSON API under ``/api``.
+
+Every write goes through the store (post and event row in one transaction) and
+only then hints the broker, so nothing reaches a stream before it is committed.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from feed.errors import ClientError
+from feed.render import post_json
+from feed.runtime import Runtime, runtime
+from feed.store import Change
+
+MAX_AUTHOR_CHARS = 80
+MAX_PAGE = 200
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object, or a ClientError that says what is wrong with it."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        shown = media_type or "none"
+        raise ClientError(415, "Send the body as JSON (Content-Type: application/json).", shown)
+    raw = await read_body(request, limit)
+    if not raw.strip():
+        raise ClientError(400, "The request body is empty; send a JSON object.")
+    try:
+        payload = json.loads(raw)
+    except UnicodeDecodeError:
+        raise ClientError(400, "The request body is not valid UTF-8.") from None
+    except json.JSONDecodeError as exc:
+        raise ClientError(400, "The request body is not valid JSON.", str(exc)) from None
+    if not isinstance(payload, dict):
+        raise ClientError(422, "The request body must be a JSON object.", type(payload).__name__)
+    return payload
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes before reading them all."""
+    too_big = ClientError(413, f"The request body is larger than {limit} bytes.", limit)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_fields(payload: dict[str, Any], required: set[str]) -> None:
+    unknown = sorted(set(payload) - required)
+    if unknown:
+        raise ClientError(422, f"Unknown field {unknown[0]!r}.", unknown)
+    missing = sorted(required - set(payload))
+    if missing:
+        raise ClientError(422, f"The field {missing[0]!r} is required.", missing)
+
+
+def text_field(payload: dict[str, Any], name: str, max_chars: int) -> str:
+    value = payload.get(name)
+    if not isinstance(value, str):
+        raise ClientError(422, f"The field {name!r} must be a string.", name)
+    if not value.strip():
+        raise ClientError(422, f"The field {name!r} must not be empty.", name)
+    if len(value) > max_chars:
+        raise ClientError(
+            422, f"The field {name!r} is longer than {max_chars} characters.", len(value)
+        )
+    if "\x00" in value:
+        raise ClientError(422, f"The field {name!r} must not contain NUL characters.", name)
+    return value
+
+
+def author_name(value: str) -> str:
+    """Until identities exist, the author is a name the client gives: one clean line."""
+    name = value.strip()
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        raise ClientError(422, "The field 'author' must not contain control characters.")
+    return name
+
+
+def int_param(request: Request, name: str, *, low: int, high: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ClientError(400, f"The parameter {name!r} must be a whole number.", raw) from None
+    if value < low or (high is not None and value > high):
+        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise ClientError(400, f"The parameter {name!r} must be {bounds}.", value)
+    return value
+
+
+async def publish(rt: Runtime, change: Change) -> dict[str, Any]:
+    if change.event_id is not None:
+        await rt.broker.publish(change.event_id)
+    return {"post": post_json(change.post), "event_id": change.event_id}
+
+
+async def create_post_from(rt: Runtime, channel: str, payload: dict[str, Any]) -> Change:
+    """Validate a new post's fields and store it; shared by the API and the compose form."""
+    check_fields(payload, {"author", "body"})
+    author = author_name(text_field(payload, "author", MAX_AUTHOR_CHARS))
+    body = text_field(payload, "body", rt.settings.max_post_chars)
+    return await rt.store.create_post(channel, author, body)
+
+
+# -- endpoints ---------------------------------------------------------------------
+
+
+async def list_channels(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    channels = await rt.store.list_channels()
+    return JSONResponse(
+        {
+            "channels": [
+                {"name": c.name, "title": c.title, "description": c.description} for c in channels
+            ]
+        }
+    )
+
+
+async def list_posts(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    channel = request.path_params["channel"]
+    before = int_param(request, "before", low=1)
+    limit = int_param(request, "limit", low=1, high=MAX_PAGE) or rt.settings.page_size
+    if channel not in await rt.store.channel_names():
+        raise ClientError(404, f"There is no channel named {channel!r}.", channel)
+    posts = await rt.store.list_posts([channel], before=before, limit=limit)
+    next_before = posts[-1].id if len(posts) == limit else None
+    return JSONResponse({"posts": [post_json(p) for p in posts], "next_before": next_before})
+
+
+async def create_post(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    payload = await read_json(request, rt.settings.max_body_bytes)
+    change = await create_post_from(rt, request.path_params["channel"], payload)
+    headers = {"Location": f"/api/posts/{change.post.id}"}
+    return JSONResponse(await publish(rt, change), status_code=201, headers=headers)
+
+
+async def get_post(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    post = await rt.store.get_post(request.path_params["post_id"])
+    return JSONResponse({"post": post_json(post)})
+
+
+async def edit_post(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    payload = await read_json(request, rt.settings.max_body_bytes)
+    check_fields(payload, {"body"})
+    body = text_field(payload, "body", rt.settings.max_post_chars)
+    change = await rt.store.edit_post(request.path_params["post_id"], body)
+    return JSONResponse(await publish(rt, change))
+
+
+async def delete_post(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    change = await rt.store.delete_post(request.path_params["post_id"])
+    return JSONResponse(await publish(rt, change))
+
+
+async def pin_post(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    pinned = request.url.path.endswith("/pin")
+    change = await rt.store.set_pinned(request.path_params["post_id"], pinned)
+    return JSONResponse(await publish(rt, change))
+
+
+routes = [
+    Route("/api/channels", list_channels, methods=["GET"]),
+    Route("/api/channels/{channel}/posts", list_posts, methods=["GET"]),
+    Route("/api/channels/{channel}/posts", create_post, methods=["POST"]),
+    Route("/api/posts/{post_id:int}", get_post, methods=["GET"]),
+    Route("/api/posts/{post_id:int}", edit_post, methods=["PATCH"]),
+    Route("/api/posts/{post_id:int}", delete_post, methods=["DELETE"]),
+    Route("/api/posts/{post_id:int}/pin", pin_post, methods=["POST"]),
+    Route("/api/posts/{post_id:int}/unpin", pin_post, methods=["POST"]),
+]

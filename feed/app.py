@@ -1,0 +1,58 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from feed import api, openapi, pages
+from feed.broker import broker_from_url
+from feed.errors import HANDLERS
+from feed.events import Hub
+from feed.relay import Relay
+from feed.render import PACKAGE_DIR, Renderer
+from feed.runtime import Runtime
+from feed.settings import Settings
+from feed.store import Store
+from feed.stream import EventStream
+
+logger = logging.getLogger("feed")
+
+
+def create_app(settings: Settings) -> Starlette:
+    """A feed app for ``settings``; the lifespan opens the store and starts the relay."""
+    hub = Hub(settings.heartbeat)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        store = Store.from_url(settings.database_url)
+        await store.create_schema()
+        broker = broker_from_url(settings.broker_url)
+        renderer = Renderer()
+        relay = Relay(store, broker, hub, renderer, settings.poll_interval)
+        await relay.start()
+        hub.start()
+        logger.info("feed is up: %s", settings.describe())
+        try:
+            yield {"feed": Runtime(settings, store, broker, hub, relay, renderer)}
+        finally:
+            hub.close()
+            await relay.close()
+            store.close()
+
+    routes = [
+        *api.routes,
+        *pages.routes,
+        Route("/events", EventStream(), methods=["GET"]),
+        Route("/openapi.json", openapi.endpoint, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan)
+    app.state.hub = hub
+    return app

@@ -1,0 +1,73 @@
+"""The one place errors become HTTP answers.
+
+Every error a client can cause gets a JSON body ``{"error": ..., "detail": ...}``:
+``error`` is a sentence naming the problem, ``detail`` says where (a field, a
+value) when that helps. Nothing a client sends is answered with a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from feed.store import ChannelNotFound, PostDeleted, PostNotFound, StoreError
+
+logger = logging.getLogger("feed.errors")
+
+
+class ClientError(Exception):
+    """A request feed will not serve, with the status and message to answer it with."""
+
+    def __init__(self, status: int, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.detail = detail
+
+
+def error_response(
+    status: int, message: str, detail: Any = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": message, "detail": detail}, status_code=status, headers=headers)
+
+
+_STORE_STATUS: dict[type[StoreError], int] = {
+    ChannelNotFound: 404,
+    PostNotFound: 404,
+    PostDeleted: 410,
+}
+
+
+async def on_client_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ClientError)
+    return error_response(exc.status, exc.message, exc.detail)
+
+
+async def on_store_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StoreError)
+    return error_response(_STORE_STATUS.get(type(exc), 400), str(exc))
+
+
+async def on_http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    messages = {404: "Not found.", 405: "Method not allowed."}
+    message = messages.get(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, message, None, headers=exc.headers)
+
+
+async def on_unexpected(_request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error", exc_info=exc)
+    return error_response(500, "Internal error; it has been logged.")
+
+
+HANDLERS = {
+    ClientError: on_client_error,
+    StoreError: on_store_error,
+    HTTPException: on_http_error,
+    Exception: on_unexpected,
+}

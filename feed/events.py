@@ -1,0 +1,211 @@
+"""Broadcast inside one process: SSE framing, subscribers and the hub.
+
+The hot path, and why it looks the way it does:
+
+1. The hub encodes each event once per output format. Every subscriber that asked
+   for that format gets a reference to the same ``bytes`` object; nothing is
+   rendered or encoded per subscriber.
+2. ``Hub.publish`` never awaits. It appends to each subscriber's backlog and, if
+   that subscriber's writer is idle, resolves the one future it sleeps on. A slow
+   client therefore cannot slow the publisher or the other subscribers.
+3. A backlog is bounded in bytes. A subscriber whose socket stops draining fills
+   it, is marked ``overflowed`` and its connection is dropped; it reconnects with
+   ``Last-Event-ID`` and the store replays what it missed. Nothing is lost, and
+   memory stays bounded however many clients stall.
+4. Backlog items carry the event id so a writer can drop what a replay already
+   sent: a subscriber registers *before* its replay query runs, so an event that
+   commits during the replay arrives both ways and is written once.
+5. Heartbeats come from one hub-wide timer, not one timer per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from enum import StrEnum
+
+from sse_starlette import ServerSentEvent
+
+logger = logging.getLogger("feed.events")
+
+SEP = "\n"
+HEARTBEAT = b": heartbeat\n\n"
+
+
+class Format(StrEnum):
+    """The renderings one stream can carry."""
+
+    HTML = "html"
+    JSON = "json"
+    TEXT = "text"
+
+
+def frame(data: str, *, event: str | None = None, id: int | None = None) -> bytes:
+    """One SSE message. Multi-line data becomes several ``data:`` lines; CR and LF
+    are removed from ``event`` so a field can never start a new one."""
+    return ServerSentEvent(data, event=event, id=None if id is None else str(id), sep=SEP).encode()
+
+
+def retry_hint(milliseconds: int) -> bytes:
+    return ServerSentEvent(retry=milliseconds, sep=SEP).encode()
+
+
+def comment(text: str) -> bytes:
+    return ServerSentEvent(comment=text, sep=SEP).encode()
+
+
+# An item of a backlog: (event id, or None for a heartbeat; the encoded bytes).
+Item = tuple[int | None, bytes]
+
+
+class Subscriber:
+    """One open stream: what it wants, what it has been sent, what is pending."""
+
+    __slots__ = (
+        "_pending",
+        "_pending_bytes",
+        "_waiter",
+        "channels",
+        "closed",
+        "format",
+        "last_id",
+        "limit",
+        "on_overflow",
+        "overflowed",
+    )
+
+    def __init__(
+        self, fmt: Format, channels: frozenset[str] | None, *, last_id: int, limit: int
+    ) -> None:
+        self.format = fmt
+        self.channels = channels
+        self.last_id = last_id
+        self.limit = limit
+        self.closed = False
+        self.overflowed = False
+        # Called once when the backlog overflows: the stream uses it to abandon a
+        # write that is stuck behind a full socket.
+        self.on_overflow: Callable[[], object] | None = None
+        self._pending: list[Item] = []
+        self._pending_bytes = 0
+        self._waiter: asyncio.Future[None] | None = None
+
+    def offer(self, item: Item) -> None:
+        """Queue ``item`` without waiting; drop the subscriber if its backlog is full."""
+        if self.closed:
+            return
+        self._pending.append(item)
+        self._pending_bytes += len(item[1])
+        if self._pending_bytes > self.limit:
+            self.overflowed = True
+            self._pending = []
+            self.close()
+            if self.on_overflow is not None:
+                self.on_overflow()
+        else:
+            self._wake()
+
+    def close(self) -> None:
+        """End the stream after what is already pending (or at once if overflowed)."""
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Sleep until something is pending or the subscriber closes."""
+        if self._pending or self.closed:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def take(self) -> bytes:
+        """Everything pending that this subscriber has not been sent yet, as one chunk."""
+        items, self._pending, self._pending_bytes = self._pending, [], 0
+        last = self.last_id
+        chunks = []
+        for event_id, data in items:
+            if event_id is None:
+                chunks.append(data)
+            elif event_id > last:
+                chunks.append(data)
+                last = event_id
+        self.last_id = last
+        return b"".join(chunks)
+
+
+class Hub:
+    """Fans encoded events out to the subscribers of one process."""
+
+    def __init__(self, heartbeat: float) -> None:
+        self.heartbeat = heartbeat
+        self._by_channel: dict[str | None, set[Subscriber]] = {}
+        self._formats: dict[Format, int] = dict.fromkeys(Format, 0)
+        self._ticker: asyncio.Task[None] | None = None
+        self.closing = False
+
+    def __len__(self) -> int:
+        return sum(len(subs) for subs in self._by_channel.values())
+
+    def formats_wanted(self) -> set[Format]:
+        return {fmt for fmt, count in self._formats.items() if count}
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        keys: Iterable[str | None] = subscriber.channels or (None,)
+        for key in keys:
+            self._by_channel.setdefault(key, set()).add(subscriber)
+        self._formats[subscriber.format] += 1
+        if self.closing:
+            subscriber.close()
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        keys: Iterable[str | None] = subscriber.channels or (None,)
+        for key in keys:
+            subs = self._by_channel.get(key)
+            if subs is not None:
+                subs.discard(subscriber)
+                if not subs:
+                    del self._by_channel[key]
+        self._formats[subscriber.format] -= 1
+
+    def publish(self, event_id: int, channel: str, frames: Mapping[Format, bytes]) -> None:
+        """Hand one encoded event to everyone who may see it. Never waits."""
+        items = {fmt: (event_id, data) for fmt, data in frames.items()}
+        for key in (None, channel):
+            for subscriber in tuple(self._by_channel.get(key, ())):
+                item = items.get(subscriber.format)
+                if item is not None:
+                    subscriber.offer(item)
+
+    def _beat(self) -> None:
+        item: Item = (None, HEARTBEAT)
+        for subs in tuple(self._by_channel.values()):
+            for subscriber in tuple(subs):
+                subscriber.offer(item)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            self._beat()
+
+    def start(self) -> None:
+        self.closing = False
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    def close(self) -> None:
+        """End every stream promptly (server shutdown); clients reconnect and resume."""
+        self.closing = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        for subs in tuple(self._by_channel.values()):
+            for subscriber in tuple(subs):
+                subscriber.close()

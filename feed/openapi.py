@@ -1,0 +1,246 @@
+"""The OpenAPI 3.1 description of the JSON API and the stream, served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from feed import __version__
+from feed.runtime import runtime
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _answer(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description}
+    if schema is not None:
+        out.update(_json(schema))
+    return out
+
+
+ERROR = _answer("The request was refused; `error` says why.", _ref("Error"))
+CHANGE = _answer(
+    "The post as it is now, and the event id of the change (null if none).", _ref("Change")
+)
+POST_ID = {
+    "name": "post_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+CHANNEL = {"name": "channel", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def document(max_post_chars: int) -> dict[str, Any]:
+    text = {"type": "string", "minLength": 1, "maxLength": max_post_chars}
+    schemas: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "required": ["error", "detail"],
+            "properties": {"error": {"type": "string"}, "detail": {}},
+        },
+        "Channel": {
+            "type": "object",
+            "required": ["name", "title", "description"],
+            "properties": {k: {"type": "string"} for k in ("name", "title", "description")},
+        },
+        "Post": {
+            "type": "object",
+            "required": [
+                "id",
+                "channel",
+                "author",
+                "body",
+                "created_at",
+                "edited_at",
+                "pinned",
+                "deleted",
+            ],
+            "properties": {
+                "id": {"type": "integer"},
+                "channel": {"type": "string"},
+                "author": {"type": "string"},
+                "body": {"type": "string", "description": "Markdown source"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "edited_at": {"type": ["string", "null"], "format": "date-time"},
+                "pinned": {"type": "boolean"},
+                "deleted": {"type": "boolean"},
+            },
+        },
+        "NewPost": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["author", "body"],
+            "properties": {
+                "author": {"type": "string", "minLength": 1, "maxLength": 80},
+                "body": text,
+            },
+        },
+        "PostEdit": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["body"],
+            "properties": {"body": text},
+        },
+        "Change": {
+            "type": "object",
+            "required": ["post", "event_id"],
+            "properties": {"post": _ref("Post"), "event_id": {"type": ["integer", "null"]}},
+        },
+    }
+    post_ops = {
+        "get": {
+            "summary": "One post",
+            "parameters": [POST_ID],
+            "responses": {
+                "200": _answer(
+                    "The post", {"type": "object", "properties": {"post": _ref("Post")}}
+                ),
+                "404": ERROR,
+            },
+        },
+        "patch": {
+            "summary": "Edit a post's body",
+            "parameters": [POST_ID],
+            "requestBody": {"required": True, **_json(_ref("PostEdit"))},
+            "responses": {
+                "200": CHANGE,
+                "400": ERROR,
+                "404": ERROR,
+                "410": ERROR,
+                "413": ERROR,
+                "415": ERROR,
+                "422": ERROR,
+            },
+        },
+        "delete": {
+            "summary": "Delete a post (it leaves a tombstone event)",
+            "parameters": [POST_ID],
+            "responses": {"200": CHANGE, "404": ERROR, "410": ERROR},
+        },
+    }
+    pin_op = {"parameters": [POST_ID], "responses": {"200": CHANGE, "404": ERROR, "410": ERROR}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "feed",
+            "version": __version__,
+            "description": "Posts persisted in SQL and streamed as Server-Sent Events.",
+        },
+        "paths": {
+            "/api/channels": {
+                "get": {
+                    "summary": "All channels",
+                    "responses": {
+                        "200": _answer(
+                            "Channels by name",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "channels": {"type": "array", "items": _ref("Channel")}
+                                },
+                            },
+                        )
+                    },
+                }
+            },
+            "/api/channels/{channel}/posts": {
+                "get": {
+                    "summary": "A channel's posts, newest first",
+                    "parameters": [
+                        CHANNEL,
+                        {
+                            "name": "before",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                        },
+                    ],
+                    "responses": {
+                        "200": _answer(
+                            "A page of posts",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "posts": {"type": "array", "items": _ref("Post")},
+                                    "next_before": {"type": ["integer", "null"]},
+                                },
+                            },
+                        ),
+                        "400": ERROR,
+                        "404": ERROR,
+                    },
+                },
+                "post": {
+                    "summary": "Publish a post",
+                    "parameters": [CHANNEL],
+                    "requestBody": {"required": True, **_json(_ref("NewPost"))},
+                    "responses": {
+                        "201": _answer("The new post and its event id", _ref("Change")),
+                        "400": ERROR,
+                        "404": ERROR,
+                        "413": ERROR,
+                        "415": ERROR,
+                        "422": ERROR,
+                    },
+                },
+            },
+            "/api/posts/{post_id}": post_ops,
+            "/api/posts/{post_id}/pin": {"post": {"summary": "Pin a post", **pin_op}},
+            "/api/posts/{post_id}/unpin": {"post": {"summary": "Unpin a post", **pin_op}},
+            "/events": {
+                "get": {
+                    "summary": "The event stream (text/event-stream)",
+                    "parameters": [
+                        {
+                            "name": "format",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": ["html", "json", "text"]},
+                        },
+                        {
+                            "name": "channel",
+                            "in": "query",
+                            "style": "form",
+                            "explode": True,
+                            "schema": {"type": "array", "items": {"type": "string"}},
+                        },
+                        {
+                            "name": "last_event_id",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                        {
+                            "name": "Last-Event-ID",
+                            "in": "header",
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "An endless stream of events",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        "400": ERROR,
+                        "404": ERROR,
+                    },
+                }
+            },
+        },
+        "components": {"schemas": schemas},
+    }
+
+
+async def endpoint(request: Request) -> JSONResponse:
+    return JSONResponse(document(runtime(request).settings.max_post_chars))

@@ -1,0 +1,77 @@
+"""Feeding the hub from the event log.
+
+One relay per process. It remembers the last event id it handed to the hub and,
+whenever a hint arrives (or every ``poll_interval`` seconds, in case a hint was
+lost), reads every newer event in one query and publishes them in id order. It
+is the only path from the database to the hub, so each event reaches each local
+subscriber once, in order, whichever process wrote it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from feed.broker import Broker
+from feed.events import Hub
+from feed.render import Renderer
+from feed.store import Store
+
+logger = logging.getLogger("feed.relay")
+
+BATCH = 500
+
+
+class Relay:
+    def __init__(
+        self, store: Store, broker: Broker, hub: Hub, renderer: Renderer, poll_interval: float
+    ) -> None:
+        self._store = store
+        self._broker = broker
+        self._hub = hub
+        self._renderer = renderer
+        self._poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0
+        self.known = 0
+
+    def hint(self, event_id: int | None) -> None:
+        if event_id is None or event_id > self.delivered:
+            self.known = max(self.known, event_id or 0)
+            self._wake.set()
+
+    async def start(self) -> None:
+        self.delivered = self.known = await self._store.latest_event_id()
+        await self._broker.start(self.hint)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="feed-relay")
+
+    async def close(self) -> None:
+        await self._broker.close()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            self._wake.clear()
+            try:
+                await self.catch_up()
+            except Exception:
+                # The database may be briefly unreachable; the next hint or poll retries.
+                logger.exception("could not read new events; retrying")
+
+    async def catch_up(self) -> None:
+        """Publish every event newer than the last one delivered."""
+        while True:
+            events = await self._store.events_after(self.delivered, limit=BATCH)
+            formats = self._hub.formats_wanted()
+            for event in events:
+                self._hub.publish(event.id, event.channel, self._renderer.frames(event, formats))
+                self.delivered = event.id
+            if len(events) < BATCH:
+                return

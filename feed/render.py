@@ -1,0 +1,139 @@
+"""Turning posts and events into what readers see: HTML, JSON and text.
+
+Pages and streams render a post through the same partial (``partials/post.html``),
+so a post delivered live looks exactly like one rendered with the page.
+
+HTML stream payloads are built for htmx's sse extension and one ``sse-swap`` on
+the page's post list (``hx-swap="afterbegin"``):
+
+- a new post is plain markup, inserted at the top of the list;
+- an edit, pin or unpin is the post marked ``hx-swap-oob="outerHTML"``, which
+  replaces the element with the same id wherever it is and inserts nothing;
+- a deleted post is an empty element marked ``hx-swap-oob="delete"``.
+
+Payloads always show a post's *current* state (see ``store.py``), so replaying an
+old ``post-created`` for a post deleted since removes it instead of showing it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from feed.events import Format, frame
+from feed.store import EventKind, FeedEvent, PostView
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def templates_dir() -> Path:
+    """Templates ship inside the wheel; a source checkout keeps them at the top level."""
+    packaged = PACKAGE_DIR / "templates"
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / "templates"
+
+
+# Raw HTML in a post is shown as text, never interpreted; markdown-it also refuses
+# javascript:, vbscript: and data: link targets.
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+
+
+def markdown(source: str) -> Markup:
+    return Markup(_markdown.render(source))
+
+
+def isotime(moment: datetime | None) -> str:
+    return "" if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def shorttime(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def make_environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["markdown"] = markdown
+    env.filters["isotime"] = isotime
+    env.filters["shorttime"] = shorttime
+    return env
+
+
+def post_json(post: PostView) -> dict[str, Any]:
+    return {
+        "id": post.id,
+        "channel": post.channel,
+        "author": post.author,
+        "body": post.body,
+        "created_at": isotime(post.created_at),
+        "edited_at": isotime(post.edited_at) or None,
+        "pinned": post.pinned,
+        "deleted": post.deleted,
+    }
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class Renderer:
+    """Renders posts for pages and events for streams."""
+
+    def __init__(self, env: jinja2.Environment | None = None) -> None:
+        self.env = env or make_environment()
+        self._post = self.env.get_template("partials/post.html")
+
+    def post_html(self, post: PostView, *, oob: bool = False) -> str:
+        return self._post.render(post=post, oob=oob)
+
+    def event_data(self, event: FeedEvent, fmt: Format) -> str:
+        if fmt is Format.JSON:
+            return self.event_json(event)
+        if fmt is Format.TEXT:
+            return self.event_text(event)
+        return self.event_html(event)
+
+    def event_json(self, event: FeedEvent) -> str:
+        body = {"id": event.id, "type": event.kind.value, "post": post_json(event.post)}
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+    def event_html(self, event: FeedEvent) -> str:
+        post = event.post
+        if post.deleted:
+            return f'<div id="post-{post.id}" hx-swap-oob="delete"></div>'
+        return self.post_html(post, oob=event.kind is not EventKind.POST_CREATED)
+
+    def event_text(self, event: FeedEvent) -> str:
+        post = event.post
+        where = f"#{post.channel}"
+        if post.deleted:
+            return f"{where} post {post.id} by {post.author} was deleted"
+        line = _one_line(post.body)
+        match event.kind:
+            case EventKind.POST_CREATED:
+                return f"{shorttime(post.created_at)} {where} {post.author}: {line}"
+            case EventKind.POST_UPDATED:
+                at = shorttime(post.edited_at or post.created_at)
+                return f"{at} {where} {post.author} edited post {post.id}: {line}"
+            case EventKind.POST_PINNED:
+                return f"{where} pinned post {post.id} by {post.author}: {line}"
+            case _:
+                return f"{where} unpinned post {post.id} by {post.author}: {line}"
+
+    def frames(self, event: FeedEvent, formats: Iterable[Format]) -> dict[Format, bytes]:
+        """The event encoded once for each format in ``formats``."""
+        return {
+            fmt: frame(self.event_data(event, fmt), event=event.kind.value, id=event.id)
+            for fmt in formats
+        }

@@ -1,0 +1,37 @@
+"""The objects one running app owns, created by its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import HTTPConnection
+
+from feed.broker import Broker
+from feed.events import Hub
+from feed.relay import Relay
+from feed.render import Renderer
+from feed.settings import Settings
+from feed.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    store: Store
+    broker: Broker
+    hub: Hub
+    relay: Relay
+    renderer: Renderer
+
+
+def runtime_of(state: Mapping[str, Any]) -> Runtime:
+    """The runtime from a request's lifespan state (``request.state`` or ``scope["state"]``)."""
+    found = state["feed"]
+    assert isinstance(found, Runtime)
+    return found
+
+
+def runtime(request: HTTPConnection) -> Runtime:
+    return runtime_of(request.scope["state"])

@@ -1,0 +1,155 @@
+"""Every setting feed has, read once from ``FEED_*`` environment variables.
+
+Tests build ``Settings(...)`` directly; the server calls ``Settings.from_env()``
+once at start-up, so a bad value stops the process before it serves anything,
+with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+logger = logging.getLogger("feed.settings")
+
+DEFAULT_DATABASE_URL = "sqlite:///feed.db"
+DEFAULT_BROKER_URL = "memory://"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_WORKERS = 1
+DEFAULT_HEARTBEAT = 15.0
+DEFAULT_RETRY_MS = 2000
+DEFAULT_REPLAY_LIMIT = 1000
+DEFAULT_MAX_POST_CHARS = 10_000
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_SUBSCRIBER_BACKLOG = 1024 * 1024
+DEFAULT_POLL_INTERVAL = 2.0
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+DEFAULT_PAGE_SIZE = 50
+DEFAULT_LOG_LEVEL = "info"
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+class SettingsError(ValueError):
+    """A ``FEED_*`` variable has a value feed cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Validated configuration. Field ``x`` is read from ``FEED_X``."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str = DEFAULT_BROKER_URL
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    workers: int = DEFAULT_WORKERS
+    heartbeat: float = DEFAULT_HEARTBEAT
+    retry_ms: int = DEFAULT_RETRY_MS
+    replay_limit: int = DEFAULT_REPLAY_LIMIT
+    max_post_chars: int = DEFAULT_MAX_POST_CHARS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    subscriber_backlog: int = DEFAULT_SUBSCRIBER_BACKLOG
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    page_size: int = DEFAULT_PAGE_SIZE
+    log_level: str = DEFAULT_LOG_LEVEL
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            _check(field.name, getattr(self, field.name))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from ``FEED_*`` variables; unset ones keep their defaults."""
+        known = {f"FEED_{f.name.upper()}": f for f in dataclasses.fields(cls)}
+        for name in sorted(environ):
+            if name.startswith("FEED_") and name not in known:
+                logger.warning("ignoring unknown setting %s", name)
+        values: dict[str, Any] = {}
+        for var, field in known.items():
+            raw = environ.get(var)
+            if raw is None:
+                continue
+            values[field.name] = _parse(var, raw.strip(), _KINDS[field.name][0])
+        return cls(**values)
+
+    def describe(self) -> dict[str, str]:
+        """Settings as ``FEED_*`` names and values, with credentials in URLs hidden."""
+        out: dict[str, str] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name.endswith("_url"):
+                value = redact_url(value)
+            out[f"FEED_{field.name.upper()}"] = str(value)
+        return out
+
+
+def redact_url(url: str) -> str:
+    """Hide the password in a database or broker URL before it reaches a log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _parse(var: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+    except ValueError:
+        article = "an" if kind is int else "a"
+        noun = "integer" if kind is int else "number"
+        raise SettingsError(f"{var} must be {article} {noun}, got {raw!r}") from None
+    return raw
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _url_with_scheme(*schemes: str) -> Callable[[str], bool]:
+    def check(value: str) -> bool:
+        return urlsplit(value).scheme.split("+")[0] in schemes
+
+    return check
+
+
+# field -> (type, predicate, what the value must be)
+_KINDS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
+    "database_url": (
+        str,
+        _url_with_scheme("sqlite"),
+        "a sqlite:/// URL (PostgreSQL support is not built yet)",
+    ),
+    "broker_url": (str, _url_with_scheme("memory"), "memory:// (the only broker built so far)"),
+    "host": (str, bool, "a host name or address"),
+    "port": (int, lambda v: 0 <= v <= 65535, "a port number from 0 to 65535"),
+    "workers": (int, lambda v: v == 1, "1 (the memory broker serves one process)"),
+    "heartbeat": (float, lambda v: 0.05 <= v <= 3600, "between 0.05 and 3600 seconds"),
+    "retry_ms": (int, lambda v: 100 <= v <= 600_000, "between 100 and 600000 milliseconds"),
+    "replay_limit": (int, _positive, "a positive number of events"),
+    "max_post_chars": (int, _positive, "a positive number of characters"),
+    "max_body_bytes": (int, lambda v: v >= 1024, "at least 1024 bytes"),
+    "subscriber_backlog": (int, lambda v: v >= 4096, "at least 4096 bytes"),
+    "poll_interval": (float, lambda v: 0.05 <= v <= 3600, "between 0.05 and 3600 seconds"),
+    "shutdown_timeout": (float, lambda v: 0 < v <= 600, "between 0 and 600 seconds"),
+    "page_size": (int, lambda v: 1 <= v <= 500, "between 1 and 500"),
+    "log_level": (str, lambda v: v in LOG_LEVELS, "one of " + ", ".join(LOG_LEVELS)),
+}
+
+
+def _check(name: str, value: Any) -> None:
+    kind, ok, expected = _KINDS[name]
+    var = f"FEED_{name.upper()}"
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) or not ok(value):
+        raise SettingsError(f"{var} must be {expected}, got {value!r}")

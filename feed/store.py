@@ -1,0 +1,430 @@
+"""Persistence: every table and every query.
+
+The database is the event log. Each change a reader can see writes an ``events``
+row in the same transaction as the change itself; the row's id is the SSE id.
+
+Rationale for the less obvious choices:
+
+1. Event ids must be handed out in commit order, or a client that saw id 42 could
+   later miss a 41 that committed after it. SQLite has one writer at a time, so an
+   autoincrement key is in commit order there. ``sqlite_autoincrement`` stops SQLite
+   from reusing the id of a deleted last row.
+2. Write transactions start with ``BEGIN IMMEDIATE``. A deferred transaction that
+   reads first and writes later can fail at once with "database is locked" when
+   another writer got in between, without waiting for the busy timeout.
+3. Writers inside one process also queue on a lock, so they wait their turn in
+   Python instead of spinning in SQLite's busy handler.
+4. Replay renders the *current* state of a post, so queries return events joined
+   with their post as it is now, never a stored copy of the post at the time.
+5. A deleted post keeps its row (a tombstone, so replay can remove it from pages)
+   but loses its body: deleted text is not served again.
+6. Methods are synchronous and run in a worker thread (``_in_thread``), so the
+   event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ParamSpec, TypeVar
+
+import anyio.to_thread
+from sqlalchemy import Engine, event, func
+from sqlalchemy.engine import URL, make_url
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+SEED_CHANNELS = (
+    ("general", "General", "Anything and everything."),
+    ("announcements", "Announcements", "News from the company."),
+)
+
+
+class EventKind(StrEnum):
+    """What happened; also the SSE ``event:`` name."""
+
+    POST_CREATED = "post-created"
+    POST_UPDATED = "post-updated"
+    POST_DELETED = "post-deleted"
+    POST_PINNED = "post-pinned"
+    POST_UNPINNED = "post-unpinned"
+
+
+class StoreError(Exception):
+    """Base of the errors a store call reports to its caller."""
+
+
+class ChannelNotFound(StoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"There is no channel named {name!r}.")
+        self.name = name
+
+
+class PostNotFound(StoreError):
+    def __init__(self, post_id: int) -> None:
+        super().__init__(f"There is no post with id {post_id}.")
+        self.post_id = post_id
+
+
+class PostDeleted(StoreError):
+    def __init__(self, post_id: int) -> None:
+        super().__init__(f"Post {post_id} has been deleted.")
+        self.post_id = post_id
+
+
+class Channel(SQLModel, table=True):
+    __tablename__ = "channels"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=64)
+    title: str = Field(max_length=200)
+    description: str = Field(default="", max_length=2000)
+
+
+class Post(SQLModel, table=True):
+    __tablename__ = "posts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: int = Field(foreign_key="channels.id", index=True)
+    author: str = Field(max_length=200)
+    body: str
+    created_at: datetime
+    edited_at: datetime | None = None
+    pinned: bool = False
+    deleted: bool = False
+
+
+class Event(SQLModel, table=True):
+    __tablename__ = "events"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    channel_id: int = Field(foreign_key="channels.id", index=True)
+    post_id: int | None = Field(default=None, foreign_key="posts.id")
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelView:
+    name: str
+    title: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostView:
+    """A post as readers see it now; safe to pass between threads."""
+
+    id: int
+    channel: str
+    author: str
+    body: str
+    created_at: datetime
+    edited_at: datetime | None
+    pinned: bool
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """One row of the event log, joined with its post's current state."""
+
+    id: int
+    kind: EventKind
+    channel: str
+    post: PostView
+
+
+@dataclass(frozen=True, slots=True)
+class FrontPage:
+    """Pinned and recent posts (newest first), where to page back from, and the
+    newest event id at the moment they were read."""
+
+    posts: list[PostView]
+    older_before: int | None
+    last_event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The outcome of a write: the post now, and the event it logged (None if nothing changed)."""
+
+    post: PostView
+    event_id: int | None
+
+
+def _in_thread(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
+    @functools.wraps(fn)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    return run
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # Every moment is written in UTC; SQLite gives it back without a zone.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _post_view(post: Post, channel: str) -> PostView:
+    assert post.id is not None
+    return PostView(
+        id=post.id,
+        channel=channel,
+        author=post.author,
+        body=post.body,
+        created_at=_utc(post.created_at) or post.created_at,
+        edited_at=_utc(post.edited_at),
+        pinned=post.pinned,
+        deleted=post.deleted,
+    )
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the connection settings feed relies on."""
+    parsed: URL = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        raise StoreError(f"Unsupported database {parsed.get_backend_name()!r}; use sqlite:///.")
+    engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" hook below decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        write = connection.get_execution_options().get("feed_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class Store:
+    """The feed's tables and queries. Public methods are coroutines."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(feed_write=True)
+        self._write_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(make_engine(url))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._write_lock, Session(self._writer, expire_on_commit=False) as session:
+            yield session
+            session.commit()
+
+    def _read(self) -> Session:
+        return Session(self._engine)
+
+    # -- schema -----------------------------------------------------------------
+
+    @_in_thread
+    def create_schema(self) -> None:
+        """Create missing tables and the channels every feed starts with."""
+        SQLModel.metadata.create_all(self._engine)
+        with self._write() as session:
+            existing = set(session.exec(select(Channel.name)).all())
+            for name, title, description in SEED_CHANNELS:
+                if name not in existing:
+                    session.add(Channel(name=name, title=title, description=description))
+
+    # -- channels ---------------------------------------------------------------
+
+    @_in_thread
+    def list_channels(self) -> list[ChannelView]:
+        with self._read() as session:
+            rows = session.exec(select(Channel).order_by(col(Channel.name))).all()
+            return [ChannelView(c.name, c.title, c.description) for c in rows]
+
+    @_in_thread
+    def channel_names(self) -> set[str]:
+        with self._read() as session:
+            return set(session.exec(select(Channel.name)).all())
+
+    @staticmethod
+    def _channel(session: Session, name: str) -> Channel:
+        channel = session.exec(select(Channel).where(Channel.name == name)).first()
+        if channel is None:
+            raise ChannelNotFound(name)
+        return channel
+
+    # -- posts ------------------------------------------------------------------
+
+    @_in_thread
+    def create_post(self, channel: str, author: str, body: str) -> Change:
+        with self._write() as session:
+            chan = self._channel(session, channel)
+            assert chan.id is not None
+            post = Post(channel_id=chan.id, author=author, body=body, created_at=_now())
+            session.add(post)
+            session.flush()
+            event_id = self._log(session, EventKind.POST_CREATED, post)
+            return Change(_post_view(post, chan.name), event_id)
+
+    @_in_thread
+    def edit_post(self, post_id: int, body: str) -> Change:
+        with self._write() as session:
+            post, channel = self._live_post(session, post_id)
+            if post.body == body:
+                return Change(_post_view(post, channel), None)
+            post.body = body
+            post.edited_at = _now()
+            event_id = self._log(session, EventKind.POST_UPDATED, post)
+            return Change(_post_view(post, channel), event_id)
+
+    @_in_thread
+    def delete_post(self, post_id: int) -> Change:
+        with self._write() as session:
+            post, channel = self._live_post(session, post_id)
+            post.deleted = True
+            post.pinned = False
+            post.body = ""
+            event_id = self._log(session, EventKind.POST_DELETED, post)
+            return Change(_post_view(post, channel), event_id)
+
+    @_in_thread
+    def set_pinned(self, post_id: int, pinned: bool) -> Change:
+        with self._write() as session:
+            post, channel = self._live_post(session, post_id)
+            if post.pinned == pinned:
+                return Change(_post_view(post, channel), None)
+            post.pinned = pinned
+            kind = EventKind.POST_PINNED if pinned else EventKind.POST_UNPINNED
+            event_id = self._log(session, kind, post)
+            return Change(_post_view(post, channel), event_id)
+
+    @_in_thread
+    def get_post(self, post_id: int) -> PostView:
+        with self._read() as session:
+            post, channel = self._post(session, post_id)
+            return _post_view(post, channel)
+
+    @_in_thread
+    def list_posts(
+        self,
+        channels: Sequence[str] | None = None,
+        *,
+        before: int | None = None,
+        limit: int = 50,
+        pinned: bool | None = None,
+    ) -> list[PostView]:
+        """Live posts, newest first; ``before`` is a post id to page back from."""
+        with self._read() as session:
+            return self._posts(session, channels, before, limit, pinned)
+
+    @_in_thread
+    def front_page(self, channels: Sequence[str] | None, limit: int) -> FrontPage:
+        """What a page shows first, and the event id it is current up to.
+
+        One read transaction, so the posts and the id come from the same snapshot:
+        the page's stream then resumes exactly after what the page shows.
+        """
+        with self._read() as session, session.begin():
+            recent = self._posts(session, channels, None, limit, False)
+            pinned = self._posts(session, channels, None, limit, True)
+            last = session.exec(select(func.max(Event.id))).one() or 0
+        posts = sorted([*recent, *pinned], key=lambda p: p.id, reverse=True)
+        older = recent[-1].id if len(recent) == limit else None
+        return FrontPage(posts, older, last)
+
+    @staticmethod
+    def _posts(
+        session: Session,
+        channels: Sequence[str] | None,
+        before: int | None,
+        limit: int,
+        pinned: bool | None,
+    ) -> list[PostView]:
+        query = (
+            select(Post, Channel.name)
+            .join(Channel, col(Channel.id) == col(Post.channel_id))
+            .where(col(Post.deleted).is_(False))
+        )
+        if channels is not None:
+            query = query.where(col(Channel.name).in_(channels))
+        if before is not None:
+            query = query.where(col(Post.id) < before)
+        if pinned is not None:
+            query = query.where(col(Post.pinned).is_(pinned))
+        query = query.order_by(col(Post.id).desc()).limit(limit)
+        return [_post_view(post, name) for post, name in session.exec(query).all()]
+
+    @staticmethod
+    def _post(session: Session, post_id: int) -> tuple[Post, str]:
+        row = session.exec(
+            select(Post, Channel.name)
+            .join(Channel, col(Channel.id) == col(Post.channel_id))
+            .where(Post.id == post_id)
+        ).first()
+        if row is None:
+            raise PostNotFound(post_id)
+        return row[0], row[1]
+
+    def _live_post(self, session: Session, post_id: int) -> tuple[Post, str]:
+        post, channel = self._post(session, post_id)
+        if post.deleted:
+            raise PostDeleted(post_id)
+        return post, channel
+
+    # -- the event log ----------------------------------------------------------
+
+    @staticmethod
+    def _log(session: Session, kind: EventKind, post: Post) -> int:
+        row = Event(kind=kind.value, channel_id=post.channel_id, post_id=post.id, created_at=_now())
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        return row.id
+
+    @_in_thread
+    def latest_event_id(self) -> int:
+        with self._read() as session:
+            return session.exec(select(func.max(Event.id))).one() or 0
+
+    @_in_thread
+    def events_after(
+        self, after: int, channels: Sequence[str] | None = None, *, limit: int = 1000
+    ) -> list[FeedEvent]:
+        """Events with id > ``after``, oldest first, at most ``limit`` of them."""
+        query = (
+            select(Event, Post, Channel.name)
+            .join(Post, col(Post.id) == col(Event.post_id))
+            .join(Channel, col(Channel.id) == col(Event.channel_id))
+            .where(col(Event.id) > after)
+        )
+        if channels is not None:
+            query = query.where(col(Channel.name).in_(channels))
+        query = query.order_by(col(Event.id)).limit(limit)
+        with self._read() as session:
+            return [
+                FeedEvent(ev.id, EventKind(ev.kind), name, _post_view(post, name))
+                for ev, post, name in session.exec(query).all()
+                if ev.id is not None
+            ]

@@ -1,0 +1,167 @@
+"""``GET /events``: the Server-Sent Events endpoint.
+
+A minimal ASGI response rather than sse-starlette's ``EventSourceResponse``: that
+one runs several tasks and a queue per connection, which the fan-out benchmark
+measured at several times our memory and latency (docs/benchmarks.md). We keep
+sse-starlette for framing (``events.frame``).
+
+Rationale:
+
+1. The subscriber joins the hub *before* the replay query, so an event that
+   commits while the replay runs is buffered, and the id filter in
+   ``Subscriber.take`` writes it once (see events.py).
+2. ``Last-Event-ID`` wins over ``last_event_id``: a browser's EventSource
+   reconnects to the same URL with a newer header, and the header is the truth.
+3. A resume id beyond the newest event means the log this client saw is not ours
+   (a restored or replaced database): it gets ``resync``, never silence.
+4. A client that disconnects is noticed by a small task waiting on ``receive``;
+   a slow client whose backlog overflows is cancelled mid-write and its
+   connection is closed without a final chunk, so it reconnects and resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+
+from starlette.datastructures import Headers, QueryParams
+from starlette.types import Receive, Scope, Send
+
+from feed.errors import ClientError, error_response
+from feed.events import Format, Subscriber, comment, frame, retry_hint
+from feed.runtime import Runtime, runtime_of
+
+logger = logging.getLogger("feed.stream")
+
+RESYNC = "resync"
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def parse_resume_id(raw: str | None, source: str) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ClientError(400, f"{source} must be an event id (a whole number).", raw) from None
+    if value < 0:
+        raise ClientError(400, f"{source} must not be negative.", raw)
+    return value
+
+
+def parse_format(raw: str | None) -> Format:
+    try:
+        return Format(raw or Format.JSON)
+    except ValueError:
+        allowed = ", ".join(f.value for f in Format)
+        raise ClientError(400, f"format must be one of {allowed}.", raw) from None
+
+
+async def parse_channels(rt: Runtime, names: Sequence[str]) -> frozenset[str] | None:
+    if not names:
+        return None
+    unknown = sorted(set(names) - await rt.store.channel_names())
+    if unknown:
+        raise ClientError(404, f"There is no channel named {unknown[0]!r}.", unknown)
+    return frozenset(names)
+
+
+def resync_frame(fmt: Format, event_id: int, reason: str) -> bytes:
+    if fmt is Format.JSON:
+        data = json.dumps({"id": event_id, "type": RESYNC, "reason": reason}, separators=(",", ":"))
+    elif fmt is Format.TEXT:
+        data = f"resync: {reason}"
+    else:
+        data = ""
+    return frame(data, event=RESYNC, id=event_id)
+
+
+async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> bytes:
+    """What a resuming client missed, or one ``resync`` if that is too much or unknowable."""
+    latest = await rt.store.latest_event_id()
+    limit = rt.settings.replay_limit
+    if resume_id > latest:
+        reason = f"event {resume_id} is newer than this feed's newest ({latest}); reload"
+    else:
+        channels = None if sub.channels is None else sorted(sub.channels)
+        events = await rt.store.events_after(resume_id, channels, limit=limit + 1)
+        if len(events) <= limit:
+            render = rt.renderer.event_data
+            chunks = [frame(render(e, sub.format), event=e.kind.value, id=e.id) for e in events]
+            if events:
+                sub.last_id = events[-1].id
+            return b"".join(chunks)
+        reason = f"more than {limit} events were missed; reload"
+    sub.last_id = max(sub.last_id, latest)
+    return resync_frame(sub.format, latest, reason)
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class EventStream:
+    """The ASGI app behind ``GET /events``."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rt = runtime_of(scope["state"])
+        query = QueryParams(scope["query_string"])
+        try:
+            fmt = parse_format(query.get("format"))
+            header = Headers(scope=scope).get("last-event-id")
+            resume_id = parse_resume_id(header, "The Last-Event-ID header")
+            if resume_id is None:
+                resume_id = parse_resume_id(query.get("last_event_id"), "last_event_id")
+            channels = await parse_channels(rt, query.getlist("channel"))
+        except ClientError as exc:
+            await error_response(exc.status, exc.message, exc.detail)(scope, receive, send)
+            return
+        sub = Subscriber(
+            fmt, channels, last_id=resume_id or 0, limit=rt.settings.subscriber_backlog
+        )
+        await self._serve(rt, sub, resume_id, receive, send)
+
+    async def _serve(
+        self, rt: Runtime, sub: Subscriber, resume_id: int | None, receive: Receive, send: Send
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        sub.on_overflow = task.cancel
+        rt.hub.subscribe(sub)
+        watcher = asyncio.ensure_future(_until_disconnect(receive))
+        watcher.add_done_callback(lambda _: sub.close())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            opening = retry_hint(rt.settings.retry_ms)
+            if resume_id is not None:
+                opening += await replay(rt, sub, resume_id)
+            await send({"type": "http.response.body", "body": opening, "more_body": True})
+            await self._pump(sub, send)
+        except asyncio.CancelledError:
+            if not sub.overflowed:
+                raise
+            task.uncancel()
+            # Returning without the final chunk makes the server drop the connection.
+            logger.info("dropped a subscriber whose backlog overflowed; it will resume")
+        finally:
+            rt.hub.unsubscribe(sub)
+            watcher.cancel()
+
+    @staticmethod
+    async def _pump(sub: Subscriber, send: Send) -> None:
+        while True:
+            await sub.wait()
+            data = sub.take()
+            if sub.closed:
+                data += comment("stream closed; reconnect to resume")
+                await send({"type": "http.response.body", "body": data, "more_body": False})
+                return
+            if data:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
