@@ -1,0 +1,131 @@
+"""Shared fixtures: a real feed server in a subprocess, and an in-process app."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from feed.app import create_app
+from feed.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A ``feed serve`` process on a loopback port."""
+
+    port: int
+    database: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+    client: httpx.Client = field(init=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20) -> Server:
+        assert self.log is not None
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "feed", "serve"], env=self.env, stdout=out, stderr=out
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=10)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"feed exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if self.client.get("/api/channels").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"feed did not start:\n{self.logs()}")
+            time.sleep(0.05)  # polling for readiness, not synchronising on an event
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> float:
+        """Signal the server and wait for it to exit; returns how long that took."""
+        assert self.proc is not None
+        started = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        self.client.close()
+        return time.monotonic() - started
+
+    def post(self, body: str, channel: str = "general", author: str = "tester") -> dict[str, Any]:
+        response = self.client.post(
+            f"/api/channels/{channel}/posts", json={"author": author, "body": body}
+        )
+        assert response.status_code == 201, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start feed servers with extra ``FEED_*`` settings; all are stopped at the end."""
+    started: list[Server] = []
+
+    def make(database: Path | None = None, port: int | None = None, **settings: Any) -> Server:
+        database = database or tmp_path / "feed.db"
+        port = port or free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+        env.update(
+            FEED_DATABASE_URL=f"sqlite:///{database}",
+            FEED_PORT=str(port),
+            FEED_LOG_LEVEL="warning",
+            **{f"FEED_{k.upper()}": str(v) for k, v in settings.items()},
+        )
+        server = Server(port, database, env, log=tmp_path / f"server-{port}.log")
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        if server.proc is not None and server.proc.poll() is None:
+            server.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def server(make_server: Callable[..., Server]) -> Server:
+    return make_server()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path / 'feed.db'}")
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The app in-process, for endpoints that answer and end (not for streams)."""
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
