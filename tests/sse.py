@@ -49,7 +49,8 @@ class SSEClient:
         self._current = Message()
         self.messages: list[Message] = []
         self.comments: list[str] = []
-        self.ended = False
+        self.ended = False  # the connection or the response is over
+        self.graceful = False  # ...and it ended with the final chunk, not a cut
         self.status, self.headers = self._read_head()
         if self.status == 200 and "content-length" not in self.headers:
             self._dechunk()
@@ -109,7 +110,7 @@ class SSEClient:
                 return
             size = int(head.split(b";")[0], 16)
             if size == 0:
-                self.ended = True
+                self.ended = self.graceful = True
                 raise StreamClosed("the server ended the response")
             if len(rest) < size + 2:
                 return

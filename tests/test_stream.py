@@ -1,20 +1,248 @@
-"""The stream against a real uvicorn: delivery, formats, resume, resync, heartbeats."""
+"""The stream against a real uvicorn: delivery, formats, resume, resync, heartbeats,
+slow subscribers and shutdown."""
 
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from collections.abc import Callable
+
+import pytest
 
 from tests.conftest import Server
 from tests.sse import SSEClient
 
 
+def open_stream(server: Server, **params: str | list[str]) -> SSEClient:
+    """A stream that has received its opening ``retry:`` hint, so it is subscribed."""
+    pairs = [(k, x) for k, v in params.items() for x in ([v] if isinstance(v, str) else v)]
+    stream = SSEClient(server.port, params=pairs)
+    assert stream.status == 200
+    stream.wait_for(lambda s: any(m.retry for m in s.messages))
+    return stream
+
+
 def test_post_arrives_with_id_event_and_json_data(server: Server) -> None:
-    with SSEClient(server.port, params={"format": "json"}) as stream:
-        stream.wait_for(lambda s: any(m.retry for m in s.messages))
+    with open_stream(server, format="json") as stream:
         created = server.post("hello **world**")
         (event,) = stream.wait_events(1)
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    assert stream.headers["cache-control"] == "no-cache"
+    assert stream.headers["x-accel-buffering"] == "no"
     assert event.id == str(created["event_id"])
     assert event.event == "post-created"
     payload = json.loads(event.data)
+    assert payload["id"] == created["event_id"] and payload["type"] == "post-created"
     assert payload["post"]["body"] == "hello **world**"
     assert payload["post"]["id"] == created["post"]["id"]
+
+
+def test_html_format_carries_the_page_fragment_and_oob_swaps(server: Server) -> None:
+    with open_stream(server, format="html") as stream:
+        # Payloads show a post's state when it is sent, so let each change arrive first.
+        post_id = server.post("hello <b>**world**</b>")["post"]["id"]
+        stream.wait_events(1)
+        server.client.patch(f"/api/posts/{post_id}", json={"body": "edited"})
+        stream.wait_events(2)
+        server.client.delete(f"/api/posts/{post_id}")
+        created, updated, deleted = stream.wait_events(3)
+    assert created.event == "post-created"
+    assert f'<article id="post-{post_id}"' in created.data
+    assert "<strong>world</strong>" in created.data
+    assert "&lt;b&gt;" in created.data and "<b>" not in created.data
+    assert "hx-swap-oob" not in created.data
+    assert updated.event == "post-updated"
+    assert 'hx-swap-oob="outerHTML"' in updated.data and "<p>edited</p>" in updated.data
+    assert deleted.event == "post-deleted"
+    assert deleted.data == f'<div id="post-{post_id}" hx-swap-oob="delete"></div>'
+    # The page renders the same fragment for the same post state.
+    page = server.client.get("/").text
+    assert f"post-{post_id}" not in page
+
+
+def test_text_format_is_one_readable_line_per_event(server: Server) -> None:
+    with open_stream(server, format="text") as stream:
+        server.post("multi\nline   text", author="bob", channel="announcements")
+        (event,) = stream.wait_events(1)
+    assert "\n" not in event.data
+    assert event.data.endswith("#announcements bob: multi line text")
+    assert event.data[:4].isdigit() and "UTC" in event.data
+
+
+def test_channel_filter_only_delivers_chosen_channels(server: Server) -> None:
+    with open_stream(server, channel="announcements") as only, open_stream(
+        server, channel=["general", "announcements"]
+    ) as both:
+        server.post("g1", channel="general")
+        server.post("a1", channel="announcements")
+        server.post("g2", channel="general")
+        assert [json.loads(e.data)["post"]["body"] for e in both.wait_events(3)] == [
+            "g1", "a1", "g2"
+        ]
+        (event,) = only.wait_events(1)
+        assert json.loads(event.data)["post"]["body"] == "a1"
+        # g2 was delivered to `both` after a1, so `only` has had every chance to see it.
+        server.post("a2", channel="announcements")
+        bodies = [json.loads(e.data)["post"]["body"] for e in only.wait_events(2)]
+    assert bodies == ["a1", "a2"]
+
+
+def _ids(stream: SSEClient) -> list[int]:
+    return [int(e.id or 0) for e in stream.events()]
+
+
+@pytest.mark.parametrize("how", ["header", "query"])
+def test_resume_returns_exactly_the_missed_events_in_order(server: Server, how: str) -> None:
+    ids = [server.post(f"p{i}")["event_id"] for i in range(6)]
+    if how == "header":
+        stream = SSEClient(server.port, headers={"Last-Event-ID": str(ids[2])})
+    else:
+        stream = SSEClient(server.port, params={"last_event_id": str(ids[2])})
+    with stream:
+        events = stream.wait_events(3)
+        assert [int(e.id or 0) for e in events] == ids[3:]
+        assert [json.loads(e.data)["post"]["body"] for e in events] == ["p3", "p4", "p5"]
+        later = server.post("live")["event_id"]
+        stream.wait_events(4)
+        assert _ids(stream) == [*ids[3:], later]
+
+
+def test_header_wins_over_query_parameter(server: Server) -> None:
+    ids = [server.post(f"p{i}")["event_id"] for i in range(4)]
+    params = {"last_event_id": str(ids[0])}
+    with SSEClient(server.port, params=params, headers={"Last-Event-ID": str(ids[2])}) as stream:
+        stream.wait_events(1)
+        assert _ids(stream) == [ids[3]]
+
+
+def test_replay_shows_the_current_state_of_each_post(server: Server) -> None:
+    first = server.post("draft")
+    server.client.patch(f"/api/posts/{first['post']['id']}", json={"body": "final"})
+    with SSEClient(server.port, params={"last_event_id": "0", "format": "json"}) as stream:
+        created, updated = stream.wait_events(2)
+    assert json.loads(created.data)["post"]["body"] == "final"
+    assert (created.event, updated.event) == ("post-created", "post-updated")
+
+
+def test_resume_during_concurrent_posting_has_no_gap_and_no_duplicate(server: Server) -> None:
+    before = [server.post(f"pre{i}")["event_id"] for i in range(150)]
+    posted: list[int] = []
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(50):
+                posted.append(server.post(f"w{n}-{i}", author=f"w{n}")["event_id"])
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    # Resume from several points while the writers run, each racing a different commit.
+    streams = []
+    for resume in (0, 40, 120):
+        streams.append(SSEClient(server.port, params={"last_event_id": str(resume)}))
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    expected_all = sorted(before + posted)
+    assert expected_all == list(range(1, 301))
+    for stream, resume in zip(streams, (0, 40, 120), strict=True):
+        with stream:
+            stream.wait_events(300 - resume, timeout=30)
+            assert _ids(stream) == list(range(resume + 1, 301))
+
+
+def test_too_large_a_gap_gets_one_resync_then_live(make_server: Callable[..., Server]) -> None:
+    server = make_server(replay_limit=5)
+    for i in range(8):
+        server.post(f"p{i}")
+    with SSEClient(server.port, params={"last_event_id": "1"}) as stream:
+        (resync,) = stream.wait_events(1)
+        assert resync.event == "resync" and resync.id == "8"
+        assert "more than 5 events" in json.loads(resync.data)["reason"]
+        live = server.post("live")["event_id"]
+        stream.wait_events(2)
+        assert _ids(stream) == [8, live]
+
+
+def test_a_gap_within_the_limit_is_replayed(make_server: Callable[..., Server]) -> None:
+    server = make_server(replay_limit=5)
+    for i in range(8):
+        server.post(f"p{i}")
+    with SSEClient(server.port, params={"last_event_id": "3"}) as stream:
+        stream.wait_events(5)
+        assert _ids(stream) == [4, 5, 6, 7, 8]
+
+
+def test_resume_from_the_future_gets_resync(server: Server) -> None:
+    server.post("only")
+    with SSEClient(server.port, headers={"Last-Event-ID": "500"}) as stream:
+        (event,) = stream.wait_events(1)
+    assert event.event == "resync" and event.id == "1"
+
+
+def test_stream_opens_with_retry_hint_and_sends_heartbeats(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(heartbeat=0.2, retry_ms=1500)
+    with SSEClient(server.port) as stream:
+        stream.wait_for(lambda s: s.comments.count("heartbeat") >= 3, timeout=10)
+    assert stream.messages[0].retry == 1500
+
+
+def test_events_survive_a_restart_and_resume_from_the_database(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server()
+    seen = server.post("before")["event_id"]
+    server.stop()
+    restarted = make_server(database=server.database)
+    missed = [restarted.post(f"missed{i}")["event_id"] for i in range(3)]
+    with SSEClient(restarted.port, headers={"Last-Event-ID": str(seen)}) as stream:
+        stream.wait_events(3)
+        assert _ids(stream) == missed
+
+
+def test_a_subscriber_that_never_reads_is_dropped_and_others_get_everything(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(subscriber_backlog=16384)
+    # A tiny receive buffer, never read. The kernel may still buffer up to 4 MiB
+    # (net.ipv4.tcp_wmem's ceiling) on the server's side, so send more than that.
+    stalled = SSEClient(server.port, rcvbuf=4096)
+    total = 600
+    with open_stream(server) as healthy:
+        body = "z" * 9000
+        for count in range(1, total + 1):
+            server.post(f"{count} {body}")
+            healthy.wait_events(count, timeout=10)
+        assert _ids(healthy) == list(range(1, total + 1))
+    with stalled:
+        stalled.wait_closed(timeout=10)
+        assert stalled.ended and not stalled.graceful
+        assert len(stalled.events()) < total
+    # It resumes where it was cut off and gets the rest, in order.
+    last_seen = stalled.events()[-1].id if stalled.events() else "0"
+    with SSEClient(server.port, headers={"Last-Event-ID": str(last_seen)}) as resumed:
+        resumed.wait_events(total - int(last_seen or 0), timeout=20)
+        assert _ids(resumed) == list(range(int(last_seen or 0) + 1, total + 1))
+
+
+def test_shutdown_with_open_streams_ends_them_within_the_limit(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(shutdown_timeout=5)
+    streams = [open_stream(server, format=f) for f in ("json", "html", "text") * 17][:50]
+    server.post("last words")
+    for stream in streams:
+        stream.wait_events(1)
+    took = server.stop(signal.SIGTERM)
+    assert took < 5
+    for stream in streams:
+        with stream:
+            stream.wait_closed(timeout=5)
+            assert stream.graceful
+            assert "stream closed; reconnect to resume" in stream.comments

@@ -1,0 +1,169 @@
+"""The JSON API: happy paths, and every kind of bad input answered with a clear 4xx."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+from starlette.testclient import TestClient
+
+from feed.app import create_app
+from feed.settings import Settings
+
+JSON = {"content-type": "application/json"}
+
+
+def make_post(client: TestClient, body: str = "hello", channel: str = "general") -> dict[str, Any]:
+    response = client.post(f"/api/channels/{channel}/posts", json={"author": "ann", "body": body})
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_create_returns_the_post_its_event_id_and_location(client: TestClient) -> None:
+    response = client.post("/api/channels/general/posts", json={"author": "ann", "body": "hi"})
+    assert response.status_code == 201
+    data = response.json()
+    assert data["event_id"] == 1
+    assert data["post"]["body"] == "hi" and data["post"]["author"] == "ann"
+    assert data["post"]["channel"] == "general" and data["post"]["pinned"] is False
+    assert response.headers["location"] == f"/api/posts/{data['post']['id']}"
+
+
+def test_edit_pin_unpin_delete_each_log_an_event(client: TestClient) -> None:
+    post_id = make_post(client)["post"]["id"]
+    edited = client.patch(f"/api/posts/{post_id}", json={"body": "changed"}).json()
+    assert edited["post"]["body"] == "changed" and edited["post"]["edited_at"]
+    pinned = client.post(f"/api/posts/{post_id}/pin").json()
+    assert pinned["post"]["pinned"] is True
+    again = client.post(f"/api/posts/{post_id}/pin").json()
+    assert again["event_id"] is None
+    unpinned = client.post(f"/api/posts/{post_id}/unpin").json()
+    assert unpinned["post"]["pinned"] is False
+    deleted = client.delete(f"/api/posts/{post_id}").json()
+    assert deleted["post"]["deleted"] is True
+    ids = [edited, pinned, unpinned, deleted]
+    assert [d["event_id"] for d in ids] == [2, 3, 4, 5]
+    assert client.get(f"/api/posts/{post_id}").json()["post"]["deleted"] is True
+
+
+def test_channels_and_paginated_posts(client: TestClient) -> None:
+    names = [c["name"] for c in client.get("/api/channels").json()["channels"]]
+    assert names == ["announcements", "general"]
+    for i in range(5):
+        make_post(client, f"p{i}")
+    make_post(client, "elsewhere", channel="announcements")
+    page = client.get("/api/channels/general/posts?limit=2").json()
+    assert [p["body"] for p in page["posts"]] == ["p4", "p3"]
+    page = client.get(f"/api/channels/general/posts?limit=2&before={page['next_before']}").json()
+    assert [p["body"] for p in page["posts"]] == ["p2", "p1"]
+    last = client.get(f"/api/channels/general/posts?limit=2&before={page['next_before']}").json()
+    assert [p["body"] for p in last["posts"]] == ["p0"] and last["next_before"] is None
+
+
+LONG = "x" * 10_001
+BAD_REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None, int, str]] = [
+    # (case, method, path, headers, body, status, words the error must contain)
+    ("malformed json", "POST", "/api/channels/general/posts", JSON, b"{", 400, "not valid JSON"),
+    ("not utf-8", "POST", "/api/channels/general/posts", JSON, b'{"a":"\xff"}', 400, "UTF-8"),
+    ("empty body", "POST", "/api/channels/general/posts", JSON, b"", 400, "empty"),
+    ("form body", "POST", "/api/channels/general/posts",
+     {"content-type": "application/x-www-form-urlencoded"}, b"author=a&body=b", 415, "JSON"),
+    ("no content type", "POST", "/api/channels/general/posts", {}, b'{"author":"a"}', 415, "JSON"),
+    ("array", "POST", "/api/channels/general/posts", JSON, b"[1]", 422, "JSON object"),
+    ("missing body", "POST", "/api/channels/general/posts", JSON, b'{"author":"a"}', 422,
+     "'body' is required"),
+    ("missing author", "POST", "/api/channels/general/posts", JSON, b'{"body":"b"}', 422,
+     "'author' is required"),
+    ("blank body", "POST", "/api/channels/general/posts", JSON,
+     b'{"author":"a","body":"  \\n "}', 422, "'body' must not be empty"),
+    ("number body", "POST", "/api/channels/general/posts", JSON, b'{"author":"a","body":5}',
+     422, "'body' must be a string"),
+    ("over-long body", "POST", "/api/channels/general/posts", JSON,
+     b'{"author":"a","body":"' + LONG.encode() + b'"}', 422, "longer than 10000"),
+    ("control chars in author", "POST", "/api/channels/general/posts", JSON,
+     b'{"author":"a\\u0007b","body":"x"}', 422, "control characters"),
+    ("NUL in body", "POST", "/api/channels/general/posts", JSON,
+     b'{"author":"a","body":"x\\u0000"}', 422, "NUL"),
+    ("unknown field", "POST", "/api/channels/general/posts", JSON,
+     b'{"author":"a","body":"b","text":"c"}', 422, "Unknown field 'text'"),
+    ("unknown channel", "POST", "/api/channels/nope/posts", JSON,
+     b'{"author":"a","body":"b"}', 404, "no channel named 'nope'"),
+    ("too large", "POST", "/api/channels/general/posts", JSON,
+     b'{"author":"a","body":"' + b"y" * 70_000 + b'"}', 413, "larger than 65536 bytes"),
+    ("unknown post edit", "PATCH", "/api/posts/999", JSON, b'{"body":"b"}', 404, "999"),
+    ("edit wrong field", "PATCH", "/api/posts/1", JSON, b'{"author":"b"}', 422, "Unknown field"),
+    ("edit malformed", "PATCH", "/api/posts/1", JSON, b"nope", 400, "not valid JSON"),
+    ("unknown post delete", "DELETE", "/api/posts/999", {}, None, 404, "999"),
+    ("unknown post pin", "POST", "/api/posts/999/pin", {}, None, 404, "999"),
+    ("unknown post get", "GET", "/api/posts/999", {}, None, 404, "999"),
+    ("posts of unknown channel", "GET", "/api/channels/nope/posts", {}, None, 404, "'nope'"),
+    ("bad before", "GET", "/api/channels/general/posts?before=x", {}, None, 400, "'before'"),
+    ("bad limit", "GET", "/api/channels/general/posts?limit=0", {}, None, 400, "'limit'"),
+    ("huge limit", "GET", "/api/channels/general/posts?limit=5000", {}, None, 400, "between"),
+    ("wrong method", "PUT", "/api/channels/general/posts", JSON, b"{}", 405, "not allowed"),
+    ("no such route", "GET", "/api/nothing", {}, None, 404, "Not found"),
+    ("stream bad format", "GET", "/events?format=xml", {}, None, 400, "format must be one of"),
+    ("stream unknown channel", "GET", "/events?channel=nope", {}, None, 404, "'nope'"),
+    ("stream bad resume", "GET", "/events?last_event_id=abc", {}, None, 400, "last_event_id"),
+    ("stream negative resume", "GET", "/events?last_event_id=-3", {}, None, 400, "negative"),
+    ("stream bad header", "GET", "/events", {"last-event-id": "x"}, None, 400, "Last-Event-ID"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "status", "words"),
+    [case[1:] for case in BAD_REQUESTS],
+    ids=[case[0] for case in BAD_REQUESTS],
+)
+def test_bad_input_gets_a_clear_4xx_and_writes_nothing(
+    client: TestClient,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    status: int,
+    words: str,
+) -> None:
+    make_post(client, "existing")
+    response = client.request(method, path, headers=headers, content=body)
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert set(error) == {"error", "detail"}
+    assert words in error["error"]
+    # Nothing was written: the only post and event are the one made above.
+    posts = client.get("/api/channels/general/posts").json()["posts"]
+    assert [p["body"] for p in posts] == ["existing"]
+    assert client.get("/api/posts/1").json()["post"]["body"] == "existing"
+
+
+def test_deleted_post_cannot_be_edited(client: TestClient) -> None:
+    post_id = make_post(client)["post"]["id"]
+    client.delete(f"/api/posts/{post_id}")
+    response = client.patch(f"/api/posts/{post_id}", json={"body": "zombie"})
+    assert response.status_code == 410
+    assert "deleted" in response.json()["error"]
+
+
+def test_post_length_limit_follows_the_setting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", max_post_chars=5)
+    with TestClient(create_app(settings)) as client:
+        url = "/api/channels/general/posts"
+        ok = client.post(url, json={"author": "a", "body": "12345"})
+        too_long = client.post(url, json={"author": "a", "body": "123456"})
+    assert ok.status_code == 201
+    assert too_long.status_code == 422 and "longer than 5" in too_long.json()["error"]
+
+
+def test_openapi_document_is_valid_and_covers_every_api_route(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    validate(document)
+    described = {
+        (path, method.upper()) for path, ops in document["paths"].items() for method in ops
+    }
+    for route in client.app.routes:  # type: ignore[attr-defined]
+        path = getattr(route, "path", "").replace("{post_id:int}", "{post_id}")
+        if path.startswith("/api") or path == "/events":
+            for method in route.methods - {"HEAD"}:
+                assert (path, method) in described

@@ -1,0 +1,124 @@
+"""SSE framing (byte-exact) and the hub's fan-out rules, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from feed.events import HEARTBEAT, Format, Hub, Subscriber, comment, frame, retry_hint
+
+
+def test_frame_is_byte_exact() -> None:
+    assert frame("hello", event="post-created", id=7) == (
+        b"id: 7\nevent: post-created\ndata: hello\n\n"
+    )
+
+
+def test_multi_line_data_becomes_several_data_lines() -> None:
+    assert frame("a\nb\r\nc\rd", event="x") == b"event: x\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+
+
+def test_line_breaks_cannot_inject_fields() -> None:
+    framed = frame("x", event="post-created\r\nid: 999\ndata: evil")
+    assert framed == b"event: post-createdid: 999data: evil\ndata: x\n\n"
+
+
+def test_unicode_is_utf8() -> None:
+    assert frame("Grüße ✓", id=1) == "id: 1\ndata: Grüße ✓\n\n".encode()
+
+
+def test_retry_and_comment() -> None:
+    assert retry_hint(2500) == b"retry: 2500\n\n"
+    assert comment("a\nb") == b": a\n: b\n\n"
+    assert HEARTBEAT == b": heartbeat\n\n"
+
+
+def _sub(fmt: Format = Format.JSON, channels: set[str] | None = None, limit: int = 10_000,
+         last_id: int = 0) -> Subscriber:
+    return Subscriber(fmt, None if channels is None else frozenset(channels), last_id=last_id,
+                      limit=limit)
+
+
+def test_hub_routes_by_channel_and_format() -> None:
+    hub = Hub(heartbeat=60)
+    everything, general_html, other = (
+        _sub(), _sub(Format.HTML, {"general"}), _sub(channels={"announcements"})
+    )
+    for sub in (everything, general_html, other):
+        hub.subscribe(sub)
+    hub.publish(1, "general", {Format.JSON: b"J1", Format.HTML: b"H1"})
+    assert everything.take() == b"J1"
+    assert general_html.take() == b"H1"
+    assert other.take() == b""
+    hub.unsubscribe(general_html)
+    hub.publish(2, "general", {Format.JSON: b"J2", Format.HTML: b"H2"})
+    assert general_html.take() == b""
+    assert hub.formats_wanted() == {Format.JSON}
+
+
+def test_same_bytes_object_goes_to_every_subscriber() -> None:
+    hub = Hub(heartbeat=60)
+    subs = [_sub() for _ in range(3)]
+    for sub in subs:
+        hub.subscribe(sub)
+    payload = b"shared"
+    hub.publish(1, "general", {Format.JSON: payload})
+    assert all(sub._pending[0][1] is payload for sub in subs)
+
+
+def test_take_drops_events_already_sent_by_a_replay() -> None:
+    sub = _sub(last_id=5)
+    for event_id in (4, 5, 6, 7):
+        sub.offer((event_id, f"e{event_id}".encode()))
+    sub.offer((None, HEARTBEAT))
+    assert sub.take() == b"e6e7" + HEARTBEAT
+    assert sub.last_id == 7
+
+
+def test_overflow_drops_backlog_and_calls_back() -> None:
+    dropped: list[bool] = []
+    sub = _sub(limit=10)
+    sub.on_overflow = lambda: dropped.append(True)
+    sub.offer((1, b"12345"))
+    assert not sub.overflowed
+    sub.offer((2, b"678901"))
+    assert sub.overflowed and sub.closed and dropped == [True]
+    assert sub.take() == b""
+    sub.offer((3, b"x"))
+    assert sub.take() == b""
+
+
+def test_publish_never_waits_and_wakes_a_waiting_writer() -> None:
+    async def scenario() -> bytes:
+        hub = Hub(heartbeat=60)
+        sub = _sub()
+        hub.subscribe(sub)
+        waiting = asyncio.ensure_future(sub.wait())
+        await asyncio.sleep(0)  # let the writer park on its future
+        assert not waiting.done()
+        hub.publish(1, "general", {Format.JSON: b"x"})
+        await asyncio.wait_for(waiting, 1)
+        return sub.take()
+
+    assert asyncio.run(scenario()) == b"x"
+
+
+def test_close_ends_every_stream_and_refuses_late_subscribers() -> None:
+    hub = Hub(heartbeat=60)
+    sub = _sub()
+    hub.subscribe(sub)
+    hub.close()
+    assert sub.closed
+    late = _sub()
+    hub.subscribe(late)
+    assert late.closed
+
+
+@pytest.mark.parametrize("fmt", list(Format))
+def test_heartbeat_reaches_every_subscriber(fmt: Format) -> None:
+    hub = Hub(heartbeat=60)
+    sub = _sub(fmt, {"general"})
+    hub.subscribe(sub)
+    hub._beat()
+    assert sub.take() == HEARTBEAT

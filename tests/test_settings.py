@@ -1,0 +1,61 @@
+"""Settings: defaults, parsing, and errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from feed.settings import Settings, SettingsError, redact_url
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url == "sqlite:///feed.db"
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.heartbeat == 15.0
+    assert settings.replay_limit == 1000
+    assert settings.max_post_chars == 10_000
+    assert settings.shutdown_timeout == 5.0
+
+
+def test_values_are_read_and_converted() -> None:
+    settings = Settings.from_env(
+        {"FEED_PORT": "9001", "FEED_HEARTBEAT": "2.5", "FEED_HOST": "0.0.0.0", "OTHER": "x"}
+    )
+    assert (settings.port, settings.heartbeat, settings.host) == (9001, 2.5, "0.0.0.0")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"FEED_PORT": "eighty"}, "FEED_PORT must be an integer, got 'eighty'"),
+        ({"FEED_PORT": "70000"}, "FEED_PORT must be a port number"),
+        ({"FEED_HEARTBEAT": "soon"}, "FEED_HEARTBEAT must be a number, got 'soon'"),
+        ({"FEED_HEARTBEAT": "0"}, "FEED_HEARTBEAT must be between"),
+        ({"FEED_REPLAY_LIMIT": "-1"}, "FEED_REPLAY_LIMIT must be a positive number"),
+        ({"FEED_MAX_POST_CHARS": "0"}, "FEED_MAX_POST_CHARS must be a positive number"),
+        ({"FEED_DATABASE_URL": "mysql://x/y"}, "FEED_DATABASE_URL must be a sqlite:/// URL"),
+        ({"FEED_BROKER_URL": "kafka://x"}, "FEED_BROKER_URL must be memory://"),
+        ({"FEED_WORKERS": "4"}, "FEED_WORKERS must be 1"),
+        ({"FEED_LOG_LEVEL": "loud"}, "FEED_LOG_LEVEL must be one of"),
+        ({"FEED_SHUTDOWN_TIMEOUT": "nan"}, "FEED_SHUTDOWN_TIMEOUT must be between"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value).startswith(message)
+
+
+def test_unknown_feed_variable_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    Settings.from_env({"FEED_HEARTBET": "3"})
+    assert "FEED_HEARTBET" in caplog.text
+
+
+def test_direct_construction_is_validated_too() -> None:
+    with pytest.raises(SettingsError, match="FEED_PAGE_SIZE"):
+        Settings(page_size=0)
+
+
+def test_passwords_are_hidden_from_logs() -> None:
+    assert redact_url("postgresql://feed:s3cret@db/feed") == "postgresql://feed:***@db/feed"
+    assert redact_url("sqlite:///feed.db") == "sqlite:///feed.db"

@@ -1,0 +1,133 @@
+"""The store: posts, the event log in commit order, current-state replay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from feed.store import (
+    ChannelNotFound,
+    EventKind,
+    PostDeleted,
+    PostNotFound,
+    Store,
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store.from_url(f"sqlite:///{tmp_path / 'feed.db'}")
+    asyncio.run(store.create_schema())
+    yield store
+    store.close()
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_seed_channels_exist_once(store: Store) -> None:
+    run(store.create_schema())
+    assert [c.name for c in run(store.list_channels())] == ["announcements", "general"]
+
+
+def test_every_change_logs_one_event_in_order(store: Store) -> None:
+    created = run(store.create_post("general", "ann", "first"))
+    edited = run(store.edit_post(created.post.id, "second"))
+    pinned = run(store.set_pinned(created.post.id, True))
+    unpinned = run(store.set_pinned(created.post.id, False))
+    deleted = run(store.delete_post(created.post.id))
+    ids = [c.event_id for c in (created, edited, pinned, unpinned, deleted)]
+    assert ids == [1, 2, 3, 4, 5]
+    events = run(store.events_after(0))
+    assert [e.kind for e in events] == [
+        EventKind.POST_CREATED,
+        EventKind.POST_UPDATED,
+        EventKind.POST_PINNED,
+        EventKind.POST_UNPINNED,
+        EventKind.POST_DELETED,
+    ]
+    assert run(store.latest_event_id()) == 5
+
+
+def test_no_op_changes_log_nothing(store: Store) -> None:
+    created = run(store.create_post("general", "ann", "same"))
+    assert run(store.edit_post(created.post.id, "same")).event_id is None
+    assert run(store.set_pinned(created.post.id, False)).event_id is None
+    assert run(store.latest_event_id()) == 1
+
+
+def test_events_carry_the_current_state_of_their_post(store: Store) -> None:
+    created = run(store.create_post("general", "ann", "draft"))
+    run(store.edit_post(created.post.id, "final"))
+    first = run(store.events_after(0, limit=1))[0]
+    assert first.kind is EventKind.POST_CREATED
+    assert first.post.body == "final"
+    assert first.post.edited_at is not None
+
+
+def test_delete_leaves_a_tombstone_without_the_text(store: Store) -> None:
+    created = run(store.create_post("general", "ann", "secret"))
+    run(store.delete_post(created.post.id))
+    post = run(store.get_post(created.post.id))
+    assert post.deleted and post.body == ""
+    assert run(store.list_posts()) == []
+    with pytest.raises(PostDeleted):
+        run(store.edit_post(created.post.id, "again"))
+
+
+def test_unknown_channel_and_post_are_errors_that_name_them(store: Store) -> None:
+    with pytest.raises(ChannelNotFound, match="'nope'"):
+        run(store.create_post("nope", "ann", "x"))
+    with pytest.raises(PostNotFound, match="42"):
+        run(store.edit_post(42, "x"))
+    assert run(store.latest_event_id()) == 0
+
+
+def test_events_after_filters_by_channel_and_limit(store: Store) -> None:
+    for i in range(6):
+        run(store.create_post("general" if i % 2 else "announcements", "ann", f"p{i}"))
+    general = run(store.events_after(0, ["general"]))
+    assert [e.post.body for e in general] == ["p1", "p3", "p5"]
+    assert [e.id for e in run(store.events_after(2, limit=2))] == [3, 4]
+
+
+def test_list_posts_pages_newest_first(store: Store) -> None:
+    for i in range(5):
+        run(store.create_post("general", "ann", f"p{i}"))
+    first = run(store.list_posts(["general"], limit=2))
+    assert [p.body for p in first] == ["p4", "p3"]
+    second = run(store.list_posts(["general"], before=first[-1].id, limit=2))
+    assert [p.body for p in second] == ["p2", "p1"]
+
+
+def test_front_page_holds_pinned_posts_and_the_matching_event_id(store: Store) -> None:
+    old = run(store.create_post("general", "ann", "old but pinned"))
+    run(store.set_pinned(old.post.id, True))
+    for i in range(3):
+        run(store.create_post("general", "ann", f"new{i}"))
+    page = run(store.front_page(["general"], 2))
+    assert [p.body for p in page.posts] == ["new2", "new1", "old but pinned"]
+    assert page.older_before == page.posts[1].id
+    assert page.last_event_id == 5
+
+
+def test_ids_stay_in_commit_order_under_concurrent_writers(store: Store) -> None:
+    async def writers() -> list[int]:
+        async def write(n: int) -> list[int]:
+            out = []
+            for i in range(25):
+                change = await store.create_post("general", f"w{n}", f"{n}-{i}")
+                assert change.event_id is not None
+                out.append(change.event_id)
+            return out
+
+        results = await asyncio.gather(*(write(n) for n in range(8)))
+        return sorted(i for ids in results for i in ids)
+
+    ids = run(writers())
+    assert ids == list(range(1, 201))
+    assert [e.id for e in run(store.events_after(0, limit=500))] == ids
