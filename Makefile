@@ -25,13 +25,13 @@ $(CHROMIUM):
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium
 
 test: $(VENV)/.test-deps $(CHROMIUM)
-	$(BIN)/ruff check feed tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 check: $(VENV)/.test-deps
-	$(BIN)/ruff check feed tests bench
-	$(BIN)/ruff format --check feed tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 bench: $(VENV)/.test-deps
