@@ -34,16 +34,23 @@ def test_retry_and_comment() -> None:
     assert HEARTBEAT == b": heartbeat\n\n"
 
 
-def _sub(fmt: Format = Format.JSON, channels: set[str] | None = None, limit: int = 10_000,
-         last_id: int = 0) -> Subscriber:
-    return Subscriber(fmt, None if channels is None else frozenset(channels), last_id=last_id,
-                      limit=limit)
+def _sub(
+    fmt: Format = Format.JSON,
+    channels: set[str] | None = None,
+    limit: int = 10_000,
+    last_id: int = 0,
+) -> Subscriber:
+    return Subscriber(
+        fmt, None if channels is None else frozenset(channels), last_id=last_id, limit=limit
+    )
 
 
 def test_hub_routes_by_channel_and_format() -> None:
     hub = Hub(heartbeat=60)
     everything, general_html, other = (
-        _sub(), _sub(Format.HTML, {"general"}), _sub(channels={"announcements"})
+        _sub(),
+        _sub(Format.HTML, {"general"}),
+        _sub(channels={"announcements"}),
     )
     for sub in (everything, general_html, other):
         hub.subscribe(sub)

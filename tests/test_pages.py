@@ -79,7 +79,7 @@ def test_compose_shows_errors_inline_and_keeps_what_was_typed(client: TestClient
 
 
 def test_post_bodies_cannot_inject_markup(client: TestClient) -> None:
-    post(client, '<script>alert(1)</script> [x](javascript:alert(1)) <img src=x onerror=y>')
+    post(client, "<script>alert(1)</script> [x](javascript:alert(1)) <img src=x onerror=y>")
     page = client.get("/").text
     assert "<script>alert(1)" not in page
     assert 'href="javascript:' not in page

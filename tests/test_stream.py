@@ -71,14 +71,17 @@ def test_text_format_is_one_readable_line_per_event(server: Server) -> None:
 
 
 def test_channel_filter_only_delivers_chosen_channels(server: Server) -> None:
-    with open_stream(server, channel="announcements") as only, open_stream(
-        server, channel=["general", "announcements"]
-    ) as both:
+    with (
+        open_stream(server, channel="announcements") as only,
+        open_stream(server, channel=["general", "announcements"]) as both,
+    ):
         server.post("g1", channel="general")
         server.post("a1", channel="announcements")
         server.post("g2", channel="general")
         assert [json.loads(e.data)["post"]["body"] for e in both.wait_events(3)] == [
-            "g1", "a1", "g2"
+            "g1",
+            "a1",
+            "g2",
         ]
         (event,) = only.wait_events(1)
         assert json.loads(event.data)["post"]["body"] == "a1"
