@@ -1,0 +1,383 @@
+"""The pages in a real Chromium, driven by Playwright, against a real ``feed serve``.
+
+Every test waits for ``#live[data-state=live]`` (set by feed.js on ``htmx:sseOpen``)
+before it publishes anything: an event committed before the page's EventSource is
+open would only arrive through replay, which is not what these tests are about.
+Synchronisation is always a Playwright wait with a deadline, never a sleep.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Response,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
+
+from tests.conftest import Server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+LAPTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+
+LOCAL_TIME = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{1,2}:\d{2}\s[AP]M$")  # en-US, this year
+OPEN_MS = 5_000  # page load and stream open
+LIVE_MS = 2_000  # a change reaches an open page: "within a second or two"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class Problems:
+    """Script errors and failed requests seen by the pages of one test."""
+
+    seen: list[str] = field(default_factory=list)
+
+    def watch(self, page: Page) -> None:
+        page.on("pageerror", lambda exc: self.seen.append(f"page error: {exc}"))
+        page.on("console", self._console)
+        page.on("response", self._response)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        # Failed loads are reported with their URL by _response.
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            self.seen.append(f"console error: {message.text}")
+
+    def _response(self, response: Response) -> None:
+        # The compose form's validation answer is a deliberate 422.
+        expected = response.status == 422 and response.url.endswith("/compose")
+        if response.status >= 400 and not expected:
+            self.seen.append(f"{response.status} from {response.request.method} {response.url}")
+
+
+@pytest.fixture
+def problems() -> Problems:
+    return Problems()
+
+
+@pytest.fixture
+def context(browser: Browser, problems: Problems) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(viewport=LAPTOP, locale="en-US", timezone_id="UTC")
+    ctx.set_default_timeout(OPEN_MS)
+    ctx.on("page", problems.watch)
+    yield ctx
+    ctx.close()
+    assert problems.seen == []
+
+
+def open_live(context: BrowserContext, url: str) -> Page:
+    """A page at ``url`` whose event stream is open, marked so a reload would show."""
+    page = context.new_page()
+    page.goto(url)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=OPEN_MS)
+    expect(page.locator("#live")).to_have_text("Live")
+    page.evaluate("window.__notReloaded = true")
+    return page
+
+
+def assert_not_reloaded(page: Page) -> None:
+    assert page.evaluate("window.__notReloaded === true"), "the page was reloaded"
+
+
+def post_el(page: Page, post_id: int) -> Locator:
+    return page.locator(f"#post-{post_id}")
+
+
+def top(locator: Locator) -> float:
+    box = locator.bounding_box()
+    assert box is not None, "element is not rendered"
+    return float(box["y"])
+
+
+def api_posts(server: Server, channel: str = "general") -> list[dict[str, Any]]:
+    response = server.client.get(f"/api/channels/{channel}/posts")
+    assert response.status_code == 200, response.text
+    posts: list[dict[str, Any]] = response.json()["posts"]
+    return posts
+
+
+def ok(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    payload: dict[str, Any] = response.json()
+    return payload
+
+
+# -- compose in one tab, see it in another -------------------------------------------
+
+
+def test_post_from_compose_form_appears_in_other_tab(
+    server: Server, context: BrowserContext
+) -> None:
+    reader = open_live(context, server.url)
+    writer = open_live(context, server.url)
+    expect(reader.locator("#empty")).to_be_visible()
+
+    form = writer.locator("#compose")
+    form.get_by_label("Your name").fill("Ada")
+    form.get_by_label("Post").fill("Deploy **finished** at noon")
+    form.get_by_role("button", name="Post").click()
+
+    arrived = reader.locator("#posts .post")
+    expect(arrived).to_have_count(1, timeout=LIVE_MS)
+    expect(arrived.locator(".author")).to_have_text("Ada")
+    expect(arrived.locator(".body")).to_have_text("Deploy finished at noon")
+    expect(arrived.locator(".body strong")).to_have_text("finished")
+    expect(reader.locator("#empty")).to_be_hidden()
+    assert_not_reloaded(reader)
+
+    # The writer sees its own post through the stream too, once.
+    expect(writer.locator("#posts .post")).to_have_count(1, timeout=LIVE_MS)
+    # The form came back cleared, keeping the author, with no error.
+    form = writer.locator("#compose")
+    expect(form.get_by_label("Post")).to_have_value("")
+    expect(form.get_by_label("Your name")).to_have_value("Ada")
+    expect(form.locator(".error")).to_have_count(0)
+    assert_not_reloaded(writer)
+
+    (stored,) = api_posts(server)
+    assert (stored["author"], stored["body"]) == ("Ada", "Deploy **finished** at noon")
+    expect(post_el(reader, stored["id"])).to_have_count(1)
+
+
+# -- API changes reach an open page ----------------------------------------------------
+
+
+def test_api_create_edit_pin_delete_update_the_page_in_place(
+    server: Server, context: BrowserContext
+) -> None:
+    page = open_live(context, server.url)
+    posts = page.locator("#posts .post")
+
+    ids = []
+    for n, text in enumerate(["Oldest news", "Middle news", "Newest news"], start=1):
+        ids.append(server.post(text)["post"]["id"])
+        expect(posts).to_have_count(n, timeout=LIVE_MS)
+    oldest, middle, newest = (post_el(page, i) for i in ids)
+    expect(posts.first).to_have_id(f"post-{ids[2]}")  # new posts go on top
+    assert top(newest) < top(middle) < top(oldest)
+
+    # Edit: the text changes where the post is; nothing is added.
+    oldest_y = top(oldest)
+    ok(server.client.patch(f"/api/posts/{ids[0]}", json={"body": "Oldest news, *corrected*"}))
+    expect(oldest.locator(".body")).to_have_text("Oldest news, corrected", timeout=LIVE_MS)
+    expect(oldest.locator(".tag.edited")).to_have_text("edited")
+    expect(oldest).to_have_count(1)
+    expect(posts).to_have_count(3)
+    expect(page.get_by_text("Oldest news", exact=True)).to_have_count(0)
+    assert top(oldest) == oldest_y
+
+    # Pin: the oldest post is shown above the newer ones, tagged.
+    ok(server.client.post(f"/api/posts/{ids[0]}/pin"))
+    expect(oldest).to_have_class("post pinned", timeout=LIVE_MS)
+    expect(oldest.locator(".tag.pin")).to_have_text("pinned")
+    expect(oldest.locator(".body")).to_have_text("Oldest news, corrected")
+    expect(posts).to_have_count(3)
+    assert top(oldest) < top(newest) < top(middle)
+    shown = page.evaluate(
+        """() => [...document.querySelectorAll('#posts .post')]
+                 .sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top)
+                 .map(el => el.id)"""
+    )
+    assert shown == [f"post-{ids[0]}", f"post-{ids[2]}", f"post-{ids[1]}"]
+
+    # A post arriving while one is pinned goes under the pinned one.
+    latest_id = server.post("Latest news")["post"]["id"]
+    latest = post_el(page, latest_id)
+    expect(latest).to_be_visible(timeout=LIVE_MS)
+    assert top(oldest) < top(latest) < top(newest)
+
+    # feed.js shows times in the reader's zone and language, also on swapped-in posts.
+    for post in (latest, oldest, newest):
+        expect(post.locator("time")).to_have_text(LOCAL_TIME)
+
+    # Delete: gone from the page; the others stay.
+    ok(server.client.delete(f"/api/posts/{ids[1]}"))
+    expect(middle).to_have_count(0, timeout=LIVE_MS)
+    expect(posts).to_have_count(3)
+
+    # Unpin: back in its place at the bottom.
+    ok(server.client.post(f"/api/posts/{ids[0]}/unpin"))
+    expect(oldest.locator(".tag.pin")).to_have_count(0, timeout=LIVE_MS)
+    expect(oldest).to_have_class("post")
+    assert top(latest) < top(newest) < top(oldest)
+    assert_not_reloaded(page)
+
+
+# -- validation --------------------------------------------------------------------------
+
+
+def test_compose_form_shows_validation_errors_inline(
+    server: Server, context: BrowserContext
+) -> None:
+    page = open_live(context, server.url)
+    form = page.locator("#compose")
+
+    # Empty body: an inline error, the author kept, nothing posted.
+    form.get_by_label("Your name").fill("Grace")
+    form.get_by_role("button", name="Post").click()
+    error = page.locator("#compose .error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("body")
+    expect(error).to_contain_text("must not be empty")
+    expect(form.get_by_label("Your name")).to_have_value("Grace")
+
+    # Empty (blank) author: the error names it and the typed body survives.
+    form.get_by_label("Your name").fill("   ")
+    form.get_by_label("Post").fill("Lunch is served")
+    form.get_by_role("button", name="Post").click()
+    expect(error).to_contain_text("author")
+    expect(form.get_by_label("Post")).to_have_value("Lunch is served")
+
+    assert api_posts(server) == []
+    expect(page.locator("#posts .post")).to_have_count(0)
+    expect(page.locator("#empty")).to_be_visible()
+
+    # Fixing the mistake posts, clears the body and removes the error.
+    form.get_by_label("Your name").fill("Grace")
+    form.get_by_role("button", name="Post").click()
+    expect(page.locator("#posts .post .body")).to_have_text("Lunch is served", timeout=LIVE_MS)
+    expect(error).to_have_count(0)
+    expect(form.get_by_label("Post")).to_have_value("")
+    assert len(api_posts(server)) == 1
+    assert_not_reloaded(page)
+
+
+# -- channel pages ---------------------------------------------------------------------
+
+
+def test_channel_page_receives_only_its_channel(server: Server, context: BrowserContext) -> None:
+    channel_page = open_live(context, f"{server.url}/channels/announcements")
+    dashboard = open_live(context, server.url)
+    expect(channel_page.locator("h1")).to_have_text("Announcements")
+
+    general_id = server.post("Cake in the kitchen", channel="general")["post"]["id"]
+    news_id = server.post("Office closed on Friday", channel="announcements")["post"]["id"]
+
+    # The dashboard gets both, in order: the general event was sent first.
+    expect(post_el(dashboard, news_id)).to_be_visible(timeout=LIVE_MS)
+    expect(post_el(dashboard, general_id)).to_be_visible()
+    # One stream delivers in id order, so once the later announcement is on the
+    # channel page, the earlier general post would already be there if it leaked.
+    expect(post_el(channel_page, news_id)).to_be_visible(timeout=LIVE_MS)
+    expect(post_el(channel_page, news_id).locator(".channel")).to_have_text("#announcements")
+    expect(post_el(channel_page, general_id)).to_have_count(0)
+
+    # An edit of a general post does not reach the channel page either.
+    ok(server.client.patch(f"/api/posts/{general_id}", json={"body": "Cake is gone"}))
+    ok(server.client.patch(f"/api/posts/{news_id}", json={"body": "Office open on Friday"}))
+    expect(post_el(channel_page, news_id).locator(".body")).to_have_text(
+        "Office open on Friday", timeout=LIVE_MS
+    )
+    expect(channel_page.locator("#posts .post")).to_have_count(1)
+    expect(channel_page.get_by_text("Cake")).to_have_count(0)
+
+    # The channel page's own form posts to its channel.
+    form = channel_page.locator("#compose")
+    expect(form.locator("select")).to_have_count(0)
+    form.get_by_label("Your name").fill("Lin")
+    form.get_by_label("Post").fill("New badge readers")
+    form.get_by_role("button", name="Post").click()
+    expect(channel_page.locator("#posts .post")).to_have_count(2, timeout=LIVE_MS)
+    expect(dashboard.get_by_text("New badge readers")).to_be_visible(timeout=LIVE_MS)
+    assert [p["body"] for p in api_posts(server, "announcements")] == [
+        "New badge readers",
+        "Office open on Friday",
+    ]
+    assert_not_reloaded(channel_page)
+
+
+# -- screenshots for the docs ------------------------------------------------------------
+
+
+SAMPLE_POSTS = [
+    ("announcements", "Priya Raman", "Welcome to **feed**: updates show up here as they happen."),
+    ("general", "Marco Rossi", "Anyone up for lunch at the new ramen place around 12:30?"),
+    (
+        "general",
+        "Sam Okafor",
+        "Release 2.4 is out. Highlights:\n\n"
+        "- faster search\n- dark mode\n- fixed the `export` button on Safari",
+    ),
+    ("announcements", "Facilities", "The north lift is under maintenance on Thursday morning."),
+    ("general", "Jo Lee", "Reminder: the retro moved to 4 pm, same room."),
+]
+
+
+def seed_sample_feed(server: Server) -> None:
+    ids = [
+        server.post(body, channel=ch, author=who)["post"]["id"] for ch, who, body in SAMPLE_POSTS
+    ]
+    ok(server.client.post(f"/api/posts/{ids[0]}/pin"))
+    ok(
+        server.client.patch(
+            f"/api/posts/{ids[4]}", json={"body": "Reminder: the retro moved to **4 pm**, room 2."}
+        )
+    )
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_dashboard_screenshots(
+    server: Server, browser: Browser, problems: Problems, scheme: Literal["light", "dark"]
+) -> None:
+    seed_sample_feed(server)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    sizes = {"laptop": (LAPTOP, 1, False), "phone": (PHONE, 2, True)}
+    for name, (viewport, scale, mobile) in sizes.items():
+        ctx = browser.new_context(
+            viewport=viewport,
+            device_scale_factor=scale,
+            is_mobile=mobile,
+            has_touch=mobile,
+            color_scheme=scheme,
+            locale="en-US",
+        )
+        ctx.on("page", problems.watch)
+        try:
+            page = open_live(ctx, server.url)
+            expect(page.locator("#posts .post")).to_have_count(len(SAMPLE_POSTS))
+            pinned = page.locator("#posts .post.pinned")
+            expect(pinned.locator(".tag.pin")).to_be_visible()
+            expect(page.locator("#posts .tag.edited")).to_have_count(1)
+            assert top(pinned) == min(top(p) for p in page.locator("#posts .post").all())
+            # Nothing may overflow sideways on a small screen.
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= viewport["width"], f"{name}: page is {width}px wide"
+            page.screenshot(
+                path=SCREENSHOTS / f"dashboard-{name}-{scheme}.png", animations="disabled"
+            )
+        finally:
+            ctx.close()
+    assert problems.seen == []
