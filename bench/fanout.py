@@ -1,0 +1,279 @@
+"""One measurement: start a server, connect the load clients, post, collect.
+
+Rationale:
+
+1. Each server gets a fresh temporary directory (feed's SQLite database, both logs)
+   and a fresh loopback port; only 127.0.0.1 is ever contacted.
+2. Every wait has a deadline, and every process started here is stopped on the way
+   out, errors and Ctrl-C included. Children also get ``PR_SET_PDEATHSIG``, so if
+   the benchmark itself is killed its servers and clients die with it.
+3. One warm-up post goes through before the "before" RSS is read: the first post
+   loads code paths (templates, SQL compilation) that are not a per-subscriber cost.
+4. The "after" RSS is read while every subscriber is still connected and every post
+   has been delivered; only then are the clients told to hang up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import functools
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.client import marker
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+TARGETS = ("feed", "baseline")
+START_TIMEOUT = 30.0
+POST_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+MARGIN = 15.0  # on top of a client's own deadline, before we give up on it
+LINE_LIMIT = 64 * 1024 * 1024  # a client's results arrive as one JSON line
+PR_SET_PDEATHSIG = 1
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run to the end; the message says which step failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    subscribers: int
+    posts: int
+    interval: float
+    clients: int
+    connect_timeout: float
+    drain: float
+
+
+@dataclass(slots=True)
+class Measurement:
+    """What one target did; ``report`` turns it into numbers."""
+
+    target: str
+    subscribers: int
+    posts: int
+    connected: int = 0
+    delivered: int = 0
+    lost: int = 0
+    connect_s: float = 0.0
+    post_ms: list[float] = field(default_factory=list)
+    rss_kb: dict[str, int] = field(default_factory=dict)
+    latencies_us: list[list[int]] = field(default_factory=list)
+
+
+# -- processes ----------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@contextlib.asynccontextmanager
+async def spawn(cmd: list[str], **kwargs: Any) -> AsyncIterator[asyncio.subprocess.Process]:
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, cwd=ROOT, preexec_fn=_die_with_parent, limit=LINE_LIMIT, **kwargs
+    )
+    try:
+        yield proc
+    finally:
+        await stop(proc)
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+    except asyncio.CancelledError:
+        proc.kill()  # we are being cancelled (Ctrl-C): still never leave it running
+        raise
+
+
+def server_command(target: str, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    # FEED_* variables from the caller's shell would change what is measured.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    if target == "baseline":
+        return [sys.executable, "-m", "bench.baseline", "--port", str(port)], env
+    env |= {
+        "FEED_DATABASE_URL": f"sqlite:///{workdir / 'feed.db'}",
+        "FEED_HOST": HOST,
+        "FEED_PORT": str(port),
+        "FEED_LOG_LEVEL": "warning",
+    }
+    return [sys.executable, "-m", "feed", "serve"], env
+
+
+def client_command(port: int, subscribers: int, plan: Plan) -> list[str]:
+    return [
+        *(sys.executable, "-m", "bench.client", "--port", str(port)),
+        *("--subscribers", str(subscribers), "--posts", str(plan.posts)),
+        *("--connect-timeout", str(plan.connect_timeout), "--drain", str(plan.drain)),
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise BenchError(f"no VmRSS for process {pid}")
+
+
+def tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-4000:]
+
+
+# -- talking to a server ----------------------------------------------------------------
+
+
+async def wait_listening(server: asyncio.subprocess.Process, port: int, log: Path) -> None:
+    """Both servers bind only after start-up is complete, so a connect means ready."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if server.returncode is not None:
+            raise BenchError(f"server exited with {server.returncode}:\n{tail(log)}")
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection(HOST, port)
+            writer.close()
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"server did not listen within {START_TIMEOUT} s:\n{tail(log)}")
+        await asyncio.sleep(0.05)  # polling a port that has no way to notify us
+
+
+async def post(port: int, body: Callable[[], str]) -> float:
+    """POST one post through the real API; returns how long the request took (ms).
+
+    ``body`` is called just before the request is written, so a timestamp it embeds
+    excludes the connect."""
+    async with asyncio.timeout(POST_TIMEOUT):
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            started = time.monotonic()
+            writer.write(request_bytes(port, {"author": "bench", "body": body()}))
+            head = await reader.readuntil(b"\r\n\r\n")
+            await reader.read()  # Connection: close, so the body ends at EOF
+        finally:
+            writer.close()
+    status = int(head.split()[1])
+    if status != 201:
+        raise BenchError(f"POST answered {status}, expected 201")
+    return (time.monotonic() - started) * 1000
+
+
+def request_bytes(port: int, payload: dict[str, str]) -> bytes:
+    body = json.dumps(payload).encode()
+    head = (
+        "POST /api/channels/general/posts HTTP/1.1\r\n"
+        f"Host: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def post_all(port: int, plan: Plan) -> list[float]:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    timings = []
+    for k in range(plan.posts):
+        # Pacing, not synchronisation: spaced posts make each one a separate fan-out.
+        await asyncio.sleep(max(0.0, start + k * plan.interval - loop.time()))
+        timings.append(await post(port, functools.partial(marker, k)))
+    return timings
+
+
+# -- talking to the clients -------------------------------------------------------------
+
+
+async def read_all(clients: list[asyncio.subprocess.Process], within: float) -> list[Any]:
+    """One JSON line from each client, or BenchError after ``within`` seconds."""
+    try:
+        async with asyncio.timeout(within), asyncio.TaskGroup() as group:
+            reads = [group.create_task(_read_line(proc)) for proc in clients]
+    except TimeoutError:
+        raise BenchError(f"load clients did not answer within {within:.0f} s") from None
+    lines = [read.result() for read in reads]
+    if not all(lines):
+        raise BenchError("a load client exited early (see its stderr)")
+    return [json.loads(line) for line in lines]
+
+
+async def _read_line(proc: asyncio.subprocess.Process) -> bytes:
+    assert proc.stdout is not None
+    return await proc.stdout.readline()
+
+
+async def tell(clients: list[asyncio.subprocess.Process], word: str) -> None:
+    for proc in clients:
+        assert proc.stdin is not None
+        proc.stdin.write(word.encode() + b"\n")
+        await proc.stdin.drain()
+
+
+def shares(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+# -- one measurement --------------------------------------------------------------------
+
+
+async def measure(target: str, plan: Plan) -> Measurement:
+    with tempfile.TemporaryDirectory(prefix=f"feed-bench-{target}-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        cmd, env = server_command(target, port, workdir)
+        with (workdir / "server.log").open("wb") as log:
+            async with spawn(cmd, env=env, stdout=log, stderr=log) as server:
+                await wait_listening(server, port, workdir / "server.log")
+                await post(port, lambda: "warm-up")
+                return await _load(server.pid, port, target, plan)
+
+
+async def _load(pid: int, port: int, target: str, plan: Plan) -> Measurement:
+    m = Measurement(target, plan.subscribers, plan.posts)
+    m.rss_kb["before"] = rss_kb(pid)
+    pipes = {"stdin": asyncio.subprocess.PIPE, "stdout": asyncio.subprocess.PIPE}
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(spawn(client_command(port, n, plan), **pipes))
+            for n in shares(plan.subscribers, plan.clients)
+        ]
+        started = time.monotonic()
+        ready = await read_all(clients, plan.connect_timeout + MARGIN)
+        m.connect_s = time.monotonic() - started
+        m.connected = sum(r["ready"] for r in ready)
+        m.rss_kb["connected"] = rss_kb(pid)
+        m.post_ms = await post_all(port, plan)
+        await tell(clients, "posted")
+        results = await read_all(clients, plan.drain + MARGIN)
+        m.rss_kb["after"] = rss_kb(pid)
+        await tell(clients, "close")
+    m.delivered = sum(r["delivered"] for r in results)
+    m.lost = sum(r["lost"] for r in results)
+    m.latencies_us = [
+        [us for r in results for us in r["latencies_us"][k]] for k in range(plan.posts)
+    ]
+    return m
