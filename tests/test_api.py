@@ -239,7 +239,7 @@ def test_openapi_document_is_valid_and_covers_every_api_route(client: TestClient
     described = {
         (path, method.upper()) for path, ops in document["paths"].items() for method in ops
     }
-    for route in client.app.routes:  # type: ignore[attr-defined]
+    for route in client.app.starlette.routes:  # type: ignore[attr-defined]
         path = getattr(route, "path", "").replace("{post_id:int}", "{post_id}")
         if path.startswith("/api") or path == "/events":
             for method in route.methods - {"HEAD"}:
