@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from feed.api import create_post_from, int_param, publish
+from feed.api import create_post_from, int_param, publish, read_body
 from feed.errors import ClientError
 from feed.runtime import Runtime, runtime
 from feed.store import PostView, StoreError
@@ -93,17 +93,29 @@ async def posts_partial(request: Request) -> HTMLResponse:
     return _render(rt, "partials/posts.html", oob=False, **context)
 
 
+async def read_form(request: Request, limit: int) -> dict[str, str]:
+    """The compose form's fields, read within the body limit; ``error`` says what was wrong."""
+    try:
+        raw = await read_body(request, limit)
+    except ClientError as exc:
+        return {"error": exc.message}
+    fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in fields.items() if values}
+
+
 async def compose(request: Request) -> HTMLResponse:
     """The compose form posts here; the new post reaches the page through the stream."""
     rt = runtime(request)
-    form = await request.form(max_fields=10, max_files=0)
-    values = {k: str(form.get(k, "")) for k in ("channel", "author", "body")}
+    form = await read_form(request, rt.settings.max_body_bytes)
+    values = {k: form.get(k, "") for k in ("channel", "author", "body")}
     context: dict[str, Any] = {
         "channels": await rt.store.list_channels(),
         "fixed_channel": values["channel"] if form.get("fixed") else None,
         "max_chars": rt.settings.max_post_chars,
     }
     try:
+        if "error" in form:
+            raise ClientError(400, form["error"])
         change = await create_post_from(
             rt, values["channel"], {"author": values["author"], "body": values["body"]}
         )

@@ -78,6 +78,14 @@ def test_compose_shows_errors_inline_and_keeps_what_was_typed(client: TestClient
     assert client.get("/api/channels/general/posts").json()["posts"] == []
 
 
+def test_compose_refuses_an_oversized_body_inline(client: TestClient) -> None:
+    body = "x" * 70_000
+    response = client.post("/compose", data={"channel": "general", "author": "a", "body": body})
+    assert response.status_code == 422
+    assert "larger than 65536 bytes" in response.text
+    assert client.get("/api/channels/general/posts").json()["posts"] == []
+
+
 def test_post_bodies_cannot_inject_markup(client: TestClient) -> None:
     post(client, "<script>alert(1)</script> [x](javascript:alert(1)) <img src=x onerror=y>")
     page = client.get("/").text
