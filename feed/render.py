@@ -17,6 +17,7 @@ old ``post-created`` for a post deleted since removes it instead of showing it.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from datetime import datetime
@@ -31,6 +32,7 @@ from feed.events import Format, frame
 from feed.store import EventKind, FeedEvent, PostView
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+ENCODE_CACHE = 2048  # encoded events kept for replays; a few MiB at most
 
 
 def templates_dir() -> Path:
@@ -93,6 +95,10 @@ class Renderer:
     def __init__(self, env: jinja2.Environment | None = None) -> None:
         self.env = env or make_environment()
         self._post = self.env.get_template("partials/post.html")
+        # Clients that reconnect together (after a deploy, a network blip) replay the
+        # same recent events; each is rendered once. The key is the whole event,
+        # post state included, so an edit is never served from a stale entry.
+        self.encode = functools.lru_cache(maxsize=ENCODE_CACHE)(self._encode)
 
     def post_html(self, post: PostView, *, oob: bool = False) -> str:
         return self._post.render(post=post, oob=oob)
@@ -131,9 +137,9 @@ class Renderer:
             case _:
                 return f"{where} unpinned post {post.id} by {post.author}: {line}"
 
+    def _encode(self, event: FeedEvent, fmt: Format) -> bytes:
+        return frame(self.event_data(event, fmt), event=event.kind.value, id=event.id)
+
     def frames(self, event: FeedEvent, formats: Iterable[Format]) -> dict[Format, bytes]:
         """The event encoded once for each format in ``formats``."""
-        return {
-            fmt: frame(self.event_data(event, fmt), event=event.kind.value, id=event.id)
-            for fmt in formats
-        }
+        return {fmt: self.encode(event, fmt) for fmt in formats}

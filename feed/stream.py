@@ -93,8 +93,8 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> bytes:
         channels = None if sub.channels is None else sorted(sub.channels)
         events = await rt.store.events_after(resume_id, channels, limit=limit + 1)
         if len(events) <= limit:
-            render = rt.renderer.event_data
-            chunks = [frame(render(e, sub.format), event=e.kind.value, id=e.id) for e in events]
+            encode = rt.renderer.encode
+            chunks = [encode(event, sub.format) for event in events]
             if events:
                 sub.last_id = events[-1].id
             return b"".join(chunks)
