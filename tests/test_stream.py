@@ -249,3 +249,14 @@ def test_shutdown_with_open_streams_ends_them_within_the_limit(
             stream.wait_closed(timeout=5)
             assert stream.graceful
             assert "stream closed; reconnect to resume" in stream.comments
+
+
+def test_a_second_process_on_the_same_database_delivers_within_the_poll_interval(
+    make_server: Callable[..., Server],
+) -> None:
+    writer = make_server(poll_interval=0.2)
+    reader = make_server(database=writer.database, poll_interval=0.2)
+    with open_stream(reader) as stream:
+        ids = [writer.post(f"from A {i}")["event_id"] for i in range(3)]
+        stream.wait_events(3, timeout=10)
+        assert _ids(stream) == ids
