@@ -22,7 +22,7 @@ run: $(BIN)/feed
 
 # Browser tests need Debian's Chromium; install it when it is missing.
 $(CHROMIUM):
-	apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
 test: $(VENV)/.test-deps $(CHROMIUM)
 	$(BIN)/ruff check .
