@@ -94,11 +94,8 @@ async def posts_partial(request: Request) -> HTMLResponse:
 
 
 async def read_form(request: Request, limit: int) -> dict[str, str]:
-    """The compose form's fields, read within the body limit; ``error`` says what was wrong."""
-    try:
-        raw = await read_body(request, limit)
-    except ClientError as exc:
-        return {"error": exc.message}
+    """The compose form's fields, read within the body limit (ClientError if over it)."""
+    raw = await read_body(request, limit)
     fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
     return {name: values[0] for name, values in fields.items() if values}
 
@@ -106,23 +103,22 @@ async def read_form(request: Request, limit: int) -> dict[str, str]:
 async def compose(request: Request) -> HTMLResponse:
     """The compose form posts here; the new post reaches the page through the stream."""
     rt = runtime(request)
-    form = await read_form(request, rt.settings.max_body_bytes)
+    form: dict[str, str] = {}
+    error: str | None = None
+    try:
+        form = await read_form(request, rt.settings.max_body_bytes)
+        fields = {"author": form.get("author", ""), "body": form.get("body", "")}
+        await publish(rt, await create_post_from(rt, form.get("channel", ""), fields))
+    except (ClientError, StoreError) as exc:
+        error = exc.message if isinstance(exc, ClientError) else str(exc)
     values = {k: form.get(k, "") for k in ("channel", "author", "body")}
     context: dict[str, Any] = {
         "channels": await rt.store.list_channels(),
         "fixed_channel": values["channel"] if form.get("fixed") else None,
         "max_chars": rt.settings.max_post_chars,
     }
-    try:
-        if "error" in form:
-            raise ClientError(400, form["error"])
-        change = await create_post_from(
-            rt, values["channel"], {"author": values["author"], "body": values["body"]}
-        )
-    except (ClientError, StoreError) as exc:
-        message = exc.message if isinstance(exc, ClientError) else str(exc)
-        return _render(rt, "partials/compose.html", 422, form=values, error=message, **context)
-    await publish(rt, change)
+    if error is not None:
+        return _render(rt, "partials/compose.html", 422, form=values, error=error, **context)
     cleared = {**values, "body": ""}
     return _render(rt, "partials/compose.html", form=cleared, error=None, **context)
 

@@ -35,15 +35,13 @@ class Relay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
-        self.known = 0
 
     def hint(self, event_id: int | None) -> None:
         if event_id is None or event_id > self.delivered:
-            self.known = max(self.known, event_id or 0)
             self._wake.set()
 
     async def start(self) -> None:
-        self.delivered = self.known = await self._store.latest_event_id()
+        self.delivered = await self._store.latest_event_id()
         await self._broker.start(self.hint)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="feed-relay")
 
