@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from feed import __version__
+
 logger = logging.getLogger("feed.settings")
 
 DEFAULT_DATABASE_URL = "sqlite:///feed.db"
@@ -31,6 +33,8 @@ DEFAULT_POLL_INTERVAL = 2.0
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_LOG_LEVEL = "info"
+# What pages are told the server runs; a page that sees it change reloads itself.
+DEFAULT_RELEASE = __version__
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -58,6 +62,7 @@ class Settings:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     page_size: int = DEFAULT_PAGE_SIZE
     log_level: str = DEFAULT_LOG_LEVEL
+    release: str = DEFAULT_RELEASE
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -143,6 +148,7 @@ _KINDS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "shutdown_timeout": (float, lambda v: 0 < v <= 600, "between 0 and 600 seconds"),
     "page_size": (int, lambda v: 1 <= v <= 500, "between 1 and 500"),
     "log_level": (str, lambda v: v in LOG_LEVELS, "one of " + ", ".join(LOG_LEVELS)),
+    "release": (str, lambda v: 0 < len(v) <= 64 and v.isprintable(), "1 to 64 characters"),
 }
 
 
