@@ -12,8 +12,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from feed import api, openapi, pages
-from feed.broker import broker_from_url
+from feed import api, health, openapi, pages
+from feed.brokers import broker_from_url
 from feed.errors import HANDLERS
 from feed.events import Hub
 from feed.relay import Relay
@@ -32,7 +32,9 @@ def create_app(settings: Settings) -> FeedApp:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        store = Store.from_url(settings.database_url)
+        store = Store.from_url(
+            settings.database_url, notify=settings.broker_kind == "postgresql"
+        )
         await store.create_schema()
         broker = broker_from_url(settings.broker_url)
         renderer = Renderer()
@@ -50,6 +52,7 @@ def create_app(settings: Settings) -> FeedApp:
     routes = [
         *api.routes,
         *pages.routes,
+        *health.routes,
         Route("/events", EventStream(), methods=["GET"]),
         Route("/openapi.json", openapi.endpoint, methods=["GET"]),
         Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),

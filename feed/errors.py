@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from feed.store import ChannelNotFound, PostDeleted, PostNotFound, StoreError
+from feed.store import ChannelNotFound, PostDeleted, PostNotFound, StoreError, StoreUnavailable
 
 logger = logging.getLogger("feed.errors")
 
@@ -40,7 +40,11 @@ _STORE_STATUS: dict[type[StoreError], int] = {
     ChannelNotFound: 404,
     PostNotFound: 404,
     PostDeleted: 410,
+    StoreUnavailable: 503,
 }
+
+# How long a client should wait before retrying a request the database could not serve.
+RETRY_AFTER_SECONDS = 2
 
 
 async def on_client_error(_request: Request, exc: Exception) -> Response:
@@ -50,7 +54,9 @@ async def on_client_error(_request: Request, exc: Exception) -> Response:
 
 async def on_store_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StoreError)
-    return error_response(_STORE_STATUS.get(type(exc), 400), str(exc))
+    status = _STORE_STATUS.get(type(exc), 400)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    return error_response(status, str(exc), headers=headers)
 
 
 async def on_http_error(_request: Request, exc: Exception) -> Response:

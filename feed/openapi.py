@@ -47,6 +47,17 @@ def document(max_post_chars: int) -> dict[str, Any]:
             "required": ["error", "detail"],
             "properties": {"error": {"type": "string"}, "detail": {}},
         },
+        "Readiness": {
+            "type": "object",
+            "required": ["status", "database", "broker"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ready", "unavailable"]},
+                "database": {"type": "object"},
+                "broker": {"type": "object"},
+                "last_event_delivered": {"type": "integer"},
+                "subscribers": {"type": "integer"},
+            },
+        },
         "Channel": {
             "type": "object",
             "required": ["name", "title", "description"],
@@ -200,6 +211,21 @@ def document(max_post_chars: int) -> dict[str, Any]:
             "/api/posts/{post_id}": post_ops,
             "/api/posts/{post_id}/pin": {"post": {"summary": "Pin a post", **pin_op}},
             "/api/posts/{post_id}/unpin": {"post": {"summary": "Unpin a post", **pin_op}},
+            "/healthz": {
+                "get": {
+                    "summary": "Whether the process answers",
+                    "responses": {"200": _answer("Alive", {"type": "object"})},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Whether the database answers and the broker is connected",
+                    "responses": {
+                        "200": _answer("Ready", _ref("Readiness")),
+                        "503": _answer("Not ready; the body says which part", _ref("Readiness")),
+                    },
+                }
+            },
             "/events": {
                 "get": {
                     "summary": "The event stream (text/event-stream)",

@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import logging
 
-from feed.broker import Broker
+from feed.brokers import Broker
 from feed.events import Hub
 from feed.render import Renderer
-from feed.store import Store
+from feed.store import Store, StoreUnavailable
 
 logger = logging.getLogger("feed.relay")
 
@@ -34,6 +34,7 @@ class Relay:
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._failing = False
         self.delivered = 0
 
     def hint(self, event_id: int | None) -> None:
@@ -59,9 +60,18 @@ class Relay:
             self._wake.clear()
             try:
                 await self.catch_up()
+            except StoreUnavailable as exc:
+                # The next hint or poll retries; say so once per outage, not every poll.
+                if not self._failing:
+                    logger.warning("cannot read new events (%s); retrying", exc.__cause__)
+                self._failing = True
             except Exception:
-                # The database may be briefly unreachable; the next hint or poll retries.
                 logger.exception("could not read new events; retrying")
+                self._failing = True
+            else:
+                if self._failing:
+                    logger.warning("reading new events again, up to id %d", self.delivered)
+                self._failing = False
 
     async def catch_up(self) -> None:
         """Publish every event newer than the last one delivered."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from feed.broker import Broker
+from feed.brokers import Broker
 from feed.events import Hub
 from feed.relay import Relay
 from feed.render import Renderer

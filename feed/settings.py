@@ -67,6 +67,12 @@ class Settings:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             _check(field.name, getattr(self, field.name))
+        _check_together(self)
+
+    @property
+    def broker_kind(self) -> str:
+        """``memory``, ``postgresql`` or ``redis``."""
+        return _scheme(self.broker_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -116,13 +122,35 @@ def _parse(var: str, raw: str, kind: type) -> Any:
     return raw
 
 
+def _scheme(url: str) -> str:
+    scheme = urlsplit(url).scheme.split("+")[0]
+    return {"postgres": "postgresql", "rediss": "redis"}.get(scheme, scheme)
+
+
+def _check_together(settings: Settings) -> None:
+    broker = settings.broker_kind
+    if settings.workers > 1 and broker == "memory":
+        raise SettingsError(
+            f"FEED_WORKERS={settings.workers} needs a broker shared by the workers: the "
+            "memory broker only reaches one process, so each worker's subscribers would "
+            "miss the posts written through the others. Set FEED_BROKER_URL to a "
+            "postgresql:// or redis:// URL, or run one worker."
+        )
+    if broker == "postgresql" and _scheme(settings.database_url) != "postgresql":
+        raise SettingsError(
+            "FEED_BROKER_URL is a PostgreSQL URL, but FEED_DATABASE_URL is not: the "
+            "PostgreSQL broker sends its hints from inside the writing transaction, so "
+            "it needs the PostgreSQL store. Use memory:// or redis:// with SQLite."
+        )
+
+
 def _positive(value: float) -> bool:
     return value > 0
 
 
 def _url_with_scheme(*schemes: str) -> Callable[[str], bool]:
     def check(value: str) -> bool:
-        return urlsplit(value).scheme.split("+")[0] in schemes
+        return urlsplit(value).scheme.split("+")[0] in schemes and "://" in value
 
     return check
 
@@ -131,13 +159,17 @@ def _url_with_scheme(*schemes: str) -> Callable[[str], bool]:
 _KINDS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "database_url": (
         str,
-        _url_with_scheme("sqlite"),
-        "a sqlite:/// URL (PostgreSQL support is not built yet)",
+        _url_with_scheme("sqlite", "postgresql", "postgres"),
+        "a sqlite:/// or postgresql:// URL",
     ),
-    "broker_url": (str, _url_with_scheme("memory"), "memory:// (the only broker built so far)"),
+    "broker_url": (
+        str,
+        _url_with_scheme("memory", "postgresql", "postgres", "redis", "rediss"),
+        "memory://, a postgresql:// URL or a redis:// URL",
+    ),
     "host": (str, bool, "a host name or address"),
     "port": (int, lambda v: 0 <= v <= 65535, "a port number from 0 to 65535"),
-    "workers": (int, lambda v: v == 1, "1 (the memory broker serves one process)"),
+    "workers": (int, lambda v: 1 <= v <= 64, "between 1 and 64"),
     "heartbeat": (float, lambda v: 0.05 <= v <= 3600, "between 0.05 and 3600 seconds"),
     "retry_ms": (int, lambda v: 100 <= v <= 600_000, "between 100 and 600000 milliseconds"),
     "replay_limit": (int, _positive, "a positive number of events"),

@@ -20,11 +20,20 @@ Rationale for the less obvious choices:
    but loses its body: deleted text is not served again.
 6. Methods are synchronous and run in a worker thread (``_in_thread``), so the
    event loop never waits on the disk.
+7. On PostgreSQL, concurrent transactions can commit out of id order. Every write
+   transaction therefore first takes one transaction-scoped advisory lock, held
+   until commit: writers commit one at a time, so a sequence value handed out
+   later always commits later. That is SQLite's rule, made explicit.
+8. With the PostgreSQL broker the wake-up hint is a ``pg_notify`` issued inside the
+   writing transaction; PostgreSQL delivers it only if the commit happens.
+9. A database that cannot be reached raises ``StoreUnavailable`` (HTTP 503), never
+   a driver error: callers can tell "try again" from "you asked for nothing".
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,8 +43,9 @@ from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Engine, event, func
+from sqlalchemy import Engine, event, func, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 P = ParamSpec("P")
@@ -59,6 +69,13 @@ class EventKind(StrEnum):
 
 class StoreError(Exception):
     """Base of the errors a store call reports to its caller."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or is too busy; the same call may work later."""
+
+    def __init__(self) -> None:
+        super().__init__("The database is unavailable; try again shortly.")
 
 
 class ChannelNotFound(StoreError):
@@ -164,7 +181,10 @@ class Change:
 def _in_thread(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
     @functools.wraps(fn)
     async def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+        try:
+            return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreUnavailable() from exc
 
     return run
 
@@ -194,12 +214,26 @@ def _post_view(post: Post, channel: str) -> PostView:
     )
 
 
+# Any fixed number works; it only has to be the same in every feed process.
+WRITE_LOCK_KEY = 0x66656564  # "feed"
+NOTIFY_CHANNEL = "feed_events"
+
+SUPPORTED_DATABASES = ("sqlite", "postgresql")
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the connection settings feed relies on."""
     parsed: URL = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        raise StoreError(f"Unsupported database {parsed.get_backend_name()!r}; use sqlite:///.")
-    engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed)
+    if backend == "postgresql":
+        return _postgres_engine(parsed)
+    raise StoreError(f"Unsupported database {backend!r}; use sqlite:/// or postgresql://.")
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -219,17 +253,43 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def _postgres_engine(url: URL) -> Engine:
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    if importlib.util.find_spec("psycopg") is None:
+        raise StoreError("PostgreSQL needs the psycopg driver: pip install 'feed[postgresql]'.")
+    return create_engine(
+        url,
+        # A restarted server leaves dead connections in the pool; test each one first.
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=10,
+        # Timestamps are stored without a zone and always mean UTC.
+        connect_args={"options": "-c timezone=UTC", "connect_timeout": 5},
+    )
+
+
 class Store:
     """The feed's tables and queries. Public methods are coroutines."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, notify: bool = False) -> None:
         self._engine = engine
         self._writer = engine.execution_options(feed_write=True)
         self._write_lock = threading.Lock()
+        self._postgres = engine.dialect.name == "postgresql"
+        if notify and not self._postgres:
+            raise StoreError("Hints by NOTIFY need a PostgreSQL database.")
+        self._notify = notify
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, *, notify: bool = False) -> Store:
+        """A store on ``url``; ``notify`` sends a NOTIFY hint inside each write."""
+        return cls(make_engine(url), notify=notify)
+
+    @property
+    def backend(self) -> str:
+        return self._engine.dialect.name
 
     def close(self) -> None:
         self._engine.dispose()
@@ -237,6 +297,8 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[Session]:
         with self._write_lock, Session(self._writer, expire_on_commit=False) as session:
+            if self._postgres:
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
             yield session
             session.commit()
 
@@ -247,8 +309,17 @@ class Store:
 
     @_in_thread
     def create_schema(self) -> None:
-        """Create missing tables and the channels every feed starts with."""
-        SQLModel.metadata.create_all(self._engine)
+        """Create missing tables and the channels every feed starts with.
+
+        Safe when several processes start at once: on PostgreSQL they take turns
+        on the write lock.
+        """
+        with self._engine.begin() as connection:
+            if self._postgres:
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
+                )
+            SQLModel.metadata.create_all(connection)
         with self._write() as session:
             existing = set(session.exec(select(Channel.name)).all())
             for name, title, description in SEED_CHANNELS:
@@ -319,6 +390,12 @@ class Store:
             kind = EventKind.POST_PINNED if pinned else EventKind.POST_UNPINNED
             event_id = self._log(session, kind, post)
             return Change(_post_view(post, channel), event_id)
+
+    @_in_thread
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the database answers."""
+        with self._engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     @_in_thread
     def get_post(self, post_id: int) -> PostView:
@@ -395,12 +472,16 @@ class Store:
 
     # -- the event log ----------------------------------------------------------
 
-    @staticmethod
-    def _log(session: Session, kind: EventKind, post: Post) -> int:
+    def _log(self, session: Session, kind: EventKind, post: Post) -> int:
         row = Event(kind=kind.value, channel_id=post.channel_id, post_id=post.id, created_at=_now())
         session.add(row)
         session.flush()
         assert row.id is not None
+        if self._notify:
+            session.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": NOTIFY_CHANNEL, "payload": str(row.id)},
+            )
         return row.id
 
     @_in_thread

@@ -1,4 +1,9 @@
-"""Shared fixtures: a real feed server in a subprocess, and an in-process app."""
+"""Shared fixtures: real feed servers in subprocesses, real PostgreSQL and Valkey
+servers, and an in-process app.
+
+Tests that take ``database_url`` run on SQLite; a module that overrides it with
+``each_database_url`` runs every test on SQLite and on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from starlette.testclient import TestClient
 
 from feed.app import create_app
 from feed.settings import Settings
+from tests.services import Postgres, Valkey
 
 
 def free_port() -> int:
@@ -32,7 +38,7 @@ class Server:
     """A ``feed serve`` process on a loopback port."""
 
     port: int
-    database: Path
+    database: str
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
@@ -89,22 +95,60 @@ class Server:
         return result
 
 
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """One PostgreSQL cluster for the session; tests take a fresh database in it."""
+    server = Postgres(tmp_path_factory.mktemp("postgres"), free_port()).start()
+    yield server
+    server.stop("immediate")
+
+
+@pytest.fixture(scope="session")
+def valkey() -> Iterator[Valkey]:
+    server = Valkey(free_port()).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start feed servers with extra ``FEED_*`` settings; all are stopped at the end."""
+def database_url(tmp_path: Path) -> str:
+    return sqlite_url(tmp_path / "feed.db")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def each_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database on each store feed supports."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "feed.db")
+    postgres: Postgres = request.getfixturevalue("postgres")
+    return postgres.new_database()
+
+
+@pytest.fixture
+def make_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Server]]:
+    """Start feed servers with extra ``FEED_*`` settings; all are stopped at the end.
+
+    ``database`` is a URL or an SQLite file; it defaults to the ``database_url`` fixture.
+    """
     started: list[Server] = []
 
-    def make(database: Path | None = None, port: int | None = None, **settings: Any) -> Server:
-        database = database or tmp_path / "feed.db"
+    def make(
+        database: str | Path | None = None, port: int | None = None, **settings: Any
+    ) -> Server:
+        url = sqlite_url(database) if isinstance(database, Path) else database or database_url
         port = port or free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
         env.update(
-            FEED_DATABASE_URL=f"sqlite:///{database}",
+            FEED_DATABASE_URL=url,
             FEED_PORT=str(port),
             FEED_LOG_LEVEL="warning",
             **{f"FEED_{k.upper()}": str(v) for k, v in settings.items()},
         )
-        server = Server(port, database, env, log=tmp_path / f"server-{port}.log")
+        server = Server(port, url, env, log=tmp_path / f"server-{port}.log")
         started.append(server)
         return server.start()
 
@@ -120,8 +164,8 @@ def server(make_server: Callable[..., Server]) -> Server:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(database_url=f"sqlite:///{tmp_path / 'feed.db'}")
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url)
 
 
 @pytest.fixture

@@ -33,9 +33,18 @@ def test_values_are_read_and_converted() -> None:
         ({"FEED_HEARTBEAT": "0"}, "FEED_HEARTBEAT must be between"),
         ({"FEED_REPLAY_LIMIT": "-1"}, "FEED_REPLAY_LIMIT must be a positive number"),
         ({"FEED_MAX_POST_CHARS": "0"}, "FEED_MAX_POST_CHARS must be a positive number"),
-        ({"FEED_DATABASE_URL": "mysql://x/y"}, "FEED_DATABASE_URL must be a sqlite:/// URL"),
+        ({"FEED_DATABASE_URL": "mysql://x/y"}, "FEED_DATABASE_URL must be a sqlite:/// or"),
+        ({"FEED_DATABASE_URL": "feed.db"}, "FEED_DATABASE_URL must be a sqlite:/// or"),
         ({"FEED_BROKER_URL": "kafka://x"}, "FEED_BROKER_URL must be memory://"),
-        ({"FEED_WORKERS": "4"}, "FEED_WORKERS must be 1"),
+        ({"FEED_WORKERS": "0"}, "FEED_WORKERS must be between 1 and 64"),
+        (
+            {"FEED_WORKERS": "4"},
+            "FEED_WORKERS=4 needs a broker shared by the workers: the memory broker",
+        ),
+        (
+            {"FEED_BROKER_URL": "postgresql://db/feed"},
+            "FEED_BROKER_URL is a PostgreSQL URL, but FEED_DATABASE_URL is not",
+        ),
         ({"FEED_LOG_LEVEL": "loud"}, "FEED_LOG_LEVEL must be one of"),
         ({"FEED_SHUTDOWN_TIMEOUT": "nan"}, "FEED_SHUTDOWN_TIMEOUT must be between"),
     ],
@@ -59,3 +68,16 @@ def test_direct_construction_is_validated_too() -> None:
 def test_passwords_are_hidden_from_logs() -> None:
     assert redact_url("postgresql://feed:s3cret@db/feed") == "postgresql://feed:***@db/feed"
     assert redact_url("sqlite:///feed.db") == "sqlite:///feed.db"
+
+
+def test_several_workers_with_a_shared_broker_are_accepted() -> None:
+    settings = Settings.from_env(
+        {
+            "FEED_WORKERS": "4",
+            "FEED_DATABASE_URL": "postgresql://feed@db/feed",
+            "FEED_BROKER_URL": "postgresql://feed@db/feed",
+        }
+    )
+    assert (settings.workers, settings.broker_kind) == (4, "postgresql")
+    redis = Settings(workers=2, broker_url="rediss://cache:6380/0")
+    assert redis.broker_kind == "redis"

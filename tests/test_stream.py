@@ -14,6 +14,12 @@ from tests.conftest import Server
 from tests.sse import SSEClient
 
 
+@pytest.fixture
+def database_url(each_database_url: str) -> str:
+    """Every stream test runs on SQLite and on PostgreSQL."""
+    return each_database_url
+
+
 def open_stream(server: Server, **params: str | list[str]) -> SSEClient:
     """A stream that has received its opening ``retry:`` hint, so it is subscribed."""
     pairs = [(k, x) for k, v in params.items() for x in ([v] if isinstance(v, str) else v)]
