@@ -27,7 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="address to listen on (FEED_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (FEED_PORT, default 8000)")
-    serve.add_argument("--workers", type=int, help="worker processes (FEED_WORKERS, default 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (FEED_WORKERS, default 1; more than one needs a "
+        "postgresql:// or redis:// FEED_BROKER_URL)",
+    )
     return parser
 
 
@@ -46,5 +51,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from feed.server import serve
 
-    serve(settings)
-    return 0
+    return serve(settings)

@@ -1,22 +1,41 @@
-"""Running feed under uvicorn, with shutdown that does not wait on open streams.
+"""Running feed under uvicorn, in one process or several.
 
-uvicorn's graceful shutdown waits for every connection to finish, and an SSE
-stream never finishes by itself. So the moment shutdown starts we close the hub,
-which ends every stream with a final chunk (clients reconnect elsewhere and
-resume), and ``timeout_graceful_shutdown`` bounds whatever is left.
+Rationale:
+
+1. uvicorn's graceful shutdown waits for every connection to finish, and an SSE
+   stream never finishes by itself. So the moment shutdown starts we close the hub,
+   which ends every stream with a final chunk (clients reconnect elsewhere and
+   resume), and ``timeout_graceful_shutdown`` bounds whatever is left.
+2. ``--workers N`` runs N such servers in child processes sharing one listening
+   socket, which the parent binds once. uvicorn's own multi-process mode would
+   start plain ``uvicorn.Server`` children, without point 1. The parent forwards
+   SIGINT/SIGTERM, restarts a worker that dies after it has been up for a while,
+   and stops everything if one dies straight after starting (a setting or the
+   database is wrong, and restarting would only repeat the failure).
+3. Workers share nothing but the database and the broker, so any worker can
+   resume any client's stream; the settings refuse more than one worker with the
+   memory broker.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing
+import os
+import signal
 import socket
+import threading
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
 
 import uvicorn
 
 from feed.app import FeedApp, create_app
-from feed.events import Hub
 from feed.settings import Settings
+
+logger = logging.getLogger("feed.server")
 
 INCOMPLETE = "ASGI callable returned without completing response."
 
@@ -25,6 +44,9 @@ INCOMPLETE = "ASGI callable returned without completing response."
 # default thresholds ran a full collection every couple of seconds under load, each
 # one pausing delivery for 250 ms and freeing nothing (docs/benchmarks.md).
 GC_THRESHOLD = (50_000, 20, 10)
+
+# A worker that exits sooner than this after starting failed to start.
+STARTUP_GRACE = 10.0
 
 
 class _DroppedStreamFilter(logging.Filter):
@@ -35,9 +57,9 @@ class _DroppedStreamFilter(logging.Filter):
 
 
 class FeedServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+    def __init__(self, config: uvicorn.Config, app: FeedApp) -> None:
         super().__init__(config)
-        self._hub = hub
+        self._app = app
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -46,7 +68,7 @@ class FeedServer(uvicorn.Server):
         gc.freeze()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self._hub.close()
+        self._app.hub.close()
         await super().shutdown(sockets)
 
 
@@ -61,12 +83,100 @@ def build_server(settings: Settings, app: FeedApp | None = None) -> FeedServer:
         lifespan="on",
     )
     logging.getLogger("uvicorn.error").addFilter(_DroppedStreamFilter())
-    return FeedServer(config, app.hub)
+    return FeedServer(config, app)
 
 
-def serve(settings: Settings) -> None:
+def _configure(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     gc.set_threshold(*GC_THRESHOLD)
-    build_server(settings).run()
+
+
+def serve(settings: Settings) -> int:
+    """Serve until told to stop; returns the process exit code."""
+    _configure(settings)
+    if settings.workers == 1:
+        server = build_server(settings)
+        server.run()
+        return 0 if server.started else 3
+    return Supervisor(settings).run()
+
+
+def _worker(settings: Settings, listener: socket.socket) -> None:
+    _configure(settings)
+    server = build_server(settings)
+    server.run(sockets=[listener])
+    if not server.started:
+        raise SystemExit(3)
+
+
+class Supervisor:
+    """Keeps ``settings.workers`` servers running on one shared socket."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._stop = threading.Event()
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[tuple[BaseProcess, float]] = []
+        self._socket: socket.socket | None = None
+
+    def run(self) -> int:
+        self._socket = self._bind()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+        logger.info(
+            "feed supervisor %d: %d workers on %s:%d",
+            os.getpid(),
+            self._settings.workers,
+            self._settings.host,
+            self._settings.port,
+        )
+        self._workers = [self._start() for _ in range(self._settings.workers)]
+        code = self._watch()
+        self._stop_all()
+        self._socket.close()
+        return code
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self._settings.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._settings.host, self._settings.port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        return sock
+
+    def _start(self) -> tuple[BaseProcess, float]:
+        process = self._context.Process(
+            target=_worker, args=(self._settings, self._socket), name="feed-worker"
+        )
+        process.start()
+        return process, time.monotonic()
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self._stop.set()
+
+    def _watch(self) -> int:
+        while not self._stop.wait(0.5):
+            for index, (process, started) in enumerate(self._workers):
+                if process.is_alive():
+                    continue
+                code = process.exitcode
+                if time.monotonic() - started < STARTUP_GRACE:
+                    logger.error("worker %s failed to start (exit %s); stopping", process.pid, code)
+                    return 3
+                logger.warning("worker %s exited with %s; starting another", process.pid, code)
+                self._workers[index] = self._start()
+        return 0
+
+    def _stop_all(self) -> None:
+        for process, _ in self._workers:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self._settings.shutdown_timeout + 5
+        for process, _ in self._workers:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()

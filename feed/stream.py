@@ -33,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 from feed.errors import ClientError, error_response
 from feed.events import Format, Subscriber, comment, frame, retry_hint
 from feed.runtime import Runtime, runtime_of
+from feed.store import StoreUnavailable
 
 logger = logging.getLogger("feed.stream")
 
@@ -144,11 +145,14 @@ class EventStream:
         rt.hub.subscribe(sub)
         watcher = asyncio.ensure_future(_until_disconnect(receive))
         watcher.add_done_callback(lambda _: sub.close())
+        started = False
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             opening = retry_hint(rt.settings.retry_ms)
             if resume_id is not None:
+                # Before the status line, so a database outage answers 503, not a cut.
                 opening += await replay(rt, sub, resume_id)
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            started = True
             await send({"type": "http.response.body", "body": opening, "more_body": True})
             await self._pump(sub, send)
         except asyncio.CancelledError:
@@ -157,6 +161,14 @@ class EventStream:
             task.uncancel()
             # Returning without the final chunk makes the server drop the connection.
             logger.info("dropped a subscriber whose backlog overflowed; it will resume")
+        except StoreUnavailable as exc:
+            if started:
+                logger.warning("stream ended: %s The client will resume.", exc)
+            else:
+                answer = error_response(503, str(exc), headers={"Retry-After": "2"})
+                start = {"status": 503, "headers": answer.raw_headers}
+                await send({"type": "http.response.start", **start})
+                await send({"type": "http.response.body", "body": answer.body})
         except Exception:
             # Mid-stream there is no status to send: end the stream, the client resumes.
             logger.exception("stream failed; the client will reconnect and resume")

@@ -21,7 +21,10 @@ def run_feed(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_more_than_one_worker_with_the_memory_broker_is_refused() -> None:
     result = run_feed("serve", "--workers", "2")
     assert result.returncode == 2
-    assert "FEED_WORKERS must be 1 (the memory broker serves one process)" in result.stderr
+    assert result.stderr.startswith(
+        "feed: FEED_WORKERS=2 needs a broker shared by the workers: the memory broker"
+    )
+    assert "Set FEED_BROKER_URL to a postgresql:// or redis:// URL" in result.stderr
 
 
 def test_a_bad_setting_stops_start_up_naming_the_variable() -> None:

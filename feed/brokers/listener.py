@@ -97,7 +97,8 @@ class ListeningBroker(ABC):
                 raise
             except Exception as exc:
                 was_connected, self._connected = self._connected, False
-                self._last_error = f"{type(exc).__name__}: {exc}".strip()
+                # Driver messages span several lines; a log line should not.
+                self._last_error = " ".join(f"{type(exc).__name__}: {exc}".split())
                 if was_connected:
                     delay = BACKOFF_MIN
                     logger.warning(

@@ -26,13 +26,17 @@ class RedisBroker(ListeningBroker):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
-        self._publisher = self._client(timeout=5.0)
+        # A publish retries once, on a fresh connection, if its pooled one was cut.
+        self._publisher = self._client(timeout=5.0, retries=1)
 
-    def _client(self, timeout: float | None) -> redis.Redis:
-        # No silent retries inside redis-py: a lost connection must surface here, so
-        # the listener can catch up after reconnecting (see listener.py).
+    def _client(self, timeout: float | None, retries: int = 0) -> redis.Redis:
+        # No silent retries for the listener: a lost connection must surface, so it
+        # can catch up after reconnecting (see listener.py).
         return redis.Redis.from_url(
-            self._url, socket_connect_timeout=5, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+            self._url,
+            socket_connect_timeout=5,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), retries),
         )
 
     async def publish(self, event_id: int) -> None:
