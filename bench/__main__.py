@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from bench import report
-from bench.fanout import TARGETS, BenchError, Plan, measure
+from bench.fanout import TARGETS, BenchError, Plan, free_port, measure
+from tests.services import Postgres
 
 MAX_SUBSCRIBERS = 10_000  # the open-files limit is 20,000 per process
 
@@ -27,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
         "--clients", type=int, default=1, help="load client processes sharing the subscribers"
     )
     parser.add_argument(
-        "--targets", default=",".join(TARGETS), help="comma-separated (default feed,baseline)"
+        "--targets",
+        default=",".join(TARGETS),
+        help="comma-separated (default " + ",".join(TARGETS) + ")",
     )
     parser.add_argument("--connect-timeout", type=float, default=120.0)
     parser.add_argument(
@@ -56,14 +62,32 @@ def parse(argv: Sequence[str] | None) -> tuple[Plan, list[str]]:
 
 async def run(plan: Plan, targets: list[str]) -> list[dict[str, object]]:
     rows = []
-    for target in targets:
-        print(
-            f"measuring {target}: {plan.subscribers} subscribers, {plan.posts} posts ...",
-            file=sys.stderr,
-            flush=True,
-        )
-        rows.append(report.summarise(await measure(target, plan)))
+    with contextlib.ExitStack() as stack:
+        postgres = None
+        if any(t.startswith("feed-pg") for t in targets):
+            postgres = stack.enter_context(running_postgres())
+        for target in targets:
+            print(
+                f"measuring {target}: {plan.subscribers} subscribers, {plan.posts} posts ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            database = None
+            if postgres is not None and target.startswith("feed-pg"):
+                database = postgres.new_database()
+            rows.append(report.summarise(await measure(target, plan, database)))
     return rows
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[Postgres]:
+    """A PostgreSQL cluster on loopback for the run, the same one the tests use."""
+    with tempfile.TemporaryDirectory(prefix="feed-bench-pg-") as tmp:
+        server = Postgres(Path(tmp), free_port()).start()
+        try:
+            yield server
+        finally:
+            server.stop("immediate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,8 +2,9 @@
 
 Rationale:
 
-1. Each server gets a fresh temporary directory (feed's SQLite database, both logs)
-   and a fresh loopback port; only 127.0.0.1 is ever contacted.
+1. Each server gets a fresh temporary directory (feed's SQLite database, the logs)
+   and a fresh loopback port; only 127.0.0.1 is ever contacted. The PostgreSQL
+   targets get a fresh database in one cluster the run starts on loopback.
 2. Every wait has a deadline, and every process started here is stopped on the way
    out, errors and Ctrl-C included. Children also get ``PR_SET_PDEATHSIG``, so if
    the benchmark itself is killed its servers and clients die with it.
@@ -35,7 +36,10 @@ from bench.client import marker
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-TARGETS = ("feed", "baseline")
+# feed on SQLite; the naive baseline; feed on PostgreSQL with its LISTEN/NOTIFY broker,
+# as one worker and as two (subscribers split across both, posts into the first).
+TARGETS = ("feed", "baseline", "feed-pg", "feed-pg-2w")
+WORKERS = {"feed-pg-2w": 2}
 START_TIMEOUT = 30.0
 POST_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -107,17 +111,21 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
         raise
 
 
-def server_command(target: str, port: int, workdir: Path) -> tuple[list[str], dict[str, str]]:
+def server_command(
+    target: str, port: int, workdir: Path, database: str | None
+) -> tuple[list[str], dict[str, str]]:
     # FEED_* variables from the caller's shell would change what is measured.
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
     if target == "baseline":
         return [sys.executable, "-m", "bench.baseline", "--port", str(port)], env
     env |= {
-        "FEED_DATABASE_URL": f"sqlite:///{workdir / 'feed.db'}",
+        "FEED_DATABASE_URL": database or f"sqlite:///{workdir / 'feed.db'}",
         "FEED_HOST": HOST,
         "FEED_PORT": str(port),
         "FEED_LOG_LEVEL": "warning",
     }
+    if database is not None:
+        env["FEED_BROKER_URL"] = database
     return [sys.executable, "-m", "feed", "serve"], env
 
 
@@ -240,36 +248,48 @@ def shares(total: int, parts: int) -> list[int]:
 # -- one measurement --------------------------------------------------------------------
 
 
-async def measure(target: str, plan: Plan) -> Measurement:
+async def measure(target: str, plan: Plan, database: str | None = None) -> Measurement:
+    """``database`` is a PostgreSQL URL for the ``feed-pg`` targets."""
     with tempfile.TemporaryDirectory(prefix=f"feed-bench-{target}-") as tmp:
         workdir = Path(tmp)
-        port = free_port()
-        cmd, env = server_command(target, port, workdir)
-        with (workdir / "server.log").open("wb") as log:
-            async with spawn(cmd, env=env, stdout=log, stderr=log) as server:
-                await wait_listening(server, port, workdir / "server.log")
-                await post(port, lambda: "warm-up")
-                return await _load(server.pid, port, target, plan)
+        ports = [free_port() for _ in range(WORKERS.get(target, 1))]
+        async with contextlib.AsyncExitStack() as stack:
+            pids = []
+            for n, port in enumerate(ports):
+                cmd, env = server_command(target, port, workdir, database)
+                path = workdir / f"server-{n}.log"
+                log = stack.enter_context(path.open("wb"))
+                server = await stack.enter_async_context(
+                    spawn(cmd, env=env, stdout=log, stderr=log)
+                )
+                await wait_listening(server, port, path)
+                pids.append(server.pid)
+            await post(ports[0], lambda: "warm-up")
+            return await _load(pids, ports, target, plan)
 
 
-async def _load(pid: int, port: int, target: str, plan: Plan) -> Measurement:
+async def _load(pids: list[int], ports: list[int], target: str, plan: Plan) -> Measurement:
     m = Measurement(target, plan.subscribers, plan.posts)
-    m.rss_kb["before"] = rss_kb(pid)
+    m.rss_kb["before"] = sum(rss_kb(pid) for pid in pids)
     pipes = {"stdin": asyncio.subprocess.PIPE, "stdout": asyncio.subprocess.PIPE}
+    # At least one client per server, each client on one server, posts into the first.
+    parts = shares(plan.subscribers, max(plan.clients, len(ports)))
     async with contextlib.AsyncExitStack() as stack:
         clients = [
-            await stack.enter_async_context(spawn(client_command(port, n, plan), **pipes))
-            for n in shares(plan.subscribers, plan.clients)
+            await stack.enter_async_context(
+                spawn(client_command(ports[i % len(ports)], n, plan), **pipes)
+            )
+            for i, n in enumerate(parts)
         ]
         started = time.monotonic()
         ready = await read_all(clients, plan.connect_timeout + MARGIN)
         m.connect_s = time.monotonic() - started
         m.connected = sum(r["ready"] for r in ready)
-        m.rss_kb["connected"] = rss_kb(pid)
-        m.post_ms = await post_all(port, plan)
+        m.rss_kb["connected"] = sum(rss_kb(pid) for pid in pids)
+        m.post_ms = await post_all(ports[0], plan)
         await tell(clients, "posted")
         results = await read_all(clients, plan.drain + MARGIN)
-        m.rss_kb["after"] = rss_kb(pid)
+        m.rss_kb["after"] = sum(rss_kb(pid) for pid in pids)
         await tell(clients, "close")
     m.delivered = sum(r["delivered"] for r in results)
     m.lost = sum(r["lost"] for r in results)

@@ -128,6 +128,13 @@ def text(plan: Plan, rows: list[dict[str, Any]], found: dict[str, float] | None)
             f"feed vs baseline: p99 {found['p99_baseline_over_feed']:.1f}x lower, "
             f"RSS per subscriber {found['rss_baseline_over_feed']:.1f}x smaller"
         )
+    by = {row["target"]: row for row in rows}
+    if {"feed-pg", "feed-pg-2w"} <= by.keys():
+        one, two = by["feed-pg"], by["feed-pg-2w"]
+        lines.append(
+            f"PostgreSQL, 2 workers vs 1: p99 {two['p99_ms'] / one['p99_ms']:.2f}x, "
+            f"delivered {two['delivered_pct']:.2f}% vs {one['delivered_pct']:.2f}%"
+        )
     lines.append(verdict(rows, found))
     return "\n".join(lines)
 
