@@ -15,12 +15,22 @@ The hot path, and why it looks the way it does:
 4. Backlog items carry the event id so a writer can drop what a replay already
    sent: a subscriber registers *before* its replay query runs, so an event that
    commits during the replay arrives both ways and is written once.
-5. Heartbeats come from one hub-wide timer, not one timer per connection.
+5. Heartbeats come from one hub-wide timer, not one timer per connection, and are
+   encoded once per format at import time. Pages need to *see* them (an offline
+   badge appears when they stop) but an EventSource drops SSE comments, so HTML
+   streams get a named ``heartbeat`` event; JSON and text streams keep the comment,
+   so scripts and ``curl -N`` see no noise. Heartbeats carry no ``id:``, which
+   would reset the browser's ``Last-Event-ID``.
+6. An HTML stream opens with a ``hello`` event naming the server's release and
+   heartbeat interval: a page compares the release with the one it was rendered
+   with and reloads itself after a deploy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
@@ -31,6 +41,7 @@ logger = logging.getLogger("feed.events")
 
 SEP = "\n"
 HEARTBEAT = b": heartbeat\n\n"
+HEARTBEAT_EVENT = b"event: heartbeat\ndata: \n\n"
 
 
 class Format(StrEnum):
@@ -55,8 +66,21 @@ def comment(text: str) -> bytes:
     return ServerSentEvent(comment=text, sep=SEP).encode()
 
 
+@functools.lru_cache(maxsize=4)
+def hello(release: str, heartbeat: float) -> bytes:
+    """The first event of an HTML stream: what the server runs and how often it beats."""
+    data = json.dumps({"release": release, "heartbeat": heartbeat}, separators=(",", ":"))
+    return frame(data, event="hello")
+
+
 # An item of a backlog: (event id, or None for a heartbeat; the encoded bytes).
 Item = tuple[int | None, bytes]
+
+BEATS: Mapping[Format, Item] = {
+    Format.HTML: (None, HEARTBEAT_EVENT),
+    Format.JSON: (None, HEARTBEAT),
+    Format.TEXT: (None, HEARTBEAT),
+}
 
 
 class Subscriber:
@@ -185,10 +209,10 @@ class Hub:
                     subscriber.offer(item)
 
     def _beat(self) -> None:
-        item: Item = (None, HEARTBEAT)
-        for subs in tuple(self._by_channel.values()):
-            for subscriber in tuple(subs):
-                subscriber.offer(item)
+        # A subscriber to several channels is in several sets; it gets one beat.
+        everyone: set[Subscriber] = set().union(*self._by_channel.values())
+        for subscriber in everyone:
+            subscriber.offer(BEATS[subscriber.format])
 
     async def _tick(self) -> None:
         while True:

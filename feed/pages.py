@@ -1,4 +1,11 @@
-"""The HTML pages: the dashboard, its partials and the compose form."""
+"""The HTML pages: the dashboard, the kiosk, their partials and the compose form.
+
+Every page that streams is told, in ``<meta>`` tags read by feed.js, which release
+rendered it and the heartbeat interval (so it knows when the stream has gone
+quiet), and its post list carries the event id its posts are current up to. A
+re-fetched list says the same in the ``X-Feed-Last-Event-Id`` header, so the page
+can skip stream events the new list already reflects.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +19,41 @@ from starlette.routing import Route
 from feed.api import create_post_from, int_param, publish, read_body
 from feed.errors import ClientError
 from feed.runtime import Runtime, runtime
-from feed.store import PostView, StoreError
+from feed.store import ChannelView, PostView, StoreError
+
+KIOSK_POSTS = 30  # posts a kiosk shows and keeps in its DOM, pinned ones first
+THEMES = ("auto", "light", "dark")
+SNAPSHOT_HEADER = "X-Feed-Last-Event-Id"
 
 
-def _render(rt: Runtime, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+def _render(
+    rt: Runtime,
+    name: str,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
     html = rt.renderer.env.get_template(name).render(**context)
-    return HTMLResponse(html, status_code=status)
+    return HTMLResponse(html, status_code=status, headers=headers)
 
 
 def _url(path: str, **params: Any) -> str:
-    pairs = [(k, v) for k, v in params.items() if v is not None]
+    """``path`` with a query; a list value repeats its parameter, ``None`` omits it."""
+    pairs = [
+        (k, x)
+        for k, v in params.items()
+        for x in (v if isinstance(v, list) else [v])
+        if x is not None
+    ]
     return f"{path}?{urlencode(pairs)}" if pairs else path
+
+
+def _stream_context(rt: Runtime) -> dict[str, Any]:
+    return {"release": rt.settings.release, "heartbeat": rt.settings.heartbeat}
+
+
+def _snapshot(last_event_id: int) -> dict[str, str]:
+    return {SNAPSHOT_HEADER: str(last_event_id)}
 
 
 def _list_context(
@@ -50,6 +81,8 @@ async def _dashboard(request: Request, channel: str | None) -> HTMLResponse:
     return _render(
         rt,
         "dashboard.html",
+        **_stream_context(rt),
+        last_event_id=page.last_event_id,
         channels=channels,
         current=channel,
         heading=info.title if info else "All channels",
@@ -85,12 +118,81 @@ async def posts_partial(request: Request) -> HTMLResponse:
     if before is None:
         page = await rt.store.front_page(selected, rt.settings.page_size)
         context = _list_context(page.posts, channel, None, page.older_before)
+        headers = _snapshot(page.last_event_id)
     else:
         size = rt.settings.page_size
         posts = await rt.store.list_posts(selected, before=before, limit=size, pinned=False)
         older = posts[-1].id if len(posts) == size else None
         context = _list_context(posts, channel, before, older)
-    return _render(rt, "partials/posts.html", oob=False, **context)
+        headers = None
+    return _render(rt, "partials/posts.html", headers=headers, oob=False, **context)
+
+
+# -- the kiosk ------------------------------------------------------------------------
+
+
+def kiosk_window(posts: list[PostView], size: int) -> list[PostView]:
+    """What a kiosk shows: pinned posts first, then the newest others, ``size`` in all,
+    newest first. feed.js trims the live list by the same rule."""
+    pinned = [p for p in posts if p.pinned][:size]
+    recent = [p for p in posts if not p.pinned][: size - len(pinned)]
+    return sorted([*pinned, *recent], key=lambda p: p.id, reverse=True)
+
+
+def _kiosk_channels(request: Request, known: list[ChannelView]) -> list[ChannelView]:
+    by_name = {c.name: c for c in known}
+    names = list(dict.fromkeys(request.query_params.getlist("channel")))
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ClientError(404, f"There is no channel named #{unknown[0]}.", unknown[0])
+    return [by_name[name] for name in names]
+
+
+def _kiosk_theme(request: Request) -> str:
+    theme = request.query_params.get("theme") or "auto"
+    if theme not in THEMES:
+        raise ClientError(400, f"theme must be one of {', '.join(THEMES)}.", theme)
+    return theme
+
+
+async def kiosk(request: Request) -> HTMLResponse:
+    """A wall display: no controls, large type, live, and honest when it is not."""
+    rt = runtime(request)
+    try:
+        chosen = _kiosk_channels(request, await rt.store.list_channels())
+        theme = _kiosk_theme(request)
+    except ClientError as exc:
+        template = "not_found.html" if exc.status == 404 else "error.html"
+        return _render(rt, template, exc.status, message=exc.message)
+    names = [c.name for c in chosen] or None
+    page = await rt.store.front_page(names, KIOSK_POSTS)
+    return _render(
+        rt,
+        "kiosk.html",
+        **_stream_context(rt),
+        theme=theme,
+        heading=" · ".join(c.title for c in chosen) or "All channels",
+        posts=kiosk_window(page.posts, KIOSK_POSTS),
+        max_posts=KIOSK_POSTS,
+        last_event_id=page.last_event_id,
+        stream_url=_url("/events", format="html", channel=names, last_event_id=page.last_event_id),
+        feed_url=_url("/partials/kiosk", channel=names),
+    )
+
+
+async def kiosk_partial(request: Request) -> HTMLResponse:
+    """The kiosk's whole list, re-fetched after a ``resync``."""
+    rt = runtime(request)
+    names = [c.name for c in _kiosk_channels(request, await rt.store.list_channels())] or None
+    page = await rt.store.front_page(names, KIOSK_POSTS)
+    posts = kiosk_window(page.posts, KIOSK_POSTS)
+    return _render(
+        rt,
+        "partials/posts.html",
+        headers=_snapshot(page.last_event_id),
+        kiosk=True,
+        **_list_context(posts, None, None, None),
+    )
 
 
 async def read_form(request: Request, limit: int) -> dict[str, str]:
@@ -127,5 +229,7 @@ routes = [
     Route("/", home, methods=["GET"]),
     Route("/channels/{channel}", channel_page, methods=["GET"]),
     Route("/partials/posts", posts_partial, methods=["GET"]),
+    Route("/kiosk", kiosk, methods=["GET"]),
+    Route("/partials/kiosk", kiosk_partial, methods=["GET"]),
     Route("/compose", compose, methods=["POST"]),
 ]

@@ -15,7 +15,9 @@ Rationale:
    reconnects to the same URL with a newer header, and the header is the truth.
 3. A resume id beyond the newest event means the log this client saw is not ours
    (a restored or replaced database): it gets ``resync``, never silence.
-4. A client that disconnects is noticed by a small task waiting on ``receive``;
+4. HTML streams (pages) open with ``hello`` (events.py, 6) before any replay, so a
+   page rendered by an older release reloads before applying anything.
+5. A client that disconnects is noticed by a small task waiting on ``receive``;
    a slow client whose backlog overflows is cancelled mid-write and its
    connection is closed without a final chunk, so it reconnects and resumes.
 """
@@ -31,7 +33,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive, Scope, Send
 
 from feed.errors import ClientError, error_response
-from feed.events import Format, Subscriber, comment, frame, retry_hint
+from feed.events import Format, Subscriber, comment, frame, hello, retry_hint
 from feed.runtime import Runtime, runtime_of
 from feed.store import StoreUnavailable
 
@@ -148,6 +150,8 @@ class EventStream:
         started = False
         try:
             opening = retry_hint(rt.settings.retry_ms)
+            if sub.format is Format.HTML:
+                opening += hello(rt.settings.release, rt.settings.heartbeat)
             if resume_id is not None:
                 # Before the status line, so a database outage answers 503, not a cut.
                 opening += await replay(rt, sub, resume_id)

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
-from feed.events import HEARTBEAT, Format, Hub, Subscriber, comment, frame, retry_hint
+from feed.events import (
+    HEARTBEAT,
+    HEARTBEAT_EVENT,
+    Format,
+    Hub,
+    Subscriber,
+    comment,
+    frame,
+    hello,
+    retry_hint,
+)
 
 
 def test_frame_is_byte_exact() -> None:
@@ -32,6 +43,19 @@ def test_retry_and_comment() -> None:
     assert retry_hint(2500) == b"retry: 2500\n\n"
     assert comment("a\nb") == b": a\n: b\n\n"
     assert HEARTBEAT == b": heartbeat\n\n"
+
+
+def test_heartbeat_event_is_a_named_event_without_an_id() -> None:
+    # Without an id: an empty ``id:`` would reset the browser's Last-Event-ID.
+    assert HEARTBEAT_EVENT == frame("", event="heartbeat") == b"event: heartbeat\ndata: \n\n"
+
+
+def test_hello_names_the_release_and_the_heartbeat() -> None:
+    framed = hello("2.4.1", 15.0)
+    head, data = framed.decode().removesuffix("\n\n").split("\n")
+    assert head == "event: hello" and "id:" not in framed.decode()
+    assert json.loads(data.removeprefix("data: ")) == {"release": "2.4.1", "heartbeat": 15.0}
+    assert hello("2.4.1", 15.0) is framed  # encoded once per process
 
 
 def _sub(
@@ -122,10 +146,31 @@ def test_close_ends_every_stream_and_refuses_late_subscribers() -> None:
     assert late.closed
 
 
-@pytest.mark.parametrize("fmt", list(Format))
-def test_heartbeat_reaches_every_subscriber(fmt: Format) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "beat"),
+    [(Format.HTML, HEARTBEAT_EVENT), (Format.JSON, HEARTBEAT), (Format.TEXT, HEARTBEAT)],
+)
+def test_heartbeat_reaches_every_subscriber_in_its_format(fmt: Format, beat: bytes) -> None:
     hub = Hub(heartbeat=60)
     sub = _sub(fmt, {"general"})
     hub.subscribe(sub)
     hub._beat()
-    assert sub.take() == HEARTBEAT
+    assert sub.take() == beat
+
+
+def test_one_heartbeat_per_subscriber_whatever_its_channels() -> None:
+    hub = Hub(heartbeat=60)
+    many, everything = _sub(Format.HTML, {"general", "announcements"}), _sub(Format.HTML)
+    hub.subscribe(many)
+    hub.subscribe(everything)
+    hub._beat()
+    assert many.take() == everything.take() == HEARTBEAT_EVENT
+
+
+def test_heartbeats_share_one_encoding_per_format() -> None:
+    hub = Hub(heartbeat=60)
+    subs = [_sub(Format.HTML) for _ in range(3)]
+    for sub in subs:
+        hub.subscribe(sub)
+    hub._beat()
+    assert all(sub._pending[0][1] is HEARTBEAT_EVENT for sub in subs)

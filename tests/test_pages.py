@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from starlette.testclient import TestClient
+
+from feed.pages import KIOSK_POSTS, kiosk_window
+from feed.store import PostView
 
 
 def post(client: TestClient, body: str, channel: str = "general") -> int:
@@ -98,3 +102,86 @@ def test_assets_are_served_from_the_package(client: TestClient) -> None:
     for name in ("htmx-2.0.11.min.js", "htmx-ext-sse-2.2.4.min.js", "feed.js", "feed.css"):
         response = client.get(f"/static/{name}")
         assert response.status_code == 200 and len(response.content) > 500
+
+
+# -- the kiosk -----------------------------------------------------------------------------
+
+
+def test_pages_tell_feed_js_their_release_heartbeat_and_snapshot(client: TestClient) -> None:
+    post(client, "one")
+    for url in ("/", "/kiosk"):
+        page = client.get(url).text
+        assert '<meta name="feed-release" content="0.1.0">' in page
+        assert '<meta name="feed-heartbeat" content="15.0">' in page
+        assert 'data-last-event-id="1"' in page
+        assert "<script>" not in page  # no inline script: everything is in feed.js
+
+
+def test_kiosk_shows_pinned_posts_and_the_newest_within_its_window(client: TestClient) -> None:
+    old = post(client, "old and pinned")
+    client.post(f"/api/posts/{old}/pin")
+    newer = [post(client, f"p{i}") for i in range(KIOSK_POSTS + 5)]
+    page = client.get("/kiosk")
+    assert page.status_code == 200
+    shown = article_ids(page.text)
+    assert shown == [*reversed(newer[-(KIOSK_POSTS - 1) :]), old]
+    assert f'data-max-posts="{KIOSK_POSTS}"' in page.text
+    for control in ("<form", "<button", "<input", "<select", "<textarea", "hx-get"):
+        assert control not in page.text
+    assert "Be the first" not in client.get("/kiosk?channel=announcements").text
+
+
+def test_kiosk_follows_the_chosen_channels(client: TestClient) -> None:
+    post(client, "general news")
+    news = post(client, "big news", channel="announcements")
+    page = client.get("/kiosk?channel=announcements&channel=announcements").text
+    assert article_ids(page) == [news]
+    assert "<h1>Announcements</h1>" in page
+    assert 'sse-connect="/events?format=html&amp;channel=announcements&amp;last_event_id=2"' in page
+    assert 'data-feed-url="/partials/kiosk?channel=announcements"' in page
+    both = client.get("/kiosk?channel=general&channel=announcements").text
+    assert "<h1>General · Announcements</h1>" in both
+    assert "channel=general&amp;channel=announcements" in both
+
+
+def test_kiosk_theme_follows_the_os_unless_told(client: TestClient) -> None:
+    auto = client.get("/kiosk").text
+    assert "data-theme" not in auto and '<meta name="color-scheme" content="light dark">' in auto
+    dark = client.get("/kiosk?theme=dark").text
+    assert '<html lang="en" data-theme="dark">' in dark
+    assert '<meta name="color-scheme" content="dark">' in dark
+    assert 'data-theme="light"' in client.get("/kiosk?theme=light").text
+
+
+def test_kiosk_refuses_unknown_channels_and_themes_with_a_page(client: TestClient) -> None:
+    missing = client.get("/kiosk?channel=general&channel=nope")
+    assert missing.status_code == 404 and "no channel named #nope" in missing.text
+    assert missing.headers["content-type"].startswith("text/html")
+    bad = client.get("/kiosk?theme=sepia")
+    assert bad.status_code == 400 and "theme must be one of auto, light, dark" in bad.text
+    assert client.get("/partials/kiosk?channel=nope").status_code == 404
+
+
+def test_refetched_lists_carry_the_event_id_they_are_current_to(client: TestClient) -> None:
+    first = post(client, "one")
+    post(client, "two", channel="announcements")
+    client.patch(f"/api/posts/{first}", json={"body": "one, edited"})
+    kiosk = client.get("/partials/kiosk?channel=general")
+    assert kiosk.headers["x-feed-last-event-id"] == "3"
+    assert article_ids(kiosk.text) == [first] and "one, edited" in kiosk.text
+    dashboard = client.get("/partials/posts")
+    assert dashboard.headers["x-feed-last-event-id"] == "3"
+    assert article_ids(dashboard.text) == [2, first]
+    # A page of older posts is not a snapshot of the feed: no id.
+    assert "x-feed-last-event-id" not in client.get("/partials/posts?before=2").headers
+
+
+def test_kiosk_window_keeps_pinned_posts_first_then_the_newest() -> None:
+    def view(post_id: int, pinned: bool = False) -> PostView:
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
+        return PostView(post_id, "general", "a", "b", moment, None, pinned, False)
+
+    posts = [view(9), view(8), view(7, pinned=True), view(6), view(2, pinned=True)]
+    assert [p.id for p in kiosk_window(posts, 3)] == [9, 7, 2]
+    assert [p.id for p in kiosk_window(posts, 1)] == [7]
+    assert [p.id for p in kiosk_window(posts, 10)] == [9, 8, 7, 6, 2]

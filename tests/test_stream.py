@@ -200,6 +200,24 @@ def test_stream_opens_with_retry_hint_and_sends_heartbeats(
     with SSEClient(server.port) as stream:
         stream.wait_for(lambda s: s.comments.count("heartbeat") >= 3, timeout=10)
     assert stream.messages[0].retry == 1500
+    assert stream.events() == []  # scripts see no heartbeat events, only comments
+
+
+def test_html_stream_says_hello_then_beats_with_named_events(
+    make_server: Callable[..., Server],
+) -> None:
+    # Pages cannot see comments, and need to know the release they are talking to.
+    server = make_server(heartbeat=0.2, release="2026.3-blue")
+    with SSEClient(server.port, params={"format": "html"}) as stream:
+        stream.wait_for(lambda s: [m.event for m in s.messages].count("heartbeat") >= 3)
+        hello, *beats = stream.messages[1:]
+        created = server.post("after the beats")["event_id"]
+        stream.wait_for(lambda s: any(m.id == str(created) for m in s.messages))
+    assert stream.messages[0].retry is not None
+    assert hello.event == "hello" and hello.id is None
+    assert json.loads(hello.data) == {"release": "2026.3-blue", "heartbeat": 0.2}
+    assert {(m.event, m.id, m.data) for m in beats} == {("heartbeat", None, "")}
+    assert "heartbeat" not in stream.comments
 
 
 def test_events_survive_a_restart_and_resume_from_the_database(
