@@ -9,130 +9,36 @@ Synchronisation is always a Playwright wait with a deadline, never a sleep.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import httpx
 import pytest
-from playwright.sync_api import (
-    Browser,
-    BrowserContext,
-    ConsoleMessage,
-    Locator,
-    Page,
-    Response,
-    ViewportSize,
-    expect,
-    sync_playwright,
-)
+from playwright.sync_api import Browser, BrowserContext, expect
 
+from tests.browser import (
+    FROZEN_NOW,
+    LAPTOP,
+    LIVE_MS,
+    PHONE,
+    SAMPLE_POSTS,
+    SCREENSHOTS,
+    Problems,
+    api_posts,
+    assert_not_reloaded,
+    browser,
+    context,
+    ok,
+    open_live,
+    post_el,
+    problems,
+    seed_sample_feed,
+    top,
+)
 from tests.conftest import Server
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-LAPTOP: ViewportSize = {"width": 1280, "height": 800}
-PHONE: ViewportSize = {"width": 390, "height": 844}
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+__all__ = ["browser", "context", "problems"]  # fixtures, shared with test_kiosk
 
 LOCAL_TIME = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{1,2}:\d{2}\s[AP]M$")  # en-US, this year
-OPEN_MS = 5_000  # page load and stream open
-LIVE_MS = 1_000  # a change reaches an open page within a second (the core issue asks that)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
-
-
-@dataclass
-class Problems:
-    """Script errors and failed requests seen by the pages of one test."""
-
-    seen: list[str] = field(default_factory=list)
-
-    def watch(self, page: Page) -> None:
-        page.on("pageerror", lambda exc: self.seen.append(f"page error: {exc}"))
-        page.on("console", self._console)
-        page.on("response", self._response)
-
-    def _console(self, message: ConsoleMessage) -> None:
-        # Failed loads are reported with their URL by _response.
-        if message.type == "error" and "Failed to load resource" not in message.text:
-            self.seen.append(f"console error: {message.text}")
-
-    def _response(self, response: Response) -> None:
-        # The compose form's validation answer is a deliberate 422.
-        expected = response.status == 422 and response.url.endswith("/compose")
-        if response.status >= 400 and not expected:
-            self.seen.append(f"{response.status} from {response.request.method} {response.url}")
-
-
-@pytest.fixture
-def problems() -> Problems:
-    return Problems()
-
-
-@pytest.fixture
-def context(browser: Browser, problems: Problems) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport=LAPTOP, locale="en-US", timezone_id="UTC")
-    ctx.set_default_timeout(OPEN_MS)
-    ctx.on("page", problems.watch)
-    yield ctx
-    ctx.close()
-    assert problems.seen == []
-
-
-def open_live(context: BrowserContext, url: str) -> Page:
-    """A page at ``url`` whose event stream is open, marked so a reload would show."""
-    page = context.new_page()
-    page.goto(url)
-    expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=OPEN_MS)
-    expect(page.locator("#live")).to_have_text("Live")
-    page.evaluate("window.__notReloaded = true")
-    return page
-
-
-def assert_not_reloaded(page: Page) -> None:
-    assert page.evaluate("window.__notReloaded === true"), "the page was reloaded"
-
-
-def post_el(page: Page, post_id: int) -> Locator:
-    return page.locator(f"#post-{post_id}")
-
-
-def top(locator: Locator) -> float:
-    box = locator.bounding_box()
-    assert box is not None, "element is not rendered"
-    return float(box["y"])
-
-
-def api_posts(server: Server, channel: str = "general") -> list[dict[str, Any]]:
-    response = server.client.get(f"/api/channels/{channel}/posts")
-    assert response.status_code == 200, response.text
-    posts: list[dict[str, Any]] = response.json()["posts"]
-    return posts
-
-
-def ok(response: httpx.Response) -> dict[str, Any]:
-    assert response.status_code == 200, response.text
-    payload: dict[str, Any] = response.json()
-    return payload
 
 
 # -- compose in one tab, see it in another -------------------------------------------
@@ -322,32 +228,6 @@ def test_channel_page_receives_only_its_channel(server: Server, context: Browser
 # -- screenshots for the docs ------------------------------------------------------------
 
 
-SAMPLE_POSTS = [
-    ("announcements", "Priya Raman", "Welcome to **feed**: updates show up here as they happen."),
-    ("general", "Marco Rossi", "Anyone up for lunch at the new ramen place around 12:30?"),
-    (
-        "general",
-        "Sam Okafor",
-        "Release 2.4 is out. Highlights:\n\n"
-        "- faster search\n- dark mode\n- fixed the `export` button on Safari",
-    ),
-    ("announcements", "Facilities", "The north lift is under maintenance on Thursday morning."),
-    ("general", "Jo Lee", "Reminder: the retro moved to 4 pm, same room."),
-]
-
-
-def seed_sample_feed(server: Server) -> None:
-    ids = [
-        server.post(body, channel=ch, author=who)["post"]["id"] for ch, who, body in SAMPLE_POSTS
-    ]
-    ok(server.client.post(f"/api/posts/{ids[0]}/pin"))
-    ok(
-        server.client.patch(
-            f"/api/posts/{ids[4]}", json={"body": "Reminder: the retro moved to **4 pm**, room 2."}
-        )
-    )
-
-
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_dashboard_screenshots(
     server: Server, browser: Browser, problems: Problems, scheme: Literal["light", "dark"]
@@ -363,10 +243,11 @@ def test_dashboard_screenshots(
             has_touch=mobile,
             color_scheme=scheme,
             locale="en-US",
+            timezone_id="UTC",
         )
         ctx.on("page", problems.watch)
         try:
-            page = open_live(ctx, server.url)
+            page = open_live(ctx, server.url, frozen=FROZEN_NOW)
             expect(page.locator("#posts .post")).to_have_count(len(SAMPLE_POSTS))
             pinned = page.locator("#posts .post.pinned")
             expect(pinned.locator(".tag.pin")).to_be_visible()

@@ -1,0 +1,475 @@
+"""The kiosk (and the dashboard's shared robustness) in a real Chromium.
+
+These tests break things on purpose: they kill the server, answer a reconnect
+with an error, hold a reconnect while posts are written, change the release
+between restarts. Each asserts what a wall screen must do: say when it is
+offline, resume from the last event it applied, converge to the database, reload
+once after a deploy, and keep its memory flat.
+
+Waits are Playwright waits with deadlines; ``window.feedStream.lastApplied``
+(feed.js) tells when the page has applied an event.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect
+
+from tests.browser import (
+    FROZEN_NOW,
+    OPEN_MS,
+    SCREEN,
+    SCREENSHOTS,
+    Problems,
+    api_posts,
+    assert_not_reloaded,
+    browser,
+    context,
+    ok,
+    open_live,
+    post_el,
+    problems,
+    seed_sample_feed,
+    shown_ids,
+    wait_applied,
+)
+from tests.conftest import Server
+
+pytestmark = pytest.mark.browser
+__all__ = ["browser", "context", "problems"]  # fixtures
+
+HEARTBEAT = 0.5  # seconds; the offline badge shows after two silent intervals
+RETRY_MS = 1000
+OUTAGE = ("htmx:sseError", "[object Event]", "ERR_CONNECTION_REFUSED", "ERR_EMPTY_RESPONSE")
+
+
+def kiosk_server(make_server: Callable[..., Server], **settings: Any) -> Server:
+    return make_server(**{"heartbeat": HEARTBEAT, "retry_ms": RETRY_MS, **settings})
+
+
+def debug(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = page.evaluate("({...window.feedStream})")
+    return state
+
+
+def event_id(response: dict[str, Any]) -> int:
+    value: int = response["event_id"]
+    return value
+
+
+# -- the page itself ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_kiosk_layout_theme_and_screenshots(
+    server: Server, browser: Browser, problems: Problems, scheme: Literal["light", "dark"]
+) -> None:
+    ids = seed_sample_feed(server)
+    ctx = browser.new_context(
+        viewport=SCREEN, color_scheme=scheme, locale="en-US", timezone_id="UTC"
+    )
+    ctx.on("page", problems.watch)
+    try:
+        page = open_live(ctx, f"{server.url}/kiosk", frozen=FROZEN_NOW)
+        expect(page.locator("#clock .clock-time")).to_have_text("9:41 AM")
+        expect(page.locator("#clock .clock-day")).to_have_text("Monday, March 2")
+        # Newest first in the document; the newest unpinned post is the headline.
+        assert shown_ids(page) == sorted(ids, reverse=True)
+        hero, pinned = post_el(page, ids[4]), post_el(page, ids[0])
+        expect(hero.locator("time")).to_have_text("3 minutes ago")
+        expect(post_el(page, ids[1]).locator("time")).to_have_text("1 hour ago")
+        expect(pinned.locator(".tag.pin")).to_be_visible()
+        hero_box, pinned_box = hero.bounding_box(), pinned.bounding_box()
+        assert hero_box is not None and pinned_box is not None
+        assert hero_box["y"] < pinned_box["y"] and hero_box["width"] > 2 * pinned_box["width"]
+        assert font_px(page, f"#post-{ids[4]} .body") > 1.5 * font_px(page, f"#post-{ids[1]} .body")
+        # Nothing to click, nothing to scroll.
+        assert page.locator("button, input, select, textarea, form").count() == 0
+        assert page.evaluate(
+            """() => [document.documentElement, document.body].every(el =>
+                   getComputedStyle(el).overflow === 'hidden'
+                   && el.scrollWidth <= window.innerWidth)"""
+        )
+        page.screenshot(path=SCREENSHOTS / f"kiosk-{scheme}.png", animations="disabled")
+        # ?theme= overrides the OS either way.
+        other = "dark" if scheme == "light" else "light"
+        page.goto(f"{server.url}/kiosk?theme={other}")
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == {"dark": "rgb(14, 17, 22)", "light": "rgb(244, 246, 248)"}[other]
+    finally:
+        ctx.close()
+    assert problems.seen == []
+
+
+def font_px(page: Page, selector: str) -> float:
+    size: str = page.eval_on_selector(selector, "el => getComputedStyle(el).fontSize")
+    return float(size.removesuffix("px"))
+
+
+def test_relative_times_and_clock_move_without_asking_the_server(
+    server: Server, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    start = datetime.now(UTC).replace(microsecond=0)
+    page.clock.install(time=start)
+    page.goto(f"{server.url}/kiosk")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    created = server.post("Coffee machine fixed")["post"]["id"]
+    when = post_el(page, created).locator("time")
+    expect(when).to_have_text("just now", timeout=OPEN_MS)
+    clock_before = page.locator("#clock .clock-time").inner_text()
+
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.clock.fast_forward("07:30")
+    expect(when).to_have_text("7 minutes ago")
+    expect(page.locator("#clock .clock-time")).not_to_have_text(clock_before)
+    page.clock.fast_forward("02:00:00")
+    expect(when).to_have_text("2 hours ago")
+    assert requests == []
+
+
+def test_kiosk_keeps_a_bounded_window_and_brings_in_pinned_posts(
+    server: Server, context: BrowserContext
+) -> None:
+    first = server.post("the very first post")["post"]["id"]
+    ids = [server.post(f"post {i}")["post"]["id"] for i in range(35)]
+    page = open_live(context, f"{server.url}/kiosk")
+    window = sorted(ids, reverse=True)[:30]
+    assert shown_ids(page) == window
+
+    # Edits and deletes of posts outside the window change nothing (and log nothing).
+    ok(server.client.patch(f"/api/posts/{ids[0]}", json={"body": "old, edited"}))
+    wait_applied(page, event_id(ok(server.client.delete(f"/api/posts/{ids[1]}"))))
+    assert shown_ids(page) == window
+
+    # Pinning a post outside the window brings it in; the oldest unpinned one makes room.
+    wait_applied(page, event_id(ok(server.client.post(f"/api/posts/{first}/pin"))))
+    expect(post_el(page, first).locator(".tag.pin")).to_be_visible()
+    assert shown_ids(page) == [*window[:29], first]
+    newer = [server.post(f"newer {i}") for i in range(3)]
+    wait_applied(page, event_id(newer[-1]))
+    newer_ids = [created["post"]["id"] for created in newer]
+    assert shown_ids(page) == [*reversed(newer_ids), *window[:26], first]
+    assert_not_reloaded(page)
+
+
+# -- outages ------------------------------------------------------------------------------
+
+
+def test_kiosk_shows_offline_during_a_crash_and_everything_written_meanwhile_after(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems
+) -> None:
+    problems.allow(*OUTAGE)
+    first = kiosk_server(make_server)
+    page = open_live(context, f"{first.url}/kiosk")
+    before = [first.post(f"before {i}")["post"]["id"] for i in range(2)]
+    expect(post_el(page, before[-1])).to_be_visible()
+    stale, live = page.locator("#stale"), page.locator("#live")
+    expect(stale).to_be_hidden()
+
+    first.stop(signal.SIGKILL)
+    expect(stale).to_be_visible(timeout=2 * HEARTBEAT * 1000 + 1000)
+    expect(stale).to_contain_text("Offline since")
+    expect(live).to_have_attribute("data-state", "offline")
+    assert page.locator("#stale time").get_attribute("datetime")
+
+    # Another process writes to the same database while the kiosk's server is down.
+    other = make_server(database=first.database)
+    during = [other.post(f"while down {i}")["post"]["id"] for i in range(5)]
+    ok(other.client.patch(f"/api/posts/{during[1]}", json={"body": "while down 1, *edited*"}))
+    last = event_id(ok(other.client.patch(f"/api/posts/{before[0]}", json={"body": "fixed"})))
+    other.stop()
+    expect(stale).to_be_visible()
+
+    restarted = kiosk_server(make_server, database=first.database, port=first.port)
+    wait_applied(page, last, timeout=2 * RETRY_MS)
+    assert shown_ids(page) == [*reversed(during), *reversed(before)]
+    assert shown_ids(page) == [p["id"] for p in api_posts(restarted)]
+    expect(post_el(page, during[1]).locator(".body")).to_have_text("while down 1, edited")
+    expect(post_el(page, before[0]).locator(".body")).to_have_text("fixed")
+    expect(stale).to_be_hidden()
+    expect(live).to_have_attribute("data-state", "live")
+    assert debug(page)["created"] == 1  # the browser reconnected by itself
+    assert_not_reloaded(page)
+
+
+@dataclass
+class StreamGate:
+    """Stands between a page and ``GET /events``: can answer one request with a 503
+    and hold the next one, so a test can write while the page is reconnecting."""
+
+    page: Page
+    mode: Literal["pass", "fail", "hold"] = "pass"
+    failed: list[str] = field(default_factory=list)
+    held: list[Route] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.page.route(lambda url: urlsplit(url).path == "/events", self._handle)
+
+    def _handle(self, route: Route) -> None:
+        if self.mode == "fail":
+            self.failed.append(route.request.url)
+            self.mode = "hold"
+            route.fulfill(status=503, content_type="text/plain", body="Upstream restarting")
+        elif self.mode == "hold":
+            self.held.append(route)
+        else:
+            route.continue_()
+
+    def release(self) -> None:
+        self.mode = "pass"
+        for route in self.held:
+            route.continue_()
+
+
+def is_stream_request(request: Request) -> bool:
+    return urlsplit(request.url).path == "/events"
+
+
+@pytest.mark.parametrize("path", ["/kiosk", "/"])
+def test_a_rebuilt_event_source_resumes_from_the_last_applied_event(
+    make_server: Callable[..., Server],
+    context: BrowserContext,
+    problems: Problems,
+    path: str,
+) -> None:
+    problems.allow(*OUTAGE, "503 from GET", "EventSource")
+    reader = kiosk_server(make_server, retry_ms=300, poll_interval=0.1)
+    writer = make_server(database=reader.database)
+    page = context.new_page()
+    gate = StreamGate(page)
+    page.goto(f"{reader.url}{path}")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    page.evaluate("window.__notReloaded = true")
+    before = [writer.post(f"before {i}")["post"]["id"] for i in range(3)]
+    seen = before[-1]  # one event per post so far
+    wait_applied(page, seen)
+
+    # The restart makes the browser reconnect; the gate answers that with a 503, so the
+    # EventSource is CLOSED and htmx's extension builds a new one, which the gate holds.
+    gate.mode = "fail"
+    attempts: list[Request] = []
+
+    def second_attempt(request: Request) -> bool:
+        if is_stream_request(request):
+            attempts.append(request)
+        return len(attempts) == 2  # the first is the browser's own reconnect
+
+    with page.expect_event("request", second_attempt, timeout=OPEN_MS) as rebuilt:
+        reader.stop()
+        restarted = kiosk_server(
+            make_server, database=reader.database, port=reader.port, retry_ms=300
+        )
+    expect(page.locator("#stale")).to_be_visible(timeout=2 * HEARTBEAT * 1000 + 1000)
+
+    # Written while the page has no stream at all.
+    during = [writer.post(f"during {i}")["post"]["id"] for i in range(5)]
+    ok(writer.client.patch(f"/api/posts/{before[0]}", json={"body": "before 0, edited"}))
+    last = event_id(ok(writer.client.delete(f"/api/posts/{before[1]}")))
+    gate.release()
+
+    wait_applied(page, last)
+    assert gate.failed == [attempts[0].url] and debug(page)["created"] == 2
+    query = parse_qs(urlsplit(rebuilt.value.url).query)
+    assert query["last_event_id"] == [str(seen)]
+    assert "last-event-id" not in rebuilt.value.headers  # the reason for the URL parameter
+    ids = shown_ids(page)
+    assert ids == [*reversed(during), before[2], before[0]]
+    assert ids == [p["id"] for p in api_posts(restarted)]
+    assert page.locator("[id^='post-']").count() == len(ids)  # no duplicates
+    expect(post_el(page, before[0]).locator(".body")).to_have_text("before 0, edited")
+    expect(page.locator("#stale")).to_be_hidden()
+
+    # And it stays live on the rebuilt stream.
+    later = writer.post("after")["post"]["id"]
+    expect(post_el(page, later)).to_be_visible(timeout=OPEN_MS)
+    assert shown_ids(page)[0] == later
+    assert_not_reloaded(page)
+
+
+def test_kiosk_refetches_its_list_when_told_to_resync(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems
+) -> None:
+    problems.allow(*OUTAGE)
+    reader = kiosk_server(make_server, replay_limit=3, retry_ms=300)
+    page = open_live(context, f"{reader.url}/kiosk")
+    kept, dropped = (reader.post(text)["post"]["id"] for text in ("kept", "dropped"))
+    expect(post_el(page, dropped)).to_be_visible()
+    reader.stop()
+
+    other = make_server(database=reader.database)
+    during = [other.post(f"during {i}")["post"]["id"] for i in range(4)]
+    ok(other.client.delete(f"/api/posts/{dropped}"))
+    last = event_id(ok(other.client.patch(f"/api/posts/{kept}", json={"body": "kept, edited"})))
+    other.stop()
+
+    with page.expect_response(lambda r: "/partials/kiosk" in r.url, timeout=OPEN_MS) as fetched:
+        kiosk_server(make_server, database=reader.database, port=reader.port, replay_limit=3)
+    assert fetched.value.headers["x-feed-last-event-id"] == str(last)
+    wait_applied(page, last)
+    assert shown_ids(page) == [*reversed(during), kept]
+    expect(post_el(page, kept).locator(".body")).to_have_text("kept, edited")
+    assert_not_reloaded(page)
+
+
+# -- deploys ----------------------------------------------------------------------------
+
+
+COUNT_LOADS = """
+if (location.protocol === 'http:') {
+  sessionStorage.setItem('loads', String(Number(sessionStorage.getItem('loads') || 0) + 1));
+}
+"""
+
+
+def loads(page: Page) -> int:
+    return int(page.evaluate("Number(sessionStorage.getItem('loads'))"))
+
+
+def test_kiosk_reloads_exactly_once_when_the_release_changes(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems
+) -> None:
+    problems.allow(*OUTAGE)
+    context.add_init_script(COUNT_LOADS)
+    old = kiosk_server(make_server, release="a", retry_ms=300)
+    page = open_live(context, f"{old.url}/kiosk")
+    old.post("written under release a")
+    assert loads(page) == 1
+    old.stop()
+
+    new = kiosk_server(make_server, database=old.database, port=old.port, release="b")
+    fresh = new.post("written under release b")["post"]["id"]
+    release = page.locator('meta[name="feed-release"]')
+    expect(release).to_have_attribute("content", "b", timeout=OPEN_MS)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    expect(post_el(page, fresh)).to_be_visible()
+    assert shown_ids(page) == [p["id"] for p in api_posts(new)]
+    assert loads(page) == 2
+    page.evaluate("window.__notReloaded = true")
+
+    # Another restart on the same release is just a reconnect.
+    new.stop()
+    same = kiosk_server(make_server, database=old.database, port=old.port, release="b")
+    later = same.post("still release b")["post"]["id"]
+    expect(post_el(page, later)).to_be_visible(timeout=OPEN_MS)
+    assert loads(page) == 2
+    assert_not_reloaded(page)
+
+
+def test_a_page_still_served_old_reloads_once_and_not_in_a_loop(
+    make_server: Callable[..., Server], context: BrowserContext
+) -> None:
+    context.add_init_script(COUNT_LOADS)
+    server = kiosk_server(make_server, release="b")
+    server.post("hello")
+    page = context.new_page()
+
+    # A stale cache in front of the server keeps serving pages rendered by release a.
+    def old_page(route: Route) -> None:
+        body = route.fetch().text().replace('content="b"', 'content="a"')
+        route.fulfill(body=body, content_type="text/html")
+
+    page.route(lambda url: urlsplit(url).path == "/kiosk", old_page)
+    page.goto(f"{server.url}/kiosk")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    # Wait until the stream has said hello to the reloaded page too: two loads, both
+    # connected (feedStream lives per load), and a later event still applied live.
+    page.wait_for_function("Number(sessionStorage.getItem('loads')) === 2", timeout=OPEN_MS)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    later = server.post("live after the guard")["post"]["id"]
+    expect(post_el(page, later)).to_be_visible(timeout=OPEN_MS)
+    assert loads(page) == 2
+
+
+# -- memory -----------------------------------------------------------------------------
+
+
+@dataclass
+class Metrics:
+    nodes: int
+    heap: int
+    listeners: int
+
+
+def measure(page: Page) -> Metrics:
+    """Live DOM nodes, JS heap and listeners once htmx has settled and after full GCs
+    (twice: Blink frees DOM nodes lazily, after the collection that found them dead)."""
+    page.wait_for_function("!document.querySelector('.htmx-added, .htmx-settling, .htmx-swapping')")
+    cdp = page.context.new_cdp_session(page)
+    try:
+        cdp.send("Performance.enable")
+        for _ in range(2):
+            cdp.send("HeapProfiler.collectGarbage")
+        found = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    finally:
+        cdp.detach()
+    return Metrics(
+        int(found["Nodes"]), int(found["JSHeapUsedSize"]), int(found["JSEventListeners"])
+    )
+
+
+@dataclass
+class Traffic:
+    """A deterministic mix of creates, edits and deletes through the API."""
+
+    server: Server
+    live: list[int] = field(default_factory=list)
+    sent: int = 0
+    last: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+
+    def run(self, events: int) -> int:
+        for _ in range(events):
+            self.step()
+        return self.last
+
+    def step(self) -> None:
+        n, client = self.sent, self.server.client
+        self.sent += 1
+        if n % 10 in (3, 7) and self.live:
+            target = self.live[-1 - n % 5] if len(self.live) > 5 else self.live[-1]
+            body = {"body": f"edit {n} with *markdown*"}
+            response = ok(client.patch(f"/api/posts/{target}", json=body))
+            self.kinds["edit"] += 1
+        elif n % 10 == 5 and len(self.live) > 40:
+            # Alternately a post on screen and one long gone from it.
+            target = self.live.pop(-3 if n % 20 == 5 else 0)
+            response = ok(client.delete(f"/api/posts/{target}"))
+            self.kinds["delete"] += 1
+        else:
+            response = self.server.post(f"post {n}: " + "lorem ipsum " * (n % 7 + 1))
+            self.live.append(response["post"]["id"])
+            self.kinds["create"] += 1
+        self.last = event_id(response)
+
+
+def test_kiosk_memory_stays_flat_over_two_thousand_events(
+    server: Server, context: BrowserContext, record_property: Callable[[str, object], None]
+) -> None:
+    page = open_live(context, f"{server.url}/kiosk")
+    traffic = Traffic(server)
+    wait_applied(page, traffic.run(200), timeout=20_000)
+    early = measure(page)
+    wait_applied(page, traffic.run(1800), timeout=60_000)
+    late = measure(page)
+    record_property("kiosk_metrics", {"after_200": early, "after_2000": late})
+    print(f"\nkiosk after 200 events: {early}\nkiosk after 2000 events: {late}")
+
+    assert traffic.sent == 2000 and min(traffic.kinds.values()) >= 150, traffic.kinds
+    assert abs(late.nodes - early.nodes) <= 0.1 * early.nodes, (early, late)
+    assert abs(late.heap - early.heap) <= 0.1 * early.heap, (early, late)
+    assert late.listeners <= early.listeners, (early, late)
+    # Bounded, and still exactly the newest part of the feed.
+    newest = [p["id"] for p in api_posts(server, limit=30)]
+    assert shown_ids(page) == newest
+    assert debug(page)["created"] == 1
+    assert_not_reloaded(page)
