@@ -19,12 +19,14 @@ Rationale:
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from multiprocessing.process import BaseProcess
@@ -47,6 +49,7 @@ GC_THRESHOLD = (50_000, 20, 10)
 
 # A worker that exits sooner than this after starting failed to start.
 STARTUP_GRACE = 10.0
+PR_SET_PDEATHSIG = 1
 
 
 class _DroppedStreamFilter(logging.Filter):
@@ -103,12 +106,23 @@ def serve(settings: Settings) -> int:
     return Supervisor(settings).run()
 
 
-def _worker(settings: Settings, listener: socket.socket) -> None:
+def _worker(settings: Settings, listener: socket.socket, parent: int) -> None:
+    _die_with(parent)
     _configure(settings)
     server = build_server(settings)
     server.run(sockets=[listener])
     if not server.started:
         raise SystemExit(3)
+
+
+def _die_with(parent: int) -> None:
+    """End this worker when the supervisor dies, even by SIGKILL, instead of leaving
+    an orphan that keeps serving on the shared socket."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before we asked
+        raise SystemExit(1)
 
 
 class Supervisor:
@@ -149,7 +163,7 @@ class Supervisor:
 
     def _start(self) -> tuple[BaseProcess, float]:
         process = self._context.Process(
-            target=_worker, args=(self._settings, self._socket), name="feed-worker"
+            target=_worker, args=(self._settings, self._socket, os.getpid()), name="feed-worker"
         )
         process.start()
         return process, time.monotonic()

@@ -48,6 +48,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
+from feed import schema
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -214,8 +216,8 @@ def _post_view(post: Post, channel: str) -> PostView:
     )
 
 
-# Any fixed number works; it only has to be the same in every feed process.
-WRITE_LOCK_KEY = 0x66656564  # "feed"
+# The same lock that serialises migrations (schema.py): one per database.
+WRITE_LOCK_KEY = schema.LOCK_KEY
 NOTIFY_CHANNEL = "feed_events"
 
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
@@ -309,17 +311,8 @@ class Store:
 
     @_in_thread
     def create_schema(self) -> None:
-        """Create missing tables and the channels every feed starts with.
-
-        Safe when several processes start at once: on PostgreSQL they take turns
-        on the write lock.
-        """
-        with self._engine.begin() as connection:
-            if self._postgres:
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
-                )
-            SQLModel.metadata.create_all(connection)
+        """Bring the tables up to date and create the channels every feed starts with."""
+        schema.upgrade(self._writer)
         with self._write() as session:
             existing = set(session.exec(select(Channel.name)).all())
             for name, title, description in SEED_CHANNELS:

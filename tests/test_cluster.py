@@ -213,7 +213,8 @@ def test_several_workers_share_one_port_and_every_stream_gets_every_post(
 ) -> None:
     server = make_server(database=pg_url, broker_url=pg_url, workers=2, poll_interval=SLOW_POLL)
     assert server.proc is not None
-    wait_until(lambda: len(child_pids(server.proc.pid)) == 2, "two workers")
+    supervisor = server.proc.pid
+    wait_until(lambda: len(worker_pids(supervisor)) == 2, "two workers")
     streams = [json_stream(server) for _ in range(12)]
     try:
         sent = [server.post(f"to all {n}")["event_id"] for n in range(5)]
@@ -223,9 +224,20 @@ def test_several_workers_share_one_port_and_every_stream_gets_every_post(
     finally:
         for stream in streams:
             stream.close()
-    assert server.stop() < 15
+    workers = worker_pids(supervisor)
+    server.proc.kill()  # SIGKILL: the workers must not outlive it
+    server.proc.wait()
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), "workers end")
 
 
-def child_pids(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(x) for x in children.read_text().split()] if children.exists() else []
+def worker_pids(supervisor: int) -> list[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children")
+    pids = [int(x) for x in children.read_text().split()] if children.exists() else []
+    return [pid for pid in pids if b"spawn_main" in _cmdline(pid)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

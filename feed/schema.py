@@ -1,0 +1,69 @@
+"""The database schema's version, and moving it forward with Alembic.
+
+Migrations live in ``feed/migrations/versions``; ``feed db upgrade`` and every server
+start run them. A database made by feed 0.1.0, before there were migrations, has the
+tables but no version: it is recognised and marked as the first revision, then
+upgraded like any other.
+
+Several processes may start at once, so the upgrade runs while holding the store's
+write lock (an advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite): the first
+process migrates, the others then find nothing to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect, text
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# What feed 0.1.0's tables correspond to.
+BASELINE = "0001"
+UNVERSIONED = "unversioned (feed 0.1.0)"
+# Any fixed number works; it only has to be the same in every feed process.
+LOCK_KEY = 0x66656564
+
+
+def _config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head() -> str:
+    """The newest revision this feed knows."""
+    script = ScriptDirectory(str(MIGRATIONS))
+    found = script.get_current_head()
+    assert found is not None
+    return found
+
+
+def current(engine: Engine) -> str | None:
+    """The database's revision; None for an empty database."""
+    with engine.connect() as connection:
+        revision = MigrationContext.configure(connection).get_current_revision()
+        if revision is None and "events" in inspect(connection).get_table_names():
+            return UNVERSIONED
+        return revision
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Bring the schema to the newest revision; returns (revision before, after).
+
+    "Before" is None for an empty database and ``UNVERSIONED`` for one made by
+    feed 0.1.0."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        before = MigrationContext.configure(connection).get_current_revision()
+        config = _config(connection)
+        if before is None and "events" in inspect(connection).get_table_names():
+            command.stamp(config, BASELINE)
+            before = UNVERSIONED
+        command.upgrade(config, "head")
+    return before, head()
