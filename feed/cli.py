@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -12,10 +13,15 @@ from typing import Any
 from feed import __version__
 from feed.settings import Settings, SettingsError
 
+EXIT_CODES = """exit codes: 0 done; 1 the server or database could not be reached; 2 bad usage
+or settings; 3 the server refused the request; 130 interrupted."""
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="feed", description="A real-time updates feed over Server-Sent Events."
+        prog="feed",
+        description="A real-time updates feed over Server-Sent Events.",
+        epilog=EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"feed {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -42,7 +48,48 @@ def _parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     db_commands.add_parser("upgrade", help="apply every pending migration")
     db_commands.add_parser("current", help="print the schema revision, and the newest known")
+    _client_commands(commands)
     return parser
+
+
+def _client_commands(commands: Any) -> None:
+    url_help = "the server (default http://FEED_HOST:FEED_PORT, so http://127.0.0.1:8000)"
+    post = commands.add_parser(
+        "post",
+        help="publish a post through a running server",
+        description="Publish a post through the server's HTTP API.",
+        epilog="example: feed post announcements 'Deploy at **5 pm**' --author ops",
+    )
+    post.add_argument("channel", help="channel name, e.g. general")
+    post.add_argument("text", help="the post's Markdown; - reads it from standard input")
+    post.add_argument("--author", default=os.environ.get("USER") or "feed", help="default $USER")
+    post.add_argument("--json", action="store_true", help="print the server's JSON answer")
+    post.add_argument("--url", help=url_help)
+    tail = commands.add_parser(
+        "tail",
+        help="follow the feed live in the terminal",
+        description="Print events as they happen. Reconnects and resumes with "
+        "Last-Event-ID, so nothing is missed or repeated across restarts and cuts.",
+        epilog="examples: feed tail --channel announcements; "
+        "feed tail --format json | jq .post.body",
+    )
+    tail.add_argument(
+        "--channel", action="append", metavar="NAME", help="only this channel (repeatable)"
+    )
+    tail.add_argument("--format", choices=("text", "json"), default="text", help="default text")
+    tail.add_argument("--since", type=int, metavar="ID", help="first replay every event after ID")
+    tail.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour text lines (default auto: on a terminal, unless NO_COLOR is set)",
+    )
+    tail.add_argument("--count", type=int, metavar="N", help="stop after N events")
+    tail.add_argument("--url", help=url_help)
+    channels = commands.add_parser(
+        "channels", help="list the channels", description="List the server's channels."
+    )
+    channels.add_argument("--url", help=url_help)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "db":
         return _db(settings, args.db_command)
+    if args.command in ("post", "tail", "channels"):
+        return _remote(args, args.url or _default_url(settings))
     from feed.server import serve
 
     return serve(settings)
@@ -92,3 +141,36 @@ def _db(settings: Settings, action: str) -> int:
         print(f"feed: cannot reach the database: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _default_url(settings: Settings) -> str:
+    # A server listening on every address is reached on loopback.
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}"
+
+
+def _remote(args: argparse.Namespace, url: str) -> int:
+    from feed import terminal
+
+    url = url.rstrip("/")
+    try:
+        if args.command == "tail":
+            return terminal.run_tail(args, url)
+        if args.command == "channels":
+            for channel in terminal.channels(url):
+                print(f"{channel['name']}\t{channel['title']}")
+            return terminal.OK
+        text = sys.stdin.read() if args.text == "-" else args.text
+        answer = terminal.post(url, args.channel, text, args.author)
+    except terminal.CommandError as exc:
+        print(f"feed: {exc}", file=sys.stderr)
+        return exc.code
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        print(
+            f"posted to #{answer['post']['channel']}: post {answer['post']['id']}, "
+            f"event {answer['event_id']}"
+        )
+    return terminal.OK

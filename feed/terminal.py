@@ -1,0 +1,214 @@
+"""The ``feed`` commands that talk to a running server over HTTP: ``post``, ``tail``
+and ``channels``.
+
+Rationale:
+
+1. ``tail`` reads the JSON stream and draws its own lines, so it can colour them;
+   the server's ``format=text`` stays plain for ``curl -N``.
+2. ``tail`` resumes with ``Last-Event-ID`` after any disconnect, waiting the
+   server's ``retry:`` hint (doubling up to a minute while it stays down), so a
+   restart or a network cut shows every event once. Only the very first connection
+   failing ends the command: that is a wrong URL or a server that is not running.
+3. Exit codes are for scripts: 0 done, 1 the server could not be reached or failed,
+   2 bad usage or settings, 3 the server refused the request (its message is shown),
+   130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import httpx
+from httpx_sse import SSEError, connect_sse
+
+OK, UNREACHABLE, USAGE, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
+MAX_BACKOFF = 60.0
+TIMEOUT = httpx.Timeout(10.0, read=None)  # a stream is idle between heartbeats
+
+_STYLES = {
+    "dim": "2",
+    "bold": "1",
+    "channel": "36",
+    "post-created": "32",
+    "post-updated": "33",
+    "post-deleted": "31",
+    "post-pinned": "35",
+    "post-unpinned": "35",
+}
+
+
+class CommandError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def want_colour(choice: str, stream: TextIO) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    return stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def _paint(text: str, style: str, colour: bool) -> str:
+    return f"\033[{_STYLES[style]}m{text}\033[0m" if colour else text
+
+
+def _refusal(response: httpx.Response) -> CommandError:
+    try:
+        message = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text.strip() or response.reason_phrase
+    code = REFUSED if response.status_code < 500 else UNREACHABLE
+    return CommandError(code, f"the server answered {response.status_code}: {message}")
+
+
+# -- post and channels --------------------------------------------------------------
+
+
+def post(url: str, channel: str, body: str, author: str) -> dict[str, Any]:
+    """Publish one post; returns the server's answer (the post and its event id)."""
+    try:
+        response = httpx.post(
+            f"{url}/api/channels/{channel}/posts",
+            json={"author": author, "body": body},
+            timeout=10,
+        )
+    except httpx.HTTPError as exc:
+        raise CommandError(UNREACHABLE, f"cannot reach {url}: {exc}") from None
+    if response.status_code != 201:
+        raise _refusal(response)
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def channels(url: str) -> list[dict[str, str]]:
+    try:
+        response = httpx.get(f"{url}/api/channels", timeout=10)
+    except httpx.HTTPError as exc:
+        raise CommandError(UNREACHABLE, f"cannot reach {url}: {exc}") from None
+    if response.status_code != 200:
+        raise _refusal(response)
+    found: list[dict[str, str]] = response.json()["channels"]
+    return found
+
+
+# -- tail ---------------------------------------------------------------------------
+
+
+def line(event: str, data: str, colour: bool) -> str:
+    """One readable line for a JSON event from the stream."""
+    payload = json.loads(data)
+    post = payload["post"]
+    when = post["edited_at"] if event == "post-updated" else post["created_at"]
+    stamp = _paint(time.strftime("%H:%M", _local(when)), "dim", colour)
+    where = _paint(f"#{post['channel']}", "channel", colour)
+    who = _paint(post["author"], "bold", colour)
+    verb = {
+        "post-created": "",
+        "post-updated": "edited ",
+        "post-deleted": "deleted ",
+        "post-pinned": "pinned ",
+        "post-unpinned": "unpinned ",
+    }.get(event, f"{event} ")
+    what = _paint(f"{verb}post {post['id']}", event if event in _STYLES else "dim", colour)
+    text = " ".join(post["body"].split())
+    head = f"{stamp} {where} {who}"
+    if event == "post-created":
+        return f"{head}: {text}"
+    return f"{head} {what}" + (f": {text}" if text and event != "post-deleted" else "")
+
+
+def _local(iso: str) -> time.struct_time:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).astimezone().timetuple()
+
+
+@dataclass
+class Tail:
+    url: str
+    channels: Sequence[str]
+    fmt: str
+    last_id: int | None
+    out: TextIO
+    err: TextIO
+    colour: bool
+    # How many events to print before returning (None: until interrupted), for tests.
+    limit: int | None = None
+    sleep: Callable[[float], None] = time.sleep
+
+    def run(self) -> int:
+        printed, connected_once, delay = 0, False, 1.0
+        while True:
+            try:
+                for event in self._events():
+                    connected_once, delay = True, 1.0
+                    if event is None:
+                        continue
+                    self._show(*event)
+                    printed += 1
+                    if self.limit is not None and printed >= self.limit:
+                        return OK
+                reason = "the server ended the stream"
+            except CommandError:
+                raise
+            except (httpx.HTTPError, SSEError) as exc:
+                if not connected_once:
+                    raise CommandError(UNREACHABLE, f"cannot reach {self.url}: {exc}") from None
+                reason = str(exc) or type(exc).__name__
+            print(f"feed: {reason}; reconnecting in {delay:.0f} s", file=self.err, flush=True)
+            self.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
+
+    def _events(self) -> Any:
+        """Yields None when the stream opens, then (event, data) for each event."""
+        params: list[tuple[str, str]] = [("format", "json")]
+        params += [("channel", name) for name in self.channels]
+        headers = {} if self.last_id is None else {"Last-Event-ID": str(self.last_id)}
+        with (
+            httpx.Client(timeout=TIMEOUT) as client,
+            connect_sse(client, "GET", f"{self.url}/events", params=params, headers=headers) as sse,
+        ):
+            if sse.response.status_code != 200:
+                sse.response.read()
+                raise _refusal(sse.response)
+            yield None
+            for event in sse.iter_sse():
+                if event.id:
+                    self.last_id = int(event.id)
+                if event.event == "resync":
+                    print(
+                        "feed: too many events were missed to replay; carrying on from "
+                        f"event {self.last_id}",
+                        file=self.err,
+                        flush=True,
+                    )
+                elif event.event.startswith("post-"):
+                    yield event.event, event.data
+
+    def _show(self, event: str, data: str) -> None:
+        text = data if self.fmt == "json" else line(event, data, self.colour)
+        print(text, file=self.out, flush=True)
+
+
+def run_tail(args: Any, url: str) -> int:
+    tail = Tail(
+        url=url,
+        channels=args.channel or [],
+        fmt=args.format,
+        last_id=args.since,
+        out=sys.stdout,
+        err=sys.stderr,
+        colour=want_colour(args.color, sys.stdout),
+        limit=args.count,
+    )
+    try:
+        return tail.run()
+    except KeyboardInterrupt:
+        return INTERRUPTED

@@ -1,0 +1,128 @@
+"""``feed post``, ``feed tail`` and ``feed channels`` against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from tests.conftest import Server, free_port
+from tests.test_cli import run_feed
+
+
+def feed_process(*args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "feed", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def by_bob(server: Server) -> list[str]:
+    return ["--author", "bob", "--url", server.url]
+
+
+def wait_for_subscriber(server: Server, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while server.client.get("/readyz").json()["subscribers"] < 1:
+        assert time.monotonic() < deadline, "the tail never connected"
+        time.sleep(0.05)  # polling the server's count, with a deadline
+
+
+def test_post_publishes_and_tail_prints_replayed_and_live_events(server: Server) -> None:
+    first = run_feed("post", "general", "hello *there*", "--author", "ada", "--url", server.url)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "posted to #general: post 1, event 1"
+    piped = subprocess.run(
+        [sys.executable, "-m", "feed", "post", "announcements", "-", "--json", *by_bob(server)],
+        input="from  stdin\nsecond line",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert json.loads(piped.stdout)["post"]["body"] == "from  stdin\nsecond line"
+
+    tail = feed_process(
+        "tail", "--since", "0", "--count", "3", "--color", "never", "--url", server.url
+    )
+    server.post("live one", author="grace")
+    out, err = tail.communicate(timeout=30)
+    assert tail.returncode == 0, err
+    lines = out.splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "#general ada: hello *there*",
+        "#announcements bob: from stdin second line",
+        "#general grace: live one",
+    ]
+
+
+def test_tail_json_filters_channels_and_prints_one_object_per_line(server: Server) -> None:
+    server.post("not this one")
+    wanted = server.post("this one", channel="announcements")
+    tail = run_feed(
+        "tail",
+        "--since",
+        "0",
+        "--count",
+        "1",
+        "--format",
+        "json",
+        "--channel",
+        "announcements",
+        "--url",
+        server.url,
+    )
+    assert tail.returncode == 0, tail.stderr
+    (line,) = tail.stdout.splitlines()
+    payload = json.loads(line)
+    assert (payload["id"], payload["post"]["body"]) == (wanted["event_id"], "this one")
+
+
+def test_tail_resumes_after_a_server_restart_without_gaps_or_repeats(
+    make_server: Callable[..., Server],
+) -> None:
+    port = free_port()
+    server = make_server(port=port)
+    tail = feed_process("tail", "--count", "4", "--color", "never", "--url", server.url)
+    wait_for_subscriber(server)
+    server.post("one")
+    server.post("two")
+    server.stop(signal.SIGKILL)
+    # Written while the first server is down, by another process on the same database.
+    other = make_server(database=server.database)
+    other.post("three")
+    other.stop()
+    restarted = make_server(database=server.database, port=port)
+    restarted.post("four")
+    out, err = tail.communicate(timeout=60)
+    assert tail.returncode == 0, err
+    assert [line.rsplit(": ", 1)[1] for line in out.splitlines()] == ["one", "two", "three", "four"]
+    assert "reconnecting" in err
+
+
+def test_refusals_and_unreachable_servers_have_their_own_exit_codes(server: Server) -> None:
+    refused = run_feed("post", "nope", "hi", "--url", server.url)
+    assert refused.returncode == 3
+    assert (
+        refused.stderr.strip() == "feed: the server answered 404: There is no channel named 'nope'."
+    )
+    empty = run_feed("post", "general", "", "--url", server.url)
+    assert empty.returncode == 3 and "422" in empty.stderr
+    gone = f"http://127.0.0.1:{free_port()}"
+    for command in (["post", "general", "hi"], ["tail"], ["channels"]):
+        result = run_feed(*command, "--url", gone)
+        assert result.returncode == 1, command
+        assert result.stderr.startswith(f"feed: cannot reach {gone}")
+
+
+def test_channels_lists_names_and_titles(server: Server) -> None:
+    result = run_feed("channels", "--url", server.url)
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == ["announcements\tAnnouncements", "general\tGeneral"]
