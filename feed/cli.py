@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from feed import __version__
-from feed.settings import Settings, SettingsError
+from feed.settings import Settings, SettingsError, reference
 
 EXIT_CODES = """exit codes: 0 done; 1 the server or database could not be reached; 2 bad usage
 or settings; 3 the server refused the request; 130 interrupted."""
@@ -48,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     db_commands.add_parser("upgrade", help="apply every pending migration")
     db_commands.add_parser("current", help="print the schema revision, and the newest known")
+    config = commands.add_parser(
+        "config",
+        help="print the settings in effect",
+        description="Print the FEED_* settings in effect, passwords hidden.",
+    )
+    config.add_argument(
+        "--reference", action="store_true", help="print the Markdown reference of every setting"
+    )
     _client_commands(commands)
     return parser
 
@@ -107,6 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "db":
         return _db(settings, args.db_command)
+    if args.command == "config":
+        if args.reference:
+            print(reference(), end="")
+        else:
+            for name, value in settings.describe().items():
+                print(f"{name}={value}")
+        return 0
     if args.command in ("post", "tail", "channels"):
         return _remote(args, args.url or _default_url(settings))
     from feed.server import serve

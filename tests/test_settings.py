@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
-from feed.settings import Settings, SettingsError, redact_url
+from feed.settings import Settings, SettingsError, redact_url, reference
 
 
 def test_defaults_when_nothing_is_set() -> None:
@@ -81,3 +84,10 @@ def test_several_workers_with_a_shared_broker_are_accepted() -> None:
     assert (settings.workers, settings.broker_kind) == (4, "postgresql")
     redis = Settings(workers=2, broker_url="rediss://cache:6380/0")
     assert redis.broker_kind == "redis"
+
+
+def test_the_configuration_reference_is_current() -> None:
+    written = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    assert written == reference(), "run: feed config --reference > docs/configuration.md"
+    for field in dataclasses.fields(Settings):
+        assert f"`FEED_{field.name.upper()}`" in written
