@@ -47,12 +47,14 @@ def test_post_arrives_with_id_event_and_json_data(server: Server) -> None:
 def test_html_format_carries_the_page_fragment_and_oob_swaps(server: Server) -> None:
     with open_stream(server, format="html") as stream:
         # Payloads show a post's state when it is sent, so let each change arrive first.
+        # An HTML stream opens with ``hello`` (the release, for pages), then the events.
         post_id = server.post("hello <b>**world**</b>")["post"]["id"]
-        stream.wait_events(1)
-        server.client.patch(f"/api/posts/{post_id}", json={"body": "edited"})
         stream.wait_events(2)
+        server.client.patch(f"/api/posts/{post_id}", json={"body": "edited"})
+        stream.wait_events(3)
         server.client.delete(f"/api/posts/{post_id}")
-        created, updated, deleted = stream.wait_events(3)
+        hello, created, updated, deleted = stream.wait_events(4)
+    assert hello.event == "hello" and hello.id is None
     assert created.event == "post-created"
     assert f'<article id="post-{post_id}"' in created.data
     assert "<strong>world</strong>" in created.data
