@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
+CADDY ?= /usr/bin/caddy
 
 .PHONY: run test check bench clean
 
@@ -20,11 +21,29 @@ $(VENV)/.test-deps: $(BIN)/feed
 run: $(BIN)/feed
 	$(BIN)/feed serve
 
-# Browser tests need Debian's Chromium; install it when it is missing.
-$(CHROMIUM):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+# Browser tests need Debian's Chromium, and the deployment test Debian's Caddy as the
+# reverse proxy; install them when they are missing. A package's postinst must not start
+# a system daemon (Caddy's would take port 80): a policy-rc.d that refuses every start
+# is in place during the install, and the unit is left disabled where systemd runs.
+define apt_install
+	set -e; made_policy=; \
+	if [ ! -e /usr/sbin/policy-rc.d ]; then \
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+		chmod 755 /usr/sbin/policy-rc.d; made_policy=1; \
+	fi; \
+	trap '[ -z "$$made_policy" ] || rm -f /usr/sbin/policy-rc.d' EXIT; \
+	apt-get update -qq; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1)
+endef
 
-test: $(VENV)/.test-deps $(CHROMIUM)
+$(CHROMIUM):
+	$(call apt_install,chromium)
+
+$(CADDY):
+	$(call apt_install,caddy)
+	if [ -d /run/systemd/system ]; then systemctl disable --now caddy.service; fi
+
+test: $(VENV)/.test-deps $(CHROMIUM) $(CADDY)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
