@@ -160,6 +160,13 @@ def test_the_proxy_runs_the_caddyfile_in_deploy(compose: dict[str, Any]) -> None
     assert set(proxy["depends_on"]) == set(FEED_SERVICES)
 
 
+def test_servers_and_proxy_may_hold_thousands_of_streams(compose: dict[str, Any]) -> None:
+    # Every open stream is an open file (two in the proxy); a soft limit of 1024, the
+    # default in some Docker set-ups, would refuse streams long before memory runs out.
+    for name in (*FEED_SERVICES, "proxy"):
+        assert compose["services"][name]["ulimits"]["nofile"]["soft"] >= 20_000
+
+
 def test_the_proxy_passes_event_streams_straight_through(caddy_config: dict[str, Any]) -> None:
     proxy = the_handler(caddy_config, "reverse_proxy")
     assert proxy["flush_interval"] == -1
