@@ -7,6 +7,7 @@ only then hints the broker, so nothing reaches a stream before it is committed.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from typing import Any
 
@@ -17,10 +18,14 @@ from starlette.routing import Route
 from feed.errors import ClientError
 from feed.render import post_json
 from feed.runtime import Runtime, runtime
-from feed.store import Change
+from feed.store import Change, ChannelChange, ChannelView
 
 MAX_AUTHOR_CHARS = 80
 MAX_PAGE = 200
+MAX_TITLE_CHARS = 200
+MAX_DESCRIPTION_CHARS = 2000
+# Names appear in URLs, kiosk links and scripts, so they are short, lower-case slugs.
+CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -59,8 +64,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def check_fields(payload: dict[str, Any], required: set[str]) -> None:
-    unknown = sorted(set(payload) - required)
+def check_fields(
+    payload: dict[str, Any], required: set[str], optional: frozenset[str] = frozenset()
+) -> None:
+    unknown = sorted(set(payload) - required - optional)
     if unknown:
         raise ClientError(422, f"Unknown field {unknown[0]!r}.", unknown)
     missing = sorted(required - set(payload))
@@ -119,19 +126,74 @@ async def create_post_from(rt: Runtime, channel: str, payload: dict[str, Any]) -
     return await rt.store.create_post(channel, author, body)
 
 
+def channel_json(channel: ChannelView) -> dict[str, Any]:
+    return {
+        "name": channel.name,
+        "title": channel.title,
+        "description": channel.description,
+        "archived": channel.archived,
+    }
+
+
+async def publish_channel(rt: Runtime, change: ChannelChange) -> dict[str, Any]:
+    if change.event_id is not None:
+        await rt.broker.publish(change.event_id)
+    return {"channel": channel_json(change.channel), "event_id": change.event_id}
+
+
+def optional_text(payload: dict[str, Any], name: str, max_chars: int) -> str | None:
+    return text_field(payload, name, max_chars) if name in payload else None
+
+
 # -- endpoints ---------------------------------------------------------------------
 
 
 async def list_channels(request: Request) -> JSONResponse:
     rt = runtime(request)
     channels = await rt.store.list_channels()
-    return JSONResponse(
-        {
-            "channels": [
-                {"name": c.name, "title": c.title, "description": c.description} for c in channels
-            ]
-        }
+    return JSONResponse({"channels": [channel_json(c) for c in channels]})
+
+
+async def create_channel(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    payload = await read_json(request, rt.settings.max_body_bytes)
+    check_fields(payload, {"name", "title"}, frozenset({"description"}))
+    name = text_field(payload, "name", 64)
+    if not CHANNEL_NAME.fullmatch(name):
+        raise ClientError(
+            422,
+            "A channel name is 1 to 64 lower-case letters, digits, '-' or '_', "
+            "starting with a letter or digit.",
+            name,
+        )
+    title = text_field(payload, "title", MAX_TITLE_CHARS)
+    description = optional_text(payload, "description", MAX_DESCRIPTION_CHARS) or ""
+    change = await rt.store.create_channel(name, title.strip(), description.strip())
+    headers = {"Location": f"/api/channels/{name}/posts"}
+    return JSONResponse(await publish_channel(rt, change), status_code=201, headers=headers)
+
+
+async def update_channel(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    payload = await read_json(request, rt.settings.max_body_bytes)
+    unknown = sorted(set(payload) - {"title", "description"})
+    if unknown or not payload:
+        raise ClientError(422, "Send 'title', 'description' or both.", unknown or None)
+    title = optional_text(payload, "title", MAX_TITLE_CHARS)
+    description = optional_text(payload, "description", MAX_DESCRIPTION_CHARS)
+    change = await rt.store.update_channel(
+        request.path_params["channel"],
+        title=title.strip() if title is not None else None,
+        description=description.strip() if description is not None else None,
     )
+    return JSONResponse(await publish_channel(rt, change))
+
+
+async def archive_channel(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    archived = request.url.path.endswith("/archive")
+    change = await rt.store.set_archived(request.path_params["channel"], archived)
+    return JSONResponse(await publish_channel(rt, change))
 
 
 async def list_posts(request: Request) -> JSONResponse:
@@ -184,6 +246,10 @@ async def pin_post(request: Request) -> JSONResponse:
 
 routes = [
     Route("/api/channels", list_channels, methods=["GET"]),
+    Route("/api/channels", create_channel, methods=["POST"]),
+    Route("/api/channels/{channel}", update_channel, methods=["PATCH"]),
+    Route("/api/channels/{channel}/archive", archive_channel, methods=["POST"]),
+    Route("/api/channels/{channel}/restore", archive_channel, methods=["POST"]),
     Route("/api/channels/{channel}/posts", list_posts, methods=["GET"]),
     Route("/api/channels/{channel}/posts", create_post, methods=["POST"]),
     Route("/api/posts/{post_id:int}", get_post, methods=["GET"]),

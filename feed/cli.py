@@ -95,9 +95,24 @@ def _client_commands(commands: Any) -> None:
     tail.add_argument("--count", type=int, metavar="N", help="stop after N events")
     tail.add_argument("--url", help=url_help)
     channels = commands.add_parser(
-        "channels", help="list the channels", description="List the server's channels."
+        "channels",
+        help="list, create, retitle, archive or restore channels",
+        description="Manage channels through the server's HTTP API. With no action, list "
+        "them. A channel's name is fixed (it is in links and kiosk URLs); its title is not.",
     )
     channels.add_argument("--url", help=url_help)
+    actions = channels.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("list", help="list the channels (the default)")
+    create = actions.add_parser("create", help="create a channel")
+    create.add_argument("name", help="lower-case letters, digits, - and _")
+    create.add_argument("title", help="what readers see")
+    create.add_argument("--description", help="one line about the channel")
+    rename = actions.add_parser("rename", help="change a channel's title")
+    rename.add_argument("name")
+    rename.add_argument("title")
+    for verb, text in (("archive", "stop new posts; keep the old ones"), ("restore", "undo")):
+        action = actions.add_parser(verb, help=text)
+        action.add_argument("name")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,9 +188,7 @@ def _remote(args: argparse.Namespace, url: str) -> int:
         if args.command == "tail":
             return terminal.run_tail(args, url)
         if args.command == "channels":
-            for channel in terminal.channels(url):
-                print(f"{channel['name']}\t{channel['title']}")
-            return terminal.OK
+            return _channels(args, url)
         text = sys.stdin.read() if args.text == "-" else args.text
         answer = terminal.post(url, args.channel, text, args.author)
     except terminal.CommandError as exc:
@@ -188,4 +201,28 @@ def _remote(args: argparse.Namespace, url: str) -> int:
             f"posted to #{answer['post']['channel']}: post {answer['post']['id']}, "
             f"event {answer['event_id']}"
         )
+    return terminal.OK
+
+
+def _channels(args: argparse.Namespace, url: str) -> int:
+    from feed import terminal
+
+    action = args.action or "list"
+    if action == "list":
+        for channel in terminal.channels(url):
+            state = "\t(archived)" if channel["archived"] else ""
+            print(f"{channel['name']}\t{channel['title']}{state}")
+        return terminal.OK
+    if action == "create":
+        fields = {"name": args.name, "title": args.title}
+        if args.description:
+            fields["description"] = args.description
+        answer = terminal.call(url, "POST", "/api/channels", fields)
+    elif action == "rename":
+        answer = terminal.call(url, "PATCH", f"/api/channels/{args.name}", {"title": args.title})
+    else:
+        answer = terminal.call(url, "POST", f"/api/channels/{args.name}/{action}")
+    channel = answer["channel"]
+    state = "archived" if channel["archived"] else "open"
+    print(f"#{channel['name']}: {channel['title']} ({state})")
     return terminal.OK

@@ -15,7 +15,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from feed.store import ChannelNotFound, PostDeleted, PostNotFound, StoreError, StoreUnavailable
+from feed.store import (
+    ChannelArchived,
+    ChannelExists,
+    ChannelNotFound,
+    PostDeleted,
+    PostNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 
 logger = logging.getLogger("feed.errors")
 
@@ -38,6 +46,8 @@ def error_response(
 
 _STORE_STATUS: dict[type[StoreError], int] = {
     ChannelNotFound: 404,
+    ChannelExists: 409,
+    ChannelArchived: 409,
     PostNotFound: 404,
     PostDeleted: 410,
     StoreUnavailable: 503,

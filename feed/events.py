@@ -58,6 +58,13 @@ def frame(data: str, *, event: str | None = None, id: int | None = None) -> byte
     return ServerSentEvent(data, event=event, id=None if id is None else str(id), sep=SEP).encode()
 
 
+def position(event_id: int) -> bytes:
+    """A message with only an ``id:``. EventSource dispatches nothing for it but does
+    take the id as its Last-Event-ID, so a reconnect resumes from here even if no
+    event arrived in between."""
+    return ServerSentEvent(id=str(event_id), sep=SEP).encode()
+
+
 def retry_hint(milliseconds: int) -> bytes:
     return ServerSentEvent(retry=milliseconds, sep=SEP).encode()
 

@@ -30,6 +30,10 @@ ERROR = _answer("The request was refused; `error` says why.", _ref("Error"))
 CHANGE = _answer(
     "The post as it is now, and the event id of the change (null if none).", _ref("Change")
 )
+CHANNEL_CHANGE = _answer(
+    "The channel as it is now, and the event id of the change (null if none).",
+    _ref("ChannelChange"),
+)
 POST_ID = {
     "name": "post_id",
     "in": "path",
@@ -60,8 +64,38 @@ def document(max_post_chars: int) -> dict[str, Any]:
         },
         "Channel": {
             "type": "object",
-            "required": ["name", "title", "description"],
-            "properties": {k: {"type": "string"} for k in ("name", "title", "description")},
+            "required": ["name", "title", "description", "archived"],
+            "properties": {
+                **{k: {"type": "string"} for k in ("name", "title", "description")},
+                "archived": {"type": "boolean"},
+            },
+        },
+        "ChannelNew": {
+            "type": "object",
+            "required": ["name", "title"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+                "title": {"type": "string", "minLength": 1, "maxLength": 200},
+                "description": {"type": "string", "minLength": 1, "maxLength": 2000},
+            },
+        },
+        "ChannelEdit": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {
+                "title": {"type": "string", "minLength": 1, "maxLength": 200},
+                "description": {"type": "string", "minLength": 1, "maxLength": 2000},
+            },
+        },
+        "ChannelChange": {
+            "type": "object",
+            "required": ["channel", "event_id"],
+            "properties": {
+                "channel": _ref("Channel"),
+                "event_id": {"type": ["integer", "null"]},
+            },
         },
         "Post": {
             "type": "object",
@@ -138,6 +172,10 @@ def document(max_post_chars: int) -> dict[str, Any]:
             "responses": {"200": CHANGE, "404": ERROR, "410": ERROR},
         },
     }
+    archive_op = {
+        "parameters": [CHANNEL],
+        "responses": {"200": CHANNEL_CHANGE, "404": ERROR, "503": ERROR},
+    }
     pin_op = {"parameters": [POST_ID], "responses": {"200": CHANGE, "404": ERROR, "410": ERROR}}
     return {
         "openapi": "3.1.0",
@@ -161,7 +199,35 @@ def document(max_post_chars: int) -> dict[str, Any]:
                             },
                         )
                     },
+                },
+                "post": {
+                    "summary": "Create a channel",
+                    "requestBody": {"required": True, **_json(_ref("ChannelNew"))},
+                    "responses": {
+                        "201": CHANNEL_CHANGE,
+                        **{code: ERROR for code in ("400", "409", "413", "415", "422", "503")},
+                    },
+                },
+            },
+            "/api/channels/{channel}": {
+                "patch": {
+                    "summary": "Change a channel's title or description (its name stays)",
+                    "parameters": [CHANNEL],
+                    "requestBody": {"required": True, **_json(_ref("ChannelEdit"))},
+                    "responses": {
+                        "200": CHANNEL_CHANGE,
+                        **{code: ERROR for code in ("400", "404", "413", "415", "422", "503")},
+                    },
                 }
+            },
+            "/api/channels/{channel}/archive": {
+                "post": {
+                    "summary": "Archive a channel: its posts stay, new posts are refused",
+                    **archive_op,
+                }
+            },
+            "/api/channels/{channel}/restore": {
+                "post": {"summary": "Restore an archived channel", **archive_op}
             },
             "/api/channels/{channel}/posts": {
                 "get": {
@@ -202,6 +268,7 @@ def document(max_post_chars: int) -> dict[str, Any]:
                         "201": _answer("The new post and its event id", _ref("Change")),
                         "400": ERROR,
                         "404": ERROR,
+                        "409": ERROR,
                         "413": ERROR,
                         "415": ERROR,
                         "422": ERROR,

@@ -67,6 +67,14 @@ class EventKind(StrEnum):
     POST_DELETED = "post-deleted"
     POST_PINNED = "post-pinned"
     POST_UNPINNED = "post-unpinned"
+    CHANNEL_CREATED = "channel-created"
+    CHANNEL_UPDATED = "channel-updated"
+    CHANNEL_ARCHIVED = "channel-archived"
+    CHANNEL_RESTORED = "channel-restored"
+
+    @property
+    def is_post(self) -> bool:
+        return self.value.startswith("post-")
 
 
 class StoreError(Exception):
@@ -83,6 +91,18 @@ class StoreUnavailable(StoreError):
 class ChannelNotFound(StoreError):
     def __init__(self, name: str) -> None:
         super().__init__(f"There is no channel named {name!r}.")
+        self.name = name
+
+
+class ChannelExists(StoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"A channel named {name!r} already exists.")
+        self.name = name
+
+
+class ChannelArchived(StoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"The channel {name!r} is archived; restore it to post there.")
         self.name = name
 
 
@@ -105,6 +125,7 @@ class Channel(SQLModel, table=True):
     name: str = Field(unique=True, max_length=64)
     title: str = Field(max_length=200)
     description: str = Field(default="", max_length=2000)
+    archived: bool = False
 
 
 class Post(SQLModel, table=True):
@@ -136,6 +157,7 @@ class ChannelView:
     name: str
     title: str
     description: str
+    archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +202,14 @@ class Change:
     event_id: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelChange:
+    """The outcome of a channel write: the channel now, and the event it logged."""
+
+    channel: ChannelView
+    event_id: int | None
+
+
 def _in_thread(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
     @functools.wraps(fn)
     async def run(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -200,6 +230,10 @@ def _utc(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC)
+
+
+def _channel_view(channel: Channel) -> ChannelView:
+    return ChannelView(channel.name, channel.title, channel.description, channel.archived)
 
 
 def _post_view(post: Post, channel: str) -> PostView:
@@ -322,15 +356,56 @@ class Store:
     # -- channels ---------------------------------------------------------------
 
     @_in_thread
-    def list_channels(self) -> list[ChannelView]:
+    def list_channels(self, *, archived: bool = True) -> list[ChannelView]:
+        """Channels by name; ``archived=False`` leaves out the archived ones."""
+        query = select(Channel).order_by(col(Channel.name))
+        if not archived:
+            query = query.where(col(Channel.archived).is_(False))
         with self._read() as session:
-            rows = session.exec(select(Channel).order_by(col(Channel.name))).all()
-            return [ChannelView(c.name, c.title, c.description) for c in rows]
+            return [_channel_view(c) for c in session.exec(query).all()]
 
     @_in_thread
     def channel_names(self) -> set[str]:
         with self._read() as session:
             return set(session.exec(select(Channel.name)).all())
+
+    @_in_thread
+    def create_channel(self, name: str, title: str, description: str) -> ChannelChange:
+        with self._write() as session:
+            if session.exec(select(Channel.id).where(Channel.name == name)).first() is not None:
+                raise ChannelExists(name)
+            channel = Channel(name=name, title=title, description=description)
+            session.add(channel)
+            session.flush()
+            event_id = self._log_channel(session, EventKind.CHANNEL_CREATED, channel)
+            return ChannelChange(_channel_view(channel), event_id)
+
+    @_in_thread
+    def update_channel(
+        self, name: str, *, title: str | None = None, description: str | None = None
+    ) -> ChannelChange:
+        """Change what readers see of a channel; its name, used in links, stays."""
+        with self._write() as session:
+            channel = self._channel(session, name)
+            before = (channel.title, channel.description)
+            channel.title = title if title is not None else channel.title
+            channel.description = description if description is not None else channel.description
+            if (channel.title, channel.description) == before:
+                return ChannelChange(_channel_view(channel), None)
+            event_id = self._log_channel(session, EventKind.CHANNEL_UPDATED, channel)
+            return ChannelChange(_channel_view(channel), event_id)
+
+    @_in_thread
+    def set_archived(self, name: str, archived: bool) -> ChannelChange:
+        """An archived channel keeps its posts but takes no new ones."""
+        with self._write() as session:
+            channel = self._channel(session, name)
+            if channel.archived == archived:
+                return ChannelChange(_channel_view(channel), None)
+            channel.archived = archived
+            kind = EventKind.CHANNEL_ARCHIVED if archived else EventKind.CHANNEL_RESTORED
+            event_id = self._log_channel(session, kind, channel)
+            return ChannelChange(_channel_view(channel), event_id)
 
     @staticmethod
     def _channel(session: Session, name: str) -> Channel:
@@ -346,6 +421,8 @@ class Store:
         with self._write() as session:
             chan = self._channel(session, channel)
             assert chan.id is not None
+            if chan.archived:
+                raise ChannelArchived(channel)
             post = Post(channel_id=chan.id, author=author, body=body, created_at=_now())
             session.add(post)
             session.flush()
@@ -467,6 +544,9 @@ class Store:
 
     def _log(self, session: Session, kind: EventKind, post: Post) -> int:
         row = Event(kind=kind.value, channel_id=post.channel_id, post_id=post.id, created_at=_now())
+        return self._append(session, row)
+
+    def _append(self, session: Session, row: Event) -> int:
         session.add(row)
         session.flush()
         assert row.id is not None
@@ -476,6 +556,11 @@ class Store:
                 {"channel": NOTIFY_CHANNEL, "payload": str(row.id)},
             )
         return row.id
+
+    def _log_channel(self, session: Session, kind: EventKind, channel: Channel) -> int:
+        assert channel.id is not None
+        row = Event(kind=kind.value, channel_id=channel.id, post_id=None, created_at=_now())
+        return self._append(session, row)
 
     @_in_thread
     def latest_event_id(self) -> int:

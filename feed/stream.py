@@ -17,7 +17,10 @@ Rationale:
    (a restored or replaced database): it gets ``resync``, never silence.
 4. HTML streams (pages) open with ``hello`` (events.py, 6) before any replay, so a
    page rendered by an older release reloads before applying anything.
-5. A client that disconnects is noticed by a small task waiting on ``receive``;
+5. A stream that does not resume starts with a bare ``id:`` of the newest event
+   this process has delivered: a client that loses the connection before its first
+   event still resumes from where it started, instead of from "now" again.
+6. A client that disconnects is noticed by a small task waiting on ``receive``;
    a slow client whose backlog overflows is cancelled mid-write and its
    connection is closed without a final chunk, so it reconnects and resumes.
 """
@@ -33,7 +36,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive, Scope, Send
 
 from feed.errors import ClientError, error_response
-from feed.events import Format, Subscriber, comment, frame, hello, retry_hint
+from feed.events import Format, Subscriber, comment, frame, hello, position, retry_hint
 from feed.runtime import Runtime, runtime_of
 from feed.store import StoreUnavailable
 
@@ -152,7 +155,12 @@ class EventStream:
             opening = retry_hint(rt.settings.retry_ms)
             if sub.format is Format.HTML:
                 opening += hello(rt.settings.release, rt.settings.heartbeat)
-            if resume_id is not None:
+            if resume_id is None:
+                # Events up to here were published before this subscriber joined (no
+                # await since); later ones will reach it. Tell the client where it is.
+                sub.last_id = rt.relay.delivered
+                opening += position(sub.last_id)
+            else:
                 # Before the status line, so a database outage answers 503, not a cut.
                 opening += await replay(rt, sub, resume_id)
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})

@@ -5,9 +5,9 @@ Rationale:
 
 1. ``tail`` reads the JSON stream and draws its own lines, so it can colour them;
    the server's ``format=text`` stays plain for ``curl -N``.
-2. ``tail`` resumes with ``Last-Event-ID`` after any disconnect, waiting the
-   server's ``retry:`` hint (doubling up to a minute while it stays down), so a
-   restart or a network cut shows every event once. Only the very first connection
+2. ``tail`` resumes with ``Last-Event-ID`` after any disconnect, waiting one
+   second, doubling up to ten while the server stays down, so a restart or a
+   network cut shows every event once. Only the very first connection
    failing ends the command: that is a wrong URL or a server that is not running.
 3. Exit codes are for scripts: 0 done, 1 the server could not be reached or failed,
    2 bad usage or settings, 3 the server refused the request (its message is shown),
@@ -28,7 +28,7 @@ import httpx
 from httpx_sse import SSEError, connect_sse
 
 OK, UNREACHABLE, USAGE, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
-MAX_BACKOFF = 60.0
+MAX_BACKOFF = 10.0
 TIMEOUT = httpx.Timeout(10.0, read=None)  # a stream is idle between heartbeats
 
 _STYLES = {
@@ -71,30 +71,27 @@ def _refusal(response: httpx.Response) -> CommandError:
 # -- post and channels --------------------------------------------------------------
 
 
-def post(url: str, channel: str, body: str, author: str) -> dict[str, Any]:
-    """Publish one post; returns the server's answer (the post and its event id)."""
+def call(url: str, method: str, path: str, payload: dict[str, str] | None = None) -> Any:
+    """One API request; the decoded answer, or CommandError with the server's reason."""
     try:
-        response = httpx.post(
-            f"{url}/api/channels/{channel}/posts",
-            json={"author": author, "body": body},
-            timeout=10,
-        )
+        response = httpx.request(method, f"{url}{path}", json=payload, timeout=10)
     except httpx.HTTPError as exc:
         raise CommandError(UNREACHABLE, f"cannot reach {url}: {exc}") from None
-    if response.status_code != 201:
+    if not response.is_success:
         raise _refusal(response)
-    answer: dict[str, Any] = response.json()
+    return response.json()
+
+
+def post(url: str, channel: str, body: str, author: str) -> dict[str, Any]:
+    """Publish one post; returns the server's answer (the post and its event id)."""
+    answer: dict[str, Any] = call(
+        url, "POST", f"/api/channels/{channel}/posts", {"author": author, "body": body}
+    )
     return answer
 
 
-def channels(url: str) -> list[dict[str, str]]:
-    try:
-        response = httpx.get(f"{url}/api/channels", timeout=10)
-    except httpx.HTTPError as exc:
-        raise CommandError(UNREACHABLE, f"cannot reach {url}: {exc}") from None
-    if response.status_code != 200:
-        raise _refusal(response)
-    found: list[dict[str, str]] = response.json()["channels"]
+def channels(url: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = call(url, "GET", "/api/channels")["channels"]
     return found
 
 

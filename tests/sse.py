@@ -155,7 +155,8 @@ class SSEClient:
                 self._parse()
 
     def events(self) -> list[Message]:
-        return [m for m in self.messages if m.event is not None or m.id is not None]
+        """Messages that are events: not retry hints, not bare ``id:`` positions."""
+        return [m for m in self.messages if m.event is not None or m.data]
 
     def wait_events(self, count: int, timeout: float = 10) -> list[Message]:
         """Block until at least ``count`` events (not retry hints) have arrived."""

@@ -244,3 +244,68 @@ def test_openapi_document_is_valid_and_covers_every_api_route(client: TestClient
         if path.startswith("/api") or path in ("/events", "/healthz", "/readyz"):
             for method in route.methods - {"HEAD"}:
                 assert (path, method) in described
+
+
+def test_channels_are_created_retitled_archived_and_restored(client: TestClient) -> None:
+    created = client.post(
+        "/api/channels", json={"name": "ops-news", "title": " Ops news ", "description": "x"}
+    )
+    assert created.status_code == 201, created.text
+    assert created.headers["location"] == "/api/channels/ops-news/posts"
+    assert created.json()["channel"] == {
+        "name": "ops-news",
+        "title": "Ops news",
+        "description": "x",
+        "archived": False,
+    }
+    first_event = created.json()["event_id"]
+    assert isinstance(first_event, int)
+    renamed = client.patch("/api/channels/ops-news", json={"title": "Operations"})
+    assert renamed.json()["channel"]["title"] == "Operations"
+    assert renamed.json()["event_id"] == first_event + 1
+    same = client.patch("/api/channels/ops-news", json={"title": "Operations"})
+    assert same.json()["event_id"] is None
+
+    post = {"author": "a", "body": "hello"}
+    assert client.post("/api/channels/ops-news/posts", json=post).status_code == 201
+    archived = client.post("/api/channels/ops-news/archive")
+    assert archived.json()["channel"]["archived"] is True
+    refused = client.post("/api/channels/ops-news/posts", json=post)
+    assert refused.status_code == 409
+    assert refused.json()["error"] == (
+        "The channel 'ops-news' is archived; restore it to post there."
+    )
+    # Its posts stay readable.
+    posts = client.get("/api/channels/ops-news/posts").json()["posts"]
+    assert [p["body"] for p in posts] == ["hello"]
+    listed = {c["name"]: c["archived"] for c in client.get("/api/channels").json()["channels"]}
+    assert listed == {"announcements": False, "general": False, "ops-news": True}
+    assert client.post("/api/channels/ops-news/restore").json()["channel"]["archived"] is False
+    assert client.post("/api/channels/ops-news/posts", json=post).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "message"),
+    [
+        ({"name": "general", "title": "Again"}, 409, "A channel named 'general' already exists."),
+        ({"name": "Big Name", "title": "t"}, 422, "A channel name is 1 to 64 lower-case"),
+        ({"name": "-x", "title": "t"}, 422, "A channel name is 1 to 64 lower-case"),
+        ({"name": "x" * 65, "title": "t"}, 422, "The field 'name' is longer than 64"),
+        ({"name": "ok"}, 422, "The field 'title' is required."),
+        ({"name": "ok", "title": "t", "colour": "red"}, 422, "Unknown field 'colour'."),
+    ],
+)
+def test_bad_channels_are_refused_with_a_reason(
+    client: TestClient, payload: dict[str, str], status: int, message: str
+) -> None:
+    answer = client.post("/api/channels", json=payload)
+    assert answer.status_code == status
+    assert answer.json()["error"].startswith(message)
+
+
+def test_channel_edits_need_known_fields_and_a_known_channel(client: TestClient) -> None:
+    assert client.patch("/api/channels/general", json={}).status_code == 422
+    assert client.patch("/api/channels/general", json={"name": "x"}).status_code == 422
+    missing = client.patch("/api/channels/nope", json={"title": "t"})
+    assert missing.status_code == 404
+    assert client.post("/api/channels/nope/archive").status_code == 404

@@ -212,11 +212,12 @@ def test_html_stream_says_hello_then_beats_with_named_events(
     server = make_server(heartbeat=0.2, release="2026.3-blue")
     with SSEClient(server.port, params={"format": "html"}) as stream:
         stream.wait_for(lambda s: [m.event for m in s.messages].count("heartbeat") >= 3)
-        hello, *beats = stream.messages[1:]
+        hello, start, *beats = stream.messages[1:]
         created = server.post("after the beats")["event_id"]
         stream.wait_for(lambda s: any(m.id == str(created) for m in s.messages))
     assert stream.messages[0].retry is not None
     assert hello.event == "hello" and hello.id is None
+    assert (start.event, start.id, start.data) == (None, "0", "")
     assert json.loads(hello.data) == {"release": "2026.3-blue", "heartbeat": 0.2}
     assert {(m.event, m.id, m.data) for m in beats} == {("heartbeat", None, "")}
     assert "heartbeat" not in stream.comments
@@ -286,3 +287,24 @@ def test_a_second_process_on_the_same_database_delivers_within_the_poll_interval
         ids = [writer.post(f"from A {i}")["event_id"] for i in range(3)]
         stream.wait_events(3, timeout=10)
         assert _ids(stream) == ids
+
+
+def test_a_fresh_stream_starts_with_its_position_so_an_early_reconnect_resumes(
+    server: Server,
+) -> None:
+    server.post("before")
+    before = server.post("before too")["event_id"]
+    with open_stream(server, format="json") as stream:
+        stream.wait_for(lambda s: any(m.id and not m.event for m in s.messages))
+        marker = next(m for m in stream.messages if m.id and not m.event)
+        start = int(marker.id or "")
+        # The relay may not have handed the newest event to the hub yet: whatever
+        # the position leaves out arrives live, so nothing up to ``before`` is lost.
+        assert 0 <= start <= before
+        stream.wait_events(before - start)
+        assert [int(m.id or "") for m in stream.events()] == list(range(start + 1, before + 1))
+        assert marker.data == "" and marker not in stream.events()
+    missed = server.post("while away")["event_id"]
+    with open_stream(server, format="json", last_event_id=str(before)) as resumed:
+        (event,) = resumed.wait_events(1)
+    assert event.id == str(missed)

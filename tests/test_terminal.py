@@ -101,7 +101,12 @@ def test_tail_resumes_after_a_server_restart_without_gaps_or_repeats(
     other.stop()
     restarted = make_server(database=server.database, port=port)
     restarted.post("four")
-    out, err = tail.communicate(timeout=60)
+    try:
+        out, err = tail.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        tail.kill()
+        out, err = tail.communicate()
+        raise AssertionError(f"tail did not finish; printed:\n{out}\n{err}") from None
     assert tail.returncode == 0, err
     assert [line.rsplit(": ", 1)[1] for line in out.splitlines()] == ["one", "two", "three", "four"]
     assert "reconnecting" in err
@@ -122,7 +127,26 @@ def test_refusals_and_unreachable_servers_have_their_own_exit_codes(server: Serv
         assert result.stderr.startswith(f"feed: cannot reach {gone}")
 
 
-def test_channels_lists_names_and_titles(server: Server) -> None:
-    result = run_feed("channels", "--url", server.url)
-    assert result.returncode == 0
-    assert result.stdout.splitlines() == ["announcements\tAnnouncements", "general\tGeneral"]
+def test_channels_are_listed_created_retitled_archived_and_restored(server: Server) -> None:
+    def feed(*args: str) -> str:
+        result = run_feed("channels", "--url", server.url, *args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert feed().splitlines() == ["announcements\tAnnouncements", "general\tGeneral"]
+    assert feed("create", "ops", "Operations", "--description", "on call") == (
+        "#ops: Operations (open)\n"
+    )
+    assert feed("rename", "ops", "Ops team") == "#ops: Ops team (open)\n"
+    assert feed("archive", "ops") == "#ops: Ops team (archived)\n"
+    assert feed("list").splitlines()[-1] == "ops\tOps team\t(archived)"
+    refused = run_feed("post", "ops", "hi", "--url", server.url)
+    assert refused.returncode == 3
+    assert "409: The channel 'ops' is archived" in refused.stderr
+    assert feed("restore", "ops") == "#ops: Ops team (open)\n"
+    again = run_feed("channels", "--url", server.url, "create", "ops", "Again")
+    assert again.returncode == 3
+    assert (
+        again.stderr.strip()
+        == "feed: the server answered 409: A channel named 'ops' already exists."
+    )
