@@ -16,9 +16,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from feed.errors import ClientError
-from feed.render import post_json
+from feed.render import channel_json, post_json
 from feed.runtime import Runtime, runtime
-from feed.store import Change, ChannelChange, ChannelView
+from feed.store import Change, ChannelChange
 
 MAX_AUTHOR_CHARS = 80
 MAX_PAGE = 200
@@ -124,15 +124,6 @@ async def create_post_from(rt: Runtime, channel: str, payload: dict[str, Any]) -
     author = author_name(text_field(payload, "author", MAX_AUTHOR_CHARS))
     body = text_field(payload, "body", rt.settings.max_post_chars)
     return await rt.store.create_post(channel, author, body)
-
-
-def channel_json(channel: ChannelView) -> dict[str, Any]:
-    return {
-        "name": channel.name,
-        "title": channel.title,
-        "description": channel.description,
-        "archived": channel.archived,
-    }
 
 
 async def publish_channel(rt: Runtime, change: ChannelChange) -> dict[str, Any]:

@@ -32,7 +32,9 @@ import asyncio
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
 from sse_starlette import ServerSentEvent
@@ -103,7 +105,9 @@ class Subscriber:
         "last_id",
         "limit",
         "on_overflow",
+        "opened_at",
         "overflowed",
+        "sent",
     )
 
     def __init__(
@@ -121,6 +125,8 @@ class Subscriber:
         self._pending: list[Item] = []
         self._pending_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
+        self.opened_at = time.time()
+        self.sent = 0  # events written, heartbeats not counted
 
     def offer(self, item: Item) -> None:
         """Queue ``item`` without waiting; drop the subscriber if its backlog is full."""
@@ -168,8 +174,27 @@ class Subscriber:
             elif event_id > last:
                 chunks.append(data)
                 last = event_id
+                self.sent += 1
         self.last_id = last
         return b"".join(chunks)
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._pending_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HubStats:
+    """What the hub holds right now, for /metrics, /readyz, presence and /admin."""
+
+    subscribers: int
+    # (channel, or "*" for a stream of every channel; format) -> open streams
+    by_channel_format: dict[tuple[str, str], int]
+    oldest_opened_at: float | None
+    largest_backlog_bytes: int
+    # Totals since start: events written to streams, slow streams dropped.
+    events_sent: int
+    dropped: int
 
 
 class Hub:
@@ -181,9 +206,34 @@ class Hub:
         self._formats: dict[Format, int] = dict.fromkeys(Format, 0)
         self._ticker: asyncio.Task[None] | None = None
         self.closing = False
+        # Counts from streams that have ended; live ones are summed when asked.
+        self._sent_by_closed = 0
+        self.dropped = 0
 
     def __len__(self) -> int:
-        return sum(len(subs) for subs in self._by_channel.values())
+        return len(self.subscribers())
+
+    def subscribers(self) -> set[Subscriber]:
+        # A subscriber to several channels is in several sets.
+        everyone: set[Subscriber] = set().union(*self._by_channel.values())
+        return everyone
+
+    def stats(self) -> HubStats:
+        """A snapshot; it walks every subscriber, so it is for scrapes, not the hot path."""
+        everyone = self.subscribers()
+        counts: dict[tuple[str, str], int] = {}
+        for sub in everyone:
+            for name in sub.channels or ("*",):
+                key = (name, sub.format.value)
+                counts[key] = counts.get(key, 0) + 1
+        return HubStats(
+            subscribers=len(everyone),
+            by_channel_format=counts,
+            oldest_opened_at=min((s.opened_at for s in everyone), default=None),
+            largest_backlog_bytes=max((s.backlog_bytes for s in everyone), default=0),
+            events_sent=self._sent_by_closed + sum(s.sent for s in everyone),
+            dropped=self.dropped,
+        )
 
     def formats_wanted(self) -> set[Format]:
         return {fmt for fmt, count in self._formats.items() if count}
@@ -205,6 +255,8 @@ class Hub:
                 if not subs:
                     del self._by_channel[key]
         self._formats[subscriber.format] -= 1
+        self._sent_by_closed += subscriber.sent
+        self.dropped += subscriber.overflowed
 
     def publish(self, event_id: int, channel: str, frames: Mapping[Format, bytes]) -> None:
         """Hand one encoded event to everyone who may see it. Never waits."""
@@ -217,8 +269,7 @@ class Hub:
 
     def _beat(self) -> None:
         # A subscriber to several channels is in several sets; it gets one beat.
-        everyone: set[Subscriber] = set().union(*self._by_channel.values())
-        for subscriber in everyone:
+        for subscriber in self.subscribers():
             subscriber.offer(BEATS[subscriber.format])
 
     async def _tick(self) -> None:

@@ -29,7 +29,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from feed.events import Format, frame
-from feed.store import EventKind, FeedEvent, PostView
+from feed.store import ChannelView, EventKind, FeedEvent, PostView
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ENCODE_CACHE = 2048  # encoded events kept for replays; a few MiB at most
@@ -85,8 +85,31 @@ def post_json(post: PostView) -> dict[str, Any]:
     }
 
 
+def channel_json(channel: ChannelView) -> dict[str, Any]:
+    return {
+        "name": channel.name,
+        "title": channel.title,
+        "description": channel.description,
+        "archived": channel.archived,
+    }
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _channel_text(event: FeedEvent) -> str:
+    channel = event.channel_view
+    assert channel is not None
+    match event.kind:
+        case EventKind.CHANNEL_CREATED:
+            return f"#{channel.name} was created: {_one_line(channel.title)}"
+        case EventKind.CHANNEL_UPDATED:
+            return f"#{channel.name} is now titled: {_one_line(channel.title)}"
+        case EventKind.CHANNEL_ARCHIVED:
+            return f"#{channel.name} was archived"
+        case _:
+            return f"#{channel.name} was restored"
 
 
 class Renderer:
@@ -95,6 +118,7 @@ class Renderer:
     def __init__(self, env: jinja2.Environment | None = None) -> None:
         self.env = env or make_environment()
         self._post = self.env.get_template("partials/post.html")
+        self._channel_event = self.env.get_template("partials/channel_event.html")
         # Clients that reconnect together (after a deploy, a network blip) replay the
         # same recent events; each is rendered once. The key is the whole event,
         # post state included, so an edit is never served from a stale entry.
@@ -111,17 +135,27 @@ class Renderer:
         return self.event_html(event)
 
     def event_json(self, event: FeedEvent) -> str:
-        body = {"id": event.id, "type": event.kind.value, "post": post_json(event.post)}
+        body: dict[str, Any] = {"id": event.id, "type": event.kind.value}
+        if event.post is not None:
+            body["post"] = post_json(event.post)
+        else:
+            assert event.channel_view is not None
+            body["channel"] = channel_json(event.channel_view)
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
     def event_html(self, event: FeedEvent) -> str:
         post = event.post
+        if post is None:
+            # Pages do not swap channel changes in; this line is for pages that list them.
+            return self._channel_event.render(event=event, text=self.event_text(event))
         if post.deleted:
             return f'<div id="post-{post.id}" hx-swap-oob="delete"></div>'
         return self.post_html(post, oob=event.kind is not EventKind.POST_CREATED)
 
     def event_text(self, event: FeedEvent) -> str:
         post = event.post
+        if post is None:
+            return _channel_text(event)
         where = f"#{post.channel}"
         if post.deleted:
             return f"{where} post {post.id} by {post.author} was deleted"

@@ -176,12 +176,14 @@ class PostView:
 
 @dataclass(frozen=True, slots=True)
 class FeedEvent:
-    """One row of the event log, joined with its post's current state."""
+    """One row of the event log, joined with the current state of what it is about:
+    its post (post events) or its channel (channel events)."""
 
     id: int
     kind: EventKind
     channel: str
-    post: PostView
+    post: PostView | None
+    channel_view: ChannelView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +236,14 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 def _channel_view(channel: Channel) -> ChannelView:
     return ChannelView(channel.name, channel.title, channel.description, channel.archived)
+
+
+def _feed_event(event: Event, post: Post | None, channel: Channel) -> FeedEvent:
+    assert event.id is not None
+    kind = EventKind(event.kind)
+    if post is not None:
+        return FeedEvent(event.id, kind, channel.name, _post_view(post, channel.name))
+    return FeedEvent(event.id, kind, channel.name, None, _channel_view(channel))
 
 
 def _post_view(post: Post, channel: str) -> PostView:
@@ -573,9 +583,9 @@ class Store:
     ) -> list[FeedEvent]:
         """Events with id > ``after``, oldest first, at most ``limit`` of them."""
         query = (
-            select(Event, Post, Channel.name)
-            .join(Post, col(Post.id) == col(Event.post_id))
+            select(Event, Post, Channel)
             .join(Channel, col(Channel.id) == col(Event.channel_id))
+            .outerjoin(Post, col(Post.id) == col(Event.post_id))
             .where(col(Event.id) > after)
         )
         if channels is not None:
@@ -583,7 +593,6 @@ class Store:
         query = query.order_by(col(Event.id)).limit(limit)
         with self._read() as session:
             return [
-                FeedEvent(ev.id, EventKind(ev.kind), name, _post_view(post, name))
-                for ev, post, name in session.exec(query).all()
-                if ev.id is not None
+                _feed_event(ev, post, channel)
+                for ev, post, channel in session.exec(query).all()
             ]

@@ -174,3 +174,32 @@ def test_heartbeats_share_one_encoding_per_format() -> None:
         hub.subscribe(sub)
     hub._beat()
     assert all(sub._pending[0][1] is HEARTBEAT_EVENT for sub in subs)
+
+
+def test_hub_stats_count_each_stream_once_and_remember_ended_ones() -> None:
+    hub = Hub(heartbeat=60)
+    both = Subscriber(Format.HTML, frozenset({"a", "b"}), last_id=0, limit=100)
+    everything = Subscriber(Format.JSON, None, last_id=0, limit=100)
+    slow = Subscriber(Format.TEXT, frozenset({"a"}), last_id=0, limit=100)
+    for sub in (both, everything, slow):
+        hub.subscribe(sub)
+    hub.publish(1, "a", {fmt: b"x" * 60 for fmt in Format})
+    assert both.take() == b"x" * 60 and everything.take() == b"x" * 60
+    hub.publish(2, "a", {fmt: b"y" * 60 for fmt in Format})  # slow now holds 120 > 100
+    assert slow.overflowed
+    stats = hub.stats()
+    assert stats.subscribers == 3
+    # The dropped stream counts until its connection is gone and it unsubscribes.
+    assert stats.by_channel_format == {
+        ("a", "html"): 1,
+        ("b", "html"): 1,
+        ("*", "json"): 1,
+        ("a", "text"): 1,
+    }
+    assert stats.events_sent == 2
+    assert stats.largest_backlog_bytes == 60
+    assert stats.oldest_opened_at == min(s.opened_at for s in (both, everything, slow))
+    hub.unsubscribe(slow)
+    hub.unsubscribe(both)
+    after = hub.stats()
+    assert (after.subscribers, after.events_sent, after.dropped) == (1, 2, 1)

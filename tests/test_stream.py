@@ -308,3 +308,53 @@ def test_a_fresh_stream_starts_with_its_position_so_an_early_reconnect_resumes(
     with open_stream(server, format="json", last_event_id=str(before)) as resumed:
         (event,) = resumed.wait_events(1)
     assert event.id == str(missed)
+
+
+def test_channel_changes_are_events_in_every_format_and_replay(server: Server) -> None:
+    with (
+        open_stream(server, format="json") as as_json,
+        open_stream(server, format="text") as as_text,
+        open_stream(server, format="json", channel="general") as elsewhere,
+    ):
+        created = server.client.post("/api/channels", json={"name": "ops", "title": "Ops"})
+        assert created.status_code == 201
+        as_text.wait_events(1)  # live events show the channel when the relay read it
+        server.client.patch("/api/channels/ops", json={"title": "Ops team"})
+        as_text.wait_events(2)
+        server.client.post("/api/channels/ops/archive")
+        server.client.post("/api/channels/ops/restore")
+        marker = server.post("in general")["event_id"]
+        json_events = as_json.wait_events(5)
+        text_events = as_text.wait_events(5)
+        (only,) = elsewhere.wait_events(1)
+    assert [e.event for e in json_events] == [
+        "channel-created",
+        "channel-updated",
+        "channel-archived",
+        "channel-restored",
+        "post-created",
+    ]
+    first = json.loads(json_events[0].data)
+    assert first["id"] == created.json()["event_id"] and first["type"] == "channel-created"
+    assert first["channel"] == {
+        "name": "ops",
+        "title": "Ops",
+        "description": "",
+        "archived": False,
+    }
+    assert [e.data for e in text_events[:4]] == [
+        "#ops was created: Ops",
+        "#ops is now titled: Ops team",
+        "#ops was archived",
+        "#ops was restored",
+    ]
+    assert only.id == str(marker)
+    # Replay shows the channel as it is now.
+    with open_stream(server, format="text", last_event_id="0", channel="ops") as replayed:
+        events = replayed.wait_events(4)
+    assert [e.data for e in events] == [
+        "#ops was created: Ops team",
+        "#ops is now titled: Ops team",
+        "#ops was archived",
+        "#ops was restored",
+    ]
