@@ -136,7 +136,7 @@ class Subscriber:
         self._pending_bytes += len(item[1])
         if self._pending_bytes > self.limit:
             self.overflowed = True
-            self._pending = []
+            self._pending, self._pending_bytes = [], 0
             self.close()
             if self.on_overflow is not None:
                 self.on_overflow()
