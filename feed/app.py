@@ -12,7 +12,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from feed import api, health, openapi, pages
+from feed import api, health, logs, openapi, pages
 from feed.brokers import broker_from_url
 from feed.errors import HANDLERS
 from feed.events import Hub
@@ -32,9 +32,7 @@ def create_app(settings: Settings) -> FeedApp:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        store = Store.from_url(
-            settings.database_url, notify=settings.broker_kind == "postgresql"
-        )
+        store = Store.from_url(settings.database_url, notify=settings.broker_kind == "postgresql")
         await store.create_schema()
         broker = broker_from_url(settings.broker_url)
         renderer = Renderer()
@@ -76,9 +74,12 @@ class FeedApp:
         self.starlette = starlette
         self.hub = hub
         self._stream = EventStream()
+        self._logged = logs.RequestLog(starlette)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/events" and scope["method"] == "GET":
+            # The id lives as long as the stream's task; no wrapper on its writes.
+            logs.request_id.set(logs.new_id(scope["headers"]))
             await self._stream(scope, receive, send)
         else:
-            await self.starlette(scope, receive, send)
+            await self._logged(scope, receive, send)

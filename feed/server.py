@@ -34,6 +34,7 @@ from types import FrameType
 
 import uvicorn
 
+from feed import logs
 from feed.app import FeedApp, create_app
 from feed.settings import Settings
 
@@ -84,15 +85,16 @@ def build_server(settings: Settings, app: FeedApp | None = None) -> FeedServer:
         log_level=settings.log_level,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout)),
         lifespan="on",
+        # feed.logs writes the access lines (with durations) and configures handlers.
+        access_log=False,
+        log_config=None,
     )
     logging.getLogger("uvicorn.error").addFilter(_DroppedStreamFilter())
     return FeedServer(config, app)
 
 
 def _configure(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     gc.set_threshold(*GC_THRESHOLD)
 
 

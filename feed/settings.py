@@ -33,10 +33,12 @@ DEFAULT_POLL_INTERVAL = 2.0
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_LOG_LEVEL = "info"
+DEFAULT_LOG_FORMAT = "text"
 # What pages are told the server runs; a page that sees it change reloads itself.
 DEFAULT_RELEASE = __version__
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(ValueError):
@@ -62,6 +64,7 @@ class Settings:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     page_size: int = DEFAULT_PAGE_SIZE
     log_level: str = DEFAULT_LOG_LEVEL
+    log_format: str = DEFAULT_LOG_FORMAT
     release: str = DEFAULT_RELEASE
 
     def __post_init__(self) -> None:
@@ -180,6 +183,7 @@ _KINDS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "shutdown_timeout": (float, lambda v: 0 < v <= 600, "between 0 and 600 seconds"),
     "page_size": (int, lambda v: 1 <= v <= 500, "between 1 and 500"),
     "log_level": (str, lambda v: v in LOG_LEVELS, "one of " + ", ".join(LOG_LEVELS)),
+    "log_format": (str, lambda v: v in LOG_FORMATS, "text or json"),
     "release": (str, lambda v: 0 < len(v) <= 64 and v.isprintable(), "1 to 64 characters"),
 }
 
@@ -209,6 +213,8 @@ _MEANINGS: dict[str, str] = {
     "shutdown_timeout": "Seconds open streams and requests get to finish on shutdown.",
     "page_size": "Posts per page on the dashboard and in the API.",
     "log_level": "Least severe log messages written.",
+    "log_format": "`text` for people; `json` writes one object per line, with a request id "
+    "and each line's fields (status, duration, events sent...) as keys.",
     "release": "The version pages are told; open pages reload once when it changes. "
     "Defaults to feed's version.",
 }

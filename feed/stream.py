@@ -30,11 +30,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Sequence
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive, Scope, Send
 
+from feed import logs
 from feed.errors import ClientError, error_response
 from feed.events import Format, Subscriber, comment, frame, hello, position, retry_hint
 from feed.runtime import Runtime, runtime_of
@@ -114,6 +116,20 @@ async def _until_disconnect(receive: Receive) -> None:
         pass
 
 
+def _log_open(sub: Subscriber, resume_id: int | None) -> None:
+    channels = ",".join(sorted(sub.channels)) if sub.channels else "*"
+    fields = {"format": sub.format.value, "channels": channels, "resume_from": resume_id}
+    start = "now" if resume_id is None else f"after {resume_id}"
+    logger.info("stream opened: %s %s from %s", sub.format.value, channels, start, extra=fields)
+
+
+def _log_close(sub: Subscriber, seconds: float, outcome: str) -> None:
+    fields = {"duration_s": round(seconds, 3), "events": sub.sent, "outcome": outcome}
+    logger.info(
+        "stream closed after %.1f s, %d events: %s", seconds, sub.sent, outcome, extra=fields
+    )
+
+
 class EventStream:
     """The ASGI app behind ``GET /events``."""
 
@@ -151,6 +167,9 @@ class EventStream:
         watcher = asyncio.ensure_future(_until_disconnect(receive))
         watcher.add_done_callback(lambda _: sub.close())
         started = False
+        opened = time.monotonic()
+        outcome = "ended"
+        _log_open(sub, resume_id)
         try:
             opening = retry_hint(rt.settings.retry_ms)
             if sub.format is Format.HTML:
@@ -163,7 +182,8 @@ class EventStream:
             else:
                 # Before the status line, so a database outage answers 503, not a cut.
                 opening += await replay(rt, sub, resume_id)
-            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            headers = [*HEADERS, (logs.HEADER, logs.request_id.get().encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             started = True
             await send({"type": "http.response.body", "body": opening, "more_body": True})
             await self._pump(sub, send)
@@ -172,8 +192,9 @@ class EventStream:
                 raise
             task.uncancel()
             # Returning without the final chunk makes the server drop the connection.
-            logger.info("dropped a subscriber whose backlog overflowed; it will resume")
+            outcome = "dropped: its backlog overflowed; it will resume"
         except StoreUnavailable as exc:
+            outcome = "the database is unavailable"
             if started:
                 logger.warning("stream ended: %s The client will resume.", exc)
             else:
@@ -183,10 +204,14 @@ class EventStream:
                 await send({"type": "http.response.body", "body": answer.body})
         except Exception:
             # Mid-stream there is no status to send: end the stream, the client resumes.
+            outcome = "failed"
             logger.exception("stream failed; the client will reconnect and resume")
         finally:
             rt.hub.unsubscribe(sub)
             watcher.cancel()
+            if outcome == "ended":
+                outcome = "server closing" if rt.hub.closing else "client left"
+            _log_close(sub, time.monotonic() - opened, outcome)
 
     @staticmethod
     async def _pump(sub: Subscriber, send: Send) -> None:

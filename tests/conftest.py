@@ -142,12 +142,8 @@ def make_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Ser
         url = sqlite_url(database) if isinstance(database, Path) else database or database_url
         port = port or free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
-        env.update(
-            FEED_DATABASE_URL=url,
-            FEED_PORT=str(port),
-            FEED_LOG_LEVEL="warning",
-            **{f"FEED_{k.upper()}": str(v) for k, v in settings.items()},
-        )
+        env.update(FEED_DATABASE_URL=url, FEED_PORT=str(port), FEED_LOG_LEVEL="warning")
+        env.update({f"FEED_{k.upper()}": str(v) for k, v in settings.items()})
         server = Server(port, url, env, log=tmp_path / f"server-{port}.log")
         started.append(server)
         return server.start()

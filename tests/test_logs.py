@@ -1,0 +1,85 @@
+"""Logs: a line per request and per stream, as text or JSON, with the request id."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tests.conftest import Server
+from tests.sse import SSEClient
+
+
+def json_lines(server: Server) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+
+
+def wait_for_line(server: Server, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while True:
+        found = [entry for entry in json_lines(server) if match(entry)]
+        if found:
+            return found[-1]
+        assert time.monotonic() < deadline, server.logs()[-2000:]
+        time.sleep(0.05)  # polling a log file, with a deadline
+
+
+def test_json_logs_carry_the_request_id_status_and_duration(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(log_level="info", log_format="json")
+    answer = server.client.get("/api/channels", headers={"X-Request-ID": "req-42"})
+    assert answer.headers["x-request-id"] == "req-42"
+    line = wait_for_line(server, lambda e: e.get("request_id") == "req-42")
+    assert line["logger"] == "feed.access" and line["level"] == "info"
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/api/channels", 200)
+    assert isinstance(line["duration_ms"], float)
+    assert line["message"].startswith("GET /api/channels 200 ")
+    # Without an id, or with a hostile one, the server makes one up.
+    made_up = server.client.get("/api/channels", headers={"X-Request-ID": "<script>" * 20})
+    assert made_up.headers["x-request-id"] != "<script>" * 20
+    assert len(made_up.headers["x-request-id"]) == 16
+    missing = server.client.get("/api/nope")
+    assert missing.status_code == 404
+    wait_for_line(server, lambda e: e.get("path") == "/api/nope" and e.get("status") == 404)
+
+
+def test_a_stream_logs_when_it_opens_and_when_it_closes_with_its_events(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(log_level="info", log_format="json")
+    stream = SSEClient(
+        server.port,
+        params={"format": "text", "channel": "general"},
+        headers={"X-Request-ID": "kiosk-7"},
+    )
+    assert stream.headers["x-request-id"] == "kiosk-7"
+    opened = wait_for_line(server, lambda e: e["message"].startswith("stream opened"))
+    assert opened["request_id"] == "kiosk-7"
+    assert (opened["format"], opened["channels"], opened["resume_from"]) == (
+        "text",
+        "general",
+        None,
+    )
+    server.post("one")
+    server.post("two")
+    stream.wait_events(2)
+    stream.close()
+    closed = wait_for_line(server, lambda e: e["message"].startswith("stream closed"))
+    assert closed["request_id"] == "kiosk-7"
+    assert (closed["events"], closed["outcome"]) == (2, "client left")
+    assert closed["duration_s"] > 0
+    # No access line for the stream: its opened and closed lines say more.
+    assert not [e for e in json_lines(server) if e.get("path") == "/events"]
+
+
+def test_text_logs_are_one_readable_line_with_the_id(make_server: Callable[..., Server]) -> None:
+    server = make_server(log_level="info")
+    server.client.get("/healthz", headers={"X-Request-ID": "abc"})
+    deadline = time.monotonic() + 10
+    while "GET /healthz 200" not in server.logs():
+        assert time.monotonic() < deadline, server.logs()
+        time.sleep(0.05)  # polling a log file, with a deadline
+    (line,) = [x for x in server.logs().splitlines() if "GET /healthz 200" in x]
+    assert " INFO feed.access [abc] GET /healthz 200 " in line
