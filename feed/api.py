@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import unicodedata
 from typing import Any
 
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from feed import logs
 from feed.errors import ClientError
 from feed.render import channel_json, post_json
 from feed.runtime import Runtime, runtime
@@ -112,9 +114,16 @@ def int_param(request: Request, name: str, *, low: int, high: int | None = None)
     return value
 
 
+def _hinted(rt: Runtime) -> None:
+    started = logs.request_started.get()
+    if started is not None:
+        rt.metrics.publish_seconds.observe(time.perf_counter() - started)
+
+
 async def publish(rt: Runtime, change: Change) -> dict[str, Any]:
     if change.event_id is not None:
         await rt.broker.publish(change.event_id)
+        _hinted(rt)
     return {"post": post_json(change.post), "event_id": change.event_id}
 
 
@@ -129,6 +138,7 @@ async def create_post_from(rt: Runtime, channel: str, payload: dict[str, Any]) -
 async def publish_channel(rt: Runtime, change: ChannelChange) -> dict[str, Any]:
     if change.event_id is not None:
         await rt.broker.publish(change.event_id)
+        _hinted(rt)
     return {"channel": channel_json(change.channel), "event_id": change.event_id}
 
 

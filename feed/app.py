@@ -12,7 +12,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from feed import api, health, logs, openapi, pages
+from feed import api, health, logs, metrics, openapi, pages
 from feed.brokers import broker_from_url
 from feed.errors import HANDLERS
 from feed.events import Hub
@@ -36,12 +36,13 @@ def create_app(settings: Settings) -> FeedApp:
         await store.create_schema()
         broker = broker_from_url(settings.broker_url)
         renderer = Renderer()
-        relay = Relay(store, broker, hub, renderer, settings.poll_interval)
+        meters = metrics.Metrics(hub.stats, broker.status)
+        relay = Relay(store, broker, hub, renderer, settings.poll_interval, meters)
         await relay.start()
         hub.start()
         logger.info("feed is up: %s", settings.describe())
         try:
-            yield {"feed": Runtime(settings, store, broker, hub, relay, renderer)}
+            yield {"feed": Runtime(settings, store, broker, hub, relay, renderer, meters)}
         finally:
             hub.close()
             await relay.close()

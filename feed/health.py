@@ -1,5 +1,6 @@
-"""``/healthz`` (the process answers) and ``/readyz`` (it can serve: the database
-answers and the broker is connected). Both are cheap enough to poll every second.
+"""``/healthz`` (the process answers), ``/readyz`` (it can serve: the database
+answers and the broker is connected) and ``/metrics`` (metrics.py). All are cheap
+enough to poll every second.
 """
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ import asyncio
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from feed.metrics import CONTENT_TYPE
 from feed.runtime import runtime
 
 # A database slower than this to answer SELECT 1 is not ready to serve.
@@ -40,7 +42,12 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
+async def metrics(request: Request) -> Response:
+    return Response(runtime(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
 routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
 ]

@@ -29,6 +29,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id: ContextVar[str] = ContextVar("feed_request_id", default="-")
+# When the request being handled arrived (time.perf_counter), for latency metrics.
+request_started: ContextVar[float | None] = ContextVar("feed_request_started", default=None)
 
 access = logging.getLogger("feed.access")
 
@@ -104,6 +106,7 @@ class RequestLog:
         rid = new_id(scope["headers"])
         token = request_id.set(rid)
         started = time.perf_counter()
+        started_token = request_started.set(started)
         status = 500
         header = (HEADER, rid.encode())
 
@@ -120,6 +123,7 @@ class RequestLog:
             if scope["path"] != "/events":
                 _log_request(scope, status, time.perf_counter() - started)
             request_id.reset(token)
+            request_started.reset(started_token)
 
 
 def _log_request(scope: Scope, status: int, seconds: float) -> None:

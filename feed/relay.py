@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from feed.brokers import Broker
 from feed.events import Hub
+from feed.metrics import Metrics
 from feed.render import Renderer
 from feed.store import Store, StoreUnavailable
 
@@ -25,13 +27,20 @@ BATCH = 500
 
 class Relay:
     def __init__(
-        self, store: Store, broker: Broker, hub: Hub, renderer: Renderer, poll_interval: float
+        self,
+        store: Store,
+        broker: Broker,
+        hub: Hub,
+        renderer: Renderer,
+        poll_interval: float,
+        metrics: Metrics,
     ) -> None:
         self._store = store
         self._broker = broker
         self._hub = hub
         self._renderer = renderer
         self._poll_interval = poll_interval
+        self._metrics = metrics
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
@@ -78,8 +87,12 @@ class Relay:
         while True:
             events = await self._store.events_after(self.delivered, limit=BATCH)
             formats = self._hub.formats_wanted()
+            now = time.time()
             for event in events:
                 self._hub.publish(event.id, event.channel, self._renderer.frames(event, formats))
                 self.delivered = event.id
+                if event.at is not None:
+                    self._metrics.lag_seconds.observe(max(0.0, now - event.at.timestamp()))
+            self._metrics.published.inc(len(events))
             if len(events) < BATCH:
                 return

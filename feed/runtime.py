@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
 
@@ -15,6 +15,9 @@ from feed.render import Renderer
 from feed.settings import Settings
 from feed.store import Store
 
+if TYPE_CHECKING:
+    from feed.metrics import Metrics
+
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
@@ -24,6 +27,7 @@ class Runtime:
     hub: Hub
     relay: Relay
     renderer: Renderer
+    metrics: Metrics
 
 
 def runtime_of(state: Mapping[str, Any]) -> Runtime:

@@ -184,6 +184,7 @@ class FeedEvent:
     channel: str
     post: PostView | None
     channel_view: ChannelView | None = None
+    at: datetime | None = None  # when it was written
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,10 +241,10 @@ def _channel_view(channel: Channel) -> ChannelView:
 
 def _feed_event(event: Event, post: Post | None, channel: Channel) -> FeedEvent:
     assert event.id is not None
-    kind = EventKind(event.kind)
+    kind, at = EventKind(event.kind), _utc(event.created_at)
     if post is not None:
-        return FeedEvent(event.id, kind, channel.name, _post_view(post, channel.name))
-    return FeedEvent(event.id, kind, channel.name, None, _channel_view(channel))
+        return FeedEvent(event.id, kind, channel.name, _post_view(post, channel.name), at=at)
+    return FeedEvent(event.id, kind, channel.name, None, _channel_view(channel), at=at)
 
 
 def _post_view(post: Post, channel: str) -> PostView:

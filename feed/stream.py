@@ -101,12 +101,15 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> bytes:
         channels = None if sub.channels is None else sorted(sub.channels)
         events = await rt.store.events_after(resume_id, channels, limit=limit + 1)
         if len(events) <= limit:
+            rt.metrics.replayed.observe(len(events))
+            sub.sent += len(events)
             encode = rt.renderer.encode
             chunks = [encode(event, sub.format) for event in events]
             if events:
                 sub.last_id = events[-1].id
             return b"".join(chunks)
         reason = f"more than {limit} events were missed; reload"
+    rt.metrics.resyncs.inc()
     sub.last_id = max(sub.last_id, latest)
     return resync_frame(sub.format, latest, reason)
 
