@@ -13,18 +13,37 @@ the page's post list (``hx-swap="afterbegin"``):
 
 Payloads always show a post's *current* state (see ``store.py``), so replaying an
 old ``post-created`` for a post deleted since removes it instead of showing it.
+
+Bodies are hostile input. Rationale:
+
+1. Markdown is rendered with raw HTML off (markdown-it shows it as text), and the
+   result is then cleaned by nh3 against an allow-list of the tags and attributes
+   markdown itself produces. Either layer alone would do today; the second one
+   keeps a future markdown plugin or option from opening a hole. No ``id``,
+   ``class``, ``style``, ``on*`` or ``hx-*`` attribute survives: an ``id`` could
+   clobber a post's element for htmx's out-of-band swaps, and ``hx-*`` attributes
+   would make htmx fetch things on a reader's behalf.
+2. Links and images keep only http(s) and mailto URLs (and relative ones); every
+   link gets ``rel="noopener noreferrer"``.
+3. The same cleaned HTML goes to pages, HTML streams and the ``html`` field of
+   JSON posts, so a script consuming JSON need not sanitise again.
+4. The text rendering is for terminals (``curl -N``): C0 and C1 control
+   characters, ESC included, are removed, so a post cannot move a reader's
+   cursor, recolour their terminal or set its title.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
@@ -46,8 +65,33 @@ def templates_dir() -> Path:
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 
 
+# What CommonMark produces, and the attributes it needs; nothing else survives.
+_ALLOWED_TAGS = {
+    *("p", "br", "hr", "em", "strong", "code", "pre", "blockquote"),
+    *("ul", "ol", "li", "a", "img", *(f"h{n}" for n in range(1, 7))),
+}
+_ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "ol": {"start"}}
+_cleaner = nh3.Cleaner(
+    tags=_ALLOWED_TAGS,
+    attributes=_ALLOWED_ATTRIBUTES,
+    url_schemes={"http", "https", "mailto"},
+    link_rel="noopener noreferrer",
+    strip_comments=True,
+)
+
+
 def markdown(source: str) -> Markup:
-    return Markup(_markdown.render(source))
+    """A post body as sanitised HTML (rationale 1, 2)."""
+    return Markup(_cleaner.clean(_markdown.render(source)))
+
+
+# C0 and C1 controls and DEL; tabs and newlines are kept for callers that split lines.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` without control characters (rationale 4)."""
+    return _CONTROLS.sub("", text)
 
 
 def isotime(moment: datetime | None) -> str:
@@ -78,6 +122,7 @@ def post_json(post: PostView) -> dict[str, Any]:
         "channel": post.channel,
         "author": post.author,
         "body": post.body,
+        "html": str(markdown(post.body)) if post.body else "",
         "created_at": isotime(post.created_at),
         "edited_at": isotime(post.edited_at) or None,
         "pinned": post.pinned,
@@ -95,7 +140,7 @@ def channel_json(channel: ChannelView) -> dict[str, Any]:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return " ".join(terminal_safe(text).split())
 
 
 def _channel_text(event: FeedEvent) -> str:
@@ -157,19 +202,20 @@ class Renderer:
         if post is None:
             return _channel_text(event)
         where = f"#{post.channel}"
+        author = _one_line(post.author)
         if post.deleted:
-            return f"{where} post {post.id} by {post.author} was deleted"
+            return f"{where} post {post.id} by {author} was deleted"
         line = _one_line(post.body)
         match event.kind:
             case EventKind.POST_CREATED:
-                return f"{shorttime(post.created_at)} {where} {post.author}: {line}"
+                return f"{shorttime(post.created_at)} {where} {author}: {line}"
             case EventKind.POST_UPDATED:
                 at = shorttime(post.edited_at or post.created_at)
-                return f"{at} {where} {post.author} edited post {post.id}: {line}"
+                return f"{at} {where} {author} edited post {post.id}: {line}"
             case EventKind.POST_PINNED:
-                return f"{where} pinned post {post.id} by {post.author}: {line}"
+                return f"{where} pinned post {post.id} by {author}: {line}"
             case _:
-                return f"{where} unpinned post {post.id} by {post.author}: {line}"
+                return f"{where} unpinned post {post.id} by {author}: {line}"
 
     def _encode(self, event: FeedEvent, fmt: Format) -> bytes:
         return frame(self.event_data(event, fmt), event=event.kind.value, id=event.id)
