@@ -1,0 +1,447 @@
+"""The admin page: its forms in-process, its stream against a real server, and the
+whole page live in Chromium."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, expect
+from starlette.testclient import TestClient
+
+from feed.admin import RECENT_ROWS, AdminFeed, age_text, size_text
+from feed.runtime import runtime_of
+from tests.browser import (
+    LAPTOP,
+    SCREENSHOTS,
+    Problems,
+    assert_not_reloaded,
+    browser,
+    context,
+    open_live,
+    problems,
+    seed_sample_feed,
+)
+from tests.conftest import Server
+from tests.sse import Message, SSEClient
+
+__all__ = ["browser", "context", "problems"]  # fixtures, shared with test_browser
+
+ADMIN_MS = 3_000  # the admin stream looks every second: a change shows within two looks
+ROW = re.compile(r'<li id="admin-event-(\d+)" class="admin-event"')
+DROPPED = re.compile(r'<li id="admin-event-(\d+)" hx-swap-oob="delete">')
+
+
+def channel_row(html: str, name: str) -> str:
+    """The channels table's row for ``name``."""
+    match = re.search(rf'<tr id="channel-{name}".*?</tr>', html, re.S)
+    assert match is not None, f"no row for #{name}"
+    return match.group(0)
+
+
+def row_ids(html: str) -> list[int]:
+    return [int(x) for x in ROW.findall(html)]
+
+
+def channels(client: TestClient) -> dict[str, dict[str, object]]:
+    return {c["name"]: c for c in client.get("/api/channels").json()["channels"]}
+
+
+# -- units -------------------------------------------------------------------------
+
+
+def test_ages_and_sizes_are_coarse_so_panels_change_rarely() -> None:
+    assert [age_text(s) for s in (0, 59.9, 60, 3599, 3600, 90061)] == [
+        "under a minute",
+        "under a minute",
+        "1 min",
+        "59 min",
+        "1 h 0 min",
+        "1 d 1 h",
+    ]
+    assert [size_text(n) for n in (0, 1023, 1536, 3 * 1024 * 1024)] == [
+        "0 B",
+        "1023 B",
+        "1.5 KiB",
+        "3.0 MiB",
+    ]
+
+
+# -- the page and its forms, in-process ---------------------------------------------
+
+
+def test_admin_page_shows_every_panel_newest_events_first_and_is_not_indexed(
+    client: TestClient,
+) -> None:
+    ids = [
+        client.post(
+            "/api/channels/general/posts", json={"author": "ann", "body": f"post <{n}>"}
+        ).json()["event_id"]
+        for n in range(3)
+    ]
+    page = client.get("/admin")
+    assert page.status_code == 200
+    assert page.headers["x-robots-tag"] == "noindex"
+    html = page.text
+    assert '<meta name="robots" content="noindex">' in html
+    assert 'hx-ext="sse" sse-connect="/admin/stream"' in html
+    assert list(re.findall(r'<tr id="channel-([a-z]+)"', html)) == ["announcements", "general"]
+    assert row_ids(html) == list(reversed(ids))
+    assert "#general ann: post &lt;2&gt;" in html and "<2>" not in html
+    assert 'data-figure="subscribers">0<' in html and "No open streams." in html
+    assert 'data-figure="broker">memory<' in html and 'data-figure="database">sqlite<' in html
+    assert f'data-figure="delivered">{ids[-1]}<' in html
+    # A CSP without inline script is coming: scripts are files, and no on* handlers.
+    assert re.findall(r"<script[^>]*>", html) == [
+        f'<script src="/static/{name}">'
+        for name in ("htmx-2.0.11.min.js", "feed.js", "htmx-ext-sse-2.2.4.min.js")
+    ]
+    assert not re.search(r"\son[a-z]+=", html)
+
+
+def test_create_channel_form_adds_it_and_answers_with_the_panel(client: TestClient) -> None:
+    answer = client.post(
+        "/admin/channels",
+        data={"name": " releases ", "title": "  Releases ", "description": " What shipped "},
+    )
+    assert answer.status_code == 200
+    assert answer.text.startswith('<section id="admin-channels"')
+    row = channel_row(answer.text, "releases")
+    assert 'value="Releases"' in row and "What shipped</td>" in row and "active" in row
+    assert 'class="error"' not in answer.text
+    # The form comes back empty, ready for the next one.
+    assert 'name="name" value=""' in answer.text
+    assert channels(client)["releases"] == {
+        "name": "releases",
+        "title": "Releases",
+        "description": "What shipped",
+        "archived": False,
+    }
+    assert "#releases was created: Releases" in client.get("/admin").text
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "message"),
+    [
+        (
+            {"name": "Big News", "title": "Big news"},
+            422,
+            "A channel name is 1 to 64 lower-case letters, digits, &#39;-&#39; or &#39;_&#39;",
+        ),
+        ({"name": "x" * 65, "title": "Long"}, 422, "The field &#39;name&#39; is longer than 64"),
+        ({"name": "", "title": "Nameless"}, 422, "The field &#39;name&#39; must not be empty."),
+        ({"name": "news", "title": "   "}, 422, "The field &#39;title&#39; must not be empty."),
+        ({"name": "news", "title": "t" * 201}, 422, "is longer than 200 characters."),
+        (
+            {"name": "news", "title": "News", "description": "d" * 2001},
+            422,
+            "The field &#39;description&#39; is longer than 2000 characters.",
+        ),
+        (
+            {"name": "general", "title": "Again"},
+            409,
+            "A channel named &#39;general&#39; already exists.",
+        ),
+    ],
+)
+def test_create_channel_form_shows_each_error_inline_and_keeps_the_input(
+    client: TestClient, fields: dict[str, str], status: int, message: str
+) -> None:
+    answer = client.post("/admin/channels", data=fields)
+    assert answer.status_code == status
+    form = answer.text.split('<div id="admin-channel-table"')[0]
+    error = re.search(r'<p class="error" role="alert">(.*?)</p>', form)
+    assert error is not None and message in error.group(1)
+    if len(fields["title"]) < 100:
+        assert f'name="title" value="{fields["title"]}"' in form
+    assert set(channels(client)) == {"general", "announcements"}
+    assert channels(client)["general"]["title"] == "General"
+
+
+def test_create_channel_form_refuses_a_body_over_the_limit(client: TestClient) -> None:
+    answer = client.post("/admin/channels", data={"name": "big", "title": "x" * 70_000})
+    assert answer.status_code == 413
+    assert "The request body is larger than 65536 bytes." in answer.text
+    assert "big" not in channels(client)
+
+
+def test_rename_changes_the_title_and_keeps_the_name(client: TestClient) -> None:
+    answer = client.post("/admin/channels/general/title", data={"title": " Everything "})
+    assert answer.status_code == 200
+    row = channel_row(answer.text, "general")
+    assert 'value="Everything"' in row and 'href="/channels/general"' in row
+    assert channels(client)["general"]["title"] == "Everything"
+    assert "#general is now titled: Everything" in client.get("/admin").text
+
+
+def test_rename_errors_show_in_the_channels_row(client: TestClient) -> None:
+    answer = client.post("/admin/channels/general/title", data={"title": "  "})
+    assert answer.status_code == 422
+    row = channel_row(answer.text, "general")
+    assert "The field &#39;title&#39; must not be empty." in row
+    assert 'name="title" value="  "' in row  # what was typed stays, to be fixed
+    assert 'class="error"' not in channel_row(answer.text, "announcements")
+    assert channels(client)["general"]["title"] == "General"
+
+    missing = client.post("/admin/channels/nope/title", data={"title": "Nope"})
+    assert missing.status_code == 404
+    assert "There is no channel named &#39;nope&#39;." in missing.text
+
+
+def test_archive_and_restore_mark_the_row_and_log_events(client: TestClient) -> None:
+    archived = client.post("/admin/channels/announcements/archive")
+    assert archived.status_code == 200
+    row = channel_row(archived.text, "announcements")
+    assert 'class="archived"' in row and ">archived</span>" in row
+    assert 'hx-post="/admin/channels/announcements/restore"' in row and ">Restore</button>" in row
+    assert channels(client)["announcements"]["archived"] is True
+    refused = client.post(
+        "/api/channels/announcements/posts", json={"author": "a", "body": "hello"}
+    )
+    assert refused.status_code == 409
+
+    restored = client.post("/admin/channels/announcements/restore")
+    row = channel_row(restored.text, "announcements")
+    assert 'class="archived"' not in row and ">active</span>" in row and ">Archive</button>" in row
+    assert channels(client)["announcements"]["archived"] is False
+    page = client.get("/admin").text
+    assert page.index("#announcements was restored") < page.index("#announcements was archived")
+    assert client.post("/admin/channels/nope/archive").status_code == 404
+
+
+def parse(frames: list[bytes]) -> list[Message]:
+    """SSE frames as the messages a client would see."""
+    messages = []
+    for block in b"".join(frames).decode().split("\n\n"):
+        fields = [line.partition(": ") for line in block.splitlines()]
+        event = next((v for k, _, v in fields if k == "event"), None)
+        data = "\n".join(v for k, _, v in fields if k == "data")
+        if event:
+            messages.append(Message(event=event, data=data))
+    return messages
+
+
+def recent(messages: list[Message]) -> list[Message]:
+    return [m for m in messages if m.event in ("recent", "recent-all")]
+
+
+def test_the_list_stays_bounded_whether_events_trickle_or_burst(client: TestClient) -> None:
+    rt = runtime_of(client.app_state)
+    portal = client.portal
+    assert portal is not None
+    feed = AdminFeed(rt)
+    post = partial(client.post, "/api/channels/general/posts")
+    first = [post(json={"author": "a", "body": f"first {n}"}).json()["event_id"] for n in (1, 2)]
+    seen = parse(portal.call(feed.snapshot))
+    assert [m.event for m in recent(seen)] == ["recent-all"]
+    assert shown_rows(seen) == first[::-1]
+
+    # A trickle: one row per look, and the oldest leave once the list is full.
+    trickle = []
+    for n in range(RECENT_ROWS + 3):
+        trickle.append(post(json={"author": "a", "body": f"t{n}"}).json()["event_id"])
+        sent = recent(parse(portal.call(feed.tick)))
+        assert [(m.event, row_ids(m.data)) for m in sent] == [("recent", [trickle[-1]])]
+        seen += sent
+        dropped = [int(x) for x in DROPPED.findall(sent[0].data)]
+        assert dropped == ([] if n + len(first) < RECENT_ROWS else [(first + trickle)[-31]])
+    assert shown_rows(seen) == trickle[::-1][:RECENT_ROWS]
+
+    # A burst of more than the list holds, in one look: the list is sent whole.
+    burst = [post(json={"author": "a", "body": f"b{n}"}).json()["event_id"] for n in range(31)]
+    sent = recent(parse(portal.call(feed.tick)))
+    assert [m.event for m in sent] == ["recent-all"]
+    assert shown_rows(seen + sent) == burst[::-1][:RECENT_ROWS]
+
+    # Nothing new, nothing sent (once the relay has caught up, so the broker panel is still).
+    deadline = time.monotonic() + 5
+    while rt.relay.delivered < burst[-1]:
+        assert time.monotonic() < deadline, "the relay did not catch up"
+        time.sleep(0.01)  # polling a condition with a deadline
+    portal.call(feed.tick)
+    assert portal.call(feed.tick) == []
+
+
+# -- the stream, against a real server ----------------------------------------------
+
+
+def named(stream: SSEClient, event: str) -> list[Message]:
+    return [m for m in stream.messages if m.event == event]
+
+
+def wait_named(
+    stream: SSEClient,
+    event: str,
+    where: Callable[[str], bool],
+    after: Message | None = None,
+    timeout: float = 5,
+) -> Message:
+    """The first ``event`` message (after ``after``) whose data satisfies ``where``."""
+    start = 0 if after is None else stream.messages.index(after) + 1
+
+    def found() -> list[Message]:
+        return [m for m in stream.messages[start:] if m.event == event and where(m.data)]
+
+    stream.wait_for(lambda _: bool(found()), timeout)
+    return found()[0]
+
+
+@contextmanager
+def admin_stream(server: Server) -> Iterator[SSEClient]:
+    """An admin stream that has sent its opening snapshot."""
+    with SSEClient(server.port, "/admin/stream") as stream:
+        assert stream.status == 200
+        stream.wait_for(lambda s: bool(named(s, "broker")))
+        yield stream
+
+
+def shown_rows(messages: list[Message]) -> list[int]:
+    """Row ids a page would show after applying these messages, as htmx applies them."""
+    rows: list[int] = []
+    for message in messages:
+        if message.event == "recent-all":
+            rows = row_ids(message.data)
+        elif message.event == "recent":
+            dropped = {int(x) for x in DROPPED.findall(message.data)}
+            rows = row_ids(message.data) + [r for r in rows if r not in dropped]
+    return rows
+
+
+def test_stream_opens_with_hello_and_every_panel_in_full(server: Server) -> None:
+    first = server.post("already there")["event_id"]
+    with admin_stream(server) as stream:
+        events = [m.event for m in stream.events()]
+        assert events == ["hello", "recent-all", "channels", "connections", "broker"]
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        assert stream.headers["cache-control"] == "no-cache"
+        assert '"release":' in stream.events()[0].data
+        assert row_ids(named(stream, "recent-all")[0].data) == [first]
+        assert 'id="channel-general"' in named(stream, "channels")[0].data
+        assert 'data-figure="subscribers">0<' in named(stream, "connections")[0].data
+
+
+def test_stream_counts_a_new_event_stream_by_channel_and_format(server: Server) -> None:
+    with admin_stream(server) as stream:
+        with SSEClient(server.port, params=[("format", "text"), ("channel", "general")]):
+            opened = wait_named(stream, "connections", lambda d: 'subscribers">1<' in d)
+            assert re.search(
+                r'<tr data-channel="general"><th scope="row">#general</th>'
+                r'<td class="num" data-format="html">0</td>'
+                r'<td class="num" data-format="json">0</td>'
+                r'<td class="num" data-format="text">1</td></tr>',
+                opened.data,
+            )
+            assert 'data-figure="oldest">under a minute<' in opened.data
+        closed = wait_named(stream, "connections", lambda d: 'subscribers">0<' in d, opened)
+        assert "No open streams." in closed.data
+
+
+def test_stream_sends_new_events_as_rows_in_order(server: Server) -> None:
+    with admin_stream(server) as stream:
+        ids = [server.post(f"update {n}")["event_id"] for n in range(3)]
+        stream.wait_for(lambda s: len(named(s, "recent")) == 3)
+        rows = named(stream, "recent")
+        assert [row_ids(m.data) for m in rows] == [[i] for i in ids]
+        assert [m.data.count("update ") for m in rows] == [1, 1, 1]
+        assert "#general tester: update 2" in rows[-1].data
+        assert shown_rows(stream.messages) == list(reversed(ids))
+        broker = wait_named(stream, "broker", lambda d: f'delivered">{ids[-1]}<' in d)
+        assert 'data-figure="connected"><span class="badge on">connected' in broker.data
+
+
+def test_a_channel_created_through_the_api_shows_up_live(server: Server) -> None:
+    with admin_stream(server) as stream:
+        answer = server.client.post("/api/channels", json={"name": "releases", "title": "Releases"})
+        assert answer.status_code == 201
+        table = wait_named(stream, "channels", lambda d: 'id="channel-releases"' in d)
+        assert 'value="Releases"' in channel_row(table.data, "releases")
+        row = wait_named(stream, "recent", lambda d: "channel-created" in d)
+        assert "#releases was created: Releases" in row.data
+
+
+def test_stream_ends_with_its_final_chunk_when_the_server_shuts_down(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(shutdown_timeout=3)
+    with admin_stream(server) as stream, SSEClient(server.port, params={"format": "json"}):
+        wait_named(stream, "connections", lambda d: 'subscribers">1<' in d)
+        took = server.stop(signal.SIGTERM)
+        assert took < 3
+        stream.wait_closed(timeout=3)
+        assert stream.graceful
+        assert "stream closed; reconnect to resume" in stream.comments
+
+
+# -- in Chromium ---------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_admin_page_follows_tabs_posts_and_its_own_forms_live(
+    server: Server, context: BrowserContext, browser: Browser, problems: Problems
+) -> None:
+    seed_sample_feed(server)
+    admin = open_live(context, f"{server.url}/admin")
+    expect(admin.locator('[data-figure="subscribers"]')).to_have_text("0")
+    expect(admin.locator("#admin-events > li")).to_have_count(7)  # 5 posts, a pin, an edit
+
+    # A dashboard in another tab is a new connection: the count goes up in place.
+    dashboard = open_live(context, server.url)
+    expect(admin.locator('[data-figure="subscribers"]')).to_have_text("1", timeout=ADMIN_MS)
+    expect(
+        admin.locator('#admin-connections tr[data-channel="*"] [data-format="html"]')
+    ).to_have_text("1")
+    for scheme in ("light", "dark"):
+        shoot(browser, server, problems, scheme)
+
+    # A post through the API: a new row on top, the same as the dashboard gets.
+    event_id = server.post("Fire drill at 3 pm", channel="announcements")["event_id"]
+    top = admin.locator("#admin-events > li").first
+    expect(top).to_have_id(f"admin-event-{event_id}", timeout=ADMIN_MS)
+    expect(top.locator(".admin-event-text")).to_contain_text("#announcements tester: Fire drill")
+    expect(admin.locator("#admin-events > li")).to_have_count(8)
+    expect(dashboard.get_by_text("Fire drill at 3 pm")).to_be_visible()
+
+    # Archive from the form: the row is marked, and the log says so.
+    row = admin.locator("#channel-general")
+    row.get_by_role("button", name="Archive #general").click()
+    expect(row).to_have_class("archived")
+    expect(row.locator(".badge")).to_have_text("archived")
+    expect(row.get_by_role("button", name="Restore #general")).to_be_visible()
+    expect(top.locator(".admin-kind")).to_have_text("channel-archived", timeout=ADMIN_MS)
+
+    # A name that is taken: the 409 is shown in the form, the typing kept.
+    problems.allow("409 from POST")
+    form = admin.locator("#admin-create")
+    form.get_by_label("Name").fill("general")
+    form.get_by_label("Title").fill("Twice")
+    form.get_by_role("button", name="Create channel").click()
+    expect(admin.locator("#admin-create .error")).to_have_text(
+        "A channel named 'general' already exists."
+    )
+    expect(admin.locator("#admin-create").get_by_label("Title")).to_have_value("Twice")
+    assert_not_reloaded(admin)
+
+
+def shoot(browser: Browser, server: Server, problems: Problems, scheme: str) -> None:
+    """The admin page with the sample feed and one dashboard open, for the README."""
+    ctx = browser.new_context(
+        viewport=LAPTOP,
+        color_scheme=scheme,
+        locale="en-US",
+        timezone_id="UTC",  # type: ignore[arg-type]
+    )
+    ctx.on("page", problems.watch)
+    try:
+        page = open_live(ctx, f"{server.url}/admin")
+        expect(page.locator('[data-figure="subscribers"]')).to_have_text("1")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(
+            path=SCREENSHOTS / f"admin-{scheme}.png", full_page=True, animations="disabled"
+        )
+    finally:
+        ctx.close()
