@@ -10,11 +10,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 
+import anyio
 import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
+from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from feed.admin import RECENT_ROWS, AdminFeed, age_text, size_text
+from feed.admin import RECENT_ROWS, TICK, AdminFeed, age_text, size_text
+from feed.admin import admin_stream as admin_stream_endpoint
 from feed.runtime import runtime_of
 from tests.browser import (
     LAPTOP,
@@ -265,6 +268,43 @@ def test_the_list_stays_bounded_whether_events_trickle_or_burst(client: TestClie
         time.sleep(0.01)  # polling a condition with a deadline
     portal.call(feed.tick)
     assert portal.call(feed.tick) == []
+
+
+def test_stream_ends_as_soon_as_the_client_goes_away(client: TestClient) -> None:
+    portal = client.portal
+    assert portal is not None
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/admin/stream",
+        "headers": [],
+        "query_string": b"",
+        "state": client.app_state,
+    }
+    sent: list[Message] = []
+
+    async def run() -> float:
+        opened = anyio.Event()
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                sent.extend(parse([message["body"]]))  # type: ignore[list-item]
+                if any(m.event == "broker" for m in sent):
+                    opened.set()
+
+        async def receive() -> dict[str, object]:
+            await opened.wait()  # the client leaves once it has the snapshot
+            return {"type": "http.disconnect"}
+
+        response = await admin_stream_endpoint(Request(scope))
+        started = time.monotonic()
+        with anyio.fail_after(5):
+            await response(scope, receive, send)
+        return time.monotonic() - started
+
+    took = portal.call(run)
+    assert [m.event for m in sent][-1] == "broker"
+    assert took < TICK  # it did not even wait for the next look
 
 
 # -- the stream, against a real server ----------------------------------------------
