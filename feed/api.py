@@ -2,25 +2,32 @@
 
 Every write goes through the store (post and event row in one transaction) and
 only then hints the broker, so nothing reaches a stream before it is committed.
+
+Creating a post or a channel takes an ``Idempotency-Key`` header: the key is stored
+with the write and its answer (store.py, rationale 11), so a retry gets that same
+answer, marked ``Idempotent-Replayed: true``, and never writes twice. New posts are
+limited per client address (security.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from feed import logs
+from feed import logs, security
 from feed.errors import ClientError
 from feed.render import channel_json, post_json
 from feed.runtime import Runtime, runtime
-from feed.store import Change, ChannelChange
+from feed.store import Answer, Change, ChannelChange, Claim, Once
 
 MAX_AUTHOR_CHARS = 80
 MAX_PAGE = 200
@@ -28,6 +35,8 @@ MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 2000
 # Names appear in URLs, kiosk links and scripts, so they are short, lower-case slugs.
 CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -127,12 +136,66 @@ async def publish(rt: Runtime, change: Change) -> dict[str, Any]:
     return {"post": post_json(change.post), "event_id": change.event_id}
 
 
-async def create_post_from(rt: Runtime, channel: str, payload: dict[str, Any]) -> Change:
-    """Validate a new post's fields and store it; shared by the API and the compose form."""
+def post_fields(rt: Runtime, payload: dict[str, Any]) -> tuple[str, str]:
+    """A new post's author and body, validated."""
     check_fields(payload, {"author", "body"})
     author = author_name(text_field(payload, "author", MAX_AUTHOR_CHARS))
-    body = text_field(payload, "body", rt.settings.max_post_chars)
+    return author, text_field(payload, "body", rt.settings.max_post_chars)
+
+
+async def create_post_from(rt: Runtime, channel: str, payload: dict[str, Any]) -> Change:
+    """Validate a new post's fields and store it; shared by the API and the compose form."""
+    author, body = post_fields(rt, payload)
     return await rt.store.create_post(channel, author, body)
+
+
+def idempotency_claim(request: Request, payload: dict[str, Any]) -> Claim | None:
+    """The request's ``Idempotency-Key`` with a fingerprint of what it asks, if it has one.
+
+    The fingerprint covers the method, the path and the parsed body, so a retry that
+    re-encodes the same JSON differently still matches."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise ClientError(
+            400, "The Idempotency-Key header must be 1 to 255 visible ASCII characters.", key
+        )
+    asked = json.dumps([request.method, request.url.path, payload], sort_keys=True)
+    return Claim(key, hashlib.sha256(asked.encode()).hexdigest())
+
+
+def remembered(
+    content: Callable[[Any], dict[str, Any]], location: Callable[[Any], str]
+) -> Callable[[Any], Answer]:
+    """How the store writes down a 201 answer, in the bytes JSONResponse would send."""
+
+    def answer(change: Any) -> Answer:
+        body = JSONResponse(content(change)).body
+        return Answer(201, bytes(body).decode("utf-8"), location(change))
+
+    return answer
+
+
+async def answer_once(rt: Runtime, once: Once) -> Response:
+    """The first answer (after announcing its event), or the same answer replayed."""
+    if once.event_id is not None:
+        await rt.broker.publish(once.event_id)
+        _hinted(rt)
+    headers = {"Location": once.answer.location} if once.answer.location else {}
+    if once.replayed:
+        headers[REPLAYED_HEADER] = "true"
+    return Response(
+        once.answer.body, once.answer.status, headers=headers, media_type="application/json"
+    )
+
+
+def _post_content(change: Change) -> dict[str, Any]:
+    return {"post": post_json(change.post), "event_id": change.event_id}
+
+
+def _channel_content(change: ChannelChange) -> dict[str, Any]:
+    return {"channel": channel_json(change.channel), "event_id": change.event_id}
 
 
 async def publish_channel(rt: Runtime, change: ChannelChange) -> dict[str, Any]:
@@ -155,7 +218,7 @@ async def list_channels(request: Request) -> JSONResponse:
     return JSONResponse({"channels": [channel_json(c) for c in channels]})
 
 
-async def create_channel(request: Request) -> JSONResponse:
+async def create_channel(request: Request) -> Response:
     rt = runtime(request)
     payload = await read_json(request, rt.settings.max_body_bytes)
     check_fields(payload, {"name", "title"}, frozenset({"description"}))
@@ -169,8 +232,16 @@ async def create_channel(request: Request) -> JSONResponse:
         )
     title = text_field(payload, "title", MAX_TITLE_CHARS)
     description = optional_text(payload, "description", MAX_DESCRIPTION_CHARS) or ""
+    location = f"/api/channels/{name}/posts"
+    claim = idempotency_claim(request, payload)
+    if claim is not None:
+        answer = remembered(_channel_content, lambda _: location)
+        once = await rt.store.create_channel_once(
+            claim, name, title.strip(), description.strip(), answer
+        )
+        return await answer_once(rt, once)
     change = await rt.store.create_channel(name, title.strip(), description.strip())
-    headers = {"Location": f"/api/channels/{name}/posts"}
+    headers = {"Location": location}
     return JSONResponse(await publish_channel(rt, change), status_code=201, headers=headers)
 
 
@@ -209,10 +280,18 @@ async def list_posts(request: Request) -> JSONResponse:
     return JSONResponse({"posts": [post_json(p) for p in posts], "next_before": next_before})
 
 
-async def create_post(request: Request) -> JSONResponse:
+async def create_post(request: Request) -> Response:
     rt = runtime(request)
+    security.of(request).check_post_rate(request)
     payload = await read_json(request, rt.settings.max_body_bytes)
-    change = await create_post_from(rt, request.path_params["channel"], payload)
+    channel = request.path_params["channel"]
+    claim = idempotency_claim(request, payload)
+    if claim is not None:
+        author, body = post_fields(rt, payload)
+        answer = remembered(_post_content, lambda change: f"/api/posts/{change.post.id}")
+        once = await rt.store.create_post_once(claim, channel, author, body, answer)
+        return await answer_once(rt, once)
+    change = await create_post_from(rt, channel, payload)
     headers = {"Location": f"/api/posts/{change.post.id}"}
     return JSONResponse(await publish(rt, change), status_code=201, headers=headers)
 

@@ -19,6 +19,7 @@ from feed.store import (
     ChannelArchived,
     ChannelExists,
     ChannelNotFound,
+    IdempotencyKeyReused,
     PostDeleted,
     PostNotFound,
     StoreError,
@@ -31,11 +32,18 @@ logger = logging.getLogger("feed.errors")
 class ClientError(Exception):
     """A request feed will not serve, with the status and message to answer it with."""
 
-    def __init__(self, status: int, message: str, detail: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        detail: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.detail = detail
+        self.headers = headers
 
 
 def error_response(
@@ -50,6 +58,7 @@ _STORE_STATUS: dict[type[StoreError], int] = {
     ChannelArchived: 409,
     PostNotFound: 404,
     PostDeleted: 410,
+    IdempotencyKeyReused: 422,
     StoreUnavailable: 503,
 }
 
@@ -59,7 +68,7 @@ RETRY_AFTER_SECONDS = 2
 
 async def on_client_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ClientError)
-    return error_response(exc.status, exc.message, exc.detail)
+    return error_response(exc.status, exc.message, exc.detail, exc.headers)
 
 
 async def on_store_error(_request: Request, exc: Exception) -> Response:

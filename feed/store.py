@@ -27,7 +27,22 @@ Rationale for the less obvious choices:
 8. With the PostgreSQL broker the wake-up hint is a ``pg_notify`` issued inside the
    writing transaction; PostgreSQL delivers it only if the commit happens.
 9. A database that cannot be reached raises ``StoreUnavailable`` (HTTP 503), never
-   a driver error: callers can tell "try again" from "you asked for nothing".
+   a driver error: callers can tell "try again" from "you asked for nothing". Its
+   message names the cause a reader can act on: busy, refusing writes (read-only
+   or failing storage) or full. Reads use other statements than writes, so they
+   keep working while writes are refused.
+10. Waiting for the write lock is bounded: SQLite's busy timeout (``?timeout=`` in
+   the URL, ``BUSY_TIMEOUT`` seconds by default) retries a locked database, and the
+   in-process write lock is given up after as long. Past that the caller gets
+   ``StoreUnavailable`` (503 with Retry-After), never "database is locked". The
+   bound is well below the 30 to 60 s after which clients and proxies give up.
+11. An ``Idempotency-Key`` is stored in the same transaction as the post (or
+   channel) and its event, with the answer the client got: a crash leaves either
+   all three or none. Writers are serialised (1, 7), so a concurrent retry with the
+   same key waits, then finds the key and gets the stored answer. Only successful
+   writes are remembered: a refused request wrote nothing and may simply be
+   retried. Keys expire after ``IDEMPOTENCY_TTL``; expired ones are deleted by the
+   next write that uses a key.
 """
 
 from __future__ import annotations
@@ -38,20 +53,21 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Engine, event, func, text
+from sqlalchemy import Engine, delete, event, func, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from feed import schema
 
 P = ParamSpec("P")
 T = TypeVar("T")
+C = TypeVar("C", "Change", "ChannelChange")
 
 SEED_CHANNELS = (
     ("general", "General", "Anything and everything."),
@@ -82,10 +98,31 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be reached or is too busy; the same call may work later."""
+    """The database cannot be reached, is too busy or refuses writes; the same call
+    may work later."""
 
-    def __init__(self) -> None:
-        super().__init__("The database is unavailable; try again shortly.")
+    UNREACHABLE = "The database is unavailable; try again shortly."
+    BUSY = "The database is busy with other writers; try again shortly."
+    READ_ONLY = (
+        "The database refuses writes (it is read-only or its storage is failing); "
+        "reading still works. Try again later."
+    )
+    FULL = (
+        "The database is full: nothing new can be stored until space is freed; "
+        "reading still works. Try again later."
+    )
+
+    def __init__(self, message: str = UNREACHABLE) -> None:
+        super().__init__(message)
+
+
+class IdempotencyKeyReused(StoreError):
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"The Idempotency-Key {key!r} was already used for a different request; "
+            "send a new key with a new request."
+        )
+        self.key = key
 
 
 class ChannelNotFound(StoreError):
@@ -139,6 +176,21 @@ class Post(SQLModel, table=True):
     edited_at: datetime | None = None
     pinned: bool = False
     deleted: bool = False
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A request's ``Idempotency-Key`` and the answer it got (rationale 11)."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=255)
+    # A digest of the method, path and body, to tell a retry from a reuse.
+    fingerprint: str = Field(max_length=64)
+    status: int
+    body: str
+    location: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(index=True)
 
 
 class Event(SQLModel, table=True):
@@ -213,13 +265,71 @@ class ChannelChange:
     event_id: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An ``Idempotency-Key`` and the fingerprint of the request that carried it."""
+
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a request was answered with: kept so that a retry gets the same."""
+
+    status: int
+    body: str
+    location: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Once:
+    """The outcome of an idempotent write: the answer, the event to announce (None if
+    nothing new was written) and whether the answer is a replay."""
+
+    answer: Answer
+    event_id: int | None
+    replayed: bool
+
+
+# PostgreSQL's SQLSTATEs for "read-only transaction", "disk full", "out of memory",
+# "lock not available" and "query canceled" (statement or lock timeouts).
+_PG_UNAVAILABLE = {
+    "25006": StoreUnavailable.READ_ONLY,
+    "53100": StoreUnavailable.FULL,
+    "53200": StoreUnavailable.BUSY,
+    "55P03": StoreUnavailable.BUSY,
+    "57014": StoreUnavailable.BUSY,
+}
+
+
+def _unavailable(exc: DBAPIError) -> StoreUnavailable | None:
+    """The StoreUnavailable a driver error amounts to; None for errors that are bugs."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in _PG_UNAVAILABLE:
+        return StoreUnavailable(_PG_UNAVAILABLE[sqlstate])
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return None
+    message = str(exc.orig).lower()
+    if "locked" in message or "busy" in message:
+        return StoreUnavailable(StoreUnavailable.BUSY)
+    if "readonly" in message or "read-only" in message or "i/o error" in message:
+        return StoreUnavailable(StoreUnavailable.READ_ONLY)
+    if "full" in message:
+        return StoreUnavailable(StoreUnavailable.FULL)
+    return StoreUnavailable()
+
+
 def _in_thread(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
     @functools.wraps(fn)
     async def run(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
-        except (OperationalError, InterfaceError) as exc:
-            raise StoreUnavailable() from exc
+        except (OperationalError, InterfaceError, InternalError) as exc:
+            unavailable = _unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
 
     return run
 
@@ -266,6 +376,9 @@ WRITE_LOCK_KEY = schema.LOCK_KEY
 NOTIFY_CHANNEL = "feed_events"
 
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
+# Seconds a write waits for the database's write lock (rationale 10).
+BUSY_TIMEOUT = 10.0
+IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 def make_engine(url: str) -> Engine:
@@ -279,8 +392,16 @@ def make_engine(url: str) -> Engine:
     raise StoreError(f"Unsupported database {backend!r}; use sqlite:/// or postgresql://.")
 
 
+def busy_timeout(engine: Engine) -> float:
+    """How long a write waits for its turn: ``?timeout=`` in a SQLite URL, else the default."""
+    raw = engine.url.query.get("timeout")
+    return float(raw) if isinstance(raw, str) else BUSY_TIMEOUT
+
+
 def _sqlite_engine(url: URL) -> Engine:
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    raw = url.query.get("timeout")
+    timeout = float(raw) if isinstance(raw, str) else BUSY_TIMEOUT
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -312,8 +433,12 @@ def _postgres_engine(url: URL) -> Engine:
         pool_size=10,
         max_overflow=10,
         pool_timeout=10,
-        # Timestamps are stored without a zone and always mean UTC.
-        connect_args={"options": "-c timezone=UTC", "connect_timeout": 5},
+        # Timestamps are stored without a zone and always mean UTC. Waiting for a lock
+        # (the writers' advisory lock among them) is bounded, as on SQLite (rationale 10).
+        connect_args={
+            "options": f"-c timezone=UTC -c lock_timeout={round(BUSY_TIMEOUT * 1000)}",
+            "connect_timeout": 5,
+        },
     )
 
 
@@ -324,6 +449,7 @@ class Store:
         self._engine = engine
         self._writer = engine.execution_options(feed_write=True)
         self._write_lock = threading.Lock()
+        self._write_wait = busy_timeout(engine)
         self._postgres = engine.dialect.name == "postgresql"
         if notify and not self._postgres:
             raise StoreError("Hints by NOTIFY need a PostgreSQL database.")
@@ -343,11 +469,18 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
-        with self._write_lock, Session(self._writer, expire_on_commit=False) as session:
-            if self._postgres:
-                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
-            yield session
-            session.commit()
+        if not self._write_lock.acquire(timeout=self._write_wait):
+            raise StoreUnavailable(StoreUnavailable.BUSY)
+        try:
+            with Session(self._writer, expire_on_commit=False) as session:
+                if self._postgres:
+                    session.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
+                    )
+                yield session
+                session.commit()
+        finally:
+            self._write_lock.release()
 
     def _read(self) -> Session:
         return Session(self._engine)
@@ -383,13 +516,33 @@ class Store:
     @_in_thread
     def create_channel(self, name: str, title: str, description: str) -> ChannelChange:
         with self._write() as session:
-            if session.exec(select(Channel.id).where(Channel.name == name)).first() is not None:
-                raise ChannelExists(name)
-            channel = Channel(name=name, title=title, description=description)
-            session.add(channel)
-            session.flush()
-            event_id = self._log_channel(session, EventKind.CHANNEL_CREATED, channel)
-            return ChannelChange(_channel_view(channel), event_id)
+            return self._add_channel(session, name, title, description)
+
+    @_in_thread
+    def create_channel_once(
+        self,
+        claim: Claim,
+        name: str,
+        title: str,
+        description: str,
+        answer: Callable[[ChannelChange], Answer],
+    ) -> Once:
+        """``create_channel``, answered once per ``claim`` (rationale 11)."""
+        with self._write() as session:
+            return self._once(
+                session, claim, lambda: self._add_channel(session, name, title, description), answer
+            )
+
+    def _add_channel(
+        self, session: Session, name: str, title: str, description: str
+    ) -> ChannelChange:
+        if session.exec(select(Channel.id).where(Channel.name == name)).first() is not None:
+            raise ChannelExists(name)
+        channel = Channel(name=name, title=title, description=description)
+        session.add(channel)
+        session.flush()
+        event_id = self._log_channel(session, EventKind.CHANNEL_CREATED, channel)
+        return ChannelChange(_channel_view(channel), event_id)
 
     @_in_thread
     def update_channel(
@@ -430,15 +583,60 @@ class Store:
     @_in_thread
     def create_post(self, channel: str, author: str, body: str) -> Change:
         with self._write() as session:
-            chan = self._channel(session, channel)
-            assert chan.id is not None
-            if chan.archived:
-                raise ChannelArchived(channel)
-            post = Post(channel_id=chan.id, author=author, body=body, created_at=_now())
-            session.add(post)
-            session.flush()
-            event_id = self._log(session, EventKind.POST_CREATED, post)
-            return Change(_post_view(post, chan.name), event_id)
+            return self._add_post(session, channel, author, body)
+
+    @_in_thread
+    def create_post_once(
+        self, claim: Claim, channel: str, author: str, body: str, answer: Callable[[Change], Answer]
+    ) -> Once:
+        """``create_post``, answered once per ``claim`` (rationale 11)."""
+        with self._write() as session:
+            return self._once(
+                session, claim, lambda: self._add_post(session, channel, author, body), answer
+            )
+
+    def _add_post(self, session: Session, channel: str, author: str, body: str) -> Change:
+        chan = self._channel(session, channel)
+        assert chan.id is not None
+        if chan.archived:
+            raise ChannelArchived(channel)
+        post = Post(channel_id=chan.id, author=author, body=body, created_at=_now())
+        session.add(post)
+        session.flush()
+        event_id = self._log(session, EventKind.POST_CREATED, post)
+        return Change(_post_view(post, chan.name), event_id)
+
+    # -- idempotency keys -------------------------------------------------------
+
+    def _once(
+        self,
+        session: Session,
+        claim: Claim,
+        write: Callable[[], C],
+        answer: Callable[[C], Answer],
+    ) -> Once:
+        """The stored answer for ``claim``, or ``write`` and its answer stored with it."""
+        now = _now()
+        expired = col(IdempotencyKey.created_at) < now - IDEMPOTENCY_TTL
+        session.execute(delete(IdempotencyKey).where(expired))
+        found = session.exec(select(IdempotencyKey).where(IdempotencyKey.key == claim.key)).first()
+        if found is not None:
+            if found.fingerprint != claim.fingerprint:
+                raise IdempotencyKeyReused(claim.key)
+            return Once(Answer(found.status, found.body, found.location), None, True)
+        change = write()
+        given = answer(change)
+        session.add(
+            IdempotencyKey(
+                key=claim.key,
+                fingerprint=claim.fingerprint,
+                status=given.status,
+                body=given.body,
+                location=given.location,
+                created_at=now,
+            )
+        )
+        return Once(given, change.event_id, False)
 
     @_in_thread
     def edit_post(self, post_id: int, body: str) -> Change:
@@ -594,6 +792,5 @@ class Store:
         query = query.order_by(col(Event.id)).limit(limit)
         with self._read() as session:
             return [
-                _feed_event(ev, post, channel)
-                for ev, post, channel in session.exec(query).all()
+                _feed_event(ev, post, channel) for ev, post, channel in session.exec(query).all()
             ]

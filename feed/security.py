@@ -1,0 +1,272 @@
+"""Browser hygiene and per-client limits: security headers, CORS, post rates and
+open streams per client.
+
+Rationale:
+
+1. The Content-Security-Policy allows scripts and styles from feed's own origin
+   only. Pages have no inline script or style (htmx's injected indicator styles
+   are turned off in ``base.html``), so an injected ``<script>`` or ``onerror``
+   would not run even if it got past the sanitiser (render.py). ``img-src`` also
+   allows ``data:`` for the favicon, which is inline in ``base.html``.
+2. ``frame-ancestors`` defaults to ``'none'``: kiosks are whole pages, and a page
+   that can be framed can be clickjacked. ``FEED_FRAME_ANCESTORS`` lists the
+   origins that may frame feed (an intranet portal, say).
+3. ``GET /events`` bypasses Starlette (app.FeedApp), so its middleware never sees
+   it. The headers a stream needs (nosniff, CORS) are computed here once, when
+   the stream opens, and the stream puts them in its first message: no wrapper
+   sits on the stream's writes.
+4. Limits are keyed by the client address in the ASGI scope. Behind a reverse
+   proxy that is the proxy's address unless uvicorn trusts the proxy's
+   ``X-Forwarded-For``: uvicorn does so for proxies listed in its
+   ``FORWARDED_ALLOW_IPS`` environment variable (default ``127.0.0.1``). When
+   identities exist, the post rate will be keyed by identity instead.
+5. Limits live in each process's memory. With N workers a client may reach N
+   times the rate in the worst case, which is what a safety limit needs; an
+   exact shared count would cost a database write per request.
+6. The rate limiter is a token bucket per client. A bucket that has refilled
+   completely says nothing a missing bucket would not, so buckets are dropped
+   once full, oldest first, and there are never more than ``MAX_CLIENTS``: a
+   flood of addresses cannot exhaust memory (at worst some clients are forgiven).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from feed.errors import ClientError, error_response
+from feed.settings import Settings
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+SCOPE_KEY = "feed.security"
+# Where a stream finds the headers chosen for it (rationale 3).
+STREAM_HEADERS = "feed.stream_headers"
+MAX_CLIENTS = 100_000
+STREAM_RETRY_AFTER = 10
+
+CORS_METHODS = ("GET", "POST", "PATCH", "DELETE")
+CORS_REQUEST_HEADERS = ("Content-Type", "Idempotency-Key", "Last-Event-ID")
+# What scripts on another origin may read from an answer.
+CORS_EXPOSED_HEADERS = (
+    "Location",
+    "Retry-After",
+    "Idempotent-Replayed",
+    "X-Feed-Last-Event-Id",
+    "X-Request-Id",
+)
+
+
+def content_security_policy(frame_ancestors: str) -> str:
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            f"frame-ancestors {frame_ancestors}",
+        ]
+    )
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class RateLimiter:
+    """At most ``per_minute`` actions per key a minute, in bursts of up to as many."""
+
+    def __init__(
+        self,
+        per_minute: int,
+        max_keys: int = MAX_CLIENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0  # tokens a second
+        self.max_keys = max_keys
+        self._clock = clock
+        # key -> (tokens, when counted); least recently used first.
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: str) -> float:
+        """Count one action for ``key``: 0.0 if allowed, else the seconds until it would be."""
+        now = self._clock()
+        tokens, then = self._buckets.pop(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - then) * self.rate)
+        self._expire(now)
+        allowed = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+        return 0.0 if allowed else (1.0 - tokens) / self.rate
+
+    def _expire(self, now: float) -> None:
+        refill = self.capacity / self.rate
+        while self._buckets:
+            _tokens, then = next(iter(self._buckets.values()))
+            if now - then < refill and len(self._buckets) < self.max_keys:
+                return
+            self._buckets.popitem(last=False)
+
+
+class StreamCounter:
+    """Open streams per key, refusing more than ``limit`` at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def open(self, key: str) -> bool:
+        count = self._open.get(key, 0)
+        if count >= self.limit:
+            return False
+        self._open[key] = count + 1
+        return True
+
+    def close(self, key: str) -> None:
+        count = self._open.pop(key, 0) - 1
+        if count > 0:
+            self._open[key] = count
+
+    def count(self, key: str) -> int:
+        return self._open.get(key, 0)
+
+
+class Security:
+    """One app's headers, CORS policy and limits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.origins = tuple(o for o in settings.cors_origins.split(",") if o.strip())
+        self.origins = tuple(o.strip().rstrip("/") for o in self.origins)
+        policy = content_security_policy(settings.frame_ancestors)
+        self.headers: RawHeaders = [
+            (b"content-security-policy", policy.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"same-origin"),
+        ]
+        self.posts = RateLimiter(settings.post_rate)
+        self.streams = StreamCounter(settings.max_streams_per_client)
+
+    def middleware(self) -> list[Middleware]:
+        """Starlette middleware, outermost first: headers, then CORS if configured."""
+        stack = [Middleware(SecurityHeaders, security=self)]
+        if self.origins:
+            stack.append(
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=self.origins,
+                    allow_methods=CORS_METHODS,
+                    allow_headers=CORS_REQUEST_HEADERS,
+                    expose_headers=CORS_EXPOSED_HEADERS,
+                )
+            )
+        return stack
+
+    def cors_headers(self, scope: Scope) -> RawHeaders:
+        """What CORSMiddleware would add to a simple request's answer."""
+        origin = Headers(scope=scope).get("origin")
+        if not self.origins or origin is None:
+            return []
+        if "*" in self.origins:
+            allowed = b"*"
+        elif origin in self.origins:
+            allowed = origin.encode("latin-1")
+        else:
+            return []
+        return [
+            (b"access-control-allow-origin", allowed),
+            (b"access-control-expose-headers", ", ".join(CORS_EXPOSED_HEADERS).encode()),
+            (b"vary", b"Origin"),
+        ]
+
+    def check_post_rate(self, request: HTTPConnection) -> None:
+        """Count a post from this client; ClientError 429 once it is over the rate."""
+        wait = self.posts.take(client_address(request.scope))
+        if wait:
+            seconds = max(1, math.ceil(wait))
+            raise ClientError(
+                429,
+                f"Too many posts from this address: at most {int(self.posts.capacity)} a "
+                f"minute. Try again in {seconds} s.",
+                {"retry_after": seconds},
+                headers={"Retry-After": str(seconds)},
+            )
+
+    async def serve_stream(
+        self,
+        stream: Callable[[Scope, Receive, Send], Awaitable[None]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Run ``stream`` within this client's stream limit, with its headers in the scope."""
+        headers = [(b"x-content-type-options", b"nosniff"), *self.cors_headers(scope)]
+        client = client_address(scope)
+        if not self.streams.open(client):
+            answer = error_response(
+                429,
+                f"Too many open streams from this address (at most {self.streams.limit}); "
+                "close one or try again later.",
+                {"limit": self.streams.limit},
+                headers={"Retry-After": str(STREAM_RETRY_AFTER)},
+            )
+            answer.raw_headers.extend(headers)
+            await answer(scope, receive, send)
+            return
+        scope[STREAM_HEADERS] = headers
+        try:
+            await stream(scope, receive, send)
+        finally:
+            self.streams.close(client)
+
+
+def of(connection: HTTPConnection) -> Security:
+    """The app's Security, which ``SecurityHeaders`` puts in every request's scope."""
+    found = connection.scope[SCOPE_KEY]
+    assert isinstance(found, Security)
+    return found
+
+
+def stream_headers(scope: Scope) -> Iterable[tuple[bytes, bytes]]:
+    """The headers ``Security.serve_stream`` chose for this stream (none in unit tests)."""
+    found: RawHeaders = scope.get(STREAM_HEADERS, [])
+    return found
+
+
+class SecurityHeaders:
+    """Adds the security headers to every answer Starlette gives."""
+
+    def __init__(self, app: ASGIApp, security: Security) -> None:
+        self.app = app
+        self.security = security
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope[SCOPE_KEY] = self.security
+        added = self.security.headers
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in added if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,230 @@
+"""Browser hygiene and per-client limits: security headers on every answer (streams
+included), CORS only when configured, posts per minute and open streams per client,
+and the pages working in a real Chromium under the Content-Security-Policy."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+from starlette.testclient import TestClient
+
+from feed.app import create_app
+from feed.security import RateLimiter
+from feed.settings import Settings
+from tests.browser import LIVE_MS, browser, context, open_live, post_el, problems
+from tests.conftest import Server
+from tests.sse import SSEClient
+
+__all__ = ["browser", "context", "problems"]  # fixtures shared with the browser tests
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+APP = "https://app.example"
+
+
+def app_client(tmp_path: Path, **settings: object) -> TestClient:
+    return TestClient(
+        create_app(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", **settings))
+    )  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def cors_client(tmp_path: Path) -> Iterator[TestClient]:
+    with app_client(tmp_path, cors_origins=f"{APP}, http://other.example:8080") as client:
+        yield client
+
+
+@pytest.mark.parametrize("path", ["/", "/kiosk", "/api/channels", "/static/feed.css", "/nothing"])
+def test_every_answer_carries_the_security_headers(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.headers["content-security-policy"] == CSP
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "same-origin"
+
+
+def test_frame_ancestors_follow_the_setting(tmp_path: Path) -> None:
+    with app_client(tmp_path, frame_ancestors="'self' https://portal.example") as client:
+        policy = client.get("/kiosk").headers["content-security-policy"]
+    assert policy.endswith("; frame-ancestors 'self' https://portal.example")
+
+
+def test_no_cors_headers_unless_origins_are_configured(client: TestClient) -> None:
+    response = client.get("/api/channels", headers={"Origin": APP})
+    assert response.status_code == 200
+    assert not [h for h in response.headers if h.startswith("access-control-")]
+
+
+def test_configured_origins_may_call_the_api_and_read_its_headers(
+    cors_client: TestClient,
+) -> None:
+    preflight = cors_client.options(
+        "/api/channels/general/posts",
+        headers={
+            "Origin": APP,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, idempotency-key",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == APP
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "idempotency-key" in preflight.headers["access-control-allow-headers"].lower()
+
+    created = cors_client.post(
+        "/api/channels/general/posts", json={"author": "a", "body": "b"}, headers={"Origin": APP}
+    )
+    assert created.status_code == 201
+    assert created.headers["access-control-allow-origin"] == APP
+    exposed = created.headers["access-control-expose-headers"]
+    assert {"Location", "Retry-After", "Idempotent-Replayed"} <= set(exposed.split(", "))
+
+    stranger = cors_client.get("/api/channels", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in stranger.headers
+
+
+def test_a_stream_starts_with_nosniff_and_cors_headers(make_server: Callable[..., Server]) -> None:
+    server = make_server(cors_origins=APP)
+    with SSEClient(server.port, params={"format": "json"}, headers={"Origin": APP}) as stream:
+        assert stream.status == 200
+        assert stream.headers["x-content-type-options"] == "nosniff"
+        assert stream.headers["access-control-allow-origin"] == APP
+        assert "Retry-After" in stream.headers["access-control-expose-headers"]
+    with SSEClient(server.port, headers={"Origin": "https://evil.example"}) as stranger:
+        assert stranger.status == 200 and "access-control-allow-origin" not in stranger.headers
+    # A refused stream is readable by the allowed origin too.
+    bad = SSEClient(server.port, params={"format": "xml"}, headers={"Origin": APP})
+    with bad:
+        assert bad.status == 400 and bad.headers["access-control-allow-origin"] == APP
+
+
+# -- rate of posts ------------------------------------------------------------------
+
+
+def test_the_rate_limiter_refills_and_says_how_long_to_wait() -> None:
+    now = [0.0]
+    limiter = RateLimiter(per_minute=2, clock=lambda: now[0])
+    assert [limiter.take("a"), limiter.take("a")] == [0.0, 0.0]
+    assert limiter.take("a") == pytest.approx(30.0)  # one token every 30 s
+    assert limiter.take("b") == 0.0  # another client has its own bucket
+    now[0] = 31.0
+    assert limiter.take("a") == 0.0
+    assert limiter.take("a") > 0
+
+
+def test_the_rate_limiter_forgets_full_buckets_and_stays_bounded() -> None:
+    now = [0.0]
+    limiter = RateLimiter(per_minute=60, max_keys=100, clock=lambda: now[0])
+    for n in range(10_000):
+        limiter.take(f"10.0.{n // 256}.{n % 256}")
+    assert len(limiter) <= 100
+    now[0] = 61.0  # every bucket has refilled: none is worth keeping
+    limiter.take("fresh")
+    assert len(limiter) == 1
+
+
+def _post_as(server: Server, address: str) -> tuple[int, dict[str, str], dict[str, object]]:
+    # uvicorn takes the client address from X-Forwarded-For when the peer is a trusted
+    # proxy (FORWARDED_ALLOW_IPS, 127.0.0.1 by default), as behind a local nginx.
+    response = server.client.post(
+        "/api/channels/general/posts",
+        json={"author": "a", "body": f"from {address}"},
+        headers={"X-Forwarded-For": address},
+    )
+    return response.status_code, dict(response.headers), response.json()
+
+
+def test_too_many_posts_from_one_address_get_429_with_retry_after(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(post_rate=2)
+    assert [_post_as(server, "203.0.113.7")[0] for _ in range(2)] == [201, 201]
+    status, headers, body = _post_as(server, "203.0.113.7")
+    assert status == 429
+    assert 1 <= int(headers["retry-after"]) <= 30
+    assert str(body["error"]).startswith("Too many posts from this address: at most 2 a minute.")
+    # Other addresses, and reading, are not affected.
+    assert _post_as(server, "203.0.113.8")[0] == 201
+    posts = server.client.get("/api/channels/general/posts").json()["posts"]
+    assert [p["body"] for p in posts] == [
+        "from 203.0.113.8",
+        "from 203.0.113.7",
+        "from 203.0.113.7",
+    ]
+
+
+# -- open streams per client ----------------------------------------------------------
+
+
+def _stream_as(server: Server, address: str) -> SSEClient:
+    return SSEClient(server.port, params={"format": "json"}, headers={"X-Forwarded-For": address})
+
+
+def test_streams_beyond_the_per_client_limit_get_429_before_streaming(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(max_streams_per_client=2)
+    first, second = _stream_as(server, "198.51.100.1"), _stream_as(server, "198.51.100.1")
+    assert (first.status, second.status) == (200, 200)
+    refused = _stream_as(server, "198.51.100.1")
+    assert refused.status == 429
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.headers["retry-after"] == "10"
+    error = json.loads(refused.read_body())
+    assert error["error"].startswith("Too many open streams from this address (at most 2)")
+    refused.close()
+    other = _stream_as(server, "198.51.100.2")
+    assert other.status == 200
+    # A closed stream frees its place (the server notices the disconnect).
+    first.close()
+    deadline = time.monotonic() + 10
+    while True:
+        again = _stream_as(server, "198.51.100.1")
+        if again.status == 200 or time.monotonic() > deadline:
+            break
+        again.close()
+    assert again.status == 200
+    for stream in (second, other, again):
+        stream.close()
+
+
+# -- the pages under the CSP, in Chromium ---------------------------------------------
+
+WATCH_CSP = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation', e =>
+    window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));
+"""
+
+
+def _violations(page: Page) -> list[str]:
+    found: list[str] = page.evaluate("window.__csp")
+    return found
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("path", ["/", "/kiosk"])
+def test_pages_work_live_under_the_csp_without_violations(
+    server: Server, context: BrowserContext, path: str
+) -> None:
+    console: list[str] = []
+    context.add_init_script(WATCH_CSP)
+    context.on("console", lambda m: console.append(m.text))
+    page = open_live(context, f"{server.url}{path}")
+    response = page.request.get(f"{server.url}{path}")
+    assert response.headers["content-security-policy"] == CSP
+    post_id = server.post("Live under the **CSP** [docs](https://example.com)")["post"]["id"]
+    arrived = post_el(page, post_id)
+    expect(arrived.locator(".body strong")).to_have_text("CSP", timeout=LIVE_MS)
+    expect(arrived.locator(".body a")).to_have_attribute("rel", "noopener noreferrer")
+    # htmx injected no <style> (includeIndicatorStyles is off) and nothing was blocked.
+    assert page.evaluate("document.querySelectorAll('style').length") == 0
+    assert _violations(page) == []
+    assert not [m for m in console if "Content Security Policy" in m]
