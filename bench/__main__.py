@@ -9,9 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from bench import report
 from bench.fanout import TARGETS, BenchError, Plan, free_port, measure
@@ -82,12 +80,11 @@ async def run(plan: Plan, targets: list[str]) -> list[dict[str, object]]:
 @contextlib.contextmanager
 def running_postgres() -> Iterator[Postgres]:
     """A PostgreSQL cluster on loopback for the run, the same one the tests use."""
-    with tempfile.TemporaryDirectory(prefix="feed-bench-pg-") as tmp:
-        server = Postgres(Path(tmp), free_port()).start()
-        try:
-            yield server
-        finally:
-            server.stop("immediate")
+    server = Postgres(free_port()).start()
+    try:
+        yield server
+    finally:
+        server.remove()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from feed import api, health, logs, metrics, openapi, pages
+from feed import admin, api, health, logs, metrics, openapi, pages, presence
 from feed.brokers import broker_from_url
 from feed.errors import HANDLERS
 from feed.events import Hub
@@ -38,20 +38,26 @@ def create_app(settings: Settings) -> FeedApp:
         renderer = Renderer()
         meters = metrics.Metrics(hub.stats, broker.status)
         relay = Relay(store, broker, hub, renderer, settings.poll_interval, meters)
+        watching = presence.Presence(hub, broker, settings.presence_interval)
+        broker.listen_presence(watching.on_report)
         await relay.start()
         hub.start()
+        watching.start()
         logger.info("feed is up: %s", settings.describe())
         try:
-            yield {"feed": Runtime(settings, store, broker, hub, relay, renderer, meters)}
+            yield {"feed": Runtime(settings, store, broker, hub, relay, renderer, meters, watching)}
         finally:
             hub.close()
+            await watching.close()
             await relay.close()
             store.close()
 
     routes = [
         *api.routes,
+        *admin.routes,
         *pages.routes,
         *health.routes,
+        *presence.routes,
         Route("/events", EventStream(), methods=["GET"]),
         Route("/openapi.json", openapi.endpoint, methods=["GET"]),
         Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),

@@ -134,7 +134,9 @@ class Subscriber:
             return
         self._pending.append(item)
         self._pending_bytes += len(item[1])
-        if self._pending_bytes > self.limit:
+        # One event larger than the limit on its own still goes out: only a client
+        # that falls behind by more than one message is dropped.
+        if self._pending_bytes > self.limit and len(self._pending) > 1:
             self.overflowed = True
             self._pending, self._pending_bytes = [], 0
             self.close()
@@ -266,6 +268,14 @@ class Hub:
                 item = items.get(subscriber.format)
                 if item is not None:
                     subscriber.offer(item)
+
+    def broadcast(self, frames: Mapping[Format, bytes]) -> None:
+        """Hand a message that is not a log event (no id) to every subscriber of the
+        formats in ``frames``. Never waits."""
+        for subscriber in self.subscribers():
+            data = frames.get(subscriber.format)
+            if data is not None:
+                subscriber.offer((None, data))
 
     def _beat(self) -> None:
         # A subscriber to several channels is in several sets; it gets one beat.

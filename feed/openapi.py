@@ -278,6 +278,29 @@ def document(max_post_chars: int) -> dict[str, Any]:
             "/api/posts/{post_id}": post_ops,
             "/api/posts/{post_id}/pin": {"post": {"summary": "Pin a post", **pin_op}},
             "/api/posts/{post_id}/unpin": {"post": {"summary": "Unpin a post", **pin_op}},
+            "/api/presence": {
+                "get": {
+                    "summary": "Screens watching, summed over every process",
+                    "responses": {
+                        "200": _answer(
+                            "Open streams, and per channel how many receive it",
+                            {
+                                "type": "object",
+                                "required": ["streams", "watching", "workers"],
+                                "properties": {
+                                    "streams": {"type": "integer"},
+                                    "watching": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "integer"},
+                                    },
+                                    "workers": {"type": "integer"},
+                                    "stale_after_seconds": {"type": "number"},
+                                },
+                            },
+                        )
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "summary": "Whether the process answers",

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from feed.api import create_post_from, int_param, publish, read_body
 from feed.errors import ClientError
+from feed.presence import screens
 from feed.runtime import Runtime, runtime
 from feed.store import ChannelView, PostView, StoreError
 
@@ -78,6 +79,7 @@ async def _dashboard(request: Request, channel: str | None) -> HTMLResponse:
     selected = None if channel is None else [channel]
     page = await rt.store.front_page(selected, rt.settings.page_size)
     info = by_name.get(channel) if channel else None
+    summed, _workers = rt.presence.total()
     return _render(
         rt,
         "dashboard.html",
@@ -85,6 +87,7 @@ async def _dashboard(request: Request, channel: str | None) -> HTMLResponse:
         last_event_id=page.last_event_id,
         channels=channels,
         current=channel,
+        watching=screens(summed.watching(channel) if channel else summed.streams),
         heading=info.title if info else "All channels",
         description=info.description if info else "",
         stream_url=_url(

@@ -17,6 +17,7 @@ from feed.store import Store
 
 if TYPE_CHECKING:
     from feed.metrics import Metrics
+    from feed.presence import Presence
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class Runtime:
     relay: Relay
     renderer: Renderer
     metrics: Metrics
+    presence: Presence
 
 
 def runtime_of(state: Mapping[str, Any]) -> Runtime:

@@ -30,6 +30,7 @@ DEFAULT_MAX_POST_CHARS = 10_000
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_SUBSCRIBER_BACKLOG = 1024 * 1024
 DEFAULT_POLL_INTERVAL = 2.0
+DEFAULT_PRESENCE_INTERVAL = 5.0
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_LOG_LEVEL = "info"
@@ -61,6 +62,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     subscriber_backlog: int = DEFAULT_SUBSCRIBER_BACKLOG
     poll_interval: float = DEFAULT_POLL_INTERVAL
+    presence_interval: float = DEFAULT_PRESENCE_INTERVAL
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     page_size: int = DEFAULT_PAGE_SIZE
     log_level: str = DEFAULT_LOG_LEVEL
@@ -180,6 +182,7 @@ _KINDS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "max_body_bytes": (int, lambda v: v >= 1024, "at least 1024 bytes"),
     "subscriber_backlog": (int, lambda v: v >= 4096, "at least 4096 bytes"),
     "poll_interval": (float, lambda v: 0.05 <= v <= 3600, "between 0.05 and 3600 seconds"),
+    "presence_interval": (float, lambda v: 0.1 <= v <= 600, "between 0.1 and 600 seconds"),
     "shutdown_timeout": (float, lambda v: 0 < v <= 600, "between 0 and 600 seconds"),
     "page_size": (int, lambda v: 1 <= v <= 500, "between 1 and 500"),
     "log_level": (str, lambda v: v in LOG_LEVELS, "one of " + ", ".join(LOG_LEVELS)),
@@ -210,6 +213,9 @@ _MEANINGS: dict[str, str] = {
     "(it reconnects and resumes).",
     "poll_interval": "Seconds between checks of the event log for events a lost hint did "
     "not announce.",
+    "presence_interval": "Seconds between presence reports: how often the \"screens "
+    "watching\" counts are shared between processes and pushed to pages. A process that "
+    "stops reporting no longer counts after three intervals.",
     "shutdown_timeout": "Seconds open streams and requests get to finish on shutdown.",
     "page_size": "Posts per page on the dashboard and in the API.",
     "log_level": "Least severe log messages written.",

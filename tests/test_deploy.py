@@ -36,6 +36,7 @@ import yaml
 
 from feed.settings import DEFAULT_HEARTBEAT, Settings
 from tests.conftest import Server, free_port
+from tests.services import Postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -248,11 +249,11 @@ class TopologySettings(NamedTuple):
 
 
 @pytest.fixture
-def topology_settings(tmp_path: Path) -> TopologySettings:
-    """docker-compose.yml runs PostgreSQL with its LISTEN/NOTIFY broker. Here both
-    servers share one SQLite file and find each other's events by polling it every
-    50 ms (FEED_POLL_INTERVAL's least), well inside the 100 ms the test allows."""
-    return TopologySettings(tmp_path / "feed.db", {"poll_interval": 0.05})
+def topology_settings(postgres: Postgres) -> TopologySettings:
+    """As docker-compose.yml runs them: PostgreSQL, and its LISTEN/NOTIFY broker
+    (polling left at its default, so events cross servers through the broker)."""
+    url = postgres.new_database()
+    return TopologySettings(url, {"broker_url": url})
 
 
 @dataclass

@@ -203,3 +203,12 @@ def test_hub_stats_count_each_stream_once_and_remember_ended_ones() -> None:
     hub.unsubscribe(both)
     after = hub.stats()
     assert (after.subscribers, after.events_sent, after.dropped) == (1, 2, 1)
+
+
+def test_one_message_larger_than_the_backlog_still_goes_out() -> None:
+    sub = Subscriber(Format.JSON, None, last_id=0, limit=100)
+    sub.offer((1, b"x" * 500))
+    assert not sub.overflowed and sub.take() == b"x" * 500
+    sub.offer((2, b"y" * 500))
+    sub.offer((3, b"z"))  # now behind by two messages, over the limit
+    assert sub.overflowed and sub.closed

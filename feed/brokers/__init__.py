@@ -19,8 +19,12 @@ from urllib.parse import urlsplit
 # (after a (re)connect, when hints may have been missed).
 HintHandler = Callable[[int | None], None]
 
-# The channel hints travel on, in PostgreSQL and in Redis alike.
+# Called with a presence report from another process (presence.py).
+PresenceHandler = Callable[[str], None]
+
+# The channels hints and presence reports travel on, in PostgreSQL and Redis alike.
 HINT_CHANNEL = "feed_events"
+PRESENCE_CHANNEL = "feed_presence"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,14 @@ class Broker(Protocol):
         ...
 
     def status(self) -> BrokerStatus: ...
+
+    def listen_presence(self, handler: PresenceHandler) -> None:
+        """Pass presence reports from other processes to ``handler``."""
+        ...
+
+    async def share_presence(self, payload: str) -> None:
+        """Send this process's presence report to the others; may raise if unreachable."""
+        ...
 
     async def close(self) -> None: ...
 

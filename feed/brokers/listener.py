@@ -24,7 +24,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from feed.brokers import BrokerStatus, HintHandler
+from feed.brokers import BrokerStatus, HintHandler, PresenceHandler
 
 logger = logging.getLogger("feed.broker")
 
@@ -40,6 +40,7 @@ class ListeningBroker(ABC):
     def __init__(self, url: str) -> None:
         self._url = url
         self._on_hint: HintHandler | None = None
+        self._on_presence: PresenceHandler | None = None
         self._task: asyncio.Task[None] | None = None
         self._connected = False
         self._connections = 0
@@ -61,6 +62,7 @@ class ListeningBroker(ABC):
 
     async def close(self) -> None:
         self._on_hint = None
+        self._on_presence = None
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -74,6 +76,13 @@ class ListeningBroker(ABC):
             reconnects=max(0, self._connections - 1),
             last_error=self._last_error,
         )
+
+    def listen_presence(self, handler: PresenceHandler) -> None:
+        self._on_presence = handler
+
+    def _presence(self, payload: str) -> None:
+        if self._on_presence is not None:
+            self._on_presence(payload)
 
     def _hint(self, event_id: int | None) -> None:
         if self._on_hint is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from feed.brokers import BrokerStatus, HintHandler
+from feed.brokers import BrokerStatus, HintHandler, PresenceHandler
 
 
 class MemoryBroker:
@@ -15,6 +15,12 @@ class MemoryBroker:
     async def publish(self, event_id: int) -> None:
         if self._on_hint is not None:
             self._on_hint(event_id)
+
+    def listen_presence(self, handler: PresenceHandler) -> None:
+        pass  # one process: there is nobody else to hear from
+
+    async def share_presence(self, payload: str) -> None:
+        pass
 
     def status(self) -> BrokerStatus:
         return BrokerStatus("memory", connected=self._on_hint is not None)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import psycopg
 from sqlalchemy.engine import make_url
 
-from feed.brokers import HINT_CHANNEL
+from feed.brokers import HINT_CHANNEL, PRESENCE_CHANNEL
 from feed.brokers.listener import PING_INTERVAL, ListeningBroker, parse_hint
 
 
@@ -28,10 +28,32 @@ class PostgresBroker(ListeningBroker):
 
     def __init__(self, url: str) -> None:
         super().__init__(libpq_url(url))
+        # The listening connection is busy waiting; reports go out on their own.
+        self._speaker: psycopg.AsyncConnection[object] | None = None
 
     async def publish(self, event_id: int) -> None:
         # Other processes hear the NOTIFY sent at commit; this one need not wait for it.
         self._hint(event_id)
+
+    async def share_presence(self, payload: str) -> None:
+        try:
+            if self._speaker is None or self._speaker.closed:
+                self._speaker = await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, connect_timeout=5, application_name="feed-presence"
+                )
+            await self._speaker.execute("SELECT pg_notify(%s, %s)", (PRESENCE_CHANNEL, payload))
+        except psycopg.Error:
+            await self._drop_speaker()
+            raise
+
+    async def _drop_speaker(self) -> None:
+        speaker, self._speaker = self._speaker, None
+        if speaker is not None:
+            await speaker.close()
+
+    async def close(self) -> None:
+        await super().close()
+        await self._drop_speaker()
 
     async def _listen(self, connected: Callable[[], None]) -> None:
         conn = await psycopg.AsyncConnection.connect(
@@ -39,10 +61,14 @@ class PostgresBroker(ListeningBroker):
         )
         async with conn:
             await conn.execute(f"LISTEN {HINT_CHANNEL}")
+            await conn.execute(f"LISTEN {PRESENCE_CHANNEL}")
             connected()
             while True:
                 # A bounded wait, not an endless generator: breaking out of an endless
                 # one and closing the connection can hang, and we want to ping anyway.
                 async for note in conn.notifies(timeout=PING_INTERVAL):
-                    self._hint(parse_hint(note.payload))
+                    if note.channel == PRESENCE_CHANNEL:
+                        self._presence(note.payload)
+                    else:
+                        self._hint(parse_hint(note.payload))
                 await conn.execute("SELECT 1")

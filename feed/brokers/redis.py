@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from feed.brokers import HINT_CHANNEL
+from feed.brokers import HINT_CHANNEL, PRESENCE_CHANNEL
 from feed.brokers.listener import PING_INTERVAL, ListeningBroker, parse_hint
 
 logger = logging.getLogger("feed.broker")
@@ -46,6 +46,9 @@ class RedisBroker(ListeningBroker):
         except (RedisError, OSError) as exc:
             logger.warning("could not publish hint %d to redis: %s", event_id, exc)
 
+    async def share_presence(self, payload: str) -> None:
+        await self._publisher.publish(PRESENCE_CHANNEL, payload)
+
     async def close(self) -> None:
         await super().close()
         await self._publisher.aclose()
@@ -54,13 +57,17 @@ class RedisBroker(ListeningBroker):
         client = self._client(timeout=None)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(HINT_CHANNEL)
+            await pubsub.subscribe(HINT_CHANNEL, PRESENCE_CHANNEL)
             connected()
             while True:
                 message = await pubsub.get_message(timeout=PING_INTERVAL)
                 if message is None:
                     await pubsub.ping()
-                elif message["type"] == "message":
+                elif message["type"] != "message":
+                    continue
+                elif message["channel"] == PRESENCE_CHANNEL.encode():
+                    self._presence(message["data"].decode())
+                else:
                     self._hint(parse_hint(message["data"]))
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -74,10 +74,23 @@
     source.addEventListener("hello", onHello);
     source.addEventListener("heartbeat", alive);
     source.addEventListener("resync", onResync);
+    source.addEventListener("presence", onPresence);
     debug.created += 1;
     debug.url = source.url;
     return source;
   };
+
+  // Presence counts every stream of every worker; a channel page counts the streams
+  // that receive that channel (its own and the all-channel ones).
+  function onPresence(evt) {
+    alive();
+    var shown = document.getElementById("presence");
+    if (!shown) return;
+    var counts = JSON.parse(evt.data);
+    var channel = shown.dataset.channel;
+    var n = channel ? counts.everything + (counts.channels[channel] || 0) : counts.streams;
+    shown.textContent = n + (n === 1 ? " screen watching" : " screens watching");
+  }
 
   // -- 4. liveness ----------------------------------------------------------------------
 

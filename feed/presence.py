@@ -1,0 +1,164 @@
+"""Presence: how many screens are watching, per channel, summed over every process.
+
+Rationale:
+
+1. Each process counts its own open streams from the hub and, every
+   ``FEED_PRESENCE_INTERVAL`` seconds, shares them through the broker (the same
+   PostgreSQL or Redis that carries event hints). A process keeps the last report
+   of every other process and forgets one after three intervals without a new one,
+   so a worker that died stops counting within that bound: presence is at most
+   three intervals stale, never stuck.
+2. "Watching a channel" means receiving its events: streams of that channel plus
+   streams of every channel. A stream of several channels watches each of them.
+3. Pages learn the numbers from a ``presence`` event on HTML streams, sent only
+   when the sum changed, without an ``id:`` (it is not part of the log).
+4. With the memory broker there is one process, and nothing to share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from feed.brokers import Broker
+from feed.events import Format, Hub, frame
+from feed.runtime import runtime
+
+logger = logging.getLogger("feed.presence")
+
+# A report older than this many intervals no longer counts.
+STALE_INTERVALS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    everything: int = 0  # streams of every channel
+    channels: Mapping[str, int] = field(default_factory=dict)  # streams naming a channel
+    streams: int = 0
+
+    def watching(self, channel: str) -> int:
+        return self.everything + self.channels.get(channel, 0)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "streams": self.streams,
+            "everything": self.everything,
+            "channels": dict(sorted(self.channels.items())),
+        }
+
+
+def _add(a: Counts, b: Counts) -> Counts:
+    channels = dict(a.channels)
+    for name, count in b.channels.items():
+        channels[name] = channels.get(name, 0) + count
+    return Counts(a.everything + b.everything, channels, a.streams + b.streams)
+
+
+class Presence:
+    def __init__(self, hub: Hub, broker: Broker, interval: float) -> None:
+        self._hub = hub
+        self._broker = broker
+        self.interval = interval
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._others: dict[str, tuple[float, Counts]] = {}
+        self._shown: Counts | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def stale_after(self) -> float:
+        return self.interval * STALE_INTERVALS
+
+    def local(self) -> Counts:
+        stats = self._hub.stats()
+        everything, channels = 0, dict[str, int]()
+        for (name, _fmt), count in stats.by_channel_format.items():
+            if name == "*":
+                everything += count
+            else:
+                channels[name] = channels.get(name, 0) + count
+        return Counts(everything, channels, stats.subscribers)
+
+    def total(self) -> tuple[Counts, int]:
+        """Every fresh process's counts added up, and how many processes that is."""
+        cutoff = time.monotonic() - self.stale_after
+        for worker in [w for w, (seen, _) in self._others.items() if seen < cutoff]:
+            del self._others[worker]
+        summed = self.local()
+        for _seen, counts in self._others.values():
+            summed = _add(summed, counts)
+        return summed, 1 + len(self._others)
+
+    def on_report(self, payload: str) -> None:
+        """A report from another process, as the broker delivered it."""
+        try:
+            report = json.loads(payload)
+            worker = str(report["worker"])
+            counts = Counts(
+                int(report["everything"]),
+                {str(k): int(v) for k, v in report["channels"].items()},
+                int(report["streams"]),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            logger.warning("ignoring a presence report feed did not write: %.80r", payload)
+            return
+        if worker != self.worker:
+            self._others[worker] = (time.monotonic(), counts)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="feed-presence")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            local = self.local()
+            report = {"worker": self.worker, **local.as_dict()}
+            with contextlib.suppress(Exception):  # the broker logs its own trouble
+                await self._broker.share_presence(json.dumps(report, separators=(",", ":")))
+            self._announce()
+            await asyncio.sleep(self.interval)
+
+    def _announce(self) -> None:
+        summed, _workers = self.total()
+        if summed == self._shown:
+            return
+        self._shown = summed
+        data = json.dumps(summed.as_dict(), separators=(",", ":"))
+        self._hub.broadcast({Format.HTML: frame(data, event="presence")})
+
+
+def screens(count: int) -> str:
+    return f"{count} screen{'' if count == 1 else 's'} watching"
+
+
+async def endpoint(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    summed, workers = rt.presence.total()
+    names = sorted(await rt.store.channel_names())
+    return JSONResponse(
+        {
+            "streams": summed.streams,
+            "watching": {name: summed.watching(name) for name in names},
+            "workers": workers,
+            "stale_after_seconds": rt.presence.stale_after,
+        }
+    )
+
+
+routes = [Route("/api/presence", endpoint, methods=["GET"])]
