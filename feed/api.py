@@ -35,6 +35,8 @@ MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 2000
 # Names appear in URLs, kiosk links and scripts, so they are short, lower-case slugs.
 CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# Ids are 64-bit in both databases; a larger number is no id at all (not a 500).
+MAX_ID = 2**63 - 1
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -109,6 +111,13 @@ def author_name(value: str) -> str:
     return name
 
 
+def post_id(request: Request) -> int:
+    value: int = request.path_params["post_id"]
+    if value > MAX_ID:
+        raise ClientError(404, f"There is no post with id {value}.", value)
+    return value
+
+
 def int_param(request: Request, name: str, *, low: int, high: int | None = None) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -120,6 +129,8 @@ def int_param(request: Request, name: str, *, low: int, high: int | None = None)
     if value < low or (high is not None and value > high):
         bounds = f"at least {low}" if high is None else f"between {low} and {high}"
         raise ClientError(400, f"The parameter {name!r} must be {bounds}.", value)
+    if value > MAX_ID:  # beyond what a database column holds: a 400, not a 500
+        raise ClientError(400, f"The parameter {name!r} must be at most {MAX_ID}.", value)
     return value
 
 
@@ -298,7 +309,7 @@ async def create_post(request: Request) -> Response:
 
 async def get_post(request: Request) -> JSONResponse:
     rt = runtime(request)
-    post = await rt.store.get_post(request.path_params["post_id"])
+    post = await rt.store.get_post(post_id(request))
     return JSONResponse({"post": post_json(post)})
 
 
@@ -307,20 +318,20 @@ async def edit_post(request: Request) -> JSONResponse:
     payload = await read_json(request, rt.settings.max_body_bytes)
     check_fields(payload, {"body"})
     body = text_field(payload, "body", rt.settings.max_post_chars)
-    change = await rt.store.edit_post(request.path_params["post_id"], body)
+    change = await rt.store.edit_post(post_id(request), body)
     return JSONResponse(await publish(rt, change))
 
 
 async def delete_post(request: Request) -> JSONResponse:
     rt = runtime(request)
-    change = await rt.store.delete_post(request.path_params["post_id"])
+    change = await rt.store.delete_post(post_id(request))
     return JSONResponse(await publish(rt, change))
 
 
 async def pin_post(request: Request) -> JSONResponse:
     rt = runtime(request)
     pinned = request.url.path.endswith("/pin")
-    change = await rt.store.set_pinned(request.path_params["post_id"], pinned)
+    change = await rt.store.set_pinned(post_id(request), pinned)
     return JSONResponse(await publish(rt, change))
 
 

@@ -38,9 +38,35 @@ POST_ID = {
     "name": "post_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1},
+    "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
 }
 CHANNEL = {"name": "channel", "in": "path", "required": True, "schema": {"type": "string"}}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "description": "Makes a retry return the first answer instead of writing again; the "
+    "same key with another request is refused (422). Keys are kept for 24 hours.",
+    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+CREATED_HEADERS = {
+    "Location": {"description": "Where the new resource is", "schema": {"type": "string"}},
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored answer to an earlier request "
+        "with the same Idempotency-Key",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
+UNAVAILABLE = {
+    **_answer(
+        "The database is unavailable, busy, read-only or full; `error` says which.", _ref("Error")
+    ),
+    "headers": RETRY_AFTER,
+}
+TOO_MANY = {
+    **_answer("Over a per-client limit; `error` says which.", _ref("Error")),
+    "headers": RETRY_AFTER,
+}
 
 
 def document(max_post_chars: int) -> dict[str, Any]:
@@ -108,12 +134,14 @@ def document(max_post_chars: int) -> dict[str, Any]:
                 "edited_at",
                 "pinned",
                 "deleted",
+                "html",
             ],
             "properties": {
                 "id": {"type": "integer"},
                 "channel": {"type": "string"},
                 "author": {"type": "string"},
                 "body": {"type": "string", "description": "Markdown source"},
+                "html": {"type": "string", "description": "The body as sanitised HTML"},
                 "created_at": {"type": "string", "format": "date-time"},
                 "edited_at": {"type": ["string", "null"], "format": "date-time"},
                 "pinned": {"type": "boolean"},
@@ -177,7 +205,7 @@ def document(max_post_chars: int) -> dict[str, Any]:
         "responses": {"200": CHANNEL_CHANGE, "404": ERROR, "503": ERROR},
     }
     pin_op = {"parameters": [POST_ID], "responses": {"200": CHANGE, "404": ERROR, "410": ERROR}}
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "feed",
@@ -202,9 +230,10 @@ def document(max_post_chars: int) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Create a channel",
+                    "parameters": [IDEMPOTENCY_KEY],
                     "requestBody": {"required": True, **_json(_ref("ChannelNew"))},
                     "responses": {
-                        "201": CHANNEL_CHANGE,
+                        "201": {**CHANNEL_CHANGE, "headers": CREATED_HEADERS},
                         **{code: ERROR for code in ("400", "409", "413", "415", "422", "503")},
                     },
                 },
@@ -237,7 +266,7 @@ def document(max_post_chars: int) -> dict[str, Any]:
                         {
                             "name": "before",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 1},
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
                         },
                         {
                             "name": "limit",
@@ -262,10 +291,13 @@ def document(max_post_chars: int) -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Publish a post",
-                    "parameters": [CHANNEL],
+                    "parameters": [CHANNEL, IDEMPOTENCY_KEY],
                     "requestBody": {"required": True, **_json(_ref("NewPost"))},
                     "responses": {
-                        "201": _answer("The new post and its event id", _ref("Change")),
+                        "201": {
+                            **_answer("The new post and its event id", _ref("Change")),
+                            "headers": CREATED_HEADERS,
+                        },
                         "400": ERROR,
                         "404": ERROR,
                         "409": ERROR,
@@ -356,6 +388,19 @@ def document(max_post_chars: int) -> dict[str, Any]:
         },
         "components": {"schemas": schemas},
     }
+    return _with_limits(doc)
+
+
+def _with_limits(doc: dict[str, Any]) -> dict[str, Any]:
+    """Answers that operations give besides their own: 503 from anything that reads or
+    writes the database, 429 where a per-client limit applies (security.py)."""
+    for path, operations in doc["paths"].items():
+        if path.startswith("/api/") or path == "/events":
+            for operation in operations.values():
+                operation["responses"]["503"] = UNAVAILABLE
+    doc["paths"]["/api/channels/{channel}/posts"]["post"]["responses"]["429"] = TOO_MANY
+    doc["paths"]["/events"]["get"]["responses"]["429"] = TOO_MANY
+    return doc
 
 
 async def endpoint(request: Request) -> JSONResponse:
