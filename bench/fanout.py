@@ -123,6 +123,9 @@ def server_command(
         "FEED_HOST": HOST,
         "FEED_PORT": str(port),
         "FEED_LOG_LEVEL": "warning",
+        # Every load client connects from 127.0.0.1: lift the per-address limits.
+        "FEED_MAX_STREAMS_PER_CLIENT": "100000",
+        "FEED_POST_RATE": "100000",
     }
     if database is not None:
         env["FEED_BROKER_URL"] = database
@@ -285,6 +288,10 @@ async def _load(pids: list[int], ports: list[int], target: str, plan: Plan) -> M
         ready = await read_all(clients, plan.connect_timeout + MARGIN)
         m.connect_s = time.monotonic() - started
         m.connected = sum(r["ready"] for r in ready)
+        if m.connected < plan.subscribers:
+            raise BenchError(
+                f"{target}: only {m.connected} of {plan.subscribers} subscribers connected"
+            )
         m.rss_kb["connected"] = sum(rss_kb(pid) for pid in pids)
         m.post_ms = await post_all(ports[0], plan)
         await tell(clients, "posted")
