@@ -158,7 +158,7 @@ def _assert_each_clean(
 def test_every_vector_is_inert_in_pages_and_both_streams(
     make_server: Callable[..., Server],
 ) -> None:
-    server = make_server(page_size=len(VECTORS) + 10)
+    server = make_server(page_size=len(VECTORS) + 10, post_rate=1000)
     ids = _post_all(server)
 
     page = server.client.get("/").text
