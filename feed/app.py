@@ -19,6 +19,7 @@ from feed.events import Hub
 from feed.relay import Relay
 from feed.render import PACKAGE_DIR, Renderer
 from feed.runtime import Runtime
+from feed.security import Security
 from feed.settings import Settings
 from feed.store import Store
 from feed.stream import EventStream
@@ -29,6 +30,7 @@ logger = logging.getLogger("feed")
 def create_app(settings: Settings) -> FeedApp:
     """A feed app for ``settings``; the lifespan opens the store and starts the relay."""
     hub = Hub(settings.heartbeat)
+    security = Security(settings)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -62,8 +64,13 @@ def create_app(settings: Settings) -> FeedApp:
         Route("/openapi.json", openapi.endpoint, methods=["GET"]),
         Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan)
-    return FeedApp(app, hub)
+    app = Starlette(
+        routes=routes,
+        middleware=security.middleware(),
+        exception_handlers=HANDLERS,
+        lifespan=lifespan,
+    )
+    return FeedApp(app, hub, security)
 
 
 class FeedApp:
@@ -77,9 +84,11 @@ class FeedApp:
     get its 405 and the OpenAPI test sees it.
     """
 
-    def __init__(self, starlette: Starlette, hub: Hub) -> None:
+    def __init__(self, starlette: Starlette, hub: Hub, security: Security) -> None:
         self.starlette = starlette
         self.hub = hub
+        # Streams get their headers and per-client limit here (security.py, 3).
+        self.security = security
         self._stream = EventStream()
         self._logged = logs.RequestLog(starlette)
 
@@ -87,6 +96,6 @@ class FeedApp:
         if scope["type"] == "http" and scope["path"] == "/events" and scope["method"] == "GET":
             # The id lives as long as the stream's task; no wrapper on its writes.
             logs.request_id.set(logs.new_id(scope["headers"]))
-            await self._stream(scope, receive, send)
+            await self.security.serve_stream(self._stream, scope, receive, send)
         else:
             await self._logged(scope, receive, send)

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from feed import security
 from feed.api import create_post_from, int_param, publish, read_body
 from feed.errors import ClientError
 from feed.presence import screens
@@ -87,7 +88,8 @@ async def _dashboard(request: Request, channel: str | None) -> HTMLResponse:
         last_event_id=page.last_event_id,
         channels=channels,
         current=channel,
-        watching=screens(summed.watching(channel) if channel else summed.streams),
+        # This page opens a stream as soon as it loads: count it already.
+        watching=screens(1 + (summed.watching(channel) if channel else summed.streams)),
         heading=info.title if info else "All channels",
         description=info.description if info else "",
         stream_url=_url(
@@ -212,6 +214,7 @@ async def compose(request: Request) -> HTMLResponse:
     error: str | None = None
     try:
         form = await read_form(request, rt.settings.max_body_bytes)
+        security.of(request).check_post_rate(request)
         fields = {"author": form.get("author", ""), "body": form.get("body", "")}
         await publish(rt, await create_post_from(rt, form.get("channel", ""), fields))
     except (ClientError, StoreError) as exc:

@@ -17,8 +17,8 @@ Rationale:
    sits on the stream's writes.
 4. Limits are keyed by the client address in the ASGI scope. Behind a reverse
    proxy that is the proxy's address unless uvicorn trusts the proxy's
-   ``X-Forwarded-For``: uvicorn does so for proxies listed in its
-   ``FORWARDED_ALLOW_IPS`` environment variable (default ``127.0.0.1``). When
+   ``X-Forwarded-For``: it does so for proxies listed in
+   ``FEED_FORWARDED_ALLOW_IPS`` (default ``127.0.0.1``). When
    identities exist, the post rate will be keyed by identity instead.
 5. Limits live in each process's memory. With N workers a client may reach N
    times the rate in the worst case, which is what a safety limit needs; an

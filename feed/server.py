@@ -88,6 +88,8 @@ def build_server(settings: Settings, app: FeedApp | None = None) -> FeedServer:
         # feed.logs writes the access lines (with durations) and configures handlers.
         access_log=False,
         log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     logging.getLogger("uvicorn.error").addFilter(_DroppedStreamFilter())
     return FeedServer(config, app)

@@ -39,6 +39,11 @@ DEFAULT_LOG_FORMAT = "text"
 DEFAULT_RELEASE = __version__
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+DEFAULT_FRAME_ANCESTORS = "'none'"
+DEFAULT_CORS_ORIGINS = ""
+DEFAULT_POST_RATE = 600
+DEFAULT_MAX_STREAMS_PER_CLIENT = 1000
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1"
 LOG_FORMATS = ("text", "json")
 
 
@@ -68,6 +73,11 @@ class Settings:
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT
     release: str = DEFAULT_RELEASE
+    frame_ancestors: str = DEFAULT_FRAME_ANCESTORS
+    cors_origins: str = DEFAULT_CORS_ORIGINS
+    post_rate: int = DEFAULT_POST_RATE
+    max_streams_per_client: int = DEFAULT_MAX_STREAMS_PER_CLIENT
+    forwarded_allow_ips: str = DEFAULT_FORWARDED_ALLOW_IPS
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -149,6 +159,13 @@ def _check_together(settings: Settings) -> None:
         )
 
 
+def _is_origin(value: str) -> bool:
+    if value == "*":
+        return True
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and parts.path in ("", "/")
+
+
 def _positive(value: float) -> bool:
     return value > 0
 
@@ -188,6 +205,23 @@ _KINDS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "log_level": (str, lambda v: v in LOG_LEVELS, "one of " + ", ".join(LOG_LEVELS)),
     "log_format": (str, lambda v: v in LOG_FORMATS, "text or json"),
     "release": (str, lambda v: 0 < len(v) <= 64 and v.isprintable(), "1 to 64 characters"),
+    "frame_ancestors": (
+        str,
+        lambda v: bool(v.strip()) and v.isprintable() and ";" not in v and "," not in v,
+        "CSP sources separated by spaces, such as 'none', 'self' or https://portal.example",
+    ),
+    "cors_origins": (
+        str,
+        lambda v: all(_is_origin(o.strip()) for o in v.split(",") if o.strip()),
+        "empty, * or origins such as https://app.example, separated by commas",
+    ),
+    "post_rate": (int, lambda v: 1 <= v <= 100_000, "between 1 and 100000 posts a minute"),
+    "max_streams_per_client": (int, lambda v: 1 <= v <= 100_000, "between 1 and 100000"),
+    "forwarded_allow_ips": (
+        str,
+        lambda v: bool(v.strip()) and v.isprintable() and " " not in v.strip(),
+        "addresses or networks separated by commas, or *",
+    ),
 }
 
 
@@ -203,7 +237,7 @@ _MEANINGS: dict[str, str] = {
     "workers": "Server processes sharing the port. More than one needs a PostgreSQL or "
     "Redis broker.",
     "heartbeat": "Seconds between heartbeats on idle streams. Keep proxy read timeouts "
-    "above it; pages show \"offline\" after two missed heartbeats.",
+    'above it; pages show "offline" after two missed heartbeats.',
     "retry_ms": "Reconnect delay suggested to clients in the stream's `retry:` field.",
     "replay_limit": "Most events replayed to a resuming client; beyond it the client gets "
     "one `resync` event and reloads its feed.",
@@ -213,8 +247,8 @@ _MEANINGS: dict[str, str] = {
     "(it reconnects and resumes).",
     "poll_interval": "Seconds between checks of the event log for events a lost hint did "
     "not announce.",
-    "presence_interval": "Seconds between presence reports: how often the \"screens "
-    "watching\" counts are shared between processes and pushed to pages. A process that "
+    "presence_interval": 'Seconds between presence reports: how often the "screens '
+    'watching" counts are shared between processes and pushed to pages. A process that '
     "stops reporting no longer counts after three intervals.",
     "shutdown_timeout": "Seconds open streams and requests get to finish on shutdown.",
     "page_size": "Posts per page on the dashboard and in the API.",
@@ -223,6 +257,18 @@ _MEANINGS: dict[str, str] = {
     "and each line's fields (status, duration, events sent...) as keys.",
     "release": "The version pages are told; open pages reload once when it changes. "
     "Defaults to feed's version.",
+    "frame_ancestors": "Who may show feed's pages in a frame (the CSP `frame-ancestors`). "
+    "`'none'` by default: kiosks are whole pages, and a framed page can be clickjacked.",
+    "cors_origins": "Origins whose scripts may call the API and open streams (CORS), "
+    "separated by commas; `*` for any. Empty sends no CORS headers.",
+    "post_rate": "Posts a minute one client address may publish (429 with Retry-After "
+    "beyond). Counted per process. Behind a proxy, see FEED_FORWARDED_ALLOW_IPS.",
+    "max_streams_per_client": "Streams one client address may hold open at once, per "
+    "process (429 beyond). Generous, for kiosks and offices behind one NAT address.",
+    "forwarded_allow_ips": "Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed, "
+    "so limits and logs see the real client address. Set it to the reverse proxy's "
+    "address (or `*` when only the proxy can reach feed); otherwise every client "
+    "looks like the proxy and shares one address's limits.",
 }
 
 

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive, Scope, Send
 
-from feed import logs
+from feed import logs, security
 from feed.errors import ClientError, error_response
 from feed.events import Format, Subscriber, comment, frame, hello, position, retry_hint
 from feed.runtime import Runtime, runtime_of
@@ -147,7 +147,9 @@ class EventStream:
                 resume_id = parse_resume_id(query.get("last_event_id"), "last_event_id")
             channels = await parse_channels(rt, query.getlist("channel"))
         except ClientError as exc:
-            await error_response(exc.status, exc.message, exc.detail)(scope, receive, send)
+            answer = error_response(exc.status, exc.message, exc.detail)
+            answer.raw_headers.extend(security.stream_headers(scope))
+            await answer(scope, receive, send)
             return
         except Exception:
             # Served outside Starlette (see app.FeedApp), so answer failures here.
@@ -158,10 +160,18 @@ class EventStream:
         sub = Subscriber(
             fmt, channels, last_id=resume_id or 0, limit=rt.settings.subscriber_backlog
         )
-        await self._serve(rt, sub, resume_id, receive, send)
+        # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.
+        headers = [*HEADERS, *security.stream_headers(scope)]
+        await self._serve(rt, sub, resume_id, receive, send, headers)
 
     async def _serve(
-        self, rt: Runtime, sub: Subscriber, resume_id: int | None, receive: Receive, send: Send
+        self,
+        rt: Runtime,
+        sub: Subscriber,
+        resume_id: int | None,
+        receive: Receive,
+        send: Send,
+        headers: list[tuple[bytes, bytes]],
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -185,7 +195,7 @@ class EventStream:
             else:
                 # Before the status line, so a database outage answers 503, not a cut.
                 opening += await replay(rt, sub, resume_id)
-            headers = [*HEADERS, (logs.HEADER, logs.request_id.get().encode())]
+            headers = [*headers, (logs.HEADER, logs.request_id.get().encode())]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             started = True
             await send({"type": "http.response.body", "body": opening, "more_body": True})

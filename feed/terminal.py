@@ -27,6 +27,8 @@ from typing import Any, TextIO
 import httpx
 from httpx_sse import SSEError, connect_sse
 
+from feed.render import terminal_safe
+
 OK, UNREACHABLE, USAGE, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
 MAX_BACKOFF = 10.0
 TIMEOUT = httpx.Timeout(10.0, read=None)  # a stream is idle between heartbeats
@@ -101,11 +103,13 @@ def channels(url: str) -> list[dict[str, Any]]:
 def line(event: str, data: str, colour: bool) -> str:
     """One readable line for a JSON event from the stream."""
     payload = json.loads(data)
+    if "post" not in payload:
+        return _channel_line(event, payload["channel"], colour)
     post = payload["post"]
     when = post["edited_at"] if event == "post-updated" else post["created_at"]
     stamp = _paint(time.strftime("%H:%M", _local(when)), "dim", colour)
     where = _paint(f"#{post['channel']}", "channel", colour)
-    who = _paint(post["author"], "bold", colour)
+    who = _paint(terminal_safe(post["author"]), "bold", colour)
     verb = {
         "post-created": "",
         "post-updated": "edited ",
@@ -114,11 +118,24 @@ def line(event: str, data: str, colour: bool) -> str:
         "post-unpinned": "unpinned ",
     }.get(event, f"{event} ")
     what = _paint(f"{verb}post {post['id']}", event if event in _STYLES else "dim", colour)
-    text = " ".join(post["body"].split())
+    # A body could carry escape sequences that would repaint the user's terminal.
+    text = " ".join(terminal_safe(post["body"]).split())
     head = f"{stamp} {where} {who}"
     if event == "post-created":
         return f"{head}: {text}"
     return f"{head} {what}" + (f": {text}" if text and event != "post-deleted" else "")
+
+
+def _channel_line(event: str, channel: dict[str, Any], colour: bool) -> str:
+    where = _paint(f"#{channel['name']}", "channel", colour)
+    title = " ".join(terminal_safe(channel["title"]).split())
+    what = {
+        "channel-created": f"was created: {title}",
+        "channel-updated": f"is now titled: {title}",
+        "channel-archived": "was archived",
+        "channel-restored": "was restored",
+    }.get(event, event)
+    return _paint(f"{where} {what}", "dim", colour) if colour else f"{where} {what}"
 
 
 def _local(iso: str) -> time.struct_time:
@@ -186,7 +203,7 @@ class Tail:
                         file=self.err,
                         flush=True,
                     )
-                elif event.event.startswith("post-"):
+                elif event.event.startswith(("post-", "channel-")):
                     yield event.event, event.data
 
     def _show(self, event: str, data: str) -> None:

@@ -143,6 +143,8 @@ def make_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Ser
         port = port or free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
         env.update(FEED_DATABASE_URL=url, FEED_PORT=str(port), FEED_LOG_LEVEL="warning")
+        # Every test client is 127.0.0.1: per-address limits only where a test sets them.
+        env.update(FEED_POST_RATE="100000", FEED_MAX_STREAMS_PER_CLIENT="100000")
         env.update({f"FEED_{k.upper()}": str(v) for k, v in settings.items()})
         server = Server(port, url, env, log=tmp_path / f"server-{port}.log")
         started.append(server)
@@ -161,7 +163,7 @@ def server(make_server: Callable[..., Server]) -> Server:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    return Settings(database_url=database_url, post_rate=100_000)
 
 
 @pytest.fixture

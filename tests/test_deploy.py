@@ -142,7 +142,10 @@ def test_feed_servers_use_postgresql_as_store_and_broker_once_it_is_healthy(
         assert env["FEED_BROKER_URL"] == POSTGRES_URL
         assert service["depends_on"]["postgres"] == {"condition": "service_healthy"}
         # Settings feed would accept at start-up, on the LISTEN/NOTIFY broker.
-        assert Settings.from_env(env).broker_kind == "postgresql"
+        settings = Settings.from_env(env)
+        assert settings.broker_kind == "postgresql"
+        # Behind the proxy, per-address limits must see clients, not the proxy.
+        assert settings.forwarded_allow_ips == "*"
     url = urlsplit(POSTGRES_URL)
     assert (url.username, url.password, url.path) == (
         postgres_env["POSTGRES_USER"],

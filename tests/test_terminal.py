@@ -150,3 +150,14 @@ def test_channels_are_listed_created_retitled_archived_and_restored(server: Serv
         again.stderr.strip()
         == "feed: the server answered 409: A channel named 'ops' already exists."
     )
+
+
+def test_tail_shows_channel_changes_and_never_passes_escape_sequences(server: Server) -> None:
+    server.post("\x1b[2J\x1b[31mred alert\x07", author="eve")
+    server.client.post("/api/channels", json={"name": "ops", "title": "Ops \x1b[5mteam"})
+    tail = run_feed("tail", "--since", "0", "--count", "2", "--color", "never", "--url", server.url)
+    assert tail.returncode == 0, tail.stderr
+    assert "\x1b" not in tail.stdout and "\x07" not in tail.stdout
+    posted, created = tail.stdout.splitlines()
+    assert posted.split(" ", 1)[1] == "#general eve: [2J[31mred alert"
+    assert created == "#ops was created: Ops [5mteam"
