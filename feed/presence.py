@@ -18,7 +18,6 @@ Rationale:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -75,6 +74,7 @@ class Presence:
         self._others: dict[str, tuple[float, Counts]] = {}
         self._shown: Counts | None = None
         self._task: asyncio.Task[None] | None = None
+        self._failing = False
 
     @property
     def stale_after(self) -> float:
@@ -129,8 +129,15 @@ class Presence:
         while True:
             local = self.local()
             report = {"worker": self.worker, **local.as_dict()}
-            with contextlib.suppress(Exception):  # the broker logs its own trouble
+            try:
                 await self._broker.share_presence(json.dumps(report, separators=(",", ":")))
+            except Exception as exc:
+                # Once per outage: the hint listener already reports the broker's state.
+                if not self._failing:
+                    logger.warning("cannot share presence through the broker: %s", exc)
+                self._failing = True
+            else:
+                self._failing = False
             self._announce()
             await asyncio.sleep(self.interval)
 

@@ -8,6 +8,7 @@ Synchronisation is always a Playwright wait with a deadline, never a sleep.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -147,11 +148,21 @@ def shown_ids(page: Page) -> list[int]:
     return ids
 
 
+def wait_true(page: Page, expression: str, arg: Any = None, timeout: float = OPEN_MS) -> None:
+    """Wait until ``expression`` (a JS function of ``arg``) is true in the page.
+
+    Not ``page.wait_for_function``: its in-page poller compiles the predicate with
+    ``eval``, which the pages' Content-Security-Policy forbids, as it should.
+    """
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression, arg):
+        assert time.monotonic() < deadline, f"still false after {timeout} ms: {expression}"
+        page.wait_for_timeout(20)  # polling the page, with a deadline
+
+
 def wait_applied(page: Page, event_id: int, timeout: float = OPEN_MS) -> None:
     """Wait until the page has applied every event up to ``event_id``."""
-    page.wait_for_function(
-        "id => window.feedStream.lastApplied >= id", arg=event_id, timeout=timeout
-    )
+    wait_true(page, "id => window.feedStream.lastApplied >= id", event_id, timeout)
 
 
 def api_posts(server: Server, channel: str = "general", limit: int = 50) -> list[dict[str, Any]]:

@@ -40,6 +40,7 @@ from tests.browser import (
     seed_sample_feed,
     shown_ids,
     wait_applied,
+    wait_true,
 )
 from tests.conftest import Server
 
@@ -383,7 +384,7 @@ def test_a_page_still_served_old_reloads_once_and_not_in_a_loop(
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
     # Wait until the stream has said hello to the reloaded page too: two loads, both
     # connected (feedStream lives per load), and a later event still applied live.
-    page.wait_for_function("Number(sessionStorage.getItem('loads')) === 2", timeout=OPEN_MS)
+    wait_true(page, "() => Number(sessionStorage.getItem('loads')) === 2")
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
     later = server.post("live after the guard")["post"]["id"]
     expect(post_el(page, later)).to_be_visible(timeout=OPEN_MS)
@@ -403,7 +404,7 @@ class Metrics:
 def measure(page: Page) -> Metrics:
     """Live DOM nodes, JS heap and listeners once htmx has settled and after full GCs
     (twice: Blink frees DOM nodes lazily, after the collection that found them dead)."""
-    page.wait_for_function("!document.querySelector('.htmx-added, .htmx-settling, .htmx-swapping')")
+    wait_true(page, "() => !document.querySelector('.htmx-added, .htmx-settling, .htmx-swapping')")
     cdp = page.context.new_cdp_session(page)
     try:
         cdp.send("Performance.enable")
