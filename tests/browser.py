@@ -28,6 +28,9 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
+from playwright.sync_api import (
+    Error as PlaywrightError,
+)
 
 from tests.conftest import Server
 
@@ -155,9 +158,20 @@ def wait_true(page: Page, expression: str, arg: Any = None, timeout: float = OPE
     ``eval``, which the pages' Content-Security-Policy forbids, as it should.
     """
     deadline = time.monotonic() + timeout / 1000
-    while not page.evaluate(expression, arg):
+    while not _evaluate_across_navigation(page, expression, arg):
         assert time.monotonic() < deadline, f"still false after {timeout} ms: {expression}"
         page.wait_for_timeout(20)  # polling the page, with a deadline
+
+
+def _evaluate_across_navigation(page: Page, expression: str, arg: Any) -> Any:
+    # A page that reloads itself (a deploy) destroys the context being evaluated in;
+    # that only means "not yet".
+    try:
+        return page.evaluate(expression, arg)
+    except PlaywrightError as exc:
+        if "context was destroyed" in str(exc) or "navigat" in str(exc):
+            return False
+        raise
 
 
 def wait_applied(page: Page, event_id: int, timeout: float = OPEN_MS) -> None:
