@@ -14,7 +14,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -93,12 +92,6 @@ class Postgres:
             self.stop("immediate")
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def kill(self) -> None:
-        """Kill the postmaster outright, as a crash would."""
-        pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        os.kill(pid, signal.SIGKILL)
-        _wait(lambda: not _alive(pid), "postgres shutdown", 10)
-
     def execute(self, sql: str, database: str = "postgres") -> list[tuple[object, ...]]:
         with psycopg.connect(self.url(database), autocommit=True, connect_timeout=5) as conn:
             cursor = conn.execute(sql.encode())
@@ -149,14 +142,6 @@ class Valkey:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _ensure_user(name: str) -> None:
