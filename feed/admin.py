@@ -47,9 +47,9 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from feed.api import (
-    CHANNEL_NAME,
     MAX_DESCRIPTION_CHARS,
     MAX_TITLE_CHARS,
+    channel_name,
     publish_channel,
     text_field,
 )
@@ -65,14 +65,9 @@ RECENT_ROWS = 30  # log events the page shows
 TICK = 1.0  # seconds between looks at the hub, the broker and the log
 SHUTDOWN_GRACE = 2.0  # at most this long for the stream to end by itself on shutdown
 SEND_TIMEOUT = 30.0  # a tab that takes no bytes for this long is dropped
-MAX_NAME_CHARS = 64
 CLOSING = comment("stream closed; reconnect to resume")  # as /events says it
 # Search engines must not index operator pages, even if a proxy rule slips.
 NO_INDEX = {"X-Robots-Tag": "noindex"}
-NAME_RULE = (
-    "A channel name is 1 to 64 lower-case letters, digits, '-' or '_', "
-    "starting with a letter or digit."
-)
 
 
 # -- rendering ---------------------------------------------------------------------
@@ -222,9 +217,7 @@ def _failure(exc: ClientError | StoreError) -> tuple[int, str]:
 
 def new_channel_fields(form: dict[str, str]) -> tuple[str, str, str]:
     """Name, title and description from the create form, validated like the API's."""
-    name = text_field({"name": form.get("name", "").strip()}, "name", MAX_NAME_CHARS)
-    if not CHANNEL_NAME.fullmatch(name):
-        raise ClientError(422, NAME_RULE, name)
+    name = channel_name({"name": form.get("name", "").strip()})
     title = text_field(form, "title", MAX_TITLE_CHARS).strip()
     description = form.get("description", "")
     if description.strip():

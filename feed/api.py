@@ -35,6 +35,7 @@ MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 2000
 # Names appear in URLs, kiosk links and scripts, so they are short, lower-case slugs.
 CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+MAX_CHANNEL_NAME_CHARS = 64
 # Ids are 64-bit in both databases; a larger number is no id at all (not a 500).
 MAX_ID = 2**63 - 1
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -101,6 +102,19 @@ def text_field(payload: dict[str, Any], name: str, max_chars: int) -> str:
     if "\x00" in value:
         raise ClientError(422, f"The field {name!r} must not contain NUL characters.", name)
     return value
+
+
+def channel_name(payload: dict[str, Any]) -> str:
+    """The ``name`` field of a new channel, or a ClientError that says what a name is."""
+    name = text_field(payload, "name", MAX_CHANNEL_NAME_CHARS)
+    if not CHANNEL_NAME.fullmatch(name):
+        raise ClientError(
+            422,
+            f"A channel name is 1 to {MAX_CHANNEL_NAME_CHARS} lower-case letters, digits, "
+            "'-' or '_', starting with a letter or digit.",
+            name,
+        )
+    return name
 
 
 def author_name(value: str) -> str:
@@ -233,14 +247,7 @@ async def create_channel(request: Request) -> Response:
     rt = runtime(request)
     payload = await read_json(request, rt.settings.max_body_bytes)
     check_fields(payload, {"name", "title"}, frozenset({"description"}))
-    name = text_field(payload, "name", 64)
-    if not CHANNEL_NAME.fullmatch(name):
-        raise ClientError(
-            422,
-            "A channel name is 1 to 64 lower-case letters, digits, '-' or '_', "
-            "starting with a letter or digit.",
-            name,
-        )
+    name = channel_name(payload)
     title = text_field(payload, "title", MAX_TITLE_CHARS)
     description = optional_text(payload, "description", MAX_DESCRIPTION_CHARS) or ""
     location = f"/api/channels/{name}/posts"
