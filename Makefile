@@ -53,7 +53,11 @@ check: $(VENV)/.test-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(VENV)/.test-deps
+$(VENV)/.bench-deps: $(VENV)/.test-deps
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
