@@ -107,7 +107,9 @@ class Subscriber:
         "on_overflow",
         "opened_at",
         "overflowed",
+        "private",
         "sent",
+        "who",
     )
 
     def __init__(
@@ -127,6 +129,11 @@ class Subscriber:
         self._waiter: asyncio.Future[None] | None = None
         self.opened_at = time.time()
         self.sent = 0  # events written, heartbeats not counted
+        # The private channels this stream may read; None: all of them. Checked for
+        # every private event, so a grant taken away mid-stream stops the next one.
+        self.private: frozenset[str] | None = frozenset()
+        # Who opened the stream (access.py), so a revoked credential can end it.
+        self.who: object = None
 
     def offer(self, item: Item) -> None:
         """Queue ``item`` without waiting; drop the subscriber if its backlog is full."""
@@ -260,14 +267,27 @@ class Hub:
         self._sent_by_closed += subscriber.sent
         self.dropped += subscriber.overflowed
 
-    def publish(self, event_id: int, channel: str, frames: Mapping[Format, bytes]) -> None:
-        """Hand one encoded event to everyone who may see it. Never waits."""
+    def publish(
+        self,
+        event_id: int,
+        channel: str,
+        frames: Mapping[Format, bytes],
+        *,
+        private: bool = False,
+    ) -> None:
+        """Hand one encoded event to everyone who may see it. Never waits.
+
+        An event of a ``private`` channel reaches only subscribers whose ``private``
+        set names it (or is None), whether they asked for that channel or for all."""
         items = {fmt: (event_id, data) for fmt, data in frames.items()}
         for key in (None, channel):
             for subscriber in tuple(self._by_channel.get(key, ())):
                 item = items.get(subscriber.format)
-                if item is not None:
-                    subscriber.offer(item)
+                if item is None:
+                    continue
+                if private and subscriber.private is not None and channel not in subscriber.private:
+                    continue
+                subscriber.offer(item)
 
     def broadcast(self, frames: Mapping[Format, bytes]) -> None:
         """Hand a message that is not a log event (no id) to every subscriber of the
