@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from sse_starlette import ServerSentEvent
 
@@ -82,14 +83,34 @@ def hello(release: str, heartbeat: float) -> bytes:
     return frame(data, event="hello")
 
 
-# An item of a backlog: (event id, or None for a heartbeat; the encoded bytes).
-Item = tuple[int | None, bytes]
+def chunk(data: bytes) -> bytes:
+    """``data`` as one HTTP/1.1 chunk, ready to go on the wire of a chunked response."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+# An item of a backlog: (event id, or None for a message without one; the encoded
+# SSE bytes; the same bytes framed as one HTTP/1.1 chunk, for direct writes).
+Item = tuple[int | None, bytes, bytes]
+
+
+def item(event_id: int | None, data: bytes) -> Item:
+    return (event_id, data, chunk(data))
+
 
 BEATS: Mapping[Format, Item] = {
-    Format.HTML: (None, HEARTBEAT_EVENT),
-    Format.JSON: (None, HEARTBEAT),
-    Format.TEXT: (None, HEARTBEAT),
+    Format.HTML: item(None, HEARTBEAT_EVENT),
+    Format.JSON: item(None, HEARTBEAT),
+    Format.TEXT: item(None, HEARTBEAT),
 }
+
+
+class Transport(Protocol):
+    """What a direct write needs of an asyncio transport."""
+
+    def write(self, data: bytes) -> None: ...
+    def get_write_buffer_size(self) -> int: ...
+    def is_closing(self) -> bool: ...
+    def abort(self) -> None: ...
 
 
 class Subscriber:
@@ -98,6 +119,7 @@ class Subscriber:
     __slots__ = (
         "_pending",
         "_pending_bytes",
+        "_transport",
         "_waiter",
         "channels",
         "closed",
@@ -127,6 +149,9 @@ class Subscriber:
         self._pending: list[Item] = []
         self._pending_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
+        # Set once the stream's opening (and replay) is on the wire and its writer is
+        # idle: from then on the hub writes to the connection itself.
+        self._transport: Transport | None = None
         self.opened_at = time.time()
         self.sent = 0  # events written, heartbeats not counted
         # The private channels this stream may read; None: all of them. Checked for
@@ -136,21 +161,57 @@ class Subscriber:
         self.who: object = None
 
     def offer(self, item: Item) -> None:
-        """Queue ``item`` without waiting; drop the subscriber if its backlog is full."""
+        """Write ``item`` or queue it, without waiting; drop the subscriber if it is
+        too far behind."""
         if self.closed:
+            return
+        if self._transport is not None:
+            self._write(item, self._transport)
             return
         self._pending.append(item)
         self._pending_bytes += len(item[1])
         # One event larger than the limit on its own still goes out: only a client
         # that falls behind by more than one message is dropped.
         if self._pending_bytes > self.limit and len(self._pending) > 1:
-            self.overflowed = True
-            self._pending, self._pending_bytes = [], 0
-            self.close()
-            if self.on_overflow is not None:
-                self.on_overflow()
+            self._overflow()
         else:
             self._wake()
+
+    def _write(self, item: Item, transport: Transport) -> None:
+        if transport.is_closing():
+            return  # the client left; the stream's disconnect watcher closes us
+        event_id = item[0]
+        if event_id is not None:
+            if event_id <= self.last_id:
+                return
+            self.last_id = event_id
+            self.sent += 1
+        data = item[2]
+        transport.write(data)
+        # The transport's buffer is the backlog. More waiting than this one message
+        # means the client was already behind when it came.
+        waiting = transport.get_write_buffer_size()
+        if waiting > self.limit and waiting > len(data):
+            self._overflow()
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        self._pending, self._pending_bytes = [], 0
+        self.close()
+        if self._transport is not None:
+            # Cut at once: a polite close would hold the unsent bytes until the
+            # client reads them, which it is not doing.
+            self._transport.abort()
+        if self.on_overflow is not None:
+            self.on_overflow()
+
+    def attach(self, transport: Transport) -> bool:
+        """Let the hub write straight to ``transport`` from now on. Only while
+        nothing is pending, so the writer's bytes and the hub's never interleave."""
+        if self._pending or self.closed:
+            return False
+        self._transport = transport
+        return True
 
     def close(self) -> None:
         """End the stream after what is already pending (or at once if overflowed)."""
@@ -177,7 +238,7 @@ class Subscriber:
         items, self._pending, self._pending_bytes = self._pending, [], 0
         last = self.last_id
         chunks = []
-        for event_id, data in items:
+        for event_id, data, _ in items:
             if event_id is None:
                 chunks.append(data)
             elif event_id > last:
@@ -189,6 +250,8 @@ class Subscriber:
 
     @property
     def backlog_bytes(self) -> int:
+        if self._transport is not None:
+            return self._transport.get_write_buffer_size()
         return self._pending_bytes
 
 
@@ -279,23 +342,24 @@ class Hub:
 
         An event of a ``private`` channel reaches only subscribers whose ``private``
         set names it (or is None), whether they asked for that channel or for all."""
-        items = {fmt: (event_id, data) for fmt, data in frames.items()}
+        items = {fmt: item(event_id, data) for fmt, data in frames.items()}
         for key in (None, channel):
             for subscriber in tuple(self._by_channel.get(key, ())):
-                item = items.get(subscriber.format)
-                if item is None:
+                found = items.get(subscriber.format)
+                if found is None:
                     continue
                 if private and subscriber.private is not None and channel not in subscriber.private:
                     continue
-                subscriber.offer(item)
+                subscriber.offer(found)
 
     def broadcast(self, frames: Mapping[Format, bytes]) -> None:
         """Hand a message that is not a log event (no id) to every subscriber of the
         formats in ``frames``. Never waits."""
+        items = {fmt: item(None, data) for fmt, data in frames.items()}
         for subscriber in self.subscribers():
-            data = frames.get(subscriber.format)
-            if data is not None:
-                subscriber.offer((None, data))
+            found = items.get(subscriber.format)
+            if found is not None:
+                subscriber.offer(found)
 
     def _beat(self) -> None:
         # A subscriber to several channels is in several sets; it gets one beat.

@@ -23,6 +23,14 @@ Rationale:
 6. A client that disconnects is noticed by a small task waiting on ``receive``;
    a slow client whose backlog overflows is cancelled mid-write and its
    connection is closed without a final chunk, so it reconnects and resumes.
+7. Once a stream has written its opening (and replay) and has nothing pending, the
+   hub writes each event's pre-framed HTTP chunk straight to the connection's
+   transport (events.py, 2). That needs the bytes to be exactly what uvicorn would
+   have written, so it is done only where we know them: uvicorn's httptools cycle
+   with a chunked response. Everything else keeps the ASGI ``send`` path. The
+   final chunk still goes through ``send``, after the hub has stopped writing
+   (a closed subscriber takes no more), and uvicorn's flow control sees every
+   direct write, because the transport reports its buffer to uvicorn's protocol.
 """
 
 from __future__ import annotations
@@ -38,9 +46,23 @@ from starlette.types import Receive, Scope, Send
 
 from feed import logs, security
 from feed.errors import ClientError, error_response
-from feed.events import Format, Subscriber, comment, frame, hello, position, retry_hint
+from feed.events import (
+    Format,
+    Subscriber,
+    Transport,
+    comment,
+    frame,
+    hello,
+    position,
+    retry_hint,
+)
 from feed.runtime import Runtime, runtime_of
 from feed.store import StoreUnavailable
+
+try:
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as _HttpToolsCycle
+except ImportError:  # no httptools: every stream takes the ASGI path
+    _HttpToolsCycle = None  # type: ignore[assignment, misc]
 
 logger = logging.getLogger("feed.stream")
 
@@ -112,6 +134,23 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> bytes:
     rt.metrics.resyncs.inc()
     sub.last_id = max(sub.last_id, latest)
     return resync_frame(sub.format, latest, reason)
+
+
+def direct_transport(send: Send) -> Transport | None:
+    """The connection behind ``send`` if the hub may write to it directly (rationale 7).
+
+    Only for uvicorn's httptools protocol after a chunked response has started, where
+    ``send`` is the request cycle's own method: anything in between (another server,
+    a wrapper, h11) keeps the ASGI path."""
+    if _HttpToolsCycle is None:
+        return None
+    cycle = getattr(send, "__self__", None)
+    if type(cycle) is not _HttpToolsCycle or cycle.chunked_encoding is not True:
+        return None
+    if cycle.response_complete or cycle.disconnected:
+        return None
+    transport: Transport = cycle.transport
+    return transport
 
 
 async def _until_disconnect(receive: Receive) -> None:
@@ -199,7 +238,7 @@ class EventStream:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             started = True
             await send({"type": "http.response.body", "body": opening, "more_body": True})
-            await self._pump(sub, send)
+            await self._pump(sub, send, direct_transport(send))
         except asyncio.CancelledError:
             if not sub.overflowed:
                 raise
@@ -227,7 +266,7 @@ class EventStream:
             _log_close(sub, time.monotonic() - opened, outcome)
 
     @staticmethod
-    async def _pump(sub: Subscriber, send: Send) -> None:
+    async def _pump(sub: Subscriber, send: Send, transport: Transport | None) -> None:
         while True:
             await sub.wait()
             data = sub.take()
@@ -237,3 +276,8 @@ class EventStream:
                 return
             if data:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
+            if transport is not None:
+                # Caught up: the hub writes from here on and this task only waits
+                # for the end. If more came in while we wrote, this fails and the
+                # loop writes it first.
+                sub.attach(transport)

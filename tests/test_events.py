@@ -13,9 +13,11 @@ from feed.events import (
     Format,
     Hub,
     Subscriber,
+    chunk,
     comment,
     frame,
     hello,
+    item,
     retry_hint,
 )
 
@@ -120,8 +122,8 @@ def test_same_bytes_object_goes_to_every_subscriber() -> None:
 def test_take_drops_events_already_sent_by_a_replay() -> None:
     sub = _sub(last_id=5)
     for event_id in (4, 5, 6, 7):
-        sub.offer((event_id, f"e{event_id}".encode()))
-    sub.offer((None, HEARTBEAT))
+        sub.offer(item(event_id, f"e{event_id}".encode()))
+    sub.offer(item(None, HEARTBEAT))
     assert sub.take() == b"e6e7" + HEARTBEAT
     assert sub.last_id == 7
 
@@ -130,12 +132,12 @@ def test_overflow_drops_backlog_and_calls_back() -> None:
     dropped: list[bool] = []
     sub = _sub(limit=10)
     sub.on_overflow = lambda: dropped.append(True)
-    sub.offer((1, b"12345"))
+    sub.offer(item(1, b"12345"))
     assert not sub.overflowed
-    sub.offer((2, b"678901"))
+    sub.offer(item(2, b"678901"))
     assert sub.overflowed and sub.closed and dropped == [True]
     assert sub.take() == b""
-    sub.offer((3, b"x"))
+    sub.offer(item(3, b"x"))
     assert sub.take() == b""
 
 
@@ -226,8 +228,89 @@ def test_hub_stats_count_each_stream_once_and_remember_ended_ones() -> None:
 
 def test_one_message_larger_than_the_backlog_still_goes_out() -> None:
     sub = Subscriber(Format.JSON, None, last_id=0, limit=100)
-    sub.offer((1, b"x" * 500))
+    sub.offer(item(1, b"x" * 500))
     assert not sub.overflowed and sub.take() == b"x" * 500
-    sub.offer((2, b"y" * 500))
-    sub.offer((3, b"z"))  # now behind by two messages, over the limit
+    sub.offer(item(2, b"y" * 500))
+    sub.offer(item(3, b"z"))  # now behind by two messages, over the limit
     assert sub.overflowed and sub.closed
+
+
+class FakeTransport:
+    """Records direct writes; ``stuck`` bytes stay in its buffer as if unread."""
+
+    def __init__(self, stuck: bool = False) -> None:
+        self.written: list[bytes] = []
+        self.stuck = stuck
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return sum(map(len, self.written)) if self.stuck else 0
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_chunk_is_http_chunked_framing() -> None:
+    assert chunk(b"id: 1\n\n") == b"7\r\nid: 1\n\n\r\n"
+    assert chunk(b"x" * 26) == b"1a\r\n" + b"x" * 26 + b"\r\n"
+
+
+def test_an_attached_subscriber_gets_the_shared_chunk_written_directly() -> None:
+    hub = Hub(heartbeat=60)
+    subs = [_sub() for _ in range(3)]
+    transports = [FakeTransport() for _ in subs]
+    for sub, transport in zip(subs, transports, strict=True):
+        hub.subscribe(sub)
+        assert sub.attach(transport)
+    hub.publish(1, "general", {Format.JSON: b"J1"})
+    hub._beat()
+    hub.broadcast({Format.JSON: b"P"})
+    assert all(t.written == [chunk(b"J1"), chunk(HEARTBEAT), chunk(b"P")] for t in transports)
+    assert all(t.written[0] is transports[0].written[0] for t in transports)
+    assert all(sub.take() == b"" and sub.sent == 1 and sub.last_id == 1 for sub in subs)
+    assert hub.stats().events_sent == 3
+
+
+def test_attach_waits_until_the_writer_has_sent_what_is_pending() -> None:
+    # Events that arrive during the replay are queued; the writer sends them, then
+    # attaches, and direct writes go on after the last id the replay covered.
+    sub = _sub(last_id=5)
+    transport = FakeTransport()
+    sub.offer(item(6, b"e6"))
+    assert not sub.attach(transport)
+    assert sub.take() == b"e6"
+    assert sub.attach(transport)
+    sub.offer(item(6, b"e6"))
+    sub.offer(item(7, b"e7"))
+    assert transport.written == [chunk(b"e7")] and sub.last_id == 7
+
+
+def test_an_attached_subscriber_that_stops_reading_is_cut_off() -> None:
+    dropped: list[bool] = []
+    sub = _sub(limit=100)
+    sub.on_overflow = lambda: dropped.append(True)
+    transport = FakeTransport(stuck=True)
+    assert sub.attach(transport)
+    sub.offer(item(1, b"x" * 500))  # one message over the limit on its own still goes
+    assert not sub.overflowed and sub.backlog_bytes > 500
+    sub.offer(item(2, b"y"))
+    assert sub.overflowed and sub.closed and transport.aborted and dropped == [True]
+    sub.offer(item(3, b"z"))
+    assert len(transport.written) == 2
+
+
+def test_a_closed_subscriber_gets_no_more_direct_writes() -> None:
+    hub = Hub(heartbeat=60)
+    sub = _sub()
+    transport = FakeTransport()
+    hub.subscribe(sub)
+    assert sub.attach(transport)
+    hub.close()
+    hub.publish(1, "general", {Format.JSON: b"late"})
+    assert transport.written == [] and sub.closed and not sub.attach(transport)
