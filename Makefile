@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 CADDY ?= /usr/bin/caddy
+# The benchmark's C reference: Debian's nginx with the Nchan module.
+NCHAN ?= /usr/lib/nginx/modules/ngx_nchan_module.so
 
 .PHONY: run test check bench clean
 
@@ -53,12 +55,19 @@ check: $(VENV)/.test-deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-$(VENV)/.bench-deps: $(VENV)/.test-deps
+# The benchmark runs its own nginx from a template in bench/ (own prefix, pid and logs,
+# a loopback port); the system service must stay stopped, as for Caddy.
+$(NCHAN):
+	$(call apt_install,nginx libnginx-mod-nchan)
+	if [ -d /run/systemd/system ]; then systemctl disable --now nginx.service; fi
+
+$(VENV)/.bench-deps: $(VENV)/.test-deps $(NCHAN)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@
 
+# Every scenario unless BENCH_ARGS names one, e.g. BENCH_ARGS="fanout --subscribers 5000".
 bench: $(VENV)/.bench-deps
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench $(or $(BENCH_ARGS),all)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,106 +1,188 @@
-"""``python -m bench``: feed's fan-out against the naive baseline, in one run.
+"""``python -m bench``: feed against Nchan and a naive baseline, scenario by scenario.
 
-Example: ``make bench BENCH_ARGS="--subscribers 5000"``.
+    python -m bench fanout --subscribers 1000,5000,10000,19500
+    python -m bench throughput
+    python -m bench storm
+    python -m bench slow
+    python -m bench all          # every scenario with its defaults (what `make bench` runs)
+
+Without a scenario the options are the fan-out's (``python -m bench --subscribers
+5000``), as before there were several. Each scenario prints a table and writes JSON to
+bench/results/; the exit status is 1 if anything was not delivered.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
-from bench import report
-from bench.fanout import TARGETS, BenchError, Plan, free_port, measure
-from tests.services import Postgres
+from bench import plot, report, scaling, slow, storm, throughput
+from bench.fanout import TARGETS, BenchError, Plan
 
-MAX_SUBSCRIBERS = 10_000  # the open-files limit is 20,000 per process
+SCENARIOS = ("fanout", "throughput", "storm", "slow", "all")
+MAX_SUBSCRIBERS = 19_500  # the server's open-files limit is 20,000
+DEFAULT_SIZES = "1000,5000,10000,19500"
+DEFAULT_TARGETS = "feed,nchan,baseline"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--subscribers", type=int, default=1000, help="default 1000")
+def _sizes(text: str) -> list[int]:
+    sizes = [int(part) for part in text.split(",") if part.strip()]
+    if not sizes or not all(1 <= n <= MAX_SUBSCRIBERS for n in sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be 1..{MAX_SUBSCRIBERS}")
+    return sizes
+
+
+def _targets(text: str) -> list[str]:
+    targets = [t.strip() for t in text.split(",") if t.strip()]
+    if not targets or set(targets) - set(TARGETS):
+        raise argparse.ArgumentTypeError(f"a comma-separated subset of {', '.join(TARGETS)}")
+    return targets
+
+
+def _fanout_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--subscribers", type=_sizes, default=DEFAULT_SIZES, help=f"default {DEFAULT_SIZES}"
+    )
     parser.add_argument("--posts", type=int, default=20, help="default 20")
     parser.add_argument(
         "--interval", type=float, default=0.15, help="seconds between posts (default 0.15)"
     )
     parser.add_argument(
-        "--clients", type=int, default=1, help="load client processes sharing the subscribers"
+        "--clients", type=int, default=0, help="load client processes (default 1 per 10,000)"
     )
     parser.add_argument(
         "--targets",
-        default=",".join(TARGETS),
-        help="comma-separated (default " + ",".join(TARGETS) + ")",
+        type=_targets,
+        default=DEFAULT_TARGETS,
+        help=f"comma-separated, of {', '.join(TARGETS)} (default {DEFAULT_TARGETS})",
     )
     parser.add_argument("--connect-timeout", type=float, default=120.0)
     parser.add_argument(
         "--drain", type=float, default=30.0, help="seconds to wait after the last post"
     )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="where to draw p99 against subscribers (default: beside the JSON)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="scenario", required=True)
+    _fanout_options(sub.add_parser("fanout", help="latency, memory and CPU per subscriber"))
+    tp = sub.add_parser("throughput", help="posts per second persisted and delivered")
+    tp.add_argument("--posts", type=int, default=3000, help="default 3000")
+    tp.add_argument("--within", type=float, default=60.0, help="seconds (default 60)")
+    tp.add_argument("--targets", type=_targets, default="feed,feed-pg")
+    st = sub.add_parser("storm", help="10,000 reconnect at once after a restart")
+    st.add_argument("--subscribers", type=int, default=storm.SUBSCRIBERS)
+    st.add_argument("--missed", type=int, default=storm.MISSED)
+    st.add_argument("--clients", type=int, default=storm.CLIENTS)
+    sl = sub.add_parser("slow", help="1%% of subscribers never read")
+    sl.add_argument("--subscribers", type=int, default=slow.SUBSCRIBERS)
+    al = sub.add_parser("all", help="every scenario with its defaults")
+    _fanout_options(al)
     return parser
 
 
-def parse(argv: Sequence[str] | None) -> tuple[Plan, list[str]]:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    if not targets or set(targets) - set(TARGETS):
-        parser.error(f"--targets takes a comma-separated subset of {', '.join(TARGETS)}")
-    if not 1 <= args.subscribers <= MAX_SUBSCRIBERS:
-        parser.error(f"--subscribers must be between 1 and {MAX_SUBSCRIBERS}")
-    if not 1 <= args.posts <= 1000 or not 1 <= args.clients <= args.subscribers:
-        parser.error("--posts must be 1..1000 and --clients 1..subscribers")
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    # The fan-out's options alone, as before scenarios existed.
+    if not argv or (argv[0] not in SCENARIOS and argv[0] not in ("-h", "--help")):
+        argv = ["fanout", *argv]
+    args = _parser().parse_args(argv)
+    for name in ("subscribers", "targets"):
+        value = getattr(args, name, None)
+        if isinstance(value, str):  # argparse does not convert a string default
+            setattr(args, name, _sizes(value) if name == "subscribers" else _targets(value))
+    return args
+
+
+def fanout_plan(args: argparse.Namespace) -> Plan:
+    if not 1 <= args.posts <= 1000 or args.clients < 0:
+        raise SystemExit("--posts must be 1..1000 and --clients at least 0")
     if args.interval < 0 or args.connect_timeout <= 0 or args.drain <= 0:
-        parser.error("--interval, --connect-timeout and --drain must be positive")
-    plan = Plan(
-        args.subscribers, args.posts, args.interval, args.clients, args.connect_timeout, args.drain
+        raise SystemExit("--interval, --connect-timeout and --drain must be positive")
+    return Plan(
+        args.subscribers[0],
+        args.posts,
+        args.interval,
+        args.clients,
+        args.connect_timeout,
+        args.drain,
     )
-    return plan, targets
 
 
-async def run(plan: Plan, targets: list[str]) -> list[dict[str, object]]:
-    rows = []
-    with contextlib.ExitStack() as stack:
-        postgres = None
-        if any(t.startswith("feed-pg") for t in targets):
-            postgres = stack.enter_context(running_postgres())
-        for target in targets:
-            print(
-                f"measuring {target}: {plan.subscribers} subscribers, {plan.posts} posts ...",
-                file=sys.stderr,
-                flush=True,
-            )
-            database = None
-            if postgres is not None and target.startswith("feed-pg"):
-                database = postgres.new_database()
-            rows.append(report.summarise(await measure(target, plan, database)))
-    return rows
+async def fanout(args: argparse.Namespace) -> bool:
+    sizes, complete = await scaling.run(fanout_plan(args), args.subscribers, args.targets)
+    path = report.write_json("fanout", {"sizes": sizes})
+    print(f"results: {path}")
+    png = args.plot or path.with_suffix(".png")
+    if plot.p99(sizes, png):
+        print(f"plot: {png}")
+    return complete
 
 
-@contextlib.contextmanager
-def running_postgres() -> Iterator[Postgres]:
-    """A PostgreSQL cluster on loopback for the run, the same one the tests use."""
-    server = Postgres(free_port()).start()
-    try:
-        yield server
-    finally:
-        server.remove()
+async def run_throughput(args: argparse.Namespace) -> bool:
+    document, complete = await throughput.run(args.posts, args.within, args.targets)
+    print(f"results: {report.write_json('throughput', document)}")
+    return complete
+
+
+async def run_storm(args: argparse.Namespace) -> bool:
+    document, complete = await storm.run(args.subscribers, args.missed, args.clients)
+    print(f"results: {report.write_json('storm', document)}")
+    return complete
+
+
+async def run_slow(args: argparse.Namespace) -> bool:
+    document, complete = await slow.run(args.subscribers)
+    print(f"results: {report.write_json('slow', document)}")
+    return complete
+
+
+async def run_all(args: argparse.Namespace) -> bool:
+    steps: list[tuple[Callable[[argparse.Namespace], Awaitable[bool]], argparse.Namespace]] = [
+        (fanout, args),
+        (run_throughput, parse(["throughput"])),
+        (run_storm, parse(["storm"])),
+        (run_slow, parse(["slow"])),
+    ]
+    complete = True
+    for step, options in steps:
+        try:
+            complete = await step(options) and complete
+        except BenchError as exc:
+            # One scenario failing still runs the others; the exit status says so.
+            print(f"bench: {exc}", file=sys.stderr, flush=True)
+            complete = False
+    return complete
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace], Awaitable[bool]]] = {
+    "fanout": fanout,
+    "throughput": run_throughput,
+    "storm": run_storm,
+    "slow": run_slow,
+    "all": run_all,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    plan, targets = parse(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
     try:
-        rows = asyncio.run(run(plan, targets))
+        complete = asyncio.run(RUNNERS[args.scenario](args))
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130  # the servers and clients were stopped on the way out
-    found = report.ratios(rows)
-    print(report.text(plan, rows, found))
-    print(f"results: {report.write_json(plan, rows, found)}")
     # Incomplete delivery is a failure whatever the timings say.
-    return 0 if all(row["delivered"] == row["expected"] for row in rows) else 1
+    return 0 if complete else 1
 
 
 if __name__ == "__main__":

@@ -4,14 +4,19 @@ It runs in its own process (``python -m bench.client``): each loopback connectio
 costs a file descriptor at both ends, the open-files limit is per process, and the
 server's RSS must not include the client's buffers.
 
-Conversation with the parent, one JSON object or word per line:
+Conversation with the parent, one JSON object or command per line:
 
-    stdout  {"ready": R, "failed": F}   every subscriber has its ``retry:`` line (or the
-                                        connect deadline passed)
-    stdin   posted                      every post has been sent
-    stdout  {"latencies_us": ...}       every subscriber has every post (or the drain
-                                        deadline passed)
-    stdin   close (or EOF)              the parent has read the server's RSS: hang up
+    stdout  {"ready": R, "failed": F, ...}  every subscriber has its opening line (or
+                                            the connect deadline passed)
+    stdin   posted K                        posts 0..K-1 have been sent
+    stdout  {"delivered": ..., ...}         every subscriber has every one of them (or
+                                            the drain deadline passed)
+    stdin   reconnect                       (after a server restart) open every lost
+                                            subscriber again, with Last-Event-ID
+    stdout  {"ready": R, "failed": F, ...}
+    stdin   close (or EOF)                  the parent has read the server's RSS: hang up
+
+``posted`` without K means all ``--posts``. ``posted`` and ``reconnect`` may repeat.
 
 Rationale:
 
@@ -20,10 +25,25 @@ Rationale:
    receive time is taken in ``data_received``, the moment the loop hands the bytes over.
 2. The send time travels inside the post body as CLOCK_MONOTONIC nanoseconds, which is
    one clock for every process on the machine. The client needs no event ids and no
-   JSON parsing, so feed and the baseline are measured by exactly the same code.
-3. The marker is searched for in the raw bytes, chunked framing and all (both servers
+   JSON parsing, so feed, Nchan and the baseline are measured by exactly the same code:
+   Nchan relays the POST body as the event's data, feed and the baseline put it in
+   their JSON.
+3. The marker is searched for in the raw bytes, chunked framing and all (the servers
    send each event as one chunk); the tail kept between reads catches a marker that a
-   read boundary split in two.
+   read boundary split in two. feed's JSON carries the body twice (``body`` and
+   ``html``): a (subscriber, post) pair counts once.
+4. Each socket is made here, not by ``create_connection``: a source address other than
+   127.0.0.1 (each loopback address has its own ephemeral ports), and for the slow
+   readers a small receive buffer and a network-sized MSS, must be set before
+   ``connect``.
+   ``IP_BIND_ADDRESS_NO_PORT`` leaves the port choice to ``connect``.
+5. Slow readers (``--slow``, the first S subscribers) read their opening and then stop
+   reading; they count neither towards delivery nor latency. The server should drop
+   them. A socket that is not read never reports its end either, so after the posts
+   they read again, only to see whether the server hung up: ``dropped_slow``.
+6. With ``--track-ids`` each subscriber remembers the last ``id:`` it saw and counts
+   ids that do not increase (a replayed or duplicated event); a reconnect sends the
+   last id as ``Last-Event-ID``, as a browser does.
 """
 
 from __future__ import annotations
@@ -33,6 +53,7 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
 import sys
 import time
 import typing
@@ -40,34 +61,56 @@ import typing
 import uvloop
 
 MARKER = re.compile(rb"bench post (\d+) at (\d+);")
-TAIL = 128  # longer than any marker or the "retry:" field
+EVENT_ID = re.compile(rb"\nid: ?(\d+)\r?\n")
+TAIL = 128  # longer than any marker or opening line
 CONNECTS_IN_FLIGHT = 200  # stays well under uvicorn's accept backlog (2048)
+IP_BIND_ADDRESS_NO_PORT = 24  # from linux/in.h; Python's socket module lacks it
+SLOW_RCVBUF = 4096  # the kernel doubles it; a few KiB in flight, then the window closes
+# A network's segment size, not loopback's 64 KiB: the kernel sizes the server's send
+# buffer from it (about 20 segments), and a loopback-sized one would hold megabytes.
+SLOW_MSS = 1400
+SLOW_CHECK = 3.0  # seconds for a dropped slow reader's socket to report its end
 
 
-def marker(post: int) -> str:
-    """A post body the client recognises; the timestamp is taken now."""
-    return f"bench post {post} at {time.monotonic_ns()};"
+def marker(post: int, pad: int = 0) -> str:
+    """A post body the client recognises; the timestamp is taken now. ``pad``
+    characters of filler make the event bigger (the slow-reader scenario)."""
+    filler = f" {'x' * (pad - 1)}" if pad > 0 else ""
+    return f"bench post {post} at {time.monotonic_ns()};{filler}"
 
 
 class Tally:
     """What the subscribers of this process have received, each pair counted once."""
 
-    def __init__(self, subscribers: int, posts: int) -> None:
+    def __init__(self, subscribers: int, posts: int, slow: int) -> None:
         self.subscribers = subscribers
-        self.expected = subscribers * posts
+        self.slow = slow
+        self.fast = subscribers - slow
+        self.expected = self.fast * posts
         self.seen = [bytearray(posts) for _ in range(subscribers)]
         self.latencies_us: list[list[int]] = [[] for _ in range(posts)]
         self.delivered = 0
         self.lost = 0
+        self.dropped_slow = 0
+        self.stale_ids = 0  # with --track-ids: ids that did not increase
+        self.last_at_ns = 0  # when the latest pair was counted
         self.all_delivered = asyncio.Event()
 
-    def record(self, subscriber: int, post: int, latency_ns: int) -> None:
+    def expect(self, posts: int) -> None:
+        """From now on, delivery is complete once every fast subscriber has posts 0..posts-1."""
+        self.expected = self.fast * posts
+        self.all_delivered.clear()
+        if self.delivered >= self.expected:
+            self.all_delivered.set()
+
+    def record(self, subscriber: int, post: int, latency_ns: int, now: int) -> None:
         seen = self.seen[subscriber]
         if post >= len(seen) or seen[post]:
             return
         seen[post] = 1
         self.latencies_us[post].append(latency_ns // 1000)
         self.delivered += 1
+        self.last_at_ns = now
         if self.delivered == self.expected:
             self.all_delivered.set()
 
@@ -75,12 +118,20 @@ class Tally:
 class Subscriber(asyncio.Protocol):
     """One ``GET /events`` connection."""
 
-    def __init__(self, index: int, tally: Tally, request: bytes) -> None:
+    def __init__(
+        self, index: int, tally: Tally, request: bytes, ready: bytes, last_id: int | None
+    ) -> None:
         self.index = index
         self.tally = tally
         self.request = request
-        self.opened: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.ready = ready
+        self.slow = index < tally.slow
+        self.last_id = last_id  # None: ids are not tracked
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[bool] = loop.create_future()
+        self.ended: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport | None = None
+        self.lost = False
         self._tail = b""
         self._status_checked = False
 
@@ -94,14 +145,32 @@ class Subscriber(asyncio.Protocol):
         buf = self._tail + data if self._tail else data
         if not self.opened.done():
             self._check_opening(buf)
+            if self.slow and self.opened.done() and self.transport is not None:
+                self.transport.pause_reading()  # until the end, to see if it was dropped
+        if self.slow:
+            return
         end = 0
         for match in MARKER.finditer(buf):
-            self.tally.record(self.index, int(match[1]), now - int(match[2]))
+            self.tally.record(self.index, int(match[1]), now - int(match[2]), now)
             end = match.end()
+        if self.last_id is not None:
+            end = max(end, self._track_ids(buf))
         self._tail = buf[end:][-TAIL:]
 
+    def _track_ids(self, buf: bytes) -> int:
+        end = 0
+        for match in EVENT_ID.finditer(buf):
+            event_id = int(match[1])
+            assert self.last_id is not None
+            if event_id <= self.last_id:
+                self.tally.stale_ids += 1
+            else:
+                self.last_id = event_id
+            end = match.end()
+        return end
+
     def _check_opening(self, buf: bytes) -> None:
-        # The status line comes in the first read; retry: may come in a later one.
+        # The status line comes in the first read; the opening line may come later.
         if not self._status_checked:
             self._status_checked = True
             if not buf.startswith(b"HTTP/1.1 200"):
@@ -109,41 +178,90 @@ class Subscriber(asyncio.Protocol):
                 if self.transport is not None:
                     self.transport.close()
                 return
-        if b"\nretry:" in buf:
+        if self.ready in buf:
             self.opened.set_result(True)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.ended.set_result(None)
         if not self.opened.done():
             self.opened.set_result(False)
+        elif self.slow:
+            self.tally.dropped_slow += 1
         else:
             self.tally.lost += 1
 
 
-async def open_one(port: int, index: int, tally: Tally, gate: asyncio.Semaphore) -> Subscriber:
-    request = f"GET /events?format=json HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-    request += "Accept: text/event-stream\r\n\r\n"
-    loop = asyncio.get_running_loop()
-    async with gate:
-        _, sub = await loop.create_connection(
-            lambda: Subscriber(index, tally, request.encode()), "127.0.0.1", port
-        )
-        # Ready means subscribed: both servers join the fan-out before sending retry:.
-        await sub.opened
-    return sub
+class Connector:
+    """Opens subscribers to one server from one source address."""
 
+    def __init__(self, args: argparse.Namespace, tally: Tally) -> None:
+        self.host, self.port, self.source = "127.0.0.1", args.port, args.source
+        self.path = args.path
+        self.tally = tally
+        self.ready = args.ready.encode().decode("unicode_escape").encode()
+        self.track_ids = args.track_ids
+        self.opened_at_ns = 0
 
-async def open_all(port: int, tally: Tally, within: float) -> list[Subscriber]:
-    """Open every subscriber, at most CONNECTS_IN_FLIGHT at a time, within ``within`` s."""
-    gate = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
-    tasks = [
-        asyncio.ensure_future(open_one(port, i, tally, gate)) for i in range(tally.subscribers)
-    ]
-    _, pending = await asyncio.wait(tasks, timeout=within)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    done = [t for t in tasks if not t.cancelled() and t.exception() is None]
-    return [t.result() for t in done]
+    def request(self, last_id: int | None) -> bytes:
+        lines = [
+            f"GET {self.path} HTTP/1.1",
+            f"Host: {self.host}:{self.port}",
+            "Accept: text/event-stream",
+        ]
+        if last_id:
+            lines.append(f"Last-Event-ID: {last_id}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    def _socket(self, slow: bool) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            if slow:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, SLOW_MSS)
+            sock.bind((self.source, 0))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    async def open_one(
+        self, index: int, last_id: int | None, gate: asyncio.Semaphore
+    ) -> Subscriber:
+        loop = asyncio.get_running_loop()
+        slow = index < self.tally.slow
+        async with gate:
+            sock = self._socket(slow)
+            try:
+                await loop.sock_connect(sock, (self.host, self.port))
+            except BaseException:
+                sock.close()
+                raise
+            tracked = (last_id or 0) if self.track_ids else None
+            request = self.request(last_id)
+            _, sub = await loop.create_connection(
+                lambda: Subscriber(index, self.tally, request, self.ready, tracked), sock=sock
+            )
+            # Ready means subscribed: every target joins the fan-out before its opening.
+            await sub.opened
+        self.opened_at_ns = max(self.opened_at_ns, time.monotonic_ns())
+        return sub
+
+    async def open_all(
+        self, wanted: dict[int, int | None], within: float, in_flight: int
+    ) -> list[Subscriber]:
+        """Open ``wanted`` (index: Last-Event-ID) within ``within`` s, ``in_flight`` at a
+        time (0: all at once)."""
+        gate = asyncio.Semaphore(in_flight or len(wanted) or 1)
+        tasks = [asyncio.ensure_future(self.open_one(i, last, gate)) for i, last in wanted.items()]
+        _, pending = await asyncio.wait(tasks, timeout=within)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        done = [t for t in tasks if not t.cancelled() and t.exception() is None]
+        return [t.result() for t in done]
 
 
 def emit(message: dict[str, object]) -> None:
@@ -158,20 +276,74 @@ async def stdin_reader() -> asyncio.StreamReader:
     return reader
 
 
+def results(tally: Tally, subs: dict[int, Subscriber]) -> dict[str, object]:
+    return {
+        "delivered": tally.delivered,
+        "expected": tally.expected,
+        "lost": tally.lost,
+        "dropped_slow": tally.dropped_slow,
+        "open_slow": sum(1 for s in subs.values() if s.slow and not s.lost),
+        "stale_ids": tally.stale_ids,
+        "last_at_ns": tally.last_at_ns,
+        "latencies_us": tally.latencies_us,
+    }
+
+
+async def check_slow(tally: Tally, subs: dict[int, Subscriber]) -> None:
+    """Read the slow sockets again until each has ended, or SLOW_CHECK seconds."""
+    slow = [s for s in subs.values() if s.slow and not s.lost and s.transport is not None]
+    for sub in slow:
+        assert sub.transport is not None
+        sub.transport.resume_reading()
+    if slow:
+        await asyncio.wait([s.ended for s in slow], timeout=SLOW_CHECK)
+
+
+async def connect(
+    connector: Connector,
+    subs: dict[int, Subscriber],
+    wanted: dict[int, int | None],
+    args: argparse.Namespace,
+    in_flight: int,
+) -> None:
+    started = time.monotonic_ns()
+    opened = await connector.open_all(wanted, args.connect_timeout, in_flight)
+    subs.update((s.index, s) for s in opened)
+    ready = sum(1 for s in opened if s.opened.result())
+    emit(
+        {
+            "ready": ready,
+            "failed": len(wanted) - ready,
+            "connect_s": (connector.opened_at_ns - started) / 1e9 if opened else 0.0,
+        }
+    )
+
+
 async def run(args: argparse.Namespace) -> None:
-    tally = Tally(args.subscribers, args.posts)
+    tally = Tally(args.subscribers, args.posts, args.slow)
+    connector = Connector(args, tally)
     parent = await stdin_reader()
-    subs = await open_all(args.port, tally, args.connect_timeout)
-    ready = [s for s in subs if s.opened.result()]
-    emit({"ready": len(ready), "failed": args.subscribers - len(ready)})
+    subs: dict[int, Subscriber] = {}
+    await connect(connector, subs, dict.fromkeys(range(args.subscribers)), args, args.in_flight)
     # The parent is bounded too; these bounds only matter if it is stuck or gone.
-    with contextlib.suppress(TimeoutError):
-        if await asyncio.wait_for(parent.readline(), args.max_wait):
-            await asyncio.wait_for(tally.all_delivered.wait(), args.drain)
-    emit({"delivered": tally.delivered, "lost": tally.lost, "latencies_us": tally.latencies_us})
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(parent.readline(), args.max_wait)
-    for sub in subs:
+    while True:
+        try:
+            line = (await asyncio.wait_for(parent.readline(), args.max_wait)).split()
+        except TimeoutError:
+            break
+        if not line or line[0] == b"close":
+            break
+        if line[0] == b"posted":
+            tally.expect(int(line[1]) if len(line) > 1 else args.posts)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tally.all_delivered.wait(), args.drain)
+            if tally.slow:
+                await check_slow(tally, subs)
+            emit(results(tally, subs))
+        elif line[0] == b"reconnect":
+            wanted = {i: s.last_id for i, s in subs.items() if s.lost}
+            await connect(connector, subs, wanted, args, args.reconnect_in_flight)
+    for sub in subs.values():
         if sub.transport is not None:
             sub.transport.abort()
 
@@ -181,6 +353,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--subscribers", type=int, required=True)
     parser.add_argument("--posts", type=int, required=True)
+    parser.add_argument("--source", default="127.0.0.1", help="a loopback source address")
+    parser.add_argument("--path", default="/events?format=json")
+    parser.add_argument(
+        "--ready", default="\\nretry:", help="the bytes that say a stream is subscribed"
+    )
+    parser.add_argument("--slow", type=int, default=0, help="subscribers that never read")
+    parser.add_argument("--track-ids", action="store_true")
+    parser.add_argument("--in-flight", type=int, default=CONNECTS_IN_FLIGHT)
+    parser.add_argument(
+        "--reconnect-in-flight", type=int, default=0, help="0: every reconnect at once"
+    )
     parser.add_argument("--connect-timeout", type=float, default=60.0)
     parser.add_argument("--drain", type=float, default=30.0, help="seconds after the last post")
     parser.add_argument("--max-wait", type=float, default=600.0)

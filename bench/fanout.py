@@ -1,5 +1,8 @@
 """One measurement: start a server, connect the load clients, post, collect.
 
+The scenarios (``throughput``, ``storm``, ``slow``) reuse the pieces here: starting
+and stopping servers, the load clients, posting, and reading a process's RSS and CPU.
+
 Rationale:
 
 1. Each server gets a fresh temporary directory (feed's SQLite database, the logs)
@@ -12,6 +15,12 @@ Rationale:
    loads code paths (templates, SQL compilation) that are not a per-subscriber cost.
 4. The "after" RSS is read while every subscriber is still connected and every post
    has been delivered; only then are the clients told to hang up.
+5. CPU time (every thread's, from ``/proc/PID/task/*/schedstat``) is read just before
+   the first post and after the last delivery: the fan-out and the POSTs, not the
+   connects. For Nchan both RSS and CPU are its worker's: the master only supervises.
+6. Above 10,000 subscribers one client process would run out of file descriptors, so
+   the subscribers are shared among several, each from its own loopback address
+   (127.0.0.1, 127.0.0.2, ...), which also gives each its own ephemeral ports.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import json
 import os
@@ -32,14 +42,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import nchan
 from bench.client import marker
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-# feed on SQLite; the naive baseline; feed on PostgreSQL with its LISTEN/NOTIFY broker,
-# as one worker and as two (subscribers split across both, posts into the first).
-TARGETS = ("feed", "baseline", "feed-pg", "feed-pg-2w")
+# feed on SQLite; Nchan (C, the reference); the naive baseline; feed on PostgreSQL with
+# its LISTEN/NOTIFY broker, as one worker and as two (subscribers split across both,
+# posts into the first).
+TARGETS = ("feed", "nchan", "baseline", "feed-pg", "feed-pg-2w")
 WORKERS = {"feed-pg-2w": 2}
+READY = {"nchan": nchan.READY}  # what a subscribed stream opens with; others send retry:
+SUBSCRIBERS_PER_CLIENT = 10_000  # a client process's file descriptors, with room to spare
+CREATED = (201, 202)  # Nchan answers 202 when nobody is subscribed (the warm-up post)
 START_TIMEOUT = 30.0
 POST_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -57,9 +72,16 @@ class Plan:
     subscribers: int
     posts: int
     interval: float
-    clients: int
+    clients: int  # 0: one per SUBSCRIBERS_PER_CLIENT
     connect_timeout: float
     drain: float
+    slow: int = 0  # subscribers that never read (the slow-reader scenario)
+    pad: int = 0  # filler characters in each post's body
+    env: tuple[tuple[str, str], ...] = ()  # FEED_* settings for this scenario
+
+    @property
+    def client_count(self) -> int:
+        return self.clients or -(-self.subscribers // SUBSCRIBERS_PER_CLIENT)
 
 
 @dataclass(slots=True)
@@ -75,7 +97,10 @@ class Measurement:
     connect_s: float = 0.0
     post_ms: list[float] = field(default_factory=list)
     rss_kb: dict[str, int] = field(default_factory=dict)
+    cpu_s: float = 0.0
     latencies_us: list[list[int]] = field(default_factory=list)
+    slow: int = 0
+    dropped_slow: int = 0
 
 
 # -- processes ----------------------------------------------------------------------
@@ -112,12 +137,14 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 
 
 def server_command(
-    target: str, port: int, workdir: Path, database: str | None
+    target: str, port: int, workdir: Path, database: str | None, extra: Plan | None = None
 ) -> tuple[list[str], dict[str, str]]:
     # FEED_* variables from the caller's shell would change what is measured.
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
     if target == "baseline":
         return [sys.executable, "-m", "bench.baseline", "--port", str(port)], env
+    if target == "nchan":
+        return nchan.command(port, workdir), env
     env |= {
         "FEED_DATABASE_URL": database or f"sqlite:///{workdir / 'feed.db'}",
         "FEED_HOST": HOST,
@@ -129,14 +156,22 @@ def server_command(
     }
     if database is not None:
         env["FEED_BROKER_URL"] = database
+    if extra is not None:
+        env |= dict(extra.env)
     return [sys.executable, "-m", "feed", "serve"], env
 
 
-def client_command(port: int, subscribers: int, plan: Plan) -> list[str]:
+def client_command(
+    target: str, port: int, subscribers: int, plan: Plan, n: int, *extra: str
+) -> list[str]:
+    """The ``n``-th load client: its own source address, and its share of slow readers."""
     return [
         *(sys.executable, "-m", "bench.client", "--port", str(port)),
         *("--subscribers", str(subscribers), "--posts", str(plan.posts)),
         *("--connect-timeout", str(plan.connect_timeout), "--drain", str(plan.drain)),
+        *("--source", f"127.0.0.{1 + n}", "--ready", READY.get(target, "\\nretry:")),
+        *("--slow", str(shares(plan.slow, plan.client_count)[n])),
+        *extra,
     ]
 
 
@@ -151,6 +186,18 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise BenchError(f"no VmRSS for process {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time ``pid``'s threads have run so far, in seconds.
+
+    From each thread's ``schedstat`` (nanoseconds), not ``/proc/PID/stat``, whose
+    10 ms ticks are too coarse for a fan-out to 1,000 subscribers."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def tail(log: Path) -> str:
@@ -190,7 +237,7 @@ async def post(port: int, body: Callable[[], str]) -> float:
         finally:
             writer.close()
     status = int(head.split()[1])
-    if status != 201:
+    if status not in CREATED:
         raise BenchError(f"POST answered {status}, expected 201")
     return (time.monotonic() - started) * 1000
 
@@ -205,14 +252,15 @@ def request_bytes(port: int, payload: dict[str, str]) -> bytes:
     return head.encode() + body
 
 
-async def post_all(port: int, plan: Plan) -> list[float]:
+async def post_all(port: int, plan: Plan, first: int = 0) -> list[float]:
+    """Posts ``first``..``first + plan.posts - 1``, ``plan.interval`` apart."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     timings = []
     for k in range(plan.posts):
         # Pacing, not synchronisation: spaced posts make each one a separate fan-out.
         await asyncio.sleep(max(0.0, start + k * plan.interval - loop.time()))
-        timings.append(await post(port, functools.partial(marker, k)))
+        timings.append(await post(port, functools.partial(marker, first + k, plan.pad)))
     return timings
 
 
@@ -238,6 +286,7 @@ async def _read_line(proc: asyncio.subprocess.Process) -> bytes:
 
 
 async def tell(clients: list[asyncio.subprocess.Process], word: str) -> None:
+    """Send one command line (``posted K``, ``reconnect``, ``close``) to every client."""
     for proc in clients:
         assert proc.stdin is not None
         proc.stdin.write(word.encode() + b"\n")
@@ -251,39 +300,80 @@ def shares(total: int, parts: int) -> list[int]:
 # -- one measurement --------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class Server:
+    """A running target: the process started, and the one whose RSS and CPU count."""
+
+    process: asyncio.subprocess.Process
+    measured: int
+    port: int
+    log: Path
+
+
+async def start_server(
+    stack: contextlib.AsyncExitStack,
+    target: str,
+    port: int,
+    workdir: Path,
+    database: str | None = None,
+    plan: Plan | None = None,
+    n: int = 0,
+) -> Server:
+    """Start ``target`` on ``port``; it is stopped when ``stack`` closes."""
+    try:
+        cmd, env = server_command(target, port, workdir, database, plan)
+    except nchan.NchanMissing as exc:
+        raise BenchError(str(exc)) from None
+    path = workdir / f"server-{n}.log"
+    log = stack.enter_context(path.open("ab"))
+    proc = await stack.enter_async_context(spawn(cmd, env=env, stdout=log, stderr=log))
+    await wait_listening(proc, port, path)
+    measured = nchan.worker(proc.pid) if target == "nchan" else proc.pid
+    return Server(proc, measured, port, path)
+
+
+async def start_clients(
+    stack: contextlib.AsyncExitStack, target: str, ports: list[int], plan: Plan, *extra: str
+) -> list[asyncio.subprocess.Process]:
+    """The load clients; at least one per server, each on one server."""
+    pipes = {"stdin": asyncio.subprocess.PIPE, "stdout": asyncio.subprocess.PIPE}
+    count = max(plan.client_count, len(ports))
+    parts = shares(plan.subscribers, count)
+    plan = dataclasses.replace(plan, clients=count)
+    return [
+        await stack.enter_async_context(
+            spawn(client_command(target, ports[i % len(ports)], n, plan, i, *extra), **pipes)
+        )
+        for i, n in enumerate(parts)
+    ]
+
+
 async def measure(target: str, plan: Plan, database: str | None = None) -> Measurement:
     """``database`` is a PostgreSQL URL for the ``feed-pg`` targets."""
     with tempfile.TemporaryDirectory(prefix=f"feed-bench-{target}-") as tmp:
         workdir = Path(tmp)
         ports = [free_port() for _ in range(WORKERS.get(target, 1))]
         async with contextlib.AsyncExitStack() as stack:
-            pids = []
-            for n, port in enumerate(ports):
-                cmd, env = server_command(target, port, workdir, database)
-                path = workdir / f"server-{n}.log"
-                log = stack.enter_context(path.open("wb"))
-                server = await stack.enter_async_context(
-                    spawn(cmd, env=env, stdout=log, stderr=log)
-                )
-                await wait_listening(server, port, path)
-                pids.append(server.pid)
+            servers = [
+                await start_server(stack, target, port, workdir, database, plan, n)
+                for n, port in enumerate(ports)
+            ]
             await post(ports[0], lambda: "warm-up")
-            return await _load(pids, ports, target, plan)
+            return await _load([s.measured for s in servers], ports, target, plan)
+
+
+async def sample_rss(pids: list[int], peak: dict[str, int]) -> None:
+    """Keep ``peak["peak"]`` at the highest RSS seen, until cancelled."""
+    while True:
+        peak["peak"] = max(peak.get("peak", 0), sum(rss_kb(pid) for pid in pids))
+        await asyncio.sleep(0.05)  # sampling, not waiting for anything
 
 
 async def _load(pids: list[int], ports: list[int], target: str, plan: Plan) -> Measurement:
-    m = Measurement(target, plan.subscribers, plan.posts)
+    m = Measurement(target, plan.subscribers, plan.posts, slow=plan.slow)
     m.rss_kb["before"] = sum(rss_kb(pid) for pid in pids)
-    pipes = {"stdin": asyncio.subprocess.PIPE, "stdout": asyncio.subprocess.PIPE}
-    # At least one client per server, each client on one server, posts into the first.
-    parts = shares(plan.subscribers, max(plan.clients, len(ports)))
     async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                spawn(client_command(ports[i % len(ports)], n, plan), **pipes)
-            )
-            for i, n in enumerate(parts)
-        ]
+        clients = await start_clients(stack, target, ports, plan)
         started = time.monotonic()
         ready = await read_all(clients, plan.connect_timeout + MARGIN)
         m.connect_s = time.monotonic() - started
@@ -293,13 +383,20 @@ async def _load(pids: list[int], ports: list[int], target: str, plan: Plan) -> M
                 f"{target}: only {m.connected} of {plan.subscribers} subscribers connected"
             )
         m.rss_kb["connected"] = sum(rss_kb(pid) for pid in pids)
-        m.post_ms = await post_all(ports[0], plan)
-        await tell(clients, "posted")
-        results = await read_all(clients, plan.drain + MARGIN)
+        cpu_before = sum(cpu_s(pid) for pid in pids)
+        sampler = asyncio.ensure_future(sample_rss(pids, m.rss_kb))
+        try:
+            m.post_ms = await post_all(ports[0], plan)
+            await tell(clients, "posted")
+            results = await read_all(clients, plan.drain + MARGIN)
+        finally:
+            sampler.cancel()
+        m.cpu_s = sum(cpu_s(pid) for pid in pids) - cpu_before
         m.rss_kb["after"] = sum(rss_kb(pid) for pid in pids)
         await tell(clients, "close")
     m.delivered = sum(r["delivered"] for r in results)
     m.lost = sum(r["lost"] for r in results)
+    m.dropped_slow = sum(r["dropped_slow"] for r in results)
     m.latencies_us = [
         [us for r in results for us in r["latencies_us"][k]] for k in range(plan.posts)
     ]

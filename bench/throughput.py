@@ -1,0 +1,222 @@
+"""The publish-throughput scenario: how many posts a second feed persists and delivers.
+
+``CONCURRENCY`` HTTP clients post as fast as answers come back, over keep-alive
+connections, until ``posts`` posts are in or ``within`` seconds have passed; 100
+subscribers (one load-client process) receive them. Reported, per store:
+
+- persisted per second: posts answered 201 (committed) / time from the first request
+  to the last answer; the posts are then read back page by page through the API and
+  every marker must be there;
+- delivered per second: posts / time from the first request until every subscriber
+  has every post;
+- loss: (subscriber, post) pairs missing, which must be zero; and the latency of
+  each post to its subscribers while the store is this busy.
+
+Rationale:
+
+1. Raw keep-alive HTTP/1.1 on asyncio streams, not an HTTP library: the posting
+   clients share the two cores with the server, and the cheaper they are, the more of
+   the measurement is the server.
+2. Every post is an ordinary ``POST /api/channels/general/posts``: rendering, the
+   sanitiser, the transaction with its event row, the broker hint and the fan-out.
+3. Bounded twice: a fixed number of posts and a deadline. What missed the deadline
+   is reported, not waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.client import MARKER, marker
+from bench.fanout import (
+    HOST,
+    MARGIN,
+    BenchError,
+    Plan,
+    free_port,
+    post,
+    read_all,
+    start_clients,
+    start_server,
+    tell,
+)
+from bench.report import percentile
+from bench.scaling import running_postgres
+
+CONCURRENCY = 16
+SUBSCRIBERS = 100
+TARGET_PER_S = 1000.0
+REQUEST_TIMEOUT = 10.0
+PAGE = 200  # the API's largest page
+CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection to the server."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, payload: object = None) -> tuple[int, Any]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+        assert self.reader is not None
+        body = b"" if payload is None else json.dumps(payload).encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            self.writer.write(head.encode() + body)
+            answer = await self.reader.readuntil(b"\r\n\r\n")
+            length = CONTENT_LENGTH.search(answer)
+            if length is None:
+                raise BenchError(f"{method} {path}: an answer without Content-Length")
+            data = await self.reader.readexactly(int(length[1]))
+        return int(answer.split()[1]), json.loads(data)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def post_many(port: int, posts: int, deadline: float) -> tuple[int, int, float]:
+    """Posts 0..posts-1 from CONCURRENCY connections; (answered 201, refused, seconds)."""
+    next_post = iter(range(posts))
+    created = refused = 0
+    finished = time.monotonic()
+
+    async def worker() -> None:
+        nonlocal created, refused, finished
+        conn = Connection(port)
+        try:
+            # The deadline is checked before a number is taken, so the posts made are
+            # always 0..made-1, whatever the deadline cut.
+            while time.monotonic() < deadline:
+                k = next(next_post, None)
+                if k is None:
+                    return
+                payload = {"author": "bench", "body": marker(k)}
+                status, _ = await conn.request("POST", "/api/channels/general/posts", payload)
+                if status == 201:
+                    created += 1
+                else:
+                    refused += 1
+                finished = time.monotonic()
+        finally:
+            conn.close()
+
+    started = time.monotonic()
+    async with asyncio.TaskGroup() as group:
+        for _ in range(CONCURRENCY):
+            group.create_task(worker())
+    return created, refused, finished - started
+
+
+async def stored_markers(port: int, posts: int) -> int:
+    """How many distinct bench posts the API lists, newest first, page by page."""
+    found: set[int] = set()
+    conn = Connection(port)
+    path = f"/api/channels/general/posts?limit={PAGE}"
+    try:
+        for _ in range(posts // PAGE + 2):  # bounded: one page more than needed
+            status, page = await conn.request("GET", path)
+            if status != 200:
+                raise BenchError(f"listing posts answered {status}")
+            for item in page["posts"]:
+                match = MARKER.search(item["body"].encode())
+                if match:
+                    found.add(int(match[1]))
+            if page["next_before"] is None:
+                break
+            path = f"/api/channels/general/posts?limit={PAGE}&before={page['next_before']}"
+    finally:
+        conn.close()
+    return len(found)
+
+
+async def measure(
+    target: str, posts: int, within: float, database: str | None = None
+) -> dict[str, Any]:
+    plan = Plan(SUBSCRIBERS, posts, 0.0, 1, 60.0, within)
+    with tempfile.TemporaryDirectory(prefix=f"feed-bench-{target}-") as tmp:
+        port = free_port()
+        async with contextlib.AsyncExitStack() as stack:
+            await start_server(stack, target, port, Path(tmp), database)
+            await post(port, lambda: "warm-up")
+            clients = await start_clients(stack, target, [port], plan)
+            ready = await read_all(clients, plan.connect_timeout + MARGIN)
+            if sum(r["ready"] for r in ready) < SUBSCRIBERS:
+                raise BenchError(f"{target}: not every subscriber connected")
+            started_ns = time.monotonic_ns()
+            created, refused, seconds = await post_many(port, posts, time.monotonic() + within)
+            await tell(clients, f"posted {created + refused}")
+            (result,) = await read_all(clients, within + MARGIN)
+            stored = await stored_markers(port, posts)
+            await tell(clients, "close")
+    latencies = sorted(us / 1000 for per_post in result["latencies_us"] for us in per_post)
+    delivered_s = (result["last_at_ns"] - started_ns) / 1e9
+    return {
+        "target": target,
+        "posts": posts,
+        "concurrency": CONCURRENCY,
+        "created": created,
+        "refused": refused,
+        "stored": stored,
+        "persisted_per_s": created / seconds if seconds > 0 else 0.0,
+        "delivered": result["delivered"],
+        "expected": result["expected"],
+        "lost_pairs": result["expected"] - result["delivered"],
+        "delivered_per_s": created / delivered_s
+        if result["delivered"] and delivered_s > 0
+        else 0.0,
+        "p50_ms": percentile(latencies, 0.5),
+        "p99_ms": percentile(latencies, 0.99),
+    }
+
+
+COLUMNS = (
+    ("target", "{}"),
+    ("posts", "{}"),
+    ("created", "{}"),
+    ("stored", "{}"),
+    ("persisted_per_s", "{:.0f}"),
+    ("delivered_per_s", "{:.0f}"),
+    ("lost_pairs", "{}"),
+    ("p50_ms", "{:.1f}"),
+    ("p99_ms", "{:.1f}"),
+)
+
+
+async def run(posts: int, within: float, targets: list[str]) -> tuple[dict[str, Any], bool]:
+    rows = []
+    with running_postgres("feed-pg" in targets) as postgres:
+        for target in targets:
+            print(f"throughput: {target}, {posts} posts ...", file=sys.stderr, flush=True)
+            database = postgres.new_database() if postgres and target == "feed-pg" else None
+            rows.append(await measure(target, posts, within, database))
+    print(
+        f"\npublish throughput: {CONCURRENCY} concurrent posting connections, "
+        f"{SUBSCRIBERS} subscribers, at most {posts} posts in {within:.0f} s\n"
+    )
+    print(report.table(rows, COLUMNS))
+    for row in rows:
+        ok = row["persisted_per_s"] >= TARGET_PER_S and row["lost_pairs"] == 0
+        print(
+            f"{row['target']}: {row['persisted_per_s']:.0f} posts/s persisted, "
+            f"{row['delivered_per_s']:.0f}/s delivered with {row['lost_pairs']} lost "
+            f"(target >= {TARGET_PER_S:.0f}/s, no loss): {'met' if ok else 'MISSED'}"
+        )
+    complete = all(r["lost_pairs"] == 0 and r["stored"] == r["created"] for r in rows)
+    return {"posts": posts, "within_s": within, "results": rows}, complete
