@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import re
@@ -132,6 +133,7 @@ class Subscriber(asyncio.Protocol):
         self.ended: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        self.why = "closed before its opening"  # if it never opens
         self._tail = b""
         self._status_checked = False
 
@@ -174,6 +176,7 @@ class Subscriber(asyncio.Protocol):
         if not self._status_checked:
             self._status_checked = True
             if not buf.startswith(b"HTTP/1.1 200"):
+                self.why = buf[:12].decode(errors="replace")
                 self.opened.set_result(False)
                 if self.transport is not None:
                     self.transport.close()
@@ -202,6 +205,7 @@ class Connector:
         self.ready = args.ready.encode().decode("unicode_escape").encode()
         self.track_ids = args.track_ids
         self.opened_at_ns = 0
+        self.errors: collections.Counter[str] = collections.Counter()  # why opens failed
 
     def request(self, last_id: int | None) -> bytes:
         lines = [
@@ -260,6 +264,10 @@ class Connector:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                self.errors[type(task.exception()).__name__] += 1
+        self.errors["connect timeout"] += len(pending)
         done = [t for t in tasks if not t.cancelled() and t.exception() is None]
         return [t.result() for t in done]
 
@@ -307,13 +315,16 @@ async def connect(
     in_flight: int,
 ) -> None:
     started = time.monotonic_ns()
+    connector.errors.clear()
     opened = await connector.open_all(wanted, args.connect_timeout, in_flight)
     subs.update((s.index, s) for s in opened)
     ready = sum(1 for s in opened if s.opened.result())
+    connector.errors.update(s.why for s in opened if not s.opened.result())
     emit(
         {
             "ready": ready,
             "failed": len(wanted) - ready,
+            "why": dict(connector.errors),
             "connect_s": (connector.opened_at_ns - started) / 1e9 if opened else 0.0,
         }
     )

@@ -98,6 +98,7 @@ class Measurement:
     post_ms: list[float] = field(default_factory=list)
     rss_kb: dict[str, int] = field(default_factory=dict)
     cpu_s: float = 0.0
+    client_cpu_s: float = 0.0  # the load clients' own: reading is inside every latency
     latencies_us: list[list[int]] = field(default_factory=list)
     slow: int = 0
     dropped_slow: int = 0
@@ -328,8 +329,9 @@ async def start_server(
     log = stack.enter_context(path.open("ab"))
     proc = await stack.enter_async_context(spawn(cmd, env=env, stdout=log, stderr=log))
     await wait_listening(proc, port, path)
-    measured = nchan.worker(proc.pid) if target == "nchan" else proc.pid
-    return Server(proc, measured, port, path)
+    if target == "nchan":  # nginx writes its errors to its own log
+        return Server(proc, nchan.worker(proc.pid), port, nchan.error_log(workdir))
+    return Server(proc, proc.pid, port, path)
 
 
 async def start_clients(
@@ -359,7 +361,10 @@ async def measure(target: str, plan: Plan, database: str | None = None) -> Measu
                 for n, port in enumerate(ports)
             ]
             await post(ports[0], lambda: "warm-up")
-            return await _load([s.measured for s in servers], ports, target, plan)
+            try:
+                return await _load([s.measured for s in servers], ports, target, plan)
+            except BenchError as exc:
+                raise BenchError(f"{exc}\nserver log:\n{tail(servers[0].log)}") from None
 
 
 async def sample_rss(pids: list[int], peak: dict[str, int]) -> None:
@@ -379,11 +384,14 @@ async def _load(pids: list[int], ports: list[int], target: str, plan: Plan) -> M
         m.connect_s = time.monotonic() - started
         m.connected = sum(r["ready"] for r in ready)
         if m.connected < plan.subscribers:
+            failed = ", ".join(f"{r['failed']} ({r.get('why', {})})" for r in ready)
             raise BenchError(
-                f"{target}: only {m.connected} of {plan.subscribers} subscribers connected"
+                f"{target}: only {m.connected} of {plan.subscribers} subscribers connected; "
+                f"failed per client: {failed}"
             )
         m.rss_kb["connected"] = sum(rss_kb(pid) for pid in pids)
         cpu_before = sum(cpu_s(pid) for pid in pids)
+        client_before = sum(cpu_s(proc.pid) for proc in clients)
         sampler = asyncio.ensure_future(sample_rss(pids, m.rss_kb))
         try:
             m.post_ms = await post_all(ports[0], plan)
@@ -392,6 +400,7 @@ async def _load(pids: list[int], ports: list[int], target: str, plan: Plan) -> M
         finally:
             sampler.cancel()
         m.cpu_s = sum(cpu_s(pid) for pid in pids) - cpu_before
+        m.client_cpu_s = sum(cpu_s(proc.pid) for proc in clients) - client_before
         m.rss_kb["after"] = sum(rss_kb(pid) for pid in pids)
         await tell(clients, "close")
     m.delivered = sum(r["delivered"] for r in results)

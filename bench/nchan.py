@@ -40,7 +40,11 @@ def command(port: int, workdir: Path) -> list[str]:
     text = Template(TEMPLATE.read_text()).substitute(module=MODULE, prefix=prefix, port=port)
     conf.write_text(text)
     # -e: start-up errors go to our log too, not to /var/log/nginx.
-    return [str(NGINX), "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+    return [str(NGINX), "-p", str(prefix), "-c", str(conf), "-e", str(error_log(workdir))]
+
+
+def error_log(workdir: Path) -> Path:
+    return workdir / "nchan" / "error.log"
 
 
 def worker(master: int) -> int:

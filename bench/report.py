@@ -40,6 +40,7 @@ COLUMNS = (
     ("max_ms", "{:.1f}"),
     ("rss_per_sub_kb", "{:.1f}"),
     ("cpu_us_per_sub_event", "{:.1f}"),
+    ("client_cpu_us_per_sub_event", "{:.1f}"),
     ("connect_s", "{:.1f}"),
     ("post_p50_ms", "{:.1f}"),
 )
@@ -73,6 +74,7 @@ def summarise(m: Measurement) -> dict[str, Any]:
         "cpu_s": m.cpu_s,
         # The POSTs are in it too: a server's whole cost of getting events out.
         "cpu_us_per_sub_event": m.cpu_s * 1e6 / max(1, m.connected * m.posts),
+        "client_cpu_us_per_sub_event": m.client_cpu_s * 1e6 / max(1, m.connected * m.posts),
         "slow": m.slow,
         "dropped_slow": m.dropped_slow,
         "connect_s": m.connect_s,
