@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--subscribers", type=int, default=storm.SUBSCRIBERS)
     st.add_argument("--missed", type=int, default=storm.MISSED)
     st.add_argument("--clients", type=int, default=storm.CLIENTS)
+    st.add_argument(
+        "--in-flight", type=int, default=0, help="reconnects per client at a time (default all)"
+    )
     sl = sub.add_parser("slow", help="1%% of subscribers never read")
     sl.add_argument("--subscribers", type=int, default=slow.SUBSCRIBERS)
     al = sub.add_parser("all", help="every scenario with its defaults")
@@ -134,7 +137,9 @@ async def run_throughput(args: argparse.Namespace) -> bool:
 
 
 async def run_storm(args: argparse.Namespace) -> bool:
-    document, complete = await storm.run(args.subscribers, args.missed, args.clients)
+    document, complete = await storm.run(
+        args.subscribers, args.missed, args.clients, args.in_flight
+    )
     print(f"results: {report.write_json('storm', document)}")
     return complete
 
