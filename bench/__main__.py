@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument("--posts", type=int, default=3000, help="default 3000")
     tp.add_argument("--within", type=float, default=60.0, help="seconds (default 60)")
     tp.add_argument("--targets", type=_targets, default="feed,feed-pg")
+    tp.add_argument("--concurrency", type=int, default=throughput.CONCURRENCY, help="default 16")
     st = sub.add_parser("storm", help="10,000 reconnect at once after a restart")
     st.add_argument("--subscribers", type=int, default=storm.SUBSCRIBERS)
     st.add_argument("--missed", type=int, default=storm.MISSED)
@@ -131,7 +132,9 @@ async def fanout(args: argparse.Namespace) -> bool:
 
 
 async def run_throughput(args: argparse.Namespace) -> bool:
-    document, complete = await throughput.run(args.posts, args.within, args.targets)
+    document, complete = await throughput.run(
+        args.posts, args.within, args.targets, args.concurrency
+    )
     print(f"results: {report.write_json('throughput', document)}")
     return complete
 

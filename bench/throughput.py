@@ -1,6 +1,6 @@
 """The publish-throughput scenario: how many posts a second feed persists and delivers.
 
-``CONCURRENCY`` HTTP clients post as fast as answers come back, over keep-alive
+``--concurrency`` HTTP clients (default 16) post as fast as answers come back, over keep-alive
 connections, until ``posts`` posts are in or ``within`` seconds have passed; 100
 subscribers (one load-client process) receive them. Reported, per store:
 
@@ -91,8 +91,10 @@ class Connection:
             self.writer.close()
 
 
-async def post_many(port: int, posts: int, deadline: float) -> tuple[int, int, float]:
-    """Posts 0..posts-1 from CONCURRENCY connections; (answered 201, refused, seconds)."""
+async def post_many(
+    port: int, posts: int, deadline: float, concurrency: int
+) -> tuple[int, int, float]:
+    """Posts 0..posts-1 from ``concurrency`` connections; (answered 201, refused, seconds)."""
     next_post = iter(range(posts))
     created = refused = 0
     finished = time.monotonic()
@@ -119,7 +121,7 @@ async def post_many(port: int, posts: int, deadline: float) -> tuple[int, int, f
 
     started = time.monotonic()
     async with asyncio.TaskGroup() as group:
-        for _ in range(CONCURRENCY):
+        for _ in range(concurrency):
             group.create_task(worker())
     return created, refused, finished - started
 
@@ -147,7 +149,7 @@ async def stored_markers(port: int, posts: int) -> int:
 
 
 async def measure(
-    target: str, posts: int, within: float, database: str | None = None
+    target: str, posts: int, within: float, concurrency: int, database: str | None = None
 ) -> dict[str, Any]:
     plan = Plan(SUBSCRIBERS, posts, 0.0, 1, 60.0, within)
     with tempfile.TemporaryDirectory(prefix=f"feed-bench-{target}-") as tmp:
@@ -160,7 +162,8 @@ async def measure(
             if sum(r["ready"] for r in ready) < SUBSCRIBERS:
                 raise BenchError(f"{target}: not every subscriber connected")
             started_ns = time.monotonic_ns()
-            created, refused, seconds = await post_many(port, posts, time.monotonic() + within)
+            deadline = time.monotonic() + within
+            created, refused, seconds = await post_many(port, posts, deadline, concurrency)
             await tell(clients, f"posted {created + refused}")
             (result,) = await read_all(clients, within + MARGIN)
             stored = await stored_markers(port, posts)
@@ -170,7 +173,7 @@ async def measure(
     return {
         "target": target,
         "posts": posts,
-        "concurrency": CONCURRENCY,
+        "concurrency": concurrency,
         "created": created,
         "refused": refused,
         "stored": stored,
@@ -199,15 +202,19 @@ COLUMNS = (
 )
 
 
-async def run(posts: int, within: float, targets: list[str]) -> tuple[dict[str, Any], bool]:
+async def run(
+    posts: int, within: float, targets: list[str], concurrency: int = CONCURRENCY
+) -> tuple[dict[str, Any], bool]:
+    if set(targets) - {"feed", "feed-pg"}:
+        raise BenchError("throughput measures feed and feed-pg: the store is what it loads")
     rows = []
     with running_postgres("feed-pg" in targets) as postgres:
         for target in targets:
             print(f"throughput: {target}, {posts} posts ...", file=sys.stderr, flush=True)
             database = postgres.new_database() if postgres and target == "feed-pg" else None
-            rows.append(await measure(target, posts, within, database))
+            rows.append(await measure(target, posts, within, concurrency, database))
     print(
-        f"\npublish throughput: {CONCURRENCY} concurrent posting connections, "
+        f"\npublish throughput: {concurrency} concurrent posting connections, "
         f"{SUBSCRIBERS} subscribers, at most {posts} posts in {within:.0f} s\n"
     )
     print(report.table(rows, COLUMNS))
@@ -219,4 +226,9 @@ async def run(posts: int, within: float, targets: list[str]) -> tuple[dict[str, 
             f"(target >= {TARGET_PER_S:.0f}/s, no loss): {'met' if ok else 'MISSED'}"
         )
     complete = all(r["lost_pairs"] == 0 and r["stored"] == r["created"] for r in rows)
-    return {"posts": posts, "within_s": within, "results": rows}, complete
+    return {
+        "posts": posts,
+        "within_s": within,
+        "concurrency": concurrency,
+        "results": rows,
+    }, complete
