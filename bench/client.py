@@ -31,7 +31,8 @@ Rationale:
 3. The marker is searched for in the raw bytes, chunked framing and all (the servers
    send each event as one chunk); the tail kept between reads catches a marker that a
    read boundary split in two. feed's JSON carries the body twice (``body`` and
-   ``html``): a (subscriber, post) pair counts once.
+   ``html``), Nchan's data once: the search skips from an event's first marker to the
+   end of that event, so every target costs the client one match per event.
 4. Each socket is made here, not by ``create_connection``: a source address other than
    127.0.0.1 (each loopback address has its own ephemeral ports), and for the slow
    readers a small receive buffer and a network-sized MSS, must be set before
@@ -152,9 +153,13 @@ class Subscriber(asyncio.Protocol):
         if self.slow:
             return
         end = 0
-        for match in MARKER.finditer(buf):
+        match = MARKER.search(buf)
+        while match is not None:
             self.tally.record(self.index, int(match[1]), now - int(match[2]), now)
             end = match.end()
+            # The first marker of an event is enough (see 3): go on at the next event.
+            boundary = buf.find(b"\n\n", end)
+            match = None if boundary < 0 else MARKER.search(buf, boundary)
         if self.last_id is not None:
             end = max(end, self._track_ids(buf))
         self._tail = buf[end:][-TAIL:]
