@@ -1,8 +1,7 @@
 """``/admin``: channels, live connections, recent events and the broker, kept live.
 
-There is no identity yet. Until it lands (its own issue), /admin and everything
-under it must be restricted to operators by the reverse proxy: anyone who reaches
-these routes can create, retitle, archive and restore channels.
+Only admins of the whole feed get in (``admins_only``); others are sent to sign
+in, or refused with 403 once signed in.
 
 Rationale:
 
@@ -33,19 +32,21 @@ Rationale:
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
 from markupsafe import Markup
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from feed.access import check_csrf
 from feed.api import (
     MAX_DESCRIPTION_CHARS,
     MAX_TITLE_CHARS,
@@ -57,6 +58,7 @@ from feed.errors import ClientError
 from feed.events import SEP, Format, HubStats, comment, frame, hello
 from feed.pages import read_form
 from feed.runtime import Runtime, runtime
+from feed.signin import SignInFirst, viewer
 from feed.store import ChannelExists, ChannelNotFound, FeedEvent, StoreError
 
 logger = logging.getLogger("feed.admin")
@@ -171,6 +173,7 @@ async def admin_page(request: Request) -> HTMLResponse:
         "admin.html",
         release=rt.settings.release,
         heartbeat=rt.settings.heartbeat,
+        **request.state.viewer.context(),
         # Each part is rendered (and escaped) by its own template, as the stream does.
         channels_panel=Markup(await _channels_panel_html(rt)),
         connections=Markup(connections_html(rt)),
@@ -364,11 +367,31 @@ async def admin_stream(request: Request) -> EventSourceResponse:
     )
 
 
+def admins_only(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[..., Any]:
+    """Let admins of the whole feed through; send others to sign in, or refuse them.
+    Forms are htmx requests carrying the session's CSRF token (access.py, 4)."""
+
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        seen = await viewer(request)
+        who = seen.who
+        if not who.is_admin:
+            if not who.signed_in:
+                raise SignInFirst(request.url.path)
+            raise ClientError(403, "Only an admin of the whole feed may use /admin.")
+        if request.method != "GET" and who.ambient:
+            check_csrf(request, who)
+        request.state.viewer = seen
+        return seen.apply(await endpoint(request), request)
+
+    return guarded
+
+
 routes = [
-    Route("/admin", admin_page, methods=["GET"]),
-    Route("/admin/stream", admin_stream, methods=["GET"]),
-    Route("/admin/channels", create_channel, methods=["POST"]),
-    Route("/admin/channels/{channel}/title", retitle_channel, methods=["POST"]),
-    Route("/admin/channels/{channel}/archive", archive_channel, methods=["POST"]),
-    Route("/admin/channels/{channel}/restore", archive_channel, methods=["POST"]),
+    Route("/admin", admins_only(admin_page), methods=["GET"]),
+    Route("/admin/stream", admins_only(admin_stream), methods=["GET"]),
+    Route("/admin/channels", admins_only(create_channel), methods=["POST"]),
+    Route("/admin/channels/{channel}/title", admins_only(retitle_channel), methods=["POST"]),
+    Route("/admin/channels/{channel}/archive", admins_only(archive_channel), methods=["POST"]),
+    Route("/admin/channels/{channel}/restore", admins_only(archive_channel), methods=["POST"]),
 ]

@@ -15,7 +15,6 @@ import hashlib
 import json
 import re
 import time
-import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -24,12 +23,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from feed import logs, security
+from feed.access import Identity, Permissions, forbidden_unless_admin, identity_name
 from feed.errors import ClientError
 from feed.render import channel_json, post_json
 from feed.runtime import Runtime, runtime
-from feed.store import Answer, Change, ChannelChange, Claim, Once
+from feed.store import Answer, Change, ChannelChange, Claim, Once, PostNotFound
 
-MAX_AUTHOR_CHARS = 80
 MAX_PAGE = 200
 MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 2000
@@ -117,12 +116,25 @@ def channel_name(payload: dict[str, Any]) -> str:
     return name
 
 
-def author_name(value: str) -> str:
-    """Until identities exist, the author is a name the client gives: one clean line."""
-    name = value.strip()
-    if any(unicodedata.category(ch).startswith("C") for ch in name):
-        raise ClientError(422, "The field 'author' must not contain control characters.")
-    return name
+def post_body(rt: Runtime, who: Identity, payload: dict[str, Any]) -> str:
+    """A new post's body. The author is whoever posts: an ``author`` field, which
+    scripts written for older versions send, must name that identity."""
+    check_fields(payload, {"body"}, frozenset({"author"}))
+    if "author" in payload and payload["author"] != who.name:
+        raise ClientError(
+            422,
+            f"The author of a post is the identity that writes it ({who.name!r}); "
+            "leave out the 'author' field.",
+            payload["author"],
+        )
+    return text_field(payload, "body", rt.settings.max_post_chars)
+
+
+def flag(payload: dict[str, Any], name: str) -> bool | None:
+    value = payload.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise ClientError(422, f"The field {name!r} must be true or false.", name)
+    return value
 
 
 def post_id(request: Request) -> int:
@@ -161,17 +173,31 @@ async def publish(rt: Runtime, change: Change) -> dict[str, Any]:
     return {"post": post_json(change.post), "event_id": change.event_id}
 
 
-def post_fields(rt: Runtime, payload: dict[str, Any]) -> tuple[str, str]:
-    """A new post's author and body, validated."""
-    check_fields(payload, {"author", "body"})
-    author = author_name(text_field(payload, "author", MAX_AUTHOR_CHARS))
-    return author, text_field(payload, "body", rt.settings.max_post_chars)
+async def create_post_from(
+    rt: Runtime, perms: Permissions, channel: str, payload: dict[str, Any]
+) -> Change:
+    """Check, validate and store a new post; shared by the API and the compose form."""
+    perms.check_post(channel)
+    body = post_body(rt, perms.identity, payload)
+    assert perms.identity.name is not None
+    return await rt.store.create_post(channel, perms.identity.name, body)
 
 
-async def create_post_from(rt: Runtime, channel: str, payload: dict[str, Any]) -> Change:
-    """Validate a new post's fields and store it; shared by the API and the compose form."""
-    author, body = post_fields(rt, payload)
-    return await rt.store.create_post(channel, author, body)
+async def post_rate(request: Request, who: Identity) -> None:
+    """Count a post against its author's rate (or the address's, for no one)."""
+    security.of(request).check_post_rate(request, who.limit_key)
+
+
+async def editable(rt: Runtime, request: Request) -> int:
+    """The id of the post in the path, if the requester may change it."""
+    perms = await rt.access.check(request)
+    found = post_id(request)
+    post = await rt.store.get_post(found)
+    # A post one may not read is answered like one that does not exist.
+    if not perms.may_read(post.channel):
+        raise PostNotFound(found)
+    perms.check_edit(post)
+    return found
 
 
 def idempotency_claim(request: Request, payload: dict[str, Any]) -> Claim | None:
@@ -225,6 +251,7 @@ def _channel_content(change: ChannelChange) -> dict[str, Any]:
 
 async def publish_channel(rt: Runtime, change: ChannelChange) -> dict[str, Any]:
     if change.event_id is not None:
+        rt.access.changed()
         await rt.broker.publish(change.event_id)
         _hinted(rt)
     return {"channel": channel_json(change.channel), "event_id": change.event_id}
@@ -239,60 +266,117 @@ def optional_text(payload: dict[str, Any], name: str, max_chars: int) -> str | N
 
 async def list_channels(request: Request) -> JSONResponse:
     rt = runtime(request)
-    channels = await rt.store.list_channels()
-    return JSONResponse({"channels": [channel_json(c) for c in channels]})
+    perms = await rt.access.check(request)
+    return JSONResponse({"channels": [channel_json(c) for c in perms.readable()]})
+
+
+async def admin_only(request: Request) -> Runtime:
+    rt = runtime(request)
+    forbidden_unless_admin((await rt.access.check(request)).identity)
+    return rt
 
 
 async def create_channel(request: Request) -> Response:
-    rt = runtime(request)
+    rt = await admin_only(request)
     payload = await read_json(request, rt.settings.max_body_bytes)
-    check_fields(payload, {"name", "title"}, frozenset({"description"}))
+    check_fields(
+        payload, {"name", "title"}, frozenset({"description", "private", "announcement_only"})
+    )
     name = channel_name(payload)
     title = text_field(payload, "title", MAX_TITLE_CHARS)
     description = optional_text(payload, "description", MAX_DESCRIPTION_CHARS) or ""
+    access = {
+        "private": flag(payload, "private") or False,
+        "announcement_only": flag(payload, "announcement_only") or False,
+    }
     location = f"/api/channels/{name}/posts"
     claim = idempotency_claim(request, payload)
     if claim is not None:
         answer = remembered(_channel_content, lambda _: location)
         once = await rt.store.create_channel_once(
-            claim, name, title.strip(), description.strip(), answer
+            claim, name, title.strip(), description.strip(), answer, **access
         )
+        rt.access.changed()
         return await answer_once(rt, once)
-    change = await rt.store.create_channel(name, title.strip(), description.strip())
+    change = await rt.store.create_channel(name, title.strip(), description.strip(), **access)
     headers = {"Location": location}
     return JSONResponse(await publish_channel(rt, change), status_code=201, headers=headers)
 
 
+CHANNEL_FIELDS = ("title", "description", "private", "announcement_only")
+
+
 async def update_channel(request: Request) -> JSONResponse:
-    rt = runtime(request)
+    rt = await admin_only(request)
     payload = await read_json(request, rt.settings.max_body_bytes)
-    unknown = sorted(set(payload) - {"title", "description"})
+    unknown = sorted(set(payload) - set(CHANNEL_FIELDS))
     if unknown or not payload:
-        raise ClientError(422, "Send 'title', 'description' or both.", unknown or None)
+        fields = ", ".join(repr(f) for f in CHANNEL_FIELDS)
+        raise ClientError(422, f"Send one or more of {fields}.", unknown or None)
     title = optional_text(payload, "title", MAX_TITLE_CHARS)
     description = optional_text(payload, "description", MAX_DESCRIPTION_CHARS)
     change = await rt.store.update_channel(
         request.path_params["channel"],
         title=title.strip() if title is not None else None,
         description=description.strip() if description is not None else None,
+        private=flag(payload, "private"),
+        announcement_only=flag(payload, "announcement_only"),
     )
     return JSONResponse(await publish_channel(rt, change))
 
 
 async def archive_channel(request: Request) -> JSONResponse:
-    rt = runtime(request)
+    rt = await admin_only(request)
     archived = request.url.path.endswith("/archive")
     change = await rt.store.set_archived(request.path_params["channel"], archived)
     return JSONResponse(await publish_channel(rt, change))
 
 
+async def list_members(request: Request) -> JSONResponse:
+    rt = await admin_only(request)
+    channel = request.path_params["channel"]
+    members = await rt.store.members(channel=channel)
+    if not members and channel not in await rt.store.channel_names():
+        raise ClientError(404, f"There is no channel named {channel!r}.", channel)
+    listed = [{"name": m.name, "may_post": m.may_post} for m in members]
+    return JSONResponse({"channel": channel, "members": listed})
+
+
+async def put_member(request: Request) -> JSONResponse:
+    """Make ``name`` a member of the channel: it may read it if private, and post
+    there if announcement-only and ``may_post``."""
+    rt = await admin_only(request)
+    payload = await read_json(request, rt.settings.max_body_bytes)
+    check_fields(payload, set(), frozenset({"may_post"}))
+    try:
+        name = identity_name(request.path_params["name"])
+    except ValueError as exc:
+        raise ClientError(422, f"That is not a usable name: {exc}.") from None
+    member = await rt.store.set_member(
+        request.path_params["channel"], name, may_post=flag(payload, "may_post") or False
+    )
+    rt.access.changed()
+    return JSONResponse(
+        {"channel": member.channel, "name": member.name, "may_post": member.may_post}
+    )
+
+
+async def delete_member(request: Request) -> JSONResponse:
+    rt = await admin_only(request)
+    channel, name = request.path_params["channel"], request.path_params["name"]
+    if not await rt.store.remove_member(channel, name):
+        raise ClientError(404, f"{name!r} is not a member of #{channel}.", name)
+    rt.access.changed()
+    return JSONResponse({"channel": channel, "name": name, "removed": True})
+
+
 async def list_posts(request: Request) -> JSONResponse:
     rt = runtime(request)
+    perms = await rt.access.check(request)
     channel = request.path_params["channel"]
     before = int_param(request, "before", low=1)
     limit = int_param(request, "limit", low=1, high=MAX_PAGE) or rt.settings.page_size
-    if channel not in await rt.store.channel_names():
-        raise ClientError(404, f"There is no channel named {channel!r}.", channel)
+    perms.check_read(channel)
     posts = await rt.store.list_posts([channel], before=before, limit=limit)
     next_before = posts[-1].id if len(posts) == limit else None
     return JSONResponse({"posts": [post_json(p) for p in posts], "next_before": next_before})
@@ -300,45 +384,53 @@ async def list_posts(request: Request) -> JSONResponse:
 
 async def create_post(request: Request) -> Response:
     rt = runtime(request)
-    security.of(request).check_post_rate(request)
-    payload = await read_json(request, rt.settings.max_body_bytes)
+    perms = await rt.access.check(request)
     channel = request.path_params["channel"]
+    perms.check_post(channel)
+    await post_rate(request, perms.identity)
+    payload = await read_json(request, rt.settings.max_body_bytes)
     claim = idempotency_claim(request, payload)
     if claim is not None:
-        author, body = post_fields(rt, payload)
+        body = post_body(rt, perms.identity, payload)
+        assert perms.identity.name is not None
         answer = remembered(_post_content, lambda change: f"/api/posts/{change.post.id}")
-        once = await rt.store.create_post_once(claim, channel, author, body, answer)
+        once = await rt.store.create_post_once(claim, channel, perms.identity.name, body, answer)
         return await answer_once(rt, once)
-    change = await create_post_from(rt, channel, payload)
+    change = await create_post_from(rt, perms, channel, payload)
     headers = {"Location": f"/api/posts/{change.post.id}"}
     return JSONResponse(await publish(rt, change), status_code=201, headers=headers)
 
 
 async def get_post(request: Request) -> JSONResponse:
     rt = runtime(request)
-    post = await rt.store.get_post(post_id(request))
+    perms = await rt.access.check(request)
+    found = post_id(request)
+    post = await rt.store.get_post(found)
+    if not perms.may_read(post.channel):
+        raise PostNotFound(found)
     return JSONResponse({"post": post_json(post)})
 
 
 async def edit_post(request: Request) -> JSONResponse:
     rt = runtime(request)
+    found = await editable(rt, request)
     payload = await read_json(request, rt.settings.max_body_bytes)
     check_fields(payload, {"body"})
     body = text_field(payload, "body", rt.settings.max_post_chars)
-    change = await rt.store.edit_post(post_id(request), body)
+    change = await rt.store.edit_post(found, body)
     return JSONResponse(await publish(rt, change))
 
 
 async def delete_post(request: Request) -> JSONResponse:
     rt = runtime(request)
-    change = await rt.store.delete_post(post_id(request))
+    change = await rt.store.delete_post(await editable(rt, request))
     return JSONResponse(await publish(rt, change))
 
 
 async def pin_post(request: Request) -> JSONResponse:
     rt = runtime(request)
     pinned = request.url.path.endswith("/pin")
-    change = await rt.store.set_pinned(post_id(request), pinned)
+    change = await rt.store.set_pinned(await editable(rt, request), pinned)
     return JSONResponse(await publish(rt, change))
 
 
@@ -348,6 +440,9 @@ routes = [
     Route("/api/channels/{channel}", update_channel, methods=["PATCH"]),
     Route("/api/channels/{channel}/archive", archive_channel, methods=["POST"]),
     Route("/api/channels/{channel}/restore", archive_channel, methods=["POST"]),
+    Route("/api/channels/{channel}/members", list_members, methods=["GET"]),
+    Route("/api/channels/{channel}/members/{name}", put_member, methods=["PUT"]),
+    Route("/api/channels/{channel}/members/{name}", delete_member, methods=["DELETE"]),
     Route("/api/channels/{channel}/posts", list_posts, methods=["GET"]),
     Route("/api/channels/{channel}/posts", create_post, methods=["POST"]),
     Route("/api/posts/{post_id:int}", get_post, methods=["GET"]),

@@ -12,7 +12,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from feed import admin, api, health, logs, metrics, openapi, pages, presence
+from feed import access, admin, api, health, logs, metrics, openapi, pages, presence, signin
 from feed.brokers import broker_from_url
 from feed.errors import HANDLERS
 from feed.events import Hub
@@ -36,6 +36,8 @@ def create_app(settings: Settings) -> FeedApp:
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         store = Store.from_url(settings.database_url, notify=settings.broker_kind == "postgresql")
         await store.create_schema()
+        gate = access.Access(settings, store)
+        await gate.start()
         broker = broker_from_url(settings.broker_url)
         renderer = Renderer()
         meters = metrics.Metrics(hub.stats, broker.status)
@@ -45,11 +47,20 @@ def create_app(settings: Settings) -> FeedApp:
         await relay.start()
         hub.start()
         watching.start()
+        watch = access.Watch(gate, hub, watching, settings.access_recheck)
+        watch.start()
         logger.info("feed is up: %s", settings.describe())
+        if not await store.tokens():
+            logger.warning(
+                "no tokens yet: nobody can post. Make an admin with "
+                "`feed token create NAME --role admin`, then sign in at /signin."
+            )
+        rt = Runtime(settings, store, broker, hub, relay, renderer, meters, watching, gate)
         try:
-            yield {"feed": Runtime(settings, store, broker, hub, relay, renderer, meters, watching)}
+            yield {"feed": rt}
         finally:
             hub.close()
+            await watch.close()
             await watching.close()
             await relay.close()
             store.close()
@@ -58,6 +69,7 @@ def create_app(settings: Settings) -> FeedApp:
         *api.routes,
         *admin.routes,
         *pages.routes,
+        *signin.routes,
         *health.routes,
         *presence.routes,
         Route("/events", EventStream(), methods=["GET"]),
@@ -67,7 +79,7 @@ def create_app(settings: Settings) -> FeedApp:
     app = Starlette(
         routes=routes,
         middleware=security.middleware(),
-        exception_handlers=HANDLERS,
+        exception_handlers={**HANDLERS, **signin.HANDLERS},
         lifespan=lifespan,
     )
     return FeedApp(app, hub, security)

@@ -13,6 +13,8 @@ from typing import Any
 from feed import __version__
 from feed.settings import Settings, SettingsError, reference
 
+# The token client commands act with; not a server setting.
+TOKEN_VARIABLE = "FEED_TOKEN"
 EXIT_CODES = """exit codes: 0 done; 1 the server or database could not be reached; 2 bad usage
 or settings; 3 the server refused the request; 130 interrupted."""
 
@@ -57,22 +59,70 @@ def _parser() -> argparse.ArgumentParser:
         "--reference", action="store_true", help="print the Markdown reference of every setting"
     )
     _client_commands(commands)
+    _credential_commands(commands)
     return parser
+
+
+def _credential_commands(commands: Any) -> None:
+    token = commands.add_parser(
+        "token",
+        help="create, list or revoke API tokens",
+        description="API tokens, kept in the database of FEED_DATABASE_URL (only a digest "
+        "of each). A token is shown once, when it is made.",
+    )
+    actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="make a token and print it")
+    create.add_argument("name", help="whose it is: the author of what it posts")
+    create.add_argument(
+        "--role",
+        choices=("reader", "writer", "admin"),
+        default="writer",
+        help="reader reads; writer also posts; admin also edits anyone's posts and "
+        "manages channels (default writer)",
+    )
+    create.add_argument(
+        "--channel",
+        action="append",
+        metavar="NAME",
+        help="limit the token to this channel (repeatable)",
+    )
+    actions.add_parser("list", help="list tokens (never their secrets)")
+    revoke = actions.add_parser("revoke", help="revoke a token; its streams end within seconds")
+    revoke.add_argument("id", type=int)
+    kiosk = commands.add_parser(
+        "kiosk",
+        help="create, list or revoke kiosk links",
+        description="Read-only links for screens that cannot sign in, limited to channels "
+        "(private ones too) and signed with the feed's key.",
+    )
+    actions = kiosk.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="make a kiosk link and print it")
+    create.add_argument(
+        "--channel", action="append", metavar="NAME", required=True, help="repeatable"
+    )
+    create.add_argument("--name", default="kiosk", help="a label, e.g. lobby (default kiosk)")
+    create.add_argument("--url", help="the address people reach feed at, to print a full link")
+    actions.add_parser("list", help="list kiosk links")
+    revoke = actions.add_parser(
+        "revoke", help="revoke a kiosk link; its screens stop within seconds"
+    )
+    revoke.add_argument("id", type=int)
 
 
 def _client_commands(commands: Any) -> None:
     url_help = "the server (default http://FEED_HOST:FEED_PORT, so http://127.0.0.1:8000)"
+    token_help = f"an API token to act as (default ${TOKEN_VARIABLE})"
     post = commands.add_parser(
         "post",
         help="publish a post through a running server",
         description="Publish a post through the server's HTTP API.",
-        epilog="example: feed post announcements 'Deploy at **5 pm**' --author ops",
+        epilog="example: FEED_TOKEN=... feed post announcements 'Deploy at **5 pm**'",
     )
     post.add_argument("channel", help="channel name, e.g. general")
     post.add_argument("text", help="the post's Markdown; - reads it from standard input")
-    post.add_argument("--author", default=os.environ.get("USER") or "feed", help="default $USER")
     post.add_argument("--json", action="store_true", help="print the server's JSON answer")
     post.add_argument("--url", help=url_help)
+    post.add_argument("--token", default=os.environ.get(TOKEN_VARIABLE), help=token_help)
     tail = commands.add_parser(
         "tail",
         help="follow the feed live in the terminal",
@@ -94,6 +144,7 @@ def _client_commands(commands: Any) -> None:
     )
     tail.add_argument("--count", type=int, metavar="N", help="stop after N events")
     tail.add_argument("--url", help=url_help)
+    tail.add_argument("--token", default=os.environ.get(TOKEN_VARIABLE), help=token_help)
     channels = commands.add_parser(
         "channels",
         help="list, create, retitle, archive or restore channels",
@@ -101,12 +152,30 @@ def _client_commands(commands: Any) -> None:
         "them. A channel's name is fixed (it is in links and kiosk URLs); its title is not.",
     )
     channels.add_argument("--url", help=url_help)
+    channels.add_argument("--token", default=os.environ.get(TOKEN_VARIABLE), help=token_help)
     actions = channels.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", help="list the channels (the default)")
     create = actions.add_parser("create", help="create a channel")
     create.add_argument("name", help="lower-case letters, digits, - and _")
     create.add_argument("title", help="what readers see")
     create.add_argument("--description", help="one line about the channel")
+    create.add_argument("--private", action="store_true", help="readable by members only")
+    create.add_argument(
+        "--announcement-only",
+        action="store_true",
+        help="only members granted posting (and admins) may post",
+    )
+    grant = actions.add_parser(
+        "grant", help="make someone a member (reads a private channel, posts if --post)"
+    )
+    grant.add_argument("name")
+    grant.add_argument("who", help="the identity's name, as in `feed token create`")
+    grant.add_argument("--post", action="store_true", help="may post in announcement-only")
+    ungrant = actions.add_parser("ungrant", help="take a membership away")
+    ungrant.add_argument("name")
+    ungrant.add_argument("who")
+    members = actions.add_parser("members", help="list a channel's members")
+    members.add_argument("name")
     rename = actions.add_parser("rename", help="change a channel's title")
     rename.add_argument("name")
     rename.add_argument("title")
@@ -137,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, value in settings.describe().items():
                 print(f"{name}={value}")
         return 0
+    if args.command in ("token", "kiosk"):
+        return _credentials(settings, args)
     if args.command in ("post", "tail", "channels"):
         return _remote(args, args.url or _default_url(settings))
     from feed.server import serve
@@ -190,7 +261,7 @@ def _remote(args: argparse.Namespace, url: str) -> int:
         if args.command == "channels":
             return _channels(args, url)
         text = sys.stdin.read() if args.text == "-" else args.text
-        answer = terminal.post(url, args.channel, text, args.author)
+        answer = terminal.post(url, args.channel, text, args.token)
     except terminal.CommandError as exc:
         print(f"feed: {exc}", file=sys.stderr)
         return exc.code
@@ -207,22 +278,69 @@ def _remote(args: argparse.Namespace, url: str) -> int:
 def _channels(args: argparse.Namespace, url: str) -> int:
     from feed import terminal
 
-    action = args.action or "list"
+    action, token = args.action or "list", args.token
     if action == "list":
-        for channel in terminal.channels(url):
-            state = "\t(archived)" if channel["archived"] else ""
+        for channel in terminal.channels(url, token):
+            marks = [m for m in ("archived", "private", "announcement_only") if channel.get(m)]
+            state = f"\t({', '.join(marks)})" if marks else ""
             print(f"{channel['name']}\t{channel['title']}{state}")
         return terminal.OK
+    if action in ("grant", "ungrant", "members"):
+        return _members(args, url)
     if action == "create":
-        fields = {"name": args.name, "title": args.title}
+        fields: dict[str, Any] = {"name": args.name, "title": args.title}
         if args.description:
             fields["description"] = args.description
-        answer = terminal.call(url, "POST", "/api/channels", fields)
+        if args.private:
+            fields["private"] = True
+        if args.announcement_only:
+            fields["announcement_only"] = True
+        answer = terminal.call(url, "POST", "/api/channels", fields, token)
     elif action == "rename":
-        answer = terminal.call(url, "PATCH", f"/api/channels/{args.name}", {"title": args.title})
+        path = f"/api/channels/{args.name}"
+        answer = terminal.call(url, "PATCH", path, {"title": args.title}, token)
     else:
-        answer = terminal.call(url, "POST", f"/api/channels/{args.name}/{action}")
+        answer = terminal.call(url, "POST", f"/api/channels/{args.name}/{action}", token=token)
     channel = answer["channel"]
     state = "archived" if channel["archived"] else "open"
     print(f"#{channel['name']}: {channel['title']} ({state})")
     return terminal.OK
+
+
+def _members(args: argparse.Namespace, url: str) -> int:
+    from urllib.parse import quote
+
+    from feed import terminal
+
+    base = f"/api/channels/{args.name}/members"
+    if args.action == "members":
+        answer = terminal.call(url, "GET", base, token=args.token)
+        for member in answer["members"]:
+            print(f"{member['name']}\t{'may post' if member['may_post'] else 'reads'}")
+        return terminal.OK
+    path = f"{base}/{quote(args.who, safe='')}"
+    if args.action == "grant":
+        terminal.call(url, "PUT", path, {"may_post": args.post}, args.token)
+        print(f"{args.who} is a member of #{args.name}{' and may post' if args.post else ''}")
+    else:
+        terminal.call(url, "DELETE", path, token=args.token)
+        print(f"{args.who} is no longer a member of #{args.name}")
+    return terminal.OK
+
+
+def _credentials(settings: Settings, args: argparse.Namespace) -> int:
+    """``feed token`` and ``feed kiosk``: made in the database directly, so the first
+    admin token can exist before anyone can sign in."""
+    import asyncio
+
+    from feed import credentials
+    from feed.store import StoreError
+
+    try:
+        return asyncio.run(credentials.run(settings, args))
+    except credentials.UsageError as exc:
+        print(f"feed: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"feed: {exc}", file=sys.stderr)
+        return 3 if not isinstance(exc, credentials.StoreUnavailable) else 1

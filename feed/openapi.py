@@ -41,6 +41,20 @@ POST_ID = {
     "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
 }
 CHANNEL = {"name": "channel", "in": "path", "required": True, "schema": {"type": "string"}}
+MEMBER = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+ACCESS_FLAGS = ("private", "announcement_only")
+UNAUTHORIZED = _answer(
+    "No credential where one is needed, or one that is not valid (unknown, revoked or "
+    "expired); `error` says which.",
+    _ref("Error"),
+)
+FORBIDDEN = _answer("The identity may not do this; `error` says why.", _ref("Error"))
+KIOSK_KEY = {
+    "name": "key",
+    "in": "query",
+    "description": "A kiosk link's key (`feed kiosk create`), for screens that cannot sign in",
+    "schema": {"type": "string"},
+}
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -90,9 +104,17 @@ def document(max_post_chars: int) -> dict[str, Any]:
         },
         "Channel": {
             "type": "object",
-            "required": ["name", "title", "description", "archived"],
+            "required": [
+                "name",
+                "title",
+                "description",
+                "archived",
+                "private",
+                "announcement_only",
+            ],
             "properties": {
                 **{k: {"type": "string"} for k in ("name", "title", "description")},
+                **{k: {"type": "boolean"} for k in ACCESS_FLAGS},
                 "archived": {"type": "boolean"},
             },
         },
@@ -104,6 +126,7 @@ def document(max_post_chars: int) -> dict[str, Any]:
                 "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
                 "title": {"type": "string", "minLength": 1, "maxLength": 200},
                 "description": {"type": "string", "minLength": 1, "maxLength": 2000},
+                **{k: {"type": "boolean"} for k in ACCESS_FLAGS},
             },
         },
         "ChannelEdit": {
@@ -113,7 +136,18 @@ def document(max_post_chars: int) -> dict[str, Any]:
             "properties": {
                 "title": {"type": "string", "minLength": 1, "maxLength": 200},
                 "description": {"type": "string", "minLength": 1, "maxLength": 2000},
+                **{k: {"type": "boolean"} for k in ACCESS_FLAGS},
             },
+        },
+        "Member": {
+            "type": "object",
+            "required": ["name", "may_post"],
+            "properties": {"name": {"type": "string"}, "may_post": {"type": "boolean"}},
+        },
+        "MemberEdit": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"may_post": {"type": "boolean"}},
         },
         "ChannelChange": {
             "type": "object",
@@ -151,9 +185,13 @@ def document(max_post_chars: int) -> dict[str, Any]:
         "NewPost": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["author", "body"],
+            "required": ["body"],
             "properties": {
-                "author": {"type": "string", "minLength": 1, "maxLength": 80},
+                "author": {
+                    "type": "string",
+                    "description": "Optional; if sent, the name of the token's identity, "
+                    "which is the author",
+                },
                 "body": text,
             },
         },
@@ -257,6 +295,42 @@ def document(max_post_chars: int) -> dict[str, Any]:
             },
             "/api/channels/{channel}/restore": {
                 "post": {"summary": "Restore an archived channel", **archive_op}
+            },
+            "/api/channels/{channel}/members": {
+                "get": {
+                    "summary": "A channel's members (admins)",
+                    "parameters": [CHANNEL],
+                    "responses": {
+                        "200": _answer(
+                            "Members by name",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "channel": {"type": "string"},
+                                    "members": {"type": "array", "items": _ref("Member")},
+                                },
+                            },
+                        ),
+                        "404": ERROR,
+                    },
+                }
+            },
+            "/api/channels/{channel}/members/{name}": {
+                "put": {
+                    "summary": "Make someone a member: they read a private channel, and "
+                    "post in an announcement-only one if may_post (admins)",
+                    "parameters": [CHANNEL, MEMBER],
+                    "requestBody": {"required": True, **_json(_ref("MemberEdit"))},
+                    "responses": {
+                        "200": _answer("The membership", _ref("Member")),
+                        **{code: ERROR for code in ("400", "404", "413", "415", "422")},
+                    },
+                },
+                "delete": {
+                    "summary": "Take a membership away (admins)",
+                    "parameters": [CHANNEL, MEMBER],
+                    "responses": {"200": _answer("Removed", {"type": "object"}), "404": ERROR},
+                },
             },
             "/api/channels/{channel}/posts": {
                 "get": {
@@ -386,9 +460,28 @@ def document(max_post_chars: int) -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "token": {"type": "http", "scheme": "bearer", "description": "feed token create"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "feed_session"},
+            },
+        },
+        # Reading public channels needs nothing unless FEED_ANONYMOUS_READ is off.
+        "security": [{"token": []}, {"session": []}, {}],
     }
-    return _with_limits(doc)
+    return _with_access(_with_limits(doc))
+
+
+def _with_access(doc: dict[str, Any]) -> dict[str, Any]:
+    """401 and 403 wherever the API checks who asks (access.py)."""
+    for path, operations in doc["paths"].items():
+        if path.startswith("/api/") or path == "/events":
+            for operation in operations.values():
+                operation["responses"]["401"] = UNAUTHORIZED
+                operation["responses"]["403"] = FORBIDDEN
+    doc["paths"]["/events"]["get"]["parameters"].append(KIOSK_KEY)
+    return doc
 
 
 def _with_limits(doc: dict[str, Any]) -> dict[str, Any]:

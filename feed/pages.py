@@ -13,14 +13,16 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from feed import security
+from feed.access import KIOSK_PARAM, Permissions
 from feed.api import create_post_from, int_param, publish, read_body
 from feed.errors import ClientError
 from feed.presence import screens
 from feed.runtime import Runtime, runtime
+from feed.signin import viewer
 from feed.store import ChannelView, PostView, StoreError
 
 KIOSK_POSTS = 30  # posts a kiosk shows and keeps in its DOM, pinned ones first
@@ -70,21 +72,30 @@ def _list_context(
     }
 
 
-async def _dashboard(request: Request, channel: str | None) -> HTMLResponse:
+async def _dashboard(request: Request, channel: str | None) -> Response:
     rt = runtime(request)
-    channels = await rt.store.list_channels()
-    by_name = {c.name: c for c in channels}
-    if channel is not None and channel not in by_name:
+    seen = await viewer(request)
+    perms = seen.perms
+    channels = perms.readable()
+    if channel is not None and not perms.may_read(channel):
         message = f"There is no channel named #{channel}."
-        return _render(rt, "not_found.html", 404, message=message)
-    selected = None if channel is None else [channel]
+        return seen.apply(
+            _render(rt, "not_found.html", 404, message=message, **seen.context()), request
+        )
+    selected = perms.selection(None if channel is None else [channel])
     page = await rt.store.front_page(selected, rt.settings.page_size)
-    info = by_name.get(channel) if channel else None
+    info = perms.channels.get(channel) if channel else None
     summed, _workers = rt.presence.total()
-    return _render(
+    postable = perms.postable()
+    can_post = any(c.name == channel for c in postable) if channel else bool(postable)
+    default = channel or next((c.name for c in postable if c.name == "general"), None)
+    response = _render(
         rt,
         "dashboard.html",
         **_stream_context(rt),
+        **seen.context(),
+        request_path=request.url.path,
+        can_post=can_post,
         last_event_id=page.last_event_id,
         channels=channels,
         current=channel,
@@ -97,29 +108,30 @@ async def _dashboard(request: Request, channel: str | None) -> HTMLResponse:
         ),
         feed_url=_url("/partials/posts", channel=channel),
         fixed_channel=channel,
-        form={"channel": channel or "general", "author": "", "body": ""},
+        postable=postable,
+        form={"channel": default or (postable[0].name if postable else ""), "body": ""},
         error=None,
         max_chars=rt.settings.max_post_chars,
         **_list_context(page.posts, channel, None, page.older_before),
     )
+    return seen.apply(response, request)
 
 
-async def home(request: Request) -> HTMLResponse:
+async def home(request: Request) -> Response:
     return await _dashboard(request, None)
 
 
-async def channel_page(request: Request) -> HTMLResponse:
+async def channel_page(request: Request) -> Response:
     return await _dashboard(request, request.path_params["channel"])
 
 
 async def posts_partial(request: Request) -> HTMLResponse:
     """A page of posts for the "Older posts" button, or the whole list after a resync."""
     rt = runtime(request)
+    perms = await rt.access.check(request)
     channel = request.query_params.get("channel") or None
-    if channel is not None and channel not in await rt.store.channel_names():
-        raise ClientError(404, f"There is no channel named {channel!r}.", channel)
     before = int_param(request, "before", low=1)
-    selected = None if channel is None else [channel]
+    selected = perms.selection(None if channel is None else [channel])
     if before is None:
         page = await rt.store.front_page(selected, rt.settings.page_size)
         context = _list_context(page.posts, channel, None, page.older_before)
@@ -144,13 +156,16 @@ def kiosk_window(posts: list[PostView], size: int) -> list[PostView]:
     return sorted([*pinned, *recent], key=lambda p: p.id, reverse=True)
 
 
-def _kiosk_channels(request: Request, known: list[ChannelView]) -> list[ChannelView]:
-    by_name = {c.name: c for c in known}
+def _kiosk_channels(request: Request, perms: Permissions) -> list[ChannelView]:
+    """The channels asked for, each readable (or 404); for a kiosk link limited to
+    some channels, those when none are asked for."""
     names = list(dict.fromkeys(request.query_params.getlist("channel")))
-    unknown = [name for name in names if name not in by_name]
+    if not names and perms.identity.scope is not None:
+        return perms.readable()
+    unknown = [name for name in names if not perms.may_read(name)]
     if unknown:
         raise ClientError(404, f"There is no channel named #{unknown[0]}.", unknown[0])
-    return [by_name[name] for name in names]
+    return [perms.channels[name] for name in names]
 
 
 def _kiosk_theme(request: Request) -> str:
@@ -160,17 +175,22 @@ def _kiosk_theme(request: Request) -> str:
     return theme
 
 
-async def kiosk(request: Request) -> HTMLResponse:
-    """A wall display: no controls, large type, live, and honest when it is not."""
+async def kiosk(request: Request) -> Response:
+    """A wall display: no controls, large type, live, and honest when it is not.
+
+    A kiosk link's ``key`` rides along on every URL the page uses: a kiosk cannot
+    sign in, and EventSource cannot send headers."""
     rt = runtime(request)
     try:
-        chosen = _kiosk_channels(request, await rt.store.list_channels())
+        seen = await viewer(request)
+        chosen = _kiosk_channels(request, seen.perms)
         theme = _kiosk_theme(request)
     except ClientError as exc:
         template = "not_found.html" if exc.status == 404 else "error.html"
         return _render(rt, template, exc.status, message=exc.message)
     names = [c.name for c in chosen] or None
-    page = await rt.store.front_page(names, KIOSK_POSTS)
+    key = request.query_params.get(KIOSK_PARAM) or None
+    page = await rt.store.front_page(names or seen.perms.selection(None), KIOSK_POSTS)
     return _render(
         rt,
         "kiosk.html",
@@ -180,16 +200,19 @@ async def kiosk(request: Request) -> HTMLResponse:
         posts=kiosk_window(page.posts, KIOSK_POSTS),
         max_posts=KIOSK_POSTS,
         last_event_id=page.last_event_id,
-        stream_url=_url("/events", format="html", channel=names, last_event_id=page.last_event_id),
-        feed_url=_url("/partials/kiosk", channel=names),
+        stream_url=_url(
+            "/events", format="html", channel=names, last_event_id=page.last_event_id, key=key
+        ),
+        feed_url=_url("/partials/kiosk", channel=names, key=key),
     )
 
 
 async def kiosk_partial(request: Request) -> HTMLResponse:
     """The kiosk's whole list, re-fetched after a ``resync``."""
     rt = runtime(request)
-    names = [c.name for c in _kiosk_channels(request, await rt.store.list_channels())] or None
-    page = await rt.store.front_page(names, KIOSK_POSTS)
+    perms = await rt.access.check(request)
+    names = [c.name for c in _kiosk_channels(request, perms)] or None
+    page = await rt.store.front_page(names or perms.selection(None), KIOSK_POSTS)
     posts = kiosk_window(page.posts, KIOSK_POSTS)
     return _render(
         rt,
@@ -210,18 +233,25 @@ async def read_form(request: Request, limit: int) -> dict[str, str]:
 async def compose(request: Request) -> HTMLResponse:
     """The compose form posts here; the new post reaches the page through the stream."""
     rt = runtime(request)
+    # Identity and CSRF first: a refused request is answered as such, not in the form.
+    perms = await rt.access.check(request)
     form: dict[str, str] = {}
     error: str | None = None
     try:
         form = await read_form(request, rt.settings.max_body_bytes)
-        security.of(request).check_post_rate(request)
-        fields = {"author": form.get("author", ""), "body": form.get("body", "")}
-        await publish(rt, await create_post_from(rt, form.get("channel", ""), fields))
+        channel = form.get("channel", "")
+        perms.check_post(channel)
+        security.of(request).check_post_rate(request, perms.identity.limit_key)
+        fields = {"body": form.get("body", "")}
+        await publish(rt, await create_post_from(rt, perms, channel, fields))
     except (ClientError, StoreError) as exc:
+        if isinstance(exc, ClientError) and exc.status in (401, 403):
+            raise
         error = exc.message if isinstance(exc, ClientError) else str(exc)
-    values = {k: form.get(k, "") for k in ("channel", "author", "body")}
+    values = {k: form.get(k, "") for k in ("channel", "body")}
     context: dict[str, Any] = {
-        "channels": await rt.store.list_channels(),
+        "postable": perms.postable(),
+        "viewer": perms.identity.name,
         "fixed_channel": values["channel"] if form.get("fixed") else None,
         "max_chars": rt.settings.max_post_chars,
     }

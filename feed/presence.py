@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from feed.brokers import Broker
-from feed.events import Format, Hub, frame
+from feed.events import Format, Hub, frame, item
 from feed.runtime import runtime
 
 logger = logging.getLogger("feed.presence")
@@ -75,6 +75,9 @@ class Presence:
         self._shown: Counts | None = None
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        # Names of private channels (kept current by access.Watch): a page is told the
+        # counts of those only if it may read them.
+        self.private: frozenset[str] = frozenset()
 
     @property
     def stale_after(self) -> float:
@@ -146,8 +149,27 @@ class Presence:
         if summed == self._shown:
             return
         self._shown = summed
-        data = json.dumps(summed.as_dict(), separators=(",", ":"))
-        self._hub.broadcast({Format.HTML: frame(data, event="presence")})
+        if not self.private:
+            data = json.dumps(summed.as_dict(), separators=(",", ":"))
+            self._hub.broadcast({Format.HTML: frame(data, event="presence")})
+            return
+        # One encoding per distinct set of readable private channels, not per stream.
+        encoded: dict[frozenset[str] | None, bytes] = {}
+        for sub in self._hub.subscribers():
+            if sub.format is not Format.HTML:
+                continue
+            message = encoded.get(sub.private)
+            if message is None:
+                message = encoded[sub.private] = self._frame_for(summed, sub.private)
+            sub.offer(item(None, message))
+
+    def _frame_for(self, summed: Counts, readable: frozenset[str] | None) -> bytes:
+        hidden = self.private if readable is None else self.private - readable
+        if readable is None:
+            hidden = frozenset()
+        channels = {k: v for k, v in summed.channels.items() if k not in hidden}
+        shown = Counts(summed.everything, channels, summed.streams)
+        return frame(json.dumps(shown.as_dict(), separators=(",", ":")), event="presence")
 
 
 def screens(count: int) -> str:
@@ -156,8 +178,10 @@ def screens(count: int) -> str:
 
 async def endpoint(request: Request) -> JSONResponse:
     rt = runtime(request)
+    perms = await rt.access.check(request)
     summed, workers = rt.presence.total()
-    names = sorted(await rt.store.channel_names())
+    # Private channels one may not read are not named, not even with a count.
+    names = sorted(c.name for c in perms.readable())
     return JSONResponse(
         {
             "streams": summed.streams,

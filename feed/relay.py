@@ -89,7 +89,8 @@ class Relay:
             formats = self._hub.formats_wanted()
             now = time.time()
             for event in events:
-                self._hub.publish(event.id, event.channel, self._renderer.frames(event, formats))
+                frames = self._renderer.frames(event, formats)
+                self._hub.publish(event.id, event.channel, frames, private=event.private)
                 self.delivered = event.id
                 if event.at is not None:
                     self._metrics.lag_seconds.observe(max(0.0, now - event.at.timestamp()))

@@ -136,6 +136,8 @@ def channel_json(channel: ChannelView) -> dict[str, Any]:
         "title": channel.title,
         "description": channel.description,
         "archived": channel.archived,
+        "private": channel.private,
+        "announcement_only": channel.announcement_only,
     }
 
 

@@ -16,6 +16,7 @@ from feed.settings import Settings
 from feed.store import Store
 
 if TYPE_CHECKING:
+    from feed.access import Access
     from feed.metrics import Metrics
     from feed.presence import Presence
 
@@ -30,6 +31,7 @@ class Runtime:
     renderer: Renderer
     metrics: Metrics
     presence: Presence
+    access: Access
 
 
 def runtime_of(state: Mapping[str, Any]) -> Runtime:

@@ -18,8 +18,8 @@ Rationale:
 4. Limits are keyed by the client address in the ASGI scope. Behind a reverse
    proxy that is the proxy's address unless uvicorn trusts the proxy's
    ``X-Forwarded-For``: it does so for proxies listed in
-   ``FEED_FORWARDED_ALLOW_IPS`` (default ``127.0.0.1``). When
-   identities exist, the post rate will be keyed by identity instead.
+   ``FEED_FORWARDED_ALLOW_IPS`` (default ``127.0.0.1``). The post rate is
+   counted per identity (access.py), so people behind one NAT do not share it.
 5. Limits live in each process's memory. With N workers a client may reach N
    times the rate in the worst case, which is what a safety limit needs; an
    exact shared count would cost a database write per request.
@@ -54,7 +54,7 @@ MAX_CLIENTS = 100_000
 STREAM_RETRY_AFTER = 10
 
 CORS_METHODS = ("GET", "POST", "PATCH", "DELETE")
-CORS_REQUEST_HEADERS = ("Content-Type", "Idempotency-Key", "Last-Event-ID")
+CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID")
 # What scripts on another origin may read from an answer.
 CORS_EXPOSED_HEADERS = (
     "Location",
@@ -194,14 +194,16 @@ class Security:
             (b"vary", b"Origin"),
         ]
 
-    def check_post_rate(self, request: HTTPConnection) -> None:
-        """Count a post from this client; ClientError 429 once it is over the rate."""
-        wait = self.posts.take(client_address(request.scope))
+    def check_post_rate(self, request: HTTPConnection, key: str | None = None) -> None:
+        """Count a post by ``key`` (an identity), or by the client's address without
+        one; ClientError 429 once it is over the rate."""
+        wait = self.posts.take(key or f"address:{client_address(request.scope)}")
         if wait:
             seconds = max(1, math.ceil(wait))
+            who = "you" if key else "this address"
             raise ClientError(
                 429,
-                f"Too many posts from this address: at most {int(self.posts.capacity)} a "
+                f"Too many posts from {who}: at most {int(self.posts.capacity)} a "
                 f"minute. Try again in {seconds} s.",
                 {"retry_after": seconds},
                 headers={"Retry-After": str(seconds)},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,18 @@ DEFAULT_POST_RATE = 600
 DEFAULT_MAX_STREAMS_PER_CLIENT = 1000
 DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1"
 LOG_FORMATS = ("text", "json")
+DEFAULT_ANONYMOUS_READ = True
+DEFAULT_SECRET_KEY = ""
+DEFAULT_TRUSTED_USER_HEADER = ""
+DEFAULT_TRUSTED_ADMINS = ""
+DEFAULT_SESSION_DAYS = 30
+DEFAULT_ACCESS_RECHECK = 5.0
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+# Read by the `feed` client commands, not the server.
+CLIENT_VARIABLES = frozenset({"FEED_TOKEN"})
+# Settings whose values never reach a log or `feed config`.
+SECRETS = frozenset({"secret_key"})
 
 
 class SettingsError(ValueError):
@@ -78,6 +91,12 @@ class Settings:
     post_rate: int = DEFAULT_POST_RATE
     max_streams_per_client: int = DEFAULT_MAX_STREAMS_PER_CLIENT
     forwarded_allow_ips: str = DEFAULT_FORWARDED_ALLOW_IPS
+    anonymous_read: bool = DEFAULT_ANONYMOUS_READ
+    secret_key: str = DEFAULT_SECRET_KEY
+    trusted_user_header: str = DEFAULT_TRUSTED_USER_HEADER
+    trusted_admins: str = DEFAULT_TRUSTED_ADMINS
+    session_days: int = DEFAULT_SESSION_DAYS
+    access_recheck: float = DEFAULT_ACCESS_RECHECK
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -94,7 +113,7 @@ class Settings:
         """Build settings from ``FEED_*`` variables; unset ones keep their defaults."""
         known = {f"FEED_{f.name.upper()}": f for f in dataclasses.fields(cls)}
         for name in sorted(environ):
-            if name.startswith("FEED_") and name not in known:
+            if name.startswith("FEED_") and name not in known and name not in CLIENT_VARIABLES:
                 logger.warning("ignoring unknown setting %s", name)
         values: dict[str, Any] = {}
         for var, field in known.items():
@@ -111,6 +130,8 @@ class Settings:
             value = getattr(self, field.name)
             if field.name.endswith("_url"):
                 value = redact_url(value)
+            elif field.name in SECRETS and value:
+                value = "***"
             out[f"FEED_{field.name.upper()}"] = str(value)
         return out
 
@@ -125,6 +146,12 @@ def redact_url(url: str) -> str:
 
 
 def _parse(var: str, raw: str, kind: type) -> Any:
+    if kind is bool:
+        if raw.lower() in TRUE_WORDS:
+            return True
+        if raw.lower() in FALSE_WORDS:
+            return False
+        raise SettingsError(f"{var} must be true or false (or 1/0, yes/no, on/off), got {raw!r}")
     try:
         if kind is int:
             return int(raw)
@@ -222,6 +249,24 @@ _KINDS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
         lambda v: bool(v.strip()) and v.isprintable() and " " not in v.strip(),
         "addresses or networks separated by commas, or *",
     ),
+    "anonymous_read": (bool, lambda v: True, "true or false"),
+    "secret_key": (
+        str,
+        lambda v: v == "" or (len(v) >= 32 and v.isprintable()),
+        "empty, or at least 32 printable characters",
+    ),
+    "trusted_user_header": (
+        str,
+        lambda v: v == "" or re.fullmatch(r"[A-Za-z0-9-]{1,64}", v) is not None,
+        "empty, or an HTTP header name such as X-Remote-User",
+    ),
+    "trusted_admins": (
+        str,
+        lambda v: v.isprintable(),
+        "identity names separated by commas",
+    ),
+    "session_days": (int, lambda v: 1 <= v <= 365, "between 1 and 365 days"),
+    "access_recheck": (float, lambda v: 0.05 <= v <= 600, "between 0.05 and 600 seconds"),
 }
 
 
@@ -269,6 +314,20 @@ _MEANINGS: dict[str, str] = {
     "so limits and logs see the real client address. Set it to the reverse proxy's "
     "address (or `*` when only the proxy can reach feed); otherwise every client "
     "looks like the proxy and shares one address's limits.",
+    "anonymous_read": "Whether people who have not signed in may read public channels "
+    "(pages, API and streams). Off: everything needs a token, a session or a kiosk link.",
+    "secret_key": "Signs session cookies and kiosk links. Empty: a random key is made once "
+    "and kept in the database, so every process and restart shares it. Changing it signs "
+    "everyone out and breaks existing kiosk links.",
+    "trusted_user_header": "A header set by a fronting single sign-on proxy with the "
+    "signed-in user's name, such as `X-Remote-User`. Off when empty. Only set it when "
+    "clients can reach feed through that proxy alone, and the proxy strips the header "
+    "from what clients send: anyone who can set it can be anyone.",
+    "trusted_admins": "Names that the trusted user header makes admins; other names it "
+    "signs in are writers.",
+    "session_days": "How long a browser stays signed in.",
+    "access_recheck": "Seconds between checks of open streams against revoked tokens, "
+    "kiosk links and channel memberships; a revoked stream ends within this time.",
 }
 
 
@@ -289,6 +348,10 @@ def reference() -> str:
     ]
     for field in dataclasses.fields(Settings):
         default = f"`{field.default}`" if field.name != "release" else "feed's version"
+        if field.default == "":
+            default = "empty"
+        elif isinstance(field.default, bool):
+            default = f"`{str(field.default).lower()}`"
         lines.append(
             f"| `FEED_{field.name.upper()}` | {default} | {_KINDS[field.name][2]} | "
             f"{_MEANINGS[field.name]} |"
@@ -311,5 +374,9 @@ def _check(name: str, value: Any) -> None:
     var = f"FEED_{name.upper()}"
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise SettingsError(f"{var} must be {expected}, got {value!r}")
+        return
     if not isinstance(value, kind) or isinstance(value, bool) or not ok(value):
         raise SettingsError(f"{var} must be {expected}, got {value!r}")

@@ -43,6 +43,9 @@ Rationale for the less obvious choices:
    writes are remembered: a refused request wrote nothing and may simply be
    retried. Keys expire after ``IDEMPOTENCY_TTL``; expired ones are deleted by the
    next write that uses a key.
+12. Tokens are random and long (access.py), so a plain SHA-256 digest is enough to
+   keep them: a slow password hash protects guessable secrets, and these are not
+   guessable. Looking a token up by its digest needs no secret comparison in Python.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Engine, delete, event, func, text
+from sqlalchemy import Engine, UniqueConstraint, delete, event, func, or_, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
@@ -143,6 +146,12 @@ class ChannelArchived(StoreError):
         self.name = name
 
 
+class TokenNotFound(StoreError):
+    def __init__(self, token_id: int) -> None:
+        super().__init__(f"There is no token with id {token_id}.")
+        self.token_id = token_id
+
+
 class PostNotFound(StoreError):
     def __init__(self, post_id: int) -> None:
         super().__init__(f"There is no post with id {post_id}.")
@@ -163,6 +172,10 @@ class Channel(SQLModel, table=True):
     title: str = Field(max_length=200)
     description: str = Field(default="", max_length=2000)
     archived: bool = False
+    # Readable only by members and admins (access.py).
+    private: bool = False
+    # Writers may post only with a member's grant to post.
+    announcement_only: bool = False
 
 
 class Post(SQLModel, table=True):
@@ -193,6 +206,43 @@ class IdempotencyKey(SQLModel, table=True):
     created_at: datetime = Field(index=True)
 
 
+class Token(SQLModel, table=True):
+    """An API token or a kiosk link. Only a digest of the secret is kept (rationale 12)."""
+
+    __tablename__ = "tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=80, index=True)
+    role: str = Field(max_length=16)
+    kind: str = Field(max_length=16)
+    # Channel names separated by commas; None: every channel the identity may use.
+    channels: str | None = Field(default=None, max_length=4000)
+    digest: str = Field(unique=True, max_length=64)
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class Member(SQLModel, table=True):
+    """A grant: ``name`` may read the private ``channel``, and post there if ``may_post``."""
+
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("channel_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: int = Field(foreign_key="channels.id", index=True)
+    name: str = Field(max_length=80, index=True)
+    may_post: bool = False
+
+
+class Secret(SQLModel, table=True):
+    """Keys made once and shared by every process, such as the signing key."""
+
+    __tablename__ = "secrets"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=200)
+
+
 class Event(SQLModel, table=True):
     __tablename__ = "events"
     __table_args__ = {"sqlite_autoincrement": True}
@@ -210,6 +260,32 @@ class ChannelView:
     title: str
     description: str
     archived: bool = False
+    private: bool = False
+    announcement_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TokenView:
+    """A token as ``feed token list`` shows it: never its secret."""
+
+    id: int
+    name: str
+    role: str
+    kind: str
+    channels: tuple[str, ...] | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    channel: str
+    name: str
+    may_post: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +313,7 @@ class FeedEvent:
     post: PostView | None
     channel_view: ChannelView | None = None
     at: datetime | None = None  # when it was written
+    private: bool = False  # of a private channel, as the channel is now
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,15 +423,40 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 
 def _channel_view(channel: Channel) -> ChannelView:
-    return ChannelView(channel.name, channel.title, channel.description, channel.archived)
+    return ChannelView(
+        channel.name,
+        channel.title,
+        channel.description,
+        channel.archived,
+        channel.private,
+        channel.announcement_only,
+    )
+
+
+def _token_view(token: Token) -> TokenView:
+    assert token.id is not None
+    channels = None if token.channels is None else tuple(token.channels.split(","))
+    return TokenView(
+        token.id,
+        token.name,
+        token.role,
+        token.kind,
+        channels,
+        _utc(token.created_at) or token.created_at,
+        _utc(token.revoked_at),
+    )
 
 
 def _feed_event(event: Event, post: Post | None, channel: Channel) -> FeedEvent:
     assert event.id is not None
     kind, at = EventKind(event.kind), _utc(event.created_at)
+    private = channel.private
     if post is not None:
-        return FeedEvent(event.id, kind, channel.name, _post_view(post, channel.name), at=at)
-    return FeedEvent(event.id, kind, channel.name, None, _channel_view(channel), at=at)
+        view = _post_view(post, channel.name)
+        return FeedEvent(event.id, kind, channel.name, view, at=at, private=private)
+    return FeedEvent(
+        event.id, kind, channel.name, None, _channel_view(channel), at=at, private=private
+    )
 
 
 def _post_view(post: Post, channel: str) -> PostView:
@@ -514,9 +616,17 @@ class Store:
             return set(session.exec(select(Channel.name)).all())
 
     @_in_thread
-    def create_channel(self, name: str, title: str, description: str) -> ChannelChange:
+    def create_channel(
+        self,
+        name: str,
+        title: str,
+        description: str,
+        *,
+        private: bool = False,
+        announcement_only: bool = False,
+    ) -> ChannelChange:
         with self._write() as session:
-            return self._add_channel(session, name, title, description)
+            return self._add_channel(session, name, title, description, private, announcement_only)
 
     @_in_thread
     def create_channel_once(
@@ -526,19 +636,39 @@ class Store:
         title: str,
         description: str,
         answer: Callable[[ChannelChange], Answer],
+        *,
+        private: bool = False,
+        announcement_only: bool = False,
     ) -> Once:
         """``create_channel``, answered once per ``claim`` (rationale 11)."""
         with self._write() as session:
             return self._once(
-                session, claim, lambda: self._add_channel(session, name, title, description), answer
+                session,
+                claim,
+                lambda: self._add_channel(
+                    session, name, title, description, private, announcement_only
+                ),
+                answer,
             )
 
     def _add_channel(
-        self, session: Session, name: str, title: str, description: str
+        self,
+        session: Session,
+        name: str,
+        title: str,
+        description: str,
+        private: bool = False,
+        announcement_only: bool = False,
     ) -> ChannelChange:
         if session.exec(select(Channel.id).where(Channel.name == name)).first() is not None:
             raise ChannelExists(name)
-        channel = Channel(name=name, title=title, description=description)
+        channel = Channel(
+            name=name,
+            title=title,
+            description=description,
+            private=private,
+            announcement_only=announcement_only,
+        )
         session.add(channel)
         session.flush()
         event_id = self._log_channel(session, EventKind.CHANNEL_CREATED, channel)
@@ -546,15 +676,24 @@ class Store:
 
     @_in_thread
     def update_channel(
-        self, name: str, *, title: str | None = None, description: str | None = None
+        self,
+        name: str,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        private: bool | None = None,
+        announcement_only: bool | None = None,
     ) -> ChannelChange:
-        """Change what readers see of a channel; its name, used in links, stays."""
+        """Change a channel's title, description or access; its name, used in links, stays."""
         with self._write() as session:
             channel = self._channel(session, name)
-            before = (channel.title, channel.description)
+            before = _channel_view(channel)
             channel.title = title if title is not None else channel.title
             channel.description = description if description is not None else channel.description
-            if (channel.title, channel.description) == before:
+            channel.private = private if private is not None else channel.private
+            if announcement_only is not None:
+                channel.announcement_only = announcement_only
+            if _channel_view(channel) == before:
                 return ChannelChange(_channel_view(channel), None)
             event_id = self._log_channel(session, EventKind.CHANNEL_UPDATED, channel)
             return ChannelChange(_channel_view(channel), event_id)
@@ -749,6 +888,121 @@ class Store:
             raise PostDeleted(post_id)
         return post, channel
 
+    # -- tokens, kiosk links, memberships and keys -------------------------------
+
+    @_in_thread
+    def add_token(
+        self, name: str, role: str, kind: str, channels: Sequence[str] | None, digest: str
+    ) -> TokenView:
+        """Keep a new token's digest; unknown ``channels`` raise ChannelNotFound."""
+        with self._write() as session:
+            for channel in channels or ():
+                self._channel(session, channel)
+            token = Token(
+                name=name,
+                role=role,
+                kind=kind,
+                channels=None if channels is None else ",".join(channels),
+                digest=digest,
+                created_at=_now(),
+            )
+            session.add(token)
+            session.flush()
+            return _token_view(token)
+
+    @_in_thread
+    def tokens(self, kind: str | None = None) -> list[TokenView]:
+        query = select(Token).order_by(col(Token.id))
+        if kind is not None:
+            query = query.where(Token.kind == kind)
+        with self._read() as session:
+            return [_token_view(t) for t in session.exec(query).all()]
+
+    @_in_thread
+    def token_by_digest(self, digest: str) -> TokenView | None:
+        """The token with this digest, revoked or not; None if there is none."""
+        with self._read() as session:
+            found = session.exec(select(Token).where(Token.digest == digest)).first()
+            return None if found is None else _token_view(found)
+
+    @_in_thread
+    def revoke_token(self, token_id: int) -> TokenView:
+        with self._write() as session:
+            token = session.get(Token, token_id)
+            if token is None:
+                raise TokenNotFound(token_id)
+            if token.revoked_at is None:
+                token.revoked_at = _now()
+            return _token_view(token)
+
+    @_in_thread
+    def revoked_tokens(self, ids: Sequence[int]) -> set[int]:
+        """Which of ``ids`` are revoked or gone."""
+        if not ids:
+            return set()
+        query = select(Token.id).where(col(Token.id).in_(ids), col(Token.revoked_at).is_(None))
+        with self._read() as session:
+            live = set(session.exec(query).all())
+        return set(ids) - live
+
+    @_in_thread
+    def set_member(self, channel: str, name: str, *, may_post: bool) -> MemberView:
+        with self._write() as session:
+            chan = self._channel(session, channel)
+            found = session.exec(
+                select(Member).where(Member.channel_id == chan.id, Member.name == name)
+            ).first()
+            if found is None:
+                assert chan.id is not None
+                found = Member(channel_id=chan.id, name=name, may_post=may_post)
+                session.add(found)
+            found.may_post = may_post
+            return MemberView(chan.name, name, may_post)
+
+    @_in_thread
+    def remove_member(self, channel: str, name: str) -> bool:
+        """Take a grant away; False if there was none."""
+        with self._write() as session:
+            chan = self._channel(session, channel)
+            found = session.exec(
+                select(Member).where(Member.channel_id == chan.id, Member.name == name)
+            ).first()
+            if found is None:
+                return False
+            session.delete(found)
+            return True
+
+    @_in_thread
+    def members(
+        self, *, channel: str | None = None, names: Sequence[str] | None = None
+    ) -> list[MemberView]:
+        """Grants by channel and name, of one channel or of some names."""
+        query = select(Member, Channel.name).join(
+            Channel, col(Channel.id) == col(Member.channel_id)
+        )
+        if channel is not None:
+            query = query.where(Channel.name == channel)
+        if names is not None:
+            query = query.where(col(Member.name).in_(names))
+        query = query.order_by(col(Channel.name), col(Member.name))
+        with self._read() as session:
+            return [MemberView(c, m.name, m.may_post) for m, c in session.exec(query).all()]
+
+    @_in_thread
+    def secret(self, name: str, make: Callable[[], str]) -> str:
+        """The shared secret ``name``, made with ``make`` the first time it is asked for."""
+        with self._read() as session:
+            found = session.get(Secret, name)
+            if found is not None:
+                return found.value
+        with self._write() as session:
+            # Another process may have made it while this one waited for the lock.
+            found = session.get(Secret, name)
+            if found is None:
+                found = Secret(name=name, value=make())
+                session.add(found)
+            return found.value
+
     # -- the event log ----------------------------------------------------------
 
     def _log(self, session: Session, kind: EventKind, post: Post) -> int:
@@ -778,9 +1032,16 @@ class Store:
 
     @_in_thread
     def events_after(
-        self, after: int, channels: Sequence[str] | None = None, *, limit: int = 1000
+        self,
+        after: int,
+        channels: Sequence[str] | None = None,
+        *,
+        limit: int = 1000,
+        private: Sequence[str] | None = None,
     ) -> list[FeedEvent]:
-        """Events with id > ``after``, oldest first, at most ``limit`` of them."""
+        """Events with id > ``after``, oldest first, at most ``limit`` of them.
+
+        ``private`` names the private channels the reader may see; None: all of them."""
         query = (
             select(Event, Post, Channel)
             .join(Channel, col(Channel.id) == col(Event.channel_id))
@@ -789,6 +1050,10 @@ class Store:
         )
         if channels is not None:
             query = query.where(col(Channel.name).in_(channels))
+        if private is not None:
+            query = query.where(
+                or_(col(Channel.private).is_(False), col(Channel.name).in_(private))
+            )
         query = query.order_by(col(Event.id)).limit(limit)
         with self._read() as session:
             return [

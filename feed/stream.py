@@ -45,6 +45,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive, Scope, Send
 
 from feed import logs, security
+from feed.access import Permissions
 from feed.errors import ClientError, error_response
 from feed.events import (
     Format,
@@ -94,13 +95,13 @@ def parse_format(raw: str | None) -> Format:
         raise ClientError(400, f"format must be one of {allowed}.", raw) from None
 
 
-async def parse_channels(rt: Runtime, names: Sequence[str]) -> frozenset[str] | None:
-    if not names:
+def parse_channels(perms: Permissions, names: Sequence[str]) -> frozenset[str] | None:
+    """The channels a stream follows: those asked for (each readable, or 404), or None
+    for every channel; a credential limited to some channels follows just those."""
+    if not names and perms.identity.scope is None:
         return None
-    unknown = sorted(set(names) - await rt.store.channel_names())
-    if unknown:
-        raise ClientError(404, f"There is no channel named {unknown[0]!r}.", unknown)
-    return frozenset(names)
+    selected = perms.selection(names)
+    return None if selected is None else frozenset(selected)
 
 
 def resync_frame(fmt: Format, event_id: int, reason: str) -> bytes:
@@ -121,7 +122,8 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> bytes:
         reason = f"event {resume_id} is newer than this feed's newest ({latest}); reload"
     else:
         channels = None if sub.channels is None else sorted(sub.channels)
-        events = await rt.store.events_after(resume_id, channels, limit=limit + 1)
+        private = None if sub.private is None else sorted(sub.private)
+        events = await rt.store.events_after(resume_id, channels, limit=limit + 1, private=private)
         if len(events) <= limit:
             rt.metrics.replayed.observe(len(events))
             sub.sent += len(events)
@@ -184,9 +186,13 @@ class EventStream:
             resume_id = parse_resume_id(header, "The Last-Event-ID header")
             if resume_id is None:
                 resume_id = parse_resume_id(query.get("last_event_id"), "last_event_id")
-            channels = await parse_channels(rt, query.getlist("channel"))
+            perms = await rt.access.permissions(await rt.access.identify(scope))
+            channels = parse_channels(perms, query.getlist("channel"))
+        except StoreUnavailable as exc:
+            await error_response(503, str(exc), headers={"Retry-After": "2"})(scope, receive, send)
+            return
         except ClientError as exc:
-            answer = error_response(exc.status, exc.message, exc.detail)
+            answer = error_response(exc.status, exc.message, exc.detail, exc.headers)
             answer.raw_headers.extend(security.stream_headers(scope))
             await answer(scope, receive, send)
             return
@@ -199,6 +205,9 @@ class EventStream:
         sub = Subscriber(
             fmt, channels, last_id=resume_id or 0, limit=rt.settings.subscriber_backlog
         )
+        # Checked for each private event (events.py) and rechecked by access.Watch.
+        sub.private = perms.private_readable()
+        sub.who = perms.identity
         # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.
         headers = [*HEADERS, *security.stream_headers(scope)]
         await self._serve(rt, sub, resume_id, receive, send, headers)

@@ -73,10 +73,22 @@ def _refusal(response: httpx.Response) -> CommandError:
 # -- post and channels --------------------------------------------------------------
 
 
-def call(url: str, method: str, path: str, payload: dict[str, str] | None = None) -> Any:
+def auth(token: str | None) -> dict[str, str]:
+    return {} if not token else {"Authorization": f"Bearer {token}"}
+
+
+def call(
+    url: str,
+    method: str,
+    path: str,
+    payload: dict[str, Any] | None = None,
+    token: str | None = None,
+) -> Any:
     """One API request; the decoded answer, or CommandError with the server's reason."""
     try:
-        response = httpx.request(method, f"{url}{path}", json=payload, timeout=10)
+        response = httpx.request(
+            method, f"{url}{path}", json=payload, headers=auth(token), timeout=10
+        )
     except httpx.HTTPError as exc:
         raise CommandError(UNREACHABLE, f"cannot reach {url}: {exc}") from None
     if not response.is_success:
@@ -84,16 +96,17 @@ def call(url: str, method: str, path: str, payload: dict[str, str] | None = None
     return response.json()
 
 
-def post(url: str, channel: str, body: str, author: str) -> dict[str, Any]:
-    """Publish one post; returns the server's answer (the post and its event id)."""
+def post(url: str, channel: str, body: str, token: str | None) -> dict[str, Any]:
+    """Publish one post as the token's identity; returns the server's answer (the post
+    and its event id)."""
     answer: dict[str, Any] = call(
-        url, "POST", f"/api/channels/{channel}/posts", {"author": author, "body": body}
+        url, "POST", f"/api/channels/{channel}/posts", {"body": body}, token
     )
     return answer
 
 
-def channels(url: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = call(url, "GET", "/api/channels")["channels"]
+def channels(url: str, token: str | None) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = call(url, "GET", "/api/channels", token=token)["channels"]
     return found
 
 
@@ -155,6 +168,7 @@ class Tail:
     colour: bool
     # How many events to print before returning (None: until interrupted), for tests.
     limit: int | None = None
+    token: str | None = None
     sleep: Callable[[float], None] = time.sleep
 
     def run(self) -> int:
@@ -184,7 +198,9 @@ class Tail:
         """Yields None when the stream opens, then (event, data) for each event."""
         params: list[tuple[str, str]] = [("format", "json")]
         params += [("channel", name) for name in self.channels]
-        headers = {} if self.last_id is None else {"Last-Event-ID": str(self.last_id)}
+        headers = auth(self.token)
+        if self.last_id is not None:
+            headers["Last-Event-ID"] = str(self.last_id)
         with (
             httpx.Client(timeout=TIMEOUT) as client,
             connect_sse(client, "GET", f"{self.url}/events", params=params, headers=headers) as sse,
@@ -221,6 +237,7 @@ def run_tail(args: Any, url: str) -> int:
         err=sys.stderr,
         colour=want_colour(args.color, sys.stdout),
         limit=args.count,
+        token=args.token,
     )
     try:
         return tail.run()

@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 
 from feed.app import create_app
 from feed.settings import Settings
+from tests.auth import ADMIN, bearer, ensure_admin, make_token
 from tests.services import Postgres, Valkey
 
 
@@ -43,6 +44,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     client: httpx.Client = field(init=False)
+    tokens: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -54,7 +56,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "feed", "serve"], env=self.env, stdout=out, stderr=out
         )
-        self.client = httpx.Client(base_url=self.url, timeout=10)
+        self.client = httpx.Client(base_url=self.url, timeout=10, headers=ADMIN)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -86,9 +88,19 @@ class Server:
         self.client.close()
         return time.monotonic() - started
 
-    def post(self, body: str, channel: str = "general", author: str = "tester") -> dict[str, Any]:
+    def token(self, name: str, role: str = "writer") -> str:
+        """A token for ``name`` in this server's database, made once per server."""
+        if (name, role) not in self.tokens:
+            self.tokens[name, role] = make_token(self.database, name, role)[0]
+        return self.tokens[name, role]
+
+    def post(
+        self, body: str, channel: str = "general", author: str | None = None
+    ) -> dict[str, Any]:
+        """Post as ``author`` (a writer), or as the tests' admin (``tests.auth``)."""
+        headers = None if author is None else bearer(self.token(author))
         response = self.client.post(
-            f"/api/channels/{channel}/posts", json={"author": author, "body": body}
+            f"/api/channels/{channel}/posts", json={"body": body}, headers=headers
         )
         assert response.status_code == 201, response.text
         result: dict[str, Any] = response.json()
@@ -146,6 +158,7 @@ def make_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Ser
         # Every test client is 127.0.0.1: per-address limits only where a test sets them.
         env.update(FEED_POST_RATE="100000", FEED_MAX_STREAMS_PER_CLIENT="100000")
         env.update({f"FEED_{k.upper()}": str(v) for k, v in settings.items()})
+        ensure_admin(url)
         server = Server(port, url, env, log=tmp_path / f"server-{port}.log")
         started.append(server)
         return server.start()
@@ -169,5 +182,6 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     """The app in-process, for endpoints that answer and end (not for streams)."""
-    with TestClient(create_app(settings)) as test_client:
+    ensure_admin(settings.database_url)
+    with TestClient(create_app(settings), headers=ADMIN) as test_client:
         yield test_client

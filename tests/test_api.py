@@ -10,23 +10,25 @@ from starlette.testclient import TestClient
 
 from feed.app import create_app
 from feed.settings import Settings
+from tests.auth import ADMIN, ensure_admin
 
 JSON = {"content-type": "application/json"}
 
 
 def make_post(client: TestClient, body: str = "hello", channel: str = "general") -> dict[str, Any]:
-    response = client.post(f"/api/channels/{channel}/posts", json={"author": "ann", "body": body})
+    response = client.post(f"/api/channels/{channel}/posts", json={"body": body})
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
     return result
 
 
 def test_create_returns_the_post_its_event_id_and_location(client: TestClient) -> None:
-    response = client.post("/api/channels/general/posts", json={"author": "ann", "body": "hi"})
+    response = client.post("/api/channels/general/posts", json={"body": "hi"})
     assert response.status_code == 201
     data = response.json()
     assert data["event_id"] == 1
-    assert data["post"]["body"] == "hi" and data["post"]["author"] == "ann"
+    # The author is whoever's token made the post (tests.auth).
+    assert data["post"]["body"] == "hi" and data["post"]["author"] == "tester"
     assert data["post"]["channel"] == "general" and data["post"]["pinned"] is False
     assert response.headers["location"] == f"/api/posts/{data['post']['id']}"
 
@@ -89,20 +91,20 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None, int, str]]
         "'body' is required",
     ),
     (
-        "missing author",
+        "someone else as author",
         "POST",
         "/api/channels/general/posts",
         JSON,
-        b'{"body":"b"}',
+        b'{"author":"ceo","body":"b"}',
         422,
-        "'author' is required",
+        "the identity that writes it ('tester')",
     ),
     (
         "blank body",
         "POST",
         "/api/channels/general/posts",
         JSON,
-        b'{"author":"a","body":"  \\n "}',
+        b'{"body":"  \\n "}',
         422,
         "'body' must not be empty",
     ),
@@ -111,7 +113,7 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None, int, str]]
         "POST",
         "/api/channels/general/posts",
         JSON,
-        b'{"author":"a","body":5}',
+        b'{"body":5}',
         422,
         "'body' must be a string",
     ),
@@ -120,25 +122,25 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None, int, str]]
         "POST",
         "/api/channels/general/posts",
         JSON,
-        b'{"author":"a","body":"' + LONG.encode() + b'"}',
+        b'{"body":"' + LONG.encode() + b'"}',
         422,
         "longer than 10000",
     ),
     (
-        "control chars in author",
-        "POST",
-        "/api/channels/general/posts",
+        "non-boolean flag",
+        "PATCH",
+        "/api/channels/general",
         JSON,
-        b'{"author":"a\\u0007b","body":"x"}',
+        b'{"private":"yes"}',
         422,
-        "control characters",
+        "'private' must be true or false",
     ),
     (
         "NUL in body",
         "POST",
         "/api/channels/general/posts",
         JSON,
-        b'{"author":"a","body":"x\\u0000"}',
+        b'{"body":"x\\u0000"}',
         422,
         "NUL",
     ),
@@ -147,7 +149,7 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None, int, str]]
         "POST",
         "/api/channels/general/posts",
         JSON,
-        b'{"author":"a","body":"b","text":"c"}',
+        b'{"body":"b","text":"c"}',
         422,
         "Unknown field 'text'",
     ),
@@ -156,7 +158,7 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None, int, str]]
         "POST",
         "/api/channels/nope/posts",
         JSON,
-        b'{"author":"a","body":"b"}',
+        b'{"body":"b"}',
         404,
         "no channel named 'nope'",
     ),
@@ -165,7 +167,7 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None, int, str]]
         "POST",
         "/api/channels/general/posts",
         JSON,
-        b'{"author":"a","body":"' + b"y" * 70_000 + b'"}',
+        b'{"body":"' + b"y" * 70_000 + b'"}',
         413,
         "larger than 65536 bytes",
     ),
@@ -235,10 +237,11 @@ def test_deleted_post_cannot_be_edited(client: TestClient) -> None:
 
 def test_post_length_limit_follows_the_setting(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", max_post_chars=5)
-    with TestClient(create_app(settings)) as client:
+    ensure_admin(settings.database_url)
+    with TestClient(create_app(settings), headers=ADMIN) as client:
         url = "/api/channels/general/posts"
-        ok = client.post(url, json={"author": "a", "body": "12345"})
-        too_long = client.post(url, json={"author": "a", "body": "123456"})
+        ok = client.post(url, json={"body": "12345"})
+        too_long = client.post(url, json={"body": "123456"})
     assert ok.status_code == 201
     assert too_long.status_code == 422 and "longer than 5" in too_long.json()["error"]
 
@@ -267,6 +270,8 @@ def test_channels_are_created_retitled_archived_and_restored(client: TestClient)
         "title": "Ops news",
         "description": "x",
         "archived": False,
+        "private": False,
+        "announcement_only": False,
     }
     first_event = created.json()["event_id"]
     assert isinstance(first_event, int)
@@ -276,7 +281,7 @@ def test_channels_are_created_retitled_archived_and_restored(client: TestClient)
     same = client.patch("/api/channels/ops-news", json={"title": "Operations"})
     assert same.json()["event_id"] is None
 
-    post = {"author": "a", "body": "hello"}
+    post = {"body": "hello"}
     assert client.post("/api/channels/ops-news/posts", json=post).status_code == 201
     archived = client.post("/api/channels/ops-news/archive")
     assert archived.json()["channel"]["archived"] is True

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.auth import ADMIN
 from tests.conftest import Server, free_port
 from tests.services import Postgres, Valkey
 from tests.sse import SSEClient
@@ -63,9 +64,9 @@ def database_event_ids(postgres: Postgres, url: str) -> list[int]:
 
 
 def post_many(base_url: str, count: int, prefix: str, errors: list[str]) -> None:
-    with httpx.Client(base_url=base_url, timeout=30) as client:
+    with httpx.Client(base_url=base_url, timeout=30, headers=ADMIN) as client:
         for n in range(count):
-            body = {"author": prefix, "body": f"{prefix} {n}"}
+            body = {"body": f"{prefix} {n}"}
             response = client.post("/api/channels/general/posts", json=body)
             if response.status_code != 201:
                 errors.append(f"{response.status_code}: {response.text}")
@@ -177,9 +178,7 @@ def test_streams_survive_a_postgres_restart_and_writes_get_503_meanwhile(
         own_postgres.stop("fast")
         statuses = []
         for _ in range(5):
-            write = a.client.post(
-                "/api/channels/general/posts", json={"author": "t", "body": "lost?"}
-            )
+            write = a.client.post("/api/channels/general/posts", json={"body": "lost?"})
             assert write.status_code == 503, write.text
             assert "database is unavailable" in write.json()["error"]
             assert write.headers["retry-after"] == "2"

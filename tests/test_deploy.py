@@ -35,6 +35,7 @@ import pytest
 import yaml
 
 from feed.settings import DEFAULT_HEARTBEAT, Settings
+from tests.auth import ADMIN
 from tests.conftest import Server, free_port
 from tests.services import Postgres
 
@@ -424,9 +425,7 @@ class Topology:
         return stream
 
     def post(self, body: str) -> httpx.Response:
-        response = self.client.post(
-            "/api/channels/general/posts", json={"author": "deploy", "body": body}
-        )
+        response = self.client.post("/api/channels/general/posts", json={"body": body})
         assert response.status_code == 201, response.text
         return response
 
@@ -443,7 +442,7 @@ def topology(
     proxy = Proxy(directory, [s.port for s in servers]).start()
     verify = ssl.create_default_context(cafile=str(proxy.ca))
     url = f"https://127.0.0.1:{proxy.port}"
-    client = httpx.Client(base_url=url, verify=verify, timeout=10, trust_env=False)
+    client = httpx.Client(base_url=url, verify=verify, timeout=10, trust_env=False, headers=ADMIN)
     topology = Topology({f"127.0.0.1:{s.port}": s for s in servers}, proxy, client)
     try:
         yield topology

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from feed.store import StoreUnavailable
+from tests.auth import ADMIN
 from tests.conftest import Server
 from tests.sse import SSEClient
 
@@ -33,7 +34,7 @@ FAST = {"post_rate": 100_000, "heartbeat": 0.2}
 
 
 def post(http: httpx.Client, body: str) -> httpx.Response:
-    return http.post(URL, json={"author": "burst", "body": body})
+    return http.post(URL, json={"body": body})
 
 
 def assert_refused(response: httpx.Response, message: str) -> None:
@@ -55,7 +56,7 @@ def test_every_acknowledged_post_survives_kill_9_and_is_delivered_once_in_order(
     stop = threading.Event()
 
     def writer(n: int) -> None:
-        with httpx.Client(base_url=server.url, timeout=5) as http:
+        with httpx.Client(base_url=server.url, timeout=5, headers=ADMIN) as http:
             for i in range(500):  # bounded; the kill ends it much sooner
                 if stop.is_set():
                     return
@@ -105,7 +106,7 @@ def test_two_processes_writing_one_sqlite_file_never_show_database_is_locked(
     lock = threading.Lock()
 
     def writer(server: Server, n: int) -> None:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
+        with httpx.Client(base_url=server.url, timeout=30, headers=ADMIN) as http:
             for i in range(40):
                 response = post(http, f"{server.port} {n} {i}")
                 with lock:

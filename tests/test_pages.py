@@ -12,7 +12,7 @@ from feed.store import PostView
 
 
 def post(client: TestClient, body: str, channel: str = "general") -> int:
-    response = client.post(f"/api/channels/{channel}/posts", json={"author": "ann", "body": body})
+    response = client.post(f"/api/channels/{channel}/posts", json={"body": body})
     assert response.status_code == 201
     post_id: int = response.json()["post"]["id"]
     return post_id
@@ -62,29 +62,29 @@ def test_pinned_posts_are_on_the_first_page_whatever_their_age(client: TestClien
 
 
 def test_compose_posts_and_returns_a_cleared_form(client: TestClient) -> None:
-    response = client.post(
-        "/compose", data={"channel": "general", "author": "bea", "body": "from the form"}
-    )
+    response = client.post("/compose", data={"channel": "general", "body": "from the form"})
     assert response.status_code == 200
-    assert 'value="bea"' in response.text
+    # The author is whoever is signed in (here the tests' admin token); the form says so.
+    assert "Posting as <strong>tester</strong>" in response.text
     assert "from the form" not in response.text
     posts = client.get("/api/channels/general/posts").json()["posts"]
-    assert [(p["author"], p["body"]) for p in posts] == [("bea", "from the form")]
+    assert [(p["author"], p["body"]) for p in posts] == [("tester", "from the form")]
 
 
 def test_compose_shows_errors_inline_and_keeps_what_was_typed(client: TestClient) -> None:
-    response = client.post("/compose", data={"channel": "general", "author": "", "body": "kept"})
+    long = "kept " * 2001
+    response = client.post("/compose", data={"channel": "general", "body": long})
     assert response.status_code == 422
-    assert "The field &#39;author&#39; must not be empty." in response.text
-    assert 'role="alert"' in response.text and "kept" in response.text
-    unknown = client.post("/compose", data={"channel": "nope", "author": "a", "body": "b"})
+    assert "The field &#39;body&#39; is longer than 10000 characters." in response.text
+    assert 'role="alert"' in response.text and "kept kept" in response.text
+    unknown = client.post("/compose", data={"channel": "nope", "body": "b"})
     assert unknown.status_code == 422 and "no channel named" in unknown.text
     assert client.get("/api/channels/general/posts").json()["posts"] == []
 
 
 def test_compose_refuses_an_oversized_body_inline(client: TestClient) -> None:
     body = "x" * 70_000
-    response = client.post("/compose", data={"channel": "general", "author": "a", "body": body})
+    response = client.post("/compose", data={"channel": "general", "body": body})
     assert response.status_code == 422
     assert "larger than 65536 bytes" in response.text
     assert client.get("/api/channels/general/posts").json()["posts"] == []

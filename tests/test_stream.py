@@ -341,6 +341,8 @@ def test_channel_changes_are_events_in_every_format_and_replay(server: Server) -
         "title": "Ops",
         "description": "",
         "archived": False,
+        "private": False,
+        "announcement_only": False,
     }
     assert [e.data for e in text_events[:4]] == [
         "#ops was created: Ops",

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from tests.auth import ADMIN_TOKEN
 from tests.conftest import Server, free_port
 from tests.test_cli import run_feed
 
@@ -26,7 +27,11 @@ def feed_process(*args: str) -> subprocess.Popen[str]:
 
 
 def by_bob(server: Server) -> list[str]:
-    return ["--author", "bob", "--url", server.url]
+    return ["--token", server.token("bob"), "--url", server.url]
+
+
+def as_admin(server: Server) -> list[str]:
+    return ["--token", ADMIN_TOKEN, "--url", server.url]
 
 
 def wait_for_subscriber(server: Server, timeout: float = 20) -> None:
@@ -37,7 +42,8 @@ def wait_for_subscriber(server: Server, timeout: float = 20) -> None:
 
 
 def test_post_publishes_and_tail_prints_replayed_and_live_events(server: Server) -> None:
-    first = run_feed("post", "general", "hello *there*", "--author", "ada", "--url", server.url)
+    ada = server.token("ada")
+    first = run_feed("post", "general", "hello *there*", "--token", ada, "--url", server.url)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "posted to #general: post 1, event 1"
     piped = subprocess.run(
@@ -113,13 +119,20 @@ def test_tail_resumes_after_a_server_restart_without_gaps_or_repeats(
 
 
 def test_refusals_and_unreachable_servers_have_their_own_exit_codes(server: Server) -> None:
-    refused = run_feed("post", "nope", "hi", "--url", server.url)
+    refused = run_feed("post", "nope", "hi", *as_admin(server))
     assert refused.returncode == 3
     assert (
         refused.stderr.strip() == "feed: the server answered 404: There is no channel named 'nope'."
     )
-    empty = run_feed("post", "general", "", "--url", server.url)
+    empty = run_feed("post", "general", "", *as_admin(server))
     assert empty.returncode == 3 and "422" in empty.stderr
+    nobody = run_feed("post", "general", "hi", "--url", server.url)
+    assert nobody.returncode == 3
+    assert nobody.stderr.strip() == (
+        "feed: the server answered 401: Posting needs a writer's token or a signed-in session."
+    )
+    wrong = run_feed("post", "general", "hi", "--token", "feed_nope", "--url", server.url)
+    assert wrong.returncode == 3 and "401: The token is not valid" in wrong.stderr
     gone = f"http://127.0.0.1:{free_port()}"
     for command in (["post", "general", "hi"], ["tail"], ["channels"]):
         result = run_feed(*command, "--url", gone)
@@ -129,7 +142,7 @@ def test_refusals_and_unreachable_servers_have_their_own_exit_codes(server: Serv
 
 def test_channels_are_listed_created_retitled_archived_and_restored(server: Server) -> None:
     def feed(*args: str) -> str:
-        result = run_feed("channels", "--url", server.url, *args)
+        result = run_feed("channels", *as_admin(server), *args)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -140,11 +153,11 @@ def test_channels_are_listed_created_retitled_archived_and_restored(server: Serv
     assert feed("rename", "ops", "Ops team") == "#ops: Ops team (open)\n"
     assert feed("archive", "ops") == "#ops: Ops team (archived)\n"
     assert feed("list").splitlines()[-1] == "ops\tOps team\t(archived)"
-    refused = run_feed("post", "ops", "hi", "--url", server.url)
+    refused = run_feed("post", "ops", "hi", *as_admin(server))
     assert refused.returncode == 3
     assert "409: The channel 'ops' is archived" in refused.stderr
     assert feed("restore", "ops") == "#ops: Ops team (open)\n"
-    again = run_feed("channels", "--url", server.url, "create", "ops", "Again")
+    again = run_feed("channels", *as_admin(server), "create", "ops", "Again")
     assert again.returncode == 3
     assert (
         again.stderr.strip()

@@ -1,0 +1,522 @@
+"""Who is asking, and what they may read and write.
+
+Rationale:
+
+1. An identity comes from, in this order: an ``Authorization: Bearer`` token (scripts,
+   the CLI), a kiosk link's ``key`` query parameter (a kiosk cannot sign in), the
+   signed session cookie (browsers), the trusted user header of a fronting single
+   sign-on proxy (off unless ``FEED_TRUSTED_USER_HEADER`` is set), else nobody. A
+   credential that is present but wrong is refused with 401; it never falls back to
+   anonymous, so a typo in a script's token is not silently a reader.
+2. Roles nest: a reader reads, a writer also posts, an admin also edits anyone's
+   posts and manages channels. A token or kiosk link limited to some channels
+   (``scope``) can touch those channels only, whatever its role.
+3. A private channel is readable by its members and admins only; an
+   announcement-only channel takes posts only from members granted posting, and
+   admins. To everyone else a private channel does not exist: the answer is the same
+   404 as for a name that was never made, so names cannot be probed.
+4. The session cookie holds the identity, the token it was exchanged for (so
+   revoking the token ends the session), and the CSRF token that unsafe requests
+   made with the cookie must echo in ``X-CSRF-Token`` (htmx sends it from the
+   page's ``hx-headers``) or a ``csrf_token`` form field. A bearer token is not sent
+   by the browser on its own, so it needs no CSRF token.
+5. Streams check access when they open, and the hub checks every event of a private
+   channel against the stream's grants (events.py). A running ``Watch`` re-reads, every
+   ``FEED_ACCESS_RECHECK`` seconds, the revocations and memberships behind open
+   streams: a revoked token or kiosk link ends its streams, a membership taken away
+   stops that channel's events, within that interval, in every process.
+6. Secrets sign cookies and kiosk links (itsdangerous). Without
+   ``FEED_SECRET_KEY`` the key is made once and kept in the database, so every
+   process, restart and ``feed`` command agrees on it.
+7. The channel list behind every permission check is read at most once a second:
+   a thousand kiosks reconnecting at once cost one query, not a thousand. A stale
+   list cannot leak: the hub checks each event against the channel as it is when
+   the event is read (events.py), and replay filters in SQL on the same. A channel
+   made or changed through this process is seen at once; through another, within
+   that second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
+from starlette.datastructures import Headers, QueryParams
+from starlette.requests import HTTPConnection
+from starlette.types import Scope
+
+from feed.errors import ClientError
+from feed.events import Hub, Subscriber
+from feed.presence import Presence
+from feed.settings import Settings
+from feed.store import ChannelView, PostView, Store, StoreUnavailable, TokenView
+
+logger = logging.getLogger("feed.access")
+
+TOKEN_PREFIX = "feed_"
+SESSION_COOKIE = "feed_session"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+KIOSK_PARAM = "key"
+SIGNING_SECRET = "signing-key"
+SCOPE_KEY = "feed.identity"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_NAME_CHARS = 80
+CHANNELS_TTL = 1.0
+
+
+class Role(StrEnum):
+    READER = "reader"
+    WRITER = "writer"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return (Role.READER, Role.WRITER, Role.ADMIN).index(self)
+
+
+class Via(StrEnum):
+    """How an identity was established."""
+
+    ANONYMOUS = "anonymous"
+    TOKEN = "token"
+    KIOSK = "kiosk"
+    SESSION = "session"
+    HEADER = "header"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    name: str | None
+    role: Role | None
+    via: Via
+    # Channels this credential is limited to; None: no limit beyond the role's.
+    scope: frozenset[str] | None = None
+    # The token (or kiosk link) behind it, so revoking it ends what it opened.
+    credential: int | None = None
+    csrf: str | None = None
+
+    @property
+    def signed_in(self) -> bool:
+        return self.name is not None
+
+    @property
+    def ambient(self) -> bool:
+        """Sent by the browser on its own (a cookie, a proxy's header): needs CSRF checks."""
+        return self.via in (Via.SESSION, Via.HEADER)
+
+    def at_least(self, role: Role) -> bool:
+        return self.role is not None and self.role.rank >= role.rank
+
+    @property
+    def is_admin(self) -> bool:
+        """An admin of the whole feed: may manage channels and memberships."""
+        return self.role is Role.ADMIN and self.scope is None
+
+    @property
+    def limit_key(self) -> str | None:
+        """What per-client limits count by, or None to count by address."""
+        if self.via is Via.KIOSK:
+            return f"kiosk:{self.credential}"
+        return None if self.name is None else f"user:{self.name}"
+
+
+ANONYMOUS = Identity(None, None, Via.ANONYMOUS)
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """What one identity may do, given the channels and its memberships now."""
+
+    identity: Identity
+    channels: dict[str, ChannelView]
+    grants: dict[str, bool]  # channel -> may post
+
+    def may_read(self, name: str) -> bool:
+        channel = self.channels.get(name)
+        scope = self.identity.scope
+        if channel is None or (scope is not None and name not in scope):
+            return False
+        # A kiosk link is made by an admin for the channels it names, private ones too.
+        if not channel.private or self.identity.role is Role.ADMIN:
+            return True
+        return self.identity.via is Via.KIOSK or name in self.grants
+
+    def may_post(self, name: str) -> bool:
+        who = self.identity
+        if not self.may_read(name) or who.via is Via.KIOSK or not who.at_least(Role.WRITER):
+            return False
+        if who.role is Role.ADMIN or not self.channels[name].announcement_only:
+            return True
+        return self.grants.get(name, False)
+
+    def may_edit(self, post: PostView) -> bool:
+        """Authors edit, delete and pin their own posts; admins anyone's."""
+        who = self.identity
+        if not self.may_read(post.channel) or not who.at_least(Role.WRITER):
+            return False
+        return who.role is Role.ADMIN or post.author == who.name
+
+    def readable(self) -> list[ChannelView]:
+        return [c for c in self.channels.values() if self.may_read(c.name)]
+
+    def postable(self) -> list[ChannelView]:
+        return [c for c in self.channels.values() if self.may_post(c.name)]
+
+    def private_readable(self) -> frozenset[str] | None:
+        """The private channels this identity may read; None for an admin of everything."""
+        if self.identity.is_admin:
+            return None
+        return frozenset(
+            c.name for c in self.channels.values() if c.private and self.may_read(c.name)
+        )
+
+    def selection(self, requested: Sequence[str] | None) -> list[str] | None:
+        """The channels a query should cover: ``requested`` (each checked, 404 for one it
+        may not read, exactly as for one that does not exist), or every readable one;
+        None when that is every channel, so the query needs no filter."""
+        if requested:
+            for name in requested:
+                self.check_read(name)
+            return list(requested)
+        readable = self.readable()
+        if len(readable) == len(self.channels):
+            return None
+        return [c.name for c in readable]
+
+    def check_read(self, name: str) -> ChannelView:
+        if not self.may_read(name):
+            raise ClientError(404, f"There is no channel named {name!r}.", name)
+        return self.channels[name]
+
+    def check_post(self, name: str) -> None:
+        self.check_read(name)
+        if self.may_post(name):
+            return
+        who = self.identity
+        if not who.signed_in:
+            raise unauthorized("Posting needs a writer's token or a signed-in session.")
+        if who.via is Via.KIOSK or not who.at_least(Role.WRITER):
+            raise ClientError(403, f"{who.name!r} may read but not post.", name)
+        raise ClientError(
+            403,
+            f"#{name} is announcement-only: only members granted posting, and admins, "
+            "may post there.",
+            name,
+        )
+
+    def check_edit(self, post: PostView) -> None:
+        self.check_read(post.channel)
+        if not self.may_edit(post):
+            if not self.identity.signed_in:
+                raise unauthorized("Changing a post needs its author's or an admin's token.")
+            raise ClientError(403, "Only the post's author or an admin may change it.", post.id)
+
+
+def unauthorized(message: str) -> ClientError:
+    return ClientError(401, message, headers={"WWW-Authenticate": 'Bearer realm="feed"'})
+
+
+def forbidden_unless_admin(who: Identity) -> None:
+    if who.is_admin:
+        return
+    if not who.signed_in:
+        raise unauthorized("This needs an admin's token or a signed-in admin.")
+    raise ClientError(403, "Only an admin of the whole feed may do this.")
+
+
+def new_token() -> tuple[str, str]:
+    """A new token and the digest that is kept of it."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return token, digest(token)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def identity_name(value: str) -> str:
+    """A name for tokens and grants: one short printable line."""
+    name = value.strip()
+    if not name or len(name) > MAX_NAME_CHARS or not name.isprintable() or "," in name:
+        raise ValueError(
+            f"a name is 1 to {MAX_NAME_CHARS} printable characters without commas, got {value!r}"
+        )
+    return name
+
+
+class Access:
+    """One app's way of telling who asks and what they may do."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self._sessions: URLSafeTimedSerializer | None = None
+        self._links: URLSafeSerializer | None = None
+        self._admins = frozenset(n.strip() for n in settings.trusted_admins.split(",") if n.strip())
+        # Set when this process changed access, so its streams are rechecked at once.
+        self.dirty = asyncio.Event()
+        self._channels: dict[str, ChannelView] | None = None
+        self._channels_at = 0.0
+        self._loading = asyncio.Lock()
+
+    def changed(self) -> None:
+        self._channels = None
+        self.dirty.set()
+
+    def changed_channels(self, channels: Iterable[ChannelView]) -> None:
+        self._channels = {c.name: c for c in channels}
+        self._channels_at = time.monotonic()
+
+    async def channels(self) -> dict[str, ChannelView]:
+        """Every channel by name, read at most once per ``CHANNELS_TTL`` (rationale 7)."""
+        async with self._loading:
+            now = time.monotonic()
+            if self._channels is None or now - self._channels_at > CHANNELS_TTL:
+                self._channels = {c.name: c for c in await self.store.list_channels()}
+                self._channels_at = now
+            return self._channels
+
+    async def start(self) -> None:
+        key = await signing_key(self.settings, self.store)
+        self._sessions = URLSafeTimedSerializer(key, salt="feed-session")
+        self._links = URLSafeSerializer(key, salt="feed-kiosk-link")
+
+    @property
+    def sessions(self) -> URLSafeTimedSerializer:
+        assert self._sessions is not None, "Access.start() was not awaited"
+        return self._sessions
+
+    # -- who is asking ----------------------------------------------------------
+
+    async def identify(self, scope: Scope) -> Identity:
+        """The identity behind a request (rationale 1), remembered in its scope."""
+        found = scope.get(SCOPE_KEY)
+        if isinstance(found, Identity):
+            return found
+        who = await self._identify(scope)
+        scope[SCOPE_KEY] = who
+        if not who.signed_in and not self.settings.anonymous_read:
+            raise unauthorized("Sign in first: this feed is not open to anonymous readers.")
+        return who
+
+    async def _identify(self, scope: Scope) -> Identity:
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization")
+        if authorization is not None:
+            kind, _, token = authorization.partition(" ")
+            if kind.lower() != "bearer" or not token.strip():
+                raise unauthorized("Send the token as 'Authorization: Bearer <token>'.")
+            return await self.from_token(token.strip())
+        key = QueryParams(scope.get("query_string", b"")).get(KIOSK_PARAM)
+        if key:
+            return await self._from_link(key)
+        cookie = HTTPConnection(scope).cookies.get(SESSION_COOKIE)
+        if cookie:
+            who = await self._from_session(cookie)
+            if who is not None:
+                return who
+        header = self.settings.trusted_user_header
+        if header:
+            user = headers.get(header, "").strip()
+            if user:
+                return self._from_header(user)
+        return ANONYMOUS
+
+    async def from_token(self, token: str) -> Identity:
+        found = await self.store.token_by_digest(digest(token))
+        if found is None or found.kind != "api":
+            raise unauthorized("The token is not valid: check it, or make a new one.")
+        if found.revoked:
+            raise unauthorized("The token has been revoked; ask an admin for a new one.")
+        return _identity(found, Via.TOKEN)
+
+    async def _from_link(self, key: str) -> Identity:
+        links = self._links
+        assert links is not None
+        try:
+            links.loads(key)
+        except BadSignature:
+            raise unauthorized(
+                "This kiosk link is not valid; ask an admin for a new one."
+            ) from None
+        found = await self.store.token_by_digest(digest(key))
+        if found is None or found.kind != "kiosk" or found.revoked:
+            raise unauthorized("This kiosk link has been revoked; ask an admin for a new one.")
+        return _identity(found, Via.KIOSK)
+
+    async def _from_session(self, cookie: str) -> Identity | None:
+        """The cookie's identity; None if it is forged, expired or its token revoked."""
+        try:
+            data = self.sessions.loads(cookie, max_age=self.settings.session_days * 86400)
+            name, role, token, csrf = data["n"], Role(data["r"]), data["t"], data["x"]
+            scope = None if data["s"] is None else frozenset(data["s"])
+        except (BadSignature, KeyError, TypeError, ValueError):
+            return None
+        if token is not None and await self.store.revoked_tokens([token]):
+            return None
+        return Identity(name, role, Via.SESSION, scope, token, csrf)
+
+    def _from_header(self, user: str) -> Identity:
+        try:
+            name = identity_name(user)
+        except ValueError:
+            raise ClientError(
+                400, "The signed-in user's name from the proxy is not usable."
+            ) from None
+        role = Role.ADMIN if name in self._admins else Role.WRITER
+        return Identity(name, role, Via.HEADER)
+
+    def session(self, who: Identity) -> tuple[str, Identity]:
+        """A session cookie's value for ``who``, and the identity it stands for."""
+        csrf = secrets.token_urlsafe(24)
+        data: dict[str, Any] = {
+            "n": who.name,
+            "r": who.role,
+            "t": who.credential,
+            "s": None if who.scope is None else sorted(who.scope),
+            "x": csrf,
+        }
+        return self.sessions.dumps(data), replace(who, via=Via.SESSION, csrf=csrf)
+
+    def kiosk_key(self) -> str:
+        """The secret part of a new kiosk link: signed, so a forged one costs no query."""
+        links = self._links
+        assert links is not None
+        return str(links.dumps({"n": secrets.token_urlsafe(16)}))
+
+    # -- what they may do -------------------------------------------------------
+
+    async def permissions(self, who: Identity) -> Permissions:
+        return (await self.permissions_of([who]))[who]
+
+    async def permissions_of(self, whos: Iterable[Identity]) -> dict[Identity, Permissions]:
+        """Several identities' permissions from two queries, however many there are."""
+        whos = set(whos)
+        channels = await self.channels()
+        # Kiosk links read what their scope names; a grant to a same-named person is not theirs.
+        names = sorted({w.name for w in whos if w.name is not None and w.via is not Via.KIOSK})
+        grants: dict[str, dict[str, bool]] = {}
+        for member in await self.store.members(names=names) if names else ():
+            grants.setdefault(member.name, {})[member.channel] = member.may_post
+        return {
+            w: Permissions(w, channels, {} if w.via is Via.KIOSK else grants.get(w.name or "", {}))
+            for w in whos
+        }
+
+    async def check(self, connection: HTTPConnection) -> Permissions:
+        """Identify the request, check CSRF for a browser's unsafe request, and return
+        what it may do (rationale 4)."""
+        who = await self.identify(connection.scope)
+        if connection.scope.get("method") in UNSAFE_METHODS and who.ambient:
+            check_csrf(connection, who)
+        return await self.permissions(who)
+
+
+def check_csrf(
+    connection: HTTPConnection, who: Identity, form: dict[str, str] | None = None
+) -> None:
+    sent = connection.headers.get(CSRF_HEADER) or (form or {}).get(CSRF_FIELD, "")
+    if who.csrf is None or not sent or not hmac.compare_digest(sent, who.csrf):
+        raise ClientError(
+            403,
+            "This request came without the page's CSRF token; reload the page and try again.",
+        )
+
+
+def _identity(token: TokenView, via: Via) -> Identity:
+    scope = None if token.channels is None else frozenset(token.channels)
+    role = Role(token.role) if via is Via.TOKEN else Role.READER
+    return Identity(token.name, role, via, scope, token.id)
+
+
+async def signing_key(settings: Settings, store: Store) -> str:
+    if settings.secret_key:
+        return settings.secret_key
+    return await store.secret(SIGNING_SECRET, lambda: secrets.token_urlsafe(48))
+
+
+class Watch:
+    """Ends or narrows open streams whose access changed (rationale 5)."""
+
+    def __init__(self, access: Access, hub: Hub, presence: Presence, interval: float) -> None:
+        self.access = access
+        self.hub = hub
+        self.presence = presence
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="feed-access")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.recheck()
+            except StoreUnavailable:
+                pass  # the next round tries again; the relay already reports outages
+            except Exception:
+                logger.exception("could not recheck open streams' access")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.access.dirty.wait(), self.interval)
+            self.access.dirty.clear()
+
+    async def recheck(self) -> int:
+        """Apply revocations and membership changes to open streams; returns how many
+        streams it ended."""
+        channels = await self.access.store.list_channels()
+        self.presence.private = frozenset(c.name for c in channels if c.private)
+        self.access.changed_channels(channels)
+        streams: dict[Identity, list[Subscriber]] = {}
+        for sub in self.hub.subscribers():
+            who = sub.who
+            # Anonymous streams and admins by header have nothing that can be taken away.
+            if isinstance(who, Identity) and (
+                who.credential is not None or (who.signed_in and not who.is_admin)
+            ):
+                streams.setdefault(who, []).append(sub)
+        if not streams:
+            return 0
+        ids = sorted({w.credential for w in streams if w.credential is not None})
+        revoked = await self.access.store.revoked_tokens(ids)
+        ended = 0
+        everyone = await self.access.permissions_of(streams)
+        for who, subs in streams.items():
+            if who.credential in revoked:
+                ended += _end(subs, f"{who.via.value} of {who.name!r} revoked")
+                continue
+            perms = everyone[who]
+            private = perms.private_readable()
+            for sub in subs:
+                sub.private = private
+                if sub.channels is not None and not all(perms.may_read(c) for c in sub.channels):
+                    ended += _end([sub], f"{who.name!r} may no longer read a channel")
+        return ended
+
+
+def _end(subs: Iterable[Subscriber], why: str) -> int:
+    count = 0
+    for sub in subs:
+        if not sub.closed:
+            with contextlib.suppress(Exception):
+                sub.close()
+            count += 1
+    if count:
+        logger.info("ended %d stream(s): %s", count, why)
+    return count

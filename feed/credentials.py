@@ -1,0 +1,93 @@
+"""``feed token`` and ``feed kiosk``: credentials made and revoked in the database.
+
+They work on the database directly, not through a server: the first admin token
+must exist before anyone can sign in, and revoking must work while the servers are
+busy or down. Running servers notice a revocation within ``FEED_ACCESS_RECHECK``
+seconds (access.py, 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+from urllib.parse import urlencode
+
+from feed.access import Access, Role, digest, identity_name, new_token
+from feed.settings import Settings
+from feed.store import Store, StoreUnavailable, TokenView
+
+__all__ = ["StoreUnavailable", "UsageError", "run"]
+
+
+class UsageError(Exception):
+    """Arguments the command cannot use (exit code 2)."""
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> int:
+    store = Store.from_url(settings.database_url)
+    try:
+        await store.create_schema()
+        if args.command == "token":
+            return await _token(store, args)
+        return await _kiosk(settings, store, args)
+    finally:
+        store.close()
+
+
+async def _token(store: Store, args: argparse.Namespace) -> int:
+    if args.action == "create":
+        name = _name(args.name)
+        token, kept = new_token()
+        made = await store.add_token(name, Role(args.role).value, "api", args.channel, kept)
+        print(token)
+        scope = f", limited to {', '.join('#' + c for c in made.channels)}" if made.channels else ""
+        print(
+            f"token {made.id} for {made.name!r} ({made.role}{scope}). It is shown only "
+            "now: keep it somewhere safe.",
+            flush=True,
+        )
+        return 0
+    if args.action == "list":
+        _table(await store.tokens("api"))
+        return 0
+    return await _revoke(store, args.id, "api")
+
+
+async def _kiosk(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    if args.action == "create":
+        access = Access(settings, store)
+        await access.start()
+        key = access.kiosk_key()
+        made = await store.add_token(_name(args.name), "reader", "kiosk", args.channel, digest(key))
+        query = urlencode([*(("channel", c) for c in args.channel), ("key", key)])
+        base = (args.url or "").rstrip("/")
+        print(f"{base}/kiosk?{query}")
+        print(f"kiosk link {made.id} ({made.name}); revoke it with `feed kiosk revoke {made.id}`.")
+        return 0
+    if args.action == "list":
+        _table(await store.tokens("kiosk"))
+        return 0
+    return await _revoke(store, args.id, "kiosk")
+
+
+async def _revoke(store: Store, token_id: int, kind: str) -> int:
+    found = {t.id: t for t in await store.tokens(kind)}
+    if token_id not in found:
+        noun = "token" if kind == "api" else "kiosk link"
+        raise UsageError(f"there is no {noun} with id {token_id}")
+    revoked = await store.revoke_token(token_id)
+    print(f"revoked {token_id} ({revoked.name}); its streams end within seconds")
+    return 0
+
+
+def _name(value: str) -> str:
+    try:
+        return identity_name(value)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _table(tokens: list[TokenView]) -> None:
+    for t in tokens:
+        scope = ",".join(t.channels) if t.channels else "*"
+        state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
+        print(f"{t.id}\t{t.name}\t{t.role}\t{scope}\t{t.created_at:%Y-%m-%d %H:%M}\t{state}")

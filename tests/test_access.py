@@ -1,0 +1,427 @@
+"""Identity and permissions against a real server: tokens, sessions, the trusted
+header, private and announcement-only channels, kiosk links, and revocation of open
+streams. Browser sign-in is in test_signin_browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.auth import ADMIN, ADMIN_TOKEN, bearer
+from tests.conftest import Server
+from tests.sse import Message, SSEClient
+from tests.test_cli import run_feed
+
+FAST = {"access_recheck": 0.2, "heartbeat": 0.5}
+
+
+def bodies(messages: list[Message]) -> list[str]:
+    return [json.loads(m.data)["post"]["body"] for m in messages if m.event == "post-created"]
+
+
+def stream(server: Server, token: str | None = None, **params: str) -> SSEClient:
+    headers = {} if token is None else bearer(token)
+    return SSEClient(server.port, params={"format": "json", **params}, headers=headers)
+
+
+def wait_for_body(client: SSEClient, body: str, timeout: float = 10) -> list[str]:
+    client.wait_for(lambda s: body in bodies(s.events()), timeout)
+    return bodies(client.events())
+
+
+@pytest.fixture
+def board(make_server: Callable[..., Server]) -> Server:
+    """A server with a private channel #board whose only member is ``ann``."""
+    server = make_server(**FAST)
+    made = server.client.post(
+        "/api/channels", json={"name": "board", "title": "Board", "private": True}
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["channel"]["private"] is True
+    member = server.client.put("/api/channels/board/members/ann", json={})
+    assert member.json() == {"channel": "board", "name": "ann", "may_post": False}
+    return server
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+
+def test_tokens_are_made_listed_and_revoked_from_the_cli_and_kept_only_as_digests(
+    tmp_path: Path, make_server: Callable[..., Server]
+) -> None:
+    database = tmp_path / "feed.db"
+    env = {"FEED_DATABASE_URL": f"sqlite:///{database}"}
+    made = run_feed("token", "create", "ada", "--role", "writer", **env)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.splitlines()[0]
+    assert re.fullmatch(r"feed_[A-Za-z0-9_-]{43}", token)
+    assert "token 1 for 'ada' (writer)" in made.stdout
+    # Only a digest is stored, never the token.
+    rows = sqlite3.connect(database).execute("SELECT name, role, digest FROM tokens").fetchall()
+    assert rows[0][:2] == ("ada", "writer") and token not in repr(rows)
+    listed = run_feed("token", "list", **env)
+    assert listed.stdout.startswith("1\tada\twriter\t*\t") and "active" in listed.stdout
+    assert token not in listed.stdout
+
+    server = make_server(database=database)
+    posted = server.client.post(
+        "/api/channels/general/posts", json={"body": "hi"}, headers=bearer(token)
+    )
+    assert posted.status_code == 201 and posted.json()["post"]["author"] == "ada"
+
+    revoked = run_feed("token", "revoke", "1", **env)
+    assert revoked.returncode == 0, revoked.stderr
+    again = server.client.get("/api/channels", headers=bearer(token))
+    assert again.status_code == 401
+    assert again.json()["error"] == "The token has been revoked; ask an admin for a new one."
+    assert again.headers["www-authenticate"].startswith("Bearer")
+    assert "revoked" in run_feed("token", "list", **env).stdout
+    assert run_feed("token", "create", "x", "--channel", "nope", **env).returncode == 3
+    assert run_feed("token", "revoke", "99", **env).returncode == 2
+
+
+def test_roles_decide_who_posts_and_who_changes_a_post(board: Server) -> None:
+    url = "/api/channels/general/posts"
+    anonymous = httpx.post(f"{board.url}{url}", json={"body": "x"})
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"] == "Posting needs a writer's token or a signed-in session."
+    reader = board.client.post(
+        url, json={"body": "x"}, headers=bearer(board.token("rita", "reader"))
+    )
+    assert reader.status_code == 403 and "may read but not post" in reader.json()["error"]
+    wrong = httpx.get(f"{board.url}/api/channels", headers=bearer("feed_made-up"))
+    assert wrong.status_code == 401, "a bad token is refused, never read as anonymous"
+
+    ann = bearer(board.token("ann"))
+    post = board.client.post(url, json={"body": "mine"}, headers=ann).json()["post"]
+    assert post["author"] == "ann"
+    other = bearer(board.token("ben"))
+    path = f"/api/posts/{post['id']}"
+    for method, target in (("PATCH", path), ("DELETE", path), ("POST", f"{path}/pin")):
+        body = {"body": "his"} if method == "PATCH" else None
+        refused = board.client.request(method, target, json=body, headers=other)
+        assert refused.status_code == 403, (method, refused.text)
+        assert refused.json()["error"] == "Only the post's author or an admin may change it."
+        assert httpx.request(method, f"{board.url}{target}", json=body).status_code == 401
+    assert board.client.patch(path, json={"body": "edited"}, headers=ann).status_code == 200
+    assert board.client.post(f"{path}/pin").status_code == 200  # the admin
+    now = board.client.get(path).json()["post"]
+    assert (now["author"], now["body"], now["pinned"]) == ("ann", "edited", True)
+    # Channels are managed by admins only.
+    refused = board.client.post("/api/channels", json={"name": "x", "title": "X"}, headers=ann)
+    assert refused.status_code == 403
+
+
+def test_announcement_only_channels_take_posts_from_granted_members_and_admins(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server()
+    changed = server.client.patch("/api/channels/announcements", json={"announcement_only": True})
+    assert changed.json()["channel"]["announcement_only"] is True
+    url = "/api/channels/announcements/posts"
+    writer = bearer(server.token("wes"))
+    refused = server.client.post(url, json={"body": "x"}, headers=writer)
+    assert refused.status_code == 403 and "announcement-only" in refused.json()["error"]
+    server.client.put("/api/channels/announcements/members/wes", json={"may_post": True})
+    assert server.client.post(url, json={"body": "news"}, headers=writer).status_code == 201
+    assert server.client.post(url, json={"body": "from the admin"}).status_code == 201
+    # Still readable by anyone: announcement-only is about posting.
+    listed = httpx.get(f"{server.url}{url}").json()["posts"]
+    assert [p["body"] for p in listed] == ["from the admin", "news"]
+
+
+def test_a_token_limited_to_channels_reads_and_posts_only_there(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server()
+    limited = run_feed(
+        "token", "create", "scoped", "--channel", "general", FEED_DATABASE_URL=server.database
+    ).stdout.splitlines()[0]
+    headers = bearer(limited)
+    names = [
+        c["name"] for c in server.client.get("/api/channels", headers=headers).json()["channels"]
+    ]
+    assert names == ["general"]
+    assert (
+        server.client.get("/api/channels/announcements/posts", headers=headers).status_code == 404
+    )
+    denied = server.client.post(
+        "/api/channels/announcements/posts", json={"body": "x"}, headers=headers
+    )
+    assert denied.status_code == 404
+    with stream(server, limited) as events:
+        assert events.status == 200
+        server.post("elsewhere", channel="announcements", author="bot")
+        server.post("here", author="bot")
+        assert wait_for_body(events, "here") == ["here"]
+
+
+# -- private channels -------------------------------------------------------------------
+
+
+def test_a_private_channel_does_not_exist_for_non_members(board: Server) -> None:
+    secret = board.post("salaries", channel="board")["post"]["id"]
+    ben = bearer(board.token("ben"))
+    for headers in (ben, {}):
+        names = [
+            c["name"]
+            for c in httpx.get(f"{board.url}/api/channels", headers=headers).json()["channels"]
+        ]
+        assert names == ["announcements", "general"]
+        for method, path in (
+            ("GET", "/api/channels/board/posts"),
+            ("GET", f"/api/posts/{secret}"),
+            ("GET", "/events?channel=board"),
+            ("GET", "/channels/board"),
+            ("GET", "/partials/posts?channel=board"),
+            ("GET", "/kiosk?channel=board"),
+        ):
+            answer = httpx.request(method, f"{board.url}{path}", headers=headers)
+            assert answer.status_code == 404, (path, headers, answer.text[:200])
+            assert "salaries" not in answer.text
+        page = httpx.get(f"{board.url}/", headers=headers).text
+        assert "salaries" not in page and "#board" not in page
+        presence = httpx.get(f"{board.url}/api/presence", headers=headers).json()
+        assert "board" not in presence["watching"]
+    unknown = httpx.get(f"{board.url}/api/channels/nope/posts", headers=ben).json()["error"]
+    hidden = httpx.get(f"{board.url}/api/channels/board/posts", headers=ben).json()["error"]
+    assert (unknown, hidden) == (
+        "There is no channel named 'nope'.",
+        "There is no channel named 'board'.",
+    )
+    posted = board.client.post("/api/channels/board/posts", json={"body": "x"}, headers=ben)
+    assert posted.status_code == 404
+    ann = bearer(board.token("ann"))
+    listed = board.client.get("/api/channels/board/posts", headers=ann).json()["posts"]
+    assert [p["body"] for p in listed] == ["salaries"]
+    assert "salaries" in board.client.get("/channels/board", headers=ann).text
+
+
+def test_streams_carry_private_events_only_to_members_live_and_in_replay(board: Server) -> None:
+    ann, ben = board.token("ann"), board.token("ben")
+    with (
+        stream(board, ann) as member,
+        stream(board, ben) as outsider,
+        stream(board) as anonymous,
+        stream(board, ADMIN_TOKEN) as admin,
+    ):
+        board.post("secret 1", channel="board")
+        board.post("public 1")
+        for client in (outsider, anonymous):
+            assert wait_for_body(client, "public 1") == ["public 1"]
+        for client in (member, admin):
+            assert wait_for_body(client, "public 1") == ["secret 1", "public 1"]
+    # Replay after a reconnect follows the same rule.
+    with (
+        stream(board, ben, last_event_id="0") as outsider,
+        stream(board, ann, last_event_id="0") as member,
+    ):
+        board.post("public 2")
+        assert wait_for_body(outsider, "public 2") == ["public 1", "public 2"]
+        assert wait_for_body(member, "public 2") == ["secret 1", "public 1", "public 2"]
+
+
+def test_a_membership_taken_away_stops_private_events_at_once(board: Server) -> None:
+    ann = board.token("ann")
+    with stream(board, ann, channel="board") as named, stream(board, ann) as everything:
+        board.post("before", channel="board")
+        wait_for_body(named, "before")
+        wait_for_body(everything, "before")
+        assert board.client.delete("/api/channels/board/members/ann").status_code == 200
+        # A stream that named the channel ends; one of every channel stays but stops
+        # carrying it.
+        named.wait_closed()
+        board.post("after", channel="board")
+        board.post("public")
+        assert wait_for_body(everything, "public") == ["before", "public"]
+    refused = stream(board, ann, channel="board")
+    assert refused.status == 404
+
+
+def test_a_channel_made_private_stops_reaching_outsiders_from_the_next_event(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(**FAST)
+    with stream(server) as anonymous:
+        server.post("open")
+        wait_for_body(anonymous, "open")
+        server.client.patch("/api/channels/general", json={"private": True})
+        server.post("closed")
+        server.post("elsewhere", channel="announcements")
+        assert wait_for_body(anonymous, "elsewhere") == ["open", "elsewhere"]
+
+
+def test_revoking_a_token_ends_its_open_streams(board: Server) -> None:
+    made = run_feed("token", "create", "tmp", FEED_DATABASE_URL=board.database)
+    token = made.stdout.splitlines()[0]
+    token_id = re.search(r"token (\d+)", made.stdout)
+    assert token_id is not None
+    with stream(board, token) as events:
+        board.post("first")
+        wait_for_body(events, "first")
+        run_feed("token", "revoke", token_id.group(1), FEED_DATABASE_URL=board.database)
+        events.wait_closed()
+    assert stream(board, token).status == 401
+
+
+# -- kiosk links -------------------------------------------------------------------------
+
+
+def test_a_kiosk_link_shows_its_private_channel_read_only_until_revoked(board: Server) -> None:
+    board.post("for the lobby", channel="board")
+    made = run_feed(
+        "kiosk", "create", "--channel", "board", "--name", "lobby", FEED_DATABASE_URL=board.database
+    )
+    assert made.returncode == 0, made.stderr
+    link = made.stdout.splitlines()[0]
+    assert link.startswith("/kiosk?channel=board&key=")
+    key = link.rsplit("key=", 1)[1]
+    page = httpx.get(f"{board.url}{link}")
+    assert page.status_code == 200 and "for the lobby" in page.text
+    # The page's stream and partials carry the key too: a kiosk cannot sign in.
+    stream_url = re.search(r'sse-connect="([^"]+)"', page.text)
+    assert stream_url is not None and f"key={key}" in stream_url.group(1).replace("&amp;", "&")
+    assert httpx.get(f"{board.url}/partials/kiosk?channel=board&key={key}").status_code == 200
+    # Read-only, and only what it names.
+    post = httpx.post(f"{board.url}/api/channels/board/posts?key={key}", json={"body": "x"})
+    assert post.status_code == 403
+    assert httpx.get(f"{board.url}/api/channels/general/posts?key={key}").status_code == 404
+    forged = key[:-2] + ("AA" if not key.endswith("AA") else "BB")
+    assert httpx.get(f"{board.url}/kiosk?channel=board&key={forged}").status_code == 401
+
+    with SSEClient(board.port, params={"format": "html", "channel": "board", "key": key}) as live:
+        assert live.status == 200
+        board.post("live for the lobby", channel="board")
+        live.wait_for(lambda s: any("live for the lobby" in m.data for m in s.events()))
+        link_id = re.search(r"kiosk link (\d+)", made.stdout)
+        assert link_id is not None
+        run_feed("kiosk", "revoke", link_id.group(1), FEED_DATABASE_URL=board.database)
+        live.wait_closed()
+    assert httpx.get(f"{board.url}{link}").status_code == 401
+
+
+# -- sessions, CSRF and the trusted header -------------------------------------------------
+
+
+def sign_in(server: Server, token: str, **headers: str) -> httpx.Client:
+    browser = httpx.Client(base_url=server.url, headers=headers)
+    answer = browser.post("/signin", data={"token": token, "next": "/channels/general"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/channels/general"
+    return browser
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'hx-headers=\'\{"X-CSRF-Token": "([^"]+)"\}\'', page)
+    assert found is not None, "the page carries no CSRF token"
+    return found.group(1)
+
+
+def test_signing_in_with_a_token_gives_a_session_that_needs_csrf_for_writes(
+    board: Server,
+) -> None:
+    browser = sign_in(board, board.token("ann"))
+    cookie = browser.cookies.jar
+    (session,) = [c for c in cookie if c.name == "feed_session"]
+    assert session.has_nonstandard_attr("HttpOnly")
+    assert session.get_nonstandard_attr("SameSite") == "lax" and not session.secure
+    page = browser.get("/").text
+    assert "Posting as <strong>ann</strong>" in page and "#board" in page
+    token = csrf_of(page)
+    refused = browser.post("/compose", data={"channel": "general", "body": "forged"})
+    assert refused.status_code == 403 and "CSRF" in refused.json()["error"]
+    wrong = browser.post(
+        "/compose", data={"channel": "general", "body": "x"}, headers={"X-CSRF-Token": "x" * 32}
+    )
+    assert wrong.status_code == 403
+    api = browser.post(
+        "/api/channels/general/posts", json={"body": "no token"}, headers={"X-CSRF-Token": ""}
+    )
+    assert api.status_code == 403
+    done = browser.post(
+        "/compose", data={"channel": "general", "body": "real"}, headers={"X-CSRF-Token": token}
+    )
+    assert done.status_code == 200
+    posts = board.client.get("/api/channels/general/posts").json()["posts"]
+    assert [(p["author"], p["body"]) for p in posts] == [("ann", "real")]
+    # Signing out needs the token too, and ends the session.
+    assert browser.post("/signout").status_code == 403
+    out = browser.post("/signout", data={"csrf_token": token})
+    assert out.status_code == 303
+    assert "Sign in" in browser.get("/").text
+
+
+def test_a_bad_token_does_not_sign_in_and_next_stays_on_this_site(board: Server) -> None:
+    browser = httpx.Client(base_url=board.url)
+    bad = browser.post("/signin", data={"token": "feed_wrong", "next": "/"})
+    assert bad.status_code == 401 and "The token is not valid" in bad.text
+    assert "feed_session" not in browser.cookies
+    away = browser.post("/signin", data={"token": ADMIN_TOKEN, "next": "//evil.example/x"})
+    assert away.headers["location"] == "/"
+
+
+def test_a_session_behind_tls_is_secure_and_ends_with_its_token(board: Server) -> None:
+    made = run_feed("token", "create", "tina", FEED_DATABASE_URL=board.database)
+    token = made.stdout.splitlines()[0]
+    browser = sign_in(board, token, **{"X-Forwarded-Proto": "https"})
+    (session,) = [c for c in browser.cookies.jar if c.name == "feed_session"]
+    assert session.secure
+    browser.cookies.jar.clear()
+    browser.cookies.set("feed_session", session.value or "")
+    assert "Posting as <strong>tina</strong>" in browser.get("/").text
+    token_id = re.search(r"token (\d+)", made.stdout)
+    assert token_id is not None
+    run_feed("token", "revoke", token_id.group(1), FEED_DATABASE_URL=board.database)
+    assert "Posting as" not in browser.get("/").text
+
+
+def test_the_trusted_header_signs_people_in_only_when_configured(
+    make_server: Callable[..., Server],
+) -> None:
+    plain = make_server()
+    ignored = httpx.get(f"{plain.url}/", headers={"X-Remote-User": "mallory"})
+    assert "mallory" not in ignored.text and "Sign in" in ignored.text
+    server = make_server(trusted_user_header="X-Remote-User", trusted_admins="boss")
+    page = httpx.get(f"{server.url}/", headers={"X-Remote-User": "eve"})
+    assert "Posting as <strong>eve</strong>" in page.text
+    assert "feed_session" in page.cookies
+    # Writers by default; the configured names are admins.
+    assert httpx.get(f"{server.url}/admin", headers={"X-Remote-User": "eve"}).status_code == 403
+    boss = httpx.get(f"{server.url}/admin", headers={"X-Remote-User": "boss"})
+    assert boss.status_code == 200
+    # The header alone is ambient, like a cookie: writes need the page's CSRF token.
+    forged = httpx.post(
+        f"{server.url}/api/channels/general/posts",
+        json={"body": "x"},
+        headers={"X-Remote-User": "eve"},
+    )
+    assert forged.status_code == 403
+
+
+def test_a_closed_feed_needs_a_credential_for_everything(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(anonymous_read="false")
+    for path in ("/api/channels", "/events", "/api/presence", "/partials/posts"):
+        answer = httpx.get(f"{server.url}{path}")
+        assert answer.status_code == 401, path
+    page = httpx.get(f"{server.url}/channels/general")
+    assert page.status_code == 303
+    assert page.headers["location"] == "/signin?next=%2Fchannels%2Fgeneral"
+    assert httpx.get(f"{server.url}/signin").status_code == 200
+    assert httpx.get(f"{server.url}/api/channels", headers=ADMIN).status_code == 200
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_admin_pages_need_an_admin(board: Server) -> None:
+    anonymous = httpx.get(f"{board.url}/admin")
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/signin?next=%2Fadmin"
+    writer = httpx.get(f"{board.url}/admin", headers=bearer(board.token("ann")))
+    assert writer.status_code == 403
+    assert httpx.post(f"{board.url}/admin/channels", data={"name": "x"}).status_code == 303
+    assert httpx.get(f"{board.url}/admin", headers=ADMIN).status_code == 200
