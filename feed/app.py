@@ -40,7 +40,7 @@ def create_app(settings: Settings) -> FeedApp:
         await gate.start()
         broker = broker_from_url(settings.broker_url)
         renderer = Renderer()
-        meters = metrics.Metrics(hub.stats, broker.status)
+        meters = metrics.Metrics(hub.stats, broker.status, lambda: watching.private)
         relay = Relay(store, broker, hub, renderer, settings.poll_interval, meters)
         watching = presence.Presence(hub, broker, settings.presence_interval)
         broker.listen_presence(watching.on_report)

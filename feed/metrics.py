@@ -12,6 +12,8 @@ Rationale:
    worker. Every sample carries no worker label; run one process per port (or a
    sidecar per worker) to scrape them all. Presence, which users see, is summed
    across workers through the broker instead (presence.py).
+4. ``/metrics`` needs no credential, so private channels are not named in it: their
+   streams are counted under the channel label ``(private)``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from feed.brokers import BrokerStatus
 from feed.events import HubStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PRIVATE_LABEL = "(private)"
 REPLAY_BUCKETS = (0, 1, 5, 10, 50, 100, 250, 500, 1000)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -34,9 +37,15 @@ SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 class _State(Collector):
     """Reads the hub and the broker at scrape time."""
 
-    def __init__(self, hub: Callable[[], HubStats], broker: Callable[[], BrokerStatus]) -> None:
+    def __init__(
+        self,
+        hub: Callable[[], HubStats],
+        broker: Callable[[], BrokerStatus],
+        private: Callable[[], frozenset[str]],
+    ) -> None:
         self._hub = hub
         self._broker = broker
+        self._private = private
 
     def collect(self) -> Iterator[Metric]:
         stats = self._hub()
@@ -45,7 +54,12 @@ class _State(Collector):
             "Open streams by channel (* for every channel) and format",
             labels=["channel", "format"],
         )
-        for (channel, fmt), count in sorted(stats.by_channel_format.items()):
+        hidden = self._private()
+        counts: dict[tuple[str, str], int] = {}
+        for (channel, fmt), count in stats.by_channel_format.items():
+            key = (PRIVATE_LABEL if channel in hidden else channel, fmt)
+            counts[key] = counts.get(key, 0) + count
+        for (channel, fmt), count in sorted(counts.items()):
             subscribers.add_metric([channel, fmt], count)
         yield subscribers
         yield GaugeMetricFamily("feed_streams", "Open streams", value=stats.subscribers)
@@ -78,9 +92,15 @@ class _State(Collector):
 
 
 class Metrics:
-    def __init__(self, hub: Callable[[], HubStats], broker: Callable[[], BrokerStatus]) -> None:
+    def __init__(
+        self,
+        hub: Callable[[], HubStats],
+        broker: Callable[[], BrokerStatus],
+        private: Callable[[], frozenset[str]] = frozenset,
+    ) -> None:
+        """``private`` names the private channels now (kept by access.Watch)."""
         self.registry = CollectorRegistry()
-        self.registry.register(_State(hub, broker))
+        self.registry.register(_State(hub, broker, private))
         self.published = Counter(
             "feed_events_published", "Events the relay handed to the hub", registry=self.registry
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -425,3 +426,15 @@ def test_admin_pages_need_an_admin(board: Server) -> None:
     assert writer.status_code == 403
     assert httpx.post(f"{board.url}/admin/channels", data={"name": "x"}).status_code == 303
     assert httpx.get(f"{board.url}/admin", headers=ADMIN).status_code == 200
+
+
+def test_metrics_count_private_streams_without_naming_their_channel(board: Server) -> None:
+    with stream(board, board.token("ann"), channel="board") as events:
+        assert events.status == 200
+        deadline = time.monotonic() + 10
+        while 'feed_subscribers{channel="(private)",format="json"} 1.0' not in (
+            text := httpx.get(f"{board.url}/metrics").text
+        ):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)  # polling the server's numbers, with a deadline
+        assert "board" not in text
