@@ -2,6 +2,9 @@
 script errors and failed requests, pages whose stream is open, and fixed content
 for screenshots that do not change from run to run.
 
+Pages that post or open /admin are signed in first, through the sign-in form
+(``sign_in``), exactly as a person does it: no cookie is made up by the tests.
+
 Synchronisation is always a Playwright wait with a deadline, never a sleep.
 """
 
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -105,14 +109,48 @@ def problems() -> Problems:
     return Problems()
 
 
-@pytest.fixture
-def context(browser: Browser, problems: Problems) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport=LAPTOP, locale="en-US", timezone_id="UTC")
+def new_context(browser: Browser, problems: Problems, **options: Any) -> BrowserContext:
+    """A context (its own cookies: one person) whose pages ``problems`` watches."""
+    ctx = browser.new_context(
+        **{"viewport": LAPTOP, "locale": "en-US", "timezone_id": "UTC", **options}
+    )
     ctx.set_default_timeout(OPEN_MS)
     ctx.on("page", problems.watch)
+    return ctx
+
+
+@pytest.fixture
+def context(browser: Browser, problems: Problems) -> Iterator[BrowserContext]:
+    ctx = new_context(browser, problems)
     yield ctx
     ctx.close()
     assert problems.seen == []
+
+
+def sign_in(context: BrowserContext, server: Server, token: str, next_path: str = "/") -> Page:
+    """Sign ``context`` in with ``token`` through the sign-in form, as a person does.
+
+    Returns the page the form leads back to (``next_path``, the dashboard by default),
+    once its stream is open; close it if the test opens its own pages. Every later page
+    of the context carries the session cookie the form set.
+    """
+    page = context.new_page()
+    page.goto(f"{server.url}/signin?{urlencode({'next': next_path})}")
+    page.get_by_label("Your token").fill(token)
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.get_by_role("button", name="Sign in").click()
+    assert answer.value.status == 303, f"sign-in answered {answer.value.status}"
+    page.wait_for_url(f"{server.url}{next_path}")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=OPEN_MS)
+    page.evaluate("window.__notReloaded = true")
+    return page
+
+
+def session_cookie(context: BrowserContext) -> dict[str, Any] | None:
+    """The context's ``feed_session`` cookie as the browser holds it, if any."""
+    found = [dict(c) for c in context.cookies() if c["name"] == "feed_session"]
+    assert len(found) <= 1, found
+    return found[0] if found else None
 
 
 def open_live(context: BrowserContext, url: str, frozen: datetime | None = None) -> Page:

@@ -26,11 +26,13 @@ from tests.browser import (
     assert_not_reloaded,
     browser,
     context,
+    new_context,
     ok,
     open_live,
     post_el,
     problems,
     seed_sample_feed,
+    sign_in,
     top,
 )
 from tests.conftest import Server
@@ -38,6 +40,7 @@ from tests.conftest import Server
 pytestmark = pytest.mark.browser
 __all__ = ["browser", "context", "problems"]  # fixtures, shared with test_kiosk
 
+SCREENSHOT_VIEWER = SAMPLE_POSTS[0][1]
 LOCAL_TIME = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{1,2}:\d{2}\s[AP]M$")  # en-US, this year
 
 
@@ -45,14 +48,18 @@ LOCAL_TIME = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{1,2}:\d{2}\s[AP]M$")  # en-
 
 
 def test_post_from_compose_form_appears_in_other_tab(
-    server: Server, context: BrowserContext
+    server: Server, context: BrowserContext, browser: Browser, problems: Problems
 ) -> None:
-    reader = open_live(context, server.url)
+    anonymous = new_context(browser, problems)
+    reader = open_live(anonymous, server.url)
+    sign_in(context, server, server.token("Ada", "writer")).close()
     writer = open_live(context, server.url)
     expect(reader.locator("#empty")).to_be_visible()
 
     form = writer.locator("#compose")
-    form.get_by_label("Your name").fill("Ada")
+    # The author is whoever is signed in: there is nothing to type it into.
+    expect(form.locator(".hint strong")).to_have_text("Ada")
+    expect(form.locator("input[name=author]")).to_have_count(0)
     form.get_by_label("Post").fill("Deploy **finished** at noon")
     form.get_by_role("button", name="Post").click()
 
@@ -66,16 +73,17 @@ def test_post_from_compose_form_appears_in_other_tab(
 
     # The writer sees its own post through the stream too, once.
     expect(writer.locator("#posts .post")).to_have_count(1, timeout=LIVE_MS)
-    # The form came back cleared, keeping the author, with no error.
+    # The form came back cleared, still posting as Ada, with no error.
     form = writer.locator("#compose")
     expect(form.get_by_label("Post")).to_have_value("")
-    expect(form.get_by_label("Your name")).to_have_value("Ada")
+    expect(form.locator(".hint strong")).to_have_text("Ada")
     expect(form.locator(".error")).to_have_count(0)
     assert_not_reloaded(writer)
 
     (stored,) = api_posts(server)
     assert (stored["author"], stored["body"]) == ("Ada", "Deploy **finished** at noon")
     expect(post_el(reader, stored["id"])).to_have_count(1)
+    anonymous.close()
 
 
 # -- API changes reach an open page ----------------------------------------------------
@@ -148,36 +156,58 @@ def test_api_create_edit_pin_delete_update_the_page_in_place(
 def test_compose_form_shows_validation_errors_inline(
     server: Server, context: BrowserContext
 ) -> None:
+    sign_in(context, server, server.token("Grace", "writer")).close()
     page = open_live(context, server.url)
     form = page.locator("#compose")
-
-    # Empty body: an inline error, the author kept, nothing posted.
-    form.get_by_label("Your name").fill("Grace")
-    form.get_by_role("button", name="Post").click()
     error = page.locator("#compose .error")
+
+    # Empty body: an inline error, nothing posted.
+    form.get_by_role("button", name="Post").click()
     expect(error).to_be_visible()
     expect(error).to_contain_text("body")
     expect(error).to_contain_text("must not be empty")
-    expect(form.get_by_label("Your name")).to_have_value("Grace")
+    expect(form.locator(".hint strong")).to_have_text("Grace")
 
-    # Empty (blank) author: the error names it and the typed body survives.
-    form.get_by_label("Your name").fill("   ")
-    form.get_by_label("Post").fill("Lunch is served")
+    # A body over the limit (the textarea's maxlength stops people, not every client):
+    # the error says how long a post may be, and the typed text survives.
+    limit = int(form.get_by_label("Post").get_attribute("maxlength") or 0)
+    assert limit > 0
+    too_long = "Lunch is served. " + "x" * limit
+    form.get_by_label("Post").evaluate("el => el.removeAttribute('maxlength')")
+    form.get_by_label("Post").fill(too_long)
     form.get_by_role("button", name="Post").click()
-    expect(error).to_contain_text("author")
-    expect(form.get_by_label("Post")).to_have_value("Lunch is served")
+    expect(error).to_contain_text(f"longer than {limit} characters")
+    expect(form.get_by_label("Post")).to_have_value(too_long)
+    # The form came back whole: the limit is on the textarea again.
+    expect(form.get_by_label("Post")).to_have_attribute("maxlength", str(limit))
 
     assert api_posts(server) == []
     expect(page.locator("#posts .post")).to_have_count(0)
     expect(page.locator("#empty")).to_be_visible()
 
     # Fixing the mistake posts, clears the body and removes the error.
-    form.get_by_label("Your name").fill("Grace")
+    form.get_by_label("Post").fill("Lunch is served")
     form.get_by_role("button", name="Post").click()
     expect(page.locator("#posts .post .body")).to_have_text("Lunch is served", timeout=LIVE_MS)
+    expect(page.locator("#posts .post .author")).to_have_text("Grace")
     expect(error).to_have_count(0)
     expect(form.get_by_label("Post")).to_have_value("")
     assert len(api_posts(server)) == 1
+    assert_not_reloaded(page)
+
+
+def test_compose_form_says_so_when_the_channel_was_archived_meanwhile(
+    server: Server, context: BrowserContext
+) -> None:
+    sign_in(context, server, server.token("Grace", "writer")).close()
+    page = open_live(context, f"{server.url}/channels/general")
+    ok(server.client.post("/api/channels/general/archive"))
+    form = page.locator("#compose")
+    form.get_by_label("Post").fill("Is anyone still here?")
+    form.get_by_role("button", name="Post").click()
+    expect(form.locator(".error")).to_contain_text("archived")
+    expect(form.get_by_label("Post")).to_have_value("Is anyone still here?")
+    assert api_posts(server) == []
     assert_not_reloaded(page)
 
 
@@ -185,6 +215,7 @@ def test_compose_form_shows_validation_errors_inline(
 
 
 def test_channel_page_receives_only_its_channel(server: Server, context: BrowserContext) -> None:
+    sign_in(context, server, server.token("Lin", "writer")).close()
     channel_page = open_live(context, f"{server.url}/channels/announcements")
     dashboard = open_live(context, server.url)
     expect(channel_page.locator("h1")).to_have_text("Announcements")
@@ -213,14 +244,13 @@ def test_channel_page_receives_only_its_channel(server: Server, context: Browser
     # The channel page's own form posts to its channel.
     form = channel_page.locator("#compose")
     expect(form.locator("select")).to_have_count(0)
-    form.get_by_label("Your name").fill("Lin")
     form.get_by_label("Post").fill("New badge readers")
     form.get_by_role("button", name="Post").click()
     expect(channel_page.locator("#posts .post")).to_have_count(2, timeout=LIVE_MS)
     expect(dashboard.get_by_text("New badge readers")).to_be_visible(timeout=LIVE_MS)
-    assert [p["body"] for p in api_posts(server, "announcements")] == [
-        "New badge readers",
-        "Office open on Friday",
+    assert [(p["author"], p["body"]) for p in api_posts(server, "announcements")] == [
+        ("Lin", "New badge readers"),
+        ("tester", "Office open on Friday"),
     ]
     assert_not_reloaded(channel_page)
 
@@ -247,7 +277,12 @@ def test_dashboard_screenshots(
         )
         ctx.on("page", problems.watch)
         try:
+            # As a writer sees it: with the compose form, and their name in the top bar.
+            sign_in(ctx, server, server.token(SCREENSHOT_VIEWER, "writer")).close()
             page = open_live(ctx, server.url, frozen=FROZEN_NOW)
+            expect(page.locator(".who")).to_contain_text(SCREENSHOT_VIEWER)
+            # Who posts is shown on every screen size (the Markdown hint may go on phones).
+            expect(page.locator("#compose").get_by_text("Posting as")).to_be_visible()
             expect(page.locator("#posts .post")).to_have_count(len(SAMPLE_POSTS))
             pinned = page.locator("#posts .post.pinned")
             expect(pinned.locator(".tag.pin")).to_be_visible()
