@@ -438,3 +438,26 @@ def test_metrics_count_private_streams_without_naming_their_channel(board: Serve
             assert time.monotonic() < deadline, text
             time.sleep(0.05)  # polling the server's numbers, with a deadline
         assert "board" not in text
+
+
+def test_presence_names_a_private_channel_only_to_those_who_may_read_it(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(presence_interval=0.2, **FAST)
+    server.client.post("/api/channels", json={"name": "board", "title": "B", "private": True})
+    server.client.put("/api/channels/board/members/ann", json={})
+    html = {"format": "html"}
+    with (
+        SSEClient(server.port, params=html) as anonymous,
+        SSEClient(server.port, params=html, headers=bearer(server.token("ann"))) as member,
+        stream(server, server.token("ann"), channel="board"),
+    ):
+
+        def counted(client: SSEClient) -> dict[str, object] | None:
+            found = [json.loads(m.data) for m in client.events() if m.event == "presence"]
+            return next((p for p in reversed(found) if p["streams"] == 3), None)
+
+        anonymous.wait_for(lambda s: counted(s) is not None)
+        member.wait_for(lambda s: counted(s) is not None)
+        assert counted(anonymous) == {"streams": 3, "everything": 2, "channels": {}}
+        assert counted(member) == {"streams": 3, "everything": 2, "channels": {"board": 1}}

@@ -174,3 +174,30 @@ def test_tail_shows_channel_changes_and_never_passes_escape_sequences(server: Se
     posted, created = tail.stdout.splitlines()
     assert posted.split(" ", 1)[1] == "#general eve: [2J[31mred alert"
     assert created == "#ops was created: Ops [5mteam"
+
+
+def test_memberships_are_granted_listed_and_taken_away_from_the_cli(server: Server) -> None:
+    def feed(*args: str) -> str:
+        result = run_feed("channels", *as_admin(server), *args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert feed("create", "board", "Board", "--private", "--announcement-only") == (
+        "#board: Board (open)\n"
+    )
+    assert feed("list").splitlines()[1] == "board\tBoard\t(private, announcement_only)"
+    assert feed("grant", "board", "ada", "--post") == "ada is a member of #board and may post\n"
+    assert feed("grant", "board", "bob") == "bob is a member of #board\n"
+    assert feed("members", "board") == "ada\tmay post\nbob\treads\n"
+    assert feed("ungrant", "board", "bob") == "bob is no longer a member of #board\n"
+    assert feed("members", "board") == "ada\tmay post\n"
+    # Only admins manage memberships.
+    refused = run_feed(
+        "channels", "--token", server.token("ada"), "--url", server.url, "grant", "board", "eve"
+    )
+    assert refused.returncode == 3 and "403" in refused.stderr
+    # ada may post there now, as herself.
+    posted = run_feed(
+        "post", "board", "minutes", "--token", server.token("ada"), "--url", server.url
+    )
+    assert posted.returncode == 0, posted.stderr
