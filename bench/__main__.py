@@ -126,7 +126,12 @@ async def fanout(args: argparse.Namespace) -> bool:
     path = report.write_json("fanout", {"sizes": sizes})
     print(f"results: {path}")
     png = args.plot or path.with_suffix(".png")
-    if plot.p99(sizes, png):
+    plan = fanout_plan(args)
+    title = (
+        f"Fan-out p99: {plan.posts} posts {plan.interval * 1000:.0f} ms apart, "
+        f"commit {report.commit()}"
+    )
+    if plot.p99(sizes, png, title):
         print(f"plot: {png}")
     return complete
 
