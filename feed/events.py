@@ -113,10 +113,16 @@ class Transport(Protocol):
     def abort(self) -> None: ...
 
 
+# Shared: since Python 3.10 every ``frozenset()`` is a new object, and there is one
+# Subscriber per open stream.
+NO_CHANNELS: frozenset[str] = frozenset()
+
+
 class Subscriber:
     """One open stream: what it wants, what it has been sent, what is pending."""
 
     __slots__ = (
+        "_interrupt",
         "_pending",
         "_pending_bytes",
         "_transport",
@@ -152,11 +158,12 @@ class Subscriber:
         # Set once the stream's opening (and replay) is on the wire and its writer is
         # idle: from then on the hub writes to the connection itself.
         self._transport: Transport | None = None
+        self._interrupt: Callable[[], object] | None = None
         self.opened_at = time.time()
         self.sent = 0  # events written, heartbeats not counted
         # The private channels this stream may read; None: all of them. Checked for
         # every private event, so a grant taken away mid-stream stops the next one.
-        self.private: frozenset[str] | None = frozenset()
+        self.private: frozenset[str] | None = NO_CHANNELS
         # Who opened the stream (access.py), so a revoked credential can end it.
         self.who: object = None
 
@@ -197,26 +204,40 @@ class Subscriber:
     def _overflow(self) -> None:
         self.overflowed = True
         self._pending, self._pending_bytes = [], 0
+        transport = self._transport
         self.close()
-        if self._transport is not None:
+        if transport is not None:
             # Cut at once: a polite close would hold the unsent bytes until the
             # client reads them, which it is not doing.
-            self._transport.abort()
-        if self.on_overflow is not None:
+            transport.abort()
+        elif self.on_overflow is not None:
             self.on_overflow()
 
-    def attach(self, transport: Transport) -> bool:
+    def attach(self, transport: Transport, interrupt: Callable[[], object]) -> bool:
         """Let the hub write straight to ``transport`` from now on. Only while
-        nothing is pending, so the writer's bytes and the hub's never interleave."""
+        nothing is pending, so the writer's bytes and the hub's never interleave.
+
+        The writer then waits on its connection, not on this subscriber, so
+        ``close`` calls ``interrupt`` (once) instead of waking it."""
         if self._pending or self.closed:
             return False
         self._transport = transport
+        self._interrupt = interrupt
         return True
+
+    @property
+    def attached(self) -> bool:
+        return self._transport is not None
 
     def close(self) -> None:
         """End the stream after what is already pending (or at once if overflowed)."""
+        if self.closed:
+            return
         self.closed = True
-        self._wake()
+        if self._interrupt is not None:
+            self._interrupt()
+        else:
+            self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter

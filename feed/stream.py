@@ -39,7 +39,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Receive, Scope, Send
@@ -225,8 +225,6 @@ class EventStream:
         assert task is not None
         sub.on_overflow = task.cancel
         rt.hub.subscribe(sub)
-        watcher = asyncio.ensure_future(_until_disconnect(receive))
-        watcher.add_done_callback(lambda _: sub.close())
         started = False
         opened = time.monotonic()
         outcome = "ended"
@@ -243,25 +241,36 @@ class EventStream:
             else:
                 # Before the status line, so a database outage answers 503, not a cut.
                 opening += await replay(rt, sub, resume_id)
-            headers = [*headers, (logs.HEADER, logs.request_id.get().encode())]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            request_id = (logs.HEADER, logs.request_id.get().encode())
+            start = {"status": 200, "headers": [*headers, request_id]}
+            await send({"type": "http.response.start", **start})
             started = True
             await send({"type": "http.response.body", "body": opening, "more_body": True})
-            await self._pump(sub, send, direct_transport(send))
+            # A replay can be large, and this frame lives as long as the stream.
+            del opening, start
+            transport = direct_transport(send)
+            if transport is None:
+                await self._pump(sub, send, receive)
+            else:
+                await self._hand_over(sub, send, receive, transport, task.cancel)
         except asyncio.CancelledError:
-            if not sub.overflowed:
+            # Subscriber.close and an overflow interrupt this task by cancelling it.
+            ours = sub.overflowed or (sub.closed and sub.attached)
+            if not ours or task.uncancel() > 0:
                 raise
-            task.uncancel()
-            # Returning without the final chunk makes the server drop the connection.
-            outcome = "dropped: its backlog overflowed; it will resume"
+            if sub.overflowed:
+                # Returning without the final chunk makes the server drop the connection.
+                outcome = "dropped: its backlog overflowed; it will resume"
+            else:
+                await _finish(sub, send)
         except StoreUnavailable as exc:
             outcome = "the database is unavailable"
             if started:
                 logger.warning("stream ended: %s The client will resume.", exc)
             else:
                 answer = error_response(503, str(exc), headers={"Retry-After": "2"})
-                start = {"status": 503, "headers": answer.raw_headers}
-                await send({"type": "http.response.start", **start})
+                failed = {"status": 503, "headers": answer.raw_headers}
+                await send({"type": "http.response.start", **failed})
                 await send({"type": "http.response.body", "body": answer.body})
         except Exception:
             # Mid-stream there is no status to send: end the stream, the client resumes.
@@ -269,24 +278,52 @@ class EventStream:
             logger.exception("stream failed; the client will reconnect and resume")
         finally:
             rt.hub.unsubscribe(sub)
-            watcher.cancel()
             if outcome == "ended":
                 outcome = "server closing" if rt.hub.closing else "client left"
             _log_close(sub, time.monotonic() - opened, outcome)
 
     @staticmethod
-    async def _pump(sub: Subscriber, send: Send, transport: Transport | None) -> None:
-        while True:
-            await sub.wait()
-            data = sub.take()
+    async def _pump(sub: Subscriber, send: Send, receive: Receive) -> None:
+        """The ASGI path: write what the hub queues, through ``send``."""
+        watcher = asyncio.ensure_future(_until_disconnect(receive))
+        watcher.add_done_callback(lambda _: sub.close())
+        try:
+            while True:
+                await sub.wait()
+                if sub.closed:
+                    await _finish(sub, send)
+                    return
+                await _write(sub, send)
+        finally:
+            watcher.cancel()
+
+    @staticmethod
+    async def _hand_over(
+        sub: Subscriber,
+        send: Send,
+        receive: Receive,
+        transport: Transport,
+        interrupt: Callable[[], object],
+    ) -> None:
+        """The direct path (rationale 7): catch up through ``send``, then let the hub
+        write to ``transport`` and wait for the client to leave. ``Subscriber.close``
+        interrupts the wait; ``_serve`` then ends the response."""
+        while not sub.attach(transport, interrupt):
             if sub.closed:
-                data += comment("stream closed; reconnect to resume")
-                await send({"type": "http.response.body", "body": data, "more_body": False})
+                await _finish(sub, send)
                 return
-            if data:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-            if transport is not None:
-                # Caught up: the hub writes from here on and this task only waits
-                # for the end. If more came in while we wrote, this fails and the
-                # loop writes it first.
-                sub.attach(transport)
+            # What arrived while the opening or the last write was going out.
+            await _write(sub, send)
+        await _until_disconnect(receive)
+
+
+async def _write(sub: Subscriber, send: Send) -> None:
+    data = sub.take()
+    if data:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def _finish(sub: Subscriber, send: Send) -> None:
+    """What is left, and the final chunk: the client reconnects and resumes."""
+    data = sub.take() + comment("stream closed; reconnect to resume")
+    await send({"type": "http.response.body", "body": data, "more_body": False})

@@ -235,6 +235,10 @@ def test_one_message_larger_than_the_backlog_still_goes_out() -> None:
     assert sub.overflowed and sub.closed
 
 
+def _never() -> None:
+    raise AssertionError("not expected to be called")
+
+
 class FakeTransport:
     """Records direct writes; ``stuck`` bytes stay in its buffer as if unread."""
 
@@ -267,7 +271,7 @@ def test_an_attached_subscriber_gets_the_shared_chunk_written_directly() -> None
     transports = [FakeTransport() for _ in subs]
     for sub, transport in zip(subs, transports, strict=True):
         hub.subscribe(sub)
-        assert sub.attach(transport)
+        assert sub.attach(transport, _never)
     hub.publish(1, "general", {Format.JSON: b"J1"})
     hub._beat()
     hub.broadcast({Format.JSON: b"P"})
@@ -283,34 +287,37 @@ def test_attach_waits_until_the_writer_has_sent_what_is_pending() -> None:
     sub = _sub(last_id=5)
     transport = FakeTransport()
     sub.offer(item(6, b"e6"))
-    assert not sub.attach(transport)
+    assert not sub.attach(transport, _never)
     assert sub.take() == b"e6"
-    assert sub.attach(transport)
+    assert sub.attach(transport, _never)
     sub.offer(item(6, b"e6"))
     sub.offer(item(7, b"e7"))
     assert transport.written == [chunk(b"e7")] and sub.last_id == 7
 
 
 def test_an_attached_subscriber_that_stops_reading_is_cut_off() -> None:
-    dropped: list[bool] = []
+    interrupted: list[bool] = []
     sub = _sub(limit=100)
-    sub.on_overflow = lambda: dropped.append(True)
+    sub.on_overflow = _never  # that is for a writer still on the ASGI path
     transport = FakeTransport(stuck=True)
-    assert sub.attach(transport)
+    assert sub.attach(transport, lambda: interrupted.append(True))
     sub.offer(item(1, b"x" * 500))  # one message over the limit on its own still goes
     assert not sub.overflowed and sub.backlog_bytes > 500
     sub.offer(item(2, b"y"))
-    assert sub.overflowed and sub.closed and transport.aborted and dropped == [True]
+    assert sub.overflowed and sub.closed and transport.aborted and interrupted == [True]
     sub.offer(item(3, b"z"))
     assert len(transport.written) == 2
 
 
-def test_a_closed_subscriber_gets_no_more_direct_writes() -> None:
+def test_closing_an_attached_subscriber_interrupts_its_writer_once() -> None:
+    interrupted: list[bool] = []
     hub = Hub(heartbeat=60)
     sub = _sub()
     transport = FakeTransport()
     hub.subscribe(sub)
-    assert sub.attach(transport)
+    assert sub.attach(transport, lambda: interrupted.append(True))
     hub.close()
+    sub.close()
     hub.publish(1, "general", {Format.JSON: b"late"})
-    assert transport.written == [] and sub.closed and not sub.attach(transport)
+    assert transport.written == [] and sub.closed and interrupted == [True]
+    assert not transport.aborted and not sub.overflowed
