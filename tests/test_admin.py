@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from feed.admin import RECENT_ROWS, TICK, AdminFeed, age_text, size_text
 from feed.admin import admin_stream as admin_stream_endpoint
 from feed.runtime import runtime_of
+from tests.auth import ADMIN, ADMIN_TOKEN
 from tests.browser import (
     LAPTOP,
     SCREENSHOTS,
@@ -29,6 +30,7 @@ from tests.browser import (
     open_live,
     problems,
     seed_sample_feed,
+    sign_in,
 )
 from tests.conftest import Server
 from tests.sse import Message, SSEClient
@@ -82,9 +84,7 @@ def test_admin_page_shows_every_panel_newest_events_first_and_is_not_indexed(
     client: TestClient,
 ) -> None:
     ids = [
-        client.post(
-            "/api/channels/general/posts", json={"author": "ann", "body": f"post <{n}>"}
-        ).json()["event_id"]
+        client.post("/api/channels/general/posts", json={"body": f"post <{n}>"}).json()["event_id"]
         for n in range(3)
     ]
     page = client.get("/admin")
@@ -95,7 +95,7 @@ def test_admin_page_shows_every_panel_newest_events_first_and_is_not_indexed(
     assert 'hx-ext="sse" sse-connect="/admin/stream"' in html
     assert list(re.findall(r'<tr id="channel-([a-z]+)"', html)) == ["announcements", "general"]
     assert row_ids(html) == list(reversed(ids))
-    assert "#general ann: post &lt;2&gt;" in html and "<2>" not in html
+    assert "#general tester: post &lt;2&gt;" in html and "<2>" not in html
     assert 'data-figure="subscribers">0<' in html and "No open streams." in html
     assert 'data-figure="broker">memory<' in html and 'data-figure="database">sqlite<' in html
     assert f'data-figure="delivered">{ids[-1]}<' in html
@@ -124,6 +124,8 @@ def test_create_channel_form_adds_it_and_answers_with_the_panel(client: TestClie
         "title": "Releases",
         "description": "What shipped",
         "archived": False,
+        "private": False,
+        "announcement_only": False,
     }
     assert "#releases was created: Releases" in client.get("/admin").text
 
@@ -203,9 +205,7 @@ def test_archive_and_restore_mark_the_row_and_log_events(client: TestClient) -> 
     assert 'class="archived"' in row and ">archived</span>" in row
     assert 'hx-post="/admin/channels/announcements/restore"' in row and ">Restore</button>" in row
     assert channels(client)["announcements"]["archived"] is True
-    refused = client.post(
-        "/api/channels/announcements/posts", json={"author": "a", "body": "hello"}
-    )
+    refused = client.post("/api/channels/announcements/posts", json={"body": "hello"})
     assert refused.status_code == 409
 
     restored = client.post("/admin/channels/announcements/restore")
@@ -239,7 +239,7 @@ def test_the_list_stays_bounded_whether_events_trickle_or_burst(client: TestClie
     assert portal is not None
     feed = AdminFeed(rt)
     post = partial(client.post, "/api/channels/general/posts")
-    first = [post(json={"author": "a", "body": f"first {n}"}).json()["event_id"] for n in (1, 2)]
+    first = [post(json={"body": f"first {n}"}).json()["event_id"] for n in (1, 2)]
     seen = parse(portal.call(feed.snapshot))
     assert [m.event for m in recent(seen)] == ["recent-all"]
     assert shown_rows(seen) == first[::-1]
@@ -247,7 +247,7 @@ def test_the_list_stays_bounded_whether_events_trickle_or_burst(client: TestClie
     # A trickle: one row per look, and the oldest leave once the list is full.
     trickle = []
     for n in range(RECENT_ROWS + 3):
-        trickle.append(post(json={"author": "a", "body": f"t{n}"}).json()["event_id"])
+        trickle.append(post(json={"body": f"t{n}"}).json()["event_id"])
         sent = recent(parse(portal.call(feed.tick)))
         assert [(m.event, row_ids(m.data)) for m in sent] == [("recent", [trickle[-1]])]
         seen += sent
@@ -256,7 +256,7 @@ def test_the_list_stays_bounded_whether_events_trickle_or_burst(client: TestClie
     assert shown_rows(seen) == trickle[::-1][:RECENT_ROWS]
 
     # A burst of more than the list holds, in one look: the list is sent whole.
-    burst = [post(json={"author": "a", "body": f"b{n}"}).json()["event_id"] for n in range(31)]
+    burst = [post(json={"body": f"b{n}"}).json()["event_id"] for n in range(31)]
     sent = recent(parse(portal.call(feed.tick)))
     assert [m.event for m in sent] == ["recent-all"]
     assert shown_rows(seen + sent) == burst[::-1][:RECENT_ROWS]
@@ -334,7 +334,7 @@ def wait_named(
 @contextmanager
 def admin_stream(server: Server) -> Iterator[SSEClient]:
     """An admin stream that has sent its opening snapshot."""
-    with SSEClient(server.port, "/admin/stream") as stream:
+    with SSEClient(server.port, "/admin/stream", headers=ADMIN) as stream:
         assert stream.status == 200
         stream.wait_for(lambda s: bool(named(s, "broker")))
         yield stream
@@ -425,7 +425,8 @@ def test_admin_page_follows_tabs_posts_and_its_own_forms_live(
     server: Server, context: BrowserContext, browser: Browser, problems: Problems
 ) -> None:
     seed_sample_feed(server)
-    admin = open_live(context, f"{server.url}/admin")
+    # Signing in from the form leads straight back to /admin.
+    admin = sign_in(context, server, ADMIN_TOKEN, "/admin")
     expect(admin.locator('[data-figure="subscribers"]')).to_have_text("0")
     expect(admin.locator("#admin-events > li")).to_have_count(7)  # 5 posts, a pin, an edit
 
@@ -477,7 +478,7 @@ def shoot(browser: Browser, server: Server, problems: Problems, scheme: str) -> 
     )
     ctx.on("page", problems.watch)
     try:
-        page = open_live(ctx, f"{server.url}/admin")
+        page = sign_in(ctx, server, ADMIN_TOKEN, "/admin")
         expect(page.locator('[data-figure="subscribers"]')).to_have_text("1")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(

@@ -16,7 +16,8 @@ from starlette.testclient import TestClient
 from feed.app import create_app
 from feed.security import RateLimiter
 from feed.settings import Settings
-from tests.browser import LIVE_MS, browser, context, open_live, post_el, problems
+from tests.auth import ADMIN, ADMIN_TOKEN, ensure_admin
+from tests.browser import LIVE_MS, browser, context, open_live, post_el, problems, sign_in
 from tests.conftest import Server
 from tests.sse import SSEClient
 
@@ -31,9 +32,12 @@ APP = "https://app.example"
 
 
 def app_client(tmp_path: Path, **settings: object) -> TestClient:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    ensure_admin(url)
     return TestClient(
-        create_app(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", **settings))
-    )  # type: ignore[arg-type]
+        create_app(Settings(database_url=url, **settings)),  # type: ignore[arg-type]
+        headers=ADMIN,
+    )
 
 
 @pytest.fixture
@@ -70,16 +74,17 @@ def test_configured_origins_may_call_the_api_and_read_its_headers(
         headers={
             "Origin": APP,
             "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type, idempotency-key",
+            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
         },
     )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == APP
     assert "POST" in preflight.headers["access-control-allow-methods"]
-    assert "idempotency-key" in preflight.headers["access-control-allow-headers"].lower()
+    allowed = preflight.headers["access-control-allow-headers"].lower()
+    assert "idempotency-key" in allowed and "authorization" in allowed
 
     created = cors_client.post(
-        "/api/channels/general/posts", json={"author": "a", "body": "b"}, headers={"Origin": APP}
+        "/api/channels/general/posts", json={"body": "b"}, headers={"Origin": APP}
     )
     assert created.status_code == 201
     assert created.headers["access-control-allow-origin"] == APP
@@ -130,33 +135,37 @@ def test_the_rate_limiter_forgets_full_buckets_and_stays_bounded() -> None:
     assert len(limiter) == 1
 
 
-def _post_as(server: Server, address: str) -> tuple[int, dict[str, str], dict[str, object]]:
+def _post_as(
+    server: Server, address: str, who: str | None = None
+) -> tuple[int, dict[str, str], dict[str, object]]:
     # uvicorn takes the client address from X-Forwarded-For when the peer is a trusted
     # proxy (FORWARDED_ALLOW_IPS, 127.0.0.1 by default), as behind a local nginx.
+    headers = {"X-Forwarded-For": address}
+    if who is not None:
+        headers["Authorization"] = f"Bearer {server.token(who)}"
     response = server.client.post(
-        "/api/channels/general/posts",
-        json={"author": "a", "body": f"from {address}"},
-        headers={"X-Forwarded-For": address},
+        "/api/channels/general/posts", json={"body": f"from {address}"}, headers=headers
     )
     return response.status_code, dict(response.headers), response.json()
 
 
-def test_too_many_posts_from_one_address_get_429_with_retry_after(
+def test_too_many_posts_from_one_identity_get_429_with_retry_after(
     make_server: Callable[..., Server],
 ) -> None:
     server = make_server(post_rate=2)
     assert [_post_as(server, "203.0.113.7")[0] for _ in range(2)] == [201, 201]
-    status, headers, body = _post_as(server, "203.0.113.7")
+    # The rate is the identity's: another address does not reset it.
+    status, headers, body = _post_as(server, "203.0.113.8")
     assert status == 429
     assert 1 <= int(headers["retry-after"]) <= 30
-    assert str(body["error"]).startswith("Too many posts from this address: at most 2 a minute.")
-    # Other addresses, and reading, are not affected.
-    assert _post_as(server, "203.0.113.8")[0] == 201
+    assert str(body["error"]).startswith("Too many posts from you: at most 2 a minute.")
+    # Someone else at the same address, and reading, are not affected.
+    assert _post_as(server, "203.0.113.7", who="ben")[0] == 201
     posts = server.client.get("/api/channels/general/posts").json()["posts"]
-    assert [p["body"] for p in posts] == [
-        "from 203.0.113.8",
-        "from 203.0.113.7",
-        "from 203.0.113.7",
+    assert [(p["author"], p["body"]) for p in posts] == [
+        ("ben", "from 203.0.113.7"),
+        ("tester", "from 203.0.113.7"),
+        ("tester", "from 203.0.113.7"),
     ]
 
 
@@ -227,4 +236,36 @@ def test_pages_work_live_under_the_csp_without_violations(
     # htmx injected no <style> (includeIndicatorStyles is off) and nothing was blocked.
     assert page.evaluate("document.querySelectorAll('style').length") == 0
     assert _violations(page) == []
+    assert not [m for m in console if "Content Security Policy" in m]
+
+
+@pytest.mark.browser
+def test_signing_in_posting_and_admin_work_under_the_csp_without_violations(
+    server: Server, context: BrowserContext
+) -> None:
+    """The sign-in form, a signed-in page's htmx post (its CSRF header comes from the
+    body's hx-headers, which htmx must read without eval) and the admin page."""
+    console: list[str] = []
+    context.add_init_script(WATCH_CSP)
+    context.on("console", lambda m: console.append(m.text))
+    signin = context.new_page()
+    answer = signin.goto(f"{server.url}/signin")
+    assert answer is not None and answer.headers["content-security-policy"] == CSP
+    assert _violations(signin) == []
+    signin.close()
+
+    page = sign_in(context, server, server.token("Ada", "writer"))
+    assert page.locator("body").get_attribute("hx-headers") is not None
+    form = page.locator("#compose")
+    form.get_by_label("Post").fill("Posted under the **CSP**")
+    form.get_by_role("button", name="Post").click()
+    expect(page.locator("#posts .post .body strong")).to_have_text("CSP", timeout=LIVE_MS)
+    expect(page.locator("#posts .post .author")).to_have_text("Ada")
+    assert _violations(page) == []
+    page.close()
+
+    admin = sign_in(context, server, ADMIN_TOKEN, "/admin")
+    expect(admin.locator("#admin-events > li")).to_have_count(1)
+    assert admin.evaluate("document.querySelectorAll('style').length") == 0
+    assert _violations(admin) == []
     assert not [m for m in console if "Content Security Policy" in m]
