@@ -461,3 +461,25 @@ def test_presence_names_a_private_channel_only_to_those_who_may_read_it(
         member.wait_for(lambda s: counted(s) is not None)
         assert counted(anonymous) == {"streams": 3, "everything": 2, "channels": {}}
         assert counted(member) == {"streams": 3, "everything": 2, "channels": {"board": 1}}
+
+
+def test_a_session_from_the_header_follows_the_settings_of_the_day(
+    tmp_path: Path, make_server: Callable[..., Server]
+) -> None:
+    database = tmp_path / "feed.db"
+    trusting = make_server(
+        database=database, trusted_user_header="X-Remote-User", trusted_admins="boss"
+    )
+    browser = httpx.Client(base_url=trusting.url)
+    assert browser.get("/signin", headers={"X-Remote-User": "boss"}).status_code == 303
+    assert browser.get("/admin").status_code == 200
+    trusting.stop()
+    # The same cookie, once boss is no longer listed as an admin...
+    demoted = make_server(database=database, trusted_user_header="X-Remote-User")
+    browser = httpx.Client(base_url=demoted.url, cookies=browser.cookies)
+    assert browser.get("/admin").status_code == 403
+    demoted.stop()
+    # ...and once the header is no longer trusted at all.
+    plain = make_server(database=database)
+    browser = httpx.Client(base_url=plain.url, cookies=browser.cookies)
+    assert browser.get("/admin").status_code == 303
