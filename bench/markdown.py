@@ -56,7 +56,7 @@ def fanout(doc: dict[str, Any]) -> str:
                     f"{r['post_p50_ms']:.1f}",
                 ]
             )
-        for target, why in {**size.get("skipped", {}), **size.get("failed", {})}.items():
+        for target, why in size.get("failed", {}).items():
             rows.append([n, NAMES.get(target, target), f"not run: {why}", *[""] * 7])
         found = size.get("nchan_ratios") or {}
         for target in ("feed", "baseline"):
@@ -97,12 +97,14 @@ def throughput(doc: dict[str, Any]) -> str:
 
 def storm(doc: dict[str, Any]) -> str:
     r = doc["result"]
-    head = ["subscribers", "missed", "reconnects", "live s", "caught up s", "missed events"]
+    head = ["subscribers", "missed", "reconnects in flight", "reconnected", "live s"]
+    head += ["caught up s", "missed events"]
     head += ["stale ids", "listen overflows", "next post p99 ms"]
     row = [
         f"{r['subscribers']:,}",
         str(r["missed"]),
         str(r["reconnects_in_flight"]),
+        f"{r['reconnected']:,}",
         f"{r['live_s']:.2f}",
         f"{r['caught_up_s']:.2f}",
         f"{r['missed_delivered']:,} of {r['missed_expected']:,}",

@@ -36,11 +36,8 @@ def p99(sizes: list[dict[str, Any]], path: Path, title: str = "") -> bool:
             points.setdefault(row["target"], []).append((row["subscribers"], row["p99_ms"]))
     if not points:
         return False
-    cut = {t for size in sizes for t in size.get("skipped", {})}
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     for target, label in LINES:
-        if target in cut:
-            label += f" (skipped above {max(x for x, _ in points.get(target, [(0, 0)])):,})"
         if target in points:
             xs, ys = zip(*sorted(points[target]), strict=True)
             ax.plot(xs, ys, marker="o", label=label)

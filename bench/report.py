@@ -170,7 +170,6 @@ def verdict(rows: list[dict[str, Any]], found: dict[str, float] | None) -> str:
 def text(
     plan: Plan,
     rows: list[dict[str, Any]],
-    skipped: dict[str, str] | None = None,
     failed: dict[str, str] | None = None,
 ) -> str:
     """What a person reads after one size of the fan-out scenario."""
@@ -181,7 +180,6 @@ def text(
         table(rows),
         "",
     ]
-    lines += [f"{target}: skipped, {why}" for target, why in (skipped or {}).items()]
     lines += [f"{target}: FAILED, {why}" for target, why in (failed or {}).items()]
     by_nchan = nchan_ratios(rows)
     if by_nchan is not None:

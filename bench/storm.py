@@ -46,7 +46,7 @@ SUBSCRIBERS = 10_000
 MISSED = 100
 CLIENTS = 2
 TARGET_S = 10.0
-CONNECT_TIMEOUT = 60.0
+CONNECT_TIMEOUT = 120.0  # for the first connect and for the reconnect
 DRAIN = 30.0
 
 
