@@ -51,6 +51,7 @@ HOST = "127.0.0.1"
 # its LISTEN/NOTIFY broker, as one worker and as two (subscribers split across both,
 # posts into the first).
 TARGETS = ("feed", "nchan", "baseline", "feed-pg", "feed-pg-2w")
+TOKEN_TIMEOUT = 60.0
 WORKERS = {"feed-pg-2w": 2}
 READY = {"nchan": nchan.READY}  # what a subscribed stream opens with; others send retry:
 SUBSCRIBERS_PER_CLIENT = 10_000  # a client process's file descriptors, with room to spare
@@ -223,7 +224,7 @@ async def wait_listening(server: asyncio.subprocess.Process, port: int, log: Pat
         await asyncio.sleep(0.05)  # polling a port that has no way to notify us
 
 
-async def post(port: int, body: Callable[[], str]) -> float:
+async def post(port: int, body: Callable[[], str], token: str = "") -> float:
     """POST one post through the real API; returns how long the request took (ms).
 
     ``body`` is called just before the request is written, so a timestamp it embeds
@@ -232,7 +233,7 @@ async def post(port: int, body: Callable[[], str]) -> float:
         reader, writer = await asyncio.open_connection(HOST, port)
         try:
             started = time.monotonic()
-            writer.write(request_bytes(port, {"author": "bench", "body": body()}))
+            writer.write(request_bytes(port, {"author": "bench", "body": body()}, token))
             head = await reader.readuntil(b"\r\n\r\n")
             await reader.read()  # Connection: close, so the body ends at EOF
         finally:
@@ -243,17 +244,22 @@ async def post(port: int, body: Callable[[], str]) -> float:
     return (time.monotonic() - started) * 1000
 
 
-def request_bytes(port: int, payload: dict[str, str]) -> bytes:
+def auth_line(token: str) -> str:
+    """The header that makes a POST a writer's; Nchan and the baseline need none."""
+    return f"Authorization: Bearer {token}\r\n" if token else ""
+
+
+def request_bytes(port: int, payload: dict[str, str], token: str = "") -> bytes:
     body = json.dumps(payload).encode()
     head = (
         "POST /api/channels/general/posts HTTP/1.1\r\n"
-        f"Host: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+        f"Host: {HOST}:{port}\r\nContent-Type: application/json\r\n{auth_line(token)}"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
 
 
-async def post_all(port: int, plan: Plan, first: int = 0) -> list[float]:
+async def post_all(port: int, plan: Plan, token: str, first: int = 0) -> list[float]:
     """Posts ``first``..``first + plan.posts - 1``, ``plan.interval`` apart."""
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -261,7 +267,8 @@ async def post_all(port: int, plan: Plan, first: int = 0) -> list[float]:
     for k in range(plan.posts):
         # Pacing, not synchronisation: spaced posts make each one a separate fan-out.
         await asyncio.sleep(max(0.0, start + k * plan.interval - loop.time()))
-        timings.append(await post(port, functools.partial(marker, first + k, plan.pad)))
+        body = functools.partial(marker, first + k, plan.pad)
+        timings.append(await post(port, body, token))
     return timings
 
 
@@ -309,6 +316,23 @@ class Server:
     measured: int
     port: int
     log: Path
+    token: str = ""  # a writer's API token, for feed: posting needs one
+
+
+async def make_token(env: dict[str, str]) -> str:
+    """A writer's API token in the database the server will use (``feed token create``
+    migrates a fresh one first)."""
+    cmd = [sys.executable, "-m", "feed", "token", "create", "bench", "--role", "writer"]
+    pipes = {"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE}
+    async with spawn(cmd, env=env, **pipes) as proc:
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), TOKEN_TIMEOUT)
+        except TimeoutError:
+            raise BenchError(f"feed token create took over {TOKEN_TIMEOUT:.0f} s") from None
+    lines = out.decode().split()
+    if proc.returncode != 0 or not lines:
+        raise BenchError(f"feed token create failed: {err.decode(errors='replace')[-2000:]}")
+    return lines[0]
 
 
 async def start_server(
@@ -325,13 +349,14 @@ async def start_server(
         cmd, env = server_command(target, port, workdir, database, plan)
     except nchan.NchanMissing as exc:
         raise BenchError(str(exc)) from None
+    token = await make_token(env) if target.startswith("feed") else ""
     path = workdir / f"server-{n}.log"
     log = stack.enter_context(path.open("ab"))
     proc = await stack.enter_async_context(spawn(cmd, env=env, stdout=log, stderr=log))
     await wait_listening(proc, port, path)
     if target == "nchan":  # nginx writes its errors to its own log
         return Server(proc, nchan.worker(proc.pid), port, nchan.error_log(workdir))
-    return Server(proc, proc.pid, port, path)
+    return Server(proc, proc.pid, port, path, token)
 
 
 async def start_clients(
@@ -360,9 +385,11 @@ async def measure(target: str, plan: Plan, database: str | None = None) -> Measu
                 await start_server(stack, target, port, workdir, database, plan, n)
                 for n, port in enumerate(ports)
             ]
-            await post(ports[0], lambda: "warm-up")
+            token = servers[0].token  # posts go into the first server
+            await post(ports[0], lambda: "warm-up", token)
             try:
-                return await _load([s.measured for s in servers], ports, target, plan)
+                pids = [s.measured for s in servers]
+                return await _load(pids, ports, target, plan, token)
             except BenchError as exc:
                 raise BenchError(f"{exc}\nserver log:\n{tail(servers[0].log)}") from None
 
@@ -374,7 +401,9 @@ async def sample_rss(pids: list[int], peak: dict[str, int]) -> None:
         await asyncio.sleep(0.05)  # sampling, not waiting for anything
 
 
-async def _load(pids: list[int], ports: list[int], target: str, plan: Plan) -> Measurement:
+async def _load(
+    pids: list[int], ports: list[int], target: str, plan: Plan, token: str
+) -> Measurement:
     m = Measurement(target, plan.subscribers, plan.posts, slow=plan.slow)
     m.rss_kb["before"] = sum(rss_kb(pid) for pid in pids)
     async with contextlib.AsyncExitStack() as stack:
@@ -394,7 +423,7 @@ async def _load(pids: list[int], ports: list[int], target: str, plan: Plan) -> M
         client_before = sum(cpu_s(proc.pid) for proc in clients)
         sampler = asyncio.ensure_future(sample_rss(pids, m.rss_kb))
         try:
-            m.post_ms = await post_all(ports[0], plan)
+            m.post_ms = await post_all(ports[0], plan, token)
             await tell(clients, "posted")
             results = await read_all(clients, plan.drain + MARGIN)
         finally:

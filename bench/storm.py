@@ -87,23 +87,23 @@ async def measure(subscribers: int, missed: int, clients_n: int, gate: int) -> d
         async with contextlib.AsyncExitStack() as stack:
             first = contextlib.AsyncExitStack()
             stack.push_async_callback(first.aclose)
-            await start_server(first, "feed", port, workdir)
-            await post(port, lambda: "warm-up")
+            token = (await start_server(first, "feed", port, workdir)).token
+            await post(port, lambda: "warm-up", token)
             extra = ("--track-ids", "--reconnect-in-flight", str(gate))
             clients = await start_clients(stack, "feed", [port], plan, *extra)
             ready = await read_all(clients, CONNECT_TIMEOUT + MARGIN)
             if sum(r["ready"] for r in ready) < subscribers:
                 raise BenchError("storm: not every subscriber connected before the restart")
-            await post(port, lambda: marker(0))
+            await post(port, lambda: marker(0), token)
             before = await posted(clients, 1)
             out["before_restart_delivered"] = sum(r["delivered"] for r in before)
 
             out["stop_s"] = await stop(first)
             started = time.monotonic()
-            await start_server(stack, "feed", port, workdir)
+            token = (await start_server(stack, "feed", port, workdir)).token
             out["start_s"] = time.monotonic() - started
             for k in range(1, missed + 1):
-                await post(port, functools.partial(marker, k))
+                await post(port, functools.partial(marker, k), token)
 
             overflows = listen_overflows()
             reconnect_ns = time.monotonic_ns()
@@ -119,7 +119,7 @@ async def measure(subscribers: int, missed: int, clients_n: int, gate: int) -> d
             out["missed_expected"] = subscribers * missed
             out["stale_ids"] = sum(r["stale_ids"] for r in caught)
 
-            await post(port, lambda: marker(missed + 1))
+            await post(port, lambda: marker(missed + 1), token)
             live = await posted(clients, missed + 2)
             await tell(clients, "close")
     latencies = sorted(us / 1000 for r in live for us in r["latencies_us"][missed + 1])

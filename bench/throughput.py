@@ -42,6 +42,7 @@ from bench.fanout import (
     MARGIN,
     BenchError,
     Plan,
+    auth_line,
     free_port,
     post,
     read_all,
@@ -63,8 +64,9 @@ CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
 class Connection:
     """One keep-alive HTTP/1.1 connection to the server."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, token: str = "") -> None:
         self.port = port
+        self.token = token
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -75,7 +77,8 @@ class Connection:
         body = b"" if payload is None else json.dumps(payload).encode()
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"{auth_line(self.token)}\r\n"
         )
         async with asyncio.timeout(REQUEST_TIMEOUT):
             self.writer.write(head.encode() + body)
@@ -92,7 +95,7 @@ class Connection:
 
 
 async def post_many(
-    port: int, posts: int, deadline: float, concurrency: int
+    port: int, token: str, posts: int, deadline: float, concurrency: int
 ) -> tuple[int, int, float]:
     """Posts 0..posts-1 from ``concurrency`` connections; (answered 201, refused, seconds)."""
     next_post = iter(range(posts))
@@ -101,7 +104,7 @@ async def post_many(
 
     async def worker() -> None:
         nonlocal created, refused, finished
-        conn = Connection(port)
+        conn = Connection(port, token)
         try:
             # The deadline is checked before a number is taken, so the posts made are
             # always 0..made-1, whatever the deadline cut.
@@ -155,15 +158,15 @@ async def measure(
     with tempfile.TemporaryDirectory(prefix=f"feed-bench-{target}-") as tmp:
         port = free_port()
         async with contextlib.AsyncExitStack() as stack:
-            await start_server(stack, target, port, Path(tmp), database)
-            await post(port, lambda: "warm-up")
+            token = (await start_server(stack, target, port, Path(tmp), database)).token
+            await post(port, lambda: "warm-up", token)
             clients = await start_clients(stack, target, [port], plan)
             ready = await read_all(clients, plan.connect_timeout + MARGIN)
             if sum(r["ready"] for r in ready) < SUBSCRIBERS:
                 raise BenchError(f"{target}: not every subscriber connected")
             started_ns = time.monotonic_ns()
             deadline = time.monotonic() + within
-            created, refused, seconds = await post_many(port, posts, deadline, concurrency)
+            created, refused, seconds = await post_many(port, token, posts, deadline, concurrency)
             await tell(clients, f"posted {created + refused}")
             (result,) = await read_all(clients, within + MARGIN)
             stored = await stored_markers(port, posts)
