@@ -55,6 +55,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
+from feed import tasks
 from feed.errors import ClientError
 from feed.events import Hub, Subscriber
 from feed.presence import Presence
@@ -468,10 +469,8 @@ class Watch:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="feed-access")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

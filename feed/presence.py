@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from feed import tasks
 from feed.brokers import Broker
 from feed.events import Format, Hub, frame, item
 from feed.runtime import runtime
@@ -123,10 +124,8 @@ class Presence:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="feed-presence")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 
+from feed import tasks
 from feed.brokers import Broker
 from feed.events import Hub
 from feed.metrics import Metrics
@@ -57,10 +58,8 @@ class Relay:
 
     async def close(self) -> None:
         await self._broker.close()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

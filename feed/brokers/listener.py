@@ -24,6 +24,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
+from feed import tasks
 from feed.brokers import BrokerStatus, HintHandler, PresenceHandler
 
 logger = logging.getLogger("feed.broker")
@@ -63,10 +64,8 @@ class ListeningBroker(ABC):
     async def close(self) -> None:
         self._on_hint = None
         self._on_presence = None
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
         self._connected = False
 
     def status(self) -> BrokerStatus:
