@@ -3,14 +3,25 @@ slow subscribers and shutdown."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 
-from tests.conftest import Server
+from feed.app import FeedApp, create_app
+from feed.server import FeedServer
+from feed.settings import Settings
+from tests.auth import ADMIN, ensure_admin
+from tests.conftest import Server, free_port
 from tests.sse import SSEClient
 
 
@@ -360,3 +371,116 @@ def test_channel_changes_are_events_in_every_format_and_replay(server: Server) -
         "#ops was archived",
         "#ops was restored",
     ]
+
+
+@contextlib.contextmanager
+def in_process(database_url: str, http: str, **settings: Any) -> Iterator[InProcess]:
+    """feed on a real uvicorn in a thread of this process, so a test can look at its
+    hub; ``http`` picks uvicorn's HTTP implementation."""
+    ensure_admin(database_url)
+    config = Settings(
+        database_url=database_url,
+        port=free_port(),
+        post_rate=100_000,
+        max_streams_per_client=100_000,
+        log_level="warning",
+        **settings,
+    )
+    app = create_app(config)
+    uv = uvicorn.Config(
+        app, host="127.0.0.1", port=config.port, http=http, log_config=None, access_log=False
+    )
+    server = FeedServer(uv, app)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),))
+    thread.start()
+    client = httpx.Client(base_url=f"http://127.0.0.1:{config.port}", headers=ADMIN, timeout=10)
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "feed did not start"
+            time.sleep(0.02)  # polling for readiness, not synchronising on an event
+        yield InProcess(config.port, app, loop, client)
+    finally:
+        client.close()
+        server.should_exit = True
+        thread.join(20)
+        loop.close()
+
+
+@dataclass
+class InProcess:
+    port: int
+    app: FeedApp
+    loop: asyncio.AbstractEventLoop
+    client: httpx.Client
+
+    def post(self, body: str) -> int:
+        response = self.client.post("/api/channels/general/posts", json={"body": body})
+        assert response.status_code == 201, response.text
+        event_id: int = response.json()["event_id"]
+        return event_id
+
+    def attached(self) -> list[bool]:
+        """Which open streams the hub writes to directly (read on the server's loop)."""
+
+        async def look() -> list[bool]:
+            return [sub.attached for sub in self.app.hub.subscribers()]
+
+        return asyncio.run_coroutine_threadsafe(look(), self.loop).result(10)
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_direct_writes_and_the_asgi_path_carry_the_same_stream(
+    database_url: str, http: str
+) -> None:
+    # httptools: the hub writes pre-framed chunks to the connections; h11 (or any other
+    # server) keeps ASGI sends. Clients must not be able to tell the difference.
+    with in_process(database_url, http, heartbeat=0.2, retry_ms=1500) as feed:
+        early = [feed.post(f"early {i}") for i in range(3)]
+        streams = [open_stream_at(feed.port, format=fmt) for fmt in ("json", "html", "text")]
+        resumed = SSEClient(feed.port, params={"last_event_id": str(early[0])})
+        resumed.wait_events(2)
+        live = [feed.post(f"live {i}") for i in range(5)]
+        for stream in (*streams, resumed):
+            stream.wait_for(lambda s: any(m.id == str(live[-1]) for m in s.messages))
+        assert feed.attached() == [http == "httptools"] * 4
+        # Heartbeats come from the hub too; an event after them still arrives in order.
+        for stream in streams:
+            stream.wait_for(lambda s: _beats(s) >= 2)
+        last = feed.post("after the beats")
+        for stream in (*streams, resumed):
+            stream.wait_for(lambda s: any(m.id == str(last) for m in s.messages))
+    json_stream, html, text = streams
+    # Each fresh stream starts at its bare ``id:`` position; posts the relay had not
+    # yet delivered then arrive live.
+    start = int(next(m.id for m in json_stream.messages if m.id and not m.event) or 0)
+    ids = [int(e.id or 0) for e in json_stream.events()]
+    assert ids == list(range(start + 1, last + 1)) and ids[-6:] == [*live, last]
+    for other in (text, html):
+        begins = int(next(m.id for m in other.messages if m.id and not m.event) or 0)
+        assert [int(e.id or 0) for e in other.events() if e.id] == ids[ids.index(begins + 1) :]
+    assert [int(e.id or 0) for e in resumed.events()] == [*early[1:], *live, last]
+    bodies = [json.loads(e.data)["post"]["body"] for e in json_stream.events()[-6:]]
+    assert bodies == [*(f"live {i}" for i in range(5)), "after the beats"]
+    assert text.events()[-1].data.endswith("after the beats")
+    assert min(map(_beats, streams)) >= 2
+    assert {e.event for e in html.events() if not e.id} == {"hello", "heartbeat"}
+    # Stopping the server ends every stream with the final chunk, on either path.
+    for stream in (*streams, resumed):
+        with stream:
+            stream.wait_closed()
+            assert stream.graceful
+            assert "stream closed; reconnect to resume" in stream.comments
+
+
+def _beats(stream: SSEClient) -> int:
+    named = [m for m in stream.messages if m.event == "heartbeat"]
+    return len(named) + stream.comments.count("heartbeat")
+
+
+def open_stream_at(port: int, **params: str) -> SSEClient:
+    stream = SSEClient(port, params=params)
+    assert stream.status == 200
+    stream.wait_for(lambda s: any(m.retry for m in s.messages))
+    return stream
