@@ -24,6 +24,7 @@ import functools
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,7 @@ async def measure(subscribers: int, missed: int, clients_n: int, gate: int) -> d
             caught = await posted(clients, missed + 1)
             out["listen_overflows"] = listen_overflows() - overflows
             out["reconnected"] = sum(r["ready"] for r in again)
+            out["reconnect_failures"] = dict(sum((Counter(r["why"]) for r in again), Counter()))
             out["live_s"] = max(r["connect_s"] for r in again)
             last = max(r["last_at_ns"] for r in caught)
             out["caught_up_s"] = (last - reconnect_ns) / 1e9
@@ -166,6 +168,9 @@ async def run(
         f"every client got exactly the missed events: {'yes' if exact else 'NO'}; "
         f"caught up in {row['caught_up_s']:.2f} s (target <= {TARGET_S:g} s): {verdict}"
     )
+    failures = {why: n for why, n in row["reconnect_failures"].items() if n}
+    if failures:
+        print(f"reconnects that failed, by reason: {failures}")
     if row["listen_overflows"]:
         print(
             f"the listen queue overflowed {row['listen_overflows']} times: those clients "
