@@ -10,13 +10,16 @@ Rationale:
    the page needs the session's CSRF token for its forms (access.py, 4).
 3. ``next`` only ever leads to a path on this site, so the sign-in page cannot be
    used to send people elsewhere.
+4. A sign-in posted from another site is refused (its ``Origin`` names another
+   host): otherwise a page elsewhere could sign a visitor in as someone else, and
+   what they post would go out under that name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
@@ -126,6 +129,9 @@ async def signin_page(request: Request) -> Response:
 async def signin(request: Request) -> Response:
     """Exchange a token typed into the form for a session."""
     rt = runtime(request)
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise ClientError(403, "Sign in from feed's own sign-in page.", origin)
     form = await _form(request)
     target = safe_next(form.get("next"))
     token = form.get("token", "").strip()

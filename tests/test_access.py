@@ -483,3 +483,12 @@ def test_a_session_from_the_header_follows_the_settings_of_the_day(
     plain = make_server(database=database)
     browser = httpx.Client(base_url=plain.url, cookies=browser.cookies)
     assert browser.get("/admin").status_code == 303
+
+
+def test_a_sign_in_posted_from_another_site_is_refused(board: Server) -> None:
+    browser = httpx.Client(base_url=board.url)
+    form = {"token": ADMIN_TOKEN, "next": "/"}
+    elsewhere = browser.post("/signin", data=form, headers={"Origin": "https://evil.example"})
+    assert elsewhere.status_code == 403 and "feed_session" not in browser.cookies
+    here = browser.post("/signin", data=form, headers={"Origin": board.url})
+    assert here.status_code == 303 and "feed_session" in browser.cookies
