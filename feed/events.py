@@ -12,13 +12,14 @@ The hot path, and why it looks the way it does:
    per-subscriber ``b"".join``. A stream that is not attached (still catching up,
    or on a server where the transport cannot be found safely) gets a backlog
    item, and its writer task is woken to send it through ASGI.
-   Profile at 10,000 subscribers (py-spy, ``python -m bench``): before, 44% of
-   the server's samples were uvicorn's ``send`` framing and writing one chunk per
-   subscriber, plus a task wake-up each; p99 349-433 ms, 15 KB per stream. After,
-   the fan-out is one ``transport.write`` per subscriber, 34% of the samples and
-   nearly all of it the ``send`` syscall (8-12 µs each here, the same as a bare
-   ``os.write`` to the socket); p99 125-205 ms, 13 KB per stream, as low as Nchan
-   measured in the same run (docs/benchmarks.md).
+   Profile at 10,000 subscribers (py-spy, ``python -m bench fanout``): before,
+   44% of the server's samples were uvicorn's ``send`` framing and writing one
+   chunk per subscriber, each after a task wake-up; p99 349-433 ms, 15 KB per
+   stream. After, 42% are the one ``transport.write`` per subscriber, nearly all
+   of it the ``send`` syscall (8-12 µs here, the same as a bare ``os.write`` to
+   the socket), and uvicorn's ``send`` is down to 4% (openings); p99 108-128 ms
+   and 13 KB per stream, where Nchan measured 126-158 ms and 14 KB in the same
+   runs (docs/benchmarks.md).
 3. A backlog is bounded in bytes. For an attached stream the backlog *is* the
    transport's write buffer; otherwise it is the item list. A subscriber that
    falls more than one message behind ``limit`` is marked ``overflowed`` and its
