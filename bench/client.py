@@ -318,19 +318,34 @@ async def connect(
     wanted: dict[int, int | None],
     args: argparse.Namespace,
     in_flight: int,
+    retry: float = 0.0,
 ) -> None:
+    """Open ``wanted``; with ``retry`` > 0, try the failed ones again after ``retry`` s, as
+    an EventSource does, until all are open or the connect deadline passes."""
     started = time.monotonic_ns()
+    deadline = time.monotonic() + args.connect_timeout
     connector.errors.clear()
-    opened = await connector.open_all(wanted, args.connect_timeout, in_flight)
-    subs.update((s.index, s) for s in opened)
-    ready = sum(1 for s in opened if s.opened.result())
-    connector.errors.update(s.why for s in opened if not s.opened.result())
+    attempts = 0
+    while wanted:
+        attempts += 1
+        within = max(0.1, deadline - time.monotonic())
+        opened = await connector.open_all(wanted, within, in_flight)
+        subs.update((s.index, s) for s in opened)
+        connector.errors.update(s.why for s in opened if not s.opened.result())
+        good = {s.index for s in opened if s.opened.result()}
+        wanted = {i: last for i, last in wanted.items() if i not in good}
+        if not retry or not wanted or time.monotonic() + retry >= deadline:
+            break
+        await asyncio.sleep(retry)  # the EventSource retry interval, not a wait for state
     emit(
         {
-            "ready": ready,
-            "failed": len(wanted) - ready,
-            "why": dict(connector.errors),
-            "connect_s": (connector.opened_at_ns - started) / 1e9 if opened else 0.0,
+            "ready": sum(
+                1 for s in subs.values() if s.opened.done() and s.opened.result() and not s.lost
+            ),
+            "failed": len(wanted),
+            "why": dict(connector.errors),  # every failed attempt, retried or not
+            "attempts": attempts,
+            "connect_s": max(0, connector.opened_at_ns - started) / 1e9,
         }
     )
 
@@ -358,7 +373,7 @@ async def run(args: argparse.Namespace) -> None:
             emit(results(tally, subs))
         elif line[0] == b"reconnect":
             wanted = {i: s.last_id for i, s in subs.items() if s.lost}
-            await connect(connector, subs, wanted, args, args.reconnect_in_flight)
+            await connect(connector, subs, wanted, args, args.reconnect_in_flight, args.retry)
     for sub in subs.values():
         if sub.transport is not None:
             sub.transport.abort()
@@ -379,6 +394,9 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=CONNECTS_IN_FLIGHT)
     parser.add_argument(
         "--reconnect-in-flight", type=int, default=0, help="0: every reconnect at once"
+    )
+    parser.add_argument(
+        "--retry", type=float, default=0.0, help="seconds before a failed reconnect is retried"
     )
     parser.add_argument("--connect-timeout", type=float, default=60.0)
     parser.add_argument("--drain", type=float, default=30.0, help="seconds after the last post")

@@ -97,7 +97,7 @@ def throughput(doc: dict[str, Any]) -> str:
 
 def storm(doc: dict[str, Any]) -> str:
     r = doc["result"]
-    head = ["subscribers", "missed", "reconnects in flight", "reconnected", "live s"]
+    head = ["subscribers", "missed", "reconnects in flight", "reconnected", "rounds", "live s"]
     head += ["caught up s", "missed events"]
     head += ["stale ids", "listen overflows", "next post p99 ms"]
     row = [
@@ -105,6 +105,7 @@ def storm(doc: dict[str, Any]) -> str:
         str(r["missed"]),
         str(r["reconnects_in_flight"]),
         f"{r['reconnected']:,}",
+        str(r.get("reconnect_attempts", 1)),
         f"{r['live_s']:.2f}",
         f"{r['caught_up_s']:.2f}",
         f"{r['missed_delivered']:,} of {r['missed_expected']:,}",
