@@ -18,6 +18,7 @@ from feed.errors import HANDLERS
 from feed.events import Hub
 from feed.relay import Relay
 from feed.render import PACKAGE_DIR, Renderer
+from feed.replays import Replays
 from feed.runtime import Runtime
 from feed.security import Security
 from feed.settings import Settings
@@ -55,7 +56,8 @@ def create_app(settings: Settings) -> FeedApp:
                 "no tokens yet: nobody can post. Make an admin with "
                 "`feed token create NAME --role admin`, then sign in at /signin."
             )
-        rt = Runtime(settings, store, broker, hub, relay, renderer, meters, watching, gate)
+        replays = Replays(store, renderer)
+        rt = Runtime(settings, store, broker, hub, relay, renderer, meters, watching, gate, replays)
         try:
             yield {"feed": rt}
         finally:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from feed.access import Access
     from feed.metrics import Metrics
     from feed.presence import Presence
+    from feed.replays import Replays
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class Runtime:
     metrics: Metrics
     presence: Presence
     access: Access
+    replays: Replays
 
 
 def runtime_of(state: Mapping[str, Any]) -> Runtime:

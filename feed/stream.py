@@ -115,24 +115,29 @@ def resync_frame(fmt: Format, event_id: int, reason: str) -> bytes:
 
 
 async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> bytes:
-    """What a resuming client missed, or one ``resync`` if that is too much or unknowable."""
-    latest = await rt.store.latest_event_id()
+    """What a resuming client missed, or one ``resync`` if that is too much or unknowable.
+
+    Called right after the subscriber joined the hub, before any await: the relay's
+    delivered id read here is the one the shared replay's key needs (replays.py)."""
+    delivered = rt.relay.delivered
     limit = rt.settings.replay_limit
+    # The database is asked only when this process may not have seen the id yet.
+    latest = delivered if resume_id <= delivered else await rt.store.latest_event_id()
     if resume_id > latest:
         reason = f"event {resume_id} is newer than this feed's newest ({latest}); reload"
     else:
-        channels = None if sub.channels is None else sorted(sub.channels)
-        private = None if sub.private is None else sorted(sub.private)
-        events = await rt.store.events_after(resume_id, channels, limit=limit + 1, private=private)
+        channels = None if sub.channels is None else tuple(sorted(sub.channels))
+        private = None if sub.private is None else tuple(sorted(sub.private))
+        key = (resume_id, channels, private, limit + 1, delivered)
+        events, result = await rt.replays.events(key)
         if len(events) <= limit:
             rt.metrics.replayed.observe(len(events))
             sub.sent += len(events)
-            encode = rt.renderer.encode
-            chunks = [encode(event, sub.format) for event in events]
             if events:
                 sub.last_id = events[-1].id
-            return b"".join(chunks)
+            return rt.replays.encode(result, events, sub.format)
         reason = f"more than {limit} events were missed; reload"
+        latest = max(latest, await rt.store.latest_event_id())
     rt.metrics.resyncs.inc()
     sub.last_id = max(sub.last_id, latest)
     return resync_frame(sub.format, latest, reason)
