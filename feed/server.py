@@ -60,6 +60,9 @@ class _DroppedStreamFilter(logging.Filter):
         return record.getMessage() != INCOMPLETE
 
 
+LISTEN_BACKLOG = 65_535
+
+
 class FeedServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: FeedApp) -> None:
         super().__init__(config)
@@ -90,6 +93,9 @@ def build_server(settings: Settings, app: FeedApp | None = None) -> FeedServer:
         log_config=None,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        # After a restart every screen reconnects at once: let the kernel queue as many
+        # as it allows (net.core.somaxconn caps it) instead of uvicorn's 2,048.
+        backlog=LISTEN_BACKLOG,
     )
     logging.getLogger("uvicorn.error").addFilter(_DroppedStreamFilter())
     return FeedServer(config, app)
@@ -161,7 +167,7 @@ class Supervisor:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self._settings.host, self._settings.port))
-        sock.listen(2048)
+        sock.listen(LISTEN_BACKLOG)
         sock.set_inheritable(True)
         return sock
 
