@@ -215,6 +215,8 @@ class EventStream:
         sub.who = perms.identity
         # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.
         headers = [*HEADERS, *security.stream_headers(scope)]
+        # This frame lives as long as the stream: keep only what the stream needs.
+        del query, header, perms, channels
         await self._serve(rt, sub, resume_id, receive, send, headers)
 
     async def _serve(
