@@ -28,8 +28,11 @@ Rationale:
 6. Secrets sign cookies and kiosk links (itsdangerous). Without
    ``FEED_SECRET_KEY`` the key is made once and kept in the database, so every
    process, restart and ``feed`` command agrees on it.
-7. The channel list behind every permission check is read at most once a second:
-   a thousand kiosks reconnecting at once cost one query, not a thousand. A stale
+7. The channel list, tokens and memberships behind permission checks are read at
+   most once a second each: a thousand kiosks reconnecting at once cost one query,
+   not a thousand, and a script posting hundreds of times a second does not look its
+   token up for each post. So a revoked token is refused within a second, in every
+   process; the recheck of open streams always reads the database. A stale
    list cannot leak: the hub checks each event against the channel as it is when
    the event is read (events.py), and replay filters in SQL on the same. A channel
    made or changed through this process is seen at once; through another, within
@@ -45,10 +48,10 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 from starlette.datastructures import Headers, QueryParams
@@ -73,7 +76,8 @@ SIGNING_SECRET = "signing-key"
 SCOPE_KEY = "feed.identity"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_NAME_CHARS = 80
-CHANNELS_TTL = 1.0
+RECENT_TTL = 1.0
+RECENT_MAX = 10_000
 
 
 class Role(StrEnum):
@@ -224,6 +228,40 @@ class Permissions:
             raise ClientError(403, "Only the post's author or an admin may change it.", post.id)
 
 
+class _Missing:
+    """What ``Recent.get`` answers for a key it has no recent answer for."""
+
+
+MISSING = _Missing()
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Recent(Generic[K, V]):
+    """Answers younger than ``RECENT_TTL`` seconds, at most ``RECENT_MAX`` of them."""
+
+    def __init__(self) -> None:
+        self._answers: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K) -> V | _Missing:
+        found = self._answers.get(key)
+        if found is None or time.monotonic() - found[0] > RECENT_TTL:
+            return MISSING
+        return found[1]
+
+    def put(self, key: K, value: V) -> None:
+        if len(self._answers) >= RECENT_MAX:
+            self._answers.clear()  # rare, and only costs queries
+        self._answers[key] = (time.monotonic(), value)
+
+    def clear(self) -> None:
+        self._answers.clear()
+
+    def drop(self, which: Callable[[V], bool]) -> None:
+        for key in [k for k, (_at, v) in self._answers.items() if which(v)]:
+            del self._answers[key]
+
+
 def unauthorized(message: str) -> ClientError:
     return ClientError(401, message, headers={"WWW-Authenticate": 'Bearer realm="feed"'})
 
@@ -270,9 +308,15 @@ class Access:
         self._channels: dict[str, ChannelView] | None = None
         self._channels_at = 0.0
         self._loading = asyncio.Lock()
+        # Recent answers (rationale 7): token digest -> token; token id -> revoked;
+        # name -> its memberships.
+        self._tokens: Recent[str, TokenView | None] = Recent()
+        self._revoked: Recent[int, bool] = Recent()
+        self._grants: Recent[str, dict[str, bool]] = Recent()
 
     def changed(self) -> None:
         self._channels = None
+        self._grants.clear()
         self.dirty.set()
 
     def changed_channels(self, channels: Iterable[ChannelView]) -> None:
@@ -280,10 +324,10 @@ class Access:
         self._channels_at = time.monotonic()
 
     async def channels(self) -> dict[str, ChannelView]:
-        """Every channel by name, read at most once per ``CHANNELS_TTL`` (rationale 7)."""
+        """Every channel by name, read at most once per ``RECENT_TTL`` (rationale 7)."""
         async with self._loading:
             now = time.monotonic()
-            if self._channels is None or now - self._channels_at > CHANNELS_TTL:
+            if self._channels is None or now - self._channels_at > RECENT_TTL:
                 self._channels = {c.name: c for c in await self.store.list_channels()}
                 self._channels_at = now
             return self._channels
@@ -335,7 +379,7 @@ class Access:
         return ANONYMOUS
 
     async def from_token(self, token: str) -> Identity:
-        found = await self.store.token_by_digest(digest(token))
+        found = await self._token(digest(token))
         if found is None or found.kind != "api":
             raise unauthorized("The token is not valid: check it, or make a new one.")
         if found.revoked:
@@ -351,7 +395,7 @@ class Access:
             raise unauthorized(
                 "This kiosk link is not valid; ask an admin for a new one."
             ) from None
-        found = await self.store.token_by_digest(digest(key))
+        found = await self._token(digest(key))
         if found is None or found.kind != "kiosk" or found.revoked:
             raise unauthorized("This kiosk link has been revoked; ask an admin for a new one.")
         return _identity(found, Via.KIOSK)
@@ -364,7 +408,7 @@ class Access:
             scope = None if data["s"] is None else frozenset(data["s"])
         except (BadSignature, KeyError, TypeError, ValueError):
             return None
-        if token is not None and await self.store.revoked_tokens([token]):
+        if token is not None and await self._is_revoked(token):
             return None
         if token is None:
             # Made from the proxy's header: it lasts only while feed trusts that header,
@@ -409,15 +453,50 @@ class Access:
     async def permissions(self, who: Identity) -> Permissions:
         return (await self.permissions_of([who]))[who]
 
-    async def permissions_of(self, whos: Iterable[Identity]) -> dict[Identity, Permissions]:
-        """Several identities' permissions from two queries, however many there are."""
+    def forget(self, revoked: Iterable[int]) -> None:
+        """Tokens found revoked: refuse them from now on, whatever was read recently."""
+        gone = set(revoked)
+        for token_id in gone:
+            self._revoked.put(token_id, True)
+        self._tokens.drop(lambda found: found is not None and found.id in gone)
+
+    async def _token(self, kept: str) -> TokenView | None:
+        found = self._tokens.get(kept)
+        if found is MISSING:
+            found = await self.store.token_by_digest(kept)
+            self._tokens.put(kept, found)
+        assert not isinstance(found, _Missing)
+        return found
+
+    async def _is_revoked(self, token_id: int) -> bool:
+        found = self._revoked.get(token_id)
+        if found is MISSING:
+            found = bool(await self.store.revoked_tokens([token_id]))
+            self._revoked.put(token_id, found)
+        return found is True
+
+    async def permissions_of(
+        self, whos: Iterable[Identity], *, fresh: bool = False
+    ) -> dict[Identity, Permissions]:
+        """Several identities' permissions from at most two queries, however many there
+        are; ``fresh`` reads memberships from the database whatever was read recently."""
         whos = set(whos)
         channels = await self.channels()
         # Kiosk links read what their scope names; a grant to a same-named person is not theirs.
         names = sorted({w.name for w in whos if w.name is not None and w.via is not Via.KIOSK})
         grants: dict[str, dict[str, bool]] = {}
-        for member in await self.store.members(names=names) if names else ():
-            grants.setdefault(member.name, {})[member.channel] = member.may_post
+        for name in names:
+            known = MISSING if fresh else self._grants.get(name)
+            if not isinstance(known, _Missing):
+                grants[name] = known
+        unknown = [name for name in names if name not in grants]
+        if unknown:
+            for name in unknown:
+                grants[name] = {}
+            for member in await self.store.members(names=unknown):
+                grants[member.name][member.channel] = member.may_post
+            for name in unknown:
+                self._grants.put(name, grants[name])
         return {
             w: Permissions(w, channels, {} if w.via is Via.KIOSK else grants.get(w.name or "", {}))
             for w in whos
@@ -502,8 +581,10 @@ class Watch:
             return 0
         ids = sorted({w.credential for w in streams if w.credential is not None})
         revoked = await self.access.store.revoked_tokens(ids)
+        # Before the streams end, so that their reconnects are refused.
+        self.access.forget(revoked)
         ended = 0
-        everyone = await self.access.permissions_of(streams)
+        everyone = await self.access.permissions_of(streams, fresh=True)
         for who, subs in streams.items():
             if who.credential in revoked:
                 ended += _end(subs, f"{who.via.value} of {who.name!r} revoked")

@@ -52,6 +52,7 @@ from feed.store import ChannelView, EventKind, FeedEvent, PostView
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ENCODE_CACHE = 2048  # encoded events kept for replays; a few MiB at most
+MARKDOWN_CACHE = 1024  # rendered bodies; the same post is rendered for every format
 
 
 def templates_dir() -> Path:
@@ -80,8 +81,13 @@ _cleaner = nh3.Cleaner(
 )
 
 
+@functools.lru_cache(maxsize=MARKDOWN_CACHE)
 def markdown(source: str) -> Markup:
-    """A post body as sanitised HTML (rationale 1, 2)."""
+    """A post body as sanitised HTML (rationale 1, 2).
+
+    The same body is rendered for the API's answer, for each stream format and for
+    every page that shows it; rendering costs far more than finding it again, and
+    the result depends on the text alone."""
     return Markup(_cleaner.clean(_markdown.render(source)))
 
 

@@ -500,10 +500,21 @@ def busy_timeout(engine: Engine) -> float:
     return float(raw) if isinstance(raw, str) else BUSY_TIMEOUT
 
 
+SQLITE_POOL = 40
+
+
 def _sqlite_engine(url: URL) -> Engine:
     raw = url.query.get("timeout")
     timeout = float(raw) if isinstance(raw, str) else BUSY_TIMEOUT
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout})
+    # A connection per worker thread that may need one (anyio runs up to 40): opening
+    # SQLite connections on demand and closing them again cost more than the queries.
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": timeout},
+        pool_size=SQLITE_POOL,
+        max_overflow=0,
+        pool_timeout=timeout,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
