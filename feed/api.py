@@ -266,6 +266,9 @@ def optional_text(payload: dict[str, Any], name: str, max_chars: int) -> str | N
 
 async def list_channels(request: Request) -> JSONResponse:
     rt = runtime(request)
+    # Read afresh, not from the access checks' recent copy (access.py, 7): a list is
+    # asked for to see what is there now, and it must answer 503 when it cannot know.
+    rt.access.changed_channels(await rt.store.list_channels())
     perms = await rt.access.check(request)
     return JSONResponse({"channels": [channel_json(c) for c in perms.readable()]})
 
