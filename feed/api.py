@@ -176,16 +176,18 @@ async def publish(rt: Runtime, change: Change) -> dict[str, Any]:
 async def create_post_from(
     rt: Runtime, perms: Permissions, channel: str, payload: dict[str, Any]
 ) -> Change:
-    """Check, validate and store a new post; shared by the API and the compose form."""
-    perms.check_post(channel)
+    """Validate and store a new post, once ``admit_post`` let it in; shared by the API
+    and the compose form."""
     body = post_body(rt, perms.identity, payload)
     assert perms.identity.name is not None
     return await rt.store.create_post(channel, perms.identity.name, body)
 
 
-async def post_rate(request: Request, who: Identity) -> None:
-    """Count a post against its author's rate (or the address's, for no one)."""
-    security.of(request).check_post_rate(request, who.limit_key)
+def admit_post(request: Request, perms: Permissions, channel: str) -> None:
+    """May this identity post in ``channel``, and is it within its rate? Checked before
+    the body is read, so a refused request costs nothing."""
+    perms.check_post(channel)
+    security.of(request).check_post_rate(request, perms.identity.limit_key)
 
 
 async def editable(rt: Runtime, request: Request) -> int:
@@ -389,8 +391,7 @@ async def create_post(request: Request) -> Response:
     rt = runtime(request)
     perms = await rt.access.check(request)
     channel = request.path_params["channel"]
-    perms.check_post(channel)
-    await post_rate(request, perms.identity)
+    admit_post(request, perms, channel)
     payload = await read_json(request, rt.settings.max_body_bytes)
     claim = idempotency_claim(request, payload)
     if claim is not None:

@@ -400,6 +400,21 @@ class Hub:
             if found is not None:
                 subscriber.offer(found)
 
+    def broadcast_to_readers(
+        self, fmt: Format, message: Callable[[frozenset[str] | None], bytes]
+    ) -> None:
+        """``broadcast`` of a message that depends on which private channels a
+        subscriber may read (``Subscriber.private``): made and framed once per distinct
+        set, not once per subscriber. Never waits."""
+        items: dict[frozenset[str] | None, Item] = {}
+        for subscriber in self.subscribers():
+            if subscriber.format is not fmt:
+                continue
+            found = items.get(subscriber.private)
+            if found is None:
+                found = items[subscriber.private] = item(None, message(subscriber.private))
+            subscriber.offer(found)
+
     def _beat(self) -> None:
         # A subscriber to several channels is in several sets; it gets one beat.
         for subscriber in self.subscribers():

@@ -16,9 +16,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from feed import security
 from feed.access import KIOSK_PARAM, Permissions
-from feed.api import create_post_from, int_param, publish, read_body
+from feed.api import admit_post, create_post_from, int_param, publish, read_body
 from feed.errors import ClientError
 from feed.presence import screens
 from feed.runtime import Runtime, runtime
@@ -240,8 +239,7 @@ async def compose(request: Request) -> HTMLResponse:
     try:
         form = await read_form(request, rt.settings.max_body_bytes)
         channel = form.get("channel", "")
-        perms.check_post(channel)
-        security.of(request).check_post_rate(request, perms.identity.limit_key)
+        admit_post(request, perms, channel)
         fields = {"body": form.get("body", "")}
         await publish(rt, await create_post_from(rt, perms, channel, fields))
     except (ClientError, StoreError) as exc:

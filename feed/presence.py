@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from feed import tasks
 from feed.brokers import Broker
-from feed.events import Format, Hub, frame, item
+from feed.events import Format, Hub, frame
 from feed.runtime import runtime
 
 logger = logging.getLogger("feed.presence")
@@ -148,24 +148,12 @@ class Presence:
         if summed == self._shown:
             return
         self._shown = summed
-        if not self.private:
-            data = json.dumps(summed.as_dict(), separators=(",", ":"))
-            self._hub.broadcast({Format.HTML: frame(data, event="presence")})
-            return
-        # One encoding per distinct set of readable private channels, not per stream.
-        encoded: dict[frozenset[str] | None, bytes] = {}
-        for sub in self._hub.subscribers():
-            if sub.format is not Format.HTML:
-                continue
-            message = encoded.get(sub.private)
-            if message is None:
-                message = encoded[sub.private] = self._frame_for(summed, sub.private)
-            sub.offer(item(None, message))
+        self._hub.broadcast_to_readers(Format.HTML, lambda readable: self._frame(summed, readable))
 
-    def _frame_for(self, summed: Counts, readable: frozenset[str] | None) -> bytes:
-        hidden = self.private if readable is None else self.private - readable
-        if readable is None:
-            hidden = frozenset()
+    def _frame(self, summed: Counts, readable: frozenset[str] | None) -> bytes:
+        """The presence event for a page that may read the private channels ``readable``
+        (None: all of them)."""
+        hidden = frozenset() if readable is None else self.private - readable
         channels = {k: v for k, v in summed.channels.items() if k not in hidden}
         shown = Counts(summed.everything, channels, summed.streams)
         return frame(json.dumps(shown.as_dict(), separators=(",", ":")), event="presence")
