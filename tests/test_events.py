@@ -12,6 +12,7 @@ from feed.events import (
     HEARTBEAT_EVENT,
     Format,
     Hub,
+    Outgoing,
     Subscriber,
     chunk,
     comment,
@@ -321,3 +322,62 @@ def test_closing_an_attached_subscriber_interrupts_its_writer_once() -> None:
     hub.publish(1, "general", {Format.JSON: b"late"})
     assert transport.written == [] and sub.closed and interrupted == [True]
     assert not transport.aborted and not sub.overflowed
+
+
+def test_a_batch_of_events_is_one_write_per_attached_subscriber_in_id_order() -> None:
+    hub = Hub(heartbeat=60)
+    everything, general, member, html = _sub(), _sub(channels={"general"}), _sub(), _sub(Format.HTML)
+    member.private = frozenset({"board"})
+    subs = (everything, general, member, html)
+    transports = [FakeTransport() for _ in subs]
+    for sub, transport in zip(subs, transports, strict=True):
+        hub.subscribe(sub)
+        assert sub.attach(transport, _never)
+    general.last_id = 1  # a replay already sent event 1 to this one
+    hub.publish_many(
+        [
+            Outgoing(1, "general", {Format.JSON: b"J1", Format.HTML: b"H1"}),
+            Outgoing(2, "board", {Format.JSON: b"J2", Format.HTML: b"H2"}, private=True),
+            Outgoing(3, "general", {Format.JSON: b"J3", Format.HTML: b"H3"}),
+        ]
+    )
+    assert transports[0].written == [chunk(b"J1J3")]
+    assert transports[1].written == [chunk(b"J3")]
+    assert transports[2].written == [chunk(b"J1J2J3")]
+    assert transports[3].written == [chunk(b"H1H3")]
+    assert [s.last_id for s in subs] == [3, 3, 3, 3]
+    assert [s.sent for s in subs] == [2, 1, 3, 2]
+
+
+def test_subscribers_that_get_the_same_batch_share_one_joined_chunk() -> None:
+    hub = Hub(heartbeat=60)
+    subs = [_sub() for _ in range(3)]
+    transports = [FakeTransport() for _ in subs]
+    for sub, transport in zip(subs, transports, strict=True):
+        hub.subscribe(sub)
+        assert sub.attach(transport, _never)
+    hub.publish_many([Outgoing(n, "general", {Format.JSON: b"J%d" % n}) for n in (1, 2)])
+    assert transports[0].written == [chunk(b"J1J2")]
+    assert all(t.written[0] is transports[0].written[0] for t in transports)
+
+
+def test_a_batch_queues_item_by_item_for_a_subscriber_not_yet_attached() -> None:
+    hub = Hub(heartbeat=60)
+    sub = _sub(last_id=1)
+    hub.subscribe(sub)
+    hub.publish_many([Outgoing(n, "general", {Format.JSON: b"J%d" % n}) for n in (1, 2, 3)])
+    assert sub.take() == b"J2J3" and sub.last_id == 3
+
+
+def test_an_attached_subscriber_already_behind_is_cut_off_by_a_batch() -> None:
+    sub = _sub(limit=100)
+    transport = FakeTransport(stuck=True)
+    hub = Hub(heartbeat=60)
+    hub.subscribe(sub)
+    assert sub.attach(transport, lambda: None)
+    # A batch larger than the limit goes out to a client that was keeping up...
+    hub.publish_many([Outgoing(n, "general", {Format.JSON: b"x" * 80}) for n in (1, 2)])
+    assert not sub.overflowed and len(transport.written) == 1
+    # ...but one that has not read it by the next batch is dropped.
+    hub.publish_many([Outgoing(n, "general", {Format.JSON: b"y"}) for n in (3, 4)])
+    assert sub.overflowed and transport.aborted
