@@ -5,6 +5,11 @@ whenever a hint arrives (or every ``poll_interval`` seconds, in case a hint was
 lost), reads every newer event in one query and publishes them in id order. It
 is the only path from the database to the hub, so each event reaches each local
 subscriber once, in order, whichever process wrote it.
+
+New posts written by this process come to it straight from the store once they are
+committed (store.py, 13). When they follow on from the last event delivered, the
+relay publishes them as they are, without reading them back; when they do not (an
+event it has not read yet lies between), it reads, as for a hint.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 
 from feed import tasks
 from feed.brokers import Broker
-from feed.events import Hub
+from feed.events import Hub, Outgoing
 from feed.metrics import Metrics
 from feed.render import Renderer
-from feed.store import Store, StoreUnavailable
+from feed.store import FeedEvent, Store, StoreUnavailable
 
 logger = logging.getLogger("feed.relay")
 
@@ -51,8 +57,18 @@ class Relay:
         if event_id is None or event_id > self.delivered:
             self._wake.set()
 
+    def committed(self, events: Sequence[FeedEvent]) -> None:
+        """Events this process has just committed, in id order (``Store.on_commit``)."""
+        if not events or self._task is None:
+            return
+        if events[0].id == self.delivered + 1:
+            self._publish(events)
+        else:
+            self._wake.set()
+
     async def start(self) -> None:
         self.delivered = await self._store.latest_event_id()
+        self._store.on_commit(self.committed)
         await self._broker.start(self.hint)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="feed-relay")
 
@@ -85,14 +101,23 @@ class Relay:
         """Publish every event newer than the last one delivered."""
         while True:
             events = await self._store.events_after(self.delivered, limit=BATCH)
-            formats = self._hub.formats_wanted()
-            now = time.time()
-            for event in events:
-                frames = self._renderer.frames(event, formats)
-                self._hub.publish(event.id, event.channel, frames, private=event.private)
-                self.delivered = event.id
-                if event.at is not None:
-                    self._metrics.lag_seconds.observe(max(0.0, now - event.at.timestamp()))
-            self._metrics.published.inc(len(events))
-            if len(events) < BATCH:
+            read = len(events)
+            # Some may have come from the store directly while the query ran.
+            self._publish([event for event in events if event.id > self.delivered])
+            if read < BATCH:
                 return
+
+    def _publish(self, events: Sequence[FeedEvent]) -> None:
+        if not events:
+            return
+        formats = self._hub.formats_wanted()
+        now = time.time()
+        outgoing = []
+        for event in events:
+            frames = self._renderer.frames(event, formats)
+            outgoing.append(Outgoing(event.id, event.channel, frames, event.private))
+            if event.at is not None:
+                self._metrics.lag_seconds.observe(max(0.0, now - event.at.timestamp()))
+        self._hub.publish_many(outgoing)
+        self.delivered = events[-1].id
+        self._metrics.published.inc(len(events))

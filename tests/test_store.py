@@ -8,8 +8,11 @@ from collections.abc import Iterator
 import pytest
 
 from feed.store import (
+    Change,
+    ChannelArchived,
     ChannelNotFound,
     EventKind,
+    FeedEvent,
     PostDeleted,
     PostNotFound,
     Store,
@@ -135,3 +138,38 @@ def test_ids_stay_in_commit_order_under_concurrent_writers(store: Store) -> None
     ids = run(writers())
     assert ids == list(range(1, 201))
     assert [e.id for e in run(store.events_after(0, limit=500))] == ids
+
+
+def test_posts_that_arrive_together_commit_together_each_with_its_own_answer(
+    store: Store,
+) -> None:
+    async def burst() -> tuple[list[object], list[list[FeedEvent]]]:
+        told: list[list[FeedEvent]] = []
+        store.on_commit(lambda events: told.append(list(events)))
+        results = await asyncio.gather(
+            store.create_post("general", "ann", "one"),
+            store.create_post("nowhere", "ann", "lost"),
+            store.create_post("announcements", "bob", "two"),
+            store.create_post("old", "bob", "late"),
+            return_exceptions=True,
+        )
+        return results, told
+
+    run(store.create_channel("old", "Old", ""))
+    run(store.set_archived("old", True))
+    results, told = run(burst())
+    one, missing, two, archived = results
+    assert isinstance(missing, ChannelNotFound) and missing.name == "nowhere"
+    assert isinstance(archived, ChannelArchived) and archived.name == "old"
+    assert isinstance(one, Change) and isinstance(two, Change)
+    first = run(store.latest_event_id()) - 1
+    assert (one.event_id, two.event_id) == (first, first + 1)
+    # One commit, one call, in id order; what it hands over is what a reader reads back.
+    assert len(told) == 1
+    read = run(store.events_after(first - 1))
+    assert told[0] == read
+    assert [(e.channel, e.post.body if e.post else None) for e in read] == [
+        ("general", "one"),
+        ("announcements", "two"),
+    ]
+    assert run(store.get_post(one.post.id)) == one.post

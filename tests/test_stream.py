@@ -300,6 +300,27 @@ def test_a_second_process_on_the_same_database_delivers_within_the_poll_interval
         assert _ids(stream) == ids
 
 
+def test_a_post_written_here_never_overtakes_an_event_this_process_has_not_read(
+    make_server: Callable[..., Server],
+) -> None:
+    # The writing process hands its new posts to its own relay without reading them
+    # back (relay.py). An event from another process that it has not read yet (no
+    # hint between them, the next poll a minute away) must still come first.
+    here = make_server(poll_interval=60)
+    elsewhere = make_server(database=here.database, poll_interval=60)
+    with open_stream(here) as stream:
+        stream.wait_for(lambda s: any(m.id for m in s.messages))
+        other = elsewhere.post("written elsewhere")["event_id"]
+        mine = here.post("written here")["event_id"]
+        assert mine == other + 1
+        stream.wait_events(2, timeout=10)
+        assert _ids(stream) == [other, mine]
+        assert [json.loads(m.data)["post"]["body"] for m in stream.events()] == [
+            "written elsewhere",
+            "written here",
+        ]
+
+
 def test_a_fresh_stream_starts_with_its_position_so_an_early_reconnect_resumes(
     server: Server,
 ) -> None:

@@ -1,0 +1,87 @@
+"""Group commit: requests that arrive while a write is running are written together.
+
+Writers take turns (store.py, 3 and 7), so under a burst of posts most of the time
+went to each post's own turn: a thread hop, a transaction, a commit and, on
+PostgreSQL, an advisory lock and a NOTIFY. A ``GroupCommit`` keeps one write in
+flight. Whatever is submitted meanwhile waits, and goes in the next write as one
+batch: one transaction for all of it, at most ``limit`` requests long.
+
+Nothing is answered before its batch has committed, so "201 means stored" still
+holds. Each request gets its own answer: ``write`` returns one result per request,
+in order, and a request it refuses (an unknown channel, say) gets its own error
+without failing the others. An error of the write as a whole (the database is
+busy, full or gone) is the answer of every request in the batch, since none of
+them was stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+logger = logging.getLogger("feed.commits")
+
+R = TypeVar("R")
+A = TypeVar("A")
+
+# Long enough to make a burst cheap, short enough that one transaction stays short.
+BATCH_LIMIT = 200
+
+
+class GroupCommit(Generic[R, A]):
+    """Batches submitted requests for ``write``; one batch is written at a time."""
+
+    def __init__(
+        self,
+        write: Callable[[Sequence[R]], Awaitable[Sequence[A | Exception]]],
+        *,
+        limit: int = BATCH_LIMIT,
+    ) -> None:
+        self._write = write
+        self._limit = limit
+        self._waiting: list[tuple[R, asyncio.Future[A]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, request: R) -> A:
+        """Write ``request`` with whatever else is waiting; its own result, once committed."""
+        future: asyncio.Future[A] = asyncio.get_running_loop().create_future()
+        # Marks an error as seen even when the caller has gone (below) and never will.
+        future.add_done_callback(_seen)
+        self._waiting.append((request, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(
+                self._drain(), name="feed-group-commit"
+            )
+        # A caller that goes away (its client disconnected) leaves the write going:
+        # shield it, so cancelling the caller never cancels the batch.
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self._limit]
+            del self._waiting[: self._limit]
+            try:
+                results = await self._write([request for request, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            if len(results) != len(batch):  # a bug in ``write``: say so to everyone
+                error = RuntimeError(f"{len(results)} results for {len(batch)} requests")
+                logger.error("group commit: %s", error)
+                results = [error] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+
+def _seen(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

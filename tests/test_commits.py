@@ -1,0 +1,109 @@
+"""Group commit: what arrives while a write runs is written together, answered one by one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from feed.commits import GroupCommit
+
+
+class Recorder:
+    """A ``write`` that records its batches; "bad" requests get their own error."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.fail_with: Exception | None = None
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def write(self, batch: Sequence[str]) -> list[str | Exception]:
+        self.batches.append(list(batch))
+        await self.gate.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        return [ValueError(r) if r.startswith("bad") else r.upper() for r in batch]
+
+
+def test_requests_that_arrive_together_are_one_write_each_with_its_own_answer() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        group = GroupCommit(rec.write)
+        results = await asyncio.gather(
+            group.submit("a"), group.submit("bad"), group.submit("b"), return_exceptions=True
+        )
+        assert results[0] == "A" and results[2] == "B"
+        assert isinstance(results[1], ValueError) and str(results[1]) == "bad"
+        assert rec.batches == [["a", "bad", "b"]]
+        # One after another: a write each.
+        assert await group.submit("c") == "C"
+        assert await group.submit("d") == "D"
+        assert rec.batches[1:] == [["c"], ["d"]]
+
+    asyncio.run(main())
+
+
+def test_what_arrives_during_a_write_goes_in_the_next_one_in_order() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        rec.gate.clear()
+        group = GroupCommit(rec.write, limit=2)
+        first = asyncio.ensure_future(group.submit("1"))
+        async with asyncio.timeout(5):
+            while not rec.batches:
+                await asyncio.sleep(0)
+        later = [asyncio.ensure_future(group.submit(str(n))) for n in range(2, 7)]
+        await asyncio.sleep(0)  # one turn of the loop: the tasks above, queued first, submit
+        rec.gate.set()
+        assert await asyncio.gather(first, *later) == ["1", "2", "3", "4", "5", "6"]
+        # The first alone; then the waiting ones, at most ``limit`` a write.
+        assert rec.batches == [["1"], ["2", "3"], ["4", "5"], ["6"]]
+
+    asyncio.run(main())
+
+
+def test_a_failed_write_fails_its_whole_batch_and_only_that_batch() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        group = GroupCommit(rec.write)
+        rec.fail_with = OSError("disk full")
+        results = await asyncio.gather(group.submit("a"), group.submit("b"), return_exceptions=True)
+        assert all(isinstance(r, OSError) and str(r) == "disk full" for r in results)
+        rec.fail_with = None
+        assert await group.submit("c") == "C"
+
+    asyncio.run(main())
+
+
+def test_a_caller_that_goes_away_does_not_cancel_the_write() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        rec.gate.clear()
+        group = GroupCommit(rec.write)
+        gone = asyncio.ensure_future(group.submit("gone"))
+        staying = asyncio.ensure_future(group.submit("staying"))
+        async with asyncio.timeout(5):
+            while not rec.batches:
+                await asyncio.sleep(0)
+        gone.cancel()
+        rec.gate.set()
+        assert await staying == "STAYING"
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        assert rec.batches == [["gone", "staying"]]
+
+    asyncio.run(main())
+
+
+def test_a_write_that_answers_the_wrong_number_of_results_fails_loudly() -> None:
+    async def short(batch: Sequence[str]) -> list[str | Exception]:
+        return []
+
+    async def main() -> None:
+        group: GroupCommit[str, str] = GroupCommit(short)
+        with pytest.raises(RuntimeError, match="0 results for 1 requests"):
+            await group.submit("a")
+
+    asyncio.run(main())
