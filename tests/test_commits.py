@@ -16,11 +16,13 @@ class Recorder:
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
         self.fail_with: Exception | None = None
+        self.started = asyncio.Event()
         self.gate = asyncio.Event()
         self.gate.set()
 
     async def write(self, batch: Sequence[str]) -> list[str | Exception]:
         self.batches.append(list(batch))
+        self.started.set()
         await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with
@@ -52,8 +54,7 @@ def test_what_arrives_during_a_write_goes_in_the_next_one_in_order() -> None:
         group = GroupCommit(rec.write, limit=2)
         first = asyncio.ensure_future(group.submit("1"))
         async with asyncio.timeout(5):
-            while not rec.batches:
-                await asyncio.sleep(0)
+            await rec.started.wait()
         later = [asyncio.ensure_future(group.submit(str(n))) for n in range(2, 7)]
         await asyncio.sleep(0)  # one turn of the loop: the tasks above, queued first, submit
         rec.gate.set()
@@ -85,8 +86,7 @@ def test_a_caller_that_goes_away_does_not_cancel_the_write() -> None:
         gone = asyncio.ensure_future(group.submit("gone"))
         staying = asyncio.ensure_future(group.submit("staying"))
         async with asyncio.timeout(5):
-            while not rec.batches:
-                await asyncio.sleep(0)
+            await rec.started.wait()
         gone.cancel()
         rec.gate.set()
         assert await staying == "STAYING"

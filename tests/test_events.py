@@ -326,7 +326,8 @@ def test_closing_an_attached_subscriber_interrupts_its_writer_once() -> None:
 
 def test_a_batch_of_events_is_one_write_per_attached_subscriber_in_id_order() -> None:
     hub = Hub(heartbeat=60)
-    everything, general, member, html = _sub(), _sub(channels={"general"}), _sub(), _sub(Format.HTML)
+    everything, general = _sub(), _sub(channels={"general"})
+    member, html = _sub(), _sub(Format.HTML)
     member.private = frozenset({"board"})
     subs = (everything, general, member, html)
     transports = [FakeTransport() for _ in subs]
