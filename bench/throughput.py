@@ -222,12 +222,14 @@ async def run(
     )
     print(report.table(rows, COLUMNS))
     for row in rows:
-        ok = row["persisted_per_s"] >= TARGET_PER_S and row["lost_pairs"] == 0
-        print(
+        summary = (
             f"{row['target']}: {row['persisted_per_s']:.0f} posts/s persisted, "
-            f"{row['delivered_per_s']:.0f}/s delivered with {row['lost_pairs']} lost "
-            f"(target >= {TARGET_PER_S:.0f}/s, no loss): {'met' if ok else 'MISSED'}"
+            f"{row['delivered_per_s']:.0f}/s delivered with {row['lost_pairs']} lost"
         )
+        if row["target"] == "feed":  # the target is set for the embedded store, SQLite
+            ok = row["persisted_per_s"] >= TARGET_PER_S and row["lost_pairs"] == 0
+            summary += f" (target >= {TARGET_PER_S:.0f}/s, no loss): {'met' if ok else 'MISSED'}"
+        print(summary)
     complete = all(r["lost_pairs"] == 0 and r["stored"] == r["created"] for r in rows)
     return {
         "posts": posts,

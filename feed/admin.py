@@ -348,7 +348,7 @@ async def _messages(rt: Runtime, stop: anyio.Event) -> AsyncIterator[bytes]:
 
 
 def _heartbeat() -> ServerSentEvent:
-    # A named event, not a comment: feed.js watches for it (events.py, 5).
+    # A named event, not a comment: feed.js watches for it (events.py, 6).
     return ServerSentEvent(data="", event="heartbeat", sep=SEP)
 
 

@@ -15,7 +15,7 @@ Rationale:
    reconnects to the same URL with a newer header, and the header is the truth.
 3. A resume id beyond the newest event means the log this client saw is not ours
    (a restored or replaced database): it gets ``resync``, never silence.
-4. HTML streams (pages) open with ``hello`` (events.py, 6) before any replay, so a
+4. HTML streams (pages) open with ``hello`` (events.py, 7) before any replay, so a
    page rendered by an older release reloads before applying anything.
 5. A stream that does not resume starts with a bare ``id:`` of the newest event
    this process has delivered: a client that loses the connection before its first
