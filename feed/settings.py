@@ -283,7 +283,9 @@ _MEANINGS: dict[str, str] = {
     "Redis broker.",
     "heartbeat": "Seconds between heartbeats on idle streams. Keep proxy read timeouts "
     'above it; pages show "offline" after two missed heartbeats.',
-    "retry_ms": "Reconnect delay suggested to clients in the stream's `retry:` field.",
+    "retry_ms": "Reconnect delay suggested to clients in the stream's `retry:` field. "
+    "Each stream gets this plus up to half as much again, at random, so that clients "
+    "dropped together (by a restart) do not all reconnect in the same instant.",
     "replay_limit": "Most events replayed to a resuming client; beyond it the client gets "
     "one `resync` event and reloads its feed.",
     "max_post_chars": "Longest post body, in characters (422 beyond).",

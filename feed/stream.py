@@ -31,6 +31,11 @@ Rationale:
    final chunk still goes through ``send``, after the hub has stopped writing
    (a closed subscriber takes no more), and uvicorn's flow control sees every
    direct write, because the transport reports its buffer to uvicorn's protocol.
+8. Each stream's ``retry:`` hint is ``FEED_RETRY_MS`` plus up to half as much again,
+   at random. A restart or a network blip drops every stream at the same moment; with
+   one delay for all, every screen would come back in the same instant and overflow
+   the listen queue (docs/benchmarks.md, connect storm). Spread over the extra half,
+   they arrive over a second instead.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 
@@ -112,6 +118,11 @@ def resync_frame(fmt: Format, event_id: int, reason: str) -> bytes:
     else:
         data = ""
     return frame(data, event=RESYNC, id=event_id)
+
+
+def spread(retry_ms: int) -> int:
+    """The reconnect delay for one stream: ``retry_ms`` to 1.5 times it (8)."""
+    return retry_ms + random.randrange(retry_ms // 2 + 1)
 
 
 async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> bytes:
@@ -239,7 +250,7 @@ class EventStream:
         outcome = "ended"
         _log_open(sub, resume_id)
         try:
-            opening = retry_hint(rt.settings.retry_ms)
+            opening = retry_hint(spread(rt.settings.retry_ms))
             if sub.format is Format.HTML:
                 opening += hello(rt.settings.release, rt.settings.heartbeat)
             if resume_id is None:

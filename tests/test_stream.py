@@ -212,8 +212,19 @@ def test_stream_opens_with_retry_hint_and_sends_heartbeats(
     server = make_server(heartbeat=0.2, retry_ms=1500)
     with SSEClient(server.port) as stream:
         stream.wait_for(lambda s: s.comments.count("heartbeat") >= 3, timeout=10)
-    assert stream.messages[0].retry == 1500
+    retry = stream.messages[0].retry
+    assert retry is not None and 1500 <= retry <= 2250  # FEED_RETRY_MS, spread (stream.py, 8)
     assert stream.events() == []  # scripts see no heartbeat events, only comments
+
+
+def test_each_stream_gets_its_own_reconnect_delay_within_half_again(server: Server) -> None:
+    # 2000 ms by default: clients dropped together must not all come back together.
+    delays = []
+    for _ in range(12):
+        with open_stream(server) as stream:
+            delays.append(next(m.retry for m in stream.messages if m.retry))
+    assert all(2000 <= d <= 3000 for d in delays), delays
+    assert len(set(delays)) > 1, delays
 
 
 def test_html_stream_says_hello_then_beats_with_named_events(
