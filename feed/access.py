@@ -61,9 +61,10 @@ from starlette.types import Scope
 from feed import tasks
 from feed.errors import ClientError
 from feed.events import Hub, Subscriber
+from feed.models import ChannelView, PostView, TokenView
 from feed.presence import Presence
 from feed.settings import Settings
-from feed.store import ChannelView, PostView, Store, StoreUnavailable, TokenView
+from feed.store import Store, StoreUnavailable
 
 logger = logging.getLogger("feed.access")
 
