@@ -21,10 +21,10 @@ Rationale:
    page's ``hx-headers``) or a ``csrf_token`` form field. A bearer token is not sent
    by the browser on its own, so it needs no CSRF token.
 5. Streams check access when they open, and the hub checks every event of a private
-   channel against the stream's grants (events.py). A running ``Watch`` re-reads, every
-   ``FEED_ACCESS_RECHECK`` seconds, the revocations and memberships behind open
-   streams: a revoked token or kiosk link ends its streams, a membership taken away
-   stops that channel's events, within that interval, in every process.
+   channel against the stream's grants (events.py). A running ``Watch`` (watch.py)
+   re-reads, every ``FEED_ACCESS_RECHECK`` seconds, the revocations and memberships
+   behind open streams: a revoked token or kiosk link ends its streams, a membership
+   taken away stops that channel's events, within that interval, in every process.
 6. Secrets sign cookies and kiosk links (itsdangerous). Without
    ``FEED_SECRET_KEY`` the key is made once and kept in the database, so every
    process, restart and ``feed`` command agrees on it.
@@ -42,10 +42,8 @@ Rationale:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
-import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -58,14 +56,10 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from feed import tasks
 from feed.errors import ClientError
-from feed.events import Hub, Subscriber
-from feed.presence import Presence
+from feed.models import ChannelView, PostView, TokenView
 from feed.settings import Settings
-from feed.store import ChannelView, PostView, Store, StoreUnavailable, TokenView
-
-logger = logging.getLogger("feed.access")
+from feed.store import Store
 
 TOKEN_PREFIX = "feed_"
 SESSION_COOKIE = "feed_session"
@@ -532,79 +526,3 @@ async def signing_key(settings: Settings, store: Store) -> str:
     if settings.secret_key:
         return settings.secret_key
     return await store.secret(SIGNING_SECRET, lambda: secrets.token_urlsafe(48))
-
-
-class Watch:
-    """Ends or narrows open streams whose access changed (rationale 5)."""
-
-    def __init__(self, access: Access, hub: Hub, presence: Presence, interval: float) -> None:
-        self.access = access
-        self.hub = hub
-        self.presence = presence
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="feed-access")
-
-    async def close(self) -> None:
-        await tasks.stop(self._task)
-        self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.recheck()
-            except StoreUnavailable:
-                pass  # the next round tries again; the relay already reports outages
-            except Exception:
-                logger.exception("could not recheck open streams' access")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.access.dirty.wait(), self.interval)
-            self.access.dirty.clear()
-
-    async def recheck(self) -> int:
-        """Apply revocations and membership changes to open streams; returns how many
-        streams it ended."""
-        channels = await self.access.store.list_channels()
-        self.presence.private = frozenset(c.name for c in channels if c.private)
-        self.access.changed_channels(channels)
-        streams: dict[Identity, list[Subscriber]] = {}
-        for sub in self.hub.subscribers():
-            who = sub.who
-            # Anonymous streams and admins by header have nothing that can be taken away.
-            if isinstance(who, Identity) and (
-                who.credential is not None or (who.signed_in and not who.is_admin)
-            ):
-                streams.setdefault(who, []).append(sub)
-        if not streams:
-            return 0
-        ids = sorted({w.credential for w in streams if w.credential is not None})
-        revoked = await self.access.store.revoked_tokens(ids)
-        # Before the streams end, so that their reconnects are refused.
-        self.access.forget(revoked)
-        ended = 0
-        everyone = await self.access.permissions_of(streams, fresh=True)
-        for who, subs in streams.items():
-            if who.credential in revoked:
-                ended += _end(subs, f"{who.via.value} of {who.name!r} revoked")
-                continue
-            perms = everyone[who]
-            private = perms.private_readable()
-            for sub in subs:
-                sub.private = private
-                if sub.channels is not None and not all(perms.may_read(c) for c in sub.channels):
-                    ended += _end([sub], f"{who.name!r} may no longer read a channel")
-        return ended
-
-
-def _end(subs: Iterable[Subscriber], why: str) -> int:
-    count = 0
-    for sub in subs:
-        if not sub.closed:
-            with contextlib.suppress(Exception):
-                sub.close()
-            count += 1
-    if count:
-        logger.info("ended %d stream(s): %s", count, why)
-    return count

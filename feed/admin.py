@@ -56,10 +56,11 @@ from feed.api import (
 )
 from feed.errors import ClientError
 from feed.events import SEP, Format, HubStats, comment, frame, hello
+from feed.models import FeedEvent
 from feed.pages import read_form
 from feed.runtime import Runtime, runtime
 from feed.signin import SignInFirst, viewer
-from feed.store import ChannelExists, ChannelNotFound, FeedEvent, StoreError
+from feed.store import ChannelExists, ChannelNotFound, StoreError
 
 logger = logging.getLogger("feed.admin")
 

@@ -25,9 +25,10 @@ from starlette.routing import Route
 from feed import logs, security
 from feed.access import Identity, Permissions, forbidden_unless_admin, identity_name
 from feed.errors import ClientError
+from feed.models import Answer, Change, ChannelChange, Claim, Once
 from feed.render import channel_json, post_json
 from feed.runtime import Runtime, runtime
-from feed.store import Answer, Change, ChannelChange, Claim, Once, PostNotFound
+from feed.store import PostNotFound
 
 MAX_PAGE = 200
 MAX_TITLE_CHARS = 200

@@ -24,6 +24,7 @@ from feed.security import Security
 from feed.settings import Settings
 from feed.store import Store
 from feed.stream import EventStream
+from feed.watch import Watch
 
 logger = logging.getLogger("feed")
 
@@ -48,7 +49,7 @@ def create_app(settings: Settings) -> FeedApp:
         await relay.start()
         hub.start()
         watching.start()
-        watch = access.Watch(gate, hub, watching, settings.access_recheck)
+        watch = Watch(gate, hub, watching, settings.access_recheck)
         watch.start()
         logger.info("feed is up: %s", settings.describe())
         if not await store.tokens():

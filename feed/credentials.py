@@ -12,8 +12,9 @@ import argparse
 from urllib.parse import urlencode
 
 from feed.access import Access, Role, digest, identity_name, new_token
+from feed.models import TokenView
 from feed.settings import Settings
-from feed.store import Store, StoreUnavailable, TokenView
+from feed.store import Store, StoreUnavailable
 
 __all__ = ["StoreUnavailable", "UsageError", "run"]
 

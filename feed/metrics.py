@@ -98,7 +98,7 @@ class Metrics:
         broker: Callable[[], BrokerStatus],
         private: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
-        """``private`` names the private channels now (kept by access.Watch)."""
+        """``private`` names the private channels now (kept by watch.Watch)."""
         self.registry = CollectorRegistry()
         self.registry.register(_State(hub, broker, private))
         self.published = Counter(

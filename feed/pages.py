@@ -19,10 +19,11 @@ from starlette.routing import Route
 from feed.access import KIOSK_PARAM, Permissions
 from feed.api import admit_post, create_post_from, int_param, publish, read_body
 from feed.errors import ClientError
+from feed.models import ChannelView, PostView
 from feed.presence import screens
 from feed.runtime import Runtime, runtime
 from feed.signin import viewer
-from feed.store import ChannelView, PostView, StoreError
+from feed.store import StoreError
 
 KIOSK_POSTS = 30  # posts a kiosk shows and keeps in its DOM, pinned ones first
 THEMES = ("auto", "light", "dark")

@@ -76,7 +76,7 @@ class Presence:
         self._shown: Counts | None = None
         self._task: asyncio.Task[None] | None = None
         self._failing = False
-        # Names of private channels (kept current by access.Watch): a page is told the
+        # Names of private channels (kept current by watch.Watch): a page is told the
         # counts of those only if it may read them.
         self.private: frozenset[str] = frozenset()
 

@@ -24,8 +24,9 @@ from feed import tasks
 from feed.brokers import Broker
 from feed.events import Hub, Outgoing
 from feed.metrics import Metrics
+from feed.models import FeedEvent
 from feed.render import Renderer
-from feed.store import FeedEvent, Store, StoreUnavailable
+from feed.store import Store, StoreUnavailable
 
 logger = logging.getLogger("feed.relay")
 

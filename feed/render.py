@@ -48,7 +48,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from feed.events import Format, frame
-from feed.store import ChannelView, EventKind, FeedEvent, PostView
+from feed.models import ChannelView, EventKind, FeedEvent, PostView
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ENCODE_CACHE = 2048  # encoded events kept for replays; a few MiB at most

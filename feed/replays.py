@@ -25,8 +25,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from feed.events import Format
+from feed.models import FeedEvent
 from feed.render import Renderer
-from feed.store import FeedEvent, Store
+from feed.store import Store
 
 TTL = 2.0
 MAX_KEYS = 16

@@ -1,4 +1,5 @@
-"""Persistence: every table and every query.
+"""Persistence: every query. The tables, and the values the queries return, are in
+models.py.
 
 The database is the event log. Each change a reader can see writes an ``events``
 row in the same transaction as the change itself; the row's id is the SSE id.
@@ -62,19 +63,43 @@ import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Engine, UniqueConstraint, delete, event, func, insert, or_, text
+from sqlalchemy import Engine, delete, event, func, insert, or_, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
-from sqlmodel import Field, Session, SQLModel, col, create_engine, select
+from sqlmodel import Session, col, create_engine, select
 
 from feed import schema
 from feed.commits import GroupCommit
+from feed.models import (
+    Answer,
+    Change,
+    Channel,
+    ChannelChange,
+    ChannelView,
+    Claim,
+    Event,
+    EventKind,
+    FeedEvent,
+    FrontPage,
+    IdempotencyKey,
+    Member,
+    MemberView,
+    NewPost,
+    Once,
+    Post,
+    PostView,
+    Secret,
+    Token,
+    TokenView,
+    _channel_view,
+    _feed_event,
+    _post_view,
+    _token_view,
+)
 
 logger = logging.getLogger("feed.store")
 
@@ -86,24 +111,6 @@ SEED_CHANNELS = (
     ("general", "General", "Anything and everything."),
     ("announcements", "Announcements", "News from the company."),
 )
-
-
-class EventKind(StrEnum):
-    """What happened; also the SSE ``event:`` name."""
-
-    POST_CREATED = "post-created"
-    POST_UPDATED = "post-updated"
-    POST_DELETED = "post-deleted"
-    POST_PINNED = "post-pinned"
-    POST_UNPINNED = "post-unpinned"
-    CHANNEL_CREATED = "channel-created"
-    CHANNEL_UPDATED = "channel-updated"
-    CHANNEL_ARCHIVED = "channel-archived"
-    CHANNEL_RESTORED = "channel-restored"
-
-    @property
-    def is_post(self) -> bool:
-        return self.value.startswith("post-")
 
 
 class StoreError(Exception):
@@ -174,220 +181,6 @@ class PostDeleted(StoreError):
         self.post_id = post_id
 
 
-class Channel(SQLModel, table=True):
-    __tablename__ = "channels"
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(unique=True, max_length=64)
-    title: str = Field(max_length=200)
-    description: str = Field(default="", max_length=2000)
-    archived: bool = False
-    # Readable only by members and admins (access.py).
-    private: bool = False
-    # Writers may post only with a member's grant to post.
-    announcement_only: bool = False
-
-
-class Post(SQLModel, table=True):
-    __tablename__ = "posts"
-
-    id: int | None = Field(default=None, primary_key=True)
-    channel_id: int = Field(foreign_key="channels.id", index=True)
-    author: str = Field(max_length=200)
-    body: str
-    created_at: datetime
-    edited_at: datetime | None = None
-    pinned: bool = False
-    deleted: bool = False
-
-
-class IdempotencyKey(SQLModel, table=True):
-    """A request's ``Idempotency-Key`` and the answer it got (rationale 11)."""
-
-    __tablename__ = "idempotency_keys"
-
-    id: int | None = Field(default=None, primary_key=True)
-    key: str = Field(unique=True, max_length=255)
-    # A digest of the method, path and body, to tell a retry from a reuse.
-    fingerprint: str = Field(max_length=64)
-    status: int
-    body: str
-    location: str | None = Field(default=None, max_length=200)
-    created_at: datetime = Field(index=True)
-
-
-class Token(SQLModel, table=True):
-    """An API token or a kiosk link. Only a digest of the secret is kept (rationale 12)."""
-
-    __tablename__ = "tokens"
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(max_length=80, index=True)
-    role: str = Field(max_length=16)
-    kind: str = Field(max_length=16)
-    # Channel names separated by commas; None: every channel the identity may use.
-    channels: str | None = Field(default=None, max_length=4000)
-    digest: str = Field(unique=True, max_length=64)
-    created_at: datetime
-    revoked_at: datetime | None = None
-
-
-class Member(SQLModel, table=True):
-    """A grant: ``name`` may read the private ``channel``, and post there if ``may_post``."""
-
-    __tablename__ = "members"
-    __table_args__ = (UniqueConstraint("channel_id", "name"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    channel_id: int = Field(foreign_key="channels.id", index=True)
-    name: str = Field(max_length=80, index=True)
-    may_post: bool = False
-
-
-class Secret(SQLModel, table=True):
-    """Keys made once and shared by every process, such as the signing key."""
-
-    __tablename__ = "secrets"
-
-    name: str = Field(primary_key=True, max_length=64)
-    value: str = Field(max_length=200)
-
-
-class Event(SQLModel, table=True):
-    __tablename__ = "events"
-    __table_args__ = {"sqlite_autoincrement": True}
-
-    id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=32)
-    channel_id: int = Field(foreign_key="channels.id", index=True)
-    post_id: int | None = Field(default=None, foreign_key="posts.id")
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelView:
-    name: str
-    title: str
-    description: str
-    archived: bool = False
-    private: bool = False
-    announcement_only: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class TokenView:
-    """A token as ``feed token list`` shows it: never its secret."""
-
-    id: int
-    name: str
-    role: str
-    kind: str
-    channels: tuple[str, ...] | None
-    created_at: datetime
-    revoked_at: datetime | None
-
-    @property
-    def revoked(self) -> bool:
-        return self.revoked_at is not None
-
-
-@dataclass(frozen=True, slots=True)
-class MemberView:
-    channel: str
-    name: str
-    may_post: bool
-
-
-@dataclass(frozen=True, slots=True)
-class PostView:
-    """A post as readers see it now; safe to pass between threads."""
-
-    id: int
-    channel: str
-    author: str
-    body: str
-    created_at: datetime
-    edited_at: datetime | None
-    pinned: bool
-    deleted: bool
-
-
-@dataclass(frozen=True, slots=True)
-class FeedEvent:
-    """One row of the event log, joined with the current state of what it is about:
-    its post (post events) or its channel (channel events)."""
-
-    id: int
-    kind: EventKind
-    channel: str
-    post: PostView | None
-    channel_view: ChannelView | None = None
-    at: datetime | None = None  # when it was written
-    private: bool = False  # of a private channel, as the channel is now
-
-
-@dataclass(frozen=True, slots=True)
-class FrontPage:
-    """Pinned and recent posts (newest first), where to page back from, and the
-    newest event id at the moment they were read."""
-
-    posts: list[PostView]
-    older_before: int | None
-    last_event_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class NewPost:
-    """A post waiting to be written (rationale 13)."""
-
-    channel: str
-    author: str
-    body: str
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """The outcome of a write: the post now, and the event it logged (None if nothing changed)."""
-
-    post: PostView
-    event_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelChange:
-    """The outcome of a channel write: the channel now, and the event it logged."""
-
-    channel: ChannelView
-    event_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """An ``Idempotency-Key`` and the fingerprint of the request that carried it."""
-
-    key: str
-    fingerprint: str
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What a request was answered with: kept so that a retry gets the same."""
-
-    status: int
-    body: str
-    location: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Once:
-    """The outcome of an idempotent write: the answer, the event to announce (None if
-    nothing new was written) and whether the answer is a replay."""
-
-    answer: Answer
-    event_id: int | None
-    replayed: bool
-
-
 # PostgreSQL's SQLSTATEs for "read-only transaction", "disk full", "out of memory",
 # "lock not available" and "query canceled" (statement or lock timeouts).
 _PG_UNAVAILABLE = {
@@ -432,64 +225,6 @@ def _in_thread(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    # Every moment is written in UTC; SQLite gives it back without a zone.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
-def _channel_view(channel: Channel) -> ChannelView:
-    return ChannelView(
-        channel.name,
-        channel.title,
-        channel.description,
-        channel.archived,
-        channel.private,
-        channel.announcement_only,
-    )
-
-
-def _token_view(token: Token) -> TokenView:
-    assert token.id is not None
-    channels = None if token.channels is None else tuple(token.channels.split(","))
-    return TokenView(
-        token.id,
-        token.name,
-        token.role,
-        token.kind,
-        channels,
-        _utc(token.created_at) or token.created_at,
-        _utc(token.revoked_at),
-    )
-
-
-def _feed_event(event: Event, post: Post | None, channel: Channel) -> FeedEvent:
-    assert event.id is not None
-    kind, at = EventKind(event.kind), _utc(event.created_at)
-    private = channel.private
-    if post is not None:
-        view = _post_view(post, channel.name)
-        return FeedEvent(event.id, kind, channel.name, view, at=at, private=private)
-    return FeedEvent(
-        event.id, kind, channel.name, None, _channel_view(channel), at=at, private=private
-    )
-
-
-def _post_view(post: Post, channel: str) -> PostView:
-    assert post.id is not None
-    return PostView(
-        id=post.id,
-        channel=channel,
-        author=post.author,
-        body=post.body,
-        created_at=_utc(post.created_at) or post.created_at,
-        edited_at=_utc(post.edited_at),
-        pinned=post.pinned,
-        deleted=post.deleted,
-    )
 
 
 # For the plain INSERTs of new posts (rationale 13).

@@ -221,7 +221,7 @@ class EventStream:
         sub = Subscriber(
             fmt, channels, last_id=resume_id or 0, limit=rt.settings.subscriber_backlog
         )
-        # Checked for each private event (events.py) and rechecked by access.Watch.
+        # Checked for each private event (events.py) and rechecked by watch.Watch.
         sub.private = perms.private_readable()
         sub.who = perms.identity
         # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.

@@ -14,7 +14,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from feed.store import Answer, Change, Claim, Store
+from feed.models import Answer, Change, Claim
+from feed.store import Store
 from tests.auth import ADMIN
 from tests.conftest import Server
 from tests.sse import SSEClient

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from starlette.testclient import TestClient
 
+from feed.models import PostView
 from feed.pages import KIOSK_POSTS, kiosk_window
-from feed.store import PostView
 
 
 def post(client: TestClient, body: str, channel: str = "general") -> int:

@@ -6,8 +6,8 @@ import dataclasses
 from datetime import UTC, datetime
 
 from feed.events import Format
+from feed.models import EventKind, FeedEvent, PostView
 from feed.render import Renderer
-from feed.store import EventKind, FeedEvent, PostView
 
 POST = PostView(
     id=3,

@@ -13,7 +13,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from feed import schema
-from feed.store import EventKind, Store, make_engine
+from feed.models import EventKind
+from feed.store import Store, make_engine
 from tests.test_cli import run_feed
 
 DATA = Path(__file__).parent / "data"

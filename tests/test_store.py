@@ -7,16 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from feed.store import (
-    Change,
-    ChannelArchived,
-    ChannelNotFound,
-    EventKind,
-    FeedEvent,
-    PostDeleted,
-    PostNotFound,
-    Store,
-)
+from feed.models import Change, EventKind, FeedEvent
+from feed.store import ChannelArchived, ChannelNotFound, PostDeleted, PostNotFound, Store
 
 
 @pytest.fixture
