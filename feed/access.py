@@ -19,7 +19,10 @@ Rationale:
    revoking the token ends the session), and the CSRF token that unsafe requests
    made with the cookie must echo in ``X-CSRF-Token`` (htmx sends it from the
    page's ``hx-headers``) or a ``csrf_token`` form field. A bearer token is not sent
-   by the browser on its own, so it needs no CSRF token.
+   by the browser on its own, so it needs no CSRF token. The CSRF token is random
+   per sign-in, so it also names the session: signing out keeps its digest until
+   the cookie would have expired, and a copy of the cookie (another browser, a
+   stolen one) is refused from then on, in every process, and its open streams end.
 5. Streams check access when they open, and the hub checks every event of a private
    channel against the stream's grants (events.py). A running ``Watch`` (watch.py)
    re-reads, every ``FEED_ACCESS_RECHECK`` seconds, the revocations and memberships
@@ -48,6 +51,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
@@ -306,6 +310,8 @@ class Access:
         # name -> its memberships.
         self._tokens: Recent[str, TokenView | None] = Recent()
         self._revoked: Recent[int, bool] = Recent()
+        # Session (its CSRF token's digest) -> signed out of (rationale 4).
+        self._ended: Recent[str, bool] = Recent()
         self._grants: Recent[str, dict[str, bool]] = Recent()
 
     def changed(self) -> None:
@@ -404,6 +410,8 @@ class Access:
             return None
         if token is not None and await self._is_revoked(token):
             return None
+        if await self._is_ended(digest(csrf)):
+            return None
         if token is None:
             # Made from the proxy's header: it lasts only while feed trusts that header,
             # and the role follows FEED_TRUSTED_ADMINS as it is now.
@@ -461,6 +469,28 @@ class Access:
             self._tokens.put(kept, found)
         assert not isinstance(found, _Missing)
         return found
+
+    async def sign_out(self, who: Identity) -> None:
+        """End ``who``'s session for good, not only in this browser (rationale 4)."""
+        if who.via is not Via.SESSION or who.csrf is None:
+            return
+        kept = digest(who.csrf)
+        until = datetime.now(UTC) + timedelta(days=self.settings.session_days)
+        await self.store.end_session(kept, until)
+        self.forget_sessions([kept])
+        self.dirty.set()  # this process's streams of the session end now
+
+    def forget_sessions(self, ended: Iterable[str]) -> None:
+        """Sessions found signed out of: refuse them from now on."""
+        for kept in ended:
+            self._ended.put(kept, True)
+
+    async def _is_ended(self, kept: str) -> bool:
+        found = self._ended.get(kept)
+        if found is MISSING:
+            found = bool(await self.store.ended_sessions([kept]))
+            self._ended.put(kept, found)
+        return found is True
 
     async def _is_revoked(self, token_id: int) -> bool:
         found = self._revoked.get(token_id)

@@ -114,6 +114,16 @@ class Secret(SQLModel, table=True):
     value: str = Field(max_length=200)
 
 
+class EndedSession(SQLModel, table=True):
+    """A session cookie signed out of: refused from then on, although its signature
+    is still good, until it would have expired anyway (access.py, 4)."""
+
+    __tablename__ = "ended_sessions"
+
+    digest: str = Field(primary_key=True, max_length=64)
+    expires_at: datetime = Field(index=True)
+
+
 class Event(SQLModel, table=True):
     __tablename__ = "events"
     # Ids follow commit order and are never reused (store.py, 1).

@@ -153,6 +153,7 @@ async def signout(request: Request) -> Response:
     who = await rt.access.identify(request.scope)
     if who.via is Via.SESSION:
         check_csrf(request, who, form)
+        await rt.access.sign_out(who)
     answer = RedirectResponse("/", status_code=303)
     answer.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax")
     return answer

@@ -81,6 +81,7 @@ from feed.models import (
     ChannelChange,
     ChannelView,
     Claim,
+    EndedSession,
     Event,
     EventKind,
     FeedEvent,
@@ -788,6 +789,24 @@ class Store:
         with self._read() as session:
             live = set(session.exec(query).all())
         return set(ids) - live
+
+    @_in_thread
+    def end_session(self, digest: str, expires_at: datetime) -> None:
+        """Refuse the session ``digest`` names from now on (access.py, 4), and forget
+        sessions ended earlier that have expired since."""
+        with self._write() as session:
+            session.execute(delete(EndedSession).where(col(EndedSession.expires_at) < _now()))
+            if session.get(EndedSession, digest) is None:
+                session.add(EndedSession(digest=digest, expires_at=expires_at))
+
+    @_in_thread
+    def ended_sessions(self, digests: Sequence[str]) -> set[str]:
+        """Which of ``digests`` name sessions that were signed out of."""
+        if not digests:
+            return set()
+        query = select(EndedSession.digest).where(col(EndedSession.digest).in_(digests))
+        with self._read() as session:
+            return set(session.exec(query).all())
 
     @_in_thread
     def set_member(self, channel: str, name: str, *, may_post: bool) -> MemberView:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable
 
 from feed import tasks
-from feed.access import Access, Identity
+from feed.access import Access, Identity, Via, digest
 from feed.events import Hub, Subscriber
 from feed.presence import Presence
 from feed.store import StoreUnavailable
@@ -64,20 +64,29 @@ class Watch:
             who = sub.who
             # Anonymous streams and admins by header have nothing that can be taken away.
             if isinstance(who, Identity) and (
-                who.credential is not None or (who.signed_in and not who.is_admin)
+                who.credential is not None
+                or who.via is Via.SESSION
+                or (who.signed_in and not who.is_admin)
             ):
                 streams.setdefault(who, []).append(sub)
         if not streams:
             return 0
         ids = sorted({w.credential for w in streams if w.credential is not None})
         revoked = await self.access.store.revoked_tokens(ids)
+        sessions = {digest(w.csrf): w for w in streams if w.via is Via.SESSION and w.csrf}
+        signed_out = await self.access.store.ended_sessions(sorted(sessions))
         # Before the streams end, so that their reconnects are refused.
         self.access.forget(revoked)
+        self.access.forget_sessions(signed_out)
+        ended_sessions = {sessions[kept] for kept in signed_out}
         ended = 0
         everyone = await self.access.permissions_of(streams, fresh=True)
         for who, subs in streams.items():
             if who.credential in revoked:
                 ended += _end(subs, f"{who.via.value} of {who.name!r} revoked")
+                continue
+            if who in ended_sessions:
+                ended += _end(subs, f"{who.name!r} signed out")
                 continue
             perms = everyone[who]
             private = perms.private_readable()

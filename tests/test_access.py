@@ -372,6 +372,37 @@ def test_signing_in_with_a_token_gives_a_session_that_needs_csrf_for_writes(
     assert "Sign in" in browser.get("/").text
 
 
+def test_signing_out_ends_the_session_everywhere_not_only_in_this_browser(
+    board: Server,
+) -> None:
+    browser = sign_in(board, board.token("ann"))
+    other = sign_in(board, board.token("ann"))  # the same person, another sign-in
+    (cookie,) = [c.value for c in browser.cookies.jar if c.name == "feed_session"]
+    copied = httpx.Client(base_url=board.url, cookies={"feed_session": cookie or ""})
+    assert "Posting as <strong>ann</strong>" in copied.get("/").text
+    # A private channel's stream, open with the session: it must end with it.
+    as_cookie = {"Cookie": f"feed_session={cookie}"}
+    with SSEClient(
+        board.port, params={"format": "json", "channel": "board"}, headers=as_cookie
+    ) as live:
+        assert live.status == 200
+        board.post("while signed in", channel="board")
+        wait_for_body(live, "while signed in")
+        token = csrf_of(browser.get("/").text)
+        assert browser.post("/signout", data={"csrf_token": token}).status_code == 303
+        live.wait_closed()
+    # The copy of the cookie is refused from now on: it is nobody, and may not read #board.
+    page = copied.get("/").text
+    assert "Posting as" not in page and "Sign in" in page
+    assert copied.get("/channels/board").status_code == 404
+    refused = copied.post(
+        "/compose", data={"channel": "general", "body": "x"}, headers={"X-CSRF-Token": token}
+    )
+    assert refused.status_code == 401
+    # Only that session ended: the other sign-in goes on.
+    assert "Posting as <strong>ann</strong>" in other.get("/").text
+
+
 def test_a_bad_token_does_not_sign_in_and_next_stays_on_this_site(board: Server) -> None:
     browser = httpx.Client(base_url=board.url)
     bad = browser.post("/signin", data={"token": "feed_wrong", "next": "/"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -165,3 +166,12 @@ def test_posts_that_arrive_together_commit_together_each_with_its_own_answer(
         ("announcements", "two"),
     ]
     assert run(store.get_post(one.post.id)) == one.post
+
+
+def test_ended_sessions_are_kept_until_they_expire(store: Store) -> None:
+    now = datetime.now(UTC)
+    run(store.end_session("a" * 64, now - timedelta(seconds=1)))  # already past its expiry
+    run(store.end_session("b" * 64, now + timedelta(days=1)))
+    run(store.end_session("b" * 64, now + timedelta(days=1)))  # twice is once
+    assert run(store.ended_sessions(["a" * 64, "b" * 64, "c" * 64])) == {"b" * 64}
+    assert run(store.ended_sessions([])) == set()
