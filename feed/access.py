@@ -49,7 +49,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -246,6 +246,14 @@ class Recent(Generic[K, V]):
         if found is None or time.monotonic() - found[0] > RECENT_TTL:
             return MISSING
         return found[1]
+
+    async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        """The recent answer for ``key``, or ``load()``'s, kept for next time."""
+        found = self.get(key)
+        if isinstance(found, _Missing):
+            found = await load()
+            self.put(key, found)
+        return found
 
     def put(self, key: K, value: V) -> None:
         if len(self._answers) >= RECENT_MAX:
@@ -463,12 +471,7 @@ class Access:
         self._tokens.drop(lambda found: found is not None and found.id in gone)
 
     async def _token(self, kept: str) -> TokenView | None:
-        found = self._tokens.get(kept)
-        if found is MISSING:
-            found = await self.store.token_by_digest(kept)
-            self._tokens.put(kept, found)
-        assert not isinstance(found, _Missing)
-        return found
+        return await self._tokens.get_or_load(kept, lambda: self.store.token_by_digest(kept))
 
     async def sign_out(self, who: Identity) -> None:
         """End ``who``'s session for good, not only in this browser (rationale 4)."""
@@ -486,18 +489,16 @@ class Access:
             self._ended.put(kept, True)
 
     async def _is_ended(self, kept: str) -> bool:
-        found = self._ended.get(kept)
-        if found is MISSING:
-            found = bool(await self.store.ended_sessions([kept]))
-            self._ended.put(kept, found)
-        return found is True
+        async def load() -> bool:
+            return bool(await self.store.ended_sessions([kept]))
+
+        return await self._ended.get_or_load(kept, load)
 
     async def _is_revoked(self, token_id: int) -> bool:
-        found = self._revoked.get(token_id)
-        if found is MISSING:
-            found = bool(await self.store.revoked_tokens([token_id]))
-            self._revoked.put(token_id, found)
-        return found is True
+        async def load() -> bool:
+            return bool(await self.store.revoked_tokens([token_id]))
+
+        return await self._revoked.get_or_load(token_id, load)
 
     async def permissions_of(
         self, whos: Iterable[Identity], *, fresh: bool = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable
 
 import pytest
 
@@ -261,6 +262,16 @@ class FakeTransport:
         self.aborted = True
 
 
+def attached(hub: Hub, subs: Iterable[Subscriber]) -> list[FakeTransport]:
+    """Subscribe each of ``subs`` and attach it to a transport of its own."""
+    transports = []
+    for sub in subs:
+        hub.subscribe(sub)
+        transports.append(FakeTransport())
+        assert sub.attach(transports[-1], _never)
+    return transports
+
+
 def test_chunk_is_http_chunked_framing() -> None:
     assert chunk(b"id: 1\n\n") == b"7\r\nid: 1\n\n\r\n"
     assert chunk(b"x" * 26) == b"1a\r\n" + b"x" * 26 + b"\r\n"
@@ -269,10 +280,7 @@ def test_chunk_is_http_chunked_framing() -> None:
 def test_an_attached_subscriber_gets_the_shared_chunk_written_directly() -> None:
     hub = Hub(heartbeat=60)
     subs = [_sub() for _ in range(3)]
-    transports = [FakeTransport() for _ in subs]
-    for sub, transport in zip(subs, transports, strict=True):
-        hub.subscribe(sub)
-        assert sub.attach(transport, _never)
+    transports = attached(hub, subs)
     hub.publish(1, "general", {Format.JSON: b"J1"})
     hub._beat()
     hub.broadcast({Format.JSON: b"P"})
@@ -330,10 +338,7 @@ def test_a_batch_of_events_is_one_write_per_attached_subscriber_in_id_order() ->
     member, html = _sub(), _sub(Format.HTML)
     member.private = frozenset({"board"})
     subs = (everything, general, member, html)
-    transports = [FakeTransport() for _ in subs]
-    for sub, transport in zip(subs, transports, strict=True):
-        hub.subscribe(sub)
-        assert sub.attach(transport, _never)
+    transports = attached(hub, subs)
     general.last_id = 1  # a replay already sent event 1 to this one
     hub.publish_many(
         [
@@ -353,10 +358,7 @@ def test_a_batch_of_events_is_one_write_per_attached_subscriber_in_id_order() ->
 def test_subscribers_that_get_the_same_batch_share_one_joined_chunk() -> None:
     hub = Hub(heartbeat=60)
     subs = [_sub() for _ in range(3)]
-    transports = [FakeTransport() for _ in subs]
-    for sub, transport in zip(subs, transports, strict=True):
-        hub.subscribe(sub)
-        assert sub.attach(transport, _never)
+    transports = attached(hub, subs)
     hub.publish_many([Outgoing(n, "general", {Format.JSON: b"J%d" % n}) for n in (1, 2)])
     assert transports[0].written == [chunk(b"J1J2")]
     assert all(t.written[0] is transports[0].written[0] for t in transports)
