@@ -382,6 +382,13 @@
     }
   }
 
+  // Signing out ends the session's streams on the server. This page is leaving by
+  // that very form, so it closes its own first instead of reporting the cut.
+  document.addEventListener("submit", function (evt) {
+    var form = evt.target;
+    if (form.getAttribute("action") === "/signout" && source) source.close();
+  });
+
   document.addEventListener("htmx:sseOpen", alive);
   document.addEventListener("htmx:sseError", function () {
     if (state !== "offline") setState("reconnecting", "Reconnecting…");
