@@ -15,6 +15,9 @@ from feed.settings import Settings, SettingsError, reference
 
 # The token client commands act with; not a server setting.
 TOKEN_VARIABLE = "FEED_TOKEN"
+# prometheus_client's multiprocess switch (feed.metrics.SHARED_DIR_VARIABLE, which
+# cannot be imported from here without importing prometheus_client).
+SHARED_METRICS = "PROMETHEUS_MULTIPROC_DIR"
 EXIT_CODES = """exit codes: 0 done; 1 the server or database could not be reached; 2 bad usage
 or settings; 3 the server refused the request; 130 interrupted."""
 
@@ -210,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _credentials(settings, args)
     if args.command in ("post", "tail", "channels"):
         return _remote(args, args.url or _default_url(settings))
+    # prometheus_client picks where its numbers live from these when it is first
+    # imported. Only the supervisor names a directory, a fresh one, for its workers
+    # (metrics.py, 3); one left in the environment by something else would make this
+    # server add in the numbers of whatever wrote there.
+    for name in (SHARED_METRICS, SHARED_METRICS.lower()):
+        os.environ.pop(name, None)
     from feed.server import serve
 
     return serve(settings)

@@ -9,86 +9,236 @@ Rationale:
 2. Each app has its own registry, not prometheus_client's global one, so tests
    and several apps in one process do not share numbers.
 3. With ``FEED_WORKERS`` above 1 the workers share a port, so one scrape reaches one
-   worker. Every sample carries no worker label; run one process per port (or a
-   sidecar per worker) to scrape them all. Presence, which users see, is summed
-   across workers through the broker instead (presence.py).
+   worker, and it answers for all of them, through prometheus_client's multiprocess
+   mode. The supervisor (server.py, 4) makes a fresh directory for each run and
+   names it in ``PROMETHEUS_MULTIPROC_DIR`` for its workers only; one inherited from
+   the environment is never used (cli.py drops it), since its files could hold
+   another program's numbers, which a scrape would add in.
+   Each worker keeps its counters and histograms in files there, and a scrape adds
+   up every worker's files, those of dead workers too, so totals never go back.
+   The hub's numbers (1) only the worker itself knows, so every ``SHARE_INTERVAL``
+   seconds, and once more when it answers a scrape, each worker copies its share
+   into gauges there: open streams are summed over the workers, the oldest stream's
+   age and the largest backlog are the largest any worker has, and
+   ``feed_broker_connected`` is 1 only if every worker is connected. The supervisor
+   removes a dead worker's share before starting its replacement, so its streams
+   stop counting. Events delivered, slow streams dropped and broker reconnects stay
+   counters: each copy adds what grew since the last one, so what a killed worker
+   did after its last copy is missing from the totals. A kind of stream (channel and
+   format) that no worker holds any more is left out, as in one process.
+   Presence, which users see, is summed across workers through the broker instead
+   (presence.py).
 4. ``/metrics`` needs no credential, so private channels are not named in it: their
    streams are counted under the channel label ``(private)``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
+from feed import tasks
 from feed.brokers import BrokerStatus
 from feed.events import HubStats
+
+logger = logging.getLogger("feed.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PRIVATE_LABEL = "(private)"
 REPLAY_BUCKETS = (0, 1, 5, 10, 50, 100, 250, 500, 1000)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
+# prometheus_client's switch to multiprocess mode (3), read when it is first imported.
+SHARED_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+# Seconds between copies of a worker's share (3): how old the other workers' part of
+# a scrape may be, against scrapes every 15 s or more. A copy walks every open stream
+# (Hub.stats): 3 ms at 5,000 streams, the most a worker should hold
+# (docs/deployment.md), so 0.3% of its time.
+SHARE_INTERVAL = 1.0
+
+SUBSCRIBERS = "feed_subscribers"
+SUBSCRIBERS_HELP = "Open streams by channel (* for every channel) and format"
+
+# How the workers' values of a number add up (3): summed, the largest, 1 only if every
+# worker's is 1, or a counter.
+Kind = Literal["sum", "max", "all", "counter"]
+# The hub's and the broker's other numbers, in the order /metrics shows them.
+FIGURES: dict[str, tuple[str, Kind]] = {
+    "feed_streams": ("Open streams", "sum"),
+    "feed_events_delivered": ("Events written to streams", "counter"),
+    "feed_slow_subscribers_dropped": (
+        "Streams disconnected because their backlog overflowed",
+        "counter",
+    ),
+    "feed_stream_oldest_age_seconds": ("Age of the oldest open stream", "max"),
+    "feed_stream_largest_backlog_bytes": ("Bytes waiting for the slowest open stream", "max"),
+    "feed_broker_connected": ("1 if the broker is connected", "all"),
+    "feed_broker_reconnects": ("Times the broker connection came back", "counter"),
+}
+# An "all" number is kept in the files upside down, as "not_<name>" = 1 - value, and
+# the largest of those taken: prometheus_client writes a gauge into its file as 0 the
+# moment it is made, and taken as the smallest, that 0 would say "broker lost" while a
+# worker is still starting.
+NOT = "not_"
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """What the hub and the broker say now, private channels hidden (4)."""
+
+    subscribers: dict[tuple[str, str], int]  # (channel, format) -> open streams
+    figures: dict[str, float]  # by the names in FIGURES
+
+
+Source = Callable[[], _Reading]
+
+
+def _read(stats: HubStats, broker: BrokerStatus, hidden: frozenset[str]) -> _Reading:
+    counts: dict[tuple[str, str], int] = {}
+    for (channel, fmt), count in stats.by_channel_format.items():
+        key = (PRIVATE_LABEL if channel in hidden else channel, fmt)
+        counts[key] = counts.get(key, 0) + count
+    oldest = 0.0 if stats.oldest_opened_at is None else time.time() - stats.oldest_opened_at
+    figures = {
+        "feed_streams": stats.subscribers,
+        "feed_events_delivered": stats.events_sent,
+        "feed_slow_subscribers_dropped": stats.dropped,
+        "feed_stream_oldest_age_seconds": oldest,
+        "feed_stream_largest_backlog_bytes": stats.largest_backlog_bytes,
+        "feed_broker_connected": int(broker.connected),
+        "feed_broker_reconnects": broker.reconnects,
+    }
+    return _Reading(dict(sorted(counts.items())), figures)
+
 
 class _State(Collector):
-    """Reads the hub and the broker at scrape time."""
+    """Reads the hub and the broker at scrape time, for a process on its own."""
 
-    def __init__(
-        self,
-        hub: Callable[[], HubStats],
-        broker: Callable[[], BrokerStatus],
-        private: Callable[[], frozenset[str]],
-    ) -> None:
-        self._hub = hub
-        self._broker = broker
-        self._private = private
+    def __init__(self, source: Source) -> None:
+        self._source = source
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._hub()
-        subscribers = GaugeMetricFamily(
-            "feed_subscribers",
-            "Open streams by channel (* for every channel) and format",
-            labels=["channel", "format"],
-        )
-        hidden = self._private()
-        counts: dict[tuple[str, str], int] = {}
-        for (channel, fmt), count in stats.by_channel_format.items():
-            key = (PRIVATE_LABEL if channel in hidden else channel, fmt)
-            counts[key] = counts.get(key, 0) + count
-        for (channel, fmt), count in sorted(counts.items()):
+        now = self._source()
+        subscribers = GaugeMetricFamily(SUBSCRIBERS, SUBSCRIBERS_HELP, labels=["channel", "format"])
+        for (channel, fmt), count in now.subscribers.items():
             subscribers.add_metric([channel, fmt], count)
         yield subscribers
-        yield GaugeMetricFamily("feed_streams", "Open streams", value=stats.subscribers)
-        yield CounterMetricFamily(
-            "feed_events_delivered", "Events written to streams", value=stats.events_sent
+        for name, (text, kind) in FIGURES.items():
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family(name, text, value=now.figures[name])
+
+
+class _WorkerShare:
+    """This worker's part of the hub's and the broker's numbers, written where every
+    worker's scrape adds it up (3). Its metrics are in no registry: scrapes read the
+    files."""
+
+    def __init__(self, source: Source) -> None:
+        self._source = source
+        self._subscribers = Gauge(
+            SUBSCRIBERS,
+            SUBSCRIBERS_HELP,
+            ["channel", "format"],
+            registry=None,
+            multiprocess_mode="livesum",
         )
-        yield CounterMetricFamily(
-            "feed_slow_subscribers_dropped",
-            "Streams disconnected because their backlog overflowed",
-            value=stats.dropped,
-        )
-        oldest = 0.0 if stats.oldest_opened_at is None else time.time() - stats.oldest_opened_at
-        yield GaugeMetricFamily(
-            "feed_stream_oldest_age_seconds", "Age of the oldest open stream", value=oldest
-        )
-        yield GaugeMetricFamily(
-            "feed_stream_largest_backlog_bytes",
-            "Bytes waiting for the slowest open stream",
-            value=stats.largest_backlog_bytes,
-        )
-        broker = self._broker()
-        yield GaugeMetricFamily(
-            "feed_broker_connected", "1 if the broker is connected", value=int(broker.connected)
-        )
-        yield CounterMetricFamily(
-            "feed_broker_reconnects",
-            "Times the broker connection came back",
-            value=broker.reconnects,
-        )
+        self._shown: set[tuple[str, str]] = set()
+        self._figures = {name: _shared_metric(name, *entry) for name, entry in FIGURES.items()}
+        # What the counters hold already, of the hub's and broker's totals since start.
+        self._counted = {name: 0.0 for name, (_, kind) in FIGURES.items() if kind == "counter"}
+
+    def copy(self) -> None:
+        now = self._source()
+        for key, count in now.subscribers.items():
+            self._subscribers.labels(*key).set(count)
+        # Set to 0, as a label set once written stays in the file; the scrape leaves
+        # zeros out (_AllWorkers).
+        for key in self._shown - now.subscribers.keys():
+            self._subscribers.labels(*key).set(0)
+        self._shown = set(now.subscribers)
+        for name, metric in self._figures.items():
+            value = now.figures[name]
+            if isinstance(metric, Counter):
+                if value > self._counted[name]:
+                    metric.inc(value - self._counted[name])
+                    self._counted[name] = value
+            else:
+                metric.set(1 - value if FIGURES[name][1] == "all" else value)
+
+
+def _shared_metric(name: str, text: str, kind: Kind) -> Counter | Gauge:
+    if kind == "counter":
+        return Counter(name, text, registry=None)
+    if kind == "all":
+        return Gauge(NOT + name, text, registry=None, multiprocess_mode="livemax")
+    mode: Literal["livesum", "livemax"] = "livesum" if kind == "sum" else "livemax"
+    return Gauge(name, text, registry=None, multiprocess_mode=mode)
+
+
+class _AllWorkers(Collector):
+    """Every worker's numbers, added up from the files in ``path`` (3)."""
+
+    def __init__(self, path: str, refresh: Callable[[], None]) -> None:
+        self._files = MultiProcessCollector(None, path)  # type: ignore[no-untyped-call]
+        self._refresh = refresh
+
+    def collect(self) -> Iterator[Metric]:
+        self._refresh()
+        for metric in self._files.collect():  # type: ignore[no-untyped-call]
+            if metric.name == SUBSCRIBERS:
+                # Not the kinds of stream no worker holds now, as in one process.
+                shown = [s for s in metric.samples if s.value]
+                metric.samples = sorted(shown, key=lambda s: sorted(s.labels.items()))
+            elif metric.name.startswith(NOT):
+                name = metric.name.removeprefix(NOT)
+                (sample,) = metric.samples
+                metric = GaugeMetricFamily(name, FIGURES[name][0], value=1 - sample.value)
+            yield metric
+
+
+def shared_dir() -> str | None:
+    """The directory this process shares its numbers through, if a supervisor gave it
+    one (3)."""
+    path = os.environ.get(SHARED_DIR_VARIABLE)
+    # Only if prometheus_client found it too: set after the import, it changes nothing.
+    return path if path and values.ValueClass is not values.MutexValue else None
+
+
+@contextlib.contextmanager
+def sharing() -> Iterator[str]:
+    """A fresh directory for the numbers of the processes started inside, named in the
+    environment they inherit (3); removed on the way out."""
+    before = os.environ.get(SHARED_DIR_VARIABLE)
+    path = tempfile.mkdtemp(prefix="feed-metrics-")
+    os.environ[SHARED_DIR_VARIABLE] = path
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop(SHARED_DIR_VARIABLE, None)
+        else:
+            os.environ[SHARED_DIR_VARIABLE] = before
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def forget(pid: int, path: str) -> None:
+    """Stop counting what a dead process held (its open streams and the like); what it
+    did stays in the totals."""
+    mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
 
 class Metrics:
@@ -97,10 +247,24 @@ class Metrics:
         hub: Callable[[], HubStats],
         broker: Callable[[], BrokerStatus],
         private: Callable[[], frozenset[str]] = frozenset,
+        shared: str | None = None,
     ) -> None:
-        """``private`` names the private channels now (kept by watch.Watch)."""
+        """``private`` names the private channels now (kept by watch.Watch); ``shared``
+        is the directory of the workers' numbers (3), None in a process on its own."""
         self.registry = CollectorRegistry()
-        self.registry.register(_State(hub, broker, private))
+
+        def source() -> _Reading:
+            return _read(hub(), broker(), private())
+
+        self._share: _WorkerShare | None = None
+        self._task: asyncio.Task[None] | None = None
+        if shared is None:
+            self.registry.register(_State(source))
+            self._scraped = self.registry
+        else:
+            share = self._share = _WorkerShare(source)
+            self._scraped = CollectorRegistry()
+            self._scraped.register(_AllWorkers(shared, share.copy))
         self.published = Counter(
             "feed_events_published", "Events the relay handed to the hub", registry=self.registry
         )
@@ -126,5 +290,29 @@ class Metrics:
             registry=self.registry,
         )
 
+    def start(self) -> None:
+        """Begin copying this worker's share (3); nothing to do in a process on its own."""
+        if self._share is not None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="feed-metrics")
+
+    async def close(self) -> None:
+        await tasks.stop(self._task)
+        self._task = None
+
+    async def _run(self) -> None:
+        assert self._share is not None
+        failing = False
+        while True:
+            try:
+                self._share.copy()
+            except Exception:
+                # Once per outage, not once a second.
+                if not failing:
+                    logger.exception("cannot share this worker's metrics")
+                failing = True
+            else:
+                failing = False
+            await asyncio.sleep(SHARE_INTERVAL)
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._scraped)

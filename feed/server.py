@@ -15,6 +15,11 @@ Rationale:
 3. Workers share nothing but the database and the broker, so any worker can
    resume any client's stream; the settings refuse more than one worker with the
    memory broker.
+4. For ``/metrics`` they do share one more thing: a directory where each worker
+   keeps its numbers, so whichever worker is scraped adds up all of them (metrics.py,
+   3). The parent makes a fresh one for each run before it starts the first worker
+   (a spawned worker looks for it when it imports prometheus_client), drops a dead
+   worker's open streams from it before starting the next, and removes it at exit.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from types import FrameType
 
 import uvicorn
 
-from feed import logs
+from feed import logs, metrics
 from feed.app import FeedApp, create_app
 from feed.settings import Settings
 
@@ -144,6 +149,7 @@ class Supervisor:
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[tuple[BaseProcess, float]] = []
         self._socket: socket.socket | None = None
+        self._shared = ""  # the workers' metrics directory, while they run
 
     def run(self) -> int:
         self._socket = self._bind()
@@ -156,9 +162,10 @@ class Supervisor:
             self._settings.host,
             self._settings.port,
         )
-        self._workers = [self._start() for _ in range(self._settings.workers)]
-        code = self._watch()
-        self._stop_all()
+        with metrics.sharing() as self._shared:
+            self._workers = [self._start() for _ in range(self._settings.workers)]
+            code = self._watch()
+            self._stop_all()
         self._socket.close()
         return code
 
@@ -191,6 +198,8 @@ class Supervisor:
                     logger.error("worker %s failed to start (exit %s); stopping", process.pid, code)
                     return 3
                 logger.warning("worker %s exited with %s; starting another", process.pid, code)
+                if process.pid is not None:
+                    metrics.forget(process.pid, self._shared)
                 self._workers[index] = self._start()
         return 0
 

@@ -158,6 +158,9 @@ def make_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Ser
         # Every test client is 127.0.0.1: per-address limits only where a test sets them.
         env.update(FEED_POST_RATE="100000", FEED_MAX_STREAMS_PER_CLIENT="100000")
         env.update({f"FEED_{k.upper()}": str(v) for k, v in settings.items()})
+        # What a server makes in the temporary directory (its workers' metrics) stays
+        # with the test, also when the server is killed without a chance to remove it.
+        env.update(TMPDIR=str(tmp_path))
         ensure_admin(url)
         server = Server(port, url, env, log=tmp_path / f"server-{port}.log")
         started.append(server)
@@ -185,3 +188,22 @@ def client(settings: Settings) -> Iterator[TestClient]:
     ensure_admin(settings.database_url)
     with TestClient(create_app(settings), headers=ADMIN) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def stale_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A prometheus_client multiprocess directory that another program filled, named in
+    the environment the servers started here inherit. feed must neither read nor
+    write it."""
+    path = tmp_path / "stale-metrics"
+    path.mkdir()
+    fill = (
+        "from prometheus_client import Counter, Gauge\n"
+        "Counter('feed_events_published', 'stale', registry=None).inc(1000)\n"
+        "Gauge('feed_streams', 'stale', registry=None, multiprocess_mode='livesum').set(1000)\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(path)}
+    subprocess.run([sys.executable, "-c", fill], env=env, check=True, timeout=30)
+    assert any(path.iterdir()), "prometheus_client wrote nothing"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(path))
+    return path

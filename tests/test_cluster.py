@@ -1,4 +1,5 @@
-"""Several server processes on one PostgreSQL: commit order, brokers, faults.
+"""Several server processes on one PostgreSQL: commit order, brokers, faults, and
+``/metrics`` answering for every worker of a server.
 
 Every server here polls only once a minute, so an event that arrives within a test's
 deadline came through the broker (or the catch-up after a broker reconnect), not
@@ -7,17 +8,24 @@ through the poll that would otherwise hide a lost hint.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import itertools
 import json
+import os
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from feed.server import STARTUP_GRACE
 from tests.auth import ADMIN
 from tests.conftest import Server, free_port
 from tests.services import Postgres, Valkey
@@ -238,3 +246,283 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+# -- /metrics over several workers ------------------------------------------------------
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+PRIVATE = "board"
+
+
+def connection_owner(pids: Iterable[int], server_port: int, client_port: int) -> int | None:
+    """Which of ``pids`` holds the server's end of the TCP connection from
+    ``client_port``, or None while no worker has accepted it."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if _port(fields[1]) == server_port and _port(fields[2]) == client_port:
+            inodes.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        with contextlib.suppress(OSError):  # the process is gone
+            if any(_link(fd) in inodes for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return pid
+    return None
+
+
+def _link(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""  # closed since the listing
+
+
+def process_environment(pid: int) -> dict[str, str]:
+    variables = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return dict(v.split("=", 1) for v in variables if "=" in v)
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1], 16)
+
+
+def worker_of(client: SSEClient, server: Server, workers: list[int]) -> int:
+    """The worker that accepted ``client``'s connection."""
+    client_port = client.sock.getsockname()[1]
+    found: list[int] = []
+
+    def accepted() -> bool:
+        owner = connection_owner(workers, server.port, client_port)
+        found.extend([] if owner is None else [owner])
+        return bool(found)
+
+    wait_until(accepted, "a worker to accept the connection", 10)
+    return found[0]
+
+
+def ask(server: Server, workers: list[int], path: str) -> tuple[int, bytes]:
+    """GET ``path`` over a new connection: the worker that answered, and the body."""
+    with SSEClient(server.port, path=path, headers=ADMIN) as answer:
+        assert answer.status == 200, answer.read_body()
+        body = answer.read_body()
+        # HTTP/1.1 keeps the connection open after the answer, so its owner still shows.
+        return worker_of(answer, server, workers), body
+
+
+def wait_for_every_worker(
+    server: Server,
+    workers: list[int],
+    path: str = "/healthz",
+    check: Callable[[bytes], bool] = bool,
+) -> None:
+    """Ask ``path`` until every worker has answered it to ``check``'s liking. The server
+    answers as soon as one worker does, and a worker's relay starts from the newest
+    event when it starts."""
+    answered: set[int] = set()
+
+    def every_worker() -> bool:
+        worker, body = ask(server, workers, path)
+        if check(body):
+            answered.add(worker)
+        return answered == set(workers)
+
+    wait_until(every_worker, f"every worker to answer {path}")
+
+
+def scrape(server: Server, workers: list[int]) -> tuple[int, Samples]:
+    worker, body = ask(server, workers, "/metrics")
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+    return worker, found
+
+
+def mismatches(found: Samples, expected: Samples) -> list[str]:
+    return [
+        f"{name}{dict(labels)}: {found.get((name, labels))} != {value}"
+        for (name, labels), value in expected.items()
+        if found.get((name, labels)) != value
+    ]
+
+
+def wait_for_sums(server: Server, workers: list[int], expected: Samples) -> None:
+    """Scrape until one shows ``expected``: each worker shares its part about once a
+    second."""
+    deadline = time.monotonic() + 20
+    while wrong := mismatches(scrape(server, workers)[1], expected):
+        assert time.monotonic() < deadline, wrong
+        time.sleep(0.05)  # polling the server's numbers, with a deadline
+
+
+def subscriber_samples(found: Samples) -> Samples:
+    return {key: value for key, value in found.items() if key[0] == "feed_subscribers"}
+
+
+@dataclass
+class Placed:
+    """An open stream, what it asked for, and the worker holding it."""
+
+    stream: SSEClient
+    params: list[tuple[str, str]]
+    worker: int
+
+    def labels(self) -> list[tuple[str, str]]:
+        """Its (channel, format) labels in /metrics: private channels are not named."""
+        channels = [v for k, v in self.params if k == "channel"] or ["*"]
+        fmt = dict(self.params)["format"]
+        return [("(private)" if c == PRIVATE else c, fmt) for c in channels]
+
+
+def open_on_every_worker(
+    server: Server,
+    workers: list[int],
+    kinds: list[list[tuple[str, str]]],
+    at_least: int,
+    opened: list[Placed],
+) -> None:
+    """Open streams of ``kinds`` in turn, into ``opened``, until every worker holds at
+    least ``at_least``: which worker accepts a connection on the shared socket is up to
+    the kernel."""
+    for params in itertools.islice(itertools.cycle(kinds), 80):
+        stream = SSEClient(server.port, params=params, headers=ADMIN)
+        opened.append(Placed(stream, params, worker_of(stream, server, workers)))
+        assert stream.status == 200, stream.read_body()
+        stream.wait_for(lambda s: any(m.retry for m in s.messages))
+        held = collections.Counter(placed.worker for placed in opened)
+        if len(opened) >= len(kinds) and all(held[w] >= at_least for w in workers):
+            return
+    raise AssertionError(f"the streams did not spread over the workers: {held}")
+
+
+def whole_server(opened: list[Placed], logged: int, workers: int) -> Samples:
+    """What /metrics must say once the streams in ``opened`` have received all of the
+    ``logged`` events meant for them."""
+    labels = collections.Counter(label for each in opened for label in each.labels())
+    return {
+        ("feed_streams", ()): len(opened),
+        **{
+            ("feed_subscribers", (("channel", c), ("format", f))): n for (c, f), n in labels.items()
+        },
+        # Whatever the streams received, whichever worker wrote it.
+        ("feed_events_delivered_total", ()): sum(len(event_ids(e.stream)) for e in opened),
+        # Every worker's relay hands every event to its own hub.
+        ("feed_events_published_total", ()): logged * workers,
+        ("feed_delivery_lag_seconds_count", ()): logged * workers,
+        # Each write is timed once, by the worker that took it.
+        ("feed_publish_seconds_count", ()): logged,
+        ("feed_broker_connected", ()): 1,
+        ("feed_slow_subscribers_dropped_total", ()): 0,
+    }
+
+
+def test_metrics_add_up_every_worker_whichever_one_answers(
+    make_server: Callable[..., Server], pg_url: str, postgres: Postgres, stale_metrics: Path
+) -> None:
+    server = make_server(
+        database=pg_url, broker_url=pg_url, workers=2, poll_interval=SLOW_POLL, access_recheck=0.2
+    )
+    assert server.proc is not None
+    supervisor = server.proc.pid
+    wait_until(lambda: len(worker_pids(supervisor)) == 2, "two workers")
+    workers = worker_pids(supervisor)
+    wait_for_every_worker(server, workers)
+    stale_files = sorted(p.name for p in stale_metrics.iterdir())
+    made = server.client.post(
+        "/api/channels", json={"name": PRIVATE, "title": "Board", "private": True}
+    )
+    assert made.status_code == 201, made.text
+    wait_for_every_worker(
+        server,
+        workers,
+        "/api/channels",
+        lambda body: any(c["name"] == PRIVATE for c in json.loads(body)["channels"]),
+    )
+    kinds = [
+        [("format", "json")],
+        [("format", "html"), ("channel", "general")],
+        [("format", "text"), ("channel", "general"), ("channel", PRIVATE)],
+    ]
+    opened: list[Placed] = []
+    try:
+        open_on_every_worker(server, workers, kinds, 2, opened)
+        sent = [server.post(f"to all {n}")["event_id"] for n in range(5)]
+        for each in opened:
+            each.stream.wait_for(lambda s: event_ids(s)[-len(sent) :] == sent)
+        logged = len(database_event_ids(postgres, pg_url))  # the posts and the new channel
+        expected = whole_server(opened, logged, len(workers))
+        wait_for_sums(server, workers, expected)
+        answered: collections.Counter[int] = collections.Counter()
+        deadline = time.monotonic() + 30
+        while min(answered[w] for w in workers) < 3:
+            assert time.monotonic() < deadline, f"scrapes reached only {answered}"
+            worker, found = scrape(server, workers)
+            answered[worker] += 1
+            assert not mismatches(found, expected), (worker, mismatches(found, expected))
+            # No other kinds of stream either, and no private channel named.
+            assert subscriber_samples(found) == subscriber_samples(expected)
+            assert found[("feed_stream_oldest_age_seconds", ())] > 0
+    finally:
+        for each in opened:
+            each.stream.close()
+    # The workers' numbers lived in a directory of this run, gone when it stops.
+    shared = Path(process_environment(workers[0])["PROMETHEUS_MULTIPROC_DIR"])
+    assert shared.is_dir() and shared != stale_metrics
+    server.stop()
+    assert not shared.exists()
+    assert sorted(p.name for p in stale_metrics.iterdir()) == stale_files
+
+
+def test_a_killed_worker_stops_counting_in_metrics_but_its_deliveries_stay(
+    make_server: Callable[..., Server], pg_url: str
+) -> None:
+    server = make_server(database=pg_url, broker_url=pg_url, workers=2, poll_interval=SLOW_POLL)
+    up_since = time.monotonic()  # the workers started before the server answered
+    assert server.proc is not None
+    supervisor = server.proc.pid
+    wait_until(lambda: len(worker_pids(supervisor)) == 2, "two workers")
+    workers = worker_pids(supervisor)
+    wait_for_every_worker(server, workers)
+    opened: list[Placed] = []
+    try:
+        open_on_every_worker(server, workers, [[("format", "json")]], 2, opened)
+        sent = [server.post(f"before {n}")["event_id"] for n in range(3)]
+        for each in opened:
+            each.stream.wait_for(lambda s: event_ids(s) == sent)
+        delivered = len(sent) * len(opened)
+        expected: Samples = {
+            ("feed_streams", ()): len(opened),
+            ("feed_subscribers", (("channel", "*"), ("format", "json"))): len(opened),
+            ("feed_events_delivered_total", ()): delivered,
+        }
+        wait_for_sums(server, workers, expected)
+
+        victim = workers[0]
+        kept = sum(1 for each in opened if each.worker != victim)
+        # A worker that dies in its first seconds is taken for a failed start, and the
+        # supervisor stops instead of replacing it.
+        wait_until(lambda: time.monotonic() - up_since > STARTUP_GRACE, "the start-up grace")
+        os.kill(victim, signal.SIGKILL)
+        wait_until(
+            lambda: len(now := worker_pids(supervisor)) == 2 and victim not in now,
+            "a replacement worker",
+        )
+        workers = worker_pids(supervisor)
+        expected = {
+            ("feed_streams", ()): kept,
+            ("feed_subscribers", (("channel", "*"), ("format", "json"))): kept,
+            # What the killed worker wrote before it died still counts.
+            ("feed_events_delivered_total", ()): delivered,
+            ("feed_broker_connected", ()): 1,
+        }
+        wait_for_sums(server, workers, expected)
+        answered: set[int] = set()
+        deadline = time.monotonic() + 30
+        while answered != set(workers):
+            assert time.monotonic() < deadline, f"scrapes reached only {answered}"
+            worker, found = scrape(server, workers)
+            answered.add(worker)
+            assert not mismatches(found, expected), (worker, mismatches(found, expected))
+    finally:
+        for each in opened:
+            each.stream.close()

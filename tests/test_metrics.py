@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -59,3 +60,18 @@ def test_metrics_count_streams_events_replays_and_resyncs(
     assert found[("feed_broker_connected", ())] == 1
     assert found[("feed_slow_subscribers_dropped_total", ())] == 0
     assert found[("feed_stream_oldest_age_seconds", ())] > 0
+
+
+def test_a_metrics_directory_left_in_the_environment_is_neither_read_nor_written(
+    make_server: Callable[..., Server], stale_metrics: Path
+) -> None:
+    before = sorted(stale_metrics.iterdir())
+    server = make_server()
+    server.post("one")
+    deadline = time.monotonic() + 10
+    while (found := samples(server))[("feed_events_published_total", ())] < 1:
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)  # polling the server's count, with a deadline
+    assert found[("feed_events_published_total", ())] == 1
+    assert found[("feed_streams", ())] == 0
+    assert sorted(stale_metrics.iterdir()) == before
