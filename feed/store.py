@@ -67,7 +67,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Engine, delete, event, func, insert, or_, text
+from sqlalchemy import Connection, Engine, Table, delete, event, func, insert, or_, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlmodel import Session, col, create_engine, select
@@ -229,8 +229,8 @@ def _now() -> datetime:
 
 
 # For the plain INSERTs of new posts (rationale 13).
-POSTS = Post.__table__  # type: ignore[attr-defined]
-EVENTS = Event.__table__  # type: ignore[attr-defined]
+POSTS: Table = Post.__table__  # type: ignore[attr-defined]
+EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
 
 # The same lock that serialises migrations (schema.py): one per database.
 WRITE_LOCK_KEY = schema.LOCK_KEY
@@ -564,7 +564,7 @@ class Store:
         return [written.get(n) or refused[n] for n in range(len(batch))], events
 
     @staticmethod
-    def _insert_many(connection: Any, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
         """Insert ``rows``; their new ids, in the order of ``rows``."""
         returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return list(connection.execute(returning, rows).scalars())
