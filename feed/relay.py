@@ -60,10 +60,15 @@ class Relay:
 
     def committed(self, events: Sequence[FeedEvent]) -> None:
         """Events this process has just committed, in id order (``Store.on_commit``)."""
-        if not events or self._task is None:
+        if self._task is None:
             return
-        if events[0].id == self.delivered + 1:
-            self._publish(events)
+        # A hint (our own NOTIFY, on PostgreSQL) may have had the relay read some or
+        # all of them already.
+        fresh = [event for event in events if event.id > self.delivered]
+        if not fresh:
+            return
+        if fresh[0].id == self.delivered + 1:
+            self._publish(fresh)
         else:
             self._wake.set()
 

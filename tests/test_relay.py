@@ -1,0 +1,101 @@
+"""The relay: a process's own new posts go to the hub without a read-back, and only
+when nothing this process has not read yet lies before them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from feed.brokers.memory import MemoryBroker
+from feed.events import Format, Hub, Outgoing, Subscriber
+from feed.metrics import Metrics
+from feed.models import FeedEvent
+from feed.relay import Relay
+from feed.render import Renderer
+from feed.store import Store, make_engine
+from tests.conftest import sqlite_url
+
+
+class CountingStore(Store):
+    """A real store that counts the relay's reads of the log."""
+
+    reads = 0
+
+    async def events_after(
+        self,
+        after: int,
+        channels: Sequence[str] | None = None,
+        *,
+        limit: int = 1000,
+        private: Sequence[str] | None = None,
+    ) -> list[FeedEvent]:
+        self.reads += 1
+        return await super().events_after(after, channels, limit=limit, private=private)
+
+
+class RecordingHub(Hub):
+    """A real hub that remembers which event ids it was handed, batch by batch."""
+
+    def __init__(self) -> None:
+        super().__init__(heartbeat=60)
+        self.batches: list[list[int]] = []
+        self._grew = asyncio.Event()
+
+    def publish_many(self, events: Sequence[Outgoing]) -> None:
+        super().publish_many(events)
+        self.batches.append([event.id for event in events])
+        self._grew.set()
+
+    async def reached(self, event_id: int) -> None:
+        while not self.batches or self.batches[-1][-1] < event_id:
+            self._grew.clear()
+            await self._grew.wait()
+
+
+def ids_taken(sub: Subscriber) -> list[int]:
+    """The event ids a subscriber has been handed, in order."""
+    data = sub.take().decode()
+    return [json.loads(line[6:])["id"] for line in data.splitlines() if line.startswith("data: ")]
+
+
+def test_own_posts_go_out_without_a_read_and_never_ahead_of_an_unread_event(
+    tmp_path: Path,
+) -> None:
+    url = sqlite_url(tmp_path / "feed.db")
+
+    async def main() -> None:
+        store = CountingStore(make_engine(url))
+        other = Store.from_url(url)  # another process's writes, with no hint to us
+        await store.create_schema()
+        hub = RecordingHub()
+        metrics = Metrics(hub.stats, MemoryBroker().status)
+        relay = Relay(store, MemoryBroker(), hub, Renderer(), 3600, metrics)
+        await relay.start()
+        sub = Subscriber(Format.JSON, None, last_id=relay.delivered, limit=1 << 20)
+        hub.subscribe(sub)
+        try:
+            # Two posts of ours, committed together: published at once, not read back.
+            mine = await asyncio.gather(
+                store.create_post("general", "ann", "one"),
+                store.create_post("general", "ann", "two"),
+            )
+            assert ids_taken(sub) == [c.event_id for c in mine] == [1, 2]
+            assert store.reads == 0 and hub.batches == [[1, 2]]
+            # Handed events the relay already has (a hint was faster): nothing twice.
+            relay.committed(await other.events_after(0))
+            assert ids_taken(sub) == [] and hub.batches == [[1, 2]]
+            # Another process's event, then ours: ours waits for a read of both.
+            theirs = await other.create_post("general", "bob", "elsewhere")
+            ours = await store.create_post("general", "ann", "here")
+            async with asyncio.timeout(5):
+                await hub.reached(4)
+            assert ids_taken(sub) == [theirs.event_id, ours.event_id] == [3, 4]
+            assert hub.batches == [[1, 2], [3, 4]] and store.reads == 1
+        finally:
+            await relay.close()
+            store.close()
+            other.close()
+
+    asyncio.run(main())
