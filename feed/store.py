@@ -52,7 +52,9 @@ Rationale for the less obvious choices:
    not through the ORM's unit of work, which cost more than the rest of a post's
    write. Their events, made in that transaction, are handed to the
    ``on_commit`` listeners (the relay) right after the commit, so the process
-   that wrote them need not read them back.
+   that wrote them need not read them back. The bound of 10 holds per group, so a
+   post that arrives while a group is waiting for a locked database waits for that
+   group, then for its own: at most twice the bound before its 503.
 """
 
 from __future__ import annotations
