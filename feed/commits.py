@@ -11,7 +11,8 @@ holds. Each request gets its own answer: ``write`` returns one result per reques
 in order, and a request it refuses (an unknown channel, say) gets its own error
 without failing the others. An error of the write as a whole (the database is
 busy, full or gone) is the answer of every request in the batch, since none of
-them was stored.
+them was stored, and of every request that arrived while it was being tried, so
+that no request waits for the database longer than one write may.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class GroupCommit(Generic[R, A]):
             try:
                 results = await self._write([request for request, _ in batch])
             except Exception as exc:
+                # Those that came while it was tried get the same answer now: they have
+                # waited for the same database, and another full try would double
+                # their wait (store.py, 10).
+                batch += self._waiting
+                self._waiting = []
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)

@@ -52,9 +52,9 @@ Rationale for the less obvious choices:
    not through the ORM's unit of work, which cost more than the rest of a post's
    write. Their events, made in that transaction, are handed to the
    ``on_commit`` listeners (the relay) right after the commit, so the process
-   that wrote them need not read them back. The bound of 10 holds per group, so a
-   post that arrives while a group is waiting for a locked database waits for that
-   group, then for its own: at most twice the bound before its 503.
+   that wrote them need not read them back. The bound of 10 holds for every post:
+   when a group's write fails, the posts that arrived while it was being tried get
+   the same 503 at once, instead of a second wait for a database just found locked.
 """
 
 from __future__ import annotations

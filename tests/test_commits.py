@@ -78,6 +78,28 @@ def test_a_failed_write_fails_its_whole_batch_and_only_that_batch() -> None:
     asyncio.run(main())
 
 
+def test_what_arrived_while_a_write_failed_gets_its_error_without_a_second_try() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        rec.gate.clear()
+        rec.fail_with = TimeoutError("database locked")
+        group = GroupCommit(rec.write)
+        first = asyncio.ensure_future(group.submit("a"))
+        async with asyncio.timeout(5):
+            await rec.started.wait()
+        during = asyncio.ensure_future(group.submit("b"))
+        await asyncio.sleep(0)  # one turn of the loop: the task above submits
+        rec.gate.set()
+        results = await asyncio.gather(first, during, return_exceptions=True)
+        assert all(isinstance(r, TimeoutError) for r in results)
+        assert rec.batches == [["a"]]  # "b" waited as long already: not tried again
+        rec.fail_with = None
+        assert await group.submit("c") == "C"
+        assert rec.batches == [["a"], ["c"]]
+
+    asyncio.run(main())
+
+
 def test_a_caller_that_goes_away_does_not_cancel_the_write() -> None:
     async def main() -> None:
         rec = Recorder()
