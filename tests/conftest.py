@@ -26,6 +26,7 @@ from feed.app import create_app
 from feed.settings import Settings
 from tests.auth import ADMIN, bearer, ensure_admin, make_token
 from tests.services import Postgres, Valkey
+from tests.waiting import until
 
 
 def free_port() -> int:
@@ -57,18 +58,21 @@ class Server:
             [sys.executable, "-m", "feed", "serve"], env=self.env, stdout=out, stderr=out
         )
         self.client = httpx.Client(base_url=self.url, timeout=10, headers=ADMIN)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"feed exited with {self.proc.returncode}:\n{self.logs()}")
-            try:
-                if self.client.get("/api/channels").status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"feed did not start:\n{self.logs()}")
-            time.sleep(0.05)  # polling for readiness, not synchronising on an event
+        until(
+            self._ready,
+            timeout=timeout,
+            failure=lambda _: TimeoutError(f"feed did not start:\n{self.logs()}"),
+        )
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"feed exited with {self.proc.returncode}:\n{self.logs()}")
+        try:
+            return self.client.get("/api/channels").status_code == 200
+        except httpx.TransportError:
+            return False
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log else ""

@@ -16,27 +16,30 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+
+from tests.waiting import until
 
 PG_SYSTEM_USER = "embedded_postgres"
 NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
 
 
 def _wait(check: Callable[[], bool], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    def ready() -> bool:
         try:
-            if check():
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not come up within {timeout} s")
-        time.sleep(0.02)  # polling a server's readiness, not synchronising on an event
+            return check()
+        except OSError:  # not listening yet
+            return False
+
+    until(
+        ready,
+        timeout=timeout,
+        failure=lambda _: TimeoutError(f"{what} did not come up within {timeout} s"),
+        pause=0.02,
+    )
 
 
 class Postgres:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -19,6 +18,7 @@ from tests.auth import ADMIN, ADMIN_TOKEN, bearer
 from tests.conftest import Server
 from tests.sse import Message, SSEClient
 from tests.test_cli import run_feed
+from tests.waiting import until
 
 T = TypeVar("T")
 FAST = {"access_recheck": 0.2, "heartbeat": 0.5}
@@ -26,11 +26,7 @@ FAST = {"access_recheck": 0.2, "heartbeat": 0.5}
 
 def eventually(ask: Callable[[], T], ok: Callable[[T], bool], timeout: float = 5) -> T:
     """``ask()`` until its answer is ``ok``, within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not ok(answer := ask()):
-        assert time.monotonic() < deadline, answer
-        time.sleep(0.05)  # polling the server's answer, with a deadline
-    return answer
+    return until(ask, ok, timeout=timeout)
 
 
 def bodies(messages: list[Message]) -> list[str]:
@@ -477,12 +473,11 @@ def test_admin_pages_need_an_admin(board: Server) -> None:
 def test_metrics_count_private_streams_without_naming_their_channel(board: Server) -> None:
     with stream(board, board.token("ann"), channel="board") as events:
         assert events.status == 200
-        deadline = time.monotonic() + 10
-        while 'feed_subscribers{channel="(private)",format="json"} 1.0' not in (
-            text := httpx.get(f"{board.url}/metrics").text
-        ):
-            assert time.monotonic() < deadline, text
-            time.sleep(0.05)  # polling the server's numbers, with a deadline
+        text = until(
+            lambda: httpx.get(f"{board.url}/metrics").text,
+            lambda text: 'feed_subscribers{channel="(private)",format="json"} 1.0' in text,
+            timeout=10,
+        )
         assert "board" not in text
 
 

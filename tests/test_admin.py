@@ -34,6 +34,7 @@ from tests.browser import (
 )
 from tests.conftest import Server
 from tests.sse import Message, SSEClient
+from tests.waiting import until
 
 __all__ = ["browser", "context", "problems"]  # fixtures, shared with test_browser
 
@@ -262,10 +263,12 @@ def test_the_list_stays_bounded_whether_events_trickle_or_burst(client: TestClie
     assert shown_rows(seen + sent) == burst[::-1][:RECENT_ROWS]
 
     # Nothing new, nothing sent (once the relay has caught up, so the broker panel is still).
-    deadline = time.monotonic() + 5
-    while rt.relay.delivered < burst[-1]:
-        assert time.monotonic() < deadline, "the relay did not catch up"
-        time.sleep(0.01)  # polling a condition with a deadline
+    until(
+        lambda: rt.relay.delivered >= burst[-1],
+        timeout=5,
+        failure=lambda _: AssertionError("the relay did not catch up"),
+        pause=0.01,
+    )
     portal.call(feed.tick)
     assert portal.call(feed.tick) == []
 

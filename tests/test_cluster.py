@@ -30,6 +30,7 @@ from tests.auth import ADMIN
 from tests.conftest import Server, free_port
 from tests.services import Postgres, Valkey
 from tests.sse import SSEClient
+from tests.waiting import until
 
 SLOW_POLL = 60.0
 
@@ -59,11 +60,7 @@ def event_ids(stream: SSEClient) -> list[int]:
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # polling an outside condition, with a deadline
+    until(check, timeout=timeout, failure=lambda _: AssertionError(f"timed out waiting for {what}"))
 
 
 def database_event_ids(postgres: Postgres, url: str) -> list[int]:
@@ -349,10 +346,11 @@ def mismatches(found: Samples, expected: Samples) -> list[str]:
 def wait_for_sums(server: Server, workers: list[int], expected: Samples) -> None:
     """Scrape until one shows ``expected``: each worker shares its part about once a
     second."""
-    deadline = time.monotonic() + 20
-    while wrong := mismatches(scrape(server, workers)[1], expected):
-        assert time.monotonic() < deadline, wrong
-        time.sleep(0.05)  # polling the server's numbers, with a deadline
+    until(
+        lambda: mismatches(scrape(server, workers)[1], expected),
+        lambda wrong: not wrong,
+        timeout=20,
+    )
 
 
 def subscriber_samples(found: Samples) -> Samples:

@@ -56,8 +56,8 @@ def test_what_arrives_during_a_write_goes_in_the_next_one_in_order() -> None:
         async with asyncio.timeout(5):
             await rec.started.wait()
         later = [asyncio.ensure_future(group.submit(str(n))) for n in range(2, 7)]
-        await asyncio.sleep(0)  # one turn of the loop: the tasks above, queued first, submit
-        rec.gate.set()
+        # Callbacks run in the order they were queued: the tasks above submit first.
+        asyncio.get_running_loop().call_soon(rec.gate.set)
         assert await asyncio.gather(first, *later) == ["1", "2", "3", "4", "5", "6"]
         # The first alone; then the waiting ones, at most ``limit`` a write.
         assert rec.batches == [["1"], ["2", "3"], ["4", "5"], ["6"]]
@@ -88,8 +88,8 @@ def test_what_arrived_while_a_write_failed_gets_its_error_without_a_second_try()
         async with asyncio.timeout(5):
             await rec.started.wait()
         during = asyncio.ensure_future(group.submit("b"))
-        await asyncio.sleep(0)  # one turn of the loop: the task above submits
-        rec.gate.set()
+        # Callbacks run in the order they were queued: the task above submits first.
+        asyncio.get_running_loop().call_soon(rec.gate.set)
         results = await asyncio.gather(first, during, return_exceptions=True)
         assert all(isinstance(r, TimeoutError) for r in results)
         assert rec.batches == [["a"]]  # "b" waited as long already: not tried again

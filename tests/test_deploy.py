@@ -38,6 +38,7 @@ from feed.settings import DEFAULT_HEARTBEAT, Settings
 from tests.auth import ADMIN
 from tests.conftest import Server, free_port
 from tests.services import Postgres
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -384,17 +385,21 @@ class Proxy:
         log = (self.directory / "caddy.log").open("ab")
         command = [caddy_binary(), "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"]
         self.process = subprocess.Popen(command, env=self.env(), stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"caddy exited with {self.process.returncode}:\n{self.logs()}")
-            # Ready once it has made its CA and certificate and completes a handshake.
-            with contextlib.suppress(OSError):
-                if self.ca.exists() and alpn(self.port, self.ca):
-                    return self
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"caddy did not start:\n{self.logs()}")
-            time.sleep(0.05)  # polling for readiness, not synchronising on an event
+        until(
+            self._ready,
+            timeout=timeout,
+            failure=lambda _: TimeoutError(f"caddy did not start:\n{self.logs()}"),
+        )
+        return self
+
+    def _ready(self) -> bool:
+        """Once it has made its CA and certificate and completes a handshake."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"caddy exited with {self.process.returncode}:\n{self.logs()}")
+        with contextlib.suppress(OSError):
+            return self.ca.exists() and alpn(self.port, self.ca)
+        return False
 
     def logs(self) -> str:
         return (self.directory / "caddy.log").read_text(errors="replace")

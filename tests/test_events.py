@@ -149,10 +149,16 @@ def test_publish_never_waits_and_wakes_a_waiting_writer() -> None:
         sub = _sub()
         hub.subscribe(sub)
         waiting = asyncio.ensure_future(sub.wait())
-        await asyncio.sleep(0)  # let the writer park on its future
-        assert not waiting.done()
-        hub.publish(1, "general", {Format.JSON: b"x"})
+        parked: list[bool] = []
+
+        def publish() -> None:
+            # Queued after the writer's first step, so it runs once the writer is parked.
+            parked.append(not waiting.done())
+            hub.publish(1, "general", {Format.JSON: b"x"})
+
+        asyncio.get_running_loop().call_soon(publish)
         await asyncio.wait_for(waiting, 1)
+        assert parked == [True]
         return sub.take()
 
     assert asyncio.run(scenario()) == b"x"

@@ -54,6 +54,7 @@ def test_every_acknowledged_post_survives_kill_9_and_is_delivered_once_in_order(
     acked: dict[int, str] = {}  # event id -> body, for every 201
     lock = threading.Lock()
     stop = threading.Event()
+    mid_burst = threading.Event()  # enough posts acknowledged to kill the server among them
 
     def writer(n: int) -> None:
         with httpx.Client(base_url=server.url, timeout=5, headers=ADMIN) as http:
@@ -67,13 +68,13 @@ def test_every_acknowledged_post_survives_kill_9_and_is_delivered_once_in_order(
                 if response.status_code == 201:
                     with lock:
                         acked[response.json()["event_id"]] = f"writer {n} post {i}"
+                        if len(acked) >= 60:
+                            mid_burst.set()
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 20
-    while len(acked) < 60 and time.monotonic() < deadline:
-        time.sleep(0.01)  # polling a counter the writers fill, not synchronising
+    mid_burst.wait(20)
     server.stop(signal.SIGKILL)
     stop.set()
     for thread in threads:

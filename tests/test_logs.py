@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 from tests.conftest import Server
 from tests.sse import SSEClient
+from tests.waiting import until
 
 
 def json_lines(server: Server) -> list[dict[str, Any]]:
@@ -16,13 +16,12 @@ def json_lines(server: Server) -> list[dict[str, Any]]:
 
 
 def wait_for_line(server: Server, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while True:
-        found = [entry for entry in json_lines(server) if match(entry)]
-        if found:
-            return found[-1]
-        assert time.monotonic() < deadline, server.logs()[-2000:]
-        time.sleep(0.05)  # polling a log file, with a deadline
+    found = until(
+        lambda: [entry for entry in json_lines(server) if match(entry)],
+        timeout=10,
+        failure=lambda _: AssertionError(server.logs()[-2000:]),
+    )
+    return found[-1]
 
 
 def test_json_logs_carry_the_request_id_status_and_duration(
@@ -77,9 +76,6 @@ def test_a_stream_logs_when_it_opens_and_when_it_closes_with_its_events(
 def test_text_logs_are_one_readable_line_with_the_id(make_server: Callable[..., Server]) -> None:
     server = make_server(log_level="info")
     server.client.get("/healthz", headers={"X-Request-ID": "abc"})
-    deadline = time.monotonic() + 10
-    while "GET /healthz 200" not in server.logs():
-        assert time.monotonic() < deadline, server.logs()
-        time.sleep(0.05)  # polling a log file, with a deadline
+    until(server.logs, lambda logs: "GET /healthz 200" in logs, timeout=10)
     (line,) = [x for x in server.logs().splitlines() if "GET /healthz 200" in x]
     assert " INFO feed.access [abc] GET /healthz 200 " in line

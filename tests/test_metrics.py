@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Server
 from tests.sse import SSEClient
+from tests.waiting import until
 
 
 def samples(server: Server) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -42,10 +42,7 @@ def test_metrics_count_streams_events_replays_and_resyncs(
             (resync,) = too_far.wait_events(1)
         assert resync.event == "resync"
         # The two short streams are gone once the server has seen them hang up.
-        deadline = time.monotonic() + 10
-        while (found := samples(server))[("feed_streams", ())] != 2:
-            assert time.monotonic() < deadline, found
-            time.sleep(0.05)  # polling the server's count, with a deadline
+        found = until(lambda: samples(server), lambda s: s[("feed_streams", ())] == 2, timeout=10)
     assert found[("feed_subscribers", (("channel", "*"), ("format", "json")))] == 1
     assert found[("feed_subscribers", (("channel", "general"), ("format", "html")))] == 1
     assert found[("feed_streams", ())] == 2
@@ -68,10 +65,11 @@ def test_a_metrics_directory_left_in_the_environment_is_neither_read_nor_written
     before = sorted(stale_metrics.iterdir())
     server = make_server()
     server.post("one")
-    deadline = time.monotonic() + 10
-    while (found := samples(server))[("feed_events_published_total", ())] < 1:
-        assert time.monotonic() < deadline, found
-        time.sleep(0.05)  # polling the server's count, with a deadline
+    found = until(
+        lambda: samples(server),
+        lambda s: s[("feed_events_published_total", ())] >= 1,
+        timeout=10,
+    )
     assert found[("feed_events_published_total", ())] == 1
     assert found[("feed_streams", ())] == 0
     assert sorted(stale_metrics.iterdir()) == before

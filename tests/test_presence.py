@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from tests.browser import LIVE_MS, browser, context, open_live, problems  # noqa
 from tests.conftest import Server
 from tests.services import Postgres, Valkey
 from tests.sse import SSEClient
+from tests.waiting import until
 
 FAST = 0.2  # seconds between presence reports in these tests
 
@@ -27,11 +27,7 @@ def presence(server: Server) -> dict[str, Any]:
 
 
 def wait_presence(server: Server, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while not check(found := presence(server)):
-        assert time.monotonic() < deadline, found
-        time.sleep(0.05)  # polling the server's view, with a deadline
-    return found
+    return until(lambda: presence(server), check, timeout=10)
 
 
 def stream(server: Server, **params: str) -> SSEClient:

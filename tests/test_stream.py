@@ -8,7 +8,6 @@ import contextlib
 import json
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from feed.settings import Settings
 from tests.auth import ADMIN, ensure_admin
 from tests.conftest import Server, free_port
 from tests.sse import SSEClient
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -428,10 +428,13 @@ def in_process(database_url: str, http: str, **settings: Any) -> Iterator[InProc
     thread.start()
     client = httpx.Client(base_url=f"http://127.0.0.1:{config.port}", headers=ADMIN, timeout=10)
     try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "feed did not start"
-            time.sleep(0.02)  # polling for readiness, not synchronising on an event
+        until(
+            lambda: server.started or not thread.is_alive(),
+            timeout=20,
+            failure=lambda _: AssertionError("feed did not start"),
+            pause=0.02,
+        )
+        assert server.started, "feed did not start"
         yield InProcess(config.port, app, loop, client)
     finally:
         client.close()

@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 from tests.auth import ADMIN_TOKEN
 from tests.conftest import Server, free_port
 from tests.test_cli import run_feed
+from tests.waiting import until
 
 
 def feed_process(*args: str) -> subprocess.Popen[str]:
@@ -35,10 +35,11 @@ def as_admin(server: Server) -> list[str]:
 
 
 def wait_for_subscriber(server: Server, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while server.client.get("/readyz").json()["subscribers"] < 1:
-        assert time.monotonic() < deadline, "the tail never connected"
-        time.sleep(0.05)  # polling the server's count, with a deadline
+    until(
+        lambda: server.client.get("/readyz").json()["subscribers"] >= 1,
+        timeout=timeout,
+        failure=lambda _: AssertionError("the tail never connected"),
+    )
 
 
 def test_post_publishes_and_tail_prints_replayed_and_live_events(server: Server) -> None:
