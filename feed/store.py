@@ -55,6 +55,13 @@ Rationale for the less obvious choices:
    that wrote them need not read them back. The bound of 10 holds for every post:
    when a group's write fails, the posts that arrived while it was being tried get
    the same 503 at once, instead of a second wait for a database just found locked.
+14. A list and the event id it is current up to (a page's posts and where its stream
+   resumes) are read in one snapshot. A SQLite read transaction is one already (WAL
+   mode). PostgreSQL's default, READ COMMITTED, gives each statement its own: a post
+   committed between the two reads would carry an id newer than the list, and the
+   page's stream would resume after a post it never showed. Such reads run in
+   REPEATABLE READ there. Since writers commit in id order (7), a snapshot always
+   holds exactly the events up to some id.
 """
 
 from __future__ import annotations
@@ -322,9 +329,15 @@ class Store:
     def __init__(self, engine: Engine, *, notify: bool = False) -> None:
         self._engine = engine
         self._writer = engine.execution_options(feed_write=True)
+        # Rationale 14: one snapshot for reads that must agree with each other.
+        self._postgres = engine.dialect.name == "postgresql"
+        self._snapshots = (
+            engine.execution_options(isolation_level="REPEATABLE READ")
+            if self._postgres
+            else engine
+        )
         self._write_lock = threading.Lock()
         self._write_wait = busy_timeout(engine)
-        self._postgres = engine.dialect.name == "postgresql"
         if notify and not self._postgres:
             raise StoreError("Hints by NOTIFY need a PostgreSQL database.")
         self._notify = notify
@@ -365,6 +378,13 @@ class Store:
 
     def _read(self) -> Session:
         return Session(self._engine)
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Session]:
+        """A read transaction whose statements all see the same committed state
+        (rationale 14)."""
+        with Session(self._snapshots) as session, session.begin():
+            yield session
 
     # -- schema -----------------------------------------------------------------
 
@@ -685,10 +705,10 @@ class Store:
     def front_page(self, channels: Sequence[str] | None, limit: int) -> FrontPage:
         """What a page shows first, and the event id it is current up to.
 
-        One read transaction, so the posts and the id come from the same snapshot:
-        the page's stream then resumes exactly after what the page shows.
+        One snapshot (rationale 14), so the posts and the id agree: the page's stream
+        then resumes exactly after what the page shows.
         """
-        with self._read() as session, session.begin():
+        with self._snapshot() as session:
             recent = self._posts(session, channels, None, limit, False)
             pinned = self._posts(session, channels, None, limit, True)
             last = session.exec(select(func.max(Event.id))).one() or 0

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from feed.models import Change, EventKind, FeedEvent
+from feed.models import Change, EventKind, FeedEvent, FrontPage
 from feed.store import ChannelArchived, ChannelNotFound, PostDeleted, PostNotFound, Store
 
 
@@ -175,3 +176,48 @@ def test_ended_sessions_are_kept_until_they_expire(store: Store) -> None:
     run(store.end_session("b" * 64, now + timedelta(days=1)))  # twice is once
     assert run(store.ended_sessions(["a" * 64, "b" * 64, "c" * 64])) == {"b" * 64}
     assert run(store.ended_sessions([])) == set()
+
+
+def test_front_page_and_its_event_id_come_from_one_snapshot_under_concurrent_writers(
+    database_url: str, store: Store
+) -> None:
+    """Four writers in their own stores (as four processes would be) post while pages are
+    read. Each page's posts must be exactly the newest posts whose events are at or
+    before the page's event id: a newer id would make its stream skip posts for good."""
+    limit, stop = 5, threading.Event()
+
+    def write(n: int) -> None:
+        async def loop() -> None:
+            writer = Store.from_url(database_url)
+            try:
+                for i in range(300):
+                    if stop.is_set():
+                        return
+                    await writer.create_post("general", f"w{n}", f"{n}-{i}")
+            finally:
+                writer.close()
+
+        asyncio.run(loop())
+
+    async def read_pages() -> list[FrontPage]:
+        pages = []
+        for _ in range(150):
+            pages.append(await store.front_page(["general"], limit))
+        return pages
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        pages = run(read_pages())
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    created = {e.post.id: e.id for e in run(store.events_after(0, limit=5000)) if e.post}
+    wrong = []
+    for page in pages:
+        due = sorted((p for p, e in created.items() if e <= page.last_event_id), reverse=True)
+        if [p.id for p in page.posts] != due[:limit]:
+            wrong.append((page.last_event_id, [p.id for p in page.posts], due[:limit]))
+    assert not wrong, f"{len(wrong)} of {len(pages)} pages disagree with their id: {wrong[:3]}"
