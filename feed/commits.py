@@ -10,9 +10,17 @@ Nothing is answered before its batch has committed, so "201 means stored" still
 holds. Each request gets its own answer: ``write`` returns one result per request,
 in order, and a request it refuses (an unknown channel, say) gets its own error
 without failing the others. An error of the write as a whole (the database is
-busy, full or gone) is the answer of every request in the batch, since none of
-them was stored, and of every request that arrived while it was being tried, so
-that no request waits for the database longer than one write may.
+busy, full or gone: what ``whole`` says) is the answer of every request in the
+batch, since none of them was stored, and of every request that arrived while it
+was being tried, so that no request waits for the database longer than one write
+may.
+
+Any other error that fails a whole write was caused by something in the batch: a
+value the database driver cannot take, say. One request must never fail the
+others, so the batch is split in halves and each half written on its own, again
+and again, until the request at fault is alone and gets the error alone. Each
+failing request costs about two writes per halving, which only a bad request pays
+for in full; honest requests in its batch wait that much longer, and are written.
 """
 
 from __future__ import annotations
@@ -39,9 +47,11 @@ class GroupCommit(Generic[R, A]):
         write: Callable[[Sequence[R]], Awaitable[Sequence[A | Exception]]],
         *,
         limit: int = BATCH_LIMIT,
+        whole: Callable[[Exception], bool] = lambda _exc: True,
     ) -> None:
         self._write = write
         self._limit = limit
+        self._whole = whole
         self._waiting: list[tuple[R, asyncio.Future[A]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -64,28 +74,46 @@ class GroupCommit(Generic[R, A]):
             batch = self._waiting[: self._limit]
             del self._waiting[: self._limit]
             try:
-                results = await self._write([request for request, _ in batch])
+                await self._write_apart(batch)
             except Exception as exc:
                 # Those that came while it was tried get the same answer now: they have
                 # waited for the same database, and another full try would double
-                # their wait (store.py, 10).
+                # their wait (store.py, the bound on waiting for the write lock).
                 batch += self._waiting
                 self._waiting = []
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            if len(results) != len(batch):  # a bug in ``write``: say so to everyone
-                error = RuntimeError(f"{len(results)} results for {len(batch)} requests")
-                logger.error("group commit: %s", error)
-                results = [error] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+                _answer(batch, [exc] * len(batch))
+
+    async def _write_apart(self, batch: list[tuple[R, asyncio.Future[A]]]) -> None:
+        """Write ``batch``; if something in it fails the whole write, write its halves
+        apart, until the request at fault stands alone. Raises only what ``whole``
+        calls an error of the write as a whole."""
+        try:
+            results: Sequence[A | Exception] = await self._write([r for r, _ in batch])
+        except Exception as exc:
+            if self._whole(exc):
+                raise
+            if len(batch) == 1:
+                results = [exc]
+            else:
+                middle = len(batch) // 2
+                await self._write_apart(batch[:middle])
+                await self._write_apart(batch[middle:])
+                return
+        if len(results) != len(batch):  # a bug in ``write``: say so to everyone
+            error = RuntimeError(f"{len(results)} results for {len(batch)} requests")
+            logger.error("group commit: %s", error)
+            results = [error] * len(batch)
+        _answer(batch, results)
+
+
+def _answer(batch: Sequence[tuple[Any, asyncio.Future[Any]]], results: Sequence[Any]) -> None:
+    for (_, future), result in zip(batch, results, strict=True):
+        if future.done():
+            continue
+        if isinstance(result, Exception):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 def _seen(future: asyncio.Future[Any]) -> None:

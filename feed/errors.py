@@ -24,6 +24,7 @@ from feed.store import (
     PostNotFound,
     StoreError,
     StoreUnavailable,
+    Unstorable,
 )
 
 logger = logging.getLogger("feed.errors")
@@ -59,6 +60,7 @@ _STORE_STATUS: dict[type[StoreError], int] = {
     PostNotFound: 404,
     PostDeleted: 410,
     IdempotencyKeyReused: 422,
+    Unstorable: 422,
     StoreUnavailable: 503,
 }
 

@@ -62,6 +62,11 @@ Rationale for the less obvious choices:
    page's stream would resume after a post it never showed. Such reads run in
    REPEATABLE READ there. Since writers commit in id order (7), a snapshot always
    holds exactly the events up to some id.
+15. A value the driver refuses (a lone surrogate, which ``json.loads`` accepts but
+   UTF-8 cannot encode; a number too large for its column) is ``Unstorable``, a
+   client's error (422), never a 500. Endpoints refuse such input before it gets
+   here; this is the floor under them. In a group of new posts (13) it fails only
+   the post that carries it: the group commit writes the others apart from it.
 """
 
 from __future__ import annotations
@@ -78,7 +83,13 @@ from typing import Any, ParamSpec, TypeVar
 import anyio.to_thread
 from sqlalchemy import Connection, Engine, Table, delete, event, func, insert, or_, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, InternalError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+)
 from sqlmodel import Session, col, create_engine, select
 
 from feed import schema
@@ -144,6 +155,15 @@ class StoreUnavailable(StoreError):
 
     def __init__(self, message: str = UNREACHABLE) -> None:
         super().__init__(message)
+
+
+class Unstorable(StoreError):
+    """The database driver refused a value it was given (text it cannot encode, a
+    number out of range): the request's fault, never the database's (rationale 15)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"This cannot be stored: {reason}.")
+        self.reason = reason
 
 
 class IdempotencyKeyReused(StoreError):
@@ -229,8 +249,16 @@ def _in_thread(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
             if unavailable is None:
                 raise
             raise unavailable from exc
+        except UnicodeEncodeError as exc:
+            raise Unstorable(f"the text holds characters that are not Unicode ({exc.reason})")
+        except DataError as exc:
+            raise Unstorable(_first_line(exc.orig)) from exc
 
     return run
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else "bad value"
 
 
 def _now() -> datetime:
@@ -341,7 +369,9 @@ class Store:
         if notify and not self._postgres:
             raise StoreError("Hints by NOTIFY need a PostgreSQL database.")
         self._notify = notify
-        self._new_posts = GroupCommit(self._write_new_posts)
+        self._new_posts = GroupCommit(
+            self._write_new_posts, whole=lambda exc: isinstance(exc, StoreUnavailable)
+        )
         self._listeners: list[Callable[[Sequence[FeedEvent]], object]] = []
 
     def on_commit(self, listener: Callable[[Sequence[FeedEvent]], object]) -> None:

@@ -129,3 +129,40 @@ def test_a_write_that_answers_the_wrong_number_of_results_fails_loudly() -> None
             await group.submit("a")
 
     asyncio.run(main())
+
+
+class Poisoned(Recorder):
+    """A ``write`` that fails as a whole whenever its batch holds a "poison" request,
+    as a database insert does for a value its driver cannot take."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: list[list[str]] = []
+
+    async def write(self, batch: Sequence[str]) -> list[str | Exception]:
+        if any(r.startswith("poison") for r in batch):
+            self.failed.append(list(batch))
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+        return await super().write(batch)
+
+
+def test_a_request_that_fails_its_whole_write_fails_alone() -> None:
+    async def main() -> None:
+        rec = Poisoned()
+        group = GroupCommit(rec.write, whole=lambda exc: isinstance(exc, TimeoutError))
+        requests = ["a", "b", "poison", "c", "d", "e"]
+        results = await asyncio.gather(
+            *(group.submit(r) for r in requests), return_exceptions=True
+        )
+        assert [r if isinstance(r, str) else type(r) for r in results] == [
+            "A", "B", UnicodeEncodeError, "C", "D", "E"
+        ]
+        # Split until the poison stood alone; everyone else was written, in order.
+        assert [r for batch in rec.batches for r in batch] == ["a", "b", "c", "d", "e"]
+        assert rec.failed[0] == requests and rec.failed[-1] == ["poison"]
+        # An error of the write as a whole still fails everyone in the batch at once.
+        rec.fail_with = TimeoutError("database locked")
+        failed = await asyncio.gather(group.submit("f"), group.submit("g"), return_exceptions=True)
+        assert all(isinstance(r, TimeoutError) for r in failed)
+
+    asyncio.run(main())

@@ -10,7 +10,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from feed.models import Change, EventKind, FeedEvent, FrontPage
-from feed.store import ChannelArchived, ChannelNotFound, PostDeleted, PostNotFound, Store
+from feed.store import (
+    ChannelArchived,
+    ChannelNotFound,
+    PostDeleted,
+    PostNotFound,
+    Store,
+    Unstorable,
+)
 
 
 @pytest.fixture
@@ -221,3 +228,31 @@ def test_front_page_and_its_event_id_come_from_one_snapshot_under_concurrent_wri
         if [p.id for p in page.posts] != due[:limit]:
             wrong.append((page.last_event_id, [p.id for p in page.posts], due[:limit]))
     assert not wrong, f"{len(wrong)} of {len(pages)} pages disagree with their id: {wrong[:3]}"
+
+
+def test_a_post_the_database_cannot_store_fails_alone_and_others_in_its_group_commit(
+    store: Store,
+) -> None:
+    async def burst() -> tuple[list[object], list[list[FeedEvent]]]:
+        told: list[list[FeedEvent]] = []
+        store.on_commit(lambda events: told.append(list(events)))
+        results = await asyncio.gather(
+            store.create_post("general", "ann", "one"),
+            store.create_post("general", "eve", "lone \ud800 surrogate"),
+            store.create_post("general", "bob", "two"),
+            return_exceptions=True,
+        )
+        return results, told
+
+    results, told = run(burst())
+    one, bad, two = results
+    assert isinstance(bad, Unstorable) and "Unicode" in str(bad)
+    assert isinstance(one, Change) and isinstance(two, Change)
+    posts = run(store.list_posts(["general"]))
+    assert [p.body for p in posts] == ["two", "one"]
+    assert [e.post.body for batch in told for e in batch if e.post] == ["one", "two"]
+    with pytest.raises(Unstorable):
+        run(store.edit_post(one.post.id, "lone \udfff"))
+    with pytest.raises(Unstorable):
+        run(store.create_channel("odd", "title \ud800", ""))
+    assert run(store.get_post(one.post.id)).body == "one"
