@@ -250,7 +250,8 @@ def _in_thread(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
                 raise
             raise unavailable from exc
         except UnicodeEncodeError as exc:
-            raise Unstorable(f"the text holds characters that are not Unicode ({exc.reason})")
+            reason = f"the text holds characters that are not Unicode ({exc.reason})"
+            raise Unstorable(reason) from exc
         except DataError as exc:
             raise Unstorable(_first_line(exc.orig)) from exc
 
