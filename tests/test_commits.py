@@ -151,11 +151,14 @@ def test_a_request_that_fails_its_whole_write_fails_alone() -> None:
         rec = Poisoned()
         group = GroupCommit(rec.write, whole=lambda exc: isinstance(exc, TimeoutError))
         requests = ["a", "b", "poison", "c", "d", "e"]
-        results = await asyncio.gather(
-            *(group.submit(r) for r in requests), return_exceptions=True
-        )
+        results = await asyncio.gather(*(group.submit(r) for r in requests), return_exceptions=True)
         assert [r if isinstance(r, str) else type(r) for r in results] == [
-            "A", "B", UnicodeEncodeError, "C", "D", "E"
+            "A",
+            "B",
+            UnicodeEncodeError,
+            "C",
+            "D",
+            "E",
         ]
         # Split until the poison stood alone; everyone else was written, in order.
         assert [r for batch in rec.batches for r in batch] == ["a", "b", "c", "d", "e"]
