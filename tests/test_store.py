@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from feed.store import (
     PostNotFound,
     Store,
     Unstorable,
+    make_engine,
 )
 
 
@@ -256,3 +258,17 @@ def test_a_post_the_database_cannot_store_fails_alone_and_others_in_its_group_co
     with pytest.raises(Unstorable):
         run(store.create_channel("odd", "title \ud800", ""))
     assert run(store.get_post(one.post.id)).body == "one"
+
+
+def test_sqlite_commits_are_synced_so_an_acknowledged_post_survives_an_os_crash(
+    tmp_path: Path,
+) -> None:
+    # In WAL mode NORMAL syncs only at checkpoints: a power cut can lose transactions
+    # that were already acknowledged. FULL syncs the WAL at every commit.
+    engine = make_engine(f"sqlite:///{tmp_path / 'feed.db'}")
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()
