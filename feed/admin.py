@@ -158,9 +158,7 @@ async def channels_table_html(rt: Runtime, row_error: dict[str, str] | None = No
 
 async def newest_events(rt: Runtime) -> tuple[list[FeedEvent], int]:
     """The newest events (oldest first), and the id the log is read up to."""
-    latest = await rt.store.latest_event_id()
-    events = await rt.store.events_after(max(0, latest - RECENT_ROWS), limit=RECENT_ROWS)
-    return events, max([latest, *(e.id for e in events)])
+    return await rt.store.newest_events(RECENT_ROWS)
 
 
 # -- the page and its forms ----------------------------------------------------------

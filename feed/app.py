@@ -61,6 +61,7 @@ def create_app(settings: Settings) -> FeedApp:
                 "`feed token create NAME --role admin`, then sign in at /signin."
             )
         replays = Replays(store, renderer)
+        relay.on_rollback(replays.forget)
         rt = Runtime(settings, store, broker, hub, relay, renderer, meters, watching, gate, replays)
         try:
             yield {"feed": rt}

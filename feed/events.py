@@ -498,6 +498,11 @@ class Hub:
         if self._ticker is None:
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
+    def end_streams(self) -> None:
+        """End every open stream; clients reconnect and resume. New ones are welcome."""
+        for subscriber in self.subscribers():
+            subscriber.close()
+
     def close(self) -> None:
         """End every stream promptly (server shutdown); clients reconnect and resume."""
         self.closing = True

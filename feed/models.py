@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import BigInteger, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -124,12 +124,17 @@ class EndedSession(SQLModel, table=True):
     expires_at: datetime = Field(index=True)
 
 
+# 64 bits (store.py, on ids never reused); SQLite's INTEGER PRIMARY KEY already is, and
+# only that exact type makes the column the rowid that AUTOINCREMENT needs.
+EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Event(SQLModel, table=True):
     __tablename__ = "events"
     # Ids follow commit order and are never reused (store.py, 1).
     __table_args__ = {"sqlite_autoincrement": True}
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, sa_type=EVENT_ID, primary_key=True)
     kind: str = Field(max_length=32)
     channel_id: int = Field(foreign_key="channels.id", index=True)
     post_id: int | None = Field(default=None, foreign_key="posts.id")
@@ -196,6 +201,16 @@ class FeedEvent:
     channel_view: ChannelView | None = None
     at: datetime | None = None  # when it was written
     private: bool = False  # of a private channel, as the channel is now
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """Events one transaction wrote, in id order, and the id of the event just before
+    the first of them in the log (0 if none): whoever has delivered up to ``after``
+    can deliver these next without reading the log (store.py, 13)."""
+
+    after: int
+    events: list[FeedEvent]
 
 
 @dataclass(frozen=True, slots=True)

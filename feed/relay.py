@@ -7,24 +7,24 @@ is the only path from the database to the hub, so each event reaches each local
 subscriber once, in order, whichever process wrote it.
 
 New posts written by this process come to it straight from the store once they are
-committed (store.py, 13). When they follow on from the last event delivered, the
-relay publishes them as they are, without reading them back; when they do not (an
-event it has not read yet lies between), it reads, as for a hint.
+committed (store.py, 13), with the id of the event just before them in the log. When
+that is the last event delivered, the relay publishes them as they are, without
+reading them back; when it is not (an event it has not read yet lies between), it
+reads, as for a hint.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from feed import tasks
 from feed.brokers import Broker
 from feed.events import Hub, Outgoing
 from feed.metrics import Metrics
-from feed.models import FeedEvent
+from feed.models import Commit, FeedEvent
 from feed.render import Renderer
 from feed.store import Store, StoreUnavailable
 
@@ -52,22 +52,27 @@ class Relay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._rollback_listeners: list[Callable[[], object]] = []
         self.delivered = 0
 
     def hint(self, event_id: int | None) -> None:
         if event_id is None or event_id > self.delivered:
             self._wake.set()
 
-    def committed(self, events: Sequence[FeedEvent]) -> None:
+    def committed(self, commit: Commit) -> None:
         """Events this process has just committed, in id order (``Store.on_commit``)."""
         if self._task is None:
             return
         # A hint (our own NOTIFY, on PostgreSQL) may have had the relay read some or
         # all of them already.
-        fresh = [event for event in events if event.id > self.delivered]
+        fresh = [event for event in commit.events if event.id > self.delivered]
         if not fresh:
             return
-        if fresh[0].id == self.delivered + 1:
+        # Ids are not consecutive across a start (store.py, ids never reused), so what
+        # comes right before the first fresh event is asked of the commit, not guessed.
+        skipped = len(commit.events) - len(fresh)
+        before = commit.events[skipped - 1].id if skipped else commit.after
+        if before == self.delivered:
             self._publish(fresh)
         else:
             self._wake.set()
@@ -83,12 +88,21 @@ class Relay:
         await tasks.stop(self._task)
         self._task = None
 
+    def on_rollback(self, listener: Callable[[], object]) -> None:
+        """Call ``listener`` when the log is found to have gone back (see ``_check_log``)."""
+        self._rollback_listeners.append(listener)
+
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
+            hinted = True
+            try:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            except TimeoutError:
+                hinted = False
             self._wake.clear()
             try:
+                if not hinted:
+                    await self._check_log()
                 await self.catch_up()
             except StoreUnavailable as exc:
                 # The next hint or poll retries; say so once per outage, not every poll.
@@ -102,6 +116,26 @@ class Relay:
                 if self._failing:
                     logger.warning("reading new events again, up to id %d", self.delivered)
                 self._failing = False
+
+    async def _check_log(self) -> None:
+        """A log that ends before what was delivered went back under this process (a
+        restore, a failover: store.py, on ids never reused). Its streams hold events
+        the log no longer has: end them, so that they resume and are told to reload,
+        and carry on from where the log ends now."""
+        end = await self._store.latest_event_id()
+        if end >= self.delivered:
+            return
+        logger.error(
+            "the event log ends at %d, before event %d already delivered: the database "
+            "was restored or rolled back. Open streams end and will reload.",
+            end,
+            self.delivered,
+        )
+        await self._store.skip_event_ids()
+        self.delivered = end
+        for listener in self._rollback_listeners:
+            listener()
+        self._hub.end_streams()
 
     async def catch_up(self) -> None:
         """Publish every event newer than the last one delivered."""
@@ -126,4 +160,5 @@ class Relay:
                 self._metrics.lag_seconds.observe(max(0.0, now - event.at.timestamp()))
         self._hub.publish_many(outgoing)
         self.delivered = events[-1].id
+        self._store.saw(self.delivered)
         self._metrics.published.inc(len(events))

@@ -31,6 +31,7 @@ from feed.store import Store
 
 TTL = 2.0
 MAX_KEYS = 16
+MAX_KNOWN = 1024
 
 # (after, channels, readable private channels, limit, relay's delivered id)
 Key = tuple[int, tuple[str, ...] | None, tuple[str, ...] | None, int, int]
@@ -48,9 +49,30 @@ class Replays:
         self._store = store
         self._renderer = renderer
         self._results: OrderedDict[Key, _Result] = OrderedDict()
+        # Event ids found in the log (or being looked up), oldest first.
+        self._known: OrderedDict[int, asyncio.Future[bool]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._results)
+
+    async def has_event(self, event_id: int) -> bool:
+        """Whether the log holds ``event_id``, asked of the store once per id: an event,
+        once there, stays (store.py), and a storm of streams resuming from one id
+        needs one lookup, not one each."""
+        known = self._known.get(event_id)
+        if known is None:
+            known = self._known[event_id] = asyncio.ensure_future(self._store.has_event(event_id))
+            if len(self._known) > MAX_KNOWN:
+                self._known.popitem(last=False)
+        try:
+            found = await asyncio.shield(known)
+        except BaseException:
+            if known.done() and self._known.get(event_id) is known:
+                del self._known[event_id]
+            raise
+        if not found and self._known.get(event_id) is known:
+            del self._known[event_id]  # it may yet be written
+        return found
 
     async def events(self, key: Key) -> tuple[list[FeedEvent], _Result]:
         """The events after ``key``'s id, shared with whoever asked for the same key."""
@@ -77,6 +99,11 @@ class Replays:
             if found.events.done() and self._results.get(key) is found:
                 del self._results[key]
             raise
+
+    def forget(self) -> None:
+        """Drop every result and every id found: the log went back (relay.py)."""
+        self._results.clear()
+        self._known.clear()
 
     def encode(self, result: _Result, events: list[FeedEvent], fmt: Format) -> bytes:
         """``events`` in ``fmt``, encoded once per result."""

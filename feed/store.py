@@ -71,6 +71,21 @@ Rationale for the less obvious choices:
    ``synchronous=FULL``: in WAL mode, NORMAL syncs only at checkpoints, so an OS
    crash could take back transactions already acknowledged. The sync happens once
    per transaction, and the group commit (13) makes that once per group of posts.
+17. An event id once handed out is never handed out again for another event, even
+   after the database is restored from a backup or rolled back: a screen holding
+   that id would skip the new event for good. Nothing in a restored database can
+   tell it was restored, so the guarantee comes from the clock: every start (and
+   the relay, when it sees the log go backwards while running) puts the next id
+   at the time in microseconds, unless it is past that already. An id handed out
+   before is at most the time it was handed out plus the events since the last
+   start, which stays below the clock unless events were written faster than one
+   a microsecond. Ids are contiguous between starts; a start leaves a gap, which
+   readers never assume away. A screen that resumes from an id the log does not
+   hold (one from the log before a restore) gets ``resync`` (stream.py).
+   A database can also go back under a running process (restored in place, or a
+   failover to a replica that had not received the last commits). Each process
+   remembers the newest event it saw committed, and every write first checks the
+   log still reaches it; if not, it skips ids as a start would, before writing.
 """
 
 from __future__ import annotations
@@ -79,6 +94,7 @@ import functools
 import importlib.util
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -105,6 +121,7 @@ from feed.models import (
     ChannelChange,
     ChannelView,
     Claim,
+    Commit,
     EndedSession,
     Event,
     EventKind,
@@ -277,11 +294,28 @@ EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
 # The same lock that serialises migrations (schema.py): one per database.
 WRITE_LOCK_KEY = schema.LOCK_KEY
 NOTIFY_CHANNEL = "feed_events"
+# What a write transaction notes in its session's ``info``: the log's last event id
+# when it began, and the newest event id it wrote.
+LOG_END = "feed.log_end"
+NEWEST = "feed.newest_event"
 
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
 # Seconds a write waits for the database's write lock (rationale 10).
 BUSY_TIMEOUT = 10.0
 IDEMPOTENCY_TTL = timedelta(hours=24)
+
+# The next event id becomes at least the time in microseconds (rationale 17); never lower.
+_PG_SKIP_EVENT_IDS = """
+SELECT setval(seq, GREATEST(:floor, COALESCE(pg_sequence_last_value(seq), 0)))
+FROM (SELECT CAST(pg_get_serial_sequence('events', 'id') AS regclass) AS seq) AS events_seq
+"""
+_SQLITE_SKIP_EVENT_IDS = (
+    "UPDATE sqlite_sequence SET seq = :floor WHERE name = 'events' AND seq < :floor"
+)
+_SQLITE_START_EVENT_IDS = """
+INSERT INTO sqlite_sequence (name, seq) SELECT 'events', :floor
+WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events')
+"""
 
 
 def make_engine(url: str) -> Engine:
@@ -378,9 +412,12 @@ class Store:
         self._new_posts = GroupCommit(
             self._write_new_posts, whole=lambda exc: isinstance(exc, StoreUnavailable)
         )
-        self._listeners: list[Callable[[Sequence[FeedEvent]], object]] = []
+        self._listeners: list[Callable[[Commit], object]] = []
+        # The newest event this process saw committed, written or read (rationale 17).
+        self._high_water = 0
+        self._high_water_lock = threading.Lock()
 
-    def on_commit(self, listener: Callable[[Sequence[FeedEvent]], object]) -> None:
+    def on_commit(self, listener: Callable[[Commit], object]) -> None:
         """Call ``listener`` on the event loop with the events of each group of new
         posts (rationale 13), in id order, as soon as they are committed."""
         self._listeners.append(listener)
@@ -407,10 +444,33 @@ class Store:
                     session.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
                     )
+                self._guard_log(session)
                 yield session
                 session.commit()
+                self.saw(session.info.get(NEWEST, 0))
         finally:
             self._write_lock.release()
+
+    def saw(self, event_id: int) -> None:
+        """Note that ``event_id`` is committed and may be on screens (rationale 17)."""
+        with self._high_water_lock:
+            self._high_water = max(self._high_water, event_id)
+
+    def _guard_log(self, session: Session) -> None:
+        """Before a write: if the log ends before an event this process saw committed,
+        it went back (a restore, a failover): skip ids past it first (rationale 17)."""
+        end = session.exec(select(func.max(Event.id))).one() or 0
+        session.info[LOG_END] = end
+        if end < self._high_water:
+            logger.error(
+                "the event log ends at %d, before event %d that was committed: the "
+                "database was restored or rolled back. New events skip past it.",
+                end,
+                self._high_water,
+            )
+            self._skip_event_ids(session)
+            with self._high_water_lock:
+                self._high_water = end
 
     def _read(self) -> Session:
         return Session(self._engine)
@@ -426,13 +486,29 @@ class Store:
 
     @_in_thread
     def create_schema(self) -> None:
-        """Bring the tables up to date and create the channels every feed starts with."""
+        """Bring the tables up to date, create the channels every feed starts with, and
+        put the next event id past any this log may have handed out (rationale 17)."""
         schema.upgrade(self._writer)
         with self._write() as session:
             existing = set(session.exec(select(Channel.name)).all())
             for name, title, description in SEED_CHANNELS:
                 if name not in existing:
                     session.add(Channel(name=name, title=title, description=description))
+            self._skip_event_ids(session)
+
+    @_in_thread
+    def skip_event_ids(self) -> None:
+        """Put the next event id past any this log may have handed out (rationale 17)."""
+        with self._write() as session:
+            self._skip_event_ids(session)
+
+    def _skip_event_ids(self, session: Session) -> None:
+        floor = {"floor": time.time_ns() // 1000}
+        if self._postgres:
+            session.execute(text(_PG_SKIP_EVENT_IDS), floor)
+            return
+        session.execute(text(_SQLITE_SKIP_EVENT_IDS), floor)
+        session.execute(text(_SQLITE_START_EVENT_IDS), floor)
 
     # -- channels ---------------------------------------------------------------
 
@@ -559,18 +635,16 @@ class Store:
         return await self._new_posts.submit(NewPost(channel, author, body))
 
     async def _write_new_posts(self, batch: Sequence[NewPost]) -> list[Change | StoreError]:
-        results, events = await self._insert_posts(batch)
+        results, commit = await self._insert_posts(batch)
         for listener in self._listeners:
             try:
-                listener(events)
+                listener(commit)
             except Exception:  # the posts are stored; a listener's bug must not say otherwise
                 logger.exception("a commit listener failed")
         return results
 
     @_in_thread
-    def _insert_posts(
-        self, batch: Sequence[NewPost]
-    ) -> tuple[list[Change | StoreError], list[FeedEvent]]:
+    def _insert_posts(self, batch: Sequence[NewPost]) -> tuple[list[Change | StoreError], Commit]:
         with self._write() as session:
             names = sorted({new.channel for new in batch})
             found = session.exec(select(Channel).where(col(Channel.name).in_(names))).all()
@@ -584,9 +658,12 @@ class Store:
                     refused[n] = ChannelArchived(new.channel)
             accepted = [(n, new) for n, new in enumerate(batch) if n not in refused]
             if not accepted:
-                return [refused[n] for n in range(len(batch))], []
+                return [refused[n] for n in range(len(batch))], Commit(0, [])
             now = _now()
             connection = session.connection()
+            # Writers take turns (1, 7): nothing came between the log's end, read as
+            # the write began, and these inserts.
+            after: int = session.info[LOG_END]
             post_rows = [
                 {"channel_id": channels[new.channel].id, "author": new.author, "body": new.body}
                 | {"created_at": now, "edited_at": None, "pinned": False, "deleted": False}
@@ -603,6 +680,7 @@ class Store:
                 for row, post_id in zip(post_rows, post_ids, strict=True)
             ]
             event_ids = self._insert_many(connection, EVENTS, event_rows)
+            session.info[NEWEST] = max(event_ids)
             if self._notify:
                 session.execute(
                     text("SELECT pg_notify(:channel, :payload)"),
@@ -619,7 +697,7 @@ class Store:
                     event_id, EventKind.POST_CREATED, chan.name, view, None, now, chan.private
                 )
             )
-        return [written.get(n) or refused[n] for n in range(len(batch))], events
+        return [written.get(n) or refused[n] for n in range(len(batch))], Commit(after, events)
 
     @staticmethod
     def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
@@ -934,6 +1012,7 @@ class Store:
         session.add(row)
         session.flush()
         assert row.id is not None
+        session.info[NEWEST] = row.id
         if self._notify:
             session.execute(
                 text("SELECT pg_notify(:channel, :payload)"),
@@ -950,6 +1029,30 @@ class Store:
     def latest_event_id(self) -> int:
         with self._read() as session:
             return session.exec(select(func.max(Event.id))).one() or 0
+
+    @_in_thread
+    def newest_events(self, limit: int) -> tuple[list[FeedEvent], int]:
+        """The newest ``limit`` events, oldest first, and the id the log ends at, from
+        one snapshot (rationale 14). Ids have gaps (17): count rows, not ids."""
+        query = (
+            select(Event, Post, Channel)
+            .join(Channel, col(Channel.id) == col(Event.channel_id))
+            .outerjoin(Post, col(Post.id) == col(Event.post_id))
+            .order_by(col(Event.id).desc())
+            .limit(limit)
+        )
+        with self._snapshot() as session:
+            rows = session.exec(query).all()
+            events = [_feed_event(ev, post, channel) for ev, post, channel in reversed(rows)]
+            return events, session.exec(select(func.max(Event.id))).one() or 0
+
+    @_in_thread
+    def has_event(self, event_id: int) -> bool:
+        """Whether ``event_id`` is in the log (0, the start of the log, always is)."""
+        if event_id == 0:
+            return True
+        with self._read() as session:
+            return session.get(Event, event_id) is not None
 
     @_in_thread
     def events_after(

@@ -13,8 +13,9 @@ Rationale:
    ``Subscriber.take`` writes it once (see events.py).
 2. ``Last-Event-ID`` wins over ``last_event_id``: a browser's EventSource
    reconnects to the same URL with a newer header, and the header is the truth.
-3. A resume id beyond the newest event means the log this client saw is not ours
-   (a restored or replaced database): it gets ``resync``, never silence.
+3. A resume id beyond the newest event, or one the log does not hold, means the log
+   this client saw is not ours (a restored or replaced database; store.py, on ids
+   never reused): it gets ``resync``, never silence.
 4. HTML streams (pages) open with ``hello`` (events.py, 7) before any replay, so a
    page rendered by an older release reloads before applying anything.
 5. A stream that does not resume starts with a bare ``id:`` of the newest event
@@ -136,6 +137,9 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> bytes:
     latest = delivered if resume_id <= delivered else await rt.store.latest_event_id()
     if resume_id > latest:
         reason = f"event {resume_id} is newer than this feed's newest ({latest}); reload"
+    elif not await rt.replays.has_event(resume_id):
+        reason = f"event {resume_id} is not in this feed's log (was it restored?); reload"
+        latest = max(latest, await rt.store.latest_event_id())
     else:
         channels = None if sub.channels is None else tuple(sorted(sub.channels))
         private = None if sub.private is None else tuple(sorted(sub.private))

@@ -10,6 +10,7 @@ test fails and says why: nothing is skipped.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import signal
@@ -24,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from feed.store import StoreUnavailable
+from feed.store import Store, StoreUnavailable
 from tests.auth import ADMIN
 from tests.conftest import Server
 from tests.sse import SSEClient
@@ -51,7 +52,7 @@ def test_every_acknowledged_post_survives_kill_9_and_is_delivered_once_in_order(
 ) -> None:
     server = make_server(**FAST)
     before = server.post("before the burst")["event_id"]
-    acked: dict[int, str] = {}  # event id -> body, for every 201
+    acked: dict[int, tuple[int, str]] = {}  # event id -> post id and body, for every 201
     lock = threading.Lock()
     stop = threading.Event()
     mid_burst = threading.Event()  # enough posts acknowledged to kill the server among them
@@ -66,8 +67,9 @@ def test_every_acknowledged_post_survives_kill_9_and_is_delivered_once_in_order(
                 except httpx.TransportError:
                     return
                 if response.status_code == 201:
+                    answer = response.json()
                     with lock:
-                        acked[response.json()["event_id"]] = f"writer {n} post {i}"
+                        acked[answer["event_id"]] = (answer["post"]["id"], f"writer {n} post {i}")
                         if len(acked) >= 60:
                             mid_burst.set()
 
@@ -82,8 +84,8 @@ def test_every_acknowledged_post_survives_kill_9_and_is_delivered_once_in_order(
     assert len(acked) >= 60
 
     server.start()
-    for event_id, body in acked.items():
-        assert server.client.get(f"/api/posts/{event_id}").json()["post"]["body"] == body
+    for post_id, body in acked.values():
+        assert server.client.get(f"/api/posts/{post_id}").json()["post"]["body"] == body
     newest = max(acked)
     with SSEClient(server.port, params={"format": "json", "last_event_id": str(before)}) as s:
         s.wait_for(lambda c: any(int(m.id or 0) >= newest for m in c.events()), timeout=20)
@@ -121,7 +123,12 @@ def test_two_processes_writing_one_sqlite_file_never_show_database_is_locked(
     assert len(answers) == 320
     assert [a.text for a in answers if a.status_code != 201] == []
     event_ids = sorted(a.json()["event_id"] for a in answers)
-    assert event_ids == list(range(1, 321))
+    store = Store.from_url(f"sqlite:///{database}")
+    try:
+        logged = [e.id for e in asyncio.run(store.events_after(0, limit=1000))]
+    finally:
+        store.close()
+    assert event_ids == logged and len(set(logged)) == 320
     assert all("locked" not in s.logs() for s in servers)
 
 

@@ -11,11 +11,21 @@ from feed.models import PostView
 from feed.pages import KIOSK_POSTS, kiosk_window
 
 
-def post(client: TestClient, body: str, channel: str = "general") -> int:
+def posted(client: TestClient, body: str, channel: str = "general") -> tuple[int, int]:
+    """A new post's id and its event's."""
     response = client.post(f"/api/channels/{channel}/posts", json={"body": body})
     assert response.status_code == 201
-    post_id: int = response.json()["post"]["id"]
-    return post_id
+    return response.json()["post"]["id"], response.json()["event_id"]
+
+
+def post(client: TestClient, body: str, channel: str = "general") -> int:
+    return posted(client, body, channel)[0]
+
+
+def edit(client: TestClient, post_id: int, body: str) -> int:
+    """Edit a post; its event's id."""
+    event_id: int = client.patch(f"/api/posts/{post_id}", json={"body": body}).json()["event_id"]
+    return event_id
 
 
 def article_ids(html: str) -> list[int]:
@@ -27,13 +37,13 @@ def test_dashboard_renders_posts_newest_first_and_connects_after_them(
 ) -> None:
     first = post(client, "first *post*")
     second = post(client, "second", channel="announcements")
-    client.patch(f"/api/posts/{first}", json={"body": "first, edited"})
+    edited = edit(client, first, "first, edited")
     page = client.get("/")
     assert page.status_code == 200
     assert article_ids(page.text) == [second, first]
     assert "first, edited" in page.text
-    # The stream resumes right after the newest event the page reflects (the edit, id 3).
-    assert 'sse-connect="/events?format=html&amp;last_event_id=3"' in page.text
+    # The stream resumes right after the newest event the page reflects (the edit).
+    assert f'sse-connect="/events?format=html&amp;last_event_id={edited}"' in page.text
     assert "/static/htmx-2.0.11.min.js" in page.text and "cdn" not in page.text.lower()
 
 
@@ -108,12 +118,12 @@ def test_assets_are_served_from_the_package(client: TestClient) -> None:
 
 
 def test_pages_tell_feed_js_their_release_heartbeat_and_snapshot(client: TestClient) -> None:
-    post(client, "one")
+    _, event_id = posted(client, "one")
     for url in ("/", "/kiosk"):
         page = client.get(url).text
         assert '<meta name="feed-release" content="0.1.0">' in page
         assert '<meta name="feed-heartbeat" content="15.0">' in page
-        assert 'data-last-event-id="1"' in page
+        assert f'data-last-event-id="{event_id}"' in page
         assert "<script>" not in page  # no inline script: everything is in feed.js
 
 
@@ -133,11 +143,12 @@ def test_kiosk_shows_pinned_posts_and_the_newest_within_its_window(client: TestC
 
 def test_kiosk_follows_the_chosen_channels(client: TestClient) -> None:
     post(client, "general news")
-    news = post(client, "big news", channel="announcements")
+    news, event_id = posted(client, "big news", channel="announcements")
     page = client.get("/kiosk?channel=announcements&channel=announcements").text
     assert article_ids(page) == [news]
     assert "<h1>Announcements</h1>" in page
-    assert 'sse-connect="/events?format=html&amp;channel=announcements&amp;last_event_id=2"' in page
+    stream = f"/events?format=html&amp;channel=announcements&amp;last_event_id={event_id}"
+    assert f'sse-connect="{stream}"' in page
     assert 'data-feed-url="/partials/kiosk?channel=announcements"' in page
     both = client.get("/kiosk?channel=general&channel=announcements").text
     assert "<h1>General · Announcements</h1>" in both
@@ -164,14 +175,14 @@ def test_kiosk_refuses_unknown_channels_and_themes_with_a_page(client: TestClien
 
 def test_refetched_lists_carry_the_event_id_they_are_current_to(client: TestClient) -> None:
     first = post(client, "one")
-    post(client, "two", channel="announcements")
-    client.patch(f"/api/posts/{first}", json={"body": "one, edited"})
+    second = post(client, "two", channel="announcements")
+    edited = edit(client, first, "one, edited")
     kiosk = client.get("/partials/kiosk?channel=general")
-    assert kiosk.headers["x-feed-last-event-id"] == "3"
+    assert kiosk.headers["x-feed-last-event-id"] == str(edited)
     assert article_ids(kiosk.text) == [first] and "one, edited" in kiosk.text
     dashboard = client.get("/partials/posts")
-    assert dashboard.headers["x-feed-last-event-id"] == "3"
-    assert article_ids(dashboard.text) == [2, first]
+    assert dashboard.headers["x-feed-last-event-id"] == str(edited)
+    assert article_ids(dashboard.text) == [second, first]
     # A page of older posts is not a snapshot of the feed: no id.
     assert "x-feed-last-event-id" not in client.get("/partials/posts?before=2").headers
 

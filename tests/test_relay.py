@@ -11,7 +11,7 @@ from pathlib import Path
 from feed.brokers.memory import MemoryBroker
 from feed.events import Format, Hub, Outgoing, Subscriber
 from feed.metrics import Metrics
-from feed.models import FeedEvent
+from feed.models import Commit, FeedEvent
 from feed.relay import Relay
 from feed.render import Renderer
 from feed.store import Store, make_engine
@@ -81,18 +81,22 @@ def test_own_posts_go_out_without_a_read_and_never_ahead_of_an_unread_event(
                 store.create_post("general", "ann", "one"),
                 store.create_post("general", "ann", "two"),
             )
-            assert ids_taken(sub) == [c.event_id for c in mine] == [1, 2]
-            assert store.reads == 0 and hub.batches == [[1, 2]]
+            first = mine[0].event_id
+            assert first is not None
+            assert ids_taken(sub) == [c.event_id for c in mine] == [first, first + 1]
+            assert store.reads == 0 and hub.batches == [[first, first + 1]]
             # Handed events the relay already has (a hint was faster): nothing twice.
-            relay.committed(await other.events_after(0))
-            assert ids_taken(sub) == [] and hub.batches == [[1, 2]]
+            relay.committed(Commit(0, await other.events_after(0)))
+            assert ids_taken(sub) == [] and hub.batches == [[first, first + 1]]
             # Another process's event, then ours: ours waits for a read of both.
             theirs = await other.create_post("general", "bob", "elsewhere")
             ours = await store.create_post("general", "ann", "here")
+            assert ours.event_id is not None
             async with asyncio.timeout(5):
-                await hub.reached(4)
-            assert ids_taken(sub) == [theirs.event_id, ours.event_id] == [3, 4]
-            assert hub.batches == [[1, 2], [3, 4]] and store.reads == 1
+                await hub.reached(ours.event_id)
+            later = [first + 2, first + 3]
+            assert ids_taken(sub) == [theirs.event_id, ours.event_id] == later
+            assert hub.batches == [[first, first + 1], later] and store.reads == 1
         finally:
             await relay.close()
             store.close()

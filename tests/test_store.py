@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from feed.models import Change, EventKind, FeedEvent, FrontPage
+from feed.models import Change, Commit, EventKind, FeedEvent, FrontPage
 from feed.store import (
     ChannelArchived,
     ChannelNotFound,
@@ -51,7 +52,8 @@ def test_every_change_logs_one_event_in_order(store: Store) -> None:
     unpinned = run(store.set_pinned(created.post.id, False))
     deleted = run(store.delete_post(created.post.id))
     ids = [c.event_id for c in (created, edited, pinned, unpinned, deleted)]
-    assert ids == [1, 2, 3, 4, 5]
+    assert created.event_id is not None
+    assert ids == list(range(created.event_id, created.event_id + 5))
     events = run(store.events_after(0))
     assert [e.kind for e in events] == [
         EventKind.POST_CREATED,
@@ -60,14 +62,14 @@ def test_every_change_logs_one_event_in_order(store: Store) -> None:
         EventKind.POST_UNPINNED,
         EventKind.POST_DELETED,
     ]
-    assert run(store.latest_event_id()) == 5
+    assert run(store.latest_event_id()) == ids[-1]
 
 
 def test_no_op_changes_log_nothing(store: Store) -> None:
     created = run(store.create_post("general", "ann", "same"))
     assert run(store.edit_post(created.post.id, "same")).event_id is None
     assert run(store.set_pinned(created.post.id, False)).event_id is None
-    assert run(store.latest_event_id()) == 1
+    assert run(store.latest_event_id()) == created.event_id
 
 
 def test_events_carry_the_current_state_of_their_post(store: Store) -> None:
@@ -102,7 +104,8 @@ def test_events_after_filters_by_channel_and_limit(store: Store) -> None:
         run(store.create_post("general" if i % 2 else "announcements", "ann", f"p{i}"))
     general = run(store.events_after(0, ["general"]))
     assert [e.post.body for e in general] == ["p1", "p3", "p5"]
-    assert [e.id for e in run(store.events_after(2, limit=2))] == [3, 4]
+    ids = [e.id for e in run(store.events_after(0))]
+    assert [e.id for e in run(store.events_after(ids[1], limit=2))] == ids[2:4]
 
 
 def test_list_posts_pages_newest_first(store: Store) -> None:
@@ -118,11 +121,11 @@ def test_front_page_holds_pinned_posts_and_the_matching_event_id(store: Store) -
     old = run(store.create_post("general", "ann", "old but pinned"))
     run(store.set_pinned(old.post.id, True))
     for i in range(3):
-        run(store.create_post("general", "ann", f"new{i}"))
+        last = run(store.create_post("general", "ann", f"new{i}"))
     page = run(store.front_page(["general"], 2))
     assert [p.body for p in page.posts] == ["new2", "new1", "old but pinned"]
     assert page.older_before == page.posts[1].id
-    assert page.last_event_id == 5
+    assert page.last_event_id == last.event_id == run(store.latest_event_id())
 
 
 def test_ids_stay_in_commit_order_under_concurrent_writers(store: Store) -> None:
@@ -139,16 +142,16 @@ def test_ids_stay_in_commit_order_under_concurrent_writers(store: Store) -> None
         return sorted(i for ids in results for i in ids)
 
     ids = run(writers())
-    assert ids == list(range(1, 201))
+    assert ids == list(range(ids[0], ids[0] + 200))
     assert [e.id for e in run(store.events_after(0, limit=500))] == ids
 
 
 def test_posts_that_arrive_together_commit_together_each_with_its_own_answer(
     store: Store,
 ) -> None:
-    async def burst() -> tuple[list[object], list[list[FeedEvent]]]:
-        told: list[list[FeedEvent]] = []
-        store.on_commit(lambda events: told.append(list(events)))
+    async def burst() -> tuple[list[object], list[Commit]]:
+        told: list[Commit] = []
+        store.on_commit(told.append)
         results = await asyncio.gather(
             store.create_post("general", "ann", "one"),
             store.create_post("nowhere", "ann", "lost"),
@@ -159,7 +162,7 @@ def test_posts_that_arrive_together_commit_together_each_with_its_own_answer(
         return results, told
 
     run(store.create_channel("old", "Old", ""))
-    run(store.set_archived("old", True))
+    archived_at = run(store.set_archived("old", True)).event_id
     results, told = run(burst())
     one, missing, two, archived = results
     assert isinstance(missing, ChannelNotFound) and missing.name == "nowhere"
@@ -167,10 +170,11 @@ def test_posts_that_arrive_together_commit_together_each_with_its_own_answer(
     assert isinstance(one, Change) and isinstance(two, Change)
     first = run(store.latest_event_id()) - 1
     assert (one.event_id, two.event_id) == (first, first + 1)
-    # One commit, one call, in id order; what it hands over is what a reader reads back.
+    # One commit, one call, in id order; what it hands over is what a reader reads back,
+    # with the event just before it in the log.
     assert len(told) == 1
     read = run(store.events_after(first - 1))
-    assert told[0] == read
+    assert told[0].events == read and told[0].after == archived_at
     assert [(e.channel, e.post.body if e.post else None) for e in read] == [
         ("general", "one"),
         ("announcements", "two"),
@@ -237,7 +241,7 @@ def test_a_post_the_database_cannot_store_fails_alone_and_others_in_its_group_co
 ) -> None:
     async def burst() -> tuple[list[object], list[list[FeedEvent]]]:
         told: list[list[FeedEvent]] = []
-        store.on_commit(lambda events: told.append(list(events)))
+        store.on_commit(lambda commit: told.append(commit.events))
         results = await asyncio.gather(
             store.create_post("general", "ann", "one"),
             store.create_post("general", "eve", "lone \ud800 surrogate"),
@@ -272,3 +276,27 @@ def test_sqlite_commits_are_synced_so_an_acknowledged_post_survives_an_os_crash(
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         engine.dispose()
+
+
+def test_event_ids_start_past_the_clock_and_every_start_moves_them_on(store: Store) -> None:
+    before = time.time_ns() // 1000
+    run(store.create_schema())  # a start
+    first = run(store.create_post("general", "ann", "one")).event_id
+    second = run(store.create_post("general", "ann", "two")).event_id
+    assert first is not None and second == first + 1 and first > before
+    # Another start: ids jump past the clock again, never back.
+    restarted = time.time_ns() // 1000
+    run(store.create_schema())
+    third = run(store.create_post("general", "ann", "three")).event_id
+    assert third is not None and third > restarted > second
+    assert run(store.has_event(second)) and run(store.has_event(0))
+    assert not run(store.has_event(second + 1))
+    assert [e.id for e in run(store.events_after(0))] == [first, second, third]
+
+
+def test_newest_events_count_rows_across_the_gap_a_start_leaves(store: Store) -> None:
+    before = [run(store.create_post("general", "ann", f"old {n}")).event_id for n in range(3)]
+    run(store.create_schema())  # a restart: the next id jumps
+    after = [run(store.create_post("general", "ann", f"new {n}")).event_id for n in range(2)]
+    events, end = run(store.newest_events(4))
+    assert [e.id for e in events] == [*before[1:], *after] and end == after[-1]

@@ -1,0 +1,114 @@
+"""A database restored from a backup: no event id a screen may hold is handed out again
+for another event, and a screen that resumes from an event the restored log lacks is
+told to reload (``resync``) instead of silently skipping what is new.
+
+The backup is taken with SQLite's online backup API while the server runs, and put
+back while it is stopped, as docs/deployment.md says to.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import Server
+from tests.sse import Message, SSEClient
+
+
+def backup(live: Path, copy: Path) -> None:
+    source, target = sqlite3.connect(live), sqlite3.connect(copy)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+
+
+def restore(copy: Path, live: Path) -> None:
+    for stale in (live, Path(f"{live}-wal"), Path(f"{live}-shm")):
+        stale.unlink(missing_ok=True)
+    backup(copy, live)
+
+
+def resume(server: Server, last_event_id: int, count: int) -> list[Message]:
+    headers = {"Last-Event-ID": str(last_event_id)}
+    with SSEClient(server.port, params={"format": "json"}, headers=headers) as stream:
+        return stream.wait_events(count)
+
+
+def test_a_screen_that_saw_events_lost_in_a_restore_reloads_and_others_resume_exactly(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    live, copy = tmp_path / "feed.db", tmp_path / "backup.db"
+    server = make_server(database=live)
+    kept = [server.post(f"kept {n}")["event_id"] for n in range(3)]
+    backup(live, copy)
+    lost = [server.post(f"lost {n}")["event_id"] for n in range(2)]
+    with SSEClient(server.port, params={"format": "json", "last_event_id": "0"}) as screen:
+        seen = [int(m.id or 0) for m in screen.wait_events(5)]
+    assert seen == kept + lost
+    server.stop()
+
+    restore(copy, live)
+    server = make_server(database=live)
+    new = [server.post(f"new {n}")["event_id"] for n in range(2)]
+    # Nothing the screens may hold is handed out again.
+    assert min(new) > max(seen)
+
+    # A screen that saw the lost posts is told to reload, not fed from a log it
+    # does not match.
+    (told,) = resume(server, seen[-1], 1)
+    assert told.event == "resync" and int(told.id or 0) == new[-1]
+    assert "restored" in json.loads(told.data)["reason"]
+    # One that had seen only what the backup kept gets exactly what is new.
+    replayed = resume(server, kept[-1], 2)
+    assert [int(m.id or 0) for m in replayed] == new
+    assert [json.loads(m.data)["post"]["body"] for m in replayed] == ["new 0", "new 1"]
+
+
+def roll_back(live: Path, to_event: int) -> None:
+    """What a restore in place, or a failover to a replica that lacked the last commits,
+    looks like to a running server: the log ends earlier, and its ids count from there."""
+    with sqlite3.connect(live) as db:
+        posts = [
+            row[0] for row in db.execute("SELECT post_id FROM events WHERE id > ?", (to_event,))
+        ]
+        db.execute("DELETE FROM events WHERE id > ?", (to_event,))
+        db.executemany("DELETE FROM posts WHERE id = ?", [(p,) for p in posts])
+        db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'", (to_event,))
+    db.close()
+
+
+def test_a_log_that_goes_back_under_a_running_server_ends_its_streams_and_reuses_no_id(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    live = tmp_path / "feed.db"
+    server = make_server(database=live, poll_interval=0.2)
+    ids = [server.post(f"post {n}")["event_id"] for n in range(5)]
+    with SSEClient(server.port, params={"format": "json", "last_event_id": "0"}) as screen:
+        screen.wait_events(5)
+        roll_back(live, ids[2])
+        # The server notices, and ends the stream so that the screen resumes...
+        screen.wait_closed(timeout=10)
+        assert screen.graceful
+    # ...and is told to reload, since it holds events the log no longer has.
+    (told,) = resume(server, ids[-1], 1)
+    assert told.event == "resync"
+    # New events never reuse an id a screen may hold.
+    new = server.post("after the rollback")["event_id"]
+    assert new > ids[-1]
+    replayed = resume(server, ids[2], 1)
+    assert [int(m.id or 0) for m in replayed] == [new]
+
+
+def test_the_first_write_after_the_log_went_back_skips_past_every_id_handed_out(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    live = tmp_path / "feed.db"
+    # No poll within the test: only the write itself can notice.
+    server = make_server(database=live, poll_interval=60)
+    ids = [server.post(f"post {n}")["event_id"] for n in range(3)]
+    roll_back(live, ids[0])
+    assert server.post("right after")["event_id"] > ids[-1]
