@@ -17,6 +17,11 @@ Rationale:
    below), NaN and Infinity (not JSON, and no answer could echo them), integers of
    thousands of digits, and strings that are not text (text.py) wherever they sit.
    Numbers in paths and queries are ASCII digits; beyond 64 bits they are no id.
+2. An ``Idempotency-Key`` belongs to whoever sent it: the store keeps a digest of the
+   sender's name with the key, so another identity sending the same key and body
+   gets its own answer, never the first sender's post. The digest fits the key
+   column as it is (a name and a key of 255 characters would not), and the store
+   needs no notion of owners.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -39,7 +44,7 @@ from feed.errors import ClientError
 from feed.models import Answer, Change, ChannelChange, Claim, Once
 from feed.render import channel_json, post_json
 from feed.runtime import Runtime, runtime
-from feed.store import PostNotFound
+from feed.store import IdempotencyKeyReused, PostNotFound
 
 MAX_PAGE = 200
 MAX_TITLE_CHARS = 200
@@ -288,11 +293,12 @@ async def editable(rt: Runtime, request: Request) -> int:
     return found
 
 
-def idempotency_claim(request: Request, payload: dict[str, Any]) -> Claim | None:
+def idempotency_claim(request: Request, payload: dict[str, Any], owner: str) -> Claim | None:
     """The request's ``Idempotency-Key`` with a fingerprint of what it asks, if it has one.
 
-    The fingerprint covers the method, the path and the parsed body, so a retry that
-    re-encodes the same JSON differently still matches."""
+    The key is kept as ``owner``'s (rationale 2). The fingerprint covers the method, the
+    path and the parsed body, so a retry that re-encodes the same JSON differently
+    still matches."""
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
@@ -301,7 +307,16 @@ def idempotency_claim(request: Request, payload: dict[str, Any]) -> Claim | None
             400, "The Idempotency-Key header must be 1 to 255 visible ASCII characters.", key
         )
     asked = json.dumps([request.method, request.url.path, payload], sort_keys=True)
-    return Claim(key, hashlib.sha256(asked.encode()).hexdigest())
+    owned = hashlib.sha256(f"{owner}\x00{key}".encode()).hexdigest()
+    return Claim(owned, hashlib.sha256(asked.encode()).hexdigest())
+
+
+async def once_for(request: Request, write: Awaitable[Once]) -> Once:
+    """``write``'s outcome; a reused key is named as its sender sent it, not as kept."""
+    try:
+        return await write
+    except IdempotencyKeyReused:
+        raise IdempotencyKeyReused(request.headers["idempotency-key"]) from None
 
 
 def remembered(
@@ -381,11 +396,16 @@ async def create_channel(request: Request) -> Response:
         "announcement_only": flag(payload, "announcement_only") or False,
     }
     location = f"/api/channels/{name}/posts"
-    claim = idempotency_claim(request, payload)
+    who = await rt.access.identify(request.scope)
+    assert who.name is not None  # an admin
+    claim = idempotency_claim(request, payload, who.name)
     if claim is not None:
         answer = remembered(_channel_content, lambda _: location)
-        once = await rt.store.create_channel_once(
-            claim, name, title.strip(), description.strip(), answer, **access
+        once = await once_for(
+            request,
+            rt.store.create_channel_once(
+                claim, name, title.strip(), description.strip(), answer, **access
+            ),
         )
         rt.access.changed()
         return await answer_once(rt, once)
@@ -479,12 +499,15 @@ async def create_post(request: Request) -> Response:
     channel = request.path_params["channel"]
     admit_post(request, perms, channel)
     payload = await read_json(request, rt.settings.max_body_bytes)
-    claim = idempotency_claim(request, payload)
+    author = perms.identity.name
+    assert author is not None  # admit_post let a writer in
+    claim = idempotency_claim(request, payload, author)
     if claim is not None:
         body = post_body(rt, perms.identity, payload)
-        assert perms.identity.name is not None
         answer = remembered(_post_content, lambda change: f"/api/posts/{change.post.id}")
-        once = await rt.store.create_post_once(claim, channel, perms.identity.name, body, answer)
+        once = await once_for(
+            request, rt.store.create_post_once(claim, channel, author, body, answer)
+        )
         return await answer_once(rt, once)
     change = await create_post_from(rt, perms, channel, payload)
     headers = {"Location": f"/api/posts/{change.post.id}"}
