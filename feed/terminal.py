@@ -28,7 +28,7 @@ import httpx
 from httpx_sse import SSEError, connect_sse
 
 from feed import text
-from feed.render import terminal_safe
+from feed.render import json_safe, terminal_safe
 
 OK, UNREACHABLE, USAGE, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
 MAX_BACKOFF = 10.0
@@ -236,7 +236,7 @@ class Tail:
                     yield event.event, event.data
 
     def _show(self, event: str, data: str) -> None:
-        shown = data if self.fmt == "json" else line(event, data, self.colour)
+        shown = json_safe(data) if self.fmt == "json" else line(event, data, self.colour)
         print(shown, file=self.out, flush=True)
 
 

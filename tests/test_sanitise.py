@@ -200,3 +200,17 @@ def test_terminal_escapes_never_reach_the_text_stream(
     # JSON keeps the source exactly; escaping it is the JSON encoder's job.
     stored = server.client.get("/api/channels/general/posts").json()["posts"][0]
     assert stored["body"] == body
+
+
+def test_the_json_stream_escapes_c0_and_c1_control_characters(
+    make_server: Callable[..., Server], database_url: str
+) -> None:
+    body = "csi \x9b2J, nel \x85, osc \x9d0;owned\x9c, esc \x1b[2J, del \x7f end"
+    (post_id,) = stored_posts(database_url, body, author="mallory")
+    server = make_server()
+    with SSEClient(server.port, params={"format": "json", "last_event_id": "0"}) as stream:
+        (event,) = stream.wait_events(1)
+    assert TERMINAL_CONTROLS.search(event.data) is None
+    assert "\\u009b2J" in event.data and "\\u0085" in event.data and "\\u007f" in event.data
+    post = json.loads(event.data)["post"]
+    assert (post["id"], post["body"]) == (post_id, body)

@@ -182,6 +182,22 @@ def test_tail_shows_channel_changes_and_never_passes_escape_sequences(
     assert created == "#ops was created: Ops [5mteam"
 
 
+def test_tail_json_escapes_c0_and_c1_control_characters(
+    make_server: Callable[..., Server], database_url: str
+) -> None:
+    body = "csi \x9b2J, nel \x85, osc \x9d0;owned\x9c, esc \x1b[2J, del \x7f end"
+    stored_posts(database_url, body, author="eve")
+    server = make_server()
+    tail = run_feed("tail", "--since", "0", "--count", "1", "--format", "json", "--url", server.url)
+    assert tail.returncode == 0, tail.stderr
+    # Split on line feeds only: str.splitlines would also split on a raw U+0085.
+    (line,) = tail.stdout.rstrip("\n").split("\n")
+    controls = [c for c in line if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F]
+    assert controls == []
+    assert "\\u009b2J" in line and "\\u001b[2J" in line
+    assert json.loads(line)["post"]["body"] == body
+
+
 def test_memberships_are_granted_listed_and_taken_away_from_the_cli(server: Server) -> None:
     def feed(*args: str) -> str:
         result = run_feed("channels", *as_admin(server), *args)
