@@ -124,7 +124,7 @@ def _check_shape(payload: Any) -> None:
         if isinstance(value, str):
             refused = text.not_text(value)
             if refused is not None:
-                where = "A field name" if field is None else f"The field {field!r}"
+                where = "A string in the request body" if field is None else f"The field {field!r}"
                 raise ClientError(422, f"{where} {refused}.", field)
         elif isinstance(value, dict | list):
             if depth >= MAX_JSON_DEPTH:
