@@ -60,6 +60,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
+from feed import text
 from feed.errors import ClientError
 from feed.models import ChannelView, PostView, TokenView
 from feed.settings import Settings
@@ -291,8 +292,12 @@ def digest(secret: str) -> str:
 
 
 def identity_name(value: str) -> str:
-    """A name for tokens and grants: one short printable line."""
+    """A name for tokens and grants: one short line of text (text.py), printable, so
+    that no invisible character tells two look-alike names apart."""
     name = value.strip()
+    refused = text.problem(name, multiline=False)
+    if refused is not None:
+        raise ValueError(f"the name {refused}")
     if not name or len(name) > MAX_NAME_CHARS or not name.isprintable() or "," in name:
         raise ValueError(
             f"a name is 1 to {MAX_NAME_CHARS} printable characters without commas, got {value!r}"

@@ -6,29 +6,45 @@ only then hints the broker, so nothing reaches a stream before it is committed.
 Creating a post or a channel takes an ``Idempotency-Key`` header: the key is stored
 with the write and its answer (store.py, rationale 11), so a retry gets that same
 answer, marked ``Idempotent-Replayed: true``, and never writes twice. New posts are
-limited per client address (security.py).
+limited per identity (security.py).
+
+Rationale:
+
+1. A request body is hostile until checked. Anything the parser, the rest of feed
+   or the database driver could not take is refused here with a 400 or 422, never
+   left to fail later with a 500: nesting deeper than ``MAX_JSON_DEPTH`` (Python's
+   parser runs out of stack near a thousand levels, and so would the fingerprint
+   below), NaN and Infinity (not JSON, and no answer could echo them), integers of
+   thousands of digits, and strings that are not text (text.py) wherever they sit.
+   Numbers in paths and queries are ASCII digits; beyond 64 bits they are no id.
+2. An ``Idempotency-Key`` belongs to whoever sent it: the store keeps a digest of the
+   sender's name with the key, so another identity sending the same key and body
+   gets its own answer, never the first sender's post. The digest fits the key
+   column as it is (a name and a key of 255 characters would not), and the store
+   needs no notion of owners.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from feed import logs, security
+from feed import logs, security, text
 from feed.access import Identity, Permissions, forbidden_unless_admin, identity_name
 from feed.errors import ClientError
 from feed.models import Answer, Change, ChannelChange, Claim, Once
 from feed.render import channel_json, post_json
 from feed.runtime import Runtime, runtime
-from feed.store import PostNotFound
+from feed.store import IdempotencyKeyReused, PostNotFound
 
 MAX_PAGE = 200
 MAX_TITLE_CHARS = 200
@@ -38,6 +54,11 @@ CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MAX_CHANNEL_NAME_CHARS = 64
 # Ids are 64-bit in both databases; a larger number is no id at all (not a 500).
 MAX_ID = 2**63 - 1
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+# Fields whose text may span lines (text.py); every other text field is one line.
+MULTILINE_FIELDS = frozenset({"body", "description"})
+# Request bodies are flat objects; nesting this deep is no request feed knows.
+MAX_JSON_DEPTH = 32
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -51,22 +72,76 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     raw = await read_body(request, limit)
     if not raw.strip():
         raise ClientError(400, "The request body is empty; send a JSON object.")
+    payload = parse_json(raw)
+    if not isinstance(payload, dict):
+        raise ClientError(422, "The request body must be a JSON object.", type(payload).__name__)
+    return payload
+
+
+def parse_json(raw: bytes) -> Any:
+    """``raw`` as JSON that the rest of feed can take (rationale 1), or a ClientError."""
     try:
-        payload = json.loads(raw)
+        payload = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except UnicodeDecodeError:
         raise ClientError(400, "The request body is not valid UTF-8.") from None
     except json.JSONDecodeError as exc:
         raise ClientError(400, "The request body is not valid JSON.", str(exc)) from None
-    if not isinstance(payload, dict):
-        raise ClientError(422, "The request body must be a JSON object.", type(payload).__name__)
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError:  # NaN, Infinity, 1e999, or an integer of thousands of digits
+        raise ClientError(
+            400, "The request body holds a number that is not finite or is far too long."
+        ) from None
+    _check_shape(payload)
     return payload
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal[:40]} is not a finite number")
+    return value
+
+
+def _too_deep() -> ClientError:
+    return ClientError(
+        400, f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.", MAX_JSON_DEPTH
+    )
+
+
+def _check_shape(payload: Any) -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH and strings that are not text
+    (text.py, rationale 1), wherever they are: a field name or an ignored value is
+    echoed in refusals and fingerprinted for idempotency."""
+    # (value, depth, the top-level field it is in, if any)
+    pending: list[tuple[Any, int, str | None]] = [(payload, 0, None)]
+    while pending:
+        value, depth, field = pending.pop()
+        if isinstance(value, str):
+            refused = text.not_text(value)
+            if refused is not None:
+                where = "A string in the request body" if field is None else f"The field {field!r}"
+                raise ClientError(422, f"{where} {refused}.", field)
+        elif isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise _too_deep()
+            if isinstance(value, list):
+                pending += [(item, depth + 1, field) for item in value]
+                continue
+            for key, item in value.items():
+                pending.append((item, depth + 1, field if depth else key))
+                pending.append((key, depth, field))  # checked before its value names it
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing more than ``limit`` bytes before reading them all."""
     too_big = ClientError(413, f"The request body is larger than {limit} bytes.", limit)
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_big
     chunks: list[bytes] = []
     size = 0
@@ -90,6 +165,8 @@ def check_fields(
 
 
 def text_field(payload: dict[str, Any], name: str, max_chars: int) -> str:
+    """The field ``name`` as text feed may store (text.py): the fields in
+    MULTILINE_FIELDS may span lines, others are one line."""
     value = payload.get(name)
     if not isinstance(value, str):
         raise ClientError(422, f"The field {name!r} must be a string.", name)
@@ -99,8 +176,9 @@ def text_field(payload: dict[str, Any], name: str, max_chars: int) -> str:
         raise ClientError(
             422, f"The field {name!r} is longer than {max_chars} characters.", len(value)
         )
-    if "\x00" in value:
-        raise ClientError(422, f"The field {name!r} must not contain NUL characters.", name)
+    refused = text.problem(value, multiline=name in MULTILINE_FIELDS)
+    if refused is not None:
+        raise ClientError(422, f"The field {name!r} {refused}.", name)
     return value
 
 
@@ -138,10 +216,23 @@ def flag(payload: dict[str, Any], name: str) -> bool | None:
     return value
 
 
+def whole_number(raw: str) -> int | None:
+    """``raw`` as a whole number (ASCII digits, an optional sign), or None. One past the
+    64-bit range stands for anything longer: ``int()`` refuses thousands of digits with
+    an error of its own, and no id or count is that long."""
+    if not WHOLE_NUMBER.fullmatch(raw):
+        return None
+    digits = raw.lstrip("+-").lstrip("0")
+    if len(digits) > len(str(MAX_ID)):
+        return -(MAX_ID + 1) if raw.startswith("-") else MAX_ID + 1
+    return int(raw)
+
+
 def post_id(request: Request) -> int:
-    value: int = request.path_params["post_id"]
-    if value > MAX_ID:
-        raise ClientError(404, f"There is no post with id {value}.", value)
+    raw: str = request.path_params["post_id"]
+    value = whole_number(raw)
+    if value is None or value < 0 or value > MAX_ID:
+        raise ClientError(404, f"There is no post with id {raw}.", raw)
     return value
 
 
@@ -149,15 +240,14 @@ def int_param(request: Request, name: str, *, low: int, high: int | None = None)
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ClientError(400, f"The parameter {name!r} must be a whole number.", raw) from None
+    value = whole_number(raw)
+    if value is None:
+        raise ClientError(400, f"The parameter {name!r} must be a whole number.", raw)
     if value < low or (high is not None and value > high):
         bounds = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise ClientError(400, f"The parameter {name!r} must be {bounds}.", value)
+        raise ClientError(400, f"The parameter {name!r} must be {bounds}.", raw)
     if value > MAX_ID:  # beyond what a database column holds: a 400, not a 500
-        raise ClientError(400, f"The parameter {name!r} must be at most {MAX_ID}.", value)
+        raise ClientError(400, f"The parameter {name!r} must be at most {MAX_ID}.", raw)
     return value
 
 
@@ -203,11 +293,12 @@ async def editable(rt: Runtime, request: Request) -> int:
     return found
 
 
-def idempotency_claim(request: Request, payload: dict[str, Any]) -> Claim | None:
+def idempotency_claim(request: Request, payload: dict[str, Any], owner: str) -> Claim | None:
     """The request's ``Idempotency-Key`` with a fingerprint of what it asks, if it has one.
 
-    The fingerprint covers the method, the path and the parsed body, so a retry that
-    re-encodes the same JSON differently still matches."""
+    The key is kept as ``owner``'s (rationale 2). The fingerprint covers the method, the
+    path and the parsed body, so a retry that re-encodes the same JSON differently
+    still matches."""
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
@@ -216,7 +307,16 @@ def idempotency_claim(request: Request, payload: dict[str, Any]) -> Claim | None
             400, "The Idempotency-Key header must be 1 to 255 visible ASCII characters.", key
         )
     asked = json.dumps([request.method, request.url.path, payload], sort_keys=True)
-    return Claim(key, hashlib.sha256(asked.encode()).hexdigest())
+    owned = hashlib.sha256(f"{owner}\x00{key}".encode()).hexdigest()
+    return Claim(owned, hashlib.sha256(asked.encode()).hexdigest())
+
+
+async def once_for(request: Request, write: Awaitable[Once]) -> Once:
+    """``write``'s outcome; a reused key is named as its sender sent it, not as kept."""
+    try:
+        return await write
+    except IdempotencyKeyReused:
+        raise IdempotencyKeyReused(request.headers["idempotency-key"]) from None
 
 
 def remembered(
@@ -296,11 +396,16 @@ async def create_channel(request: Request) -> Response:
         "announcement_only": flag(payload, "announcement_only") or False,
     }
     location = f"/api/channels/{name}/posts"
-    claim = idempotency_claim(request, payload)
+    who = await rt.access.identify(request.scope)
+    assert who.name is not None  # an admin
+    claim = idempotency_claim(request, payload, who.name)
     if claim is not None:
         answer = remembered(_channel_content, lambda _: location)
-        once = await rt.store.create_channel_once(
-            claim, name, title.strip(), description.strip(), answer, **access
+        once = await once_for(
+            request,
+            rt.store.create_channel_once(
+                claim, name, title.strip(), description.strip(), answer, **access
+            ),
         )
         rt.access.changed()
         return await answer_once(rt, once)
@@ -394,12 +499,15 @@ async def create_post(request: Request) -> Response:
     channel = request.path_params["channel"]
     admit_post(request, perms, channel)
     payload = await read_json(request, rt.settings.max_body_bytes)
-    claim = idempotency_claim(request, payload)
+    author = perms.identity.name
+    assert author is not None  # admit_post let a writer in
+    claim = idempotency_claim(request, payload, author)
     if claim is not None:
         body = post_body(rt, perms.identity, payload)
-        assert perms.identity.name is not None
         answer = remembered(_post_content, lambda change: f"/api/posts/{change.post.id}")
-        once = await rt.store.create_post_once(claim, channel, perms.identity.name, body, answer)
+        once = await once_for(
+            request, rt.store.create_post_once(claim, channel, author, body, answer)
+        )
         return await answer_once(rt, once)
     change = await create_post_from(rt, perms, channel, payload)
     headers = {"Location": f"/api/posts/{change.post.id}"}
@@ -450,9 +558,9 @@ routes = [
     Route("/api/channels/{channel}/members/{name}", delete_member, methods=["DELETE"]),
     Route("/api/channels/{channel}/posts", list_posts, methods=["GET"]),
     Route("/api/channels/{channel}/posts", create_post, methods=["POST"]),
-    Route("/api/posts/{post_id:int}", get_post, methods=["GET"]),
-    Route("/api/posts/{post_id:int}", edit_post, methods=["PATCH"]),
-    Route("/api/posts/{post_id:int}", delete_post, methods=["DELETE"]),
-    Route("/api/posts/{post_id:int}/pin", pin_post, methods=["POST"]),
-    Route("/api/posts/{post_id:int}/unpin", pin_post, methods=["POST"]),
+    Route("/api/posts/{post_id}", get_post, methods=["GET"]),
+    Route("/api/posts/{post_id}", edit_post, methods=["PATCH"]),
+    Route("/api/posts/{post_id}", delete_post, methods=["DELETE"]),
+    Route("/api/posts/{post_id}/pin", pin_post, methods=["POST"]),
+    Route("/api/posts/{post_id}/unpin", pin_post, methods=["POST"]),
 ]

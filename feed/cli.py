@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 
 from feed import __version__
 from feed.settings import Settings, SettingsError, reference
+from feed.text import not_text
 
 # The token client commands act with; not a server setting.
 TOKEN_VARIABLE = "FEED_TOKEN"
@@ -188,6 +190,10 @@ def _client_commands(commands: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    undecodable = _not_text(sys.argv[1:] if argv is None else argv)
+    if undecodable is not None:
+        print(f"feed: {undecodable}", file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env(os.environ)
@@ -222,6 +228,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from feed.server import serve
 
     return serve(settings)
+
+
+def _not_text(argv: Sequence[str]) -> str | None:
+    """Why an argument cannot be used, if one holds bytes that are not UTF-8 (Python
+    passes them on as lone surrogates, which nothing can store or send)."""
+    for given in argv:
+        refused = not_text(given)
+        if refused is not None:
+            return f"an argument {refused}: arguments must be UTF-8 text"
+    return None
 
 
 def _db(settings: Settings, action: str) -> int:
@@ -269,7 +285,11 @@ def _remote(args: argparse.Namespace, url: str) -> int:
             return terminal.run_tail(args, url)
         if args.command == "channels":
             return _channels(args, url)
-        text = sys.stdin.read() if args.text == "-" else args.text
+        text = args.text
+        if text == "-":
+            # Bytes that are not UTF-8 become lone surrogates, which terminal.call refuses.
+            stdin = io.TextIOWrapper(sys.stdin.buffer, "utf-8", "surrogateescape")
+            text = stdin.read()
         answer = terminal.post(url, args.channel, text, args.token)
     except terminal.CommandError as exc:
         print(f"feed: {exc}", file=sys.stderr)

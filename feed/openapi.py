@@ -59,7 +59,8 @@ IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
     "description": "Makes a retry return the first answer instead of writing again; the "
-    "same key with another request is refused (422). Keys are kept for 24 hours.",
+    "same key with another request is refused (422). Keys are kept for 24 hours, each "
+    "as its sender's: another identity's same key is another request.",
     "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}

@@ -29,7 +29,9 @@ Bodies are hostile input. Rationale:
    JSON posts, so a script consuming JSON need not sanitise again.
 4. The text rendering is for terminals (``curl -N``): C0 and C1 control
    characters, ESC included, are removed, so a post cannot move a reader's
-   cursor, recolour their terminal or set its title.
+   cursor, recolour their terminal or set its title. JSON events are read in
+   terminals too (``curl -N``, ``feed tail --format json``): there every control
+   character, C1 (U+009B is a CSI of its own) and DEL included, is a ``\\u`` escape.
 """
 
 from __future__ import annotations
@@ -98,6 +100,17 @@ _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def terminal_safe(text: str) -> str:
     """``text`` without control characters (rationale 4)."""
     return _CONTROLS.sub("", text)
+
+
+# json.dumps(ensure_ascii=False) escapes C0 but leaves DEL and C1 raw. In valid JSON
+# text a control character can only stand inside a string, where its \u escape
+# means the same; C0 is included for JSON that did not come from json.dumps.
+_RAW_IN_JSON = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def json_safe(text: str) -> str:
+    """JSON text with every control character escaped, C1 and DEL too (rationale 4)."""
+    return _RAW_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def isotime(moment: datetime | None) -> str:
@@ -194,7 +207,7 @@ class Renderer:
         else:
             assert event.channel_view is not None
             body["channel"] = channel_json(event.channel_view)
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        return json_safe(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 
     def event_html(self, event: FeedEvent) -> str:
         post = event.post

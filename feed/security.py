@@ -12,8 +12,8 @@ Rationale:
    that can be framed can be clickjacked. ``FEED_FRAME_ANCESTORS`` lists the
    origins that may frame feed (an intranet portal, say).
 3. ``GET /events`` bypasses Starlette (app.FeedApp), so its middleware never sees
-   it. The headers a stream needs (nosniff, CORS) are computed here once, when
-   the stream opens, and the stream puts them in its first message: no wrapper
+   it. The headers a stream needs (nosniff, caching, CORS) are computed here once,
+   when the stream opens, and the stream puts them in its first message: no wrapper
    sits on the stream's writes.
 4. Limits are keyed by the client address in the ASGI scope. Behind a reverse
    proxy that is the proxy's address unless uvicorn trusts the proxy's
@@ -27,6 +27,15 @@ Rationale:
    completely says nothing a missing bucket would not, so buckets are dropped
    once full, oldest first, and there are never more than ``MAX_CLIENTS``: a
    flood of addresses cannot exhaust memory (at worst some clients are forgiven).
+7. Almost every answer depends on who asks: a private channel's posts, a page with
+   the viewer's name and CSRF token, a stream filtered by its reader's grants. A
+   cache that stored one (a proxy, a CDN, a shared browser profile) could hand it
+   to someone else, so every answer carries ``Cache-Control: private, no-store``,
+   set here, whatever an endpoint said, unless its path is in ``SHARED_PATHS``:
+   static files, ``/openapi.json`` and the probes, which are the same for anyone.
+   A new route is private until it is listed there. Streams get the same header
+   (rationale 3): ``no-store`` keeps proxies from storing them, as ``no-cache``
+   did, and also says what ``no-cache`` did not: this answer is one reader's.
 """
 
 from __future__ import annotations
@@ -46,6 +55,11 @@ from feed.errors import ClientError, error_response
 from feed.settings import Settings
 
 RawHeaders = list[tuple[bytes, bytes]]
+
+# Rationale 7: answers on these paths (or under them, ending in "/") are the same for
+# whoever asks; every other answer is private to its asker.
+SHARED_PATHS = ("/static/", "/openapi.json", "/healthz", "/readyz", "/metrics")
+PRIVATE = (b"cache-control", b"private, no-store")
 
 SCOPE_KEY = "feed.security"
 # Where a stream finds the headers chosen for it (rationale 3).
@@ -79,6 +93,11 @@ def content_security_policy(frame_ancestors: str) -> str:
             f"frame-ancestors {frame_ancestors}",
         ]
     )
+
+
+def shared(path: str) -> bool:
+    """Whether the answer at ``path`` is the same for whoever asks (rationale 7)."""
+    return any(path.startswith(p) if p.endswith("/") else path == p for p in SHARED_PATHS)
 
 
 def client_address(scope: Scope) -> str:
@@ -217,7 +236,7 @@ class Security:
         send: Send,
     ) -> None:
         """Run ``stream`` within this client's stream limit, with its headers in the scope."""
-        headers = [(b"x-content-type-options", b"nosniff"), *self.cors_headers(scope)]
+        headers = [(b"x-content-type-options", b"nosniff"), PRIVATE, *self.cors_headers(scope)]
         client = client_address(scope)
         if not self.streams.open(client):
             answer = error_response(
@@ -251,7 +270,7 @@ def stream_headers(scope: Scope) -> Iterable[tuple[bytes, bytes]]:
 
 
 class SecurityHeaders:
-    """Adds the security headers to every answer Starlette gives."""
+    """Adds the security headers, and the cache rule, to every answer Starlette gives."""
 
     def __init__(self, app: ASGIApp, security: Security) -> None:
         self.app = app
@@ -263,12 +282,17 @@ class SecurityHeaders:
             return
         scope[SCOPE_KEY] = self.security
         added = self.security.headers
+        private = not shared(scope["path"])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
+                headers = list(message.get("headers", []))
+                if private:  # whatever the endpoint said (rationale 7)
+                    headers = [h for h in headers if h[0].lower() != PRIVATE[0]]
+                    headers.append(PRIVATE)
+                present = {name.lower() for name, _ in headers}
                 extra = [(k, v) for k, v in added if k not in present]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
+                message = {**message, "headers": [*headers, *extra]}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -77,7 +77,6 @@ logger = logging.getLogger("feed.stream")
 RESYNC = "resync"
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
 

@@ -27,7 +27,8 @@ from typing import Any, TextIO
 import httpx
 from httpx_sse import SSEError, connect_sse
 
-from feed.render import terminal_safe
+from feed import text
+from feed.render import json_safe, terminal_safe
 
 OK, UNREACHABLE, USAGE, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
 MAX_BACKOFF = 10.0
@@ -85,6 +86,9 @@ def call(
     token: str | None = None,
 ) -> Any:
     """One API request; the decoded answer, or CommandError with the server's reason."""
+    for field, value in (payload or {}).items():
+        if isinstance(value, str):
+            sendable(f"the {field}", value)
     try:
         response = httpx.request(
             method, f"{url}{path}", json=payload, headers=auth(token), timeout=10
@@ -94,6 +98,15 @@ def call(
     if not response.is_success:
         raise _refusal(response)
     return response.json()
+
+
+def sendable(what: str, value: str) -> str:
+    """``value``, if the server could take it as text at all (text.py): the loosest
+    rule, so what passes here may still be refused, with its reason, by the server."""
+    refused = text.problem(value, multiline=True)
+    if refused is not None:
+        raise CommandError(USAGE, f"{what} {refused}")
+    return value
 
 
 def post(url: str, channel: str, body: str, token: str | None) -> dict[str, Any]:
@@ -132,11 +145,11 @@ def line(event: str, data: str, colour: bool) -> str:
     }.get(event, f"{event} ")
     what = _paint(f"{verb}post {post['id']}", event if event in _STYLES else "dim", colour)
     # A body could carry escape sequences that would repaint the user's terminal.
-    text = " ".join(terminal_safe(post["body"]).split())
+    said = " ".join(terminal_safe(post["body"]).split())
     head = f"{stamp} {where} {who}"
     if event == "post-created":
-        return f"{head}: {text}"
-    return f"{head} {what}" + (f": {text}" if text and event != "post-deleted" else "")
+        return f"{head}: {said}"
+    return f"{head} {what}" + (f": {said}" if said and event != "post-deleted" else "")
 
 
 def _channel_line(event: str, channel: dict[str, Any], colour: bool) -> str:
@@ -223,8 +236,8 @@ class Tail:
                     yield event.event, event.data
 
     def _show(self, event: str, data: str) -> None:
-        text = data if self.fmt == "json" else line(event, data, self.colour)
-        print(text, file=self.out, flush=True)
+        shown = json_safe(data) if self.fmt == "json" else line(event, data, self.colour)
+        print(shown, file=self.out, flush=True)
 
 
 def run_tail(args: Any, url: str) -> int:

@@ -361,7 +361,7 @@ def test_stream_opens_with_hello_and_every_panel_in_full(server: Server) -> None
         events = [m.event for m in stream.events()]
         assert events == ["hello", "recent-all", "channels", "connections", "broker"]
         assert stream.headers["content-type"].startswith("text/event-stream")
-        assert stream.headers["cache-control"] == "no-cache"
+        assert stream.headers["cache-control"] == "private, no-store"
         assert '"release":' in stream.events()[0].data
         assert row_ids(named(stream, "recent-all")[0].data) == [first]
         assert 'id="channel-general"' in named(stream, "channels")[0].data

@@ -506,7 +506,7 @@ def test_streams_through_the_proxy_keep_their_headers_heartbeats_and_last_event_
     assert {s.served_by for s in resumed} == set(topology.servers)
     for stream in resumed:
         assert stream.response.headers["content-type"].startswith("text/event-stream")
-        assert stream.response.headers["cache-control"] == "no-cache"
+        assert stream.response.headers["cache-control"] == "private, no-store"
         assert "content-encoding" not in stream.response.headers
         stream.wait_events(2)
         assert stream.ids() == sent[1:]

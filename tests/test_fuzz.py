@@ -2,6 +2,10 @@
 gets generated requests, valid and not; no answer is a 5xx and every status is one the
 document lists. Bounded in examples per operation and in time overall.
 
+Shapes the generator does not make (nesting a thousand deep, integers past Python's
+digit limit, NaN, lone surrogates) are sent to every operation the document lists
+that takes a JSON body, or an integer in its path or query.
+
 ``GET /events`` is left out: a valid request opens an endless stream, which the
 fuzzer's client would wait on for ever. Its refusals are covered in test_api.py.
 """
@@ -17,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
+from starlette.testclient import TestClient
 
 from tests.conftest import Server
 
@@ -65,3 +70,82 @@ def test_generated_requests_get_no_5xx_and_only_documented_statuses(
             failures[operation.label] = str(exc)[:2000]
     assert failures == {}
     assert time.monotonic() < deadline + 15, "the fuzzing budget was overrun"
+
+
+# -- shapes the generator does not make ------------------------------------------------
+
+DEEP = 1000
+HOSTILE_BODIES = {
+    "arrays nested a thousand deep": b"[" * DEEP + b"]" * DEEP,
+    "objects nested a thousand deep": b'{"a":' * DEEP + b"1" + b"}" * DEEP,
+    "a field nested a thousand deep": b'{"body":' + b"[" * DEEP + b"]" * DEEP + b"}",
+    "a field nested past the limit": b'{"body":' + b"[" * 40 + b"]" * 40 + b"}",
+    "nesting deeper than the body limit allows parsing": b"[" * 30_000 + b"]" * 30_000,
+    "an integer of 5000 digits": b'{"body":' + b"7" * 5000 + b"}",
+    "an integer of 5000 digits nested": b'{"author":[' + b"7" * 5000 + b"]}",
+    "a float beyond double range": b'{"body":"x","author":1e999}',
+    "NaN": b'{"body":"x","author":NaN}',
+    "Infinity": b'{"body":"x","private":-Infinity}',
+    "a lone high surrogate in a value": b'{"body":"x","author":"\\ud800"}',
+    "a lone low surrogate in a field name": b'{"body":"x","\\udc00":true}',
+    "a lone surrogate deep inside": b'{"author":[{"x":["\\udbff"]}]}',
+}
+PATH_VALUES = {"channel": "general", "post_id": "1", "name": "ada"}
+TOO_LONG_NUMBER = "9" * 5000
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, operation)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    ]
+
+
+def test_hostile_json_shapes_get_a_4xx_from_every_json_operation(client: TestClient) -> None:
+    assert client.post("/api/channels/general/posts", json={"body": "first"}).status_code == 201
+    document = client.get("/openapi.json").json()
+    with_bodies = [
+        (method, path.format(**PATH_VALUES), operation)
+        for method, path, operation in _operations(document)
+        if "requestBody" in operation
+    ]
+    assert len(with_bodies) >= 5
+    answers = {}
+    for method, path, operation in with_bodies:
+        for shape, body in HOSTILE_BODIES.items():
+            response = client.request(
+                method,
+                path,
+                content=body,
+                headers={"content-type": "application/json", "Idempotency-Key": "k"},
+            )
+            answers[method, path, shape] = response.status_code
+            assert str(response.status_code) in operation["responses"], (shape, response.text)
+            assert response.json()["error"]
+    assert {code for code in answers.values()} <= {400, 422}, answers
+    # Nothing was written, and the server goes on serving.
+    posts = client.get("/api/channels/general/posts").json()["posts"]
+    assert [p["body"] for p in posts] == ["first"]
+    assert client.post("/api/channels/general/posts", json={"body": "next"}).status_code == 201
+
+
+def test_numbers_too_long_for_python_in_paths_and_queries_get_a_4xx(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    asked = 0
+    for method, path, operation in _operations(document):
+        integers = [
+            p
+            for p in operation.get("parameters", [])
+            if p["in"] in ("path", "query") and p["schema"].get("type") == "integer"
+        ]
+        for parameter in integers:
+            values = {**PATH_VALUES, parameter["name"]: TOO_LONG_NUMBER}
+            url = path.format(**values)
+            if parameter["in"] == "query":
+                url += f"?{parameter['name']}={TOO_LONG_NUMBER}"
+            response = client.request(method, url)
+            asked += 1
+            assert response.status_code in (400, 404), (method, url[:80], response.text)
+            assert str(response.status_code) in operation["responses"]
+    assert asked >= 8

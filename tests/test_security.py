@@ -5,12 +5,15 @@ and the pages working in a real Chromium under the Content-Security-Policy."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
+from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from feed.app import create_app
@@ -108,6 +111,52 @@ def test_a_stream_starts_with_nosniff_and_cors_headers(make_server: Callable[...
     bad = SSEClient(server.port, params={"format": "xml"}, headers={"Origin": APP})
     with bad:
         assert bad.status == 400 and bad.headers["access-control-allow-origin"] == APP
+
+
+# -- caching ------------------------------------------------------------------------
+
+# What answers the same whoever asks; everything else is private to its asker.
+SHARED = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/static"}
+ROUTE_VALUES = {"channel": "general", "post_id": "1", "name": "ada"}
+
+
+def _every_route() -> list[tuple[str, str]]:
+    """A request for each method of each route in the app's table, statics included."""
+    app = create_app(Settings(database_url="sqlite://"))
+    asked = []
+    for route in app.starlette.routes:
+        if isinstance(route, Mount):
+            asked.append(("GET", f"{route.path}/feed.css"))
+            continue
+        assert isinstance(route, Route)
+        path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: ROUTE_VALUES[m.group(1)], route.path)
+        asked += [(method, path) for method in sorted((route.methods or set()) - {"HEAD"})]
+    return asked
+
+
+def test_answers_that_depend_on_the_asker_are_never_stored_by_caches(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server()
+    server.post("first")
+    asked = _every_route()
+    assert len(asked) >= 36 and ("GET", "/events") in asked and ("GET", "/admin/stream") in asked
+    seen: dict[tuple[str, str], tuple[int, str | None]] = {}
+    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=10) as http:
+        for method, path in [*asked, ("GET", "/nothing/here")]:
+            # Streams are endless: the head is all this needs.
+            with http.stream(method, path) as answer:
+                seen[method, path] = (answer.status_code, answer.headers.get("cache-control"))
+    shared = {key for key in seen if any(key[1].startswith(p) for p in SHARED)}
+    assert {path for _, path in shared} == {*SHARED - {"/static"}, "/static/feed.css"}
+    for key, (status, cache) in seen.items():
+        if key in shared:
+            assert cache is None or "private" not in cache, (key, status, cache)
+        else:
+            assert cache == "private, no-store", (key, status, cache)
+    # Refused streams too, in and out of the per-client limit.
+    with SSEClient(server.port, params={"format": "xml"}) as refused:
+        assert refused.status == 400 and refused.headers["cache-control"] == "private, no-store"
 
 
 # -- rate of posts ------------------------------------------------------------------

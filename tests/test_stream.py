@@ -45,7 +45,7 @@ def test_post_arrives_with_id_event_and_json_data(server: Server) -> None:
         created = server.post("hello **world**")
         (event,) = stream.wait_events(1)
     assert stream.headers["content-type"].startswith("text/event-stream")
-    assert stream.headers["cache-control"] == "no-cache"
+    assert stream.headers["cache-control"] == "private, no-store"
     assert stream.headers["x-accel-buffering"] == "no"
     assert event.id == str(created["event_id"])
     assert event.event == "post-created"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from tests.auth import ADMIN_TOKEN
 from tests.conftest import Server, free_port
+from tests.legacy import stored_channel, stored_posts
 from tests.test_cli import run_feed
 from tests.waiting import until
 
@@ -170,15 +171,35 @@ def test_channels_are_listed_created_retitled_archived_and_restored(server: Serv
     )
 
 
-def test_tail_shows_channel_changes_and_never_passes_escape_sequences(server: Server) -> None:
-    server.post("\x1b[2J\x1b[31mred alert\x07", author="eve")
-    server.client.post("/api/channels", json={"name": "ops", "title": "Ops \x1b[5mteam"})
+def test_tail_shows_channel_changes_and_never_passes_escape_sequences(
+    make_server: Callable[..., Server], database_url: str
+) -> None:
+    # The server refuses such text now (test_input.py); one stored earlier stays.
+    stored_posts(database_url, "\x1b[2J\x1b[31mred alert\x07", author="eve")
+    stored_channel(database_url, "ops", "Ops \x1b[5mteam")
+    server = make_server()
     tail = run_feed("tail", "--since", "0", "--count", "2", "--color", "never", "--url", server.url)
     assert tail.returncode == 0, tail.stderr
     assert "\x1b" not in tail.stdout and "\x07" not in tail.stdout
-    posted, created = tail.stdout.splitlines()
+    posted, created = sorted(tail.stdout.splitlines(), key=lambda line: "#ops" in line)
     assert posted.split(" ", 1)[1] == "#general eve: [2J[31mred alert"
     assert created == "#ops was created: Ops [5mteam"
+
+
+def test_tail_json_escapes_c0_and_c1_control_characters(
+    make_server: Callable[..., Server], database_url: str
+) -> None:
+    body = "csi \x9b2J, nel \x85, osc \x9d0;owned\x9c, esc \x1b[2J, del \x7f end"
+    stored_posts(database_url, body, author="eve")
+    server = make_server()
+    tail = run_feed("tail", "--since", "0", "--count", "1", "--format", "json", "--url", server.url)
+    assert tail.returncode == 0, tail.stderr
+    # Split on line feeds only: str.splitlines would also split on a raw U+0085.
+    (line,) = tail.stdout.rstrip("\n").split("\n")
+    controls = [c for c in line if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F]
+    assert controls == []
+    assert "\\u009b2J" in line and "\\u001b[2J" in line
+    assert json.loads(line)["post"]["body"] == body
 
 
 def test_memberships_are_granted_listed_and_taken_away_from_the_cli(server: Server) -> None:

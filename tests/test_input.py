@@ -1,0 +1,279 @@
+"""Text that cannot be stored or shown is refused where it comes in, on every surface
+that takes text (the API, the forms, the proxy's user header, the CLI), with a clear
+4xx or exit code, and one writer's such text never fails another writer's post."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from feed.app import create_app
+from feed.settings import Settings
+from tests.auth import ADMIN, ADMIN_TOKEN, ensure_admin
+from tests.conftest import Server
+from tests.test_cli import run_feed
+
+JSON = {"content-type": "application/json"}
+
+# Text no field may hold: lone surrogates (JSON's "\ud800" escapes, which Python's
+# parser accepts), NUL, C0 controls (ESC), DEL and C1 controls (CSI).
+NOT_TEXT = {
+    "high surrogate": "a\ud800b",
+    "low surrogate": "a\udfffb",
+}
+CONTROLS = {
+    "NUL": "a\x00b",
+    "ESC": "red \x1b[31m alert",
+    "BEL": "a\x07b",
+    "DEL": "a\x7fb",
+    "C1 CSI": "a\x9b31mb",
+    "C1 NEL": "a\x85b",
+}
+# One-line text (titles, names) holds no line break or tab either.
+LINE_BREAKS = {"line feed": "a\nb", "tab": "a\tb", "carriage return": "a\rb", "LS": "a\u2028b"}
+HOSTILE = {**NOT_TEXT, **CONTROLS}
+ONE_LINE_HOSTILE = {**HOSTILE, **LINE_BREAKS}
+
+
+def encoded(payload: dict[str, Any]) -> bytes:
+    """JSON with every character escaped, as a client sends a lone surrogate."""
+    return json.dumps(payload, ensure_ascii=True).encode()
+
+
+def assert_refused(response: httpx.Response, status: int, *words: str) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    for word in words:
+        assert word in error, error
+
+
+def code_point(value: str) -> str:
+    """The first character the rule refuses, as the refusal names it."""
+    bad = next(c for c in value if not (c.isalnum() or c in " [];"))
+    return f"U+{ord(bad):04X}"
+
+
+# -- the JSON API ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", HOSTILE.values(), ids=HOSTILE.keys())
+def test_post_bodies_and_edits_refuse_what_is_not_text(client: TestClient, value: str) -> None:
+    created = client.post("/api/channels/general/posts", json={"body": "fine"})
+    assert created.status_code == 201
+    for method, path in (("POST", "/api/channels/general/posts"), ("PATCH", "/api/posts/1")):
+        answer = client.request(method, path, content=encoded({"body": value}), headers=JSON)
+        assert_refused(answer, 422, "'body'", code_point(value))
+    posts = client.get("/api/channels/general/posts").json()["posts"]
+    assert [p["body"] for p in posts] == ["fine"]
+
+
+@pytest.mark.parametrize("keeps", ["a\nb", "a\r\nb", "a\tb", "caf\u00e9 \u2014 \U0001f600"])
+def test_bodies_and_descriptions_keep_line_breaks_tabs_and_any_real_character(
+    client: TestClient, keeps: str
+) -> None:
+    post = client.post("/api/channels/general/posts", json={"body": keeps})
+    assert post.status_code == 201 and post.json()["post"]["body"] == keeps
+    channel = client.post("/api/channels", json={"name": "c", "title": "T", "description": keeps})
+    assert channel.status_code == 201 and channel.json()["channel"]["description"] == keeps
+
+
+@pytest.mark.parametrize("value", ONE_LINE_HOSTILE.values(), ids=ONE_LINE_HOSTILE.keys())
+def test_channel_titles_are_one_line_of_text(client: TestClient, value: str) -> None:
+    new = client.post("/api/channels", content=encoded({"name": "x", "title": value}), headers=JSON)
+    assert_refused(new, 422, "'title'", code_point(value))
+    edit = client.patch("/api/channels/general", content=encoded({"title": value}), headers=JSON)
+    assert_refused(edit, 422, "'title'", code_point(value))
+    titles = {c["name"]: c["title"] for c in client.get("/api/channels").json()["channels"]}
+    assert titles == {"announcements": "Announcements", "general": "General"}
+
+
+@pytest.mark.parametrize("value", HOSTILE.values(), ids=HOSTILE.keys())
+def test_channel_descriptions_refuse_what_is_not_text(client: TestClient, value: str) -> None:
+    payload = {"name": "x", "title": "X", "description": value}
+    new = client.post("/api/channels", content=encoded(payload), headers=JSON)
+    assert_refused(new, 422, "'description'", code_point(value))
+    edit = client.patch(
+        "/api/channels/general", content=encoded({"description": value}), headers=JSON
+    )
+    assert_refused(edit, 422, "'description'", code_point(value))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"body": "b", "author": "\ud800"},
+        {"body": "b", "\udc00": 1},
+        {"body": "b", "author": ["x", {"y": "\udbff"}]},
+    ],
+    ids=["author", "field name", "nested"],
+)
+def test_a_lone_surrogate_anywhere_in_a_body_is_refused_not_echoed(
+    client: TestClient, payload: dict[str, Any]
+) -> None:
+    answer = client.post("/api/channels/general/posts", content=encoded(payload), headers=JSON)
+    assert_refused(answer, 422, "lone surrogate")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a%00b", "a%1Bb", "a%7Fb", "a%C2%9Bb", "a%0Ab", "a%09b"],
+    ids=["NUL", "ESC", "DEL", "C1 CSI", "line feed", "tab"],
+)
+def test_member_names_in_the_path_are_one_line_of_text(client: TestClient, name: str) -> None:
+    answer = client.put(f"/api/channels/general/members/{name}", json={})
+    assert answer.status_code == 422, answer.text
+    assert "not a usable name" in answer.json()["error"]
+    assert client.get("/api/channels/general/members").json()["members"] == []
+
+
+# -- forms ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", CONTROLS.values(), ids=CONTROLS.keys())
+def test_the_compose_form_refuses_control_characters_inline(client: TestClient, value: str) -> None:
+    # Forms are decoded leniently: a surrogate cannot arrive through them, controls can.
+    answer = client.post("/compose", data={"channel": "general", "body": value})
+    assert answer.status_code == 422
+    assert code_point(value) in answer.text and "control character" in answer.text
+    assert client.get("/api/channels/general/posts").json()["posts"] == []
+
+
+@pytest.mark.parametrize(
+    "value", {**CONTROLS, **LINE_BREAKS}.values(), ids=[*CONTROLS, *LINE_BREAKS]
+)
+def test_the_admin_forms_refuse_control_characters_in_titles(
+    client: TestClient, value: str
+) -> None:
+    new = client.post("/admin/channels", data={"name": "x", "title": value})
+    assert new.status_code == 422 and code_point(value) in new.text
+    retitle = client.post("/admin/channels/general/title", data={"title": value})
+    assert retitle.status_code == 422 and code_point(value) in retitle.text
+    described = client.post(
+        "/admin/channels", data={"name": "y", "title": "Y", "description": CONTROLS["ESC"]}
+    )
+    assert described.status_code == 422 and "U+001B" in described.text
+    names = [c["name"] for c in client.get("/api/channels").json()["channels"]]
+    assert names == ["announcements", "general"]
+
+
+# -- the proxy's user header ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "user", [b"ada\x1b", b"ada\x07x", b"a\x7fda", b"a\x9bda", b"a\x85da", b"a\tda"]
+)
+def test_a_proxy_user_name_with_control_characters_is_refused(tmp_path: Path, user: bytes) -> None:
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    ensure_admin(url)
+    settings = Settings(database_url=url, trusted_user_header="X-User")
+    with TestClient(create_app(settings)) as client:
+        for path in ("/api/channels", "/"):
+            answer = client.get(path, headers={"X-User": user})
+            assert answer.status_code == 400, answer.text
+            assert "not usable" in answer.json()["error"]
+        assert client.get("/api/channels", headers={"X-User": b"ada"}).status_code == 200
+
+
+# -- the command line -----------------------------------------------------------------
+
+
+def _cli(database: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_feed(*args, FEED_DATABASE_URL=database)
+
+
+@pytest.mark.parametrize(
+    "name",
+    # "\udcff" reaches the command as the byte 0xff, which is not UTF-8.
+    ["ada\udcff", "ada\x1b[2J", "ada\x7f", "ada\x9b", "ada\nbob", "ada\tbob"],
+    ids=["undecodable byte", "ESC", "DEL", "C1 CSI", "line feed", "tab"],
+)
+def test_token_and_kiosk_names_from_the_command_line_are_one_line_of_text(
+    database_url: str, name: str
+) -> None:
+    ensure_admin(database_url)
+    for args in (
+        ("token", "create", name),
+        ("kiosk", "create", "--channel", "general", "--name", name),
+    ):
+        result = _cli(database_url, *args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith("feed: ") and "Traceback" not in result.stderr
+        assert code_point(name) in result.stderr
+    listed = _cli(database_url, "token", "list").stdout.splitlines()
+    assert [line.split("\t")[1] for line in listed] == ["tester"]
+
+
+def test_the_cli_refuses_text_it_cannot_send_with_a_usage_error(server: Server) -> None:
+    auth = ["--token", ADMIN_TOKEN, "--url", server.url]
+    for args in (
+        ("post", "general", "bad \udcff byte", *auth),
+        ("channels", *auth, "create", "ops", "Ops \udcff"),
+        ("channels", *auth, "grant", "general", "ada\udcff"),
+    ):
+        result = run_feed(*args)
+        assert result.returncode == 2, result.stderr
+        assert "U+DCFF" in result.stderr and "Traceback" not in result.stderr
+    piped = subprocess.run(
+        [sys.executable, "-m", "feed", "post", "general", "-", *auth],
+        input=b"not \xff utf-8",
+        capture_output=True,
+        timeout=30,
+    )
+    assert piped.returncode == 2 and b"Traceback" not in piped.stderr, piped.stderr
+    # Control characters reach the server, which refuses them with its reason.
+    escaped = run_feed("post", "general", "red \x1b[31m", *auth)
+    assert escaped.returncode in (2, 3) and "U+001B" in escaped.stderr
+    assert server.client.get("/api/channels/general/posts").json()["posts"] == []
+
+
+# -- others keep being served -----------------------------------------------------------
+
+
+def test_a_writer_sending_lone_surrogates_never_fails_anyone_elses_post(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server()
+    rounds, writers = 5, 6
+    start = threading.Barrier(2 * writers)
+    answers: dict[str, list[int]] = {"honest": [], "hostile": []}
+    lock = threading.Lock()
+
+    def write(kind: str, n: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=20, headers=ADMIN) as http:
+            start.wait(timeout=20)
+            for i in range(rounds):
+                body = {"body": f"honest {n}.{i}"} if kind == "honest" else {"body": "\ud800"}
+                try:
+                    status = http.post(
+                        "/api/channels/general/posts", content=encoded(body), headers=JSON
+                    ).status_code
+                except httpx.TransportError:
+                    status = 0  # a cut connection
+                with lock:
+                    answers[kind].append(status)
+
+    threads = [
+        threading.Thread(target=write, args=(kind, n))
+        for n in range(writers)
+        for kind in ("honest", "hostile")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert answers["honest"] == [201] * (rounds * writers)
+    assert answers["hostile"] == [422] * (rounds * writers)
+    bodies = {
+        p["body"]
+        for p in server.client.get("/api/channels/general/posts?limit=200").json()["posts"]
+    }
+    assert bodies == {f"honest {n}.{i}" for n in range(writers) for i in range(rounds)}
