@@ -5,6 +5,27 @@ rendered it and the heartbeat interval (so it knows when the stream has gone
 quiet), and its post list carries the event id its posts are current up to. A
 re-fetched list says the same in the ``X-Feed-Last-Event-Id`` header, so the page
 can skip stream events the new list already reflects.
+
+Each list has a rule, which says what it shows given the database's posts; the page
+renders it, and feed.js keeps it after every event, live or replayed:
+
+1. The kiosk (``kiosk_window``): pinned posts first, then the newest others,
+   ``KIOSK_POSTS`` in all. When a post leaves that window (deleted, or unpinned and
+   older than the rest), the one that takes its place was never sent to the page:
+   feed.js re-fetches the list (``/partials/kiosk``, with its snapshot id).
+2. The dashboard (``dashboard_window``): its newest ``page_size`` pinned posts, and
+   every unpinned post down to its *floor*, the oldest unpinned post it has loaded:
+   the last one of the first page if that page was full, else 0 (it shows them all).
+   So it shows its first page, everything that arrived since, and its pinned posts.
+   "Older posts" loads the next page down and lowers the floor to that page's last
+   post (0 after the last page); the floor rides on the button (``data-floor``).
+3. An unpinned post under the dashboard's floor leaves the page: it is back in its
+   place in history, where "Older posts" finds it once. Kept in place instead, it
+   would show among newer posts as if it were one of them, and a later page of
+   older posts would bring it a second time.
+4. A dashboard that held its limit of pinned posts and loses one (unpinned, deleted)
+   re-fetches its list, as the kiosk does: only the server knows the next pinned
+   post. The re-fetched list is the first page again, with its floor.
 """
 
 from __future__ import annotations
@@ -19,7 +40,7 @@ from starlette.routing import Route
 from feed.access import KIOSK_PARAM, Permissions
 from feed.api import admit_post, create_post_from, int_param, publish, read_body
 from feed.errors import ClientError
-from feed.models import ChannelView, PostView
+from feed.models import ChannelView, FrontPage, PostView
 from feed.presence import screens
 from feed.runtime import Runtime, runtime
 from feed.signin import viewer
@@ -58,6 +79,19 @@ def _stream_context(rt: Runtime) -> dict[str, Any]:
 
 def _snapshot(last_event_id: int) -> dict[str, str]:
     return {SNAPSHOT_HEADER: str(last_event_id)}
+
+
+def dashboard_window(posts: list[PostView], size: int, floor: int) -> list[PostView]:
+    """What a dashboard shows (rationale 2, 3): its newest ``size`` pinned posts, and
+    every unpinned post down to ``floor``, newest first. feed.js keeps the live list by
+    the same rule; a first page is this rule applied to ``front_page``."""
+    pinned = [p for p in posts if p.pinned][:size]
+    recent = [p for p in posts if not p.pinned and p.id >= floor]
+    return sorted([*pinned, *recent], key=lambda p: p.id, reverse=True)
+
+
+def _first_page(page: FrontPage, size: int) -> list[PostView]:
+    return dashboard_window(page.posts, size, page.older_before or 0)
 
 
 def _list_context(
@@ -112,7 +146,8 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
         form={"channel": default or (postable[0].name if postable else ""), "body": ""},
         error=None,
         max_chars=rt.settings.max_post_chars,
-        **_list_context(page.posts, channel, None, page.older_before),
+        max_pinned=rt.settings.page_size,
+        **_list_context(_first_page(page, rt.settings.page_size), channel, None, page.older_before),
     )
     return seen.apply(response, request)
 
@@ -134,7 +169,8 @@ async def posts_partial(request: Request) -> HTMLResponse:
     selected = perms.selection(None if channel is None else [channel])
     if before is None:
         page = await rt.store.front_page(selected, rt.settings.page_size)
-        context = _list_context(page.posts, channel, None, page.older_before)
+        posts = _first_page(page, rt.settings.page_size)
+        context = _list_context(posts, channel, None, page.older_before)
         headers = _snapshot(page.last_event_id)
     else:
         size = rt.settings.page_size
@@ -149,8 +185,8 @@ async def posts_partial(request: Request) -> HTMLResponse:
 
 
 def kiosk_window(posts: list[PostView], size: int) -> list[PostView]:
-    """What a kiosk shows: pinned posts first, then the newest others, ``size`` in all,
-    newest first. feed.js trims the live list by the same rule."""
+    """What a kiosk shows (rationale 1): pinned posts first, then the newest others,
+    ``size`` in all, newest first. feed.js keeps the live list by the same rule."""
     pinned = [p for p in posts if p.pinned][:size]
     recent = [p for p in posts if not p.pinned][: size - len(pinned)]
     return sorted([*pinned, *recent], key=lambda p: p.id, reverse=True)

@@ -10,13 +10,15 @@ Synchronisation is always a Playwright wait with a deadline, never a sleep.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
@@ -36,6 +38,8 @@ from playwright.sync_api import (
     Error as PlaywrightError,
 )
 
+from feed.models import Change, PostView
+from feed.store import Store
 from tests.conftest import Server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -54,6 +58,8 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 OPEN_MS = 5_000  # page load and stream open
 LIVE_MS = 1_000  # a change reaches an open page within a second (the core issue asks that)
+
+T = TypeVar("T")
 
 # Screenshots show this moment, and the sample posts are dated just before it.
 FROZEN_NOW = datetime(2026, 3, 2, 9, 41, tzinfo=UTC)
@@ -222,6 +228,55 @@ def api_posts(server: Server, channel: str = "general", limit: int = 50) -> list
     assert response.status_code == 200, response.text
     posts: list[dict[str, Any]] = response.json()["posts"]
     return posts
+
+
+class Database:
+    """The servers' database, reached straight through the store, as another process
+    would: the truth pages are compared with, and a writer while a server is down.
+
+    The store's methods are coroutines; they run on one event loop of our own, in a
+    thread of its own, since Playwright's sync API keeps a loop on the test's thread.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.store = Store.from_url(url)
+        self._loop = asyncio.new_event_loop()
+        self._thread = ThreadPoolExecutor(1)
+
+    def close(self) -> None:
+        self._thread.submit(self._loop.close).result()
+        self._thread.shutdown()
+        self.store.close()
+
+    def _run(self, work: Coroutine[Any, Any, T]) -> T:
+        return self._thread.submit(self._loop.run_until_complete, work).result()
+
+    def post(self, body: str, channel: str = "general", author: str = "writer") -> Change:
+        return self._run(self.store.create_post(channel, author, body))
+
+    def edit(self, post_id: int, body: str) -> Change:
+        return self._run(self.store.edit_post(post_id, body))
+
+    def delete(self, post_id: int) -> Change:
+        return self._run(self.store.delete_post(post_id))
+
+    def pin(self, post_id: int, pinned: bool = True) -> Change:
+        return self._run(self.store.set_pinned(post_id, pinned))
+
+    def posts(self) -> list[PostView]:
+        """Every live post, newest first."""
+        return self._run(self.store.list_posts(None, limit=1_000_000))
+
+    def latest(self) -> int:
+        return self._run(self.store.latest_event_id())
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """The database of the ``server`` and ``make_server`` fixtures' servers."""
+    db = Database(database_url)
+    yield db
+    db.close()
 
 
 def ok(response: httpx.Response) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Synchronisation is always a Playwright wait with a deadline, never a sleep.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Literal
 
 import pytest
@@ -21,24 +22,28 @@ from tests.browser import (
     PHONE,
     SAMPLE_POSTS,
     SCREENSHOTS,
+    Database,
     Problems,
     api_posts,
     assert_not_reloaded,
     browser,
     context,
+    database,
     new_context,
     ok,
     open_live,
     post_el,
     problems,
     seed_sample_feed,
+    shown_ids,
     sign_in,
     top,
+    wait_applied,
 )
 from tests.conftest import Server
 
 pytestmark = pytest.mark.browser
-__all__ = ["browser", "context", "problems"]  # fixtures, shared with test_kiosk
+__all__ = ["browser", "context", "database", "problems"]  # fixtures, shared with test_kiosk
 
 SCREENSHOT_VIEWER = SAMPLE_POSTS[0][1]
 LOCAL_TIME = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{1,2}:\d{2}\s[AP]M$")  # en-US, this year
@@ -148,6 +153,64 @@ def test_api_create_edit_pin_delete_update_the_page_in_place(
     expect(oldest).to_have_class("post")
     assert top(latest) < top(newest) < top(oldest)
     assert_not_reloaded(page)
+
+
+def test_an_unpinned_post_below_the_first_page_leaves_until_older_posts_brings_it_back(
+    make_server: Callable[..., Server], context: BrowserContext, database: Database
+) -> None:
+    server = make_server(page_size=5)
+    ids = [database.post(f"post {i}").post.id for i in range(12)]
+    database.pin(ids[1])
+    page = open_live(context, server.url)
+    newest_first = ids[::-1]
+    # The first page: the five newest unpinned posts, and the pinned one.
+    assert shown_ids(page) == [*newest_first[:5], ids[1]]
+
+    # Unpinned, a post older than the first page goes back to its place in history...
+    wait_applied(page, ok(server.client.post(f"/api/posts/{ids[1]}/unpin"))["event_id"])
+    assert shown_ids(page) == newest_first[:5]
+    # ...pinned, it comes back, in id order.
+    wait_applied(page, ok(server.client.post(f"/api/posts/{ids[0]}/pin"))["event_id"])
+    assert shown_ids(page) == [*newest_first[:5], ids[0]]
+
+    # "Older posts", from the keyboard: the next page goes in its place, and the focus
+    # moves on to the next "Older posts".
+    older = page.get_by_role("button", name="Older posts")
+    older.focus()
+    page.keyboard.press("Enter")
+    expect(post_el(page, ids[2])).to_be_visible()
+    assert shown_ids(page) == [*newest_first[:10], ids[0]]
+    expect(page.get_by_role("button", name="Older posts")).to_be_focused()
+
+    # Now above the floor, an unpinned post stays where it is.
+    wait_applied(page, ok(server.client.post(f"/api/posts/{ids[4]}/pin"))["event_id"])
+    wait_applied(page, ok(server.client.post(f"/api/posts/{ids[4]}/unpin"))["event_id"])
+    expect(post_el(page, ids[4])).to_have_class("post")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Older posts")).to_have_count(0)
+    assert shown_ids(page) == newest_first  # each post once, the pinned one included
+    assert page.locator("[id^='post-']").count() == len(ids)
+    assert_not_reloaded(page)
+
+
+@pytest.mark.parametrize("path", ["/", "/kiosk"])
+def test_screen_readers_are_told_about_new_posts(
+    server: Server, context: BrowserContext, path: str
+) -> None:
+    page = open_live(context, f"{server.url}{path}")
+    announcer = page.locator("#announcer")
+    expect(announcer).to_have_attribute("role", "status")
+    expect(announcer).to_have_text("")
+    first = server.post("Fire drill at **3 pm**")["post"]["id"]
+    expect(announcer).to_have_text("New post by tester in #general: Fire drill at 3 pm")
+    # Edits are not news; a burst is one announcement.
+    ok(server.client.patch(f"/api/posts/{first}", json={"body": "Fire drill moved"}))
+    expect(post_el(page, first).locator(".body")).to_have_text("Fire drill moved")
+    expect(announcer).to_have_text("New post by tester in #general: Fire drill at 3 pm")
+    many = [server.post(f"Burst {n}", channel="announcements")["event_id"] for n in range(3)]
+    wait_applied(page, many[-1])
+    latest = r"(New post|[23] new posts, the latest) by tester in #announcements: Burst 2"
+    expect(announcer).to_have_text(re.compile(f"^{latest}$"))
 
 
 # -- validation --------------------------------------------------------------------------

@@ -23,16 +23,19 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect
 
+from feed.pages import KIOSK_POSTS, kiosk_window
 from tests.browser import (
     FROZEN_NOW,
     OPEN_MS,
     SCREEN,
     SCREENSHOTS,
+    Database,
     Problems,
     api_posts,
     assert_not_reloaded,
     browser,
     context,
+    database,
     ok,
     open_live,
     post_el,
@@ -45,7 +48,7 @@ from tests.browser import (
 from tests.conftest import Server
 
 pytestmark = pytest.mark.browser
-__all__ = ["browser", "context", "problems"]  # fixtures
+__all__ = ["browser", "context", "database", "problems"]  # fixtures
 
 HEARTBEAT = 0.5  # seconds; the offline badge shows after two silent intervals
 RETRY_MS = 1000
@@ -160,6 +163,102 @@ def test_kiosk_keeps_a_bounded_window_and_brings_in_pinned_posts(
     wait_applied(page, event_id(newer[-1]))
     newer_ids = [created["post"]["id"] for created in newer]
     assert shown_ids(page) == [*reversed(newer_ids), *window[:26], first]
+    assert_not_reloaded(page)
+
+
+def window_ids(db: Database) -> list[int]:
+    """The ids the kiosk must show, by the database."""
+    return [p.id for p in kiosk_window(db.posts(), KIOSK_POSTS)]
+
+
+def write_while_down(
+    make_server: Callable[..., Server], server: Server, write: Callable[[], int]
+) -> tuple[Server, int]:
+    """Kill ``server``, run ``write`` (which returns its last event id), start it again."""
+    server.stop(signal.SIGKILL)
+    last = write()
+    return kiosk_server(make_server, database=server.database, port=server.port), last
+
+
+@pytest.mark.parametrize("when", ["live", "replayed"])
+def test_deleting_a_shown_post_brings_the_next_newest_one_back(
+    make_server: Callable[..., Server],
+    context: BrowserContext,
+    problems: Problems,
+    database: Database,
+    when: str,
+) -> None:
+    problems.allow(*OUTAGE)
+    server = kiosk_server(make_server)
+    ids = [database.post(f"post {i}").post.id for i in range(35)]
+    page = open_live(context, f"{server.url}/kiosk")
+    window = sorted(ids, reverse=True)[:30]
+    assert shown_ids(page) == window
+
+    gone = window[10]
+    if when == "live":
+        last = event_id(ok(server.client.delete(f"/api/posts/{gone}")))
+    else:
+        server, last = write_while_down(
+            make_server, server, lambda: database.delete(gone).event_id or 0
+        )
+    wait_applied(page, last, timeout=OPEN_MS)
+    assert shown_ids(page) == window_ids(database) == [i for i in window if i != gone] + [ids[4]]
+    assert_not_reloaded(page)
+
+
+@pytest.mark.parametrize("when", ["live", "replayed"])
+def test_unpinning_a_post_older_than_the_window_lets_the_next_newest_one_back(
+    make_server: Callable[..., Server],
+    context: BrowserContext,
+    problems: Problems,
+    database: Database,
+    when: str,
+) -> None:
+    problems.allow(*OUTAGE)
+    server = kiosk_server(make_server)
+    ids = [database.post(f"post {i}").post.id for i in range(35)]
+    database.pin(ids[0])
+    page = open_live(context, f"{server.url}/kiosk")
+    assert shown_ids(page) == [*sorted(ids, reverse=True)[:29], ids[0]]
+
+    if when == "live":
+        last = event_id(ok(server.client.post(f"/api/posts/{ids[0]}/unpin")))
+    else:
+        server, last = write_while_down(
+            make_server, server, lambda: database.pin(ids[0], False).event_id or 0
+        )
+    wait_applied(page, last, timeout=OPEN_MS)
+    assert shown_ids(page) == window_ids(database) == sorted(ids, reverse=True)[:30]
+    assert_not_reloaded(page)
+
+
+def test_a_pin_and_a_create_replayed_together_keep_the_pinned_post(
+    make_server: Callable[..., Server],
+    context: BrowserContext,
+    problems: Problems,
+    database: Database,
+) -> None:
+    problems.allow(*OUTAGE)
+    server = kiosk_server(make_server)
+    ids = [database.post(f"post {i}").post.id for i in range(35)]
+    page = open_live(context, f"{server.url}/kiosk")
+    window = sorted(ids, reverse=True)[:30]
+    edge = window[-1]  # the oldest post shown: the next create would push it out
+    created: list[int] = []
+
+    def pin_then_create() -> int:
+        database.pin(edge)
+        change = database.post("right after the pin")
+        created.append(change.post.id)
+        return change.event_id or 0
+
+    server, last = write_while_down(make_server, server, pin_then_create)
+    wait_applied(page, last, timeout=OPEN_MS)
+    expect(post_el(page, edge)).to_have_class("post pinned")
+    expect(post_el(page, edge).locator(".tag.pin")).to_have_text("pinned")
+    assert shown_ids(page) == window_ids(database)
+    assert shown_ids(page) == [*created, *window[:28], edge]
     assert_not_reloaded(page)
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from starlette.testclient import TestClient
 
 from feed.models import PostView
-from feed.pages import KIOSK_POSTS, kiosk_window
+from feed.pages import KIOSK_POSTS, dashboard_window, kiosk_window
 
 
 def posted(client: TestClient, body: str, channel: str = "general") -> tuple[int, int]:
@@ -64,7 +64,7 @@ def test_pinned_posts_are_on_the_first_page_whatever_their_age(client: TestClien
     shown = article_ids(page)
     assert old in shown and len(shown) == 51
     assert shown[:50] == list(reversed(newer))[:50]
-    older = re.search(r'hx-get="(/partials/posts\?before=\d+)"', page)
+    older = re.search(r'data-url="(/partials/posts\?before=\d+)"', page)
     assert older is not None
     rest = client.get(older.group(1).replace("&amp;", "&")).text
     assert article_ids(rest) == list(reversed(newer))[50:]
@@ -196,3 +196,22 @@ def test_kiosk_window_keeps_pinned_posts_first_then_the_newest() -> None:
     assert [p.id for p in kiosk_window(posts, 3)] == [9, 7, 2]
     assert [p.id for p in kiosk_window(posts, 1)] == [7]
     assert [p.id for p in kiosk_window(posts, 10)] == [9, 8, 7, 6, 2]
+
+
+def test_dashboard_window_keeps_its_newest_pinned_posts_and_every_other_to_its_floor() -> None:
+    def view(post_id: int, pinned: bool = False) -> PostView:
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
+        return PostView(post_id, "general", "a", "b", moment, None, pinned, False)
+
+    posts = [view(9), view(8, True), view(7), view(6, True), view(5), view(3, True), view(2)]
+    assert [p.id for p in dashboard_window(posts, 2, 7)] == [9, 8, 7, 6]
+    assert [p.id for p in dashboard_window(posts, 1, 5)] == [9, 8, 7, 5]
+    assert [p.id for p in dashboard_window(posts, 5, 0)] == [9, 8, 7, 6, 5, 3, 2]
+
+
+def test_the_dashboard_tells_its_list_its_pinned_limit_and_its_floor(client: TestClient) -> None:
+    ids = [post(client, f"p{i}") for i in range(52)]
+    page = client.get("/").text
+    assert 'data-max-pinned="50"' in page
+    assert f'data-floor="{ids[2]}"' in page
+    assert article_ids(page) == ids[:1:-1]

@@ -8,9 +8,20 @@
 // 2. Exactly once. A message whose id is not newer than the last applied one is
 //    already on the page (a replay overlapping a re-fetched list): it is dropped.
 //    A new post whose element exists replaces it, so ids are never duplicated.
-// 3. Posts outside the page. An edit or delete of a post the page does not show
-//    is ignored (htmx would log an error for the missing target); a pin brings the
-//    post in, in id order, because pinned posts are always shown.
+//    The last applied id moves only once a message's whole effect is on the page:
+//    one that needs the list re-fetched (7) counts through the re-fetched list's
+//    id. So a page whose feedStream.lastApplied is the log's newest event shows
+//    exactly what its rule makes of the database.
+// 3. The page applies messages itself. Each message for the post list is applied
+//    here, at once, and htmx swaps nothing in the list: its out-of-band swap keeps
+//    an element's old attributes until it settles (20 ms), so the bookkeeping
+//    below would see a just-pinned post as unpinned (a pin then a create, as in
+//    every replay burst, dropped the pinned post). Messages carry a post's current
+//    state (render.py): a created post goes in by id, at the top; a shown one is
+//    replaced in place, the focus staying on the same link; a tombstone removes
+//    it. A post the page does not show comes in only if the list's rule wants it
+//    (7): pinned, or on a dashboard at or above the floor. An edit or delete of
+//    any other post is ignored.
 // 4. Liveness. An EventSource cannot see SSE comments, so HTML streams carry named
 //    `heartbeat` events, and open with `hello` (the server's release and
 //    heartbeat interval). Two intervals without any of those or an event: the
@@ -20,14 +31,31 @@
 // 5. Deploys. A `hello` naming another release than the page was rendered with
 //    reloads the page, once per release: sessionStorage remembers the release we
 //    reloaded for, so a page that is still served old cannot reload in a loop.
-// 6. Resync. The page re-fetches its list. Messages arriving meanwhile are held
-//    and applied afterwards if newer than the list (X-Feed-Last-Event-Id); a
-//    failed fetch is retried with backoff.
-// 7. Bounded. A list with data-max-posts (the kiosk) keeps that many posts:
-//    the oldest unpinned ones go first, by the rule of pages.kiosk_window.
+// 6. Re-fetch. On `resync`, and when the rule needs a post the page was never
+//    sent (7), the page re-fetches its list. Messages arriving meanwhile are held
+//    and go through (2, 3) afterwards, so those the list already reflects
+//    (X-Feed-Last-Event-Id) are dropped, and one may start another re-fetch. A
+//    failed fetch is retried with backoff. "Older posts" holds messages the same
+//    way while its page loads and applies them all after it (that page has no
+//    snapshot id), so an edit racing the page is not lost.
+// 7. Each list keeps its rule (pages.py) after every message, live or replayed:
+//    - the kiosk (data-max-posts), pages.kiosk_window: pinned posts first, then
+//      the newest, 30 in all; beyond that the oldest unpinned posts go first,
+//      then the oldest pinned ones;
+//    - a dashboard (data-max-pinned; its floor is data-floor on "Older posts", 0
+//      without it), pages.dashboard_window: its newest page-size pinned posts and
+//      every unpinned post down to the floor. An unpinned post under the floor
+//      leaves: "Older posts" brings it back in its place, once.
+//    When a post leaves and the one that takes its place was never sent (a full
+//    kiosk loses one, or a post it unpins is older than every other unpinned one
+//    shown; a dashboard at its pinned limit loses a pinned one), only the server
+//    knows which it is: the list is re-fetched (6).
 // 8. Times. Dashboards show each post's time in the reader's zone and language;
 //    the kiosk shows relative times ("3 minutes ago") and a clock, refreshed by a
 //    timer without asking the server.
+// 9. Screen readers. New posts are told in one polite status line (#announcer),
+//    a burst in one sentence. The list is no live region: a re-fetch rebuilds it,
+//    and that is not news.
 (function () {
   "use strict";
 
@@ -43,7 +71,8 @@
   var heartbeatMs = 1000 * Number(meta("feed-heartbeat") || 15);
   var lastApplied = 0;
   var source = null;
-  var refetch = null; // {held: [...], overflowed: bool} while the list is re-fetched
+  // While the list, or a page of older posts, is fetched: {held: [...], overflowed, again}.
+  var pending = null;
   // Read by the browser tests, and handy in a console on a misbehaving screen.
   var debug = (window.feedStream = { created: 0, url: null, lastApplied: 0 });
 
@@ -160,7 +189,7 @@
     window.location.reload();
   }
 
-  // -- 2, 3. applying messages ----------------------------------------------------------
+  // -- 2, 3, 7. applying messages ------------------------------------------------------
 
   var parser = document.createElement("template");
 
@@ -168,124 +197,273 @@
     return Number(el.id.slice("post-".length));
   }
 
-  // In id order among the list's posts (newest first); after the others if oldest.
+  function isPinned(el) {
+    return el.classList.contains("pinned");
+  }
+
+  function postsIn(list) {
+    return Array.prototype.slice.call(list.querySelectorAll(":scope > .post"));
+  }
+
+  // The oldest unpinned post a dashboard has loaded: its "Older posts" pages from there.
+  function floorOf(list) {
+    var older = list.querySelector(":scope > .older");
+    return older ? Number(older.dataset.floor) : 0;
+  }
+
+  function tally(list) {
+    var posts = postsIn(list);
+    return { total: posts.length, pinned: posts.filter(isPinned).length };
+  }
+
+  // In id order among the list's posts (newest first); the oldest before "Older posts".
   function place(list, el) {
     var id = postId(el);
-    var posts = list.querySelectorAll(":scope > .post");
+    var posts = postsIn(list);
     for (var i = 0; i < posts.length; i++) {
       if (postId(posts[i]) < id) {
         list.insertBefore(el, posts[i]);
         return;
       }
     }
-    list.appendChild(el);
+    list.insertBefore(el, list.querySelector(":scope > .older"));
   }
 
-  // Handles what htmx would get wrong; returns true if the message needs nothing more.
-  function handledHere(list, data) {
+  // A post replaced while a link in it has the focus keeps it on the same link.
+  function replacePost(old, el) {
+    var links = old.querySelectorAll("a[href]");
+    var at = Array.prototype.indexOf.call(links, document.activeElement);
+    old.replaceWith(el);
+    var again = at >= 0 ? el.querySelectorAll("a[href]")[at] : null;
+    if (again) again.focus({ preventScroll: true });
+  }
+
+  // A kiosk (data-max-posts) leaves out only old unpinned posts and pinned ones past
+  // its max, and a dashboard (data-max-pinned) only unpinned posts under its floor and
+  // pinned ones past its max: a post the list lacks belongs in it if it is new (a
+  // created message) or pinned, or, on a dashboard, at or above the floor.
+  function belongs(list, el, created) {
+    if (created || isPinned(el)) return true;
+    return !list.dataset.maxPosts && postId(el) >= floorOf(list);
+  }
+
+  // Rule 7: what the list may keep. The list's own classes are the truth here: every
+  // post in it was put there by apply(), synchronously, never by an htmx swap.
+  function bound(list) {
+    var posts = postsIn(list);
+    var byAge = function (a, b) { return postId(a) - postId(b); };
+    var max = Number(list.dataset.maxPosts);
+    if (max) {
+      var pinned = function (el) { return isPinned(el) ? 1 : 0; };
+      posts
+        .sort(function (a, b) { return pinned(a) - pinned(b) || byAge(a, b); })
+        .slice(0, Math.max(0, posts.length - max))
+        .forEach(function (el) { el.remove(); });
+      return;
+    }
+    var maxPinned = Number(list.dataset.maxPinned);
+    var floor = floorOf(list);
+    posts.forEach(function (el) { if (!isPinned(el) && postId(el) < floor) el.remove(); });
+    var pins = posts.filter(function (el) { return isPinned(el); }).sort(byAge).reverse();
+    pins.slice(maxPinned || pins.length).forEach(function (el) { el.remove(); });
+  }
+
+  // Whether the list may now lack a post it should show: one it never received (older
+  // than it, or a pinned one past its max). Only the server knows which, so the list
+  // is re-fetched (rule 6).
+  function lacking(list, before, el, unpinned) {
+    var now = tally(list);
+    var max = Number(list.dataset.maxPosts);
+    if (!max) return before.pinned >= Number(list.dataset.maxPinned) && now.pinned < before.pinned;
+    if (before.total < max) return false; // a list short of its max shows every post
+    if (now.total < max) return true;
+    // An unpinned post keeps its place only above another shown unpinned one: under
+    // all of them, the newest post the kiosk left out may be newer.
+    return unpinned && !postsIn(list).some(function (q) {
+      return q !== el && !isPinned(q) && postId(q) < postId(el);
+    });
+  }
+
+  // Applies one message to the list; returns true if the list must be re-fetched.
+  function apply(list, data) {
     parser.innerHTML = data;
     var el = parser.content.firstElementChild;
     parser.innerHTML = "";
     if (!el || !/^post-\d+$/.test(el.id)) return false;
+    var before = tally(list);
     var existing = document.getElementById(el.id);
     var oob = el.getAttribute("hx-swap-oob");
-    if (!oob) {
-      if (!existing) return false;
-      existing.replaceWith(el);
-    } else if (existing) {
-      return false;
-    } else if (oob === "outerHTML" && el.classList.contains("pinned")) {
-      el.removeAttribute("hx-swap-oob");
-      place(list, el);
+    var unpinned = false;
+    if (oob === "delete") {
+      if (existing) existing.remove();
     } else {
-      return true;
+      el.removeAttribute("hx-swap-oob");
+      if (existing) {
+        unpinned = isPinned(existing) && !isPinned(el);
+        replacePost(existing, el);
+      } else if (belongs(list, el, !oob)) {
+        place(list, el);
+      } else {
+        return false;
+      }
+      decorate(el);
     }
-    decorate(el);
-    trim(list);
-    return true;
+    bound(list);
+    if (!oob && !existing && el.isConnected) announce(el);
+    return lacking(list, before, el, unpinned);
   }
 
-  document.addEventListener("htmx:sseBeforeMessage", function (evt) {
-    var msg = evt.detail;
-    var id = Number(msg.lastEventId);
-    alive();
-    if (refetch) {
-      hold(msg.data, id);
-      evt.preventDefault();
-    } else if (!fresh(id)) {
-      evt.preventDefault();
-    } else if (handledHere(evt.target, msg.data)) {
-      applied(id);
-      evt.preventDefault();
+  function receive(list, data, id) {
+    if (pending) {
+      hold(data, id);
+    } else if (fresh(id)) {
+      // The message that shows the list must be re-fetched is not applied yet: the
+      // re-fetched list is, with everything up to its snapshot.
+      if (apply(list, data)) refetchList(data, id);
+      else applied(id);
     }
+  }
+
+  // Every message for the post list is applied here, at once; htmx swaps nothing in it.
+  document.addEventListener("htmx:sseBeforeMessage", function (evt) {
+    alive();
+    var list = postsList();
+    if (!list || evt.target !== list) return;
+    evt.preventDefault();
+    receive(list, evt.detail.data, Number(evt.detail.lastEventId));
   });
 
   document.addEventListener("htmx:sseMessage", function (evt) {
     applied(Number(evt.detail.lastEventId));
-    trim(evt.target);
   });
 
-  // -- 6. resync ------------------------------------------------------------------------
+  // -- 9. screen readers ----------------------------------------------------------------
+
+  var news = { count: 0, latest: null, timer: null };
+
+  // New posts are told to screen readers through one polite status line, a burst in one
+  // sentence: the list itself is no live region, since a re-fetch rebuilds it whole.
+  function announce(el) {
+    news.count += 1;
+    news.latest = el;
+    if (!news.timer) news.timer = setTimeout(tell, 500);
+  }
+
+  function tell() {
+    var line = document.getElementById("announcer");
+    var el = news.latest;
+    var author = el.querySelector(".author").textContent;
+    var channel = el.querySelector(".channel").textContent;
+    var body = el.querySelector(".body").textContent.trim().replace(/\s+/g, " ");
+    if (body.length > 200) body = body.slice(0, 200) + "…";
+    var lead = news.count === 1 ? "New post" : news.count + " new posts, the latest";
+    if (line) line.textContent = lead + " by " + author + " in " + channel + ": " + body;
+    news = { count: 0, latest: null, timer: null };
+  }
+
+  // -- 6. re-fetching -------------------------------------------------------------------
 
   function hold(data, id) {
-    if (refetch.held.length < HELD_LIMIT) refetch.held.push({ data: data, id: id });
-    else refetch.overflowed = true;
+    if (pending.held.length < HELD_LIMIT) pending.held.push({ data: data, id: id });
+    else pending.overflowed = true;
   }
 
   function onResync() {
     alive();
-    if (refetch) return;
-    refetch = { held: [], overflowed: false };
+    // A list fetched before the resync may be older than where the stream went on.
+    if (pending) pending.again = true;
+    else refetchList();
+  }
+
+  function refetchList(data, id) {
+    pending = { held: [], overflowed: false, again: false };
+    if (data !== undefined) hold(data, id);
     fetchList(0);
   }
 
+  // Resolves to the response's text and snapshot id; rejects on any failure to get it.
+  function get(url) {
+    return fetch(url).then(function (response) {
+      if (!response.ok) throw new Error("the feed answered " + response.status);
+      var snapshot = Number(response.headers.get("X-Feed-Last-Event-Id"));
+      return response.text().then(function (html) { return { html: html, snapshot: snapshot }; });
+    });
+  }
+
+  // Only a failed fetch is retried; what happens to the list afterwards is not.
   function fetchList(attempt) {
     var list = postsList();
-    fetch(list.dataset.feedUrl)
-      .then(function (response) {
-        if (!response.ok) throw new Error("the feed answered " + response.status);
-        var snapshot = Number(response.headers.get("X-Feed-Last-Event-Id"));
-        return response.text().then(function (html) {
-          replaceList(list, html, snapshot);
-        });
-      })
-      .catch(function () {
+    get(list.dataset.feedUrl).then(
+      function (got) {
+        list.innerHTML = got.html;
+        decorate(list);
+        applied(got.snapshot);
+        releaseHeld(list);
+      },
+      function () {
         var delay = Math.min(30000, 1000 * Math.pow(2, attempt));
         setTimeout(function () { fetchList(attempt + 1); }, delay);
-      });
-  }
-
-  function replaceList(list, html, snapshot) {
-    var held = refetch.held;
-    var again = refetch.overflowed;
-    refetch = null;
-    htmx.swap(list, html, { swapStyle: "innerHTML", swapDelay: 0, settleDelay: 0 });
-    decorate(list);
-    applied(snapshot);
-    held.forEach(function (msg) {
-      if (!fresh(msg.id)) return;
-      if (!handledHere(list, msg.data)) {
-        htmx.swap(list, msg.data, { swapStyle: "afterbegin", swapDelay: 0, settleDelay: 0 });
       }
-      applied(msg.id);
-    });
-    trim(list);
-    if (again) onResync();
+    );
   }
 
-  // -- 7. bounded -----------------------------------------------------------------------
+  // Messages held meanwhile go through receive() again: those the new list already
+  // reflects are dropped, and one that needs another re-fetch holds the rest again.
+  function releaseHeld(list) {
+    var done = pending;
+    pending = null;
+    done.held.forEach(function (msg) { receive(list, msg.data, msg.id); });
+    if (done.again || done.overflowed) onResync();
+  }
 
-  function trim(list) {
-    var max = Number(list && list.dataset.maxPosts);
-    if (!max) return;
-    var posts = list.querySelectorAll(":scope > .post");
-    var extra = posts.length - max;
-    if (extra <= 0) return;
-    var pinned = function (el) { return el.classList.contains("pinned") ? 1 : 0; };
-    Array.prototype.slice.call(posts)
-      .sort(function (a, b) { return pinned(a) - pinned(b) || postId(a) - postId(b); })
-      .slice(0, extra)
-      .forEach(function (el) { el.remove(); });
+  // "Older posts": the next page is merged in by id, and the list's floor moves down.
+  // Messages are held meanwhile and applied after it, so one about a post of that page
+  // is applied to it, whichever of the two the server answered first.
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest && evt.target.closest(".older button");
+    var list = postsList();
+    if (!button || !list || button.closest(".older").parentNode !== list) return;
+    // A click while the list is re-fetched does nothing: that list has its own button.
+    if (pending) return;
+    pending = { held: [], overflowed: false, again: false };
+    var older = button.parentNode;
+    var focused = document.activeElement === button;
+    // On a failure the button stays, and another click tries again.
+    get(older.dataset.url).then(
+      function (got) {
+        mergeOlder(list, older, got.html, focused);
+        releaseHeld(list);
+      },
+      function () { releaseHeld(list); }
+    );
+  });
+
+  // The focus, if it was on the button, moves to the next one, or to the first post of
+  // the last page: it does not fall back to the top of the document.
+  function mergeOlder(list, older, html, focused) {
+    parser.innerHTML = html;
+    var incoming = Array.prototype.slice.call(parser.content.children);
+    parser.innerHTML = "";
+    older.remove();
+    var first = null;
+    incoming.forEach(function (el) {
+      if (el.classList.contains("older")) {
+        list.appendChild(el);
+      } else if (el.classList.contains("post") && !document.getElementById(el.id)) {
+        place(list, el);
+        first = first || el;
+      }
+    });
+    decorate(list);
+    bound(list);
+    if (!focused) return;
+    var next = list.querySelector(":scope > .older button");
+    if (next) {
+      next.focus();
+    } else if (first && first.isConnected) {
+      first.tabIndex = -1;
+      first.focus();
+    }
   }
 
   // -- 8. times -------------------------------------------------------------------------
