@@ -350,8 +350,9 @@ def test_a_rebuilt_event_source_resumes_from_the_last_applied_event(
     page.goto(f"{reader.url}{path}")
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
     page.evaluate("window.__notReloaded = true")
-    before = [writer.post(f"before {i}")["post"]["id"] for i in range(3)]
-    seen = before[-1]  # one event per post so far
+    made = [writer.post(f"before {i}") for i in range(3)]
+    before = [m["post"]["id"] for m in made]
+    seen = made[-1]["event_id"]
     wait_applied(page, seen)
 
     # The restart makes the browser reconnect; the gate answers that with a 503, so the
