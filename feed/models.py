@@ -16,6 +16,8 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from feed import markdown
+
 
 class EventKind(StrEnum):
     """What happened; also the SSE ``event:`` name."""
@@ -56,6 +58,9 @@ class Post(SQLModel, table=True):
     channel_id: int = Field(foreign_key="channels.id", index=True)
     author: str = Field(max_length=200)
     body: str
+    # The body as sanitised HTML, made when it was written (markdown.py); None for
+    # posts written before it was kept, which are rendered when read.
+    html: str | None = None
     created_at: datetime
     edited_at: datetime | None = None
     pinned: bool = False
@@ -187,6 +192,7 @@ class PostView:
     edited_at: datetime | None
     pinned: bool
     deleted: bool
+    html: str  # the body as sanitised HTML (markdown.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,4 +336,5 @@ def _post_view(post: Post, channel: str) -> PostView:
         edited_at=_utc(post.edited_at),
         pinned=post.pinned,
         deleted=post.deleted,
+        html=markdown.to_html(post.body) if post.html is None else post.html,
     )

@@ -16,15 +16,10 @@ old ``post-created`` for a post deleted since removes it instead of showing it.
 
 Bodies are hostile input. Rationale:
 
-1. Markdown is rendered with raw HTML off (markdown-it shows it as text), and the
-   result is then cleaned by nh3 against an allow-list of the tags and attributes
-   markdown itself produces. Either layer alone would do today; the second one
-   keeps a future markdown plugin or option from opening a hole. No ``id``,
-   ``class``, ``style``, ``on*`` or ``hx-*`` attribute survives: an ``id`` could
-   clobber a post's element for htmx's out-of-band swaps, and ``hx-*`` attributes
-   would make htmx fetch things on a reader's behalf.
-2. Links and images keep only http(s) and mailto URLs (and relative ones); every
-   link gets ``rel="noopener noreferrer"``.
+1. A post's HTML is made from its Markdown once, when it is written, and sanitised
+   then (markdown.py); nothing here renders Markdown, so no reader's page, replay
+   or stream waits for it.
+2. Templates autoescape everything else a post carries (author, channel, times).
 3. The same cleaned HTML goes to pages, HTML streams and the ``html`` field of
    JSON posts, so a script consuming JSON need not sanitise again.
 4. The text rendering is for terminals (``curl -N``): C0 and C1 control
@@ -45,8 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import nh3
-from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from feed.events import Format, frame
@@ -54,43 +47,12 @@ from feed.models import ChannelView, EventKind, FeedEvent, PostView
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ENCODE_CACHE = 2048  # encoded events kept for replays; a few MiB at most
-MARKDOWN_CACHE = 1024  # rendered bodies; the same post is rendered for every format
 
 
 def templates_dir() -> Path:
     """Templates ship inside the wheel; a source checkout keeps them at the top level."""
     packaged = PACKAGE_DIR / "templates"
     return packaged if packaged.is_dir() else PACKAGE_DIR.parent / "templates"
-
-
-# Raw HTML in a post is shown as text, never interpreted; markdown-it also refuses
-# javascript:, vbscript: and data: link targets.
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-
-
-# What CommonMark produces, and the attributes it needs; nothing else survives.
-_ALLOWED_TAGS = {
-    *("p", "br", "hr", "em", "strong", "code", "pre", "blockquote"),
-    *("ul", "ol", "li", "a", "img", *(f"h{n}" for n in range(1, 7))),
-}
-_ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "ol": {"start"}}
-_cleaner = nh3.Cleaner(
-    tags=_ALLOWED_TAGS,
-    attributes=_ALLOWED_ATTRIBUTES,
-    url_schemes={"http", "https", "mailto"},
-    link_rel="noopener noreferrer",
-    strip_comments=True,
-)
-
-
-@functools.lru_cache(maxsize=MARKDOWN_CACHE)
-def markdown(source: str) -> Markup:
-    """A post body as sanitised HTML (rationale 1, 2).
-
-    The same body is rendered for the API's answer, for each stream format and for
-    every page that shows it; rendering costs far more than finding it again, and
-    the result depends on the text alone."""
-    return Markup(_cleaner.clean(_markdown.render(source)))
 
 
 # C0 and C1 controls and DEL; tabs and newlines are kept for callers that split lines.
@@ -113,6 +75,11 @@ def json_safe(text: str) -> str:
     return _RAW_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
+def stored_html(post: PostView) -> Markup:
+    """A post's HTML, sanitised when it was written (markdown.py): shown as it is."""
+    return Markup(post.html)
+
+
 def isotime(moment: datetime | None) -> str:
     return "" if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -129,7 +96,7 @@ def make_environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["markdown"] = markdown
+    env.filters["stored_html"] = stored_html
     env.filters["isotime"] = isotime
     env.filters["shorttime"] = shorttime
     return env
@@ -141,7 +108,7 @@ def post_json(post: PostView) -> dict[str, Any]:
         "channel": post.channel,
         "author": post.author,
         "body": post.body,
-        "html": str(markdown(post.body)) if post.body else "",
+        "html": post.html,
         "created_at": isotime(post.created_at),
         "edited_at": isotime(post.edited_at) or None,
         "pinned": post.pinned,

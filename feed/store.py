@@ -86,6 +86,9 @@ Rationale for the less obvious choices:
    failover to a replica that had not received the last commits). Each process
    remembers the newest event it saw committed, and every write first checks the
    log still reaches it; if not, it skips ids as a start would, before writing.
+18. A body's HTML is rendered when the post is written, in the writing thread and
+   before the write lock is taken, and stored with it (markdown.py): no reader, and
+   no other writer, waits for Markdown.
 """
 
 from __future__ import annotations
@@ -112,7 +115,7 @@ from sqlalchemy.exc import (
 )
 from sqlmodel import Session, col, create_engine, select
 
-from feed import schema
+from feed import markdown, schema
 from feed.commits import GroupCommit
 from feed.models import (
     Answer,
@@ -645,6 +648,7 @@ class Store:
 
     @_in_thread
     def _insert_posts(self, batch: Sequence[NewPost]) -> tuple[list[Change | StoreError], Commit]:
+        htmls = [markdown.to_html(new.body) for new in batch]  # before the lock (18)
         with self._write() as session:
             names = sorted({new.channel for new in batch})
             found = session.exec(select(Channel).where(col(Channel.name).in_(names))).all()
@@ -666,8 +670,9 @@ class Store:
             after: int = session.info[LOG_END]
             post_rows = [
                 {"channel_id": channels[new.channel].id, "author": new.author, "body": new.body}
-                | {"created_at": now, "edited_at": None, "pinned": False, "deleted": False}
-                for _, new in accepted
+                | {"html": htmls[n], "created_at": now, "edited_at": None}
+                | {"pinned": False, "deleted": False}
+                for n, new in accepted
             ]
             post_ids = self._insert_many(connection, POSTS, post_rows)
             event_rows = [
@@ -689,7 +694,9 @@ class Store:
         written: dict[int, Change] = {}
         events = []
         for (n, new), post_id, event_id in zip(accepted, post_ids, event_ids, strict=True):
-            view = PostView(post_id, new.channel, new.author, new.body, now, None, False, False)
+            view = PostView(
+                post_id, new.channel, new.author, new.body, now, None, False, False, htmls[n]
+            )
             written[n] = Change(view, event_id)
             chan = channels[new.channel]
             events.append(
@@ -710,17 +717,18 @@ class Store:
         self, claim: Claim, channel: str, author: str, body: str, answer: Callable[[Change], Answer]
     ) -> Once:
         """``create_post``, answered once per ``claim`` (rationale 11)."""
+        new, html = NewPost(channel, author, body), markdown.to_html(body)  # rationale 18
         with self._write() as session:
-            return self._once(
-                session, claim, lambda: self._add_post(session, channel, author, body), answer
-            )
+            return self._once(session, claim, lambda: self._add_post(session, new, html), answer)
 
-    def _add_post(self, session: Session, channel: str, author: str, body: str) -> Change:
-        chan = self._channel(session, channel)
+    def _add_post(self, session: Session, new: NewPost, html: str) -> Change:
+        chan = self._channel(session, new.channel)
         assert chan.id is not None
         if chan.archived:
-            raise ChannelArchived(channel)
-        post = Post(channel_id=chan.id, author=author, body=body, created_at=_now())
+            raise ChannelArchived(new.channel)
+        post = Post(
+            channel_id=chan.id, author=new.author, body=new.body, html=html, created_at=_now()
+        )
         session.add(post)
         session.flush()
         event_id = self._log(session, EventKind.POST_CREATED, post)
@@ -760,11 +768,12 @@ class Store:
 
     @_in_thread
     def edit_post(self, post_id: int, body: str) -> Change:
+        html = markdown.to_html(body)  # before the write lock (rationale 18)
         with self._write() as session:
             post, channel = self._live_post(session, post_id)
             if post.body == body:
                 return Change(_post_view(post, channel), None)
-            post.body = body
+            post.body, post.html = body, html
             post.edited_at = _now()
             event_id = self._log(session, EventKind.POST_UPDATED, post)
             return Change(_post_view(post, channel), event_id)
@@ -775,7 +784,7 @@ class Store:
             post, channel = self._live_post(session, post_id)
             post.deleted = True
             post.pinned = False
-            post.body = ""
+            post.body = post.html = ""
             event_id = self._log(session, EventKind.POST_DELETED, post)
             return Change(_post_view(post, channel), event_id)
 

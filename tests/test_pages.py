@@ -190,7 +190,7 @@ def test_refetched_lists_carry_the_event_id_they_are_current_to(client: TestClie
 def test_kiosk_window_keeps_pinned_posts_first_then_the_newest() -> None:
     def view(post_id: int, pinned: bool = False) -> PostView:
         moment = datetime(2026, 1, 1, tzinfo=UTC)
-        return PostView(post_id, "general", "a", "b", moment, None, pinned, False)
+        return PostView(post_id, "general", "a", "b", moment, None, pinned, False, "<p>b</p>")
 
     posts = [view(9), view(8), view(7, pinned=True), view(6), view(2, pinned=True)]
     assert [p.id for p in kiosk_window(posts, 3)] == [9, 7, 2]
@@ -201,7 +201,7 @@ def test_kiosk_window_keeps_pinned_posts_first_then_the_newest() -> None:
 def test_dashboard_window_keeps_its_newest_pinned_posts_and_every_other_to_its_floor() -> None:
     def view(post_id: int, pinned: bool = False) -> PostView:
         moment = datetime(2026, 1, 1, tzinfo=UTC)
-        return PostView(post_id, "general", "a", "b", moment, None, pinned, False)
+        return PostView(post_id, "general", "a", "b", moment, None, pinned, False, "<p>b</p>")
 
     posts = [view(9), view(8, True), view(7), view(6, True), view(5), view(3, True), view(2)]
     assert [p.id for p in dashboard_window(posts, 2, 7)] == [9, 8, 7, 6]

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import sqlite3
+import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
+
+from feed import markdown
 from feed.events import Format
 from feed.models import EventKind, FeedEvent, PostView
-from feed.render import Renderer
+from feed.render import Renderer, post_json
+from feed.store import Store
 
 POST = PostView(
     id=3,
@@ -18,6 +26,7 @@ POST = PostView(
     edited_at=None,
     pinned=False,
     deleted=False,
+    html="<p>hi <em>there</em></p>\n",
 )
 
 
@@ -50,3 +59,63 @@ def test_frames_cover_exactly_the_formats_asked_for() -> None:
     assert set(frames) == {Format.JSON, Format.HTML}
     assert b'hx-swap-oob="outerHTML"' in frames[Format.HTML]
     assert b'"pinned":true' in frames[Format.JSON]
+
+
+# -- Markdown is rendered once, when a post is written, off the event loop -------------
+
+
+def test_a_post_is_rendered_once_when_written_and_never_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Markdown can take a tenth of a second for one hostile body: on the event loop,
+    that would hold up every stream's delivery. Writes render in the store's thread;
+    readers (pages, streams, replays, the API) use the HTML stored with the post."""
+    rendered_on: list[str] = []
+    render = markdown.to_html
+
+    def recording(source: str) -> str:
+        rendered_on.append(threading.current_thread().name)
+        return render(source)
+
+    monkeypatch.setattr(markdown, "to_html", recording)
+
+    async def scenario() -> None:
+        store = Store.from_url(f"sqlite:///{tmp_path / 'feed.db'}")
+        try:
+            await store.create_schema()
+            loop = threading.current_thread().name
+            created = await store.create_post("general", "ann", "[" * 3000 + "*new*")
+            edited = await store.edit_post(created.post.id, "**edited**")
+            assert len(rendered_on) == 2 and loop not in rendered_on
+            assert edited.post.html == "<p><strong>edited</strong></p>\n"
+
+            # Nothing that reads posts renders Markdown again.
+            rendered_on.clear()
+            renderer = Renderer()
+            (event, *_) = await store.events_after(0)
+            page = await store.front_page(None, 10)
+            for fmt in Format:
+                renderer.frames(event, [fmt])
+            renderer.post_html(page.posts[0])
+            post_json(await store.get_post(created.post.id))
+            assert rendered_on == []
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+
+
+def test_posts_stored_before_their_html_was_kept_are_rendered_when_read(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'feed.db'}"
+    store = Store.from_url(url)
+    try:
+        asyncio.run(store.create_schema())
+        post_id = asyncio.run(store.create_post("general", "ann", "*old*")).post.id
+        with sqlite3.connect(tmp_path / "feed.db") as db:
+            db.execute("UPDATE posts SET html = NULL")
+        db.close()
+        assert asyncio.run(store.get_post(post_id)).html == "<p><em>old</em></p>\n"
+    finally:
+        store.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from feed.render import markdown
+from feed.markdown import to_html as markdown
 from tests.conftest import Server
 from tests.legacy import stored_posts
 from tests.sse import SSEClient
