@@ -4,8 +4,10 @@ Rationale:
 
 1. Nothing on the fan-out path touches a metric. Per-stream numbers (open streams
    by channel and format, events written, slow streams dropped) are read from the
-   hub when Prometheus scrapes (``Hub.stats``); only once-per-event or
-   once-per-request places (the relay, a replay, a write) update counters.
+   hub when Prometheus scrapes (``Hub.stats``: counts kept as streams come and go,
+   and a walk over the streams at most once a second, so anonymous scrapes cannot
+   slow delivery); only once-per-event or once-per-request places (the relay, a
+   replay, a write) update counters.
 2. Each app has its own registry, not prometheus_client's global one, so tests
    and several apps in one process do not share numbers.
 3. With ``FEED_WORKERS`` above 1 the workers share a port, so one scrape reaches one
@@ -29,7 +31,9 @@ Rationale:
    Presence, which users see, is summed across workers through the broker instead
    (presence.py).
 4. ``/metrics`` needs no credential, so private channels are not named in it: their
-   streams are counted under the channel label ``(private)``.
+   streams are counted under the channel label ``(private)``. Which channels are
+   private comes from the channel map, which learns it from the log before the hub
+   sees the change (access.py, on privacy learnt from the log).
 """
 
 from __future__ import annotations
@@ -65,9 +69,9 @@ SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 SHARED_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds between copies of a worker's share (3): how old the other workers' part of
-# a scrape may be, against scrapes every 15 s or more. A copy walks every open stream
-# (Hub.stats): 3 ms at 5,000 streams, the most a worker should hold
-# (docs/deployment.md), so 0.3% of its time.
+# a scrape may be, against scrapes every 15 s or more. A copy may walk every open
+# stream (Hub.stats, at most once a second however often it is asked): 3 ms at 5,000
+# streams, the most a worker should hold (docs/deployment.md), so 0.3% of its time.
 SHARE_INTERVAL = 1.0
 
 SUBSCRIBERS = "feed_subscribers"
@@ -249,7 +253,7 @@ class Metrics:
         private: Callable[[], frozenset[str]] = frozenset,
         shared: str | None = None,
     ) -> None:
-        """``private`` names the private channels now (kept by watch.Watch); ``shared``
+        """``private`` names the private channels now (``Access.private_channels``); ``shared``
         is the directory of the workers' numbers (3), None in a process on its own."""
         self.registry = CollectorRegistry()
 
