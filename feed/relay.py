@@ -10,6 +10,12 @@ New posts written by this process come to it straight from the store once they a
 committed (store.py, 13). When they follow on from the last event delivered, the
 relay publishes them as they are, without reading them back; when they do not (an
 event it has not read yet lies between), it reads, as for a hint.
+
+What this process knows of channels (which are private) is learnt from the same
+events, by listeners the relay calls with each batch before the hub sees it
+(``on_delivered``): a change made through any process reaches this one's channel
+map by the road that carries the change itself, before any stream, page or scrape
+is shown a name that has become private.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from feed import tasks
 from feed.brokers import Broker
@@ -31,6 +37,10 @@ from feed.store import Store, StoreUnavailable
 logger = logging.getLogger("feed.relay")
 
 BATCH = 500
+
+# Told of each batch of events, in id order, before the hub publishes it. It must not
+# wait or raise: delivery goes on whatever it does.
+DeliveryListener = Callable[[Sequence[FeedEvent]], None]
 
 
 class Relay:
@@ -52,7 +62,12 @@ class Relay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._listeners: list[DeliveryListener] = []
         self.delivered = 0
+
+    def on_delivered(self, listener: DeliveryListener) -> None:
+        """Call ``listener`` with every batch of events before the hub publishes it."""
+        self._listeners.append(listener)
 
     def hint(self, event_id: int | None) -> None:
         if event_id is None or event_id > self.delivered:
@@ -116,6 +131,11 @@ class Relay:
     def _publish(self, events: Sequence[FeedEvent]) -> None:
         if not events:
             return
+        for listener in self._listeners:
+            try:
+                listener(events)
+            except Exception:
+                logger.exception("a delivery listener failed; delivering anyway")
         formats = self._hub.formats_wanted()
         now = time.time()
         outgoing = []

@@ -524,3 +524,66 @@ def test_a_killed_worker_stops_counting_in_metrics_but_its_deliveries_stay(
     finally:
         for each in opened:
             each.stream.close()
+
+
+# -- privacy learnt from the log ----------------------------------------------------------
+
+
+def presences(stream: SSEClient) -> list[dict[str, Any]]:
+    return [json.loads(m.data) for m in stream.messages if m.event == "presence"]
+
+
+def anonymous_presence(server: Server) -> dict[str, Any]:
+    answer = httpx.get(f"{server.url}/api/presence", timeout=10)
+    assert answer.status_code == 200
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def subscriber_labels(server: Server) -> dict[str, float]:
+    """``feed_subscribers`` of json streams, by channel label."""
+    text = server.client.get("/metrics").text
+    return {
+        s.labels["channel"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "feed_subscribers" and s.labels["format"] == "json"
+    }
+
+
+def test_a_channel_made_private_in_one_process_is_hidden_at_once_in_another(
+    make_server: Callable[..., Server], pg_url: str
+) -> None:
+    # The periodic recheck of access is a minute away: only the channel's own event,
+    # read from the log, can tell process B in time.
+    both = {"broker_url": pg_url, "poll_interval": SLOW_POLL, "access_recheck": 60}
+    a = make_server(database=pg_url, presence_interval=60, **both)
+    b = make_server(database=pg_url, presence_interval=0.2, **both)
+    made = a.client.post("/api/channels", json={"name": PRIVATE, "title": "Board"})
+    assert made.status_code == 201, made.text
+    wait_until(lambda: PRIVATE in anonymous_presence(b)["watching"], "B to know the channel")
+    with (
+        SSEClient(b.port, params={"format": "json", "channel": PRIVATE}, headers=ADMIN) as admin,
+        SSEClient(b.port, params={"format": "html"}) as page,
+    ):
+        assert admin.status == 200 and page.status == 200
+        page.wait_for(lambda s: any(p["channels"].get(PRIVATE) == 1 for p in presences(s)))
+        assert subscriber_labels(b).get(PRIVATE) == 1
+
+        changed = a.client.patch(f"/api/channels/{PRIVATE}", json={"private": True})
+        assert changed.status_code == 200, changed.text
+        deadline = time.monotonic() + 2
+        until(
+            lambda: subscriber_labels(b),
+            lambda labels: PRIVATE not in labels and labels.get("(private)") == 1,
+            timeout=max(0.0, deadline - time.monotonic()),
+        )
+        assert PRIVATE not in anonymous_presence(b)["watching"]
+        seen = len(presences(page))
+        with SSEClient(b.port, params={"format": "json"}):  # the counts change: news
+            page.wait_for(
+                lambda s: any(p["streams"] == 3 for p in presences(s)[seen:]),
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+        after = presences(page)[seen:]
+        assert after and all(PRIVATE not in p["channels"] for p in after), after
