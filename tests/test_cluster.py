@@ -14,6 +14,8 @@ import itertools
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +27,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from feed.server import STARTUP_GRACE
 from tests.auth import ADMIN
 from tests.conftest import Server, free_port
 from tests.services import Postgres, Valkey
@@ -475,7 +476,6 @@ def test_a_killed_worker_stops_counting_in_metrics_but_its_deliveries_stay(
     make_server: Callable[..., Server], pg_url: str
 ) -> None:
     server = make_server(database=pg_url, broker_url=pg_url, workers=2, poll_interval=SLOW_POLL)
-    up_since = time.monotonic()  # the workers started before the server answered
     assert server.proc is not None
     supervisor = server.proc.pid
     wait_until(lambda: len(worker_pids(supervisor)) == 2, "two workers")
@@ -497,9 +497,6 @@ def test_a_killed_worker_stops_counting_in_metrics_but_its_deliveries_stay(
 
         victim = workers[0]
         kept = sum(1 for each in opened if each.worker != victim)
-        # A worker that dies in its first seconds is taken for a failed start, and the
-        # supervisor stops instead of replacing it.
-        wait_until(lambda: time.monotonic() - up_since > STARTUP_GRACE, "the start-up grace")
         os.kill(victim, signal.SIGKILL)
         wait_until(
             lambda: len(now := worker_pids(supervisor)) == 2 and victim not in now,
@@ -587,3 +584,47 @@ def test_a_channel_made_private_in_one_process_is_hidden_at_once_in_another(
             )
         after = presences(page)[seen:]
         assert after and all(PRIVATE not in p["channels"] for p in after), after
+
+
+# -- the supervisor -------------------------------------------------------------------------
+
+
+def test_a_worker_killed_right_after_it_is_ready_is_replaced_and_the_server_goes_on(
+    make_server: Callable[..., Server], pg_url: str
+) -> None:
+    server = make_server(database=pg_url, broker_url=pg_url, workers=2, poll_interval=SLOW_POLL)
+    assert server.proc is not None
+    supervisor = server.proc.pid
+    wait_until(lambda: len(worker_pids(supervisor)) == 2, "two workers")
+    workers = worker_pids(supervisor)
+    wait_for_every_worker(server, workers)  # both serve: each has answered a request
+    victim = workers[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(
+        lambda: len(now := worker_pids(supervisor)) == 2 and victim not in now,
+        "a replacement worker",
+    )
+    assert server.proc.poll() is None, server.logs()
+    replaced = worker_pids(supervisor)
+    wait_for_every_worker(server, replaced)
+    assert server.post("after the replacement")["event_id"] > 0
+    assert server.proc.poll() is None
+
+
+def test_workers_that_cannot_start_stop_the_server_with_the_start_up_failure_code(
+    tmp_path: Path,
+) -> None:
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/feed"  # nothing listens
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    env.update(
+        FEED_DATABASE_URL=nowhere,
+        FEED_BROKER_URL=nowhere,
+        FEED_WORKERS="2",
+        FEED_PORT=str(free_port()),
+        TMPDIR=str(tmp_path),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "feed", "serve"], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 3, done.stderr.decode(errors="replace")[-2000:]
+    assert b"before it was serving" in done.stderr
