@@ -13,6 +13,14 @@ Rationale:
 3. ``FEED_LOG_FORMAT=json`` writes one JSON object per line, with the message's
    structured fields (method, path, status, duration_ms...) as keys, for log
    shippers; ``text`` is for people.
+4. Messages and fields carry what clients sent (a path, a name), so characters that
+   could end a line or drive a terminal are written as escapes (``\x0a``, ``\x1b``,
+   ``\x85``, ``\u2028``): nobody can forge a log line or recolour a reader's
+   terminal. That covers C0 and C1 controls, DEL, Unicode's line and paragraph
+   separators (which ``str.splitlines`` and some shippers take for line ends) and
+   the bidirectional overrides. A traceback keeps its line breaks, nothing else.
+   uvicorn hands its lines a coloured copy (``color_message``) for its own
+   formatter; JSON leaves it out.
 """
 
 from __future__ import annotations
@@ -36,8 +44,33 @@ access = logging.getLogger("feed.access")
 
 HEADER = b"x-request-id"
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-# Attributes every LogRecord has; anything else was passed in ``extra``.
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
+# Attributes every LogRecord has; anything else was passed in ``extra``. uvicorn's
+# coloured copy of its message is for its own formatter (4).
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "request_id",
+    "color_message",
+}
+# What is escaped in messages and fields (4), and in tracebacks, whose lines stay lines.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_IN_TRACEBACK = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _escape_one(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape(text: str) -> str:
+    """``text`` with every character that could end a line or drive a terminal escaped (4)."""
+    return _UNSAFE.sub(_escape_one, text)
+
+
+def _escape_traceback(text: str) -> str:
+    return _UNSAFE_IN_TRACEBACK.sub(_escape_one, text)
 
 
 class _RequestIdFilter(logging.Filter):
@@ -46,18 +79,33 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """One line per message, escaped (4)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return _escape_traceback(super().formatException(ei))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": escape(record.getMessage()),
             "request_id": getattr(record, "request_id", "-"),
         }
-        entry.update((k, v) for k, v in record.__dict__.items() if k not in _STANDARD)
+        entry.update(
+            (k, escape(v) if isinstance(v, str) else v)
+            for k, v in record.__dict__.items()
+            if k not in _STANDARD
+        )
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = _escape_traceback(self.formatException(record.exc_info))
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
@@ -69,9 +117,7 @@ def configure(level: str, fmt: str) -> None:
         formatter: logging.Formatter = JsonFormatter()
         formatter.converter = time.gmtime
     else:
-        formatter = logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-        )
+        formatter = TextFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
