@@ -40,9 +40,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import logging
 import os
 import shutil
+import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -73,6 +75,9 @@ SHARED_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # stream (Hub.stats, at most once a second however often it is asked): 3 ms at 5,000
 # streams, the most a worker should hold (docs/deployment.md), so 0.3% of its time.
 SHARE_INTERVAL = 1.0
+
+# Reads of the workers' files before a scrape gives up (3).
+READ_ATTEMPTS = 3
 
 SUBSCRIBERS = "feed_subscribers"
 SUBSCRIBERS_HELP = "Open streams by channel (* for every channel) and format"
@@ -197,12 +202,26 @@ class _AllWorkers(Collector):
     """Every worker's numbers, added up from the files in ``path`` (3)."""
 
     def __init__(self, path: str, refresh: Callable[[], None]) -> None:
-        self._files = MultiProcessCollector(None, path)  # type: ignore[no-untyped-call]
+        self._path = path
         self._refresh = refresh
+
+    def _merged(self) -> list[Metric]:
+        # A worker that is starting has made its file but not yet sized it, and the
+        # supervisor may be removing a dead one's: read what is whole, and read again
+        # if a file went away or changed under us.
+        for attempt in range(READ_ATTEMPTS):
+            files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if _size(f) > 0]
+            try:
+                merged: list[Metric] = MultiProcessCollector.merge(files)  # type: ignore[no-untyped-call]
+                return merged
+            except (OSError, struct.error):
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+        return []
 
     def collect(self) -> Iterator[Metric]:
         self._refresh()
-        for metric in self._files.collect():  # type: ignore[no-untyped-call]
+        for metric in self._merged():
             if metric.name == SUBSCRIBERS:
                 # Not the kinds of stream no worker holds now, as in one process.
                 shown = [s for s in metric.samples if s.value]
@@ -212,6 +231,13 @@ class _AllWorkers(Collector):
                 (sample,) = metric.samples
                 metric = GaugeMetricFamily(name, FIGURES[name][0], value=1 - sample.value)
             yield metric
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def shared_dir() -> str | None:
