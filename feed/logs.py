@@ -83,7 +83,7 @@ class TextFormatter(logging.Formatter):
     """One line per message, escaped (4)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = escape(record.message)
+        record.message = escape(record.message.rstrip("\r\n"))
         return super().formatMessage(record)
 
     def formatException(self, ei: Any) -> str:
@@ -96,7 +96,7 @@ class JsonFormatter(logging.Formatter):
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": escape(record.getMessage()),
+            "message": escape(record.getMessage().rstrip("\r\n")),
             "request_id": getattr(record, "request_id", "-"),
         }
         entry.update(
