@@ -229,6 +229,8 @@ class LimitedProtocol(HttpToolsProtocol):
             piece, data = data[:room], data[room:]
             self._head_bytes += len(piece)
             super().data_received(piece)
+            if data and self.transport.get_protocol() is not self:
+                return  # upgraded: the rest is the new protocol's
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
@@ -274,7 +276,7 @@ class LimitedProtocol(HttpToolsProtocol):
     def _body_late(self) -> None:
         self._body_timer = None
         cycle = self.cycle
-        if cycle is None or self.transport.is_closing():
+        if cycle is None or cycle.response_complete or self.transport.is_closing():
             return
         # The app's receive() reports a disconnect from now on, and its sends go nowhere.
         cycle.disconnected = True
