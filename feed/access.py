@@ -40,6 +40,10 @@ Rationale:
    the event is read (events.py), and replay filters in SQL on the same. A channel
    made or changed through this process is seen at once; through another, within
    that second.
+8. Which channels are private is known in one place, this channel map, and learnt
+   from the channel events of the log as the relay delivers them (``learn``), in
+   every process, before the hub or a page sees them. Presence and ``/metrics``
+   hide the names it calls private; nothing waits for the next recheck or reload.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ from starlette.types import Scope
 
 from feed import text
 from feed.errors import ClientError
-from feed.models import ChannelView, PostView, TokenView
+from feed.models import ChannelView, FeedEvent, PostView, TokenView
 from feed.settings import Settings
 from feed.store import Store
 
@@ -319,6 +323,10 @@ class Access:
         self._channels: dict[str, ChannelView] | None = None
         self._channels_at = 0.0
         self._loading = asyncio.Lock()
+        # The private channels' names, from the map as last read or learnt (rationale
+        # 8); kept while the map itself waits to be read again.
+        self._private: frozenset[str] = frozenset()
+        self._learned = 0  # batches of channel events learnt, so a read across one is stale
         # Recent answers (rationale 7): token digest -> token; token id -> revoked;
         # name -> its memberships.
         self._tokens: Recent[str, TokenView | None] = Recent()
@@ -333,19 +341,47 @@ class Access:
         self.dirty.set()
 
     def changed_channels(self, channels: Iterable[ChannelView]) -> None:
-        self._channels = {c.name: c for c in channels}
+        self._keep({c.name: c for c in channels})
+
+    def _keep(self, channels: dict[str, ChannelView]) -> None:
+        self._channels = channels
         self._channels_at = time.monotonic()
+        self._private = frozenset(name for name, c in channels.items() if c.private)
+
+    def private_channels(self) -> frozenset[str]:
+        """The names of the private channels now (rationale 8)."""
+        return self._private
+
+    def learn(self, events: Sequence[FeedEvent]) -> None:
+        """Take in the channels as the channel events among ``events`` show them
+        (``Relay.on_delivered``, rationale 8)."""
+        views = {e.channel_view.name: e.channel_view for e in events if e.channel_view}
+        if not views:
+            return
+        self._learned += 1
+        hidden = {name for name, view in views.items() if view.private}
+        self._private = (self._private - views.keys()) | hidden
+        if self._channels is not None:
+            # A new map: permissions already handed out keep the one they were made with.
+            self._channels = {**self._channels, **views}
 
     async def channels(self) -> dict[str, ChannelView]:
         """Every channel by name, read at most once per ``RECENT_TTL`` (rationale 7)."""
         async with self._loading:
             now = time.monotonic()
             if self._channels is None or now - self._channels_at > RECENT_TTL:
-                self._channels = {c.name: c for c in await self.store.list_channels()}
-                self._channels_at = now
+                learned = self._learned
+                read = {c.name: c for c in await self.store.list_channels()}
+                if learned != self._learned:
+                    # A channel event came while we read: what we read may be older
+                    # than what it said. Use it this once; read again next time.
+                    return read
+                self._keep(read)
+            assert self._channels is not None
             return self._channels
 
     async def start(self) -> None:
+        await self.channels()  # private channels are known before anything is shown
         key = await signing_key(self.settings, self.store)
         self._sessions = URLSafeTimedSerializer(key, salt="feed-session")
         self._links = URLSafeSerializer(key, salt="feed-kiosk-link")

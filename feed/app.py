@@ -43,11 +43,15 @@ def create_app(settings: Settings) -> FeedApp:
         broker = broker_from_url(settings.broker_url)
         renderer = Renderer()
         meters = metrics.Metrics(
-            hub.stats, broker.status, lambda: watching.private, metrics.shared_dir()
+            hub.stats, broker.status, gate.private_channels, metrics.shared_dir()
         )
         relay = Relay(store, broker, hub, renderer, settings.poll_interval, meters)
-        watching = presence.Presence(hub, broker, settings.presence_interval)
+        watching = presence.Presence(hub, broker, settings.presence_interval, gate.private_channels)
         broker.listen_presence(watching.on_report)
+        # Which channels are private is learnt from the log before the hub sees a batch
+        # (access.py, on privacy learnt from the log).
+        relay.on_delivered(gate.learn)
+        relay.on_delivered(watching.delivered)
         await relay.start()
         hub.start()
         watching.start()

@@ -1,4 +1,10 @@
-"""The ``feed`` command."""
+"""The ``feed`` command.
+
+Output read by another program may be cut short: ``feed token create ... | head -1``
+closes the pipe once it has its line. That is not a failure, so a command whose
+reader has gone stops quietly with status 0 instead of a traceback. Only a closed
+standard output counts; a connection broken elsewhere is reported as usual.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import dataclasses
 import io
 import json
 import os
+import select
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -190,6 +197,30 @@ def _client_commands(commands: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be told apart
+    except BrokenPipeError:
+        if not _reader_gone():
+            raise
+        # Python flushes standard output once more on its way out; give it nowhere
+        # to fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return code
+
+
+def _reader_gone() -> bool:
+    """Whether standard output is a pipe nobody reads any more."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _main(argv: Sequence[str] | None) -> int:
     undecodable = _not_text(sys.argv[1:] if argv is None else argv)
     if undecodable is not None:
         print(f"feed: {undecodable}", file=sys.stderr)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from feed.store import (
@@ -87,6 +87,15 @@ async def on_http_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, message, None, headers=exc.headers)
 
 
+# What the access log says of a request whose client left, or was cut off for sending
+# its body too slowly, before it was read: nobody is left to answer.
+CLIENT_GONE = 499
+
+
+async def on_client_gone(_request: Request, _exc: Exception) -> Response:
+    return Response(status_code=CLIENT_GONE)
+
+
 async def on_unexpected(_request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error", exc_info=exc)
     return error_response(500, "Internal error; it has been logged.")
@@ -96,5 +105,6 @@ HANDLERS = {
     ClientError: on_client_error,
     StoreError: on_store_error,
     HTTPException: on_http_error,
+    ClientDisconnect: on_client_gone,
     Exception: on_unexpected,
 }

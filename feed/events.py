@@ -49,6 +49,12 @@ The hot path, and why it looks the way it does:
 7. An HTML stream opens with a ``hello`` event naming the server's release and
    heartbeat interval: a page compares the release with the one it was rendered
    with and reloads itself after a deploy.
+8. ``/metrics`` and ``/api/presence`` need no credential, so nothing they ask of
+   the hub may cost a walk over every open stream per request: a few pollers at
+   thousands of streams slowed delivery several times over. Open streams by
+   channel and format are counted as streams subscribe and unsubscribe; what
+   only a walk can tell (events written, the largest backlog, the oldest stream)
+   is walked at most once per ``STATS_MAX_AGE`` however often it is asked.
 """
 
 from __future__ import annotations
@@ -70,6 +76,11 @@ logger = logging.getLogger("feed.events")
 SEP = "\n"
 HEARTBEAT = b": heartbeat\n\n"
 HEARTBEAT_EVENT = b"event: heartbeat\ndata: \n\n"
+# Seconds a walk over every subscriber answers ``Hub.stats`` for (8): scrapes come
+# every 15 s or more, presence and the workers' metrics share every second or more.
+STATS_MAX_AGE = 1.0
+# The channel label of a stream of every channel, in counts by channel and format.
+EVERY_CHANNEL = "*"
 
 
 class Format(StrEnum):
@@ -365,31 +376,61 @@ class Hub:
         # Counts from streams that have ended; live ones are summed when asked.
         self._sent_by_closed = 0
         self.dropped = 0
+        # Kept as streams subscribe and unsubscribe (8).
+        self._count = 0
+        self._counts: dict[tuple[str, str], int] = {}
+        # The last walk (oldest stream, largest backlog, events sent) and its time (8).
+        self._walked: tuple[float | None, int, int] | None = None
+        self.walked_at = 0.0
 
     def __len__(self) -> int:
-        return len(self.subscribers())
+        return self._count
 
     def subscribers(self) -> set[Subscriber]:
         # A subscriber to several channels is in several sets.
         everyone: set[Subscriber] = set().union(*self._by_channel.values())
         return everyone
 
+    def by_channel_format(self) -> dict[tuple[str, str], int]:
+        """Open streams by (channel, or ``*`` for every channel; format), from the
+        running counts (8): no walk."""
+        return dict(self._counts)
+
     def stats(self) -> HubStats:
-        """A snapshot; it walks every subscriber, so it is for scrapes, not the hot path."""
-        everyone = self.subscribers()
-        counts: dict[tuple[str, str], int] = {}
-        for sub in everyone:
-            for name in sub.channels or ("*",):
-                key = (name, sub.format.value)
-                counts[key] = counts.get(key, 0) + 1
+        """Counts kept as streams come and go, and what a walk over them tells, walked
+        at most once per ``STATS_MAX_AGE`` (8)."""
+        walked = self._walked
+        if walked is None or time.monotonic() - self.walked_at > STATS_MAX_AGE:
+            walked = self._walked = self._walk()
+            self.walked_at = time.monotonic()
+        oldest, largest, sent = walked
         return HubStats(
-            subscribers=len(everyone),
-            by_channel_format=counts,
-            oldest_opened_at=min((s.opened_at for s in everyone), default=None),
-            largest_backlog_bytes=max((s.backlog_bytes for s in everyone), default=0),
-            events_sent=self._sent_by_closed + sum(s.sent for s in everyone),
+            subscribers=self._count,
+            by_channel_format=self.by_channel_format(),
+            oldest_opened_at=oldest,
+            largest_backlog_bytes=largest,
+            events_sent=sent,
             dropped=self.dropped,
         )
+
+    def _walk(self) -> tuple[float | None, int, int]:
+        everyone = self.subscribers()
+        return (
+            min((s.opened_at for s in everyone), default=None),
+            max((s.backlog_bytes for s in everyone), default=0),
+            self._sent_by_closed + sum(s.sent for s in everyone),
+        )
+
+    def _count_in(self, subscriber: Subscriber, step: int) -> None:
+        fmt = subscriber.format.value
+        for name in subscriber.channels or (EVERY_CHANNEL,):
+            key = (name, fmt)
+            left = self._counts.get(key, 0) + step
+            if left:
+                self._counts[key] = left
+            else:
+                del self._counts[key]
+        self._count += step
 
     def formats_wanted(self) -> set[Format]:
         return {fmt for fmt, count in self._formats.items() if count}
@@ -399,6 +440,7 @@ class Hub:
         for key in keys:
             self._by_channel.setdefault(key, set()).add(subscriber)
         self._formats[subscriber.format] += 1
+        self._count_in(subscriber, 1)
         if self.closing:
             subscriber.close()
 
@@ -411,6 +453,7 @@ class Hub:
                 if not subs:
                     del self._by_channel[key]
         self._formats[subscriber.format] -= 1
+        self._count_in(subscriber, -1)
         self._sent_by_closed += subscriber.sent
         self.dropped += subscriber.overflowed
 

@@ -13,6 +13,17 @@ Rationale:
 3. ``FEED_LOG_FORMAT=json`` writes one JSON object per line, with the message's
    structured fields (method, path, status, duration_ms...) as keys, for log
    shippers; ``text`` is for people.
+4. Messages and fields carry what clients sent (a path, a name), so nobody may be
+   able to forge a log line or drive a reader's terminal. The values put into a
+   message (its ``%s`` arguments) and the fields are written with every character
+   that could end a line or drive a terminal escaped (``\x0a``, ``\x1b``, ``\x85``,
+   ``\u2028``): C0 and C1 controls, DEL, Unicode's line and paragraph separators
+   (which ``str.splitlines`` and some shippers take for line ends) and the
+   bidirectional overrides. A message's own text and a traceback keep their line
+   breaks (uvicorn logs a failed start-up's traceback as a message), nothing else;
+   in text, every line after a record's first is indented, so that none can pass
+   for a record of its own. uvicorn hands its lines a coloured copy
+   (``color_message``) for its own formatter; JSON leaves it out.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -36,8 +47,58 @@ access = logging.getLogger("feed.access")
 
 HEADER = b"x-request-id"
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-# Attributes every LogRecord has; anything else was passed in ``extra``.
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
+# Attributes every LogRecord has; anything else was passed in ``extra``. uvicorn's
+# coloured copy of its message is for its own formatter (4).
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "request_id",
+    "color_message",
+}
+# What is escaped in values and fields (4), and in a message's own text and tracebacks,
+# whose line breaks stay.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_BUT_LINES = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+# What starts every line of a text record after its first (4).
+CONTINUATION = "\n    "
+
+
+def _escape_one(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape(text: str) -> str:
+    """``text`` with every character that could end a line or drive a terminal escaped (4)."""
+    return _UNSAFE.sub(_escape_one, text)
+
+
+def _escape_but_lines(text: str) -> str:
+    return _UNSAFE_BUT_LINES.sub(_escape_one, text)
+
+
+def _safe(value: object) -> object:
+    """A message argument with what it says escaped; numbers stay numbers for ``%d``."""
+    if value is None or isinstance(value, int | float):
+        return value
+    return escape(value if isinstance(value, str) else str(value))
+
+
+def message(record: logging.LogRecord) -> str:
+    """``record``'s message with its arguments escaped (4)."""
+    text = str(record.msg)
+    args = record.args
+    if args:
+        try:
+            if isinstance(args, Mapping):
+                text = text % {k: _safe(v) for k, v in args.items()}
+            else:
+                text = text % tuple(_safe(v) for v in args)
+        except (TypeError, ValueError):
+            text = escape(record.getMessage())
+    return _escape_but_lines(text.rstrip("\r\n"))
 
 
 class _RequestIdFilter(logging.Filter):
@@ -46,18 +107,36 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """Records with their arguments escaped and their later lines indented (4)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = message(record)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return _escape_but_lines(super().formatException(ei))
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n", CONTINUATION)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": message(record),
             "request_id": getattr(record, "request_id", "-"),
         }
-        entry.update((k, v) for k, v in record.__dict__.items() if k not in _STANDARD)
+        entry.update(
+            (k, escape(v) if isinstance(v, str) else v)
+            for k, v in record.__dict__.items()
+            if k not in _STANDARD
+        )
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = _escape_but_lines(self.formatException(record.exc_info))
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
@@ -69,9 +148,7 @@ def configure(level: str, fmt: str) -> None:
         formatter: logging.Formatter = JsonFormatter()
         formatter.converter = time.gmtime
     else:
-        formatter = logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-        )
+        formatter = TextFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

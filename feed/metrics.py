@@ -4,8 +4,10 @@ Rationale:
 
 1. Nothing on the fan-out path touches a metric. Per-stream numbers (open streams
    by channel and format, events written, slow streams dropped) are read from the
-   hub when Prometheus scrapes (``Hub.stats``); only once-per-event or
-   once-per-request places (the relay, a replay, a write) update counters.
+   hub when Prometheus scrapes (``Hub.stats``: counts kept as streams come and go,
+   and a walk over the streams at most once a second, so anonymous scrapes cannot
+   slow delivery); only once-per-event or once-per-request places (the relay, a
+   replay, a write) update counters.
 2. Each app has its own registry, not prometheus_client's global one, so tests
    and several apps in one process do not share numbers.
 3. With ``FEED_WORKERS`` above 1 the workers share a port, so one scrape reaches one
@@ -29,16 +31,20 @@ Rationale:
    Presence, which users see, is summed across workers through the broker instead
    (presence.py).
 4. ``/metrics`` needs no credential, so private channels are not named in it: their
-   streams are counted under the channel label ``(private)``.
+   streams are counted under the channel label ``(private)``. Which channels are
+   private comes from the channel map, which learns it from the log before the hub
+   sees the change (access.py, on privacy learnt from the log).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import logging
 import os
 import shutil
+import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -65,10 +71,13 @@ SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 SHARED_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds between copies of a worker's share (3): how old the other workers' part of
-# a scrape may be, against scrapes every 15 s or more. A copy walks every open stream
-# (Hub.stats): 3 ms at 5,000 streams, the most a worker should hold
-# (docs/deployment.md), so 0.3% of its time.
+# a scrape may be, against scrapes every 15 s or more. A copy may walk every open
+# stream (Hub.stats, at most once a second however often it is asked): 3 ms at 5,000
+# streams, the most a worker should hold (docs/deployment.md), so 0.3% of its time.
 SHARE_INTERVAL = 1.0
+
+# Reads of the workers' files before a scrape gives up (3).
+READ_ATTEMPTS = 3
 
 SUBSCRIBERS = "feed_subscribers"
 SUBSCRIBERS_HELP = "Open streams by channel (* for every channel) and format"
@@ -193,12 +202,26 @@ class _AllWorkers(Collector):
     """Every worker's numbers, added up from the files in ``path`` (3)."""
 
     def __init__(self, path: str, refresh: Callable[[], None]) -> None:
-        self._files = MultiProcessCollector(None, path)  # type: ignore[no-untyped-call]
+        self._path = path
         self._refresh = refresh
+
+    def _merged(self) -> list[Metric]:
+        # A worker that is starting has made its file but not yet sized it, and the
+        # supervisor may be removing a dead one's: read what is whole, and read again
+        # if a file went away or changed under us.
+        for attempt in range(READ_ATTEMPTS):
+            files = [f for f in glob.glob(os.path.join(self._path, "*.db")) if _size(f) > 0]
+            try:
+                merged: list[Metric] = MultiProcessCollector.merge(files)  # type: ignore[no-untyped-call]
+                return merged
+            except (OSError, struct.error):
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+        return []
 
     def collect(self) -> Iterator[Metric]:
         self._refresh()
-        for metric in self._files.collect():  # type: ignore[no-untyped-call]
+        for metric in self._merged():
             if metric.name == SUBSCRIBERS:
                 # Not the kinds of stream no worker holds now, as in one process.
                 shown = [s for s in metric.samples if s.value]
@@ -208,6 +231,13 @@ class _AllWorkers(Collector):
                 (sample,) = metric.samples
                 metric = GaugeMetricFamily(name, FIGURES[name][0], value=1 - sample.value)
             yield metric
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def shared_dir() -> str | None:
@@ -249,7 +279,7 @@ class Metrics:
         private: Callable[[], frozenset[str]] = frozenset,
         shared: str | None = None,
     ) -> None:
-        """``private`` names the private channels now (kept by watch.Watch); ``shared``
+        """``private`` names the private channels now (``Access.private_channels``); ``shared``
         is the directory of the workers' numbers (3), None in a process on its own."""
         self.registry = CollectorRegistry()
 

@@ -94,9 +94,14 @@ def document(max_post_chars: int) -> dict[str, Any]:
         },
         "Readiness": {
             "type": "object",
-            "required": ["status", "database", "broker"],
+            "required": ["status", "down", "database", "broker"],
             "properties": {
                 "status": {"type": "string", "enum": ["ready", "unavailable"]},
+                # What is down, never why: the reasons are logged (health.py).
+                "down": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": ["database", "broker"]},
+                },
                 "database": {"type": "object"},
                 "broker": {"type": "object"},
                 "last_event_delivered": {"type": "integer"},

@@ -13,6 +13,11 @@ Rationale:
 3. Pages learn the numbers from a ``presence`` event on HTML streams, sent only
    when the sum changed, without an ``id:`` (it is not part of the log).
 4. With the memory broker there is one process, and nothing to share.
+5. ``/api/presence`` needs no credential, so reading the counts must not walk every
+   open stream: they come from the hub's running counts (events.py, on the cost of
+   unauthenticated scrapes). Which channels are private comes from the channel map
+   (access.py, on privacy learnt from the log); when that changes, pages are told
+   again at once, without the names they may no longer see.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -33,7 +38,8 @@ from starlette.routing import Route
 
 from feed import tasks
 from feed.brokers import Broker
-from feed.events import Format, Hub, frame
+from feed.events import EVERY_CHANNEL, Format, Hub, frame
+from feed.models import FeedEvent
 from feed.runtime import runtime
 
 logger = logging.getLogger("feed.presence")
@@ -67,32 +73,38 @@ def _add(a: Counts, b: Counts) -> Counts:
 
 
 class Presence:
-    def __init__(self, hub: Hub, broker: Broker, interval: float) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        broker: Broker,
+        interval: float,
+        private: Callable[[], frozenset[str]] = frozenset,
+    ) -> None:
+        """``private`` names the private channels now (``Access.private_channels``): a
+        page is told the counts of those only if it may read them."""
         self._hub = hub
         self._broker = broker
         self.interval = interval
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._others: dict[str, tuple[float, Counts]] = {}
-        self._shown: Counts | None = None
+        self._shown: tuple[Counts, frozenset[str]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._failing = False
-        # Names of private channels (kept current by watch.Watch): a page is told the
-        # counts of those only if it may read them.
-        self.private: frozenset[str] = frozenset()
+        self._private = private
 
     @property
     def stale_after(self) -> float:
         return self.interval * STALE_INTERVALS
 
     def local(self) -> Counts:
-        stats = self._hub.stats()
+        """This process's open streams, from the hub's running counts (5)."""
         everything, channels = 0, dict[str, int]()
-        for (name, _fmt), count in stats.by_channel_format.items():
-            if name == "*":
+        for (name, _fmt), count in self._hub.by_channel_format().items():
+            if name == EVERY_CHANNEL:
                 everything += count
             else:
                 channels[name] = channels.get(name, 0) + count
-        return Counts(everything, channels, stats.subscribers)
+        return Counts(everything, channels, len(self._hub))
 
     def total(self) -> tuple[Counts, int]:
         """Every fresh process's counts added up, and how many processes that is."""
@@ -145,15 +157,26 @@ class Presence:
 
     def _announce(self) -> None:
         summed, _workers = self.total()
-        if summed == self._shown:
+        private = self._private()
+        if (summed, private) == self._shown:
             return
-        self._shown = summed
-        self._hub.broadcast_to_readers(Format.HTML, lambda readable: self._frame(summed, readable))
+        self._shown = (summed, private)
+        self._hub.broadcast_to_readers(
+            Format.HTML, lambda readable: self._frame(summed, private, readable)
+        )
 
-    def _frame(self, summed: Counts, readable: frozenset[str] | None) -> bytes:
+    def delivered(self, events: Sequence[FeedEvent]) -> None:
+        """``Relay.on_delivered``, after the channel map has learnt the batch: if a
+        channel changed, tell pages at once what they may see now (5)."""
+        if any(event.channel_view is not None for event in events):
+            self._announce()
+
+    def _frame(
+        self, summed: Counts, private: frozenset[str], readable: frozenset[str] | None
+    ) -> bytes:
         """The presence event for a page that may read the private channels ``readable``
         (None: all of them)."""
-        hidden = frozenset() if readable is None else self.private - readable
+        hidden = frozenset() if readable is None else private - readable
         channels = {k: v for k, v in summed.channels.items() if k not in hidden}
         shown = Counts(summed.everything, channels, summed.streams)
         return frame(json.dumps(shown.as_dict(), separators=(",", ":")), event="presence")

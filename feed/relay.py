@@ -11,6 +11,12 @@ committed (store.py, 13), with the id of the event just before them in the log. 
 that is the last event delivered, the relay publishes them as they are, without
 reading them back; when it is not (an event it has not read yet lies between), it
 reads, as for a hint.
+
+What this process knows of channels (which are private) is learnt from the same
+events, by listeners the relay calls with each batch before the hub sees it
+(``on_delivered``): a change made through any process reaches this one's channel
+map by the road that carries the change itself, before any stream, page or scrape
+is shown a name that has become private.
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ from feed.store import Store, StoreUnavailable
 logger = logging.getLogger("feed.relay")
 
 BATCH = 500
+
+# Told of each batch of events, in id order, before the hub publishes it. It must not
+# wait or raise: delivery goes on whatever it does.
+DeliveryListener = Callable[[Sequence[FeedEvent]], None]
 
 
 class Relay:
@@ -53,7 +63,12 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._failing = False
         self._rollback_listeners: list[Callable[[], object]] = []
+        self._delivery_listeners: list[DeliveryListener] = []
         self.delivered = 0
+
+    def on_delivered(self, listener: DeliveryListener) -> None:
+        """Call ``listener`` with every batch of events before the hub publishes it."""
+        self._delivery_listeners.append(listener)
 
     def hint(self, event_id: int | None) -> None:
         if event_id is None or event_id > self.delivered:
@@ -150,6 +165,11 @@ class Relay:
     def _publish(self, events: Sequence[FeedEvent]) -> None:
         if not events:
             return
+        for listener in self._delivery_listeners:
+            try:
+                listener(events)
+            except Exception:
+                logger.exception("a delivery listener failed; delivering anyway")
         formats = self._hub.formats_wanted()
         now = time.time()
         outgoing = []

@@ -9,9 +9,15 @@ Rationale:
 2. ``--workers N`` runs N such servers in child processes sharing one listening
    socket, which the parent binds once. uvicorn's own multi-process mode would
    start plain ``uvicorn.Server`` children, without point 1. The parent forwards
-   SIGINT/SIGTERM, restarts a worker that dies after it has been up for a while,
-   and stops everything if one dies straight after starting (a setting or the
-   database is wrong, and restarting would only repeat the failure).
+   SIGINT/SIGTERM and replaces a worker that dies. Each worker tells the parent when
+   it is serving (an Event it sets once its lifespan has started and it listens);
+   one that dies before that failed to start (a setting or the database is wrong,
+   and restarting would only repeat the failure), so the parent stops everything
+   and exits with ``EXIT_START_FAILED``. It also gives up, with the same code, on a
+   crash loop: more than ``CRASH_LOOP_DEATHS`` deaths per worker within
+   ``CRASH_LOOP_WINDOW`` seconds. A worker killed now and then (the OOM killer, an
+   operator) is replaced however soon after its start; one that dies every few
+   seconds after starting would only flood the logs and the database with starts.
 3. Workers share nothing but the database and the broker, so any worker can
    resume any client's stream; the settings refuse more than one worker with the
    memory broker.
@@ -24,22 +30,27 @@ Rationale:
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import gc
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import resource
 import signal
 import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
 from types import FrameType
 
 import uvicorn
 
-from feed import logs, metrics
+from feed import connections, logs, metrics
 from feed.app import FeedApp, create_app
 from feed.settings import Settings
 
@@ -53,8 +64,13 @@ INCOMPLETE = "ASGI callable returned without completing response."
 # one pausing delivery for 250 ms and freeing nothing (docs/benchmarks.md).
 GC_THRESHOLD = (50_000, 20, 10)
 
-# A worker that exits sooner than this after starting failed to start.
-STARTUP_GRACE = 10.0
+# Exit code of a server that could not start serving (2).
+EXIT_START_FAILED = 3
+# A crash loop (2): more than this many deaths per worker, within this many seconds.
+CRASH_LOOP_DEATHS = 5
+CRASH_LOOP_WINDOW = 60.0
+# How often the supervisor looks at its workers when none has died.
+WATCH_INTERVAL = 0.5
 PR_SET_PDEATHSIG = 1
 
 
@@ -69,27 +85,35 @@ LISTEN_BACKLOG = 65_535
 
 
 class FeedServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: FeedApp) -> None:
+    def __init__(self, config: uvicorn.Config, app: FeedApp, ready: Event | None = None) -> None:
         super().__init__(config)
         self._app = app
+        self._ready = ready
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         # Modules, templates and the like live as long as the process: keep them out
         # of every future collection.
         gc.freeze()
+        if self.started and self._ready is not None:
+            self._ready.set()  # the supervisor's sign that this worker serves (2)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._app.hub.close()
         await super().shutdown(sockets)
 
 
-def build_server(settings: Settings, app: FeedApp | None = None) -> FeedServer:
+def build_server(
+    settings: Settings, app: FeedApp | None = None, ready: Event | None = None
+) -> FeedServer:
     app = app or create_app(settings)
+    limits = connections.Limits(settings, _open_files())
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
+        # uvicorn's httptools protocol, with feed's limits on connections (connections.py).
+        http=connections.protocol(limits),
         log_level=settings.log_level,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout)),
         lifespan="on",
@@ -103,12 +127,19 @@ def build_server(settings: Settings, app: FeedApp | None = None) -> FeedServer:
         backlog=LISTEN_BACKLOG,
     )
     logging.getLogger("uvicorn.error").addFilter(_DroppedStreamFilter())
-    return FeedServer(config, app)
+    return FeedServer(config, app, ready)
+
+
+def _open_files() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _configure(settings: Settings) -> None:
     logs.configure(settings.log_level, settings.log_format)
     gc.set_threshold(*GC_THRESHOLD)
+    before, after = connections.raise_open_files_limit()
+    if before != after:
+        logger.info("raised the open-files limit from %d to %d", before, after)
 
 
 def serve(settings: Settings) -> int:
@@ -117,17 +148,17 @@ def serve(settings: Settings) -> int:
     if settings.workers == 1:
         server = build_server(settings)
         server.run()
-        return 0 if server.started else 3
+        return 0 if server.started else EXIT_START_FAILED
     return Supervisor(settings).run()
 
 
-def _worker(settings: Settings, listener: socket.socket, parent: int) -> None:
+def _worker(settings: Settings, listener: socket.socket, parent: int, ready: Event) -> None:
     _die_with(parent)
     _configure(settings)
-    server = build_server(settings)
+    server = build_server(settings, ready=ready)
     server.run(sockets=[listener])
     if not server.started:
-        raise SystemExit(3)
+        raise SystemExit(EXIT_START_FAILED)
 
 
 def _die_with(parent: int) -> None:
@@ -140,6 +171,12 @@ def _die_with(parent: int) -> None:
         raise SystemExit(1)
 
 
+@dataclass(frozen=True, slots=True)
+class _Worker:
+    process: BaseProcess
+    ready: Event  # set by the worker once it serves (2)
+
+
 class Supervisor:
     """Keeps ``settings.workers`` servers running on one shared socket."""
 
@@ -147,7 +184,8 @@ class Supervisor:
         self._settings = settings
         self._stop = threading.Event()
         self._context = multiprocessing.get_context("spawn")
-        self._workers: list[tuple[BaseProcess, float]] = []
+        self._workers: list[_Worker] = []
+        self._deaths: collections.deque[float] = collections.deque()
         self._socket: socket.socket | None = None
         self._shared = ""  # the workers' metrics directory, while they run
 
@@ -178,37 +216,63 @@ class Supervisor:
         sock.set_inheritable(True)
         return sock
 
-    def _start(self) -> tuple[BaseProcess, float]:
+    def _start(self) -> _Worker:
+        ready = self._context.Event()
         process = self._context.Process(
-            target=_worker, args=(self._settings, self._socket, os.getpid()), name="feed-worker"
+            target=_worker,
+            args=(self._settings, self._socket, os.getpid(), ready),
+            name="feed-worker",
         )
         process.start()
-        return process, time.monotonic()
+        return _Worker(process, ready)
 
     def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
         self._stop.set()
 
     def _watch(self) -> int:
-        while not self._stop.wait(0.5):
-            for index, (process, started) in enumerate(self._workers):
-                if process.is_alive():
+        while not self._stop.is_set():
+            sentinels = [w.process.sentinel for w in self._workers]
+            multiprocessing.connection.wait(sentinels, WATCH_INTERVAL)
+            for index, worker in enumerate(self._workers):
+                if worker.process.is_alive() or self._stop.is_set():
                     continue
-                code = process.exitcode
-                if time.monotonic() - started < STARTUP_GRACE:
-                    logger.error("worker %s failed to start (exit %s); stopping", process.pid, code)
-                    return 3
-                logger.warning("worker %s exited with %s; starting another", process.pid, code)
-                if process.pid is not None:
-                    metrics.forget(process.pid, self._shared)
-                self._workers[index] = self._start()
+                if not self._replace(index, worker):
+                    return EXIT_START_FAILED
         return 0
 
+    def _replace(self, index: int, worker: _Worker) -> bool:
+        """Start a worker in place of the dead ``worker``; False to give up (2)."""
+        pid, code = worker.process.pid, worker.process.exitcode
+        if not worker.ready.is_set():
+            logger.error("worker %s exited with %s before it was serving; stopping", pid, code)
+            return False
+        now = time.monotonic()
+        self._deaths.append(now)
+        while self._deaths[0] < now - CRASH_LOOP_WINDOW:
+            self._deaths.popleft()
+        if len(self._deaths) > CRASH_LOOP_DEATHS * self._settings.workers:
+            logger.error(
+                "%d workers died within %g s, the last %s with %s; stopping",
+                len(self._deaths),
+                CRASH_LOOP_WINDOW,
+                pid,
+                code,
+            )
+            return False
+        logger.warning("worker %s exited with %s; starting another", pid, code)
+        if pid is not None:
+            metrics.forget(pid, self._shared)
+        self._workers[index] = self._start()
+        return True
+
     def _stop_all(self) -> None:
-        for process, _ in self._workers:
+        for worker in self._workers:
+            process = worker.process
             if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + self._settings.shutdown_timeout + 5
-        for process, _ in self._workers:
+        for worker in self._workers:
+            process = worker.process
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()

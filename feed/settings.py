@@ -52,6 +52,9 @@ DEFAULT_TRUSTED_USER_HEADER = ""
 DEFAULT_TRUSTED_ADMINS = ""
 DEFAULT_SESSION_DAYS = 30
 DEFAULT_ACCESS_RECHECK = 5.0
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 # Read by the `feed` client commands, not the server.
@@ -97,6 +100,9 @@ class Settings:
     trusted_admins: str = DEFAULT_TRUSTED_ADMINS
     session_days: int = DEFAULT_SESSION_DAYS
     access_recheck: float = DEFAULT_ACCESS_RECHECK
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -267,6 +273,13 @@ _KINDS: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     ),
     "session_days": (int, lambda v: 1 <= v <= 365, "between 1 and 365 days"),
     "access_recheck": (float, lambda v: 0.05 <= v <= 600, "between 0.05 and 600 seconds"),
+    "header_timeout": (float, lambda v: 0.1 <= v <= 600, "between 0.1 and 600 seconds"),
+    "body_timeout": (float, lambda v: 0.1 <= v <= 3600, "between 0.1 and 3600 seconds"),
+    "max_header_bytes": (
+        int,
+        lambda v: 4096 <= v <= 1024 * 1024,
+        "between 4096 and 1048576 bytes",
+    ),
 }
 
 
@@ -311,7 +324,11 @@ _MEANINGS: dict[str, str] = {
     "post_rate": "Posts a minute one identity may publish (429 with Retry-After beyond). "
     "Counted per process.",
     "max_streams_per_client": "Streams one client address may hold open at once, per "
-    "process (429 beyond). Generous, for kiosks and offices behind one NAT address.",
+    "process (429 beyond). Generous, for kiosks and offices behind one NAT address. "
+    "One address may also hold twice as many connections in all (so that every screen "
+    "behind it can reload at once), but never more than half of what the open-files "
+    "limit leaves; further ones are cut. Proxies in `FEED_FORWARDED_ALLOW_IPS` are not "
+    "capped. feed raises its soft open-files limit to the hard one and logs the cap.",
     "forwarded_allow_ips": "Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed, "
     "so limits and logs see the real client address. Set it to the reverse proxy's "
     "address (or `*` when only the proxy can reach feed); otherwise every client "
@@ -330,6 +347,12 @@ _MEANINGS: dict[str, str] = {
     "session_days": "How long a browser stays signed in.",
     "access_recheck": "Seconds between checks of open streams against revoked tokens, "
     "kiosk links and channel memberships; a revoked stream ends within this time.",
+    "header_timeout": "Seconds a connection has to send complete request headers, from "
+    "when it opens or, kept alive, from the end of the previous response; then it is "
+    "closed. Bytes trickling in do not extend it.",
+    "body_timeout": "Seconds a request body has to arrive once its headers have (408 beyond).",
+    "max_header_bytes": "Largest request line and headers together, in bytes (431 "
+    "beyond). Room for cookies and a proxy's headers; nothing larger is buffered.",
 }
 
 

@@ -57,7 +57,6 @@ class Watch:
         """Apply revocations and membership changes to open streams; returns how many
         streams it ended."""
         channels = await self.access.store.list_channels()
-        self.presence.private = frozenset(c.name for c in channels if c.private)
         self.access.changed_channels(channels)
         streams: dict[Identity, list[Subscriber]] = {}
         for sub in self.hub.subscribers():

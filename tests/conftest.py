@@ -44,6 +44,8 @@ class Server:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    # Run in the server's process before it starts, e.g. to lower a resource limit.
+    preexec: Callable[[], None] | None = None
     client: httpx.Client = field(init=False)
     tokens: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -55,7 +57,11 @@ class Server:
         assert self.log is not None
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "feed", "serve"], env=self.env, stdout=out, stderr=out
+            [sys.executable, "-m", "feed", "serve"],
+            env=self.env,
+            stdout=out,
+            stderr=out,
+            preexec_fn=self.preexec,
         )
         self.client = httpx.Client(base_url=self.url, timeout=10, headers=ADMIN)
         until(
@@ -153,7 +159,10 @@ def make_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Ser
     started: list[Server] = []
 
     def make(
-        database: str | Path | None = None, port: int | None = None, **settings: Any
+        database: str | Path | None = None,
+        port: int | None = None,
+        preexec: Callable[[], None] | None = None,
+        **settings: Any,
     ) -> Server:
         url = sqlite_url(database) if isinstance(database, Path) else database or database_url
         port = port or free_port()
@@ -166,7 +175,7 @@ def make_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Ser
         # with the test, also when the server is killed without a chance to remove it.
         env.update(TMPDIR=str(tmp_path))
         ensure_admin(url)
-        server = Server(port, url, env, log=tmp_path / f"server-{port}.log")
+        server = Server(port, url, env, log=tmp_path / f"server-{port}.log", preexec=preexec)
         started.append(server)
         return server.start()
 

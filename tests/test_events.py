@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import Iterable
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from feed.events import (
     HEARTBEAT,
     HEARTBEAT_EVENT,
+    STATS_MAX_AGE,
     Format,
     Hub,
     Outgoing,
@@ -390,3 +392,73 @@ def test_an_attached_subscriber_already_behind_is_cut_off_by_a_batch() -> None:
     # ...but one that has not read it by the next batch is dropped.
     hub.publish_many([Outgoing(n, "general", {Format.JSON: b"y"}) for n in (3, 4)])
     assert sub.overflowed and transport.aborted
+
+
+class WalkCountingHub(Hub):
+    """A hub that counts how often something walks its subscribers."""
+
+    def __init__(self) -> None:
+        super().__init__(heartbeat=60)
+        self.walks = 0
+
+    def subscribers(self) -> set[Subscriber]:
+        self.walks += 1
+        return super().subscribers()
+
+
+def walked_counts(hub: Hub) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for sub in hub.subscribers():
+        for name in sub.channels or ("*",):
+            counts[name, sub.format.value] = counts.get((name, sub.format.value), 0) + 1
+    return counts
+
+
+def test_running_counts_equal_a_walk_after_random_subscribes_and_unsubscribes() -> None:
+    rng = random.Random(7)
+    hub = Hub(heartbeat=60)
+    names = ["a", "b", "c", "d"]
+    held: list[Subscriber] = []
+    for _ in range(2_000):
+        if held and rng.random() < 0.45:
+            hub.unsubscribe(held.pop(rng.randrange(len(held))))
+        else:
+            picked = frozenset(rng.sample(names, rng.randint(0, 3))) or None
+            sub = Subscriber(rng.choice(list(Format)), picked, last_id=0, limit=100)
+            hub.subscribe(sub)
+            held.append(sub)
+        if rng.random() < 0.05:
+            stats = hub.stats()
+            assert stats.by_channel_format == walked_counts(hub)
+            assert stats.subscribers == len(hub) == len(held) == len(hub.subscribers())
+    while held:
+        hub.unsubscribe(held.pop())
+    assert hub.stats().by_channel_format == {} and len(hub) == 0
+
+
+def test_repeated_stats_within_the_cache_age_walk_the_subscribers_once() -> None:
+    hub = WalkCountingHub()
+    subs = [_sub() for _ in range(5)]
+    for sub in subs:
+        hub.subscribe(sub)
+    hub.publish(1, "general", {Format.JSON: b"J1"})
+    first = hub.stats()
+    assert first.subscribers == 5 and first.largest_backlog_bytes == 2
+    for _ in range(10):
+        assert hub.stats().subscribers == 5
+        assert len(hub) == 5
+    assert hub.walks == 1
+    # What is counted on subscribe and unsubscribe is current at once.
+    hub.unsubscribe(subs[0])
+    again = hub.stats()
+    assert again.subscribers == 4 and again.by_channel_format == {("*", "json"): 4}
+    assert hub.walks == 1
+
+
+def test_the_cached_walk_is_renewed_once_it_is_older_than_its_age() -> None:
+    hub = WalkCountingHub()
+    hub.subscribe(_sub())
+    hub.stats()
+    hub.walked_at -= STATS_MAX_AGE + 0.1  # as if a second had passed
+    hub.stats()
+    assert hub.walks == 2

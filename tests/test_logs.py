@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -79,3 +80,49 @@ def test_text_logs_are_one_readable_line_with_the_id(make_server: Callable[..., 
     until(server.logs, lambda logs: "GET /healthz 200" in logs, timeout=10)
     (line,) = [x for x in server.logs().splitlines() if "GET /healthz 200" in x]
     assert " INFO feed.access [abc] GET /healthz 200 " in line
+
+
+# A path that would end the log line, colour the terminal and break it again with C1's
+# "next line", to forge a line after it.
+HOSTILE_PATH = b"/x%0A2026-01-01%20INFO%20feed.access%20forged%1B[31mred%C2%85nel%E2%80%A8ls"
+ESCAPED_PATH = "/x\\x0a2026-01-01 INFO feed.access forged\\x1b[31mred\\x85nel\\u2028ls"
+
+
+def send_raw(server: Server, path: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: feed\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_control_characters_in_a_path_are_escaped_in_text_logs(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(log_level="info")
+    assert send_raw(server, HOSTILE_PATH).startswith(b"HTTP/1.1 404 ")
+    until(server.logs, lambda logs: " 404 " in logs, timeout=10)
+    logs = server.logs()
+    (line,) = [x for x in logs.split("\n") if " 404 " in x]
+    assert "INFO feed.access [" in line and f"GET {ESCAPED_PATH} 404 " in line
+    assert [x for x in logs.split("\n") if "forged" in x] == [line]
+    assert not set(logs) & {"\x1b", "\x85", "\u2028", "\r"}
+
+
+def test_json_logs_escape_control_characters_and_carry_no_terminal_colours(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(log_level="info", log_format="json")
+    assert send_raw(server, HOSTILE_PATH).startswith(b"HTTP/1.1 404 ")
+    line = wait_for_line(server, lambda e: e.get("status") == 404)
+    assert line["path"] == ESCAPED_PATH
+    assert line["message"].startswith(f"GET {ESCAPED_PATH} 404 ")
+    logs = server.logs()
+    assert all(x.startswith("{") for x in logs.split("\n") if x), logs[-2000:]
+    assert not set(logs) & {"\x1b", "\x85", "\u2028"}
+    # uvicorn's own lines (such as its start-up one) come without their colour copy.
+    entries = json_lines(server)
+    assert any(e["logger"].startswith("uvicorn") for e in entries)
+    assert not [e for e in entries if "color_message" in e]
+    assert "\\u001b" not in logs

@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, expect
 
+from feed.brokers.memory import MemoryBroker
+from feed.presence import Counts, Presence
 from tests.browser import LIVE_MS, browser, context, open_live, problems  # noqa: F401
 from tests.conftest import Server
 from tests.services import Postgres, Valkey
 from tests.sse import SSEClient
+from tests.test_events import WalkCountingHub, _sub
 from tests.waiting import until
 
 FAST = 0.2  # seconds between presence reports in these tests
@@ -104,3 +107,14 @@ def test_the_dashboard_shows_how_many_screens_watch(
     # The all-channels page counts every stream; a channel page counts those that get it.
     expect(first.locator("#presence")).to_have_text("3 screens watching", timeout=LIVE_MS * 3)
     expect(other.locator("#presence")).to_have_text("2 screens watching", timeout=LIVE_MS * 3)
+
+
+def test_presence_counts_come_from_the_hub_without_walking_its_streams() -> None:
+    hub = WalkCountingHub()
+    for channels in (None, {"a"}, {"a", "b"}):
+        hub.subscribe(_sub(channels=channels))
+    counting = Presence(hub, MemoryBroker(), FAST)
+    summed, workers = counting.total()
+    assert summed == Counts(1, {"a": 2, "b": 1}, 3) and workers == 1
+    assert summed.watching("a") == 3 and summed.watching("c") == 1
+    assert hub.walks == 0
