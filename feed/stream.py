@@ -36,6 +36,10 @@ Rationale:
    one delay for all, every screen would come back in the same instant and overflow
    the listen queue (docs/benchmarks.md, connect storm). Spread over the extra half,
    they arrive over a second instead.
+9. ``HEAD /events`` is served here too, under the same per-client stream limit, and
+   answered with the status and headers its ``GET`` would open with, then ended: it
+   never joins the hub. Starlette would answer it with an endless stream that no
+   limit counts.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from starlette.datastructures import Headers, QueryParams
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from feed import logs, security
 from feed.access import Permissions
@@ -218,14 +222,17 @@ class EventStream:
             message = "The feed is unavailable right now; retry shortly."
             await error_response(503, message)(scope, receive, send)
             return
+        # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.
+        headers = [*HEADERS, *security.stream_headers(scope)]
+        if scope["method"] == "HEAD":
+            await _head(send, headers)  # rationale 9
+            return
         sub = Subscriber(
             fmt, channels, last_id=resume_id or 0, limit=rt.settings.subscriber_backlog
         )
         # Checked for each private event (events.py) and rechecked by watch.Watch.
         sub.private = perms.private_readable()
         sub.who = perms.identity
-        # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.
-        headers = [*HEADERS, *security.stream_headers(scope)]
         # This frame lives as long as the stream: keep only what the stream needs.
         del query, header, perms, channels
         await self._serve(rt, sub, resume_id, receive, send, headers)
@@ -261,13 +268,11 @@ class EventStream:
             else:
                 # Before the status line, so a database outage answers 503, not a cut.
                 opening += await replay(rt, sub, resume_id)
-            request_id = (logs.HEADER, logs.request_id.get().encode())
-            start = {"status": 200, "headers": [*headers, request_id]}
-            await send({"type": "http.response.start", **start})
+            await send(_start(headers))
             started = True
             await send({"type": "http.response.body", "body": opening, "more_body": True})
             # A replay can be large, and this frame lives as long as the stream.
-            del opening, start
+            del opening
             transport = direct_transport(send)
             if transport is None:
                 await self._pump(sub, send, receive)
@@ -337,6 +342,17 @@ class EventStream:
         # _until_disconnect inlined: one coroutine frame less per open stream.
         while (await receive())["type"] != "http.disconnect":
             pass
+
+
+def _start(headers: list[tuple[bytes, bytes]]) -> Message:
+    request_id = (logs.HEADER, logs.request_id.get().encode())
+    return {"type": "http.response.start", "status": 200, "headers": [*headers, request_id]}
+
+
+async def _head(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+    """A stream's status and headers, and no stream (rationale 9)."""
+    await send(_start(headers))
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _write(sub: Subscriber, send: Send) -> None:
