@@ -4,8 +4,9 @@ Rationale:
 
 1. An identity comes from, in this order: an ``Authorization: Bearer`` token (scripts,
    the CLI), a kiosk link's ``key`` query parameter (a kiosk cannot sign in), the
-   signed session cookie (browsers), the trusted user header of a fronting single
-   sign-on proxy (off unless ``FEED_TRUSTED_USER_HEADER`` is set), else nobody. A
+   signed session cookie (browsers) unless the header below names someone else
+   (rationale 8), the trusted user header of a fronting single sign-on proxy (off
+   unless ``FEED_TRUSTED_USER_HEADER`` is set), else nobody. A
    credential that is present but wrong is refused with 401; it never falls back to
    anonymous, so a typo in a script's token is not silently a reader.
 2. Roles nest: a reader reads, a writer also posts, an admin also edits anyone's
@@ -40,6 +41,12 @@ Rationale:
    the event is read (events.py), and replay filters in SQL on the same. A channel
    made or changed through this process is seen at once; through another, within
    that second.
+8. Behind a single sign-on proxy, the header names who is at the browser now, and the
+   session cookie who was there when it was made. When they differ (someone else
+   signed in at the proxy), the header wins: the request is the header's user's,
+   without the old session's CSRF token, so a write carrying that token is refused,
+   and a page seen this way begins a session for the header's user (signin.py).
+   Otherwise the old session would go on acting, and posting, as the person before.
 """
 
 from __future__ import annotations
@@ -374,17 +381,16 @@ class Access:
         key = QueryParams(scope.get("query_string", b"")).get(KIOSK_PARAM)
         if key:
             return await self._from_link(key)
+        header = self.settings.trusted_user_header
+        user = headers.get(header, "").strip() if header else ""
+        by_header = self._from_header(user) if user else None
         cookie = HTTPConnection(scope).cookies.get(SESSION_COOKIE)
         if cookie:
             who = await self._from_session(cookie)
-            if who is not None:
+            # The person the proxy names now wins over a session another began (rationale 8).
+            if who is not None and (by_header is None or who.name == by_header.name):
                 return who
-        header = self.settings.trusted_user_header
-        if header:
-            user = headers.get(header, "").strip()
-            if user:
-                return self._from_header(user)
-        return ANONYMOUS
+        return by_header or ANONYMOUS
 
     async def from_token(self, token: str) -> Identity:
         found = await self._token(digest(token))
