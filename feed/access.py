@@ -27,8 +27,11 @@ Rationale:
 5. Streams check access when they open, and the hub checks every event of a private
    channel against the stream's grants (events.py). A running ``Watch`` (watch.py)
    re-reads, every ``FEED_ACCESS_RECHECK`` seconds, the revocations and memberships
-   behind open streams: a revoked token or kiosk link ends its streams, a membership
-   taken away stops that channel's events, within that interval, in every process.
+   behind open streams: a revoked token or kiosk link, a session signed out of or
+   expired, ends its streams, a membership taken away stops that channel's events,
+   within that interval, in every process. A session's expiry is read from its
+   cookie's signature when the stream opens and travels with the identity, since
+   nothing reads the cookie again while the stream lasts.
 6. Secrets sign cookies and kiosk links (itsdangerous). Without
    ``FEED_SECRET_KEY`` the key is made once and kept in the database, so every
    process, restart and ``feed`` command agrees on it.
@@ -74,6 +77,7 @@ from feed.store import Store
 
 TOKEN_PREFIX = "feed_"
 SESSION_COOKIE = "feed_session"
+SESSION_SALT = "feed-session"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 KIOSK_PARAM = "key"
@@ -115,6 +119,9 @@ class Identity:
     # The token (or kiosk link) behind it, so revoking it ends what it opened.
     credential: int | None = None
     csrf: str | None = None
+    # When a session ends by itself (seconds since the epoch), so the streams it
+    # opened end then too (rationale 5); None: not a session.
+    expires_at: float | None = None
 
     @property
     def signed_in(self) -> bool:
@@ -349,8 +356,13 @@ class Access:
 
     async def start(self) -> None:
         key = await signing_key(self.settings, self.store)
-        self._sessions = URLSafeTimedSerializer(key, salt="feed-session")
+        self._sessions = URLSafeTimedSerializer(key, salt=SESSION_SALT)
         self._links = URLSafeSerializer(key, salt="feed-kiosk-link")
+
+    @property
+    def session_seconds(self) -> int:
+        """How long a session lasts (``FEED_SESSION_DAYS``)."""
+        return self.settings.session_days * 86400
 
     @property
     def sessions(self) -> URLSafeTimedSerializer:
@@ -417,7 +429,9 @@ class Access:
     async def _from_session(self, cookie: str) -> Identity | None:
         """The cookie's identity; None if it is forged, expired or its token revoked."""
         try:
-            data = self.sessions.loads(cookie, max_age=self.settings.session_days * 86400)
+            data, signed_at = self.sessions.loads(
+                cookie, max_age=self.session_seconds, return_timestamp=True
+            )
             name, role, token, csrf = data["n"], Role(data["r"]), data["t"], data["x"]
             scope = None if data["s"] is None else frozenset(data["s"])
         except (BadSignature, KeyError, TypeError, ValueError):
@@ -432,7 +446,12 @@ class Access:
             if not self.settings.trusted_user_header:
                 return None
             role = self._header_role(name)
-        return Identity(name, role, Via.SESSION, scope, token, csrf)
+        # Ends to the second the Watch ends its streams (itsdangerous keeps it a second
+        # longer, as it counts in whole seconds), so a reconnect then is refused.
+        expires_at = signed_at.timestamp() + self.session_seconds
+        if time.time() >= expires_at:
+            return None
+        return Identity(name, role, Via.SESSION, scope, token, csrf, expires_at)
 
     def _header_role(self, name: str) -> Role:
         return Role.ADMIN if name in self._admins else Role.WRITER
@@ -456,7 +475,9 @@ class Access:
             "s": None if who.scope is None else sorted(who.scope),
             "x": csrf,
         }
-        return self.sessions.dumps(data), replace(who, via=Via.SESSION, csrf=csrf)
+        expires_at = time.time() + self.session_seconds
+        cookie = self.sessions.dumps(data)
+        return cookie, replace(who, via=Via.SESSION, csrf=csrf, expires_at=expires_at)
 
     def kiosk_key(self) -> str:
         """The secret part of a new kiosk link: signed, so a forged one costs no query."""
@@ -484,7 +505,7 @@ class Access:
         if who.via is not Via.SESSION or who.csrf is None:
             return
         kept = digest(who.csrf)
-        until = datetime.now(UTC) + timedelta(days=self.settings.session_days)
+        until = datetime.now(UTC) + timedelta(seconds=self.session_seconds)
         await self.store.end_session(kept, until)
         self.forget_sessions([kept])
         self.dirty.set()  # this process's streams of the session end now

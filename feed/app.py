@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> FeedApp:
         hub.start()
         watching.start()
         meters.start()
-        watch = Watch(gate, hub, watching, settings.access_recheck)
+        watch = Watch(gate, watching, settings.access_recheck)
         watch.start()
         logger.info("feed is up: %s", settings.describe())
         if not await store.tokens():
@@ -64,7 +64,9 @@ def create_app(settings: Settings) -> FeedApp:
                 "`feed token create NAME --role admin`, then sign in at /signin."
             )
         replays = Replays(store, renderer)
-        rt = Runtime(settings, store, broker, hub, relay, renderer, meters, watching, gate, replays)
+        rt = Runtime(
+            settings, store, broker, hub, relay, renderer, meters, watching, gate, replays, watch
+        )
         try:
             yield {"feed": rt}
         finally:

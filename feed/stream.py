@@ -251,6 +251,7 @@ class EventStream:
         # One bound method for both hooks: there is one per open stream.
         interrupt = task.cancel
         sub.on_overflow = interrupt
+        rt.watch.add(sub)
         rt.hub.subscribe(sub)
         started = False
         opened = time.monotonic()
@@ -303,6 +304,7 @@ class EventStream:
             logger.exception("stream failed; the client will reconnect and resume")
         finally:
             rt.hub.unsubscribe(sub)
+            rt.watch.discard(sub)
             if outcome == "ended":
                 outcome = "server closing" if rt.hub.closing else "client left"
             _log_close(sub, time.monotonic() - opened, outcome)
