@@ -40,11 +40,17 @@ Rationale:
    answered with the status and headers its ``GET`` would open with, then ended: it
    never joins the hub. Starlette would answer it with an endless stream that no
    limit counts.
+10. A replay is decided before the status line: the count of missed events (too many
+    means ``resync``) and its first page come from the database then, so an outage
+    answers 503 instead of a stream cut short. The first piece goes out with the
+    opening; the rest follows piece by piece before the stream goes live (replays.py,
+    on pieces), and the id filter drops the live events it already covered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -67,6 +73,7 @@ from feed.events import (
     position,
     retry_hint,
 )
+from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
 from feed.store import StoreUnavailable
 
@@ -129,11 +136,13 @@ def spread(retry_ms: int) -> int:
     return retry_ms + random.randrange(retry_ms // 2 + 1)
 
 
-async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> bytes:
-    """What a resuming client missed, or one ``resync`` if that is too much or unknowable.
+async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, Cursor | None]:
+    """What a resuming client missed: the first piece of its replay and a cursor over
+    the rest (replays.py), or one ``resync`` if that is too much or unknowable.
 
     Called right after the subscriber joined the hub, before any await: the relay's
-    delivered id read here is the one the shared replay's key needs (replays.py)."""
+    delivered id read here is the one the shared replay's key needs (replays.py). What
+    it reads from the database it reads before the status line (rationale 10)."""
     delivered = rt.relay.delivered
     limit = rt.settings.replay_limit
     # The database is asked only when this process may not have seen the id yet.
@@ -141,21 +150,26 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> bytes:
     if resume_id > latest:
         reason = f"event {resume_id} is newer than this feed's newest ({latest}); reload"
     else:
-        channels = None if sub.channels is None else tuple(sorted(sub.channels))
-        private = None if sub.private is None else tuple(sorted(sub.private))
-        key = (resume_id, channels, private, limit + 1, delivered)
-        events, result = await rt.replays.events(key)
-        if len(events) <= limit:
-            rt.metrics.replayed.observe(len(events))
-            sub.sent += len(events)
-            if events:
-                sub.last_id = events[-1].id
-            return rt.replays.encode(result, events, sub.format)
+        cursor = Cursor(sub.format, resume_id, sub.channels, sub.private, delivered, latest)
+        if await rt.replays.count(cursor, limit + 1) <= limit:
+            return await _replayed(rt, sub, cursor), cursor
         reason = f"more than {limit} events were missed; reload"
         latest = max(latest, await rt.store.latest_event_id())
     rt.metrics.resyncs.inc()
     sub.last_id = max(sub.last_id, latest)
-    return resync_frame(sub.format, latest, reason)
+    return resync_frame(sub.format, latest, reason), None
+
+
+async def _replayed(rt: Runtime, sub: Subscriber, cursor: Cursor) -> bytes:
+    """The cursor's next piece, now counted as sent to ``sub``; empty at the end."""
+    sent = cursor.sent
+    piece = await rt.replays.next_piece(cursor)
+    if piece is None:
+        rt.metrics.replayed.observe(cursor.sent)
+        return b""
+    sub.sent += cursor.sent - sent
+    sub.last_id = cursor.after
+    return piece
 
 
 def direct_transport(send: Send) -> Transport | None:
@@ -261,6 +275,7 @@ class EventStream:
             opening = retry_hint(spread(rt.settings.retry_ms))
             if sub.format is Format.HTML:
                 opening += hello(rt.settings.release, rt.settings.heartbeat)
+            cursor = None
             if resume_id is None:
                 # Events up to here were published before this subscriber joined (no
                 # await since); later ones will reach it. Tell the client where it is.
@@ -268,12 +283,19 @@ class EventStream:
                 opening += position(sub.last_id)
             else:
                 # Before the status line, so a database outage answers 503, not a cut.
-                opening += await replay(rt, sub, resume_id)
+                first, cursor = await replay(rt, sub, resume_id)
+                if not first:
+                    cursor = None  # nothing was missed
+                opening += first
+                del first
             await send(_start(headers))
             started = True
             await send({"type": "http.response.body", "body": opening, "more_body": True})
-            # A replay can be large, and this frame lives as long as the stream.
+            # This frame lives as long as the stream.
             del opening
+            if cursor is not None:
+                await _replay_rest(rt, sub, cursor, send, receive)
+            del cursor
             transport = direct_transport(send)
             if transport is None:
                 await self._pump(sub, send, receive)
@@ -355,6 +377,33 @@ async def _head(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
     """A stream's status and headers, and no stream (rationale 9)."""
     await send(_start(headers))
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _replay_rest(
+    rt: Runtime, sub: Subscriber, cursor: Cursor, send: Send, receive: Receive
+) -> None:
+    """The replay after its first piece, a piece at a time (replays.py, on pieces).
+
+    ``send`` waits until the connection has taken the piece before, so a client that
+    does not read holds this stream here, with one piece; the live events that arrive
+    meanwhile wait in its backlog, which drops the client if they overflow it."""
+    piece = await _replayed(rt, sub, cursor)
+    if not piece:
+        return  # the common case: it all fit in the first piece
+    # A client that leaves mid-replay stops it: uvicorn's send then returns at once.
+    watcher = asyncio.ensure_future(_until_disconnect(receive))
+    watcher.add_done_callback(functools.partial(_left, sub))
+    try:
+        while piece and not sub.closed:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            piece = await _replayed(rt, sub, cursor)
+    finally:
+        watcher.cancel()
+
+
+def _left(sub: Subscriber, watcher: asyncio.Future[None]) -> None:
+    if not watcher.cancelled():
+        sub.close()
 
 
 async def _write(sub: Subscriber, send: Send) -> None:
