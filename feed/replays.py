@@ -179,12 +179,12 @@ class Replays:
         """The next piece of the cursor's replay, which it moves past; None at the end."""
         while True:
             if cursor.key(cursor.start) not in self._pages:
-                cursor.start = cursor.after  # let go of: read on from where it stopped
+                cursor.start = cursor.after  # its page was let go: read on from here
             page = await self._page(cursor.key(cursor.start))
             found = self._piece(page, cursor)
             if found:
                 return found
-            last = page.ids[-1] if page.ids else cursor.after
+            last = max(page.ids[-1], cursor.after) if page.ids else cursor.after
             if not page.full or last >= cursor.upto:
                 return None
             cursor.start = cursor.after = last
