@@ -1,20 +1,29 @@
-"""The recheck of open streams (feed/watch.py) against a real server: every long-lived
+"""The recheck of open streams (feed/watch.py): against a real server, every long-lived
 response, ``/events`` and ``/admin/stream`` alike, ends within ``FEED_ACCESS_RECHECK``
-once the session behind it is revoked, signed out of, or expired."""
+once the session behind it is revoked, signed out of, or expired; in-process, any
+stream that registers is rechecked by the same rules."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from feed.access import SESSION_COOKIE, SESSION_SALT
+from feed.access import ANONYMOUS, SESSION_COOKIE, SESSION_SALT, Access, Identity, Role, Via
+from feed.brokers.memory import MemoryBroker
+from feed.events import Hub
+from feed.presence import Presence
+from feed.settings import Settings
+from feed.store import Store
+from feed.watch import Watch
 from tests.auth import make_token
 from tests.conftest import Server
 from tests.sse import SSEClient
@@ -129,3 +138,51 @@ def test_a_session_that_expires_ends_its_admin_and_event_streams(server: Server)
     with SSEClient(server.port, params={"channel": "board"}, headers=headers) as refused:
         assert refused.status == 404
         assert json.loads(refused.read_body())["error"] == "There is no channel named 'board'."
+
+
+# -- the mechanism, in-process ----------------------------------------------------------
+
+
+class Tab:
+    """A long-lived response of a kind the Watch has never heard of."""
+
+    def __init__(self, who: Identity) -> None:
+        self.who = who
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_any_stream_registered_is_rechecked_and_one_with_nothing_to_lose_is_not_kept(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        store = Store.from_url(f"sqlite:///{tmp_path / 'feed.db'}")
+        await store.create_schema()
+        try:
+            access = Access(Settings(database_url="sqlite://"), store)
+            watch = Watch(access, Presence(Hub(15), MemoryBroker(), 5), interval=60)
+            kept = await store.add_token("kim", "writer", "api", None, "0" * 64)
+            gone = await store.add_token("rev", "writer", "api", None, "1" * 64)
+            await store.revoke_token(gone.id)
+            now = time.time()
+            tabs = {
+                "revoked": Tab(Identity("rev", Role.WRITER, Via.TOKEN, credential=gone.id)),
+                "valid": Tab(Identity("kim", Role.WRITER, Via.TOKEN, credential=kept.id)),
+                "expired": Tab(Identity("ann", Role.WRITER, Via.SESSION, expires_at=now - 1)),
+                "current": Tab(Identity("bob", Role.WRITER, Via.SESSION, expires_at=now + 60)),
+            }
+            anonymous = Tab(ANONYMOUS)
+            for tab in [*tabs.values(), anonymous]:
+                watch.add(tab)
+            assert len(watch) == len(tabs)  # nothing can be taken from an anonymous reader
+            assert await watch.recheck() == 2
+            assert {name for name, tab in tabs.items() if tab.closed} == {"revoked", "expired"}
+            for tab in tabs.values():
+                watch.discard(tab)
+            assert len(watch) == 0
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
