@@ -20,13 +20,16 @@ Rationale:
    for ``TTL`` seconds at most, and at most ``MAX_PAGES`` pages at once.
 3. A replay can be up to ``FEED_REPLAY_LIMIT`` events of up to ``FEED_MAX_POST_CHARS``
    each, and a client that resumes may never read it. So a replay is read from the
-   store ``PAGE`` events at a time and written ``PIECE`` bytes at a time, each piece
-   only once the connection has taken the one before (the ASGI ``send`` waits for
-   that). Between pieces a stream keeps only its ``Cursor``, never a page: a stalled
-   stream holds one piece and its connection's write buffer, however large the
-   replay, and a page lives only as long as the cache keeps it. A stream that comes
-   back for the rest of a page after the cache let it go reads a page of its own from
-   where it stopped.
+   store ``PAGE`` events at a time and written in pieces of a quarter of the stream's
+   backlog (``FEED_SUBSCRIBER_BACKLOG``), each piece only once the connection has
+   taken the one before (uvicorn's ``send`` waits for its write buffer to drain below
+   the transport's high-water mark, 64 KiB, before it writes). Between pieces a stream
+   keeps only its ``Cursor``, never a page. So a stalled stream holds a piece waiting
+   to go, and its write buffer the one before and the high-water mark: about half its
+   backlog, however large the replay; a page lives only as long as the cache keeps
+   it. A stream that comes back for the rest of a page after the cache let it go reads
+   a page of its own from where it stopped. Most replays after a restart fit in one
+   piece, sent with the stream's opening: one write per stream, as before pieces.
 4. Whether the replay is longer than ``FEED_REPLAY_LIMIT`` (then the client gets one
    ``resync`` instead) is counted in the database before anything is written, so the
    decision never waits for the pages.
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -49,9 +53,7 @@ from feed.store import Store
 
 TTL = 2.0
 PAGE = 100  # events read from the store at a time
-# Bytes written to a stream at a time (one event at least): one piece is as much as an
-# asyncio transport buffers before it asks its writer to wait.
-PIECE = 64 * 1024
+PIECES = 4  # a piece is this part of the stream's backlog, or one event if larger
 MAX_PAGES = 64  # 6,400 events at most: fewer than the 16 whole replays kept before
 MAX_COUNTS = 256
 
@@ -64,7 +66,18 @@ V = TypeVar("V")
 class Cursor:
     """Where one stream is in its replay (rationale 3)."""
 
-    __slots__ = ("after", "channels", "delivered", "format", "private", "sent", "start", "upto")
+    __slots__ = (
+        "after",
+        "channels",
+        "delivered",
+        "done",
+        "format",
+        "piece",
+        "private",
+        "sent",
+        "start",
+        "upto",
+    )
 
     def __init__(
         self,
@@ -74,18 +87,29 @@ class Cursor:
         private: frozenset[str] | None,
         delivered: int,
         upto: int,
+        backlog: int,
     ) -> None:
         self.format = fmt
+        self.piece = backlog // PIECES
         self.after = after  # the last event written
         self.start = after  # where the page it is reading begins
         self.channels = None if channels is None else tuple(sorted(channels))
         self.private = None if private is None else tuple(sorted(private))
         self.delivered = delivered
         self.upto = upto  # pages go on until one reaches this id; newer ones come live
-        self.sent = 0
+        self.sent = 0  # events in the pieces so far
+        self.done = False  # the last piece is out
 
     def key(self, after: int) -> Key:
         return (after, self.channels, self.private, self.delivered)
+
+
+@dataclass
+class Encoded:
+    """A page's events in one format: joined once, and where each one ends."""
+
+    data: bytes
+    ends: list[int]
 
 
 @dataclass
@@ -94,7 +118,7 @@ class Page:
 
     events: list[FeedEvent]
     ids: list[int] = field(init=False)
-    encoded: dict[Format, list[bytes]] = field(default_factory=dict)
+    encoded: dict[Format, Encoded] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ids = [event.id for event in self.events]
@@ -117,8 +141,8 @@ class Shared(Generic[K, V]):
         return len(self._answers)
 
     def __contains__(self, key: K) -> bool:
-        self._expire(time.monotonic(), room=0)
-        return key in self._answers
+        found = self._answers.get(key)
+        return found is not None and time.monotonic() - found[0] < TTL
 
     async def get(self, key: K, make: Callable[[], Awaitable[V]]) -> V:
         """The answer for ``key``: one already made or being made, or ``make()``'s."""
@@ -175,19 +199,26 @@ class Replays:
             ),
         )
 
-    async def next_piece(self, cursor: Cursor) -> bytes | None:
-        """The next piece of the cursor's replay, which it moves past; None at the end."""
+    async def next_piece(self, cursor: Cursor) -> bytes:
+        """The next piece of the cursor's replay, which it moves past, setting
+        ``cursor.done`` after the last one. A piece takes events from as many pages as
+        it needs to fill up; an empty replay has one empty piece."""
+        parts: list[bytes] = []
+        room = cursor.piece
         while True:
             if cursor.key(cursor.start) not in self._pages:
                 cursor.start = cursor.after  # its page was let go: read on from here
             page = await self._page(cursor.key(cursor.start))
-            found = self._piece(page, cursor)
-            if found:
-                return found
-            last = max(page.ids[-1], cursor.after) if page.ids else cursor.after
+            room -= self._take(page, cursor, room, parts)
+            last = page.ids[-1] if page.ids else cursor.after
+            if cursor.after < last:
+                break  # the piece is full
             if not page.full or last >= cursor.upto:
-                return None
-            cursor.start = cursor.after = last
+                cursor.done = True
+                break
+            cursor.start = cursor.after
+            del page  # while the next is read
+        return b"".join(parts)
 
     async def _page(self, key: Key) -> Page:
         after, channels, private, _ = key
@@ -203,21 +234,25 @@ class Replays:
 
         return await self._pages.get(key, read)
 
-    def _piece(self, page: Page, cursor: Cursor) -> bytes:
-        """The events of ``page`` after the cursor, up to ``PIECE`` bytes (one at least)."""
-        encoded = page.encoded.get(cursor.format)
-        if encoded is None:
+    def _take(self, page: Page, cursor: Cursor, room: int, parts: list[bytes]) -> int:
+        """Add to ``parts`` the events of ``page`` after the cursor that fit in ``room``
+        bytes (one at least, if ``parts`` is empty), and move the cursor past them;
+        returns their size. A whole page is added as the page's own bytes, not a copy."""
+        found = page.encoded.get(cursor.format)
+        if found is None:
             encode = self._renderer.encode
-            encoded = page.encoded[cursor.format] = [encode(e, cursor.format) for e in page.events]
-        first = end = bisect.bisect_right(page.ids, cursor.after)
-        size = 0
-        while end < len(encoded):
-            size += len(encoded[end])
-            if size > PIECE and end > first:
-                break
-            end += 1
+            each = [encode(event, cursor.format) for event in page.events]
+            found = Encoded(b"".join(each), list(itertools.accumulate(map(len, each))))
+            page.encoded[cursor.format] = found
+        first = bisect.bisect_right(page.ids, cursor.after)
+        start = found.ends[first - 1] if first else 0
+        end = bisect.bisect_right(found.ends, start + room)
+        if end == first and not parts:
+            end = min(first + 1, len(page.ids))
         if end == first:
-            return b""
+            return 0
+        stop = found.ends[end - 1]
+        parts.append(found.data[start:stop])
         cursor.after = page.ids[end - 1]
         cursor.sent += end - first
-        return b"".join(encoded[first:end])
+        return stop - start

@@ -50,7 +50,6 @@ Rationale:
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import random
@@ -150,7 +149,9 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
     if resume_id > latest:
         reason = f"event {resume_id} is newer than this feed's newest ({latest}); reload"
     else:
-        cursor = Cursor(sub.format, resume_id, sub.channels, sub.private, delivered, latest)
+        cursor = Cursor(
+            sub.format, resume_id, sub.channels, sub.private, delivered, latest, sub.limit
+        )
         if await rt.replays.count(cursor, limit + 1) <= limit:
             return await _replayed(rt, sub, cursor), cursor
         reason = f"more than {limit} events were missed; reload"
@@ -161,14 +162,13 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
 
 
 async def _replayed(rt: Runtime, sub: Subscriber, cursor: Cursor) -> bytes:
-    """The cursor's next piece, now counted as sent to ``sub``; empty at the end."""
+    """The cursor's next piece, now counted as sent to ``sub``."""
     sent = cursor.sent
     piece = await rt.replays.next_piece(cursor)
-    if piece is None:
-        rt.metrics.replayed.observe(cursor.sent)
-        return b""
     sub.sent += cursor.sent - sent
-    sub.last_id = cursor.after
+    sub.last_id = max(sub.last_id, cursor.after)
+    if cursor.done:
+        rt.metrics.replayed.observe(cursor.sent)
     return piece
 
 
@@ -284,8 +284,6 @@ class EventStream:
             else:
                 # Before the status line, so a database outage answers 503, not a cut.
                 first, cursor = await replay(rt, sub, resume_id)
-                if not first:
-                    cursor = None  # nothing was missed
                 opening += first
                 del first
             await send(_start(headers))
@@ -294,7 +292,7 @@ class EventStream:
             # This frame lives as long as the stream.
             del opening
             if cursor is not None:
-                await _replay_rest(rt, sub, cursor, send, receive)
+                await _replay_rest(rt, sub, cursor, send)
             del cursor
             transport = direct_transport(send)
             if transport is None:
@@ -379,31 +377,16 @@ async def _head(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _replay_rest(
-    rt: Runtime, sub: Subscriber, cursor: Cursor, send: Send, receive: Receive
-) -> None:
+async def _replay_rest(rt: Runtime, sub: Subscriber, cursor: Cursor, send: Send) -> None:
     """The replay after its first piece, a piece at a time (replays.py, on pieces).
 
     ``send`` waits until the connection has taken the piece before, so a client that
     does not read holds this stream here, with one piece; the live events that arrive
-    meanwhile wait in its backlog, which drops the client if they overflow it."""
-    piece = await _replayed(rt, sub, cursor)
-    if not piece:
-        return  # the common case: it all fit in the first piece
-    # A client that leaves mid-replay stops it: uvicorn's send then returns at once.
-    watcher = asyncio.ensure_future(_until_disconnect(receive))
-    watcher.add_done_callback(functools.partial(_left, sub))
-    try:
-        while piece and not sub.closed:
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-            piece = await _replayed(rt, sub, cursor)
-    finally:
-        watcher.cancel()
-
-
-def _left(sub: Subscriber, watcher: asyncio.Future[None]) -> None:
-    if not watcher.cancelled():
-        sub.close()
+    meanwhile wait in its backlog, which drops the client if they overflow it. Once a
+    client has left, ``send`` returns at once and the rest goes by quickly."""
+    while not cursor.done and not sub.closed:
+        piece = await _replayed(rt, sub, cursor)
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
 
 
 async def _write(sub: Subscriber, send: Send) -> None:

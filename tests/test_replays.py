@@ -14,7 +14,7 @@ import pytest
 from feed import replays as replays_module
 from feed.events import Format
 from feed.render import Renderer
-from feed.replays import PIECE, Cursor, Replays
+from feed.replays import Cursor, Replays
 from feed.store import Store
 from tests.conftest import Server
 from tests.sse import SSEClient
@@ -54,15 +54,20 @@ def post_bodies(data: bytes) -> list[str]:
     ]
 
 
+PIECE = 64 * 1024
+
+
 def cursor(after: int, delivered: int, channels: frozenset[str] | None = None) -> Cursor:
-    return Cursor(Format.JSON, after, channels, frozenset(), delivered, delivered)
+    """A JSON stream's cursor, in pieces of ``PIECE`` bytes."""
+    backlog = replays_module.PIECES * PIECE
+    return Cursor(Format.JSON, after, channels, frozenset(), delivered, delivered, backlog)
 
 
 async def everything(replays: Replays, at: Cursor) -> list[bytes]:
     """Every piece of ``at``'s replay."""
     pieces = []
-    while (piece := await replays.next_piece(at)) is not None:
-        pieces.append(piece)
+    while not at.done:
+        pieces.append(await replays.next_piece(at))
     return pieces
 
 
@@ -80,8 +85,7 @@ def test_streams_asking_alike_at_once_share_one_query_and_one_encoding(store: St
         assert counting.pages == [2]
         assert len(set(pieces)) == 1 and pieces[0] is not None
         assert post_bodies(pieces[0]) == ["post 2", "post 3", "post 4"]
-        assert {(c.after, c.sent) for c in cursors} == {(5, 3)}
-        assert await asyncio.gather(*(replays.next_piece(c) for c in cursors)) == [None] * 50
+        assert {(c.after, c.sent, c.done) for c in cursors} == {(5, 3, True)}
         assert counting.pages == [2]
         # Once the relay has published something newer, a stream that joins after it
         # needs a query of its own.
@@ -106,7 +110,8 @@ def test_a_failed_query_is_not_kept(store: Store) -> None:
     async def scenario() -> None:
         with pytest.raises(RuntimeError):
             await replays.next_piece(cursor(0, 0))
-        assert await replays.next_piece(cursor(0, 0)) is None
+        nothing = cursor(0, 0)
+        assert await replays.next_piece(nothing) == b"" and nothing.done
         assert failing.pages == [0, 0]
 
     asyncio.run(scenario())
@@ -156,7 +161,7 @@ def test_pieces_are_bounded_and_a_stream_keeps_no_page_between_them(
         monkeypatch.setattr(replays_module, "TTL", 0.0)
         again = await everything(replays, cursor(0, 12))
         assert [len(post_bodies(p)) for p in again] == [3, 3, 3, 3]
-        assert counting.pages == [0, 0, 3, 6, 9, 12]
+        assert counting.pages == [0, 0, 3, 6, 9]
 
     asyncio.run(scenario())
 
