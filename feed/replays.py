@@ -29,7 +29,7 @@ Rationale:
    backlog, however large the replay; a page lives only as long as the cache keeps
    it. A stream that comes back for the rest of a page after the cache let it go reads
    a page of its own from where it stopped. Most replays after a restart fit in one
-   piece, sent with the stream's opening: one write per stream, as before pieces.
+   piece, sent with the stream's opening: one write per stream.
 4. Whether the replay is longer than ``FEED_REPLAY_LIMIT`` (then the client gets one
    ``resync`` instead) is counted in the database before anything is written, so the
    decision never waits for the pages.
@@ -54,7 +54,7 @@ from feed.store import Store
 TTL = 2.0
 PAGE = 100  # events read from the store at a time
 PIECES = 4  # a piece is this part of the stream's backlog, or one event if larger
-MAX_PAGES = 64  # 6,400 events at most: fewer than the 16 whole replays kept before
+MAX_PAGES = 64  # so at most 6,400 events are kept, whatever FEED_REPLAY_LIMIT is
 MAX_COUNTS = 256
 
 # (after, channels, readable private channels, relay's delivered id)

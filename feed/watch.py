@@ -16,8 +16,8 @@ Rationale:
    that can be taken away (anonymous, or an admin by the proxy's header, which the
    proxy vouches for on every request) is not kept at all: kiosks are most streams.
 2. What the Watch needs of a stream is who opened it, whether it is closed, and a
-   way to close it. Hub subscribers also follow their channel grants: they are
-   narrowed rather than ended when a private channel is taken away but others remain.
+   way to close it. Hub subscribers also follow their channel grants: a private
+   channel taken away stops reaching them, and one that asked for it by name ends.
 """
 
 from __future__ import annotations
