@@ -201,14 +201,19 @@ def rss(pid: int) -> int:
 
 
 def settled_rss(pid: int) -> int:
-    """``rss(pid)`` once it has stayed within 1 MiB for a second."""
+    """``rss(pid)`` once it has stayed within 1 MiB for longer than replays are cached,
+    so that what a replay cached is gone from it."""
+    pause = 0.25
+    window = int((replays_module.TTL + 1) / pause)
     samples: list[int] = []
 
     def ask() -> list[int]:
         samples.append(rss(pid))
-        return samples[-6:]
+        return samples[-window:]
 
-    steady = until(ask, lambda s: len(s) == 6 and max(s) - min(s) < 2**20, timeout=30, pause=0.2)
+    steady = until(
+        ask, lambda s: len(s) == window and max(s) - min(s) < 2**20, timeout=30, pause=pause
+    )
     return max(steady)
 
 
