@@ -4,8 +4,9 @@ Rationale:
 
 1. An identity comes from, in this order: an ``Authorization: Bearer`` token (scripts,
    the CLI), a kiosk link's ``key`` query parameter (a kiosk cannot sign in), the
-   signed session cookie (browsers), the trusted user header of a fronting single
-   sign-on proxy (off unless ``FEED_TRUSTED_USER_HEADER`` is set), else nobody. A
+   signed session cookie (browsers) unless the header below names someone else
+   (rationale 8), the trusted user header of a fronting single sign-on proxy (off
+   unless ``FEED_TRUSTED_USER_HEADER`` is set), else nobody. A
    credential that is present but wrong is refused with 401; it never falls back to
    anonymous, so a typo in a script's token is not silently a reader.
 2. Roles nest: a reader reads, a writer also posts, an admin also edits anyone's
@@ -26,8 +27,11 @@ Rationale:
 5. Streams check access when they open, and the hub checks every event of a private
    channel against the stream's grants (events.py). A running ``Watch`` (watch.py)
    re-reads, every ``FEED_ACCESS_RECHECK`` seconds, the revocations and memberships
-   behind open streams: a revoked token or kiosk link ends its streams, a membership
-   taken away stops that channel's events, within that interval, in every process.
+   behind open streams: a revoked token or kiosk link, a session signed out of or
+   expired, ends its streams, a membership taken away stops that channel's events,
+   within that interval, in every process. A session's expiry is read from its
+   cookie's signature when the stream opens and travels with the identity, since
+   nothing reads the cookie again while the stream lasts.
 6. Secrets sign cookies and kiosk links (itsdangerous). Without
    ``FEED_SECRET_KEY`` the key is made once and kept in the database, so every
    process, restart and ``feed`` command agrees on it.
@@ -44,6 +48,12 @@ Rationale:
    from the channel events of the log as the relay delivers them (``learn``), in
    every process, before the hub or a page sees them. Presence and ``/metrics``
    hide the names it calls private; nothing waits for the next recheck or reload.
+9. Behind a single sign-on proxy, the header names who is at the browser now, and the
+   session cookie who was there when it was made. When they differ (someone else
+   signed in at the proxy), the header wins: the request is the header's user's,
+   without the old session's CSRF token, so a write carrying that token is refused,
+   and a page seen this way begins a session for the header's user (signin.py).
+   Otherwise the old session would go on acting, and posting, as the person before.
 """
 
 from __future__ import annotations
@@ -72,6 +82,7 @@ from feed.store import Store
 
 TOKEN_PREFIX = "feed_"
 SESSION_COOKIE = "feed_session"
+SESSION_SALT = "feed-session"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 KIOSK_PARAM = "key"
@@ -113,6 +124,9 @@ class Identity:
     # The token (or kiosk link) behind it, so revoking it ends what it opened.
     credential: int | None = None
     csrf: str | None = None
+    # When a session ends by itself (seconds since the epoch), so the streams it
+    # opened end then too (rationale 5); None: not a session.
+    expires_at: float | None = None
 
     @property
     def signed_in(self) -> bool:
@@ -383,8 +397,13 @@ class Access:
     async def start(self) -> None:
         await self.channels()  # private channels are known before anything is shown
         key = await signing_key(self.settings, self.store)
-        self._sessions = URLSafeTimedSerializer(key, salt="feed-session")
+        self._sessions = URLSafeTimedSerializer(key, salt=SESSION_SALT)
         self._links = URLSafeSerializer(key, salt="feed-kiosk-link")
+
+    @property
+    def session_seconds(self) -> int:
+        """How long a session lasts (``FEED_SESSION_DAYS``)."""
+        return self.settings.session_days * 86400
 
     @property
     def sessions(self) -> URLSafeTimedSerializer:
@@ -415,17 +434,16 @@ class Access:
         key = QueryParams(scope.get("query_string", b"")).get(KIOSK_PARAM)
         if key:
             return await self._from_link(key)
+        header = self.settings.trusted_user_header
+        user = headers.get(header, "").strip() if header else ""
+        by_header = self._from_header(user) if user else None
         cookie = HTTPConnection(scope).cookies.get(SESSION_COOKIE)
         if cookie:
             who = await self._from_session(cookie)
-            if who is not None:
+            # The person the proxy names now wins over a session another began (rationale 8).
+            if who is not None and (by_header is None or who.name == by_header.name):
                 return who
-        header = self.settings.trusted_user_header
-        if header:
-            user = headers.get(header, "").strip()
-            if user:
-                return self._from_header(user)
-        return ANONYMOUS
+        return by_header or ANONYMOUS
 
     async def from_token(self, token: str) -> Identity:
         found = await self._token(digest(token))
@@ -452,7 +470,9 @@ class Access:
     async def _from_session(self, cookie: str) -> Identity | None:
         """The cookie's identity; None if it is forged, expired or its token revoked."""
         try:
-            data = self.sessions.loads(cookie, max_age=self.settings.session_days * 86400)
+            data, signed_at = self.sessions.loads(
+                cookie, max_age=self.session_seconds, return_timestamp=True
+            )
             name, role, token, csrf = data["n"], Role(data["r"]), data["t"], data["x"]
             scope = None if data["s"] is None else frozenset(data["s"])
         except (BadSignature, KeyError, TypeError, ValueError):
@@ -467,7 +487,12 @@ class Access:
             if not self.settings.trusted_user_header:
                 return None
             role = self._header_role(name)
-        return Identity(name, role, Via.SESSION, scope, token, csrf)
+        # Ends to the second the Watch ends its streams (itsdangerous keeps it a second
+        # longer, as it counts in whole seconds), so a reconnect then is refused.
+        expires_at = signed_at.timestamp() + self.session_seconds
+        if time.time() >= expires_at:
+            return None
+        return Identity(name, role, Via.SESSION, scope, token, csrf, expires_at)
 
     def _header_role(self, name: str) -> Role:
         return Role.ADMIN if name in self._admins else Role.WRITER
@@ -491,7 +516,9 @@ class Access:
             "s": None if who.scope is None else sorted(who.scope),
             "x": csrf,
         }
-        return self.sessions.dumps(data), replace(who, via=Via.SESSION, csrf=csrf)
+        expires_at = time.time() + self.session_seconds
+        cookie = self.sessions.dumps(data)
+        return cookie, replace(who, via=Via.SESSION, csrf=csrf, expires_at=expires_at)
 
     def kiosk_key(self) -> str:
         """The secret part of a new kiosk link: signed, so a forged one costs no query."""
@@ -519,7 +546,7 @@ class Access:
         if who.via is not Via.SESSION or who.csrf is None:
             return
         kept = digest(who.csrf)
-        until = datetime.now(UTC) + timedelta(days=self.settings.session_days)
+        until = datetime.now(UTC) + timedelta(seconds=self.session_seconds)
         await self.store.end_session(kept, until)
         self.forget_sessions([kept])
         self.dirty.set()  # this process's streams of the session end now

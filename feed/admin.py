@@ -28,6 +28,10 @@ Rationale:
    tick, and the response ends with its final chunk inside the grace period.
 8. The stream opens with ``hello`` and beats like an HTML ``/events`` stream, so
    feed.js shows the same live/offline badge and reloads the page after a deploy.
+9. The stream shows every channel's events, private ones too, so it is rechecked like
+   ``/events``: it registers with the access recheck (watch.py) for as long as it
+   lasts, which ends it, with its final chunk, once the admin's token is revoked or
+   their session is signed out of or expires. The reconnect is then sent to sign in.
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from feed.access import check_csrf
+from feed.access import Identity, check_csrf
 from feed.api import (
     MAX_DESCRIPTION_CHARS,
     MAX_TITLE_CHARS,
@@ -61,6 +66,7 @@ from feed.pages import read_form
 from feed.runtime import Runtime, runtime
 from feed.signin import SignInFirst, viewer
 from feed.store import ChannelExists, ChannelNotFound, StoreError
+from feed.watch import Watch
 
 logger = logging.getLogger("feed.admin")
 
@@ -351,17 +357,50 @@ def _heartbeat() -> ServerSentEvent:
     return ServerSentEvent(data="", event="heartbeat", sep=SEP)
 
 
+class AdminTab:
+    """One open admin stream, as the access recheck sees it (rationale 9)."""
+
+    __slots__ = ("closed", "stop", "who")
+
+    def __init__(self, who: Identity) -> None:
+        self.who = who
+        self.closed = False
+        # Ends the stream within a tick; sse-starlette also sets it on shutdown (7).
+        self.stop = anyio.Event()
+
+    def close(self) -> None:
+        self.closed = True
+        self.stop.set()
+
+
+class WatchedStream(EventSourceResponse):
+    """An ``EventSourceResponse`` that the access recheck may end (rationale 9)."""
+
+    def __init__(self, watch: Watch, tab: AdminTab, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.watch = watch
+        self.tab = tab
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self.watch.watching(self.tab):
+            await super().__call__(scope, receive, send)
+
+
 async def admin_stream(request: Request) -> EventSourceResponse:
     rt = runtime(request)
-    stop = anyio.Event()
-    return EventSourceResponse(
-        _messages(rt, stop),
+    # Who made this request (remembered from admins_only), not the session a page seen
+    # through the proxy's header was given: the proxy vouches for each request.
+    tab = AdminTab(await rt.access.identify(request.scope))
+    return WatchedStream(
+        rt.watch,
+        tab,
+        _messages(rt, tab.stop),
         headers={"Cache-Control": "no-cache", **NO_INDEX},
         ping=rt.settings.heartbeat,
         ping_message_factory=_heartbeat,
         sep=SEP,
         send_timeout=SEND_TIMEOUT,
-        shutdown_event=stop,
+        shutdown_event=tab.stop,
         shutdown_grace_period=min(SHUTDOWN_GRACE, rt.settings.shutdown_timeout / 2),
     )
 

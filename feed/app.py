@@ -28,6 +28,9 @@ from feed.watch import Watch
 
 logger = logging.getLogger("feed")
 
+# HEAD too: it gets a GET's status under the same per-client limit, and no stream.
+STREAM = frozenset({"GET", "HEAD"})
+
 
 def create_app(settings: Settings) -> FeedApp:
     """A feed app for ``settings``; the lifespan opens the store and starts the relay."""
@@ -56,7 +59,7 @@ def create_app(settings: Settings) -> FeedApp:
         hub.start()
         watching.start()
         meters.start()
-        watch = Watch(gate, hub, watching, settings.access_recheck)
+        watch = Watch(gate, watching, settings.access_recheck)
         watch.start()
         logger.info("feed is up: %s", settings.describe())
         if not await store.tokens():
@@ -66,7 +69,9 @@ def create_app(settings: Settings) -> FeedApp:
             )
         replays = Replays(store, renderer)
         relay.on_rollback(replays.forget)
-        rt = Runtime(settings, store, broker, hub, relay, renderer, meters, watching, gate, replays)
+        rt = Runtime(
+            settings, store, broker, hub, relay, renderer, meters, watching, gate, replays, watch
+        )
         try:
             yield {"feed": rt}
         finally:
@@ -98,7 +103,8 @@ def create_app(settings: Settings) -> FeedApp:
 
 
 class FeedApp:
-    """The ASGI app: ``GET /events`` straight from the server, the rest through Starlette.
+    """The ASGI app: ``GET /events`` (and ``HEAD``) straight from the server, the rest
+    through Starlette.
 
     A stream lives for hours and carries every event. Behind Starlette's middleware
     and router each one held a dozen more coroutine frames and closures, and every
@@ -117,7 +123,7 @@ class FeedApp:
         self._logged = logs.RequestLog(starlette)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/events" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["path"] == "/events" and scope["method"] in STREAM:
             # The id lives as long as the stream's task; no wrapper on its writes.
             logs.request_id.set(logs.new_id(scope["headers"]))
             await self.security.serve_stream(self._stream, scope, receive, send)

@@ -1,28 +1,50 @@
-"""Replays shared by streams that resume from the same place at the same moment.
+"""Replays, read in pages shared by streams that resume from the same place at the same
+moment, and written in pieces.
 
-After a restart or a network cut every screen reconnects within seconds, most of them
-with the same ``Last-Event-ID``. Each used to run its own query and render every event
-it had missed: 10,000 kiosks that missed 100 posts made 10,000 queries and a million
-renders, and took over a minute to be live again (docs/benchmarks.md, connect storm).
-Now the first stream to ask for a replay runs the query; the others that ask for the
-same one await that result, and each format is encoded once per result.
+Rationale:
 
-When is a result "the same one"? A stream joins the hub before it asks for its replay
-(stream.py, 1), so it needs the replay to hold every event the relay published before
-it joined. The key therefore includes the id the relay had delivered when the stream
-joined: a stream that joined after the relay published anything newer gets a result of
-its own. Within one key, any change made after the query has its own, newer event,
-which every such stream receives live, so a shared result is never wrong by the time
-it is applied. Results are kept for ``TTL`` seconds at most, and at most ``MAX_KEYS``
-of them at once.
+1. After a restart or a network cut every screen reconnects within seconds, most of
+   them with the same ``Last-Event-ID``. Each used to run its own query and render
+   every event it had missed: 10,000 kiosks that missed 100 posts made 10,000 queries
+   and a million renders, and took over a minute to be live again
+   (docs/benchmarks.md, connect storm). Now the first stream to ask for a count or a
+   page runs the query; the others that ask for the same one await that answer, and
+   each page is encoded once per format.
+2. When is an answer "the same one"? A stream joins the hub before it asks for its
+   replay (stream.py, on joining before the replay), so it needs the replay to hold
+   every event the relay published before it joined. The key therefore includes the
+   id the relay had delivered when the stream joined: a stream that joined after the
+   relay published anything newer gets answers of its own. Within one key, any change
+   made after the query has its own, newer event, which every such stream receives
+   live, so a shared page is never wrong by the time it is applied. Answers are kept
+   for ``TTL`` seconds at most, and at most ``MAX_PAGES`` pages at once.
+3. A replay can be up to ``FEED_REPLAY_LIMIT`` events of up to ``FEED_MAX_POST_CHARS``
+   each, and a client that resumes may never read it. So a replay is read from the
+   store ``PAGE`` events at a time and written in pieces of a quarter of the stream's
+   backlog (``FEED_SUBSCRIBER_BACKLOG``), each piece only once the connection has
+   taken the one before (uvicorn's ``send`` waits for its write buffer to drain below
+   the transport's high-water mark, 64 KiB, before it writes). Between pieces a stream
+   keeps only its ``Cursor``, never a page. So a stalled stream holds a piece waiting
+   to go, and its write buffer the one before and the high-water mark: about half its
+   backlog, however large the replay; a page lives only as long as the cache keeps
+   it. A stream that comes back for the rest of a page after the cache let it go reads
+   a page of its own from where it stopped. Most replays after a restart fit in one
+   piece, sent with the stream's opening: one write per stream.
+4. Whether the replay is longer than ``FEED_REPLAY_LIMIT`` (then the client gets one
+   ``resync`` instead) is counted in the database before anything is written, so the
+   decision never waits for the pages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from feed.events import Format
 from feed.models import FeedEvent
@@ -30,95 +52,222 @@ from feed.render import Renderer
 from feed.store import Store
 
 TTL = 2.0
-MAX_KEYS = 16
+PAGE = 100  # events read from the store at a time
+PIECES = 4  # a piece is this part of the stream's backlog, or one event if larger
+MAX_PAGES = 64  # so at most 6,400 events are kept, whatever FEED_REPLAY_LIMIT is
+MAX_COUNTS = 256
 MAX_KNOWN = 1024
 
-# (after, channels, readable private channels, limit, relay's delivered id)
-Key = tuple[int, tuple[str, ...] | None, tuple[str, ...] | None, int, int]
+# (after, channels, readable private channels, relay's delivered id)
+Key = tuple[int, tuple[str, ...] | None, tuple[str, ...] | None, int]
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Cursor:
+    """Where one stream is in its replay (rationale 3)."""
+
+    __slots__ = (
+        "after",
+        "channels",
+        "delivered",
+        "done",
+        "format",
+        "piece",
+        "private",
+        "sent",
+        "start",
+        "upto",
+    )
+
+    def __init__(
+        self,
+        fmt: Format,
+        after: int,
+        channels: frozenset[str] | None,
+        private: frozenset[str] | None,
+        delivered: int,
+        upto: int,
+        backlog: int,
+    ) -> None:
+        self.format = fmt
+        self.piece = backlog // PIECES
+        self.after = after  # the last event written
+        self.start = after  # where the page it is reading begins
+        self.channels = None if channels is None else tuple(sorted(channels))
+        self.private = None if private is None else tuple(sorted(private))
+        self.delivered = delivered
+        self.upto = upto  # pages go on until one reaches this id; newer ones come live
+        self.sent = 0  # events in the pieces so far
+        self.done = False  # the last piece is out
+
+    def key(self, after: int) -> Key:
+        return (after, self.channels, self.private, self.delivered)
 
 
 @dataclass
-class _Result:
-    made_at: float
-    events: asyncio.Task[list[FeedEvent]]
-    encoded: dict[Format, bytes] = field(default_factory=dict)
+class Encoded:
+    """A page's events in one format: joined once, and where each one ends."""
+
+    data: bytes
+    ends: list[int]
+
+
+@dataclass
+class Page:
+    """Up to ``PAGE`` events after a key's id, and their encodings."""
+
+    events: list[FeedEvent]
+    ids: list[int] = field(init=False)
+    encoded: dict[Format, Encoded] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ids = [event.id for event in self.events]
+
+    @property
+    def full(self) -> bool:
+        """There may be more events after this page."""
+        return len(self.events) >= PAGE
+
+
+class Shared(Generic[K, V]):
+    """Answers made once per key and shared with whoever asks for the same key, for
+    ``TTL`` seconds at most, ``most`` of them at once (rationale 1)."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._answers: OrderedDict[K, tuple[float, asyncio.Task[V]]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def clear(self) -> None:
+        self._answers.clear()
+
+    def __contains__(self, key: K) -> bool:
+        found = self._answers.get(key)
+        return found is not None and time.monotonic() - found[0] < TTL
+
+    async def get(self, key: K, make: Callable[[], Awaitable[V]]) -> V:
+        """The answer for ``key``: one already made or being made, or ``make()``'s."""
+        now = time.monotonic()
+        self._expire(now)
+        found = self._answers.get(key)
+        if found is None:
+            found = (now, asyncio.ensure_future(make()))
+            self._answers[key] = found
+            # Let go of it even if no other replay comes along to expire it.
+            asyncio.get_running_loop().call_later(TTL, self._expire_now)
+        task = found[1]
+        try:
+            # Shielded: one stream that gives up must not cancel the others' query.
+            return await asyncio.shield(task)
+        except BaseException:
+            # A failed query is not kept: the next stream to ask tries again.
+            if task.done() and self._answers.get(key) is found:
+                del self._answers[key]
+            raise
+
+    def _expire_now(self) -> None:
+        self._expire(time.monotonic(), room=0)
+
+    def _expire(self, now: float, room: int = 1) -> None:
+        """Drop what is older than ``TTL``, then the oldest until ``room`` more fit."""
+        while self._answers:
+            key, (made_at, _) = next(iter(self._answers.items()))
+            if now - made_at < TTL and len(self._answers) + room <= self.most:
+                return
+            del self._answers[key]
 
 
 class Replays:
     def __init__(self, store: Store, renderer: Renderer) -> None:
         self._store = store
         self._renderer = renderer
-        self._results: OrderedDict[Key, _Result] = OrderedDict()
-        # Event ids found in the log (or being looked up), oldest first.
-        self._known: OrderedDict[int, asyncio.Future[bool]] = OrderedDict()
+        self._counts: Shared[tuple[Key, int], int] = Shared(MAX_COUNTS)
+        self._pages: Shared[Key, Page] = Shared(MAX_PAGES)
+        self._known: Shared[int, bool] = Shared(MAX_KNOWN)
 
     def __len__(self) -> int:
-        return len(self._results)
+        return len(self._pages)
 
     async def has_event(self, event_id: int) -> bool:
-        """Whether the log holds ``event_id``, asked of the store once per id: an event,
-        once there, stays (store.py), and a storm of streams resuming from one id
-        needs one lookup, not one each."""
-        known = self._known.get(event_id)
-        if known is None:
-            known = self._known[event_id] = asyncio.ensure_future(self._store.has_event(event_id))
-            if len(self._known) > MAX_KNOWN:
-                self._known.popitem(last=False)
-        try:
-            found = await asyncio.shield(known)
-        except BaseException:
-            if known.done() and self._known.get(event_id) is known:
-                del self._known[event_id]
-            raise
-        if not found and self._known.get(event_id) is known:
-            del self._known[event_id]  # it may yet be written
-        return found
+        """Whether the log holds ``event_id`` (store.py, on ids never reused), asked of
+        the store once however many streams resume from it at the same moment."""
+        return await self._known.get(event_id, lambda: self._store.has_event(event_id))
 
-    async def events(self, key: Key) -> tuple[list[FeedEvent], _Result]:
-        """The events after ``key``'s id, shared with whoever asked for the same key."""
-        now = time.monotonic()
-        self._expire(now)
-        found = self._results.get(key)
-        if found is None:
-            after, channels, private, limit, _delivered = key
-            query = self._store.events_after(
+    def forget(self) -> None:
+        """Drop every answer: the log went back (relay.py)."""
+        for shared in (self._counts, self._pages, self._known):
+            shared.clear()
+
+    async def count(self, cursor: Cursor, limit: int) -> int:
+        """How many events the cursor's replay holds, counted up to ``limit`` (4)."""
+        after, channels, private, _ = key = cursor.key(cursor.after)
+        return await self._counts.get(
+            (key, limit),
+            lambda: self._store.count_events_after(
                 after,
                 None if channels is None else list(channels),
                 limit=limit,
                 private=None if private is None else list(private),
+            ),
+        )
+
+    async def next_piece(self, cursor: Cursor) -> bytes:
+        """The next piece of the cursor's replay, which it moves past, setting
+        ``cursor.done`` after the last one. A piece takes events from as many pages as
+        it needs to fill up; an empty replay has one empty piece."""
+        parts: list[bytes] = []
+        room = cursor.piece
+        while True:
+            if cursor.key(cursor.start) not in self._pages:
+                cursor.start = cursor.after  # its page was let go: read on from here
+            page = await self._page(cursor.key(cursor.start))
+            room -= self._take(page, cursor, room, parts)
+            last = page.ids[-1] if page.ids else cursor.after
+            if cursor.after < last:
+                break  # the piece is full
+            if not page.full or last >= cursor.upto:
+                cursor.done = True
+                break
+            cursor.start = cursor.after
+            del page  # while the next is read
+        return b"".join(parts)
+
+    async def _page(self, key: Key) -> Page:
+        after, channels, private, _ = key
+
+        async def read() -> Page:
+            events = await self._store.events_after(
+                after,
+                None if channels is None else list(channels),
+                limit=PAGE,
+                private=None if private is None else list(private),
             )
-            found = _Result(now, asyncio.ensure_future(query))
-            self._results[key] = found
-            # Let go of it even if no other replay comes along to expire it.
-            asyncio.get_running_loop().call_later(TTL, self._expire_now)
-        try:
-            # Shielded: one stream that gives up must not cancel the others' query.
-            return await asyncio.shield(found.events), found
-        except BaseException:
-            # A failed query is not kept: the next stream to ask tries again.
-            if found.events.done() and self._results.get(key) is found:
-                del self._results[key]
-            raise
+            return Page(events)
 
-    def forget(self) -> None:
-        """Drop every result and every id found: the log went back (relay.py)."""
-        self._results.clear()
-        self._known.clear()
+        return await self._pages.get(key, read)
 
-    def encode(self, result: _Result, events: list[FeedEvent], fmt: Format) -> bytes:
-        """``events`` in ``fmt``, encoded once per result."""
-        data = result.encoded.get(fmt)
-        if data is None:
+    def _take(self, page: Page, cursor: Cursor, room: int, parts: list[bytes]) -> int:
+        """Add to ``parts`` the events of ``page`` after the cursor that fit in ``room``
+        bytes (one at least, if ``parts`` is empty), and move the cursor past them;
+        returns their size. A whole page is added as the page's own bytes, not a copy."""
+        found = page.encoded.get(cursor.format)
+        if found is None:
             encode = self._renderer.encode
-            data = result.encoded[fmt] = b"".join(encode(event, fmt) for event in events)
-        return data
-
-    def _expire_now(self) -> None:
-        self._expire(time.monotonic())
-
-    def _expire(self, now: float) -> None:
-        while self._results:
-            key, oldest = next(iter(self._results.items()))
-            if now - oldest.made_at < TTL and len(self._results) < MAX_KEYS:
-                return
-            del self._results[key]
+            each = [encode(event, cursor.format) for event in page.events]
+            found = Encoded(b"".join(each), list(itertools.accumulate(map(len, each))))
+            page.encoded[cursor.format] = found
+        first = bisect.bisect_right(page.ids, cursor.after)
+        start = found.ends[first - 1] if first else 0
+        end = bisect.bisect_right(found.ends, start + room)
+        if end == first and not parts:
+            end = min(first + 1, len(page.ids))
+        if end == first:
+            return 0
+        stop = found.ends[end - 1]
+        parts.append(found.data[start:stop])
+        cursor.after = page.ids[end - 1]
+        cursor.sent += end - first
+        return stop - start

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from feed.metrics import Metrics
     from feed.presence import Presence
     from feed.replays import Replays
+    from feed.watch import Watch
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class Runtime:
     presence: Presence
     access: Access
     replays: Replays
+    watch: Watch
 
 
 def runtime_of(state: Mapping[str, Any]) -> Runtime:

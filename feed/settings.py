@@ -346,7 +346,8 @@ _MEANINGS: dict[str, str] = {
     "signs in are writers.",
     "session_days": "How long a browser stays signed in.",
     "access_recheck": "Seconds between checks of open streams against revoked tokens, "
-    "kiosk links and channel memberships; a revoked stream ends within this time.",
+    "kiosk links, sign-outs, expired sessions and channel memberships; a stream whose "
+    "access ended closes within this time.",
     "header_timeout": "Seconds a connection has to send complete request headers, from "
     "when it opens or, kept alive, from the end of the previous response; then it is "
     "closed. Bytes trickling in do not extend it.",

@@ -70,7 +70,7 @@ def set_session(response: Response, connection: HTTPConnection, value: str) -> N
     response.set_cookie(
         SESSION_COOKIE,
         value,
-        max_age=rt.settings.session_days * 86400,
+        max_age=rt.access.session_seconds,
         httponly=True,
         samesite="lax",
         secure=connection.url.scheme == "https",

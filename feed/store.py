@@ -104,7 +104,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Connection, Engine, Table, delete, event, func, insert, or_, text
+from sqlalchemy import Connection, Engine, Select, Table, delete, event, func, insert, or_, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     DataError,
@@ -151,6 +151,7 @@ logger = logging.getLogger("feed.store")
 P = ParamSpec("P")
 T = TypeVar("T")
 C = TypeVar("C", "Change", "ChannelChange")
+Q = TypeVar("Q", bound="Select[*tuple[Any, ...]]")
 
 SEED_CHANNELS = (
     ("general", "General", "Anything and everything."),
@@ -1075,20 +1076,40 @@ class Store:
         """Events with id > ``after``, oldest first, at most ``limit`` of them.
 
         ``private`` names the private channels the reader may see; None: all of them."""
-        query = (
-            select(Event, Post, Channel)
-            .join(Channel, col(Channel.id) == col(Event.channel_id))
-            .outerjoin(Post, col(Post.id) == col(Event.post_id))
-            .where(col(Event.id) > after)
-        )
-        if channels is not None:
-            query = query.where(col(Channel.name).in_(channels))
-        if private is not None:
-            query = query.where(
-                or_(col(Channel.private).is_(False), col(Channel.name).in_(private))
-            )
+        query = _readable_after(select(Event, Post, Channel), after, channels, private)
+        query = query.outerjoin(Post, col(Post.id) == col(Event.post_id))
         query = query.order_by(col(Event.id)).limit(limit)
         with self._read() as session:
             return [
                 _feed_event(ev, post, channel) for ev, post, channel in session.exec(query).all()
             ]
+
+    @_in_thread
+    def count_events_after(
+        self,
+        after: int,
+        channels: Sequence[str] | None = None,
+        *,
+        limit: int,
+        private: Sequence[str] | None = None,
+    ) -> int:
+        """How many events ``events_after`` would return with the same arguments, without
+        reading them: a replay knows whether it is too long before it starts."""
+        ids = _readable_after(select(Event.id), after, channels, private)
+        found = ids.order_by(col(Event.id)).limit(limit).subquery()
+        with self._read() as session:
+            return session.exec(select(func.count()).select_from(found)).one()
+
+
+def _readable_after(
+    query: Q, after: int, channels: Sequence[str] | None, private: Sequence[str] | None
+) -> Q:
+    """``query`` narrowed to the events after ``after`` in ``channels`` (None: all) that a
+    reader of the private channels ``private`` (None: all) may see."""
+    query = query.join(Channel, col(Channel.id) == col(Event.channel_id))
+    query = query.where(col(Event.id) > after)
+    if channels is not None:
+        query = query.where(col(Channel.name).in_(channels))
+    if private is not None:
+        query = query.where(or_(col(Channel.private).is_(False), col(Channel.name).in_(private)))
+    return query

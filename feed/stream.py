@@ -37,6 +37,15 @@ Rationale:
    one delay for all, every screen would come back in the same instant and overflow
    the listen queue (docs/benchmarks.md, connect storm). Spread over the extra half,
    they arrive over a second instead.
+9. ``HEAD /events`` is served here too, under the same per-client stream limit, and
+   answered with the status and headers its ``GET`` would open with, then ended: it
+   never joins the hub. Starlette would answer it with an endless stream that no
+   limit counts.
+10. A replay is decided before the status line: the count of missed events (too many
+    means ``resync``) and its first page come from the database then, so an outage
+    answers 503 instead of a stream cut short. The first piece goes out with the
+    opening; the rest follows piece by piece before the stream goes live (replays.py,
+    on pieces), and the id filter drops the live events it already covered.
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from starlette.datastructures import Headers, QueryParams
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from feed import logs, security
 from feed.access import Permissions
@@ -64,6 +73,7 @@ from feed.events import (
     position,
     retry_hint,
 )
+from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
 from feed.store import StoreUnavailable
 
@@ -125,11 +135,13 @@ def spread(retry_ms: int) -> int:
     return retry_ms + random.randrange(retry_ms // 2 + 1)
 
 
-async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> bytes:
-    """What a resuming client missed, or one ``resync`` if that is too much or unknowable.
+async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, Cursor | None]:
+    """What a resuming client missed: the first piece of its replay and a cursor over
+    the rest (replays.py), or one ``resync`` if that is too much or unknowable.
 
     Called right after the subscriber joined the hub, before any await: the relay's
-    delivered id read here is the one the shared replay's key needs (replays.py)."""
+    delivered id read here is the one the shared replay's key needs (replays.py). What
+    it reads from the database it reads before the status line (rationale 10)."""
     delivered = rt.relay.delivered
     limit = rt.settings.replay_limit
     # The database is asked only when this process may not have seen the id yet.
@@ -140,21 +152,27 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> bytes:
         reason = f"event {resume_id} is not in this feed's log (was it restored?); reload"
         latest = max(latest, await rt.store.latest_event_id())
     else:
-        channels = None if sub.channels is None else tuple(sorted(sub.channels))
-        private = None if sub.private is None else tuple(sorted(sub.private))
-        key = (resume_id, channels, private, limit + 1, delivered)
-        events, result = await rt.replays.events(key)
-        if len(events) <= limit:
-            rt.metrics.replayed.observe(len(events))
-            sub.sent += len(events)
-            if events:
-                sub.last_id = events[-1].id
-            return rt.replays.encode(result, events, sub.format)
+        cursor = Cursor(
+            sub.format, resume_id, sub.channels, sub.private, delivered, latest, sub.limit
+        )
+        if await rt.replays.count(cursor, limit + 1) <= limit:
+            return await _replayed(rt, sub, cursor), cursor
         reason = f"more than {limit} events were missed; reload"
         latest = max(latest, await rt.store.latest_event_id())
     rt.metrics.resyncs.inc()
     sub.last_id = max(sub.last_id, latest)
-    return resync_frame(sub.format, latest, reason)
+    return resync_frame(sub.format, latest, reason), None
+
+
+async def _replayed(rt: Runtime, sub: Subscriber, cursor: Cursor) -> bytes:
+    """The cursor's next piece, now counted as sent to ``sub``."""
+    sent = cursor.sent
+    piece = await rt.replays.next_piece(cursor)
+    sub.sent += cursor.sent - sent
+    sub.last_id = max(sub.last_id, cursor.after)
+    if cursor.done:
+        rt.metrics.replayed.observe(cursor.sent)
+    return piece
 
 
 def direct_transport(send: Send) -> Transport | None:
@@ -221,14 +239,17 @@ class EventStream:
             message = "The feed is unavailable right now; retry shortly."
             await error_response(503, message)(scope, receive, send)
             return
+        # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.
+        headers = [*HEADERS, *security.stream_headers(scope)]
+        if scope["method"] == "HEAD":
+            await _head(send, headers)  # rationale 9
+            return
         sub = Subscriber(
             fmt, channels, last_id=resume_id or 0, limit=rt.settings.subscriber_backlog
         )
         # Checked for each private event (events.py) and rechecked by watch.Watch.
         sub.private = perms.private_readable()
         sub.who = perms.identity
-        # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.
-        headers = [*HEADERS, *security.stream_headers(scope)]
         # This frame lives as long as the stream: keep only what the stream needs.
         del query, header, perms, channels
         await self._serve(rt, sub, resume_id, receive, send, headers)
@@ -247,6 +268,7 @@ class EventStream:
         # One bound method for both hooks: there is one per open stream.
         interrupt = task.cancel
         sub.on_overflow = interrupt
+        rt.watch.add(sub)
         rt.hub.subscribe(sub)
         started = False
         opened = time.monotonic()
@@ -256,6 +278,7 @@ class EventStream:
             opening = retry_hint(spread(rt.settings.retry_ms))
             if sub.format is Format.HTML:
                 opening += hello(rt.settings.release, rt.settings.heartbeat)
+            cursor = None
             if resume_id is None:
                 # Events up to here were published before this subscriber joined (no
                 # await since); later ones will reach it. Tell the client where it is.
@@ -263,14 +286,17 @@ class EventStream:
                 opening += position(sub.last_id)
             else:
                 # Before the status line, so a database outage answers 503, not a cut.
-                opening += await replay(rt, sub, resume_id)
-            request_id = (logs.HEADER, logs.request_id.get().encode())
-            start = {"status": 200, "headers": [*headers, request_id]}
-            await send({"type": "http.response.start", **start})
+                first, cursor = await replay(rt, sub, resume_id)
+                opening += first
+                del first
+            await send(_start(headers))
             started = True
             await send({"type": "http.response.body", "body": opening, "more_body": True})
-            # A replay can be large, and this frame lives as long as the stream.
-            del opening, start
+            # This frame lives as long as the stream.
+            del opening
+            if cursor is not None:
+                await _replay_rest(rt, sub, cursor, send)
+            del cursor
             transport = direct_transport(send)
             if transport is None:
                 await self._pump(sub, send, receive)
@@ -301,6 +327,7 @@ class EventStream:
             logger.exception("stream failed; the client will reconnect and resume")
         finally:
             rt.hub.unsubscribe(sub)
+            rt.watch.discard(sub)
             if outcome == "ended":
                 outcome = "server closing" if rt.hub.closing else "client left"
             _log_close(sub, time.monotonic() - opened, outcome)
@@ -340,6 +367,29 @@ class EventStream:
         # _until_disconnect inlined: one coroutine frame less per open stream.
         while (await receive())["type"] != "http.disconnect":
             pass
+
+
+def _start(headers: list[tuple[bytes, bytes]]) -> Message:
+    request_id = (logs.HEADER, logs.request_id.get().encode())
+    return {"type": "http.response.start", "status": 200, "headers": [*headers, request_id]}
+
+
+async def _head(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+    """A stream's status and headers, and no stream (rationale 9)."""
+    await send(_start(headers))
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _replay_rest(rt: Runtime, sub: Subscriber, cursor: Cursor, send: Send) -> None:
+    """The replay after its first piece, a piece at a time (replays.py, on pieces).
+
+    ``send`` waits until the connection has taken the piece before, so a client that
+    does not read holds this stream here, with one piece; the live events that arrive
+    meanwhile wait in its backlog, which drops the client if they overflow it. Once a
+    client has left, ``send`` returns at once and the rest goes by quickly."""
+    while not cursor.done and not sub.closed:
+        piece = await _replayed(rt, sub, cursor)
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
 
 
 async def _write(sub: Subscriber, send: Send) -> None:

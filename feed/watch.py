@@ -1,10 +1,23 @@
 """The recheck of open streams against access as it is now.
 
 Access is checked when a stream opens (access.py), but a stream may stay open for
-days: a token revoked or a membership taken away later must still reach it. A
-``Watch`` re-reads, every ``FEED_ACCESS_RECHECK`` seconds and at once when this
-process changed access, the revocations and memberships behind the open streams,
-then ends or narrows them (access.py, 5). Each process runs one for its own streams.
+days: a token revoked, a session signed out of or expired, or a membership taken away
+later must still reach it. A ``Watch`` re-reads, every ``FEED_ACCESS_RECHECK`` seconds
+and at once when this process changed access, the revocations, sign-outs and
+memberships behind the open streams, then ends or narrows them (access.py, on
+rechecking streams). Each process runs one for its own streams.
+
+Rationale:
+
+1. Every long-lived response registers itself here while it lasts (``add`` and
+   ``discard``, or ``watching``): ``/events`` streams, the admin page's stream, and any
+   later one. The Watch knows of no endpoint, so a new kind of stream is rechecked by
+   registering, never by a copy of these rules. A stream whose identity has nothing
+   that can be taken away (anonymous, or an admin by the proxy's header, which the
+   proxy vouches for on every request) is not kept at all: kiosks are most streams.
+2. What the Watch needs of a stream is who opened it, whether it is closed, and a
+   way to close it. Hub subscribers also follow their channel grants: a private
+   channel taken away stops reaching them, and one that asked for it by name ends.
 """
 
 from __future__ import annotations
@@ -12,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from feed import tasks
-from feed.access import Access, Identity, Via, digest
-from feed.events import Hub, Subscriber
+from feed.access import Access, Identity, Permissions, Via, digest
+from feed.events import Subscriber
 from feed.presence import Presence
 from feed.store import StoreUnavailable
 
@@ -24,15 +39,55 @@ from feed.store import StoreUnavailable
 logger = logging.getLogger("feed.access")
 
 
-class Watch:
-    """Ends or narrows open streams whose access changed (access.py, 5)."""
+class Watched(Protocol):
+    """A long-lived response, as the Watch sees it (rationale 2)."""
 
-    def __init__(self, access: Access, hub: Hub, presence: Presence, interval: float) -> None:
+    @property
+    def who(self) -> object: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def may_lose_access(who: object) -> bool:
+    """Whether anything behind ``who`` can be revoked, signed out of or expire."""
+    return isinstance(who, Identity) and (
+        who.credential is not None or who.via is Via.SESSION or (who.signed_in and not who.is_admin)
+    )
+
+
+class Watch:
+    """Ends or narrows open streams whose access changed (access.py, on rechecking
+    streams)."""
+
+    def __init__(self, access: Access, presence: Presence, interval: float) -> None:
         self.access = access
-        self.hub = hub
         self.presence = presence
         self.interval = interval
+        self._streams: set[Watched] = set()
         self._task: asyncio.Task[None] | None = None
+
+    def add(self, stream: Watched) -> None:
+        """Recheck ``stream`` from now on, if anything can be taken away from it (1)."""
+        if may_lose_access(stream.who):
+            self._streams.add(stream)
+
+    def discard(self, stream: Watched) -> None:
+        self._streams.discard(stream)
+
+    @contextlib.contextmanager
+    def watching(self, stream: Watched) -> Iterator[None]:
+        """``add`` for as long as the block lasts."""
+        self.add(stream)
+        try:
+            yield
+        finally:
+            self.discard(stream)
+
+    def __len__(self) -> int:
+        return len(self._streams)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="feed-access")
@@ -54,20 +109,15 @@ class Watch:
             self.access.dirty.clear()
 
     async def recheck(self) -> int:
-        """Apply revocations and membership changes to open streams; returns how many
-        streams it ended."""
+        """Apply revocations, sign-outs, expiries and membership changes to open
+        streams; returns how many streams it ended."""
         channels = await self.access.store.list_channels()
         self.access.changed_channels(channels)
-        streams: dict[Identity, list[Subscriber]] = {}
-        for sub in self.hub.subscribers():
-            who = sub.who
-            # Anonymous streams and admins by header have nothing that can be taken away.
-            if isinstance(who, Identity) and (
-                who.credential is not None
-                or who.via is Via.SESSION
-                or (who.signed_in and not who.is_admin)
-            ):
-                streams.setdefault(who, []).append(sub)
+        streams: dict[Identity, list[Watched]] = {}
+        for stream in self._streams:
+            who = stream.who
+            assert isinstance(who, Identity)
+            streams.setdefault(who, []).append(stream)
         if not streams:
             return 0
         ids = sorted({w.credential for w in streams if w.credential is not None})
@@ -80,28 +130,39 @@ class Watch:
         ended_sessions = {sessions[kept] for kept in signed_out}
         ended = 0
         everyone = await self.access.permissions_of(streams, fresh=True)
+        now = time.time()
         for who, subs in streams.items():
             if who.credential in revoked:
                 ended += _end(subs, f"{who.via.value} of {who.name!r} revoked")
-                continue
-            if who in ended_sessions:
+            elif who in ended_sessions:
                 ended += _end(subs, f"{who.name!r} signed out")
-                continue
-            perms = everyone[who]
-            private = perms.private_readable()
-            for sub in subs:
-                sub.private = private
-                if sub.channels is not None and not all(perms.may_read(c) for c in sub.channels):
-                    ended += _end([sub], f"{who.name!r} may no longer read a channel")
+            elif who.expires_at is not None and who.expires_at <= now:
+                ended += _end(subs, f"the session of {who.name!r} expired")
+            else:
+                ended += _narrow(subs, everyone[who])
         return ended
 
 
-def _end(subs: Iterable[Subscriber], why: str) -> int:
+def _narrow(streams: Iterable[Watched], perms: Permissions) -> int:
+    """Hub subscribers follow their grants: private channels taken away stop reaching
+    them, and one that asked for such a channel by name ends (2)."""
+    private = perms.private_readable()
+    ended = 0
+    for sub in streams:
+        if not isinstance(sub, Subscriber):
+            continue
+        sub.private = private
+        if sub.channels is not None and not all(perms.may_read(c) for c in sub.channels):
+            ended += _end([sub], f"{perms.identity.name!r} may no longer read a channel")
+    return ended
+
+
+def _end(streams: Iterable[Watched], why: str) -> int:
     count = 0
-    for sub in subs:
-        if not sub.closed:
+    for stream in streams:
+        if not stream.closed:
             with contextlib.suppress(Exception):
-                sub.close()
+                stream.close()
             count += 1
     if count:
         logger.info("ended %d stream(s): %s", count, why)

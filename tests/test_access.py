@@ -446,6 +446,60 @@ def test_the_trusted_header_signs_people_in_only_when_configured(
     assert forged.status_code == 403
 
 
+def _signed_in_by_header(server: Server, name: str) -> tuple[httpx.Client, str, str]:
+    """A browser behind the proxy as ``name``: its client, session cookie and CSRF token."""
+    browser = httpx.Client(base_url=server.url, headers={"X-Remote-User": name})
+    page = browser.get("/").text
+    assert f"Posting as <strong>{name}</strong>" in page
+    return browser, browser.cookies["feed_session"], csrf_of(page)
+
+
+def test_a_page_seen_with_another_persons_header_gets_a_session_for_that_person(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(trusted_user_header="X-Remote-User")
+    alice, alices_cookie, alices_csrf = _signed_in_by_header(server, "alice")
+    # Someone else signs in at the proxy; the browser still holds alice's session.
+    bob = httpx.Client(
+        base_url=server.url,
+        headers={"X-Remote-User": "bob"},
+        cookies={"feed_session": alices_cookie},
+    )
+    page = bob.get("/")
+    assert "Posting as <strong>bob</strong>" in page.text and "alice" not in page.text
+    assert page.cookies["feed_session"] != alices_cookie
+    bobs_csrf = csrf_of(page.text)
+    assert bobs_csrf != alices_csrf
+    done = bob.post(
+        "/compose",
+        data={"channel": "general", "body": "as bob"},
+        headers={"X-CSRF-Token": bobs_csrf},
+    )
+    assert done.status_code == 200, done.text
+    posts = server.client.get("/api/channels/general/posts").json()["posts"]
+    assert [(p["author"], p["body"]) for p in posts] == [("bob", "as bob")]
+    # The same person at the proxy keeps the session their page was given.
+    again = alice.get("/")
+    assert csrf_of(again.text) == alices_csrf and "feed_session" not in again.cookies
+
+
+def test_an_old_session_and_its_csrf_token_act_as_nobody_under_another_persons_header(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(trusted_user_header="X-Remote-User")
+    _alice, alices_cookie, alices_csrf = _signed_in_by_header(server, "alice")
+    still_alice = httpx.Client(
+        base_url=server.url,
+        headers={"X-Remote-User": "bob", "X-CSRF-Token": alices_csrf},
+        cookies={"feed_session": alices_cookie},
+    )
+    form = still_alice.post("/compose", data={"channel": "general", "body": "as alice?"})
+    api = still_alice.post("/api/channels/general/posts", json={"body": "as alice, again?"})
+    assert (form.status_code, api.status_code) == (403, 403), (form.text, api.text)
+    assert "CSRF" in form.json()["error"] and "CSRF" in api.json()["error"]
+    assert server.client.get("/api/channels/general/posts").json()["posts"] == []
+
+
 def test_a_closed_feed_needs_a_credential_for_everything(
     make_server: Callable[..., Server],
 ) -> None:

@@ -448,7 +448,7 @@ def test_admin_page_follows_tabs_posts_and_its_own_forms_live(
     expect(top).to_have_id(f"admin-event-{event_id}", timeout=ADMIN_MS)
     expect(top.locator(".admin-event-text")).to_contain_text("#announcements tester: Fire drill")
     expect(admin.locator("#admin-events > li")).to_have_count(8)
-    expect(dashboard.get_by_text("Fire drill at 3 pm")).to_be_visible()
+    expect(dashboard.get_by_text("Fire drill at 3 pm", exact=True)).to_be_visible()
 
     # Archive from the form: the row is marked, and the log says so.
     row = admin.locator("#channel-general")

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from feed import replays as replays_module
 from feed.events import Format
 from feed.render import Renderer
-from feed.replays import Replays
+from feed.replays import Cursor, Replays
 from feed.store import Store
 from tests.conftest import Server
 from tests.sse import SSEClient
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -31,59 +34,138 @@ class CountingStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.queries = 0
+        self.pages: list[int] = []  # the id each page was read after
+        self.counts = 0
 
-    async def events_after(self, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        self.queries += 1
-        return await self.store.events_after(*args, **kwargs)  # type: ignore[arg-type]
+    async def events_after(self, after: int, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        self.pages.append(after)
+        return await self.store.events_after(after, *args, **kwargs)  # type: ignore[arg-type]
+
+    async def count_events_after(self, *args: object, **kwargs: object) -> int:
+        self.counts += 1
+        return await self.store.count_events_after(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def posted(store: Store, bodies: list[str]) -> list[int]:
+    """Post ``bodies`` in turn; their event ids."""
+    changes = [asyncio.run(store.create_post("general", "ann", body)) for body in bodies]
+    return [c.event_id for c in changes if c.event_id is not None]
+
+
+def post_bodies(data: bytes) -> list[str]:
+    return [
+        json.loads(line[6:])["post"]["body"]
+        for line in data.decode().split("\n")
+        if line.startswith("data: ")
+    ]
+
+
+PIECE = 64 * 1024
+
+
+def cursor(after: int, delivered: int, channels: frozenset[str] | None = None) -> Cursor:
+    """A JSON stream's cursor, in pieces of ``PIECE`` bytes."""
+    backlog = replays_module.PIECES * PIECE
+    return Cursor(Format.JSON, after, channels, frozenset(), delivered, delivered, backlog)
+
+
+async def everything(replays: Replays, at: Cursor) -> list[bytes]:
+    """Every piece of ``at``'s replay."""
+    pieces = []
+    while not at.done:
+        pieces.append(await replays.next_piece(at))
+    return pieces
 
 
 def test_streams_asking_alike_at_once_share_one_query_and_one_encoding(store: Store) -> None:
-    for n in range(5):
-        asyncio.run(store.create_post("general", "ann", f"post {n}"))
+    ids = posted(store, [f"post {n}" for n in range(5)])
     counting = CountingStore(store)
     replays = Replays(counting, Renderer())  # type: ignore[arg-type]
 
     async def scenario() -> None:
-        key = (2, None, (), 100, 5)
-        answers = await asyncio.gather(*(replays.events(key) for _ in range(50)))
-        assert counting.queries == 1
-        events, result = answers[0]
-        assert [e.id for e in events] == [3, 4, 5]
-        assert all(found is events for found, _ in answers)
-        first = replays.encode(result, events, Format.JSON)
-        assert replays.encode(answers[-1][1], events, Format.JSON) is first
-        assert [
-            json.loads(line[6:])["post"]["body"]
-            for line in first.decode().split("\n")
-            if line.startswith("data: ")
-        ] == ["post 2", "post 3", "post 4"]
+        cursors = [cursor(ids[1], ids[4]) for _ in range(50)]
+        counted = await asyncio.gather(*(replays.count(c, 101) for c in cursors))
+        assert counted == [3] * 50 and counting.counts == 1
+        pieces = await asyncio.gather(*(replays.next_piece(c) for c in cursors))
+        assert counting.pages == [ids[1]]
+        assert len(set(pieces)) == 1 and pieces[0] is not None
+        assert post_bodies(pieces[0]) == ["post 2", "post 3", "post 4"]
+        assert {(c.after, c.sent, c.done) for c in cursors} == {(ids[4], 3, True)}
+        assert counting.pages == [ids[1]]
         # Once the relay has published something newer, a stream that joins after it
         # needs a query of its own.
-        await replays.events((2, None, (), 100, 6))
-        await replays.events((2, ("general",), (), 100, 5))
-        assert counting.queries == 3
+        await replays.next_piece(cursor(ids[1], ids[4] + 1))
+        await replays.next_piece(cursor(ids[1], ids[4], frozenset({"general"})))
+        assert counting.pages == [ids[1]] * 3
 
     asyncio.run(scenario())
 
 
 def test_a_failed_query_is_not_kept(store: Store) -> None:
     class Failing(CountingStore):
-        async def events_after(self, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-            self.queries += 1
-            if self.queries == 1:
+        async def events_after(self, after: int, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+            if not self.pages:
+                self.pages.append(after)
                 raise RuntimeError("the database went away")
-            return await self.store.events_after(*args, **kwargs)  # type: ignore[arg-type]
+            return await super().events_after(after, *args, **kwargs)
 
     failing = Failing(store)
     replays = Replays(failing, Renderer())  # type: ignore[arg-type]
 
     async def scenario() -> None:
-        key = (0, None, None, 10, 0)
         with pytest.raises(RuntimeError):
-            await replays.events(key)
-        events, _ = await replays.events(key)
-        assert events == [] and failing.queries == 2
+            await replays.next_piece(cursor(0, 0))
+        nothing = cursor(0, 0)
+        assert await replays.next_piece(nothing) == b"" and nothing.done
+        assert failing.pages == [0, 0]
+
+    asyncio.run(scenario())
+
+
+def test_a_replay_is_read_page_by_page_up_to_where_the_stream_joined(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replays_module, "PAGE", 4)
+    ids = posted(store, [f"post {n}" for n in range(10)])
+    counting = CountingStore(store)
+    replays = Replays(counting, Renderer())  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        whole = await everything(replays, cursor(0, ids[9]))
+        assert post_bodies(b"".join(whole)) == [f"post {n}" for n in range(10)]
+        assert counting.pages == [0, ids[3], ids[7]]
+        # Newer events reach a stream live: its pages stop at the first that covers
+        # the id the relay had delivered when it joined.
+        joined_at_6 = cursor(0, ids[5])
+        assert post_bodies(b"".join(await everything(replays, joined_at_6))) == [
+            f"post {n}" for n in range(8)
+        ]
+        assert joined_at_6.after == ids[7]
+        assert counting.pages == [0, ids[3], ids[7], 0, ids[3]]
+
+    asyncio.run(scenario())
+
+
+def test_pieces_are_bounded_and_a_stream_keeps_no_page_between_them(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = "y" * 10_000  # about 20 KB of JSON each: three to a piece
+    ids = posted(store, [f"{n} {big}" for n in range(12)])
+    counting = CountingStore(store)
+    replays = Replays(counting, Renderer())  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        pieces = await everything(replays, cursor(0, ids[-1]))
+        assert [len(post_bodies(p)) for p in pieces] == [3, 3, 3, 3]
+        assert all(len(p) <= PIECE for p in pieces)
+        assert post_bodies(b"".join(pieces)) == [f"{n} {big}" for n in range(12)]
+        assert counting.pages == [0]
+        # A stream that comes back after the cache let its page go (here: at once)
+        # reads on from where it stopped, not from where the page began.
+        monkeypatch.setattr(replays_module, "TTL", 0.0)
+        again = await everything(replays, cursor(0, ids[-1]))
+        assert [len(post_bodies(p)) for p in again] == [3, 3, 3, 3]
+        assert counting.pages == [0, 0, ids[2], ids[5], ids[8]]
 
     asyncio.run(scenario())
 
@@ -104,3 +186,92 @@ def test_many_streams_resuming_from_one_id_each_get_exactly_what_they_missed(
     finally:
         for stream in streams:
             stream.close()
+
+
+# -- memory: a replay goes out in pieces, within the stream's backlog ----------------
+
+STALLED = 30
+BACKLOG = 256 * 1024
+BIG_POST = 9000  # characters; JSON carries each twice (the body and its HTML)
+BIG_POSTS = 450  # about 8 MB of JSON to replay: more than a socket's kernel buffers
+
+
+def rss(pid: int) -> int:
+    """The resident memory of process ``pid``, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def settled_rss(pid: int) -> int:
+    """``rss(pid)`` once it has stayed within 1 MiB for longer than replays are cached,
+    so that what a replay cached is gone from it."""
+    pause = 0.25
+    window = int((replays_module.TTL + 1) / pause)
+    samples: list[int] = []
+
+    def ask() -> list[int]:
+        samples.append(rss(pid))
+        return samples[-window:]
+
+    steady = until(
+        ask, lambda s: len(s) == window and max(s) - min(s) < 2**20, timeout=30, pause=pause
+    )
+    return max(steady)
+
+
+def big_log(make_server: Callable[..., Server], **settings: object) -> tuple[Server, list[int]]:
+    """A server whose log holds ``BIG_POSTS`` large posts, and their event ids."""
+    server = make_server(subscriber_backlog=BACKLOG, **settings)
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda n: server.post(big_body(n)), range(BIG_POSTS)))
+    return server, sorted(m["event_id"] for m in made)
+
+
+def big_body(n: int) -> str:
+    return f"{n} " + "x" * BIG_POST
+
+
+def replayed(stream: SSEClient) -> list[tuple[int, str]]:
+    """(id, post body) of each event ``stream`` got."""
+    return [(int(e.id or 0), json.loads(e.data)["post"]["body"]) for e in stream.events()]
+
+
+def test_a_slow_reader_gets_a_large_replay_whole_exactly_and_in_order(
+    make_server: Callable[..., Server],
+) -> None:
+    # Heartbeats come often: each would find the stream behind if the replay counted.
+    server, ids = big_log(make_server, heartbeat=0.5)
+    params = {"format": "json", "last_event_id": "0"}
+    with SSEClient(server.port, params=params, rcvbuf=4096) as slow:
+        slow.wait_events(BIG_POSTS, timeout=60)
+        got = replayed(slow)
+        assert not slow.ended
+    assert [event_id for event_id, _ in got] == ids
+    # Posted from several threads at once: in the order they committed, each once.
+    assert sorted(body for _, body in got) == sorted(big_body(n) for n in range(BIG_POSTS))
+
+
+def test_clients_that_resume_and_never_read_cost_their_backlog_not_the_replay(
+    make_server: Callable[..., Server],
+) -> None:
+    server, _ = big_log(make_server)
+    assert server.proc is not None
+    params = {"format": "json", "last_event_id": "0"}
+    # One reader first, so what any replay leaves behind (caches) is counted before.
+    with SSEClient(server.port, params=params) as reader:
+        reader.wait_events(BIG_POSTS, timeout=60)
+        replay_bytes = sum(len(e.data) for e in reader.events())
+    before = settled_rss(server.proc.pid)
+    stalled = [SSEClient(server.port, params=params, rcvbuf=4096) for _ in range(STALLED)]
+    try:
+        assert {s.status for s in stalled} == {200}
+        grown = settled_rss(server.proc.pid) - before
+    finally:
+        for stream in stalled:
+            stream.close()
+    mib = 2**20
+    print(f"replay {replay_bytes / mib:.1f} MiB; {STALLED} stalled clients: +{grown / mib:.1f} MiB")
+    # Each stalled stream holds at most its backlog, and the connection's write buffer.
+    assert grown < STALLED * BACKLOG + 12 * mib, f"grew {grown / mib:.1f} MiB"

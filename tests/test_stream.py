@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -219,6 +221,60 @@ def test_resume_from_an_id_the_log_does_not_hold_gets_resync(server: Server) -> 
     assert "is not in this feed's log" in json.loads(event.data)["reason"]
     with SSEClient(server.port, headers={"Last-Event-ID": "0"}) as stream:
         assert [int(m.id or 0) for m in stream.wait_events(2)] == [first, second]
+
+
+def _answers(port: int, *requests: str, timeout: float = 5) -> list[tuple[int, dict[str, str]]]:
+    """The status and headers of each answer to ``requests``, sent one after the other
+    on one keep-alive connection; every answer must have no body (HEAD) or a
+    Content-Length, so the next one can be found."""
+    answers = []
+    deadline = time.monotonic() + timeout
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        raw = b""
+        for request in requests:
+            sock.sendall(f"{request}\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            while b"\r\n\r\n" not in raw:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    chunk = sock.recv(65536)
+                except TimeoutError:
+                    raise AssertionError(f"no answer to {request!r} in time") from None
+                assert chunk, f"the connection closed before answering {request!r}"
+                raw += chunk
+            head, raw = raw.split(b"\r\n\r\n", 1)
+            status, *lines = head.decode("latin-1").split("\r\n")
+            fields = (line.partition(":") for line in lines)
+            headers = {name.strip().lower(): value.strip() for name, _, value in fields}
+            size = 0 if request.startswith("HEAD") else int(headers.get("content-length", 0))
+            while len(raw) < size:
+                raw += sock.recv(65536)
+            raw = raw[size:]
+            answers.append((int(status.split()[1]), headers))
+    return answers
+
+
+def test_head_answers_at_once_with_the_status_a_get_would_get_and_holds_no_stream(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(max_streams_per_client=1)
+    # Each answer ends, so the next request on the connection is answered too.
+    (ok, refused, after) = _answers(
+        server.port,
+        "HEAD /events?format=html HTTP/1.1",
+        "HEAD /events?format=xml HTTP/1.1",
+        "GET /healthz HTTP/1.1",
+    )
+    assert ok[0] == 200 and ok[1]["content-type"].startswith("text/event-stream")
+    assert "transfer-encoding" not in ok[1]
+    assert refused[0] == 400 and after[0] == 200
+    # The HEAD held no place: this address's one stream is still free...
+    with open_stream(server) as stream:
+        # ...and now that it is taken, HEAD gets the 429 a GET would get.
+        ((status, headers),) = _answers(server.port, "HEAD /events HTTP/1.1")
+        assert status == 429 and headers["retry-after"] == "10"
+        created = server.post("still live")["event_id"]
+        (event,) = stream.wait_events(1)
+        assert event.id == str(created)
 
 
 def test_stream_opens_with_retry_hint_and_sends_heartbeats(
