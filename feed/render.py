@@ -31,10 +31,10 @@ Bodies are hostile input. Rationale:
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,10 @@ from feed.events import Format, frame
 from feed.models import ChannelView, EventKind, FeedEvent, PostView
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-ENCODE_CACHE = 2048  # encoded events kept for replays; a few MiB at most
+# Encoded events kept for replays and for streams of several formats, bounded in bytes
+# (what the entries hold, the post's text included), not in entries: 2,048 entries of
+# posts at the length limit came to over 100 MiB.
+ENCODE_CACHE_BYTES = 32 * 1024 * 1024
 
 
 def templates_dir() -> Path:
@@ -145,6 +148,37 @@ def _channel_text(event: FeedEvent) -> str:
             return f"#{channel.name} was restored"
 
 
+class Recent:
+    """``encode(event, fmt)``, remembering its most recent answers up to ``most``
+    bytes, least recently used first out."""
+
+    def __init__(self, encode: Callable[[FeedEvent, Format], bytes], most: int) -> None:
+        self._encode = encode
+        self.most = most
+        self.size = 0
+        self._kept: OrderedDict[tuple[FeedEvent, Format], tuple[bytes, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def __call__(self, event: FeedEvent, fmt: Format) -> bytes:
+        key = (event, fmt)
+        found = self._kept.get(key)
+        if found is not None:
+            self._kept.move_to_end(key)
+            return found[0]
+        data = self._encode(event, fmt)
+        post = event.post
+        # The key keeps the post's text alive as well.
+        cost = len(data) + (len(post.body) + len(post.html) if post is not None else 0)
+        self._kept[key] = (data, cost)
+        self.size += cost
+        while self.size > self.most and self._kept:
+            _, (_, freed) = self._kept.popitem(last=False)
+            self.size -= freed
+        return data
+
+
 class Renderer:
     """Renders posts for pages and events for streams."""
 
@@ -155,7 +189,7 @@ class Renderer:
         # Clients that reconnect together (after a deploy, a network blip) replay the
         # same recent events; each is rendered once. The key is the whole event,
         # post state included, so an edit is never served from a stale entry.
-        self.encode = functools.lru_cache(maxsize=ENCODE_CACHE)(self._encode)
+        self.encode = Recent(self._encode, ENCODE_CACHE_BYTES)
 
     def post_html(self, post: PostView, *, oob: bool = False) -> str:
         return self._post.render(post=post, oob=oob)

@@ -119,3 +119,18 @@ def test_posts_stored_before_their_html_was_kept_are_rendered_when_read(
         assert asyncio.run(store.get_post(post_id)).html == "<p><em>old</em></p>\n"
     finally:
         store.close()
+
+
+def test_the_encode_cache_is_bounded_in_bytes_not_entries() -> None:
+    renderer = Renderer()
+    renderer.encode.most = 1024 * 1024
+    big = "x" * 10_000
+    for n in range(300):  # about 9 MiB of JSON, with the text the keys keep
+        post = dataclasses.replace(POST, id=n, body=big, html=f"<p>{big}</p>")
+        renderer.encode(FeedEvent(n, EventKind.POST_CREATED, "general", post), Format.JSON)
+        assert renderer.encode.size <= renderer.encode.most
+    assert 0 < len(renderer.encode) < 300
+    # The newest are the ones kept.
+    newest = dataclasses.replace(POST, id=299, body=big, html=f"<p>{big}</p>")
+    event = FeedEvent(299, EventKind.POST_CREATED, "general", newest)
+    assert renderer.encode(event, Format.JSON) is renderer.encode(event, Format.JSON)
