@@ -312,6 +312,7 @@ def _remote(args: argparse.Namespace, url: str) -> int:
 
     url = url.rstrip("/")
     try:
+        terminal.check_url(url)
         if args.command == "tail":
             return terminal.run_tail(args, url)
         if args.command == "channels":

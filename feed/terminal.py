@@ -100,6 +100,16 @@ def call(
     return response.json()
 
 
+def check_url(url: str) -> None:
+    """Refuse a server URL that is not one (CommandError), before any request."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise CommandError(USAGE, f"--url {url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise CommandError(USAGE, f"--url {url!r} is not an http:// or https:// URL")
+
+
 def sendable(what: str, value: str) -> str:
     """``value``, if the server could take it as text at all (text.py): the loosest
     rule, so what passes here may still be refused, with its reason, by the server."""

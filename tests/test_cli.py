@@ -88,3 +88,12 @@ def test_tail_stops_quietly_when_its_reader_goes(server: Server) -> None:
 def test_a_broken_connection_is_not_taken_for_a_closed_pipe(tmp_path: Path) -> None:
     done = run_into_a_closed_pipe("tail", "--url", f"http://127.0.0.1:{free_port()}")
     assert done.returncode == 1 and "cannot reach" in done.stderr
+
+
+def test_a_malformed_server_url_is_a_usage_error_not_a_traceback() -> None:
+    for command in (["post", "general", "hi", "--token", "x"], ["tail"], ["channels", "list"]):
+        for url in ("http://[::1", "ftp://example.com", "localhost:8000"):
+            done = run_feed(*command[:1], "--url", url, *command[1:])
+            assert done.returncode == 2, (command, url, done.stderr)
+            assert done.stderr.startswith(f"feed: --url {url!r} is not"), done.stderr
+            assert "Traceback" not in done.stderr
