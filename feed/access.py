@@ -354,9 +354,6 @@ class Access:
         self._grants.clear()
         self.dirty.set()
 
-    def changed_channels(self, channels: Iterable[ChannelView]) -> None:
-        self._keep({c.name: c for c in channels})
-
     def _keep(self, channels: dict[str, ChannelView]) -> None:
         self._channels = channels
         self._channels_at = time.monotonic()
@@ -379,11 +376,12 @@ class Access:
             # A new map: permissions already handed out keep the one they were made with.
             self._channels = {**self._channels, **views}
 
-    async def channels(self) -> dict[str, ChannelView]:
-        """Every channel by name, read at most once per ``RECENT_TTL`` (rationale 7)."""
+    async def channels(self, *, fresh: bool = False) -> dict[str, ChannelView]:
+        """Every channel by name, read at most once per ``RECENT_TTL`` (rationale 7), or
+        now if ``fresh``. A read never undoes what was learnt from the log meanwhile."""
         async with self._loading:
             now = time.monotonic()
-            if self._channels is None or now - self._channels_at > RECENT_TTL:
+            if fresh or self._channels is None or now - self._channels_at > RECENT_TTL:
                 learned = self._learned
                 read = {c.name: c for c in await self.store.list_channels()}
                 if learned != self._learned:

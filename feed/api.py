@@ -285,11 +285,13 @@ async def editable(rt: Runtime, request: Request) -> int:
     """The id of the post in the path, if the requester may change it."""
     perms = await rt.access.check(request)
     found = post_id(request)
-    post = await rt.store.get_post(found)
+    post = await rt.store.get_post(found, private=perms.private_readable())
     # A post one may not read is answered like one that does not exist.
     if not perms.may_read(post.channel):
         raise PostNotFound(found)
     perms.check_edit(post)
+    # Changes count against the same rate as posts: each one reaches every screen.
+    security.of(request).check_post_rate(request, perms.identity.limit_key)
     return found
 
 
@@ -371,7 +373,7 @@ async def list_channels(request: Request) -> JSONResponse:
     rt = runtime(request)
     # Read afresh, not from the access checks' recent copy (access.py, 7): a list is
     # asked for to see what is there now, and it must answer 503 when it cannot know.
-    rt.access.changed_channels(await rt.store.list_channels())
+    await rt.access.channels(fresh=True)
     perms = await rt.access.check(request)
     return JSONResponse({"channels": [channel_json(c) for c in perms.readable()]})
 
@@ -488,7 +490,9 @@ async def list_posts(request: Request) -> JSONResponse:
     before = int_param(request, "before", low=1)
     limit = int_param(request, "limit", low=1, high=MAX_PAGE) or rt.settings.page_size
     perms.check_read(channel)
-    posts = await rt.store.list_posts([channel], before=before, limit=limit)
+    posts = await rt.store.list_posts(
+        [channel], before=before, limit=limit, private=perms.private_readable()
+    )
     next_before = posts[-1].id if len(posts) == limit else None
     return JSONResponse({"posts": [post_json(p) for p in posts], "next_before": next_before})
 
@@ -518,7 +522,7 @@ async def get_post(request: Request) -> JSONResponse:
     rt = runtime(request)
     perms = await rt.access.check(request)
     found = post_id(request)
-    post = await rt.store.get_post(found)
+    post = await rt.store.get_post(found, private=perms.private_readable())
     if not perms.may_read(post.channel):
         raise PostNotFound(found)
     return JSONResponse({"post": post_json(post)})

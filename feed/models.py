@@ -231,11 +231,12 @@ class FrontPage:
 
 @dataclass(frozen=True, slots=True)
 class NewPost:
-    """A post waiting to be written (store.py, 13)."""
+    """A post waiting to be written (store.py, 13): its body's HTML, if rendered yet."""
 
     channel: str
     author: str
     body: str
+    html: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,7 +117,9 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
             _render(rt, "not_found.html", 404, message=message, **seen.context()), request
         )
     selected = perms.selection(None if channel is None else [channel])
-    page = await rt.store.front_page(selected, rt.settings.page_size)
+    page = await rt.store.front_page(
+        selected, rt.settings.page_size, private=perms.private_readable()
+    )
     info = perms.channels.get(channel) if channel else None
     summed, _workers = rt.presence.total()
     postable = perms.postable()
@@ -167,14 +169,17 @@ async def posts_partial(request: Request) -> HTMLResponse:
     channel = request.query_params.get("channel") or None
     before = int_param(request, "before", low=1)
     selected = perms.selection(None if channel is None else [channel])
+    private = perms.private_readable()
     if before is None:
-        page = await rt.store.front_page(selected, rt.settings.page_size)
+        page = await rt.store.front_page(selected, rt.settings.page_size, private=private)
         posts = _first_page(page, rt.settings.page_size)
         context = _list_context(posts, channel, None, page.older_before)
         headers = _snapshot(page.last_event_id)
     else:
         size = rt.settings.page_size
-        posts = await rt.store.list_posts(selected, before=before, limit=size, pinned=False)
+        posts = await rt.store.list_posts(
+            selected, before=before, limit=size, pinned=False, private=private
+        )
         older = posts[-1].id if len(posts) == size else None
         context = _list_context(posts, channel, before, older)
         headers = None
@@ -226,7 +231,11 @@ async def kiosk(request: Request) -> Response:
         return _render(rt, template, exc.status, message=exc.message)
     names = [c.name for c in chosen] or None
     key = request.query_params.get(KIOSK_PARAM) or None
-    page = await rt.store.front_page(names or seen.perms.selection(None), KIOSK_POSTS)
+    page = await rt.store.front_page(
+        names or seen.perms.selection(None),
+        KIOSK_POSTS,
+        private=seen.perms.private_readable(),
+    )
     return _render(
         rt,
         "kiosk.html",
@@ -248,7 +257,9 @@ async def kiosk_partial(request: Request) -> HTMLResponse:
     rt = runtime(request)
     perms = await rt.access.check(request)
     names = [c.name for c in _kiosk_channels(request, perms)] or None
-    page = await rt.store.front_page(names or perms.selection(None), KIOSK_POSTS)
+    page = await rt.store.front_page(
+        names or perms.selection(None), KIOSK_POSTS, private=perms.private_readable()
+    )
     posts = kiosk_window(page.posts, KIOSK_POSTS)
     return _render(
         rt,

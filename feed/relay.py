@@ -63,6 +63,7 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._failing = False
         self._rollback_listeners: list[Callable[[], object]] = []
+        self._rollbacks_seen = store.rollbacks
         self._delivery_listeners: list[DeliveryListener] = []
         self.delivered = 0
 
@@ -116,8 +117,7 @@ class Relay:
                 hinted = False
             self._wake.clear()
             try:
-                if not hinted:
-                    await self._check_log()
+                await self._check_log(polled=not hinted)
                 await self.catch_up()
             except StoreUnavailable as exc:
                 # The next hint or poll retries; say so once per outage, not every poll.
@@ -132,22 +132,29 @@ class Relay:
                     logger.warning("reading new events again, up to id %d", self.delivered)
                 self._failing = False
 
-    async def _check_log(self) -> None:
-        """A log that ends before what was delivered went back under this process (a
-        restore, a failover: store.py, on ids never reused). Its streams hold events
-        the log no longer has: end them, so that they resume and are told to reload,
-        and carry on from where the log ends now."""
-        end = await self._store.latest_event_id()
-        if end >= self.delivered:
+    async def _check_log(self, *, polled: bool) -> None:
+        """The log went back under this process (a restore, a failover: store.py, on
+        ids never reused) if a write found it so, or if, at a poll, it ends before what
+        was delivered. Its streams hold events the log no longer has: end them, so that
+        they resume and are told to reload."""
+        noticed = self._store.rollbacks != self._rollbacks_seen
+        if not noticed and not polled:
             return
+        end = await self._store.latest_event_id()
+        if not noticed and end >= self.delivered:
+            return
+        self._rollbacks_seen = self._store.rollbacks
         logger.error(
-            "the event log ends at %d, before event %d already delivered: the database "
-            "was restored or rolled back. Open streams end and will reload.",
+            "the event log went back (it ends at %d; event %d was delivered): the "
+            "database was restored or rolled back. Open streams end and will reload.",
             end,
             self.delivered,
         )
-        await self._store.skip_event_ids()
-        self.delivered = end
+        if end < self.delivered:
+            # Found here first: new ids must pass what the streams hold. (A write that
+            # found it has done so, and its new events come after ``delivered``.)
+            await self._store.skip_event_ids()
+            self.delivered = end
         for listener in self._rollback_listeners:
             listener()
         self._hub.end_streams()

@@ -186,7 +186,7 @@ class Replays:
         self._renderer = renderer
         self._counts: Shared[tuple[Key, int], int] = Shared(MAX_COUNTS)
         self._pages: Shared[Key, Page] = Shared(MAX_PAGES)
-        self._known: Shared[int, bool] = Shared(MAX_KNOWN)
+        self._known: Shared[tuple[int, int], bool] = Shared(MAX_KNOWN)
 
     def __len__(self) -> int:
         return len(self._pages)
@@ -194,7 +194,10 @@ class Replays:
     async def has_event(self, event_id: int) -> bool:
         """Whether the log holds ``event_id`` (store.py, on ids never reused), asked of
         the store once however many streams resume from it at the same moment."""
-        return await self._known.get(event_id, lambda: self._store.has_event(event_id))
+        # A write that finds the log gone back counts it (store.py) before it answers:
+        # an answer from before that is no answer now.
+        key = (event_id, self._store.rollbacks)
+        return await self._known.get(key, lambda: self._store.has_event(event_id))
 
     def forget(self) -> None:
         """Drop every answer: the log went back (relay.py)."""

@@ -214,7 +214,8 @@ class Security:
         ]
 
     def check_post_rate(self, request: HTTPConnection, key: str | None = None) -> None:
-        """Count a post by ``key`` (an identity), or by the client's address without
+        """Count a post, or a change to one (an edit, a pin, a delete: each reaches
+        every screen), by ``key`` (an identity), or by the client's address without
         one; ClientError 429 once it is over the rate."""
         wait = self.posts.take(key or f"address:{client_address(request.scope)}")
         if wait:
@@ -222,8 +223,8 @@ class Security:
             who = "you" if key else "this address"
             raise ClientError(
                 429,
-                f"Too many posts from {who}: at most {int(self.posts.capacity)} a "
-                f"minute. Try again in {seconds} s.",
+                f"Too many posts from {who}: at most {int(self.posts.capacity)} posts "
+                f"and changes a minute. Try again in {seconds} s.",
                 {"retry_after": seconds},
                 headers={"Retry-After": str(seconds)},
             )

@@ -321,8 +321,9 @@ _MEANINGS: dict[str, str] = {
     "`'none'` by default: kiosks are whole pages, and a framed page can be clickjacked.",
     "cors_origins": "Origins whose scripts may call the API and open streams (CORS), "
     "separated by commas; `*` for any. Empty sends no CORS headers.",
-    "post_rate": "Posts a minute one identity may publish (429 with Retry-After beyond). "
-    "Counted per process.",
+    "post_rate": "Posts a minute one identity may publish, edits, pins and deletes "
+    "included: each reaches every screen (429 with Retry-After beyond). Counted per "
+    "process.",
     "max_streams_per_client": "Streams one client address may hold open at once, per "
     "process (429 beyond). Generous, for kiosks and offices behind one NAT address. "
     "One address may also hold twice as many connections in all (so that every screen "

@@ -111,8 +111,7 @@ class Watch:
     async def recheck(self) -> int:
         """Apply revocations, sign-outs, expiries and membership changes to open
         streams; returns how many streams it ended."""
-        channels = await self.access.store.list_channels()
-        self.access.changed_channels(channels)
+        await self.access.channels(fresh=True)
         streams: dict[Identity, list[Watched]] = {}
         for stream in self._streams:
             who = stream.who

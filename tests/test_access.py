@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -16,6 +18,7 @@ import pytest
 
 from tests.auth import ADMIN, ADMIN_TOKEN, bearer
 from tests.conftest import Server
+from tests.services import Postgres
 from tests.sse import Message, SSEClient
 from tests.test_cli import run_feed
 from tests.waiting import until
@@ -587,3 +590,43 @@ def test_a_sign_in_posted_from_another_site_is_refused(board: Server) -> None:
     assert elsewhere.status_code == 403 and "feed_session" not in browser.cookies
     here = browser.post("/signin", data=form, headers={"Origin": board.url})
     assert here.status_code == 303 and "feed_session" in browser.cookies
+
+
+def test_a_channel_made_private_is_hidden_from_anonymous_readers_once_acknowledged(
+    make_server: Callable[..., Server], postgres: Postgres
+) -> None:
+    """Once ``PATCH /api/channels/NAME {"private": true}`` has answered, no anonymous
+    request to the same process sees the channel or its posts, while other anonymous
+    requests read the channel list meanwhile: a list read just before the change, and
+    finished after, must not put the old channel map back (access.py, on privacy
+    learnt from the log)."""
+    server = make_server(postgres.new_database())
+    assert server.client.post("/api/channels", json={"name": "hr", "title": "HR"}).is_success
+    server.post("SALARY-LIST", channel="hr")
+    stop = time.monotonic() + 6
+
+    def others_reading() -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as reader:
+            while time.monotonic() < stop:
+                reader.get("/api/channels")
+
+    readers = [threading.Thread(target=others_reading) for _ in range(6)]
+    for reader in readers:
+        reader.start()
+    trials, leaks = 0, []
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as anonymous:
+            while time.monotonic() < stop - 1:
+                made = server.client.patch("/api/channels/hr", json={"private": True})
+                assert made.status_code == 200
+                trials += 1
+                for _ in range(5):
+                    if "SALARY-LIST" in anonymous.get("/").text:
+                        leaks.append(f"trial {trials}: / showed the post")
+                    if '"hr"' in anonymous.get("/api/channels").text:
+                        leaks.append(f"trial {trials}: /api/channels named the channel")
+                server.client.patch("/api/channels/hr", json={"private": False})
+    finally:
+        for reader in readers:
+            reader.join()
+    assert trials >= 3 and leaks == [], f"{len(leaks)} leaks in {trials} trials: {leaks[:4]}"

@@ -630,3 +630,40 @@ def test_workers_that_cannot_start_stop_the_server_with_the_start_up_failure_cod
     )
     assert done.returncode == 3, done.stderr.decode(errors="replace")[-2000:]
     assert b"before it was serving" in done.stderr
+
+
+@pytest.mark.parametrize("broker", ["postgresql", "redis-down"])
+def test_a_new_private_channels_posts_never_reach_anonymous_pages_of_another_process(
+    make_server: Callable[..., Server], pg_url: str, valkey: Valkey, broker: str
+) -> None:
+    """A private channel made, and posted to, through process B is never shown to an
+    anonymous reader of process A's pages, however recent A's copy of the channel list
+    is: pages filter private channels in SQL, as the channels are now (store.py, on
+    reads of posts). With Redis down the hint is lost, so A learns of the channel only
+    at its next poll: a minute away."""
+    broker_url = pg_url if broker == "postgresql" else valkey.url
+    a = make_server(pg_url, broker_url=broker_url, poll_interval=60)
+    b = make_server(pg_url, broker_url=broker_url, poll_interval=60)
+    if broker == "redis-down":
+        valkey.stop()
+    leaks: list[str] = []
+    try:
+        with httpx.Client(base_url=a.url, timeout=10) as reader:
+            for n in range(3):
+                assert reader.get("/").status_code == 200  # A's channel map is fresh now
+                name = f"secret-{n}"
+                made = b.client.post(
+                    "/api/channels", json={"name": name, "title": "S", "private": True}
+                )
+                assert made.status_code == 201, made.text
+                body = f"TOPSECRET-{n}"
+                post_id = b.post(body, channel=name)["post"]["id"]
+                for path in ("/", "/kiosk", "/partials/posts", "/partials/kiosk"):
+                    if body in reader.get(path).text:
+                        leaks.append(f"{path} showed {body}")
+                if reader.get(f"/api/posts/{post_id}").status_code != 404:
+                    leaks.append(f"/api/posts/{post_id} was not a 404")
+    finally:
+        if broker == "redis-down":
+            valkey.start()
+    assert leaks == []

@@ -112,3 +112,37 @@ def test_the_first_write_after_the_log_went_back_skips_past_every_id_handed_out(
     ids = [server.post(f"post {n}")["event_id"] for n in range(3)]
     roll_back(live, ids[0])
     assert server.post("right after")["event_id"] > ids[-1]
+
+
+def test_a_log_that_went_back_ends_open_streams_even_when_a_write_noticed_first(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """On a server that is written to, the first write after the log went back finds
+    it so (store.py, on ids never reused) before the relay's idle poll would: the
+    streams holding the lost posts must still end, and resume into ``resync``."""
+    live = tmp_path / "feed.db"
+    server = make_server(database=live, poll_interval=60)
+    ids = [server.post(f"post {n}")["event_id"] for n in range(5)]
+    with SSEClient(server.port, params={"format": "json", "last_event_id": "0"}) as screen:
+        screen.wait_events(5)
+        roll_back(live, ids[2])
+        server.post("one post right after")
+        screen.wait_closed(timeout=10)
+        assert screen.graceful
+    (told,) = resume(server, ids[-1], 1)
+    assert told.event == "resync"
+
+
+def test_a_screen_resuming_from_a_lost_event_is_told_to_reload_though_others_resumed_there(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """Whether a resume id is in the log is asked once for many streams (replays.py):
+    that answer must not outlive the log going back."""
+    live = tmp_path / "feed.db"
+    server = make_server(database=live, poll_interval=60)
+    ids = [server.post(f"post {n}")["event_id"] for n in range(5)]
+    assert [m.event for m in resume(server, ids[-2], 1)] == ["post-created"]
+    roll_back(live, ids[2])
+    server.post("one post right after")
+    (told, *_) = resume(server, ids[-2], 1)
+    assert told.event == "resync"

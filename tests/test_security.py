@@ -207,7 +207,9 @@ def test_too_many_posts_from_one_identity_get_429_with_retry_after(
     status, headers, body = _post_as(server, "203.0.113.8")
     assert status == 429
     assert 1 <= int(headers["retry-after"]) <= 30
-    assert str(body["error"]).startswith("Too many posts from you: at most 2 a minute.")
+    assert str(body["error"]).startswith(
+        "Too many posts from you: at most 2 posts and changes a minute."
+    )
     # Someone else at the same address, and reading, are not affected.
     assert _post_as(server, "203.0.113.7", who="ben")[0] == 201
     posts = server.client.get("/api/channels/general/posts").json()["posts"]
@@ -318,3 +320,26 @@ def test_signing_in_posting_and_admin_work_under_the_csp_without_violations(
     assert admin.evaluate("document.querySelectorAll('style').length") == 0
     assert _violations(admin) == []
     assert not [m for m in console if "Content Security Policy" in m]
+
+
+def test_changes_count_against_the_post_rate_as_posts_do(
+    make_server: Callable[..., Server],
+) -> None:
+    """Each edit, pin or delete reaches every open screen (and on a full kiosk an unpin
+    makes it re-fetch its list), so they count against ``FEED_POST_RATE`` with posts:
+    one token cannot flood every screen at the speed of the write lock."""
+    server = make_server(post_rate=5)
+    mallory = {"Authorization": f"Bearer {server.token('mallory')}"}
+    url = "/api/channels/general/posts"
+    own = server.client.post(url, json={"body": "mine"}, headers=mallory).json()["post"]["id"]
+    answers = [
+        server.client.post(
+            f"/api/posts/{own}/{'pin' if n % 2 == 0 else 'unpin'}", headers=mallory
+        ).status_code
+        for n in range(20)
+    ]
+    # One post and four changes: the bucket of five is empty, and stays so.
+    assert answers[:4] == [200] * 4 and set(answers[4:]) == {429}
+    edit = server.client.patch(f"/api/posts/{own}", json={"body": "x"}, headers=mallory)
+    assert edit.status_code == 429 and edit.headers["retry-after"]
+    assert "posts and changes a minute" in edit.json()["error"]

@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
 
+from feed import markdown
 from feed.models import Change, Commit, EventKind, FeedEvent, FrontPage
 from feed.store import (
     ChannelArchived,
@@ -18,9 +20,11 @@ from feed.store import (
     PostDeleted,
     PostNotFound,
     Store,
+    StoreUnavailable,
     Unstorable,
     make_engine,
 )
+from tests.services import Postgres
 
 
 @pytest.fixture
@@ -300,3 +304,69 @@ def test_newest_events_count_rows_across_the_gap_a_start_leaves(store: Store) ->
     after = [run(store.create_post("general", "ann", f"new {n}")).event_id for n in range(2)]
     events, end = run(store.newest_events(4))
     assert [e.id for e in events] == [*before[1:], *after] and end == after[-1]
+
+
+def test_no_connection_free_in_time_is_the_database_being_busy_for_every_post_of_a_group(
+    postgres: Postgres,
+) -> None:
+    """When no connection comes free within the pool's wait, every post of the group
+    gets 503 (busy) after one wait: it is nobody's own fault, so the group is not split
+    and tried again half by half (commits.py), and no post gets a 500."""
+    wait = 0.5
+    url = postgres.new_database().replace("postgresql://", "postgresql+psycopg://")
+    engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=wait)
+    store = Store(engine)
+
+    async def main() -> tuple[list[object], float]:
+        await store.create_schema()
+        held = await asyncio.to_thread(engine.connect)  # the pool's only connection
+        try:
+            started = time.monotonic()
+            results = await asyncio.gather(
+                *(store.create_post("general", "ann", f"post {n}") for n in range(8)),
+                return_exceptions=True,
+            )
+            return list(results), time.monotonic() - started
+        finally:
+            held.close()
+
+    try:
+        results, took = run(main())
+    finally:
+        store.close()
+    assert all(isinstance(r, StoreUnavailable) and "busy" in str(r) for r in results), results
+    # One wait for the group (and one for what arrived meanwhile), not one per halving.
+    assert took < 4 * wait
+
+
+def test_a_new_post_is_rendered_by_its_own_request_before_it_joins_a_group(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long hostile body's Markdown delays nobody else's post (store.py, on
+    rendering): while its rendering is held up, a post that arrives after it is
+    written."""
+    release, rendering = threading.Event(), threading.Event()
+    render = markdown.to_html
+
+    def slow_for_hostile(source: str) -> str:
+        if source.startswith("hostile"):
+            rendering.set()
+            release.wait(10)
+        return render(source)
+
+    monkeypatch.setattr(markdown, "to_html", slow_for_hostile)
+
+    async def main() -> None:
+        body = "hostile " + "![" * markdown.RENDER_APART
+        hostile = asyncio.ensure_future(store.create_post("general", "eve", body))
+        await asyncio.to_thread(rendering.wait, 10)
+        async with asyncio.timeout(10):
+            honest = await store.create_post("general", "ann", "hello")
+        assert not hostile.done() and honest.post.html == "<p>hello</p>\n"
+        release.set()
+        assert (await hostile).post.body == body
+
+    try:
+        run(main())
+    finally:
+        release.set()
