@@ -134,27 +134,16 @@ class Relay:
 
     async def _check_log(self, *, polled: bool) -> None:
         """The log went back under this process (a restore, a failover: store.py, on
-        ids never reused) if a write found it so, or if, at a poll, it ends before what
-        was delivered. Its streams hold events the log no longer has: end them, so that
-        they resume and are told to reload."""
-        noticed = self._store.rollbacks != self._rollbacks_seen
-        if not noticed and not polled:
-            return
-        end = await self._store.latest_event_id()
-        if not noticed and end >= self.delivered:
+        ids never reused). The store finds it so, at a write or, here, at a poll, and
+        skips ids past what was handed out: new events come after ``delivered`` still.
+        The streams hold events the log no longer has: end them, so that they resume
+        and are told to reload."""
+        if polled:
+            await self._store.check_log()
+        if self._store.rollbacks == self._rollbacks_seen:
             return
         self._rollbacks_seen = self._store.rollbacks
-        logger.error(
-            "the event log went back (it ends at %d; event %d was delivered): the "
-            "database was restored or rolled back. Open streams end and will reload.",
-            end,
-            self.delivered,
-        )
-        if end < self.delivered:
-            # Found here first: new ids must pass what the streams hold. (A write that
-            # found it has done so, and its new events come after ``delivered``.)
-            await self._store.skip_event_ids()
-            self.delivered = end
+        logger.error("open streams end and will reload: the event log went back")
         for listener in self._rollback_listeners:
             listener()
         self._hub.end_streams()

@@ -146,3 +146,24 @@ def test_a_screen_resuming_from_a_lost_event_is_told_to_reload_though_others_res
     server.post("one post right after")
     (told, *_) = resume(server, ids[-2], 1)
     assert told.event == "resync"
+
+
+def test_a_log_that_went_back_is_handled_once_and_streams_opened_after_stay(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    live = tmp_path / "feed.db"
+    server = make_server(database=live, poll_interval=0.2, heartbeat=0.3)
+    ids = [server.post(f"post {n}")["event_id"] for n in range(3)]
+    with SSEClient(server.port, params={"format": "json", "last_event_id": "0"}) as screen:
+        screen.wait_events(3)
+        roll_back(live, ids[0])
+        screen.wait_closed(timeout=10)
+    # A stream opened once the rollback was handled lives on through later polls: four
+    # heartbeats 0.3 s apart see several polls 0.2 s apart go by.
+    params = {"format": "json", "last_event_id": str(ids[0])}
+    with SSEClient(server.port, params=params) as after:
+        after.wait_for(lambda s: s.comments.count("heartbeat") >= 4)
+        later = [server.post(f"later {n}")["event_id"] for n in range(3)]
+        assert [int(m.id or 0) for m in after.wait_events(3)] == later
+        assert not after.ended
+    assert server.logs().count("open streams end and will reload") == 1
