@@ -10,17 +10,19 @@ Nothing is answered before its batch has committed, so "201 means stored" still
 holds. Each request gets its own answer: ``write`` returns one result per request,
 in order, and a request it refuses (an unknown channel, say) gets its own error
 without failing the others. An error of the write as a whole (the database is
-busy, full or gone: what ``whole`` says) is the answer of every request in the
-batch, since none of them was stored, and of every request that arrived while it
-was being tried, so that no request waits for the database longer than one write
-may.
+busy, full or gone) is the answer of every request in the batch, since none of
+them was stored, and of every request that arrived while it was being tried, so
+that no request waits for the database longer than one write may.
 
-Any other error that fails a whole write was caused by something in the batch: a
-value the database driver cannot take, say. One request must never fail the
-others, so the batch is split in halves and each half written on its own, again
-and again, until the request at fault is alone and gets the error alone. Each
-failing request costs about two writes per halving, which only a bad request pays
-for in full; honest requests in its batch wait that much longer, and are written.
+Some errors that fail a whole write are one request's fault: a value the database
+driver cannot take, say (what ``isolate`` says, raised before anything commits).
+One request must never fail the others, so then the batch is split in halves and
+each half written on its own, again and again, until the request at fault is alone
+and gets the error alone. Each failing request costs about two writes per halving,
+which only a bad request pays for in full; honest requests in its batch wait that
+much longer, and are written. Any other error is the whole write's: splitting on
+an error no request caused would only multiply it, and one raised after a commit
+would write the same requests twice.
 """
 
 from __future__ import annotations
@@ -47,11 +49,11 @@ class GroupCommit(Generic[R, A]):
         write: Callable[[Sequence[R]], Awaitable[Sequence[A | Exception]]],
         *,
         limit: int = BATCH_LIMIT,
-        whole: Callable[[Exception], bool] = lambda _exc: True,
+        isolate: Callable[[Exception], bool] = lambda _exc: False,
     ) -> None:
         self._write = write
         self._limit = limit
-        self._whole = whole
+        self._isolate = isolate
         self._waiting: list[tuple[R, asyncio.Future[A]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -84,13 +86,13 @@ class GroupCommit(Generic[R, A]):
                 _answer(batch, [exc] * len(batch))
 
     async def _write_apart(self, batch: list[tuple[R, asyncio.Future[A]]]) -> None:
-        """Write ``batch``; if something in it fails the whole write, write its halves
-        apart, until the request at fault stands alone. Raises only what ``whole``
-        calls an error of the write as a whole."""
+        """Write ``batch``; if one request in it fails the whole write (``isolate``),
+        write its halves apart, until the request at fault stands alone. Raises the
+        errors of the write as a whole."""
         try:
             results: Sequence[A | Exception] = await self._write([r for r, _ in batch])
         except Exception as exc:
-            if self._whole(exc):
+            if not self._isolate(exc):
                 raise
             if len(batch) == 1:
                 results = [exc]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -169,8 +170,10 @@ class Recent:
             return found[0]
         data = self._encode(event, fmt)
         post = event.post
-        # The key keeps the post's text alive as well.
-        cost = len(data) + (len(post.body) + len(post.html) if post is not None else 0)
+        # The key keeps the post's text alive as well (its memory, not its length: a
+        # character can take four bytes).
+        text = sys.getsizeof(post.body) + sys.getsizeof(post.html) if post is not None else 0
+        cost = len(data) + text
         self._kept[key] = (data, cost)
         self.size += cost
         while self.size > self.most and self._kept:

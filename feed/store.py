@@ -291,6 +291,8 @@ def _in_thread(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
         except UnicodeEncodeError as exc:
             reason = f"the text holds characters that are not Unicode ({exc.reason})"
             raise Unstorable(reason) from exc
+        except OverflowError as exc:  # SQLite's driver, for an integer past 64 bits
+            raise Unstorable("a number is too large") from exc
         except DataError as exc:
             raise Unstorable(_first_line(exc.orig)) from exc
 
@@ -429,7 +431,7 @@ class Store:
             raise StoreError("Hints by NOTIFY need a PostgreSQL database.")
         self._notify = notify
         self._new_posts = GroupCommit(
-            self._write_new_posts, whole=lambda exc: isinstance(exc, StoreUnavailable)
+            self._write_new_posts, isolate=lambda exc: isinstance(exc, Unstorable)
         )
         self._listeners: list[Callable[[Commit], object]] = []
         # The newest event this process saw committed, written or read (rationale 17).

@@ -149,7 +149,7 @@ class Poisoned(Recorder):
 def test_a_request_that_fails_its_whole_write_fails_alone() -> None:
     async def main() -> None:
         rec = Poisoned()
-        group = GroupCommit(rec.write, whole=lambda exc: isinstance(exc, TimeoutError))
+        group = GroupCommit(rec.write, isolate=lambda exc: isinstance(exc, UnicodeEncodeError))
         requests = ["a", "b", "poison", "c", "d", "e"]
         results = await asyncio.gather(*(group.submit(r) for r in requests), return_exceptions=True)
         assert [r if isinstance(r, str) else type(r) for r in results] == [

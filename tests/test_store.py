@@ -370,3 +370,8 @@ def test_a_new_post_is_rendered_by_its_own_request_before_it_joins_a_group(
         run(main())
     finally:
         release.set()
+
+
+def test_a_number_past_64_bits_is_unstorable_not_a_driver_error(store: Store) -> None:
+    with pytest.raises((Unstorable, PostNotFound)):
+        run(store.get_post(2**64))
