@@ -91,6 +91,7 @@ SCOPE_KEY = "feed.identity"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_NAME_CHARS = 80
 RECENT_TTL = 1.0
+READS = 3  # tries at a channel list no channel event overtook (``Access.channels``)
 RECENT_MAX = 10_000
 
 
@@ -379,18 +380,31 @@ class Access:
     async def channels(self, *, fresh: bool = False) -> dict[str, ChannelView]:
         """Every channel by name, read at most once per ``RECENT_TTL`` (rationale 7), or
         now if ``fresh``. A read never undoes what was learnt from the log meanwhile."""
+        if fresh:
+            return await self._read_channels()
+        recent = self._recent()
+        if recent is not None:
+            return recent
+        # One read for everyone who finds the map old at the same moment.
         async with self._loading:
-            now = time.monotonic()
-            if fresh or self._channels is None or now - self._channels_at > RECENT_TTL:
-                learned = self._learned
-                read = {c.name: c for c in await self.store.list_channels()}
-                if learned != self._learned:
-                    # A channel event came while we read: what we read may be older
-                    # than what it said. Use it this once; read again next time.
-                    return read
+            recent = self._recent()
+            return await self._read_channels() if recent is None else recent
+
+    def _recent(self) -> dict[str, ChannelView] | None:
+        if self._channels is None or time.monotonic() - self._channels_at > RECENT_TTL:
+            return None
+        return self._channels
+
+    async def _read_channels(self) -> dict[str, ChannelView]:
+        for _ in range(READS):
+            learned = self._learned
+            read = {c.name: c for c in await self.store.list_channels()}
+            if learned == self._learned:
                 self._keep(read)
-            assert self._channels is not None
-            return self._channels
+                return read
+            # A channel event came while we read: what we read may be older than what
+            # it said. Read again.
+        return read  # still changing: use it this once, keep what was learnt
 
     async def start(self) -> None:
         await self.channels()  # private channels are known before anything is shown

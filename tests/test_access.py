@@ -4,6 +4,7 @@ streams. Browser sign-in is in test_signin_browser."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sqlite3
@@ -16,6 +17,10 @@ from typing import TypeVar
 import httpx
 import pytest
 
+from feed.access import ANONYMOUS, Access
+from feed.models import ChannelView
+from feed.settings import Settings
+from feed.store import Store
 from tests.auth import ADMIN, ADMIN_TOKEN, bearer
 from tests.conftest import Server
 from tests.services import Postgres
@@ -630,3 +635,38 @@ def test_a_channel_made_private_is_hidden_from_anonymous_readers_once_acknowledg
         for reader in readers:
             reader.join()
     assert trials >= 3 and leaks == [], f"{len(leaks)} leaks in {trials} trials: {leaks[:4]}"
+
+
+def test_a_fresh_read_of_the_channel_list_holds_up_no_permission_check(tmp_path: Path) -> None:
+    """``GET /api/channels`` reads the list afresh; while it does, other requests' checks
+    use the recent list, instead of queueing behind the read."""
+
+    class Gated(Store):
+        gate: asyncio.Event | None = None
+        entered = asyncio.Event()
+
+        async def list_channels(self, *, archived: bool = True) -> list[ChannelView]:
+            if self.gate is not None:
+                self.entered.set()
+                await self.gate.wait()
+            return await super().list_channels(archived=archived)
+
+    async def main() -> None:
+        store = Gated.from_url(f"sqlite:///{tmp_path / 'feed.db'}")
+        try:
+            await store.create_schema()
+            gate = Access(Settings(database_url="sqlite://"), store)
+            await gate.start()
+            store.gate = asyncio.Event()
+            reading = asyncio.ensure_future(gate.channels(fresh=True))
+            async with asyncio.timeout(5):
+                await store.entered.wait()
+                assert set(await gate.channels()) == {"announcements", "general"}
+                perms = await gate.permissions(ANONYMOUS)
+            assert perms.may_read("general") and not reading.done()
+            store.gate.set()
+            assert set(await reading) == {"announcements", "general"}
+        finally:
+            store.close()
+
+    asyncio.run(main())
