@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -55,6 +56,9 @@ TTL = 2.0
 PAGE = 100  # events read from the store at a time
 PIECES = 4  # a piece is this part of the stream's backlog, or one event if larger
 MAX_PAGES = 64  # so at most 6,400 events are kept, whatever FEED_REPLAY_LIMIT is
+# ...and at most this much of them: pages of posts at the length limit, encoded in
+# three formats, come to tens of MB each.
+MAX_PAGE_BYTES = 32 * 1024 * 1024
 MAX_COUNTS = 256
 MAX_KNOWN = 1024
 
@@ -120,23 +124,51 @@ class Page:
     events: list[FeedEvent]
     ids: list[int] = field(init=False)
     encoded: dict[Format, Encoded] = field(default_factory=dict)
+    text: int = field(init=False)  # the memory of its posts' text
 
     def __post_init__(self) -> None:
         self.ids = [event.id for event in self.events]
+        self.text = sum(
+            sys.getsizeof(e.post.body) + sys.getsizeof(e.post.html)
+            for e in self.events
+            if e.post is not None
+        )
 
     @property
     def full(self) -> bool:
         """There may be more events after this page."""
         return len(self.events) >= PAGE
 
+    def weight(self) -> int:
+        """The memory the page keeps: its posts' text and its encodings."""
+        return self.text + sum(len(found.data) for found in self.encoded.values())
+
 
 class Shared(Generic[K, V]):
     """Answers made once per key and shared with whoever asks for the same key, for
-    ``TTL`` seconds at most, ``most`` of them at once (rationale 1)."""
+    ``TTL`` seconds at most, ``most`` of them at once and, if ``weigh`` tells their
+    size, ``most_bytes`` of them in all (rationale 1)."""
 
-    def __init__(self, most: int) -> None:
+    def __init__(
+        self, most: int, weigh: Callable[[V], int] | None = None, most_bytes: int = 0
+    ) -> None:
         self.most = most
+        self.most_bytes = most_bytes
+        self._weigh = weigh
         self._answers: OrderedDict[K, tuple[float, asyncio.Task[V]]] = OrderedDict()
+
+    def weight(self) -> int:
+        """The size of the answers made so far (0 without ``weigh``)."""
+        if self._weigh is None:
+            return 0
+        return sum(self._weigh(done) for done in self._made())
+
+    def _made(self) -> list[V]:
+        return [
+            task.result()
+            for _, task in self._answers.values()
+            if task.done() and not task.cancelled() and task.exception() is None
+        ]
 
     def __len__(self) -> int:
         return len(self._answers)
@@ -154,6 +186,7 @@ class Shared(Generic[K, V]):
         self._expire(now)
         found = self._answers.get(key)
         if found is None:
+            self._shed()
             found = (now, asyncio.ensure_future(make()))
             self._answers[key] = found
             # Let go of it even if no other replay comes along to expire it.
@@ -179,13 +212,21 @@ class Shared(Generic[K, V]):
                 return
             del self._answers[key]
 
+    def _shed(self) -> None:
+        """Drop the oldest answers while they weigh more than ``most_bytes`` in all.
+        Asked when an answer is added, not at every ``get``: weighing walks them."""
+        if self._weigh is None:
+            return
+        while len(self._answers) > 1 and self.weight() > self.most_bytes:
+            self._answers.popitem(last=False)
+
 
 class Replays:
     def __init__(self, store: Store, renderer: Renderer) -> None:
         self._store = store
         self._renderer = renderer
         self._counts: Shared[tuple[Key, int], int] = Shared(MAX_COUNTS)
-        self._pages: Shared[Key, Page] = Shared(MAX_PAGES)
+        self._pages: Shared[Key, Page] = Shared(MAX_PAGES, Page.weight, MAX_PAGE_BYTES)
         self._known: Shared[tuple[int, int], bool] = Shared(MAX_KNOWN)
 
     def __len__(self) -> int:

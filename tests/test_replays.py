@@ -275,3 +275,23 @@ def test_clients_that_resume_and_never_read_cost_their_backlog_not_the_replay(
     print(f"replay {replay_bytes / mib:.1f} MiB; {STALLED} stalled clients: +{grown / mib:.1f} MiB")
     # Each stalled stream holds at most its backlog, and the connection's write buffer.
     assert grown < STALLED * BACKLOG + 12 * mib, f"grew {grown / mib:.1f} MiB"
+
+
+def test_shared_pages_are_bounded_in_bytes_as_well_as_in_number(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replays_module, "PAGE", 2)
+    monkeypatch.setattr(replays_module, "MAX_PAGE_BYTES", 200_000)
+    big = "z" * 20_000  # two to a page: about 160 KB with the HTML and one encoding
+    ids = posted(store, [f"{n} {big}" for n in range(12)])
+    replays = Replays(store, Renderer())
+
+    async def scenario() -> None:
+        for after in ids[:-1]:  # a page each, from a different place
+            await replays.next_piece(cursor(after, ids[-1]))
+            pages = replays._pages  # the cache's own accounting
+            # The bound, and at most the page just added on top (11 pages: 1.8 MB).
+            assert pages.weight() <= replays_module.MAX_PAGE_BYTES + 200_000
+        assert 1 < len(replays) < len(ids) - 1
+
+    asyncio.run(scenario())
