@@ -17,9 +17,9 @@ Bodies are hostile input. Rationale:
    brackets): done on the event loop, for every reader of a replay or a page, it
    held up every stream's delivery. Readers never render Markdown.
 4. Because the stored HTML is what readers get, a change to the allow-list (1, 2)
-   must come with a migration that sets ``posts.html`` to NULL: a post without it
-   is rendered again when it is read, in the reading thread, as posts written
-   before the HTML was stored are.
+   must come with a migration that renders ``posts.html`` again, as the one that
+   added the column did for the posts before it. A post with no HTML at all is
+   rendered when it is read, in the reading thread, as a fallback.
 5. Rendering is still work a writer can make expensive: markdown-it looks for the end
    of every link and image, and a body of nothing but ``![`` took a third of a
    second, ten times what other bodies of its length cost. A body with more than

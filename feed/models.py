@@ -59,7 +59,8 @@ class Post(SQLModel, table=True):
     author: str = Field(max_length=200)
     body: str
     # The body as sanitised HTML, made when it was written (markdown.py); None for
-    # posts written before it was kept, which are rendered when read.
+    # a post that has none yet (migration 0007 gives it to older posts), which is
+    # rendered when read.
     html: str | None = None
     created_at: datetime
     edited_at: datetime | None = None

@@ -50,6 +50,15 @@ def test_a_database_from_before_migrations_keeps_its_posts_and_event_ids(
     )
     again = run_feed("db", "upgrade", FEED_DATABASE_URL=url)
     assert again.stdout.strip() == f"schema at revision {schema.head()} (already current)"
+    # Posts written before their HTML was kept have it now: no read renders Markdown.
+    with sqlite3.connect(old_database) as db:
+        html = dict(db.execute("SELECT id, html FROM posts").fetchall())
+    db.close()
+    assert html == {
+        1: "<p>first post, edited</p>\n",
+        2: "<p>Office closed <strong>Friday</strong></p>\n",
+        3: "",
+    }
 
     store = Store.from_url(url)
     try:
