@@ -11,9 +11,11 @@ Rationale:
    start plain ``uvicorn.Server`` children, without point 1. The parent forwards
    SIGINT/SIGTERM and replaces a worker that dies. Each worker tells the parent when
    it is serving (an Event it sets once its lifespan has started and it listens);
-   one that dies before that failed to start (a setting or the database is wrong,
-   and restarting would only repeat the failure), so the parent stops everything
-   and exits with ``EXIT_START_FAILED``. It also gives up, with the same code, on a
+   one of the first workers that dies before that failed to start (a setting or the
+   database is wrong, and restarting would only repeat the failure), so the parent
+   stops everything and exits with ``EXIT_START_FAILED``. A replacement that dies
+   before it serves does not stop the others, which serve on: it counts towards a
+   crash loop like any death. The parent gives up, with the same code, on a
    crash loop: more than ``CRASH_LOOP_DEATHS`` deaths per worker within
    ``CRASH_LOOP_WINDOW`` seconds. A worker killed now and then (the OOM killer, an
    operator) is replaced however soon after its start; one that dies every few
@@ -175,6 +177,7 @@ def _die_with(parent: int) -> None:
 class _Worker:
     process: BaseProcess
     ready: Event  # set by the worker once it serves (2)
+    replacement: bool = False  # started in place of one that died (2)
 
 
 class Supervisor:
@@ -216,7 +219,7 @@ class Supervisor:
         sock.set_inheritable(True)
         return sock
 
-    def _start(self) -> _Worker:
+    def _start(self, *, replacement: bool = False) -> _Worker:
         ready = self._context.Event()
         process = self._context.Process(
             target=_worker,
@@ -224,7 +227,7 @@ class Supervisor:
             name="feed-worker",
         )
         process.start()
-        return _Worker(process, ready)
+        return _Worker(process, ready, replacement)
 
     def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
         self._stop.set()
@@ -243,7 +246,7 @@ class Supervisor:
     def _replace(self, index: int, worker: _Worker) -> bool:
         """Start a worker in place of the dead ``worker``; False to give up (2)."""
         pid, code = worker.process.pid, worker.process.exitcode
-        if not worker.ready.is_set():
+        if not worker.ready.is_set() and not worker.replacement:
             logger.error("worker %s exited with %s before it was serving; stopping", pid, code)
             return False
         now = time.monotonic()
@@ -262,7 +265,7 @@ class Supervisor:
         logger.warning("worker %s exited with %s; starting another", pid, code)
         if pid is not None:
             metrics.forget(pid, self._shared)
-        self._workers[index] = self._start()
+        self._workers[index] = self._start(replacement=True)
         return True
 
     def _stop_all(self) -> None:

@@ -667,3 +667,29 @@ def test_a_new_private_channels_posts_never_reach_anonymous_pages_of_another_pro
         if broker == "redis-down":
             valkey.start()
     assert leaks == []
+
+
+def test_a_replacement_killed_before_it_serves_is_replaced_again_and_the_others_serve_on(
+    make_server: Callable[..., Server], pg_url: str
+) -> None:
+    server = make_server(database=pg_url, broker_url=pg_url, workers=2, poll_interval=SLOW_POLL)
+    assert server.proc is not None
+    supervisor = server.proc.pid
+    wait_until(lambda: len(worker_pids(supervisor)) == 2, "two workers")
+    first = worker_pids(supervisor)
+    wait_for_every_worker(server, first)
+    os.kill(first[0], signal.SIGKILL)
+    replacement = until(
+        lambda: [p for p in worker_pids(supervisor) if p not in first], timeout=20, pause=0.01
+    )[0]
+    # Killed while it is still starting (importing, opening the database): no answer
+    # from it yet, since the survivor answers everything the shared port gets.
+    os.kill(replacement, signal.SIGKILL)
+    wait_until(
+        lambda: len(now := worker_pids(supervisor)) == 2 and replacement not in now,
+        "another replacement",
+    )
+    assert server.proc.poll() is None, server.logs()[-2000:]
+    wait_for_every_worker(server, worker_pids(supervisor))
+    assert server.post("after two deaths")["event_id"] > 0
+    assert "before it was serving; stopping" not in server.logs()
