@@ -30,7 +30,11 @@ Rationale:
    that one address can take at most half of the server whatever the settings say;
    where that is below the stream limit, start-up says so. Proxies named in
    ``FEED_FORWARDED_ALLOW_IPS`` are not capped: every client behind them shares their
-   address, and the per-client limits of security.py see each client's own.
+   address, and the per-client limits of security.py see each client's own. An IPv6
+   client is given a whole /64 and may use any address in it, so IPv6 connections
+   count against their /64. The cap is per process: with ``FEED_WORKERS`` of them,
+   one address may hold that many times as much, which the open-files limit of each
+   still bounds.
 5. At start-up the soft open-files limit is raised to the hard one, since the soft
    default (often 1,024) is far below what a server of streams needs; the log says
    what was chosen.
@@ -166,6 +170,20 @@ class Limits:
             self._refusing.discard(address)
 
 
+def holder_of(address: str) -> str:
+    """Whom a connection from ``address`` counts against (4): the address itself, or
+    for IPv6 the /64 network it is in, since one client is given a whole /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # a socket path, say
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))
+
+
 def protocol(limits: Limits) -> type[LimitedProtocol]:
     """The protocol class for ``uvicorn.Config(http=...)`` of one server process."""
     return type("FeedHttpProtocol", (LimitedProtocol,), {"limits": limits})
@@ -196,10 +214,11 @@ class LimitedProtocol(HttpToolsProtocol):
         super().connection_made(transport)  # type: ignore[arg-type]
         address = self.client[0] if self.client else None
         if address is not None and address not in self.limits.trusted:
-            if not self.limits.admit(address):
+            holder = holder_of(address)
+            if not self.limits.admit(holder):
                 self.transport.abort()
                 return
-            self._counted = address
+            self._counted = holder
         self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 
-from feed.connections import per_address_cap
+from feed.connections import holder_of, per_address_cap
 from feed.settings import DEFAULT_MAX_HEADER_BYTES
 from tests.auth import ADMIN
 from tests.conftest import Server
@@ -167,3 +167,11 @@ def test_ordinary_requests_with_cookies_and_long_headers_are_answered(
             assert answer.status_code == 200
         posted = http.post("/api/channels/general/posts", json={"body": "b" * 5000})
         assert posted.status_code == 201
+
+
+def test_ipv6_connections_count_against_their_slash_64() -> None:
+    assert holder_of("2001:db8:1:2:aaaa::1") == holder_of("2001:db8:1:2:bbbb::9")
+    assert holder_of("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert holder_of("2001:db8:1:3::1") != holder_of("2001:db8:1:2::1")
+    assert holder_of("::ffff:10.0.0.7") == "10.0.0.7" and holder_of("10.0.0.7") == "10.0.0.7"
+    assert holder_of("127.0.0.2") != holder_of("127.0.0.1")
