@@ -5,7 +5,7 @@ Rationale:
 1. An identity comes from, in this order: an ``Authorization: Bearer`` token (scripts,
    the CLI), a kiosk link's ``key`` query parameter (a kiosk cannot sign in), the
    signed session cookie (browsers) unless the header below names someone else
-   (rationale 8), the trusted user header of a fronting single sign-on proxy (off
+   (rationale 9), the trusted user header of a fronting single sign-on proxy (off
    unless ``FEED_TRUSTED_USER_HEADER`` is set), else nobody. A
    credential that is present but wrong is refused with 401; it never falls back to
    anonymous, so a typo in a script's token is not silently a reader.
@@ -48,6 +48,9 @@ Rationale:
    from the channel events of the log as the relay delivers them (``learn``), in
    every process, before the hub or a page sees them. Presence and ``/metrics``
    hide the names it calls private; nothing waits for the next recheck or reload.
+   With several workers, a scrape also adds up the others' numbers as each last
+   shared them (metrics.py): a name made private can show there until that worker
+   shares again, within a second.
 9. Behind a single sign-on proxy, the header names who is at the browser now, and the
    session cookie who was there when it was made. When they differ (someone else
    signed in at the proxy), the header wins: the request is the header's user's,
@@ -452,7 +455,7 @@ class Access:
         cookie = HTTPConnection(scope).cookies.get(SESSION_COOKIE)
         if cookie:
             who = await self._from_session(cookie)
-            # The person the proxy names now wins over a session another began (rationale 8).
+            # The person the proxy names now wins over a session another began (rationale 9).
             if who is not None and (by_header is None or who.name == by_header.name):
                 return who
         return by_header or ANONYMOUS

@@ -395,7 +395,7 @@ async def admin_stream(request: Request) -> EventSourceResponse:
         rt.watch,
         tab,
         _messages(rt, tab.stop),
-        headers={"Cache-Control": "no-cache", **NO_INDEX},
+        headers=NO_INDEX,  # and private, no-store, as every answer (security.py)
         ping=rt.settings.heartbeat,
         ping_message_factory=_heartbeat,
         sep=SEP,

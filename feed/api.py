@@ -115,7 +115,7 @@ def _too_deep() -> ClientError:
 
 def _check_shape(payload: Any) -> None:
     """Refuse nesting deeper than MAX_JSON_DEPTH and strings that are not text
-    (text.py, rationale 1), wherever they are: a field name or an ignored value is
+    (text.py, on lone surrogates), wherever they are: a field name or an ignored value is
     echoed in refusals and fingerprinted for idempotency."""
     # (value, depth, the top-level field it is in, if any)
     pending: list[tuple[Any, int, str | None]] = [(payload, 0, None)]

@@ -59,7 +59,7 @@ def create_app(settings: Settings) -> FeedApp:
         hub.start()
         watching.start()
         meters.start()
-        watch = Watch(gate, watching, settings.access_recheck)
+        watch = Watch(gate, settings.access_recheck)
         watch.start()
         logger.info("feed is up: %s", settings.describe())
         if not await store.tokens():

@@ -12,19 +12,19 @@ Bodies are hostile input. Rationale:
 2. Links and images keep only http(s) and mailto URLs (and relative ones); every
    link gets ``rel="noopener noreferrer"``.
 3. A body is rendered once, when it is written, in the store's worker thread, and
-   the HTML is stored with the post (store.py). Rendering is pure Python and can
-   take a tenth of a second for one hostile 10,000-character body (nested
-   brackets): done on the event loop, for every reader of a replay or a page, it
-   held up every stream's delivery. Readers never render Markdown.
+   the HTML is stored with the post (store.py). Rendering is pure Python and costs
+   more than anything else done with a post (docs/benchmarks.md): done on the event
+   loop, for every reader of a replay or a page, one hostile body held up every
+   stream's delivery. Readers never render Markdown.
 4. Because the stored HTML is what readers get, a change to the allow-list (1, 2)
    must come with a migration that renders ``posts.html`` again, as the one that
    added the column did for the posts before it. A post with no HTML at all is
    rendered when it is read, in the reading thread, as a fallback.
 5. Rendering is still work a writer can make expensive: markdown-it looks for the end
-   of every link and image, and a body of nothing but ``![`` took a third of a
-   second, ten times what other bodies of its length cost. A body with more than
-   ``MAX_BRACKETS`` opening brackets (a post of 256 links is no post) is rendered
-   with links and images off, its brackets shown as they are.
+   of every link and image, so a body of nothing but ``![`` cost ten times what other
+   bodies of its length did. A body with more than ``MAX_BRACKETS`` opening brackets
+   (a post of 256 links is no post) is rendered with links and images off, its
+   brackets shown as they are.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ _markdown = MarkdownIt("commonmark", _OPTIONS)
 # Rationale 5: more brackets than any post of links needs, and links and images are
 # read as text.
 MAX_BRACKETS = 256
-# Bodies longer than this are rendered on their own (store.py, on rendering): below it,
-# the slowest body measured took a few milliseconds.
+# Bodies longer than this are rendered on their own (store.py, on rendering at write
+# time): below it, the slowest bodies cost little more than a thread hop would.
 RENDER_APART = 1000
 _without_links = MarkdownIt("commonmark", _OPTIONS).disable(["link", "image"])
 

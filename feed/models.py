@@ -214,7 +214,8 @@ class FeedEvent:
 class Commit:
     """Events one transaction wrote, in id order, and the id of the event just before
     the first of them in the log (0 if none): whoever has delivered up to ``after``
-    can deliver these next without reading the log (store.py, 13)."""
+    can deliver these next without reading the log (store.py, on new posts written in
+    groups)."""
 
     after: int
     events: list[FeedEvent]
@@ -232,7 +233,8 @@ class FrontPage:
 
 @dataclass(frozen=True, slots=True)
 class NewPost:
-    """A post waiting to be written (store.py, 13): its body's HTML, if rendered yet."""
+    """A post waiting to be written in a group (store.py): its body's HTML, if rendered
+    yet."""
 
     channel: str
     author: str

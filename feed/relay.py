@@ -7,10 +7,10 @@ is the only path from the database to the hub, so each event reaches each local
 subscriber once, in order, whichever process wrote it.
 
 New posts written by this process come to it straight from the store once they are
-committed (store.py, 13), with the id of the event just before them in the log. When
-that is the last event delivered, the relay publishes them as they are, without
-reading them back; when it is not (an event it has not read yet lies between), it
-reads, as for a hint.
+committed (store.py, on new posts written in groups), with the id of the event just
+before them in the log. When that is the last event delivered, the relay publishes
+them as they are, without reading them back; when it is not (an event it has not
+read yet lies between), it reads, as for a hint.
 
 What this process knows of channels (which are private) is learnt from the same
 events, by listeners the relay calls with each batch before the hub sees it

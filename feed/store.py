@@ -92,8 +92,8 @@ Rationale for the less obvious choices:
    longer than ``markdown.RENDER_APART`` is rendered by its own request, in a worker
    thread, before it joins a group commit (13); shorter ones, which cost at most a
    few milliseconds whatever they hold, are rendered by the group's write, which
-   spares most posts a thread hop of their own (that hop for every post cost 17% of
-   publish throughput).
+   spares most posts a thread hop of their own (a hop for every post showed in
+   publish throughput: docs/benchmarks.md).
 19. Every read of posts for a reader filters private channels in SQL, against the
    channels as they are in that very query, like the event log's reads: the channel
    map behind permission checks (access.py) may be a second old, and a channel made
@@ -125,6 +125,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, col, create_engine, select
+from sqlmodel.sql.expression import Select as ModelSelect
 
 from feed import markdown, schema
 from feed.commits import GroupCommit
@@ -1099,13 +1100,7 @@ class Store:
     def newest_events(self, limit: int) -> tuple[list[FeedEvent], int]:
         """The newest ``limit`` events, oldest first, and the id the log ends at, from
         one snapshot (rationale 14). Ids have gaps (17): count rows, not ids."""
-        query = (
-            select(Event, Post, Channel)
-            .join(Channel, col(Channel.id) == col(Event.channel_id))
-            .outerjoin(Post, col(Post.id) == col(Event.post_id))
-            .order_by(col(Event.id).desc())
-            .limit(limit)
-        )
+        query = _events_after(0, None, None).order_by(col(Event.id).desc()).limit(limit)
         with self._snapshot() as session:
             rows = session.exec(query).all()
             events = [_feed_event(ev, post, channel) for ev, post, channel in reversed(rows)]
@@ -1131,9 +1126,7 @@ class Store:
         """Events with id > ``after``, oldest first, at most ``limit`` of them.
 
         ``private`` names the private channels the reader may see; None: all of them."""
-        query = _readable_after(select(Event, Post, Channel), after, channels, private)
-        query = query.outerjoin(Post, col(Post.id) == col(Event.post_id))
-        query = query.order_by(col(Event.id)).limit(limit)
+        query = _events_after(after, channels, private).order_by(col(Event.id)).limit(limit)
         with self._read() as session:
             return [
                 _feed_event(ev, post, channel) for ev, post, channel in session.exec(query).all()
@@ -1166,6 +1159,15 @@ def _readable_after(
     if channels is not None:
         query = query.where(col(Channel.name).in_(channels))
     return _readable(query, private)
+
+
+def _events_after(
+    after: int, channels: Sequence[str] | None, private: Sequence[str] | None
+) -> ModelSelect[Event, Post, Channel]:
+    """Events after ``after``, each with its post and channel as they are now, that a
+    reader may see (``_readable_after``)."""
+    query = _readable_after(select(Event, Post, Channel), after, channels, private)
+    return query.outerjoin(Post, col(Post.id) == col(Event.post_id))
 
 
 def _readable(query: Q, private: Collection[str] | None) -> Q:

@@ -32,7 +32,6 @@ from typing import Protocol
 from feed import tasks
 from feed.access import Access, Identity, Permissions, Via, digest
 from feed.events import Subscriber
-from feed.presence import Presence
 from feed.store import StoreUnavailable
 
 # Kept under feed.access, as before watch.py existed, so log filters on it still match.
@@ -62,9 +61,8 @@ class Watch:
     """Ends or narrows open streams whose access changed (access.py, on rechecking
     streams)."""
 
-    def __init__(self, access: Access, presence: Presence, interval: float) -> None:
+    def __init__(self, access: Access, interval: float) -> None:
         self.access = access
-        self.presence = presence
         self.interval = interval
         self._streams: set[Watched] = set()
         self._task: asyncio.Task[None] | None = None

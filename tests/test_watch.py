@@ -18,9 +18,6 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from feed.access import ANONYMOUS, SESSION_COOKIE, SESSION_SALT, Access, Identity, Role, Via
-from feed.brokers.memory import MemoryBroker
-from feed.events import Hub
-from feed.presence import Presence
 from feed.settings import Settings
 from feed.store import Store
 from feed.watch import Watch
@@ -162,7 +159,7 @@ def test_any_stream_registered_is_rechecked_and_one_with_nothing_to_lose_is_not_
         await store.create_schema()
         try:
             access = Access(Settings(database_url="sqlite://"), store)
-            watch = Watch(access, Presence(Hub(15), MemoryBroker(), 5), interval=60)
+            watch = Watch(access, interval=60)
             kept = await store.add_token("kim", "writer", "api", None, "0" * 64)
             gone = await store.add_token("rev", "writer", "api", None, "1" * 64)
             await store.revoke_token(gone.id)
