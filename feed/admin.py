@@ -60,11 +60,12 @@ from feed.api import (
     text_field,
 )
 from feed.errors import ClientError
-from feed.events import SEP, Format, HubStats, comment, frame, hello
+from feed.events import HubStats
 from feed.models import FeedEvent
 from feed.pages import read_form
 from feed.runtime import Runtime, runtime
 from feed.signin import SignInFirst, viewer
+from feed.sse import CLOSING, SEP, Format, frame, hello
 from feed.store import ChannelExists, ChannelNotFound, StoreError
 from feed.watch import Watch
 
@@ -74,7 +75,6 @@ RECENT_ROWS = 30  # log events the page shows
 TICK = 1.0  # seconds between looks at the hub, the broker and the log
 SHUTDOWN_GRACE = 2.0  # at most this long for the stream to end by itself on shutdown
 SEND_TIMEOUT = 30.0  # a tab that takes no bytes for this long is dropped
-CLOSING = comment("stream closed; reconnect to resume")  # as /events says it
 # Search engines must not index operator pages, even if a proxy rule slips.
 NO_INDEX = {"X-Robots-Tag": "noindex"}
 
@@ -353,7 +353,7 @@ async def _messages(rt: Runtime, stop: anyio.Event) -> AsyncIterator[bytes]:
 
 
 def _heartbeat() -> ServerSentEvent:
-    # A named event, not a comment: feed.js watches for it (events.py, 6).
+    # A named event, not a comment: feed.js watches for it (sse.py, on heartbeats).
     return ServerSentEvent(data="", event="heartbeat", sep=SEP)
 
 

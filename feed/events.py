@@ -1,25 +1,23 @@
-"""Broadcast inside one process: SSE framing, subscribers and the hub.
+"""Broadcast inside one process: subscribers and the hub.
+
+The messages themselves are built in sse.py; the hub hands out their bytes.
 
 The hot path, and why it looks the way it does:
 
 1. The hub encodes each event once per output format, and frames it once more as
-   an HTTP/1.1 chunk (``chunk``). Every subscriber of that format gets the same
-   two ``bytes`` objects; nothing is rendered, encoded or copied per subscriber.
+   an HTTP/1.1 chunk (sse.py's ``chunk``). Every subscriber of that format gets the
+   same two ``bytes`` objects; nothing is rendered, encoded or copied per subscriber.
 2. ``Hub.publish`` never awaits, and for most subscribers it does the write
    itself. Once a stream has written its opening (and replay) and nothing is
-   pending, it *attaches* its connection's transport (stream.py, 7), and the hub
-   writes the shared chunk straight to it: no task wake-up, no ASGI message, no
-   per-subscriber ``b"".join``. A stream that is not attached (still catching up,
-   or on a server where the transport cannot be found safely) gets a backlog
-   item, and its writer task is woken to send it through ASGI.
-   Profile at 10,000 subscribers (py-spy, ``python -m bench fanout``): before,
-   44% of the server's samples were uvicorn's ``send`` framing and writing one
-   chunk per subscriber, each after a task wake-up; p99 349-433 ms, 15 KB per
-   stream. After, 42% are the one ``transport.write`` per subscriber, nearly all
-   of it the ``send`` syscall (8-12 µs here, the same as a bare ``os.write`` to
-   the socket), and uvicorn's ``send`` is down to 4% (openings); p99 108-128 ms
-   and 13 KB per stream, where Nchan measured 126-158 ms and 14 KB in the same
-   runs (docs/benchmarks.md).
+   pending, it *attaches* its connection's transport (stream.py, on the pre-framed
+   chunk), and the hub writes the shared chunk straight to it: no task wake-up, no
+   ASGI message, no per-subscriber ``b"".join``. A stream that is not attached
+   (still catching up, or on a server where the transport cannot be found safely)
+   gets a backlog item, and its writer task is woken to send it through ASGI.
+   Profiled at 10,000 subscribers, the server's time went from mostly uvicorn
+   framing and writing one chunk per subscriber, each after a task wake-up, to
+   mostly the ``send`` syscall of one write per subscriber (docs/benchmarks.md, the
+   path of each write).
 3. A backlog is bounded in bytes. For an attached stream the backlog *is* the
    transport's write buffer; otherwise it is the item list. A subscriber that
    falls more than one message behind ``limit`` is marked ``overflowed`` and its
@@ -35,21 +33,14 @@ The hot path, and why it looks the way it does:
    or interleave with the writer's own.
 5. Under a burst of posts the relay hands over several events at once
    (``publish_many``): each attached subscriber gets them in one write, and
-   subscribers who get the same events share that one joined chunk. With 16
-   clients posting as fast as they can to 100 subscribers, the per-event writes had
-   been most of the server's time after the write transactions; joined, posting
-   went from about 250 to over 1,000 posts a second, together with the group commit
-   (store.py, 13).
-6. Heartbeats come from one hub-wide timer, not one timer per connection, and are
-   encoded once per format at import time. Pages need to *see* them (an offline
-   badge appears when they stop) but an EventSource drops SSE comments, so HTML
-   streams get a named ``heartbeat`` event; JSON and text streams keep the comment,
-   so scripts and ``curl -N`` see no noise. Heartbeats carry no ``id:``, which
-   would reset the browser's ``Last-Event-ID``.
-7. An HTML stream opens with a ``hello`` event naming the server's release and
-   heartbeat interval: a page compares the release with the one it was rendered
-   with and reloads itself after a deploy.
-8. ``/metrics`` and ``/api/presence`` need no credential, so nothing they ask of
+   subscribers who get the same events share that one joined chunk. With many
+   clients posting as fast as they can, the per-event writes had been most of the
+   server's time after the write transactions (docs/benchmarks.md, publish
+   throughput); joined, they are a small part of it, and the group commit
+   (commits.py) took care of the transactions.
+6. Heartbeats come from one hub-wide timer, not one timer per connection; what each
+   format gets is encoded once, in sse.py (on heartbeats).
+7. ``/metrics`` and ``/api/presence`` need no credential, so nothing they ask of
    the hub may cost a walk over every open stream per request: a few pollers at
    thousands of streams slowed delivery several times over. Open streams by
    channel and format are counted as streams subscribe and unsubscribe; what
@@ -60,69 +51,18 @@ The hot path, and why it looks the way it does:
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import NamedTuple, Protocol
 
-from sse_starlette import ServerSentEvent
+from feed.sse import HEARTBEATS, Format, chunk
 
-logger = logging.getLogger("feed.events")
-
-SEP = "\n"
-HEARTBEAT = b": heartbeat\n\n"
-HEARTBEAT_EVENT = b"event: heartbeat\ndata: \n\n"
-# Seconds a walk over every subscriber answers ``Hub.stats`` for (8): scrapes come
+# Seconds a walk over every subscriber answers ``Hub.stats`` for (7): scrapes come
 # every 15 s or more, presence and the workers' metrics share every second or more.
 STATS_MAX_AGE = 1.0
 # The channel label of a stream of every channel, in counts by channel and format.
 EVERY_CHANNEL = "*"
-
-
-class Format(StrEnum):
-    """The renderings one stream can carry."""
-
-    HTML = "html"
-    JSON = "json"
-    TEXT = "text"
-
-
-def frame(data: str, *, event: str | None = None, id: int | None = None) -> bytes:
-    """One SSE message. Multi-line data becomes several ``data:`` lines; CR and LF
-    are removed from ``event`` so a field can never start a new one."""
-    return ServerSentEvent(data, event=event, id=None if id is None else str(id), sep=SEP).encode()
-
-
-def position(event_id: int) -> bytes:
-    """A message with only an ``id:``. EventSource dispatches nothing for it but does
-    take the id as its Last-Event-ID, so a reconnect resumes from here even if no
-    event arrived in between."""
-    return ServerSentEvent(id=str(event_id), sep=SEP).encode()
-
-
-def retry_hint(milliseconds: int) -> bytes:
-    return ServerSentEvent(retry=milliseconds, sep=SEP).encode()
-
-
-def comment(text: str) -> bytes:
-    return ServerSentEvent(comment=text, sep=SEP).encode()
-
-
-@functools.lru_cache(maxsize=4)
-def hello(release: str, heartbeat: float) -> bytes:
-    """The first event of an HTML stream: what the server runs and how often it beats."""
-    data = json.dumps({"release": release, "heartbeat": heartbeat}, separators=(",", ":"))
-    return frame(data, event="hello")
-
-
-def chunk(data: bytes) -> bytes:
-    """``data`` as one HTTP/1.1 chunk, ready to go on the wire of a chunked response."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
-
 
 # An item of a backlog: (event id, or None for a message without one; the encoded
 # SSE bytes; the same bytes framed as one HTTP/1.1 chunk, for direct writes).
@@ -136,11 +76,8 @@ def item(event_id: int | None, data: bytes) -> Item:
 # Chunks joined from several items in one ``publish_many``, by format and event ids.
 Joined = dict[tuple[Format, tuple[int | None, ...]], bytes]
 
-BEATS: Mapping[Format, Item] = {
-    Format.HTML: item(None, HEARTBEAT_EVENT),
-    Format.JSON: item(None, HEARTBEAT),
-    Format.TEXT: item(None, HEARTBEAT),
-}
+# Each format's heartbeat, as the one item every subscriber of it shares (6).
+BEATS: Mapping[Format, Item] = {fmt: item(None, beat) for fmt, beat in HEARTBEATS.items()}
 
 
 class Outgoing(NamedTuple):
@@ -376,10 +313,10 @@ class Hub:
         # Counts from streams that have ended; live ones are summed when asked.
         self._sent_by_closed = 0
         self.dropped = 0
-        # Kept as streams subscribe and unsubscribe (8).
+        # Kept as streams subscribe and unsubscribe (7).
         self._count = 0
         self._counts: dict[tuple[str, str], int] = {}
-        # The last walk (oldest stream, largest backlog, events sent) and its time (8).
+        # The last walk (oldest stream, largest backlog, events sent) and its time (7).
         self._walked: tuple[float | None, int, int] | None = None
         self.walked_at = 0.0
 
@@ -393,12 +330,12 @@ class Hub:
 
     def by_channel_format(self) -> dict[tuple[str, str], int]:
         """Open streams by (channel, or ``*`` for every channel; format), from the
-        running counts (8): no walk."""
+        running counts (7): no walk."""
         return dict(self._counts)
 
     def stats(self) -> HubStats:
         """Counts kept as streams come and go, and what a walk over them tells, walked
-        at most once per ``STATS_MAX_AGE`` (8)."""
+        at most once per ``STATS_MAX_AGE`` (7)."""
         walked = self._walked
         if walked is None or time.monotonic() - self.walked_at > STATS_MAX_AGE:
             walked = self._walked = self._walk()

@@ -38,9 +38,10 @@ from starlette.routing import Route
 
 from feed import tasks
 from feed.brokers import Broker
-from feed.events import EVERY_CHANNEL, Format, Hub, frame
+from feed.events import EVERY_CHANNEL, Hub
 from feed.models import FeedEvent
 from feed.runtime import runtime
+from feed.sse import Format, frame
 
 logger = logging.getLogger("feed.presence")
 

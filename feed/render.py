@@ -43,8 +43,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from feed.events import Format, frame
 from feed.models import ChannelView, EventKind, FeedEvent, PostView
+from feed.sse import Format, frame
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Encoded events kept for replays and for streams of several formats, bounded in bytes

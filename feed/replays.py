@@ -47,9 +47,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from feed.events import Format
 from feed.models import FeedEvent
 from feed.render import Renderer
+from feed.sse import Format
 from feed.store import Store
 
 TTL = 2.0

@@ -4,20 +4,20 @@ A minimal ASGI response rather than sse-starlette's ``EventSourceResponse``: tha
 one runs several tasks and a queue per connection. With it, the fan-out benchmark's
 baseline needs 3.4 times our memory per stream and shows 7 times our p99 latency at
 5,000 subscribers (docs/benchmarks.md). We keep sse-starlette for framing
-(``events.frame``).
+(sse.py).
 
 Rationale:
 
 1. The subscriber joins the hub *before* the replay query, so an event that
    commits while the replay runs is buffered, and the id filter in
-   ``Subscriber.take`` writes it once (see events.py).
+   ``Subscriber.take`` writes it once (events.py, on the id filter).
 2. ``Last-Event-ID`` wins over ``last_event_id``: a browser's EventSource
    reconnects to the same URL with a newer header, and the header is the truth.
 3. A resume id beyond the newest event, or one the log does not hold, means the log
    this client saw is not ours (a restored or replaced database; store.py, on ids
    never reused): it gets ``resync``, never silence.
-4. HTML streams (pages) open with ``hello`` (events.py, 7) before any replay, so a
-   page rendered by an older release reloads before applying anything.
+4. HTML streams (pages) open with ``hello`` (sse.py, on the hello) before any
+   replay, so a page rendered by an older release reloads before applying anything.
 5. A stream that does not resume starts with a bare ``id:`` of the newest event
    this process has delivered: a client that loses the connection before its first
    event still resumes from where it started, instead of from "now" again.
@@ -26,9 +26,9 @@ Rationale:
    connection is closed without a final chunk, so it reconnects and resumes.
 7. Once a stream has written its opening (and replay) and has nothing pending, the
    hub writes each event's pre-framed HTTP chunk straight to the connection's
-   transport (events.py, 2). That needs the bytes to be exactly what uvicorn would
-   have written, so it is done only where we know them: uvicorn's httptools cycle
-   with a chunked response. Everything else keeps the ASGI ``send`` path. The
+   transport (events.py, on attaching). That needs the bytes to be exactly what
+   uvicorn would have written, so it is done only where we know them: uvicorn's
+   httptools cycle with a chunked response. Everything else keeps the ASGI ``send`` path. The
    final chunk still goes through ``send``, after the hub has stopped writing
    (a closed subscriber takes no more), and uvicorn's flow control sees every
    direct write, because the transport reports its buffer to uvicorn's protocol.
@@ -63,18 +63,10 @@ from starlette.types import Message, Receive, Scope, Send
 from feed import logs, security
 from feed.access import Permissions
 from feed.errors import ClientError, error_response
-from feed.events import (
-    Format,
-    Subscriber,
-    Transport,
-    comment,
-    frame,
-    hello,
-    position,
-    retry_hint,
-)
+from feed.events import Subscriber, Transport
 from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
+from feed.sse import CLOSING, Format, frame, hello, position, retry_hint
 from feed.store import StoreUnavailable
 
 try:
@@ -400,5 +392,5 @@ async def _write(sub: Subscriber, send: Send) -> None:
 
 async def _finish(sub: Subscriber, send: Send) -> None:
     """What is left, and the final chunk: the client reconnects and resumes."""
-    data = sub.take() + comment("stream closed; reconnect to resume")
+    data = sub.take() + CLOSING
     await send({"type": "http.response.body", "body": data, "more_body": False})

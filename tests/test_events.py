@@ -1,67 +1,15 @@
-"""SSE framing (byte-exact) and the hub's fan-out rules, in-process."""
+"""The hub's fan-out rules, in-process."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import Iterable
 
 import pytest
 
-from feed.events import (
-    HEARTBEAT,
-    HEARTBEAT_EVENT,
-    STATS_MAX_AGE,
-    Format,
-    Hub,
-    Outgoing,
-    Subscriber,
-    chunk,
-    comment,
-    frame,
-    hello,
-    item,
-    retry_hint,
-)
-
-
-def test_frame_is_byte_exact() -> None:
-    assert frame("hello", event="post-created", id=7) == (
-        b"id: 7\nevent: post-created\ndata: hello\n\n"
-    )
-
-
-def test_multi_line_data_becomes_several_data_lines() -> None:
-    assert frame("a\nb\r\nc\rd", event="x") == b"event: x\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
-
-
-def test_line_breaks_cannot_inject_fields() -> None:
-    framed = frame("x", event="post-created\r\nid: 999\ndata: evil")
-    assert framed == b"event: post-createdid: 999data: evil\ndata: x\n\n"
-
-
-def test_unicode_is_utf8() -> None:
-    assert frame("Grüße ✓", id=1) == "id: 1\ndata: Grüße ✓\n\n".encode()
-
-
-def test_retry_and_comment() -> None:
-    assert retry_hint(2500) == b"retry: 2500\n\n"
-    assert comment("a\nb") == b": a\n: b\n\n"
-    assert HEARTBEAT == b": heartbeat\n\n"
-
-
-def test_heartbeat_event_is_a_named_event_without_an_id() -> None:
-    # Without an id: an empty ``id:`` would reset the browser's Last-Event-ID.
-    assert HEARTBEAT_EVENT == frame("", event="heartbeat") == b"event: heartbeat\ndata: \n\n"
-
-
-def test_hello_names_the_release_and_the_heartbeat() -> None:
-    framed = hello("2.4.1", 15.0)
-    head, data = framed.decode().removesuffix("\n\n").split("\n")
-    assert head == "event: hello" and "id:" not in framed.decode()
-    assert json.loads(data.removeprefix("data: ")) == {"release": "2.4.1", "heartbeat": 15.0}
-    assert hello("2.4.1", 15.0) is framed  # encoded once per process
+from feed.events import STATS_MAX_AGE, Hub, Outgoing, Subscriber, item
+from feed.sse import HEARTBEAT, HEARTBEAT_EVENT, Format, chunk
 
 
 def _sub(
@@ -278,11 +226,6 @@ def attached(hub: Hub, subs: Iterable[Subscriber]) -> list[FakeTransport]:
         transports.append(FakeTransport())
         assert sub.attach(transports[-1], _never)
     return transports
-
-
-def test_chunk_is_http_chunked_framing() -> None:
-    assert chunk(b"id: 1\n\n") == b"7\r\nid: 1\n\n\r\n"
-    assert chunk(b"x" * 26) == b"1a\r\n" + b"x" * 26 + b"\r\n"
 
 
 def test_an_attached_subscriber_gets_the_shared_chunk_written_directly() -> None:

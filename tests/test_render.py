@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from feed import markdown
-from feed.events import Format
 from feed.models import EventKind, FeedEvent, PostView
 from feed.render import Renderer, post_json
+from feed.sse import Format
 from feed.store import Store
 
 POST = PostView(

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from feed import replays as replays_module
-from feed.events import Format
 from feed.render import Renderer
 from feed.replays import Cursor, Replays
+from feed.sse import Format
 from feed.store import Store
 from tests.conftest import Server
 from tests.sse import SSEClient

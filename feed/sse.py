@@ -1,0 +1,90 @@
+"""Server-Sent Events on the wire: the formats a stream carries and the bytes of each
+message, heartbeats included.
+
+Every function here is pure: it takes text and returns the exact bytes a client
+reads. The hub (events.py) hands these bytes out; it never builds them.
+
+Rationale:
+
+1. Framing is sse-starlette's ``ServerSentEvent`` with ``\\n`` line ends, the
+   smallest of the three the protocol allows. Multi-line data becomes several
+   ``data:`` lines, and CR and LF are removed from ``event`` and ``id``, so what a
+   client sent can never start a field of its own.
+2. Heartbeats: pages need to *see* them (an offline badge appears when they stop),
+   but an EventSource drops SSE comments, so HTML streams get a named ``heartbeat``
+   event; JSON and text streams keep the comment, so scripts and ``curl -N`` see no
+   noise. Neither carries an ``id:``, which would reset the browser's
+   ``Last-Event-ID``. Both are encoded once, at import.
+3. The hello: an HTML stream opens with a ``hello`` event naming the server's
+   release and heartbeat interval. A page compares the release with the one it was
+   rendered with and reloads itself after a deploy.
+4. ``chunk`` frames a message as one HTTP/1.1 chunk, so the hub can write it straight
+   to a connection's transport (events.py, on attaching); the bytes must be
+   exactly what uvicorn would have written for the same message.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from enum import StrEnum
+
+from sse_starlette import ServerSentEvent
+
+SEP = "\n"
+HEARTBEAT = b": heartbeat\n\n"
+HEARTBEAT_EVENT = b"event: heartbeat\ndata: \n\n"
+
+
+class Format(StrEnum):
+    """The renderings one stream can carry."""
+
+    HTML = "html"
+    JSON = "json"
+    TEXT = "text"
+
+
+# The heartbeat of each format (2).
+HEARTBEATS: Mapping[Format, bytes] = {
+    Format.HTML: HEARTBEAT_EVENT,
+    Format.JSON: HEARTBEAT,
+    Format.TEXT: HEARTBEAT,
+}
+
+
+def frame(data: str, *, event: str | None = None, id: int | None = None) -> bytes:
+    """One SSE message. Multi-line data becomes several ``data:`` lines; CR and LF
+    are removed from ``event`` so a field can never start a new one (1)."""
+    return ServerSentEvent(data, event=event, id=None if id is None else str(id), sep=SEP).encode()
+
+
+def position(event_id: int) -> bytes:
+    """A message with only an ``id:``. EventSource dispatches nothing for it but does
+    take the id as its Last-Event-ID, so a reconnect resumes from here even if no
+    event arrived in between."""
+    return ServerSentEvent(id=str(event_id), sep=SEP).encode()
+
+
+def retry_hint(milliseconds: int) -> bytes:
+    return ServerSentEvent(retry=milliseconds, sep=SEP).encode()
+
+
+def comment(text: str) -> bytes:
+    return ServerSentEvent(comment=text, sep=SEP).encode()
+
+
+# The last message of a stream the server ends, whichever endpoint serves it.
+CLOSING = comment("stream closed; reconnect to resume")
+
+
+@functools.lru_cache(maxsize=4)
+def hello(release: str, heartbeat: float) -> bytes:
+    """The first event of an HTML stream: what the server runs and how often it beats (3)."""
+    data = json.dumps({"release": release, "heartbeat": heartbeat}, separators=(",", ":"))
+    return frame(data, event="hello")
+
+
+def chunk(data: bytes) -> bytes:
+    """``data`` as one HTTP/1.1 chunk, ready to go on the wire of a chunked response (4)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
