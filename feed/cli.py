@@ -1,9 +1,16 @@
-"""The ``feed`` command.
+"""The ``feed`` command: its arguments, and what it prints.
 
-Output read by another program may be cut short: ``feed token create ... | head -1``
-closes the pipe once it has its line. That is not a failure, so a command whose
-reader has gone stops quietly with status 0 instead of a traceback. Only a closed
-standard output counts; a connection broken elsewhere is reported as usual.
+Rationale:
+
+1. Output read by another program may be cut short: ``feed token create ... | head -1``
+   closes the pipe once it has its line. That is not a failure, so a command whose
+   reader has gone stops quietly with status 0 instead of a traceback. Only a closed
+   standard output counts; a connection broken elsewhere is reported as usual.
+2. Exit codes are for scripts: 0 done, 1 the server or database could not be reached
+   or failed, 2 bad usage or settings, 3 the server refused the request (its message
+   is shown), 130 interrupted (Ctrl-C).
+3. ``post``, ``tail`` and ``channels`` import client.py (and terminal.py) only when
+   they run, so ``feed serve`` never loads an HTTP client.
 """
 
 from __future__ import annotations
@@ -16,19 +23,25 @@ import os
 import select
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feed import __version__
 from feed.settings import Settings, SettingsError, reference
 from feed.text import not_text
+
+if TYPE_CHECKING:
+    from feed.client import Client
 
 # The token client commands act with; not a server setting.
 TOKEN_VARIABLE = "FEED_TOKEN"
 # prometheus_client's multiprocess switch (feed.metrics.SHARED_DIR_VARIABLE, which
 # cannot be imported from here without importing prometheus_client).
 SHARED_METRICS = "PROMETHEUS_MULTIPROC_DIR"
-EXIT_CODES = """exit codes: 0 done; 1 the server or database could not be reached; 2 bad usage
-or settings; 3 the server refused the request; 130 interrupted."""
+# Exit codes (2).
+OK, UNREACHABLE, USAGE, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = f"""exit codes: {OK} done; {UNREACHABLE} the server or database could not be
+reached; {USAGE} bad usage or settings; {REFUSED} the server refused the request;
+{INTERRUPTED} interrupted."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -206,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Python flushes standard output once more on its way out; give it nowhere
         # to fail.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return OK
     return code
 
 
@@ -224,7 +237,7 @@ def _main(argv: Sequence[str] | None) -> int:
     undecodable = _not_text(sys.argv[1:] if argv is None else argv)
     if undecodable is not None:
         print(f"feed: {undecodable}", file=sys.stderr)
-        return 2
+        return USAGE
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env(os.environ)
@@ -236,7 +249,7 @@ def _main(argv: Sequence[str] | None) -> int:
         settings = dataclasses.replace(settings, **overrides)
     except SettingsError as exc:
         print(f"feed: {exc}", file=sys.stderr)
-        return 2
+        return USAGE
     if args.command == "db":
         return _db(settings, args.db_command)
     if args.command == "config":
@@ -245,15 +258,15 @@ def _main(argv: Sequence[str] | None) -> int:
         else:
             for name, value in settings.describe().items():
                 print(f"{name}={value}")
-        return 0
+        return OK
     if args.command in ("token", "kiosk"):
         return _credentials(settings, args)
     if args.command in ("post", "tail", "channels"):
         return _remote(args, args.url or _default_url(settings))
     # prometheus_client picks where its numbers live from these when it is first
     # imported. Only the supervisor names a directory, a fresh one, for its workers
-    # (metrics.py, 3); one left in the environment by something else would make this
-    # server add in the numbers of whatever wrote there.
+    # (metrics.py, on workers sharing a port); one left in the environment by
+    # something else would make this server add in the numbers of whatever wrote there.
     for name in (SHARED_METRICS, SHARED_METRICS.lower()):
         os.environ.pop(name, None)
     from feed.server import serve
@@ -296,8 +309,8 @@ def _db(settings: Settings, action: str) -> int:
             engine.dispose()
     except (StoreError, SQLAlchemyError) as exc:
         print(f"feed: cannot reach the database: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return UNREACHABLE
+    return OK
 
 
 def _default_url(settings: Settings) -> str:
@@ -308,24 +321,29 @@ def _default_url(settings: Settings) -> str:
 
 
 def _remote(args: argparse.Namespace, url: str) -> int:
-    from feed import terminal
+    from feed import client
 
-    url = url.rstrip("/")
     try:
-        terminal.check_url(url)
+        server = client.Client(url, args.token)
         if args.command == "tail":
-            return terminal.run_tail(args, url)
+            return _tail(args, server)
         if args.command == "channels":
-            return _channels(args, url)
-        text = args.text
-        if text == "-":
-            # Bytes that are not UTF-8 become lone surrogates, which terminal.call refuses.
-            stdin = io.TextIOWrapper(sys.stdin.buffer, "utf-8", "surrogateescape")
-            text = stdin.read()
-        answer = terminal.post(url, args.channel, text, args.token)
-    except terminal.CommandError as exc:
+            return _channels(args, server)
+        return _post(args, server)
+    except client.Failure as exc:
         print(f"feed: {exc}", file=sys.stderr)
-        return exc.code
+        if isinstance(exc, client.NotSendable):
+            return USAGE
+        return REFUSED if isinstance(exc, client.Refused) else UNREACHABLE
+
+
+def _post(args: argparse.Namespace, server: Client) -> int:
+    text = args.text
+    if text == "-":
+        # Bytes that are not UTF-8 become lone surrogates, which the client refuses.
+        stdin = io.TextIOWrapper(sys.stdin.buffer, "utf-8", "surrogateescape")
+        text = stdin.read()
+    answer = server.post(args.channel, text)
     if args.json:
         print(json.dumps(answer))
     else:
@@ -333,60 +351,69 @@ def _remote(args: argparse.Namespace, url: str) -> int:
             f"posted to #{answer['post']['channel']}: post {answer['post']['id']}, "
             f"event {answer['event_id']}"
         )
-    return terminal.OK
+    return OK
 
 
-def _channels(args: argparse.Namespace, url: str) -> int:
-    from feed import terminal
+def _tail(args: argparse.Namespace, server: Client) -> int:
+    from feed.terminal import Tail, want_colour
 
-    action, token = args.action or "list", args.token
+    tail = Tail(
+        client=server,
+        channels=args.channel or [],
+        fmt=args.format,
+        last_id=args.since,
+        out=sys.stdout,
+        err=sys.stderr,
+        colour=want_colour(args.color, sys.stdout),
+        limit=args.count,
+    )
+    try:
+        tail.run()
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    return OK
+
+
+def _channels(args: argparse.Namespace, server: Client) -> int:
+    action = args.action or "list"
     if action == "list":
-        for channel in terminal.channels(url, token):
+        for channel in server.channels():
             marks = [m for m in ("archived", "private", "announcement_only") if channel.get(m)]
             state = f"\t({', '.join(marks)})" if marks else ""
             print(f"{channel['name']}\t{channel['title']}{state}")
-        return terminal.OK
+        return OK
     if action in ("grant", "ungrant", "members"):
-        return _members(args, url)
+        return _members(args, server)
     if action == "create":
-        fields: dict[str, Any] = {"name": args.name, "title": args.title}
-        if args.description:
-            fields["description"] = args.description
-        if args.private:
-            fields["private"] = True
-        if args.announcement_only:
-            fields["announcement_only"] = True
-        answer = terminal.call(url, "POST", "/api/channels", fields, token)
+        channel = server.create_channel(
+            args.name,
+            args.title,
+            description=args.description,
+            private=args.private,
+            announcement_only=args.announcement_only,
+        )
     elif action == "rename":
-        path = f"/api/channels/{args.name}"
-        answer = terminal.call(url, "PATCH", path, {"title": args.title}, token)
+        channel = server.retitle_channel(args.name, args.title)
+    elif action == "archive":
+        channel = server.archive_channel(args.name)
     else:
-        answer = terminal.call(url, "POST", f"/api/channels/{args.name}/{action}", token=token)
-    channel = answer["channel"]
+        channel = server.restore_channel(args.name)
     state = "archived" if channel["archived"] else "open"
     print(f"#{channel['name']}: {channel['title']} ({state})")
-    return terminal.OK
+    return OK
 
 
-def _members(args: argparse.Namespace, url: str) -> int:
-    from urllib.parse import quote
-
-    from feed import terminal
-
-    base = f"/api/channels/{args.name}/members"
+def _members(args: argparse.Namespace, server: Client) -> int:
     if args.action == "members":
-        answer = terminal.call(url, "GET", base, token=args.token)
-        for member in answer["members"]:
+        for member in server.members(args.name):
             print(f"{member['name']}\t{'may post' if member['may_post'] else 'reads'}")
-        return terminal.OK
-    path = f"{base}/{quote(args.who, safe='')}"
-    if args.action == "grant":
-        terminal.call(url, "PUT", path, {"may_post": args.post}, args.token)
+    elif args.action == "grant":
+        server.grant(args.name, args.who, may_post=args.post)
         print(f"{args.who} is a member of #{args.name}{' and may post' if args.post else ''}")
     else:
-        terminal.call(url, "DELETE", path, token=args.token)
+        server.ungrant(args.name, args.who)
         print(f"{args.who} is no longer a member of #{args.name}")
-    return terminal.OK
+    return OK
 
 
 def _credentials(settings: Settings, args: argparse.Namespace) -> int:
@@ -401,7 +428,7 @@ def _credentials(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(credentials.run(settings, args))
     except credentials.UsageError as exc:
         print(f"feed: {exc}", file=sys.stderr)
-        return 2
+        return USAGE
     except StoreError as exc:
         print(f"feed: {exc}", file=sys.stderr)
-        return 3 if not isinstance(exc, credentials.StoreUnavailable) else 1
+        return UNREACHABLE if isinstance(exc, credentials.StoreUnavailable) else REFUSED

@@ -1,0 +1,236 @@
+"""The HTTP client behind ``feed post``, ``feed tail`` and ``feed channels``: every
+request those commands make to a running server is made here.
+
+Rationale:
+
+1. Failures come in three kinds, so the command can give each its exit code:
+   ``NotSendable`` (a URL that is not one, or text no server could take, found
+   before any request), ``Refused`` (the server answered 4xx; its reason is in the
+   message) and ``Unreachable`` (no answer, or the server failed with a 5xx).
+2. ``follow`` resumes with ``Last-Event-ID`` after any disconnect, waiting one
+   second, doubling up to ten while the server stays down, so a restart or a
+   network cut yields every event once. Only the very first connection failing
+   ends it: that is a wrong URL or a server that is not running.
+3. Text is checked with the server's loosest rule (text.py) before it is sent, so
+   what could never be stored is refused here, without a request; what passes may
+   still be refused, with its reason, by the server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from httpx_sse import SSEError, connect_sse
+
+from feed import text
+
+MAX_BACKOFF = 10.0
+REQUEST_TIMEOUT = 10.0
+STREAM_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT, read=None)  # idle between heartbeats
+
+
+class Failure(Exception):
+    """A request that could not be made or was not answered with success (1)."""
+
+
+class NotSendable(Failure):
+    """Nothing was sent: the URL or a value could not be (1)."""
+
+
+class Refused(Failure):
+    """The server refused the request (4xx) and said why."""
+
+
+class Unreachable(Failure):
+    """No answer from the server, or it failed (5xx)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One event read from ``GET /events``."""
+
+    event: str
+    id: int | None
+    data: str
+
+
+def check_url(url: str) -> None:
+    """Refuse a server URL that is not one (NotSendable), before any request."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise NotSendable(f"--url {url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise NotSendable(f"--url {url!r} is not an http:// or https:// URL")
+
+
+def sendable(what: str, value: str) -> str:
+    """``value``, if the server could take it as text at all (3)."""
+    refused = text.problem(value, multiline=True)
+    if refused is not None:
+        raise NotSendable(f"{what} {refused}")
+    return value
+
+
+def _refusal(response: httpx.Response) -> Failure:
+    try:
+        message = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text.strip() or response.reason_phrase
+    said = f"the server answered {response.status_code}: {message}"
+    return Refused(said) if response.status_code < 500 else Unreachable(said)
+
+
+class Client:
+    """One server, as one identity (``token``; None: anonymous)."""
+
+    def __init__(
+        self, url: str, token: str | None = None, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.url = url.rstrip("/")
+        check_url(self.url)
+        self.token = token
+        self._sleep = sleep
+
+    def _headers(self) -> dict[str, str]:
+        return {} if not self.token else {"Authorization": f"Bearer {self.token}"}
+
+    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        """One API request; the decoded answer, or the reason it failed (1)."""
+        for field, value in (payload or {}).items():
+            if isinstance(value, str):
+                sendable(f"the {field}", value)
+        try:
+            response = httpx.request(
+                method,
+                f"{self.url}{path}",
+                json=payload,
+                headers=self._headers(),
+                timeout=REQUEST_TIMEOUT,
+            )
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"cannot reach {self.url}: {exc}") from None
+        if not response.is_success:
+            raise _refusal(response)
+        return response.json()
+
+    # -- posts ---------------------------------------------------------------------
+
+    def post(self, channel: str, body: str) -> dict[str, Any]:
+        """Publish one post as the token's identity; the server's answer (the post and
+        its event id)."""
+        answer: dict[str, Any] = self._call(
+            "POST", f"/api/channels/{channel}/posts", {"body": body}
+        )
+        return answer
+
+    # -- channels ------------------------------------------------------------------
+
+    def channels(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._call("GET", "/api/channels")["channels"]
+        return found
+
+    def create_channel(
+        self,
+        name: str,
+        title: str,
+        *,
+        description: str | None = None,
+        private: bool = False,
+        announcement_only: bool = False,
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {"name": name, "title": title}
+        if description:
+            fields["description"] = description
+        if private:
+            fields["private"] = True
+        if announcement_only:
+            fields["announcement_only"] = True
+        return self._channel(self._call("POST", "/api/channels", fields))
+
+    def retitle_channel(self, name: str, title: str) -> dict[str, Any]:
+        return self._channel(self._call("PATCH", f"/api/channels/{name}", {"title": title}))
+
+    def archive_channel(self, name: str) -> dict[str, Any]:
+        return self._channel(self._call("POST", f"/api/channels/{name}/archive"))
+
+    def restore_channel(self, name: str) -> dict[str, Any]:
+        return self._channel(self._call("POST", f"/api/channels/{name}/restore"))
+
+    @staticmethod
+    def _channel(answer: Any) -> dict[str, Any]:
+        channel: dict[str, Any] = answer["channel"]
+        return channel
+
+    # -- memberships ---------------------------------------------------------------
+
+    def members(self, channel: str) -> list[dict[str, Any]]:
+        answer = self._call("GET", f"/api/channels/{channel}/members")
+        found: list[dict[str, Any]] = answer["members"]
+        return found
+
+    def grant(self, channel: str, who: str, *, may_post: bool) -> None:
+        self._call("PUT", self._member(channel, who), {"may_post": may_post})
+
+    def ungrant(self, channel: str, who: str) -> None:
+        self._call("DELETE", self._member(channel, who))
+
+    @staticmethod
+    def _member(channel: str, who: str) -> str:
+        return f"/api/channels/{channel}/members/{quote(who, safe='')}"
+
+    # -- the stream ----------------------------------------------------------------
+
+    def follow(
+        self,
+        channels: Sequence[str],
+        last_id: int | None,
+        reconnecting: Callable[[str, float], object],
+    ) -> Iterator[StreamEvent]:
+        """Every event of the JSON stream of ``channels`` (all, if none) after
+        ``last_id`` (None: from now), for as long as the caller reads, across
+        disconnects (2). ``reconnecting`` hears why the stream broke and how many
+        seconds pass before the next try."""
+        connected_once, delay = False, 1.0
+        while True:
+            try:
+                for event in self._stream(channels, last_id):
+                    connected_once, delay = True, 1.0
+                    if event is None:
+                        continue
+                    if event.id is not None:
+                        last_id = event.id
+                    yield event
+                reason = "the server ended the stream"
+            except Failure:
+                raise
+            except (httpx.HTTPError, SSEError) as exc:
+                if not connected_once:
+                    raise Unreachable(f"cannot reach {self.url}: {exc}") from None
+                reason = str(exc) or type(exc).__name__
+            reconnecting(reason, delay)
+            self._sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
+
+    def _stream(self, channels: Sequence[str], last_id: int | None) -> Iterator[StreamEvent | None]:
+        """One connection: None once it is open, then each event."""
+        params: list[tuple[str, str]] = [("format", "json")]
+        params += [("channel", name) for name in channels]
+        headers = self._headers()
+        if last_id is not None:
+            headers["Last-Event-ID"] = str(last_id)
+        with (
+            httpx.Client(timeout=STREAM_TIMEOUT) as client,
+            connect_sse(client, "GET", f"{self.url}/events", params=params, headers=headers) as sse,
+        ):
+            if sse.response.status_code != 200:
+                sse.response.read()
+                raise _refusal(sse.response)
+            yield None
+            for event in sse.iter_sse():
+                yield StreamEvent(event.event, int(event.id) if event.id else None, event.data)

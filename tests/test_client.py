@@ -1,0 +1,73 @@
+"""The HTTP client behind ``feed post``, ``feed tail`` and ``feed channels``, used
+in-process against a real server."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from feed import client
+from feed.client import Client
+from tests.auth import ADMIN_TOKEN
+from tests.conftest import Server, free_port
+
+FEED = Path(__file__).parent.parent / "feed"
+
+
+def imported(path: Path) -> set[str]:
+    """The top-level packages ``path`` imports."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_every_request_the_commands_make_goes_through_the_client_module() -> None:
+    speaking_http = sorted(
+        str(path.relative_to(FEED))
+        for path in FEED.rglob("*.py")
+        if imported(path) & {"httpx", "httpx_sse"}
+    )
+    assert speaking_http == ["client.py"]
+
+
+def test_answers_refusals_and_silence_are_told_apart(server: Server) -> None:
+    admin = Client(server.url + "/", ADMIN_TOKEN)
+    answer = admin.post("general", "hello")
+    assert answer["post"]["body"] == "hello" and answer["event_id"] >= 1
+    assert [c["name"] for c in admin.channels()] == ["announcements", "general"]
+    with pytest.raises(client.Refused) as refused:
+        admin.post("nope", "hello")
+    assert str(refused.value) == "the server answered 404: There is no channel named 'nope'."
+    with pytest.raises(client.NotSendable) as unsendable:
+        admin.post("general", "\udcff")
+    assert str(unsendable.value).startswith("the body ")
+    gone = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(client.Unreachable) as unreachable:
+        Client(gone).channels()
+    assert str(unreachable.value).startswith(f"cannot reach {gone}: ")
+    with pytest.raises(client.NotSendable) as not_a_server:
+        Client("ftp://example.com")
+    assert str(not_a_server.value) == "--url 'ftp://example.com' is not an http:// or https:// URL"
+
+
+def test_follow_yields_each_event_after_the_one_it_resumes_from_with_its_id(
+    server: Server,
+) -> None:
+    first, second, third = (server.post(body) for body in ("one", "two", "three"))
+    breaks: list[tuple[str, float]] = []
+    following = Client(server.url).follow([], first["event_id"], lambda *why: breaks.append(why))
+    events = list(itertools.islice((e for e in following if e.event != "message"), 2))
+    assert [(e.event, e.id) for e in events] == [
+        ("post-created", second["event_id"]),
+        ("post-created", third["event_id"]),
+    ]
+    assert [json.loads(e.data)["post"]["body"] for e in events] == ["two", "three"]
+    assert breaks == []
