@@ -26,7 +26,7 @@ from feed.store import Store
 from feed.stream import EventStream
 from feed.watch import Watch
 
-logger = logging.getLogger("feed")
+logger = logging.getLogger("feed.app")
 
 # HEAD too: it gets a GET's status under the same per-client limit, and no stream.
 STREAM = frozenset({"GET", "HEAD"})

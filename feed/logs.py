@@ -8,8 +8,10 @@ Rationale:
    request is handled, through a context variable, so a line from the store or
    the stream can be matched to the request that caused it.
 2. uvicorn's access log is off: feed writes its own request line, with the
-   duration, and a stream gets an "opened" line and a "closed" line with how long
-   it lasted and how many events it carried, instead of one line when it opened.
+   duration, under the logger ``feed.requests``, and a stream gets an "opened" line
+   and a "closed" line (``feed.stream``) with how long it lasted and how many events
+   it carried, instead of one line when it opened. Every other logger is named for
+   the part of feed that writes to it.
 3. ``FEED_LOG_FORMAT=json`` writes one JSON object per line, with the message's
    structured fields (method, path, status, duration_ms...) as keys, for log
    shippers; ``text`` is for people.
@@ -43,7 +45,8 @@ request_id: ContextVar[str] = ContextVar("feed_request_id", default="-")
 # When the request being handled arrived (time.perf_counter), for latency metrics.
 request_started: ContextVar[float | None] = ContextVar("feed_request_started", default=None)
 
-access = logging.getLogger("feed.access")
+# The request lines (2).
+requests = logging.getLogger("feed.requests")
 
 HEADER = b"x-request-id"
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -167,7 +170,7 @@ def new_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
 
 
 class RequestLog:
-    """ASGI middleware: the request id, and one access line per request.
+    """ASGI middleware: the request id, and one request line per request.
 
     Streams (``GET /events``) log their own opened/closed lines in stream.py; this
     only gives them their id.
@@ -212,7 +215,7 @@ def _log_request(scope: Scope, status: int, seconds: float) -> None:
         "duration_ms": round(seconds * 1000, 1),
         "client": client[0] if client else None,
     }
-    access.info(
+    requests.info(
         "%s %s %d %.1f ms",
         fields["method"],
         fields["path"],

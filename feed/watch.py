@@ -34,8 +34,7 @@ from feed.access import Access, Identity, Permissions, Via, digest
 from feed.events import Subscriber
 from feed.store import StoreUnavailable
 
-# Kept under feed.access, as before watch.py existed, so log filters on it still match.
-logger = logging.getLogger("feed.access")
+logger = logging.getLogger("feed.watch")
 
 
 class Watched(Protocol):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import Server
@@ -32,7 +34,9 @@ def test_json_logs_carry_the_request_id_status_and_duration(
     answer = server.client.get("/api/channels", headers={"X-Request-ID": "req-42"})
     assert answer.headers["x-request-id"] == "req-42"
     line = wait_for_line(server, lambda e: e.get("request_id") == "req-42")
-    assert line["logger"] == "feed.access" and line["level"] == "info"
+    assert line["logger"] == "feed.requests" and line["level"] == "info"
+    (up,) = [e for e in json_lines(server) if e["message"].startswith("feed is up")]
+    assert up["logger"] == "feed.app"
     assert (line["method"], line["path"], line["status"]) == ("GET", "/api/channels", 200)
     assert isinstance(line["duration_ms"], float)
     assert line["message"].startswith("GET /api/channels 200 ")
@@ -79,13 +83,13 @@ def test_text_logs_are_one_readable_line_with_the_id(make_server: Callable[..., 
     server.client.get("/healthz", headers={"X-Request-ID": "abc"})
     until(server.logs, lambda logs: "GET /healthz 200" in logs, timeout=10)
     (line,) = [x for x in server.logs().splitlines() if "GET /healthz 200" in x]
-    assert " INFO feed.access [abc] GET /healthz 200 " in line
+    assert " INFO feed.requests [abc] GET /healthz 200 " in line
 
 
 # A path that would end the log line, colour the terminal and break it again with C1's
 # "next line", to forge a line after it.
-HOSTILE_PATH = b"/x%0A2026-01-01%20INFO%20feed.access%20forged%1B[31mred%C2%85nel%E2%80%A8ls"
-ESCAPED_PATH = "/x\\x0a2026-01-01 INFO feed.access forged\\x1b[31mred\\x85nel\\u2028ls"
+HOSTILE_PATH = b"/x%0A2026-01-01%20INFO%20feed.requests%20forged%1B[31mred%C2%85nel%E2%80%A8ls"
+ESCAPED_PATH = "/x\\x0a2026-01-01 INFO feed.requests forged\\x1b[31mred\\x85nel\\u2028ls"
 
 
 def send_raw(server: Server, path: bytes) -> bytes:
@@ -105,7 +109,7 @@ def test_control_characters_in_a_path_are_escaped_in_text_logs(
     until(server.logs, lambda logs: " 404 " in logs, timeout=10)
     logs = server.logs()
     (line,) = [x for x in logs.split("\n") if " 404 " in x]
-    assert "INFO feed.access [" in line and f"GET {ESCAPED_PATH} 404 " in line
+    assert "INFO feed.requests [" in line and f"GET {ESCAPED_PATH} 404 " in line
     assert [x for x in logs.split("\n") if "forged" in x] == [line]
     assert not set(logs) & {"\x1b", "\x85", "\u2028", "\r"}
 
@@ -126,3 +130,41 @@ def test_json_logs_escape_control_characters_and_carry_no_terminal_colours(
     assert any(e["logger"].startswith("uvicorn") for e in entries)
     assert not [e for e in entries if "color_message" in e]
     assert "\\u001b" not in logs
+
+
+FEED = Path(__file__).parent.parent / "feed"
+# Loggers named for what they log rather than for the module that holds them.
+NAMED_FOR_WHAT_THEY_LOG = {"feed.requests": "feed.logs"}
+
+
+def logger_names() -> dict[str, set[str]]:
+    """Each literal ``logging.getLogger`` name in feed, with the modules that use it
+    (a subpackage counts as one module)."""
+    owners: dict[str, set[str]] = {}
+    for path in FEED.rglob("*.py"):
+        parts = path.relative_to(FEED.parent).with_suffix("").parts
+        owner = ".".join(parts[:2])
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "getLogger"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+                and node.args[0].value.startswith("feed")
+            ):
+                owners.setdefault(node.args[0].value, set()).add(owner)
+    return owners
+
+
+def test_each_logger_name_means_one_thing() -> None:
+    names = logger_names()
+    assert {name: owners for name, owners in names.items() if len(owners) > 1} == {}
+    modules = {p.stem for p in FEED.glob("*.py")}
+    named_otherwise = {
+        name: owner
+        for name, (owner,) in names.items()
+        if owner.removeprefix("feed.") in modules and name != owner
+    }
+    assert named_otherwise == NAMED_FOR_WHAT_THEY_LOG
