@@ -6,8 +6,8 @@ reads. The hub (events.py) hands these bytes out; it never builds them.
 
 Rationale:
 
-1. Framing is sse-starlette's ``ServerSentEvent`` with ``\\n`` line ends, the
-   smallest of the three the protocol allows. Multi-line data becomes several
+1. Framing is sse-starlette's ``ServerSentEvent`` with ``\\n`` line ends, a byte
+   a line less than its default ``\\r\\n``. Multi-line data becomes several
    ``data:`` lines, and CR and LF are removed from ``event`` and ``id``, so what a
    client sent can never start a field of its own.
 2. Heartbeats: pages need to *see* them (an offline badge appears when they stop),
