@@ -61,7 +61,6 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import Message, Receive, Scope, Send
 
 from feed import logs, security
-from feed.access import Permissions
 from feed.errors import ClientError, error_response
 from feed.events import (
     Format,
@@ -73,6 +72,7 @@ from feed.events import (
     position,
     retry_hint,
 )
+from feed.permissions import Permissions
 from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
 from feed.store import StoreUnavailable

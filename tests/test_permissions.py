@@ -13,9 +13,10 @@ from typing import TypeVar
 
 import pytest
 
-from feed.access import Identity, Permissions, Role, Via, forbidden_unless_admin
 from feed.errors import ClientError
+from feed.identity import Identity, Role, Via
 from feed.models import ChannelView, PostView
+from feed.permissions import Permissions, forbidden_unless_admin
 
 T = TypeVar("T")
 
@@ -128,8 +129,15 @@ def test_the_table_has_one_row_for_each_role_and_action() -> None:
 
 
 def permissions(who: Identity) -> Permissions:
-    grants = MEMBERSHIPS if who.name is not None and who.via is not Via.KIOSK else {}
-    return Permissions(who, CHANNELS, dict(grants))
+    everyone = {w.name: dict(MEMBERSHIPS) for w in WHO.values() if w.name is not None}
+    return Permissions.given(who, CHANNELS, everyone)
+
+
+def test_a_kiosk_link_holds_no_membership_even_under_a_members_name() -> None:
+    assert WHO["kiosk"].name == WHO["writer"].name
+    assert permissions(WHO["writer"]).grants == MEMBERSHIPS
+    assert permissions(WHO["kiosk"]).grants == {}
+    assert permissions(WHO["anonymous"]).grants == {}
 
 
 def post_in(channel: str, author: str) -> PostView:
