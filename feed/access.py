@@ -65,10 +65,10 @@ import asyncio
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 from starlette.datastructures import Headers, QueryParams
@@ -79,6 +79,7 @@ from feed.errors import ClientError
 from feed.identity import ANONYMOUS, Identity, Role, Via, digest, identity_name, of_credential
 from feed.models import ChannelView, FeedEvent, TokenView
 from feed.permissions import Permissions, grantee, unauthorized
+from feed.recent import MISSING, RECENT_TTL, Missing, RecentAnswers
 from feed.settings import Settings
 from feed.store import Store
 
@@ -90,51 +91,7 @@ KIOSK_PARAM = "key"
 SIGNING_SECRET = "signing-key"
 SCOPE_KEY = "feed.identity"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-RECENT_TTL = 1.0
 READS = 3  # tries at a channel list no channel event overtook (``Access.channels``)
-RECENT_MAX = 10_000
-
-
-class _Missing:
-    """What ``Recent.get`` answers for a key it has no recent answer for."""
-
-
-MISSING = _Missing()
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class Recent(Generic[K, V]):
-    """Answers younger than ``RECENT_TTL`` seconds, at most ``RECENT_MAX`` of them."""
-
-    def __init__(self) -> None:
-        self._answers: dict[K, tuple[float, V]] = {}
-
-    def get(self, key: K) -> V | _Missing:
-        found = self._answers.get(key)
-        if found is None or time.monotonic() - found[0] > RECENT_TTL:
-            return MISSING
-        return found[1]
-
-    async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        """The recent answer for ``key``, or ``load()``'s, kept for next time."""
-        found = self.get(key)
-        if isinstance(found, _Missing):
-            found = await load()
-            self.put(key, found)
-        return found
-
-    def put(self, key: K, value: V) -> None:
-        if len(self._answers) >= RECENT_MAX:
-            self._answers.clear()  # rare, and only costs queries
-        self._answers[key] = (time.monotonic(), value)
-
-    def clear(self) -> None:
-        self._answers.clear()
-
-    def drop(self, which: Callable[[V], bool]) -> None:
-        for key in [k for k, (_at, v) in self._answers.items() if which(v)]:
-            del self._answers[key]
 
 
 class Access:
@@ -157,11 +114,11 @@ class Access:
         self._learned = 0  # batches of channel events learnt, so a read across one is stale
         # Recent answers (rationale 5): token digest -> token; token id -> revoked;
         # name -> its memberships.
-        self._tokens: Recent[str, TokenView | None] = Recent()
-        self._revoked: Recent[int, bool] = Recent()
+        self._tokens: RecentAnswers[str, TokenView | None] = RecentAnswers()
+        self._revoked: RecentAnswers[int, bool] = RecentAnswers()
         # Session (its CSRF token's digest) -> signed out of (rationale 2).
-        self._ended: Recent[str, bool] = Recent()
-        self._grants: Recent[str, dict[str, bool]] = Recent()
+        self._ended: RecentAnswers[str, bool] = RecentAnswers()
+        self._grants: RecentAnswers[str, dict[str, bool]] = RecentAnswers()
 
     def changed(self) -> None:
         self._channels = None
@@ -404,7 +361,7 @@ class Access:
         grants: dict[str, dict[str, bool]] = {}
         for name in names:
             known = MISSING if fresh else self._grants.get(name)
-            if not isinstance(known, _Missing):
+            if not isinstance(known, Missing):
                 grants[name] = known
         unknown = [name for name in names if name not in grants]
         if unknown:
