@@ -109,7 +109,7 @@ class Access:
         self._channels_at = 0.0
         self._loading = asyncio.Lock()
         # The private channels' names, from the map as last read or learnt (rationale
-        # 8); kept while the map itself waits to be read again.
+        # 6); kept while the map itself waits to be read again.
         self._private: frozenset[str] = frozenset()
         self._learned = 0  # batches of channel events learnt, so a read across one is stale
         # Recent answers (rationale 5): token digest -> token; token id -> revoked;
