@@ -1,89 +1,88 @@
-"""Who is asking, and what they may read and write.
+"""The gate: who a request comes from, and what the permission rules need to know.
+
+An identity (identity.py) is found from the request's credential; the rules
+(permissions.py) answer from it, the channels and memberships the gate holds. The gate
+also signs session cookies and kiosk links, keeps recent answers so that busy moments
+cost few queries, and keeps the one map of which channels are private.
 
 Rationale:
 
-1. An identity comes from, in this order: an ``Authorization: Bearer`` token (scripts,
-   the CLI), a kiosk link's ``key`` query parameter (a kiosk cannot sign in), the
-   signed session cookie (browsers) unless the header below names someone else
-   (rationale 9), the trusted user header of a fronting single sign-on proxy (off
-   unless ``FEED_TRUSTED_USER_HEADER`` is set), else nobody. A
-   credential that is present but wrong is refused with 401; it never falls back to
-   anonymous, so a typo in a script's token is not silently a reader.
-2. Roles nest: a reader reads, a writer also posts, an admin also edits anyone's
-   posts and manages channels. A token or kiosk link limited to some channels
-   (``scope``) can touch those channels only, whatever its role.
-3. A private channel is readable by its members and admins only; an
-   announcement-only channel takes posts only from members granted posting, and
-   admins. To everyone else a private channel does not exist: the answer is the same
-   404 as for a name that was never made, so names cannot be probed.
-4. The session cookie holds the identity, the token it was exchanged for (so
-   revoking the token ends the session), and the CSRF token that unsafe requests
-   made with the cookie must echo in ``X-CSRF-Token`` (htmx sends it from the
-   page's ``hx-headers``) or a ``csrf_token`` form field. A bearer token is not sent
-   by the browser on its own, so it needs no CSRF token. The CSRF token is random
-   per sign-in, so it also names the session: signing out keeps its digest until
-   the cookie would have expired, and a copy of the cookie (another browser, a
-   stolen one) is refused from then on, in every process, and its open streams end.
-5. Streams check access when they open, and the hub checks every event of a private
-   channel against the stream's grants (events.py). A running ``Watch`` (watch.py)
-   re-reads, every ``FEED_ACCESS_RECHECK`` seconds, the revocations and memberships
-   behind open streams: a revoked token or kiosk link, a session signed out of or
-   expired, ends its streams, a membership taken away stops that channel's events,
-   within that interval, in every process. A session's expiry is read from its
-   cookie's signature when the stream opens and travels with the identity, since
-   nothing reads the cookie again while the stream lasts.
-6. Secrets sign cookies and kiosk links (itsdangerous). Without
+1. On where an identity comes from. In this order: an ``Authorization: Bearer``
+   token (scripts, the CLI), a kiosk link's ``key`` query parameter (a kiosk cannot
+   sign in), the signed session cookie (browsers) unless the header below names
+   someone else (rationale 7), the trusted user header of a fronting single sign-on
+   proxy (off unless ``FEED_TRUSTED_USER_HEADER`` is set), else nobody. A credential
+   that is present but wrong is refused with 401; it never falls back to anonymous,
+   so a typo in a script's token is not silently a reader.
+2. On cookies and CSRF. The session cookie holds the identity, the token it was
+   exchanged for (so revoking the token ends the session), and the CSRF token that
+   unsafe requests made with the cookie must echo in ``X-CSRF-Token`` (htmx sends
+   it from the page's ``hx-headers``) or a ``csrf_token`` form field. A bearer token
+   is not sent by the browser on its own, so it needs no CSRF token. The CSRF token
+   is random per sign-in, so it also names the session: signing out keeps its
+   digest until the cookie would have expired, and a copy of the cookie (another
+   browser, a stolen one) is refused from then on, in every process, and its open
+   streams end.
+3. On rechecking streams. Streams check access when they open, and the hub checks
+   every event of a private channel against the stream's grants (events.py). A
+   running ``Watch`` (watch.py) re-reads, every ``FEED_ACCESS_RECHECK`` seconds, the
+   revocations and memberships behind open streams: a revoked token or kiosk link, a
+   session signed out of or expired, ends its streams, a membership taken away stops
+   that channel's events, within that interval, in every process. A session's expiry
+   is read from its cookie's signature when the stream opens and travels with the
+   identity, since nothing reads the cookie again while the stream lasts.
+4. On signing. Secrets sign cookies and kiosk links (itsdangerous). Without
    ``FEED_SECRET_KEY`` the key is made once and kept in the database, so every
    process, restart and ``feed`` command agrees on it.
-7. The channel list, tokens and memberships behind permission checks are read at
-   most once a second each: a thousand kiosks reconnecting at once cost one query,
-   not a thousand, and a script posting hundreds of times a second does not look its
-   token up for each post. So a revoked token is refused within a second, in every
-   process; the recheck of open streams always reads the database. A stale
-   list cannot leak: the hub checks each event against the channel as it is when
-   the event is read (events.py), and replay filters in SQL on the same. A channel
-   made or changed through this process is seen at once; through another, within
-   that second.
-8. Which channels are private is known in one place, this channel map, and learnt
-   from the channel events of the log as the relay delivers them (``learn``), in
-   every process, before the hub or a page sees them. Presence and ``/metrics``
-   hide the names it calls private; nothing waits for the next recheck or reload.
-   With several workers, a scrape also adds up the others' numbers as each last
-   shared them (metrics.py): a name made private can show there until that worker
-   shares again, within a second.
-9. Behind a single sign-on proxy, the header names who is at the browser now, and the
-   session cookie who was there when it was made. When they differ (someone else
-   signed in at the proxy), the header wins: the request is the header's user's,
-   without the old session's CSRF token, so a write carrying that token is refused,
-   and a page seen this way begins a session for the header's user (signin.py).
-   Otherwise the old session would go on acting, and posting, as the person before.
+5. On recent answers. The channel list, tokens and memberships behind permission
+   checks are read at most once a second each: a thousand kiosks reconnecting at
+   once cost one query, not a thousand, and a script posting hundreds of times a
+   second does not look its token up for each post. So a revoked token is refused
+   within a second, in every process; the recheck of open streams always reads the
+   database. A stale list cannot leak: the hub checks each event against the
+   channel as it is when the event is read (events.py), and replay filters in SQL on
+   the same. A channel made or changed through this process is seen at once;
+   through another, within that second.
+6. On privacy learnt from the log. Which channels are private is known in one place,
+   this channel map, and learnt from the channel events of the log as the relay
+   delivers them (``learn``), in every process, before the hub or a page sees them.
+   Presence and ``/metrics`` hide the names it calls private; nothing waits for the
+   next recheck or reload. With several workers, a scrape also adds up the others'
+   numbers as each last shared them (metrics.py): a name made private can show
+   there until that worker shares again, within a second.
+7. On the proxy's user. Behind a single sign-on proxy, the header names who is at
+   the browser now, and the session cookie who was there when it was made. When they
+   differ (someone else signed in at the proxy), the header wins: the request is the
+   header's user's, without the old session's CSRF token, so a write carrying that
+   token is refused, and a page seen this way begins a session for the header's user
+   (signin.py). Otherwise the old session would go on acting, and posting, as the
+   person before.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 from starlette.datastructures import Headers, QueryParams
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from feed import text
 from feed.errors import ClientError
-from feed.models import ChannelView, FeedEvent, PostView, TokenView
+from feed.identity import ANONYMOUS, Identity, Role, Via, digest, identity_name, of_credential
+from feed.models import ChannelView, FeedEvent, TokenView
+from feed.permissions import Permissions, grantee, unauthorized
+from feed.recent import MISSING, RECENT_TTL, Missing, RecentAnswers
 from feed.settings import Settings
 from feed.store import Store
 
-TOKEN_PREFIX = "feed_"
 SESSION_COOKIE = "feed_session"
 SESSION_SALT = "feed-session"
 CSRF_HEADER = "x-csrf-token"
@@ -92,239 +91,7 @@ KIOSK_PARAM = "key"
 SIGNING_SECRET = "signing-key"
 SCOPE_KEY = "feed.identity"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-MAX_NAME_CHARS = 80
-RECENT_TTL = 1.0
 READS = 3  # tries at a channel list no channel event overtook (``Access.channels``)
-RECENT_MAX = 10_000
-
-
-class Role(StrEnum):
-    READER = "reader"
-    WRITER = "writer"
-    ADMIN = "admin"
-
-    @property
-    def rank(self) -> int:
-        return (Role.READER, Role.WRITER, Role.ADMIN).index(self)
-
-
-class Via(StrEnum):
-    """How an identity was established."""
-
-    ANONYMOUS = "anonymous"
-    TOKEN = "token"
-    KIOSK = "kiosk"
-    SESSION = "session"
-    HEADER = "header"
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    name: str | None
-    role: Role | None
-    via: Via
-    # Channels this credential is limited to; None: no limit beyond the role's.
-    scope: frozenset[str] | None = None
-    # The token (or kiosk link) behind it, so revoking it ends what it opened.
-    credential: int | None = None
-    csrf: str | None = None
-    # When a session ends by itself (seconds since the epoch), so the streams it
-    # opened end then too (rationale 5); None: not a session.
-    expires_at: float | None = None
-
-    @property
-    def signed_in(self) -> bool:
-        return self.name is not None
-
-    @property
-    def ambient(self) -> bool:
-        """Sent by the browser on its own (a cookie, a proxy's header): needs CSRF checks."""
-        return self.via in (Via.SESSION, Via.HEADER)
-
-    def at_least(self, role: Role) -> bool:
-        return self.role is not None and self.role.rank >= role.rank
-
-    @property
-    def is_admin(self) -> bool:
-        """An admin of the whole feed: may manage channels and memberships."""
-        return self.role is Role.ADMIN and self.scope is None
-
-    @property
-    def limit_key(self) -> str | None:
-        """What per-client limits count by, or None to count by address."""
-        if self.via is Via.KIOSK:
-            return f"kiosk:{self.credential}"
-        return None if self.name is None else f"user:{self.name}"
-
-
-ANONYMOUS = Identity(None, None, Via.ANONYMOUS)
-
-
-@dataclass(frozen=True, slots=True)
-class Permissions:
-    """What one identity may do, given the channels and its memberships now."""
-
-    identity: Identity
-    channels: dict[str, ChannelView]
-    grants: dict[str, bool]  # channel -> may post
-
-    def may_read(self, name: str) -> bool:
-        channel = self.channels.get(name)
-        scope = self.identity.scope
-        if channel is None or (scope is not None and name not in scope):
-            return False
-        # A kiosk link is made by an admin for the channels it names, private ones too.
-        if not channel.private or self.identity.role is Role.ADMIN:
-            return True
-        return self.identity.via is Via.KIOSK or name in self.grants
-
-    def may_post(self, name: str) -> bool:
-        who = self.identity
-        if not self.may_read(name) or who.via is Via.KIOSK or not who.at_least(Role.WRITER):
-            return False
-        if who.role is Role.ADMIN or not self.channels[name].announcement_only:
-            return True
-        return self.grants.get(name, False)
-
-    def may_edit(self, post: PostView) -> bool:
-        """Authors edit, delete and pin their own posts; admins anyone's."""
-        who = self.identity
-        if not self.may_read(post.channel) or not who.at_least(Role.WRITER):
-            return False
-        return who.role is Role.ADMIN or post.author == who.name
-
-    def readable(self) -> list[ChannelView]:
-        return [c for c in self.channels.values() if self.may_read(c.name)]
-
-    def postable(self) -> list[ChannelView]:
-        return [c for c in self.channels.values() if self.may_post(c.name)]
-
-    def private_readable(self) -> frozenset[str] | None:
-        """The private channels this identity may read; None for an admin of everything."""
-        if self.identity.is_admin:
-            return None
-        return frozenset(
-            c.name for c in self.channels.values() if c.private and self.may_read(c.name)
-        )
-
-    def selection(self, requested: Sequence[str] | None) -> list[str] | None:
-        """The channels a query should cover: ``requested`` (each checked, 404 for one it
-        may not read, exactly as for one that does not exist), or every readable one;
-        None when that is every channel, so the query needs no filter."""
-        if requested:
-            for name in requested:
-                self.check_read(name)
-            return list(requested)
-        readable = self.readable()
-        if len(readable) == len(self.channels):
-            return None
-        return [c.name for c in readable]
-
-    def check_read(self, name: str) -> ChannelView:
-        if not self.may_read(name):
-            raise ClientError(404, f"There is no channel named {name!r}.", name)
-        return self.channels[name]
-
-    def check_post(self, name: str) -> None:
-        self.check_read(name)
-        if self.may_post(name):
-            return
-        who = self.identity
-        if not who.signed_in:
-            raise unauthorized("Posting needs a writer's token or a signed-in session.")
-        if who.via is Via.KIOSK or not who.at_least(Role.WRITER):
-            raise ClientError(403, f"{who.name!r} may read but not post.", name)
-        raise ClientError(
-            403,
-            f"#{name} is announcement-only: only members granted posting, and admins, "
-            "may post there.",
-            name,
-        )
-
-    def check_edit(self, post: PostView) -> None:
-        self.check_read(post.channel)
-        if not self.may_edit(post):
-            if not self.identity.signed_in:
-                raise unauthorized("Changing a post needs its author's or an admin's token.")
-            raise ClientError(403, "Only the post's author or an admin may change it.", post.id)
-
-
-class _Missing:
-    """What ``Recent.get`` answers for a key it has no recent answer for."""
-
-
-MISSING = _Missing()
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class Recent(Generic[K, V]):
-    """Answers younger than ``RECENT_TTL`` seconds, at most ``RECENT_MAX`` of them."""
-
-    def __init__(self) -> None:
-        self._answers: dict[K, tuple[float, V]] = {}
-
-    def get(self, key: K) -> V | _Missing:
-        found = self._answers.get(key)
-        if found is None or time.monotonic() - found[0] > RECENT_TTL:
-            return MISSING
-        return found[1]
-
-    async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        """The recent answer for ``key``, or ``load()``'s, kept for next time."""
-        found = self.get(key)
-        if isinstance(found, _Missing):
-            found = await load()
-            self.put(key, found)
-        return found
-
-    def put(self, key: K, value: V) -> None:
-        if len(self._answers) >= RECENT_MAX:
-            self._answers.clear()  # rare, and only costs queries
-        self._answers[key] = (time.monotonic(), value)
-
-    def clear(self) -> None:
-        self._answers.clear()
-
-    def drop(self, which: Callable[[V], bool]) -> None:
-        for key in [k for k, (_at, v) in self._answers.items() if which(v)]:
-            del self._answers[key]
-
-
-def unauthorized(message: str) -> ClientError:
-    return ClientError(401, message, headers={"WWW-Authenticate": 'Bearer realm="feed"'})
-
-
-def forbidden_unless_admin(who: Identity) -> None:
-    if who.is_admin:
-        return
-    if not who.signed_in:
-        raise unauthorized("This needs an admin's token or a signed-in admin.")
-    raise ClientError(403, "Only an admin of the whole feed may do this.")
-
-
-def new_token() -> tuple[str, str]:
-    """A new token and the digest that is kept of it."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    return token, digest(token)
-
-
-def digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def identity_name(value: str) -> str:
-    """A name for tokens and grants: one short line of text (text.py), printable, so
-    that no invisible character tells two look-alike names apart."""
-    name = value.strip()
-    refused = text.problem(name, multiline=False)
-    if refused is not None:
-        raise ValueError(f"the name {refused}")
-    if not name or len(name) > MAX_NAME_CHARS or not name.isprintable() or "," in name:
-        raise ValueError(
-            f"a name is 1 to {MAX_NAME_CHARS} printable characters without commas, got {value!r}"
-        )
-    return name
 
 
 class Access:
@@ -342,16 +109,16 @@ class Access:
         self._channels_at = 0.0
         self._loading = asyncio.Lock()
         # The private channels' names, from the map as last read or learnt (rationale
-        # 8); kept while the map itself waits to be read again.
+        # 6); kept while the map itself waits to be read again.
         self._private: frozenset[str] = frozenset()
         self._learned = 0  # batches of channel events learnt, so a read across one is stale
-        # Recent answers (rationale 7): token digest -> token; token id -> revoked;
+        # Recent answers (rationale 5): token digest -> token; token id -> revoked;
         # name -> its memberships.
-        self._tokens: Recent[str, TokenView | None] = Recent()
-        self._revoked: Recent[int, bool] = Recent()
-        # Session (its CSRF token's digest) -> signed out of (rationale 4).
-        self._ended: Recent[str, bool] = Recent()
-        self._grants: Recent[str, dict[str, bool]] = Recent()
+        self._tokens: RecentAnswers[str, TokenView | None] = RecentAnswers()
+        self._revoked: RecentAnswers[int, bool] = RecentAnswers()
+        # Session (its CSRF token's digest) -> signed out of (rationale 2).
+        self._ended: RecentAnswers[str, bool] = RecentAnswers()
+        self._grants: RecentAnswers[str, dict[str, bool]] = RecentAnswers()
 
     def changed(self) -> None:
         self._channels = None
@@ -364,12 +131,12 @@ class Access:
         self._private = frozenset(name for name, c in channels.items() if c.private)
 
     def private_channels(self) -> frozenset[str]:
-        """The names of the private channels now (rationale 8)."""
+        """The names of the private channels now (rationale 6)."""
         return self._private
 
     def learn(self, events: Sequence[FeedEvent]) -> None:
         """Take in the channels as the channel events among ``events`` show them
-        (``Relay.on_delivered``, rationale 8)."""
+        (``Relay.on_delivered``, rationale 6)."""
         views = {e.channel_view.name: e.channel_view for e in events if e.channel_view}
         if not views:
             return
@@ -381,7 +148,7 @@ class Access:
             self._channels = {**self._channels, **views}
 
     async def channels(self, *, fresh: bool = False) -> dict[str, ChannelView]:
-        """Every channel by name, read at most once per ``RECENT_TTL`` (rationale 7), or
+        """Every channel by name, read at most once per ``RECENT_TTL`` (rationale 5), or
         now if ``fresh``. A read never undoes what was learnt from the log meanwhile."""
         if fresh:
             return await self._read_channels()
@@ -455,7 +222,7 @@ class Access:
         cookie = HTTPConnection(scope).cookies.get(SESSION_COOKIE)
         if cookie:
             who = await self._from_session(cookie)
-            # The person the proxy names now wins over a session another began (rationale 9).
+            # The person the proxy names now wins over a session another began (rationale 7).
             if who is not None and (by_header is None or who.name == by_header.name):
                 return who
         return by_header or ANONYMOUS
@@ -466,7 +233,7 @@ class Access:
             raise unauthorized("The token is not valid: check it, or make a new one.")
         if found.revoked:
             raise unauthorized("The token has been revoked; ask an admin for a new one.")
-        return _identity(found, Via.TOKEN)
+        return of_credential(found, Via.TOKEN)
 
     async def _from_link(self, key: str) -> Identity:
         links = self._links
@@ -480,7 +247,7 @@ class Access:
         found = await self._token(digest(key))
         if found is None or found.kind != "kiosk" or found.revoked:
             raise unauthorized("This kiosk link has been revoked; ask an admin for a new one.")
-        return _identity(found, Via.KIOSK)
+        return of_credential(found, Via.KIOSK)
 
     async def _from_session(self, cookie: str) -> Identity | None:
         """The cookie's identity; None if it is forged, expired or its token revoked."""
@@ -557,7 +324,7 @@ class Access:
         return await self._tokens.get_or_load(kept, lambda: self.store.token_by_digest(kept))
 
     async def sign_out(self, who: Identity) -> None:
-        """End ``who``'s session for good, not only in this browser (rationale 4)."""
+        """End ``who``'s session for good, not only in this browser (rationale 2)."""
         if who.via is not Via.SESSION or who.csrf is None:
             return
         kept = digest(who.csrf)
@@ -590,12 +357,11 @@ class Access:
         are; ``fresh`` reads memberships from the database whatever was read recently."""
         whos = set(whos)
         channels = await self.channels()
-        # Kiosk links read what their scope names; a grant to a same-named person is not theirs.
-        names = sorted({w.name for w in whos if w.name is not None and w.via is not Via.KIOSK})
+        names = sorted({name for w in whos if (name := grantee(w)) is not None})
         grants: dict[str, dict[str, bool]] = {}
         for name in names:
             known = MISSING if fresh else self._grants.get(name)
-            if not isinstance(known, _Missing):
+            if not isinstance(known, Missing):
                 grants[name] = known
         unknown = [name for name in names if name not in grants]
         if unknown:
@@ -605,14 +371,11 @@ class Access:
                 grants[member.name][member.channel] = member.may_post
             for name in unknown:
                 self._grants.put(name, grants[name])
-        return {
-            w: Permissions(w, channels, {} if w.via is Via.KIOSK else grants.get(w.name or "", {}))
-            for w in whos
-        }
+        return {w: Permissions.given(w, channels, grants) for w in whos}
 
     async def check(self, connection: HTTPConnection) -> Permissions:
         """Identify the request, check CSRF for a browser's unsafe request, and return
-        what it may do (rationale 4)."""
+        what it may do (rationale 2)."""
         who = await self.identify(connection.scope)
         if connection.scope.get("method") in UNSAFE_METHODS and who.ambient:
             check_csrf(connection, who)
@@ -628,12 +391,6 @@ def check_csrf(
             403,
             "This request came without the page's CSRF token; reload the page and try again.",
         )
-
-
-def _identity(token: TokenView, via: Via) -> Identity:
-    scope = None if token.channels is None else frozenset(token.channels)
-    role = Role(token.role) if via is Via.TOKEN else Role.READER
-    return Identity(token.name, role, via, scope, token.id)
 
 
 async def signing_key(settings: Settings, store: Store) -> str:

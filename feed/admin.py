@@ -51,7 +51,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from feed.access import Identity, check_csrf
+from feed.access import check_csrf
 from feed.api import (
     MAX_DESCRIPTION_CHARS,
     MAX_TITLE_CHARS,
@@ -61,6 +61,7 @@ from feed.api import (
 )
 from feed.errors import ClientError
 from feed.events import HubStats
+from feed.identity import Identity
 from feed.models import FeedEvent
 from feed.pages import read_form
 from feed.runtime import Runtime, runtime
@@ -407,7 +408,8 @@ async def admin_stream(request: Request) -> EventSourceResponse:
 
 def admins_only(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[..., Any]:
     """Let admins of the whole feed through; send others to sign in, or refuse them.
-    Forms are htmx requests carrying the session's CSRF token (access.py, 4)."""
+    Forms are htmx requests carrying the session's CSRF token (access.py, on cookies
+    and CSRF)."""
 
     @functools.wraps(endpoint)
     async def guarded(request: Request) -> Response:

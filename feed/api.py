@@ -39,9 +39,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from feed import logs, security, text
-from feed.access import Identity, Permissions, forbidden_unless_admin, identity_name
 from feed.errors import ClientError
+from feed.identity import Identity, identity_name
 from feed.models import Answer, Change, ChannelChange, Claim, Once
+from feed.permissions import Permissions, forbidden_unless_admin
 from feed.render import channel_json, post_json
 from feed.runtime import Runtime, runtime
 from feed.store import IdempotencyKeyReused, PostNotFound
@@ -371,8 +372,9 @@ def optional_text(payload: dict[str, Any], name: str, max_chars: int) -> str | N
 
 async def list_channels(request: Request) -> JSONResponse:
     rt = runtime(request)
-    # Read afresh, not from the access checks' recent copy (access.py, 7): a list is
-    # asked for to see what is there now, and it must answer 503 when it cannot know.
+    # Read afresh, not from the access checks' recent copy (access.py, on recent
+    # answers): a list is asked for to see what is there now, and it must answer 503
+    # when it cannot know.
     await rt.access.channels(fresh=True)
     perms = await rt.access.check(request)
     return JSONResponse({"channels": [channel_json(c) for c in perms.readable()]})

@@ -3,7 +3,7 @@
 They work on the database directly, not through a server: the first admin token
 must exist before anyone can sign in, and revoking must work while the servers are
 busy or down. Running servers notice a revocation within ``FEED_ACCESS_RECHECK``
-seconds (access.py, 5).
+seconds (access.py, on rechecking streams).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from urllib.parse import urlencode
 
-from feed.access import Access, Role, digest, identity_name, new_token
+from feed.access import Access
+from feed.identity import Role, digest, identity_name, new_token
 from feed.models import TokenView
 from feed.settings import Settings
 from feed.store import Store, StoreUnavailable

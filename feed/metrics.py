@@ -276,11 +276,12 @@ class Metrics:
         self,
         hub: Callable[[], HubStats],
         broker: Callable[[], BrokerStatus],
-        private: Callable[[], frozenset[str]] = frozenset,
+        private: Callable[[], frozenset[str]],
         shared: str | None = None,
     ) -> None:
-        """``private`` names the private channels now (``Access.private_channels``); ``shared``
-        is the directory of the workers' numbers (3), None in a process on its own."""
+        """``private`` names the private channels now, as the gate alone knows them
+        (``Access.private_channels``); ``shared`` is the directory of the workers'
+        numbers (3), None in a process on its own."""
         self.registry = CollectorRegistry()
 
         def source() -> _Reading:

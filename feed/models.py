@@ -122,7 +122,7 @@ class Secret(SQLModel, table=True):
 
 class EndedSession(SQLModel, table=True):
     """A session cookie signed out of: refused from then on, although its signature
-    is still good, until it would have expired anyway (access.py, 4)."""
+    is still good, until it would have expired anyway (access.py, on cookies and CSRF)."""
 
     __tablename__ = "ended_sessions"
 

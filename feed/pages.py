@@ -37,10 +37,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from feed.access import KIOSK_PARAM, Permissions
+from feed.access import KIOSK_PARAM
 from feed.api import admit_post, create_post_from, int_param, publish, read_body
 from feed.errors import ClientError
 from feed.models import ChannelView, FrontPage, PostView
+from feed.permissions import Permissions
 from feed.presence import screens
 from feed.runtime import Runtime, runtime
 from feed.signin import viewer

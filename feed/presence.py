@@ -79,10 +79,11 @@ class Presence:
         hub: Hub,
         broker: Broker,
         interval: float,
-        private: Callable[[], frozenset[str]] = frozenset,
+        private: Callable[[], frozenset[str]],
     ) -> None:
-        """``private`` names the private channels now (``Access.private_channels``): a
-        page is told the counts of those only if it may read them."""
+        """``private`` names the private channels now, as the gate alone knows them
+        (``Access.private_channels``): a page is told the counts of those only if it
+        may read them."""
         self._hub = hub
         self._broker = broker
         self.interval = interval

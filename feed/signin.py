@@ -7,7 +7,8 @@ Rationale:
    do not carry it) and Secure when the request came over TLS, including behind a
    proxy trusted through ``FEED_FORWARDED_ALLOW_IPS``.
 2. A page seen through the trusted user header turns it into a session right away:
-   the page needs the session's CSRF token for its forms (access.py, 4).
+   the page needs the session's CSRF token for its forms (access.py, on cookies
+   and CSRF).
 3. ``next`` only ever leads to a path on this site, so the sign-in page cannot be
    used to send people elsewhere.
 4. A sign-in posted from another site is refused (its ``Origin`` names another
@@ -25,8 +26,10 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from feed.access import KIOSK_PARAM, SESSION_COOKIE, Identity, Permissions, Via, check_csrf
+from feed.access import KIOSK_PARAM, SESSION_COOKIE, check_csrf
 from feed.errors import ClientError
+from feed.identity import Identity, Via
+from feed.permissions import Permissions
 from feed.runtime import runtime
 
 MAX_FORM_BYTES = 4096

@@ -61,9 +61,9 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import Message, Receive, Scope, Send
 
 from feed import logs, security
-from feed.access import Permissions
 from feed.errors import ClientError, error_response
 from feed.events import Subscriber, Transport
+from feed.permissions import Permissions
 from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
 from feed.sse import CLOSING, Format, frame, hello, position, retry_hint

@@ -30,8 +30,10 @@ from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from feed import tasks
-from feed.access import Access, Identity, Permissions, Via, digest
+from feed.access import Access
 from feed.events import Subscriber
+from feed.identity import Identity, Via, digest
+from feed.permissions import Permissions
 from feed.store import StoreUnavailable
 
 logger = logging.getLogger("feed.watch")

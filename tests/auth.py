@@ -8,7 +8,7 @@ from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from feed.access import digest, new_token
+from feed.identity import digest, new_token
 from feed.store import Store
 
 ADMIN_NAME = "tester"

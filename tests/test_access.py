@@ -17,7 +17,8 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from feed.access import ANONYMOUS, Access
+from feed.access import Access
+from feed.identity import ANONYMOUS
 from feed.models import ChannelView
 from feed.settings import Settings
 from feed.store import Store
@@ -93,7 +94,7 @@ def test_tokens_are_made_listed_and_revoked_from_the_cli_and_kept_only_as_digest
 
     revoked = run_feed("token", "revoke", "1", **env)
     assert revoked.returncode == 0, revoked.stderr
-    # Refused within a second (feed/access.py, rationale 7).
+    # Refused within a second (access.py, on recent answers).
     again = eventually(
         lambda: server.client.get("/api/channels", headers=bearer(token)),
         lambda answer: answer.status_code == 401,

@@ -113,7 +113,7 @@ def test_presence_counts_come_from_the_hub_without_walking_its_streams() -> None
     hub = WalkCountingHub()
     for channels in (None, {"a"}, {"a", "b"}):
         hub.subscribe(_sub(channels=channels))
-    counting = Presence(hub, MemoryBroker(), FAST)
+    counting = Presence(hub, MemoryBroker(), FAST, frozenset)
     summed, workers = counting.total()
     assert summed == Counts(1, {"a": 2, "b": 1}, 3) and workers == 1
     assert summed.watching("a") == 3 and summed.watching("c") == 1

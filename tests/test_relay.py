@@ -71,7 +71,7 @@ def test_own_posts_go_out_without_a_read_and_never_ahead_of_an_unread_event(
         other = Store.from_url(url)  # another process's writes, with no hint to us
         await store.create_schema()
         hub = RecordingHub()
-        metrics = Metrics(hub.stats, MemoryBroker().status)
+        metrics = Metrics(hub.stats, MemoryBroker().status, frozenset)
         relay = Relay(store, MemoryBroker(), hub, Renderer(), 3600, metrics)
         await relay.start()
         sub = Subscriber(Format.JSON, None, last_id=relay.delivered, limit=1 << 20)

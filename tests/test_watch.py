@@ -17,7 +17,8 @@ import httpx
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from feed.access import ANONYMOUS, SESSION_COOKIE, SESSION_SALT, Access, Identity, Role, Via
+from feed.access import SESSION_COOKIE, SESSION_SALT, Access
+from feed.identity import ANONYMOUS, Identity, Role, Via
 from feed.settings import Settings
 from feed.store import Store
 from feed.watch import Watch
