@@ -1,4 +1,6 @@
-"""/metrics: what the hub holds, what the relay and streams did, in Prometheus' format."""
+"""/metrics: what the hub holds, what the relay and streams did and what the process
+uses, in Prometheus' format, in one process and summed over workers; and the reference
+in docs/deployment.md, which must list exactly what is served."""
 
 from __future__ import annotations
 
