@@ -34,15 +34,36 @@ Rationale:
    streams are counted under the channel label ``(private)``. Which channels are
    private comes from the channel map, which learns it from the log before the hub
    sees the change (access.py, on privacy learnt from the log).
+5. The process's own numbers (open files against their limit, resident memory, CPU
+   time, the garbage collector) carry the names of prometheus_client's process and
+   GC collectors, so dashboards made for those work, but are read here: in
+   multiprocess mode (3) those collectors would describe only the worker a scrape
+   reaches, and the GC one turns itself off. Each worker copies its own with its
+   share (3): files, limits and memory are summed over the live workers, CPU time
+   and collections are counters (a dead worker's stay in the totals), and
+   ``feed_workers`` says how many were summed. A sum of files over a sum of limits
+   hides one worker at its limit beside an idle one, so ``feed_open_files_ratio`` is
+   the ratio of the worker nearest its own limit: that is the number to alert on.
+   Open files are counted from the size of ``/proc/self/fd``, which Linux gives at
+   no cost from 6.2 on; older kernels give 0, and then the entries are listed, which
+   takes longer the more files are open. Time spent collecting comes from
+   ``gc.callbacks``, which prometheus_client does not measure: a long full
+   collection is what stalls delivery (server.py, on the GC thresholds).
+6. No ``*_created`` series: prometheus_client adds one to every counter and
+   histogram (when it was made), doubling their series for a time Prometheus reads
+   from counter resets anyway. Its switch is for the whole process, which feed's
+   metrics are alone in; the workers' merged files (3) never had them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import glob
 import logging
 import os
+import resource
 import shutil
 import struct
 import tempfile
@@ -51,7 +72,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    values,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
@@ -97,7 +126,23 @@ FIGURES: dict[str, tuple[str, Kind]] = {
     "feed_stream_largest_backlog_bytes": ("Bytes waiting for the slowest open stream", "max"),
     "feed_broker_connected": ("1 if the broker is connected", "all"),
     "feed_broker_reconnects": ("Times the broker connection came back", "counter"),
+    # The process's own (5).
+    "process_open_fds": ("Open files, sockets included", "sum"),
+    "process_max_fds": ("The open-files limit", "sum"),
+    "feed_open_files_ratio": ("Open files over their limit, in the process nearest it", "max"),
+    "process_resident_memory_bytes": ("Resident memory", "sum"),
+    "process_cpu_seconds": ("CPU time, user and system", "counter"),
+    "feed_workers": ("Processes counted in the process_* numbers", "sum"),
 }
+# The garbage collector's counters, each by generation (5).
+COLLECTIONS: dict[str, str] = {
+    "python_gc_collections": "Collections, by generation",
+    "python_gc_objects_collected": "Objects collections freed, by generation",
+    "python_gc_objects_uncollectable": "Objects collections could not free, by generation",
+    "feed_gc_seconds": "Seconds spent collecting, by generation",
+}
+FD_DIR = "/proc/self/fd"
+STATM = "/proc/self/statm"
 # An "all" number is kept in the files upside down, as "not_<name>" = 1 - value, and
 # the largest of those taken: prometheus_client writes a gauge into its file as 0 the
 # moment it is made, and taken as the smallest, that 0 would say "broker lost" while a
@@ -111,12 +156,64 @@ class _Reading:
 
     subscribers: dict[tuple[str, str], int]  # (channel, format) -> open streams
     figures: dict[str, float]  # by the names in FIGURES
+    collections: dict[str, list[float]]  # by the names in COLLECTIONS, then generation
 
 
 Source = Callable[[], _Reading]
 
 
-def _read(stats: HubStats, broker: BrokerStatus, hidden: frozenset[str]) -> _Reading:
+class _Process:
+    """This process's own numbers (5)."""
+
+    def __init__(self) -> None:
+        self._seconds = [0.0] * len(gc.get_stats())
+        self._began = 0.0
+
+    def start(self) -> None:
+        gc.callbacks.append(self._timed)
+
+    def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._timed)
+
+    def _timed(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        elif self._began:  # not a collection that began before this was installed
+            self._seconds[info["generation"]] += time.perf_counter() - self._began
+            self._began = 0.0
+
+    def figures(self) -> dict[str, float]:
+        files = _open_files()
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        with open(STATM, "rb") as statm:
+            resident = int(statm.read().split()[1]) * resource.getpagesize()
+        return {
+            "process_open_fds": files,
+            "process_max_fds": limit,
+            "feed_open_files_ratio": files / limit if limit > 0 else 0.0,
+            "process_resident_memory_bytes": resident,
+            "process_cpu_seconds": time.process_time(),
+            "feed_workers": 1,
+        }
+
+    def collections(self) -> dict[str, list[float]]:
+        stats = gc.get_stats()
+        return {
+            "python_gc_collections": [s["collections"] for s in stats],
+            "python_gc_objects_collected": [s["collected"] for s in stats],
+            "python_gc_objects_uncollectable": [s["uncollectable"] for s in stats],
+            "feed_gc_seconds": list(self._seconds),
+        }
+
+
+def _open_files() -> int:
+    size = os.stat(FD_DIR).st_size
+    # Before Linux 6.2 the size is 0 (5); the listing's own file is not counted.
+    return size if size > 0 else len(os.listdir(FD_DIR)) - 1
+
+
+def _read(stats: HubStats, broker: BrokerStatus, hidden: frozenset[str], own: _Process) -> _Reading:
     counts: dict[tuple[str, str], int] = {}
     for (channel, fmt), count in stats.by_channel_format.items():
         key = (PRIVATE_LABEL if channel in hidden else channel, fmt)
@@ -130,8 +227,9 @@ def _read(stats: HubStats, broker: BrokerStatus, hidden: frozenset[str]) -> _Rea
         "feed_stream_largest_backlog_bytes": stats.largest_backlog_bytes,
         "feed_broker_connected": int(broker.connected),
         "feed_broker_reconnects": broker.reconnects,
+        **own.figures(),
     }
-    return _Reading(dict(sorted(counts.items())), figures)
+    return _Reading(dict(sorted(counts.items())), figures, own.collections())
 
 
 class _State(Collector):
@@ -149,6 +247,11 @@ class _State(Collector):
         for name, (text, kind) in FIGURES.items():
             family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             yield family(name, text, value=now.figures[name])
+        for name, text in COLLECTIONS.items():
+            collected = CounterMetricFamily(name, text, labels=["generation"])
+            for generation, value in enumerate(now.collections[name]):
+                collected.add_metric([str(generation)], value)
+            yield collected
 
 
 class _WorkerShare:
@@ -167,8 +270,13 @@ class _WorkerShare:
         )
         self._shown: set[tuple[str, str]] = set()
         self._figures = {name: _shared_metric(name, *entry) for name, entry in FIGURES.items()}
-        # What the counters hold already, of the hub's and broker's totals since start.
-        self._counted = {name: 0.0 for name, (_, kind) in FIGURES.items() if kind == "counter"}
+        self._collections = {
+            name: Counter(name, text, ["generation"], registry=None)
+            for name, text in COLLECTIONS.items()
+        }
+        # What the counters hold already, of this process's totals since start, by
+        # name and generation ("" for none).
+        self._counted: dict[tuple[str, str], float] = {}
 
     def copy(self) -> None:
         now = self._source()
@@ -182,11 +290,20 @@ class _WorkerShare:
         for name, metric in self._figures.items():
             value = now.figures[name]
             if isinstance(metric, Counter):
-                if value > self._counted[name]:
-                    metric.inc(value - self._counted[name])
-                    self._counted[name] = value
+                self._count(metric, (name, ""), value)
             else:
                 metric.set(1 - value if FIGURES[name][1] == "all" else value)
+        for name, counts in now.collections.items():
+            for generation, value in enumerate(counts):
+                labelled = self._collections[name].labels(str(generation))
+                self._count(labelled, (name, str(generation)), value)
+
+    def _count(self, counter: Counter, key: tuple[str, str], total: float) -> None:
+        """Add to ``counter`` what ``total``, counted since start, grew by."""
+        counted = self._counted.get(key, 0.0)
+        if total > counted:
+            counter.inc(total - counted)
+            self._counted[key] = total
 
 
 def _shared_metric(name: str, text: str, kind: Kind) -> Counter | Gauge:
@@ -282,10 +399,13 @@ class Metrics:
         """``private`` names the private channels now, as the gate alone knows them
         (``Access.private_channels``); ``shared`` is the directory of the workers'
         numbers (3), None in a process on its own."""
+        # For the whole process (6): idempotent, and nothing else here makes metrics.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
+        self._own = _Process()
 
         def source() -> _Reading:
-            return _read(hub(), broker(), private())
+            return _read(hub(), broker(), private(), self._own)
 
         self._share: _WorkerShare | None = None
         self._task: asyncio.Task[None] | None = None
@@ -322,11 +442,13 @@ class Metrics:
         )
 
     def start(self) -> None:
-        """Begin copying this worker's share (3); nothing to do in a process on its own."""
+        """Begin timing collections (5), and copying this worker's share (3)."""
+        self._own.start()
         if self._share is not None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="feed-metrics")
 
     async def close(self) -> None:
+        self._own.stop()
         await tasks.stop(self._task)
         self._task = None
 
