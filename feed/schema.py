@@ -7,11 +7,16 @@ upgraded like any other.
 
 Several processes may start at once, so the upgrade runs while holding the store's
 write lock (an advisory lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite): the first
-process migrates, the others then find nothing to do.
+process migrates, the others then find nothing to do. They wait for it as long as a
+migration may take (``MIGRATION_WAIT``), not the few seconds a write waits for the
+lock: a worker that gave up waiting failed to start, its supervisor then stopped the
+worker that was migrating, the migration rolled back, and every start did the same.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -26,6 +31,8 @@ BASELINE = "0001"
 UNVERSIONED = "unversioned (feed 0.1.0)"
 # Any fixed number works; it only has to be the same in every feed process.
 LOCK_KEY = 0x66656564
+# Seconds a start waits for another process's migration to finish (see above).
+MIGRATION_WAIT = 3600.0
 
 
 def _config(connection: Connection) -> Config:
@@ -57,8 +64,16 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 
     "Before" is None for an empty database and ``UNVERSIONED`` for one made by
     feed 0.1.0."""
-    with engine.begin() as connection:
+    with (
+        engine.connect() as connection,
+        _waiting_for_migrations(connection),
+        connection.begin(),
+    ):
         if connection.dialect.name == "postgresql":
+            wait = f"{round(MIGRATION_WAIT)}s"
+            connection.execute(
+                text("SELECT set_config('lock_timeout', :wait, true)"), {"wait": wait}
+            )
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         before = MigrationContext.configure(connection).get_current_revision()
         config = _config(connection)
@@ -67,3 +82,22 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             before = UNVERSIONED
         command.upgrade(config, "head")
     return before, head()
+
+
+@contextmanager
+def _waiting_for_migrations(connection: Connection) -> Iterator[None]:
+    """On SQLite, let this connection's ``BEGIN IMMEDIATE`` wait ``MIGRATION_WAIT`` for
+    another process's migration, then wait as briefly as before (PostgreSQL sets its
+    wait inside the transaction). Set on the driver's connection itself, before the
+    transaction begins: a statement through SQLAlchemy would begin it first."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    before = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+    raw.execute(f"PRAGMA busy_timeout = {round(MIGRATION_WAIT * 1000)}")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(before)}")

@@ -259,3 +259,36 @@ def test_a_full_disk_refuses_writes_with_503_while_reads_and_streams_go_on(
             assert int(after.id or 0) == created["event_id"]
         finally:
             server.stop(signal.SIGKILL)  # its files must be closed before the unmount
+
+
+# -- a start while another process migrates ------------------------------------------
+
+
+def test_a_start_waits_for_another_process_migration_longer_than_a_write_would(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """A process that starts while another migrates waits for it: giving up after the
+    busy timeout (here 1 s), as a write does, failed the start, and with several
+    workers every start again (schema.py)."""
+    url = f"sqlite:///{tmp_path / 'feed.db'}?timeout=1"
+    make_server(database=url).stop()  # the tables and the tests' admin exist
+    holding, held = threading.Event(), threading.Event()
+
+    def migrate_for_three_seconds() -> None:
+        with sqlite3.connect(tmp_path / "feed.db", isolation_level=None) as db:
+            db.execute("BEGIN IMMEDIATE")  # the write lock, as a migration holds it
+            held.set()
+            holding.wait(3)  # what the migration takes
+            db.execute("COMMIT")
+        db.close()
+
+    other = threading.Thread(target=migrate_for_three_seconds)
+    other.start()
+    try:
+        assert held.wait(5)
+        server = make_server(database=url)  # blocks until it serves, or fails if it exits
+        assert not other.is_alive()  # it served only once the "migration" was over
+        assert server.post("after the wait")["event_id"] > 0
+    finally:
+        holding.set()
+        other.join()
