@@ -8,7 +8,7 @@ CADDY ?= /usr/bin/caddy
 # The benchmark's C reference: Debian's nginx with the Nchan module.
 NCHAN ?= /usr/lib/nginx/modules/ngx_nchan_module.so
 
-.PHONY: run test check bench clean
+.PHONY: run test test-fast check bench clean
 
 $(BIN)/feed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ test: $(VENV)/.test-deps $(CHROMIUM) $(CADDY)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The core logic alone, in this process: no browser, no server process, no PostgreSQL
+# (tests/tiers.py marks the rest slow, and fails an unmarked test that starts a process).
+test-fast: $(VENV)/.test-deps
+	$(BIN)/pytest -m 'not slow'
 
 check: $(VENV)/.test-deps
 	$(BIN)/ruff check .

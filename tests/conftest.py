@@ -28,6 +28,8 @@ from tests.auth import ADMIN, bearer, ensure_admin, make_token
 from tests.services import Postgres, Valkey
 from tests.waiting import until
 
+pytest_plugins = ["tests.tiers"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:

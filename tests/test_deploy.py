@@ -173,6 +173,7 @@ def test_servers_and_proxy_may_hold_thousands_of_streams(compose: dict[str, Any]
         assert compose["services"][name]["ulimits"]["nofile"]["soft"] >= 20_000
 
 
+@pytest.mark.slow
 def test_the_proxy_passes_event_streams_straight_through(caddy_config: dict[str, Any]) -> None:
     proxy = the_handler(caddy_config, "reverse_proxy")
     assert proxy["flush_interval"] == -1
@@ -188,6 +189,7 @@ def test_the_proxy_passes_event_streams_straight_through(caddy_config: dict[str,
         assert "write_timeout" not in server.get("timeouts", {}), "it would cut long streams"
 
 
+@pytest.mark.slow
 def test_the_proxy_never_compresses_event_streams(caddy_config: dict[str, Any]) -> None:
     encode = the_handler(caddy_config, "encode")
     compressed = encode["match"]["headers"]["Content-Type"]
@@ -195,6 +197,7 @@ def test_the_proxy_never_compresses_event_streams(caddy_config: dict[str, Any]) 
     assert not any(fnmatch("text/event-stream; charset=utf-8", p) for p in compressed)
 
 
+@pytest.mark.slow
 def test_the_proxy_terminates_tls_for_http2(caddy_config: dict[str, Any]) -> None:
     [policy] = caddy_config["apps"]["tls"]["automation"]["policies"]
     assert policy["issuers"] == [{"module": "internal"}]
@@ -517,6 +520,7 @@ def test_streams_through_the_proxy_keep_their_headers_heartbeats_and_last_event_
     assert page.headers["content-encoding"] == "gzip"
 
 
+@pytest.mark.slow
 def test_the_proxy_speaks_http2_to_browsers(tmp_path: Path) -> None:
     # Only the TLS handshake is at stake, so no server needs to run behind it.
     proxy = Proxy(tmp_path, [free_port(), free_port()]).start()
