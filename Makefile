@@ -8,7 +8,7 @@ CADDY ?= /usr/bin/caddy
 # The benchmark's C reference: Debian's nginx with the Nchan module.
 NCHAN ?= /usr/lib/nginx/modules/ngx_nchan_module.so
 
-.PHONY: run test test-fast check bench clean
+.PHONY: run test test-fast screenshots check bench clean
 
 $(BIN)/feed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ test: $(VENV)/.test-deps $(CHROMIUM) $(CADDY)
 # (tests/tiers.py marks the rest slow, and fails an unmarked test that starts a process).
 test-fast: $(VENV)/.test-deps
 	$(BIN)/pytest -m 'not slow'
+
+# The README's screenshots, from the tests that take them (fixed content, frozen clock).
+screenshots: $(VENV)/.test-deps $(CHROMIUM)
+	$(BIN)/pytest -m screenshots --screenshots docs/screenshots
 
 check: $(VENV)/.test-deps
 	$(BIN)/ruff check .
