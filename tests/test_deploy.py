@@ -34,7 +34,7 @@ import httpx
 import pytest
 import yaml
 
-from feed.settings import DEFAULT_HEARTBEAT, Settings
+from feed.settings import Settings
 from tests.auth import ADMIN
 from tests.conftest import Server, free_port
 from tests.services import Postgres
@@ -184,7 +184,7 @@ def test_the_proxy_passes_event_streams_straight_through(caddy_config: dict[str,
     transport = proxy["transport"]
     assert transport["versions"] == ["1.1"]
     # Caddy's read_timeout is the longest silence from a server, in nanoseconds.
-    assert transport["read_timeout"] / 1e9 >= 4 * DEFAULT_HEARTBEAT
+    assert transport["read_timeout"] / 1e9 >= 4 * Settings().heartbeat
     for server in caddy_config["apps"]["http"]["servers"].values():
         assert "write_timeout" not in server.get("timeouts", {}), "it would cut long streams"
 
