@@ -8,12 +8,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY feed ./feed
 COPY templates ./templates
 # The extras are the PostgreSQL (psycopg, with its own libpq) and Redis clients, so
-# one image serves every store and broker without system packages.
-RUN pip install '.[postgresql,redis]'
+# one image serves every store and broker without system packages. Every version,
+# pip's and the build backend's included, is the one constraints.txt pins.
+RUN pip install --constraint constraints.txt pip \
+    && pip install --constraint constraints.txt --build-constraint constraints.txt \
+        '.[postgresql,redis]'
 
 # The server needs no privileges. Its home is where a default SQLite database
 # (sqlite:///feed.db, relative) would live, for a single container without PostgreSQL.

@@ -3,21 +3,26 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Every install takes the versions pinned there, build backend included, so a new
+# release of a tool or library changes nothing until it is pinned.
+CONSTRAINTS := constraints.txt
+PIP_INSTALL := pip install --quiet --constraint $(CONSTRAINTS) --build-constraint $(CONSTRAINTS)
 CHROMIUM ?= /usr/bin/chromium
 CADDY ?= /usr/bin/caddy
 # The benchmark's C reference: Debian's nginx with the Nchan module.
 NCHAN ?= /usr/lib/nginx/modules/ngx_nchan_module.so
 
-.PHONY: run test check bench clean
+.PHONY: run test test-fast screenshots check bench constraints clean
 
-$(BIN)/feed: pyproject.toml
+# pip is pinned first: the one a new virtualenv brings may not know --build-constraint.
+$(BIN)/feed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) pip
+	$(BIN)/$(PIP_INSTALL) -e .
 	touch $@
 
 $(VENV)/.test-deps: $(BIN)/feed
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/$(PIP_INSTALL) -e '.[test]'
 	touch $@
 
 run: $(BIN)/feed
@@ -50,6 +55,15 @@ test: $(VENV)/.test-deps $(CHROMIUM) $(CADDY)
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+# The core logic alone, in this process: no browser, no server process, no PostgreSQL
+# (tests/tiers.py marks the rest slow, and fails an unmarked test that starts a process).
+test-fast: $(VENV)/.test-deps
+	$(BIN)/pytest -m 'not slow'
+
+# The README's screenshots, from the tests that take them (fixed content, frozen clock).
+screenshots: $(VENV)/.test-deps $(CHROMIUM)
+	$(BIN)/pytest -m screenshots --screenshots docs/screenshots
+
 check: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -62,12 +76,24 @@ $(NCHAN):
 	if [ -d /run/systemd/system ]; then systemctl disable --now nginx.service; fi
 
 $(VENV)/.bench-deps: $(VENV)/.test-deps $(NCHAN)
-	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/$(PIP_INSTALL) -e '.[bench]'
 	touch $@
 
 # Every scenario unless BENCH_ARGS names one, e.g. BENCH_ARGS="fanout --subscribers 5000".
 bench: $(VENV)/.bench-deps
 	$(BIN)/python -m bench $(or $(BENCH_ARGS),all)
+
+# New pins: the newest release of everything pyproject.toml allows, resolved in a
+# virtualenv of its own. Run the tests with them before committing the file.
+constraints:
+	rm -rf .venv-pins
+	$(PYTHON) -m venv .venv-pins
+	.venv-pins/bin/python -m pip install --quiet --upgrade pip hatchling
+	.venv-pins/bin/pip install --quiet -e '.[bench]'
+	{ sed -n '/^#/p' $(CONSTRAINTS); .venv-pins/bin/pip freeze --all --exclude-editable \
+	  | grep -v '^setuptools==' | sort -f; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf .venv-pins
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

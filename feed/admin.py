@@ -53,8 +53,6 @@ from starlette.types import Receive, Scope, Send
 
 from feed.access import check_csrf
 from feed.api import (
-    MAX_DESCRIPTION_CHARS,
-    MAX_TITLE_CHARS,
     channel_name,
     publish_channel,
     text_field,
@@ -62,6 +60,7 @@ from feed.api import (
 from feed.errors import ClientError
 from feed.events import HubStats
 from feed.identity import Identity
+from feed.limits import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
 from feed.models import FeedEvent
 from feed.pages import read_form
 from feed.runtime import Runtime, runtime

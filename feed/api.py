@@ -41,26 +41,26 @@ from starlette.routing import Route
 from feed import logs, security, text
 from feed.errors import ClientError
 from feed.identity import Identity, identity_name
+from feed.limits import (
+    CHANNEL_NAME,
+    IDEMPOTENCY_KEY,
+    MAX_CHANNEL_NAME_CHARS,
+    MAX_DESCRIPTION_CHARS,
+    MAX_ID,
+    MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_JSON_DEPTH,
+    MAX_PAGE,
+    MAX_TITLE_CHARS,
+)
 from feed.models import Answer, Change, ChannelChange, Claim, Once
 from feed.permissions import Permissions, forbidden_unless_admin
 from feed.render import channel_json, post_json
 from feed.runtime import Runtime, runtime
 from feed.store import IdempotencyKeyReused, PostNotFound
 
-MAX_PAGE = 200
-MAX_TITLE_CHARS = 200
-MAX_DESCRIPTION_CHARS = 2000
-# Names appear in URLs, kiosk links and scripts, so they are short, lower-case slugs.
-CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-MAX_CHANNEL_NAME_CHARS = 64
-# Ids are 64-bit in both databases; a larger number is no id at all (not a 500).
-MAX_ID = 2**63 - 1
 WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 # Fields whose text may span lines (text.py); every other text field is one line.
 MULTILINE_FIELDS = frozenset({"body", "description"})
-# Request bodies are flat objects; nesting this deep is no request feed knows.
-MAX_JSON_DEPTH = 32
-IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -307,7 +307,10 @@ def idempotency_claim(request: Request, payload: dict[str, Any], owner: str) -> 
         return None
     if not IDEMPOTENCY_KEY.fullmatch(key):
         raise ClientError(
-            400, "The Idempotency-Key header must be 1 to 255 visible ASCII characters.", key
+            400,
+            f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible "
+            "ASCII characters.",
+            key,
         )
     asked = json.dumps([request.method, request.url.path, payload], sort_keys=True)
     owned = hashlib.sha256(f"{owner}\x00{key}".encode()).hexdigest()

@@ -1,4 +1,7 @@
-"""The OpenAPI 3.1 description of the JSON API and the stream, served at ``/openapi.json``."""
+"""The OpenAPI 3.1 description of the JSON API and the stream, served at ``/openapi.json``.
+
+Its limits and patterns are the ones the API enforces, taken from limits.py and the
+settings, never written here a second time."""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from feed import __version__
+from feed import __version__, limits
 from feed.runtime import runtime
+from feed.settings import Settings
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -34,12 +38,8 @@ CHANNEL_CHANGE = _answer(
     "The channel as it is now, and the event id of the change (null if none).",
     _ref("ChannelChange"),
 )
-POST_ID = {
-    "name": "post_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
-}
+ID = {"type": "integer", "minimum": 1, "maximum": limits.MAX_ID}
+POST_ID = {"name": "post_id", "in": "path", "required": True, "schema": ID}
 CHANNEL = {"name": "channel", "in": "path", "required": True, "schema": {"type": "string"}}
 MEMBER = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 ACCESS_FLAGS = ("private", "announcement_only")
@@ -61,7 +61,7 @@ IDEMPOTENCY_KEY = {
     "description": "Makes a retry return the first answer instead of writing again; the "
     "same key with another request is refused (422). Keys are kept for 24 hours, each "
     "as its sender's: another identity's same key is another request.",
-    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+    "schema": {"type": "string", "pattern": f"^{limits.IDEMPOTENCY_KEY.pattern}$"},
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 CREATED_HEADERS = {
@@ -84,8 +84,23 @@ TOO_MANY = {
 }
 
 
-def document(max_post_chars: int) -> dict[str, Any]:
-    text = {"type": "string", "minLength": 1, "maxLength": max_post_chars}
+def _text(max_chars: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": max_chars}
+
+
+def _body(schema: str, settings: Settings) -> dict[str, Any]:
+    """A JSON request body, with the limits read_json holds every body to."""
+    return {
+        "required": True,
+        "description": f"A JSON object of at most {settings.max_body_bytes} bytes, nested at "
+        f"most {limits.MAX_JSON_DEPTH} levels deep (413 and 400 beyond).",
+        **_json(_ref(schema)),
+    }
+
+
+def document(settings: Settings) -> dict[str, Any]:
+    text = _text(settings.max_post_chars)
+    title, description = _text(limits.MAX_TITLE_CHARS), _text(limits.MAX_DESCRIPTION_CHARS)
     schemas: dict[str, Any] = {
         "Error": {
             "type": "object",
@@ -129,9 +144,13 @@ def document(max_post_chars: int) -> dict[str, Any]:
             "required": ["name", "title"],
             "additionalProperties": False,
             "properties": {
-                "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
-                "title": {"type": "string", "minLength": 1, "maxLength": 200},
-                "description": {"type": "string", "minLength": 1, "maxLength": 2000},
+                "name": {
+                    "type": "string",
+                    "maxLength": limits.MAX_CHANNEL_NAME_CHARS,
+                    "pattern": f"^{limits.CHANNEL_NAME.pattern}$",
+                },
+                "title": title,
+                "description": description,
                 **{k: {"type": "boolean"} for k in ACCESS_FLAGS},
             },
         },
@@ -140,8 +159,8 @@ def document(max_post_chars: int) -> dict[str, Any]:
             "minProperties": 1,
             "additionalProperties": False,
             "properties": {
-                "title": {"type": "string", "minLength": 1, "maxLength": 200},
-                "description": {"type": "string", "minLength": 1, "maxLength": 2000},
+                "title": title,
+                "description": description,
                 **{k: {"type": "boolean"} for k in ACCESS_FLAGS},
             },
         },
@@ -227,7 +246,7 @@ def document(max_post_chars: int) -> dict[str, Any]:
         "patch": {
             "summary": "Edit a post's body",
             "parameters": [POST_ID],
-            "requestBody": {"required": True, **_json(_ref("PostEdit"))},
+            "requestBody": _body("PostEdit", settings),
             "responses": {
                 "200": CHANGE,
                 "400": ERROR,
@@ -275,7 +294,7 @@ def document(max_post_chars: int) -> dict[str, Any]:
                 "post": {
                     "summary": "Create a channel",
                     "parameters": [IDEMPOTENCY_KEY],
-                    "requestBody": {"required": True, **_json(_ref("ChannelNew"))},
+                    "requestBody": _body("ChannelNew", settings),
                     "responses": {
                         "201": {**CHANNEL_CHANGE, "headers": CREATED_HEADERS},
                         **{code: ERROR for code in ("400", "409", "413", "415", "422", "503")},
@@ -286,7 +305,7 @@ def document(max_post_chars: int) -> dict[str, Any]:
                 "patch": {
                     "summary": "Change a channel's title or description (its name stays)",
                     "parameters": [CHANNEL],
-                    "requestBody": {"required": True, **_json(_ref("ChannelEdit"))},
+                    "requestBody": _body("ChannelEdit", settings),
                     "responses": {
                         "200": CHANNEL_CHANGE,
                         **{code: ERROR for code in ("400", "404", "413", "415", "422", "503")},
@@ -326,7 +345,7 @@ def document(max_post_chars: int) -> dict[str, Any]:
                     "summary": "Make someone a member: they read a private channel, and "
                     "post in an announcement-only one if may_post (admins)",
                     "parameters": [CHANNEL, MEMBER],
-                    "requestBody": {"required": True, **_json(_ref("MemberEdit"))},
+                    "requestBody": _body("MemberEdit", settings),
                     "responses": {
                         "200": _answer("The membership", _ref("Member")),
                         **{code: ERROR for code in ("400", "404", "413", "415", "422")},
@@ -346,12 +365,12 @@ def document(max_post_chars: int) -> dict[str, Any]:
                         {
                             "name": "before",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                            "schema": ID,
                         },
                         {
                             "name": "limit",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                            "schema": {"type": "integer", "minimum": 1, "maximum": limits.MAX_PAGE},
                         },
                     ],
                     "responses": {
@@ -372,7 +391,7 @@ def document(max_post_chars: int) -> dict[str, Any]:
                 "post": {
                     "summary": "Publish a post",
                     "parameters": [CHANNEL, IDEMPOTENCY_KEY],
-                    "requestBody": {"required": True, **_json(_ref("NewPost"))},
+                    "requestBody": _body("NewPost", settings),
                     "responses": {
                         "201": {
                             **_answer("The new post and its event id", _ref("Change")),
@@ -503,4 +522,4 @@ def _with_limits(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 async def endpoint(request: Request) -> JSONResponse:
-    return JSONResponse(document(runtime(request).settings.max_post_chars))
+    return JSONResponse(document(runtime(request).settings))

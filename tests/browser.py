@@ -1,6 +1,7 @@
 """Shared helpers for the browser tests: Chromium through Playwright, a watch for
 script errors and failed requests, pages whose stream is open, and fixed content
-for screenshots that do not change from run to run.
+for screenshots that do not change from run to run (written where the ``screenshots``
+fixture says).
 
 Pages that post or open /admin are signed in first, through the sign-in form
 (``sign_in``), exactly as a person does it: no cookie is made up by the tests.
@@ -17,7 +18,6 @@ from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -54,7 +54,6 @@ CHROMIUM_ARGS = [
 LAPTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 SCREEN: ViewportSize = {"width": 1280, "height": 720}  # a 16:9 wall screen, scaled down
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 OPEN_MS = 5_000  # page load and stream open
 LIVE_MS = 1_000  # a change reaches an open page within a second (the core issue asks that)

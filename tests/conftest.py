@@ -3,6 +3,10 @@ servers, and an in-process app.
 
 Tests that take ``database_url`` run on SQLite; a module that overrides it with
 ``each_database_url`` runs every test on SQLite and on PostgreSQL.
+
+Screenshots go to each test's temporary directory, so a run leaves the checkout as
+it was; ``make screenshots`` runs the tests that take them with ``--screenshots
+docs/screenshots`` to renew the README's.
 """
 
 from __future__ import annotations
@@ -27,6 +31,33 @@ from feed.settings import Settings
 from tests.auth import ADMIN, bearer, ensure_admin, make_token
 from tests.services import Postgres, Valkey
 from tests.waiting import until
+
+pytest_plugins = ["tests.tiers"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--screenshots",
+        metavar="DIR",
+        type=Path,
+        help="write screenshots to DIR instead of each test's temporary directory",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `make screenshots` selects these with -m screenshots.
+    for item in items:
+        if "screenshots" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.screenshots)
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Where a test writes its screenshots."""
+    chosen: Path | None = request.config.getoption("screenshots")
+    where = tmp_path / "screenshots" if chosen is None else chosen
+    where.mkdir(parents=True, exist_ok=True)
+    return where
 
 
 def free_port() -> int:

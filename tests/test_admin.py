@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 
 import anyio
 import pytest
@@ -22,7 +23,6 @@ from feed.runtime import runtime_of
 from tests.auth import ADMIN, ADMIN_TOKEN
 from tests.browser import (
     LAPTOP,
-    SCREENSHOTS,
     Problems,
     assert_not_reloaded,
     browser,
@@ -425,7 +425,11 @@ def test_stream_ends_with_its_final_chunk_when_the_server_shuts_down(
 
 @pytest.mark.browser
 def test_admin_page_follows_tabs_posts_and_its_own_forms_live(
-    server: Server, context: BrowserContext, browser: Browser, problems: Problems
+    server: Server,
+    context: BrowserContext,
+    browser: Browser,
+    problems: Problems,
+    screenshots: Path,
 ) -> None:
     seed_sample_feed(server)
     # Signing in from the form leads straight back to /admin.
@@ -440,7 +444,7 @@ def test_admin_page_follows_tabs_posts_and_its_own_forms_live(
         admin.locator('#admin-connections tr[data-channel="*"] [data-format="html"]')
     ).to_have_text("1")
     for scheme in ("light", "dark"):
-        shoot(browser, server, problems, scheme)
+        shoot(browser, server, problems, scheme, screenshots)
 
     # A post through the API: a new row on top, the same as the dashboard gets.
     event_id = server.post("Fire drill at 3 pm", channel="announcements")["event_id"]
@@ -471,7 +475,9 @@ def test_admin_page_follows_tabs_posts_and_its_own_forms_live(
     assert_not_reloaded(admin)
 
 
-def shoot(browser: Browser, server: Server, problems: Problems, scheme: str) -> None:
+def shoot(
+    browser: Browser, server: Server, problems: Problems, scheme: str, screenshots: Path
+) -> None:
     """The admin page with the sample feed and one dashboard open, for the README."""
     ctx = browser.new_context(
         viewport=LAPTOP,
@@ -483,9 +489,8 @@ def shoot(browser: Browser, server: Server, problems: Problems, scheme: str) -> 
     try:
         page = sign_in(ctx, server, ADMIN_TOKEN, "/admin")
         expect(page.locator('[data-figure="subscribers"]')).to_have_text("1")
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(
-            path=SCREENSHOTS / f"admin-{scheme}.png", full_page=True, animations="disabled"
+            path=screenshots / f"admin-{scheme}.png", full_page=True, animations="disabled"
         )
     finally:
         ctx.close()

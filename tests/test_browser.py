@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -21,7 +22,6 @@ from tests.browser import (
     LIVE_MS,
     PHONE,
     SAMPLE_POSTS,
-    SCREENSHOTS,
     Database,
     Problems,
     api_posts,
@@ -323,10 +323,13 @@ def test_channel_page_receives_only_its_channel(server: Server, context: Browser
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_dashboard_screenshots(
-    server: Server, browser: Browser, problems: Problems, scheme: Literal["light", "dark"]
+    server: Server,
+    browser: Browser,
+    problems: Problems,
+    scheme: Literal["light", "dark"],
+    screenshots: Path,
 ) -> None:
     seed_sample_feed(server)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     sizes = {"laptop": (LAPTOP, 1, False), "phone": (PHONE, 2, True)}
     for name, (viewport, scale, mobile) in sizes.items():
         ctx = browser.new_context(
@@ -355,7 +358,7 @@ def test_dashboard_screenshots(
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= viewport["width"], f"{name}: page is {width}px wide"
             page.screenshot(
-                path=SCREENSHOTS / f"dashboard-{name}-{scheme}.png", animations="disabled"
+                path=screenshots / f"dashboard-{name}-{scheme}.png", animations="disabled"
             )
         finally:
             ctx.close()

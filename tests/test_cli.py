@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Server, free_port
+
+pytestmark = pytest.mark.slow  # every test here runs the feed command
 
 
 def run_feed(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -613,6 +613,7 @@ def test_a_worker_killed_right_after_it_is_ready_is_replaced_and_the_server_goes
     assert server.proc.poll() is None
 
 
+@pytest.mark.slow
 def test_workers_that_cannot_start_stop_the_server_with_the_start_up_failure_code(
     tmp_path: Path,
 ) -> None:

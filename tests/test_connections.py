@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import httpx
 
 from feed.connections import holder_of, per_address_cap
-from feed.settings import DEFAULT_MAX_HEADER_BYTES
+from feed.settings import Settings
 from tests.auth import ADMIN
 from tests.conftest import Server
 from tests.waiting import until
@@ -144,7 +144,7 @@ def test_huge_headers_get_431_and_the_connection_closes(
     server = make_server()
     with connect(server.port) as sock:
         head = b"GET /api/channels HTTP/1.1\r\nHost: feed\r\nX-Big: "
-        sock.sendall(head + b"a" * (DEFAULT_MAX_HEADER_BYTES + 1024))
+        sock.sendall(head + b"a" * (Settings().max_header_bytes + 1024))
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             for _ in range(32 * 16):  # up to 32 MB in all, while the server listens
                 sock.sendall(b"a" * 65536)

@@ -34,7 +34,7 @@ import httpx
 import pytest
 import yaml
 
-from feed.settings import DEFAULT_HEARTBEAT, Settings
+from feed.settings import Settings
 from tests.auth import ADMIN
 from tests.conftest import Server, free_port
 from tests.services import Postgres
@@ -173,6 +173,7 @@ def test_servers_and_proxy_may_hold_thousands_of_streams(compose: dict[str, Any]
         assert compose["services"][name]["ulimits"]["nofile"]["soft"] >= 20_000
 
 
+@pytest.mark.slow
 def test_the_proxy_passes_event_streams_straight_through(caddy_config: dict[str, Any]) -> None:
     proxy = the_handler(caddy_config, "reverse_proxy")
     assert proxy["flush_interval"] == -1
@@ -183,11 +184,12 @@ def test_the_proxy_passes_event_streams_straight_through(caddy_config: dict[str,
     transport = proxy["transport"]
     assert transport["versions"] == ["1.1"]
     # Caddy's read_timeout is the longest silence from a server, in nanoseconds.
-    assert transport["read_timeout"] / 1e9 >= 4 * DEFAULT_HEARTBEAT
+    assert transport["read_timeout"] / 1e9 >= 4 * Settings().heartbeat
     for server in caddy_config["apps"]["http"]["servers"].values():
         assert "write_timeout" not in server.get("timeouts", {}), "it would cut long streams"
 
 
+@pytest.mark.slow
 def test_the_proxy_never_compresses_event_streams(caddy_config: dict[str, Any]) -> None:
     encode = the_handler(caddy_config, "encode")
     compressed = encode["match"]["headers"]["Content-Type"]
@@ -195,6 +197,7 @@ def test_the_proxy_never_compresses_event_streams(caddy_config: dict[str, Any]) 
     assert not any(fnmatch("text/event-stream; charset=utf-8", p) for p in compressed)
 
 
+@pytest.mark.slow
 def test_the_proxy_terminates_tls_for_http2(caddy_config: dict[str, Any]) -> None:
     [policy] = caddy_config["apps"]["tls"]["automation"]["policies"]
     assert policy["issuers"] == [{"module": "internal"}]
@@ -209,7 +212,7 @@ def test_the_image_runs_feed_serve_unprivileged_on_every_address() -> None:
     assert "FEED_HOST=0.0.0.0" in env
     assert f"FEED_PORT={FEED_PORT}" in env
     assert dockerfile("EXPOSE") == [str(FEED_PORT)]
-    assert "pip install '.[postgresql,redis]'" in dockerfile("RUN")
+    assert any(run.endswith(" '.[postgresql,redis]'") for run in dockerfile("RUN"))
     [healthcheck] = dockerfile("HEALTHCHECK")
     assert "/readyz" in healthcheck
 
@@ -517,6 +520,7 @@ def test_streams_through_the_proxy_keep_their_headers_heartbeats_and_last_event_
     assert page.headers["content-encoding"] == "gzip"
 
 
+@pytest.mark.slow
 def test_the_proxy_speaks_http2_to_browsers(tmp_path: Path) -> None:
     # Only the TLS handshake is at stake, so no server needs to run behind it.
     proxy = Proxy(tmp_path, [free_port(), free_port()]).start()

@@ -196,6 +196,7 @@ def _cli(database: str, *args: str) -> subprocess.CompletedProcess[str]:
     ["ada\udcff", "ada\x1b[2J", "ada\x7f", "ada\x9b", "ada\nbob", "ada\tbob"],
     ids=["undecodable byte", "ESC", "DEL", "C1 CSI", "line feed", "tab"],
 )
+@pytest.mark.slow
 def test_token_and_kiosk_names_from_the_command_line_are_one_line_of_text(
     database_url: str, name: str
 ) -> None:

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,7 +29,6 @@ from tests.browser import (
     FROZEN_NOW,
     OPEN_MS,
     SCREEN,
-    SCREENSHOTS,
     Database,
     Problems,
     api_posts,
@@ -74,7 +74,11 @@ def event_id(response: dict[str, Any]) -> int:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_kiosk_layout_theme_and_screenshots(
-    server: Server, browser: Browser, problems: Problems, scheme: Literal["light", "dark"]
+    server: Server,
+    browser: Browser,
+    problems: Problems,
+    scheme: Literal["light", "dark"],
+    screenshots: Path,
 ) -> None:
     ids = seed_sample_feed(server)
     ctx = browser.new_context(
@@ -102,7 +106,7 @@ def test_kiosk_layout_theme_and_screenshots(
                    getComputedStyle(el).overflow === 'hidden'
                    && el.scrollWidth <= window.innerWidth)"""
         )
-        page.screenshot(path=SCREENSHOTS / f"kiosk-{scheme}.png", animations="disabled")
+        page.screenshot(path=screenshots / f"kiosk-{scheme}.png", animations="disabled")
         # ?theme= overrides the OS either way.
         other = "dark" if scheme == "light" else "light"
         page.goto(f"{server.url}/kiosk?theme={other}")

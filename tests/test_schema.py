@@ -35,6 +35,7 @@ def old_database(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_database_from_before_migrations_keeps_its_posts_and_event_ids(
     old_database: Path,
 ) -> None:
@@ -98,6 +99,7 @@ def test_migrations_build_exactly_the_tables_the_models_describe(database_url: s
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_an_unreachable_database_is_a_clear_error() -> None:
     result = run_feed("db", "upgrade", FEED_DATABASE_URL="postgresql://nobody@127.0.0.1:1/feed")
     assert result.returncode == 1

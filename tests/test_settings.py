@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from feed.settings import Settings, SettingsError, redact_url, reference
+from feed.settings import Settings, SettingsError, declarations, redact_url, reference
 
 
 def test_defaults_when_nothing_is_set() -> None:
@@ -84,6 +85,39 @@ def test_several_workers_with_a_shared_broker_are_accepted() -> None:
     assert (settings.workers, settings.broker_kind) == (4, "postgresql")
     redis = Settings(workers=2, broker_url="rediss://cache:6380/0")
     assert redis.broker_kind == "redis"
+
+
+def test_each_setting_is_one_declaration_with_its_type_check_and_meaning() -> None:
+    declared = declarations()
+    assert [d.name for d in declared] == [f.name for f in dataclasses.fields(Settings)]
+    defaults = Settings()
+    for d in declared:
+        assert d.variable == f"FEED_{d.name.upper()}"
+        assert d.kind in (str, int, float, bool), d.name
+        assert type(getattr(defaults, d.name)) is d.kind, d.name
+        assert d.accepts.words and d.meaning.endswith("."), d.name
+        # The reference shows each declaration as it is.
+        assert f"| {d.accepts.words} | {d.meaning} |" in reference()
+
+
+@pytest.mark.parametrize("declared", declarations(), ids=lambda d: d.name)
+def test_every_setting_refuses_a_value_of_another_type_naming_itself(declared: Any) -> None:
+    wrong = [1, "x"] if declared.kind is bool else [object()]
+    for value in wrong:
+        with pytest.raises(SettingsError) as caught:
+            Settings(**{declared.name: value})
+        assert (
+            str(caught.value)
+            == f"{declared.variable} must be {declared.accepts.words}, got {value!r}"
+        )
+
+
+def test_secrets_are_hidden_by_their_declaration() -> None:
+    key = "k" * 40
+    described = Settings(secret_key=key).describe()
+    assert described["FEED_SECRET_KEY"] == "***"
+    assert key not in str(described)
+    assert [d.name for d in declarations() if d.secret] == ["secret_key"]
 
 
 def test_the_configuration_reference_is_current() -> None:
