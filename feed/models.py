@@ -211,14 +211,54 @@ class FeedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessChange:
+    """What one transaction changed of who may do what; empty if nothing. A process
+    that only hears that access changed somewhere else knows no more than
+    ``elsewhere``."""
+
+    revoked: frozenset[int] = frozenset()  # tokens and kiosk links revoked, by id
+    ended: frozenset[str] = frozenset()  # sessions signed out of, by digest
+    tokens: bool = False  # tokens or kiosk links made
+    members: bool = False  # memberships granted, changed or taken away
+    channels: bool = False  # channels made or changed: which are private, who may post
+    elsewhere: bool = False  # in another process, in ways unknown here
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.revoked
+            or self.ended
+            or self.tokens
+            or self.members
+            or self.channels
+            or self.elsewhere
+        )
+
+    def __or__(self, other: AccessChange) -> AccessChange:
+        return AccessChange(
+            self.revoked | other.revoked,
+            self.ended | other.ended,
+            self.tokens or other.tokens,
+            self.members or other.members,
+            self.channels or other.channels,
+            self.elsewhere or other.elsewhere,
+        )
+
+
+NO_ACCESS_CHANGE = AccessChange()
+
+
+@dataclass(frozen=True, slots=True)
 class Commit:
-    """Events one transaction wrote, in id order, and the id of the event just before
-    the first of them in the log (0 if none): whoever has delivered up to ``after``
-    can deliver these next without reading the log (store.py, on new posts written in
-    groups)."""
+    """What one transaction changed, as the store announces it once committed: the
+    events it wrote, in id order, each with its post or channel as that transaction
+    left it; the id of the event just before the first of them in the log (0 if
+    none), so whoever has delivered up to ``after`` can deliver these next without
+    reading the log; and what it changed of access (store.py, on the commit
+    announcement)."""
 
     after: int
     events: list[FeedEvent]
+    access: AccessChange = NO_ACCESS_CHANGE
 
 
 @dataclass(frozen=True, slots=True)

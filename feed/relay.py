@@ -6,10 +6,10 @@ lost), reads every newer event in one query and publishes them in id order. It
 is the only path from the database to the hub, so each event reaches each local
 subscriber once, in order, whichever process wrote it.
 
-New posts written by this process come to it straight from the store once they are
-committed (store.py, on new posts written in groups), with the id of the event just
-before them in the log. When that is the last event delivered, the relay publishes
-them as they are, without reading them back; when it is not (an event it has not
+Every change this process commits comes to it straight from the store once it is
+committed (store.py, on the commit announcement), with the id of the event just
+before it in the log. When that is the last event delivered, the relay delivers the
+events as they are, without reading them back; when it is not (an event it has not
 read yet lies between), it reads, as for a hint.
 
 What this process knows of channels (which are private) is learnt from the same
@@ -76,7 +76,7 @@ class Relay:
             self._wake.set()
 
     def committed(self, commit: Commit) -> None:
-        """Events this process has just committed, in id order (``Store.on_commit``)."""
+        """What this process has just committed (``Store.on_commit``)."""
         if self._task is None:
             return
         # A hint (our own NOTIFY, on PostgreSQL) may have had the relay read some or

@@ -50,9 +50,7 @@ Rationale for the less obvious choices:
 13. New posts are written in groups (commits.py): the posts that arrive while one
    write runs share the next transaction. They are inserted with plain INSERTs,
    not through the ORM's unit of work, which cost more than the rest of a post's
-   write. Their events, made in that transaction, are handed to the
-   ``on_commit`` listeners (the relay) right after the commit, so the process
-   that wrote them need not read them back. The bound of 10 holds for every post:
+   write. The bound of 10 holds for every post:
    when a group's write fails, the posts that arrived while it was being tried get
    the same 503 at once, instead of a second wait for a database just found locked.
 14. A list and the event id it is current up to (a page's posts and where its stream
@@ -99,10 +97,22 @@ Rationale for the less obvious choices:
    map behind permission checks (access.py) may be a second old, and a channel made
    private within that second must not show its posts to someone who may not read
    it. Callers pass the private channels the reader may read.
+20. Every write transaction goes through one write context (``_write``), which notes
+   what the transaction changed: the events it appended, each with its post or
+   channel as the transaction left it, and what it changed of access. Once the
+   transaction has committed, and while its writer still holds the write lock, the
+   store hands that ``Commit`` to its listeners (``on_commit``) on the event loop of
+   the caller: the relay (this process's streams), the broker (other processes) and
+   the access caches. The lock makes the order of announcements the order of
+   commits. Store methods run in worker threads, and their caller resumes through
+   the same loop queue, after the announcement: whatever a client asks next of this
+   process already reflects its own write. No caller announces a change itself, so a
+   new kind of change reaches every screen with no call site to forget.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib.util
 import logging
@@ -110,12 +120,14 @@ import threading
 import time
 from collections.abc import Callable, Collection, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Connection, Engine, Select, Table, delete, event, func, insert, or_, text
+from sqlalchemy import Connection, Engine, Select, Table, delete, func, insert, or_, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.event import listens_for
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -130,6 +142,8 @@ from sqlmodel.sql.expression import Select as ModelSelect
 from feed import markdown, schema
 from feed.commits import GroupCommit
 from feed.models import (
+    NO_ACCESS_CHANGE,
+    AccessChange,
     Answer,
     Change,
     Channel,
@@ -276,11 +290,24 @@ def _unavailable(exc: DBAPIError) -> StoreUnavailable | None:
     return StoreUnavailable()
 
 
+# The event loop a store method was called from, as its worker thread sees it: where
+# the commit it makes is announced (rationale 20).
+_CALLER: ContextVar[asyncio.AbstractEventLoop | None] = ContextVar("feed_caller", default=None)
+
+
+def _on_behalf(loop: asyncio.AbstractEventLoop, call: Callable[[], T]) -> T:
+    # The worker thread runs in a copy of the caller's context, made for this call.
+    _CALLER.set(loop)
+    return call()
+
+
 def _in_thread(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
     @functools.wraps(fn)
     async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        call = functools.partial(fn, *args, **kwargs)
+        loop = asyncio.get_running_loop()
         try:
-            return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+            return await anyio.to_thread.run_sync(_on_behalf, loop, call)
         except (OperationalError, InterfaceError, InternalError) as exc:
             unavailable = _unavailable(exc)
             if unavailable is None:
@@ -316,9 +343,10 @@ EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
 WRITE_LOCK_KEY = schema.LOCK_KEY
 NOTIFY_CHANNEL = "feed_events"
 # What a write transaction notes in its session's ``info``: the log's last event id
-# when it began, and the newest event id it wrote.
+# when it began, the events it wrote (rationale 20) and what it changed of access.
 LOG_END = "feed.log_end"
-NEWEST = "feed.newest_event"
+WRITTEN = "feed.events_written"
+ACCESS = "feed.access_changed"
 WENT_BACK = "feed.log_went_back"
 
 SUPPORTED_DATABASES = ("sqlite", "postgresql")
@@ -373,7 +401,7 @@ def _sqlite_engine(url: URL) -> Engine:
         pool_timeout=timeout,
     )
 
-    @event.listens_for(engine, "connect")
+    @listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" hook below decide how transactions start.
         dbapi_connection.isolation_level = None
@@ -384,7 +412,7 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
+    @listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         write = connection.get_execution_options().get("feed_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -432,7 +460,7 @@ class Store:
             raise StoreError("Hints by NOTIFY need a PostgreSQL database.")
         self._notify = notify
         self._new_posts = GroupCommit(
-            self._write_new_posts, isolate=lambda exc: isinstance(exc, Unstorable)
+            self._insert_posts, isolate=lambda exc: isinstance(exc, Unstorable)
         )
         self._listeners: list[Callable[[Commit], object]] = []
         # The newest event this process saw committed, written or read (rationale 17).
@@ -443,8 +471,9 @@ class Store:
         self.rollbacks = 0
 
     def on_commit(self, listener: Callable[[Commit], object]) -> None:
-        """Call ``listener`` on the event loop with the events of each group of new
-        posts (rationale 13), in id order, as soon as they are committed."""
+        """Call ``listener`` with what each transaction changed, on the event loop of
+        the write's caller, in commit order, as soon as it is committed (rationale 20).
+        It must not wait or raise: the change is committed whatever it does."""
         self._listeners.append(listener)
 
     @classmethod
@@ -471,12 +500,47 @@ class Store:
                     )
                 self._guard_log(session)
                 yield session
+                written: list[FeedEvent] = session.info.get(WRITTEN, [])
+                if self._notify and written:
+                    # One hint for the transaction, sent only if it commits (rationale 8).
+                    session.execute(
+                        text("SELECT pg_notify(:channel, :payload)"),
+                        {"channel": NOTIFY_CHANNEL, "payload": str(written[-1].id)},
+                    )
                 session.commit()
                 if session.info.get(WENT_BACK):
                     self._went_back(session.info[LOG_END])
-                self.saw(session.info.get(NEWEST, 0))
+                if written:
+                    self.saw(written[-1].id)
+                access: AccessChange = session.info.get(ACCESS, NO_ACCESS_CHANGE)
+                if written or access:
+                    # Still under the write lock: announced in commit order (rationale 20).
+                    self._announce(Commit(session.info[LOG_END], written, access))
         finally:
             self._write_lock.release()
+
+    def _announce(self, commit: Commit) -> None:
+        loop = _CALLER.get()
+        if loop is None:  # called outside any event loop: nobody awaits an answer
+            self._tell(commit)
+        else:
+            loop.call_soon_threadsafe(self._tell, commit)
+
+    def _tell(self, commit: Commit) -> None:
+        for listener in self._listeners:
+            try:
+                listener(commit)
+            except Exception:  # committed: a listener's bug must not say otherwise
+                logger.exception("a commit listener failed")
+
+    @staticmethod
+    def _noted(session: Session, events: Sequence[FeedEvent]) -> None:
+        """Note ``events``, in id order, as written by this transaction."""
+        session.info.setdefault(WRITTEN, []).extend(events)
+
+    @staticmethod
+    def _access_changed(session: Session, change: AccessChange) -> None:
+        session.info[ACCESS] = session.info.get(ACCESS, NO_ACCESS_CHANGE) | change
 
     def saw(self, event_id: int) -> None:
         """Note that ``event_id`` is committed and may be on screens (rationale 17)."""
@@ -675,17 +739,8 @@ class Store:
             html = await _in_thread(markdown.to_html)(body)
         return await self._new_posts.submit(NewPost(channel, author, body, html))
 
-    async def _write_new_posts(self, batch: Sequence[NewPost]) -> list[Change | StoreError]:
-        results, commit = await self._insert_posts(batch)
-        for listener in self._listeners:
-            try:
-                listener(commit)
-            except Exception:  # the posts are stored; a listener's bug must not say otherwise
-                logger.exception("a commit listener failed")
-        return results
-
     @_in_thread
-    def _insert_posts(self, batch: Sequence[NewPost]) -> tuple[list[Change | StoreError], Commit]:
+    def _insert_posts(self, batch: Sequence[NewPost]) -> list[Change | StoreError]:
         # Short bodies, rendered here, before the lock (rationale 18).
         htmls = [markdown.to_html(new.body) if new.html is None else new.html for new in batch]
         with self._write() as session:
@@ -701,12 +756,9 @@ class Store:
                     refused[n] = ChannelArchived(new.channel)
             accepted = [(n, new) for n, new in enumerate(batch) if n not in refused]
             if not accepted:
-                return [refused[n] for n in range(len(batch))], Commit(0, [])
+                return [refused[n] for n in range(len(batch))]
             now = _now()
             connection = session.connection()
-            # Writers take turns (1, 7): nothing came between the log's end, read as
-            # the write began, and these inserts.
-            after: int = session.info[LOG_END]
             post_rows = [
                 {"channel_id": channels[new.channel].id, "author": new.author, "body": new.body}
                 | {"html": htmls[n], "created_at": now, "edited_at": None}
@@ -724,26 +776,22 @@ class Store:
                 for row, post_id in zip(post_rows, post_ids, strict=True)
             ]
             event_ids = self._insert_many(connection, EVENTS, event_rows)
-            session.info[NEWEST] = max(event_ids)
-            if self._notify:
-                session.execute(
-                    text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": NOTIFY_CHANNEL, "payload": str(max(event_ids))},
+            written: dict[int, Change] = {}
+            events = []
+            for (n, new), post_id, event_id in zip(accepted, post_ids, event_ids, strict=True):
+                view = PostView(
+                    post_id, new.channel, new.author, new.body, now, None, False, False, htmls[n]
                 )
-        written: dict[int, Change] = {}
-        events = []
-        for (n, new), post_id, event_id in zip(accepted, post_ids, event_ids, strict=True):
-            view = PostView(
-                post_id, new.channel, new.author, new.body, now, None, False, False, htmls[n]
-            )
-            written[n] = Change(view, event_id)
-            chan = channels[new.channel]
-            events.append(
-                FeedEvent(
-                    event_id, EventKind.POST_CREATED, chan.name, view, None, now, chan.private
+                written[n] = Change(view, event_id)
+                chan = channels[new.channel]
+                events.append(
+                    FeedEvent(
+                        event_id, EventKind.POST_CREATED, chan.name, view, None, now, chan.private
+                    )
                 )
-            )
-        return [written.get(n) or refused[n] for n in range(len(batch))], Commit(after, events)
+            # Not read back: made here as a reader would get them (rationale 4).
+            self._noted(session, events)
+        return [written.get(n) or refused[n] for n in range(len(batch))]
 
     @staticmethod
     def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
@@ -770,7 +818,7 @@ class Store:
         )
         session.add(post)
         session.flush()
-        event_id = self._log(session, EventKind.POST_CREATED, post)
+        event_id = self._log(session, EventKind.POST_CREATED, post, chan)
         return Change(_post_view(post, chan.name), event_id)
 
     # -- idempotency keys -------------------------------------------------------
@@ -811,11 +859,11 @@ class Store:
         with self._write() as session:
             post, channel = self._live_post(session, post_id)
             if post.body == body:
-                return Change(_post_view(post, channel), None)
+                return Change(_post_view(post, channel.name), None)
             post.body, post.html = body, html
             post.edited_at = _now()
-            event_id = self._log(session, EventKind.POST_UPDATED, post)
-            return Change(_post_view(post, channel), event_id)
+            event_id = self._log(session, EventKind.POST_UPDATED, post, channel)
+            return Change(_post_view(post, channel.name), event_id)
 
     @_in_thread
     def delete_post(self, post_id: int) -> Change:
@@ -824,19 +872,19 @@ class Store:
             post.deleted = True
             post.pinned = False
             post.body = post.html = ""
-            event_id = self._log(session, EventKind.POST_DELETED, post)
-            return Change(_post_view(post, channel), event_id)
+            event_id = self._log(session, EventKind.POST_DELETED, post, channel)
+            return Change(_post_view(post, channel.name), event_id)
 
     @_in_thread
     def set_pinned(self, post_id: int, pinned: bool) -> Change:
         with self._write() as session:
             post, channel = self._live_post(session, post_id)
             if post.pinned == pinned:
-                return Change(_post_view(post, channel), None)
+                return Change(_post_view(post, channel.name), None)
             post.pinned = pinned
             kind = EventKind.POST_PINNED if pinned else EventKind.POST_UNPINNED
-            event_id = self._log(session, kind, post)
-            return Change(_post_view(post, channel), event_id)
+            event_id = self._log(session, kind, post, channel)
+            return Change(_post_view(post, channel.name), event_id)
 
     @_in_thread
     def ping(self) -> None:
@@ -919,9 +967,9 @@ class Store:
         return [_post_view(post, name) for post, name in session.exec(query).all()]
 
     @staticmethod
-    def _post(session: Session, post_id: int) -> tuple[Post, str]:
+    def _post(session: Session, post_id: int) -> tuple[Post, Channel]:
         row = session.exec(
-            select(Post, Channel.name)
+            select(Post, Channel)
             .join(Channel, col(Channel.id) == col(Post.channel_id))
             .where(Post.id == post_id)
         ).first()
@@ -929,7 +977,7 @@ class Store:
             raise PostNotFound(post_id)
         return row[0], row[1]
 
-    def _live_post(self, session: Session, post_id: int) -> tuple[Post, str]:
+    def _live_post(self, session: Session, post_id: int) -> tuple[Post, Channel]:
         post, channel = self._post(session, post_id)
         if post.deleted:
             raise PostDeleted(post_id)
@@ -1070,26 +1118,24 @@ class Store:
 
     # -- the event log ----------------------------------------------------------
 
-    def _log(self, session: Session, kind: EventKind, post: Post) -> int:
+    def _log(self, session: Session, kind: EventKind, post: Post, channel: Channel) -> int:
         row = Event(kind=kind.value, channel_id=post.channel_id, post_id=post.id, created_at=_now())
-        return self._append(session, row)
-
-    def _append(self, session: Session, row: Event) -> int:
-        session.add(row)
-        session.flush()
-        assert row.id is not None
-        session.info[NEWEST] = row.id
-        if self._notify:
-            session.execute(
-                text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": NOTIFY_CHANNEL, "payload": str(row.id)},
-            )
-        return row.id
+        return self._append(session, row, post, channel)
 
     def _log_channel(self, session: Session, kind: EventKind, channel: Channel) -> int:
         assert channel.id is not None
         row = Event(kind=kind.value, channel_id=channel.id, post_id=None, created_at=_now())
-        return self._append(session, row)
+        # Which channels are private, and who may post where, are access (rationale 20).
+        self._access_changed(session, AccessChange(channels=True))
+        return self._append(session, row, None, channel)
+
+    def _append(self, session: Session, row: Event, post: Post | None, channel: Channel) -> int:
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        # The event as a reader of the log would get it once this commits (rationale 4).
+        self._noted(session, [_feed_event(row, post, channel)])
+        return row.id
 
     @_in_thread
     def latest_event_id(self) -> int:

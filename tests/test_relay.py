@@ -103,3 +103,32 @@ def test_own_posts_go_out_without_a_read_and_never_ahead_of_an_unread_event(
             other.close()
 
     asyncio.run(main())
+
+
+def test_edits_pins_and_deletes_of_this_process_go_out_without_a_read(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = CountingStore(make_engine(sqlite_url(tmp_path / "feed.db")))
+        await store.create_schema()
+        hub = RecordingHub()
+        metrics = Metrics(hub.stats, MemoryBroker().status)
+        relay = Relay(store, MemoryBroker(), hub, Renderer(), 3600, metrics)
+        await relay.start()
+        sub = Subscriber(Format.JSON, None, last_id=relay.delivered, limit=1 << 20)
+        hub.subscribe(sub)
+        try:
+            post = (await store.create_post("general", "ann", "one")).post.id
+            changes = [
+                await store.edit_post(post, "two"),
+                await store.set_pinned(post, True),
+                await store.set_pinned(post, False),
+                await store.delete_post(post),
+            ]
+            ids = [c.event_id for c in changes]
+            # Delivered as each write returned, and never read back.
+            assert ids_taken(sub)[1:] == ids and [b[0] for b in hub.batches[1:]] == ids
+            assert store.reads == 0
+        finally:
+            await relay.close()
+            store.close()
+
+    asyncio.run(main())

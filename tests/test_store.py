@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from feed import markdown
-from feed.models import Change, Commit, EventKind, FeedEvent, FrontPage, NewPost
+from feed.models import Change, ChannelChange, Commit, EventKind, FeedEvent, FrontPage, NewPost
 from feed.store import (
     ChannelArchived,
     ChannelNotFound,
@@ -68,6 +68,55 @@ def test_every_change_logs_one_event_in_order(store: Store) -> None:
         EventKind.POST_DELETED,
     ]
     assert run(store.latest_event_id()) == ids[-1]
+
+
+def test_every_write_is_announced_before_its_caller_resumes_as_a_reader_reads_it(
+    store: Store,
+) -> None:
+    async def main() -> list[Commit]:
+        told: list[Commit] = []
+        store.on_commit(told.append)
+
+        async def announced(write: Awaitable[Change | ChannelChange]) -> None:
+            before = len(told)
+            change = await write
+            # Told already: the caller resumed after the announcement, not before it.
+            assert len(told) == before + 1
+            commit = told[-1]
+            assert [e.id for e in commit.events] == [change.event_id]
+            assert commit.events == await store.events_after(commit.after)
+
+        created = await store.create_post("general", "ann", "one")
+        assert len(told) == 1
+        post_id = created.post.id
+        await announced(store.edit_post(post_id, "two"))
+        await announced(store.set_pinned(post_id, True))
+        await announced(store.set_pinned(post_id, False))
+        await announced(store.delete_post(post_id))
+        await announced(store.create_channel("ops", "Ops", "", private=True))
+        await announced(store.update_channel("ops", title="Operations"))
+        await announced(store.set_archived("ops", True))
+        await announced(store.set_archived("ops", False))
+        return told
+
+    told = run(main())
+    kinds = [e.kind.value for commit in told for e in commit.events]
+    assert kinds == [
+        "post-created",
+        "post-updated",
+        "post-pinned",
+        "post-unpinned",
+        "post-deleted",
+        "channel-created",
+        "channel-updated",
+        "channel-archived",
+        "channel-restored",
+    ]
+    # In commit order, each right after the one before.
+    assert all(told[n].after == told[n - 1].events[-1].id for n in range(1, len(told)))
+    # Channels decide who may read what: their changes are changes of access too.
+    assert [bool(commit.access) for commit in told] == [False] * 5 + [True] * 4
+    assert all(commit.events[0].private for commit in told[5:])
 
 
 def test_no_op_changes_log_nothing(store: Store) -> None:
