@@ -26,7 +26,10 @@ Rationale for the less obvious choices:
    until commit: writers commit one at a time, so a sequence value handed out
    later always commits later. That is SQLite's rule, made explicit.
 8. With the PostgreSQL broker the wake-up hint is a ``pg_notify`` issued inside the
-   writing transaction; PostgreSQL delivers it only if the commit happens.
+   writing transaction; PostgreSQL delivers it only if the commit happens. One for
+   the newest event a transaction wrote, and one that says access changed, if it
+   did (rationale 20); the access hint goes first, so a process that hears both
+   rechecks its streams before the events reach them.
 9. A database that cannot be reached raises ``StoreUnavailable`` (HTTP 503), never
    a driver error: callers can tell "try again" from "you asked for nothing". Its
    message names the cause a reader can act on: busy, refusing writes (read-only
@@ -140,6 +143,7 @@ from sqlmodel import Session, col, create_engine, select
 from sqlmodel.sql.expression import Select as ModelSelect
 
 from feed import markdown, schema
+from feed.brokers import ACCESS_HINT, HINT_CHANNEL
 from feed.commits import GroupCommit
 from feed.models import (
     NO_ACCESS_CHANGE,
@@ -341,7 +345,6 @@ EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
 
 # The same lock that serialises migrations (schema.py): one per database.
 WRITE_LOCK_KEY = schema.LOCK_KEY
-NOTIFY_CHANNEL = "feed_events"
 # What a write transaction notes in its session's ``info``: the log's last event id
 # when it began, the events it wrote (rationale 20) and what it changed of access.
 LOG_END = "feed.log_end"
@@ -501,23 +504,30 @@ class Store:
                 self._guard_log(session)
                 yield session
                 written: list[FeedEvent] = session.info.get(WRITTEN, [])
-                if self._notify and written:
-                    # One hint for the transaction, sent only if it commits (rationale 8).
-                    session.execute(
-                        text("SELECT pg_notify(:channel, :payload)"),
-                        {"channel": NOTIFY_CHANNEL, "payload": str(written[-1].id)},
-                    )
+                access: AccessChange = session.info.get(ACCESS, NO_ACCESS_CHANGE)
+                if self._notify:
+                    self._hint(session, access, written)
                 session.commit()
                 if session.info.get(WENT_BACK):
                     self._went_back(session.info[LOG_END])
                 if written:
                     self.saw(written[-1].id)
-                access: AccessChange = session.info.get(ACCESS, NO_ACCESS_CHANGE)
                 if written or access:
                     # Still under the write lock: announced in commit order (rationale 20).
                     self._announce(Commit(session.info[LOG_END], written, access))
         finally:
             self._write_lock.release()
+
+    @staticmethod
+    def _hint(session: Session, access: AccessChange, written: Sequence[FeedEvent]) -> None:
+        """The other processes' hints, sent only if the transaction commits (rationale 8)."""
+        hints = [ACCESS_HINT] if access else []
+        hints += [str(written[-1].id)] if written else []
+        for hint in hints:
+            session.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": HINT_CHANNEL, "payload": hint},
+            )
 
     def _announce(self, commit: Commit) -> None:
         loop = _CALLER.get()
@@ -1003,6 +1013,8 @@ class Store:
             )
             session.add(token)
             session.flush()
+            # A process may remember that this digest named no token a moment ago.
+            self._access_changed(session, AccessChange(tokens=True))
             return _token_view(token)
 
     @_in_thread
@@ -1028,6 +1040,7 @@ class Store:
                 raise TokenNotFound(token_id)
             if token.revoked_at is None:
                 token.revoked_at = _now()
+                self._access_changed(session, AccessChange(revoked=frozenset({token_id})))
             return _token_view(token)
 
     @_in_thread
@@ -1048,6 +1061,7 @@ class Store:
             session.execute(delete(EndedSession).where(col(EndedSession.expires_at) < _now()))
             if session.get(EndedSession, digest) is None:
                 session.add(EndedSession(digest=digest, expires_at=expires_at))
+                self._access_changed(session, AccessChange(ended=frozenset({digest})))
 
     @_in_thread
     def ended_sessions(self, digests: Sequence[str]) -> set[str]:
@@ -1067,9 +1081,12 @@ class Store:
             ).first()
             if found is None:
                 assert chan.id is not None
-                found = Member(channel_id=chan.id, name=name, may_post=may_post)
-                session.add(found)
-            found.may_post = may_post
+                session.add(Member(channel_id=chan.id, name=name, may_post=may_post))
+            elif found.may_post != may_post:
+                found.may_post = may_post
+            else:
+                return MemberView(chan.name, name, may_post)  # as it was: nothing to tell
+            self._access_changed(session, AccessChange(members=True))
             return MemberView(chan.name, name, may_post)
 
     @_in_thread
@@ -1083,6 +1100,7 @@ class Store:
             if found is None:
                 return False
             session.delete(found)
+            self._access_changed(session, AccessChange(members=True))
             return True
 
     @_in_thread

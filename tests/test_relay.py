@@ -11,7 +11,7 @@ from pathlib import Path
 from feed.brokers.memory import MemoryBroker
 from feed.events import Format, Hub, Outgoing, Subscriber
 from feed.metrics import Metrics
-from feed.models import Commit, FeedEvent
+from feed.models import AccessChange, Commit, FeedEvent
 from feed.relay import Relay
 from feed.render import Renderer
 from feed.store import Store, make_engine
@@ -127,6 +127,46 @@ def test_edits_pins_and_deletes_of_this_process_go_out_without_a_read(tmp_path: 
             # Delivered as each write returned, and never read back.
             assert ids_taken(sub)[1:] == ids and [b[0] for b in hub.batches[1:]] == ids
             assert store.reads == 0
+        finally:
+            await relay.close()
+            store.close()
+
+    asyncio.run(main())
+
+
+def test_events_committed_after_a_change_of_access_wait_until_streams_follow_it(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        store = CountingStore(make_engine(sqlite_url(tmp_path / "feed.db")))
+        await store.create_schema()
+        hub = RecordingHub()
+        metrics = Metrics(hub.stats, MemoryBroker().status)
+        relay = Relay(store, MemoryBroker(), hub, Renderer(), 3600, metrics)
+        followed: asyncio.Queue[AccessChange] = asyncio.Queue()
+        release = asyncio.Event()
+
+        async def recheck(change: AccessChange) -> None:
+            followed.put_nowait(change)
+            await release.wait()
+
+        relay.on_access(recheck)
+        await relay.start()
+        try:
+            await store.set_member("general", "ann", may_post=True)
+            after = await store.create_post("general", "bob", "after the grant")
+            async with asyncio.timeout(5):
+                assert await followed.get() == AccessChange(members=True)
+            assert hub.batches == []
+            release.set()
+            async with asyncio.timeout(5):
+                await hub.reached(after.event_id or 0)
+            # Read from the log once the streams had followed, not handed over before.
+            assert hub.batches == [[after.event_id]] and store.reads == 1
+            # Heard from another process: the same, for whatever it changed.
+            relay.access_hint()
+            async with asyncio.timeout(5):
+                assert await followed.get() == AccessChange(elsewhere=True)
         finally:
             await relay.close()
             store.close()

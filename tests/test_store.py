@@ -14,7 +14,16 @@ import pytest
 from sqlalchemy import create_engine
 
 from feed import markdown
-from feed.models import Change, ChannelChange, Commit, EventKind, FeedEvent, FrontPage, NewPost
+from feed.models import (
+    AccessChange,
+    Change,
+    ChannelChange,
+    Commit,
+    EventKind,
+    FeedEvent,
+    FrontPage,
+    NewPost,
+)
 from feed.store import (
     ChannelArchived,
     ChannelNotFound,
@@ -117,6 +126,32 @@ def test_every_write_is_announced_before_its_caller_resumes_as_a_reader_reads_it
     # Channels decide who may read what: their changes are changes of access too.
     assert [bool(commit.access) for commit in told] == [False] * 5 + [True] * 4
     assert all(commit.events[0].private for commit in told[5:])
+
+
+def test_changes_of_access_are_announced_with_what_they_changed(store: Store) -> None:
+    async def main() -> list[AccessChange]:
+        told: list[Commit] = []
+        store.on_commit(told.append)
+        token = await store.add_token("ann", "writer", "api", None, "d" * 64)
+        await store.revoke_token(token.id)
+        await store.revoke_token(token.id)  # revoked already: nothing changes
+        await store.end_session("s" * 64, datetime.now(UTC) + timedelta(days=1))
+        await store.set_member("general", "ann", may_post=False)
+        await store.set_member("general", "ann", may_post=False)  # as it was
+        await store.set_member("general", "ann", may_post=True)
+        await store.remove_member("general", "ann")
+        await store.secret("key", lambda: "made once")
+        assert all(not commit.events for commit in told)
+        return [commit.access for commit in told]
+
+    assert run(main()) == [
+        AccessChange(tokens=True),
+        AccessChange(revoked=frozenset({1})),
+        AccessChange(ended=frozenset({"s" * 64})),
+        AccessChange(members=True),
+        AccessChange(members=True),
+        AccessChange(members=True),
+    ]
 
 
 def test_no_op_changes_log_nothing(store: Store) -> None:
