@@ -9,6 +9,7 @@ written and read, are in store.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -274,12 +275,15 @@ class FrontPage:
 @dataclass(frozen=True, slots=True)
 class NewPost:
     """A post waiting to be written in a group (store.py): its body's HTML, if rendered
-    yet."""
+    yet, and the request's ``Idempotency-Key`` claim with how to write down its answer,
+    if it came with one."""
 
     channel: str
     author: str
     body: str
     html: str | None = None
+    claim: Claim | None = None
+    answer: Callable[[Change], Answer] | None = None
 
 
 @dataclass(frozen=True, slots=True)

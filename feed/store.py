@@ -43,10 +43,13 @@ Rationale for the less obvious choices:
 11. An ``Idempotency-Key`` is stored in the same transaction as the post (or
    channel) and its event, with the answer the client got: a crash leaves either
    all three or none. Writers are serialised (1, 7), so a concurrent retry with the
-   same key waits, then finds the key and gets the stored answer. Only successful
-   writes are remembered: a refused request wrote nothing and may simply be
-   retried. Keys expire after ``IDEMPOTENCY_TTL``; expired ones are deleted by the
-   next write that uses a key.
+   same key waits, then finds the key and gets the stored answer. A new post with a
+   key takes the same road as any new post, the group commit (13): the group's
+   transaction looks its keys up and writes them, and a retry that arrives in the
+   same group as its first try gets that try's answer. A replayed answer writes no
+   post. Only successful writes are remembered: a refused request wrote nothing and
+   may simply be retried. Keys expire after ``IDEMPOTENCY_TTL``; expired ones are
+   deleted by the next write that uses a key.
 12. Tokens are random and long (access.py), so a plain SHA-256 digest is enough to
    keep them: a slow password hash protects guessable secrets, and these are not
    guessable. Looking a token up by its digest needs no secret comparison in Python.
@@ -124,6 +127,7 @@ import time
 from collections.abc import Callable, Collection, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
@@ -180,7 +184,6 @@ logger = logging.getLogger("feed.store")
 
 P = ParamSpec("P")
 T = TypeVar("T")
-C = TypeVar("C", "Change", "ChannelChange")
 Q = TypeVar("Q", bound="Select[*tuple[Any, ...]]")
 
 SEED_CHANNELS = (
@@ -462,7 +465,7 @@ class Store:
         if notify and not self._postgres:
             raise StoreError("Hints by NOTIFY need a PostgreSQL database.")
         self._notify = notify
-        self._new_posts = GroupCommit(
+        self._new_posts: GroupCommit[NewPost, Change | Once] = GroupCommit(
             self._insert_posts, isolate=lambda exc: isinstance(exc, Unstorable)
         )
         self._listeners: list[Callable[[Commit], object]] = []
@@ -742,66 +745,126 @@ class Store:
 
     async def create_post(self, channel: str, author: str, body: str) -> Change:
         """A new post and its event, committed with the others waiting (rationale 13)."""
+        written = await self._new_post(NewPost(channel, author, body))
+        assert isinstance(written, Change)
+        return written
+
+    async def create_post_once(
+        self, claim: Claim, channel: str, author: str, body: str, answer: Callable[[Change], Answer]
+    ) -> Once:
+        """``create_post``, answered once per ``claim`` (rationale 11)."""
+        written = await self._new_post(NewPost(channel, author, body, claim=claim, answer=answer))
+        assert isinstance(written, Once)
+        return written
+
+    async def _new_post(self, new: NewPost) -> Change | Once:
         # A long body is rendered by its own request, before it joins a group: nobody
         # waits for its Markdown but itself (rationale 18).
-        html = None
-        if len(body) > markdown.RENDER_APART:
-            html = await _in_thread(markdown.to_html)(body)
-        return await self._new_posts.submit(NewPost(channel, author, body, html))
+        if len(new.body) > markdown.RENDER_APART:
+            new = replace(new, html=await _in_thread(markdown.to_html)(new.body))
+        return await self._new_posts.submit(new)
 
     @_in_thread
-    def _insert_posts(self, batch: Sequence[NewPost]) -> list[Change | StoreError]:
+    def _insert_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
+        """Write a group of new posts in one transaction; each one's own outcome."""
         # Short bodies, rendered here, before the lock (rationale 18).
         htmls = [markdown.to_html(new.body) if new.html is None else new.html for new in batch]
         with self._write() as session:
             names = sorted({new.channel for new in batch})
             found = session.exec(select(Channel).where(col(Channel.name).in_(names))).all()
             channels = {c.name: c for c in found}
-            refused: dict[int, StoreError] = {}
-            for n, new in enumerate(batch):
-                chan = channels.get(new.channel)
-                if chan is None:
-                    refused[n] = ChannelNotFound(new.channel)
-                elif chan.archived:
-                    refused[n] = ChannelArchived(new.channel)
-            accepted = [(n, new) for n, new in enumerate(batch) if n not in refused]
-            if not accepted:
-                return [refused[n] for n in range(len(batch))]
-            now = _now()
-            connection = session.connection()
-            post_rows = [
-                {"channel_id": channels[new.channel].id, "author": new.author, "body": new.body}
-                | {"html": htmls[n], "created_at": now, "edited_at": None}
-                | {"pinned": False, "deleted": False}
-                for n, new in accepted
-            ]
-            post_ids = self._insert_many(connection, POSTS, post_rows)
-            event_rows = [
-                {
-                    "kind": EventKind.POST_CREATED.value,
-                    "channel_id": row["channel_id"],
-                    "post_id": post_id,
-                    "created_at": now,
-                }
-                for row, post_id in zip(post_rows, post_ids, strict=True)
-            ]
-            event_ids = self._insert_many(connection, EVENTS, event_rows)
-            written: dict[int, Change] = {}
-            events = []
-            for (n, new), post_id, event_id in zip(accepted, post_ids, event_ids, strict=True):
-                view = PostView(
-                    post_id, new.channel, new.author, new.body, now, None, False, False, htmls[n]
-                )
-                written[n] = Change(view, event_id)
-                chan = channels[new.channel]
-                events.append(
-                    FeedEvent(
-                        event_id, EventKind.POST_CREATED, chan.name, view, None, now, chan.private
+            settled, repeats = self._settle(session, batch, channels)
+            accepted = [(n, new) for n, new in enumerate(batch) if n not in settled | repeats]
+            written: dict[int, Change | Once] = {}
+            if accepted:
+                changes = self._insert_new(session, accepted, channels, htmls)
+                written = self._keep_answers(session, changes, batch)
+            for n, first in repeats.items():
+                # A retry that came with its first try: that try's answer, replayed.
+                kept = written[first]
+                assert isinstance(kept, Once)
+                written[n] = Once(kept.answer, None, True)
+        return [written.get(n) or settled[n] for n in range(len(batch))]
+
+    def _settle(
+        self, session: Session, batch: Sequence[NewPost], channels: dict[str, Channel]
+    ) -> tuple[dict[int, Once | StoreError], dict[int, int]]:
+        """The posts of ``batch`` that write nothing, each with its outcome: refused, or
+        a retry answered as before (rationale 11); and the retries of a post in this
+        very group, each with the place of its first try."""
+        kept = self._kept_answers(session, [new.claim for new in batch if new.claim])
+        settled: dict[int, Once | StoreError] = {}
+        repeats: dict[int, int] = {}
+        first_tries: dict[str, int] = {}
+        for n, new in enumerate(batch):
+            claim = new.claim
+            if claim is not None:
+                before, first = kept.get(claim.key), first_tries.get(claim.key)
+                if before is not None:
+                    answer = Answer(before.status, before.body, before.location)
+                    same = before.fingerprint == claim.fingerprint
+                    settled[n] = (
+                        Once(answer, None, True) if same else IdempotencyKeyReused(claim.key)
                     )
+                    continue
+                if first is not None:
+                    if batch[first].claim == claim:
+                        repeats[n] = first
+                    else:
+                        settled[n] = IdempotencyKeyReused(claim.key)
+                    continue
+            chan = channels.get(new.channel)
+            if chan is None:
+                settled[n] = ChannelNotFound(new.channel)
+            elif chan.archived:
+                settled[n] = ChannelArchived(new.channel)
+            elif claim is not None:
+                first_tries[claim.key] = n
+        return settled, repeats
+
+    def _insert_new(
+        self,
+        session: Session,
+        accepted: Sequence[tuple[int, NewPost]],
+        channels: dict[str, Channel],
+        htmls: Sequence[str],
+    ) -> dict[int, Change]:
+        """Insert the ``accepted`` posts and their events; each one's change, by place."""
+        now = _now()
+        connection = session.connection()
+        post_rows = [
+            {"channel_id": channels[new.channel].id, "author": new.author, "body": new.body}
+            | {"html": htmls[n], "created_at": now, "edited_at": None}
+            | {"pinned": False, "deleted": False}
+            for n, new in accepted
+        ]
+        post_ids = self._insert_many(connection, POSTS, post_rows)
+        event_rows = [
+            {
+                "kind": EventKind.POST_CREATED.value,
+                "channel_id": row["channel_id"],
+                "post_id": post_id,
+                "created_at": now,
+            }
+            for row, post_id in zip(post_rows, post_ids, strict=True)
+        ]
+        event_ids = self._insert_many(connection, EVENTS, event_rows)
+        written: dict[int, Change] = {}
+        events = []
+        for (n, new), post_id, event_id in zip(accepted, post_ids, event_ids, strict=True):
+            view = PostView(
+                post_id, new.channel, new.author, new.body, now, None, False, False, htmls[n]
+            )
+            written[n] = Change(view, event_id)
+            chan = channels[new.channel]
+            events.append(
+                FeedEvent(
+                    event_id, EventKind.POST_CREATED, chan.name, view, None, now, chan.private
                 )
-            # Not read back: made here as a reader would get them (rationale 4).
-            self._noted(session, events)
-        return [written.get(n) or refused[n] for n in range(len(batch))]
+            )
+        # Not read back: made here as a reader would get them (rationale 4).
+        self._noted(session, events)
+        return written
 
     @staticmethod
     def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
@@ -809,59 +872,53 @@ class Store:
         returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return list(connection.execute(returning, rows).scalars())
 
-    @_in_thread
-    def create_post_once(
-        self, claim: Claim, channel: str, author: str, body: str, answer: Callable[[Change], Answer]
-    ) -> Once:
-        """``create_post``, answered once per ``claim`` (rationale 11)."""
-        new, html = NewPost(channel, author, body), markdown.to_html(body)  # rationale 18
-        with self._write() as session:
-            return self._once(session, claim, lambda: self._add_post(session, new, html), answer)
-
-    def _add_post(self, session: Session, new: NewPost, html: str) -> Change:
-        chan = self._channel(session, new.channel)
-        assert chan.id is not None
-        if chan.archived:
-            raise ChannelArchived(new.channel)
-        post = Post(
-            channel_id=chan.id, author=new.author, body=new.body, html=html, created_at=_now()
-        )
-        session.add(post)
-        session.flush()
-        event_id = self._log(session, EventKind.POST_CREATED, post, chan)
-        return Change(_post_view(post, chan.name), event_id)
-
     # -- idempotency keys -------------------------------------------------------
 
     def _once(
         self,
         session: Session,
         claim: Claim,
-        write: Callable[[], C],
-        answer: Callable[[C], Answer],
+        write: Callable[[], ChannelChange],
+        answer: Callable[[ChannelChange], Answer],
     ) -> Once:
         """The stored answer for ``claim``, or ``write`` and its answer stored with it."""
-        now = _now()
-        expired = col(IdempotencyKey.created_at) < now - IDEMPOTENCY_TTL
-        session.execute(delete(IdempotencyKey).where(expired))
-        found = session.exec(select(IdempotencyKey).where(IdempotencyKey.key == claim.key)).first()
+        found = self._kept_answers(session, [claim]).get(claim.key)
         if found is not None:
             if found.fingerprint != claim.fingerprint:
                 raise IdempotencyKeyReused(claim.key)
             return Once(Answer(found.status, found.body, found.location), None, True)
         change = write()
         given = answer(change)
-        session.add(
-            IdempotencyKey(
-                key=claim.key,
-                fingerprint=claim.fingerprint,
-                status=given.status,
-                body=given.body,
-                location=given.location,
-                created_at=now,
-            )
-        )
+        session.add(_key_row(claim, given))
         return Once(given, change.event_id, False)
+
+    @staticmethod
+    def _kept_answers(session: Session, claims: Sequence[Claim]) -> dict[str, IdempotencyKey]:
+        """The answers kept for ``claims``, by key; expired ones are deleted first."""
+        if not claims:
+            return {}
+        expired = col(IdempotencyKey.created_at) < _now() - IDEMPOTENCY_TTL
+        session.execute(delete(IdempotencyKey).where(expired))
+        keys = sorted({claim.key for claim in claims})
+        found = session.exec(select(IdempotencyKey).where(col(IdempotencyKey.key).in_(keys)))
+        return {row.key: row for row in found.all()}
+
+    @staticmethod
+    def _keep_answers(
+        session: Session, changes: dict[int, Change], batch: Sequence[NewPost]
+    ) -> dict[int, Change | Once]:
+        """``changes``, with the answer of each that came with a claim kept beside it
+        (rationale 11): those are answered with it."""
+        written: dict[int, Change | Once] = {}
+        for n, change in changes.items():
+            new = batch[n]
+            if new.claim is None or new.answer is None:
+                written[n] = change
+                continue
+            given = new.answer(change)
+            session.add(_key_row(new.claim, given))
+            written[n] = Once(given, change.event_id, False)
+        return written
 
     @_in_thread
     def edit_post(self, post_id: int, body: str) -> Change:
@@ -1211,6 +1268,17 @@ class Store:
         found = ids.order_by(col(Event.id)).limit(limit).subquery()
         with self._read() as session:
             return session.exec(select(func.count()).select_from(found)).one()
+
+
+def _key_row(claim: Claim, given: Answer) -> IdempotencyKey:
+    return IdempotencyKey(
+        key=claim.key,
+        fingerprint=claim.fingerprint,
+        status=given.status,
+        body=given.body,
+        location=given.location,
+        created_at=_now(),
+    )
 
 
 def _readable_after(
