@@ -2,11 +2,11 @@
 
 Every write goes through the store (post and event row in one transaction), which
 announces it to this process's streams and to the other processes once it has
-committed (store.py, on the commit announcement): an endpoint validates, calls the
+committed (storage/log.py, on the commit announcement): an endpoint validates, calls the
 store and answers, and announces nothing itself.
 
 Creating a post or a channel takes an ``Idempotency-Key`` header: the key is stored
-with the write and its answer (store.py, rationale 11), so a retry gets that same
+with the write and its answer (storage/keys.py, on idempotency keys), so a retry gets that same
 answer, marked ``Idempotent-Replayed: true``, and never writes twice. New posts are
 limited per identity (security.py).
 

@@ -39,7 +39,7 @@ The hot path, and why it looks the way it does:
    clients posting as fast as they can to 100 subscribers, the per-event writes had
    been most of the server's time after the write transactions; joined, posting
    went from about 250 to over 1,000 posts a second, together with the group commit
-   (store.py, 13).
+   (storage/posts.py, on new posts written in groups).
 6. Heartbeats come from one hub-wide timer, not one timer per connection, and are
    encoded once per format at import time. Pages need to *see* them (an offline
    badge appears when they stop) but an EventSource drops SSE comments, so HTML

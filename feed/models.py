@@ -1,10 +1,10 @@
 """The tables, and the values passed between threads.
 
 The SQLModel tables here must match what the migrations (feed/migrations) build. Store
-methods run in worker threads (store.py, 6) and hand back frozen dataclasses, never
-rows: a row belongs to its session, a value may go anywhere. The converters at the end
-turn rows into those values. The queries, and the reasons behind how the tables are
-written and read, are in store.py.
+methods run in worker threads (storage/engine.py, on worker threads) and hand back
+frozen dataclasses, never rows: a row belongs to its session, a value may go anywhere.
+The converters at the end turn rows into those values. The queries, and the reasons
+behind how the tables are written and read, are in the store's parts (feed/storage/).
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ class Post(SQLModel, table=True):
 
 
 class IdempotencyKey(SQLModel, table=True):
-    """A request's ``Idempotency-Key`` and the answer it got (store.py, 11)."""
+    """A request's ``Idempotency-Key`` and the answer it got (storage/keys.py,
+    on idempotency keys)."""
 
     __tablename__ = "idempotency_keys"
 
@@ -85,7 +86,8 @@ class IdempotencyKey(SQLModel, table=True):
 
 
 class Token(SQLModel, table=True):
-    """An API token or a kiosk link. Only a digest of the secret is kept (store.py, 12)."""
+    """An API token or a kiosk link. Only a digest of the secret is kept (storage/grants.py,
+    on token digests)."""
 
     __tablename__ = "tokens"
 
@@ -131,14 +133,14 @@ class EndedSession(SQLModel, table=True):
     expires_at: datetime = Field(index=True)
 
 
-# 64 bits (store.py, on ids never reused); SQLite's INTEGER PRIMARY KEY already is, and
+# 64 bits (storage/log.py, on ids never reused); SQLite's INTEGER PRIMARY KEY already is, and
 # only that exact type makes the column the rowid that AUTOINCREMENT needs.
 EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Event(SQLModel, table=True):
     __tablename__ = "events"
-    # Ids follow commit order and are never reused (store.py, 1).
+    # Ids follow commit order and are never reused (storage/log.py, on ids in commit order).
     __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, sa_type=EVENT_ID, primary_key=True)
@@ -254,8 +256,8 @@ class Commit:
     events it wrote, in id order, each with its post or channel as that transaction
     left it; the id of the event just before the first of them in the log (0 if
     none), so whoever has delivered up to ``after`` can deliver these next without
-    reading the log; and what it changed of access (store.py, on the commit
-    announcement)."""
+    reading the log; and what it changed of access (storage/log.py, on the
+    commit announcement)."""
 
     after: int
     events: list[FeedEvent]
@@ -274,7 +276,7 @@ class FrontPage:
 
 @dataclass(frozen=True, slots=True)
 class NewPost:
-    """A post waiting to be written in a group (store.py): its body's HTML, if rendered
+    """A post waiting to be written in a group (storage/posts.py): its body's HTML, if rendered
     yet, and the request's ``Idempotency-Key`` claim with how to write down its answer,
     if it came with one."""
 

@@ -7,7 +7,7 @@ is the only path from the database to the hub, so each event reaches each local
 subscriber once, in order, whichever process wrote it.
 
 Every change this process commits comes to it straight from the store once it is
-committed (store.py, on the commit announcement), with the id of the event just
+committed (storage/log.py, on the commit announcement), with the id of the event just
 before it in the log. When that is the last event delivered, the relay delivers the
 events as they are, without reading them back; when it is not (an event it has not
 read yet lies between), it reads, as for a hint.
@@ -127,7 +127,7 @@ class Relay:
         fresh = [event for event in commit.events if event.id > self.delivered]
         if not fresh:
             return
-        # Ids are not consecutive across a start (store.py, ids never reused), so what
+        # Ids are not consecutive across a start (storage/log.py, on ids never reused), so what
         # comes right before the first fresh event is asked of the commit, not guessed.
         skipped = len(commit.events) - len(fresh)
         before = commit.events[skipped - 1].id if skipped else commit.after
@@ -196,7 +196,7 @@ class Relay:
             self._following = False
 
     async def _check_log(self, *, polled: bool) -> None:
-        """The log went back under this process (a restore, a failover: store.py, on
+        """The log went back under this process (a restore, a failover: storage/log.py, on
         ids never reused). The store finds it so, at a write or, here, at a poll, and
         skips ids past what was handed out: new events come after ``delivered`` still.
         The streams hold events the log no longer has: end them, so that they resume

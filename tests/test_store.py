@@ -432,7 +432,7 @@ def test_no_connection_free_in_time_is_the_database_being_busy_for_every_post_of
 def test_a_new_post_is_rendered_by_its_own_request_before_it_joins_a_group(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A long hostile body's Markdown delays nobody else's post (store.py, on
+    """A long hostile body's Markdown delays nobody else's post (storage/posts.py, on
     rendering): while its rendering is held up, a post that arrives after it is
     written."""
     release, rendering = threading.Event(), threading.Event()
