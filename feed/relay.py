@@ -2,9 +2,9 @@
 
 One relay per process. It remembers the last event id it handed to the hub and,
 whenever a hint arrives (or every ``poll_interval`` seconds, in case a hint was
-lost), reads every newer event in one query and publishes them in id order. It
-is the only path from the database to the hub, so each event reaches each local
-subscriber once, in order, whichever process wrote it.
+lost), reads every newer event in one query and hands them to the hub in id
+order. It is the only path from the database to the hub, so each event reaches each
+local subscriber once, in order, whichever process wrote it.
 
 Every change this process commits comes to it straight from the store once it is
 committed (storage/log.py, on the commit announcement), with the id of the event just
@@ -132,7 +132,7 @@ class Relay:
         skipped = len(commit.events) - len(fresh)
         before = commit.events[skipped - 1].id if skipped else commit.after
         if before == self.delivered:
-            self._publish(fresh)
+            self._deliver(fresh)
         else:
             self._wake.set()
 
@@ -212,18 +212,18 @@ class Relay:
         self._hub.end_streams()
 
     async def catch_up(self) -> None:
-        """Publish every event newer than the last one delivered."""
+        """Deliver every event newer than the last one delivered."""
         while not self._held:
             events = await self._store.events_after(self.delivered, limit=BATCH)
             if self._held:
                 return  # access changed meanwhile: these are read again after it
             read = len(events)
             # Some may have come from the store directly while the query ran.
-            self._publish([event for event in events if event.id > self.delivered])
+            self._deliver([event for event in events if event.id > self.delivered])
             if read < BATCH:
                 return
 
-    def _publish(self, events: Sequence[FeedEvent]) -> None:
+    def _deliver(self, events: Sequence[FeedEvent]) -> None:
         if not events:
             return
         for listener in self._delivery_listeners:

@@ -22,7 +22,7 @@ Rationale for the less obvious choices:
    request, in a worker thread, before it joins a group (2); shorter ones, which cost
    at most a few milliseconds whatever they hold, are rendered by the group's write,
    which spares most posts a thread hop of their own (a hop for every post showed in
-   publish throughput: docs/benchmarks.md).
+   posting throughput: docs/benchmarks.md).
 4. Reads of posts for a reader filter private channels in SQL, as the log's reads do
    (log.py, on reads for a reader), so a page never shows a post of a channel made
    private a moment ago to someone who may not read it.
