@@ -12,7 +12,6 @@ events reach them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -84,8 +83,12 @@ class RedisBroker(ListeningBroker):
         await super().close()
         if self._sending is not None:
             # What was committed before the close is still told, within reason.
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._sending, FLUSH_TIMEOUT)
+            except TimeoutError:
+                logger.warning("closing with hints not sent to redis")
+            except Exception:
+                logger.exception("the redis hint sender failed")
         await self._sender.aclose()
 
     async def _listen(self, connected: Callable[[], None]) -> None:

@@ -118,7 +118,8 @@ class Posts(EventLog):
             found = session.exec(select(Channel).where(col(Channel.name).in_(names))).all()
             channels = {c.name: c for c in found}
             settled, repeats = _settle(session, batch, channels)
-            accepted = [(n, new) for n, new in enumerate(batch) if n not in settled | repeats]
+            done = settled.keys() | repeats.keys()
+            accepted = [(n, new) for n, new in enumerate(batch) if n not in done]
             written: dict[int, Change | Once] = {}
             if accepted:
                 changes = self._insert_new(session, accepted, channels, htmls)
