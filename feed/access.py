@@ -42,11 +42,10 @@ Rationale:
    token up for each post. A change of access announced by any process drops what it
    made stale (``changed``); one that is not (a command on a database with the
    memory broker) is refused within a second. The recheck of open streams always
-   reads the database. A stale
-   list cannot leak: the hub checks each event against the channel as it is when
-   the event is read (events.py), and replay filters in SQL on the same. A channel
-   made or changed through this process is seen at once; through another, within
-   that second.
+   reads the database. A stale list cannot leak: the hub checks each event against
+   the channel as it is when the event is read (events.py), and replay filters in
+   SQL on the same. A channel made or changed through this process is seen at once;
+   through another, as soon as its event or hint arrives, and within that second.
 8. Which channels are private is known in one place, this channel map, and learnt
    from the channel events of the log as the relay delivers them (``learn``), in
    every process, before the hub or a page sees them. Presence and ``/metrics``
