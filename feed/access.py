@@ -25,11 +25,12 @@ Rationale:
    streams end.
 3. On rechecking streams. Streams check access when they open, and the hub checks
    every event of a private channel against the stream's grants (events.py). A
-   running ``Watch`` (watch.py) re-reads, every ``FEED_ACCESS_RECHECK`` seconds, the
-   revocations and memberships behind open streams: a revoked token or kiosk link, a
-   session signed out of or expired, ends its streams, a membership taken away stops
-   that channel's events, within that interval, in every process. A session's expiry
-   is read from its cookie's signature when the stream opens and travels with the
+   running ``Watch`` (watch.py) re-reads the revocations and memberships behind open
+   streams whenever a process announces a change of access, before later events
+   reach them, and every ``FEED_ACCESS_RECHECK`` seconds besides: a revoked token or
+   kiosk link, a session signed out of or expired, ends its streams, a membership
+   taken away stops that channel's events, in every process. A session's expiry is
+   read from its cookie's signature when the stream opens and travels with the
    identity, since nothing reads the cookie again while the stream lasts.
 4. On signing. Secrets sign cookies and kiosk links (itsdangerous). Without
    ``FEED_SECRET_KEY`` the key is made once and kept in the database, so every
@@ -37,12 +38,14 @@ Rationale:
 5. On recent answers. The channel list, tokens and memberships behind permission
    checks are read at most once a second each: a thousand kiosks reconnecting at
    once cost one query, not a thousand, and a script posting hundreds of times a
-   second does not look its token up for each post. So a revoked token is refused
-   within a second, in every process; the recheck of open streams always reads the
-   database. A stale list cannot leak: the hub checks each event against the
-   channel as it is when the event is read (events.py), and replay filters in SQL on
-   the same. A channel made or changed through this process is seen at once;
-   through another, within that second.
+   second does not look its token up for each post. A change of access announced by
+   any process drops what it made stale (``changed``); one that is not (a command on
+   a database with the memory broker) is refused within a second. The recheck of
+   open streams always reads the database. A stale list cannot leak: the hub checks
+   each event against the channel as it is when the event is read (events.py), and
+   reads of posts and of the log filter in SQL on the same. A channel made or
+   changed through this process is seen at once; through another, as soon as its
+   event or hint arrives, and within that second.
 6. On privacy learnt from the log. Which channels are private is known in one place,
    this channel map, and learnt from the channel events of the log as the relay
    delivers them (``learn``), in every process, before the hub or a page sees them.
@@ -77,7 +80,7 @@ from starlette.types import Scope
 
 from feed.errors import ClientError
 from feed.identity import ANONYMOUS, Identity, Role, Via, digest, identity_name, of_credential
-from feed.models import ChannelView, FeedEvent, TokenView
+from feed.models import AccessChange, ChannelView, FeedEvent, TokenView
 from feed.permissions import Permissions, grantee, unauthorized
 from feed.recent import MISSING, RECENT_TTL, Missing, RecentAnswers
 from feed.settings import Settings
@@ -103,8 +106,6 @@ class Access:
         self._sessions: URLSafeTimedSerializer | None = None
         self._links: URLSafeSerializer | None = None
         self._admins = frozenset(n.strip() for n in settings.trusted_admins.split(",") if n.strip())
-        # Set when this process changed access, so its streams are rechecked at once.
-        self.dirty = asyncio.Event()
         self._channels: dict[str, ChannelView] | None = None
         self._channels_at = 0.0
         self._loading = asyncio.Lock()
@@ -120,10 +121,19 @@ class Access:
         self._ended: RecentAnswers[str, bool] = RecentAnswers()
         self._grants: RecentAnswers[str, dict[str, bool]] = RecentAnswers()
 
-    def changed(self) -> None:
-        self._channels = None
-        self._grants.clear()
-        self.dirty.set()
+    def changed(self, change: AccessChange) -> None:
+        """Forget what ``change`` made stale (rationale 5): the next check reads it."""
+        if change.elsewhere:
+            for recent in (self._tokens, self._revoked, self._ended, self._grants):
+                recent.clear()
+        if change.elsewhere or change.channels:
+            self._channels = None
+        if change.members:
+            self._grants.clear()
+        if change.tokens:
+            self._tokens.clear()
+        self.forget(change.revoked)
+        self.forget_sessions(change.ended)
 
     def _keep(self, channels: dict[str, ChannelView]) -> None:
         self._channels = channels
@@ -327,11 +337,8 @@ class Access:
         """End ``who``'s session for good, not only in this browser (rationale 2)."""
         if who.via is not Via.SESSION or who.csrf is None:
             return
-        kept = digest(who.csrf)
         until = datetime.now(UTC) + timedelta(seconds=self.session_seconds)
-        await self.store.end_session(kept, until)
-        self.forget_sessions([kept])
-        self.dirty.set()  # this process's streams of the session end now
+        await self.store.end_session(digest(who.csrf), until)
 
     def forget_sessions(self, ended: Iterable[str]) -> None:
         """Sessions found signed out of: refuse them from now on."""

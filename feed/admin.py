@@ -54,8 +54,8 @@ from starlette.types import Receive, Scope, Send
 from feed.access import check_csrf
 from feed.api import (
     channel_name,
-    publish_channel,
     text_field,
+    timed,
 )
 from feed.errors import ClientError
 from feed.events import HubStats
@@ -242,7 +242,7 @@ async def create_channel(request: Request) -> HTMLResponse:
     except (ClientError, StoreError) as exc:
         status, message = _failure(exc)
         return await _panel(rt, status, form=form, error=message)
-    await publish_channel(rt, change)
+    timed(rt, change.event_id)
     return await _panel(rt)
 
 
@@ -261,7 +261,7 @@ async def retitle_channel(request: Request) -> HTMLResponse:
             return await _panel(rt, status, error=message)
         row_error = {"name": name, "message": message, "title": form.get("title", "")}
         return await _panel(rt, status, row_error=row_error)
-    await publish_channel(rt, change)
+    timed(rt, change.event_id)
     return await _panel(rt)
 
 
@@ -274,7 +274,7 @@ async def archive_channel(request: Request) -> HTMLResponse:
     except StoreError as exc:
         status, message = _failure(exc)
         return await _panel(rt, status, error=message)
-    await publish_channel(rt, change)
+    timed(rt, change.event_id)
     return await _panel(rt)
 
 

@@ -1,10 +1,12 @@
 """The JSON API under ``/api``.
 
-Every write goes through the store (post and event row in one transaction) and
-only then hints the broker, so nothing reaches a stream before it is committed.
+Every write goes through the store (post and event row in one transaction), which
+announces it to this process's streams and to the other processes once it has
+committed (storage/log.py, on the commit announcement): an endpoint validates, calls the
+store and answers, and announces nothing itself.
 
 Creating a post or a channel takes an ``Idempotency-Key`` header: the key is stored
-with the write and its answer (store.py, rationale 11), so a retry gets that same
+with the write and its answer (storage/keys.py, on idempotency keys), so a retry gets that same
 answer, marked ``Idempotent-Replayed: true``, and never writes twice. New posts are
 limited per identity (security.py).
 
@@ -252,17 +254,17 @@ def int_param(request: Request, name: str, *, low: int, high: int | None = None)
     return value
 
 
-def _hinted(rt: Runtime) -> None:
+def timed(rt: Runtime, event_id: int | None) -> None:
+    """Time a write that logged ``event_id``, from its request's arrival to now: its
+    commit was announced before the store's answer came back."""
     started = logs.request_started.get()
-    if started is not None:
-        rt.metrics.publish_seconds.observe(time.perf_counter() - started)
+    if event_id is not None and started is not None:
+        rt.metrics.announce_seconds.observe(time.perf_counter() - started)
 
 
-async def publish(rt: Runtime, change: Change) -> dict[str, Any]:
-    if change.event_id is not None:
-        await rt.broker.publish(change.event_id)
-        _hinted(rt)
-    return {"post": post_json(change.post), "event_id": change.event_id}
+def post_answer(rt: Runtime, change: Change) -> dict[str, Any]:
+    timed(rt, change.event_id)
+    return _post_content(change)
 
 
 async def create_post_from(
@@ -337,11 +339,9 @@ def remembered(
     return answer
 
 
-async def answer_once(rt: Runtime, once: Once) -> Response:
-    """The first answer (after announcing its event), or the same answer replayed."""
-    if once.event_id is not None:
-        await rt.broker.publish(once.event_id)
-        _hinted(rt)
+def answer_once(rt: Runtime, once: Once) -> Response:
+    """The first answer, or the same answer replayed."""
+    timed(rt, once.event_id)
     headers = {"Location": once.answer.location} if once.answer.location else {}
     if once.replayed:
         headers[REPLAYED_HEADER] = "true"
@@ -358,12 +358,9 @@ def _channel_content(change: ChannelChange) -> dict[str, Any]:
     return {"channel": channel_json(change.channel), "event_id": change.event_id}
 
 
-async def publish_channel(rt: Runtime, change: ChannelChange) -> dict[str, Any]:
-    if change.event_id is not None:
-        rt.access.changed()
-        await rt.broker.publish(change.event_id)
-        _hinted(rt)
-    return {"channel": channel_json(change.channel), "event_id": change.event_id}
+def channel_answer(rt: Runtime, change: ChannelChange) -> dict[str, Any]:
+    timed(rt, change.event_id)
+    return _channel_content(change)
 
 
 def optional_text(payload: dict[str, Any], name: str, max_chars: int) -> str | None:
@@ -414,11 +411,10 @@ async def create_channel(request: Request) -> Response:
                 claim, name, title.strip(), description.strip(), answer, **access
             ),
         )
-        rt.access.changed()
-        return await answer_once(rt, once)
+        return answer_once(rt, once)
     change = await rt.store.create_channel(name, title.strip(), description.strip(), **access)
     headers = {"Location": location}
-    return JSONResponse(await publish_channel(rt, change), status_code=201, headers=headers)
+    return JSONResponse(channel_answer(rt, change), status_code=201, headers=headers)
 
 
 CHANNEL_FIELDS = ("title", "description", "private", "announcement_only")
@@ -440,14 +436,14 @@ async def update_channel(request: Request) -> JSONResponse:
         private=flag(payload, "private"),
         announcement_only=flag(payload, "announcement_only"),
     )
-    return JSONResponse(await publish_channel(rt, change))
+    return JSONResponse(channel_answer(rt, change))
 
 
 async def archive_channel(request: Request) -> JSONResponse:
     rt = await admin_only(request)
     archived = request.url.path.endswith("/archive")
     change = await rt.store.set_archived(request.path_params["channel"], archived)
-    return JSONResponse(await publish_channel(rt, change))
+    return JSONResponse(channel_answer(rt, change))
 
 
 async def list_members(request: Request) -> JSONResponse:
@@ -473,7 +469,6 @@ async def put_member(request: Request) -> JSONResponse:
     member = await rt.store.set_member(
         request.path_params["channel"], name, may_post=flag(payload, "may_post") or False
     )
-    rt.access.changed()
     return JSONResponse(
         {"channel": member.channel, "name": member.name, "may_post": member.may_post}
     )
@@ -484,7 +479,6 @@ async def delete_member(request: Request) -> JSONResponse:
     channel, name = request.path_params["channel"], request.path_params["name"]
     if not await rt.store.remove_member(channel, name):
         raise ClientError(404, f"{name!r} is not a member of #{channel}.", name)
-    rt.access.changed()
     return JSONResponse({"channel": channel, "name": name, "removed": True})
 
 
@@ -517,10 +511,10 @@ async def create_post(request: Request) -> Response:
         once = await once_for(
             request, rt.store.create_post_once(claim, channel, author, body, answer)
         )
-        return await answer_once(rt, once)
+        return answer_once(rt, once)
     change = await create_post_from(rt, perms, channel, payload)
     headers = {"Location": f"/api/posts/{change.post.id}"}
-    return JSONResponse(await publish(rt, change), status_code=201, headers=headers)
+    return JSONResponse(post_answer(rt, change), status_code=201, headers=headers)
 
 
 async def get_post(request: Request) -> JSONResponse:
@@ -540,20 +534,20 @@ async def edit_post(request: Request) -> JSONResponse:
     check_fields(payload, {"body"})
     body = text_field(payload, "body", rt.settings.max_post_chars)
     change = await rt.store.edit_post(found, body)
-    return JSONResponse(await publish(rt, change))
+    return JSONResponse(post_answer(rt, change))
 
 
 async def delete_post(request: Request) -> JSONResponse:
     rt = runtime(request)
     change = await rt.store.delete_post(await editable(rt, request))
-    return JSONResponse(await publish(rt, change))
+    return JSONResponse(post_answer(rt, change))
 
 
 async def pin_post(request: Request) -> JSONResponse:
     rt = runtime(request)
     pinned = request.url.path.endswith("/pin")
     change = await rt.store.set_pinned(await editable(rt, request), pinned)
-    return JSONResponse(await publish(rt, change))
+    return JSONResponse(post_answer(rt, change))
 
 
 routes = [

@@ -55,11 +55,16 @@ def create_app(settings: Settings) -> FeedApp:
         # (access.py, on privacy learnt from the log).
         relay.on_delivered(gate.learn)
         relay.on_delivered(watching.delivered)
+        # The store's other listeners (storage/log.py, on the commit announcement): the relay
+        # is one (its start), the other processes another, this one's access a third.
+        watch = Watch(gate, settings.access_recheck)
+        store.on_commit(watch.committed)
+        store.on_commit(broker.hint_others)
+        relay.on_access(watch.follow)
         await relay.start()
         hub.start()
         watching.start()
         meters.start()
-        watch = Watch(gate, settings.access_recheck)
         watch.start()
         logger.info("feed is up: %s", settings.describe())
         if not await store.tokens():

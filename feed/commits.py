@@ -1,9 +1,9 @@
 """Group commit: requests that arrive while a write is running are written together.
 
-Writers take turns (store.py, 3 and 7), so under a burst of posts most of the time
-went to each post's own turn: a thread hop, a transaction, a commit and, on
-PostgreSQL, an advisory lock and a NOTIFY. A ``GroupCommit`` keeps one write in
-flight. Whatever is submitted meanwhile waits, and goes in the next write as one
+Writers take turns (storage/log.py, on writers taking turns), so under a burst of
+posts most of the time went to each post's own turn: a thread hop, a transaction, a
+commit and, on PostgreSQL, an advisory lock and a NOTIFY. A ``GroupCommit`` keeps one
+write in flight. Whatever is submitted meanwhile waits, and goes in the next write as one
 batch: one transaction for all of it, at most ``limit`` requests long.
 
 Nothing is answered before its batch has committed, so "201 means stored" still
@@ -80,7 +80,7 @@ class GroupCommit(Generic[R, A]):
             except Exception as exc:
                 # Those that came while it was tried get the same answer now: they have
                 # waited for the same database, and another full try would double
-                # their wait (store.py, the bound on waiting for the write lock).
+                # their wait (storage/engine.py, on the bound on waiting).
                 batch += self._waiting
                 self._waiting = []
                 _answer(batch, [exc] * len(batch))

@@ -2,8 +2,12 @@
 
 They work on the database directly, not through a server: the first admin token
 must exist before anyone can sign in, and revoking must work while the servers are
-busy or down. Running servers notice a revocation within ``FEED_ACCESS_RECHECK``
-seconds (access.py, on rechecking streams).
+busy or down. Their store announces what they change as a server's does
+(storage/log.py, on the commit announcement), through the broker of
+``FEED_BROKER_URL``: with the PostgreSQL or Redis broker running servers hear of a
+revocation at once, and end its streams. With the memory broker nobody hears: a
+server notices within a second for new requests, and within ``FEED_ACCESS_RECHECK``
+seconds for open streams (access.py, on rechecking streams).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import argparse
 from urllib.parse import urlencode
 
 from feed.access import Access
+from feed.brokers import broker_from_url
 from feed.identity import Role, digest, identity_name, new_token
 from feed.models import TokenView
 from feed.settings import Settings
@@ -25,13 +30,16 @@ class UsageError(Exception):
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
-    store = Store.from_url(settings.database_url)
+    store = Store.from_url(settings.database_url, notify=settings.broker_kind == "postgresql")
+    broker = broker_from_url(settings.broker_url)
+    store.on_commit(broker.hint_others)
     try:
         await store.create_schema()
         if args.command == "token":
             return await _token(store, args)
         return await _kiosk(settings, store, args)
     finally:
+        await broker.close()  # after the hints it still has to send
         store.close()
 
 

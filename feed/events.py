@@ -37,7 +37,7 @@ The hot path, and why it looks the way it does:
    clients posting as fast as they can, the per-event writes had been most of the
    server's time after the write transactions (docs/benchmarks.md, publish
    throughput); joined, they are a small part of it, and the group commit
-   (commits.py) took care of the transactions.
+   (storage/posts.py, on new posts written in groups) took care of the transactions.
 6. Heartbeats come from one hub-wide timer, not one timer per connection; what each
    format gets is encoded once, in sse.py (on heartbeats).
 7. ``/metrics`` and ``/api/presence`` need no credential, so nothing they ask of

@@ -12,7 +12,7 @@ Bodies are hostile input. Rationale:
 2. Links and images keep only http(s) and mailto URLs (and relative ones); every
    link gets ``rel="noopener noreferrer"``.
 3. A body is rendered once, when it is written, in the store's worker thread, and
-   the HTML is stored with the post (store.py). Rendering is pure Python and costs
+   the HTML is stored with the post (storage/posts.py). Rendering is pure Python and costs
    more than anything else done with a post (docs/benchmarks.md): done on the event
    loop, for every reader of a replay or a page, one hostile body held up every
    stream's delivery. Readers never render Markdown.
@@ -39,8 +39,8 @@ _markdown = MarkdownIt("commonmark", _OPTIONS)
 # Rationale 5: more brackets than any post of links needs, and links and images are
 # read as text.
 MAX_BRACKETS = 256
-# Bodies longer than this are rendered on their own (store.py, on rendering at write
-# time): below it, the slowest bodies cost little more than a thread hop would.
+# Bodies longer than this are rendered on their own (storage/posts.py, on rendering
+# at write time): below it, the slowest bodies cost little more than a thread hop would.
 RENDER_APART = 1000
 _without_links = MarkdownIt("commonmark", _OPTIONS).disable(["link", "image"])
 

@@ -428,9 +428,9 @@ class Metrics:
         self.resyncs = Counter(
             "feed_resyncs", "Resuming streams told to resync instead", registry=self.registry
         )
-        self.publish_seconds = Histogram(
+        self.announce_seconds = Histogram(
             "feed_publish_seconds",
-            "From a write request's arrival to its commit being hinted to every process",
+            "From a write request's arrival to its commit being announced to every process",
             buckets=SECONDS_BUCKETS,
             registry=self.registry,
         )

@@ -1,14 +1,15 @@
 """The tables, and the values passed between threads.
 
 The SQLModel tables here must match what the migrations (feed/migrations) build. Store
-methods run in worker threads (store.py, 6) and hand back frozen dataclasses, never
-rows: a row belongs to its session, a value may go anywhere. The converters at the end
-turn rows into those values. The queries, and the reasons behind how the tables are
-written and read, are in store.py.
+methods run in worker threads (storage/engine.py, on worker threads) and hand back
+frozen dataclasses, never rows: a row belongs to its session, a value may go anywhere.
+The converters at the end turn rows into those values. The queries, and the reasons
+behind how the tables are written and read, are in the store's parts (feed/storage/).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -69,7 +70,8 @@ class Post(SQLModel, table=True):
 
 
 class IdempotencyKey(SQLModel, table=True):
-    """A request's ``Idempotency-Key`` and the answer it got (store.py, 11)."""
+    """A request's ``Idempotency-Key`` and the answer it got (storage/keys.py,
+    on idempotency keys)."""
 
     __tablename__ = "idempotency_keys"
 
@@ -84,7 +86,8 @@ class IdempotencyKey(SQLModel, table=True):
 
 
 class Token(SQLModel, table=True):
-    """An API token or a kiosk link. Only a digest of the secret is kept (store.py, 12)."""
+    """An API token or a kiosk link. Only a digest of the secret is kept (storage/grants.py,
+    on token digests)."""
 
     __tablename__ = "tokens"
 
@@ -130,14 +133,14 @@ class EndedSession(SQLModel, table=True):
     expires_at: datetime = Field(index=True)
 
 
-# 64 bits (store.py, on ids never reused); SQLite's INTEGER PRIMARY KEY already is, and
+# 64 bits (storage/log.py, on ids never reused); SQLite's INTEGER PRIMARY KEY already is, and
 # only that exact type makes the column the rowid that AUTOINCREMENT needs.
 EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Event(SQLModel, table=True):
     __tablename__ = "events"
-    # Ids follow commit order and are never reused (store.py, 1).
+    # Ids follow commit order and are never reused (storage/log.py, on ids in commit order).
     __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, sa_type=EVENT_ID, primary_key=True)
@@ -211,14 +214,54 @@ class FeedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessChange:
+    """What one transaction changed of who may do what; empty if nothing. A process
+    that only hears that access changed somewhere else knows no more than
+    ``elsewhere``."""
+
+    revoked: frozenset[int] = frozenset()  # tokens and kiosk links revoked, by id
+    ended: frozenset[str] = frozenset()  # sessions signed out of, by digest
+    tokens: bool = False  # tokens or kiosk links made
+    members: bool = False  # memberships granted, changed or taken away
+    channels: bool = False  # channels made or changed: which are private, who may post
+    elsewhere: bool = False  # in another process, in ways unknown here
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.revoked
+            or self.ended
+            or self.tokens
+            or self.members
+            or self.channels
+            or self.elsewhere
+        )
+
+    def __or__(self, other: AccessChange) -> AccessChange:
+        return AccessChange(
+            self.revoked | other.revoked,
+            self.ended | other.ended,
+            self.tokens or other.tokens,
+            self.members or other.members,
+            self.channels or other.channels,
+            self.elsewhere or other.elsewhere,
+        )
+
+
+NO_ACCESS_CHANGE = AccessChange()
+
+
+@dataclass(frozen=True, slots=True)
 class Commit:
-    """Events one transaction wrote, in id order, and the id of the event just before
-    the first of them in the log (0 if none): whoever has delivered up to ``after``
-    can deliver these next without reading the log (store.py, on new posts written in
-    groups)."""
+    """What one transaction changed, as the store announces it once committed: the
+    events it wrote, in id order, each with its post or channel as that transaction
+    left it; the id of the event just before the first of them in the log (0 if
+    none), so whoever has delivered up to ``after`` can deliver these next without
+    reading the log; and what it changed of access (storage/log.py, on the
+    commit announcement)."""
 
     after: int
     events: list[FeedEvent]
+    access: AccessChange = NO_ACCESS_CHANGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,13 +276,16 @@ class FrontPage:
 
 @dataclass(frozen=True, slots=True)
 class NewPost:
-    """A post waiting to be written in a group (store.py): its body's HTML, if rendered
-    yet."""
+    """A post waiting to be written in a group (storage/posts.py): its body's HTML, if rendered
+    yet, and the request's ``Idempotency-Key`` claim with how to write down its answer,
+    if it came with one."""
 
     channel: str
     author: str
     body: str
     html: str | None = None
+    claim: Claim | None = None
+    answer: Callable[[Change], Answer] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from feed.access import KIOSK_PARAM
-from feed.api import admit_post, create_post_from, int_param, publish, read_body
+from feed.api import admit_post, create_post_from, int_param, read_body, timed
 from feed.errors import ClientError
 from feed.models import ChannelView, FrontPage, PostView
 from feed.permissions import Permissions
@@ -290,7 +290,7 @@ async def compose(request: Request) -> HTMLResponse:
         channel = form.get("channel", "")
         admit_post(request, perms, channel)
         fields = {"body": form.get("body", "")}
-        await publish(rt, await create_post_from(rt, perms, channel, fields))
+        timed(rt, (await create_post_from(rt, perms, channel, fields)).event_id)
     except (ClientError, StoreError) as exc:
         if isinstance(exc, ClientError) and exc.status in (401, 403):
             raise

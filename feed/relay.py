@@ -2,14 +2,14 @@
 
 One relay per process. It remembers the last event id it handed to the hub and,
 whenever a hint arrives (or every ``poll_interval`` seconds, in case a hint was
-lost), reads every newer event in one query and publishes them in id order. It
-is the only path from the database to the hub, so each event reaches each local
-subscriber once, in order, whichever process wrote it.
+lost), reads every newer event in one query and hands them to the hub in id
+order. It is the only path from the database to the hub, so each event reaches each
+local subscriber once, in order, whichever process wrote it.
 
-New posts written by this process come to it straight from the store once they are
-committed (store.py, on new posts written in groups), with the id of the event just
-before them in the log. When that is the last event delivered, the relay publishes
-them as they are, without reading them back; when it is not (an event it has not
+Every change this process commits comes to it straight from the store once it is
+committed (storage/log.py, on the commit announcement), with the id of the event just
+before it in the log. When that is the last event delivered, the relay delivers the
+events as they are, without reading them back; when it is not (an event it has not
 read yet lies between), it reads, as for a hint.
 
 What this process knows of channels (which are private) is learnt from the same
@@ -17,6 +17,17 @@ events, by listeners the relay calls with each batch before the hub sees it
 (``on_delivered``): a change made through any process reaches this one's channel
 map by the road that carries the change itself, before any stream, page or scrape
 is shown a name that has become private.
+
+A change of access (a grant, a revocation, a sign-out, a channel's privacy), made by
+this process or heard of from another, is applied to the open streams before any
+event committed after it reaches them: from the moment the relay hears of it, it
+delivers nothing until its ``on_access`` listeners (the recheck of open streams)
+are done, then reads what follows from the log. Otherwise a post made right after a
+membership was granted would be held against the grants as they were, and never
+reach the new member's open stream. Events committed just before the change wait a
+few milliseconds more; nothing is lost. Only a read of the log already under way
+when another process's hint arrives can deliver past it: the recheck follows at
+once.
 """
 
 from __future__ import annotations
@@ -24,13 +35,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from feed import tasks
 from feed.brokers import Broker
 from feed.events import Hub, Outgoing
 from feed.metrics import Metrics
-from feed.models import Commit, FeedEvent
+from feed.models import AccessChange, Commit, FeedEvent
 from feed.render import Renderer
 from feed.store import Store, StoreUnavailable
 
@@ -41,6 +52,11 @@ BATCH = 500
 # Told of each batch of events, in id order, before the hub publishes it. It must not
 # wait or raise: delivery goes on whatever it does.
 DeliveryListener = Callable[[Sequence[FeedEvent]], None]
+
+# Awaited with a change of access before any event committed after it is delivered.
+AccessListener = Callable[[AccessChange], Awaitable[object]]
+
+ELSEWHERE = AccessChange(elsewhere=True)
 
 
 class Relay:
@@ -65,38 +81,65 @@ class Relay:
         self._rollback_listeners: list[Callable[[], object]] = []
         self._rollbacks_seen = store.rollbacks
         self._delivery_listeners: list[DeliveryListener] = []
+        self._access_listeners: list[AccessListener] = []
+        # A change of access not yet applied to the open streams, if any, and whether
+        # one is being applied: either holds delivery back.
+        self._access: AccessChange | None = None
+        self._following = False
         self.delivered = 0
 
     def on_delivered(self, listener: DeliveryListener) -> None:
         """Call ``listener`` with every batch of events before the hub publishes it."""
         self._delivery_listeners.append(listener)
 
+    def on_access(self, listener: AccessListener) -> None:
+        """Await ``listener`` with each change of access, before delivering any event
+        committed after it."""
+        self._access_listeners.append(listener)
+
     def hint(self, event_id: int | None) -> None:
         if event_id is None or event_id > self.delivered:
             self._wake.set()
 
+    def access_hint(self) -> None:
+        """Another process changed access (the broker's hint)."""
+        self._access_changed(ELSEWHERE)
+
+    def _access_changed(self, change: AccessChange) -> None:
+        self._access = change if self._access is None else self._access | change
+        self._wake.set()
+
+    @property
+    def _held(self) -> bool:
+        return self._access is not None or self._following
+
     def committed(self, commit: Commit) -> None:
-        """Events this process has just committed, in id order (``Store.on_commit``)."""
+        """What this process has just committed (``Store.on_commit``)."""
         if self._task is None:
+            return
+        if commit.access:
+            self._access_changed(commit.access)
+        if self._held:
+            self._wake.set()  # read once the streams have followed the change
             return
         # A hint (our own NOTIFY, on PostgreSQL) may have had the relay read some or
         # all of them already.
         fresh = [event for event in commit.events if event.id > self.delivered]
         if not fresh:
             return
-        # Ids are not consecutive across a start (store.py, ids never reused), so what
+        # Ids are not consecutive across a start (storage/log.py, on ids never reused), so what
         # comes right before the first fresh event is asked of the commit, not guessed.
         skipped = len(commit.events) - len(fresh)
         before = commit.events[skipped - 1].id if skipped else commit.after
         if before == self.delivered:
-            self._publish(fresh)
+            self._deliver(fresh)
         else:
             self._wake.set()
 
     async def start(self) -> None:
         self.delivered = await self._store.latest_event_id()
         self._store.on_commit(self.committed)
-        await self._broker.start(self.hint)
+        await self._broker.start(self.hint, self.access_hint)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="feed-relay")
 
     async def close(self) -> None:
@@ -117,6 +160,7 @@ class Relay:
                 hinted = False
             self._wake.clear()
             try:
+                await self._apply_access()
                 await self._check_log(polled=not hinted)
                 await self.catch_up()
             except StoreUnavailable as exc:
@@ -132,8 +176,27 @@ class Relay:
                     logger.warning("reading new events again, up to id %d", self.delivered)
                 self._failing = False
 
+    async def _apply_access(self) -> None:
+        """Apply the pending change of access to the open streams, before the events
+        committed after it are read. If the database cannot say how access is now, the
+        change stays pending and nothing is delivered until it can."""
+        self._following = True
+        try:
+            while self._access is not None:
+                change, self._access = self._access, None
+                try:
+                    for listener in self._access_listeners:
+                        await listener(change)
+                except StoreUnavailable:
+                    self._access = change if self._access is None else self._access | change
+                    raise
+                except Exception:
+                    logger.exception("an access listener failed; delivering anyway")
+        finally:
+            self._following = False
+
     async def _check_log(self, *, polled: bool) -> None:
-        """The log went back under this process (a restore, a failover: store.py, on
+        """The log went back under this process (a restore, a failover: storage/log.py, on
         ids never reused). The store finds it so, at a write or, here, at a poll, and
         skips ids past what was handed out: new events come after ``delivered`` still.
         The streams hold events the log no longer has: end them, so that they resume
@@ -149,16 +212,18 @@ class Relay:
         self._hub.end_streams()
 
     async def catch_up(self) -> None:
-        """Publish every event newer than the last one delivered."""
-        while True:
+        """Deliver every event newer than the last one delivered."""
+        while not self._held:
             events = await self._store.events_after(self.delivered, limit=BATCH)
+            if self._held:
+                return  # access changed meanwhile: these are read again after it
             read = len(events)
             # Some may have come from the store directly while the query ran.
-            self._publish([event for event in events if event.id > self.delivered])
+            self._deliver([event for event in events if event.id > self.delivered])
             if read < BATCH:
                 return
 
-    def _publish(self, events: Sequence[FeedEvent]) -> None:
+    def _deliver(self, events: Sequence[FeedEvent]) -> None:
         if not events:
             return
         for listener in self._delivery_listeners:

@@ -11,8 +11,9 @@ the page's post list (``hx-swap="afterbegin"``):
   replaces the element with the same id wherever it is and inserts nothing;
 - a deleted post is an empty element marked ``hx-swap-oob="delete"``.
 
-Payloads always show a post's *current* state (see ``store.py``), so replaying an
-old ``post-created`` for a post deleted since removes it instead of showing it.
+Payloads always show a post's *current* state (storage/log.py, on the current state),
+so replaying an old ``post-created`` for a post deleted since removes it instead of
+showing it.
 
 Bodies are hostile input. Rationale:
 

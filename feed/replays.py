@@ -233,9 +233,9 @@ class Replays:
         return len(self._pages)
 
     async def has_event(self, event_id: int) -> bool:
-        """Whether the log holds ``event_id`` (store.py, on ids never reused), asked of
+        """Whether the log holds ``event_id`` (storage/log.py, on ids never reused), asked of
         the store once however many streams resume from it at the same moment."""
-        # A write that finds the log gone back counts it (store.py) before it answers:
+        # A write that finds the log gone back counts it (storage/log.py) before it answers:
         # an answer from before that is no answer now.
         key = (event_id, self._store.rollbacks)
         return await self._known.get(key, lambda: self._store.has_event(event_id))

@@ -14,7 +14,7 @@ Rationale:
 2. ``Last-Event-ID`` wins over ``last_event_id``: a browser's EventSource
    reconnects to the same URL with a newer header, and the header is the truth.
 3. A resume id beyond the newest event, or one the log does not hold, means the log
-   this client saw is not ours (a restored or replaced database; store.py, on ids
+   this client saw is not ours (a restored or replaced database; storage/log.py, on ids
    never reused): it gets ``resync``, never silence.
 4. HTML streams (pages) open with ``hello`` (sse.py, on the hello) before any
    replay, so a page rendered by an older release reloads before applying anything.

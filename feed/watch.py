@@ -2,10 +2,12 @@
 
 Access is checked when a stream opens (access.py), but a stream may stay open for
 days: a token revoked, a session signed out of or expired, or a membership taken away
-later must still reach it. A ``Watch`` re-reads, every ``FEED_ACCESS_RECHECK`` seconds
-and at once when this process changed access, the revocations, sign-outs and
+later must still reach it. A ``Watch`` re-reads the revocations, sign-outs and
 memberships behind the open streams, then ends or narrows them (access.py, on
-rechecking streams). Each process runs one for its own streams.
+rechecking streams): whenever any process announces a change of access, before the
+relay delivers what was committed after it (``follow``), and every
+``FEED_ACCESS_RECHECK`` seconds besides, for expiries and for changes nobody
+announced. Each process runs one for its own streams.
 
 Rationale:
 
@@ -33,6 +35,7 @@ from feed import tasks
 from feed.access import Access
 from feed.events import Subscriber
 from feed.identity import Identity, Via, digest
+from feed.models import AccessChange, Commit
 from feed.permissions import Permissions
 from feed.store import StoreUnavailable
 
@@ -95,6 +98,18 @@ class Watch:
         await tasks.stop(self._task)
         self._task = None
 
+    def committed(self, commit: Commit) -> None:
+        """What this process just committed (``Store.on_commit``): a change of access
+        holds from its next request on, before its writer is answered."""
+        if commit.access:
+            self.access.changed(commit.access)
+
+    async def follow(self, change: AccessChange) -> None:
+        """A change of access, made here or elsewhere (``Relay.on_access``): the open
+        streams follow it before any later event reaches them."""
+        self.access.changed(change)
+        await self.recheck()
+
     async def _run(self) -> None:
         while True:
             try:
@@ -103,9 +118,7 @@ class Watch:
                 pass  # the next round tries again; the relay already reports outages
             except Exception:
                 logger.exception("could not recheck open streams' access")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.access.dirty.wait(), self.interval)
-            self.access.dirty.clear()
+            await asyncio.sleep(self.interval)
 
     async def recheck(self) -> int:
         """Apply revocations, sign-outs, expiries and membership changes to open

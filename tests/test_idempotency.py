@@ -14,8 +14,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from feed.models import Answer, Change, Claim
-from feed.store import Store
+from feed.models import Answer, Change, Claim, Commit, Once
+from feed.store import ChannelNotFound, IdempotencyKeyReused, Store
 from tests.auth import ADMIN, bearer, make_token
 from tests.conftest import Server
 from tests.sse import SSEClient
@@ -186,6 +186,49 @@ def test_the_key_post_and_event_are_one_transaction(database_url: str) -> None:
     finally:
         store.close()
     assert [p.id for p in posts] == [1]
+
+
+def test_keyed_posts_are_written_in_the_group_commit_and_a_retry_writes_nothing(
+    database_url: str,
+) -> None:
+    """A post with an Idempotency-Key takes the one road of new posts: it is written
+    with whatever else arrived meanwhile, in one transaction, and a retry in the same
+    group, or in a later one, gets the first answer and writes no post."""
+    store = Store.from_url(database_url)
+
+    def answer(change: Change) -> Answer:
+        return Answer(201, f"post {change.post.id}", f"/api/posts/{change.post.id}")
+
+    async def scenario() -> tuple[list[Any], list[Commit], Once]:
+        await store.create_schema()
+        told: list[Commit] = []
+        store.on_commit(told.append)
+        together = await asyncio.gather(
+            store.create_post("general", "ann", "plain"),
+            store.create_post_once(Claim("k", "f"), "general", "ann", "keyed", answer),
+            store.create_post_once(Claim("k", "f"), "general", "ann", "keyed", answer),
+            store.create_post_once(Claim("k", "g"), "general", "ann", "other", answer),
+            store.create_post_once(Claim("j", "f"), "nowhere", "ann", "lost", answer),
+            return_exceptions=True,
+        )
+        later = await store.create_post_once(Claim("k", "f"), "general", "ann", "keyed", answer)
+        return together, told, later
+
+    try:
+        (plain, first, retry, reused, lost), told, later = asyncio.run(scenario())
+        posts = asyncio.run(store.list_posts())
+    finally:
+        store.close()
+    assert isinstance(plain, Change) and isinstance(first, Once) and isinstance(retry, Once)
+    assert isinstance(reused, IdempotencyKeyReused) and isinstance(lost, ChannelNotFound)
+    # One transaction for the group, keyed or not; the retries wrote nothing.
+    assert len(told) == 1
+    assert [e.post.body for e in told[0].events if e.post] == ["plain", "keyed"]
+    assert [p.body for p in posts] == ["keyed", "plain"]
+    assert first.answer == Answer(201, f"post {posts[0].id}", f"/api/posts/{posts[0].id}")
+    assert (first.replayed, first.event_id) == (False, told[0].events[1].id)
+    for again in (retry, later):
+        assert (again.answer, again.replayed, again.event_id) == (first.answer, True, None)
 
 
 def test_concurrent_retries_with_one_key_make_one_post_and_one_event(

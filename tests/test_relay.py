@@ -11,7 +11,7 @@ from pathlib import Path
 from feed.brokers.memory import MemoryBroker
 from feed.events import Hub, Outgoing, Subscriber
 from feed.metrics import Metrics
-from feed.models import Commit, FeedEvent
+from feed.models import AccessChange, Commit, FeedEvent
 from feed.relay import Relay
 from feed.render import Renderer
 from feed.sse import Format
@@ -102,5 +102,74 @@ def test_own_posts_go_out_without_a_read_and_never_ahead_of_an_unread_event(
             await relay.close()
             store.close()
             other.close()
+
+    asyncio.run(main())
+
+
+def test_edits_pins_and_deletes_of_this_process_go_out_without_a_read(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = CountingStore(make_engine(sqlite_url(tmp_path / "feed.db")))
+        await store.create_schema()
+        hub = RecordingHub()
+        metrics = Metrics(hub.stats, MemoryBroker().status)
+        relay = Relay(store, MemoryBroker(), hub, Renderer(), 3600, metrics)
+        await relay.start()
+        sub = Subscriber(Format.JSON, None, last_id=relay.delivered, limit=1 << 20)
+        hub.subscribe(sub)
+        try:
+            post = (await store.create_post("general", "ann", "one")).post.id
+            changes = [
+                await store.edit_post(post, "two"),
+                await store.set_pinned(post, True),
+                await store.set_pinned(post, False),
+                await store.delete_post(post),
+            ]
+            ids = [c.event_id for c in changes]
+            # Delivered as each write returned, and never read back.
+            assert ids_taken(sub)[1:] == ids and [b[0] for b in hub.batches[1:]] == ids
+            assert store.reads == 0
+        finally:
+            await relay.close()
+            store.close()
+
+    asyncio.run(main())
+
+
+def test_events_committed_after_a_change_of_access_wait_until_streams_follow_it(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        store = CountingStore(make_engine(sqlite_url(tmp_path / "feed.db")))
+        await store.create_schema()
+        hub = RecordingHub()
+        metrics = Metrics(hub.stats, MemoryBroker().status)
+        relay = Relay(store, MemoryBroker(), hub, Renderer(), 3600, metrics)
+        followed: asyncio.Queue[AccessChange] = asyncio.Queue()
+        release = asyncio.Event()
+
+        async def recheck(change: AccessChange) -> None:
+            followed.put_nowait(change)
+            await release.wait()
+
+        relay.on_access(recheck)
+        await relay.start()
+        try:
+            await store.set_member("general", "ann", may_post=True)
+            after = await store.create_post("general", "bob", "after the grant")
+            async with asyncio.timeout(5):
+                assert await followed.get() == AccessChange(members=True)
+            assert hub.batches == []
+            release.set()
+            async with asyncio.timeout(5):
+                await hub.reached(after.event_id or 0)
+            # Read from the log once the streams had followed, not handed over before.
+            assert hub.batches == [[after.event_id]] and store.reads == 1
+            # Heard from another process: the same, for whatever it changed.
+            relay.access_hint()
+            async with asyncio.timeout(5):
+                assert await followed.get() == AccessChange(elsewhere=True)
+        finally:
+            await relay.close()
+            store.close()
 
     asyncio.run(main())

@@ -118,7 +118,7 @@ def test_a_log_that_went_back_ends_open_streams_even_when_a_write_noticed_first(
     make_server: Callable[..., Server], tmp_path: Path
 ) -> None:
     """On a server that is written to, the first write after the log went back finds
-    it so (store.py, on ids never reused) before the relay's idle poll would: the
+    it so (storage/log.py, on ids never reused) before the relay's idle poll would: the
     streams holding the lost posts must still end, and resume into ``resync``."""
     live = tmp_path / "feed.db"
     server = make_server(database=live, poll_interval=60)

@@ -78,7 +78,7 @@ def test_a_database_from_before_migrations_keeps_its_posts_and_event_ids(
             (2, "Office closed **Friday**", True),
             (1, "first post, edited", False),
         ]
-        # New events come after the old ones (past the clock: store.py, on ids).
+        # New events come after the old ones (past the clock: storage/log.py, on ids never reused).
         after = asyncio.run(store.create_post("general", "ada", "after")).event_id
         assert after is not None and after > 6
         assert [e.id for e in asyncio.run(store.events_after(6))] == [after]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,16 @@ import pytest
 from sqlalchemy import create_engine
 
 from feed import markdown
-from feed.models import Change, Commit, EventKind, FeedEvent, FrontPage, NewPost
+from feed.models import (
+    AccessChange,
+    Change,
+    ChannelChange,
+    Commit,
+    EventKind,
+    FeedEvent,
+    FrontPage,
+    NewPost,
+)
 from feed.store import (
     ChannelArchived,
     ChannelNotFound,
@@ -68,6 +77,81 @@ def test_every_change_logs_one_event_in_order(store: Store) -> None:
         EventKind.POST_DELETED,
     ]
     assert run(store.latest_event_id()) == ids[-1]
+
+
+def test_every_write_is_announced_before_its_caller_resumes_as_a_reader_reads_it(
+    store: Store,
+) -> None:
+    async def main() -> list[Commit]:
+        told: list[Commit] = []
+        store.on_commit(told.append)
+
+        async def announced(write: Awaitable[Change | ChannelChange]) -> None:
+            before = len(told)
+            change = await write
+            # Told already: the caller resumed after the announcement, not before it.
+            assert len(told) == before + 1
+            commit = told[-1]
+            assert [e.id for e in commit.events] == [change.event_id]
+            assert commit.events == await store.events_after(commit.after)
+
+        created = await store.create_post("general", "ann", "one")
+        assert len(told) == 1
+        post_id = created.post.id
+        await announced(store.edit_post(post_id, "two"))
+        await announced(store.set_pinned(post_id, True))
+        await announced(store.set_pinned(post_id, False))
+        await announced(store.delete_post(post_id))
+        await announced(store.create_channel("ops", "Ops", "", private=True))
+        await announced(store.update_channel("ops", title="Operations"))
+        await announced(store.set_archived("ops", True))
+        await announced(store.set_archived("ops", False))
+        return told
+
+    told = run(main())
+    kinds = [e.kind.value for commit in told for e in commit.events]
+    assert kinds == [
+        "post-created",
+        "post-updated",
+        "post-pinned",
+        "post-unpinned",
+        "post-deleted",
+        "channel-created",
+        "channel-updated",
+        "channel-archived",
+        "channel-restored",
+    ]
+    # In commit order, each right after the one before.
+    assert all(told[n].after == told[n - 1].events[-1].id for n in range(1, len(told)))
+    # Channels decide who may read what: their changes are changes of access too.
+    assert [bool(commit.access) for commit in told] == [False] * 5 + [True] * 4
+    assert all(commit.events[0].private for commit in told[5:])
+
+
+def test_changes_of_access_are_announced_with_what_they_changed(store: Store) -> None:
+    async def main() -> list[AccessChange]:
+        told: list[Commit] = []
+        store.on_commit(told.append)
+        token = await store.add_token("ann", "writer", "api", None, "d" * 64)
+        await store.revoke_token(token.id)
+        await store.revoke_token(token.id)  # revoked already: nothing changes
+        await store.end_session("s" * 64, datetime.now(UTC) + timedelta(days=1))
+        await store.set_member("general", "ann", may_post=False)
+        await store.set_member("general", "ann", may_post=False)  # as it was
+        await store.set_member("general", "ann", may_post=True)
+        await store.remove_member("general", "ann")
+        await store.secret("key", lambda: "made once")
+        assert all(not commit.events for commit in told)
+        return [commit.access for commit in told]
+
+    assert run(main()) == [
+        AccessChange(tokens=True),
+        AccessChange(revoked=frozenset({1})),
+        AccessChange(ended=frozenset({"s" * 64})),
+        AccessChange(members=True),
+        AccessChange(members=True),
+        AccessChange(members=True),
+    ]
 
 
 def test_no_op_changes_log_nothing(store: Store) -> None:
@@ -348,7 +432,7 @@ def test_no_connection_free_in_time_is_the_database_being_busy_for_every_post_of
 def test_a_new_post_is_rendered_by_its_own_request_before_it_joins_a_group(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A long hostile body's Markdown delays nobody else's post (store.py, on
+    """A long hostile body's Markdown delays nobody else's post (storage/posts.py, on
     rendering): while its rendering is held up, a post that arrives after it is
     written."""
     release, rendering = threading.Event(), threading.Event()

@@ -1,30 +1,43 @@
 """Wake-up hints between processes.
 
-A broker moves one small fact: "events up to id N exist". It never carries the
-events themselves; a process that hears a hint reads the rows from the store
-(see ``relay.py``), so a lost or repeated hint can delay an event but never lose
-or repeat it. Implementations are chosen by the scheme of ``FEED_BROKER_URL`` and
-imported only when chosen, so a deployment needs only the client library of the
-broker it uses.
+A broker moves two small facts: "events up to id N exist" and "access changed". It
+never carries the events or the changes themselves; a process that hears a hint
+reads the rows from the store (see ``relay.py``), so a lost or repeated hint can
+delay an event but never lose or repeat it. Implementations are chosen by the scheme
+of ``FEED_BROKER_URL`` and imported only when chosen, so a deployment needs only the
+client library of the broker it uses.
+
+A process's own commits reach its own relay straight from the store (storage/log.py,
+on the commit announcement); the broker only tells the others, as one of the store's
+commit listeners (``hint_others``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from feed.models import Commit
 
 # Called with the newest event id the sender knows of, or None for "look anyway"
 # (after a (re)connect, when hints may have been missed).
 HintHandler = Callable[[int | None], None]
 
+# Called when another process changed access (tokens, sessions, memberships,
+# channels), or may have while hints were missed.
+AccessHandler = Callable[[], None]
+
 # Called with a presence report from another process (presence.py).
 PresenceHandler = Callable[[str], None]
 
-# The channels hints and presence reports travel on, in PostgreSQL and Redis alike.
+# The channels hints and presence reports travel on, in PostgreSQL and Redis alike. A
+# hint is an event id, or ACCESS_HINT.
 HINT_CHANNEL = "feed_events"
 PRESENCE_CHANNEL = "feed_presence"
+ACCESS_HINT = "access"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +61,15 @@ class BrokerStatus:
 class Broker(Protocol):
     """What the relay needs from a broker."""
 
-    async def start(self, on_hint: HintHandler) -> None: ...
+    async def start(self, on_hint: HintHandler, on_access: AccessHandler) -> None: ...
 
-    async def publish(self, event_id: int) -> None:
-        """Tell every process, this one included, that ``event_id`` is committed.
+    def hint_others(self, commit: Commit) -> None:
+        """Tell the other processes what this one committed: its newest event, and
+        that access changed if it did (``Store.on_commit``).
 
-        Never raises: the event is already committed, and processes that miss the
-        hint find it by polling.
+        Never waits and never raises: the change is already committed, and processes
+        that miss the hint find its events by polling and its access change at their
+        next recheck.
         """
         ...
 

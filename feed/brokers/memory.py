@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from feed.brokers import BrokerStatus, HintHandler, PresenceHandler
+from typing import TYPE_CHECKING
+
+from feed.brokers import AccessHandler, BrokerStatus, HintHandler, PresenceHandler
+
+if TYPE_CHECKING:
+    from feed.models import Commit
 
 
 class MemoryBroker:
     def __init__(self) -> None:
         self._on_hint: HintHandler | None = None
 
-    async def start(self, on_hint: HintHandler) -> None:
+    async def start(self, on_hint: HintHandler, on_access: AccessHandler) -> None:
         self._on_hint = on_hint
 
-    async def publish(self, event_id: int) -> None:
-        if self._on_hint is not None:
-            self._on_hint(event_id)
+    def hint_others(self, commit: Commit) -> None:
+        pass  # one process: its relay has the commit from the store already
 
     def listen_presence(self, handler: PresenceHandler) -> None:
         pass  # one process: there is nobody else to hear from

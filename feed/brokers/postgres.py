@@ -1,20 +1,24 @@
 """Hints by PostgreSQL LISTEN/NOTIFY.
 
 The NOTIFY itself is sent by the store, inside the transaction that writes the
-event (``Store(notify=True)``): PostgreSQL delivers it only if that transaction
-commits, so a hint never announces an event that does not exist. This module
-only listens.
+event or changes access (``Store(notify=True)``): PostgreSQL delivers it only if that
+transaction commits, so a hint never announces a change that does not exist. This
+module only listens.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import psycopg
 from sqlalchemy.engine import make_url
 
 from feed.brokers import HINT_CHANNEL, PRESENCE_CHANNEL
-from feed.brokers.listener import PING_INTERVAL, ListeningBroker, parse_hint
+from feed.brokers.listener import PING_INTERVAL, ListeningBroker
+
+if TYPE_CHECKING:
+    from feed.models import Commit
 
 
 def libpq_url(url: str) -> str:
@@ -31,9 +35,8 @@ class PostgresBroker(ListeningBroker):
         # The listening connection is busy waiting; reports go out on their own.
         self._speaker: psycopg.AsyncConnection[object] | None = None
 
-    async def publish(self, event_id: int) -> None:
-        # Other processes hear the NOTIFY sent at commit; this one need not wait for it.
-        self._hint(event_id)
+    def hint_others(self, commit: Commit) -> None:
+        pass  # the store's NOTIFY went out with the commit itself
 
     async def share_presence(self, payload: str) -> None:
         try:
@@ -70,5 +73,5 @@ class PostgresBroker(ListeningBroker):
                     if note.channel == PRESENCE_CHANNEL:
                         self._presence(note.payload)
                     else:
-                        self._hint(parse_hint(note.payload))
+                        self._heard(note.payload)
                 await conn.execute("SELECT 1")

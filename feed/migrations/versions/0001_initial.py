@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("channel_id", sa.Integer(), sa.ForeignKey("channels.id"), nullable=False),
         sa.Column("post_id", sa.Integer(), sa.ForeignKey("posts.id"), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        # Ids of deleted rows are never handed out again (store.py, rationale 1).
+        # Ids of deleted rows are never handed out again (storage/log.py, on ids in commit order).
         sqlite_autoincrement=True,
     )
     op.create_index("ix_events_channel_id", "events", ["channel_id"])

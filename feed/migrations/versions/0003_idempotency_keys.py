@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("location", sa.String(length=200), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
-    # Expired keys are found by age (store.py, rationale 11).
+    # Expired keys are found by age (storage/keys.py, on idempotency keys).
     op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
 
 

@@ -1,7 +1,7 @@
 """Event ids as 64-bit numbers, so that they can start past any id ever handed out.
 
 Each start raises the next event id to at least the time in microseconds
-(store.py, on ids that are never reused after a restore): that needs 64 bits.
+(storage/log.py, on ids never reused, even after a restore): that needs 64 bits.
 SQLite's INTEGER already is; PostgreSQL's is not.
 
 Revision ID: 0006

@@ -1,0 +1,248 @@
+"""Engines for the databases feed supports, how store methods reach them, and what a
+database's errors mean to a caller.
+
+Rationale for the less obvious choices:
+
+1. Worker threads. Store methods are synchronous and run in a worker thread
+   (``in_thread``), so the event loop never waits on the disk. The thread knows the
+   loop it was called from (``caller_loop``): a commit it makes is announced there
+   (log.py, on the commit announcement).
+2. Writes begin at once. Write transactions start with ``BEGIN IMMEDIATE`` on SQLite.
+   A deferred transaction that reads first and writes later can fail at once with
+   "database is locked" when another writer got in between, without waiting for the
+   busy timeout.
+3. Unavailable, not broken. A database that cannot be reached raises
+   ``StoreUnavailable`` (HTTP 503), never a driver error: callers can tell "try
+   again" from "you asked for nothing". Its message names the cause a reader can act
+   on: busy, refusing writes (read-only or failing storage) or full. Reads use other
+   statements than writes, so they keep working while writes are refused.
+4. The bound on waiting. Waiting for the write lock is bounded: SQLite's busy timeout
+   (``?timeout=`` in the URL, ``BUSY_TIMEOUT`` seconds by default) retries a locked
+   database, and the in-process write lock is given up after as long (log.py, on
+   writers taking turns). Past that the caller gets ``StoreUnavailable`` (503 with
+   Retry-After), never "database is locked". The bound is well below the 30 to 60 s
+   after which clients and proxies give up.
+5. Unstorable values. A value the driver refuses (a lone surrogate, which
+   ``json.loads`` accepts but UTF-8 cannot encode; a number too large for its column)
+   is ``Unstorable``, a client's error (422), never a 500. Endpoints refuse such input
+   before it gets here; this is the floor under them. In a group of new posts it
+   fails only the post that carries it (posts.py, on new posts written in groups).
+6. Synced commits. A 201 means committed, even across a power cut. SQLite runs with
+   ``synchronous=FULL``: in WAL mode, NORMAL syncs only at checkpoints, so an OS crash
+   could take back transactions already acknowledged. The sync happens once per
+   transaction, and the group commit makes that once per group of posts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.util
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import anyio.to_thread
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.event import listens_for
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlmodel import create_engine
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Seconds a write waits for the database's write lock (rationale 4).
+BUSY_TIMEOUT = 10.0
+# A connection per worker thread that may need one (anyio runs up to 40): opening
+# SQLite connections on demand and closing them again cost more than the queries.
+SQLITE_POOL = 40
+
+
+class StoreError(Exception):
+    """Base of the errors a store call reports to its caller."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached, is too busy or refuses writes; the same call
+    may work later."""
+
+    UNREACHABLE = "The database is unavailable; try again shortly."
+    BUSY = "The database is busy with other writers; try again shortly."
+    READ_ONLY = (
+        "The database refuses writes (it is read-only or its storage is failing); "
+        "reading still works. Try again later."
+    )
+    FULL = (
+        "The database is full: nothing new can be stored until space is freed; "
+        "reading still works. Try again later."
+    )
+
+    def __init__(self, message: str = UNREACHABLE) -> None:
+        super().__init__(message)
+
+
+class Unstorable(StoreError):
+    """The database driver refused a value it was given (text it cannot encode, a
+    number out of range): the request's fault, never the database's (rationale 5)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"This cannot be stored: {reason}.")
+        self.reason = reason
+
+
+# PostgreSQL's SQLSTATEs for "read-only transaction", "disk full", "out of memory",
+# "lock not available" and "query canceled" (statement or lock timeouts).
+_PG_UNAVAILABLE = {
+    "25006": StoreUnavailable.READ_ONLY,
+    "53100": StoreUnavailable.FULL,
+    "53200": StoreUnavailable.BUSY,
+    "55P03": StoreUnavailable.BUSY,
+    "57014": StoreUnavailable.BUSY,
+}
+
+
+def _unavailable(exc: DBAPIError) -> StoreUnavailable | None:
+    """The StoreUnavailable a driver error amounts to; None for errors that are bugs."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in _PG_UNAVAILABLE:
+        return StoreUnavailable(_PG_UNAVAILABLE[sqlstate])
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return None
+    message = str(exc.orig).lower()
+    if "locked" in message or "busy" in message:
+        return StoreUnavailable(StoreUnavailable.BUSY)
+    if "readonly" in message or "read-only" in message or "i/o error" in message:
+        return StoreUnavailable(StoreUnavailable.READ_ONLY)
+    if "full" in message:
+        return StoreUnavailable(StoreUnavailable.FULL)
+    return StoreUnavailable()
+
+
+# The event loop a store method was called from, as its worker thread sees it (1).
+_CALLER: ContextVar[asyncio.AbstractEventLoop | None] = ContextVar("feed_caller", default=None)
+
+
+def caller_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop that called the store method this thread runs; None outside one."""
+    return _CALLER.get()
+
+
+def _on_behalf(loop: asyncio.AbstractEventLoop, call: Callable[[], T]) -> T:
+    # The worker thread runs in a copy of the caller's context, made for this call.
+    _CALLER.set(loop)
+    return call()
+
+
+def in_thread(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """``fn`` as a coroutine that runs it in a worker thread (rationale 1), with the
+    database's errors as the caller should see them (3, 5)."""
+
+    @functools.wraps(fn)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        call = functools.partial(fn, *args, **kwargs)
+        loop = asyncio.get_running_loop()
+        try:
+            return await anyio.to_thread.run_sync(_on_behalf, loop, call)
+        except (OperationalError, InterfaceError, InternalError) as exc:
+            unavailable = _unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
+        except PoolTimeout as exc:
+            # Every connection is busy: the database is, for this process (rationale 4).
+            raise StoreUnavailable(StoreUnavailable.BUSY) from exc
+        except UnicodeEncodeError as exc:
+            reason = f"the text holds characters that are not Unicode ({exc.reason})"
+            raise Unstorable(reason) from exc
+        except OverflowError as exc:  # SQLite's driver, for an integer past 64 bits
+            raise Unstorable("a number is too large") from exc
+        except DataError as exc:
+            raise Unstorable(_first_line(exc.orig)) from exc
+
+    return run
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else "bad value"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the connection settings feed relies on."""
+    parsed: URL = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed)
+    if backend == "postgresql":
+        return _postgres_engine(parsed)
+    raise StoreError(f"Unsupported database {backend!r}; use sqlite:/// or postgresql://.")
+
+
+def busy_timeout(url: URL) -> float:
+    """How long a write waits for its turn (rationale 4): ``?timeout=`` in a SQLite
+    URL, else the default."""
+    raw = url.query.get("timeout")
+    return float(raw) if isinstance(raw, str) else BUSY_TIMEOUT
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    timeout = busy_timeout(url)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": timeout},
+        pool_size=SQLITE_POOL,
+        max_overflow=0,
+        pool_timeout=timeout,
+    )
+
+    @listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" hook below decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # A 201 means committed, even across a power cut (rationale 6).
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Rationale 2.
+        write = connection.get_execution_options().get("feed_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _postgres_engine(url: URL) -> Engine:
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    if importlib.util.find_spec("psycopg") is None:
+        raise StoreError("PostgreSQL needs the psycopg driver: pip install 'feed[postgresql]'.")
+    return create_engine(
+        url,
+        # A restarted server leaves dead connections in the pool; test each one first.
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=10,
+        # Timestamps are stored without a zone and always mean UTC. Waiting for a lock
+        # (the writers' advisory lock among them) is bounded, as on SQLite (rationale 4).
+        connect_args={
+            "options": f"-c timezone=UTC -c lock_timeout={round(BUSY_TIMEOUT * 1000)}",
+            "connect_timeout": 5,
+        },
+    )

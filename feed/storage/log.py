@@ -1,0 +1,397 @@
+"""The event log: ids, the one write context every change goes through, and the
+announcement of what each transaction committed.
+
+The database is the event log. Each change a reader can see writes an ``events`` row
+in the same transaction as the change itself; the row's id is the SSE id.
+
+Rationale for the less obvious choices:
+
+1. Ids in commit order. Event ids must be handed out in commit order, or a client that
+   saw id 42 could later miss a 41 that committed after it. SQLite has one writer at a
+   time, so an autoincrement key is in commit order there. ``sqlite_autoincrement``
+   stops SQLite from reusing the id of a deleted last row.
+2. Writers taking turns. Writers inside one process queue on a lock, so they wait their
+   turn in Python instead of spinning in SQLite's busy handler, for as long as the
+   busy timeout at most (engine.py, on the bound on waiting).
+3. One writer at a time on PostgreSQL too. There, concurrent transactions can commit
+   out of id order. Every write transaction therefore first takes one
+   transaction-scoped advisory lock, held until commit: writers commit one at a time,
+   so a sequence value handed out later always commits later. That is SQLite's rule,
+   made explicit.
+4. Hints inside the transaction. With the PostgreSQL broker the other processes' hints
+   are ``pg_notify`` calls issued inside the writing transaction; PostgreSQL delivers
+   them only if the commit happens. One for the newest event a transaction wrote, and
+   one that says access changed, if it did (8); the access hint goes first, so a
+   process that hears both rechecks its streams before the events reach them.
+5. The current state. Replay renders the *current* state of a post, so reads return
+   events joined with their post (or channel) as it is now, never a stored copy of it
+   at the time. A write notes its events as a read right after its commit would
+   return them.
+6. One snapshot. A list and the event id it is current up to (a page's posts and where
+   its stream resumes) are read in one snapshot. A SQLite read transaction is one
+   already (WAL mode). PostgreSQL's default, READ COMMITTED, gives each statement its
+   own: a post committed between the two reads would carry an id newer than the list,
+   and the page's stream would resume after a post it never showed. Such reads run in
+   REPEATABLE READ there. Since writers commit in id order (3), a snapshot always
+   holds exactly the events up to some id.
+7. Ids never reused. An event id once handed out is never handed out again for another
+   event, even after the database is restored from a backup or rolled back: a screen
+   holding that id would skip the new event for good. Nothing in a restored database
+   can tell it was restored, so the guarantee comes from the clock: every start (and
+   the relay, when it sees the log go backwards while running) puts the next id at the
+   time in microseconds, unless it is past that already. An id handed out before is at
+   most the time it was handed out plus the events since the last start, which stays
+   below the clock unless events were written faster than one a microsecond. Ids are
+   contiguous between starts; a start leaves a gap, which readers never assume away. A
+   screen that resumes from an id the log does not hold (one from the log before a
+   restore) gets ``resync`` (stream.py). A database can also go back under a running
+   process (restored in place, or a failover to a replica that had not received the
+   last commits). Each process remembers the newest event it saw committed, and every
+   write first checks the log still reaches it; if not, it skips ids as a start would,
+   before writing.
+8. The commit announcement. Every write transaction goes through one write context
+   (``_write``), which notes what the transaction changed: the events it appended, each
+   with its post or channel as the transaction left it (5), and what it changed of
+   access. Once the transaction has committed, and while its writer still holds the
+   write lock, the store hands that ``Commit`` to its listeners (``on_commit``) on the
+   event loop of the caller: the relay (this process's streams), the broker (other
+   processes) and the access caches. The lock makes the order of announcements the
+   order of commits. Store methods run in worker threads, and their caller resumes
+   through the same loop queue, after the announcement: whatever a client asks next of
+   this process already reflects its own write. No caller announces a change itself,
+   so a new kind of change reaches every screen with no call site to forget.
+9. Reads for a reader. Every read for a reader filters private channels in SQL, against
+   the channels as they are in that very query (``readable``): the channel map behind
+   permission checks (access.py) may be a second old, and a channel made private
+   within that second must not show its events or posts to someone who may not read
+   it. Callers pass the private channels the reader may read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, Select, func, or_, text
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import Select as ModelSelect
+
+from feed import schema
+from feed.brokers import ACCESS_HINT, HINT_CHANNEL
+from feed.models import (
+    NO_ACCESS_CHANGE,
+    AccessChange,
+    Channel,
+    Commit,
+    Event,
+    EventKind,
+    FeedEvent,
+    Post,
+    _feed_event,
+)
+from feed.storage.engine import (
+    StoreError,
+    StoreUnavailable,
+    busy_timeout,
+    caller_loop,
+    in_thread,
+    now,
+)
+
+logger = logging.getLogger("feed.store")
+
+Q = TypeVar("Q", bound="Select[*tuple[Any, ...]]")
+
+# The same lock that serialises migrations (schema.py): one per database.
+WRITE_LOCK_KEY = schema.LOCK_KEY
+# What a write transaction notes in its session's ``info``: the log's last event id
+# when it began, the events it wrote and what it changed of access (8).
+LOG_END = "feed.log_end"
+WRITTEN = "feed.events_written"
+ACCESS = "feed.access_changed"
+WENT_BACK = "feed.log_went_back"
+
+# The next event id becomes at least the time in microseconds (7); never lower.
+_PG_SKIP_EVENT_IDS = """
+SELECT setval(seq, GREATEST(:floor, COALESCE(pg_sequence_last_value(seq), 0)))
+FROM (SELECT CAST(pg_get_serial_sequence('events', 'id') AS regclass) AS seq) AS events_seq
+"""
+_SQLITE_SKIP_EVENT_IDS = (
+    "UPDATE sqlite_sequence SET seq = :floor WHERE name = 'events' AND seq < :floor"
+)
+_SQLITE_START_EVENT_IDS = """
+INSERT INTO sqlite_sequence (name, seq) SELECT 'events', :floor
+WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events')
+"""
+
+
+class EventLog:
+    """The part of the store every other part writes through. Public methods are
+    coroutines."""
+
+    def __init__(self, engine: Engine, *, notify: bool = False) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(feed_write=True)
+        # One snapshot for reads that must agree with each other (6).
+        self._postgres = engine.dialect.name == "postgresql"
+        self._snapshots = (
+            engine.execution_options(isolation_level="REPEATABLE READ")
+            if self._postgres
+            else engine
+        )
+        self._write_lock = threading.Lock()
+        self._write_wait = busy_timeout(engine.url)
+        if notify and not self._postgres:
+            raise StoreError("Hints by NOTIFY need a PostgreSQL database.")
+        self._notify = notify
+        self._listeners: list[Callable[[Commit], object]] = []
+        # The newest event this process saw committed, written or read (7).
+        self._high_water = 0
+        self._high_water_lock = threading.Lock()
+        # Times a write found the log gone back and skipped ids: the relay ends the
+        # streams that hold what is lost (relay.py).
+        self.rollbacks = 0
+
+    def on_commit(self, listener: Callable[[Commit], object]) -> None:
+        """Call ``listener`` with what each transaction changed, on the event loop of
+        the write's caller, in commit order, as soon as it is committed (8). It must not
+        wait or raise: the change is committed whatever it does."""
+        self._listeners.append(listener)
+
+    @property
+    def backend(self) -> str:
+        return self._engine.dialect.name
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- writing ----------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """The one write transaction (2, 3, 7), announced once committed (8)."""
+        if not self._write_lock.acquire(timeout=self._write_wait):
+            raise StoreUnavailable(StoreUnavailable.BUSY)
+        try:
+            with Session(self._writer, expire_on_commit=False) as session:
+                if self._postgres:
+                    session.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
+                    )
+                self._guard_log(session)
+                yield session
+                written: list[FeedEvent] = session.info.get(WRITTEN, [])
+                access: AccessChange = session.info.get(ACCESS, NO_ACCESS_CHANGE)
+                if self._notify:
+                    _hint(session, access, written)
+                session.commit()
+                if session.info.get(WENT_BACK):
+                    self._went_back(session.info[LOG_END])
+                if written:
+                    self.saw(written[-1].id)
+                if written or access:
+                    # Still under the write lock: announced in commit order (8).
+                    self._announce(Commit(session.info[LOG_END], written, access))
+        finally:
+            self._write_lock.release()
+
+    def _announce(self, commit: Commit) -> None:
+        loop = caller_loop()
+        if loop is None:  # called outside any event loop: nobody awaits an answer
+            self._tell(commit)
+        else:
+            loop.call_soon_threadsafe(self._tell, commit)
+
+    def _tell(self, commit: Commit) -> None:
+        for listener in self._listeners:
+            try:
+                listener(commit)
+            except Exception:  # committed: a listener's bug must not say otherwise
+                logger.exception("a commit listener failed")
+
+    @staticmethod
+    def _noted(session: Session, events: Sequence[FeedEvent]) -> None:
+        """Note ``events``, in id order, as written by this transaction (5)."""
+        session.info.setdefault(WRITTEN, []).extend(events)
+
+    @staticmethod
+    def _access_changed(session: Session, change: AccessChange) -> None:
+        """Note what this transaction changed of access (8)."""
+        session.info[ACCESS] = session.info.get(ACCESS, NO_ACCESS_CHANGE) | change
+
+    def _log(self, session: Session, kind: EventKind, post: Post, channel: Channel) -> int:
+        row = Event(kind=kind.value, channel_id=post.channel_id, post_id=post.id, created_at=now())
+        return self._append(session, row, post, channel)
+
+    def _log_channel(self, session: Session, kind: EventKind, channel: Channel) -> int:
+        assert channel.id is not None
+        row = Event(kind=kind.value, channel_id=channel.id, post_id=None, created_at=now())
+        # Which channels are private, and who may post where, are access (8).
+        self._access_changed(session, AccessChange(channels=True))
+        return self._append(session, row, None, channel)
+
+    def _append(self, session: Session, row: Event, post: Post | None, channel: Channel) -> int:
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        self._noted(session, [_feed_event(row, post, channel)])
+        return row.id
+
+    # -- ids that never go back ---------------------------------------------------
+
+    def saw(self, event_id: int) -> None:
+        """Note that ``event_id`` is committed and may be on screens (7)."""
+        with self._high_water_lock:
+            self._high_water = max(self._high_water, event_id)
+
+    def _guard_log(self, session: Session) -> None:
+        """Before a write: if the log ends before an event this process saw committed,
+        it went back (a restore, a failover): skip ids past it first (7)."""
+        end = session.exec(select(func.max(Event.id))).one() or 0
+        session.info[LOG_END] = end
+        if end < self._high_water:
+            logger.error(
+                "the event log ends at %d, before event %d that was committed: the "
+                "database was restored or rolled back. New events skip past it.",
+                end,
+                self._high_water,
+            )
+            self._skip_event_ids(session)
+            session.info[WENT_BACK] = True
+
+    def _went_back(self, end: int) -> None:
+        """The skip of ``_guard_log`` is committed: the log ends at ``end`` now."""
+        with self._high_water_lock:
+            self._high_water = end
+            self.rollbacks += 1
+
+    @in_thread
+    def check_log(self) -> None:
+        """Whether the log still reaches the newest event this process saw committed; if
+        not, skip ids as a write would (7), and count it in ``rollbacks``."""
+        with self._read() as session:
+            end = session.exec(select(func.max(Event.id))).one() or 0
+        if end < self._high_water:
+            with self._write():
+                pass  # ``_guard_log`` finds it so, and does the rest
+
+    def _skip_event_ids(self, session: Session) -> None:
+        floor = {"floor": time.time_ns() // 1000}
+        if self._postgres:
+            session.execute(text(_PG_SKIP_EVENT_IDS), floor)
+            return
+        session.execute(text(_SQLITE_SKIP_EVENT_IDS), floor)
+        session.execute(text(_SQLITE_START_EVENT_IDS), floor)
+
+    # -- reading ----------------------------------------------------------------
+
+    def _read(self) -> Session:
+        return Session(self._engine)
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Session]:
+        """A read transaction whose statements all see the same committed state (6)."""
+        with Session(self._snapshots) as session, session.begin():
+            yield session
+
+    @in_thread
+    def latest_event_id(self) -> int:
+        with self._read() as session:
+            return session.exec(select(func.max(Event.id))).one() or 0
+
+    @in_thread
+    def newest_events(self, limit: int) -> tuple[list[FeedEvent], int]:
+        """The newest ``limit`` events, oldest first, and the id the log ends at, from
+        one snapshot (6). Ids have gaps (7): count rows, not ids."""
+        query = _events_after(0, None, None).order_by(col(Event.id).desc()).limit(limit)
+        with self._snapshot() as session:
+            rows = session.exec(query).all()
+            events = [_feed_event(ev, post, channel) for ev, post, channel in reversed(rows)]
+            return events, session.exec(select(func.max(Event.id))).one() or 0
+
+    @in_thread
+    def has_event(self, event_id: int) -> bool:
+        """Whether ``event_id`` is in the log (0, the start of the log, always is)."""
+        if event_id == 0:
+            return True
+        with self._read() as session:
+            return session.get(Event, event_id) is not None
+
+    @in_thread
+    def events_after(
+        self,
+        after: int,
+        channels: Sequence[str] | None = None,
+        *,
+        limit: int = 1000,
+        private: Sequence[str] | None = None,
+    ) -> list[FeedEvent]:
+        """Events with id > ``after``, oldest first, at most ``limit`` of them.
+
+        ``private`` names the private channels the reader may see; None: all of them."""
+        query = _events_after(after, channels, private).order_by(col(Event.id)).limit(limit)
+        with self._read() as session:
+            return [
+                _feed_event(ev, post, channel) for ev, post, channel in session.exec(query).all()
+            ]
+
+    @in_thread
+    def count_events_after(
+        self,
+        after: int,
+        channels: Sequence[str] | None = None,
+        *,
+        limit: int,
+        private: Sequence[str] | None = None,
+    ) -> int:
+        """How many events ``events_after`` would return with the same arguments, without
+        reading them: a replay knows whether it is too long before it starts."""
+        ids = _readable_after(select(Event.id), after, channels, private)
+        found = ids.order_by(col(Event.id)).limit(limit).subquery()
+        with self._read() as session:
+            return session.exec(select(func.count()).select_from(found)).one()
+
+
+def _hint(session: Session, access: AccessChange, written: Sequence[FeedEvent]) -> None:
+    """The other processes' hints, sent only if the transaction commits (4)."""
+    hints = [ACCESS_HINT] if access else []
+    hints += [str(written[-1].id)] if written else []
+    for hint in hints:
+        session.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": HINT_CHANNEL, "payload": hint},
+        )
+
+
+def readable(query: Q, private: Collection[str] | None) -> Q:
+    """``query``, joined with its channels, narrowed to what a reader of the private
+    channels ``private`` (None: all of them) may see, as the channels are now (9)."""
+    if private is None:
+        return query
+    allowed = col(Channel.name).in_(sorted(private))
+    return query.where(or_(col(Channel.private).is_(False), allowed))
+
+
+def _readable_after(
+    query: Q, after: int, channels: Sequence[str] | None, private: Sequence[str] | None
+) -> Q:
+    """``query`` narrowed to the events after ``after`` in ``channels`` (None: all) that a
+    reader of the private channels ``private`` (None: all) may see."""
+    query = query.join(Channel, col(Channel.id) == col(Event.channel_id))
+    query = query.where(col(Event.id) > after)
+    if channels is not None:
+        query = query.where(col(Channel.name).in_(channels))
+    return readable(query, private)
+
+
+def _events_after(
+    after: int, channels: Sequence[str] | None, private: Sequence[str] | None
+) -> ModelSelect[Event, Post, Channel]:
+    """Events after ``after``, each with its post and channel as they are now (5), that a
+    reader may see (``_readable_after``)."""
+    query = _readable_after(select(Event, Post, Channel), after, channels, private)
+    return query.outerjoin(Post, col(Post.id) == col(Event.post_id))
