@@ -19,7 +19,7 @@ Rationale:
    release and heartbeat interval. A page compares the release with the one it was
    rendered with and reloads itself after a deploy.
 4. ``chunk`` frames a message as one HTTP/1.1 chunk, so the hub can write it straight
-   to a connection's transport (events.py, on attaching); the bytes must be
+   to a connection's transport (subscribers.py, on attaching); the bytes must be
    exactly what uvicorn would have written for the same message.
 """
 

@@ -10,7 +10,7 @@ Rationale:
 
 1. The subscriber joins the hub *before* the replay query, so an event that
    commits while the replay runs is buffered, and the id filter in
-   ``Subscriber.take`` writes it once (events.py, on the id filter).
+   ``Subscriber.take`` writes it once (subscribers.py, on the id filter).
 2. ``Last-Event-ID`` wins over ``last_event_id``: a browser's EventSource
    reconnects to the same URL with a newer header, and the header is the truth.
 3. A resume id beyond the newest event, or one the log does not hold, means the log
@@ -26,7 +26,7 @@ Rationale:
    connection is closed without a final chunk, so it reconnects and resumes.
 7. Once a stream has written its opening (and replay) and has nothing pending, the
    hub writes each event's pre-framed HTTP chunk straight to the connection's
-   transport (events.py, on attaching). That needs the bytes to be exactly what
+   transport (subscribers.py, on attaching). That needs the bytes to be exactly what
    uvicorn would have written, so it is done only where we know them: uvicorn's
    httptools cycle with a chunked response. Everything else keeps the ASGI ``send`` path. The
    final chunk still goes through ``send``, after the hub has stopped writing
@@ -62,12 +62,12 @@ from starlette.types import Message, Receive, Scope, Send
 
 from feed import logs, security
 from feed.errors import ClientError, error_response
-from feed.events import Subscriber, Transport
 from feed.permissions import Permissions
 from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
 from feed.sse import CLOSING, Format, frame, hello, position, retry_hint
 from feed.store import StoreUnavailable
+from feed.subscribers import Subscriber, Transport
 
 try:
     from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as _HttpToolsCycle

@@ -33,11 +33,11 @@ from typing import Protocol
 
 from feed import tasks
 from feed.access import Access
-from feed.events import Subscriber
 from feed.identity import Identity, Via, digest
 from feed.models import AccessChange, Commit
 from feed.permissions import Permissions
 from feed.store import StoreUnavailable
+from feed.subscribers import Subscriber
 
 logger = logging.getLogger("feed.watch")
 

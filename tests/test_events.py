@@ -8,8 +8,9 @@ from collections.abc import Iterable
 
 import pytest
 
-from feed.events import STATS_MAX_AGE, Hub, Outgoing, Subscriber, item
+from feed.events import STATS_MAX_AGE, Hub, Outgoing
 from feed.sse import HEARTBEAT, HEARTBEAT_EVENT, Format, chunk
+from feed.subscribers import Subscriber, item
 
 
 def _sub(
