@@ -2,68 +2,57 @@
 
 Rationale:
 
-1. Nothing on the fan-out path touches a metric. Per-stream numbers (open streams
-   by channel and format, events written, slow streams dropped) are read from the
-   hub when Prometheus scrapes (``Hub.stats``: counts kept as streams come and go,
-   and a walk over the streams at most once a second, so anonymous scrapes cannot
-   slow delivery); only once-per-event or once-per-request places (the relay, a
+1. On the fan-out path. Nothing on the fan-out path touches a metric. Per-stream numbers
+   (open streams by channel and format, events written, slow streams dropped) are read
+   from the hub when Prometheus scrapes (``Hub.stats``: counts kept as streams come
+   and go, and a walk over the streams at most once a second, so anonymous scrapes
+   cannot slow delivery); only once-per-event or once-per-request places (the relay, a
    replay, a write) update counters.
-2. Each app has its own registry, not prometheus_client's global one, so tests
-   and several apps in one process do not share numbers.
-3. With ``FEED_WORKERS`` above 1 the workers share a port, so one scrape reaches one
-   worker, and it answers for all of them, through prometheus_client's multiprocess
-   mode. The supervisor (server.py, 4) makes a fresh directory for each run and
-   names it in ``PROMETHEUS_MULTIPROC_DIR`` for its workers only; one inherited from
-   the environment is never used (cli.py drops it), since its files could hold
-   another program's numbers, which a scrape would add in.
-   Each worker keeps its counters and histograms in files there, and a scrape adds
-   up every worker's files, those of dead workers too, so totals never go back.
-   The hub's numbers (1) only the worker itself knows, so every ``SHARE_INTERVAL``
-   seconds, and once more when it answers a scrape, each worker copies its share
-   into gauges there: open streams are summed over the workers, the oldest stream's
-   age and the largest backlog are the largest any worker has, and
-   ``feed_broker_connected`` is 1 only if every worker is connected. The supervisor
-   removes a dead worker's share before starting its replacement, so its streams
-   stop counting. Events delivered, slow streams dropped and broker reconnects stay
-   counters: each copy adds what grew since the last one, so what a killed worker
-   did after its last copy is missing from the totals. A kind of stream (channel and
-   format) that no worker holds any more is left out, as in one process.
-   Presence, which users see, is summed across workers through the broker instead
-   (presence.py).
-4. ``/metrics`` needs no credential, so private channels are not named in it: their
-   streams are counted under the channel label ``(private)``. Which channels are
-   private comes from the channel map, which learns it from the log before the hub
-   sees the change (access.py, on privacy learnt from the log).
-5. The process's own numbers (open files against their limit, resident memory, CPU
-   time, the garbage collector) carry the names of prometheus_client's process and
-   GC collectors, so dashboards made for those work, but are read here: in
-   multiprocess mode (3) those collectors would describe only the worker a scrape
-   reaches, and the GC one turns itself off. Each worker copies its own with its
-   share (3): files, limits and memory are summed over the live workers, CPU time
-   and collections are counters (a dead worker's stay in the totals), and
-   ``feed_workers`` says how many were summed. A sum of files over a sum of limits
-   hides one worker at its limit beside an idle one, so ``feed_open_files_ratio`` is
-   the ratio of the worker nearest its own limit: that is the number to alert on.
-   Open files are counted from the size of ``/proc/self/fd``, which Linux gives at
-   no cost from 6.2 on; older kernels give 0, and then the entries are listed, which
-   takes longer the more files are open. Time spent collecting comes from
-   ``gc.callbacks``, which prometheus_client does not measure: a long full
-   collection is what stalls delivery (server.py, on the GC thresholds).
-6. No ``*_created`` series: prometheus_client adds one to every counter and
-   histogram (when it was made), doubling their series for a time Prometheus reads
-   from counter resets anyway. Its switch is for the whole process, which feed's
-   metrics are alone in; the workers' merged files (3) never had them.
+2. On registries. Each app has its own registry, not prometheus_client's global one, so
+   tests and several apps in one process do not share numbers.
+3. On sharing. With ``FEED_WORKERS`` above 1 the workers share a port, so one scrape
+   reaches one worker, and it answers for all of them, through prometheus_client's
+   multiprocess mode. The supervisor (server.py, 4) makes a fresh directory for each
+   run and names it in ``PROMETHEUS_MULTIPROC_DIR`` for its workers only; one
+   inherited from the environment is never used (cli.py drops it), since its files
+   could hold another program's numbers, which a scrape would add in. Each worker
+   keeps its counters and histograms in files there, and a scrape adds up every
+   worker's files, those of dead workers too, so totals never go back. The hub's
+   numbers (1) only the worker itself knows, so every ``SHARE_INTERVAL`` seconds, and
+   once more when it answers a scrape, each worker copies its share into gauges there:
+   open streams are summed over the workers, the oldest stream's age and the largest
+   backlog are the largest any worker has, and ``feed_broker_connected`` is 1 only if
+   every worker is connected. The supervisor removes a dead worker's share before
+   starting its replacement, so its streams stop counting. Events delivered, slow
+   streams dropped and broker reconnects stay counters: each copy adds what grew since
+   the last one, so what a killed worker did after its last copy is missing from the
+   totals. A kind of stream (channel and format) that no worker holds any more is left
+   out, as in one process. Presence, which users see, is summed across workers through
+   the broker instead (presence.py).
+4. On private channels. ``/metrics`` needs no credential, so private channels are not
+   named in it: their streams are counted under the channel label ``(private)``. Which
+   channels are private comes from the channel map, which learns it from the log
+   before the hub sees the change (access.py, on privacy learnt from the log).
+5. On the process's own numbers. The process's own numbers (process.py) are shared by
+   each worker with its share (3): files, limits and memory are summed over the live
+   workers, CPU time and collections are counters (a dead worker's stay in the
+   totals), and ``feed_workers`` says how many were summed. A sum of files over a sum
+   of limits hides one worker at its limit beside an idle one, so
+   ``feed_open_files_ratio`` is the ratio of the worker nearest its own limit: that is
+   the number to alert on.
+6. On ``_created`` series. No ``*_created`` series: prometheus_client adds one to every
+   counter and histogram (when it was made), doubling their series for a time
+   Prometheus reads from counter resets anyway. Its switch is for the whole process,
+   which feed's metrics are alone in; the workers' merged files (3) never had them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import glob
 import logging
 import os
-import resource
 import shutil
 import struct
 import tempfile
@@ -88,6 +77,7 @@ from prometheus_client.registry import Collector
 from feed import tasks
 from feed.brokers import BrokerStatus
 from feed.events import HubStats
+from feed.process import COLLECTIONS, PROCESS_FIGURES, ProcessNumbers
 
 logger = logging.getLogger("feed.metrics")
 
@@ -113,7 +103,7 @@ SUBSCRIBERS_HELP = "Open streams by channel (* for every channel) and format"
 
 # How the workers' values of a number add up (3): summed, the largest, 1 only if every
 # worker's is 1, or a counter.
-Kind = Literal["sum", "max", "all", "counter"]
+Kind = Literal["sum", "max", "all", "counter"]  # process.py's are the same
 # The hub's and the broker's other numbers, in the order /metrics shows them.
 FIGURES: dict[str, tuple[str, Kind]] = {
     "feed_streams": ("Open streams", "sum"),
@@ -127,22 +117,8 @@ FIGURES: dict[str, tuple[str, Kind]] = {
     "feed_broker_connected": ("1 if the broker is connected", "all"),
     "feed_broker_reconnects": ("Times the broker connection came back", "counter"),
     # The process's own (5).
-    "process_open_fds": ("Open files, sockets included", "sum"),
-    "process_max_fds": ("The open-files limit", "sum"),
-    "feed_open_files_ratio": ("Open files over their limit, in the process nearest it", "max"),
-    "process_resident_memory_bytes": ("Resident memory", "sum"),
-    "process_cpu_seconds": ("CPU time, user and system", "counter"),
-    "feed_workers": ("Processes counted in the process_* numbers", "sum"),
+    **PROCESS_FIGURES,
 }
-# The garbage collector's counters, each by generation (5).
-COLLECTIONS: dict[str, str] = {
-    "python_gc_collections": "Collections, by generation",
-    "python_gc_objects_collected": "Objects collections freed, by generation",
-    "python_gc_objects_uncollectable": "Objects collections could not free, by generation",
-    "feed_gc_seconds": "Seconds spent collecting, by generation",
-}
-FD_DIR = "/proc/self/fd"
-STATM = "/proc/self/statm"
 # An "all" number is kept in the files upside down, as "not_<name>" = 1 - value, and
 # the largest of those taken: prometheus_client writes a gauge into its file as 0 the
 # moment it is made, and taken as the smallest, that 0 would say "broker lost" while a
@@ -162,58 +138,9 @@ class _Reading:
 Source = Callable[[], _Reading]
 
 
-class _Process:
-    """This process's own numbers (5)."""
-
-    def __init__(self) -> None:
-        self._seconds = [0.0] * len(gc.get_stats())
-        self._began = 0.0
-
-    def start(self) -> None:
-        gc.callbacks.append(self._timed)
-
-    def stop(self) -> None:
-        with contextlib.suppress(ValueError):
-            gc.callbacks.remove(self._timed)
-
-    def _timed(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._began = time.perf_counter()
-        elif self._began:  # not a collection that began before this was installed
-            self._seconds[info["generation"]] += time.perf_counter() - self._began
-            self._began = 0.0
-
-    def figures(self) -> dict[str, float]:
-        files = _open_files()
-        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        with open(STATM, "rb") as statm:
-            resident = int(statm.read().split()[1]) * resource.getpagesize()
-        return {
-            "process_open_fds": files,
-            "process_max_fds": limit,
-            "feed_open_files_ratio": files / limit if limit > 0 else 0.0,
-            "process_resident_memory_bytes": resident,
-            "process_cpu_seconds": time.process_time(),
-            "feed_workers": 1,
-        }
-
-    def collections(self) -> dict[str, list[float]]:
-        stats = gc.get_stats()
-        return {
-            "python_gc_collections": [s["collections"] for s in stats],
-            "python_gc_objects_collected": [s["collected"] for s in stats],
-            "python_gc_objects_uncollectable": [s["uncollectable"] for s in stats],
-            "feed_gc_seconds": list(self._seconds),
-        }
-
-
-def _open_files() -> int:
-    size = os.stat(FD_DIR).st_size
-    # Before Linux 6.2 the size is 0 (5); the listing's own file is not counted.
-    return size if size > 0 else len(os.listdir(FD_DIR)) - 1
-
-
-def _read(stats: HubStats, broker: BrokerStatus, hidden: frozenset[str], own: _Process) -> _Reading:
+def _read(
+    stats: HubStats, broker: BrokerStatus, hidden: frozenset[str], own: ProcessNumbers
+) -> _Reading:
     counts: dict[tuple[str, str], int] = {}
     for (channel, fmt), count in stats.by_channel_format.items():
         key = (PRIVATE_LABEL if channel in hidden else channel, fmt)
@@ -402,7 +329,7 @@ class Metrics:
         # For the whole process (6): idempotent, and nothing else here makes metrics.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
-        self._own = _Process()
+        self._own = ProcessNumbers()
 
         def source() -> _Reading:
             return _read(hub(), broker(), private(), self._own)
