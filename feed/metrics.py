@@ -12,12 +12,12 @@ Rationale:
    tests and several apps in one process do not share numbers.
 3. On sharing. With ``FEED_WORKERS`` above 1 the workers share a port, so one scrape
    reaches one worker, and it answers for all of them, through prometheus_client's
-   multiprocess mode. The supervisor (server.py, 4) makes a fresh directory for each
-   run and names it in ``PROMETHEUS_MULTIPROC_DIR`` for its workers only; one
-   inherited from the environment is never used (cli.py drops it), since its files
-   could hold another program's numbers, which a scrape would add in. Each worker
-   keeps its counters and histograms in files there, and a scrape adds up every
-   worker's files, those of dead workers too, so totals never go back. The hub's
+   multiprocess mode. The supervisor (server.py, on the workers' metrics) makes a
+   fresh directory for each run and names it in ``PROMETHEUS_MULTIPROC_DIR`` for its
+   workers only; one inherited from the environment is never used (cli.py drops it),
+   since its files could hold another program's numbers, which a scrape would add in.
+   Each worker keeps its counters and histograms in files there, and a scrape adds up
+   every worker's files, those of dead workers too, so totals never go back. The hub's
    numbers (1) only the worker itself knows, so every ``SHARE_INTERVAL`` seconds, and
    once more when it answers a scrape, each worker copies its share into gauges there:
    open streams are summed over the workers, the oldest stream's age and the largest

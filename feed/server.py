@@ -23,11 +23,12 @@ Rationale:
 3. Workers share nothing but the database and the broker, so any worker can
    resume any client's stream; the settings refuse more than one worker with the
    memory broker.
-4. For ``/metrics`` they do share one more thing: a directory where each worker
-   keeps its numbers, so whichever worker is scraped adds up all of them (metrics.py,
-   3). The parent makes a fresh one for each run before it starts the first worker
-   (a spawned worker looks for it when it imports prometheus_client), drops a dead
-   worker's open streams from it before starting the next, and removes it at exit.
+4. On the workers' metrics. For ``/metrics`` they do share one more thing: a directory
+   where each worker keeps its numbers, so whichever worker is scraped adds up all of
+   them (metrics.py, on sharing). The parent makes a fresh one for each run before it starts
+   the first worker (a spawned worker looks for it when it imports prometheus_client),
+   drops a dead worker's open streams from it before starting the next, and removes it
+   at exit.
 """
 
 from __future__ import annotations
