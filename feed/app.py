@@ -122,7 +122,7 @@ class FeedApp:
     def __init__(self, starlette: Starlette, hub: Hub, security: Security) -> None:
         self.starlette = starlette
         self.hub = hub
-        # Streams get their headers and per-client limit here (security.py, 3).
+        # Streams get their headers and per-client limit here (security.py, on streams).
         self.security = security
         self._stream = EventStream()
         self._logged = logs.RequestLog(starlette)

@@ -11,10 +11,10 @@ Rationale:
 2. ``frame-ancestors`` defaults to ``'none'``: kiosks are whole pages, and a page
    that can be framed can be clickjacked. ``FEED_FRAME_ANCESTORS`` lists the
    origins that may frame feed (an intranet portal, say).
-3. ``GET /events`` bypasses Starlette (app.FeedApp), so its middleware never sees
-   it. The headers a stream needs (nosniff, caching, CORS) are computed here once,
-   when the stream opens, and the stream puts them in its first message: no wrapper
-   sits on the stream's writes.
+3. On streams. ``GET /events`` bypasses Starlette (app.FeedApp), so its middleware never
+   sees it. The headers a stream needs (nosniff, caching, CORS) are computed here
+   once, when the stream opens, and the stream puts them in its first message: no
+   wrapper sits on the stream's writes.
 4. Limits are keyed by the client address in the ASGI scope. Behind a reverse
    proxy that is the proxy's address unless uvicorn trusts the proxy's
    ``X-Forwarded-For``: it does so for proxies listed in
