@@ -91,8 +91,8 @@ SHARED_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds between copies of a worker's share (3): how old the other workers' part of
 # a scrape may be, against scrapes every 15 s or more. A copy may walk every open
-# stream (Hub.stats, at most once a second however often it is asked): 3 ms at 5,000
-# streams, the most a worker should hold (docs/deployment.md), so 0.3% of its time.
+# stream (Hub.stats, at most once a second however often it is asked), a small part of
+# a worker's time at the most streams it should hold (docs/deployment.md).
 SHARE_INTERVAL = 1.0
 
 # Reads of the workers' files before a scrape gives up (3).
