@@ -3,12 +3,12 @@ moment, and written in pieces.
 
 Rationale:
 
-1. After a restart or a network cut every screen reconnects within seconds, most of
-   them with the same ``Last-Event-ID``. Each used to run its own query and render
-   every event it had missed: a query and a render per kiosk, which kept a storm of
-   them from being live again for a long time (docs/benchmarks.md, connect storm). Now the first stream to ask for a count or a
-   page runs the query; the others that ask for the same one await that answer, and
-   each page is encoded once per format.
+1. After a restart or a network cut every screen reconnects within seconds, most of them
+   with the same ``Last-Event-ID``. Each used to run its own query and render every
+   event it had missed: a query and a render per kiosk, which kept a storm of them
+   from being live again for a long time (docs/benchmarks.md, connect storm). Now the
+   first stream to ask for a count or a page runs the query; the others that ask for
+   the same one await that answer, and each page is encoded once per format.
 2. When is an answer "the same one"? A stream joins the hub before it asks for its
    replay (stream.py, on joining before the replay), so it needs the replay to hold
    every event the relay published before it joined. The key therefore includes the
