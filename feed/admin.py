@@ -52,21 +52,21 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from feed.access import check_csrf
-from feed.api import (
-    channel_name,
-    text_field,
-    timed,
-)
 from feed.errors import ClientError
 from feed.events import HubStats
 from feed.identity import Identity
-from feed.limits import MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS
+from feed.inputs import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_TITLE_CHARS,
+    channel_name,
+    read_form,
+    text_field,
+)
 from feed.models import FeedEvent
-from feed.pages import read_form
 from feed.runtime import Runtime, runtime
-from feed.signin import SignInFirst, viewer
 from feed.sse import CLOSING, SEP, Format, frame, hello
 from feed.store import ChannelExists, ChannelNotFound, StoreError
+from feed.viewers import SignInFirst, viewer
 from feed.watch import Watch
 
 logger = logging.getLogger("feed.admin")
@@ -77,13 +77,10 @@ SHUTDOWN_GRACE = 2.0  # at most this long for the stream to end by itself on shu
 SEND_TIMEOUT = 30.0  # a tab that takes no bytes for this long is dropped
 # Search engines must not index operator pages, even if a proxy rule slips.
 NO_INDEX = {"X-Robots-Tag": "noindex"}
+CHANNELS_PANEL = "partials/admin_channels.html"
 
 
 # -- rendering ---------------------------------------------------------------------
-
-
-def _template(rt: Runtime, name: str, **context: Any) -> str:
-    return rt.renderer.env.get_template(name).render(**context)
 
 
 def age_text(seconds: float) -> str:
@@ -126,12 +123,11 @@ def connections_context(stats: HubStats, now: float) -> dict[str, Any]:
 def connections_html(rt: Runtime) -> str:
     context = connections_context(rt.hub.stats(), time.time())
     limit = size_text(rt.settings.subscriber_backlog)
-    return _template(rt, "partials/admin_connections.html", limit=limit, **context)
+    return rt.renderer.template("partials/admin_connections.html", limit=limit, **context)
 
 
 def broker_html(rt: Runtime) -> str:
-    return _template(
-        rt,
+    return rt.renderer.template(
         "partials/admin_broker.html",
         broker=rt.broker.status(),
         backend=rt.store.backend,
@@ -143,18 +139,19 @@ def broker_html(rt: Runtime) -> str:
 def event_html(rt: Runtime, event: FeedEvent, drop: list[int] | None = None) -> str:
     """One row of the recent list; ``drop`` names rows to delete from the page with it."""
     text = rt.renderer.event_text(event)
-    return _template(rt, "partials/admin_event.html", event=event, text=text, drop=drop or [])
+    return rt.renderer.template(
+        "partials/admin_event.html", event=event, text=text, drop=drop or []
+    )
 
 
 def recent_html(rt: Runtime, events: list[FeedEvent]) -> str:
     rows = [Markup(event_html(rt, e)) for e in reversed(events)]
-    return _template(rt, "partials/admin_recent.html", rows=rows, max_rows=RECENT_ROWS)
+    return rt.renderer.template("partials/admin_recent.html", rows=rows, max_rows=RECENT_ROWS)
 
 
 async def channels_table_html(rt: Runtime, row_error: dict[str, str] | None = None) -> str:
     channels = await rt.store.list_channels()
-    return _template(
-        rt,
+    return rt.renderer.template(
         "partials/admin_channel_table.html",
         channels=channels,
         row_error=row_error,
@@ -173,43 +170,41 @@ async def newest_events(rt: Runtime) -> tuple[list[FeedEvent], int]:
 async def admin_page(request: Request) -> HTMLResponse:
     rt = runtime(request)
     events, _ = await newest_events(rt)
-    html = _template(
-        rt,
+    channels_panel = rt.renderer.template(CHANNELS_PANEL, **await _channels_panel(rt))
+    return rt.renderer.page(
         "admin.html",
+        headers=NO_INDEX,
         release=rt.settings.release,
         heartbeat=rt.settings.heartbeat,
         **request.state.viewer.context(),
         # Each part is rendered (and escaped) by its own template, as the stream does.
-        channels_panel=Markup(await _channels_panel_html(rt)),
+        channels_panel=Markup(channels_panel),
         connections=Markup(connections_html(rt)),
         broker=Markup(broker_html(rt)),
         recent=Markup(recent_html(rt, events)),
     )
-    return HTMLResponse(html, headers=NO_INDEX)
 
 
-async def _channels_panel_html(
+async def _channels_panel(
     rt: Runtime,
     form: dict[str, str] | None = None,
     error: str | None = None,
     row_error: dict[str, str] | None = None,
-) -> str:
+) -> dict[str, Any]:
     values = {k: (form or {}).get(k, "") for k in ("name", "title", "description")}
-    return _template(
-        rt,
-        "partials/admin_channels.html",
-        form=values,
-        error=error,
-        table=Markup(await channels_table_html(rt, row_error)),
-        max_title=MAX_TITLE_CHARS,
-        max_description=MAX_DESCRIPTION_CHARS,
-    )
+    return {
+        "form": values,
+        "error": error,
+        "table": Markup(await channels_table_html(rt, row_error)),
+        "max_title": MAX_TITLE_CHARS,
+        "max_description": MAX_DESCRIPTION_CHARS,
+    }
 
 
 async def _panel(rt: Runtime, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(
-        await _channels_panel_html(rt, **context), status_code=status, headers=NO_INDEX
-    )
+    """The channels panel as the answer to one of its forms."""
+    panel = await _channels_panel(rt, **context)
+    return rt.renderer.page(CHANNELS_PANEL, status, NO_INDEX, **panel)
 
 
 def _failure(exc: ClientError | StoreError) -> tuple[int, str]:
@@ -242,7 +237,7 @@ async def create_channel(request: Request) -> HTMLResponse:
     except (ClientError, StoreError) as exc:
         status, message = _failure(exc)
         return await _panel(rt, status, form=form, error=message)
-    timed(rt, change.event_id)
+    rt.metrics.announced(change.event_id)
     return await _panel(rt)
 
 
@@ -261,7 +256,7 @@ async def retitle_channel(request: Request) -> HTMLResponse:
             return await _panel(rt, status, error=message)
         row_error = {"name": name, "message": message, "title": form.get("title", "")}
         return await _panel(rt, status, row_error=row_error)
-    timed(rt, change.event_id)
+    rt.metrics.announced(change.event_id)
     return await _panel(rt)
 
 
@@ -274,7 +269,7 @@ async def archive_channel(request: Request) -> HTMLResponse:
     except StoreError as exc:
         status, message = _failure(exc)
         return await _panel(rt, status, error=message)
-    timed(rt, change.event_id)
+    rt.metrics.announced(change.event_id)
     return await _panel(rt)
 
 

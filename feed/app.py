@@ -12,7 +12,19 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from feed import access, admin, api, health, logs, metrics, openapi, pages, presence, signin
+from feed import (
+    access,
+    admin,
+    api,
+    health,
+    logs,
+    metrics,
+    openapi,
+    pages,
+    presence,
+    signin,
+    viewers,
+)
 from feed.brokers import broker_from_url
 from feed.errors import HANDLERS
 from feed.events import Hub
@@ -101,7 +113,7 @@ def create_app(settings: Settings) -> FeedApp:
     app = Starlette(
         routes=routes,
         middleware=security.middleware(),
-        exception_handlers={**HANDLERS, **signin.HANDLERS},
+        exception_handlers={**HANDLERS, **viewers.HANDLERS},
         lifespan=lifespan,
     )
     return FeedApp(app, hub, security)

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the JSON API and the stream, served at ``/openapi.json``.
 
-Its limits and patterns are the ones the API enforces, taken from limits.py and the
+Its limits and patterns are the ones the API enforces, taken from inputs.py and the
 settings, never written here a second time."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from feed import __version__, limits
+from feed import __version__, inputs
 from feed.runtime import runtime
 from feed.settings import Settings
 
@@ -38,7 +38,7 @@ CHANNEL_CHANGE = _answer(
     "The channel as it is now, and the event id of the change (null if none).",
     _ref("ChannelChange"),
 )
-ID = {"type": "integer", "minimum": 1, "maximum": limits.MAX_ID}
+ID = {"type": "integer", "minimum": 1, "maximum": inputs.MAX_ID}
 POST_ID = {"name": "post_id", "in": "path", "required": True, "schema": ID}
 CHANNEL = {"name": "channel", "in": "path", "required": True, "schema": {"type": "string"}}
 MEMBER = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -61,7 +61,7 @@ IDEMPOTENCY_KEY = {
     "description": "Makes a retry return the first answer instead of writing again; the "
     "same key with another request is refused (422). Keys are kept for 24 hours, each "
     "as its sender's: another identity's same key is another request.",
-    "schema": {"type": "string", "pattern": f"^{limits.IDEMPOTENCY_KEY.pattern}$"},
+    "schema": {"type": "string", "pattern": f"^{inputs.IDEMPOTENCY_KEY.pattern}$"},
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 CREATED_HEADERS = {
@@ -93,14 +93,14 @@ def _body(schema: str, settings: Settings) -> dict[str, Any]:
     return {
         "required": True,
         "description": f"A JSON object of at most {settings.max_body_bytes} bytes, nested at "
-        f"most {limits.MAX_JSON_DEPTH} levels deep (413 and 400 beyond).",
+        f"most {inputs.MAX_JSON_DEPTH} levels deep (413 and 400 beyond).",
         **_json(_ref(schema)),
     }
 
 
 def document(settings: Settings) -> dict[str, Any]:
     text = _text(settings.max_post_chars)
-    title, description = _text(limits.MAX_TITLE_CHARS), _text(limits.MAX_DESCRIPTION_CHARS)
+    title, description = _text(inputs.MAX_TITLE_CHARS), _text(inputs.MAX_DESCRIPTION_CHARS)
     schemas: dict[str, Any] = {
         "Error": {
             "type": "object",
@@ -146,8 +146,8 @@ def document(settings: Settings) -> dict[str, Any]:
             "properties": {
                 "name": {
                     "type": "string",
-                    "maxLength": limits.MAX_CHANNEL_NAME_CHARS,
-                    "pattern": f"^{limits.CHANNEL_NAME.pattern}$",
+                    "maxLength": inputs.MAX_CHANNEL_NAME_CHARS,
+                    "pattern": f"^{inputs.CHANNEL_NAME.pattern}$",
                 },
                 "title": title,
                 "description": description,
@@ -370,7 +370,7 @@ def document(settings: Settings) -> dict[str, Any]:
                         {
                             "name": "limit",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": limits.MAX_PAGE},
+                            "schema": {"type": "integer", "minimum": 1, "maximum": inputs.MAX_PAGE},
                         },
                     ],
                     "responses": {

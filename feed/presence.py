@@ -184,10 +184,6 @@ class Presence:
         return frame(json.dumps(shown.as_dict(), separators=(",", ":")), event="presence")
 
 
-def screens(count: int) -> str:
-    return f"{count} screen{'' if count == 1 else 's'} watching"
-
-
 async def endpoint(request: Request) -> JSONResponse:
     rt = runtime(request)
     perms = await rt.access.check(request)

@@ -63,6 +63,7 @@ from starlette.types import Message, Receive, Scope, Send
 from feed import logs, security
 from feed.errors import ClientError, error_response
 from feed.events import Subscriber, Transport
+from feed.inputs import choice
 from feed.permissions import Permissions
 from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
@@ -77,6 +78,7 @@ except ImportError:  # no httptools: every stream takes the ASGI path
 logger = logging.getLogger("feed.stream")
 
 RESYNC = "resync"
+FORMATS = tuple(f.value for f in Format)
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"x-accel-buffering", b"no"),
@@ -93,14 +95,6 @@ def parse_resume_id(raw: str | None, source: str) -> int | None:
     if value < 0:
         raise ClientError(400, f"{source} must not be negative.", raw)
     return value
-
-
-def parse_format(raw: str | None) -> Format:
-    try:
-        return Format(raw or Format.JSON)
-    except ValueError:
-        allowed = ", ".join(f.value for f in Format)
-        raise ClientError(400, f"format must be one of {allowed}.", raw) from None
 
 
 def parse_channels(perms: Permissions, names: Sequence[str]) -> frozenset[str] | None:
@@ -210,7 +204,7 @@ class EventStream:
         rt = runtime_of(scope["state"])
         query = QueryParams(scope["query_string"])
         try:
-            fmt = parse_format(query.get("format"))
+            fmt = Format(choice(query.get("format"), "format", FORMATS, default=Format.JSON))
             header = Headers(scope=scope).get("last-event-id")
             resume_id = parse_resume_id(header, "The Last-Event-ID header")
             if resume_id is None:
