@@ -13,6 +13,7 @@ Rationale:
    ``Subscriber.take`` writes it once (events.py, on the id filter).
 2. ``Last-Event-ID`` wins over ``last_event_id``: a browser's EventSource
    reconnects to the same URL with a newer header, and the header is the truth.
+   Either is read as strictly as every other number (inputs.py, on numbers).
 3. A resume id beyond the newest event, or one the log does not hold, means the log
    this client saw is not ours (a restored or replaced database; storage/log.py, on ids
    never reused): it gets ``resync``, never silence.
@@ -60,10 +61,9 @@ from collections.abc import Callable, Sequence
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Message, Receive, Scope, Send
 
-from feed import logs, security
+from feed import inputs, logs, security
 from feed.errors import ClientError, error_response
 from feed.events import Subscriber, Transport
-from feed.inputs import choice
 from feed.permissions import Permissions
 from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
@@ -83,18 +83,6 @@ HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"x-accel-buffering", b"no"),
 ]
-
-
-def parse_resume_id(raw: str | None, source: str) -> int | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ClientError(400, f"{source} must be an event id (a whole number).", raw) from None
-    if value < 0:
-        raise ClientError(400, f"{source} must not be negative.", raw)
-    return value
 
 
 def parse_channels(perms: Permissions, names: Sequence[str]) -> frozenset[str] | None:
@@ -204,11 +192,11 @@ class EventStream:
         rt = runtime_of(scope["state"])
         query = QueryParams(scope["query_string"])
         try:
-            fmt = Format(choice(query.get("format"), "format", FORMATS, default=Format.JSON))
+            fmt = Format(inputs.choice(query.get("format"), "format", FORMATS, default=Format.JSON))
             header = Headers(scope=scope).get("last-event-id")
-            resume_id = parse_resume_id(header, "The Last-Event-ID header")
+            resume_id = inputs.resume_id(header, "The Last-Event-ID header")
             if resume_id is None:
-                resume_id = parse_resume_id(query.get("last_event_id"), "last_event_id")
+                resume_id = inputs.resume_id(query.get("last_event_id"), "last_event_id")
             perms = await rt.access.permissions(await rt.access.identify(scope))
             channels = parse_channels(perms, query.getlist("channel"))
         except StoreUnavailable as exc:

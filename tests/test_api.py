@@ -211,6 +211,33 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None, int, str]]
     ("stream bad resume", "GET", "/events?last_event_id=abc", {}, None, 400, "last_event_id"),
     ("stream negative resume", "GET", "/events?last_event_id=-3", {}, None, 400, "negative"),
     ("stream bad header", "GET", "/events", {"last-event-id": "x"}, None, 400, "Last-Event-ID"),
+    (
+        "stream resume in other digits",
+        "GET",
+        "/events?last_event_id=%D9%A1",
+        {},
+        None,
+        400,
+        "last_event_id must be an event id (a whole number).",
+    ),
+    (
+        "stream resume beyond 64 bits",
+        "GET",
+        "/events?last_event_id=" + "9" * 30,
+        {},
+        None,
+        400,
+        "last_event_id must be at most 9223372036854775807.",
+    ),
+    (
+        "stream header with a digit separator",
+        "GET",
+        "/events",
+        {"last-event-id": "1_0"},
+        None,
+        400,
+        "The Last-Event-ID header must be an event id",
+    ),
 ]
 
 
@@ -238,6 +265,23 @@ def test_bad_input_gets_a_clear_4xx_and_writes_nothing(
     posts = client.get("/api/channels/general/posts").json()["posts"]
     assert [p["body"] for p in posts] == ["existing"]
     assert client.get("/api/posts/1").json()["post"]["body"] == "existing"
+
+
+# Resume ids that are no event id as the API reads numbers: digits of other scripts
+# (Arabic-Indic one, fullwidth one), a digit separator, spaces, and beyond 64 bits.
+NOT_RESUME_IDS = ["\u0661", "\uff11", "1_0", " 1", "1 ", "9" * 30]
+
+
+@pytest.mark.parametrize("raw", NOT_RESUME_IDS, ids=ascii)
+def test_a_resume_id_is_read_as_strictly_as_every_other_number(
+    client: TestClient, raw: str
+) -> None:
+    # HEAD answers as its GET would open, and ends: a stream opened by mistake would not.
+    as_query = client.head("/events", params={"last_event_id": raw})
+    assert as_query.status_code == 400
+    if raw.isascii():  # header values are Latin-1 on the wire
+        as_header = client.head("/events", headers={"last-event-id": raw})
+        assert as_header.status_code == 400
 
 
 def test_deleted_post_cannot_be_edited(client: TestClient) -> None:
