@@ -62,7 +62,7 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import Message, Receive, Scope, Send
 
 from feed import inputs, logs, security
-from feed.errors import ClientError, error_response
+from feed.errors import ClientError, error_response, unavailable
 from feed.events import Subscriber, Transport
 from feed.permissions import Permissions
 from feed.replays import Cursor
@@ -200,7 +200,7 @@ class EventStream:
             perms = await rt.access.permissions(await rt.access.identify(scope))
             channels = parse_channels(perms, query.getlist("channel"))
         except StoreUnavailable as exc:
-            await error_response(503, str(exc), headers={"Retry-After": "2"})(scope, receive, send)
+            await unavailable(str(exc))(scope, receive, send)
             return
         except ClientError as exc:
             answer = error_response(exc.status, exc.message, exc.detail, exc.headers)
@@ -211,7 +211,7 @@ class EventStream:
             # Served outside Starlette (see app.FeedApp), so answer failures here.
             logger.exception("could not open a stream")
             message = "The feed is unavailable right now; retry shortly."
-            await error_response(503, message)(scope, receive, send)
+            await unavailable(message)(scope, receive, send)
             return
         # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.
         headers = [*HEADERS, *security.stream_headers(scope)]
@@ -291,8 +291,8 @@ class EventStream:
             if started:
                 logger.warning("stream ended: %s The client will resume.", exc)
             else:
-                answer = error_response(503, str(exc), headers={"Retry-After": "2"})
-                failed = {"status": 503, "headers": answer.raw_headers}
+                answer = unavailable(str(exc))
+                failed = {"status": answer.status_code, "headers": answer.raw_headers}
                 await send({"type": "http.response.start", **failed})
                 await send({"type": "http.response.body", "body": answer.body})
         except Exception:

@@ -1,4 +1,5 @@
-"""The JSON API: happy paths, and every kind of bad input answered with a clear 4xx."""
+"""The JSON API: happy paths, every kind of bad input answered with a clear 4xx, and
+what cannot be served now answered with a 503 that says when to retry."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from openapi_spec_validator import validate
 from starlette.testclient import TestClient
 
 from feed.app import create_app
+from feed.models import TokenView
 from feed.settings import Settings
+from feed.store import Store, StoreUnavailable
 from tests.auth import ADMIN, ensure_admin
 
 JSON = {"content-type": "application/json"}
@@ -381,3 +384,29 @@ def test_channel_edits_need_known_fields_and_a_known_channel(client: TestClient)
     missing = client.patch("/api/channels/nope", json={"title": "t"})
     assert missing.status_code == 404
     assert client.post("/api/channels/nope/archive").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        (StoreUnavailable(StoreUnavailable.UNREACHABLE), StoreUnavailable.UNREACHABLE),
+        (RuntimeError("the token table is on fire"), "The feed is unavailable right now"),
+    ],
+    ids=["database unavailable", "unexpected"],
+)
+def test_a_stream_that_cannot_open_is_a_503_that_says_when_to_retry(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, failure: Exception, message: str
+) -> None:
+    class Failing(Store):
+        """A store whose token lookups fail: a stream cannot tell who opens it."""
+
+        async def token_by_digest(self, digest: str) -> TokenView | None:
+            raise failure
+
+    monkeypatch.setattr("feed.app.Store", Failing)
+    ensure_admin(settings.database_url)
+    with TestClient(create_app(settings), headers=ADMIN) as client:
+        answer = client.get("/events")
+    assert answer.status_code == 503
+    assert answer.json()["error"].startswith(message)
+    assert answer.headers["retry-after"] == "2"
