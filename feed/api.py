@@ -328,6 +328,24 @@ async def pin_post(request: Request) -> JSONResponse:
     return JSONResponse(post_answer(rt, change))
 
 
+async def presence(request: Request) -> JSONResponse:
+    """How many screens watch each channel one may read, over every process
+    (presence.py)."""
+    rt = runtime(request)
+    perms = await rt.access.check(request)
+    summed, workers = rt.presence.total()
+    # Private channels one may not read are not named, not even with a count.
+    names = sorted(c.name for c in perms.readable())
+    return JSONResponse(
+        {
+            "streams": summed.streams,
+            "watching": {name: summed.watching(name) for name in names},
+            "workers": workers,
+            "stale_after_seconds": rt.presence.stale_after,
+        }
+    )
+
+
 routes = [
     Route("/api/channels", list_channels, methods=["GET"]),
     Route("/api/channels", create_channel, methods=["POST"]),
@@ -344,4 +362,5 @@ routes = [
     Route("/api/posts/{post_id}", delete_post, methods=["DELETE"]),
     Route("/api/posts/{post_id}/pin", pin_post, methods=["POST"]),
     Route("/api/posts/{post_id}/unpin", pin_post, methods=["POST"]),
+    Route("/api/presence", presence, methods=["GET"]),
 ]

@@ -105,7 +105,6 @@ def create_app(settings: Settings) -> FeedApp:
         *pages.routes,
         *signin.routes,
         *health.routes,
-        *presence.routes,
         Route("/events", EventStream(), methods=["GET"]),
         Route("/openapi.json", openapi.endpoint, methods=["GET"]),
         Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),
