@@ -34,7 +34,6 @@ Bodies are hostile input. Rationale:
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -48,6 +47,7 @@ from starlette.responses import HTMLResponse
 
 from feed.models import ChannelView, EventKind, FeedEvent, PostView
 from feed.sse import Format, frame
+from feed.text import CONTROLS, LINE_FEED, TAB, matching
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Encoded events kept for replays and for streams of several formats, bounded in bytes
@@ -63,7 +63,7 @@ def templates_dir() -> Path:
 
 
 # C0 and C1 controls and DEL; tabs and newlines are kept for callers that split lines.
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROLS = matching(CONTROLS - {TAB, LINE_FEED})
 
 
 def terminal_safe(text: str) -> str:
@@ -74,7 +74,7 @@ def terminal_safe(text: str) -> str:
 # json.dumps(ensure_ascii=False) escapes C0 but leaves DEL and C1 raw. In valid JSON
 # text a control character can only stand inside a string, where its \u escape
 # means the same; C0 is included for JSON that did not come from json.dumps.
-_RAW_IN_JSON = re.compile("[\x00-\x1f\x7f-\x9f]")
+_RAW_IN_JSON = matching(CONTROLS)
 
 
 def json_safe(text: str) -> str:
