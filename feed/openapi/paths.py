@@ -21,6 +21,10 @@ from feed.openapi.parts import (
     request_body,
 )
 from feed.settings import Settings
+from feed.sse import Format
+
+# An event id to resume after, as inputs.resume_id reads it: 0 is before every event.
+EVENT_ID = {"type": "integer", "minimum": 0, "maximum": inputs.MAX_ID}
 
 
 def paths(settings: Settings) -> dict[str, Any]:
@@ -236,7 +240,7 @@ def paths(settings: Settings) -> dict[str, Any]:
                     {
                         "name": "format",
                         "in": "query",
-                        "schema": {"type": "string", "enum": ["html", "json", "text"]},
+                        "schema": {"type": "string", "enum": [f.value for f in Format]},
                     },
                     {
                         "name": "channel",
@@ -245,16 +249,8 @@ def paths(settings: Settings) -> dict[str, Any]:
                         "explode": True,
                         "schema": {"type": "array", "items": {"type": "string"}},
                     },
-                    {
-                        "name": "last_event_id",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 0},
-                    },
-                    {
-                        "name": "Last-Event-ID",
-                        "in": "header",
-                        "schema": {"type": "integer", "minimum": 0},
-                    },
+                    {"name": "last_event_id", "in": "query", "schema": EVENT_ID},
+                    {"name": "Last-Event-ID", "in": "header", "schema": EVENT_ID},
                 ],
                 "responses": {
                     "200": {
