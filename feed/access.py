@@ -58,7 +58,7 @@ Rationale:
    differ (someone else signed in at the proxy), the header wins: the request is the
    header's user's, without the old session's CSRF token, so a write carrying that
    token is refused, and a page seen this way begins a session for the header's user
-   (signin.py). Otherwise the old session would go on acting, and posting, as the
+   (viewers.py). Otherwise the old session would go on acting, and posting, as the
    person before.
 """
 

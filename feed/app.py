@@ -12,7 +12,19 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from feed import access, admin, api, health, logs, metrics, openapi, pages, presence, signin
+from feed import (
+    access,
+    admin,
+    api,
+    health,
+    logs,
+    metrics,
+    openapi,
+    pages,
+    presence,
+    signin,
+    viewers,
+)
 from feed.brokers import broker_from_url
 from feed.errors import HANDLERS
 from feed.events import Hub
@@ -93,7 +105,6 @@ def create_app(settings: Settings) -> FeedApp:
         *pages.routes,
         *signin.routes,
         *health.routes,
-        *presence.routes,
         Route("/events", EventStream(), methods=["GET"]),
         Route("/openapi.json", openapi.endpoint, methods=["GET"]),
         Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),
@@ -101,7 +112,7 @@ def create_app(settings: Settings) -> FeedApp:
     app = Starlette(
         routes=routes,
         middleware=security.middleware(),
-        exception_handlers={**HANDLERS, **signin.HANDLERS},
+        exception_handlers={**HANDLERS, **viewers.HANDLERS},
         lifespan=lifespan,
     )
     return FeedApp(app, hub, security)

@@ -64,8 +64,13 @@ _STORE_STATUS: dict[type[StoreError], int] = {
     StoreUnavailable: 503,
 }
 
-# How long a client should wait before retrying a request the database could not serve.
+# How long a client should wait before retrying a request feed could not serve now.
 RETRY_AFTER_SECONDS = 2
+
+
+def unavailable(message: str) -> JSONResponse:
+    """A 503 that says when to retry: every answer for "not now" is made here."""
+    return error_response(503, message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 async def on_client_error(_request: Request, exc: Exception) -> Response:
@@ -76,8 +81,9 @@ async def on_client_error(_request: Request, exc: Exception) -> Response:
 async def on_store_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StoreError)
     status = _STORE_STATUS.get(type(exc), 400)
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-    return error_response(status, str(exc), headers=headers)
+    if status == 503:
+        return unavailable(str(exc))
+    return error_response(status, str(exc))
 
 
 async def on_http_error(_request: Request, exc: Exception) -> Response:

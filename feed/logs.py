@@ -41,6 +41,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from feed.text import BIDI_CONTROLS, CONTROLS, LINE_FEED, SEPARATORS, matching
+
 request_id: ContextVar[str] = ContextVar("feed_request_id", default="-")
 # When the request being handled arrived (time.perf_counter), for latency metrics.
 request_started: ContextVar[float | None] = ContextVar("feed_request_started", default=None)
@@ -60,10 +62,8 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
 }
 # What is escaped in values and fields (4), and in a message's own text and tracebacks,
 # whose line breaks stay.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_UNSAFE_BUT_LINES = re.compile(
-    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
+_UNSAFE = matching(CONTROLS | SEPARATORS | BIDI_CONTROLS)
+_UNSAFE_BUT_LINES = matching((CONTROLS - {LINE_FEED}) | SEPARATORS | BIDI_CONTROLS)
 # What starts every line of a text record after its first (4).
 CONTINUATION = "\n    "
 

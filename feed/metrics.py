@@ -74,7 +74,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
-from feed import tasks
+from feed import logs, tasks
 from feed.brokers import BrokerStatus
 from feed.events import HubStats
 from feed.process import COLLECTIONS, PROCESS_FIGURES, ProcessNumbers
@@ -367,6 +367,13 @@ class Metrics:
             buckets=SECONDS_BUCKETS,
             registry=self.registry,
         )
+
+    def announced(self, event_id: int | None) -> None:
+        """Time a write that logged ``event_id``, from its request's arrival to now: its
+        commit was announced before the store's answer came back."""
+        started = logs.request_started.get()
+        if event_id is not None and started is not None:
+            self.announce_seconds.observe(time.perf_counter() - started)
 
     def start(self) -> None:
         """Begin timing collections (5), and copying this worker's share (3)."""

@@ -31,36 +31,25 @@ renders it, and feed.js keeps it after every event, live or replayed:
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from feed.access import KIOSK_PARAM
-from feed.api import admit_post, create_post_from, int_param, read_body, timed
 from feed.errors import ClientError
+from feed.inputs import choice, int_param, post_body, read_form
 from feed.models import ChannelView, FrontPage, PostView
 from feed.permissions import Permissions
-from feed.presence import screens
 from feed.runtime import Runtime, runtime
-from feed.signin import viewer
+from feed.security import admit_post
 from feed.store import StoreError
+from feed.viewers import viewer
 
 KIOSK_POSTS = 30  # posts a kiosk shows and keeps in its DOM, pinned ones first
 THEMES = ("auto", "light", "dark")
 SNAPSHOT_HEADER = "X-Feed-Last-Event-Id"
-
-
-def _render(
-    rt: Runtime,
-    name: str,
-    status: int = 200,
-    headers: dict[str, str] | None = None,
-    **context: Any,
-) -> HTMLResponse:
-    html = rt.renderer.env.get_template(name).render(**context)
-    return HTMLResponse(html, status_code=status, headers=headers)
 
 
 def _url(path: str, **params: Any) -> str:
@@ -72,6 +61,10 @@ def _url(path: str, **params: Any) -> str:
         if x is not None
     ]
     return f"{path}?{urlencode(pairs)}" if pairs else path
+
+
+def screens(count: int) -> str:
+    return f"{count} screen{'' if count == 1 else 's'} watching"
 
 
 def _stream_context(rt: Runtime) -> dict[str, Any]:
@@ -115,7 +108,7 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
     if channel is not None and not perms.may_read(channel):
         message = f"There is no channel named #{channel}."
         return seen.apply(
-            _render(rt, "not_found.html", 404, message=message, **seen.context()), request
+            rt.renderer.page("not_found.html", 404, message=message, **seen.context()), request
         )
     selected = perms.selection(None if channel is None else [channel])
     page = await rt.store.front_page(
@@ -126,8 +119,7 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
     postable = perms.postable()
     can_post = any(c.name == channel for c in postable) if channel else bool(postable)
     default = channel or next((c.name for c in postable if c.name == "general"), None)
-    response = _render(
-        rt,
+    response = rt.renderer.page(
         "dashboard.html",
         **_stream_context(rt),
         **seen.context(),
@@ -184,7 +176,7 @@ async def posts_partial(request: Request) -> HTMLResponse:
         older = posts[-1].id if len(posts) == size else None
         context = _list_context(posts, channel, before, older)
         headers = None
-    return _render(rt, "partials/posts.html", headers=headers, oob=False, **context)
+    return rt.renderer.page("partials/posts.html", headers=headers, oob=False, **context)
 
 
 # -- the kiosk ------------------------------------------------------------------------
@@ -211,10 +203,7 @@ def _kiosk_channels(request: Request, perms: Permissions) -> list[ChannelView]:
 
 
 def _kiosk_theme(request: Request) -> str:
-    theme = request.query_params.get("theme") or "auto"
-    if theme not in THEMES:
-        raise ClientError(400, f"theme must be one of {', '.join(THEMES)}.", theme)
-    return theme
+    return choice(request.query_params.get("theme"), "theme", THEMES, default="auto")
 
 
 async def kiosk(request: Request) -> Response:
@@ -229,7 +218,7 @@ async def kiosk(request: Request) -> Response:
         theme = _kiosk_theme(request)
     except ClientError as exc:
         template = "not_found.html" if exc.status == 404 else "error.html"
-        return _render(rt, template, exc.status, message=exc.message)
+        return rt.renderer.page(template, exc.status, message=exc.message)
     names = [c.name for c in chosen] or None
     key = request.query_params.get(KIOSK_PARAM) or None
     page = await rt.store.front_page(
@@ -237,8 +226,7 @@ async def kiosk(request: Request) -> Response:
         KIOSK_POSTS,
         private=seen.perms.private_readable(),
     )
-    return _render(
-        rt,
+    return rt.renderer.page(
         "kiosk.html",
         **_stream_context(rt),
         theme=theme,
@@ -262,20 +250,12 @@ async def kiosk_partial(request: Request) -> HTMLResponse:
         names or perms.selection(None), KIOSK_POSTS, private=perms.private_readable()
     )
     posts = kiosk_window(page.posts, KIOSK_POSTS)
-    return _render(
-        rt,
+    return rt.renderer.page(
         "partials/posts.html",
         headers=_snapshot(page.last_event_id),
         kiosk=True,
         **_list_context(posts, None, None, None),
     )
-
-
-async def read_form(request: Request, limit: int) -> dict[str, str]:
-    """The compose form's fields, read within the body limit (ClientError if over it)."""
-    raw = await read_body(request, limit)
-    fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
-    return {name: values[0] for name, values in fields.items() if values}
 
 
 async def compose(request: Request) -> HTMLResponse:
@@ -289,8 +269,10 @@ async def compose(request: Request) -> HTMLResponse:
         form = await read_form(request, rt.settings.max_body_bytes)
         channel = form.get("channel", "")
         admit_post(request, perms, channel)
-        fields = {"body": form.get("body", "")}
-        timed(rt, (await create_post_from(rt, perms, channel, fields)).event_id)
+        author = perms.identity.name
+        assert author is not None  # admit_post let a writer in
+        body = post_body({"body": form.get("body", "")}, author, rt.settings.max_post_chars)
+        rt.metrics.announced((await rt.store.create_post(channel, author, body)).event_id)
     except (ClientError, StoreError) as exc:
         if isinstance(exc, ClientError) and exc.status in (401, 403):
             raise
@@ -303,9 +285,9 @@ async def compose(request: Request) -> HTMLResponse:
         "max_chars": rt.settings.max_post_chars,
     }
     if error is not None:
-        return _render(rt, "partials/compose.html", 422, form=values, error=error, **context)
+        return rt.renderer.page("partials/compose.html", 422, form=values, error=error, **context)
     cleared = {**values, "body": ""}
-    return _render(rt, "partials/compose.html", form=cleared, error=None, **context)
+    return rt.renderer.page("partials/compose.html", form=cleared, error=None, **context)
 
 
 routes = [

@@ -13,8 +13,8 @@ Rationale:
 3. Pages learn the numbers from a ``presence`` event on HTML streams, sent only
    when the sum changed, without an ``id:`` (it is not part of the log).
 4. With the memory broker there is one process, and nothing to share.
-5. ``/api/presence`` needs no credential, so reading the counts must not walk every
-   open stream: they come from the hub's running counts (events.py, on the cost of
+5. ``/api/presence`` (api.py) needs no credential, so reading the counts must not
+   walk every open stream: they come from the hub's running counts (events.py, on the cost of
    unauthenticated scrapes). Which channels are private comes from the channel map
    (access.py, on privacy learnt from the log); when that changes, pages are told
    again at once, without the names they may no longer see.
@@ -32,15 +32,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
 from feed import tasks
 from feed.brokers import Broker
 from feed.events import EVERY_CHANNEL, Hub
 from feed.models import FeedEvent
-from feed.runtime import runtime
 from feed.sse import Format, frame
 
 logger = logging.getLogger("feed.presence")
@@ -182,26 +177,3 @@ class Presence:
         channels = {k: v for k, v in summed.channels.items() if k not in hidden}
         shown = Counts(summed.everything, channels, summed.streams)
         return frame(json.dumps(shown.as_dict(), separators=(",", ":")), event="presence")
-
-
-def screens(count: int) -> str:
-    return f"{count} screen{'' if count == 1 else 's'} watching"
-
-
-async def endpoint(request: Request) -> JSONResponse:
-    rt = runtime(request)
-    perms = await rt.access.check(request)
-    summed, workers = rt.presence.total()
-    # Private channels one may not read are not named, not even with a count.
-    names = sorted(c.name for c in perms.readable())
-    return JSONResponse(
-        {
-            "streams": summed.streams,
-            "watching": {name: summed.watching(name) for name in names},
-            "workers": workers,
-            "stale_after_seconds": rt.presence.stale_after,
-        }
-    )
-
-
-routes = [Route("/api/presence", endpoint, methods=["GET"])]

@@ -1,7 +1,8 @@
 """Turning posts and events into what readers see: HTML, JSON and text.
 
 Pages and streams render a post through the same partial (``partials/post.html``),
-so a post delivered live looks exactly like one rendered with the page.
+so a post delivered live looks exactly like one rendered with the page. Every page
+and partial is rendered here, the one way (``Renderer.page``, ``Renderer.template``).
 
 HTML stream payloads are built for htmx's sse extension and one ``sse-swap`` on
 the page's post list (``hx-swap="afterbegin"``):
@@ -33,19 +34,20 @@ Bodies are hostile input. Rationale:
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from markupsafe import Markup
+from starlette.responses import HTMLResponse
 
 from feed.models import ChannelView, EventKind, FeedEvent, PostView
 from feed.sse import Format, frame
+from feed.text import CONTROLS, LINE_FEED, TAB, matching
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Encoded events kept for replays and for streams of several formats, bounded in bytes
@@ -61,7 +63,7 @@ def templates_dir() -> Path:
 
 
 # C0 and C1 controls and DEL; tabs and newlines are kept for callers that split lines.
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROLS = matching(CONTROLS - {TAB, LINE_FEED})
 
 
 def terminal_safe(text: str) -> str:
@@ -72,7 +74,7 @@ def terminal_safe(text: str) -> str:
 # json.dumps(ensure_ascii=False) escapes C0 but leaves DEL and C1 raw. In valid JSON
 # text a control character can only stand inside a string, where its \u escape
 # means the same; C0 is included for JSON that did not come from json.dumps.
-_RAW_IN_JSON = re.compile("[\x00-\x1f\x7f-\x9f]")
+_RAW_IN_JSON = matching(CONTROLS)
 
 
 def json_safe(text: str) -> str:
@@ -194,6 +196,21 @@ class Renderer:
         # same recent events; each is rendered once. The key is the whole event,
         # post state included, so an edit is never served from a stale entry.
         self.encode = Recent(self._encode, ENCODE_CACHE_BYTES)
+
+    def template(self, name: str, /, **context: Any) -> str:
+        """The template ``name`` (a page or a partial), rendered with ``context``."""
+        return self.env.get_template(name).render(**context)
+
+    def page(
+        self,
+        name: str,
+        /,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        """The template ``name`` as an HTML answer: every page and partial is served so."""
+        return HTMLResponse(self.template(name, **context), status_code=status, headers=headers)
 
     def post_html(self, post: PostView, *, oob: bool = False) -> str:
         return self._post.render(post=post, oob=oob)

@@ -52,6 +52,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feed.errors import ClientError, error_response
+from feed.permissions import Permissions
 from feed.settings import Settings
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -262,6 +263,14 @@ def of(connection: HTTPConnection) -> Security:
     found = connection.scope[SCOPE_KEY]
     assert isinstance(found, Security)
     return found
+
+
+def admit_post(request: HTTPConnection, perms: Permissions, channel: str) -> None:
+    """May this identity post in ``channel``, and is it within its rate? Checked before
+    the body is read, so a refused request costs nothing; the API and the compose form
+    both ask."""
+    perms.check_post(channel)
+    of(request).check_post_rate(request, perms.identity.limit_key)
 
 
 def stream_headers(scope: Scope) -> Iterable[tuple[bytes, bytes]]:

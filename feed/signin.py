@@ -1,121 +1,44 @@
 """Browser sign-in: a token, or a fronting proxy's user header, exchanged for a signed
-session cookie; and what a page knows of its viewer.
+session cookie (viewers.py sets it), and sign-out.
 
 Rationale:
 
-1. The cookie is HttpOnly (scripts never see it), SameSite=Lax (other sites' forms
-   do not carry it) and Secure when the request came over TLS, including behind a
-   proxy trusted through ``FEED_FORWARDED_ALLOW_IPS``.
-2. A page seen through the trusted user header turns it into a session right away:
-   the page needs the session's CSRF token for its forms (access.py, on cookies
-   and CSRF).
-3. ``next`` only ever leads to a path on this site, so the sign-in page cannot be
+1. ``next`` only ever leads to a path on this site, so the sign-in page cannot be
    used to send people elsewhere.
-4. A sign-in posted from another site is refused (its ``Origin`` names another
+2. A sign-in posted from another site is refused (its ``Origin`` names another
    host): otherwise a page elsewhere could sign a visitor in as someone else, and
    what they post would go out under that name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlsplit
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from feed.access import KIOSK_PARAM, SESSION_COOKIE, check_csrf
+from feed.access import SESSION_COOKIE, check_csrf
 from feed.errors import ClientError
-from feed.identity import Identity, Via
-from feed.permissions import Permissions
+from feed.identity import Via
+from feed.inputs import read_form
 from feed.runtime import runtime
+from feed.viewers import set_session, viewer
 
+# The sign-in and sign-out forms hold a token, a path and a CSRF token at most.
 MAX_FORM_BYTES = 4096
 
 
-class SignInFirst(Exception):
-    """A page needs someone signed in: answered with a redirect to /signin."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
-        self.path = path
-
-
-@dataclass(frozen=True, slots=True)
-class Viewer:
-    """Who looks at a page, what they may do, and a session cookie to set, if new."""
-
-    perms: Permissions
-    cookie: str | None = None
-
-    @property
-    def who(self) -> Identity:
-        return self.perms.identity
-
-    def context(self) -> dict[str, Any]:
-        who = self.who
-        return {
-            "viewer": who.name if who.via is not Via.KIOSK else None,
-            "csrf": who.csrf,
-            "signin_url": None if who.signed_in else "/signin",
-        }
-
-    def apply(self, response: Response, connection: HTTPConnection) -> Response:
-        if self.cookie is not None:
-            set_session(response, connection, self.cookie)
-        return response
-
-
-def set_session(response: Response, connection: HTTPConnection, value: str) -> None:
-    rt = runtime(connection)
-    response.set_cookie(
-        SESSION_COOKIE,
-        value,
-        max_age=rt.access.session_seconds,
-        httponly=True,
-        samesite="lax",
-        secure=connection.url.scheme == "https",
-    )
-
-
-async def viewer(request: HTTPConnection) -> Viewer:
-    """The page's viewer; SignInFirst when the feed is closed to anonymous readers."""
-    rt = runtime(request)
-    try:
-        who = await rt.access.identify(request.scope)
-    except ClientError as exc:
-        # A kiosk link that does not work is shown as such: a kiosk cannot sign in.
-        if exc.status != 401 or KIOSK_PARAM in request.query_params:
-            raise
-        raise SignInFirst(request.url.path) from None
-    cookie = None
-    if who.via is Via.HEADER:
-        cookie, who = rt.access.session(who)
-    return Viewer(await rt.access.permissions(who), cookie)
-
-
 def safe_next(value: str | None) -> str:
+    """``value`` if it is a path on this site, else the home page (rationale 1)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/"
     return value
 
 
-async def _form(request: Request) -> dict[str, str]:
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_FORM_BYTES:
-            raise ClientError(413, f"The form is larger than {MAX_FORM_BYTES} bytes.")
-    fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
-    return {name: values[0] for name, values in fields.items() if values}
-
-
 def _page(request: Request, status: int = 200, **context: Any) -> Response:
-    rt = runtime(request)
-    html = rt.renderer.env.get_template("signin.html").render(**context)
-    return Response(html, status, media_type="text/html")
+    return runtime(request).renderer.page("signin.html", status, **context)
 
 
 async def signin_page(request: Request) -> Response:
@@ -132,10 +55,10 @@ async def signin_page(request: Request) -> Response:
 async def signin(request: Request) -> Response:
     """Exchange a token typed into the form for a session."""
     rt = runtime(request)
-    origin = request.headers.get("origin")
+    origin = request.headers.get("origin")  # rationale 2
     if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
         raise ClientError(403, "Sign in from feed's own sign-in page.", origin)
-    form = await _form(request)
+    form = await read_form(request, MAX_FORM_BYTES)
     target = safe_next(form.get("next"))
     token = form.get("token", "").strip()
     try:
@@ -152,7 +75,7 @@ async def signin(request: Request) -> Response:
 
 async def signout(request: Request) -> Response:
     rt = runtime(request)
-    form = await _form(request)
+    form = await read_form(request, MAX_FORM_BYTES)
     who = await rt.access.identify(request.scope)
     if who.via is Via.SESSION:
         check_csrf(request, who, form)
@@ -161,13 +84,6 @@ async def signout(request: Request) -> Response:
     answer.delete_cookie(SESSION_COOKIE, httponly=True, samesite="lax")
     return answer
 
-
-async def on_sign_in_first(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, SignInFirst)
-    return RedirectResponse("/signin?" + urlencode({"next": exc.path}), status_code=303)
-
-
-HANDLERS = {SignInFirst: on_sign_in_first}
 
 routes = [
     Route("/signin", signin_page, methods=["GET"]),

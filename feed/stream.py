@@ -13,6 +13,7 @@ Rationale:
    ``Subscriber.take`` writes it once (subscribers.py, on the id filter).
 2. ``Last-Event-ID`` wins over ``last_event_id``: a browser's EventSource
    reconnects to the same URL with a newer header, and the header is the truth.
+   Either is read as strictly as every other number (inputs.py, on numbers).
 3. A resume id beyond the newest event, or one the log does not hold, means the log
    this client saw is not ours (a restored or replaced database; storage/log.py, on ids
    never reused): it gets ``resync``, never silence.
@@ -60,8 +61,8 @@ from collections.abc import Callable, Sequence
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Message, Receive, Scope, Send
 
-from feed import logs, security
-from feed.errors import ClientError, error_response
+from feed import inputs, logs, security
+from feed.errors import ClientError, error_response, unavailable
 from feed.permissions import Permissions
 from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
@@ -77,30 +78,11 @@ except ImportError:  # no httptools: every stream takes the ASGI path
 logger = logging.getLogger("feed.stream")
 
 RESYNC = "resync"
+FORMATS = tuple(f.value for f in Format)
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"x-accel-buffering", b"no"),
 ]
-
-
-def parse_resume_id(raw: str | None, source: str) -> int | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ClientError(400, f"{source} must be an event id (a whole number).", raw) from None
-    if value < 0:
-        raise ClientError(400, f"{source} must not be negative.", raw)
-    return value
-
-
-def parse_format(raw: str | None) -> Format:
-    try:
-        return Format(raw or Format.JSON)
-    except ValueError:
-        allowed = ", ".join(f.value for f in Format)
-        raise ClientError(400, f"format must be one of {allowed}.", raw) from None
 
 
 def parse_channels(perms: Permissions, names: Sequence[str]) -> frozenset[str] | None:
@@ -210,15 +192,15 @@ class EventStream:
         rt = runtime_of(scope["state"])
         query = QueryParams(scope["query_string"])
         try:
-            fmt = parse_format(query.get("format"))
+            fmt = Format(inputs.choice(query.get("format"), "format", FORMATS, default=Format.JSON))
             header = Headers(scope=scope).get("last-event-id")
-            resume_id = parse_resume_id(header, "The Last-Event-ID header")
+            resume_id = inputs.resume_id(header, "The Last-Event-ID header")
             if resume_id is None:
-                resume_id = parse_resume_id(query.get("last_event_id"), "last_event_id")
+                resume_id = inputs.resume_id(query.get("last_event_id"), "last_event_id")
             perms = await rt.access.permissions(await rt.access.identify(scope))
             channels = parse_channels(perms, query.getlist("channel"))
         except StoreUnavailable as exc:
-            await error_response(503, str(exc), headers={"Retry-After": "2"})(scope, receive, send)
+            await unavailable(str(exc))(scope, receive, send)
             return
         except ClientError as exc:
             answer = error_response(exc.status, exc.message, exc.detail, exc.headers)
@@ -229,7 +211,7 @@ class EventStream:
             # Served outside Starlette (see app.FeedApp), so answer failures here.
             logger.exception("could not open a stream")
             message = "The feed is unavailable right now; retry shortly."
-            await error_response(503, message)(scope, receive, send)
+            await unavailable(message)(scope, receive, send)
             return
         # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.
         headers = [*HEADERS, *security.stream_headers(scope)]
@@ -309,8 +291,8 @@ class EventStream:
             if started:
                 logger.warning("stream ended: %s The client will resume.", exc)
             else:
-                answer = error_response(503, str(exc), headers={"Retry-After": "2"})
-                failed = {"status": 503, "headers": answer.raw_headers}
+                answer = unavailable(str(exc))
+                failed = {"status": answer.status_code, "headers": answer.raw_headers}
                 await send({"type": "http.response.start", **failed})
                 await send({"type": "http.response.body", "body": answer.body})
         except Exception:

@@ -1,5 +1,7 @@
 """What feed takes as text: the one rule every string a client or the CLI can store
-passes (post bodies, channel titles and descriptions, identity names).
+passes (post bodies, channel titles and descriptions, identity names). The character
+classes these rules are made of are defined here once; the output rules of render.py
+(terminals, JSON) and logs.py (log lines) are built from them too.
 
 Rationale:
 
@@ -23,12 +25,38 @@ Rationale:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-# C0 but tab, line feed and carriage return; DEL; C1.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-# Every C0 and C1 control, DEL, and the line and paragraph separators.
-_NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# The characters every rule about text is made of, here and in what renders or logs
+# text (render.py, logs.py), as sets of code points.
+TAB, LINE_FEED, CARRIAGE_RETURN = 0x09, 0x0A, 0x0D
+C0 = frozenset(range(0x00, 0x20))
+DEL = frozenset({0x7F})
+C1 = frozenset(range(0x80, 0xA0))
+CONTROLS = C0 | DEL | C1
+# Unicode's line and paragraph separators: line breaks to str.splitlines and browsers.
+SEPARATORS = frozenset({0x2028, 0x2029})
+# The bidirectional embeddings, overrides and isolates, which reorder what follows.
+BIDI_CONTROLS = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A))
+# Halves of UTF-16 pairs, which are no characters on their own (rationale 1).
+SURROGATES = frozenset(range(0xD800, 0xE000))
+
+
+def matching(code_points: Iterable[int]) -> re.Pattern[str]:
+    """A pattern that matches any one character of ``code_points``."""
+    ranges: list[list[int]] = []
+    for point in sorted(set(code_points)):
+        if ranges and ranges[-1][1] == point - 1:
+            ranges[-1][1] = point
+        else:
+            ranges.append([point, point])
+    spans = (f"\\U{a:08x}" + (f"-\\U{b:08x}" if b > a else "") for a, b in ranges)
+    return re.compile(f"[{''.join(spans)}]")
+
+
+_SURROGATE = matching(SURROGATES)
+_CONTROL = matching(CONTROLS - {TAB, LINE_FEED, CARRIAGE_RETURN})
+_NOT_ONE_LINE = matching(CONTROLS | SEPARATORS)
 _NAMES = {
     0x00: "NUL",
     0x09: "tab",

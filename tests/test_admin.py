@@ -17,8 +17,9 @@ from playwright.sync_api import Browser, BrowserContext, expect
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from feed.admin import RECENT_ROWS, TICK, AdminFeed, age_text, size_text
+from feed.admin import TICK
 from feed.admin import admin_stream as admin_stream_endpoint
+from feed.panels import RECENT_ROWS, AdminFeed, age_text, size_text
 from feed.runtime import runtime_of
 from tests.auth import ADMIN, ADMIN_TOKEN
 from tests.browser import (

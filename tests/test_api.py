@@ -1,4 +1,5 @@
-"""The JSON API: happy paths, and every kind of bad input answered with a clear 4xx."""
+"""The JSON API: happy paths, every kind of bad input answered with a clear 4xx, and
+what cannot be served now answered with a 503 that says when to retry."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from openapi_spec_validator import validate
 from starlette.testclient import TestClient
 
 from feed.app import create_app
+from feed.models import TokenView
 from feed.settings import Settings
+from feed.store import Store, StoreUnavailable
 from tests.auth import ADMIN, ensure_admin
 
 JSON = {"content-type": "application/json"}
@@ -211,6 +214,33 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None, int, str]]
     ("stream bad resume", "GET", "/events?last_event_id=abc", {}, None, 400, "last_event_id"),
     ("stream negative resume", "GET", "/events?last_event_id=-3", {}, None, 400, "negative"),
     ("stream bad header", "GET", "/events", {"last-event-id": "x"}, None, 400, "Last-Event-ID"),
+    (
+        "stream resume in other digits",
+        "GET",
+        "/events?last_event_id=%D9%A1",
+        {},
+        None,
+        400,
+        "last_event_id must be an event id (a whole number).",
+    ),
+    (
+        "stream resume beyond 64 bits",
+        "GET",
+        "/events?last_event_id=" + "9" * 30,
+        {},
+        None,
+        400,
+        "last_event_id must be at most 9223372036854775807.",
+    ),
+    (
+        "stream header with a digit separator",
+        "GET",
+        "/events",
+        {"last-event-id": "1_0"},
+        None,
+        400,
+        "The Last-Event-ID header must be an event id",
+    ),
 ]
 
 
@@ -238,6 +268,23 @@ def test_bad_input_gets_a_clear_4xx_and_writes_nothing(
     posts = client.get("/api/channels/general/posts").json()["posts"]
     assert [p["body"] for p in posts] == ["existing"]
     assert client.get("/api/posts/1").json()["post"]["body"] == "existing"
+
+
+# Resume ids that are no event id as the API reads numbers: digits of other scripts
+# (Arabic-Indic one, fullwidth one), a digit separator, spaces, and beyond 64 bits.
+NOT_RESUME_IDS = ["\u0661", "\uff11", "1_0", " 1", "1 ", "9" * 30]
+
+
+@pytest.mark.parametrize("raw", NOT_RESUME_IDS, ids=ascii)
+def test_a_resume_id_is_read_as_strictly_as_every_other_number(
+    client: TestClient, raw: str
+) -> None:
+    # HEAD answers as its GET would open, and ends: a stream opened by mistake would not.
+    as_query = client.head("/events", params={"last_event_id": raw})
+    assert as_query.status_code == 400
+    if raw.isascii():  # header values are Latin-1 on the wire
+        as_header = client.head("/events", headers={"last-event-id": raw})
+        assert as_header.status_code == 400
 
 
 def test_deleted_post_cannot_be_edited(client: TestClient) -> None:
@@ -337,3 +384,29 @@ def test_channel_edits_need_known_fields_and_a_known_channel(client: TestClient)
     missing = client.patch("/api/channels/nope", json={"title": "t"})
     assert missing.status_code == 404
     assert client.post("/api/channels/nope/archive").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [
+        (StoreUnavailable(StoreUnavailable.UNREACHABLE), StoreUnavailable.UNREACHABLE),
+        (RuntimeError("the token table is on fire"), "The feed is unavailable right now"),
+    ],
+    ids=["database unavailable", "unexpected"],
+)
+def test_a_stream_that_cannot_open_is_a_503_that_says_when_to_retry(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, failure: Exception, message: str
+) -> None:
+    class Failing(Store):
+        """A store whose token lookups fail: a stream cannot tell who opens it."""
+
+        async def token_by_digest(self, digest: str) -> TokenView | None:
+            raise failure
+
+    monkeypatch.setattr("feed.app.Store", Failing)
+    ensure_admin(settings.database_url)
+    with TestClient(create_app(settings), headers=ADMIN) as client:
+        answer = client.get("/events")
+    assert answer.status_code == 503
+    assert answer.json()["error"].startswith(message)
+    assert answer.headers["retry-after"] == "2"

@@ -130,3 +130,23 @@ def test_request_bodies_are_refused_past_the_stated_depth_and_size(
     padding = size - len(json.dumps({"body": ""}).encode())
     assert send(json.dumps({"body": " " * (padding - 1) + "x"}).encode()) == 422  # too long
     assert send(json.dumps({"body": " " * padding + "x"}).encode()) == 413
+
+
+def test_stream_options_are_taken_exactly_within_the_stated_bounds(
+    client: TestClient, document: dict[str, Any]
+) -> None:
+    # HEAD answers with the status its GET would open with, and ends.
+    for where in ("last_event_id", "Last-Event-ID"):
+        bounds = parameter(document, "/events", "get", where)["schema"]
+        low, high = bounds["minimum"], bounds["maximum"]
+        for value, status in ((low - 1, 400), (low, 200), (high, 200), (high + 1, 400)):
+            sent = str(value)
+            if where == "last_event_id":
+                answer = client.head("/events", params={where: sent})
+            else:
+                answer = client.head("/events", headers={where: sent})
+            assert answer.status_code == status, (where, value)
+    formats = parameter(document, "/events", "get", "format")["schema"]["enum"]
+    for name in [*formats, "xml", "HTML"]:
+        answer = client.head("/events", params={"format": name})
+        assert answer.status_code == (200 if name in formats else 400), name

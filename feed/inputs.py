@@ -1,0 +1,301 @@
+"""What a request sends, read and checked: bodies, JSON and forms, their fields,
+numbers in paths, queries and headers, channel names, post ids and named options.
+
+Every web module reads its input here, so each rule is written once. The limits and
+patterns below are the ones these readers enforce, and the OpenAPI document states
+them from here too (openapi.py), so the two always agree.
+
+Rationale:
+
+1. A request body is hostile until checked. Anything the parser, the rest of feed
+   or the database driver could not take is refused here with a 400 or 422, never
+   left to fail later with a 500: nesting deeper than ``MAX_JSON_DEPTH`` (Python's
+   parser runs out of stack near a thousand levels, and so would the API's
+   idempotency fingerprint), NaN and Infinity (not JSON, and no answer could echo
+   them), integers of thousands of digits, and strings that are not text (text.py)
+   wherever they sit.
+2. A number in a path, a query or a header is ASCII digits with an optional sign,
+   read by one parser (``whole_number``): ``int()`` would also take digits of other
+   scripts, digit separators (``1_0``) and surrounding spaces, and refuses thousands
+   of digits with an error of its own. Beyond 64 bits a number is no id or count.
+   A post id that is no number is answered like one that does not exist (404); any
+   other number that does not fit is a 400 naming where it was sent.
+3. A form is read within a byte limit before it is parsed, like a JSON body, and its
+   fields take the API's checks (``text_field``, ``channel_name``): the compose and
+   admin forms refuse exactly what the API refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+
+from feed import text
+from feed.errors import ClientError
+
+# -- limits and patterns (the OpenAPI document states each of them) ------------------
+
+# Posts in one page the API answers with.
+MAX_PAGE = 200
+MAX_TITLE_CHARS = 200
+MAX_DESCRIPTION_CHARS = 2000
+# Names appear in URLs, kiosk links and scripts, so they are short, lower-case slugs.
+MAX_CHANNEL_NAME_CHARS = 64
+CHANNEL_NAME = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{MAX_CHANNEL_NAME_CHARS - 1}}}")
+# Ids are 64-bit in both databases; a larger number is no id at all (not a 500).
+MAX_ID = 2**63 - 1
+# Request bodies are flat objects; nesting this deep is no request feed knows.
+MAX_JSON_DEPTH = 32
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY_CHARS}}}")
+
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+# Fields whose text may span lines (text.py); every other text field is one line.
+MULTILINE_FIELDS = frozenset({"body", "description"})
+
+
+# -- bodies --------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes before reading them all."""
+    too_big = ClientError(413, f"The request body is larger than {limit} bytes.", limit)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_form(request: Request, limit: int) -> dict[str, str]:
+    """A form's fields, the first value of each, read within ``limit`` bytes (3)."""
+    raw = await read_body(request, limit)
+    fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in fields.items() if values}
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object, or a ClientError that says what is wrong with it."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        shown = media_type or "none"
+        raise ClientError(415, "Send the body as JSON (Content-Type: application/json).", shown)
+    raw = await read_body(request, limit)
+    if not raw.strip():
+        raise ClientError(400, "The request body is empty; send a JSON object.")
+    payload = parse_json(raw)
+    if not isinstance(payload, dict):
+        raise ClientError(422, "The request body must be a JSON object.", type(payload).__name__)
+    return payload
+
+
+def parse_json(raw: bytes) -> Any:
+    """``raw`` as JSON that the rest of feed can take (1), or a ClientError."""
+    try:
+        payload = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    except UnicodeDecodeError:
+        raise ClientError(400, "The request body is not valid UTF-8.") from None
+    except json.JSONDecodeError as exc:
+        raise ClientError(400, "The request body is not valid JSON.", str(exc)) from None
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError:  # NaN, Infinity, 1e999, or an integer of thousands of digits
+        raise ClientError(
+            400, "The request body holds a number that is not finite or is far too long."
+        ) from None
+    _check_shape(payload)
+    return payload
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal[:40]} is not a finite number")
+    return value
+
+
+def _too_deep() -> ClientError:
+    return ClientError(
+        400, f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.", MAX_JSON_DEPTH
+    )
+
+
+def _check_shape(payload: Any) -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH and strings that are not text
+    (text.py, on lone surrogates), wherever they are: a field name or an ignored value is
+    echoed in refusals and fingerprinted for idempotency."""
+    # (value, depth, the top-level field it is in, if any)
+    pending: list[tuple[Any, int, str | None]] = [(payload, 0, None)]
+    while pending:
+        value, depth, field = pending.pop()
+        if isinstance(value, str):
+            refused = text.not_text(value)
+            if refused is not None:
+                where = "A string in the request body" if field is None else f"The field {field!r}"
+                raise ClientError(422, f"{where} {refused}.", field)
+        elif isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise _too_deep()
+            if isinstance(value, list):
+                pending += [(item, depth + 1, field) for item in value]
+                continue
+            for key, item in value.items():
+                pending.append((item, depth + 1, field if depth else key))
+                pending.append((key, depth, field))  # checked before its value names it
+
+
+# -- fields --------------------------------------------------------------------------
+
+
+def check_fields(
+    payload: dict[str, Any], required: set[str], optional: frozenset[str] = frozenset()
+) -> None:
+    unknown = sorted(set(payload) - required - optional)
+    if unknown:
+        raise ClientError(422, f"Unknown field {unknown[0]!r}.", unknown)
+    missing = sorted(required - set(payload))
+    if missing:
+        raise ClientError(422, f"The field {missing[0]!r} is required.", missing)
+
+
+def text_field(payload: dict[str, Any], name: str, max_chars: int) -> str:
+    """The field ``name`` as text feed may store (text.py): the fields in
+    MULTILINE_FIELDS may span lines, others are one line."""
+    value = payload.get(name)
+    if not isinstance(value, str):
+        raise ClientError(422, f"The field {name!r} must be a string.", name)
+    if not value.strip():
+        raise ClientError(422, f"The field {name!r} must not be empty.", name)
+    if len(value) > max_chars:
+        raise ClientError(
+            422, f"The field {name!r} is longer than {max_chars} characters.", len(value)
+        )
+    refused = text.problem(value, multiline=name in MULTILINE_FIELDS)
+    if refused is not None:
+        raise ClientError(422, f"The field {name!r} {refused}.", name)
+    return value
+
+
+def optional_text(payload: dict[str, Any], name: str, max_chars: int) -> str | None:
+    return text_field(payload, name, max_chars) if name in payload else None
+
+
+def flag(payload: dict[str, Any], name: str) -> bool | None:
+    value = payload.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise ClientError(422, f"The field {name!r} must be true or false.", name)
+    return value
+
+
+def channel_name(payload: dict[str, Any]) -> str:
+    """The ``name`` field of a new channel, or a ClientError that says what a name is."""
+    name = text_field(payload, "name", MAX_CHANNEL_NAME_CHARS)
+    if not CHANNEL_NAME.fullmatch(name):
+        raise ClientError(
+            422,
+            f"A channel name is 1 to {MAX_CHANNEL_NAME_CHARS} lower-case letters, digits, "
+            "'-' or '_', starting with a letter or digit.",
+            name,
+        )
+    return name
+
+
+def post_body(payload: dict[str, Any], author: str, max_chars: int) -> str:
+    """A new post's body. The author is whoever posts: an ``author`` field, which
+    scripts written for older versions send, must name that identity."""
+    check_fields(payload, {"body"}, frozenset({"author"}))
+    if "author" in payload and payload["author"] != author:
+        raise ClientError(
+            422,
+            f"The author of a post is the identity that writes it ({author!r}); "
+            "leave out the 'author' field.",
+            payload["author"],
+        )
+    return text_field(payload, "body", max_chars)
+
+
+# -- numbers and options -------------------------------------------------------------
+
+
+def whole_number(raw: str) -> int | None:
+    """``raw`` as a whole number (2), or None. One past the 64-bit range stands for
+    anything longer: no id or count is that long."""
+    if not WHOLE_NUMBER.fullmatch(raw):
+        return None
+    digits = raw.lstrip("+-").lstrip("0")
+    if len(digits) > len(str(MAX_ID)):
+        return -(MAX_ID + 1) if raw.startswith("-") else MAX_ID + 1
+    return int(raw)
+
+
+def number(
+    raw: str | None,
+    subject: str,
+    *,
+    low: int,
+    high: int = MAX_ID,
+    meaning: str = "a whole number",
+) -> int | None:
+    """``raw`` as a whole number from ``low`` to ``high`` (2), None if it was not sent;
+    otherwise a 400 that names ``subject`` ("The parameter 'limit'") and says what it
+    must be."""
+    if raw is None or raw == "":
+        return None
+    value = whole_number(raw)
+    if value is None:
+        raise ClientError(400, f"{subject} must be {meaning}.", raw)
+    if low <= value <= high:
+        return value
+    if high != MAX_ID:
+        bounds = f"be between {low} and {high}"
+    elif value > high:  # beyond what a database column holds: a 400, not a 500
+        bounds = f"be at most {MAX_ID}"
+    else:
+        bounds = "not be negative" if low == 0 else f"be at least {low}"
+    raise ClientError(400, f"{subject} must {bounds}.", raw)
+
+
+def int_param(request: Request, name: str, *, low: int, high: int = MAX_ID) -> int | None:
+    """The query parameter ``name`` as a whole number, None if absent (2)."""
+    return number(request.query_params.get(name), f"The parameter {name!r}", low=low, high=high)
+
+
+def resume_id(raw: str | None, source: str) -> int | None:
+    """The event id a stream resumes after, from ``source`` (a header or parameter),
+    or None if it was not sent."""
+    return number(raw, source, low=0, meaning="an event id (a whole number)")
+
+
+def post_id(request: Request) -> int:
+    """The post id in the path; one that is no id is answered as not found (2)."""
+    raw: str = request.path_params["post_id"]
+    value = whole_number(raw)
+    if value is None or value < 0 or value > MAX_ID:
+        raise ClientError(404, f"There is no post with id {raw}.", raw)
+    return value
+
+
+def choice(raw: str | None, name: str, allowed: Sequence[str], *, default: str) -> str:
+    """``raw`` if it is one of ``allowed``, ``default`` if it was not sent; otherwise a
+    400 that lists them."""
+    if not raw:
+        return default
+    if raw not in allowed:
+        raise ClientError(400, f"{name} must be one of {', '.join(allowed)}.", raw)
+    return raw

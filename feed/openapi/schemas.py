@@ -1,0 +1,148 @@
+"""The shapes in the OpenAPI document: what the API's bodies and answers hold
+(render.py writes the answers, inputs.py checks the bodies)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from feed import inputs
+from feed.openapi.parts import ACCESS_FLAGS, ref, text_schema
+from feed.settings import Settings
+
+
+def schemas(settings: Settings) -> dict[str, Any]:
+    """The document's ``components.schemas``."""
+    text = text_schema(settings.max_post_chars)
+    title = text_schema(inputs.MAX_TITLE_CHARS)
+    description = text_schema(inputs.MAX_DESCRIPTION_CHARS)
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error", "detail"],
+            "properties": {"error": {"type": "string"}, "detail": {}},
+        },
+        "Readiness": {
+            "type": "object",
+            "required": ["status", "down", "database", "broker"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ready", "unavailable"]},
+                # What is down, never why: the reasons are logged (health.py).
+                "down": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": ["database", "broker"]},
+                },
+                "database": {"type": "object"},
+                "broker": {"type": "object"},
+                "last_event_delivered": {"type": "integer"},
+                "subscribers": {"type": "integer"},
+            },
+        },
+        "Channel": {
+            "type": "object",
+            "required": [
+                "name",
+                "title",
+                "description",
+                "archived",
+                "private",
+                "announcement_only",
+            ],
+            "properties": {
+                **{k: {"type": "string"} for k in ("name", "title", "description")},
+                **{k: {"type": "boolean"} for k in ACCESS_FLAGS},
+                "archived": {"type": "boolean"},
+            },
+        },
+        "ChannelNew": {
+            "type": "object",
+            "required": ["name", "title"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "maxLength": inputs.MAX_CHANNEL_NAME_CHARS,
+                    "pattern": f"^{inputs.CHANNEL_NAME.pattern}$",
+                },
+                "title": title,
+                "description": description,
+                **{k: {"type": "boolean"} for k in ACCESS_FLAGS},
+            },
+        },
+        "ChannelEdit": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {
+                "title": title,
+                "description": description,
+                **{k: {"type": "boolean"} for k in ACCESS_FLAGS},
+            },
+        },
+        "Member": {
+            "type": "object",
+            "required": ["name", "may_post"],
+            "properties": {"name": {"type": "string"}, "may_post": {"type": "boolean"}},
+        },
+        "MemberEdit": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"may_post": {"type": "boolean"}},
+        },
+        "ChannelChange": {
+            "type": "object",
+            "required": ["channel", "event_id"],
+            "properties": {
+                "channel": ref("Channel"),
+                "event_id": {"type": ["integer", "null"]},
+            },
+        },
+        "Post": {
+            "type": "object",
+            "required": [
+                "id",
+                "channel",
+                "author",
+                "body",
+                "created_at",
+                "edited_at",
+                "pinned",
+                "deleted",
+                "html",
+            ],
+            "properties": {
+                "id": {"type": "integer"},
+                "channel": {"type": "string"},
+                "author": {"type": "string"},
+                "body": {"type": "string", "description": "Markdown source"},
+                "html": {"type": "string", "description": "The body as sanitised HTML"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "edited_at": {"type": ["string", "null"], "format": "date-time"},
+                "pinned": {"type": "boolean"},
+                "deleted": {"type": "boolean"},
+            },
+        },
+        "NewPost": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["body"],
+            "properties": {
+                "author": {
+                    "type": "string",
+                    "description": "Optional; if sent, the name of the token's identity, "
+                    "which is the author",
+                },
+                "body": text,
+            },
+        },
+        "PostEdit": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["body"],
+            "properties": {"body": text},
+        },
+        "Change": {
+            "type": "object",
+            "required": ["post", "event_id"],
+            "properties": {"post": ref("Post"), "event_id": {"type": ["integer", "null"]}},
+        },
+    }
