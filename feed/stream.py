@@ -1,10 +1,9 @@
 """``GET /events``: the Server-Sent Events endpoint.
 
 A minimal ASGI response rather than sse-starlette's ``EventSourceResponse``: that
-one runs several tasks and a queue per connection. With it, the fan-out benchmark's
-baseline needs 3.4 times our memory per stream and shows 7 times our p99 latency at
-5,000 subscribers (docs/benchmarks.md). We keep sse-starlette for framing
-(sse.py).
+one runs several tasks and a queue per connection, and the fan-out benchmark's
+baseline, built on it, needs several times our memory per stream and our latency
+(docs/benchmarks.md). We keep sse-starlette for framing (sse.py).
 
 Rationale:
 
