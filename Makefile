@@ -9,6 +9,9 @@ CONSTRAINTS := constraints.txt
 PIP_INSTALL := pip install --quiet --constraint $(CONSTRAINTS) --build-constraint $(CONSTRAINTS)
 CHROMIUM ?= /usr/bin/chromium
 CADDY ?= /usr/bin/caddy
+# The README test types the README's commands, which use curl and jq.
+CURL ?= /usr/bin/curl
+JQ ?= /usr/bin/jq
 # The benchmark's C reference: Debian's nginx with the Nchan module.
 NCHAN ?= /usr/lib/nginx/modules/ngx_nchan_module.so
 
@@ -73,7 +76,13 @@ $(CADDY):
 	$(call apt_install,caddy)
 	if [ -d /run/systemd/system ]; then systemctl disable --now caddy.service; fi
 
-test: $(VENV)/.test-deps $(CHROMIUM) $(CADDY)
+$(CURL):
+	$(call apt_install,curl)
+
+$(JQ):
+	$(call apt_install,jq)
+
+test: $(VENV)/.test-deps $(CHROMIUM) $(CADDY) $(CURL) $(JQ)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest

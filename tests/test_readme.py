@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import Server
@@ -160,13 +159,22 @@ class Shell:
 
     def start(self, command: str) -> Background:
         out = self.state.with_name(f"background-{len(self.running)}.out")
-        with out.open("wb") as sink:
+        with out.open("wb") as sink, out.with_suffix(".err").open("wb") as errors:
             proc = subprocess.Popen(
-                ["bash", "-c", f"set -a; . {shlex.quote(str(self.state))}; {command}"],
+                # Line-buffered, as on the reader's terminal: jq, among others, holds
+                # its output back when it writes to a file.
+                [
+                    "stdbuf",
+                    "-oL",
+                    "bash",
+                    "-c",
+                    f"set -a; . {shlex.quote(str(self.state))}; {command}",
+                ],
                 cwd=self.home,
                 env=self.env,
                 stdout=sink,
-                stderr=subprocess.STDOUT,
+                # Apart: curl's progress meter would break the lines it shows.
+                stderr=errors,
                 start_new_session=True,  # a pipeline stops as one
             )
         started = Background(command, proc, out)
@@ -247,8 +255,8 @@ def jq_shows_post_bodies_only(tour: Tour, running: Background, before: float) ->
 
 
 # Each command that runs until stopped, by its words, and how it is bounded: None waits
-# for the README's next `text` block; a function makes something happen that it must
-# show, given how many JSON streams were open before it started.
+# until the stream has joined, then for the README's next `text` block; a function makes
+# something happen that it must show, given how many JSON streams were open before it started.
 BOUNDED: dict[str, Callable[[Tour, Background, float], None] | None] = {
     "curl -N localhost:8000/events?format=text": None,
     "curl -N -H Last-Event-ID: 1796031200000002 localhost:8000/events?format=text": None,
@@ -300,9 +308,15 @@ def test_every_command_the_readme_gives_runs_in_order(
                 bound = BOUNDED[key]
                 before = tour.json_streams()
                 running = shell.start(command)
-                if bound is not None:
+                if bound is None:
+                    # A stream sends its retry hint once it has joined the hub: what
+                    # the next commands post reaches it.
+                    until(running.output, lambda out: "retry: " in out, timeout=SHOWN_WITHIN)
+                else:
                     bound(tour, running, before)
                     running.stop()
+                    # Gone from the count, so the next command's stream is told apart.
+                    until(tour.json_streams, lambda n, was=before: n <= was, timeout=SHOWN_WITHIN)
                     shell.running.remove(running)
             else:
                 done = shell.run(command)
