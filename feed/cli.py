@@ -11,6 +11,10 @@ Rationale:
    is shown), 130 interrupted (Ctrl-C).
 3. ``post``, ``tail`` and ``channels`` import client.py (and terminal.py) only when
    they run, so ``feed serve`` never loads an HTTP client.
+4. A client command's ``--url`` and ``--token`` go anywhere after its name: people
+   add them last (``feed channels list --token T``) as often as first. argparse
+   gives a command's options to the command alone and an action's to the action
+   alone, so ``channels`` declares them on itself and again on each action.
 """
 
 from __future__ import annotations
@@ -135,8 +139,6 @@ def _credential_commands(commands: Any) -> None:
 
 
 def _client_commands(commands: Any) -> None:
-    url_help = "the server (default http://FEED_HOST:FEED_PORT, so http://127.0.0.1:8000)"
-    token_help = f"an API token to act as (default ${TOKEN_VARIABLE})"
     post = commands.add_parser(
         "post",
         help="publish a post through a running server",
@@ -146,8 +148,7 @@ def _client_commands(commands: Any) -> None:
     post.add_argument("channel", help="channel name, e.g. general")
     post.add_argument("text", help="the post's Markdown; - reads it from standard input")
     post.add_argument("--json", action="store_true", help="print the server's JSON answer")
-    post.add_argument("--url", help=url_help)
-    post.add_argument("--token", default=os.environ.get(TOKEN_VARIABLE), help=token_help)
+    _where_and_who(post)
     tail = commands.add_parser(
         "tail",
         help="follow the feed live in the terminal",
@@ -168,16 +169,14 @@ def _client_commands(commands: Any) -> None:
         help="colour text lines (default auto: on a terminal, unless NO_COLOR is set)",
     )
     tail.add_argument("--count", type=int, metavar="N", help="stop after N events")
-    tail.add_argument("--url", help=url_help)
-    tail.add_argument("--token", default=os.environ.get(TOKEN_VARIABLE), help=token_help)
+    _where_and_who(tail)
     channels = commands.add_parser(
         "channels",
         help="list, create, retitle, archive or restore channels",
         description="Manage channels through the server's HTTP API. With no action, list "
         "them. A channel's name is fixed (it is in links and kiosk URLs); its title is not.",
     )
-    channels.add_argument("--url", help=url_help)
-    channels.add_argument("--token", default=os.environ.get(TOKEN_VARIABLE), help=token_help)
+    _where_and_who(channels)
     actions = channels.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", help="list the channels (the default)")
     create = actions.add_parser("create", help="create a channel")
@@ -207,6 +206,30 @@ def _client_commands(commands: Any) -> None:
     for verb, text in (("archive", "stop new posts; keep the old ones"), ("restore", "undo")):
         action = actions.add_parser(verb, help=text)
         action.add_argument("name")
+    for action in actions.choices.values():
+        _where_and_who(action, inner=True)
+
+
+def _where_and_who(parser: argparse.ArgumentParser, *, inner: bool = False) -> None:
+    """``--url`` and ``--token`` on a client command, and again on each of its actions
+    (``inner``), so they may come before the action, after it or among its arguments
+    (4). An action's copies have no default: argparse copies what an action parsed
+    over what its command did, so a default there would undo an option given earlier."""
+    defaults = (argparse.SUPPRESS, argparse.SUPPRESS) if inner else (None, _env_token())
+    parser.add_argument(
+        "--url",
+        default=defaults[0],
+        help="the server (default http://FEED_HOST:FEED_PORT, so http://127.0.0.1:8000)",
+    )
+    parser.add_argument(
+        "--token",
+        default=defaults[1],
+        help=f"an API token to act as (default ${TOKEN_VARIABLE})",
+    )
+
+
+def _env_token() -> str | None:
+    return os.environ.get(TOKEN_VARIABLE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
