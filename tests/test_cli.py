@@ -143,11 +143,12 @@ def test_url_and_token_work_anywhere_in_a_client_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from feed import cli
+    from feed.arguments import TOKEN_VARIABLE
     from tests.auth import ADMIN_TOKEN
 
     # Neither the default server nor the default token would do: only the options can.
     monkeypatch.setenv("FEED_PORT", str(free_port()))
-    monkeypatch.delenv(cli.TOKEN_VARIABLE, raising=False)
+    monkeypatch.delenv(TOKEN_VARIABLE, raising=False)
     options = ["--url", server.url, "--token", ADMIN_TOKEN]
     channel = f"board-{where}"
     for words, printed in CLIENT_COMMANDS:
