@@ -80,9 +80,7 @@ def test_twelve_dashboard_tabs_load_stay_live_and_reach_the_api(
     pages = [open_live(context, server.url) for _ in range(TABS)]
     # One stream for the whole profile: the other tabs get its events through the browser.
     assert eventsources(pages) == 1
-    assert sorted(stream_state(p)["mode"] for p in pages) == ["follower"] * (TABS - 1) + [
-        "leader"
-    ]
+    assert sorted(stream_state(p)["mode"] for p in pages) == ["follower"] * (TABS - 1) + ["leader"]
 
     new = server.post("Twelve tabs, one stream")["post"]["id"]
     started = time.monotonic()
@@ -107,15 +105,19 @@ def test_closing_the_tab_holding_the_stream_hands_it_over_without_a_gap(
     holder = leader_of(pages)
     rest = [p for p in pages if p is not holder]
     holder.close()
+    closed = time.monotonic()
     # Posts written while nobody holds the stream, in both channels.
     during = [
         database.post(f"During the hand-over {n}", channel=("general", "announcements")[n % 2])
         for n in range(4)
     ]
     last = during[-1].event_id
-    started = time.monotonic()
+    deadline = closed + HAND_OVER_MS / 1000
+    while not any(stream_state(p)["mode"] == "leader" for p in rest):
+        assert time.monotonic() < deadline, "no tab took the stream over"
+        rest[0].wait_for_timeout(20)  # polling the pages, with a deadline
     for page in rest:
-        remaining = max(0.0, HAND_OVER_MS + SHOWN_MS - 1000 * (time.monotonic() - started))
+        remaining = max(0.0, HAND_OVER_MS + SHOWN_MS - 1000 * (time.monotonic() - closed))
         wait_applied(page, last, timeout=remaining)
     leader_of(rest)
     assert eventsources(rest) == 1  # the new holder's stream
