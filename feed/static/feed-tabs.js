@@ -45,10 +45,11 @@
     return !!(window.navigator.locks && window.navigator.locks.request && window.BroadcastChannel);
   }
 
+  // Always with a position, 0 included: a page rendered from an empty log must still
+  // get what was written between its render and its stream.
   function withPosition(url, position) {
     var u = new URL(url, window.location.href);
-    if (position) u.searchParams.set("last_event_id", String(position));
-    else u.searchParams.delete("last_event_id");
+    u.searchParams.set("last_event_id", String(position || 0));
     return u.pathname + u.search;
   }
 
@@ -107,8 +108,9 @@
 
   function own(url, position, hooks) {
     hooks.mode("own");
-    hooks.created(url);
-    return new EventSource(withPosition(url, position()), { withCredentials: true });
+    var stream = new EventSource(withPosition(url, position()), { withCredentials: true });
+    hooks.created(stream.url);
+    return stream;
   }
 
   // -- shared stream ------------------------------------------------------------------
