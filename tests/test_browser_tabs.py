@@ -208,3 +208,27 @@ def test_a_new_tab_joins_the_shared_stream_from_its_own_position(
         assert shown_ids(page) == expected_ids(database)
     assert set(ids) <= set(shown_ids(second))
     wait_true(second, "() => window.feedStream.created === 0")
+
+
+def test_a_tab_further_behind_than_the_holder_keeps_re_fetches_its_list(
+    server: Server, context: BrowserContext, database: Database
+) -> None:
+    holder = open_live(context, server.url)
+    behind, successor = (open_live(context, server.url) for _ in range(2))
+    assert stream_state(holder)["mode"] == "leader"
+    # Frozen, `behind` hears nothing; it is not in the queue for the stream either.
+    behind.evaluate("document.dispatchEvent(new Event('freeze'))")
+    missed = [server.post(f"Missed {n}")["event_id"] for n in range(2)]
+    wait_applied(successor, missed[-1])
+    # The successor takes over from where it is: the new holder never had what `behind`
+    # missed, so `behind` can only get it from a fresh list.
+    holder.close()
+    wait_true(successor, "() => window.feedStream.mode === 'leader'", timeout=HAND_OVER_MS)
+    after = server.post("After the hand-over")["event_id"]
+    wait_applied(successor, after, timeout=SHOWN_MS)
+    with behind.expect_response(lambda r: "/partials/posts" in r.url):
+        behind.evaluate("document.dispatchEvent(new Event('resume'))")
+    wait_applied(behind, after, timeout=SHOWN_MS)
+    for page in (behind, successor):
+        assert shown_ids(page) == expected_ids(database)
+    assert stream_state(behind)["mode"] == "follower"
