@@ -45,11 +45,13 @@
     return !!(window.navigator.locks && window.navigator.locks.request && window.BroadcastChannel);
   }
 
-  // Always with a position, 0 included: a page rendered from an empty log must still
-  // get what was written between its render and its stream.
-  function withPosition(url, position) {
+  // A page's own URL already says where its render left off (0 included: a page
+  // rendered from an empty log must still get what was written before its stream
+  // opened), so a position replaces it only once the page has moved on. The shared
+  // URL has none of its own and always gets one.
+  function withPosition(url, position, always) {
     var u = new URL(url, window.location.href);
-    u.searchParams.set("last_event_id", String(position || 0));
+    if (position || always) u.searchParams.set("last_event_id", String(position || 0));
     return u.pathname + u.search;
   }
 
@@ -209,7 +211,9 @@
     }
 
     function connect() {
-      var stream = new EventSource(withPosition(url, lead.last), { withCredentials: true });
+      var stream = new EventSource(withPosition(url, lead.last, true), {
+        withCredentials: true
+      });
       hooks.created(stream.url);
       lead.stream = stream;
       Object.keys(lead.types).forEach(function (type) { stream.addEventListener(type, relay); });
