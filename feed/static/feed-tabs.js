@@ -9,13 +9,16 @@
 //    on a BroadcastChannel of the same name; the others listen. The browser queues
 //    the other tabs on the lock and grants it to the next one the moment the holder's
 //    document goes away, so a hand-over needs no timer and no heartbeat of our own.
-//    A SharedWorker would hold the stream outside every tab, but it is missing from
-//    some mobile browsers, a worker cannot see the Page Lifecycle, and the CSP would
-//    have to allow workers; the page's own code, as before, keeps the stream here.
+//    A SharedWorker would hold the stream outside every tab, with no hand-over at
+//    all, but it is missing from Chrome on Android, where every tab would then fall
+//    back to a stream of its own; Web Locks and BroadcastChannel are in every current
+//    engine. And the holder stays a page running the code every page runs, so there
+//    is no second program to keep in step with feed.js.
 // 3. What is shared. Dashboards and channel pages of one profile share one stream of
 //    every channel the viewer may read (`/events?format=html`); a channel page drops
 //    the posts of other channels (feed.js, on channel pages). So one profile holds one
-//    page stream however many tabs and channels it has open. A kiosk, the admin page
+//    page stream however many tabs and channels it has open (and presence counts it
+//    once, as a stream of every channel). A kiosk, the admin page
 //    and any other URL keep a stream of their own (a wall screen must not depend on
 //    another tab, and the admin stream opens with state a late joiner would miss).
 // 4. Each tab keeps its own resume position. The leader keeps the last RING messages
@@ -26,8 +29,10 @@
 //    are dropped: the answer holds them, in order. Messages without one (heartbeats,
 //    hello, presence) are applied as they come.
 // 5. Hand-over. The new leader opens the stream from its own position and says so;
-//    every other tab joins it as above, so a tab behind the new leader gets what it
-//    missed, and one ahead drops what it already applied (feed.js, exactly once).
+//    every other tab joins it as above: one at that position or ahead gets the rest
+//    and drops what it already applied (feed.js, exactly once), one behind it (it was
+//    frozen, or rendered earlier) re-fetches its list. The leader forwards the event
+//    types its own page listens for and those each joining tab names.
 // 6. Freezing. A frozen tab runs no code, so a frozen leader would hold the stream and
 //    send nothing. On `freeze` the leader closes its stream and lets go of the lock,
 //    and a follower leaves the queue; on `resume` each queues again and joins.
