@@ -61,8 +61,9 @@ MAX_PAGE_BYTES = 32 * 1024 * 1024
 MAX_COUNTS = 256
 MAX_KNOWN = 1024
 
-# (after, channels, readable private channels, relay's delivered id)
-Key = tuple[int, tuple[str, ...] | None, tuple[str, ...] | None, int]
+# (after, channels, readable private channels, relay's delivered id, the identity
+# whose personal events it holds, the one kind it holds if only one)
+Key = tuple[int, tuple[str, ...] | None, tuple[str, ...] | None, int, str | None, str | None]
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -76,6 +77,8 @@ class Cursor:
         "delivered",
         "done",
         "format",
+        "only",
+        "person",
         "piece",
         "private",
         "sent",
@@ -92,8 +95,14 @@ class Cursor:
         delivered: int,
         upto: int,
         backlog: int,
+        person: str | None = None,
+        only: str | None = None,
     ) -> None:
         self.format = fmt
+        # Personal events are read for their identity only (storage/log.py, on personal
+        # events); the key keeps each identity's pages apart.
+        self.person = person
+        self.only = only
         self.piece = backlog // PIECES
         self.after = after  # the last event written
         self.start = after  # where the page it is reading begins
@@ -105,7 +114,7 @@ class Cursor:
         self.done = False  # the last piece is out
 
     def key(self, after: int) -> Key:
-        return (after, self.channels, self.private, self.delivered)
+        return (after, self.channels, self.private, self.delivered, self.person, self.only)
 
 
 @dataclass
@@ -246,7 +255,7 @@ class Replays:
 
     async def count(self, cursor: Cursor, limit: int) -> int:
         """How many events the cursor's replay holds, counted up to ``limit`` (4)."""
-        after, channels, private, _ = key = cursor.key(cursor.after)
+        after, channels, private, _, person, only = key = cursor.key(cursor.after)
         return await self._counts.get(
             (key, limit),
             lambda: self._store.count_events_after(
@@ -254,6 +263,8 @@ class Replays:
                 None if channels is None else list(channels),
                 limit=limit,
                 private=None if private is None else list(private),
+                person=person,
+                kinds=None if only is None else [only],
             ),
         )
 
@@ -279,7 +290,7 @@ class Replays:
         return b"".join(parts)
 
     async def _page(self, key: Key) -> Page:
-        after, channels, private, _ = key
+        after, channels, private, _, person, only = key
 
         async def read() -> Page:
             events = await self._store.events_after(
@@ -287,6 +298,8 @@ class Replays:
                 None if channels is None else list(channels),
                 limit=PAGE,
                 private=None if private is None else list(private),
+                person=person,
+                kinds=None if only is None else [only],
             )
             return Page(events)
 

@@ -1,0 +1,182 @@
+"""Read state and mentions: positions, unread counts, mentions, and personal events
+that reach only their own identity."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from feed import markdown, mentions
+from feed.models import Commit, EventKind
+from feed.storage.log import EVERYONE
+from feed.store import ChannelNotFound, Store
+
+
+@pytest.fixture
+def store(each_database_url: str) -> Iterator[Store]:
+    store = Store.from_url(each_database_url)
+    asyncio.run(store.create_schema())
+    yield store
+    store.close()
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def counts(store: Store, name: str, private: list[str] | None = None) -> dict[str, tuple[int, int]]:
+    channels = ["announcements", "general", *(private or [])]
+    found = run(store.unread(name, channels, private=private or []))
+    return {u.channel: (u.posts, u.mentions) for u in found}
+
+
+def test_a_mention_is_marked_in_the_html_and_found_from_it() -> None:
+    html = markdown.to_html("hi @bob, see `@carol` and mail a@b.org; **@dave**.")
+    assert '<mark data-mention="bob">@bob</mark>' in html
+    assert mentions.mentioned(html) == ["bob", "dave"]
+    # Raw HTML stays text: nobody makes a mark of their own.
+    forged = markdown.to_html('<mark data-mention="eve">x</mark> <mark onclick="x">')
+    assert "<mark" not in forged and mentions.mentioned(forged) == []
+
+
+def test_unread_counts_follow_the_read_position(store: Store) -> None:
+    ids = [run(store.create_post("general", "alice", f"post {n}")).event_id for n in range(3)]
+    run(store.create_post("general", "bob", "my own"))
+    assert counts(store, "bob") == {"announcements": (0, 0), "general": (3, 0)}
+    mark = run(store.mark_read("bob", "general", ids[1] or 0))
+    assert (mark.channel, mark.up_to) == ("general", ids[1])
+    assert counts(store, "bob")["general"] == (1, 0)
+    # Another identity's counts are its own.
+    assert counts(store, "carol")["general"] == (4, 0)
+
+
+def test_a_position_moves_forward_only_and_is_clamped_to_the_log(store: Store) -> None:
+    first = run(store.create_post("general", "alice", "one")).event_id or 0
+    second = run(store.create_post("general", "alice", "two")).event_id or 0
+    assert run(store.mark_read("bob", "general", second)).event_id is not None
+    back = run(store.mark_read("bob", "general", first))
+    assert (back.up_to, back.event_id) == (second, None)
+    beyond = run(store.mark_read("bob", "general", 2**62))
+    latest = run(store.latest_event_id())
+    assert beyond.up_to == latest - 1  # the newest event before this mark's own
+    with pytest.raises(ChannelNotFound):
+        run(store.mark_read("bob", "nowhere", 1))
+
+
+def test_mark_all_read_clears_every_channel_given(store: Store) -> None:
+    run(store.create_post("general", "alice", "one"))
+    run(store.create_post("announcements", "alice", "two @bob"))
+    assert counts(store, "bob") == {"announcements": (1, 1), "general": (1, 0)}
+    marks = run(store.mark_all_read("bob", ["announcements", "general"]))
+    assert [m.channel for m in marks] == ["announcements", "general"]
+    assert counts(store, "bob") == {"announcements": (0, 0), "general": (0, 0)}
+
+
+def test_mentions_are_personal_events_written_with_the_post(store: Store) -> None:
+    seen: list[Commit] = []
+    store.on_commit(seen.append)
+    change = run(store.create_post("general", "alice", "hello @bob and @carol and @alice"))
+    events = [e for c in seen for e in c.events]
+    assert [(e.kind, e.recipient) for e in events] == [
+        (EventKind.MENTION, "bob"),
+        (EventKind.MENTION, "carol"),
+        (EventKind.POST_CREATED, None),
+    ]
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    assert events[-1].id == change.event_id
+    found = run(store.mentions("bob", ["general"], private=[]))
+    assert [(m.post.id, m.unread) for m in found] == [(change.post.id, True)]
+    # Read up to the post: its mention is read too.
+    run(store.mark_read("bob", "general", change.event_id or 0))
+    assert [m.unread for m in run(store.mentions("bob", ["general"], private=[]))] == [False]
+    assert run(store.mentions("dave", ["general"], private=[])) == []
+
+
+def test_an_edit_tells_only_the_names_it_adds(store: Store) -> None:
+    change = run(store.create_post("general", "alice", "hi @bob"))
+    run(store.edit_post(change.post.id, "hi @bob and @carol"))
+    assert len(run(store.mentions("bob", ["general"], private=[]))) == 1
+    assert len(run(store.mentions("carol", ["general"], private=[]))) == 1
+
+
+def test_mentions_and_counts_respect_private_channels(store: Store) -> None:
+    run(store.create_channel("secret", "Secret", "", private=True))
+    run(store.create_post("secret", "alice", "psst @bob"))
+    # bob may not read #secret: nothing counted, nothing listed.
+    assert run(store.mentions("bob", ["general", "secret"], private=[])) == []
+    assert counts(store, "bob", [])["general"] == (0, 0)
+    assert run(store.unread("bob", ["secret"], private=[]))[0].posts == 0
+    # Granted, the same mention counts.
+    assert counts(store, "bob", ["secret"])["secret"] == (1, 1)
+
+
+def test_a_reader_reads_its_own_personal_events_and_nobody_elses(store: Store) -> None:
+    start = run(store.latest_event_id())
+    run(store.create_post("general", "alice", "for @bob"))
+    run(store.mark_read("bob", "general", start))
+    run(store.mark_read("carol", "general", start))
+    mine = run(store.events_after(start, private=[], person="bob"))
+    assert [(e.kind, e.recipient) for e in mine] == [
+        (EventKind.MENTION, "bob"),
+        (EventKind.POST_CREATED, None),
+        (EventKind.READ_POSITION, "bob"),
+    ]
+    assert mine[-1].read_up_to is not None
+    nobody = run(store.events_after(start, private=[]))
+    assert [e.recipient for e in nobody] == [None]
+    assert run(store.count_events_after(start, private=[], person="carol", limit=10)) == 2
+    # The hub's reader (the relay) reads everything.
+    assert len(run(store.events_after(start, person=EVERYONE))) == 4
+    # Reading every private channel (an admin) is not reading everyone's events.
+    assert [e.recipient for e in run(store.events_after(start, person="dave"))] == [None]
+    # A channel stream still gets its person's events of other channels.
+    other = run(store.events_after(start, ["announcements"], private=[], person="bob"))
+    assert [e.kind for e in other] == [EventKind.MENTION, EventKind.READ_POSITION]
+
+
+def test_the_upgrade_from_0007_keeps_posts_and_marks_their_mentions(
+    each_database_url: str,
+) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from feed import schema
+    from feed.store import make_engine
+
+    engine = make_engine(each_database_url)
+    with engine.begin() as connection:
+        command.upgrade(schema._config(connection), "0007")
+        connection.execute(
+            text(
+                "INSERT INTO channels (name, title, description, archived, "
+                "private, announcement_only) VALUES ('general', 'G', '', "
+                "false, false, false)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO posts (channel_id, author, body, html, created_at, "
+                "pinned, deleted) VALUES (1, 'alice', 'hi @bob', '<p>hi @bob</p>', "
+                "CURRENT_TIMESTAMP, false, false)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO events (kind, channel_id, post_id, created_at) "
+                "VALUES ('post-created', 1, 1, CURRENT_TIMESTAMP)"
+            )
+        )
+    assert schema.upgrade(engine) == ("0007", schema.head())
+    engine.dispose()
+    store = Store.from_url(each_database_url)
+    try:
+        run(store.create_schema())
+        post = run(store.get_post(1))
+        assert '<mark data-mention="bob">@bob</mark>' in post.html
+        assert counts(store, "bob")["general"] == (1, 0)
+        run(store.mark_read("bob", "general", 2**40))
+        assert counts(store, "bob")["general"] == (0, 0)
+    finally:
+        store.close()
