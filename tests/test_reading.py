@@ -4,7 +4,7 @@ that reach only their own identity."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -12,6 +12,9 @@ from feed import markdown, mentions
 from feed.models import Commit, EventKind
 from feed.storage.log import EVERYONE
 from feed.store import ChannelNotFound, Store
+from tests.auth import ADMIN, ADMIN_NAME, bearer
+from tests.conftest import Server
+from tests.sse import SSEClient
 
 
 @pytest.fixture
@@ -180,3 +183,94 @@ def test_the_upgrade_from_0007_keeps_posts_and_marks_their_mentions(
         assert counts(store, "bob")["general"] == (0, 0)
     finally:
         store.close()
+
+
+# -- personal events on real streams -------------------------------------------------
+
+PERSONAL = {"mention", "read-position"}
+
+
+def _stream(server: Server, name: str, fmt: str, after: int | None = None) -> SSEClient:
+    params = {"format": fmt} | ({} if after is None else {"last_event_id": str(after)})
+    headers = ADMIN if name == ADMIN_NAME else bearer(server.token(name))
+    client = SSEClient(server.port, params=params, headers=headers)
+    assert client.status == 200
+    return client
+
+
+def _kinds(client: SSEClient) -> list[str | None]:
+    return [m.event for m in client.events() if m.id]
+
+
+@pytest.mark.parametrize("fmt", ["json", "text", "html"])
+def test_personal_events_reach_only_their_own_identity_live_and_in_replay(
+    make_server: Callable[..., Server], fmt: str
+) -> None:
+    server = make_server()
+    start = server.client.get("/api/me/unread").json()  # the admin's, for the record
+    assert start["total"] == 0
+    for name in ("bob", "carol"):
+        server.token(name)
+    before = server.post("warm-up", author="alice")["event_id"]
+    bob, bob_too = _stream(server, "bob", fmt), _stream(server, "bob", fmt)
+    carol, admin = _stream(server, "carol", fmt), _stream(server, ADMIN_NAME, fmt)
+    try:
+        for client in (bob, bob_too, carol, admin):
+            client.wait_for(lambda c=client: any(m.id for m in c.messages) or c.comments)
+        mention = server.post("hello @bob and @carolyn", author="alice")["event_id"]
+        read = server.client.post(
+            "/api/channels/general/read",
+            json={"up_to": mention},
+            headers=bearer(server.token("bob")),
+        )
+        assert read.status_code == 200, read.text
+        assert read.json()["read_up_to"] == mention
+        last = server.post("after", author="alice")["event_id"]
+        for client in (bob, bob_too, carol, admin):
+            client.wait_for(lambda c=client: str(last) in [m.id for m in c.messages])
+        for client in (bob, bob_too):
+            assert _kinds(client) == ["mention", "post-created", "read-position", "post-created"]
+            said = next(m.data for m in client.events() if m.event == "read-position")
+            assert str(mention) in said
+        for client in (carol, admin):
+            assert _kinds(client) == ["post-created", "post-created"]
+            assert "read" not in " ".join(m.data for m in client.events())
+        # The same in replay, from before the mention.
+        for name, expected in (
+            ("bob", ["mention", "post-created", "read-position", "post-created"]),
+            ("carol", ["post-created", "post-created"]),
+            (ADMIN_NAME, ["post-created", "post-created"]),
+        ):
+            with _stream(server, name, fmt, after=before) as replay:
+                replay.wait_for(lambda r=replay: str(last) in [m.id for m in r.messages])
+                assert _kinds(replay) == expected, name
+    finally:
+        for client in (bob, bob_too, carol, admin):
+            client.close()
+
+
+def test_a_mentions_stream_shows_only_the_readers_mentions(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server()
+    headers = bearer(server.token("bob"))
+    first = server.post("@bob one", author="alice")["event_id"]
+    server.post("not for bob", author="alice")
+    with SSEClient(
+        server.port,
+        params={"format": "text", "only": "mentions", "last_event_id": "0"},
+        headers=headers,
+    ) as stream:
+        assert stream.status == 200
+        stream.wait_for(lambda s: any(m.event == "mention" for m in s.messages))
+        server.client.post("/api/channels/general/read", json={}, headers=headers)
+        last = server.post("and @bob two", author="alice")["event_id"]
+        stream.wait_for(lambda s: len([m for m in s.messages if m.id]) >= 2)
+        lines = [m.data for m in stream.events() if m.id]
+        assert [m.event for m in stream.events() if m.id] == ["mention", "mention"]
+        assert "alice mentioned you: @bob one" in lines[0]
+        assert "alice mentioned you: and @bob two" in lines[1]
+        assert int(stream.events()[-1].id or 0) < last and first < last
+    anonymous = SSEClient(server.port, params={"format": "text", "only": "mentions"})
+    assert anonymous.status == 401
+    anonymous.close()

@@ -104,6 +104,8 @@
     source.addEventListener("heartbeat", alive);
     source.addEventListener("resync", onResync);
     source.addEventListener("presence", onPresence);
+    // Other scripts' listeners (feed-unread.js), on every EventSource the page makes.
+    (window.feedSourceHooks || []).forEach(function (hook) { hook(source); });
     debug.created += 1;
     debug.url = source.url;
     return source;

@@ -127,6 +127,23 @@ class Reading(EventLog):
         ]
 
     @in_thread
+    def created_events(self, post_ids: Collection[int]) -> dict[int, int]:
+        """The id of the event that made each of ``post_ids``: pages give it to each
+        post they show, which the page reports as read (``mark_read``)."""
+        if not post_ids:
+            return {}
+        query = select(Event.post_id, Event.id).where(
+            col(Event.kind) == EventKind.POST_CREATED.value,
+            col(Event.post_id).in_(sorted(post_ids)),
+        )
+        with self._read() as session:
+            return {
+                post: event
+                for post, event in session.exec(query).all()
+                if post is not None and event is not None
+            }
+
+    @in_thread
     def mentions(
         self,
         name: str,
