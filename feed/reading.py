@@ -27,6 +27,9 @@ from feed.models import Mention, Unread
 from feed.permissions import Permissions, grantee
 from feed.render import post_json
 
+# ``GET /events?only=mentions``: a stream of the reader's mentions and nothing else.
+STREAM_ONLY = ("mentions",)
+
 
 def person(who: Identity) -> str | None:
     """Whose read state ``who`` reads and moves, and whose personal events its streams

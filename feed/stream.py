@@ -79,8 +79,6 @@ logger = logging.getLogger("feed.stream")
 
 RESYNC = "resync"
 FORMATS = tuple(f.value for f in Format)
-# ``only=mentions``: a stream of the reader's mentions and nothing else.
-ONLY = ("mentions",)
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"x-accel-buffering", b"no"),
@@ -209,7 +207,7 @@ class EventStream:
                 resume_id = inputs.resume_id(query.get("last_event_id"), "last_event_id")
             perms = await rt.access.permissions(await rt.access.identify(scope))
             channels = parse_channels(perms, query.getlist("channel"))
-            only = inputs.choice(query.get("only"), "only", ONLY, default="") or None
+            only = inputs.choice(query.get("only"), "only", reading.STREAM_ONLY, default="") or None
             person = reading.person(perms.identity)
             if only is not None and person is None:
                 raise reading.no_person()

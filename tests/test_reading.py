@@ -7,12 +7,14 @@ import asyncio
 from collections.abc import Callable, Iterator
 
 import pytest
+from starlette.testclient import TestClient
 
 from feed import markdown, mentions
 from feed.models import Commit, EventKind
+from feed.settings import Settings
 from feed.storage.log import EVERYONE
 from feed.store import ChannelNotFound, Store
-from tests.auth import ADMIN, ADMIN_NAME, bearer
+from tests.auth import ADMIN, ADMIN_NAME, bearer, make_token
 from tests.conftest import Server
 from tests.sse import SSEClient
 
@@ -274,3 +276,71 @@ def test_a_mentions_stream_shows_only_the_readers_mentions(
     anonymous = SSEClient(server.port, params={"format": "text", "only": "mentions"})
     assert anonymous.status == 401
     anonymous.close()
+
+
+# -- the API ----------------------------------------------------------------------------
+
+
+def person(settings: Settings, name: str) -> dict[str, str]:
+    return bearer(make_token(settings.database_url, name)[0])
+
+
+def test_the_read_api_counts_marks_and_lists_for_the_requester(
+    client: TestClient, settings: Settings
+) -> None:
+    bob = person(settings, "bob")
+    for body in ("one", "two @bob", "three"):
+        assert client.post("/api/channels/general/posts", json={"body": body}).status_code == 201
+    unread = client.get("/api/me/unread", headers=bob).json()
+    assert (unread["total"], unread["mentions"]) == (3, 1)
+    assert unread["channels"]["general"] == {"unread": 3, "mentions": 1, "read_up_to": 0}
+    mentions = client.get("/api/me/mentions", headers=bob).json()["mentions"]
+    assert [(m["post"]["body"], m["unread"]) for m in mentions] == [("two @bob", True)]
+    second = mentions[0]["event_id"] + 1  # the post's own event follows its mention
+    marked = client.post("/api/channels/general/read", json={"up_to": second}, headers=bob)
+    assert marked.status_code == 200 and marked.json()["read_up_to"] == second
+    assert client.get("/api/me/unread", headers=bob).json()["total"] == 1
+    # Beyond the log is clamped to its newest event for everyone.
+    beyond = client.post("/api/channels/general/read", json={"up_to": 2**62}, headers=bob)
+    assert beyond.json()["read_up_to"] > second
+    again = client.post("/api/channels/general/read", json={"up_to": 2**62}, headers=bob)
+    assert again.json()["event_id"] is None  # nothing new: nothing written
+    assert client.get("/api/me/unread", headers=bob).json()["total"] == 0
+    assert client.post("/api/me/read", json={}, headers=bob).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"up_to": -1},
+        {"up_to": "5"},
+        {"up_to": True},
+        {"up_to": 1.5},
+        {"up_to": 2**63},
+        {"until": 3},
+        {"up_to": None},
+    ],
+)
+def test_hostile_read_positions_get_a_4xx(
+    client: TestClient, settings: Settings, body: dict[str, object]
+) -> None:
+    bob = person(settings, "bob")
+    answer = client.post("/api/channels/general/read", json=body, headers=bob)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]
+
+
+def test_read_state_needs_a_person_and_a_readable_channel(
+    client: TestClient, settings: Settings
+) -> None:
+    client.headers.pop("Authorization")
+    assert client.get("/api/me/unread").status_code == 401
+    assert client.post("/api/me/read", json={}).status_code == 401
+    client.headers.update(ADMIN)
+    scoped = bearer(make_token(settings.database_url, "bob", channels=["general"])[0])
+    assert client.get("/api/me/unread", headers=scoped).status_code == 401
+    bob = person(settings, "bob")
+    client.post("/api/channels", json={"name": "secret", "title": "S", "private": True})
+    hidden = client.post("/api/channels/secret/read", json={}, headers=bob)
+    assert hidden.status_code == 404
+    assert "secret" not in client.get("/api/me/unread", headers=bob).json()["channels"]
