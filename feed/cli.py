@@ -167,6 +167,9 @@ def _client_commands(commands: Any) -> None:
         default="auto",
         help="colour text lines (default auto: on a terminal, unless NO_COLOR is set)",
     )
+    tail.add_argument(
+        "--mentions", action="store_true", help="only posts that mention you (needs a token)"
+    )
     tail.add_argument("--count", type=int, metavar="N", help="stop after N events")
     tail.add_argument("--url", help=url_help)
     tail.add_argument("--token", default=os.environ.get(TOKEN_VARIABLE), help=token_help)
@@ -366,6 +369,7 @@ def _tail(args: argparse.Namespace, server: Client) -> int:
         err=sys.stderr,
         colour=want_colour(args.color, sys.stdout),
         limit=args.count,
+        only="mentions" if args.mentions else None,
     )
     try:
         tail.run()

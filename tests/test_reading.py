@@ -344,3 +344,33 @@ def test_read_state_needs_a_person_and_a_readable_channel(
     hidden = client.post("/api/channels/secret/read", json={}, headers=bob)
     assert hidden.status_code == 404
     assert "secret" not in client.get("/api/me/unread", headers=bob).json()["channels"]
+
+
+def test_feed_tail_mentions_shows_only_the_holders_mentions(server: Server) -> None:
+    from tests.test_terminal import feed_process, wait_for_subscriber
+
+    server.post("hi @bob, first", author="alice")
+    server.post("nothing for bob", author="alice")
+    server.post("hi @carol", author="alice")
+    tail = feed_process(
+        "tail",
+        "--mentions",
+        "--since",
+        "0",
+        "--count",
+        "2",
+        "--color",
+        "never",
+        "--token",
+        server.token("bob"),
+        "--url",
+        server.url,
+    )
+    wait_for_subscriber(server)
+    server.post("and @bob again", author="dave")
+    out, err = tail.communicate(timeout=30)
+    assert tail.returncode == 0, err
+    assert [line.split(" ", 1)[1] for line in out.splitlines()] == [
+        "#general alice mentioned you: hi @bob, first",
+        "#general dave mentioned you: and @bob again",
+    ]

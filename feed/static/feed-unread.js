@@ -5,10 +5,12 @@
 //
 // 1. Read means seen. A post counts as read once at least half of it has been on
 //    screen while the tab is visible (IntersectionObserver and the Page Visibility
-//    API): one delivered to a hidden tab stays unread until the tab is shown. Each
-//    channel's newest seen post (its data-event-id) is reported with
-//    POST /api/channels/{c}/read, at most one request per channel at a time, and
-//    only when it moves the position forward.
+//    API): one delivered to a hidden tab stays unread until the tab is shown. A
+//    position says "read up to here", and the list is newest first, so a channel is
+//    reported read (POST /api/channels/{c}/read, by data-event-id) only up to the
+//    newest post before which every post of it on the page has been seen: seeing
+//    the newest post at the top does not mark the unseen ones under it. One request
+//    per channel at a time, and only when it moves the position forward.
 // 2. Counts come from the server. The page starts with the counts it was rendered
 //    with. After a read-position event (this person's, from any tab or device), a
 //    new post or a mention, it asks GET /api/me/unread again, a burst of events at
@@ -22,10 +24,15 @@
 // 5. Notifications are opt-in (a button; the browser asks for permission once).
 //    A mention, or a new post in an announcement channel, is shown as a desktop
 //    notification only by a tab that is hidden, and at most once per post across
-//    all the tabs of the browser: a tab claims the post id under a Web Lock (one
-//    tab at a time checks and writes the claims in localStorage), and a visible
-//    tab claims it too, without showing it, so no hidden tab shows what the reader
-//    already sees. Without Web Locks the claim is the localStorage check alone.
+//    all the tabs of the browser. A tab claims a post by taking a Web Lock named
+//    after it, only if no other tab holds it, and holds it for CLAIM_HOLD_MS; the
+//    claim is also written to localStorage for later deliveries of the same post
+//    (a replay after a reconnect). localStorage alone is no claim: Chromium hands
+//    its writes to other tabs' processes a moment later, and two tabs both found
+//    the post unclaimed. A visible tab claims too, without showing anything, so no
+//    hidden tab shows what the reader already sees (a hidden tab waits
+//    HIDDEN_CLAIM_DELAY_MS before it claims, so a visible one goes first). Without
+//    Web Locks the claim is the localStorage check alone.
 (function () {
   "use strict";
 
@@ -33,16 +40,18 @@
   var CLAIMS_KEY = "feed-notified";
   var CLAIMS_KEPT = 200;
   var NOTIFY_KEY = "feed-notify";
+  var HIDDEN_CLAIM_DELAY_MS = 250; // a visible tab claims first (5)
+  var CLAIM_HOLD_MS = 5000;
 
   var state = null; // the read state the page was rendered with, then as fetched
   var eventIds = {}; // post id -> id of the event that made it (4)
   var reported = {}; // channel -> position asked for (or known)
   var inFlight = {}; // channel -> a report is on its way
-  var seen = {}; // channel -> newest event id seen on screen, not yet reported
+  var seenIds = new Set(); // event ids of the posts seen on screen (1)
   var showing = new Set(); // posts on screen now, whether the tab is visible or not
   var observer = null;
   var refreshTimer = null;
-  var debug = (window.feedUnread = { reports: 0, refreshes: 0, notified: 0 });
+  var debug = (window.feedUnread = { reports: 0, refreshes: 0, notified: 0, readEvents: 0 });
 
   // -- 4. the stream ---------------------------------------------------------------------
 
@@ -56,6 +65,7 @@
   ]);
 
   function onReadPosition(evt) {
+    debug.readEvents += 1;
     var data = parse(evt.data);
     if (!data) return;
     var upTo = Number(data.getAttribute("data-up-to")) || 0;
@@ -168,27 +178,53 @@
 
   function collect() {
     if (document.visibilityState !== "visible") return;
+    var channels = {};
     showing.forEach(function (el) {
       if (!el.isConnected) {
         showing.delete(el);
         return;
       }
-      var channel = el.getAttribute("data-channel");
-      var id = eventIdOf(el);
-      if (id > (seen[channel] || 0)) seen[channel] = id;
+      seenIds.add(eventIdOf(el));
+      channels[el.getAttribute("data-channel")] = true;
     });
-    Object.keys(seen).forEach(report);
+    Object.keys(channels).forEach(report);
+  }
+
+  // The newest post of ``channel`` such that every post of it on the page after the
+  // reader's position, up to that one, has been seen (their own count as seen).
+  function readUpTo(channel) {
+    var list = document.getElementById("posts");
+    if (!list) return 0;
+    var after = reported[channel] || 0;
+    var posts = Array.prototype.slice
+      .call(list.querySelectorAll(":scope > .post"))
+      .filter(function (el) {
+        return el.getAttribute("data-channel") === channel && eventIdOf(el) > after;
+      })
+      .sort(function (a, b) { return eventIdOf(a) - eventIdOf(b); });
+    var upTo = 0;
+    for (var i = 0; i < posts.length; i++) {
+      var id = eventIdOf(posts[i]);
+      if (!seenIds.has(id) && !ownPost(posts[i])) break;
+      upTo = id;
+    }
+    return upTo;
+  }
+
+  function ownPost(el) {
+    var author = el.querySelector(".author");
+    return !!author && author.textContent === person();
   }
 
   function report(channel) {
-    var upTo = seen[channel];
-    if (!upTo || upTo <= (reported[channel] || 0) || inFlight[channel]) return;
+    var upTo = readUpTo(channel);
+    if (!upTo || inFlight[channel]) return;
     inFlight[channel] = true;
-    delete seen[channel];
     markRead(channel, { up_to: upTo }).then(function (done) {
       inFlight[channel] = false;
       if (done && done.read_up_to > (reported[channel] || 0)) reported[channel] = done.read_up_to;
-      if (seen[channel]) report(channel);
+      else if (!done) return; // refused or offline: the next sighting tries again
+      if (readUpTo(channel)) report(channel);
     });
   }
 
@@ -227,8 +263,7 @@
 
   function isUnread(el) {
     var channel = state.channels[el.getAttribute("data-channel")];
-    var author = el.querySelector(".author");
-    if (!channel || (author && author.textContent === person())) return false;
+    if (!channel || ownPost(el)) return false;
     return eventIdOf(el) > channel.read_up_to;
   }
 
@@ -296,18 +331,33 @@
 
   function notify(postId, text) {
     if (!postId || !notificationsOn()) return;
+    var key = String(postId);
     var decide = function () {
       // A visible tab claims it too, and shows nothing: the reader sees the page.
-      if (!claim(String(postId)) || document.visibilityState === "visible") return;
+      if (!claim(key) || document.visibilityState === "visible") return;
       debug.notified += 1;
-      var shown = new Notification("feed", { body: text, tag: "feed-post-" + postId });
+      var shown = new Notification("feed", { body: text, tag: "feed-post-" + key });
       shown.onclick = function () {
         window.focus();
         shown.close();
       };
     };
-    if (navigator.locks) navigator.locks.request("feed-notify", decide);
-    else decide();
+    var claimNow = function () {
+      if (!navigator.locks) {
+        decide();
+        return;
+      }
+      // The lock of this post, taken only if free, and held for CLAIM_HOLD_MS: the
+      // other tabs get it from the same broadcast within that time and find it taken;
+      // by then the claim in localStorage has reached them.
+      navigator.locks.request("feed-notify-" + key, { ifAvailable: true }, function (lock) {
+        if (!lock) return null;
+        decide();
+        return new Promise(function (done) { setTimeout(done, CLAIM_HOLD_MS); });
+      });
+    };
+    if (document.visibilityState === "visible") claimNow();
+    else setTimeout(claimNow, HIDDEN_CLAIM_DELAY_MS);
   }
 
   // -- start -------------------------------------------------------------------------------
