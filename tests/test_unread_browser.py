@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
+from typing import Literal
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.auth import bearer
 from tests.browser import (
+    FROZEN_NOW,
+    SAMPLE_POSTS,
     Problems,
+    backdate,
     browser,
     context,
     new_context,
     open_live,
     problems,
+    seed_sample_feed,
     sign_in,
     wait_applied,
     wait_true,
@@ -210,6 +216,34 @@ def test_notifications_are_opt_in_shown_only_in_hidden_tabs_and_once_per_post(
         bodies = [b for tab in tabs for b in tab.evaluate("window.__notifications")]
         assert len(bodies) == 2, bodies
         assert any("while away" in b for b in bodies) and any("#news" in b for b in bodies)
+    finally:
+        ctx.close()
+    assert problems.seen == []
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_unread_counts_screenshots(
+    server: Server,
+    browser: Browser,
+    problems: Problems,
+    scheme: Literal["light", "dark"],
+    screenshots: Path,
+) -> None:
+    seed_sample_feed(server)
+    viewer = server.token(SAMPLE_POSTS[0][1], "writer")
+    said = server.post(
+        "The lift is back. Thanks @marco for checking!", "announcements", "Facilities"
+    )
+    backdate(server, {said["post"]["id"]: 1})
+    ctx = new_context(browser, problems, color_scheme=scheme)
+    try:
+        # On the announcements page, #general's posts stay unread while it is shown.
+        sign_in(ctx, server, viewer, "/channels/announcements").close()
+        page = open_live(ctx, f"{server.url}/channels/announcements", frozen=FROZEN_NOW)
+        expect(badge(page, "general")).to_have_text("3 unread")
+        expect(page.locator("mark[data-mention=marco]")).to_have_text("@marco")
+        expect(badge(page, "announcements")).to_be_hidden()
+        page.screenshot(path=screenshots / f"unread-laptop-{scheme}.png", animations="disabled")
     finally:
         ctx.close()
     assert problems.seen == []
