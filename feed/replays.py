@@ -32,6 +32,13 @@ Rationale:
 4. Whether the replay is longer than ``FEED_REPLAY_LIMIT`` (then the client gets one
    ``resync`` instead) is counted in the database before anything is written, so the
    decision never waits for the pages.
+5. On personal events. A signed-in reader's replay holds their own personal events
+   (storage/log.py, on personal events), so its pages cannot be shared with anyone
+   else's. Most resumes have none in their range, though: a small indexed question
+   (asked once per person and place, like ``has_event``) tells, and a reader without
+   any shares everyone's pages, as in (1). The answer holds for every event up to
+   the relay's delivered id at the time, which the replay covers; later ones come
+   live (stream.py, on joining before the replay).
 """
 
 from __future__ import annotations
@@ -236,9 +243,19 @@ class Replays:
         self._counts: Shared[tuple[Key, int], int] = Shared(MAX_COUNTS)
         self._pages: Shared[Key, Page] = Shared(MAX_PAGES, Page.weight, MAX_PAGE_BYTES)
         self._known: Shared[tuple[int, int], bool] = Shared(MAX_KNOWN)
+        self._personal: Shared[tuple[str, int, int], bool] = Shared(MAX_KNOWN)
 
     def __len__(self) -> int:
         return len(self._pages)
+
+    async def personal(self, person: str | None, after: int) -> str | None:
+        """``person`` if they have personal events after ``after``, else None: their
+        replay is then everyone's, shared with every stream resuming from there (5)."""
+        if person is None:
+            return None
+        key = (person, after, self._store.rollbacks)
+        found = await self._personal.get(key, lambda: self._store.has_personal_after(person, after))
+        return person if found else None
 
     async def has_event(self, event_id: int) -> bool:
         """Whether the log holds ``event_id`` (storage/log.py, on ids never reused), asked of
@@ -250,7 +267,7 @@ class Replays:
 
     def forget(self) -> None:
         """Drop every answer: the log went back (relay.py)."""
-        for shared in (self._counts, self._pages, self._known):
+        for shared in (self._counts, self._pages, self._known, self._personal):
             shared.clear()
 
     async def count(self, cursor: Cursor, limit: int) -> int:

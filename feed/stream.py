@@ -126,6 +126,8 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
         reason = f"event {resume_id} is not in this feed's log (was it restored?); reload"
         latest = max(latest, await rt.store.latest_event_id())
     else:
+        # Only a reader with personal events in the range needs pages of their own.
+        person = sub.person if sub.only else await rt.replays.personal(sub.person, resume_id)
         cursor = Cursor(
             sub.format,
             resume_id,
@@ -134,7 +136,7 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
             delivered,
             latest,
             sub.limit,
-            sub.person,
+            person,
             sub.only,
         )
         if await rt.replays.count(cursor, limit + 1) <= limit:

@@ -374,3 +374,32 @@ def test_feed_tail_mentions_shows_only_the_holders_mentions(server: Server) -> N
         "#general alice mentioned you: hi @bob, first",
         "#general dave mentioned you: and @bob again",
     ]
+
+
+def test_a_replay_is_shared_unless_the_reader_has_personal_events_in_it(store: Store) -> None:
+    from feed.render import Renderer
+    from feed.replays import Replays
+
+    start = run(store.latest_event_id())
+    run(store.create_post("general", "alice", "for @bob"))
+
+    async def asked() -> tuple[str | None, ...]:
+        replays = Replays(store, Renderer())
+        return (
+            await replays.personal("carol", start),
+            await replays.personal("bob", start),
+            await replays.personal(None, start),
+            await replays.personal("bob", run_latest),
+        )
+
+    run_latest = run(store.latest_event_id())
+    assert run(asked()) == (None, "bob", None, None)
+
+
+def test_a_post_tells_at_most_max_mentioned_people(store: Store) -> None:
+    seen: list[Commit] = []
+    store.on_commit(seen.append)
+    names = [f"@p{n}" for n in range(mentions.MAX_MENTIONED + 10)]
+    run(store.create_post("general", "alice", " ".join(names)))
+    told = [e.recipient for c in seen for e in c.events if e.kind is EventKind.MENTION]
+    assert told == [f"p{n}" for n in range(mentions.MAX_MENTIONED)]

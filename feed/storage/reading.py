@@ -127,6 +127,14 @@ class Reading(EventLog):
         ]
 
     @in_thread
+    def has_personal_after(self, name: str, after: int) -> bool:
+        """Whether ``name`` has any personal event after ``after`` (replays.py, on
+        personal events)."""
+        query = select(Event.id).where(col(Event.recipient) == name, col(Event.id) > after)
+        with self._read() as session:
+            return session.exec(query.limit(1)).first() is not None
+
+    @in_thread
     def created_events(self, post_ids: Collection[int]) -> dict[int, int]:
         """The id of the event that made each of ``post_ids``: pages give it to each
         post they show, which the page reports as read (``mark_read``)."""
