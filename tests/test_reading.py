@@ -403,3 +403,34 @@ def test_a_post_tells_at_most_max_mentioned_people(store: Store) -> None:
     run(store.create_post("general", "alice", " ".join(names)))
     told = [e.recipient for c in seen for e in c.events if e.kind is EventKind.MENTION]
     assert told == [f"p{n}" for n in range(mentions.MAX_MENTIONED)]
+
+
+def test_the_hub_addresses_a_personal_event_to_its_person_only_where_they_may_read() -> None:
+    from feed.events import Hub, Outgoing
+    from feed.sse import Format
+    from feed.subscribers import Subscriber
+
+    hub = Hub(heartbeat=60)
+
+    def joined(person: str | None, private: frozenset[str] | None, only: str | None = None):  # type: ignore[no-untyped-def]
+        sub = Subscriber(Format.JSON, frozenset({"general"}), last_id=0, limit=1 << 20)
+        sub.person, sub.private, sub.only = person, private, only
+        hub.subscribe(sub)
+        return sub
+
+    bob, bob_in_secret = joined("bob", frozenset()), joined("bob", frozenset({"secret"}))
+    bobs_mentions, carol = joined("bob", None, "mention"), joined("carol", None)
+    frames = {Format.JSON: b"data: x\n\n"}
+    hub.publish_many(
+        [
+            Outgoing(1, "random", frames, False, "bob", "read-position"),
+            Outgoing(2, "secret", frames, True, "bob", "mention"),
+            Outgoing(3, "general", frames, False, None, "post-created"),
+        ]
+    )
+    for sub in (bob, bob_in_secret, bobs_mentions, carol):
+        sub.take()
+    # bob: his read position (of a channel his stream does not follow) and the post,
+    # not the mention in #secret, which he may not read; carol: only the post.
+    assert (bob.sent, bob_in_secret.sent, bobs_mentions.sent, carol.sent) == (2, 3, 1, 1)
+    assert (bob.last_id, bobs_mentions.last_id, carol.last_id) == (3, 2, 3)
