@@ -412,7 +412,9 @@ def test_the_hub_addresses_a_personal_event_to_its_person_only_where_they_may_re
 
     hub = Hub(heartbeat=60)
 
-    def joined(person: str | None, private: frozenset[str] | None, only: str | None = None):  # type: ignore[no-untyped-def]
+    def joined(
+        person: str | None, private: frozenset[str] | None, only: str | None = None
+    ) -> Subscriber:
         sub = Subscriber(Format.JSON, frozenset({"general"}), last_id=0, limit=1 << 20)
         sub.person, sub.private, sub.only = person, private, only
         hub.subscribe(sub)
