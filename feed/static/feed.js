@@ -56,6 +56,9 @@
 // 9. Screen readers. New posts are told in one polite status line (#announcer),
 //    a burst in one sentence. The list is no live region: a re-fetch rebuilds it,
 //    and that is not news.
+// 10. Other scripts. Each EventSource made here is handed to the functions in
+//    window.feedSourceHooks (feed-unread.js listens for personal events so), and a
+//    page keeps one stream whoever else listens to it.
 (function () {
   "use strict";
 
@@ -104,7 +107,7 @@
     source.addEventListener("heartbeat", alive);
     source.addEventListener("resync", onResync);
     source.addEventListener("presence", onPresence);
-    // Other scripts' listeners (feed-unread.js), on every EventSource the page makes.
+    // 10. Other scripts' listeners, on every EventSource the page makes.
     (window.feedSourceHooks || []).forEach(function (hook) { hook(source); });
     debug.created += 1;
     debug.url = source.url;
