@@ -251,7 +251,12 @@
     }
   }
 
-  document.addEventListener("visibilitychange", collect);
+  // Back to a tab: what it saw is reported, and the counts are asked again, since a
+  // channel page's stream carries no other channel's new posts.
+  document.addEventListener("visibilitychange", function () {
+    collect();
+    if (document.visibilityState === "visible" && state) refreshSoon();
+  });
 
   document.addEventListener("click", function (evt) {
     var button = evt.target.closest && evt.target.closest("[data-mark-read]");
