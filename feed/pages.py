@@ -30,7 +30,7 @@ renders it, and feed.js keeps it after every event, live or replayed:
    their unread counts and read positions, and each post it lists the id of the
    event that made it (``data-event-id``): feed-unread.js reports a post read by that
    id once it has been on screen, and draws the "new since you last looked" divider
-   above the newest post the reader had read when the page was made.
+   under the oldest post the reader had not read when the page was made.
 """
 
 from __future__ import annotations

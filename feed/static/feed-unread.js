@@ -16,8 +16,10 @@
 //    new post or a mention, it asks GET /api/me/unread again, a burst of events at
 //    most once per REFRESH_MS: the server counts what the reader may read, without
 //    deleted posts and their own, and the page never works that out a second way.
-// 3. The divider is drawn once, when the page opens, above the newest post the
-//    reader had already read then. A post that arrives later goes above it.
+// 3. The divider is drawn once, when the page opens, under the oldest post the
+//    reader had not read then: every post below it was read (on the page of all
+//    channels, posts of several channels interleave, and one channel's read posts
+//    may sit among another's new ones). A post that arrives later goes above it.
 // 4. Personal events come on the page's own stream: feed.js hands each EventSource
 //    it makes to window.feedSourceHooks. A live post's event id is the message's
 //    id; a post replaced by an edit keeps the id it was made with (remembered here).
@@ -51,7 +53,7 @@
   var showing = new Set(); // posts on screen now, whether the tab is visible or not
   var observer = null;
   var refreshTimer = null;
-  var debug = (window.feedUnread = { reports: 0, refreshes: 0, notified: 0, readEvents: 0 });
+  var debug = (window.feedUnread = { reports: 0, refreshes: 0, notified: 0, readEvents: [] });
 
   // -- 4. the stream ---------------------------------------------------------------------
 
@@ -65,11 +67,11 @@
   ]);
 
   function onReadPosition(evt) {
-    debug.readEvents += 1;
     var data = parse(evt.data);
     if (!data) return;
     var upTo = Number(data.getAttribute("data-up-to")) || 0;
     var channel = data.getAttribute("data-channel");
+    debug.readEvents.push(channel);
     if (upTo > (reported[channel] || 0)) reported[channel] = upTo;
     refreshSoon();
   }
@@ -274,14 +276,13 @@
 
   function drawDivider(list) {
     var posts = Array.prototype.slice.call(list.querySelectorAll(":scope > .post"));
-    var firstRead = -1;
-    for (var i = 0; i < posts.length; i++) {
-      if (!isUnread(posts[i])) {
-        firstRead = i;
-        break;
-      }
-    }
-    if (firstRead <= 0) return; // nothing new, or all of it is
+    var lastUnread = -1;
+    posts.forEach(function (el, i) {
+      if (isUnread(el)) lastUnread = i;
+    });
+    // Nothing new, or nothing read under the new posts: no line to draw.
+    if (lastUnread < 0 || lastUnread === posts.length - 1) return;
+    var firstRead = lastUnread + 1;
     var divider = document.createElement("div");
     divider.className = "unread-divider";
     divider.id = "unread-divider";
