@@ -16,6 +16,7 @@ from feed.storage.log import EVERYONE
 from feed.store import ChannelNotFound, Store
 from tests.auth import ADMIN, ADMIN_NAME, bearer, make_token
 from tests.conftest import Server
+from tests.services import Postgres
 from tests.sse import SSEClient
 
 
@@ -436,3 +437,26 @@ def test_the_hub_addresses_a_personal_event_to_its_person_only_where_they_may_re
     # not the mention in #secret, which he may not read; carol: only the post.
     assert (bob.sent, bob_in_secret.sent, bobs_mentions.sent, carol.sent) == (2, 3, 1, 1)
     assert (bob.last_id, bobs_mentions.last_id, carol.last_id) == (3, 2, 3)
+
+
+def test_a_read_through_one_process_reaches_only_its_person_on_another(
+    make_server: Callable[..., Server], postgres: Postgres
+) -> None:
+    url = postgres.new_database()
+    a = make_server(database=url, broker_url=url, poll_interval=60.0)
+    b = make_server(database=url, broker_url=url, poll_interval=60.0)
+    bob = bearer(a.token("bob"))
+    with (
+        SSEClient(b.port, params={"format": "json"}, headers=bob) as bobs,
+        SSEClient(b.port, params={"format": "json"}, headers=bearer(a.token("carol"))) as hers,
+    ):
+        for stream in (bobs, hers):
+            stream.wait_for(lambda s: any(m.id for m in s.messages))
+        post = a.post("for @bob", author="alice")["event_id"]
+        read = a.client.post("/api/channels/general/read", json={"up_to": post}, headers=bob)
+        assert read.status_code == 200
+        last = a.post("after", author="alice")["event_id"]
+        for stream in (bobs, hers):
+            stream.wait_for(lambda s: str(last) in [m.id for m in s.messages])
+        assert _kinds(bobs) == ["mention", "post-created", "read-position", "post-created"]
+        assert _kinds(hers) == ["post-created", "post-created"]
