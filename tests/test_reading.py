@@ -4,6 +4,7 @@ that reach only their own identity."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -460,3 +461,34 @@ def test_a_read_through_one_process_reaches_only_its_person_on_another(
             stream.wait_for(lambda s: str(last) in [m.id for m in s.messages])
         assert _kinds(bobs) == ["mention", "post-created", "read-position", "post-created"]
         assert _kinds(hers) == ["post-created", "post-created"]
+
+
+def test_the_mentions_page_lists_the_readers_mentions_and_needs_someone(
+    client: TestClient, settings: Settings
+) -> None:
+    bob = person(settings, "bob")
+    client.post("/api/channels/general/posts", json={"body": "ping @bob <b>x</b>"})
+    client.post("/api/channels/general/posts", json={"body": "ping @carol"})
+    page = client.get("/mentions", headers=bob)
+    assert page.status_code == 200
+    assert page.text.count('class="mention-item unread"') == 1
+    assert '<mark data-mention="bob">@bob</mark> &lt;b&gt;x&lt;/b&gt;' in page.text
+    assert "@carol" not in page.text
+    client.headers.pop("Authorization")
+    away = client.get("/mentions", follow_redirects=False)
+    assert away.status_code == 303 and away.headers["location"].startswith("/signin")
+
+
+def test_the_dashboard_carries_its_readers_counts_and_each_posts_event_id(
+    client: TestClient, settings: Settings
+) -> None:
+    made = client.post("/api/channels/general/posts", json={"body": "hi @bob"}).json()
+    page = client.get("/channels/announcements", headers=person(settings, "bob")).text
+    assert f'data-event-id="{made["event_id"]}"' not in page  # not on this page
+    assert re.search(r"<title>\(1\) Announcements · feed</title>", page)
+    home = client.get("/", headers=person(settings, "bob")).text
+    assert f'id="post-{made["post"]["id"]}" class="post" data-channel="general" ' in home
+    assert f'data-event-id="{made["event_id"]}"' in home
+    # Nobody signed in: no read state at all.
+    client.headers.pop("Authorization")
+    assert "read-state" not in client.get("/").text
