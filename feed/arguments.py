@@ -146,6 +146,9 @@ def _client_commands(commands: Any) -> None:
         default="auto",
         help="colour text lines (default auto: on a terminal, unless NO_COLOR is set)",
     )
+    tail.add_argument(
+        "--mentions", action="store_true", help="only posts that mention you (needs a token)"
+    )
     tail.add_argument("--count", type=int, metavar="N", help="stop after N events")
     _where_and_who(tail)
     channels = commands.add_parser(

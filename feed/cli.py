@@ -202,6 +202,7 @@ def _tail(args: argparse.Namespace, server: Client) -> int:
         err=sys.stderr,
         colour=want_colour(args.color, sys.stdout),
         limit=args.count,
+        only="mentions" if args.mentions else None,
     )
     try:
         tail.run()

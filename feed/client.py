@@ -198,15 +198,17 @@ class Client:
         channels: Sequence[str],
         last_id: int | None,
         reconnecting: Callable[[str, float], object],
+        only: str | None = None,
     ) -> Iterator[StreamEvent]:
         """Every event of the JSON stream of ``channels`` (all, if none) after
         ``last_id`` (None: from now), for as long as the caller reads, across
         disconnects (2). ``reconnecting`` hears why the stream broke and how many
-        seconds pass before the next try."""
+        seconds pass before the next try. ``only="mentions"``: only the mentions of
+        the token's holder."""
         connected_once, first, delay = False, FIRST_DELAY, FIRST_DELAY
         while True:
             try:
-                for event in self._stream(channels, last_id):
+                for event in self._stream(channels, last_id, only):
                     connected_once, delay = True, first
                     if event is None:
                         continue
@@ -226,10 +228,13 @@ class Client:
             self._sleep(delay)
             delay = min(delay * 2, max(first, MAX_BACKOFF))
 
-    def _stream(self, channels: Sequence[str], last_id: int | None) -> Iterator[StreamEvent | None]:
+    def _stream(
+        self, channels: Sequence[str], last_id: int | None, only: str | None = None
+    ) -> Iterator[StreamEvent | None]:
         """One connection: None once it is open, then each event."""
         params: list[tuple[str, str]] = [("format", "json")]
         params += [("channel", name) for name in channels]
+        params += [("only", only)] if only else []
         headers = self._headers()
         if last_id is not None:
             headers["Last-Event-ID"] = str(last_id)

@@ -32,6 +32,15 @@ The hot path, and why it looks the way it does:
    unsubscribe; what only a walk can tell (events written, the largest backlog, the
    oldest stream) is walked at most once per ``STATS_MAX_AGE`` however often it is
    asked.
+6. On personal events. An event with a recipient (a read position, a mention:
+   storage/reading.py) is for that identity's streams alone. It is encoded once per
+   format like any other (1), and the hub keeps its subscribers indexed by identity
+   as well as by channel, so it hands the same bytes to that identity's streams, and
+   looks at nobody else's: a personal event never walks the channel sets, and a
+   shared one never walks the identity index. It follows its person on every stream
+   they opened, whatever channels the stream follows (the page's nav counts every
+   channel), but only if they may read its channel: the same private check as
+   shared events. A stream asked for mentions only gets nothing else.
 """
 
 from __future__ import annotations
@@ -40,10 +49,12 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from feed.sse import HEARTBEATS, Format
 from feed.subscribers import Item, Joined, Subscriber, item
+
+K = TypeVar("K")
 
 # Seconds a walk over every subscriber answers ``Hub.stats`` for (on the cost of
 # unauthenticated scrapes): scrapes come
@@ -51,6 +62,9 @@ from feed.subscribers import Item, Joined, Subscriber, item
 STATS_MAX_AGE = 1.0
 # The channel label of a stream of every channel, in counts by channel and format.
 EVERY_CHANNEL = "*"
+# Where a stream of mentions only waits among the channel sets: no channel has this
+# name (inputs.py, channel names), so no shared event looks for it (6).
+PERSONAL_ONLY = "@"
 
 # Each format's heartbeat, as the one item every subscriber of it shares.
 BEATS: Mapping[Format, Item] = {fmt: item(None, beat) for fmt, beat in HEARTBEATS.items()}
@@ -63,6 +77,9 @@ class Outgoing(NamedTuple):
     channel: str
     frames: Mapping[Format, bytes]
     private: bool = False
+    # The identity a personal event is for, and its kind (6); None: everyone's.
+    recipient: str | None = None
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +102,8 @@ class Hub:
     def __init__(self, heartbeat: float) -> None:
         self.heartbeat = heartbeat
         self._by_channel: dict[str | None, set[Subscriber]] = {}
+        # The streams of each identity, for its personal events (6).
+        self._by_person: dict[str, set[Subscriber]] = {}
         self._formats: dict[Format, int] = dict.fromkeys(Format, 0)
         self._ticker: asyncio.Task[None] | None = None
         self.closing = False
@@ -150,23 +169,27 @@ class Hub:
     def formats_wanted(self) -> set[Format]:
         return {fmt for fmt, count in self._formats.items() if count}
 
+    @staticmethod
+    def _keys(subscriber: Subscriber) -> Iterable[str | None]:
+        if subscriber.only is not None:
+            return (PERSONAL_ONLY,)
+        return subscriber.channels or (None,)
+
     def subscribe(self, subscriber: Subscriber) -> None:
-        keys: Iterable[str | None] = subscriber.channels or (None,)
-        for key in keys:
+        for key in self._keys(subscriber):
             self._by_channel.setdefault(key, set()).add(subscriber)
+        if subscriber.person is not None:
+            self._by_person.setdefault(subscriber.person, set()).add(subscriber)
         self._formats[subscriber.format] += 1
         self._count_in(subscriber, 1)
         if self.closing:
             subscriber.close()
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        keys: Iterable[str | None] = subscriber.channels or (None,)
-        for key in keys:
-            subs = self._by_channel.get(key)
-            if subs is not None:
-                subs.discard(subscriber)
-                if not subs:
-                    del self._by_channel[key]
+        for key in self._keys(subscriber):
+            _leave(self._by_channel, key, subscriber)
+        if subscriber.person is not None:
+            _leave(self._by_person, subscriber.person, subscriber)
         self._formats[subscriber.format] -= 1
         self._count_in(subscriber, -1)
         self._sent_by_closed += subscriber.sent
@@ -193,6 +216,9 @@ class Hub:
         for event in events:
             items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
             channel, private = event.channel, event.private
+            if event.recipient is not None:
+                self._address(event, items, per_sub)
+                continue
             for key in (None, channel):
                 for subscriber in self._by_channel.get(key, ()):
                     found = items.get(subscriber.format)
@@ -216,6 +242,20 @@ class Hub:
                 subscriber.offer(queued[0])
             else:
                 subscriber.offer_many(queued, joined)
+
+    def _address(
+        self, event: Outgoing, items: dict[Format, Item], per_sub: dict[Subscriber, list[Item]]
+    ) -> None:
+        """A personal event to its identity's streams, and no one else's (6)."""
+        assert event.recipient is not None
+        for subscriber in self._by_person.get(event.recipient, ()):
+            found = items.get(subscriber.format)
+            if found is None or (subscriber.only is not None and subscriber.only != event.kind):
+                continue
+            readers = subscriber.private
+            if event.private and readers is not None and event.channel not in readers:
+                continue
+            per_sub.setdefault(subscriber, []).append(found)
 
     def broadcast(self, frames: Mapping[Format, bytes]) -> None:
         """Hand a message that is not a log event (no id) to every subscriber of the
@@ -270,3 +310,11 @@ class Hub:
         for subs in tuple(self._by_channel.values()):
             for subscriber in tuple(subs):
                 subscriber.close()
+
+
+def _leave(index: dict[K, set[Subscriber]], key: K, subscriber: Subscriber) -> None:
+    subs = index.get(key)
+    if subs is not None:
+        subs.discard(subscriber)
+        if not subs:
+            del index[key]

@@ -203,6 +203,19 @@ def flag(payload: dict[str, Any], name: str) -> bool | None:
     return value
 
 
+def event_id_field(payload: dict[str, Any], name: str) -> int | None:
+    """The field ``name`` as an event id (a whole number, 0 to ``MAX_ID``), None if it
+    was not sent; 422 otherwise. A JSON true is no number."""
+    if name not in payload:
+        return None
+    value = payload[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise ClientError(
+            422, f"The field {name!r} must be an event id: a whole number from 0 to {MAX_ID}."
+        )
+    return value
+
+
 def channel_name(payload: dict[str, Any]) -> str:
     """The ``name`` field of a new channel, or a ClientError that says what a name is."""
     name = text_field(payload, "name", MAX_CHANNEL_NAME_CHARS)

@@ -32,24 +32,32 @@ from __future__ import annotations
 import nh3
 from markdown_it import MarkdownIt
 
+from feed import mentions
+
 # Raw HTML in a post is shown as text, never interpreted; markdown-it also refuses
 # javascript:, vbscript: and data: link targets.
 _OPTIONS = {"html": False, "linkify": False, "typographer": False}
-_markdown = MarkdownIt("commonmark", _OPTIONS)
+_markdown = mentions.enable(MarkdownIt("commonmark", _OPTIONS))
 # Rationale 5: more brackets than any post of links needs, and links and images are
 # read as text.
 MAX_BRACKETS = 256
 # Bodies longer than this are rendered on their own (storage/posts.py, on rendering
 # at write time): below it, the slowest bodies cost little more than a thread hop would.
 RENDER_APART = 1000
-_without_links = MarkdownIt("commonmark", _OPTIONS).disable(["link", "image"])
+_without_links = mentions.enable(MarkdownIt("commonmark", _OPTIONS).disable(["link", "image"]))
 
 # What CommonMark produces, and the attributes it needs; nothing else survives.
 _ALLOWED_TAGS = {
     *("p", "br", "hr", "em", "strong", "code", "pre", "blockquote"),
     *("ul", "ol", "li", "a", "img", *(f"h{n}" for n in range(1, 7))),
+    mentions.MARK_TAG,  # a mention (mentions.py); raw HTML is off, so only ours
 }
-_ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "ol": {"start"}}
+_ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title"},
+    "ol": {"start"},
+    mentions.MARK_TAG: {mentions.MARK_ATTRIBUTE},
+}
 _cleaner = nh3.Cleaner(
     tags=_ALLOWED_TAGS,
     attributes=_ALLOWED_ATTRIBUTES,

@@ -32,10 +32,20 @@ class EventKind(StrEnum):
     CHANNEL_UPDATED = "channel-updated"
     CHANNEL_ARCHIVED = "channel-archived"
     CHANNEL_RESTORED = "channel-restored"
+    # Personal events, addressed to one identity (reading.py).
+    READ_POSITION = "read-position"
+    MENTION = "mention"
 
     @property
     def is_post(self) -> bool:
         return self.value.startswith("post-")
+
+    @property
+    def is_personal(self) -> bool:
+        return self in PERSONAL_KINDS
+
+
+PERSONAL_KINDS = frozenset({EventKind.READ_POSITION, EventKind.MENTION})
 
 
 class Channel(SQLModel, table=True):
@@ -148,6 +158,20 @@ class Event(SQLModel, table=True):
     channel_id: int = Field(foreign_key="channels.id", index=True)
     post_id: int | None = Field(default=None, foreign_key="posts.id")
     created_at: datetime
+    # The identity a personal event is for (reading.py); None: an event for everyone.
+    recipient: str | None = Field(default=None, max_length=80, index=True)
+
+
+class ReadPosition(SQLModel, table=True):
+    """How far ``name`` has read ``channel``: every event up to ``event_id``."""
+
+    __tablename__ = "read_positions"
+    __table_args__ = (UniqueConstraint("name", "channel_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=80, index=True)
+    channel_id: int = Field(foreign_key="channels.id", index=True)
+    event_id: int = Field(sa_type=EVENT_ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +235,10 @@ class FeedEvent:
     channel_view: ChannelView | None = None
     at: datetime | None = None  # when it was written
     private: bool = False  # of a private channel, as the channel is now
+    # A personal event's identity (reading.py), and for a read position how far that
+    # identity has read the channel now.
+    recipient: str | None = None
+    read_up_to: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +300,35 @@ class FrontPage:
     posts: list[PostView]
     older_before: int | None
     last_event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMark:
+    """A read position as a write left it: how far ``channel`` is read now, and the
+    personal event the move logged (None if it did not move)."""
+
+    channel: str
+    up_to: int
+    event_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """What one identity has not read of one channel: posts, and mentions of it."""
+
+    channel: str
+    posts: int
+    mentions: int
+    read_up_to: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """A post that mentions someone, as it is now, and its mention event."""
+
+    event_id: int
+    post: PostView
+    unread: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,15 +420,26 @@ def _token_view(token: Token) -> TokenView:
     )
 
 
-def _feed_event(event: Event, post: Post | None, channel: Channel) -> FeedEvent:
+def _feed_event(
+    event: Event, post: Post | None, channel: Channel, read_up_to: int | None = None
+) -> FeedEvent:
     assert event.id is not None
     kind, at = EventKind(event.kind), _utc(event.created_at)
-    private = channel.private
+    private, to = channel.private, event.recipient
     if post is not None:
         view = _post_view(post, channel.name)
-        return FeedEvent(event.id, kind, channel.name, view, at=at, private=private)
+        return FeedEvent(event.id, kind, channel.name, view, at=at, private=private, recipient=to)
     return FeedEvent(
-        event.id, kind, channel.name, None, _channel_view(channel), at=at, private=private
+        event.id,
+        kind,
+        channel.name,
+        None,
+        # A read position says nothing new of its channel (access.py learns from these).
+        None if kind.is_personal else _channel_view(channel),
+        at=at,
+        private=private,
+        recipient=to,
+        read_up_to=read_up_to,
     )
 
 

@@ -26,6 +26,11 @@ renders it, and feed.js keeps it after every event, live or replayed:
 4. A dashboard that held its limit of pinned posts and loses one (unpinned, deleted)
    re-fetches its list, as the kiosk does: only the server knows the next pinned
    post. The re-fetched list is the first page again, with its floor.
+5. Read state. A dashboard shown to someone with read state (reading.py) carries
+   their unread counts and read positions, and each post it lists the id of the
+   event that made it (``data-event-id``): feed-unread.js reports a post read by that
+   id once it has been on screen, and draws the "new since you last looked" divider
+   under the oldest post the reader had not read when the page was made.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from feed import reading
 from feed.access import KIOSK_PARAM
 from feed.errors import ClientError
 from feed.inputs import choice, int_param, post_body, read_form
@@ -45,7 +51,7 @@ from feed.permissions import Permissions
 from feed.runtime import Runtime, runtime
 from feed.security import admit_post
 from feed.store import StoreError
-from feed.viewers import viewer
+from feed.viewers import SignInFirst, viewer
 
 KIOSK_POSTS = 30  # posts a kiosk shows and keeps in its DOM, pinned ones first
 THEMES = ("auto", "light", "dark")
@@ -100,6 +106,23 @@ def _list_context(
     }
 
 
+async def _read_state(rt: Runtime, perms: Permissions, posts: list[PostView]) -> dict[str, Any]:
+    """What a page shows of its reader's read state (rationale 5), if they have one."""
+    created = await rt.store.created_events([p.id for p in posts])
+    name = reading.person(perms.identity)
+    if name is None:
+        return {"created": created, "read_state": None}
+    channels = perms.readable()
+    found = await rt.store.unread(
+        name, [c.name for c in channels], private=perms.private_readable()
+    )
+    state = reading.unread_json(found) | {
+        "notify": sorted(c.name for c in channels if c.announcement_only),
+        "person": name,
+    }
+    return {"created": created, "read_state": state}
+
+
 async def _dashboard(request: Request, channel: str | None) -> Response:
     rt = runtime(request)
     seen = await viewer(request)
@@ -119,6 +142,7 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
     postable = perms.postable()
     can_post = any(c.name == channel for c in postable) if channel else bool(postable)
     default = channel or next((c.name for c in postable if c.name == "general"), None)
+    shown = _first_page(page, rt.settings.page_size)
     response = rt.renderer.page(
         "dashboard.html",
         **_stream_context(rt),
@@ -142,7 +166,8 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
         error=None,
         max_chars=rt.settings.max_post_chars,
         max_pinned=rt.settings.page_size,
-        **_list_context(_first_page(page, rt.settings.page_size), channel, None, page.older_before),
+        **_list_context(shown, channel, None, page.older_before),
+        **await _read_state(rt, perms, shown),
     )
     return seen.apply(response, request)
 
@@ -176,7 +201,10 @@ async def posts_partial(request: Request) -> HTMLResponse:
         older = posts[-1].id if len(posts) == size else None
         context = _list_context(posts, channel, before, older)
         headers = None
-    return rt.renderer.page("partials/posts.html", headers=headers, oob=False, **context)
+    created = await rt.store.created_events([p.id for p in posts])
+    return rt.renderer.page(
+        "partials/posts.html", headers=headers, oob=False, created=created, **context
+    )
 
 
 # -- the kiosk ------------------------------------------------------------------------
@@ -290,8 +318,33 @@ async def compose(request: Request) -> HTMLResponse:
     return rt.renderer.page("partials/compose.html", form=cleared, error=None, **context)
 
 
+async def mentions_page(request: Request) -> Response:
+    """The posts that mention the viewer, newest first, the unread ones marked."""
+    rt = runtime(request)
+    seen = await viewer(request)
+    perms = seen.perms
+    name = reading.person(perms.identity)
+    if name is None:
+        raise SignInFirst(request.url.path)
+    found = await rt.store.mentions(
+        name,
+        reading.readable_names(perms),
+        private=perms.private_readable(),
+        limit=rt.settings.page_size,
+    )
+    response = rt.renderer.page(
+        "mentions.html",
+        **seen.context(),
+        request_path=request.url.path,
+        channels=perms.readable(),
+        mentions=found,
+    )
+    return seen.apply(response, request)
+
+
 routes = [
     Route("/", home, methods=["GET"]),
+    Route("/mentions", mentions_page, methods=["GET"]),
     Route("/channels/{channel}", channel_page, methods=["GET"]),
     Route("/partials/posts", posts_partial, methods=["GET"]),
     Route("/kiosk", kiosk, methods=["GET"]),

@@ -43,6 +43,7 @@ from feed.events import Hub, Outgoing
 from feed.metrics import Metrics
 from feed.models import AccessChange, Commit, FeedEvent
 from feed.render import Renderer
+from feed.storage.log import EVERYONE
 from feed.store import Store, StoreUnavailable
 
 logger = logging.getLogger("feed.relay")
@@ -214,7 +215,8 @@ class Relay:
     async def catch_up(self) -> None:
         """Deliver every event newer than the last one delivered."""
         while not self._held:
-            events = await self._store.events_after(self.delivered, limit=BATCH)
+            # Personal events too: the hub addresses them (events.py, on personal events).
+            events = await self._store.events_after(self.delivered, limit=BATCH, person=EVERYONE)
             if self._held:
                 return  # access changed meanwhile: these are read again after it
             read = len(events)
@@ -236,7 +238,16 @@ class Relay:
         outgoing = []
         for event in events:
             frames = self._renderer.frames(event, formats)
-            outgoing.append(Outgoing(event.id, event.channel, frames, event.private))
+            outgoing.append(
+                Outgoing(
+                    event.id,
+                    event.channel,
+                    frames,
+                    event.private,
+                    event.recipient,
+                    event.kind.value,
+                )
+            )
             if event.at is not None:
                 self._metrics.lag_seconds.observe(max(0.0, now - event.at.timestamp()))
         self._hub.publish_many(outgoing)

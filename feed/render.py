@@ -29,6 +29,10 @@ Bodies are hostile input. Rationale:
    cursor, recolour their terminal or set its title. JSON events are read in
    terminals too (``curl -N``, ``feed tail --format json``): there every control
    character, C1 (U+009B is a CSI of its own) and DEL included, is a ``\\u`` escape.
+5. Personal events (a read position, a mention: storage/reading.py) are rendered once
+   each, like any event, for the one identity they are addressed to (events.py, on
+   personal events). On HTML streams they are a small element of data attributes
+   and the text line, autoescaped, which feed-unread.js reads; no list swaps them in.
 """
 
 from __future__ import annotations
@@ -192,6 +196,7 @@ class Renderer:
         self.env = env or make_environment()
         self._post = self.env.get_template("partials/post.html")
         self._channel_event = self.env.get_template("partials/channel_event.html")
+        self._personal = self.env.get_template("partials/personal_event.html")
         # Clients that reconnect together (after a deploy, a network blip) replay the
         # same recent events; each is rendered once. The key is the whole event,
         # post state included, so an edit is never served from a stale entry.
@@ -224,7 +229,9 @@ class Renderer:
 
     def event_json(self, event: FeedEvent) -> str:
         body: dict[str, Any] = {"id": event.id, "type": event.kind.value}
-        if event.post is not None:
+        if event.kind is EventKind.READ_POSITION:
+            body |= {"channel": event.channel, "up_to": event.read_up_to}
+        elif event.post is not None:
             body["post"] = post_json(event.post)
         else:
             assert event.channel_view is not None
@@ -233,6 +240,9 @@ class Renderer:
 
     def event_html(self, event: FeedEvent) -> str:
         post = event.post
+        if event.kind.is_personal:
+            # Read by feed-unread.js, never swapped into the page (rationale 5).
+            return self._personal.render(event=event, text=self.event_text(event))
         if post is None:
             # Pages do not swap channel changes in; this line is for pages that list them.
             return self._channel_event.render(event=event, text=self.event_text(event))
@@ -242,6 +252,8 @@ class Renderer:
 
     def event_text(self, event: FeedEvent) -> str:
         post = event.post
+        if event.kind is EventKind.READ_POSITION:
+            return f"#{event.channel} read up to event {event.read_up_to}"
         if post is None:
             return _channel_text(event)
         where = f"#{post.channel}"
@@ -252,6 +264,8 @@ class Renderer:
         match event.kind:
             case EventKind.POST_CREATED:
                 return f"{shorttime(post.created_at)} {where} {author}: {line}"
+            case EventKind.MENTION:
+                return f"{shorttime(post.created_at)} {where} {author} mentioned you: {line}"
             case EventKind.POST_UPDATED:
                 at = shorttime(post.edited_at or post.created_at)
                 return f"{at} {where} {author} edited post {post.id}: {line}"

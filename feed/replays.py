@@ -32,6 +32,13 @@ Rationale:
 4. Whether the replay is longer than ``FEED_REPLAY_LIMIT`` (then the client gets one
    ``resync`` instead) is counted in the database before anything is written, so the
    decision never waits for the pages.
+5. On personal events. A signed-in reader's replay holds their own personal events
+   (storage/log.py, on personal events), so its pages cannot be shared with anyone
+   else's. Most resumes have none in their range, though: a small indexed question
+   (asked once per person and place, like ``has_event``) tells, and a reader without
+   any shares everyone's pages, as in (1). The answer holds for every event up to
+   the relay's delivered id at the time, which the replay covers; later ones come
+   live (stream.py, on joining before the replay).
 """
 
 from __future__ import annotations
@@ -61,8 +68,9 @@ MAX_PAGE_BYTES = 32 * 1024 * 1024
 MAX_COUNTS = 256
 MAX_KNOWN = 1024
 
-# (after, channels, readable private channels, relay's delivered id)
-Key = tuple[int, tuple[str, ...] | None, tuple[str, ...] | None, int]
+# (after, channels, readable private channels, relay's delivered id, the identity
+# whose personal events it holds, the one kind it holds if only one)
+Key = tuple[int, tuple[str, ...] | None, tuple[str, ...] | None, int, str | None, str | None]
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -76,6 +84,8 @@ class Cursor:
         "delivered",
         "done",
         "format",
+        "only",
+        "person",
         "piece",
         "private",
         "sent",
@@ -92,8 +102,14 @@ class Cursor:
         delivered: int,
         upto: int,
         backlog: int,
+        person: str | None = None,
+        only: str | None = None,
     ) -> None:
         self.format = fmt
+        # Personal events are read for their identity only (storage/log.py, on personal
+        # events); the key keeps each identity's pages apart.
+        self.person = person
+        self.only = only
         self.piece = backlog // PIECES
         self.after = after  # the last event written
         self.start = after  # where the page it is reading begins
@@ -105,7 +121,7 @@ class Cursor:
         self.done = False  # the last piece is out
 
     def key(self, after: int) -> Key:
-        return (after, self.channels, self.private, self.delivered)
+        return (after, self.channels, self.private, self.delivered, self.person, self.only)
 
 
 @dataclass
@@ -227,9 +243,19 @@ class Replays:
         self._counts: Shared[tuple[Key, int], int] = Shared(MAX_COUNTS)
         self._pages: Shared[Key, Page] = Shared(MAX_PAGES, Page.weight, MAX_PAGE_BYTES)
         self._known: Shared[tuple[int, int], bool] = Shared(MAX_KNOWN)
+        self._personal: Shared[tuple[str, int, int], bool] = Shared(MAX_KNOWN)
 
     def __len__(self) -> int:
         return len(self._pages)
+
+    async def personal(self, person: str | None, after: int) -> str | None:
+        """``person`` if they have personal events after ``after``, else None: their
+        replay is then everyone's, shared with every stream resuming from there (5)."""
+        if person is None:
+            return None
+        key = (person, after, self._store.rollbacks)
+        found = await self._personal.get(key, lambda: self._store.has_personal_after(person, after))
+        return person if found else None
 
     async def has_event(self, event_id: int) -> bool:
         """Whether the log holds ``event_id`` (storage/log.py, on ids never reused), asked of
@@ -241,12 +267,12 @@ class Replays:
 
     def forget(self) -> None:
         """Drop every answer: the log went back (relay.py)."""
-        for shared in (self._counts, self._pages, self._known):
+        for shared in (self._counts, self._pages, self._known, self._personal):
             shared.clear()
 
     async def count(self, cursor: Cursor, limit: int) -> int:
         """How many events the cursor's replay holds, counted up to ``limit`` (4)."""
-        after, channels, private, _ = key = cursor.key(cursor.after)
+        after, channels, private, _, person, only = key = cursor.key(cursor.after)
         return await self._counts.get(
             (key, limit),
             lambda: self._store.count_events_after(
@@ -254,6 +280,8 @@ class Replays:
                 None if channels is None else list(channels),
                 limit=limit,
                 private=None if private is None else list(private),
+                person=person,
+                kinds=None if only is None else [only],
             ),
         )
 
@@ -279,7 +307,7 @@ class Replays:
         return b"".join(parts)
 
     async def _page(self, key: Key) -> Page:
-        after, channels, private, _ = key
+        after, channels, private, _, person, only = key
 
         async def read() -> Page:
             events = await self._store.events_after(
@@ -287,6 +315,8 @@ class Replays:
                 None if channels is None else list(channels),
                 limit=PAGE,
                 private=None if private is None else list(private),
+                person=person,
+                kinds=None if only is None else [only],
             )
             return Page(events)
 

@@ -60,8 +60,9 @@ from collections.abc import Callable, Sequence
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Message, Receive, Scope, Send
 
-from feed import inputs, logs, security
+from feed import inputs, logs, reading, security
 from feed.errors import ClientError, error_response, unavailable
+from feed.models import EventKind
 from feed.permissions import Permissions
 from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
@@ -125,8 +126,18 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
         reason = f"event {resume_id} is not in this feed's log (was it restored?); reload"
         latest = max(latest, await rt.store.latest_event_id())
     else:
+        # Only a reader with personal events in the range needs pages of their own.
+        person = sub.person if sub.only else await rt.replays.personal(sub.person, resume_id)
         cursor = Cursor(
-            sub.format, resume_id, sub.channels, sub.private, delivered, latest, sub.limit
+            sub.format,
+            resume_id,
+            sub.channels,
+            sub.private,
+            delivered,
+            latest,
+            sub.limit,
+            person,
+            sub.only,
         )
         if await rt.replays.count(cursor, limit + 1) <= limit:
             return await _replayed(rt, sub, cursor), cursor
@@ -198,6 +209,10 @@ class EventStream:
                 resume_id = inputs.resume_id(query.get("last_event_id"), "last_event_id")
             perms = await rt.access.permissions(await rt.access.identify(scope))
             channels = parse_channels(perms, query.getlist("channel"))
+            only = inputs.choice(query.get("only"), "only", reading.STREAM_ONLY, default="") or None
+            person = reading.person(perms.identity)
+            if only is not None and person is None:
+                raise reading.no_person()
         except StoreUnavailable as exc:
             await unavailable(str(exc))(scope, receive, send)
             return
@@ -223,8 +238,11 @@ class EventStream:
         # Checked for each private event (events.py) and rechecked by watch.Watch.
         sub.private = perms.private_readable()
         sub.who = perms.identity
+        # Their own events follow them (events.py, on personal events).
+        sub.person = person
+        sub.only = None if only is None else EventKind.MENTION.value
         # This frame lives as long as the stream: keep only what the stream needs.
-        del query, header, perms, channels
+        del query, header, perms, channels, person, only
         await self._serve(rt, sub, resume_id, receive, send, headers)
 
     async def _serve(

@@ -75,8 +75,10 @@ class Subscriber:
         "last_id",
         "limit",
         "on_overflow",
+        "only",
         "opened_at",
         "overflowed",
+        "person",
         "private",
         "sent",
         "who",
@@ -108,6 +110,10 @@ class Subscriber:
         self.private: frozenset[str] | None = NO_CHANNELS
         # Who opened the stream (access.py), so a revoked credential can end it.
         self.who: object = None
+        # The identity whose personal events this stream gets (events.py, on personal
+        # events); None: nobody's. And the one kind of them it wants, if only one.
+        self.person: str | None = None
+        self.only: str | None = None
 
     def offer(self, item: Item) -> None:
         """Write ``item`` or queue it, without waiting; drop the subscriber if it is

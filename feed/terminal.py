@@ -31,6 +31,7 @@ _STYLES = {
     "post-deleted": "31",
     "post-pinned": "35",
     "post-unpinned": "35",
+    "mention": "1",
 }
 
 
@@ -67,6 +68,8 @@ def line(event: str, data: str, colour: bool) -> str:
     head = f"{stamp} {where} {who}"
     if event == "post-created":
         return f"{head}: {said}"
+    if event == "mention":
+        return f"{head} mentioned you: {said}"
     return f"{head} {what}" + (f": {said}" if said and event != "post-deleted" else "")
 
 
@@ -102,15 +105,18 @@ class Tail:
     colour: bool
     # How many events to print before returning (None: until interrupted).
     limit: int | None = None
+    # "mentions": the holder's mentions only (reading.py).
+    only: str | None = None
 
     def run(self) -> None:
         printed = 0
-        for event in self.client.follow(self.channels, self.last_id, self._reconnecting):
+        follow = self.client.follow(self.channels, self.last_id, self._reconnecting, self.only)
+        for event in follow:
             if event.event == "resync":
                 self._say(
                     f"too many events were missed to replay; carrying on from event {event.id}"
                 )
-            elif event.event.startswith(("post-", "channel-")):
+            elif event.event.startswith(("post-", "channel-")) or event.event == "mention":
                 self._show(event.event, event.data)
                 printed += 1
                 if self.limit is not None and printed >= self.limit:

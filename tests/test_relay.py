@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from feed.brokers.memory import MemoryBroker
 from feed.events import Hub, Outgoing
@@ -32,9 +33,10 @@ class CountingStore(Store):
         *,
         limit: int = 1000,
         private: Sequence[str] | None = None,
+        **more: Any,
     ) -> list[FeedEvent]:
         self.reads += 1
-        return await super().events_after(after, channels, limit=limit, private=private)
+        return await super().events_after(after, channels, limit=limit, private=private, **more)
 
 
 class RecordingHub(Hub):

@@ -31,8 +31,11 @@ EXECUTABLE_TAGS = {
 BODY_TAGS = {
     *("p", "br", "hr", "em", "strong", "code", "pre", "blockquote", "ul", "ol", "li"),
     *("a", "img", "h1", "h2", "h3", "h4", "h5", "h6"),
+    "mark",  # a mention (feed/mentions.py)
 }
 BODY_ATTRIBUTES = {"href", "title", "rel", "src", "alt", "start"}
+# Attributes allowed on one tag only.
+TAG_ATTRIBUTES = {("mark", "data-mention")}
 BAD_SCHEMES = ("javascript:", "vbscript:", "data:")
 URL = "/api/channels/general/posts"
 TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -70,7 +73,9 @@ class BodyChecker(HTMLParser):
         if tag in EXECUTABLE_TAGS or tag not in BODY_TAGS:
             self.problems.append(f"element <{tag}>")
         for name, value in attrs.items():
-            if name.startswith("on") or name not in BODY_ATTRIBUTES:
+            if name.startswith("on") or (
+                name not in BODY_ATTRIBUTES and (tag, name) not in TAG_ATTRIBUTES
+            ):
                 self.problems.append(f"attribute {name}={value!r} on <{tag}>")
             if name in ("href", "src") and _scheme_is_bad(value or ""):
                 self.problems.append(f"{name}={value!r} on <{tag}>")

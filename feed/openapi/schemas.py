@@ -140,6 +140,60 @@ def schemas(settings: Settings) -> dict[str, Any]:
             "required": ["body"],
             "properties": {"body": text},
         },
+        "ReadMarkEdit": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "up_to": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": inputs.MAX_ID,
+                    "description": "The newest event id read; past the newest event for "
+                    "everyone it is clamped to that one. Not sent: the newest event.",
+                }
+            },
+        },
+        "ReadMark": {
+            "type": "object",
+            "required": ["channel", "read_up_to", "event_id"],
+            "properties": {
+                "channel": {"type": "string"},
+                "read_up_to": {"type": "integer"},
+                "event_id": {
+                    "type": ["integer", "null"],
+                    "description": "The personal event the move logged; null if it did not "
+                    "move (positions only move forward)",
+                },
+            },
+        },
+        "Nothing": {"type": "object", "additionalProperties": False, "properties": {}},
+        "Unread": {
+            "type": "object",
+            "required": ["channels", "total", "mentions"],
+            "properties": {
+                "channels": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["unread", "mentions", "read_up_to"],
+                        "properties": {
+                            k: {"type": "integer"} for k in ("unread", "mentions", "read_up_to")
+                        },
+                    },
+                },
+                "total": {"type": "integer"},
+                "mentions": {"type": "integer"},
+            },
+        },
+        "Mention": {
+            "type": "object",
+            "required": ["event_id", "unread", "post"],
+            "properties": {
+                "event_id": {"type": "integer"},
+                "unread": {"type": "boolean"},
+                "post": ref("Post"),
+            },
+        },
         "Change": {
             "type": "object",
             "required": ["post", "event_id"],

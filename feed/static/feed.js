@@ -60,6 +60,9 @@
 // 10. Channel pages. A channel page may get every channel's messages (feed-tabs.js
 //     shares one stream of all of them): a post of another channel is not applied,
 //     and counts as applied, as if its stream had never carried it.
+// 11. Other scripts. Each stream made here, shared or its own, is handed to the
+//     functions in window.feedSourceHooks (feed-unread.js listens for personal events
+//     so), and a page keeps one stream whoever else listens to it.
 (function () {
   "use strict";
 
@@ -119,6 +122,8 @@
     source.addEventListener("heartbeat", alive);
     source.addEventListener("resync", onResync);
     source.addEventListener("presence", onPresence);
+    // 11. Other scripts' listeners, on every stream the page makes.
+    (window.feedSourceHooks || []).forEach(function (hook) { hook(source); });
     return source;
   };
 

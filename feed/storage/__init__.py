@@ -6,5 +6,6 @@ together as the one ``Store`` callers use.
 - ``posts.py``: posts, new ones written in groups;
 - ``channels.py``: channels;
 - ``keys.py``: idempotency keys;
-- ``grants.py``: tokens, kiosk links, sessions, memberships and secrets.
+- ``grants.py``: tokens, kiosk links, sessions, memberships and secrets;
+- ``reading.py``: read positions and mentions.
 """

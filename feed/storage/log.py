@@ -65,6 +65,14 @@ Rationale for the less obvious choices:
    permission checks (access.py) may be a second old, and a channel made private
    within that second must not show its events or posts to someone who may not read
    it. Callers pass the private channels the reader may read.
+10. Personal events. An event with a ``recipient`` is for that identity alone (read
+   positions, mentions: reading.py). Every read leaves out everyone else's, in SQL
+   like the private channels (9), unless it asks for ``EVERYONE``: only the relay,
+   which reads for the hub, does, and the hub addresses them (events.py, on personal
+   events). That is not the same as reading every private channel (an admin does):
+   an admin's stream gets no one else's read positions.
+   A person's own events are read whatever channels the stream follows, as long as
+   the reader may read their channel.
 """
 
 from __future__ import annotations
@@ -74,6 +82,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from enum import Enum
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Select, func, or_, text
@@ -91,6 +100,7 @@ from feed.models import (
     EventKind,
     FeedEvent,
     Post,
+    ReadPosition,
     _feed_event,
 )
 from feed.storage.engine import (
@@ -127,6 +137,15 @@ _SQLITE_START_EVENT_IDS = """
 INSERT INTO sqlite_sequence (name, seq) SELECT 'events', :floor
 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events')
 """
+
+
+class Everyone(Enum):
+    """Every identity's personal events, read for the hub, which addresses them (10)."""
+
+    EVERYONE = "everyone"
+
+
+EVERYONE = Everyone.EVERYONE
 
 
 class EventLog:
@@ -223,8 +242,22 @@ class EventLog:
         """Note what this transaction changed of access (8)."""
         session.info[ACCESS] = session.info.get(ACCESS, NO_ACCESS_CHANGE) | change
 
-    def _log(self, session: Session, kind: EventKind, post: Post, channel: Channel) -> int:
-        row = Event(kind=kind.value, channel_id=post.channel_id, post_id=post.id, created_at=now())
+    def _log(
+        self,
+        session: Session,
+        kind: EventKind,
+        post: Post,
+        channel: Channel,
+        *,
+        recipient: str | None = None,
+    ) -> int:
+        row = Event(
+            kind=kind.value,
+            channel_id=post.channel_id,
+            post_id=post.id,
+            created_at=now(),
+            recipient=recipient,
+        )
         return self._append(session, row, post, channel)
 
     def _log_channel(self, session: Session, kind: EventKind, channel: Channel) -> int:
@@ -305,12 +338,13 @@ class EventLog:
 
     @in_thread
     def newest_events(self, limit: int) -> tuple[list[FeedEvent], int]:
-        """The newest ``limit`` events, oldest first, and the id the log ends at, from
-        one snapshot (6). Ids have gaps (7): count rows, not ids."""
+        """The newest ``limit`` events for everyone (no personal ones: 10), oldest first,
+        and the id the log ends at, from one snapshot (6). Ids have gaps (7): count
+        rows, not ids."""
         query = _events_after(0, None, None).order_by(col(Event.id).desc()).limit(limit)
         with self._snapshot() as session:
             rows = session.exec(query).all()
-            events = [_feed_event(ev, post, channel) for ev, post, channel in reversed(rows)]
+            events = [_feed_event(*row) for row in reversed(rows)]
             return events, session.exec(select(func.max(Event.id))).one() or 0
 
     @in_thread
@@ -329,15 +363,19 @@ class EventLog:
         *,
         limit: int = 1000,
         private: Sequence[str] | None = None,
+        person: str | Everyone | None = None,
+        kinds: Sequence[str] | None = None,
     ) -> list[FeedEvent]:
         """Events with id > ``after``, oldest first, at most ``limit`` of them.
 
-        ``private`` names the private channels the reader may see; None: all of them."""
-        query = _events_after(after, channels, private).order_by(col(Event.id)).limit(limit)
+        ``private`` names the private channels the reader may see; None: all of them.
+        ``person`` is the reader, whose personal events are read with the shared ones,
+        and nobody else's; None: nobody's; ``EVERYONE``: all of them, for the hub (10).
+        ``kinds``: only those."""
+        query = _events_after(after, channels, private, person, kinds)
+        query = query.order_by(col(Event.id)).limit(limit)
         with self._read() as session:
-            return [
-                _feed_event(ev, post, channel) for ev, post, channel in session.exec(query).all()
-            ]
+            return [_feed_event(*row) for row in session.exec(query).all()]
 
     @in_thread
     def count_events_after(
@@ -347,10 +385,12 @@ class EventLog:
         *,
         limit: int,
         private: Sequence[str] | None = None,
+        person: str | Everyone | None = None,
+        kinds: Sequence[str] | None = None,
     ) -> int:
         """How many events ``events_after`` would return with the same arguments, without
         reading them: a replay knows whether it is too long before it starts."""
-        ids = _readable_after(select(Event.id), after, channels, private)
+        ids = _readable_after(select(Event.id), after, channels, private, person, kinds)
         found = ids.order_by(col(Event.id)).limit(limit).subquery()
         with self._read() as session:
             return session.exec(select(func.count()).select_from(found)).one()
@@ -377,21 +417,53 @@ def readable(query: Q, private: Collection[str] | None) -> Q:
 
 
 def _readable_after(
-    query: Q, after: int, channels: Sequence[str] | None, private: Sequence[str] | None
+    query: Q,
+    after: int,
+    channels: Sequence[str] | None,
+    private: Sequence[str] | None,
+    person: str | Everyone | None = None,
+    kinds: Sequence[str] | None = None,
 ) -> Q:
     """``query`` narrowed to the events after ``after`` in ``channels`` (None: all) that a
-    reader of the private channels ``private`` (None: all) may see."""
+    reader of the private channels ``private`` (None: all) may see: shared events and
+    ``person``'s own (10); only ``kinds``, if given."""
     query = query.join(Channel, col(Channel.id) == col(Event.channel_id))
     query = query.where(col(Event.id) > after)
+    shared = col(Event.recipient).is_(None)
     if channels is not None:
-        query = query.where(col(Channel.name).in_(channels))
+        # A person's own events follow them on every stream (events.py, on personal events).
+        query = query.where(col(Channel.name).in_(channels) | col(Event.recipient).is_not(None))
+    if person is None:
+        query = query.where(shared)
+    elif not isinstance(person, Everyone):
+        query = query.where(shared | (col(Event.recipient) == person))
+    if kinds is not None:
+        query = query.where(col(Event.kind).in_(kinds))
     return readable(query, private)
 
 
 def _events_after(
-    after: int, channels: Sequence[str] | None, private: Sequence[str] | None
-) -> ModelSelect[Event, Post, Channel]:
-    """Events after ``after``, each with its post and channel as they are now (5), that a
-    reader may see (``_readable_after``)."""
-    query = _readable_after(select(Event, Post, Channel), after, channels, private)
-    return query.outerjoin(Post, col(Post.id) == col(Event.post_id))
+    after: int,
+    channels: Sequence[str] | None,
+    private: Sequence[str] | None,
+    person: str | Everyone | None = None,
+    kinds: Sequence[str] | None = None,
+) -> ModelSelect[Event, Post, Channel, int | None]:
+    """Events after ``after``, each with its post and channel as they are now (5), and a
+    read position's current place, that a reader may see (``_readable_after``)."""
+    query = _readable_after(
+        select(Event, Post, Channel, ReadPosition.event_id),
+        after,
+        channels,
+        private,
+        person,
+        kinds,
+    )
+    query = query.outerjoin(Post, col(Post.id) == col(Event.post_id))
+    # A read position is shown where it is now, as a post is (5).
+    return query.outerjoin(
+        ReadPosition,
+        (col(ReadPosition.name) == col(Event.recipient))
+        & (col(ReadPosition.channel_id) == col(Event.channel_id))
+        & (col(Event.kind) == EventKind.READ_POSITION.value),
+    )

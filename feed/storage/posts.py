@@ -37,7 +37,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, func, insert
 from sqlmodel import Session, col, select
 
-from feed import markdown
+from feed import markdown, mentions
 from feed.commits import GroupCommit
 from feed.models import (
     Answer,
@@ -148,26 +148,35 @@ class Posts(EventLog):
             for n, new in accepted
         ]
         post_ids = _insert_many(connection, POSTS, post_rows)
+        # A post's mentions go just before its own event (reading.py, on mentions).
+        # Each event as (post id, kind, recipient), in the order they are inserted.
+        planned: list[tuple[int, EventKind, str | None]] = []
+        for (n, new), post_id in zip(accepted, post_ids, strict=True):
+            for name in mentions.addressed(htmls[n], new.author):
+                planned.append((post_id, EventKind.MENTION, name))
+            planned.append((post_id, EventKind.POST_CREATED, None))
+        channel_of = {p: row["channel_id"] for row, p in zip(post_rows, post_ids, strict=True)}
         event_rows = [
-            {
-                "kind": EventKind.POST_CREATED.value,
-                "channel_id": row["channel_id"],
-                "post_id": post_id,
-                "created_at": at,
-            }
-            for row, post_id in zip(post_rows, post_ids, strict=True)
+            {"kind": kind.value, "channel_id": channel_of[post_id], "post_id": post_id}
+            | {"created_at": at, "recipient": recipient}
+            for post_id, kind, recipient in planned
         ]
         event_ids = _insert_many(connection, EVENTS, event_rows)
-        written: dict[int, Change] = {}
-        events = []
-        for (n, new), post_id, event_id in zip(accepted, post_ids, event_ids, strict=True):
-            view = PostView(
+        views = {}
+        for (n, new), post_id in zip(accepted, post_ids, strict=True):
+            views[post_id] = PostView(
                 post_id, new.channel, new.author, new.body, at, None, False, False, htmls[n]
             )
-            written[n] = Change(view, event_id)
-            chan = channels[new.channel]
+        by_post = {p: n for (n, _), p in zip(accepted, post_ids, strict=True)}
+        written: dict[int, Change] = {}
+        events = []
+        for (post_id, kind, recipient), event_id in zip(planned, event_ids, strict=True):
+            view = views[post_id]
+            if kind is EventKind.POST_CREATED:
+                written[by_post[post_id]] = Change(view, event_id)
+            chan = channels[view.channel]
             events.append(
-                FeedEvent(event_id, EventKind.POST_CREATED, chan.name, view, None, at, chan.private)
+                FeedEvent(event_id, kind, chan.name, view, None, at, chan.private, recipient)
             )
         self._noted(session, events)
         return written
@@ -181,8 +190,12 @@ class Posts(EventLog):
             post, channel = _live_post(session, post_id)
             if post.body == body:
                 return Change(_post_view(post, channel.name), None)
+            before = set(mentions.mentioned(post.html or ""))
             post.body, post.html = body, html
             post.edited_at = now()
+            for name in mentions.addressed(html, post.author):
+                if name not in before:  # told once, when first mentioned
+                    self._log(session, EventKind.MENTION, post, channel, recipient=name)
             event_id = self._log(session, EventKind.POST_UPDATED, post, channel)
             return Change(_post_view(post, channel.name), event_id)
 

@@ -1,0 +1,395 @@
+// Read state on the dashboard: unread counts in the nav and the title, the "new
+// since you last looked" divider, posts reported read once seen, the mention count,
+// "Mark all read", and opt-in desktop notifications. Loaded by pages that carry a
+// reader's read state (pages.py, on read state), before feed.js.
+//
+// 1. Read means seen. A post counts as read once at least half of it has been on
+//    screen while the tab is visible (IntersectionObserver and the Page Visibility
+//    API): one delivered to a hidden tab stays unread until the tab is shown. A
+//    position says "read up to here", and the list is newest first, so a channel is
+//    reported read (POST /api/channels/{c}/read, by data-event-id) only up to the
+//    newest post before which every post of it on the page has been seen: seeing
+//    the newest post at the top does not mark the unseen ones under it. One request
+//    per channel at a time, and only when it moves the position forward.
+// 2. Counts come from the server. The page starts with the counts it was rendered
+//    with. After a read-position event (this person's, from any tab or device), a
+//    new post or a mention, it asks GET /api/me/unread again, a burst of events at
+//    most once per REFRESH_MS: the server counts what the reader may read, without
+//    deleted posts and their own, and the page never works that out a second way.
+// 3. The divider is drawn once, when the page opens, under the oldest post the
+//    reader had not read then: every post below it was read (on the page of all
+//    channels, posts of several channels interleave, and one channel's read posts
+//    may sit among another's new ones). A post that arrives later goes above it.
+// 4. Personal events come on the page's own stream: feed.js hands each EventSource
+//    it makes to window.feedSourceHooks. A live post's event id is the message's
+//    id; a post replaced by an edit keeps the id it was made with (remembered here).
+// 5. Notifications are opt-in (a button; the browser asks for permission once).
+//    A mention, or a new post in an announcement channel, is shown as a desktop
+//    notification only by a tab that is hidden, and at most once per post across
+//    all the tabs of the browser. A tab claims a post by taking a Web Lock named
+//    after it, only if no other tab holds it, and holds it for CLAIM_HOLD_MS; the
+//    claim is also written to localStorage for later deliveries of the same post
+//    (a replay after a reconnect). localStorage alone is no claim: Chromium hands
+//    its writes to other tabs' processes a moment later, and two tabs both found
+//    the post unclaimed. A visible tab claims too, without showing anything, so no
+//    hidden tab shows what the reader already sees (a hidden tab waits
+//    HIDDEN_CLAIM_DELAY_MS before it claims, so a visible one goes first). Without
+//    Web Locks the claim is the localStorage check alone.
+(function () {
+  "use strict";
+
+  var REFRESH_MS = 300;
+  var CLAIMS_KEY = "feed-notified";
+  var CLAIMS_KEPT = 200;
+  var NOTIFY_KEY = "feed-notify";
+  var HIDDEN_CLAIM_DELAY_MS = 250; // a visible tab claims first (5)
+  var CLAIM_HOLD_MS = 5000;
+
+  var state = null; // the read state the page was rendered with, then as fetched
+  var eventIds = {}; // post id -> id of the event that made it (4)
+  var reported = {}; // channel -> position asked for (or known)
+  var inFlight = {}; // channel -> a report is on its way
+  var seenIds = new Set(); // event ids of the posts seen on screen (1)
+  var showing = new Set(); // posts on screen now, whether the tab is visible or not
+  var observer = null;
+  var refreshTimer = null;
+  var debug = (window.feedUnread = { reports: 0, refreshes: 0, notified: 0, readEvents: [] });
+
+  // -- 4. the stream ---------------------------------------------------------------------
+
+  window.feedSourceHooks = (window.feedSourceHooks || []).concat([
+    function (source) {
+      source.addEventListener("read-position", onReadPosition);
+      source.addEventListener("mention", onMention);
+      source.addEventListener("post-created", onPostCreated);
+      source.addEventListener("post-deleted", refreshSoon);
+    },
+  ]);
+
+  function onReadPosition(evt) {
+    var data = parse(evt.data);
+    if (!data) return;
+    var upTo = Number(data.getAttribute("data-up-to")) || 0;
+    var channel = data.getAttribute("data-channel");
+    debug.readEvents.push(channel);
+    if (upTo > (reported[channel] || 0)) reported[channel] = upTo;
+    refreshSoon();
+  }
+
+  function onMention(evt) {
+    var data = parse(evt.data);
+    refreshSoon();
+    if (data) notify(data.getAttribute("data-post"), "@" + person() + " · " + data.textContent);
+  }
+
+  function onPostCreated(evt) {
+    var id = Number(evt.lastEventId);
+    var match = /id="post-(\d+)"/.exec(evt.data);
+    if (!match) return;
+    var postId = match[1];
+    eventIds[postId] = id;
+    var el = document.getElementById("post-" + postId);
+    if (el) track(el);
+    refreshSoon();
+    var channel = /data-channel="([^"]*)"/.exec(evt.data);
+    if (channel && state && state.notify.indexOf(channel[1]) >= 0) {
+      var author = /class="author">([^<]*)</.exec(evt.data);
+      if (!author || author[1] !== person()) {
+        notify(postId, "New in #" + channel[1]);
+      }
+    }
+  }
+
+  var parser = document.createElement("template");
+
+  function parse(html) {
+    parser.innerHTML = html;
+    var el = parser.content.firstElementChild;
+    parser.innerHTML = "";
+    return el;
+  }
+
+  function person() {
+    return state ? state.person : "";
+  }
+
+  // -- 2. counts ---------------------------------------------------------------------------
+
+  function refreshSoon() {
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(function () {
+      refreshTimer = null;
+      refresh();
+    }, REFRESH_MS);
+  }
+
+  function refresh() {
+    debug.refreshes += 1;
+    fetch("/api/me/unread", { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (fresh) {
+        if (!fresh || !state) return;
+        state.channels = fresh.channels;
+        state.total = fresh.total;
+        state.mentions = fresh.mentions;
+        show();
+      })
+      .catch(function () { /* the next event asks again */ });
+  }
+
+  function show() {
+    document.querySelectorAll("[data-unread-channel]").forEach(function (badge) {
+      var found = state.channels[badge.getAttribute("data-unread-channel")];
+      setCount(badge, found ? found.unread : 0);
+    });
+    document.querySelectorAll("[data-unread-mentions]").forEach(function (badge) {
+      setCount(badge, state.mentions);
+    });
+    var title = document.title.replace(/^\(\d+\) /, "");
+    document.title = state.total ? "(" + state.total + ") " + title : title;
+    debug.total = state.total;
+    debug.mentions = state.mentions;
+  }
+
+  function setCount(badge, n) {
+    badge.querySelector(".count").textContent = String(n);
+    badge.hidden = !n;
+  }
+
+  // -- 1. read means seen --------------------------------------------------------------
+
+  function eventIdOf(el) {
+    var id = Number(el.getAttribute("data-event-id")) || eventIds[el.id.slice(5)] || 0;
+    if (id && !el.getAttribute("data-event-id")) el.setAttribute("data-event-id", String(id));
+    return id;
+  }
+
+  function track(el) {
+    var id = eventIdOf(el);
+    if (id) eventIds[el.id.slice(5)] = id;
+    if (observer && id) observer.observe(el);
+  }
+
+  function onIntersect(entries) {
+    entries.forEach(function (entry) {
+      if (entry.isIntersecting) showing.add(entry.target);
+      else showing.delete(entry.target);
+    });
+    collect();
+  }
+
+  function collect() {
+    if (document.visibilityState !== "visible") return;
+    var channels = {};
+    showing.forEach(function (el) {
+      if (!el.isConnected) {
+        showing.delete(el);
+        return;
+      }
+      seenIds.add(eventIdOf(el));
+      channels[el.getAttribute("data-channel")] = true;
+    });
+    Object.keys(channels).forEach(report);
+  }
+
+  // The newest post of ``channel`` such that every post of it on the page after the
+  // reader's position, up to that one, has been seen (their own count as seen).
+  function readUpTo(channel) {
+    var list = document.getElementById("posts");
+    if (!list) return 0;
+    var after = reported[channel] || 0;
+    var posts = Array.prototype.slice
+      .call(list.querySelectorAll(":scope > .post"))
+      .filter(function (el) {
+        return el.getAttribute("data-channel") === channel && eventIdOf(el) > after;
+      })
+      .sort(function (a, b) { return eventIdOf(a) - eventIdOf(b); });
+    var upTo = 0;
+    for (var i = 0; i < posts.length; i++) {
+      var id = eventIdOf(posts[i]);
+      if (!seenIds.has(id) && !ownPost(posts[i])) break;
+      upTo = id;
+    }
+    return upTo;
+  }
+
+  function ownPost(el) {
+    var author = el.querySelector(".author");
+    return !!author && author.textContent === person();
+  }
+
+  function report(channel) {
+    var upTo = readUpTo(channel);
+    if (!upTo || inFlight[channel]) return;
+    inFlight[channel] = true;
+    markRead(channel, { up_to: upTo }).then(function (done) {
+      inFlight[channel] = false;
+      if (done && done.read_up_to > (reported[channel] || 0)) reported[channel] = done.read_up_to;
+      else if (!done) return; // refused or offline: the next sighting tries again
+      if (readUpTo(channel)) report(channel);
+    });
+  }
+
+  function markRead(channel, body) {
+    debug.reports += 1;
+    var url = channel ? "/api/channels/" + encodeURIComponent(channel) + "/read" : "/api/me/read";
+    return fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: Object.assign({ "Content-Type": "application/json" }, csrf()),
+      body: JSON.stringify(body),
+    })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (done) { refreshSoon(); return done; })
+      .catch(function () { return null; });
+  }
+
+  function csrf() {
+    var raw = document.body.getAttribute("hx-headers");
+    try {
+      return raw ? JSON.parse(raw) : {};
+    } catch (e) {
+      return {};
+    }
+  }
+
+  // Back to a tab: what it saw is reported, and the counts are asked again, since a
+  // channel page's stream carries no other channel's new posts.
+  document.addEventListener("visibilitychange", function () {
+    collect();
+    if (document.visibilityState === "visible" && state) refreshSoon();
+  });
+
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest && evt.target.closest("[data-mark-read]");
+    if (button) markRead(button.getAttribute("data-mark-read"), {});
+    if (evt.target.id === "notify-toggle") toggleNotifications();
+  });
+
+  // -- 3. the divider ------------------------------------------------------------------
+
+  function isUnread(el) {
+    var channel = state.channels[el.getAttribute("data-channel")];
+    if (!channel || ownPost(el)) return false;
+    return eventIdOf(el) > channel.read_up_to;
+  }
+
+  function drawDivider(list) {
+    var posts = Array.prototype.slice.call(list.querySelectorAll(":scope > .post"));
+    var lastUnread = -1;
+    posts.forEach(function (el, i) {
+      if (isUnread(el)) lastUnread = i;
+    });
+    // Nothing new, or nothing read under the new posts: no line to draw.
+    if (lastUnread < 0 || lastUnread === posts.length - 1) return;
+    var firstRead = lastUnread + 1;
+    var divider = document.createElement("div");
+    divider.className = "unread-divider";
+    divider.id = "unread-divider";
+    divider.setAttribute("role", "separator");
+    divider.textContent = "New since you last looked";
+    list.insertBefore(divider, posts[firstRead]);
+  }
+
+  // -- 5. notifications ------------------------------------------------------------------
+
+  function notificationsOn() {
+    return (
+      "Notification" in window &&
+      Notification.permission === "granted" &&
+      localStorage.getItem(NOTIFY_KEY) === "on"
+    );
+  }
+
+  function showToggle() {
+    var button = document.getElementById("notify-toggle");
+    if (!button || !("Notification" in window)) return;
+    button.hidden = false;
+    button.textContent = notificationsOn() ? "Disable notifications" : "Enable notifications";
+    button.setAttribute("aria-pressed", notificationsOn() ? "true" : "false");
+  }
+
+  function toggleNotifications() {
+    if (notificationsOn()) {
+      localStorage.removeItem(NOTIFY_KEY);
+      showToggle();
+      return;
+    }
+    Notification.requestPermission().then(function (answer) {
+      if (answer === "granted") localStorage.setItem(NOTIFY_KEY, "on");
+      showToggle();
+    });
+  }
+
+  // Claims this post for this tab if no tab has yet; true if it was ours to claim.
+  function claim(postId) {
+    var claims = [];
+    try {
+      claims = JSON.parse(localStorage.getItem(CLAIMS_KEY) || "[]");
+    } catch (e) {
+      claims = [];
+    }
+    if (claims.indexOf(postId) >= 0) return false;
+    claims.push(postId);
+    localStorage.setItem(CLAIMS_KEY, JSON.stringify(claims.slice(-CLAIMS_KEPT)));
+    return true;
+  }
+
+  function notify(postId, text) {
+    if (!postId || !notificationsOn()) return;
+    var key = String(postId);
+    var decide = function () {
+      // A visible tab claims it too, and shows nothing: the reader sees the page.
+      if (!claim(key) || document.visibilityState === "visible") return;
+      debug.notified += 1;
+      var shown = new Notification("feed", { body: text, tag: "feed-post-" + key });
+      shown.onclick = function () {
+        window.focus();
+        shown.close();
+      };
+    };
+    var claimNow = function () {
+      if (!navigator.locks) {
+        decide();
+        return;
+      }
+      // The lock of this post, taken only if free, and held for CLAIM_HOLD_MS: the
+      // other tabs get it from the same broadcast within that time and find it taken;
+      // by then the claim in localStorage has reached them.
+      navigator.locks.request("feed-notify-" + key, { ifAvailable: true }, function (lock) {
+        if (!lock) return null;
+        decide();
+        return new Promise(function (done) { setTimeout(done, CLAIM_HOLD_MS); });
+      });
+    };
+    if (document.visibilityState === "visible") claimNow();
+    else setTimeout(claimNow, HIDDEN_CLAIM_DELAY_MS);
+  }
+
+  // -- start -------------------------------------------------------------------------------
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var blob = document.getElementById("read-state");
+    if (!blob) return;
+    state = JSON.parse(blob.textContent);
+    Object.keys(state.channels).forEach(function (name) {
+      reported[name] = state.channels[name].read_up_to;
+    });
+    var list = document.getElementById("posts");
+    if (list) {
+      drawDivider(list);
+      observer = new IntersectionObserver(onIntersect, { threshold: 0.5 });
+      list.querySelectorAll(":scope > .post").forEach(track);
+      // Posts put in later (live, re-fetched, older pages) are watched as well.
+      new MutationObserver(function (changes) {
+        changes.forEach(function (change) {
+          change.addedNodes.forEach(function (node) {
+            if (node.nodeType === 1 && node.classList.contains("post")) track(node);
+          });
+        });
+      }).observe(list, { childList: true });
+    }
+    show();
+    showToggle();
+  });
+})();

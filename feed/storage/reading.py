@@ -1,0 +1,234 @@
+"""Read state: how far each identity has read each channel, what it has not read yet,
+and the posts that mention it.
+
+Rationale:
+
+1. Personal events. Moving a read position writes an ``events`` row addressed to that
+   identity (``recipient``), in the same transaction, and the store announces it like
+   any other (log.py, on the commit announcement): the person's other tabs and
+   devices hear of it on their streams, and nobody else's do (log.py, on personal
+   events; events.py, on personal events). The event carries no copy of the
+   position: it is read as it is now, as a post is (log.py, on the current state).
+2. Forward only, and clamped. A position only moves forward (a late request from a
+   tab that saw less does not undo another's reading), and an ``up_to`` beyond the
+   log's newest event for everyone is taken as that one: a client cannot mark as
+   read what does not exist yet. Personal events do not count, so asking again
+   writes nothing: a client cannot make the log grow by marking, only by posting.
+3. On mentions. Each post writes one personal ``mention`` event for each identity it
+   mentions (mentions.py), in the post's transaction and just before the post's own
+   event: a mention is read once its channel is read up to its post. An edit tells
+   only the names it adds. Who may read the channel is checked when mentions are
+   read, never when written: a mention in a private channel is not shown or counted
+   for someone who cannot read it, and is, once they may.
+4. What counts as unread: new posts (``post-created``) in the channels the reader may
+   read, after their position there, neither deleted nor their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from feed.models import (
+    Channel,
+    Event,
+    EventKind,
+    FeedEvent,
+    Mention,
+    Post,
+    ReadMark,
+    ReadPosition,
+    Unread,
+    _post_view,
+)
+from feed.storage.channels import find_channel
+from feed.storage.engine import in_thread, now
+from feed.storage.log import EventLog, Q, readable
+
+UNREAD_KINDS = (EventKind.POST_CREATED.value,)
+
+
+class Reading(EventLog):
+    """The store's read positions and mentions."""
+
+    @in_thread
+    def mark_read(self, name: str, channel: str, up_to: int) -> ReadMark:
+        """Move ``name``'s position in ``channel`` forward to ``up_to``, clamped to the
+        newest event (2)."""
+        with self._write() as session:
+            found = find_channel(session, channel)
+            return self._move(session, name, found, min(up_to, _log_end(session)))
+
+    @in_thread
+    def mark_all_read(self, name: str, channels: Sequence[str]) -> list[ReadMark]:
+        """Move ``name``'s position in each of ``channels`` to the newest event."""
+        with self._write() as session:
+            end = _log_end(session)
+            found = session.exec(select(Channel).where(col(Channel.name).in_(channels))).all()
+            return [self._move(session, name, c, end) for c in sorted(found, key=_name)]
+
+    def _move(self, session: Session, name: str, channel: Channel, up_to: int) -> ReadMark:
+        assert channel.id is not None
+        kept = session.exec(
+            select(ReadPosition).where(
+                ReadPosition.name == name, ReadPosition.channel_id == channel.id
+            )
+        ).first()
+        if kept is not None and kept.event_id >= up_to:
+            return ReadMark(channel.name, kept.event_id, None)  # forward only (2)
+        if kept is None:
+            session.add(ReadPosition(name=name, channel_id=channel.id, event_id=up_to))
+        else:
+            kept.event_id = up_to
+        row = Event(
+            kind=EventKind.READ_POSITION.value,
+            channel_id=channel.id,
+            post_id=None,
+            created_at=now(),
+            recipient=name,
+        )
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        event = FeedEvent(
+            row.id,
+            EventKind.READ_POSITION,
+            channel.name,
+            None,
+            at=row.created_at,
+            private=channel.private,
+            recipient=name,
+            read_up_to=up_to,
+        )
+        self._noted(session, [event])
+        return ReadMark(channel.name, up_to, row.id)
+
+    @in_thread
+    def unread(
+        self, name: str, channels: Collection[str], *, private: Collection[str] | None
+    ) -> list[Unread]:
+        """What ``name`` has not read in each of ``channels`` (4), and the mentions of
+        it there (3); ``private``: the private channels it may read."""
+        with self._read() as session:
+            positions = dict(
+                session.exec(
+                    select(Channel.name, ReadPosition.event_id)
+                    .join(Channel, col(Channel.id) == col(ReadPosition.channel_id))
+                    .where(ReadPosition.name == name)
+                ).all()
+            )
+            posts = _counts(session, name, channels, private, mentions=False)
+            mentioned = _counts(session, name, channels, private, mentions=True)
+        return [
+            Unread(c, posts.get(c, 0), mentioned.get(c, 0), positions.get(c, 0))
+            for c in sorted(channels)
+        ]
+
+    @in_thread
+    def has_personal_after(self, name: str, after: int) -> bool:
+        """Whether ``name`` has any personal event after ``after`` (replays.py, on
+        personal events)."""
+        query = select(Event.id).where(col(Event.recipient) == name, col(Event.id) > after)
+        with self._read() as session:
+            return session.exec(query.limit(1)).first() is not None
+
+    @in_thread
+    def created_events(self, post_ids: Collection[int]) -> dict[int, int]:
+        """The id of the event that made each of ``post_ids``: pages give it to each
+        post they show, which the page reports as read (``mark_read``)."""
+        if not post_ids:
+            return {}
+        query = select(Event.post_id, Event.id).where(
+            col(Event.kind) == EventKind.POST_CREATED.value,
+            col(Event.post_id).in_(sorted(post_ids)),
+        )
+        with self._read() as session:
+            return {
+                post: event
+                for post, event in session.exec(query).all()
+                if post is not None and event is not None
+            }
+
+    @in_thread
+    def mentions(
+        self,
+        name: str,
+        channels: Collection[str],
+        *,
+        private: Collection[str] | None,
+        before: int | None = None,
+        limit: int = 50,
+    ) -> list[Mention]:
+        """The posts that mention ``name`` in ``channels``, newest first; ``before`` is
+        a mention's event id to page back from (3)."""
+        query = _personal(
+            select(Event.id, Post, Channel.name, ReadPosition.event_id),
+            name,
+            channels,
+            private,
+            EventKind.MENTION,
+        )
+        if before is not None:
+            query = query.where(col(Event.id) < before)
+        query = query.order_by(col(Event.id).desc()).limit(limit)
+        with self._read() as session:
+            rows = session.exec(query).all()
+        return [
+            Mention(event_id, _post_view(post, channel), event_id > (position or 0))
+            for event_id, post, channel, position in rows
+            if event_id is not None
+        ]
+
+
+def _log_end(session: Session) -> int:
+    """The newest event for everyone: what a position may reach (2)."""
+    newest = select(func.max(Event.id)).where(col(Event.recipient).is_(None))
+    return session.exec(newest).one() or 0
+
+
+def _name(channel: Channel) -> str:
+    return channel.name
+
+
+def _personal(
+    query: Q,
+    name: str,
+    channels: Collection[str],
+    private: Collection[str] | None,
+    kind: EventKind,
+) -> Q:
+    """``query`` over events of ``kind`` in ``channels`` that count for ``name`` (3, 4),
+    joined with their post and ``name``'s position in their channel."""
+    query = (
+        query.select_from(Event)
+        .join(Channel, col(Channel.id) == col(Event.channel_id))
+        .join(Post, col(Post.id) == col(Event.post_id))
+        .outerjoin(
+            ReadPosition,
+            (col(ReadPosition.channel_id) == col(Event.channel_id))
+            & (col(ReadPosition.name) == name),
+        )
+        .where(col(Event.kind) == kind.value, col(Post.deleted).is_(False))
+        .where(col(Channel.name).in_(sorted(channels)))
+    )
+    if kind is EventKind.MENTION:
+        query = query.where(col(Event.recipient) == name)
+    else:
+        query = query.where(col(Event.recipient).is_(None), col(Post.author) != name)
+    return readable(query, private)
+
+
+def _counts(
+    session: Session,
+    name: str,
+    channels: Collection[str],
+    private: Collection[str] | None,
+    *,
+    mentions: bool,
+) -> dict[str, int]:
+    kind = EventKind.MENTION if mentions else EventKind.POST_CREATED
+    query = _personal(select(Channel.name, func.count()), name, channels, private, kind)
+    query = query.where(col(Event.id) > func.coalesce(ReadPosition.event_id, 0))
+    return {channel: count for channel, count in session.exec(query.group_by(Channel.name)).all()}

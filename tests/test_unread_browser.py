@@ -1,0 +1,250 @@
+"""Read state in a real Chromium: unread counts and the title on open, the "new since
+you last looked" divider, posts read once seen, reading on one device clearing the
+counts on another (and on nobody else's), "Mark all read", and desktop notifications.
+
+Each browser context is one device; two contexts signed in with the same token are
+one person's two devices. Synchronisation is a Playwright wait with a deadline.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from tests.auth import bearer
+from tests.browser import (
+    FROZEN_NOW,
+    SAMPLE_POSTS,
+    Problems,
+    backdate,
+    browser,
+    context,
+    new_context,
+    open_live,
+    problems,
+    seed_sample_feed,
+    sign_in,
+    wait_applied,
+    wait_true,
+)
+from tests.conftest import Server
+
+pytestmark = pytest.mark.browser
+__all__ = ["browser", "context", "problems"]
+
+SYNC_MS = 2_000  # reading on one device clears the others' counts within 2 s
+
+
+def badge(page: Page, channel: str) -> object:
+    return page.locator(f'[data-unread-channel="{channel}"]')
+
+
+def children(page: Page) -> list[str]:
+    ids: list[str] = page.eval_on_selector_all("#posts > *", "els => els.map(el => el.id)")
+    return ids
+
+
+def test_counts_title_and_divider_show_on_open_and_clear_once_the_posts_are_seen(
+    server: Server, context: BrowserContext
+) -> None:
+    bob = server.token("bob")
+    first = server.post("read one", author="alice")
+    second = server.post("read two", author="alice")
+    read = server.client.post(
+        "/api/channels/general/read", json={"up_to": second["event_id"]}, headers=bearer(bob)
+    )
+    assert read.status_code == 200
+    new = [server.post("new one", author="alice"), server.post("new two @bob", author="alice")]
+    # #general's posts are not on this page, so they stay unread while it is open.
+    elsewhere = sign_in(context, server, bob, "/channels/announcements")
+    expect(badge(elsewhere, "general")).to_have_text("2 unread")
+    expect(badge(elsewhere, "announcements")).to_be_hidden()
+    expect(elsewhere.locator("[data-unread-mentions]")).to_have_text("1")
+    expect(elsewhere).to_have_title(re.compile(r"^\(2\) Announcements · feed$"))
+    elsewhere.close()
+
+    home = open_live(context, server.url)
+    expect(home.locator("#unread-divider")).to_have_text("New since you last looked")
+    post_ids = [f"post-{p['post']['id']}" for p in (*reversed(new), second, first)]
+    assert [i for i in children(home) if i.startswith("post-") or i == "unread-divider"] == [
+        post_ids[0],
+        post_ids[1],
+        "unread-divider",
+        post_ids[2],
+        post_ids[3],
+    ]
+    # Every post is on screen in a visible tab: read, on this page and on the server.
+    expect(badge(home, "general")).to_be_hidden(timeout=SYNC_MS)
+    expect(home).to_have_title("All channels · feed", timeout=SYNC_MS)
+    assert server.client.get("/api/me/unread", headers=bearer(bob)).json()["total"] == 0
+    # The divider stays where the page opened it.
+    expect(home.locator("#unread-divider")).to_be_visible()
+
+
+def test_reading_on_one_device_clears_the_counts_on_another_and_on_no_one_elses(
+    server: Server, browser: Browser, problems: Problems
+) -> None:
+    bob, carol = server.token("bob"), server.token("carol")
+    server.post("news for everyone", author="alice")
+    phone, laptop, hers = (new_context(browser, problems) for _ in range(3))
+    try:
+        watching = sign_in(phone, server, bob, "/channels/announcements")
+        expect(badge(watching, "general")).to_have_text("1 unread")
+        carols = sign_in(hers, server, carol, "/channels/announcements")
+        expect(badge(carols, "general")).to_have_text("1 unread")
+        # The laptop shows the post: bob has read it there.
+        reading = sign_in(laptop, server, bob, "/")
+        started = time.monotonic()
+        expect(badge(watching, "general")).to_be_hidden(timeout=SYNC_MS)
+        expect(watching).to_have_title("Announcements · feed", timeout=SYNC_MS)
+        assert time.monotonic() - started < SYNC_MS / 1000
+        assert "general" in watching.evaluate("window.feedUnread.readEvents")
+        # Carol's page heard nothing of it: an event after it has been applied there.
+        later = server.post("later", channel="announcements", author="alice")
+        wait_applied(carols, later["event_id"])
+        wait_applied(reading, later["event_id"])
+        # (She reads the later post herself: that read event is hers.)
+        assert "general" not in carols.evaluate("window.feedUnread.readEvents")
+        expect(badge(carols, "general")).to_have_text("1 unread")
+        assert server.client.get("/api/me/unread", headers=bearer(carol)).json()["total"] >= 1
+    finally:
+        for ctx in (phone, laptop, hers):
+            ctx.close()
+    assert problems.seen == []
+
+
+def test_mark_all_read_clears_what_was_never_scrolled_to(
+    server: Server, context: BrowserContext
+) -> None:
+    bob = server.token("bob")
+    for n in range(12):
+        server.post(f"general {n}", author="alice")
+    page = sign_in(context, server, bob, "/")
+    # The oldest unread posts are below the fold: seeing the newest does not read them.
+    expect(badge(page, "general")).to_have_text("12 unread")
+    expect(page).to_have_title(re.compile(r"^\(12\) "))
+    page.get_by_role("button", name="Mark all read").click()
+    expect(badge(page, "general")).to_be_hidden(timeout=SYNC_MS)
+    expect(page).to_have_title("All channels · feed", timeout=SYNC_MS)
+    assert server.client.get("/api/me/unread", headers=bearer(bob)).json()["total"] == 0
+
+
+# Counts the notifications the page makes (observing the browser, not standing in for
+# it), and lets the test say whether the tab is hidden: headless Chromium shows every
+# page, and the Page Visibility API is what the page asks.
+WATCH_NOTIFICATIONS = """
+(() => {
+  const Real = window.Notification;
+  window.__notifications = [];
+  window.Notification = class extends Real {
+    constructor(title, options) {
+      super(title, options);
+      window.__notifications.push(options && options.body);
+    }
+  };
+  window.__hidden = false;
+  Object.defineProperty(document, "visibilityState", {
+    configurable: true,
+    get: () => (window.__hidden ? "hidden" : "visible"),
+  });
+})();
+"""
+
+
+def shown(tabs: list[Page]) -> int:
+    return sum(int(tab.evaluate("window.__notifications.length")) for tab in tabs)
+
+
+def hide(tab: Page, hidden: bool) -> None:
+    tab.evaluate(
+        "h => { window.__hidden = h; document.dispatchEvent(new Event('visibilitychange')); }",
+        hidden,
+    )
+
+
+def test_notifications_are_opt_in_shown_only_in_hidden_tabs_and_once_per_post(
+    server: Server, browser: Browser, problems: Problems
+) -> None:
+    created = server.client.post(
+        "/api/channels",
+        json={"name": "news", "title": "News", "announcement_only": True},
+    )
+    assert created.status_code == 201
+    bob = server.token("bob")
+    ctx = new_context(browser, problems, permissions=["notifications"])
+    try:
+        ctx.add_init_script(WATCH_NOTIFICATIONS)
+        sign_in(ctx, server, bob, "/").close()
+        tabs = [open_live(ctx, server.url) for _ in range(3)]
+        # Not opted in: nothing, even hidden.
+        for tab in tabs:
+            hide(tab, True)
+        quiet = server.post("@bob before opting in", author="alice")
+        for tab in tabs:
+            wait_applied(tab, quiet["event_id"])
+        assert shown(tabs) == 0
+        for tab in tabs:
+            hide(tab, False)
+        tabs[0].get_by_role("button", name="Enable notifications").click()
+        expect(tabs[0].get_by_role("button", name="Disable notifications")).to_be_visible()
+        # Every tab visible: the reader sees the page, no notification.
+        seen = server.post("@bob while looking", author="alice")
+        for tab in tabs:
+            wait_applied(tab, seen["event_id"])
+        assert shown(tabs) == 0
+        # Every tab hidden: one notification per post, across the three tabs.
+        for tab in tabs:
+            hide(tab, True)
+        server.post("@bob while away", author="alice")
+        # By the admin, in an announcement channel.
+        server.post("the news", channel="news")
+        server.post("nothing for bob", author="alice")
+        wait_true(tabs[0], "() => window.__notifications !== undefined")
+        deadline = time.monotonic() + 2
+        while shown(tabs) < 2:
+            assert time.monotonic() < deadline, "the notifications never came"
+            tabs[0].wait_for_timeout(50)  # polling the pages, with a deadline
+        # Nothing more comes: a later event has been applied by every tab since.
+        last = server.post("still nothing for bob", author="alice")
+        for tab in tabs:
+            wait_applied(tab, last["event_id"])
+        tabs[0].wait_for_timeout(500)  # any claim in flight would have resolved by now
+        bodies = [b for tab in tabs for b in tab.evaluate("window.__notifications")]
+        assert len(bodies) == 2, bodies
+        assert any("while away" in b for b in bodies) and any("#news" in b for b in bodies)
+    finally:
+        ctx.close()
+    assert problems.seen == []
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_unread_counts_screenshots(
+    server: Server,
+    browser: Browser,
+    problems: Problems,
+    scheme: Literal["light", "dark"],
+    screenshots: Path,
+) -> None:
+    seed_sample_feed(server)
+    viewer = server.token(SAMPLE_POSTS[0][1], "writer")
+    said = server.post(
+        "The lift is back. Thanks @marco for checking!", "announcements", "Facilities"
+    )
+    backdate(server, {said["post"]["id"]: 1})
+    ctx = new_context(browser, problems, color_scheme=scheme)
+    try:
+        # On the announcements page, #general's posts stay unread while it is shown.
+        sign_in(ctx, server, viewer, "/channels/announcements").close()
+        page = open_live(ctx, f"{server.url}/channels/announcements", frozen=FROZEN_NOW)
+        expect(badge(page, "general")).to_have_text("3 unread")
+        expect(page.locator("mark[data-mention=marco]")).to_have_text("@marco")
+        expect(badge(page, "announcements")).to_be_hidden()
+        page.screenshot(path=screenshots / f"unread-laptop-{scheme}.png", animations="disabled")
+    finally:
+        ctx.close()
+    assert problems.seen == []
