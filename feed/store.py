@@ -41,15 +41,18 @@ from feed.storage.engine import (
 )
 from feed.storage.grants import Grants, TokenNotFound
 from feed.storage.keys import IdempotencyKeyReused
-from feed.storage.posts import PostDeleted, PostNotFound, Posts
+from feed.storage.posts import PostDeleted, PostNotFound, Posts, ReplyNotPinned
+from feed.storage.threads import NotAThread
 
 __all__ = [
     "ChannelArchived",
     "ChannelExists",
     "ChannelNotFound",
     "IdempotencyKeyReused",
+    "NotAThread",
     "PostDeleted",
     "PostNotFound",
+    "ReplyNotPinned",
     "Store",
     "StoreError",
     "StoreUnavailable",

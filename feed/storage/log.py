@@ -93,6 +93,7 @@ from feed.models import (
     Post,
     _feed_event,
 )
+from feed.storage import threads
 from feed.storage.engine import (
     StoreError,
     StoreUnavailable,
@@ -184,7 +185,9 @@ class EventLog:
                     )
                 self._guard_log(session)
                 yield session
-                written: list[FeedEvent] = session.info.get(WRITTEN, [])
+                # Replies and their threads' summaries as this transaction leaves them
+                # (threads.py, on summaries).
+                written = threads.with_threads(session, session.info.get(WRITTEN, []), new=True)
                 access: AccessChange = session.info.get(ACCESS, NO_ACCESS_CHANGE)
                 if self._notify:
                     _hint(session, access, written)
@@ -311,6 +314,7 @@ class EventLog:
         with self._snapshot() as session:
             rows = session.exec(query).all()
             events = [_feed_event(ev, post, channel) for ev, post, channel in reversed(rows)]
+            events = threads.with_threads(session, events)
             return events, session.exec(select(func.max(Event.id))).one() or 0
 
     @in_thread
@@ -329,15 +333,18 @@ class EventLog:
         *,
         limit: int = 1000,
         private: Sequence[str] | None = None,
+        thread: int | None = None,
     ) -> list[FeedEvent]:
         """Events with id > ``after``, oldest first, at most ``limit`` of them.
 
-        ``private`` names the private channels the reader may see; None: all of them."""
-        query = _events_after(after, channels, private).order_by(col(Event.id)).limit(limit)
+        ``private`` names the private channels the reader may see; None: all of them.
+        ``thread``: only the events of that top-level post and of its replies."""
+        query = _events_after(after, channels, private, thread)
+        query = query.order_by(col(Event.id)).limit(limit)
         with self._read() as session:
-            return [
-                _feed_event(ev, post, channel) for ev, post, channel in session.exec(query).all()
-            ]
+            rows = session.exec(query).all()
+            events = [_feed_event(ev, post, channel) for ev, post, channel in rows]
+            return threads.with_threads(session, events)
 
     @in_thread
     def count_events_after(
@@ -347,10 +354,13 @@ class EventLog:
         *,
         limit: int,
         private: Sequence[str] | None = None,
+        thread: int | None = None,
     ) -> int:
         """How many events ``events_after`` would return with the same arguments, without
         reading them: a replay knows whether it is too long before it starts."""
         ids = _readable_after(select(Event.id), after, channels, private)
+        if thread is not None:
+            ids = _in_thread(ids.outerjoin(Post, col(Post.id) == col(Event.post_id)), thread)
         found = ids.order_by(col(Event.id)).limit(limit).subquery()
         with self._read() as session:
             return session.exec(select(func.count()).select_from(found)).one()
@@ -388,10 +398,20 @@ def _readable_after(
     return readable(query, private)
 
 
+def _in_thread(query: Q, thread: int) -> Q:
+    """``query`` (joined with the events' posts) narrowed to one thread: the top-level
+    post ``thread`` and its replies."""
+    return query.where(or_(col(Event.post_id) == thread, col(Post.parent_id) == thread))
+
+
 def _events_after(
-    after: int, channels: Sequence[str] | None, private: Sequence[str] | None
+    after: int,
+    channels: Sequence[str] | None,
+    private: Sequence[str] | None,
+    thread: int | None = None,
 ) -> ModelSelect[Event, Post, Channel]:
     """Events after ``after``, each with its post and channel as they are now (5), that a
-    reader may see (``_readable_after``)."""
+    reader may see (``_readable_after``); of one ``thread`` only, if given."""
     query = _readable_after(select(Event, Post, Channel), after, channels, private)
-    return query.outerjoin(Post, col(Post.id) == col(Event.post_id))
+    query = query.outerjoin(Post, col(Post.id) == col(Event.post_id))
+    return query if thread is None else _in_thread(query, thread)
