@@ -32,6 +32,11 @@ The hot path, and why it looks the way it does:
    unsubscribe; what only a walk can tell (events written, the largest backlog, the
    oldest stream) is walked at most once per ``STATS_MAX_AGE`` however often it is
    asked.
+6. On threads. A thread's stream (``/events?thread=``) is filed under its thread's
+   id, not its channel, and an event is handed to the streams of its thread
+   (``Outgoing.thread``) besides those of its channel and of every channel: a
+   channel's stream pays nothing for threads, and a thread's stream is never offered
+   its channel's other posts.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class Outgoing(NamedTuple):
     channel: str
     frames: Mapping[Format, bytes]
     private: bool = False
+    thread: int | None = None  # the top-level post it is about, or replies to (6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +90,8 @@ class Hub:
 
     def __init__(self, heartbeat: float) -> None:
         self.heartbeat = heartbeat
-        self._by_channel: dict[str | None, set[Subscriber]] = {}
+        # By channel, None for every channel, or by thread id (6).
+        self._by_channel: dict[str | int | None, set[Subscriber]] = {}
         self._formats: dict[Format, int] = dict.fromkeys(Format, 0)
         self._ticker: asyncio.Task[None] | None = None
         self.closing = False
@@ -151,8 +158,7 @@ class Hub:
         return {fmt for fmt, count in self._formats.items() if count}
 
     def subscribe(self, subscriber: Subscriber) -> None:
-        keys: Iterable[str | None] = subscriber.channels or (None,)
-        for key in keys:
+        for key in _keys(subscriber):
             self._by_channel.setdefault(key, set()).add(subscriber)
         self._formats[subscriber.format] += 1
         self._count_in(subscriber, 1)
@@ -160,8 +166,7 @@ class Hub:
             subscriber.close()
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        keys: Iterable[str | None] = subscriber.channels or (None,)
-        for key in keys:
+        for key in _keys(subscriber):
             subs = self._by_channel.get(key)
             if subs is not None:
                 subs.discard(subscriber)
@@ -193,7 +198,8 @@ class Hub:
         for event in events:
             items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
             channel, private = event.channel, event.private
-            for key in (None, channel):
+            keys = (None, channel) if event.thread is None else (None, channel, event.thread)
+            for key in keys:
                 for subscriber in self._by_channel.get(key, ()):
                     found = items.get(subscriber.format)
                     if found is None:
@@ -270,3 +276,11 @@ class Hub:
         for subs in tuple(self._by_channel.values()):
             for subscriber in tuple(subs):
                 subscriber.close()
+
+
+def _keys(subscriber: Subscriber) -> Iterable[str | int | None]:
+    """Where the hub files ``subscriber``: under its thread (6), its channels, or None
+    for every channel."""
+    if subscriber.thread is not None:
+        return (subscriber.thread,)
+    return subscriber.channels or (None,)

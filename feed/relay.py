@@ -236,7 +236,7 @@ class Relay:
         outgoing = []
         for event in events:
             frames = self._renderer.frames(event, formats)
-            outgoing.append(Outgoing(event.id, event.channel, frames, event.private))
+            outgoing.append(Outgoing(event.id, event.channel, frames, event.private, event.root))
             if event.at is not None:
                 self._metrics.lag_seconds.observe(max(0.0, now - event.at.timestamp()))
         self._hub.publish_many(outgoing)

@@ -61,8 +61,8 @@ MAX_PAGE_BYTES = 32 * 1024 * 1024
 MAX_COUNTS = 256
 MAX_KNOWN = 1024
 
-# (after, channels, readable private channels, relay's delivered id)
-Key = tuple[int, tuple[str, ...] | None, tuple[str, ...] | None, int]
+# (after, channels, readable private channels, relay's delivered id, thread or None)
+Key = tuple[int, tuple[str, ...] | None, tuple[str, ...] | None, int, int | None]
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -80,6 +80,7 @@ class Cursor:
         "private",
         "sent",
         "start",
+        "thread",
         "upto",
     )
 
@@ -92,8 +93,10 @@ class Cursor:
         delivered: int,
         upto: int,
         backlog: int,
+        thread: int | None = None,
     ) -> None:
         self.format = fmt
+        self.thread = thread  # one thread's events only (storage/threads.py)
         self.piece = backlog // PIECES
         self.after = after  # the last event written
         self.start = after  # where the page it is reading begins
@@ -105,7 +108,7 @@ class Cursor:
         self.done = False  # the last piece is out
 
     def key(self, after: int) -> Key:
-        return (after, self.channels, self.private, self.delivered)
+        return (after, self.channels, self.private, self.delivered, self.thread)
 
 
 @dataclass
@@ -246,7 +249,7 @@ class Replays:
 
     async def count(self, cursor: Cursor, limit: int) -> int:
         """How many events the cursor's replay holds, counted up to ``limit`` (4)."""
-        after, channels, private, _ = key = cursor.key(cursor.after)
+        after, channels, private, _, thread = key = cursor.key(cursor.after)
         return await self._counts.get(
             (key, limit),
             lambda: self._store.count_events_after(
@@ -254,6 +257,7 @@ class Replays:
                 None if channels is None else list(channels),
                 limit=limit,
                 private=None if private is None else list(private),
+                thread=thread,
             ),
         )
 
@@ -279,7 +283,7 @@ class Replays:
         return b"".join(parts)
 
     async def _page(self, key: Key) -> Page:
-        after, channels, private, _ = key
+        after, channels, private, _, thread = key
 
         async def read() -> Page:
             events = await self._store.events_after(
@@ -287,6 +291,7 @@ class Replays:
                 None if channels is None else list(channels),
                 limit=PAGE,
                 private=None if private is None else list(private),
+                thread=thread,
             )
             return Page(events)
 

@@ -79,6 +79,7 @@ class Subscriber:
         "overflowed",
         "private",
         "sent",
+        "thread",
         "who",
     )
 
@@ -108,6 +109,9 @@ class Subscriber:
         self.private: frozenset[str] | None = NO_CHANNELS
         # Who opened the stream (access.py), so a revoked credential can end it.
         self.who: object = None
+        # A thread's stream (``/events?thread=``): the top-level post whose events, and
+        # whose replies' events, it follows, in its one channel (events.py).
+        self.thread: int | None = None
 
     def offer(self, item: Item) -> None:
         """Write ``item`` or queue it, without waiting; drop the subscriber if it is

@@ -128,6 +128,7 @@ def test_create_channel_form_adds_it_and_answers_with_the_panel(client: TestClie
         "archived": False,
         "private": False,
         "announcement_only": False,
+        "replies": True,
     }
     assert "#releases was created: Releases" in client.get("/admin").text
 
