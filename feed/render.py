@@ -54,6 +54,9 @@ from feed.sse import Format, frame
 from feed.text import CONTROLS, LINE_FEED, TAB, matching
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# What a re-fetched list or thread reflects: the newest event id of its snapshot. Pages
+# send it, feed.js reads it.
+SNAPSHOT_HEADER = "X-Feed-Last-Event-Id"
 # Encoded events kept for replays and for streams of several formats, bounded in bytes
 # (what the entries hold, the post's text included), not in entries: 2,048 entries of
 # posts at the length limit came to over 100 MiB.

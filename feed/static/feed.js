@@ -56,6 +56,14 @@
 // 9. Screen readers. New posts are told in one polite status line (#announcer),
 //    a burst in one sentence. The list is no live region: a re-fetch rebuilds it,
 //    and that is not news.
+// 10. Threads. A reply's message is the reply (marked data-parent) and its parent's
+//    reply summary. The summary replaces the card's wherever the card is shown; the
+//    reply goes into its thread only if that thread is open on the page (a region
+//    under the card, or the thread's own page), oldest first, by id, and is
+//    otherwise ignored: a list shows counts, not replies. Opening a thread fetches
+//    it and holds messages meanwhile, as "Older posts" does (6), so a reply racing
+//    the fetch is applied to it. A card replaced by an edit or a pin keeps its open
+//    thread region, with what is typed in it and the focus.
 (function () {
   "use strict";
 
@@ -233,9 +241,52 @@
   function replacePost(old, el) {
     var links = old.querySelectorAll("a[href]");
     var at = Array.prototype.indexOf.call(links, document.activeElement);
+    var active = document.activeElement;
+    keepThread(old, el);
     old.replaceWith(el);
     var again = at >= 0 ? el.querySelectorAll("a[href]")[at] : null;
     if (again) again.focus({ preventScroll: true });
+    else if (active && active !== document.body && el.contains(active) && active !== document.activeElement) {
+      active.focus({ preventScroll: true });
+    }
+  }
+
+  // Rule 10: the open thread region and its toggle move into the card that replaces it.
+  function keepThread(old, el) {
+    var region = old.querySelector(":scope > .thread");
+    var toggle = old.querySelector(":scope > .thread-bar > .thread-toggle");
+    var link = el.querySelector(":scope > .thread-bar > .thread-link");
+    var theirs = el.querySelector(":scope > .thread");
+    if (region && theirs) theirs.replaceWith(region);
+    if (toggle && link) link.parentNode.insertBefore(toggle, link);
+  }
+
+  // Rule 10: a reply's message. The summary goes wherever its card is; the reply into
+  // its thread if that is open here. Never asks for a re-fetch.
+  function applyReply(el, rest) {
+    rest.forEach(function (node) {
+      var shown = /^replies-\d+$/.test(node.id) && document.getElementById(node.id);
+      if (!shown) return;
+      node.removeAttribute("hx-swap-oob");
+      shown.replaceWith(node);
+    });
+    var existing = document.getElementById(el.id);
+    if (el.getAttribute("hx-swap-oob") === "delete") {
+      if (existing) existing.remove();
+      return;
+    }
+    el.removeAttribute("hx-swap-oob");
+    if (existing) {
+      replacePost(existing, el);
+    } else {
+      var replies = document.getElementById("replies-list-" + el.dataset.parent);
+      if (!replies) return;
+      var later = Array.prototype.slice.call(replies.children).filter(function (r) {
+        return postId(r) > postId(el);
+      })[0];
+      replies.insertBefore(el, later || null);
+    }
+    decorate(el);
   }
 
   // A kiosk (data-max-posts) leaves out only old unpinned posts and pinned ones past
@@ -287,9 +338,14 @@
   // Applies one message to the list; returns true if the list must be re-fetched.
   function apply(list, data) {
     parser.innerHTML = data;
-    var el = parser.content.firstElementChild;
+    var nodes = Array.prototype.slice.call(parser.content.children);
     parser.innerHTML = "";
+    var el = nodes[0];
     if (!el || !/^post-\d+$/.test(el.id)) return false;
+    if (el.dataset.parent) {
+      applyReply(el, nodes.slice(1));
+      return false;
+    }
     var before = tally(list);
     var existing = document.getElementById(el.id);
     var oob = el.getAttribute("hx-swap-oob");
@@ -438,6 +494,37 @@
     );
   });
 
+  // Rule 10: "Show replies" opens the thread in place, "Hide replies" closes it (and
+  // forgets it: opened again, it is fetched again). Messages are held while it loads.
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest && evt.target.closest(".thread-toggle");
+    var list = postsList();
+    if (!button || !list) return;
+    var region = document.getElementById(button.getAttribute("aria-controls"));
+    if (!region) return;
+    if (button.getAttribute("aria-expanded") === "true") {
+      region.hidden = true;
+      region.innerHTML = "";
+      button.setAttribute("aria-expanded", "false");
+      button.textContent = "Show replies";
+      return;
+    }
+    if (pending) return; // the list is being re-fetched: that list has its own button
+    pending = { held: [], overflowed: false, again: false };
+    get(button.dataset.url).then(
+      function (got) {
+        region.innerHTML = got.html;
+        region.hidden = false;
+        htmx.process(region);
+        decorate(region);
+        button.setAttribute("aria-expanded", "true");
+        button.textContent = "Hide replies";
+        releaseHeld(list);
+      },
+      function () { releaseHeld(list); }
+    );
+  });
+
   // The focus, if it was on the button, moves to the next one, or to the first post of
   // the last page: it does not fall back to the top of the document.
   function mergeOlder(list, older, html, focused) {
@@ -500,8 +587,30 @@
     return document.body.classList.contains("kiosk");
   }
 
+  // Rule 10: cards carry no control (the kiosk shares their bytes); a page that opens
+  // threads in place gives each closed card its "Show replies" button.
+  function addToggles(root) {
+    if (isKiosk()) return;
+    var links = root.querySelectorAll(".thread-bar > .thread-link[data-thread-url]");
+    for (var i = 0; i < links.length; i++) {
+      var link = links[i];
+      var card = link.closest(".post");
+      var region = card && card.querySelector(":scope > .thread");
+      if (!region || !region.hidden || link.parentNode.querySelector(".thread-toggle")) continue;
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "thread-toggle";
+      button.setAttribute("aria-expanded", "false");
+      button.setAttribute("aria-controls", region.id);
+      button.dataset.url = link.dataset.threadUrl;
+      button.textContent = "Show replies";
+      link.parentNode.insertBefore(button, link);
+    }
+  }
+
   function decorate(root) {
     if (!root.querySelectorAll) return;
+    addToggles(root);
     var nodes = root.querySelectorAll("time[datetime]");
     var kiosk = isKiosk();
     var now = new Date();
