@@ -141,10 +141,14 @@ def _client_commands(commands: Any) -> None:
         "post",
         help="publish a post through a running server",
         description="Publish a post through the server's HTTP API.",
-        epilog="example: FEED_TOKEN=... feed post announcements 'Deploy at **5 pm**'",
+        epilog="examples: FEED_TOKEN=... feed post announcements 'Deploy at **5 pm**'; "
+        "feed post --reply-to 12 'Thanks!'",
     )
-    post.add_argument("channel", help="channel name, e.g. general")
-    post.add_argument("text", help="the post's Markdown; - reads it from standard input")
+    post.add_argument("channel", nargs="?", help="channel name, e.g. general (not for a reply)")
+    post.add_argument("text", nargs="?", help="the post's Markdown; - reads it from standard input")
+    post.add_argument(
+        "--reply-to", type=int, metavar="ID", help="reply to post ID (in its own channel)"
+    )
     post.add_argument("--json", action="store_true", help="print the server's JSON answer")
     post.add_argument("--url", help=url_help)
     post.add_argument("--token", default=os.environ.get(TOKEN_VARIABLE), help=token_help)
@@ -190,6 +194,16 @@ def _client_commands(commands: Any) -> None:
         action="store_true",
         help="only members granted posting (and admins) may post",
     )
+    create.add_argument(
+        "--no-replies",
+        action="store_true",
+        help="announcement-only: readers may not reply (those who may post still may)",
+    )
+    replies = actions.add_parser(
+        "replies", help="let readers of an announcement-only channel reply, or not"
+    )
+    replies.add_argument("name")
+    replies.add_argument("setting", choices=("on", "off"))
     grant = actions.add_parser(
         "grant", help="make someone a member (reads a private channel, posts if --post)"
     )
@@ -261,6 +275,9 @@ def _main(argv: Sequence[str] | None) -> int:
         return OK
     if args.command in ("token", "kiosk"):
         return _credentials(settings, args)
+    if args.command == "post" and (wrong := _post_arguments(args)) is not None:
+        print(f"feed: {wrong}", file=sys.stderr)
+        return USAGE
     if args.command in ("post", "tail", "channels"):
         return _remote(args, args.url or _default_url(settings))
     # prometheus_client picks where its numbers live from these when it is first
@@ -337,15 +354,35 @@ def _remote(args: argparse.Namespace, url: str) -> int:
         return REFUSED if isinstance(exc, client.Refused) else UNREACHABLE
 
 
+def _post_arguments(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``feed post``'s arguments, if anything. A reply names no
+    channel: its one positional argument is the text."""
+    if args.reply_to is not None and args.text is None:
+        args.text, args.channel = args.channel, None
+    if args.reply_to is not None and args.channel is not None:
+        return "a reply goes to its post's channel: leave the channel out"
+    if args.text is None:
+        return "feed post needs a channel and a text (or --reply-to ID and a text)"
+    return None
+
+
 def _post(args: argparse.Namespace, server: Client) -> int:
     text = args.text
     if text == "-":
         # Bytes that are not UTF-8 become lone surrogates, which the client refuses.
         stdin = io.TextIOWrapper(sys.stdin.buffer, "utf-8", "surrogateescape")
         text = stdin.read()
-    answer = server.post(args.channel, text)
+    if args.reply_to is not None:
+        answer = server.reply(args.reply_to, text)
+    else:
+        answer = server.post(args.channel, text)
     if args.json:
         print(json.dumps(answer))
+    elif args.reply_to is not None:
+        print(
+            f"replied to post {args.reply_to} in #{answer['post']['channel']}: "
+            f"post {answer['post']['id']}, event {answer['event_id']}"
+        )
     else:
         print(
             f"posted to #{answer['post']['channel']}: post {answer['post']['id']}, "
@@ -379,6 +416,8 @@ def _channels(args: argparse.Namespace, server: Client) -> int:
     if action == "list":
         for channel in server.channels():
             marks = [m for m in ("archived", "private", "announcement_only") if channel.get(m)]
+            if channel.get("announcement_only") and channel.get("replies") is False:
+                marks.append("no replies")
             state = f"\t({', '.join(marks)})" if marks else ""
             print(f"{channel['name']}\t{channel['title']}{state}")
         return OK
@@ -391,7 +430,12 @@ def _channels(args: argparse.Namespace, server: Client) -> int:
             description=args.description,
             private=args.private,
             announcement_only=args.announcement_only,
+            replies=not args.no_replies,
         )
+    elif action == "replies":
+        channel = server.set_replies(args.name, args.setting == "on")
+        print(f"#{channel['name']}: readers {'may' if channel['replies'] else 'may not'} reply")
+        return OK
     elif action == "rename":
         channel = server.retitle_channel(args.name, args.title)
     elif action == "archive":
