@@ -28,7 +28,8 @@ Rationale:
    reply too, unless the channel turns replies off (``replies``): then only those who
    may post reply. The setting takes nothing from those who may post, in any channel.
    A kiosk link never replies, as it never posts. Editing and deleting a reply are
-   editing and deleting a post (``may_edit``).
+   editing and deleting a post (``may_edit``), with one addition: a reader may edit
+   and delete its own replies, as it may have written them.
 """
 
 from __future__ import annotations
@@ -94,11 +95,16 @@ class Permissions:
         return channel.announcement_only and channel.replies
 
     def may_edit(self, post: PostView) -> bool:
-        """Authors edit, delete and pin their own posts; admins anyone's."""
+        """Authors edit, delete and pin their own posts; admins anyone's. A reader edits
+        and deletes its own replies, which it may have written (7)."""
         who = self.identity
-        if not self.may_read(post.channel) or not who.at_least(Role.WRITER):
+        if not self.may_read(post.channel) or who.via is Via.KIOSK or not who.signed_in:
             return False
-        return who.role is Role.ADMIN or post.author == who.name
+        if who.role is Role.ADMIN:
+            return True
+        if post.author != who.name:
+            return False
+        return who.at_least(Role.WRITER) or post.parent is not None
 
     def readable(self) -> list[ChannelView]:
         return [c for c in self.channels.values() if self.may_read(c.name)]

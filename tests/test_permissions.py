@@ -8,6 +8,7 @@ are now.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -59,7 +60,8 @@ WHO = {
 }
 
 # Y: allowed, -: refused. "edit" covers editing, deleting, pinning and unpinning a
-# post; "reply" is replying to a post there; "manage" is making and changing channels
+# post; "reply" is replying to a post there; "reply-own" is editing or deleting one's
+# own reply there; "manage" is making and changing channels
 # and memberships, on any channel.
 # An archived channel takes no new posts from anyone, but that is the channel's state,
 # checked when the post is written (the store answers 409), not a permission.
@@ -70,48 +72,56 @@ anonymous     post          -       -       -       -        -         -        
 anonymous     reply         -       -       -       -        -         -         -
 anonymous     edit-own      -       -       -       -        -         -         -
 anonymous     edit-other    -       -       -       -        -         -         -
+anonymous     reply-own     -       -       -       -        -         -         -
 anonymous     manage        -       -       -       -        -         -         -
 reader        read          Y       Y       -       Y        Y         Y         Y
 reader        post          -       -       -       -        -         -         -
 reader        reply         -       -       -       Y        Y         -         -
 reader        edit-own      -       -       -       -        -         -         -
 reader        edit-other    -       -       -       -        -         -         -
+reader        reply-own     Y       Y       -       Y        Y         Y         Y
 reader        manage        -       -       -       -        -         -         -
 writer        read          Y       Y       -       Y        Y         Y         Y
 writer        post          Y       Y       -       Y        -         Y         -
 writer        reply         Y       Y       -       Y        Y         Y         -
 writer        edit-own      Y       Y       -       Y        Y         Y         Y
 writer        edit-other    -       -       -       -        -         -         -
+writer        reply-own     Y       Y       -       Y        Y         Y         Y
 writer        manage        -       -       -       -        -         -         -
 admin         read          Y       Y       Y       Y        Y         Y         Y
 admin         post          Y       Y       Y       Y        Y         Y         Y
 admin         reply         Y       Y       Y       Y        Y         Y         Y
 admin         edit-own      Y       Y       Y       Y        Y         Y         Y
 admin         edit-other    Y       Y       Y       Y        Y         Y         Y
+admin         reply-own     Y       Y       Y       Y        Y         Y         Y
 admin         manage        Y       Y       Y       Y        Y         Y         Y
 scoped-admin  read          Y       -       Y       -        -         -         -
 scoped-admin  post          Y       -       Y       -        -         -         -
 scoped-admin  reply         Y       -       Y       -        -         -         -
 scoped-admin  edit-own      Y       -       Y       -        -         -         -
 scoped-admin  edit-other    Y       -       Y       -        -         -         -
+scoped-admin  reply-own     Y       -       Y       -        -         -         -
 scoped-admin  manage        -       -       -       -        -         -         -
 kiosk         read          Y       -       Y       Y        -         -         -
 kiosk         post          -       -       -       -        -         -         -
 kiosk         reply         -       -       -       -        -         -         -
 kiosk         edit-own      -       -       -       -        -         -         -
 kiosk         edit-other    -       -       -       -        -         -         -
+kiosk         reply-own     -       -       -       -        -         -         -
 kiosk         manage        -       -       -       -        -         -         -
 proxy-user    read          Y       Y       -       Y        Y         Y         Y
 proxy-user    post          Y       Y       -       Y        -         Y         -
 proxy-user    reply         Y       Y       -       Y        Y         Y         -
 proxy-user    edit-own      Y       Y       -       Y        Y         Y         Y
 proxy-user    edit-other    -       -       -       -        -         -         -
+proxy-user    reply-own     Y       Y       -       Y        Y         Y         Y
 proxy-user    manage        -       -       -       -        -         -         -
 proxy-admin   read          Y       Y       Y       Y        Y         Y         Y
 proxy-admin   post          Y       Y       Y       Y        Y         Y         Y
 proxy-admin   reply         Y       Y       Y       Y        Y         Y         Y
 proxy-admin   edit-own      Y       Y       Y       Y        Y         Y         Y
 proxy-admin   edit-other    Y       Y       Y       Y        Y         Y         Y
+proxy-admin   reply-own     Y       Y       Y       Y        Y         Y         Y
 proxy-admin   manage        Y       Y       Y       Y        Y         Y         Y
 """
 
@@ -131,7 +141,7 @@ def _rows() -> list[tuple[str, str, dict[str, bool]]]:
 
 
 ROWS = _rows()
-ACTIONS = ("read", "post", "reply", "edit-own", "edit-other", "manage")
+ACTIONS = ("read", "post", "reply", "edit-own", "edit-other", "reply-own", "manage")
 
 
 def test_the_table_has_one_row_for_each_role_and_action() -> None:
@@ -173,8 +183,11 @@ def allowed(who: Identity, action: str, channel: str) -> bool:
         except ClientError:
             return False
         return True
-    author = (who.name or "") if action == "edit-own" else "someone-else"
-    return perms.may_edit(post_in(channel, author))
+    author = (who.name or "") if action in ("edit-own", "reply-own") else "someone-else"
+    post = post_in(channel, author)
+    if action == "reply-own":
+        post = replace(post, parent=1)
+    return perms.may_edit(post)
 
 
 @pytest.mark.parametrize(("role", "action", "expected"), ROWS, ids=[f"{r}-{a}" for r, a, _ in ROWS])

@@ -9,10 +9,13 @@ from collections.abc import Iterator
 import pytest
 from alembic import command
 from sqlalchemy import inspect, text
+from starlette.testclient import TestClient
 
 from feed import schema
 from feed.models import Commit, EventKind
+from feed.settings import Settings
 from feed.store import NotAThread, PostDeleted, PostNotFound, ReplyNotPinned, Store, make_engine
+from tests.auth import bearer, make_token
 
 
 @pytest.fixture
@@ -180,3 +183,55 @@ def test_a_database_at_0007_upgrades_to_replies_in_place(database_url: str) -> N
         assert reply.post.parent == post.id
     finally:
         store.close()
+
+
+def test_replies_through_the_api_are_idempotent_paged_and_edited_by_their_author(
+    client: TestClient, settings: Settings
+) -> None:
+    made = client.post(
+        "/api/channels", json={"name": "news", "title": "News", "announcement_only": True}
+    )
+    assert made.status_code == 201 and made.json()["channel"]["replies"] is True
+    parent = client.post("/api/channels/news/posts", json={"body": "launch"})
+    parent_id = parent.json()["post"]["id"]
+    url = f"/api/posts/{parent_id}/replies"
+    key = {"Idempotency-Key": "reply-1"}
+    first = client.post(url, json={"body": "congrats"}, headers=key)
+    again = client.post(url, json={"body": "congrats"}, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true" and again.text == first.text
+    assert first.headers["location"] == f"/api/posts/{first.json()['post']['id']}"
+    reused = client.post(url, json={"body": "something else"}, headers=key)
+    assert reused.status_code == 422
+    # A reader of an announcement-only channel replies, and edits and deletes its reply,
+    # but posts nothing and touches no one else's.
+    reader, _ = make_token(settings.database_url, "rita", "reader")
+    as_reader = bearer(reader)
+    mine = client.post(url, json={"body": "me too"}, headers=as_reader)
+    assert mine.status_code == 201, mine.text
+    mine_id = mine.json()["post"]["id"]
+    assert (
+        client.patch(f"/api/posts/{mine_id}", json={"body": "me too!"}, headers=as_reader).json()[
+            "post"
+        ]["body"]
+        == "me too!"
+    )
+    others = first.json()["post"]["id"]
+    refused = client.patch(f"/api/posts/{others}", json={"body": "x"}, headers=as_reader)
+    assert refused.status_code == 403
+    general = client.post("/api/channels/general/posts", json={"body": "chat"}).json()
+    in_general = client.post(
+        f"/api/posts/{general['post']['id']}/replies", json={"body": "hi"}, headers=as_reader
+    )
+    assert in_general.status_code == 403 and "may reply" in in_general.json()["error"]
+    anonymous = client.post(url, json={"body": "hi"}, headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    assert client.post(f"/api/posts/{mine_id}/pin").status_code == 422
+    # Paged newest first, as a channel's posts.
+    page = client.get(url, params={"limit": 1}).json()
+    assert [r["id"] for r in page["replies"]] == [mine_id] and page["next_before"] == mine_id
+    rest = client.get(url, params={"before": mine_id}).json()
+    assert [r["id"] for r in rest["replies"]] == [others] and rest["next_before"] is None
+    assert client.delete(f"/api/posts/{mine_id}", headers=as_reader).status_code == 200
+    listed = client.get("/api/channels/news/posts").json()["posts"]
+    assert [(p["id"], p["replies"], p["repliers"]) for p in listed] == [(parent_id, 1, ["tester"])]
