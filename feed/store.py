@@ -17,6 +17,8 @@ Where each rule is kept:
   unstorable values, synced commits: storage/engine.py;
 - new posts written in groups, rendering at write time, tombstones: storage/posts.py;
 - idempotency keys: storage/keys.py;
+- one level of replies, thread summaries, a post deleted with its replies:
+  storage/threads.py;
 - token digests: storage/grants.py.
 """
 
