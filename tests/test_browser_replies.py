@@ -190,3 +190,29 @@ def test_a_dashboard_with_an_open_thread_converges_through_a_server_restart(
     assert shown_ids(page) == [elsewhere, parent]
     wait_true(page, "() => document.getElementById('live').dataset.state === 'live'")
     assert kept.status_code == 201
+
+
+def test_a_threads_own_page_is_live_keeps_its_replies_through_an_edit_and_ends_with_its_post(
+    server: Server, context: BrowserContext
+) -> None:
+    parent = server.post("Thread page")["post"]["id"]
+    server.client.post(f"/api/posts/{parent}/replies", json={"body": "first"})
+    elsewhere = server.post("Not in this thread")["post"]["id"]
+    sign_in(context, server, server.token("Ada", "writer")).close()
+    page = open_live(context, f"{server.url}/posts/{parent}")
+    assert thread_replies(page, parent) == [("tester", "first")]
+    send_reply(page, parent, "second")
+    expect(page.locator(f"#replies-list-{parent} > .reply")).to_have_count(2, timeout=LIVE_MS)
+    expect(summary(page, parent)).to_have_text("2 replies · Ada, tester")
+    ok(server.client.patch(f"/api/posts/{parent}", json={"body": "Thread page, edited"}))
+    expect(post_el(page, parent).locator(":scope > .body")).to_have_text(
+        "Thread page, edited", timeout=LIVE_MS
+    )
+    assert thread_replies(page, parent) == [("tester", "first"), ("Ada", "second")]
+    # Its stream is the thread's alone: another post's change never reaches it.
+    ok(server.client.patch(f"/api/posts/{elsewhere}", json={"body": "changed"}))
+    last = ok(server.client.delete(f"/api/posts/{parent}"))["event_id"]
+    wait_applied(page, last)
+    expect(post_el(page, parent)).to_have_count(0)
+    expect(page.locator(".reply")).to_have_count(0)
+    assert page.locator(f"#post-{elsewhere}").count() == 0
