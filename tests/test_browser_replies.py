@@ -145,8 +145,9 @@ def test_a_thread_is_opened_written_in_and_sent_with_the_keyboard_alone(
     expect(page.locator(f"#replies-list-{parent} > .reply")).to_have_count(1, timeout=LIVE_MS)
     assert thread_replies(page, parent) == [("Kay", "Typed, not clicked")]
     expect(summary(page, parent)).to_have_text("1 reply · Kay")
-    # The form is back, empty, and still reachable from the keyboard.
+    # The form is back, empty, with the focus in it for the next reply.
     expect(page.locator(f"#reply-form-{parent} textarea")).to_have_value("")
+    expect(page.locator(f"#reply-form-{parent} textarea")).to_be_focused()
 
 
 def test_a_dashboard_with_an_open_thread_converges_through_a_server_restart(

@@ -650,6 +650,13 @@
     if (!elt) return;
     if (elt === document.body) start();
     else decorate(elt);
+    // Rule 10: a reply form that came back (sent, or with its error) takes the focus
+    // back if the form it replaced had it, so the keyboard stays in the thread.
+    var gone = document.activeElement;
+    if (elt.classList && elt.classList.contains("reply-form") && (!gone || gone === document.body)) {
+      var box = elt.querySelector("textarea");
+      if (box) box.focus();
+    }
   });
 
   // What the server rendered is applied; the sse extension may ask for a stream first.
