@@ -89,6 +89,10 @@ def test_two_people_reply_and_each_sees_the_others_reply_live(
         expect(summary(page, parent)).to_have_text("1 reply · Ada", timeout=LIVE_MS)
         expect(page.locator(f"#replies-list-{parent} > .reply")).to_have_count(1, timeout=LIVE_MS)
     assert thread_replies(bo, parent) == [("Ada", "Yes, count me in")]
+    # Told to screen readers where the thread is open, as new posts are.
+    expect(bo.locator("#announcer")).to_have_text(
+        "New reply by Ada to tester: Yes, count me in", timeout=LIVE_MS
+    )
     expect(bo.locator(f"#replies-list-{parent} strong")).to_have_text("count me in")
 
     send_reply(bo, parent, "Me too")

@@ -285,6 +285,7 @@
         return postId(r) > postId(el);
       })[0];
       replies.insertBefore(el, later || null);
+      announce(el);
     }
     decorate(el);
   }
@@ -395,12 +396,14 @@
 
   // -- 9. screen readers ----------------------------------------------------------------
 
-  var news = { count: 0, latest: null, timer: null };
+  var news = { count: 0, replies: 0, latest: null, timer: null };
 
   // New posts are told to screen readers through one polite status line, a burst in one
-  // sentence: the list itself is no live region, since a re-fetch rebuilds it whole.
+  // sentence: the list itself is no live region, since a re-fetch rebuilds it whole. A
+  // reply arriving in a thread open on the page is told the same way (rule 10).
   function announce(el) {
-    news.count += 1;
+    if (el.classList.contains("reply")) news.replies += 1;
+    else news.count += 1;
     news.latest = el;
     if (!news.timer) news.timer = setTimeout(tell, 500);
   }
@@ -408,13 +411,22 @@
   function tell() {
     var line = document.getElementById("announcer");
     var el = news.latest;
+    var reply = el.classList.contains("reply");
     var author = el.querySelector(".author").textContent;
-    var channel = el.querySelector(".channel").textContent;
     var body = el.querySelector(".body").textContent.trim().replace(/\s+/g, " ");
     if (body.length > 200) body = body.slice(0, 200) + "…";
-    var lead = news.count === 1 ? "New post" : news.count + " new posts, the latest";
-    if (line) line.textContent = lead + " by " + author + " in " + channel + ": " + body;
-    news = { count: 0, latest: null, timer: null };
+    var total = news.count + news.replies;
+    var kinds = news.count && news.replies ? "posts and replies" : reply ? "replies" : "posts";
+    var lead = total === 1 ? (reply ? "New reply" : "New post") : total + " new " + kinds + ", the latest";
+    var where;
+    if (reply) {
+      var parent = document.querySelector("#post-" + el.dataset.parent + " > header .author");
+      where = parent ? " to " + parent.textContent : "";
+    } else {
+      where = " in " + el.querySelector(".channel").textContent;
+    }
+    if (line) line.textContent = lead + " by " + author + where + ": " + body;
+    news = { count: 0, replies: 0, latest: null, timer: null };
   }
 
   // -- 6. re-fetching -------------------------------------------------------------------
