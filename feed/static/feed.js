@@ -2,9 +2,10 @@
 //
 // 1. Resume. htmx's sse extension rebuilds a CLOSED EventSource with the URL it
 //    started with, which drops the Last-Event-ID the browser would have sent. We
-//    build every EventSource ourselves, so its URL always carries the id of the
-//    last event this page applied, and we close the previous one (one stream per
-//    page, whatever path led to the rebuild).
+//    build every stream ourselves (feed-tabs.js: shared with the profile's other
+//    tabs, or the page's own), so it always resumes from the id of the last event
+//    this page applied, and we close the previous one (one stream per page, whatever
+//    path led to the rebuild).
 // 2. Exactly once. A message whose id is not newer than the last applied one is
 //    already on the page (a replay overlapping a re-fetched list): it is dropped.
 //    A new post whose element exists replaces it, so ids are never duplicated.
@@ -56,14 +57,17 @@
 // 9. Screen readers. New posts are told in one polite status line (#announcer),
 //    a burst in one sentence. The list is no live region: a re-fetch rebuilds it,
 //    and that is not news.
-// 10. Threads. A reply's message is the reply (marked data-parent) and its parent's
-//    reply summary. The summary replaces the card's wherever the card is shown; the
-//    reply goes into its thread only if that thread is open on the page (a region
-//    under the card, or the thread's own page), oldest first, by id, and is
-//    otherwise ignored: a list shows counts, not replies. Opening a thread fetches
-//    it and holds messages meanwhile, as "Older posts" does (6), so a reply racing
-//    the fetch is applied to it. A card replaced by an edit or a pin keeps its open
-//    thread region, with what is typed in it and the focus.
+// 10. Channel pages. A channel page may get every channel's messages (feed-tabs.js
+//     shares one stream of all of them): a post of another channel is not applied,
+//     and counts as applied, as if its stream had never carried it.
+// 11. Threads. A reply's message is the reply (marked data-parent) and its parent's
+//     reply summary. The summary replaces the card's wherever the card is shown; the
+//     reply goes into its thread only if that thread is open on the page (a region
+//     under the card, or the thread's own page), oldest first, by id, and is
+//     otherwise ignored: a list shows counts, not replies. Opening a thread fetches
+//     it and holds messages meanwhile, as "Older posts" does (6), so a reply racing
+//     the fetch is applied to it. A card replaced by an edit or a pin keeps its open
+//     thread region, with what is typed in it and the focus.
 (function () {
   "use strict";
 
@@ -82,7 +86,10 @@
   // While the list, or a page of older posts, is fetched: {held: [...], overflowed, again}.
   var pending = null;
   // Read by the browser tests, and handy in a console on a misbehaving screen.
-  var debug = (window.feedStream = { created: 0, url: null, lastApplied: 0 });
+  // mode: how this page gets its events (feed-tabs.js): "leader", "follower" or "own".
+  var debug = (window.feedStream = { created: 0, url: null, lastApplied: 0, mode: null });
+  // The channels a channel page shows (10); null shows them all.
+  var channels = null;
 
   function postsList() {
     return document.getElementById("posts");
@@ -98,22 +105,28 @@
 
   // -- 1. resume ------------------------------------------------------------------------
 
-  function withLastId(url) {
-    var u = new URL(url, window.location.href);
-    if (lastApplied) u.searchParams.set("last_event_id", String(lastApplied));
-    return u.pathname + u.search;
+  var hooks = {
+    mode: function (name) { debug.mode = name; },
+    created: function (url) {
+      debug.created += 1;
+      debug.url = url;
+    }
+  };
+
+  function position() {
+    return lastApplied;
   }
 
   htmx.createEventSource = function (url) {
     readList();
     if (source && source.readyState !== EventSource.CLOSED) source.close();
-    source = new EventSource(withLastId(url), { withCredentials: true });
+    var wanted = new URL(url, window.location.href).searchParams.getAll("channel");
+    channels = wanted.length ? wanted : null;
+    source = window.feedTabs.open(url, position, isKiosk(), hooks);
     source.addEventListener("hello", onHello);
     source.addEventListener("heartbeat", alive);
     source.addEventListener("resync", onResync);
     source.addEventListener("presence", onPresence);
-    debug.created += 1;
-    debug.url = source.url;
     return source;
   };
 
@@ -251,7 +264,7 @@
     }
   }
 
-  // Rule 10: the open thread region and its toggle move into the card that replaces it.
+  // Rule 11: the open thread region and its toggle move into the card that replaces it.
   function keepThread(old, el) {
     var region = old.querySelector(":scope > .thread");
     var toggle = old.querySelector(":scope > .thread-bar > .thread-toggle");
@@ -261,7 +274,7 @@
     if (toggle && link) link.parentNode.insertBefore(toggle, link);
   }
 
-  // Rule 10: a reply's message. The summary goes wherever its card is; the reply into
+  // Rule 11: a reply's message. The summary goes wherever its card is; the reply into
   // its thread if that is open here. Never asks for a re-fetch.
   function applyReply(el, rest) {
     rest.forEach(function (node) {
@@ -343,6 +356,7 @@
     parser.innerHTML = "";
     var el = nodes[0];
     if (!el || !/^post-\d+$/.test(el.id)) return false;
+    if (channels && el.dataset.channel && channels.indexOf(el.dataset.channel) < 0) return false;
     if (el.dataset.parent) {
       applyReply(el, nodes.slice(1));
       return false;
@@ -400,7 +414,7 @@
 
   // New posts are told to screen readers through one polite status line, a burst in one
   // sentence: the list itself is no live region, since a re-fetch rebuilds it whole. A
-  // reply arriving in a thread open on the page is told the same way (rule 10).
+  // reply arriving in a thread open on the page is told the same way (rule 11).
   function announce(el) {
     if (el.classList.contains("reply")) news.replies += 1;
     else news.count += 1;
@@ -506,7 +520,7 @@
     );
   });
 
-  // Rule 10: "Show replies" opens the thread in place, "Hide replies" closes it (and
+  // Rule 11: "Show replies" opens the thread in place, "Hide replies" closes it (and
   // forgets it: opened again, it is fetched again). Messages are held while it loads.
   document.addEventListener("click", function (evt) {
     var button = evt.target.closest && evt.target.closest(".thread-toggle");
@@ -599,7 +613,7 @@
     return document.body.classList.contains("kiosk");
   }
 
-  // Rule 10: cards carry no control (the kiosk shares their bytes); a page that opens
+  // Rule 11: cards carry no control (the kiosk shares their bytes); a page that opens
   // threads in place gives each closed card its "Show replies" button.
   function addToggles(root) {
     if (isKiosk()) return;
@@ -662,7 +676,7 @@
     if (!elt) return;
     if (elt === document.body) start();
     else decorate(elt);
-    // Rule 10: a reply form that came back (sent, or with its error) takes the focus
+    // Rule 11: a reply form that came back (sent, or with its error) takes the focus
     // back if the form it replaced had it, so the keyboard stays in the thread.
     var gone = document.activeElement;
     if (elt.classList && elt.classList.contains("reply-form") && (!gone || gone === document.body)) {
