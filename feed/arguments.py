@@ -124,12 +124,16 @@ def _client_commands(commands: Any) -> None:
         epilog="examples: FEED_TOKEN=... feed post announcements 'Deploy at **5 pm**'; "
         "feed post --reply-to 12 'Thanks!'",
     )
-    # Both optional to argparse: a reply's one positional argument is its text (cli.py
-    # checks which was meant).
-    post.add_argument("channel", nargs="?", help="channel name, e.g. general (not for a reply)")
-    post.add_argument("text", nargs="?", help="the post's Markdown; - reads it from standard input")
+    # With --reply-to, the first argument is the post to answer: two plain positionals
+    # keep ``--url`` and ``--token`` usable anywhere (1).
     post.add_argument(
-        "--reply-to", type=int, metavar="ID", help="reply to post ID (in its own channel)"
+        "channel", metavar="CHANNEL", help="channel name, e.g. general; with --reply-to, a post id"
+    )
+    post.add_argument("text", help="the post's Markdown; - reads it from standard input")
+    post.add_argument(
+        "--reply-to",
+        action="store_true",
+        help="reply to the post whose id is the first argument (in its own channel)",
     )
     post.add_argument("--json", action="store_true", help="print the server's JSON answer")
     _where_and_who(post)

@@ -177,14 +177,14 @@ def _remote(args: argparse.Namespace, url: str) -> int:
 
 
 def _post_arguments(args: argparse.Namespace) -> str | None:
-    """What is wrong with ``feed post``'s arguments, if anything. A reply names no
-    channel: its one positional argument is the text."""
-    if args.reply_to is not None and args.text is None:
-        args.text, args.channel = args.channel, None
-    if args.reply_to is not None and args.channel is not None:
-        return "a reply goes to its post's channel: leave the channel out"
-    if args.text is None:
-        return "feed post needs a channel and a text (or --reply-to ID and a text)"
+    """What is wrong with ``feed post``'s arguments, if anything: with ``--reply-to``
+    the first one is the id of the post to answer."""
+    if args.reply_to:
+        if not args.channel.isdigit():
+            return f"--reply-to takes the id of the post to answer first, not {args.channel!r}"
+        args.reply_to, args.channel = int(args.channel), None
+    else:
+        args.reply_to = None
     return None
 
 
