@@ -4,6 +4,7 @@ events, their threads' summaries, and a thread deleted with its post."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -235,3 +236,33 @@ def test_replies_through_the_api_are_idempotent_paged_and_edited_by_their_author
     assert client.delete(f"/api/posts/{mine_id}", headers=as_reader).status_code == 200
     listed = client.get("/api/channels/news/posts").json()["posts"]
     assert [(p["id"], p["replies"], p["repliers"]) for p in listed] == [(parent_id, 1, ["tester"])]
+
+
+def test_a_replayed_reply_of_a_deleted_thread_renders_as_the_tombstone_it_is_now(
+    store: Store,
+) -> None:
+    from feed.render import Renderer
+    from feed.sse import Format
+
+    async def main() -> int:
+        parent = (await store.create_post("general", "ann", "one")).post.id
+        await store.create_reply("general", parent, "bo", "gone soon")
+        await store.delete_post(parent)
+        return parent
+
+    parent = run(main())
+    created = next(e for e in run(store.events_after(0)) if e.kind is EventKind.REPLY_CREATED)
+    assert created.post is not None
+    renderer = Renderer()
+    html = renderer.event_data(created, Format.HTML)
+    assert html == (
+        f'<div id="post-{created.post.id}" data-parent="{parent}" hx-swap-oob="delete"></div>'
+        f'<span id="replies-{parent}" class="reply-summary" data-replies="0" '
+        'hx-swap-oob="outerHTML">No replies yet</span>'
+    )
+    assert renderer.event_data(created, Format.TEXT) == (
+        f"#general reply {created.post.id} by bo to post {parent} was deleted"
+    )
+    body = json.loads(renderer.event_data(created, Format.JSON))
+    assert body["post"]["deleted"] is True and body["post"]["parent"] == parent
+    assert body["thread"] == {"post": parent, "replies": 0, "repliers": []}
