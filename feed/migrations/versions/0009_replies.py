@@ -4,7 +4,7 @@ its readers from replying (``channels.replies``).
 Existing posts are top-level (no parent) and existing channels take replies.
 
 Revision ID: 0009_replies
-Revises: 0007_post_html
+Revises: 0007
 Create Date: 2026-11-30
 """
 
