@@ -43,24 +43,41 @@ class NotAThread(StoreError):
 
 
 def summaries(session: Session, post_ids: Collection[int]) -> dict[int, Thread]:
-    """The reply summary of each of ``post_ids`` that has live replies (2)."""
+    """The reply summary of each of ``post_ids`` that has live replies (2): counted in
+    the database, and at most ``REPLIERS`` names each read back, however many people
+    replied."""
     if not post_ids:
         return {}
-    query = (
-        select(Post.parent_id, Post.author, func.count(), func.max(Post.id))
-        .where(col(Post.parent_id).in_(sorted(post_ids)), col(Post.deleted).is_(False))
+    live = (col(Post.parent_id).in_(sorted(post_ids)), col(Post.deleted).is_(False))
+    counts = select(Post.parent_id, func.count()).where(*live).group_by(col(Post.parent_id))
+    found = {
+        parent: Thread(parent, count, ())
+        for parent, count in session.exec(counts).all()
+        if parent is not None
+    }
+    if not found:
+        return found
+    # Each replier's newest reply, ranked per thread: only the top few leave the database.
+    newest = (
+        select(Post.parent_id, Post.author, func.max(Post.id).label("newest"))
+        .where(*live)
         .group_by(col(Post.parent_id), col(Post.author))
+        .subquery()
     )
-    by_parent: dict[int, list[tuple[int, str, int]]] = {}
-    for parent, author, count, newest in session.exec(query).all():
-        assert parent is not None and newest is not None
-        by_parent.setdefault(parent, []).append((newest, author, count))
-    found = {}
-    for parent, rows in by_parent.items():
-        rows.sort(reverse=True)
-        names = tuple(author for _, author, _ in rows[:REPLIERS])
-        found[parent] = Thread(parent, sum(count for _, _, count in rows), names)
-    return found
+    rank = func.row_number().over(partition_by=newest.c.parent_id, order_by=newest.c.newest.desc())
+    ranked = select(newest.c.parent_id, newest.c.author, rank.label("rank")).subquery()
+    latest = (
+        select(ranked.c.parent_id, ranked.c.author)
+        .where(ranked.c.rank <= REPLIERS)
+        .order_by(ranked.c.parent_id, ranked.c.rank)
+    )
+    names: dict[int, list[str]] = {}
+    for parent, author in session.exec(latest).all():
+        names.setdefault(parent, []).append(author)
+    return {
+        parent: replace(thread, repliers=tuple(names.get(parent, ())))
+        for parent, thread in found.items()
+    }
 
 
 def summarised(post: PostView, threads: dict[int, Thread]) -> PostView:
