@@ -181,6 +181,24 @@ async def archive_channel(request: Request) -> HTMLResponse:
     return await _panel(rt)
 
 
+async def set_replies(request: Request) -> HTMLResponse:
+    """Whether readers of an announcement-only channel may reply (permissions.py, on
+    replies): the form sends ``replies`` as ``on`` or ``off``."""
+    rt = runtime(request)
+    name = request.path_params["channel"]
+    try:
+        form = await read_form(request, rt.settings.max_body_bytes)
+        setting = form.get("replies")
+        if setting not in ("on", "off"):
+            raise ClientError(422, "Send replies=on or replies=off.", setting)
+        change = await rt.store.update_channel(name, replies=setting == "on")
+    except (ClientError, StoreError) as exc:
+        status, message = _failure(exc)
+        return await _panel(rt, status, error=message)
+    rt.metrics.announced(change.event_id)
+    return await _panel(rt)
+
+
 # -- the live stream -----------------------------------------------------------------
 
 
@@ -283,5 +301,6 @@ routes = [
     Route("/admin/channels", admins_only(create_channel), methods=["POST"]),
     Route("/admin/channels/{channel}/title", admins_only(retitle_channel), methods=["POST"]),
     Route("/admin/channels/{channel}/archive", admins_only(archive_channel), methods=["POST"]),
+    Route("/admin/channels/{channel}/replies", admins_only(set_replies), methods=["POST"]),
     Route("/admin/channels/{channel}/restore", admins_only(archive_channel), methods=["POST"]),
 ]

@@ -54,8 +54,8 @@ from feed.inputs import (
     read_json,
     text_field,
 )
-from feed.models import Answer, Change, ChannelChange, Claim, Once
-from feed.permissions import forbidden_unless_admin
+from feed.models import Answer, Change, ChannelChange, Claim, Once, PostView
+from feed.permissions import Permissions, forbidden_unless_admin
 from feed.render import channel_json, post_json
 from feed.runtime import Runtime, runtime
 from feed.store import IdempotencyKeyReused, PostNotFound
@@ -70,16 +70,11 @@ def post_answer(rt: Runtime, change: Change) -> dict[str, Any]:
 
 async def editable(rt: Runtime, request: Request) -> int:
     """The id of the post in the path, if the requester may change it."""
-    perms = await rt.access.check(request)
-    found = post_id(request)
-    post = await rt.store.get_post(found, private=perms.private_readable())
-    # A post one may not read is answered like one that does not exist.
-    if not perms.may_read(post.channel):
-        raise PostNotFound(found)
+    perms, post = await readable_post(rt, request)
     perms.check_edit(post)
     # Changes count against the same rate as posts: each one reaches every screen.
     security.of(request).check_post_rate(request, perms.identity.limit_key)
-    return found
+    return post.id
 
 
 def idempotency_claim(request: Request, payload: dict[str, Any], owner: str) -> Claim | None:
@@ -170,7 +165,9 @@ async def create_channel(request: Request) -> Response:
     rt = await admin_only(request)
     payload = await read_json(request, rt.settings.max_body_bytes)
     check_fields(
-        payload, {"name", "title"}, frozenset({"description", "private", "announcement_only"})
+        payload,
+        {"name", "title"},
+        frozenset({"description", "private", "announcement_only", "replies"}),
     )
     name = channel_name(payload)
     title = text_field(payload, "title", MAX_TITLE_CHARS)
@@ -178,6 +175,7 @@ async def create_channel(request: Request) -> Response:
     access = {
         "private": flag(payload, "private") or False,
         "announcement_only": flag(payload, "announcement_only") or False,
+        "replies": flag(payload, "replies") is not False,
     }
     location = f"/api/channels/{name}/posts"
     who = await rt.access.identify(request.scope)
@@ -197,7 +195,7 @@ async def create_channel(request: Request) -> Response:
     return JSONResponse(channel_answer(rt, change), status_code=201, headers=headers)
 
 
-CHANNEL_FIELDS = ("title", "description", "private", "announcement_only")
+CHANNEL_FIELDS = ("title", "description", "private", "announcement_only", "replies")
 
 
 async def update_channel(request: Request) -> JSONResponse:
@@ -215,6 +213,7 @@ async def update_channel(request: Request) -> JSONResponse:
         description=description.strip() if description is not None else None,
         private=flag(payload, "private"),
         announcement_only=flag(payload, "announcement_only"),
+        replies=flag(payload, "replies"),
     )
     return JSONResponse(channel_answer(rt, change))
 
@@ -297,13 +296,53 @@ async def create_post(request: Request) -> Response:
     return JSONResponse(post_answer(rt, change), status_code=201, headers=headers)
 
 
-async def get_post(request: Request) -> JSONResponse:
-    rt = runtime(request)
+async def readable_post(rt: Runtime, request: Request) -> tuple[Permissions, PostView]:
+    """The post in the path and the requester's permissions, if it may read the post."""
     perms = await rt.access.check(request)
     found = post_id(request)
     post = await rt.store.get_post(found, private=perms.private_readable())
+    # A post one may not read is answered like one that does not exist.
     if not perms.may_read(post.channel):
         raise PostNotFound(found)
+    return perms, post
+
+
+async def create_reply(request: Request) -> Response:
+    """A reply to the post in the path (storage/threads.py): posted as a post is."""
+    rt = runtime(request)
+    perms, parent = await readable_post(rt, request)
+    security.admit_reply(request, perms, parent.channel)
+    payload = await read_json(request, rt.settings.max_body_bytes)
+    author = perms.identity.name
+    assert author is not None  # admit_reply let a signed-in identity in
+    claim = idempotency_claim(request, payload, author)
+    body = post_body(payload, author, rt.settings.max_post_chars)
+    if claim is not None:
+        answer = remembered(_post_content, lambda change: f"/api/posts/{change.post.id}")
+        write = rt.store.create_post_once(
+            claim, parent.channel, author, body, answer, parent=parent.id
+        )
+        return answer_once(rt, await once_for(request, write))
+    change = await rt.store.create_reply(parent.channel, parent.id, author, body)
+    headers = {"Location": f"/api/posts/{change.post.id}"}
+    return JSONResponse(post_answer(rt, change), status_code=201, headers=headers)
+
+
+async def list_replies(request: Request) -> JSONResponse:
+    """The replies to the post in the path, newest first, paged as a channel's posts."""
+    rt = runtime(request)
+    perms, parent = await readable_post(rt, request)
+    before = int_param(request, "before", low=1)
+    limit = int_param(request, "limit", low=1, high=MAX_PAGE) or rt.settings.page_size
+    replies = await rt.store.list_replies(
+        parent.id, before=before, limit=limit, private=perms.private_readable()
+    )
+    next_before = replies[-1].id if len(replies) == limit else None
+    return JSONResponse({"replies": [post_json(p) for p in replies], "next_before": next_before})
+
+
+async def get_post(request: Request) -> JSONResponse:
+    _, post = await readable_post(runtime(request), request)
     return JSONResponse({"post": post_json(post)})
 
 
@@ -425,6 +464,8 @@ routes = [
     Route("/api/posts/{post_id}", get_post, methods=["GET"]),
     Route("/api/posts/{post_id}", edit_post, methods=["PATCH"]),
     Route("/api/posts/{post_id}", delete_post, methods=["DELETE"]),
+    Route("/api/posts/{post_id}/replies", list_replies, methods=["GET"]),
+    Route("/api/posts/{post_id}/replies", create_reply, methods=["POST"]),
     Route("/api/posts/{post_id}/pin", pin_post, methods=["POST"]),
     Route("/api/posts/{post_id}/unpin", pin_post, methods=["POST"]),
     Route("/api/presence", presence, methods=["GET"]),

@@ -24,6 +24,7 @@ from feed import (
     pages,
     presence,
     signin,
+    threads,
     viewers,
 )
 from feed.brokers import broker_from_url
@@ -118,6 +119,7 @@ def create_app(settings: Settings) -> FeedApp:
         *api.routes,
         *admin.routes,
         *pages.routes,
+        *threads.routes,
         *signin.routes,
         *health.routes,
         Route("/events", EventStream(), methods=["GET"]),

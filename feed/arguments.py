@@ -121,10 +121,20 @@ def _client_commands(commands: Any) -> None:
         "post",
         help="publish a post through a running server",
         description="Publish a post through the server's HTTP API.",
-        epilog="example: FEED_TOKEN=... feed post announcements 'Deploy at **5 pm**'",
+        epilog="examples: FEED_TOKEN=... feed post announcements 'Deploy at **5 pm**'; "
+        "feed post --reply-to 12 'Thanks!'",
     )
-    post.add_argument("channel", help="channel name, e.g. general")
+    # With --reply-to, the first argument is the post to answer: two plain positionals
+    # keep ``--url`` and ``--token`` usable anywhere (1).
+    post.add_argument(
+        "channel", metavar="CHANNEL", help="channel name, e.g. general; with --reply-to, a post id"
+    )
     post.add_argument("text", help="the post's Markdown; - reads it from standard input")
+    post.add_argument(
+        "--reply-to",
+        action="store_true",
+        help="reply to the post whose id is the first argument (in its own channel)",
+    )
     post.add_argument("--json", action="store_true", help="print the server's JSON answer")
     _where_and_who(post)
     tail = commands.add_parser(
@@ -170,6 +180,16 @@ def _client_commands(commands: Any) -> None:
         action="store_true",
         help="only members granted posting (and admins) may post",
     )
+    create.add_argument(
+        "--no-replies",
+        action="store_true",
+        help="announcement-only: readers may not reply (those who may post still may)",
+    )
+    replies = actions.add_parser(
+        "replies", help="let readers of an announcement-only channel reply, or not"
+    )
+    replies.add_argument("name")
+    replies.add_argument("setting", choices=("on", "off"))
     grant = actions.add_parser(
         "grant", help="make someone a member (reads a private channel, posts if --post)"
     )

@@ -97,6 +97,9 @@ def _main(argv: Sequence[str] | None) -> int:
         return OK
     if args.command in ("token", "kiosk"):
         return _credentials(settings, args)
+    if args.command == "post" and (wrong := _post_arguments(args)) is not None:
+        print(f"feed: {wrong}", file=sys.stderr)
+        return USAGE
     if args.command in ("post", "tail", "channels"):
         return _remote(args, args.url or _default_url(settings))
     # prometheus_client picks where its numbers live from these when it is first
@@ -173,15 +176,35 @@ def _remote(args: argparse.Namespace, url: str) -> int:
         return REFUSED if isinstance(exc, client.Refused) else UNREACHABLE
 
 
+def _post_arguments(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``feed post``'s arguments, if anything: with ``--reply-to``
+    the first one is the id of the post to answer."""
+    if args.reply_to:
+        if not args.channel.isdigit():
+            return f"--reply-to takes the id of the post to answer first, not {args.channel!r}"
+        args.reply_to, args.channel = int(args.channel), None
+    else:
+        args.reply_to = None
+    return None
+
+
 def _post(args: argparse.Namespace, server: Client) -> int:
     text = args.text
     if text == "-":
         # Bytes that are not UTF-8 become lone surrogates, which the client refuses.
         stdin = io.TextIOWrapper(sys.stdin.buffer, "utf-8", "surrogateescape")
         text = stdin.read()
-    answer = server.post(args.channel, text)
+    if args.reply_to is not None:
+        answer = server.reply(args.reply_to, text)
+    else:
+        answer = server.post(args.channel, text)
     if args.json:
         print(json.dumps(answer))
+    elif args.reply_to is not None:
+        print(
+            f"replied to post {args.reply_to} in #{answer['post']['channel']}: "
+            f"post {answer['post']['id']}, event {answer['event_id']}"
+        )
     else:
         print(
             f"posted to #{answer['post']['channel']}: post {answer['post']['id']}, "
@@ -216,6 +239,8 @@ def _channels(args: argparse.Namespace, server: Client) -> int:
     if action == "list":
         for channel in server.channels():
             marks = [m for m in ("archived", "private", "announcement_only") if channel.get(m)]
+            if channel.get("announcement_only") and channel.get("replies") is False:
+                marks.append("no replies")
             state = f"\t({', '.join(marks)})" if marks else ""
             print(f"{channel['name']}\t{channel['title']}{state}")
         return OK
@@ -228,7 +253,12 @@ def _channels(args: argparse.Namespace, server: Client) -> int:
             description=args.description,
             private=args.private,
             announcement_only=args.announcement_only,
+            replies=not args.no_replies,
         )
+    elif action == "replies":
+        channel = server.set_replies(args.name, args.setting == "on")
+        print(f"#{channel['name']}: readers {'may' if channel['replies'] else 'may not'} reply")
+        return OK
     elif action == "rename":
         channel = server.retitle_channel(args.name, args.title)
     elif action == "archive":

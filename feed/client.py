@@ -136,6 +136,11 @@ class Client:
         )
         return answer
 
+    def reply(self, parent: int, body: str) -> dict[str, Any]:
+        """Reply to the post ``parent`` as the token's identity; the server's answer."""
+        answer: dict[str, Any] = self._call("POST", f"/api/posts/{parent}/replies", {"body": body})
+        return answer
+
     # -- channels ------------------------------------------------------------------
 
     def channels(self) -> list[dict[str, Any]]:
@@ -150,6 +155,7 @@ class Client:
         description: str | None = None,
         private: bool = False,
         announcement_only: bool = False,
+        replies: bool = True,
     ) -> dict[str, Any]:
         fields: dict[str, Any] = {"name": name, "title": title}
         if description:
@@ -158,7 +164,13 @@ class Client:
             fields["private"] = True
         if announcement_only:
             fields["announcement_only"] = True
+        if not replies:
+            fields["replies"] = False
         return self._channel(self._call("POST", "/api/channels", fields))
+
+    def set_replies(self, name: str, replies: bool) -> dict[str, Any]:
+        """Whether readers of an announcement-only channel may reply there."""
+        return self._channel(self._call("PATCH", f"/api/channels/{name}", {"replies": replies}))
 
     def retitle_channel(self, name: str, title: str) -> dict[str, Any]:
         return self._channel(self._call("PATCH", f"/api/channels/{name}", {"title": title}))

@@ -41,6 +41,11 @@ The hot path, and why it looks the way it does:
    they opened, whatever channels the stream follows (the page's nav counts every
    channel), but only if they may read its channel: the same private check as
    shared events. A stream asked for mentions only gets nothing else.
+7. On threads. A thread's stream (``/events?thread=``) is filed under its thread's
+   id, not its channel, and an event is handed to the streams of its thread
+   (``Outgoing.thread``) besides those of its channel and of every channel: a
+   channel's stream pays nothing for threads, and a thread's stream is never offered
+   its channel's other posts.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class Outgoing(NamedTuple):
     # The identity a personal event is for, and its kind (6); None: everyone's.
     recipient: str | None = None
     kind: str = ""
+    thread: int | None = None  # the top-level post it is about, or replies to (7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,8 @@ class Hub:
 
     def __init__(self, heartbeat: float) -> None:
         self.heartbeat = heartbeat
-        self._by_channel: dict[str | None, set[Subscriber]] = {}
+        # By channel, None for every channel, or by thread id (7).
+        self._by_channel: dict[str | int | None, set[Subscriber]] = {}
         # The streams of each identity, for its personal events (6).
         self._by_person: dict[str, set[Subscriber]] = {}
         self._formats: dict[Format, int] = dict.fromkeys(Format, 0)
@@ -170,9 +177,13 @@ class Hub:
         return {fmt for fmt, count in self._formats.items() if count}
 
     @staticmethod
-    def _keys(subscriber: Subscriber) -> Iterable[str | None]:
+    def _keys(subscriber: Subscriber) -> Iterable[str | int | None]:
+        """Where the hub files ``subscriber``: with the mentions-only streams (6),
+        under its thread (7), its channels, or None for every channel."""
         if subscriber.only is not None:
             return (PERSONAL_ONLY,)
+        if subscriber.thread is not None:
+            return (subscriber.thread,)
         return subscriber.channels or (None,)
 
     def subscribe(self, subscriber: Subscriber) -> None:
@@ -219,7 +230,8 @@ class Hub:
             if event.recipient is not None:
                 self._address(event, items, per_sub)
                 continue
-            for key in (None, channel):
+            keys = (None, channel) if event.thread is None else (None, channel, event.thread)
+            for key in keys:
                 for subscriber in self._by_channel.get(key, ()):
                     found = items.get(subscriber.format)
                     if found is None:

@@ -28,6 +28,9 @@ class EventKind(StrEnum):
     POST_DELETED = "post-deleted"
     POST_PINNED = "post-pinned"
     POST_UNPINNED = "post-unpinned"
+    REPLY_CREATED = "reply-created"
+    REPLY_UPDATED = "reply-updated"
+    REPLY_DELETED = "reply-deleted"
     CHANNEL_CREATED = "channel-created"
     CHANNEL_UPDATED = "channel-updated"
     CHANNEL_ARCHIVED = "channel-archived"
@@ -38,7 +41,12 @@ class EventKind(StrEnum):
 
     @property
     def is_post(self) -> bool:
-        return self.value.startswith("post-")
+        """About a post, a reply included (replies are posts)."""
+        return self.value.startswith(("post-", "reply-"))
+
+    @property
+    def is_reply(self) -> bool:
+        return self.value.startswith("reply-")
 
     @property
     def is_personal(self) -> bool:
@@ -60,6 +68,8 @@ class Channel(SQLModel, table=True):
     private: bool = False
     # Writers may post only with a member's grant to post.
     announcement_only: bool = False
+    # Readers of an announcement-only channel may reply (permissions.py, on replies).
+    replies: bool = True
 
 
 class Post(SQLModel, table=True):
@@ -67,6 +77,9 @@ class Post(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     channel_id: int = Field(foreign_key="channels.id", index=True)
+    # The post this one answers (always a top-level one, in the same channel); None
+    # for a top-level post (storage/posts.py, on replies).
+    parent_id: int | None = Field(default=None, foreign_key="posts.id", index=True)
     author: str = Field(max_length=200)
     body: str
     # The body as sanitised HTML, made when it was written (markdown.py); None for
@@ -182,6 +195,7 @@ class ChannelView:
     archived: bool = False
     private: bool = False
     announcement_only: bool = False
+    replies: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +235,20 @@ class PostView:
     pinned: bool
     deleted: bool
     html: str  # the body as sanitised HTML (markdown.py)
+    parent: int | None = None  # the post this one answers; None if top-level
+    # Of a top-level post: its live replies, and the latest repliers, newest first.
+    replies: int = 0
+    repliers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """A top-level post's reply summary as it is now: how many live replies it has,
+    and who wrote the latest ones (distinct names, newest first)."""
+
+    post: int
+    replies: int
+    repliers: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +267,16 @@ class FeedEvent:
     # identity has read the channel now.
     recipient: str | None = None
     read_up_to: int | None = None
+    # A reply's event: its parent's reply summary, as it is now.
+    thread: Thread | None = None
+
+    @property
+    def root(self) -> int | None:
+        """The thread this event belongs to: its post's parent, or the post itself."""
+        post = self.post
+        if post is None:
+            return None
+        return post.id if post.parent is None else post.parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +370,16 @@ class Mention:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadPage:
+    """A top-level post with its replies (the newest ``limit``, oldest first), how
+    many it has in all, and the newest event id at the moment they were read."""
+
+    post: PostView
+    replies: list[PostView]
+    last_event_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewPost:
     """A post waiting to be written in a group (storage/posts.py): its body's HTML, if rendered
     yet, and the request's ``Idempotency-Key`` claim with how to write down its answer,
@@ -341,6 +389,7 @@ class NewPost:
     author: str
     body: str
     html: str | None = None
+    parent: int | None = None  # the post this one answers
     claim: Claim | None = None
     answer: Callable[[Change], Answer] | None = None
 
@@ -403,6 +452,7 @@ def _channel_view(channel: Channel) -> ChannelView:
         channel.archived,
         channel.private,
         channel.announcement_only,
+        channel.replies,
     )
 
 
@@ -455,4 +505,5 @@ def _post_view(post: Post, channel: str) -> PostView:
         pinned=post.pinned,
         deleted=post.deleted,
         html=markdown.to_html(post.body) if post.html is None else post.html,
+        parent=post.parent_id,
     )

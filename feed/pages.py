@@ -48,6 +48,7 @@ from feed.errors import ClientError
 from feed.inputs import choice, int_param, post_body, read_form
 from feed.models import ChannelView, FrontPage, PostView
 from feed.permissions import Permissions
+from feed.render import SNAPSHOT_HEADER
 from feed.runtime import Runtime, runtime
 from feed.security import admit_post
 from feed.store import StoreError
@@ -55,7 +56,6 @@ from feed.viewers import SignInFirst, viewer
 
 KIOSK_POSTS = 30  # posts a kiosk shows and keeps in its DOM, pinned ones first
 THEMES = ("auto", "light", "dark")
-SNAPSHOT_HEADER = "X-Feed-Last-Event-Id"
 
 
 def _url(path: str, **params: Any) -> str:

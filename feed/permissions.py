@@ -23,6 +23,13 @@ Rationale:
    someone not signed in; 403 to someone signed in who may not.
 6. Archiving is not a permission: an archived channel takes no new posts from
    anyone, which the store checks as it writes (409).
+7. Replies. Whoever may post in a channel may reply there. An announcement-only
+   channel is where readers most need to answer, so there every signed-in reader may
+   reply too, unless the channel turns replies off (``replies``): then only those who
+   may post reply. The setting takes nothing from those who may post, in any channel.
+   A kiosk link never replies, as it never posts. Editing and deleting a reply are
+   editing and deleting a post (``may_edit``), with one addition: a reader may edit
+   and delete its own replies, as it may have written them.
 """
 
 from __future__ import annotations
@@ -77,12 +84,27 @@ class Permissions:
             return True
         return self.grants.get(name, False)
 
-    def may_edit(self, post: PostView) -> bool:
-        """Authors edit, delete and pin their own posts; admins anyone's."""
+    def may_reply(self, name: str) -> bool:
+        """Whether this identity may reply to posts of channel ``name`` (7)."""
+        if self.may_post(name):
+            return True
         who = self.identity
-        if not self.may_read(post.channel) or not who.at_least(Role.WRITER):
+        if not self.may_read(name) or who.via is Via.KIOSK or not who.signed_in:
             return False
-        return who.role is Role.ADMIN or post.author == who.name
+        channel = self.channels[name]
+        return channel.announcement_only and channel.replies
+
+    def may_edit(self, post: PostView) -> bool:
+        """Authors edit, delete and pin their own posts; admins anyone's. A reader edits
+        and deletes its own replies, which it may have written (7)."""
+        who = self.identity
+        if not self.may_read(post.channel) or who.via is Via.KIOSK or not who.signed_in:
+            return False
+        if who.role is Role.ADMIN:
+            return True
+        if post.author != who.name:
+            return False
+        return who.at_least(Role.WRITER) or post.parent is not None
 
     def readable(self) -> list[ChannelView]:
         return [c for c in self.channels.values() if self.may_read(c.name)]
@@ -130,6 +152,20 @@ class Permissions:
             f"#{name} is announcement-only: only members granted posting, and admins, "
             "may post there.",
             name,
+        )
+
+    def check_reply(self, name: str) -> None:
+        """404 for a channel one may not read; 401 or 403 for one one may not reply in (7)."""
+        self.check_read(name)
+        if self.may_reply(name):
+            return
+        who = self.identity
+        if not who.signed_in:
+            raise unauthorized("Replying needs a token or a signed-in session.")
+        if who.via is Via.KIOSK:
+            raise ClientError(403, f"{who.name!r} is a kiosk link: it may read but not reply.")
+        raise ClientError(
+            403, f"Only those who may post in #{name} may reply there, and not {who.name!r}.", name
         )
 
     def check_edit(self, post: PostView) -> None:

@@ -246,6 +246,7 @@ class Relay:
                     event.private,
                     event.recipient,
                     event.kind.value,
+                    event.root,
                 )
             )
             if event.at is not None:

@@ -10,7 +10,11 @@ the page's post list (``hx-swap="afterbegin"``):
 - a new post is plain markup, inserted at the top of the list;
 - an edit, pin or unpin is the post marked ``hx-swap-oob="outerHTML"``, which
   replaces the element with the same id wherever it is and inserts nothing;
-- a deleted post is an empty element marked ``hx-swap-oob="delete"``.
+- a deleted post is an empty element marked ``hx-swap-oob="delete"``;
+- a reply's event is the reply (``partials/reply.html``, marked with its parent, or
+  its tombstone) for a thread open on the page, followed by its parent's reply
+  summary marked ``hx-swap-oob="outerHTML"``, so a list of cards shows counts, not
+  replies (storage/threads.py, on summaries).
 
 Payloads always show a post's *current* state (storage/log.py, on the current state),
 so replaying an old ``post-created`` for a post deleted since removes it instead of
@@ -49,11 +53,14 @@ import jinja2
 from markupsafe import Markup
 from starlette.responses import HTMLResponse
 
-from feed.models import ChannelView, EventKind, FeedEvent, PostView
+from feed.models import ChannelView, EventKind, FeedEvent, PostView, Thread
 from feed.sse import Format, frame
 from feed.text import CONTROLS, LINE_FEED, TAB, matching
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# What a re-fetched list or thread reflects: the newest event id of its snapshot. Pages
+# send it, feed.js reads it.
+SNAPSHOT_HEADER = "X-Feed-Last-Event-Id"
 # Encoded events kept for replays and for streams of several formats, bounded in bytes
 # (what the entries hold, the post's text included), not in entries: 2,048 entries of
 # posts at the length limit came to over 100 MiB.
@@ -124,7 +131,14 @@ def post_json(post: PostView) -> dict[str, Any]:
         "edited_at": isotime(post.edited_at) or None,
         "pinned": post.pinned,
         "deleted": post.deleted,
+        "parent": post.parent,
+        "replies": post.replies,
+        "repliers": list(post.repliers),
     }
+
+
+def thread_json(thread: Thread) -> dict[str, Any]:
+    return {"post": thread.post, "replies": thread.replies, "repliers": list(thread.repliers)}
 
 
 def channel_json(channel: ChannelView) -> dict[str, Any]:
@@ -135,6 +149,7 @@ def channel_json(channel: ChannelView) -> dict[str, Any]:
         "archived": channel.archived,
         "private": channel.private,
         "announcement_only": channel.announcement_only,
+        "replies": channel.replies,
     }
 
 
@@ -154,6 +169,17 @@ def _channel_text(event: FeedEvent) -> str:
             return f"#{channel.name} was archived"
         case _:
             return f"#{channel.name} was restored"
+
+
+def _reply_text(event: FeedEvent, reply: PostView, where: str, author: str) -> str:
+    to = f"post {reply.parent}"
+    if reply.deleted:
+        return f"{where} reply {reply.id} by {author} to {to} was deleted"
+    line = _one_line(reply.body)
+    if event.kind is EventKind.REPLY_UPDATED:
+        at = shorttime(reply.edited_at or reply.created_at)
+        return f"{at} {where} ↳ {author} edited reply {reply.id} to {to}: {line}"
+    return f"{shorttime(reply.created_at)} {where} ↳ {author} replied to {to}: {line}"
 
 
 class Recent:
@@ -197,6 +223,8 @@ class Renderer:
         self._post = self.env.get_template("partials/post.html")
         self._channel_event = self.env.get_template("partials/channel_event.html")
         self._personal = self.env.get_template("partials/personal_event.html")
+        self._reply = self.env.get_template("partials/reply.html")
+        self._summary = self.env.get_template("partials/reply_summary.html")
         # Clients that reconnect together (after a deploy, a network blip) replay the
         # same recent events; each is rendered once. The key is the whole event,
         # post state included, so an edit is never served from a stale entry.
@@ -233,6 +261,8 @@ class Renderer:
             body |= {"channel": event.channel, "up_to": event.read_up_to}
         elif event.post is not None:
             body["post"] = post_json(event.post)
+            if event.thread is not None:
+                body["thread"] = thread_json(event.thread)
         else:
             assert event.channel_view is not None
             body["channel"] = channel_json(event.channel_view)
@@ -246,9 +276,21 @@ class Renderer:
         if post is None:
             # Pages do not swap channel changes in; this line is for pages that list them.
             return self._channel_event.render(event=event, text=self.event_text(event))
+        if post.parent is not None:
+            return self._reply_html(event, post)
         if post.deleted:
             return f'<div id="post-{post.id}" hx-swap-oob="delete"></div>'
         return self.post_html(post, oob=event.kind is not EventKind.POST_CREATED)
+
+    def _reply_html(self, event: FeedEvent, reply: PostView) -> str:
+        """The reply, or its tombstone, then its parent's summary out of band."""
+        if reply.deleted:
+            marks = f'data-parent="{reply.parent}" hx-swap-oob="delete"'
+            own = f'<div id="post-{reply.id}" {marks}></div>'
+        else:
+            own = self._reply.render(post=reply, oob=event.kind is not EventKind.REPLY_CREATED)
+        thread = event.thread or Thread(reply.parent or 0, 0, ())
+        return own + self._summary.render(thread=thread, summary_oob=True)
 
     def event_text(self, event: FeedEvent) -> str:
         post = event.post
@@ -258,6 +300,8 @@ class Renderer:
             return _channel_text(event)
         where = f"#{post.channel}"
         author = _one_line(post.author)
+        if post.parent is not None:
+            return _reply_text(event, post, where, author)
         if post.deleted:
             return f"{where} post {post.id} by {author} was deleted"
         line = _one_line(post.body)

@@ -69,8 +69,10 @@ MAX_COUNTS = 256
 MAX_KNOWN = 1024
 
 # (after, channels, readable private channels, relay's delivered id, the identity
-# whose personal events it holds, the one kind it holds if only one)
-Key = tuple[int, tuple[str, ...] | None, tuple[str, ...] | None, int, str | None, str | None]
+# whose personal events it holds, the one kind it holds if only one, thread or None)
+Key = tuple[
+    int, tuple[str, ...] | None, tuple[str, ...] | None, int, str | None, str | None, int | None
+]
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -90,6 +92,7 @@ class Cursor:
         "private",
         "sent",
         "start",
+        "thread",
         "upto",
     )
 
@@ -104,12 +107,14 @@ class Cursor:
         backlog: int,
         person: str | None = None,
         only: str | None = None,
+        thread: int | None = None,
     ) -> None:
         self.format = fmt
         # Personal events are read for their identity only (storage/log.py, on personal
         # events); the key keeps each identity's pages apart.
         self.person = person
         self.only = only
+        self.thread = thread  # one thread's events only (storage/threads.py)
         self.piece = backlog // PIECES
         self.after = after  # the last event written
         self.start = after  # where the page it is reading begins
@@ -121,7 +126,15 @@ class Cursor:
         self.done = False  # the last piece is out
 
     def key(self, after: int) -> Key:
-        return (after, self.channels, self.private, self.delivered, self.person, self.only)
+        return (
+            after,
+            self.channels,
+            self.private,
+            self.delivered,
+            self.person,
+            self.only,
+            self.thread,
+        )
 
 
 @dataclass
@@ -272,7 +285,7 @@ class Replays:
 
     async def count(self, cursor: Cursor, limit: int) -> int:
         """How many events the cursor's replay holds, counted up to ``limit`` (4)."""
-        after, channels, private, _, person, only = key = cursor.key(cursor.after)
+        after, channels, private, _, person, only, thread = key = cursor.key(cursor.after)
         return await self._counts.get(
             (key, limit),
             lambda: self._store.count_events_after(
@@ -282,6 +295,7 @@ class Replays:
                 private=None if private is None else list(private),
                 person=person,
                 kinds=None if only is None else [only],
+                thread=thread,
             ),
         )
 
@@ -307,7 +321,7 @@ class Replays:
         return b"".join(parts)
 
     async def _page(self, key: Key) -> Page:
-        after, channels, private, _, person, only = key
+        after, channels, private, _, person, only, thread = key
 
         async def read() -> Page:
             events = await self._store.events_after(
@@ -317,6 +331,7 @@ class Replays:
                 private=None if private is None else list(private),
                 person=person,
                 kinds=None if only is None else [only],
+                thread=thread,
             )
             return Page(events)
 

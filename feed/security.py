@@ -273,6 +273,13 @@ def admit_post(request: HTTPConnection, perms: Permissions, channel: str) -> Non
     of(request).check_post_rate(request, perms.identity.limit_key)
 
 
+def admit_reply(request: HTTPConnection, perms: Permissions, channel: str) -> None:
+    """``admit_post`` for a reply to a post of ``channel``: replies count against the
+    same rate as posts."""
+    perms.check_reply(channel)
+    of(request).check_post_rate(request, perms.identity.limit_key)
+
+
 def stream_headers(scope: Scope) -> Iterable[tuple[bytes, bytes]]:
     """The headers ``Security.serve_stream`` chose for this stream (none in unit tests)."""
     found: RawHeaders = scope.get(STREAM_HEADERS, [])

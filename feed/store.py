@@ -17,6 +17,8 @@ Where each rule is kept:
   unstorable values, synced commits: storage/engine.py;
 - new posts written in groups, rendering at write time, tombstones: storage/posts.py;
 - idempotency keys: storage/keys.py;
+- one level of replies, thread summaries, a post deleted with its replies:
+  storage/threads.py;
 - token digests: storage/grants.py;
 - read positions and mentions, personal events: storage/reading.py.
 """
@@ -42,16 +44,19 @@ from feed.storage.engine import (
 )
 from feed.storage.grants import Grants, TokenNotFound
 from feed.storage.keys import IdempotencyKeyReused
-from feed.storage.posts import PostDeleted, PostNotFound, Posts
+from feed.storage.posts import PostDeleted, PostNotFound, Posts, ReplyNotPinned
 from feed.storage.reading import Reading
+from feed.storage.threads import NotAThread
 
 __all__ = [
     "ChannelArchived",
     "ChannelExists",
     "ChannelNotFound",
     "IdempotencyKeyReused",
+    "NotAThread",
     "PostDeleted",
     "PostNotFound",
+    "ReplyNotPinned",
     "Store",
     "StoreError",
     "StoreUnavailable",

@@ -46,6 +46,10 @@ Rationale:
     answers 503 instead of a stream cut short. The first piece goes out with the
     opening; the rest follows piece by piece before the stream goes live (replays.py,
     on pieces), and the id filter drops the live events it already covered.
+11. ``thread=ID`` follows one thread: the top-level post ``ID``'s own events and its
+    replies', in its channel, with resume as every stream (events.py, on threads). A
+    thread one may not read is the same 404 as a post that does not exist, and so is
+    a reply's id or a deleted post's: neither is a thread.
 """
 
 from __future__ import annotations
@@ -62,12 +66,12 @@ from starlette.types import Message, Receive, Scope, Send
 
 from feed import inputs, logs, reading, security
 from feed.errors import ClientError, error_response, unavailable
-from feed.models import EventKind
+from feed.models import EventKind, PostView
 from feed.permissions import Permissions
 from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
 from feed.sse import CLOSING, Format, frame, hello, position, retry_hint
-from feed.store import StoreUnavailable
+from feed.store import PostNotFound, StoreUnavailable
 from feed.subscribers import Subscriber, Transport
 
 try:
@@ -92,6 +96,23 @@ def parse_channels(perms: Permissions, names: Sequence[str]) -> frozenset[str] |
         return None
     selected = perms.selection(names)
     return None if selected is None else frozenset(selected)
+
+
+async def thread_of(rt: Runtime, perms: Permissions, query: QueryParams) -> PostView | None:
+    """The thread a stream follows (rationale 11), or None for a stream of channels."""
+    found = inputs.number(query.get("thread"), "The parameter 'thread'", low=1)
+    if found is None:
+        return None
+    if query.getlist("channel"):
+        raise ClientError(400, "A thread's stream follows its own channel: send no channel.")
+    missing = ClientError(404, f"There is no post with id {found}.", found)
+    try:
+        post = await rt.store.get_post(found, private=perms.private_readable())
+    except PostNotFound:
+        raise missing from None
+    if not perms.may_read(post.channel) or post.parent is not None or post.deleted:
+        raise missing
+    return post
 
 
 def resync_frame(fmt: Format, event_id: int, reason: str) -> bytes:
@@ -138,6 +159,7 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
             sub.limit,
             person,
             sub.only,
+            sub.thread,
         )
         if await rt.replays.count(cursor, limit + 1) <= limit:
             return await _replayed(rt, sub, cursor), cursor
@@ -208,11 +230,17 @@ class EventStream:
             if resume_id is None:
                 resume_id = inputs.resume_id(query.get("last_event_id"), "last_event_id")
             perms = await rt.access.permissions(await rt.access.identify(scope))
-            channels = parse_channels(perms, query.getlist("channel"))
             only = inputs.choice(query.get("only"), "only", reading.STREAM_ONLY, default="") or None
             person = reading.person(perms.identity)
             if only is not None and person is None:
                 raise reading.no_person()
+            thread = await thread_of(rt, perms, query)
+            if thread is None:
+                channels = parse_channels(perms, query.getlist("channel"))
+            elif only is not None:
+                raise ClientError(400, "A thread's stream carries the whole thread: send no only.")
+            else:
+                channels = frozenset({thread.channel})
         except StoreUnavailable as exc:
             await unavailable(str(exc))(scope, receive, send)
             return
@@ -241,8 +269,9 @@ class EventStream:
         # Their own events follow them (events.py, on personal events).
         sub.person = person
         sub.only = None if only is None else EventKind.MENTION.value
+        sub.thread = None if thread is None else thread.id
         # This frame lives as long as the stream: keep only what the stream needs.
-        del query, header, perms, channels, person, only
+        del query, header, perms, channels, person, only, thread
         await self._serve(rt, sub, resume_id, receive, send, headers)
 
     async def _serve(

@@ -81,6 +81,7 @@ class Subscriber:
         "person",
         "private",
         "sent",
+        "thread",
         "who",
     )
 
@@ -114,6 +115,9 @@ class Subscriber:
         # events); None: nobody's. And the one kind of them it wants, if only one.
         self.person: str | None = None
         self.only: str | None = None
+        # A thread's stream (``/events?thread=``): the top-level post whose events, and
+        # whose replies' events, it follows, in its one channel (events.py).
+        self.thread: int | None = None
 
     def offer(self, item: Item) -> None:
         """Write ``item`` or queue it, without waiting; drop the subscriber if it is

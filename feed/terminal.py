@@ -32,7 +32,13 @@ _STYLES = {
     "post-pinned": "35",
     "post-unpinned": "35",
     "mention": "1",
+    "reply-created": "32",
+    "reply-updated": "33",
+    "reply-deleted": "31",
 }
+
+# The events a text line shows (besides mentions).
+SHOWN_PREFIXES = ("post-", "reply-", "channel-")
 
 
 def want_colour(choice: str, stream: TextIO) -> bool:
@@ -51,7 +57,7 @@ def line(event: str, data: str, colour: bool) -> str:
     if "post" not in payload:
         return _channel_line(event, payload["channel"], colour)
     post = payload["post"]
-    when = post["edited_at"] if event == "post-updated" else post["created_at"]
+    when = post["edited_at"] if event.endswith("-updated") else post["created_at"]
     stamp = _paint(time.strftime("%H:%M", _local(when)), "dim", colour)
     where = _paint(f"#{post['channel']}", "channel", colour)
     who = _paint(terminal_safe(post["author"]), "bold", colour)
@@ -66,11 +72,28 @@ def line(event: str, data: str, colour: bool) -> str:
     # A body could carry escape sequences that would repaint the user's terminal.
     said = " ".join(terminal_safe(post["body"]).split())
     head = f"{stamp} {where} {who}"
+    if post.get("parent") is not None:
+        return _reply_line(event, (stamp, where, who), post, said, colour)
     if event == "post-created":
         return f"{head}: {said}"
     if event == "mention":
         return f"{head} mentioned you: {said}"
     return f"{head} {what}" + (f": {said}" if said and event != "post-deleted" else "")
+
+
+def _reply_line(
+    event: str, head: tuple[str, str, str], post: dict[str, Any], said: str, colour: bool
+) -> str:
+    """A reply's line: ``12:00 #general ↳ bo replied to post 12: …``."""
+    stamp, where, who = head
+    to = f"to post {post['parent']}"
+    style = event if event in _STYLES else "dim"
+    if event == "reply-created" and not post["deleted"]:
+        return f"{stamp} {where} ↳ {who} {_paint('replied', style, colour)} {to}: {said}"
+    verb = "deleted" if event == "reply-deleted" or post["deleted"] else "edited"
+    what = _paint(f"{verb} reply {post['id']}", style, colour)
+    tail = f": {said}" if said and verb == "edited" else ""
+    return f"{stamp} {where} ↳ {who} {what} {to}{tail}"
 
 
 def _channel_line(event: str, channel: dict[str, Any], colour: bool) -> str:
@@ -116,7 +139,9 @@ class Tail:
                 self._say(
                     f"too many events were missed to replay; carrying on from event {event.id}"
                 )
-            elif event.event.startswith(("post-", "channel-")) or event.event == "mention":
+            elif (
+                event.event.startswith(("post-", "reply-", "channel-")) or event.event == "mention"
+            ):
                 self._show(event.event, event.data)
                 printed += 1
                 if self.limit is not None and printed >= self.limit:

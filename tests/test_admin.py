@@ -128,6 +128,7 @@ def test_create_channel_form_adds_it_and_answers_with_the_panel(client: TestClie
         "archived": False,
         "private": False,
         "announcement_only": False,
+        "replies": True,
     }
     assert "#releases was created: Releases" in client.get("/admin").text
 
@@ -495,3 +496,22 @@ def shoot(
         )
     finally:
         ctx.close()
+
+
+def test_the_replies_setting_is_turned_off_and_on_from_the_channel_table(
+    client: TestClient,
+) -> None:
+    page = client.get("/admin").text
+    row = channel_row(page, "announcements")
+    assert 'hx-post="/admin/channels/announcements/replies"' in row
+    assert 'name="replies" value="off"' in row and "Turn off" in row
+    off = client.post("/admin/channels/announcements/replies", data={"replies": "off"})
+    assert off.status_code == 200
+    assert channels(client)["announcements"]["replies"] is False
+    assert 'name="replies" value="on"' in channel_row(off.text, "announcements")
+    on = client.post("/admin/channels/announcements/replies", data={"replies": "on"})
+    assert on.status_code == 200 and channels(client)["announcements"]["replies"] is True
+    wrong = client.post("/admin/channels/announcements/replies", data={"replies": "maybe"})
+    assert wrong.status_code == 422 and "replies=on or replies=off" in wrong.text
+    unknown = client.post("/admin/channels/nope/replies", data={"replies": "on"})
+    assert unknown.status_code == 404

@@ -332,6 +332,7 @@ def test_channels_are_created_retitled_archived_and_restored(client: TestClient)
         "archived": False,
         "private": False,
         "announcement_only": False,
+        "replies": True,
     }
     first_event = created.json()["event_id"]
     assert isinstance(first_event, int)

@@ -105,12 +105,36 @@ def signed_in_dashboard(ctx: BrowserContext, server: Server) -> Page:
     return open_live(ctx, server.url, frozen=FROZEN_NOW)
 
 
+def a_thread(server: Server) -> int:
+    """A post with a reply, for the pages that show a thread."""
+    parent: int = server.post("A thread to audit")["post"]["id"]
+    answer = server.client.post(f"/api/posts/{parent}/replies", json={"body": "A *reply*"})
+    assert answer.status_code == 201, answer.text
+    return parent
+
+
+def thread_page(ctx: BrowserContext, server: Server) -> Page:
+    parent = a_thread(server)
+    sign_in(ctx, server, server.token("Ada", "writer")).close()
+    return open_live(ctx, f"{server.url}/posts/{parent}", frozen=FROZEN_NOW)
+
+
+def dashboard_with_a_thread_open(ctx: BrowserContext, server: Server) -> Page:
+    parent = a_thread(server)
+    page = signed_in_dashboard(ctx, server)
+    page.locator(f"#post-{parent} .thread-toggle").click()
+    expect(page.locator(f"#reply-form-{parent}")).to_be_visible()
+    return page
+
+
 PAGES: dict[str, Callable[[BrowserContext, Server], Page]] = {
     "dashboard": signed_in_dashboard,
     "channel": lambda ctx, server: open_live(ctx, f"{server.url}/channels/general"),
     "kiosk": lambda ctx, server: open_live(ctx, f"{server.url}/kiosk", frozen=FROZEN_NOW),
     "admin": admin_page,
     "sign-in": lambda ctx, server: _goto(ctx, f"{server.url}/signin"),
+    "thread": thread_page,
+    "dashboard, a thread open": dashboard_with_a_thread_open,
 }
 
 

@@ -8,6 +8,7 @@ are now.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -31,6 +32,9 @@ CHANNELS = {
         ChannelView("granted", "Announcements, posting granted", "", announcement_only=True),
         ChannelView("announce", "Announcements, no grant", "", announcement_only=True),
         ChannelView("archived", "An archived public channel", "", archived=True),
+        ChannelView(
+            "quiet", "Announcements, replies off", "", announcement_only=True, replies=False
+        ),
     )
 }
 MEMBERSHIPS = {"member": False, "granted": True}  # channel -> may post
@@ -56,51 +60,69 @@ WHO = {
 }
 
 # Y: allowed, -: refused. "edit" covers editing, deleting, pinning and unpinning a
-# post; "manage" is making and changing channels and memberships, on any channel.
+# post; "reply" is replying to a post there; "reply-own" is editing or deleting one's
+# own reply there; "manage" is making and changing channels
+# and memberships, on any channel.
 # An archived channel takes no new posts from anyone, but that is the channel's state,
 # checked when the post is written (the store answers 409), not a permission.
 TABLE = """
-                          public  member  other  granted  announce  archived
-anonymous     read          Y       -       -       Y        Y         Y
-anonymous     post          -       -       -       -        -         -
-anonymous     edit-own      -       -       -       -        -         -
-anonymous     edit-other    -       -       -       -        -         -
-anonymous     manage        -       -       -       -        -         -
-reader        read          Y       Y       -       Y        Y         Y
-reader        post          -       -       -       -        -         -
-reader        edit-own      -       -       -       -        -         -
-reader        edit-other    -       -       -       -        -         -
-reader        manage        -       -       -       -        -         -
-writer        read          Y       Y       -       Y        Y         Y
-writer        post          Y       Y       -       Y        -         Y
-writer        edit-own      Y       Y       -       Y        Y         Y
-writer        edit-other    -       -       -       -        -         -
-writer        manage        -       -       -       -        -         -
-admin         read          Y       Y       Y       Y        Y         Y
-admin         post          Y       Y       Y       Y        Y         Y
-admin         edit-own      Y       Y       Y       Y        Y         Y
-admin         edit-other    Y       Y       Y       Y        Y         Y
-admin         manage        Y       Y       Y       Y        Y         Y
-scoped-admin  read          Y       -       Y       -        -         -
-scoped-admin  post          Y       -       Y       -        -         -
-scoped-admin  edit-own      Y       -       Y       -        -         -
-scoped-admin  edit-other    Y       -       Y       -        -         -
-scoped-admin  manage        -       -       -       -        -         -
-kiosk         read          Y       -       Y       Y        -         -
-kiosk         post          -       -       -       -        -         -
-kiosk         edit-own      -       -       -       -        -         -
-kiosk         edit-other    -       -       -       -        -         -
-kiosk         manage        -       -       -       -        -         -
-proxy-user    read          Y       Y       -       Y        Y         Y
-proxy-user    post          Y       Y       -       Y        -         Y
-proxy-user    edit-own      Y       Y       -       Y        Y         Y
-proxy-user    edit-other    -       -       -       -        -         -
-proxy-user    manage        -       -       -       -        -         -
-proxy-admin   read          Y       Y       Y       Y        Y         Y
-proxy-admin   post          Y       Y       Y       Y        Y         Y
-proxy-admin   edit-own      Y       Y       Y       Y        Y         Y
-proxy-admin   edit-other    Y       Y       Y       Y        Y         Y
-proxy-admin   manage        Y       Y       Y       Y        Y         Y
+                          public  member  other  granted  announce  archived     quiet
+anonymous     read          Y       -       -       Y        Y         Y         Y
+anonymous     post          -       -       -       -        -         -         -
+anonymous     reply         -       -       -       -        -         -         -
+anonymous     edit-own      -       -       -       -        -         -         -
+anonymous     edit-other    -       -       -       -        -         -         -
+anonymous     reply-own     -       -       -       -        -         -         -
+anonymous     manage        -       -       -       -        -         -         -
+reader        read          Y       Y       -       Y        Y         Y         Y
+reader        post          -       -       -       -        -         -         -
+reader        reply         -       -       -       Y        Y         -         -
+reader        edit-own      -       -       -       -        -         -         -
+reader        edit-other    -       -       -       -        -         -         -
+reader        reply-own     Y       Y       -       Y        Y         Y         Y
+reader        manage        -       -       -       -        -         -         -
+writer        read          Y       Y       -       Y        Y         Y         Y
+writer        post          Y       Y       -       Y        -         Y         -
+writer        reply         Y       Y       -       Y        Y         Y         -
+writer        edit-own      Y       Y       -       Y        Y         Y         Y
+writer        edit-other    -       -       -       -        -         -         -
+writer        reply-own     Y       Y       -       Y        Y         Y         Y
+writer        manage        -       -       -       -        -         -         -
+admin         read          Y       Y       Y       Y        Y         Y         Y
+admin         post          Y       Y       Y       Y        Y         Y         Y
+admin         reply         Y       Y       Y       Y        Y         Y         Y
+admin         edit-own      Y       Y       Y       Y        Y         Y         Y
+admin         edit-other    Y       Y       Y       Y        Y         Y         Y
+admin         reply-own     Y       Y       Y       Y        Y         Y         Y
+admin         manage        Y       Y       Y       Y        Y         Y         Y
+scoped-admin  read          Y       -       Y       -        -         -         -
+scoped-admin  post          Y       -       Y       -        -         -         -
+scoped-admin  reply         Y       -       Y       -        -         -         -
+scoped-admin  edit-own      Y       -       Y       -        -         -         -
+scoped-admin  edit-other    Y       -       Y       -        -         -         -
+scoped-admin  reply-own     Y       -       Y       -        -         -         -
+scoped-admin  manage        -       -       -       -        -         -         -
+kiosk         read          Y       -       Y       Y        -         -         -
+kiosk         post          -       -       -       -        -         -         -
+kiosk         reply         -       -       -       -        -         -         -
+kiosk         edit-own      -       -       -       -        -         -         -
+kiosk         edit-other    -       -       -       -        -         -         -
+kiosk         reply-own     -       -       -       -        -         -         -
+kiosk         manage        -       -       -       -        -         -         -
+proxy-user    read          Y       Y       -       Y        Y         Y         Y
+proxy-user    post          Y       Y       -       Y        -         Y         -
+proxy-user    reply         Y       Y       -       Y        Y         Y         -
+proxy-user    edit-own      Y       Y       -       Y        Y         Y         Y
+proxy-user    edit-other    -       -       -       -        -         -         -
+proxy-user    reply-own     Y       Y       -       Y        Y         Y         Y
+proxy-user    manage        -       -       -       -        -         -         -
+proxy-admin   read          Y       Y       Y       Y        Y         Y         Y
+proxy-admin   post          Y       Y       Y       Y        Y         Y         Y
+proxy-admin   reply         Y       Y       Y       Y        Y         Y         Y
+proxy-admin   edit-own      Y       Y       Y       Y        Y         Y         Y
+proxy-admin   edit-other    Y       Y       Y       Y        Y         Y         Y
+proxy-admin   reply-own     Y       Y       Y       Y        Y         Y         Y
+proxy-admin   manage        Y       Y       Y       Y        Y         Y         Y
 """
 
 
@@ -119,7 +141,7 @@ def _rows() -> list[tuple[str, str, dict[str, bool]]]:
 
 
 ROWS = _rows()
-ACTIONS = ("read", "post", "edit-own", "edit-other", "manage")
+ACTIONS = ("read", "post", "reply", "edit-own", "edit-other", "reply-own", "manage")
 
 
 def test_the_table_has_one_row_for_each_role_and_action() -> None:
@@ -153,14 +175,19 @@ def allowed(who: Identity, action: str, channel: str) -> bool:
         return perms.may_read(channel)
     if action == "post":
         return perms.may_post(channel)
+    if action == "reply":
+        return perms.may_reply(channel)
     if action == "manage":
         try:
             forbidden_unless_admin(who)
         except ClientError:
             return False
         return True
-    author = (who.name or "") if action == "edit-own" else "someone-else"
-    return perms.may_edit(post_in(channel, author))
+    author = (who.name or "") if action in ("edit-own", "reply-own") else "someone-else"
+    post = post_in(channel, author)
+    if action == "reply-own":
+        post = replace(post, parent=1)
+    return perms.may_edit(post)
 
 
 @pytest.mark.parametrize(("role", "action", "expected"), ROWS, ids=[f"{r}-{a}" for r, a, _ in ROWS])
@@ -199,6 +226,8 @@ def test_a_refused_check_answers_404_for_what_one_may_not_read_else_401_or_403(
         assert refusal(perms.check_read, channel) == hidden
         expected = hidden or (None if perms.may_post(channel) else refused)
         assert refusal(perms.check_post, channel) == expected, channel
+        expected = hidden or (None if perms.may_reply(channel) else refused)
+        assert refusal(perms.check_reply, channel) == expected, channel
         for author in (who.name or "", "someone-else"):
             post = post_in(channel, author)
             expected = hidden or (None if perms.may_edit(post) else refused)
@@ -224,6 +253,7 @@ def test_a_selection_is_every_readable_channel_or_none_when_that_is_all_of_them(
         "granted",
         "announce",
         "archived",
+        "quiet",
     ]
     assert permissions(WHO["reader"]).selection(["member", "public"]) == ["member", "public"]
     with pytest.raises(ClientError) as hidden:

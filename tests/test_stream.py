@@ -460,6 +460,7 @@ def test_channel_changes_are_events_in_every_format_and_replay(server: Server) -
         "archived": False,
         "private": False,
         "announcement_only": False,
+        "replies": True,
     }
     assert [e.data for e in text_events[:4]] == [
         "#ops was created: Ops",

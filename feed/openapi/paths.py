@@ -62,7 +62,18 @@ def paths(settings: Settings) -> dict[str, Any]:
         "parameters": [CHANNEL],
         "responses": {"200": CHANNEL_CHANGE, "404": ERROR, "503": ERROR},
     }
-    pin_op = {"parameters": [POST_ID], "responses": {"200": CHANGE, "404": ERROR, "410": ERROR}}
+    pin_op = {
+        "parameters": [POST_ID],
+        "responses": {"200": CHANGE, "404": ERROR, "410": ERROR, "422": ERROR},
+    }
+    page = [
+        {"name": "before", "in": "query", "schema": ID},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": inputs.MAX_PAGE},
+        },
+    ]
     return {
         "/api/channels": {
             "get": {
@@ -146,19 +157,7 @@ def paths(settings: Settings) -> dict[str, Any]:
         "/api/channels/{channel}/posts": {
             "get": {
                 "summary": "A channel's posts, newest first",
-                "parameters": [
-                    CHANNEL,
-                    {
-                        "name": "before",
-                        "in": "query",
-                        "schema": ID,
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": inputs.MAX_PAGE},
-                    },
-                ],
+                "parameters": [CHANNEL, *page],
                 "responses": {
                     "200": answer(
                         "A page of posts",
@@ -193,6 +192,37 @@ def paths(settings: Settings) -> dict[str, Any]:
             },
         },
         "/api/posts/{post_id}": post_ops,
+        "/api/posts/{post_id}/replies": {
+            "get": {
+                "summary": "A post's replies, newest first",
+                "parameters": [POST_ID, *page],
+                "responses": {
+                    "200": answer(
+                        "A page of replies",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "replies": {"type": "array", "items": ref("Post")},
+                                "next_before": {"type": ["integer", "null"]},
+                            },
+                        },
+                    ),
+                    **{code: ERROR for code in ("400", "404", "410", "422")},
+                },
+            },
+            "post": {
+                "summary": "Reply to a post (one level: a reply to a reply is refused)",
+                "parameters": [POST_ID, IDEMPOTENCY_KEY],
+                "requestBody": request_body("NewPost", settings),
+                "responses": {
+                    "201": {
+                        **answer("The new reply and its event id", ref("Change")),
+                        "headers": CREATED_HEADERS,
+                    },
+                    **{code: ERROR for code in ("400", "404", "409", "410", "413", "415", "422")},
+                },
+            },
+        },
         "/api/posts/{post_id}/pin": {"post": {"summary": "Pin a post", **pin_op}},
         "/api/posts/{post_id}/unpin": {"post": {"summary": "Unpin a post", **pin_op}},
         "/api/presence": {
@@ -304,6 +334,12 @@ def paths(settings: Settings) -> dict[str, Any]:
                         "style": "form",
                         "explode": True,
                         "schema": {"type": "array", "items": {"type": "string"}},
+                    },
+                    {
+                        "name": "thread",
+                        "in": "query",
+                        "description": "Only this top-level post's events and its replies'",
+                        "schema": ID,
                     },
                     {"name": "last_event_id", "in": "query", "schema": EVENT_ID},
                     {

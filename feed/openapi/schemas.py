@@ -46,6 +46,7 @@ def schemas(settings: Settings) -> dict[str, Any]:
                 "archived",
                 "private",
                 "announcement_only",
+                "replies",
             ],
             "properties": {
                 **{k: {"type": "string"} for k in ("name", "title", "description")},
@@ -108,6 +109,9 @@ def schemas(settings: Settings) -> dict[str, Any]:
                 "pinned",
                 "deleted",
                 "html",
+                "parent",
+                "replies",
+                "repliers",
             ],
             "properties": {
                 "id": {"type": "integer"},
@@ -119,6 +123,16 @@ def schemas(settings: Settings) -> dict[str, Any]:
                 "edited_at": {"type": ["string", "null"], "format": "date-time"},
                 "pinned": {"type": "boolean"},
                 "deleted": {"type": "boolean"},
+                "parent": {
+                    "type": ["integer", "null"],
+                    "description": "The post this one replies to; null for a top-level post",
+                },
+                "replies": {"type": "integer", "description": "Live replies to this post"},
+                "repliers": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Who wrote the latest replies, newest first, at most 3",
+                },
             },
         },
         "NewPost": {

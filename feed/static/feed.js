@@ -63,6 +63,14 @@
 // 11. Other scripts. Each stream made here, shared or its own, is handed to the
 //     functions in window.feedSourceHooks (feed-unread.js listens for personal events
 //     so), and a page keeps one stream whoever else listens to it.
+// 12. Threads. A reply's message is the reply (marked data-parent) and its parent's
+//     reply summary. The summary replaces the card's wherever the card is shown; the
+//     reply goes into its thread only if that thread is open on the page (a region
+//     under the card, or the thread's own page), oldest first, by id, and is
+//     otherwise ignored: a list shows counts, not replies. Opening a thread fetches
+//     it and holds messages meanwhile, as "Older posts" does (6), so a reply racing
+//     the fetch is applied to it. A card replaced by an edit or a pin keeps its open
+//     thread region, with what is typed in it and the focus.
 (function () {
   "use strict";
 
@@ -251,9 +259,53 @@
   function replacePost(old, el) {
     var links = old.querySelectorAll("a[href]");
     var at = Array.prototype.indexOf.call(links, document.activeElement);
+    var active = document.activeElement;
+    keepThread(old, el);
     old.replaceWith(el);
     var again = at >= 0 ? el.querySelectorAll("a[href]")[at] : null;
     if (again) again.focus({ preventScroll: true });
+    else if (active && active !== document.body && el.contains(active) && active !== document.activeElement) {
+      active.focus({ preventScroll: true });
+    }
+  }
+
+  // Rule 11: the open thread region and its toggle move into the card that replaces it.
+  function keepThread(old, el) {
+    var region = old.querySelector(":scope > .thread");
+    var toggle = old.querySelector(":scope > .thread-bar > .thread-toggle");
+    var link = el.querySelector(":scope > .thread-bar > .thread-link");
+    var theirs = el.querySelector(":scope > .thread");
+    if (region && theirs) theirs.replaceWith(region);
+    if (toggle && link) link.parentNode.insertBefore(toggle, link);
+  }
+
+  // Rule 11: a reply's message. The summary goes wherever its card is; the reply into
+  // its thread if that is open here. Never asks for a re-fetch.
+  function applyReply(el, rest) {
+    rest.forEach(function (node) {
+      var shown = /^replies-\d+$/.test(node.id) && document.getElementById(node.id);
+      if (!shown) return;
+      node.removeAttribute("hx-swap-oob");
+      shown.replaceWith(node);
+    });
+    var existing = document.getElementById(el.id);
+    if (el.getAttribute("hx-swap-oob") === "delete") {
+      if (existing) existing.remove();
+      return;
+    }
+    el.removeAttribute("hx-swap-oob");
+    if (existing) {
+      replacePost(existing, el);
+    } else {
+      var replies = document.getElementById("replies-list-" + el.dataset.parent);
+      if (!replies) return;
+      var later = Array.prototype.slice.call(replies.children).filter(function (r) {
+        return postId(r) > postId(el);
+      })[0];
+      replies.insertBefore(el, later || null);
+      announce(el);
+    }
+    decorate(el);
   }
 
   // A kiosk (data-max-posts) leaves out only old unpinned posts and pinned ones past
@@ -305,10 +357,15 @@
   // Applies one message to the list; returns true if the list must be re-fetched.
   function apply(list, data) {
     parser.innerHTML = data;
-    var el = parser.content.firstElementChild;
+    var nodes = Array.prototype.slice.call(parser.content.children);
     parser.innerHTML = "";
+    var el = nodes[0];
     if (!el || !/^post-\d+$/.test(el.id)) return false;
     if (channels && el.dataset.channel && channels.indexOf(el.dataset.channel) < 0) return false;
+    if (el.dataset.parent) {
+      applyReply(el, nodes.slice(1));
+      return false;
+    }
     var before = tally(list);
     var existing = document.getElementById(el.id);
     var oob = el.getAttribute("hx-swap-oob");
@@ -358,12 +415,14 @@
 
   // -- 9. screen readers ----------------------------------------------------------------
 
-  var news = { count: 0, latest: null, timer: null };
+  var news = { count: 0, replies: 0, latest: null, timer: null };
 
   // New posts are told to screen readers through one polite status line, a burst in one
-  // sentence: the list itself is no live region, since a re-fetch rebuilds it whole.
+  // sentence: the list itself is no live region, since a re-fetch rebuilds it whole. A
+  // reply arriving in a thread open on the page is told the same way (rule 11).
   function announce(el) {
-    news.count += 1;
+    if (el.classList.contains("reply")) news.replies += 1;
+    else news.count += 1;
     news.latest = el;
     if (!news.timer) news.timer = setTimeout(tell, 500);
   }
@@ -371,13 +430,22 @@
   function tell() {
     var line = document.getElementById("announcer");
     var el = news.latest;
+    var reply = el.classList.contains("reply");
     var author = el.querySelector(".author").textContent;
-    var channel = el.querySelector(".channel").textContent;
     var body = el.querySelector(".body").textContent.trim().replace(/\s+/g, " ");
     if (body.length > 200) body = body.slice(0, 200) + "…";
-    var lead = news.count === 1 ? "New post" : news.count + " new posts, the latest";
-    if (line) line.textContent = lead + " by " + author + " in " + channel + ": " + body;
-    news = { count: 0, latest: null, timer: null };
+    var total = news.count + news.replies;
+    var kinds = news.count && news.replies ? "posts and replies" : reply ? "replies" : "posts";
+    var lead = total === 1 ? (reply ? "New reply" : "New post") : total + " new " + kinds + ", the latest";
+    var where;
+    if (reply) {
+      var parent = document.querySelector("#post-" + el.dataset.parent + " > header .author");
+      where = parent ? " to " + parent.textContent : "";
+    } else {
+      where = " in " + el.querySelector(".channel").textContent;
+    }
+    if (line) line.textContent = lead + " by " + author + where + ": " + body;
+    news = { count: 0, replies: 0, latest: null, timer: null };
   }
 
   // -- 6. re-fetching -------------------------------------------------------------------
@@ -457,6 +525,37 @@
     );
   });
 
+  // Rule 11: "Show replies" opens the thread in place, "Hide replies" closes it (and
+  // forgets it: opened again, it is fetched again). Messages are held while it loads.
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest && evt.target.closest(".thread-toggle");
+    var list = postsList();
+    if (!button || !list) return;
+    var region = document.getElementById(button.getAttribute("aria-controls"));
+    if (!region) return;
+    if (button.getAttribute("aria-expanded") === "true") {
+      region.hidden = true;
+      region.innerHTML = "";
+      button.setAttribute("aria-expanded", "false");
+      button.textContent = "Show replies";
+      return;
+    }
+    if (pending) return; // the list is being re-fetched: that list has its own button
+    pending = { held: [], overflowed: false, again: false };
+    get(button.dataset.url).then(
+      function (got) {
+        region.innerHTML = got.html;
+        region.hidden = false;
+        htmx.process(region);
+        decorate(region);
+        button.setAttribute("aria-expanded", "true");
+        button.textContent = "Hide replies";
+        releaseHeld(list);
+      },
+      function () { releaseHeld(list); }
+    );
+  });
+
   // The focus, if it was on the button, moves to the next one, or to the first post of
   // the last page: it does not fall back to the top of the document.
   function mergeOlder(list, older, html, focused) {
@@ -519,8 +618,30 @@
     return document.body.classList.contains("kiosk");
   }
 
+  // Rule 11: cards carry no control (the kiosk shares their bytes); a page that opens
+  // threads in place gives each closed card its "Show replies" button.
+  function addToggles(root) {
+    if (isKiosk()) return;
+    var links = root.querySelectorAll(".thread-bar > .thread-link[data-thread-url]");
+    for (var i = 0; i < links.length; i++) {
+      var link = links[i];
+      var card = link.closest(".post");
+      var region = card && card.querySelector(":scope > .thread");
+      if (!region || !region.hidden || link.parentNode.querySelector(".thread-toggle")) continue;
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "thread-toggle";
+      button.setAttribute("aria-expanded", "false");
+      button.setAttribute("aria-controls", region.id);
+      button.dataset.url = link.dataset.threadUrl;
+      button.textContent = "Show replies";
+      link.parentNode.insertBefore(button, link);
+    }
+  }
+
   function decorate(root) {
     if (!root.querySelectorAll) return;
+    addToggles(root);
     var nodes = root.querySelectorAll("time[datetime]");
     var kiosk = isKiosk();
     var now = new Date();
@@ -560,6 +681,13 @@
     if (!elt) return;
     if (elt === document.body) start();
     else decorate(elt);
+    // Rule 11: a reply form that came back (sent, or with its error) takes the focus
+    // back if the form it replaced had it, so the keyboard stays in the thread.
+    var gone = document.activeElement;
+    if (elt.classList && elt.classList.contains("reply-form") && (!gone || gone === document.body)) {
+      var box = elt.querySelector("textarea");
+      if (box) box.focus();
+    }
   });
 
   // What the server rendered is applied; the sse extension may ask for a stream first.

@@ -89,9 +89,12 @@ class Channels(EventLog):
         *,
         private: bool = False,
         announcement_only: bool = False,
+        replies: bool = True,
     ) -> ChannelChange:
         with self._write() as session:
-            return self._add_channel(session, name, title, description, private, announcement_only)
+            return self._add_channel(
+                session, name, title, description, private, announcement_only, replies
+            )
 
     @in_thread
     def create_channel_once(
@@ -104,6 +107,7 @@ class Channels(EventLog):
         *,
         private: bool = False,
         announcement_only: bool = False,
+        replies: bool = True,
     ) -> Once:
         """``create_channel``, answered once per ``claim`` (keys.py, on idempotency keys)."""
         with self._write() as session:
@@ -111,7 +115,7 @@ class Channels(EventLog):
             if kept is not None:
                 return keys.replay(claim, kept)
             change = self._add_channel(
-                session, name, title, description, private, announcement_only
+                session, name, title, description, private, announcement_only, replies
             )
             given = answer(change)
             keys.keep(session, claim, given)
@@ -125,6 +129,7 @@ class Channels(EventLog):
         description: str,
         private: bool = False,
         announcement_only: bool = False,
+        replies: bool = True,
     ) -> ChannelChange:
         if session.exec(select(Channel.id).where(Channel.name == name)).first() is not None:
             raise ChannelExists(name)
@@ -134,6 +139,7 @@ class Channels(EventLog):
             description=description,
             private=private,
             announcement_only=announcement_only,
+            replies=replies,
         )
         session.add(channel)
         session.flush()
@@ -149,6 +155,7 @@ class Channels(EventLog):
         description: str | None = None,
         private: bool | None = None,
         announcement_only: bool | None = None,
+        replies: bool | None = None,
     ) -> ChannelChange:
         """Change a channel's title, description or access; its name, used in links, stays."""
         with self._write() as session:
@@ -159,6 +166,7 @@ class Channels(EventLog):
             channel.private = private if private is not None else channel.private
             if announcement_only is not None:
                 channel.announcement_only = announcement_only
+            channel.replies = replies if replies is not None else channel.replies
             if _channel_view(channel) == before:
                 return ChannelChange(_channel_view(channel), None)
             event_id = self._log_channel(session, EventKind.CHANNEL_UPDATED, channel)

@@ -103,6 +103,7 @@ from feed.models import (
     ReadPosition,
     _feed_event,
 )
+from feed.storage import threads
 from feed.storage.engine import (
     StoreError,
     StoreUnavailable,
@@ -203,7 +204,9 @@ class EventLog:
                     )
                 self._guard_log(session)
                 yield session
-                written: list[FeedEvent] = session.info.get(WRITTEN, [])
+                # Replies and their threads' summaries as this transaction leaves them
+                # (threads.py, on summaries).
+                written = threads.with_threads(session, session.info.get(WRITTEN, []), new=True)
                 access: AccessChange = session.info.get(ACCESS, NO_ACCESS_CHANGE)
                 if self._notify:
                     _hint(session, access, written)
@@ -345,6 +348,7 @@ class EventLog:
         with self._snapshot() as session:
             rows = session.exec(query).all()
             events = [_feed_event(*row) for row in reversed(rows)]
+            events = threads.with_threads(session, events)
             return events, session.exec(select(func.max(Event.id))).one() or 0
 
     @in_thread
@@ -365,17 +369,20 @@ class EventLog:
         private: Sequence[str] | None = None,
         person: str | Everyone | None = None,
         kinds: Sequence[str] | None = None,
+        thread: int | None = None,
     ) -> list[FeedEvent]:
         """Events with id > ``after``, oldest first, at most ``limit`` of them.
 
         ``private`` names the private channels the reader may see; None: all of them.
         ``person`` is the reader, whose personal events are read with the shared ones,
         and nobody else's; None: nobody's; ``EVERYONE``: all of them, for the hub (10).
-        ``kinds``: only those."""
-        query = _events_after(after, channels, private, person, kinds)
+        ``kinds``: only those. ``thread``: only the events of that top-level post and
+        of its replies."""
+        query = _events_after(after, channels, private, person, kinds, thread)
         query = query.order_by(col(Event.id)).limit(limit)
         with self._read() as session:
-            return [_feed_event(*row) for row in session.exec(query).all()]
+            events = [_feed_event(*row) for row in session.exec(query).all()]
+            return threads.with_threads(session, events)
 
     @in_thread
     def count_events_after(
@@ -387,10 +394,13 @@ class EventLog:
         private: Sequence[str] | None = None,
         person: str | Everyone | None = None,
         kinds: Sequence[str] | None = None,
+        thread: int | None = None,
     ) -> int:
         """How many events ``events_after`` would return with the same arguments, without
         reading them: a replay knows whether it is too long before it starts."""
         ids = _readable_after(select(Event.id), after, channels, private, person, kinds)
+        if thread is not None:
+            ids = _in_thread(ids.outerjoin(Post, col(Post.id) == col(Event.post_id)), thread)
         found = ids.order_by(col(Event.id)).limit(limit).subquery()
         with self._read() as session:
             return session.exec(select(func.count()).select_from(found)).one()
@@ -442,15 +452,23 @@ def _readable_after(
     return readable(query, private)
 
 
+def _in_thread(query: Q, thread: int) -> Q:
+    """``query`` (joined with the events' posts) narrowed to one thread: the top-level
+    post ``thread`` and its replies."""
+    return query.where(or_(col(Event.post_id) == thread, col(Post.parent_id) == thread))
+
+
 def _events_after(
     after: int,
     channels: Sequence[str] | None,
     private: Sequence[str] | None,
     person: str | Everyone | None = None,
     kinds: Sequence[str] | None = None,
+    thread: int | None = None,
 ) -> ModelSelect[Event, Post, Channel, int | None]:
     """Events after ``after``, each with its post and channel as they are now (5), and a
-    read position's current place, that a reader may see (``_readable_after``)."""
+    read position's current place, that a reader may see (``_readable_after``); of one
+    ``thread`` only, if given."""
     query = _readable_after(
         select(Event, Post, Channel, ReadPosition.event_id),
         after,
@@ -461,9 +479,10 @@ def _events_after(
     )
     query = query.outerjoin(Post, col(Post.id) == col(Event.post_id))
     # A read position is shown where it is now, as a post is (5).
-    return query.outerjoin(
+    query = query.outerjoin(
         ReadPosition,
         (col(ReadPosition.name) == col(Event.recipient))
         & (col(ReadPosition.channel_id) == col(Event.channel_id))
         & (col(Event.kind) == EventKind.READ_POSITION.value),
     )
+    return query if thread is None else _in_thread(query, thread)

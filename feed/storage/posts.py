@@ -26,6 +26,12 @@ Rationale for the less obvious choices:
 4. Reads of posts for a reader filter private channels in SQL, as the log's reads do
    (log.py, on reads for a reader), so a page never shows a post of a channel made
    private a moment ago to someone who may not read it.
+5. Replies. A reply is a row of ``posts`` with its parent's id, written, edited and
+   deleted exactly as a post is (the group commit included), with ``reply-*`` events
+   in its parent's channel, so every rule about channels (private ones included)
+   holds for replies with no rule of their own. Lists of posts show top-level posts
+   only; a reply is read with its thread (threads.py, on one level, on summaries,
+   and on deleting a post with its replies).
 """
 
 from __future__ import annotations
@@ -52,9 +58,10 @@ from feed.models import (
     Once,
     Post,
     PostView,
+    ThreadPage,
     _post_view,
 )
-from feed.storage import keys
+from feed.storage import keys, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
 from feed.storage.engine import StoreError, Unstorable, in_thread, now
 from feed.storage.log import EventLog, readable
@@ -76,6 +83,12 @@ class PostDeleted(StoreError):
         self.post_id = post_id
 
 
+class ReplyNotPinned(StoreError):
+    def __init__(self, post_id: int) -> None:
+        super().__init__(f"Post {post_id} is a reply: only top-level posts are pinned.")
+        self.post_id = post_id
+
+
 class Posts(EventLog):
     """The store's posts."""
 
@@ -94,11 +107,26 @@ class Posts(EventLog):
         return written
 
     async def create_post_once(
-        self, claim: Claim, channel: str, author: str, body: str, answer: Callable[[Change], Answer]
+        self,
+        claim: Claim,
+        channel: str,
+        author: str,
+        body: str,
+        answer: Callable[[Change], Answer],
+        *,
+        parent: int | None = None,
     ) -> Once:
-        """``create_post``, answered once per ``claim`` (keys.py, on idempotency keys)."""
-        written = await self._new_post(NewPost(channel, author, body, claim=claim, answer=answer))
+        """``create_post`` (or ``create_reply``), answered once per ``claim`` (keys.py,
+        on idempotency keys)."""
+        new = NewPost(channel, author, body, parent=parent, claim=claim, answer=answer)
+        written = await self._new_post(new)
         assert isinstance(written, Once)
+        return written
+
+    async def create_reply(self, channel: str, parent: int, author: str, body: str) -> Change:
+        """A reply to the top-level post ``parent`` of ``channel``, and its event (5)."""
+        written = await self._new_post(NewPost(channel, author, body, parent=parent))
+        assert isinstance(written, Change)
         return written
 
     async def _new_post(self, new: NewPost) -> Change | Once:
@@ -143,6 +171,7 @@ class Posts(EventLog):
         connection = session.connection()
         post_rows = [
             {"channel_id": channels[new.channel].id, "author": new.author, "body": new.body}
+            | {"parent_id": new.parent}
             | {"html": htmls[n], "created_at": at, "edited_at": None}
             | {"pinned": False, "deleted": False}
             for n, new in accepted
@@ -154,7 +183,7 @@ class Posts(EventLog):
         for (n, new), post_id in zip(accepted, post_ids, strict=True):
             for name in mentions.addressed(htmls[n], new.author):
                 planned.append((post_id, EventKind.MENTION, name))
-            planned.append((post_id, EventKind.POST_CREATED, None))
+            planned.append((post_id, _created(new), None))
         channel_of = {p: row["channel_id"] for row, p in zip(post_rows, post_ids, strict=True)}
         event_rows = [
             {"kind": kind.value, "channel_id": channel_of[post_id], "post_id": post_id}
@@ -164,15 +193,16 @@ class Posts(EventLog):
         event_ids = _insert_many(connection, EVENTS, event_rows)
         views = {}
         for (n, new), post_id in zip(accepted, post_ids, strict=True):
-            views[post_id] = PostView(
+            view = PostView(
                 post_id, new.channel, new.author, new.body, at, None, False, False, htmls[n]
             )
+            views[post_id] = replace(view, parent=new.parent)
         by_post = {p: n for (n, _), p in zip(accepted, post_ids, strict=True)}
         written: dict[int, Change] = {}
         events = []
         for (post_id, kind, recipient), event_id in zip(planned, event_ids, strict=True):
             view = views[post_id]
-            if kind is EventKind.POST_CREATED:
+            if recipient is None:
                 written[by_post[post_id]] = Change(view, event_id)
             chan = channels[view.channel]
             events.append(
@@ -196,23 +226,34 @@ class Posts(EventLog):
             for name in mentions.addressed(html, post.author):
                 if name not in before:  # told once, when first mentioned
                     self._log(session, EventKind.MENTION, post, channel, recipient=name)
-            event_id = self._log(session, EventKind.POST_UPDATED, post, channel)
+            kind = EventKind.POST_UPDATED if post.parent_id is None else EventKind.REPLY_UPDATED
+            event_id = self._log(session, kind, post, channel)
             return Change(_post_view(post, channel.name), event_id)
 
     @in_thread
     def delete_post(self, post_id: int) -> Change:
         with self._write() as session:
             post, channel = _live_post(session, post_id)
-            post.deleted = True
-            post.pinned = False
-            post.body = post.html = ""  # a tombstone (1)
-            event_id = self._log(session, EventKind.POST_DELETED, post, channel)
+            _tombstone(post)
+            if post.parent_id is None:
+                # Its replies go with it, under its one event (threads.py, on deleting).
+                replies = select(Post).where(
+                    Post.parent_id == post.id, col(Post.deleted).is_(False)
+                )
+                for reply in session.exec(replies).all():
+                    _tombstone(reply)
+                kind = EventKind.POST_DELETED
+            else:
+                kind = EventKind.REPLY_DELETED
+            event_id = self._log(session, kind, post, channel)
             return Change(_post_view(post, channel.name), event_id)
 
     @in_thread
     def set_pinned(self, post_id: int, pinned: bool) -> Change:
         with self._write() as session:
             post, channel = _live_post(session, post_id)
+            if post.parent_id is not None:
+                raise ReplyNotPinned(post_id)
             if post.pinned == pinned:
                 return Change(_post_view(post, channel.name), None)
             post.pinned = pinned
@@ -233,7 +274,34 @@ class Posts(EventLog):
             row = session.exec(readable(query.where(Post.id == post_id), private)).first()
             if row is None:
                 raise PostNotFound(post_id)
-            return _post_view(*row)
+            return threads.with_summaries(session, [_post_view(*row)])[0]
+
+    @in_thread
+    def list_replies(
+        self,
+        parent: int,
+        *,
+        before: int | None = None,
+        limit: int = 50,
+        private: Collection[str] | None = None,
+    ) -> list[PostView]:
+        """The live replies to ``parent``, newest first, paged as ``list_posts``; a
+        parent a reader of ``private`` may not see is not found (4)."""
+        with self._read() as session:
+            _thread_root(session, parent, private)
+            return _replies(session, parent, before, limit)
+
+    @in_thread
+    def thread_page(
+        self, parent: int, limit: int, *, private: Collection[str] | None = None
+    ) -> ThreadPage:
+        """A thread's page: its post, its newest ``limit`` replies (oldest first), and the
+        event id they are current up to, from one snapshot (log.py, on one snapshot)."""
+        with self._snapshot() as session:
+            post = _thread_root(session, parent, private)
+            replies = _replies(session, parent, None, limit)
+            last = session.exec(select(func.max(Event.id))).one() or 0
+        return ThreadPage(post, replies[::-1], last)
 
     @in_thread
     def list_posts(
@@ -248,7 +316,9 @@ class Posts(EventLog):
         """Live posts, newest first; ``before`` is a post id to page back from.
         ``private`` names the private channels the reader may see (4)."""
         with self._read() as session:
-            return _posts(session, channels, before, limit, pinned, private)
+            return threads.with_summaries(
+                session, _posts(session, channels, before, limit, pinned, private)
+            )
 
     @in_thread
     def front_page(
@@ -268,6 +338,8 @@ class Posts(EventLog):
             recent = _posts(session, channels, None, limit, False, private)
             pinned = _posts(session, channels, None, limit, True, private)
             last = session.exec(select(func.max(Event.id))).one() or 0
+            recent = threads.with_summaries(session, recent)
+            pinned = threads.with_summaries(session, pinned)
         posts = sorted([*recent, *pinned], key=lambda p: p.id, reverse=True)
         older = recent[-1].id if len(recent) == limit else None
         return FrontPage(posts, older, last)
@@ -280,6 +352,7 @@ def _settle(
     retry answered as before (keys.py, on idempotency keys); and the retries of a post
     in this very group, each with the place of its first try."""
     kept = keys.kept_answers(session, [new.claim for new in batch if new.claim])
+    parents = _parents(session, batch)
     settled: dict[int, Once | StoreError] = {}
     repeats: dict[int, int] = {}
     first_tries: dict[str, int] = {}
@@ -304,9 +377,39 @@ def _settle(
             settled[n] = ChannelNotFound(new.channel)
         elif chan.archived:
             settled[n] = ChannelArchived(new.channel)
+        elif new.parent is not None and (refused := _refused(new, chan, parents)):
+            settled[n] = refused
         elif claim is not None:
             first_tries[claim.key] = n
     return settled, repeats
+
+
+def _created(new: NewPost) -> EventKind:
+    return EventKind.POST_CREATED if new.parent is None else EventKind.REPLY_CREATED
+
+
+def _parents(session: Session, batch: Sequence[NewPost]) -> dict[int, Post]:
+    """The posts the replies of ``batch`` answer, by id."""
+    wanted = sorted({new.parent for new in batch if new.parent is not None})
+    if not wanted:
+        return {}
+    found = session.exec(select(Post).where(col(Post.id).in_(wanted))).all()
+    return {post.id: post for post in found if post.id is not None}
+
+
+def _refused(new: NewPost, channel: Channel, parents: dict[int, Post]) -> StoreError | None:
+    """Why the reply ``new`` cannot be written, if it cannot: its parent is gone, is in
+    another channel (as good as not there), or is a reply itself (threads.py, on one
+    level)."""
+    assert new.parent is not None
+    parent = parents.get(new.parent)
+    if parent is None or parent.channel_id != channel.id:
+        return PostNotFound(new.parent)
+    if parent.deleted:
+        return PostDeleted(new.parent)
+    if parent.parent_id is not None:
+        return threads.NotAThread(new.parent, parent.parent_id)
+    return None
 
 
 def _keep_answers(
@@ -343,7 +446,7 @@ def _posts(
     query = (
         select(Post, Channel.name)
         .join(Channel, col(Channel.id) == col(Post.channel_id))
-        .where(col(Post.deleted).is_(False))
+        .where(col(Post.deleted).is_(False), col(Post.parent_id).is_(None))
     )
     query = readable(query, private)
     if channels is not None:
@@ -354,6 +457,40 @@ def _posts(
         query = query.where(col(Post.pinned).is_(pinned))
     query = query.order_by(col(Post.id).desc()).limit(limit)
     return [_post_view(post, name) for post, name in session.exec(query).all()]
+
+
+def _thread_root(session: Session, post_id: int, private: Collection[str] | None) -> PostView:
+    """The live top-level post ``post_id`` with its summary, if a reader of ``private``
+    may see it (4); a reply is no thread's root (threads.py, on one level)."""
+    query = select(Post, Channel.name).join(Channel, col(Channel.id) == col(Post.channel_id))
+    row = session.exec(readable(query.where(Post.id == post_id), private)).first()
+    if row is None:
+        raise PostNotFound(post_id)
+    post, name = row
+    if post.deleted:
+        raise PostDeleted(post_id)
+    if post.parent_id is not None:
+        raise threads.NotAThread(post_id, post.parent_id)
+    return threads.with_summaries(session, [_post_view(post, name)])[0]
+
+
+def _replies(session: Session, parent: int, before: int | None, limit: int) -> list[PostView]:
+    query = (
+        select(Post, Channel.name)
+        .join(Channel, col(Channel.id) == col(Post.channel_id))
+        .where(Post.parent_id == parent, col(Post.deleted).is_(False))
+    )
+    if before is not None:
+        query = query.where(col(Post.id) < before)
+    query = query.order_by(col(Post.id).desc()).limit(limit)
+    return [_post_view(post, name) for post, name in session.exec(query).all()]
+
+
+def _tombstone(post: Post) -> None:
+    """A tombstone (1): the row stays, its text goes."""
+    post.deleted = True
+    post.pinned = False
+    post.body = post.html = ""
 
 
 def _live_post(session: Session, post_id: int) -> tuple[Post, Channel]:

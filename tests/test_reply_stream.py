@@ -1,0 +1,117 @@
+"""Replies on the stream, against a real server: their events in three formats, a
+thread's own stream with resume, and private threads kept from those who may not read
+them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.auth import bearer, make_token
+from tests.conftest import Server
+from tests.sse import SSEClient
+from tests.test_stream import open_stream
+
+
+@pytest.fixture
+def database_url(each_database_url: str) -> str:
+    return each_database_url
+
+
+def reply(server: Server, parent: int, body: str) -> dict[str, object]:
+    answer = server.client.post(f"/api/posts/{parent}/replies", json={"body": body})
+    assert answer.status_code == 201, answer.text
+    found: dict[str, object] = answer.json()
+    return found
+
+
+def test_a_reply_is_an_event_in_every_format_carrying_its_parent(server: Server) -> None:
+    parent = server.post("the plan")["post"]["id"]
+    with (
+        open_stream(server, format="json") as as_json,
+        open_stream(server, format="text") as as_text,
+        open_stream(server, format="html") as as_html,
+    ):
+        made = reply(server, parent, "*agreed*")
+        (created,) = as_json.wait_events(1)
+        (line,) = as_text.wait_events(1)
+        _hello, markup = as_html.wait_events(2)
+    reply_id = made["post"]["id"]  # type: ignore[index]
+    payload = json.loads(created.data)
+    assert created.event == "reply-created" and created.id == str(made["event_id"])
+    assert payload["post"]["parent"] == parent and payload["post"]["id"] == reply_id
+    assert payload["thread"] == {"post": parent, "replies": 1, "repliers": ["tester"]}
+    assert line.event == "reply-created"
+    assert line.data.endswith(f"#general ↳ tester replied to post {parent}: *agreed*")
+    assert markup.event == "reply-created"
+    assert markup.data.startswith(f'<article id="post-{reply_id}" class="reply"')
+    assert f'data-parent="{parent}"' in markup.data and "<em>agreed</em>" in markup.data
+    # The parent's card summary, out of band, after the reply.
+    summary = markup.data[markup.data.index(f'<span id="replies-{parent}"') :]
+    assert 'hx-swap-oob="outerHTML"' in summary and "1 reply · tester" in summary
+
+
+def test_a_threads_stream_carries_that_thread_alone_and_resumes(server: Server) -> None:
+    parent = server.post("the plan")["post"]["id"]
+    other = server.post("another post")["post"]["id"]
+    first = reply(server, parent, "one")
+    with open_stream(server, format="json", thread=str(parent)) as stream:
+        server.post("a new post elsewhere")
+        reply(server, other, "to the other post")
+        second = reply(server, parent, "two")
+        server.client.patch(f"/api/posts/{parent}", json={"body": "the plan, revised"})
+        server.client.delete(f"/api/posts/{second['post']['id']}")  # type: ignore[index]
+        events = stream.wait_events(3)
+    assert [e.event for e in events] == ["reply-created", "post-updated", "reply-deleted"]
+    assert json.loads(events[0].data)["post"]["body"] == "two"
+    # Resumed from the first reply: the thread's events since, and nothing else.
+    params = {"format": "json", "thread": str(parent), "last_event_id": str(first["event_id"])}
+    with SSEClient(server.port, params=params) as resumed:
+        replayed = resumed.wait_events(3)
+    assert [e.id for e in replayed] == [e.id for e in events]
+    # A reply, a deleted post and a post that never was are no threads.
+    for missing in (first["post"]["id"], 999_999):  # type: ignore[index]
+        with SSEClient(server.port, params={"thread": str(missing)}) as refused:
+            assert refused.status == 404
+    server.client.delete(f"/api/posts/{other}")
+    with SSEClient(server.port, params={"thread": str(other)}) as refused:
+        assert refused.status == 404
+    with SSEClient(server.port, params={"thread": str(parent), "channel": "general"}) as both:
+        assert both.status == 400
+
+
+def test_a_private_thread_reaches_nobody_who_may_not_read_its_channel(server: Server) -> None:
+    created = server.client.post(
+        "/api/channels", json={"name": "hush", "title": "Hush", "private": True}
+    )
+    assert created.status_code == 201
+    member, _ = make_token(server.database, "mel", "writer")
+    outsider, _ = make_token(server.database, "otto", "writer")
+    assert server.client.put("/api/channels/hush/members/mel", json={}).status_code == 200
+    parent = server.client.post("/api/channels/hush/posts", json={"body": "secret"}).json()
+    parent_id = parent["post"]["id"]
+    public = server.post("public")["post"]["id"]
+    outside = SSEClient(server.port, params={"format": "json"}, headers=bearer(outsider))
+    inside = SSEClient(server.port, params={"format": "json"}, headers=bearer(member))
+    with outside, inside:
+        outside.wait_for(lambda s: any(m.retry for m in s.messages))
+        inside.wait_for(lambda s: any(m.retry for m in s.messages))
+        reply(server, parent_id, "quiet reply")
+        reply(server, public, "loud reply")
+        (seen_inside, also_inside) = inside.wait_events(2)
+        (seen_outside,) = outside.wait_events(1)
+    assert json.loads(seen_inside.data)["post"]["body"] == "quiet reply"
+    assert json.loads(also_inside.data)["post"]["body"] == "loud reply"
+    assert json.loads(seen_outside.data)["post"]["body"] == "loud reply"
+    # Nor in a thread's stream, a listing, or a reply of one's own.
+    with SSEClient(server.port, params={"thread": str(parent_id)}, headers=bearer(outsider)) as s:
+        assert s.status == 404
+    for path in (f"/api/posts/{parent_id}/replies", f"/api/posts/{parent_id}"):
+        assert server.client.get(path, headers=bearer(outsider)).status_code == 404
+    sent = server.client.post(
+        f"/api/posts/{parent_id}/replies", json={"body": "hi"}, headers=bearer(outsider)
+    )
+    assert sent.status_code == 404
+    listed = server.client.get(f"/api/posts/{parent_id}/replies", headers=bearer(member))
+    assert [r["body"] for r in listed.json()["replies"]] == ["quiet reply"]

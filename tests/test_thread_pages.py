@@ -1,0 +1,81 @@
+"""Threads on pages (in-process): a card's reply summary, the region that opens under
+it, a thread's own page, and the reply form. The live part is in test_browser_replies."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.testclient import TestClient
+
+from tests.test_pages import article_ids, post
+
+
+def reply(client: TestClient, parent: int, body: str) -> int:
+    answer = client.post(f"/api/posts/{parent}/replies", json={"body": body})
+    assert answer.status_code == 201, answer.text
+    found: int = answer.json()["post"]["id"]
+    return found
+
+
+def test_a_card_shows_its_reply_count_and_repliers_and_lists_show_no_replies(
+    client: TestClient,
+) -> None:
+    parent = post(client, "the plan")
+    replies = [reply(client, parent, f"reply {n}") for n in range(2)]
+    for url in ("/", "/channels/general", "/kiosk", "/partials/posts"):
+        page = client.get(url).text
+        assert article_ids(page) == [parent], url
+        assert not set(replies) & set(map(int, re.findall(r'id="post-(\d+)"', page))), url
+        assert re.search(rf'<span id="replies-{parent}"[^>]*>2 replies · tester</span>', page)
+    # A kiosk still holds no control: the card's are added by feed.js where wanted.
+    kiosk = client.get("/kiosk").text
+    for control in ("<form", "<button", "<textarea"):
+        assert control not in kiosk
+
+
+def test_a_threads_page_shows_the_post_and_its_replies_from_one_snapshot(
+    client: TestClient,
+) -> None:
+    parent = post(client, "the plan")
+    first, second = reply(client, parent, "*first*"), reply(client, parent, "second")
+    page = client.get(f"/posts/{parent}")
+    assert page.status_code == 200
+    ids = [int(x) for x in re.findall(r'<article id="post-(\d+)"', page.text)]
+    assert ids == [parent, first, second]  # the post, then its replies oldest first
+    assert "<em>first</em>" in page.text
+    last = client.get("/api/posts/0/replies")  # none such: 404, and no event
+    assert last.status_code == 404
+    newest = client.get(f"/api/posts/{parent}/replies").json()["replies"][0]
+    assert newest["id"] == second
+    snapshot = re.search(r'data-last-event-id="(\d+)"', page.text)
+    assert snapshot is not None
+    url = f"/events?format=html&amp;thread={parent}&amp;last_event_id={snapshot.group(1)}"
+    assert f'sse-connect="{url}"' in page.text
+    assert f'hx-post="/posts/{parent}/replies"' in page.text
+    # The region under a card: the same replies, with the snapshot they reflect.
+    region = client.get(f"/partials/thread/{parent}")
+    assert region.headers["x-feed-last-event-id"] == snapshot.group(1)
+    assert [int(x) for x in re.findall(r'<article id="post-(\d+)"', region.text)] == [
+        first,
+        second,
+    ]
+    # A reply is no thread, nor is a post that never was.
+    assert client.get(f"/posts/{first}").status_code == 404
+    assert client.get("/posts/999999").status_code == 404
+
+
+def test_the_reply_form_replies_and_shows_errors_inline(client: TestClient) -> None:
+    parent = post(client, "the plan")
+    sent = client.post(f"/posts/{parent}/replies", data={"body": "from the form"})
+    assert sent.status_code == 200
+    assert "Replying as <strong>tester</strong>" in sent.text
+    assert "from the form" not in sent.text  # cleared
+    listed = client.get(f"/api/posts/{parent}/replies").json()["replies"]
+    assert [(r["author"], r["body"], r["parent"]) for r in listed] == [
+        ("tester", "from the form", parent)
+    ]
+    empty = client.post(f"/posts/{parent}/replies", data={"body": "   "})
+    assert empty.status_code == 422 and 'role="alert"' in empty.text
+    to_reply = client.post(f"/posts/{listed[0]['id']}/replies", data={"body": "nested kept"})
+    assert to_reply.status_code == 422
+    assert f"reply to post {parent} instead" in to_reply.text and "nested kept" in to_reply.text
