@@ -23,6 +23,9 @@ Rationale:
    someone not signed in; 403 to someone signed in who may not.
 6. Archiving is not a permission: an archived channel takes no new posts from
    anyone, which the store checks as it writes (409).
+7. Reacting is reading out loud: anyone signed in who may read a channel may react to
+   its posts, readers included, but never a kiosk link, which only shows, nor someone
+   not signed in, whose reaction would be nobody's.
 """
 
 from __future__ import annotations
@@ -84,6 +87,11 @@ class Permissions:
             return False
         return who.role is Role.ADMIN or post.author == who.name
 
+    def may_react(self, name: str) -> bool:
+        """Give or take back one's own reactions to the channel's posts (7)."""
+        who = self.identity
+        return self.may_read(name) and who.signed_in and who.via is not Via.KIOSK
+
     def readable(self) -> list[ChannelView]:
         return [c for c in self.channels.values() if self.may_read(c.name)]
 
@@ -138,6 +146,14 @@ class Permissions:
             if not self.identity.signed_in:
                 raise unauthorized("Changing a post needs its author's or an admin's token.")
             raise ClientError(403, "Only the post's author or an admin may change it.", post.id)
+
+    def check_react(self, name: str) -> None:
+        self.check_read(name)
+        if self.may_react(name):
+            return
+        if not self.identity.signed_in:
+            raise unauthorized("Reacting needs a token or a signed-in session.")
+        raise ClientError(403, "A kiosk link shows posts; it does not react to them.", name)
 
 
 def unauthorized(message: str) -> ClientError:

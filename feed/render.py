@@ -10,7 +10,9 @@ the page's post list (``hx-swap="afterbegin"``):
 - a new post is plain markup, inserted at the top of the list;
 - an edit, pin or unpin is the post marked ``hx-swap-oob="outerHTML"``, which
   replaces the element with the same id wherever it is and inserts nothing;
-- a deleted post is an empty element marked ``hx-swap-oob="delete"``.
+- a deleted post is an empty element marked ``hx-swap-oob="delete"``;
+- a post's reactions are its chips (``partials/reactions.html``) marked
+  ``hx-swap-oob="outerHTML"``: counts and first names, the same for every reader.
 
 Payloads always show a post's *current* state (storage/log.py, on the current state),
 so replaying an old ``post-created`` for a post deleted since removes it instead of
@@ -29,6 +31,10 @@ Bodies are hostile input. Rationale:
    cursor, recolour their terminal or set its title. JSON events are read in
    terminals too (``curl -N``, ``feed tail --format json``): there every control
    character, C1 (U+009B is a CSI of its own) and DEL included, is a ``\\u`` escape.
+5. Reactions are the same bytes for every reader. Which chips are the reader's own
+   is not in them: pages render it for their reader, and feed.js keeps it after each
+   swap (storage/reactions.py, on who changed what). A ``post-reactions`` event carries
+   only the post's id, channel and reactions in JSON, never its body again.
 """
 
 from __future__ import annotations
@@ -45,7 +51,8 @@ import jinja2
 from markupsafe import Markup
 from starlette.responses import HTMLResponse
 
-from feed.models import ChannelView, EventKind, FeedEvent, PostView
+from feed.models import ChannelView, EventKind, FeedEvent, PostView, ReactionCount
+from feed.settings import DEFAULT_REACTIONS
 from feed.sse import Format, frame
 from feed.text import CONTROLS, LINE_FEED, TAB, matching
 
@@ -109,6 +116,23 @@ def make_environment() -> jinja2.Environment:
     return env
 
 
+def reactions_json(reactions: Iterable[ReactionCount]) -> list[dict[str, Any]]:
+    return [{"reaction": r.reaction, "count": r.count, "names": list(r.names)} for r in reactions]
+
+
+def who_reacted(count: ReactionCount) -> str:
+    """ "ada, bo and 12 others": the first names, and how many more."""
+    if count.count == 0:
+        return "Nobody yet"
+    names = list(count.names)
+    others = count.count - len(names)
+    if others > 0:
+        return f"{', '.join(names)} and {others} other{'' if others == 1 else 's'}"
+    if len(names) == 1:
+        return names[0]
+    return f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def post_json(post: PostView) -> dict[str, Any]:
     return {
         "id": post.id,
@@ -120,6 +144,7 @@ def post_json(post: PostView) -> dict[str, Any]:
         "edited_at": isotime(post.edited_at) or None,
         "pinned": post.pinned,
         "deleted": post.deleted,
+        "reactions": reactions_json(post.reactions),
     }
 
 
@@ -150,6 +175,21 @@ def _channel_text(event: FeedEvent) -> str:
             return f"#{channel.name} was archived"
         case _:
             return f"#{channel.name} was restored"
+
+
+def _reactions_text(event: FeedEvent, post: PostView) -> str:
+    """ "ada reacted 🎉 to post 12 (now 🎉 3, 👍 1)"; a window of several toggles names
+    the last and counts the others."""
+    counts = ", ".join(f"{terminal_safe(r.reaction)} {r.count}" for r in post.reactions)
+    now = f"now {counts}" if counts else "no reactions now"
+    if not event.changes:
+        return f"post {post.id} has {now}"
+    last = event.changes[-1]
+    who, reaction = _one_line(last.name), terminal_safe(last.reaction)
+    did = f"reacted {reaction} to" if last.reacted else f"took back {reaction} from"
+    others = len(event.changes) - 1 + event.more
+    also = f" (and {others} more change{'' if others == 1 else 's'})" if others else ""
+    return f"{who} {did} post {post.id}{also} ({now})"
 
 
 class Recent:
@@ -188,9 +228,16 @@ class Recent:
 class Renderer:
     """Renders posts for pages and events for streams."""
 
-    def __init__(self, env: jinja2.Environment | None = None) -> None:
+    def __init__(
+        self,
+        env: jinja2.Environment | None = None,
+        reactions: Iterable[str] = DEFAULT_REACTIONS.split(),
+    ) -> None:
         self.env = env or make_environment()
+        self.reaction_set = tuple(reactions)
+        self.env.globals["chips"] = self.chips
         self._post = self.env.get_template("partials/post.html")
+        self._reactions = self.env.get_template("partials/reactions.html")
         self._channel_event = self.env.get_template("partials/channel_event.html")
         # Clients that reconnect together (after a deploy, a network blip) replay the
         # same recent events; each is rendered once. The key is the whole event,
@@ -215,6 +262,20 @@ class Renderer:
     def post_html(self, post: PostView, *, oob: bool = False) -> str:
         return self._post.render(post=post, oob=oob)
 
+    def chips(self, post: PostView) -> list[tuple[ReactionCount, str]]:
+        """A post's chips: every reaction of the set, in order, counted or not, then any
+        others it still has; each with who reacted, in words."""
+        given = {r.reaction: r for r in post.reactions}
+        shown = [given.get(r, ReactionCount(r, 0, ())) for r in self.reaction_set]
+        shown += [r for r in post.reactions if r.reaction not in self.reaction_set]
+        return [(r, who_reacted(r)) for r in shown]
+
+    def reactions_html(self, event: FeedEvent) -> str:
+        """A ``post-reactions`` event: the post's chips, swapped in where they are."""
+        assert event.post is not None
+        changes = [[c.name, c.reaction, c.reacted] for c in event.changes]
+        return self._reactions.render(post=event.post, swap=True, changes=changes)
+
     def event_data(self, event: FeedEvent, fmt: Format) -> str:
         if fmt is Format.JSON:
             return self.event_json(event)
@@ -224,8 +285,21 @@ class Renderer:
 
     def event_json(self, event: FeedEvent) -> str:
         body: dict[str, Any] = {"id": event.id, "type": event.kind.value}
-        if event.post is not None:
-            body["post"] = post_json(event.post)
+        post = event.post
+        if post is not None and event.kind is EventKind.POST_REACTIONS and not post.deleted:
+            # Only what changed: a storm of these must not carry the body each time (5).
+            body["post"] = {
+                "id": post.id,
+                "channel": post.channel,
+                "reactions": reactions_json(post.reactions),
+            }
+            body["changes"] = [
+                {"name": c.name, "reaction": c.reaction, "reacted": c.reacted}
+                for c in event.changes
+            ]
+            body["more"] = event.more
+        elif post is not None:
+            body["post"] = post_json(post)
         else:
             assert event.channel_view is not None
             body["channel"] = channel_json(event.channel_view)
@@ -238,6 +312,8 @@ class Renderer:
             return self._channel_event.render(event=event, text=self.event_text(event))
         if post.deleted:
             return f'<div id="post-{post.id}" hx-swap-oob="delete"></div>'
+        if event.kind is EventKind.POST_REACTIONS:
+            return self.reactions_html(event)
         return self.post_html(post, oob=event.kind is not EventKind.POST_CREATED)
 
     def event_text(self, event: FeedEvent) -> str:
@@ -257,6 +333,8 @@ class Renderer:
                 return f"{at} {where} {author} edited post {post.id}: {line}"
             case EventKind.POST_PINNED:
                 return f"{where} pinned post {post.id} by {author}: {line}"
+            case EventKind.POST_REACTIONS:
+                return f"{where} {_reactions_text(event, post)}"
             case _:
                 return f"{where} unpinned post {post.id} by {author}: {line}"
 

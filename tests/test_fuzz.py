@@ -123,7 +123,7 @@ HOSTILE_BODIES = {
     "a lone low surrogate in a field name": b'{"body":"x","\\udc00":true}',
     "a lone surrogate deep inside": b'{"author":[{"x":["\\udbff"]}]}',
 }
-PATH_VALUES = {"channel": "general", "post_id": "1", "name": "ada"}
+PATH_VALUES = {"channel": "general", "post_id": "1", "name": "ada", "reaction": "\U0001f44d"}
 TOO_LONG_NUMBER = "9" * 5000
 
 

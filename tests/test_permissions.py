@@ -56,7 +56,8 @@ WHO = {
 }
 
 # Y: allowed, -: refused. "edit" covers editing, deleting, pinning and unpinning a
-# post; "manage" is making and changing channels and memberships, on any channel.
+# post; "manage" is making and changing channels and memberships, on any channel;
+# "react" is giving or taking back one's own reaction to a post.
 # An archived channel takes no new posts from anyone, but that is the channel's state,
 # checked when the post is written (the store answers 409), not a permission.
 TABLE = """
@@ -66,41 +67,49 @@ anonymous     post          -       -       -       -        -         -
 anonymous     edit-own      -       -       -       -        -         -
 anonymous     edit-other    -       -       -       -        -         -
 anonymous     manage        -       -       -       -        -         -
+anonymous     react         -       -       -       -        -         -
 reader        read          Y       Y       -       Y        Y         Y
 reader        post          -       -       -       -        -         -
 reader        edit-own      -       -       -       -        -         -
 reader        edit-other    -       -       -       -        -         -
 reader        manage        -       -       -       -        -         -
+reader        react         Y       Y       -       Y        Y         Y
 writer        read          Y       Y       -       Y        Y         Y
 writer        post          Y       Y       -       Y        -         Y
 writer        edit-own      Y       Y       -       Y        Y         Y
 writer        edit-other    -       -       -       -        -         -
 writer        manage        -       -       -       -        -         -
+writer        react         Y       Y       -       Y        Y         Y
 admin         read          Y       Y       Y       Y        Y         Y
 admin         post          Y       Y       Y       Y        Y         Y
 admin         edit-own      Y       Y       Y       Y        Y         Y
 admin         edit-other    Y       Y       Y       Y        Y         Y
 admin         manage        Y       Y       Y       Y        Y         Y
+admin         react         Y       Y       Y       Y        Y         Y
 scoped-admin  read          Y       -       Y       -        -         -
 scoped-admin  post          Y       -       Y       -        -         -
 scoped-admin  edit-own      Y       -       Y       -        -         -
 scoped-admin  edit-other    Y       -       Y       -        -         -
 scoped-admin  manage        -       -       -       -        -         -
+scoped-admin  react         Y       -       Y       -        -         -
 kiosk         read          Y       -       Y       Y        -         -
 kiosk         post          -       -       -       -        -         -
 kiosk         edit-own      -       -       -       -        -         -
 kiosk         edit-other    -       -       -       -        -         -
 kiosk         manage        -       -       -       -        -         -
+kiosk         react         -       -       -       -        -         -
 proxy-user    read          Y       Y       -       Y        Y         Y
 proxy-user    post          Y       Y       -       Y        -         Y
 proxy-user    edit-own      Y       Y       -       Y        Y         Y
 proxy-user    edit-other    -       -       -       -        -         -
 proxy-user    manage        -       -       -       -        -         -
+proxy-user    react         Y       Y       -       Y        Y         Y
 proxy-admin   read          Y       Y       Y       Y        Y         Y
 proxy-admin   post          Y       Y       Y       Y        Y         Y
 proxy-admin   edit-own      Y       Y       Y       Y        Y         Y
 proxy-admin   edit-other    Y       Y       Y       Y        Y         Y
 proxy-admin   manage        Y       Y       Y       Y        Y         Y
+proxy-admin   react         Y       Y       Y       Y        Y         Y
 """
 
 
@@ -119,7 +128,7 @@ def _rows() -> list[tuple[str, str, dict[str, bool]]]:
 
 
 ROWS = _rows()
-ACTIONS = ("read", "post", "edit-own", "edit-other", "manage")
+ACTIONS = ("read", "post", "edit-own", "edit-other", "manage", "react")
 
 
 def test_the_table_has_one_row_for_each_role_and_action() -> None:
@@ -153,6 +162,8 @@ def allowed(who: Identity, action: str, channel: str) -> bool:
         return perms.may_read(channel)
     if action == "post":
         return perms.may_post(channel)
+    if action == "react":
+        return perms.may_react(channel)
     if action == "manage":
         try:
             forbidden_unless_admin(who)
@@ -203,6 +214,8 @@ def test_a_refused_check_answers_404_for_what_one_may_not_read_else_401_or_403(
             post = post_in(channel, author)
             expected = hidden or (None if perms.may_edit(post) else refused)
             assert refusal(perms.check_edit, post) == expected, (channel, author)
+        expected = hidden or (None if perms.may_react(channel) else refused)
+        assert refusal(perms.check_react, channel) == expected, channel
 
 
 @pytest.mark.parametrize("role", list(WHO))

@@ -93,6 +93,7 @@ from feed.models import (
     Post,
     _feed_event,
 )
+from feed.storage import tallies
 from feed.storage.engine import (
     StoreError,
     StoreUnavailable,
@@ -238,7 +239,7 @@ class EventLog:
         session.add(row)
         session.flush()
         assert row.id is not None
-        self._noted(session, [_feed_event(row, post, channel)])
+        self._noted(session, tallies.on_events(session, [_feed_event(row, post, channel)]))
         return row.id
 
     # -- ids that never go back ---------------------------------------------------
@@ -311,6 +312,7 @@ class EventLog:
         with self._snapshot() as session:
             rows = session.exec(query).all()
             events = [_feed_event(ev, post, channel) for ev, post, channel in reversed(rows)]
+            events = tallies.on_events(session, events)
             return events, session.exec(select(func.max(Event.id))).one() or 0
 
     @in_thread
@@ -335,9 +337,11 @@ class EventLog:
         ``private`` names the private channels the reader may see; None: all of them."""
         query = _events_after(after, channels, private).order_by(col(Event.id)).limit(limit)
         with self._read() as session:
-            return [
-                _feed_event(ev, post, channel) for ev, post, channel in session.exec(query).all()
-            ]
+            rows = session.exec(query).all()
+            # Posts with their reactions as they are now (storage/tallies.py).
+            return tallies.on_events(
+                session, [_feed_event(ev, post, channel) for ev, post, channel in rows]
+            )
 
     @in_thread
     def count_events_after(

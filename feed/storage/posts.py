@@ -54,7 +54,7 @@ from feed.models import (
     PostView,
     _post_view,
 )
-from feed.storage import keys
+from feed.storage import keys, tallies
 from feed.storage.channels import ChannelArchived, ChannelNotFound
 from feed.storage.engine import StoreError, Unstorable, in_thread, now
 from feed.storage.log import EventLog, readable
@@ -193,6 +193,7 @@ class Posts(EventLog):
             post.deleted = True
             post.pinned = False
             post.body = post.html = ""  # a tombstone (1)
+            tallies.forget(session, post_id)
             event_id = self._log(session, EventKind.POST_DELETED, post, channel)
             return Change(_post_view(post, channel.name), event_id)
 
@@ -220,7 +221,7 @@ class Posts(EventLog):
             row = session.exec(readable(query.where(Post.id == post_id), private)).first()
             if row is None:
                 raise PostNotFound(post_id)
-            return _post_view(*row)
+            return tallies.with_counts(session, [_post_view(*row)])[0]
 
     @in_thread
     def list_posts(
@@ -244,20 +245,23 @@ class Posts(EventLog):
         limit: int,
         *,
         private: Collection[str] | None = None,
+        reader: str | None = None,
     ) -> FrontPage:
         """What a page shows first, and the event id it is current up to.
 
         One snapshot (log.py, on one snapshot), so the posts and the id agree: the
         page's stream then resumes exactly after what the page shows. ``private`` names
-        the private channels the reader may see (4).
+        the private channels the reader may see (4), and ``mine`` the reactions of
+        ``reader`` to those posts.
         """
         with self._snapshot() as session:
             recent = _posts(session, channels, None, limit, False, private)
             pinned = _posts(session, channels, None, limit, True, private)
             last = session.exec(select(func.max(Event.id))).one() or 0
+            mine = tallies.mine(session, reader, [p.id for p in [*recent, *pinned]])
         posts = sorted([*recent, *pinned], key=lambda p: p.id, reverse=True)
         older = recent[-1].id if len(recent) == limit else None
-        return FrontPage(posts, older, last)
+        return FrontPage(posts, older, last, mine)
 
 
 def _settle(
@@ -340,7 +344,8 @@ def _posts(
     if pinned is not None:
         query = query.where(col(Post.pinned).is_(pinned))
     query = query.order_by(col(Post.id).desc()).limit(limit)
-    return [_post_view(post, name) for post, name in session.exec(query).all()]
+    posts = [_post_view(post, name) for post, name in session.exec(query).all()]
+    return tallies.with_counts(session, posts)
 
 
 def _live_post(session: Session, post_id: int) -> tuple[Post, Channel]:
