@@ -56,6 +56,18 @@
 // 9. Screen readers. New posts are told in one polite status line (#announcer),
 //    a burst in one sentence. The list is no live region: a re-fetch rebuilds it,
 //    and that is not news.
+// 10. Reactions. A post's chips come in the same bytes for every reader (render.py,
+//    on reactions): counts and first names. Which are the reader's own is kept here,
+//    in `mine`: read from data-mine in what the server rendered for this reader (the
+//    page, a re-fetched list, older posts), changed by the reader's own clicks, and by
+//    the toggles a `post-reactions` message reports (data-changes) under the reader's
+//    name, which is how a toggle made on another tab or device shows here. Every
+//    swap of chips is marked from it again. Chips arrive as plain counts: on a
+//    dashboard whose reader may react they are made toggle buttons here (role,
+//    tabindex, aria-pressed; Enter and Space as on a button). A click sends PUT or
+//    DELETE through htmx (so the CSRF header goes along) and marks the chip at once;
+//    the answer says which reactions are the reader's now. The kiosk, and a reader
+//    not signed in, get no controls.
 (function () {
   "use strict";
 
@@ -229,13 +241,15 @@
     list.insertBefore(el, list.querySelector(":scope > .older"));
   }
 
-  // A post replaced while a link in it has the focus keeps it on the same link.
+  // A post replaced while a link or a chip in it has the focus keeps it there.
   function replacePost(old, el) {
     var links = old.querySelectorAll("a[href]");
     var at = Array.prototype.indexOf.call(links, document.activeElement);
+    var chip = focusedChip(old);
     old.replaceWith(el);
     var again = at >= 0 ? el.querySelectorAll("a[href]")[at] : null;
     if (again) again.focus({ preventScroll: true });
+    refocusChip(el, chip);
   }
 
   // A kiosk (data-max-posts) leaves out only old unpinned posts and pinned ones past
@@ -289,6 +303,7 @@
     parser.innerHTML = data;
     var el = parser.content.firstElementChild;
     parser.innerHTML = "";
+    if (el && /^reactions-\d+$/.test(el.id)) return applyReactions(el);
     if (!el || !/^post-\d+$/.test(el.id)) return false;
     var before = tally(list);
     var existing = document.getElementById(el.id);
@@ -335,6 +350,133 @@
 
   document.addEventListener("htmx:sseMessage", function (evt) {
     applied(Number(evt.detail.lastEventId));
+  });
+
+  // -- 10. reactions --------------------------------------------------------------------
+
+  var mine = {}; // post id -> {reaction: true}
+
+  function reader() {
+    var list = postsList();
+    return (list && list.dataset.reader) || null;
+  }
+
+  // New chips for a post: the toggles they report under this reader's name are
+  // theirs now; the chips replace those shown, marked, the focus kept on its chip.
+  function applyReactions(el) {
+    var changes = [];
+    try {
+      changes = JSON.parse(el.dataset.changes || "[]");
+    } catch (err) {
+      changes = [];
+    }
+    var who = reader();
+    var post = el.dataset.post;
+    changes.forEach(function (c) {
+      if (who === null || c[0] !== who) return;
+      var own = mine[post] || (mine[post] = {});
+      if (c[2]) own[c[1]] = true;
+      else delete own[c[1]];
+    });
+    el.removeAttribute("hx-swap-oob");
+    el.removeAttribute("data-changes");
+    var existing = document.getElementById(el.id);
+    if (!existing) return false;
+    var chip = focusedChip(existing);
+    existing.replaceWith(el);
+    paint(el.parentNode);
+    refocusChip(el, chip);
+    return false;
+  }
+
+  function focusedChip(root) {
+    var active = document.activeElement;
+    return active && active.classList && active.classList.contains("chip") && root.contains(active)
+      ? active.dataset.reaction
+      : null;
+  }
+
+  function refocusChip(root, reaction) {
+    if (reaction === null) return;
+    var chips = root.querySelectorAll(".chip");
+    for (var i = 0; i < chips.length; i++) {
+      if (chips[i].dataset.reaction === reaction) chips[i].focus({ preventScroll: true });
+    }
+  }
+
+  // What the server rendered for this reader says which are theirs (data-mine).
+  function readMine(root) {
+    var found = root.querySelectorAll ? root.querySelectorAll(".reactions[data-mine]") : [];
+    for (var i = 0; i < found.length; i++) {
+      var own = {};
+      found[i].dataset.mine.split(" ").forEach(function (r) { if (r) own[r] = true; });
+      mine[found[i].dataset.post] = own;
+      found[i].removeAttribute("data-mine");
+    }
+  }
+
+  function paint(root) {
+    if (!root || !root.querySelectorAll) return;
+    var controls = !isKiosk() && reader() !== null;
+    var groups = root.querySelectorAll(".reactions");
+    for (var i = 0; i < groups.length; i++) {
+      var own = mine[groups[i].dataset.post] || {};
+      var chips = groups[i].querySelectorAll(".chip");
+      for (var j = 0; j < chips.length; j++) {
+        if (!controls) continue;
+        chips[j].setAttribute("role", "button");
+        chips[j].tabIndex = 0;
+        chips[j].setAttribute("aria-pressed", own[chips[j].dataset.reaction] ? "true" : "false");
+      }
+    }
+  }
+
+  function setMine(post, reactions) {
+    var own = {};
+    reactions.forEach(function (r) { own[r] = true; });
+    mine[post] = own;
+    var group = document.getElementById("reactions-" + post);
+    if (group) paint(group.parentNode);
+  }
+
+  function toggleChip(chip) {
+    var post = chip.closest(".reactions").dataset.post;
+    var reaction = chip.dataset.reaction;
+    var own = mine[post] || {};
+    var had = !!own[reaction];
+    var before = Object.keys(own);
+    setMine(post, had ? before.filter(function (r) { return r !== reaction; }) : before.concat([reaction]));
+    var url = "/api/posts/" + post + "/reactions/" + encodeURIComponent(reaction);
+    htmx.ajax(had ? "DELETE" : "PUT", url, {
+      source: chip,
+      swap: "none",
+      handler: function (elt, info) {
+        var xhr = info.xhr;
+        if (xhr.status >= 200 && xhr.status < 300) {
+          setMine(post, JSON.parse(xhr.responseText).mine);
+        } else {
+          setMine(post, before);
+        }
+      }
+    });
+  }
+
+  function chipOf(evt) {
+    var chip = evt.target.closest && evt.target.closest('.reactions .chip[role="button"]');
+    return chip && reader() !== null ? chip : null;
+  }
+
+  document.addEventListener("click", function (evt) {
+    var chip = chipOf(evt);
+    if (chip) toggleChip(chip);
+  });
+
+  // A chip is a span made a button: it answers the keys a button answers.
+  document.addEventListener("keydown", function (evt) {
+    var chip = chipOf(evt);
+    if (!chip || (evt.key !== "Enter" && evt.key !== " ")) return;
+    evt.preventDefault();
+    if (!evt.repeat) toggleChip(chip);
   });
 
   // -- 9. screen readers ----------------------------------------------------------------
@@ -502,6 +644,8 @@
 
   function decorate(root) {
     if (!root.querySelectorAll) return;
+    readMine(root);
+    paint(root);
     var nodes = root.querySelectorAll("time[datetime]");
     var kiosk = isKiosk();
     var now = new Date();
