@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -178,18 +178,29 @@ def _channel_text(event: FeedEvent) -> str:
 
 
 def _reactions_text(event: FeedEvent, post: PostView) -> str:
-    """ "ada reacted 🎉 to post 12 (now 🎉 3, 👍 1)"; a window of several toggles names
-    the last and counts the others."""
-    counts = ", ".join(f"{terminal_safe(r.reaction)} {r.count}" for r in post.reactions)
-    now = f"now {counts}" if counts else "no reactions now"
-    if not event.changes:
-        return f"post {post.id} has {now}"
-    last = event.changes[-1]
-    who, reaction = _one_line(last.name), terminal_safe(last.reaction)
-    did = f"reacted {reaction} to" if last.reacted else f"took back {reaction} from"
-    others = len(event.changes) - 1 + event.more
+    changes = [(c.name, c.reaction, c.reacted) for c in event.changes]
+    counts = [(r.reaction, r.count) for r in post.reactions]
+    return reactions_sentence(post.id, changes, event.more, counts)
+
+
+def reactions_sentence(
+    post_id: int,
+    changes: Sequence[tuple[str, str, bool]],
+    more: int,
+    counts: Sequence[tuple[str, int]],
+) -> str:
+    """ "ada reacted 🎉 to post 12 (now 🎉 3, 👍 1)": the last toggle an event reports,
+    how many others it covers, and the post's counts; safe for a terminal (4)."""
+    shown = ", ".join(f"{terminal_safe(r)} {n}" for r, n in counts)
+    now = f"now {shown}" if shown else "no reactions now"
+    if not changes:
+        return f"post {post_id} has {now}"
+    name, reaction, reacted = changes[-1]
+    who, what = _one_line(name), terminal_safe(reaction)
+    did = f"reacted {what} to" if reacted else f"took back {what} from"
+    others = len(changes) - 1 + more
     also = f" (and {others} more change{'' if others == 1 else 's'})" if others else ""
-    return f"{who} {did} post {post.id}{also} ({now})"
+    return f"{who} {did} post {post_id}{also} ({now})"
 
 
 class Recent:
