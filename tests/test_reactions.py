@@ -13,12 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
+from alembic import command
+from sqlalchemy import text as sa_text
 from starlette.testclient import TestClient
 
+from feed import schema
 from feed.access import Access
 from feed.identity import digest
 from feed.settings import Settings
-from feed.store import Store
+from feed.store import Store, make_engine
 from tests.auth import ADMIN, _run, bearer, make_token
 from tests.conftest import Server
 from tests.sse import SSEClient
@@ -313,3 +316,36 @@ def test_toggles_left_pending_by_a_crash_are_reported_after_a_restart(
         lambda c: c == {PARTY: 2},
         timeout=5,
     )
+
+
+# -- the schema ---------------------------------------------------------------------------
+
+
+def test_a_database_made_at_0007_upgrades_and_takes_reactions(each_database_url: str) -> None:
+    url = each_database_url
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(schema._config(connection), "0007")
+            connection.execute(
+                sa_text(
+                    "INSERT INTO channels (name, title, description, archived, private, "
+                    "announcement_only) VALUES ('old', 'Old', '', false, false, false)"
+                )
+            )
+    finally:
+        engine.dispose()
+
+    async def go() -> tuple[Any, Any]:
+        store = Store.from_url(url)
+        try:
+            await store.create_schema()
+            post = await store.create_post("old", "ada", "from before reactions")
+            toggled = await store.toggle_reaction(post.post.id, "bo", PARTY, True, 0.5)
+            return toggled, await store.get_post(post.post.id)
+        finally:
+            store.close()
+
+    toggled, post = _run(go())
+    assert toggled.changed and toggled.event_id is not None
+    assert [(r.reaction, r.count, r.names) for r in post.reactions] == [(PARTY, 1, ("bo",))]
