@@ -349,3 +349,32 @@ def test_a_database_made_at_0007_upgrades_and_takes_reactions(each_database_url:
     toggled, post = _run(go())
     assert toggled.changed and toggled.event_id is not None
     assert [(r.reaction, r.count, r.names) for r in post.reactions] == [(PARTY, 1, ("bo",))]
+
+
+# -- pages --------------------------------------------------------------------------------
+
+
+def test_a_dashboard_marks_its_readers_own_reactions_and_the_kiosk_only_counts(
+    client: TestClient, settings: Any
+) -> None:
+    post = new_post(client)
+    ada = bearer(make_token(settings.database_url, "ada", "reader")[0])
+    assert client.put(f"/api/posts/{post}/reactions/{PARTY}", headers=ada).status_code == 200
+    assert client.put(f"/api/posts/{post}/reactions/{THUMBS}").status_code == 200
+    hers = client.get("/", headers=ada).text
+    assert 'data-reader="ada"' in hers
+    assert f'id="reactions-{post}"' in hers and f'data-mine="{PARTY}"' in hers
+    assert f'data-reaction="{PARTY}" data-count="1"' in hers
+    theirs = client.get("/").text  # the admin's own: the thumbs
+    assert f'data-mine="{THUMBS}"' in theirs
+    older = client.get("/partials/posts", headers=ada).text
+    assert f'data-mine="{PARTY}"' in older
+    admin = client.headers.pop("authorization")
+    try:
+        kiosk = client.get("/kiosk").text
+        anonymous = client.get("/").text
+    finally:
+        client.headers["authorization"] = admin
+    assert f'data-reaction="{PARTY}" data-count="1"' in kiosk
+    assert "data-mine" not in kiosk and "data-reader" not in kiosk
+    assert "data-reader" not in anonymous and f'data-mine="{PARTY}"' not in anonymous

@@ -128,11 +128,11 @@ class Reactions(EventLog):
                     )
             reported: dict[int, tuple[int | None, float | None]] = {}
             for post_id, made in changes.items():
-                post, channel = found[post_id]  # type: ignore[misc]
-                reported[post_id] = self._report(session, post, channel, made, batch[0].window)
+                row = found[post_id]
+                assert not isinstance(row, StoreError)  # only live posts change
+                reported[post_id] = self._report(session, *row, made, batch[0].window)
             views = _views(session, found)
-            owners = [(t.name, t.post_id) for t in batch]
-            own = {(n, p): tallies.mine(session, n, [p]).get(p, ()) for n, p in set(owners)}
+            own = tallies.mine_of(session, [(t.name, t.post_id) for t in batch])
         answers: list[ReactionToggle | StoreError] = []
         for toggle, did in zip(batch, changed, strict=True):
             post = found[toggle.post_id]
@@ -141,9 +141,8 @@ class Reactions(EventLog):
                 continue
             event_id, due = reported.get(toggle.post_id, (None, None))
             view = views[toggle.post_id]
-            answers.append(
-                ReactionToggle(view, did, own[toggle.name, toggle.post_id], event_id, due)
-            )
+            mine = own.get((toggle.name, toggle.post_id), ())
+            answers.append(ReactionToggle(view, did, mine, event_id, due))
         for due in {due for _, due in reported.values() if due is not None}:
             self._waits(due)  # committed: the flusher may count on it
         return answers

@@ -133,6 +133,24 @@ def mine(
     return {post_id: tuple(r) for post_id, r in found.items()}
 
 
+def mine_of(
+    session: Session, asked: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[str, ...]]:
+    """For each (name, post id) asked, the reactions that name has made to that post."""
+    if not asked:
+        return {}
+    names, posts = sorted({n for n, _ in asked}), sorted({p for _, p in asked})
+    rows = session.exec(
+        select(Reaction.name, Reaction.post_id, Reaction.reaction)
+        .where(col(Reaction.name).in_(names), col(Reaction.post_id).in_(posts))
+        .order_by(col(Reaction.id))
+    ).all()
+    found: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for name, post_id, reaction in rows:
+        found[name, post_id].append(reaction)
+    return {pair: tuple(found[pair]) for pair in set(asked) if pair in found}
+
+
 def forget(session: Session, post_id: int) -> None:
     """A deleted post's reactions go with its body (reactions.py, on deleted posts)."""
     session.execute(delete(Reaction).where(col(Reaction.post_id) == post_id))
