@@ -160,7 +160,10 @@ def reaction_events(stream: SSEClient) -> list[Any]:
     return [e for e in stream.events() if e.event == "post-reactions"]
 
 
-def test_a_reaction_reaches_json_html_and_text_streams_with_one_id(server: Server) -> None:
+def test_a_reaction_reaches_json_html_and_text_streams_with_one_id(
+    make_server: Callable[..., Server], each_database_url: str
+) -> None:
+    server = make_server(database=each_database_url)
     post = new_post(server.client)
     ada = bearer(server.token("ada"))
     with (
@@ -291,9 +294,9 @@ def test_a_storm_of_toggles_reaches_a_watcher_as_a_few_frames_with_exact_counts(
 
 
 def test_toggles_left_pending_by_a_crash_are_reported_after_a_restart(
-    make_server: Callable[..., Server],
+    make_server: Callable[..., Server], each_database_url: str
 ) -> None:
-    server = make_server(reaction_window=3.0)
+    server = make_server(database=each_database_url, reaction_window=3.0)
     post = new_post(server.client)
     first = server.client.put(f"/api/posts/{post}/reactions/{PARTY}").json()
     assert first["event_id"] is not None
