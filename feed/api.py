@@ -71,7 +71,7 @@ async def editable(rt: Runtime, request: Request) -> int:
     """The id of the post in the path, if the requester may change it."""
     perms = await rt.access.check(request)
     found = post_id(request)
-    post = await rt.store.get_post(found, private=perms.private_readable())
+    post = await rt.store.get_post(found, private=perms.private_readable(), counted=False)
     # A post one may not read is answered like one that does not exist.
     if not perms.may_read(post.channel):
         raise PostNotFound(found)
@@ -314,10 +314,11 @@ async def get_post(request: Request) -> JSONResponse:
 
 
 async def readable_post(rt: Runtime, request: Request) -> tuple[Permissions, PostView]:
-    """Who asks, and the post in the path, if they may read it (else 404)."""
+    """Who asks, and the post in the path (without its reactions), if they may read it
+    (else 404)."""
     perms = await rt.access.check(request)
     found = post_id(request)
-    post = await rt.store.get_post(found, private=perms.private_readable())
+    post = await rt.store.get_post(found, private=perms.private_readable(), counted=False)
     # A post one may not read is answered like one that does not exist.
     if not perms.may_read(post.channel):
         raise PostNotFound(found)

@@ -211,9 +211,13 @@ class Posts(EventLog):
     # -- reads --------------------------------------------------------------------
 
     @in_thread
-    def get_post(self, post_id: int, *, private: Collection[str] | None = None) -> PostView:
+    def get_post(
+        self, post_id: int, *, private: Collection[str] | None = None, counted: bool = True
+    ) -> PostView:
         """The post, if a reader of the private channels ``private`` (None: all) may see
-        it: one in another private channel is not found (4)."""
+        it: one in another private channel is not found (4). Without ``counted``, it
+        carries no reactions: a toggle, which counts them itself, asks only where the
+        post is."""
         with self._read() as session:
             query = select(Post, Channel.name).join(
                 Channel, col(Channel.id) == col(Post.channel_id)
@@ -221,7 +225,8 @@ class Posts(EventLog):
             row = session.exec(readable(query.where(Post.id == post_id), private)).first()
             if row is None:
                 raise PostNotFound(post_id)
-            return tallies.with_counts(session, [_post_view(*row)])[0]
+            view = _post_view(*row)
+            return tallies.with_counts(session, [view])[0] if counted else view
 
     @in_thread
     def list_posts(
