@@ -66,12 +66,12 @@
 //     page, a re-fetched list, older posts), changed by the reader's own clicks, and by
 //     the toggles a `post-reactions` message reports (data-changes) under the reader's
 //     name, which is how a toggle made on another tab or device shows here. Every
-//     swap of chips is marked from it again. Chips arrive as plain counts: on a
-//     dashboard whose reader may react they are made toggle buttons here (role,
-//     tabindex, aria-pressed; Enter and Space as on a button). A click sends PUT or
-//     DELETE through htmx (so the CSRF header goes along) and marks the chip at once;
-//     the answer says which reactions are the reader's now. The kiosk, and a reader
-//     not signed in, get no controls.
+//     swap of chips is marked from it again. Chips arrive as plain counts (spans): on
+//     a dashboard whose reader may react each is made a toggle button here, a real
+//     <button> with aria-pressed, so Tab, Enter and Space work as on any. A click
+//     sends PUT or DELETE through htmx (so the CSRF header goes along) and marks the
+//     chip at once; the answer says which reactions are the reader's now. The kiosk,
+//     and a reader not signed in, get no controls.
 (function () {
   "use strict";
 
@@ -438,11 +438,22 @@
       var chips = groups[i].querySelectorAll(".chip");
       for (var j = 0; j < chips.length; j++) {
         if (!controls) continue;
-        chips[j].setAttribute("role", "button");
-        chips[j].tabIndex = 0;
-        chips[j].setAttribute("aria-pressed", own[chips[j].dataset.reaction] ? "true" : "false");
+        var chip = chips[j].tagName === "BUTTON" ? chips[j] : asButton(chips[j]);
+        chip.setAttribute("aria-pressed", own[chip.dataset.reaction] ? "true" : "false");
       }
     }
+  }
+
+  // A chip as it came (a span: counts, no control), made a button in its place.
+  function asButton(chip) {
+    var button = document.createElement("button");
+    button.type = "button";
+    for (var i = 0; i < chip.attributes.length; i++) {
+      button.setAttribute(chip.attributes[i].name, chip.attributes[i].value);
+    }
+    while (chip.firstChild) button.appendChild(chip.firstChild);
+    chip.replaceWith(button);
+    return button;
   }
 
   function setMine(post, reactions) {
@@ -475,22 +486,10 @@
     });
   }
 
-  function chipOf(evt) {
-    var chip = evt.target.closest && evt.target.closest('.reactions .chip[role="button"]');
-    return chip && reader() !== null ? chip : null;
-  }
-
+  // A button answers Enter and Space with a click: the keyboard needs nothing more.
   document.addEventListener("click", function (evt) {
-    var chip = chipOf(evt);
-    if (chip) toggleChip(chip);
-  });
-
-  // A chip is a span made a button: it answers the keys a button answers.
-  document.addEventListener("keydown", function (evt) {
-    var chip = chipOf(evt);
-    if (!chip || (evt.key !== "Enter" && evt.key !== " ")) return;
-    evt.preventDefault();
-    if (!evt.repeat) toggleChip(chip);
+    var chip = evt.target.closest && evt.target.closest(".reactions button.chip");
+    if (chip && reader() !== null) toggleChip(chip);
   });
 
   // -- 9. screen readers ----------------------------------------------------------------
