@@ -4,6 +4,7 @@
     python -m bench throughput
     python -m bench storm
     python -m bench slow
+    python -m bench reactions --reactors 1000 --watchers 5000
     python -m bench all          # every scenario with its defaults (what `make bench` runs)
 
 Without a scenario the options are the fan-out's (``python -m bench --subscribers
@@ -19,10 +20,10 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from bench import plot, report, scaling, slow, storm, throughput
+from bench import plot, reactions, report, scaling, slow, storm, throughput
 from bench.fanout import TARGETS, BenchError, Plan
 
-SCENARIOS = ("fanout", "throughput", "storm", "slow", "all")
+SCENARIOS = ("fanout", "throughput", "storm", "slow", "reactions", "all")
 MAX_SUBSCRIBERS = 19_500  # the server's open-files limit is 20,000
 DEFAULT_SIZES = "1000,5000,10000,19500"
 DEFAULT_TARGETS = "feed,nchan,baseline"
@@ -89,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     sl = sub.add_parser("slow", help="1%% of subscribers never read")
     sl.add_argument("--subscribers", type=int, default=slow.SUBSCRIBERS)
+    rx = sub.add_parser("reactions", help="N react to one post within a second, M watch")
+    rx.add_argument("--reactors", type=int, default=reactions.REACTORS)
+    rx.add_argument("--watchers", type=int, default=reactions.WATCHERS)
+    rx.add_argument("--spread", type=float, default=reactions.SPREAD_S, help="seconds (default 1)")
+    rx.add_argument("--cut", type=int, default=reactions.CUT, help="watchers that resume mid-storm")
     al = sub.add_parser("all", help="every scenario with its defaults")
     _fanout_options(al)
     return parser
@@ -158,12 +164,19 @@ async def run_slow(args: argparse.Namespace) -> bool:
     return complete
 
 
+async def run_reactions(args: argparse.Namespace) -> bool:
+    document, complete = await reactions.run(args.reactors, args.watchers, args.spread, args.cut)
+    print(f"results: {report.write_json('reactions', document)}")
+    return complete
+
+
 async def run_all(args: argparse.Namespace) -> bool:
     steps: list[tuple[Callable[[argparse.Namespace], Awaitable[bool]], argparse.Namespace]] = [
         (fanout, args),
         (run_throughput, parse(["throughput"])),
         (run_storm, parse(["storm"])),
         (run_slow, parse(["slow"])),
+        (run_reactions, parse(["reactions"])),
     ]
     complete = True
     for step, options in steps:
@@ -181,6 +194,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], Awaitable[bool]]] = {
     "throughput": run_throughput,
     "storm": run_storm,
     "slow": run_slow,
+    "reactions": run_reactions,
     "all": run_all,
 }
 

@@ -56,7 +56,8 @@ from feed.inputs import (
 )
 from feed.models import Answer, Change, ChannelChange, Claim, Once, PostView
 from feed.permissions import Permissions, forbidden_unless_admin
-from feed.render import channel_json, post_json
+from feed.reactions import reaction_in
+from feed.render import channel_json, post_json, reactions_json
 from feed.runtime import Runtime, runtime
 from feed.store import IdempotencyKeyReused, PostNotFound
 
@@ -261,6 +262,12 @@ async def delete_member(request: Request) -> JSONResponse:
     return JSONResponse({"channel": channel, "name": name, "removed": True})
 
 
+async def posts_for(rt: Runtime, reader: str | None, posts: list[PostView]) -> list[dict[str, Any]]:
+    """``posts`` as JSON, each with ``mine``: the reader's own reactions to it."""
+    mine = await rt.store.my_reactions(reader, [p.id for p in posts])
+    return [post_json(p) | {"mine": list(mine.get(p.id, ()))} for p in posts]
+
+
 async def list_posts(request: Request) -> JSONResponse:
     rt = runtime(request)
     perms = await rt.access.check(request)
@@ -272,7 +279,8 @@ async def list_posts(request: Request) -> JSONResponse:
         [channel], before=before, limit=limit, private=perms.private_readable()
     )
     next_before = posts[-1].id if len(posts) == limit else None
-    return JSONResponse({"posts": [post_json(p) for p in posts], "next_before": next_before})
+    listed = await posts_for(rt, perms.identity.name, posts)
+    return JSONResponse({"posts": listed, "next_before": next_before})
 
 
 async def create_post(request: Request) -> Response:
@@ -296,11 +304,14 @@ async def create_post(request: Request) -> Response:
     return JSONResponse(post_answer(rt, change), status_code=201, headers=headers)
 
 
-async def readable_post(rt: Runtime, request: Request) -> tuple[Permissions, PostView]:
-    """The post in the path and the requester's permissions, if it may read the post."""
+async def readable_post(
+    rt: Runtime, request: Request, *, counted: bool = False
+) -> tuple[Permissions, PostView]:
+    """The post in the path and the requester's permissions, if it may read the post
+    (else 404); with its reactions only if ``counted``."""
     perms = await rt.access.check(request)
     found = post_id(request)
-    post = await rt.store.get_post(found, private=perms.private_readable())
+    post = await rt.store.get_post(found, private=perms.private_readable(), counted=counted)
     # A post one may not read is answered like one that does not exist.
     if not perms.may_read(post.channel):
         raise PostNotFound(found)
@@ -342,8 +353,53 @@ async def list_replies(request: Request) -> JSONResponse:
 
 
 async def get_post(request: Request) -> JSONResponse:
-    _, post = await readable_post(runtime(request), request)
-    return JSONResponse({"post": post_json(post)})
+    rt = runtime(request)
+    perms, post = await readable_post(rt, request, counted=True)
+    return JSONResponse({"post": (await posts_for(rt, perms.identity.name, [post]))[0]})
+
+
+async def list_reactions(request: Request) -> JSONResponse:
+    """Who reacted to the post with what, in the order they did."""
+    rt = runtime(request)
+    perms, post = await readable_post(rt, request)
+    listed = await rt.store.who_reacted(post.id)
+    mine = await rt.store.my_reactions(perms.identity.name, [post.id])
+    return JSONResponse(
+        {
+            "post": post.id,
+            "reactions": [{"reaction": r, "count": n, "names": names} for r, n, names in listed],
+            "mine": list(mine.get(post.id, ())),
+        }
+    )
+
+
+async def react(request: Request) -> JSONResponse:
+    """``PUT`` gives the caller's reaction to the post, ``DELETE`` takes it back; each
+    is idempotent. The post's screens hear of it within the reaction window."""
+    rt = runtime(request)
+    perms, post = await readable_post(rt, request)
+    reaction = reaction_in(request.path_params["reaction"], rt.settings.reaction_set)
+    perms.check_react(post.channel)
+    name = perms.identity.name
+    assert name is not None  # check_react let someone signed in through
+    # Toggles count against the posting rate: each one may reach every screen.
+    security.of(request).check_post_rate(request, perms.identity.limit_key)
+    reacted = request.method == "PUT"
+    toggle = await rt.store.toggle_reaction(
+        post.id, name, reaction, reacted, rt.settings.reaction_window
+    )
+    rt.metrics.announced(toggle.event_id)
+    return JSONResponse(
+        {
+            "post": post.id,
+            "reaction": reaction,
+            "reacted": reacted,
+            "changed": toggle.changed,
+            "reactions": reactions_json(toggle.post.reactions),
+            "mine": list(toggle.mine),
+            "event_id": toggle.event_id,
+        }
+    )
 
 
 async def edit_post(request: Request) -> JSONResponse:
@@ -468,6 +524,8 @@ routes = [
     Route("/api/posts/{post_id}/replies", create_reply, methods=["POST"]),
     Route("/api/posts/{post_id}/pin", pin_post, methods=["POST"]),
     Route("/api/posts/{post_id}/unpin", pin_post, methods=["POST"]),
+    Route("/api/posts/{post_id}/reactions", list_reactions, methods=["GET"]),
+    Route("/api/posts/{post_id}/reactions/{reaction}", react, methods=["PUT", "DELETE"]),
     Route("/api/presence", presence, methods=["GET"]),
     Route("/api/me/unread", my_unread, methods=["GET"]),
     Route("/api/me/read", mark_all_read, methods=["POST"]),

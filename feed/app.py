@@ -30,6 +30,7 @@ from feed import (
 from feed.brokers import broker_from_url
 from feed.errors import HANDLERS
 from feed.events import Hub
+from feed.reactions import Flusher
 from feed.relay import Relay
 from feed.render import PACKAGE_DIR, Renderer
 from feed.replays import Replays
@@ -72,7 +73,7 @@ def create_app(settings: Settings) -> FeedApp:
         gate = access.Access(settings, store)
         await gate.start()
         broker = broker_from_url(settings.broker_url)
-        renderer = Renderer()
+        renderer = Renderer(reactions=settings.reaction_set)
         meters = metrics.Metrics(
             hub.stats, broker.status, gate.private_channels, metrics.shared_dir()
         )
@@ -90,6 +91,9 @@ def create_app(settings: Settings) -> FeedApp:
         store.on_commit(broker.hint_others)
         relay.on_access(watch.follow)
         await relay.start()
+        # Reaction events left pending, here or by a process that stopped (reactions.py).
+        flusher = Flusher(store, settings.reaction_window, settings.poll_interval)
+        await flusher.start()
         hub.start()
         watching.start()
         meters.start()
@@ -112,6 +116,7 @@ def create_app(settings: Settings) -> FeedApp:
             await watch.close()
             await watching.close()
             await meters.close()
+            await flusher.close()
             await relay.close()
             store.close()
 

@@ -10,7 +10,7 @@ behind how the tables are written and read, are in the store's parts (feed/stora
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -38,6 +38,8 @@ class EventKind(StrEnum):
     # Personal events, addressed to one identity (reading.py).
     READ_POSITION = "read-position"
     MENTION = "mention"
+    # A post's reactions now, after one or more toggles (storage/reactions.py).
+    POST_REACTIONS = "post-reactions"
 
     @property
     def is_post(self) -> bool:
@@ -187,6 +189,75 @@ class ReadPosition(SQLModel, table=True):
     event_id: int = Field(sa_type=EVENT_ID)
 
 
+class Reaction(SQLModel, table=True):
+    """``name`` reacted to a post with ``reaction`` (one of ``FEED_REACTIONS``)."""
+
+    __tablename__ = "reactions"
+    __table_args__ = (UniqueConstraint("post_id", "name", "reaction"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    post_id: int = Field(foreign_key="posts.id", index=True)
+    name: str = Field(max_length=80)
+    reaction: str = Field(max_length=32)
+    created_at: datetime
+
+
+class ReactionWindow(SQLModel, table=True):
+    """When a post's last ``post-reactions`` event was written, and the toggles made
+    since that wait for the next one (storage/reactions.py, on coalescing)."""
+
+    __tablename__ = "reaction_windows"
+
+    post_id: int = Field(primary_key=True, foreign_key="posts.id")
+    logged_at: datetime
+    pending: bool = Field(default=False, index=True)
+    # JSON: [[name, reaction, reacted], ...], the last toggle of each, bounded.
+    changes: str = "[]"
+    # Toggles beyond the bound, counted only.
+    more: int = 0
+
+
+class ReactionNews(SQLModel, table=True):
+    """The toggles one ``post-reactions`` event reports: who changed what."""
+
+    __tablename__ = "reaction_news"
+
+    event_id: int = Field(sa_type=EVENT_ID, primary_key=True)
+    changes: str = "[]"
+    more: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionCount:
+    """How many reacted to a post with ``reaction``, and the first of them by name."""
+
+    reaction: str
+    count: int
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionChange:
+    """One toggle: ``name`` now has (``reacted``) or has not ``reaction`` on the post."""
+
+    name: str
+    reaction: str
+    reacted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionToggle:
+    """The outcome of a toggle: whether it changed anything, the post's reactions and
+    the toggler's own now, the event it wrote (None if none yet), and, if its change
+    waits for the post's window to end, when that is (a POSIX time)."""
+
+    post: PostView
+    changed: bool
+    mine: tuple[str, ...]
+    event_id: int | None
+    due: float | None
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelView:
     name: str
@@ -239,6 +310,8 @@ class PostView:
     # Of a top-level post: its live replies, and the latest repliers, newest first.
     replies: int = 0
     repliers: tuple[str, ...] = ()
+    # Its reactions now, in the order they were first made (storage/tallies.py).
+    reactions: tuple[ReactionCount, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +342,9 @@ class FeedEvent:
     read_up_to: int | None = None
     # A reply's event: its parent's reply summary, as it is now.
     thread: Thread | None = None
+    # A ``post-reactions`` event's toggles, and how many more it left out.
+    changes: tuple[ReactionChange, ...] = ()
+    more: int = 0
 
     @property
     def root(self) -> int | None:
@@ -332,12 +408,14 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class FrontPage:
-    """Pinned and recent posts (newest first), where to page back from, and the
-    newest event id at the moment they were read."""
+    """Pinned and recent posts (newest first), where to page back from, the newest
+    event id at the moment they were read, and the reader's own reactions then."""
 
     posts: list[PostView]
     older_before: int | None
     last_event_id: int
+    # The reader's own reactions to those posts, by post id, from the same snapshot.
+    mine: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from starlette.routing import Route
 from feed import reading
 from feed.access import KIOSK_PARAM
 from feed.errors import ClientError
+from feed.identity import Via
 from feed.inputs import choice, int_param, post_body, read_form
 from feed.models import ChannelView, FrontPage, PostView
 from feed.permissions import Permissions
@@ -71,6 +72,13 @@ def _url(path: str, **params: Any) -> str:
 
 def screens(count: int) -> str:
     return f"{count} screen{'' if count == 1 else 's'} watching"
+
+
+def reader(perms: Permissions) -> str | None:
+    """Whose reactions a page marks as its reader's own: nobody's on a kiosk or for
+    someone not signed in, who may not react (permissions.py, on reacting)."""
+    who = perms.identity
+    return who.name if who.signed_in and who.via is not Via.KIOSK else None
 
 
 def _stream_context(rt: Runtime) -> dict[str, Any]:
@@ -135,7 +143,7 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
         )
     selected = perms.selection(None if channel is None else [channel])
     page = await rt.store.front_page(
-        selected, rt.settings.page_size, private=perms.private_readable()
+        selected, rt.settings.page_size, private=perms.private_readable(), reader=reader(perms)
     )
     info = perms.channels.get(channel) if channel else None
     summed, _workers = rt.presence.total()
@@ -166,6 +174,8 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
         error=None,
         max_chars=rt.settings.max_post_chars,
         max_pinned=rt.settings.page_size,
+        reader=reader(perms),
+        mine=page.mine,
         **_list_context(shown, channel, None, page.older_before),
         **await _read_state(rt, perms, shown),
     )
@@ -188,11 +198,15 @@ async def posts_partial(request: Request) -> HTMLResponse:
     before = int_param(request, "before", low=1)
     selected = perms.selection(None if channel is None else [channel])
     private = perms.private_readable()
+    name = reader(perms)
     if before is None:
-        page = await rt.store.front_page(selected, rt.settings.page_size, private=private)
+        page = await rt.store.front_page(
+            selected, rt.settings.page_size, private=private, reader=name
+        )
         posts = _first_page(page, rt.settings.page_size)
         context = _list_context(posts, channel, None, page.older_before)
         headers = _snapshot(page.last_event_id)
+        mine = page.mine
     else:
         size = rt.settings.page_size
         posts = await rt.store.list_posts(
@@ -201,9 +215,10 @@ async def posts_partial(request: Request) -> HTMLResponse:
         older = posts[-1].id if len(posts) == size else None
         context = _list_context(posts, channel, before, older)
         headers = None
+        mine = await rt.store.my_reactions(name, [p.id for p in posts])
     created = await rt.store.created_events([p.id for p in posts])
     return rt.renderer.page(
-        "partials/posts.html", headers=headers, oob=False, created=created, **context
+        "partials/posts.html", headers=headers, oob=False, created=created, mine=mine, **context
     )
 
 

@@ -30,6 +30,9 @@ Rationale:
    A kiosk link never replies, as it never posts. Editing and deleting a reply are
    editing and deleting a post (``may_edit``), with one addition: a reader may edit
    and delete its own replies, as it may have written them.
+8. Reacting is reading out loud: anyone signed in who may read a channel may react to
+   its posts, readers included, but never a kiosk link, which only shows, nor someone
+   not signed in, whose reaction would be nobody's.
 """
 
 from __future__ import annotations
@@ -106,6 +109,11 @@ class Permissions:
             return False
         return who.at_least(Role.WRITER) or post.parent is not None
 
+    def may_react(self, name: str) -> bool:
+        """Give or take back one's own reactions to the channel's posts (8)."""
+        who = self.identity
+        return self.may_read(name) and who.signed_in and who.via is not Via.KIOSK
+
     def readable(self) -> list[ChannelView]:
         return [c for c in self.channels.values() if self.may_read(c.name)]
 
@@ -174,6 +182,14 @@ class Permissions:
             if not self.identity.signed_in:
                 raise unauthorized("Changing a post needs its author's or an admin's token.")
             raise ClientError(403, "Only the post's author or an admin may change it.", post.id)
+
+    def check_react(self, name: str) -> None:
+        self.check_read(name)
+        if self.may_react(name):
+            return
+        if not self.identity.signed_in:
+            raise unauthorized("Reacting needs a token or a signed-in session.")
+        raise ClientError(403, "A kiosk link shows posts; it does not react to them.", name)
 
 
 def unauthorized(message: str) -> ClientError:

@@ -15,6 +15,8 @@ the page's post list (``hx-swap="afterbegin"``):
   its tombstone) for a thread open on the page, followed by its parent's reply
   summary marked ``hx-swap-oob="outerHTML"``, so a list of cards shows counts, not
   replies (storage/threads.py, on summaries).
+- a post's reactions are its chips (``partials/reactions.html``) marked
+  ``hx-swap-oob="outerHTML"``: counts and first names, the same for every reader.
 
 Payloads always show a post's *current* state (storage/log.py, on the current state),
 so replaying an old ``post-created`` for a post deleted since removes it instead of
@@ -37,6 +39,10 @@ Bodies are hostile input. Rationale:
    each, like any event, for the one identity they are addressed to (events.py, on
    personal events). On HTML streams they are a small element of data attributes
    and the text line, autoescaped, which feed-unread.js reads; no list swaps them in.
+6. Reactions are the same bytes for every reader. Which chips are the reader's own
+   is not in them: pages render it for their reader, and feed.js keeps it after each
+   swap (storage/reactions.py, on who changed what). A ``post-reactions`` event carries
+   only the post's id, channel and reactions in JSON, never its body again.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -53,7 +59,8 @@ import jinja2
 from markupsafe import Markup
 from starlette.responses import HTMLResponse
 
-from feed.models import ChannelView, EventKind, FeedEvent, PostView, Thread
+from feed.models import ChannelView, EventKind, FeedEvent, PostView, ReactionCount, Thread
+from feed.settings import DEFAULT_REACTIONS
 from feed.sse import Format, frame
 from feed.text import CONTROLS, LINE_FEED, TAB, matching
 
@@ -120,6 +127,23 @@ def make_environment() -> jinja2.Environment:
     return env
 
 
+def reactions_json(reactions: Iterable[ReactionCount]) -> list[dict[str, Any]]:
+    return [{"reaction": r.reaction, "count": r.count, "names": list(r.names)} for r in reactions]
+
+
+def who_reacted(count: ReactionCount) -> str:
+    """ "ada, bo and 12 others": the first names, and how many more."""
+    if count.count == 0:
+        return "Nobody yet"
+    names = list(count.names)
+    others = count.count - len(names)
+    if others > 0:
+        return f"{', '.join(names)} and {others} other{'' if others == 1 else 's'}"
+    if len(names) == 1:
+        return names[0]
+    return f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def post_json(post: PostView) -> dict[str, Any]:
     return {
         "id": post.id,
@@ -134,6 +158,7 @@ def post_json(post: PostView) -> dict[str, Any]:
         "parent": post.parent,
         "replies": post.replies,
         "repliers": list(post.repliers),
+        "reactions": reactions_json(post.reactions),
     }
 
 
@@ -182,6 +207,32 @@ def _reply_text(event: FeedEvent, reply: PostView, where: str, author: str) -> s
     return f"{shorttime(reply.created_at)} {where} ↳ {author} replied to {to}: {line}"
 
 
+def _reactions_text(event: FeedEvent, post: PostView) -> str:
+    changes = [(c.name, c.reaction, c.reacted) for c in event.changes]
+    counts = [(r.reaction, r.count) for r in post.reactions]
+    return reactions_sentence(post.id, changes, event.more, counts)
+
+
+def reactions_sentence(
+    post_id: int,
+    changes: Sequence[tuple[str, str, bool]],
+    more: int,
+    counts: Sequence[tuple[str, int]],
+) -> str:
+    """ "ada reacted 🎉 to post 12 (now 🎉 3, 👍 1)": the last toggle an event reports,
+    how many others it covers, and the post's counts; safe for a terminal (4)."""
+    shown = ", ".join(f"{terminal_safe(r)} {n}" for r, n in counts)
+    now = f"now {shown}" if shown else "no reactions now"
+    if not changes:
+        return f"post {post_id} has {now}"
+    name, reaction, reacted = changes[-1]
+    who, what = _one_line(name), terminal_safe(reaction)
+    did = f"reacted {what} to" if reacted else f"took back {what} from"
+    others = len(changes) - 1 + more
+    also = f" (and {others} more change{'' if others == 1 else 's'})" if others else ""
+    return f"{who} {did} post {post_id}{also} ({now})"
+
+
 class Recent:
     """``encode(event, fmt)``, remembering its most recent answers up to ``most``
     bytes, least recently used first out."""
@@ -218,9 +269,16 @@ class Recent:
 class Renderer:
     """Renders posts for pages and events for streams."""
 
-    def __init__(self, env: jinja2.Environment | None = None) -> None:
+    def __init__(
+        self,
+        env: jinja2.Environment | None = None,
+        reactions: Iterable[str] = DEFAULT_REACTIONS.split(),
+    ) -> None:
         self.env = env or make_environment()
+        self.reaction_set = tuple(reactions)
+        self.env.globals["chips"] = self.chips
         self._post = self.env.get_template("partials/post.html")
+        self._reactions = self.env.get_template("partials/reactions.html")
         self._channel_event = self.env.get_template("partials/channel_event.html")
         self._personal = self.env.get_template("partials/personal_event.html")
         self._reply = self.env.get_template("partials/reply.html")
@@ -248,6 +306,20 @@ class Renderer:
     def post_html(self, post: PostView, *, oob: bool = False) -> str:
         return self._post.render(post=post, oob=oob)
 
+    def chips(self, post: PostView) -> list[tuple[ReactionCount, str]]:
+        """A post's chips: every reaction of the set, in order, counted or not, then any
+        others it still has; each with who reacted, in words."""
+        given = {r.reaction: r for r in post.reactions}
+        shown = [given.get(r, ReactionCount(r, 0, ())) for r in self.reaction_set]
+        shown += [r for r in post.reactions if r.reaction not in self.reaction_set]
+        return [(r, who_reacted(r)) for r in shown]
+
+    def reactions_html(self, event: FeedEvent) -> str:
+        """A ``post-reactions`` event: the post's chips, swapped in where they are."""
+        assert event.post is not None
+        changes = [[c.name, c.reaction, c.reacted] for c in event.changes]
+        return self._reactions.render(post=event.post, swap=True, changes=changes)
+
     def event_data(self, event: FeedEvent, fmt: Format) -> str:
         if fmt is Format.JSON:
             return self.event_json(event)
@@ -257,10 +329,23 @@ class Renderer:
 
     def event_json(self, event: FeedEvent) -> str:
         body: dict[str, Any] = {"id": event.id, "type": event.kind.value}
+        post = event.post
         if event.kind is EventKind.READ_POSITION:
             body |= {"channel": event.channel, "up_to": event.read_up_to}
-        elif event.post is not None:
-            body["post"] = post_json(event.post)
+        elif post is not None and event.kind is EventKind.POST_REACTIONS and not post.deleted:
+            # Only what changed: a storm of these must not carry the body each time (6).
+            body["post"] = {
+                "id": post.id,
+                "channel": post.channel,
+                "reactions": reactions_json(post.reactions),
+            }
+            body["changes"] = [
+                {"name": c.name, "reaction": c.reaction, "reacted": c.reacted}
+                for c in event.changes
+            ]
+            body["more"] = event.more
+        elif post is not None:
+            body["post"] = post_json(post)
             if event.thread is not None:
                 body["thread"] = thread_json(event.thread)
         else:
@@ -280,6 +365,8 @@ class Renderer:
             return self._reply_html(event, post)
         if post.deleted:
             return f'<div id="post-{post.id}" hx-swap-oob="delete"></div>'
+        if event.kind is EventKind.POST_REACTIONS:
+            return self.reactions_html(event)
         return self.post_html(post, oob=event.kind is not EventKind.POST_CREATED)
 
     def _reply_html(self, event: FeedEvent, reply: PostView) -> str:
@@ -315,6 +402,8 @@ class Renderer:
                 return f"{at} {where} {author} edited post {post.id}: {line}"
             case EventKind.POST_PINNED:
                 return f"{where} pinned post {post.id} by {author}: {line}"
+            case EventKind.POST_REACTIONS:
+                return f"{where} {_reactions_text(event, post)}"
             case _:
                 return f"{where} unpinned post {post.id} by {author}: {line}"
 

@@ -59,6 +59,33 @@ def positive(unit: str) -> Accepts:
     return Accepts(lambda v: v > 0, f"a positive number of {unit}")
 
 
+DEFAULT_REACTIONS = "\U0001f44d \u2764\ufe0f \U0001f389 \U0001f604 \U0001f62e \U0001f440"
+MAX_REACTIONS = 20
+MAX_REACTION_CHARS = 16  # code points: an emoji with modifiers and joiners takes several
+REACTION_SET_WORDS = (
+    f"1 to {MAX_REACTIONS} different reactions separated by spaces, each 1 to "
+    f"{MAX_REACTION_CHARS} characters without controls or punctuation of paths (/ ? # % \\)"
+)
+
+
+def _is_reaction(word: str) -> bool:
+    return (
+        0 < len(word) <= MAX_REACTION_CHARS
+        and word.isprintable()
+        and not any(c in "/?#%\\" for c in word)
+        and not any(0xD800 <= ord(c) < 0xE000 for c in word)
+    )
+
+
+def _is_reaction_set(value: str) -> bool:
+    words = value.split()
+    return (
+        0 < len(words) <= MAX_REACTIONS
+        and len(set(words)) == len(words)
+        and all(_is_reaction(w) for w in words)
+    )
+
+
 def _url_with_scheme(*schemes: str) -> Callable[[str], bool]:
     def check(value: str) -> bool:
         return urlsplit(value).scheme.split("+")[0] in schemes and "://" in value
@@ -348,10 +375,29 @@ class Settings:
         "cookies and a proxy's headers; nothing larger is buffered.",
     )
 
+    reactions: str = setting(
+        DEFAULT_REACTIONS,
+        Accepts(_is_reaction_set, REACTION_SET_WORDS),
+        "The reactions people may give posts, separated by spaces, in the order pages show "
+        "them. Reactions given with one that is later taken out stay counted.",
+    )
+    reaction_window: float = setting(
+        0.5,
+        between(0.05, 60, "seconds"),
+        "Seconds a post's reaction updates are gathered for: a post sends screens at most "
+        "one update of its counts per window, however many people react, and each carries "
+        "the exact counts.",
+    )
+
     def __post_init__(self) -> None:
         for declared in declarations():
             declared.validate(getattr(self, declared.name))
         _check_together(self)
+
+    @property
+    def reaction_set(self) -> tuple[str, ...]:
+        """``reactions`` as a tuple, in order."""
+        return tuple(self.reactions.split())
 
     @property
     def broker_kind(self) -> str:

@@ -16,6 +16,8 @@ Where each rule is kept:
 - worker threads, ``BEGIN IMMEDIATE``, the bound on waiting, unavailable and
   unstorable values, synced commits: storage/engine.py;
 - new posts written in groups, rendering at write time, tombstones: storage/posts.py;
+- reactions, coalesced into one event per post per window: storage/reactions.py, with
+  the counts every read carries in storage/tallies.py;
 - idempotency keys: storage/keys.py;
 - one level of replies, thread summaries, a post deleted with its replies:
   storage/threads.py;
@@ -45,6 +47,7 @@ from feed.storage.engine import (
 from feed.storage.grants import Grants, TokenNotFound
 from feed.storage.keys import IdempotencyKeyReused
 from feed.storage.posts import PostDeleted, PostNotFound, Posts, ReplyNotPinned
+from feed.storage.reactions import Reactions
 from feed.storage.reading import Reading
 from feed.storage.threads import NotAThread
 
@@ -66,7 +69,7 @@ __all__ = [
 ]
 
 
-class Store(Posts, Channels, Grants, Reading):
+class Store(Posts, Reactions, Channels, Grants, Reading):
     """The feed's tables and queries. Public methods are coroutines."""
 
     @classmethod

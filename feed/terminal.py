@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from feed.client import Client
-from feed.render import json_safe, terminal_safe
+from feed.render import json_safe, reactions_sentence, terminal_safe
 
 _STYLES = {
     "dim": "2",
@@ -35,6 +35,7 @@ _STYLES = {
     "reply-created": "32",
     "reply-updated": "33",
     "reply-deleted": "31",
+    "post-reactions": "34",
 }
 
 # The events a text line shows (besides mentions).
@@ -57,6 +58,8 @@ def line(event: str, data: str, colour: bool) -> str:
     if "post" not in payload:
         return _channel_line(event, payload["channel"], colour)
     post = payload["post"]
+    if "changes" in payload:
+        return _reactions_line(post, payload, colour)
     when = post["edited_at"] if event.endswith("-updated") else post["created_at"]
     stamp = _paint(time.strftime("%H:%M", _local(when)), "dim", colour)
     where = _paint(f"#{post['channel']}", "channel", colour)
@@ -67,6 +70,7 @@ def line(event: str, data: str, colour: bool) -> str:
         "post-deleted": "deleted ",
         "post-pinned": "pinned ",
         "post-unpinned": "unpinned ",
+        "post-reactions": "deleted ",  # only a deleted post's reactions come whole
     }.get(event, f"{event} ")
     what = _paint(f"{verb}post {post['id']}", event if event in _STYLES else "dim", colour)
     # A body could carry escape sequences that would repaint the user's terminal.
@@ -94,6 +98,15 @@ def _reply_line(
     what = _paint(f"{verb} reply {post['id']}", style, colour)
     tail = f": {said}" if said and verb == "edited" else ""
     return f"{stamp} {where} ↳ {who} {what} {to}{tail}"
+
+
+def _reactions_line(post: dict[str, Any], payload: dict[str, Any], colour: bool) -> str:
+    """A ``post-reactions`` event (a replayed one of a deleted post reads as deleted)."""
+    where = _paint(f"#{post['channel']}", "channel", colour)
+    changes = [(c["name"], c["reaction"], c["reacted"]) for c in payload["changes"]]
+    counts = [(r["reaction"], r["count"]) for r in post["reactions"]]
+    said = reactions_sentence(post["id"], changes, payload["more"], counts)
+    return f"{where} {_paint(said, 'post-reactions', colour)}"
 
 
 def _channel_line(event: str, channel: dict[str, Any], colour: bool) -> str:

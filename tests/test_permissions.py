@@ -62,7 +62,8 @@ WHO = {
 # Y: allowed, -: refused. "edit" covers editing, deleting, pinning and unpinning a
 # post; "reply" is replying to a post there; "reply-own" is editing or deleting one's
 # own reply there; "manage" is making and changing channels
-# and memberships, on any channel.
+# and memberships, on any channel; "react" is giving or taking back one's own reaction
+# to a post.
 # An archived channel takes no new posts from anyone, but that is the channel's state,
 # checked when the post is written (the store answers 409), not a permission.
 TABLE = """
@@ -74,6 +75,7 @@ anonymous     edit-own      -       -       -       -        -         -        
 anonymous     edit-other    -       -       -       -        -         -         -
 anonymous     reply-own     -       -       -       -        -         -         -
 anonymous     manage        -       -       -       -        -         -         -
+anonymous     react         -       -       -       -        -         -         -
 reader        read          Y       Y       -       Y        Y         Y         Y
 reader        post          -       -       -       -        -         -         -
 reader        reply         -       -       -       Y        Y         -         -
@@ -81,6 +83,7 @@ reader        edit-own      -       -       -       -        -         -        
 reader        edit-other    -       -       -       -        -         -         -
 reader        reply-own     Y       Y       -       Y        Y         Y         Y
 reader        manage        -       -       -       -        -         -         -
+reader        react         Y       Y       -       Y        Y         Y         Y
 writer        read          Y       Y       -       Y        Y         Y         Y
 writer        post          Y       Y       -       Y        -         Y         -
 writer        reply         Y       Y       -       Y        Y         Y         -
@@ -88,6 +91,7 @@ writer        edit-own      Y       Y       -       Y        Y         Y        
 writer        edit-other    -       -       -       -        -         -         -
 writer        reply-own     Y       Y       -       Y        Y         Y         Y
 writer        manage        -       -       -       -        -         -         -
+writer        react         Y       Y       -       Y        Y         Y         Y
 admin         read          Y       Y       Y       Y        Y         Y         Y
 admin         post          Y       Y       Y       Y        Y         Y         Y
 admin         reply         Y       Y       Y       Y        Y         Y         Y
@@ -95,6 +99,7 @@ admin         edit-own      Y       Y       Y       Y        Y         Y        
 admin         edit-other    Y       Y       Y       Y        Y         Y         Y
 admin         reply-own     Y       Y       Y       Y        Y         Y         Y
 admin         manage        Y       Y       Y       Y        Y         Y         Y
+admin         react         Y       Y       Y       Y        Y         Y         Y
 scoped-admin  read          Y       -       Y       -        -         -         -
 scoped-admin  post          Y       -       Y       -        -         -         -
 scoped-admin  reply         Y       -       Y       -        -         -         -
@@ -102,6 +107,7 @@ scoped-admin  edit-own      Y       -       Y       -        -         -        
 scoped-admin  edit-other    Y       -       Y       -        -         -         -
 scoped-admin  reply-own     Y       -       Y       -        -         -         -
 scoped-admin  manage        -       -       -       -        -         -         -
+scoped-admin  react         Y       -       Y       -        -         -         -
 kiosk         read          Y       -       Y       Y        -         -         -
 kiosk         post          -       -       -       -        -         -         -
 kiosk         reply         -       -       -       -        -         -         -
@@ -109,6 +115,7 @@ kiosk         edit-own      -       -       -       -        -         -        
 kiosk         edit-other    -       -       -       -        -         -         -
 kiosk         reply-own     -       -       -       -        -         -         -
 kiosk         manage        -       -       -       -        -         -         -
+kiosk         react         -       -       -       -        -         -         -
 proxy-user    read          Y       Y       -       Y        Y         Y         Y
 proxy-user    post          Y       Y       -       Y        -         Y         -
 proxy-user    reply         Y       Y       -       Y        Y         Y         -
@@ -116,6 +123,7 @@ proxy-user    edit-own      Y       Y       -       Y        Y         Y        
 proxy-user    edit-other    -       -       -       -        -         -         -
 proxy-user    reply-own     Y       Y       -       Y        Y         Y         Y
 proxy-user    manage        -       -       -       -        -         -         -
+proxy-user    react         Y       Y       -       Y        Y         Y         Y
 proxy-admin   read          Y       Y       Y       Y        Y         Y         Y
 proxy-admin   post          Y       Y       Y       Y        Y         Y         Y
 proxy-admin   reply         Y       Y       Y       Y        Y         Y         Y
@@ -123,6 +131,7 @@ proxy-admin   edit-own      Y       Y       Y       Y        Y         Y        
 proxy-admin   edit-other    Y       Y       Y       Y        Y         Y         Y
 proxy-admin   reply-own     Y       Y       Y       Y        Y         Y         Y
 proxy-admin   manage        Y       Y       Y       Y        Y         Y         Y
+proxy-admin   react         Y       Y       Y       Y        Y         Y         Y
 """
 
 
@@ -141,7 +150,7 @@ def _rows() -> list[tuple[str, str, dict[str, bool]]]:
 
 
 ROWS = _rows()
-ACTIONS = ("read", "post", "reply", "edit-own", "edit-other", "reply-own", "manage")
+ACTIONS = ("read", "post", "reply", "edit-own", "edit-other", "reply-own", "manage", "react")
 
 
 def test_the_table_has_one_row_for_each_role_and_action() -> None:
@@ -177,6 +186,8 @@ def allowed(who: Identity, action: str, channel: str) -> bool:
         return perms.may_post(channel)
     if action == "reply":
         return perms.may_reply(channel)
+    if action == "react":
+        return perms.may_react(channel)
     if action == "manage":
         try:
             forbidden_unless_admin(who)
@@ -232,6 +243,8 @@ def test_a_refused_check_answers_404_for_what_one_may_not_read_else_401_or_403(
             post = post_in(channel, author)
             expected = hidden or (None if perms.may_edit(post) else refused)
             assert refusal(perms.check_edit, post) == expected, (channel, author)
+        expected = hidden or (None if perms.may_react(channel) else refused)
+        assert refusal(perms.check_react, channel) == expected, channel
 
 
 @pytest.mark.parametrize("role", list(WHO))

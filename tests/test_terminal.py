@@ -227,3 +227,31 @@ def test_memberships_are_granted_listed_and_taken_away_from_the_cli(server: Serv
         "post", "board", "minutes", "--token", server.token("ada"), "--url", server.url
     )
     assert posted.returncode == 0, posted.stderr
+
+
+def test_a_reaction_event_reads_as_who_reacted_with_what_and_counts() -> None:
+    from feed.terminal import line
+
+    party = "\U0001f389"
+    payload = {
+        "id": 9,
+        "type": "post-reactions",
+        "post": {
+            "id": 12,
+            "channel": "general",
+            "reactions": [{"reaction": party, "count": 3, "names": ["ada", "bo", "cy"]}],
+        },
+        "changes": [
+            {"name": "bo", "reaction": party, "reacted": False},
+            {"name": "a\x1b[31mda", "reaction": party, "reacted": True},
+        ],
+        "more": 2,
+    }
+    shown = line("post-reactions", json.dumps(payload), colour=False)
+    # The escape is gone; what is left of it is plain text.
+    expected = f"#general a[31mda reacted {party} to post 12 (and 3 more changes) (now {party} 3)"
+    assert shown == expected
+    payload["changes"] = [{"name": "bo", "reaction": party, "reacted": False}]
+    payload["more"] = 0
+    shown = line("post-reactions", json.dumps(payload), colour=False)
+    assert shown == f"#general bo took back {party} from post 12 (now {party} 3)"

@@ -16,6 +16,7 @@ from feed.openapi.parts import (
     IDEMPOTENCY_KEY,
     MEMBER,
     POST_ID,
+    TOO_MANY,
     answer,
     ref,
     request_body,
@@ -74,6 +75,24 @@ def paths(settings: Settings) -> dict[str, Any]:
             "schema": {"type": "integer", "minimum": 1, "maximum": inputs.MAX_PAGE},
         },
     ]
+    reaction = {
+        "name": "reaction",
+        "in": "path",
+        "required": True,
+        "description": "One of the reactions there are (`FEED_REACTIONS`)",
+        "schema": {"type": "string", "enum": list(settings.reaction_set)},
+    }
+    toggle = {
+        "parameters": [POST_ID, reaction],
+        "responses": {
+            "200": answer(
+                "The caller's reaction, and the post's reactions now", ref("ReactionToggle")
+            ),
+            "404": ERROR,
+            "410": ERROR,
+            "429": TOO_MANY,
+        },
+    }
     return {
         "/api/channels": {
             "get": {
@@ -225,6 +244,31 @@ def paths(settings: Settings) -> dict[str, Any]:
         },
         "/api/posts/{post_id}/pin": {"post": {"summary": "Pin a post", **pin_op}},
         "/api/posts/{post_id}/unpin": {"post": {"summary": "Unpin a post", **pin_op}},
+        "/api/posts/{post_id}/reactions": {
+            "get": {
+                "summary": "Who reacted to a post with what, in the order they did",
+                "parameters": [POST_ID],
+                "responses": {
+                    "200": answer(
+                        "Each reaction with its count and names, and the caller's own",
+                        {
+                            "type": "object",
+                            "required": ["post", "reactions", "mine"],
+                            "properties": {
+                                "post": {"type": "integer"},
+                                "reactions": {"type": "array", "items": ref("ReactionCount")},
+                                "mine": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                    ),
+                    "404": ERROR,
+                },
+            }
+        },
+        "/api/posts/{post_id}/reactions/{reaction}": {
+            "put": {"summary": "Give the caller's reaction to a post (idempotent)", **toggle},
+            "delete": {"summary": "Take the caller's reaction back (idempotent)", **toggle},
+        },
         "/api/presence": {
             "get": {
                 "summary": "Screens watching, summed over every process",

@@ -112,6 +112,7 @@ def schemas(settings: Settings) -> dict[str, Any]:
                 "parent",
                 "replies",
                 "repliers",
+                "reactions",
             ],
             "properties": {
                 "id": {"type": "integer"},
@@ -132,6 +133,43 @@ def schemas(settings: Settings) -> dict[str, Any]:
                     "type": "array",
                     "items": {"type": "string"},
                     "description": "Who wrote the latest replies, newest first, at most 3",
+                },
+                "reactions": {
+                    "type": "array",
+                    "items": ref("ReactionCount"),
+                    "description": "Its reactions, in the order first made, with the first "
+                    "names of each",
+                },
+                "mine": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "The caller's own reactions (in API answers, not streams)",
+                },
+            },
+        },
+        "ReactionCount": {
+            "type": "object",
+            "required": ["reaction", "count", "names"],
+            "properties": {
+                "reaction": {"type": "string"},
+                "count": {"type": "integer", "minimum": 0},
+                "names": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "ReactionToggle": {
+            "type": "object",
+            "required": ["post", "reaction", "reacted", "changed", "reactions", "mine"],
+            "properties": {
+                "post": {"type": "integer"},
+                "reaction": {"type": "string"},
+                "reacted": {"type": "boolean", "description": "Whether the caller has it now"},
+                "changed": {"type": "boolean", "description": "False if it already was so"},
+                "reactions": {"type": "array", "items": ref("ReactionCount")},
+                "mine": {"type": "array", "items": {"type": "string"}},
+                "event_id": {
+                    "type": ["integer", "null"],
+                    "description": "The event that reports it; null while the post's "
+                    "reaction window gathers toggles, or if nothing changed",
                 },
             },
         },

@@ -71,6 +71,18 @@
 //     it and holds messages meanwhile, as "Older posts" does (6), so a reply racing
 //     the fetch is applied to it. A card replaced by an edit or a pin keeps its open
 //     thread region, with what is typed in it and the focus.
+// 13. Reactions. A post's chips come in the same bytes for every reader (render.py,
+//     on reactions): counts and first names. Which are the reader's own is kept here,
+//     in `mine`: read from data-mine in what the server rendered for this reader (the
+//     page, a re-fetched list, older posts), changed by the reader's own clicks, and by
+//     the toggles a `post-reactions` message reports (data-changes) under the reader's
+//     name, which is how a toggle made on another tab or device shows here. Every
+//     swap of chips is marked from it again. Chips arrive as plain counts (spans): on
+//     a dashboard whose reader may react each is made a toggle button here, a real
+//     <button> with aria-pressed, so Tab, Enter and Space work as on any. A click
+//     sends PUT or DELETE through htmx (so the CSRF header goes along) and marks the
+//     chip at once; the answer says which reactions are the reader's now. The kiosk,
+//     and a reader not signed in, get no controls.
 (function () {
   "use strict";
 
@@ -255,11 +267,12 @@
     list.insertBefore(el, list.querySelector(":scope > .older"));
   }
 
-  // A post replaced while a link in it has the focus keeps it on the same link.
+  // A post replaced while a link or a chip in it has the focus keeps it there.
   function replacePost(old, el) {
     var links = old.querySelectorAll("a[href]");
     var at = Array.prototype.indexOf.call(links, document.activeElement);
     var active = document.activeElement;
+    var chip = focusedChip(old);
     keepThread(old, el);
     old.replaceWith(el);
     var again = at >= 0 ? el.querySelectorAll("a[href]")[at] : null;
@@ -267,9 +280,10 @@
     else if (active && active !== document.body && el.contains(active) && active !== document.activeElement) {
       active.focus({ preventScroll: true });
     }
+    refocusChip(el, chip);
   }
 
-  // Rule 11: the open thread region and its toggle move into the card that replaces it.
+  // Rule 12: the open thread region and its toggle move into the card that replaces it.
   function keepThread(old, el) {
     var region = old.querySelector(":scope > .thread");
     var toggle = old.querySelector(":scope > .thread-bar > .thread-toggle");
@@ -279,7 +293,7 @@
     if (toggle && link) link.parentNode.insertBefore(toggle, link);
   }
 
-  // Rule 11: a reply's message. The summary goes wherever its card is; the reply into
+  // Rule 12: a reply's message. The summary goes wherever its card is; the reply into
   // its thread if that is open here. Never asks for a re-fetch.
   function applyReply(el, rest) {
     rest.forEach(function (node) {
@@ -360,6 +374,7 @@
     var nodes = Array.prototype.slice.call(parser.content.children);
     parser.innerHTML = "";
     var el = nodes[0];
+    if (el && /^reactions-\d+$/.test(el.id)) return applyReactions(el);
     if (!el || !/^post-\d+$/.test(el.id)) return false;
     if (channels && el.dataset.channel && channels.indexOf(el.dataset.channel) < 0) return false;
     if (el.dataset.parent) {
@@ -413,13 +428,139 @@
     applied(Number(evt.detail.lastEventId));
   });
 
+  // -- 13. reactions --------------------------------------------------------------------
+
+  var mine = {}; // post id -> {reaction: true}
+
+  function reader() {
+    var list = postsList();
+    return (list && list.dataset.reader) || null;
+  }
+
+  // New chips for a post: the toggles they report under this reader's name are
+  // theirs now; the chips replace those shown, marked, the focus kept on its chip.
+  function applyReactions(el) {
+    var changes = [];
+    try {
+      changes = JSON.parse(el.dataset.changes || "[]");
+    } catch (err) {
+      changes = [];
+    }
+    var who = reader();
+    var post = el.dataset.post;
+    changes.forEach(function (c) {
+      if (who === null || c[0] !== who) return;
+      var own = mine[post] || (mine[post] = {});
+      if (c[2]) own[c[1]] = true;
+      else delete own[c[1]];
+    });
+    el.removeAttribute("hx-swap-oob");
+    el.removeAttribute("data-changes");
+    var existing = document.getElementById(el.id);
+    if (!existing) return false;
+    var chip = focusedChip(existing);
+    existing.replaceWith(el);
+    paint(el.parentNode);
+    refocusChip(el, chip);
+    return false;
+  }
+
+  function focusedChip(root) {
+    var active = document.activeElement;
+    return active && active.classList && active.classList.contains("chip") && root.contains(active)
+      ? active.dataset.reaction
+      : null;
+  }
+
+  function refocusChip(root, reaction) {
+    if (reaction === null) return;
+    var chips = root.querySelectorAll(".chip");
+    for (var i = 0; i < chips.length; i++) {
+      if (chips[i].dataset.reaction === reaction) chips[i].focus({ preventScroll: true });
+    }
+  }
+
+  // What the server rendered for this reader says which are theirs (data-mine).
+  function readMine(root) {
+    var found = root.querySelectorAll ? root.querySelectorAll(".reactions[data-mine]") : [];
+    for (var i = 0; i < found.length; i++) {
+      var own = {};
+      found[i].dataset.mine.split(" ").forEach(function (r) { if (r) own[r] = true; });
+      mine[found[i].dataset.post] = own;
+      found[i].removeAttribute("data-mine");
+    }
+  }
+
+  function paint(root) {
+    if (!root || !root.querySelectorAll) return;
+    var controls = !isKiosk() && reader() !== null;
+    var groups = root.querySelectorAll(".reactions");
+    for (var i = 0; i < groups.length; i++) {
+      var own = mine[groups[i].dataset.post] || {};
+      var chips = groups[i].querySelectorAll(".chip");
+      for (var j = 0; j < chips.length; j++) {
+        if (!controls) continue;
+        var chip = chips[j].tagName === "BUTTON" ? chips[j] : asButton(chips[j]);
+        chip.setAttribute("aria-pressed", own[chip.dataset.reaction] ? "true" : "false");
+      }
+    }
+  }
+
+  // A chip as it came (a span: counts, no control), made a button in its place.
+  function asButton(chip) {
+    var button = document.createElement("button");
+    button.type = "button";
+    for (var i = 0; i < chip.attributes.length; i++) {
+      button.setAttribute(chip.attributes[i].name, chip.attributes[i].value);
+    }
+    while (chip.firstChild) button.appendChild(chip.firstChild);
+    chip.replaceWith(button);
+    return button;
+  }
+
+  function setMine(post, reactions) {
+    var own = {};
+    reactions.forEach(function (r) { own[r] = true; });
+    mine[post] = own;
+    var group = document.getElementById("reactions-" + post);
+    if (group) paint(group.parentNode);
+  }
+
+  function toggleChip(chip) {
+    var post = chip.closest(".reactions").dataset.post;
+    var reaction = chip.dataset.reaction;
+    var own = mine[post] || {};
+    var had = !!own[reaction];
+    var before = Object.keys(own);
+    setMine(post, had ? before.filter(function (r) { return r !== reaction; }) : before.concat([reaction]));
+    var url = "/api/posts/" + post + "/reactions/" + encodeURIComponent(reaction);
+    htmx.ajax(had ? "DELETE" : "PUT", url, {
+      source: chip,
+      swap: "none",
+      handler: function (elt, info) {
+        var xhr = info.xhr;
+        if (xhr.status >= 200 && xhr.status < 300) {
+          setMine(post, JSON.parse(xhr.responseText).mine);
+        } else {
+          setMine(post, before);
+        }
+      }
+    });
+  }
+
+  // A button answers Enter and Space with a click: the keyboard needs nothing more.
+  document.addEventListener("click", function (evt) {
+    var chip = evt.target.closest && evt.target.closest(".reactions button.chip");
+    if (chip && reader() !== null) toggleChip(chip);
+  });
+
   // -- 9. screen readers ----------------------------------------------------------------
 
   var news = { count: 0, replies: 0, latest: null, timer: null };
 
   // New posts are told to screen readers through one polite status line, a burst in one
   // sentence: the list itself is no live region, since a re-fetch rebuilds it whole. A
-  // reply arriving in a thread open on the page is told the same way (rule 11).
+  // reply arriving in a thread open on the page is told the same way (rule 12).
   function announce(el) {
     if (el.classList.contains("reply")) news.replies += 1;
     else news.count += 1;
@@ -525,7 +666,7 @@
     );
   });
 
-  // Rule 11: "Show replies" opens the thread in place, "Hide replies" closes it (and
+  // Rule 12: "Show replies" opens the thread in place, "Hide replies" closes it (and
   // forgets it: opened again, it is fetched again). Messages are held while it loads.
   document.addEventListener("click", function (evt) {
     var button = evt.target.closest && evt.target.closest(".thread-toggle");
@@ -618,7 +759,7 @@
     return document.body.classList.contains("kiosk");
   }
 
-  // Rule 11: cards carry no control (the kiosk shares their bytes); a page that opens
+  // Rule 12: cards carry no control (the kiosk shares their bytes); a page that opens
   // threads in place gives each closed card its "Show replies" button.
   function addToggles(root) {
     if (isKiosk()) return;
@@ -642,6 +783,8 @@
   function decorate(root) {
     if (!root.querySelectorAll) return;
     addToggles(root);
+    readMine(root);
+    paint(root);
     var nodes = root.querySelectorAll("time[datetime]");
     var kiosk = isKiosk();
     var now = new Date();
@@ -681,7 +824,7 @@
     if (!elt) return;
     if (elt === document.body) start();
     else decorate(elt);
-    // Rule 11: a reply form that came back (sent, or with its error) takes the focus
+    // Rule 12: a reply form that came back (sent, or with its error) takes the focus
     // back if the form it replaced had it, so the keyboard stays in the thread.
     var gone = document.activeElement;
     if (elt.classList && elt.classList.contains("reply-form") && (!gone || gone === document.body)) {

@@ -103,7 +103,7 @@ from feed.models import (
     ReadPosition,
     _feed_event,
 )
-from feed.storage import threads
+from feed.storage import tallies, threads
 from feed.storage.engine import (
     StoreError,
     StoreUnavailable,
@@ -274,7 +274,7 @@ class EventLog:
         session.add(row)
         session.flush()
         assert row.id is not None
-        self._noted(session, [_feed_event(row, post, channel)])
+        self._noted(session, tallies.on_events(session, [_feed_event(row, post, channel)]))
         return row.id
 
     # -- ids that never go back ---------------------------------------------------
@@ -348,7 +348,7 @@ class EventLog:
         with self._snapshot() as session:
             rows = session.exec(query).all()
             events = [_feed_event(*row) for row in reversed(rows)]
-            events = threads.with_threads(session, events)
+            events = tallies.on_events(session, threads.with_threads(session, events))
             return events, session.exec(select(func.max(Event.id))).one() or 0
 
     @in_thread
@@ -382,7 +382,9 @@ class EventLog:
         query = query.order_by(col(Event.id)).limit(limit)
         with self._read() as session:
             events = [_feed_event(*row) for row in session.exec(query).all()]
-            return threads.with_threads(session, events)
+            # Posts with their replies and reactions as they are now (threads.py,
+            # tallies.py).
+            return tallies.on_events(session, threads.with_threads(session, events))
 
     @in_thread
     def count_events_after(

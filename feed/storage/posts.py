@@ -61,7 +61,7 @@ from feed.models import (
     ThreadPage,
     _post_view,
 )
-from feed.storage import keys, threads
+from feed.storage import keys, tallies, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
 from feed.storage.engine import StoreError, Unstorable, in_thread, now
 from feed.storage.log import EventLog, readable
@@ -235,6 +235,7 @@ class Posts(EventLog):
         with self._write() as session:
             post, channel = _live_post(session, post_id)
             _tombstone(post)
+            tallies.forget(session, post_id)
             if post.parent_id is None:
                 # Its replies go with it, under its one event (threads.py, on deleting).
                 replies = select(Post).where(
@@ -242,6 +243,8 @@ class Posts(EventLog):
                 )
                 for reply in session.exec(replies).all():
                     _tombstone(reply)
+                    assert reply.id is not None
+                    tallies.forget(session, reply.id)
                 kind = EventKind.POST_DELETED
             else:
                 kind = EventKind.REPLY_DELETED
@@ -264,9 +267,13 @@ class Posts(EventLog):
     # -- reads --------------------------------------------------------------------
 
     @in_thread
-    def get_post(self, post_id: int, *, private: Collection[str] | None = None) -> PostView:
+    def get_post(
+        self, post_id: int, *, private: Collection[str] | None = None, counted: bool = True
+    ) -> PostView:
         """The post, if a reader of the private channels ``private`` (None: all) may see
-        it: one in another private channel is not found (4)."""
+        it: one in another private channel is not found (4). Without ``counted``, it
+        carries no reactions: a toggle, which counts them itself, asks only where the
+        post is."""
         with self._read() as session:
             query = select(Post, Channel.name).join(
                 Channel, col(Channel.id) == col(Post.channel_id)
@@ -274,7 +281,8 @@ class Posts(EventLog):
             row = session.exec(readable(query.where(Post.id == post_id), private)).first()
             if row is None:
                 raise PostNotFound(post_id)
-            return threads.with_summaries(session, [_post_view(*row)])[0]
+            view = threads.with_summaries(session, [_post_view(*row)])[0]
+            return tallies.with_counts(session, [view])[0] if counted else view
 
     @in_thread
     def list_replies(
@@ -285,11 +293,11 @@ class Posts(EventLog):
         limit: int = 50,
         private: Collection[str] | None = None,
     ) -> list[PostView]:
-        """The live replies to ``parent``, newest first, paged as ``list_posts``; a
-        parent a reader of ``private`` may not see is not found (4)."""
+        """The live replies to ``parent``, newest first, paged as ``list_posts``, with
+        their reactions; a parent a reader of ``private`` may not see is not found (4)."""
         with self._read() as session:
             _thread_root(session, parent, private)
-            return _replies(session, parent, before, limit)
+            return tallies.with_counts(session, _replies(session, parent, before, limit))
 
     @in_thread
     def thread_page(
@@ -299,7 +307,9 @@ class Posts(EventLog):
         event id they are current up to, from one snapshot (log.py, on one snapshot)."""
         with self._snapshot() as session:
             post = _thread_root(session, parent, private)
-            replies = _replies(session, parent, None, limit)
+            post, *replies = tallies.with_counts(
+                session, [post, *_replies(session, parent, None, limit)]
+            )
             last = session.exec(select(func.max(Event.id))).one() or 0
         return ThreadPage(post, replies[::-1], last)
 
@@ -327,12 +337,14 @@ class Posts(EventLog):
         limit: int,
         *,
         private: Collection[str] | None = None,
+        reader: str | None = None,
     ) -> FrontPage:
         """What a page shows first, and the event id it is current up to.
 
         One snapshot (log.py, on one snapshot), so the posts and the id agree: the
         page's stream then resumes exactly after what the page shows. ``private`` names
-        the private channels the reader may see (4).
+        the private channels the reader may see (4), and ``mine`` the reactions of
+        ``reader`` to those posts.
         """
         with self._snapshot() as session:
             recent = _posts(session, channels, None, limit, False, private)
@@ -340,9 +352,10 @@ class Posts(EventLog):
             last = session.exec(select(func.max(Event.id))).one() or 0
             recent = threads.with_summaries(session, recent)
             pinned = threads.with_summaries(session, pinned)
+            mine = tallies.mine(session, reader, [p.id for p in [*recent, *pinned]])
         posts = sorted([*recent, *pinned], key=lambda p: p.id, reverse=True)
         older = recent[-1].id if len(recent) == limit else None
-        return FrontPage(posts, older, last)
+        return FrontPage(posts, older, last, mine)
 
 
 def _settle(
@@ -456,7 +469,8 @@ def _posts(
     if pinned is not None:
         query = query.where(col(Post.pinned).is_(pinned))
     query = query.order_by(col(Post.id).desc()).limit(limit)
-    return [_post_view(post, name) for post, name in session.exec(query).all()]
+    posts = [_post_view(post, name) for post, name in session.exec(query).all()]
+    return tallies.with_counts(session, posts)
 
 
 def _thread_root(session: Session, post_id: int, private: Collection[str] | None) -> PostView:

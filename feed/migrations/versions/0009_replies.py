@@ -4,7 +4,7 @@ its readers from replying (``channels.replies``).
 Existing posts are top-level (no parent) and existing channels take replies.
 
 Revision ID: 0009_replies
-Revises: 0007
+Revises: 0008_reactions
 Create Date: 2026-11-30
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_replies"
-down_revision = "0007"
+down_revision = "0008_reactions"
 branch_labels = None
 depends_on = None
 
