@@ -17,7 +17,8 @@ Where each rule is kept:
   unstorable values, synced commits: storage/engine.py;
 - new posts written in groups, rendering at write time, tombstones: storage/posts.py;
 - idempotency keys: storage/keys.py;
-- token digests: storage/grants.py.
+- token digests: storage/grants.py;
+- the search index and its windows: storage/search.py.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from feed.storage.engine import (
 from feed.storage.grants import Grants, TokenNotFound
 from feed.storage.keys import IdempotencyKeyReused
 from feed.storage.posts import PostDeleted, PostNotFound, Posts
+from feed.storage.search import Searches
 
 __all__ = [
     "ChannelArchived",
@@ -59,7 +61,7 @@ __all__ = [
 ]
 
 
-class Store(Posts, Channels, Grants):
+class Store(Posts, Searches, Channels, Grants):
     """The feed's tables and queries. Public methods are coroutines."""
 
     @classmethod

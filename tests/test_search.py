@@ -1,0 +1,191 @@
+"""Search on both stores: the index follows posts, edits and deletes in their own
+transaction, results rank by relevance then recency and page without ranking every
+match, private channels never show, and a database from before search gets its
+index."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+
+from feed import schema
+from feed.search import Cursor, Filters, Results, parse
+from feed.storage import search as storage_search
+from feed.store import Store, make_engine
+
+
+@pytest.fixture
+def database_url(each_database_url: str) -> str:
+    return each_database_url
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    store = Store.from_url(database_url)
+    asyncio.run(store.create_schema())
+    yield store
+    store.close()
+
+
+NO_FILTERS = Filters()
+FIRST_PAGE = Cursor()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def find(
+    store: Store,
+    q: str | None,
+    filters: Filters = NO_FILTERS,
+    *,
+    limit: int = 20,
+    cursor: Cursor = FIRST_PAGE,
+    private: list[str] | None = None,
+) -> Results:
+    query = None if q is None else parse(q)
+    results: Results = run(
+        store.search(query, filters, limit=limit, cursor=cursor, private=private)
+    )
+    return results
+
+
+def ids(results: Results) -> list[int]:
+    return [hit.post.id for hit in results.hits]
+
+
+def post(store: Store, body: str, channel: str = "general", author: str = "ana") -> int:
+    post_id: int = run(store.create_post(channel, author, body)).post.id
+    return post_id
+
+
+def test_words_phrases_prefixes_and_exclusions_find_their_posts(store: Store) -> None:
+    lift = post(store, "The lift is out of order")
+    deploy = post(store, "Deployment of the lift controller")
+    outage = post(store, "Outage: the order queue is down")
+    assert set(ids(find(store, "lift"))) == {lift, deploy}
+    assert ids(find(store, '"out of order"')) == [lift]
+    assert ids(find(store, "depl*")) == [deploy]
+    assert ids(find(store, "order -outage")) == [lift]
+    assert ids(find(store, "lift depl* -order")) == [deploy]
+    assert ids(find(store, '"order out"')) == []
+    assert outage
+
+
+def test_results_rank_by_relevance_then_recency(store: Store) -> None:
+    once = post(store, "lift " + "filler words here and there " * 6)
+    often = post(store, "lift lift lift, the lift again")
+    newer_once = post(store, "lift " + "filler words here and there " * 6)
+    assert ids(find(store, "lift")) == [often, newer_once, once]
+
+
+def test_edits_and_deletes_change_the_index_in_their_own_transaction(store: Store) -> None:
+    post_id = post(store, "the lift is broken")
+    run(store.edit_post(post_id, "the stairs are fine"))
+    assert ids(find(store, "lift")) == []
+    assert ids(find(store, "stairs")) == [post_id]
+    run(store.delete_post(post_id))
+    assert ids(find(store, "stairs")) == []
+
+
+def test_filters_narrow_by_channel_author_dates_and_pins(store: Store) -> None:
+    general = post(store, "lift news", author="ana")
+    announced = post(store, "lift notice", channel="announcements", author="bo")
+    run(store.set_pinned(announced, True))
+    by = Filters
+    assert ids(find(store, "lift", by(channels=("general",)))) == [general]
+    assert ids(find(store, "lift", by(author="bo"))) == [announced]
+    assert ids(find(store, "lift", by(pinned=True))) == [announced]
+    soon = datetime.now(UTC) + timedelta(minutes=1)
+    assert ids(find(store, "lift", by(before=soon, author="ana"))) == [general]
+    assert ids(find(store, "lift", by(after=soon))) == []
+    assert ids(find(store, None, by(author="bo"))) == [announced]
+
+
+def test_private_channels_never_show_to_those_who_cannot_read_them(store: Store) -> None:
+    run(store.create_channel("board", "Board", "", private=True))
+    public = post(store, "lift budget")
+    secret = post(store, "lift budget secret", channel="board")
+    assert ids(find(store, "lift", private=[])) == [public]
+    assert ids(find(store, "secret", private=[])) == []
+    assert ids(find(store, None, private=[])) == [public]
+    assert set(ids(find(store, "lift", private=["board"]))) == {public, secret}
+
+
+def test_snippets_are_escaped_then_marked(store: Store) -> None:
+    post(store, 'the <script>alert("x")</script> lift <mark>x</mark> &amp;')
+    (hit,) = find(store, "lift").hits
+    assert hit.snippet == (
+        "the &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; <mark>lift</mark> "
+        "&lt;mark&gt;x&lt;/mark&gt; &amp;amp;"
+    )
+
+
+def test_a_common_word_pages_through_windows_without_ranking_every_match(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage_search, "WINDOW", 4)
+    made = [post(store, "common " * (1 + n % 3)) for n in range(10)]
+    seen: list[int] = []
+    cursor = Cursor()
+    pages = 0
+    while True:
+        page = find(store, "common", limit=3, cursor=cursor)
+        seen += ids(page)
+        pages += 1
+        if page.next is None:
+            break
+        cursor = Cursor.parse(page.next.text)
+    assert sorted(seen) == made and len(seen) == len(set(seen))
+    # The newest window of four comes first, ranked within itself.
+    assert set(seen[:4]) == set(made[-4:])
+    assert seen[:4] == sorted(made[-4:], key=lambda n: (-(1 + (n - made[0]) % 3), -n))
+    assert pages == 5
+
+
+def test_a_filter_only_search_pages_by_recency(store: Store) -> None:
+    made = [post(store, f"note {n}", author="bo") for n in range(5)]
+    first = find(store, None, Filters(author="bo"), limit=2)
+    assert ids(first) == made[:-3:-1]
+    assert first.next is not None
+    second = find(store, None, Filters(author="bo"), limit=2, cursor=first.next)
+    assert ids(second) == [made[2], made[1]]
+
+
+def test_a_database_made_before_search_gets_its_index(database_url: str) -> None:
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(schema._config(connection), "0007")
+        channel = connection.execute(
+            text(
+                "INSERT INTO channels (name, title, description, archived, private,"
+                " announcement_only) VALUES ('old', 'Old', '', false, false, false)"
+                " RETURNING id"
+            )
+        ).scalar_one()
+        for n, body in enumerate(["the lift was fixed", "nothing here", "lift again"], 1):
+            connection.execute(
+                text(
+                    "INSERT INTO posts (id, channel_id, author, body, html, created_at,"
+                    " pinned, deleted) VALUES (:id, :c, 'ana', :b, '', :at, false, false)"
+                ),
+                {"id": n, "c": channel, "b": body, "at": datetime.now(UTC)},
+            )
+    engine.dispose()
+    store = Store.from_url(database_url)
+    try:
+        run(store.create_schema())
+        assert set(ids(find(store, "lift"))) == {1, 3}
+        # New writes keep it in step after the upgrade.
+        assert ids(find(store, "fixed")) == [1]
+        run(store.edit_post(1, "the lift is fine"))
+        assert ids(find(store, "fixed")) == []
+    finally:
+        store.close()
