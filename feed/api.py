@@ -41,6 +41,7 @@ from feed.inputs import (
     MAX_DESCRIPTION_CHARS,
     MAX_IDEMPOTENCY_KEY_CHARS,
     MAX_PAGE,
+    MAX_SEARCH_PAGE,
     MAX_TITLE_CHARS,
     channel_name,
     check_fields,
@@ -50,6 +51,7 @@ from feed.inputs import (
     post_body,
     post_id,
     read_json,
+    search_asked,
     text_field,
 )
 from feed.models import Answer, Change, ChannelChange, Claim, Once
@@ -274,6 +276,25 @@ async def list_posts(request: Request) -> JSONResponse:
     return JSONResponse({"posts": [post_json(p) for p in posts], "next_before": next_before})
 
 
+async def search(request: Request) -> JSONResponse:
+    """``GET /api/search``: posts that match ``q`` and the filters, best first, only in
+    channels the requester may read (storage/search.py, on reads for a reader)."""
+    rt = runtime(request)
+    perms = await rt.access.check(request)
+    channels = perms.selection(request.query_params.getlist("channel"))
+    asked = search_asked(request, channels)
+    results = await rt.store.search(
+        asked.query,
+        asked.filters,
+        limit=asked.limit or min(rt.settings.page_size, MAX_SEARCH_PAGE),
+        cursor=asked.cursor,
+        private=perms.private_readable(),
+    )
+    found = [{"post": post_json(hit.post), "snippet": hit.snippet} for hit in results.hits]
+    more = None if results.next is None else results.next.text
+    return JSONResponse({"results": found, "next_cursor": more})
+
+
 async def create_post(request: Request) -> Response:
     rt = runtime(request)
     perms = await rt.access.check(request)
@@ -363,4 +384,5 @@ routes = [
     Route("/api/posts/{post_id}/pin", pin_post, methods=["POST"]),
     Route("/api/posts/{post_id}/unpin", pin_post, methods=["POST"]),
     Route("/api/presence", presence, methods=["GET"]),
+    Route("/api/search", search, methods=["GET"]),
 ]

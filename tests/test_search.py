@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from alembic import command
 from sqlalchemy import text
+from starlette.testclient import TestClient
 
 from feed import schema
 from feed.search import Cursor, Filters, Results, parse
@@ -189,3 +190,57 @@ def test_a_database_made_before_search_gets_its_index(database_url: str) -> None
         assert ids(find(store, "fixed")) == []
     finally:
         store.close()
+
+
+# -- the API -------------------------------------------------------------------------
+
+
+def test_the_api_answers_ranked_results_with_snippets_and_a_cursor(client: TestClient) -> None:
+    for n in range(3):
+        made = client.post("/api/channels/general/posts", json={"body": f"lift note {n}"})
+        assert made.status_code == 201
+    first = client.get("/api/search", params={"q": "lift", "limit": "2"})
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert [r["post"]["body"] for r in page["results"]] == ["lift note 2", "lift note 1"]
+    assert page["results"][0]["snippet"] == "<mark>lift</mark> note 2"
+    rest = client.get("/api/search", params={"q": "lift", "cursor": page["next_cursor"]})
+    assert [r["post"]["body"] for r in rest.json()["results"]] == ["lift note 0"]
+    assert rest.json()["next_cursor"] is None
+
+
+def test_the_api_hides_private_channels_from_those_who_cannot_read_them(
+    client: TestClient,
+) -> None:
+    made = client.post("/api/channels", json={"name": "board", "title": "Board", "private": True})
+    assert made.status_code == 201, made.text
+    client.post("/api/channels/board/posts", json={"body": "secret lift budget"})
+    client.post("/api/channels/general/posts", json={"body": "public lift budget"})
+    assert len(client.get("/api/search", params={"q": "budget"}).json()["results"]) == 2
+    del client.headers["authorization"]  # anonymous from here on
+    found = client.get("/api/search", params={"q": "budget"}).json()
+    assert [r["post"]["channel"] for r in found["results"]] == ["general"]
+    assert client.get("/api/search", params={"q": "secret"}).json()["results"] == []
+    asked = client.get("/api/search", params={"q": "secret", "channel": "board"})
+    assert asked.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("params", "sentence"),
+    [
+        ({"q": 'lift "out'}, "never closed"),
+        ({"q": "-lift"}, "not only words to leave out"),
+        ({"q": "a*"}, "at least 2 letters"),
+        ({"q": "lift\x00"}, "The search"),
+        ({"q": "lift", "cursor": "nope"}, "cursor"),
+        ({"q": "lift", "after": "yesterday"}, "'after' must be a date"),
+        ({"q": "lift", "pinned": "maybe"}, "'pinned' must be one of"),
+        ({"q": "lift", "limit": "1000"}, "'limit' must be between 1 and 100"),
+    ],
+)
+def test_a_malformed_search_is_a_400_that_says_why(
+    client: TestClient, params: dict[str, str], sentence: str
+) -> None:
+    answer = client.get("/api/search", params=params)
+    assert answer.status_code == 400, answer.text
+    assert sentence in answer.json()["error"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from feed import inputs
+from feed import inputs, search
 from feed.openapi.parts import (
     CHANGE,
     CHANNEL,
@@ -25,6 +25,64 @@ from feed.sse import Format
 
 # An event id to resume after, as inputs.resume_id reads it: 0 is before every event.
 EVENT_ID = {"type": "integer", "minimum": 0, "maximum": inputs.MAX_ID}
+
+
+# A search as inputs.search_query reads it (the language: feed/search.py).
+Q = {
+    "name": "q",
+    "in": "query",
+    "schema": {"type": "string", "maxLength": search.MAX_QUERY_CHARS},
+    "description": 'Words, "phrases", prefixes (depl*) and exclusions (-word); all must hold',
+}
+CHANNELS = {
+    "name": "channel",
+    "in": "query",
+    "style": "form",
+    "explode": True,
+    "schema": {"type": "array", "items": {"type": "string"}},
+}
+MOMENT = {"type": "string", "format": "date-time"}
+SEARCH = {
+    "summary": "Posts that match a search, best first (relevance, then the newest)",
+    "parameters": [
+        Q,
+        CHANNELS,
+        {"name": "author", "in": "query", "schema": {"type": "string"}},
+        {"name": "after", "in": "query", "schema": MOMENT},
+        {"name": "before", "in": "query", "schema": MOMENT},
+        {"name": "pinned", "in": "query", "schema": {"type": "boolean"}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": inputs.MAX_SEARCH_PAGE},
+        },
+        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+    ],
+    "responses": {
+        "200": answer(
+            "A page of results",
+            {
+                "type": "object",
+                "required": ["results", "next_cursor"],
+                "properties": {
+                    "results": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "post": ref("Post"),
+                                "snippet": {"type": "string", "description": "Safe HTML"},
+                            },
+                        },
+                    },
+                    "next_cursor": {"type": ["string", "null"]},
+                },
+            },
+        ),
+        "400": ERROR,
+        "404": ERROR,
+    },
+}
 
 
 def paths(settings: Settings) -> dict[str, Any]:
@@ -218,6 +276,7 @@ def paths(settings: Settings) -> dict[str, Any]:
                 },
             }
         },
+        "/api/search": {"get": SEARCH},
         "/healthz": {
             "get": {
                 "summary": "Whether the process answers",
@@ -242,13 +301,8 @@ def paths(settings: Settings) -> dict[str, Any]:
                         "in": "query",
                         "schema": {"type": "string", "enum": [f.value for f in Format]},
                     },
-                    {
-                        "name": "channel",
-                        "in": "query",
-                        "style": "form",
-                        "explode": True,
-                        "schema": {"type": "array", "items": {"type": "string"}},
-                    },
+                    CHANNELS,
+                    {**Q, "description": "Only changes to posts that match this search"},
                     {"name": "last_event_id", "in": "query", "schema": EVENT_ID},
                     {"name": "Last-Event-ID", "in": "header", "schema": EVENT_ID},
                 ],
