@@ -32,6 +32,14 @@ The hot path, and why it looks the way it does:
    unsubscribe; what only a walk can tell (events written, the largest backlog, the
    oldest stream) is walked at most once per ``STATS_MAX_AGE`` however often it is
    asked.
+6. On live searches. Streams of the same search (``Subscriber.search``, by the text of
+   its parsed query) form one group, kept apart from the other streams so that the
+   hot path for those is untouched. The hub does not match anything itself: each
+   ``Outgoing`` carries, per search, the frames that search's streams get (the
+   event, a ``post-unmatched`` in its place, or nothing), decided by the relay once
+   per event per distinct search (search.py, on live searches), so a thousand
+   screens of one search cost one match per event. The hub then routes them by
+   channel and private channels exactly as for every other stream.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from feed.search import Query
 from feed.sse import HEARTBEATS, Format
 from feed.subscribers import Item, Joined, Subscriber, item
 
@@ -57,12 +66,25 @@ BEATS: Mapping[Format, Item] = {fmt: item(None, beat) for fmt, beat in HEARTBEAT
 
 
 class Outgoing(NamedTuple):
-    """One log event on its way to the hub, encoded for the formats wanted."""
+    """One log event on its way to the hub, encoded for the formats wanted, and for each
+    live search that shows it, what that search's streams get (6)."""
 
     id: int
     channel: str
     frames: Mapping[Format, bytes]
     private: bool = False
+    searched: Mapping[str, Mapping[Format, bytes]] | None = None
+
+
+class SearchGroup:
+    """The streams of one live search (6), by channel as the hub keeps the others."""
+
+    __slots__ = ("by_channel", "query", "size")
+
+    def __init__(self, query: Query) -> None:
+        self.query = query
+        self.by_channel: dict[str | None, set[Subscriber]] = {}
+        self.size = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +107,8 @@ class Hub:
     def __init__(self, heartbeat: float) -> None:
         self.heartbeat = heartbeat
         self._by_channel: dict[str | None, set[Subscriber]] = {}
+        # Live searches, by the text of their query (6).
+        self._searches: dict[str, SearchGroup] = {}
         self._formats: dict[Format, int] = dict.fromkeys(Format, 0)
         self._ticker: asyncio.Task[None] | None = None
         self.closing = False
@@ -104,7 +128,23 @@ class Hub:
     def subscribers(self) -> set[Subscriber]:
         # A subscriber to several channels is in several sets.
         everyone: set[Subscriber] = set().union(*self._by_channel.values())
+        for group in self._searches.values():
+            everyone.update(*group.by_channel.values())
         return everyone
+
+    def searches(self) -> dict[str, Query]:
+        """The live searches someone watches, by the text of their query (6)."""
+        return {text: group.query for text, group in self._searches.items()}
+
+    def _index(self, subscriber: Subscriber) -> dict[str | None, set[Subscriber]]:
+        """Where ``subscriber`` is kept by channel: with the others, or its search's."""
+        if subscriber.search is None:
+            return self._by_channel
+        text = subscriber.search.text
+        group = self._searches.get(text)
+        if group is None:
+            group = self._searches[text] = SearchGroup(subscriber.search)
+        return group.by_channel
 
     def by_channel_format(self) -> dict[tuple[str, str], int]:
         """Open streams by (channel, or ``*`` for every channel; format), from the
@@ -152,8 +192,11 @@ class Hub:
 
     def subscribe(self, subscriber: Subscriber) -> None:
         keys: Iterable[str | None] = subscriber.channels or (None,)
+        index = self._index(subscriber)
         for key in keys:
-            self._by_channel.setdefault(key, set()).add(subscriber)
+            index.setdefault(key, set()).add(subscriber)
+        if subscriber.search is not None:
+            self._searches[subscriber.search.text].size += 1
         self._formats[subscriber.format] += 1
         self._count_in(subscriber, 1)
         if self.closing:
@@ -161,12 +204,18 @@ class Hub:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         keys: Iterable[str | None] = subscriber.channels or (None,)
+        index = self._index(subscriber)
         for key in keys:
-            subs = self._by_channel.get(key)
+            subs = index.get(key)
             if subs is not None:
                 subs.discard(subscriber)
                 if not subs:
-                    del self._by_channel[key]
+                    del index[key]
+        if subscriber.search is not None:
+            group = self._searches[subscriber.search.text]
+            group.size -= 1
+            if not group.size:
+                del self._searches[subscriber.search.text]
         self._formats[subscriber.format] -= 1
         self._count_in(subscriber, -1)
         self._sent_by_closed += subscriber.sent
@@ -192,23 +241,13 @@ class Hub:
         per_sub: dict[Subscriber, list[Item]] = {}
         for event in events:
             items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
-            channel, private = event.channel, event.private
-            for key in (None, channel):
-                for subscriber in self._by_channel.get(key, ()):
-                    found = items.get(subscriber.format)
-                    if found is None:
-                        continue
-                    if (
-                        private
-                        and subscriber.private is not None
-                        and channel not in subscriber.private
-                    ):
-                        continue
-                    queued = per_sub.get(subscriber)
-                    if queued is None:
-                        per_sub[subscriber] = [found]
-                    else:
-                        queued.append(found)
+            self._route(event, self._by_channel, items, per_sub)
+            for text, frames in (event.searched or {}).items():
+                group = self._searches.get(text)
+                if group is not None:
+                    found = items if frames is event.frames else None
+                    found = found or {fmt: item(event.id, data) for fmt, data in frames.items()}
+                    self._route(event, group.by_channel, found, per_sub)
         # Subscribers who get the same events share one joined chunk.
         joined: Joined = {}
         for subscriber, queued in per_sub.items():
@@ -216,6 +255,28 @@ class Hub:
                 subscriber.offer(queued[0])
             else:
                 subscriber.offer_many(queued, joined)
+
+    @staticmethod
+    def _route(
+        event: Outgoing,
+        by_channel: dict[str | None, set[Subscriber]],
+        items: Mapping[Format, Item],
+        per_sub: dict[Subscriber, list[Item]],
+    ) -> None:
+        """Queue ``items`` for every subscriber in ``by_channel`` who may see ``event``."""
+        channel, private = event.channel, event.private
+        for key in (None, channel):
+            for subscriber in by_channel.get(key, ()):
+                found = items.get(subscriber.format)
+                if found is None:
+                    continue
+                if private and subscriber.private is not None and channel not in subscriber.private:
+                    continue
+                queued = per_sub.get(subscriber)
+                if queued is None:
+                    per_sub[subscriber] = [found]
+                else:
+                    queued.append(found)
 
     def broadcast(self, frames: Mapping[Format, bytes]) -> None:
         """Hand a message that is not a log event (no id) to every subscriber of the
@@ -267,6 +328,5 @@ class Hub:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
-        for subs in tuple(self._by_channel.values()):
-            for subscriber in tuple(subs):
-                subscriber.close()
+        for subscriber in self.subscribers():
+            subscriber.close()

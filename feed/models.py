@@ -28,6 +28,9 @@ class EventKind(StrEnum):
     POST_DELETED = "post-deleted"
     POST_PINNED = "post-pinned"
     POST_UNPINNED = "post-unpinned"
+    # Sent only to live searches, never logged: an edit made this post stop matching
+    # (search.py, on live searches).
+    POST_UNMATCHED = "post-unmatched"
     CHANNEL_CREATED = "channel-created"
     CHANNEL_UPDATED = "channel-updated"
     CHANNEL_ARCHIVED = "channel-archived"

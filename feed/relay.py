@@ -37,12 +37,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from feed import tasks
+from feed import search, tasks
 from feed.brokers import Broker
 from feed.events import Hub, Outgoing
 from feed.metrics import Metrics
 from feed.models import AccessChange, Commit, FeedEvent
 from feed.render import Renderer
+from feed.search import Query
+from feed.sse import Format
 from feed.store import Store, StoreUnavailable
 
 logger = logging.getLogger("feed.relay")
@@ -223,6 +225,26 @@ class Relay:
             if read < BATCH:
                 return
 
+    def _searched(
+        self,
+        event: FeedEvent,
+        frames: dict[Format, bytes],
+        searches: dict[str, Query],
+        formats: set[Format],
+    ) -> dict[str, dict[Format, bytes]]:
+        """What each live search shows of ``event``: matched once per search, whatever
+        the number of its streams, with the body split into words once for all of them
+        (events.py, on live searches)."""
+        words = search.Words(event.post.body) if event.post is not None else None
+        shown: dict[str, dict[Format, bytes]] = {}
+        for text, query in searches.items():
+            found = search.live(query, event, words)
+            if found is event:
+                shown[text] = frames
+            elif found is not None:
+                shown[text] = self._renderer.frames(found, formats)
+        return shown
+
     def _deliver(self, events: Sequence[FeedEvent]) -> None:
         if not events:
             return
@@ -232,11 +254,13 @@ class Relay:
             except Exception:
                 logger.exception("a delivery listener failed; delivering anyway")
         formats = self._hub.formats_wanted()
+        searches = self._hub.searches()
         now = time.time()
         outgoing = []
         for event in events:
             frames = self._renderer.frames(event, formats)
-            outgoing.append(Outgoing(event.id, event.channel, frames, event.private))
+            searched = self._searched(event, frames, searches, formats) if searches else None
+            outgoing.append(Outgoing(event.id, event.channel, frames, event.private, searched))
             if event.at is not None:
                 self._metrics.lag_seconds.observe(max(0.0, now - event.at.timestamp()))
         self._hub.publish_many(outgoing)

@@ -10,7 +10,8 @@ the page's post list (``hx-swap="afterbegin"``):
 - a new post is plain markup, inserted at the top of the list;
 - an edit, pin or unpin is the post marked ``hx-swap-oob="outerHTML"``, which
   replaces the element with the same id wherever it is and inserts nothing;
-- a deleted post is an empty element marked ``hx-swap-oob="delete"``.
+- a deleted post, or one a live search no longer matches (``post-unmatched``), is an
+  empty element marked ``hx-swap-oob="delete"``.
 
 Payloads always show a post's *current* state (storage/log.py, on the current state),
 so replaying an old ``post-created`` for a post deleted since removes it instead of
@@ -224,7 +225,11 @@ class Renderer:
 
     def event_json(self, event: FeedEvent) -> str:
         body: dict[str, Any] = {"id": event.id, "type": event.kind.value}
-        if event.post is not None:
+        if event.kind is EventKind.POST_UNMATCHED:
+            # Which post to drop; its text is no business of a search it left.
+            assert event.post is not None
+            body["post"] = {"id": event.post.id, "channel": event.post.channel}
+        elif event.post is not None:
             body["post"] = post_json(event.post)
         else:
             assert event.channel_view is not None
@@ -236,7 +241,7 @@ class Renderer:
         if post is None:
             # Pages do not swap channel changes in; this line is for pages that list them.
             return self._channel_event.render(event=event, text=self.event_text(event))
-        if post.deleted:
+        if post.deleted or event.kind is EventKind.POST_UNMATCHED:
             return f'<div id="post-{post.id}" hx-swap-oob="delete"></div>'
         return self.post_html(post, oob=event.kind is not EventKind.POST_CREATED)
 
@@ -248,6 +253,8 @@ class Renderer:
         author = _one_line(post.author)
         if post.deleted:
             return f"{where} post {post.id} by {author} was deleted"
+        if event.kind is EventKind.POST_UNMATCHED:
+            return f"{where} post {post.id} by {author} no longer matches"
         line = _one_line(post.body)
         match event.kind:
             case EventKind.POST_CREATED:

@@ -29,17 +29,27 @@ Rationale:
 5. Snippets are made here, from the post's stored body, for both stores alike: the
    text is HTML-escaped first and the ``<mark>`` tags added after, so no markup a body
    holds (a ``<script>``, a ``<mark>`` of its own, an entity) survives in a snippet.
+6. Live searches match the post as the event carries it: as its transaction left it
+   when the event goes out live, as it is now when it is read from the log (a replay,
+   or a relay catching up), the same rule as every stream's payload (storage/log.py,
+   on the current state). An event whose post matches goes out as it is; an edit
+   whose post does not match goes out as ``post-unmatched`` (the page drops the post
+   if it shows it: whether it matched before is not known without reading it again,
+   and need not be); a tombstone goes out as it is, since its text is gone; any other
+   event goes nowhere. So after the last event of a post, live or replayed, a page
+   shows that post exactly if it matches now, whichever way the events came: a
+   replay is exactly the matching events after its id, judged by this one function.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence, Set
+from dataclasses import dataclass, replace
 from datetime import datetime
 from html import escape
 
-from feed.models import PostView
+from feed.models import EventKind, FeedEvent, PostView
 
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 12
@@ -89,14 +99,16 @@ class Query:
         """The text of a PostgreSQL ``to_tsquery('simple', …)`` (2)."""
         return " & ".join(_ts_term(term) for term in self.terms)
 
-    def matches(self, body: str) -> bool:
+    def matches(self, body: str | Words) -> bool:
         """Whether a post with this body matches: the live matcher, the engines' rule
-        without the engines (1)."""
-        tokens = tokenize(body)
-        if not tokens:
+        without the engines (1). Give it ``Words`` to split a body once for many
+        queries."""
+        words = body if isinstance(body, Words) else Words(body)
+        if not words.tokens:
             return False
-        vocabulary = set(tokens)
-        return all(_holds(term, tokens, vocabulary) != term.negated for term in self.terms)
+        return all(
+            _holds(term, words.tokens, words.vocabulary) != term.negated for term in self.terms
+        )
 
     def snippet(self, body: str) -> str:
         """Safe HTML: a window of ``body`` around the first word the query wanted, that
@@ -130,6 +142,31 @@ class Query:
             if term.prefix and token.startswith(term.words[-1]):
                 return True
         return False
+
+
+class Words:
+    """A body split into words once, for every live search that looks at it."""
+
+    __slots__ = ("tokens", "vocabulary")
+
+    def __init__(self, body: str) -> None:
+        self.tokens = tokenize(body)
+        self.vocabulary = frozenset(self.tokens)
+
+
+def live(query: Query, event: FeedEvent, words: Words | None = None) -> FeedEvent | None:
+    """What a live search of ``query`` shows of ``event`` (6): the event itself, a
+    ``post-unmatched`` in its place, or nothing. ``words``: the post's body, split."""
+    post = event.post
+    if post is None:
+        return None  # channel events are not about matching posts
+    if post.deleted:
+        return event  # a tombstone: the page drops the post if it shows it
+    if query.matches(words if words is not None else post.body):
+        return event
+    if event.kind is EventKind.POST_UPDATED:
+        return replace(event, kind=EventKind.POST_UNMATCHED)
+    return None
 
 
 def tokenize(text: str) -> list[str]:
@@ -199,7 +236,7 @@ def _ts_term(term: Term) -> str:
     return f"!{joined}" if term.negated else joined
 
 
-def _holds(term: Term, tokens: Sequence[str], vocabulary: set[str]) -> bool:
+def _holds(term: Term, tokens: Sequence[str], vocabulary: Set[str]) -> bool:
     words = term.words
     if len(words) == 1 and not term.prefix:
         return words[0] in vocabulary

@@ -46,6 +46,9 @@ Rationale:
     answers 503 instead of a stream cut short. The first piece goes out with the
     opening; the rest follows piece by piece before the stream goes live (replays.py,
     on pieces), and the id filter drops the live events it already covered.
+11. ``q=`` makes the stream a live search: the hub sends it only the changes to posts
+    that match (events.py, on live searches), and its replay is exactly the matching
+    events after the resume id (replays.py, on live searches).
 """
 
 from __future__ import annotations
@@ -126,7 +129,14 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
         latest = max(latest, await rt.store.latest_event_id())
     else:
         cursor = Cursor(
-            sub.format, resume_id, sub.channels, sub.private, delivered, latest, sub.limit
+            sub.format,
+            resume_id,
+            sub.channels,
+            sub.private,
+            delivered,
+            latest,
+            sub.limit,
+            sub.search,
         )
         if await rt.replays.count(cursor, limit + 1) <= limit:
             return await _replayed(rt, sub, cursor), cursor
@@ -198,6 +208,7 @@ class EventStream:
                 resume_id = inputs.resume_id(query.get("last_event_id"), "last_event_id")
             perms = await rt.access.permissions(await rt.access.identify(scope))
             channels = parse_channels(perms, query.getlist("channel"))
+            searched = inputs.search_query(query.get("q"))
         except StoreUnavailable as exc:
             await unavailable(str(exc))(scope, receive, send)
             return
@@ -223,8 +234,9 @@ class EventStream:
         # Checked for each private event (events.py) and rechecked by watch.Watch.
         sub.private = perms.private_readable()
         sub.who = perms.identity
+        sub.search = searched  # a live search (events.py, on live searches)
         # This frame lives as long as the stream: keep only what the stream needs.
-        del query, header, perms, channels
+        del query, header, perms, channels, searched
         await self._serve(rt, sub, resume_id, receive, send, headers)
 
     async def _serve(

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from feed.search import Query
 from feed.sse import Format, chunk
 
 # An item of a backlog: (event id, or None for a message without one; the encoded
@@ -78,6 +79,7 @@ class Subscriber:
         "opened_at",
         "overflowed",
         "private",
+        "search",
         "sent",
         "who",
     )
@@ -108,6 +110,9 @@ class Subscriber:
         self.private: frozenset[str] | None = NO_CHANNELS
         # Who opened the stream (access.py), so a revoked credential can end it.
         self.who: object = None
+        # A live search: only changes to posts that match it (events.py, on live
+        # searches).
+        self.search: Query | None = None
 
     def offer(self, item: Item) -> None:
         """Write ``item`` or queue it, without waiting; drop the subscriber if it is
