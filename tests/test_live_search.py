@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -117,7 +118,7 @@ class CountingQuery(Query):
     """A real query that counts how often it is matched."""
 
     __slots__ = ()
-    calls: list[int] = []
+    calls: ClassVar[list[int]] = []
 
     def matches(self, body: str | Words) -> bool:
         CountingQuery.calls.append(1)
