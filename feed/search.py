@@ -300,7 +300,10 @@ class Hit:
 
 @dataclass(frozen=True, slots=True)
 class Results:
-    """A page of results, best first, and the cursor of the next page (None: no more)."""
+    """A page of results, best first, the cursor of the next page (None: no more), and
+    the event id the log ended at when they were read (storage/log.py, on one
+    snapshot): a page of them streams on from there."""
 
     hits: list[Hit]
     next: Cursor | None
+    last_event_id: int = 0

@@ -244,3 +244,44 @@ def test_a_malformed_search_is_a_400_that_says_why(
     answer = client.get("/api/search", params=params)
     assert answer.status_code == 400, answer.text
     assert sentence in answer.json()["error"]
+
+
+# -- the pages -----------------------------------------------------------------------
+
+
+def test_the_search_page_shows_marked_safe_snippets_with_links_to_each_post(
+    client: TestClient,
+) -> None:
+    made = client.post("/api/channels/general/posts", json={"body": "lift <b>x</b> fixed"})
+    post_id = made.json()["post"]["id"]
+    client.post("/api/channels/general/posts", json={"body": "stairs only"})
+    page = client.get("/search", params={"q": "lift"})
+    assert page.status_code == 200
+    assert "<mark>lift</mark> &lt;b&gt;x&lt;/b&gt; fixed" in page.text
+    assert f'href="/channels/general#post-{post_id}"' in page.text
+    assert "stairs" not in page.text
+    assert 'hx-sync="this:replace"' in page.text and "delay:300ms" in page.text
+    partial = client.get("/partials/search", params={"q": "lift"})
+    assert partial.headers["hx-replace-url"] == "/search?q=lift"
+    assert "<mark>lift</mark>" in partial.text and "<html" not in partial.text
+
+
+def test_a_malformed_search_on_the_page_says_why_with_a_400(client: TestClient) -> None:
+    page = client.get("/search", params={"q": '"open'})
+    assert page.status_code == 400
+    assert "never closed" in page.text
+
+
+def test_the_kiosk_with_a_search_shows_and_streams_only_matching_posts(
+    client: TestClient,
+) -> None:
+    client.post("/api/channels/general/posts", json={"body": "deploy done"})
+    client.post("/api/channels/general/posts", json={"body": "lunch is here"})
+    page = client.get("/kiosk", params={"q": "deploy"})
+    assert page.status_code == 200
+    assert "deploy done" in page.text and "lunch" not in page.text
+    assert "q=deploy" in page.text and 'data-search="deploy"' in page.text
+    assert "post-unmatched" in page.text
+    refetched = client.get("/partials/kiosk", params={"q": "deploy"})
+    assert "deploy done" in refetched.text and "lunch" not in refetched.text
+    assert client.get("/kiosk", params={"q": "-deploy"}).status_code == 400

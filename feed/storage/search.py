@@ -26,6 +26,7 @@ Rationale:
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Integer, column, func, literal_column, table, text
@@ -33,7 +34,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
 from feed import schema
-from feed.models import Channel, Post, PostView, _post_view
+from feed.models import Channel, Event, Post, PostView, _post_view
 from feed.search import Cursor, Filters, Hit, Query, Results
 from feed.storage.engine import in_thread
 from feed.storage.log import EventLog, readable
@@ -58,26 +59,43 @@ class Searches(EventLog):
         limit: int,
         cursor: Cursor,
         private: Collection[str] | None = None,
+        newest: bool = False,
     ) -> Results:
         """A page of the posts that match ``query`` and ``filters``, best first (2),
-        that a reader of the private channels ``private`` (None: all) may see (3). No
-        query: the newest posts that pass the filters."""
-        # One snapshot: the window and the posts read after it agree (log.py, on one
-        # snapshot), so a channel made private in between shows nothing of its posts.
+        or the newest first if ``newest``, that a reader of the private channels
+        ``private`` (None: all) may see (3). No query: the newest posts that pass the
+        filters. With the event id they are current up to."""
+        # One snapshot: the window, the posts read after it and the log's end agree
+        # (log.py, on one snapshot), so a channel made private in between shows
+        # nothing of its posts, and a live page of them resumes at the right place.
         with self._snapshot() as session:
-            if query is None:
-                return _newest(session, filters, limit, cursor, private)
-            window = self._window(session, query, filters, cursor, private)
-            ranked = sorted(window, key=lambda found: (-found[1], -found[0]))
-            shown = [post_id for post_id, _ in ranked[cursor.skip : cursor.skip + limit]]
-            posts = _posts_by_id(session, shown)
-            hits = [Hit(posts[n], query.snippet(posts[n].body)) for n in shown if n in posts]
-            if cursor.skip + limit < len(window):
-                top = max(post_id for post_id, _ in window)
-                return Results(hits, Cursor(top, cursor.skip + limit))
-            if len(window) == WINDOW:
-                return Results(hits, Cursor(min(post_id for post_id, _ in window) - 1, 0))
-            return Results(hits, None)
+            last = session.exec(select(func.max(Event.id))).one() or 0
+            found = self._found(session, query, filters, limit, cursor, private, newest)
+        return replace(found, last_event_id=last)
+
+    def _found(
+        self,
+        session: Session,
+        query: Query | None,
+        filters: Filters,
+        limit: int,
+        cursor: Cursor,
+        private: Collection[str] | None,
+        newest: bool,
+    ) -> Results:
+        if query is None:
+            return _newest(session, filters, limit, cursor, private)
+        window = self._window(session, query, filters, cursor, private)
+        ranked = sorted(window, key=_by_recency if newest else _by_relevance)
+        shown = [post_id for post_id, _ in ranked[cursor.skip : cursor.skip + limit]]
+        posts = _posts_by_id(session, shown)
+        hits = [Hit(posts[n], query.snippet(posts[n].body)) for n in shown if n in posts]
+        if cursor.skip + limit < len(window):
+            top = max(post_id for post_id, _ in window)
+            return Results(hits, Cursor(top, cursor.skip + limit))
+        if len(window) == WINDOW:
+            return Results(hits, Cursor(min(post_id for post_id, _ in window) - 1, 0))
+        return Results(hits, None)
 
     def _window(
         self,
@@ -107,6 +125,14 @@ class Searches(EventLog):
             found = found.where(post_id <= cursor.top)
         found = found.order_by(post_id.desc()).limit(WINDOW)
         return [(int(n), float(score)) for n, score in session.execute(found).all()]
+
+
+def _by_relevance(found: tuple[int, float]) -> tuple[float, int]:
+    return (-found[1], -found[0])
+
+
+def _by_recency(found: tuple[int, float]) -> int:
+    return -found[0]
 
 
 def _narrowed(query: Any, filters: Filters, private: Collection[str] | None) -> Any:
