@@ -295,6 +295,7 @@ async def search_page(request: Request) -> Response:
         "search.html",
         status,
         **seen.context(),
+        request_path=request.url.path,
         channels=seen.perms.readable(),
         **context,
     )
