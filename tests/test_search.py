@@ -19,6 +19,8 @@ from feed import schema
 from feed.search import Cursor, Filters, Results, parse
 from feed.storage import search as storage_search
 from feed.store import Store, make_engine
+from tests.conftest import Server
+from tests.test_cli import run_feed
 
 
 @pytest.fixture
@@ -133,7 +135,8 @@ def test_a_common_word_pages_through_windows_without_ranking_every_match(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(storage_search, "WINDOW", 4)
-    made = [post(store, "common " * (1 + n % 3)) for n in range(10)]
+    # Posts of one length, holding the word once, twice or three times.
+    made = [post(store, "common " * (1 + n % 3) + "other " * (2 - n % 3)) for n in range(10)]
     seen: list[int] = []
     cursor = Cursor()
     pages = 0
@@ -285,3 +288,24 @@ def test_the_kiosk_with_a_search_shows_and_streams_only_matching_posts(
     refetched = client.get("/partials/kiosk", params={"q": "deploy"})
     assert "deploy done" in refetched.text and "lunch" not in refetched.text
     assert client.get("/kiosk", params={"q": "-deploy"}).status_code == 400
+
+
+# -- the CLI -------------------------------------------------------------------------
+
+
+def test_the_cli_prints_results_best_first_in_one_channel(server: Server) -> None:
+    server.post("lift maintenance on friday", channel="announcements")
+    server.post("lift maintenance chat", channel="general")
+    long = "the lift maintenance log & notes kept by the caretaker <b>daily</b>"
+    server.post(long, channel="announcements")
+    found = run_feed(
+        "search", "lift maintenance", "--channel", "announcements", "--url", server.url
+    )
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("#announcements post ") for line in lines)
+    assert lines[0].endswith(": lift maintenance on friday")
+    assert lines[1].endswith(f": {long}")
+    refused = run_feed("search", '"lift', "--url", server.url)
+    assert refused.returncode != 0
+    assert "never closed" in refused.stderr

@@ -20,7 +20,9 @@ Rationale:
    same SQL (log.py, on reads for a reader): their posts are never ranked, counted,
    snipped or returned.
 4. Relevance: SQLite's ``bm25`` (lower is better, so negated) and PostgreSQL's
-   ``ts_rank``; the scales differ and are compared only within one search.
+   ``ts_rank`` normalised by the post's length, so that on both a short post that
+   holds the words ranks above a long one that holds them as often; the scales
+   differ and are compared only within one search.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ WINDOW = 500
 # 0010_search makes them: the expression must be written exactly so for the index.
 FTS = table(schema.SEARCH_INDEX, column("rowid", Integer))
 TS_VECTOR = "to_tsvector('simple'::regconfig, posts.body)"
+# ts_rank divided by 1 + the log of the post's length, as bm25 weighs length too (4).
+LENGTH_NORMALISED = 1
 
 
 class Searches(EventLog):
@@ -110,7 +114,7 @@ class Searches(EventLog):
         if self._postgres:
             vector: ColumnElement[Any] = literal_column(TS_VECTOR)
             wanted = func.to_tsquery(literal_column("'simple'::regconfig"), query.tsquery())
-            found: Any = select(col(Post.id), func.ts_rank(vector, wanted))
+            found: Any = select(col(Post.id), func.ts_rank(vector, wanted, LENGTH_NORMALISED))
             found = found.where(vector.op("@@")(wanted))
             post_id: Any = col(Post.id)
         else:
