@@ -2,8 +2,10 @@
 
 SQLite: an FTS5 table over ``posts`` (external content: the text is kept once, in
 ``posts``), kept in step by triggers, so its entry changes in the very transaction
-that writes the post; a tombstone's empty body leaves no entry. PostgreSQL: a GIN
-index on the body's ``tsvector``, which the database keeps up to date itself. Both
+that writes the post; a tombstone's empty body leaves no entry. PostgreSQL: the
+body's ``tsvector`` as a stored generated column with a GIN index, which the database
+keeps up to date in the same way (stored, so that neither a search's filter nor its
+ranking splits a body again). Both
 are built here for the posts already written. The words are split without stemming
 or diacritic folding on both (search.py, on words).
 
@@ -44,9 +46,11 @@ UNDO_SQLITE = [
     "DROP TABLE posts_search",
 ]
 POSTGRESQL = [
-    "CREATE INDEX posts_search ON posts USING gin (to_tsvector('simple'::regconfig, body))",
+    """ALTER TABLE posts ADD COLUMN posts_search_vector tsvector
+        GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, body)) STORED""",
+    "CREATE INDEX posts_search ON posts USING gin (posts_search_vector)",
 ]
-UNDO_POSTGRESQL = ["DROP INDEX posts_search"]
+UNDO_POSTGRESQL = ["DROP INDEX posts_search", "ALTER TABLE posts DROP COLUMN posts_search_vector"]
 
 
 def upgrade() -> None:
