@@ -74,8 +74,8 @@ def vocabulary() -> list[str]:
         if word not in seen and len(word) >= 2:
             seen.add(word)
             words.append(word)
-    # Short words are common ones, as in any language.
-    return sorted(words, key=lambda w: (len(w), words.index(w)))
+    # Short words are common ones, as in any language (a stable sort keeps the rest).
+    return sorted(words, key=len)
 
 
 class Corpus:
