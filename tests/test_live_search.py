@@ -21,6 +21,7 @@ from feed.search import Query, Words, parse
 from feed.sse import Format
 from feed.store import Store
 from feed.subscribers import Subscriber
+from tests.auth import ADMIN_TOKEN
 from tests.conftest import Server, sqlite_url
 from tests.sse import Message, SSEClient
 
@@ -191,3 +192,29 @@ def test_an_unmatched_event_names_the_post_and_nothing_of_its_text() -> None:
     }
     assert renderer.event_html(unmatched) == '<div id="post-7" hx-swap-oob="delete"></div>'
     assert "secret" not in renderer.event_text(unmatched)
+
+
+def test_a_live_search_never_shows_a_private_channel_to_those_who_cannot_read_it(
+    server: Server,
+) -> None:
+    made = server.client.post(
+        "/api/channels", json={"name": "board", "title": "Board", "private": True}
+    )
+    assert made.status_code == 201, made.text
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with (
+        search_stream(server, "budget") as anonymous,
+        SSEClient(server.port, params={"format": "json", "q": "budget"}, headers=admin) as member,
+    ):
+        member.wait_for(lambda s: any(m.retry for m in s.messages))
+        secret = server.post("budget secret", channel="board")
+        public = server.post("budget public")
+        for client in (anonymous, member):
+            client.wait_for(lambda s: any(e.id == str(public["event_id"]) for e in s.events()))
+        assert [b for _, _, b in seen(anonymous.events())] == ["budget public"]
+        assert [b for _, _, b in seen(member.events())] == ["budget secret", "budget public"]
+    # And in replay.
+    start = str(secret["event_id"] - 1)
+    with search_stream(server, "budget", last_event_id=start) as replayed:
+        replayed.wait_for(lambda s: any(e.id == str(public["event_id"]) for e in s.events()))
+        assert [b for _, _, b in seen(replayed.events())] == ["budget public"]

@@ -269,6 +269,11 @@ def test_the_search_page_shows_marked_safe_snippets_with_links_to_each_post(
     assert "<mark>lift</mark>" in partial.text and "<html" not in partial.text
 
 
+def test_every_dashboard_has_a_search_box(client: TestClient) -> None:
+    page = client.get("/channels/general")
+    assert '<form class="bar-search" action="/search" method="get" role="search">' in page.text
+
+
 def test_a_malformed_search_on_the_page_says_why_with_a_400(client: TestClient) -> None:
     page = client.get("/search", params={"q": '"open'})
     assert page.status_code == 400

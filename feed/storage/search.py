@@ -42,7 +42,7 @@ from feed.storage.engine import in_thread
 from feed.storage.log import EventLog, readable
 
 # Matches ranked at a time (2).
-WINDOW = 500
+WINDOW = 200
 # The FTS5 table (SQLite) and the indexed column (PostgreSQL), as migration
 # 0010_search makes them.
 FTS = table(schema.SEARCH_INDEX, column("rowid", Integer))
