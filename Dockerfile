@@ -19,8 +19,11 @@ RUN pip install --constraint constraints.txt pip \
         '.[postgresql,redis]'
 
 # The server needs no privileges. Its home is where a default SQLite database
-# (sqlite:///feed.db, relative) would live, for a single container without PostgreSQL.
+# (sqlite:///feed.db, relative) would live, for a single container without PostgreSQL:
+# a volume, so the database outlives the container. Declared once the directory is the
+# server's user's, since Docker gives a new volume the directory's owner.
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/feed feed
+VOLUME /var/lib/feed
 USER feed
 WORKDIR /var/lib/feed
 

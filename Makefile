@@ -9,13 +9,32 @@ CONSTRAINTS := constraints.txt
 PIP_INSTALL := pip install --quiet --constraint $(CONSTRAINTS) --build-constraint $(CONSTRAINTS)
 CHROMIUM ?= /usr/bin/chromium
 CADDY ?= /usr/bin/caddy
+# The README test types the README's commands, which use curl and jq.
+CURL ?= /usr/bin/curl
+JQ ?= /usr/bin/jq
 # The benchmark's C reference: Debian's nginx with the Nchan module.
 NCHAN ?= /usr/lib/nginx/modules/ngx_nchan_module.so
 
+# The client libraries a postgresql:// or redis:// FEED_DATABASE_URL or FEED_BROKER_URL
+# needs, as extras of pyproject.toml (feed/extras.py, which needs nothing installed).
+URL_EXTRAS = $(shell $(PYTHON) -m feed.extras)
+
 .PHONY: run test test-fast screenshots check bench constraints clean
+
+# A virtualenv gets its pip from ensurepip, which Debian packages apart, in python3-venv
+# (versioned, e.g. python3.11-venv): without it, say what to install before making one.
+define need_ensurepip
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+		package=$$($(PYTHON) -c 'import sys; print("python%d.%d-venv" % sys.version_info[:2])'); \
+		echo "$(PYTHON) cannot make a virtualenv: its ensurepip module is missing." >&2; \
+		echo "On Debian or Ubuntu, install $$package (as root: apt-get install $$package)," \
+			"then run make again." >&2; \
+		exit 1; }
+endef
 
 # pip is pinned first: the one a new virtualenv brings may not know --build-constraint.
 $(BIN)/feed: pyproject.toml $(CONSTRAINTS)
+	$(need_ensurepip)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) pip
 	$(BIN)/$(PIP_INSTALL) -e .
@@ -25,7 +44,14 @@ $(VENV)/.test-deps: $(BIN)/feed
 	$(BIN)/$(PIP_INSTALL) -e '.[test]'
 	touch $@
 
-run: $(BIN)/feed
+# One extra at a time, each once, named by the stamp's suffix.
+$(VENV)/.extra-%: $(BIN)/feed
+	$(BIN)/$(PIP_INSTALL) -e '.[$*]'
+	touch $@
+
+run: $(BIN)/feed $(URL_EXTRAS:%=$(VENV)/.extra-%)
+	@echo 'feed is installed in $(abspath $(BIN)). For `feed` and `python -m feed` in another shell:'
+	@echo '    export PATH="$(abspath $(BIN)):$$PATH"'
 	$(BIN)/feed serve
 
 # Browser tests need Debian's Chromium, and the deployment test Debian's Caddy as the
@@ -50,7 +76,13 @@ $(CADDY):
 	$(call apt_install,caddy)
 	if [ -d /run/systemd/system ]; then systemctl disable --now caddy.service; fi
 
-test: $(VENV)/.test-deps $(CHROMIUM) $(CADDY)
+$(CURL):
+	$(call apt_install,curl)
+
+$(JQ):
+	$(call apt_install,jq)
+
+test: $(VENV)/.test-deps $(CHROMIUM) $(CADDY) $(CURL) $(JQ)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,6 +43,20 @@ logger = logging.getLogger("feed.app")
 
 # HEAD too: it gets a GET's status under the same per-client limit, and no stream.
 STREAM = frozenset({"GET", "HEAD"})
+
+
+def from_env() -> FeedApp:
+    """The app for the ``FEED_*`` settings in the environment, for an ASGI server that
+    builds it: ``uvicorn --factory feed.app:from_env``. What ``feed serve`` does
+    around the app and another server does not is in docs/deployment.md (Other ASGI
+    servers). Logging, the garbage collector's thresholds and the open-files limit are
+    set up as ``feed serve`` sets them, since they belong to the process, not the
+    server."""
+    settings = Settings.from_env(os.environ)
+    from feed.server import configure_process  # which imports this module
+
+    configure_process(settings)
+    return create_app(settings)
 
 
 def create_app(settings: Settings) -> FeedApp:

@@ -7,10 +7,13 @@ Rationale:
    ``NotSendable`` (a URL that is not one, or text no server could take, found
    before any request), ``Refused`` (the server answered 4xx; its reason is in the
    message) and ``Unreachable`` (no answer, or the server failed with a 5xx).
-2. ``follow`` resumes with ``Last-Event-ID`` after any disconnect, waiting one
-   second, doubling up to ten while the server stays down, so a restart or a
-   network cut yields every event once. Only the very first connection failing
-   ends it: that is a wrong URL or a server that is not running.
+2. ``follow`` resumes with ``Last-Event-ID`` after any disconnect, so a restart or
+   a network cut yields every event once. It first waits what the stream's
+   ``retry:`` said, as a browser does: the server spreads that value over each
+   stream at random, and a fixed delay of our own would bring every ``tail`` a
+   restart dropped back in the same instant. The wait doubles, up to ten seconds
+   (or the server's, if longer), while the server stays down. Only the very first
+   connection failing ends it: that is a wrong URL or a server that is not running.
 3. Text is checked with the server's loosest rule (text.py) before it is sent, so
    what could never be stored is refused here, without a request; what passes may
    still be refused, with its reason, by the server.
@@ -29,6 +32,8 @@ from httpx_sse import SSEError, connect_sse
 
 from feed import text
 
+# How long to wait after a cut, until the server has said (2).
+FIRST_DELAY = 1.0
 MAX_BACKOFF = 10.0
 REQUEST_TIMEOUT = 10.0
 STREAM_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT, read=None)  # idle between heartbeats
@@ -57,6 +62,8 @@ class StreamEvent:
     event: str
     id: int | None
     data: str
+    # The ``retry:`` field, in milliseconds: how long to wait before reconnecting.
+    retry: int | None = None
 
 
 def check_url(url: str) -> None:
@@ -213,13 +220,15 @@ class Client:
         ``last_id`` (None: from now), for as long as the caller reads, across
         disconnects (2). ``reconnecting`` hears why the stream broke and how many
         seconds pass before the next try."""
-        connected_once, delay = False, 1.0
+        connected_once, first, delay = False, FIRST_DELAY, FIRST_DELAY
         while True:
             try:
                 for event in self._stream(channels, last_id):
-                    connected_once, delay = True, 1.0
+                    connected_once, delay = True, first
                     if event is None:
                         continue
+                    if event.retry is not None:
+                        first = delay = event.retry / 1000
                     if event.id is not None:
                         last_id = event.id
                     yield event
@@ -232,7 +241,7 @@ class Client:
                 reason = str(exc) or type(exc).__name__
             reconnecting(reason, delay)
             self._sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF)
+            delay = min(delay * 2, max(first, MAX_BACKOFF))
 
     def _stream(self, channels: Sequence[str], last_id: int | None) -> Iterator[StreamEvent | None]:
         """One connection: None once it is open, then each event."""
@@ -250,4 +259,5 @@ class Client:
                 raise _refusal(sse.response)
             yield None
             for event in sse.iter_sse():
-                yield StreamEvent(event.event, int(event.id) if event.id else None, event.data)
+                event_id = int(event.id) if event.id else None
+                yield StreamEvent(event.event, event_id, event.data, event.retry)

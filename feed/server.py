@@ -129,7 +129,6 @@ def build_server(
         # as it allows (net.core.somaxconn caps it) instead of uvicorn's 2,048.
         backlog=LISTEN_BACKLOG,
     )
-    logging.getLogger("uvicorn.error").addFilter(_DroppedStreamFilter())
     return FeedServer(config, app, ready)
 
 
@@ -137,8 +136,11 @@ def _open_files() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def _configure(settings: Settings) -> None:
+def configure_process(settings: Settings) -> None:
+    """What a feed process needs, whichever server runs the app: its logging, the
+    garbage collector's thresholds and the open-files limit."""
     logs.configure(settings.log_level, settings.log_format)
+    logging.getLogger("uvicorn.error").addFilter(_DroppedStreamFilter())
     gc.set_threshold(*GC_THRESHOLD)
     before, after = connections.raise_open_files_limit()
     if before != after:
@@ -147,7 +149,7 @@ def _configure(settings: Settings) -> None:
 
 def serve(settings: Settings) -> int:
     """Serve until told to stop; returns the process exit code."""
-    _configure(settings)
+    configure_process(settings)
     if settings.workers == 1:
         server = build_server(settings)
         server.run()
@@ -157,7 +159,7 @@ def serve(settings: Settings) -> int:
 
 def _worker(settings: Settings, listener: socket.socket, parent: int, ready: Event) -> None:
     _die_with(parent)
-    _configure(settings)
+    configure_process(settings)
     server = build_server(settings, ready=ready)
     server.run(sockets=[listener])
     if not server.started:

@@ -356,7 +356,7 @@ class Settings:
     @property
     def broker_kind(self) -> str:
         """``memory``, ``postgresql`` or ``redis``."""
-        return _scheme(self.broker_url)
+        return url_kind(self.broker_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -410,7 +410,9 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _scheme(url: str) -> str:
+def url_kind(url: str) -> str:
+    """What a database or broker URL names: ``sqlite``, ``postgresql``, ``redis`` or
+    ``memory``, whichever spelling or driver it gives."""
     scheme = urlsplit(url).scheme.split("+")[0]
     return {"postgres": "postgresql", "rediss": "redis"}.get(scheme, scheme)
 
@@ -424,7 +426,7 @@ def _check_together(settings: Settings) -> None:
             "miss the posts written through the others. Set FEED_BROKER_URL to a "
             "postgresql:// or redis:// URL, or run one worker."
         )
-    if broker == "postgresql" and _scheme(settings.database_url) != "postgresql":
+    if broker == "postgresql" and url_kind(settings.database_url) != "postgresql":
         raise SettingsError(
             "FEED_BROKER_URL is a PostgreSQL URL, but FEED_DATABASE_URL is not: the "
             "PostgreSQL broker sends its hints from inside the writing transaction, so "

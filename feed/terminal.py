@@ -117,7 +117,7 @@ class Tail:
                     return
 
     def _reconnecting(self, reason: str, delay: float) -> None:
-        self._say(f"{reason}; reconnecting in {delay:.0f} s")
+        self._say(f"{reason}; reconnecting in {delay:.1f} s")
 
     def _say(self, text: str) -> None:
         print(f"feed: {text}", file=self.err, flush=True)

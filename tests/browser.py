@@ -56,6 +56,9 @@ PHONE: ViewportSize = {"width": 390, "height": 844}
 SCREEN: ViewportSize = {"width": 1280, "height": 720}  # a 16:9 wall screen, scaled down
 
 OPEN_MS = 5_000  # page load and stream open
+# A server process stopped and started again, then a page's stream open: a new process
+# imports everything, and takes seconds on a busy machine.
+RESTART_MS = 30_000
 LIVE_MS = 1_000  # a change reaches an open page within a second (the core issue asks that)
 
 T = TypeVar("T")

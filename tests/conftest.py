@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,8 @@ class Server:
     log: Path | None = None
     # Run in the server's process before it starts, e.g. to lower a resource limit.
     preexec: Callable[[], None] | None = None
+    # What to run instead of `feed serve` (after the Python executable).
+    command: Sequence[str] = ("-m", "feed", "serve")
     client: httpx.Client = field(init=False)
     tokens: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -88,7 +90,7 @@ class Server:
         assert self.log is not None
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "feed", "serve"],
+            [sys.executable, *self.command],
             env=self.env,
             stdout=out,
             stderr=out,
@@ -186,6 +188,7 @@ def make_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Ser
     """Start feed servers with extra ``FEED_*`` settings; all are stopped at the end.
 
     ``database`` is a URL or an SQLite file; it defaults to the ``database_url`` fixture.
+    ``command`` runs something else than ``feed serve``, such as another ASGI server.
     """
     started: list[Server] = []
 
@@ -193,6 +196,7 @@ def make_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Ser
         database: str | Path | None = None,
         port: int | None = None,
         preexec: Callable[[], None] | None = None,
+        command: Sequence[str] = Server.command,
         **settings: Any,
     ) -> Server:
         url = sqlite_url(database) if isinstance(database, Path) else database or database_url
@@ -206,7 +210,8 @@ def make_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Ser
         # with the test, also when the server is killed without a chance to remove it.
         env.update(TMPDIR=str(tmp_path))
         ensure_admin(url)
-        server = Server(port, url, env, log=tmp_path / f"server-{port}.log", preexec=preexec)
+        log = tmp_path / f"server-{port}.log"
+        server = Server(port, url, env, log=log, preexec=preexec, command=command)
         started.append(server)
         return server.start()
 

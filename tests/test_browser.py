@@ -200,6 +200,13 @@ def test_screen_readers_are_told_about_new_posts(
     page = open_live(context, f"{server.url}{path}")
     announcer = page.locator("#announcer")
     expect(announcer).to_have_attribute("role", "status")
+    # The list itself is no live region, nor inside one: only the status line speaks.
+    assert (
+        page.evaluate(
+            "document.getElementById('posts').closest('[aria-live], [role=log], [role=status]')"
+        )
+        is None
+    )
     expect(announcer).to_have_text("")
     first = server.post("Fire drill at **3 pm**")["post"]["id"]
     expect(announcer).to_have_text("New post by tester in #general: Fire drill at 3 pm")

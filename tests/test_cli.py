@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,58 @@ def test_a_malformed_server_url_is_a_usage_error_not_a_traceback() -> None:
             assert done.returncode == 2, (command, url, done.stderr)
             assert done.stderr.startswith(f"feed: --url {url!r} is not"), done.stderr
             assert "Traceback" not in done.stderr
+
+
+# Each client command with the arguments that follow its name, and what it prints. For
+# `channels` the first word is the action; NAME is a channel made for the placement.
+CLIENT_COMMANDS: list[tuple[list[str], str]] = [
+    (["post", "general", "hello"], r"posted to #general: post \d+, event \d+\n"),
+    (["tail", "--since", "0", "--count", "1", "--format", "json"], r'\{"id":\d+,.*"body":"hello"'),
+    (["channels"], r"announcements\tAnnouncements\n"),
+    (["channels", "list"], r"general\tGeneral\n"),
+    (["channels", "create", "NAME", "Board", "--private"], r"#NAME: Board \(open\)\n"),
+    (["channels", "rename", "NAME", "The board"], r"#NAME: The board \(open\)\n"),
+    (["channels", "grant", "NAME", "ada"], r"ada is a member of #NAME\n"),
+    (["channels", "members", "NAME"], r"ada\treads\n"),
+    (["channels", "ungrant", "NAME", "ada"], r"ada is no longer a member of #NAME\n"),
+    (["channels", "archive", "NAME"], r"#NAME: The board \(archived\)\n"),
+    (["channels", "restore", "NAME"], r"#NAME: The board \(open\)\n"),
+]
+
+
+def placed(words: list[str], options: list[str], where: str) -> list[str]:
+    """A client command line with ``options`` before its action (or arguments), after
+    them, or split around the action's first argument."""
+    command, rest = words[0], words[1:]
+    if where == "before":
+        return [command, *options, *rest]
+    if where == "after":
+        return [command, *rest, *options]
+    # After the action (or first argument), or after a first option and its value.
+    cut = 2 if rest and rest[0].startswith("--") else 1
+    half = len(options) // 2
+    return [command, *rest[:cut], *options[:half], *rest[cut:], *options[half:]]
+
+
+@pytest.mark.parametrize("where", ["before", "after", "between"])
+def test_url_and_token_work_anywhere_in_a_client_command(
+    server: Server,
+    where: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from feed import cli
+    from feed.arguments import TOKEN_VARIABLE
+    from tests.auth import ADMIN_TOKEN
+
+    # Neither the default server nor the default token would do: only the options can.
+    monkeypatch.setenv("FEED_PORT", str(free_port()))
+    monkeypatch.delenv(TOKEN_VARIABLE, raising=False)
+    options = ["--url", server.url, "--token", ADMIN_TOKEN]
+    channel = f"board-{where}"
+    for words, printed in CLIENT_COMMANDS:
+        argv = placed([w.replace("NAME", channel) for w in words], options, where)
+        code = cli.main(argv)
+        out, err = capsys.readouterr()
+        assert (code, err) == (0, ""), argv
+        assert re.search(printed.replace("NAME", channel), out), (argv, out)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from feed import client
 from feed.client import Client
 from tests.auth import ADMIN_TOKEN
 from tests.conftest import Server, free_port
+
+MakeServer = Callable[..., Server]
 
 FEED = Path(__file__).parent.parent / "feed"
 
@@ -71,3 +74,41 @@ def test_follow_yields_each_event_after_the_one_it_resumes_from_with_its_id(
     ]
     assert [json.loads(e.data)["post"]["body"] for e in events] == ["two", "three"]
     assert breaks == []
+
+
+# Not the default, nor the delay the client would pick by itself.
+RETRY_MS = 4321
+
+
+class StopFollowing(Exception):
+    """Raised by a test's stand-in for sleep, to end ``follow`` where the test wants."""
+
+
+def test_follow_waits_the_retry_its_server_sent_then_backs_off(make_server: MakeServer) -> None:
+    server = make_server(retry_ms=RETRY_MS)
+    server.post("before")
+    followers, slept = [], []
+    for _ in range(3):
+        delays: list[float] = []
+
+        def sleep(seconds: float, delays: list[float] = delays) -> None:
+            delays.append(seconds)
+            if len(delays) == 2:
+                raise StopFollowing
+
+        following = Client(server.url, sleep=sleep).follow([], None, lambda *_: None)
+        followers.append((following, next(following)))
+        slept.append(delays)
+    # Each stream says how long to wait: FEED_RETRY_MS, plus up to half again at random.
+    retries = [opening.retry for _, opening in followers]
+    assert all(r is not None and RETRY_MS <= r <= RETRY_MS * 1.5 for r in retries), retries
+    server.stop()  # ends every stream; the next connection is refused
+    for following, _ in followers:
+        with pytest.raises(StopFollowing):
+            list(following)
+    # The wait after a cut is the server's, spread as the server spread it; after a
+    # refused connection it doubles.
+    assert slept == [
+        [r / 1000, min(2 * r / 1000, client.MAX_BACKOFF)] for r in retries if r is not None
+    ]
+    assert len(set(retries)) > 1, "three streams, one delay: nothing spreads the reconnects"

@@ -217,6 +217,29 @@ def test_the_image_runs_feed_serve_unprivileged_on_every_address() -> None:
     assert "/readyz" in healthcheck
 
 
+def test_the_image_keeps_its_default_sqlite_database_in_a_volume() -> None:
+    # sqlite:///feed.db is relative: the database is made in the working directory.
+    assert Settings().database_url == "sqlite:///feed.db"
+    workdir = dockerfile("WORKDIR")[-1]
+    volumes = [v for given in dockerfile("VOLUME") for v in volume_paths(given)]
+    assert volumes == [workdir], "the database would go when the container does"
+    # Docker fills a new volume from the image's directory, owner included, and drops
+    # what later steps write there: the directory is the server's user's before.
+    [made] = [run for run in dockerfile("RUN") if run.startswith("useradd ")]
+    assert f"--home-dir {workdir}" in made and "--create-home" in made
+    lines = DOCKERFILE.read_text().splitlines()
+
+    def first(start: str) -> int:
+        return next(i for i, line in enumerate(lines) if line.startswith(start))
+
+    assert first("RUN useradd ") < first("VOLUME ")
+
+
+def volume_paths(given: str) -> list[str]:
+    """The paths of one VOLUME instruction, in either of its forms."""
+    return list(json.loads(given)) if given.startswith("[") else given.split()
+
+
 def test_the_build_context_holds_what_the_image_copies() -> None:
     rules = [
         line.strip()

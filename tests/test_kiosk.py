@@ -28,6 +28,7 @@ from feed.pages import KIOSK_POSTS, kiosk_window
 from tests.browser import (
     FROZEN_NOW,
     OPEN_MS,
+    RESTART_MS,
     SCREEN,
     Database,
     Problems,
@@ -369,7 +370,7 @@ def test_a_rebuilt_event_source_resumes_from_the_last_applied_event(
             attempts.append(request)
         return len(attempts) == 2  # the first is the browser's own reconnect
 
-    with page.expect_event("request", second_attempt, timeout=OPEN_MS) as rebuilt:
+    with page.expect_event("request", second_attempt, timeout=RESTART_MS) as rebuilt:
         reader.stop()
         restarted = kiosk_server(
             make_server, database=reader.database, port=reader.port, retry_ms=300
@@ -417,7 +418,7 @@ def test_kiosk_refetches_its_list_when_told_to_resync(
     last = event_id(ok(other.client.patch(f"/api/posts/{kept}", json={"body": "kept, edited"})))
     other.stop()
 
-    with page.expect_response(lambda r: "/partials/kiosk" in r.url, timeout=OPEN_MS) as fetched:
+    with page.expect_response(lambda r: "/partials/kiosk" in r.url, timeout=RESTART_MS) as fetched:
         kiosk_server(make_server, database=reader.database, port=reader.port, replay_limit=3)
     assert fetched.value.headers["x-feed-last-event-id"] == str(last)
     wait_applied(page, last)

@@ -8,11 +8,19 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import Browser, expect
 
 from feed.brokers.memory import MemoryBroker
 from feed.presence import Counts, Presence
-from tests.browser import LIVE_MS, browser, context, open_live, problems  # noqa: F401
+from tests.browser import (  # noqa: F401
+    LIVE_MS,
+    Problems,
+    browser,
+    context,
+    new_context,
+    open_live,
+    problems,
+)
 from tests.conftest import Server
 from tests.services import Postgres, Valkey
 from tests.sse import SSEClient
@@ -96,17 +104,26 @@ def test_processes_add_up_and_a_dead_one_stops_counting(
 
 def test_the_dashboard_shows_how_many_screens_watch(
     make_server: Callable[..., Server],
-    context: BrowserContext,  # noqa: F811
+    browser: Browser,  # noqa: F811
+    problems: Problems,  # noqa: F811
 ) -> None:
     server = make_server(presence_interval=FAST)
-    first = open_live(context, server.url)
-    expect(first.locator("#presence")).to_have_text("1 screen watching", timeout=LIVE_MS * 3)
-    open_live(context, f"{server.url}/channels/general")
-    expect(first.locator("#presence")).to_have_text("2 screens watching", timeout=LIVE_MS * 3)
-    other = open_live(context, f"{server.url}/channels/announcements")
-    # The all-channels page counts every stream; a channel page counts those that get it.
-    expect(first.locator("#presence")).to_have_text("3 screens watching", timeout=LIVE_MS * 3)
-    expect(other.locator("#presence")).to_have_text("2 screens watching", timeout=LIVE_MS * 3)
+    # A screen is a browser: the tabs of one share a stream (feed-tabs.js).
+    screens = [new_context(browser, problems) for _ in range(3)]
+    try:
+        first = open_live(screens[0], server.url)
+        expect(first.locator("#presence")).to_have_text("1 screen watching", timeout=LIVE_MS * 3)
+        open_live(screens[1], f"{server.url}/channels/general")
+        expect(first.locator("#presence")).to_have_text("2 screens watching", timeout=LIVE_MS * 3)
+        other = open_live(screens[2], f"{server.url}/channels/announcements")
+        # The all-channels page counts every stream; a channel page counts those that get
+        # it, and a browser's shared stream gets every channel.
+        expect(first.locator("#presence")).to_have_text("3 screens watching", timeout=LIVE_MS * 3)
+        expect(other.locator("#presence")).to_have_text("3 screens watching", timeout=LIVE_MS * 3)
+    finally:
+        for screen in screens:
+            screen.close()
+    assert problems.seen == []
 
 
 def test_presence_counts_come_from_the_hub_without_walking_its_streams() -> None:

@@ -2,9 +2,10 @@
 //
 // 1. Resume. htmx's sse extension rebuilds a CLOSED EventSource with the URL it
 //    started with, which drops the Last-Event-ID the browser would have sent. We
-//    build every EventSource ourselves, so its URL always carries the id of the
-//    last event this page applied, and we close the previous one (one stream per
-//    page, whatever path led to the rebuild).
+//    build every stream ourselves (feed-tabs.js: shared with the profile's other
+//    tabs, or the page's own), so it always resumes from the id of the last event
+//    this page applied, and we close the previous one (one stream per page, whatever
+//    path led to the rebuild).
 // 2. Exactly once. A message whose id is not newer than the last applied one is
 //    already on the page (a replay overlapping a re-fetched list): it is dropped.
 //    A new post whose element exists replaces it, so ids are never duplicated.
@@ -57,6 +58,9 @@
 // 9. Screen readers. New posts are told in one polite status line (#announcer),
 //    a burst in one sentence. The list is no live region: a re-fetch rebuilds it,
 //    and that is not news.
+// 10. Channel pages. A channel page may get every channel's messages (feed-tabs.js
+//     shares one stream of all of them): a post of another channel is not applied,
+//     and counts as applied, as if its stream had never carried it.
 (function () {
   "use strict";
 
@@ -75,7 +79,10 @@
   // While the list, or a page of older posts, is fetched: {held: [...], overflowed, again}.
   var pending = null;
   // Read by the browser tests, and handy in a console on a misbehaving screen.
-  var debug = (window.feedStream = { created: 0, url: null, lastApplied: 0 });
+  // mode: how this page gets its events (feed-tabs.js): "leader", "follower" or "own".
+  var debug = (window.feedStream = { created: 0, url: null, lastApplied: 0, mode: null });
+  // The channels a channel page shows (10); null shows them all.
+  var channels = null;
 
   function postsList() {
     return document.getElementById("posts");
@@ -91,22 +98,28 @@
 
   // -- 1. resume ------------------------------------------------------------------------
 
-  function withLastId(url) {
-    var u = new URL(url, window.location.href);
-    if (lastApplied) u.searchParams.set("last_event_id", String(lastApplied));
-    return u.pathname + u.search;
+  var hooks = {
+    mode: function (name) { debug.mode = name; },
+    created: function (url) {
+      debug.created += 1;
+      debug.url = url;
+    }
+  };
+
+  function position() {
+    return lastApplied;
   }
 
   htmx.createEventSource = function (url) {
     readList();
     if (source && source.readyState !== EventSource.CLOSED) source.close();
-    source = new EventSource(withLastId(url), { withCredentials: true });
+    var wanted = new URL(url, window.location.href).searchParams.getAll("channel");
+    channels = wanted.length ? wanted : null;
+    source = window.feedTabs.open(url, position, isKiosk(), hooks);
     source.addEventListener("hello", onHello);
     source.addEventListener("heartbeat", alive);
     source.addEventListener("resync", onResync);
     source.addEventListener("presence", onPresence);
-    debug.created += 1;
-    debug.url = source.url;
     return source;
   };
 
@@ -293,6 +306,7 @@
     var el = parser.content.firstElementChild;
     parser.innerHTML = "";
     if (!el || !/^post-\d+$/.test(el.id)) return false;
+    if (channels && el.dataset.channel && channels.indexOf(el.dataset.channel) < 0) return false;
     var before = tally(list);
     var existing = document.getElementById(el.id);
     var oob = el.getAttribute("hx-swap-oob");

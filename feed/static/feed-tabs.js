@@ -1,0 +1,344 @@
+// One stream per browser: the tabs of one profile share one EventSource.
+// Loaded after htmx and before feed.js, which asks it for every stream it opens.
+//
+// 1. Why. Over HTTP/1.1 a browser opens at most six connections to one host, and an
+//    EventSource holds one for as long as the page lives: a seventh tab never loads,
+//    and every API call from every tab queues behind the streams.
+// 2. Web Locks and BroadcastChannel, not a SharedWorker. One tab holds the stream (the
+//    leader: it holds the Web Lock named after the stream) and re-sends each message
+//    on a BroadcastChannel of the same name; the others listen. The browser queues
+//    the other tabs on the lock and grants it to the next one the moment the holder's
+//    document goes away, so a hand-over needs no timer and no heartbeat of our own.
+//    A SharedWorker would hold the stream outside every tab, with no hand-over at
+//    all, but it is missing from Chrome on Android, where every tab would then fall
+//    back to a stream of its own; Web Locks and BroadcastChannel are in every current
+//    engine. And the holder stays a page running the code every page runs, so there
+//    is no second program to keep in step with feed.js.
+// 3. What is shared. Dashboards and channel pages of one profile share one stream of
+//    every channel the viewer may read (`/events?format=html`); a channel page drops
+//    the posts of other channels (feed.js, on channel pages). So one profile holds one
+//    page stream however many tabs and channels it has open (and presence counts it
+//    once, as a stream of every channel). A kiosk, the admin page
+//    and any other URL keep a stream of their own (a wall screen must not depend on
+//    another tab, and the admin stream opens with state a late joiner would miss).
+// 4. Each tab keeps its own resume position. The leader keeps the last RING messages
+//    that carry an id. A tab that joins (a new tab, a new leader, a tab that thaws)
+//    sends its position; the leader answers with every kept message after it, or with
+//    `resync` when it no longer keeps that far back, and the tab re-fetches its list
+//    (feed.js, on re-fetching). Until that answer, messages with an id from the leader
+//    are dropped: the answer holds them, in order. Messages without one (heartbeats,
+//    hello, presence) are applied as they come.
+// 5. Hand-over. The new leader opens the stream from its own position and says so;
+//    every other tab joins it as above: one at that position or ahead gets the rest
+//    and drops what it already applied (feed.js, exactly once), one behind it (it was
+//    frozen, or rendered earlier) re-fetches its list. The leader forwards the event
+//    types its own page listens for and those each joining tab names.
+// 6. Freezing. A frozen tab runs no code, so a frozen leader would hold the stream and
+//    send nothing. On `freeze` the leader closes its stream and lets go of the lock,
+//    and a follower leaves the queue; on `resume` each queues again and joins.
+// 7. Fallback. Without Web Locks or BroadcastChannel every tab opens its own stream,
+//    exactly as a plain EventSource would.
+(function () {
+  "use strict";
+
+  var RING = 1000;
+  var CONNECTING = 0;
+  var OPEN = 1;
+  var CLOSED = 2;
+
+  function sharingWorks() {
+    return !!(window.navigator.locks && window.navigator.locks.request && window.BroadcastChannel);
+  }
+
+  // A page's own URL already says where its render left off (0 included: a page
+  // rendered from an empty log must still get what was written before its stream
+  // opened), so a position replaces it only once the page has moved on. The shared
+  // URL has none of its own and always gets one.
+  function withPosition(url, position, always) {
+    var u = new URL(url, window.location.href);
+    if (position || always) u.searchParams.set("last_event_id", String(position || 0));
+    return u.pathname + u.search;
+  }
+
+  // What htmx's sse extension and feed.js use as an EventSource: listeners by type,
+  // onopen and onerror, readyState, close(). Fed by a real EventSource (this tab leads)
+  // or by the leader's messages (this tab follows).
+  function Source(url) {
+    this.url = url;
+    this.withCredentials = true;
+    this.readyState = CONNECTING;
+    this.onopen = null;
+    this.onerror = null;
+    this.onmessage = null;
+    this.listeners = {};
+    this.closed = false;
+    this.typesAdded = null; // called with each new type, by the leader
+  }
+
+  Source.prototype.addEventListener = function (type, fn) {
+    var list = this.listeners[type] || (this.listeners[type] = []);
+    if (list.indexOf(fn) < 0) list.push(fn);
+    if (this.typesAdded) this.typesAdded(type);
+  };
+
+  Source.prototype.removeEventListener = function (type, fn) {
+    var list = this.listeners[type] || [];
+    var at = list.indexOf(fn);
+    if (at >= 0) list.splice(at, 1);
+  };
+
+  Source.prototype.types = function () {
+    return Object.keys(this.listeners);
+  };
+
+  Source.prototype.message = function (type, data, id) {
+    if (this.closed) return;
+    var evt = new MessageEvent(type, { data: data, lastEventId: id ? String(id) : "" });
+    (this.listeners[type] || []).slice().forEach(function (fn) { fn.call(this, evt); }, this);
+  };
+
+  Source.prototype.opened = function () {
+    if (this.closed) return;
+    this.readyState = OPEN;
+    if (this.onopen) this.onopen(new Event("open"));
+  };
+
+  // The shared stream is always being re-established by some tab: never CLOSED, so
+  // htmx does not build another.
+  Source.prototype.failed = function () {
+    if (this.closed) return;
+    this.readyState = CONNECTING;
+    if (this.onerror) this.onerror(new Event("error"));
+  };
+
+  // -- own stream (kiosk, admin, fallback) ---------------------------------------------
+
+  function own(url, position, hooks) {
+    hooks.mode("own");
+    var stream = new EventSource(withPosition(url, position()), { withCredentials: true });
+    hooks.created(stream.url);
+    return stream;
+  }
+
+  // -- shared stream ------------------------------------------------------------------
+
+  function newId() {
+    return Math.random().toString(36).slice(2) + Date.now().toString(36);
+  }
+
+  function shared(url, position, hooks) {
+    var name = "feed-stream " + url;
+    var source = new Source(url);
+    var channel = new BroadcastChannel(name);
+    var me = newId();
+    var lead = null; // while this tab leads: {session, stream, ring, from, last, types, release}
+    var queued = null; // AbortController of this tab's place in the lock's queue
+    var joined = null; // the leader's session this tab has joined
+    var joining = false;
+    var frozen = false;
+
+    function post(message) {
+      try {
+        channel.postMessage(message);
+      } catch (err) {
+        // A closed channel (the page is going away) has no one left to tell.
+      }
+    }
+
+    // -- following ----------------------------------------------------------------------
+
+    function join() {
+      joining = true;
+      post({ kind: "join", tab: me, from: position(), types: source.types() });
+    }
+
+    channel.onmessage = function (evt) {
+      var msg = evt.data;
+      if (!msg || source.closed || frozen) return;
+      if (lead) {
+        if (msg.kind === "join") answerJoin(msg);
+        return;
+      }
+      if (msg.kind === "start") {
+        join();
+      } else if (msg.kind === "replay") {
+        if (msg.to !== me) return;
+        joining = false;
+        joined = msg.session;
+        source.opened();
+        if (msg.hello) source.message("hello", msg.hello, 0);
+        if (msg.resync) source.message("resync", "resync: the leader no longer keeps that far back", 0);
+        msg.messages.forEach(function (m) { source.message(m.type, m.data, m.id); });
+      } else if (msg.kind === "event") {
+        if (msg.session !== joined) {
+          if (!joining) join();
+          if (msg.id) return; // the answer to the join carries it
+        } else if (joining && msg.id) {
+          return;
+        }
+        source.message(msg.type, msg.data, msg.id);
+      } else if (msg.kind === "open" && msg.session === joined) {
+        source.opened();
+      } else if (msg.kind === "error" && msg.session === joined) {
+        source.failed();
+      }
+    };
+
+    // -- leading ------------------------------------------------------------------------
+
+    function queue() {
+      if (queued || lead || source.closed) return;
+      var controller = (queued = new AbortController());
+      window.navigator.locks
+        .request(name, { signal: controller.signal }, function () {
+          queued = null;
+          if (source.closed || frozen) return null;
+          return new Promise(function (release) { startLeading(release); });
+        })
+        .catch(function () {
+          // Aborted: this tab froze or closed while it waited.
+        });
+    }
+
+    function startLeading(release) {
+      var from = position();
+      lead = {
+        session: newId(), stream: null, ring: [], from: from, last: from,
+        types: {}, hello: null, release: release, attempt: 0
+      };
+      joined = null;
+      joining = false;
+      hooks.mode("leader");
+      post({ kind: "start", session: lead.session, from: from });
+      connect();
+      source.types().forEach(listen);
+      source.typesAdded = listen;
+    }
+
+    function connect() {
+      var stream = new EventSource(withPosition(url, lead.last, true), {
+        withCredentials: true
+      });
+      hooks.created(stream.url);
+      lead.stream = stream;
+      Object.keys(lead.types).forEach(function (type) { stream.addEventListener(type, relay); });
+      stream.onopen = function () {
+        if (!lead || lead.stream !== stream) return;
+        lead.attempt = 0;
+        source.opened();
+        post({ kind: "open", session: lead.session });
+      };
+      stream.onerror = function () {
+        if (!lead || lead.stream !== stream) return;
+        source.failed();
+        post({ kind: "error", session: lead.session });
+        if (stream.readyState !== CLOSED) return;
+        // Closed for good (an error status): open it again, from the last message sent on.
+        var delay = Math.min(30000, 500 * Math.pow(2, lead.attempt++));
+        setTimeout(function () { if (lead && lead.stream === stream) connect(); }, delay);
+      };
+    }
+
+    function listen(type) {
+      if (!lead || lead.types[type]) return;
+      lead.types[type] = true;
+      if (lead.stream) lead.stream.addEventListener(type, relay);
+    }
+
+    // An EventSource keeps lastEventId from message to message: only a message that
+    // moves it carried an id of its own.
+    function relay(evt) {
+      if (!lead || evt.target !== lead.stream) return;
+      var id = Number(evt.lastEventId) || 0;
+      var msg = { kind: "event", session: lead.session, type: evt.type, data: evt.data, id: 0 };
+      if (id > lead.last || (evt.type === "resync" && id)) {
+        msg.id = id;
+        lead.last = Math.max(lead.last, id);
+        lead.ring.push(msg);
+        if (lead.ring.length > RING) lead.from = lead.ring.shift().id;
+      }
+      if (evt.type === "hello") lead.hello = evt.data;
+      post(msg);
+      source.message(msg.type, msg.data, msg.id);
+    }
+
+    function answerJoin(msg) {
+      (msg.types || []).forEach(listen);
+      var from = Number(msg.from) || 0;
+      post({
+        kind: "replay", to: msg.tab, session: lead.session, hello: lead.hello,
+        resync: from < lead.from,
+        messages: lead.ring.filter(function (m) { return m.id > from; })
+      });
+    }
+
+    function stopLeading() {
+      if (!lead) return;
+      var was = lead;
+      lead = null;
+      source.typesAdded = null;
+      if (was.stream) was.stream.close();
+      was.release();
+      hooks.mode("follower");
+    }
+
+    // -- lifecycle ------------------------------------------------------------------------
+
+    function onFreeze() {
+      frozen = true;
+      stopLeading();
+      if (queued) queued.abort();
+      queued = null;
+    }
+
+    function onResume() {
+      if (!frozen) return;
+      frozen = false;
+      queue();
+      join();
+    }
+
+    document.addEventListener("freeze", onFreeze);
+    document.addEventListener("resume", onResume);
+
+    source.close = function () {
+      if (source.closed) return;
+      stopLeading();
+      source.closed = true;
+      source.readyState = CLOSED;
+      if (queued) queued.abort();
+      queued = null;
+      document.removeEventListener("freeze", onFreeze);
+      document.removeEventListener("resume", onResume);
+      channel.close();
+    };
+
+    hooks.mode("follower");
+    queue();
+    join();
+    return source;
+  }
+
+  // The stream a page may share (3): an /events URL of pages (format, channels and a
+  // resume position, nothing else) becomes the stream of every channel; null otherwise.
+  var SHAREABLE = ["format", "channel", "last_event_id"];
+
+  function sharedUrl(url) {
+    var u = new URL(url, window.location.href);
+    if (u.pathname !== "/events" || u.searchParams.get("format") !== "html") return null;
+    var others = Array.from(u.searchParams.keys()).filter(function (key) {
+      return SHAREABLE.indexOf(key) < 0;
+    });
+    return others.length ? null : "/events?format=html";
+  }
+
+  window.feedTabs = {
+    // url: the page's stream; position(): the id of the last event the page applied;
+    // alone: a page that keeps its own stream (3); hooks: mode(name), created(url).
+    open: function (url, position, alone, hooks) {
+      var union = alone ? null : sharedUrl(url);
+      if (union && sharingWorks()) return shared(union, position, hooks);
+      return own(url, position, hooks);
+    }
+  };
+})();
