@@ -111,6 +111,10 @@ PAGES: dict[str, Callable[[BrowserContext, Server], Page]] = {
     "kiosk": lambda ctx, server: open_live(ctx, f"{server.url}/kiosk", frozen=FROZEN_NOW),
     "admin": admin_page,
     "sign-in": lambda ctx, server: _goto(ctx, f"{server.url}/signin"),
+    "search": lambda ctx, server: _goto(ctx, f"{server.url}/search?q=release+search*"),
+    "kiosk search": lambda ctx, server: open_live(
+        ctx, f"{server.url}/kiosk?q=release", frozen=FROZEN_NOW
+    ),
 }
 
 
