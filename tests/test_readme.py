@@ -259,6 +259,7 @@ def jq_shows_post_bodies_only(tour: Tour, running: Background, before: float) ->
 # something happen that it must show, given how many JSON streams were open before it started.
 BOUNDED: dict[str, Callable[[Tour, Background, float], None] | None] = {
     "curl -N localhost:8000/events?format=text": None,
+    "curl -N localhost:8000/events?format=text&q=deploy+-test": None,
     "curl -N -H Last-Event-ID: 1796031200000002 localhost:8000/events?format=text": None,
     "feed tail --channel announcements": tail_shows_a_post,
     "feed tail --format json | jq select(.post) | .post.body": jq_shows_post_bodies_only,
