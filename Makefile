@@ -111,9 +111,18 @@ $(VENV)/.bench-deps: $(VENV)/.test-deps $(NCHAN)
 	$(BIN)/$(PIP_INSTALL) -e '.[bench]'
 	touch $@
 
-# Every scenario unless BENCH_ARGS names one, e.g. BENCH_ARGS="fanout --subscribers 5000".
+# Every scenario unless BENCH_ARGS names one, e.g. BENCH_ARGS="fanout --subscribers 5000",
+# or one is named after it: `make bench search`.
+BENCH_SCENARIOS := fanout throughput storm slow search
+BENCH_SCENARIO := $(if $(filter bench,$(MAKECMDGOALS)),$(filter $(BENCH_SCENARIOS),$(MAKECMDGOALS)))
 bench: $(VENV)/.bench-deps
-	$(BIN)/python -m bench $(or $(BENCH_ARGS),all)
+	$(BIN)/python -m bench $(or $(BENCH_ARGS),$(BENCH_SCENARIO),all)
+
+ifneq ($(BENCH_SCENARIO),)
+.PHONY: $(BENCH_SCENARIO)
+$(BENCH_SCENARIO): bench
+	@:
+endif
 
 # New pins: the newest release of everything pyproject.toml allows, resolved in a
 # virtualenv of its own. Run the tests with them before committing the file.

@@ -5,6 +5,7 @@
     python -m bench storm
     python -m bench slow
     python -m bench reactions --reactors 1000 --watchers 5000
+    python -m bench search --posts 20000   # search on both stores, live searches
     python -m bench all          # every scenario with its defaults (what `make bench` runs)
 
 Without a scenario the options are the fan-out's (``python -m bench --subscribers
@@ -20,10 +21,10 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from bench import plot, reactions, report, scaling, slow, storm, throughput
+from bench import plot, reactions, report, scaling, search, slow, storm, throughput
 from bench.fanout import TARGETS, BenchError, Plan
 
-SCENARIOS = ("fanout", "throughput", "storm", "slow", "reactions", "all")
+SCENARIOS = ("fanout", "throughput", "storm", "slow", "reactions", "search", "all")
 MAX_SUBSCRIBERS = 19_500  # the server's open-files limit is 20,000
 DEFAULT_SIZES = "1000,5000,10000,19500"
 DEFAULT_TARGETS = "feed,nchan,baseline"
@@ -95,6 +96,15 @@ def _parser() -> argparse.ArgumentParser:
     rx.add_argument("--watchers", type=int, default=reactions.WATCHERS)
     rx.add_argument("--spread", type=float, default=reactions.SPREAD_S, help="seconds (default 1)")
     rx.add_argument("--cut", type=int, default=reactions.CUT, help="watchers that resume mid-storm")
+    se = sub.add_parser("search", help="search latency, index size, write cost, live searches")
+    se.add_argument("--posts", type=int, default=1_000_000, help="corpus size (default 1,000,000)")
+    se.add_argument("--stores", default="sqlite,postgresql", help="default sqlite,postgresql")
+    se.add_argument(
+        "--live-seconds",
+        type=float,
+        default=search.LIVE_SECONDS,
+        help="seconds of posting per live run (0: no live searches)",
+    )
     al = sub.add_parser("all", help="every scenario with its defaults")
     _fanout_options(al)
     return parser
@@ -170,6 +180,17 @@ async def run_reactions(args: argparse.Namespace) -> bool:
     return complete
 
 
+async def run_search(args: argparse.Namespace) -> bool:
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    if not 1_000 <= args.posts <= 2_000_000 or set(stores) - {"sqlite", "postgresql"}:
+        raise SystemExit("--posts must be 1,000..2,000,000; --stores of sqlite,postgresql")
+    if not 0 <= args.live_seconds <= 120:
+        raise SystemExit("--live-seconds must be 0..120")
+    document = await search.run(args.posts, stores, args.live_seconds)
+    print(f"results: {report.write_json('search', document)}")
+    return True
+
+
 async def run_all(args: argparse.Namespace) -> bool:
     steps: list[tuple[Callable[[argparse.Namespace], Awaitable[bool]], argparse.Namespace]] = [
         (fanout, args),
@@ -177,6 +198,7 @@ async def run_all(args: argparse.Namespace) -> bool:
         (run_storm, parse(["storm"])),
         (run_slow, parse(["slow"])),
         (run_reactions, parse(["reactions"])),
+        (run_search, parse(["search"])),
     ]
     complete = True
     for step, options in steps:
@@ -195,6 +217,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], Awaitable[bool]]] = {
     "storm": run_storm,
     "slow": run_slow,
     "reactions": run_reactions,
+    "search": run_search,
     "all": run_all,
 }
 

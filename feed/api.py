@@ -42,6 +42,7 @@ from feed.inputs import (
     MAX_ID,
     MAX_IDEMPOTENCY_KEY_CHARS,
     MAX_PAGE,
+    MAX_SEARCH_PAGE,
     MAX_TITLE_CHARS,
     channel_name,
     check_fields,
@@ -52,6 +53,7 @@ from feed.inputs import (
     post_body,
     post_id,
     read_json,
+    search_asked,
     text_field,
 )
 from feed.models import Answer, Change, ChannelChange, Claim, Once, PostView
@@ -281,6 +283,25 @@ async def list_posts(request: Request) -> JSONResponse:
     next_before = posts[-1].id if len(posts) == limit else None
     listed = await posts_for(rt, perms.identity.name, posts)
     return JSONResponse({"posts": listed, "next_before": next_before})
+
+
+async def search(request: Request) -> JSONResponse:
+    """``GET /api/search``: posts that match ``q`` and the filters, best first, only in
+    channels the requester may read (storage/search.py, on reads for a reader)."""
+    rt = runtime(request)
+    perms = await rt.access.check(request)
+    channels = perms.selection(request.query_params.getlist("channel"))
+    asked = search_asked(request, channels)
+    results = await rt.store.search(
+        asked.query,
+        asked.filters,
+        limit=asked.limit or min(rt.settings.page_size, MAX_SEARCH_PAGE),
+        cursor=asked.cursor,
+        private=perms.private_readable(),
+    )
+    found = [{"post": post_json(hit.post), "snippet": hit.snippet} for hit in results.hits]
+    more = None if results.next is None else results.next.text
+    return JSONResponse({"results": found, "next_cursor": more})
 
 
 async def create_post(request: Request) -> Response:
@@ -531,4 +552,5 @@ routes = [
     Route("/api/me/read", mark_all_read, methods=["POST"]),
     Route("/api/me/mentions", my_mentions, methods=["GET"]),
     Route("/api/channels/{channel}/read", mark_read, methods=["POST"]),
+    Route("/api/search", search, methods=["GET"]),
 ]

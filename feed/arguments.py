@@ -137,6 +137,21 @@ def _client_commands(commands: Any) -> None:
     )
     post.add_argument("--json", action="store_true", help="print the server's JSON answer")
     _where_and_who(post)
+    search = commands.add_parser(
+        "search",
+        help="search posts through a running server",
+        description='Print the posts that match a search, best first: words, "phrases", '
+        "prefixes (depl*) and -exclusions, all of which must hold.",
+        epilog="example: feed search 'lift maintenance' --channel announcements",
+    )
+    search.add_argument("query", help="what to look for")
+    search.add_argument(
+        "--channel", action="append", metavar="NAME", help="only this channel (repeatable)"
+    )
+    search.add_argument("--author", help="only posts by this author")
+    search.add_argument("--limit", type=int, metavar="N", help="at most N results")
+    search.add_argument("--json", action="store_true", help="print the server's JSON results")
+    _where_and_who(search)
     tail = commands.add_parser(
         "tail",
         help="follow the feed live in the terminal",

@@ -10,17 +10,19 @@ Rationale:
 2. Exit codes are for scripts: 0 done, 1 the server or database could not be reached
    or failed, 2 bad usage or settings, 3 the server refused the request (its message
    is shown), 130 interrupted (Ctrl-C).
-3. ``post``, ``tail`` and ``channels`` import client.py (and terminal.py) only when
-   they run, so ``feed serve`` never loads an HTTP client.
+3. ``post``, ``tail``, ``search`` and ``channels`` import client.py (and terminal.py)
+   only when they run, so ``feed serve`` never loads an HTTP client.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import html
 import io
 import json
 import os
+import re
 import select
 import sys
 from collections.abc import Sequence
@@ -100,7 +102,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "post" and (wrong := _post_arguments(args)) is not None:
         print(f"feed: {wrong}", file=sys.stderr)
         return USAGE
-    if args.command in ("post", "tail", "channels"):
+    if args.command in ("post", "tail", "channels", "search"):
         return _remote(args, args.url or _default_url(settings))
     # prometheus_client picks where its numbers live from these when it is first
     # imported. Only the supervisor names a directory, a fresh one, for its workers
@@ -168,6 +170,8 @@ def _remote(args: argparse.Namespace, url: str) -> int:
             return _tail(args, server)
         if args.command == "channels":
             return _channels(args, server)
+        if args.command == "search":
+            return _search(args, server)
         return _post(args, server)
     except client.Failure as exc:
         print(f"feed: {exc}", file=sys.stderr)
@@ -210,6 +214,22 @@ def _post(args: argparse.Namespace, server: Client) -> int:
             f"posted to #{answer['post']['channel']}: post {answer['post']['id']}, "
             f"event {answer['event_id']}"
         )
+    return OK
+
+
+def _search(args: argparse.Namespace, server: Client) -> int:
+    from feed.render import terminal_safe
+
+    results = server.search(args.query, args.channel or [], args.author, args.limit)
+    for found in results:
+        if args.json:
+            print(json.dumps(found))
+            continue
+        post = found["post"]
+        # The snippet is HTML (search.py): a terminal gets its text, marks dropped.
+        text = html.unescape(re.sub(r"</?mark>", "", found["snippet"]))
+        where = f"#{post['channel']} post {post['id']} by {terminal_safe(post['author'])}"
+        print(f"{where}, {post['created_at']}: {terminal_safe(text)}")
     return OK
 
 

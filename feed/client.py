@@ -107,9 +107,15 @@ class Client:
     def _headers(self) -> dict[str, str]:
         return {} if not self.token else {"Authorization": f"Bearer {self.token}"}
 
-    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None = None,
+        params: Sequence[tuple[str, str]] | None = None,
+    ) -> Any:
         """One API request; the decoded answer, or the reason it failed (1)."""
-        for field, value in (payload or {}).items():
+        for field, value in [*(payload or {}).items(), *(params or [])]:
             if isinstance(value, str):
                 sendable(f"the {field}", value)
         try:
@@ -117,6 +123,7 @@ class Client:
                 method,
                 f"{self.url}{path}",
                 json=payload,
+                params=tuple(params or ()),
                 headers=self._headers(),
                 timeout=REQUEST_TIMEOUT,
             )
@@ -140,6 +147,16 @@ class Client:
         """Reply to the post ``parent`` as the token's identity; the server's answer."""
         answer: dict[str, Any] = self._call("POST", f"/api/posts/{parent}/replies", {"body": body})
         return answer
+
+    def search(
+        self, q: str, channels: Sequence[str], author: str | None, limit: int | None
+    ) -> list[dict[str, Any]]:
+        """The first page of a search, best first: each result's post and snippet."""
+        params = [("q", q), *(("channel", name) for name in channels)]
+        params += [("author", author)] if author else []
+        params += [("limit", str(limit))] if limit else []
+        found: list[dict[str, Any]] = self._call("GET", "/api/search", params=params)["results"]
+        return found
 
     # -- channels ------------------------------------------------------------------
 

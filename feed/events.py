@@ -46,6 +46,14 @@ The hot path, and why it looks the way it does:
    (``Outgoing.thread``) besides those of its channel and of every channel: a
    channel's stream pays nothing for threads, and a thread's stream is never offered
    its channel's other posts.
+8. On live searches. Streams of the same search (``Subscriber.search``, by the text of
+   its parsed query) form one group, kept apart from the other streams so that the
+   hot path for those is untouched. The hub does not match anything itself: each
+   ``Outgoing`` carries, per search, the frames that search's streams get (the
+   event, a ``post-unmatched`` in its place, or nothing), decided by the relay once
+   per event per distinct search (search.py, on live searches), so a thousand
+   screens of one search cost one match per event. The hub then routes them by
+   channel and private channels exactly as for every other stream.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
+from feed.search import Query
 from feed.sse import HEARTBEATS, Format
 from feed.subscribers import Item, Joined, Subscriber, item
 
@@ -76,7 +85,8 @@ BEATS: Mapping[Format, Item] = {fmt: item(None, beat) for fmt, beat in HEARTBEAT
 
 
 class Outgoing(NamedTuple):
-    """One log event on its way to the hub, encoded for the formats wanted."""
+    """One log event on its way to the hub, encoded for the formats wanted, and for each
+    live search that shows it, what that search's streams get (8)."""
 
     id: int
     channel: str
@@ -86,6 +96,18 @@ class Outgoing(NamedTuple):
     recipient: str | None = None
     kind: str = ""
     thread: int | None = None  # the top-level post it is about, or replies to (7)
+    searched: Mapping[str, Mapping[Format, bytes]] | None = None  # per live search (8)
+
+
+class SearchGroup:
+    """The streams of one live search (8), by channel as the hub keeps the others."""
+
+    __slots__ = ("by_channel", "query", "size")
+
+    def __init__(self, query: Query) -> None:
+        self.query = query
+        self.by_channel: dict[str | int | None, set[Subscriber]] = {}
+        self.size = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,16 +133,18 @@ class Hub:
         self._by_channel: dict[str | int | None, set[Subscriber]] = {}
         # The streams of each identity, for its personal events (6).
         self._by_person: dict[str, set[Subscriber]] = {}
+        # Live searches, by the text of their query (8).
+        self._searches: dict[str, SearchGroup] = {}
         self._formats: dict[Format, int] = dict.fromkeys(Format, 0)
         self._ticker: asyncio.Task[None] | None = None
         self.closing = False
         # Counts from streams that have ended; live ones are summed when asked.
         self._sent_by_closed = 0
         self.dropped = 0
-        # Kept as streams subscribe and unsubscribe (7).
+        # Kept as streams subscribe and unsubscribe (5).
         self._count = 0
         self._counts: dict[tuple[str, str], int] = {}
-        # The last walk (oldest stream, largest backlog, events sent) and its time (7).
+        # The last walk (oldest stream, largest backlog, events sent) and its time (5).
         self._walked: tuple[float | None, int, int] | None = None
         self.walked_at = 0.0
 
@@ -130,16 +154,32 @@ class Hub:
     def subscribers(self) -> set[Subscriber]:
         # A subscriber to several channels is in several sets.
         everyone: set[Subscriber] = set().union(*self._by_channel.values())
+        for group in self._searches.values():
+            everyone.update(*group.by_channel.values())
         return everyone
+
+    def searches(self) -> dict[str, Query]:
+        """The live searches someone watches, by the text of their query (8)."""
+        return {text: group.query for text, group in self._searches.items()}
+
+    def _index(self, subscriber: Subscriber) -> dict[str | int | None, set[Subscriber]]:
+        """Where ``subscriber`` is kept by channel: with the others, or its search's."""
+        if subscriber.search is None:
+            return self._by_channel
+        text = subscriber.search.text
+        group = self._searches.get(text)
+        if group is None:
+            group = self._searches[text] = SearchGroup(subscriber.search)
+        return group.by_channel
 
     def by_channel_format(self) -> dict[tuple[str, str], int]:
         """Open streams by (channel, or ``*`` for every channel; format), from the
-        running counts (7): no walk."""
+        running counts (5): no walk."""
         return dict(self._counts)
 
     def stats(self) -> HubStats:
         """Counts kept as streams come and go, and what a walk over them tells, walked
-        at most once per ``STATS_MAX_AGE`` (7)."""
+        at most once per ``STATS_MAX_AGE`` (5)."""
         walked = self._walked
         if walked is None or time.monotonic() - self.walked_at > STATS_MAX_AGE:
             walked = self._walked = self._walk()
@@ -187,20 +227,29 @@ class Hub:
         return subscriber.channels or (None,)
 
     def subscribe(self, subscriber: Subscriber) -> None:
+        index = self._index(subscriber)
         for key in self._keys(subscriber):
-            self._by_channel.setdefault(key, set()).add(subscriber)
+            index.setdefault(key, set()).add(subscriber)
         if subscriber.person is not None:
             self._by_person.setdefault(subscriber.person, set()).add(subscriber)
+        if subscriber.search is not None:
+            self._searches[subscriber.search.text].size += 1
         self._formats[subscriber.format] += 1
         self._count_in(subscriber, 1)
         if self.closing:
             subscriber.close()
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
+        index = self._index(subscriber)
         for key in self._keys(subscriber):
-            _leave(self._by_channel, key, subscriber)
+            _leave(index, key, subscriber)
         if subscriber.person is not None:
             _leave(self._by_person, subscriber.person, subscriber)
+        if subscriber.search is not None:
+            group = self._searches[subscriber.search.text]
+            group.size -= 1
+            if not group.size:
+                del self._searches[subscriber.search.text]
         self._formats[subscriber.format] -= 1
         self._count_in(subscriber, -1)
         self._sent_by_closed += subscriber.sent
@@ -226,27 +275,16 @@ class Hub:
         per_sub: dict[Subscriber, list[Item]] = {}
         for event in events:
             items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
-            channel, private = event.channel, event.private
             if event.recipient is not None:
                 self._address(event, items, per_sub)
                 continue
-            keys = (None, channel) if event.thread is None else (None, channel, event.thread)
-            for key in keys:
-                for subscriber in self._by_channel.get(key, ()):
-                    found = items.get(subscriber.format)
-                    if found is None:
-                        continue
-                    if (
-                        private
-                        and subscriber.private is not None
-                        and channel not in subscriber.private
-                    ):
-                        continue
-                    queued = per_sub.get(subscriber)
-                    if queued is None:
-                        per_sub[subscriber] = [found]
-                    else:
-                        queued.append(found)
+            self._route(event, self._by_channel, items, per_sub)
+            for text, frames in (event.searched or {}).items():
+                group = self._searches.get(text)
+                if group is not None:
+                    found = items if frames is event.frames else None
+                    found = found or {fmt: item(event.id, data) for fmt, data in frames.items()}
+                    self._route(event, group.by_channel, found, per_sub)
         # Subscribers who get the same events share one joined chunk.
         joined: Joined = {}
         for subscriber, queued in per_sub.items():
@@ -268,6 +306,30 @@ class Hub:
             if event.private and readers is not None and event.channel not in readers:
                 continue
             per_sub.setdefault(subscriber, []).append(found)
+
+    @staticmethod
+    def _route(
+        event: Outgoing,
+        by_channel: dict[str | int | None, set[Subscriber]],
+        items: Mapping[Format, Item],
+        per_sub: dict[Subscriber, list[Item]],
+    ) -> None:
+        """Queue ``items`` for every subscriber in ``by_channel`` who may see ``event``:
+        those of its channel, of every channel, and of its thread (7)."""
+        channel, private = event.channel, event.private
+        keys = (None, channel) if event.thread is None else (None, channel, event.thread)
+        for key in keys:
+            for subscriber in by_channel.get(key, ()):
+                found = items.get(subscriber.format)
+                if found is None:
+                    continue
+                if private and subscriber.private is not None and channel not in subscriber.private:
+                    continue
+                queued = per_sub.get(subscriber)
+                if queued is None:
+                    per_sub[subscriber] = [found]
+                else:
+                    queued.append(found)
 
     def broadcast(self, frames: Mapping[Format, bytes]) -> None:
         """Hand a message that is not a log event (no id) to every subscriber of the
@@ -319,9 +381,8 @@ class Hub:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
-        for subs in tuple(self._by_channel.values()):
-            for subscriber in tuple(subs):
-                subscriber.close()
+        for subscriber in self.subscribers():
+            subscriber.close()
 
 
 def _leave(index: dict[K, set[Subscriber]], key: K, subscriber: Subscriber) -> None:

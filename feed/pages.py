@@ -46,11 +46,21 @@ from feed import reading
 from feed.access import KIOSK_PARAM
 from feed.errors import ClientError
 from feed.identity import Via
-from feed.inputs import choice, int_param, post_body, read_form
+from feed.inputs import (
+    MAX_SEARCH_PAGE,
+    SearchAsked,
+    choice,
+    int_param,
+    post_body,
+    read_form,
+    search_asked,
+    search_query,
+)
 from feed.models import ChannelView, FrontPage, PostView
 from feed.permissions import Permissions
 from feed.render import SNAPSHOT_HEADER
 from feed.runtime import Runtime, runtime
+from feed.search import Cursor, Filters, Query, Results
 from feed.security import admit_post
 from feed.store import StoreError
 from feed.viewers import SignInFirst, viewer
@@ -259,29 +269,44 @@ async def kiosk(request: Request) -> Response:
         seen = await viewer(request)
         chosen = _kiosk_channels(request, seen.perms)
         theme = _kiosk_theme(request)
+        query = search_query(request.query_params.get("q"))
     except ClientError as exc:
         template = "not_found.html" if exc.status == 404 else "error.html"
         return rt.renderer.page(template, exc.status, message=exc.message)
     names = [c.name for c in chosen] or None
     key = request.query_params.get(KIOSK_PARAM) or None
-    page = await rt.store.front_page(
-        names or seen.perms.selection(None),
-        KIOSK_POSTS,
-        private=seen.perms.private_readable(),
-    )
+    q = None if query is None else query.text
+    posts, last = await _kiosk_posts(rt, seen.perms, names, query)
+    heading = " · ".join(c.title for c in chosen) or "All channels"
     return rt.renderer.page(
         "kiosk.html",
         **_stream_context(rt),
         theme=theme,
-        heading=" · ".join(c.title for c in chosen) or "All channels",
-        posts=kiosk_window(page.posts, KIOSK_POSTS),
+        heading=heading if q is None else f"“{q}” · {heading}",
+        posts=posts,
         max_posts=KIOSK_POSTS,
-        last_event_id=page.last_event_id,
-        stream_url=_url(
-            "/events", format="html", channel=names, last_event_id=page.last_event_id, key=key
-        ),
-        feed_url=_url("/partials/kiosk", channel=names, key=key),
+        search=q,
+        last_event_id=last,
+        stream_url=_url("/events", format="html", channel=names, q=q, last_event_id=last, key=key),
+        feed_url=_url("/partials/kiosk", channel=names, q=q, key=key),
     )
+
+
+async def _kiosk_posts(
+    rt: Runtime, perms: Permissions, names: list[str] | None, query: Query | None
+) -> tuple[list[PostView], int]:
+    """What a kiosk shows (rationale 1), and the event id it is current up to. A live
+    search's kiosk shows its newest matching posts, pinned ones first, by the same rule."""
+    private = perms.private_readable()
+    selected = names or perms.selection(None)
+    if query is None:
+        page = await rt.store.front_page(selected, KIOSK_POSTS, private=private)
+        return kiosk_window(page.posts, KIOSK_POSTS), page.last_event_id
+    filters = Filters(channels=None if selected is None else tuple(selected))
+    found = await rt.store.search(
+        query, filters, limit=KIOSK_POSTS, cursor=Cursor(), private=private, newest=True
+    )
+    return kiosk_window([hit.post for hit in found.hits], KIOSK_POSTS), found.last_event_id
 
 
 async def kiosk_partial(request: Request) -> HTMLResponse:
@@ -289,15 +314,70 @@ async def kiosk_partial(request: Request) -> HTMLResponse:
     rt = runtime(request)
     perms = await rt.access.check(request)
     names = [c.name for c in _kiosk_channels(request, perms)] or None
-    page = await rt.store.front_page(
-        names or perms.selection(None), KIOSK_POSTS, private=perms.private_readable()
-    )
-    posts = kiosk_window(page.posts, KIOSK_POSTS)
+    query = search_query(request.query_params.get("q"))
+    posts, last = await _kiosk_posts(rt, perms, names, query)
     return rt.renderer.page(
         "partials/posts.html",
-        headers=_snapshot(page.last_event_id),
+        headers=_snapshot(last),
         kiosk=True,
         **_list_context(posts, None, None, None),
+    )
+
+
+# -- search -------------------------------------------------------------------------
+
+
+async def search_page(request: Request) -> Response:
+    """``/search?q=``: a search box with results as one types (htmx: debounced, the
+    request before cancelled), the URL shareable. A malformed search shows its
+    sentence where the results would be, with a 400."""
+    rt = runtime(request)
+    seen = await viewer(request)
+    status, context = await _search_results(rt, request, seen.perms)
+    response = rt.renderer.page(
+        "search.html",
+        status,
+        **seen.context(),
+        request_path=request.url.path,
+        channels=seen.perms.readable(),
+        **context,
+    )
+    return seen.apply(response, request)
+
+
+async def search_partial(request: Request) -> HTMLResponse:
+    """The results alone, for the search box; the address bar follows the search."""
+    rt = runtime(request)
+    perms = await rt.access.check(request)
+    status, context = await _search_results(rt, request, perms)
+    headers = {"HX-Replace-Url": _url("/search", q=context["q"] or None)}
+    return rt.renderer.page("partials/search_results.html", status, headers, **context)
+
+
+async def _search_results(
+    rt: Runtime, request: Request, perms: Permissions
+) -> tuple[int, dict[str, Any]]:
+    q = request.query_params.get("q", "")
+    context: dict[str, Any] = {"q": q, "hits": [], "error": None, "more_url": None}
+    try:
+        channels = perms.selection(request.query_params.getlist("channel"))
+        asked = search_asked(request, channels)
+    except ClientError as exc:
+        return exc.status, {**context, "error": exc.message}
+    if asked.query is None:
+        return 200, context
+    found = await _search(rt, asked, perms)
+    more = found.next and _url("/partials/search", q=q, cursor=found.next.text)
+    return 200, {**context, "hits": found.hits, "more_url": more}
+
+
+async def _search(rt: Runtime, asked: SearchAsked, perms: Permissions) -> Results:
+    return await rt.store.search(
+        asked.query,
+        asked.filters,
+        limit=asked.limit or min(rt.settings.page_size, MAX_SEARCH_PAGE),
+        cursor=asked.cursor,
+        private=perms.private_readable(),
     )
 
 
@@ -365,4 +445,6 @@ routes = [
     Route("/kiosk", kiosk, methods=["GET"]),
     Route("/partials/kiosk", kiosk_partial, methods=["GET"]),
     Route("/compose", compose, methods=["POST"]),
+    Route("/search", search_page, methods=["GET"]),
+    Route("/partials/search", search_partial, methods=["GET"]),
 ]

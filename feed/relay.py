@@ -37,12 +37,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from feed import tasks
+from feed import search, tasks
 from feed.brokers import Broker
 from feed.events import Hub, Outgoing
 from feed.metrics import Metrics
 from feed.models import AccessChange, Commit, FeedEvent
 from feed.render import Renderer
+from feed.search import Query
+from feed.sse import Format
 from feed.storage.log import EVERYONE
 from feed.store import Store, StoreUnavailable
 
@@ -225,6 +227,26 @@ class Relay:
             if read < BATCH:
                 return
 
+    def _searched(
+        self,
+        event: FeedEvent,
+        frames: dict[Format, bytes],
+        searches: dict[str, Query],
+        formats: set[Format],
+    ) -> dict[str, dict[Format, bytes]]:
+        """What each live search shows of ``event``: matched once per search, whatever
+        the number of its streams, with the body split into words once for all of them
+        (events.py, on live searches)."""
+        words = search.Words(event.post.body) if event.post is not None else None
+        shown: dict[str, dict[Format, bytes]] = {}
+        for text, query in searches.items():
+            found = search.live(query, event, words)
+            if found is event:
+                shown[text] = frames
+            elif found is not None:
+                shown[text] = self._renderer.frames(found, formats)
+        return shown
+
     def _deliver(self, events: Sequence[FeedEvent]) -> None:
         if not events:
             return
@@ -234,10 +256,12 @@ class Relay:
             except Exception:
                 logger.exception("a delivery listener failed; delivering anyway")
         formats = self._hub.formats_wanted()
+        searches = self._hub.searches()
         now = time.time()
         outgoing = []
         for event in events:
             frames = self._renderer.frames(event, formats)
+            searched = self._searched(event, frames, searches, formats) if searches else None
             outgoing.append(
                 Outgoing(
                     event.id,
@@ -247,6 +271,7 @@ class Relay:
                     event.recipient,
                     event.kind.value,
                     event.root,
+                    searched if event.recipient is None else None,
                 )
             )
             if event.at is not None:

@@ -10,7 +10,8 @@ the page's post list (``hx-swap="afterbegin"``):
 - a new post is plain markup, inserted at the top of the list;
 - an edit, pin or unpin is the post marked ``hx-swap-oob="outerHTML"``, which
   replaces the element with the same id wherever it is and inserts nothing;
-- a deleted post is an empty element marked ``hx-swap-oob="delete"``;
+- a deleted post, or one a live search no longer matches (``post-unmatched``), is an
+  empty element marked ``hx-swap-oob="delete"``;
 - a reply's event is the reply (``partials/reply.html``, marked with its parent, or
   its tombstone) for a thread open on the page, followed by its parent's reply
   summary marked ``hx-swap-oob="outerHTML"``, so a list of cards shows counts, not
@@ -332,6 +333,10 @@ class Renderer:
         post = event.post
         if event.kind is EventKind.READ_POSITION:
             body |= {"channel": event.channel, "up_to": event.read_up_to}
+        elif event.kind is EventKind.POST_UNMATCHED:
+            # Which post to drop; its text is no business of a search it left.
+            assert post is not None
+            body["post"] = {"id": post.id, "channel": post.channel}
         elif post is not None and event.kind is EventKind.POST_REACTIONS and not post.deleted:
             # Only what changed: a storm of these must not carry the body each time (6).
             body["post"] = {
@@ -361,9 +366,9 @@ class Renderer:
         if post is None:
             # Pages do not swap channel changes in; this line is for pages that list them.
             return self._channel_event.render(event=event, text=self.event_text(event))
-        if post.parent is not None:
+        if post.parent is not None and event.kind is not EventKind.POST_UNMATCHED:
             return self._reply_html(event, post)
-        if post.deleted:
+        if post.deleted or event.kind is EventKind.POST_UNMATCHED:
             return f'<div id="post-{post.id}" hx-swap-oob="delete"></div>'
         if event.kind is EventKind.POST_REACTIONS:
             return self.reactions_html(event)
@@ -391,6 +396,8 @@ class Renderer:
             return _reply_text(event, post, where, author)
         if post.deleted:
             return f"{where} post {post.id} by {author} was deleted"
+        if event.kind is EventKind.POST_UNMATCHED:
+            return f"{where} post {post.id} by {author} no longer matches"
         line = _one_line(post.body)
         match event.kind:
             case EventKind.POST_CREATED:

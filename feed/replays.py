@@ -39,6 +39,13 @@ Rationale:
    any shares everyone's pages, as in (1). The answer holds for every event up to
    the relay's delivered id at the time, which the replay covers; later ones come
    live (stream.py, on joining before the replay).
+6. A live search's replay reads the same pages of the log and keeps the events that
+   search shows, judged as live delivery judges them (search.py, on live searches):
+   exactly the matching events after the resume id. Its pages are shared by the
+   streams of the same search (the query's text is part of the key); a page ends
+   where its read of the log ended, not at its last kept event, so the cursor moves
+   past what it left out. Its limit is counted on the log, before matching: it bounds
+   the work of the replay, not only what it sends.
 """
 
 from __future__ import annotations
@@ -53,8 +60,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from feed import search
 from feed.models import FeedEvent
 from feed.render import Renderer
+from feed.search import Query
 from feed.sse import Format
 from feed.store import Store
 
@@ -69,9 +78,17 @@ MAX_COUNTS = 256
 MAX_KNOWN = 1024
 
 # (after, channels, readable private channels, relay's delivered id, the identity
-# whose personal events it holds, the one kind it holds if only one, thread or None)
+# whose personal events it holds, the one kind it holds if only one, thread or None,
+# live search's text or None)
 Key = tuple[
-    int, tuple[str, ...] | None, tuple[str, ...] | None, int, str | None, str | None, int | None
+    int,
+    tuple[str, ...] | None,
+    tuple[str, ...] | None,
+    int,
+    str | None,
+    str | None,
+    int | None,
+    str | None,
 ]
 K = TypeVar("K")
 V = TypeVar("V")
@@ -90,6 +107,7 @@ class Cursor:
         "person",
         "piece",
         "private",
+        "search",
         "sent",
         "start",
         "thread",
@@ -108,6 +126,7 @@ class Cursor:
         person: str | None = None,
         only: str | None = None,
         thread: int | None = None,
+        search: Query | None = None,
     ) -> None:
         self.format = fmt
         # Personal events are read for their identity only (storage/log.py, on personal
@@ -115,6 +134,7 @@ class Cursor:
         self.person = person
         self.only = only
         self.thread = thread  # one thread's events only (storage/threads.py)
+        self.search = search
         self.piece = backlog // PIECES
         self.after = after  # the last event written
         self.start = after  # where the page it is reading begins
@@ -134,6 +154,7 @@ class Cursor:
             self.person,
             self.only,
             self.thread,
+            None if self.search is None else self.search.text,
         )
 
 
@@ -147,15 +168,24 @@ class Encoded:
 
 @dataclass
 class Page:
-    """Up to ``PAGE`` events after a key's id, and their encodings."""
+    """Up to ``PAGE`` events after a key's id, and their encodings; for a live search,
+    those it shows of them (6)."""
 
     events: list[FeedEvent]
+    # The last event id read, and whether the read was a full one (6); by default,
+    # those of ``events``.
+    end: int = 0
+    more: bool | None = None
     ids: list[int] = field(init=False)
     encoded: dict[Format, Encoded] = field(default_factory=dict)
     text: int = field(init=False)  # the memory of its posts' text
 
     def __post_init__(self) -> None:
         self.ids = [event.id for event in self.events]
+        if self.ids:
+            self.end = max(self.end, self.ids[-1])
+        if self.more is None:
+            self.more = len(self.events) >= PAGE
         self.text = sum(
             sys.getsizeof(e.post.body) + sys.getsizeof(e.post.html)
             for e in self.events
@@ -165,7 +195,7 @@ class Page:
     @property
     def full(self) -> bool:
         """There may be more events after this page."""
-        return len(self.events) >= PAGE
+        return bool(self.more)
 
     def weight(self) -> int:
         """The memory the page keeps: its posts' text and its encodings."""
@@ -285,7 +315,7 @@ class Replays:
 
     async def count(self, cursor: Cursor, limit: int) -> int:
         """How many events the cursor's replay holds, counted up to ``limit`` (4)."""
-        after, channels, private, _, person, only, thread = key = cursor.key(cursor.after)
+        after, channels, private, _, person, only, thread, _ = key = cursor.key(cursor.after)
         return await self._counts.get(
             (key, limit),
             lambda: self._store.count_events_after(
@@ -308,9 +338,9 @@ class Replays:
         while True:
             if cursor.key(cursor.start) not in self._pages:
                 cursor.start = cursor.after  # its page was let go: read on from here
-            page = await self._page(cursor.key(cursor.start))
+            page = await self._page(cursor.key(cursor.start), cursor.search)
             room -= self._take(page, cursor, room, parts)
-            last = page.ids[-1] if page.ids else cursor.after
+            last = max(page.end, cursor.after)
             if cursor.after < last:
                 break  # the piece is full
             if not page.full or last >= cursor.upto:
@@ -320,8 +350,8 @@ class Replays:
             del page  # while the next is read
         return b"".join(parts)
 
-    async def _page(self, key: Key) -> Page:
-        after, channels, private, _, person, only, thread = key
+    async def _page(self, key: Key, query: Query | None) -> Page:
+        after, channels, private, _, person, only, thread, _ = key
 
         async def read() -> Page:
             events = await self._store.events_after(
@@ -333,7 +363,11 @@ class Replays:
                 kinds=None if only is None else [only],
                 thread=thread,
             )
-            return Page(events)
+            if query is None:
+                return Page(events)
+            end = events[-1].id if events else after
+            shown = [found for e in events if (found := search.live(query, e)) is not None]
+            return Page(shown, end, len(events) >= PAGE)
 
         return await self._pages.get(key, read)
 
@@ -348,6 +382,10 @@ class Replays:
             found = Encoded(b"".join(each), list(itertools.accumulate(map(len, each))))
             page.encoded[cursor.format] = found
         first = bisect.bisect_right(page.ids, cursor.after)
+        if first == len(page.ids):
+            # Nothing left to send of it: past what a search left out, too (6).
+            cursor.after = max(cursor.after, page.end)
+            return 0
         start = found.ends[first - 1] if first else 0
         end = bisect.bisect_right(found.ends, start + room)
         if end == first and not parts:
@@ -356,6 +394,6 @@ class Replays:
             return 0
         stop = found.ends[end - 1]
         parts.append(found.data[start:stop])
-        cursor.after = page.ids[end - 1]
+        cursor.after = page.ids[end - 1] if end < len(page.ids) else max(page.ids[-1], page.end)
         cursor.sent += end - first
         return stop - start

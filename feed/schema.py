@@ -31,6 +31,10 @@ BASELINE = "0001"
 UNVERSIONED = "unversioned (feed 0.1.0)"
 # Any fixed number works; it only has to be the same in every feed process.
 LOCK_KEY = 0x66656564
+# The search index (storage/search.py): on SQLite an FTS5 table and the tables it
+# keeps itself, on PostgreSQL a generated column and its index, which no model
+# describes; comparisons with the models leave them out.
+SEARCH_INDEX = "posts_search"
 # Seconds a start waits for another process's migration to finish (see above).
 MIGRATION_WAIT = 3600.0
 
@@ -40,6 +44,12 @@ def _config(connection: Connection) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     return config
+
+
+def include_name(name: str | None, kind: str, _parents: object) -> bool:
+    """Whether a comparison with the models looks at ``name``: not the search index."""
+    searching = ("table", "index", "column")
+    return not (kind in searching and name is not None and name.startswith(SEARCH_INDEX))
 
 
 def head() -> str:

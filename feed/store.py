@@ -22,7 +22,8 @@ Where each rule is kept:
 - one level of replies, thread summaries, a post deleted with its replies:
   storage/threads.py;
 - token digests: storage/grants.py;
-- read positions and mentions, personal events: storage/reading.py.
+- read positions and mentions, personal events: storage/reading.py;
+- the search index and its windows: storage/search.py.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from feed.storage.keys import IdempotencyKeyReused
 from feed.storage.posts import PostDeleted, PostNotFound, Posts, ReplyNotPinned
 from feed.storage.reactions import Reactions
 from feed.storage.reading import Reading
+from feed.storage.search import Searches
 from feed.storage.threads import NotAThread
 
 __all__ = [
@@ -69,7 +71,7 @@ __all__ = [
 ]
 
 
-class Store(Posts, Reactions, Channels, Grants, Reading):
+class Store(Posts, Reactions, Searches, Channels, Grants, Reading):
     """The feed's tables and queries. Public methods are coroutines."""
 
     @classmethod

@@ -50,6 +50,11 @@ Rationale:
     replies', in its channel, with resume as every stream (events.py, on threads). A
     thread one may not read is the same 404 as a post that does not exist, and so is
     a reply's id or a deleted post's: neither is a thread.
+12. ``q=`` makes the stream a live search: the hub sends it only the changes to posts
+    that match (events.py, on live searches), and its replay is exactly the matching
+    events after the resume id (replays.py, on live searches). A search follows
+    channels, not a thread or one's mentions, and carries no personal events: what it
+    shows is what matches.
 """
 
 from __future__ import annotations
@@ -160,6 +165,7 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
             person,
             sub.only,
             sub.thread,
+            sub.search,
         )
         if await rt.replays.count(cursor, limit + 1) <= limit:
             return await _replayed(rt, sub, cursor), cursor
@@ -234,6 +240,9 @@ class EventStream:
             person = reading.person(perms.identity)
             if only is not None and person is None:
                 raise reading.no_person()
+            searched = inputs.search_query(query.get("q"))
+            if searched is not None and (only is not None or query.get("thread") is not None):
+                raise ClientError(400, "A live search follows channels: send no thread or only.")
             thread = await thread_of(rt, perms, query)
             if thread is None:
                 channels = parse_channels(perms, query.getlist("channel"))
@@ -241,6 +250,8 @@ class EventStream:
                 raise ClientError(400, "A thread's stream carries the whole thread: send no only.")
             else:
                 channels = frozenset({thread.channel})
+            if searched is not None:
+                person = None  # what a search shows is what matches (12)
         except StoreUnavailable as exc:
             await unavailable(str(exc))(scope, receive, send)
             return
@@ -270,8 +281,9 @@ class EventStream:
         sub.person = person
         sub.only = None if only is None else EventKind.MENTION.value
         sub.thread = None if thread is None else thread.id
+        sub.search = searched  # a live search (events.py, on live searches)
         # This frame lives as long as the stream: keep only what the stream needs.
-        del query, header, perms, channels, person, only, thread
+        del query, header, perms, channels, person, only, thread, searched
         await self._serve(rt, sub, resume_id, receive, send, headers)
 
     async def _serve(

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from feed.search import Query
 from feed.sse import Format, chunk
 
 # An item of a backlog: (event id, or None for a message without one; the encoded
@@ -80,6 +81,7 @@ class Subscriber:
         "overflowed",
         "person",
         "private",
+        "search",
         "sent",
         "thread",
         "who",
@@ -118,6 +120,9 @@ class Subscriber:
         # A thread's stream (``/events?thread=``): the top-level post whose events, and
         # whose replies' events, it follows, in its one channel (events.py).
         self.thread: int | None = None
+        # A live search: only changes to posts that match it (events.py, on live
+        # searches).
+        self.search: Query | None = None
 
     def offer(self, item: Item) -> None:
         """Write ``item`` or queue it, without waiting; drop the subscriber if it is

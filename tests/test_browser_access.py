@@ -135,6 +135,10 @@ PAGES: dict[str, Callable[[BrowserContext, Server], Page]] = {
     "sign-in": lambda ctx, server: _goto(ctx, f"{server.url}/signin"),
     "thread": thread_page,
     "dashboard, a thread open": dashboard_with_a_thread_open,
+    "search": lambda ctx, server: _goto(ctx, f"{server.url}/search?q=release+search*"),
+    "kiosk search": lambda ctx, server: open_live(
+        ctx, f"{server.url}/kiosk?q=release", frozen=FROZEN_NOW
+    ),
 }
 
 

@@ -241,6 +241,18 @@ def tail_shows_a_post(tour: Tour, running: Background, before: float) -> None:
     until(running.output, lambda out: "#announcements ada: seen by tail\n" in out, timeout=10)
 
 
+def a_live_search_shows_only_matching_posts(tour: Tour, running: Background, before: float) -> None:
+    until(running.output, lambda out: "retry: " in out, timeout=SHOWN_WITHIN)
+    for body in ("deploy test run", "lunch is here", "deploy done"):
+        answer = tour.server.client.post(
+            "/api/channels/general/posts", json={"body": body}, headers=tour.as_reader()
+        )
+        assert answer.status_code == 201, answer.text
+    until(running.output, lambda out: "deploy done\n" in out, timeout=10)
+    shown = [line for line in running.output().splitlines() if line.startswith("data: ")]
+    assert len(shown) == 1 and shown[0].endswith("#general ada: deploy done")
+
+
 def jq_shows_post_bodies_only(tour: Tour, running: Background, before: float) -> None:
     tour.connected(before)
     for path, payload in (
@@ -259,6 +271,9 @@ def jq_shows_post_bodies_only(tour: Tour, running: Background, before: float) ->
 # something happen that it must show, given how many JSON streams were open before it started.
 BOUNDED: dict[str, Callable[[Tour, Background, float], None] | None] = {
     "curl -N localhost:8000/events?format=text": None,
+    "curl -N localhost:8000/events?format=text&q=deploy+-test": (
+        a_live_search_shows_only_matching_posts
+    ),
     "curl -N -H Last-Event-ID: 1796031200000002 localhost:8000/events?format=text": None,
     "feed tail --channel announcements": tail_shows_a_post,
     "feed tail --format json | jq select(.post) | .post.body": jq_shows_post_bodies_only,

@@ -91,7 +91,9 @@ def test_migrations_build_exactly_the_tables_the_models_describe(database_url: s
     try:
         assert schema.upgrade(engine) == (None, schema.head())
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection)
+            context = MigrationContext.configure(
+                connection, opts={"include_name": schema.include_name}
+            )
             differences = compare_metadata(context, SQLModel.metadata)
         assert differences == []
         assert schema.current(engine) == schema.head()

@@ -7,6 +7,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import feed.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from feed import schema
 
 connection = context.config.attributes["connection"]
 context.configure(
@@ -15,6 +16,7 @@ context.configure(
     # SQLite cannot alter most things in place; batch mode copies the table instead.
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_name=schema.include_name,
 )
 with context.begin_transaction():
     context.run_migrations()

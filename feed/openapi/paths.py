@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from feed import inputs, reading
+from feed import inputs, reading, search
 from feed.openapi.parts import (
     CHANGE,
     CHANNEL,
@@ -26,6 +26,64 @@ from feed.sse import Format
 
 # An event id to resume after, as inputs.resume_id reads it: 0 is before every event.
 EVENT_ID = {"type": "integer", "minimum": 0, "maximum": inputs.MAX_ID}
+
+
+# A search as inputs.search_query reads it (the language: feed/search.py).
+Q = {
+    "name": "q",
+    "in": "query",
+    "schema": {"type": "string", "maxLength": search.MAX_QUERY_CHARS},
+    "description": 'Words, "phrases", prefixes (depl*) and exclusions (-word); all must hold',
+}
+CHANNELS = {
+    "name": "channel",
+    "in": "query",
+    "style": "form",
+    "explode": True,
+    "schema": {"type": "array", "items": {"type": "string"}},
+}
+MOMENT = {"type": "string", "format": "date-time"}
+SEARCH = {
+    "summary": "Posts that match a search, best first (relevance, then the newest)",
+    "parameters": [
+        Q,
+        CHANNELS,
+        {"name": "author", "in": "query", "schema": {"type": "string"}},
+        {"name": "after", "in": "query", "schema": MOMENT},
+        {"name": "before", "in": "query", "schema": MOMENT},
+        {"name": "pinned", "in": "query", "schema": {"type": "boolean"}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": inputs.MAX_SEARCH_PAGE},
+        },
+        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+    ],
+    "responses": {
+        "200": answer(
+            "A page of results",
+            {
+                "type": "object",
+                "required": ["results", "next_cursor"],
+                "properties": {
+                    "results": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "post": ref("Post"),
+                                "snippet": {"type": "string", "description": "Safe HTML"},
+                            },
+                        },
+                    },
+                    "next_cursor": {"type": ["string", "null"]},
+                },
+            },
+        ),
+        "400": ERROR,
+        "404": ERROR,
+    },
+}
 
 
 def paths(settings: Settings) -> dict[str, Any]:
@@ -292,6 +350,7 @@ def paths(settings: Settings) -> dict[str, Any]:
                 },
             }
         },
+        "/api/search": {"get": SEARCH},
         "/api/me/unread": {
             "get": {
                 "summary": "What the requester has not read, per channel they may read",
@@ -372,19 +431,14 @@ def paths(settings: Settings) -> dict[str, Any]:
                         "in": "query",
                         "schema": {"type": "string", "enum": [f.value for f in Format]},
                     },
-                    {
-                        "name": "channel",
-                        "in": "query",
-                        "style": "form",
-                        "explode": True,
-                        "schema": {"type": "array", "items": {"type": "string"}},
-                    },
+                    CHANNELS,
                     {
                         "name": "thread",
                         "in": "query",
                         "description": "Only this top-level post's events and its replies'",
                         "schema": ID,
                     },
+                    {**Q, "description": "Only changes to posts that match this search"},
                     {"name": "last_event_id", "in": "query", "schema": EVENT_ID},
                     {
                         "name": "only",

@@ -19,7 +19,8 @@
 //    below would see a just-pinned post as unpinned (a pin then a create, as in
 //    every replay burst, dropped the pinned post). Messages carry a post's current
 //    state (render.py): a created post goes in by id, at the top; a shown one is
-//    replaced in place, the focus staying on the same link; a tombstone removes
+//    replaced in place, the focus staying on the same link; a tombstone (or a live
+//    search's post-unmatched, whose payload is the same) removes
 //    it. A post the page does not show comes in only if the list's rule wants it
 //    (7): pinned, or on a dashboard at or above the floor. An edit or delete of
 //    any other post is ignored.
@@ -326,8 +327,10 @@
   // its max, and a dashboard (data-max-pinned) only unpinned posts under its floor and
   // pinned ones past its max: a post the list lacks belongs in it if it is new (a
   // created message) or pinned, or, on a dashboard, at or above the floor.
+  // A live search's list (data-search) takes any post its stream sends: an edit that
+  // made a post match brings it in, and the rule then keeps it only if it is new enough.
   function belongs(list, el, created) {
-    if (created || isPinned(el)) return true;
+    if (created || isPinned(el) || list.dataset.search) return true;
     return !list.dataset.maxPosts && postId(el) >= floorOf(list);
   }
 

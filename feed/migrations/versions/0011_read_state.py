@@ -5,7 +5,7 @@ Posts whose body may mention someone get their HTML again, with the mention mark
 (markdown.py, on changing the allow-list).
 
 Revision ID: 0011_read_state
-Revises: 0009_replies
+Revises: 0010_search
 Create Date: 2026-11-30
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from feed import markdown
 
 revision = "0011_read_state"
-down_revision = "0009_replies"
+down_revision = "0010_search"
 branch_labels = None
 depends_on = None
 

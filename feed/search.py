@@ -1,0 +1,330 @@
+"""The search language: a query parsed once into a small tree, and what each engine and
+the live matcher make of that tree.
+
+A query is a list of terms, all of which must hold:
+
+- ``word``: a post holding the word;
+- ``"two words"``: a post holding them one after the other (a phrase);
+- ``depl*``: a post holding a word that starts with ``depl`` (a prefix);
+- ``-word`` or ``-"two words"``: a post that does *not* hold it.
+
+Rationale:
+
+1. Words are what the engines call tokens: runs of letters and digits, lowercased.
+   Anything else separates words, so ``e-mail`` is the phrase ``"e mail"``, exactly as
+   the engines index it. SQLite indexes with ``unicode61`` without removing
+   diacritics, and PostgreSQL with the ``simple`` configuration (no stemming, no stop
+   words), so that a word matches the same posts in both stores and in the live
+   matcher (``Query.matches``), which splits a post's body by the same rule (a test
+   holds the matcher to FTS5 on generated bodies). PostgreSQL's parser differs at the
+   edges: it drops what looks like an HTML tag (``<b>``) and also keeps URLs, e-mail
+   addresses and hyphenated words whole beside their parts, so a word inside a tag
+   is found on SQLite and by live searches, not on PostgreSQL.
+2. No user text reaches an engine's query parser. The FTS5 expression is made of
+   double-quoted tokens and the tsquery of single-quoted ones; a token is letters and
+   digits only, so it needs no escaping, and the operators come from the tree. A query
+   the tree cannot hold (an unclosed quote, nothing but exclusions, a prefix of one
+   letter, too many terms) is refused here with a sentence, before any engine sees
+   it: a client gets a 400, never an error from FTS5 or ``to_tsquery``.
+3. A query of nothing but exclusions is refused: it would match almost every post,
+   and neither engine can find "every post without a word" through its index.
+4. A prefix needs at least ``MIN_PREFIX`` characters: a one-letter prefix expands to
+   a large part of the vocabulary in both engines.
+5. Snippets are made here, from the post's stored body, for both stores alike: the
+   text is HTML-escaped first and the ``<mark>`` tags added after, so no markup a body
+   holds (a ``<script>``, a ``<mark>`` of its own, an entity) survives in a snippet.
+6. Live searches match the post as the event carries it: as its transaction left it
+   when the event goes out live, as it is now when it is read from the log (a replay,
+   or a relay catching up), the same rule as every stream's payload (storage/log.py,
+   on the current state). An event whose post matches goes out as it is; an edit
+   whose post does not match goes out as ``post-unmatched`` (the page drops the post
+   if it shows it: whether it matched before is not known without reading it again,
+   and need not be); a tombstone goes out as it is, since its text is gone; any other
+   event goes nowhere. So after the last event of a post, live or replayed, a page
+   shows that post exactly if it matches now, whichever way the events came: a
+   replay is exactly the matching events after its id, judged by this one function.
+7. Live matching runs on the event loop, once per event per distinct search, and
+   anyone may open a search: so a term costs a dictionary lookup (a word), a binary
+   search (a prefix) or a look at where its first word stands (a phrase), never a pass
+   over a long body for each of many searches.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+from html import escape
+
+from feed.models import EventKind, FeedEvent, PostView
+
+MAX_QUERY_CHARS = 200
+MAX_TERMS = 12
+MIN_PREFIX = 2
+# Words of context on each side of the first match in a snippet.
+SNIPPET_WORDS = 12
+
+# A token as the engines see it (1): letters and digits; "_" separates.
+_TOKEN = re.compile(r"[^\W_]+")
+# One term of the query's text: an optional "-", then a quoted phrase or a bare word.
+_TERM = re.compile(r'\s*(-?)(?:"([^"]*)"|([^\s"]+))')
+
+
+class QueryError(ValueError):
+    """A query the language cannot hold, said as a sentence for the person who typed it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """Words that must follow each other (one word: just that word); ``prefix``: the
+    last one may be the start of a word; ``negated``: the post must not hold it."""
+
+    words: tuple[str, ...]
+    prefix: bool = False
+    negated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A parsed query: every term must hold."""
+
+    terms: tuple[Term, ...]
+
+    @property
+    def text(self) -> str:
+        """The query written out again, the same for every way of typing it: live
+        searches that are the same query share one match per event (events.py)."""
+        return " ".join(_written(term) for term in self.terms)
+
+    def fts5(self) -> str:
+        """The SQLite FTS5 MATCH expression (2)."""
+        wanted = " AND ".join(_fts5_term(t) for t in self.terms if not t.negated)
+        unwanted = "".join(f" NOT {_fts5_term(t)}" for t in self.terms if t.negated)
+        return f"({wanted}){unwanted}"
+
+    def tsquery(self) -> str:
+        """The text of a PostgreSQL ``to_tsquery('simple', …)`` (2)."""
+        return " & ".join(_ts_term(term) for term in self.terms)
+
+    def matches(self, body: str | Words) -> bool:
+        """Whether a post with this body matches: the live matcher, the engines' rule
+        without the engines (1). Give it ``Words`` to split a body once for many
+        queries."""
+        words = body if isinstance(body, Words) else Words(body)
+        if not words.tokens:
+            return False
+        return all(_holds(term, words) != term.negated for term in self.terms)
+
+    def snippet(self, body: str) -> str:
+        """Safe HTML: a window of ``body`` around the first word the query wanted, that
+        word and the others wanted marked (5)."""
+        spans = [(m.start(), m.end(), m.group().lower()) for m in _TOKEN.finditer(body)]
+        marked = [n for n, (_, _, token) in enumerate(spans) if self._wants(token)]
+        first = marked[0] if marked else 0
+        lo, hi = max(0, first - SNIPPET_WORDS), min(len(spans), first + SNIPPET_WORDS + 1)
+        if not spans:
+            return ""
+        # The whole text at an end that is not cut.
+        start = spans[lo][0] if lo > 0 else 0
+        end = spans[hi - 1][1] if hi < len(spans) else len(body)
+        parts = ["…" if lo > 0 else ""]
+        cursor = start
+        for n in range(lo, hi):
+            s, e, _ = spans[n]
+            if n in marked:
+                parts += [escape(body[cursor:s]), "<mark>", escape(body[s:e]), "</mark>"]
+                cursor = e
+        parts.append(escape(body[cursor:end]))
+        parts.append("…" if hi < len(spans) else "")
+        return " ".join("".join(parts).split())
+
+    def _wants(self, token: str) -> bool:
+        for term in self.terms:
+            if term.negated:
+                continue
+            if token in term.words:
+                return True
+            if term.prefix and token.startswith(term.words[-1]):
+                return True
+        return False
+
+
+class Words:
+    """A body split into words once, for every live search that looks at it: where
+    each word stands, and the words in order, so that a term costs a lookup, not a
+    pass over the body (7)."""
+
+    __slots__ = ("_sorted", "positions", "tokens")
+
+    def __init__(self, body: str) -> None:
+        self.tokens = tokenize(body)
+        self.positions: dict[str, list[int]] = {}
+        for n, token in enumerate(self.tokens):
+            self.positions.setdefault(token, []).append(n)
+        self._sorted: list[str] | None = None
+
+    def starting(self, prefix: str) -> bool:
+        """Whether a word starts with ``prefix``."""
+        if self._sorted is None:
+            self._sorted = sorted(self.positions)
+        at = bisect.bisect_left(self._sorted, prefix)
+        return at < len(self._sorted) and self._sorted[at].startswith(prefix)
+
+
+def live(query: Query, event: FeedEvent, words: Words | None = None) -> FeedEvent | None:
+    """What a live search of ``query`` shows of ``event`` (6): the event itself, a
+    ``post-unmatched`` in its place, or nothing. ``words``: the post's body, split."""
+    post = event.post
+    if post is None:
+        return None  # channel events are not about matching posts
+    if post.deleted:
+        return event  # a tombstone: the page drops the post if it shows it
+    if query.matches(words if words is not None else post.body):
+        return event
+    if event.kind is EventKind.POST_UPDATED:
+        return replace(event, kind=EventKind.POST_UNMATCHED)
+    return None
+
+
+def tokenize(text: str) -> list[str]:
+    """The words of ``text`` as the engines index them (1)."""
+    return _TOKEN.findall(text.lower())
+
+
+def parse(text: str) -> Query:
+    """The query ``text`` as a tree; ``QueryError`` with a sentence if it cannot be one."""
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryError(f"A search may be at most {MAX_QUERY_CHARS} characters long.")
+    if text.count('"') % 2:
+        raise QueryError('A search has a quote (") that is never closed.')
+    terms: list[Term] = []
+    for found in _TERM.finditer(text):
+        negated = found.group(1) == "-"
+        phrase, bare = found.group(2), found.group(3)
+        term = _term(phrase, bare, negated)
+        if term is not None and term not in terms:
+            terms.append(term)
+    if not terms:
+        raise QueryError("A search needs at least one word of letters or digits.")
+    if all(term.negated for term in terms):
+        raise QueryError(
+            "A search needs at least one word to look for, not only words to leave out."
+        )
+    if len(terms) > MAX_TERMS:
+        raise QueryError(f"A search may have at most {MAX_TERMS} words or phrases.")
+    return Query(tuple(terms))
+
+
+def _term(phrase: str | None, bare: str | None, negated: bool) -> Term | None:
+    if phrase is not None:
+        words = tokenize(phrase)
+        return Term(tuple(words), False, negated) if words else None
+    assert bare is not None
+    prefix = bare.endswith("*")
+    words = tokenize(bare)
+    if not words:
+        return None
+    if prefix and len(words[-1]) < MIN_PREFIX:
+        raise QueryError(
+            f"A word ending in * needs at least {MIN_PREFIX} letters before the *: {bare}"
+        )
+    return Term(tuple(words), prefix, negated)
+
+
+def _written(term: Term) -> str:
+    words = " ".join(term.words)
+    if len(term.words) > 1:
+        words = f'"{words}"'
+    return ("-" if term.negated else "") + words + ("*" if term.prefix else "")
+
+
+def _fts5_term(term: Term) -> str:
+    # One double-quoted string per term: FTS5 reads it as a phrase of its tokens (2).
+    return f'"{" ".join(term.words)}"' + (" *" if term.prefix else "")
+
+
+def _ts_term(term: Term) -> str:
+    pieces = [f"'{word}'" for word in term.words]
+    if term.prefix:
+        pieces[-1] += ":*"
+    joined = " <-> ".join(pieces)
+    if len(pieces) > 1:
+        joined = f"({joined})"
+    return f"!{joined}" if term.negated else joined
+
+
+def _holds(term: Term, body: Words) -> bool:
+    words, tokens = term.words, body.tokens
+    if len(words) == 1:
+        return body.starting(words[0]) if term.prefix else words[0] in body.positions
+    last = len(words) - 1
+    # Only where the phrase's first word stands (7).
+    for start in body.positions.get(words[0], ()):
+        if start + last >= len(tokens):
+            break
+        if all(tokens[start + n] == words[n] for n in range(1, last)) and (
+            tokens[start + last].startswith(words[last])
+            if term.prefix
+            else tokens[start + last] == words[last]
+        ):
+            return True
+    return False
+
+
+# -- what a search asks and answers -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What narrows a search besides its words; None: not narrowed by it."""
+
+    channels: tuple[str, ...] | None = None
+    author: str | None = None
+    after: datetime | None = None
+    before: datetime | None = None
+    pinned: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where the next page starts: within the window of matches at or below post id
+    ``top`` (None: the newest), after the first ``skip`` of them in rank order
+    (storage/search.py, on windows)."""
+
+    top: int | None = None
+    skip: int = 0
+
+    @property
+    def text(self) -> str:
+        return f"{self.top}.{self.skip}"
+
+    @classmethod
+    def parse(cls, text: str | None) -> Cursor:
+        if not text:
+            return cls()
+        top, _, skip = text.partition(".")
+        if not (top.isascii() and top.isdigit() and skip.isascii() and skip.isdigit()):
+            raise QueryError("The cursor is not one a search gave; start from the first page.")
+        if len(top) > 19 or len(skip) > 6:
+            raise QueryError("The cursor is not one a search gave; start from the first page.")
+        return cls(int(top), int(skip))
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One result: the post as it is now, and a safe HTML snippet of it (5)."""
+
+    post: PostView
+    snippet: str
+
+
+@dataclass(frozen=True, slots=True)
+class Results:
+    """A page of results, best first, the cursor of the next page (None: no more), and
+    the event id the log ended at when they were read (storage/log.py, on one
+    snapshot): a page of them streams on from there."""
+
+    hits: list[Hit]
+    next: Cursor | None
+    last_event_id: int = 0

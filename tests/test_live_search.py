@@ -1,0 +1,220 @@
+"""Live searches (``/events?q=``): only changes to matching posts, ``post-unmatched``
+when an edit stops a post matching, deletes; one match per event per distinct search
+however many streams watch it; and a replay of exactly the matching events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from feed.brokers.memory import MemoryBroker
+from feed.events import Hub
+from feed.metrics import Metrics
+from feed.models import FeedEvent
+from feed.relay import Relay
+from feed.render import Renderer
+from feed.search import Query, Words, parse
+from feed.sse import Format
+from feed.store import Store
+from feed.subscribers import Subscriber
+from tests.auth import ADMIN_TOKEN
+from tests.conftest import Server, sqlite_url
+from tests.sse import Message, SSEClient
+
+
+@pytest.fixture
+def database_url(each_database_url: str) -> str:
+    return each_database_url
+
+
+def search_stream(server: Server, q: str, **params: str) -> SSEClient:
+    stream = SSEClient(server.port, params={"format": "json", "q": q, **params})
+    assert stream.status == 200
+    stream.wait_for(lambda s: any(m.retry for m in s.messages))
+    return stream
+
+
+def seen(events: list[Message]) -> list[tuple[str | None, int, str | None]]:
+    """(kind, post id, body) of each event, in order."""
+    found = []
+    for event in events:
+        post = json.loads(event.data)["post"]
+        found.append((event.event, post["id"], post.get("body")))
+    return found
+
+
+def edit(server: Server, post_id: int, body: str) -> int:
+    answer = server.client.patch(f"/api/posts/{post_id}", json={"body": body})
+    assert answer.status_code == 200, answer.text
+    event_id: int = answer.json()["event_id"]
+    return event_id
+
+
+def test_a_live_search_streams_only_changes_to_matching_posts(server: Server) -> None:
+    with search_stream(server, "lift") as stream, search_stream(server, "LIFT ") as same:
+        lift = server.post("the lift is broken")["post"]["id"]
+        stairs = server.post("the stairs are fine")["post"]["id"]
+        edit(server, lift, "the stairs are broken too")
+        edit(server, stairs, "the lift is fixed")
+        server.client.delete(f"/api/posts/{stairs}")
+        last = server.post("lift closing note")
+        stream.wait_for(lambda s: any(e.id == str(last["event_id"]) for e in s.events()))
+        same.wait_for(lambda s: any(e.id == str(last["event_id"]) for e in s.events()))
+        want = [
+            ("post-created", lift, "the lift is broken"),
+            ("post-unmatched", lift, None),
+            ("post-updated", stairs, "the lift is fixed"),
+            ("post-deleted", stairs, ""),
+            ("post-created", last["post"]["id"], "lift closing note"),
+        ]
+        assert seen(stream.events()) == want
+        assert seen(same.events()) == want
+
+
+def test_a_live_search_resumes_with_exactly_the_matching_events(server: Server) -> None:
+    with search_stream(server, '"lift" -broken') as live:
+        start = server.post("before everything")["event_id"]
+        a = server.post("lift one")
+        server.post("nothing here")
+        c = server.post("lift two")
+        unmatched = edit(server, c["post"]["id"], "lift two, broken")
+        d = server.post("lift three")
+        live.wait_for(lambda s: any(e.id == str(d["event_id"]) for e in s.events()))
+        # Live, the second post matched when it was written; its edit then dropped it.
+        assert [(e.event, int(e.id or 0)) for e in live.events()] == [
+            ("post-created", a["event_id"]),
+            ("post-created", c["event_id"]),
+            ("post-unmatched", unmatched),
+            ("post-created", d["event_id"]),
+        ]
+    # Replayed, each post is judged as it is now: the same posts end up on the page.
+    params = {"last_event_id": str(start)}
+    with search_stream(server, '"lift" -broken', **params) as resumed:
+        resumed.wait_for(lambda s: any(e.id == str(d["event_id"]) for e in s.events()))
+        e = server.post("lift four")
+        server.post("broken lift five")
+        f = server.post("lift six")
+        resumed.wait_for(lambda s: any(e.id == str(f["event_id"]) for e in s.events()))
+        assert [(e.event, int(e.id or 0)) for e in resumed.events()] == [
+            ("post-created", a["event_id"]),
+            ("post-unmatched", unmatched),
+            ("post-created", d["event_id"]),
+            ("post-created", e["event_id"]),
+            ("post-created", f["event_id"]),
+        ]
+
+
+def test_a_malformed_live_search_is_a_400(server: Server) -> None:
+    stream = SSEClient(server.port, params={"q": '"open'})
+    with stream:
+        assert stream.status == 400
+        assert "never closed" in json.loads(stream.read_body())["error"]
+
+
+class CountingQuery(Query):
+    """A real query that counts how often it is matched."""
+
+    __slots__ = ()
+    calls: ClassVar[list[int]] = []
+
+    def matches(self, body: str | Words) -> bool:
+        CountingQuery.calls.append(1)
+        return super().matches(body)
+
+
+def test_many_streams_of_one_search_cost_one_match_per_event(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "feed.db")
+
+    async def main() -> None:
+        store = Store.from_url(url)
+        await store.create_schema()
+        hub = Hub(heartbeat=60)
+        relay = Relay(store, MemoryBroker(), hub, Renderer(), 3600, metrics(hub))
+        await relay.start()
+        counted = CountingQuery(parse("lift").terms)
+        subs = []
+        for n in range(200):
+            # The same search, typed three ways; the first stream brings the counter.
+            query = counted if n == 0 else parse(["lift", " LIFT", "lift lift"][n % 3])
+            sub = Subscriber(Format.JSON, None, last_id=relay.delivered, limit=1 << 20)
+            sub.search = query
+            hub.subscribe(sub)
+            subs.append(sub)
+        other = Subscriber(Format.JSON, None, last_id=relay.delivered, limit=1 << 20)
+        other.search = parse("stairs")
+        hub.subscribe(other)
+        try:
+            assert sorted(hub.searches()) == ["lift", "stairs"]
+            for body in ("lift up", "stairs down", "lift again"):
+                await store.create_post("general", "ann", body)
+            assert len(CountingQuery.calls) == 3  # once per event, not per stream
+            for sub in subs:
+                assert bodies(sub) == ["lift up", "lift again"]
+            assert bodies(other) == ["stairs down"]
+        finally:
+            await relay.close()
+            store.close()
+
+    asyncio.run(main())
+
+
+def metrics(hub: Hub) -> Metrics:
+    return Metrics(hub.stats, MemoryBroker().status, frozenset)
+
+
+def bodies(sub: Subscriber) -> list[str]:
+    data = sub.take().decode()
+    return [
+        json.loads(line[6:])["post"]["body"]
+        for line in data.splitlines()
+        if line.startswith("data: ")
+    ]
+
+
+def test_an_unmatched_event_names_the_post_and_nothing_of_its_text() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from feed.models import EventKind, PostView
+
+    post = PostView(7, "general", "ann", "secret text", datetime.now(UTC), None, False, False, "")
+    event = FeedEvent(9, EventKind.POST_UPDATED, "general", post)
+    unmatched = replace(event, kind=EventKind.POST_UNMATCHED)
+    renderer = Renderer()
+    assert json.loads(renderer.event_json(unmatched)) == {
+        "id": 9,
+        "type": "post-unmatched",
+        "post": {"id": 7, "channel": "general"},
+    }
+    assert renderer.event_html(unmatched) == '<div id="post-7" hx-swap-oob="delete"></div>'
+    assert "secret" not in renderer.event_text(unmatched)
+
+
+def test_a_live_search_never_shows_a_private_channel_to_those_who_cannot_read_it(
+    server: Server,
+) -> None:
+    made = server.client.post(
+        "/api/channels", json={"name": "board", "title": "Board", "private": True}
+    )
+    assert made.status_code == 201, made.text
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with (
+        search_stream(server, "budget") as anonymous,
+        SSEClient(server.port, params={"format": "json", "q": "budget"}, headers=admin) as member,
+    ):
+        member.wait_for(lambda s: any(m.retry for m in s.messages))
+        secret = server.post("budget secret", channel="board")
+        public = server.post("budget public")
+        for client in (anonymous, member):
+            client.wait_for(lambda s: any(e.id == str(public["event_id"]) for e in s.events()))
+        assert [b for _, _, b in seen(anonymous.events())] == ["budget public"]
+        assert [b for _, _, b in seen(member.events())] == ["budget secret", "budget public"]
+    # And in replay.
+    start = str(secret["event_id"] - 1)
+    with search_stream(server, "budget", last_event_id=start) as replayed:
+        replayed.wait_for(lambda s: any(e.id == str(public["event_id"]) for e in s.events()))
+        assert [b for _, _, b in seen(replayed.events())] == ["budget public"]

@@ -1,0 +1,316 @@
+"""Search on both stores: the index follows posts, edits and deletes in their own
+transaction, results rank by relevance then recency and page without ranking every
+match, private channels never show, and a database from before search gets its
+index."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from feed import schema
+from feed.search import Cursor, Filters, Results, parse
+from feed.storage import search as storage_search
+from feed.store import Store, make_engine
+from tests.conftest import Server
+from tests.test_cli import run_feed
+
+
+@pytest.fixture
+def database_url(each_database_url: str) -> str:
+    return each_database_url
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    store = Store.from_url(database_url)
+    asyncio.run(store.create_schema())
+    yield store
+    store.close()
+
+
+NO_FILTERS = Filters()
+FIRST_PAGE = Cursor()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def find(
+    store: Store,
+    q: str | None,
+    filters: Filters = NO_FILTERS,
+    *,
+    limit: int = 20,
+    cursor: Cursor = FIRST_PAGE,
+    private: list[str] | None = None,
+) -> Results:
+    query = None if q is None else parse(q)
+    results: Results = run(
+        store.search(query, filters, limit=limit, cursor=cursor, private=private)
+    )
+    return results
+
+
+def ids(results: Results) -> list[int]:
+    return [hit.post.id for hit in results.hits]
+
+
+def post(store: Store, body: str, channel: str = "general", author: str = "ana") -> int:
+    post_id: int = run(store.create_post(channel, author, body)).post.id
+    return post_id
+
+
+def test_words_phrases_prefixes_and_exclusions_find_their_posts(store: Store) -> None:
+    lift = post(store, "The lift is out of order")
+    deploy = post(store, "Deployment of the lift controller")
+    outage = post(store, "Outage: the order queue is down")
+    assert set(ids(find(store, "lift"))) == {lift, deploy}
+    assert ids(find(store, '"out of order"')) == [lift]
+    assert ids(find(store, "depl*")) == [deploy]
+    assert ids(find(store, "order -outage")) == [lift]
+    assert ids(find(store, "lift depl* -order")) == [deploy]
+    assert ids(find(store, '"order out"')) == []
+    assert outage
+
+
+def test_results_rank_by_relevance_then_recency(store: Store) -> None:
+    once = post(store, "lift " + "filler words here and there " * 6)
+    often = post(store, "lift lift lift, the lift again")
+    newer_once = post(store, "lift " + "filler words here and there " * 6)
+    assert ids(find(store, "lift")) == [often, newer_once, once]
+
+
+def test_edits_and_deletes_change_the_index_in_their_own_transaction(store: Store) -> None:
+    post_id = post(store, "the lift is broken")
+    run(store.edit_post(post_id, "the stairs are fine"))
+    assert ids(find(store, "lift")) == []
+    assert ids(find(store, "stairs")) == [post_id]
+    run(store.delete_post(post_id))
+    assert ids(find(store, "stairs")) == []
+
+
+def test_filters_narrow_by_channel_author_dates_and_pins(store: Store) -> None:
+    general = post(store, "lift news", author="ana")
+    announced = post(store, "lift notice", channel="announcements", author="bo")
+    run(store.set_pinned(announced, True))
+    by = Filters
+    assert ids(find(store, "lift", by(channels=("general",)))) == [general]
+    assert ids(find(store, "lift", by(author="bo"))) == [announced]
+    assert ids(find(store, "lift", by(pinned=True))) == [announced]
+    soon = datetime.now(UTC) + timedelta(minutes=1)
+    assert ids(find(store, "lift", by(before=soon, author="ana"))) == [general]
+    assert ids(find(store, "lift", by(after=soon))) == []
+    assert ids(find(store, None, by(author="bo"))) == [announced]
+
+
+def test_private_channels_never_show_to_those_who_cannot_read_them(store: Store) -> None:
+    run(store.create_channel("board", "Board", "", private=True))
+    public = post(store, "lift budget")
+    secret = post(store, "lift budget secret", channel="board")
+    assert ids(find(store, "lift", private=[])) == [public]
+    assert ids(find(store, "secret", private=[])) == []
+    assert ids(find(store, None, private=[])) == [public]
+    assert set(ids(find(store, "lift", private=["board"]))) == {public, secret}
+
+
+def test_snippets_are_escaped_then_marked(store: Store) -> None:
+    post(store, 'the <script>alert("x")</script> lift <mark>x</mark> &amp;')
+    (hit,) = find(store, "lift").hits
+    assert hit.snippet == (
+        "the &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; <mark>lift</mark> "
+        "&lt;mark&gt;x&lt;/mark&gt; &amp;amp;"
+    )
+
+
+def test_a_common_word_pages_through_windows_without_ranking_every_match(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage_search, "WINDOW", 4)
+    # Posts of one length, holding the word once, twice or three times.
+    made = [post(store, "common " * (1 + n % 3) + "other " * (2 - n % 3)) for n in range(10)]
+    seen: list[int] = []
+    cursor = Cursor()
+    pages = 0
+    while True:
+        page = find(store, "common", limit=3, cursor=cursor)
+        seen += ids(page)
+        pages += 1
+        if page.next is None:
+            break
+        cursor = Cursor.parse(page.next.text)
+    assert sorted(seen) == made and len(seen) == len(set(seen))
+    # The newest window of four comes first, ranked within itself.
+    assert set(seen[:4]) == set(made[-4:])
+    assert seen[:4] == sorted(made[-4:], key=lambda n: (-(1 + (n - made[0]) % 3), -n))
+    assert pages == 5
+
+
+def test_a_filter_only_search_pages_by_recency(store: Store) -> None:
+    made = [post(store, f"note {n}", author="bo") for n in range(5)]
+    first = find(store, None, Filters(author="bo"), limit=2)
+    assert ids(first) == made[:-3:-1]
+    assert first.next is not None
+    second = find(store, None, Filters(author="bo"), limit=2, cursor=first.next)
+    assert ids(second) == [made[2], made[1]]
+
+
+def test_a_database_made_before_search_gets_its_index(database_url: str) -> None:
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(schema._config(connection), "0007")
+        channel = connection.execute(
+            text(
+                "INSERT INTO channels (name, title, description, archived, private,"
+                " announcement_only) VALUES ('old', 'Old', '', false, false, false)"
+                " RETURNING id"
+            )
+        ).scalar_one()
+        for n, body in enumerate(["the lift was fixed", "nothing here", "lift again"], 1):
+            connection.execute(
+                text(
+                    "INSERT INTO posts (id, channel_id, author, body, html, created_at,"
+                    " pinned, deleted) VALUES (:id, :c, 'ana', :b, '', :at, false, false)"
+                ),
+                {"id": n, "c": channel, "b": body, "at": datetime.now(UTC)},
+            )
+    engine.dispose()
+    store = Store.from_url(database_url)
+    try:
+        run(store.create_schema())
+        assert set(ids(find(store, "lift"))) == {1, 3}
+        # New writes keep it in step after the upgrade.
+        assert ids(find(store, "fixed")) == [1]
+        run(store.edit_post(1, "the lift is fine"))
+        assert ids(find(store, "fixed")) == []
+    finally:
+        store.close()
+
+
+# -- the API -------------------------------------------------------------------------
+
+
+def test_the_api_answers_ranked_results_with_snippets_and_a_cursor(client: TestClient) -> None:
+    for n in range(3):
+        made = client.post("/api/channels/general/posts", json={"body": f"lift note {n}"})
+        assert made.status_code == 201
+    first = client.get("/api/search", params={"q": "lift", "limit": "2"})
+    assert first.status_code == 200, first.text
+    page = first.json()
+    assert [r["post"]["body"] for r in page["results"]] == ["lift note 2", "lift note 1"]
+    assert page["results"][0]["snippet"] == "<mark>lift</mark> note 2"
+    rest = client.get("/api/search", params={"q": "lift", "cursor": page["next_cursor"]})
+    assert [r["post"]["body"] for r in rest.json()["results"]] == ["lift note 0"]
+    assert rest.json()["next_cursor"] is None
+
+
+def test_the_api_hides_private_channels_from_those_who_cannot_read_them(
+    client: TestClient,
+) -> None:
+    made = client.post("/api/channels", json={"name": "board", "title": "Board", "private": True})
+    assert made.status_code == 201, made.text
+    client.post("/api/channels/board/posts", json={"body": "secret lift budget"})
+    client.post("/api/channels/general/posts", json={"body": "public lift budget"})
+    assert len(client.get("/api/search", params={"q": "budget"}).json()["results"]) == 2
+    del client.headers["authorization"]  # anonymous from here on
+    found = client.get("/api/search", params={"q": "budget"}).json()
+    assert [r["post"]["channel"] for r in found["results"]] == ["general"]
+    assert client.get("/api/search", params={"q": "secret"}).json()["results"] == []
+    asked = client.get("/api/search", params={"q": "secret", "channel": "board"})
+    assert asked.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("params", "sentence"),
+    [
+        ({"q": 'lift "out'}, "never closed"),
+        ({"q": "-lift"}, "not only words to leave out"),
+        ({"q": "a*"}, "at least 2 letters"),
+        ({"q": "lift\x00"}, "The search"),
+        ({"q": "lift", "cursor": "nope"}, "cursor"),
+        ({"q": "lift", "after": "yesterday"}, "'after' must be a date"),
+        ({"q": "lift", "pinned": "maybe"}, "'pinned' must be one of"),
+        ({"q": "lift", "limit": "1000"}, "'limit' must be between 1 and 100"),
+    ],
+)
+def test_a_malformed_search_is_a_400_that_says_why(
+    client: TestClient, params: dict[str, str], sentence: str
+) -> None:
+    answer = client.get("/api/search", params=params)
+    assert answer.status_code == 400, answer.text
+    assert sentence in answer.json()["error"]
+
+
+# -- the pages -----------------------------------------------------------------------
+
+
+def test_the_search_page_shows_marked_safe_snippets_with_links_to_each_post(
+    client: TestClient,
+) -> None:
+    made = client.post("/api/channels/general/posts", json={"body": "lift <b>x</b> fixed"})
+    post_id = made.json()["post"]["id"]
+    client.post("/api/channels/general/posts", json={"body": "stairs only"})
+    page = client.get("/search", params={"q": "lift"})
+    assert page.status_code == 200
+    assert "<mark>lift</mark> &lt;b&gt;x&lt;/b&gt; fixed" in page.text
+    assert f'href="/channels/general#post-{post_id}"' in page.text
+    assert "stairs" not in page.text
+    assert 'hx-sync="this:replace"' in page.text and "delay:300ms" in page.text
+    partial = client.get("/partials/search", params={"q": "lift"})
+    assert partial.headers["hx-replace-url"] == "/search?q=lift"
+    assert "<mark>lift</mark>" in partial.text and "<html" not in partial.text
+
+
+def test_every_dashboard_has_a_search_box(client: TestClient) -> None:
+    page = client.get("/channels/general")
+    assert '<form class="bar-search" action="/search" method="get" role="search">' in page.text
+
+
+def test_a_malformed_search_on_the_page_says_why_with_a_400(client: TestClient) -> None:
+    page = client.get("/search", params={"q": '"open'})
+    assert page.status_code == 400
+    assert "never closed" in page.text
+
+
+def test_the_kiosk_with_a_search_shows_and_streams_only_matching_posts(
+    client: TestClient,
+) -> None:
+    client.post("/api/channels/general/posts", json={"body": "deploy done"})
+    client.post("/api/channels/general/posts", json={"body": "lunch is here"})
+    page = client.get("/kiosk", params={"q": "deploy"})
+    assert page.status_code == 200
+    assert "deploy done" in page.text and "lunch" not in page.text
+    assert "q=deploy" in page.text and 'data-search="deploy"' in page.text
+    assert "post-unmatched" in page.text
+    refetched = client.get("/partials/kiosk", params={"q": "deploy"})
+    assert "deploy done" in refetched.text and "lunch" not in refetched.text
+    assert client.get("/kiosk", params={"q": "-deploy"}).status_code == 400
+
+
+# -- the CLI -------------------------------------------------------------------------
+
+
+def test_the_cli_prints_results_best_first_in_one_channel(server: Server) -> None:
+    server.post("lift maintenance on friday", channel="announcements")
+    server.post("lift maintenance chat", channel="general")
+    long = "the lift maintenance log & notes kept by the caretaker <b>daily</b>"
+    server.post(long, channel="announcements")
+    found = run_feed(
+        "search", "lift maintenance", "--channel", "announcements", "--url", server.url
+    )
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("#announcements post ") for line in lines)
+    assert lines[0].endswith(": lift maintenance on friday")
+    assert lines[1].endswith(f": {long}")
+    refused = run_feed("search", '"lift', "--url", server.url)
+    assert refused.returncode != 0
+    assert "never closed" in refused.stderr

@@ -1,0 +1,65 @@
+"""Search in a real Chromium: typing shows highlighted results and a click opens the
+post; a kiosk watching a search shows a matching new post live and not another."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import BrowserContext, expect
+
+from tests.browser import (
+    LIVE_MS,
+    OPEN_MS,
+    Problems,
+    browser,
+    context,
+    open_live,
+    post_el,
+    problems,
+    shown_ids,
+    wait_applied,
+)
+from tests.conftest import Server
+
+pytestmark = pytest.mark.browser
+__all__ = ["browser", "context", "problems"]  # fixtures
+
+
+def test_typing_a_search_shows_highlighted_results_and_a_click_opens_the_post(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    lift = server.post("The <b>lift</b> is out of order again")["post"]["id"]
+    server.post("Stairs are fine")
+    page = context.new_page()
+    page.goto(f"{server.url}/search")
+    page.get_by_label("Search posts").press_sequentially("lif*", delay=30)
+    hit = page.locator(f"#hit-{lift}")
+    expect(hit).to_be_visible(timeout=OPEN_MS)
+    expect(page.locator("#results .hit")).to_have_count(1)
+    expect(hit.locator("mark")).to_have_text("lift")
+    # The body's own markup is shown as text, never as markup.
+    expect(hit.locator(".snippet")).to_have_text("The <b>lift</b> is out of order again")
+    # The address is the search, shareable.
+    expect(page).to_have_url(f"{server.url}/search?q=lif%2A")
+    hit.locator("a.open").click()
+    expect(page).to_have_url(f"{server.url}/channels/general#post-{lift}")
+    expect(post_el(page, lift)).to_be_visible(timeout=OPEN_MS)
+
+
+def test_a_kiosk_watching_a_search_shows_a_matching_post_live_and_not_another(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    old = server.post("deploy of the old build")["post"]["id"]
+    server.post("lunch is served")
+    kiosk = open_live(context, f"{server.url}/kiosk?q=deploy")
+    assert shown_ids(kiosk) == [old]
+    other = server.post("coffee machine fixed")
+    match = server.post("deploy finished at noon")
+    expect(post_el(kiosk, match["post"]["id"])).to_be_visible(timeout=LIVE_MS)
+    wait_applied(kiosk, match["event_id"])
+    assert shown_ids(kiosk) == [match["post"]["id"], old]
+    expect(post_el(kiosk, other["post"]["id"])).to_have_count(0)
+    # An edit that stops the old post matching takes it off the screen.
+    answer = server.client.patch(f"/api/posts/{old}", json={"body": "rollback of the build"})
+    assert answer.status_code == 200
+    expect(post_el(kiosk, old)).to_have_count(0, timeout=LIVE_MS)
+    assert shown_ids(kiosk) == [match["post"]["id"]]

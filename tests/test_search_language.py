@@ -1,0 +1,154 @@
+"""The search language: queries parse into one tree, a bad one is a sentence, and the
+live matcher agrees with SQLite's FTS5 on which posts match."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from feed.search import Cursor, QueryError, Term, parse, tokenize
+
+VOCABULARY = ["lift", "deploy", "deployed", "outage", "the", "café", "e", "mail", "x1"]
+
+
+def test_a_query_is_words_phrases_prefixes_and_exclusions() -> None:
+    query = parse('lift "out of order" depl* -outage -"e-mail"')
+    assert query.terms == (
+        Term(("lift",)),
+        Term(("out", "of", "order")),
+        Term(("depl",), prefix=True),
+        Term(("outage",), negated=True),
+        Term(("e", "mail"), negated=True),
+    )
+    assert query.text == 'lift "out of order" depl* -outage -"e mail"'
+    assert query.fts5() == '("lift" AND "out of order" AND "depl" *) NOT "outage" NOT "e mail"'
+    assert query.tsquery() == (
+        "'lift' & ('out' <-> 'of' <-> 'order') & 'depl':* & !'outage' & !('e' <-> 'mail')"
+    )
+
+
+def test_the_same_query_typed_differently_is_the_same_query() -> None:
+    assert parse("  Lift   MAINTENANCE ").text == parse("lift maintenance").text
+    assert parse("lift lift").terms == (Term(("lift",)),)
+
+
+@pytest.mark.parametrize(
+    ("text", "sentence"),
+    [
+        ('lift "broken', "never closed"),
+        ("-lift -outage", "not only words to leave out"),
+        ("*** ---", "at least one word"),
+        ("", "at least one word"),
+        ("d*", "at least 2 letters"),
+        ("x" * 201, "at most 200 characters"),
+        (" ".join(f"w{n}" for n in range(13)), "at most 12 words"),
+    ],
+)
+def test_a_query_the_language_cannot_hold_is_refused_with_a_sentence(
+    text: str, sentence: str
+) -> None:
+    with pytest.raises(QueryError, match=sentence):
+        parse(text)
+
+
+def test_the_matcher_knows_words_phrases_prefixes_and_exclusions() -> None:
+    body = "The lift is **out of order** again; deployment at 5."
+    assert parse("lift").matches(body)
+    assert parse('"out of order"').matches(body)
+    assert not parse('"order out"').matches(body)
+    assert parse("depl*").matches(body)
+    assert not parse("deploy").matches(body)
+    assert not parse("lift -again").matches(body)
+    assert parse("LIFT -outage").matches(body)
+    assert not parse("lift").matches("")
+
+
+def test_a_snippet_carries_no_markup_from_the_body() -> None:
+    body = 'Note <script>alert("lift")</script> <mark>fake</mark> &amp; the lift &lt;b&gt;'
+    snippet = parse("lift").snippet(body)
+    assert "<script>" not in snippet and "<mark>fake" not in snippet
+    assert snippet == (
+        "Note &lt;script&gt;alert(&quot;<mark>lift</mark>&quot;)&lt;/script&gt; "
+        "&lt;mark&gt;fake&lt;/mark&gt; &amp;amp; the <mark>lift</mark> &amp;lt;b&amp;gt;"
+    )
+
+
+def test_a_snippet_is_a_window_around_the_first_match() -> None:
+    body = " ".join(f"w{n}" for n in range(100)) + " lift " + " ".join("z" * 50)
+    snippet = parse("lift").snippet(body)
+    assert snippet.startswith("…w88 w89 ") and "<mark>lift</mark>" in snippet
+    assert snippet.endswith("…")
+
+
+@pytest.mark.parametrize("text", ["", None])
+def test_no_cursor_is_the_first_page(text: str | None) -> None:
+    assert Cursor.parse(text) == Cursor()
+
+
+@pytest.mark.parametrize(
+    "text", ["x", "1", "1.", "-1.0", "1.2.3", "\u0661.\u0662", "9" * 20 + ".0"]
+)
+def test_a_cursor_no_search_gave_is_refused(text: str) -> None:
+    with pytest.raises(QueryError, match="cursor"):
+        Cursor.parse(text)
+
+
+@pytest.fixture(scope="module")
+def fts() -> Iterator[sqlite3.Connection]:
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE VIRTUAL TABLE t USING fts5(body, tokenize='unicode61 remove_diacritics 0')")
+    yield db
+    db.close()
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=60))
+def test_any_text_is_a_query_or_a_sentence_and_fts5_takes_every_query(
+    fts: sqlite3.Connection, text: str
+) -> None:
+    try:
+        query = parse(text)
+    except QueryError as exc:
+        assert str(exc).endswith((".", "*")) or ":" in str(exc)
+        return
+    fts.execute("SELECT rowid FROM t WHERE t MATCH ?", (query.fts5(),)).fetchall()
+    assert parse(query.text) == query
+
+
+words = st.sampled_from(VOCABULARY)
+term_text = st.one_of(
+    words,
+    words.map(lambda w: w[:2] + "*"),
+    st.lists(words, min_size=2, max_size=3).map(lambda ws: '"' + " ".join(ws) + '"'),
+)
+query_text = st.lists(
+    st.tuples(st.booleans(), term_text).map(lambda t: ("-" if t[0] else "") + t[1]),
+    min_size=1,
+    max_size=4,
+)
+body_text = st.lists(
+    st.one_of(words, st.sampled_from([" ", ", ", "-", "_", "**", "É", "\n"])), max_size=20
+).map("".join)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query_text, st.lists(body_text, min_size=1, max_size=6))
+def test_the_live_matcher_agrees_with_fts5(
+    fts: sqlite3.Connection, terms: list[str], bodies: list[str]
+) -> None:
+    try:
+        query = parse(" ".join(terms))
+    except QueryError:
+        return
+    fts.execute("DELETE FROM t")
+    fts.executemany("INSERT INTO t(rowid, body) VALUES (?, ?)", enumerate(bodies, 1))
+    found = {n for (n,) in fts.execute("SELECT rowid FROM t WHERE t MATCH ?", (query.fts5(),))}
+    assert found == {n for n, body in enumerate(bodies, 1) if query.matches(body)}
+
+
+def test_words_are_letters_and_digits_lowercased() -> None:
+    assert tokenize("E-mail_me at Café X1!") == ["e", "mail", "me", "at", "café", "x1"]
