@@ -182,7 +182,7 @@ def live(query: Query, event: FeedEvent, words: Words | None = None) -> FeedEven
         return event  # a tombstone: the page drops the post if it shows it
     if query.matches(words if words is not None else post.body):
         return event
-    if event.kind is EventKind.POST_UPDATED:
+    if event.kind in (EventKind.POST_UPDATED, EventKind.REPLY_UPDATED):
         return replace(event, kind=EventKind.POST_UNMATCHED)
     return None
 
@@ -233,10 +233,15 @@ def _term(phrase: str | None, bare: str | None, negated: bool) -> Term | None:
 
 
 def _written(term: Term) -> str:
-    words = " ".join(term.words)
-    if len(term.words) > 1:
-        words = f'"{words}"'
-    return ("-" if term.negated else "") + words + ("*" if term.prefix else "")
+    if term.prefix:
+        # A quoted phrase takes no *: words joined by a dot, as typed in ``0.00*``,
+        # read back as the same words with the last one a prefix.
+        words = ".".join(term.words) + "*"
+    elif len(term.words) > 1:
+        words = '"' + " ".join(term.words) + '"'
+    else:
+        words = term.words[0]
+    return ("-" if term.negated else "") + words
 
 
 def _fts5_term(term: Term) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feed.search import Cursor, QueryError, Term, parse, tokenize
+from feed.models import EventKind, FeedEvent, PostView
+from feed.search import Cursor, QueryError, Term, live, parse, tokenize
 
 VOCABULARY = ["lift", "deploy", "deployed", "outage", "the", "café", "e", "mail", "x1"]
 
@@ -152,3 +154,22 @@ def test_the_live_matcher_agrees_with_fts5(
 
 def test_words_are_letters_and_digits_lowercased() -> None:
     assert tokenize("E-mail_me at Café X1!") == ["e", "mail", "me", "at", "café", "x1"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "parent"), [(EventKind.POST_UPDATED, None), (EventKind.REPLY_UPDATED, 7)]
+)
+def test_an_edit_that_stops_matching_is_unmatched_for_posts_and_replies(
+    kind: EventKind, parent: int | None
+) -> None:
+    at = datetime(2026, 11, 30, tzinfo=UTC)
+    post = PostView(8, "general", "bo", "nothing here", at, at, False, False, "", parent)
+    shown = live(parse("lift"), FeedEvent(9, kind, "general", post))
+    assert shown is not None and shown.kind is EventKind.POST_UNMATCHED and shown.id == 9
+    created = EventKind.POST_CREATED if parent is None else EventKind.REPLY_CREATED
+    assert live(parse("lift"), FeedEvent(9, created, "general", post)) is None
+
+
+@pytest.mark.parametrize("text", ["0.00*", "ab.cd* lift", '"lift maint" depl*', "-x1.y2* lift"])
+def test_a_query_written_out_again_reads_back_the_same(text: str) -> None:
+    assert parse(parse(text).text) == parse(text)
