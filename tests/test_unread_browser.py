@@ -248,3 +248,34 @@ def test_unread_counts_screenshots(
     finally:
         ctx.close()
     assert problems.seen == []
+
+
+def test_tabs_that_share_one_stream_all_hear_their_persons_read_and_mentions(
+    server: Server, browser: Browser, problems: Problems
+) -> None:
+    bob = server.token("bob")
+    server.post("news for everyone", author="alice")
+    tabs, laptop = (new_context(browser, problems) for _ in range(2))
+    try:
+        first = sign_in(tabs, server, bob, "/channels/announcements")
+        second = tabs.new_page()
+        second.goto(f"{server.url}/channels/announcements")
+        # One browser, one stream: one tab holds it, the other gets its messages.
+        wait_true(second, "window.feedStream.mode !== null")
+        modes = sorted(p.evaluate("window.feedStream.mode") for p in (first, second))
+        assert modes == ["follower", "leader"], modes
+        for page in (first, second):
+            expect(badge(page, "general")).to_have_text("1 unread")
+        # A mention reaches both tabs' counts, through the holder.
+        mention = server.post("@bob have a look", author="alice")
+        for page in (first, second):
+            wait_applied(page, mention["event_id"])
+            expect(page.locator("[data-unread-mentions] .count")).to_have_text("1", timeout=SYNC_MS)
+        # Reading on another device clears the counts in both tabs.
+        sign_in(laptop, server, bob, "/")
+        for page in (first, second):
+            expect(badge(page, "general")).to_be_hidden(timeout=SYNC_MS)
+    finally:
+        for ctx in (tabs, laptop):
+            ctx.close()
+    assert problems.seen == []
