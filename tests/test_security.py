@@ -117,7 +117,7 @@ def test_a_stream_starts_with_nosniff_and_cors_headers(make_server: Callable[...
 
 # What answers the same whoever asks; everything else is private to its asker.
 SHARED = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/static"}
-ROUTE_VALUES = {"channel": "general", "post_id": "1", "name": "ada"}
+ROUTE_VALUES = {"channel": "general", "post_id": "1", "name": "ada", "reaction": "👍"}
 
 
 def _every_route() -> list[tuple[str, str]]:
