@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 CONSTRAINTS := constraints.txt
 PIP_INSTALL := pip install --quiet --constraint $(CONSTRAINTS) --build-constraint $(CONSTRAINTS)
 CHROMIUM ?= /usr/bin/chromium
+# Reactions are emoji: without a colour emoji font, Chromium draws them as boxes in the
+# browser tests' screenshots.
+EMOJI_FONT ?= /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 CADDY ?= /usr/bin/caddy
 # The README test types the README's commands, which use curl and jq.
 CURL ?= /usr/bin/curl
@@ -72,6 +75,9 @@ endef
 $(CHROMIUM):
 	$(call apt_install,chromium)
 
+$(EMOJI_FONT):
+	$(call apt_install,fonts-noto-color-emoji)
+
 $(CADDY):
 	$(call apt_install,caddy)
 	if [ -d /run/systemd/system ]; then systemctl disable --now caddy.service; fi
@@ -82,7 +88,7 @@ $(CURL):
 $(JQ):
 	$(call apt_install,jq)
 
-test: $(VENV)/.test-deps $(CHROMIUM) $(CADDY) $(CURL) $(JQ)
+test: $(VENV)/.test-deps $(CHROMIUM) $(EMOJI_FONT) $(CADDY) $(CURL) $(JQ)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
@@ -93,8 +99,8 @@ test-fast: $(VENV)/.test-deps
 	$(BIN)/pytest -m 'not slow'
 
 # The README's screenshots, from the tests that take them (fixed content, frozen clock).
-screenshots: $(VENV)/.test-deps $(CHROMIUM)
-	$(BIN)/pytest -m screenshots --screenshots docs/screenshots
+screenshots: $(VENV)/.test-deps $(CHROMIUM) $(EMOJI_FONT)
+	$(BIN)/pytest -m screenshots --screenshots=docs/screenshots
 
 check: $(VENV)/.test-deps
 	$(BIN)/ruff check .
