@@ -33,20 +33,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from feed import reading, security
+from feed import security
 from feed.errors import ClientError
 from feed.identity import identity_name
 from feed.inputs import (
     IDEMPOTENCY_KEY,
     MAX_DESCRIPTION_CHARS,
-    MAX_ID,
     MAX_IDEMPOTENCY_KEY_CHARS,
     MAX_PAGE,
     MAX_SEARCH_PAGE,
     MAX_TITLE_CHARS,
     channel_name,
     check_fields,
-    event_id_field,
     flag,
     int_param,
     optional_text,
@@ -467,66 +465,6 @@ async def presence(request: Request) -> JSONResponse:
 # -- read state (reading.py) ----------------------------------------------------------
 
 
-async def my_unread(request: Request) -> JSONResponse:
-    """What the requester has not read, per channel they may read."""
-    rt = runtime(request)
-    perms = await rt.access.check(request)
-    name = reading.the_person(perms)
-    found = await rt.store.unread(
-        name, reading.readable_names(perms), private=perms.private_readable()
-    )
-    return JSONResponse(reading.unread_json(found))
-
-
-async def mark_read(request: Request) -> JSONResponse:
-    """Move the requester's position in a channel to ``up_to`` (an event id; beyond the
-    newest event is clamped to it), or to the newest event if not sent."""
-    rt = runtime(request)
-    perms = await rt.access.check(request)
-    name = reading.the_person(perms)
-    channel = request.path_params["channel"]
-    perms.check_read(channel)
-    payload = await read_json(request, rt.settings.max_body_bytes)
-    check_fields(payload, set(), frozenset({"up_to"}))
-    up_to = event_id_field(payload, "up_to")
-    mark = await rt.store.mark_read(name, channel, MAX_ID if up_to is None else up_to)
-    rt.metrics.announced(mark.event_id)
-    return JSONResponse(
-        {"channel": mark.channel, "read_up_to": mark.up_to, "event_id": mark.event_id}
-    )
-
-
-async def mark_all_read(request: Request) -> JSONResponse:
-    """Mark every channel the requester may read as read."""
-    rt = runtime(request)
-    perms = await rt.access.check(request)
-    name = reading.the_person(perms)
-    payload = await read_json(request, rt.settings.max_body_bytes)
-    check_fields(payload, set())
-    marks = await rt.store.mark_all_read(name, reading.readable_names(perms))
-    return JSONResponse({"channels": {m.channel: {"read_up_to": m.up_to} for m in marks}})
-
-
-async def my_mentions(request: Request) -> JSONResponse:
-    """The posts that mention the requester, newest first."""
-    rt = runtime(request)
-    perms = await rt.access.check(request)
-    name = reading.the_person(perms)
-    before = int_param(request, "before", low=1)
-    limit = int_param(request, "limit", low=1, high=MAX_PAGE) or rt.settings.page_size
-    found = await rt.store.mentions(
-        name,
-        reading.readable_names(perms),
-        private=perms.private_readable(),
-        before=before,
-        limit=limit,
-    )
-    next_before = found[-1].event_id if len(found) == limit else None
-    return JSONResponse(
-        {"mentions": [reading.mention_json(m) for m in found], "next_before": next_before}
-    )
-
-
 routes = [
     Route("/api/channels", list_channels, methods=["GET"]),
     Route("/api/channels", create_channel, methods=["POST"]),
@@ -548,9 +486,5 @@ routes = [
     Route("/api/posts/{post_id}/reactions", list_reactions, methods=["GET"]),
     Route("/api/posts/{post_id}/reactions/{reaction}", react, methods=["PUT", "DELETE"]),
     Route("/api/presence", presence, methods=["GET"]),
-    Route("/api/me/unread", my_unread, methods=["GET"]),
-    Route("/api/me/read", mark_all_read, methods=["POST"]),
-    Route("/api/me/mentions", my_mentions, methods=["GET"]),
-    Route("/api/channels/{channel}/read", mark_read, methods=["POST"]),
     Route("/api/search", search, methods=["GET"]),
 ]

@@ -25,6 +25,7 @@ from feed import (
     presence,
     signin,
     threads,
+    unread,
     viewers,
 )
 from feed.brokers import broker_from_url
@@ -125,6 +126,7 @@ def create_app(settings: Settings) -> FeedApp:
         *admin.routes,
         *pages.routes,
         *threads.routes,
+        *unread.routes,
         *signin.routes,
         *health.routes,
         Route("/events", EventStream(), methods=["GET"]),
