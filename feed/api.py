@@ -297,7 +297,11 @@ async def search(request: Request) -> JSONResponse:
         cursor=asked.cursor,
         private=perms.private_readable(),
     )
-    found = [{"post": post_json(hit.post), "snippet": hit.snippet} for hit in results.hits]
+    posts = await posts_for(rt, perms.identity.name, [hit.post for hit in results.hits])
+    found = [
+        {"post": post, "snippet": hit.snippet}
+        for post, hit in zip(posts, results.hits, strict=True)
+    ]
     more = None if results.next is None else results.next.text
     return JSONResponse({"results": found, "next_cursor": more})
 
@@ -368,7 +372,8 @@ async def list_replies(request: Request) -> JSONResponse:
         parent.id, before=before, limit=limit, private=perms.private_readable()
     )
     next_before = replies[-1].id if len(replies) == limit else None
-    return JSONResponse({"replies": [post_json(p) for p in replies], "next_before": next_before})
+    listed = await posts_for(rt, perms.identity.name, replies)
+    return JSONResponse({"replies": listed, "next_before": next_before})
 
 
 async def get_post(request: Request) -> JSONResponse:

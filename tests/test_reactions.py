@@ -75,6 +75,26 @@ def test_put_and_delete_toggle_idempotently_and_listings_carry_counts_and_mine(
     assert counts(gone_again.json()["reactions"]) == {THUMBS: 1}
 
 
+def test_replies_and_search_results_carry_counts_and_mine_as_every_listing(
+    client: TestClient, settings: Any
+) -> None:
+    post = new_post(client)
+    reply = client.post(f"/api/posts/{post}/replies", json={"body": "lift fixed"})
+    assert reply.status_code == 201, reply.text
+    reply_id = reply.json()["post"]["id"]
+    ada = bearer(make_token(settings.database_url, "ada", "reader")[0])
+    assert client.put(f"/api/posts/{reply_id}/reactions/{PARTY}", headers=ada).status_code == 200
+    assert client.put(f"/api/posts/{reply_id}/reactions/{THUMBS}").status_code == 200
+
+    listed = client.get(f"/api/posts/{post}/replies", headers=ada).json()["replies"][0]
+    assert listed["id"] == reply_id
+    assert counts(listed["reactions"]) == {PARTY: 1, THUMBS: 1} and listed["mine"] == [PARTY]
+    found = client.get("/api/search", params={"q": "lift"}, headers=ada).json()["results"]
+    assert [hit["post"]["id"] for hit in found] == [reply_id]
+    assert counts(found[0]["post"]["reactions"]) == {PARTY: 1, THUMBS: 1}
+    assert found[0]["post"]["mine"] == [PARTY]
+
+
 async def kiosk_key(settings: Settings) -> str:
     """A kiosk link's key for #general, made as ``feed kiosk create`` makes one."""
     store = Store.from_url(settings.database_url)

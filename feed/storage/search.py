@@ -38,6 +38,7 @@ from sqlmodel import Session, col, select
 from feed import schema
 from feed.models import Channel, Event, Post, PostView, _post_view
 from feed.search import Cursor, Filters, Hit, Query, Results
+from feed.storage import tallies
 from feed.storage.engine import in_thread
 from feed.storage.log import EventLog, readable
 
@@ -187,5 +188,6 @@ def _posts_by_id(session: Session, ids: list[int]) -> dict[int, PostView]:
         .join(Channel, col(Channel.id) == col(Post.channel_id))
         .where(col(Post.id).in_(ids))
     ).all()
-    views = [_post_view(post, name) for post, name in rows]
+    # Results are posts like any listing's: with their reactions (storage/tallies.py).
+    views = tallies.with_counts(session, [_post_view(post, name) for post, name in rows])
     return {view.id: view for view in views}
