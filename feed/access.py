@@ -80,11 +80,11 @@ from starlette.types import Scope
 
 from feed.errors import ClientError
 from feed.identity import ANONYMOUS, Identity, Role, Via, digest, identity_name, of_credential
-from feed.models import AccessChange, ChannelView, FeedEvent, TokenView
 from feed.permissions import Permissions, grantee, unauthorized
 from feed.recent import MISSING, RECENT_TTL, Missing, RecentAnswers
 from feed.settings import Settings
 from feed.store import Store
+from feed.values import AccessChange, ChannelView, FeedEvent, TokenView
 
 SESSION_COOKIE = "feed_session"
 SESSION_SALT = "feed-session"

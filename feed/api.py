@@ -54,12 +54,12 @@ from feed.inputs import (
     search_asked,
     text_field,
 )
-from feed.models import Answer, Change, ChannelChange, Claim, Once, PostView
 from feed.permissions import Permissions, forbidden_unless_admin
 from feed.reactions import reaction_in
 from feed.render import channel_json, post_json, reactions_json
 from feed.runtime import Runtime, runtime
 from feed.store import IdempotencyKeyReused, PostNotFound
+from feed.values import Answer, Change, ChannelChange, Claim, Once, PostView
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 

@@ -18,9 +18,9 @@ from urllib.parse import urlencode
 from feed.access import Access
 from feed.brokers import broker_from_url
 from feed.identity import Role, digest, identity_name, new_token
-from feed.models import TokenView
 from feed.settings import Settings
 from feed.store import Store, StoreUnavailable
+from feed.values import TokenView
 
 __all__ = ["StoreUnavailable", "UsageError", "run"]
 

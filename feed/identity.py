@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from feed import text
-from feed.models import TokenView
+from feed.values import TokenView
 
 TOKEN_PREFIX = "feed_"
 MAX_NAME_CHARS = 80

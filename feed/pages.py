@@ -56,13 +56,13 @@ from feed.inputs import (
     search_asked,
     search_query,
 )
-from feed.models import ChannelView, FrontPage, PostView
 from feed.permissions import Permissions
 from feed.render import SNAPSHOT_HEADER
 from feed.runtime import Runtime, runtime
 from feed.search import Cursor, Filters, Query, Results
 from feed.security import admit_post
 from feed.store import StoreError
+from feed.values import ChannelView, FrontPage, PostView
 from feed.viewers import SignInFirst, viewer
 
 KIOSK_POSTS = 30  # posts a kiosk shows and keeps in its DOM, pinned ones first

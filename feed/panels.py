@@ -28,9 +28,9 @@ from markupsafe import Markup
 
 from feed.events import HubStats
 from feed.inputs import MAX_TITLE_CHARS
-from feed.models import FeedEvent
 from feed.runtime import Runtime
 from feed.sse import Format, frame
+from feed.values import FeedEvent
 
 RECENT_ROWS = 30  # log events the page shows
 

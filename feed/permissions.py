@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 from feed.errors import ClientError
 from feed.identity import Identity, Role, Via
-from feed.models import ChannelView, PostView
+from feed.values import ChannelView, PostView
 
 
 def grantee(who: Identity) -> str | None:

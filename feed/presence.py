@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from feed import tasks
 from feed.brokers import Broker
 from feed.events import EVERY_CHANNEL, Hub
-from feed.models import FeedEvent
 from feed.sse import Format, frame
+from feed.values import FeedEvent
 
 logger = logging.getLogger("feed.presence")
 

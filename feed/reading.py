@@ -23,9 +23,9 @@ from typing import Any
 
 from feed.errors import ClientError
 from feed.identity import Identity
-from feed.models import Mention, Unread
 from feed.permissions import Permissions, grantee
 from feed.render import post_json
+from feed.values import Mention, Unread
 
 # ``GET /events?only=mentions``: a stream of the reader's mentions and nothing else.
 STREAM_ONLY = ("mentions",)

@@ -41,12 +41,12 @@ from feed import search, tasks
 from feed.brokers import Broker
 from feed.events import Hub, Outgoing
 from feed.metrics import Metrics
-from feed.models import AccessChange, Commit, FeedEvent
 from feed.render import Renderer
 from feed.search import Query
 from feed.sse import Format
 from feed.storage.log import EVERYONE
 from feed.store import Store, StoreUnavailable
+from feed.values import AccessChange, Commit, FeedEvent
 
 logger = logging.getLogger("feed.relay")
 

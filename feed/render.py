@@ -60,10 +60,11 @@ import jinja2
 from markupsafe import Markup
 from starlette.responses import HTMLResponse
 
-from feed.models import ChannelView, EventKind, FeedEvent, PostView, ReactionCount, Thread
+from feed.models import EventKind
 from feed.settings import DEFAULT_REACTIONS
 from feed.sse import Format, frame
 from feed.text import CONTROLS, LINE_FEED, TAB, matching
+from feed.values import ChannelView, FeedEvent, PostView, ReactionCount, Thread
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # What a re-fetched list or thread reflects: the newest event id of its snapshot. Pages

@@ -61,11 +61,11 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from feed import search
-from feed.models import FeedEvent
 from feed.render import Renderer
 from feed.search import Query
 from feed.sse import Format
 from feed.store import Store
+from feed.values import FeedEvent
 
 TTL = 2.0
 PAGE = 100  # events read from the store at a time

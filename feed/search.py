@@ -57,7 +57,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from html import escape
 
-from feed.models import EventKind, FeedEvent, PostView
+from feed.models import EventKind
+from feed.values import FeedEvent, PostView
 
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 12

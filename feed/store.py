@@ -1,6 +1,6 @@
 """Persistence: the one ``Store``, put together from its parts in ``feed/storage/``.
-The tables, and the values the queries return, are in models.py; every query is in
-the store.
+The tables are in models.py, the values the queries return in values.py; every
+query is in the store.
 
 The database is the event log (storage/log.py). Each change a reader can see writes an
 ``events`` row in the same transaction as the change itself; the row's id is the SSE

@@ -71,13 +71,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from feed import inputs, logs, reading, security
 from feed.errors import ClientError, error_response, unavailable
-from feed.models import EventKind, PostView
+from feed.models import EventKind
 from feed.permissions import Permissions
 from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
 from feed.sse import CLOSING, Format, frame, hello, position, retry_hint
 from feed.store import PostNotFound, StoreUnavailable
 from feed.subscribers import Subscriber, Transport
+from feed.values import PostView
 
 try:
     from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as _HttpToolsCycle

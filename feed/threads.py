@@ -29,12 +29,12 @@ from starlette.routing import Route
 
 from feed.errors import ClientError
 from feed.inputs import post_body, post_id, read_form
-from feed.models import PostView, ThreadPage
 from feed.permissions import Permissions
 from feed.render import SNAPSHOT_HEADER
 from feed.runtime import Runtime, runtime
 from feed.security import admit_reply
 from feed.store import NotAThread, PostDeleted, PostNotFound, StoreError
+from feed.values import PostView, ThreadPage
 from feed.viewers import viewer
 
 

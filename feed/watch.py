@@ -34,10 +34,10 @@ from typing import Protocol
 from feed import tasks
 from feed.access import Access
 from feed.identity import Identity, Via, digest
-from feed.models import AccessChange, Commit
 from feed.permissions import Permissions
 from feed.store import StoreUnavailable
 from feed.subscribers import Subscriber
+from feed.values import AccessChange, Commit
 
 logger = logging.getLogger("feed.watch")
 

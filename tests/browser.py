@@ -38,8 +38,8 @@ from playwright.sync_api import (
     Error as PlaywrightError,
 )
 
-from feed.models import Change, PostView
 from feed.store import Store
+from feed.values import Change, PostView
 from tests.conftest import Server
 
 CHROMIUM = "/usr/bin/chromium"

@@ -19,9 +19,9 @@ import pytest
 
 from feed.access import Access
 from feed.identity import ANONYMOUS
-from feed.models import ChannelView
 from feed.settings import Settings
 from feed.store import Store
+from feed.values import ChannelView
 from tests.auth import ADMIN, ADMIN_TOKEN, bearer
 from tests.conftest import Server
 from tests.services import Postgres

@@ -10,9 +10,9 @@ from openapi_spec_validator import validate
 from starlette.testclient import TestClient
 
 from feed.app import create_app
-from feed.models import TokenView
 from feed.settings import Settings
 from feed.store import Store, StoreUnavailable
+from feed.values import TokenView
 from tests.auth import ADMIN, ensure_admin
 
 JSON = {"content-type": "application/json"}

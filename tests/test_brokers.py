@@ -9,7 +9,8 @@ import redis.asyncio as redis
 
 from feed.brokers import ACCESS_HINT, HINT_CHANNEL
 from feed.brokers.redis import RedisBroker
-from feed.models import AccessChange, Commit, EventKind, FeedEvent
+from feed.models import EventKind
+from feed.values import AccessChange, Commit, FeedEvent
 from tests.conftest import free_port
 from tests.services import Valkey
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from feed.models import Answer, Change, Claim, Commit, Once
 from feed.store import ChannelNotFound, IdempotencyKeyReused, Store
+from feed.values import Answer, Change, Claim, Commit, Once
 from tests.auth import ADMIN, bearer, make_token
 from tests.conftest import Server
 from tests.sse import SSEClient

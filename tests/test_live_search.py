@@ -14,13 +14,13 @@ import pytest
 from feed.brokers.memory import MemoryBroker
 from feed.events import Hub
 from feed.metrics import Metrics
-from feed.models import FeedEvent
 from feed.relay import Relay
 from feed.render import Renderer
 from feed.search import Query, Words, parse
 from feed.sse import Format
 from feed.store import Store
 from feed.subscribers import Subscriber
+from feed.values import FeedEvent
 from tests.auth import ADMIN_TOKEN
 from tests.conftest import Server, sqlite_url
 from tests.sse import Message, SSEClient
@@ -179,7 +179,8 @@ def test_an_unmatched_event_names_the_post_and_nothing_of_its_text() -> None:
     from dataclasses import replace
     from datetime import UTC, datetime
 
-    from feed.models import EventKind, PostView
+    from feed.models import EventKind
+    from feed.values import PostView
 
     post = PostView(7, "general", "ann", "secret text", datetime.now(UTC), None, False, False, "")
     event = FeedEvent(9, EventKind.POST_UPDATED, "general", post)

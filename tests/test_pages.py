@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from starlette.testclient import TestClient
 
-from feed.models import PostView
 from feed.pages import KIOSK_POSTS, dashboard_window, kiosk_window
+from feed.values import PostView
 
 
 def posted(client: TestClient, body: str, channel: str = "general") -> tuple[int, int]:

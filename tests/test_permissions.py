@@ -16,8 +16,8 @@ import pytest
 
 from feed.errors import ClientError
 from feed.identity import Identity, Role, Via
-from feed.models import ChannelView, PostView
 from feed.permissions import Permissions, forbidden_unless_admin
+from feed.values import ChannelView, PostView
 
 T = TypeVar("T")
 

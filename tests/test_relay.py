@@ -12,12 +12,12 @@ from typing import Any
 from feed.brokers.memory import MemoryBroker
 from feed.events import Hub, Outgoing
 from feed.metrics import Metrics
-from feed.models import AccessChange, Commit, FeedEvent
 from feed.relay import Relay
 from feed.render import Renderer
 from feed.sse import Format
 from feed.store import Store, make_engine
 from feed.subscribers import Subscriber
+from feed.values import AccessChange, Commit, FeedEvent
 from tests.conftest import sqlite_url
 
 

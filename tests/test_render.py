@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from feed import markdown
-from feed.models import EventKind, FeedEvent, PostView
+from feed.models import EventKind
 from feed.render import Renderer, post_json
 from feed.sse import Format
 from feed.store import Store
+from feed.values import FeedEvent, PostView
 
 POST = PostView(
     id=3,

@@ -13,9 +13,10 @@ from sqlalchemy import inspect, text
 from starlette.testclient import TestClient
 
 from feed import schema
-from feed.models import Commit, EventKind
+from feed.models import EventKind
 from feed.settings import Settings
 from feed.store import NotAThread, PostDeleted, PostNotFound, ReplyNotPinned, Store, make_engine
+from feed.values import Commit
 from tests.auth import bearer, make_token
 
 

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feed.models import EventKind, FeedEvent, PostView
+from feed.models import EventKind
 from feed.search import Cursor, QueryError, Term, live, parse, tokenize
+from feed.values import FeedEvent, PostView
 
 VOCABULARY = ["lift", "deploy", "deployed", "outage", "the", "café", "e", "mail", "x1"]
 

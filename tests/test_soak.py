@@ -34,8 +34,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Response
 
-from feed.models import PostView
 from feed.pages import KIOSK_POSTS, dashboard_window, kiosk_window
+from feed.values import PostView
 from tests.browser import (
     SCREEN,
     Database,

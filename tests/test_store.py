@@ -14,16 +14,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from feed import markdown
-from feed.models import (
-    AccessChange,
-    Change,
-    ChannelChange,
-    Commit,
-    EventKind,
-    FeedEvent,
-    FrontPage,
-    NewPost,
-)
+from feed.models import EventKind
 from feed.store import (
     ChannelArchived,
     ChannelNotFound,
@@ -34,6 +25,7 @@ from feed.store import (
     Unstorable,
     make_engine,
 )
+from feed.values import AccessChange, Change, ChannelChange, Commit, FeedEvent, FrontPage, NewPost
 from tests.services import Postgres
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from feed.models import Commit
+    from feed.values import Commit
 
 # Called with the newest event id the sender knows of, or None for "look anyway"
 # (after a (re)connect, when hints may have been missed).

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from feed.brokers import AccessHandler, BrokerStatus, HintHandler, PresenceHandler
 
 if TYPE_CHECKING:
-    from feed.models import Commit
+    from feed.values import Commit
 
 
 class MemoryBroker:

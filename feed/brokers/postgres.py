@@ -18,7 +18,7 @@ from feed.brokers import HINT_CHANNEL, PRESENCE_CHANNEL
 from feed.brokers.listener import PING_INTERVAL, ListeningBroker
 
 if TYPE_CHECKING:
-    from feed.models import Commit
+    from feed.values import Commit
 
 
 def libpq_url(url: str) -> str:

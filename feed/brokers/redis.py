@@ -25,7 +25,7 @@ from feed.brokers import ACCESS_HINT, HINT_CHANNEL, PRESENCE_CHANNEL
 from feed.brokers.listener import PING_INTERVAL, ListeningBroker
 
 if TYPE_CHECKING:
-    from feed.models import Commit
+    from feed.values import Commit
 
 logger = logging.getLogger("feed.broker")
 

@@ -10,19 +10,11 @@ from collections.abc import Callable
 
 from sqlmodel import Session, col, select
 
-from feed.models import (
-    Answer,
-    Channel,
-    ChannelChange,
-    ChannelView,
-    Claim,
-    EventKind,
-    Once,
-    _channel_view,
-)
+from feed.models import Channel, EventKind
 from feed.storage import keys
 from feed.storage.engine import StoreError, in_thread
 from feed.storage.log import EventLog
+from feed.values import Answer, ChannelChange, ChannelView, Claim, Once, _channel_view
 
 SEED_CHANNELS = (
     ("general", "General", "Anything and everything."),

@@ -20,20 +20,11 @@ from datetime import datetime
 from sqlalchemy import delete
 from sqlmodel import col, select
 
-from feed.models import (
-    AccessChange,
-    Channel,
-    EndedSession,
-    Member,
-    MemberView,
-    Secret,
-    Token,
-    TokenView,
-    _token_view,
-)
+from feed.models import Channel, EndedSession, Member, Secret, Token
 from feed.storage.channels import find_channel
 from feed.storage.engine import StoreError, in_thread, now
 from feed.storage.log import EventLog
+from feed.values import AccessChange, MemberView, TokenView, _token_view
 
 
 class TokenNotFound(StoreError):

@@ -23,8 +23,9 @@ from datetime import timedelta
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from feed.models import Answer, Claim, IdempotencyKey, Once
+from feed.models import IdempotencyKey
 from feed.storage.engine import StoreError, now
+from feed.values import Answer, Claim, Once
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 

@@ -91,18 +91,7 @@ from sqlmodel.sql.expression import Select as ModelSelect
 
 from feed import schema
 from feed.brokers import ACCESS_HINT, HINT_CHANNEL
-from feed.models import (
-    NO_ACCESS_CHANGE,
-    AccessChange,
-    Channel,
-    Commit,
-    Event,
-    EventKind,
-    FeedEvent,
-    Post,
-    ReadPosition,
-    _feed_event,
-)
+from feed.models import Channel, Event, EventKind, Post, ReadPosition
 from feed.storage import tallies, threads
 from feed.storage.engine import (
     StoreError,
@@ -112,6 +101,7 @@ from feed.storage.engine import (
     in_thread,
     now,
 )
+from feed.values import NO_ACCESS_CHANGE, AccessChange, Commit, FeedEvent, _feed_event
 
 logger = logging.getLogger("feed.store")
 

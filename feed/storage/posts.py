@@ -45,26 +45,23 @@ from sqlmodel import Session, col, select
 
 from feed import markdown, mentions
 from feed.commits import GroupCommit
-from feed.models import (
-    Answer,
-    Change,
-    Channel,
-    Claim,
-    Event,
-    EventKind,
-    FeedEvent,
-    FrontPage,
-    NewPost,
-    Once,
-    Post,
-    PostView,
-    ThreadPage,
-    _post_view,
-)
+from feed.models import Channel, Event, EventKind, Post
 from feed.storage import keys, tallies, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
 from feed.storage.engine import StoreError, Unstorable, in_thread, now
 from feed.storage.log import EventLog, readable
+from feed.values import (
+    Answer,
+    Change,
+    Claim,
+    FeedEvent,
+    FrontPage,
+    NewPost,
+    Once,
+    PostView,
+    ThreadPage,
+    _post_view,
+)
 
 # For the plain INSERTs of new posts (2).
 POSTS: Table = Post.__table__  # type: ignore[attr-defined]

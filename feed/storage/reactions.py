@@ -47,25 +47,12 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from feed.commits import GroupCommit
-from feed.models import (
-    Channel,
-    Event,
-    EventKind,
-    Post,
-    PostView,
-    Reaction,
-    ReactionChange,
-    ReactionNews,
-    ReactionToggle,
-    ReactionWindow,
-    _feed_event,
-    _post_view,
-    _utc,
-)
+from feed.models import Channel, Event, EventKind, Post, Reaction, ReactionNews, ReactionWindow
 from feed.storage import tallies
 from feed.storage.engine import StoreError, Unstorable, caller_loop, in_thread, now
 from feed.storage.log import EventLog
 from feed.storage.posts import _live_post
+from feed.values import PostView, ReactionChange, ReactionToggle, _feed_event, _post_view, _utc
 
 # Toggles one event reports by name (3); a window with more counts the rest.
 MAX_CHANGES = 100

@@ -31,21 +31,11 @@ from collections.abc import Collection, Sequence
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from feed.models import (
-    Channel,
-    Event,
-    EventKind,
-    FeedEvent,
-    Mention,
-    Post,
-    ReadMark,
-    ReadPosition,
-    Unread,
-    _post_view,
-)
+from feed.models import Channel, Event, EventKind, Post, ReadPosition
 from feed.storage.channels import find_channel
 from feed.storage.engine import in_thread, now
 from feed.storage.log import EventLog, Q, readable
+from feed.values import FeedEvent, Mention, ReadMark, Unread, _post_view
 
 UNREAD_KINDS = (EventKind.POST_CREATED.value,)
 

@@ -36,11 +36,12 @@ from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
 from feed import schema
-from feed.models import Channel, Event, Post, PostView, _post_view
+from feed.models import Channel, Event, Post
 from feed.search import Cursor, Filters, Hit, Query, Results
 from feed.storage import tallies
 from feed.storage.engine import in_thread
 from feed.storage.log import EventLog, readable
+from feed.values import PostView, _post_view
 
 # Matches ranked at a time (2).
 WINDOW = 200

@@ -18,16 +18,8 @@ from dataclasses import replace
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
-from feed.models import (
-    EventKind,
-    FeedEvent,
-    PostView,
-    Reaction,
-    ReactionChange,
-    ReactionCount,
-    ReactionNews,
-    ReactionWindow,
-)
+from feed.models import EventKind, Reaction, ReactionNews, ReactionWindow
+from feed.values import FeedEvent, PostView, ReactionChange, ReactionCount
 
 # Names each reaction carries on every post: a chip says "ada, bo, cy and 9 others".
 FIRST_NAMES = 3

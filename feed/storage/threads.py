@@ -25,8 +25,9 @@ from dataclasses import replace
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from feed.models import EventKind, FeedEvent, Post, PostView, Thread
+from feed.models import EventKind, Post
 from feed.storage.engine import StoreError
+from feed.values import FeedEvent, PostView, Thread
 
 # The repliers a summary names, newest first.
 REPLIERS = 3
