@@ -5,28 +5,16 @@ announces it to this process's streams and to the other processes once it has
 committed (storage/log.py, on the commit announcement): an endpoint validates, calls the
 store and answers, and announces nothing itself.
 
-Creating a post or a channel takes an ``Idempotency-Key`` header: the key is stored
-with the write and its answer (storage/keys.py, on idempotency keys), so a retry gets that same
-answer, marked ``Idempotent-Replayed: true``, and never writes twice. New posts are
+Creating a post, a reply or a channel takes an ``Idempotency-Key`` header
+(idempotency.py): a retry gets the same answer and never writes twice. New posts are
 limited per identity (security.py).
 
 Request input is read and checked by inputs.py, which states the limits the OpenAPI
 document gives.
-
-Rationale:
-
-1. An ``Idempotency-Key`` belongs to whoever sent it: the store keeps a digest of the
-   sender's name with the key, so another identity sending the same key and body
-   gets its own answer, never the first sender's post. The digest fits the key
-   column as it is (a name and a key of 255 characters would not), and the store
-   needs no notion of owners.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -35,11 +23,10 @@ from starlette.routing import Route
 
 from feed import security
 from feed.errors import ClientError
+from feed.idempotency import answer_once, idempotency_claim, once_for, remembered
 from feed.identity import identity_name
 from feed.inputs import (
-    IDEMPOTENCY_KEY,
     MAX_DESCRIPTION_CHARS,
-    MAX_IDEMPOTENCY_KEY_CHARS,
     MAX_PAGE,
     MAX_SEARCH_PAGE,
     MAX_TITLE_CHARS,
@@ -58,10 +45,8 @@ from feed.permissions import Permissions, forbidden_unless_admin
 from feed.reactions import reaction_in
 from feed.render import channel_json, post_json, reactions_json
 from feed.runtime import Runtime, runtime
-from feed.store import IdempotencyKeyReused, PostNotFound
-from feed.values import Answer, Change, ChannelChange, Claim, Once, PostView
-
-REPLAYED_HEADER = "Idempotent-Replayed"
+from feed.store import PostNotFound
+from feed.values import Change, ChannelChange, PostView
 
 
 def post_answer(rt: Runtime, change: Change) -> dict[str, Any]:
@@ -76,58 +61,6 @@ async def editable(rt: Runtime, request: Request) -> int:
     # Changes count against the same rate as posts: each one reaches every screen.
     security.of(request).check_post_rate(request, perms.identity.limit_key)
     return post.id
-
-
-def idempotency_claim(request: Request, payload: dict[str, Any], owner: str) -> Claim | None:
-    """The request's ``Idempotency-Key`` with a fingerprint of what it asks, if it has one.
-
-    The key is kept as ``owner``'s (rationale 1). The fingerprint covers the method, the
-    path and the parsed body, so a retry that re-encodes the same JSON differently
-    still matches."""
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        return None
-    if not IDEMPOTENCY_KEY.fullmatch(key):
-        raise ClientError(
-            400,
-            f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible "
-            "ASCII characters.",
-            key,
-        )
-    asked = json.dumps([request.method, request.url.path, payload], sort_keys=True)
-    owned = hashlib.sha256(f"{owner}\x00{key}".encode()).hexdigest()
-    return Claim(owned, hashlib.sha256(asked.encode()).hexdigest())
-
-
-async def once_for(request: Request, write: Awaitable[Once]) -> Once:
-    """``write``'s outcome; a reused key is named as its sender sent it, not as kept."""
-    try:
-        return await write
-    except IdempotencyKeyReused:
-        raise IdempotencyKeyReused(request.headers["idempotency-key"]) from None
-
-
-def remembered(
-    content: Callable[[Any], dict[str, Any]], location: Callable[[Any], str]
-) -> Callable[[Any], Answer]:
-    """How the store writes down a 201 answer, in the bytes JSONResponse would send."""
-
-    def answer(change: Any) -> Answer:
-        body = JSONResponse(content(change)).body
-        return Answer(201, bytes(body).decode("utf-8"), location(change))
-
-    return answer
-
-
-def answer_once(rt: Runtime, once: Once) -> Response:
-    """The first answer, or the same answer replayed."""
-    rt.metrics.announced(once.event_id)
-    headers = {"Location": once.answer.location} if once.answer.location else {}
-    if once.replayed:
-        headers[REPLAYED_HEADER] = "true"
-    return Response(
-        once.answer.body, once.answer.status, headers=headers, media_type="application/json"
-    )
 
 
 def _post_content(change: Change) -> dict[str, Any]:
