@@ -21,6 +21,7 @@ from feed.openapi.parts import (
     ref,
     request_body,
 )
+from feed.openapi.reading import read_state_paths
 from feed.settings import Settings
 from feed.sse import Format
 
@@ -351,62 +352,7 @@ def paths(settings: Settings) -> dict[str, Any]:
             }
         },
         "/api/search": {"get": SEARCH},
-        "/api/me/unread": {
-            "get": {
-                "summary": "What the requester has not read, per channel they may read",
-                "responses": {"200": answer("Unread posts and mentions", ref("Unread"))},
-            }
-        },
-        "/api/me/read": {
-            "post": {
-                "summary": "Mark every channel the requester may read as read",
-                "requestBody": request_body("Nothing", settings),
-                "responses": {
-                    "200": answer(
-                        "Each channel's position now",
-                        {"type": "object", "properties": {"channels": {"type": "object"}}},
-                    ),
-                    **{code: ERROR for code in ("400", "413", "415", "422")},
-                },
-            }
-        },
-        "/api/me/mentions": {
-            "get": {
-                "summary": "Posts that mention the requester, newest first",
-                "parameters": [
-                    {"name": "before", "in": "query", "schema": ID},
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": inputs.MAX_PAGE},
-                    },
-                ],
-                "responses": {
-                    "200": answer(
-                        "A page of mentions",
-                        {
-                            "type": "object",
-                            "properties": {
-                                "mentions": {"type": "array", "items": ref("Mention")},
-                                "next_before": {"type": ["integer", "null"]},
-                            },
-                        },
-                    ),
-                    "400": ERROR,
-                },
-            }
-        },
-        "/api/channels/{channel}/read": {
-            "post": {
-                "summary": "Move the requester's read position in a channel forward",
-                "parameters": [CHANNEL],
-                "requestBody": request_body("ReadMarkEdit", settings),
-                "responses": {
-                    "200": answer("The position now", ref("ReadMark")),
-                    **{code: ERROR for code in ("400", "404", "413", "415", "422")},
-                },
-            }
-        },
+        **read_state_paths(settings),
         "/healthz": {
             "get": {
                 "summary": "Whether the process answers",
