@@ -21,7 +21,7 @@ The hot path, and why it looks the way it does:
    subscribers who get the same events share that one joined chunk. With many clients
    posting as fast as they can, the per-event writes had been most of the server's
    time after the write transactions (docs/benchmarks.md, publish throughput); joined,
-   they are a small part of it, and the group commit (storage/posts.py, on new posts
+   they are a small part of it, and the group commit (storage/new_posts.py, on new posts
    written in groups) took care of the transactions.
 4. On heartbeats. Heartbeats come from one hub-wide timer, not one timer per connection;
    what each format gets is encoded once, in sse.py (on heartbeats).

@@ -47,6 +47,7 @@ from feed.storage.engine import (
 )
 from feed.storage.grants import Grants, TokenNotFound
 from feed.storage.keys import IdempotencyKeyReused
+from feed.storage.new_posts import NewPosts
 from feed.storage.posts import PostDeleted, PostNotFound, Posts, ReplyNotPinned
 from feed.storage.reactions import Reactions
 from feed.storage.reading import Reading
@@ -71,7 +72,7 @@ __all__ = [
 ]
 
 
-class Store(Posts, Reactions, Searches, Channels, Grants, Reading):
+class Store(NewPosts, Posts, Reactions, Searches, Channels, Grants, Reading):
     """The feed's tables and queries. Public methods are coroutines."""
 
     @classmethod

@@ -26,7 +26,7 @@ Rationale for the less obvious choices:
    ``json.loads`` accepts but UTF-8 cannot encode; a number too large for its column)
    is ``Unstorable``, a client's error (422), never a 500. Endpoints refuse such input
    before it gets here; this is the floor under them. In a group of new posts it
-   fails only the post that carries it (posts.py, on new posts written in groups).
+   fails only the post that carries it (new_posts.py, on new posts written in groups).
 6. Synced commits. A 201 means committed, even across a power cut. SQLite runs with
    ``synchronous=FULL``: in WAL mode, NORMAL syncs only at checkpoints, so an OS crash
    could take back transactions already acknowledged. The sync happens once per

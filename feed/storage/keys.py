@@ -7,7 +7,7 @@ Rationale:
    either all three or none. Writers are serialised (log.py, on writers taking turns),
    so a concurrent retry with the same key waits, then finds the key and gets the
    stored answer. A new post with a key takes the same road as any new post, the group
-   commit (posts.py, on new posts written in groups): the group's transaction looks
+   commit (new_posts.py, on new posts written in groups): the group's transaction looks
    its keys up and writes them, and a retry that arrives in the same group as its
    first try gets that try's answer. A replayed answer writes no post. Only successful
    writes are remembered: a refused request wrote nothing and may simply be retried.

@@ -1,0 +1,255 @@
+"""New posts and replies: written in groups by the group commit, each with its events
+(and its mentions) in one transaction.
+
+Rationale:
+
+1. New posts written in groups. New posts are written by the group commit
+   (commits.py): the posts that arrive while one write runs share the next
+   transaction. It is the one way a post is made, with an ``Idempotency-Key`` or
+   without (keys.py, on idempotency keys). They are inserted with plain INSERTs, not
+   through the ORM's unit of work, which cost more than the rest of a post's write,
+   and their events are noted as made, not read back (log.py, on the current state).
+   The bound on waiting for the write lock holds for every post: when a group's write
+   fails, the posts that arrived while it was being tried get the same 503 at once,
+   instead of a second wait for a database just found locked. A value the driver
+   refuses fails only the post that carries it: the group commit writes the others
+   apart from it.
+2. Rendering happens before the write lock, as for every body (posts.py, on rendering
+   at write time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, insert
+from sqlmodel import Session, col, select
+
+from feed import markdown, mentions
+from feed.commits import GroupCommit
+from feed.models import Channel, Event, EventKind, Post
+from feed.storage import keys, threads
+from feed.storage.channels import ChannelArchived, ChannelNotFound
+from feed.storage.engine import StoreError, Unstorable, in_thread, now
+from feed.storage.log import EventLog
+from feed.storage.posts import PostDeleted, PostNotFound
+from feed.values import Answer, Change, Claim, FeedEvent, NewPost, Once, PostView
+
+# For the plain INSERTs of new posts (1).
+POSTS: Table = Post.__table__  # type: ignore[attr-defined]
+EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
+
+
+class NewPosts(EventLog):
+    """The store's new posts and replies."""
+
+    def __init__(self, engine: Engine, *, notify: bool = False) -> None:
+        super().__init__(engine, notify=notify)
+        self._new_posts: GroupCommit[NewPost, Change | Once] = GroupCommit(
+            self._insert_posts, isolate=lambda exc: isinstance(exc, Unstorable)
+        )
+
+    # -- new posts ----------------------------------------------------------------
+
+    async def create_post(self, channel: str, author: str, body: str) -> Change:
+        """A new post and its event, committed with the others waiting (1)."""
+        written = await self._new_post(NewPost(channel, author, body))
+        assert isinstance(written, Change)
+        return written
+
+    async def create_post_once(
+        self,
+        claim: Claim,
+        channel: str,
+        author: str,
+        body: str,
+        answer: Callable[[Change], Answer],
+        *,
+        parent: int | None = None,
+    ) -> Once:
+        """``create_post`` (or ``create_reply``), answered once per ``claim`` (keys.py,
+        on idempotency keys)."""
+        new = NewPost(channel, author, body, parent=parent, claim=claim, answer=answer)
+        written = await self._new_post(new)
+        assert isinstance(written, Once)
+        return written
+
+    async def create_reply(self, channel: str, parent: int, author: str, body: str) -> Change:
+        """A reply to the top-level post ``parent`` of ``channel``, and its event (5)."""
+        written = await self._new_post(NewPost(channel, author, body, parent=parent))
+        assert isinstance(written, Change)
+        return written
+
+    async def _new_post(self, new: NewPost) -> Change | Once:
+        # A long body is rendered by its own request, before it joins a group: nobody
+        # waits for its Markdown but itself (2).
+        if len(new.body) > markdown.RENDER_APART:
+            new = replace(new, html=await in_thread(markdown.to_html)(new.body))
+        return await self._new_posts.submit(new)
+
+    @in_thread
+    def _insert_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
+        """Write a group of new posts in one transaction; each one's own outcome."""
+        # Short bodies, rendered here, before the lock (2).
+        htmls = [markdown.to_html(new.body) if new.html is None else new.html for new in batch]
+        with self._write() as session:
+            names = sorted({new.channel for new in batch})
+            found = session.exec(select(Channel).where(col(Channel.name).in_(names))).all()
+            channels = {c.name: c for c in found}
+            settled, repeats = _settle(session, batch, channels)
+            done = settled.keys() | repeats.keys()
+            accepted = [(n, new) for n, new in enumerate(batch) if n not in done]
+            written: dict[int, Change | Once] = {}
+            if accepted:
+                changes = self._insert_new(session, accepted, channels, htmls)
+                written = _keep_answers(session, changes, batch)
+            for n, first in repeats.items():
+                # A retry that came with its first try: that try's answer, replayed.
+                kept = written[first]
+                assert isinstance(kept, Once)
+                written[n] = Once(kept.answer, None, True)
+        return [written.get(n) or settled[n] for n in range(len(batch))]
+
+    def _insert_new(
+        self,
+        session: Session,
+        accepted: Sequence[tuple[int, NewPost]],
+        channels: dict[str, Channel],
+        htmls: Sequence[str],
+    ) -> dict[int, Change]:
+        """Insert the ``accepted`` posts and their events; each one's change, by place."""
+        at = now()
+        connection = session.connection()
+        post_rows = [
+            {"channel_id": channels[new.channel].id, "author": new.author, "body": new.body}
+            | {"parent_id": new.parent}
+            | {"html": htmls[n], "created_at": at, "edited_at": None}
+            | {"pinned": False, "deleted": False}
+            for n, new in accepted
+        ]
+        post_ids = _insert_many(connection, POSTS, post_rows)
+        # A post's mentions go just before its own event (reading.py, on mentions).
+        # Each event as (post id, kind, recipient), in the order they are inserted.
+        planned: list[tuple[int, EventKind, str | None]] = []
+        for (n, new), post_id in zip(accepted, post_ids, strict=True):
+            for name in mentions.addressed(htmls[n], new.author):
+                planned.append((post_id, EventKind.MENTION, name))
+            planned.append((post_id, _created(new), None))
+        channel_of = {p: row["channel_id"] for row, p in zip(post_rows, post_ids, strict=True)}
+        event_rows = [
+            {"kind": kind.value, "channel_id": channel_of[post_id], "post_id": post_id}
+            | {"created_at": at, "recipient": recipient}
+            for post_id, kind, recipient in planned
+        ]
+        event_ids = _insert_many(connection, EVENTS, event_rows)
+        views = {}
+        for (n, new), post_id in zip(accepted, post_ids, strict=True):
+            view = PostView(
+                post_id, new.channel, new.author, new.body, at, None, False, False, htmls[n]
+            )
+            views[post_id] = replace(view, parent=new.parent)
+        by_post = {p: n for (n, _), p in zip(accepted, post_ids, strict=True)}
+        written: dict[int, Change] = {}
+        events = []
+        for (post_id, kind, recipient), event_id in zip(planned, event_ids, strict=True):
+            view = views[post_id]
+            if recipient is None:
+                written[by_post[post_id]] = Change(view, event_id)
+            chan = channels[view.channel]
+            events.append(
+                FeedEvent(event_id, kind, chan.name, view, None, at, chan.private, recipient)
+            )
+        self._noted(session, events)
+        return written
+
+
+def _settle(
+    session: Session, batch: Sequence[NewPost], channels: dict[str, Channel]
+) -> tuple[dict[int, Once | StoreError], dict[int, int]]:
+    """The posts of ``batch`` that write nothing, each with its outcome: refused, or a
+    retry answered as before (keys.py, on idempotency keys); and the retries of a post
+    in this very group, each with the place of its first try."""
+    kept = keys.kept_answers(session, [new.claim for new in batch if new.claim])
+    parents = _parents(session, batch)
+    settled: dict[int, Once | StoreError] = {}
+    repeats: dict[int, int] = {}
+    first_tries: dict[str, int] = {}
+    for n, new in enumerate(batch):
+        claim = new.claim
+        if claim is not None:
+            before, first = kept.get(claim.key), first_tries.get(claim.key)
+            if before is not None:
+                try:
+                    settled[n] = keys.replay(claim, before)
+                except keys.IdempotencyKeyReused as reused:
+                    settled[n] = reused
+                continue
+            if first is not None:
+                if batch[first].claim == claim:
+                    repeats[n] = first
+                else:
+                    settled[n] = keys.IdempotencyKeyReused(claim.key)
+                continue
+        chan = channels.get(new.channel)
+        if chan is None:
+            settled[n] = ChannelNotFound(new.channel)
+        elif chan.archived:
+            settled[n] = ChannelArchived(new.channel)
+        elif new.parent is not None and (refused := _refused(new, chan, parents)):
+            settled[n] = refused
+        elif claim is not None:
+            first_tries[claim.key] = n
+    return settled, repeats
+
+
+def _created(new: NewPost) -> EventKind:
+    return EventKind.POST_CREATED if new.parent is None else EventKind.REPLY_CREATED
+
+
+def _parents(session: Session, batch: Sequence[NewPost]) -> dict[int, Post]:
+    """The posts the replies of ``batch`` answer, by id."""
+    wanted = sorted({new.parent for new in batch if new.parent is not None})
+    if not wanted:
+        return {}
+    found = session.exec(select(Post).where(col(Post.id).in_(wanted))).all()
+    return {post.id: post for post in found if post.id is not None}
+
+
+def _refused(new: NewPost, channel: Channel, parents: dict[int, Post]) -> StoreError | None:
+    """Why the reply ``new`` cannot be written, if it cannot: its parent is gone, is in
+    another channel (as good as not there), or is a reply itself (threads.py, on one
+    level)."""
+    assert new.parent is not None
+    parent = parents.get(new.parent)
+    if parent is None or parent.channel_id != channel.id:
+        return PostNotFound(new.parent)
+    if parent.deleted:
+        return PostDeleted(new.parent)
+    if parent.parent_id is not None:
+        return threads.NotAThread(new.parent, parent.parent_id)
+    return None
+
+
+def _keep_answers(
+    session: Session, changes: dict[int, Change], batch: Sequence[NewPost]
+) -> dict[int, Change | Once]:
+    """``changes``, with the answer of each that came with a claim kept beside it
+    (keys.py, on idempotency keys): those are answered with it."""
+    written: dict[int, Change | Once] = {}
+    for n, change in changes.items():
+        new = batch[n]
+        if new.claim is None or new.answer is None:
+            written[n] = change
+            continue
+        given = new.answer(change)
+        keys.keep(session, new.claim, given)
+        written[n] = Once(given, change.event_id, False)
+    return written
+
+
+def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows``; their new ids, in the order of ``rows``."""
+    returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return list(connection.execute(returning, rows).scalars())
