@@ -11,6 +11,7 @@ docs/screenshots`` to renew the README's.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -28,6 +29,7 @@ from starlette.testclient import TestClient
 
 from feed.app import create_app
 from feed.settings import Settings
+from feed.store import Store
 from tests.auth import ADMIN, bearer, ensure_admin, make_token
 from tests.services import Postgres, Valkey
 from tests.waiting import until
@@ -181,6 +183,16 @@ def each_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return sqlite_url(tmp_path / "feed.db")
     postgres: Postgres = request.getfixturevalue("postgres")
     return postgres.new_database()
+
+
+@pytest.fixture
+def store(each_database_url: str) -> Iterator[Store]:
+    """A store with its schema, on each database feed supports; a file that needs
+    another kind of store defines its own."""
+    store = Store.from_url(each_database_url)
+    asyncio.run(store.create_schema())
+    yield store
+    store.close()
 
 
 @pytest.fixture

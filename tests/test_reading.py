@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from starlette.testclient import TestClient
@@ -20,14 +20,6 @@ from tests.auth import ADMIN, ADMIN_NAME, bearer, make_token
 from tests.conftest import Server
 from tests.services import Postgres
 from tests.sse import SSEClient
-
-
-@pytest.fixture
-def store(each_database_url: str) -> Iterator[Store]:
-    store = Store.from_url(each_database_url)
-    asyncio.run(store.create_schema())
-    yield store
-    store.close()
 
 
 def run(coro):  # type: ignore[no-untyped-def]

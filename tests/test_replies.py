@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import pytest
 from alembic import command
@@ -23,14 +22,6 @@ from tests.auth import bearer, make_token
 @pytest.fixture
 def database_url(each_database_url: str) -> str:
     return each_database_url
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    store = Store.from_url(database_url)
-    asyncio.run(store.create_schema())
-    yield store
-    store.close()
 
 
 def run(coro):  # type: ignore[no-untyped-def]

@@ -6,7 +6,6 @@ index."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,14 +25,6 @@ from tests.test_cli import run_feed
 @pytest.fixture
 def database_url(each_database_url: str) -> str:
     return each_database_url
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    store = Store.from_url(database_url)
-    asyncio.run(store.create_schema())
-    yield store
-    store.close()
 
 
 NO_FILTERS = Filters()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,14 +32,6 @@ from tests.services import Postgres
 @pytest.fixture
 def database_url(each_database_url: str) -> str:
     return each_database_url
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    store = Store.from_url(database_url)
-    asyncio.run(store.create_schema())
-    yield store
-    store.close()
 
 
 def run(coro):  # type: ignore[no-untyped-def]
