@@ -45,7 +45,6 @@ from starlette.routing import Route
 from feed import reading
 from feed.access import KIOSK_PARAM
 from feed.errors import ClientError
-from feed.identity import Via
 from feed.inputs import (
     MAX_SEARCH_PAGE,
     SearchAsked,
@@ -82,13 +81,6 @@ def _url(path: str, **params: Any) -> str:
 
 def screens(count: int) -> str:
     return f"{count} screen{'' if count == 1 else 's'} watching"
-
-
-def reader(perms: Permissions) -> str | None:
-    """Whose reactions a page marks as its reader's own: nobody's on a kiosk or for
-    someone not signed in, who may not react (permissions.py, on reacting)."""
-    who = perms.identity
-    return who.name if who.signed_in and who.via is not Via.KIOSK else None
 
 
 def _stream_context(rt: Runtime) -> dict[str, Any]:
@@ -153,7 +145,7 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
         )
     selected = perms.selection(None if channel is None else [channel])
     page = await rt.store.front_page(
-        selected, rt.settings.page_size, private=perms.private_readable(), reader=reader(perms)
+        selected, rt.settings.page_size, private=perms.private_readable(), reader=perms.reactor()
     )
     info = perms.channels.get(channel) if channel else None
     summed, _workers = rt.presence.total()
@@ -184,7 +176,7 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
         error=None,
         max_chars=rt.settings.max_post_chars,
         max_pinned=rt.settings.page_size,
-        reader=reader(perms),
+        reader=perms.reactor(),
         mine=page.mine,
         **_list_context(shown, channel, None, page.older_before),
         **await _read_state(rt, perms, shown),
@@ -208,7 +200,7 @@ async def posts_partial(request: Request) -> HTMLResponse:
     before = int_param(request, "before", low=1)
     selected = perms.selection(None if channel is None else [channel])
     private = perms.private_readable()
-    name = reader(perms)
+    name = perms.reactor()
     if before is None:
         page = await rt.store.front_page(
             selected, rt.settings.page_size, private=private, reader=name

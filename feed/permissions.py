@@ -114,6 +114,12 @@ class Permissions:
         who = self.identity
         return self.may_read(name) and who.signed_in and who.via is not Via.KIOSK
 
+    def reactor(self) -> str | None:
+        """Whose reactions a page marks as its reader's own: nobody's on a kiosk or for
+        someone not signed in, who may not react (8)."""
+        who = self.identity
+        return who.name if who.signed_in and who.via is not Via.KIOSK else None
+
     def readable(self) -> list[ChannelView]:
         return [c for c in self.channels.values() if self.may_read(c.name)]
 

@@ -367,12 +367,12 @@ class Renderer:
         if post is None:
             # Pages do not swap channel changes in; this line is for pages that list them.
             return self._channel_event.render(event=event, text=self.event_text(event))
+        if event.kind is EventKind.POST_REACTIONS and not post.deleted:
+            return self.reactions_html(event)  # a reply's chips too: never its body again
         if post.parent is not None and event.kind is not EventKind.POST_UNMATCHED:
             return self._reply_html(event, post)
         if post.deleted or event.kind is EventKind.POST_UNMATCHED:
             return f'<div id="post-{post.id}" hx-swap-oob="delete"></div>'
-        if event.kind is EventKind.POST_REACTIONS:
-            return self.reactions_html(event)
         return self.post_html(post, oob=event.kind is not EventKind.POST_CREATED)
 
     def _reply_html(self, event: FeedEvent, reply: PostView) -> str:

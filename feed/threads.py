@@ -42,7 +42,7 @@ async def _thread(rt: Runtime, perms: Permissions, request: Request) -> ThreadPa
     """The thread in the path, if this reader may read it: else 404, as for no post."""
     found = post_id(request)
     page = await rt.store.thread_page(
-        found, rt.settings.page_size, private=perms.private_readable()
+        found, rt.settings.page_size, private=perms.private_readable(), reader=perms.reactor()
     )
     if not perms.may_read(page.post.channel):
         raise PostNotFound(found)
@@ -56,6 +56,8 @@ def _thread_context(rt: Runtime, perms: Permissions, page: ThreadPage) -> dict[s
         "earlier": page.post.replies - len(page.replies),  # rationale 1
         "can_reply": perms.may_reply(page.post.channel),
         "viewer": perms.identity.name,
+        "reader": perms.reactor(),
+        "mine": page.mine,
         "max_chars": rt.settings.max_post_chars,
     }
 

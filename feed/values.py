@@ -249,6 +249,7 @@ class ThreadPage:
     post: PostView
     replies: list[PostView]
     last_event_id: int
+    mine: dict[int, tuple[str, ...]] = field(default_factory=dict)  # the reader's reactions
 
 
 @dataclass(frozen=True, slots=True)

@@ -401,3 +401,40 @@ def test_a_dashboard_marks_its_readers_own_reactions_and_the_kiosk_only_counts(
     assert f'data-reaction="{PARTY}" data-count="1"' in kiosk
     assert "data-mine" not in kiosk and "data-reader" not in kiosk
     assert "data-reader" not in anonymous and f'data-mine="{PARTY}"' not in anonymous
+
+
+def test_a_thread_shows_its_replies_reactions_with_the_readers_own_marked(
+    client: TestClient, settings: Any
+) -> None:
+    post = new_post(client)
+    reply = client.post(f"/api/posts/{post}/replies", json={"body": "lift fixed"})
+    assert reply.status_code == 201, reply.text
+    reply_id = reply.json()["post"]["id"]
+    ada = bearer(make_token(settings.database_url, "ada", "reader")[0])
+    assert client.put(f"/api/posts/{reply_id}/reactions/{PARTY}", headers=ada).status_code == 200
+    assert client.put(f"/api/posts/{post}/reactions/{THUMBS}", headers=ada).status_code == 200
+    assert client.put(f"/api/posts/{reply_id}/reactions/{THUMBS}").status_code == 200
+    for path in (f"/posts/{post}", f"/partials/thread/{post}"):
+        page = client.get(path, headers=ada).text
+        chips = page[page.index(f'id="reactions-{reply_id}"') :]
+        chips = chips[: chips.index("</div>")]
+        assert f'data-mine="{PARTY}"' in chips, path
+        assert f'data-reaction="{PARTY}" data-count="1"' in chips
+        assert f'data-reaction="{THUMBS}" data-count="1"' in chips
+    whole = client.get(f"/posts/{post}", headers=ada).text
+    assert f'id="reactions-{post}"' in whole
+    root = whole[whole.index(f'id="reactions-{post}"') :]
+    assert root[: root.index(">")].endswith(f'data-mine="{THUMBS}"')
+
+
+def test_a_reaction_to_a_reply_reaches_its_threads_stream(server: Server) -> None:
+    post = new_post(server.client)
+    reply = server.client.post(f"/api/posts/{post}/replies", json={"body": "lift fixed"})
+    reply_id = reply.json()["post"]["id"]
+    with open_stream(server, format="html", thread=str(post)) as stream:
+        answer = server.client.put(f"/api/posts/{reply_id}/reactions/{PARTY}").json()
+        stream.wait_for(lambda s: reaction_events(s))
+        (event,) = reaction_events(stream)
+    assert event.id == str(answer["event_id"])
+    assert f'<div id="reactions-{reply_id}"' in event.data
+    assert f'data-reaction="{PARTY}" data-count="1"' in event.data

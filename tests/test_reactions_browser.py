@@ -144,3 +144,42 @@ def test_a_dashboard_and_a_kiosk_converge_to_the_database_counts_after_a_restart
     expect(chip(kiosk, post_id, HEART)).to_be_hidden()
     assert kiosk.locator("button.chip").count() == 0
     assert problems.seen == []
+
+
+def test_a_threads_page_reacts_to_replies_live_with_only_the_readers_own_marked(
+    make_server: Callable[..., Server], browser: Browser, problems: Problems
+) -> None:
+    server = make_server(reaction_window=WINDOW)
+    post_id = server.post("the lift is out")["post"]["id"]
+    reply = server.client.post(f"/api/posts/{post_id}/replies", json={"body": "fixed now"})
+    reply_id = reply.json()["post"]["id"]
+    ada_context = new_context(browser, problems)
+    bo_context = new_context(browser, problems)
+    sign_in(ada_context, server, server.token("ada")).close()
+    bo_token = server.token("bo", "reader")
+    sign_in(bo_context, server, bo_token).close()
+    thread = f"{server.url}/posts/{post_id}"
+    ada, bo = open_live(ada_context, thread), open_live(bo_context, thread)
+
+    # Ada reacts to the reply on its thread's page: hers, and Bo sees the count live.
+    expect(chip(ada, reply_id, PARTY)).to_have_attribute("aria-pressed", "false")
+    chip(ada, reply_id, PARTY).click()
+    expect(chip(ada, reply_id, PARTY)).to_have_attribute("aria-pressed", "true")
+    expect(chip(bo, reply_id, PARTY)).to_have_attribute("data-count", "1", timeout=REACH_MS)
+    expect(chip(bo, reply_id, PARTY)).to_have_attribute("aria-pressed", "false")
+    # Bo reacts from elsewhere (the API): his page marks it as his, Ada's only counts it.
+    answer = server.client.put(
+        f"/api/posts/{reply_id}/reactions/{THUMBS}", headers={"authorization": f"Bearer {bo_token}"}
+    )
+    assert answer.status_code == 200, answer.text
+    expect(chip(ada, reply_id, THUMBS)).to_have_attribute("data-count", "1", timeout=REACH_MS)
+    expect(chip(ada, reply_id, THUMBS)).to_have_attribute("aria-pressed", "false")
+    expect(chip(bo, reply_id, THUMBS)).to_have_attribute("aria-pressed", "true", timeout=REACH_MS)
+    # The reply's body was never swapped away by a reactions update.
+    for page in (ada, bo):
+        expect(page.locator(f"#post-{reply_id} .body")).to_have_text("fixed now")
+    # A reload of the thread keeps the marks: they are read from the page.
+    ada.reload()
+    expect(chip(ada, reply_id, PARTY)).to_have_attribute("aria-pressed", "true", timeout=OPEN_MS)
+    expect(chip(ada, reply_id, THUMBS)).to_have_attribute("aria-pressed", "false")
+    assert counts_of(server, reply_id) == {PARTY: 1, THUMBS: 1}

@@ -156,17 +156,24 @@ class Posts(EventLog):
 
     @in_thread
     def thread_page(
-        self, parent: int, limit: int, *, private: Collection[str] | None = None
+        self,
+        parent: int,
+        limit: int,
+        *,
+        private: Collection[str] | None = None,
+        reader: str | None = None,
     ) -> ThreadPage:
-        """A thread's page: its post, its newest ``limit`` replies (oldest first), and the
-        event id they are current up to, from one snapshot (log.py, on one snapshot)."""
+        """A thread's page: its post, its newest ``limit`` replies (oldest first), the
+        event id they are current up to, and ``reader``'s reactions to them, from one
+        snapshot (log.py, on one snapshot)."""
         with self._snapshot() as session:
             post = _thread_root(session, parent, private)
             post, *replies = tallies.with_counts(
                 session, [post, *_replies(session, parent, None, limit)]
             )
             last = session.exec(select(func.max(Event.id))).one() or 0
-        return ThreadPage(post, replies[::-1], last)
+            mine = tallies.mine(session, reader, [post.id, *(r.id for r in replies)])
+        return ThreadPage(post, replies[::-1], last, mine)
 
     @in_thread
     def list_posts(
