@@ -25,6 +25,7 @@ from feed.errors import ClientError
 from feed.identity import Identity
 from feed.permissions import Permissions, grantee
 from feed.render import post_json
+from feed.storage.reading import COUNT_CAP
 from feed.values import Mention, Unread
 
 # ``GET /events?only=mentions``: a stream of the reader's mentions and nothing else.
@@ -67,6 +68,7 @@ def unread_json(found: list[Unread]) -> dict[str, Any]:
         },
         "total": sum(u.posts for u in found),
         "mentions": sum(u.mentions for u in found),
+        "cap": COUNT_CAP,
     }
 
 

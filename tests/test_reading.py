@@ -487,3 +487,39 @@ def test_the_dashboard_carries_its_readers_counts_and_each_posts_event_id(
     # Nobody signed in: no read state at all.
     client.headers.pop("Authorization")
     assert "read-state" not in client.get("/").text
+
+
+def test_counts_stop_at_the_cap_and_say_so_on_every_surface(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feed import reading
+    from feed.storage import reading as stored
+
+    monkeypatch.setattr(stored, "COUNT_CAP", 3)
+    monkeypatch.setattr(reading, "COUNT_CAP", 3)
+    bob = person(settings, "bob")
+    for body in ("one @bob", "two @bob", "three @bob", "four @bob", "five @bob"):
+        assert client.post("/api/channels/general/posts", json={"body": body}).status_code == 201
+    assert client.post("/api/channels/announcements/posts", json={"body": "a"}).status_code == 201
+    unread = client.get("/api/me/unread", headers=bob).json()
+    assert unread["cap"] == 3
+    assert unread["channels"]["general"] == {"unread": 3, "mentions": 3, "read_up_to": 0}
+    assert unread["channels"]["announcements"]["unread"] == 1
+    assert (unread["total"], unread["mentions"]) == (4, 3)
+    page = client.get("/channels/announcements", headers=bob).text
+    assert re.search(r"<title>\(4\+\) Announcements · feed</title>", page)
+    badge = page[page.index('data-unread-channel="general"') :]
+    assert badge[: badge.index("</span>")].endswith('<span class="count">3+')
+    badge = page[page.index('data-unread-channel="announcements"') :]
+    assert badge[: badge.index("</span>")].endswith('<span class="count">1')
+    mentioned = page[page.index("data-unread-mentions") :]
+    assert mentioned[: mentioned.index("</span></span>")].endswith('<span class="count">3+')
+    # Below the cap, counts are exact again.
+    events = [m["event_id"] for m in client.get("/api/me/mentions", headers=bob).json()["mentions"]]
+    marked = client.post("/api/channels/general/read", json={"up_to": events[1] + 1}, headers=bob)
+    assert marked.status_code == 200
+    assert client.get("/api/me/unread", headers=bob).json()["channels"]["general"] == {
+        "unread": 1,
+        "mentions": 1,
+        "read_up_to": events[1] + 1,
+    }

@@ -285,3 +285,32 @@ def test_tabs_that_share_one_stream_all_hear_their_persons_read_and_mentions(
         for ctx in (tabs, laptop):
             ctx.close()
     assert problems.seen == []
+
+
+def test_a_count_at_the_servers_cap_shows_as_that_many_or_more(
+    server: Server, context: BrowserContext
+) -> None:
+    bob = server.token("bob")
+    server.post("one", author="alice")
+    page = sign_in(context, server, bob, "/channels/announcements")
+    expect(badge(page, "general")).to_have_text("1 unread")
+    # The server's cap is 1000 (storage/reading.py); a count there means "or more".
+    capped = {
+        "channels": {
+            "general": {"unread": 1000, "mentions": 0, "read_up_to": 0},
+            "announcements": {"unread": 2, "mentions": 0, "read_up_to": 0},
+        },
+        "total": 1002,
+        "mentions": 0,
+        "cap": 1000,
+    }
+    page.route("**/api/me/unread", lambda route: route.fulfill(json=capped))
+    server.post("two", author="alice")  # a new post makes the page ask again
+    expect(badge(page, "general")).to_have_text("1000+ unread", timeout=SYNC_MS)
+    expect(badge(page, "announcements")).to_have_text("2 unread")
+    expect(page).to_have_title(re.compile(r"^\(1002\+\) Announcements · feed$"))
+    capped["channels"]["general"]["unread"] = 999  # type: ignore[index]
+    capped["total"] = 1001
+    server.post("three", author="alice")
+    expect(badge(page, "general")).to_have_text("999 unread", timeout=SYNC_MS)
+    expect(page).to_have_title(re.compile(r"^\(1001\) Announcements · feed$"))

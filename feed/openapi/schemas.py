@@ -221,7 +221,7 @@ def schemas(settings: Settings) -> dict[str, Any]:
         "Nothing": {"type": "object", "additionalProperties": False, "properties": {}},
         "Unread": {
             "type": "object",
-            "required": ["channels", "total", "mentions"],
+            "required": ["channels", "total", "mentions", "cap"],
             "properties": {
                 "channels": {
                     "type": "object",
@@ -235,6 +235,11 @@ def schemas(settings: Settings) -> dict[str, Any]:
                 },
                 "total": {"type": "integer"},
                 "mentions": {"type": "integer"},
+                "cap": {
+                    "type": "integer",
+                    "description": "Each channel's counts stop here: a count this large "
+                    "means this many or more.",
+                },
             },
         },
         "Mention": {

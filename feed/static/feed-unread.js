@@ -132,27 +132,38 @@
         state.channels = fresh.channels;
         state.total = fresh.total;
         state.mentions = fresh.mentions;
+        state.cap = fresh.cap;
         show();
       })
       .catch(function () { /* the next event asks again */ });
   }
 
   function show() {
+    var capped = false;
     document.querySelectorAll("[data-unread-channel]").forEach(function (badge) {
       var found = state.channels[badge.getAttribute("data-unread-channel")];
-      setCount(badge, found ? found.unread : 0);
+      var n = found ? found.unread : 0;
+      capped = capped || atCap(n);
+      setCount(badge, n, atCap(n));
     });
     document.querySelectorAll("[data-unread-mentions]").forEach(function (badge) {
-      setCount(badge, state.mentions);
+      setCount(badge, state.mentions, atCap(state.mentions));
     });
-    var title = document.title.replace(/^\(\d+\) /, "");
-    document.title = state.total ? "(" + state.total + ") " + title : title;
+    var title = document.title.replace(/^\(\d+\+?\) /, "");
+    var total = state.total + (capped ? "+" : "");
+    document.title = state.total ? "(" + total + ") " + title : title;
     debug.total = state.total;
     debug.mentions = state.mentions;
   }
 
-  function setCount(badge, n) {
-    badge.querySelector(".count").textContent = String(n);
+  // A count at the server's cap means "that many or more" (storage/reading.py, on
+  // counts that stop).
+  function atCap(n) {
+    return Boolean(state.cap) && n >= state.cap;
+  }
+
+  function setCount(badge, n, more) {
+    badge.querySelector(".count").textContent = String(n) + (more ? "+" : "");
     badge.hidden = !n;
   }
 

@@ -22,6 +22,11 @@ Rationale:
    for someone who cannot read it, and is, once they may.
 4. What counts as unread: new posts (``post-created``) in the channels the reader may
    read, after their position there, neither deleted nor their own.
+5. Counts stop at ``COUNT_CAP``. Every open dashboard asks for its counts again after
+   new posts, so a count must cost the same whether its reader is ten posts behind or
+   a million (a newcomer starts at the beginning of every channel): each channel's
+   count reads at most ``COUNT_CAP + 1`` events from its position on, by the index of
+   events by channel, and a count of ``COUNT_CAP`` means "that many or more".
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from feed.storage.log import EventLog, Q, readable
 from feed.values import FeedEvent, Mention, ReadMark, Unread, _post_view
 
 UNREAD_KINDS = (EventKind.POST_CREATED.value,)
+COUNT_CAP = 1000  # (5)
 
 
 class Reading(EventLog):
@@ -102,19 +108,26 @@ class Reading(EventLog):
         """What ``name`` has not read in each of ``channels`` (4), and the mentions of
         it there (3); ``private``: the private channels it may read."""
         with self._read() as session:
-            positions = dict(
-                session.exec(
-                    select(Channel.name, ReadPosition.event_id)
-                    .join(Channel, col(Channel.id) == col(ReadPosition.channel_id))
-                    .where(ReadPosition.name == name)
-                ).all()
-            )
-            posts = _counts(session, name, channels, private, mentions=False)
-            mentioned = _counts(session, name, channels, private, mentions=True)
-        return [
-            Unread(c, posts.get(c, 0), mentioned.get(c, 0), positions.get(c, 0))
-            for c in sorted(channels)
-        ]
+            found = session.exec(
+                select(Channel.id, Channel.name, ReadPosition.event_id)
+                .outerjoin(
+                    ReadPosition,
+                    (col(ReadPosition.channel_id) == col(Channel.id))
+                    & (col(ReadPosition.name) == name),
+                )
+                .where(col(Channel.name).in_(sorted(channels)))
+                .order_by(col(Channel.name))
+            ).all()
+            return [
+                Unread(
+                    channel,
+                    _count(session, name, channel_id, position or 0, private, mentions=False),
+                    _count(session, name, channel_id, position or 0, private, mentions=True),
+                    position or 0,
+                )
+                for channel_id, channel, position in found
+                if channel_id is not None
+            ]
 
     @in_thread
     def has_personal_after(self, name: str, after: int) -> bool:
@@ -210,15 +223,31 @@ def _personal(
     return readable(query, private)
 
 
-def _counts(
+def _count(
     session: Session,
     name: str,
-    channels: Collection[str],
+    channel_id: int,
+    position: int,
     private: Collection[str] | None,
     *,
     mentions: bool,
-) -> dict[str, int]:
+) -> int:
+    """What ``name`` has not read of one channel after ``position``, up to the cap (5)."""
     kind = EventKind.MENTION if mentions else EventKind.POST_CREATED
-    query = _personal(select(Channel.name, func.count()), name, channels, private, kind)
-    query = query.where(col(Event.id) > func.coalesce(ReadPosition.event_id, 0))
-    return {channel: count for channel, count in session.exec(query.group_by(Channel.name)).all()}
+    events = (
+        select(Event.id)
+        .join(Channel, col(Channel.id) == col(Event.channel_id))
+        .join(Post, col(Post.id) == col(Event.post_id))
+        .where(col(Event.id) > position)
+        .where(col(Event.kind) == kind.value, col(Post.deleted).is_(False))
+    )
+    if mentions:
+        # A person's mentions are few beside a channel's events: "+ 0" keeps SQLite from
+        # walking the channel's index, so it reads the recipient's instead.
+        events = events.where(col(Event.recipient) == name)
+        events = events.where(col(Event.channel_id) + 0 == channel_id)
+    else:
+        events = events.where(col(Event.channel_id) == channel_id)
+        events = events.where(col(Event.recipient).is_(None), col(Post.author) != name)
+    bounded = readable(events, private).limit(COUNT_CAP).subquery()
+    return session.exec(select(func.count()).select_from(bounded)).one()
