@@ -14,7 +14,7 @@ Rationale:
    there for the unlimited credentials of the same person.
 2. What is counted is what the reader may read now: the channels of
    ``Permissions.readable`` and, in SQL, the private ones they may read as those are
-   in that very query (storage/log.py, on reads for a reader).
+   in that very query (storage/history.py, on reads for a reader).
 """
 
 from __future__ import annotations

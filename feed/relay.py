@@ -44,7 +44,7 @@ from feed.metrics import Metrics
 from feed.render import Renderer
 from feed.search import Query
 from feed.sse import Format
-from feed.storage.log import EVERYONE
+from feed.storage.history import EVERYONE
 from feed.store import Store, StoreUnavailable
 from feed.values import AccessChange, Commit, FeedEvent
 

@@ -33,7 +33,7 @@ Rationale:
    ``resync`` instead) is counted in the database before anything is written, so the
    decision never waits for the pages.
 5. On personal events. A signed-in reader's replay holds their own personal events
-   (storage/log.py, on personal events), so its pages cannot be shared with anyone
+   (storage/history.py, on personal events), so its pages cannot be shared with anyone
    else's. Most resumes have none in their range, though: a small indexed question
    (asked once per person and place, like ``has_event``) tells, and a reader without
    any shares everyone's pages, as in (1). The answer holds for every event up to

@@ -12,10 +12,13 @@ announces a change.
 Where each rule is kept:
 
 - ids in commit order, never reused, the rollback guard, one snapshot, hints inside
-  the transaction, the commit announcement, reads for a reader: storage/log.py;
+  the transaction, the commit announcement: storage/log.py;
+- reads for a reader (private channels filtered in SQL, personal events for their
+  person alone), the log read back after an id: storage/history.py;
 - worker threads, ``BEGIN IMMEDIATE``, the bound on waiting, unavailable and
   unstorable values, synced commits: storage/engine.py;
-- new posts written in groups, rendering at write time, tombstones: storage/posts.py;
+- new posts written in groups: storage/new_posts.py; rendering at write time,
+  tombstones: storage/posts.py;
 - reactions, coalesced into one event per post per window: storage/reactions.py, with
   the counts every read carries in storage/tallies.py;
 - idempotency keys: storage/keys.py;
@@ -46,6 +49,7 @@ from feed.storage.engine import (
     make_engine,
 )
 from feed.storage.grants import Grants, TokenNotFound
+from feed.storage.history import History
 from feed.storage.keys import IdempotencyKeyReused
 from feed.storage.new_posts import NewPosts
 from feed.storage.posts import PostDeleted, PostNotFound, Posts, ReplyNotPinned
@@ -72,7 +76,7 @@ __all__ = [
 ]
 
 
-class Store(NewPosts, Posts, Reactions, Searches, Channels, Grants, Reading):
+class Store(NewPosts, Posts, Reactions, Searches, Channels, Grants, Reading, History):
     """The feed's tables and queries. Public methods are coroutines."""
 
     @classmethod

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from feed import markdown, mentions
 from feed.models import EventKind
 from feed.settings import Settings
-from feed.storage.log import EVERYONE
+from feed.storage.history import EVERYONE
 from feed.store import ChannelNotFound, Store
 from feed.values import Commit
 from tests.auth import ADMIN, ADMIN_NAME, bearer, make_token

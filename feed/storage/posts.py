@@ -14,7 +14,7 @@ Rationale for the less obvious choices:
    which spares most posts a thread hop of their own (a hop for every post showed in
    posting throughput: docs/benchmarks.md).
 4. Reads of posts for a reader filter private channels in SQL, as the log's reads do
-   (log.py, on reads for a reader), so a page never shows a post of a channel made
+   (history.py, on reads for a reader), so a page never shows a post of a channel made
    private a moment ago to someone who may not read it.
 5. Replies. A reply is a row of ``posts`` with its parent's id, written, edited and
    deleted exactly as a post is (the group commit included), with ``reply-*`` events
@@ -35,7 +35,8 @@ from feed import markdown, mentions
 from feed.models import Channel, Event, EventKind, Post
 from feed.storage import tallies, threads
 from feed.storage.engine import StoreError, in_thread, now
-from feed.storage.log import EventLog, readable
+from feed.storage.history import readable
+from feed.storage.log import EventLog
 from feed.values import (
     Change,
     FrontPage,

@@ -39,7 +39,8 @@ from sqlmodel import Session, col, select
 from feed.models import Channel, Event, EventKind, Post, ReadPosition
 from feed.storage.channels import find_channel
 from feed.storage.engine import in_thread, now
-from feed.storage.log import EventLog, Q, readable
+from feed.storage.history import readable
+from feed.storage.log import EventLog, Q
 from feed.values import FeedEvent, Mention, ReadMark, Unread, _post_view
 
 UNREAD_KINDS = (EventKind.POST_CREATED.value,)

@@ -17,7 +17,7 @@ Rationale:
    of "the" costs ``WINDOW`` matches, not all of them; a rare word's window holds all
    its matches, so its ranking is exact.
 3. Reads for a reader. The private channels a reader may not read are filtered in the
-   same SQL (log.py, on reads for a reader): their posts are never ranked, counted,
+   same SQL (history.py, on reads for a reader): their posts are never ranked, counted,
    snipped or returned.
 4. Relevance: SQLite's ``bm25`` (lower is better, so negated) and PostgreSQL's
    ``ts_rank`` normalised by the post's length, so that on both a short post that
@@ -40,7 +40,8 @@ from feed.models import Channel, Event, Post
 from feed.search import Cursor, Filters, Hit, Query, Results
 from feed.storage import tallies
 from feed.storage.engine import in_thread
-from feed.storage.log import EventLog, readable
+from feed.storage.history import readable
+from feed.storage.log import EventLog
 from feed.values import PostView, _post_view
 
 # Matches ranked at a time (2).
