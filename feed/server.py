@@ -38,7 +38,11 @@ Rationale:
    an even share, whatever each worker is doing. The parent keeps every socket open
    and gives a replacement its dead predecessor's, so the port never closes, and a
    connection the kernel queued on a dead worker's socket waits there for its
-   replacement instead of being reset. A worker's streams stay where they landed;
+   replacement instead of being reset. A plain bind comes first and is closed at
+   once: the kernel would let a second server that sets ``SO_REUSEPORT`` too (the
+   same release started twice, by the same user) into the port, to take half the
+   connections; the plain bind fails on a port in use, as before. A worker's streams
+   stay where they landed;
    ``FEED_MAX_STREAM_SECONDS`` (stream.py, on the maximum age) is how a replacement
    or a new worker gets its share back. Only Linux spreads this way; elsewhere the
    workers share one socket as before.
@@ -237,12 +241,11 @@ class Supervisor:
         """The workers' listening sockets, index by index (5)."""
         if not SPREAD:
             return [self._listen(self._settings.port, spread=False)] * self._settings.workers
-        first = self._listen(self._settings.port, spread=True)
-        port = first.getsockname()[1]  # the one the kernel chose, for port 0
-        return [
-            first,
-            *(self._listen(port, spread=True) for _ in range(self._settings.workers - 1)),
-        ]
+        # A socket with SO_REUSEPORT would join another server's on the port and take
+        # half its connections: a plain bind first, which is refused if one listens.
+        with self._listen(self._settings.port, spread=False) as probe:
+            port = probe.getsockname()[1]  # the one the kernel chose, for port 0
+        return [self._listen(port, spread=True) for _ in range(self._settings.workers)]
 
     def _listen(self, port: int, *, spread: bool) -> socket.socket:
         family = socket.AF_INET6 if ":" in self._settings.host else socket.AF_INET

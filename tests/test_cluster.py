@@ -241,7 +241,9 @@ def two_workers(make_server: Callable[..., Server], valkey: Valkey) -> tuple[Ser
     server = make_server(broker_url=valkey.url, workers=2, poll_interval=SLOW_POLL)
     assert server.proc is not None
     wait_until(lambda: len(worker_pids(server.proc.pid)) == 2, "two workers")  # type: ignore[union-attr]
-    return server, worker_pids(server.proc.pid)
+    workers = worker_pids(server.proc.pid)
+    wait_for_every_worker(server, workers)  # both serve: a death now is not a failed start
+    return server, workers
 
 
 def spread_of(server: Server, workers: list[int], streams: list[SSEClient]) -> dict[int, int]:
@@ -278,6 +280,8 @@ def test_a_killed_worker_never_closes_the_port_and_its_replacement_gets_its_shar
     assert server.proc is not None
     victim, survivor = workers
     os.kill(victim, signal.SIGKILL)
+    # Dead (a zombie has no command line): it accepts nothing more.
+    wait_until(lambda: victim not in worker_pids(server.proc.pid), "the victim's end")  # type: ignore[union-attr]
     # Opened while the victim is dead and not yet replaced: none is refused or cut,
     # those the kernel queued for the dead worker wait for its replacement.
     during = [json_stream(server) for _ in range(20)]
@@ -297,6 +301,22 @@ def test_a_killed_worker_never_closes_the_port_and_its_replacement_gets_its_shar
     finally:
         for stream in during + after:
             stream.close()
+
+
+def test_a_second_server_on_the_same_port_is_refused_not_let_in_to_share_it(
+    two_workers: tuple[Server, list[int]], make_server: Callable[..., Server], valkey: Valkey
+) -> None:
+    server, _ = two_workers
+    env = server.env | {"FEED_BROKER_URL": valkey.url}
+    second = subprocess.Popen(
+        [sys.executable, *Server.command], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _, errors = second.communicate(timeout=20)
+    finally:
+        second.kill()  # still serving, sharing the port: the test has failed
+    assert second.returncode != 0
+    assert "address already in use" in errors.lower()
 
 
 def worker_pids(supervisor: int) -> list[int]:
