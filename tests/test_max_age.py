@@ -61,14 +61,22 @@ class Writing:
 
 
 @contextmanager
-def writing(server: Server, bodies: Callable[[int], str]) -> Iterator[Writing]:
+def writing(
+    server: Server, bodies: Callable[[int], str], thread: int | None = None
+) -> Iterator[Writing]:
     """Two writers post ``bodies(n)`` for ``WRITING`` seconds, then one closing post
-    (``lift final``), while the block runs and reads."""
+    (``lift final``), while the block runs and reads. With ``thread``, every other
+    post is a reply to it, and so is the closing one."""
     done = Writing()
     errors: list[BaseException] = []
 
     def post(body: str, author: str) -> int:
-        event_id: int = server.post(body, author=author)["event_id"]
+        if thread is not None and ("final" in body or int(body.split()[-1]) % 2 == 0):
+            answer = server.client.post(f"/api/posts/{thread}/replies", json={"body": body})
+            assert answer.status_code == 201, answer.text
+            event_id: int = answer.json()["event_id"]
+        else:
+            event_id = server.post(body, author=author)["event_id"]
         done.posted.append((event_id, body))
         return event_id
 
@@ -152,4 +160,28 @@ def test_a_live_search_resumes_across_every_ending_with_each_match_once(
         events, endings = follow_raw(server, params, first, written.done)
     assert [int(e.id or 0) for e in events] == written.ids("lift")  # each match once, in order
     assert all(json.loads(e.data)["post"]["body"].startswith("lift") for e in events)
+    assert endings >= 2
+
+
+def replayed(server: Server, params: dict[str, str], after: int, last: int) -> list[Message]:
+    """What one stream resuming from ``after`` replays up to ``last``: the events an
+    uninterrupted stream would have carried."""
+    with SSEClient(server.port, params=params, headers={"Last-Event-ID": str(after)}) as stream:
+        stream.wait_for(lambda s: any(int(e.id or 0) >= last for e in s.events()))
+    return [e for e in stream.events() if int(e.id or 0) <= last]
+
+
+def test_a_thread_stream_resumes_across_every_ending_with_each_event_once(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(max_stream_seconds=AGE)
+    top = server.post("the thread")
+    params = {"format": "json", "thread": str(top["post"]["id"])}
+    with writing(server, lambda n: f"word {n}", thread=top["post"]["id"]) as written:
+        events, endings = follow_raw(server, params, top["event_id"], written.done)
+    whole = replayed(server, params, top["event_id"], written.final[0])
+    # A replay shows each post as it is now (its thread's counts too): ids and kinds.
+    assert [(e.id, e.event) for e in events] == [(e.id, e.event) for e in whole]
+    replies = {i for i, body in written.posted if body.endswith(("0", "2", "4", "6", "8"))}
+    assert replies | {written.final[0]} <= {int(e.id or 0) for e in events}
     assert endings >= 2
