@@ -61,6 +61,8 @@ COLUMNS = (
     ("p99_ms", "{:.1f}"),
     ("max_ms", "{:.1f}"),
     ("rss_per_sub_kb", "{:.1f}"),
+    ("cpu_us_per_sub_event", "{:.1f}"),
+    ("client_cpu_us_per_sub_event", "{:.1f}"),
     ("connect_s", "{:.1f}"),
     ("spread", "{}"),
 )
