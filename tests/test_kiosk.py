@@ -584,13 +584,14 @@ def test_kiosk_memory_stays_flat_over_two_thousand_events(
 # -- streams that reach their maximum age -------------------------------------------------
 
 
-def test_kiosk_resumes_after_each_max_age_ending_and_shows_every_post_once(
-    make_server: Callable[..., Server], context: BrowserContext, problems: Problems
+@pytest.mark.parametrize("path", ["/kiosk", "/"])
+def test_pages_resume_after_each_max_age_ending_and_show_every_post_once(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems, path: str
 ) -> None:
     # A finished response is an EventSource error until it reconnects by itself.
     problems.allow("htmx:sseError", "[object Event]")
     server = kiosk_server(make_server, max_stream_seconds=1)
-    page = open_live(context, f"{server.url}/kiosk")
+    page = open_live(context, f"{server.url}{path}")
     streams: list[str] = []
     page.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
     posted = []
