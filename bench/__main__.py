@@ -6,6 +6,7 @@
     python -m bench slow
     python -m bench reactions --reactors 1000 --watchers 5000
     python -m bench search --posts 20000   # search on both stores, live searches
+    python -m bench workers      # 39,000 streams on two workers, feed and Nchan
     python -m bench all          # every scenario with its defaults (what `make bench` runs)
 
 Without a scenario the options are the fan-out's (``python -m bench --subscribers
@@ -21,10 +22,10 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from bench import plot, reactions, report, scaling, search, slow, storm, throughput
+from bench import plot, reactions, report, scaling, search, slow, storm, throughput, workers
 from bench.fanout import TARGETS, BenchError, Plan
 
-SCENARIOS = ("fanout", "throughput", "storm", "slow", "reactions", "search", "all")
+SCENARIOS = ("fanout", "throughput", "storm", "slow", "reactions", "search", "workers", "all")
 MAX_SUBSCRIBERS = 19_500  # the server's open-files limit is 20,000
 DEFAULT_SIZES = "1000,5000,10000,19500"
 DEFAULT_TARGETS = "feed,nchan,baseline"
@@ -41,6 +42,13 @@ def _targets(text: str) -> list[str]:
     targets = [t.strip() for t in text.split(",") if t.strip()]
     if not targets or set(targets) - set(TARGETS):
         raise argparse.ArgumentTypeError(f"a comma-separated subset of {', '.join(TARGETS)}")
+    return targets
+
+
+def _worker_targets(text: str) -> list[str]:
+    targets = [t.strip() for t in text.split(",") if t.strip()]
+    if not targets or set(targets) - set(workers.TARGETS):
+        raise argparse.ArgumentTypeError(f"a comma-separated subset of {workers.TARGETS}")
     return targets
 
 
@@ -104,6 +112,14 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=search.LIVE_SECONDS,
         help="seconds of posting per live run (0: no live searches)",
+    )
+    wk = sub.add_parser("workers", help="39,000 streams on two workers, feed and Nchan")
+    wk.add_argument("--subscribers", type=int, default=workers.SUBSCRIBERS)
+    wk.add_argument(
+        "--targets",
+        type=_worker_targets,
+        default=_worker_targets(workers.DEFAULT_TARGETS),
+        help=f"comma-separated, of {', '.join(workers.TARGETS)} ({workers.DEFAULT_TARGETS})",
     )
     al = sub.add_parser("all", help="every scenario with its defaults")
     _fanout_options(al)
@@ -191,6 +207,14 @@ async def run_search(args: argparse.Namespace) -> bool:
     return True
 
 
+async def run_workers(args: argparse.Namespace) -> bool:
+    if not 2 <= args.subscribers <= workers.SUBSCRIBERS:
+        raise SystemExit(f"--subscribers must be 2..{workers.SUBSCRIBERS}")
+    document, complete = await workers.run(args.subscribers, args.targets)
+    print(f"results: {report.write_json('workers', document)}")
+    return complete
+
+
 async def run_all(args: argparse.Namespace) -> bool:
     steps: list[tuple[Callable[[argparse.Namespace], Awaitable[bool]], argparse.Namespace]] = [
         (fanout, args),
@@ -199,6 +223,7 @@ async def run_all(args: argparse.Namespace) -> bool:
         (run_slow, parse(["slow"])),
         (run_reactions, parse(["reactions"])),
         (run_search, parse(["search"])),
+        (run_workers, parse(["workers"])),
     ]
     complete = True
     for step, options in steps:
@@ -218,6 +243,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], Awaitable[bool]]] = {
     "slow": run_slow,
     "reactions": run_reactions,
     "search": run_search,
+    "workers": run_workers,
     "all": run_all,
 }
 

@@ -24,7 +24,7 @@ class NchanMissing(RuntimeError):
     """nginx or its Nchan module is not installed."""
 
 
-def command(port: int, workdir: Path) -> list[str]:
+def command(port: int, workdir: Path, workers: int = 1) -> list[str]:
     """Write the configuration under ``workdir`` and return the command that runs it."""
     missing = [str(path) for path in (NGINX, MODULE) if not path.exists()]
     if missing:
@@ -37,7 +37,10 @@ def command(port: int, workdir: Path) -> list[str]:
     workdir.chmod(0o755)
     prefix.chmod(0o755)
     conf = prefix / "nginx.conf"
-    text = Template(TEMPLATE.read_text()).substitute(module=MODULE, prefix=prefix, port=port)
+    reuseport = " reuseport" if workers > 1 else ""
+    text = Template(TEMPLATE.read_text()).substitute(
+        module=MODULE, prefix=prefix, port=port, workers=workers, reuseport=reuseport
+    )
     conf.write_text(text)
     # -e: start-up errors go to our log too, not to /var/log/nginx.
     return [str(NGINX), "-p", str(prefix), "-c", str(conf), "-e", str(error_log(workdir))]

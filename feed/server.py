@@ -6,8 +6,8 @@ Rationale:
    stream never finishes by itself. So the moment shutdown starts we close the hub,
    which ends every stream with a final chunk (clients reconnect elsewhere and
    resume), and ``timeout_graceful_shutdown`` bounds whatever is left.
-2. ``--workers N`` runs N such servers in child processes sharing one listening
-   socket, which the parent binds once. uvicorn's own multi-process mode would
+2. ``--workers N`` runs N such servers in child processes, each on a listening
+   socket the parent binds for it (5). uvicorn's own multi-process mode would
    start plain ``uvicorn.Server`` children, without point 1. The parent forwards
    SIGINT/SIGTERM and replaces a worker that dies. Each worker tells the parent when
    it is serving (an Event it sets once its lifespan has started and it listens);
@@ -29,6 +29,23 @@ Rationale:
    the first worker (a spawned worker looks for it when it imports prometheus_client),
    drops a dead worker's open streams from it before starting the next, and removes it
    at exit.
+5. On the listening sockets. Workers sharing one listening socket take connections
+   unevenly: whichever is idle in ``epoll_wait`` first accepts, so under a connect
+   storm one worker took far more than its half, its accept queue overflowed and
+   clients were cut before their headers (docs/benchmarks.md, two workers). So the
+   parent binds one socket per worker, all on the port with ``SO_REUSEPORT``, and
+   the kernel hands each new connection to one of them by a hash of its addresses:
+   an even share, whatever each worker is doing. The parent keeps every socket open
+   and gives a replacement its dead predecessor's, so the port never closes, and a
+   connection the kernel queued on a dead worker's socket waits there for its
+   replacement instead of being reset. A plain bind comes first and is closed at
+   once: the kernel would let a second server that sets ``SO_REUSEPORT`` too (the
+   same release started twice, by the same user) into the port, to take half the
+   connections; the plain bind fails on a port in use, as before. A worker's streams
+   stay where they landed;
+   ``FEED_MAX_STREAM_SECONDS`` (stream.py, on the maximum age) is how a replacement
+   or a new worker gets its share back. Only Linux spreads this way; elsewhere the
+   workers share one socket as before.
 """
 
 from __future__ import annotations
@@ -168,7 +185,7 @@ def _worker(settings: Settings, listener: socket.socket, parent: int, ready: Eve
 
 def _die_with(parent: int) -> None:
     """End this worker when the supervisor dies, even by SIGKILL, instead of leaving
-    an orphan that keeps serving on the shared socket."""
+    an orphan that keeps serving on the port."""
     if sys.platform == "linux":
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -183,8 +200,14 @@ class _Worker:
     replacement: bool = False  # started in place of one that died (2)
 
 
+# Linux spreads connections over sockets bound with SO_REUSEPORT (5); other kernels
+# give them all to one socket, or to the last one bound.
+SPREAD = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
+
+
 class Supervisor:
-    """Keeps ``settings.workers`` servers running on one shared socket."""
+    """Keeps ``settings.workers`` servers running on one port, each on its own
+    listening socket (5)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -192,11 +215,11 @@ class Supervisor:
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._deaths: collections.deque[float] = collections.deque()
-        self._socket: socket.socket | None = None
+        self._sockets: list[socket.socket] = []  # one per worker, by index (5)
         self._shared = ""  # the workers' metrics directory, while they run
 
     def run(self) -> int:
-        self._socket = self._bind()
+        self._sockets = self._bind()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
         logger.info(
@@ -207,26 +230,39 @@ class Supervisor:
             self._settings.port,
         )
         with metrics.sharing() as self._shared:
-            self._workers = [self._start() for _ in range(self._settings.workers)]
+            self._workers = [self._start(n) for n in range(self._settings.workers)]
             code = self._watch()
             self._stop_all()
-        self._socket.close()
+        for sock in set(self._sockets):
+            sock.close()
         return code
 
-    def _bind(self) -> socket.socket:
+    def _bind(self) -> list[socket.socket]:
+        """The workers' listening sockets, index by index (5)."""
+        if not SPREAD:
+            return [self._listen(self._settings.port, spread=False)] * self._settings.workers
+        # A socket with SO_REUSEPORT would join another server's on the port and take
+        # half its connections: a plain bind first, which is refused if one listens.
+        with self._listen(self._settings.port, spread=False) as probe:
+            port = probe.getsockname()[1]  # the one the kernel chose, for port 0
+        return [self._listen(port, spread=True) for _ in range(self._settings.workers)]
+
+    def _listen(self, port: int, *, spread: bool) -> socket.socket:
         family = socket.AF_INET6 if ":" in self._settings.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._settings.host, self._settings.port))
+        if spread:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((self._settings.host, port))
         sock.listen(LISTEN_BACKLOG)
         sock.set_inheritable(True)
         return sock
 
-    def _start(self, *, replacement: bool = False) -> _Worker:
+    def _start(self, index: int, *, replacement: bool = False) -> _Worker:
         ready = self._context.Event()
         process = self._context.Process(
             target=_worker,
-            args=(self._settings, self._socket, os.getpid(), ready),
+            args=(self._settings, self._sockets[index], os.getpid(), ready),
             name="feed-worker",
         )
         process.start()
@@ -268,7 +304,7 @@ class Supervisor:
         logger.warning("worker %s exited with %s; starting another", pid, code)
         if pid is not None:
             metrics.forget(pid, self._shared)
-        self._workers[index] = self._start(replacement=True)
+        self._workers[index] = self._start(index, replacement=True)
         return True
 
     def _stop_all(self) -> None:

@@ -204,6 +204,18 @@ class Settings:
         "gets this plus up to half as much again, at random, so that clients dropped "
         "together (by a restart) do not all reconnect in the same instant.",
     )
+    max_stream_seconds: float = setting(
+        0.0,
+        Accepts(lambda v: v == 0 or 1 <= v <= 604_800, "0 (off) or between 1 and 604800 seconds"),
+        "Seconds after which the server ends a stream, plus up to a quarter more at random, "
+        "so that streams opened together (after a restart) do not end together again. The "
+        "client comes back at once and resumes from its last event, as after a restart, "
+        "and lands on whichever worker the kernel picks: a restarted or added worker gets "
+        "its share of streams back within this time. 0, the default, never ends a stream: "
+        "every ending is a reconnect, a replay query and a moment a kiosk is not live, "
+        "which buys nothing on one worker. Set it (an hour, say) with several workers or "
+        "machines behind a proxy.",
+    )
     replay_limit: int = setting(
         1000,
         positive("events"),

@@ -77,6 +77,11 @@ def comment(text: str) -> bytes:
 # The last message of a stream the server ends, whichever endpoint serves it.
 CLOSING = comment("stream closed; reconnect to resume")
 
+# The last message of a stream that reached ``FEED_MAX_STREAM_SECONDS``: come back
+# soon, not after the usual spread delay (stream.py, on the maximum age).
+AGED_RETRY_MS = 250
+AGED = retry_hint(AGED_RETRY_MS) + comment("stream reached its maximum age; reconnect to resume")
+
 
 @functools.lru_cache(maxsize=4)
 def hello(release: str, heartbeat: float) -> bytes:

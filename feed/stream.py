@@ -55,6 +55,20 @@ Rationale:
     events after the resume id (replays.py, on live searches). A search follows
     channels, not a thread or one's mentions, and carries no personal events: what it
     shows is what matches.
+13. On the maximum age. With ``FEED_MAX_STREAM_SECONDS`` set, each stream ends after
+    that long plus up to a quarter more, at random (``lifetime``): streams opened in
+    the same second (every screen, after a restart) would otherwise end in the same
+    second again, each time, and a quarter spreads a reconnect storm over a quarter
+    of the age. It ends as a shutdown ends it, after what is pending and with the
+    final chunk, so an EventSource (the pages, the kiosk, htmx's extension under
+    them), ``feed tail`` and ``curl -N`` all see a finished response; the last frame
+    is ``retry:`` 250 ms and a comment saying why (sse.py). The ending is already
+    spread, so unlike a restart (8) there is no storm to spread the comeback over:
+    the client comes back at once, with ``Last-Event-ID``, and resumes as after a
+    restart; its next stream opens with the usual spread ``retry:`` again. The new
+    connection is one more the kernel hands to any worker (server.py, on the
+    listening sockets): that is how a restarted or added worker gets its share back.
+    One timer per stream, only while the setting is on.
 """
 
 from __future__ import annotations
@@ -75,7 +89,7 @@ from feed.models import EventKind
 from feed.permissions import Permissions
 from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
-from feed.sse import CLOSING, Format, frame, hello, position, retry_hint
+from feed.sse import AGED, CLOSING, Format, frame, hello, position, retry_hint
 from feed.store import PostNotFound, StoreUnavailable
 from feed.subscribers import Subscriber, Transport
 from feed.values import PostView
@@ -129,6 +143,29 @@ def resync_frame(fmt: Format, event_id: int, reason: str) -> bytes:
     else:
         data = ""
     return frame(data, event=RESYNC, id=event_id)
+
+
+def lifetime(seconds: float) -> float:
+    """How long one stream lasts under ``FEED_MAX_STREAM_SECONDS`` (13)."""
+    return seconds * (1 + random.random() / 4)
+
+
+class Expiry:
+    """Ends one stream when its time is up (13), and remembers that it did."""
+
+    __slots__ = ("_handle", "_sub", "due")
+
+    def __init__(self, sub: Subscriber, seconds: float) -> None:
+        self._sub = sub
+        self.due = False
+        self._handle = asyncio.get_running_loop().call_later(lifetime(seconds), self._end)
+
+    def _end(self) -> None:
+        self.due = True
+        self._sub.close()
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 def spread(retry_ms: int) -> int:
@@ -303,6 +340,8 @@ class EventStream:
         sub.on_overflow = interrupt
         rt.watch.add(sub)
         rt.hub.subscribe(sub)
+        aged = rt.settings.max_stream_seconds
+        expiry = Expiry(sub, aged) if aged else None  # rationale 13
         started = False
         opened = time.monotonic()
         outcome = "ended"
@@ -335,6 +374,8 @@ class EventStream:
                 await self._pump(sub, send, receive)
             else:
                 await self._hand_over(sub, send, receive, transport, interrupt)
+            if sub.closed:
+                await _finish(sub, send, expiry)
         except asyncio.CancelledError:
             # Subscriber.close and an overflow interrupt this task by cancelling it.
             ours = sub.overflowed or (sub.closed and sub.attached)
@@ -344,7 +385,7 @@ class EventStream:
                 # Returning without the final chunk makes the server drop the connection.
                 outcome = "dropped: its backlog overflowed; it will resume"
             else:
-                await _finish(sub, send)
+                await _finish(sub, send, expiry)
         except StoreUnavailable as exc:
             outcome = "the database is unavailable"
             if started:
@@ -361,20 +402,24 @@ class EventStream:
         finally:
             rt.hub.unsubscribe(sub)
             rt.watch.discard(sub)
-            if outcome == "ended":
+            if expiry is not None:
+                expiry.cancel()
+            if outcome == "ended" and expiry is not None and expiry.due:
+                outcome = "reached its maximum age; it will resume"
+            elif outcome == "ended":
                 outcome = "server closing" if rt.hub.closing else "client left"
             _log_close(sub, time.monotonic() - opened, outcome)
 
     @staticmethod
     async def _pump(sub: Subscriber, send: Send, receive: Receive) -> None:
-        """The ASGI path: write what the hub queues, through ``send``."""
+        """The ASGI path: write what the hub queues, through ``send``, until the
+        subscriber closes; ``_serve`` then ends the response."""
         watcher = asyncio.ensure_future(_until_disconnect(receive))
         watcher.add_done_callback(lambda _: sub.close())
         try:
             while True:
                 await sub.wait()
                 if sub.closed:
-                    await _finish(sub, send)
                     return
                 await _write(sub, send)
         finally:
@@ -393,7 +438,6 @@ class EventStream:
         interrupts the wait; ``_serve`` then ends the response."""
         while not sub.attach(transport, interrupt):
             if sub.closed:
-                await _finish(sub, send)
                 return
             # What arrived while the opening or the last write was going out.
             await _write(sub, send)
@@ -431,7 +475,7 @@ async def _write(sub: Subscriber, send: Send) -> None:
         await send({"type": "http.response.body", "body": data, "more_body": True})
 
 
-async def _finish(sub: Subscriber, send: Send) -> None:
+async def _finish(sub: Subscriber, send: Send, expiry: Expiry | None) -> None:
     """What is left, and the final chunk: the client reconnects and resumes."""
-    data = sub.take() + CLOSING
+    data = sub.take() + (AGED if expiry is not None and expiry.due else CLOSING)
     await send({"type": "http.response.body", "body": data, "more_body": False})

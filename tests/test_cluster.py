@@ -235,6 +235,90 @@ def test_several_workers_share_one_port_and_every_stream_gets_every_post(
     wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), "workers end")
 
 
+@pytest.fixture
+def two_workers(make_server: Callable[..., Server], valkey: Valkey) -> tuple[Server, list[int]]:
+    """Two workers on SQLite with the Redis broker, and their pids."""
+    server = make_server(broker_url=valkey.url, workers=2, poll_interval=SLOW_POLL)
+    assert server.proc is not None
+    wait_until(lambda: len(worker_pids(server.proc.pid)) == 2, "two workers")  # type: ignore[union-attr]
+    workers = worker_pids(server.proc.pid)
+    wait_for_every_worker(server, workers)  # both serve: a death now is not a failed start
+    return server, workers
+
+
+def spread_of(server: Server, workers: list[int], streams: list[SSEClient]) -> dict[int, int]:
+    return collections.Counter(worker_of(stream, server, workers) for stream in streams)
+
+
+SPREAD_STREAMS = 60
+# Each connection lands on either worker by a hash: fewer than a quarter of 60 on one
+# has a chance of about 1 in 40,000 with an even spread.
+AT_LEAST = SPREAD_STREAMS // 4
+
+
+def test_connections_spread_evenly_over_the_workers(
+    two_workers: tuple[Server, list[int]],
+) -> None:
+    server, workers = two_workers
+    streams = [json_stream(server) for _ in range(SPREAD_STREAMS)]
+    try:
+        held = spread_of(server, workers, streams)
+        assert sorted(held) == sorted(workers) and min(held.values()) >= AT_LEAST, held
+        sent = server.post("to every stream")["event_id"]
+        for stream in streams:
+            stream.wait_events(1)
+            assert event_ids(stream) == [sent]
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def test_a_killed_worker_never_closes_the_port_and_its_replacement_gets_its_share(
+    two_workers: tuple[Server, list[int]],
+) -> None:
+    server, workers = two_workers
+    assert server.proc is not None
+    victim, survivor = workers
+    os.kill(victim, signal.SIGKILL)
+    # Dead (a zombie has no command line): it accepts nothing more.
+    wait_until(lambda: victim not in worker_pids(server.proc.pid), "the victim's end")  # type: ignore[union-attr]
+    # Opened while the victim is dead and not yet replaced: none is refused or cut,
+    # those the kernel queued for the dead worker wait for its replacement.
+    during = [json_stream(server) for _ in range(20)]
+    wait_until(lambda: len(worker_pids(server.proc.pid)) == 2, "a replacement")  # type: ignore[union-attr]
+    now = worker_pids(server.proc.pid)
+    replacement = next(pid for pid in now if pid != survivor)
+    assert replacement != victim
+    after = [json_stream(server) for _ in range(SPREAD_STREAMS)]
+    try:
+        held = spread_of(server, now, after)
+        assert min(held[replacement], held[survivor]) >= AT_LEAST, held
+        sent = server.post("after the replacement")["event_id"]
+        for stream in during + after:
+            stream.wait_events(1)
+            assert event_ids(stream) == [sent]
+        assert spread_of(server, now, during)[replacement] > 0
+    finally:
+        for stream in during + after:
+            stream.close()
+
+
+def test_a_second_server_on_the_same_port_is_refused_not_let_in_to_share_it(
+    two_workers: tuple[Server, list[int]], make_server: Callable[..., Server], valkey: Valkey
+) -> None:
+    server, _ = two_workers
+    env = server.env | {"FEED_BROKER_URL": valkey.url}
+    second = subprocess.Popen(
+        [sys.executable, *Server.command], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _, errors = second.communicate(timeout=20)
+    finally:
+        second.kill()  # still serving, sharing the port: the test has failed
+    assert second.returncode != 0
+    assert "address already in use" in errors.lower()
+
+
 def worker_pids(supervisor: int) -> list[int]:
     children = Path(f"/proc/{supervisor}/task/{supervisor}/children")
     pids = [int(x) for x in children.read_text().split()] if children.exists() else []

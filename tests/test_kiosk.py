@@ -579,3 +579,34 @@ def test_kiosk_memory_stays_flat_over_two_thousand_events(
     assert shown_ids(page) == newest
     assert debug(page)["created"] == 1
     assert_not_reloaded(page)
+
+
+# -- streams that reach their maximum age -------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/kiosk", "/"])
+def test_pages_resume_after_each_max_age_ending_and_show_every_post_once(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems, path: str
+) -> None:
+    # A finished response is an EventSource error until it reconnects by itself.
+    problems.allow("htmx:sseError", "[object Event]")
+    server = kiosk_server(make_server, max_stream_seconds=1)
+    page = open_live(context, f"{server.url}{path}")
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
+    posted = []
+    deadline = page.evaluate("Date.now()") + 4000
+    # Posts keep coming across several endings (each 1 to 1.25 s after its stream opened).
+    while page.evaluate("Date.now()") < deadline or len(posted) < 10:
+        posted.append(server.post(f"flowing {len(posted)}"))
+        page.wait_for_timeout(150)  # pacing the writer, not waiting for the page
+    wait_applied(page, event_id(posted[-1]), timeout=2 * RETRY_MS + 3000)
+    ids = [p["post"]["id"] for p in posted]
+    shown = shown_ids(page)
+    assert len(shown) == len(set(shown))  # every post once
+    assert shown == [p["id"] for p in api_posts(server)][: len(shown)]
+    assert set(ids[-min(len(ids), KIOSK_POSTS) :]) <= set(shown)
+    assert len(streams) >= 3, streams  # it really did reconnect, more than once
+    assert debug(page)["created"] == 1  # the browser's own EventSource resumed each time
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    assert_not_reloaded(page)
