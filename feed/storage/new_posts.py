@@ -16,6 +16,12 @@ Rationale:
    apart from it.
 2. Rendering happens before the write lock, as for every body (posts.py, on rendering
    at write time).
+3. Batches. The posts of one batch (``create_posts``) are rendered together, in one
+   thread hop, before they join the group commit, and are queued together: a group
+   holds up to ``MAX_GROUP`` posts, as many as a batch of the API, so a batch costs one
+   transaction and one commit when nothing waits ahead of it (two when a group already
+   waiting takes part of it), not one per post, and its events are numbered in the
+   batch's order.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ from feed.storage.log import EventLog
 from feed.storage.posts import PostDeleted, PostNotFound
 from feed.values import Answer, Change, Claim, FeedEvent, NewPost, Once, PostView
 
+# Posts one group writes in one transaction: a whole batch of the API (3).
+MAX_GROUP = 1000
+
 # For the plain INSERTs of new posts (1).
 POSTS: Table = Post.__table__  # type: ignore[attr-defined]
 EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
@@ -48,7 +57,7 @@ class NewPosts(EventLog):
     def __init__(self, engine: Engine, *, notify: bool = False) -> None:
         super().__init__(engine, notify=notify)
         self._new_posts: GroupCommit[NewPost, Change | Once] = GroupCommit(
-            self._insert_posts, isolate=lambda exc: isinstance(exc, Unstorable)
+            self._insert_posts, limit=MAX_GROUP, isolate=lambda exc: isinstance(exc, Unstorable)
         )
 
     # -- new posts ----------------------------------------------------------------
@@ -81,6 +90,13 @@ class NewPosts(EventLog):
         written = await self._new_post(NewPost(channel, author, body, parent=parent))
         assert isinstance(written, Change)
         return written
+
+    async def create_posts(self, news: Sequence[NewPost]) -> list[Change | Once | Exception]:
+        """New posts and replies, written together in the order given (3): each one's
+        change (its answer, if it came with a claim), or the error that refused it."""
+        htmls = await in_thread(_render_all)([new.body for new in news])
+        rendered = [replace(new, html=html) for new, html in zip(news, htmls, strict=True)]
+        return await self._new_posts.submit_all(rendered)
 
     async def _new_post(self, new: NewPost) -> Change | Once:
         # A long body is rendered by its own request, before it joins a group: nobody
@@ -163,6 +179,10 @@ class NewPosts(EventLog):
             )
         self._noted(session, events)
         return written
+
+
+def _render_all(bodies: Sequence[str]) -> list[str]:
+    return [markdown.to_html(body) for body in bodies]
 
 
 def _settle(
