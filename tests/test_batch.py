@@ -7,6 +7,10 @@ exact. Keys are per item; the batch is charged as many posts as it holds."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -242,3 +246,63 @@ def test_a_batch_reaches_streams_in_order_and_a_resume_inside_it_is_exact(
         after = server.post("after")["event_id"]
         resumed.wait_for(lambda s: len(s.events()) == 151)
         assert [int(m.id or 0) for m in resumed.events()] == [*events[150:], after]
+
+
+def feed_post(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    return subprocess.run(
+        [sys.executable, "-m", "feed", "post", *args],
+        env=clean,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_feed_post_sends_ndjson_from_stdin_in_batches_with_a_line_per_item(
+    server: Server,
+) -> None:
+    parent = server.post("the plan")["post"]["id"]
+    lines = [
+        "plain text goes to the channel given",
+        json.dumps({"body": "an object without a channel too"}),
+        json.dumps({"channel": "nowhere", "body": "lost"}),
+        "",
+        json.dumps({"parent": parent, "body": "a reply"}),
+        "{broken",
+        *(f"bulk {n}" for n in range(1500)),
+    ]
+    token = server.token("ada")
+    sent = feed_post(
+        "--ndjson", "general", "--token", token, "--url", server.url, stdin="\n".join(lines)
+    )
+    assert sent.returncode == 3, sent.stderr
+    out = sent.stdout.splitlines()
+    assert len(out) == 1505
+    assert re.fullmatch(r"line 1: posted to #general: post \d+, event \d+", out[0]), out[0]
+    assert out[2] == "line 3: refused (404): There is no channel named 'nowhere'."
+    assert re.fullmatch(
+        rf"line 5: replied to post {parent} in #general: post \d+, event \d+", out[3]
+    )
+    assert out[4].startswith("line 6: refused (400): not JSON")
+    assert out[-1].startswith("line 1506: posted to #general")
+    ids = [int(re.findall(r"post (\d+),", line)[0]) for line in out if "posted" in line]
+    assert len(ids) == 1502 and ids == sorted(ids)
+    posts = [server.client.get(f"/api/posts/{n}").json()["post"] for n in (ids[0], ids[1], ids[-1])]
+    assert [p["body"] for p in posts] == [
+        "plain text goes to the channel given",
+        "an object without a channel too",
+        "bulk 1499",
+    ]
+    assert {p["author"] for p in posts} == {"ada"}
+    # Every line written: no failure, status 0; without a channel, a plain line is refused.
+    good = feed_post(
+        "--ndjson", "general", "--token", token, "--url", server.url, stdin="one\ntwo\n"
+    )
+    assert good.returncode == 0 and len(good.stdout.splitlines()) == 2
+    nowhere = feed_post("--ndjson", "--token", token, "--url", server.url, stdin="text\n")
+    assert nowhere.returncode == 3
+    assert nowhere.stdout.strip() == (
+        "line 1: refused (400): a plain line needs a channel: feed post --ndjson CHANNEL"
+    )
