@@ -81,7 +81,19 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument("--posts", type=int, default=3000, help="default 3000")
     tp.add_argument("--within", type=float, default=60.0, help="seconds (default 60)")
     tp.add_argument("--targets", type=_targets, default="feed,feed-pg")
-    tp.add_argument("--concurrency", type=int, default=throughput.CONCURRENCY, help="default 16")
+    tp.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help=f"default {throughput.CONCURRENCY}, or {throughput.BATCH_CONCURRENCY} with --batch",
+    )
+    tp.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="post through POST /api/posts:batch, N posts a request (1..1000)",
+    )
     st = sub.add_parser("storm", help="10,000 reconnect at once after a restart")
     st.add_argument("--subscribers", type=int, default=storm.SUBSCRIBERS)
     st.add_argument("--missed", type=int, default=storm.MISSED)
@@ -153,8 +165,9 @@ async def fanout(args: argparse.Namespace) -> bool:
 
 
 async def run_throughput(args: argparse.Namespace) -> bool:
+    default = throughput.BATCH_CONCURRENCY if args.batch else throughput.CONCURRENCY
     document, complete = await throughput.run(
-        args.posts, args.within, args.targets, args.concurrency
+        args.posts, args.within, args.targets, args.concurrency or default, args.batch
     )
     print(f"results: {report.write_json('throughput', document)}")
     return complete
