@@ -122,7 +122,7 @@ def _client_commands(commands: Any) -> None:
         help="publish a post through a running server",
         description="Publish a post through the server's HTTP API.",
         epilog="examples: FEED_TOKEN=... feed post announcements 'Deploy at **5 pm**'; "
-        "feed post --reply-to 12 'Thanks!'; tail -f build.log | feed post --ndjson builds",
+        "feed post --reply-to 12 'Thanks!'; tail -f build.log | feed post --ndjson builds -",
     )
     # With --reply-to, the first argument is the post to answer: two plain positionals
     # keep ``--url`` and ``--token`` usable anywhere (1).

@@ -185,12 +185,10 @@ def _post_arguments(args: argparse.Namespace) -> str | None:
     the first one is the id of the post to answer; with ``--ndjson``, the posts come
     from standard input."""
     if args.ndjson:
-        if args.reply_to or args.text is not None:
-            return "--ndjson reads the posts from standard input: give at most a CHANNEL"
+        if args.reply_to or args.text != "-":
+            return "--ndjson reads the posts from standard input: feed post --ndjson CHANNEL -"
         args.reply_to = None
         return None
-    if args.channel is None or args.text is None:
-        return "give a CHANNEL and the TEXT to post (- reads it from standard input)"
     if args.reply_to:
         if not args.channel.isdigit():
             return f"--reply-to takes the id of the post to answer first, not {args.channel!r}"

@@ -87,7 +87,7 @@ class Line:
     result: dict[str, Any] | None = None
 
 
-def line_items(lines: Iterable[str], channel: str | None) -> Iterator[Line]:
+def line_items(lines: Iterable[str], channel: str) -> Iterator[Line]:
     """The posts of ``lines``: a JSON object as it is (with ``channel`` if it names no
     place), any other line a post of its text to ``channel`` (4)."""
     for number, raw in enumerate(lines, 1):
@@ -95,8 +95,7 @@ def line_items(lines: Iterable[str], channel: str | None) -> Iterator[Line]:
         if not line.strip():
             continue
         if not line.lstrip().startswith("{"):
-            item: dict[str, Any] = {"channel": channel, "body": line}
-            yield Line(number, item) if channel else _refused(number, _NO_CHANNEL)
+            yield Line(number, {"channel": channel, "body": line})
             continue
         try:
             item = json.loads(line)
@@ -105,16 +104,10 @@ def line_items(lines: Iterable[str], channel: str | None) -> Iterator[Line]:
             continue
         if not isinstance(item, dict):
             yield _refused(number, "not a JSON object")
-        elif "channel" in item or "parent" in item or channel:
-            yield Line(
-                number,
-                item if "channel" in item or "parent" in item else {"channel": channel} | item,
-            )
+        elif "channel" in item or "parent" in item:
+            yield Line(number, item)
         else:
-            yield _refused(number, _NO_CHANNEL)
-
-
-_NO_CHANNEL = "a plain line needs a channel: feed post --ndjson CHANNEL"
+            yield Line(number, {"channel": channel} | item)
 
 
 def _refused(number: int, error: str) -> Line:

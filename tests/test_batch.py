@@ -275,7 +275,7 @@ def test_feed_post_sends_ndjson_from_stdin_in_batches_with_a_line_per_item(
     ]
     token = server.token("ada")
     sent = feed_post(
-        "--ndjson", "general", "--token", token, "--url", server.url, stdin="\n".join(lines)
+        "--ndjson", "general", "-", "--token", token, "--url", server.url, stdin="\n".join(lines)
     )
     assert sent.returncode == 3, sent.stderr
     out = sent.stdout.splitlines()
@@ -296,13 +296,10 @@ def test_feed_post_sends_ndjson_from_stdin_in_batches_with_a_line_per_item(
         "bulk 1499",
     ]
     assert {p["author"] for p in posts} == {"ada"}
-    # Every line written: no failure, status 0; without a channel, a plain line is refused.
+    # Every line written: no failure, status 0; TEXT must be - (standard input).
     good = feed_post(
-        "--ndjson", "general", "--token", token, "--url", server.url, stdin="one\ntwo\n"
+        "--ndjson", "general", "-", "--url", server.url, "--token", token, stdin="a\nb\n"
     )
     assert good.returncode == 0 and len(good.stdout.splitlines()) == 2
-    nowhere = feed_post("--ndjson", "--token", token, "--url", server.url, stdin="text\n")
-    assert nowhere.returncode == 3
-    assert nowhere.stdout.strip() == (
-        "line 1: refused (400): a plain line needs a channel: feed post --ndjson CHANNEL"
-    )
+    usage = feed_post("--ndjson", "general", "text", "--token", token, stdin="")
+    assert usage.returncode == 2 and "feed post --ndjson CHANNEL -" in usage.stderr
