@@ -129,18 +129,17 @@ def _client_commands(commands: Any) -> None:
     post.add_argument(
         "channel",
         metavar="CHANNEL",
-        nargs="?",
         help="channel name, e.g. general; with --reply-to, a post id; with --ndjson, where "
         "lines that name no channel go",
     )
-    post.add_argument("text", nargs="?", help="the post's Markdown; - reads it from standard input")
+    post.add_argument("text", help="the post's Markdown; - reads it from standard input")
     post.add_argument(
         "--ndjson",
         action="store_true",
-        help="post every line of standard input, in batches: a line that is a JSON object "
-        'is a post ({"body": ..., "channel": ..., "parent": ..., "idempotency_key": ...}), '
-        "any other line is a post of its text; prints one line per post and exits 3 if "
-        "any was refused",
+        help="with TEXT -, post every line of standard input, in batches: a line that is a "
+        'JSON object is a post ({"body": ..., "channel": ..., "parent": ..., '
+        '"idempotency_key": ...}), any other line a post of its text to CHANNEL; prints '
+        "one line per post and exits 3 if any was refused",
     )
     post.add_argument(
         "--reply-to",
