@@ -96,11 +96,12 @@ async def create_posts(request: Request) -> JSONResponse:
     perms = await rt.access.check(request)
     if not perms.identity.signed_in:
         raise unauthorized("Posting needs a writer's token or a signed-in session.")
+    read = await read_batch(request, rt.settings.max_body_bytes)
     if "idempotency-key" in request.headers:
         raise ClientError(
             400, "A batch takes a key per item, in its 'idempotency_key' field, not the header."
         )
-    items = [_read(item) for item in await read_batch(request, rt.settings.max_body_bytes)]
+    items = [_read(item) for item in read]
     parents = await _parents(rt, perms, items)
     results: list[dict[str, Any] | None] = []
     news: list[NewPost] = []
