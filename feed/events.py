@@ -54,6 +54,13 @@ The hot path, and why it looks the way it does:
    per event per distinct search (search.py, on live searches), so a thousand
    screens of one search cost one match per event. The hub then routes them by
    channel and private channels exactly as for every other stream.
+9. On runs. A batch of posts (batch.py) reaches the hub as a run of events of one
+   channel, all for everyone who reads it. Routing each of them to each subscriber,
+   and then comparing each subscriber's list with the others' to share the joined
+   chunk, cost more than the rest of the fan-out at a hundred streams. A run whose
+   events all go to the same streams (one channel, no recipient, no thread, no live
+   search) is routed once: every subscriber of a format gets the same list, known to
+   be the same without comparing it.
 """
 
 from __future__ import annotations
@@ -272,6 +279,9 @@ class Hub:
     def publish_many(self, events: Sequence[Outgoing]) -> None:
         """``publish`` for several events, in id order, with one write per attached
         subscriber for all of them (5). Never waits."""
+        if len(events) > 1 and _one_audience(events):
+            self._publish_run(events)
+            return
         per_sub: dict[Subscriber, list[Item]] = {}
         for event in events:
             items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
@@ -292,6 +302,22 @@ class Hub:
                 subscriber.offer(queued[0])
             else:
                 subscriber.offer_many(queued, joined)
+
+    def _publish_run(self, events: Sequence[Outgoing]) -> None:
+        """``publish_many`` for events that all go to the same streams (9)."""
+        first, last = events[0], events[-1]
+        runs = {fmt: [item(e.id, e.frames[fmt]) for e in events] for fmt in first.frames}
+        joined: Joined = {}
+        channel, private = first.channel, first.private
+        for key in (None, channel):
+            for subscriber in self._by_channel.get(key, ()):
+                fmt = subscriber.format
+                found = runs.get(fmt)
+                if found is None:
+                    continue
+                if private and subscriber.private is not None and channel not in subscriber.private:
+                    continue
+                subscriber.offer_many(found, joined, (fmt, first.id, last.id))
 
     def _address(
         self, event: Outgoing, items: dict[Format, Item], per_sub: dict[Subscriber, list[Item]]
@@ -383,6 +409,21 @@ class Hub:
             self._ticker = None
         for subscriber in self.subscribers():
             subscriber.close()
+
+
+def _one_audience(events: Sequence[Outgoing]) -> bool:
+    """Whether every one of ``events`` goes to the same streams (9)."""
+    first = events[0]
+    formats = first.frames.keys()
+    return all(
+        e.recipient is None
+        and e.thread is None
+        and not e.searched
+        and e.channel == first.channel
+        and e.private == first.private
+        and e.frames.keys() == formats
+        for e in events
+    )
 
 
 def _leave(index: dict[K, set[Subscriber]], key: K, subscriber: Subscriber) -> None:
