@@ -2,6 +2,7 @@
 
     python -m bench fanout --subscribers 1000,5000,10000,19500
     python -m bench throughput
+    python -m bench throughput --batch 1000 --posts 60000 --targets feed
     python -m bench storm
     python -m bench slow
     python -m bench reactions --reactors 1000 --watchers 5000
@@ -28,6 +29,9 @@ SCENARIOS = ("fanout", "throughput", "storm", "slow", "reactions", "search", "al
 MAX_SUBSCRIBERS = 19_500  # the server's open-files limit is 20,000
 DEFAULT_SIZES = "1000,5000,10000,19500"
 DEFAULT_TARGETS = "feed,nchan,baseline"
+# The batch scenario in `all`: SQLite, where its target is set, with enough posts for
+# several seconds at the target rate (and within FEED_POST_RATE's largest burst).
+BATCH_RUN = ("--batch", "1000", "--posts", "60000", "--targets", "feed")
 
 
 def _sizes(text: str) -> list[int]:
@@ -208,6 +212,7 @@ async def run_all(args: argparse.Namespace) -> bool:
     steps: list[tuple[Callable[[argparse.Namespace], Awaitable[bool]], argparse.Namespace]] = [
         (fanout, args),
         (run_throughput, parse(["throughput"])),
+        (run_throughput, parse(["throughput", *BATCH_RUN])),
         (run_storm, parse(["storm"])),
         (run_slow, parse(["slow"])),
         (run_reactions, parse(["reactions"])),
