@@ -6,6 +6,7 @@ exact. Keys are per item; the batch is charged as many posts as it holds."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -19,6 +20,8 @@ from starlette.testclient import TestClient
 
 from feed.inputs import MAX_BATCH_ITEMS, batch_bytes
 from feed.settings import Settings
+from feed.store import ChannelNotFound, Store
+from feed.values import Change, Commit, NewPost
 from tests.auth import bearer, make_token
 from tests.conftest import Server
 from tests.sse import SSEClient
@@ -303,3 +306,21 @@ def test_feed_post_sends_ndjson_from_stdin_in_batches_with_a_line_per_item(
     assert good.returncode == 0 and len(good.stdout.splitlines()) == 2
     usage = feed_post("--ndjson", "general", "text", "--token", token, stdin="")
     assert usage.returncode == 2 and "feed post --ndjson CHANNEL -" in usage.stderr
+
+
+def test_a_batch_of_a_thousand_is_one_transaction_on_each_store(store: Store) -> None:
+    async def scenario() -> tuple[list[Commit], list[Any]]:
+        commits: list[Commit] = []
+        store.on_commit(commits.append)
+        news = [NewPost("general", "ada", f"post {n}") for n in range(MAX_BATCH_ITEMS - 1)]
+        news.insert(500, NewPost("nowhere", "ada", "lost"))
+        return commits, await store.create_posts(news)
+
+    commits, written = asyncio.run(scenario())
+    assert len(commits) == 1 and len(commits[0].events) == MAX_BATCH_ITEMS - 1
+    assert isinstance(written[500], ChannelNotFound)
+    changes = [w for w in written if isinstance(w, Change)]
+    assert [c.post.body for c in changes] == [f"post {n}" for n in range(MAX_BATCH_ITEMS - 1)]
+    assert [c.event_id for c in changes] == [e.id for e in commits[0].events]
+    ids = [c.post.id for c in changes]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
