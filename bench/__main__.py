@@ -2,6 +2,7 @@
 
     python -m bench fanout --subscribers 1000,5000,10000,19500
     python -m bench throughput
+    python -m bench throughput --batch 1000 --posts 60000 --targets feed
     python -m bench storm
     python -m bench slow
     python -m bench reactions --reactors 1000 --watchers 5000
@@ -29,6 +30,9 @@ SCENARIOS = ("fanout", "throughput", "storm", "slow", "reactions", "search", "wo
 MAX_SUBSCRIBERS = 19_500  # the server's open-files limit is 20,000
 DEFAULT_SIZES = "1000,5000,10000,19500"
 DEFAULT_TARGETS = "feed,nchan,baseline"
+# The batch scenario in `all`: SQLite, where its target is set, with enough posts for
+# several seconds at the target rate (and within FEED_POST_RATE's largest burst).
+BATCH_RUN = ("--batch", "1000", "--posts", "60000", "--targets", "feed")
 
 
 def _sizes(text: str) -> list[int]:
@@ -89,7 +93,19 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument("--posts", type=int, default=3000, help="default 3000")
     tp.add_argument("--within", type=float, default=60.0, help="seconds (default 60)")
     tp.add_argument("--targets", type=_targets, default="feed,feed-pg")
-    tp.add_argument("--concurrency", type=int, default=throughput.CONCURRENCY, help="default 16")
+    tp.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help=f"default {throughput.CONCURRENCY}, or {throughput.BATCH_CONCURRENCY} with --batch",
+    )
+    tp.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="post through POST /api/posts:batch, N posts a request (1..1000)",
+    )
     st = sub.add_parser("storm", help="10,000 reconnect at once after a restart")
     st.add_argument("--subscribers", type=int, default=storm.SUBSCRIBERS)
     st.add_argument("--missed", type=int, default=storm.MISSED)
@@ -169,8 +185,9 @@ async def fanout(args: argparse.Namespace) -> bool:
 
 
 async def run_throughput(args: argparse.Namespace) -> bool:
+    default = throughput.BATCH_CONCURRENCY if args.batch else throughput.CONCURRENCY
     document, complete = await throughput.run(
-        args.posts, args.within, args.targets, args.concurrency
+        args.posts, args.within, args.targets, args.concurrency or default, args.batch
     )
     print(f"results: {report.write_json('throughput', document)}")
     return complete
@@ -219,6 +236,7 @@ async def run_all(args: argparse.Namespace) -> bool:
     steps: list[tuple[Callable[[argparse.Namespace], Awaitable[bool]], argparse.Namespace]] = [
         (fanout, args),
         (run_throughput, parse(["throughput"])),
+        (run_throughput, parse(["throughput", *BATCH_RUN])),
         (run_storm, parse(["storm"])),
         (run_slow, parse(["slow"])),
         (run_reactions, parse(["reactions"])),

@@ -43,7 +43,7 @@ from feed.inputs import (
 )
 from feed.permissions import Permissions, forbidden_unless_admin
 from feed.reactions import reaction_in
-from feed.render import channel_json, post_json, reactions_json
+from feed.render import change_json, channel_json, post_json, reactions_json
 from feed.runtime import Runtime, runtime
 from feed.store import PostNotFound
 from feed.values import Change, ChannelChange, PostView
@@ -64,7 +64,7 @@ async def editable(rt: Runtime, request: Request) -> int:
 
 
 def _post_content(change: Change) -> dict[str, Any]:
-    return {"post": post_json(change.post), "event_id": change.event_id}
+    return change_json(change)
 
 
 def _channel_content(change: ChannelChange) -> dict[str, Any]:

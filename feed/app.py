@@ -17,6 +17,7 @@ from feed import (
     access,
     admin,
     api,
+    batch,
     health,
     logs,
     metrics,
@@ -123,6 +124,7 @@ def create_app(settings: Settings) -> FeedApp:
 
     routes = [
         *api.routes,
+        *batch.routes,
         *admin.routes,
         *pages.routes,
         *threads.routes,

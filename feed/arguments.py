@@ -122,14 +122,25 @@ def _client_commands(commands: Any) -> None:
         help="publish a post through a running server",
         description="Publish a post through the server's HTTP API.",
         epilog="examples: FEED_TOKEN=... feed post announcements 'Deploy at **5 pm**'; "
-        "feed post --reply-to 12 'Thanks!'",
+        "feed post --reply-to 12 'Thanks!'; tail -f build.log | feed post --ndjson builds -",
     )
     # With --reply-to, the first argument is the post to answer: two plain positionals
     # keep ``--url`` and ``--token`` usable anywhere (1).
     post.add_argument(
-        "channel", metavar="CHANNEL", help="channel name, e.g. general; with --reply-to, a post id"
+        "channel",
+        metavar="CHANNEL",
+        help="channel name, e.g. general; with --reply-to, a post id; with --ndjson, where "
+        "lines that name no channel go",
     )
     post.add_argument("text", help="the post's Markdown; - reads it from standard input")
+    post.add_argument(
+        "--ndjson",
+        action="store_true",
+        help="with TEXT -, post every line of standard input, in batches: a line that is a "
+        'JSON object is a post ({"body": ..., "channel": ..., "parent": ..., '
+        '"idempotency_key": ...}), any other line a post of its text to CHANNEL; prints '
+        "one line per post and exits 3 if any was refused",
+    )
     post.add_argument(
         "--reply-to",
         action="store_true",

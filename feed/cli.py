@@ -182,7 +182,13 @@ def _remote(args: argparse.Namespace, url: str) -> int:
 
 def _post_arguments(args: argparse.Namespace) -> str | None:
     """What is wrong with ``feed post``'s arguments, if anything: with ``--reply-to``
-    the first one is the id of the post to answer."""
+    the first one is the id of the post to answer; with ``--ndjson``, the posts come
+    from standard input."""
+    if args.ndjson:
+        if args.reply_to or args.text != "-":
+            return "--ndjson reads the posts from standard input: feed post --ndjson CHANNEL -"
+        args.reply_to = None
+        return None
     if args.reply_to:
         if not args.channel.isdigit():
             return f"--reply-to takes the id of the post to answer first, not {args.channel!r}"
@@ -193,6 +199,8 @@ def _post_arguments(args: argparse.Namespace) -> str | None:
 
 
 def _post(args: argparse.Namespace, server: Client) -> int:
+    if args.ndjson:
+        return _post_lines(args, server)
     text = args.text
     if text == "-":
         # Bytes that are not UTF-8 become lone surrogates, which the client refuses.
@@ -215,6 +223,31 @@ def _post(args: argparse.Namespace, server: Client) -> int:
             f"event {answer['event_id']}"
         )
     return OK
+
+
+def _post_lines(args: argparse.Namespace, server: Client) -> int:
+    """``feed post --ndjson``: every line of standard input a post, sent in batches;
+    one line printed per post, in order, and 3 if any was refused."""
+    from feed import client
+
+    stdin = io.TextIOWrapper(sys.stdin.buffer, "utf-8", "surrogateescape")
+    refused = False
+    for sent in client.batches(client.line_items(stdin, args.channel)):
+        for number, result in server.post_batch(sent):
+            refused |= result["status"] != 201
+            print(json.dumps(result) if args.json else f"line {number}: {_said(result)}")
+    return REFUSED if refused else OK
+
+
+def _said(result: dict[str, Any]) -> str:
+    """One result of a batch, as a line."""
+    if result["status"] != 201:
+        return f"refused ({result['status']}): {result['error']}"
+    post = result["post"]
+    where = f"#{post['channel']}: post {post['id']}, event {result['event_id']}"
+    if post["parent"] is not None:
+        return f"replied to post {post['parent']} in {where}"
+    return f"posted to {where}"
 
 
 def _search(args: argparse.Namespace, server: Client) -> int:

@@ -17,12 +17,20 @@ Rationale:
 3. Text is checked with the server's loosest rule (text.py) before it is sent, so
    what could never be stored is refused here, without a request; what passes may
    still be refused, with its reason, by the server.
+4. ``feed post --ndjson`` sends its lines in batches of at most ``MAX_BATCH_ITEMS``
+   posts and ``BATCH_BYTES`` bytes, well under the server's batch limit with the
+   default body limit, so a long input is many requests and never one refused whole.
+   Each item's answer is the server's, except for a line that is no JSON object,
+   which is answered here as the server would answer it (400), without a request.
+   Text is left to the server to judge, item by item, so one bad line never stops
+   the others.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -31,12 +39,15 @@ import httpx
 from httpx_sse import SSEError, connect_sse
 
 from feed import text
+from feed.inputs import MAX_BATCH_ITEMS
 
 # How long to wait after a cut, until the server has said (2).
 FIRST_DELAY = 1.0
 MAX_BACKOFF = 10.0
 REQUEST_TIMEOUT = 10.0
 STREAM_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT, read=None)  # idle between heartbeats
+BATCH_PATH = "/api/posts:batch"
+BATCH_BYTES = 1024 * 1024  # a quarter of the server's batch limit by default (4)
 
 
 class Failure(Exception):
@@ -64,6 +75,58 @@ class StreamEvent:
     data: str
     # The ``retry:`` field, in milliseconds: how long to wait before reconnecting.
     retry: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line of ``feed post --ndjson``: its number, and the item to send, or the
+    result it already has (4)."""
+
+    number: int
+    item: dict[str, Any]
+    result: dict[str, Any] | None = None
+
+
+def line_items(lines: Iterable[str], channel: str) -> Iterator[Line]:
+    """The posts of ``lines``: a JSON object as it is (with ``channel`` if it names no
+    place), any other line a post of its text to ``channel`` (4)."""
+    for number, raw in enumerate(lines, 1):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        if not line.lstrip().startswith("{"):
+            yield Line(number, {"channel": channel, "body": line})
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            yield _refused(number, f"not JSON: {exc}")
+            continue
+        if not isinstance(item, dict):
+            yield _refused(number, "not a JSON object")
+        elif "channel" in item or "parent" in item:
+            yield Line(number, item)
+        else:
+            yield Line(number, {"channel": channel} | item)
+
+
+def _refused(number: int, error: str) -> Line:
+    return Line(number, {}, {"status": 400, "error": error, "detail": None})
+
+
+def batches(lines: Iterable[Line]) -> Iterator[list[Line]]:
+    """``lines`` in batches the server takes whole (4)."""
+    batch: list[Line] = []
+    size = 2
+    for line in lines:
+        cost = len(json.dumps(line.item)) + 1
+        if batch and (len(batch) == MAX_BATCH_ITEMS or size + cost > BATCH_BYTES):
+            yield batch
+            batch, size = [], 2
+        batch.append(line)
+        size += cost
+    if batch:
+        yield batch
 
 
 def check_url(url: str) -> None:
@@ -111,11 +174,12 @@ class Client:
         self,
         method: str,
         path: str,
-        payload: dict[str, Any] | None = None,
+        payload: dict[str, Any] | list[dict[str, Any]] | None = None,
         params: Sequence[tuple[str, str]] | None = None,
     ) -> Any:
         """One API request; the decoded answer, or the reason it failed (1)."""
-        for field, value in [*(payload or {}).items(), *(params or [])]:
+        fields = payload.items() if isinstance(payload, dict) else []
+        for field, value in [*fields, *(params or [])]:
             if isinstance(value, str):
                 sendable(f"the {field}", value)
         try:
@@ -142,6 +206,17 @@ class Client:
             "POST", f"/api/channels/{channel}/posts", {"body": body}
         )
         return answer
+
+    def post_batch(self, items: Sequence[Line]) -> list[tuple[int, dict[str, Any]]]:
+        """Send ``items`` as one batch (4); each line's number with its result, in
+        order. A line refused before sending has its result already."""
+        ready = [line for line in items if line.result is None]
+        results: list[dict[str, Any]] = []
+        if ready:
+            answer = self._call("POST", BATCH_PATH, [line.item for line in ready])
+            results = answer["results"]
+        sent = iter(results)
+        return [(line.number, line.result or next(sent)) for line in items]
 
     def reply(self, parent: int, body: str) -> dict[str, Any]:
         """Reply to the post ``parent`` as the token's identity; the server's answer."""

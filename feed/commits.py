@@ -23,6 +23,11 @@ which only a bad request pays for in full; honest requests in its batch wait tha
 much longer, and are written. Any other error is the whole write's: splitting on
 an error no request caused would only multiply it, and one raised after a commit
 would write the same requests twice.
+
+Several requests may also be submitted together (``submit_all``: the posts of one
+batch). They wait in the order given, with nothing between them, so that unless the
+queue ahead of them fills part of a write, they share one transaction, and their
+results come back in the same order, each its own.
 """
 
 from __future__ import annotations
@@ -59,17 +64,31 @@ class GroupCommit(Generic[R, A]):
 
     async def submit(self, request: R) -> A:
         """Write ``request`` with whatever else is waiting; its own result, once committed."""
-        future: asyncio.Future[A] = asyncio.get_running_loop().create_future()
-        # Marks an error as seen even when the caller has gone (below) and never will.
-        future.add_done_callback(_seen)
-        self._waiting.append((request, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(
-                self._drain(), name="feed-group-commit"
-            )
+        (future,) = self._enqueue([request])
         # A caller that goes away (its client disconnected) leaves the write going:
         # shield it, so cancelling the caller never cancels the batch.
         return await asyncio.shield(future)
+
+    async def submit_all(self, requests: Sequence[R]) -> list[A | Exception]:
+        """``submit`` for each of ``requests``, queued together; each one's result or
+        error, in order, once all are settled."""
+        futures = self._enqueue(requests)
+        settled = asyncio.gather(*futures, return_exceptions=True)
+        results: list[A | BaseException] = await asyncio.shield(settled)
+        return [_error(r) if isinstance(r, BaseException) else r for r in results]
+
+    def _enqueue(self, requests: Sequence[R]) -> list[asyncio.Future[A]]:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[A]] = []
+        for request in requests:
+            future: asyncio.Future[A] = loop.create_future()
+            # Marks an error as seen even when the caller has gone and never will.
+            future.add_done_callback(_seen)
+            self._waiting.append((request, future))
+            futures.append(future)
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._drain(), name="feed-group-commit")
+        return futures
 
     async def _drain(self) -> None:
         while self._waiting:
@@ -116,6 +135,13 @@ def _answer(batch: Sequence[tuple[Any, asyncio.Future[Any]]], results: Sequence[
             future.set_exception(result)
         else:
             future.set_result(result)
+
+
+def _error(raised: BaseException) -> Exception:
+    """An error a result may be; anything else (a cancellation) goes on up."""
+    if isinstance(raised, Exception):
+        return raised
+    raise raised
 
 
 def _seen(future: asyncio.Future[Any]) -> None:

@@ -49,10 +49,15 @@ class ClientError(Exception):
         self.headers = headers
 
 
+def error_body(message: str, detail: Any = None) -> dict[str, Any]:
+    """What every refusal's JSON says."""
+    return {"error": message, "detail": detail}
+
+
 def error_response(
     status: int, message: str, detail: Any = None, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse({"error": message, "detail": detail}, status_code=status, headers=headers)
+    return JSONResponse(error_body(message, detail), status_code=status, headers=headers)
 
 
 _STORE_STATUS: dict[type[StoreError], int] = {
@@ -82,9 +87,14 @@ async def on_client_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.message, exc.detail, exc.headers)
 
 
+def store_status(exc: StoreError) -> int:
+    """The status a store's refusal is answered with."""
+    return _STORE_STATUS.get(type(exc), 400)
+
+
 async def on_store_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StoreError)
-    status = _STORE_STATUS.get(type(exc), 400)
+    status = store_status(exc)
     if status == 503:
         return unavailable(str(exc))
     return error_response(status, str(exc))

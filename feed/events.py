@@ -54,6 +54,14 @@ The hot path, and why it looks the way it does:
    per event per distinct search (search.py, on live searches), so a thousand
    screens of one search cost one match per event. The hub then routes them by
    channel and private channels exactly as for every other stream.
+9. On runs. A batch of posts (batch.py) reaches the hub as a run of events of one
+   channel, all for everyone who reads it. Routing each of them to each subscriber,
+   and then comparing each subscriber's list with the others' to share the joined
+   chunk, cost more than the rest of the fan-out at a hundred streams. A run whose
+   events all go to the same streams (one channel, no recipient, no live search) is
+   routed once: every subscriber of a format gets the same list, known to be the same
+   without comparing it. Only the streams of an event's own thread (7), filed apart,
+   are then offered their thread's events one by one.
 """
 
 from __future__ import annotations
@@ -272,6 +280,9 @@ class Hub:
     def publish_many(self, events: Sequence[Outgoing]) -> None:
         """``publish`` for several events, in id order, with one write per attached
         subscriber for all of them (5). Never waits."""
+        if len(events) > 1 and _one_audience(events):
+            self._publish_run(events)
+            return
         per_sub: dict[Subscriber, list[Item]] = {}
         for event in events:
             items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
@@ -285,13 +296,30 @@ class Hub:
                     found = items if frames is event.frames else None
                     found = found or {fmt: item(event.id, data) for fmt, data in frames.items()}
                     self._route(event, group.by_channel, found, per_sub)
-        # Subscribers who get the same events share one joined chunk.
+        _offer_each(per_sub)
+
+    def _publish_run(self, events: Sequence[Outgoing]) -> None:
+        """``publish_many`` for events that all go to the same streams, but for the
+        streams of their threads (9)."""
+        first, last = events[0], events[-1]
+        runs = {fmt: [item(e.id, e.frames[fmt]) for e in events] for fmt in first.frames}
         joined: Joined = {}
-        for subscriber, queued in per_sub.items():
-            if len(queued) == 1:
-                subscriber.offer(queued[0])
-            else:
-                subscriber.offer_many(queued, joined)
+        channel, private = first.channel, first.private
+        for key in (None, channel):
+            for subscriber in self._by_channel.get(key, ()):
+                fmt = subscriber.format
+                found = runs.get(fmt)
+                if found is None:
+                    continue
+                if private and subscriber.private is not None and channel not in subscriber.private:
+                    continue
+                subscriber.offer_many(found, joined, (fmt, first.id, last.id))
+        per_sub: dict[Subscriber, list[Item]] = {}
+        for event in events:
+            if event.thread is not None and event.thread in self._by_channel:
+                items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
+                self._route(event, self._by_channel, items, per_sub, (event.thread,))
+        _offer_each(per_sub)
 
     def _address(
         self, event: Outgoing, items: dict[Format, Item], per_sub: dict[Subscriber, list[Item]]
@@ -313,11 +341,14 @@ class Hub:
         by_channel: dict[str | int | None, set[Subscriber]],
         items: Mapping[Format, Item],
         per_sub: dict[Subscriber, list[Item]],
+        keys: tuple[str | int | None, ...] | None = None,
     ) -> None:
         """Queue ``items`` for every subscriber in ``by_channel`` who may see ``event``:
-        those of its channel, of every channel, and of its thread (7)."""
+        those of its channel, of every channel, and of its thread (7); or only those
+        filed under ``keys``."""
         channel, private = event.channel, event.private
-        keys = (None, channel) if event.thread is None else (None, channel, event.thread)
+        if keys is None:
+            keys = (None, channel) if event.thread is None else (None, channel, event.thread)
         for key in keys:
             for subscriber in by_channel.get(key, ()):
                 found = items.get(subscriber.format)
@@ -383,6 +414,31 @@ class Hub:
             self._ticker = None
         for subscriber in self.subscribers():
             subscriber.close()
+
+
+def _offer_each(per_sub: dict[Subscriber, list[Item]]) -> None:
+    # Subscribers who get the same events share one joined chunk.
+    joined: Joined = {}
+    for subscriber, queued in per_sub.items():
+        if len(queued) == 1:
+            subscriber.offer(queued[0])
+        else:
+            subscriber.offer_many(queued, joined)
+
+
+def _one_audience(events: Sequence[Outgoing]) -> bool:
+    """Whether every one of ``events`` goes to the same streams, but for the streams of
+    its thread (9)."""
+    first = events[0]
+    formats = first.frames.keys()
+    return all(
+        e.recipient is None
+        and not e.searched
+        and e.channel == first.channel
+        and e.private == first.private
+        and e.frames.keys() == formats
+        for e in events
+    )
 
 
 def _leave(index: dict[K, set[Subscriber]], key: K, subscriber: Subscriber) -> None:

@@ -42,16 +42,27 @@ def idempotency_claim(request: Request, payload: dict[str, Any], owner: str) -> 
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
-    if not IDEMPOTENCY_KEY.fullmatch(key):
+    return _claim(
+        "The Idempotency-Key header", key, [request.method, request.url.path, payload], owner, 400
+    )
+
+
+def item_claim(key: Any, path: str, payload: dict[str, Any], owner: str) -> Claim:
+    """The claim of a batch's item with the key ``key``: the one a single ``POST`` of
+    ``payload`` to ``path`` would make, so a key is the same in a batch or alone."""
+    return _claim("The field 'idempotency_key'", key, ["POST", path, payload], owner, 422)
+
+
+def _claim(where: str, key: Any, asked: list[Any], owner: str, status: int) -> Claim:
+    if not isinstance(key, str) or not IDEMPOTENCY_KEY.fullmatch(key):
         raise ClientError(
-            400,
-            f"The Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible "
-            "ASCII characters.",
+            status,
+            f"{where} must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters.",
             key,
         )
-    asked = json.dumps([request.method, request.url.path, payload], sort_keys=True)
+    fingerprint = json.dumps(asked, sort_keys=True)
     owned = hashlib.sha256(f"{owner}\x00{key}".encode()).hexdigest()
-    return Claim(owned, hashlib.sha256(asked.encode()).hexdigest())
+    return Claim(owned, hashlib.sha256(fingerprint.encode()).hexdigest())
 
 
 async def once_for(request: Request, write: Awaitable[Once]) -> Once:

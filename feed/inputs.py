@@ -23,6 +23,14 @@ Rationale:
 3. A form is read within a byte limit before it is parsed, like a JSON body, and its
    fields take the API's checks (``text_field``, ``channel_name``): the compose and
    admin forms refuse exactly what the API refuses.
+4. Batches. A batch of posts is a JSON array or NDJSON, one object a line. What is
+   wrong with the batch as a whole (its media type, its size, JSON that does not
+   parse as an array, no items or too many) is one answer for the whole request; what
+   is wrong with one item (a line that is no JSON, a lone surrogate, an item that is no
+   object) is that item's answer only, so one bad item never fails the others. Its
+   byte limit is ``BATCH_BODIES`` single bodies (``batch_bytes``): room for a full
+   batch of ordinary posts, and for as many of the longest ones as one write should
+   render, without a second setting to keep in step with ``FEED_MAX_BODY_BYTES``.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from starlette.requests import Request
 from feed import search, text
 from feed.errors import ClientError
 from feed.search import Cursor, Filters, Query, QueryError
+from feed.storage.new_posts import MAX_GROUP
 
 # -- limits and patterns (the OpenAPI document states each of them) ------------------
 
@@ -57,6 +66,13 @@ MAX_ID = 2**63 - 1
 MAX_JSON_DEPTH = 32
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY_CHARS}}}")
+
+# Posts in one batch: the store writes as many in one transaction (new_posts.py).
+MAX_BATCH_ITEMS = MAX_GROUP
+# A batch's body may be this many times the largest single request body (4).
+BATCH_BODIES = 64
+JSON_TYPE = "application/json"
+NDJSON_TYPE = "application/x-ndjson"
 
 WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 # Fields whose text may span lines (text.py); every other text field is one line.
@@ -89,11 +105,14 @@ async def read_form(request: Request, limit: int) -> dict[str, str]:
     return {name: values[0] for name, values in fields.items() if values}
 
 
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
     """The request's JSON object, or a ClientError that says what is wrong with it."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        shown = media_type or "none"
+    if (media := media_type(request)) != JSON_TYPE:
+        shown = media or "none"
         raise ClientError(415, "Send the body as JSON (Content-Type: application/json).", shown)
     raw = await read_body(request, limit)
     if not raw.strip():
@@ -106,6 +125,12 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
 
 def parse_json(raw: bytes) -> Any:
     """``raw`` as JSON that the rest of feed can take (1), or a ClientError."""
+    payload = _loads(raw)
+    _check_shape(payload)
+    return payload
+
+
+def _loads(raw: bytes) -> Any:
     try:
         payload = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except UnicodeDecodeError:
@@ -118,8 +143,76 @@ def parse_json(raw: bytes) -> Any:
         raise ClientError(
             400, "The request body holds a number that is not finite or is far too long."
         ) from None
-    _check_shape(payload)
     return payload
+
+
+# -- batches -------------------------------------------------------------------------
+
+Item = dict[str, Any] | ClientError
+
+
+def batch_bytes(max_body_bytes: int) -> int:
+    """The largest batch body, given the largest single request body (4)."""
+    return max_body_bytes * BATCH_BODIES
+
+
+async def read_batch(request: Request, max_body_bytes: int) -> list[Item]:
+    """A batch's items, in order: each a JSON object, or the ClientError that is that
+    item's answer; a ClientError raised for the batch as a whole (4)."""
+    media = media_type(request)
+    if media not in (JSON_TYPE, NDJSON_TYPE):
+        raise ClientError(
+            415,
+            f"Send the batch as a JSON array ({JSON_TYPE}) or as NDJSON ({NDJSON_TYPE}).",
+            media or "none",
+        )
+    raw = await read_body(request, batch_bytes(max_body_bytes))
+    items = _ndjson_items(raw) if media == NDJSON_TYPE else _array_items(raw)
+    if not items:
+        raise ClientError(422, "The batch is empty; send at least one post.")
+    return items
+
+
+def _too_many(count: int) -> ClientError:
+    return ClientError(
+        422, f"A batch holds at most {MAX_BATCH_ITEMS} posts, not {count}.", MAX_BATCH_ITEMS
+    )
+
+
+def _array_items(raw: bytes) -> list[Item]:
+    payload = _loads(raw)
+    if not isinstance(payload, list):
+        raise ClientError(422, "The batch must be a JSON array of objects.", type(payload).__name__)
+    if len(payload) > MAX_BATCH_ITEMS:
+        raise _too_many(len(payload))
+    return [_item(value) for value in payload]
+
+
+def _ndjson_items(raw: bytes) -> list[Item]:
+    try:
+        lines = [line for line in raw.decode("utf-8").split("\n") if line.strip()]
+    except UnicodeDecodeError:
+        raise ClientError(400, "The request body is not valid UTF-8.") from None
+    if len(lines) > MAX_BATCH_ITEMS:
+        raise _too_many(len(lines))
+    items: list[Item] = []
+    for line in lines:
+        try:
+            items.append(_item(_loads(line.encode())))
+        except ClientError as exc:
+            items.append(exc)
+    return items
+
+
+def _item(value: Any) -> Item:
+    """One item of a batch, checked as a request body is (1), or its refusal."""
+    if not isinstance(value, dict):
+        return ClientError(422, "Each item of a batch must be a JSON object.", type(value).__name__)
+    try:
+        _check_shape(value)
+    except ClientError as exc:
+        return exc
+    return value
 
 
 def _no_constant(name: str) -> Any:

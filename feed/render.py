@@ -64,7 +64,7 @@ from feed.models import EventKind
 from feed.settings import DEFAULT_REACTIONS
 from feed.sse import Format, frame
 from feed.text import CONTROLS, LINE_FEED, TAB, matching
-from feed.values import ChannelView, FeedEvent, PostView, ReactionCount, Thread
+from feed.values import Change, ChannelView, FeedEvent, PostView, ReactionCount, Thread
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # What a re-fetched list or thread reflects: the newest event id of its snapshot. Pages
@@ -162,6 +162,11 @@ def post_json(post: PostView) -> dict[str, Any]:
         "repliers": list(post.repliers),
         "reactions": reactions_json(post.reactions),
     }
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    """A new or changed post and the event it logged, as the API answers them."""
+    return {"post": post_json(change.post), "event_id": change.event_id}
 
 
 def thread_json(thread: Thread) -> dict[str, Any]:

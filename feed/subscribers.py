@@ -44,7 +44,7 @@ def item(event_id: int | None, data: bytes) -> Item:
 
 
 # Chunks joined from several items in one ``publish_many``, by format and event ids.
-Joined = dict[tuple[Format, tuple[int | None, ...]], bytes]
+Joined = dict[tuple[Format, tuple[int | None, ...]] | tuple[Format, int, int], bytes]
 
 
 class Transport(Protocol):
@@ -141,9 +141,13 @@ class Subscriber:
         else:
             self._wake()
 
-    def offer_many(self, items: list[Item], joined: Joined) -> None:
+    def offer_many(
+        self, items: list[Item], joined: Joined, run: tuple[Format, int, int] | None = None
+    ) -> None:
         """``offer`` for several events in id order, written as one chunk when attached.
-        ``joined`` keeps the chunks already made in this batch, by format and ids."""
+        ``joined`` keeps the chunks already made in this batch, by format and ids;
+        ``run`` names ``items`` when every subscriber of its format gets the very same
+        list (events.py, on runs), so that it need not be compared."""
         transport = self._transport
         if self.closed or transport is None:
             for each in items:
@@ -151,10 +155,15 @@ class Subscriber:
             return
         if transport.is_closing():
             return
-        fresh = [each for each in items if each[0] is None or each[0] > self.last_id]
-        if not fresh:
-            return
-        key = (self.format, tuple(each[0] for each in fresh))
+        first = items[0][0]
+        key: tuple[Format, tuple[int | None, ...]] | tuple[Format, int, int]
+        if run is not None and first is not None and first > self.last_id:
+            fresh, key = items, run  # ids rise within a run: every one of them is new
+        else:
+            fresh = [each for each in items if each[0] is None or each[0] > self.last_id]
+            if not fresh:
+                return
+            key = (self.format, tuple(each[0] for each in fresh))
         data = joined.get(key)
         if data is None:
             data = joined[key] = chunk(b"".join(each[1] for each in fresh))

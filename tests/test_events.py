@@ -406,3 +406,41 @@ def test_the_cached_walk_is_renewed_once_it_is_older_than_its_age() -> None:
     hub.walked_at -= STATS_MAX_AGE + 0.1  # as if a second had passed
     hub.stats()
     assert hub.walks == 2
+
+
+def test_a_run_of_one_channel_is_one_write_each_and_only_what_a_stream_has_not_had() -> None:
+    hub = Hub(heartbeat=60)
+    everything = Subscriber(Format.JSON, None, last_id=0, limit=10_000)
+    general = Subscriber(Format.JSON, frozenset({"general"}), last_id=0, limit=10_000)
+    texts = Subscriber(Format.TEXT, frozenset({"general"}), last_id=0, limit=10_000)
+    ahead = Subscriber(Format.JSON, None, last_id=2, limit=10_000)  # has had 1 and 2
+    other = Subscriber(Format.JSON, frozenset({"other"}), last_id=0, limit=10_000)
+    thread = Subscriber(Format.JSON, frozenset({"general"}), last_id=0, limit=10_000)
+    thread.thread = 3  # the thread of post 3: its own event and its replies'
+    private = Subscriber(Format.JSON, None, last_id=0, limit=10_000)  # reads no private one
+    subs = [everything, general, texts, ahead, other, thread, private]
+    for sub in subs[:-1]:
+        sub.private = None  # may read every private channel
+    transports = attached(hub, subs)
+    run = [
+        Outgoing(
+            n,
+            "general",
+            {Format.JSON: f"J{n}".encode(), Format.TEXT: f"T{n}".encode()},
+            thread=n,  # each a top-level post: its own thread
+        )
+        for n in (1, 2, 3, 4)
+    ]
+    hub.publish_many(run)
+    assert transports[0].written == [chunk(b"J1J2J3J4")]
+    assert transports[1].written[0] is transports[0].written[0]  # shared, not rebuilt
+    assert transports[2].written == [chunk(b"T1T2T3T4")]
+    assert transports[3].written == [chunk(b"J3J4")]
+    assert transports[4].written == []
+    assert transports[5].written == [chunk(b"J3")]
+    assert transports[6].written == [chunk(b"J1J2J3J4")]  # general is not private
+    hub.publish_many([e._replace(id=e.id + 4, private=True, thread=3) for e in run])
+    assert transports[6].written == [chunk(b"J1J2J3J4")]  # a private run is not its
+    assert transports[0].written[-1] == chunk(b"J1J2J3J4")
+    assert transports[5].written == [chunk(b"J3"), chunk(b"J1J2J3J4")]  # replies to 3
+    assert [s.last_id for s in subs] == [8, 8, 8, 8, 0, 8, 4]

@@ -11,6 +11,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feed.markdown import to_html as markdown
 from tests.conftest import Server
@@ -219,3 +221,22 @@ def test_the_json_stream_escapes_c0_and_c1_control_characters(
     assert "\\u009b2J" in event.data and "\\u0085" in event.data and "\\u007f" in event.data
     post = json.loads(event.data)["post"]
     assert (post["id"], post["body"]) == (post_id, body)
+
+
+PLAIN_ALPHABET = "abcXYZ019 ,;:.?!'"
+
+
+@settings(max_examples=3000, deadline=None, database=None, derandomize=True)
+@given(st.text(alphabet=PLAIN_ALPHABET, max_size=40))
+def test_plain_text_taken_without_the_parser_renders_as_the_parser_would(body: str) -> None:
+    from feed import markdown as module
+
+    assert module.to_html(body) == module.render(body)
+
+
+def test_plain_text_is_taken_without_the_parser_and_anything_else_is_not() -> None:
+    from feed import markdown as module
+
+    assert module.plain("bench post 12 at 345;") and module.plain("Why? Yes, it's done.")
+    for body in ("1. a list", "- item", "*em*", "a  ", " a", "a\nb", "@ada", "a & b", "#1", ""):
+        assert not module.plain(body), body

@@ -87,6 +87,43 @@ SEARCH = {
 }
 
 
+def batch_operation(settings: Settings) -> dict[str, Any]:
+    """``POST /api/posts:batch`` (batch.py): its envelope's limits are inputs.py's."""
+    limit = inputs.batch_bytes(settings.max_body_bytes)
+    items = {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": inputs.MAX_BATCH_ITEMS,
+        "items": ref("BatchItem"),
+    }
+    ndjson = {"type": "string", "description": "One BatchItem object a line"}
+    return {
+        "summary": "Publish up to "
+        f"{inputs.MAX_BATCH_ITEMS} posts and replies; one result per item, in order",
+        "requestBody": {
+            "required": True,
+            "description": f"A JSON array, or NDJSON, of at most {inputs.MAX_BATCH_ITEMS} "
+            f"items and {limit} bytes (422 and 413 beyond). An item that is refused gets "
+            "its own result and fails no other.",
+            "content": {
+                inputs.JSON_TYPE: {"schema": items},
+                inputs.NDJSON_TYPE: {"schema": ndjson},
+            },
+        },
+        "responses": {
+            "200": answer(
+                "The batch was read: each item's result, in order, 201 or its refusal",
+                {
+                    "type": "object",
+                    "required": ["results"],
+                    "properties": {"results": {"type": "array", "items": ref("BatchResult")}},
+                },
+            ),
+            **{code: ERROR for code in ("400", "413", "415", "422")},
+        },
+    }
+
+
 def paths(settings: Settings) -> dict[str, Any]:
     """The document's ``paths``, before the answers every operation shares are added."""
     post_ops = {
@@ -269,6 +306,7 @@ def paths(settings: Settings) -> dict[str, Any]:
                 },
             },
         },
+        "/api/posts:batch": {"post": batch_operation(settings)},
         "/api/posts/{post_id}": post_ops,
         "/api/posts/{post_id}/replies": {
             "get": {

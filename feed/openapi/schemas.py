@@ -186,6 +186,39 @@ def schemas(settings: Settings) -> dict[str, Any]:
                 "body": text,
             },
         },
+        "BatchItem": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["body"],
+            "description": "A post (with `channel`) or a reply (with `parent`), as a single "
+            "POST would send it: one of the two, not both",
+            "properties": {
+                "channel": {"type": "string"},
+                "parent": {"type": "integer", "minimum": 1, "maximum": inputs.MAX_ID},
+                "idempotency_key": {
+                    "type": "string",
+                    "pattern": f"^{inputs.IDEMPOTENCY_KEY.pattern}$",
+                    "description": "This item's Idempotency-Key: the same as the header of "
+                    "its single POST",
+                },
+                "author": {"type": "string"},
+                "body": text,
+            },
+        },
+        "BatchResult": {
+            "type": "object",
+            "required": ["status"],
+            "description": "What the item's single POST would answer: its status, and "
+            "either `post`, `event_id` and `replayed`, or `error` and `detail`",
+            "properties": {
+                "status": {"type": "integer"},
+                "post": ref("Post"),
+                "event_id": {"type": ["integer", "null"]},
+                "replayed": {"type": "boolean"},
+                "error": {"type": "string"},
+                "detail": {},
+            },
+        },
         "PostEdit": {
             "type": "object",
             "additionalProperties": False,

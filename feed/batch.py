@@ -1,0 +1,196 @@
+"""``POST /api/posts:batch``: up to ``MAX_BATCH_ITEMS`` posts and replies in one request.
+
+The body is a JSON array, or NDJSON (one object a line). Each item is what a single
+``POST /api/channels/{channel}/posts`` would send, plus where it goes and its key:
+``{"channel": "general", "body": "...", "idempotency_key": "..."}``, or a reply,
+``{"parent": 12, "body": "..."}``. The answer has one result per item, in order.
+
+Rationale:
+
+1. One answer per item. A result is what the single request would have answered: its
+   ``status`` with the same JSON (``post`` and ``event_id`` for a 201; ``error`` and
+   ``detail`` for a refusal), and ``replayed``. Items are checked in the order a
+   single post is (where it goes and who may post there, the rate, then the body), so
+   each refusal is the one its single request would get. What is wrong with the batch
+   as a whole (inputs.py, on batches), or with who sends it (nobody signed in), is one
+   answer for the request.
+2. A well-formed batch is answered ``200 OK``, whatever its items' fate: the request
+   was understood and every item has its answer. ``207 Multi-Status`` says the same
+   but is WebDAV's, with an XML body clients expect to go with it, and a 201 or a 4xx
+   for the whole would be wrong for some of the items. The one exception: when the
+   database could not be reached for any item, the request is answered 503, with
+   Retry-After, like every request that could not be served now.
+3. A batch is charged as many posts as it holds: each item that may go where it
+   names takes its turn at the identity's rate (security.py), as its single request
+   would, and those past the rate are refused with 429 while the rest are written.
+   Splitting posts into batches gains no rate that single posts do not have.
+4. Keys are per item (``idempotency_key``); the header is refused, since one key
+   cannot stand for answers that differ by item. An item's key makes the claim its
+   single request would make (idempotency.py), so a key used in a batch replays alone
+   and the other way round, and a retried batch writes nothing twice.
+5. The written items go through the store's one road together (storage/new_posts.py,
+   on batches): one transaction, one commit announcement, event ids in the items'
+   order; the 200 is sent once they are committed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from feed import security
+from feed.errors import ClientError, error_body, store_status
+from feed.idempotency import item_claim, remembered
+from feed.inputs import MAX_ID, Item, post_body, read_batch
+from feed.permissions import Permissions, unauthorized
+from feed.render import change_json
+from feed.runtime import Runtime, runtime
+from feed.store import IdempotencyKeyReused, PostNotFound, StoreError, StoreUnavailable
+from feed.values import Change, NewPost, Once, PostView
+
+# The fields that say where an item goes and its key; the rest is a single post's body.
+PLACES = ("channel", "parent", "idempotency_key")
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """One item, read: where it goes, its key, and what its single request would send."""
+
+    channel: str | None
+    parent: int | None
+    key: object
+    payload: dict[str, Any]
+
+    @property
+    def path(self) -> str:
+        """Where its single request would go."""
+        if self.parent is not None:
+            return f"/api/posts/{self.parent}/replies"
+        return f"/api/channels/{self.channel}/posts"
+
+
+def asked(item: dict[str, Any]) -> Asked:
+    """``item`` read (1); a ClientError if it says nowhere, or two places, to go."""
+    channel, parent = item.get("channel"), item.get("parent")
+    if (channel is None) == (parent is None):
+        raise ClientError(
+            422, "Each item names its 'channel', or the 'parent' post it replies to.", sorted(item)
+        )
+    if channel is not None and not isinstance(channel, str):
+        raise ClientError(422, "The field 'channel' must be a channel's name.", "channel")
+    if parent is not None and (
+        isinstance(parent, bool) or not isinstance(parent, int) or not 1 <= parent <= MAX_ID
+    ):
+        raise ClientError(422, "The field 'parent' must be a post id.", "parent")
+    payload = {k: v for k, v in item.items() if k not in PLACES}
+    return Asked(channel, parent, item.get("idempotency_key"), payload)
+
+
+async def create_posts(request: Request) -> JSONResponse:
+    rt = runtime(request)
+    perms = await rt.access.check(request)
+    if not perms.identity.signed_in:
+        raise unauthorized("Posting needs a writer's token or a signed-in session.")
+    read = await read_batch(request, rt.settings.max_body_bytes)
+    if "idempotency-key" in request.headers:
+        raise ClientError(
+            400, "A batch takes a key per item, in its 'idempotency_key' field, not the header."
+        )
+    items = [_read(item) for item in read]
+    parents = await _parents(rt, perms, items)
+    results: list[dict[str, Any] | None] = []
+    news: list[NewPost] = []
+    keys: list[object] = []
+    for item in items:
+        try:
+            if isinstance(item, ClientError):
+                raise item
+            news.append(_admitted(request, rt, perms, item, parents))
+            keys.append(item.key)
+            results.append(None)
+        except ClientError as exc:
+            results.append({"status": exc.status, **error_body(exc.message, exc.detail)})
+        except StoreError as exc:
+            results.append({"status": store_status(exc), **error_body(str(exc))})
+    written = await rt.store.create_posts(news) if news else []
+    unavailable = [w for w in written if isinstance(w, StoreUnavailable)]
+    if written and len(unavailable) == len(written):  # nothing was written (2)
+        raise unavailable[0]
+    answers = iter(zip(written, keys, strict=True))
+    done = [r if r is not None else _result(*next(answers)) for r in results]
+    rt.metrics.announced(max((r.get("event_id") or 0 for r in done), default=0) or None)
+    return JSONResponse({"results": done})
+
+
+def _read(item: Item) -> Asked | ClientError:
+    if isinstance(item, ClientError):
+        return item
+    try:
+        return asked(item)
+    except ClientError as exc:
+        return exc
+
+
+Parents = dict[int, PostView | StoreError]
+
+
+async def _parents(rt: Runtime, perms: Permissions, items: list[Asked | ClientError]) -> Parents:
+    """The posts the replies among ``items`` answer, or why each cannot be answered."""
+    found: Parents = {}
+    for item in items:
+        if isinstance(item, ClientError) or item.parent is None or item.parent in found:
+            continue
+        try:
+            post = await rt.store.get_post(item.parent, private=perms.private_readable())
+            # A post one may not read is answered like one that does not exist.
+            found[item.parent] = post if perms.may_read(post.channel) else PostNotFound(post.id)
+        except PostNotFound as exc:
+            found[item.parent] = exc
+    return found
+
+
+def _admitted(
+    request: Request, rt: Runtime, perms: Permissions, item: Asked, parents: Parents
+) -> NewPost:
+    """The post ``item`` asks for, if its single request would be written (1, 3, 4)."""
+    limits = security.of(request)
+    if item.parent is not None:
+        parent = parents[item.parent]
+        if isinstance(parent, StoreError):
+            raise parent
+        channel = parent.channel
+        perms.check_reply(channel)
+    else:
+        assert item.channel is not None
+        channel = item.channel
+        perms.check_post(channel)
+    limits.check_post_rate(request, perms.identity.limit_key)
+    author = perms.identity.name
+    assert author is not None  # checked as signed in
+    body = post_body(item.payload, author, rt.settings.max_post_chars)
+    if item.key is None:
+        return NewPost(channel, author, body, parent=item.parent)
+    claim = item_claim(item.key, item.path, item.payload, author)
+    answer = remembered(change_json, lambda change: f"/api/posts/{change.post.id}")
+    return NewPost(channel, author, body, parent=item.parent, claim=claim, answer=answer)
+
+
+def _result(written: Change | Once | Exception, key: object) -> dict[str, Any]:
+    if isinstance(written, Change):
+        return {"status": 201, **change_json(written), "replayed": False}
+    if isinstance(written, Once):
+        kept: dict[str, Any] = json.loads(written.answer.body)
+        return {"status": written.answer.status, **kept, "replayed": written.replayed}
+    if isinstance(written, IdempotencyKeyReused):  # named as its sender sent it
+        written = IdempotencyKeyReused(str(key))
+    if isinstance(written, StoreError):
+        return {"status": store_status(written), **error_body(str(written))}
+    raise written
+
+
+routes = [Route("/api/posts:batch", create_posts, methods=["POST"])]

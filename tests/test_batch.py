@@ -1,0 +1,326 @@
+"""``POST /api/posts:batch``: many posts in one request, one result per item, in order.
+
+A bad item gets the answer a single post would have had and fails no other; the good
+ones are committed together, reach streams in order, and a resume inside the batch is
+exact. Keys are per item; the batch is charged as many posts as it holds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from starlette.testclient import TestClient
+
+from feed.inputs import MAX_BATCH_ITEMS, batch_bytes
+from feed.settings import Settings
+from feed.store import ChannelNotFound, Store
+from feed.values import Change, Commit, NewPost
+from tests.auth import bearer, make_token
+from tests.conftest import Server
+from tests.sse import SSEClient
+
+URL = "/api/posts:batch"
+NDJSON = {"content-type": "application/x-ndjson"}
+
+
+def results(response: httpx.Response) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["results"]
+    return found
+
+
+def statuses(response: httpx.Response) -> list[int]:
+    return [r["status"] for r in results(response)]
+
+
+def listed(client: TestClient | httpx.Client, channel: str = "general") -> list[str]:
+    posts = client.get(f"/api/channels/{channel}/posts?limit=200").json()["posts"]
+    return [p["body"] for p in reversed(posts)]
+
+
+def single_error(client: TestClient, channel: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """What a single POST of ``payload`` to ``channel`` answers, as a batch result."""
+    answer = client.post(f"/api/channels/{channel}/posts", json=payload)
+    assert answer.status_code >= 400, answer.text
+    return {"status": answer.status_code, **answer.json()}
+
+
+def test_good_and_bad_items_each_get_their_own_answer_in_order(client: TestClient) -> None:
+    client.post("/api/channels", json={"name": "old", "title": "Old"})
+    client.post("/api/channels/old/archive")
+    items = [
+        {"channel": "general", "body": "one"},
+        {"channel": "nowhere", "body": "lost"},
+        {"channel": "general", "body": "two"},
+        {"channel": "general", "body": "x" * 10_001},
+        {"channel": "general", "body": "nul \x00 here"},
+        {"channel": "general", "body": "bell \x07"},
+        {"channel": "old", "body": "archived"},
+        {"channel": "general", "body": "three", "colour": "red"},
+        {"body": "no channel"},
+        "not an object",
+        {"channel": "general", "body": "**four**"},
+    ]
+    answer = client.post(URL, json=items)
+    got = results(answer)
+    assert [r["status"] for r in got] == [201, 404, 201, 422, 422, 422, 409, 422, 422, 422, 201]
+    created = [r for r in got if r["status"] == 201]
+    assert [r["post"]["body"] for r in created] == ["one", "two", "**four**"]
+    assert created[2]["post"]["html"].strip() == "<p><strong>four</strong></p>"
+    # Ids and event ids in the order of the items, with nothing in between.
+    ids = [r["post"]["id"] for r in created]
+    events = [r["event_id"] for r in created]
+    assert ids == sorted(ids) and events == list(range(events[0], events[0] + 3))
+    # Refusals are what the single POST says of the same post.
+    for n, item in ((1, items[1]), (3, items[3]), (4, items[4]), (5, items[5]), (6, items[6])):
+        assert isinstance(item, dict)
+        channel = item.pop("channel")
+        assert got[n] == single_error(client, channel, item)
+    assert "'colour'" in got[7]["error"] and "'channel'" in got[8]["error"]
+    assert listed(client) == ["one", "two", "**four**"]
+
+
+def test_ndjson_lines_are_items_and_a_bad_line_fails_only_itself(client: TestClient) -> None:
+    lines = [
+        json.dumps({"channel": "general", "body": "first"}),
+        "",
+        "{not json",
+        '{"channel": "general", "body": "lone \\ud800 surrogate"}',
+        json.dumps({"channel": "general", "body": "second"}),
+    ]
+    answer = client.post(URL, content="\n".join(lines).encode() + b"\n", headers=NDJSON)
+    got = results(answer)
+    assert [r["status"] for r in got] == [201, 400, 422, 201]
+    assert [r["post"]["body"] for r in got if r["status"] == 201] == ["first", "second"]
+    assert "surrogate" in got[2]["error"]
+
+
+def test_a_malformed_envelope_is_one_answer_for_the_whole_request(
+    client: TestClient, settings: Settings
+) -> None:
+    one = {"channel": "general", "body": "b"}
+    too_many = [one] * (MAX_BATCH_ITEMS + 1)
+    huge = json.dumps([{"channel": "general", "body": "y" * 9000}] * 600).encode()
+    assert len(huge) > batch_bytes(settings.max_body_bytes)
+    cases = {
+        "not json": (b"[{]", "application/json", 400),
+        "an object, not an array": (b'{"body": "x"}', "application/json", 422),
+        "empty": (b"[]", "application/json", 422),
+        "too many items": (json.dumps(too_many).encode(), "application/json", 422),
+        "too many lines": (
+            "\n".join([json.dumps(one)] * (MAX_BATCH_ITEMS + 1)).encode(),
+            "application/x-ndjson",
+            422,
+        ),
+        "too large": (huge, "application/json", 413),
+        "wrong content type": (b"hello", "text/plain", 415),
+        "not utf-8": (b"\xff\xfe", "application/x-ndjson", 400),
+        "nested too deep": (b"[" * 1000 + b"]" * 1000, "application/json", 400),
+    }
+    for name, (body, media, status) in cases.items():
+        answer = client.post(URL, content=body, headers={"content-type": media})
+        assert answer.status_code == status, (name, answer.text)
+        assert answer.json()["error"], name
+    assert listed(client) == []
+
+
+def test_item_keys_make_a_retried_batch_write_nothing_twice(client: TestClient) -> None:
+    items = [
+        {"channel": "general", "body": "a", "idempotency_key": "k-a"},
+        {"channel": "nowhere", "body": "b", "idempotency_key": "k-b"},
+        {"channel": "general", "body": "c"},
+        {"channel": "general", "body": "d", "idempotency_key": "k-d"},
+    ]
+    first = results(client.post(URL, json=items))
+    again = results(client.post(URL, json=items))
+    assert [r["status"] for r in first] == [201, 404, 201, 201]
+    assert [r["status"] for r in again] == [201, 404, 201, 201]
+    for n in (0, 3):
+        assert again[n]["replayed"] is True and first[n]["replayed"] is False
+        assert {**again[n], "replayed": False} == first[n]
+    assert again[2]["post"]["id"] != first[2]["post"]["id"]  # no key: a new post
+    assert listed(client) == ["a", "c", "d", "c"]
+    # A key is the same whether its post came alone or in a batch.
+    alone = client.post(
+        "/api/channels/general/posts", json={"body": "a"}, headers={"Idempotency-Key": "k-a"}
+    )
+    assert alone.headers["idempotent-replayed"] == "true"
+    assert alone.json() == {k: v for k, v in first[0].items() if k not in ("status", "replayed")}
+    # The same key for another post, in the batch or already used: refused, alone.
+    reused = [
+        {"channel": "general", "body": "other", "idempotency_key": "k-a"},
+        {"channel": "general", "body": "e", "idempotency_key": "k-e"},
+        {"channel": "general", "body": "e2", "idempotency_key": "k-e"},
+        {"channel": "general", "body": "e", "idempotency_key": "k-e"},
+    ]
+    got = results(client.post(URL, json=reused))
+    assert [r["status"] for r in got] == [422, 201, 422, 201]
+    assert got[3]["post"] == got[1]["post"] and got[3]["replayed"] is True
+    assert listed(client) == ["a", "c", "d", "c", "e"]
+    # The header would promise what it cannot keep for a whole batch: refused.
+    header = client.post(URL, json=items, headers={"Idempotency-Key": "whole"})
+    assert header.status_code == 400 and "idempotency_key" in header.json()["error"]
+
+
+def test_permissions_and_private_channels_are_checked_per_item(
+    client: TestClient, settings: Settings
+) -> None:
+    client.post("/api/channels", json={"name": "board", "title": "B", "private": True})
+    client.post("/api/channels", json={"name": "news", "title": "N", "announcement_only": True})
+    ann, _ = make_token(settings.database_url, "ann")
+    bob, _ = make_token(settings.database_url, "bob")
+    reader, _ = make_token(settings.database_url, "rita", "reader")
+    client.put("/api/channels/board/members/ann", json={})
+    items = [
+        {"channel": "board", "body": "secret"},
+        {"channel": "general", "body": "open"},
+        {"channel": "news", "body": "news"},
+    ]
+    as_ann = results(client.post(URL, json=items, headers=bearer(ann)))
+    as_bob = results(client.post(URL, json=items, headers=bearer(bob)))
+    assert [r["status"] for r in as_ann] == [201, 201, 403]
+    # To bob the private channel does not exist: the same 404 as a name never made.
+    assert [r["status"] for r in as_bob] == [404, 201, 403]
+    assert as_bob[0]["error"] == "There is no channel named 'board'."
+    assert as_ann[0]["post"]["author"] == "ann"
+    as_reader = results(client.post(URL, json=items, headers=bearer(reader)))
+    assert [r["status"] for r in as_reader] == [404, 403, 403]
+    anonymous = client.post(URL, json=items, headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    assert listed(client, "board") == ["secret"]
+    assert listed(client) == ["open", "open"]
+
+
+def test_replies_are_items_that_name_their_parent(client: TestClient) -> None:
+    parent = client.post("/api/channels/general/posts", json={"body": "question"}).json()
+    pid = parent["post"]["id"]
+    items = [
+        {"parent": pid, "body": "answer"},
+        {"parent": pid + 1000, "body": "to nothing"},
+        {"parent": pid, "channel": "general", "body": "both"},
+    ]
+    got = results(client.post(URL, json=items))
+    assert [r["status"] for r in got] == [201, 404, 422]
+    assert got[0]["post"]["parent"] == pid and got[0]["post"]["channel"] == "general"
+    replies = client.get(f"/api/posts/{pid}/replies").json()["replies"]
+    assert [r["body"] for r in replies] == ["answer"]
+
+
+def test_a_batch_is_charged_as_many_posts_as_it_holds(make_server: Callable[..., Server]) -> None:
+    server = make_server(post_rate=5)
+    token = bearer(server.token("ann"))
+    items = [{"channel": "general", "body": f"p{n}"} for n in range(8)]
+    got = results(server.client.post(URL, json=items, headers=token))
+    assert [r["status"] for r in got] == [201] * 5 + [429] * 3
+    assert got[5]["detail"]["retry_after"] >= 1
+    # The bucket is empty now for single posts too.
+    single = server.client.post("/api/channels/general/posts", json={"body": "x"}, headers=token)
+    assert single.status_code == 429
+    assert listed(server.client) == [f"p{n}" for n in range(5)]
+
+
+def test_a_batch_reaches_streams_in_order_and_a_resume_inside_it_is_exact(
+    server: Server,
+) -> None:
+    before = server.post("before")["event_id"]
+    with SSEClient(
+        server.port, params={"format": "json"}, headers={"Last-Event-ID": str(before)}
+    ) as live:
+        items = [{"channel": "general", "body": f"b{n}"} for n in range(300)]
+        got = results(server.client.post(URL, json=items))
+        events = [r["event_id"] for r in got]
+        assert events == list(range(before + 1, before + 301))
+        seen = live.wait_events(300)
+        assert [int(m.id or 0) for m in seen] == events
+        assert [json.loads(m.data)["post"]["body"] for m in seen] == [i["body"] for i in items]
+    middle = events[149]
+    with SSEClient(
+        server.port, params={"format": "json"}, headers={"Last-Event-ID": str(middle)}
+    ) as resumed:
+        again = resumed.wait_events(150)
+        assert [int(m.id or 0) for m in again] == events[150:]
+        after = server.post("after")["event_id"]
+        resumed.wait_for(lambda s: len(s.events()) == 151)
+        assert [int(m.id or 0) for m in resumed.events()] == [*events[150:], after]
+
+
+def feed_post(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    return subprocess.run(
+        [sys.executable, "-m", "feed", "post", *args],
+        env=clean,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_feed_post_sends_ndjson_from_stdin_in_batches_with_a_line_per_item(
+    server: Server,
+) -> None:
+    parent = server.post("the plan")["post"]["id"]
+    lines = [
+        "plain text goes to the channel given",
+        json.dumps({"body": "an object without a channel too"}),
+        json.dumps({"channel": "nowhere", "body": "lost"}),
+        "",
+        json.dumps({"parent": parent, "body": "a reply"}),
+        "{broken",
+        *(f"bulk {n}" for n in range(1500)),
+    ]
+    token = server.token("ada")
+    sent = feed_post(
+        "--ndjson", "general", "-", "--token", token, "--url", server.url, stdin="\n".join(lines)
+    )
+    assert sent.returncode == 3, sent.stderr
+    out = sent.stdout.splitlines()
+    assert len(out) == 1505
+    assert re.fullmatch(r"line 1: posted to #general: post \d+, event \d+", out[0]), out[0]
+    assert out[2] == "line 3: refused (404): There is no channel named 'nowhere'."
+    assert re.fullmatch(
+        rf"line 5: replied to post {parent} in #general: post \d+, event \d+", out[3]
+    )
+    assert out[4].startswith("line 6: refused (400): not JSON")
+    assert out[-1].startswith("line 1506: posted to #general")
+    ids = [int(re.findall(r"post (\d+),", line)[0]) for line in out if "posted" in line]
+    assert len(ids) == 1502 and ids == sorted(ids)
+    posts = [server.client.get(f"/api/posts/{n}").json()["post"] for n in (ids[0], ids[1], ids[-1])]
+    assert [p["body"] for p in posts] == [
+        "plain text goes to the channel given",
+        "an object without a channel too",
+        "bulk 1499",
+    ]
+    assert {p["author"] for p in posts} == {"ada"}
+    # Every line written: no failure, status 0; TEXT must be - (standard input).
+    good = feed_post(
+        "--ndjson", "general", "-", "--url", server.url, "--token", token, stdin="a\nb\n"
+    )
+    assert good.returncode == 0 and len(good.stdout.splitlines()) == 2
+    usage = feed_post("--ndjson", "general", "text", "--token", token, stdin="")
+    assert usage.returncode == 2 and "feed post --ndjson CHANNEL -" in usage.stderr
+
+
+def test_a_batch_of_a_thousand_is_one_transaction_on_each_store(store: Store) -> None:
+    async def scenario() -> tuple[list[Commit], list[Any]]:
+        commits: list[Commit] = []
+        store.on_commit(commits.append)
+        news = [NewPost("general", "ada", f"post {n}") for n in range(MAX_BATCH_ITEMS - 1)]
+        news.insert(500, NewPost("nowhere", "ada", "lost"))
+        return commits, await store.create_posts(news)
+
+    commits, written = asyncio.run(scenario())
+    assert len(commits) == 1 and len(commits[0].events) == MAX_BATCH_ITEMS - 1
+    assert isinstance(written[500], ChannelNotFound)
+    changes = [w for w in written if isinstance(w, Change)]
+    assert [c.post.body for c in changes] == [f"post {n}" for n in range(MAX_BATCH_ITEMS - 1)]
+    assert [c.event_id for c in changes] == [e.id for e in commits[0].events]
+    ids = [c.post.id for c in changes]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
