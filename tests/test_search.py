@@ -260,6 +260,23 @@ def test_the_search_page_shows_marked_safe_snippets_with_links_to_each_post(
     assert "<mark>lift</mark>" in partial.text and "<html" not in partial.text
 
 
+def test_a_reply_found_by_search_opens_in_its_thread(client: TestClient) -> None:
+    parent = client.post("/api/channels/general/posts", json={"body": "the lift plan"})
+    parent_id = parent.json()["post"]["id"]
+    made = client.post(f"/api/posts/{parent_id}/replies", json={"body": "lift fixed now"})
+    assert made.status_code == 201, made.text
+    reply_id = made.json()["post"]["id"]
+    found = client.get("/api/search", params={"q": "lift"}).json()["results"]
+    assert [(r["post"]["id"], r["link"]) for r in found] == [
+        (reply_id, f"/posts/{parent_id}#post-{reply_id}"),
+        (parent_id, f"/channels/general#post-{parent_id}"),
+    ]
+    page = client.get("/search", params={"q": "lift"}).text
+    assert f'class="open" href="/posts/{parent_id}#post-{reply_id}"' in page
+    assert f'class="open" href="/channels/general#post-{parent_id}"' in page
+    assert f"#post-{reply_id}" not in page.replace(f"/posts/{parent_id}#post-{reply_id}", "")
+
+
 def test_every_dashboard_has_a_search_box(client: TestClient) -> None:
     page = client.get("/channels/general")
     assert '<form class="bar-search" action="/search" method="get" role="search">' in page.text
@@ -302,6 +319,16 @@ def test_the_cli_prints_results_best_first_in_one_channel(server: Server) -> Non
     assert len(lines) == 2 and all(line.startswith("#announcements post ") for line in lines)
     assert lines[0].endswith(": lift maintenance on friday")
     assert lines[1].endswith(f": {long}")
+    parent = lines[0].split()[2]
+    made = server.client.post(
+        f"/api/posts/{parent}/replies", json={"body": "lift maintenance done"}
+    )
+    assert made.status_code == 201, made.text
+    reply = made.json()["post"]["id"]
+    again = run_feed("search", "maintenance done", "--url", server.url)
+    assert again.stdout.startswith(f"#announcements reply {reply} in thread {parent} by "), (
+        again.stdout
+    )
     refused = run_feed("search", '"lift', "--url", server.url)
     assert refused.returncode != 0
     assert "never closed" in refused.stderr
