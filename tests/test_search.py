@@ -145,6 +145,42 @@ def test_a_common_word_pages_through_windows_without_ranking_every_match(
     assert pages == 5
 
 
+def every_page(store: Store, q: str, limit: int = 3) -> list[int]:
+    seen: list[int] = []
+    cursor = Cursor()
+    while True:
+        page = find(store, q, limit=limit, cursor=cursor)
+        seen += ids(page)
+        if page.next is None:
+            return seen
+        cursor = Cursor.parse(page.next.text)
+
+
+@pytest.mark.parametrize("dense", [1, 1000])
+def test_a_phrase_or_prefix_read_in_two_steps_pages_exactly_as_in_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch, dense: int
+) -> None:
+    monkeypatch.setattr(storage_search, "WINDOW", 4)
+    # The phrase stands in some posts, its words apart in others, neither in the rest.
+    bodies = [
+        ["lift out of order", "out lift", "lift lift out now", "stairs", "lifted out"][n % 5]
+        + " x" * (n % 3)
+        for n in range(23)
+    ]
+    made = [post(store, body) for body in bodies]
+    queries = ['"lift out"', "lif*", '"lift out" -now', "lift* out"]
+    monkeypatch.setattr(storage_search, "SPAN", 10**9)
+    in_one = {q: every_page(store, q) for q in queries}
+    for q in queries:
+        wanted = parse(q)
+        matching = {n for n, body in zip(made, bodies, strict=True) if wanted.matches(body)}
+        assert sorted(in_one[q]) == sorted(matching) and len(in_one[q]) == len(matching)
+    # Spans smaller than a window, walked on (dense) or left to the index.
+    monkeypatch.setattr(storage_search, "SPAN", 3)
+    monkeypatch.setattr(storage_search, "DENSE", dense)
+    assert {q: every_page(store, q) for q in queries} == in_one
+
+
 def test_a_filter_only_search_pages_by_recency(store: Store) -> None:
     made = [post(store, f"note {n}", author="bo") for n in range(5)]
     first = find(store, None, Filters(author="bo"), limit=2)
