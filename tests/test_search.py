@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from starlette.testclient import TestClient
 
 from feed import schema
@@ -220,6 +220,50 @@ def test_a_database_made_before_search_gets_its_index(database_url: str) -> None
         assert ids(find(store, "fixed")) == []
     finally:
         store.close()
+
+
+def test_a_database_at_read_state_gets_the_filter_indexes(database_url: str) -> None:
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(schema._config(connection), "0011_read_state")
+        channel = connection.execute(
+            text(
+                "INSERT INTO channels (name, title, description, archived, private,"
+                " announcement_only, replies) VALUES ('old', 'Old', '', false, false, false,"
+                " true) RETURNING id"
+            )
+        ).scalar_one()
+        for n, author in enumerate(["ana", "bo", "ana"], 1):
+            connection.execute(
+                text(
+                    "INSERT INTO posts (id, channel_id, author, body, html, created_at,"
+                    " pinned, deleted) VALUES (:id, :c, :a, 'note', '', :at, false, false)"
+                ),
+                {"id": n, "c": channel, "a": author, "at": datetime.now(UTC)},
+            )
+    engine.dispose()
+    store = Store.from_url(database_url)
+    try:
+        run(store.create_schema())
+        with store._engine.connect() as connection:
+            indexes = {
+                i["name"]: i["column_names"] for i in inspect(connection).get_indexes("posts")
+            }
+        assert indexes["ix_posts_author_id"] == ["author", "id"]
+        assert indexes["ix_posts_channel_id_id"] == ["channel_id", "id"]
+        assert "ix_posts_channel_id" not in indexes
+        assert ids(find(store, None, Filters(author="ana"))) == [3, 1]
+    finally:
+        store.close()
+    # And back: the index on the channel alone returns.
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            command.downgrade(schema._config(connection), "0011_read_state")
+            names = {i["name"] for i in inspect(connection).get_indexes("posts")}
+        assert "ix_posts_channel_id" in names and "ix_posts_author_id" not in names
+    finally:
+        engine.dispose()
 
 
 # -- the API -------------------------------------------------------------------------

@@ -42,6 +42,10 @@ Rationale:
    table for a word it deems rare, or walk every post for an author it deems
    common. A search is planned for its own values each time (planning is well under
    a millisecond).
+7. Filters. A search without words (by author, by channel) is a walk down an index
+   in id order, ``(author, id)`` or ``(channel_id, id)`` (migration
+   0012_search_indexes), that stops at a page; without them PostgreSQL read every
+   post of the table to sort an author's.
 """
 
 from __future__ import annotations
