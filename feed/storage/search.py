@@ -185,8 +185,8 @@ def _postgres_window(
     near = found.where(post_id <= top, post_id > top - SPAN)
     rows = list(session.execute(near.order_by(post_id.desc()).limit(WINDOW)).all())
     if len(rows) < WINDOW:
-        # Few matches near the top: few below it, found through the index alone (an
-        # order by an expression keeps the planner off the walk by id).
+        # Many matches near the top: walk on by id. Few: the index alone finds those
+        # below (an order by an expression keeps the planner off the walk by id).
         order = post_id.desc() if len(rows) >= DENSE else (post_id + 0).desc()
         far = found.where(post_id <= top - SPAN).order_by(order)
         rows += session.execute(far.limit(WINDOW - len(rows))).all()
