@@ -43,7 +43,7 @@ from feed.inputs import (
 )
 from feed.permissions import Permissions, forbidden_unless_admin
 from feed.reactions import reaction_in
-from feed.render import change_json, channel_json, post_json, reactions_json
+from feed.render import change_json, channel_json, post_json, post_link, reactions_json
 from feed.runtime import Runtime, runtime
 from feed.store import PostNotFound
 from feed.values import Change, ChannelChange, PostView
@@ -232,7 +232,7 @@ async def search(request: Request) -> JSONResponse:
     )
     posts = await posts_for(rt, perms.identity.name, [hit.post for hit in results.hits])
     found = [
-        {"post": post, "snippet": hit.snippet}
+        {"post": post, "snippet": hit.snippet, "link": post_link(hit.post)}
         for post, hit in zip(posts, results.hits, strict=True)
     ]
     more = None if results.next is None else results.next.text

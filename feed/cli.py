@@ -261,7 +261,10 @@ def _search(args: argparse.Namespace, server: Client) -> int:
         post = found["post"]
         # The snippet is HTML (search.py): a terminal gets its text, marks dropped.
         text = html.unescape(re.sub(r"</?mark>", "", found["snippet"]))
-        where = f"#{post['channel']} post {post['id']} by {terminal_safe(post['author'])}"
+        # A reply is found where it is read: in its thread (render.py, post_link).
+        what = "post" if post["parent"] is None else "reply"
+        thread = "" if post["parent"] is None else f" in thread {post['parent']}"
+        where = f"#{post['channel']} {what} {post['id']}{thread} by {terminal_safe(post['author'])}"
         print(f"{where}, {post['created_at']}: {terminal_safe(text)}")
     return OK
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Integer, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -74,9 +74,15 @@ class Channel(SQLModel, table=True):
 
 class Post(SQLModel, table=True):
     __tablename__ = "posts"
+    # A channel's or an author's newest posts, read from the index in id order
+    # (storage/search.py, on filters; migration 0012_search_indexes).
+    __table_args__ = (
+        Index("ix_posts_channel_id_id", "channel_id", "id"),
+        Index("ix_posts_author_id", "author", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    channel_id: int = Field(foreign_key="channels.id", index=True)
+    channel_id: int = Field(foreign_key="channels.id")
     # The post this one answers (always a top-level one, in the same channel); None
     # for a top-level post (storage/posts.py, on replies).
     parent_id: int | None = Field(default=None, foreign_key="posts.id", index=True)

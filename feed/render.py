@@ -115,6 +115,14 @@ def shorttime(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def post_link(post: PostView) -> str:
+    """The page that shows ``post`` where it stands: a reply in its thread, a post in
+    its channel."""
+    if post.parent is not None:
+        return f"/posts/{post.parent}#post-{post.id}"
+    return f"/channels/{post.channel}#post-{post.id}"
+
+
 def make_environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir()),
@@ -126,6 +134,7 @@ def make_environment() -> jinja2.Environment:
     env.filters["stored_html"] = stored_html
     env.filters["isotime"] = isotime
     env.filters["shorttime"] = shorttime
+    env.filters["post_link"] = post_link
     return env
 
 

@@ -43,7 +43,14 @@ Rationale:
    event goes nowhere. So after the last event of a post, live or replayed, a page
    shows that post exactly if it matches now, whichever way the events came: a
    replay is exactly the matching events after its id, judged by this one function.
-7. Live matching runs on the event loop, once per event per distinct search, and
+7. Relevance is weighed here, from the words of the posts a search ranks, on SQLite
+   (storage/search.py, on relevance): BM25's shape without its rarity weights. Each
+   term's count in the post saturates (``K1``), and a post longer than the mean of
+   those ranked with it counts for less (``B``); every term weighs the same. FTS5's
+   own ``bm25`` weighs a term by how many posts hold it, and to know that it reads
+   every post that matches: all of them for a common word, and for a phrase the
+   positions in every post holding its words, whatever window is ranked.
+8. Live matching runs on the event loop, once per event per distinct search, and
    anyone may open a search: so a term costs a dictionary lookup (a word), a binary
    search (a prefix) or a look at where its first word stands (a phrase), never a pass
    over a long body for each of many searches.
@@ -65,6 +72,10 @@ MAX_TERMS = 12
 MIN_PREFIX = 2
 # Words of context on each side of the first match in a snippet.
 SNIPPET_WORDS = 12
+# BM25's usual constants: how soon a term's count saturates, and how much a post's
+# length counts (7).
+K1 = 1.2
+B = 0.75
 
 # A token as the engines see it (1): letters and digits; "_" separates.
 _TOKEN = re.compile(r"[^\W_]+")
@@ -117,6 +128,13 @@ class Query:
             return False
         return all(_holds(term, words) != term.negated for term in self.terms)
 
+    def relevance(self, tokens: list[str], mean_length: float) -> float:
+        """How well a post of these words (``tokenize``) matches, higher better, among
+        posts of ``mean_length`` words on average (7)."""
+        norm = K1 * (1 - B + B * len(tokens) / max(1.0, mean_length))
+        counts = (_count(term, tokens) for term in self.terms if not term.negated)
+        return sum(n * (K1 + 1) / (n + norm) for n in counts)
+
     def snippet(self, body: str) -> str:
         """Safe HTML: a window of ``body`` around the first word the query wanted, that
         word and the others wanted marked (5)."""
@@ -154,7 +172,7 @@ class Query:
 class Words:
     """A body split into words once, for every live search that looks at it: where
     each word stands, and the words in order, so that a term costs a lookup, not a
-    pass over the body (7)."""
+    pass over the body (8)."""
 
     __slots__ = ("_sorted", "positions", "tokens")
 
@@ -265,7 +283,7 @@ def _holds(term: Term, body: Words) -> bool:
     if len(words) == 1:
         return body.starting(words[0]) if term.prefix else words[0] in body.positions
     last = len(words) - 1
-    # Only where the phrase's first word stands (7).
+    # Only where the phrase's first word stands (8).
     for start in body.positions.get(words[0], ()):
         if start + last >= len(tokens):
             break
@@ -276,6 +294,28 @@ def _holds(term: Term, body: Words) -> bool:
         ):
             return True
     return False
+
+
+def _count(term: Term, tokens: list[str]) -> int:
+    """How often ``term`` stands in a post of these words (7)."""
+    words = term.words
+    if len(words) == 1:
+        if term.prefix:
+            return sum(1 for token in tokens if token.startswith(words[0]))
+        return tokens.count(words[0])
+    last = len(words) - 1
+    found, start = 0, -1
+    while True:
+        try:
+            start = tokens.index(words[0], start + 1, len(tokens) - last)
+        except ValueError:
+            return found
+        if all(tokens[start + n] == words[n] for n in range(1, last)) and (
+            tokens[start + last].startswith(words[last])
+            if term.prefix
+            else tokens[start + last] == words[last]
+        ):
+            found += 1
 
 
 # -- what a search asks and answers -------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from starlette.testclient import TestClient
 
 from feed import schema
@@ -145,6 +145,42 @@ def test_a_common_word_pages_through_windows_without_ranking_every_match(
     assert pages == 5
 
 
+def every_page(store: Store, q: str, limit: int = 3) -> list[int]:
+    seen: list[int] = []
+    cursor = Cursor()
+    while True:
+        page = find(store, q, limit=limit, cursor=cursor)
+        seen += ids(page)
+        if page.next is None:
+            return seen
+        cursor = Cursor.parse(page.next.text)
+
+
+@pytest.mark.parametrize("dense", [1, 1000])
+def test_a_phrase_or_prefix_read_in_two_steps_pages_exactly_as_in_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch, dense: int
+) -> None:
+    monkeypatch.setattr(storage_search, "WINDOW", 4)
+    # The phrase stands in some posts, its words apart in others, neither in the rest.
+    bodies = [
+        ["lift out of order", "out lift", "lift lift out now", "stairs", "lifted out"][n % 5]
+        + " x" * (n % 3)
+        for n in range(23)
+    ]
+    made = [post(store, body) for body in bodies]
+    queries = ['"lift out"', "lif*", '"lift out" -now', "lift* out"]
+    monkeypatch.setattr(storage_search, "SPAN", 10**9)
+    in_one = {q: every_page(store, q) for q in queries}
+    for q in queries:
+        wanted = parse(q)
+        matching = {n for n, body in zip(made, bodies, strict=True) if wanted.matches(body)}
+        assert sorted(in_one[q]) == sorted(matching) and len(in_one[q]) == len(matching)
+    # Spans smaller than a window, walked on (dense) or left to the index.
+    monkeypatch.setattr(storage_search, "SPAN", 3)
+    monkeypatch.setattr(storage_search, "DENSE", dense)
+    assert {q: every_page(store, q) for q in queries} == in_one
+
+
 def test_a_filter_only_search_pages_by_recency(store: Store) -> None:
     made = [post(store, f"note {n}", author="bo") for n in range(5)]
     first = find(store, None, Filters(author="bo"), limit=2)
@@ -184,6 +220,50 @@ def test_a_database_made_before_search_gets_its_index(database_url: str) -> None
         assert ids(find(store, "fixed")) == []
     finally:
         store.close()
+
+
+def test_a_database_at_read_state_gets_the_filter_indexes(database_url: str) -> None:
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(schema._config(connection), "0011_read_state")
+        channel = connection.execute(
+            text(
+                "INSERT INTO channels (name, title, description, archived, private,"
+                " announcement_only, replies) VALUES ('old', 'Old', '', false, false, false,"
+                " true) RETURNING id"
+            )
+        ).scalar_one()
+        for n, author in enumerate(["ana", "bo", "ana"], 1):
+            connection.execute(
+                text(
+                    "INSERT INTO posts (id, channel_id, author, body, html, created_at,"
+                    " pinned, deleted) VALUES (:id, :c, :a, 'note', '', :at, false, false)"
+                ),
+                {"id": n, "c": channel, "a": author, "at": datetime.now(UTC)},
+            )
+    engine.dispose()
+    store = Store.from_url(database_url)
+    try:
+        run(store.create_schema())
+        with store._engine.connect() as connection:
+            indexes = {
+                i["name"]: i["column_names"] for i in inspect(connection).get_indexes("posts")
+            }
+        assert indexes["ix_posts_author_id"] == ["author", "id"]
+        assert indexes["ix_posts_channel_id_id"] == ["channel_id", "id"]
+        assert "ix_posts_channel_id" not in indexes
+        assert ids(find(store, None, Filters(author="ana"))) == [3, 1]
+    finally:
+        store.close()
+    # And back: the index on the channel alone returns.
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            command.downgrade(schema._config(connection), "0011_read_state")
+            names = {i["name"] for i in inspect(connection).get_indexes("posts")}
+        assert "ix_posts_channel_id" in names and "ix_posts_author_id" not in names
+    finally:
+        engine.dispose()
 
 
 # -- the API -------------------------------------------------------------------------
@@ -260,6 +340,23 @@ def test_the_search_page_shows_marked_safe_snippets_with_links_to_each_post(
     assert "<mark>lift</mark>" in partial.text and "<html" not in partial.text
 
 
+def test_a_reply_found_by_search_opens_in_its_thread(client: TestClient) -> None:
+    parent = client.post("/api/channels/general/posts", json={"body": "the lift plan"})
+    parent_id = parent.json()["post"]["id"]
+    made = client.post(f"/api/posts/{parent_id}/replies", json={"body": "lift fixed now"})
+    assert made.status_code == 201, made.text
+    reply_id = made.json()["post"]["id"]
+    found = client.get("/api/search", params={"q": "lift"}).json()["results"]
+    assert [(r["post"]["id"], r["link"]) for r in found] == [
+        (reply_id, f"/posts/{parent_id}#post-{reply_id}"),
+        (parent_id, f"/channels/general#post-{parent_id}"),
+    ]
+    page = client.get("/search", params={"q": "lift"}).text
+    assert f'class="open" href="/posts/{parent_id}#post-{reply_id}"' in page
+    assert f'class="open" href="/channels/general#post-{parent_id}"' in page
+    assert f"#post-{reply_id}" not in page.replace(f"/posts/{parent_id}#post-{reply_id}", "")
+
+
 def test_every_dashboard_has_a_search_box(client: TestClient) -> None:
     page = client.get("/channels/general")
     assert '<form class="bar-search" action="/search" method="get" role="search">' in page.text
@@ -302,6 +399,16 @@ def test_the_cli_prints_results_best_first_in_one_channel(server: Server) -> Non
     assert len(lines) == 2 and all(line.startswith("#announcements post ") for line in lines)
     assert lines[0].endswith(": lift maintenance on friday")
     assert lines[1].endswith(f": {long}")
+    parent = lines[0].split()[2]
+    made = server.client.post(
+        f"/api/posts/{parent}/replies", json={"body": "lift maintenance done"}
+    )
+    assert made.status_code == 201, made.text
+    reply = made.json()["post"]["id"]
+    again = run_feed("search", "maintenance done", "--url", server.url)
+    assert again.stdout.startswith(f"#announcements reply {reply} in thread {parent} by "), (
+        again.stdout
+    )
     refused = run_feed("search", '"lift', "--url", server.url)
     assert refused.returncode != 0
     assert "never closed" in refused.stderr

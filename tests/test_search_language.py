@@ -174,3 +174,16 @@ def test_an_edit_that_stops_matching_is_unmatched_for_posts_and_replies(
 @pytest.mark.parametrize("text", ["0.00*", "ab.cd* lift", '"lift maint" depl*', "-x1.y2* lift"])
 def test_a_query_written_out_again_reads_back_the_same(text: str) -> None:
     assert parse(parse(text).text) == parse(text)
+
+
+def test_relevance_counts_where_each_term_stands_and_weighs_length() -> None:
+    query = parse('"lift out" dep* -stairs')
+    twice = tokenize("lift out then lift out, deploy")
+    once = tokenize("lift out then out lift, deploy")
+    longer = tokenize("lift out then out lift, deploy and more words here")
+    assert query.relevance(twice, 6) > query.relevance(once, 6) > query.relevance(longer, 6)
+    # A prefix counts every word it starts; an exclusion counts for nothing.
+    assert parse("dep*").relevance(tokenize("deploy deployed x"), 3) > parse("dep*").relevance(
+        tokenize("deploy x x"), 3
+    )
+    assert parse("lift -stairs").relevance(once, 6) == parse("lift").relevance(once, 6)

@@ -74,6 +74,11 @@ SEARCH = {
                             "properties": {
                                 "post": ref("Post"),
                                 "snippet": {"type": "string", "description": "Safe HTML"},
+                                "link": {
+                                    "type": "string",
+                                    "description": "The page that shows the post: a reply"
+                                    " in its thread, a post in its channel",
+                                },
                             },
                         },
                     },

@@ -19,14 +19,38 @@ Rationale:
 3. Reads for a reader. The private channels a reader may not read are filtered in the
    same SQL (history.py, on reads for a reader): their posts are never ranked, counted,
    snipped or returned.
-4. Relevance: SQLite's ``bm25`` (lower is better, so negated) and PostgreSQL's
-   ``ts_rank`` normalised by the post's length, so that on both a short post that
-   holds the words ranks above a long one that holds them as often; the scales
-   differ and are compared only within one search.
+4. Relevance: on SQLite, weighed from the window's own posts by the search language
+   (search.py, on relevance), since FTS5's ``bm25`` reads every match of every term
+   to weigh its rarity, however small the window; on PostgreSQL, ``ts_rank``
+   normalised by the post's length, which looks at the one post only. On both a
+   short post that holds the words ranks above a long one that holds them as often;
+   the scales differ and are compared only within one search.
+5. PostgreSQL's planner cannot tell how many posts a phrase or a prefix matches: it
+   guesses from the words alone. So for a rare phrase of common words it walked the
+   posts newest first, checking each, and read the whole table for a window it
+   could not fill; and for a prefix it guessed rare it read every match through the
+   index, to sort them all. A phrase or a prefix is therefore looked for in two
+   reads that make the same window: first among the newest ``SPAN`` posts at or
+   below the cursor's top, walking them newest first (bounded: a common phrase fills
+   its window there); then, if the window is not full, below them: walking on if at
+   least ``DENSE`` matched (the rest of the window is then at most about ten spans
+   away), else through the search index only, which costs a check of every post that
+   holds the words, cheap when matches are that sparse unless the words often meet
+   without standing together. The two reads make exactly the window one read would.
+6. The driver prepares a statement run often, and PostgreSQL then plans it once for
+   any values: blind to which words and which author, a plan can read the whole
+   table for a word it deems rare, or walk every post for an author it deems
+   common. A search is planned for its own values each time (planning is well under
+   a millisecond).
+7. Filters. A search without words (by author, by channel) is a walk down an index
+   in id order, ``(author, id)`` or ``(channel_id, id)`` (migration
+   0012_search_indexes), that stops at a page; without them PostgreSQL read every
+   post of the table to sort an author's.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
@@ -37,7 +61,7 @@ from sqlmodel import Session, col, select
 
 from feed import schema
 from feed.models import Channel, Event, Post
-from feed.search import Cursor, Filters, Hit, Query, Results
+from feed.search import Cursor, Filters, Hit, Query, Results, tokenize
 from feed.storage import tallies
 from feed.storage.engine import in_thread
 from feed.storage.history import readable
@@ -46,6 +70,11 @@ from feed.values import PostView, _post_view
 
 # Matches ranked at a time (2).
 WINDOW = 200
+# Posts (by id) a phrase or a prefix is first looked for among, newest first, on
+# PostgreSQL (5).
+SPAN = 20_000
+# Matches among them that make walking on by id cheaper than the index (5).
+DENSE = 20
 # The FTS5 table (SQLite) and the indexed column (PostgreSQL), as migration
 # 0010_search makes them.
 FTS = table(schema.SEARCH_INDEX, column("rowid", Integer))
@@ -80,6 +109,9 @@ class Searches(EventLog):
                 # A search over a large table is planned as costly, and JIT compiling
                 # it took longer than running it.
                 session.execute(text("SET LOCAL jit = off"))
+                # A plan made once for every search's words, the author's name and the
+                # cursor alike cannot know how many posts they match (6).
+                session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
             last = session.exec(select(func.max(Event.id))).one() or 0
             found = self._found(session, query, filters, limit, cursor, private, newest)
         return replace(found, last_event_id=last)
@@ -119,23 +151,55 @@ class Searches(EventLog):
         """The newest ``WINDOW`` matches at or below the cursor's top, with their
         relevance, higher better (2, 4)."""
         if self._postgres:
-            vector: ColumnElement[Any] = literal_column(TS_VECTOR)
-            wanted = func.to_tsquery(literal_column("'simple'::regconfig"), query.tsquery())
-            found: Any = select(col(Post.id), func.ts_rank(vector, wanted, LENGTH_NORMALISED))
-            found = found.where(vector.op("@@")(wanted))
-            post_id: Any = col(Post.id)
-        else:
-            score = -func.bm25(literal_column(schema.SEARCH_INDEX))
-            found = select(FTS.c.rowid, score).join(Post, col(Post.id) == FTS.c.rowid)
-            found = found.where(text(f"{schema.SEARCH_INDEX} MATCH :match")).params(
-                match=query.fts5()
-            )
-            post_id = FTS.c.rowid
+            return _postgres_window(session, query, filters, cursor, private)
+        found = select(FTS.c.rowid, col(Post.body)).join(Post, col(Post.id) == FTS.c.rowid)
+        found = found.where(text(f"{schema.SEARCH_INDEX} MATCH :match")).params(match=query.fts5())
         found = _narrowed(found, filters, private)
         if cursor.top is not None:
+            found = found.where(FTS.c.rowid <= cursor.top)
+        rows = session.execute(found.order_by(FTS.c.rowid.desc()).limit(WINDOW)).all()
+        return _weighed(query, [(int(n), tokenize(body)) for n, body in rows])
+
+
+def _postgres_window(
+    session: Session,
+    query: Query,
+    filters: Filters,
+    cursor: Cursor,
+    private: Collection[str] | None,
+) -> list[tuple[int, float]]:
+    """The newest ``WINDOW`` matches at or below the cursor's top, ranked by
+    ``ts_rank`` (4); a phrase's or a prefix's in two reads (5)."""
+    vector: ColumnElement[Any] = literal_column(TS_VECTOR)
+    wanted = func.to_tsquery(literal_column("'simple'::regconfig"), query.tsquery())
+    found: Any = select(col(Post.id), func.ts_rank(vector, wanted, LENGTH_NORMALISED))
+    found = _narrowed(found.where(vector.op("@@")(wanted)), filters, private)
+    post_id = col(Post.id)
+    if not any(len(t.words) > 1 or t.prefix for t in query.terms if not t.negated):
+        if cursor.top is not None:
             found = found.where(post_id <= cursor.top)
-        found = found.order_by(post_id.desc()).limit(WINDOW)
-        return [(int(n), float(score)) for n, score in session.execute(found).all()]
+        rows = session.execute(found.order_by(post_id.desc()).limit(WINDOW)).all()
+        return [(int(n), float(score)) for n, score in rows]
+    top = cursor.top
+    if top is None:
+        top = session.exec(select(func.max(Post.id))).one() or 0
+    near = found.where(post_id <= top, post_id > top - SPAN)
+    rows = list(session.execute(near.order_by(post_id.desc()).limit(WINDOW)).all())
+    if len(rows) < WINDOW:
+        # Many matches near the top: walk on by id. Few: the index alone finds those
+        # below (an order by an expression keeps the planner off the walk by id).
+        order = post_id.desc() if len(rows) >= DENSE else (post_id + 0).desc()
+        far = found.where(post_id <= top - SPAN).order_by(order)
+        rows += session.execute(far.limit(WINDOW - len(rows))).all()
+    return [(int(n), float(score)) for n, score in rows]
+
+
+def _weighed(query: Query, window: list[tuple[int, list[str]]]) -> list[tuple[int, float]]:
+    """The window's posts with their relevance, weighed from their words (4)."""
+    if not window:
+        return []
+    mean = statistics.fmean(len(tokens) for _, tokens in window)
+    return [(post_id, query.relevance(tokens, mean)) for post_id, tokens in window]
 
 
 def _by_relevance(found: tuple[int, float]) -> tuple[float, int]:
