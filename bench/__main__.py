@@ -80,8 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     tp = sub.add_parser("throughput", help="posts per second persisted and delivered")
     tp.add_argument("--posts", type=int, default=3000, help="default 3000")
     tp.add_argument("--within", type=float, default=60.0, help="seconds (default 60)")
-    tp.add_argument("--targets", type=_targets, default="feed,feed-pg")
+    tp.add_argument("--targets", type=_targets, default=",".join(throughput.TARGETS))
     tp.add_argument("--concurrency", type=int, default=throughput.CONCURRENCY, help="default 16")
+    tp.add_argument(
+        "--profile", type=Path, default=None, help="DIR: py-spy feed's server while it is posted to"
+    )
     st = sub.add_parser("storm", help="10,000 reconnect at once after a restart")
     st.add_argument("--subscribers", type=int, default=storm.SUBSCRIBERS)
     st.add_argument("--missed", type=int, default=storm.MISSED)
@@ -153,8 +156,10 @@ async def fanout(args: argparse.Namespace) -> bool:
 
 
 async def run_throughput(args: argparse.Namespace) -> bool:
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     document, complete = await throughput.run(
-        args.posts, args.within, args.targets, args.concurrency
+        args.posts, args.within, args.targets, args.concurrency, args.profile
     )
     print(f"results: {report.write_json('throughput', document)}")
     return complete
