@@ -12,6 +12,8 @@ first with the same client and subscribers, then feed on each store. Reported, p
 - delivered per second: posts / time from the first request until every subscriber
   has every post;
 - the publish latency (request written to answer read), p50 and p99;
+- the server's CPU time per post while posting (every thread's; Nchan's worker), which
+  moves less than the rates when something else shares the machine;
 - loss: (subscriber, post) pairs missing, which must be zero; and the latency of
   each post to its subscribers while the store is this busy;
 - the ratio of feed's rate to Nchan's: the lower of persisted and delivered, each
@@ -56,6 +58,7 @@ from bench.fanout import (
     BenchError,
     Plan,
     auth_line,
+    cpu_s,
     free_port,
     post,
     read_all,
@@ -194,12 +197,14 @@ async def measure(
                 raise BenchError(f"{target}: not every subscriber connected")
             started_ns = time.monotonic_ns()
             deadline = time.monotonic() + within
+            cpu_before = cpu_s(server.measured)
             with contextlib.ExitStack() as sampler:
                 if profile is not None and target != "nchan":  # rationale 4
                     sampler.enter_context(sampling(server.measured, profile / f"{target}.txt"))
                 created, refused, seconds, publish_ms = await post_many(
                     port, token, posts, deadline, concurrency
                 )
+            cpu = cpu_s(server.measured) - cpu_before
             await tell(clients, f"posted {created + refused}")
             (result,) = await read_all(clients, within + MARGIN)
             # Nchan keeps no posts to read back (rationale 5).
@@ -216,6 +221,7 @@ async def measure(
         "refused": refused,
         "stored": stored,
         "persisted_per_s": created / seconds if seconds > 0 else 0.0,
+        "server_cpu_us_per_post": cpu * 1e6 / created if created else 0.0,
         "delivered": result["delivered"],
         "expected": result["expected"],
         "lost_pairs": result["expected"] - result["delivered"],
@@ -274,6 +280,7 @@ COLUMNS = (
     ("stored", "{}"),
     ("persisted_per_s", "{:.0f}"),
     ("delivered_per_s", "{:.0f}"),
+    ("server_cpu_us_per_post", "{:.0f}"),
     ("lost_pairs", "{}"),
     ("publish_p50_ms", "{:.1f}"),
     ("publish_p99_ms", "{:.1f}"),
