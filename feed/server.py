@@ -67,12 +67,6 @@ INCOMPLETE = "ASGI callable returned without completing response."
 # one pausing delivery for 250 ms and freeing nothing (docs/benchmarks.md).
 GC_THRESHOLD = (50_000, 20, 10)
 
-# How long a thread may hold the interpreter while another waits for it, in seconds,
-# instead of 5 ms. The store writes in a worker thread while the event loop answers
-# requests; each time one wanted the interpreter while the other ran, it waited up to
-# the whole interval, and so did every post of the group being written (docs/benchmarks.md).
-SWITCH_INTERVAL = 0.0005
-
 # Exit code of a server that could not start serving (2).
 EXIT_START_FAILED = 3
 # A crash loop (2): more than this many deaths per worker, within this many seconds.
@@ -144,12 +138,10 @@ def _open_files() -> int:
 
 def configure_process(settings: Settings) -> None:
     """What a feed process needs, whichever server runs the app: its logging, the
-    garbage collector's thresholds, the threads' switch interval and the open-files
-    limit."""
+    garbage collector's thresholds and the open-files limit."""
     logs.configure(settings.log_level, settings.log_format)
     logging.getLogger("uvicorn.error").addFilter(_DroppedStreamFilter())
     gc.set_threshold(*GC_THRESHOLD)
-    sys.setswitchinterval(SWITCH_INTERVAL)
     before, after = connections.raise_open_files_limit()
     if before != after:
         logger.info("raised the open-files limit from %d to %d", before, after)
