@@ -92,7 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     tp = sub.add_parser("throughput", help="posts per second persisted and delivered")
     tp.add_argument("--posts", type=int, default=3000, help="default 3000")
     tp.add_argument("--within", type=float, default=60.0, help="seconds (default 60)")
-    tp.add_argument("--targets", type=_targets, default="feed,feed-pg")
+    tp.add_argument(
+        "--targets",
+        type=_targets,
+        default=None,
+        help=f"default {','.join(throughput.TARGETS)}, or feed with --batch",
+    )
     tp.add_argument(
         "--concurrency",
         type=int,
@@ -105,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="post through POST /api/posts:batch, N posts a request (1..1000)",
+    )
+    tp.add_argument(
+        "--profile", type=Path, default=None, help="DIR: py-spy feed's server while it is posted to"
     )
     st = sub.add_parser("storm", help="10,000 reconnect at once after a restart")
     st.add_argument("--subscribers", type=int, default=storm.SUBSCRIBERS)
@@ -186,8 +194,16 @@ async def fanout(args: argparse.Namespace) -> bool:
 
 async def run_throughput(args: argparse.Namespace) -> bool:
     default = throughput.BATCH_CONCURRENCY if args.batch else throughput.CONCURRENCY
+    targets = args.targets or (["feed"] if args.batch else list(throughput.TARGETS))
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     document, complete = await throughput.run(
-        args.posts, args.within, args.targets, args.concurrency or default, args.batch
+        args.posts,
+        args.within,
+        targets,
+        args.concurrency or default,
+        args.profile,
+        args.batch,
     )
     print(f"results: {report.write_json('throughput', document)}")
     return complete

@@ -76,8 +76,9 @@ def fanout(doc: dict[str, Any]) -> str:
 
 def throughput(doc: dict[str, Any]) -> str:
     head = ["store", "posts", "answered 201", "stored", "persisted/s", "delivered/s", "lost"]
-    head += ["p50 ms", "p99 ms"]
-    stores = {"feed": "SQLite", "feed-pg": "PostgreSQL"}
+    head += ["publish p50 ms", "publish p99 ms", "delivery p50 ms", "delivery p99 ms"]
+    head += [f"{TIMES} Nchan"]
+    stores = {"feed": "SQLite", "feed-pg": "PostgreSQL", "nchan": "Nchan (memory)"}
     rows = [
         [
             stores.get(r["target"], r["target"]),
@@ -87,8 +88,11 @@ def throughput(doc: dict[str, Any]) -> str:
             f"{r['persisted_per_s']:.0f}",
             f"{r['delivered_per_s']:.0f}",
             str(r["lost_pairs"]),
+            f"{r.get('publish_p50_ms', 0.0):.1f}",
+            f"{r.get('publish_p99_ms', 0.0):.1f}",
             f"{r['p50_ms']:.1f}",
             f"{r['p99_ms']:.1f}",
+            "" if r.get("over_nchan") is None else f"{r['over_nchan']:.2f}{TIMES}",
         ]
         for r in doc["results"]
     ]

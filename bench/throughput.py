@@ -1,16 +1,23 @@
-"""The publish-throughput scenario: how many posts a second feed persists and delivers.
+"""The publish-throughput scenario: how many posts a second feed persists and delivers,
+against Nchan doing the same in the same run.
 
 ``--concurrency`` HTTP clients (default 16) post as fast as answers come back, over keep-alive
 connections, until ``posts`` posts are in or ``within`` seconds have passed; 100
-subscribers (one load-client process) receive them. Reported, per store:
+subscribers (one load-client process) receive them. Nchan (memory only) is measured
+first with the same client and subscribers, then feed on each store. Reported, per target:
 
-- persisted per second: posts answered 201 (committed) / time from the first request
-  to the last answer; the posts are then read back page by page through the API and
-  every marker must be there;
+- persisted per second: posts answered 201 (committed; Nchan: accepted) / time from
+  the first request to the last answer; feed's posts are then read back page by page
+  through the API and every marker must be there;
 - delivered per second: posts / time from the first request until every subscriber
   has every post;
+- the publish latency (request written to answer read), p50 and p99;
+- the server's CPU time per post while posting (every thread's; Nchan's worker), which
+  moves less than the rates when something else shares the machine;
 - loss: (subscriber, post) pairs missing, which must be zero; and the latency of
-  each post to its subscribers while the store is this busy.
+  each post to its subscribers while the store is this busy;
+- the ratio of feed's rate to Nchan's: the lower of persisted and delivered, each
+  side's, since a post counts once it is both.
 
 Rationale:
 
@@ -21,9 +28,18 @@ Rationale:
    sanitiser, the transaction with its event row, the broker hint and the fan-out.
 3. Bounded twice: a fixed number of posts and a deadline. What missed the deadline
    is reported, not waited for.
-4. With ``--batch N``, each posting connection sends ``POST /api/posts:batch`` with N
+4. With ``--profile DIR``, py-spy samples feed's server process (every thread) while
+   the posts go in, and writes one collapsed-stack file per target to DIR, with its
+   top items beside it (bench/profile.py). It samples without pausing the process,
+   but it takes CPU of its own: the figures of a profiled run are not the ones to report.
+5. Nchan publishes on the same path as feed's API (nchan.conf) and relays the POST
+   body as the event's data, so the posting and the receiving code are the same for
+   both. Its answer is not JSON and there is nothing to read back: it keeps no posts.
+6. With ``--batch N``, each posting connection sends ``POST /api/posts:batch`` with N
    posts at a time instead, and a post counts as persisted when its item's result is
-   201. The batch target (``BATCH_TARGET_PER_S``) is for SQLite, as the single one.
+   201; its publish latency is its request's. Nchan has no batch endpoint, so a batch
+   run measures feed alone, against an absolute target (``BATCH_TARGET_PER_S``, for
+   SQLite).
 """
 
 from __future__ import annotations
@@ -41,11 +57,13 @@ from typing import Any
 from bench import report
 from bench.client import MARKER, marker
 from bench.fanout import (
+    CREATED,
     HOST,
     MARGIN,
     BenchError,
     Plan,
     auth_line,
+    cpu_s,
     free_port,
     post,
     read_all,
@@ -53,13 +71,17 @@ from bench.fanout import (
     start_server,
     tell,
 )
+from bench.profile import sampling, shares
 from bench.report import percentile
 from bench.scaling import running_postgres
 
 CONCURRENCY = 16
 SUBSCRIBERS = 100
-TARGET_PER_S = 1000.0
-BATCH_TARGET_PER_S = 20_000.0
+TARGETS = ("nchan", "feed", "feed-pg")
+# The lowest ratio of feed's rate to Nchan's that meets the target, per store.
+TARGET_RATIO = {"feed": 1.0, "feed-pg": 0.5}
+TARGET_PUBLISH_P99_MS = 25.0
+BATCH_TARGET_PER_S = 20_000.0  # (6)
 BATCH_CONCURRENCY = 4
 REQUEST_TIMEOUT = 10.0
 PAGE = 200  # the API's largest page
@@ -75,7 +97,7 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, payload: object = None) -> tuple[int, Any]:
+    async def request(self, method: str, path: str, payload: object = None) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
         assert self.reader is not None
@@ -92,7 +114,7 @@ class Connection:
             if length is None:
                 raise BenchError(f"{method} {path}: an answer without Content-Length")
             data = await self.reader.readexactly(int(length[1]))
-        return int(answer.split()[1]), json.loads(data)
+        return int(answer.split()[1]), data
 
     def close(self) -> None:
         if self.writer is not None:
@@ -101,11 +123,13 @@ class Connection:
 
 async def post_many(
     port: int, token: str, posts: int, deadline: float, concurrency: int
-) -> tuple[int, int, float]:
-    """Posts 0..posts-1 from ``concurrency`` connections; (answered 201, refused, seconds)."""
+) -> tuple[int, int, float, list[float]]:
+    """Posts 0..posts-1 from ``concurrency`` connections; (answered 201, refused,
+    seconds, each answered post's publish latency in ms)."""
     next_post = iter(range(posts))
     created = refused = 0
     finished = time.monotonic()
+    publish_ms: list[float] = []
 
     async def worker() -> None:
         nonlocal created, refused, finished
@@ -118,12 +142,14 @@ async def post_many(
                 if k is None:
                     return
                 payload = {"author": "bench", "body": marker(k)}
+                sent = time.monotonic()
                 status, _ = await conn.request("POST", "/api/channels/general/posts", payload)
-                if status == 201:
+                finished = time.monotonic()
+                if status in CREATED:
                     created += 1
+                    publish_ms.append((finished - sent) * 1000)
                 else:
                     refused += 1
-                finished = time.monotonic()
         finally:
             conn.close()
 
@@ -131,16 +157,17 @@ async def post_many(
     async with asyncio.TaskGroup() as group:
         for _ in range(concurrency):
             group.create_task(worker())
-    return created, refused, finished - started
+    return created, refused, finished - started, publish_ms
 
 
 async def post_batches(
     port: int, token: str, posts: int, deadline: float, concurrency: int, size: int
-) -> tuple[int, int, float]:
-    """``post_many`` through the batch endpoint, ``size`` posts a request (4)."""
+) -> tuple[int, int, float, list[float]]:
+    """``post_many`` through the batch endpoint, ``size`` posts a request (6)."""
     starts = iter(range(0, posts, size))
     created = refused = 0
     finished = time.monotonic()
+    publish_ms: list[float] = []
 
     async def worker() -> None:
         nonlocal created, refused, finished
@@ -154,11 +181,15 @@ async def post_batches(
                     {"channel": "general", "body": marker(k)}
                     for k in range(first, min(first + size, posts))
                 ]
+                sent = time.monotonic()
                 status, answer = await conn.request("POST", "/api/posts:batch", items)
-                ok = sum(r["status"] == 201 for r in answer["results"]) if status == 200 else 0
+                finished = time.monotonic()
+                ok = 0
+                if status == 200:
+                    ok = sum(r["status"] == 201 for r in json.loads(answer)["results"])
                 created += ok
                 refused += len(items) - ok
-                finished = time.monotonic()
+                publish_ms.extend([(finished - sent) * 1000] * ok)
         finally:
             conn.close()
 
@@ -166,7 +197,7 @@ async def post_batches(
     async with asyncio.TaskGroup() as group:
         for _ in range(concurrency):
             group.create_task(worker())
-    return created, refused, finished - started
+    return created, refused, finished - started, publish_ms
 
 
 async def stored_markers(port: int, posts: int) -> int:
@@ -176,9 +207,10 @@ async def stored_markers(port: int, posts: int) -> int:
     path = f"/api/channels/general/posts?limit={PAGE}"
     try:
         for _ in range(posts // PAGE + 2):  # bounded: one page more than needed
-            status, page = await conn.request("GET", path)
+            status, data = await conn.request("GET", path)
             if status != 200:
                 raise BenchError(f"listing posts answered {status}")
+            page = json.loads(data)
             for item in page["posts"]:
                 match = MARKER.search(item["body"].encode())
                 if match:
@@ -197,13 +229,15 @@ async def measure(
     within: float,
     concurrency: int,
     database: str | None = None,
+    profile: Path | None = None,
     batch: int = 0,
 ) -> dict[str, Any]:
     plan = Plan(SUBSCRIBERS, posts, 0.0, 1, 60.0, within)
     with tempfile.TemporaryDirectory(prefix=f"feed-bench-{target}-") as tmp:
         port = free_port()
         async with contextlib.AsyncExitStack() as stack:
-            token = (await start_server(stack, target, port, Path(tmp), database)).token
+            server = await start_server(stack, target, port, Path(tmp), database)
+            token = server.token
             await post(port, lambda: "warm-up", token)
             clients = await start_clients(stack, target, [port], plan)
             ready = await read_all(clients, plan.connect_timeout + MARGIN)
@@ -211,19 +245,26 @@ async def measure(
                 raise BenchError(f"{target}: not every subscriber connected")
             started_ns = time.monotonic_ns()
             deadline = time.monotonic() + within
-            if batch:
-                created, refused, seconds = await post_batches(
-                    port, token, posts, deadline, concurrency, batch
-                )
-            else:
-                created, refused, seconds = await post_many(
-                    port, token, posts, deadline, concurrency
-                )
+            cpu_before = cpu_s(server.measured)
+            with contextlib.ExitStack() as sampler:
+                if profile is not None and target != "nchan":  # rationale 4
+                    sampler.enter_context(sampling(server.measured, profile / f"{target}.txt"))
+                if batch:
+                    created, refused, seconds, publish_ms = await post_batches(
+                        port, token, posts, deadline, concurrency, batch
+                    )
+                else:
+                    created, refused, seconds, publish_ms = await post_many(
+                        port, token, posts, deadline, concurrency
+                    )
+            cpu = cpu_s(server.measured) - cpu_before
             await tell(clients, f"posted {created + refused}")
             (result,) = await read_all(clients, within + MARGIN)
-            stored = await stored_markers(port, posts)
+            # Nchan keeps no posts to read back (rationale 5).
+            stored = created if target == "nchan" else await stored_markers(port, posts)
             await tell(clients, "close")
     latencies = sorted(us / 1000 for per_post in result["latencies_us"] for us in per_post)
+    publish_ms.sort()
     delivered_s = (result["last_at_ns"] - started_ns) / 1e9
     return {
         "target": target,
@@ -234,15 +275,65 @@ async def measure(
         "refused": refused,
         "stored": stored,
         "persisted_per_s": created / seconds if seconds > 0 else 0.0,
+        "server_cpu_us_per_post": cpu * 1e6 / created if created else 0.0,
         "delivered": result["delivered"],
         "expected": result["expected"],
         "lost_pairs": result["expected"] - result["delivered"],
         "delivered_per_s": created / delivered_s
         if result["delivered"] and delivered_s > 0
         else 0.0,
+        "publish_p50_ms": percentile(publish_ms, 0.5),
+        "publish_p99_ms": percentile(publish_ms, 0.99),
         "p50_ms": percentile(latencies, 0.5),
         "p99_ms": percentile(latencies, 0.99),
     }
+
+
+def rate(row: dict[str, Any]) -> float:
+    """Posts a second both persisted and delivered: the lower of the two, as the
+    ratio to Nchan takes it."""
+    return float(min(row["persisted_per_s"], row["delivered_per_s"]))
+
+
+def compare(rows: list[dict[str, Any]]) -> None:
+    """Add each row's ratio to Nchan's rate, when Nchan was measured."""
+    nchan = next((r for r in rows if r["target"] == "nchan"), None)
+    for row in rows:
+        row["over_nchan"] = rate(row) / rate(nchan) if nchan and rate(nchan) > 0 else None
+
+
+def verdict(row: dict[str, Any]) -> str | None:
+    """Whether ``row`` meets its store's target, or None where no target is set."""
+    wanted = TARGET_RATIO.get(row["target"])
+    if wanted is None or row["over_nchan"] is None:
+        return None
+    ok = (
+        row["over_nchan"] >= wanted
+        and row["publish_p99_ms"] <= TARGET_PUBLISH_P99_MS
+        and row["lost_pairs"] == 0
+        and row["stored"] == row["created"]
+    )
+    return (
+        f"target >= {wanted:.1f}x Nchan, publish p99 <= {TARGET_PUBLISH_P99_MS:.0f} ms, "
+        f"nothing lost: {'met' if ok else 'MISSED'}"
+    )
+
+
+def batch_verdict(row: dict[str, Any]) -> str | None:
+    """Whether a batch run on SQLite meets its absolute target (6)."""
+    if row["target"] != "feed":
+        return None
+    ok = rate(row) >= BATCH_TARGET_PER_S and row["lost_pairs"] == 0
+    ok = ok and row["stored"] == row["created"]
+    return f"target >= {BATCH_TARGET_PER_S:.0f}/s, nothing lost: {'met' if ok else 'MISSED'}"
+
+
+def summarise(profile: Path, targets: list[str]) -> None:
+    """Each profiled target's top items, printed and written beside its stacks."""
+    for target in targets:
+        found = shares(profile / f"{target}.txt").text()
+        (profile / f"{target}.top.txt").write_text(found + "\n")
+        print(f"\nprofile of {target} while posting ({profile / target}.txt):\n{found}")
 
 
 COLUMNS = (
@@ -252,23 +343,34 @@ COLUMNS = (
     ("stored", "{}"),
     ("persisted_per_s", "{:.0f}"),
     ("delivered_per_s", "{:.0f}"),
+    ("server_cpu_us_per_post", "{:.0f}"),
     ("lost_pairs", "{}"),
+    ("publish_p50_ms", "{:.1f}"),
+    ("publish_p99_ms", "{:.1f}"),
     ("p50_ms", "{:.1f}"),
     ("p99_ms", "{:.1f}"),
 )
 
 
 async def run(
-    posts: int, within: float, targets: list[str], concurrency: int = CONCURRENCY, batch: int = 0
+    posts: int,
+    within: float,
+    targets: list[str],
+    concurrency: int = CONCURRENCY,
+    profile: Path | None = None,
+    batch: int = 0,
 ) -> tuple[dict[str, Any], bool]:
-    if set(targets) - {"feed", "feed-pg"}:
-        raise BenchError("throughput measures feed and feed-pg: the store is what it loads")
+    if set(targets) - set(TARGETS):
+        raise BenchError(f"throughput measures {', '.join(TARGETS)}: the store is what it loads")
+    if batch and "nchan" in targets:
+        raise BenchError("Nchan has no batch endpoint: a batch run measures feed (rationale 6)")
     rows = []
     with running_postgres("feed-pg" in targets) as postgres:
         for target in targets:
             print(f"throughput: {target}, {posts} posts ...", file=sys.stderr, flush=True)
             database = postgres.new_database() if postgres and target == "feed-pg" else None
-            rows.append(await measure(target, posts, within, concurrency, database, batch))
+            rows.append(await measure(target, posts, within, concurrency, database, profile, batch))
+    compare(rows)
     how = f" in batches of {batch}" if batch else ""
     print(
         f"\npublish throughput{how}: {concurrency} concurrent posting connections, "
@@ -278,13 +380,15 @@ async def run(
     for row in rows:
         summary = (
             f"{row['target']}: {row['persisted_per_s']:.0f} posts/s persisted, "
-            f"{row['delivered_per_s']:.0f}/s delivered with {row['lost_pairs']} lost"
+            f"{row['delivered_per_s']:.0f}/s delivered with {row['lost_pairs']} lost, "
+            f"publish p99 {row['publish_p99_ms']:.1f} ms"
         )
-        if row["target"] == "feed":  # the target is set for the embedded store, SQLite
-            target = BATCH_TARGET_PER_S if batch else TARGET_PER_S
-            ok = row["persisted_per_s"] >= target and row["lost_pairs"] == 0
-            summary += f" (target >= {target:.0f}/s, no loss): {'met' if ok else 'MISSED'}"
-        print(summary)
+        if row["over_nchan"] is not None and row["target"] != "nchan":
+            summary += f", {row['over_nchan']:.2f}x Nchan"
+        found = batch_verdict(row) if batch else verdict(row)
+        print(summary + (f" ({found})" if found else ""))
+    if profile is not None:
+        summarise(profile, [t for t in targets if t != "nchan"])
     complete = all(r["lost_pairs"] == 0 and r["stored"] == r["created"] for r in rows)
     return {
         "posts": posts,

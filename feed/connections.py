@@ -38,9 +38,18 @@ Rationale:
 5. At start-up the soft open-files limit is raised to the hard one, since the soft
    default (often 1,024) is far below what a server of streams needs; the log says
    what was chosen.
-6. All of this lives in a subclass of uvicorn's httptools protocol. Requests still
-   go through uvicorn's own ``RequestResponseCycle``, unchanged, which the streams'
-   direct writes recognise by its exact type (stream.py).
+6. All of this lives in a subclass of uvicorn's httptools protocol. Streams
+   (``/events``) still go through uvicorn's own ``RequestResponseCycle``, unchanged,
+   which the streams' direct writes recognise by its exact type (stream.py).
+7. One write per answer. uvicorn writes an answer's head as soon as the app starts
+   it and its body when it comes, two sends; on loopback and on a LAN each send is a
+   segment the client's kernel wakes its reader for, and the sender pays for both.
+   Every other request's cycle is made a ``JoinedCycle`` once uvicorn has built it
+   (its class is swapped before its task first runs, so no object is added): the
+   head is held and written with the first part of the body, in one send. Nothing
+   else changes: the same bytes, in the same order, with uvicorn's own checks. A
+   HEAD answer has no body part to join, so its head is written at once, as is the
+   head of any answer whose body never comes (the connection is closed then anyway).
 """
 
 from __future__ import annotations
@@ -49,13 +58,20 @@ import asyncio
 import ipaddress
 import logging
 import resource
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 from feed.settings import Settings
+
+if TYPE_CHECKING:
+    from uvicorn._types import ASGISendEvent
 
 logger = logging.getLogger("feed.connections")
 
@@ -64,6 +80,8 @@ logger = logging.getLogger("feed.connections")
 RESERVED_FILES = 100
 # Connections one address may hold per stream it may hold (4).
 CONNECTIONS_PER_STREAM = 2
+# Requests whose answers stream: they keep uvicorn's own cycle (6).
+STREAM_PATH = "/events"
 
 
 class Trusted:
@@ -257,6 +275,9 @@ class LimitedProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and self.scope["path"] != STREAM_PATH and not cycle.response_started:
+            cycle.__class__ = JoinedCycle  # before its task first runs (7)
         self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_late)
 
     def on_message_complete(self) -> None:
@@ -321,3 +342,63 @@ class LimitedProtocol(HttpToolsProtocol):
                 )
             )
         self.transport.close()
+
+
+class _Held:
+    """Stands in for the transport while uvicorn writes an answer's head (7)."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+class _Joined:
+    """Stands in for the transport while uvicorn writes the first part of a body:
+    its first write carries the held head too (7)."""
+
+    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
+        self.transport = transport
+        self.head: bytes | None = head
+
+    def write(self, data: bytes) -> None:
+        head, self.head = self.head, None
+        self.transport.write(data if head is None else head + data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def flush(self) -> None:
+        if self.head is not None:
+            self.write(b"")
+
+
+class JoinedCycle(RequestResponseCycle):
+    """uvicorn's cycle, writing an answer's head with the first part of its body (7)."""
+
+    held: bytes | None = None  # a class default: instances get one only when they hold
+
+    async def send(self, message: ASGISendEvent) -> None:
+        kind = message["type"]
+        if kind == "http.response.start" and self.scope["method"] != "HEAD":
+            transport, held = self.transport, _Held()
+            self.transport = cast(asyncio.Transport, held)
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+            self.held = held.data or None
+        elif kind == "http.response.body" and self.held is not None:
+            transport, joined = self.transport, _Joined(self.transport, self.held)
+            self.held = None
+            self.transport = cast(asyncio.Transport, joined)
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+                if not self.disconnected:
+                    joined.flush()
+        else:
+            await super().send(message)

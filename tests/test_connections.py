@@ -13,6 +13,7 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 
@@ -176,3 +177,49 @@ def test_ipv6_connections_count_against_their_slash_64() -> None:
     assert holder_of("2001:db8:1:3::1") != holder_of("2001:db8:1:2::1")
     assert holder_of("::ffff:10.0.0.7") == "10.0.0.7" and holder_of("10.0.0.7") == "10.0.0.7"
     assert holder_of("127.0.0.2") != holder_of("127.0.0.1")
+
+
+def write_calls(pid: int) -> int:
+    """How many write system calls ``pid`` has made (a socket's send among them)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no syscw for process {pid}")
+
+
+def kept_alive_answer(sock: socket.socket, request: bytes) -> tuple[bytes, bytes]:
+    """Send ``request`` on a kept-alive connection; its answer's head and body."""
+    sock.sendall(request)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            v
+            for k, _, v in (h.partition(b": ") for h in head.split(b"\r\n"))
+            if k.lower() == b"content-length"
+        )
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head, body
+
+
+def test_an_answer_is_written_in_one_send_with_its_head_and_body(server: Server) -> None:
+    assert server.proc is not None
+    # A 404 touches neither the database nor a worker thread, whose hand-backs to the
+    # event loop are writes too: what is counted is the answers' own.
+    request = b"GET /api/no-such-thing HTTP/1.1\r\nHost: feed\r\n\r\n"
+    with sockets([connect(server.port)]) as (sock,):
+        first_head, first_body = kept_alive_answer(sock, request)  # warms the caches up
+        before = write_calls(server.proc.pid)
+        answers = [kept_alive_answer(sock, request) for _ in range(50)]
+        writes = write_calls(server.proc.pid) - before
+    # The same bytes as ever, one send each, with a few writes to spare for the
+    # process's own timers (its metrics, shared once a second).
+    assert first_head.startswith(b"HTTP/1.1 404 Not Found\r\n")
+    assert b"x-request-id: " in first_head.lower()
+    assert first_body.startswith(b"{")
+    assert all(head.startswith(b"HTTP/1.1 404") and body == first_body for head, body in answers)
+    assert writes < 50 + 10, writes
