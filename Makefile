@@ -99,10 +99,11 @@ test: $(VENV)/.test-deps $(CHROMIUM) $(EMOJI_FONT) $(CADDY) $(CURL) $(JQ)
 	$(BIN)/mypy
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
-# The core logic alone, in this process: no browser, no server process, no PostgreSQL
-# (tests/tiers.py marks the rest slow, and fails an unmarked test that starts a process).
+# The core logic alone: no browser, no server process, no PostgreSQL (tests/tiers.py
+# marks the rest slow, and fails an unmarked test that starts a process). Its workers
+# start only when the session does, and finish sooner than one process.
 test-fast: $(VENV)/.test-deps
-	$(BIN)/pytest -m 'not slow'
+	$(BIN)/pytest -m 'not slow' -n $(TEST_WORKERS) --dist loadgroup
 
 # The README's screenshots, from the tests that take them (fixed content, frozen clock).
 screenshots: $(VENV)/.test-deps $(CHROMIUM) $(EMOJI_FONT)
