@@ -88,15 +88,22 @@ $(CURL):
 $(JQ):
 	$(call apt_install,jq)
 
+# Most of a test's time is spent waiting on the servers it starts, so the suite runs on
+# one pytest-xdist worker per core, at most four: each worker starts its own PostgreSQL
+# and Valkey. loadgroup keeps a module that shares Chromium on one worker
+# (tests/conftest.py groups them) and hands out every other test one at a time.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
+
 test: $(VENV)/.test-deps $(CHROMIUM) $(EMOJI_FONT) $(CADDY) $(CURL) $(JQ)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
-# The core logic alone, in this process: no browser, no server process, no PostgreSQL
-# (tests/tiers.py marks the rest slow, and fails an unmarked test that starts a process).
+# The core logic alone: no browser, no server process, no PostgreSQL (tests/tiers.py
+# marks the rest slow, and fails an unmarked test that starts a process). Its workers
+# start only when the session does, and finish sooner than one process.
 test-fast: $(VENV)/.test-deps
-	$(BIN)/pytest -m 'not slow'
+	$(BIN)/pytest -m 'not slow' -n $(TEST_WORKERS) --dist loadgroup
 
 # The README's screenshots, from the tests that take them (fixed content, frozen clock).
 screenshots: $(VENV)/.test-deps $(CHROMIUM) $(EMOJI_FONT)

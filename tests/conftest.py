@@ -46,11 +46,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# Run before pytest-xdist reads the groups (its hook renames grouped tests).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # `make screenshots` selects these with -m screenshots.
     for item in items:
+        # `make screenshots` selects these with -m screenshots.
         if "screenshots" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.screenshots)
+        # A module that shares something across its tests (Chromium, mostly) keeps them on
+        # one worker under `--dist loadgroup`, so it is started once, not once per worker.
+        if _uses_module_scope(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+def _uses_module_scope(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        definition.scope in ("module", "class", "package")
+        for definitions in info.name2fixturedefs.values()
+        for definition in definitions
+    )
 
 
 @pytest.fixture

@@ -155,7 +155,14 @@ def _ensure_user(name: str) -> None:
     try:
         pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(
+        # Each test worker starts its own cluster: another may add the user first.
+        done = subprocess.run(
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-            check=True,
+            capture_output=True,
+            text=True,
         )
+        if done.returncode != 0:
+            try:
+                pwd.getpwnam(name)
+            except KeyError:
+                raise RuntimeError(f"useradd {name} failed: {done.stderr}") from None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import signal
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -567,7 +567,8 @@ def test_kiosk_memory_stays_flat_over_two_thousand_events(
     early = measure(page)
     wait_applied(page, traffic.run(1800), timeout=60_000)
     late = measure(page)
-    record_property("kiosk_metrics", {"after_200": early, "after_2000": late})
+    # Plain values: a pytest-xdist worker sends the properties to the controller.
+    record_property("kiosk_metrics", {"after_200": asdict(early), "after_2000": asdict(late)})
     print(f"\nkiosk after 200 events: {early}\nkiosk after 2000 events: {late}")
 
     assert traffic.sent == 2000 and min(traffic.kinds.values()) >= 150, traffic.kinds
