@@ -28,7 +28,6 @@ from feed.identity import identity_name
 from feed.inputs import (
     MAX_DESCRIPTION_CHARS,
     MAX_PAGE,
-    MAX_SEARCH_PAGE,
     MAX_TITLE_CHARS,
     channel_name,
     check_fields,
@@ -38,13 +37,13 @@ from feed.inputs import (
     post_body,
     post_id,
     read_json,
-    search_asked,
     text_field,
 )
 from feed.permissions import Permissions, forbidden_unless_admin
 from feed.reactions import reaction_in
 from feed.render import change_json, channel_json, post_json, post_link, reactions_json
 from feed.runtime import Runtime, runtime
+from feed.search_params import MAX_SEARCH_PAGE, search_asked
 from feed.store import PostNotFound
 from feed.values import Change, ChannelChange, PostView
 

@@ -45,20 +45,12 @@ from starlette.routing import Route
 from feed import reading
 from feed.access import KIOSK_PARAM
 from feed.errors import ClientError
-from feed.inputs import (
-    MAX_SEARCH_PAGE,
-    SearchAsked,
-    choice,
-    int_param,
-    post_body,
-    read_form,
-    search_asked,
-    search_query,
-)
+from feed.inputs import choice, int_param, post_body, read_form
 from feed.permissions import Permissions
 from feed.render import SNAPSHOT_HEADER
 from feed.runtime import Runtime, runtime
 from feed.search import Cursor, Filters, Query, Results
+from feed.search_params import MAX_SEARCH_PAGE, SearchAsked, search_asked, search_query
 from feed.security import admit_post
 from feed.store import StoreError
 from feed.values import ChannelView, FrontPage, PostView

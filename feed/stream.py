@@ -83,7 +83,7 @@ from collections.abc import Callable, Sequence
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Message, Receive, Scope, Send
 
-from feed import inputs, logs, reading, security
+from feed import inputs, logs, reading, search_params, security
 from feed.errors import ClientError, error_response, unavailable
 from feed.models import EventKind
 from feed.permissions import Permissions
@@ -278,7 +278,7 @@ class EventStream:
             person = reading.person(perms.identity)
             if only is not None and person is None:
                 raise reading.no_person()
-            searched = inputs.search_query(query.get("q"))
+            searched = search_params.search_query(query.get("q"))
             if searched is not None and (only is not None or query.get("thread") is not None):
                 raise ClientError(400, "A live search follows channels: send no thread or only.")
             thread = await thread_of(rt, perms, query)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from feed import inputs, reading, search
+from feed import inputs, reading, search, search_params
 from feed.openapi.parts import (
     CHANGE,
     CHANNEL,
@@ -29,7 +29,7 @@ from feed.sse import Format
 EVENT_ID = {"type": "integer", "minimum": 0, "maximum": inputs.MAX_ID}
 
 
-# A search as inputs.search_query reads it (the language: feed/search.py).
+# A search as search_params.search_query reads it (the language: feed/search.py).
 Q = {
     "name": "q",
     "in": "query",
@@ -56,7 +56,7 @@ SEARCH = {
         {
             "name": "limit",
             "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": inputs.MAX_SEARCH_PAGE},
+            "schema": {"type": "integer", "minimum": 1, "maximum": search_params.MAX_SEARCH_PAGE},
         },
         {"name": "cursor", "in": "query", "schema": {"type": "string"}},
     ],
