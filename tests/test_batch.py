@@ -324,3 +324,34 @@ def test_a_batch_of_a_thousand_is_one_transaction_on_each_store(store: Store) ->
     assert [c.event_id for c in changes] == [e.id for e in commits[0].events]
     ids = [c.post.id for c in changes]
     assert ids == list(range(ids[0], ids[0] + len(ids)))
+
+
+def test_feed_post_ndjson_answers_each_hostile_line_and_sends_the_rest(server: Server) -> None:
+    lines = [
+        b"first",
+        b"x" * 5_000_000,  # more than any batch may carry
+        b'{"body": ' + b"[" * 100_000,  # deeper than a parser goes
+        b"caf\xe9 au lait",  # not UTF-8
+        b'{"body": "lone \\ud800"}',  # no text at all
+        b"last",
+    ]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    token = server.token("ada")
+    command = [sys.executable, "-m", "feed", "post", "--ndjson", "general", "-"]
+    command += ["--token", token, "--url", server.url]
+    sent = subprocess.run(
+        command,
+        env=clean,
+        input=b"\n".join(lines),
+        capture_output=True,
+        timeout=60,
+    )
+    out = sent.stdout.decode().splitlines()
+    assert sent.returncode == 3, sent.stderr.decode()[-2000:]
+    assert [line.split(":")[0] for line in out] == [f"line {n}" for n in range(1, 7)]
+    assert out[0].startswith("line 1: posted") and out[5].startswith("line 6: posted")
+    assert out[1].startswith("line 2: refused (413)"), out[1]
+    assert out[2].startswith("line 3: refused (400)"), out[2]
+    assert out[3].startswith("line 4: refused (422)"), out[3]
+    assert out[4].startswith("line 5: refused (422)"), out[4]
+    assert listed(server.client)[-2:] == ["first", "last"]
