@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -355,3 +356,31 @@ def test_feed_post_ndjson_answers_each_hostile_line_and_sends_the_rest(server: S
     assert out[3].startswith("line 4: refused (422)"), out[3]
     assert out[4].startswith("line 5: refused (422)"), out[4]
     assert listed(server.client)[-2:] == ["first", "last"]
+
+
+def test_a_batch_of_countless_tiny_values_is_refused_before_it_is_parsed(
+    client: TestClient,
+) -> None:
+    limit = batch_bytes(Settings().max_body_bytes)
+    empties = (limit - 200) // 3
+    bodies = {
+        "items": b"[" + b",".join([b"{}"] * empties) + b"]",
+        "inside one item": b'[{"channel": "general", "body": "x", "pad": ['
+        + b",".join([b"[]"] * empties)
+        + b"]}]",
+        "lines": b"\n".join([b'{"pad": [' + b",".join([b"{}"] * 1000) + b"]}"] * 1000),
+    }
+    for what, raw in bodies.items():
+        media = "application/x-ndjson" if what == "lines" else "application/json"
+        tracemalloc.start()
+        try:
+            answer = client.post(URL, content=raw, headers={"content-type": media})
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        # Parsed, a million empty objects would take over 100 MB, and the event loop
+        # for most of a second.
+        assert peak < 6 * len(raw), (what, peak)
+        assert answer.status_code == 422, (what, answer.text[:300])
+        assert "JSON values" in answer.json()["error"], what
+    assert listed(client) == []
