@@ -384,3 +384,16 @@ def test_a_batch_of_countless_tiny_values_is_refused_before_it_is_parsed(
         assert answer.status_code == 422, (what, answer.text[:300])
         assert "JSON values" in answer.json()["error"], what
     assert listed(client) == []
+
+
+def test_feed_post_ndjson_sends_every_line_when_its_reader_goes_away(server: Server) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    command = f"{sys.executable} -m feed post --ndjson general - --url {server.url} --token "
+    command += server.token("ada")
+    # head reads one line and leaves: the report loses its reader, the posts must not.
+    piped = f"seq 1 2500 | {command} | head -1; exit ${{PIPESTATUS[1]}}"
+    sent = subprocess.run(["bash", "-c", piped], env=clean, capture_output=True, timeout=60)
+    assert sent.stdout.decode().startswith("line 1: posted"), sent.stderr.decode()[-2000:]
+    assert sent.returncode == 0, sent.stderr.decode()[-2000:]
+    newest = server.client.get("/api/channels/general/posts?limit=1").json()["posts"]
+    assert [p["body"] for p in newest] == ["2500"]
