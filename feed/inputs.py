@@ -35,7 +35,7 @@ Rationale:
    padded with them) would be over a million objects, a hundred megabytes and most of
    a second of the event loop to parse, only to be refused: a batch holding more than
    ``MAX_BATCH_VALUES`` values is refused whole before it is parsed, counted by one
-   pass over its bytes that skips strings.
+   pass over its text (decoded as the parser will decode it) that skips strings.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ BATCH_BODIES = 64
 MAX_BATCH_VALUES = MAX_BATCH_ITEMS * 32
 # A string, whole (cut short at a line's end, where no JSON string goes on), or the
 # opening or separator of a value outside strings. One pass, no backtracking (4).
-_VALUE_MARKS = re.compile(rb'"[^"\\\n]*(?:\\[^\n][^"\\\n]*)*"?|([\[{,])')
+_VALUE_MARKS = re.compile(r'"[^"\\\n]*(?:\\[^\n][^"\\\n]*)*"?|([\[{,])')
 JSON_TYPE = "application/json"
 NDJSON_TYPE = "application/x-ndjson"
 
@@ -179,20 +179,31 @@ async def read_batch(request: Request, max_body_bytes: int) -> list[Item]:
             media or "none",
         )
     raw = await read_body(request, batch_bytes(max_body_bytes))
-    _check_values(raw)
+    _check_values(_as_text(raw, media))
     items = _ndjson_items(raw) if media == NDJSON_TYPE else _array_items(raw)
     if not items:
         raise ClientError(422, "The batch is empty; send at least one post.")
     return items
 
 
-def _check_values(raw: bytes) -> None:
+def _as_text(raw: bytes, media: str) -> str:
+    """A batch's body as the JSON parser will read it: NDJSON is UTF-8, and a JSON
+    array in whichever Unicode encoding ``json.loads`` finds."""
+    try:
+        if media == NDJSON_TYPE:
+            return raw.decode("utf-8")
+        return raw.decode(json.detect_encoding(raw), "surrogatepass")
+    except UnicodeDecodeError:
+        raise ClientError(400, "The request body is not valid UTF-8.") from None
+
+
+def _check_values(text: str) -> None:
     """Refuse a batch of more than ``MAX_BATCH_VALUES`` JSON values before it is
     parsed (4)."""
-    if sum(raw.count(mark) for mark in (b",", b"[", b"{")) <= MAX_BATCH_VALUES:
+    if sum(text.count(mark) for mark in ",[{") <= MAX_BATCH_VALUES:
         return  # not even counting what sits in strings: no need to look closer
     values = 0
-    for found in _VALUE_MARKS.finditer(raw):
+    for found in _VALUE_MARKS.finditer(text):
         values += found.group(1) is not None
         if values > MAX_BATCH_VALUES:
             raise ClientError(

@@ -369,6 +369,9 @@ def test_a_batch_of_countless_tiny_values_is_refused_before_it_is_parsed(
         + b",".join([b"[]"] * empties)
         + b"]}]",
         "lines": b"\n".join([b'{"pad": [' + b",".join([b"{}"] * 1000) + b"]}"] * 1000),
+        # In UTF-16, the byte 0x22 of U+2200 is no quote: counted bytewise, the values
+        # after it would seem to sit in a string.
+        "in UTF-16": ('["\u2200", ' + ",".join(["{}"] * (limit // 7)) + "]").encode("utf-16-le"),
     }
     for what, raw in bodies.items():
         media = "application/x-ndjson" if what == "lines" else "application/json"
