@@ -54,11 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         if not _reader_gone():
             raise
-        # Python flushes standard output once more on its way out; give it nowhere
-        # to fail.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _to_nowhere()
         return OK
     return code
+
+
+def _to_nowhere() -> None:
+    # Python flushes standard output once more on its way out; give it nowhere to fail.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _reader_gone() -> bool:
@@ -235,8 +238,19 @@ def _post_lines(args: argparse.Namespace, server: Client) -> int:
     for sent in client.batches(client.line_items(stdin, args.channel)):
         for number, result in server.post_batch(sent):
             refused |= result["status"] != 201
-            print(json.dumps(result) if args.json else f"line {number}: {_said(result)}")
+            _report(json.dumps(result) if args.json else f"line {number}: {_said(result)}")
     return REFUSED if refused else OK
+
+
+def _report(line: str) -> None:
+    """One line of ``feed post --ndjson``'s report. A reader that leaves (``| head``)
+    ends the report, not the posting: every line of input is still sent."""
+    try:
+        print(line)
+    except BrokenPipeError:
+        if not _reader_gone():
+            raise
+        _to_nowhere()
 
 
 def _said(result: dict[str, Any]) -> str:

@@ -21,8 +21,10 @@ Rationale:
    posts and ``BATCH_BYTES`` bytes, well under the server's batch limit with the
    default body limit, so a long input is many requests and never one refused whole.
    Each item's answer is the server's, except for a line that is no JSON object,
-   which is answered here as the server would answer it (400), without a request.
-   Text is left to the server to judge, item by item, so one bad line never stops
+   which is answered here as the server would answer it (400), without a request,
+   and a line larger than ``BATCH_BYTES`` on its own, which no batch may carry
+   (413). Text is left to the server to judge, item by item, even text that is not
+   Unicode (sent escaped, since UTF-8 cannot carry it), so one bad line never stops
    the others.
 """
 
@@ -48,6 +50,7 @@ REQUEST_TIMEOUT = 10.0
 STREAM_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT, read=None)  # idle between heartbeats
 BATCH_PATH = "/api/posts:batch"
 BATCH_BYTES = 1024 * 1024  # a quarter of the server's batch limit by default (4)
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class Failure(Exception):
@@ -102,6 +105,9 @@ def line_items(lines: Iterable[str], channel: str) -> Iterator[Line]:
         except ValueError as exc:
             yield _refused(number, f"not JSON: {exc}")
             continue
+        except RecursionError:
+            yield _refused(number, "not JSON: nested too deeply")
+            continue
         if not isinstance(item, dict):
             yield _refused(number, "not a JSON object")
         elif "channel" in item or "parent" in item:
@@ -110,8 +116,8 @@ def line_items(lines: Iterable[str], channel: str) -> Iterator[Line]:
             yield Line(number, {"channel": channel} | item)
 
 
-def _refused(number: int, error: str) -> Line:
-    return Line(number, {}, {"status": 400, "error": error, "detail": None})
+def _refused(number: int, error: str, status: int = 400) -> Line:
+    return Line(number, {}, {"status": status, "error": error, "detail": None})
 
 
 def batches(lines: Iterable[Line]) -> Iterator[list[Line]]:
@@ -120,6 +126,9 @@ def batches(lines: Iterable[Line]) -> Iterator[list[Line]]:
     size = 2
     for line in lines:
         cost = len(json.dumps(line.item)) + 1
+        if cost > BATCH_BYTES:  # alone it would still be too large: refused alone (4)
+            line = _refused(line.number, f"longer than a batch's {BATCH_BYTES} bytes", 413)
+            cost = 3
         if batch and (len(batch) == MAX_BATCH_ITEMS or size + cost > BATCH_BYTES):
             yield batch
             batch, size = [], 2
@@ -183,12 +192,15 @@ class Client:
             if isinstance(value, str):
                 sendable(f"the {field}", value)
         try:
+            # Encoded here, escaping what is not ASCII: text that is not Unicode (a lone
+            # surrogate) then reaches the server, whose refusal names its item (4).
+            body = None if payload is None else json.dumps(payload).encode()
             response = httpx.request(
                 method,
                 f"{self.url}{path}",
-                json=payload,
+                content=body,
                 params=tuple(params or ()),
-                headers=self._headers(),
+                headers=self._headers() | ({} if body is None else JSON_HEADERS),
                 timeout=REQUEST_TIMEOUT,
             )
         except httpx.HTTPError as exc:

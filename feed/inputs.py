@@ -31,6 +31,11 @@ Rationale:
    byte limit is ``BATCH_BODIES`` single bodies (``batch_bytes``): room for a full
    batch of ordinary posts, and for as many of the longest ones as one write should
    render, without a second setting to keep in step with ``FEED_MAX_BODY_BYTES``.
+   Within that limit a body of nothing but tiny values (``[{},{},...]``, or one item
+   padded with them) would be over a million objects, a hundred megabytes and most of
+   a second of the event loop to parse, only to be refused: a batch holding more than
+   ``MAX_BATCH_VALUES`` values is refused whole before it is parsed, counted by one
+   pass over its text (decoded as the parser will decode it) that skips strings.
 """
 
 from __future__ import annotations
@@ -68,6 +73,13 @@ IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY_CHARS}}}")
 MAX_BATCH_ITEMS = MAX_GROUP
 # A batch's body may be this many times the largest single request body (4).
 BATCH_BODIES = 64
+# JSON values (objects, arrays and what separates them) in one batch: a flat item has a
+# handful, so this is room for every item and then some, not for a body of nothing
+# but tiny values (4).
+MAX_BATCH_VALUES = MAX_BATCH_ITEMS * 32
+# A string, whole (cut short at a line's end, where no JSON string goes on), or the
+# opening or separator of a value outside strings. One pass, no backtracking (4).
+_VALUE_MARKS = re.compile(r'"[^"\\\n]*(?:\\[^\n][^"\\\n]*)*"?|([\[{,])')
 JSON_TYPE = "application/json"
 NDJSON_TYPE = "application/x-ndjson"
 
@@ -164,10 +176,39 @@ async def read_batch(request: Request, max_body_bytes: int) -> list[Item]:
             media or "none",
         )
     raw = await read_body(request, batch_bytes(max_body_bytes))
+    _check_values(_as_text(raw, media))
     items = _ndjson_items(raw) if media == NDJSON_TYPE else _array_items(raw)
     if not items:
         raise ClientError(422, "The batch is empty; send at least one post.")
     return items
+
+
+def _as_text(raw: bytes, media: str) -> str:
+    """A batch's body as the JSON parser will read it: NDJSON is UTF-8, and a JSON
+    array in whichever Unicode encoding ``json.loads`` finds."""
+    try:
+        if media == NDJSON_TYPE:
+            return raw.decode("utf-8")
+        return raw.decode(json.detect_encoding(raw), "surrogatepass")
+    except UnicodeDecodeError:
+        raise ClientError(400, "The request body is not valid UTF-8.") from None
+
+
+def _check_values(text: str) -> None:
+    """Refuse a batch of more than ``MAX_BATCH_VALUES`` JSON values before it is
+    parsed (4)."""
+    if sum(text.count(mark) for mark in ",[{") <= MAX_BATCH_VALUES:
+        return  # not even counting what sits in strings: no need to look closer
+    values = 0
+    for found in _VALUE_MARKS.finditer(text):
+        values += found.group(1) is not None
+        if values > MAX_BATCH_VALUES:
+            raise ClientError(
+                422,
+                f"The batch holds more than {MAX_BATCH_VALUES} JSON values; "
+                "its items are objects of a few fields.",
+                MAX_BATCH_VALUES,
+            )
 
 
 def _too_many(count: int) -> ClientError:

@@ -68,7 +68,10 @@ Rationale:
     restart; its next stream opens with the usual spread ``retry:`` again. The new
     connection is one more the kernel hands to any worker (server.py, on the
     listening sockets): that is how a restarted or added worker gets its share back.
-    One timer per stream, only while the setting is on.
+    One timer per stream, only while the setting is on. A stream that ends before its
+    replay is done (a client reading slowly) sends none of the live events waiting for
+    it: they are newer than the rest of the replay, and the client's last id would skip
+    it. Its resume replays from where it was, live events included.
 """
 
 from __future__ import annotations
@@ -467,6 +470,11 @@ async def _replay_rest(rt: Runtime, sub: Subscriber, cursor: Cursor, send: Send)
     while not cursor.done and not sub.closed:
         piece = await _replayed(rt, sub, cursor)
         await send({"type": "http.response.body", "body": piece, "more_body": True})
+    if not cursor.done:
+        # Ended mid-replay (its age, a shutdown): the live events waiting are newer than
+        # what the replay has not sent yet, so sending them would move the client's
+        # last id past those. Its resume from the replay's last id brings all of them.
+        sub.discard()
 
 
 async def _write(sub: Subscriber, send: Send) -> None:

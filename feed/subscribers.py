@@ -261,6 +261,10 @@ class Subscriber:
         self.last_id = last
         return b"".join(chunks)
 
+    def discard(self) -> None:
+        """Forget what is pending, unsent: the client will be sent it on its resume."""
+        self._pending, self._pending_bytes = [], 0
+
     @property
     def backlog_bytes(self) -> int:
         if self._transport is not None:

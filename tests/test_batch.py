@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -324,3 +325,78 @@ def test_a_batch_of_a_thousand_is_one_transaction_on_each_store(store: Store) ->
     assert [c.event_id for c in changes] == [e.id for e in commits[0].events]
     ids = [c.post.id for c in changes]
     assert ids == list(range(ids[0], ids[0] + len(ids)))
+
+
+def test_feed_post_ndjson_answers_each_hostile_line_and_sends_the_rest(server: Server) -> None:
+    lines = [
+        b"first",
+        b"x" * 5_000_000,  # more than any batch may carry
+        b'{"body": ' + b"[" * 100_000,  # deeper than a parser goes
+        b"caf\xe9 au lait",  # not UTF-8
+        b'{"body": "lone \\ud800"}',  # no text at all
+        b"last",
+    ]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    token = server.token("ada")
+    command = [sys.executable, "-m", "feed", "post", "--ndjson", "general", "-"]
+    command += ["--token", token, "--url", server.url]
+    sent = subprocess.run(
+        command,
+        env=clean,
+        input=b"\n".join(lines),
+        capture_output=True,
+        timeout=60,
+    )
+    out = sent.stdout.decode().splitlines()
+    assert sent.returncode == 3, sent.stderr.decode()[-2000:]
+    assert [line.split(":")[0] for line in out] == [f"line {n}" for n in range(1, 7)]
+    assert out[0].startswith("line 1: posted") and out[5].startswith("line 6: posted")
+    assert out[1].startswith("line 2: refused (413)"), out[1]
+    assert out[2].startswith("line 3: refused (400)"), out[2]
+    assert out[3].startswith("line 4: refused (422)"), out[3]
+    assert out[4].startswith("line 5: refused (422)"), out[4]
+    assert listed(server.client)[-2:] == ["first", "last"]
+
+
+def test_a_batch_of_countless_tiny_values_is_refused_before_it_is_parsed(
+    client: TestClient,
+) -> None:
+    limit = batch_bytes(Settings().max_body_bytes)
+    empties = (limit - 200) // 3
+    bodies = {
+        "items": b"[" + b",".join([b"{}"] * empties) + b"]",
+        "inside one item": b'[{"channel": "general", "body": "x", "pad": ['
+        + b",".join([b"[]"] * empties)
+        + b"]}]",
+        "lines": b"\n".join([b'{"pad": [' + b",".join([b"{}"] * 1000) + b"]}"] * 1000),
+        # In UTF-16, the byte 0x22 of U+2200 is no quote: counted bytewise, the values
+        # after it would seem to sit in a string.
+        "in UTF-16": ('["\u2200", ' + ",".join(["{}"] * (limit // 7)) + "]").encode("utf-16-le"),
+    }
+    for what, raw in bodies.items():
+        media = "application/x-ndjson" if what == "lines" else "application/json"
+        tracemalloc.start()
+        try:
+            answer = client.post(URL, content=raw, headers={"content-type": media})
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        # Parsed, a million empty objects would take over 100 MB, and the event loop
+        # for most of a second.
+        assert peak < 6 * len(raw), (what, peak)
+        assert answer.status_code == 422, (what, answer.text[:300])
+        assert "JSON values" in answer.json()["error"], what
+    assert listed(client) == []
+
+
+def test_feed_post_ndjson_sends_every_line_when_its_reader_goes_away(server: Server) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    command = f"{sys.executable} -m feed post --ndjson general - --url {server.url} --token "
+    command += server.token("ada")
+    # head reads one line and leaves: the report loses its reader, the posts must not.
+    piped = f"seq 1 2500 | {command} | head -1; exit ${{PIPESTATUS[1]}}"
+    sent = subprocess.run(["bash", "-c", piped], env=clean, capture_output=True, timeout=60)
+    assert sent.stdout.decode().startswith("line 1: posted"), sent.stderr.decode()[-2000:]
+    assert sent.returncode == 0, sent.stderr.decode()[-2000:]
+    newest = server.client.get("/api/channels/general/posts?limit=1").json()["posts"]
+    assert [p["body"] for p in newest] == ["2500"]

@@ -16,6 +16,7 @@ from feed.client import Client
 from feed.settings import Settings, SettingsError
 from tests.conftest import Server
 from tests.sse import Message, SSEClient
+from tests.waiting import until
 
 AGE = 1.0  # the shortest age the setting accepts
 WRITING = 4.0  # seconds of posting: several endings fall inside it
@@ -185,3 +186,34 @@ def test_a_thread_stream_resumes_across_every_ending_with_each_event_once(
     replies = {i for i, body in written.posted if body.endswith(("0", "2", "4", "6", "8"))}
     assert replies | {written.final[0]} <= {int(e.id or 0) for e in events}
     assert endings >= 2
+
+
+def test_a_stream_that_reaches_its_age_mid_replay_skips_no_event(
+    make_server: Callable[..., Server],
+) -> None:
+    # A small backlog makes small replay pieces; a client that does not read holds
+    # the replay at its first pieces until the age has passed.
+    server = make_server(max_stream_seconds=AGE, subscriber_backlog=16384, replay_limit=5000)
+    first = server.post("before")["event_id"]
+    body = "long words " * 200
+    posted: list[int] = []
+    for _ in range(3):
+        answer = server.client.post(
+            "/api/posts:batch", json=[{"channel": "general", "body": body}] * 1000
+        )
+        posted += [r["event_id"] for r in answer.json()["results"]]
+    params = {"format": "json"}
+    with SSEClient(
+        server.port, params=params, headers={"Last-Event-ID": str(first)}, rcvbuf=4096
+    ) as s:
+        opened = time.monotonic()
+        live = server.post("while the replay waits")["event_id"]
+        # What is waited for here is the stream's age itself, which the server keeps.
+        until(lambda: time.monotonic() - opened > AGE * 1.25 + 0.25, timeout=AGE * 2 + 1)
+        s.wait_closed(timeout=30)
+    assert s.graceful
+    got = [int(m.id) for m in s.events() if m.id]
+    # Whatever the stream sent, it sent in order and without a gap: the client resumes
+    # from its last id and misses nothing before it.
+    everything = [*posted, live]
+    assert got == everything[: len(got)], (len(got), got[-3:])

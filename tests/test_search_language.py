@@ -4,6 +4,7 @@ live matcher agrees with SQLite's FTS5 on which posts match."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feed.models import EventKind
-from feed.search import Cursor, QueryError, Term, live, parse, tokenize
+from feed.search import Cursor, QueryError, Term, Words, live, parse, tokenize
 from feed.values import FeedEvent, PostView
 
 VOCABULARY = ["lift", "deploy", "deployed", "outage", "the", "café", "e", "mail", "x1"]
@@ -187,3 +188,24 @@ def test_relevance_counts_where_each_term_stands_and_weighs_length() -> None:
         tokenize("deploy x x"), 3
     )
     assert parse("lift -stairs").relevance(once, 6) == parse("lift").relevance(once, 6)
+
+
+def test_a_long_phrase_against_a_long_post_costs_a_substring_search() -> None:
+    # Every word but the last stands at each of the post's 5,000 places: word by word,
+    # each live search of it held the event loop for tens of milliseconds per post.
+    body = "a " * 5000
+    phrases = [" ".join(["a"] * 96) + f" b{n}" for n in range(20)]
+    queries = [parse(f'"{phrase}"') for phrase in phrases]
+    started = time.perf_counter()
+    words = Words(body)
+    assert not any(query.matches(words) for query in queries)
+    tokens = tokenize(body)
+    assert all(query.relevance(tokens, 5000) == 0 for query in queries)
+    assert time.perf_counter() - started < 0.1
+    # Where the phrase does stand, at its end and as a prefix, it is found and counted.
+    assert parse(f'"{phrases[0]}"').matches(Words(body + "b0"))
+    assert parse("a.a.b0x*").matches(Words(body + "b0xyz"))
+    assert not parse("a.a.b0x*").matches(Words("a a xb0xyz b0x a"))
+    assert parse('"lift out"').relevance(tokenize("lift out, lift out"), 4) > parse(
+        '"lift out"'
+    ).relevance(tokenize("lift out, lift in"), 4)

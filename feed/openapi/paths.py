@@ -108,7 +108,8 @@ def batch_operation(settings: Settings) -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "description": f"A JSON array, or NDJSON, of at most {inputs.MAX_BATCH_ITEMS} "
-            f"items and {limit} bytes (422 and 413 beyond). An item that is refused gets "
+            f"items, {inputs.MAX_BATCH_VALUES} JSON values and {limit} bytes (422, 422 "
+            "and 413 beyond). An item that is refused gets "
             "its own result and fails no other.",
             "content": {
                 inputs.JSON_TYPE: {"schema": items},
