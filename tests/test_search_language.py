@@ -201,7 +201,9 @@ def test_a_long_phrase_against_a_long_post_costs_a_substring_search() -> None:
     assert not any(query.matches(words) for query in queries)
     tokens = tokenize(body)
     assert all(query.relevance(tokens, 5000) == 0 for query in queries)
-    assert time.perf_counter() - started < 0.1
+    # Word by word this took 1.3 s here; as a substring search, a few milliseconds. The
+    # bound sits between the two with room for a busy machine.
+    assert time.perf_counter() - started < 0.5
     # Where the phrase does stand, at its end and as a prefix, it is found and counted.
     assert parse(f'"{phrases[0]}"').matches(Words(body + "b0"))
     assert parse("a.a.b0x*").matches(Words(body + "b0xyz"))
