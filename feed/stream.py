@@ -13,9 +13,7 @@ Rationale:
 2. ``Last-Event-ID`` wins over ``last_event_id``: a browser's EventSource
    reconnects to the same URL with a newer header, and the header is the truth.
    Either is read as strictly as every other number (inputs.py, on numbers).
-3. A resume id beyond the newest event, or one the log does not hold, means the log
-   this client saw is not ours (a restored or replaced database; storage/log.py, on ids
-   never reused): it gets ``resync``, never silence.
+3. Where a resuming stream starts, its replay or a ``resync``, is resume.py's.
 4. HTML streams (pages) open with ``hello`` (sse.py, on the hello) before any
    replay, so a page rendered by an older release reloads before applying anything.
 5. A stream that does not resume starts with a bare ``id:`` of the newest event
@@ -41,11 +39,7 @@ Rationale:
    answered with the status and headers its ``GET`` would open with, then ended: it
    never joins the hub. Starlette would answer it with an endless stream that no
    limit counts.
-10. A replay is decided before the status line: the count of missed events (too many
-    means ``resync``) and its first page come from the database then, so an outage
-    answers 503 instead of a stream cut short. The first piece goes out with the
-    opening; the rest follows piece by piece before the stream goes live (replays.py,
-    on pieces), and the id filter drops the live events it already covered.
+10. (Replays before the status line: resume.py.)
 11. ``thread=ID`` follows one thread: the top-level post ``ID``'s own events and its
     replies', in its channel, with resume as every stream (events.py, on threads). A
     thread one may not read is the same 404 as a post that does not exist, and so is
@@ -77,7 +71,6 @@ Rationale:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -86,13 +79,12 @@ from collections.abc import Callable, Sequence
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Message, Receive, Scope, Send
 
-from feed import inputs, logs, reading, search_params, security
+from feed import inputs, logs, reading, resume, search_params, security
 from feed.errors import ClientError, error_response, unavailable
 from feed.models import EventKind
 from feed.permissions import Permissions
-from feed.replays import Cursor
 from feed.runtime import Runtime, runtime_of
-from feed.sse import AGED, CLOSING, Format, frame, hello, position, retry_hint
+from feed.sse import AGED, CLOSING, Format, hello, position, retry_hint
 from feed.store import PostNotFound, StoreUnavailable
 from feed.subscribers import Subscriber, Transport
 from feed.values import PostView
@@ -104,7 +96,6 @@ except ImportError:  # no httptools: every stream takes the ASGI path
 
 logger = logging.getLogger("feed.stream")
 
-RESYNC = "resync"
 FORMATS = tuple(f.value for f in Format)
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -138,16 +129,6 @@ async def thread_of(rt: Runtime, perms: Permissions, query: QueryParams) -> Post
     return post
 
 
-def resync_frame(fmt: Format, event_id: int, reason: str) -> bytes:
-    if fmt is Format.JSON:
-        data = json.dumps({"id": event_id, "type": RESYNC, "reason": reason}, separators=(",", ":"))
-    elif fmt is Format.TEXT:
-        data = f"resync: {reason}"
-    else:
-        data = ""
-    return frame(data, event=RESYNC, id=event_id)
-
-
 def lifetime(seconds: float) -> float:
     """How long one stream lasts under ``FEED_MAX_STREAM_SECONDS`` (13)."""
     return seconds * (1 + random.random() / 4)
@@ -174,58 +155,6 @@ class Expiry:
 def spread(retry_ms: int) -> int:
     """The reconnect delay for one stream: ``retry_ms`` to 1.5 times it (8)."""
     return retry_ms + random.randrange(retry_ms // 2 + 1)
-
-
-async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, Cursor | None]:
-    """What a resuming client missed: the first piece of its replay and a cursor over
-    the rest (replays.py), or one ``resync`` if that is too much or unknowable.
-
-    Called right after the subscriber joined the hub, before any await: the relay's
-    delivered id read here is the one the shared replay's key needs (replays.py). What
-    it reads from the database it reads before the status line (rationale 10)."""
-    delivered = rt.relay.delivered
-    limit = rt.settings.replay_limit
-    # The database is asked only when this process may not have seen the id yet.
-    latest = delivered if resume_id <= delivered else await rt.store.latest_event_id()
-    if resume_id > latest:
-        reason = f"event {resume_id} is newer than this feed's newest ({latest}); reload"
-    elif not await rt.replays.has_event(resume_id):
-        reason = f"event {resume_id} is not in this feed's log (was it restored?); reload"
-        latest = max(latest, await rt.store.latest_event_id())
-    else:
-        # Only a reader with personal events in the range needs pages of their own.
-        person = sub.person if sub.only else await rt.replays.personal(sub.person, resume_id)
-        cursor = Cursor(
-            sub.format,
-            resume_id,
-            sub.channels,
-            sub.private,
-            delivered,
-            latest,
-            sub.limit,
-            person,
-            sub.only,
-            sub.thread,
-            sub.search,
-        )
-        if await rt.replays.count(cursor, limit + 1) <= limit:
-            return await _replayed(rt, sub, cursor), cursor
-        reason = f"more than {limit} events were missed; reload"
-        latest = max(latest, await rt.store.latest_event_id())
-    rt.metrics.resyncs.inc()
-    sub.last_id = max(sub.last_id, latest)
-    return resync_frame(sub.format, latest, reason), None
-
-
-async def _replayed(rt: Runtime, sub: Subscriber, cursor: Cursor) -> bytes:
-    """The cursor's next piece, now counted as sent to ``sub``."""
-    sent = cursor.sent
-    piece = await rt.replays.next_piece(cursor)
-    sub.sent += cursor.sent - sent
-    sub.last_id = max(sub.last_id, cursor.after)
-    if cursor.done:
-        rt.metrics.replayed.observe(cursor.sent)
-    return piece
 
 
 def direct_transport(send: Send) -> Transport | None:
@@ -361,7 +290,7 @@ class EventStream:
                 opening += position(sub.last_id)
             else:
                 # Before the status line, so a database outage answers 503, not a cut.
-                first, cursor = await replay(rt, sub, resume_id)
+                first, cursor = await resume.replay(rt, sub, resume_id)
                 opening += first
                 del first
             await send(_start(headers))
@@ -370,7 +299,7 @@ class EventStream:
             # This frame lives as long as the stream.
             del opening
             if cursor is not None:
-                await _replay_rest(rt, sub, cursor, send)
+                await resume.replay_rest(rt, sub, cursor, send)
             del cursor
             transport = direct_transport(send)
             if transport is None:
@@ -458,23 +387,6 @@ async def _head(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
     """A stream's status and headers, and no stream (rationale 9)."""
     await send(_start(headers))
     await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _replay_rest(rt: Runtime, sub: Subscriber, cursor: Cursor, send: Send) -> None:
-    """The replay after its first piece, a piece at a time (replays.py, on pieces).
-
-    ``send`` waits until the connection has taken the piece before, so a client that
-    does not read holds this stream here, with one piece; the live events that arrive
-    meanwhile wait in its backlog, which drops the client if they overflow it. Once a
-    client has left, ``send`` returns at once and the rest goes by quickly."""
-    while not cursor.done and not sub.closed:
-        piece = await _replayed(rt, sub, cursor)
-        await send({"type": "http.response.body", "body": piece, "more_body": True})
-    if not cursor.done:
-        # Ended mid-replay (its age, a shutdown): the live events waiting are newer than
-        # what the replay has not sent yet, so sending them would move the client's
-        # last id past those. Its resume from the replay's last id brings all of them.
-        sub.discard()
 
 
 async def _write(sub: Subscriber, send: Send) -> None:

@@ -44,7 +44,7 @@ Rationale for the less obvious choices:
    below the clock unless events were written faster than one a microsecond. Ids are
    contiguous between starts; a start leaves a gap, which readers never assume away. A
    screen that resumes from an id the log does not hold (one from the log before a
-   restore) gets ``resync`` (stream.py). A database can also go back under a running
+   restore) gets ``resync`` (resume.py). A database can also go back under a running
    process (restored in place, or a failover to a replica that had not received the
    last commits). Each process remembers the newest event it saw committed, and every
    write first checks the log still reaches it; if not, it skips ids as a start would,

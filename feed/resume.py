@@ -1,0 +1,106 @@
+"""Where a resuming stream starts: the replay of what it missed, a piece at a time, or
+one ``resync`` when that is too much or cannot be known.
+
+Rationale:
+
+1. A resume id beyond the newest event, or one the log does not hold, means the log
+   this client saw is not ours (a restored or replaced database; storage/log.py, on ids
+   never reused): it gets ``resync``, never silence.
+2. A replay is decided before the status line: the count of missed events (too many
+   means ``resync``) and its first page come from the database then, so an outage
+   answers 503 instead of a stream cut short. The first piece goes out with the
+   opening; the rest follows piece by piece before the stream goes live (replays.py,
+   on pieces), and the id filter drops the live events it already covered.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import Send
+
+from feed.replays import Cursor
+from feed.runtime import Runtime
+from feed.sse import Format, frame
+from feed.subscribers import Subscriber
+
+RESYNC = "resync"
+
+
+def resync_frame(fmt: Format, event_id: int, reason: str) -> bytes:
+    if fmt is Format.JSON:
+        data = json.dumps({"id": event_id, "type": RESYNC, "reason": reason}, separators=(",", ":"))
+    elif fmt is Format.TEXT:
+        data = f"resync: {reason}"
+    else:
+        data = ""
+    return frame(data, event=RESYNC, id=event_id)
+
+
+async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, Cursor | None]:
+    """What a resuming client missed: the first piece of its replay and a cursor over
+    the rest (replays.py), or one ``resync`` if that is too much or unknowable.
+
+    Called right after the subscriber joined the hub, before any await: the relay's
+    delivered id read here is the one the shared replay's key needs (replays.py). What
+    it reads from the database it reads before the status line (2)."""
+    delivered = rt.relay.delivered
+    limit = rt.settings.replay_limit
+    # The database is asked only when this process may not have seen the id yet.
+    latest = delivered if resume_id <= delivered else await rt.store.latest_event_id()
+    if resume_id > latest:
+        reason = f"event {resume_id} is newer than this feed's newest ({latest}); reload"
+    elif not await rt.replays.has_event(resume_id):
+        reason = f"event {resume_id} is not in this feed's log (was it restored?); reload"
+        latest = max(latest, await rt.store.latest_event_id())
+    else:
+        # Only a reader with personal events in the range needs pages of their own.
+        person = sub.person if sub.only else await rt.replays.personal(sub.person, resume_id)
+        cursor = Cursor(
+            sub.format,
+            resume_id,
+            sub.channels,
+            sub.private,
+            delivered,
+            latest,
+            sub.limit,
+            person,
+            sub.only,
+            sub.thread,
+            sub.search,
+        )
+        if await rt.replays.count(cursor, limit + 1) <= limit:
+            return await _replayed(rt, sub, cursor), cursor
+        reason = f"more than {limit} events were missed; reload"
+        latest = max(latest, await rt.store.latest_event_id())
+    rt.metrics.resyncs.inc()
+    sub.last_id = max(sub.last_id, latest)
+    return resync_frame(sub.format, latest, reason), None
+
+
+async def _replayed(rt: Runtime, sub: Subscriber, cursor: Cursor) -> bytes:
+    """The cursor's next piece, now counted as sent to ``sub``."""
+    sent = cursor.sent
+    piece = await rt.replays.next_piece(cursor)
+    sub.sent += cursor.sent - sent
+    sub.last_id = max(sub.last_id, cursor.after)
+    if cursor.done:
+        rt.metrics.replayed.observe(cursor.sent)
+    return piece
+
+
+async def replay_rest(rt: Runtime, sub: Subscriber, cursor: Cursor, send: Send) -> None:
+    """The replay after its first piece, a piece at a time (replays.py, on pieces).
+
+    ``send`` waits until the connection has taken the piece before, so a client that
+    does not read holds this stream here, with one piece; the live events that arrive
+    meanwhile wait in its backlog, which drops the client if they overflow it. Once a
+    client has left, ``send`` returns at once and the rest goes by quickly."""
+    while not cursor.done and not sub.closed:
+        piece = await _replayed(rt, sub, cursor)
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+    if not cursor.done:
+        # Ended mid-replay (its age, a shutdown): the live events waiting are newer than
+        # what the replay has not sent yet, so sending them would move the client's
+        # last id past those. Its resume from the replay's last id brings all of them.
+        sub.discard()
