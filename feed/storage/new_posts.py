@@ -171,10 +171,18 @@ class NewPosts(EventLog):
         event_ids = _insert_many(connection, EVENTS, event_rows)
         views = {}
         for (n, new), post_id in zip(accepted, post_ids, strict=True):
-            view = PostView(
-                post_id, new.channel, new.author, new.body, at, None, False, False, htmls[n]
+            views[post_id] = PostView(
+                post_id,
+                new.channel,
+                new.author,
+                new.body,
+                at,
+                None,
+                False,
+                False,
+                htmls[n],
+                parent=new.parent,
             )
-            views[post_id] = replace(view, parent=new.parent)
         by_post = {p: n for (n, _), p in zip(accepted, post_ids, strict=True)}
         written: dict[int, Change] = {}
         events = []
