@@ -44,10 +44,13 @@ Bodies are hostile input. Rationale:
    is not in them: pages render it for their reader, and feed.js keeps it after each
    swap (storage/reactions.py, on who changed what). A ``post-reactions`` event carries
    only the post's id, channel and reactions in JSON, never its body again.
+7. Times are formatted through a small cache: every post of a group is written at the
+   same moment, and a batch's answer and events show it once per post.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections import OrderedDict
@@ -107,6 +110,7 @@ def stored_html(post: PostView) -> Markup:
     return Markup(post.html)
 
 
+@functools.lru_cache(maxsize=64)  # (7)
 def isotime(moment: datetime | None) -> str:
     return "" if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 

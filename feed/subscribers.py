@@ -159,18 +159,20 @@ class Subscriber:
         key: tuple[Format, tuple[int | None, ...]] | tuple[Format, int, int]
         if run is not None and first is not None and first > self.last_id:
             fresh, key = items, run  # ids rise within a run: every one of them is new
+            sent = len(fresh)  # and every one has an id: not counted per subscriber
         else:
             fresh = [each for each in items if each[0] is None or each[0] > self.last_id]
             if not fresh:
                 return
             key = (self.format, tuple(each[0] for each in fresh))
+            sent = sum(1 for each in fresh if each[0] is not None)
         data = joined.get(key)
         if data is None:
             data = joined[key] = chunk(b"".join(each[1] for each in fresh))
         last = fresh[-1][0]
         if last is not None:
             self.last_id = last
-        self.sent += sum(1 for each in fresh if each[0] is not None)
+        self.sent += sent
         transport.write(data)
         waiting = transport.get_write_buffer_size()
         if waiting > self.limit and waiting > len(data):

@@ -42,7 +42,7 @@ from sqlmodel import Session, col, select
 from feed import markdown, mentions
 from feed.commits import GroupCommit
 from feed.models import Channel, Event, EventKind, Post
-from feed.storage import keys, threads
+from feed.storage import keys, search, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
 from feed.storage.engine import StoreError, Unstorable, in_thread, now
 from feed.storage.log import EventLog
@@ -152,6 +152,9 @@ class NewPosts(EventLog):
             for n, new in accepted
         ]
         post_ids = _insert_many(connection, POSTS, post_rows)
+        # Their search entries, by one statement (storage/search.py, on the index
+        # following the posts).
+        search.index_new(connection, post_ids[0], post_ids[-1])
         # A post's mentions go just before its own event (reading.py, on mentions).
         # Each event as (post id, kind, recipient), in the order they are inserted.
         planned: list[tuple[int, EventKind, str | None]] = []
@@ -168,10 +171,18 @@ class NewPosts(EventLog):
         event_ids = _insert_many(connection, EVENTS, event_rows)
         views = {}
         for (n, new), post_id in zip(accepted, post_ids, strict=True):
-            view = PostView(
-                post_id, new.channel, new.author, new.body, at, None, False, False, htmls[n]
+            views[post_id] = PostView(
+                post_id,
+                new.channel,
+                new.author,
+                new.body,
+                at,
+                None,
+                False,
+                False,
+                htmls[n],
+                parent=new.parent,
             )
-            views[post_id] = replace(view, parent=new.parent)
         by_post = {p: n for (n, _), p in zip(accepted, post_ids, strict=True)}
         written: dict[int, Change] = {}
         events = []
