@@ -26,17 +26,22 @@ branch_labels = None
 depends_on = None
 
 # Every pair (word at position p, word at p + 1) of a tsvector, as a tsvector of its
-# own. A join, not a walk in position order: two words may share a position (a
-# hyphenated word and its first part), and each pair the phrase operator could find
-# must be here.
+# own (which keeps each once). A join, not a walk in position order: two words may
+# share a position (past the last one a tsvector counts), and each pair the phrase
+# operator could find must be here. PL/pgSQL keeps the query's plan for the session,
+# where a SQL function's was made again for each post written.
 POSTGRESQL = [
     """CREATE FUNCTION feed_word_pairs(words tsvector) RETURNS tsvector
-        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-        SELECT coalesce(array_to_tsvector(array_agg(DISTINCT a.lexeme || ' ' || b.lexeme)),
-                        ''::tsvector)
-        FROM (SELECT lexeme, unnest(positions) AS at FROM unnest(words)) AS a
-        JOIN (SELECT lexeme, unnest(positions) AS at FROM unnest(words)) AS b
-          ON b.at = a.at + 1
+        LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+        BEGIN
+            RETURN (
+                SELECT coalesce(array_to_tsvector(array_agg(a.lexeme || ' ' || b.lexeme)),
+                                ''::tsvector)
+                FROM (SELECT lexeme, unnest(positions) AS at FROM unnest(words)) AS a
+                JOIN (SELECT lexeme, unnest(positions) AS at FROM unnest(words)) AS b
+                  ON b.at = a.at + 1
+            );
+        END
     $$""",
     """CREATE INDEX posts_search_pairs ON posts
         USING gin (feed_word_pairs(posts_search_vector))""",
