@@ -204,12 +204,19 @@ def sizes(store: Store, url: str) -> dict[str, int]:
 
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as db:
         # The generated column lives in the table: its share is counted as index.
-        posts, index = db.execute(
+        posts, index, pairs = db.execute(
             "SELECT pg_table_size('posts') - sum(pg_column_size(posts_search_vector)),"
-            " pg_relation_size('posts_search') + sum(pg_column_size(posts_search_vector))"
+            " pg_relation_size('posts_search') + sum(pg_column_size(posts_search_vector)),"
+            " pg_relation_size('posts_search_pairs')"
             " FROM posts"
-        ).fetchone() or (0, 0)
-    return {"posts_bytes": int(posts), "index_bytes": int(index)}
+        ).fetchone() or (0, 0, 0)
+    # The index of word pairs (storage/search.py, on phrases by their word pairs) is
+    # counted as index too, and shown apart.
+    return {
+        "posts_bytes": int(posts),
+        "index_bytes": int(index) + int(pairs),
+        "pairs_index_bytes": int(pairs),
+    }
 
 
 # -- measuring -------------------------------------------------------------------------

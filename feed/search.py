@@ -60,11 +60,19 @@ Rationale:
    first word stands, a long phrase of a common word against a long post of it cost
    tens of milliseconds per search per event, on the event loop. A phrase that
    overlaps itself ("a a" in "a a a") is counted where it stands apart: once there.
+10. Pairs. PostgreSQL keeps an index of the pairs of words that stand together in each
+   post (migration 0014_search_pairs), and a phrase that must hold is looked up by its
+   pairs there first (storage/search.py, on phrases by their word pairs): ``"a b c"``
+   by ``'a b' & 'b c'``, and ``a.b*`` by ``'a b':*``. Only a phrase of ASCII letters
+   and digits is: for those, the parser makes each word one lexeme, spelt as typed,
+   so a post the phrase matches surely holds its pairs. A phrase of other words is
+   checked as before, against every post that holds its words.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -87,6 +95,8 @@ B = 0.75
 _TOKEN = re.compile(r"[^\W_]+")
 # One term of the query's text: an optional "-", then a quoted phrase or a bare word.
 _TERM = re.compile(r'\s*(-?)(?:"([^"]*)"|([^\s"]+))')
+# A word of a phrase looked up by its pairs on PostgreSQL (10).
+_PLAIN = re.compile(r"[a-z0-9]{1,100}")
 
 
 class QueryError(ValueError):
@@ -124,6 +134,12 @@ class Query:
     def tsquery(self) -> str:
         """The text of a PostgreSQL ``to_tsquery('simple', …)`` (2)."""
         return " & ".join(_ts_term(term) for term in self.terms)
+
+    def pairs(self) -> str | None:
+        """The tsquery text of the word pairs the phrases that must hold are made of, as
+        PostgreSQL's index of pairs holds them (10); None if there are none."""
+        pairs = [_pair_term(term) for term in self.terms if _paired(term)]
+        return " & ".join(sorted(set(itertools.chain(*pairs)))) or None
 
     def matches(self, body: str | Words) -> bool:
         """Whether a post with this body matches: the live matcher, the engines' rule
@@ -292,6 +308,23 @@ def _ts_term(term: Term) -> str:
     if len(pieces) > 1:
         joined = f"({joined})"
     return f"!{joined}" if term.negated else joined
+
+
+def _paired(term: Term) -> bool:
+    # Words PostgreSQL's parser is sure to keep as they are, one token each (10).
+    return (
+        len(term.words) > 1
+        and not term.negated
+        and all(_PLAIN.fullmatch(word) for word in term.words)
+    )
+
+
+def _pair_term(term: Term) -> list[str]:
+    words = term.words
+    pairs = [f"'{a} {b}'" for a, b in itertools.pairwise(words)]
+    if term.prefix:
+        pairs[-1] += ":*"
+    return pairs
 
 
 def _holds(term: Term, body: Words) -> bool:

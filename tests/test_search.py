@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 from starlette.testclient import TestClient
 
 from feed import schema
@@ -19,6 +19,7 @@ from feed.search import Cursor, Filters, Results, parse
 from feed.storage import search as storage_search
 from feed.store import Store, make_engine
 from tests.conftest import Server
+from tests.services import Postgres
 from tests.test_cli import run_feed
 
 
@@ -156,19 +157,35 @@ def every_page(store: Store, q: str, limit: int = 3) -> list[int]:
         cursor = Cursor.parse(page.next.text)
 
 
-@pytest.mark.parametrize("dense", [1, 1000])
+@pytest.mark.parametrize(("dense", "pair_fetch"), [(1, 10**9), (1000, 10**9), (1000, 0)])
 def test_a_phrase_or_prefix_read_in_two_steps_pages_exactly_as_in_one(
-    store: Store, monkeypatch: pytest.MonkeyPatch, dense: int
+    store: Store, monkeypatch: pytest.MonkeyPatch, dense: int, pair_fetch: int
 ) -> None:
     monkeypatch.setattr(storage_search, "WINDOW", 4)
     # The phrase stands in some posts, its words apart in others, neither in the rest.
     bodies = [
-        ["lift out of order", "out lift", "lift lift out now", "stairs", "lifted out"][n % 5]
+        [
+            "lift out of order",
+            "out lift",
+            "lift lift out now",
+            "stairs",
+            "lifted out",
+            "the lift outside, out of order",
+            "lift out lift out",
+        ][n % 7]
         + " x" * (n % 3)
-        for n in range(23)
+        for n in range(30)
     ]
     made = [post(store, body) for body in bodies]
-    queries = ['"lift out"', "lif*", '"lift out" -now', "lift* out"]
+    queries = [
+        '"lift out"',
+        "lif*",
+        '"lift out" -now',
+        "lift* out",
+        '"out of order" lift',
+        "lift-ou*",
+        '"lift out" "out of"',
+    ]
     monkeypatch.setattr(storage_search, "SPAN", 10**9)
     in_one = {q: every_page(store, q) for q in queries}
     for q in queries:
@@ -176,9 +193,91 @@ def test_a_phrase_or_prefix_read_in_two_steps_pages_exactly_as_in_one(
         matching = {n for n, body in zip(made, bodies, strict=True) if wanted.matches(body)}
         assert sorted(in_one[q]) == sorted(matching) and len(in_one[q]) == len(matching)
     # Spans smaller than a window, walked on (dense) or left to the index.
+    # Spans smaller than a window, walked on (dense) or left to the index of words, or
+    # of pairs (on PostgreSQL, where a phrase's pairs are cheaper to look up).
     monkeypatch.setattr(storage_search, "SPAN", 3)
     monkeypatch.setattr(storage_search, "DENSE", dense)
+    monkeypatch.setattr(storage_search, "PAIR_FETCH", pair_fetch)
     assert {q: every_page(store, q) for q in queries} == in_one
+
+
+def test_a_phrase_below_the_newest_posts_is_found_by_its_word_pairs(
+    postgres: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage_search, "WINDOW", 4)
+    monkeypatch.setattr(storage_search, "SPAN", 3)
+    store = Store.from_url(postgres.new_database())
+    try:
+        run(store.create_schema())
+        # Both words in every post, side by side in a few, none of them the newest.
+        together = [post(store, f"lift out {n}") for n in range(3)]
+        for n in range(12):
+            post(store, f"out {n} lift")
+        statements: list[str] = []
+
+        def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement)
+
+        event.listen(store._engine, "before_cursor_execute", seen)
+        try:
+            assert every_page(store, '"lift out"') == together[::-1]
+        finally:
+            event.remove(store._engine, "before_cursor_execute", seen)
+    finally:
+        store.close()
+    # Below the newest posts, the posts are looked up by the pair, not by the words,
+    # whose positions are then checked only in the posts the pair gave.
+    below = [s for s in statements if "feed_word_pairs(posts.posts_search_vector) @@" in s]
+    assert below
+    assert all("ts_match_vq" in s and "posts_search_vector @@" not in s for s in below)
+
+
+def test_a_database_at_the_filter_indexes_gets_the_index_of_pairs(database_url: str) -> None:
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(schema._config(connection), "0012_search_indexes")
+        channel = connection.execute(
+            text(
+                "INSERT INTO channels (name, title, description, archived, private,"
+                " announcement_only, replies) VALUES ('old', 'Old', '', false, false, false,"
+                " true) RETURNING id"
+            )
+        ).scalar_one()
+        for n, body in enumerate(["the lift out of order", "out lift", "lift-out now"], 1):
+            connection.execute(
+                text(
+                    "INSERT INTO posts (id, channel_id, author, body, html, created_at,"
+                    " pinned, deleted) VALUES (:id, :c, 'ana', :b, '', :at, false, false)"
+                ),
+                {"id": n, "c": channel, "b": body, "at": datetime.now(UTC)},
+            )
+    engine.dispose()
+    store = Store.from_url(database_url)
+    try:
+        run(store.create_schema())
+        if database_url.startswith("postgresql"):
+            with store._engine.connect() as connection:
+                paired = connection.execute(
+                    text(
+                        "SELECT id FROM posts WHERE feed_word_pairs(posts_search_vector)"
+                        " @@ CAST(:pair AS tsquery) ORDER BY id"
+                    ),
+                    {"pair": "'lift out'"},
+                ).scalars()
+                # A hyphenated word's parts stand together, as they do when apart.
+                assert list(paired) == [1, 3]
+        assert sorted(ids(find(store, '"lift out"'))) == [1, 3]
+    finally:
+        store.close()
+    # And back: the index of pairs goes.
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            command.downgrade(schema._config(connection), "0012_search_indexes")
+            names = {i["name"] for i in inspect(connection).get_indexes("posts")}
+        assert "posts_search_pairs" not in names
+    finally:
+        engine.dispose()
 
 
 def test_a_filter_only_search_pages_by_recency(store: Store) -> None:

@@ -35,6 +35,15 @@ def test_a_query_is_words_phrases_prefixes_and_exclusions() -> None:
     )
 
 
+def test_phrases_of_plain_words_are_looked_up_by_their_pairs() -> None:
+    query = parse('lift "out of order" -"e mail" "out of" lift-ou* "café lift" deploy')
+    # The pairs of every phrase that must hold, once each; a prefix's last pair as a
+    # prefix; not a phrase left out, nor one of words beyond ASCII letters and digits.
+    assert query.pairs() == "'lift ou':* & 'of order' & 'out of'"
+    assert parse("lift depl*").pairs() is None
+    assert parse('"café lift"').pairs() is None
+
+
 def test_the_same_query_typed_differently_is_the_same_query() -> None:
     assert parse("  Lift   MAINTENANCE ").text == parse("lift maintenance").text
     assert parse("lift lift").terms == (Term(("lift",)),)
