@@ -233,25 +233,8 @@ def test_a_phrase_below_the_newest_posts_is_found_by_its_word_pairs(
 
 
 def test_a_database_at_the_filter_indexes_gets_the_index_of_pairs(database_url: str) -> None:
-    engine = make_engine(database_url)
-    with engine.begin() as connection:
-        command.upgrade(schema._config(connection), "0012_search_indexes")
-        channel = connection.execute(
-            text(
-                "INSERT INTO channels (name, title, description, archived, private,"
-                " announcement_only, replies) VALUES ('old', 'Old', '', false, false, false,"
-                " true) RETURNING id"
-            )
-        ).scalar_one()
-        for n, body in enumerate(["the lift out of order", "out lift", "lift-out now"], 1):
-            connection.execute(
-                text(
-                    "INSERT INTO posts (id, channel_id, author, body, html, created_at,"
-                    " pinned, deleted) VALUES (:id, :c, 'ana', :b, '', :at, false, false)"
-                ),
-                {"id": n, "c": channel, "b": body, "at": datetime.now(UTC)},
-            )
-    engine.dispose()
+    bodies = ["the lift out of order", "out lift", "lift-out now"]
+    database_at(database_url, "0012_search_indexes", [("ana", b) for b in bodies])
     store = Store.from_url(database_url)
     try:
         run(store.create_schema())
@@ -322,25 +305,7 @@ def test_a_database_made_before_search_gets_its_index(database_url: str) -> None
 
 
 def test_a_database_at_read_state_gets_the_filter_indexes(database_url: str) -> None:
-    engine = make_engine(database_url)
-    with engine.begin() as connection:
-        command.upgrade(schema._config(connection), "0011_read_state")
-        channel = connection.execute(
-            text(
-                "INSERT INTO channels (name, title, description, archived, private,"
-                " announcement_only, replies) VALUES ('old', 'Old', '', false, false, false,"
-                " true) RETURNING id"
-            )
-        ).scalar_one()
-        for n, author in enumerate(["ana", "bo", "ana"], 1):
-            connection.execute(
-                text(
-                    "INSERT INTO posts (id, channel_id, author, body, html, created_at,"
-                    " pinned, deleted) VALUES (:id, :c, :a, 'note', '', :at, false, false)"
-                ),
-                {"id": n, "c": channel, "a": author, "at": datetime.now(UTC)},
-            )
-    engine.dispose()
+    database_at(database_url, "0011_read_state", [(a, "note") for a in ["ana", "bo", "ana"]])
     store = Store.from_url(database_url)
     try:
         run(store.create_schema())
@@ -511,3 +476,32 @@ def test_the_cli_prints_results_best_first_in_one_channel(server: Server) -> Non
     refused = run_feed("search", '"lift', "--url", server.url)
     assert refused.returncode != 0
     assert "never closed" in refused.stderr
+
+
+def database_at(database_url: str, revision: str, posts: list[tuple[str, str]]) -> list[int]:
+    """A database left at ``revision`` (0011 or later), with a channel ``old`` and the
+    ``(author, body)`` posts in it, made as that schema made them: their ids."""
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(schema._config(connection), revision)
+            channel = connection.execute(
+                text(
+                    "INSERT INTO channels (name, title, description, archived, private,"
+                    " announcement_only, replies) VALUES ('old', 'Old', '', false, false,"
+                    " false, true) RETURNING id"
+                )
+            ).scalar_one()
+            return [
+                connection.execute(
+                    text(
+                        "INSERT INTO posts (channel_id, author, body, html, created_at,"
+                        " pinned, deleted) VALUES (:c, :a, :b, '', :at, false, false)"
+                        " RETURNING id"
+                    ),
+                    {"c": channel, "a": author, "b": body, "at": datetime.now(UTC)},
+                ).scalar_one()
+                for author, body in posts
+            ]
+    finally:
+        engine.dispose()

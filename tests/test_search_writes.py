@@ -17,6 +17,7 @@ from feed import schema
 from feed.search import Cursor, Filters, Results, parse
 from feed.store import Store, make_engine
 from feed.values import Change, NewPost
+from tests.test_search import database_at
 
 
 @pytest.fixture
@@ -60,28 +61,9 @@ def test_edits_and_deletes_still_change_the_index(store: Store) -> None:
 
 
 def test_a_database_at_the_filter_indexes_indexes_by_group(database_url: str) -> None:
-    engine = make_engine(database_url)
-    with engine.begin() as connection:
-        command.upgrade(schema._config(connection), "0012_search_indexes")
-        channel = connection.execute(
-            text(
-                "INSERT INTO channels (name, title, description, archived, private,"
-                " announcement_only, replies) VALUES ('old', 'Old', '', false, false, false,"
-                " true) RETURNING id"
-            )
-        ).scalar_one()
-        old = [
-            connection.execute(
-                text(
-                    "INSERT INTO posts (channel_id, author, body, html, created_at,"
-                    " pinned, deleted) VALUES (:c, 'ana', :b, '', :at, false, false)"
-                    " RETURNING id"
-                ),
-                {"c": channel, "b": body, "at": datetime.now(UTC)},
-            ).scalar_one()
-            for body in ["delta old", "epsilon old"]
-        ]
-    engine.dispose()
+    old = database_at(
+        database_url, "0012_search_indexes", [("ana", b) for b in ["delta old", "epsilon old"]]
+    )
     store = Store.from_url(database_url)
     try:
         run(store.create_schema())
@@ -110,10 +92,10 @@ def test_a_database_at_the_filter_indexes_indexes_by_group(database_url: str) ->
             theta = connection.execute(
                 text(
                     "INSERT INTO posts (channel_id, author, body, html, created_at,"
-                    " pinned, deleted) VALUES (:c, 'ana', 'theta', '', :at, false, false)"
-                    " RETURNING id"
+                    " pinned, deleted) VALUES ((SELECT id FROM channels WHERE name = 'old'),"
+                    " 'ana', 'theta', '', :at, false, false) RETURNING id"
                 ),
-                {"c": channel, "at": datetime.now(UTC)},
+                {"at": datetime.now(UTC)},
             ).scalar_one()
             if connection.dialect.name == "sqlite":
                 hits = connection.exec_driver_sql(
