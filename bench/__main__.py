@@ -20,10 +20,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
-from bench import plot, reactions, report, scaling, search, slow, storm, throughput, workers
+from bench import (
+    plot,
+    reactions,
+    report,
+    scaling,
+    search,
+    slow,
+    storm,
+    targets,
+    throughput,
+    workers,
+)
 from bench.fanout import TARGETS, BenchError, Plan
 
 SCENARIOS = ("fanout", "throughput", "storm", "slow", "reactions", "search", "workers", "all")
@@ -35,6 +47,12 @@ DEFAULT_TARGETS = "feed,nchan,baseline"
 BATCH_RUN = ("--batch", "1000", "--posts", "60000", "--targets", "feed")
 
 
+# What a scenario gives back: its document (also written to bench/results/) and
+# whether everything was delivered.
+Ran = tuple[dict[str, Any], bool]
+Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, Ran]]
+
+
 def _sizes(text: str) -> list[int]:
     sizes = [int(part) for part in text.split(",") if part.strip()]
     if not sizes or not all(1 <= n <= MAX_SUBSCRIBERS for n in sizes):
@@ -43,17 +61,17 @@ def _sizes(text: str) -> list[int]:
 
 
 def _targets(text: str) -> list[str]:
-    targets = [t.strip() for t in text.split(",") if t.strip()]
-    if not targets or set(targets) - set(TARGETS):
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names or set(names) - set(TARGETS):
         raise argparse.ArgumentTypeError(f"a comma-separated subset of {', '.join(TARGETS)}")
-    return targets
+    return names
 
 
 def _worker_targets(text: str) -> list[str]:
-    targets = [t.strip() for t in text.split(",") if t.strip()]
-    if not targets or set(targets) - set(workers.TARGETS):
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names or set(names) - set(workers.TARGETS):
         raise argparse.ArgumentTypeError(f"a comma-separated subset of {workers.TARGETS}")
-    return targets
+    return names
 
 
 def _fanout_options(parser: argparse.ArgumentParser) -> None:
@@ -177,9 +195,10 @@ def fanout_plan(args: argparse.Namespace) -> Plan:
     )
 
 
-async def fanout(args: argparse.Namespace) -> bool:
+async def fanout(args: argparse.Namespace) -> Ran:
     sizes, complete = await scaling.run(fanout_plan(args), args.subscribers, args.targets)
-    path = report.write_json("fanout", {"sizes": sizes})
+    document: dict[str, Any] = {"sizes": sizes}
+    path = report.write_json("fanout", document)
     print(f"results: {path}")
     png = args.plot or path.with_suffix(".png")
     plan = fanout_plan(args)
@@ -189,10 +208,11 @@ async def fanout(args: argparse.Namespace) -> bool:
     )
     if plot.p99(sizes, png, title):
         print(f"plot: {png}")
-    return complete
+        document["plot"] = str(png)
+    return document, complete
 
 
-async def run_throughput(args: argparse.Namespace) -> bool:
+async def run_throughput(args: argparse.Namespace) -> Ran:
     default = throughput.BATCH_CONCURRENCY if args.batch else throughput.CONCURRENCY
     targets = args.targets or (["feed"] if args.batch else list(throughput.TARGETS))
     if args.profile is not None:
@@ -206,30 +226,30 @@ async def run_throughput(args: argparse.Namespace) -> bool:
         args.batch,
     )
     print(f"results: {report.write_json('throughput', document)}")
-    return complete
+    return document, complete
 
 
-async def run_storm(args: argparse.Namespace) -> bool:
+async def run_storm(args: argparse.Namespace) -> Ran:
     document, complete = await storm.run(
         args.subscribers, args.missed, args.clients, args.in_flight
     )
     print(f"results: {report.write_json('storm', document)}")
-    return complete
+    return document, complete
 
 
-async def run_slow(args: argparse.Namespace) -> bool:
+async def run_slow(args: argparse.Namespace) -> Ran:
     document, complete = await slow.run(args.subscribers)
     print(f"results: {report.write_json('slow', document)}")
-    return complete
+    return document, complete
 
 
-async def run_reactions(args: argparse.Namespace) -> bool:
+async def run_reactions(args: argparse.Namespace) -> Ran:
     document, complete = await reactions.run(args.reactors, args.watchers, args.spread, args.cut)
     print(f"results: {report.write_json('reactions', document)}")
-    return complete
+    return document, complete
 
 
-async def run_search(args: argparse.Namespace) -> bool:
+async def run_search(args: argparse.Namespace) -> Ran:
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     if not 1_000 <= args.posts <= 2_000_000 or set(stores) - {"sqlite", "postgresql"}:
         raise SystemExit("--posts must be 1,000..2,000,000; --stores of sqlite,postgresql")
@@ -237,40 +257,46 @@ async def run_search(args: argparse.Namespace) -> bool:
         raise SystemExit("--live-seconds must be 0..120")
     document = await search.run(args.posts, stores, args.live_seconds)
     print(f"results: {report.write_json('search', document)}")
-    return True
+    return document, True
 
 
-async def run_workers(args: argparse.Namespace) -> bool:
+async def run_workers(args: argparse.Namespace) -> Ran:
     if not 2 <= args.subscribers <= workers.SUBSCRIBERS:
         raise SystemExit(f"--subscribers must be 2..{workers.SUBSCRIBERS}")
     document, complete = await workers.run(args.subscribers, args.targets)
     print(f"results: {report.write_json('workers', document)}")
-    return complete
+    return document, complete
 
 
-async def run_all(args: argparse.Namespace) -> bool:
-    steps: list[tuple[Callable[[argparse.Namespace], Awaitable[bool]], argparse.Namespace]] = [
-        (fanout, args),
-        (run_throughput, parse(["throughput"])),
-        (run_throughput, parse(["throughput", *BATCH_RUN])),
-        (run_storm, parse(["storm"])),
-        (run_slow, parse(["slow"])),
-        (run_reactions, parse(["reactions"])),
-        (run_search, parse(["search"])),
-        (run_workers, parse(["workers"])),
+async def run_all(args: argparse.Namespace) -> Ran:
+    steps: list[tuple[str, Runner, argparse.Namespace]] = [
+        ("fanout", fanout, args),
+        ("throughput", run_throughput, parse(["throughput"])),
+        ("batch", run_throughput, parse(["throughput", *BATCH_RUN])),
+        ("storm", run_storm, parse(["storm"])),
+        ("slow", run_slow, parse(["slow"])),
+        ("reactions", run_reactions, parse(["reactions"])),
+        ("search", run_search, parse(["search"])),
+        ("workers", run_workers, parse(["workers"])),
     ]
     complete = True
-    for step, options in steps:
+    documents: dict[str, dict[str, Any]] = {}
+    for name, step, options in steps:
         try:
-            complete = await step(options) and complete
+            documents[name], done = await step(options)
+            complete = complete and done
         except BenchError as exc:
             # One scenario failing still runs the others; the exit status says so.
             print(f"bench: {exc}", file=sys.stderr, flush=True)
             complete = False
-    return complete
+    found = targets.checks(documents)
+    print(f"\n{targets.text(found)}\n\n{targets.markdown(found)}\n")
+    summary = {"targets": targets.document(found), "complete": complete}
+    print(f"results: {report.write_json('all', summary)}")
+    return summary, complete
 
 
-RUNNERS: dict[str, Callable[[argparse.Namespace], Awaitable[bool]]] = {
+RUNNERS: dict[str, Runner] = {
     "fanout": fanout,
     "throughput": run_throughput,
     "storm": run_storm,
@@ -285,7 +311,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], Awaitable[bool]]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     try:
-        complete = asyncio.run(RUNNERS[args.scenario](args))
+        _document, complete = asyncio.run(RUNNERS[args.scenario](args))
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
