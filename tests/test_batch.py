@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -479,3 +480,29 @@ def test_the_client_asks_for_the_minimal_answer_when_it_needs_only_ids(server: S
     assert [(n, r["status"]) for n, r in sent] == [(1, 201), (2, 404)]
     assert "post" not in sent[0][1]
     assert server.client.get(f"/api/posts/{sent[0][1]['id']}").json()["post"]["body"] == "small"
+
+
+def test_a_page_on_an_allowed_origin_may_ask_for_the_minimal_answer_and_see_it_applied(
+    tmp_path: Path,
+) -> None:
+    from tests.test_security import APP, app_client
+
+    with app_client(tmp_path, cors_origins=APP) as cors:
+        preflight = cors.options(
+            URL,
+            headers={
+                "Origin": APP,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, prefer",
+            },
+        )
+        assert preflight.status_code == 200, preflight.text
+        assert "prefer" in preflight.headers["access-control-allow-headers"].lower()
+        answer = cors.post(
+            URL,
+            json=[{"channel": "general", "body": "x"}],
+            headers={"Origin": APP, "Prefer": "return=minimal"},
+        )
+        exposed = answer.headers["access-control-expose-headers"].split(", ")
+        assert "Preference-Applied" in exposed
+        assert "post" not in results(answer)[0]
