@@ -34,9 +34,9 @@ Rationale:
 6. ``Prefer: return=minimal`` (RFC 7240; inputs.py, on ``Prefer``) answers each
    written item with its ``status``, ``id``, ``channel`` (where it went, which a
    reply's item does not say), ``event_id`` and ``replayed``, not the post: a client
-   that sent the posts has the rest, and encoding a thousand of them back was a tenth
-   of the server's time. Refusals are answered in full either way. The answer says
-   ``Preference-Applied``, and every answer varies by ``Prefer``.
+   that sent the posts has the rest, and encoding a thousand of them back cost more
+   than reading and checking them. Refusals are answered in full either way. The
+   answer says ``Preference-Applied``, and every answer varies by ``Prefer``.
 7. What depends only on the sender is read once per batch (``Sender``): its name,
    what its rate is counted by, and whether it may post or reply in each channel its
    items name, which cannot change between two items of one request. Each item still
