@@ -31,6 +31,16 @@ Rationale:
 5. The written items go through the store's one road together (storage/new_posts.py,
    on batches): one transaction, one commit announcement, event ids in the items'
    order; the 200 is sent once they are committed.
+6. ``Prefer: return=minimal`` (RFC 7240; inputs.py, on ``Prefer``) answers each
+   written item with its ``status``, ``id``, ``channel`` (where it went, which a
+   reply's item does not say), ``event_id`` and ``replayed``, not the post: a client
+   that sent the posts has the rest, and encoding a thousand of them back cost more
+   than reading and checking them. Refusals are answered in full either way. The
+   answer says ``Preference-Applied``, and every answer varies by ``Prefer``.
+7. What depends only on the sender is read once per batch (``Sender``): its name,
+   what its rate is counted by, and whether it may post or reply in each channel its
+   items name, which cannot change between two items of one request. Each item still
+   takes its own turn at the rate (3).
 """
 
 from __future__ import annotations
@@ -46,7 +56,7 @@ from starlette.routing import Route
 from feed import security
 from feed.errors import ClientError, error_body, store_status
 from feed.idempotency import item_claim, remembered
-from feed.inputs import MAX_ID, Item, post_body, read_batch
+from feed.inputs import MAX_ID, PREFER_MINIMAL, Item, post_body, prefers_minimal, read_batch
 from feed.permissions import Permissions, unauthorized
 from feed.render import change_json
 from feed.runtime import Runtime, runtime
@@ -103,6 +113,7 @@ async def create_posts(request: Request) -> JSONResponse:
         )
     items = [_read(item) for item in read]
     parents = await _parents(rt, perms, items)
+    sender = Sender(perms, security.of(request), rt.settings.max_post_chars)
     results: list[dict[str, Any] | None] = []
     news: list[NewPost] = []
     keys: list[object] = []
@@ -110,7 +121,7 @@ async def create_posts(request: Request) -> JSONResponse:
         try:
             if isinstance(item, ClientError):
                 raise item
-            news.append(_admitted(request, rt, perms, item, parents))
+            news.append(_admitted(request, sender, item, parents))
             keys.append(item.key)
             results.append(None)
         except ClientError as exc:
@@ -121,10 +132,12 @@ async def create_posts(request: Request) -> JSONResponse:
     unavailable = [w for w in written if isinstance(w, StoreUnavailable)]
     if written and len(unavailable) == len(written):  # nothing was written (2)
         raise unavailable[0]
+    minimal = prefers_minimal(request)
     answers = iter(zip(written, keys, strict=True))
-    done = [r if r is not None else _result(*next(answers)) for r in results]
+    done = [r if r is not None else _result(*next(answers), minimal) for r in results]
     rt.metrics.announced(max((r.get("event_id") or 0 for r in done), default=0) or None)
-    return JSONResponse({"results": done})
+    headers = {"Vary": "Prefer"} | ({"Preference-Applied": PREFER_MINIMAL} if minimal else {})
+    return JSONResponse({"results": done}, headers=headers)
 
 
 def _read(item: Item) -> Asked | ClientError:
@@ -154,25 +167,49 @@ async def _parents(rt: Runtime, perms: Permissions, items: list[Asked | ClientEr
     return found
 
 
-def _admitted(
-    request: Request, rt: Runtime, perms: Permissions, item: Asked, parents: Parents
-) -> NewPost:
+class Sender:
+    """Who sends a batch, read once for all its items (7)."""
+
+    def __init__(self, perms: Permissions, limits: security.Security, max_chars: int) -> None:
+        self.perms = perms
+        self.limits = limits
+        self.max_chars = max_chars
+        self.limit_key = perms.identity.limit_key
+        author = perms.identity.name
+        assert author is not None  # checked as signed in
+        self.author = author
+        # Whether the sender may post (False) or reply (True) in a channel: its refusal.
+        self._places: dict[tuple[str, bool], ClientError | None] = {}
+
+    def check_place(self, channel: str, reply: bool) -> None:
+        """``Permissions.check_reply`` or ``check_post``, asked once per channel."""
+        key = (channel, reply)
+        if key not in self._places:
+            try:
+                (self.perms.check_reply if reply else self.perms.check_post)(channel)
+                self._places[key] = None
+            except ClientError as exc:
+                self._places[key] = exc
+        refused = self._places[key]
+        if refused is not None:  # a new one, not the first one raised again
+            raise ClientError(refused.status, refused.message, refused.detail)
+
+
+def _admitted(request: Request, sender: Sender, item: Asked, parents: Parents) -> NewPost:
     """The post ``item`` asks for, if its single request would be written (1, 3, 4)."""
-    limits = security.of(request)
     if item.parent is not None:
         parent = parents[item.parent]
         if isinstance(parent, StoreError):
             raise parent
         channel = parent.channel
-        perms.check_reply(channel)
+        sender.check_place(channel, reply=True)
     else:
         assert item.channel is not None
         channel = item.channel
-        perms.check_post(channel)
-    limits.check_post_rate(request, perms.identity.limit_key)
-    author = perms.identity.name
-    assert author is not None  # checked as signed in
-    body = post_body(item.payload, author, rt.settings.max_post_chars)
+        sender.check_place(channel, reply=False)
+    sender.limits.check_post_rate(request, sender.limit_key)
+    author = sender.author
+    body = post_body(item.payload, author, sender.max_chars)
     if item.key is None:
         return NewPost(channel, author, body, parent=item.parent)
     claim = item_claim(item.key, item.path, item.payload, author)
@@ -180,11 +217,18 @@ def _admitted(
     return NewPost(channel, author, body, parent=item.parent, claim=claim, answer=answer)
 
 
-def _result(written: Change | Once | Exception, key: object) -> dict[str, Any]:
+def _result(written: Change | Once | Exception, key: object, minimal: bool) -> dict[str, Any]:
     if isinstance(written, Change):
+        if minimal:  # (6)
+            post = written.post
+            done = {"id": post.id, "channel": post.channel, "event_id": written.event_id}
+            return {"status": 201, **done, "replayed": False}
         return {"status": 201, **change_json(written), "replayed": False}
     if isinstance(written, Once):
         kept: dict[str, Any] = json.loads(written.answer.body)
+        if minimal and "post" in kept:
+            post = kept.pop("post")
+            kept = {"id": post["id"], "channel": post["channel"], **kept}
         return {"status": written.answer.status, **kept, "replayed": written.replayed}
     if isinstance(written, IdempotencyKeyReused):  # named as its sender sent it
         written = IdempotencyKeyReused(str(key))

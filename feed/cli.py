@@ -40,7 +40,7 @@ from feed.settings import Settings, SettingsError, reference
 from feed.text import not_text
 
 if TYPE_CHECKING:
-    from feed.client import Client
+    from feed.client import Client, Line
 
 # prometheus_client's multiprocess switch (feed.metrics.SHARED_DIR_VARIABLE, which
 # cannot be imported from here without importing prometheus_client).
@@ -236,9 +236,13 @@ def _post_lines(args: argparse.Namespace, server: Client) -> int:
     stdin = io.TextIOWrapper(sys.stdin.buffer, "utf-8", "surrogateescape")
     refused = False
     for sent in client.batches(client.line_items(stdin, args.channel)):
-        for number, result in server.post_batch(sent):
+        # The report needs only ids and where each post went, unless it prints the
+        # results whole (batch.py, on the minimal answer).
+        answered = server.post_batch(sent, minimal=not args.json)
+        for line, (number, result) in zip(sent, answered, strict=True):
             refused |= result["status"] != 201
-            _report(json.dumps(result) if args.json else f"line {number}: {_said(result)}")
+            said = json.dumps(result) if args.json else f"line {number}: {_said(result, line)}"
+            _report(said)
     return REFUSED if refused else OK
 
 
@@ -253,14 +257,14 @@ def _report(line: str) -> None:
         _to_nowhere()
 
 
-def _said(result: dict[str, Any]) -> str:
-    """One result of a batch, as a line."""
+def _said(result: dict[str, Any], line: Line) -> str:
+    """One minimal result of a batch, for the item of ``line``, as a line."""
     if result["status"] != 201:
         return f"refused ({result['status']}): {result['error']}"
-    post = result["post"]
-    where = f"#{post['channel']}: post {post['id']}, event {result['event_id']}"
-    if post["parent"] is not None:
-        return f"replied to post {post['parent']} in {where}"
+    where = f"#{result['channel']}: post {result['id']}, event {result['event_id']}"
+    parent = line.item.get("parent")
+    if parent is not None:
+        return f"replied to post {parent} in {where}"
     return f"posted to {where}"
 
 

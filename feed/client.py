@@ -41,7 +41,7 @@ import httpx
 from httpx_sse import SSEError, connect_sse
 
 from feed import text
-from feed.inputs import MAX_BATCH_ITEMS
+from feed.inputs import MAX_BATCH_ITEMS, PREFER_MINIMAL
 
 # How long to wait after a cut, until the server has said (2).
 FIRST_DELAY = 1.0
@@ -185,6 +185,7 @@ class Client:
         path: str,
         payload: dict[str, Any] | list[dict[str, Any]] | None = None,
         params: Sequence[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """One API request; the decoded answer, or the reason it failed (1)."""
         fields = payload.items() if isinstance(payload, dict) else []
@@ -200,7 +201,7 @@ class Client:
                 f"{self.url}{path}",
                 content=body,
                 params=tuple(params or ()),
-                headers=self._headers() | ({} if body is None else JSON_HEADERS),
+                headers=self._headers() | ({} if body is None else JSON_HEADERS) | (headers or {}),
                 timeout=REQUEST_TIMEOUT,
             )
         except httpx.HTTPError as exc:
@@ -219,13 +220,18 @@ class Client:
         )
         return answer
 
-    def post_batch(self, items: Sequence[Line]) -> list[tuple[int, dict[str, Any]]]:
+    def post_batch(
+        self, items: Sequence[Line], *, minimal: bool = False
+    ) -> list[tuple[int, dict[str, Any]]]:
         """Send ``items`` as one batch (4); each line's number with its result, in
-        order. A line refused before sending has its result already."""
+        order. A line refused before sending has its result already. ``minimal``: a
+        written item's result has its ids, not its post (batch.py, on the minimal
+        answer)."""
         ready = [line for line in items if line.result is None]
         results: list[dict[str, Any]] = []
         if ready:
-            answer = self._call("POST", BATCH_PATH, [line.item for line in ready])
+            prefer = {"Prefer": PREFER_MINIMAL} if minimal else None
+            answer = self._call("POST", BATCH_PATH, [line.item for line in ready], headers=prefer)
             results = answer["results"]
         sent = iter(results)
         return [(line.number, line.result or next(sent)) for line in items]

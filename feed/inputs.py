@@ -36,6 +36,11 @@ Rationale:
    a second of the event loop to parse, only to be refused: a batch holding more than
    ``MAX_BATCH_VALUES`` values is refused whole before it is parsed, counted by one
    pass over its text (decoded as the parser will decode it) that skips strings.
+5. ``Prefer`` (RFC 7240) is read as a list of preferences, from every ``Prefer``
+   header in order, each a name, an optional value (bare or quoted) and parameters
+   after ``;``; names and the ``return`` values are compared without case. Only the
+   first ``return`` counts, as the RFC says of a preference given twice. A comma
+   inside a quoted value would split it: no preference the API honours has one.
 """
 
 from __future__ import annotations
@@ -81,6 +86,8 @@ MAX_BATCH_VALUES = MAX_BATCH_ITEMS * 32
 # opening or separator of a value outside strings. One pass, no backtracking (4).
 _VALUE_MARKS = re.compile(r'"[^"\\\n]*(?:\\[^\n][^"\\\n]*)*"?|([\[{,])')
 JSON_TYPE = "application/json"
+# The preference (RFC 7240) for an answer without what the client sent back (5).
+PREFER_MINIMAL = "return=minimal"
 NDJSON_TYPE = "application/x-ndjson"
 
 WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
@@ -378,6 +385,16 @@ def post_body(payload: dict[str, Any], author: str, max_chars: int) -> str:
 
 
 # -- numbers and options -------------------------------------------------------------
+
+
+def prefers_minimal(request: Request) -> bool:
+    """Whether the request prefers ``return=minimal`` (5)."""
+    for header in request.headers.getlist("prefer"):
+        for preference in header.split(","):
+            name, _, value = preference.split(";", 1)[0].partition("=")
+            if name.strip().lower() == "return":
+                return value.strip().strip('"').lower() == "minimal"
+    return False
 
 
 def whole_number(raw: str) -> int | None:

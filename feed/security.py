@@ -69,12 +69,19 @@ MAX_CLIENTS = 100_000
 STREAM_RETRY_AFTER = 10
 
 CORS_METHODS = ("GET", "POST", "PATCH", "DELETE")
-CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID")
+CORS_REQUEST_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "Last-Event-ID",
+    "Prefer",
+)
 # What scripts on another origin may read from an answer.
 CORS_EXPOSED_HEADERS = (
     "Location",
     "Retry-After",
     "Idempotent-Replayed",
+    "Preference-Applied",
     "X-Feed-Last-Event-Id",
     "X-Request-Id",
 )

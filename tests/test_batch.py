@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -400,3 +401,108 @@ def test_feed_post_ndjson_sends_every_line_when_its_reader_goes_away(server: Ser
     assert sent.returncode == 0, sent.stderr.decode()[-2000:]
     newest = server.client.get("/api/channels/general/posts?limit=1").json()["posts"]
     assert [p["body"] for p in newest] == ["2500"]
+
+
+def test_prefer_return_minimal_answers_each_success_with_its_ids_and_not_its_post(
+    client: TestClient,
+) -> None:
+    client.post("/api/channels", json={"name": "other", "title": "Other"})
+    parent = client.post("/api/channels/other/posts", json={"body": "the plan"}).json()
+    items = [
+        {"channel": "general", "body": "one"},
+        {"channel": "nowhere", "body": "lost"},
+        {"channel": "general", "body": "two", "idempotency_key": "min-2"},
+        {"parent": parent["post"]["id"], "body": "a reply"},
+    ]
+    minimal = {"Prefer": "return=minimal"}
+    answer = client.post(URL, json=items, headers=minimal)
+    assert answer.headers["preference-applied"] == "return=minimal"
+    assert "prefer" in answer.headers["vary"].lower()
+    got = results(answer)
+    assert [r["status"] for r in got] == [201, 404, 201, 201]
+    assert [sorted(r) for r in got if r["status"] == 201] == [
+        ["channel", "event_id", "id", "replayed", "status"]
+    ] * 3
+    assert [(r["channel"], r["replayed"]) for r in got if r["status"] == 201] == [
+        ("general", False),
+        ("general", False),
+        ("other", False),
+    ]
+    # A refusal is the same as in the full answer.
+    assert got[1] == {"status": 404, **client.post(URL, json=[items[1]]).json()["results"][0]}
+    del got[1]
+    # The ids are the posts written, in order, and the event ids theirs.
+    stored = [client.get(f"/api/posts/{r['id']}").json()["post"] for r in got]
+    assert [p["body"] for p in stored] == ["one", "two", "a reply"]
+    assert stored[2]["parent"] == parent["post"]["id"]
+    assert [r["event_id"] for r in got] == sorted(r["event_id"] for r in got)
+    assert got[0]["event_id"] > parent["event_id"]
+    # A retried key replays its first answer, made small as well.
+    again = results(client.post(URL, json=[items[2]], headers=minimal))
+    assert again == [{**got[1], "replayed": True}]
+    # Without the preference, or another one, the answer is the whole post, as before.
+    for headers in ({}, {"Prefer": "return=representation"}, {"Prefer": "respond-async"}):
+        full = client.post(URL, json=[items[2]], headers=headers)
+        assert "preference-applied" not in full.headers, headers
+        assert results(full)[0]["post"] | {"mine": []} == stored[1], headers
+
+
+def test_prefer_is_read_as_rfc_7240_writes_it(client: TestClient) -> None:
+    item = [{"channel": "general", "body": "x"}]
+    spelled = {
+        "RETURN=MINIMAL": True,
+        'return="minimal"': True,
+        "respond-async, return = minimal; wait=5": True,
+        "wait=10; return=minimal": False,  # a parameter of "wait", not a preference
+        "return=representation, return=minimal": False,  # the first one counts
+        "return=minimalist": False,
+        "return": False,
+    }
+    for header, applied in spelled.items():
+        answer = client.post(URL, json=item, headers={"Prefer": header})
+        assert ("post" not in results(answer)[0]) is applied, header
+        assert answer.headers.get("preference-applied") == (
+            "return=minimal" if applied else None
+        ), header
+    # Two Prefer headers are one list.
+    both = [("Prefer", "respond-async"), ("Prefer", "return=minimal")]
+    two = client.post(URL, json=item, headers=both)
+    assert "post" not in results(two)[0]
+
+
+def test_the_client_asks_for_the_minimal_answer_when_it_needs_only_ids(server: Server) -> None:
+    from feed.client import Client, Line
+
+    sent = Client(server.url, server.token("ada")).post_batch(
+        [Line(1, {"channel": "general", "body": "small"}), Line(2, {"channel": "x", "body": "y"})],
+        minimal=True,
+    )
+    assert [(n, r["status"]) for n, r in sent] == [(1, 201), (2, 404)]
+    assert "post" not in sent[0][1]
+    assert server.client.get(f"/api/posts/{sent[0][1]['id']}").json()["post"]["body"] == "small"
+
+
+def test_a_page_on_an_allowed_origin_may_ask_for_the_minimal_answer_and_see_it_applied(
+    tmp_path: Path,
+) -> None:
+    from tests.test_security import APP, app_client
+
+    with app_client(tmp_path, cors_origins=APP) as cors:
+        preflight = cors.options(
+            URL,
+            headers={
+                "Origin": APP,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, prefer",
+            },
+        )
+        assert preflight.status_code == 200, preflight.text
+        assert "prefer" in preflight.headers["access-control-allow-headers"].lower()
+        answer = cors.post(
+            URL,
+            json=[{"channel": "general", "body": "x"}],
+            headers={"Origin": APP, "Prefer": "return=minimal"},
+        )
+        exposed = answer.headers["access-control-expose-headers"].split(", ")
+        assert "Preference-Applied" in exposed
+        assert "post" not in results(answer)[0]

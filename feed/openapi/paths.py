@@ -102,9 +102,23 @@ def batch_operation(settings: Settings) -> dict[str, Any]:
         "items": ref("BatchItem"),
     }
     ndjson = {"type": "string", "description": "One BatchItem object a line"}
+    prefer = {
+        "name": "Prefer",
+        "in": "header",
+        "description": f"`{inputs.PREFER_MINIMAL}` (RFC 7240): each written item's result "
+        "carries its `id`, `channel`, `event_id` and `replayed`, not its `post`",
+        "schema": {"type": "string"},
+    }
+    applied = {
+        "Preference-Applied": {
+            "description": f"`{inputs.PREFER_MINIMAL}` when the results are the minimal ones",
+            "schema": {"type": "string", "enum": [inputs.PREFER_MINIMAL]},
+        }
+    }
     return {
         "summary": "Publish up to "
         f"{inputs.MAX_BATCH_ITEMS} posts and replies; one result per item, in order",
+        "parameters": [prefer],
         "requestBody": {
             "required": True,
             "description": f"A JSON array, or NDJSON, of at most {inputs.MAX_BATCH_ITEMS} "
@@ -117,14 +131,17 @@ def batch_operation(settings: Settings) -> dict[str, Any]:
             },
         },
         "responses": {
-            "200": answer(
-                "The batch was read: each item's result, in order, 201 or its refusal",
-                {
-                    "type": "object",
-                    "required": ["results"],
-                    "properties": {"results": {"type": "array", "items": ref("BatchResult")}},
-                },
-            ),
+            "200": {
+                **answer(
+                    "The batch was read: each item's result, in order, 201 or its refusal",
+                    {
+                        "type": "object",
+                        "required": ["results"],
+                        "properties": {"results": {"type": "array", "items": ref("BatchResult")}},
+                    },
+                ),
+                "headers": applied,
+            },
             **{code: ERROR for code in ("400", "413", "415", "422")},
         },
     }

@@ -209,10 +209,13 @@ def schemas(settings: Settings) -> dict[str, Any]:
             "type": "object",
             "required": ["status"],
             "description": "What the item's single POST would answer: its status, and "
-            "either `post`, `event_id` and `replayed`, or `error` and `detail`",
+            "either `post`, `event_id` and `replayed`, or `error` and `detail`; with "
+            f"`Prefer: {inputs.PREFER_MINIMAL}`, `id` and `channel` instead of `post`",
             "properties": {
                 "status": {"type": "integer"},
                 "post": ref("Post"),
+                "id": {"type": "integer", "description": "The post's id (minimal answer)"},
+                "channel": {"type": "string", "description": "Its channel (minimal answer)"},
                 "event_id": {"type": ["integer", "null"]},
                 "replayed": {"type": "boolean"},
                 "error": {"type": "string"},

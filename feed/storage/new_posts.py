@@ -28,6 +28,11 @@ Rationale:
    that ends at ``last_insert_rowid()``: the writer holds the only write lock, and
    SQLite gives each new row one more than the largest id, so they are consecutive;
    a count over that range checks it before anything is announced.
+5. A value the dialect converts before the driver takes it (a datetime, a boolean)
+   is converted once per distinct value of its column, not once per row: a group's
+   rows share their time and their flags, and SQLAlchemy's converters are a Python
+   call each. Those columns hold plain values (times, flags, None), so each can be a
+   dict's key.
 """
 
 from __future__ import annotations
@@ -301,12 +306,18 @@ def _insert_consecutive(
     taken from the last one, and checked."""
     names = list(rows[0])
     statement = insert(table).compile(dialect=connection.dialect, column_keys=names)
-    # The dialect's own conversions of values (datetimes to its text, say).
+    # The dialect's own conversions of values (datetimes to its text, say), made once
+    # for each distinct value of a column (5).
     processors: dict[str, Any] = dict(statement._bind_processors)
-    converted = [
-        tuple(processors[name](row[name]) if name in processors else row[name] for name in names)
-        for row in rows
-    ]
+    columns = []
+    for name in names:
+        values = [row[name] for row in rows]
+        if name in processors:
+            process = processors[name]
+            made = {value: process(value) for value in set(values)}
+            values = [made[value] for value in values]
+        columns.append(values)
+    converted = list(zip(*columns, strict=True))
     placed = ", ".join(names)
     marks = ", ".join("?" for _ in names)
     connection.exec_driver_sql(f"INSERT INTO {table.name} ({placed}) VALUES ({marks})", converted)
