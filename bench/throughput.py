@@ -82,7 +82,7 @@ from bench.fanout import (
 from bench.profile import sampling, shares
 from bench.report import percentile
 from bench.scaling import running_postgres
-from feed.inputs import PREFER_MINIMAL
+from feed.batch_input import PREFER_MINIMAL
 
 CONCURRENCY = 16
 SUBSCRIBERS = 100

@@ -9,11 +9,11 @@ Rationale:
 
 1. One answer per item. A result is what the single request would have answered: its
    ``status`` with the same JSON (``post`` and ``event_id`` for a 201; ``error`` and
-   ``detail`` for a refusal), and ``replayed``. Items are checked in the order a
-   single post is (where it goes and who may post there, the rate, then the body), so
-   each refusal is the one its single request would get. What is wrong with the batch
-   as a whole (inputs.py, on batches), or with who sends it (nobody signed in), is one
-   answer for the request.
+   ``detail`` for a refusal), and ``replayed``. Items are checked in the order a single
+   post is (where it goes and who may post there, the rate, then the body), so each
+   refusal is the one its single request would get. What is wrong with the batch as a
+   whole (batch_input.py, on a batch's envelope), or with who sends it (nobody signed
+   in), is one answer for the request.
 2. A well-formed batch is answered ``200 OK``, whatever its items' fate: the request
    was understood and every item has its answer. ``207 Multi-Status`` says the same
    but is WebDAV's, with an XML body clients expect to go with it, and a 201 or a 4xx
@@ -31,7 +31,7 @@ Rationale:
 5. The written items go through the store's one road together (storage/new_posts.py,
    on batches): one transaction, one commit announcement, event ids in the items'
    order; the 200 is sent once they are committed.
-6. ``Prefer: return=minimal`` (RFC 7240; inputs.py, on ``Prefer``) answers each
+6. ``Prefer: return=minimal`` (RFC 7240; batch_input.py, on ``Prefer``) answers each
    written item with its ``status``, ``id``, ``channel`` (where it went, which a
    reply's item does not say), ``event_id`` and ``replayed``, not the post: a client
    that sent the posts has the rest, and encoding a thousand of them back cost more
@@ -54,9 +54,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from feed import security
+from feed.batch_input import PREFER_MINIMAL, Item, prefers_minimal, read_batch
 from feed.errors import ClientError, error_body, store_status
 from feed.idempotency import item_claim, remembered
-from feed.inputs import MAX_ID, PREFER_MINIMAL, Item, post_body, prefers_minimal, read_batch
+from feed.inputs import MAX_ID, post_body
 from feed.permissions import Permissions, unauthorized
 from feed.render import change_json
 from feed.runtime import Runtime, runtime

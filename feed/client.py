@@ -41,7 +41,7 @@ import httpx
 from httpx_sse import SSEError, connect_sse
 
 from feed import text
-from feed.inputs import MAX_BATCH_ITEMS, PREFER_MINIMAL
+from feed.batch_input import MAX_BATCH_ITEMS, PREFER_MINIMAL
 
 # How long to wait after a cut, until the server has said (2).
 FIRST_DELAY = 1.0

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from starlette.testclient import TestClient
 
-from feed.inputs import MAX_BATCH_ITEMS, batch_bytes
+from feed.batch_input import MAX_BATCH_ITEMS, batch_bytes
 from feed.settings import Settings
 from feed.store import ChannelNotFound, Store
 from feed.values import Change, Commit, NewPost

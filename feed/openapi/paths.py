@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from feed import inputs, reading, search, search_params
+from feed import batch_input, inputs, reading, search, search_params
 from feed.openapi.parts import (
     CHANGE,
     CHANNEL,
@@ -93,41 +93,41 @@ SEARCH = {
 
 
 def batch_operation(settings: Settings) -> dict[str, Any]:
-    """``POST /api/posts:batch`` (batch.py): its envelope's limits are inputs.py's."""
-    limit = inputs.batch_bytes(settings.max_body_bytes)
+    """``POST /api/posts:batch`` (batch.py): its envelope's limits are batch_input.py's."""
+    limit = batch_input.batch_bytes(settings.max_body_bytes)
     items = {
         "type": "array",
         "minItems": 1,
-        "maxItems": inputs.MAX_BATCH_ITEMS,
+        "maxItems": batch_input.MAX_BATCH_ITEMS,
         "items": ref("BatchItem"),
     }
     ndjson = {"type": "string", "description": "One BatchItem object a line"}
     prefer = {
         "name": "Prefer",
         "in": "header",
-        "description": f"`{inputs.PREFER_MINIMAL}` (RFC 7240): each written item's result "
+        "description": f"`{batch_input.PREFER_MINIMAL}` (RFC 7240): each written item's result "
         "carries its `id`, `channel`, `event_id` and `replayed`, not its `post`",
         "schema": {"type": "string"},
     }
     applied = {
         "Preference-Applied": {
-            "description": f"`{inputs.PREFER_MINIMAL}` when the results are the minimal ones",
-            "schema": {"type": "string", "enum": [inputs.PREFER_MINIMAL]},
+            "description": f"`{batch_input.PREFER_MINIMAL}` when the results are the minimal ones",
+            "schema": {"type": "string", "enum": [batch_input.PREFER_MINIMAL]},
         }
     }
     return {
         "summary": "Publish up to "
-        f"{inputs.MAX_BATCH_ITEMS} posts and replies; one result per item, in order",
+        f"{batch_input.MAX_BATCH_ITEMS} posts and replies; one result per item, in order",
         "parameters": [prefer],
         "requestBody": {
             "required": True,
-            "description": f"A JSON array, or NDJSON, of at most {inputs.MAX_BATCH_ITEMS} "
-            f"items, {inputs.MAX_BATCH_VALUES} JSON values and {limit} bytes (422, 422 "
+            "description": f"A JSON array, or NDJSON, of at most {batch_input.MAX_BATCH_ITEMS} "
+            f"items, {batch_input.MAX_BATCH_VALUES} JSON values and {limit} bytes (422, 422 "
             "and 413 beyond). An item that is refused gets "
             "its own result and fails no other.",
             "content": {
                 inputs.JSON_TYPE: {"schema": items},
-                inputs.NDJSON_TYPE: {"schema": ndjson},
+                batch_input.NDJSON_TYPE: {"schema": ndjson},
             },
         },
         "responses": {

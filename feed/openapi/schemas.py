@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from feed import inputs
+from feed import batch_input, inputs
 from feed.openapi.parts import ACCESS_FLAGS, ref, text_schema
 from feed.settings import Settings
 
@@ -210,7 +210,7 @@ def schemas(settings: Settings) -> dict[str, Any]:
             "required": ["status"],
             "description": "What the item's single POST would answer: its status, and "
             "either `post`, `event_id` and `replayed`, or `error` and `detail`; with "
-            f"`Prefer: {inputs.PREFER_MINIMAL}`, `id` and `channel` instead of `post`",
+            f"`Prefer: {batch_input.PREFER_MINIMAL}`, `id` and `channel` instead of `post`",
             "properties": {
                 "status": {"type": "integer"},
                 "post": ref("Post"),
