@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import threading
 from collections.abc import Sequence
 
 import pytest
@@ -13,26 +11,22 @@ from feed.commits import GroupCommit
 
 
 class Recorder:
-    """A ``write`` that records its batches; "bad" requests get their own error. It runs
-    on the group's thread, and waits for ``gate`` (at most 5 s)."""
+    """A ``write`` that records its batches; "bad" requests get their own error."""
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
         self.fail_with: Exception | None = None
-        self.started = threading.Event()
-        self.gate = threading.Event()
+        self.started = asyncio.Event()
+        self.gate = asyncio.Event()
         self.gate.set()
 
-    def write(self, batch: Sequence[str]) -> list[str | Exception]:
+    async def write(self, batch: Sequence[str]) -> list[str | Exception]:
         self.batches.append(list(batch))
         self.started.set()
-        self.gate.wait(5)
+        await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with
         return [ValueError(r) if r.startswith("bad") else r.upper() for r in batch]
-
-    async def first_started(self) -> None:
-        assert await asyncio.to_thread(self.started.wait, 5), "no write started"
 
 
 def test_requests_that_arrive_together_are_one_write_each_with_its_own_answer() -> None:
@@ -59,7 +53,8 @@ def test_what_arrives_during_a_write_goes_in_the_next_one_in_order() -> None:
         rec.gate.clear()
         group = GroupCommit(rec.write, limit=2)
         first = asyncio.ensure_future(group.submit("1"))
-        await rec.first_started()
+        async with asyncio.timeout(5):
+            await rec.started.wait()
         later = [asyncio.ensure_future(group.submit(str(n))) for n in range(2, 7)]
         # Callbacks run in the order they were queued: the tasks above submit first.
         asyncio.get_running_loop().call_soon(rec.gate.set)
@@ -90,7 +85,8 @@ def test_what_arrived_while_a_write_failed_gets_its_error_without_a_second_try()
         rec.fail_with = TimeoutError("database locked")
         group = GroupCommit(rec.write)
         first = asyncio.ensure_future(group.submit("a"))
-        await rec.first_started()
+        async with asyncio.timeout(5):
+            await rec.started.wait()
         during = asyncio.ensure_future(group.submit("b"))
         # Callbacks run in the order they were queued: the task above submits first.
         asyncio.get_running_loop().call_soon(rec.gate.set)
@@ -111,7 +107,8 @@ def test_a_caller_that_goes_away_does_not_cancel_the_write() -> None:
         group = GroupCommit(rec.write)
         gone = asyncio.ensure_future(group.submit("gone"))
         staying = asyncio.ensure_future(group.submit("staying"))
-        await rec.first_started()
+        async with asyncio.timeout(5):
+            await rec.started.wait()
         gone.cancel()
         rec.gate.set()
         assert await staying == "STAYING"
@@ -123,7 +120,7 @@ def test_a_caller_that_goes_away_does_not_cancel_the_write() -> None:
 
 
 def test_a_write_that_answers_the_wrong_number_of_results_fails_loudly() -> None:
-    def short(batch: Sequence[str]) -> list[str | Exception]:
+    async def short(batch: Sequence[str]) -> list[str | Exception]:
         return []
 
     async def main() -> None:
@@ -142,11 +139,11 @@ class Poisoned(Recorder):
         super().__init__()
         self.failed: list[list[str]] = []
 
-    def write(self, batch: Sequence[str]) -> list[str | Exception]:
+    async def write(self, batch: Sequence[str]) -> list[str | Exception]:
         if any(r.startswith("poison") for r in batch):
             self.failed.append(list(batch))
             raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
-        return super().write(batch)
+        return await super().write(batch)
 
 
 def test_a_request_that_fails_its_whole_write_fails_alone() -> None:
@@ -170,74 +167,5 @@ def test_a_request_that_fails_its_whole_write_fails_alone() -> None:
         rec.fail_with = TimeoutError("database locked")
         failed = await asyncio.gather(group.submit("f"), group.submit("g"), return_exceptions=True)
         assert all(isinstance(r, TimeoutError) for r in failed)
-
-    asyncio.run(main())
-
-
-def test_the_next_write_starts_while_the_event_loop_is_busy() -> None:
-    """The writer takes the next group as soon as the last has committed, not when the
-    event loop, busy delivering and answering the last one, comes back to it."""
-    waited: list[bool] = []
-
-    async def main() -> None:
-        rec = Recorder()
-        rec.gate.clear()
-        group = GroupCommit(rec.write)
-        first = asyncio.ensure_future(group.submit("a"))
-        await rec.first_started()
-        second = asyncio.ensure_future(group.submit("b"))
-
-        def busy() -> None:
-            # The loop is held from the moment the first write may end.
-            rec.started.clear()
-            rec.gate.set()
-            waited.append(not rec.started.wait(2))
-
-        # Callbacks run in the order they were queued: the task above submits first.
-        asyncio.get_running_loop().call_soon(busy)
-        assert await asyncio.gather(first, second) == ["A", "B"]
-        assert rec.batches == [["a"], ["b"]]
-        assert waited == [False], "the second write waited for the event loop"
-
-    asyncio.run(main())
-
-
-def test_each_write_runs_in_the_context_of_its_first_request() -> None:
-    who: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
-    seen: list[str] = []
-
-    def write(batch: Sequence[str]) -> list[str | Exception]:
-        seen.append(who.get())
-        return list(batch)
-
-    async def main() -> None:
-        group = GroupCommit(write)
-
-        async def submit(name: str) -> str:
-            who.set(name)
-            return await group.submit(name)
-
-        assert await submit("alice") == "alice"
-        assert await submit("bob") == "bob"
-        assert seen == ["alice", "bob"]
-
-    asyncio.run(main())
-
-
-def test_results_come_back_after_what_the_write_queued_on_the_loop() -> None:
-    """A commit's announcement, queued on the loop by the write, comes before its answer."""
-    order: list[str] = []
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-
-        def write(batch: Sequence[str]) -> list[str | Exception]:
-            loop.call_soon_threadsafe(order.append, "announced")
-            return list(batch)
-
-        group = GroupCommit(write)
-        await group.submit("a")
-        order.append("answered")
-        assert order == ["announced", "answered"]
 
     asyncio.run(main())

@@ -385,9 +385,9 @@ def test_no_connection_free_in_time_is_the_database_being_busy_for_every_post_of
     class Counting(Store):
         tries = 0
 
-        def _insert_posts(self, batch: Sequence[NewPost]) -> Any:
+        async def _insert_posts(self, batch: Sequence[NewPost]) -> Any:
             self.tries += 1
-            return super()._insert_posts(batch)
+            return await super()._insert_posts(batch)
 
     url = postgres.new_database().replace("postgresql://", "postgresql+psycopg://")
     engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.5)

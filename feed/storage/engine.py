@@ -6,9 +6,7 @@ Rationale for the less obvious choices:
 1. Worker threads. Store methods are synchronous and run in a worker thread
    (``in_thread``), so the event loop never waits on the disk. The thread knows the
    loop it was called from (``caller_loop``): a commit it makes is announced there
-   (log.py, on the commit announcement). A group commit's writes run on its own
-   thread, in the context of the request that submitted them (commits.py), which
-   says its loop with ``answered_here`` before it submits.
+   (log.py, on the commit announcement).
 2. Writes begin at once. Write transactions start with ``BEGIN IMMEDIATE`` on SQLite.
    A deferred transaction that reads first and writes later can fail at once with
    "database is locked" when another writer got in between, without waiting for the
@@ -144,33 +142,16 @@ def _on_behalf(loop: asyncio.AbstractEventLoop, call: Callable[[], T]) -> T:
     return call()
 
 
-def answered_here() -> None:
-    """Say, for work another thread does in this context (a group commit's write),
-    that its commits are announced on the running loop (rationale 1)."""
-    _CALLER.set(asyncio.get_running_loop())
-
-
 def in_thread(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
     """``fn`` as a coroutine that runs it in a worker thread (rationale 1), with the
     database's errors as the caller should see them (3, 5)."""
-    call_translated = translated(fn)
 
     @functools.wraps(fn)
     async def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        call = functools.partial(call_translated, *args, **kwargs)
+        call = functools.partial(fn, *args, **kwargs)
         loop = asyncio.get_running_loop()
-        return await anyio.to_thread.run_sync(_on_behalf, loop, call)
-
-    return run
-
-
-def translated(fn: Callable[P, T]) -> Callable[P, T]:
-    """``fn`` with the database's errors as the caller should see them (3, 5)."""
-
-    @functools.wraps(fn)
-    def call(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return fn(*args, **kwargs)
+            return await anyio.to_thread.run_sync(_on_behalf, loop, call)
         except (OperationalError, InterfaceError, InternalError) as exc:
             unavailable = _unavailable(exc)
             if unavailable is None:
@@ -187,7 +168,7 @@ def translated(fn: Callable[P, T]) -> Callable[P, T]:
         except DataError as exc:
             raise Unstorable(_first_line(exc.orig)) from exc
 
-    return call
+    return run
 
 
 def _first_line(error: BaseException | None) -> str:

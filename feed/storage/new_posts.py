@@ -44,7 +44,7 @@ from feed.commits import GroupCommit
 from feed.models import Channel, Event, EventKind, Post
 from feed.storage import keys, search, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
-from feed.storage.engine import StoreError, Unstorable, answered_here, in_thread, now, translated
+from feed.storage.engine import StoreError, Unstorable, in_thread, now
 from feed.storage.log import EventLog
 from feed.storage.posts import PostDeleted, PostNotFound
 from feed.values import Answer, Change, Claim, FeedEvent, NewPost, Once, PostView
@@ -63,10 +63,7 @@ class NewPosts(EventLog):
     def __init__(self, engine: Engine, *, notify: bool = False) -> None:
         super().__init__(engine, notify=notify)
         self._new_posts: GroupCommit[NewPost, Change | Once] = GroupCommit(
-            translated(self._insert_posts),
-            limit=MAX_GROUP,
-            isolate=lambda exc: isinstance(exc, Unstorable),
-            name="feed-new-posts",
+            self._insert_posts, limit=MAX_GROUP, isolate=lambda exc: isinstance(exc, Unstorable)
         )
 
     # -- new posts ----------------------------------------------------------------
@@ -105,7 +102,6 @@ class NewPosts(EventLog):
         change (its answer, if it came with a claim), or the error that refused it."""
         htmls = await in_thread(_render_all)([new.body for new in news])
         rendered = [replace(new, html=html) for new, html in zip(news, htmls, strict=True)]
-        answered_here()
         return await self._new_posts.submit_all(rendered)
 
     async def _new_post(self, new: NewPost) -> Change | Once:
@@ -113,9 +109,9 @@ class NewPosts(EventLog):
         # waits for its Markdown but itself (2).
         if len(new.body) > markdown.RENDER_APART:
             new = replace(new, html=await in_thread(markdown.to_html)(new.body))
-        answered_here()
         return await self._new_posts.submit(new)
 
+    @in_thread
     def _insert_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
         """Write a group of new posts in one transaction; each one's own outcome."""
         # Short bodies, rendered here, before the lock (2).

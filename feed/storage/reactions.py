@@ -49,15 +49,7 @@ from sqlmodel import Session, col, select
 from feed.commits import GroupCommit
 from feed.models import Channel, Event, EventKind, Post, Reaction, ReactionNews, ReactionWindow
 from feed.storage import tallies
-from feed.storage.engine import (
-    StoreError,
-    Unstorable,
-    answered_here,
-    caller_loop,
-    in_thread,
-    now,
-    translated,
-)
+from feed.storage.engine import StoreError, Unstorable, caller_loop, in_thread, now
 from feed.storage.log import EventLog
 from feed.storage.posts import _live_post
 from feed.values import PostView, ReactionChange, ReactionToggle, _feed_event, _post_view, _utc
@@ -75,9 +67,7 @@ class Reactions(EventLog):
         super().__init__(engine, notify=notify)
         self._pending_listeners: list[Callable[[float], object]] = []
         self._toggles: GroupCommit[Toggle, ReactionToggle] = GroupCommit(
-            translated(self._write_toggles),
-            isolate=lambda exc: isinstance(exc, Unstorable),
-            name="feed-reactions",
+            self._write_toggles, isolate=lambda exc: isinstance(exc, Unstorable)
         )
 
     def on_pending(self, listener: Callable[[float], object]) -> None:
@@ -99,9 +89,9 @@ class Reactions(EventLog):
         """Give ``name``'s ``reaction`` to the post (``reacted``) or take it back; doing
         what is already so changes nothing. Written with the toggles waiting (6), and
         reported at once or when the post's window ends (1)."""
-        answered_here()
         return await self._toggles.submit(Toggle(post_id, name, reaction, reacted, window))
 
+    @in_thread
     def _write_toggles(self, batch: Sequence[Toggle]) -> list[ReactionToggle | StoreError]:
         """Write a group of toggles in one transaction; each one's own outcome."""
         with self._write() as session:
