@@ -27,16 +27,20 @@ Rationale:
    group's write in building and reading back its statement. The ids are the run
    that ends at ``last_insert_rowid()``: the writer holds the only write lock, and
    SQLite gives each new row one more than the largest id, so they are consecutive;
-   a count over that range checks it before anything is announced.
+   a count over that range checks it before anything is announced. The statement and
+   the dialect's conversions of its values are made once per table and columns, not
+   once per group: compiling them again for every group was a noticeable part of a
+   small group's write (docs/benchmarks.md, the write cycle).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, insert
+from sqlalchemy import Connection, Dialect, Engine, Table, insert
 from sqlmodel import Session, col, select
 
 from feed import markdown, mentions
@@ -299,17 +303,16 @@ def _insert_consecutive(
 ) -> list[int]:
     """``_insert_many`` on SQLite (4): one prepared statement run for every row, the ids
     taken from the last one, and checked."""
-    names = list(rows[0])
-    statement = insert(table).compile(dialect=connection.dialect, column_keys=names)
-    # The dialect's own conversions of values (datetimes to its text, say).
-    processors: dict[str, Any] = dict(statement._bind_processors)
+    names = tuple(rows[0])
+    sql, processors = _prepared(table, names, connection.dialect)
     converted = [
-        tuple(processors[name](row[name]) if name in processors else row[name] for name in names)
+        tuple(
+            value if convert is None else convert(value)
+            for convert, value in zip(processors, (row[name] for name in names), strict=True)
+        )
         for row in rows
     ]
-    placed = ", ".join(names)
-    marks = ", ".join("?" for _ in names)
-    connection.exec_driver_sql(f"INSERT INTO {table.name} ({placed}) VALUES ({marks})", converted)
+    connection.exec_driver_sql(sql, converted)
     last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
     first = last - len(rows) + 1
     counted = connection.exec_driver_sql(
@@ -318,3 +321,17 @@ def _insert_consecutive(
     if counted != len(rows):  # not one run of ids: never while this writer holds the lock
         raise RuntimeError(f"{table.name}: {len(rows)} rows but not ids {first} to {last}")
     return list(range(first, last + 1))
+
+
+@functools.lru_cache(maxsize=16)  # a few tables, each with its one set of columns
+def _prepared(
+    table: Table, names: tuple[str, ...], dialect: Dialect
+) -> tuple[str, tuple[Callable[[Any], Any] | None, ...]]:
+    """The INSERT of ``names`` into ``table``, and the dialect's conversion of each
+    value (datetimes to its text, say), or None where it takes the value as it is (4)."""
+    statement = insert(table).compile(dialect=dialect, column_keys=list(names))
+    processors: dict[str, Any] = dict(statement._bind_processors)
+    placed = ", ".join(names)
+    marks = ", ".join("?" for _ in names)
+    sql = f"INSERT INTO {table.name} ({placed}) VALUES ({marks})"
+    return sql, tuple(processors.get(name) for name in names)
