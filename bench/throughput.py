@@ -15,6 +15,8 @@ first with the same client and subscribers, then feed on each store. Reported, p
 - the publish latency (request written to answer read), p50 and p99;
 - the server's CPU time per post while posting (every thread's; Nchan's worker), which
   moves less than the rates when something else shares the machine;
+- the share of the machine's two cores each side used while posting (8): the server,
+  the posting client, the subscribers' load clients, and the machine as a whole;
 - loss: (subscriber, post) pairs missing, which must be zero; and the latency of
   each post to its subscribers while the store is this busy;
 - the ratio of feed's rate to Nchan's: the lower of persisted and delivered, each
@@ -48,6 +50,11 @@ Rationale:
    subscribers are spread over enough processes for the rate a run aims at (Nchan's
    for single posts, ``BATCH_TARGET_PER_S`` for batches), and their counts are added
    up: delivered is every process's pairs, the last delivery the latest of any.
+8. The posting client is Python too, and shares the two cores with the server. Which
+   side a rate is bound by is read from the CPU each used while posting, as a share of
+   the machine (every core's time over the posting's wall time): a client near a
+   whole core while the machine is not full is what limits that target. The machine's
+   own share, from ``/proc/stat``, shows what else was running.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import sys
 import tempfile
@@ -265,6 +273,7 @@ async def measure(
             started_ns = time.monotonic_ns()
             deadline = time.monotonic() + within
             cpu_before = cpu_s(server.measured)
+            shares_before = _cpu_now(clients)
             with contextlib.ExitStack() as sampler:
                 if profile is not None and target != "nchan":  # rationale 4
                     sampler.enter_context(sampling(server.measured, profile / f"{target}.txt"))
@@ -277,6 +286,7 @@ async def measure(
                         port, token, posts, deadline, concurrency
                     )
             cpu = cpu_s(server.measured) - cpu_before
+            used = cpu_shares(shares_before, _cpu_now(clients), cpu)
             await tell(clients, f"posted {created + refused}")
             result = added(await read_all(clients, within + MARGIN))
             # Nchan keeps no posts to read back (rationale 5).
@@ -305,6 +315,37 @@ async def measure(
         "publish_p99_ms": percentile(publish_ms, 0.99),
         "p50_ms": percentile(latencies, 0.5),
         "p99_ms": percentile(latencies, 0.99),
+    } | used
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """(busy, wall) seconds of every core together so far, from ``/proc/stat`` (8)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
+def _cpu_now(clients: list[asyncio.subprocess.Process]) -> dict[str, float]:
+    busy, wall = machine_busy_s()
+    return {
+        "poster": cpu_s(os.getpid()),
+        "subscribers": sum(cpu_s(c.pid) for c in clients),
+        "machine": busy,
+        "cores_s": wall,
+    }
+
+
+def cpu_shares(
+    before: dict[str, float], after: dict[str, float], server_s: float
+) -> dict[str, float]:
+    """Each side's CPU while posting as a share of the whole machine (8)."""
+    cores_s = (after["cores_s"] - before["cores_s"]) or 1.0
+    return {
+        "server_share": server_s / cores_s,
+        "poster_share": (after["poster"] - before["poster"]) / cores_s,
+        "subscribers_share": (after["subscribers"] - before["subscribers"]) / cores_s,
+        "machine_share": (after["machine"] - before["machine"]) / cores_s,
     }
 
 
@@ -378,6 +419,10 @@ COLUMNS = (
     ("persisted_per_s", "{:.0f}"),
     ("delivered_per_s", "{:.0f}"),
     ("server_cpu_us_per_post", "{:.0f}"),
+    ("server_share", "{:.0%}"),
+    ("poster_share", "{:.0%}"),
+    ("subscribers_share", "{:.0%}"),
+    ("machine_share", "{:.0%}"),
     ("lost_pairs", "{}"),
     ("publish_p50_ms", "{:.1f}"),
     ("publish_p99_ms", "{:.1f}"),

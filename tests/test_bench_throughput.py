@@ -22,3 +22,18 @@ def test_the_load_clients_counts_are_added_up() -> None:
     assert added["delivered"] == 9 and added["expected"] == 10
     assert added["last_at_ns"] == 90
     assert sorted(us for per_post in added["latencies_us"] for us in per_post) == [1, 2, 3, 4, 5, 6]
+
+
+def test_each_sides_cpu_is_a_share_of_the_whole_machine() -> None:
+    before = {"poster": 1.0, "subscribers": 2.0, "machine": 10.0, "cores_s": 100.0}
+    after = {"poster": 1.5, "subscribers": 2.2, "machine": 11.6, "cores_s": 102.0}
+    used = throughput.cpu_shares(before, after, server_s=0.8)
+    assert round(used["server_share"], 6) == 0.4
+    assert round(used["poster_share"], 6) == 0.25
+    assert round(used["subscribers_share"], 6) == 0.1
+    assert round(used["machine_share"], 6) == 0.8
+
+
+def test_the_machine_is_counted_in_core_seconds() -> None:
+    busy, cores_s = throughput.machine_busy_s()
+    assert 0 < busy < cores_s

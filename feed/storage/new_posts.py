@@ -27,7 +27,10 @@ Rationale:
    group's write in building and reading back its statement. The ids are the run
    that ends at ``last_insert_rowid()``: the writer holds the only write lock, and
    SQLite gives each new row one more than the largest id, so they are consecutive;
-   a count over that range checks it before anything is announced.
+   a count over that range checks it before anything is announced. The statement and
+   the dialect's conversions of its values are made once per table and columns, not
+   once per group: compiling them again for every group was a noticeable part of a
+   small group's write (docs/benchmarks.md, the write cycle).
 5. A value the dialect converts before the driver takes it (a datetime, a boolean)
    is converted once per distinct value of its column, not once per row: a group's
    rows share their time and their flags, and SQLAlchemy's converters are a Python
@@ -37,11 +40,12 @@ Rationale:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, insert
+from sqlalchemy import Connection, Dialect, Engine, Table, insert
 from sqlmodel import Session, col, select
 
 from feed import markdown, mentions
@@ -304,23 +308,17 @@ def _insert_consecutive(
 ) -> list[int]:
     """``_insert_many`` on SQLite (4): one prepared statement run for every row, the ids
     taken from the last one, and checked."""
-    names = list(rows[0])
-    statement = insert(table).compile(dialect=connection.dialect, column_keys=names)
-    # The dialect's own conversions of values (datetimes to its text, say), made once
-    # for each distinct value of a column (5).
-    processors: dict[str, Any] = dict(statement._bind_processors)
+    names = tuple(rows[0])
+    sql, processors = _prepared(table, names, connection.dialect)
     columns = []
-    for name in names:
+    for name, process in zip(names, processors, strict=True):
         values = [row[name] for row in rows]
-        if name in processors:
-            process = processors[name]
+        if process is not None:
+            # Once for each distinct value of the column (5).
             made = {value: process(value) for value in set(values)}
             values = [made[value] for value in values]
         columns.append(values)
-    converted = list(zip(*columns, strict=True))
-    placed = ", ".join(names)
-    marks = ", ".join("?" for _ in names)
-    connection.exec_driver_sql(f"INSERT INTO {table.name} ({placed}) VALUES ({marks})", converted)
+    connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
     last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
     first = last - len(rows) + 1
     counted = connection.exec_driver_sql(
@@ -329,3 +327,17 @@ def _insert_consecutive(
     if counted != len(rows):  # not one run of ids: never while this writer holds the lock
         raise RuntimeError(f"{table.name}: {len(rows)} rows but not ids {first} to {last}")
     return list(range(first, last + 1))
+
+
+@functools.lru_cache(maxsize=16)  # a few tables, each with its one set of columns
+def _prepared(
+    table: Table, names: tuple[str, ...], dialect: Dialect
+) -> tuple[str, tuple[Callable[[Any], Any] | None, ...]]:
+    """The INSERT of ``names`` into ``table``, and the dialect's conversion of each
+    value (datetimes to its text, say), or None where it takes the value as it is (4)."""
+    statement = insert(table).compile(dialect=dialect, column_keys=list(names))
+    processors: dict[str, Any] = dict(statement._bind_processors)
+    placed = ", ".join(names)
+    marks = ", ".join("?" for _ in names)
+    sql = f"INSERT INTO {table.name} ({placed}) VALUES ({marks})"
+    return sql, tuple(processors.get(name) for name in names)
