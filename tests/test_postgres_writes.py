@@ -1,0 +1,147 @@
+"""Writes on PostgreSQL: their hints, and what a process does with its own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
+
+from feed.brokers import HINT_CHANNEL
+from feed.brokers.postgres import PostgresBroker
+from feed.events import Hub, Outgoing
+from feed.metrics import Metrics
+from feed.relay import Relay
+from feed.render import Renderer
+from feed.storage.log import WRITE_LOCK_KEY
+from feed.storage.postgres import commit_write
+from feed.store import Store, StoreUnavailable, make_engine
+from feed.values import FeedEvent
+from tests.services import Postgres
+
+DEADLINE = 10.0
+
+
+class ReadingStore(Store):
+    """A real store that counts the relay's reads of the log once they are done."""
+
+    reads = 0
+
+    async def events_after(self, after: int, *args: Any, **kwargs: Any) -> list[FeedEvent]:
+        try:
+            return await super().events_after(after, *args, **kwargs)
+        finally:
+            self.reads += 1
+
+
+class RecordingHub(Hub):
+    """A real hub that remembers every event id it was handed, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(heartbeat=60)
+        self.ids: list[int] = []
+        self._grew = asyncio.Event()
+
+    def publish_many(self, events: Sequence[Outgoing]) -> None:
+        super().publish_many(events)
+        self.ids += [event.id for event in events]
+        self._grew.set()
+
+    async def reached(self, event_id: int) -> None:
+        async with asyncio.timeout(DEADLINE):
+            while not self.ids or self.ids[-1] < event_id:
+                self._grew.clear()
+                await self._grew.wait()
+
+
+async def settled(ask: Any, want: int) -> None:
+    """Wait until ``ask()`` is ``want``, at most ``DEADLINE`` seconds."""
+    deadline = time.monotonic() + DEADLINE
+    while ask() != want:
+        assert time.monotonic() < deadline, f"{ask()} is not {want}"
+        await asyncio.sleep(0.01)  # polling a count, with a deadline
+
+
+def test_own_posts_on_postgresql_are_not_read_back_when_their_notify_comes_first(
+    postgres: Postgres,
+) -> None:
+    """The NOTIFY of a commit reaches this process's listener as soon as the commit
+    happens, often before the writer has announced it: that hint must not send the
+    relay to read back what the announcement is about to deliver."""
+    url = postgres.new_database()
+
+    async def main() -> None:
+        store = ReadingStore(make_engine(url), notify=True)
+        other = Store.from_url(url, notify=True)  # another process, whose hints we hear
+        await store.create_schema()
+        hub = RecordingHub()
+        broker = PostgresBroker(url)
+        metrics = Metrics(hub.stats, broker.status, frozenset)
+        relay = Relay(store, broker, hub, Renderer(), 3600, metrics)
+        await relay.start()
+        try:
+            await settled(lambda: store.reads, 1)  # the catch-up of a new connection
+            mine = [await store.create_post("general", "ann", f"post {n}") for n in range(40)]
+            # Hints arrive in commit order: once the other process's is heard and its
+            # post read, every hint of ours has been heard too.
+            theirs = await other.create_post("general", "bob", "elsewhere")
+            assert theirs.event_id is not None
+            await hub.reached(theirs.event_id)
+            assert hub.ids == [c.event_id for c in mine] + [theirs.event_id]
+            assert store.reads == 2
+        finally:
+            await relay.close()
+            store.close()
+            other.close()
+
+    asyncio.run(main())
+
+
+def test_a_writers_lock_held_too_long_is_a_clear_busy_and_the_next_write_goes_through(
+    postgres: Postgres,
+) -> None:
+    """The lock is taken in the write's first round trip, past SQLAlchemy: its timeout
+    is still the caller's "busy", and the connection serves the next write."""
+    url = postgres.new_database()
+    engine = create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://"),
+        connect_args={"options": "-c lock_timeout=200"},
+    )
+    store = Store(engine, notify=True)
+
+    async def main() -> None:
+        await store.create_schema()
+        with psycopg.connect(url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK_KEY,))
+            with pytest.raises(StoreUnavailable, match="busy"):
+                await store.create_post("general", "ann", "while locked")
+        done = await store.create_post("general", "ann", "after")
+        assert [e.id for e in await store.events_after(0)] == [done.event_id]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_a_hint_that_fails_lets_nothing_commit(postgres: Postgres) -> None:
+    """The hints and the commit go out together: when the server refuses a hint, it
+    skips the commit, and the caller gets the driver's error as SQLAlchemy's."""
+    engine = make_engine(postgres.new_database())
+    try:
+        with Session(engine) as session:
+            session.execute(text("CREATE TABLE marks (n integer)"))
+            session.commit()
+            session.execute(text("INSERT INTO marks VALUES (1)"))
+            with pytest.raises(DBAPIError, match="payload string too long"):
+                commit_write(session, HINT_CHANNEL, ["x" * 9000])
+        with Session(engine) as session:
+            assert session.execute(text("SELECT count(*) FROM marks")).scalar_one() == 0
+    finally:
+        engine.dispose()
