@@ -17,12 +17,14 @@ from feed.brokers import HINT_CHANNEL
 from feed.brokers.postgres import PostgresBroker
 from feed.events import Hub, Outgoing
 from feed.metrics import Metrics
+from feed.models import EventKind
 from feed.relay import Relay
 from feed.render import Renderer
+from feed.storage.history import EVERYONE
 from feed.storage.log import WRITE_LOCK_KEY
 from feed.storage.postgres import commit_write
-from feed.store import Store, StoreUnavailable, make_engine
-from feed.values import FeedEvent
+from feed.store import ChannelNotFound, Store, StoreUnavailable, Unstorable, make_engine
+from feed.values import Change, FeedEvent, NewPost
 from tests.services import Postgres
 
 DEADLINE = 10.0
@@ -145,3 +147,60 @@ def test_a_hint_that_fails_lets_nothing_commit(postgres: Postgres) -> None:
             assert session.execute(text("SELECT count(*) FROM marks")).scalar_one() == 0
     finally:
         engine.dispose()
+
+
+def test_a_group_of_posts_on_postgresql_is_written_in_its_order_with_each_post_its_own(
+    postgres: Postgres,
+) -> None:
+    """One statement writes a group: posts and replies, mentions just before their
+    post's own event, every id in the group's order; what is refused is refused alone,
+    and what the driver cannot store fails its own post only."""
+    store = Store.from_url(postgres.new_database(), notify=True)
+
+    async def main() -> None:
+        await store.create_schema()
+        parent = await store.create_post("general", "ann", "a thread")
+        news = [
+            NewPost("general", "bob", "one, for @cy and @di"),
+            NewPost("nowhere", "bob", "refused: no such channel"),
+            NewPost("general", "cy", "two, a reply to @bob", parent=parent.post.id),
+            NewPost("general", "di", "three"),
+        ]
+        results = await store.create_posts(news)
+        assert isinstance(results[1], ChannelNotFound)
+        written = [r for r in results if isinstance(r, Change)]
+        assert [c.post.body for c in written] == [news[n].body for n in (0, 2, 3)]
+        post_ids = [c.post.id for c in written]
+        assert post_ids == sorted(post_ids) and post_ids[0] > parent.post.id
+        events = await store.events_after(parent.event_id or 0, person=EVERYONE)
+        # As read back: each event with its post as stored.
+        seen = [(e.kind, e.post.id, e.post.body, e.recipient) for e in events if e.post]
+        one, two, three = ((c.post.id, c.post.body) for c in written)
+        assert seen == [
+            (EventKind.MENTION, *one, "cy"),
+            (EventKind.MENTION, *one, "di"),
+            (EventKind.POST_CREATED, *one, None),
+            (EventKind.MENTION, *two, "bob"),
+            (EventKind.REPLY_CREATED, *two, None),
+            (EventKind.POST_CREATED, *three, None),
+        ]
+        ids = [e.id for e in events]
+        assert ids == sorted(ids)
+        assert [c.event_id for c in written] == [ids[2], ids[4], ids[5]]
+        # A value the driver refuses fails its own post; the others are written.
+        bodies = ["four", "unstorable: its author is too long", "five"]
+        authors = ["eve", "x" * 201, "eve"]
+        again = [NewPost("general", a, b) for a, b in zip(authors, bodies, strict=True)]
+        four, refused, five = await store.create_posts(again)
+        assert isinstance(refused, Unstorable)
+        assert isinstance(four, Change) and isinstance(five, Change)
+        after = await store.events_after(ids[-1], person=EVERYONE)
+        assert [(e.id, e.post.body if e.post else None) for e in after] == [
+            (four.event_id, "four"),
+            (five.event_id, "five"),
+        ]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()

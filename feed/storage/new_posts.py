@@ -28,6 +28,8 @@ Rationale:
    that ends at ``last_insert_rowid()``: the writer holds the only write lock, and
    SQLite gives each new row one more than the largest id, so they are consecutive;
    a count over that range checks it before anything is announced.
+5. On PostgreSQL, a group's posts and their events are inserted by one statement, in
+   one round trip (storage/postgres.py, on new posts in one statement).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from sqlmodel import Session, col, select
 from feed import markdown, mentions
 from feed.commits import GroupCommit
 from feed.models import Channel, Event, EventKind, Post
-from feed.storage import keys, search, threads
+from feed.storage import keys, postgres, search, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
 from feed.storage.engine import StoreError, Unstorable, in_thread, now
 from feed.storage.log import EventLog
@@ -151,24 +153,27 @@ class NewPosts(EventLog):
             | {"pinned": False, "deleted": False}
             for n, new in accepted
         ]
-        post_ids = _insert_many(connection, POSTS, post_rows)
-        # Their search entries, by one statement (storage/search.py, on the index
-        # following the posts).
-        search.index_new(connection, post_ids[0], post_ids[-1])
         # A post's mentions go just before its own event (reading.py, on mentions).
-        # Each event as (post id, kind, recipient), in the order they are inserted.
-        planned: list[tuple[int, EventKind, str | None]] = []
-        for (n, new), post_id in zip(accepted, post_ids, strict=True):
+        # Each event as (its post's place in ``accepted``, kind, recipient), in order.
+        order: list[tuple[int, EventKind, str | None]] = []
+        for k, (n, new) in enumerate(accepted):
             for name in mentions.addressed(htmls[n], new.author):
-                planned.append((post_id, EventKind.MENTION, name))
-            planned.append((post_id, _created(new), None))
-        channel_of = {p: row["channel_id"] for row, p in zip(post_rows, post_ids, strict=True)}
-        event_rows = [
-            {"kind": kind.value, "channel_id": channel_of[post_id], "post_id": post_id}
-            | {"created_at": at, "recipient": recipient}
-            for post_id, kind, recipient in planned
-        ]
-        event_ids = _insert_many(connection, EVENTS, event_rows)
+                order.append((k, EventKind.MENTION, name))
+            order.append((k, _created(new), None))
+        if connection.dialect.name == "postgresql":  # (5)
+            post_ids, event_ids = postgres.insert_posts(connection, post_rows, order)
+        else:
+            post_ids = _insert_many(connection, POSTS, post_rows)
+            # Their search entries, by one statement (storage/search.py, on the index
+            # following the posts).
+            search.index_new(connection, post_ids[0], post_ids[-1])
+            event_rows = [
+                {"kind": kind.value, "channel_id": post_rows[k]["channel_id"]}
+                | {"post_id": post_ids[k], "created_at": at, "recipient": recipient}
+                for k, kind, recipient in order
+            ]
+            event_ids = _insert_many(connection, EVENTS, event_rows)
+        planned = [(post_ids[k], kind, recipient) for k, kind, recipient in order]
         views = {}
         for (n, new), post_id in zip(accepted, post_ids, strict=True):
             views[post_id] = PostView(
