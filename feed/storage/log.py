@@ -109,6 +109,7 @@ LOG_END = "feed.log_end"
 WRITTEN = "feed.events_written"
 ACCESS = "feed.access_changed"
 WENT_BACK = "feed.log_went_back"
+CHANNELS = "feed.channels_read"
 
 # The next event id becomes at least the time in microseconds (7); never lower.
 _PG_SKIP_EVENT_IDS = """
@@ -169,14 +170,18 @@ class EventLog:
     # -- writing ----------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
-        """The one write transaction (2, 3, 7), announced once committed (8)."""
+    def _write(self, channels: Sequence[str] = ()) -> Iterator[Session]:
+        """The one write transaction (2, 3, 7), announced once committed (8). On
+        PostgreSQL, the rows of ``channels`` are read with the lock, into the session's
+        ``info`` (``CHANNELS``)."""
         if not self._write_lock.acquire(timeout=self._write_wait):
             raise StoreUnavailable(StoreUnavailable.BUSY)
         try:
             with Session(self._writer, expire_on_commit=False) as session:
-                if self._postgres:  # the lock and the log's end in one round trip
-                    self._guard_log(session, postgres.begin_write(session, WRITE_LOCK_KEY))
+                if self._postgres:  # the lock, the log's end and channels: one round trip
+                    end, found = postgres.begin_write(session, WRITE_LOCK_KEY, channels)
+                    session.info[CHANNELS] = found
+                    self._guard_log(session, end)
                 else:
                     self._guard_log(session, _log_end(session))
                 yield session

@@ -47,7 +47,7 @@ from feed.models import Channel, Event, EventKind, Post
 from feed.storage import keys, postgres, search, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
 from feed.storage.engine import StoreError, Unstorable, in_thread, now
-from feed.storage.log import EventLog
+from feed.storage.log import CHANNELS, EventLog
 from feed.storage.posts import PostDeleted, PostNotFound
 from feed.values import Answer, Change, Claim, FeedEvent, NewPost, Once, PostView
 
@@ -118,9 +118,11 @@ class NewPosts(EventLog):
         """Write a group of new posts in one transaction; each one's own outcome."""
         # Short bodies, rendered here, before the lock (2).
         htmls = [markdown.to_html(new.body) if new.html is None else new.html for new in batch]
-        with self._write() as session:
-            names = sorted({new.channel for new in batch})
-            found = session.exec(select(Channel).where(col(Channel.name).in_(names))).all()
+        names = sorted({new.channel for new in batch})
+        with self._write(channels=names) as session:
+            found = session.info.get(CHANNELS)  # read with the lock, on PostgreSQL
+            if found is None:
+                found = session.exec(select(Channel).where(col(Channel.name).in_(names))).all()
             channels = {c.name: c for c in found}
             settled, repeats = _settle(session, batch, channels)
             done = settled.keys() | repeats.keys()

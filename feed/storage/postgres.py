@@ -12,7 +12,9 @@ Rationale:
 1. Pipelined, in order. The statements of each step go out together in psycopg's
    pipeline mode and are answered together: the server still runs them one after
    another, in the order sent, so the lock is held before the log's end is read, and
-   the hints are queued before the commit that delivers them. A statement that fails
+   the hints are queued before the commit that delivers them. What a write reads
+   under the lock before it writes (the channels of new posts) goes out with the
+   lock, and is read as the lock left it. A statement that fails
    makes the server skip the rest of its step: a failed hint never lets the commit
    through.
 2. The driver's errors, as every other statement's. Pipelined statements are sent on
@@ -44,11 +46,12 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from feed.models import EventKind
+from feed.models import Channel, EventKind
 
 _LOCK = "SELECT pg_advisory_xact_lock(%s)"
 _LOG_END = "SELECT max(id) FROM events"
 _NOTIFY = "SELECT pg_notify(%s, %s)"
+_CHANNELS = "SELECT * FROM channels WHERE name = ANY(%s)"
 
 
 # A group of new posts and their events (4). Each row takes its id from the sequence
@@ -126,14 +129,22 @@ def _rising(ids: Sequence[int]) -> bool:
     return all(a < b for a, b in pairwise([0, *ids]))
 
 
-def begin_write(session: Session, lock_key: int) -> int:
-    """Begin the write transaction with the writers' lock, and return the id the log
-    ends at (0 if empty): one round trip (1)."""
+def begin_write(
+    session: Session, lock_key: int, channels: Sequence[str] = ()
+) -> tuple[int, list[Channel]]:
+    """Begin the write transaction with the writers' lock; the id the log ends at (0
+    if empty), and the rows of the ``channels`` named, as the lock found them: one
+    round trip (1)."""
     with _pipelined(session.connection()) as driver:
         driver.execute(_LOCK, (lock_key,))
         end = driver.execute(_LOG_END)
-    row = end.fetchone()
-    return int(row[0]) if row is not None and row[0] is not None else 0
+        named = driver.execute(_CHANNELS, (list(channels),)) if channels else None
+    last = end.fetchone()
+    found = []
+    if named is not None:
+        columns = [column.name for column in named.description or ()]
+        found = [Channel(**dict(zip(columns, row, strict=True))) for row in named.fetchall()]
+    return (int(last[0]) if last is not None and last[0] is not None else 0), found
 
 
 def commit_write(session: Session, channel: str, hints: Sequence[str]) -> None:
