@@ -204,3 +204,39 @@ def test_a_group_of_posts_on_postgresql_is_written_in_its_order_with_each_post_i
         asyncio.run(main())
     finally:
         store.close()
+
+
+def test_a_commit_that_fails_leaves_no_note_of_events_to_announce(postgres: Postgres) -> None:
+    """Hints up to the newest event of a commit this process is making need no read
+    (storage/log.py, on our own hints, heard first); a commit that fails announces
+    nothing, so its events must not keep other processes' hints from a read."""
+    url = postgres.new_database()
+    store = Store.from_url(url, notify=True)
+    name = url.rsplit("/", 1)[1]
+
+    async def main() -> None:
+        await store.create_schema()
+        done = await store.create_post("general", "ann", "one")
+        assert done.event_id is not None
+        assert store.announces(done.event_id) and not store.announces(done.event_id + 1)
+        # A check PostgreSQL makes at the commit, and only there.
+        postgres.execute(REFUSED_AT_COMMIT, database=name)
+        with pytest.raises(DBAPIError, match="refused at commit"):
+            await store.create_post("general", "ann", "refused at commit")
+        assert not store.announces(done.event_id + 1)
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+REFUSED_AT_COMMIT = """
+CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.body = 'refused at commit' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON posts
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse();
+"""
