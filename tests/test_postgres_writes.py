@@ -224,6 +224,14 @@ def test_a_commit_that_fails_leaves_no_note_of_events_to_announce(postgres: Post
         with pytest.raises(DBAPIError, match="refused at commit"):
             await store.create_post("general", "ann", "refused at commit")
         assert not store.announces(done.event_id + 1)
+        # The connection it failed on serves the next write.
+        after = await store.create_post("general", "ann", "two")
+        assert after.event_id is not None and store.announces(after.event_id)
+        listed = await store.events_after(0)
+        assert [(e.id, e.post.body if e.post else None) for e in listed] == [
+            (done.event_id, "one"),
+            (after.event_id, "two"),
+        ]
 
     try:
         asyncio.run(main())
