@@ -2,10 +2,10 @@
 
 A write's fixed statements (taking the writers' lock, reading where the log ends, the
 hints and the commit: log.py, on one writer at a time, on ids never reused, on hints
-inside the transaction) cost a round trip each, and a round trip costs the writer its
-turn twice: it sleeps until PostgreSQL answers, then waits for the interpreter, which
-the event loop's thread holds while it serves requests. Under a burst of posts those
-waits, not the statements, were most of a write.
+inside the transaction) cost a round trip each, and under a burst of posts a round
+trip costs the writer several times its statement: it sleeps until PostgreSQL
+answers, then waits for the interpreter, which the event loop's thread holds while it
+serves requests.
 
 Rationale:
 
@@ -14,9 +14,8 @@ Rationale:
    another, in the order sent, so the lock is held before the log's end is read, and
    the hints are queued before the commit that delivers them. What a write reads
    under the lock before it writes (the channels of new posts) goes out with the
-   lock, and is read as the lock left it. A statement that fails
-   makes the server skip the rest of its step: a failed hint never lets the commit
-   through.
+   lock, and is read as the lock left it. A statement that fails makes the server
+   skip the rest of its step: a failed hint never lets the commit through.
 2. The driver's errors, as every other statement's. Pipelined statements are sent on
    the driver's own connection, past SQLAlchemy, so its errors are turned into
    SQLAlchemy's here, and a connection found dead is invalidated, as SQLAlchemy would:
