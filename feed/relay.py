@@ -101,7 +101,9 @@ class Relay:
         self._access_listeners.append(listener)
 
     def hint(self, event_id: int | None) -> None:
-        if event_id is None or event_id > self.delivered:
+        # Our own commit's hint, heard before its announcement, needs no read
+        # (storage/log.py, on our own hints, heard first).
+        if event_id is None or (event_id > self.delivered and not self._store.announces(event_id)):
             self._wake.set()
 
     def access_hint(self) -> None:

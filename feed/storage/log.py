@@ -60,6 +60,15 @@ Rationale for the less obvious choices:
    through the same loop queue, after the announcement: whatever a client asks next of
    this process already reflects its own write. No caller announces a change itself,
    so a new kind of change reaches every screen with no call site to forget.
+9. Our own hints, heard first. With the PostgreSQL broker a process also hears the
+   NOTIFY of its own commits, often before its writer has announced them: the
+   listening connection is told as soon as the writing one. Acted on, such a hint
+   would send the relay to read back what the announcement delivers a moment later.
+   So before it commits, the writer notes the newest event of the commit
+   (``announces``), and a hint up to it needs no read: its event is in this commit
+   or committed before this commit took the lock (3), and the announcement either
+   delivers it or wakes the relay to read it (relay.py). A commit that fails puts
+   the note back as it was.
 """
 
 from __future__ import annotations
@@ -77,7 +86,7 @@ from sqlmodel import Session, select
 from feed import schema
 from feed.brokers import ACCESS_HINT, HINT_CHANNEL
 from feed.models import Channel, Event, EventKind, Post
-from feed.storage import tallies, threads
+from feed.storage import postgres, tallies, threads
 from feed.storage.engine import (
     StoreError,
     StoreUnavailable,
@@ -100,6 +109,7 @@ LOG_END = "feed.log_end"
 WRITTEN = "feed.events_written"
 ACCESS = "feed.access_changed"
 WENT_BACK = "feed.log_went_back"
+CHANNELS = "feed.channels_read"
 
 # The next event id becomes at least the time in microseconds (7); never lower.
 _PG_SKIP_EVENT_IDS = """
@@ -141,6 +151,8 @@ class EventLog:
         # Times a write found the log gone back and skipped ids: the relay ends the
         # streams that hold what is lost (relay.py).
         self.rollbacks = 0
+        # The newest event of the commits this process made or is making (9).
+        self._announced = 0
 
     def on_commit(self, listener: Callable[[Commit], object]) -> None:
         """Call ``listener`` with what each transaction changed, on the event loop of
@@ -158,25 +170,26 @@ class EventLog:
     # -- writing ----------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
-        """The one write transaction (2, 3, 7), announced once committed (8)."""
+    def _write(self, channels: Sequence[str] = ()) -> Iterator[Session]:
+        """The one write transaction (2, 3, 7), announced once committed (8). On
+        PostgreSQL, the rows of ``channels`` are read with the lock, into the session's
+        ``info`` (``CHANNELS``)."""
         if not self._write_lock.acquire(timeout=self._write_wait):
             raise StoreUnavailable(StoreUnavailable.BUSY)
         try:
             with Session(self._writer, expire_on_commit=False) as session:
-                if self._postgres:
-                    session.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
-                    )
-                self._guard_log(session)
+                if self._postgres:  # the lock, the log's end and channels: one round trip
+                    end, found = postgres.begin_write(session, WRITE_LOCK_KEY, channels)
+                    session.info[CHANNELS] = found
+                    self._guard_log(session, end)
+                else:
+                    self._guard_log(session, _log_end(session))
                 yield session
                 # Replies and their threads' summaries as this transaction leaves them
                 # (threads.py, on summaries).
                 written = threads.with_threads(session, session.info.get(WRITTEN, []), new=True)
                 access: AccessChange = session.info.get(ACCESS, NO_ACCESS_CHANGE)
-                if self._notify:
-                    _hint(session, access, written)
-                session.commit()
+                self._commit(session, access, written)
                 if session.info.get(WENT_BACK):
                     self._went_back(session.info[LOG_END])
                 if written:
@@ -186,6 +199,27 @@ class EventLog:
                     self._announce(Commit(session.info[LOG_END], written, access))
         finally:
             self._write_lock.release()
+
+    def _commit(self, session: Session, access: AccessChange, written: list[FeedEvent]) -> None:
+        """Commit, with the other processes' hints (4), noting first the newest event
+        this commit is to announce (9)."""
+        before = self._announced
+        if written:
+            self._announced = written[-1].id
+        try:
+            if self._postgres:  # the hints and the commit in one round trip
+                hints = _hints(access, written) if self._notify else []
+                postgres.commit_write(session, HINT_CHANNEL, hints)
+            else:
+                session.commit()
+        except BaseException:
+            self._announced = before  # nothing of it will be announced
+            raise
+
+    def announces(self, event_id: int) -> bool:
+        """Whether this process's commit announcements bring ``event_id`` to its
+        listeners, or a reason to read it (9): a hint of it needs no read."""
+        return event_id <= self._announced
 
     def _announce(self, commit: Commit) -> None:
         loop = caller_loop()
@@ -250,10 +284,9 @@ class EventLog:
         with self._high_water_lock:
             self._high_water = max(self._high_water, event_id)
 
-    def _guard_log(self, session: Session) -> None:
-        """Before a write: if the log ends before an event this process saw committed,
-        it went back (a restore, a failover): skip ids past it first (7)."""
-        end = session.exec(select(func.max(Event.id))).one() or 0
+    def _guard_log(self, session: Session, end: int) -> None:
+        """Before a write: if the log ends (at ``end``) before an event this process saw
+        committed, it went back (a restore, a failover): skip ids past it first (7)."""
         session.info[LOG_END] = end
         if end < self._high_water:
             logger.error(
@@ -306,12 +339,11 @@ class EventLog:
             return session.exec(select(func.max(Event.id))).one() or 0
 
 
-def _hint(session: Session, access: AccessChange, written: Sequence[FeedEvent]) -> None:
-    """The other processes' hints, sent only if the transaction commits (4)."""
+def _log_end(session: Session) -> int:
+    return session.exec(select(func.max(Event.id))).one() or 0
+
+
+def _hints(access: AccessChange, written: Sequence[FeedEvent]) -> list[str]:
+    """The other processes' hints, to be sent only if the transaction commits (4)."""
     hints = [ACCESS_HINT] if access else []
-    hints += [str(written[-1].id)] if written else []
-    for hint in hints:
-        session.execute(
-            text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": HINT_CHANNEL, "payload": hint},
-        )
+    return hints + ([str(written[-1].id)] if written else [])

@@ -36,6 +36,8 @@ Rationale:
    rows share their time and their flags, and SQLAlchemy's converters are a Python
    call each. Those columns hold plain values (times, flags, None), so each can be a
    dict's key.
+6. On PostgreSQL, a group's posts and their events are inserted by one statement, in
+   one round trip (storage/postgres.py, on new posts in one statement).
 """
 
 from __future__ import annotations
@@ -51,10 +53,10 @@ from sqlmodel import Session, col, select
 from feed import markdown, mentions
 from feed.commits import GroupCommit
 from feed.models import Channel, Event, EventKind, Post
-from feed.storage import keys, search, threads
+from feed.storage import keys, postgres, search, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
 from feed.storage.engine import StoreError, Unstorable, in_thread, now
-from feed.storage.log import EventLog
+from feed.storage.log import CHANNELS, EventLog
 from feed.storage.posts import PostDeleted, PostNotFound
 from feed.values import Answer, Change, Claim, FeedEvent, NewPost, Once, PostView
 
@@ -101,7 +103,7 @@ class NewPosts(EventLog):
         return written
 
     async def create_reply(self, channel: str, parent: int, author: str, body: str) -> Change:
-        """A reply to the top-level post ``parent`` of ``channel``, and its event (5)."""
+        """A reply to the top-level post ``parent`` of ``channel``, and its event."""
         written = await self._new_post(NewPost(channel, author, body, parent=parent))
         assert isinstance(written, Change)
         return written
@@ -125,9 +127,11 @@ class NewPosts(EventLog):
         """Write a group of new posts in one transaction; each one's own outcome."""
         # Short bodies, rendered here, before the lock (2).
         htmls = [markdown.to_html(new.body) if new.html is None else new.html for new in batch]
-        with self._write() as session:
-            names = sorted({new.channel for new in batch})
-            found = session.exec(select(Channel).where(col(Channel.name).in_(names))).all()
+        names = sorted({new.channel for new in batch})
+        with self._write(channels=names) as session:
+            found = session.info.get(CHANNELS)  # read with the lock, on PostgreSQL
+            if found is None:
+                found = session.exec(select(Channel).where(col(Channel.name).in_(names))).all()
             channels = {c.name: c for c in found}
             settled, repeats = _settle(session, batch, channels)
             done = settled.keys() | repeats.keys()
@@ -160,24 +164,27 @@ class NewPosts(EventLog):
             | {"pinned": False, "deleted": False}
             for n, new in accepted
         ]
-        post_ids = _insert_many(connection, POSTS, post_rows)
-        # Their search entries, by one statement (storage/search.py, on the index
-        # following the posts).
-        search.index_new(connection, post_ids[0], post_ids[-1])
         # A post's mentions go just before its own event (reading.py, on mentions).
-        # Each event as (post id, kind, recipient), in the order they are inserted.
-        planned: list[tuple[int, EventKind, str | None]] = []
-        for (n, new), post_id in zip(accepted, post_ids, strict=True):
+        # Each event as (its post's place in ``accepted``, kind, recipient), in order.
+        order: list[tuple[int, EventKind, str | None]] = []
+        for k, (n, new) in enumerate(accepted):
             for name in mentions.addressed(htmls[n], new.author):
-                planned.append((post_id, EventKind.MENTION, name))
-            planned.append((post_id, _created(new), None))
-        channel_of = {p: row["channel_id"] for row, p in zip(post_rows, post_ids, strict=True)}
-        event_rows = [
-            {"kind": kind.value, "channel_id": channel_of[post_id], "post_id": post_id}
-            | {"created_at": at, "recipient": recipient}
-            for post_id, kind, recipient in planned
-        ]
-        event_ids = _insert_many(connection, EVENTS, event_rows)
+                order.append((k, EventKind.MENTION, name))
+            order.append((k, _created(new), None))
+        if connection.dialect.name == "postgresql":  # (6)
+            post_ids, event_ids = postgres.insert_posts(connection, post_rows, order)
+        else:
+            post_ids = _insert_many(connection, POSTS, post_rows)
+            # Their search entries, by one statement (storage/search.py, on the index
+            # following the posts).
+            search.index_new(connection, post_ids[0], post_ids[-1])
+            event_rows = [
+                {"kind": kind.value, "channel_id": post_rows[k]["channel_id"]}
+                | {"post_id": post_ids[k], "created_at": at, "recipient": recipient}
+                for k, kind, recipient in order
+            ]
+            event_ids = _insert_many(connection, EVENTS, event_rows)
+        planned = [(post_ids[k], kind, recipient) for k, kind, recipient in order]
         views = {}
         for (n, new), post_id in zip(accepted, post_ids, strict=True):
             views[post_id] = PostView(

@@ -1,0 +1,250 @@
+"""Writes on PostgreSQL: their hints, and what a process does with its own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
+
+from feed.brokers import HINT_CHANNEL
+from feed.brokers.postgres import PostgresBroker
+from feed.events import Hub, Outgoing
+from feed.metrics import Metrics
+from feed.models import EventKind
+from feed.relay import Relay
+from feed.render import Renderer
+from feed.storage.history import EVERYONE
+from feed.storage.log import WRITE_LOCK_KEY
+from feed.storage.postgres import commit_write
+from feed.store import ChannelNotFound, Store, StoreUnavailable, Unstorable, make_engine
+from feed.values import Change, FeedEvent, NewPost
+from tests.services import Postgres
+
+DEADLINE = 10.0
+
+
+class ReadingStore(Store):
+    """A real store that counts the relay's reads of the log once they are done."""
+
+    reads = 0
+
+    async def events_after(self, after: int, *args: Any, **kwargs: Any) -> list[FeedEvent]:
+        try:
+            return await super().events_after(after, *args, **kwargs)
+        finally:
+            self.reads += 1
+
+
+class RecordingHub(Hub):
+    """A real hub that remembers every event id it was handed, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(heartbeat=60)
+        self.ids: list[int] = []
+        self._grew = asyncio.Event()
+
+    def publish_many(self, events: Sequence[Outgoing]) -> None:
+        super().publish_many(events)
+        self.ids += [event.id for event in events]
+        self._grew.set()
+
+    async def reached(self, event_id: int) -> None:
+        async with asyncio.timeout(DEADLINE):
+            while not self.ids or self.ids[-1] < event_id:
+                self._grew.clear()
+                await self._grew.wait()
+
+
+async def settled(ask: Any, want: int) -> None:
+    """Wait until ``ask()`` is ``want``, at most ``DEADLINE`` seconds."""
+    deadline = time.monotonic() + DEADLINE
+    while ask() != want:
+        assert time.monotonic() < deadline, f"{ask()} is not {want}"
+        await asyncio.sleep(0.01)  # polling a count, with a deadline
+
+
+def test_own_posts_on_postgresql_are_not_read_back_when_their_notify_comes_first(
+    postgres: Postgres,
+) -> None:
+    """The NOTIFY of a commit reaches this process's listener as soon as the commit
+    happens, often before the writer has announced it: that hint must not send the
+    relay to read back what the announcement is about to deliver."""
+    url = postgres.new_database()
+
+    async def main() -> None:
+        store = ReadingStore(make_engine(url), notify=True)
+        other = Store.from_url(url, notify=True)  # another process, whose hints we hear
+        await store.create_schema()
+        hub = RecordingHub()
+        broker = PostgresBroker(url)
+        metrics = Metrics(hub.stats, broker.status, frozenset)
+        relay = Relay(store, broker, hub, Renderer(), 3600, metrics)
+        await relay.start()
+        try:
+            await settled(lambda: store.reads, 1)  # the catch-up of a new connection
+            mine = [await store.create_post("general", "ann", f"post {n}") for n in range(40)]
+            # Hints arrive in commit order: once the other process's is heard and its
+            # post read, every hint of ours has been heard too.
+            theirs = await other.create_post("general", "bob", "elsewhere")
+            assert theirs.event_id is not None
+            await hub.reached(theirs.event_id)
+            assert hub.ids == [c.event_id for c in mine] + [theirs.event_id]
+            assert store.reads == 2
+        finally:
+            await relay.close()
+            store.close()
+            other.close()
+
+    asyncio.run(main())
+
+
+def test_a_writers_lock_held_too_long_is_a_clear_busy_and_the_next_write_goes_through(
+    postgres: Postgres,
+) -> None:
+    """The lock is taken in the write's first round trip, past SQLAlchemy: its timeout
+    is still the caller's "busy", and the connection serves the next write."""
+    url = postgres.new_database()
+    engine = create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://"),
+        connect_args={"options": "-c lock_timeout=200"},
+    )
+    store = Store(engine, notify=True)
+
+    async def main() -> None:
+        await store.create_schema()
+        with psycopg.connect(url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK_KEY,))
+            with pytest.raises(StoreUnavailable, match="busy"):
+                await store.create_post("general", "ann", "while locked")
+        done = await store.create_post("general", "ann", "after")
+        assert [e.id for e in await store.events_after(0)] == [done.event_id]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_a_hint_that_fails_lets_nothing_commit(postgres: Postgres) -> None:
+    """The hints and the commit go out together: when the server refuses a hint, it
+    skips the commit, and the caller gets the driver's error as SQLAlchemy's."""
+    engine = make_engine(postgres.new_database())
+    try:
+        with Session(engine) as session:
+            session.execute(text("CREATE TABLE marks (n integer)"))
+            session.commit()
+            session.execute(text("INSERT INTO marks VALUES (1)"))
+            with pytest.raises(DBAPIError, match="payload string too long"):
+                commit_write(session, HINT_CHANNEL, ["x" * 9000])
+        with Session(engine) as session:
+            assert session.execute(text("SELECT count(*) FROM marks")).scalar_one() == 0
+    finally:
+        engine.dispose()
+
+
+def test_a_group_of_posts_on_postgresql_is_written_in_its_order_with_each_post_its_own(
+    postgres: Postgres,
+) -> None:
+    """One statement writes a group: posts and replies, mentions just before their
+    post's own event, every id in the group's order; what is refused is refused alone,
+    and what the driver cannot store fails its own post only."""
+    store = Store.from_url(postgres.new_database(), notify=True)
+
+    async def main() -> None:
+        await store.create_schema()
+        parent = await store.create_post("general", "ann", "a thread")
+        news = [
+            NewPost("general", "bob", "one, for @cy and @di"),
+            NewPost("nowhere", "bob", "refused: no such channel"),
+            NewPost("general", "cy", "two, a reply to @bob", parent=parent.post.id),
+            NewPost("general", "di", "three"),
+        ]
+        results = await store.create_posts(news)
+        assert isinstance(results[1], ChannelNotFound)
+        written = [r for r in results if isinstance(r, Change)]
+        assert [c.post.body for c in written] == [news[n].body for n in (0, 2, 3)]
+        post_ids = [c.post.id for c in written]
+        assert post_ids == sorted(post_ids) and post_ids[0] > parent.post.id
+        events = await store.events_after(parent.event_id or 0, person=EVERYONE)
+        # As read back: each event with its post as stored.
+        seen = [(e.kind, e.post.id, e.post.body, e.recipient) for e in events if e.post]
+        one, two, three = ((c.post.id, c.post.body) for c in written)
+        assert seen == [
+            (EventKind.MENTION, *one, "cy"),
+            (EventKind.MENTION, *one, "di"),
+            (EventKind.POST_CREATED, *one, None),
+            (EventKind.MENTION, *two, "bob"),
+            (EventKind.REPLY_CREATED, *two, None),
+            (EventKind.POST_CREATED, *three, None),
+        ]
+        ids = [e.id for e in events]
+        assert ids == sorted(ids)
+        assert [c.event_id for c in written] == [ids[2], ids[4], ids[5]]
+        # A value the driver refuses fails its own post; the others are written.
+        bodies = ["four", "unstorable: its author is too long", "five"]
+        authors = ["eve", "x" * 201, "eve"]
+        again = [NewPost("general", a, b) for a, b in zip(authors, bodies, strict=True)]
+        four, refused, five = await store.create_posts(again)
+        assert isinstance(refused, Unstorable)
+        assert isinstance(four, Change) and isinstance(five, Change)
+        after = await store.events_after(ids[-1], person=EVERYONE)
+        assert [(e.id, e.post.body if e.post else None) for e in after] == [
+            (four.event_id, "four"),
+            (five.event_id, "five"),
+        ]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_a_commit_that_fails_leaves_no_note_of_events_to_announce(postgres: Postgres) -> None:
+    """Hints up to the newest event of a commit this process is making need no read
+    (storage/log.py, on our own hints, heard first); a commit that fails announces
+    nothing, so its events must not keep other processes' hints from a read."""
+    url = postgres.new_database()
+    store = Store.from_url(url, notify=True)
+    name = url.rsplit("/", 1)[1]
+
+    async def main() -> None:
+        await store.create_schema()
+        done = await store.create_post("general", "ann", "one")
+        assert done.event_id is not None
+        assert store.announces(done.event_id) and not store.announces(done.event_id + 1)
+        # A check PostgreSQL makes at the commit, and only there.
+        postgres.execute(REFUSED_AT_COMMIT, database=name)
+        with pytest.raises(DBAPIError, match="refused at commit"):
+            await store.create_post("general", "ann", "refused at commit")
+        assert not store.announces(done.event_id + 1)
+        # The connection it failed on serves the next write.
+        after = await store.create_post("general", "ann", "two")
+        assert after.event_id is not None and store.announces(after.event_id)
+        listed = await store.events_after(0)
+        assert [(e.id, e.post.body if e.post else None) for e in listed] == [
+            (done.event_id, "one"),
+            (after.event_id, "two"),
+        ]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+REFUSED_AT_COMMIT = """
+CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.body = 'refused at commit' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON posts
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse();
+"""
