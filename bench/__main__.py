@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench import plot, reactions, report, scaling, search, slow, storm, throughput, workers
 from bench.fanout import TARGETS, BenchError, Plan
+from bench.profile import shares
 
 SCENARIOS = ("fanout", "throughput", "storm", "slow", "reactions", "search", "workers", "all")
 MAX_SUBSCRIBERS = 19_500  # the server's open-files limit is 20,000
@@ -82,6 +83,9 @@ def _fanout_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="where to draw p99 against subscribers (default: beside the JSON)",
+    )
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="DIR: py-spy feed's server while it fans out"
     )
 
 
@@ -174,11 +178,19 @@ def fanout_plan(args: argparse.Namespace) -> Plan:
         args.clients,
         args.connect_timeout,
         args.drain,
+        profile=str(args.profile or ""),
     )
 
 
 async def fanout(args: argparse.Namespace) -> bool:
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     sizes, complete = await scaling.run(fanout_plan(args), args.subscribers, args.targets)
+    for stacks in sorted(args.profile.glob("feed*.txt")) if args.profile else ():
+        if not stacks.name.endswith(".top.txt"):
+            found = shares(stacks).text()
+            stacks.with_suffix(".top.txt").write_text(found + "\n")
+            print(f"\nprofile ({stacks}):\n{found}")
     path = report.write_json("fanout", {"sizes": sizes})
     print(f"results: {path}")
     png = args.plot or path.with_suffix(".png")
