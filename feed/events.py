@@ -62,6 +62,12 @@ The hot path, and why it looks the way it does:
    routed once: every subscriber of a format gets the same list, known to be the same
    without comparing it. Only the streams of an event's own thread (7), filed apart,
    are then offered their thread's events one by one.
+10. On one event. Most deliveries are one shared event (a post, an edit). Each stream
+   it reaches is filed under just one of its keys (its channel, every channel, or its
+   thread), so it is offered to each at once, with no list of what each stream gets.
+   Those lists were one object per subscriber for the garbage collector to count: at
+   thousands of streams one fan-out set off collections in its own middle, pausing
+   every stream not yet written to.
 """
 
 from __future__ import annotations
@@ -283,20 +289,29 @@ class Hub:
         if len(events) > 1 and _one_audience(events):
             self._publish_run(events)
             return
+        if len(events) == 1 and events[0].recipient is None:
+            self._share(events[0], None)  # (10)
+            return
         per_sub: dict[Subscriber, list[Item]] = {}
         for event in events:
-            items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
             if event.recipient is not None:
+                items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
                 self._address(event, items, per_sub)
-                continue
-            self._route(event, self._by_channel, items, per_sub)
-            for text, frames in (event.searched or {}).items():
-                group = self._searches.get(text)
-                if group is not None:
-                    found = items if frames is event.frames else None
-                    found = found or {fmt: item(event.id, data) for fmt, data in frames.items()}
-                    self._route(event, group.by_channel, found, per_sub)
+            else:
+                self._share(event, per_sub)
         _offer_each(per_sub)
+
+    def _share(self, event: Outgoing, per_sub: dict[Subscriber, list[Item]] | None) -> None:
+        """Route a shared event to its channel's streams and its live searches', into
+        ``per_sub``, or offered at once if None (10)."""
+        items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
+        self._route(event, self._by_channel, items, per_sub)
+        for text, frames in (event.searched or {}).items():
+            group = self._searches.get(text)
+            if group is not None:
+                found = items if frames is event.frames else None
+                found = found or {fmt: item(event.id, data) for fmt, data in frames.items()}
+                self._route(event, group.by_channel, found, per_sub)
 
     def _publish_run(self, events: Sequence[Outgoing]) -> None:
         """``publish_many`` for events that all go to the same streams, but for the
@@ -340,12 +355,12 @@ class Hub:
         event: Outgoing,
         by_channel: dict[str | int | None, set[Subscriber]],
         items: Mapping[Format, Item],
-        per_sub: dict[Subscriber, list[Item]],
+        per_sub: dict[Subscriber, list[Item]] | None,
         keys: tuple[str | int | None, ...] | None = None,
     ) -> None:
         """Queue ``items`` for every subscriber in ``by_channel`` who may see ``event``:
         those of its channel, of every channel, and of its thread (7); or only those
-        filed under ``keys``."""
+        filed under ``keys``. Without ``per_sub``, offer them at once (10)."""
         channel, private = event.channel, event.private
         if keys is None:
             keys = (None, channel) if event.thread is None else (None, channel, event.thread)
@@ -355,6 +370,9 @@ class Hub:
                 if found is None:
                     continue
                 if private and subscriber.private is not None and channel not in subscriber.private:
+                    continue
+                if per_sub is None:
+                    subscriber.offer(found)
                     continue
                 queued = per_sub.get(subscriber)
                 if queued is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 from collections.abc import Iterable
 
@@ -444,3 +445,27 @@ def test_a_run_of_one_channel_is_one_write_each_and_only_what_a_stream_has_not_h
     assert transports[0].written[-1] == chunk(b"J1J2J3J4")
     assert transports[5].written == [chunk(b"J3"), chunk(b"J1J2J3J4")]  # replies to 3
     assert [s.last_id for s in subs] == [8, 8, 8, 8, 0, 8, 4]
+
+
+def test_one_event_to_many_attached_subscribers_sets_off_no_garbage_collection() -> None:
+    # A collection in the middle of a fan-out pauses every stream not yet written to;
+    # the hot path must leave nothing the collector counts behind per subscriber.
+    hub = Hub(heartbeat=60)
+    transports = attached(hub, [_sub() for _ in range(5_000)])
+    started: list[int] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(1_000, *thresholds[1:])
+    gc.callbacks.append(seen)
+    try:
+        hub.publish(1, "general", {Format.JSON: b"J1"})
+    finally:
+        gc.callbacks.remove(seen)
+        gc.set_threshold(*thresholds)
+    assert started == []
+    assert all(t.written == [chunk(b"J1")] for t in transports)
