@@ -24,7 +24,13 @@ The hot path, and why it looks the way it does:
    they are a small part of it, and the group commit (storage/new_posts.py, on new posts
    written in groups) took care of the transactions.
 4. On heartbeats. Heartbeats come from one hub-wide timer, not one timer per connection;
-   what each format gets is encoded once, in sse.py (on heartbeats).
+   what each format gets is encoded once, in sse.py (on heartbeats). The interval is
+   cut into ``BEAT_SLICES`` turns, and each stream, as it subscribes, is given one of
+   them in rotation: a turn writes to its share of the streams only. All at once, a
+   beat was one write per open stream in one go, as long as a whole fan-out, and an
+   event that came meanwhile waited for all of it. A stream keeps its turn, so it is
+   beaten once per interval; the turns keep to a schedule, not to sleeps after each
+   other, so a busy loop does not stretch the interval a page counts on.
 5. On the cost of unauthenticated scrapes. ``/metrics`` and ``/api/presence`` need no
    credential, so nothing they ask of the hub may cost a walk over every open stream
    per request: a few pollers at thousands of streams slowed delivery several times
@@ -94,6 +100,9 @@ EVERY_CHANNEL = "*"
 # name (inputs.py, channel names), so no shared event looks for it (6).
 PERSONAL_ONLY = "@"
 
+# The heartbeat's turns: each stream is beaten in one of them (4).
+BEAT_SLICES = 64
+
 # Each format's heartbeat, as the one item every subscriber of it shares.
 BEATS: Mapping[Format, Item] = {fmt: item(None, beat) for fmt, beat in HEARTBEATS.items()}
 
@@ -150,6 +159,9 @@ class Hub:
         # Live searches, by the text of their query (8).
         self._searches: dict[str, SearchGroup] = {}
         self._formats: dict[Format, int] = dict.fromkeys(Format, 0)
+        # Every subscriber, once, in the heartbeat's turn it was given (4).
+        self._slices: list[set[Subscriber]] = [set() for _ in range(BEAT_SLICES)]
+        self._next_slice = 0
         self._ticker: asyncio.Task[None] | None = None
         self.closing = False
         # Counts from streams that have ended; live ones are summed when asked.
@@ -166,11 +178,8 @@ class Hub:
         return self._count
 
     def subscribers(self) -> set[Subscriber]:
-        # A subscriber to several channels is in several sets.
-        everyone: set[Subscriber] = set().union(*self._by_channel.values())
-        for group in self._searches.values():
-            everyone.update(*group.by_channel.values())
-        return everyone
+        # The heartbeat's turns hold each one once, whatever its channels (4).
+        return set().union(*self._slices)
 
     def searches(self) -> dict[str, Query]:
         """The live searches someone watches, by the text of their query (8)."""
@@ -250,6 +259,9 @@ class Hub:
             self._searches[subscriber.search.text].size += 1
         self._formats[subscriber.format] += 1
         self._count_in(subscriber, 1)
+        subscriber.beat = self._next_slice
+        self._slices[subscriber.beat].add(subscriber)
+        self._next_slice = (self._next_slice + 1) % BEAT_SLICES
         if self.closing:
             subscriber.close()
 
@@ -266,6 +278,7 @@ class Hub:
                 del self._searches[subscriber.search.text]
         self._formats[subscriber.format] -= 1
         self._count_in(subscriber, -1)
+        self._slices[subscriber.beat].discard(subscriber)
         self._sent_by_closed += subscriber.sent
         self.dropped += subscriber.overflowed
 
@@ -404,15 +417,22 @@ class Hub:
                 found = items[subscriber.private] = item(None, message(subscriber.private))
             subscriber.offer(found)
 
-    def _beat(self) -> None:
-        # A subscriber to several channels is in several sets; it gets one beat.
-        for subscriber in self.subscribers():
+    def _beat(self, turn: int | None = None) -> None:
+        """A heartbeat to the streams of one turn (4), or to every stream."""
+        for subscriber in self.subscribers() if turn is None else tuple(self._slices[turn]):
             subscriber.offer(BEATS[subscriber.format])
 
     async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        step = self.heartbeat / BEAT_SLICES
+        due = loop.time()
+        turn = 0
         while True:
-            await asyncio.sleep(self.heartbeat)
-            self._beat()
+            due += step
+            # To the schedule (4); a turn that is late is not skipped, only quick.
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            self._beat(turn)
+            turn = (turn + 1) % BEAT_SLICES
 
     def start(self) -> None:
         self.closing = False
