@@ -149,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
         default=_worker_targets(workers.DEFAULT_TARGETS),
         help=f"comma-separated, of {', '.join(workers.TARGETS)} ({workers.DEFAULT_TARGETS})",
     )
+    wk.add_argument(
+        "--profile", type=Path, default=None, help="DIR: py-spy each of feed's workers meanwhile"
+    )
     al = sub.add_parser("all", help="every scenario with its defaults")
     _fanout_options(al)
     return parser
@@ -182,15 +185,20 @@ def fanout_plan(args: argparse.Namespace) -> Plan:
     )
 
 
-async def fanout(args: argparse.Namespace) -> bool:
-    if args.profile is not None:
-        args.profile.mkdir(parents=True, exist_ok=True)
-    sizes, complete = await scaling.run(fanout_plan(args), args.subscribers, args.targets)
-    for stacks in sorted(args.profile.glob("feed*.txt")) if args.profile else ():
+def summarise(profile: Path | None) -> None:
+    """The top items of each profile in ``profile``, printed and written beside it."""
+    for stacks in sorted(profile.glob("feed*.txt")) if profile else ():
         if not stacks.name.endswith(".top.txt"):
             found = shares(stacks).text()
             stacks.with_suffix(".top.txt").write_text(found + "\n")
             print(f"\nprofile ({stacks}):\n{found}")
+
+
+async def fanout(args: argparse.Namespace) -> bool:
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    sizes, complete = await scaling.run(fanout_plan(args), args.subscribers, args.targets)
+    summarise(args.profile)
     path = report.write_json("fanout", {"sizes": sizes})
     print(f"results: {path}")
     png = args.plot or path.with_suffix(".png")
@@ -255,8 +263,11 @@ async def run_search(args: argparse.Namespace) -> bool:
 async def run_workers(args: argparse.Namespace) -> bool:
     if not 2 <= args.subscribers <= workers.SUBSCRIBERS:
         raise SystemExit(f"--subscribers must be 2..{workers.SUBSCRIBERS}")
-    document, complete = await workers.run(args.subscribers, args.targets)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    document, complete = await workers.run(args.subscribers, args.targets, str(args.profile or ""))
     print(f"results: {report.write_json('workers', document)}")
+    summarise(args.profile)
     return complete
 
 

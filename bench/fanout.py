@@ -21,10 +21,10 @@ Rationale:
 6. Above 10,000 subscribers one client process would run out of file descriptors, so
    the subscribers are shared among several, each from its own loopback address
    (127.0.0.1, 127.0.0.2, ...), which also gives each its own ephemeral ports.
-7. With ``--profile DIR``, py-spy samples feed's (first) server from the first post
-   until every subscriber has every post: the fan-out, not the connects. It costs CPU
-   of its own on the same two cores, so a profiled run's figures are not the ones to
-   report.
+7. With ``--profile DIR``, py-spy samples feed's (first) server, or each worker, from
+   the first post until every subscriber has every post: the fan-out, not the
+   connects. It costs CPU of its own on the same two cores, so a profiled run's
+   figures are not the ones to report.
 """
 
 from __future__ import annotations
@@ -408,8 +408,14 @@ async def sample_rss(pids: list[int], peak: dict[str, int]) -> None:
 
 
 async def _load(
-    pids: list[int], ports: list[int], target: str, plan: Plan, token: str
+    pids: list[int],
+    ports: list[int],
+    target: str,
+    plan: Plan,
+    token: str,
+    spied: list[int] | None = None,
 ) -> Measurement:
+    """``spied``: the processes ``plan.profile`` samples, if not the first (7)."""
     m = Measurement(target, plan.subscribers, plan.posts, slow=plan.slow)
     m.rss_kb["before"] = sum(rss_kb(pid) for pid in pids)
     async with contextlib.AsyncExitStack() as stack:
@@ -430,9 +436,10 @@ async def _load(
         sampler = asyncio.ensure_future(sample_rss(pids, m.rss_kb))
         try:
             with contextlib.ExitStack() as spying:
-                if plan.profile and target.startswith("feed"):  # rationale 7
-                    path = Path(plan.profile) / f"{target}-{plan.subscribers}.txt"
-                    spying.enter_context(sampling(pids[0], path))
+                for n, pid in enumerate(spied or pids[:1]) if plan.profile else ():
+                    if target.startswith("feed"):  # rationale 7
+                        path = Path(plan.profile) / f"{target}-{plan.subscribers}-{n}.txt"
+                        spying.enter_context(sampling(pid, path))
                 m.post_ms = await post_all(ports[0], plan, token)
                 await tell(clients, "posted")
                 results = await read_all(clients, plan.drain + MARGIN)
