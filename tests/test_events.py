@@ -347,7 +347,7 @@ class WalkCountingHub(Hub):
         super().__init__(heartbeat=60)
         self.walks = 0
 
-    def subscribers(self) -> set[Subscriber]:
+    def subscribers(self) -> list[Subscriber]:
         self.walks += 1
         return super().subscribers()
 
