@@ -69,11 +69,11 @@ The hot path, and why it looks the way it does:
    without comparing it. Only the streams of an event's own thread (7), filed apart,
    are then offered their thread's events one by one.
 10. On one event. Most deliveries are one shared event (a post, an edit). Each stream
-   it reaches is filed under just one of its keys (its channel, every channel, or its
-   thread), so it is offered to each at once, with no list of what each stream gets.
-   Those lists were one object per subscriber for the garbage collector to count: at
-   thousands of streams one fan-out set off collections in its own middle, pausing
-   every stream not yet written to.
+    it reaches is filed under just one of its keys (its channel, every channel, or its
+    thread), so it is offered to each at once, with no list of what each stream gets.
+    Those lists were one object per subscriber for the garbage collector to count: at
+    thousands of streams one fan-out set off collections in its own middle, pausing
+    every stream not yet written to.
 """
 
 from __future__ import annotations
