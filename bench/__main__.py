@@ -37,6 +37,7 @@ from bench import (
     workers,
 )
 from bench.fanout import TARGETS, BenchError, Plan
+from bench.profile import shares
 
 SCENARIOS = ("fanout", "throughput", "storm", "slow", "reactions", "search", "workers", "all")
 MAX_SUBSCRIBERS = 19_500  # the server's open-files limit is 20,000
@@ -101,6 +102,9 @@ def _fanout_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="where to draw p99 against subscribers (default: beside the JSON)",
     )
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="DIR: py-spy feed's server while it fans out"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -163,6 +167,9 @@ def _parser() -> argparse.ArgumentParser:
         default=_worker_targets(workers.DEFAULT_TARGETS),
         help=f"comma-separated, of {', '.join(workers.TARGETS)} ({workers.DEFAULT_TARGETS})",
     )
+    wk.add_argument(
+        "--profile", type=Path, default=None, help="DIR: py-spy each of feed's workers meanwhile"
+    )
     al = sub.add_parser("all", help="every scenario with its defaults")
     _fanout_options(al)
     return parser
@@ -192,11 +199,24 @@ def fanout_plan(args: argparse.Namespace) -> Plan:
         args.clients,
         args.connect_timeout,
         args.drain,
+        profile=str(args.profile or ""),
     )
 
 
+def summarise(profile: Path | None) -> None:
+    """The top items of each profile in ``profile``, printed and written beside it."""
+    for stacks in sorted(profile.glob("feed*.txt")) if profile else ():
+        if not stacks.name.endswith(".top.txt"):
+            found = shares(stacks).text()
+            stacks.with_suffix(".top.txt").write_text(found + "\n")
+            print(f"\nprofile ({stacks}):\n{found}")
+
+
 async def fanout(args: argparse.Namespace) -> Ran:
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     sizes, complete = await scaling.run(fanout_plan(args), args.subscribers, args.targets)
+    summarise(args.profile)
     document: dict[str, Any] = {"sizes": sizes}
     path = report.write_json("fanout", document)
     print(f"results: {path}")
@@ -263,8 +283,11 @@ async def run_search(args: argparse.Namespace) -> Ran:
 async def run_workers(args: argparse.Namespace) -> Ran:
     if not 2 <= args.subscribers <= workers.SUBSCRIBERS:
         raise SystemExit(f"--subscribers must be 2..{workers.SUBSCRIBERS}")
-    document, complete = await workers.run(args.subscribers, args.targets)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    document, complete = await workers.run(args.subscribers, args.targets, str(args.profile or ""))
     print(f"results: {report.write_json('workers', document)}")
+    summarise(args.profile)
     return document, complete
 
 

@@ -21,6 +21,10 @@ Rationale:
 6. Above 10,000 subscribers one client process would run out of file descriptors, so
    the subscribers are shared among several, each from its own loopback address
    (127.0.0.1, 127.0.0.2, ...), which also gives each its own ephemeral ports.
+7. With ``--profile DIR``, py-spy samples feed's (first) server, or each worker, from
+   the first post until every subscriber has every post: the fan-out, not the
+   connects. It costs CPU of its own on the same two cores, so a profiled run's
+   figures are not the ones to report.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from typing import Any
 
 from bench import nchan
 from bench.client import marker
+from bench.profile import sampling
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -79,6 +84,7 @@ class Plan:
     slow: int = 0  # subscribers that never read (the slow-reader scenario)
     pad: int = 0  # filler characters in each post's body
     env: tuple[tuple[str, str], ...] = ()  # FEED_* settings for this scenario
+    profile: str = ""  # a directory: py-spy feed's server while it fans out (7)
 
     @property
     def client_count(self) -> int:
@@ -402,8 +408,14 @@ async def sample_rss(pids: list[int], peak: dict[str, int]) -> None:
 
 
 async def _load(
-    pids: list[int], ports: list[int], target: str, plan: Plan, token: str
+    pids: list[int],
+    ports: list[int],
+    target: str,
+    plan: Plan,
+    token: str,
+    spied: list[int] | None = None,
 ) -> Measurement:
+    """``spied``: the processes ``plan.profile`` samples, if not the first (7)."""
     m = Measurement(target, plan.subscribers, plan.posts, slow=plan.slow)
     m.rss_kb["before"] = sum(rss_kb(pid) for pid in pids)
     async with contextlib.AsyncExitStack() as stack:
@@ -423,9 +435,14 @@ async def _load(
         client_before = sum(cpu_s(proc.pid) for proc in clients)
         sampler = asyncio.ensure_future(sample_rss(pids, m.rss_kb))
         try:
-            m.post_ms = await post_all(ports[0], plan, token)
-            await tell(clients, "posted")
-            results = await read_all(clients, plan.drain + MARGIN)
+            with contextlib.ExitStack() as spying:
+                for n, pid in enumerate(spied or pids[:1]) if plan.profile else ():
+                    if target.startswith("feed"):  # rationale 7
+                        path = Path(plan.profile) / f"{target}-{plan.subscribers}-{n}.txt"
+                        spying.enter_context(sampling(pid, path))
+                m.post_ms = await post_all(ports[0], plan, token)
+                await tell(clients, "posted")
+                results = await read_all(clients, plan.drain + MARGIN)
         finally:
             sampler.cancel()
         m.cpu_s = sum(cpu_s(pid) for pid in pids) - cpu_before

@@ -63,8 +63,8 @@ COLUMNS = (
 )
 
 
-def plan(subscribers: int) -> Plan:
-    return Plan(subscribers, POSTS, INTERVAL, 0, CONNECT_TIMEOUT, DRAIN)
+def plan(subscribers: int, profile: str = "") -> Plan:
+    return Plan(subscribers, POSTS, INTERVAL, 0, CONNECT_TIMEOUT, DRAIN, profile=profile)
 
 
 def tree(pid: int) -> list[int]:
@@ -129,7 +129,7 @@ async def started(
 
 
 async def measure(
-    target: str, subscribers: int, broker: str, database: str | None
+    target: str, subscribers: int, broker: str, database: str | None, profile: str = ""
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"feed-bench-{target}-") as tmp:
         port = free_port()
@@ -141,7 +141,7 @@ async def measure(
             try:
                 # The load client's opening line and delivery checks: Nchan's or feed's.
                 kind = "nchan" if target.startswith("nchan") else "feed"
-                m = await _load(pids, [port], kind, plan(subscribers), token)
+                m = await _load(pids, [port], kind, plan(subscribers, profile), token, workers)
             finally:
                 watcher.cancel()
     m.target = target
@@ -150,7 +150,10 @@ async def measure(
     return row
 
 
-async def run(subscribers: int, targets: list[str]) -> tuple[dict[str, Any], bool]:
+async def run(
+    subscribers: int, targets: list[str], profile: str = ""
+) -> tuple[dict[str, Any], bool]:
+    """Each target in turn; ``profile``: a directory to py-spy feed's workers into."""
     rows: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
     valkey = Valkey(free_port()).start()
@@ -161,7 +164,7 @@ async def run(subscribers: int, targets: list[str]) -> tuple[dict[str, Any], boo
             database = postgres.new_database() if postgres and target == "feed-w2-pg" else None
             broker = database or valkey.url
             try:
-                rows.append(await measure(target, subscribers, broker, database))
+                rows.append(await measure(target, subscribers, broker, database, profile))
             except BenchError as exc:
                 print(f"bench: {target}: {exc}", file=sys.stderr, flush=True)
                 failed[target] = str(exc).split("\n")[0]

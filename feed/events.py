@@ -24,7 +24,13 @@ The hot path, and why it looks the way it does:
    they are a small part of it, and the group commit (storage/new_posts.py, on new posts
    written in groups) took care of the transactions.
 4. On heartbeats. Heartbeats come from one hub-wide timer, not one timer per connection;
-   what each format gets is encoded once, in sse.py (on heartbeats).
+   what each format gets is encoded once, in sse.py (on heartbeats). The interval is
+   cut into ``BEAT_SLICES`` turns, and each stream, as it subscribes, is given one of
+   them in rotation: a turn writes to its share of the streams only. All at once, a
+   beat was one write per open stream in one go, as long as a whole fan-out, and an
+   event that came meanwhile waited for all of it. A stream keeps its turn, so it is
+   beaten once per interval; the turns keep to a schedule, not to sleeps after each
+   other, so a busy loop does not stretch the interval a page counts on.
 5. On the cost of unauthenticated scrapes. ``/metrics`` and ``/api/presence`` need no
    credential, so nothing they ask of the hub may cost a walk over every open stream
    per request: a few pollers at thousands of streams slowed delivery several times
@@ -62,6 +68,12 @@ The hot path, and why it looks the way it does:
    routed once: every subscriber of a format gets the same list, known to be the same
    without comparing it. Only the streams of an event's own thread (7), filed apart,
    are then offered their thread's events one by one.
+10. On one event. Most deliveries are one shared event (a post, an edit). Each stream
+    it reaches is filed under just one of its keys (its channel, every channel, or its
+    thread), so it is offered to each at once, with no list of what each stream gets.
+    Those lists were one object per subscriber for the garbage collector to count: at
+    thousands of streams one fan-out set off collections in its own middle, pausing
+    every stream not yet written to.
 """
 
 from __future__ import annotations
@@ -87,6 +99,9 @@ EVERY_CHANNEL = "*"
 # Where a stream of mentions only waits among the channel sets: no channel has this
 # name (inputs.py, channel names), so no shared event looks for it (6).
 PERSONAL_ONLY = "@"
+
+# The heartbeat's turns: each stream is beaten in one of them (4).
+BEAT_SLICES = 64
 
 # Each format's heartbeat, as the one item every subscriber of it shares.
 BEATS: Mapping[Format, Item] = {fmt: item(None, beat) for fmt, beat in HEARTBEATS.items()}
@@ -144,6 +159,9 @@ class Hub:
         # Live searches, by the text of their query (8).
         self._searches: dict[str, SearchGroup] = {}
         self._formats: dict[Format, int] = dict.fromkeys(Format, 0)
+        # Every subscriber, once, in the heartbeat's turn it was given (4).
+        self._slices: list[set[Subscriber]] = [set() for _ in range(BEAT_SLICES)]
+        self._next_slice = 0
         self._ticker: asyncio.Task[None] | None = None
         self.closing = False
         # Counts from streams that have ended; live ones are summed when asked.
@@ -159,12 +177,10 @@ class Hub:
     def __len__(self) -> int:
         return self._count
 
-    def subscribers(self) -> set[Subscriber]:
-        # A subscriber to several channels is in several sets.
-        everyone: set[Subscriber] = set().union(*self._by_channel.values())
-        for group in self._searches.values():
-            everyone.update(*group.by_channel.values())
-        return everyone
+    def subscribers(self) -> list[Subscriber]:
+        # The heartbeat's turns hold each one once, whatever its channels (4): no set
+        # to build to leave out the repeats.
+        return [subscriber for part in self._slices for subscriber in part]
 
     def searches(self) -> dict[str, Query]:
         """The live searches someone watches, by the text of their query (8)."""
@@ -203,12 +219,16 @@ class Hub:
         )
 
     def _walk(self) -> tuple[float | None, int, int]:
-        everyone = self.subscribers()
-        return (
-            min((s.opened_at for s in everyone), default=None),
-            max((s.backlog_bytes for s in everyone), default=0),
-            self._sent_by_closed + sum(s.sent for s in everyone),
-        )
+        # One pass: with several workers each walks its streams every second (5).
+        oldest: float | None = None
+        largest = 0
+        sent = self._sent_by_closed
+        for subscriber in self.subscribers():
+            if oldest is None or subscriber.opened_at < oldest:
+                oldest = subscriber.opened_at
+            largest = max(largest, subscriber.backlog_bytes)
+            sent += subscriber.sent
+        return oldest, largest, sent
 
     def _count_in(self, subscriber: Subscriber, step: int) -> None:
         fmt = subscriber.format.value
@@ -244,6 +264,9 @@ class Hub:
             self._searches[subscriber.search.text].size += 1
         self._formats[subscriber.format] += 1
         self._count_in(subscriber, 1)
+        subscriber.beat = self._next_slice
+        self._slices[subscriber.beat].add(subscriber)
+        self._next_slice = (self._next_slice + 1) % BEAT_SLICES
         if self.closing:
             subscriber.close()
 
@@ -260,6 +283,7 @@ class Hub:
                 del self._searches[subscriber.search.text]
         self._formats[subscriber.format] -= 1
         self._count_in(subscriber, -1)
+        self._slices[subscriber.beat].discard(subscriber)
         self._sent_by_closed += subscriber.sent
         self.dropped += subscriber.overflowed
 
@@ -283,20 +307,29 @@ class Hub:
         if len(events) > 1 and _one_audience(events):
             self._publish_run(events)
             return
+        if len(events) == 1 and events[0].recipient is None:
+            self._share(events[0], None)  # (10)
+            return
         per_sub: dict[Subscriber, list[Item]] = {}
         for event in events:
-            items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
             if event.recipient is not None:
+                items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
                 self._address(event, items, per_sub)
-                continue
-            self._route(event, self._by_channel, items, per_sub)
-            for text, frames in (event.searched or {}).items():
-                group = self._searches.get(text)
-                if group is not None:
-                    found = items if frames is event.frames else None
-                    found = found or {fmt: item(event.id, data) for fmt, data in frames.items()}
-                    self._route(event, group.by_channel, found, per_sub)
+            else:
+                self._share(event, per_sub)
         _offer_each(per_sub)
+
+    def _share(self, event: Outgoing, per_sub: dict[Subscriber, list[Item]] | None) -> None:
+        """Route a shared event to its channel's streams and its live searches', into
+        ``per_sub``, or offered at once if None (10)."""
+        items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
+        self._route(event, self._by_channel, items, per_sub)
+        for text, frames in (event.searched or {}).items():
+            group = self._searches.get(text)
+            if group is not None:
+                found = items if frames is event.frames else None
+                found = found or {fmt: item(event.id, data) for fmt, data in frames.items()}
+                self._route(event, group.by_channel, found, per_sub)
 
     def _publish_run(self, events: Sequence[Outgoing]) -> None:
         """``publish_many`` for events that all go to the same streams, but for the
@@ -340,12 +373,12 @@ class Hub:
         event: Outgoing,
         by_channel: dict[str | int | None, set[Subscriber]],
         items: Mapping[Format, Item],
-        per_sub: dict[Subscriber, list[Item]],
+        per_sub: dict[Subscriber, list[Item]] | None,
         keys: tuple[str | int | None, ...] | None = None,
     ) -> None:
         """Queue ``items`` for every subscriber in ``by_channel`` who may see ``event``:
         those of its channel, of every channel, and of its thread (7); or only those
-        filed under ``keys``."""
+        filed under ``keys``. Without ``per_sub``, offer them at once (10)."""
         channel, private = event.channel, event.private
         if keys is None:
             keys = (None, channel) if event.thread is None else (None, channel, event.thread)
@@ -355,6 +388,9 @@ class Hub:
                 if found is None:
                     continue
                 if private and subscriber.private is not None and channel not in subscriber.private:
+                    continue
+                if per_sub is None:
+                    subscriber.offer(found)
                     continue
                 queued = per_sub.get(subscriber)
                 if queued is None:
@@ -386,15 +422,22 @@ class Hub:
                 found = items[subscriber.private] = item(None, message(subscriber.private))
             subscriber.offer(found)
 
-    def _beat(self) -> None:
-        # A subscriber to several channels is in several sets; it gets one beat.
-        for subscriber in self.subscribers():
+    def _beat(self, turn: int | None = None) -> None:
+        """A heartbeat to the streams of one turn (4), or to every stream."""
+        for subscriber in self.subscribers() if turn is None else tuple(self._slices[turn]):
             subscriber.offer(BEATS[subscriber.format])
 
     async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        step = self.heartbeat / BEAT_SLICES
+        due = loop.time()
+        turn = 0
         while True:
-            await asyncio.sleep(self.heartbeat)
-            self._beat()
+            due += step
+            # To the schedule (4); a turn that is late is not skipped, only quick.
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            self._beat(turn)
+            turn = (turn + 1) % BEAT_SLICES
 
     def start(self) -> None:
         self.closing = False

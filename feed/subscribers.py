@@ -70,6 +70,7 @@ class Subscriber:
         "_pending_bytes",
         "_transport",
         "_waiter",
+        "beat",
         "channels",
         "closed",
         "format",
@@ -106,6 +107,7 @@ class Subscriber:
         # idle: from then on the hub writes to the connection itself.
         self._transport: Transport | None = None
         self._interrupt: Callable[[], object] | None = None
+        self.beat = 0  # the hub's heartbeat turn for this stream (events.py, on heartbeats)
         self.opened_at = time.time()
         self.sent = 0  # events written, heartbeats not counted
         # The private channels this stream may read; None: all of them. Checked for
@@ -129,8 +131,24 @@ class Subscriber:
         too far behind."""
         if self.closed:
             return
-        if self._transport is not None:
-            self._write(item, self._transport)
+        transport = self._transport
+        if transport is not None:
+            # The hot path (events.py): inline, one frame per subscriber per event.
+            if transport.is_closing():
+                return  # the client left; the stream's disconnect watcher closes us
+            event_id = item[0]
+            if event_id is not None:
+                if event_id <= self.last_id:
+                    return
+                self.last_id = event_id
+                self.sent += 1
+            data = item[2]
+            transport.write(data)
+            # The transport's buffer is the backlog. More waiting than this one message
+            # means the client was already behind when it came.
+            waiting = transport.get_write_buffer_size()
+            if waiting > self.limit and waiting > len(data):
+                self._overflow()
             return
         self._pending.append(item)
         self._pending_bytes += len(item[1])
@@ -174,23 +192,6 @@ class Subscriber:
             self.last_id = last
         self.sent += sent
         transport.write(data)
-        waiting = transport.get_write_buffer_size()
-        if waiting > self.limit and waiting > len(data):
-            self._overflow()
-
-    def _write(self, item: Item, transport: Transport) -> None:
-        if transport.is_closing():
-            return  # the client left; the stream's disconnect watcher closes us
-        event_id = item[0]
-        if event_id is not None:
-            if event_id <= self.last_id:
-                return
-            self.last_id = event_id
-            self.sent += 1
-        data = item[2]
-        transport.write(data)
-        # The transport's buffer is the backlog. More waiting than this one message
-        # means the client was already behind when it came.
         waiting = transport.get_write_buffer_size()
         if waiting > self.limit and waiting > len(data):
             self._overflow()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import gc
 import random
 from collections.abc import Iterable
 
@@ -345,7 +347,7 @@ class WalkCountingHub(Hub):
         super().__init__(heartbeat=60)
         self.walks = 0
 
-    def subscribers(self) -> set[Subscriber]:
+    def subscribers(self) -> list[Subscriber]:
         self.walks += 1
         return super().subscribers()
 
@@ -444,3 +446,69 @@ def test_a_run_of_one_channel_is_one_write_each_and_only_what_a_stream_has_not_h
     assert transports[0].written[-1] == chunk(b"J1J2J3J4")
     assert transports[5].written == [chunk(b"J3"), chunk(b"J1J2J3J4")]  # replies to 3
     assert [s.last_id for s in subs] == [8, 8, 8, 8, 0, 8, 4]
+
+
+def test_one_event_to_many_attached_subscribers_sets_off_no_garbage_collection() -> None:
+    # A collection in the middle of a fan-out pauses every stream not yet written to;
+    # the hot path must leave nothing the collector counts behind per subscriber.
+    hub = Hub(heartbeat=60)
+    transports = attached(hub, [_sub() for _ in range(5_000)])
+    started: list[int] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(1_000, *thresholds[1:])
+    gc.callbacks.append(seen)
+    try:
+        hub.publish(1, "general", {Format.JSON: b"J1"})
+    finally:
+        gc.callbacks.remove(seen)
+        gc.set_threshold(*thresholds)
+    assert started == []
+    assert all(t.written == [chunk(b"J1")] for t in transports)
+
+
+def test_heartbeats_are_spread_over_the_interval_and_reach_each_stream_once_a_round() -> None:
+    # One write per stream all at once would hold up any event behind it for as long
+    # as a whole fan-out: at thousands of streams, a pause every interval.
+    streams = 256
+    beats: list[tuple[int, int]] = []  # (loop step, stream) of each heartbeat written
+    step = 0
+    twice = asyncio.Event()
+
+    class Recording(FakeTransport):
+        def __init__(self, n: int) -> None:
+            super().__init__()
+            self.n = n
+
+        def write(self, data: bytes) -> None:
+            super().write(data)
+            beats.append((step, self.n))
+            if len(beats) == 2 * streams:
+                twice.set()
+
+    async def scenario() -> None:
+        nonlocal step
+        hub = Hub(heartbeat=0.64)
+        for n in range(streams):
+            sub = _sub()
+            hub.subscribe(sub)
+            assert sub.attach(Recording(n), lambda: None)
+        hub.start()
+        waiting = asyncio.ensure_future(asyncio.wait_for(twice.wait(), 10))
+        while not waiting.done():  # counts the loop's turns: one beat is one turn's work
+            step += 1
+            await asyncio.sleep(0)
+        hub.close()
+        await waiting
+
+    asyncio.run(scenario())
+    per_turn = collections.Counter(turn for turn, _ in beats)
+    assert max(per_turn.values()) <= streams // 16
+    first_round = [n for _, n in beats[:streams]]
+    assert sorted(first_round) == list(range(streams))  # each once before any twice
+    assert [n for _, n in beats[streams:]] == first_round  # and in the same order again
