@@ -14,7 +14,7 @@ STREAMS = 64
 
 
 def test_a_stalled_loop_gives_each_stream_one_heartbeat_not_one_per_interval_missed() -> None:
-    async def scenario() -> list[int]:
+    async def scenario() -> tuple[list[int], int]:
         hub = Hub(heartbeat=HEARTBEAT)
         transports = []
         for _ in range(STREAMS):
@@ -29,19 +29,19 @@ def test_a_stalled_loop_gives_each_stream_one_heartbeat_not_one_per_interval_mis
         held_until = time.monotonic() + 5 * HEARTBEAT
         while time.monotonic() < held_until:
             pass
-        deadline = time.monotonic() + 5 * HEARTBEAT
+        resumed = time.monotonic()
+        deadline = resumed + 5 * HEARTBEAT
         while not all(t.written for t in transports):
             assert time.monotonic() < deadline, "a stream got no heartbeat after the stall"
             await asyncio.sleep(0)
-        # A few thousand more turns of the loop: far less than an interval's time.
-        started = time.monotonic()
-        for _ in range(2000):
+        for _ in range(1000):  # more turns of the loop, for any beat still to come
             await asyncio.sleep(0)
-        assert time.monotonic() - started < HEARTBEAT / 2
         hub.close()
-        return [len(t.written) for t in transports]
+        # One beat each for the stall, one more that may have come due since, and one
+        # for each whole interval since then on a slow machine.
+        allowed = 2 + int((time.monotonic() - resumed) / HEARTBEAT)
+        return [len(t.written) for t in transports], allowed
 
-    beats = asyncio.run(scenario())
-    # One beat each for the stall, and at most one more that came due since.
-    assert max(beats) <= 2, beats
+    beats, allowed = asyncio.run(scenario())
+    assert max(beats) <= allowed, (beats, allowed)
     assert min(beats) >= 1, beats
