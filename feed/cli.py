@@ -258,10 +258,12 @@ def _report(line: str) -> None:
 
 
 def _said(result: dict[str, Any], line: Line) -> str:
-    """One minimal result of a batch, for the item of ``line``, as a line."""
+    """One result of a batch, for the item of ``line``, as a line. A server may
+    ignore the preference for the minimal answer (RFC 7240) and send the whole post."""
     if result["status"] != 201:
         return f"refused ({result['status']}): {result['error']}"
-    where = f"#{result['channel']}: post {result['id']}, event {result['event_id']}"
+    post = result.get("post", result)
+    where = f"#{post['channel']}: post {post['id']}, event {result['event_id']}"
     parent = line.item.get("parent")
     if parent is not None:
         return f"replied to post {parent} in {where}"
