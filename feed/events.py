@@ -30,7 +30,10 @@ The hot path, and why it looks the way it does:
    beat was one write per open stream in one go, as long as a whole fan-out, and an
    event that came meanwhile waited for all of it. A stream keeps its turn, so it is
    beaten once per interval; the turns keep to a schedule, not to sleeps after each
-   other, so a busy loop does not stretch the interval a page counts on.
+   other, so a busy loop does not stretch the interval a page counts on. After the
+   loop was held up for longer than an interval, the missed turns are run once each,
+   quickly, not once for every interval missed: a stream would get a burst of beats
+   just as the server catches up.
 5. On the cost of unauthenticated scrapes. ``/metrics`` and ``/api/presence`` need no
    credential, so nothing they ask of the hub may cost a walk over every open stream
    per request: a few pollers at thousands of streams slowed delivery several times
@@ -433,8 +436,10 @@ class Hub:
         due = loop.time()
         turn = 0
         while True:
-            due += step
-            # To the schedule (4); a turn that is late is not skipped, only quick.
+            # To the schedule (4); a turn that is late is not skipped, only quick, and
+            # after a stall of more than an interval each turn comes once, not once for
+            # every interval missed.
+            due = max(due + step, loop.time() - self.heartbeat)
             await asyncio.sleep(max(0.0, due - loop.time()))
             self._beat(turn)
             turn = (turn + 1) % BEAT_SLICES

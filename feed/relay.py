@@ -127,6 +127,10 @@ class Relay:
         if self._held:
             self._wake.set()  # read once the streams have followed the change
             return
+        if not commit.events:  # a commit that failed: what it held back is read
+            if commit.after > self.delivered:
+                self._wake.set()
+            return
         # A hint (our own NOTIFY, on PostgreSQL) may have had the relay read some or
         # all of them already.
         fresh = [event for event in commit.events if event.id > self.delivered]

@@ -68,7 +68,9 @@ Rationale for the less obvious choices:
    (``announces``), and a hint up to it needs no read: its event is in this commit
    or committed before this commit took the lock (3), and the announcement either
    delivers it or wakes the relay to read it (relay.py). A commit that fails puts
-   the note back as it was.
+   the note back as it was, and announces a commit of nothing that ends where the
+   log ended when it took the lock: a hint held back meanwhile (another process's
+   event, committed before the lock) is then read, not left for the next poll.
 """
 
 from __future__ import annotations
@@ -214,6 +216,9 @@ class EventLog:
                 session.commit()
         except BaseException:
             self._announced = before  # nothing of it will be announced
+            if written:
+                # A hint held back for this commit is owed a read (9).
+                self._announce(Commit(session.info[LOG_END], []))
             raise
 
     def announces(self, event_id: int) -> bool:
