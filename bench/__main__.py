@@ -306,7 +306,8 @@ async def run_all(args: argparse.Namespace) -> Ran:
     documents: dict[str, dict[str, Any]] = {}
     for name, step, options in steps:
         try:
-            documents[name], done = await step(options)
+            document, done = await step(options)
+            documents[name] = report.plain(document)
             complete = complete and done
         except BenchError as exc:
             # One scenario failing still runs the others; the exit status says so.

@@ -256,6 +256,12 @@ def write_json(scenario: str, document: dict[str, Any]) -> Path:
     return path
 
 
+def plain(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` as its JSON file holds it: dataclasses (a plan, say) made dicts."""
+    found: dict[str, Any] = json.loads(json.dumps(document, default=_plain))
+    return found
+
+
 def _plain(value: object) -> object:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)

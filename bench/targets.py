@@ -8,11 +8,18 @@ and whether it was met. The same lines go to the terminal, to the run's JSON (as
 
 A target whose scenario did not run, or failed before it measured anything, is
 reported as not measured, never as met.
+
+``python -m bench.targets bench/results/<scenario>-<time>.json ...`` gives the same
+table from the JSON files of a run, each recognised by its scenario (its name's
+prefix; a throughput file with a batch size is the batch run).
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from bench import report, storm, throughput, workers
@@ -157,3 +164,22 @@ def markdown(found: list[Check]) -> str:
 
 def document(found: list[Check]) -> list[dict[str, Any]]:
     return [{**asdict(c), "word": c.word} for c in found]
+
+
+def scenario(path: Path, document: dict[str, Any]) -> str:
+    """The scenario a results file is of, as ``checks`` names it."""
+    name = path.name.split("-")[0]
+    return "batch" if name == "throughput" and document.get("batch") else name
+
+
+def main(paths: list[str]) -> None:
+    documents = {}
+    for path in map(Path, paths):
+        document = json.loads(path.read_text())
+        documents[scenario(path, document)] = document
+    found = checks(documents)
+    print(f"{text(found)}\n\n{markdown(found)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

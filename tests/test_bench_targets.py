@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import targets
+from bench import report, targets
+from bench.fanout import Plan
 
 
 def _fanout_row(target: str, p99: float, rss: float, delivered: int = 100) -> dict[str, Any]:
@@ -74,3 +75,10 @@ def test_a_scenario_that_did_not_run_is_not_measured_never_met() -> None:
     assert all(c.word == "not measured" for c in found)
     table = targets.markdown(found)
     assert table.count("not measured") == len(found)
+
+
+def test_a_run_in_memory_is_checked_as_its_json_files_are() -> None:
+    plan = Plan(1000, 20, 0.15, 0, 120.0, 30.0)
+    size = {"plan": plan, "results": [_fanout_row("feed", 9, 13), _fanout_row("nchan", 10, 14)]}
+    found = targets.checks({"fanout": report.plain({"sizes": [size]})})
+    assert [c.met for c in found if c.target.startswith("fan-out")] == [True]
