@@ -38,9 +38,10 @@ Rationale:
    dict's key.
 6. On PostgreSQL, a group's posts and their events are inserted by one statement, in
    one round trip (storage/postgres.py, on new posts in one statement).
-7. On SQLite, the group's channels are read by one plain statement, as on
-   PostgreSQL (storage/postgres.py), not by an ORM select: compiling the select and
-   loading its rows through the session was a large part of a small group's write.
+7. The channels, read plainly. On SQLite, the group's channels are read by one plain
+   statement, as on PostgreSQL (storage/postgres.py), not by an ORM select: compiling
+   the select and loading its rows through the session was a large part of a small
+   group's write.
 """
 
 from __future__ import annotations
