@@ -449,3 +449,24 @@ def test_a_new_post_is_rendered_by_its_own_request_before_it_joins_a_group(
 def test_a_number_past_64_bits_is_unstorable_not_a_driver_error(store: Store) -> None:
     with pytest.raises((Unstorable, PostNotFound)):
         run(store.get_post(2**64))
+
+
+def test_the_channels_a_group_reads_plainly_are_the_rows_the_orm_reads(tmp_path: Path) -> None:
+    # SQLite's own read: PostgreSQL reads a group's channels with its lock (postgres.py).
+    from sqlmodel import Session, select
+
+    from feed.models import Channel
+    from feed.storage.new_posts import _channels
+
+    store = Store.from_url(f"sqlite:///{tmp_path / 'feed.db'}")
+    run(store.create_schema())
+    run(store.create_channel("quiet", "Quiet", "no replies", private=True, replies=False))
+    names = ["general", "quiet"]
+    with Session(store._writer) as session:
+        plain = sorted(_channels(session.connection(), names), key=lambda c: c.name)
+        orm = session.exec(select(Channel).where(Channel.name.in_(names))).all()  # type: ignore[attr-defined]
+        by_orm = sorted(orm, key=lambda c: c.name)
+    assert [c.model_dump() for c in plain] == [c.model_dump() for c in by_orm]
+    quiet = plain[1]
+    assert quiet.private is True and quiet.replies is False and quiet.archived is False
+    store.close()

@@ -70,6 +70,7 @@ MAX_GROUP = 1000
 # For the plain INSERTs of new posts (1).
 POSTS: Table = Post.__table__  # type: ignore[attr-defined]
 EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
+CHANNEL_TABLE: Table = Channel.__table__  # type: ignore[attr-defined]
 
 
 class NewPosts(EventLog):
@@ -219,26 +220,26 @@ class NewPosts(EventLog):
 
 
 def _channels(connection: Connection, names: Sequence[str]) -> list[Channel]:
-    """The rows of the channels ``names`` (7)."""
+    """The rows of the channels ``names``, every column, each value as the dialect
+    gives it back through the ORM (flags as booleans, not SQLite's integers) (7)."""
     marks = ", ".join("?" for _ in names)
     found = connection.exec_driver_sql(
-        f"SELECT id, name, title, description, archived, private, announcement_only, replies"
-        f" FROM channels WHERE name IN ({marks})",
-        tuple(names),
-    ).all()
-    return [
-        Channel(
-            id=id_,
-            name=name,
-            title=title,
-            description=description,
-            archived=bool(archived),
-            private=bool(private),
-            announcement_only=bool(announcement_only),
-            replies=bool(replies),
-        )
-        for id_, name, title, description, archived, private, announcement_only, replies in found
-    ]
+        f"SELECT * FROM channels WHERE name IN ({marks})", tuple(names)
+    )
+    columns = list(found.keys())
+    convert = _results(connection.dialect)
+    rows: list[dict[str, Any]] = [dict(zip(columns, row, strict=True)) for row in found.all()]
+    for row in rows:
+        for column in convert.keys() & row.keys():
+            row[column] = convert[column](row[column])
+    return [Channel(**row) for row in rows]
+
+
+@functools.lru_cache(maxsize=4)  # one per dialect
+def _results(dialect: Dialect) -> dict[str, Callable[[Any], Any]]:
+    """The dialect's conversion of each column of a channel's row that needs one."""
+    found = {c.name: c.type.result_processor(dialect, None) for c in CHANNEL_TABLE.columns}
+    return {name: convert for name, convert in found.items() if convert is not None}
 
 
 def _render_all(bodies: Sequence[str]) -> list[str]:
