@@ -91,3 +91,13 @@ def request_body(schema: str, settings: Settings) -> dict[str, Any]:
         f"most {inputs.MAX_JSON_DEPTH} levels deep (413 and 400 beyond).",
         **json_content(ref(schema)),
     }
+
+
+# Channels to follow or search in: `?channel=a&channel=b`.
+CHANNELS = {
+    "name": "channel",
+    "in": "query",
+    "style": "form",
+    "explode": True,
+    "schema": {"type": "array", "items": {"type": "string"}},
+}

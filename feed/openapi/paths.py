@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from feed import batch_input, inputs, reading, search, search_params
+from feed import inputs, reading
+from feed.openapi.batch import batch_operation
 from feed.openapi.parts import (
     CHANGE,
     CHANNEL,
     CHANNEL_CHANGE,
+    CHANNELS,
     CREATED_HEADERS,
     ERROR,
     ID,
@@ -22,129 +24,12 @@ from feed.openapi.parts import (
     request_body,
 )
 from feed.openapi.reading import read_state_paths
+from feed.openapi.search import SEARCH, Q
 from feed.settings import Settings
 from feed.sse import Format
 
 # An event id to resume after, as inputs.resume_id reads it: 0 is before every event.
 EVENT_ID = {"type": "integer", "minimum": 0, "maximum": inputs.MAX_ID}
-
-
-# A search as search_params.search_query reads it (the language: feed/search.py).
-Q = {
-    "name": "q",
-    "in": "query",
-    "schema": {"type": "string", "maxLength": search.MAX_QUERY_CHARS},
-    "description": 'Words, "phrases", prefixes (depl*) and exclusions (-word); all must hold',
-}
-CHANNELS = {
-    "name": "channel",
-    "in": "query",
-    "style": "form",
-    "explode": True,
-    "schema": {"type": "array", "items": {"type": "string"}},
-}
-MOMENT = {"type": "string", "format": "date-time"}
-SEARCH = {
-    "summary": "Posts that match a search, best first (relevance, then the newest)",
-    "parameters": [
-        Q,
-        CHANNELS,
-        {"name": "author", "in": "query", "schema": {"type": "string"}},
-        {"name": "after", "in": "query", "schema": MOMENT},
-        {"name": "before", "in": "query", "schema": MOMENT},
-        {"name": "pinned", "in": "query", "schema": {"type": "boolean"}},
-        {
-            "name": "limit",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": search_params.MAX_SEARCH_PAGE},
-        },
-        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-    ],
-    "responses": {
-        "200": answer(
-            "A page of results",
-            {
-                "type": "object",
-                "required": ["results", "next_cursor"],
-                "properties": {
-                    "results": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "post": ref("Post"),
-                                "snippet": {"type": "string", "description": "Safe HTML"},
-                                "link": {
-                                    "type": "string",
-                                    "description": "The page that shows the post: a reply"
-                                    " in its thread, a post in its channel",
-                                },
-                            },
-                        },
-                    },
-                    "next_cursor": {"type": ["string", "null"]},
-                },
-            },
-        ),
-        "400": ERROR,
-        "404": ERROR,
-    },
-}
-
-
-def batch_operation(settings: Settings) -> dict[str, Any]:
-    """``POST /api/posts:batch`` (batch.py): its envelope's limits are batch_input.py's."""
-    limit = batch_input.batch_bytes(settings.max_body_bytes)
-    items = {
-        "type": "array",
-        "minItems": 1,
-        "maxItems": batch_input.MAX_BATCH_ITEMS,
-        "items": ref("BatchItem"),
-    }
-    ndjson = {"type": "string", "description": "One BatchItem object a line"}
-    prefer = {
-        "name": "Prefer",
-        "in": "header",
-        "description": f"`{batch_input.PREFER_MINIMAL}` (RFC 7240): each written item's result "
-        "carries its `id`, `channel`, `event_id` and `replayed`, not its `post`",
-        "schema": {"type": "string"},
-    }
-    applied = {
-        "Preference-Applied": {
-            "description": f"`{batch_input.PREFER_MINIMAL}` when the results are the minimal ones",
-            "schema": {"type": "string", "enum": [batch_input.PREFER_MINIMAL]},
-        }
-    }
-    return {
-        "summary": "Publish up to "
-        f"{batch_input.MAX_BATCH_ITEMS} posts and replies; one result per item, in order",
-        "parameters": [prefer],
-        "requestBody": {
-            "required": True,
-            "description": f"A JSON array, or NDJSON, of at most {batch_input.MAX_BATCH_ITEMS} "
-            f"items, {batch_input.MAX_BATCH_VALUES} JSON values and {limit} bytes (422, 422 "
-            "and 413 beyond). An item that is refused gets "
-            "its own result and fails no other.",
-            "content": {
-                inputs.JSON_TYPE: {"schema": items},
-                batch_input.NDJSON_TYPE: {"schema": ndjson},
-            },
-        },
-        "responses": {
-            "200": {
-                **answer(
-                    "The batch was read: each item's result, in order, 201 or its refusal",
-                    {
-                        "type": "object",
-                        "required": ["results"],
-                        "properties": {"results": {"type": "array", "items": ref("BatchResult")}},
-                    },
-                ),
-                "headers": applied,
-            },
-            **{code: ERROR for code in ("400", "413", "415", "422")},
-        },
-    }
 
 
 def paths(settings: Settings) -> dict[str, Any]:
