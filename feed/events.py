@@ -23,17 +23,7 @@ The hot path, and why it looks the way it does:
    time after the write transactions (docs/benchmarks.md, publish throughput); joined,
    they are a small part of it, and the group commit (storage/new_posts.py, on new posts
    written in groups) took care of the transactions.
-4. On heartbeats. Heartbeats come from one hub-wide timer, not one timer per connection;
-   what each format gets is encoded once, in sse.py (on heartbeats). The interval is
-   cut into ``BEAT_SLICES`` turns, and each stream, as it subscribes, is given one of
-   them in rotation: a turn writes to its share of the streams only. All at once, a
-   beat was one write per open stream in one go, as long as a whole fan-out, and an
-   event that came meanwhile waited for all of it. A stream keeps its turn, so it is
-   beaten once per interval; the turns keep to a schedule, not to sleeps after each
-   other, so a busy loop does not stretch the interval a page counts on. After the
-   loop was held up for longer than an interval, the missed turns are run once each,
-   quickly, not once for every interval missed: a stream would get a burst of beats
-   just as the server catches up.
+4. On heartbeats. They come from one hub-wide timer, in turns (heartbeats.py).
 5. On the cost of unauthenticated scrapes. ``/metrics`` and ``/api/presence`` need no
    credential, so nothing they ask of the hub may cost a walk over every open stream
    per request: a few pollers at thousands of streams slowed delivery several times
@@ -87,8 +77,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
+from feed import heartbeats
+from feed.heartbeats import Turns
 from feed.search import Query
-from feed.sse import HEARTBEATS, Format
+from feed.sse import Format
 from feed.subscribers import Item, Joined, Subscriber, item
 
 K = TypeVar("K")
@@ -102,12 +94,6 @@ EVERY_CHANNEL = "*"
 # Where a stream of mentions only waits among the channel sets: no channel has this
 # name (inputs.py, channel names), so no shared event looks for it (6).
 PERSONAL_ONLY = "@"
-
-# The heartbeat's turns: each stream is beaten in one of them (4).
-BEAT_SLICES = 64
-
-# Each format's heartbeat, as the one item every subscriber of it shares.
-BEATS: Mapping[Format, Item] = {fmt: item(None, beat) for fmt, beat in HEARTBEATS.items()}
 
 
 class Outgoing(NamedTuple):
@@ -163,8 +149,7 @@ class Hub:
         self._searches: dict[str, SearchGroup] = {}
         self._formats: dict[Format, int] = dict.fromkeys(Format, 0)
         # Every subscriber, once, in the heartbeat's turn it was given (4).
-        self._slices: list[set[Subscriber]] = [set() for _ in range(BEAT_SLICES)]
-        self._next_slice = 0
+        self._turns = Turns(heartbeat)
         self._ticker: asyncio.Task[None] | None = None
         self.closing = False
         # Counts from streams that have ended; live ones are summed when asked.
@@ -183,7 +168,7 @@ class Hub:
     def subscribers(self) -> list[Subscriber]:
         # The heartbeat's turns hold each one once, whatever its channels (4): no set
         # to build to leave out the repeats.
-        return [subscriber for part in self._slices for subscriber in part]
+        return self._turns.every()
 
     def searches(self) -> dict[str, Query]:
         """The live searches someone watches, by the text of their query (8)."""
@@ -267,9 +252,7 @@ class Hub:
             self._searches[subscriber.search.text].size += 1
         self._formats[subscriber.format] += 1
         self._count_in(subscriber, 1)
-        subscriber.beat = self._next_slice
-        self._slices[subscriber.beat].add(subscriber)
-        self._next_slice = (self._next_slice + 1) % BEAT_SLICES
+        self._turns.add(subscriber)
         if self.closing:
             subscriber.close()
 
@@ -286,7 +269,7 @@ class Hub:
                 del self._searches[subscriber.search.text]
         self._formats[subscriber.format] -= 1
         self._count_in(subscriber, -1)
-        self._slices[subscriber.beat].discard(subscriber)
+        self._turns.discard(subscriber)
         self._sent_by_closed += subscriber.sent
         self.dropped += subscriber.overflowed
 
@@ -427,27 +410,15 @@ class Hub:
 
     def _beat(self, turn: int | None = None) -> None:
         """A heartbeat to the streams of one turn (4), or to every stream."""
-        for subscriber in self.subscribers() if turn is None else tuple(self._slices[turn]):
-            subscriber.offer(BEATS[subscriber.format])
-
-    async def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
-        step = self.heartbeat / BEAT_SLICES
-        due = loop.time()
-        turn = 0
-        while True:
-            # To the schedule (4); a turn that is late is not skipped, only quick, and
-            # after a stall of more than an interval each turn comes once, not once for
-            # every interval missed.
-            due = max(due + step, loop.time() - self.heartbeat)
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            self._beat(turn)
-            turn = (turn + 1) % BEAT_SLICES
+        if turn is None:
+            heartbeats.beat(self.subscribers())
+        else:
+            self._turns.beat(turn)
 
     def start(self) -> None:
         self.closing = False
         if self._ticker is None:
-            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+            self._ticker = asyncio.get_running_loop().create_task(self._turns.run())
 
     def end_streams(self) -> None:
         """End every open stream; clients reconnect and resume. New ones are welcome."""

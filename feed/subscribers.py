@@ -107,7 +107,7 @@ class Subscriber:
         # idle: from then on the hub writes to the connection itself.
         self._transport: Transport | None = None
         self._interrupt: Callable[[], object] | None = None
-        self.beat = 0  # the hub's heartbeat turn for this stream (events.py, on heartbeats)
+        self.beat = 0  # its heartbeat turn (heartbeats.py, on one timer, in turns)
         self.opened_at = time.time()
         self.sent = 0  # events written, heartbeats not counted
         # The private channels this stream may read; None: all of them. Checked for
