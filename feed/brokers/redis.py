@@ -1,9 +1,9 @@
 """Hints by Redis pub/sub (or any server speaking its protocol, such as Valkey).
 
-A hint is sent after the writing transaction has committed, by one sender task per
-process, so no request waits for Redis. If Redis is unreachable at that moment the
+A hint is written after the writing transaction has committed, without waiting for
+Redis's reply, so no request waits for Redis. If Redis is unreachable at that moment the
 change is still committed and acknowledged; other processes find its events by
-polling, or on the catch-up after their own reconnect. Hints waiting for the sender
+polling, or on the catch-up after their own reconnect. Hints waiting for the connection
 are merged: all a process needs to hear is the newest event id, and whether access
 changed, which goes first, so that the streams there are rechecked before later
 events reach them.
