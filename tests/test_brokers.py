@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
 
 from feed.brokers import ACCESS_HINT, HINT_CHANNEL
 from feed.brokers.redis import RedisBroker
+from feed.metrics import Metrics
 from feed.models import EventKind
+from feed.relay import Relay
+from feed.render import Renderer
+from feed.store import Store
 from feed.values import AccessChange, Commit, FeedEvent
-from tests.conftest import free_port
+from tests.conftest import free_port, sqlite_url
 from tests.services import Valkey
+from tests.test_relay import RecordingHub
 
 
 def commit(*ids: int, access: AccessChange | None = None) -> Commit:
@@ -59,3 +66,100 @@ def test_a_hint_redis_cannot_take_is_logged_and_the_commit_stands(
 
     asyncio.run(main())
     assert "could not send hint 7 to redis" in caplog.text
+
+
+def test_the_redis_hint_is_on_the_wire_before_this_process_fans_out_the_commit(
+    valkey: Valkey, tmp_path: Path
+) -> None:
+    """Another process starts its fan-out alongside ours, not one whole fan-out later."""
+    # A plain blocking subscriber: while this process's loop is held in the relay's
+    # delivery, only a PUBLISH already handed to the kernel can reach it.
+    watcher = socket.create_connection(("127.0.0.1", valkey.port), timeout=2)
+    watcher.sendall(f"*2\r\n$9\r\nSUBSCRIBE\r\n${len(HINT_CHANNEL)}\r\n{HINT_CHANNEL}\r\n".encode())
+    seen = b""
+    while not seen.endswith(b":1\r\n"):  # the subscription is confirmed
+        seen += watcher.recv(4096)
+
+    def heard(event_id: int) -> bool:
+        wanted = f"${len(str(event_id))}\r\n{event_id}\r\n".encode()
+        got = b""
+        try:
+            while wanted not in got:
+                got += watcher.recv(4096)
+        except TimeoutError:
+            return False
+        return True
+
+    async def main() -> list[tuple[int, bool]]:
+        store = Store.from_url(sqlite_url(tmp_path / "feed.db"))
+        await store.create_schema()
+        broker = RedisBroker(valkey.url)
+        hub = RecordingHub()
+        metrics = Metrics(hub.stats, broker.status, frozenset)
+        relay = Relay(store, broker, hub, Renderer(), 3600, metrics)
+        order: list[tuple[int, bool]] = []
+        # As the app registers them: the hint first, then the relay's own delivery.
+        store.on_commit(broker.hint_others)
+        relay.on_delivered(lambda events: order.append((events[-1].id, heard(events[-1].id))))
+        await relay.start()
+        try:
+            for body in ("one", "two", "three"):
+                posted = await store.create_post("general", "ann", body)
+                assert posted.event_id is not None
+                async with asyncio.timeout(5):
+                    await hub.reached(posted.event_id)
+        finally:
+            await relay.close()
+            store.close()
+        return order
+
+    try:
+        order = asyncio.run(main())
+    finally:
+        watcher.close()
+    assert [heard_first for _, heard_first in order] == [True, True, True]
+    assert [event_id for event_id, _ in order] == sorted(event_id for event_id, _ in order)
+
+
+def test_hints_go_out_again_after_redis_cut_the_hints_connection(valkey: Valkey) -> None:
+    async def main() -> list[bytes]:
+        listener = redis.Redis.from_url(valkey.url)
+        heard = listener.pubsub(ignore_subscribe_messages=True)
+        await heard.subscribe(HINT_CHANNEL)
+        broker = RedisBroker(valkey.url)
+        got: list[bytes] = []
+
+        async def hear(wanted: bytes) -> None:
+            while wanted not in got:
+                message = await heard.get_message(timeout=0.1)
+                if message is not None:
+                    got.append(message["data"])
+
+        try:
+            await broker.start(lambda event_id: None, lambda: None)
+            broker.hint_others(commit(1))
+            async with asyncio.timeout(5):
+                await hear(b"1")
+            # Every plain connection but the killer's: the broker's hints' one.
+            await listener.execute_command("CLIENT", "KILL", "TYPE", "normal")  # type: ignore[no-untyped-call]
+            # A hint written before the broker sees the cut is lost (the other processes
+            # poll); a later one reconnects.
+            async with asyncio.timeout(5):
+                for event_id in range(2, 1000):
+                    broker.hint_others(commit(event_id))
+                    try:
+                        async with asyncio.timeout(0.2):
+                            await hear(str(event_id).encode())
+                        break
+                    except TimeoutError:
+                        continue
+            return got
+        finally:
+            await broker.close()
+            await heard.aclose()  # type: ignore[no-untyped-call]
+            await listener.aclose()
+
+    got = asyncio.run(main())
+    assert got[0] == b"1"
+    assert [int(hint) for hint in got] == sorted(int(hint) for hint in got)
+    assert len(got) >= 2

@@ -1,12 +1,28 @@
 """Hints by Redis pub/sub (or any server speaking its protocol, such as Valkey).
 
-A hint is sent after the writing transaction has committed, by one sender task per
-process, so no request waits for Redis. If Redis is unreachable at that moment the
+A hint is written after the writing transaction has committed, without waiting for
+Redis's reply, so no request waits for Redis. If Redis is unreachable at that moment the
 change is still committed and acknowledged; other processes find its events by
-polling, or on the catch-up after their own reconnect. Hints waiting for the sender
+polling, or on the catch-up after their own reconnect. Hints waiting for the connection
 are merged: all a process needs to hear is the newest event id, and whether access
 changed, which goes first, so that the streams there are rechecked before later
 events reach them.
+
+Rationale:
+
+1. The hint is written to the socket in the commit callback itself, before this
+   process's relay fans the same commit out to its own streams (the store calls its
+   listeners in order, and the broker's comes first): otherwise the other processes
+   start their fan-out one whole fan-out later, and the processes take turns instead
+   of working side by side. A pooled ``publish`` takes several loop turns before it
+   writes, so hints go out on a connection of their own, kept open, by a plain
+   non-blocking write of the packed command to its stream (the connection's
+   ``_writer``: redis-py has no public call that writes without awaiting). The
+   replies are read after, by a task, with a timeout. When the connection is not
+   open yet, or its write buffer is past ``WRITE_LIMIT``, the hints wait, merged, for
+   a sender task that connects or drains first. On any error the connection is
+   dropped and what was waiting is lost: a lost hint is only a delay (other
+   processes poll), and the next hint reconnects.
 """
 
 from __future__ import annotations
@@ -17,11 +33,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import redis.asyncio as redis
+from redis.asyncio.connection import Connection
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from feed.brokers import ACCESS_HINT, HINT_CHANNEL, PRESENCE_CHANNEL
+from feed.brokers import (
+    ACCESS_HINT,
+    HINT_CHANNEL,
+    PRESENCE_CHANNEL,
+    AccessHandler,
+    HintHandler,
+)
 from feed.brokers.listener import PING_INTERVAL, ListeningBroker
 
 if TYPE_CHECKING:
@@ -31,6 +54,10 @@ logger = logging.getLogger("feed.broker")
 
 # How long closing waits for hints still being sent.
 FLUSH_TIMEOUT = 5.0
+# How long a reply, a connect or a drain may take before the connection is dropped.
+REPLY_TIMEOUT = 5.0
+# Bytes the hints' connection may hold unsent before hints wait for it to drain.
+WRITE_LIMIT = 64 * 1024
 
 
 class RedisBroker(ListeningBroker):
@@ -39,10 +66,13 @@ class RedisBroker(ListeningBroker):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         # Sending retries once, on a fresh connection, if its pooled one was cut.
-        self._sender = self._client(timeout=5.0, retries=1)
+        self._sender = self._client(timeout=REPLY_TIMEOUT, retries=1)
+        self._hints: Connection = self._sender.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         self._newest: int | None = None  # the newest event id not yet sent
         self._access_changed = False  # not yet sent
         self._sending: asyncio.Task[None] | None = None
+        self._unanswered = 0  # hints written whose replies are not read yet
+        self._answers: asyncio.Task[None] | None = None
 
     def _client(self, timeout: float | None, retries: int = 0) -> redis.Redis:
         # No silent retries for the listener: a lost connection must surface, so it
@@ -54,41 +84,116 @@ class RedisBroker(ListeningBroker):
             retry=Retry(NoBackoff(), retries),
         )
 
+    async def start(self, on_hint: HintHandler, on_access: AccessHandler) -> None:
+        # Open the hints' connection now, so the first commit's hint is not late.
+        self._send_later()
+        await super().start(on_hint, on_access)
+
     def hint_others(self, commit: Commit) -> None:
         if commit.events:
             self._newest = max(self._newest or 0, commit.events[-1].id)
         self._access_changed = self._access_changed or bool(commit.access)
+        if not self._write():
+            self._send_later()
+
+    def _waiting(self) -> list[str]:
+        hints = [ACCESS_HINT] if self._access_changed else []
+        if self._newest is not None:
+            hints.append(str(self._newest))
+        return hints
+
+    def _write(self) -> bool:
+        """Write the waiting hints now, without waiting (rationale 1); False if the
+        connection cannot take them yet."""
+        if self._sending is not None and not self._sending.done():
+            return False  # connecting or draining: it writes them, in order
+        writer = self._hints._writer if self._hints.is_connected else None
+        if writer is None or writer.is_closing():
+            return False
+        if writer.transport.get_write_buffer_size() > WRITE_LIMIT:
+            return False
+        hints = self._waiting()
+        self._newest, self._access_changed = None, False
+        for hint in hints:
+            writer.writelines(self._hints.pack_command("PUBLISH", HINT_CHANNEL, hint))
+        self._unanswered += len(hints)
+        if self._unanswered and (self._answers is None or self._answers.done()):
+            self._answers = asyncio.get_running_loop().create_task(
+                self._read_answers(), name="redis-hint-replies"
+            )
+        return True
+
+    def _send_later(self) -> None:
         if self._sending is None or self._sending.done():
             self._sending = asyncio.get_running_loop().create_task(self._send(), name="redis-hints")
 
     async def _send(self) -> None:
-        while self._newest is not None or self._access_changed:
-            newest, access = self._newest, self._access_changed
-            self._newest, self._access_changed = None, False
-            if access:
-                await self._say(ACCESS_HINT)
-            if newest is not None:
-                await self._say(str(newest))
-
-    async def _say(self, hint: str) -> None:
+        if self._hints._writer is not None and self._hints._writer.is_closing():
+            self._drop()  # cut while idle: open it again, nothing is lost yet
+        conn = self._hints
         try:
-            await self._sender.publish(HINT_CHANNEL, hint)
-        except (RedisError, OSError) as exc:
-            logger.warning("could not send hint %s to redis: %s", hint, exc)
+            if not conn.is_connected:
+                await conn.connect()  # type: ignore[no-untyped-call]
+            if conn._writer is not None:
+                await asyncio.wait_for(conn._writer.drain(), REPLY_TIMEOUT)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._lost(conn, exc)
+            return
+        finally:
+            self._sending = None
+        if not self._write():
+            self._lost(conn, ConnectionError("the connection closed"))
+
+    async def _read_answers(self) -> None:
+        conn = self._hints
+        try:
+            while self._unanswered and conn is self._hints:
+                await conn.read_response(timeout=REPLY_TIMEOUT)
+                self._unanswered -= 1
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._lost(conn, exc)
+
+    def _lost(self, conn: Connection, exc: BaseException) -> None:
+        """Drop the connection and what waits on it (rationale 1)."""
+        if conn is not self._hints:
+            return  # already dropped
+        waiting = self._waiting()
+        if waiting or self._unanswered:
+            logger.warning(
+                "could not send hint %s to redis: %s",
+                " ".join(waiting) or f"({self._unanswered} unanswered)",
+                exc,
+            )
+        self._newest, self._access_changed = None, False
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close the hints' connection; the next hint opens a new one."""
+        if self._answers is not None and self._answers is not asyncio.current_task():
+            self._answers.cancel()
+        self._answers = None
+        self._unanswered = 0
+        if self._hints._writer is not None:
+            self._hints._writer.transport.abort()
+        self._hints = self._sender.connection_pool.make_connection()  # type: ignore[no-untyped-call]
 
     async def share_presence(self, payload: str) -> None:
         await self._sender.publish(PRESENCE_CHANNEL, payload)
 
     async def close(self) -> None:
         await super().close()
-        if self._sending is not None:
-            # What was committed before the close is still told, within reason.
-            try:
-                await asyncio.wait_for(self._sending, FLUSH_TIMEOUT)
-            except TimeoutError:
-                logger.warning("closing with hints not sent to redis")
-            except Exception:
-                logger.exception("the redis hint sender failed")
+        # What was committed before the close is still told, within reason.
+        try:
+            async with asyncio.timeout(FLUSH_TIMEOUT):
+                while self._sending is not None:
+                    await self._sending
+                if self._answers is not None:
+                    await self._answers
+        except TimeoutError:
+            logger.warning("closing with hints not sent to redis")
+        except Exception:
+            logger.exception("the redis hint sender failed")
+        await self._hints.disconnect(nowait=True)
         await self._sender.aclose()
 
     async def _listen(self, connected: Callable[[], None]) -> None:
