@@ -253,14 +253,7 @@ def test_a_database_at_the_filter_indexes_gets_the_index_of_pairs(database_url: 
     finally:
         store.close()
     # And back: the index of pairs goes.
-    engine = make_engine(database_url)
-    try:
-        with engine.begin() as connection:
-            command.downgrade(schema._config(connection), "0012_search_indexes")
-            names = {i["name"] for i in inspect(connection).get_indexes("posts")}
-        assert "posts_search_pairs" not in names
-    finally:
-        engine.dispose()
+    assert "posts_search_pairs" not in indexes_after_downgrade(database_url, "0012_search_indexes")
 
 
 def test_a_filter_only_search_pages_by_recency(store: Store) -> None:
@@ -320,14 +313,8 @@ def test_a_database_at_read_state_gets_the_filter_indexes(database_url: str) -> 
     finally:
         store.close()
     # And back: the index on the channel alone returns.
-    engine = make_engine(database_url)
-    try:
-        with engine.begin() as connection:
-            command.downgrade(schema._config(connection), "0011_read_state")
-            names = {i["name"] for i in inspect(connection).get_indexes("posts")}
-        assert "ix_posts_channel_id" in names and "ix_posts_author_id" not in names
-    finally:
-        engine.dispose()
+    names = indexes_after_downgrade(database_url, "0011_read_state")
+    assert "ix_posts_channel_id" in names and "ix_posts_author_id" not in names
 
 
 # -- the API -------------------------------------------------------------------------
@@ -476,6 +463,17 @@ def test_the_cli_prints_results_best_first_in_one_channel(server: Server) -> Non
     refused = run_feed("search", '"lift', "--url", server.url)
     assert refused.returncode != 0
     assert "never closed" in refused.stderr
+
+
+def indexes_after_downgrade(database_url: str, revision: str) -> set[str]:
+    """The names of the posts table's indexes once the schema is taken back to ``revision``."""
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            command.downgrade(schema._config(connection), revision)
+            return {i["name"] for i in inspect(connection).get_indexes("posts")}
+    finally:
+        engine.dispose()
 
 
 def database_at(database_url: str, revision: str, posts: list[tuple[str, str]]) -> list[int]:
