@@ -21,12 +21,18 @@ Rationale:
    ``/events``: it registers with the access recheck (watch.py) for as long as it
    lasts, which ends it, with its final chunk, once the admin's token is revoked or
    their session is signed out of or expires. The reconnect is then sent to sign in.
+5. ``FEED_MAX_STREAM_SECONDS`` ends an admin stream as it ends ``/events`` (stream.py,
+   on the maximum age), with the same last frame: a tab left open for days is a
+   long-lived connection like any other, and a replaced or added worker gets its share
+   of them back only if they end. The tab comes back at once with a fresh snapshot.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -57,8 +63,9 @@ from feed.panels import (
     recent_html,
 )
 from feed.runtime import Runtime, runtime
-from feed.sse import CLOSING, SEP, hello
+from feed.sse import AGED, CLOSING, SEP, hello
 from feed.store import ChannelExists, ChannelNotFound, StoreError
+from feed.stream import lifetime
 from feed.viewers import SignInFirst, viewer
 from feed.watch import Watch
 
@@ -204,15 +211,20 @@ async def set_replies(request: Request) -> HTMLResponse:
 
 async def _messages(rt: Runtime, stop: anyio.Event) -> AsyncIterator[bytes]:
     feed = AdminFeed(rt)
+    aged = rt.settings.max_stream_seconds
+    due = time.monotonic() + lifetime(aged) if aged else math.inf  # rationale 5
     yield hello(rt.settings.release, rt.settings.heartbeat)
     try:
         for chunk in await feed.snapshot():
             yield chunk
         while True:
-            with anyio.move_on_after(TICK):
+            with anyio.move_on_after(min(TICK, max(0.0, due - time.monotonic()))):
                 await stop.wait()
             if stop.is_set() or rt.hub.closing:
                 yield CLOSING
+                return
+            if time.monotonic() >= due:
+                yield AGED
                 return
             for chunk in await feed.tick():
                 yield chunk

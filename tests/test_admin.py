@@ -422,6 +422,21 @@ def test_stream_ends_with_its_final_chunk_when_the_server_shuts_down(
         assert "stream closed; reconnect to resume" in stream.comments
 
 
+def test_stream_ends_at_the_maximum_age_like_every_stream_and_comes_back_promptly(
+    make_server: Callable[..., Server],
+) -> None:
+    # An admin tab is a long-lived stream too: a replaced or added worker gets its share
+    # of them back only if they end (stream.py, on the maximum age).
+    server = make_server(max_stream_seconds=1)
+    opened = time.monotonic()
+    with admin_stream(server) as stream:
+        stream.wait_closed(timeout=1.25 + 5)
+    assert 1 <= time.monotonic() - opened < 1.25 + 1
+    assert stream.graceful
+    assert stream.messages[-1].retry == 250
+    assert stream.comments[-1] == "stream reached its maximum age; reconnect to resume"
+
+
 # -- in Chromium ---------------------------------------------------------------------
 
 
