@@ -41,8 +41,12 @@ Rationale:
    replacement instead of being reset. A plain bind comes first and is closed at
    once: the kernel would let a second server that sets ``SO_REUSEPORT`` too (the
    same release started twice, by the same user) into the port, to take half the
-   connections; the plain bind fails on a port in use, as before. A worker's streams
-   stay where they landed;
+   connections; the plain bind fails on a port in use, as before. That bind is closed
+   before the shared ones are made, so two servers started in the same instant could
+   both pass it; a claim on the address, a socket in Linux's abstract namespace named
+   for the host and port, is taken while the plain bind is held and kept as long as
+   the parent runs, and a second server's claim is refused. The kernel drops the claim
+   with the parent, even a killed one. A worker's streams stay where they landed;
    ``FEED_MAX_STREAM_SECONDS`` (stream.py, on the maximum age) is how a replacement
    or a new worker gets its share back. Only Linux spreads this way; elsewhere the
    workers share one socket as before.
@@ -52,6 +56,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import errno
 import gc
 import logging
 import multiprocessing
@@ -210,6 +215,22 @@ class _Worker:
 SPREAD = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
 
 
+def _claim(host: str, port: int) -> socket.socket:
+    """The claim on ``host:port`` (5); OSError ``EADDRINUSE`` if another server holds it."""
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # The abstract namespace (a leading NUL) has no file to leave behind, and is
+        # per network namespace, as ports are.
+        claim.bind(f"\0feed-listen {host} {port}")
+    except OSError as exc:
+        claim.close()
+        raise OSError(
+            errno.EADDRINUSE,
+            f"address already in use: another feed server is starting on {host}:{port}",
+        ) from exc
+    return claim
+
+
 class Supervisor:
     """Keeps ``settings.workers`` servers running on one port, each on its own
     listening socket (5)."""
@@ -222,6 +243,7 @@ class Supervisor:
         self._deaths: collections.deque[float] = collections.deque()
         self._sockets: list[socket.socket] = []  # one per worker, by index (5)
         self._shared = ""  # the workers' metrics directory, while they run
+        self._claim: socket.socket | None = None  # this address is ours while we run (5)
 
     def run(self) -> int:
         self._sockets = self._bind()
@@ -240,6 +262,7 @@ class Supervisor:
             self._stop_all()
         for sock in set(self._sockets):
             sock.close()
+        self.release()
         return code
 
     def _bind(self) -> list[socket.socket]:
@@ -247,10 +270,18 @@ class Supervisor:
         if not SPREAD:
             return [self._listen(self._settings.port, spread=False)] * self._settings.workers
         # A socket with SO_REUSEPORT would join another server's on the port and take
-        # half its connections: a plain bind first, which is refused if one listens.
+        # half its connections: a plain bind first, which is refused if one listens,
+        # and the address claimed before it is let go, against one starting alongside.
         with self._listen(self._settings.port, spread=False) as probe:
             port = probe.getsockname()[1]  # the one the kernel chose, for port 0
+            self._claim = _claim(self._settings.host, port)
         return [self._listen(port, spread=True) for _ in range(self._settings.workers)]
+
+    def release(self) -> None:
+        """Let go of the address's claim (5): this server no longer listens there."""
+        if self._claim is not None:
+            self._claim.close()
+            self._claim = None
 
     def _listen(self, port: int, *, spread: bool) -> socket.socket:
         family = socket.AF_INET6 if ":" in self._settings.host else socket.AF_INET

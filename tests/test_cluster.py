@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +28,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from feed.server import Supervisor
+from feed.settings import Settings
 from tests.auth import ADMIN
 from tests.conftest import Server, free_port
 from tests.services import Postgres, Valkey
@@ -317,6 +320,46 @@ def test_a_second_server_on_the_same_port_is_refused_not_let_in_to_share_it(
         second.kill()  # still serving, sharing the port: the test has failed
     assert second.returncode != 0
     assert "address already in use" in errors.lower()
+
+
+def test_two_servers_starting_in_the_same_instant_do_not_both_get_the_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The plain bind that refuses a port in use (server.py, on the listening sockets) is
+    # closed before the shared sockets are bound; a second server started in that gap
+    # saw a free port. The gap is made certain here: the second starts inside it.
+    settings = Settings(
+        host="127.0.0.1", port=free_port(), workers=2, broker_url="redis://127.0.0.1:1/0"
+    )
+    first, second = Supervisor(settings), Supervisor(settings)
+    listen = Supervisor._listen
+    outcome: list[str] = []
+
+    def listen_and_race(self: Supervisor, port: int, *, spread: bool) -> socket.socket:
+        if self is first and spread and not outcome:
+            try:
+                taken = second._bind()
+            except OSError as exc:
+                outcome.append(f"refused: {exc}")
+            else:
+                outcome.append("bound")
+                for sock in taken:
+                    sock.close()
+        return listen(self, port, spread=spread)
+
+    monkeypatch.setattr(Supervisor, "_listen", listen_and_race)
+    sockets = first._bind()
+    try:
+        assert len(outcome) == 1 and outcome[0].startswith("refused"), outcome
+        assert "in use" in outcome[0]
+    finally:
+        for sock in set(sockets):
+            sock.close()
+        first.release()
+    # Once the first has let go, the port is free for a server again.
+    for sock in set(second._bind()):
+        sock.close()
+    second.release()
 
 
 def worker_pids(supervisor: int) -> list[int]:
