@@ -22,7 +22,7 @@ TESTS = str(Path(__file__).resolve().parent / "*")
 # What the server's Python objects for one idle, attached JSON stream may add up to,
 # in bytes: the connection (uvicorn's protocol, its transport and parser), the request
 # cycle and its task's coroutines, the subscriber and its places in the hub.
-BUDGET = 12_000
+BUDGET = 10_500
 
 
 def _open(port: int, count: int) -> list[SSEClient]:
