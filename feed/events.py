@@ -24,13 +24,9 @@ The hot path, and why it looks the way it does:
    they are a small part of it, and the group commit (storage/new_posts.py, on new posts
    written in groups) took care of the transactions.
 4. On heartbeats. They come from one hub-wide timer, in turns (heartbeats.py).
-5. On the cost of unauthenticated scrapes. ``/metrics`` and ``/api/presence`` need no
-   credential, so nothing they ask of the hub may cost a walk over every open stream
-   per request: a few pollers at thousands of streams slowed delivery several times
-   over. Open streams by channel and format are counted as streams subscribe and
-   unsubscribe; what only a walk can tell (events written, the largest backlog, the
-   oldest stream) is walked at most once per ``STATS_MAX_AGE`` however often it is
-   asked.
+5. On counting. What the hub holds, for /metrics, presence and /admin, is its census's
+   (census.py, on the cost of unauthenticated scrapes): counted as streams come and
+   go, never a walk per request.
 6. On personal events. An event with a recipient (a read position, a mention:
    storage/reading.py) is for that identity's streams alone. It is encoded once per
    format like any other (1), and the hub keeps its subscribers indexed by identity
@@ -72,12 +68,11 @@ The hot path, and why it looks the way it does:
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
 from feed import heartbeats
+from feed.census import Census, HubStats
 from feed.heartbeats import Turns
 from feed.search import Query
 from feed.sse import Format
@@ -85,12 +80,6 @@ from feed.subscribers import Item, Joined, Subscriber, item
 
 K = TypeVar("K")
 
-# Seconds a walk over every subscriber answers ``Hub.stats`` for (on the cost of
-# unauthenticated scrapes): scrapes come
-# every 15 s or more, presence and the workers' metrics share every second or more.
-STATS_MAX_AGE = 1.0
-# The channel label of a stream of every channel, in counts by channel and format.
-EVERY_CHANNEL = "*"
 # Where a stream of mentions only waits among the channel sets: no channel has this
 # name (inputs.py, channel names), so no shared event looks for it (6).
 PERSONAL_ONLY = "@"
@@ -122,20 +111,6 @@ class SearchGroup:
         self.size = 0
 
 
-@dataclass(frozen=True, slots=True)
-class HubStats:
-    """What the hub holds right now, for /metrics, /readyz, presence and /admin."""
-
-    subscribers: int
-    # (channel, or "*" for a stream of every channel; format) -> open streams
-    by_channel_format: dict[tuple[str, str], int]
-    oldest_opened_at: float | None
-    largest_backlog_bytes: int
-    # Totals since start: events written to streams, slow streams dropped.
-    events_sent: int
-    dropped: int
-
-
 class Hub:
     """Fans encoded events out to the subscribers of one process."""
 
@@ -152,18 +127,11 @@ class Hub:
         self._turns = Turns(heartbeat)
         self._ticker: asyncio.Task[None] | None = None
         self.closing = False
-        # Counts from streams that have ended; live ones are summed when asked.
-        self._sent_by_closed = 0
-        self.dropped = 0
-        # Kept as streams subscribe and unsubscribe (5).
-        self._count = 0
-        self._counts: dict[tuple[str, str], int] = {}
-        # The last walk (oldest stream, largest backlog, events sent) and its time (5).
-        self._walked: tuple[float | None, int, int] | None = None
-        self.walked_at = 0.0
+        # Open streams counted as they come and go, and walked seldom (5).
+        self.census = Census(self.subscribers)
 
     def __len__(self) -> int:
-        return self._count
+        return self.census.count
 
     def subscribers(self) -> list[Subscriber]:
         # The heartbeat's turns hold each one once, whatever its channels (4): no set
@@ -185,49 +153,12 @@ class Hub:
         return group.by_channel
 
     def by_channel_format(self) -> dict[tuple[str, str], int]:
-        """Open streams by (channel, or ``*`` for every channel; format), from the
-        running counts (5): no walk."""
-        return dict(self._counts)
+        """Open streams by (channel, or ``*`` for every channel; format): no walk (5)."""
+        return self.census.by_channel_format()
 
     def stats(self) -> HubStats:
-        """Counts kept as streams come and go, and what a walk over them tells, walked
-        at most once per ``STATS_MAX_AGE`` (5)."""
-        walked = self._walked
-        if walked is None or time.monotonic() - self.walked_at > STATS_MAX_AGE:
-            walked = self._walked = self._walk()
-            self.walked_at = time.monotonic()
-        oldest, largest, sent = walked
-        return HubStats(
-            subscribers=self._count,
-            by_channel_format=self.by_channel_format(),
-            oldest_opened_at=oldest,
-            largest_backlog_bytes=largest,
-            events_sent=sent,
-            dropped=self.dropped,
-        )
-
-    def _walk(self) -> tuple[float | None, int, int]:
-        # One pass: with several workers each walks its streams every second (5).
-        oldest: float | None = None
-        largest = 0
-        sent = self._sent_by_closed
-        for subscriber in self.subscribers():
-            if oldest is None or subscriber.opened_at < oldest:
-                oldest = subscriber.opened_at
-            largest = max(largest, subscriber.backlog_bytes)
-            sent += subscriber.sent
-        return oldest, largest, sent
-
-    def _count_in(self, subscriber: Subscriber, step: int) -> None:
-        fmt = subscriber.format.value
-        for name in subscriber.channels or (EVERY_CHANNEL,):
-            key = (name, fmt)
-            left = self._counts.get(key, 0) + step
-            if left:
-                self._counts[key] = left
-            else:
-                del self._counts[key]
-        self._count += step
+        """What the hub holds now (5); a walk at most once per ``STATS_MAX_AGE``."""
+        return self.census.stats()
 
     def formats_wanted(self) -> set[Format]:
         return {fmt for fmt, count in self._formats.items() if count}
@@ -251,7 +182,7 @@ class Hub:
         if subscriber.search is not None:
             self._searches[subscriber.search.text].size += 1
         self._formats[subscriber.format] += 1
-        self._count_in(subscriber, 1)
+        self.census.joined(subscriber)
         self._turns.add(subscriber)
         if self.closing:
             subscriber.close()
@@ -268,10 +199,8 @@ class Hub:
             if not group.size:
                 del self._searches[subscriber.search.text]
         self._formats[subscriber.format] -= 1
-        self._count_in(subscriber, -1)
+        self.census.left(subscriber)
         self._turns.discard(subscriber)
-        self._sent_by_closed += subscriber.sent
-        self.dropped += subscriber.overflowed
 
     def publish(
         self,

@@ -76,7 +76,7 @@ from prometheus_client.registry import Collector
 
 from feed import logs, tasks
 from feed.brokers import BrokerStatus
-from feed.events import HubStats
+from feed.census import HubStats
 from feed.process import COLLECTIONS, PROCESS_FIGURES, ProcessNumbers
 
 logger = logging.getLogger("feed.metrics")

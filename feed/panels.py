@@ -26,7 +26,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from feed.events import HubStats
+from feed.census import HubStats
 from feed.inputs import MAX_TITLE_CHARS
 from feed.runtime import Runtime
 from feed.sse import Format, frame

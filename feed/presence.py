@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 
 from feed import tasks
 from feed.brokers import Broker
-from feed.events import EVERY_CHANNEL, Hub
+from feed.census import EVERY_CHANNEL
+from feed.events import Hub
 from feed.sse import Format, frame
 from feed.values import FeedEvent
 

@@ -79,7 +79,7 @@ from collections.abc import Callable, Sequence
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import Message, Receive, Scope, Send
 
-from feed import inputs, logs, reading, resume, search_params, security
+from feed import footprint, inputs, logs, reading, resume, search_params, security
 from feed.errors import ClientError, error_response, unavailable
 from feed.models import EventKind
 from feed.permissions import Permissions
@@ -158,7 +158,8 @@ def spread(retry_ms: int) -> int:
 
 
 def direct_transport(send: Send) -> Transport | None:
-    """The connection behind ``send`` if the hub may write to it directly (rationale 7).
+    """The connection behind ``send`` if the hub may write to it directly (rationale 7),
+    its idle footprint made smaller (footprint.py).
 
     Only for uvicorn's httptools protocol after a chunked response has started, where
     ``send`` is the request cycle's own method: anything in between (another server,
@@ -170,6 +171,8 @@ def direct_transport(send: Send) -> Transport | None:
         return None
     if cycle.response_complete or cycle.disconnected:
         return None
+    # The stream idles from now on: uvicorn's queues of waiters are made smaller.
+    footprint.slim(cycle)
     transport: Transport = cycle.transport
     return transport
 

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 
 import pytest
 
-from feed.events import STATS_MAX_AGE, Hub, Outgoing
+from feed.census import STATS_MAX_AGE
+from feed.events import Hub, Outgoing
 from feed.sse import HEARTBEAT, HEARTBEAT_EVENT, Format, chunk
 from feed.subscribers import Subscriber, item
 
@@ -405,7 +406,7 @@ def test_the_cached_walk_is_renewed_once_it_is_older_than_its_age() -> None:
     hub = WalkCountingHub()
     hub.subscribe(_sub())
     hub.stats()
-    hub.walked_at -= STATS_MAX_AGE + 0.1  # as if a second had passed
+    hub.census.walked_at -= STATS_MAX_AGE + 0.1  # as if a second had passed
     hub.stats()
     assert hub.walks == 2
 
