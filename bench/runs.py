@@ -115,7 +115,7 @@ class Run:
             at = start - 1 if buf.startswith(ID[1:], start) else buf.find(ID, start, end)
             found = at == start - 1 or at >= 0
             first = id_at(buf, at) if found else None
-            last = id_at(buf, max(at, buf.rfind(ID, start, end))) if found else None
+            last = first if n == 1 else id_at(buf, buf.rfind(ID, start, end)) if found else None
             if self._is_run(first, last, n):
                 assert first is not None and last is not None
                 self.first = self.first or first

@@ -45,11 +45,14 @@ Rationale:
    SQLite). It asks for the minimal answer (``Prefer: return=minimal``): it needs
    each item's status only, as a client that sent the posts would.
 7. One load-client process keeps up with about ``PAIRS_PER_CLIENT_S`` (post,
-   subscriber) pairs a second; beyond that it falls behind, and the server rightly
-   cuts its subscribers as slow readers, so the client would be what is measured. The
-   subscribers are spread over enough processes for the rate a run aims at (Nchan's
-   for single posts, ``BATCH_TARGET_PER_S`` for batches), and their counts are added
-   up: delivered is every process's pairs, the last delivery the latest of any.
+   subscriber) pairs a second when they come in runs (a batch's events, many to a
+   read), or ``READS_PER_CLIENT_S`` reads when each read is about one event (single
+   posts): its cost is mostly per read (9). Beyond that it falls behind, and the
+   server rightly cuts its subscribers as slow readers, so the client would be what
+   is measured. The subscribers are spread over enough processes for the rate a run
+   aims at (Nchan's for single posts, ``BATCH_TARGET_PER_S`` for batches), and their
+   counts are added up: delivered is every process's pairs, the last delivery the
+   latest of any.
 8. The posting client is Python too, and shares the two cores with the server. Which
    side a rate is bound by is read from the CPU each used while posting, as a share of
    the machine (every core's time over the posting's wall time): a client near a
@@ -106,10 +109,11 @@ TARGET_RATIO = {"feed": 1.0, "feed-pg": 0.5}
 TARGET_PUBLISH_P99_MS = 25.0
 BATCH_TARGET_PER_S = 20_000.0  # (6)
 BATCH_CONCURRENCY = 4
-# Pairs a second one load-client process reads with room to spare (7): counting runs
-# of ids, a pair costs it about a quarter of a microsecond. And the rate a single-post
-# run aims at (about Nchan's).
+# What one load-client process reads a second with room to spare (7): pairs in runs
+# (a quarter of a microsecond each), or reads of one event (about two microseconds).
+# And the rate a single-post run aims at (about Nchan's).
 PAIRS_PER_CLIENT_S = 1_000_000
+READS_PER_CLIENT_S = 300_000
 SINGLE_RATE_PER_S = 5_000.0
 REQUEST_TIMEOUT = 10.0
 PAGE = 200  # the API's largest page
@@ -266,7 +270,7 @@ async def measure(
     batch: int = 0,
 ) -> dict[str, Any]:
     aim = BATCH_TARGET_PER_S if batch else SINGLE_RATE_PER_S
-    plan = Plan(SUBSCRIBERS, posts, 0.0, load_clients(aim), 60.0, within)
+    plan = Plan(SUBSCRIBERS, posts, 0.0, load_clients(aim, batch > 1), 60.0, within)
     with tempfile.TemporaryDirectory(prefix=f"feed-bench-{target}-") as tmp:
         port = free_port()
         async with contextlib.AsyncExitStack() as stack:
@@ -359,9 +363,11 @@ def cpu_shares(
     }
 
 
-def load_clients(rate_per_s: float) -> int:
-    """Load-client processes for ``SUBSCRIBERS`` at ``rate_per_s`` posts a second (7)."""
-    return max(1, -(-int(SUBSCRIBERS * rate_per_s) // PAIRS_PER_CLIENT_S))
+def load_clients(rate_per_s: float, runs: bool) -> int:
+    """Load-client processes for ``SUBSCRIBERS`` at ``rate_per_s`` posts a second, the
+    events coming in ``runs`` or one at a time (7)."""
+    each = PAIRS_PER_CLIENT_S if runs else READS_PER_CLIENT_S
+    return max(1, -(-int(SUBSCRIBERS * rate_per_s) // each))
 
 
 def added(results: list[dict[str, Any]]) -> dict[str, Any]:
