@@ -221,11 +221,15 @@ class Subscriber(asyncio.Protocol):
         only that one event, and what is left over."""
         start = 0
         if self._tail.strip():  # not only the line ends after the last whole event
-            # Where the unfinished event ends: its blank line may straddle the reads.
-            ends = 1 if self._tail[-1:] == data[:1] == b"\n" else data.find(b"\n\n") + 2
-            if ends < 1 or len(self._tail) > runs.MAX_PENDING:
-                self._tail = self._pending(self._tail + data)
-                return
+            # Where the unfinished event ends: its blank line may straddle the reads,
+            # or be in a later read.
+            if self._tail[-1:] == data[:1] == b"\n":
+                ends = 1
+            else:
+                ends = data.find(b"\n\n") + 2
+                if ends < 2:
+                    self._tail = self._pending(self._tail + data)
+                    return
             head = self._tail + data[:ends]
             self._count(head, 0, len(head), now)
             start = ends - 1  # from the newline that ends that event, as every line has

@@ -90,6 +90,12 @@ def test_a_read_of_feeds_events_is_proved_a_run_without_reading_each_event() -> 
     assert sum(found["latency_counts"].values()) == 200
 
 
+def test_an_event_that_spans_several_reads_is_counted_once_it_ends() -> None:
+    found, other = received(feed_stream(in_order(40)), 40, read=100)
+    assert found["delivered"] == 80 and found["broken"] == 0
+    assert other.count == 40 and other.one_by_one == 0
+
+
 def test_an_event_doubled_skipped_or_out_of_order_breaks_the_run() -> None:
     good = in_order(50)
     doubled = [*good[:20], good[19], *good[20:]]
