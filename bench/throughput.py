@@ -45,23 +45,32 @@ Rationale:
    SQLite). It asks for the minimal answer (``Prefer: return=minimal``): it needs
    each item's status only, as a client that sent the posts would.
 7. One load-client process keeps up with about ``PAIRS_PER_CLIENT_S`` (post,
-   subscriber) pairs a second; beyond that it falls behind, and the server rightly
-   cuts its subscribers as slow readers, so the client would be what is measured. The
-   subscribers are spread over enough processes for the rate a run aims at (Nchan's
-   for single posts, ``BATCH_TARGET_PER_S`` for batches), and their counts are added
-   up: delivered is every process's pairs, the last delivery the latest of any.
+   subscriber) pairs a second when they come in runs (a batch's events, many to a
+   read), or ``READS_PER_CLIENT_S`` reads when each read is about one event (single
+   posts): its cost is mostly per read (9). Beyond that it falls behind, and the
+   server rightly cuts its subscribers as slow readers, so the client would be what
+   is measured. The subscribers are spread over enough processes for the rate a run
+   aims at (Nchan's for single posts, ``BATCH_TARGET_PER_S`` for batches), and their
+   counts are added up: delivered is every process's pairs, the last delivery the
+   latest of any.
 8. The posting client is Python too, and shares the two cores with the server. Which
    side a rate is bound by is read from the CPU each used while posting, as a share of
    the machine (every core's time over the posting's wall time): a client near a
    whole core while the machine is not full is what limits that target. The machine's
    own share, from ``/proc/stat``, shows what else was running.
+9. The subscribers' load clients report what each delivered (subscriber, post) pair
+   cost them in CPU, from the first post until they have checked the last: a client
+   that costs too much per pair measures itself, not the server. They prove runs of
+   ids rather than read every event (bench/client.py, on ``--runs``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
+import math
 import os
 import re
 import sys
@@ -100,9 +109,11 @@ TARGET_RATIO = {"feed": 1.0, "feed-pg": 0.5}
 TARGET_PUBLISH_P99_MS = 25.0
 BATCH_TARGET_PER_S = 20_000.0  # (6)
 BATCH_CONCURRENCY = 4
-# Pairs a second one load-client process reads with room to spare (7), and the rate a
-# single-post run aims at (about Nchan's).
-PAIRS_PER_CLIENT_S = 300_000
+# What one load-client process reads a second with room to spare (7): pairs in runs
+# (a quarter of a microsecond each), or reads of one event (about two microseconds).
+# And the rate a single-post run aims at (about Nchan's).
+PAIRS_PER_CLIENT_S = 1_000_000
+READS_PER_CLIENT_S = 300_000
 SINGLE_RATE_PER_S = 5_000.0
 REQUEST_TIMEOUT = 10.0
 PAGE = 200  # the API's largest page
@@ -259,14 +270,14 @@ async def measure(
     batch: int = 0,
 ) -> dict[str, Any]:
     aim = BATCH_TARGET_PER_S if batch else SINGLE_RATE_PER_S
-    plan = Plan(SUBSCRIBERS, posts, 0.0, load_clients(aim), 60.0, within)
+    plan = Plan(SUBSCRIBERS, posts, 0.0, load_clients(aim, batch > 1), 60.0, within)
     with tempfile.TemporaryDirectory(prefix=f"feed-bench-{target}-") as tmp:
         port = free_port()
         async with contextlib.AsyncExitStack() as stack:
             server = await start_server(stack, target, port, Path(tmp), database)
             token = server.token
             await post(port, lambda: "warm-up", token)
-            clients = await start_clients(stack, target, [port], plan)
+            clients = await start_clients(stack, target, [port], plan, "--runs")
             ready = await read_all(clients, plan.connect_timeout + MARGIN)
             if sum(r["ready"] for r in ready) < SUBSCRIBERS:
                 raise BenchError(f"{target}: not every subscriber connected")
@@ -289,10 +300,11 @@ async def measure(
             used = cpu_shares(shares_before, _cpu_now(clients), cpu)
             await tell(clients, f"posted {created + refused}")
             result = added(await read_all(clients, within + MARGIN))
+            # Until every pair is counted and checked: what the client costs (9).
+            readers_s = sum(cpu_s(c.pid) for c in clients) - shares_before["subscribers"]
             # Nchan keeps no posts to read back (rationale 5).
             stored = created if target == "nchan" else await stored_markers(port, posts)
             await tell(clients, "close")
-    latencies = sorted(us / 1000 for per_post in result["latencies_us"] for us in per_post)
     publish_ms.sort()
     delivered_s = (result["last_at_ns"] - started_ns) / 1e9
     return {
@@ -308,13 +320,15 @@ async def measure(
         "delivered": result["delivered"],
         "expected": result["expected"],
         "lost_pairs": result["expected"] - result["delivered"],
+        "broken": result["broken"],
+        "client_us_per_pair": readers_s * 1e6 / result["delivered"] if result["delivered"] else 0.0,
         "delivered_per_s": created / delivered_s
         if result["delivered"] and delivered_s > 0
         else 0.0,
         "publish_p50_ms": percentile(publish_ms, 0.5),
         "publish_p99_ms": percentile(publish_ms, 0.99),
-        "p50_ms": percentile(latencies, 0.5),
-        "p99_ms": percentile(latencies, 0.99),
+        "p50_ms": counted_percentile(result["latency_counts"], 0.5) / 1000,
+        "p99_ms": counted_percentile(result["latency_counts"], 0.99) / 1000,
     } | used
 
 
@@ -349,19 +363,40 @@ def cpu_shares(
     }
 
 
-def load_clients(rate_per_s: float) -> int:
-    """Load-client processes for ``SUBSCRIBERS`` at ``rate_per_s`` posts a second (7)."""
-    return max(1, -(-int(SUBSCRIBERS * rate_per_s) // PAIRS_PER_CLIENT_S))
+def load_clients(rate_per_s: float, runs: bool) -> int:
+    """Load-client processes for ``SUBSCRIBERS`` at ``rate_per_s`` posts a second, the
+    events coming in ``runs`` or one at a time (7)."""
+    each = PAIRS_PER_CLIENT_S if runs else READS_PER_CLIENT_S
+    return max(1, -(-int(SUBSCRIBERS * rate_per_s) // each))
 
 
 def added(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The load clients' delivery counts as one (7)."""
+    """The load clients' delivery counts as one (7); their witnesses must have seen
+    the same run of ids (bench/runs.py), or every other process counts as broken."""
+    latency: collections.Counter[int] = collections.Counter()
+    for r in results:
+        latency.update({int(us): n for us, n in r["latency_counts"].items()})
+    astray = len(results) - collections.Counter(r["run"] for r in results).most_common(1)[0][1]
     return {
         "delivered": sum(r["delivered"] for r in results),
         "expected": sum(r["expected"] for r in results),
+        "broken": sum(r["broken"] for r in results) + astray,
         "last_at_ns": max(r["last_at_ns"] for r in results),
-        "latencies_us": [per_post for r in results for per_post in r["latencies_us"]],
+        "latency_counts": latency,
     }
+
+
+def counted_percentile(counts: dict[int, int], q: float) -> float:
+    """Nearest-rank percentile of values given as {value: how many} (NaN if none)."""
+    total = sum(counts.values())
+    if not total:
+        return math.nan
+    rank, seen = max(1, math.ceil(q * total)), 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen >= rank:
+            return float(value)
+    raise AssertionError("unreachable: the counts add up to total")
 
 
 def rate(row: dict[str, Any]) -> float:
@@ -386,6 +421,7 @@ def verdict(row: dict[str, Any]) -> str | None:
         row["over_nchan"] >= wanted
         and row["publish_p99_ms"] <= TARGET_PUBLISH_P99_MS
         and row["lost_pairs"] == 0
+        and row.get("broken", 0) == 0
         and row["stored"] == row["created"]
     )
     return (
@@ -399,6 +435,7 @@ def batch_verdict(row: dict[str, Any]) -> str | None:
     if row["target"] != "feed":
         return None
     ok = rate(row) >= BATCH_TARGET_PER_S and row["lost_pairs"] == 0
+    ok = ok and row.get("broken", 0) == 0
     ok = ok and row["stored"] == row["created"]
     return f"target >= {BATCH_TARGET_PER_S:.0f}/s, nothing lost: {'met' if ok else 'MISSED'}"
 
@@ -422,8 +459,10 @@ COLUMNS = (
     ("server_share", "{:.0%}"),
     ("poster_share", "{:.0%}"),
     ("subscribers_share", "{:.0%}"),
+    ("client_us_per_pair", "{:.2f}"),
     ("machine_share", "{:.0%}"),
     ("lost_pairs", "{}"),
+    ("broken", "{}"),
     ("publish_p50_ms", "{:.1f}"),
     ("publish_p99_ms", "{:.1f}"),
     ("p50_ms", "{:.1f}"),
@@ -459,7 +498,8 @@ async def run(
     for row in rows:
         summary = (
             f"{row['target']}: {row['persisted_per_s']:.0f} posts/s persisted, "
-            f"{row['delivered_per_s']:.0f}/s delivered with {row['lost_pairs']} lost, "
+            f"{row['delivered_per_s']:.0f}/s delivered with {row['lost_pairs']} lost "
+            f"and {row['broken']} out of order or doubled, "
             f"publish p99 {row['publish_p99_ms']:.1f} ms"
         )
         if row["over_nchan"] is not None and row["target"] != "nchan":
@@ -468,7 +508,9 @@ async def run(
         print(summary + (f" ({found})" if found else ""))
     if profile is not None:
         summarise(profile, [t for t in targets if t != "nchan"])
-    complete = all(r["lost_pairs"] == 0 and r["stored"] == r["created"] for r in rows)
+    complete = all(
+        r["lost_pairs"] == 0 and r["broken"] == 0 and r["stored"] == r["created"] for r in rows
+    )
     return {
         "posts": posts,
         "within_s": within,

@@ -31,10 +31,11 @@ from markdown_it.utils import EnvType, OptionsDict
 MAX_MENTIONED = 20
 NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?")
 _BEFORE = re.compile(r"[A-Za-z0-9_@.]")
-# The mark as the sanitiser leaves it: the name is plain text, quoted by html.escape.
-_MARK = re.compile(r'<mark data-mention="([^"]+)">')
 MARK_TAG = "mark"
 MARK_ATTRIBUTE = "data-mention"
+# The mark as the sanitiser leaves it: the name is plain text, quoted by html.escape.
+_OPENING = f'<{MARK_TAG} {MARK_ATTRIBUTE}="'
+_MARK = re.compile(re.escape(_OPENING) + r'([^"]+)">')
 
 
 def _mention(state: StateInline, silent: bool) -> bool:
@@ -70,6 +71,8 @@ def enable(parser: MarkdownIt) -> MarkdownIt:
 
 def mentioned(post_html: str) -> list[str]:
     """The names a post's sanitised HTML mentions, each once, in order (3)."""
+    if _OPENING not in post_html:  # most posts: a plain search, not the expression's
+        return []
     names = (html.unescape(found) for found in _MARK.findall(post_html))
     return list(dict.fromkeys(names))
 

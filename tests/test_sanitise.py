@@ -223,6 +223,20 @@ def test_the_json_stream_escapes_c0_and_c1_control_characters(
     assert (post["id"], post["body"]) == (post_id, body)
 
 
+def test_the_json_stream_escapes_del_in_an_otherwise_ascii_post(
+    make_server: Callable[..., Server], database_url: str
+) -> None:
+    body = "esc \x1b[2J, del \x7f end"
+    (post_id,) = stored_posts(database_url, body, author="mallory")
+    server = make_server()
+    with SSEClient(server.port, params={"format": "json", "last_event_id": "0"}) as stream:
+        (event,) = stream.wait_events(1)
+    assert TERMINAL_CONTROLS.search(event.data) is None
+    assert "\\u001b[2J" in event.data and "\\u007f" in event.data
+    post = json.loads(event.data)["post"]
+    assert (post["id"], post["body"]) == (post_id, body)
+
+
 PLAIN_ALPHABET = "abcXYZ019 ,;:.?!'"
 
 

@@ -117,7 +117,19 @@ class NewPosts(EventLog):
         """New posts and replies, written together in the order given (3): each one's
         change (its answer, if it came with a claim), or the error that refused it."""
         htmls = await in_thread(_render_all)([new.body for new in news])
-        rendered = [replace(new, html=html) for new, html in zip(news, htmls, strict=True)]
+        # Made anew rather than by ``replace``, which reads the fields' names each time.
+        rendered = [
+            NewPost(
+                new.channel,
+                new.author,
+                new.body,
+                html,
+                parent=new.parent,
+                claim=new.claim,
+                answer=new.answer,
+            )
+            for new, html in zip(news, htmls, strict=True)
+        ]
         return await self._new_posts.submit_all(rendered)
 
     async def _new_post(self, new: NewPost) -> Change | Once:
@@ -163,10 +175,17 @@ class NewPosts(EventLog):
         at = now()
         connection = session.connection()
         post_rows = [
-            {"channel_id": channels[new.channel].id, "author": new.author, "body": new.body}
-            | {"parent_id": new.parent}
-            | {"html": htmls[n], "created_at": at, "edited_at": None}
-            | {"pinned": False, "deleted": False}
+            {
+                "channel_id": channels[new.channel].id,
+                "author": new.author,
+                "body": new.body,
+                "parent_id": new.parent,
+                "html": htmls[n],
+                "created_at": at,
+                "edited_at": None,
+                "pinned": False,
+                "deleted": False,
+            }
             for n, new in accepted
         ]
         # A post's mentions go just before its own event (reading.py, on mentions).
@@ -184,8 +203,13 @@ class NewPosts(EventLog):
             # following the posts).
             search.index_new(connection, post_ids[0], post_ids[-1])
             event_rows = [
-                {"kind": kind.value, "channel_id": post_rows[k]["channel_id"]}
-                | {"post_id": post_ids[k], "created_at": at, "recipient": recipient}
+                {
+                    "kind": kind.value,
+                    "channel_id": post_rows[k]["channel_id"],
+                    "post_id": post_ids[k],
+                    "created_at": at,
+                    "recipient": recipient,
+                }
                 for k, kind, recipient in order
             ]
             event_ids = _insert_many(connection, EVENTS, event_rows)
