@@ -463,7 +463,8 @@ def test_the_channels_a_group_reads_plainly_are_the_rows_the_orm_reads(tmp_path:
     run(store.create_channel("quiet", "Quiet", "no replies", private=True, replies=False))
     names = ["general", "quiet"]
     with Session(store._writer) as session:
-        plain = sorted(_channels(session.connection(), names), key=lambda c: c.name)
+        cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        plain = sorted(_channels(cursor, store._engine.dialect, names), key=lambda c: c.name)
         orm = session.exec(select(Channel).where(Channel.name.in_(names))).all()  # type: ignore[attr-defined]
         by_orm = sorted(orm, key=lambda c: c.name)
     assert [c.model_dump() for c in plain] == [c.model_dump() for c in by_orm]

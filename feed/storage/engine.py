@@ -221,8 +221,12 @@ def _sqlite_engine(url: URL) -> Engine:
     @listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Rationale 2.
-        write = connection.get_execution_options().get("feed_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get("feed_begun", False):
+            # Joined to a transaction begun on the driver's cursor (log.py, on the
+            # plain write): begun already.
+            return
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("feed_write") else "BEGIN")
 
     return engine
 
