@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import pytest
 from sqlalchemy import create_engine
 
@@ -471,3 +472,39 @@ def test_the_channels_a_group_reads_plainly_are_the_rows_the_orm_reads(tmp_path:
     quiet = plain[1]
     assert quiet.private is True and quiet.replies is False and quiet.archived is False
     store.close()
+
+
+def test_a_group_of_posts_is_written_while_every_worker_thread_is_busy(store: Store) -> None:
+    """The group commit writes in a thread of its own (storage/engine.py, on the group
+    commit's own thread): reads that fill every worker thread delay no post, and the
+    commit is announced on the caller's loop before the post's caller resumes."""
+    release = threading.Event()
+
+    async def main() -> tuple[Change, list[int]]:
+        told: list[int] = []
+        store.on_commit(lambda commit: told.extend(e.id for e in commit.events))
+        threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+        # Every worker thread in a read that waits, and this test told when all are.
+        all_busy = threading.Barrier(threads + 1)
+
+        def slow_read() -> None:
+            all_busy.wait(10)
+            release.wait(10)
+
+        busy = [asyncio.ensure_future(anyio.to_thread.run_sync(slow_read)) for _ in range(threads)]
+        await asyncio.to_thread(all_busy.wait, 10)
+        try:
+            async with asyncio.timeout(5):
+                change = await store.create_post("general", "ann", "written all the same")
+            assert change.event_id in told
+        finally:
+            release.set()
+            await asyncio.gather(*busy)
+        return change, told
+
+    try:
+        change, told = run(main())
+    finally:
+        release.set()
+    assert told == [change.event_id]
+    assert [p.body for p in run(store.list_posts(["general"]))] == ["written all the same"]

@@ -48,6 +48,9 @@ Rationale:
    statements of a group of a few posts. Idempotency keys and replies' parents still
    go through the ORM, in a session joined to the same transaction when a group has
    them.
+9. The group commit's own thread. Groups are written in a thread kept for them
+   (engine.py, on the group commit's own thread), not in a worker thread shared with
+   reads.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ from feed.commits import GroupCommit
 from feed.models import Channel, Event, EventKind, Post
 from feed.storage import keys, postgres, search, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
-from feed.storage.engine import StoreError, Unstorable, in_thread, now
+from feed.storage.engine import StoreError, Unstorable, Writer, in_thread, now
 from feed.storage.log import CHANNELS, EventLog, PlainWrite, orm
 from feed.storage.posts import PostDeleted, PostNotFound
 from feed.values import Answer, Change, Claim, FeedEvent, NewPost, Once, PostView
@@ -85,6 +88,7 @@ class NewPosts(EventLog):
 
     def __init__(self, engine: Engine, *, notify: bool = False) -> None:
         super().__init__(engine, notify=notify)
+        self._group_writer = Writer("feed-group-writer")
         self._new_posts: GroupCommit[NewPost, Change | Once] = GroupCommit(
             self._insert_posts, limit=MAX_GROUP, isolate=lambda exc: isinstance(exc, Unstorable)
         )
@@ -134,9 +138,16 @@ class NewPosts(EventLog):
             new = replace(new, html=await in_thread(markdown.to_html)(new.body))
         return await self._new_posts.submit(new)
 
-    @in_thread
-    def _insert_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
-        """Write a group of new posts in one transaction; each one's own outcome."""
+    def close(self) -> None:
+        self._group_writer.stop()
+        super().close()
+
+    async def _insert_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
+        """Write a group of new posts in one transaction, in the group commit's own
+        thread (9); each one's own outcome."""
+        return await self._group_writer.run(self._write_posts, batch)
+
+    def _write_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
         # Short bodies, rendered here, before the lock (2).
         htmls = [markdown.to_html(new.body) if new.html is None else new.html for new in batch]
         names = sorted({new.channel for new in batch})
