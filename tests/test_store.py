@@ -462,15 +462,18 @@ def test_the_channels_a_group_reads_plainly_are_the_rows_the_orm_reads(tmp_path:
     store = Store.from_url(f"sqlite:///{tmp_path / 'feed.db'}")
     run(store.create_schema())
     run(store.create_channel("quiet", "Quiet", "no replies", private=True, replies=False))
-    names = ["general", "quiet"]
+    run(store.create_channel("old", "Old", ""))
+    run(store.set_archived("old", True))
+    names = ["general", "old", "quiet"]
     with Session(store._writer) as session:
         cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-        plain = sorted(_channels(cursor, store._engine.dialect, names), key=lambda c: c.name)
+        plain = sorted(_channels(cursor, names), key=lambda c: c.name)
         orm = session.exec(select(Channel).where(Channel.name.in_(names))).all()  # type: ignore[attr-defined]
-        by_orm = sorted(orm, key=lambda c: c.name)
-    assert [c.model_dump() for c in plain] == [c.model_dump() for c in by_orm]
-    quiet = plain[1]
-    assert quiet.private is True and quiet.replies is False and quiet.archived is False
+        by_orm = [(c.id, c.name, c.private, c.archived) for c in sorted(orm, key=lambda c: c.name)]
+    assert [tuple(c) for c in plain] == by_orm
+    flags = [(False, False), (False, True), (True, False)]  # general, old, quiet
+    assert [(c.private, c.archived) for c in plain] == flags
+    assert all(type(c.private) is bool and type(c.archived) is bool for c in plain)
     store.close()
 
 

@@ -41,7 +41,9 @@ Rationale:
 7. The channels, read plainly. On SQLite, the group's channels are read by one plain
    statement, as on PostgreSQL (storage/postgres.py), not by an ORM select: compiling
    the select and loading its rows through the session was a large part of a small
-   group's write.
+   group's write. Only the columns a group uses are read, into a plain tuple
+   (``ChannelRow``): building a ``Channel`` model of every column cost more than the
+   statement itself.
 8. No session on SQLite. There a group is written on the driver's own cursor, from
    ``BEGIN IMMEDIATE`` to ``COMMIT`` (log.py, on the plain write): SQLAlchemy's
    session, its connection and their transaction events cost more than the
@@ -59,14 +61,14 @@ import functools
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Dialect, Engine, Table, insert
 from sqlmodel import Session, col, select
 
 from feed import markdown, mentions
 from feed.commits import GroupCommit
-from feed.models import Channel, Event, EventKind, Post
+from feed.models import Event, EventKind, Post
 from feed.storage import keys, postgres, search, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
 from feed.storage.engine import StoreError, Unstorable, Writer, in_thread, now
@@ -80,7 +82,6 @@ MAX_GROUP = 1000
 # For the plain INSERTs of new posts (1).
 POSTS: Table = Post.__table__  # type: ignore[attr-defined]
 EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
-CHANNEL_TABLE: Table = Channel.__table__  # type: ignore[attr-defined]
 
 
 class NewPosts(EventLog):
@@ -155,18 +156,18 @@ class NewPosts(EventLog):
             with self._write(channels=names) as session:  # the channels read with the lock
                 return self._write_group(session, session.info[CHANNELS], batch, htmls)
         with self._write_plain() as plain:  # (8)
-            found = _channels(plain.cursor, self._engine.dialect, names)
+            found = _channels(plain.cursor, names)
             return self._write_group(plain, found, batch, htmls)
 
     def _write_group(
         self,
         write: Session | PlainWrite,
-        found: Sequence[Channel],
+        found: Sequence[GroupChannel],
         batch: Sequence[NewPost],
         htmls: Sequence[str],
     ) -> list[Change | Once | StoreError]:
         """The group's writes in the transaction ``write``; each post's own outcome."""
-        channels = {c.name: c for c in found}
+        channels: dict[str, GroupChannel] = {c.name: c for c in found}
         settled, repeats = _settle(write, batch, channels)
         done = settled.keys() | repeats.keys()
         accepted = [(n, new) for n, new in enumerate(batch) if n not in done]
@@ -185,7 +186,7 @@ class NewPosts(EventLog):
         self,
         write: Session | PlainWrite,
         accepted: Sequence[tuple[int, NewPost]],
-        channels: dict[str, Channel],
+        channels: dict[str, GroupChannel],
         htmls: Sequence[str],
     ) -> dict[int, Change]:
         """Insert the ``accepted`` posts and their events; each one's change, by place."""
@@ -248,25 +249,38 @@ class NewPosts(EventLog):
         return written
 
 
-def _channels(cursor: sqlite3.Cursor, dialect: Dialect, names: Sequence[str]) -> list[Channel]:
-    """The rows of the channels ``names``, every column, each value as the dialect
-    gives it back through the ORM (flags as booleans, not SQLite's integers) (7)."""
+class GroupChannel(Protocol):
+    """What a group needs of a channel: a ``Channel`` row, or a ``ChannelRow`` (7)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def private(self) -> bool: ...
+    @property
+    def archived(self) -> bool: ...
+
+
+class ChannelRow(NamedTuple):
+    """The columns of a channel a group uses, read plainly on SQLite (7)."""
+
+    id: int
+    name: str
+    private: bool
+    archived: bool
+
+
+def _channels(cursor: sqlite3.Cursor, names: Sequence[str]) -> list[ChannelRow]:
+    """The channels ``names``, as a group uses them (7); flags as booleans, not
+    SQLite's integers."""
     marks = ", ".join("?" for _ in names)
-    found = cursor.execute(f"SELECT * FROM channels WHERE name IN ({marks})", tuple(names))
-    columns = [d[0] for d in found.description]
-    convert = _results(dialect)
-    rows: list[dict[str, Any]] = [dict(zip(columns, row, strict=True)) for row in found]
-    for row in rows:
-        for column in convert.keys() & row.keys():
-            row[column] = convert[column](row[column])
-    return [Channel(**row) for row in rows]
-
-
-@functools.lru_cache(maxsize=4)  # one per dialect
-def _results(dialect: Dialect) -> dict[str, Callable[[Any], Any]]:
-    """The dialect's conversion of each column of a channel's row that needs one."""
-    found = {c.name: c.type.result_processor(dialect, None) for c in CHANNEL_TABLE.columns}
-    return {name: convert for name, convert in found.items() if convert is not None}
+    found = cursor.execute(
+        f"SELECT id, name, private, archived FROM channels WHERE name IN ({marks})", tuple(names)
+    )
+    return [
+        ChannelRow(i, name, bool(private), bool(archived)) for i, name, private, archived in found
+    ]
 
 
 def _render_all(bodies: Sequence[str]) -> list[str]:
@@ -274,7 +288,7 @@ def _render_all(bodies: Sequence[str]) -> list[str]:
 
 
 def _settle(
-    write: Session | PlainWrite, batch: Sequence[NewPost], channels: dict[str, Channel]
+    write: Session | PlainWrite, batch: Sequence[NewPost], channels: dict[str, GroupChannel]
 ) -> tuple[dict[int, Once | StoreError], dict[int, int]]:
     """The posts of ``batch`` that write nothing, each with its outcome: refused, or a
     retry answered as before (keys.py, on idempotency keys); and the retries of a post
@@ -326,7 +340,7 @@ def _parents(write: Session | PlainWrite, batch: Sequence[NewPost]) -> dict[int,
     return {post.id: post for post in found if post.id is not None}
 
 
-def _refused(new: NewPost, channel: Channel, parents: dict[int, Post]) -> StoreError | None:
+def _refused(new: NewPost, channel: GroupChannel, parents: dict[int, Post]) -> StoreError | None:
     """Why the reply ``new`` cannot be written, if it cannot: its parent is gone, is in
     another channel (as good as not there), or is a reply itself (threads.py, on one
     level)."""
