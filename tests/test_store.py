@@ -511,3 +511,17 @@ def test_a_group_of_posts_is_written_while_every_worker_thread_is_busy(store: St
         release.set()
     assert told == [change.event_id]
     assert [p.body for p in run(store.list_posts(["general"]))] == ["written all the same"]
+
+
+def test_a_store_closed_and_used_again_writes_its_posts(store: Store) -> None:
+    """Closing the store ends the group commit's thread; a later post starts another
+    instead of waiting for the ended one."""
+    run(store.create_post("general", "ann", "before"))
+    store.close()
+
+    async def again() -> Change:
+        async with asyncio.timeout(5):
+            return await store.create_post("general", "ann", "after")
+
+    assert run(again()).post.body == "after"
+    assert [p.body for p in run(store.list_posts(["general"]))] == ["after", "before"]

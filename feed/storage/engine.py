@@ -204,6 +204,8 @@ class Writer:
         self._name = name
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        # Held to start or stop the thread and to hand it a call, so that no call is
+        # handed to a thread already told to stop.
         self._starting = threading.Lock()
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -212,27 +214,33 @@ class Writer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         call = functools.partial(fn, *args, **kwargs)
-        self._start()
-        self._calls.put((loop, future, contextvars.copy_context(), call))
+        with self._starting:
+            if self._thread is None:
+                self._start()
+            self._calls.put((loop, future, contextvars.copy_context(), call))
         with _as_store_errors():
             return await future
 
     def stop(self) -> None:
-        """End the thread once the calls already handed over are done."""
-        if self._thread is not None:
-            self._calls.put(None)
+        """End the thread once the calls already handed over are done; a later call
+        starts another."""
+        with self._starting:
+            if self._thread is not None:
+                self._calls.put(None)
+                self._thread = None
 
     def _start(self) -> None:
-        if self._thread is not None:
-            return
-        with self._starting:
-            if self._thread is None:
-                thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
-                thread.start()
-                self._thread = thread
+        # Each thread has its own queue, so that a stopped one's end mark never stops
+        # the next.
+        self._calls = queue.SimpleQueue()
+        thread = threading.Thread(
+            target=self._serve, args=(self._calls,), name=self._name, daemon=True
+        )
+        thread.start()
+        self._thread = thread
 
-    def _serve(self) -> None:
-        while (item := self._calls.get()) is not None:
+    def _serve(self, calls: queue.SimpleQueue[_Call | None]) -> None:
+        while (item := calls.get()) is not None:
             loop, future, context, call = item
             try:
                 result = context.run(_on_behalf, loop, call)
