@@ -525,3 +525,19 @@ def test_a_store_closed_and_used_again_writes_its_posts(store: Store) -> None:
 
     assert run(again()).post.body == "after"
     assert [p.body for p in run(store.list_posts(["general"]))] == ["after", "before"]
+
+
+def test_a_database_that_cannot_be_opened_is_unavailable_for_a_new_post(tmp_path: Path) -> None:
+    """The group write on SQLite's own cursor (storage/log.py, on the plain write)
+    reports the driver's errors as any other write does: a 503, never a driver error."""
+    home = tmp_path / "data"
+    home.mkdir()
+    store = Store.from_url(f"sqlite:///{home / 'feed.db'}")
+    try:
+        run(store.create_schema())
+        store._engine.dispose()  # the next write opens a connection of its own
+        home.rename(tmp_path / "moved")
+        with pytest.raises(StoreUnavailable):
+            run(store.create_post("general", "ann", "nowhere to go"))
+    finally:
+        store.close()

@@ -254,11 +254,11 @@ class EventLog:
                 self._guard_log(write, int(end or 0))
                 yield write
                 self._finish(write)
-            except sqlite3.Error as exc:
-                raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
             finally:
                 write.close()
                 raw.close()
+        except sqlite3.Error as exc:  # opening the connection included
+            raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
         finally:
             self._write_lock.release()
 
