@@ -255,8 +255,10 @@ class EventLog:
                 yield write
                 self._finish(write)
             finally:
-                write.close()
-                raw.close()
+                try:
+                    write.close()
+                finally:
+                    raw.close()
         except sqlite3.Error as exc:  # opening the connection included
             raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
         finally:
