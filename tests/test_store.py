@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import pytest
 from sqlalchemy import create_engine
 
@@ -461,12 +462,82 @@ def test_the_channels_a_group_reads_plainly_are_the_rows_the_orm_reads(tmp_path:
     store = Store.from_url(f"sqlite:///{tmp_path / 'feed.db'}")
     run(store.create_schema())
     run(store.create_channel("quiet", "Quiet", "no replies", private=True, replies=False))
-    names = ["general", "quiet"]
+    run(store.create_channel("old", "Old", ""))
+    run(store.set_archived("old", True))
+    names = ["general", "old", "quiet"]
     with Session(store._writer) as session:
-        plain = sorted(_channels(session.connection(), names), key=lambda c: c.name)
+        cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        plain = sorted(_channels(cursor, names), key=lambda c: c.name)
         orm = session.exec(select(Channel).where(Channel.name.in_(names))).all()  # type: ignore[attr-defined]
-        by_orm = sorted(orm, key=lambda c: c.name)
-    assert [c.model_dump() for c in plain] == [c.model_dump() for c in by_orm]
-    quiet = plain[1]
-    assert quiet.private is True and quiet.replies is False and quiet.archived is False
+        by_orm = [(c.id, c.name, c.private, c.archived) for c in sorted(orm, key=lambda c: c.name)]
+    assert [tuple(c) for c in plain] == by_orm
+    flags = [(False, False), (False, True), (True, False)]  # general, old, quiet
+    assert [(c.private, c.archived) for c in plain] == flags
+    assert all(type(c.private) is bool and type(c.archived) is bool for c in plain)
     store.close()
+
+
+def test_a_group_of_posts_is_written_while_every_worker_thread_is_busy(store: Store) -> None:
+    """The group commit writes in a thread of its own (storage/engine.py, on the group
+    commit's own thread): reads that fill every worker thread delay no post, and the
+    commit is announced on the caller's loop before the post's caller resumes."""
+    release = threading.Event()
+
+    async def main() -> tuple[Change, list[int]]:
+        told: list[int] = []
+        store.on_commit(lambda commit: told.extend(e.id for e in commit.events))
+        threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+        # Every worker thread in a read that waits, and this test told when all are.
+        all_busy = threading.Barrier(threads + 1)
+
+        def slow_read() -> None:
+            all_busy.wait(10)
+            release.wait(10)
+
+        busy = [asyncio.ensure_future(anyio.to_thread.run_sync(slow_read)) for _ in range(threads)]
+        await asyncio.to_thread(all_busy.wait, 10)
+        try:
+            async with asyncio.timeout(5):
+                change = await store.create_post("general", "ann", "written all the same")
+            assert change.event_id in told
+        finally:
+            release.set()
+            await asyncio.gather(*busy)
+        return change, told
+
+    try:
+        change, told = run(main())
+    finally:
+        release.set()
+    assert told == [change.event_id]
+    assert [p.body for p in run(store.list_posts(["general"]))] == ["written all the same"]
+
+
+def test_a_store_closed_and_used_again_writes_its_posts(store: Store) -> None:
+    """Closing the store ends the group commit's thread; a later post starts another
+    instead of waiting for the ended one."""
+    run(store.create_post("general", "ann", "before"))
+    store.close()
+
+    async def again() -> Change:
+        async with asyncio.timeout(5):
+            return await store.create_post("general", "ann", "after")
+
+    assert run(again()).post.body == "after"
+    assert [p.body for p in run(store.list_posts(["general"]))] == ["after", "before"]
+
+
+def test_a_database_that_cannot_be_opened_is_unavailable_for_a_new_post(tmp_path: Path) -> None:
+    """The group write on SQLite's own cursor (storage/log.py, on the plain write)
+    reports the driver's errors as any other write does: a 503, never a driver error."""
+    home = tmp_path / "data"
+    home.mkdir()
+    store = Store.from_url(f"sqlite:///{home / 'feed.db'}")
+    try:
+        run(store.create_schema())
+        store._engine.dispose()  # the next write opens a connection of its own
+        home.rename(tmp_path / "moved")
+        with pytest.raises(StoreUnavailable):
+            run(store.create_post("general", "ann", "nowhere to go"))
+    finally:
+        store.close()

@@ -31,14 +31,26 @@ Rationale for the less obvious choices:
    ``synchronous=FULL``: in WAL mode, NORMAL syncs only at checkpoints, so an OS crash
    could take back transactions already acknowledged. The sync happens once per
    transaction, and the group commit makes that once per group of posts.
+7. The group commit's own thread. The group write of new posts (new_posts.py) runs in
+   a thread of its own (``Writer``), handed each group by a queue and answering on
+   the caller's loop, not in one of anyio's worker threads: anyio's hand-off, twice
+   per group, cost several times the CPU and the wait of a plain queue and
+   ``call_soon_threadsafe`` (docs/benchmarks.md), and its threads are shared with
+   every read, so reads that filled them held up every post. Calls run one at a time, as
+   the group commit sends them; everything else about them is ``in_thread``'s (1, 3,
+   5).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import importlib.util
-from collections.abc import Callable, Coroutine
+import queue
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
@@ -150,25 +162,110 @@ def in_thread(fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
     async def run(*args: P.args, **kwargs: P.kwargs) -> T:
         call = functools.partial(fn, *args, **kwargs)
         loop = asyncio.get_running_loop()
-        try:
+        with _as_store_errors():
             return await anyio.to_thread.run_sync(_on_behalf, loop, call)
-        except (OperationalError, InterfaceError, InternalError) as exc:
-            unavailable = _unavailable(exc)
-            if unavailable is None:
-                raise
-            raise unavailable from exc
-        except PoolTimeout as exc:
-            # Every connection is busy: the database is, for this process (rationale 4).
-            raise StoreUnavailable(StoreUnavailable.BUSY) from exc
-        except UnicodeEncodeError as exc:
-            reason = f"the text holds characters that are not Unicode ({exc.reason})"
-            raise Unstorable(reason) from exc
-        except OverflowError as exc:  # SQLite's driver, for an integer past 64 bits
-            raise Unstorable("a number is too large") from exc
-        except DataError as exc:
-            raise Unstorable(_first_line(exc.orig)) from exc
 
     return run
+
+
+@contextmanager
+def _as_store_errors() -> Iterator[None]:
+    """The database's errors as the caller should see them (3, 4, 5)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, InternalError) as exc:
+        unavailable = _unavailable(exc)
+        if unavailable is None:
+            raise
+        raise unavailable from exc
+    except PoolTimeout as exc:
+        # Every connection is busy: the database is, for this process (rationale 4).
+        raise StoreUnavailable(StoreUnavailable.BUSY) from exc
+    except UnicodeEncodeError as exc:
+        reason = f"the text holds characters that are not Unicode ({exc.reason})"
+        raise Unstorable(reason) from exc
+    except OverflowError as exc:  # SQLite's driver, for an integer past 64 bits
+        raise Unstorable("a number is too large") from exc
+    except DataError as exc:
+        raise Unstorable(_first_line(exc.orig)) from exc
+
+
+# A call for a ``Writer``: the caller's loop, its future, its context, and the call.
+_Call = tuple[
+    asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[[], Any]
+]
+
+
+class Writer:
+    """A thread of its own that runs one kind of call, one at a time, handed over by a
+    queue and answered on the caller's loop (rationale 7)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        # Held to start or stop the thread and to hand it a call, so that no call is
+        # handed to a thread already told to stop.
+        self._starting = threading.Lock()
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` in the thread, with the database's errors as the
+        caller should see them, as ``in_thread`` gives them."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        call = functools.partial(fn, *args, **kwargs)
+        with self._starting:
+            if self._thread is None:
+                self._start()
+            self._calls.put((loop, future, contextvars.copy_context(), call))
+        with _as_store_errors():
+            return await future
+
+    def stop(self) -> None:
+        """End the thread once the calls already handed over are done; a later call
+        starts another."""
+        with self._starting:
+            if self._thread is not None:
+                self._calls.put(None)
+                self._thread = None
+
+    def _start(self) -> None:
+        # Each thread has its own queue, so that a stopped one's end mark never stops
+        # the next.
+        self._calls = queue.SimpleQueue()
+        thread = threading.Thread(
+            target=self._serve, args=(self._calls,), name=self._name, daemon=True
+        )
+        thread.start()
+        self._thread = thread
+
+    def _serve(self, calls: queue.SimpleQueue[_Call | None]) -> None:
+        while (item := calls.get()) is not None:
+            loop, future, context, call = item
+            try:
+                result = context.run(_on_behalf, loop, call)
+            except BaseException as exc:  # the caller's to see, not this thread's
+                _answer(loop, future, None, exc)
+            else:
+                _answer(loop, future, result, None)
+
+
+def _answer(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Any],
+    result: Any,
+    error: BaseException | None,
+) -> None:
+    def settle() -> None:
+        if future.done():  # its caller has gone
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    with suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+        loop.call_soon_threadsafe(settle)
 
 
 def _first_line(error: BaseException | None) -> str:
@@ -221,8 +318,12 @@ def _sqlite_engine(url: URL) -> Engine:
     @listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Rationale 2.
-        write = connection.get_execution_options().get("feed_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = connection.get_execution_options()
+        if options.get("feed_begun", False):
+            # Joined to a transaction begun on the driver's cursor (log.py, on the
+            # plain write): begun already.
+            return
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get("feed_write") else "BEGIN")
 
     return engine
 

@@ -71,18 +71,31 @@ Rationale for the less obvious choices:
    the note back as it was, and announces a commit of nothing that ends where the
    log ended when it took the lock: a hint held back meanwhile (another process's
    event, committed before the lock) is then read, not left for the next poll.
+10. The plain write. On SQLite the group write of new posts (new_posts.py) runs on the
+   driver's own cursor (``PlainWrite``), from ``BEGIN IMMEDIATE`` to ``COMMIT``, with no
+   ``Session``, no SQLAlchemy connection and none of their transaction events: those
+   cost more than the statements of a small group. Everything else about a write is
+   ``_write``'s: the same lock, the log's guard (7), the same commit and announcement
+   (8, 9). The parts of a group that read or write through the ORM (idempotency keys,
+   replies' parents, thread summaries) get a ``Session`` joined to the same
+   transaction, made only when a group needs one. The driver's errors are raised as
+   SQLAlchemy raises them, so that the caller sees what any other write's would be
+   (engine.py, on unavailable, not broken).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Select, func, text
+from sqlalchemy import Connection, Engine, Select, func, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlmodel import Session, select
 
 from feed import schema
@@ -125,6 +138,41 @@ _SQLITE_START_EVENT_IDS = """
 INSERT INTO sqlite_sequence (name, seq) SELECT 'events', :floor
 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events')
 """
+
+
+class PlainWrite:
+    """A SQLite write transaction on the driver's own cursor (10), with what it notes
+    in ``info`` as a session would."""
+
+    def __init__(self, writer: Engine, raw: PoolProxiedConnection) -> None:
+        self._writer = writer
+        self._raw = raw
+        self.cursor: sqlite3.Cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
+        self.info: dict[str, Any] = {}
+        self._session: Session | None = None
+
+    def session(self) -> Session:
+        """A session in this transaction, for the parts of a write that use the ORM."""
+        if self._session is None:
+            # The transaction is begun already: the engine's hook must not begin another.
+            joined = Connection(self._writer, self._raw).execution_options(feed_begun=True)
+            self._session = Session(joined, expire_on_commit=False)
+        return self._session
+
+    def commit(self) -> None:
+        if self._session is not None:
+            self._session.flush()
+        self.cursor.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()  # after COMMIT or ROLLBACK: nothing left to undo
+        self.cursor.close()
+
+
+def orm(write: Session | PlainWrite) -> Session:
+    """The session of ``write``: itself, or the one joined to its transaction (10)."""
+    return write if isinstance(write, Session) else write.session()
 
 
 class EventLog:
@@ -187,29 +235,64 @@ class EventLog:
                 else:
                     self._guard_log(session, _log_end(session))
                 yield session
-                # Replies and their threads' summaries as this transaction leaves them
-                # (threads.py, on summaries).
-                written = threads.with_threads(session, session.info.get(WRITTEN, []), new=True)
-                access: AccessChange = session.info.get(ACCESS, NO_ACCESS_CHANGE)
-                self._commit(session, access, written)
-                if session.info.get(WENT_BACK):
-                    self._went_back(session.info[LOG_END])
-                if written:
-                    self.saw(written[-1].id)
-                if written or access:
-                    # Still under the write lock: announced in commit order (8).
-                    self._announce(Commit(session.info[LOG_END], written, access))
+                self._finish(session)
         finally:
             self._write_lock.release()
 
-    def _commit(self, session: Session, access: AccessChange, written: list[FeedEvent]) -> None:
+    @contextmanager
+    def _write_plain(self) -> Iterator[PlainWrite]:
+        """``_write`` on SQLite's own cursor (10)."""
+        if not self._write_lock.acquire(timeout=self._write_wait):
+            raise StoreUnavailable(StoreUnavailable.BUSY)
+        try:
+            # Returned to the pool, which rolls back whatever did not commit.
+            raw = self._writer.raw_connection()
+            write = PlainWrite(self._writer, raw)
+            try:
+                write.cursor.execute("BEGIN IMMEDIATE")
+                end = write.cursor.execute("SELECT max(id) FROM events").fetchone()[0]
+                self._guard_log(write, int(end or 0))
+                yield write
+                self._finish(write)
+            finally:
+                try:
+                    write.close()
+                finally:
+                    raw.close()
+        except sqlite3.Error as exc:  # opening the connection included
+            raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+        finally:
+            self._write_lock.release()
+
+    def _finish(self, write: Session | PlainWrite) -> None:
+        """Commit ``write`` and announce it (8)."""
+        written: list[FeedEvent] = write.info.get(WRITTEN, [])
+        if threads.wanted(written, new=True):
+            # Replies and their threads' summaries as this transaction leaves them
+            # (threads.py, on summaries).
+            written = threads.with_threads(orm(write), written, new=True)
+        access: AccessChange = write.info.get(ACCESS, NO_ACCESS_CHANGE)
+        self._commit(write, access, written)
+        if write.info.get(WENT_BACK):
+            self._went_back(write.info[LOG_END])
+        if written:
+            self.saw(written[-1].id)
+        if written or access:
+            # Still under the write lock: announced in commit order (8).
+            self._announce(Commit(write.info[LOG_END], written, access))
+
+    def _commit(
+        self, session: Session | PlainWrite, access: AccessChange, written: list[FeedEvent]
+    ) -> None:
         """Commit, with the other processes' hints (4), noting first the newest event
         this commit is to announce (9)."""
         before = self._announced
         if written:
             self._announced = written[-1].id
         try:
-            if self._postgres:  # the hints and the commit in one round trip
+            if isinstance(session, PlainWrite):
+                session.commit()
+            elif self._postgres:  # the hints and the commit in one round trip
                 hints = _hints(access, written) if self._notify else []
                 postgres.commit_write(session, HINT_CHANNEL, hints)
             else:
@@ -241,7 +324,7 @@ class EventLog:
                 logger.exception("a commit listener failed")
 
     @staticmethod
-    def _noted(session: Session, events: Sequence[FeedEvent]) -> None:
+    def _noted(session: Session | PlainWrite, events: Sequence[FeedEvent]) -> None:
         """Note ``events``, in id order, as written by this transaction (5)."""
         session.info.setdefault(WRITTEN, []).extend(events)
 
@@ -289,7 +372,7 @@ class EventLog:
         with self._high_water_lock:
             self._high_water = max(self._high_water, event_id)
 
-    def _guard_log(self, session: Session, end: int) -> None:
+    def _guard_log(self, session: Session | PlainWrite, end: int) -> None:
         """Before a write: if the log ends (at ``end``) before an event this process saw
         committed, it went back (a restore, a failover): skip ids past it first (7)."""
         session.info[LOG_END] = end
@@ -319,8 +402,12 @@ class EventLog:
             with self._write():
                 pass  # ``_guard_log`` finds it so, and does the rest
 
-    def _skip_event_ids(self, session: Session) -> None:
+    def _skip_event_ids(self, session: Session | PlainWrite) -> None:
         floor = {"floor": time.time_ns() // 1000}
+        if isinstance(session, PlainWrite):
+            session.cursor.execute(_SQLITE_SKIP_EVENT_IDS, floor)
+            session.cursor.execute(_SQLITE_START_EVENT_IDS, floor)
+            return
         if self._postgres:
             session.execute(text(_PG_SKIP_EVENT_IDS), floor)
             return

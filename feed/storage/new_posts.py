@@ -41,26 +41,38 @@ Rationale:
 7. The channels, read plainly. On SQLite, the group's channels are read by one plain
    statement, as on PostgreSQL (storage/postgres.py), not by an ORM select: compiling
    the select and loading its rows through the session was a large part of a small
-   group's write.
+   group's write. Only the columns a group uses are read, into a plain tuple
+   (``ChannelRow``): building a ``Channel`` model of every column cost more than the
+   statement itself.
+8. No session on SQLite. There a group is written on the driver's own cursor, from
+   ``BEGIN IMMEDIATE`` to ``COMMIT`` (log.py, on the plain write): SQLAlchemy's
+   session, its connection and their transaction events cost more than the
+   statements of a group of a few posts. Idempotency keys and replies' parents still
+   go through the ORM, in a session joined to the same transaction when a group has
+   them.
+9. The group commit's own thread. Groups are written in a thread kept for them
+   (engine.py, on the group commit's own thread), not in a worker thread shared with
+   reads.
 """
 
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import Connection, Dialect, Engine, Table, insert
+from sqlalchemy import Dialect, Engine, Table, insert
 from sqlmodel import Session, col, select
 
 from feed import markdown, mentions
 from feed.commits import GroupCommit
-from feed.models import Channel, Event, EventKind, Post
+from feed.models import Event, EventKind, Post
 from feed.storage import keys, postgres, search, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
-from feed.storage.engine import StoreError, Unstorable, in_thread, now
-from feed.storage.log import CHANNELS, EventLog
+from feed.storage.engine import StoreError, Unstorable, Writer, in_thread, now
+from feed.storage.log import CHANNELS, EventLog, PlainWrite, orm
 from feed.storage.posts import PostDeleted, PostNotFound
 from feed.values import Answer, Change, Claim, FeedEvent, NewPost, Once, PostView
 
@@ -70,7 +82,6 @@ MAX_GROUP = 1000
 # For the plain INSERTs of new posts (1).
 POSTS: Table = Post.__table__  # type: ignore[attr-defined]
 EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
-CHANNEL_TABLE: Table = Channel.__table__  # type: ignore[attr-defined]
 
 
 class NewPosts(EventLog):
@@ -78,6 +89,7 @@ class NewPosts(EventLog):
 
     def __init__(self, engine: Engine, *, notify: bool = False) -> None:
         super().__init__(engine, notify=notify)
+        self._group_writer = Writer("feed-group-writer")
         self._new_posts: GroupCommit[NewPost, Change | Once] = GroupCommit(
             self._insert_posts, limit=MAX_GROUP, isolate=lambda exc: isinstance(exc, Unstorable)
         )
@@ -139,41 +151,58 @@ class NewPosts(EventLog):
             new = replace(new, html=await in_thread(markdown.to_html)(new.body))
         return await self._new_posts.submit(new)
 
-    @in_thread
-    def _insert_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
-        """Write a group of new posts in one transaction; each one's own outcome."""
+    def close(self) -> None:
+        self._group_writer.stop()
+        super().close()
+
+    async def _insert_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
+        """Write a group of new posts in one transaction, in the group commit's own
+        thread (9); each one's own outcome."""
+        return await self._group_writer.run(self._write_posts, batch)
+
+    def _write_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
         # Short bodies, rendered here, before the lock (2).
         htmls = [markdown.to_html(new.body) if new.html is None else new.html for new in batch]
         names = sorted({new.channel for new in batch})
-        with self._write(channels=names) as session:
-            found = session.info.get(CHANNELS)  # read with the lock, on PostgreSQL
-            if found is None:
-                found = _channels(session.connection(), names)
-            channels = {c.name: c for c in found}
-            settled, repeats = _settle(session, batch, channels)
-            done = settled.keys() | repeats.keys()
-            accepted = [(n, new) for n, new in enumerate(batch) if n not in done]
-            written: dict[int, Change | Once] = {}
-            if accepted:
-                changes = self._insert_new(session, accepted, channels, htmls)
-                written = _keep_answers(session, changes, batch)
-            for n, first in repeats.items():
-                # A retry that came with its first try: that try's answer, replayed.
-                kept = written[first]
-                assert isinstance(kept, Once)
-                written[n] = Once(kept.answer, None, True)
+        if self._postgres:
+            with self._write(channels=names) as session:  # the channels read with the lock
+                return self._write_group(session, session.info[CHANNELS], batch, htmls)
+        with self._write_plain() as plain:  # (8)
+            found = _channels(plain.cursor, names)
+            return self._write_group(plain, found, batch, htmls)
+
+    def _write_group(
+        self,
+        write: Session | PlainWrite,
+        found: Sequence[GroupChannel],
+        batch: Sequence[NewPost],
+        htmls: Sequence[str],
+    ) -> list[Change | Once | StoreError]:
+        """The group's writes in the transaction ``write``; each post's own outcome."""
+        channels: dict[str, GroupChannel] = {c.name: c for c in found}
+        settled, repeats = _settle(write, batch, channels)
+        done = settled.keys() | repeats.keys()
+        accepted = [(n, new) for n, new in enumerate(batch) if n not in done]
+        written: dict[int, Change | Once] = {}
+        if accepted:
+            changes = self._insert_new(write, accepted, channels, htmls)
+            written = _keep_answers(write, changes, batch)
+        for n, first in repeats.items():
+            # A retry that came with its first try: that try's answer, replayed.
+            kept = written[first]
+            assert isinstance(kept, Once)
+            written[n] = Once(kept.answer, None, True)
         return [written.get(n) or settled[n] for n in range(len(batch))]
 
     def _insert_new(
         self,
-        session: Session,
+        write: Session | PlainWrite,
         accepted: Sequence[tuple[int, NewPost]],
-        channels: dict[str, Channel],
+        channels: dict[str, GroupChannel],
         htmls: Sequence[str],
     ) -> dict[int, Change]:
         """Insert the ``accepted`` posts and their events; each one's change, by place."""
         at = now()
-        connection = session.connection()
         post_rows = [
             {
                 "channel_id": channels[new.channel].id,
@@ -195,13 +224,14 @@ class NewPosts(EventLog):
             for name in mentions.addressed(htmls[n], new.author):
                 order.append((k, EventKind.MENTION, name))
             order.append((k, _created(new), None))
-        if connection.dialect.name == "postgresql":  # (6)
-            post_ids, event_ids = postgres.insert_posts(connection, post_rows, order)
+        if isinstance(write, Session):  # PostgreSQL (6)
+            post_ids, event_ids = postgres.insert_posts(write.connection(), post_rows, order)
         else:
-            post_ids = _insert_many(connection, POSTS, post_rows)
+            dialect = self._engine.dialect
+            post_ids = _insert_consecutive(write.cursor, dialect, POSTS, post_rows)
             # Their search entries, by one statement (storage/search.py, on the index
             # following the posts).
-            search.index_new(connection, post_ids[0], post_ids[-1])
+            search.index_new(write.cursor, post_ids[0], post_ids[-1])
             event_rows = [
                 {
                     "kind": kind.value,
@@ -212,7 +242,7 @@ class NewPosts(EventLog):
                 }
                 for k, kind, recipient in order
             ]
-            event_ids = _insert_many(connection, EVENTS, event_rows)
+            event_ids = _insert_consecutive(write.cursor, dialect, EVENTS, event_rows)
         planned = [(post_ids[k], kind, recipient) for k, kind, recipient in order]
         views = {}
         for (n, new), post_id in zip(accepted, post_ids, strict=True):
@@ -239,31 +269,42 @@ class NewPosts(EventLog):
             events.append(
                 FeedEvent(event_id, kind, chan.name, view, None, at, chan.private, recipient)
             )
-        self._noted(session, events)
+        self._noted(write, events)
         return written
 
 
-def _channels(connection: Connection, names: Sequence[str]) -> list[Channel]:
-    """The rows of the channels ``names``, every column, each value as the dialect
-    gives it back through the ORM (flags as booleans, not SQLite's integers) (7)."""
+class GroupChannel(Protocol):
+    """What a group needs of a channel: a ``Channel`` row, or a ``ChannelRow`` (7)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def private(self) -> bool: ...
+    @property
+    def archived(self) -> bool: ...
+
+
+class ChannelRow(NamedTuple):
+    """The columns of a channel a group uses, read plainly on SQLite (7)."""
+
+    id: int
+    name: str
+    private: bool
+    archived: bool
+
+
+def _channels(cursor: sqlite3.Cursor, names: Sequence[str]) -> list[ChannelRow]:
+    """The channels ``names``, as a group uses them (7); flags as booleans, not
+    SQLite's integers."""
     marks = ", ".join("?" for _ in names)
-    found = connection.exec_driver_sql(
-        f"SELECT * FROM channels WHERE name IN ({marks})", tuple(names)
+    found = cursor.execute(
+        f"SELECT id, name, private, archived FROM channels WHERE name IN ({marks})", tuple(names)
     )
-    columns = list(found.keys())
-    convert = _results(connection.dialect)
-    rows: list[dict[str, Any]] = [dict(zip(columns, row, strict=True)) for row in found.all()]
-    for row in rows:
-        for column in convert.keys() & row.keys():
-            row[column] = convert[column](row[column])
-    return [Channel(**row) for row in rows]
-
-
-@functools.lru_cache(maxsize=4)  # one per dialect
-def _results(dialect: Dialect) -> dict[str, Callable[[Any], Any]]:
-    """The dialect's conversion of each column of a channel's row that needs one."""
-    found = {c.name: c.type.result_processor(dialect, None) for c in CHANNEL_TABLE.columns}
-    return {name: convert for name, convert in found.items() if convert is not None}
+    return [
+        ChannelRow(i, name, bool(private), bool(archived)) for i, name, private, archived in found
+    ]
 
 
 def _render_all(bodies: Sequence[str]) -> list[str]:
@@ -271,13 +312,14 @@ def _render_all(bodies: Sequence[str]) -> list[str]:
 
 
 def _settle(
-    session: Session, batch: Sequence[NewPost], channels: dict[str, Channel]
+    write: Session | PlainWrite, batch: Sequence[NewPost], channels: dict[str, GroupChannel]
 ) -> tuple[dict[int, Once | StoreError], dict[int, int]]:
     """The posts of ``batch`` that write nothing, each with its outcome: refused, or a
     retry answered as before (keys.py, on idempotency keys); and the retries of a post
     in this very group, each with the place of its first try."""
-    kept = keys.kept_answers(session, [new.claim for new in batch if new.claim])
-    parents = _parents(session, batch)
+    claims = [new.claim for new in batch if new.claim]
+    kept = keys.kept_answers(orm(write), claims) if claims else {}
+    parents = _parents(write, batch)
     settled: dict[int, Once | StoreError] = {}
     repeats: dict[int, int] = {}
     first_tries: dict[str, int] = {}
@@ -313,16 +355,16 @@ def _created(new: NewPost) -> EventKind:
     return EventKind.POST_CREATED if new.parent is None else EventKind.REPLY_CREATED
 
 
-def _parents(session: Session, batch: Sequence[NewPost]) -> dict[int, Post]:
+def _parents(write: Session | PlainWrite, batch: Sequence[NewPost]) -> dict[int, Post]:
     """The posts the replies of ``batch`` answer, by id."""
     wanted = sorted({new.parent for new in batch if new.parent is not None})
     if not wanted:
         return {}
-    found = session.exec(select(Post).where(col(Post.id).in_(wanted))).all()
+    found = orm(write).exec(select(Post).where(col(Post.id).in_(wanted))).all()
     return {post.id: post for post in found if post.id is not None}
 
 
-def _refused(new: NewPost, channel: Channel, parents: dict[int, Post]) -> StoreError | None:
+def _refused(new: NewPost, channel: GroupChannel, parents: dict[int, Post]) -> StoreError | None:
     """Why the reply ``new`` cannot be written, if it cannot: its parent is gone, is in
     another channel (as good as not there), or is a reply itself (threads.py, on one
     level)."""
@@ -338,7 +380,7 @@ def _refused(new: NewPost, channel: Channel, parents: dict[int, Post]) -> StoreE
 
 
 def _keep_answers(
-    session: Session, changes: dict[int, Change], batch: Sequence[NewPost]
+    write: Session | PlainWrite, changes: dict[int, Change], batch: Sequence[NewPost]
 ) -> dict[int, Change | Once]:
     """``changes``, with the answer of each that came with a claim kept beside it
     (keys.py, on idempotency keys): those are answered with it."""
@@ -349,26 +391,18 @@ def _keep_answers(
             written[n] = change
             continue
         given = new.answer(change)
-        keys.keep(session, new.claim, given)
+        keys.keep(orm(write), new.claim, given)
         written[n] = Once(given, change.event_id, False)
     return written
 
 
-def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert ``rows``; their new ids, in the order of ``rows``."""
-    if connection.dialect.name == "sqlite" and rows:
-        return _insert_consecutive(connection, table, rows)
-    returning = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    return list(connection.execute(returning, rows).scalars())
-
-
 def _insert_consecutive(
-    connection: Connection, table: Table, rows: list[dict[str, Any]]
+    cursor: sqlite3.Cursor, dialect: Dialect, table: Table, rows: list[dict[str, Any]]
 ) -> list[int]:
-    """``_insert_many`` on SQLite (4): one prepared statement run for every row, the ids
-    taken from the last one, and checked."""
+    """Insert ``rows`` on SQLite (4): one prepared statement run for every row, the ids
+    taken from the last one, and checked; their new ids, in the order of ``rows``."""
     names = tuple(rows[0])
-    sql, processors = _prepared(table, names, connection.dialect)
+    sql, processors = _prepared(table, names, dialect)
     columns = []
     for name, process in zip(names, processors, strict=True):
         values = [row[name] for row in rows]
@@ -377,12 +411,12 @@ def _insert_consecutive(
             made = {value: process(value) for value in set(values)}
             values = [made[value] for value in values]
         columns.append(values)
-    connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
-    last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+    cursor.executemany(sql, zip(*columns, strict=True))
+    (last,) = cursor.execute("SELECT last_insert_rowid()").fetchone()
     first = last - len(rows) + 1
-    counted = connection.exec_driver_sql(
+    (counted,) = cursor.execute(
         f"SELECT count(*) FROM {table.name} WHERE id BETWEEN ? AND ?", (first, last)
-    ).scalar_one()
+    ).fetchone()
     if counted != len(rows):  # not one run of ids: never while this writer holds the lock
         raise RuntimeError(f"{table.name}: {len(rows)} rows but not ids {first} to {last}")
     return list(range(first, last + 1))

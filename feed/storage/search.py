@@ -78,12 +78,13 @@ Rationale:
 
 from __future__ import annotations
 
+import sqlite3
 import statistics
 from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, Integer, column, func, literal_column, table, text
+from sqlalchemy import Integer, column, func, literal_column, table, text
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
@@ -115,16 +116,15 @@ PAIRS = f"feed_word_pairs({TS_VECTOR})"
 LENGTH_NORMALISED = 1
 
 
-def index_new(connection: Connection, first: int, last: int) -> None:
-    """Add the new posts ``first`` to ``last`` (every id between) to the search index,
-    in the transaction that inserts them, by one statement (1). PostgreSQL's index
-    needs nothing: the insert computed their column."""
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql(
-            f"INSERT INTO {schema.SEARCH_INDEX}(rowid, body)"
-            " SELECT id, body FROM posts WHERE id BETWEEN ? AND ?",
-            (first, last),
-        )
+def index_new(cursor: sqlite3.Cursor, first: int, last: int) -> None:
+    """Add the new posts ``first`` to ``last`` (every id between) to SQLite's search
+    index, in the transaction that inserts them, by one statement on its cursor (1).
+    PostgreSQL's index needs nothing: the insert computed their column."""
+    cursor.execute(
+        f"INSERT INTO {schema.SEARCH_INDEX}(rowid, body)"
+        " SELECT id, body FROM posts WHERE id BETWEEN ? AND ?",
+        (first, last),
+    )
 
 
 class Searches(EventLog):

@@ -103,18 +103,24 @@ def with_threads(
     its own, as they are now (2). ``new``: the events were just written, so a new
     top-level post has no replies yet and needs no query (the common case, kept cheap)."""
     events = list(events)
-    wanted: set[int] = set()
+    posts = wanted(events, new=new)
+    if not posts:
+        return events
+    threads = summaries(session, posts)
+    return [_with_thread(event, threads) for event in events]
+
+
+def wanted(events: Iterable[FeedEvent], *, new: bool = False) -> set[int]:
+    """The posts whose summaries ``with_threads`` reads for ``events``."""
+    found: set[int] = set()
     for event in events:
         post = event.post
         if post is None or (post.deleted and post.parent is None):
             continue
         if new and event.kind is EventKind.POST_CREATED:
             continue
-        wanted.add(post.id if post.parent is None else post.parent)
-    if not wanted:
-        return events
-    threads = summaries(session, wanted)
-    return [_with_thread(event, threads) for event in events]
+        found.add(post.id if post.parent is None else post.parent)
+    return found
 
 
 def _with_thread(event: FeedEvent, threads: dict[int, Thread]) -> FeedEvent:
