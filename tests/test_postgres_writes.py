@@ -248,3 +248,101 @@ END $$;
 CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON posts
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse();
 """
+
+
+class ThreadCountingStore(Store):
+    """A real store that counts the groups of new posts written in a worker thread."""
+
+    in_threads = 0
+
+    async def _insert_posts(self, batch: Sequence[NewPost]) -> Any:
+        self.in_threads += 1
+        return await super()._insert_posts(batch)
+
+
+def test_new_posts_on_postgresql_are_written_on_the_event_loop(postgres: Postgres) -> None:
+    """A group of new top-level posts is written from the event loop, with no worker
+    thread to wait for; a reply, with its thread to read, still goes to one."""
+    store = ThreadCountingStore(make_engine(postgres.new_database()), notify=True)
+
+    async def main() -> None:
+        await store.create_schema()
+        news = [NewPost("general", "ann", f"post {n}") for n in range(3)]
+        first = await store.create_posts(news)
+        single = await store.create_post("general", "bob", "one more, for @ann")
+        assert store.in_threads == 0
+        assert isinstance(first[0], Change)
+        reply = await store.create_reply("general", first[0].post.id, "cy", "a reply")
+        assert store.in_threads == 1
+        events = await store.events_after(0, person=EVERYONE)
+        assert [(e.kind, e.post.body if e.post else None, e.recipient) for e in events] == [
+            *((EventKind.POST_CREATED, new.body, None) for new in news),
+            (EventKind.MENTION, single.post.body, "ann"),
+            (EventKind.POST_CREATED, single.post.body, None),
+            (EventKind.REPLY_CREATED, reply.post.body, None),
+        ]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_a_new_post_after_the_server_closed_the_writers_connection_is_written(
+    postgres: Postgres,
+) -> None:
+    """The writer keeps its connection between writes without a ping; when the server
+    has closed it (a restart), the next post begins again on a new one."""
+    url = postgres.new_database()
+    store = Store.from_url(url, notify=True)
+    name = url.rsplit("/", 1)[1]
+
+    async def main() -> None:
+        await store.create_schema()
+        before = await store.create_post("general", "ann", "before")
+        with psycopg.connect(url, autocommit=True) as admin:
+            closed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchall()
+        assert closed
+        after = await store.create_post("general", "ann", "after")
+        listed = await store.events_after(0)
+        assert [(e.id, e.post.body if e.post else None) for e in listed] == [
+            (before.event_id, "before"),
+            (after.event_id, "after"),
+        ]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_writes_on_the_loop_and_in_threads_are_announced_in_commit_order(
+    postgres: Postgres,
+) -> None:
+    """New posts written from the event loop and edits written in worker threads, at
+    the same time: their commits reach the listeners in the order of their ids."""
+    store = Store.from_url(postgres.new_database(), notify=True)
+    heard: list[int] = []
+    store.on_commit(lambda commit: heard.extend(e.id for e in commit.events))
+
+    async def main() -> None:
+        await store.create_schema()
+        target = await store.create_post("general", "ann", "edited again and again")
+        for n in range(40):
+            await asyncio.gather(
+                store.create_post("general", "ann", f"post {n}"),
+                store.edit_post(target.post.id, f"edit {n}"),
+                store.create_post("general", "bob", f"another {n}"),
+            )
+        stored = [e.id for e in await store.events_after(0, limit=1000)]
+        assert len(stored) == 1 + 3 * 40
+        assert heard == stored
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()

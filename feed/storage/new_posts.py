@@ -42,6 +42,12 @@ Rationale:
    statement, as on PostgreSQL (storage/postgres.py), not by an ORM select: compiling
    the select and loading its rows through the session was a large part of a small
    group's write.
+8. The write on the loop. On PostgreSQL, a group of new top-level posts without claims
+   is written from the event loop (storage/log.py, on the write on the loop): nothing
+   is read for them but their channels, and their events need no thread summary (a
+   new post has no replies yet). Their short bodies are rendered on the loop, before
+   the lock. A group with a reply or a claim, which reads more through the ORM's
+   session, is written in a worker thread as before.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, Table, insert
@@ -79,7 +86,7 @@ class NewPosts(EventLog):
     def __init__(self, engine: Engine, *, notify: bool = False) -> None:
         super().__init__(engine, notify=notify)
         self._new_posts: GroupCommit[NewPost, Change | Once] = GroupCommit(
-            self._insert_posts, limit=MAX_GROUP, isolate=lambda exc: isinstance(exc, Unstorable)
+            self._write_group, limit=MAX_GROUP, isolate=lambda exc: isinstance(exc, Unstorable)
         )
 
     # -- new posts ----------------------------------------------------------------
@@ -127,6 +134,35 @@ class NewPosts(EventLog):
             new = replace(new, html=await in_thread(markdown.to_html)(new.body))
         return await self._new_posts.submit(new)
 
+    async def _write_group(self, batch: Sequence[NewPost]) -> Sequence[Change | Once | StoreError]:
+        """Write a group of new posts; on PostgreSQL, new top-level posts without a
+        claim on the event loop (8)."""
+        loop_writer = self._loop_writer
+        if loop_writer is not None and loop_writer.ready and all(map(_plain, batch)):
+            return await self._insert_on_loop(batch)
+        return await self._insert_posts(batch)
+
+    async def _insert_on_loop(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
+        """``_insert_posts`` on the event loop (8): nothing to refuse but unknown and
+        archived channels, no answers to keep, no threads to summarise."""
+        htmls = [markdown.to_html(new.body) if new.html is None else new.html for new in batch]
+        names = sorted({new.channel for new in batch})
+        async with self._write_on_loop(names) as write:
+            channels = {c.name: c for c in write.channels}
+            settled = _unknown(batch, channels)
+            accepted = [(n, new) for n, new in enumerate(batch) if n not in settled]
+            written: dict[int, Change] = {}
+            if accepted:
+                post_rows, order = _planned(accepted, channels, htmls)
+                post_ids, event_ids = await postgres.insert_posts_on_loop(
+                    write.connection, post_rows, order
+                )
+                at = post_rows[0]["created_at"]
+                made = _made(accepted, channels, htmls, order, post_ids, event_ids, at)
+                written, events = made
+                write.written.extend(events)
+        return [written.get(n) or settled[n] for n in range(len(batch))]
+
     @in_thread
     def _insert_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
         """Write a group of new posts in one transaction; each one's own outcome."""
@@ -160,22 +196,9 @@ class NewPosts(EventLog):
         htmls: Sequence[str],
     ) -> dict[int, Change]:
         """Insert the ``accepted`` posts and their events; each one's change, by place."""
-        at = now()
         connection = session.connection()
-        post_rows = [
-            {"channel_id": channels[new.channel].id, "author": new.author, "body": new.body}
-            | {"parent_id": new.parent}
-            | {"html": htmls[n], "created_at": at, "edited_at": None}
-            | {"pinned": False, "deleted": False}
-            for n, new in accepted
-        ]
-        # A post's mentions go just before its own event (reading.py, on mentions).
-        # Each event as (its post's place in ``accepted``, kind, recipient), in order.
-        order: list[tuple[int, EventKind, str | None]] = []
-        for k, (n, new) in enumerate(accepted):
-            for name in mentions.addressed(htmls[n], new.author):
-                order.append((k, EventKind.MENTION, name))
-            order.append((k, _created(new), None))
+        post_rows, order = _planned(accepted, channels, htmls)
+        at = post_rows[0]["created_at"]
         if connection.dialect.name == "postgresql":  # (6)
             post_ids, event_ids = postgres.insert_posts(connection, post_rows, order)
         else:
@@ -189,34 +212,72 @@ class NewPosts(EventLog):
                 for k, kind, recipient in order
             ]
             event_ids = _insert_many(connection, EVENTS, event_rows)
-        planned = [(post_ids[k], kind, recipient) for k, kind, recipient in order]
-        views = {}
-        for (n, new), post_id in zip(accepted, post_ids, strict=True):
-            views[post_id] = PostView(
-                post_id,
-                new.channel,
-                new.author,
-                new.body,
-                at,
-                None,
-                False,
-                False,
-                htmls[n],
-                parent=new.parent,
-            )
-        by_post = {p: n for (n, _), p in zip(accepted, post_ids, strict=True)}
-        written: dict[int, Change] = {}
-        events = []
-        for (post_id, kind, recipient), event_id in zip(planned, event_ids, strict=True):
-            view = views[post_id]
-            if recipient is None:
-                written[by_post[post_id]] = Change(view, event_id)
-            chan = channels[view.channel]
-            events.append(
-                FeedEvent(event_id, kind, chan.name, view, None, at, chan.private, recipient)
-            )
+        written, events = _made(accepted, channels, htmls, order, post_ids, event_ids, at)
         self._noted(session, events)
         return written
+
+
+Planned = list[tuple[int, EventKind, str | None]]
+
+
+def _planned(
+    accepted: Sequence[tuple[int, NewPost]], channels: dict[str, Channel], htmls: Sequence[str]
+) -> tuple[list[dict[str, Any]], Planned]:
+    """The rows of the ``accepted`` posts, all made now, and their events, each as
+    (its post's place in ``accepted``, kind, recipient), in order."""
+    at = now()
+    post_rows = [
+        {"channel_id": channels[new.channel].id, "author": new.author, "body": new.body}
+        | {"parent_id": new.parent}
+        | {"html": htmls[n], "created_at": at, "edited_at": None}
+        | {"pinned": False, "deleted": False}
+        for n, new in accepted
+    ]
+    # A post's mentions go just before its own event (reading.py, on mentions).
+    order: Planned = []
+    for k, (n, new) in enumerate(accepted):
+        for name in mentions.addressed(htmls[n], new.author):
+            order.append((k, EventKind.MENTION, name))
+        order.append((k, _created(new), None))
+    return post_rows, order
+
+
+def _made(
+    accepted: Sequence[tuple[int, NewPost]],
+    channels: dict[str, Channel],
+    htmls: Sequence[str],
+    order: Planned,
+    post_ids: Sequence[int],
+    event_ids: Sequence[int],
+    at: datetime,
+) -> tuple[dict[int, Change], list[FeedEvent]]:
+    """Each written post's change, by its place in the group, and the events written,
+    in id order, as made at ``at`` (1)."""
+    planned = [(post_ids[k], kind, recipient) for k, kind, recipient in order]
+    views = {}
+    for (n, new), post_id in zip(accepted, post_ids, strict=True):
+        views[post_id] = PostView(
+            post_id,
+            new.channel,
+            new.author,
+            new.body,
+            at,
+            None,
+            False,
+            False,
+            htmls[n],
+            parent=new.parent,
+        )
+    by_post = {p: n for (n, _), p in zip(accepted, post_ids, strict=True)}
+    written: dict[int, Change] = {}
+    events = []
+    for (post_id, kind, recipient), event_id in zip(planned, event_ids, strict=True):
+        view = views[post_id]
+        if recipient is None:
+            written[by_post[post_id]] = Change(view, event_id)
+        chan = channels[view.channel]
+        events.append(FeedEvent(event_id, kind, chan.name, view, None, at, chan.private, recipient))
+    return written, events
 
 
 def _channels(connection: Connection, names: Sequence[str]) -> list[Channel]:
@@ -274,15 +335,35 @@ def _settle(
                     settled[n] = keys.IdempotencyKeyReused(claim.key)
                 continue
         chan = channels.get(new.channel)
-        if chan is None:
-            settled[n] = ChannelNotFound(new.channel)
-        elif chan.archived:
-            settled[n] = ChannelArchived(new.channel)
+        if chan is None or chan.archived:
+            settled[n] = _closed(new.channel, chan)
         elif new.parent is not None and (refused := _refused(new, chan, parents)):
             settled[n] = refused
         elif claim is not None:
             first_tries[claim.key] = n
     return settled, repeats
+
+
+def _plain(new: NewPost) -> bool:
+    """Whether ``new`` is a top-level post without a claim: nothing is read for it
+    but its channel, and its events need no thread summary (8)."""
+    return new.parent is None and new.claim is None
+
+
+def _unknown(batch: Sequence[NewPost], channels: dict[str, Channel]) -> dict[int, StoreError]:
+    """The posts of ``batch`` refused for their channel, by place: none such, or
+    archived."""
+    refused: dict[int, StoreError] = {}
+    for n, new in enumerate(batch):
+        chan = channels.get(new.channel)
+        if chan is None or chan.archived:
+            refused[n] = _closed(new.channel, chan)
+    return refused
+
+
+def _closed(name: str, channel: Channel | None) -> StoreError:
+    """Why a post to the channel ``name`` (None: there is none) is refused."""
+    return ChannelNotFound(name) if channel is None else ChannelArchived(name)
 
 
 def _created(new: NewPost) -> EventKind:
