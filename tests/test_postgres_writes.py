@@ -346,3 +346,30 @@ def test_writes_on_the_loop_and_in_threads_are_announced_in_commit_order(
         asyncio.run(main())
     finally:
         store.close()
+
+
+def test_a_new_post_on_the_loop_after_the_log_went_back_skips_past_every_id_handed_out(
+    postgres: Postgres,
+) -> None:
+    """The write on the loop guards the log as every write does (storage/log.py, on ids
+    never reused): when the log ends before an event this process saw committed, the
+    new post's event comes after every id handed out, and the going back is counted."""
+    url = postgres.new_database()
+    store = Store.from_url(url, notify=True)
+
+    async def main() -> None:
+        await store.create_schema()
+        ids = [(await store.create_post("general", "ann", f"post {n}")).event_id for n in range(3)]
+        assert None not in ids
+        with psycopg.connect(url, autocommit=True) as admin:  # a restore, in effect
+            admin.execute("DELETE FROM events WHERE id > %s", (ids[0],))
+            admin.execute("SELECT setval(pg_get_serial_sequence('events', 'id'), %s)", (ids[0],))
+        after = await store.create_post("general", "ann", "right after")
+        assert after.event_id is not None and after.event_id > max(i or 0 for i in ids)
+        assert store.rollbacks == 1
+        assert [e.id for e in await store.events_after(0)] == [ids[0], after.event_id]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()

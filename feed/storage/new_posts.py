@@ -145,7 +145,10 @@ class NewPosts(EventLog):
     async def _insert_on_loop(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
         """``_insert_posts`` on the event loop (8): nothing to refuse but unknown and
         archived channels, no answers to keep, no threads to summarise."""
-        htmls = [markdown.to_html(new.body) if new.html is None else new.html for new in batch]
+        try:
+            htmls = [markdown.to_html(new.body) if new.html is None else new.html for new in batch]
+        except UnicodeEncodeError as exc:  # as a worker thread's caller would see it
+            raise postgres.store_error(exc, self._engine.dialect) from exc
         names = sorted({new.channel for new in batch})
         async with self._write_on_loop(names) as write:
             channels = {c.name: c for c in write.channels}

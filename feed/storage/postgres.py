@@ -263,7 +263,7 @@ class LoopWriter:
         except BaseException as exc:
             await self._roll_back(connection, exc)
             if isinstance(exc, self._driver.Error | UnicodeEncodeError):
-                raise _store_error(exc, self._dialect) from exc
+                raise store_error(exc, self._dialect) from exc
             raise
 
     async def _connected(self) -> psycopg.AsyncConnection[Any]:
@@ -274,7 +274,7 @@ class LoopWriter:
             try:
                 connection = await self._driver.AsyncConnection.connect(*cargs, **cparams)
             except self._driver.Error as exc:
-                raise _store_error(exc, self._dialect) from exc
+                raise store_error(exc, self._dialect) from exc
             self._connection = connection
         return connection
 
@@ -329,7 +329,7 @@ async def commit_on_loop(
         await connection.commit()
 
 
-def _store_error(exc: BaseException, dialect: Dialect) -> BaseException:
+def store_error(exc: BaseException, dialect: Dialect) -> BaseException:
     """The error a worker thread's caller would get for ``exc``, the driver's (6)."""
     if isinstance(exc, UnicodeEncodeError):
         return Unstorable(f"the text holds characters that are not Unicode ({exc.reason})")
