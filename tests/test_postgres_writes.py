@@ -23,7 +23,14 @@ from feed.render import Renderer
 from feed.storage.history import EVERYONE
 from feed.storage.log import WRITE_LOCK_KEY
 from feed.storage.postgres import commit_write
-from feed.store import ChannelNotFound, Store, StoreUnavailable, Unstorable, make_engine
+from feed.store import (
+    ChannelArchived,
+    ChannelNotFound,
+    Store,
+    StoreUnavailable,
+    Unstorable,
+    make_engine,
+)
 from feed.values import Change, FeedEvent, NewPost
 from tests.services import Postgres
 
@@ -368,6 +375,50 @@ def test_a_new_post_on_the_loop_after_the_log_went_back_skips_past_every_id_hand
         assert after.event_id is not None and after.event_id > max(i or 0 for i in ids)
         assert store.rollbacks == 1
         assert [e.id for e in await store.events_after(0)] == [ids[0], after.event_id]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_new_posts_to_a_channel_not_there_or_archived_are_refused_alone_on_the_loop(
+    postgres: Postgres,
+) -> None:
+    """The posts of a group written on the loop go in with the lock, each to its channel
+    by name: one to a channel that is not there, or is archived, is refused with its
+    own error, and neither it nor its mentions are written; the others are, in order."""
+    store = ThreadCountingStore(make_engine(postgres.new_database()), notify=True)
+
+    async def main() -> None:
+        await store.create_schema()
+        await store.create_channel("old", "Old", "")
+        await store.set_archived("old", True)
+        news = [
+            NewPost("general", "ann", "one, for @bob"),
+            NewPost("nowhere", "ann", "refused, for @cy"),
+            NewPost("old", "ann", "archived, for @di"),
+            NewPost("general", "bob", "two, for @eve"),
+        ]
+        one, nowhere, old, two = await store.create_posts(news)
+        assert store.in_threads == 0
+        assert isinstance(nowhere, ChannelNotFound)
+        assert isinstance(old, ChannelArchived)
+        assert isinstance(one, Change) and isinstance(two, Change)
+        assert one.post.id < two.post.id
+        events = await store.events_after(0, person=EVERYONE)
+        written = [(e.id, e.kind, e.post.body, e.recipient) for e in events if e.post]
+        assert [w[1:] for w in written] == [
+            (EventKind.MENTION, "one, for @bob", "bob"),
+            (EventKind.POST_CREATED, "one, for @bob", None),
+            (EventKind.MENTION, "two, for @eve", "eve"),
+            (EventKind.POST_CREATED, "two, for @eve", None),
+        ]
+        assert [written[1][0], written[3][0]] == [one.event_id, two.event_id]
+        assert [p.body for p in await store.list_posts(["general", "old"])] == [
+            "two, for @eve",
+            "one, for @bob",
+        ]
 
     try:
         asyncio.run(main())
