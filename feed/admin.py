@@ -63,9 +63,8 @@ from feed.panels import (
     recent_html,
 )
 from feed.runtime import Runtime, runtime
-from feed.sse import AGED, CLOSING, SEP, hello
+from feed.sse import AGED, CLOSING, SEP, hello, lifetime
 from feed.store import ChannelExists, ChannelNotFound, StoreError
-from feed.stream import lifetime
 from feed.viewers import SignInFirst, viewer
 from feed.watch import Watch
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 from collections.abc import Mapping
 from enum import StrEnum
 
@@ -81,6 +82,12 @@ CLOSING = comment("stream closed; reconnect to resume")
 # soon, not after the usual spread delay (stream.py, on the maximum age).
 AGED_RETRY_MS = 250
 AGED = retry_hint(AGED_RETRY_MS) + comment("stream reached its maximum age; reconnect to resume")
+
+
+def lifetime(seconds: float) -> float:
+    """How long one stream lasts under ``FEED_MAX_STREAM_SECONDS``: that long plus up to
+    a quarter more, at random (stream.py, on the maximum age)."""
+    return seconds * (1 + random.random() / 4)
 
 
 @functools.lru_cache(maxsize=4)

@@ -50,7 +50,7 @@ Rationale:
     channels, not a thread or one's mentions, and carries no personal events: what it
     shows is what matches.
 13. On the maximum age. With ``FEED_MAX_STREAM_SECONDS`` set, each stream ends after
-    that long plus up to a quarter more, at random (``lifetime``): streams opened in
+    that long plus up to a quarter more, at random (sse.py's ``lifetime``): streams opened in
     the same second (every screen, after a restart) would otherwise end in the same
     second again, each time, and a quarter spreads a reconnect storm over a quarter
     of the age. It ends as a shutdown ends it, after what is pending and with the
@@ -84,7 +84,7 @@ from feed.errors import ClientError, error_response, unavailable
 from feed.models import EventKind
 from feed.permissions import Permissions
 from feed.runtime import Runtime, runtime_of
-from feed.sse import AGED, CLOSING, Format, hello, position, retry_hint
+from feed.sse import AGED, CLOSING, Format, hello, lifetime, position, retry_hint
 from feed.store import PostNotFound, StoreUnavailable
 from feed.subscribers import Subscriber, Transport
 from feed.values import PostView
@@ -127,11 +127,6 @@ async def thread_of(rt: Runtime, perms: Permissions, query: QueryParams) -> Post
     if not perms.may_read(post.channel) or post.parent is not None or post.deleted:
         raise missing
     return post
-
-
-def lifetime(seconds: float) -> float:
-    """How long one stream lasts under ``FEED_MAX_STREAM_SECONDS`` (13)."""
-    return seconds * (1 + random.random() / 4)
 
 
 class Expiry:

@@ -23,7 +23,14 @@ from feed.render import Renderer
 from feed.storage.history import EVERYONE
 from feed.storage.log import WRITE_LOCK_KEY
 from feed.storage.postgres import commit_write
-from feed.store import ChannelNotFound, Store, StoreUnavailable, Unstorable, make_engine
+from feed.store import (
+    ChannelArchived,
+    ChannelNotFound,
+    Store,
+    StoreUnavailable,
+    Unstorable,
+    make_engine,
+)
 from feed.values import Change, FeedEvent, NewPost
 from tests.services import Postgres
 
@@ -248,3 +255,172 @@ END $$;
 CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON posts
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse();
 """
+
+
+class ThreadCountingStore(Store):
+    """A real store that counts the groups of new posts written in a worker thread."""
+
+    in_threads = 0
+
+    async def _insert_posts(self, batch: Sequence[NewPost]) -> Any:
+        self.in_threads += 1
+        return await super()._insert_posts(batch)
+
+
+def test_new_posts_on_postgresql_are_written_on_the_event_loop(postgres: Postgres) -> None:
+    """A group of new top-level posts is written from the event loop, with no worker
+    thread to wait for; a reply, with its thread to read, still goes to one."""
+    store = ThreadCountingStore(make_engine(postgres.new_database()), notify=True)
+
+    async def main() -> None:
+        await store.create_schema()
+        news = [NewPost("general", "ann", f"post {n}") for n in range(3)]
+        first = await store.create_posts(news)
+        single = await store.create_post("general", "bob", "one more, for @ann")
+        assert store.in_threads == 0
+        assert isinstance(first[0], Change)
+        reply = await store.create_reply("general", first[0].post.id, "cy", "a reply")
+        assert store.in_threads == 1
+        events = await store.events_after(0, person=EVERYONE)
+        assert [(e.kind, e.post.body if e.post else None, e.recipient) for e in events] == [
+            *((EventKind.POST_CREATED, new.body, None) for new in news),
+            (EventKind.MENTION, single.post.body, "ann"),
+            (EventKind.POST_CREATED, single.post.body, None),
+            (EventKind.REPLY_CREATED, reply.post.body, None),
+        ]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_a_new_post_after_the_server_closed_the_writers_connection_is_written(
+    postgres: Postgres,
+) -> None:
+    """The writer keeps its connection between writes without a ping; when the server
+    has closed it (a restart), the next post begins again on a new one."""
+    url = postgres.new_database()
+    store = Store.from_url(url, notify=True)
+    name = url.rsplit("/", 1)[1]
+
+    async def main() -> None:
+        await store.create_schema()
+        before = await store.create_post("general", "ann", "before")
+        with psycopg.connect(url, autocommit=True) as admin:
+            closed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchall()
+        assert closed
+        after = await store.create_post("general", "ann", "after")
+        listed = await store.events_after(0)
+        assert [(e.id, e.post.body if e.post else None) for e in listed] == [
+            (before.event_id, "before"),
+            (after.event_id, "after"),
+        ]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_writes_on_the_loop_and_in_threads_are_announced_in_commit_order(
+    postgres: Postgres,
+) -> None:
+    """New posts written from the event loop and edits written in worker threads, at
+    the same time: their commits reach the listeners in the order of their ids."""
+    store = Store.from_url(postgres.new_database(), notify=True)
+    heard: list[int] = []
+    store.on_commit(lambda commit: heard.extend(e.id for e in commit.events))
+
+    async def main() -> None:
+        await store.create_schema()
+        target = await store.create_post("general", "ann", "edited again and again")
+        for n in range(40):
+            await asyncio.gather(
+                store.create_post("general", "ann", f"post {n}"),
+                store.edit_post(target.post.id, f"edit {n}"),
+                store.create_post("general", "bob", f"another {n}"),
+            )
+        stored = [e.id for e in await store.events_after(0, limit=1000)]
+        assert len(stored) == 1 + 3 * 40
+        assert heard == stored
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_a_new_post_on_the_loop_after_the_log_went_back_skips_past_every_id_handed_out(
+    postgres: Postgres,
+) -> None:
+    """The write on the loop guards the log as every write does (storage/log.py, on ids
+    never reused): when the log ends before an event this process saw committed, the
+    new post's event comes after every id handed out, and the going back is counted."""
+    url = postgres.new_database()
+    store = Store.from_url(url, notify=True)
+
+    async def main() -> None:
+        await store.create_schema()
+        ids = [(await store.create_post("general", "ann", f"post {n}")).event_id for n in range(3)]
+        assert None not in ids
+        with psycopg.connect(url, autocommit=True) as admin:  # a restore, in effect
+            admin.execute("DELETE FROM events WHERE id > %s", (ids[0],))
+            admin.execute("SELECT setval(pg_get_serial_sequence('events', 'id'), %s)", (ids[0],))
+        after = await store.create_post("general", "ann", "right after")
+        assert after.event_id is not None and after.event_id > max(i or 0 for i in ids)
+        assert store.rollbacks == 1
+        assert [e.id for e in await store.events_after(0)] == [ids[0], after.event_id]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_new_posts_to_a_channel_not_there_or_archived_are_refused_alone_on_the_loop(
+    postgres: Postgres,
+) -> None:
+    """The posts of a group written on the loop go in with the lock, each to its channel
+    by name: one to a channel that is not there, or is archived, is refused with its
+    own error, and neither it nor its mentions are written; the others are, in order."""
+    store = ThreadCountingStore(make_engine(postgres.new_database()), notify=True)
+
+    async def main() -> None:
+        await store.create_schema()
+        await store.create_channel("old", "Old", "")
+        await store.set_archived("old", True)
+        news = [
+            NewPost("general", "ann", "one, for @bob"),
+            NewPost("nowhere", "ann", "refused, for @cy"),
+            NewPost("old", "ann", "archived, for @di"),
+            NewPost("general", "bob", "two, for @eve"),
+        ]
+        one, nowhere, old, two = await store.create_posts(news)
+        assert store.in_threads == 0
+        assert isinstance(nowhere, ChannelNotFound)
+        assert isinstance(old, ChannelArchived)
+        assert isinstance(one, Change) and isinstance(two, Change)
+        assert one.post.id < two.post.id
+        events = await store.events_after(0, person=EVERYONE)
+        written = [(e.id, e.kind, e.post.body, e.recipient) for e in events if e.post]
+        assert [w[1:] for w in written] == [
+            (EventKind.MENTION, "one, for @bob", "bob"),
+            (EventKind.POST_CREATED, "one, for @bob", None),
+            (EventKind.MENTION, "two, for @eve", "eve"),
+            (EventKind.POST_CREATED, "two, for @eve", None),
+        ]
+        assert [written[1][0], written[3][0]] == [one.event_id, two.event_id]
+        assert [p.body for p in await store.list_posts(["general", "old"])] == [
+            "two, for @eve",
+            "one, for @bob",
+        ]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()

@@ -81,18 +81,29 @@ Rationale for the less obvious choices:
    transaction, made only when a group needs one. The driver's errors are raised as
    SQLAlchemy raises them, so that the caller sees what any other write's would be
    (engine.py, on unavailable, not broken).
+11. The write on the loop. New posts on PostgreSQL are written from the event loop
+   (storage/postgres.py, on new posts on the event loop) by ``_write_on_loop``, with
+   the lock, the guard of the log, the hints, the note and the announcement of
+   ``_write``. The in-process lock is taken at once when it is free, else waited for
+   in a worker thread. The announcement is queued on the loop (``call_soon``), as a
+   worker thread's is, not told at once: a commit that a thread made just before,
+   whose announcement the loop has not run yet, is still told first.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import Connection, Engine, Select, func, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
@@ -128,7 +139,7 @@ CHANNELS = "feed.channels_read"
 
 # The next event id becomes at least the time in microseconds (7); never lower.
 _PG_SKIP_EVENT_IDS = """
-SELECT setval(seq, GREATEST(:floor, COALESCE(pg_sequence_last_value(seq), 0)))
+SELECT setval(seq, GREATEST(%(floor)s, COALESCE(pg_sequence_last_value(seq), 0)))
 FROM (SELECT CAST(pg_get_serial_sequence('events', 'id') AS regclass) AS seq) AS events_seq
 """
 _SQLITE_SKIP_EVENT_IDS = (
@@ -203,6 +214,8 @@ class EventLog:
         self.rollbacks = 0
         # The newest event of the commits this process made or is making (9).
         self._announced = 0
+        # New posts' own connection, on the event loop (11).
+        self._loop_writer = postgres.LoopWriter(engine) if self._postgres else None
 
     def on_commit(self, listener: Callable[[Commit], object]) -> None:
         """Call ``listener`` with what each transaction changed, on the event loop of
@@ -215,6 +228,8 @@ class EventLog:
         return self._engine.dialect.name
 
     def close(self) -> None:
+        if self._loop_writer is not None:
+            self._loop_writer.close()
         self._engine.dispose()
 
     # -- writing ----------------------------------------------------------------
@@ -284,12 +299,8 @@ class EventLog:
     def _commit(
         self, session: Session | PlainWrite, access: AccessChange, written: list[FeedEvent]
     ) -> None:
-        """Commit, with the other processes' hints (4), noting first the newest event
-        this commit is to announce (9)."""
-        before = self._announced
-        if written:
-            self._announced = written[-1].id
-        try:
+        """Commit, with the other processes' hints (4)."""
+        with self._announcing(session.info[LOG_END], written):
             if isinstance(session, PlainWrite):
                 session.commit()
             elif self._postgres:  # the hints and the commit in one round trip
@@ -297,12 +308,59 @@ class EventLog:
                 postgres.commit_write(session, HINT_CHANNEL, hints)
             else:
                 session.commit()
+
+    @contextmanager
+    def _announcing(self, end: int, written: list[FeedEvent]) -> Iterator[None]:
+        """Around a commit: note first the newest event it is to announce, and take
+        the note back if it fails (9)."""
+        before = self._announced
+        if written:
+            self._announced = written[-1].id
+        try:
+            yield
         except BaseException:
             self._announced = before  # nothing of it will be announced
             if written:
                 # A hint held back for this commit is owed a read (9).
-                self._announce(Commit(session.info[LOG_END], []))
+                self._announce(Commit(end, []))
             raise
+
+    @asynccontextmanager
+    async def _write_on_loop(self, channels: Sequence[str]) -> AsyncIterator[LoopWrite]:
+        """``_write`` for new top-level posts on PostgreSQL, on the event loop (11):
+        the writers' lock, the log's guard, the commit with its hints and the
+        announcement, as there. What it writes is noted in ``LoopWrite.written``."""
+        assert self._loop_writer is not None
+        await self._write_turn()
+        try:
+            async with self._loop_writer.transaction(WRITE_LOCK_KEY, channels) as begun:
+                connection, end, found = begun
+                went_back = self._gone_back(end)
+                if went_back:
+                    floor = {"floor": time.time_ns() // 1000}
+                    await connection.execute(_PG_SKIP_EVENT_IDS, floor)
+                write = LoopWrite(connection, end, found)
+                yield write
+                written = write.written
+                with self._announcing(end, written):
+                    hints = _hints(NO_ACCESS_CHANGE, written) if self._notify else []
+                    await postgres.commit_on_loop(connection, HINT_CHANNEL, hints)
+            if went_back:
+                self._went_back(end)
+            if written:
+                self.saw(written[-1].id)
+                self._announce(Commit(end, written))
+        finally:
+            self._write_lock.release()
+
+    async def _write_turn(self) -> None:
+        """Take the in-process write lock from the event loop (2): at once if it is
+        free, else waiting in a worker thread, as long as a write may wait."""
+        if self._write_lock.acquire(blocking=False):
+            return
+        wait = functools.partial(self._write_lock.acquire, timeout=self._write_wait)
+        if not await anyio.to_thread.run_sync(wait):
+            raise StoreUnavailable(StoreUnavailable.BUSY)
 
     def announces(self, event_id: int) -> bool:
         """Whether this process's commit announcements bring ``event_id`` to its
@@ -311,10 +369,15 @@ class EventLog:
 
     def _announce(self, commit: Commit) -> None:
         loop = caller_loop()
-        if loop is None:  # called outside any event loop: nobody awaits an answer
-            self._tell(commit)
-        else:
+        if loop is not None:
             loop.call_soon_threadsafe(self._tell, commit)
+            return
+        try:
+            # Written on the loop itself (11): queued behind any commit a worker
+            # thread announced before it, so the order stays the commits'.
+            asyncio.get_running_loop().call_soon(self._tell, commit)
+        except RuntimeError:  # called outside any event loop: nobody awaits an answer
+            self._tell(commit)
 
     def _tell(self, commit: Commit) -> None:
         for listener in self._listeners:
@@ -376,15 +439,21 @@ class EventLog:
         """Before a write: if the log ends (at ``end``) before an event this process saw
         committed, it went back (a restore, a failover): skip ids past it first (7)."""
         session.info[LOG_END] = end
-        if end < self._high_water:
-            logger.error(
-                "the event log ends at %d, before event %d that was committed: the "
-                "database was restored or rolled back. New events skip past it.",
-                end,
-                self._high_water,
-            )
+        if self._gone_back(end):
             self._skip_event_ids(session)
             session.info[WENT_BACK] = True
+
+    def _gone_back(self, end: int) -> bool:
+        """Whether the log, found to end at ``end``, went back (7)."""
+        if end >= self._high_water:
+            return False
+        logger.error(
+            "the event log ends at %d, before event %d that was committed: the "
+            "database was restored or rolled back. New events skip past it.",
+            end,
+            self._high_water,
+        )
+        return True
 
     def _went_back(self, end: int) -> None:
         """The skip of ``_guard_log`` is committed: the log ends at ``end`` now."""
@@ -409,7 +478,7 @@ class EventLog:
             session.cursor.execute(_SQLITE_START_EVENT_IDS, floor)
             return
         if self._postgres:
-            session.execute(text(_PG_SKIP_EVENT_IDS), floor)
+            session.connection().exec_driver_sql(_PG_SKIP_EVENT_IDS, floor)
             return
         session.execute(text(_SQLITE_SKIP_EVENT_IDS), floor)
         session.execute(text(_SQLITE_START_EVENT_IDS), floor)
@@ -441,3 +510,15 @@ def _hints(access: AccessChange, written: Sequence[FeedEvent]) -> list[str]:
     """The other processes' hints, to be sent only if the transaction commits (4)."""
     hints = [ACCESS_HINT] if access else []
     return hints + ([str(written[-1].id)] if written else [])
+
+
+@dataclass
+class LoopWrite:
+    """A write on the event loop (11): its connection, where the log ended when it
+    took the lock, the channels read with the lock, and the events it wrote, in id
+    order, as ``_noted`` keeps them in a session."""
+
+    connection: Any
+    end: int
+    channels: list[Channel]
+    written: list[FeedEvent] = field(default_factory=list)

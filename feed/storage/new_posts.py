@@ -53,6 +53,12 @@ Rationale:
 9. The group commit's own thread. Groups are written in a thread kept for them
    (engine.py, on the group commit's own thread), not in a worker thread shared with
    reads.
+10. The write on the loop. On PostgreSQL, a group of new top-level posts without claims
+   is written from the event loop (storage/log.py, on the write on the loop): nothing
+   is read for them but their channels, and their events need no thread summary (a
+   new post has no replies yet). Their short bodies are rendered on the loop, before
+   the lock. A group with a reply or a claim, which reads more through the ORM's
+   session, is written in the group commit's thread as on SQLite.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ import functools
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Dialect, Engine, Table, insert
@@ -91,7 +98,7 @@ class NewPosts(EventLog):
         super().__init__(engine, notify=notify)
         self._group_writer = Writer("feed-group-writer")
         self._new_posts: GroupCommit[NewPost, Change | Once] = GroupCommit(
-            self._insert_posts, limit=MAX_GROUP, isolate=lambda exc: isinstance(exc, Unstorable)
+            self._write_new, limit=MAX_GROUP, isolate=lambda exc: isinstance(exc, Unstorable)
         )
 
     # -- new posts ----------------------------------------------------------------
@@ -155,6 +162,38 @@ class NewPosts(EventLog):
         self._group_writer.stop()
         super().close()
 
+    async def _write_new(self, batch: Sequence[NewPost]) -> Sequence[Change | Once | StoreError]:
+        """Write a group of new posts; on PostgreSQL, new top-level posts without a
+        claim on the event loop (10)."""
+        loop_writer = self._loop_writer
+        if loop_writer is not None and loop_writer.ready and all(map(_plain, batch)):
+            return await self._insert_on_loop(batch)
+        return await self._insert_posts(batch)
+
+    async def _insert_on_loop(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
+        """``_insert_posts`` on the event loop (10): nothing to refuse but unknown and
+        archived channels, no answers to keep, no threads to summarise."""
+        try:
+            htmls = [markdown.to_html(new.body) if new.html is None else new.html for new in batch]
+        except UnicodeEncodeError as exc:  # as a worker thread's caller would see it
+            raise postgres.store_error(exc, self._engine.dialect) from exc
+        names = sorted({new.channel for new in batch})
+        async with self._write_on_loop(names) as write:
+            channels: dict[str, GroupChannel] = {c.name: c for c in write.channels}
+            settled = _unknown(batch, channels)
+            accepted = [(n, new) for n, new in enumerate(batch) if n not in settled]
+            written: dict[int, Change] = {}
+            if accepted:
+                at = now()
+                post_rows, order = _planned(accepted, channels, htmls, at)
+                post_ids, event_ids = await postgres.insert_posts_on_loop(
+                    write.connection, post_rows, order
+                )
+                made = _made(accepted, channels, htmls, order, post_ids, event_ids, at)
+                written, events = made
+                write.written.extend(events)
+        return [written.get(n) or settled[n] for n in range(len(batch))]
+
     async def _insert_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
         """Write a group of new posts in one transaction, in the group commit's own
         thread (9); each one's own outcome."""
@@ -203,27 +242,7 @@ class NewPosts(EventLog):
     ) -> dict[int, Change]:
         """Insert the ``accepted`` posts and their events; each one's change, by place."""
         at = now()
-        post_rows = [
-            {
-                "channel_id": channels[new.channel].id,
-                "author": new.author,
-                "body": new.body,
-                "parent_id": new.parent,
-                "html": htmls[n],
-                "created_at": at,
-                "edited_at": None,
-                "pinned": False,
-                "deleted": False,
-            }
-            for n, new in accepted
-        ]
-        # A post's mentions go just before its own event (reading.py, on mentions).
-        # Each event as (its post's place in ``accepted``, kind, recipient), in order.
-        order: list[tuple[int, EventKind, str | None]] = []
-        for k, (n, new) in enumerate(accepted):
-            for name in mentions.addressed(htmls[n], new.author):
-                order.append((k, EventKind.MENTION, name))
-            order.append((k, _created(new), None))
+        post_rows, order = _planned(accepted, channels, htmls, at)
         if isinstance(write, Session):  # PostgreSQL (6)
             post_ids, event_ids = postgres.insert_posts(write.connection(), post_rows, order)
         else:
@@ -243,34 +262,81 @@ class NewPosts(EventLog):
                 for k, kind, recipient in order
             ]
             event_ids = _insert_consecutive(write.cursor, dialect, EVENTS, event_rows)
-        planned = [(post_ids[k], kind, recipient) for k, kind, recipient in order]
-        views = {}
-        for (n, new), post_id in zip(accepted, post_ids, strict=True):
-            views[post_id] = PostView(
-                post_id,
-                new.channel,
-                new.author,
-                new.body,
-                at,
-                None,
-                False,
-                False,
-                htmls[n],
-                parent=new.parent,
-            )
-        by_post = {p: n for (n, _), p in zip(accepted, post_ids, strict=True)}
-        written: dict[int, Change] = {}
-        events = []
-        for (post_id, kind, recipient), event_id in zip(planned, event_ids, strict=True):
-            view = views[post_id]
-            if recipient is None:
-                written[by_post[post_id]] = Change(view, event_id)
-            chan = channels[view.channel]
-            events.append(
-                FeedEvent(event_id, kind, chan.name, view, None, at, chan.private, recipient)
-            )
+        written, events = _made(accepted, channels, htmls, order, post_ids, event_ids, at)
         self._noted(write, events)
         return written
+
+
+Planned = list[tuple[int, EventKind, str | None]]
+
+
+def _planned(
+    accepted: Sequence[tuple[int, NewPost]],
+    channels: dict[str, GroupChannel],
+    htmls: Sequence[str],
+    at: datetime,
+) -> tuple[list[dict[str, Any]], Planned]:
+    """The rows of the ``accepted`` posts, made at ``at``, and their events, each as
+    (its post's place in ``accepted``, kind, recipient), in order."""
+    post_rows = [
+        {
+            "channel_id": channels[new.channel].id,
+            "author": new.author,
+            "body": new.body,
+            "parent_id": new.parent,
+            "html": htmls[n],
+            "created_at": at,
+            "edited_at": None,
+            "pinned": False,
+            "deleted": False,
+        }
+        for n, new in accepted
+    ]
+    # A post's mentions go just before its own event (reading.py, on mentions).
+    order: Planned = []
+    for k, (n, new) in enumerate(accepted):
+        for name in mentions.addressed(htmls[n], new.author):
+            order.append((k, EventKind.MENTION, name))
+        order.append((k, _created(new), None))
+    return post_rows, order
+
+
+def _made(
+    accepted: Sequence[tuple[int, NewPost]],
+    channels: dict[str, GroupChannel],
+    htmls: Sequence[str],
+    order: Planned,
+    post_ids: Sequence[int],
+    event_ids: Sequence[int],
+    at: datetime,
+) -> tuple[dict[int, Change], list[FeedEvent]]:
+    """Each written post's change, by its place in the group, and the events written,
+    in id order, as made at ``at`` (1)."""
+    planned = [(post_ids[k], kind, recipient) for k, kind, recipient in order]
+    views = {}
+    for (n, new), post_id in zip(accepted, post_ids, strict=True):
+        views[post_id] = PostView(
+            post_id,
+            new.channel,
+            new.author,
+            new.body,
+            at,
+            None,
+            False,
+            False,
+            htmls[n],
+            parent=new.parent,
+        )
+    by_post = {p: n for (n, _), p in zip(accepted, post_ids, strict=True)}
+    written: dict[int, Change] = {}
+    events = []
+    for (post_id, kind, recipient), event_id in zip(planned, event_ids, strict=True):
+        view = views[post_id]
+        if recipient is None:
+            written[by_post[post_id]] = Change(view, event_id)
+        chan = channels[view.channel]
+        events.append(FeedEvent(event_id, kind, chan.name, view, None, at, chan.private, recipient))
+    return written, events
 
 
 class GroupChannel(Protocol):
@@ -340,15 +406,35 @@ def _settle(
                     settled[n] = keys.IdempotencyKeyReused(claim.key)
                 continue
         chan = channels.get(new.channel)
-        if chan is None:
-            settled[n] = ChannelNotFound(new.channel)
-        elif chan.archived:
-            settled[n] = ChannelArchived(new.channel)
+        if chan is None or chan.archived:
+            settled[n] = _closed(new.channel, chan)
         elif new.parent is not None and (refused := _refused(new, chan, parents)):
             settled[n] = refused
         elif claim is not None:
             first_tries[claim.key] = n
     return settled, repeats
+
+
+def _plain(new: NewPost) -> bool:
+    """Whether ``new`` is a top-level post without a claim: nothing is read for it
+    but its channel, and its events need no thread summary (8)."""
+    return new.parent is None and new.claim is None
+
+
+def _unknown(batch: Sequence[NewPost], channels: dict[str, GroupChannel]) -> dict[int, StoreError]:
+    """The posts of ``batch`` refused for their channel, by place: none such, or
+    archived."""
+    refused: dict[int, StoreError] = {}
+    for n, new in enumerate(batch):
+        chan = channels.get(new.channel)
+        if chan is None or chan.archived:
+            refused[n] = _closed(new.channel, chan)
+    return refused
+
+
+def _closed(name: str, channel: GroupChannel | None) -> StoreError:
+    """Why a post to the channel ``name`` (None: there is none) is refused."""
+    return ChannelNotFound(name) if channel is None else ChannelArchived(name)
 
 
 def _created(new: NewPost) -> EventKind:

@@ -32,20 +32,41 @@ Rationale:
    Ids are taken in the order of the places, under the writers' lock (log.py, on one
    writer at a time); that order is checked on the ids read back, and a group found
    out of it fails before its commit.
+5. New posts on the event loop. A group of new top-level posts (new_posts.py, on the
+   write on the loop) is written by psycopg's asynchronous connection, from the event
+   loop. Under a burst, a worker thread waited longer than its round trips took: for
+   the loop to hand it the group, for the interpreter after each answer, and for the
+   loop to take its result back. The connection is the writers' own, kept open
+   between writes: no pool, and no ping before each write. It is opened with the
+   engine's own arguments (the time zone, the lock's timeout), as the engine last
+   opened one of its own. A connection the server closed meanwhile (a restart) is
+   found so by the write's first round trip, which only took the lock and read, so
+   the write begins again on a new one. After any other error the transaction is
+   rolled back, or a connection in doubt closed.
+6. The same errors. The driver's errors on the loop's connection become what a worker
+   thread's caller gets for them (engine.py, on unavailable, not broken, and on
+   unstorable values): the lock's timeout is a 503, and a value the driver refuses
+   fails only its own post.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import importlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Dialect, Engine
+from sqlalchemy.event import listen
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlmodel import Session
 
 from feed.models import Channel, EventKind
+from feed.storage.engine import Unstorable, _first_line, _unavailable
+
+if TYPE_CHECKING:  # the driver is imported only where PostgreSQL is used
+    import psycopg
 
 _LOCK = "SELECT pg_advisory_xact_lock(%s)"
 _LOG_END = "SELECT max(id) FROM events"
@@ -97,7 +118,15 @@ def insert_posts(
     ``events`` (each as its post's place in ``posts``, kind and recipient, every post
     with one at least), in one statement (4): the posts' ids and the events', in
     order."""
-    params = {
+    rows = connection.exec_driver_sql(_NEW_POSTS, _new_posts(posts, events)).all()
+    return _placed(rows, len(posts), events)
+
+
+def _new_posts(
+    posts: Sequence[dict[str, Any]], events: Sequence[tuple[int, EventKind, str | None]]
+) -> dict[str, Any]:
+    """The values of the statement that inserts ``posts`` and ``events`` (4)."""
+    return {
         "at": posts[0]["created_at"],
         "channels": [row["channel_id"] for row in posts],
         "parents": [row["parent_id"] for row in posts],
@@ -108,9 +137,15 @@ def insert_posts(
         "kinds": [kind.value for _, kind, _ in events],
         "recipients": [recipient for _, _, recipient in events],
     }
-    rows = connection.exec_driver_sql(_NEW_POSTS, params).all()
+
+
+def _placed(
+    rows: Sequence[Sequence[Any]], posts: int, events: Sequence[tuple[int, EventKind, str | None]]
+) -> tuple[list[int], list[int]]:
+    """The ids of the ``posts`` new posts and of their ``events``, from the rows the
+    statement read back, checked to be in the group's order (4)."""
     post_ids = {of_post - 1: post_id for _, of_post, _, post_id in rows}
-    posts_in_order = [post_ids.get(place, 0) for place in range(len(posts))]
+    posts_in_order = [post_ids.get(place, 0) for place in range(posts)]
     event_ids = [event_id for _, _, event_id, _ in rows]
     placed = [(place - 1, of_post - 1) for place, of_post, _, _ in rows]
     if (
@@ -138,12 +173,20 @@ def begin_write(
         driver.execute(_LOCK, (lock_key,))
         end = driver.execute(_LOG_END)
         named = driver.execute(_CHANNELS, (list(channels),)) if channels else None
-    last = end.fetchone()
-    found = []
-    if named is not None:
-        columns = [column.name for column in named.description or ()]
-        found = [Channel(**dict(zip(columns, row, strict=True))) for row in named.fetchall()]
-    return (int(last[0]) if last is not None and last[0] is not None else 0), found
+    found = _channel_rows(named.description, named.fetchall()) if named is not None else []
+    return _end(end.fetchone()), found
+
+
+def _end(last: Sequence[Any] | None) -> int:
+    """The log's end from its row (0 if the log is empty)."""
+    return int(last[0]) if last is not None and last[0] is not None else 0
+
+
+def _channel_rows(
+    description: Sequence[Any] | None, rows: Sequence[Sequence[Any]]
+) -> list[Channel]:
+    columns = [column.name for column in description or ()]
+    return [Channel(**dict(zip(columns, row, strict=True))) for row in rows]
 
 
 def commit_write(session: Session, channel: str, hints: Sequence[str]) -> None:
@@ -173,3 +216,128 @@ def _pipelined(connection: Connection) -> Iterator[Any]:
         raise DBAPIError.instance(
             None, None, exc, dbapi.Error, connection_invalidated=invalidated, dialect=dialect
         ) from exc
+
+
+class LoopWriter:
+    """The writers' own connection, driven from the event loop (5): psycopg's
+    asynchronous connection, opened with the engine's own connection arguments, kept
+    open between writes and opened again after an error."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._dialect = engine.dialect
+        self._arguments: tuple[list[Any], dict[str, Any]] | None = None
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._driver = importlib.import_module("psycopg")
+        listen(engine, "do_connect", self._saw_connect)
+
+    def _saw_connect(self, _dialect: Any, _record: Any, cargs: Any, cparams: Any) -> None:
+        # The engine's arguments, as it opens its own connections (5).
+        self._arguments = (list(cargs), dict(cparams))
+
+    @property
+    def ready(self) -> bool:
+        """Whether the engine has opened a connection, so its arguments are known."""
+        return self._arguments is not None
+
+    @asynccontextmanager
+    async def transaction(
+        self, lock_key: int, channels: Sequence[str]
+    ) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], int, list[Channel]]]:
+        """The connection, in a transaction begun as ``begin_write`` begins it, which
+        the caller commits; with the log's end and the ``channels`` read. Anything
+        raised rolls it back, and the driver's errors come out as a worker thread's
+        would (6)."""
+        connection = await self._connected()
+        try:
+            try:
+                end, found = await _begin_on_loop(connection, lock_key, channels)
+            except self._driver.OperationalError:
+                if not connection.broken:
+                    raise
+                # Gone since the last write (a restart, a failover): nothing was sent
+                # but the lock and reads, so the write begins again on a new one (5).
+                self.close()
+                connection = await self._connected()
+                end, found = await _begin_on_loop(connection, lock_key, channels)
+            yield connection, end, found
+        except BaseException as exc:
+            await self._roll_back(connection, exc)
+            if isinstance(exc, self._driver.Error | UnicodeEncodeError):
+                raise store_error(exc, self._dialect) from exc
+            raise
+
+    async def _connected(self) -> psycopg.AsyncConnection[Any]:
+        connection = self._connection
+        if connection is None or connection.closed or connection.broken:
+            assert self._arguments is not None
+            cargs, cparams = self._arguments
+            try:
+                connection = await self._driver.AsyncConnection.connect(*cargs, **cparams)
+            except self._driver.Error as exc:
+                raise store_error(exc, self._dialect) from exc
+            self._connection = connection
+        return connection
+
+    async def _roll_back(
+        self, connection: psycopg.AsyncConnection[Any], exc: BaseException
+    ) -> None:
+        """Leave no transaction behind; a connection in doubt is closed (5)."""
+        try:
+            if isinstance(exc, Exception) and not connection.broken and not connection.closed:
+                await connection.rollback()
+                return
+        except (self._driver.Error, OSError):
+            pass
+        self.close()
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            # Closing sends nothing and waits for nothing: no event loop is needed.
+            connection.pgconn.finish()
+
+
+async def _begin_on_loop(
+    connection: psycopg.AsyncConnection[Any], lock_key: int, channels: Sequence[str]
+) -> tuple[int, list[Channel]]:
+    """``begin_write`` on the loop's connection (1, 5)."""
+    async with connection.pipeline():
+        await connection.execute(_LOCK, (lock_key,))
+        end = await connection.execute(_LOG_END)
+        named = await connection.execute(_CHANNELS, (list(channels),)) if channels else None
+    found = _channel_rows(named.description, await named.fetchall()) if named else []
+    return _end(await end.fetchone()), found
+
+
+async def insert_posts_on_loop(
+    connection: psycopg.AsyncConnection[Any],
+    posts: Sequence[dict[str, Any]],
+    events: Sequence[tuple[int, EventKind, str | None]],
+) -> tuple[list[int], list[int]]:
+    """``insert_posts`` on the loop's connection (4, 5)."""
+    found = await connection.execute(_NEW_POSTS, _new_posts(posts, events))
+    return _placed(await found.fetchall(), len(posts), events)
+
+
+async def commit_on_loop(
+    connection: psycopg.AsyncConnection[Any], channel: str, hints: Sequence[str]
+) -> None:
+    """``commit_write`` on the loop's connection (1, 5)."""
+    async with connection.pipeline():
+        for hint in hints:
+            await connection.execute(_NOTIFY, (channel, hint))
+        await connection.commit()
+
+
+def store_error(exc: BaseException, dialect: Dialect) -> BaseException:
+    """The error a worker thread's caller would get for ``exc``, the driver's (6)."""
+    if isinstance(exc, UnicodeEncodeError):
+        return Unstorable(f"the text holds characters that are not Unicode ({exc.reason})")
+    if not isinstance(exc, Exception):
+        return exc
+    error = DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, dialect=dialect)
+    if isinstance(error, DataError):
+        return Unstorable(_first_line(exc))
+    if isinstance(error, OperationalError | InterfaceError | InternalError):
+        return _unavailable(error) or error
+    return error
