@@ -189,6 +189,18 @@ class Security:
         self.posts = RateLimiter(settings.post_rate)
         self.streams = StreamCounter(settings.max_streams_per_client)
 
+    def finish(self, headers: Iterable[tuple[bytes, bytes]], private: bool) -> RawHeaders:
+        """An answer's headers with the security headers it does not set itself, and if
+        ``private`` the cache rule, whatever the endpoint said (rationale 7)."""
+        if private:
+            headers = [h for h in headers if h[0].lower() != PRIVATE[0]]
+            headers.append(PRIVATE)
+        else:
+            headers = list(headers)
+        present = {name.lower() for name, _ in headers}
+        headers.extend((k, v) for k, v in self.headers if k not in present)
+        return headers
+
     def middleware(self) -> list[Middleware]:
         """Starlette middleware, outermost first: headers, then CORS if configured."""
         stack = [Middleware(SecurityHeaders, security=self)]
@@ -305,18 +317,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         scope[SCOPE_KEY] = self.security
-        added = self.security.headers
+        finish = self.security.finish
         private = not shared(scope["path"])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                if private:  # whatever the endpoint said (rationale 7)
-                    headers = [h for h in headers if h[0].lower() != PRIVATE[0]]
-                    headers.append(PRIVATE)
-                present = {name.lower() for name, _ in headers}
-                extra = [(k, v) for k, v in added if k not in present]
-                message = {**message, "headers": [*headers, *extra]}
+                message = {**message, "headers": finish(message.get("headers", []), private)}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
