@@ -8,10 +8,12 @@ from collections.abc import Callable
 from types import FrameType
 
 import httpx
+import pytest
 from starlette.routing import Match
 from starlette.testclient import TestClient
 
 from feed.app import DIRECT, create_app
+from feed.runtime import runtime_of
 from feed.settings import Settings
 from tests.auth import ADMIN, ensure_admin
 from tests.conftest import Server, free_port
@@ -122,3 +124,25 @@ def test_no_route_before_a_direct_one_takes_its_requests(settings: Settings) -> 
                 r for r in app.starlette.router.routes if r.matches(scope)[0] is Match.FULL
             )
             assert chosen is route, (method, path)
+
+
+def test_an_unexpected_error_in_a_post_is_a_logged_500_with_its_request_id(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ensure_admin(settings.database_url)
+    app = create_app(settings)
+    with TestClient(app, headers=ADMIN, raise_server_exceptions=False) as client:
+        store = runtime_of(client.app_state).store
+
+        async def broken(*_args: object, **_kwargs: object) -> None:
+            raise RuntimeError("the disk caught fire")
+
+        monkeypatch.setattr(store, "create_post", broken)  # a fault, in the real store
+        url = "/api/channels/general/posts"
+        answer = client.post(url, json={"body": "x"}, headers={"X-Request-ID": "boom-1"})
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "Internal error; it has been logged.", "detail": None}
+    assert answer.headers["x-request-id"] == "boom-1"
+    logged = [r for r in caplog.records if r.name == "feed.errors"]
+    assert [r.getMessage() for r in logged] == ["unhandled error"]
+    assert "the disk caught fire" in str(logged[0].exc_info[1] if logged[0].exc_info else "")
