@@ -80,6 +80,7 @@ from starlette.types import Scope
 
 from feed.errors import ClientError
 from feed.identity import ANONYMOUS, Identity, Role, Via, digest, identity_name, of_credential
+from feed.inputs import header
 from feed.permissions import Permissions, grantee, unauthorized
 from feed.recent import MISSING, RECENT_TTL, Missing, RecentAnswers
 from feed.settings import Settings
@@ -216,8 +217,7 @@ class Access:
         return who
 
     async def _identify(self, scope: Scope) -> Identity:
-        headers = Headers(scope=scope)
-        authorization = headers.get("authorization")
+        authorization = header(scope, b"authorization")
         if authorization is not None:
             kind, _, token = authorization.partition(" ")
             if kind.lower() != "bearer" or not token.strip():
@@ -226,8 +226,8 @@ class Access:
         key = QueryParams(scope.get("query_string", b"")).get(KIOSK_PARAM)
         if key:
             return await self._from_link(key)
-        header = self.settings.trusted_user_header
-        user = headers.get(header, "").strip() if header else ""
+        trusted = self.settings.trusted_user_header
+        user = Headers(scope=scope).get(trusted, "").strip() if trusted else ""
         by_header = self._from_header(user) if user else None
         cookie = HTTPConnection(scope).cookies.get(SESSION_COOKIE)
         if cookie:
@@ -321,7 +321,14 @@ class Access:
     # -- what they may do -------------------------------------------------------
 
     async def permissions(self, who: Identity) -> Permissions:
-        return (await self.permissions_of([who]))[who]
+        """``who``'s permissions: ``permissions_of`` for one, without its sets and sorts
+        while the memberships are recent, since every request asks."""
+        channels = await self.channels()
+        name = grantee(who)
+        grants = {} if name is None else self._grants.get(name)
+        if isinstance(grants, Missing):
+            return (await self.permissions_of([who]))[who]
+        return Permissions(who, channels, grants)
 
     def forget(self, revoked: Iterable[int]) -> None:
         """Tokens found revoked: refuse them from now on, whatever was read recently."""

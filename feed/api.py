@@ -402,6 +402,10 @@ async def presence(request: Request) -> JSONResponse:
 # -- read state (reading.py) ----------------------------------------------------------
 
 
+# Served directly by app.FeedApp, not through Starlette's layers (app.py, on posts
+# served directly); in the table too, for the OpenAPI document and other methods' 405.
+CREATE_POST = Route("/api/channels/{channel}/posts", create_post, methods=["POST"])
+
 routes = [
     Route("/api/channels", list_channels, methods=["GET"]),
     Route("/api/channels", create_channel, methods=["POST"]),
@@ -412,7 +416,7 @@ routes = [
     Route("/api/channels/{channel}/members/{name}", put_member, methods=["PUT"]),
     Route("/api/channels/{channel}/members/{name}", delete_member, methods=["DELETE"]),
     Route("/api/channels/{channel}/posts", list_posts, methods=["GET"]),
-    Route("/api/channels/{channel}/posts", create_post, methods=["POST"]),
+    CREATE_POST,
     Route("/api/posts/{post_id}", get_post, methods=["GET"]),
     Route("/api/posts/{post_id}", edit_post, methods=["PATCH"]),
     Route("/api/posts/{post_id}", delete_post, methods=["DELETE"]),

@@ -1,17 +1,43 @@
-"""The application factory."""
+"""The application factory, and the ASGI app it makes.
+
+Rationale:
+
+1. On streams served directly. ``GET /events`` (and ``HEAD``) is served straight from
+   ``FeedApp``. A stream lives for hours and carries every event. Behind Starlette's
+   middleware and router each one held a dozen more coroutine frames and closures,
+   and every write passed through two more wrappers; with thousands of streams those
+   objects made the garbage collector's full passes long enough to show in p99
+   latency (docs/benchmarks.md). The route stays in Starlette's table too, so other
+   methods get its 405 and the OpenAPI test sees it.
+2. On posts served directly. ``POST /api/channels/{channel}/posts`` is the request
+   feed answers most often, thousands a second from scripts, and Starlette's layers
+   around it (its two exception middlewares, ours for the security headers, a router
+   that tries every route in turn, and a wrapper per endpoint, each with its own
+   closure around ``send``) cost about a quarter of a refused post's CPU
+   (docs/benchmarks.md, the request path). ``FeedApp`` matches the routes in
+   ``DIRECT`` itself and calls their endpoints with one ``Request``, adding the
+   security headers (``Security.finish``) and answering errors with the app's own
+   handlers, chosen as Starlette chooses them (``errors.handler_for``). What a client
+   sees is the same: the request id and log line (logs.RequestLog, which stays
+   outside both paths), the headers, the refusals. A request with an ``Origin``
+   header, when CORS is configured, goes the long way, through Starlette's CORS
+   middleware. A direct route stays in Starlette's table for OpenAPI and for other
+   methods' 405, and no route before it may match its requests (tests/test_app.py).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, Route
+from starlette.requests import Request
+from starlette.routing import Match, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from feed import (
     access,
@@ -30,14 +56,14 @@ from feed import (
     viewers,
 )
 from feed.brokers import broker_from_url
-from feed.errors import HANDLERS
+from feed.errors import HANDLERS, Handler, Handlers, handler_for
 from feed.events import Hub
 from feed.reactions import Flusher
 from feed.relay import Relay
 from feed.render import PACKAGE_DIR, Renderer
 from feed.replays import Replays
 from feed.runtime import Runtime
-from feed.security import Security
+from feed.security import SCOPE_KEY, Security, shared
 from feed.settings import Settings
 from feed.store import Store
 from feed.stream import EventStream
@@ -135,34 +161,41 @@ def create_app(settings: Settings) -> FeedApp:
         Route("/openapi.json", openapi.endpoint, methods=["GET"]),
         Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),
     ]
+    handlers: dict[type[Exception], Handler] = dict(HANDLERS)
+    handlers.update(viewers.HANDLERS.items())
     app = Starlette(
         routes=routes,
         middleware=security.middleware(),
-        exception_handlers={**HANDLERS, **viewers.HANDLERS},
+        exception_handlers=dict(handlers),
         lifespan=lifespan,
     )
-    return FeedApp(app, hub, security)
+    return FeedApp(app, hub, security, handlers, DIRECT)
+
+
+# Routes served without Starlette's layers (2).
+DIRECT = (api.CREATE_POST,)
 
 
 class FeedApp:
-    """The ASGI app: ``GET /events`` (and ``HEAD``) straight from the server, the rest
-    through Starlette.
+    """The ASGI app: ``GET /events`` (and ``HEAD``) straight from the server (1), the
+    routes in ``direct`` nearly so (2), the rest through Starlette."""
 
-    A stream lives for hours and carries every event. Behind Starlette's middleware
-    and router each one held a dozen more coroutine frames and closures, and every
-    write passed through two more wrappers; with thousands of streams those objects
-    made the garbage collector's full passes long enough to show in p99 latency
-    (docs/benchmarks.md). The route stays in Starlette's table too, so other methods
-    get its 405 and the OpenAPI test sees it.
-    """
-
-    def __init__(self, starlette: Starlette, hub: Hub, security: Security) -> None:
+    def __init__(
+        self,
+        starlette: Starlette,
+        hub: Hub,
+        security: Security,
+        handlers: Handlers,
+        direct: Iterable[Route] = (),
+    ) -> None:
         self.starlette = starlette
         self.hub = hub
         # Streams get their headers and per-client limit here (security.py, on streams).
         self.security = security
+        self.handlers = handlers
+        self.direct = tuple(direct)
         self._stream = EventStream()
-        self._logged = logs.RequestLog(starlette)
+        self._logged = logs.RequestLog(self._routed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/events" and scope["method"] in STREAM:
@@ -171,3 +204,51 @@ class FeedApp:
             await self.security.serve_stream(self._stream, scope, receive, send)
         else:
             await self._logged(scope, receive, send)
+
+    async def _routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self._direct_route(scope)
+        if route is None:
+            await self.starlette(scope, receive, send)
+        else:
+            await self._serve(route, scope, receive, send)
+
+    def _direct_route(self, scope: Scope) -> Route | None:
+        if scope["type"] != "http" or self.direct == ():
+            return None
+        if self.security.origins and any(name == b"origin" for name, _ in scope["headers"]):
+            return None  # CORS: Starlette's middleware answers it (2)
+        for route in self.direct:
+            match, found = route.matches(scope)
+            if match is Match.FULL:
+                scope.update(found)
+                scope["route"] = route
+                return route
+        return None
+
+    async def _serve(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+        """``route``'s endpoint, with what Starlette's layers would add (2)."""
+        scope["app"] = self.starlette
+        scope[SCOPE_KEY] = self.security
+        finish = self.security.finish
+        private = not shared(scope["path"])
+        started = False
+
+        async def send_finished(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = finish(message.get("headers", []), private)
+            await send(message)
+
+        request = Request(scope, receive, send)
+        try:
+            response = await route.endpoint(request)
+            await response(scope, receive, send_finished)
+        except Exception as exc:
+            if started:
+                raise
+            handler, expected = handler_for(self.handlers, exc)
+            answer = await handler(request, exc)
+            await answer(scope, receive, send_finished)
+            if not expected:
+                raise  # as Starlette does, for the server to log too

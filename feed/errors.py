@@ -8,7 +8,7 @@ value) when that helps. Nothing a client sends is answered with a 500.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -121,10 +121,24 @@ async def on_unexpected(_request: Request, exc: Exception) -> Response:
     return error_response(500, "Internal error; it has been logged.")
 
 
-HANDLERS = {
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+Handlers = Mapping[type[Exception], Handler]
+
+HANDLERS: dict[type[Exception], Handler] = {
     ClientError: on_client_error,
     StoreError: on_store_error,
     HTTPException: on_http_error,
     ClientDisconnect: on_client_gone,
     Exception: on_unexpected,
 }
+
+
+def handler_for(handlers: Handlers, exc: Exception) -> tuple[Handler, bool]:
+    """The handler Starlette would choose for ``exc`` (the nearest class in its MRO),
+    and whether the error was expected: one handled for ``Exception`` itself is not,
+    and Starlette raises it on after answering, for the server to log."""
+    for cls in type(exc).__mro__:
+        found = handlers.get(cls)
+        if found is not None:
+            return found, cls is not Exception
+    return on_unexpected, False

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from feed.errors import ClientError
-from feed.inputs import IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY_CHARS
+from feed.inputs import IDEMPOTENCY_KEY, MAX_IDEMPOTENCY_KEY_CHARS, header
 from feed.runtime import Runtime
 from feed.store import IdempotencyKeyReused
 from feed.values import Answer, Claim, Once
@@ -39,7 +39,7 @@ def idempotency_claim(request: Request, payload: dict[str, Any], owner: str) -> 
     The key is kept as ``owner``'s (rationale 1). The fingerprint covers the method, the
     path and the parsed body, so a retry that re-encodes the same JSON differently
     still matches."""
-    key = request.headers.get("idempotency-key")
+    key = header(request.scope, b"idempotency-key")
     if key is None:
         return None
     return _claim(

@@ -34,7 +34,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Scope
 
 from feed import text
 from feed.errors import ClientError
@@ -65,18 +66,42 @@ MULTILINE_FIELDS = frozenset({"body", "description"})
 # -- bodies --------------------------------------------------------------------------
 
 
+def header(scope: Scope, name: bytes) -> str | None:
+    """The request's first header ``name`` (lower case, as the server hands them over),
+    read as Starlette's ``Headers.get`` reads it, without making a ``Headers``: the
+    request path of a post asks for four."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _too_big(limit: int) -> ClientError:
+    return ClientError(413, f"The request body is larger than {limit} bytes.", limit)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing more than ``limit`` bytes before reading them all."""
-    too_big = ClientError(413, f"The request body is larger than {limit} bytes.", limit)
-    declared = request.headers.get("content-length")
+    declared = header(request.scope, b"content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise too_big
+        raise _too_big(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    # The server's messages read one by one, as Request.stream reads them, without an
+    # async generator for each request to make, hook and finalise.
+    more = True
+    while more:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        if message["type"] != "http.request":
+            continue
+        chunk: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
         size += len(chunk)
         if size > limit:
-            raise too_big
+            raise _too_big(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -89,7 +114,7 @@ async def read_form(request: Request, limit: int) -> dict[str, str]:
 
 
 def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return (header(request.scope, b"content-type") or "").split(";")[0].strip().lower()
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -115,7 +140,8 @@ def parse_json(raw: bytes) -> Any:
 
 def loads(raw: bytes) -> Any:
     try:
-        payload = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+        # As json.loads reads bytes, with one decoder made once rather than one a call.
+        payload = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except UnicodeDecodeError:
         raise ClientError(400, "The request body is not valid UTF-8.") from None
     except json.JSONDecodeError as exc:
@@ -138,6 +164,9 @@ def _finite(literal: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{literal[:40]} is not a finite number")
     return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 
 def _too_deep() -> ClientError:

@@ -103,9 +103,13 @@ def content_security_policy(frame_ancestors: str) -> str:
     )
 
 
+_SHARED_TREES = tuple(p for p in SHARED_PATHS if p.endswith("/"))
+_SHARED_EXACT = frozenset(p for p in SHARED_PATHS if not p.endswith("/"))
+
+
 def shared(path: str) -> bool:
     """Whether the answer at ``path`` is the same for whoever asks (rationale 7)."""
-    return any(path.startswith(p) if p.endswith("/") else path == p for p in SHARED_PATHS)
+    return path in _SHARED_EXACT or path.startswith(_SHARED_TREES)
 
 
 def client_address(scope: Scope) -> str:
@@ -188,6 +192,24 @@ class Security:
         ]
         self.posts = RateLimiter(settings.post_rate)
         self.streams = StreamCounter(settings.max_streams_per_client)
+
+    def finish(self, headers: Iterable[tuple[bytes, bytes]], private: bool) -> RawHeaders:
+        """An answer's headers with the security headers it does not set itself, and if
+        ``private`` the cache rule, whatever the endpoint said (rationale 7)."""
+        # Loops rather than comprehensions: this runs for every answer.
+        finished: RawHeaders = []
+        present = set()
+        for name, value in headers:
+            lowered = name.lower()
+            if not (private and lowered == PRIVATE[0]):
+                finished.append((name, value))
+                present.add(lowered)
+        if private:
+            finished.append(PRIVATE)
+        for name, value in self.headers:
+            if name not in present:
+                finished.append((name, value))
+        return finished
 
     def middleware(self) -> list[Middleware]:
         """Starlette middleware, outermost first: headers, then CORS if configured."""
@@ -305,18 +327,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         scope[SCOPE_KEY] = self.security
-        added = self.security.headers
+        finish = self.security.finish
         private = not shared(scope["path"])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                if private:  # whatever the endpoint said (rationale 7)
-                    headers = [h for h in headers if h[0].lower() != PRIVATE[0]]
-                    headers.append(PRIVATE)
-                present = {name.lower() for name, _ in headers}
-                extra = [(k, v) for k, v in added if k not in present]
-                message = {**message, "headers": [*headers, *extra]}
+                message = {**message, "headers": finish(message.get("headers", []), private)}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

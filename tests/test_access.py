@@ -16,13 +16,16 @@ from typing import TypeVar
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
 from feed.access import Access
+from feed.app import create_app
 from feed.identity import ANONYMOUS
+from feed.runtime import runtime_of
 from feed.settings import Settings
 from feed.store import Store
 from feed.values import ChannelView
-from tests.auth import ADMIN, ADMIN_TOKEN, bearer
+from tests.auth import ADMIN, ADMIN_TOKEN, bearer, ensure_admin, make_token
 from tests.conftest import Server
 from tests.services import Postgres
 from tests.sse import Message, SSEClient
@@ -671,3 +674,39 @@ def test_a_fresh_read_of_the_channel_list_holds_up_no_permission_check(tmp_path:
             store.close()
 
     asyncio.run(main())
+
+
+# -- recent answers on a post's path (access.py, on recent answers) ------------------------
+
+
+def test_a_token_revoked_here_is_refused_on_the_very_next_post(settings: Settings) -> None:
+    """The token was just read and kept; its revocation's announcement drops it, so
+    the next post is refused without waiting for the recent answer to age."""
+    token, token_id = make_token(settings.database_url, "ada")
+    url = "/api/channels/general/posts"
+    with TestClient(create_app(settings)) as client:
+        store = runtime_of(client.app_state).store
+        assert client.post(url, json={"body": "one"}, headers=bearer(token)).status_code == 201
+        assert client.portal is not None
+        client.portal.call(store.revoke_token, token_id)
+        again = client.post(url, json={"body": "two"}, headers=bearer(token))
+    assert again.status_code == 401
+    assert again.json()["error"] == "The token has been revoked; ask an admin for a new one."
+
+
+def test_a_grant_taken_away_here_is_seen_on_the_very_next_post(settings: Settings) -> None:
+    """The memberships were just read and kept; the change's announcement drops them."""
+    ensure_admin(settings.database_url)
+    token, _ = make_token(settings.database_url, "wes")
+    url = "/api/channels/announcements/posts"
+    members = "/api/channels/announcements/members/wes"
+    with TestClient(create_app(settings), headers=ADMIN) as client:
+        changed = client.patch("/api/channels/announcements", json={"announcement_only": True})
+        assert changed.status_code == 200
+        assert client.put(members, json={"may_post": True}).status_code == 200
+        assert client.post(url, json={"body": "a"}, headers=bearer(token)).status_code == 201
+        assert client.delete(members).status_code == 200
+        refused = client.post(url, json={"body": "b"}, headers=bearer(token))
+        assert refused.status_code == 403 and "announcement-only" in refused.json()["error"]
+        assert client.put(members, json={"may_post": True}).status_code == 200
+        assert client.post(url, json={"body": "c"}, headers=bearer(token)).status_code == 201

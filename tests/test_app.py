@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
+from types import FrameType
 
+import httpx
+import pytest
+from starlette.routing import Match
+from starlette.testclient import TestClient
+
+from feed.app import DIRECT, create_app
+from feed.runtime import runtime_of
+from feed.settings import Settings
+from tests.auth import ADMIN, ensure_admin
 from tests.conftest import Server, free_port
 from tests.sse import SSEClient
 
@@ -27,3 +38,111 @@ def test_uvicorn_serves_streams_and_posts_from_the_app_factory(
     # The settings are the FEED_* variables': the retry hint is FEED_RETRY_MS's.
     [retry] = [m.retry for m in stream.messages if m.retry is not None]
     assert RETRY_MS <= retry <= RETRY_MS * 1.5
+
+
+# -- the path of a post (app.FeedApp, on posts served directly) --------------------------
+
+
+def _functions_entered(client: TestClient, request: Callable[[], object]) -> set[str]:
+    """Every Python function the app's thread entered while ``request()`` ran."""
+    entered: set[str] = set()
+    recording = threading.Event()
+
+    def profile(frame: FrameType, event: str, _arg: object) -> None:
+        if event == "call" and recording.is_set():
+            code = frame.f_code
+            entered.add(f"{code.co_filename}:{code.co_qualname}")
+
+    # The test client runs the app in a thread of its own, started on entering it.
+    threading.setprofile(profile)
+    try:
+        with client:
+            recording.set()
+            request()
+            recording.clear()
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+    return entered
+
+
+def _through_starlette(entered: set[str]) -> list[str]:
+    return sorted(
+        name
+        for name in entered
+        if "starlette/middleware/" in name
+        or name.endswith(("routing.py:Router.app", "_exception_handler.py:wrapped_app"))
+    )
+
+
+def test_a_post_reaches_its_endpoint_without_starlettes_middleware_or_router(
+    settings: Settings,
+) -> None:
+    ensure_admin(settings.database_url)
+    post = TestClient(create_app(settings), headers=ADMIN)
+    answers: list[httpx.Response] = []
+
+    def posting() -> None:
+        answers.append(post.post("/api/channels/general/posts", json={"body": "direct"}))
+        answers.append(post.post("/api/channels/general/posts", json={}))
+
+    assert _through_starlette(_functions_entered(post, posting)) == []
+    assert [a.status_code for a in answers] == [201, 422]
+    # The control: any other request does go through them, which the probe sees.
+    other = TestClient(create_app(settings), headers=ADMIN)
+    assert _through_starlette(_functions_entered(other, lambda: other.get("/api/channels")))
+
+
+def test_a_posts_answers_carry_what_every_answer_carries(client: TestClient) -> None:
+    url = "/api/channels/general/posts"
+    created = client.post(url, json={"body": "with headers"}, headers={"X-Request-ID": "p-1"})
+    refused = client.post(url, json={"bodee": "x"}, headers={"X-Request-ID": "p-2"})
+    anonymous = client.post(url, json={"body": "x"}, headers={"Authorization": ""})
+    assert (created.status_code, refused.status_code, anonymous.status_code) == (201, 422, 401)
+    assert refused.json() == {"error": "Unknown field 'bodee'.", "detail": ["bodee"]}
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    for answer, rid in ((created, "p-1"), (refused, "p-2"), (anonymous, None)):
+        assert answer.headers["x-request-id"] == rid or (
+            rid is None and answer.headers["x-request-id"]
+        )
+        assert answer.headers["cache-control"] == "private, no-store"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "same-origin"
+        assert answer.headers["content-security-policy"].startswith("default-src 'self'")
+        assert answer.headers["content-type"] == "application/json"
+    assert created.headers["location"] == f"/api/posts/{created.json()['post']['id']}"
+
+
+def test_no_route_before_a_direct_one_takes_its_requests(settings: Settings) -> None:
+    """Served before the router, a direct route must be the one the router would choose."""
+    app = create_app(settings)
+    assert DIRECT
+    for route in DIRECT:
+        path = route.path.replace("{channel}", "general")
+        for method in sorted(route.methods or ()):
+            scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+            chosen = next(
+                r for r in app.starlette.router.routes if r.matches(scope)[0] is Match.FULL
+            )
+            assert chosen is route, (method, path)
+
+
+def test_an_unexpected_error_in_a_post_is_a_logged_500_with_its_request_id(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ensure_admin(settings.database_url)
+    app = create_app(settings)
+    with TestClient(app, headers=ADMIN, raise_server_exceptions=False) as client:
+        store = runtime_of(client.app_state).store
+
+        async def broken(*_args: object, **_kwargs: object) -> None:
+            raise RuntimeError("the disk caught fire")
+
+        monkeypatch.setattr(store, "create_post", broken)  # a fault, in the real store
+        url = "/api/channels/general/posts"
+        answer = client.post(url, json={"body": "x"}, headers={"X-Request-ID": "boom-1"})
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "Internal error; it has been logged.", "detail": None}
+    assert answer.headers["x-request-id"] == "boom-1"
+    logged = [r for r in caplog.records if r.name == "feed.errors"]
+    assert [r.getMessage() for r in logged] == ["unhandled error"]
+    assert "the disk caught fire" in str(logged[0].exc_info[1] if logged[0].exc_info else "")
