@@ -460,7 +460,7 @@ def test_the_channels_a_group_reads_plainly_are_the_rows_the_orm_reads(tmp_path:
     from sqlmodel import Session, select
 
     from feed.models import Channel
-    from feed.storage.new_posts import _channels
+    from feed.storage.sqlite import channels as plain_channels
 
     store = Store.from_url(f"sqlite:///{tmp_path / 'feed.db'}")
     run(store.create_schema())
@@ -470,7 +470,7 @@ def test_the_channels_a_group_reads_plainly_are_the_rows_the_orm_reads(tmp_path:
     names = ["general", "old", "quiet"]
     with Session(store._writer) as session:
         cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-        plain = sorted(_channels(cursor, names), key=lambda c: c.name)
+        plain = sorted(plain_channels(cursor, names), key=lambda c: c.name)
         orm = session.exec(select(Channel).where(Channel.name.in_(names))).all()  # type: ignore[attr-defined]
         by_orm = [(c.id, c.name, c.private, c.archived) for c in sorted(orm, key=lambda c: c.name)]
     assert [tuple(c) for c in plain] == by_orm

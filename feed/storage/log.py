@@ -100,19 +100,17 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Connection, Engine, Select, func, text
+from sqlalchemy import Engine, Select, func, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import PoolProxiedConnection
 from sqlmodel import Session, select
 
 from feed import schema
 from feed.brokers import ACCESS_HINT, HINT_CHANNEL
 from feed.models import Channel, Event, EventKind, Post
-from feed.storage import postgres, tallies, threads
+from feed.storage import postgres, sqlite, tallies, threads
 from feed.storage.engine import (
     StoreError,
     StoreUnavailable,
@@ -121,6 +119,7 @@ from feed.storage.engine import (
     in_thread,
     now,
 )
+from feed.storage.sqlite import PlainWrite, orm
 from feed.values import NO_ACCESS_CHANGE, AccessChange, Commit, FeedEvent, _feed_event
 
 logger = logging.getLogger("feed.store")
@@ -136,54 +135,6 @@ WRITTEN = "feed.events_written"
 ACCESS = "feed.access_changed"
 WENT_BACK = "feed.log_went_back"
 CHANNELS = "feed.channels_read"
-
-# The next event id becomes at least the time in microseconds (7); never lower.
-_PG_SKIP_EVENT_IDS = """
-SELECT setval(seq, GREATEST(%(floor)s, COALESCE(pg_sequence_last_value(seq), 0)))
-FROM (SELECT CAST(pg_get_serial_sequence('events', 'id') AS regclass) AS seq) AS events_seq
-"""
-_SQLITE_SKIP_EVENT_IDS = (
-    "UPDATE sqlite_sequence SET seq = :floor WHERE name = 'events' AND seq < :floor"
-)
-_SQLITE_START_EVENT_IDS = """
-INSERT INTO sqlite_sequence (name, seq) SELECT 'events', :floor
-WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events')
-"""
-
-
-class PlainWrite:
-    """A SQLite write transaction on the driver's own cursor (10), with what it notes
-    in ``info`` as a session would."""
-
-    def __init__(self, writer: Engine, raw: PoolProxiedConnection) -> None:
-        self._writer = writer
-        self._raw = raw
-        self.cursor: sqlite3.Cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
-        self.info: dict[str, Any] = {}
-        self._session: Session | None = None
-
-    def session(self) -> Session:
-        """A session in this transaction, for the parts of a write that use the ORM."""
-        if self._session is None:
-            # The transaction is begun already: the engine's hook must not begin another.
-            joined = Connection(self._writer, self._raw).execution_options(feed_begun=True)
-            self._session = Session(joined, expire_on_commit=False)
-        return self._session
-
-    def commit(self) -> None:
-        if self._session is not None:
-            self._session.flush()
-        self.cursor.execute("COMMIT")
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()  # after COMMIT or ROLLBACK: nothing left to undo
-        self.cursor.close()
-
-
-def orm(write: Session | PlainWrite) -> Session:
-    """The session of ``write``: itself, or the one joined to its transaction (10)."""
-    return write if isinstance(write, Session) else write.session()
 
 
 class EventLog:
@@ -326,7 +277,7 @@ class EventLog:
             raise
 
     @asynccontextmanager
-    async def _write_on_loop(self, channels: Sequence[str]) -> AsyncIterator[LoopWrite]:
+    async def _write_on_loop(self, channels: Sequence[str]) -> AsyncIterator[postgres.LoopWrite]:
         """``_write`` for new top-level posts on PostgreSQL, on the event loop (11):
         the writers' lock, the log's guard, the commit with its hints and the
         announcement, as there. What it writes is noted in ``LoopWrite.written``."""
@@ -338,8 +289,8 @@ class EventLog:
                 went_back = self._gone_back(end)
                 if went_back:
                     floor = {"floor": time.time_ns() // 1000}
-                    await connection.execute(_PG_SKIP_EVENT_IDS, floor)
-                write = LoopWrite(connection, end, found)
+                    await connection.execute(postgres.SKIP_EVENT_IDS, floor)
+                write = postgres.LoopWrite(connection, end, found)
                 yield write
                 written = write.written
                 with self._announcing(end, written):
@@ -474,14 +425,14 @@ class EventLog:
     def _skip_event_ids(self, session: Session | PlainWrite) -> None:
         floor = {"floor": time.time_ns() // 1000}
         if isinstance(session, PlainWrite):
-            session.cursor.execute(_SQLITE_SKIP_EVENT_IDS, floor)
-            session.cursor.execute(_SQLITE_START_EVENT_IDS, floor)
+            session.cursor.execute(sqlite.SKIP_EVENT_IDS, floor)
+            session.cursor.execute(sqlite.START_EVENT_IDS, floor)
             return
         if self._postgres:
-            session.connection().exec_driver_sql(_PG_SKIP_EVENT_IDS, floor)
+            session.connection().exec_driver_sql(postgres.SKIP_EVENT_IDS, floor)
             return
-        session.execute(text(_SQLITE_SKIP_EVENT_IDS), floor)
-        session.execute(text(_SQLITE_START_EVENT_IDS), floor)
+        session.execute(text(sqlite.SKIP_EVENT_IDS), floor)
+        session.execute(text(sqlite.START_EVENT_IDS), floor)
 
     # -- reading ----------------------------------------------------------------
 
@@ -510,15 +461,3 @@ def _hints(access: AccessChange, written: Sequence[FeedEvent]) -> list[str]:
     """The other processes' hints, to be sent only if the transaction commits (4)."""
     hints = [ACCESS_HINT] if access else []
     return hints + ([str(written[-1].id)] if written else [])
-
-
-@dataclass
-class LoopWrite:
-    """A write on the event loop (11): its connection, where the log ended when it
-    took the lock, the channels read with the lock, and the events it wrote, in id
-    order, as ``_noted`` keeps them in a session."""
-
-    connection: Any
-    end: int
-    channels: list[Channel]
-    written: list[FeedEvent] = field(default_factory=list)

@@ -22,38 +22,19 @@ Rationale:
    transaction and one commit when nothing waits ahead of it (two when a group already
    waiting takes part of it), not one per post, and its events are numbered in the
    batch's order.
-4. On SQLite, a group's rows are inserted by one prepared statement run for each of
-   them, not by an INSERT ... RETURNING of many VALUES, which cost most of a 1,000-post
-   group's write in building and reading back its statement. The ids are the run
-   that ends at ``last_insert_rowid()``: the writer holds the only write lock, and
-   SQLite gives each new row one more than the largest id, so they are consecutive;
-   a count over that range checks it before anything is announced. The statement and
-   the dialect's conversions of its values are made once per table and columns, not
-   once per group: compiling them again for every group was a noticeable part of a
-   small group's write (docs/benchmarks.md, the write cycle).
-5. A value the dialect converts before the driver takes it (a datetime, a boolean)
-   is converted once per distinct value of its column, not once per row: a group's
-   rows share their time and their flags, and SQLAlchemy's converters are a Python
-   call each. Those columns hold plain values (times, flags, None), so each can be a
-   dict's key.
-6. On PostgreSQL, a group's posts and their events are inserted by one statement, in
+4. SQLite's own statements. On SQLite a group is written on the driver's own cursor,
+   without a session (log.py, on the plain write), its rows inserted by one prepared
+   statement each and its channels read by one plain statement (storage/sqlite.py).
+   Idempotency keys and replies' parents still go through the ORM, in a session
+   joined to the same transaction when a group has them.
+5. On PostgreSQL, a group's posts and their events are inserted by one statement, in
    one round trip (storage/postgres.py, on new posts in one statement).
-7. The channels, read plainly. On SQLite, the group's channels are read by one plain
-   statement, as on PostgreSQL (storage/postgres.py), not by an ORM select: compiling
-   the select and loading its rows through the session was a large part of a small
-   group's write. Only the columns a group uses are read, into a plain tuple
-   (``ChannelRow``): building a ``Channel`` model of every column cost more than the
-   statement itself.
-8. No session on SQLite. There a group is written on the driver's own cursor, from
-   ``BEGIN IMMEDIATE`` to ``COMMIT`` (log.py, on the plain write): SQLAlchemy's
-   session, its connection and their transaction events cost more than the
-   statements of a group of a few posts. Idempotency keys and replies' parents still
-   go through the ORM, in a session joined to the same transaction when a group has
-   them.
-9. The group commit's own thread. Groups are written in a thread kept for them
+6. The channels, as a group uses them (``GroupChannel``): a ``Channel`` row on
+   PostgreSQL, the plain tuple SQLite's statement reads (storage/sqlite.py).
+7. The group commit's own thread. Groups are written in a thread kept for them
    (engine.py, on the group commit's own thread), not in a worker thread shared with
    reads.
-10. The write on the loop. On PostgreSQL, a group of new top-level posts without claims
+8. The write on the loop. On PostgreSQL, a group of new top-level posts without claims
    is written from the event loop (storage/log.py, on the write on the loop): nothing
    is read for them but their channels, and their events need no thread summary (a
    new post has no replies yet). Their short bodies are rendered on the loop, before
@@ -63,24 +44,23 @@ Rationale:
 
 from __future__ import annotations
 
-import functools
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Dialect, Engine, Table, insert
+from sqlalchemy import Engine, Table
 from sqlmodel import Session, col, select
 
 from feed import markdown, mentions
 from feed.commits import GroupCommit
 from feed.models import Event, EventKind, Post
-from feed.storage import keys, postgres, search, threads
+from feed.storage import keys, postgres, search, sqlite, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
 from feed.storage.engine import StoreError, Unstorable, Writer, in_thread, now
-from feed.storage.log import CHANNELS, EventLog, PlainWrite, orm
+from feed.storage.log import CHANNELS, EventLog
 from feed.storage.posts import PostDeleted, PostNotFound
+from feed.storage.sqlite import PlainWrite, orm
 from feed.values import Answer, Change, Claim, FeedEvent, NewPost, Once, PostView
 
 # Posts one group writes in one transaction: a whole batch of the API (3).
@@ -164,14 +144,14 @@ class NewPosts(EventLog):
 
     async def _write_new(self, batch: Sequence[NewPost]) -> Sequence[Change | Once | StoreError]:
         """Write a group of new posts; on PostgreSQL, new top-level posts without a
-        claim on the event loop (10)."""
+        claim on the event loop (8)."""
         loop_writer = self._loop_writer
         if loop_writer is not None and loop_writer.ready and all(map(_plain, batch)):
             return await self._insert_on_loop(batch)
         return await self._insert_posts(batch)
 
     async def _insert_on_loop(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
-        """``_insert_posts`` on the event loop (10): nothing to refuse but unknown and
+        """``_insert_posts`` on the event loop (8): nothing to refuse but unknown and
         archived channels, no answers to keep, no threads to summarise."""
         try:
             htmls = [markdown.to_html(new.body) if new.html is None else new.html for new in batch]
@@ -196,7 +176,7 @@ class NewPosts(EventLog):
 
     async def _insert_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
         """Write a group of new posts in one transaction, in the group commit's own
-        thread (9); each one's own outcome."""
+        thread (7); each one's own outcome."""
         return await self._group_writer.run(self._write_posts, batch)
 
     def _write_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
@@ -206,8 +186,8 @@ class NewPosts(EventLog):
         if self._postgres:
             with self._write(channels=names) as session:  # the channels read with the lock
                 return self._write_group(session, session.info[CHANNELS], batch, htmls)
-        with self._write_plain() as plain:  # (8)
-            found = _channels(plain.cursor, names)
+        with self._write_plain() as plain:  # (4)
+            found = sqlite.channels(plain.cursor, names)
             return self._write_group(plain, found, batch, htmls)
 
     def _write_group(
@@ -243,11 +223,11 @@ class NewPosts(EventLog):
         """Insert the ``accepted`` posts and their events; each one's change, by place."""
         at = now()
         post_rows, order = _planned(accepted, channels, htmls, at)
-        if isinstance(write, Session):  # PostgreSQL (6)
+        if isinstance(write, Session):  # PostgreSQL (5)
             post_ids, event_ids = postgres.insert_posts(write.connection(), post_rows, order)
         else:
             dialect = self._engine.dialect
-            post_ids = _insert_consecutive(write.cursor, dialect, POSTS, post_rows)
+            post_ids = sqlite.insert_consecutive(write.cursor, dialect, POSTS, post_rows)
             # Their search entries, by one statement (storage/search.py, on the index
             # following the posts).
             search.index_new(write.cursor, post_ids[0], post_ids[-1])
@@ -261,7 +241,7 @@ class NewPosts(EventLog):
                 }
                 for k, kind, recipient in order
             ]
-            event_ids = _insert_consecutive(write.cursor, dialect, EVENTS, event_rows)
+            event_ids = sqlite.insert_consecutive(write.cursor, dialect, EVENTS, event_rows)
         written, events = _made(accepted, channels, htmls, order, post_ids, event_ids, at)
         self._noted(write, events)
         return written
@@ -340,7 +320,7 @@ def _made(
 
 
 class GroupChannel(Protocol):
-    """What a group needs of a channel: a ``Channel`` row, or a ``ChannelRow`` (7)."""
+    """What a group needs of a channel: a ``Channel`` row, or a ``ChannelRow`` (6)."""
 
     @property
     def id(self) -> int | None: ...
@@ -350,27 +330,6 @@ class GroupChannel(Protocol):
     def private(self) -> bool: ...
     @property
     def archived(self) -> bool: ...
-
-
-class ChannelRow(NamedTuple):
-    """The columns of a channel a group uses, read plainly on SQLite (7)."""
-
-    id: int
-    name: str
-    private: bool
-    archived: bool
-
-
-def _channels(cursor: sqlite3.Cursor, names: Sequence[str]) -> list[ChannelRow]:
-    """The channels ``names``, as a group uses them (7); flags as booleans, not
-    SQLite's integers."""
-    marks = ", ".join("?" for _ in names)
-    found = cursor.execute(
-        f"SELECT id, name, private, archived FROM channels WHERE name IN ({marks})", tuple(names)
-    )
-    return [
-        ChannelRow(i, name, bool(private), bool(archived)) for i, name, private, archived in found
-    ]
 
 
 def _render_all(bodies: Sequence[str]) -> list[str]:
@@ -480,43 +439,3 @@ def _keep_answers(
         keys.keep(orm(write), new.claim, given)
         written[n] = Once(given, change.event_id, False)
     return written
-
-
-def _insert_consecutive(
-    cursor: sqlite3.Cursor, dialect: Dialect, table: Table, rows: list[dict[str, Any]]
-) -> list[int]:
-    """Insert ``rows`` on SQLite (4): one prepared statement run for every row, the ids
-    taken from the last one, and checked; their new ids, in the order of ``rows``."""
-    names = tuple(rows[0])
-    sql, processors = _prepared(table, names, dialect)
-    columns = []
-    for name, process in zip(names, processors, strict=True):
-        values = [row[name] for row in rows]
-        if process is not None:
-            # Once for each distinct value of the column (5).
-            made = {value: process(value) for value in set(values)}
-            values = [made[value] for value in values]
-        columns.append(values)
-    cursor.executemany(sql, zip(*columns, strict=True))
-    (last,) = cursor.execute("SELECT last_insert_rowid()").fetchone()
-    first = last - len(rows) + 1
-    (counted,) = cursor.execute(
-        f"SELECT count(*) FROM {table.name} WHERE id BETWEEN ? AND ?", (first, last)
-    ).fetchone()
-    if counted != len(rows):  # not one run of ids: never while this writer holds the lock
-        raise RuntimeError(f"{table.name}: {len(rows)} rows but not ids {first} to {last}")
-    return list(range(first, last + 1))
-
-
-@functools.lru_cache(maxsize=16)  # a few tables, each with its one set of columns
-def _prepared(
-    table: Table, names: tuple[str, ...], dialect: Dialect
-) -> tuple[str, tuple[Callable[[Any], Any] | None, ...]]:
-    """The INSERT of ``names`` into ``table``, and the dialect's conversion of each
-    value (datetimes to its text, say), or None where it takes the value as it is (4)."""
-    statement = insert(table).compile(dialect=dialect, column_keys=list(names))
-    processors: dict[str, Any] = dict(statement._bind_processors)
-    placed = ", ".join(names)
-    marks = ", ".join("?" for _ in names)
-    sql = f"INSERT INTO {table.name} ({placed}) VALUES ({marks})"
-    return sql, tuple(processors.get(name) for name in names)

@@ -54,6 +54,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,7 @@ from sqlmodel import Session
 
 from feed.models import Channel, EventKind
 from feed.storage.engine import Unstorable, _first_line, _unavailable
+from feed.values import FeedEvent
 
 if TYPE_CHECKING:  # the driver is imported only where PostgreSQL is used
     import psycopg
@@ -341,3 +343,23 @@ def store_error(exc: BaseException, dialect: Dialect) -> BaseException:
     if isinstance(error, OperationalError | InterfaceError | InternalError):
         return _unavailable(error) or error
     return error
+
+
+# The next event id becomes at least the time in microseconds (log.py, on ids never
+# reused); never lower.
+SKIP_EVENT_IDS = """
+SELECT setval(seq, GREATEST(%(floor)s, COALESCE(pg_sequence_last_value(seq), 0)))
+FROM (SELECT CAST(pg_get_serial_sequence('events', 'id') AS regclass) AS seq) AS events_seq
+"""
+
+
+@dataclass
+class LoopWrite:
+    """A write on the event loop (log.py, on the write on the loop): its connection,
+    where the log ended when it took the lock, the channels read with the lock, and the
+    events it wrote, in id order, as ``_noted`` keeps them in a session."""
+
+    connection: Any
+    end: int
+    channels: list[Channel]
+    written: list[FeedEvent] = field(default_factory=list)
