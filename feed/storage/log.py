@@ -103,14 +103,14 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Engine, Select, func, text
+from sqlalchemy import Engine, Select, func
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, select
 
 from feed import schema
 from feed.brokers import ACCESS_HINT, HINT_CHANNEL
 from feed.models import Channel, Event, EventKind, Post
-from feed.storage import postgres, sqlite, tallies, threads
+from feed.storage import postgres, tallies, threads
 from feed.storage.engine import (
     StoreError,
     StoreUnavailable,
@@ -119,6 +119,7 @@ from feed.storage.engine import (
     in_thread,
     now,
 )
+from feed.storage.high_water import HighWater, skip_event_ids
 from feed.storage.sqlite import PlainWrite, orm
 from feed.values import NO_ACCESS_CHANGE, AccessChange, Commit, FeedEvent, _feed_event
 
@@ -158,11 +159,7 @@ class EventLog:
         self._notify = notify
         self._listeners: list[Callable[[Commit], object]] = []
         # The newest event this process saw committed, written or read (7).
-        self._high_water = 0
-        self._high_water_lock = threading.Lock()
-        # Times a write found the log gone back and skipped ids: the relay ends the
-        # streams that hold what is lost (relay.py).
-        self.rollbacks = 0
+        self._high_water = HighWater()
         # The newest event of the commits this process made or is making (9).
         self._announced = 0
         # New posts' own connection, on the event loop (11).
@@ -240,7 +237,7 @@ class EventLog:
         access: AccessChange = write.info.get(ACCESS, NO_ACCESS_CHANGE)
         self._commit(write, access, written)
         if write.info.get(WENT_BACK):
-            self._went_back(write.info[LOG_END])
+            self._high_water.went_back(write.info[LOG_END])
         if written:
             self.saw(written[-1].id)
         if written or access:
@@ -286,7 +283,7 @@ class EventLog:
         try:
             async with self._loop_writer.transaction(WRITE_LOCK_KEY, channels) as begun:
                 connection, end, found = begun
-                went_back = self._gone_back(end)
+                went_back = self._high_water.gone_back(end)
                 if went_back:
                     floor = {"floor": time.time_ns() // 1000}
                     await connection.execute(postgres.SKIP_EVENT_IDS, floor)
@@ -297,7 +294,7 @@ class EventLog:
                     hints = _hints(NO_ACCESS_CHANGE, written) if self._notify else []
                     await postgres.commit_on_loop(connection, HINT_CHANNEL, hints)
             if went_back:
-                self._went_back(end)
+                self._high_water.went_back(end)
             if written:
                 self.saw(written[-1].id)
                 self._announce(Commit(end, written))
@@ -381,36 +378,22 @@ class EventLog:
 
     # -- ids that never go back ---------------------------------------------------
 
+    @property
+    def rollbacks(self) -> int:
+        """Times a write found the log gone back and skipped ids (7)."""
+        return self._high_water.rollbacks
+
     def saw(self, event_id: int) -> None:
         """Note that ``event_id`` is committed and may be on screens (7)."""
-        with self._high_water_lock:
-            self._high_water = max(self._high_water, event_id)
+        self._high_water.saw(event_id)
 
     def _guard_log(self, session: Session | PlainWrite, end: int) -> None:
         """Before a write: if the log ends (at ``end``) before an event this process saw
         committed, it went back (a restore, a failover): skip ids past it first (7)."""
         session.info[LOG_END] = end
-        if self._gone_back(end):
+        if self._high_water.gone_back(end):
             self._skip_event_ids(session)
             session.info[WENT_BACK] = True
-
-    def _gone_back(self, end: int) -> bool:
-        """Whether the log, found to end at ``end``, went back (7)."""
-        if end >= self._high_water:
-            return False
-        logger.error(
-            "the event log ends at %d, before event %d that was committed: the "
-            "database was restored or rolled back. New events skip past it.",
-            end,
-            self._high_water,
-        )
-        return True
-
-    def _went_back(self, end: int) -> None:
-        """The skip of ``_guard_log`` is committed: the log ends at ``end`` now."""
-        with self._high_water_lock:
-            self._high_water = end
-            self.rollbacks += 1
 
     @in_thread
     def check_log(self) -> None:
@@ -418,21 +401,12 @@ class EventLog:
         not, skip ids as a write would (7), and count it in ``rollbacks``."""
         with self._read() as session:
             end = session.exec(select(func.max(Event.id))).one() or 0
-        if end < self._high_water:
+        if end < self._high_water.value:
             with self._write():
                 pass  # ``_guard_log`` finds it so, and does the rest
 
     def _skip_event_ids(self, session: Session | PlainWrite) -> None:
-        floor = {"floor": time.time_ns() // 1000}
-        if isinstance(session, PlainWrite):
-            session.cursor.execute(sqlite.SKIP_EVENT_IDS, floor)
-            session.cursor.execute(sqlite.START_EVENT_IDS, floor)
-            return
-        if self._postgres:
-            session.connection().exec_driver_sql(postgres.SKIP_EVENT_IDS, floor)
-            return
-        session.execute(text(sqlite.SKIP_EVENT_IDS), floor)
-        session.execute(text(sqlite.START_EVENT_IDS), floor)
+        skip_event_ids(session, self._postgres)
 
     # -- reading ----------------------------------------------------------------
 
