@@ -463,3 +463,30 @@ def test_a_group_of_slow_to_render_posts_does_not_hold_the_event_loop(
         if record.name == "asyncio" and record.getMessage().startswith("Executing")
     ]
     assert steps == [], f"the loop was held for {max(steps):.2f} s in one step"
+
+
+def test_a_body_that_cannot_be_rendered_in_a_long_group_fails_alone(postgres: Postgres) -> None:
+    """Rendered in a worker thread, as a long group's bodies are, a body that cannot be
+    rendered is refused as on the loop: alone, the others of its group written."""
+    store = Store(make_engine(postgres.new_database()), notify=True)
+    long = "x" * 600  # two of these are more than the loop renders for a group
+
+    async def main() -> tuple[list[object], list[str]]:
+        await store.create_schema()
+        await store.create_post("general", "ann", "warm up")  # the engine's arguments known
+        results = await asyncio.gather(
+            store.create_post("general", "ann", f"one {long}"),
+            store.create_post("general", "eve", f"lone \ud800 {long}"),
+            store.create_post("general", "bob", f"two {long}"),
+            return_exceptions=True,
+        )
+        posts = await store.list_posts(["general"])
+        return results, [p.body for p in posts]
+
+    try:
+        (one, bad, two), bodies = asyncio.run(main())
+    finally:
+        store.close()
+    assert isinstance(bad, Unstorable) and "Unicode" in str(bad)
+    assert isinstance(one, Change) and isinstance(two, Change)
+    assert bodies == [f"two {long}", f"one {long}", "warm up"]
