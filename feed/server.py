@@ -44,9 +44,11 @@ Rationale:
    connections; the plain bind fails on a port in use, as before. That bind is closed
    before the shared ones are made, so two servers started in the same instant could
    both pass it; a claim on the address, a socket in Linux's abstract namespace named
-   for the host and port, is taken while the plain bind is held and kept as long as
-   the parent runs, and a second server's claim is refused. The kernel drops the claim
-   with the parent, even a killed one. A worker's streams stay where they landed;
+   for the address and port as bound (two names of one address are one claim, and a
+   long host name cannot overflow the socket's name), is taken while the plain bind
+   is held and kept as long as the parent runs, and a second server's claim is
+   refused. The kernel drops the claim with the parent, even a killed one. A
+   worker's streams stay where they landed;
    ``FEED_MAX_STREAM_SECONDS`` (stream.py, on the maximum age) is how a replacement
    or a new worker gets its share back. Only Linux spreads this way; elsewhere the
    workers share one socket as before.
@@ -215,18 +217,18 @@ class _Worker:
 SPREAD = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
 
 
-def _claim(host: str, port: int) -> socket.socket:
-    """The claim on ``host:port`` (5); OSError ``EADDRINUSE`` if another server holds it."""
+def _claim(address: str, port: int) -> socket.socket:
+    """The claim on ``address:port`` (5); OSError ``EADDRINUSE`` if another server holds it."""
     claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         # The abstract namespace (a leading NUL) has no file to leave behind, and is
         # per network namespace, as ports are.
-        claim.bind(f"\0feed-listen {host} {port}")
+        claim.bind(f"\0feed-listen {address} {port}")
     except OSError as exc:
         claim.close()
         raise OSError(
             errno.EADDRINUSE,
-            f"address already in use: another feed server is starting on {host}:{port}",
+            f"address already in use: another feed server is starting on {address}:{port}",
         ) from exc
     return claim
 
@@ -273,8 +275,10 @@ class Supervisor:
         # half its connections: a plain bind first, which is refused if one listens,
         # and the address claimed before it is let go, against one starting alongside.
         with self._listen(self._settings.port, spread=False) as probe:
-            port = probe.getsockname()[1]  # the one the kernel chose, for port 0
-            self._claim = _claim(self._settings.host, port)
+            # The address as bound, not as named: ``localhost`` and ``127.0.0.1`` are
+            # one claim (5). The port is the one the kernel chose, for port 0.
+            address, port = probe.getsockname()[:2]
+            self._claim = _claim(address, port)
         return [self._listen(port, spread=True) for _ in range(self._settings.workers)]
 
     def release(self) -> None:

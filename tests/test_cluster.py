@@ -362,6 +362,42 @@ def test_two_servers_starting_in_the_same_instant_do_not_both_get_the_port(
     second.release()
 
 
+def test_two_servers_starting_in_the_same_instant_on_two_names_of_one_address_do_not_both_get_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The claim on the address is the address bound, not the name it was asked by:
+    ``localhost`` and ``127.0.0.1`` are one address, and the second is refused."""
+    port = free_port()
+    broker = "redis://127.0.0.1:1/0"
+    first = Supervisor(Settings(host="localhost", port=port, workers=2, broker_url=broker))
+    second = Supervisor(Settings(host="127.0.0.1", port=port, workers=2, broker_url=broker))
+    listen = Supervisor._listen
+    outcome: list[str] = []
+
+    def listen_and_race(self: Supervisor, port: int, *, spread: bool) -> socket.socket:
+        if self is first and spread and not outcome:  # in the gap, as above
+            try:
+                taken = second._bind()
+            except OSError as exc:
+                outcome.append(f"refused: {exc}")
+            else:
+                outcome.append("bound")
+                for sock in taken:
+                    sock.close()
+                second.release()
+        return listen(self, port, spread=spread)
+
+    monkeypatch.setattr(Supervisor, "_listen", listen_and_race)
+    sockets = first._bind()
+    try:
+        assert len(outcome) == 1 and outcome[0].startswith("refused"), outcome
+        assert "in use" in outcome[0]
+    finally:
+        for sock in set(sockets):
+            sock.close()
+        first.release()
+
+
 def worker_pids(supervisor: int) -> list[int]:
     children = Path(f"/proc/{supervisor}/task/{supervisor}/children")
     pids = [int(x) for x in children.read_text().split()] if children.exists() else []

@@ -424,3 +424,69 @@ def test_new_posts_to_a_channel_not_there_or_archived_are_refused_alone_on_the_l
         asyncio.run(main())
     finally:
         store.close()
+
+
+# The longest the event loop may be held by one step while a group of hostile posts is
+# written: far below what rendering them all on it at once takes (about a second here).
+LOOP_STEP = 0.25
+
+
+def test_a_group_of_slow_to_render_posts_does_not_hold_the_event_loop(
+    postgres: Postgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bodies just short enough to be rendered with their group, each a few milliseconds
+    of Markdown (nested emphasis), are rendered off the loop when there are many: a
+    stream's heartbeat or another request waits for no one's Markdown."""
+    store = Store(make_engine(postgres.new_database()), notify=True)
+    hostile = "**_" * 332  # with its number, below markdown.RENDER_APART; slow to render
+    steps: list[float] = []
+
+    async def main() -> None:
+        await store.create_schema()
+        await store.create_post("general", "ann", "warm up")  # the engine's arguments known
+        loop = asyncio.get_running_loop()
+        loop.slow_callback_duration = LOOP_STEP  # asyncio's debug mode reports longer steps
+        posts = await asyncio.gather(
+            *(store.create_post("general", "ann", f"{hostile}{n:03}") for n in range(300))
+        )
+        assert [p.post.body for p in posts] == [f"{hostile}{n:03}" for n in range(300)]
+        assert [p.post.id for p in posts] == sorted(p.post.id for p in posts)
+
+    caplog.set_level("WARNING", logger="asyncio")
+    try:
+        asyncio.run(main(), debug=True)
+    finally:
+        store.close()
+    steps = [
+        float(record.args[-1])  # type: ignore[index]
+        for record in caplog.records
+        if record.name == "asyncio" and record.getMessage().startswith("Executing")
+    ]
+    assert steps == [], f"the loop was held for {max(steps):.2f} s in one step"
+
+
+def test_a_body_that_cannot_be_rendered_in_a_long_group_fails_alone(postgres: Postgres) -> None:
+    """Rendered in a worker thread, as a long group's bodies are, a body that cannot be
+    rendered is refused as on the loop: alone, the others of its group written."""
+    store = Store(make_engine(postgres.new_database()), notify=True)
+    long = "x" * 600  # two of these are more than the loop renders for a group
+
+    async def main() -> tuple[list[object], list[str]]:
+        await store.create_schema()
+        await store.create_post("general", "ann", "warm up")  # the engine's arguments known
+        results = await asyncio.gather(
+            store.create_post("general", "ann", f"one {long}"),
+            store.create_post("general", "eve", f"lone \ud800 {long}"),
+            store.create_post("general", "bob", f"two {long}"),
+            return_exceptions=True,
+        )
+        posts = await store.list_posts(["general"])
+        return results, [p.body for p in posts]
+
+    try:
+        (one, bad, two), bodies = asyncio.run(main())
+    finally:
+        store.close()
+    assert isinstance(bad, Unstorable) and "Unicode" in str(bad)
+    assert isinstance(one, Change) and isinstance(two, Change)
+    assert bodies == [f"two {long}", f"one {long}", "warm up"]

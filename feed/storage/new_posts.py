@@ -38,8 +38,12 @@ Rationale:
    is written from the event loop (storage/log.py, on the write on the loop): nothing
    is read for them but their channels, and their events need no thread summary (a
    new post has no replies yet). Their short bodies are rendered on the loop, before
-   the lock. A group with a reply or a claim, which reads more through the ORM's
-   session, is written in the group commit's thread as on SQLite.
+   the lock, as long as they add up to no more than one body rendered apart
+   (``markdown.RENDER_APART``); past that, in a worker thread, together: a group of
+   hundreds of bodies that are slow to render (nested emphasis, a few milliseconds
+   each) would otherwise hold the loop, and every stream and request on it, for a
+   second or more. A group with a reply or a claim, which reads more through the
+   ORM's session, is written in the group commit's thread as on SQLite.
 """
 
 from __future__ import annotations
@@ -153,10 +157,17 @@ class NewPosts(EventLog):
     async def _insert_on_loop(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
         """``_insert_posts`` on the event loop (8): nothing to refuse but unknown and
         archived channels, no answers to keep, no threads to summarise."""
-        try:
-            htmls = [markdown.to_html(new.body) if new.html is None else new.html for new in batch]
-        except UnicodeEncodeError as exc:  # as a worker thread's caller would see it
-            raise postgres.store_error(exc, self._engine.dialect) from exc
+        unrendered = [new.body for new in batch if new.html is None]
+        if sum(map(len, unrendered)) > markdown.RENDER_APART:  # too long for the loop (8)
+            rendered = iter(await in_thread(_render_all)(unrendered))
+            htmls = [next(rendered) if new.html is None else new.html for new in batch]
+        else:
+            try:
+                htmls = [
+                    markdown.to_html(new.body) if new.html is None else new.html for new in batch
+                ]
+            except UnicodeEncodeError as exc:  # as a worker thread's caller would see it
+                raise postgres.store_error(exc, self._engine.dialect) from exc
         names = sorted({new.channel for new in batch})
         async with self._write_on_loop(names) as write:
             channels: dict[str, GroupChannel] = {c.name: c for c in write.channels}
