@@ -29,7 +29,7 @@ Rationale:
    joined to the same transaction when a group has them.
 5. On PostgreSQL, a group's posts and their events are inserted by one statement, in
    one round trip (storage/postgres.py, on new posts in one statement).
-6. The channels, as a group uses them (``GroupChannel``): a ``Channel`` row on
+6. The channels, as a group uses them (``rows.GroupChannel``): a ``Channel`` row on
    PostgreSQL, the plain tuple SQLite's statement reads (storage/sqlite.py).
 7. The group commit's own thread. Groups are written in a thread kept for them
    (engine.py, on the group commit's own thread), not in a worker thread shared with
@@ -50,22 +50,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
-from typing import Any, Protocol
 
 from sqlalchemy import Engine, Table
 from sqlmodel import Session, col, select
 
-from feed import markdown, mentions
+from feed import markdown
 from feed.commits import GroupCommit
-from feed.models import Event, EventKind, Post
-from feed.storage import keys, postgres, search, sqlite, threads
+from feed.models import Event, Post
+from feed.storage import keys, postgres, rows, search, sqlite, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
 from feed.storage.engine import StoreError, Unstorable, Writer, in_thread, now
 from feed.storage.log import CHANNELS, EventLog
 from feed.storage.posts import PostDeleted, PostNotFound
 from feed.storage.sqlite import PlainWrite, orm
-from feed.values import Answer, Change, Claim, FeedEvent, NewPost, Once, PostView
+from feed.values import Answer, Change, Claim, NewPost, Once
 
 # Posts one group writes in one transaction: a whole batch of the API (3).
 MAX_GROUP = 1000
@@ -170,17 +168,17 @@ class NewPosts(EventLog):
                 raise postgres.store_error(exc, self._engine.dialect) from exc
         names = sorted({new.channel for new in batch})
         async with self._write_on_loop(names) as write:
-            channels: dict[str, GroupChannel] = {c.name: c for c in write.channels}
+            channels: dict[str, rows.GroupChannel] = {c.name: c for c in write.channels}
             settled = _unknown(batch, channels)
             accepted = [(n, new) for n, new in enumerate(batch) if n not in settled]
             written: dict[int, Change] = {}
             if accepted:
                 at = now()
-                post_rows, order = _planned(accepted, channels, htmls, at)
+                post_rows, order = rows.planned(accepted, channels, htmls, at)
                 post_ids, event_ids = await postgres.insert_posts_on_loop(
                     write.connection, post_rows, order
                 )
-                made = _made(accepted, channels, htmls, order, post_ids, event_ids, at)
+                made = rows.made(accepted, channels, htmls, order, post_ids, event_ids, at)
                 written, events = made
                 write.written.extend(events)
         return [written.get(n) or settled[n] for n in range(len(batch))]
@@ -204,12 +202,12 @@ class NewPosts(EventLog):
     def _write_group(
         self,
         write: Session | PlainWrite,
-        found: Sequence[GroupChannel],
+        found: Sequence[rows.GroupChannel],
         batch: Sequence[NewPost],
         htmls: Sequence[str],
     ) -> list[Change | Once | StoreError]:
         """The group's writes in the transaction ``write``; each post's own outcome."""
-        channels: dict[str, GroupChannel] = {c.name: c for c in found}
+        channels: dict[str, rows.GroupChannel] = {c.name: c for c in found}
         settled, repeats = _settle(write, batch, channels)
         done = settled.keys() | repeats.keys()
         accepted = [(n, new) for n, new in enumerate(batch) if n not in done]
@@ -228,12 +226,12 @@ class NewPosts(EventLog):
         self,
         write: Session | PlainWrite,
         accepted: Sequence[tuple[int, NewPost]],
-        channels: dict[str, GroupChannel],
+        channels: dict[str, rows.GroupChannel],
         htmls: Sequence[str],
     ) -> dict[int, Change]:
         """Insert the ``accepted`` posts and their events; each one's change, by place."""
         at = now()
-        post_rows, order = _planned(accepted, channels, htmls, at)
+        post_rows, order = rows.planned(accepted, channels, htmls, at)
         if isinstance(write, Session):  # PostgreSQL (5)
             post_ids, event_ids = postgres.insert_posts(write.connection(), post_rows, order)
         else:
@@ -253,94 +251,9 @@ class NewPosts(EventLog):
                 for k, kind, recipient in order
             ]
             event_ids = sqlite.insert_consecutive(write.cursor, dialect, EVENTS, event_rows)
-        written, events = _made(accepted, channels, htmls, order, post_ids, event_ids, at)
+        written, events = rows.made(accepted, channels, htmls, order, post_ids, event_ids, at)
         self._noted(write, events)
         return written
-
-
-Planned = list[tuple[int, EventKind, str | None]]
-
-
-def _planned(
-    accepted: Sequence[tuple[int, NewPost]],
-    channels: dict[str, GroupChannel],
-    htmls: Sequence[str],
-    at: datetime,
-) -> tuple[list[dict[str, Any]], Planned]:
-    """The rows of the ``accepted`` posts, made at ``at``, and their events, each as
-    (its post's place in ``accepted``, kind, recipient), in order."""
-    post_rows = [
-        {
-            "channel_id": channels[new.channel].id,
-            "author": new.author,
-            "body": new.body,
-            "parent_id": new.parent,
-            "html": htmls[n],
-            "created_at": at,
-            "edited_at": None,
-            "pinned": False,
-            "deleted": False,
-        }
-        for n, new in accepted
-    ]
-    # A post's mentions go just before its own event (reading.py, on mentions).
-    order: Planned = []
-    for k, (n, new) in enumerate(accepted):
-        for name in mentions.addressed(htmls[n], new.author):
-            order.append((k, EventKind.MENTION, name))
-        order.append((k, _created(new), None))
-    return post_rows, order
-
-
-def _made(
-    accepted: Sequence[tuple[int, NewPost]],
-    channels: dict[str, GroupChannel],
-    htmls: Sequence[str],
-    order: Planned,
-    post_ids: Sequence[int],
-    event_ids: Sequence[int],
-    at: datetime,
-) -> tuple[dict[int, Change], list[FeedEvent]]:
-    """Each written post's change, by its place in the group, and the events written,
-    in id order, as made at ``at`` (1)."""
-    planned = [(post_ids[k], kind, recipient) for k, kind, recipient in order]
-    views = {}
-    for (n, new), post_id in zip(accepted, post_ids, strict=True):
-        views[post_id] = PostView(
-            post_id,
-            new.channel,
-            new.author,
-            new.body,
-            at,
-            None,
-            False,
-            False,
-            htmls[n],
-            parent=new.parent,
-        )
-    by_post = {p: n for (n, _), p in zip(accepted, post_ids, strict=True)}
-    written: dict[int, Change] = {}
-    events = []
-    for (post_id, kind, recipient), event_id in zip(planned, event_ids, strict=True):
-        view = views[post_id]
-        if recipient is None:
-            written[by_post[post_id]] = Change(view, event_id)
-        chan = channels[view.channel]
-        events.append(FeedEvent(event_id, kind, chan.name, view, None, at, chan.private, recipient))
-    return written, events
-
-
-class GroupChannel(Protocol):
-    """What a group needs of a channel: a ``Channel`` row, or a ``ChannelRow`` (6)."""
-
-    @property
-    def id(self) -> int | None: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def private(self) -> bool: ...
-    @property
-    def archived(self) -> bool: ...
 
 
 def _render_all(bodies: Sequence[str]) -> list[str]:
@@ -348,7 +261,7 @@ def _render_all(bodies: Sequence[str]) -> list[str]:
 
 
 def _settle(
-    write: Session | PlainWrite, batch: Sequence[NewPost], channels: dict[str, GroupChannel]
+    write: Session | PlainWrite, batch: Sequence[NewPost], channels: dict[str, rows.GroupChannel]
 ) -> tuple[dict[int, Once | StoreError], dict[int, int]]:
     """The posts of ``batch`` that write nothing, each with its outcome: refused, or a
     retry answered as before (keys.py, on idempotency keys); and the retries of a post
@@ -391,7 +304,9 @@ def _plain(new: NewPost) -> bool:
     return new.parent is None and new.claim is None
 
 
-def _unknown(batch: Sequence[NewPost], channels: dict[str, GroupChannel]) -> dict[int, StoreError]:
+def _unknown(
+    batch: Sequence[NewPost], channels: dict[str, rows.GroupChannel]
+) -> dict[int, StoreError]:
     """The posts of ``batch`` refused for their channel, by place: none such, or
     archived."""
     refused: dict[int, StoreError] = {}
@@ -402,13 +317,9 @@ def _unknown(batch: Sequence[NewPost], channels: dict[str, GroupChannel]) -> dic
     return refused
 
 
-def _closed(name: str, channel: GroupChannel | None) -> StoreError:
+def _closed(name: str, channel: rows.GroupChannel | None) -> StoreError:
     """Why a post to the channel ``name`` (None: there is none) is refused."""
     return ChannelNotFound(name) if channel is None else ChannelArchived(name)
-
-
-def _created(new: NewPost) -> EventKind:
-    return EventKind.POST_CREATED if new.parent is None else EventKind.REPLY_CREATED
 
 
 def _parents(write: Session | PlainWrite, batch: Sequence[NewPost]) -> dict[int, Post]:
@@ -420,7 +331,9 @@ def _parents(write: Session | PlainWrite, batch: Sequence[NewPost]) -> dict[int,
     return {post.id: post for post in found if post.id is not None}
 
 
-def _refused(new: NewPost, channel: GroupChannel, parents: dict[int, Post]) -> StoreError | None:
+def _refused(
+    new: NewPost, channel: rows.GroupChannel, parents: dict[int, Post]
+) -> StoreError | None:
     """Why the reply ``new`` cannot be written, if it cannot: its parent is gone, is in
     another channel (as good as not there), or is a reply itself (threads.py, on one
     level)."""
