@@ -322,16 +322,12 @@ def test_a_second_server_on_the_same_port_is_refused_not_let_in_to_share_it(
     assert "address already in use" in errors.lower()
 
 
-def test_two_servers_starting_in_the_same_instant_do_not_both_get_the_port(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The plain bind that refuses a port in use (server.py, on the listening sockets) is
-    # closed before the shared sockets are bound; a second server started in that gap
-    # saw a free port. The gap is made certain here: the second starts inside it.
-    settings = Settings(
-        host="127.0.0.1", port=free_port(), workers=2, broker_url="redis://127.0.0.1:1/0"
-    )
-    first, second = Supervisor(settings), Supervisor(settings)
+def bind_with_a_rival_in_the_gap(
+    monkeypatch: pytest.MonkeyPatch, first: Supervisor, second: Supervisor
+) -> tuple[list[str], list[socket.socket]]:
+    """``first``'s sockets, bound with ``second`` started inside its gap: after the plain
+    bind that refuses a port in use is let go, before the shared sockets are bound.
+    What became of ``second``: ``bound`` (its sockets closed again), or ``refused: ...``."""
     listen = Supervisor._listen
     outcome: list[str] = []
 
@@ -345,10 +341,26 @@ def test_two_servers_starting_in_the_same_instant_do_not_both_get_the_port(
                 outcome.append("bound")
                 for sock in taken:
                     sock.close()
+                second.release()
         return listen(self, port, spread=spread)
 
     monkeypatch.setattr(Supervisor, "_listen", listen_and_race)
     sockets = first._bind()
+    monkeypatch.undo()
+    return outcome, sockets
+
+
+def test_two_servers_starting_in_the_same_instant_do_not_both_get_the_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The plain bind that refuses a port in use (server.py, on the listening sockets) is
+    # closed before the shared sockets are bound; a second server started in that gap
+    # saw a free port. The gap is made certain here: the second starts inside it.
+    settings = Settings(
+        host="127.0.0.1", port=free_port(), workers=2, broker_url="redis://127.0.0.1:1/0"
+    )
+    first, second = Supervisor(settings), Supervisor(settings)
+    outcome, sockets = bind_with_a_rival_in_the_gap(monkeypatch, first, second)
     try:
         assert len(outcome) == 1 and outcome[0].startswith("refused"), outcome
         assert "in use" in outcome[0]
@@ -371,24 +383,7 @@ def test_two_servers_starting_in_the_same_instant_on_two_names_of_one_address_do
     broker = "redis://127.0.0.1:1/0"
     first = Supervisor(Settings(host="localhost", port=port, workers=2, broker_url=broker))
     second = Supervisor(Settings(host="127.0.0.1", port=port, workers=2, broker_url=broker))
-    listen = Supervisor._listen
-    outcome: list[str] = []
-
-    def listen_and_race(self: Supervisor, port: int, *, spread: bool) -> socket.socket:
-        if self is first and spread and not outcome:  # in the gap, as above
-            try:
-                taken = second._bind()
-            except OSError as exc:
-                outcome.append(f"refused: {exc}")
-            else:
-                outcome.append("bound")
-                for sock in taken:
-                    sock.close()
-                second.release()
-        return listen(self, port, spread=spread)
-
-    monkeypatch.setattr(Supervisor, "_listen", listen_and_race)
-    sockets = first._bind()
+    outcome, sockets = bind_with_a_rival_in_the_gap(monkeypatch, first, second)
     try:
         assert len(outcome) == 1 and outcome[0].startswith("refused"), outcome
         assert "in use" in outcome[0]
