@@ -63,7 +63,7 @@ from feed.relay import Relay
 from feed.render import PACKAGE_DIR, Renderer
 from feed.replays import Replays
 from feed.runtime import Runtime
-from feed.security import SCOPE_KEY, Security, shared
+from feed.security import SCOPE_KEY, Security, SecurityHeaders, shared
 from feed.settings import Settings
 from feed.store import Store
 from feed.stream import EventStream
@@ -189,6 +189,8 @@ class FeedApp:
         direct: Iterable[Route] = (),
     ) -> None:
         self.starlette = starlette
+        # Around Starlette, so that its own 500s get the headers too.
+        self._starlette = SecurityHeaders(starlette, security)
         self.hub = hub
         # Streams get their headers and per-client limit here (security.py, on streams).
         self.security = security
@@ -208,7 +210,7 @@ class FeedApp:
     async def _routed(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._direct_route(scope)
         if route is None:
-            await self.starlette(scope, receive, send)
+            await self._starlette(scope, receive, send)
         else:
             await self._serve(route, scope, receive, send)
 

@@ -212,8 +212,9 @@ class Security:
         return finished
 
     def middleware(self) -> list[Middleware]:
-        """Starlette middleware, outermost first: headers, then CORS if configured."""
-        stack = [Middleware(SecurityHeaders, security=self)]
+        """Starlette's middleware: CORS if configured. The security headers go around
+        Starlette, not in this list (``SecurityHeaders``)."""
+        stack: list[Middleware] = []
         if self.origins:
             stack.append(
                 Middleware(
@@ -316,7 +317,11 @@ def stream_headers(scope: Scope) -> Iterable[tuple[bytes, bytes]]:
 
 
 class SecurityHeaders:
-    """Adds the security headers, and the cache rule, to every answer Starlette gives."""
+    """Adds the security headers, and the cache rule, to every answer Starlette gives.
+
+    It wraps the whole Starlette app rather than sitting in its middleware list:
+    Starlette answers an unhandled error in its outermost layer, outside every
+    middleware it is given, and that 500 must carry the headers too."""
 
     def __init__(self, app: ASGIApp, security: Security) -> None:
         self.app = app

@@ -146,3 +146,27 @@ def test_an_unexpected_error_in_a_post_is_a_logged_500_with_its_request_id(
     logged = [r for r in caplog.records if r.name == "feed.errors"]
     assert [r.getMessage() for r in logged] == ["unhandled error"]
     assert "the disk caught fire" in str(logged[0].exc_info[1] if logged[0].exc_info else "")
+
+
+def test_an_unexpected_error_on_any_route_is_a_500_with_every_answers_headers(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starlette answers an unhandled error outside its own middleware: the headers
+    every answer carries must be added outside it too."""
+    ensure_admin(settings.database_url)
+    app = create_app(settings)
+    with TestClient(app, headers=ADMIN, raise_server_exceptions=False) as client:
+        access = runtime_of(client.app_state).access
+
+        async def broken(*_args: object, **_kwargs: object) -> None:
+            raise RuntimeError("the disk caught fire")
+
+        monkeypatch.setattr(access, "channels", broken)  # a fault, in the real gate
+        answer = client.get("/api/channels", headers={"X-Request-ID": "boom-2"})
+        fine = client.get("/healthz")
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "Internal error; it has been logged.", "detail": None}
+    assert answer.headers["x-request-id"] == "boom-2"
+    assert answer.headers["cache-control"] == "private, no-store"
+    for name in ("content-security-policy", "x-content-type-options", "referrer-policy"):
+        assert answer.headers[name] == fine.headers[name], name
