@@ -8,7 +8,9 @@ Rationale:
    What is wrong with the batch as a whole (its media type, its size, JSON that does not
    parse as an array, no items or too many) is one answer for the whole request; what is
    wrong with one item (a line that is no JSON, a lone surrogate, an item that is no
-   object) is that item's answer only, so one bad item never fails the others. Its byte
+   object, a line of NDJSON that is not UTF-8) is that item's answer only, so one bad
+   item never fails the others. A JSON array is read whole, so one that cannot be
+   decoded is one answer for the request. Its byte
    limit is ``BATCH_BODIES`` single bodies (``batch_bytes``): room for a full batch of
    ordinary posts, and for as many of the longest ones as one write should render,
    without a second setting to keep in step with ``FEED_MAX_BODY_BYTES``. Within that
@@ -81,9 +83,11 @@ async def read_batch(request: Request, max_body_bytes: int) -> list[Item]:
 def _as_text(raw: bytes, media: str) -> str:
     """A batch's body as the JSON parser will read it: NDJSON is UTF-8, and a JSON
     array in whichever Unicode encoding ``json.loads`` finds."""
+    if media == NDJSON_TYPE:
+        # A line that is not UTF-8 is that line's refusal (1); replaced, its bytes
+        # hide no quote or bracket from the count.
+        return raw.decode("utf-8", "replace")
     try:
-        if media == NDJSON_TYPE:
-            return raw.decode("utf-8")
         return raw.decode(json.detect_encoding(raw), "surrogatepass")
     except UnicodeDecodeError:
         raise ClientError(400, "The request body is not valid UTF-8.") from None
@@ -122,19 +126,36 @@ def _array_items(raw: bytes) -> list[Item]:
 
 
 def _ndjson_items(raw: bytes) -> list[Item]:
-    try:
-        lines = [line for line in raw.decode("utf-8").split("\n") if line.strip()]
-    except UnicodeDecodeError:
-        raise ClientError(400, "The request body is not valid UTF-8.") from None
+    lines = [line for line in _ndjson_lines(raw) if not isinstance(line, str) or line.strip()]
     if len(lines) > MAX_BATCH_ITEMS:
         raise _too_many(len(lines))
     items: list[Item] = []
     for line in lines:
+        if isinstance(line, ClientError):
+            items.append(line)
+            continue
         try:
             items.append(_item(inputs.loads(line.encode())))
         except ClientError as exc:
             items.append(exc)
     return items
+
+
+def _ndjson_lines(raw: bytes) -> list[str | ClientError]:
+    """NDJSON's lines, each decoded alone when the body is not all UTF-8, so that a
+    line that is not fails only itself (1). A newline byte is never part of another
+    character in UTF-8, so bytes split where the text would."""
+    try:
+        return raw.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        pass
+    lines: list[str | ClientError] = []
+    for line in raw.split(b"\n"):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(ClientError(400, "This line is not valid UTF-8."))
+    return lines
 
 
 def _item(value: Any) -> Item:

@@ -104,6 +104,24 @@ def test_ndjson_lines_are_items_and_a_bad_line_fails_only_itself(client: TestCli
     assert "surrogate" in got[2]["error"]
 
 
+def test_an_ndjson_line_that_is_not_utf_8_fails_only_itself(client: TestClient) -> None:
+    lines = [
+        json.dumps({"channel": "general", "body": "before"}).encode(),
+        b'{"channel": "general", "body": "caf\xe9 au lait"}',  # Latin-1, not UTF-8
+        b"\xff\xfe",
+        json.dumps({"channel": "general", "body": "after \u00e9"}, ensure_ascii=False).encode(),
+    ]
+    answer = client.post(URL, content=b"\n".join(lines), headers=NDJSON)
+    got = results(answer)
+    assert [r["status"] for r in got] == [201, 400, 400, 201]
+    assert got[1] == got[2] == {
+        "status": 400,
+        "error": "This line is not valid UTF-8.",
+        "detail": None,
+    }
+    assert listed(client) == ["before", "after \u00e9"]
+
+
 def test_a_malformed_envelope_is_one_answer_for_the_whole_request(
     client: TestClient, settings: Settings
 ) -> None:
@@ -123,7 +141,7 @@ def test_a_malformed_envelope_is_one_answer_for_the_whole_request(
         ),
         "too large": (huge, "application/json", 413),
         "wrong content type": (b"hello", "text/plain", 415),
-        "not utf-8": (b"\xff\xfe", "application/x-ndjson", 400),
+        "not utf-8": (b'[{"channel": "general", "body": "caf\xe9"}]', "application/json", 400),
         "nested too deep": (b"[" * 1000 + b"]" * 1000, "application/json", 400),
     }
     for name, (body, media, status) in cases.items():

@@ -19,7 +19,11 @@ def batch_operation(settings: Settings) -> dict[str, Any]:
         "maxItems": batch_input.MAX_BATCH_ITEMS,
         "items": ref("BatchItem"),
     }
-    ndjson = {"type": "string", "description": "One BatchItem object a line"}
+    ndjson = {
+        "type": "string",
+        "description": "One BatchItem object a line, in UTF-8; a line that is not UTF-8, "
+        "or not JSON, gets its own 400 result",
+    }
     prefer = {
         "name": "Prefer",
         "in": "header",
