@@ -114,11 +114,8 @@ def test_an_ndjson_line_that_is_not_utf_8_fails_only_itself(client: TestClient) 
     answer = client.post(URL, content=b"\n".join(lines), headers=NDJSON)
     got = results(answer)
     assert [r["status"] for r in got] == [201, 400, 400, 201]
-    assert got[1] == got[2] == {
-        "status": 400,
-        "error": "This line is not valid UTF-8.",
-        "detail": None,
-    }
+    refused = {"status": 400, "error": "This line is not valid UTF-8.", "detail": None}
+    assert got[1] == got[2] == refused
     assert listed(client) == ["before", "after \u00e9"]
 
 
