@@ -146,7 +146,7 @@ def _ndjson_lines(raw: bytes) -> list[str | ClientError]:
     line that is not fails only itself (1). A newline byte is never part of another
     character in UTF-8, so bytes split where the text would."""
     try:
-        return raw.decode("utf-8").split("\n")
+        return list(raw.decode("utf-8").split("\n"))  # of the wider type
     except UnicodeDecodeError:
         pass
     lines: list[str | ClientError] = []

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
 
 from feed.store import (
     ChannelArchived,
@@ -100,11 +101,26 @@ async def on_store_error(_request: Request, exc: Exception) -> Response:
     return error_response(status, str(exc))
 
 
-async def on_http_error(_request: Request, exc: Exception) -> Response:
+async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     messages = {404: "Not found.", 405: "Method not allowed."}
     message = messages.get(exc.status_code, str(exc.detail))
-    return error_response(exc.status_code, message, None, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+    return error_response(exc.status_code, message, None, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the request's path takes, from every route on it. Starlette's 405
+    names only the first route that matched the path, and several routes share one
+    (a channel's posts: GET by one, POST by another)."""
+    methods: set[str] = set()
+    router = request.scope["app"].router
+    for route in router.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+            methods.update(route.methods or ())
+    return sorted(methods)
 
 
 # What the access log says of a request whose client left, or was cut off for sending

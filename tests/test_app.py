@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 import httpx
 import pytest
-from starlette.routing import Match
+from starlette.routing import Match, Route
 from starlette.testclient import TestClient
 
 from feed.app import DIRECT, create_app
@@ -170,3 +172,41 @@ def test_an_unexpected_error_on_any_route_is_a_500_with_every_answers_headers(
     assert answer.headers["cache-control"] == "private, no-store"
     for name in ("content-security-policy", "x-content-type-options", "referrer-policy"):
         assert answer.headers[name] == fine.headers[name], name
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", lambda m: "1" if m.group(0) == "{post_id}" else "general", path)
+
+
+def test_a_405_lists_every_method_its_path_takes(settings: Settings) -> None:
+    """Routes that share a path each know only their own methods; the answer must name
+    them all, whichever route the router tried first."""
+    ensure_admin(settings.database_url)
+    app = create_app(settings)
+    takes: dict[str, set[str]] = {}
+    for route in app.starlette.routes:
+        if isinstance(route, Route):
+            takes.setdefault(_concrete(route.path), set()).update(route.methods or ())
+    assert takes["/api/channels/general/posts"] == {"GET", "HEAD", "POST"}
+    with TestClient(app, headers=ADMIN) as client:
+        for path, methods in sorted(takes.items()):
+            for method in ("OPTIONS", "TRACE", *({"PUT", "DELETE"} - methods)):
+                answer = client.request(method, path)
+                assert answer.status_code == 405, (method, path, answer.text)
+                assert answer.headers["allow"] == ", ".join(sorted(methods)), (method, path)
+                assert answer.json() == {"error": "Method not allowed.", "detail": None}
+
+
+def test_cors_preflights_still_answer_where_a_path_has_several_routes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    ensure_admin(url)
+    app = create_app(Settings(database_url=url, cors_origins="https://app.example"))
+    path = "/api/channels/general/posts"
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    with TestClient(app, headers=ADMIN) as client:
+        allowed = client.options(path, headers=preflight)
+        plain = client.options(path)
+    assert allowed.status_code == 200
+    assert "POST" in allowed.headers["access-control-allow-methods"]
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert (plain.status_code, plain.headers["allow"]) == (405, "GET, HEAD, POST")
