@@ -41,6 +41,16 @@ def test_a_bad_setting_stops_start_up_naming_the_variable() -> None:
     assert result.stderr.strip() == "feed: FEED_HEARTBEAT must be a number, got 'often'"
 
 
+def test_a_heartbeat_too_short_to_be_useful_stops_start_up() -> None:
+    """Each interval is cut into turns (heartbeats.py, on one timer): 0.05 s would wake
+    the loop over a thousand times a second for nothing a page needs."""
+    result = run_feed("serve", FEED_HEARTBEAT="0.05")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "feed: FEED_HEARTBEAT must be between 0.2 and 3600 seconds, got 0.05"
+    )
+
+
 def test_help_lists_the_serve_command() -> None:
     result = run_feed("--help")
     assert result.returncode == 0
