@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +35,7 @@ from feed.store import (
 )
 from feed.values import Change, FeedEvent, NewPost
 from tests.services import Postgres
+from tests.waiting import until
 
 DEADLINE = 10.0
 
@@ -497,3 +499,65 @@ def test_a_body_that_cannot_be_rendered_in_a_long_group_fails_alone(postgres: Po
     assert isinstance(bad, Unstorable) and "Unicode" in str(bad)
     assert isinstance(one, Change) and isinstance(two, Change)
     assert bodies == [f"two {long}", f"one {long}", "warm up"]
+
+
+class WatchedLock:
+    """The store's real write lock, telling when a blocking wait for it has begun."""
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+        self.waiting = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if blocking:
+            self.waiting.set()
+        return bool(self._lock.acquire(blocking, timeout))
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return bool(self._lock.locked())
+
+
+def test_a_shutdown_while_a_post_waits_for_the_writers_lock_leaves_the_lock_free(
+    postgres: Postgres,
+) -> None:
+    """The group commit's task is cancelled, as at shutdown, while its thread waits for
+    the write lock that a slower write holds: once that write ends, the lock must be
+    free, not held by a turn nobody will take."""
+    url = postgres.new_database()
+    store = Store.from_url(url, notify=True)
+    watched = WatchedLock(store._write_lock)
+    store._write_lock = watched  # type: ignore[assignment]
+
+    async def main() -> None:
+        await store.create_schema()
+        first = await store.create_post("general", "ann", "first")
+        with psycopg.connect(url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK_KEY,))
+            # A read mark, written in a thread: it takes the write lock, then waits for
+            # PostgreSQL's advisory lock, which the holder has.
+            mark = asyncio.create_task(store.mark_read("bo", "general", first.event_id))
+            await asyncio.to_thread(until, watched.locked, timeout=DEADLINE)
+            watched.waiting.clear()
+            post = asyncio.create_task(store.create_post("general", "cy", "waiting"))
+            assert await asyncio.to_thread(watched.waiting.wait, DEADLINE)
+            # Shutdown: every task but this one is cancelled while the post's turn waits.
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            assert any(t.get_name() == "feed-group-commit" for t in others)
+            for task in others:
+                task.cancel()
+            holder.execute("SELECT pg_advisory_unlock(%s)", (WRITE_LOCK_KEY,))
+            await asyncio.wait(others, timeout=DEADLINE)
+        assert post.cancelled() and mark.cancelled()
+        # Held for nobody, the lock would make this wait its full turn and be "busy".
+        after = await store.create_post("general", "ann", "after")
+        assert [e.post.body for e in await store.events_after(0) if e.post] == ["first", "after"]
+        [position] = await store.unread("bo", ["general"], private=None)
+        assert position.read_up_to == first.event_id < after.event_id
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()

@@ -39,6 +39,13 @@ Rationale for the less obvious choices:
    every read, so reads that filled them held up every post. Calls run one at a time, as
    the group commit sends them; everything else about them is ``in_thread``'s (1, 3,
    5).
+8. A lock taken in a thread for a caller that is gone. A write on the event loop
+   waits for the in-process write lock in a worker thread (log.py, on writers taking
+   turns). Its caller may be cancelled meanwhile (a shutdown cancels the group
+   commit's task), and the cancellation reaches it at once while the thread still
+   waits: the thread must not then keep the lock for nobody, which would turn every
+   later write into a "busy" after the full wait. ``take_in_thread`` hands the lock
+   over under a guard: taken after its waiter gave up, it is given back at once.
 """
 
 from __future__ import annotations
@@ -266,6 +273,44 @@ def _answer(
 
     with suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
         loop.call_soon_threadsafe(settle)
+
+
+async def take_in_thread(lock: threading.Lock, seconds: float) -> bool:
+    """Take ``lock`` from the event loop by waiting for it in a worker thread, for at
+    most ``seconds``; whether it was taken (rationale 8)."""
+    turn = _Turn(lock, seconds)
+    try:
+        return await anyio.to_thread.run_sync(turn.wait)
+    except BaseException:
+        turn.abandon()
+        raise
+
+
+class _Turn:
+    """One wait for a lock in a worker thread, which its waiter may give up (8)."""
+
+    def __init__(self, lock: threading.Lock, timeout: float) -> None:
+        self._lock = lock
+        self._timeout = timeout
+        self._guard = threading.Lock()
+        self._taken = False
+        self._abandoned = False
+
+    def wait(self) -> bool:
+        taken = self._lock.acquire(timeout=self._timeout)
+        with self._guard:
+            if taken and self._abandoned:
+                self._lock.release()  # taken for nobody
+                return False
+            self._taken = taken
+        return taken
+
+    def abandon(self) -> None:
+        with self._guard:
+            self._abandoned = True
+            if self._taken:  # taken, but the waiter never got the answer
+                self._taken = False
+                self._lock.release()
 
 
 def _first_line(error: BaseException | None) -> str:

@@ -93,7 +93,6 @@ Rationale for the less obvious choices:
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import sqlite3
 import threading
@@ -102,7 +101,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
-import anyio.to_thread
 from sqlalchemy import Engine, Select, func
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, select
@@ -118,6 +116,7 @@ from feed.storage.engine import (
     caller_loop,
     in_thread,
     now,
+    take_in_thread,
 )
 from feed.storage.high_water import HighWater, skip_event_ids
 from feed.storage.sqlite import PlainWrite, orm
@@ -306,8 +305,7 @@ class EventLog:
         free, else waiting in a worker thread, as long as a write may wait."""
         if self._write_lock.acquire(blocking=False):
             return
-        wait = functools.partial(self._write_lock.acquire, timeout=self._write_wait)
-        if not await anyio.to_thread.run_sync(wait):
+        if not await take_in_thread(self._write_lock, self._write_wait):
             raise StoreUnavailable(StoreUnavailable.BUSY)
 
     def announces(self, event_id: int) -> bool:
