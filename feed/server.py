@@ -41,14 +41,17 @@ Rationale:
    replacement instead of being reset. A plain bind comes first and is closed at
    once: the kernel would let a second server that sets ``SO_REUSEPORT`` too (the
    same release started twice, by the same user) into the port, to take half the
-   connections; the plain bind fails on a port in use, as before. That bind is closed
-   before the shared ones are made, so two servers started in the same instant could
-   both pass it; a claim on the address, a socket in Linux's abstract namespace named
-   for the address and port as bound (two names of one address are one claim, and a
-   long host name cannot overflow the socket's name), is taken while the plain bind
-   is held and kept as long as the parent runs, and a second server's claim is
-   refused. The kernel drops the claim with the parent, even a killed one. A
-   worker's streams stay where they landed;
+   connections, even on an overlapping address (the wildcard and the loopback one);
+   the plain bind fails while any socket listens on an address that overlaps its own,
+   the wildcard and IPv6's included. That bind is closed before the shared ones are
+   made, so two servers started in the same instant could both pass it: a claim on
+   the port, a socket in Linux's abstract namespace named for the port as bound, is
+   taken while the plain bind is held and kept until the shared sockets listen, and
+   a second server's claim meanwhile is refused. It names the port alone, not the
+   address, since which addresses overlap is the kernel's to say: once the first
+   listens its plain bind says it, and two servers on addresses that do not overlap
+   both run, unless they start in the very same instant. The kernel drops the claim
+   with its holder, even a killed one. A worker's streams stay where they landed;
    ``FEED_MAX_STREAM_SECONDS`` (stream.py, on the maximum age) is how a replacement
    or a new worker gets its share back. Only Linux spreads this way; elsewhere the
    workers share one socket as before.
@@ -217,18 +220,19 @@ class _Worker:
 SPREAD = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
 
 
-def _claim(address: str, port: int) -> socket.socket:
-    """The claim on ``address:port`` (5); OSError ``EADDRINUSE`` if another server holds it."""
+def _claim(port: int) -> socket.socket:
+    """The claim on ``port`` while a server binds it (5); OSError ``EADDRINUSE`` if
+    another server holds it."""
     claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         # The abstract namespace (a leading NUL) has no file to leave behind, and is
         # per network namespace, as ports are.
-        claim.bind(f"\0feed-listen {address} {port}")
+        claim.bind(f"\0feed-listen {port}")
     except OSError as exc:
         claim.close()
         raise OSError(
             errno.EADDRINUSE,
-            f"address already in use: another feed server is starting on {address}:{port}",
+            f"address already in use: another feed server is starting on port {port}",
         ) from exc
     return claim
 
@@ -245,7 +249,6 @@ class Supervisor:
         self._deaths: collections.deque[float] = collections.deque()
         self._sockets: list[socket.socket] = []  # one per worker, by index (5)
         self._shared = ""  # the workers' metrics directory, while they run
-        self._claim: socket.socket | None = None  # this address is ours while we run (5)
 
     def run(self) -> int:
         self._sockets = self._bind()
@@ -264,7 +267,6 @@ class Supervisor:
             self._stop_all()
         for sock in set(self._sockets):
             sock.close()
-        self.release()
         return code
 
     def _bind(self) -> list[socket.socket]:
@@ -273,19 +275,13 @@ class Supervisor:
             return [self._listen(self._settings.port, spread=False)] * self._settings.workers
         # A socket with SO_REUSEPORT would join another server's on the port and take
         # half its connections: a plain bind first, which is refused if one listens,
-        # and the address claimed before it is let go, against one starting alongside.
+        # and the port claimed before it is let go, against one starting alongside,
+        # until the shared sockets listen and refuse it themselves (5).
         with self._listen(self._settings.port, spread=False) as probe:
-            # The address as bound, not as named: ``localhost`` and ``127.0.0.1`` are
-            # one claim (5). The port is the one the kernel chose, for port 0.
-            address, port = probe.getsockname()[:2]
-            self._claim = _claim(address, port)
-        return [self._listen(port, spread=True) for _ in range(self._settings.workers)]
-
-    def release(self) -> None:
-        """Let go of the address's claim (5): this server no longer listens there."""
-        if self._claim is not None:
-            self._claim.close()
-            self._claim = None
+            port = probe.getsockname()[1]  # the kernel's choice, for port 0
+            claim = _claim(port)
+        with claim:
+            return [self._listen(port, spread=True) for _ in range(self._settings.workers)]
 
     def _listen(self, port: int, *, spread: bool) -> socket.socket:
         family = socket.AF_INET6 if ":" in self._settings.host else socket.AF_INET

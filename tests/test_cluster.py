@@ -341,7 +341,6 @@ def bind_with_a_rival_in_the_gap(
                 outcome.append("bound")
                 for sock in taken:
                     sock.close()
-                second.release()
         return listen(self, port, spread=spread)
 
     monkeypatch.setattr(Supervisor, "_listen", listen_and_race)
@@ -367,11 +366,9 @@ def test_two_servers_starting_in_the_same_instant_do_not_both_get_the_port(
     finally:
         for sock in set(sockets):
             sock.close()
-        first.release()
     # Once the first has let go, the port is free for a server again.
     for sock in set(second._bind()):
         sock.close()
-    second.release()
 
 
 def test_two_servers_starting_in_the_same_instant_on_two_names_of_one_address_do_not_both_get_it(
@@ -390,7 +387,42 @@ def test_two_servers_starting_in_the_same_instant_on_two_names_of_one_address_do
     finally:
         for sock in set(sockets):
             sock.close()
-        first.release()
+
+
+@pytest.mark.parametrize(("one", "other"), [("0.0.0.0", "127.0.0.1"), ("127.0.0.1", "0.0.0.0")])
+def test_two_servers_starting_in_the_same_instant_on_the_wildcard_and_one_address_do_not_both_run(
+    monkeypatch: pytest.MonkeyPatch, one: str, other: str
+) -> None:
+    """The wildcard takes the port on every address, the loopback one among them: the
+    two overlap, as the plain bind says once either listens, so the second is refused."""
+    port = free_port()
+    broker = "redis://127.0.0.1:1/0"
+    first = Supervisor(Settings(host=one, port=port, workers=2, broker_url=broker))
+    second = Supervisor(Settings(host=other, port=port, workers=2, broker_url=broker))
+    outcome, sockets = bind_with_a_rival_in_the_gap(monkeypatch, first, second)
+    try:
+        assert len(outcome) == 1 and outcome[0].startswith("refused"), outcome
+        assert "in use" in outcome[0]
+        # Started after the first listens, the plain bind refuses it.
+        with pytest.raises(OSError, match="in use"):
+            second._bind()
+    finally:
+        for sock in set(sockets):
+            sock.close()
+
+
+def test_servers_on_two_addresses_of_one_port_both_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two addresses that do not overlap are two servers' to take, one after the other."""
+    port = free_port()
+    broker = "redis://127.0.0.1:1/0"
+    first = Supervisor(Settings(host="127.0.0.1", port=port, workers=2, broker_url=broker))
+    second = Supervisor(Settings(host="127.0.0.2", port=port, workers=2, broker_url=broker))
+    held = first._bind() + second._bind()
+    try:
+        assert sorted({s.getsockname() for s in held}) == [("127.0.0.1", port), ("127.0.0.2", port)]
+    finally:
+        for sock in set(held):
+            sock.close()
 
 
 def worker_pids(supervisor: int) -> list[int]:
