@@ -28,9 +28,11 @@ renders it, and feed.js keeps it after every event, live or replayed:
    post. The re-fetched list is the first page again, with its floor.
 5. Read state. A dashboard shown to someone with read state (reading.py) carries
    their unread counts and read positions, and each post it lists the id of the
-   event that made it (``data-event-id``): feed-unread.js reports a post read by that
-   id once it has been on screen, and draws the "new since you last looked" divider
-   under the oldest post the reader had not read when the page was made.
+   event that made it (``data-event-id``) and that of its newest reply
+   (``data-reply-event-id``): feed-unread.js reports a post, and the replies under
+   it, read by those ids once it has been on screen, and draws the "new since you
+   last looked" divider under the oldest post the reader had not read when the page
+   was made.
 """
 
 from __future__ import annotations
@@ -110,10 +112,10 @@ def _list_context(
 
 async def _read_state(rt: Runtime, perms: Permissions, posts: list[PostView]) -> dict[str, Any]:
     """What a page shows of its reader's read state (rationale 5), if they have one."""
-    created = await rt.store.created_events([p.id for p in posts])
+    ids = await _event_ids(rt, posts)
     name = reading.person(perms.identity)
     if name is None:
-        return {"created": created, "read_state": None}
+        return {**ids, "read_state": None}
     channels = perms.readable()
     found = await rt.store.unread(
         name, [c.name for c in channels], private=perms.private_readable()
@@ -122,7 +124,16 @@ async def _read_state(rt: Runtime, perms: Permissions, posts: list[PostView]) ->
         "notify": sorted(c.name for c in channels if c.announcement_only),
         "person": name,
     }
-    return {"created": created, "read_state": state}
+    return {**ids, "read_state": state}
+
+
+async def _event_ids(rt: Runtime, posts: list[PostView]) -> dict[str, dict[int, int]]:
+    """The event that made each post, and that of its newest reply (rationale 5)."""
+    ids = [p.id for p in posts]
+    return {
+        "created": await rt.store.created_events(ids),
+        "replied": await rt.store.reply_events(ids),
+    }
 
 
 async def _dashboard(request: Request, channel: str | None) -> Response:
@@ -210,9 +221,15 @@ async def posts_partial(request: Request) -> HTMLResponse:
         context = _list_context(posts, channel, before, older)
         headers = None
         mine = await rt.store.my_reactions(name, [p.id for p in posts])
-    created = await rt.store.created_events([p.id for p in posts])
+    ids = await _event_ids(rt, posts)
     return rt.renderer.page(
-        "partials/posts.html", headers=headers, oob=False, created=created, mine=mine, **context
+        "partials/posts.html",
+        headers=headers,
+        oob=False,
+        mine=mine,
+        created=ids["created"],
+        replied=ids["replied"],
+        **context,
     )
 
 

@@ -523,3 +523,36 @@ def test_counts_stop_at_the_cap_and_say_so_on_every_surface(
         "mentions": 1,
         "read_up_to": events[1] + 1,
     }
+
+
+def test_replies_after_the_read_position_are_unread_on_every_surface(
+    client: TestClient, settings: Settings
+) -> None:
+    """A reply by someone else, after the reader's position in its channel, is
+    something they have not read: the API, the store and the page's badge say so, and
+    the card it went under carries its event, for the page to report it read."""
+    bob = person(settings, "bob")
+    parent = client.post("/api/channels/general/posts", json={"body": "a thread"}).json()
+    assert client.post("/api/me/read", json={}, headers=bob).status_code == 200
+    reply_url = f"/api/posts/{parent['post']['id']}/replies"
+    replies = [client.post(reply_url, json={"body": f"reply {n}"}).json() for n in range(2)]
+    own = client.post(reply_url, json={"body": "bob's own"}, headers=bob)
+    assert own.status_code == 201
+    unread = client.get("/api/me/unread", headers=bob).json()
+    assert unread["channels"]["general"]["unread"] == 2 and unread["total"] == 2
+    home = client.get("/", headers=bob).text
+    assert re.search(r"<title>\(2\) ", home)
+    badge = home[home.index('data-unread-channel="general"') :]
+    assert badge[: badge.index("</span>")].endswith('<span class="count">2')
+    card = re.search(rf'<article id="post-{parent["post"]["id"]}"[^>]*>', home)
+    assert card is not None
+    assert f'data-event-id="{parent["event_id"]}"' in card.group(0)
+    assert f'data-reply-event-id="{own.json()["event_id"]}"' in card.group(0)
+    # Deleted, a reply is no longer there to read.
+    gone = client.delete(f"/api/posts/{replies[1]['post']['id']}")
+    assert gone.status_code in (200, 204)
+    assert client.get("/api/me/unread", headers=bob).json()["total"] == 1
+    # Read up to the first reply: nothing is left.
+    up_to = {"up_to": replies[0]["event_id"]}
+    assert client.post("/api/channels/general/read", json=up_to, headers=bob).status_code == 200
+    assert client.get("/api/me/unread", headers=bob).json()["total"] == 0

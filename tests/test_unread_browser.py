@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -33,6 +33,7 @@ from tests.browser import (
     wait_true,
 )
 from tests.conftest import Server
+from tests.waiting import until
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser", "context", "problems"]
@@ -314,3 +315,42 @@ def test_a_count_at_the_servers_cap_shows_as_that_many_or_more(
     server.post("three", author="alice")
     expect(badge(page, "general")).to_have_text("999 unread", timeout=SYNC_MS)
     expect(page).to_have_title(re.compile(r"^\(1001\) Announcements · feed$"))
+
+
+def test_a_reply_is_unread_until_the_card_it_went_under_is_seen(
+    server: Server, context: BrowserContext
+) -> None:
+    bob, alice = bearer(server.token("bob")), bearer(server.token("alice"))
+    thread = server.post("a thread", author="alice")
+    read = server.client.post(
+        "/api/channels/general/read", json={"up_to": thread["event_id"]}, headers=bob
+    )
+    assert read.status_code == 200
+    url = f"/api/posts/{thread['post']['id']}/replies"
+
+    def reply(body: str) -> dict[str, Any]:
+        answer = server.client.post(url, json={"body": body}, headers=alice)
+        assert answer.status_code == 201, answer.text
+        made: dict[str, Any] = answer.json()
+        return made
+
+    def position() -> int:
+        unread = server.client.get("/api/me/unread", headers=bob).json()
+        found: int = unread["channels"]["general"]["read_up_to"]
+        return found
+
+    before = reply("before the page")
+    # On a page without the card, the reply stays unread, and the badge says so.
+    elsewhere = sign_in(context, server, server.token("bob"), "/channels/announcements")
+    expect(badge(elsewhere, "general")).to_have_text("1 unread")
+    expect(elsewhere).to_have_title(re.compile(r"^\(1\) Announcements · feed$"))
+    elsewhere.close()
+    # The card is on screen, its reply summary with it: the reply is read.
+    home = open_live(context, server.url)
+    expect(badge(home, "general")).to_be_hidden(timeout=SYNC_MS)
+    until(position, lambda up_to: up_to == before["event_id"], timeout=SYNC_MS / 1000)
+    # One that comes while the card is on screen is read as it comes.
+    live = reply("while the page is open")
+    until(position, lambda up_to: up_to == live["event_id"], timeout=SYNC_MS / 1000)
+    expect(badge(home, "general")).to_be_hidden(timeout=SYNC_MS)
+    assert server.client.get("/api/me/unread", headers=bob).json()["total"] == 0

@@ -15,7 +15,11 @@ def read_state_paths(settings: Settings) -> dict[str, Any]:
         "/api/me/unread": {
             "get": {
                 "summary": "What the requester has not read, per channel they may read",
-                "responses": {"200": answer("Unread posts and mentions", ref("Unread"))},
+                "description": "A channel's `unread` counts the posts and replies by others "
+                "after the requester's position in it, neither deleted",
+                "responses": {
+                    "200": answer("Unread posts and replies, and mentions", ref("Unread"))
+                },
             }
         },
         "/api/me/read": {

@@ -10,7 +10,12 @@
 //    reported read (POST /api/channels/{c}/read, by data-event-id) only up to the
 //    newest post before which every post of it on the page has been seen: seeing
 //    the newest post at the top does not mark the unseen ones under it. One request
-//    per channel at a time, and only when it moves the position forward.
+//    per channel at a time, and only when it moves the position forward. Replies
+//    count as posts do (storage/reading.py, on what counts as unread): a card seen
+//    is its replies seen, those that came before it was on screen (the newest one's
+//    event, data-reply-event-id, or a live reply's id), so the position moves past
+//    them in their place among the posts. A reply to a post the page does not list
+//    is passed over, as a post of a channel the page does not show is.
 // 2. Counts come from the server. The page starts with the counts it was rendered
 //    with. After a read-position event (this person's, from any tab or device), a
 //    new post or a mention, it asks GET /api/me/unread again, a burst of events at
@@ -47,6 +52,7 @@
 
   var state = null; // the read state the page was rendered with, then as fetched
   var eventIds = {}; // post id -> id of the event that made it (4)
+  var replyIds = {}; // post id -> id of the event that made its newest reply (1)
   var reported = {}; // channel -> position asked for (or known)
   var inFlight = {}; // channel -> a report is on its way
   var seenIds = new Set(); // event ids of the posts seen on screen (1)
@@ -63,6 +69,8 @@
       source.addEventListener("mention", onMention);
       source.addEventListener("post-created", onPostCreated);
       source.addEventListener("post-deleted", refreshSoon);
+      source.addEventListener("reply-created", onReplyCreated);
+      source.addEventListener("reply-deleted", refreshSoon);
     },
   ]);
 
@@ -98,6 +106,19 @@
         notify(postId, "New in #" + channel[1]);
       }
     }
+  }
+
+  // A reply's message carries its parent's summary (feed.js, rule 12): that card
+  // holds the reply's event from now on (1).
+  function onReplyCreated(evt) {
+    var id = Number(evt.lastEventId);
+    var parent = /id="replies-(\d+)"/.exec(evt.data);
+    if (!id || !parent) return;
+    if (id > (replyIds[parent[1]] || 0)) replyIds[parent[1]] = id;
+    var author = /class="author">([^<]*)</.exec(evt.data);
+    if (author && author[1] === person()) seenIds.add(id); // their own: not unread
+    refreshSoon();
+    collect();
   }
 
   var parser = document.createElement("template");
@@ -175,7 +196,15 @@
     return id;
   }
 
+  function replyIdOf(el) {
+    var postId = el.id.slice(5);
+    var id = Math.max(Number(el.getAttribute("data-reply-event-id")) || 0, replyIds[postId] || 0);
+    if (id) replyIds[postId] = id;
+    return id;
+  }
+
   function track(el) {
+    replyIdOf(el); // kept by post id, for a card an edit replaces
     var id = eventIdOf(el);
     if (id) eventIds[el.id.slice(5)] = id;
     if (observer && id) observer.observe(el);
@@ -198,28 +227,32 @@
         return;
       }
       seenIds.add(eventIdOf(el));
+      if (replyIdOf(el)) seenIds.add(replyIdOf(el));
       channels[el.getAttribute("data-channel")] = true;
     });
     Object.keys(channels).forEach(report);
   }
 
-  // The newest post of ``channel`` such that every post of it on the page after the
-  // reader's position, up to that one, has been seen (their own count as seen).
+  // The newest post or reply of ``channel`` such that every post of it on the page
+  // after the reader's position, and every card's newest reply, up to that one, has
+  // been seen (their own posts count as seen).
   function readUpTo(channel) {
     var list = document.getElementById("posts");
     if (!list) return 0;
     var after = reported[channel] || 0;
-    var posts = Array.prototype.slice
-      .call(list.querySelectorAll(":scope > .post"))
-      .filter(function (el) {
-        return el.getAttribute("data-channel") === channel && eventIdOf(el) > after;
-      })
-      .sort(function (a, b) { return eventIdOf(a) - eventIdOf(b); });
+    var items = [];
+    list.querySelectorAll(":scope > .post").forEach(function (el) {
+      if (el.getAttribute("data-channel") !== channel) return;
+      var own = eventIdOf(el);
+      if (own > after) items.push({ id: own, seen: seenIds.has(own) || ownPost(el) });
+      var reply = replyIdOf(el);
+      if (reply > after) items.push({ id: reply, seen: seenIds.has(reply) });
+    });
+    items.sort(function (a, b) { return a.id - b.id; });
     var upTo = 0;
-    for (var i = 0; i < posts.length; i++) {
-      var id = eventIdOf(posts[i]);
-      if (!seenIds.has(id) && !ownPost(posts[i])) break;
-      upTo = id;
+    for (var i = 0; i < items.length; i++) {
+      if (!items[i].seen) break;
+      upTo = items[i].id;
     }
     return upTo;
   }

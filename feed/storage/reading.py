@@ -20,8 +20,11 @@ Rationale:
    only the names it adds. Who may read the channel is checked when mentions are
    read, never when written: a mention in a private channel is not shown or counted
    for someone who cannot read it, and is, once they may.
-4. What counts as unread: new posts (``post-created``) in the channels the reader may
-   read, after their position there, neither deleted nor their own.
+4. What counts as unread: new posts and replies (``post-created``, ``reply-created``)
+   in the channels the reader may read, after their position there, neither deleted
+   nor their own. A reply is news to its channel's readers as a post is; a page
+   reports one read once the card it went under has been seen since it came
+   (``reply_events``; feed-unread.js, on read means seen).
 5. Counts stop at ``COUNT_CAP``. Every open dashboard asks for its counts again after
    new posts, so a count must cost the same whether its reader is ten posts behind or
    a million (a newcomer starts at the beginning of every channel): each channel's
@@ -43,7 +46,7 @@ from feed.storage.history import readable
 from feed.storage.log import EventLog, Q
 from feed.values import FeedEvent, Mention, ReadMark, Unread, _post_view
 
-UNREAD_KINDS = (EventKind.POST_CREATED.value,)
+UNREAD_KINDS = (EventKind.POST_CREATED.value, EventKind.REPLY_CREATED.value)  # (4)
 COUNT_CAP = 1000  # (5)
 
 
@@ -156,6 +159,30 @@ class Reading(EventLog):
             }
 
     @in_thread
+    def reply_events(self, post_ids: Collection[int]) -> dict[int, int]:
+        """The id of the event that made the newest live reply to each of ``post_ids``
+        that has one: a page gives it to the post's card, and reports it read once the
+        card has been seen (4)."""
+        if not post_ids:
+            return {}
+        query = (
+            select(Post.parent_id, func.max(Event.id))
+            .join(Post, col(Post.id) == col(Event.post_id))
+            .where(
+                col(Event.kind) == EventKind.REPLY_CREATED.value,
+                col(Post.parent_id).in_(sorted(post_ids)),
+                col(Post.deleted).is_(False),
+            )
+            .group_by(col(Post.parent_id))
+        )
+        with self._read() as session:
+            return {
+                post: event
+                for post, event in session.exec(query).all()
+                if post is not None and event is not None
+            }
+
+    @in_thread
     def mentions(
         self,
         name: str,
@@ -234,13 +261,13 @@ def _count(
     mentions: bool,
 ) -> int:
     """What ``name`` has not read of one channel after ``position``, up to the cap (5)."""
-    kind = EventKind.MENTION if mentions else EventKind.POST_CREATED
+    kinds = (EventKind.MENTION.value,) if mentions else UNREAD_KINDS
     events = (
         select(Event.id)
         .join(Channel, col(Channel.id) == col(Event.channel_id))
         .join(Post, col(Post.id) == col(Event.post_id))
         .where(col(Event.id) > position)
-        .where(col(Event.kind) == kind.value, col(Post.deleted).is_(False))
+        .where(col(Event.kind).in_(kinds), col(Post.deleted).is_(False))
     )
     if mentions:
         # A person's mentions are few beside a channel's events: "+ 0" keeps SQLite from
