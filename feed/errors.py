@@ -14,7 +14,8 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match, Route
+from starlette.routing import Match, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from feed.store import (
     ChannelArchived,
@@ -106,9 +107,14 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     messages = {404: "Not found.", 405: "Method not allowed."}
     message = messages.get(exc.status_code, str(exc.detail))
     headers = exc.headers
-    if exc.status_code == 405:
-        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+    allowed = allowed_methods(request) if exc.status_code == 405 else []
+    if allowed:
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
     return error_response(exc.status_code, message, None, headers=headers)
+
+
+# What Starlette's static files answer (their 405 names nothing).
+STATIC_METHODS = ("GET", "HEAD")
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -118,8 +124,12 @@ def allowed_methods(request: Request) -> list[str]:
     methods: set[str] = set()
     router = request.scope["app"].router
     for route in router.routes:
-        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+        match = route.matches(request.scope)[0]
+        static = isinstance(route, Mount) and isinstance(route.app, StaticFiles)
+        if isinstance(route, Route) and match is not Match.NONE:
             methods.update(route.methods or ())
+        elif static and match is Match.FULL:
+            methods.update(STATIC_METHODS)
     return sorted(methods)
 
 

@@ -188,6 +188,7 @@ def test_a_405_lists_every_method_its_path_takes(settings: Settings) -> None:
         if isinstance(route, Route):
             takes.setdefault(_concrete(route.path), set()).update(route.methods or ())
     assert takes["/api/channels/general/posts"] == {"GET", "HEAD", "POST"}
+    takes["/static/feed.css"] = {"GET", "HEAD"}
     with TestClient(app, headers=ADMIN) as client:
         for path, methods in sorted(takes.items()):
             for method in ("OPTIONS", "TRACE", *({"PUT", "DELETE"} - methods)):
