@@ -556,3 +556,18 @@ def test_replies_after_the_read_position_are_unread_on_every_surface(
     up_to = {"up_to": replies[0]["event_id"]}
     assert client.post("/api/channels/general/read", json=up_to, headers=bob).status_code == 200
     assert client.get("/api/me/unread", headers=bob).json()["total"] == 0
+
+
+def test_the_store_counts_replies_and_knows_each_posts_newest_reply(store: Store) -> None:
+    first = run(store.create_post("general", "alice", "one"))
+    second = run(store.create_post("general", "alice", "two"))
+    run(store.mark_read("bob", "general", second.event_id or 0))
+    replies = [run(store.create_reply("general", first.post.id, "carol", f"r{n}")) for n in (1, 2)]
+    own = run(store.create_reply("general", second.post.id, "bob", "mine"))
+    assert counts(store, "bob")["general"] == (2, 0)
+    assert counts(store, "carol")["general"] == (3, 0)  # the posts and bob's reply
+    newest = run(store.reply_events([first.post.id, second.post.id, 10**9]))
+    assert newest == {first.post.id: replies[1].event_id, second.post.id: own.event_id}
+    run(store.delete_post(replies[1].post.id))
+    assert counts(store, "bob")["general"] == (1, 0)
+    assert run(store.reply_events([first.post.id]))[first.post.id] == replies[0].event_id
