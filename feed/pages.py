@@ -149,7 +149,6 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
         "dashboard.html",
         **_stream_context(rt),
         **seen.context(),
-        request_path=request.url.path,
         can_post=can_post,
         last_event_id=page.last_event_id,
         channels=channels,
@@ -322,7 +321,6 @@ async def search_page(request: Request) -> Response:
         "search.html",
         status,
         **seen.context(),
-        request_path=request.url.path,
         channels=seen.perms.readable(),
         **context,
     )
@@ -414,7 +412,6 @@ async def mentions_page(request: Request) -> Response:
     response = rt.renderer.page(
         "mentions.html",
         **seen.context(),
-        request_path=request.url.path,
         channels=perms.readable(),
         mentions=found,
     )
