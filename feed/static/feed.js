@@ -60,7 +60,9 @@
 //    and that is not news.
 // 10. Channel pages. A channel page may get every channel's messages (feed-tabs.js
 //     shares one stream of all of them): a post of another channel is not applied,
-//     and counts as applied, as if its stream had never carried it.
+//     and counts as applied, as if its stream had never carried it. A thread's page
+//     shares that stream too, and applies only its own post's messages and replies'
+//     (a reply to another post changes nothing there: its thread is not open).
 // 11. Other scripts. Each stream made here, shared or its own, is handed to the
 //     functions in window.feedSourceHooks (feed-unread.js listens for personal events
 //     so), and a page keeps one stream whoever else listens to it.
@@ -106,6 +108,8 @@
   var debug = (window.feedStream = { created: 0, url: null, lastApplied: 0, mode: null });
   // The channels a channel page shows (10); null shows them all.
   var channels = null;
+  // The post whose thread a thread's page shows (12); null on every other page.
+  var thread = null;
 
   function postsList() {
     return document.getElementById("posts");
@@ -136,8 +140,10 @@
   htmx.createEventSource = function (url) {
     readList();
     if (source && source.readyState !== EventSource.CLOSED) source.close();
-    var wanted = new URL(url, window.location.href).searchParams.getAll("channel");
+    var params = new URL(url, window.location.href).searchParams;
+    var wanted = params.getAll("channel");
     channels = wanted.length ? wanted : null;
+    thread = Number(params.get("thread")) || null;
     source = window.feedTabs.open(url, position, isKiosk(), hooks);
     source.addEventListener("hello", onHello);
     source.addEventListener("heartbeat", alive);
@@ -380,6 +386,7 @@
     if (el && /^reactions-\d+$/.test(el.id)) return applyReactions(el);
     if (!el || !/^post-\d+$/.test(el.id)) return false;
     if (channels && el.dataset.channel && channels.indexOf(el.dataset.channel) < 0) return false;
+    if (thread && !el.dataset.parent && postId(el) !== thread) return false;
     if (el.dataset.parent) {
       applyReply(el, nodes.slice(1));
       return false;
