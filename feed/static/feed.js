@@ -67,10 +67,11 @@
 //     functions in window.feedSourceHooks (feed-unread.js listens for personal events
 //     so), and a page keeps one stream whoever else listens to it.
 // 12. Threads. A reply's message is the reply (marked data-parent) and its parent's
-//     reply summary. The summary replaces the card's wherever the card is shown; the
-//     reply goes into its thread only if that thread is open on the page (a region
+//     reply summary. The summary replaces the card's wherever the card is shown; a
+//     new reply goes into its thread only if that thread is open on the page (a region
 //     under the card, or the thread's own page), oldest first, by id, and is
-//     otherwise ignored: a list shows counts, not replies. Opening a thread fetches
+//     otherwise ignored: a list shows counts, not replies. An edit of a reply the
+//     thread does not show (one of the earlier ones it leaves out) is ignored too. Opening a thread fetches
 //     it and holds messages meanwhile, as "Older posts" does (6), so a reply racing
 //     the fetch is applied to it. A card replaced by an edit or a pin keeps its open
 //     thread region, with what is typed in it and the focus.
@@ -310,13 +311,16 @@
       shown.replaceWith(node);
     });
     var existing = document.getElementById(el.id);
-    if (el.getAttribute("hx-swap-oob") === "delete") {
+    var oob = el.getAttribute("hx-swap-oob");
+    if (oob === "delete") {
       if (existing) existing.remove();
       return;
     }
     el.removeAttribute("hx-swap-oob");
     if (existing) {
       replacePost(existing, el);
+    } else if (oob) {
+      return; // an edit of a reply not shown: one of the earlier ones the thread leaves out
     } else {
       var replies = document.getElementById("replies-list-" + el.dataset.parent);
       if (!replies) return;
