@@ -279,13 +279,15 @@ async def _kiosk_posts(
     rt: Runtime, perms: Permissions, names: list[str] | None, query: Query | None
 ) -> tuple[list[PostView], int]:
     """What a kiosk shows (rationale 1), and the event id it is current up to. A live
-    search's kiosk shows its newest matching posts, pinned ones first, by the same rule."""
+    search's kiosk shows its newest matching posts, pinned ones first, by the same rule:
+    top-level posts, as every kiosk, since its stream's replies only update summaries
+    (feed.js, on threads) and a list with replies in it would differ once live."""
     private = perms.private_readable()
     selected = names or perms.selection(None)
     if query is None:
         page = await rt.store.front_page(selected, KIOSK_POSTS, private=private)
         return kiosk_window(page.posts, KIOSK_POSTS), page.last_event_id
-    filters = Filters(channels=None if selected is None else tuple(selected))
+    filters = Filters(channels=None if selected is None else tuple(selected), replies=False)
     found = await rt.store.search(
         query, filters, limit=KIOSK_POSTS, cursor=Cursor(), private=private, newest=True
     )

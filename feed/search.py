@@ -378,6 +378,7 @@ class Filters:
     after: datetime | None = None
     before: datetime | None = None
     pinned: bool | None = None
+    replies: bool | None = None  # False: top-level posts only
 
 
 @dataclass(frozen=True, slots=True)
