@@ -71,10 +71,10 @@
 //     new reply goes into its thread only if that thread is open on the page (a region
 //     under the card, or the thread's own page), oldest first, by id, and is
 //     otherwise ignored: a list shows counts, not replies. An edit of a reply the
-//     thread does not show (one of the earlier ones it leaves out) is ignored too. Opening a thread fetches
-//     it and holds messages meanwhile, as "Older posts" does (6), so a reply racing
-//     the fetch is applied to it. A card replaced by an edit or a pin keeps its open
-//     thread region, with what is typed in it and the focus.
+//     thread does not show (one of the earlier ones it leaves out) is ignored too.
+//     Opening a thread fetches it and holds messages meanwhile, as "Older posts" does
+//     (6), so a reply racing the fetch is applied to it. A card replaced by an edit or
+//     a pin keeps its open thread region, with what is typed in it and the focus.
 // 13. Reactions. A post's chips come in the same bytes for every reader (render.py,
 //     on reactions): counts and first names. Which are the reader's own is kept here,
 //     in `mine`: read from data-mine in what the server rendered for this reader (the

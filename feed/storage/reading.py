@@ -79,12 +79,12 @@ class Reading(EventLog):
             return [self._move(session, name, c, None) for c in found]
 
     def _move(self, session: Session, name: str, channel: Channel, up_to: int | None) -> ReadMark:
-        stays = _stays(session, name, channel, up_to)
-        if stays is not None:
-            return stays
         assert channel.id is not None
         kept = _kept(session, name, channel.id)
+        at = 0 if kept is None else kept.event_id
         up_to = _reachable(session, name, channel.id, up_to)
+        if at >= up_to:
+            return ReadMark(channel.name, at, None)  # forward only (2)
         if kept is None:
             session.add(ReadPosition(name=name, channel_id=channel.id, event_id=up_to))
         else:
