@@ -160,7 +160,6 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
         "dashboard.html",
         **_stream_context(rt),
         **seen.context(),
-        request_path=request.url.path,
         can_post=can_post,
         last_event_id=page.last_event_id,
         channels=channels,
@@ -297,13 +296,15 @@ async def _kiosk_posts(
     rt: Runtime, perms: Permissions, names: list[str] | None, query: Query | None
 ) -> tuple[list[PostView], int]:
     """What a kiosk shows (rationale 1), and the event id it is current up to. A live
-    search's kiosk shows its newest matching posts, pinned ones first, by the same rule."""
+    search's kiosk shows its newest matching posts, pinned ones first, by the same rule:
+    top-level posts, as every kiosk, since its stream's replies only update summaries
+    (feed.js, on threads) and a list with replies in it would differ once live."""
     private = perms.private_readable()
     selected = names or perms.selection(None)
     if query is None:
         page = await rt.store.front_page(selected, KIOSK_POSTS, private=private)
         return kiosk_window(page.posts, KIOSK_POSTS), page.last_event_id
-    filters = Filters(channels=None if selected is None else tuple(selected))
+    filters = Filters(channels=None if selected is None else tuple(selected), replies=False)
     found = await rt.store.search(
         query, filters, limit=KIOSK_POSTS, cursor=Cursor(), private=private, newest=True
     )
@@ -339,7 +340,6 @@ async def search_page(request: Request) -> Response:
         "search.html",
         status,
         **seen.context(),
-        request_path=request.url.path,
         channels=seen.perms.readable(),
         **context,
     )
@@ -431,7 +431,6 @@ async def mentions_page(request: Request) -> Response:
     response = rt.renderer.page(
         "mentions.html",
         **seen.context(),
-        request_path=request.url.path,
         channels=perms.readable(),
         mentions=found,
     )

@@ -29,7 +29,11 @@ Rationale:
 3. A query of nothing but exclusions is refused: it would match almost every post,
    and neither engine can find "every post without a word" through its index.
 4. A prefix needs at least ``MIN_PREFIX`` characters: a one-letter prefix expands to
-   a large part of the vocabulary in both engines.
+   a large part of the vocabulary in both engines. And a query holds at most
+   ``MAX_PREFIXES`` of them: each one reads every post that holds any word it begins,
+   whether it is looked for or left out, so a query's cost grows with its prefixes,
+   and twelve broad ones (``wa* wb* … wl*``) cost twelve times one (docs/benchmarks.md,
+   hostile searches).
 5. Snippets are made here, from the post's stored body, for both stores alike: the
    text is HTML-escaped first and the ``<mark>`` tags added after, so no markup a body
    holds (a ``<script>``, a ``<mark>`` of its own, an entity) survives in a snippet.
@@ -84,6 +88,7 @@ from feed.values import FeedEvent, PostView
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 12
 MIN_PREFIX = 2
+MAX_PREFIXES = 3  # (4)
 # Words of context on each side of the first match in a snippet.
 SNIPPET_WORDS = 12
 # BM25's usual constants: how soon a term's count saturates, and how much a post's
@@ -264,6 +269,8 @@ def parse(text: str) -> Query:
         )
     if len(terms) > MAX_TERMS:
         raise QueryError(f"A search may have at most {MAX_TERMS} words or phrases.")
+    if sum(term.prefix for term in terms) > MAX_PREFIXES:
+        raise QueryError(f"A search may have at most {MAX_PREFIXES} words ending in *.")
     return Query(tuple(terms))
 
 
@@ -378,6 +385,7 @@ class Filters:
     after: datetime | None = None
     before: datetime | None = None
     pinned: bool | None = None
+    replies: bool | None = None  # False: top-level posts only
 
 
 @dataclass(frozen=True, slots=True)

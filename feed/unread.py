@@ -26,8 +26,9 @@ async def my_unread(request: Request) -> JSONResponse:
 
 
 async def mark_read(request: Request) -> JSONResponse:
-    """Move the requester's position in a channel to ``up_to`` (an event id; beyond the
-    newest event is clamped to it), or to the newest event if not sent."""
+    """Move the requester's position in a channel forward to ``up_to`` (an event id;
+    taken as the channel's newest event at or before it), or to the channel's newest
+    event if not sent."""
     rt = runtime(request)
     perms = await rt.access.check(request)
     name = reading.the_person(perms)

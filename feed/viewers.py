@@ -44,6 +44,8 @@ class Viewer:
 
     perms: Permissions
     cookie: str | None = None
+    # Where "Sign in" brings the viewer back to: every page that may show it needs it.
+    path: str = "/"
 
     @property
     def who(self) -> Identity:
@@ -55,6 +57,7 @@ class Viewer:
             "viewer": who.name if who.via is not Via.KIOSK else None,
             "csrf": who.csrf,
             "signin_url": None if who.signed_in else "/signin",
+            "request_path": self.path,
         }
 
     def apply(self, response: Response, connection: HTTPConnection) -> Response:
@@ -89,7 +92,7 @@ async def viewer(request: HTTPConnection) -> Viewer:
     cookie = None
     if who.via is Via.HEADER:
         cookie, who = rt.access.session(who)  # rationale 2
-    return Viewer(await rt.access.permissions(who), cookie)
+    return Viewer(await rt.access.permissions(who), cookie, request.url.path)
 
 
 async def on_sign_in_first(_request: Request, exc: Exception) -> Response:

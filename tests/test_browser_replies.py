@@ -221,3 +221,36 @@ def test_a_threads_own_page_is_live_keeps_its_replies_through_an_edit_and_ends_w
     expect(post_el(page, parent)).to_have_count(0)
     expect(page.locator(".reply")).to_have_count(0)
     assert page.locator(f"#post-{elsewhere}").count() == 0
+
+
+def reply_to(server: Server, parent: int, body: str) -> dict[str, Any]:
+    answer = server.client.post(f"/api/posts/{parent}/replies", json={"body": body})
+    assert answer.status_code == 201, answer.text
+    made: dict[str, Any] = answer.json()
+    return made
+
+
+def test_an_edit_of_a_reply_a_thread_does_not_show_leaves_it_out(
+    make_server: Callable[..., Server], context: BrowserContext
+) -> None:
+    server = make_server(page_size=3)
+    parent = server.post("A long thread")["post"]["id"]
+    replies = [reply_to(server, parent, f"reply {n}")["post"]["id"] for n in range(4)]
+    page = open_live(context, f"{server.url}/posts/{parent}")
+    shown = f"#replies-list-{parent} > .reply"
+    newest = [f"post-{r}" for r in replies[1:]]
+    assert page.eval_on_selector_all(shown, "els => els.map(el => el.id)") == newest
+    # The oldest reply is one of the earlier ones the page leaves out: its edit changes
+    # nothing here, as a fresh render would not show it either.
+    edited = ok(server.client.patch(f"/api/posts/{replies[0]}", json={"body": "edited"}))
+    wait_applied(page, edited["event_id"])
+    assert page.eval_on_selector_all(shown, "els => els.map(el => el.id)") == newest
+    # A shown one's edit, and a new reply, still come in.
+    ok(server.client.patch(f"/api/posts/{replies[1]}", json={"body": "edited too"}))
+    new = reply_to(server, parent, "the newest")
+    wait_applied(page, new["event_id"])
+    assert page.eval_on_selector_all(shown, "els => els.map(el => el.id)") == [
+        *newest,
+        f"post-{new['post']['id']}",
+    ]
+    assert thread_replies(page, parent)[0] == ("tester", "edited too")

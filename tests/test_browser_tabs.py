@@ -232,3 +232,30 @@ def test_a_tab_further_behind_than_the_holder_keeps_re_fetches_its_list(
     for page in (behind, successor):
         assert shown_ids(page) == expected_ids(database)
     assert stream_state(behind)["mode"] == "follower"
+
+
+THREAD_TABS = 8  # more than the six connections HTTP/1.1 allows a browser per host
+
+
+def test_thread_pages_share_the_profiles_stream_and_show_only_their_thread(
+    server: Server, context: BrowserContext
+) -> None:
+    parents = [server.post(f"Thread {n}")["post"]["id"] for n in range(THREAD_TABS)]
+    # A page that does not load within a few seconds waits for a connection that an
+    # open stream holds: no point waiting out Playwright's half a minute.
+    context.set_default_navigation_timeout(5_000)
+    pages = [open_live(context, f"{server.url}/posts/{parent}") for parent in parents]
+    dashboard = open_live(context, server.url)
+    assert eventsources([*pages, dashboard]) == 1
+
+    first = server.client.post(f"/api/posts/{parents[0]}/replies", json={"body": "to the first"})
+    last = server.client.post(f"/api/posts/{parents[-1]}/replies", json={"body": "to the last"})
+    elsewhere = server.post("Not in any of these threads")["event_id"]
+    replied = {parents[0]: first.json()["post"]["id"], parents[-1]: last.json()["post"]["id"]}
+    for parent, page in zip(parents, pages, strict=True):
+        wait_applied(page, elsewhere, timeout=SHOWN_MS)
+        # A thread's page shows its post and its replies, never another post.
+        assert shown_ids(page) == [parent]
+        replies = page.eval_on_selector_all(".reply", "els => els.map(el => el.id)")
+        assert replies == ([f"post-{replied[parent]}"] if parent in replied else [])
+        assert page.evaluate(FETCH_API) == 200

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import pytest
+from sqlmodel import Session
 from starlette.testclient import TestClient
 
 from feed import markdown, mentions
@@ -65,6 +67,60 @@ def test_a_position_moves_forward_only_and_is_clamped_to_the_log(store: Store) -
         run(store.mark_read("bob", "nowhere", 1))
 
 
+class WriteCountingStore(Store):
+    """A real store that counts its write transactions."""
+
+    writes = 0
+
+    @contextmanager
+    def _write(self, channels: Sequence[str] = ()) -> Iterator[Session]:
+        self.writes += 1
+        with super()._write(channels) as session:
+            yield session
+
+
+def test_marking_read_takes_a_position_only_onto_the_channels_events(
+    each_database_url: str,
+) -> None:
+    """A client cannot make the log grow by marking: each mark that moves a position
+    writes an event, so a position moves only onto an event of its channel, which only
+    posting makes, and a mark that moves nothing takes no write."""
+    store = WriteCountingStore.from_url(each_database_url)
+    try:
+        run(store.create_schema())
+        general = run(store.create_post("general", "alice", "one")).event_id or 0
+        elsewhere = run(store.create_post("announcements", "alice", "two")).event_id or 0
+        latest = run(store.latest_event_id())
+        writes = store.writes
+        # Ids below every event of the channel, one after another: none is a place in
+        # the channel a position could move to.
+        for up_to in range(1, 30):
+            mark = run(store.mark_read("bob", "general", up_to))
+            assert (mark.up_to, mark.event_id) == (0, None), up_to
+        assert (run(store.latest_event_id()), store.writes) == (latest, writes)
+        assert counts(store, "bob")["general"] == (1, 0)
+        # Another channel's post is after the channel's: the position moves onto that,
+        # once; nothing later moves it again until the channel has a newer event.
+        moved = run(store.mark_read("bob", "general", elsewhere))
+        assert moved.up_to == general and moved.event_id is not None
+        for up_to in (general, general + 1, elsewhere, moved.event_id or 0, 2**62):
+            mark = run(store.mark_read("bob", "general", up_to))
+            assert (mark.up_to, mark.event_id) == (general, None), up_to
+        assert run(store.latest_event_id()) == moved.event_id
+        assert store.writes == writes + 1
+        assert counts(store, "bob")["general"] == (0, 0)
+        # Marking every channel read twice writes once.
+        run(store.mark_all_read("bob", ["announcements", "general"]))
+        again = run(store.latest_event_id())
+        assert [
+            m.event_id for m in run(store.mark_all_read("bob", ["announcements", "general"]))
+        ] == [None, None]
+        assert run(store.latest_event_id()) == again
+        assert counts(store, "bob") == {"announcements": (0, 0), "general": (0, 0)}
+    finally:
+        store.close()
+
+
 def test_mark_all_read_clears_every_channel_given(store: Store) -> None:
     run(store.create_post("general", "alice", "one"))
     run(store.create_post("announcements", "alice", "two @bob"))
@@ -114,9 +170,9 @@ def test_mentions_and_counts_respect_private_channels(store: Store) -> None:
 
 def test_a_reader_reads_its_own_personal_events_and_nobody_elses(store: Store) -> None:
     start = run(store.latest_event_id())
-    run(store.create_post("general", "alice", "for @bob"))
-    run(store.mark_read("bob", "general", start))
-    run(store.mark_read("carol", "general", start))
+    post = run(store.create_post("general", "alice", "for @bob")).event_id or 0
+    run(store.mark_read("bob", "general", post))
+    run(store.mark_read("carol", "general", post))
     mine = run(store.events_after(start, private=[], person="bob"))
     assert [(e.kind, e.recipient) for e in mine] == [
         (EventKind.MENTION, "bob"),

@@ -102,6 +102,10 @@ def test_filters_narrow_by_channel_author_dates_and_pins(store: Store) -> None:
     assert ids(find(store, "lift", by(before=soon, author="ana"))) == [general]
     assert ids(find(store, "lift", by(after=soon))) == []
     assert ids(find(store, None, by(author="bo"))) == [announced]
+    reply = run(store.create_reply("general", general, "bo", "lift fixed")).post.id
+    assert ids(find(store, "lift", by(replies=False))) == [announced, general]
+    assert ids(find(store, "lift", by(replies=True))) == [reply]
+    assert ids(find(store, None, by(author="bo", replies=False))) == [announced]
 
 
 def test_private_channels_never_show_to_those_who_cannot_read_them(store: Store) -> None:

@@ -3,6 +3,8 @@ post; a kiosk watching a search shows a matching new post live and not another."
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import BrowserContext, expect
 
@@ -63,3 +65,33 @@ def test_a_kiosk_watching_a_search_shows_a_matching_post_live_and_not_another(
     assert answer.status_code == 200
     expect(post_el(kiosk, old)).to_have_count(0, timeout=LIVE_MS)
     assert shown_ids(kiosk) == [match["post"]["id"]]
+
+
+def render_ids(server: Server, url: str) -> list[int]:
+    """The posts a fresh render of ``url`` lists, in order."""
+    page = server.client.get(url)
+    assert page.status_code == 200, page.text
+    return [int(n) for n in re.findall(r'<article id="post-(\d+)" class="post', page.text)]
+
+
+def test_a_kiosk_watching_a_search_shows_what_a_fresh_render_shows_with_replies_about(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    parent = server.post("deploy plan for friday")["post"]["id"]
+    reply = server.client.post(f"/api/posts/{parent}/replies", json={"body": "deploy early?"})
+    assert reply.status_code == 201, reply.text
+    kiosk = open_live(context, f"{server.url}/kiosk?q=deploy")
+    assert shown_ids(kiosk) == render_ids(server, "/partials/kiosk?q=deploy")
+    # A matching reply, a matching post, and an edit of the first reply, live.
+    late = server.client.post(f"/api/posts/{parent}/replies", json={"body": "deploy at nine"})
+    assert late.status_code == 201, late.text
+    new = server.post("deploy done")["post"]["id"]
+    edited = server.client.patch(
+        f"/api/posts/{reply.json()['post']['id']}", json={"body": "deploy at eight?"}
+    )
+    assert edited.status_code == 200, edited.text
+    wait_applied(kiosk, edited.json()["event_id"])
+    # Live, the screen shows what it would show had it just been loaded.
+    assert shown_ids(kiosk) == render_ids(server, "/partials/kiosk?q=deploy")
+    assert shown_ids(kiosk)[0] == new
+    expect(kiosk.locator("#posts > :not(.post)")).to_have_count(0)

@@ -59,6 +59,9 @@ def test_the_same_query_typed_differently_is_the_same_query() -> None:
         ("d*", "at least 2 letters"),
         ("x" * 201, "at most 200 characters"),
         (" ".join(f"w{n}" for n in range(13)), "at most 12 words"),
+        # Each prefix reads every post holding any word it begins: a few at most.
+        ("wa* wb* wc* wd*", "at most 3 words ending in"),
+        ('lift wa* -wb* "c d" wc* wd.ef*', "at most 3 words ending in"),
     ],
 )
 def test_a_query_the_language_cannot_hold_is_refused_with_a_sentence(
@@ -66,6 +69,11 @@ def test_a_query_the_language_cannot_hold_is_refused_with_a_sentence(
 ) -> None:
     with pytest.raises(QueryError, match=sentence):
         parse(text)
+
+
+def test_a_query_of_three_prefixes_and_more_words_is_one_the_language_holds() -> None:
+    query = parse("wa* -wb* wc* lift lifts lifted")
+    assert [t.prefix for t in query.terms] == [True, True, True, False, False, False]
 
 
 def test_the_matcher_knows_words_phrases_prefixes_and_exclusions() -> None:

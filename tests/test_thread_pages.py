@@ -4,6 +4,7 @@ it, a thread's own page, and the reply form. The live part is in test_browser_re
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from starlette.testclient import TestClient
 
@@ -79,3 +80,16 @@ def test_the_reply_form_replies_and_shows_errors_inline(client: TestClient) -> N
     to_reply = client.post(f"/posts/{listed[0]['id']}/replies", data={"body": "nested kept"})
     assert to_reply.status_code == 422
     assert f"reply to post {parent} instead" in to_reply.text and "nested kept" in to_reply.text
+
+
+def test_a_threads_page_and_every_other_page_open_to_anyone_offer_a_sign_in(
+    client: TestClient,
+) -> None:
+    parent = post(client, "open to anyone")
+    client.headers.pop("authorization")  # from here on, a reader who is not signed in
+    for path in (f"/posts/{parent}", "/", "/channels/general", "/search?q=open", "/kiosk"):
+        page = client.get(path)
+        assert page.status_code == 200, (path, page.text)
+        if path != "/kiosk":  # a kiosk cannot sign in
+            assert f'href="/signin?next={quote(path.split("?")[0])}"' in page.text, path
+    assert f'<article id="post-{parent}"' in client.get(f"/posts/{parent}").text

@@ -236,8 +236,8 @@ def schemas(settings: Settings) -> dict[str, Any]:
                     "type": "integer",
                     "minimum": 0,
                     "maximum": inputs.MAX_ID,
-                    "description": "The newest event id read; past the newest event for "
-                    "everyone it is clamped to that one. Not sent: the newest event.",
+                    "description": "The newest event id read, taken as the channel's "
+                    "newest event at or before it. Not sent: the channel's newest event.",
                 }
             },
         },

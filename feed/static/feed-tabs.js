@@ -14,13 +14,15 @@
 //    back to a stream of its own; Web Locks and BroadcastChannel are in every current
 //    engine. And the holder stays a page running the code every page runs, so there
 //    is no second program to keep in step with feed.js.
-// 3. What is shared. Dashboards and channel pages of one profile share one stream of
-//    every channel the viewer may read (`/events?format=html`); a channel page drops
-//    the posts of other channels (feed.js, on channel pages). So one profile holds one
-//    page stream however many tabs and channels it has open (and presence counts it
-//    once, as a stream of every channel). A kiosk, the admin page
-//    and any other URL keep a stream of their own (a wall screen must not depend on
-//    another tab, and the admin stream opens with state a late joiner would miss).
+// 3. What is shared. Dashboards, channel pages and threads' pages of one profile
+//    share one stream of every channel the viewer may read (`/events?format=html`),
+//    which carries every thread's events too; a channel page drops the posts of other
+//    channels, a thread's page those of other posts (feed.js, on channel pages). So
+//    one profile holds one page stream however many tabs, channels and threads it has
+//    open (and presence counts it once, as a stream of every channel). A kiosk, the
+//    admin page, a live search and any other URL keep a stream of their own (a wall
+//    screen must not depend on another tab, the admin stream opens with state a late
+//    joiner would miss, and a search's matches are made for it by the server).
 // 4. Each tab keeps its own resume position. The leader keeps the last RING messages
 //    that carry an id. A tab that joins (a new tab, a new leader, a tab that thaws)
 //    sends its position; the leader answers with every kept message after it, or with
@@ -319,9 +321,10 @@
     return source;
   }
 
-  // The stream a page may share (3): an /events URL of pages (format, channels and a
-  // resume position, nothing else) becomes the stream of every channel; null otherwise.
-  var SHAREABLE = ["format", "channel", "last_event_id"];
+  // The stream a page may share (3): an /events URL of pages (format, channels or a
+  // thread, and a resume position, nothing else) becomes the stream of every channel;
+  // null otherwise.
+  var SHAREABLE = ["format", "channel", "thread", "last_event_id"];
 
   function sharedUrl(url) {
     var u = new URL(url, window.location.href);

@@ -60,18 +60,21 @@
 //    and that is not news.
 // 10. Channel pages. A channel page may get every channel's messages (feed-tabs.js
 //     shares one stream of all of them): a post of another channel is not applied,
-//     and counts as applied, as if its stream had never carried it.
+//     and counts as applied, as if its stream had never carried it. A thread's page
+//     shares that stream too, and applies only its own post's messages and replies'
+//     (a reply to another post changes nothing there: its thread is not open).
 // 11. Other scripts. Each stream made here, shared or its own, is handed to the
 //     functions in window.feedSourceHooks (feed-unread.js listens for personal events
 //     so), and a page keeps one stream whoever else listens to it.
 // 12. Threads. A reply's message is the reply (marked data-parent) and its parent's
-//     reply summary. The summary replaces the card's wherever the card is shown; the
-//     reply goes into its thread only if that thread is open on the page (a region
+//     reply summary. The summary replaces the card's wherever the card is shown; a
+//     new reply goes into its thread only if that thread is open on the page (a region
 //     under the card, or the thread's own page), oldest first, by id, and is
-//     otherwise ignored: a list shows counts, not replies. Opening a thread fetches
-//     it and holds messages meanwhile, as "Older posts" does (6), so a reply racing
-//     the fetch is applied to it. A card replaced by an edit or a pin keeps its open
-//     thread region, with what is typed in it and the focus.
+//     otherwise ignored: a list shows counts, not replies. An edit of a reply the
+//     thread does not show (one of the earlier ones it leaves out) is ignored too.
+//     Opening a thread fetches it and holds messages meanwhile, as "Older posts" does
+//     (6), so a reply racing the fetch is applied to it. A card replaced by an edit or
+//     a pin keeps its open thread region, with what is typed in it and the focus.
 // 13. Reactions. A post's chips come in the same bytes for every reader (render.py,
 //     on reactions): counts and first names. Which are the reader's own is kept here,
 //     in `mine`: read from data-mine in what the server rendered for this reader (the
@@ -106,6 +109,8 @@
   var debug = (window.feedStream = { created: 0, url: null, lastApplied: 0, mode: null });
   // The channels a channel page shows (10); null shows them all.
   var channels = null;
+  // The post whose thread a thread's page shows (12); null on every other page.
+  var thread = null;
 
   function postsList() {
     return document.getElementById("posts");
@@ -136,8 +141,10 @@
   htmx.createEventSource = function (url) {
     readList();
     if (source && source.readyState !== EventSource.CLOSED) source.close();
-    var wanted = new URL(url, window.location.href).searchParams.getAll("channel");
+    var params = new URL(url, window.location.href).searchParams;
+    var wanted = params.getAll("channel");
     channels = wanted.length ? wanted : null;
+    thread = Number(params.get("thread")) || null;
     source = window.feedTabs.open(url, position, isKiosk(), hooks);
     source.addEventListener("hello", onHello);
     source.addEventListener("heartbeat", alive);
@@ -304,13 +311,16 @@
       shown.replaceWith(node);
     });
     var existing = document.getElementById(el.id);
-    if (el.getAttribute("hx-swap-oob") === "delete") {
+    var oob = el.getAttribute("hx-swap-oob");
+    if (oob === "delete") {
       if (existing) existing.remove();
       return;
     }
     el.removeAttribute("hx-swap-oob");
     if (existing) {
       replacePost(existing, el);
+    } else if (oob) {
+      return; // an edit of a reply not shown: one of the earlier ones the thread leaves out
     } else {
       var replies = document.getElementById("replies-list-" + el.dataset.parent);
       if (!replies) return;
@@ -380,6 +390,7 @@
     if (el && /^reactions-\d+$/.test(el.id)) return applyReactions(el);
     if (!el || !/^post-\d+$/.test(el.id)) return false;
     if (channels && el.dataset.channel && channels.indexOf(el.dataset.channel) < 0) return false;
+    if (thread && !el.dataset.parent && postId(el) !== thread) return false;
     if (el.dataset.parent) {
       applyReply(el, nodes.slice(1));
       return false;

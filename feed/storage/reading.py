@@ -9,11 +9,15 @@ Rationale:
    devices hear of it on their streams, and nobody else's do (log.py, on personal
    events; events.py, on personal events). The event carries no copy of the
    position: it is read as it is now, as a post is (log.py, on the current state).
-2. Forward only, and clamped. A position only moves forward (a late request from a
-   tab that saw less does not undo another's reading), and an ``up_to`` beyond the
-   log's newest event for everyone is taken as that one: a client cannot mark as
-   read what does not exist yet. Personal events do not count, so asking again
-   writes nothing: a client cannot make the log grow by marking, only by posting.
+2. Forward only, and onto the channel's own events. A position only moves forward (a
+   late request from a tab that saw less does not undo another's reading), and only
+   onto an event of its channel: ``up_to`` is taken as the channel's newest event at
+   or before it (for everyone, or a mention of the reader). So a client cannot mark as
+   read what does not exist yet, and each move, which writes an event, needs an event
+   of the channel that only posting makes: a client cannot make the log grow by
+   marking (ids one by one would each move the position), only by posting. The counts
+   are the same either way, no event of the channel lying in between. Whether a mark
+   moves anything is read first, so one that does not takes no turn at writing.
 3. On mentions. Each post writes one personal ``mention`` event for each identity it
    mentions (mentions.py), in the post's transaction and just before the post's own
    event: a mention is read once its channel is read up to its post. An edit tells
@@ -36,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from feed.models import Channel, Event, EventKind, Post, ReadPosition
@@ -55,29 +59,35 @@ class Reading(EventLog):
 
     @in_thread
     def mark_read(self, name: str, channel: str, up_to: int) -> ReadMark:
-        """Move ``name``'s position in ``channel`` forward to ``up_to``, clamped to the
-        newest event (2)."""
+        """Move ``name``'s position in ``channel`` forward, to the channel's newest event
+        at or before ``up_to`` (2)."""
+        with self._read() as session:
+            stays = _stays(session, name, find_channel(session, channel), up_to)
+        if stays is not None:
+            return stays
         with self._write() as session:
-            found = find_channel(session, channel)
-            return self._move(session, name, found, min(up_to, _log_end(session)))
+            return self._move(session, name, find_channel(session, channel), up_to)
 
     @in_thread
     def mark_all_read(self, name: str, channels: Sequence[str]) -> list[ReadMark]:
-        """Move ``name``'s position in each of ``channels`` to the newest event."""
+        """Move ``name``'s position in each of ``channels`` to its newest event."""
+        query = select(Channel).where(col(Channel.name).in_(channels))
+        with self._read() as session:
+            found = sorted(session.exec(query).all(), key=_name)
+            stay = [_stays(session, name, c, None) for c in found]
+        if all(mark is not None for mark in stay):
+            return [mark for mark in stay if mark is not None]
         with self._write() as session:
-            end = _log_end(session)
-            found = session.exec(select(Channel).where(col(Channel.name).in_(channels))).all()
-            return [self._move(session, name, c, end) for c in sorted(found, key=_name)]
+            found = sorted(session.exec(query).all(), key=_name)
+            return [self._move(session, name, c, None) for c in found]
 
-    def _move(self, session: Session, name: str, channel: Channel, up_to: int) -> ReadMark:
+    def _move(self, session: Session, name: str, channel: Channel, up_to: int | None) -> ReadMark:
         assert channel.id is not None
-        kept = session.exec(
-            select(ReadPosition).where(
-                ReadPosition.name == name, ReadPosition.channel_id == channel.id
-            )
-        ).first()
-        if kept is not None and kept.event_id >= up_to:
-            return ReadMark(channel.name, kept.event_id, None)  # forward only (2)
+        kept = _kept(session, name, channel.id)
+        at = 0 if kept is None else kept.event_id
+        up_to = _reachable(session, name, channel.id, up_to)
+        if at >= up_to:
+            return ReadMark(channel.name, at, None)  # forward only (2)
         if kept is None:
             session.add(ReadPosition(name=name, channel_id=channel.id, event_id=up_to))
         else:
@@ -213,10 +223,38 @@ class Reading(EventLog):
         ]
 
 
-def _log_end(session: Session) -> int:
-    """The newest event for everyone: what a position may reach (2)."""
-    newest = select(func.max(Event.id)).where(col(Event.recipient).is_(None))
+def _reachable(session: Session, name: str, channel_id: int, up_to: int | None) -> int:
+    """The newest event of the channel at or before ``up_to`` (None: of all) that
+    ``name``'s position may be at: one for everyone, or a mention of ``name`` (2); 0 if
+    none."""
+    newest = select(func.max(Event.id)).where(
+        col(Event.channel_id) == channel_id,
+        or_(
+            col(Event.recipient).is_(None),
+            (col(Event.recipient) == name) & (col(Event.kind) == EventKind.MENTION.value),
+        ),
+    )
+    if up_to is not None:
+        newest = newest.where(col(Event.id) <= up_to)
     return session.exec(newest).one() or 0
+
+
+def _kept(session: Session, name: str, channel_id: int) -> ReadPosition | None:
+    query = select(ReadPosition).where(
+        ReadPosition.name == name, ReadPosition.channel_id == channel_id
+    )
+    return session.exec(query).first()
+
+
+def _stays(session: Session, name: str, channel: Channel, up_to: int | None) -> ReadMark | None:
+    """``name``'s mark in ``channel`` as it is, if moving it to ``up_to`` would not move
+    it (2); None if it would."""
+    assert channel.id is not None
+    kept = _kept(session, name, channel.id)
+    at = 0 if kept is None else kept.event_id
+    if at >= _reachable(session, name, channel.id, up_to):
+        return ReadMark(channel.name, at, None)
+    return None
 
 
 def _name(channel: Channel) -> str:

@@ -297,6 +297,9 @@ def _narrowed(query: Any, filters: Filters, private: Collection[str] | None) -> 
         query = query.where(col(Post.created_at) < filters.before)
     if filters.pinned is not None:
         query = query.where(col(Post.pinned).is_(filters.pinned))
+    if filters.replies is not None:
+        parent = col(Post.parent_id)
+        query = query.where(parent.is_not(None) if filters.replies else parent.is_(None))
     return query
 
 
