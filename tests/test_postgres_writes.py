@@ -27,12 +27,13 @@ from feed.storage.postgres import commit_write
 from feed.store import (
     ChannelArchived,
     ChannelNotFound,
+    IdempotencyKeyReused,
     Store,
     StoreUnavailable,
     Unstorable,
     make_engine,
 )
-from feed.values import Change, FeedEvent, NewPost
+from feed.values import Answer, Change, Claim, Commit, FeedEvent, NewPost, Once
 from tests.services import Postgres
 
 DEADLINE = 10.0
@@ -289,6 +290,69 @@ def test_new_posts_on_postgresql_are_written_on_the_event_loop(postgres: Postgre
             (EventKind.POST_CREATED, single.post.body, None),
             (EventKind.REPLY_CREATED, reply.post.body, None),
         ]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_keyed_posts_on_postgresql_are_written_on_the_loop_and_a_retry_gets_the_same_post(
+    postgres: Postgres,
+) -> None:
+    """New top-level posts with an Idempotency-Key are written from the event loop too,
+    their keys looked up and kept in the same transaction: a retry in the same group or
+    a later one gets the first answer and writes nothing, a key reused for another
+    request is refused, and an expired key is replaced."""
+    url = postgres.new_database()
+    store = ThreadCountingStore(make_engine(url), notify=True)
+
+    def answer(change: Change) -> Answer:
+        return Answer(201, f"post {change.post.id}", f"/api/posts/{change.post.id}")
+
+    async def main() -> None:
+        await store.create_schema()
+        await store.create_post("general", "ann", "opens the writers' connection")
+        told: list[Commit] = []
+        store.on_commit(told.append)
+        together = await asyncio.gather(
+            store.create_post("general", "ann", "plain"),
+            store.create_post_once(Claim("k", "f"), "general", "ann", "keyed", answer),
+            store.create_post_once(Claim("k", "f"), "general", "ann", "keyed", answer),
+            store.create_post_once(Claim("k", "g"), "general", "ann", "other", answer),
+            store.create_post_once(Claim("j", "f"), "nowhere", "ann", "lost", answer),
+            return_exceptions=True,
+        )
+        later = await store.create_post_once(Claim("k", "f"), "general", "ann", "keyed", answer)
+        await settled(lambda: len(told), 1)
+        plain, first, retry, reused, lost = together
+        assert isinstance(plain, Change) and isinstance(first, Once)
+        assert isinstance(reused, IdempotencyKeyReused) and isinstance(lost, ChannelNotFound)
+        assert [e.post.body for e in told[0].events if e.post] == ["plain", "keyed"]
+        keyed = told[0].events[1]
+        assert keyed.post is not None
+        assert first.answer == answer(Change(keyed.post, keyed.id))
+        assert (first.replayed, first.event_id) == (False, keyed.id)
+        for again in (retry, later):
+            assert isinstance(again, Once)
+            assert (again.answer, again.replayed, again.event_id) == (first.answer, True, None)
+        # A key a day old is gone: the same key makes a new post.
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
+        fresh = await store.create_post_once(Claim("k", "f"), "general", "ann", "keyed", answer)
+        assert isinstance(fresh, Once) and not fresh.replayed
+        assert fresh.answer != first.answer
+        assert store.in_threads == 0
+        posts = await store.list_posts()
+        assert [p.body for p in posts] == [
+            "keyed",
+            "keyed",
+            "plain",
+            "opens the writers' connection",
+        ]
+        with psycopg.connect(url) as db:
+            kept = db.execute("SELECT key, fingerprint, body FROM idempotency_keys").fetchall()
+        assert kept == [("k", "f", fresh.answer.body)]
 
     try:
         asyncio.run(main())

@@ -274,25 +274,28 @@ class EventLog:
             raise
 
     @asynccontextmanager
-    async def _write_on_loop(self, channels: Sequence[str]) -> AsyncIterator[postgres.LoopWrite]:
+    async def _write_on_loop(
+        self, channels: Sequence[str], keys: Sequence[str] = ()
+    ) -> AsyncIterator[postgres.LoopWrite]:
         """``_write`` for new top-level posts on PostgreSQL, on the event loop (11):
         the writers' lock, the log's guard, the commit with its hints and the
-        announcement, as there. What it writes is noted in ``LoopWrite.written``."""
+        announcement, as there; the idempotency ``keys`` read with the lock. What it
+        writes is noted in ``LoopWrite.written``, the answers it keeps in
+        ``LoopWrite.keeping``."""
         assert self._loop_writer is not None
         await self._write_turn()
         try:
-            async with self._loop_writer.transaction(WRITE_LOCK_KEY, channels) as begun:
-                connection, end, found = begun
+            async with self._loop_writer.transaction(WRITE_LOCK_KEY, channels, keys) as write:
+                connection, end = write.connection, write.end
                 went_back = self._high_water.gone_back(end)
                 if went_back:
                     floor = {"floor": time.time_ns() // 1000}
                     await connection.execute(postgres.SKIP_EVENT_IDS, floor)
-                write = postgres.LoopWrite(connection, end, found)
                 yield write
                 written = write.written
                 with self._announcing(end, written):
                     hints = _hints(NO_ACCESS_CHANGE, written) if self._notify else []
-                    await postgres.commit_on_loop(connection, HINT_CHANNEL, hints)
+                    await postgres.commit_on_loop(connection, HINT_CHANNEL, hints, write.keeping)
             if went_back:
                 self._high_water.went_back(end)
             if written:

@@ -47,6 +47,12 @@ Rationale:
    thread's caller gets for them (engine.py, on unavailable, not broken, and on
    unstorable values): the lock's timeout is a 503, and a value the driver refuses
    fails only its own post.
+7. Keyed posts on the loop too. New top-level posts with an idempotency key (keys.py,
+   on idempotency keys) are written on the loop as the others: their keys past their
+   time are deleted and the others read in the first round trip, under the lock, and
+   the answers of the new ones kept in the last, before the hints and the commit, so
+   a key, its post and its event still commit together or not at all. A keyed post
+   costs no round trip of its own.
 """
 
 from __future__ import annotations
@@ -63,8 +69,9 @@ from sqlalchemy.event import listen
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlmodel import Session
 
-from feed.models import Channel, EventKind
-from feed.storage.engine import Unstorable, _first_line, _unavailable
+from feed.models import Channel, EventKind, IdempotencyKey
+from feed.storage.engine import Unstorable, _first_line, _unavailable, now
+from feed.storage.keys import IDEMPOTENCY_TTL
 from feed.values import FeedEvent
 
 if TYPE_CHECKING:  # the driver is imported only where PostgreSQL is used
@@ -74,6 +81,18 @@ _LOCK = "SELECT pg_advisory_xact_lock(%s)"
 _LOG_END = "SELECT max(id) FROM events"
 _NOTIFY = "SELECT pg_notify(%s, %s)"
 _CHANNELS = "SELECT * FROM channels WHERE name = ANY(%s)"
+# Idempotency keys on the loop (7): those past their time go, the others are read, and
+# the answers of a group's new keys are kept, each in one statement.
+_KEYS_EXPIRED = "DELETE FROM idempotency_keys WHERE created_at < %s"
+_KEYS = "SELECT * FROM idempotency_keys WHERE key = ANY(%s)"
+_KEEP = """
+INSERT INTO idempotency_keys (key, fingerprint, status, body, location, created_at)
+SELECT key, fingerprint, status, body, location, %(at)s
+FROM unnest(
+    %(keys)s::text[], %(fingerprints)s::text[], %(statuses)s::integer[], %(bodies)s::text[],
+    %(locations)s::text[]
+) AS kept (key, fingerprint, status, body, location)
+"""
 
 
 # A group of new posts and their events (4). Each row takes its id from the sequence
@@ -187,8 +206,12 @@ def _end(last: Sequence[Any] | None) -> int:
 def _channel_rows(
     description: Sequence[Any] | None, rows: Sequence[Sequence[Any]]
 ) -> list[Channel]:
+    return [Channel(**row) for row in _rows(description, rows)]
+
+
+def _rows(description: Sequence[Any] | None, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     columns = [column.name for column in description or ()]
-    return [Channel(**dict(zip(columns, row, strict=True))) for row in rows]
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 def commit_write(session: Session, channel: str, hints: Sequence[str]) -> None:
@@ -243,25 +266,26 @@ class LoopWriter:
 
     @asynccontextmanager
     async def transaction(
-        self, lock_key: int, channels: Sequence[str]
-    ) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], int, list[Channel]]]:
+        self, lock_key: int, channels: Sequence[str], keys: Sequence[str] = ()
+    ) -> AsyncIterator[LoopWrite]:
         """The connection, in a transaction begun as ``begin_write`` begins it, which
-        the caller commits; with the log's end and the ``channels`` read. Anything
-        raised rolls it back, and the driver's errors come out as a worker thread's
-        would (6)."""
+        the caller commits; with the log's end, the ``channels`` and the idempotency
+        ``keys`` read (7). Anything raised rolls it back, and the driver's errors come
+        out as a worker thread's would (6)."""
         connection = await self._connected()
         try:
             try:
-                end, found = await _begin_on_loop(connection, lock_key, channels)
+                begun = await _begin_on_loop(connection, lock_key, channels, keys)
             except self._driver.OperationalError:
                 if not connection.broken:
                     raise
                 # Gone since the last write (a restart, a failover): nothing was sent
-                # but the lock and reads, so the write begins again on a new one (5).
+                # but the lock and reads (and expired keys' deletion, undone with it),
+                # so the write begins again on a new one (5).
                 self.close()
                 connection = await self._connected()
-                end, found = await _begin_on_loop(connection, lock_key, channels)
-            yield connection, end, found
+                begun = await _begin_on_loop(connection, lock_key, channels, keys)
+            yield begun
         except BaseException as exc:
             await self._roll_back(connection, exc)
             if isinstance(exc, self._driver.Error | UnicodeEncodeError):
@@ -300,15 +324,26 @@ class LoopWriter:
 
 
 async def _begin_on_loop(
-    connection: psycopg.AsyncConnection[Any], lock_key: int, channels: Sequence[str]
-) -> tuple[int, list[Channel]]:
-    """``begin_write`` on the loop's connection (1, 5)."""
+    connection: psycopg.AsyncConnection[Any],
+    lock_key: int,
+    channels: Sequence[str],
+    keys: Sequence[str],
+) -> LoopWrite:
+    """``begin_write`` on the loop's connection, with the idempotency ``keys`` read
+    under the lock (1, 5, 7)."""
     async with connection.pipeline():
         await connection.execute(_LOCK, (lock_key,))
         end = await connection.execute(_LOG_END)
         named = await connection.execute(_CHANNELS, (list(channels),)) if channels else None
+        if keys:
+            await connection.execute(_KEYS_EXPIRED, (now() - IDEMPOTENCY_TTL,))
+            kept = await connection.execute(_KEYS, (list(keys),))
     found = _channel_rows(named.description, await named.fetchall()) if named else []
-    return _end(await end.fetchone()), found
+    write = LoopWrite(connection, _end(await end.fetchone()), found)
+    if keys:
+        rows = _rows(kept.description, await kept.fetchall())
+        write.kept = {row["key"]: IdempotencyKey(**row) for row in rows}
+    return write
 
 
 async def insert_posts_on_loop(
@@ -322,13 +357,31 @@ async def insert_posts_on_loop(
 
 
 async def commit_on_loop(
-    connection: psycopg.AsyncConnection[Any], channel: str, hints: Sequence[str]
+    connection: psycopg.AsyncConnection[Any],
+    channel: str,
+    hints: Sequence[str],
+    keeping: Sequence[IdempotencyKey] = (),
 ) -> None:
-    """``commit_write`` on the loop's connection (1, 5)."""
+    """``commit_write`` on the loop's connection (1, 5), with the answers ``keeping``
+    kept first (7)."""
     async with connection.pipeline():
+        if keeping:
+            await connection.execute(_KEEP, _kept(keeping))
         for hint in hints:
             await connection.execute(_NOTIFY, (channel, hint))
         await connection.commit()
+
+
+def _kept(keeping: Sequence[IdempotencyKey]) -> dict[str, Any]:
+    """The values of the statement that keeps the answers ``keeping`` (7)."""
+    return {
+        "at": keeping[0].created_at,
+        "keys": [row.key for row in keeping],
+        "fingerprints": [row.fingerprint for row in keeping],
+        "statuses": [row.status for row in keeping],
+        "bodies": [row.body for row in keeping],
+        "locations": [row.location for row in keeping],
+    }
 
 
 def store_error(exc: BaseException, dialect: Dialect) -> BaseException:
@@ -356,10 +409,13 @@ FROM (SELECT CAST(pg_get_serial_sequence('events', 'id') AS regclass) AS seq) AS
 @dataclass
 class LoopWrite:
     """A write on the event loop (log.py, on the write on the loop): its connection,
-    where the log ended when it took the lock, the channels read with the lock, and the
-    events it wrote, in id order, as ``_noted`` keeps them in a session."""
+    where the log ended when it took the lock, the channels and the idempotency keys
+    read with the lock (7), the events it wrote, in id order, as ``_noted`` keeps them
+    in a session, and the answers it keeps, written before its commit."""
 
     connection: Any
     end: int
     channels: list[Channel]
+    kept: dict[str, IdempotencyKey] = field(default_factory=dict)
     written: list[FeedEvent] = field(default_factory=list)
+    keeping: list[IdempotencyKey] = field(default_factory=list)
