@@ -34,18 +34,17 @@ Rationale:
 7. The group commit's own thread. Groups are written in a thread kept for them
    (engine.py, on the group commit's own thread), not in a worker thread shared with
    reads.
-8. The write on the loop. On PostgreSQL, a group of new top-level posts is written
-   from the event loop (storage/log.py, on the write on the loop): nothing is read for
-   them but their channels and the idempotency keys of those that have one, read and
-   kept on the same connection (storage/postgres.py, on keyed posts on the loop too),
-   and their events need no thread summary (a new post has no replies yet). Their
-   short bodies are rendered on the loop, before the lock, as long as they add up to
-   no more than one body rendered apart (``markdown.RENDER_APART``); past that, in a
-   worker thread, together: a group of hundreds of bodies that are slow to render
-   (nested emphasis, a few milliseconds each) would otherwise hold the loop, and every
-   stream and request on it, for a second or more. A group with a reply, which reads
-   its parents and its thread through the ORM's session, is written in the group
-   commit's thread as on SQLite.
+8. The write on the loop. On PostgreSQL, a group of new posts is written from the
+   event loop (storage/log.py, on the write on the loop): what it reads (the
+   channels, the idempotency keys of the posts that have one, the replies' parents)
+   and the threads' summaries its replies' events carry are read on the same
+   connection, in the same round trips (storage/postgres.py, on keyed posts and
+   replies on the loop too). Their short bodies are rendered on the loop, before the
+   lock, as long as they add up to no more than one body rendered apart
+   (``markdown.RENDER_APART``); past that, in a worker thread, together: a group of
+   hundreds of bodies that are slow to render (nested emphasis, a few milliseconds
+   each) would otherwise hold the loop, and every stream and request on it, for a
+   second or more. On SQLite every group is written in the group commit's thread.
 """
 
 from __future__ import annotations
@@ -147,16 +146,16 @@ class NewPosts(EventLog):
         super().close()
 
     async def _write_new(self, batch: Sequence[NewPost]) -> Sequence[Change | Once | StoreError]:
-        """Write a group of new posts; on PostgreSQL, new top-level posts without a
-        claim on the event loop (8)."""
+        """Write a group of new posts; on PostgreSQL, on the event loop (8)."""
         loop_writer = self._loop_writer
-        if loop_writer is not None and loop_writer.ready and all(map(_top_level, batch)):
+        if loop_writer is not None and loop_writer.ready:
             return await self._insert_on_loop(batch)
         return await self._insert_posts(batch)
 
     async def _insert_on_loop(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
-        """``_insert_posts`` on the event loop (8): nothing to read but the channels and
-        the idempotency keys, no threads to summarise."""
+        """``_insert_posts`` on the event loop (8): the channels, the idempotency keys
+        and the replies' parents read with the lock, the threads summarised at the
+        commit."""
         unrendered = [new.body for new in batch if new.html is None]
         if sum(map(len, unrendered)) > markdown.RENDER_APART:  # too long for the loop (8)
             rendered = iter(await in_thread(_render_all)(unrendered))
@@ -170,9 +169,10 @@ class NewPosts(EventLog):
                 raise postgres.store_error(exc, self._engine.dialect) from exc
         names = sorted({new.channel for new in batch})
         claimed = sorted({new.claim.key for new in batch if new.claim is not None})
-        async with self._write_on_loop(names, claimed) as write:
+        answered = sorted({new.parent for new in batch if new.parent is not None})
+        async with self._write_on_loop(names, claimed, answered) as write:
             channels: dict[str, rows.GroupChannel] = {c.name: c for c in write.channels}
-            settled, repeats = _settled(batch, channels, write.kept, {})
+            settled, repeats = _settled(batch, channels, write.kept, write.parents)
             done = settled.keys() | repeats.keys()
             accepted = [(n, new) for n, new in enumerate(batch) if n not in done]
             written: dict[int, Change | Once] = {}
@@ -306,12 +306,6 @@ def _settled(
         elif claim is not None:
             first_tries[claim.key] = n
     return settled, repeats
-
-
-def _top_level(new: NewPost) -> bool:
-    """Whether ``new`` is a top-level post: nothing is read for it but its channel
-    and its key, and its events need no thread summary (8)."""
-    return new.parent is None
 
 
 def _closed(name: str, channel: rows.GroupChannel | None) -> StoreError:

@@ -47,12 +47,14 @@ Rationale:
    thread's caller gets for them (engine.py, on unavailable, not broken, and on
    unstorable values): the lock's timeout is a 503, and a value the driver refuses
    fails only its own post.
-7. Keyed posts on the loop too. New top-level posts with an idempotency key (keys.py,
-   on idempotency keys) are written on the loop as the others: their keys past their
-   time are deleted and the others read in the first round trip, under the lock, and
-   the answers of the new ones kept in the last, before the hints and the commit, so
-   a key, its post and its event still commit together or not at all. A keyed post
-   costs no round trip of its own.
+7. Keyed posts and replies on the loop too. New posts with an idempotency key (keys.py,
+   on idempotency keys) and replies are written on the loop as the others. The first
+   round trip, under the lock, also deletes the keys past their time and reads the
+   group's others, and reads the replies' parents; the last keeps the answers of the
+   new keys and reads the threads' summaries (threads.py, on summaries) as the
+   transaction leaves them, before the hints and the commit. A key, its post and its
+   event still commit together or not at all, and neither costs a round trip of its
+   own. The summaries' queries are threads.py's own, compiled for the driver.
 """
 
 from __future__ import annotations
@@ -64,12 +66,12 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Dialect, Engine
+from sqlalchemy import ClauseElement, Connection, Dialect, Engine
 from sqlalchemy.event import listen
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlmodel import Session
 
-from feed.models import Channel, EventKind, IdempotencyKey
+from feed.models import Channel, EventKind, IdempotencyKey, Post
 from feed.storage.engine import Unstorable, _first_line, _unavailable, now
 from feed.storage.keys import IDEMPOTENCY_TTL
 from feed.values import FeedEvent
@@ -85,6 +87,8 @@ _CHANNELS = "SELECT * FROM channels WHERE name = ANY(%s)"
 # the answers of a group's new keys are kept, each in one statement.
 _KEYS_EXPIRED = "DELETE FROM idempotency_keys WHERE created_at < %s"
 _KEYS = "SELECT * FROM idempotency_keys WHERE key = ANY(%s)"
+# Replies' parents on the loop (7), read with the lock.
+_PARENTS = "SELECT * FROM posts WHERE id = ANY(%s)"
 _KEEP = """
 INSERT INTO idempotency_keys (key, fingerprint, status, body, location, created_at)
 SELECT key, fingerprint, status, body, location, %(at)s
@@ -266,16 +270,20 @@ class LoopWriter:
 
     @asynccontextmanager
     async def transaction(
-        self, lock_key: int, channels: Sequence[str], keys: Sequence[str] = ()
+        self,
+        lock_key: int,
+        channels: Sequence[str],
+        keys: Sequence[str] = (),
+        parents: Sequence[int] = (),
     ) -> AsyncIterator[LoopWrite]:
         """The connection, in a transaction begun as ``begin_write`` begins it, which
-        the caller commits; with the log's end, the ``channels`` and the idempotency
-        ``keys`` read (7). Anything raised rolls it back, and the driver's errors come
-        out as a worker thread's would (6)."""
+        the caller commits; with the log's end, the ``channels``, the idempotency
+        ``keys`` and the replies' ``parents`` read (7). Anything raised rolls it back,
+        and the driver's errors come out as a worker thread's would (6)."""
         connection = await self._connected()
         try:
             try:
-                begun = await _begin_on_loop(connection, lock_key, channels, keys)
+                begun = await _begin_on_loop(connection, lock_key, channels, keys, parents)
             except self._driver.OperationalError:
                 if not connection.broken:
                     raise
@@ -284,7 +292,7 @@ class LoopWriter:
                 # so the write begins again on a new one (5).
                 self.close()
                 connection = await self._connected()
-                begun = await _begin_on_loop(connection, lock_key, channels, keys)
+                begun = await _begin_on_loop(connection, lock_key, channels, keys, parents)
             yield begun
         except BaseException as exc:
             await self._roll_back(connection, exc)
@@ -328,9 +336,10 @@ async def _begin_on_loop(
     lock_key: int,
     channels: Sequence[str],
     keys: Sequence[str],
+    parents: Sequence[int],
 ) -> LoopWrite:
-    """``begin_write`` on the loop's connection, with the idempotency ``keys`` read
-    under the lock (1, 5, 7)."""
+    """``begin_write`` on the loop's connection, with the idempotency ``keys`` and the
+    ``parents`` read under the lock (1, 5, 7)."""
     async with connection.pipeline():
         await connection.execute(_LOCK, (lock_key,))
         end = await connection.execute(_LOG_END)
@@ -338,11 +347,16 @@ async def _begin_on_loop(
         if keys:
             await connection.execute(_KEYS_EXPIRED, (now() - IDEMPOTENCY_TTL,))
             kept = await connection.execute(_KEYS, (list(keys),))
+        if parents:
+            answered = await connection.execute(_PARENTS, (list(parents),))
     found = _channel_rows(named.description, await named.fetchall()) if named else []
     write = LoopWrite(connection, _end(await end.fetchone()), found)
     if keys:
         rows = _rows(kept.description, await kept.fetchall())
         write.kept = {row["key"]: IdempotencyKey(**row) for row in rows}
+    if parents:
+        rows = _rows(answered.description, await answered.fetchall())
+        write.parents = {row["id"]: Post(**row) for row in rows}
     return write
 
 
@@ -361,15 +375,26 @@ async def commit_on_loop(
     channel: str,
     hints: Sequence[str],
     keeping: Sequence[IdempotencyKey] = (),
-) -> None:
+    reads: Sequence[tuple[str, dict[str, Any]]] = (),
+) -> list[list[tuple[Any, ...]]]:
     """``commit_write`` on the loop's connection (1, 5), with the answers ``keeping``
-    kept first (7)."""
+    kept first and the ``reads`` (``compiled``) read last before the commit (7): their
+    rows, in order."""
     async with connection.pipeline():
         if keeping:
             await connection.execute(_KEEP, _kept(keeping))
+        cursors = [await connection.execute(sql, values) for sql, values in reads]
         for hint in hints:
             await connection.execute(_NOTIFY, (channel, hint))
         await connection.commit()
+    return [await cursor.fetchall() for cursor in cursors]
+
+
+def compiled(statement: ClauseElement, dialect: Dialect) -> tuple[str, dict[str, Any]]:
+    """``statement``, built with SQLAlchemy, as the text and values the loop's
+    connection sends (7)."""
+    done = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    return str(done), dict(done.params)
 
 
 def _kept(keeping: Sequence[IdempotencyKey]) -> dict[str, Any]:
@@ -417,5 +442,6 @@ class LoopWrite:
     end: int
     channels: list[Channel]
     kept: dict[str, IdempotencyKey] = field(default_factory=dict)
+    parents: dict[int, Post] = field(default_factory=dict)
     written: list[FeedEvent] = field(default_factory=list)
     keeping: list[IdempotencyKey] = field(default_factory=list)
