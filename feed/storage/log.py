@@ -298,7 +298,7 @@ class EventLog:
                 # Replies' threads, as this transaction leaves them (threads.py, on
                 # summaries): read in the commit's own round trip.
                 wanted = threads.wanted(written, new=True)
-                reads = self._summaries_read(wanted) if wanted else []
+                reads = self._loop_writer.summaries(wanted) if wanted else []
                 with self._announcing(end, written):
                     hints = _hints(NO_ACCESS_CHANGE, written) if self._notify else []
                     found = await postgres.commit_on_loop(
@@ -313,11 +313,6 @@ class EventLog:
                 self._announce(Commit(end, written))
         finally:
             self._write_lock.release()
-
-    def _summaries_read(self, posts: set[int]) -> list[tuple[str, dict[str, Any]]]:
-        """The queries of the summaries of ``posts``, for the loop's connection."""
-        dialect = self._engine.dialect
-        return [postgres.compiled(query, dialect) for query in threads.statements(posts)]
 
     async def _write_turn(self) -> None:
         """Take the in-process write lock from the event loop (2): at once if it is

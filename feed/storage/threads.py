@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import BindParameter, bindparam, func
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
@@ -33,6 +33,8 @@ from feed.values import FeedEvent, PostView, Thread
 
 # The repliers a summary names, newest first.
 REPLIERS = 3
+# The posts whose summaries are read, as one bound array (``statements``).
+POSTS: BindParameter[Any] = bindparam("posts")
 
 
 class NotAThread(StoreError):
@@ -58,10 +60,17 @@ def summaries(session: Session, post_ids: Collection[int]) -> dict[int, Thread]:
     return from_rows(found, session.exec(latest).all())
 
 
-def statements(post_ids: Collection[int]) -> tuple[Select[Any, Any], Select[Any, Any]]:
+def statements(
+    post_ids: Collection[int] | None,
+) -> tuple[Select[Any, Any], Select[Any, Any]]:
     """The two queries of ``summaries``: the live replies of each of ``post_ids``,
-    counted, and the latest repliers of each, newest first."""
-    live = (col(Post.parent_id).in_(sorted(post_ids)), col(Post.deleted).is_(False))
+    counted, and the latest repliers of each, newest first. ``None``: of the posts in
+    the array bound as ``POSTS``, on PostgreSQL, so that their text is the same for
+    any posts and is compiled once (storage/postgres.py, on keyed posts and replies on
+    the loop too)."""
+    parent = col(Post.parent_id)
+    of = parent.in_(sorted(post_ids)) if post_ids is not None else parent == func.any(POSTS)
+    live = (of, col(Post.deleted).is_(False))
     counts = select(Post.parent_id, func.count()).where(*live).group_by(col(Post.parent_id))
     # Each replier's newest reply, ranked per thread: only the top few leave the database.
     newest = (
