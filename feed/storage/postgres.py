@@ -447,9 +447,10 @@ FROM (SELECT CAST(pg_get_serial_sequence('events', 'id') AS regclass) AS seq) AS
 @dataclass
 class LoopWrite:
     """A write on the event loop (log.py, on the write on the loop): its connection,
-    where the log ended when it took the lock, the channels and the idempotency keys
-    read with the lock (7), the events it wrote, in id order, as ``_noted`` keeps them
-    in a session, and the answers it keeps, written before its commit."""
+    where the log ended when it took the lock, the channels, the idempotency keys and
+    the replies' parents read with the lock (7), the events it wrote, in id order, as
+    ``_noted`` keeps them in a session, and the answers it keeps, written before its
+    commit."""
 
     connection: Any
     end: int
