@@ -28,12 +28,16 @@ from feed.storage.postgres import commit_write
 from feed.store import (
     ChannelArchived,
     ChannelNotFound,
+    IdempotencyKeyReused,
+    NotAThread,
+    PostDeleted,
+    PostNotFound,
     Store,
     StoreUnavailable,
     Unstorable,
     make_engine,
 )
-from feed.values import Change, FeedEvent, NewPost
+from feed.values import Answer, Change, Claim, Commit, FeedEvent, NewPost, Once
 from tests.services import Postgres
 from tests.waiting import until
 
@@ -271,8 +275,8 @@ class ThreadCountingStore(Store):
 
 
 def test_new_posts_on_postgresql_are_written_on_the_event_loop(postgres: Postgres) -> None:
-    """A group of new top-level posts is written from the event loop, with no worker
-    thread to wait for; a reply, with its thread to read, still goes to one."""
+    """A group of new posts is written from the event loop, with no worker thread to
+    wait for; a reply too, its thread read on the same connection."""
     store = ThreadCountingStore(make_engine(postgres.new_database()), notify=True)
 
     async def main() -> None:
@@ -283,7 +287,7 @@ def test_new_posts_on_postgresql_are_written_on_the_event_loop(postgres: Postgre
         assert store.in_threads == 0
         assert isinstance(first[0], Change)
         reply = await store.create_reply("general", first[0].post.id, "cy", "a reply")
-        assert store.in_threads == 1
+        assert store.in_threads == 0
         events = await store.events_after(0, person=EVERYONE)
         assert [(e.kind, e.post.body if e.post else None, e.recipient) for e in events] == [
             *((EventKind.POST_CREATED, new.body, None) for new in news),
@@ -291,6 +295,142 @@ def test_new_posts_on_postgresql_are_written_on_the_event_loop(postgres: Postgre
             (EventKind.POST_CREATED, single.post.body, None),
             (EventKind.REPLY_CREATED, reply.post.body, None),
         ]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_keyed_posts_on_postgresql_are_written_on_the_loop_and_a_retry_gets_the_same_post(
+    postgres: Postgres,
+) -> None:
+    """New top-level posts with an Idempotency-Key are written from the event loop too,
+    their keys looked up and kept in the same transaction: a retry in the same group or
+    a later one gets the first answer and writes nothing, a key reused for another
+    request is refused, and an expired key is replaced."""
+    url = postgres.new_database()
+    store = ThreadCountingStore(make_engine(url), notify=True)
+
+    def answer(change: Change) -> Answer:
+        return Answer(201, f"post {change.post.id}", f"/api/posts/{change.post.id}")
+
+    async def main() -> None:
+        await store.create_schema()
+        await store.create_post("general", "ann", "opens the writers' connection")
+        told: list[Commit] = []
+        store.on_commit(told.append)
+        together = await asyncio.gather(
+            store.create_post("general", "ann", "plain"),
+            store.create_post_once(Claim("k", "f"), "general", "ann", "keyed", answer),
+            store.create_post_once(Claim("k", "f"), "general", "ann", "keyed", answer),
+            store.create_post_once(Claim("k", "g"), "general", "ann", "other", answer),
+            store.create_post_once(Claim("j", "f"), "nowhere", "ann", "lost", answer),
+            return_exceptions=True,
+        )
+        later = await store.create_post_once(Claim("k", "f"), "general", "ann", "keyed", answer)
+        await settled(lambda: len(told), 1)
+        plain, first, retry, reused, lost = together
+        assert isinstance(plain, Change) and isinstance(first, Once)
+        assert isinstance(reused, IdempotencyKeyReused) and isinstance(lost, ChannelNotFound)
+        assert [e.post.body for e in told[0].events if e.post] == ["plain", "keyed"]
+        keyed = told[0].events[1]
+        assert keyed.post is not None
+        assert first.answer == answer(Change(keyed.post, keyed.id))
+        assert (first.replayed, first.event_id) == (False, keyed.id)
+        for again in (retry, later):
+            assert isinstance(again, Once)
+            assert (again.answer, again.replayed, again.event_id) == (first.answer, True, None)
+        # A key a day old is gone: the same key makes a new post.
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
+        fresh = await store.create_post_once(Claim("k", "f"), "general", "ann", "keyed", answer)
+        assert isinstance(fresh, Once) and not fresh.replayed
+        assert fresh.answer != first.answer
+        assert store.in_threads == 0
+        posts = await store.list_posts()
+        assert [p.body for p in posts] == [
+            "keyed",
+            "keyed",
+            "plain",
+            "opens the writers' connection",
+        ]
+        with psycopg.connect(url) as db:
+            kept = db.execute("SELECT key, fingerprint, body FROM idempotency_keys").fetchall()
+        assert kept == [("k", "f", fresh.answer.body)]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_replies_on_postgresql_are_written_on_the_loop_with_their_parents_summary(
+    postgres: Postgres,
+) -> None:
+    """Replies are written from the event loop too, each checked against its parent as
+    the lock found it, and each reply's event carries its parent's summary as its
+    transaction left it, counting every reply of the group."""
+    store = ThreadCountingStore(make_engine(postgres.new_database()), notify=True)
+
+    def answer(change: Change) -> Answer:
+        return Answer(201, f"reply {change.post.id}")
+
+    async def main() -> None:
+        await store.create_schema()
+        parent = (await store.create_post("general", "ann", "the plan")).post.id
+        other = (await store.create_post("general", "ann", "another")).post.id
+        gone = (await store.create_post("general", "ann", "gone")).post.id
+        await store.delete_post(gone)
+        told: list[Commit] = []
+        store.on_commit(told.append)
+        first = await store.create_reply("general", parent, "bo", "one")
+        together = await asyncio.gather(
+            store.create_reply("general", parent, "cy", "two"),
+            store.create_post("general", "dee", "a post between"),
+            store.create_reply("general", parent, "bo", "three"),
+            store.create_reply("general", first.post.id, "cy", "to a reply"),
+            store.create_reply("general", 999_999, "cy", "to nothing"),
+            store.create_reply("announcements", parent, "cy", "elsewhere"),
+            store.create_reply("general", gone, "cy", "to a tombstone"),
+            store.create_post_once(Claim("r", "f"), "general", "cy", "kept", answer, parent=other),
+            return_exceptions=True,
+        )
+        await settled(lambda: len(told), 2)
+        two, between, three, nested, nothing, elsewhere, tombstone, kept = together
+        assert isinstance(two, Change) and isinstance(between, Change)
+        assert isinstance(three, Change) and isinstance(kept, Once)
+        assert isinstance(nested, NotAThread) and isinstance(nothing, PostNotFound)
+        assert isinstance(elsewhere, PostNotFound) and isinstance(tombstone, PostDeleted)
+        assert (two.post.parent, three.post.parent) == (parent, parent)
+        again = await store.create_post_once(
+            Claim("r", "f"), "general", "cy", "kept", answer, parent=other
+        )
+        assert (again.answer, again.replayed) == (kept.answer, True)
+        assert store.in_threads == 0
+        # Each reply event with its parent's summary as its own transaction left it.
+        events = [e for commit in told for e in commit.events]
+        assert [(e.kind, e.post and e.post.body) for e in events] == [
+            (EventKind.REPLY_CREATED, "one"),
+            (EventKind.REPLY_CREATED, "two"),
+            (EventKind.POST_CREATED, "a post between"),
+            (EventKind.REPLY_CREATED, "three"),
+            (EventKind.REPLY_CREATED, "kept"),
+        ]
+        summaries = [
+            e.thread and (e.thread.post, e.thread.replies, e.thread.repliers) for e in events
+        ]
+        assert summaries == [
+            (parent, 1, ("bo",)),
+            (parent, 3, ("bo", "cy")),
+            None,
+            (parent, 3, ("bo", "cy")),
+            (other, 1, ("cy",)),
+        ]
+        assert events[-1].post is not None
+        assert kept.answer.body == f"reply {events[-1].post.id}"
+        listed = {p.id: (p.replies, p.repliers) for p in await store.list_posts()}
+        assert listed[parent] == (3, ("bo", "cy")) and listed[other] == (1, ("cy",))
 
     try:
         asyncio.run(main())

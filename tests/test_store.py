@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+import psycopg
 import pytest
 from sqlalchemy import create_engine
 
 from feed import markdown
 from feed.models import EventKind
+from feed.storage.log import WRITE_LOCK_KEY
 from feed.store import (
     ChannelArchived,
     ChannelNotFound,
@@ -376,37 +378,39 @@ def test_newest_events_count_rows_across_the_gap_a_start_leaves(store: Store) ->
     assert [e.id for e in events] == [*before[1:], *after] and end == after[-1]
 
 
-def test_no_connection_free_in_time_is_the_database_being_busy_for_every_post_of_a_group(
+def test_a_writers_lock_not_free_in_time_is_the_database_being_busy_for_every_post_of_a_group(
     postgres: Postgres,
 ) -> None:
-    """When no connection comes free within the pool's wait, every post of the group
-    gets 503 (busy) after one try: it is nobody's own fault, so the group is not split
-    and tried again half by half (commits.py), and no post gets a 500. Replies: new
-    top-level posts are written on the writers' own connection, outside the pool
-    (storage/postgres.py, on new posts on the event loop)."""
+    """When the writers' lock does not come free within the lock's wait, every post of
+    the group gets 503 (busy) after one try: it is nobody's own fault, so the group is
+    not split and tried again half by half (commits.py), and no post gets a 500.
+    Replies, which read their parents and threads in the same write (storage/postgres.py,
+    on keyed posts and replies on the loop too)."""
 
     class Counting(Store):
         tries = 0
 
-        async def _insert_posts(self, batch: Sequence[NewPost]) -> Any:
+        async def _write_new(self, batch: Sequence[NewPost]) -> Any:
             self.tries += 1
-            return await super()._insert_posts(batch)
+            return await super()._write_new(batch)
 
-    url = postgres.new_database().replace("postgresql://", "postgresql+psycopg://")
-    engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.5)
+    url = postgres.new_database()
+    engine = create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://"),
+        connect_args={"options": "-c lock_timeout=300"},
+    )
     store = Counting(engine)
 
     async def main() -> list[object]:
         await store.create_schema()
         parent = (await store.create_post("general", "ann", "a thread")).post.id
-        held = await asyncio.to_thread(engine.connect)  # the pool's only connection
-        try:
+        store.tries = 0
+        with psycopg.connect(url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (WRITE_LOCK_KEY,))
             return await asyncio.gather(
                 *(store.create_reply("general", parent, "bo", f"reply {n}") for n in range(8)),
                 return_exceptions=True,
             )
-        finally:
-            held.close()
 
     try:
         results = run(main())

@@ -59,13 +59,16 @@ def replay(claim: Claim, kept: IdempotencyKey) -> Once:
 
 def keep(session: Session, claim: Claim, given: Answer) -> None:
     """Keep ``given`` as the answer to ``claim``, in this transaction."""
-    session.add(
-        IdempotencyKey(
-            key=claim.key,
-            fingerprint=claim.fingerprint,
-            status=given.status,
-            body=given.body,
-            location=given.location,
-            created_at=now(),
-        )
+    session.add(kept(claim, given))
+
+
+def kept(claim: Claim, given: Answer) -> IdempotencyKey:
+    """The row that keeps ``given`` as the answer to ``claim``."""
+    return IdempotencyKey(
+        key=claim.key,
+        fingerprint=claim.fingerprint,
+        status=given.status,
+        body=given.body,
+        location=given.location,
+        created_at=now(),
     )

@@ -83,11 +83,12 @@ Rationale for the less obvious choices:
    (engine.py, on unavailable, not broken).
 11. The write on the loop. New posts on PostgreSQL are written from the event loop
    (storage/postgres.py, on new posts on the event loop) by ``_write_on_loop``, with
-   the lock, the guard of the log, the hints, the note and the announcement of
-   ``_write``. The in-process lock is taken at once when it is free, else waited for
-   in a worker thread. The announcement is queued on the loop (``call_soon``), as a
-   worker thread's is, not told at once: a commit that a thread made just before,
-   whose announcement the loop has not run yet, is still told first.
+   the lock, the guard of the log, the hints, the threads' summaries, the note and
+   the announcement of ``_write``. The in-process lock is taken at once when it is
+   free, else waited for in a worker thread. The announcement is queued on the loop
+   (``call_soon``), as a worker thread's is, not told at once: a commit that a
+   thread made just before, whose announcement the loop has not run yet, is still
+   told first.
 """
 
 from __future__ import annotations
@@ -273,25 +274,37 @@ class EventLog:
             raise
 
     @asynccontextmanager
-    async def _write_on_loop(self, channels: Sequence[str]) -> AsyncIterator[postgres.LoopWrite]:
-        """``_write`` for new top-level posts on PostgreSQL, on the event loop (11):
-        the writers' lock, the log's guard, the commit with its hints and the
-        announcement, as there. What it writes is noted in ``LoopWrite.written``."""
+    async def _write_on_loop(
+        self, channels: Sequence[str], keys: Sequence[str] = (), parents: Sequence[int] = ()
+    ) -> AsyncIterator[postgres.LoopWrite]:
+        """``_write`` for new posts on PostgreSQL, on the event loop (11): the writers'
+        lock, the log's guard, the commit with its hints, the threads' summaries and
+        the announcement, as there; the idempotency ``keys`` and the replies'
+        ``parents`` read with the lock. What it writes is noted in
+        ``LoopWrite.written``, the answers it keeps in ``LoopWrite.keeping``."""
         assert self._loop_writer is not None
         await self._write_turn()
         try:
-            async with self._loop_writer.transaction(WRITE_LOCK_KEY, channels) as begun:
-                connection, end, found = begun
+            begun = self._loop_writer.transaction(WRITE_LOCK_KEY, channels, keys, parents)
+            async with begun as write:
+                connection, end = write.connection, write.end
                 went_back = self._high_water.gone_back(end)
                 if went_back:
                     floor = {"floor": time.time_ns() // 1000}
                     await connection.execute(postgres.SKIP_EVENT_IDS, floor)
-                write = postgres.LoopWrite(connection, end, found)
                 yield write
                 written = write.written
+                # Replies' threads, as this transaction leaves them (threads.py, on
+                # summaries): read in the commit's own round trip.
+                wanted = threads.wanted(written, new=True)
+                reads = self._loop_writer.summaries(wanted) if wanted else []
                 with self._announcing(end, written):
                     hints = _hints(NO_ACCESS_CHANGE, written) if self._notify else []
-                    await postgres.commit_on_loop(connection, HINT_CHANNEL, hints)
+                    found = await postgres.commit_on_loop(
+                        connection, HINT_CHANNEL, hints, write.keeping, reads
+                    )
+                if wanted:
+                    written = threads.with_found(written, threads.from_rows(*found))
             if went_back:
                 self._high_water.went_back(end)
             if written:

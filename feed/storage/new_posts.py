@@ -34,16 +34,17 @@ Rationale:
 7. The group commit's own thread. Groups are written in a thread kept for them
    (engine.py, on the group commit's own thread), not in a worker thread shared with
    reads.
-8. The write on the loop. On PostgreSQL, a group of new top-level posts without claims
-   is written from the event loop (storage/log.py, on the write on the loop): nothing
-   is read for them but their channels, and their events need no thread summary (a
-   new post has no replies yet). Their short bodies are rendered on the loop, before
-   the lock, as long as they add up to no more than one body rendered apart
+8. The write on the loop. On PostgreSQL, a group of new posts is written from the
+   event loop (storage/log.py, on the write on the loop): what it reads (the
+   channels, the idempotency keys of the posts that have one, the replies' parents)
+   and the threads' summaries its replies' events carry are read on the same
+   connection, in the same round trips (storage/postgres.py, on keyed posts and
+   replies on the loop too). Their short bodies are rendered on the loop, before the
+   lock, as long as they add up to no more than one body rendered apart
    (``markdown.RENDER_APART``); past that, in a worker thread, together: a group of
    hundreds of bodies that are slow to render (nested emphasis, a few milliseconds
    each) would otherwise hold the loop, and every stream and request on it, for a
-   second or more. A group with a reply or a claim, which reads more through the
-   ORM's session, is written in the group commit's thread as on SQLite.
+   second or more. On SQLite every group is written in the group commit's thread.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from sqlmodel import Session, col, select
 
 from feed import markdown
 from feed.commits import GroupCommit
-from feed.models import Event, Post
+from feed.models import Event, IdempotencyKey, Post
 from feed.storage import keys, postgres, rows, search, sqlite, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
 from feed.storage.engine import StoreError, Unstorable, Writer, in_thread, now
@@ -145,16 +146,16 @@ class NewPosts(EventLog):
         super().close()
 
     async def _write_new(self, batch: Sequence[NewPost]) -> Sequence[Change | Once | StoreError]:
-        """Write a group of new posts; on PostgreSQL, new top-level posts without a
-        claim on the event loop (8)."""
+        """Write a group of new posts; on PostgreSQL, on the event loop (8)."""
         loop_writer = self._loop_writer
-        if loop_writer is not None and loop_writer.ready and all(map(_plain, batch)):
+        if loop_writer is not None and loop_writer.ready:
             return await self._insert_on_loop(batch)
         return await self._insert_posts(batch)
 
     async def _insert_on_loop(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
-        """``_insert_posts`` on the event loop (8): nothing to refuse but unknown and
-        archived channels, no answers to keep, no threads to summarise."""
+        """``_insert_posts`` on the event loop (8): the channels, the idempotency keys
+        and the replies' parents read with the lock, the threads summarised at the
+        commit."""
         unrendered = [new.body for new in batch if new.html is None]
         if sum(map(len, unrendered)) > markdown.RENDER_APART:  # too long for the loop (8)
             rendered = iter(await in_thread(_render_all)(unrendered))
@@ -167,11 +168,14 @@ class NewPosts(EventLog):
             except UnicodeEncodeError as exc:  # as a worker thread's caller would see it
                 raise postgres.store_error(exc, self._engine.dialect) from exc
         names = sorted({new.channel for new in batch})
-        async with self._write_on_loop(names) as write:
+        claimed = sorted({new.claim.key for new in batch if new.claim is not None})
+        answered = sorted({new.parent for new in batch if new.parent is not None})
+        async with self._write_on_loop(names, claimed, answered) as write:
             channels: dict[str, rows.GroupChannel] = {c.name: c for c in write.channels}
-            settled = _unknown(batch, channels)
-            accepted = [(n, new) for n, new in enumerate(batch) if n not in settled]
-            written: dict[int, Change] = {}
+            settled, repeats = _settled(batch, channels, write.kept, write.parents)
+            done = settled.keys() | repeats.keys()
+            accepted = [(n, new) for n, new in enumerate(batch) if n not in done]
+            written: dict[int, Change | Once] = {}
             if accepted:
                 at = now()
                 post_rows, order = rows.planned(accepted, channels, htmls, at)
@@ -179,9 +183,10 @@ class NewPosts(EventLog):
                     write.connection, post_rows, order
                 )
                 made = rows.made(accepted, channels, htmls, order, post_ids, event_ids, at)
-                written, events = made
+                changes, events = made
                 write.written.extend(events)
-        return [written.get(n) or settled[n] for n in range(len(batch))]
+                written = _answered(changes, batch, write.keeping.append)
+        return _outcomes(batch, settled, repeats, written)
 
     async def _insert_posts(self, batch: Sequence[NewPost]) -> list[Change | Once | StoreError]:
         """Write a group of new posts in one transaction, in the group commit's own
@@ -214,13 +219,8 @@ class NewPosts(EventLog):
         written: dict[int, Change | Once] = {}
         if accepted:
             changes = self._insert_new(write, accepted, channels, htmls)
-            written = _keep_answers(write, changes, batch)
-        for n, first in repeats.items():
-            # A retry that came with its first try: that try's answer, replayed.
-            kept = written[first]
-            assert isinstance(kept, Once)
-            written[n] = Once(kept.answer, None, True)
-        return [written.get(n) or settled[n] for n in range(len(batch))]
+            written = _answered(changes, batch, lambda row: orm(write).add(row))
+        return _outcomes(batch, settled, repeats, written)
 
     def _insert_new(
         self,
@@ -268,7 +268,17 @@ def _settle(
     in this very group, each with the place of its first try."""
     claims = [new.claim for new in batch if new.claim]
     kept = keys.kept_answers(orm(write), claims) if claims else {}
-    parents = _parents(write, batch)
+    return _settled(batch, channels, kept, _parents(write, batch))
+
+
+def _settled(
+    batch: Sequence[NewPost],
+    channels: dict[str, rows.GroupChannel],
+    kept: dict[str, IdempotencyKey],
+    parents: dict[int, Post],
+) -> tuple[dict[int, Once | StoreError], dict[int, int]]:
+    """``_settle``, from the answers ``kept`` for the group's keys and the
+    ``parents`` of its replies, as read."""
     settled: dict[int, Once | StoreError] = {}
     repeats: dict[int, int] = {}
     first_tries: dict[str, int] = {}
@@ -296,25 +306,6 @@ def _settle(
         elif claim is not None:
             first_tries[claim.key] = n
     return settled, repeats
-
-
-def _plain(new: NewPost) -> bool:
-    """Whether ``new`` is a top-level post without a claim: nothing is read for it
-    but its channel, and its events need no thread summary (8)."""
-    return new.parent is None and new.claim is None
-
-
-def _unknown(
-    batch: Sequence[NewPost], channels: dict[str, rows.GroupChannel]
-) -> dict[int, StoreError]:
-    """The posts of ``batch`` refused for their channel, by place: none such, or
-    archived."""
-    refused: dict[int, StoreError] = {}
-    for n, new in enumerate(batch):
-        chan = channels.get(new.channel)
-        if chan is None or chan.archived:
-            refused[n] = _closed(new.channel, chan)
-    return refused
 
 
 def _closed(name: str, channel: rows.GroupChannel | None) -> StoreError:
@@ -348,11 +339,14 @@ def _refused(
     return None
 
 
-def _keep_answers(
-    write: Session | PlainWrite, changes: dict[int, Change], batch: Sequence[NewPost]
+def _answered(
+    changes: dict[int, Change],
+    batch: Sequence[NewPost],
+    keep: Callable[[IdempotencyKey], object],
 ) -> dict[int, Change | Once]:
-    """``changes``, with the answer of each that came with a claim kept beside it
-    (keys.py, on idempotency keys): those are answered with it."""
+    """``changes``, with the answer of each that came with a claim given to ``keep``
+    to be kept in the same transaction (keys.py, on idempotency keys): those are
+    answered with it."""
     written: dict[int, Change | Once] = {}
     for n, change in changes.items():
         new = batch[n]
@@ -360,6 +354,21 @@ def _keep_answers(
             written[n] = change
             continue
         given = new.answer(change)
-        keys.keep(orm(write), new.claim, given)
+        keep(keys.kept(new.claim, given))
         written[n] = Once(given, change.event_id, False)
     return written
+
+
+def _outcomes(
+    batch: Sequence[NewPost],
+    settled: dict[int, Once | StoreError],
+    repeats: dict[int, int],
+    written: dict[int, Change | Once],
+) -> list[Change | Once | StoreError]:
+    """Each post's own outcome, in the group's order."""
+    for n, first in repeats.items():
+        # A retry that came with its first try: that try's answer, replayed.
+        kept = written[first]
+        assert isinstance(kept, Once)
+        written[n] = Once(kept.answer, None, True)
+    return [written.get(n) or settled[n] for n in range(len(batch))]

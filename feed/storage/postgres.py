@@ -47,24 +47,36 @@ Rationale:
    thread's caller gets for them (engine.py, on unavailable, not broken, and on
    unstorable values): the lock's timeout is a 503, and a value the driver refuses
    fails only its own post.
+7. Keyed posts and replies on the loop too. New posts with an idempotency key (keys.py,
+   on idempotency keys) and replies are written on the loop as the others. The first
+   round trip, under the lock, also deletes the keys past their time and reads the
+   group's others, and reads the replies' parents; the last keeps the answers of the
+   new keys and reads the threads' summaries (threads.py, on summaries) as the
+   transaction leaves them, before the hints and the commit. A key, its post and its
+   event still commit together or not at all, and neither costs a round trip of its
+   own. The summaries' queries are threads.py's own, compiled for the driver once,
+   with the posts bound as one array: compiled for each group's posts, they held the
+   event loop for over a millisecond a group.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Dialect, Engine
+from sqlalchemy import ClauseElement, Connection, Dialect, Engine
 from sqlalchemy.event import listen
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, InternalError, OperationalError
 from sqlmodel import Session
 
-from feed.models import Channel, EventKind
-from feed.storage.engine import Unstorable, _first_line, _unavailable
+from feed.models import Channel, EventKind, IdempotencyKey, Post
+from feed.storage import threads
+from feed.storage.engine import Unstorable, _first_line, _unavailable, now
+from feed.storage.keys import IDEMPOTENCY_TTL
 from feed.values import FeedEvent
 
 if TYPE_CHECKING:  # the driver is imported only where PostgreSQL is used
@@ -74,6 +86,20 @@ _LOCK = "SELECT pg_advisory_xact_lock(%s)"
 _LOG_END = "SELECT max(id) FROM events"
 _NOTIFY = "SELECT pg_notify(%s, %s)"
 _CHANNELS = "SELECT * FROM channels WHERE name = ANY(%s)"
+# Idempotency keys on the loop (7): those past their time go, the others are read, and
+# the answers of a group's new keys are kept, each in one statement.
+_KEYS_EXPIRED = "DELETE FROM idempotency_keys WHERE created_at < %s"
+_KEYS = "SELECT * FROM idempotency_keys WHERE key = ANY(%s)"
+# Replies' parents on the loop (7), read with the lock.
+_PARENTS = "SELECT * FROM posts WHERE id = ANY(%s)"
+_KEEP = """
+INSERT INTO idempotency_keys (key, fingerprint, status, body, location, created_at)
+SELECT key, fingerprint, status, body, location, %(at)s
+FROM unnest(
+    %(keys)s::text[], %(fingerprints)s::text[], %(statuses)s::integer[], %(bodies)s::text[],
+    %(locations)s::text[]
+) AS kept (key, fingerprint, status, body, location)
+"""
 
 
 # A group of new posts and their events (4). Each row takes its id from the sequence
@@ -187,8 +213,12 @@ def _end(last: Sequence[Any] | None) -> int:
 def _channel_rows(
     description: Sequence[Any] | None, rows: Sequence[Sequence[Any]]
 ) -> list[Channel]:
+    return [Channel(**row) for row in _rows(description, rows)]
+
+
+def _rows(description: Sequence[Any] | None, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     columns = [column.name for column in description or ()]
-    return [Channel(**dict(zip(columns, row, strict=True))) for row in rows]
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 def commit_write(session: Session, channel: str, hints: Sequence[str]) -> None:
@@ -229,12 +259,22 @@ class LoopWriter:
         self._dialect = engine.dialect
         self._arguments: tuple[list[Any], dict[str, Any]] | None = None
         self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._summaries: list[tuple[str, dict[str, Any]]] | None = None
         self._driver = importlib.import_module("psycopg")
         listen(engine, "do_connect", self._saw_connect)
 
     def _saw_connect(self, _dialect: Any, _record: Any, cargs: Any, cparams: Any) -> None:
         # The engine's arguments, as it opens its own connections (5).
         self._arguments = (list(cargs), dict(cparams))
+
+    def summaries(self, posts: Collection[int]) -> list[tuple[str, dict[str, Any]]]:
+        """The queries of the threads' summaries of ``posts`` with their values, for
+        ``commit_on_loop`` (7): compiled once, the posts bound as an array."""
+        if self._summaries is None:
+            queries = threads.statements(None)
+            self._summaries = [_compiled(query, self._dialect) for query in queries]
+        ids = {threads.POSTS.key: sorted(posts)}
+        return [(sql, values | ids) for sql, values in self._summaries]
 
     @property
     def ready(self) -> bool:
@@ -243,25 +283,30 @@ class LoopWriter:
 
     @asynccontextmanager
     async def transaction(
-        self, lock_key: int, channels: Sequence[str]
-    ) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], int, list[Channel]]]:
+        self,
+        lock_key: int,
+        channels: Sequence[str],
+        keys: Sequence[str] = (),
+        parents: Sequence[int] = (),
+    ) -> AsyncIterator[LoopWrite]:
         """The connection, in a transaction begun as ``begin_write`` begins it, which
-        the caller commits; with the log's end and the ``channels`` read. Anything
-        raised rolls it back, and the driver's errors come out as a worker thread's
-        would (6)."""
+        the caller commits; with the log's end, the ``channels``, the idempotency
+        ``keys`` and the replies' ``parents`` read (7). Anything raised rolls it back,
+        and the driver's errors come out as a worker thread's would (6)."""
         connection = await self._connected()
         try:
             try:
-                end, found = await _begin_on_loop(connection, lock_key, channels)
+                begun = await _begin_on_loop(connection, lock_key, channels, keys, parents)
             except self._driver.OperationalError:
                 if not connection.broken:
                     raise
                 # Gone since the last write (a restart, a failover): nothing was sent
-                # but the lock and reads, so the write begins again on a new one (5).
+                # but the lock and reads (and expired keys' deletion, undone with it),
+                # so the write begins again on a new one (5).
                 self.close()
                 connection = await self._connected()
-                end, found = await _begin_on_loop(connection, lock_key, channels)
-            yield connection, end, found
+                begun = await _begin_on_loop(connection, lock_key, channels, keys, parents)
+            yield begun
         except BaseException as exc:
             await self._roll_back(connection, exc)
             if isinstance(exc, self._driver.Error | UnicodeEncodeError):
@@ -300,15 +345,32 @@ class LoopWriter:
 
 
 async def _begin_on_loop(
-    connection: psycopg.AsyncConnection[Any], lock_key: int, channels: Sequence[str]
-) -> tuple[int, list[Channel]]:
-    """``begin_write`` on the loop's connection (1, 5)."""
+    connection: psycopg.AsyncConnection[Any],
+    lock_key: int,
+    channels: Sequence[str],
+    keys: Sequence[str],
+    parents: Sequence[int],
+) -> LoopWrite:
+    """``begin_write`` on the loop's connection, with the idempotency ``keys`` and the
+    ``parents`` read under the lock (1, 5, 7)."""
     async with connection.pipeline():
         await connection.execute(_LOCK, (lock_key,))
         end = await connection.execute(_LOG_END)
         named = await connection.execute(_CHANNELS, (list(channels),)) if channels else None
+        if keys:
+            await connection.execute(_KEYS_EXPIRED, (now() - IDEMPOTENCY_TTL,))
+            kept = await connection.execute(_KEYS, (list(keys),))
+        if parents:
+            answered = await connection.execute(_PARENTS, (list(parents),))
     found = _channel_rows(named.description, await named.fetchall()) if named else []
-    return _end(await end.fetchone()), found
+    write = LoopWrite(connection, _end(await end.fetchone()), found)
+    if keys:
+        rows = _rows(kept.description, await kept.fetchall())
+        write.kept = {row["key"]: IdempotencyKey(**row) for row in rows}
+    if parents:
+        rows = _rows(answered.description, await answered.fetchall())
+        write.parents = {row["id"]: Post(**row) for row in rows}
+    return write
 
 
 async def insert_posts_on_loop(
@@ -322,13 +384,42 @@ async def insert_posts_on_loop(
 
 
 async def commit_on_loop(
-    connection: psycopg.AsyncConnection[Any], channel: str, hints: Sequence[str]
-) -> None:
-    """``commit_write`` on the loop's connection (1, 5)."""
+    connection: psycopg.AsyncConnection[Any],
+    channel: str,
+    hints: Sequence[str],
+    keeping: Sequence[IdempotencyKey] = (),
+    reads: Sequence[tuple[str, dict[str, Any]]] = (),
+) -> list[list[tuple[Any, ...]]]:
+    """``commit_write`` on the loop's connection (1, 5), with the answers ``keeping``
+    kept first and the ``reads`` (``LoopWriter.summaries``) read last before the
+    commit (7): their rows, in order."""
     async with connection.pipeline():
+        if keeping:
+            await connection.execute(_KEEP, _kept(keeping))
+        cursors = [await connection.execute(sql, values) for sql, values in reads]
         for hint in hints:
             await connection.execute(_NOTIFY, (channel, hint))
         await connection.commit()
+    return [await cursor.fetchall() for cursor in cursors]
+
+
+def _compiled(statement: ClauseElement, dialect: Dialect) -> tuple[str, dict[str, Any]]:
+    """``statement``, built with SQLAlchemy, as the text and values the loop's
+    connection sends (7)."""
+    done = statement.compile(dialect=dialect)
+    return str(done), dict(done.params)
+
+
+def _kept(keeping: Sequence[IdempotencyKey]) -> dict[str, Any]:
+    """The values of the statement that keeps the answers ``keeping`` (7)."""
+    return {
+        "at": keeping[0].created_at,
+        "keys": [row.key for row in keeping],
+        "fingerprints": [row.fingerprint for row in keeping],
+        "statuses": [row.status for row in keeping],
+        "bodies": [row.body for row in keeping],
+        "locations": [row.location for row in keeping],
+    }
 
 
 def store_error(exc: BaseException, dialect: Dialect) -> BaseException:
@@ -356,10 +447,15 @@ FROM (SELECT CAST(pg_get_serial_sequence('events', 'id') AS regclass) AS seq) AS
 @dataclass
 class LoopWrite:
     """A write on the event loop (log.py, on the write on the loop): its connection,
-    where the log ended when it took the lock, the channels read with the lock, and the
-    events it wrote, in id order, as ``_noted`` keeps them in a session."""
+    where the log ended when it took the lock, the channels, the idempotency keys and
+    the replies' parents read with the lock (7), the events it wrote, in id order, as
+    ``_noted`` keeps them in a session, and the answers it keeps, written before its
+    commit."""
 
     connection: Any
     end: int
     channels: list[Channel]
+    kept: dict[str, IdempotencyKey] = field(default_factory=dict)
+    parents: dict[int, Post] = field(default_factory=dict)
     written: list[FeedEvent] = field(default_factory=list)
+    keeping: list[IdempotencyKey] = field(default_factory=list)

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import BindParameter, bindparam, func
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import Select
 
 from feed.models import EventKind, Post
 from feed.storage.engine import StoreError
@@ -31,6 +33,8 @@ from feed.values import FeedEvent, PostView, Thread
 
 # The repliers a summary names, newest first.
 REPLIERS = 3
+# The posts whose summaries are read, as one bound array (``statements``).
+POSTS: BindParameter[Any] = bindparam("posts")
 
 
 class NotAThread(StoreError):
@@ -49,15 +53,25 @@ def summaries(session: Session, post_ids: Collection[int]) -> dict[int, Thread]:
     replied."""
     if not post_ids:
         return {}
-    live = (col(Post.parent_id).in_(sorted(post_ids)), col(Post.deleted).is_(False))
-    counts = select(Post.parent_id, func.count()).where(*live).group_by(col(Post.parent_id))
-    found = {
-        parent: Thread(parent, count, ())
-        for parent, count in session.exec(counts).all()
-        if parent is not None
-    }
+    counts, latest = statements(post_ids)
+    found = session.exec(counts).all()
     if not found:
-        return found
+        return {}
+    return from_rows(found, session.exec(latest).all())
+
+
+def statements(
+    post_ids: Collection[int] | None,
+) -> tuple[Select[Any, Any], Select[Any, Any]]:
+    """The two queries of ``summaries``: the live replies of each of ``post_ids``,
+    counted, and the latest repliers of each, newest first. ``None``: of the posts in
+    the array bound as ``POSTS``, on PostgreSQL, so that their text is the same for
+    any posts and is compiled once (storage/postgres.py, on keyed posts and replies on
+    the loop too)."""
+    parent = col(Post.parent_id)
+    of = parent.in_(sorted(post_ids)) if post_ids is not None else parent == func.any(POSTS)
+    live = (of, col(Post.deleted).is_(False))
+    counts = select(Post.parent_id, func.count()).where(*live).group_by(col(Post.parent_id))
     # Each replier's newest reply, ranked per thread: only the top few leave the database.
     newest = (
         select(Post.parent_id, Post.author, func.max(Post.id).label("newest"))
@@ -72,8 +86,16 @@ def summaries(session: Session, post_ids: Collection[int]) -> dict[int, Thread]:
         .where(ranked.c.rank <= REPLIERS)
         .order_by(ranked.c.parent_id, ranked.c.rank)
     )
+    return counts, latest
+
+
+def from_rows(
+    counts: Iterable[Sequence[Any]], latest: Iterable[Sequence[Any]]
+) -> dict[int, Thread]:
+    """The summaries from the rows ``statements``' queries read."""
+    found = {parent: Thread(parent, count, ()) for parent, count in counts if parent is not None}
     names: dict[int, list[str]] = {}
-    for parent, author in session.exec(latest).all():
+    for parent, author in latest:
         names.setdefault(parent, []).append(author)
     return {
         parent: replace(thread, repliers=tuple(names.get(parent, ())))
@@ -106,7 +128,11 @@ def with_threads(
     posts = wanted(events, new=new)
     if not posts:
         return events
-    threads = summaries(session, posts)
+    return with_found(events, summaries(session, posts))
+
+
+def with_found(events: Iterable[FeedEvent], threads: dict[int, Thread]) -> list[FeedEvent]:
+    """``events`` with the summaries ``threads`` read for them (``with_threads``)."""
     return [_with_thread(event, threads) for event in events]
 
 
