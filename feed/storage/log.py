@@ -82,7 +82,7 @@ Rationale for the less obvious choices:
    SQLAlchemy raises them, so that the caller sees what any other write's would be
    (engine.py, on unavailable, not broken).
 11. The write on the loop. New posts on PostgreSQL are written from the event loop
-   (storage/postgres.py, on new posts on the event loop) by ``_write_on_loop``, with
+   (storage/loop_writer.py, on new posts on the event loop) by ``_write_on_loop``, with
    the lock, the guard of the log, the hints, the threads' summaries, the note and
    the announcement of ``_write``. The in-process lock is taken at once when it is
    free, else waited for in a worker thread. The announcement is queued on the loop
@@ -109,7 +109,7 @@ from sqlmodel import Session, select
 from feed import schema
 from feed.brokers import ACCESS_HINT, HINT_CHANNEL
 from feed.models import Channel, Event, EventKind, Post
-from feed.storage import postgres, tallies, threads
+from feed.storage import loop_writer, postgres, tallies, threads
 from feed.storage.engine import (
     StoreError,
     StoreUnavailable,
@@ -163,7 +163,7 @@ class EventLog:
         # The newest event of the commits this process made or is making (9).
         self._announced = 0
         # New posts' own connection, on the event loop (11).
-        self._loop_writer = postgres.LoopWriter(engine) if self._postgres else None
+        self._loop_writer = loop_writer.LoopWriter(engine) if self._postgres else None
 
     def on_commit(self, listener: Callable[[Commit], object]) -> None:
         """Call ``listener`` with what each transaction changed, on the event loop of
@@ -276,7 +276,7 @@ class EventLog:
     @asynccontextmanager
     async def _write_on_loop(
         self, channels: Sequence[str], keys: Sequence[str] = (), parents: Sequence[int] = ()
-    ) -> AsyncIterator[postgres.LoopWrite]:
+    ) -> AsyncIterator[loop_writer.LoopWrite]:
         """``_write`` for new posts on PostgreSQL, on the event loop (11): the writers'
         lock, the log's guard, the commit with its hints, the threads' summaries and
         the announcement, as there; the idempotency ``keys`` and the replies'
@@ -300,7 +300,7 @@ class EventLog:
                 reads = self._loop_writer.summaries(wanted) if wanted else []
                 with self._announcing(end, written):
                     hints = _hints(NO_ACCESS_CHANGE, written) if self._notify else []
-                    found = await postgres.commit_on_loop(
+                    found = await loop_writer.commit_on_loop(
                         connection, HINT_CHANNEL, hints, write.keeping, reads
                     )
                 if wanted:

@@ -38,7 +38,7 @@ Rationale:
    event loop (storage/log.py, on the write on the loop): what it reads (the
    channels, the idempotency keys of the posts that have one, the replies' parents)
    and the threads' summaries its replies' events carry are read on the same
-   connection, in the same round trips (storage/postgres.py, on keyed posts and
+   connection, in the same round trips (storage/loop_writer.py, on keyed posts and
    replies on the loop too). Their short bodies are rendered on the loop, before the
    lock, as long as they add up to no more than one body rendered apart
    (``markdown.RENDER_APART``); past that, in a worker thread, together: a group of
@@ -58,7 +58,7 @@ from sqlmodel import Session, col, select
 from feed import markdown
 from feed.commits import GroupCommit
 from feed.models import Event, IdempotencyKey, Post
-from feed.storage import keys, postgres, rows, search, sqlite, threads
+from feed.storage import keys, loop_writer, postgres, rows, search, sqlite, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
 from feed.storage.engine import StoreError, Unstorable, Writer, in_thread, now
 from feed.storage.log import CHANNELS, EventLog
@@ -166,7 +166,7 @@ class NewPosts(EventLog):
                     markdown.to_html(new.body) if new.html is None else new.html for new in batch
                 ]
             except UnicodeEncodeError as exc:  # as a worker thread's caller would see it
-                raise postgres.store_error(exc, self._engine.dialect) from exc
+                raise loop_writer.store_error(exc, self._engine.dialect) from exc
         names = sorted({new.channel for new in batch})
         claimed = sorted({new.claim.key for new in batch if new.claim is not None})
         answered = sorted({new.parent for new in batch if new.parent is not None})
@@ -179,7 +179,7 @@ class NewPosts(EventLog):
             if accepted:
                 at = now()
                 post_rows, order = rows.planned(accepted, channels, htmls, at)
-                post_ids, event_ids = await postgres.insert_posts_on_loop(
+                post_ids, event_ids = await loop_writer.insert_posts_on_loop(
                     write.connection, post_rows, order
                 )
                 made = rows.made(accepted, channels, htmls, order, post_ids, event_ids, at)

@@ -66,7 +66,7 @@ def statements(
     """The two queries of ``summaries``: the live replies of each of ``post_ids``,
     counted, and the latest repliers of each, newest first. ``None``: of the posts in
     the array bound as ``POSTS``, on PostgreSQL, so that their text is the same for
-    any posts and is compiled once (storage/postgres.py, on keyed posts and replies on
+    any posts and is compiled once (storage/loop_writer.py, on keyed posts and replies on
     the loop too)."""
     parent = col(Post.parent_id)
     of = parent.in_(sorted(post_ids)) if post_ids is not None else parent == func.any(POSTS)
