@@ -46,6 +46,11 @@ Bodies are hostile input. Rationale:
    only the post's id, channel and reactions in JSON, never its body again.
 7. Times are formatted through a small cache: every post of a group is written at the
    same moment, and a batch's answer and events show it once per post.
+8. The encode cache finds an event by its id and format, and serves what it kept
+   only for an equal event (the post in the same state): hashing a whole event, its
+   post's text included, twice for every new one was most of what the cache cost.
+   An event seen in another state (an old ``post-created`` replayed after an edit)
+   replaces the entry.
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ SNAPSHOT_HEADER = "X-Feed-Last-Event-Id"
 # (what the entries hold, the post's text included), not in entries: 2,048 entries of
 # posts at the length limit came to over 100 MiB.
 ENCODE_CACHE_BYTES = 32 * 1024 * 1024
+# ``json.dumps`` with options builds an encoder for every call: events share this one.
+EVENT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def templates_dir() -> Path:
@@ -261,33 +268,37 @@ def reactions_sentence(
 
 class Recent:
     """``encode(event, fmt)``, remembering its most recent answers up to ``most``
-    bytes, least recently used first out."""
+    bytes, least recently used first out (8)."""
 
     def __init__(self, encode: Callable[[FeedEvent, Format], bytes], most: int) -> None:
         self._encode = encode
         self.most = most
         self.size = 0
-        self._kept: OrderedDict[tuple[FeedEvent, Format], tuple[bytes, int]] = OrderedDict()
+        # (event id, format) -> (the event as encoded, its bytes, their cost).
+        self._kept: OrderedDict[tuple[int, Format], tuple[FeedEvent, bytes, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._kept)
 
     def __call__(self, event: FeedEvent, fmt: Format) -> bytes:
-        key = (event, fmt)
+        key = (event.id, fmt)
         found = self._kept.get(key)
         if found is not None:
-            self._kept.move_to_end(key)
-            return found[0]
+            if found[0] == event:
+                self._kept.move_to_end(key)
+                return found[1]
+            self.size -= found[2]  # the same event in another state: replaced
         data = self._encode(event, fmt)
         post = event.post
         # The key keeps the post's text alive as well (its memory, not its length: a
         # character can take four bytes).
         text = sys.getsizeof(post.body) + sys.getsizeof(post.html) if post is not None else 0
         cost = len(data) + text
-        self._kept[key] = (data, cost)
+        self._kept[key] = (event, data, cost)
+        self._kept.move_to_end(key)
         self.size += cost
         while self.size > self.most and self._kept:
-            _, (_, freed) = self._kept.popitem(last=False)
+            _, (_, _, freed) = self._kept.popitem(last=False)
             self.size -= freed
         return data
 
@@ -381,7 +392,7 @@ class Renderer:
         else:
             assert event.channel_view is not None
             body["channel"] = channel_json(event.channel_view)
-        return json_event(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+        return json_event(EVENT_JSON.encode(body))
 
     def event_html(self, event: FeedEvent) -> str:
         post = event.post

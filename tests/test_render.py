@@ -53,6 +53,20 @@ def test_a_changed_post_is_encoded_afresh() -> None:
     assert after.endswith(b"ann: changed\n\n")
 
 
+def test_an_event_seen_in_another_state_replaces_its_entry_and_its_cost() -> None:
+    renderer = Renderer()
+    event = FeedEvent(7, EventKind.POST_CREATED, "general", POST)
+    first = renderer.encode(event, Format.JSON)
+    size = renderer.encode.size
+    for n in range(5):  # edited again and again, replayed after each edit
+        body = f"edit {n}"
+        edited = dataclasses.replace(event, post=dataclasses.replace(POST, body=body))
+        assert f'"body":"{body}"'.encode() in renderer.encode(edited, Format.JSON)
+    back = renderer.encode(event, Format.JSON)
+    assert back == first and back is not first  # encoded again, not served stale
+    assert (len(renderer.encode), renderer.encode.size) == (1, size)
+
+
 def test_frames_cover_exactly_the_formats_asked_for() -> None:
     renderer = Renderer()
     event = FeedEvent(1, EventKind.POST_PINNED, "general", dataclasses.replace(POST, pinned=True))
