@@ -30,6 +30,7 @@ from tests.sse import SSEClient
 
 URL = "/api/posts:batch"
 NDJSON = {"content-type": "application/x-ndjson"}
+JSON = {"content-type": "application/json"}
 
 
 def results(response: httpx.Response) -> list[dict[str, Any]]:
@@ -102,6 +103,36 @@ def test_ndjson_lines_are_items_and_a_bad_line_fails_only_itself(client: TestCli
     assert [r["status"] for r in got] == [201, 400, 422, 201]
     assert [r["post"]["body"] for r in got if r["status"] == 201] == ["first", "second"]
     assert "surrogate" in got[2]["error"]
+
+
+def test_an_arrays_flat_items_are_checked_for_surrogates_and_nesting_as_single_bodies(
+    client: TestClient,
+) -> None:
+    deep = '"x":' + "[" * 40 + "]" * 40
+    items = [
+        '{"channel": "general", "body": "plain"}',
+        '{"channel": "general", "body": "lone \\ud800 high"}',
+        '{"channel": "general", "body": "x", "\\udc00": true}',
+        '{"channel": "general", "body": "a pair \\ud83d\\ude00 is a character"}',
+        '{"channel": "general", "body": "{braces} and [brackets] in text"}',
+        '{"channel": "general", "body": "x", ' + deep + "}",
+        '{"channel": "general", "body": "last"}',
+    ]
+    for chosen in (items, items[:3], items[3:5], [items[0], items[5]]):
+        answer = client.post(URL, content=f"[{','.join(chosen)}]".encode(), headers=JSON)
+        got = results(answer)
+        for item, result in zip(chosen, got, strict=True):
+            payload = json.loads(item)
+            if result["status"] == 201:
+                assert result["post"]["body"] == payload["body"]
+                continue
+            single = item.replace('"channel": "general", ', "").encode()
+            alone = client.post("/api/channels/general/posts", content=single, headers=JSON)
+            assert result == {"status": alone.status_code, **alone.json()}, item
+        assert [r["status"] == 201 for r in got] == [
+            item in (items[0], items[3], items[4], items[6]) for item in chosen
+        ]
+    assert listed(client) == [json.loads(items[n])["body"] for n in (0, 3, 4, 6, 0, 3, 4, 0)]
 
 
 def test_a_malformed_envelope_is_one_answer_for_the_whole_request(
