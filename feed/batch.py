@@ -57,7 +57,7 @@ from feed import security
 from feed.batch_input import PREFER_MINIMAL, Item, prefers_minimal, read_batch
 from feed.errors import ClientError, error_body, store_status
 from feed.idempotency import item_claim, remembered
-from feed.inputs import MAX_ID, post_body
+from feed.inputs import MAX_ID, post_body, text_field
 from feed.permissions import Permissions, unauthorized
 from feed.render import change_json
 from feed.runtime import Runtime, runtime
@@ -66,16 +66,23 @@ from feed.values import Change, NewPost, Once, PostView
 
 # The fields that say where an item goes and its key; the rest is a single post's body.
 PLACES = ("channel", "parent", "idempotency_key")
+# The fields of an item whose body is checked without a copy of it (8).
+ITEM_FIELDS = frozenset(PLACES) | {"body", "author"}
 
 
 @dataclass(frozen=True, slots=True)
 class Asked:
-    """One item, read: where it goes, its key, and what its single request would send."""
+    """One item, read: where it goes, its key, and the item itself."""
 
     channel: str | None
     parent: int | None
     key: object
-    payload: dict[str, Any]
+    item: dict[str, Any]
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """What its single request would send."""
+        return {k: v for k, v in self.item.items() if k not in PLACES}
 
     @property
     def path(self) -> str:
@@ -98,8 +105,7 @@ def asked(item: dict[str, Any]) -> Asked:
         isinstance(parent, bool) or not isinstance(parent, int) or not 1 <= parent <= MAX_ID
     ):
         raise ClientError(422, "The field 'parent' must be a post id.", "parent")
-    payload = {k: v for k, v in item.items() if k not in PLACES}
-    return Asked(channel, parent, item.get("idempotency_key"), payload)
+    return Asked(channel, parent, item.get("idempotency_key"), item)
 
 
 async def create_posts(request: Request) -> JSONResponse:
@@ -210,7 +216,7 @@ def _admitted(request: Request, sender: Sender, item: Asked, parents: Parents) -
         sender.check_place(channel, reply=False)
     sender.limits.check_post_rate(request, sender.limit_key)
     author = sender.author
-    body = post_body(item.payload, author, sender.max_chars)
+    body = _body(item, author, sender.max_chars)
     if item.key is None:
         return NewPost(channel, author, body, parent=item.parent)
     claim = item_claim(item.key, item.path, item.payload, author)
@@ -218,12 +224,25 @@ def _admitted(request: Request, sender: Sender, item: Asked, parents: Parents) -
     return NewPost(channel, author, body, parent=item.parent, claim=claim, answer=answer)
 
 
+def _body(asked: Asked, author: str, max_chars: int) -> str:
+    """``post_body`` of what ``asked``'s single request would send (8)."""
+    item = asked.item
+    if "body" in item and item.keys() <= ITEM_FIELDS and item.get("author", author) == author:
+        return text_field(item, "body", max_chars)
+    return post_body(asked.payload, author, max_chars)  # its refusal, as sent alone
+
+
 def _result(written: Change | Once | Exception, key: object, minimal: bool) -> dict[str, Any]:
     if isinstance(written, Change):
         if minimal:  # (6)
-            post = written.post
-            done = {"id": post.id, "channel": post.channel, "event_id": written.event_id}
-            return {"status": 201, **done, "replayed": False}
+            post, event_id = written.post, written.event_id
+            return {
+                "status": 201,
+                "id": post.id,
+                "channel": post.channel,
+                "event_id": event_id,
+                "replayed": False,
+            }
         return {"status": 201, **change_json(written), "replayed": False}
     if isinstance(written, Once):
         kept: dict[str, Any] = json.loads(written.answer.body)

@@ -90,6 +90,28 @@ def test_good_and_bad_items_each_get_their_own_answer_in_order(client: TestClien
     assert listed(client) == ["one", "two", "**four**"]
 
 
+def test_an_items_fields_are_refused_as_its_single_request_refuses_them(
+    client: TestClient,
+) -> None:
+    bodies: list[dict[str, Any]] = [
+        {},
+        {"body": 5},
+        {"body": "  "},
+        {"body": "mine", "author": "tester"},
+        {"body": "theirs", "author": "someone else"},
+        {"body": "a number", "author": 5},
+        {"author": "tester"},
+        {"body": "x", "colour": "red"},
+        {"body": "x", "author": "tester", "pinned": True},
+    ]
+    got = results(client.post(URL, json=[{"channel": "general", **b} for b in bodies]))
+    assert [r["status"] for r in got] == [422, 422, 422, 201, 422, 422, 422, 422, 422]
+    for body, result in zip(bodies, got, strict=True):
+        if result["status"] != 201:
+            assert result == single_error(client, "general", body), body
+    assert listed(client) == ["mine"]
+
+
 def test_ndjson_lines_are_items_and_a_bad_line_fails_only_itself(client: TestClient) -> None:
     lines = [
         json.dumps({"channel": "general", "body": "first"}),
