@@ -140,6 +140,8 @@ def _plain(text: str, payload: list[Any]) -> bool:
     objects = sum(isinstance(value, dict) for value in payload)
     if text.count("{") + text.count("[") != objects + 1:
         return False  # a nested value, or only a bracket inside a string
+    if text.isascii() and "\\u" not in text:
+        return True  # neither a surrogate nor an escape: no need for the expression
     return _MAYBE_SURROGATE.search(text) is None
 
 
