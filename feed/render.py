@@ -50,7 +50,11 @@ Bodies are hostile input. Rationale:
    only for an equal event (the post in the same state): hashing a whole event, its
    post's text included, twice for every new one was most of what the cache cost.
    An event seen in another state (an old ``post-created`` replayed after an edit)
-   replaces the entry.
+   replaces the entry. Live delivery (``frames``) encodes without the cache: a
+   committed event is new, so looking it up never found it, and keeping it, once the
+   cache was full and each new entry pushed an old one out, cost over half as much
+   again as encoding it. The first replay of an event encodes it for the cache, and
+   the replays after that share what it kept.
 9. An event's JSON is written by the json module's C encoder, made once
    (``event_dumps``): ``json.dumps``, and ``JSONEncoder.encode`` too, make a new one
    for every call, which cost about a third of encoding a new post's event. It is
@@ -343,8 +347,8 @@ class Renderer:
         self._reply = self.env.get_template("partials/reply.html")
         self._summary = self.env.get_template("partials/reply_summary.html")
         # Clients that reconnect together (after a deploy, a network blip) replay the
-        # same recent events; each is rendered once. The key is the whole event,
-        # post state included, so an edit is never served from a stale entry.
+        # same recent events; each is rendered once. An entry serves only an equal
+        # event, post state included, so an edit is never served from a stale entry (8).
         self.encode = Recent(self._encode, ENCODE_CACHE_BYTES)
 
     def template(self, name: str, /, **context: Any) -> str:
@@ -476,5 +480,7 @@ class Renderer:
         return frame(self.event_data(event, fmt), event=event.kind.value, id=event.id)
 
     def frames(self, event: FeedEvent, formats: Iterable[Format]) -> dict[Format, bytes]:
-        """The event encoded once for each format in ``formats``."""
-        return {fmt: self.encode(event, fmt) for fmt in formats}
+        """The event encoded once for each format in ``formats``, as it is delivered
+        live: not kept for replays (8)."""
+        encode = self._encode
+        return {fmt: encode(event, fmt) for fmt in formats}

@@ -91,6 +91,16 @@ def test_event_json_is_what_json_dumps_writes() -> None:
     assert data["post"]["body"] == texts[3] and data["id"] == 9
 
 
+def test_live_frames_are_not_kept_and_the_first_replay_keeps_them() -> None:
+    renderer = Renderer()
+    event = FeedEvent(7, EventKind.POST_CREATED, "general", POST)
+    live = renderer.frames(event, [Format.JSON, Format.TEXT])
+    assert len(renderer.encode) == 0
+    replayed = renderer.encode(event, Format.JSON)
+    assert replayed == live[Format.JSON]
+    assert renderer.encode(event, Format.JSON) is replayed and len(renderer.encode) == 1
+
+
 def test_frames_cover_exactly_the_formats_asked_for() -> None:
     renderer = Renderer()
     event = FeedEvent(1, EventKind.POST_PINNED, "general", dataclasses.replace(POST, pinned=True))
