@@ -23,7 +23,11 @@ Rationale:
 3. A batch is charged as many posts as it holds: each item that may go where it
    names takes its turn at the identity's rate (security.py), as its single request
    would, and those past the rate are refused with 429 while the rest are written.
-   Splitting posts into batches gains no rate that single posts do not have.
+   Splitting posts into batches gains no rate that single posts do not have. The
+   turns are taken from the rate once for the batch, at the first item that takes
+   one, for every item still to come, as many as the rate allows; those past it are
+   refused as they would be alone, and the turns of items that never came to the
+   rate (refused for their place) are given back when the batch is read.
 4. Keys are per item (``idempotency_key``); the header is refused, since one key
    cannot stand for answers that differ by item. An item's key makes the claim its
    single request would make (idempotency.py), so a key used in a batch replays alone
@@ -46,8 +50,7 @@ Rationale:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -70,8 +73,7 @@ PLACES = ("channel", "parent", "idempotency_key")
 ITEM_FIELDS = frozenset(PLACES) | {"body", "author"}
 
 
-@dataclass(frozen=True, slots=True)
-class Asked:
+class Asked(NamedTuple):
     """One item, read: where it goes, its key, and the item itself."""
 
     channel: str | None
@@ -124,17 +126,20 @@ async def create_posts(request: Request) -> JSONResponse:
     results: list[dict[str, Any] | None] = []
     news: list[NewPost] = []
     keys: list[object] = []
-    for item in items:
-        try:
-            if isinstance(item, ClientError):
-                raise item
-            news.append(_admitted(request, sender, item, parents))
-            keys.append(item.key)
-            results.append(None)
-        except ClientError as exc:
-            results.append({"status": exc.status, **error_body(exc.message, exc.detail)})
-        except StoreError as exc:
-            results.append({"status": store_status(exc), **error_body(str(exc))})
+    try:
+        for n, item in enumerate(items):
+            try:
+                if isinstance(item, ClientError):
+                    raise item
+                news.append(_admitted(request, sender, item, parents, len(items) - n))
+                keys.append(item.key)
+                results.append(None)
+            except ClientError as exc:
+                results.append({"status": exc.status, **error_body(exc.message, exc.detail)})
+            except StoreError as exc:
+                results.append({"status": store_status(exc), **error_body(str(exc))})
+    finally:
+        sender.give_back()
     written = await rt.store.create_posts(news) if news else []
     unavailable = [w for w in written if isinstance(w, StoreUnavailable)]
     if written and len(unavailable) == len(written):  # nothing was written (2)
@@ -182,11 +187,35 @@ class Sender:
         self.limits = limits
         self.max_chars = max_chars
         self.limit_key = perms.identity.limit_key
+        # Turns at the rate taken for the batch's items and not yet used (3).
+        self._turns, self._taken = 0, False
         author = perms.identity.name
         assert author is not None  # checked as signed in
         self.author = author
         # Whether the sender may post (False) or reply (True) in a channel: its refusal.
         self._places: dict[tuple[str, bool], ClientError | None] = {}
+
+    def take_turn(self, request: Request, left: int) -> None:
+        """An item's turn at the rate (3), ``left`` items of the batch still to come,
+        this one included: the turns of all of them are taken at once, and whatever the
+        identity's rate does not allow is refused item by item, as alone."""
+        if self._turns:
+            self._turns -= 1
+            return
+        key = self.limit_key
+        if key is not None and not self._taken:
+            self._taken = True
+            self._turns = self.limits.posts.take_up_to(key, left)
+            if self._turns:
+                self._turns -= 1
+                return
+        self.limits.check_post_rate(request, key)
+
+    def give_back(self) -> None:
+        """The turns taken for items that did not come to theirs."""
+        if self.limit_key is not None:
+            self.limits.posts.give_back(self.limit_key, self._turns)
+        self._turns = 0
 
     def check_place(self, channel: str, reply: bool) -> None:
         """``Permissions.check_reply`` or ``check_post``, asked once per channel."""
@@ -202,8 +231,11 @@ class Sender:
             raise ClientError(refused.status, refused.message, refused.detail)
 
 
-def _admitted(request: Request, sender: Sender, item: Asked, parents: Parents) -> NewPost:
-    """The post ``item`` asks for, if its single request would be written (1, 3, 4)."""
+def _admitted(
+    request: Request, sender: Sender, item: Asked, parents: Parents, left: int
+) -> NewPost:
+    """The post ``item`` asks for, if its single request would be written (1, 3, 4);
+    ``left`` items of the batch to come, this one included."""
     if item.parent is not None:
         parent = parents[item.parent]
         if isinstance(parent, StoreError):
@@ -214,7 +246,7 @@ def _admitted(request: Request, sender: Sender, item: Asked, parents: Parents) -
         assert item.channel is not None
         channel = item.channel
         sender.check_place(channel, reply=False)
-    sender.limits.check_post_rate(request, sender.limit_key)
+    sender.take_turn(request, left)
     author = sender.author
     body = _body(item, author, sender.max_chars)
     if item.key is None:

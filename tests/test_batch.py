@@ -281,6 +281,25 @@ def test_a_batch_is_charged_as_many_posts_as_it_holds(make_server: Callable[...,
     assert listed(server.client) == [f"p{n}" for n in range(5)]
 
 
+def test_items_refused_before_their_turn_leave_the_rate_to_later_posts(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(post_rate=5)
+    token = bearer(server.token("ann"))
+    gone = {"parent": 10**9, "body": "to nothing"}  # refused before the rate
+    items = [gone, {"channel": "general", "body": "a"}, gone, gone, gone]
+    items += [{"channel": "general", "body": "b"}, gone]
+    got = results(server.client.post(URL, json=items, headers=token))
+    assert [r["status"] for r in got] == [404, 201, 404, 404, 404, 201, 404]
+    # Two posts' turns used of five: three left, for posts alone or in a batch.
+    single = server.client.post("/api/channels/general/posts", json={"body": "c"}, headers=token)
+    assert single.status_code == 201
+    more = [{"channel": "general", "body": b} for b in ("d", "e", "f")]
+    got = results(server.client.post(URL, json=more, headers=token))
+    assert [r["status"] for r in got] == [201, 201, 429]
+    assert listed(server.client) == ["a", "b", "c", "d", "e"]
+
+
 def test_a_batch_reaches_streams_in_order_and_a_resume_inside_it_is_exact(
     server: Server,
 ) -> None:
