@@ -29,8 +29,8 @@ batch). They wait in the order given, with nothing between them, so that unless 
 queue ahead of them fills part of a write, they share one transaction, and their
 results come back in the same order, each its own. They share one future as well:
 each has a place in a list of results (``Together``), and the future is settled once
-every place is. A future of its own for each, gathered, cost more than their write's
-own Python did.
+every place is. A future of its own for each, with its callback and its place in a
+gather, was most of what the group commit cost a batch on the event loop.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ class GroupCommit(Generic[R, A]):
     async def submit_all(self, requests: Sequence[R]) -> list[A | Exception]:
         """``submit`` for each of ``requests``, queued together; each one's result or
         error, in order, once all are settled."""
+        if not requests:
+            return []
         together: Together[A] = Together(asyncio.get_running_loop(), len(requests))
         self._waiting += zip(requests, together.places(), strict=True)
         self._start()
@@ -159,10 +161,15 @@ class Together(Generic[A]):
     def places(self) -> list[Place[A]]:
         return [Place(self, n) for n in range(len(self._results))]
 
+    def settled(self, n: int) -> bool:
+        return self._results[n] is not _UNSETTLED
+
     def settle(self, n: int, result: A | Exception) -> None:
         self._results[n] = result
         self._left -= 1
-        if not self._left and not self.future.done():  # done: its caller has gone
+        # Shielded, so never cancelled; checked all the same, since raising here would
+        # leave the write's other requests unanswered.
+        if not self._left and not self.future.done():
             self.future.set_result(self._results)
 
 
@@ -175,7 +182,7 @@ class Place(Generic[A]):
         self._together, self._n = together, n
 
     def done(self) -> bool:
-        return self._together._results[self._n] is not _UNSETTLED
+        return self._together.settled(self._n)
 
     def set_result(self, result: A) -> None:
         self._together.settle(self._n, result)

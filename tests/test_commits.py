@@ -213,6 +213,8 @@ def test_requests_submitted_together_are_answered_in_order_each_its_own() -> Non
         assert [type(r) for r in failed] == [TimeoutError, TimeoutError]
         rec.fail_with = None
         assert await group.submit_all(["g"]) == ["G"]
+        async with asyncio.timeout(5):
+            assert await group.submit_all([]) == []
 
     asyncio.run(main())
 
