@@ -23,7 +23,11 @@ Rationale:
 3. A batch is charged as many posts as it holds: each item that may go where it
    names takes its turn at the identity's rate (security.py), as its single request
    would, and those past the rate are refused with 429 while the rest are written.
-   Splitting posts into batches gains no rate that single posts do not have.
+   Splitting posts into batches gains no rate that single posts do not have. The
+   turns are taken from the rate once for the batch, at the first item that takes
+   one, for every item still to come, as many as the rate allows; those past it are
+   refused as they would be alone, and the turns of items that never came to the
+   rate (refused for their place) are given back when the batch is read.
 4. Keys are per item (``idempotency_key``); the header is refused, since one key
    cannot stand for answers that differ by item. An item's key makes the claim its
    single request would make (idempotency.py), so a key used in a batch replays alone
@@ -46,8 +50,7 @@ Rationale:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -57,7 +60,7 @@ from feed import security
 from feed.batch_input import PREFER_MINIMAL, Item, prefers_minimal, read_batch
 from feed.errors import ClientError, error_body, store_status
 from feed.idempotency import item_claim, remembered
-from feed.inputs import MAX_ID, post_body
+from feed.inputs import MAX_ID, post_body, text_field
 from feed.permissions import Permissions, unauthorized
 from feed.render import change_json
 from feed.runtime import Runtime, runtime
@@ -66,16 +69,22 @@ from feed.values import Change, NewPost, Once, PostView
 
 # The fields that say where an item goes and its key; the rest is a single post's body.
 PLACES = ("channel", "parent", "idempotency_key")
+# The fields of an item whose body is checked without a copy of it (8).
+ITEM_FIELDS = frozenset(PLACES) | {"body", "author"}
 
 
-@dataclass(frozen=True, slots=True)
-class Asked:
-    """One item, read: where it goes, its key, and what its single request would send."""
+class Asked(NamedTuple):
+    """One item, read: where it goes, its key, and the item itself."""
 
     channel: str | None
     parent: int | None
     key: object
-    payload: dict[str, Any]
+    item: dict[str, Any]
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """What its single request would send."""
+        return {k: v for k, v in self.item.items() if k not in PLACES}
 
     @property
     def path(self) -> str:
@@ -98,8 +107,7 @@ def asked(item: dict[str, Any]) -> Asked:
         isinstance(parent, bool) or not isinstance(parent, int) or not 1 <= parent <= MAX_ID
     ):
         raise ClientError(422, "The field 'parent' must be a post id.", "parent")
-    payload = {k: v for k, v in item.items() if k not in PLACES}
-    return Asked(channel, parent, item.get("idempotency_key"), payload)
+    return Asked(channel, parent, item.get("idempotency_key"), item)
 
 
 async def create_posts(request: Request) -> JSONResponse:
@@ -118,17 +126,20 @@ async def create_posts(request: Request) -> JSONResponse:
     results: list[dict[str, Any] | None] = []
     news: list[NewPost] = []
     keys: list[object] = []
-    for item in items:
-        try:
-            if isinstance(item, ClientError):
-                raise item
-            news.append(_admitted(request, sender, item, parents))
-            keys.append(item.key)
-            results.append(None)
-        except ClientError as exc:
-            results.append({"status": exc.status, **error_body(exc.message, exc.detail)})
-        except StoreError as exc:
-            results.append({"status": store_status(exc), **error_body(str(exc))})
+    try:
+        for n, item in enumerate(items):
+            try:
+                if isinstance(item, ClientError):
+                    raise item
+                news.append(_admitted(request, sender, item, parents, len(items) - n))
+                keys.append(item.key)
+                results.append(None)
+            except ClientError as exc:
+                results.append({"status": exc.status, **error_body(exc.message, exc.detail)})
+            except StoreError as exc:
+                results.append({"status": store_status(exc), **error_body(str(exc))})
+    finally:
+        sender.give_back()
     written = await rt.store.create_posts(news) if news else []
     unavailable = [w for w in written if isinstance(w, StoreUnavailable)]
     if written and len(unavailable) == len(written):  # nothing was written (2)
@@ -176,11 +187,35 @@ class Sender:
         self.limits = limits
         self.max_chars = max_chars
         self.limit_key = perms.identity.limit_key
+        # Turns at the rate taken for the batch's items and not yet used (3).
+        self._turns, self._taken = 0, False
         author = perms.identity.name
         assert author is not None  # checked as signed in
         self.author = author
         # Whether the sender may post (False) or reply (True) in a channel: its refusal.
         self._places: dict[tuple[str, bool], ClientError | None] = {}
+
+    def take_turn(self, request: Request, left: int) -> None:
+        """An item's turn at the rate (3), ``left`` items of the batch still to come,
+        this one included: the turns of all of them are taken at once, and whatever the
+        identity's rate does not allow is refused item by item, as alone."""
+        if self._turns:
+            self._turns -= 1
+            return
+        key = self.limit_key
+        if key is not None and not self._taken:
+            self._taken = True
+            self._turns = self.limits.posts.take_up_to(key, left)
+            if self._turns:
+                self._turns -= 1
+                return
+        self.limits.check_post_rate(request, key)
+
+    def give_back(self) -> None:
+        """The turns taken for items that did not come to theirs."""
+        if self.limit_key is not None:
+            self.limits.posts.give_back(self.limit_key, self._turns)
+        self._turns = 0
 
     def check_place(self, channel: str, reply: bool) -> None:
         """``Permissions.check_reply`` or ``check_post``, asked once per channel."""
@@ -196,8 +231,11 @@ class Sender:
             raise ClientError(refused.status, refused.message, refused.detail)
 
 
-def _admitted(request: Request, sender: Sender, item: Asked, parents: Parents) -> NewPost:
-    """The post ``item`` asks for, if its single request would be written (1, 3, 4)."""
+def _admitted(
+    request: Request, sender: Sender, item: Asked, parents: Parents, left: int
+) -> NewPost:
+    """The post ``item`` asks for, if its single request would be written (1, 3, 4);
+    ``left`` items of the batch to come, this one included."""
     if item.parent is not None:
         parent = parents[item.parent]
         if isinstance(parent, StoreError):
@@ -208,9 +246,9 @@ def _admitted(request: Request, sender: Sender, item: Asked, parents: Parents) -
         assert item.channel is not None
         channel = item.channel
         sender.check_place(channel, reply=False)
-    sender.limits.check_post_rate(request, sender.limit_key)
+    sender.take_turn(request, left)
     author = sender.author
-    body = post_body(item.payload, author, sender.max_chars)
+    body = _body(item, author, sender.max_chars)
     if item.key is None:
         return NewPost(channel, author, body, parent=item.parent)
     claim = item_claim(item.key, item.path, item.payload, author)
@@ -218,12 +256,25 @@ def _admitted(request: Request, sender: Sender, item: Asked, parents: Parents) -
     return NewPost(channel, author, body, parent=item.parent, claim=claim, answer=answer)
 
 
+def _body(asked: Asked, author: str, max_chars: int) -> str:
+    """``post_body`` of what ``asked``'s single request would send (8)."""
+    item = asked.item
+    if "body" in item and item.keys() <= ITEM_FIELDS and item.get("author", author) == author:
+        return text_field(item, "body", max_chars)
+    return post_body(asked.payload, author, max_chars)  # its refusal, as sent alone
+
+
 def _result(written: Change | Once | Exception, key: object, minimal: bool) -> dict[str, Any]:
     if isinstance(written, Change):
         if minimal:  # (6)
-            post = written.post
-            done = {"id": post.id, "channel": post.channel, "event_id": written.event_id}
-            return {"status": 201, **done, "replayed": False}
+            post, event_id = written.post, written.event_id
+            return {
+                "status": 201,
+                "id": post.id,
+                "channel": post.channel,
+                "event_id": event_id,
+                "replayed": False,
+            }
         return {"status": 201, **change_json(written), "replayed": False}
     if isinstance(written, Once):
         kept: dict[str, Any] = json.loads(written.answer.body)

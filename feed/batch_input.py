@@ -24,6 +24,13 @@ Rationale:
    after ``;``; names and the ``return`` values are compared without case. Only the
    first ``return`` counts, as the RFC says of a preference given twice. A comma
    inside a quoted value would split it: no preference the API honours has one.
+3. Plain arrays. Walking every item for lone surrogates and nesting (``check_shape``)
+   cost about as much as parsing it. A JSON array's text is read once for what could
+   make either: a surrogate as it stands or JSON's escape of one (a false alarm, say
+   a valid pair, only means the walk), and more brackets and braces than the array
+   and its objects need. When it holds neither, no string of any item is a lone
+   surrogate and no item nests, and its objects are taken as they are. The text read
+   is the one the parser reads (``_as_text`` decodes it as ``inputs.loads`` does).
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ MAX_BATCH_VALUES = MAX_BATCH_ITEMS * 32
 # A string, whole (cut short at a line's end, where no JSON string goes on), or the
 # opening or separator of a value outside strings. One pass, no backtracking (1).
 _VALUE_MARKS = re.compile(r'"[^"\\\n]*(?:\\[^\n][^"\\\n]*)*"?|([\[{,])')
+# What could make a lone surrogate in a parsed string: one as it stands, or JSON's
+# escape of one (3).
+_MAYBE_SURROGATE = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
 NDJSON_TYPE = "application/x-ndjson"
 # The preference (RFC 7240) for an answer without what the client sent back (2).
 PREFER_MINIMAL = "return=minimal"
@@ -73,8 +83,9 @@ async def read_batch(request: Request, max_body_bytes: int) -> list[Item]:
             media or "none",
         )
     raw = await inputs.read_body(request, batch_bytes(max_body_bytes))
-    _check_values(_as_text(raw, media))
-    items = _ndjson_items(raw) if media == NDJSON_TYPE else _array_items(raw)
+    text = _as_text(raw, media)
+    _check_values(text)
+    items = _ndjson_items(raw) if media == NDJSON_TYPE else _array_items(raw, text)
     if not items:
         raise ClientError(422, "The batch is empty; send at least one post.")
     return items
@@ -116,13 +127,26 @@ def _too_many(count: int) -> ClientError:
     )
 
 
-def _array_items(raw: bytes) -> list[Item]:
+def _array_items(raw: bytes, text: str) -> list[Item]:
     payload = inputs.loads(raw)
     if not isinstance(payload, list):
         raise ClientError(422, "The batch must be a JSON array of objects.", type(payload).__name__)
     if len(payload) > MAX_BATCH_ITEMS:
         raise _too_many(len(payload))
+    if _plain(text, payload):  # (3)
+        return [value if isinstance(value, dict) else _item(value) for value in payload]
     return [_item(value) for value in payload]
+
+
+def _plain(text: str, payload: list[Any]) -> bool:
+    """Whether the array ``payload``, parsed from ``text``, holds no lone surrogate
+    and nothing nested in its items (3)."""
+    objects = sum(isinstance(value, dict) for value in payload)
+    if text.count("{") + text.count("[") != objects + 1:
+        return False  # a nested value, or only a bracket inside a string
+    if text.isascii() and "\\u" not in text:
+        return True  # neither a surrogate nor an escape: no need for the expression
+    return _MAYBE_SURROGATE.search(text) is None
 
 
 def _ndjson_items(raw: bytes) -> list[Item]:

@@ -46,6 +46,20 @@ Bodies are hostile input. Rationale:
    only the post's id, channel and reactions in JSON, never its body again.
 7. Times are formatted through a small cache: every post of a group is written at the
    same moment, and a batch's answer and events show it once per post.
+8. The encode cache finds an event by its id and format, and serves what it kept
+   only for an equal event (the post in the same state): hashing a whole event, its
+   post's text included, twice for every new one was most of what the cache cost.
+   An event seen in another state (an old ``post-created`` replayed after an edit)
+   replaces the entry. Live delivery (``frames``) encodes without the cache: a
+   committed event is new, so looking it up never found it, and keeping it, once the
+   cache was full and each new entry pushed an old one out, cost over half as much
+   again as encoding it. The first replay of an event encodes it for the cache, and
+   the replays after that share what it kept.
+9. An event's JSON is written by the json module's C encoder, made once
+   (``event_dumps``): ``json.dumps``, and ``JSONEncoder.encode`` too, make a new one
+   for every call, which cost about a third of encoding a new post's event. It is
+   the encoder ``JSONEncoder`` itself would use, with the same arguments; where the
+   C part is missing, ``JSONEncoder.encode`` serves.
 """
 
 from __future__ import annotations
@@ -77,6 +91,8 @@ SNAPSHOT_HEADER = "X-Feed-Last-Event-Id"
 # (what the entries hold, the post's text included), not in entries: 2,048 entries of
 # posts at the length limit came to over 100 MiB.
 ENCODE_CACHE_BYTES = 32 * 1024 * 1024
+# ``json.dumps`` with options builds an encoder for every call: events share this one.
+EVENT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def templates_dir() -> Path:
@@ -103,6 +119,23 @@ _RAW_IN_JSON = matching(CONTROLS)
 def json_safe(text: str) -> str:
     """JSON text with every control character escaped, C1 and DEL too (rationale 4)."""
     return _RAW_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+def _event_dumps() -> Callable[[Any], str]:
+    """``EVENT_JSON.encode``, with its C encoder made once (9)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # a Python without the json module's C part
+        return EVENT_JSON.encode
+    # The arguments ``JSONEncoder.iterencode`` passes, without its check for cycles:
+    # an event's JSON is made of fresh dicts and lists.
+    chunks = make(
+        None, EVENT_JSON.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+    return lambda value: "".join(chunks(value, 0))
+
+
+# An event's JSON text, as ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``.
+event_dumps = _event_dumps()
 
 
 def json_event(dumped: str) -> str:
@@ -261,33 +294,37 @@ def reactions_sentence(
 
 class Recent:
     """``encode(event, fmt)``, remembering its most recent answers up to ``most``
-    bytes, least recently used first out."""
+    bytes, least recently used first out (8)."""
 
     def __init__(self, encode: Callable[[FeedEvent, Format], bytes], most: int) -> None:
         self._encode = encode
         self.most = most
         self.size = 0
-        self._kept: OrderedDict[tuple[FeedEvent, Format], tuple[bytes, int]] = OrderedDict()
+        # (event id, format) -> (the event as encoded, its bytes, their cost).
+        self._kept: OrderedDict[tuple[int, Format], tuple[FeedEvent, bytes, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._kept)
 
     def __call__(self, event: FeedEvent, fmt: Format) -> bytes:
-        key = (event, fmt)
+        key = (event.id, fmt)
         found = self._kept.get(key)
         if found is not None:
-            self._kept.move_to_end(key)
-            return found[0]
+            if found[0] == event:
+                self._kept.move_to_end(key)
+                return found[1]
+            self.size -= found[2]  # the same event in another state: replaced
         data = self._encode(event, fmt)
         post = event.post
         # The key keeps the post's text alive as well (its memory, not its length: a
         # character can take four bytes).
         text = sys.getsizeof(post.body) + sys.getsizeof(post.html) if post is not None else 0
         cost = len(data) + text
-        self._kept[key] = (data, cost)
+        self._kept[key] = (event, data, cost)
+        self._kept.move_to_end(key)
         self.size += cost
         while self.size > self.most and self._kept:
-            _, (_, freed) = self._kept.popitem(last=False)
+            _, (_, _, freed) = self._kept.popitem(last=False)
             self.size -= freed
         return data
 
@@ -310,8 +347,8 @@ class Renderer:
         self._reply = self.env.get_template("partials/reply.html")
         self._summary = self.env.get_template("partials/reply_summary.html")
         # Clients that reconnect together (after a deploy, a network blip) replay the
-        # same recent events; each is rendered once. The key is the whole event,
-        # post state included, so an edit is never served from a stale entry.
+        # same recent events; each is rendered once. An entry serves only an equal
+        # event, post state included, so an edit is never served from a stale entry (8).
         self.encode = Recent(self._encode, ENCODE_CACHE_BYTES)
 
     def template(self, name: str, /, **context: Any) -> str:
@@ -381,7 +418,7 @@ class Renderer:
         else:
             assert event.channel_view is not None
             body["channel"] = channel_json(event.channel_view)
-        return json_event(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+        return json_event(event_dumps(body))
 
     def event_html(self, event: FeedEvent) -> str:
         post = event.post
@@ -443,5 +480,7 @@ class Renderer:
         return frame(self.event_data(event, fmt), event=event.kind.value, id=event.id)
 
     def frames(self, event: FeedEvent, formats: Iterable[Format]) -> dict[Format, bytes]:
-        """The event encoded once for each format in ``formats``."""
-        return {fmt: self.encode(event, fmt) for fmt in formats}
+        """The event encoded once for each format in ``formats``, as it is delivered
+        live: not kept for replays (8)."""
+        encode = self._encode
+        return {fmt: encode(event, fmt) for fmt in formats}

@@ -146,6 +146,24 @@ class RateLimiter:
         self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
         return 0.0 if allowed else (1.0 - tokens) / self.rate
 
+    def take_up_to(self, key: str, most: int) -> int:
+        """Count up to ``most`` actions for ``key`` at once, as many as ``take`` one
+        by one would allow now; how many."""
+        now = self._clock()
+        tokens, then = self._buckets.pop(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - then) * self.rate)
+        self._expire(now)
+        taken = max(0, min(most, int(tokens)))
+        self._buckets[key] = (tokens - taken, now)
+        return taken
+
+    def give_back(self, key: str, count: int) -> None:
+        """Return ``count`` actions counted by ``take_up_to`` and not done."""
+        found = self._buckets.get(key)
+        if found is not None and count > 0:
+            tokens, then = found
+            self._buckets[key] = (min(self.capacity, tokens + count), then)
+
     def _expire(self, now: float) -> None:
         refill = self.capacity / self.rate
         while self._buckets:

@@ -30,6 +30,7 @@ from tests.sse import SSEClient
 
 URL = "/api/posts:batch"
 NDJSON = {"content-type": "application/x-ndjson"}
+JSON = {"content-type": "application/json"}
 
 
 def results(response: httpx.Response) -> list[dict[str, Any]]:
@@ -89,6 +90,28 @@ def test_good_and_bad_items_each_get_their_own_answer_in_order(client: TestClien
     assert listed(client) == ["one", "two", "**four**"]
 
 
+def test_an_items_fields_are_refused_as_its_single_request_refuses_them(
+    client: TestClient,
+) -> None:
+    bodies: list[dict[str, Any]] = [
+        {},
+        {"body": 5},
+        {"body": "  "},
+        {"body": "mine", "author": "tester"},
+        {"body": "theirs", "author": "someone else"},
+        {"body": "a number", "author": 5},
+        {"author": "tester"},
+        {"body": "x", "colour": "red"},
+        {"body": "x", "author": "tester", "pinned": True},
+    ]
+    got = results(client.post(URL, json=[{"channel": "general", **b} for b in bodies]))
+    assert [r["status"] for r in got] == [422, 422, 422, 201, 422, 422, 422, 422, 422]
+    for body, result in zip(bodies, got, strict=True):
+        if result["status"] != 201:
+            assert result == single_error(client, "general", body), body
+    assert listed(client) == ["mine"]
+
+
 def test_ndjson_lines_are_items_and_a_bad_line_fails_only_itself(client: TestClient) -> None:
     lines = [
         json.dumps({"channel": "general", "body": "first"}),
@@ -117,6 +140,36 @@ def test_an_ndjson_line_that_is_not_utf_8_fails_only_itself(client: TestClient) 
     refused = {"status": 400, "error": "This line is not valid UTF-8.", "detail": None}
     assert got[1] == got[2] == refused
     assert listed(client) == ["before", "after \u00e9"]
+
+
+def test_an_arrays_flat_items_are_checked_for_surrogates_and_nesting_as_single_bodies(
+    client: TestClient,
+) -> None:
+    deep = '"x":' + "[" * 40 + "]" * 40
+    items = [
+        '{"channel": "general", "body": "plain"}',
+        '{"channel": "general", "body": "lone \\ud800 high"}',
+        '{"channel": "general", "body": "x", "\\udc00": true}',
+        '{"channel": "general", "body": "a pair \\ud83d\\ude00 is a character"}',
+        '{"channel": "general", "body": "{braces} and [brackets] in text"}',
+        '{"channel": "general", "body": "x", ' + deep + "}",
+        '{"channel": "general", "body": "last"}',
+    ]
+    for chosen in (items, items[:3], items[3:5], [items[0], items[5]]):
+        answer = client.post(URL, content=f"[{','.join(chosen)}]".encode(), headers=JSON)
+        got = results(answer)
+        for item, result in zip(chosen, got, strict=True):
+            payload = json.loads(item)
+            if result["status"] == 201:
+                assert result["post"]["body"] == payload["body"]
+                continue
+            single = item.replace('"channel": "general", ', "").encode()
+            alone = client.post("/api/channels/general/posts", content=single, headers=JSON)
+            assert result == {"status": alone.status_code, **alone.json()}, item
+        assert [r["status"] == 201 for r in got] == [
+            item in (items[0], items[3], items[4], items[6]) for item in chosen
+        ]
+    assert listed(client) == [json.loads(items[n])["body"] for n in (0, 3, 4, 6, 0, 3, 4, 0)]
 
 
 def test_a_malformed_envelope_is_one_answer_for_the_whole_request(
@@ -241,6 +294,25 @@ def test_a_batch_is_charged_as_many_posts_as_it_holds(make_server: Callable[...,
     single = server.client.post("/api/channels/general/posts", json={"body": "x"}, headers=token)
     assert single.status_code == 429
     assert listed(server.client) == [f"p{n}" for n in range(5)]
+
+
+def test_items_refused_before_their_turn_leave_the_rate_to_later_posts(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(post_rate=5)
+    token = bearer(server.token("ann"))
+    gone = {"parent": 10**9, "body": "to nothing"}  # refused before the rate
+    items = [gone, {"channel": "general", "body": "a"}, gone, gone, gone]
+    items += [{"channel": "general", "body": "b"}, gone]
+    got = results(server.client.post(URL, json=items, headers=token))
+    assert [r["status"] for r in got] == [404, 201, 404, 404, 404, 201, 404]
+    # Two posts' turns used of five: three left, for posts alone or in a batch.
+    single = server.client.post("/api/channels/general/posts", json={"body": "c"}, headers=token)
+    assert single.status_code == 201
+    more = [{"channel": "general", "body": b} for b in ("d", "e", "f")]
+    got = results(server.client.post(URL, json=more, headers=token))
+    assert [r["status"] for r in got] == [201, 201, 429]
+    assert listed(server.client) == ["a", "b", "c", "d", "e"]
 
 
 def test_a_batch_reaches_streams_in_order_and_a_resume_inside_it_is_exact(

@@ -169,3 +169,55 @@ def test_a_request_that_fails_its_whole_write_fails_alone() -> None:
         assert all(isinstance(r, TimeoutError) for r in failed)
 
     asyncio.run(main())
+
+
+def test_requests_submitted_together_are_answered_in_order_each_its_own() -> None:
+    async def main() -> None:
+        rec = Poisoned()
+        rec.gate.clear()
+        group = GroupCommit(
+            rec.write, limit=3, isolate=lambda exc: isinstance(exc, UnicodeEncodeError)
+        )
+        first = asyncio.ensure_future(group.submit("x"))
+        async with asyncio.timeout(5):
+            await rec.started.wait()
+        together = asyncio.ensure_future(group.submit_all(["a", "bad", "b", "c", "poison", "d"]))
+        gone = asyncio.ensure_future(group.submit_all(["gone", "bad gone"]))
+        after = asyncio.ensure_future(group.submit("y"))
+        # Callbacks run in the order they were queued: the tasks above submit first.
+        loop = asyncio.get_running_loop()
+        loop.call_soon(gone.cancel)
+        loop.call_soon(rec.gate.set)
+        async with asyncio.timeout(5):
+            results = await together
+            assert [await first, await after] == ["X", "Y"]
+        assert [r if isinstance(r, str) else (type(r), str(r)) for r in results] == [
+            "A",
+            (ValueError, "bad"),
+            "B",
+            "C",
+            (UnicodeEncodeError, str(rec_error())),
+            "D",
+        ]
+        # Written in the order submitted, a limit's worth at a time, the cancelled
+        # caller's requests too; the poison alone refused.
+        assert rec.batches[:3] == [["x"], ["a", "bad", "b"], ["c"]]
+        assert [r for batch in rec.batches for r in batch] == [
+            "x", "a", "bad", "b", "c", "d", "gone", "bad gone", "y",
+        ]  # fmt: skip
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        # An error of the write as a whole is every request's, each its own.
+        rec.fail_with = TimeoutError("database locked")
+        failed = await group.submit_all(["e", "f"])
+        assert [type(r) for r in failed] == [TimeoutError, TimeoutError]
+        rec.fail_with = None
+        assert await group.submit_all(["g"]) == ["G"]
+        async with asyncio.timeout(5):
+            assert await group.submit_all([]) == []
+
+    asyncio.run(main())
+
+
+def rec_error() -> UnicodeEncodeError:
+    return UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")

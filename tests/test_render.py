@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ import pytest
 
 from feed import markdown
 from feed.models import EventKind
-from feed.render import Renderer, post_json
+from feed.render import Renderer, event_dumps, post_json
 from feed.sse import Format
 from feed.store import Store
 from feed.values import FeedEvent, PostView
@@ -51,6 +52,53 @@ def test_a_changed_post_is_encoded_afresh() -> None:
         == b"id: 7\nevent: post-created\ndata: 2026-11-29 09:15 UTC #general ann: hi *there*\n\n"
     )
     assert after.endswith(b"ann: changed\n\n")
+
+
+def test_an_event_seen_in_another_state_replaces_its_entry_and_its_cost() -> None:
+    renderer = Renderer()
+    event = FeedEvent(7, EventKind.POST_CREATED, "general", POST)
+    first = renderer.encode(event, Format.JSON)
+    size = renderer.encode.size
+    for n in range(5):  # edited again and again, replayed after each edit
+        body = f"edit {n}"
+        edited = dataclasses.replace(event, post=dataclasses.replace(POST, body=body))
+        assert f'"body":"{body}"'.encode() in renderer.encode(edited, Format.JSON)
+    back = renderer.encode(event, Format.JSON)
+    assert back == first and back is not first  # encoded again, not served stale
+    assert (len(renderer.encode), renderer.encode.size) == (1, size)
+
+
+def test_event_json_is_what_json_dumps_writes() -> None:
+    texts = [
+        "plain",
+        'quo"te \\ back',
+        "tab\tnl\ncr\r",
+        "del \x7f c1 \x9b",
+        "\u2028 \u00e9 \U0001f389",
+    ]
+    values: list[object] = [
+        {"id": 2**70, "f": 1.5, "n": None, "t": True, "list": [[], {}, [1, "x"]], "e": ""},
+        *({"post": {"body": t, t: [t]}} for t in texts),
+        float("nan"),
+        "just a string",
+    ]
+    for value in values:
+        assert event_dumps(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    event = FeedEvent(
+        9, EventKind.POST_CREATED, "general", dataclasses.replace(POST, body=texts[3])
+    )
+    data = json.loads(Renderer().event_json(event))
+    assert data["post"]["body"] == texts[3] and data["id"] == 9
+
+
+def test_live_frames_are_not_kept_and_the_first_replay_keeps_them() -> None:
+    renderer = Renderer()
+    event = FeedEvent(7, EventKind.POST_CREATED, "general", POST)
+    live = renderer.frames(event, [Format.JSON, Format.TEXT])
+    assert len(renderer.encode) == 0
+    replayed = renderer.encode(event, Format.JSON)
+    assert replayed == live[Format.JSON]
+    assert renderer.encode(event, Format.JSON) is replayed and len(renderer.encode) == 1
 
 
 def test_frames_cover_exactly_the_formats_asked_for() -> None:

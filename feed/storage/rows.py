@@ -56,29 +56,20 @@ def made(
     at: datetime,
 ) -> tuple[dict[int, Change], list[FeedEvent]]:
     """Each written post's change, by its place in the group, and the events written,
-    in id order, as made at ``at``."""
-    planned = [(post_ids[k], kind, recipient) for k, kind, recipient in order]
-    views = {}
-    for (n, new), post_id in zip(accepted, post_ids, strict=True):
-        views[post_id] = PostView(
-            post_id,
-            new.channel,
-            new.author,
-            new.body,
-            at,
-            None,
-            False,
-            False,
-            htmls[n],
-            parent=new.parent,
+    in id order, as made at ``at``: one view of each post, shared by its change and
+    its events."""
+    views = [
+        PostView(
+            post_id, new.channel, new.author, new.body, at, None, False, False, htmls[n], new.parent
         )
-    by_post = {p: n for (n, _), p in zip(accepted, post_ids, strict=True)}
+        for (n, new), post_id in zip(accepted, post_ids, strict=True)
+    ]
     written: dict[int, Change] = {}
     events = []
-    for (post_id, kind, recipient), event_id in zip(planned, event_ids, strict=True):
-        view = views[post_id]
+    for (k, kind, recipient), event_id in zip(order, event_ids, strict=True):
+        view = views[k]
         if recipient is None:
-            written[by_post[post_id]] = Change(view, event_id)
+            written[accepted[k][0]] = Change(view, event_id)
         chan = channels[view.channel]
         events.append(FeedEvent(event_id, kind, chan.name, view, None, at, chan.private, recipient))
     return written, events
