@@ -76,7 +76,7 @@ from feed.census import Census, HubStats
 from feed.heartbeats import Turns
 from feed.search import Query
 from feed.sse import Format
-from feed.subscribers import Item, Joined, Subscriber, item
+from feed.subscribers import Item, Joined, Run, Subscriber, item
 
 K = TypeVar("K")
 
@@ -249,19 +249,20 @@ class Hub:
     def _publish_run(self, events: Sequence[Outgoing]) -> None:
         """``publish_many`` for events that all go to the same streams, but for the
         streams of their threads (9)."""
-        first, last = events[0], events[-1]
-        runs = {fmt: [item(e.id, e.frames[fmt]) for e in events] for fmt in first.frames}
+        first = events[0]
         joined: Joined = {}
+        runs = {
+            fmt: Run([item(e.id, e.frames[fmt]) for e in events], joined) for fmt in first.frames
+        }
         channel, private = first.channel, first.private
         for key in (None, channel):
             for subscriber in self._by_channel.get(key, ()):
-                fmt = subscriber.format
-                found = runs.get(fmt)
+                found = runs.get(subscriber.format)
                 if found is None:
                     continue
                 if private and subscriber.private is not None and channel not in subscriber.private:
                     continue
-                subscriber.offer_many(found, joined, (fmt, first.id, last.id))
+                subscriber.offer_run(found)
         per_sub: dict[Subscriber, list[Item]] = {}
         for event in events:
             if event.thread is not None and event.thread in self._by_channel:

@@ -9,7 +9,10 @@ Rationale:
 1. Framing is sse-starlette's ``ServerSentEvent`` with ``\\n`` line ends, a byte
    a line less than its default ``\\r\\n``. Multi-line data becomes several
    ``data:`` lines, and CR and LF are removed from ``event`` and ``id``, so what a
-   client sent can never start a field of its own.
+   client sent can never start a field of its own. An event (``frame``), framed once
+   per format for every event the hub hands out, is written here in the same bytes
+   (tests/test_sse.py compares them) without building the object, its buffer and
+   its expression's passes: one string when the data is one line.
 2. Heartbeats: pages need to *see* them (an offline badge appears when they stop),
    but an EventSource drops SSE comments, so HTML streams get a named ``heartbeat``
    event; JSON and text streams keep the comment, so scripts and ``curl -N`` see no
@@ -28,12 +31,15 @@ from __future__ import annotations
 import functools
 import json
 import random
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 
 from sse_starlette import ServerSentEvent
 
 SEP = "\n"
+# What ends a line in SSE, as sse-starlette splits data and cleans fields (1).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 HEARTBEAT = b": heartbeat\n\n"
 HEARTBEAT_EVENT = b"event: heartbeat\ndata: \n\n"
 
@@ -57,7 +63,15 @@ HEARTBEATS: Mapping[Format, bytes] = {
 def frame(data: str, *, event: str | None = None, id: int | None = None) -> bytes:
     """One SSE message. Multi-line data becomes several ``data:`` lines; CR and LF
     are removed from ``event`` so a field can never start a new one (1)."""
-    return ServerSentEvent(data, event=event, id=None if id is None else str(id), sep=SEP).encode()
+    head = "" if id is None else f"id: {id}\n"  # a number: no line break in it
+    if event is not None:
+        if "\n" in event or "\r" in event:
+            event = _LINE_BREAK.sub("", event)
+        head += f"event: {event}\n"
+    if "\n" in data or "\r" in data:
+        lines = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
+        return f"{head}{lines}\n".encode()
+    return f"{head}data: {data}\n\n".encode()
 
 
 def position(event_id: int) -> bytes:

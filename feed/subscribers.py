@@ -44,7 +44,23 @@ def item(event_id: int | None, data: bytes) -> Item:
 
 
 # Chunks joined from several items in one ``publish_many``, by format and event ids.
-Joined = dict[tuple[Format, tuple[int | None, ...]] | tuple[Format, int, int], bytes]
+Joined = dict[tuple[Format, tuple[int | None, ...]], bytes]
+
+
+class Run:
+    """A run of events every subscriber of one format gets alike (events.py, on runs):
+    its items, and the chunk of all of them, joined once for all those subscribers."""
+
+    __slots__ = ("count", "data", "first", "items", "joined", "last")
+
+    def __init__(self, items: list[Item], joined: Joined) -> None:
+        self.items = items
+        self.first = items[0][0]
+        self.last = items[-1][0]
+        self.count = len(items)
+        self.data = chunk(b"".join(each[1] for each in items))
+        # For a subscriber that has some of them already (a replay's overlap).
+        self.joined = joined
 
 
 class Transport(Protocol):
@@ -159,13 +175,9 @@ class Subscriber:
         else:
             self._wake()
 
-    def offer_many(
-        self, items: list[Item], joined: Joined, run: tuple[Format, int, int] | None = None
-    ) -> None:
+    def offer_many(self, items: list[Item], joined: Joined) -> None:
         """``offer`` for several events in id order, written as one chunk when attached.
-        ``joined`` keeps the chunks already made in this batch, by format and ids;
-        ``run`` names ``items`` when every subscriber of its format gets the very same
-        list (events.py, on runs), so that it need not be compared."""
+        ``joined`` keeps the chunks already made in this batch, by format and ids."""
         transport = self._transport
         if self.closed or transport is None:
             for each in items:
@@ -173,25 +185,37 @@ class Subscriber:
             return
         if transport.is_closing():
             return
-        first = items[0][0]
-        key: tuple[Format, tuple[int | None, ...]] | tuple[Format, int, int]
-        if run is not None and first is not None and first > self.last_id:
-            fresh, key = items, run  # ids rise within a run: every one of them is new
-            sent = len(fresh)  # and every one has an id: not counted per subscriber
-        else:
-            fresh = [each for each in items if each[0] is None or each[0] > self.last_id]
-            if not fresh:
-                return
-            key = (self.format, tuple(each[0] for each in fresh))
-            sent = sum(1 for each in fresh if each[0] is not None)
+        fresh = [each for each in items if each[0] is None or each[0] > self.last_id]
+        if not fresh:
+            return
+        key = (self.format, tuple(each[0] for each in fresh))
         data = joined.get(key)
         if data is None:
             data = joined[key] = chunk(b"".join(each[1] for each in fresh))
         last = fresh[-1][0]
         if last is not None:
             self.last_id = last
-        self.sent += sent
+        self.sent += sum(1 for each in fresh if each[0] is not None)
+        self._write(transport, data)
+
+    def offer_run(self, run: Run) -> None:
+        """``offer_many`` for a run (events.py, on runs): its ids rise and each has one,
+        so a subscriber that has none of them yet is written its one shared chunk with
+        nothing compared, counted or looked up."""
+        transport = self._transport
+        first = run.first
+        if self.closed or transport is None or first is None or first <= self.last_id:
+            self.offer_many(run.items, run.joined)
+            return
+        if transport.is_closing():
+            return
+        self.last_id = run.last  # type: ignore[assignment]  # ids rise: the last has one
+        self.sent += run.count
+        self._write(transport, run.data)
+
+    def _write(self, transport: Transport, data: bytes) -> None:
         transport.write(data)
+        # The transport's buffer is the backlog (2).
         waiting = transport.get_write_buffer_size()
         if waiting > self.limit and waiting > len(data):
             self._overflow()

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import ast
+import asyncio
+import functools
+import io
 import json
+import logging
+import re
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from feed import logs
 from tests.conftest import Server
 from tests.sse import SSEClient
 from tests.waiting import until
@@ -168,3 +177,135 @@ def test_each_logger_name_means_one_thing() -> None:
         if owner.removeprefix("feed.") in modules and name != owner
     }
     assert named_otherwise == NAMED_FOR_WHAT_THEY_LOG
+
+
+# -- the request line, written straight to the stream -------------------------------
+
+# A quarter past a whole second, the same instant as a float and in nanoseconds.
+FROZEN_S, FROZEN_NS = 1_796_090_000.25, 1_796_090_000_250_000_000
+
+
+@pytest.fixture
+def configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], io.StringIO]]:
+    """``logs.configure`` for a format, its handler writing to a string, the time
+    frozen; the process's logging as it was afterwards."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    uvicorn = {name: logging.getLogger(name) for name in ("uvicorn", "uvicorn.error")}
+    kept = {name: (lg.handlers[:], lg.propagate) for name, lg in uvicorn.items()}
+    monkeypatch.setattr(time, "time", lambda: FROZEN_S)
+    monkeypatch.setattr(time, "time_ns", lambda: FROZEN_NS)
+
+    def configure(fmt: str) -> io.StringIO:
+        logs.configure("info", fmt)
+        (handler,) = root.handlers
+        stream = io.StringIO()
+        assert isinstance(handler, logging.StreamHandler)
+        handler.setStream(stream)
+        return stream
+
+    try:
+        yield configure
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+        for name, (handlers, propagate) in kept.items():
+            uvicorn[name].handlers[:] = handlers
+            uvicorn[name].propagate = propagate
+
+
+async def _answered(status: int, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def serve_one(path: str, status: int, request_id: bytes = b"line-1") -> None:
+    """One request through ``RequestLog`` in-process, answered ``status``."""
+    app = logs.RequestLog(functools.partial(_answered, status))
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "headers": [(b"x-request-id", request_id)],
+        "client": ("127.0.0.1", 50000),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_message: dict[str, Any]) -> None:
+        pass
+
+    asyncio.run(app(scope, receive, send))
+
+
+def line_through_logging(path: str, status: int, request_id: str, duration_ms: float) -> str:
+    """The request line the configured handler makes of a record, as logging writes it."""
+    fields = {
+        "method": "POST",
+        "path": path,
+        "status": status,
+        "duration_ms": duration_ms,
+        "client": "127.0.0.1",
+    }
+    args = (fields["method"], path, status, duration_ms)
+    record = logs.requests.makeRecord(
+        logs.requests.name, logging.INFO, "x.py", 1, "%s %s %d %.1f ms", args, None, extra=fields
+    )
+    record.request_id = request_id
+    (handler,) = logging.getLogger().handlers
+    return handler.format(record) + "\n"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_request_line_at_info_is_written_without_a_log_record(
+    configured: Callable[[str], io.StringIO], monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    stream = configured(fmt)
+    made: list[str] = []
+    factory = logging.getLogRecordFactory()
+
+    def counting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        made.append(record.name)
+        return record
+
+    monkeypatch.setattr(logging, "_logRecordFactory", counting)
+    hostile = "/x\n2026-01-01 INFO feed.requests forged\x1b[31mred\x85nel\u2028ls"
+    serve_one("/api/channels/general/posts", 201, b"line-1")
+    serve_one(hostile, 404, b"line-2")
+    assert made == []  # no record, no caller lookup, no handler chain
+    first, second = stream.getvalue().splitlines(keepends=True)
+    duration = float(re.findall(r"([0-9.]+) ms", first)[-1])
+    assert first == line_through_logging("/api/channels/general/posts", 201, "line-1", duration)
+    duration = float(re.findall(r"([0-9.]+) ms", second)[-1])
+    assert second == line_through_logging(hostile, 404, "line-2", duration)
+    assert "\x1b" not in second and "\u2028" not in second and second.count("\n") == 1
+
+
+def test_a_request_line_goes_through_logging_when_logging_was_changed(
+    configured: Callable[[str], io.StringIO],
+) -> None:
+    stream = configured("text")
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    # Another handler (a test's capture, an embedding program's own) sees every line.
+    keep = Keep()
+    logging.getLogger().addHandler(keep)
+    serve_one("/healthz", 200, b"kept-1")
+    assert [(r.name, r.getMessage().split()[:3]) for r in seen] == [
+        ("feed.requests", ["POST", "/healthz", "200"])
+    ]
+    assert " INFO feed.requests [kept-1] POST /healthz 200 " in stream.getvalue()
+    # A level raised on the way: nothing at all.
+    logging.getLogger().removeHandler(keep)
+    logs.requests.setLevel(logging.WARNING)
+    try:
+        serve_one("/healthz", 200, b"quiet-1")
+    finally:
+        logs.requests.setLevel(logging.NOTSET)
+    assert "quiet-1" not in stream.getvalue()

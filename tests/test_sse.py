@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from sse_starlette import ServerSentEvent
+
+from feed import sse
 from feed.sse import (
     CLOSING,
     HEARTBEAT,
@@ -76,3 +80,36 @@ def test_html_streams_beat_with_an_event_and_the_others_with_a_comment() -> None
 
 def test_a_closing_stream_says_so_in_a_comment() -> None:
     assert CLOSING == b": stream closed; reconnect to resume\n\n"
+
+
+FRAMED = [
+    ("hello", "post-created", 7),
+    ("", "heartbeat", None),
+    ("a\nb\r\nc\rd\n", "x", 12),
+    ("\r\n\r\n", None, 3),
+    ('{"id":1,"body":"Grüße ✓ \\u2028"}', "post-updated", 2**40),
+    ("x", "post-created\r\nid: 999\ndata: evil", None),
+    ("line\u2028separator\u0085next", "post-deleted", 5),
+    ("tail\r", None, None),
+]
+
+
+def test_an_event_is_framed_as_sse_starlette_frames_it_without_building_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    expected = [
+        ServerSentEvent(data, event=event, id=None if i is None else str(i), sep="\n").encode()
+        for data, event, i in FRAMED
+    ]
+    built: list[object] = []
+
+    class Counted(ServerSentEvent):
+        def encode(self) -> bytes:
+            built.append(self.data)
+            return super().encode()
+
+    monkeypatch.setattr(sse, "ServerSentEvent", Counted)
+    assert [frame(data, event=event, id=i) for data, event, i in FRAMED] == expected
+    # The hub frames every event once per format: no object, no buffer, no expression
+    # when nothing in it needs one.
+    assert built == []
