@@ -41,9 +41,10 @@ from feed.inputs import (
 )
 from feed.permissions import Permissions, forbidden_unless_admin
 from feed.reactions import reaction_in
-from feed.render import change_json, channel_json, post_json, post_link, reactions_json
+from feed.render import post_link
 from feed.runtime import Runtime, runtime
 from feed.search_params import MAX_SEARCH_PAGE, search_asked
+from feed.shapes import change_json, channel_json, post_json, reactions_json
 from feed.store import PostNotFound
 from feed.values import Change, ChannelChange, PostView
 

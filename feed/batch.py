@@ -62,8 +62,8 @@ from feed.errors import ClientError, error_body, store_status
 from feed.idempotency import item_claim, remembered
 from feed.inputs import MAX_ID, post_body, text_field
 from feed.permissions import Permissions, unauthorized
-from feed.render import change_json
 from feed.runtime import Runtime, runtime
+from feed.shapes import change_json
 from feed.store import IdempotencyKeyReused, PostNotFound, StoreError, StoreUnavailable
 from feed.values import Change, NewPost, Once, PostView
 

@@ -24,7 +24,7 @@ from typing import Any
 from feed.errors import ClientError
 from feed.identity import Identity
 from feed.permissions import Permissions, grantee
-from feed.render import post_json
+from feed.shapes import post_json
 from feed.storage.reading import COUNT_CAP
 from feed.values import Mention, Unread
 

@@ -34,8 +34,8 @@ Bodies are hostile input. Rationale:
 4. The text rendering is for terminals (``curl -N``): C0 and C1 control
    characters, ESC included, are removed, so a post cannot move a reader's
    cursor, recolour their terminal or set its title. JSON events are read in
-   terminals too (``curl -N``, ``feed tail --format json``): there every control
-   character, C1 (U+009B is a CSI of its own) and DEL included, is a ``\\u`` escape.
+   terminals too, and escape every control character instead (shapes.py, on
+   terminals).
 5. Personal events (a read position, a mention: storage/reading.py) are rendered once
    each, like any event, for the one identity they are addressed to (events.py, on
    personal events). On HTML streams they are a small element of data attributes
@@ -44,9 +44,7 @@ Bodies are hostile input. Rationale:
    is not in them: pages render it for their reader, and feed.js keeps it after each
    swap (storage/reactions.py, on who changed what). A ``post-reactions`` event carries
    only the post's id, channel and reactions in JSON, never its body again.
-7. Times are formatted through a small cache: every post of a group is written at the
-   same moment, and a batch's answer and events show it once per post.
-8. The encode cache finds an event by its id and format, and serves what it kept
+7. The encode cache finds an event by its id and format, and serves what it kept
    only for an equal event (the post in the same state): hashing a whole event, its
    post's text included, twice for every new one was most of what the cache cost.
    An event seen in another state (an old ``post-created`` replayed after an edit)
@@ -55,17 +53,10 @@ Bodies are hostile input. Rationale:
    cache was full and each new entry pushed an old one out, cost over half as much
    again as encoding it. The first replay of an event encodes it for the cache, and
    the replays after that share what it kept.
-9. An event's JSON is written by the json module's C encoder, made once
-   (``event_dumps``): ``json.dumps``, and ``JSONEncoder.encode`` too, make a new one
-   for every call, which cost about a third of encoding a new post's event. It is
-   the encoder ``JSONEncoder`` itself would use, with the same arguments; where the
-   C part is missing, ``JSONEncoder.encode`` serves.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -79,9 +70,18 @@ from starlette.responses import HTMLResponse
 
 from feed.models import EventKind
 from feed.settings import DEFAULT_REACTIONS
+from feed.shapes import (
+    channel_json,
+    event_dumps,
+    isotime,
+    json_event,
+    post_json,
+    reactions_json,
+    thread_json,
+)
 from feed.sse import Format, frame
 from feed.text import CONTROLS, LINE_FEED, TAB, matching
-from feed.values import Change, ChannelView, FeedEvent, PostView, ReactionCount, Thread
+from feed.values import FeedEvent, PostView, ReactionCount, Thread
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # What a re-fetched list or thread reflects: the newest event id of its snapshot. Pages
@@ -91,8 +91,6 @@ SNAPSHOT_HEADER = "X-Feed-Last-Event-Id"
 # (what the entries hold, the post's text included), not in entries: 2,048 entries of
 # posts at the length limit came to over 100 MiB.
 ENCODE_CACHE_BYTES = 32 * 1024 * 1024
-# ``json.dumps`` with options builds an encoder for every call: events share this one.
-EVENT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def templates_dir() -> Path:
@@ -110,48 +108,9 @@ def terminal_safe(text: str) -> str:
     return _CONTROLS.sub("", text)
 
 
-# json.dumps(ensure_ascii=False) escapes C0 but leaves DEL and C1 raw. In valid JSON
-# text a control character can only stand inside a string, where its \u escape
-# means the same; C0 is included for JSON that did not come from json.dumps.
-_RAW_IN_JSON = matching(CONTROLS)
-
-
-def json_safe(text: str) -> str:
-    """JSON text with every control character escaped, C1 and DEL too (rationale 4)."""
-    return _RAW_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
-
-
-def _event_dumps() -> Callable[[Any], str]:
-    """``EVENT_JSON.encode``, with its C encoder made once (9)."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # a Python without the json module's C part
-        return EVENT_JSON.encode
-    # The arguments ``JSONEncoder.iterencode`` passes, without its check for cycles:
-    # an event's JSON is made of fresh dicts and lists.
-    chunks = make(
-        None, EVENT_JSON.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
-    )
-    return lambda value: "".join(chunks(value, 0))
-
-
-# An event's JSON text, as ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``.
-event_dumps = _event_dumps()
-
-
-def json_event(dumped: str) -> str:
-    """``json_safe`` for what ``json.dumps`` made (rationale 4): it escapes C0 itself,
-    so ASCII text can hold only DEL raw, found without the expression's scan."""
-    return dumped.replace("\x7f", "\\u007f") if dumped.isascii() else json_safe(dumped)
-
-
 def stored_html(post: PostView) -> Markup:
     """A post's HTML, sanitised when it was written (markdown.py): shown as it is."""
     return Markup(post.html)
-
-
-@functools.lru_cache(maxsize=64)  # (7)
-def isotime(moment: datetime | None) -> str:
-    return "" if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def shorttime(moment: datetime) -> str:
@@ -181,10 +140,6 @@ def make_environment() -> jinja2.Environment:
     return env
 
 
-def reactions_json(reactions: Iterable[ReactionCount]) -> list[dict[str, Any]]:
-    return [{"reaction": r.reaction, "count": r.count, "names": list(r.names)} for r in reactions]
-
-
 def who_reacted(count: ReactionCount) -> str:
     """ "ada, bo and 12 others": the first names, and how many more."""
     if count.count == 0:
@@ -196,45 +151,6 @@ def who_reacted(count: ReactionCount) -> str:
     if len(names) == 1:
         return names[0]
     return f"{', '.join(names[:-1])} and {names[-1]}"
-
-
-def post_json(post: PostView) -> dict[str, Any]:
-    return {
-        "id": post.id,
-        "channel": post.channel,
-        "author": post.author,
-        "body": post.body,
-        "html": post.html,
-        "created_at": isotime(post.created_at),
-        "edited_at": isotime(post.edited_at) or None,
-        "pinned": post.pinned,
-        "deleted": post.deleted,
-        "parent": post.parent,
-        "replies": post.replies,
-        "repliers": list(post.repliers),
-        "reactions": reactions_json(post.reactions),
-    }
-
-
-def change_json(change: Change) -> dict[str, Any]:
-    """A new or changed post and the event it logged, as the API answers them."""
-    return {"post": post_json(change.post), "event_id": change.event_id}
-
-
-def thread_json(thread: Thread) -> dict[str, Any]:
-    return {"post": thread.post, "replies": thread.replies, "repliers": list(thread.repliers)}
-
-
-def channel_json(channel: ChannelView) -> dict[str, Any]:
-    return {
-        "name": channel.name,
-        "title": channel.title,
-        "description": channel.description,
-        "archived": channel.archived,
-        "private": channel.private,
-        "announcement_only": channel.announcement_only,
-        "replies": channel.replies,
-    }
 
 
 def _one_line(text: str) -> str:
@@ -294,7 +210,7 @@ def reactions_sentence(
 
 class Recent:
     """``encode(event, fmt)``, remembering its most recent answers up to ``most``
-    bytes, least recently used first out (8)."""
+    bytes, least recently used first out (7)."""
 
     def __init__(self, encode: Callable[[FeedEvent, Format], bytes], most: int) -> None:
         self._encode = encode
@@ -348,7 +264,7 @@ class Renderer:
         self._summary = self.env.get_template("partials/reply_summary.html")
         # Clients that reconnect together (after a deploy, a network blip) replay the
         # same recent events; each is rendered once. An entry serves only an equal
-        # event, post state included, so an edit is never served from a stale entry (8).
+        # event, post state included, so an edit is never served from a stale entry (7).
         self.encode = Recent(self._encode, ENCODE_CACHE_BYTES)
 
     def template(self, name: str, /, **context: Any) -> str:
@@ -481,6 +397,6 @@ class Renderer:
 
     def frames(self, event: FeedEvent, formats: Iterable[Format]) -> dict[Format, bytes]:
         """The event encoded once for each format in ``formats``, as it is delivered
-        live: not kept for replays (8)."""
+        live: not kept for replays (7)."""
         encode = self._encode
         return {fmt: encode(event, fmt) for fmt in formats}

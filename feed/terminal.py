@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from feed.client import Client
-from feed.render import json_safe, reactions_sentence, terminal_safe
+from feed.render import reactions_sentence, terminal_safe
+from feed.shapes import json_safe
 
 _STYLES = {
     "dim": "2",

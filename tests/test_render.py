@@ -14,7 +14,8 @@ import pytest
 
 from feed import markdown
 from feed.models import EventKind
-from feed.render import Renderer, event_dumps, post_json
+from feed.render import Renderer
+from feed.shapes import event_dumps, post_json
 from feed.sse import Format
 from feed.store import Store
 from feed.values import FeedEvent, PostView

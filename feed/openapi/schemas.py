@@ -1,5 +1,5 @@
 """The shapes in the OpenAPI document: what the API's bodies and answers hold
-(render.py writes the answers, inputs.py checks the bodies)."""
+(shapes.py writes the answers, inputs.py checks the bodies)."""
 
 from __future__ import annotations
 
