@@ -33,9 +33,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
+from functools import cache
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, false, func
+from sqlalchemy import BindParameter, ColumnElement, bindparam, false, func
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
@@ -52,6 +53,8 @@ REPLIERS = 3
 WALK = 300
 # The posts whose summaries are read, as one bound array (``statements``).
 POSTS: BindParameter[Any] = bindparam("posts")
+# The same, as a list for ``IN`` on any store.
+IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 
 
 class NotAThread(StoreError):
@@ -82,43 +85,40 @@ def statements(
 ) -> tuple[Select[Any, Any], Select[Any, Any]]:
     """The two queries of ``summaries``: the live replies of each of ``post_ids``,
     counted, and the latest repliers of each among its newest replies (4), newest
-    first. ``None``: of the posts in
-    the array bound as ``POSTS``, on PostgreSQL, so that their text is the same for
-    any posts and is compiled once (storage/postgres.py, on keyed posts and replies on
-    the loop too)."""
+    first. ``None``: of the posts in the array bound as ``POSTS``, on PostgreSQL, so
+    that their text is the same for any posts and is compiled once (storage/postgres.py,
+    on keyed posts and replies on the loop too). Built once each way: building them
+    cost more than running them on a short thread."""
+    if post_ids is None:
+        return _built(array=True)
+    ids = {IDS.key: sorted(post_ids)}
+    counts, latest = _built(array=False)
+    return counts.params(ids), latest.params(ids)
+
+
+@cache
+def _built(*, array: bool) -> tuple[Select[Any, Any], Select[Any, Any]]:
+    def of(column: Any) -> ColumnElement[bool]:
+        return column == func.any(POSTS) if array else col(column).in_(IDS)
+
     parent = col(Post.parent_id)
-    of = parent.in_(sorted(post_ids)) if post_ids is not None else parent == func.any(POSTS)
-    counts = select(Post.parent_id, func.count()).where(of, _live(Post)).group_by(parent)
+    counts = select(Post.parent_id, func.count()).where(of(parent), _live(Post)).group_by(parent)
     # The newest WALK live replies of each thread, walked down the index from its
-    # newest (4): the WALK-th's id is the floor of the replies read.
+    # newest (4), and read by their ids.
     thread, walked, reply = aliased(Post), aliased(Post), aliased(Post)
-    floor = (
+    walk = (
         select(walked.id)
         .where(col(walked.parent_id) == thread.id, _live(walked))
         .order_by(col(walked.id).desc())
-        .limit(1)
-        .offset(WALK - 1)
-        .scalar_subquery()
-    )
-    threads = (
-        col(thread.id).in_(sorted(post_ids))
-        if post_ids is not None
-        else col(thread.id) == func.any(POSTS)
+        .limit(WALK)
     )
     # Each replier's newest reply among them, ranked per thread: only the top few
     # leave the database.
     newest = (
         select(reply.parent_id, reply.author, func.max(reply.id).label("newest"))
         .select_from(thread)
-        .join(
-            reply,
-            and_(
-                col(reply.parent_id) == thread.id,
-                _live(reply),
-                col(reply.id) >= func.coalesce(floor, 0),
-            ),
-        )
-        .where(threads)
+        .join(reply, col(reply.id).in_(walk))
+        .where(of(thread.id))
         .group_by(col(reply.parent_id), col(reply.author))
         .subquery()
     )
