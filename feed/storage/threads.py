@@ -101,11 +101,17 @@ def _built(*, array: bool) -> tuple[Select[Any, Any], Select[Any, Any]]:
     def of(column: Any) -> ColumnElement[bool]:
         return column == func.any(POSTS) if array else col(column).in_(IDS)
 
-    parent = col(Post.parent_id)
-    counts = select(Post.parent_id, func.count()).where(of(parent), _live(Post)).group_by(parent)
+    thread, counted, walked, reply = aliased(Post), aliased(Post), aliased(Post), aliased(Post)
+    # Each thread's live replies counted in the index, thread by thread: SQLite counts
+    # a plain range of it in half the time it takes to group one.
+    count = (
+        select(func.count())
+        .where(col(counted.parent_id) == thread.id, _live(counted))
+        .scalar_subquery()
+    )
+    counts = select(thread.id, count).where(of(thread.id))
     # The newest WALK live replies of each thread, walked down the index from its
     # newest (4), and read by their ids.
-    thread, walked, reply = aliased(Post), aliased(Post), aliased(Post)
     walk = (
         select(walked.id)
         .where(col(walked.parent_id) == thread.id, _live(walked))
@@ -141,7 +147,7 @@ def from_rows(
     counts: Iterable[Sequence[Any]], latest: Iterable[Sequence[Any]]
 ) -> dict[int, Thread]:
     """The summaries from the rows ``statements``' queries read."""
-    found = {parent: Thread(parent, count, ()) for parent, count in counts if parent is not None}
+    found = {parent: Thread(parent, count, ()) for parent, count in counts if count}
     names: dict[int, list[str]] = {}
     for parent, author in latest:
         names.setdefault(parent, []).append(author)
