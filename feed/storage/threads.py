@@ -6,7 +6,7 @@ Rationale:
    reply is refused (``NotAThread``, 422) rather than quietly attached to the top:
    a client that meant to answer a reply learns that threads are flat.
 2. Summaries are read, not stored. A card shows how many live replies its post has and
-   who wrote the latest ones; both are read with the post (one grouped query per list
+   who wrote the latest ones; both are read with the post (two queries per list
    or per batch of events), never kept in a column that every reply, edit and delete
    would have to keep right. Events carry them as they are now, like every other part
    of a post (log.py, on the current state): a replayed reply shows today's count.
@@ -24,9 +24,9 @@ Rationale:
    by one or two people, the summary names only them, although others replied
    earlier: it says who is talking now, not everyone who ever did. The count stays
    exact and is read from the same index alone, without the table's rows; it still
-   grows with the thread's live replies (a few milliseconds at 100,000, where reading
-   every reply took nearly a hundred). Both filter on ``deleted = false``: PostgreSQL
-   looks up ``= false`` in an index but not ``IS false``.
+   grows with the thread's live replies (docs/benchmarks.md, on thread summaries in
+   long threads). Both filter on ``deleted = false``: PostgreSQL looks up ``= false``
+   in an index but not ``IS false``.
 """
 
 from __future__ import annotations
