@@ -79,6 +79,10 @@ class Post(SQLModel, table=True):
     __table_args__ = (
         Index("ix_posts_channel_id_id", "channel_id", "id"),
         Index("ix_posts_author_id", "author", "id"),
+        # A thread's live replies, counted and walked newest first from the index
+        # (storage/threads.py, on summaries of long threads; migration
+        # 0015_thread_summaries).
+        Index("ix_posts_parent_id_deleted_id", "parent_id", "deleted", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -1,0 +1,116 @@
+"""Threads' summaries in long threads: what a reply's write costs however long its
+thread is, and what a summary names when its newest replies are all by a few people
+(storage/threads.py, on summaries of long threads)."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, text
+
+from feed.models import Post
+from feed.storage.threads import WALK
+from feed.store import Store
+from feed.values import Commit, Thread
+
+# Replies in the long thread: enough that reading all of them costs many times a
+# write, few enough to insert in a second or two.
+LONG = 20_000
+# Writes timed in each thread, alternated, so that the machine's noise falls on both.
+ROUNDS = 15
+# A reply in the long thread may cost this many times one in a short thread. Reading
+# every reply made it about ten times at LONG; walking the newest makes it about one.
+MARGIN = 3.0
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def _replies(store: Store, channel: str, parent: int, authors: list[str]) -> None:
+    """Replies to ``parent`` by ``authors`` in turn, as rows of one transaction: a long
+    thread made in a second, not through thousands of writes."""
+    engine = store._engine
+    with engine.begin() as connection:
+        channel_id = connection.execute(
+            text("SELECT id FROM channels WHERE name = :n"), {"n": channel}
+        ).scalar_one()
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "channel_id": channel_id,
+                "parent_id": parent,
+                "author": author,
+                "body": "more",
+                "html": "<p>more</p>\n",
+                "created_at": now,
+                "pinned": False,
+                "deleted": False,
+            }
+            for author in authors
+        ]
+        connection.execute(insert(Post), rows)
+    if engine.dialect.name == "postgresql":
+        # As autovacuum would have after a thread grew this long over days.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE posts"))
+
+
+def test_a_reply_costs_about_the_same_in_a_long_thread_as_in_a_short_one(store: Store) -> None:
+    told: list[Commit] = []
+    store.on_commit(told.append)
+
+    async def main() -> tuple[list[float], list[float]]:
+        short = (await store.create_post("general", "ann", "short")).post.id
+        long = (await store.create_post("general", "ann", "long")).post.id
+        _replies(store, "general", short, [f"p{i}" for i in range(10)])
+        _replies(store, "general", long, [f"p{i % 500}" for i in range(LONG)])
+        timed: dict[int, list[float]] = {short: [], long: []}
+        for _ in range(ROUNDS):
+            for parent in (short, long):
+                start = time.perf_counter()
+                await store.create_reply("general", parent, "zed", "one more")
+                timed[parent].append(time.perf_counter() - start)
+        return timed[short], timed[long]
+
+    short, long = run(main())
+    # The summary is still exact: every live reply counted, the latest repliers named.
+    thread = _thread(told[-1])
+    assert (thread.replies, thread.repliers) == (LONG + ROUNDS, ("zed", "p499", "p498"))
+    ratio = statistics.median(long) / statistics.median(short)
+    assert ratio < MARGIN, (
+        f"a reply in a thread of {LONG} cost {ratio:.1f}x one in a thread of 10 "
+        f"(medians {statistics.median(long) * 1000:.2f} and "
+        f"{statistics.median(short) * 1000:.2f} ms)"
+    )
+
+
+def test_a_summary_names_the_repliers_among_the_newest_replies(store: Store) -> None:
+    told: list[Commit] = []
+    store.on_commit(told.append)
+
+    async def main() -> tuple[Thread, int, tuple[str, ...]]:
+        parent = (await store.create_post("general", "ann", "the plan")).post.id
+        # Three people replied long ago; then two people wrote WALK replies between them.
+        _replies(store, "general", parent, ["old1", "old2", "old3"])
+        _replies(store, "general", parent, ["bo", "cy"] * (WALK // 2))
+        now = await store.create_reply("general", parent, "bo", "and again")
+        # Deleting a reply takes it out of the count and lets the walk reach one
+        # reply further back.
+        await store.delete_post(now.post.id)
+        (post,) = [p for p in await store.list_posts(["general"]) if p.id == parent]
+        return _thread(told[-2]), post.replies, post.repliers
+
+    thread, after, names = run(main())
+    assert (thread.replies, thread.repliers) == (3 + WALK + 1, ("bo", "cy"))
+    assert (after, names) == (3 + WALK, ("cy", "bo"))
+
+
+def _thread(commit: Commit) -> Thread:
+    """The thread's summary the reply's event of ``commit`` carries."""
+    (event,) = commit.events
+    assert event.thread is not None
+    return event.thread
