@@ -43,6 +43,11 @@ Rationale:
    ``FEED_MAX_SEARCHES_PER_CLIENT`` is refused with a 429 before it reaches the store:
    a page that searches as one types cancels its request before, so a person never
    has many in flight, and a script that wants many waits for its answers.
+9. Starlette's CORS middleware sits inside the layer that answers an unhandled error
+   with a 500, so that answer would carry no CORS headers, and a script on an allowed
+   origin could read neither its sentence nor its request id. ``SecurityHeaders``,
+   outside both, adds what the middleware would have (``cors_headers``) to an answer
+   to an allowed origin that has none.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ RawHeaders = list[tuple[bytes, bytes]]
 # whoever asks; every other answer is private to its asker.
 SHARED_PATHS = ("/static/", "/openapi.json", "/healthz", "/readyz", "/metrics")
 PRIVATE = (b"cache-control", b"private, no-store")
+CORS_ORIGIN = b"access-control-allow-origin"
 
 SCOPE_KEY = "feed.security"
 # Where a stream finds the headers chosen for it (rationale 3).
@@ -240,8 +246,10 @@ class Security:
 
     def cors_headers(self, scope: Scope) -> RawHeaders:
         """What CORSMiddleware would add to a simple request's answer."""
+        if not self.origins:
+            return []
         origin = Headers(scope=scope).get("origin")
-        if not self.origins or origin is None:
+        if origin is None:
             return []
         if "*" in self.origins:
             allowed = b"*"
@@ -250,7 +258,7 @@ class Security:
         else:
             return []
         return [
-            (b"access-control-allow-origin", allowed),
+            (CORS_ORIGIN, allowed),
             (b"access-control-expose-headers", ", ".join(CORS_EXPOSED_HEADERS).encode()),
             (b"vary", b"Origin"),
         ]
@@ -372,9 +380,14 @@ class SecurityHeaders:
         finish = self.security.finish
         private = not shared(scope["path"])
 
+        cors = self.security.cors_headers(scope)
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": finish(message.get("headers", []), private)}
+                headers = finish(message.get("headers", []), private)
+                if cors and not any(name.lower() == CORS_ORIGIN for name, _ in headers):
+                    headers += cors  # an answer from outside the CORS middleware (9)
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
