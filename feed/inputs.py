@@ -22,7 +22,9 @@ Rationale:
    other number that does not fit is a 400 naming where it was sent.
 3. A form is read within a byte limit before it is parsed, like a JSON body, and its
    fields take the API's checks (``text_field``, ``channel_name``): the compose and
-   admin forms refuse exactly what the API refuses.
+   admin forms refuse exactly what the API refuses. Bytes that are not UTF-8, sent
+   as they are or %-escaped, are a 400 as in a JSON body, never text with
+   replacement characters in it.
 """
 
 from __future__ import annotations
@@ -109,7 +111,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def read_form(request: Request, limit: int) -> dict[str, str]:
     """A form's fields, the first value of each, read within ``limit`` bytes (3)."""
     raw = await read_body(request, limit)
-    fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    try:
+        # Strict at both steps: the bytes sent, then what their %-escapes spell.
+        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise ClientError(400, "The form is not valid UTF-8.") from None
     return {name: values[0] for name, values in fields.items() if values}
 
 

@@ -402,7 +402,8 @@ async def compose(request: Request) -> HTMLResponse:
         body = post_body({"body": form.get("body", "")}, author, rt.settings.max_post_chars)
         rt.metrics.announced((await rt.store.create_post(channel, author, body)).event_id)
     except (ClientError, StoreError) as exc:
-        if isinstance(exc, ClientError) and exc.status in (401, 403):
+        # A form that cannot be read (400) has nothing to show again in the form.
+        if isinstance(exc, ClientError) and exc.status in (400, 401, 403):
             raise
         error = exc.message if isinstance(exc, ClientError) else str(exc)
     values = {k: form.get(k, "") for k in ("channel", "body")}
