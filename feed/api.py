@@ -223,13 +223,14 @@ async def search(request: Request) -> JSONResponse:
     perms = await rt.access.check(request)
     channels = perms.selection(request.query_params.getlist("channel"))
     asked = search_asked(request, channels)
-    results = await rt.store.search(
-        asked.query,
-        asked.filters,
-        limit=asked.limit or min(rt.settings.page_size, MAX_SEARCH_PAGE),
-        cursor=asked.cursor,
-        private=perms.private_readable(),
-    )
+    async with security.searching(request, perms):
+        results = await rt.store.search(
+            asked.query,
+            asked.filters,
+            limit=asked.limit or min(rt.settings.page_size, MAX_SEARCH_PAGE),
+            cursor=asked.cursor,
+            private=perms.private_readable(),
+        )
     posts = await posts_for(rt, perms.identity.name, [hit.post for hit in results.hits])
     found = [
         {"post": post, "snippet": hit.snippet, "link": post_link(hit.post)}

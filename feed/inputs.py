@@ -22,7 +22,14 @@ Rationale:
    other number that does not fit is a 400 naming where it was sent.
 3. A form is read within a byte limit before it is parsed, like a JSON body, and its
    fields take the API's checks (``text_field``, ``channel_name``): the compose and
-   admin forms refuse exactly what the API refuses.
+   admin forms refuse exactly what the API refuses. Bytes that are not UTF-8, sent
+   as they are or %-escaped, are a 400 as in a JSON body, never text with
+   replacement characters in it.
+4. A JSON object that names a key twice is refused with a 400 naming it, in every
+   JSON body (the one decoder, ``loads``, checks it as it builds each object). JSON
+   leaves the meaning to the reader: Python's parser keeps the last value, others the
+   first, so a proxy or a checker in front of feed could pass what feed would then
+   read otherwise.
 """
 
 from __future__ import annotations
@@ -54,6 +61,8 @@ MAX_ID = 2**63 - 1
 # Request bodies are flat objects; nesting this deep is no request feed knows.
 MAX_JSON_DEPTH = 32
 MAX_IDEMPOTENCY_KEY_CHARS = 255
+# How much of a key named twice a refusal shows (4).
+MAX_ECHOED_KEY_CHARS = 64
 IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY_CHARS}}}")
 
 JSON_TYPE = "application/json"
@@ -109,7 +118,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def read_form(request: Request, limit: int) -> dict[str, str]:
     """A form's fields, the first value of each, read within ``limit`` bytes (3)."""
     raw = await read_body(request, limit)
-    fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    try:
+        # Strict at both steps: the bytes sent, then what their %-escapes spell.
+        fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise ClientError(400, "The form is not valid UTF-8.") from None
     return {name: values[0] for name, values in fields.items() if values}
 
 
@@ -166,7 +179,29 @@ def _finite(literal: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members, each key once (4)."""
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise _named_twice(key)
+            seen.add(key)
+    return found
+
+
+def _named_twice(key: str) -> ClientError:
+    # The key is echoed as repr() shows it, so a lone surrogate in it (text.py) is
+    # escaped, not sent; and only its start, since a key may be as long as the body.
+    shown = key if len(key) <= MAX_ECHOED_KEY_CHARS else key[:MAX_ECHOED_KEY_CHARS] + "…"
+    detail = shown if text.not_text(shown) is None else None
+    return ClientError(400, f"The request body names the key {shown!r} twice.", detail)
+
+
+_DECODER = json.JSONDecoder(
+    parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_once_each
+)
 
 
 def _too_deep() -> ClientError:

@@ -53,7 +53,7 @@ from feed.render import SNAPSHOT_HEADER
 from feed.runtime import Runtime, runtime
 from feed.search import Cursor, Filters, Query, Results
 from feed.search_params import MAX_SEARCH_PAGE, SearchAsked, search_asked, search_query
-from feed.security import admit_post
+from feed.security import admit_post, searching
 from feed.store import StoreError
 from feed.values import ChannelView, FrontPage, PostView
 from feed.viewers import SignInFirst, viewer
@@ -335,10 +335,11 @@ async def search_page(request: Request) -> Response:
     sentence where the results would be, with a 400."""
     rt = runtime(request)
     seen = await viewer(request)
-    status, context = await _search_results(rt, request, seen.perms)
+    status, context, headers = await _search_results(rt, request, seen.perms)
     response = rt.renderer.page(
         "search.html",
         status,
+        headers,
         **seen.context(),
         channels=seen.perms.readable(),
         **context,
@@ -350,36 +351,39 @@ async def search_partial(request: Request) -> HTMLResponse:
     """The results alone, for the search box; the address bar follows the search."""
     rt = runtime(request)
     perms = await rt.access.check(request)
-    status, context = await _search_results(rt, request, perms)
-    headers = {"HX-Replace-Url": _url("/search", q=context["q"] or None)}
+    status, context, headers = await _search_results(rt, request, perms)
+    headers["HX-Replace-Url"] = _url("/search", q=context["q"] or None)
     return rt.renderer.page("partials/search_results.html", status, headers, **context)
 
 
 async def _search_results(
     rt: Runtime, request: Request, perms: Permissions
-) -> tuple[int, dict[str, Any]]:
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """The status, the template's context and the headers of a search's results; a
+    refused search (a malformed one, or one too many at once) shows its sentence."""
     q = request.query_params.get("q", "")
     context: dict[str, Any] = {"q": q, "hits": [], "error": None, "more_url": None}
     try:
         channels = perms.selection(request.query_params.getlist("channel"))
         asked = search_asked(request, channels)
+        if asked.query is None:
+            return 200, context, {}
+        found = await _search(rt, request, asked, perms)
     except ClientError as exc:
-        return exc.status, {**context, "error": exc.message}
-    if asked.query is None:
-        return 200, context
-    found = await _search(rt, asked, perms)
+        return exc.status, {**context, "error": exc.message}, dict(exc.headers or {})
     more = found.next and _url("/partials/search", q=q, cursor=found.next.text)
-    return 200, {**context, "hits": found.hits, "more_url": more}
+    return 200, {**context, "hits": found.hits, "more_url": more}, {}
 
 
-async def _search(rt: Runtime, asked: SearchAsked, perms: Permissions) -> Results:
-    return await rt.store.search(
-        asked.query,
-        asked.filters,
-        limit=asked.limit or min(rt.settings.page_size, MAX_SEARCH_PAGE),
-        cursor=asked.cursor,
-        private=perms.private_readable(),
-    )
+async def _search(rt: Runtime, request: Request, asked: SearchAsked, perms: Permissions) -> Results:
+    async with searching(request, perms):
+        return await rt.store.search(
+            asked.query,
+            asked.filters,
+            limit=asked.limit or min(rt.settings.page_size, MAX_SEARCH_PAGE),
+            cursor=asked.cursor,
+            private=perms.private_readable(),
+        )
 
 
 async def compose(request: Request) -> HTMLResponse:
@@ -398,7 +402,8 @@ async def compose(request: Request) -> HTMLResponse:
         body = post_body({"body": form.get("body", "")}, author, rt.settings.max_post_chars)
         rt.metrics.announced((await rt.store.create_post(channel, author, body)).event_id)
     except (ClientError, StoreError) as exc:
-        if isinstance(exc, ClientError) and exc.status in (401, 403):
+        # A form that cannot be read (400) has nothing to show again in the form.
+        if isinstance(exc, ClientError) and exc.status in (400, 401, 403):
             raise
         error = exc.message if isinstance(exc, ClientError) else str(exc)
     values = {k: form.get(k, "") for k in ("channel", "body")}

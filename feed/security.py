@@ -36,6 +36,18 @@ Rationale:
    A new route is private until it is listed there. Streams get the same header
    (rationale 3): ``no-store`` keeps proxies from storing them, as ``no-cache``
    did, and also says what ``no-cache`` did not: this answer is one reader's.
+8. On searches in flight. A search may read many posts, holding one of the store's
+   connections while it does, and those connections serve everyone's posts and pages
+   too. So searches are counted as streams are, in flight rather than per minute, by
+   identity as posts are (rationale 4), and one more than
+   ``FEED_MAX_SEARCHES_PER_CLIENT`` is refused with a 429 before it reaches the store:
+   a page that searches as one types cancels its request before, so a person never
+   has many in flight, and a script that wants many waits for its answers.
+9. Starlette's CORS middleware sits inside the layer that answers an unhandled error
+   with a 500, so that answer would carry no CORS headers, and a script on an allowed
+   origin could read neither its sentence nor its request id. ``SecurityHeaders``,
+   outside both, adds what the middleware would have (``cors_headers``) to an answer
+   to an allowed origin that has none.
 """
 
 from __future__ import annotations
@@ -43,7 +55,8 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
@@ -61,12 +74,15 @@ RawHeaders = list[tuple[bytes, bytes]]
 # whoever asks; every other answer is private to its asker.
 SHARED_PATHS = ("/static/", "/openapi.json", "/healthz", "/readyz", "/metrics")
 PRIVATE = (b"cache-control", b"private, no-store")
+CORS_ORIGIN = b"access-control-allow-origin"
 
 SCOPE_KEY = "feed.security"
 # Where a stream finds the headers chosen for it (rationale 3).
 STREAM_HEADERS = "feed.stream_headers"
 MAX_CLIENTS = 100_000
 STREAM_RETRY_AFTER = 10
+# A search takes milliseconds to a few tenths of a second: a second is enough for one.
+SEARCH_RETRY_AFTER = 1
 
 CORS_METHODS = ("GET", "POST", "PATCH", "DELETE")
 CORS_REQUEST_HEADERS = (
@@ -174,7 +190,7 @@ class RateLimiter:
 
 
 class StreamCounter:
-    """Open streams per key, refusing more than ``limit`` at once."""
+    """Open streams (or searches in flight) per key, refusing more than ``limit`` at once."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -210,6 +226,7 @@ class Security:
         ]
         self.posts = RateLimiter(settings.post_rate)
         self.streams = StreamCounter(settings.max_streams_per_client)
+        self.searches = StreamCounter(settings.max_searches_per_client)
 
     def finish(self, headers: Iterable[tuple[bytes, bytes]], private: bool) -> RawHeaders:
         """An answer's headers with the security headers it does not set itself, and if
@@ -247,8 +264,10 @@ class Security:
 
     def cors_headers(self, scope: Scope) -> RawHeaders:
         """What CORSMiddleware would add to a simple request's answer."""
+        if not self.origins:
+            return []
         origin = Headers(scope=scope).get("origin")
-        if not self.origins or origin is None:
+        if origin is None:
             return []
         if "*" in self.origins:
             allowed = b"*"
@@ -257,7 +276,7 @@ class Security:
         else:
             return []
         return [
-            (b"access-control-allow-origin", allowed),
+            (CORS_ORIGIN, allowed),
             (b"access-control-expose-headers", ", ".join(CORS_EXPOSED_HEADERS).encode()),
             (b"vary", b"Origin"),
         ]
@@ -277,6 +296,26 @@ class Security:
                 {"retry_after": seconds},
                 headers={"Retry-After": str(seconds)},
             )
+
+    @asynccontextmanager
+    async def searching(self, request: HTTPConnection, key: str | None) -> AsyncIterator[None]:
+        """One search by ``key`` (an identity), or by the client's address without one,
+        in flight for as long as this lasts; ClientError 429 beyond the limit (8)."""
+        counted = key or f"address:{client_address(request.scope)}"
+        if not self.searches.open(counted):
+            limit = self.searches.limit
+            who = "you" if key else "this address"
+            raise ClientError(
+                429,
+                f"Too many searches from {who}: at most {limit} searches at once. "
+                f"Try again in {SEARCH_RETRY_AFTER} s.",
+                {"limit": limit, "retry_after": SEARCH_RETRY_AFTER},
+                headers={"Retry-After": str(SEARCH_RETRY_AFTER)},
+            )
+        try:
+            yield
+        finally:
+            self.searches.close(counted)
 
     async def serve_stream(
         self,
@@ -328,6 +367,12 @@ def admit_reply(request: HTTPConnection, perms: Permissions, channel: str) -> No
     of(request).check_post_rate(request, perms.identity.limit_key)
 
 
+def searching(request: HTTPConnection, perms: Permissions) -> AbstractAsyncContextManager[None]:
+    """A search by this identity in flight, within its limit (8); the API, the search
+    page and a searching kiosk all ask."""
+    return of(request).searching(request, perms.identity.limit_key)
+
+
 def stream_headers(scope: Scope) -> Iterable[tuple[bytes, bytes]]:
     """The headers ``Security.serve_stream`` chose for this stream (none in unit tests)."""
     found: RawHeaders = scope.get(STREAM_HEADERS, [])
@@ -353,9 +398,14 @@ class SecurityHeaders:
         finish = self.security.finish
         private = not shared(scope["path"])
 
+        cors = self.security.cors_headers(scope)
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": finish(message.get("headers", []), private)}
+                headers = finish(message.get("headers", []), private)
+                if cors and not any(name.lower() == CORS_ORIGIN for name, _ in headers):
+                    headers += cors  # an answer from outside the CORS middleware (9)
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

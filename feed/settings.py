@@ -307,6 +307,13 @@ class Settings:
         "Posts a minute one identity may publish, edits, pins and deletes included: each "
         "reaches every screen (429 with Retry-After beyond). Counted per process.",
     )
+    max_searches_per_client: int = setting(
+        4,
+        between(1, 1000, "searches"),
+        "Searches one identity (signed out: one client address) may have running at "
+        "once, per process; a search may read many posts, and the store's connections "
+        "serve everyone's posts and pages too (429 with Retry-After beyond).",
+    )
     max_streams_per_client: int = setting(
         1000,
         between(1, 100_000),

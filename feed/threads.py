@@ -138,7 +138,7 @@ async def reply_form(request: Request) -> HTMLResponse:
         change = await rt.store.create_reply(parent.channel, parent.id, author, text)
         rt.metrics.announced(change.event_id)
     except (ClientError, StoreError) as exc:
-        if isinstance(exc, ClientError) and exc.status in (401, 403, 413):
+        if isinstance(exc, ClientError) and exc.status in (400, 401, 403, 413):
             raise
         error = exc.message if isinstance(exc, ClientError) else str(exc)
         return rt.renderer.page("partials/reply_form.html", 422, body=body, error=error, **context)

@@ -172,6 +172,25 @@ def test_an_arrays_flat_items_are_checked_for_surrogates_and_nesting_as_single_b
     assert listed(client) == [json.loads(items[n])["body"] for n in (0, 3, 4, 6, 0, 3, 4, 0)]
 
 
+def test_a_key_named_twice_fails_its_ndjson_line_or_the_whole_array(client: TestClient) -> None:
+    lines = [
+        b'{"channel": "general", "body": "first"}',
+        b'{"channel": "general", "body": "mine", "body": "theirs"}',
+        b'{"channel": "general", "channel": "announcements", "body": "b"}',
+        b'{"channel": "general", "body": "last"}',
+    ]
+    answer = client.post(URL, content=b"\n".join(lines), headers=NDJSON)
+    got = results(answer)
+    assert [r["status"] for r in got] == [201, 400, 400, 201]
+    assert got[1]["error"] == "The request body names the key 'body' twice."
+    assert got[2]["error"] == "The request body names the key 'channel' twice."
+    array = b"[" + b", ".join(lines) + b"]"
+    whole = client.post(URL, content=array, headers={"content-type": "application/json"})
+    assert whole.status_code == 400
+    assert whole.json()["error"] == "The request body names the key 'body' twice."
+    assert listed(client) == ["first", "last"]
+
+
 def test_a_malformed_envelope_is_one_answer_for_the_whole_request(
     client: TestClient, settings: Settings
 ) -> None:

@@ -140,7 +140,7 @@ def test_member_names_in_the_path_are_one_line_of_text(client: TestClient, name:
 
 @pytest.mark.parametrize("value", CONTROLS.values(), ids=CONTROLS.keys())
 def test_the_compose_form_refuses_control_characters_inline(client: TestClient, value: str) -> None:
-    # Forms are decoded leniently: a surrogate cannot arrive through them, controls can.
+    # A surrogate cannot arrive through a form (it is no UTF-8), controls can.
     answer = client.post("/compose", data={"channel": "general", "body": value})
     assert answer.status_code == 422
     assert code_point(value) in answer.text and "control character" in answer.text
@@ -163,6 +163,39 @@ def test_the_admin_forms_refuse_control_characters_in_titles(
     assert described.status_code == 422 and "U+001B" in described.text
     names = [c["name"] for c in client.get("/api/channels").json()["channels"]]
     assert names == ["announcements", "general"]
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize("invalid", [b"%FF", b"\xff", b"%C3%28", b"%ED%A0%80"])
+@pytest.mark.parametrize("form", ["compose", "reply", "signin", "admin"])
+def test_a_form_that_is_not_utf8_is_a_400_as_a_json_body_is(
+    client: TestClient, form: str, invalid: bytes
+) -> None:
+    """Bytes that are not UTF-8, sent raw or percent-encoded, are refused, not stored
+    with replacement characters."""
+    parent = client.post("/api/channels/general/posts", json={"body": "parent"}).json()["post"]
+    path, fields = {
+        "compose": ("/compose", b"channel=general&body=x"),
+        "reply": (f"/posts/{parent['id']}/replies", b"body=x"),
+        "signin": ("/signin", b"token=x"),
+        "admin": ("/admin/channels", b"name=fresh&title=x"),
+    }[form]
+    answer = client.post(path, content=fields + invalid, headers=FORM)
+    assert answer.status_code == 400
+    assert "The form is not valid UTF-8." in answer.text
+    bodies = [p["body"] for p in client.get("/api/channels/general/posts").json()["posts"]]
+    assert bodies == ["parent"]
+    assert "fresh" not in [c["name"] for c in client.get("/api/channels").json()["channels"]]
+    json_body = client.post(
+        "/api/channels/general/posts",
+        content=b'{"body": "x' + invalid + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
+    if invalid == b"\xff":  # a raw byte in JSON: the same answer
+        assert json_body.status_code == 400
+        assert json_body.json()["error"] == "The request body is not valid UTF-8."
 
 
 # -- the proxy's user header ------------------------------------------------------------

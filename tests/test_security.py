@@ -17,6 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from feed.app import create_app
+from feed.runtime import runtime_of
 from feed.security import RateLimiter
 from feed.settings import Settings
 from tests.auth import ADMIN, ADMIN_TOKEN, ensure_admin
@@ -95,6 +96,39 @@ def test_configured_origins_may_call_the_api_and_read_its_headers(
     assert {"Location", "Retry-After", "Idempotent-Replayed"} <= set(exposed.split(", "))
 
     stranger = cors_client.get("/api/channels", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in stranger.headers
+
+
+@pytest.mark.parametrize("path", ["/api/channels", "/api/channels/general/posts"])
+def test_a_500_is_readable_by_an_allowed_origin_with_its_request_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """Starlette answers an unhandled error outside its CORS middleware: a script on an
+    allowed origin must still read the 500's sentence and its request id."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    ensure_admin(url)
+    app = create_app(Settings(database_url=url, cors_origins=APP))
+    with TestClient(app, headers=ADMIN, raise_server_exceptions=False) as client:
+        rt = runtime_of(client.app_state)
+
+        async def broken(*_args: object, **_kwargs: object) -> None:
+            raise RuntimeError("the disk caught fire")
+
+        monkeypatch.setattr(rt.access, "channels", broken)  # a fault, in the real gate
+        monkeypatch.setattr(rt.store, "create_post", broken)
+        headers = {"Origin": APP, "X-Request-ID": "boom-3"}
+        if path.endswith("/posts"):
+            answer = client.post(path, json={"body": "x"}, headers=headers)
+        else:
+            answer = client.get(path, headers=headers)
+        stranger = client.get("/api/channels", headers={"Origin": "https://evil.example"})
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "Internal error; it has been logged.", "detail": None}
+    assert answer.headers["access-control-allow-origin"] == APP
+    assert "X-Request-Id" in answer.headers["access-control-expose-headers"].split(", ")
+    assert answer.headers["x-request-id"] == "boom-3"
+    assert answer.headers["vary"] == "Origin"
+    assert stranger.status_code == 500
     assert "access-control-allow-origin" not in stranger.headers
 
 

@@ -4,11 +4,19 @@ it, a thread's own page, and the reply form. The live part is in test_browser_re
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
+import pytest
+from playwright.sync_api import BrowserContext, expect
 from starlette.testclient import TestClient
 
+from tests.browser import RESTART_MS, Problems, browser, context, open_live, problems
+from tests.conftest import Server
 from tests.test_pages import article_ids, post
+
+__all__ = ["browser", "context", "problems"]  # fixtures for the browser test
 
 
 def reply(client: TestClient, parent: int, body: str) -> int:
@@ -93,3 +101,49 @@ def test_a_threads_page_and_every_other_page_open_to_anyone_offer_a_sign_in(
         if path != "/kiosk":  # a kiosk cannot sign in
             assert f'href="/signin?next={quote(path.split("?")[0])}"' in page.text, path
     assert f'<article id="post-{parent}"' in client.get(f"/posts/{parent}").text
+
+
+# -- a thread that is gone --------------------------------------------------------------
+
+THREAD_OUTAGE = (
+    "htmx:sseError",
+    "[object Event]",
+    "ERR_CONNECTION_REFUSED",
+    "ERR_EMPTY_RESPONSE",
+    "404",
+)
+GONE = "This post was deleted, or you may no longer read it."
+
+
+@pytest.mark.parametrize("how", ["deleted", "made private"])
+def test_a_thread_gone_while_its_page_was_away_says_so_once_after_a_resync(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems, how: str
+) -> None:
+    """The resync's re-fetch of the card finds nothing (deleted) or a 404 (no longer
+    readable): the page says so once and fetches no more, instead of showing an
+    empty page as live or retrying the 404 with backoff for ever."""
+    problems.allow(*THREAD_OUTAGE)
+    settings: dict[str, Any] = {"heartbeat": 0.5, "retry_ms": 300, "replay_limit": 3}
+    first = make_server(**settings)
+    parent = first.post("soon gone")["post"]["id"]
+    page = open_live(context, f"{first.url}/posts/{parent}")
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if "/partials/post/" in r.url else None)
+    first.stop()
+
+    other = make_server(database=first.database)
+    for i in range(4):  # more than the replay limit: the page is told to resync
+        other.post(f"elsewhere {i}", channel="announcements")
+    if how == "deleted":
+        gone = other.client.delete(f"/api/posts/{parent}")
+    else:
+        gone = other.client.patch("/api/channels/general", json={"private": True})
+    assert gone.status_code == 200, gone.text
+    other.stop()
+    make_server(database=first.database, port=first.port, **settings)
+
+    note = page.locator("#posts .gone")
+    expect(note).to_have_text(GONE, timeout=RESTART_MS)
+    expect(page.locator("#live")).to_have_attribute("data-state", "gone")
+    assert page.locator("#posts > *").count() == 1
+    assert fetched == [f"{first.url}/partials/post/{parent}"]

@@ -4,7 +4,7 @@ parameters): a search's query, its filters and its page of results."""
 from __future__ import annotations
 
 from feed import search, search_params
-from feed.openapi.parts import CHANNELS, ERROR, answer, ref
+from feed.openapi.parts import CHANNELS, ERROR, TOO_MANY, answer, ref
 
 # A search as search_params.search_query reads it (the language: feed/search.py).
 Q = {
@@ -58,5 +58,6 @@ SEARCH = {
         ),
         "400": ERROR,
         "404": ERROR,
+        "429": TOO_MANY,
     },
 }

@@ -87,6 +87,11 @@
 //     sends PUT or DELETE through htmx (so the CSRF header goes along) and marks the
 //     chip at once; the answer says which reactions are the reader's now. The kiosk,
 //     and a reader not signed in, get no controls.
+// 14. A thread that is gone. A thread's page re-fetches its card (6): once the post
+//     is deleted that is nothing, and once the reader may no longer read it (its
+//     channel made private, say) a 404. Either way there is nothing to wait for: the
+//     page says so once and re-fetches no more, where a 404 was retried with backoff
+//     for ever. Its stream stays open, shared with the reader's other tabs (10).
 (function () {
   "use strict";
 
@@ -190,6 +195,7 @@
   }
 
   function alive() {
+    if (state === "gone") return; // 14: nothing more to be live for
     lastSign = new Date();
     arm();
     if (state === "live") return;
@@ -626,7 +632,11 @@
   // Resolves to the response's text and snapshot id; rejects on any failure to get it.
   function get(url) {
     return fetch(url).then(function (response) {
-      if (!response.ok) throw new Error("the feed answered " + response.status);
+      if (!response.ok) {
+        var failure = new Error("the feed answered " + response.status);
+        failure.status = response.status;
+        throw failure;
+      }
       var snapshot = Number(response.headers.get("X-Feed-Last-Event-Id"));
       return response.text().then(function (html) { return { html: html, snapshot: snapshot }; });
     });
@@ -637,16 +647,31 @@
     var list = postsList();
     get(list.dataset.feedUrl).then(
       function (got) {
+        if (thread !== null && !got.html.trim()) return threadGone(list, got.snapshot);
         list.innerHTML = got.html;
         decorate(list);
         applied(got.snapshot);
         releaseHeld(list);
       },
-      function () {
+      function (failure) {
+        if (thread !== null && failure.status === 404) return threadGone(list, 0);
         var delay = Math.min(30000, 1000 * Math.pow(2, attempt));
         setTimeout(function () { fetchList(attempt + 1); }, delay);
       }
     );
+  }
+
+  // 14. The thread's post is gone: the page says so, once, and asks for it no more.
+  function threadGone(list, snapshot) {
+    pending = null;
+    applied(snapshot);
+    setState("gone", "Deleted");
+    clearTimeout(watchdog);
+    var note = document.createElement("p");
+    note.className = "empty gone";
+    note.setAttribute("role", "status");
+    note.textContent = "This post was deleted, or you may no longer read it.";
+    list.replaceChildren(note);
   }
 
   // Messages held meanwhile go through receive() again: those the new list already
@@ -873,6 +898,6 @@
 
   document.addEventListener("htmx:sseOpen", alive);
   document.addEventListener("htmx:sseError", function () {
-    if (state !== "offline") setState("reconnecting", "Reconnecting…");
+    if (state !== "offline" && state !== "gone") setState("reconnecting", "Reconnecting…");
   });
 })();

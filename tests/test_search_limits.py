@@ -1,0 +1,85 @@
+"""Searches in flight per client (security.py, on searches in flight): one client's
+many expensive searches cannot occupy the store's connections while everyone else's
+searches and posts wait."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from feed.app import create_app
+from feed.search import Filters, Query, Results
+from feed.settings import Settings
+from feed.store import Store
+from tests.auth import ADMIN, ensure_admin
+from tests.waiting import until
+
+SLOW = "slowword"
+
+
+class HeldStore(Store):
+    """A store whose searches for ``SLOW`` wait until the test lets them go, so that
+    they are in flight at once, as long searches would be."""
+
+    held = threading.Event()
+    inside = 0
+
+    async def search(self, query: Query | None, filters: Filters, **kwargs: Any) -> Results:
+        if query is not None and SLOW in query.text:
+            type(self).inside += 1
+            await asyncio.to_thread(self.held.wait, 10)
+        return await super().search(query, filters, **kwargs)
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> type[HeldStore]:
+    monkeypatch.setattr("feed.app.Store", HeldStore)
+    HeldStore.held = threading.Event()
+    HeldStore.inside = 0
+    return HeldStore
+
+
+@pytest.mark.parametrize("path", ["/api/search", "/partials/search", "/search"])
+def test_searches_beyond_the_limit_are_429_while_others_search_and_post(
+    tmp_path: Path, held: type[HeldStore], path: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'feed.db'}"
+    ensure_admin(url)
+    settings = Settings(database_url=url, max_searches_per_client=2)
+    with TestClient(create_app(settings)) as client, ThreadPoolExecutor(4) as pool:
+        made = client.post(
+            "/api/channels/general/posts", json={"body": "a fast word"}, headers=ADMIN
+        )
+        assert made.status_code == 201
+
+        def anonymous(q: str) -> httpx.Response:
+            return client.get(path, params={"q": q})
+
+        slow: list[Future[httpx.Response]] = [pool.submit(anonymous, SLOW) for _ in range(2)]
+        try:
+            until(lambda: held.inside, lambda n: n == 2, timeout=5)
+            refused = anonymous(SLOW)
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"] == "1"
+            assert "at most 2 searches at once" in refused.text
+            assert held.inside == 2  # the refused one never reached the store
+            # Someone else searches and posts while this client's two are in flight.
+            other = client.get("/api/search", params={"q": "fast"}, headers=ADMIN)
+            assert other.status_code == 200
+            assert [r["post"]["body"] for r in other.json()["results"]] == ["a fast word"]
+            posted = client.post(
+                "/api/channels/general/posts", json={"body": "still posting"}, headers=ADMIN
+            )
+            assert posted.status_code == 201
+        finally:
+            held.held.set()
+        assert [f.result(10).status_code for f in slow] == [200, 200]
+        # Once they are done, the client may search again.
+        assert anonymous("fast").status_code == 200
