@@ -65,6 +65,7 @@ Rationale:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import secrets
 import time
@@ -82,7 +83,7 @@ from feed.errors import ClientError
 from feed.identity import ANONYMOUS, Identity, Role, Via, digest, identity_name, of_credential
 from feed.inputs import header
 from feed.permissions import Permissions, grantee, unauthorized
-from feed.recent import MISSING, RECENT_TTL, Missing, RecentAnswers
+from feed.recent import MISSING, READ_AHEAD_AFTER, RECENT_TTL, Missing, ReadsAhead, RecentAnswers
 from feed.settings import Settings
 from feed.store import Store
 from feed.values import AccessChange, ChannelView, FeedEvent, TokenView
@@ -121,6 +122,7 @@ class Access:
         # Session (its CSRF token's digest) -> signed out of (rationale 2).
         self._ended: RecentAnswers[str, bool] = RecentAnswers()
         self._grants: RecentAnswers[str, dict[str, bool]] = RecentAnswers()
+        self._ahead = ReadsAhead()  # the channel list's reads ahead of time
 
     def changed(self, change: AccessChange) -> None:
         """Forget what ``change`` made stale (rationale 5): the next check reads it."""
@@ -129,6 +131,7 @@ class Access:
                 recent.clear()
         if change.elsewhere or change.channels:
             self._channels = None
+            self._learned += 1  # a read in flight may predate the change: not kept
         if change.members:
             self._grants.clear()
         if change.tokens:
@@ -165,11 +168,19 @@ class Access:
             return await self._read_channels()
         recent = self._recent()
         if recent is not None:
+            if time.monotonic() - self._channels_at > READ_AHEAD_AFTER:
+                self._ahead.start("channels", self._read_ahead)  # (recent.py, on reading ahead)
             return recent
         # One read for everyone who finds the map old at the same moment.
         async with self._loading:
             recent = self._recent()
             return await self._read_channels() if recent is None else recent
+
+    async def _read_ahead(self) -> None:
+        if self._loading.locked():
+            return  # a read is under way already
+        async with self._loading:
+            await self._read_channels()
 
     def _recent(self) -> dict[str, ChannelView] | None:
         if self._channels is None or time.monotonic() - self._channels_at > RECENT_TTL:
@@ -328,6 +339,8 @@ class Access:
         grants = {} if name is None else self._grants.get(name)
         if isinstance(grants, Missing):
             return (await self.permissions_of([who]))[who]
+        if name is not None and self._grants.aging(name):
+            self._grants.read_ahead(name, functools.partial(self._grants_of, name))
         return Permissions(who, channels, grants)
 
     def forget(self, revoked: Iterable[int]) -> None:
@@ -379,13 +392,17 @@ class Access:
                 grants[name] = known
         unknown = [name for name in names if name not in grants]
         if unknown:
+            reading = self._grants.reading()
             for name in unknown:
                 grants[name] = {}
             for member in await self.store.members(names=unknown):
                 grants[member.name][member.channel] = member.may_post
             for name in unknown:
-                self._grants.put(name, grants[name])
+                self._grants.keep(name, grants[name], reading)
         return {w: Permissions.given(w, channels, grants) for w in whos}
+
+    async def _grants_of(self, name: str) -> dict[str, bool]:
+        return {m.channel: m.may_post for m in await self.store.members(names=[name])}
 
     async def check(self, connection: HTTPConnection) -> Permissions:
         """Identify the request, check CSRF for a browser's unsafe request, and return
