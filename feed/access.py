@@ -36,11 +36,13 @@ Rationale:
    ``FEED_SECRET_KEY`` the key is made once and kept in the database, so every
    process, restart and ``feed`` command agrees on it.
 5. On recent answers. The channel list, tokens and memberships behind permission
-   checks are read at most once a second each: a thousand kiosks reconnecting at
+   checks are read at most twice a second each: a thousand kiosks reconnecting at
    once cost one query, not a thousand, and a script posting hundreds of times a
-   second does not look its token up for each post. A change of access announced by
-   any process drops what it made stale (``changed``); one that is not (a command on
-   a database with the memory broker) is refused within a second. The recheck of
+   second does not look its token up for each post. An answer in use is read again
+   before it is too old, beside the requests, not in one (recent.py, on reading
+   again ahead of time). A change of access announced by any process drops what it
+   made stale (``changed``); one that is not (a command on a database with the
+   memory broker) is refused within a second. The recheck of
    open streams always reads the database. A stale list cannot leak: the hub checks
    each event against the channel as it is when the event is read (events.py), and
    reads of posts and of the log filter in SQL on the same. A channel made or
@@ -169,7 +171,7 @@ class Access:
         recent = self._recent()
         if recent is not None:
             if time.monotonic() - self._channels_at > READ_AHEAD_AFTER:
-                self._ahead.start("channels", self._read_ahead)  # (recent.py, on reading ahead)
+                self._ahead.start("channels", self._read_ahead)  # (5)
             return recent
         # One read for everyone who finds the map old at the same moment.
         async with self._loading:

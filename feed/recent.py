@@ -6,7 +6,7 @@ each (access.py, on recent answers).
 
 Rationale:
 
-1. Read again ahead of time. An answer asked for in the second half of its life is
+1. Reading again ahead of time. An answer asked for in the second half of its life is
    still used, and read again meanwhile, in a task of its own (``ReadsAhead``).
    Otherwise, once a second, the request that found it too old waited for the read:
    a thread hop and a query on a post's path, a few milliseconds of its latency,
