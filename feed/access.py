@@ -119,12 +119,13 @@ class Access:
         self._learned = 0  # batches of channel events learnt, so a read across one is stale
         # Recent answers (rationale 5): token digest -> token; token id -> revoked;
         # name -> its memberships.
-        self._tokens: RecentAnswers[str, TokenView | None] = RecentAnswers()
-        self._revoked: RecentAnswers[int, bool] = RecentAnswers()
+        # Their reads ahead of time, and the channel list's, one at a time.
+        self._ahead = ReadsAhead()
+        self._tokens: RecentAnswers[str, TokenView | None] = RecentAnswers(self._ahead)
+        self._revoked: RecentAnswers[int, bool] = RecentAnswers(self._ahead)
         # Session (its CSRF token's digest) -> signed out of (rationale 2).
-        self._ended: RecentAnswers[str, bool] = RecentAnswers()
-        self._grants: RecentAnswers[str, dict[str, bool]] = RecentAnswers()
-        self._ahead = ReadsAhead()  # the channel list's reads ahead of time
+        self._ended: RecentAnswers[str, bool] = RecentAnswers(self._ahead)
+        self._grants: RecentAnswers[str, dict[str, bool]] = RecentAnswers(self._ahead)
 
     def changed(self, change: AccessChange) -> None:
         """Forget what ``change`` made stale (rationale 5): the next check reads it."""

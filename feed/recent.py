@@ -11,7 +11,10 @@ Rationale:
    Otherwise, once a second, the request that found it too old waited for the read:
    a thread hop and a query on a post's path, a few milliseconds of its latency,
    for a script that posts steadily. No answer older than ``RECENT_TTL`` is ever
-   used; a request after a quiet spell still reads on its own path.
+   used; a request after a quiet spell still reads on its own path. The gate's reads
+   ahead go one at a time (one ``ReadsAhead`` for all its answers): a post's token,
+   channels and memberships age together, and read at once they took three worker
+   threads and three database connections where one does, each with its memory.
 2. Nothing kept from before a change. A read that began before answers were dropped
    or learnt (a change of access announced meanwhile) may have read what the change
    undid, so what it found is used by its own request at most, never kept: a token
@@ -48,28 +51,26 @@ V = TypeVar("V")
 
 
 class ReadsAhead:
-    """The reads ahead of time in flight (1), at most one per key; each one's task is
-    held here until it ends."""
+    """Reads ahead of time (1), at most one per key queued, run one at a time; each
+    one's task is held here until it ends."""
 
     def __init__(self) -> None:
         self._tasks: dict[Hashable, asyncio.Task[None]] = {}
+        self._turn = asyncio.Lock()
 
     def start(self, key: Hashable, read: Callable[[], Awaitable[None]]) -> None:
         if key in self._tasks:
             return
-        task = asyncio.get_running_loop().create_task(_quietly(read), name="feed-read-ahead")
+        task = asyncio.get_running_loop().create_task(self._run(read), name="feed-read-ahead")
         self._tasks[key] = task
         task.add_done_callback(lambda _task: self._tasks.pop(key, None))
 
-    def __bool__(self) -> bool:
-        return bool(self._tasks)
-
-
-async def _quietly(read: Callable[[], Awaitable[None]]) -> None:
-    try:
-        await read()
-    except Exception:  # the answer ages as it would have, and a request reads it then
-        logger.debug("a read ahead of time failed", exc_info=True)
+    async def _run(self, read: Callable[[], Awaitable[None]]) -> None:
+        async with self._turn:
+            try:
+                await read()
+            except Exception:  # the answer ages as it would have; a request reads it then
+                logger.debug("a read ahead of time failed", exc_info=True)
 
 
 class Reading:
@@ -85,10 +86,10 @@ class Reading:
 class RecentAnswers(Generic[K, V]):
     """Answers younger than ``RECENT_TTL`` seconds, at most ``RECENT_MAX`` of them."""
 
-    def __init__(self) -> None:
+    def __init__(self, ahead: ReadsAhead | None = None) -> None:
         self._answers: dict[K, tuple[float, V]] = {}
         self._changes = 0  # answers dropped or learnt: a read begun before keeps nothing (2)
-        self._ahead = ReadsAhead()
+        self._ahead = ReadsAhead() if ahead is None else ahead
 
     def get(self, key: K) -> V | Missing:
         found = self._answers.get(key)
@@ -133,7 +134,7 @@ class RecentAnswers(Generic[K, V]):
         async def read() -> None:
             await self.load(key, load)
 
-        self._ahead.start(key, read)
+        self._ahead.start((id(self), key), read)
 
     def put(self, key: K, value: V) -> None:
         """An answer learnt now, from a change: newer than any read in flight (2)."""

@@ -54,9 +54,11 @@ class Gated(Store):
     gate: asyncio.Event | None = None
     loads = 0  # reads made
     reading = 0  # reads begun and not yet returned
+    most_reading = 0
 
     async def _held(self, read: Awaitable[T]) -> T:
         self.reading += 1
+        self.most_reading = max(self.most_reading, self.reading)
         try:
             found = await read
             self.loads += 1
@@ -118,7 +120,8 @@ def test_steady_posts_never_wait_for_the_gate_to_read_its_answers_again(
 ) -> None:
     """A script posting every 0.3 s: its token, the channels and its memberships are
     read again while the answers kept are still recent, not on a post's path once
-    they are too old. Each post's check finds the reads it would wait for held."""
+    they are too old, and one at a time, not in three worker threads at once. Each
+    post's check finds the reads it would wait for held."""
     url = f"sqlite:///{tmp_path / 'feed.db'}"
     token, _ = make_token(url, "ada")
 
@@ -138,6 +141,7 @@ def test_steady_posts_never_wait_for_the_gate_to_read_its_answers_again(
             store.gate.set()
             store.gate = None
             await settled(store)  # what was read ahead of time is kept before the next post
+        assert store.most_reading == 1
 
     run(tmp_path, body)
 
