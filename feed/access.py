@@ -36,11 +36,13 @@ Rationale:
    ``FEED_SECRET_KEY`` the key is made once and kept in the database, so every
    process, restart and ``feed`` command agrees on it.
 5. On recent answers. The channel list, tokens and memberships behind permission
-   checks are read at most once a second each: a thousand kiosks reconnecting at
+   checks are read at most twice a second each: a thousand kiosks reconnecting at
    once cost one query, not a thousand, and a script posting hundreds of times a
-   second does not look its token up for each post. A change of access announced by
-   any process drops what it made stale (``changed``); one that is not (a command on
-   a database with the memory broker) is refused within a second. The recheck of
+   second does not look its token up for each post. An answer in use is read again
+   before it is too old, beside the requests, not in one (recent.py, on reading
+   again ahead of time). A change of access announced by any process drops what it
+   made stale (``changed``); one that is not (a command on a database with the
+   memory broker) is refused within a second. The recheck of
    open streams always reads the database. A stale list cannot leak: the hub checks
    each event against the channel as it is when the event is read (events.py), and
    reads of posts and of the log filter in SQL on the same. A channel made or
@@ -65,6 +67,7 @@ Rationale:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import secrets
 import time
@@ -82,7 +85,7 @@ from feed.errors import ClientError
 from feed.identity import ANONYMOUS, Identity, Role, Via, digest, identity_name, of_credential
 from feed.inputs import header
 from feed.permissions import Permissions, grantee, unauthorized
-from feed.recent import MISSING, RECENT_TTL, Missing, RecentAnswers
+from feed.recent import MISSING, READ_AHEAD_AFTER, RECENT_TTL, Missing, ReadsAhead, RecentAnswers
 from feed.settings import Settings
 from feed.store import Store
 from feed.values import AccessChange, ChannelView, FeedEvent, TokenView
@@ -116,11 +119,13 @@ class Access:
         self._learned = 0  # batches of channel events learnt, so a read across one is stale
         # Recent answers (rationale 5): token digest -> token; token id -> revoked;
         # name -> its memberships.
-        self._tokens: RecentAnswers[str, TokenView | None] = RecentAnswers()
-        self._revoked: RecentAnswers[int, bool] = RecentAnswers()
+        # Their reads ahead of time, and the channel list's, one at a time.
+        self._ahead = ReadsAhead()
+        self._tokens: RecentAnswers[str, TokenView | None] = RecentAnswers(self._ahead)
+        self._revoked: RecentAnswers[int, bool] = RecentAnswers(self._ahead)
         # Session (its CSRF token's digest) -> signed out of (rationale 2).
-        self._ended: RecentAnswers[str, bool] = RecentAnswers()
-        self._grants: RecentAnswers[str, dict[str, bool]] = RecentAnswers()
+        self._ended: RecentAnswers[str, bool] = RecentAnswers(self._ahead)
+        self._grants: RecentAnswers[str, dict[str, bool]] = RecentAnswers(self._ahead)
 
     def changed(self, change: AccessChange) -> None:
         """Forget what ``change`` made stale (rationale 5): the next check reads it."""
@@ -129,6 +134,7 @@ class Access:
                 recent.clear()
         if change.elsewhere or change.channels:
             self._channels = None
+            self._learned += 1  # a read in flight may predate the change: not kept
         if change.members:
             self._grants.clear()
         if change.tokens:
@@ -165,11 +171,19 @@ class Access:
             return await self._read_channels()
         recent = self._recent()
         if recent is not None:
+            if time.monotonic() - self._channels_at > READ_AHEAD_AFTER:
+                self._ahead.start("channels", self._read_ahead)  # (5)
             return recent
         # One read for everyone who finds the map old at the same moment.
         async with self._loading:
             recent = self._recent()
             return await self._read_channels() if recent is None else recent
+
+    async def _read_ahead(self) -> None:
+        if self._loading.locked():
+            return  # a read is under way already
+        async with self._loading:
+            await self._read_channels()
 
     def _recent(self) -> dict[str, ChannelView] | None:
         if self._channels is None or time.monotonic() - self._channels_at > RECENT_TTL:
@@ -328,6 +342,8 @@ class Access:
         grants = {} if name is None else self._grants.get(name)
         if isinstance(grants, Missing):
             return (await self.permissions_of([who]))[who]
+        if name is not None and self._grants.aging(name):
+            self._grants.read_ahead(name, functools.partial(self._grants_of, name))
         return Permissions(who, channels, grants)
 
     def forget(self, revoked: Iterable[int]) -> None:
@@ -379,13 +395,17 @@ class Access:
                 grants[name] = known
         unknown = [name for name in names if name not in grants]
         if unknown:
+            reading = self._grants.reading()
             for name in unknown:
                 grants[name] = {}
             for member in await self.store.members(names=unknown):
                 grants[member.name][member.channel] = member.may_post
             for name in unknown:
-                self._grants.put(name, grants[name])
+                self._grants.keep(name, grants[name], reading)
         return {w: Permissions.given(w, channels, grants) for w in whos}
+
+    async def _grants_of(self, name: str) -> dict[str, bool]:
+        return {m.channel: m.may_post for m in await self.store.members(names=[name])}
 
     async def check(self, connection: HTTPConnection) -> Permissions:
         """Identify the request, check CSRF for a browser's unsafe request, and return
