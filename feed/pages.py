@@ -1,4 +1,5 @@
-"""The HTML pages: the dashboard, the kiosk, their partials and the compose form.
+"""The HTML pages: the dashboard, the kiosk, their partials, mentions and compose
+(search_pages.py has the search page).
 
 Every page that streams is told, in ``<meta>`` tags read by feed.js, which release
 rendered it and the heartbeat interval (so it knows when the stream has gone
@@ -38,7 +39,6 @@ renders it, and feed.js keeps it after every event, live or replayed:
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -49,28 +49,17 @@ from feed.access import KIOSK_PARAM
 from feed.errors import ClientError
 from feed.inputs import choice, int_param, post_body, read_form
 from feed.permissions import Permissions
-from feed.render import SNAPSHOT_HEADER
+from feed.render import SNAPSHOT_HEADER, page_url
 from feed.runtime import Runtime, runtime
-from feed.search import Cursor, Filters, Query, Results
-from feed.search_params import MAX_SEARCH_PAGE, SearchAsked, search_asked, search_query
-from feed.security import admit_post, searching
+from feed.search import Cursor, Filters, Query
+from feed.search_params import search_query
+from feed.security import admit_post
 from feed.store import StoreError
 from feed.values import ChannelView, FrontPage, PostView
 from feed.viewers import SignInFirst, viewer
 
 KIOSK_POSTS = 30  # posts a kiosk shows and keeps in its DOM, pinned ones first
 THEMES = ("auto", "light", "dark")
-
-
-def _url(path: str, **params: Any) -> str:
-    """``path`` with a query; a list value repeats its parameter, ``None`` omits it."""
-    pairs = [
-        (k, x)
-        for k, v in params.items()
-        for x in (v if isinstance(v, list) else [v])
-        if x is not None
-    ]
-    return f"{path}?{urlencode(pairs)}" if pairs else path
 
 
 def screens(count: int) -> str:
@@ -101,7 +90,7 @@ def _first_page(page: FrontPage, size: int) -> list[PostView]:
 def _list_context(
     posts: list[PostView], channel: str | None, before: int | None, older_before: int | None
 ) -> dict[str, Any]:
-    older_url = older_before and _url("/partials/posts", channel=channel, before=older_before)
+    older_url = older_before and page_url("/partials/posts", channel=channel, before=older_before)
     return {
         "posts": posts,
         "before": before,
@@ -168,10 +157,10 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
         watching=screens(1 + (summed.watching(channel) if channel else summed.streams)),
         heading=info.title if info else "All channels",
         description=info.description if info else "",
-        stream_url=_url(
+        stream_url=page_url(
             "/events", format="html", channel=channel, last_event_id=page.last_event_id
         ),
-        feed_url=_url("/partials/posts", channel=channel),
+        feed_url=page_url("/partials/posts", channel=channel),
         fixed_channel=channel,
         postable=postable,
         form={"channel": default or (postable[0].name if postable else ""), "body": ""},
@@ -287,8 +276,10 @@ async def kiosk(request: Request) -> Response:
         max_posts=KIOSK_POSTS,
         search=q,
         last_event_id=last,
-        stream_url=_url("/events", format="html", channel=names, q=q, last_event_id=last, key=key),
-        feed_url=_url("/partials/kiosk", channel=names, q=q, key=key),
+        stream_url=page_url(
+            "/events", format="html", channel=names, q=q, last_event_id=last, key=key
+        ),
+        feed_url=page_url("/partials/kiosk", channel=names, q=q, key=key),
     )
 
 
@@ -324,66 +315,6 @@ async def kiosk_partial(request: Request) -> HTMLResponse:
         kiosk=True,
         **_list_context(posts, None, None, None),
     )
-
-
-# -- search -------------------------------------------------------------------------
-
-
-async def search_page(request: Request) -> Response:
-    """``/search?q=``: a search box with results as one types (htmx: debounced, the
-    request before cancelled), the URL shareable. A malformed search shows its
-    sentence where the results would be, with a 400."""
-    rt = runtime(request)
-    seen = await viewer(request)
-    status, context, headers = await _search_results(rt, request, seen.perms)
-    response = rt.renderer.page(
-        "search.html",
-        status,
-        headers,
-        **seen.context(),
-        channels=seen.perms.readable(),
-        **context,
-    )
-    return seen.apply(response, request)
-
-
-async def search_partial(request: Request) -> HTMLResponse:
-    """The results alone, for the search box; the address bar follows the search."""
-    rt = runtime(request)
-    perms = await rt.access.check(request)
-    status, context, headers = await _search_results(rt, request, perms)
-    headers["HX-Replace-Url"] = _url("/search", q=context["q"] or None)
-    return rt.renderer.page("partials/search_results.html", status, headers, **context)
-
-
-async def _search_results(
-    rt: Runtime, request: Request, perms: Permissions
-) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """The status, the template's context and the headers of a search's results; a
-    refused search (a malformed one, or one too many at once) shows its sentence."""
-    q = request.query_params.get("q", "")
-    context: dict[str, Any] = {"q": q, "hits": [], "error": None, "more_url": None}
-    try:
-        channels = perms.selection(request.query_params.getlist("channel"))
-        asked = search_asked(request, channels)
-        if asked.query is None:
-            return 200, context, {}
-        found = await _search(rt, request, asked, perms)
-    except ClientError as exc:
-        return exc.status, {**context, "error": exc.message}, dict(exc.headers or {})
-    more = found.next and _url("/partials/search", q=q, cursor=found.next.text)
-    return 200, {**context, "hits": found.hits, "more_url": more}, {}
-
-
-async def _search(rt: Runtime, request: Request, asked: SearchAsked, perms: Permissions) -> Results:
-    async with searching(request, perms):
-        return await rt.store.search(
-            asked.query,
-            asked.filters,
-            limit=asked.limit or min(rt.settings.page_size, MAX_SEARCH_PAGE),
-            cursor=asked.cursor,
-            private=perms.private_readable(),
-        )
 
 
 async def compose(request: Request) -> HTMLResponse:
@@ -450,6 +381,4 @@ routes = [
     Route("/kiosk", kiosk, methods=["GET"]),
     Route("/partials/kiosk", kiosk_partial, methods=["GET"]),
     Route("/compose", compose, methods=["POST"]),
-    Route("/search", search_page, methods=["GET"]),
-    Route("/partials/search", search_partial, methods=["GET"]),
 ]

@@ -63,6 +63,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from markupsafe import Markup
@@ -115,6 +116,17 @@ def stored_html(post: PostView) -> Markup:
 
 def shorttime(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def page_url(path: str, **params: Any) -> str:
+    """``path`` with a query; a list value repeats its parameter, ``None`` omits it."""
+    pairs = [
+        (k, x)
+        for k, v in params.items()
+        for x in (v if isinstance(v, list) else [v])
+        if x is not None
+    ]
+    return f"{path}?{urlencode(pairs)}" if pairs else path
 
 
 def post_link(post: PostView) -> str:

@@ -66,6 +66,7 @@ def test_web_modules_import_no_other_web_module_and_the_core_imports_none() -> N
         "feed.health",
         "feed.openapi",
         "feed.pages",
+        "feed.search_pages",
         "feed.signin",
         "feed.stream",
     } <= web, web
