@@ -127,6 +127,10 @@ class Access:
         self._ended: RecentAnswers[str, bool] = RecentAnswers(self._ahead)
         self._grants: RecentAnswers[str, dict[str, bool]] = RecentAnswers(self._ahead)
 
+    async def close(self) -> None:
+        """End the reads ahead of time still queued or under way (rationale 5)."""
+        await self._ahead.close()
+
     def changed(self, change: AccessChange) -> None:
         """Forget what ``change`` made stale (rationale 5): the next check reads it."""
         if change.elsewhere:

@@ -147,6 +147,7 @@ def create_app(settings: Settings) -> FeedApp:
             await meters.close()
             await flusher.close()
             await relay.close()
+            await gate.close()
             store.close()
 
     routes = [

@@ -15,6 +15,8 @@ Rationale:
    ahead go one at a time (one ``ReadsAhead`` for all its answers): a post's token,
    channels and memberships age together, and read at once they took three worker
    threads and three database connections where one does, each with its memory.
+   Those still queued or under way when the app stops are ended before the store
+   they read closes (``close``).
 2. Nothing kept from before a change. A read that began before answers were dropped
    or learnt (a change of access announced meanwhile) may have read what the change
    undid, so what it found is used by its own request at most, never kept: a token
@@ -71,6 +73,13 @@ class ReadsAhead:
                 await read()
             except Exception:  # the answer ages as it would have; a request reads it then
                 logger.debug("a read ahead of time failed", exc_info=True)
+
+    async def close(self) -> None:
+        """End the reads queued or under way, before the store they read closes."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Reading:

@@ -200,3 +200,31 @@ def test_a_read_ahead_that_fails_leaves_the_answer_to_age_and_be_read_by_a_post(
 
     run(tmp_path, body)
     assert failures == []
+
+
+def test_a_read_ahead_in_flight_is_ended_when_the_app_stops(settings: Settings) -> None:
+    """The app stops while the gate reads an answer again ahead of time: the read's
+    task is ended before the store closes, not left pending on a closed store."""
+    from feed.app import create_app
+    from feed.runtime import runtime_of
+
+    app = create_app(settings)
+    held = asyncio.Event()  # never set: the read ahead waits until it is ended
+    began = asyncio.Event()
+
+    async def read() -> None:
+        began.set()
+        await held.wait()
+
+    async def main() -> None:
+        async with app.starlette.router.lifespan_context(app.starlette) as state:
+            assert state is not None
+            gate = runtime_of(state).access
+            gate._ahead.start("held", read)
+            (task,) = gate._ahead._tasks.values()
+            async with asyncio.timeout(DEADLINE):
+                await began.wait()
+        # Checked on the loop that ran the app, before its end cancels what is left.
+        assert task.done(), "the read ahead was still pending after the app stopped"
+
+    asyncio.run(main())
