@@ -334,6 +334,21 @@ def test_items_refused_before_their_turn_leave_the_rate_to_later_posts(
     assert listed(server.client) == ["a", "b", "c", "d", "e"]
 
 
+def test_an_item_with_a_bad_body_costs_its_turn_as_it_would_alone(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(post_rate=5)
+    token = bearer(server.token("ann"))
+    bad = [{"channel": "general", "body": ""}, {"channel": "general", "body": 12}]
+    items = [*bad, *({"channel": "general", "body": f"p{n}"} for n in range(4))]
+    got = results(server.client.post(URL, json=items, headers=token))
+    assert [r["status"] for r in got] == [422, 422, 201, 201, 201, 429]
+    # Alone, a bad body is refused after its turn too: none is left.
+    single = server.client.post("/api/channels/general/posts", json={"body": ""}, headers=token)
+    assert single.status_code == 429
+    assert listed(server.client) == ["p0", "p1", "p2"]
+
+
 def test_a_batch_reaches_streams_in_order_and_a_resume_inside_it_is_exact(
     server: Server,
 ) -> None:

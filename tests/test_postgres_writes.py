@@ -438,6 +438,59 @@ def test_replies_on_postgresql_are_written_on_the_loop_with_their_parents_summar
         store.close()
 
 
+def test_replies_on_the_loop_racing_their_parents_deletion_and_a_retried_key_are_kept_right(
+    postgres: Postgres,
+) -> None:
+    """A parent deleted while replies to it are in flight leaves no live reply under
+    its tombstone, whichever commits first; a keyed reply sent twice at once is written
+    once, the second answered with the first's post."""
+    store = Store.from_url(postgres.new_database(), notify=True)
+
+    def answer(change: Change) -> Answer:
+        return Answer(201, f"reply {change.post.id}")
+
+    async def main() -> None:
+        await store.create_schema()
+        for round_ in range(5):
+            parent = (await store.create_post("general", "ann", f"plan {round_}")).post.id
+            other = (await store.create_post("general", "ann", f"other {round_}")).post.id
+            claim = Claim(f"k{round_}", "f")
+            # The deletion sent first, then last, so that each commits first in turn.
+            deletion = asyncio.ensure_future(store.delete_post(parent))
+            if round_ % 2:
+                await deletion
+            done = await asyncio.gather(
+                store.create_reply("general", parent, "bo", "one"),
+                store.create_reply("general", parent, "cy", "two"),
+                store.create_post_once(claim, "general", "cy", "kept", answer, parent=other),
+                store.create_post_once(claim, "general", "cy", "kept", answer, parent=other),
+                return_exceptions=True,
+            )
+            deleted = await deletion
+            one, two, first, second = done
+            assert isinstance(deleted, Change)
+            for reply in (one, two):
+                assert isinstance(reply, Change | PostDeleted), reply
+            assert isinstance(first, Once) and isinstance(second, Once)
+            assert first.answer == second.answer
+            assert sorted([first.replayed, second.replayed]) == [False, True]
+            with store._engine.connect() as connection:
+                live = connection.execute(
+                    text("SELECT id FROM posts WHERE parent_id = :p AND NOT deleted"),
+                    {"p": parent},
+                ).all()
+            assert live == []
+            kept = await store.list_replies(other)
+            assert [(p.author, p.body) for p in kept] == [("cy", "kept")]
+            listed = {p.id: p.replies for p in await store.list_posts()}
+            assert listed.get(other) == 1
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
 def test_a_new_post_after_the_server_closed_the_writers_connection_is_written(
     postgres: Postgres,
 ) -> None:

@@ -121,6 +121,30 @@ def test_marking_read_takes_a_position_only_onto_the_channels_events(
         store.close()
 
 
+def test_concurrent_marks_leave_the_furthest_position_and_one_event_per_move(
+    store: Store,
+) -> None:
+    """Tabs marking at once, in any order: the position ends at the furthest mark, each
+    move's event says a position further than the one before, and a mark that arrives
+    behind moves nothing."""
+    told: list[Commit] = []
+
+    async def main() -> tuple[list[int], int]:
+        made = [(await store.create_post("general", "alice", f"p{n}")).event_id for n in range(6)]
+        ids = [e for e in made if e is not None]
+        store.on_commit(told.append)
+        order = [ids[3], ids[0], ids[5], ids[1], ids[4], ids[2]] * 2
+        marks = await asyncio.gather(*(store.mark_read("bob", "general", u) for u in order))
+        return [m.up_to for m in marks], ids[-1]
+
+    ups, last = run(main())
+    assert max(ups) == last
+    moves = [e.read_up_to for c in told for e in c.events if e.kind is EventKind.READ_POSITION]
+    assert moves == sorted(set(moves)) and moves[-1] == last
+    assert counts(store, "bob")["general"] == (0, 0)
+    assert run(store.mark_read("bob", "general", 1)).up_to == last
+
+
 def test_mark_all_read_clears_every_channel_given(store: Store) -> None:
     run(store.create_post("general", "alice", "one"))
     run(store.create_post("announcements", "alice", "two @bob"))

@@ -9,11 +9,13 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, text
+from alembic import command
+from sqlalchemy import insert, inspect, text
 
+from feed import schema
 from feed.models import Post
 from feed.storage.threads import WALK
-from feed.store import Store
+from feed.store import Store, make_engine
 from feed.values import Commit, Thread
 
 # Replies in the long thread: enough that reading all of them costs many times a
@@ -114,3 +116,54 @@ def _thread(commit: Commit) -> Thread:
     (event,) = commit.events
     assert event.thread is not None
     return event.thread
+
+
+INDEX = "ix_posts_parent_id_deleted_id"
+
+
+def _indexes(url: str, revision: str | None) -> set[str]:
+    """The posts table's indexes once the schema is taken to ``revision`` (down), or
+    left where it is (None)."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            if revision is not None:
+                command.downgrade(schema._config(connection), revision)
+            return {i["name"] for i in inspect(connection).get_indexes("posts")}
+    finally:
+        engine.dispose()
+
+
+def test_the_threads_index_comes_with_its_migration_and_goes_with_it(
+    each_database_url: str,
+) -> None:
+    async def summary(store: Store, parent: int) -> tuple[int, tuple[str, ...]]:
+        (post,) = [p for p in await store.list_posts(["general"]) if p.id == parent]
+        return post.replies, post.repliers
+
+    async def thread(store: Store) -> tuple[int, tuple[int, tuple[str, ...]]]:
+        parent = (await store.create_post("general", "ann", "the plan")).post.id
+        for author in ["bo", "cy", "di"]:
+            await store.create_reply("general", parent, author, "yes")
+        gone = await store.create_reply("general", parent, "ed", "no")
+        await store.delete_post(gone.post.id)
+        return parent, await summary(store, parent)
+
+    store = Store.from_url(each_database_url)
+    try:
+        run(store.create_schema())
+        assert INDEX in _indexes(each_database_url, None)
+        parent, before = run(thread(store))
+    finally:
+        store.close()
+    assert before == (3, ("di", "cy", "bo"))
+    assert INDEX not in _indexes(each_database_url, "0014_search_pairs")
+    # Without the index the summaries read the same; and up again, it returns.
+    store = Store.from_url(each_database_url)
+    try:
+        assert run(summary(store, parent)) == before
+        run(store.create_schema())
+        assert INDEX in _indexes(each_database_url, None)
+        assert run(summary(store, parent)) == before
+    finally:
+        store.close()
