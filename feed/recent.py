@@ -16,7 +16,10 @@ Rationale:
    channels and memberships age together, and read at once they took three worker
    threads and three database connections where one does, each with its memory.
    Those still queued or under way when the app stops are ended before the store
-   they read closes (``close``).
+   they read closes (``close``). At most ``READS_AHEAD_MOST`` wait or run at once:
+   many answers aging together (thousands of tokens in use) would otherwise queue a
+   task each, to run long after they could help; past it an answer is read by the
+   request that finds it too old.
 2. Nothing kept from before a change. A read that began before answers were dropped
    or learnt (a change of access announced meanwhile) may have read what the change
    undid, so what it found is used by its own request at most, never kept: a token
@@ -39,6 +42,9 @@ logger = logging.getLogger("feed.recent")
 RECENT_TTL = 1.0
 # Past this age an answer asked for is read again ahead of time (1).
 READ_AHEAD_AFTER = RECENT_TTL / 2
+# At most this many reads ahead wait or run at once; an answer aging past it is read
+# by the request that finds it too old, as before reads ahead (1).
+READS_AHEAD_MOST = 64
 # At most this many answers are kept; past it they are all let go.
 RECENT_MAX = 10_000
 
@@ -53,15 +59,15 @@ V = TypeVar("V")
 
 
 class ReadsAhead:
-    """Reads ahead of time (1), at most one per key queued, run one at a time; each
-    one's task is held here until it ends."""
+    """Reads ahead of time (1), at most one per key and ``READS_AHEAD_MOST`` in all
+    queued, run one at a time; each one's task is held here until it ends."""
 
     def __init__(self) -> None:
         self._tasks: dict[Hashable, asyncio.Task[None]] = {}
         self._turn = asyncio.Lock()
 
     def start(self, key: Hashable, read: Callable[[], Awaitable[None]]) -> None:
-        if key in self._tasks:
+        if key in self._tasks or len(self._tasks) >= READS_AHEAD_MOST:
             return
         task = asyncio.get_running_loop().create_task(self._run(read), name="feed-read-ahead")
         self._tasks[key] = task

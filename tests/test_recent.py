@@ -228,3 +228,30 @@ def test_a_read_ahead_in_flight_is_ended_when_the_app_stops(settings: Settings) 
         assert task.done(), "the read ahead was still pending after the app stopped"
 
     asyncio.run(main())
+
+
+def test_reads_ahead_queued_are_bounded_and_those_past_it_are_left_to_their_requests() -> None:
+    """Reads ahead go one at a time (recent.py, on reading again ahead of time): many
+    answers aging together must not queue a task each, to run long after they could
+    help."""
+
+    async def main() -> tuple[int, int]:
+        ahead = recent.ReadsAhead()
+        release = asyncio.Event()
+        ran = 0
+
+        async def read() -> None:
+            nonlocal ran
+            ran += 1
+            await release.wait()
+
+        for key in range(recent.READS_AHEAD_MOST * 5):
+            ahead.start(key, read)
+        queued = len(ahead._tasks)
+        release.set()
+        await asyncio.wait_for(ahead.close(), DEADLINE)
+        return queued, ran
+
+    queued, ran = asyncio.run(main())
+    assert queued == recent.READS_AHEAD_MOST
+    assert ran <= recent.READS_AHEAD_MOST
