@@ -368,8 +368,9 @@ def admit_reply(request: HTTPConnection, perms: Permissions, channel: str) -> No
 
 
 def searching(request: HTTPConnection, perms: Permissions) -> AbstractAsyncContextManager[None]:
-    """A search by this identity in flight, within its limit (8); the API, the search
-    page and a searching kiosk all ask."""
+    """A search by this identity in flight, within its limit (8); the API and the search
+    page ask. A kiosk's search does not: every screen of one kiosk link shares its key,
+    and a wall of them resyncing together would be refused."""
     return of(request).searching(request, perms.identity.limit_key)
 
 
