@@ -8,12 +8,18 @@ tests never make up a cookie. Waits are Playwright waits with deadlines.
 
 from __future__ import annotations
 
+import contextlib
+import time
+
+import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.auth import ADMIN_TOKEN
 from tests.browser import (
     LIVE_MS,
+    OPEN_MS,
     Problems,
     api_posts,
     assert_not_reloaded,
@@ -28,8 +34,10 @@ from tests.browser import (
     shown_ids,
     sign_in,
     wait_applied,
+    wait_true,
 )
 from tests.conftest import Server
+from tests.waiting import until
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser", "context", "problems"]  # fixtures
@@ -102,6 +110,64 @@ def test_sign_in_returns_to_the_page_lets_a_writer_post_and_sign_out_ends_it(
     assert session_cookie(context) is None
     expect(post_el(page, stored["id"])).to_be_visible()  # still a reader
     watcher.context.close()
+
+
+# The page's own sign-out, held on the page: the form's submission is cancelled after
+# every listener of the page has seen it, and the same form is posted by hand, so the
+# session ends on the server while this document is still the one running.
+SIGN_OUT_IN_PLACE = """async () => {
+    const form = document.querySelector('form.who');
+    form.addEventListener('submit', (evt) => evt.preventDefault());
+    form.requestSubmit();
+    const answer = await fetch('/signout', {
+        method: 'POST', body: new URLSearchParams(new FormData(form)), redirect: 'manual',
+    });
+    return answer.type;
+}"""
+
+
+def test_a_page_signing_out_asks_nothing_more_in_the_sessions_name(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    page = sign_in(context, server, server.token("Ada", "writer"))
+    answers: list[tuple[str, int]] = []
+    page.on("response", lambda r: answers.append((r.url, r.status)))
+
+    # A count asked for just before signing out, held on its way to the server.
+    held: list[Route] = []
+    page.route("**/api/me/unread", lambda route: held.append(route))
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    deadline = time.monotonic() + OPEN_MS / 1000
+    while not held:
+        assert time.monotonic() < deadline, "the page never asked for its counts"
+        page.wait_for_timeout(20)  # lets Playwright hand the route over, with a deadline
+
+    cookie = session_cookie(context)
+    assert cookie is not None
+    assert page.evaluate(SIGN_OUT_IN_PLACE) == "opaqueredirect"
+    # The server refuses the session from now on (within the access answers' life).
+    until(
+        lambda: (
+            httpx.get(
+                f"{server.url}/api/me/unread",
+                headers={"Cookie": f"{cookie['name']}={cookie['value']}"},
+            ).status_code
+        ),
+        lambda status: status == 401,
+        timeout=OPEN_MS / 1000,
+    )
+
+    # The held request now reaches a server where the session has ended: the page
+    # abandoned it at the submission, so no 401 comes back to it.
+    for route in held:
+        with contextlib.suppress(PlaywrightError):  # already abandoned by the page
+            route.continue_()
+    # Nothing new is asked either: a refresh due now is held back, not sent.
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    wait_true(page, "() => window.feedUnread.held >= 1")
+    assert page.evaluate("window.feedUnread.refreshes") == 1
+    assert not [a for a in answers if "/api/me/" in a[0]], answers
+    assert problems.seen == []
 
 
 def test_a_wrong_token_shows_the_form_again_with_an_error_and_sets_no_cookie(

@@ -40,6 +40,11 @@
 //    hidden tab shows what the reader already sees (a hidden tab waits
 //    HIDDEN_CLAIM_DELAY_MS before it claims, so a visible one goes first). Without
 //    Web Locks the claim is the localStorage check alone.
+// 6. Signing out ends the session on the server before the next page loads. From the
+//    moment this page submits the sign-out form it asks nothing more in the
+//    session's name: a count or a read report still on its way is abandoned, and
+//    none is started (an answer to one would be a 401 for the session the reader
+//    has just ended, reported by the browser as a failed load).
 (function () {
   "use strict";
 
@@ -59,7 +64,15 @@
   var showing = new Set(); // posts on screen now, whether the tab is visible or not
   var observer = null;
   var refreshTimer = null;
-  var debug = (window.feedUnread = { reports: 0, refreshes: 0, notified: 0, readEvents: [] });
+  var leaving = false; // the sign-out form was submitted (6)
+  var ending = new AbortController(); // abandons what is on its way at sign-out (6)
+  var debug = (window.feedUnread = {
+    reports: 0,
+    refreshes: 0,
+    notified: 0,
+    readEvents: [],
+    held: 0, // requests not made because the page is signing out (6)
+  });
 
   // -- 4. the stream ---------------------------------------------------------------------
 
@@ -145,8 +158,12 @@
   }
 
   function refresh() {
+    if (leaving) {
+      debug.held += 1;
+      return;
+    }
     debug.refreshes += 1;
-    fetch("/api/me/unread", { credentials: "same-origin" })
+    fetch("/api/me/unread", { credentials: "same-origin", signal: ending.signal })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (fresh) {
         if (!fresh || !state) return;
@@ -275,6 +292,10 @@
   }
 
   function markRead(channel, body) {
+    if (leaving) {
+      debug.held += 1;
+      return Promise.resolve(null);
+    }
     debug.reports += 1;
     var url = channel ? "/api/channels/" + encodeURIComponent(channel) + "/read" : "/api/me/read";
     return fetch(url, {
@@ -282,6 +303,7 @@
       credentials: "same-origin",
       headers: Object.assign({ "Content-Type": "application/json" }, csrf()),
       body: JSON.stringify(body),
+      signal: ending.signal,
     })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (done) { refreshSoon(); return done; })
@@ -308,6 +330,19 @@
     var button = evt.target.closest && evt.target.closest("[data-mark-read]");
     if (button) markRead(button.getAttribute("data-mark-read"), {});
     if (evt.target.id === "notify-toggle") toggleNotifications();
+  });
+
+  // -- 6. signing out -------------------------------------------------------------------
+
+  // Whether or not another handler goes on to cancel the submission: the page has
+  // asked to end its session, and a request made now would race that.
+  document.addEventListener("submit", function (evt) {
+    var form = evt.target;
+    if (!form.getAttribute || form.getAttribute("action") !== "/signout") return;
+    leaving = true;
+    if (refreshTimer) clearTimeout(refreshTimer);
+    refreshTimer = null;
+    ending.abort();
   });
 
   // -- 3. the divider ------------------------------------------------------------------
