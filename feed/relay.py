@@ -279,7 +279,7 @@ class Relay:
                     frames,
                     event.private,
                     event.recipient,
-                    event.kind.value,
+                    event.kind,  # a StrEnum: its own value, without the property's call
                     event.root,
                     searched if event.recipient is None else None,
                 )
