@@ -11,27 +11,27 @@ Rationale:
    write through the ORM (idempotency keys, replies' parents, thread summaries) get a
    ``Session`` joined to the same transaction (``orm``), made only when a group needs
    one.
-2. A group's rows are inserted by plain INSERTs of many rows each (VALUES of up to
-   ``MOST_ROWS`` rows, a power of two, so that a table has a handful of statements
-   whatever the group's size, each compiled once by the driver and kept), not by one
-   statement run for each row, nor by SQLAlchemy's INSERT ... RETURNING of many
-   VALUES, which cost most of a 1,000-post group's write in building and reading back
-   its statement. Run for each row, a statement was reset and stepped once a row, and
-   the events table's AUTOINCREMENT wrote its counter once a row as well
-   (docs/benchmarks.md, batch publishing: toward 40 µs a post). The ids are the run
-   that ends at ``last_insert_rowid()``: the writer holds the only write lock, and
-   SQLite gives each new row one more than the largest id, in the order of the
-   VALUES, so they are consecutive; a count over that range checks it before
-   anything is announced. The columns' list
-   and the dialect's conversions of its values are made once per table and columns,
-   not once per group: compiling them again for every group was a noticeable part of
-   a small group's write (docs/benchmarks.md, the write cycle).
-3. What every row of a group shares (its time, its flags) is given once a statement:
-   those values are its first parameters, numbered, and every row names them again
-   by number. So a value the dialect converts before the driver takes it (a
-   datetime, a boolean) is converted once a group, not once a row (SQLAlchemy's
-   converters are a Python call each), and bound once a statement. The rows' own
-   values (ids, names, text) are taken by the driver as they are.
+2. Rows in statements of many. A group's rows are inserted by plain INSERTs of many
+   rows each (VALUES of up to ``MOST_ROWS`` rows, a power of two, so that a table has a
+   handful of statements whatever the group's size, each compiled once by the driver
+   and kept), not by one statement run for each row, nor by SQLAlchemy's INSERT ...
+   RETURNING of many VALUES, which cost most of a 1,000-post group's write in building
+   and reading back its statement. Run for each row, a statement was reset and stepped
+   once a row, and the events table's AUTOINCREMENT wrote its counter once a row as
+   well (docs/benchmarks.md, batch publishing: toward 40 µs a post). The ids are the
+   run that ends at ``last_insert_rowid()``: the writer holds the only write lock, and
+   SQLite gives each new row one more than the largest id, in the order of the VALUES,
+   so they are consecutive; a count over that range checks it before anything is
+   announced. The columns' list and the dialect's conversions of its values are made
+   once per table and columns, not once per group: compiling them again for every group
+   was a noticeable part of a small group's write (docs/benchmarks.md, the write
+   cycle).
+3. Shared values, once. What every row of a group shares (its time, its flags) is given
+   once a statement: those values are its first parameters, numbered, and every row
+   names them again by number. So a value the dialect converts before the driver takes
+   it (a datetime, a boolean) is converted once a group, not once a row (SQLAlchemy's
+   converters are a Python call each), and bound once a statement. The rows' own values
+   (ids, names, text) are taken by the driver as they are.
 4. The channels, read plainly. The group's channels are read by one plain
    statement, as on PostgreSQL (storage/postgres.py), not by an ORM select: compiling
    the select and loading its rows through the session was a large part of a small
