@@ -36,6 +36,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 
 from feed import search, tasks
 from feed.brokers import Broker
@@ -265,6 +266,9 @@ class Relay:
         searches = self._hub.searches()
         now = time.time()
         outgoing = []
+        # How many events were committed at each moment: a commit's share one (metrics.py,
+        # on the fan-out path).
+        committed: dict[datetime, int] = {}
         for event in events:
             frames = self._renderer.frames(event, formats)
             searched = self._searched(event, frames, searches, formats) if searches else None
@@ -275,13 +279,15 @@ class Relay:
                     frames,
                     event.private,
                     event.recipient,
-                    event.kind.value,
+                    event.kind,  # a StrEnum: its own value, without the property's call
                     event.root,
                     searched if event.recipient is None else None,
                 )
             )
             if event.at is not None:
-                self._metrics.lag_seconds.observe(max(0.0, now - event.at.timestamp()))
+                committed[event.at] = committed.get(event.at, 0) + 1
+        for at, count in committed.items():
+            self._metrics.lag_seconds.observe_times(max(0.0, now - at.timestamp()), count)
         self._hub.publish_many(outgoing)
         self.delivered = events[-1].id
         self._store.saw(self.delivered)

@@ -319,7 +319,8 @@ class Renderer:
         return self.event_html(event)
 
     def event_json(self, event: FeedEvent) -> str:
-        body: dict[str, Any] = {"id": event.id, "type": event.kind.value}
+        # A StrEnum is its own value, as JSON and as text: no ``.value`` to call.
+        body: dict[str, Any] = {"id": event.id, "type": event.kind}
         post = event.post
         if event.kind is EventKind.READ_POSITION:
             body |= {"channel": event.channel, "up_to": event.read_up_to}
@@ -405,7 +406,7 @@ class Renderer:
                 return f"{where} unpinned post {post.id} by {author}: {line}"
 
     def _encode(self, event: FeedEvent, fmt: Format) -> bytes:
-        return frame(self.event_data(event, fmt), event=event.kind.value, id=event.id)
+        return frame(self.event_data(event, fmt), event=event.kind, id=event.id)
 
     def frames(self, event: FeedEvent, formats: Iterable[Format]) -> dict[Format, bytes]:
         """The event encoded once for each format in ``formats``, as it is delivered

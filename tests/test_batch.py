@@ -21,9 +21,11 @@ import httpx
 from starlette.testclient import TestClient
 
 from feed.batch_input import MAX_BATCH_ITEMS, batch_bytes
+from feed.models import EventKind
 from feed.settings import Settings
+from feed.storage.history import EVERYONE
 from feed.store import ChannelNotFound, Store
-from feed.values import Change, Commit, NewPost
+from feed.values import Change, Commit, FeedEvent, NewPost
 from tests.auth import bearer, make_token
 from tests.conftest import Server
 from tests.sse import SSEClient
@@ -447,6 +449,40 @@ def test_a_batch_of_a_thousand_is_one_transaction_on_each_store(store: Store) ->
     assert [c.event_id for c in changes] == [e.id for e in commits[0].events]
     ids = [c.post.id for c in changes]
     assert ids == list(range(ids[0], ids[0] + len(ids)))
+
+
+def test_a_groups_rows_read_back_as_written_whatever_its_size(store: Store) -> None:
+    """Groups of sizes on each side of the store's statements' (a power of two rows at
+    most each): every post and event read back from the log, in the group's order, a
+    mention's event just before its post's."""
+
+    async def scenario(size: int) -> tuple[list[Change], list[FeedEvent]]:
+        before = await store.latest_event_id()
+        news = [
+            NewPost("general", "ada", f"@bo size {size} post {n}" if n % 7 == 3 else f"{n}")
+            for n in range(size)
+        ]
+        written = await store.create_posts(news)
+        read = await store.events_after(before, limit=2 * size + 10, person=EVERYONE)
+        return [w for w in written if isinstance(w, Change)], read
+
+    for size in (1, 2, 3, 255, 256, 257, 513, MAX_BATCH_ITEMS):
+        changes, read = asyncio.run(scenario(size))
+        bodies = [f"@bo size {size} post {n}" if n % 7 == 3 else f"{n}" for n in range(size)]
+        expected = [
+            (kind, body)
+            for body in bodies
+            for kind in ([EventKind.MENTION] if body.startswith("@") else [])
+            + [EventKind.POST_CREATED]
+        ]
+        assert [(e.kind, e.post.body if e.post else None) for e in read] == expected, size
+        assert [e.recipient for e in read if e.kind is EventKind.MENTION] == ["bo"] * (
+            len(expected) - size
+        )
+        created = [e for e in read if e.kind is EventKind.POST_CREATED]
+        assert [e.id for e in created] == [c.event_id for c in changes]
+        assert [e.post.id for e in created if e.post] == [c.post.id for c in changes]
+        assert all(e.post and e.post.html.startswith("<p>") for e in read)
 
 
 def test_feed_post_ndjson_answers_each_hostile_line_and_sends_the_rest(server: Server) -> None:

@@ -332,3 +332,31 @@ def test_workers_process_numbers_add_up_and_the_fullest_worker_shows(
     finally:
         for each in opened:
             each.stream.close()
+
+
+def test_a_lag_observed_for_many_events_at_once_counts_as_each_of_them() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from feed.metrics import SECONDS_BUCKETS, Lags
+
+    def read(registry: CollectorRegistry) -> dict[str, float]:
+        text = generate_latest(registry).decode()
+        return {
+            f"{s.name}{sorted(s.labels.items())}": s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    each, together = CollectorRegistry(), CollectorRegistry()
+    one_by_one = Histogram("lag", "lag", buckets=SECONDS_BUCKETS, registry=each)
+    at_once = Lags("lag", "lag", buckets=SECONDS_BUCKETS, registry=together)
+    for amount, times in ((0.003, 1000), (0.2, 3), (1e9, 2), (0.0, 1)):
+        for _ in range(times):
+            one_by_one.observe(amount)
+        at_once.observe_times(amount, times)
+    expected, found = read(each), read(together)
+    assert found.pop("lag_sum[]") == pytest.approx(expected.pop("lag_sum[]"))
+    assert found == expected
+    assert found["lag_count[]"] == 1006
+    assert found["lag_bucket[('le', '0.005')]"] == 1001

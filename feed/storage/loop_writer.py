@@ -62,6 +62,7 @@ from feed.storage.postgres import (
     placed,
     rows_of,
 )
+from feed.storage.rows import PostRows
 from feed.values import FeedEvent
 
 if TYPE_CHECKING:  # the driver is imported only where PostgreSQL is used
@@ -209,12 +210,12 @@ async def _begin_on_loop(
 
 async def insert_posts_on_loop(
     connection: psycopg.AsyncConnection[Any],
-    posts: Sequence[dict[str, Any]],
+    posts: PostRows,
     events: Sequence[tuple[int, EventKind, str | None]],
 ) -> tuple[list[int], list[int]]:
     """``insert_posts`` on the loop's connection (1; postgres.py, on new posts in one statement)."""
     found = await connection.execute(NEW_POSTS, new_posts_values(posts, events))
-    return placed(await found.fetchall(), len(posts), events)
+    return placed(await found.fetchall(), len(posts.bodies), events)
 
 
 async def commit_on_loop(

@@ -23,8 +23,9 @@ Rationale:
    waiting takes part of it), not one per post, and its events are numbered in the
    batch's order.
 4. SQLite's own statements. On SQLite a group is written on the driver's own cursor,
-   without a session (log.py, on the plain write), its rows inserted by one prepared
-   statement each and its channels read by one plain statement (storage/sqlite.py).
+   without a session (log.py, on the plain write), its rows inserted by plain
+   statements of many rows each and its channels read by one plain statement
+   (storage/sqlite.py).
    Idempotency keys and replies' parents still go through the ORM, in a session
    joined to the same transaction when a group has them.
 5. On PostgreSQL, a group's posts and their events are inserted by one statement, in
@@ -235,22 +236,17 @@ class NewPosts(EventLog):
         if isinstance(write, Session):  # PostgreSQL (5)
             post_ids, event_ids = postgres.insert_posts(write.connection(), post_rows, order)
         else:
-            dialect = self._engine.dialect
-            post_ids = sqlite.insert_consecutive(write.cursor, dialect, POSTS, post_rows)
+            cursor, dialect = write.cursor, self._engine.dialect
+            post_ids = sqlite.insert_consecutive(
+                cursor, dialect, POSTS, rows.POST_COLUMNS, post_rows.values(), post_rows.shared()
+            )
             # Their search entries, by one statement (storage/search.py, on the index
             # following the posts).
-            search.index_new(write.cursor, post_ids[0], post_ids[-1])
-            event_rows = [
-                {
-                    "kind": kind.value,
-                    "channel_id": post_rows[k]["channel_id"],
-                    "post_id": post_ids[k],
-                    "created_at": at,
-                    "recipient": recipient,
-                }
-                for k, kind, recipient in order
-            ]
-            event_ids = sqlite.insert_consecutive(write.cursor, dialect, EVENTS, event_rows)
+            search.index_new(cursor, post_ids[0], post_ids[-1])
+            event_rows = rows.event_values(order, post_rows, post_ids)
+            event_ids = sqlite.insert_consecutive(
+                cursor, dialect, EVENTS, rows.EVENT_COLUMNS, event_rows, {"created_at": at}
+            )
         written, events = rows.made(accepted, channels, htmls, order, post_ids, event_ids, at)
         self._noted(write, events)
         return written

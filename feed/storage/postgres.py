@@ -46,6 +46,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from feed.models import Channel, EventKind
+from feed.storage.rows import PostRows
 
 if TYPE_CHECKING:  # the driver is imported only where PostgreSQL is used
     pass
@@ -92,29 +93,26 @@ SELECT place, of_post, id, post_id FROM new_events ORDER BY place
 
 
 def insert_posts(
-    connection: Connection,
-    posts: Sequence[dict[str, Any]],
-    events: Sequence[tuple[int, EventKind, str | None]],
+    connection: Connection, posts: PostRows, events: Sequence[tuple[int, EventKind, str | None]]
 ) -> tuple[list[int], list[int]]:
-    """Insert ``posts`` (rows of the posts table, all made at one time) and their
-    ``events`` (each as its post's place in ``posts``, kind and recipient, every post
-    with one at least), in one statement (4): the posts' ids and the events', in
-    order."""
+    """Insert ``posts`` (the posts table's rows, by column) and their ``events`` (each
+    as its post's place in ``posts``, kind and recipient, every post with one at least),
+    in one statement (4): the posts' ids and the events', in order."""
     rows = connection.exec_driver_sql(NEW_POSTS, new_posts_values(posts, events)).all()
-    return placed(rows, len(posts), events)
+    return placed(rows, len(posts.bodies), events)
 
 
 def new_posts_values(
-    posts: Sequence[dict[str, Any]], events: Sequence[tuple[int, EventKind, str | None]]
+    posts: PostRows, events: Sequence[tuple[int, EventKind, str | None]]
 ) -> dict[str, Any]:
     """The values of the statement that inserts ``posts`` and ``events`` (4)."""
     return {
-        "at": posts[0]["created_at"],
-        "channels": [row["channel_id"] for row in posts],
-        "parents": [row["parent_id"] for row in posts],
-        "authors": [row["author"] for row in posts],
-        "bodies": [row["body"] for row in posts],
-        "htmls": [row["html"] for row in posts],
+        "at": posts.at,
+        "channels": posts.channel_ids,
+        "parents": posts.parents,
+        "authors": posts.authors,
+        "bodies": posts.bodies,
+        "htmls": posts.htmls,
         "of": [place + 1 for place, _, _ in events],
         "kinds": [kind.value for _, kind, _ in events],
         "recipients": [recipient for _, _, recipient in events],

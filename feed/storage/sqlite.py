@@ -11,20 +11,27 @@ Rationale:
    write through the ORM (idempotency keys, replies' parents, thread summaries) get a
    ``Session`` joined to the same transaction (``orm``), made only when a group needs
    one.
-2. A group's rows are inserted by one prepared statement run for each of
-   them, not by an INSERT ... RETURNING of many VALUES, which cost most of a 1,000-post
-   group's write in building and reading back its statement. The ids are the run
-   that ends at ``last_insert_rowid()``: the writer holds the only write lock, and
-   SQLite gives each new row one more than the largest id, so they are consecutive;
-   a count over that range checks it before anything is announced. The statement and
-   the dialect's conversions of its values are made once per table and columns, not
-   once per group: compiling them again for every group was a noticeable part of a
-   small group's write (docs/benchmarks.md, the write cycle).
-3. A value the dialect converts before the driver takes it (a datetime, a boolean)
-   is converted once per distinct value of its column, not once per row: a group's
-   rows share their time and their flags, and SQLAlchemy's converters are a Python
-   call each. Those columns hold plain values (times, flags, None), so each can be a
-   dict's key.
+2. Rows in statements of many. A group's rows are inserted by plain INSERTs of many
+   rows each (VALUES of up to ``MOST_ROWS`` rows, a power of two, so that a table has a
+   handful of statements whatever the group's size, each compiled once by the driver
+   and kept), not by one statement run for each row, nor by SQLAlchemy's INSERT ...
+   RETURNING of many VALUES, which cost most of a 1,000-post group's write in building
+   and reading back its statement. Run for each row, a statement was reset and stepped
+   once a row, and the events table's AUTOINCREMENT wrote its counter once a row as
+   well (docs/benchmarks.md, batch publishing: toward 40 µs a post). The ids are the
+   run that ends at ``last_insert_rowid()``: the writer holds the only write lock, and
+   SQLite gives each new row one more than the largest id, in the order of the VALUES,
+   so they are consecutive; a count over that range checks it before anything is
+   announced. The columns' list and the dialect's conversions of its values are made
+   once per table and columns, not once per group: compiling them again for every group
+   was a noticeable part of a small group's write (docs/benchmarks.md, the write
+   cycle).
+3. Shared values, once. What every row of a group shares (its time, its flags) is given
+   once a statement: those values are its first parameters, numbered, and every row
+   names them again by number. So a value the dialect converts before the driver takes
+   it (a datetime, a boolean) is converted once a group, not once a row (SQLAlchemy's
+   converters are a Python call each), and bound once a statement. The rows' own values
+   (ids, names, text) are taken by the driver as they are.
 4. The channels, read plainly. The group's channels are read by one plain
    statement, as on PostgreSQL (storage/postgres.py), not by an ORM select: compiling
    the select and loading its rows through the session was a large part of a small
@@ -38,6 +45,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Callable, Sequence
+from itertools import chain
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Dialect, Engine, Table, insert
@@ -51,6 +59,9 @@ START_EVENT_IDS = """
 INSERT INTO sqlite_sequence (name, seq) SELECT 'events', :floor
 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events')
 """
+# Rows one INSERT takes at most; a group's rows go in statements of a power of two
+# rows each, so that each table has a handful of statements, compiled once (2).
+MOST_ROWS = 256
 
 
 class PlainWrite:
@@ -110,21 +121,30 @@ def channels(cursor: sqlite3.Cursor, names: Sequence[str]) -> list[ChannelRow]:
 
 
 def insert_consecutive(
-    cursor: sqlite3.Cursor, dialect: Dialect, table: Table, rows: list[dict[str, Any]]
+    cursor: sqlite3.Cursor,
+    dialect: Dialect,
+    table: Table,
+    names: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    shared: dict[str, Any],
 ) -> list[int]:
-    """Insert ``rows`` on SQLite (2): one prepared statement run for every row, the ids
-    taken from the last one, and checked; their new ids, in the order of ``rows``."""
-    names = tuple(rows[0])
-    sql, processors = _prepared(table, names, dialect)
-    columns = []
-    for name, process in zip(names, processors, strict=True):
-        values = [row[name] for row in rows]
-        if process is not None:
-            # Once for each distinct value of the column (3).
-            made = {value: process(value) for value in set(values)}
-            values = [made[value] for value in values]
-        columns.append(values)
-    cursor.executemany(sql, zip(*columns, strict=True))
+    """Insert ``rows``, each the values of the columns ``names`` in order, with the
+    values ``shared`` by all of them, on SQLite (2, 3): their new ids, in order."""
+    processors = _processors(table, names + tuple(shared), dialect)
+    if any(processors[: len(names)]):  # (3)
+        raise TypeError(f"{table.name}: the rows' own values must need no conversion")
+    tail = [
+        value if process is None else process(value)
+        for value, process in zip(shared.values(), processors[len(names) :], strict=True)
+    ]
+    most = _most_rows(cursor, len(names), len(tail))
+    done, size = 0, most
+    while done < len(rows):
+        while size > len(rows) - done:
+            size //= 2
+        sql = _statement(table.name, names, tuple(shared), size)
+        cursor.execute(sql, [*tail, *chain.from_iterable(rows[done : done + size])])
+        done += size
     (last,) = cursor.execute("SELECT last_insert_rowid()").fetchone()
     first = last - len(rows) + 1
     (counted,) = cursor.execute(
@@ -135,15 +155,37 @@ def insert_consecutive(
     return list(range(first, last + 1))
 
 
+def _most_rows(cursor: sqlite3.Cursor, each: int, shared: int) -> int:
+    """The most rows one INSERT of ``each`` values a row and ``shared`` values for all
+    takes (2): ``MOST_ROWS``, or the largest power of two within SQLite's limit on
+    values, if lower."""
+    limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    most = MOST_ROWS
+    while most > 1 and shared + most * each > limit:
+        most //= 2
+    return most
+
+
+@functools.lru_cache(maxsize=64)  # a few tables, each with its columns, in a few sizes
+def _statement(table: str, names: tuple[str, ...], shared: tuple[str, ...], rows: int) -> str:
+    """The INSERT of ``rows`` rows into ``table`` (2): the values of ``shared`` are its
+    first parameters, named by number and given once; each row's own follow."""
+    first = len(shared) + 1
+    ends = [f"?{n}" for n in range(1, first)]
+    places = []
+    for row in range(rows):
+        start = first + row * len(names)
+        places.append(", ".join([*(f"?{start + k}" for k in range(len(names))), *ends]))
+    columns = ", ".join(names + shared)
+    return f"INSERT INTO {table} ({columns}) VALUES ({'), ('.join(places)})"
+
+
 @functools.lru_cache(maxsize=16)  # a few tables, each with its one set of columns
-def _prepared(
+def _processors(
     table: Table, names: tuple[str, ...], dialect: Dialect
-) -> tuple[str, tuple[Callable[[Any], Any] | None, ...]]:
-    """The INSERT of ``names`` into ``table``, and the dialect's conversion of each
-    value (datetimes to its text, say), or None where it takes the value as it is (2)."""
+) -> tuple[Callable[[Any], Any] | None, ...]:
+    """The dialect's conversion of each value of ``names`` in ``table`` (datetimes to its
+    text, say), or None where it takes the value as it is (2)."""
     statement = insert(table).compile(dialect=dialect, column_keys=list(names))
     processors: dict[str, Any] = dict(statement._bind_processors)
-    placed = ", ".join(names)
-    marks = ", ".join("?" for _ in names)
-    sql = f"INSERT INTO {table.name} ({placed}) VALUES ({marks})"
-    return sql, tuple(processors.get(name) for name in names)
+    return tuple(processors.get(name) for name in names)
