@@ -240,6 +240,8 @@ class NewPosts(EventLog):
             # Their search entries, by one statement (storage/search.py, on the index
             # following the posts).
             search.index_new(write.cursor, post_ids[0], post_ids[-1])
+            # Replies counted with their parents (threads.py, on the stored count).
+            threads.count_new(write.cursor, (new.parent for _, new in accepted))
             event_rows = [
                 {
                     "kind": kind.value,
