@@ -79,7 +79,7 @@ class Post(SQLModel, table=True):
     __table_args__ = (
         Index("ix_posts_channel_id_id", "channel_id", "id"),
         Index("ix_posts_author_id", "author", "id"),
-        # A thread's live replies, counted and walked newest first from the index
+        # A thread's live replies, walked newest first from the index
         # (storage/threads.py, on summaries of long threads; migration
         # 0015_thread_summaries).
         Index("ix_posts_parent_id_deleted_id", "parent_id", "deleted", "id"),
@@ -100,6 +100,9 @@ class Post(SQLModel, table=True):
     edited_at: datetime | None = None
     pinned: bool = False
     deleted: bool = False
+    # Of a top-level post: its live replies, kept by every write that changes them
+    # (storage/threads.py, on the stored count; migration 0016_reply_counts).
+    reply_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class IdempotencyKey(SQLModel, table=True):

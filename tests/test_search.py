@@ -412,6 +412,26 @@ def test_a_reply_found_by_search_opens_in_its_thread(client: TestClient) -> None
     assert f"#post-{reply_id}" not in page.replace(f"/posts/{parent_id}#post-{reply_id}", "")
 
 
+def test_a_post_found_by_search_carries_its_reply_summary_as_listings_do(
+    client: TestClient,
+) -> None:
+    parent = client.post("/api/channels/general/posts", json={"body": "the lift plan"})
+    parent_id = parent.json()["post"]["id"]
+    for body in ["lift fixed now", "stairs meanwhile", "gone"]:
+        made = client.post(f"/api/posts/{parent_id}/replies", json={"body": body})
+        assert made.status_code == 201, made.text
+    client.delete(f"/api/posts/{made.json()['post']['id']}")
+    author = parent.json()["post"]["author"]
+    found = client.get("/api/search", params={"q": "lift"}).json()["results"]
+    summaries = [(r["post"]["id"], r["post"]["replies"], r["post"]["repliers"]) for r in found]
+    listed = client.get("/api/channels/general/posts").json()["posts"]
+    (post,) = [p for p in listed if p["id"] == parent_id]
+    assert (post["replies"], post["repliers"]) == (2, [author])
+    # The reply found carries none; its parent the same summary as the listing's.
+    assert summaries[1:] == [(parent_id, 2, [author])]
+    assert summaries[0][1:] == (0, [])
+
+
 def test_every_dashboard_has_a_search_box(client: TestClient) -> None:
     page = client.get("/channels/general")
     assert '<form class="bar-search" action="/search" method="get" role="search">' in page.text

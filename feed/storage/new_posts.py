@@ -243,6 +243,8 @@ class NewPosts(EventLog):
             # Their search entries, by one statement (storage/search.py, on the index
             # following the posts).
             search.index_new(cursor, post_ids[0], post_ids[-1])
+            # Replies counted with their parents (threads.py, on the stored count).
+            threads.count_new(cursor, (new.parent for _, new in accepted))
             event_rows = rows.event_values(order, post_rows, post_ids)
             event_ids = sqlite.insert_consecutive(
                 cursor, dialect, EVENTS, rows.EVENT_COLUMNS, event_rows, {"created_at": at}

@@ -31,7 +31,8 @@ Rationale:
    row as its place in the group, so an event can never be joined to another's post.
    Ids are taken in the order of the places, under the writers' lock (log.py, on one
    writer at a time); that order is checked on the ids read back, and a group found
-   out of it fails before its commit.
+   out of it fails before its commit. The same statement adds the group's replies to
+   their parents' stored counts, once per parent (threads.py, on the stored count).
 """
 
 from __future__ import annotations
@@ -87,6 +88,13 @@ WITH new_posts AS MATERIALIZED (
 ), events_written AS (
     INSERT INTO events (id, kind, channel_id, post_id, created_at, recipient)
     SELECT id, kind, channel_id, post_id, %(at)s, recipient FROM new_events
+), replies_counted AS (
+    UPDATE posts SET reply_count = posts.reply_count + added.replies
+    FROM (
+        SELECT parent_id, count(*) AS replies FROM new_posts
+        WHERE parent_id IS NOT NULL GROUP BY parent_id
+    ) AS added
+    WHERE posts.id = added.parent_id
 )
 SELECT place, of_post, id, post_id FROM new_events ORDER BY place
 """

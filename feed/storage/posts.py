@@ -101,8 +101,10 @@ class Posts(EventLog):
                     _tombstone(reply)
                     assert reply.id is not None
                     tallies.forget(session, reply.id)
+                post.reply_count = 0  # none live (threads.py, on the stored count)
                 kind = EventKind.POST_DELETED
             else:
+                threads.reply_deleted(session, post.parent_id)
                 kind = EventKind.REPLY_DELETED
             event_id = self._log(session, kind, post, channel)
             return Change(_post_view(post, channel.name), event_id)

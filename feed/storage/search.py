@@ -91,7 +91,7 @@ from sqlmodel import Session, col, select
 from feed import schema
 from feed.models import Channel, Event, Post
 from feed.search import Cursor, Filters, Hit, Query, Results, tokenize
-from feed.storage import tallies
+from feed.storage import tallies, threads
 from feed.storage.engine import in_thread
 from feed.storage.history import readable
 from feed.storage.log import EventLog
@@ -329,6 +329,8 @@ def _posts_by_id(session: Session, ids: list[int]) -> dict[int, PostView]:
         .join(Channel, col(Channel.id) == col(Post.channel_id))
         .where(col(Post.id).in_(ids))
     ).all()
-    # Results are posts like any listing's: with their reactions (storage/tallies.py).
-    views = tallies.with_counts(session, [_post_view(post, name) for post, name in rows])
+    # Results are posts like any listing's: with their reactions (storage/tallies.py)
+    # and their reply summaries (storage/threads.py, on summaries).
+    views = [_post_view(post, name) for post, name in rows]
+    views = tallies.with_counts(session, threads.with_summaries(session, views))
     return {view.id: view for view in views}

@@ -5,11 +5,13 @@ Rationale:
 1. One level. A reply answers a top-level post, in that post's channel; a reply to a
    reply is refused (``NotAThread``, 422) rather than quietly attached to the top:
    a client that meant to answer a reply learns that threads are flat.
-2. Summaries are read, not stored. A card shows how many live replies its post has and
-   who wrote the latest ones; both are read with the post (two queries per list
-   or per batch of events), never kept in a column that every reply, edit and delete
-   would have to keep right. Events carry them as they are now, like every other part
-   of a post (log.py, on the current state): a replayed reply shows today's count.
+2. Summaries are read with the post. A card shows how many live replies its post has
+   and who wrote the latest ones; both are read with the post (two queries per list
+   or per batch of events). The count is stored with the post (5); the repliers are
+   read from its replies, never kept in a column that every reply, edit and delete
+   would have to keep right. Events carry them as they are now, like every other
+   part of a post (log.py, on the current state): a replayed reply shows today's
+   count.
 3. A deleted post takes its replies with it, in the same transaction: they become
    tombstones too (posts.py, on tombstones), and the parent's one ``post-deleted`` is
    the event for all of them. A page removes the card and the thread under it; a
@@ -22,21 +24,33 @@ Rationale:
    deleted, id) (migration 0015_thread_summaries) from the newest: a few hundred
    index entries and rows however long the thread. When those newest replies are all
    by one or two people, the summary names only them, although others replied
-   earlier: it says who is talking now, not everyone who ever did. The count stays
-   exact and is read from the same index alone, without the table's rows; it still
-   grows with the thread's live replies (docs/benchmarks.md, on thread summaries in
-   long threads). Both filter on ``deleted = false``: PostgreSQL looks up ``= false``
-   in an index but not ``IS false``.
+   earlier: it says who is talking now, not everyone who ever did. The walk filters
+   on ``deleted = false``: PostgreSQL looks up ``= false`` in an index but not ``IS
+   false``.
+5. The stored count. Counting a thread's live replies, even in that index alone,
+   grew with the thread (docs/benchmarks.md, on a stored count), and every reply paid
+   for it under the writers' lock. So each top-level post keeps its count of live
+   replies in ``posts.reply_count`` (migration 0016_reply_counts, which counted the
+   threads already there), and a summary reads that one row. Three writes change it,
+   each in the transaction that writes the reply's row and event, under the writers'
+   lock, so no two of them interleave: a group of new posts adds its replies to their
+   parents, once per parent (``count_new`` on SQLite; the group's one statement on
+   PostgreSQL: postgres.py, on new posts in one statement); a reply's deletion takes
+   one off (``reply_deleted``); a post's deletion, which takes its replies with it
+   (3), sets its own to 0. Nothing undeletes a post, and a retried keyed reply writes
+   nothing, so neither counts. A reply's own count stays 0.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, bindparam, false, func
+from sqlalchemy import BindParameter, ColumnElement, bindparam, false, func, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
@@ -55,6 +69,8 @@ WALK = 300
 POSTS: BindParameter[Any] = bindparam("posts")
 # The same, as a list for ``IN`` on any store.
 IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+# New replies added to their parent's stored count on SQLite (5): once per parent.
+COUNT_NEW = "UPDATE posts SET reply_count = reply_count + ? WHERE id = ?"
 
 
 class NotAThread(StoreError):
@@ -68,14 +84,14 @@ class NotAThread(StoreError):
 
 
 def summaries(session: Session, post_ids: Collection[int]) -> dict[int, Thread]:
-    """The reply summary of each of ``post_ids`` that has live replies (2): counted in
-    the database, and at most ``REPLIERS`` names each read back, found among the
-    newest ``WALK`` replies (4), however many people replied."""
+    """The reply summary of each of ``post_ids`` that has live replies (2): its stored
+    count (5), and at most ``REPLIERS`` names each read back, found among the newest
+    ``WALK`` replies (4), however many people replied."""
     if not post_ids:
         return {}
     counts, latest = statements(post_ids)
     found = session.exec(counts).all()
-    if not found:
+    if not any(count for _, count in found):
         return {}
     return from_rows(found, session.exec(latest).all())
 
@@ -83,8 +99,8 @@ def summaries(session: Session, post_ids: Collection[int]) -> dict[int, Thread]:
 def statements(
     post_ids: Collection[int] | None,
 ) -> tuple[Select[Any, Any], Select[Any, Any]]:
-    """The two queries of ``summaries``: the live replies of each of ``post_ids``,
-    counted, and the latest repliers of each among its newest replies (4), newest
+    """The two queries of ``summaries``: the stored count of live replies of each of
+    ``post_ids`` (5), and the latest repliers of each among its newest replies (4), newest
     first. ``None``: of the posts in the array bound as ``POSTS``, on PostgreSQL, so
     that their text is the same for any posts and is compiled once (storage/loop_writer.py,
     on keyed posts and replies on the loop too). Built once each way: building them
@@ -101,15 +117,9 @@ def _built(*, array: bool) -> tuple[Select[Any, Any], Select[Any, Any]]:
     def of(column: Any) -> ColumnElement[bool]:
         return column == func.any(POSTS) if array else col(column).in_(IDS)
 
-    thread, counted, walked, reply = aliased(Post), aliased(Post), aliased(Post), aliased(Post)
-    # Each thread's live replies counted in the index, thread by thread: SQLite counts
-    # a plain range of it in half the time it takes to group one.
-    count = (
-        select(func.count())
-        .where(col(counted.parent_id) == thread.id, _live(counted))
-        .scalar_subquery()
-    )
-    counts = select(thread.id, count).where(of(thread.id))
+    thread, walked, reply = aliased(Post), aliased(Post), aliased(Post)
+    # Each thread's count, as stored with its post (5).
+    counts = select(thread.id, thread.reply_count).where(of(thread.id))
     # The newest WALK live replies of each thread, walked down the index from its
     # newest (4), and read by their ids.
     walk = (
@@ -136,6 +146,20 @@ def _built(*, array: bool) -> tuple[Select[Any, Any], Select[Any, Any]]:
         .order_by(ranked.c.parent_id, ranked.c.rank)
     )
     return counts, latest
+
+
+def count_new(cursor: sqlite3.Cursor, parents: Iterable[int | None]) -> None:
+    """Add the new replies to ``parents`` (None: a top-level post) to their stored
+    counts, on SQLite's own cursor (5)."""
+    added = Counter(parent for parent in parents if parent is not None)
+    if added:
+        cursor.executemany(COUNT_NEW, [(n, parent) for parent, n in sorted(added.items())])
+
+
+def reply_deleted(session: Session, parent: int) -> None:
+    """Take a reply just deleted off its parent's stored count (5)."""
+    less = col(Post.reply_count) - 1
+    session.exec(update(Post).where(col(Post.id) == parent).values(reply_count=less))
 
 
 def _live(posts: type[Post]) -> ColumnElement[bool]:
