@@ -178,7 +178,7 @@ RESYNC = """() => {
 }"""
 
 
-def test_a_page_signing_out_abandons_its_list_on_the_way_and_fetches_it_no_more(
+def test_a_page_signing_out_abandons_the_private_list_it_is_fetching(
     server: Server, context: BrowserContext, problems: Problems
 ) -> None:
     made = server.client.post(
