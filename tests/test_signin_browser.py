@@ -170,6 +170,69 @@ def test_a_page_signing_out_asks_nothing_more_in_the_sessions_name(
     assert problems.seen == []
 
 
+# The page's stream says its list must be fetched again (feed.js, re-fetching), as a
+# resync does: the message is given to the page's stream object, as if it had come.
+RESYNC = """() => {
+    const main = document.querySelector('[sse-connect]');
+    main['htmx-internal-data'].sseEventSource.message('resync', '', null);
+}"""
+
+
+def test_a_page_signing_out_abandons_the_private_list_it_is_fetching(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    made = server.client.post(
+        "/api/channels", json={"name": "board", "title": "Board", "private": True}
+    )
+    assert made.status_code == 201, made.text
+    ok(server.client.put("/api/channels/board/members/Mia", json={"may_post": True}))
+    page = sign_in(context, server, server.token("Mia", "writer"), "/channels/board")
+    list_url = page.evaluate("document.querySelector('[data-feed-url]').dataset.feedUrl")
+    full = f"{server.url}{list_url}"
+    answers: list[tuple[str, int]] = []
+    abandoned: list[str] = []
+    page.on("response", lambda r: answers.append((r.url, r.status)))
+    page.on("requestfailed", lambda r: abandoned.extend([r.url] if r.url == full else []))
+
+    # The private channel's list asked for again just before signing out, held on its
+    # way to the server.
+    held: list[Route] = []
+    page.route(lambda url: url == full, lambda route: held.append(route))
+    page.evaluate(RESYNC)
+    deadline = time.monotonic() + OPEN_MS / 1000
+    while not held:
+        assert time.monotonic() < deadline, "the page never asked for its list"
+        page.wait_for_timeout(20)  # lets Playwright hand the route over, with a deadline
+
+    cookie = session_cookie(context)
+    assert cookie is not None
+    assert page.evaluate(SIGN_OUT_IN_PLACE) == "opaqueredirect"
+    until(
+        lambda: (
+            httpx.get(
+                f"{server.url}/api/me/unread",
+                headers={"Cookie": f"{cookie['name']}={cookie['value']}"},
+            ).status_code
+        ),
+        lambda status: status == 401,
+        timeout=OPEN_MS / 1000,
+    )
+
+    # The held request reaches a server where the session has ended: the page gave
+    # it up at the submission, so it fails in the page rather than coming back as
+    # the private channel refused.
+    for route in held:
+        with contextlib.suppress(PlaywrightError):  # already abandoned by the page
+            route.continue_()
+    deadline = time.monotonic() + OPEN_MS / 1000
+    while not (abandoned or [a for a in answers if a[0] == full]):
+        assert time.monotonic() < deadline, "the held list neither failed nor came back"
+        page.wait_for_timeout(20)  # lets Playwright report it, with a deadline
+    assert [a for a in answers if a[0] == full] == []
+    assert abandoned == [full]
+    assert problems.seen == []
+
+
 def test_a_wrong_token_shows_the_form_again_with_an_error_and_sets_no_cookie(
     server: Server, context: BrowserContext, problems: Problems
 ) -> None:

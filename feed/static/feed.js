@@ -92,6 +92,11 @@
 //     channel made private, say) a 404. Either way there is nothing to wait for: the
 //     page says so once and re-fetches no more, where a 404 was retried with backoff
 //     for ever. Its stream stays open, shared with the reader's other tabs (10).
+// 15. Signing out. The session ends on the server before the next page loads, and a
+//     private channel's list asked for in that moment would come back refused (a 404,
+//     reported by the browser as a failed load, and on a thread's page taken for the
+//     thread gone). From the moment the page submits the sign-out form, whatever it is
+//     fetching is abandoned, and nothing is fetched or retried after.
 (function () {
   "use strict";
 
@@ -107,6 +112,8 @@
   var heartbeatMs = 1000 * Number(meta("feed-heartbeat") || 15);
   var lastApplied = 0;
   var source = null;
+  var leaving = false; // the sign-out form was submitted (15)
+  var ending = new AbortController(); // abandons what is on its way at sign-out (15)
   // While the list, or a page of older posts, is fetched: {held: [...], overflowed, again}.
   var pending = null;
   // Read by the browser tests, and handy in a console on a misbehaving screen.
@@ -631,7 +638,8 @@
 
   // Resolves to the response's text and snapshot id; rejects on any failure to get it.
   function get(url) {
-    return fetch(url).then(function (response) {
+    if (leaving) return Promise.reject(new Error("the page is signing out")); // (15)
+    return fetch(url, { signal: ending.signal }).then(function (response) {
       if (!response.ok) {
         var failure = new Error("the feed answered " + response.status);
         failure.status = response.status;
@@ -654,6 +662,7 @@
         releaseHeld(list);
       },
       function (failure) {
+        if (leaving) return; // abandoned, not failed (15)
         if (thread !== null && failure.status === 404) return threadGone(list, 0);
         var delay = Math.min(30000, 1000 * Math.pow(2, attempt));
         setTimeout(function () { fetchList(attempt + 1); }, delay);
@@ -890,10 +899,14 @@
   }
 
   // Signing out ends the session's streams on the server. This page is leaving by
-  // that very form, so it closes its own first instead of reporting the cut.
+  // that very form, so it closes its own first instead of reporting the cut, and
+  // abandons the lists on their way (15).
   document.addEventListener("submit", function (evt) {
     var form = evt.target;
-    if (form.getAttribute("action") === "/signout" && source) source.close();
+    if (form.getAttribute("action") !== "/signout") return;
+    leaving = true;
+    ending.abort();
+    if (source) source.close();
   });
 
   document.addEventListener("htmx:sseOpen", alive);
