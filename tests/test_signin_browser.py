@@ -130,8 +130,11 @@ def test_a_page_signing_out_asks_nothing_more_in_the_sessions_name(
     server: Server, context: BrowserContext, problems: Problems
 ) -> None:
     page = sign_in(context, server, server.token("Ada", "writer"))
+    counts = f"{server.url}/api/me/unread"
     answers: list[tuple[str, int]] = []
+    abandoned: list[str] = []
     page.on("response", lambda r: answers.append((r.url, r.status)))
+    page.on("requestfailed", lambda r: abandoned.extend([r.url] if r.url == counts else []))
 
     # A count asked for just before signing out, held on its way to the server.
     held: list[Route] = []
@@ -162,6 +165,11 @@ def test_a_page_signing_out_asks_nothing_more_in_the_sessions_name(
     for route in held:
         with contextlib.suppress(PlaywrightError):  # already abandoned by the page
             route.continue_()
+    deadline = time.monotonic() + OPEN_MS / 1000
+    while not (abandoned or [a for a in answers if a[0] == counts]):
+        assert time.monotonic() < deadline, "the held count neither failed nor came back"
+        page.wait_for_timeout(20)  # lets Playwright report it, with a deadline
+    assert abandoned == [counts]
     # Nothing new is asked either: a refresh due now is held back, not sent.
     page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
     wait_true(page, "() => window.feedUnread.held >= 1")
