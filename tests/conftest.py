@@ -34,7 +34,7 @@ from tests.auth import ADMIN, bearer, ensure_admin, make_token
 from tests.services import Postgres, Valkey
 from tests.waiting import until
 
-pytest_plugins = ["tests.tiers"]
+pytest_plugins = ["tests.tiers", "tests.grouping"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,7 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-# Run before pytest-xdist reads the groups (its hook renames grouped tests).
+# Before any other hook reads the marks (tests/grouping.py sends the groups on).
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
