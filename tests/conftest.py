@@ -7,16 +7,24 @@ Tests that take ``database_url`` run on SQLite; a module that overrides it with
 Screenshots go to each test's temporary directory, so a run leaves the checkout as
 it was; ``make screenshots`` runs the tests that take them with ``--screenshots
 docs/screenshots`` to renew the README's.
+
+The suite starts hundreds of Python processes (servers, their workers, the CLI), each
+importing feed. Where the environment says not to write bytecode
+(``PYTHONDONTWRITEBYTECODE``), every one of them would compile feed's modules again:
+the session gives them a bytecode cache of its own instead, outside the checkout, in
+place from before the pytest-xdist workers start until the session ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +42,7 @@ from tests.auth import ADMIN, bearer, ensure_admin, make_token
 from tests.services import Postgres, Valkey
 from tests.waiting import until
 
-pytest_plugins = ["tests.tiers"]
+pytest_plugins = ["tests.tiers", "tests.grouping"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,7 +54,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-# Run before pytest-xdist reads the groups (its hook renames grouped tests).
+_bytecode = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Once per run, in the process that starts every other (a worker inherits it).
+    if hasattr(config, "workerinput") or "PYTHONPYCACHEPREFIX" in os.environ:
+        return
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+        cache = Path(tempfile.mkdtemp(prefix="feed-test-bytecode-"))
+        os.environ["PYTHONPYCACHEPREFIX"] = str(cache)
+        config.stash[_bytecode] = cache
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _bytecode in config.stash:
+        shutil.rmtree(config.stash[_bytecode], ignore_errors=True)
+
+
+# Before any other hook reads the marks (tests/grouping.py sends the groups on).
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

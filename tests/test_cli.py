@@ -105,13 +105,25 @@ def test_a_broken_connection_is_not_taken_for_a_closed_pipe(tmp_path: Path) -> N
     assert done.returncode == 1 and "cannot reach" in done.stderr
 
 
-def test_a_malformed_server_url_is_a_usage_error_not_a_traceback() -> None:
+def test_a_malformed_server_url_is_a_usage_error_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feed import cli
+
+    # One as a process, for its exit status and all it prints; the rest in this process,
+    # where an exception would fail the test as a traceback fails the command.
+    done = run_feed("post", "--url", "http://[::1", "general", "hi", "--token", "x")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("feed: --url 'http://[::1' is not"), done.stderr
+    assert "Traceback" not in done.stderr
+    for name in [n for n in os.environ if n.startswith("FEED_")]:
+        monkeypatch.delenv(name)
     for command in (["post", "general", "hi", "--token", "x"], ["tail"], ["channels", "list"]):
         for url in ("http://[::1", "ftp://example.com", "localhost:8000"):
-            done = run_feed(*command[:1], "--url", url, *command[1:])
-            assert done.returncode == 2, (command, url, done.stderr)
-            assert done.stderr.startswith(f"feed: --url {url!r} is not"), done.stderr
-            assert "Traceback" not in done.stderr
+            code = cli.main([*command[:1], "--url", url, *command[1:]])
+            out, err = capsys.readouterr()
+            assert (code, out) == (2, ""), (command, url, err)
+            assert err.startswith(f"feed: --url {url!r} is not"), err
 
 
 # Each client command with the arguments that follow its name, and what it prints. For

@@ -24,7 +24,7 @@ from feed.server import FeedServer
 from feed.settings import Settings
 from tests.auth import ADMIN, ensure_admin
 from tests.conftest import Server, free_port
-from tests.sse import SSEClient
+from tests.sse import Message, SSEClient
 from tests.waiting import until
 
 
@@ -58,16 +58,24 @@ def test_post_arrives_with_id_event_and_json_data(server: Server) -> None:
     assert payload["post"]["id"] == created["post"]["id"]
 
 
+def not_heartbeats(stream: SSEClient, count: int) -> list[Message]:
+    """The stream's first ``count`` events other than heartbeats, once they are in. An HTML
+    stream sends a named heartbeat whenever it has been quiet for an interval, which a
+    busy machine can take between two steps of a test."""
+    stream.wait_for(lambda s: sum(m.event != "heartbeat" for m in s.events()) >= count)
+    return [m for m in stream.events() if m.event != "heartbeat"][:count]
+
+
 def test_html_format_carries_the_page_fragment_and_oob_swaps(server: Server) -> None:
     with open_stream(server, format="html") as stream:
         # Payloads show a post's state when it is sent, so let each change arrive first.
         # An HTML stream opens with ``hello`` (the release, for pages), then the events.
         post_id = server.post("hello <b>**world**</b>")["post"]["id"]
-        stream.wait_events(2)
+        not_heartbeats(stream, 2)
         server.client.patch(f"/api/posts/{post_id}", json={"body": "edited"})
-        stream.wait_events(3)
+        not_heartbeats(stream, 3)
         server.client.delete(f"/api/posts/{post_id}")
-        hello, created, updated, deleted = stream.wait_events(4)
+        hello, created, updated, deleted = not_heartbeats(stream, 4)
     assert hello.event == "hello" and hello.id is None
     assert created.event == "post-created"
     assert f'<article id="post-{post_id}"' in created.data
