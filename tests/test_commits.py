@@ -221,3 +221,110 @@ def test_requests_submitted_together_are_answered_in_order_each_its_own() -> Non
 
 def rec_error() -> UnicodeEncodeError:
     return UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+
+class Stepper:
+    """A ``write`` that records its batches and holds each until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.writing = asyncio.Queue[int]()
+        self.release = asyncio.Queue[None]()
+
+    async def write(self, batch: Sequence[str]) -> list[str]:
+        self.batches.append(list(batch))
+        self.writing.put_nowait(len(self.batches))
+        await self.release.get()
+        return list(batch)
+
+    async def next_write(self) -> int:
+        """The number of the write that starts next (1 for the first)."""
+        async with asyncio.timeout(5):
+            return await self.writing.get()
+
+
+async def _a_burst(step: Stepper, group: GroupCommit[str, str]) -> list[asyncio.Task[str]]:
+    """Write "0" alone; queue four behind it and write them (a burst); hold that write."""
+    held = [asyncio.create_task(group.submit("0"))]
+    assert await step.next_write() == 1
+    held += [asyncio.create_task(group.submit(str(n))) for n in range(1, 5)]
+    step.release.put_nowait(None)
+    assert await step.next_write() == 2
+    assert step.batches == [["0"], ["1", "2", "3", "4"]]
+    return held
+
+
+def test_a_lone_request_never_waits_to_gather() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        # A gathering writer would hold these for a minute each: the timeout says it didn't.
+        group = GroupCommit(rec.write, gather_s=60)
+        async with asyncio.timeout(5):
+            for n in range(5):
+                assert await group.submit(str(n)) == str(n).upper()
+        assert rec.batches == [[str(n)] for n in range(5)]
+
+    asyncio.run(main())
+
+
+def test_after_a_burst_the_next_write_waits_until_enough_have_gathered() -> None:
+    async def main() -> None:
+        step = Stepper()
+        group = GroupCommit(step.write, burst=4, gather_s=60, gather_full=6)
+        held = await _a_burst(step, group)
+        # Two arrive during the burst's write; it ends, and the next write gathers.
+        more = [asyncio.ensure_future(group.submit(str(n))) for n in (5, 6)]
+        step.release.put_nowait(None)
+        assert await asyncio.gather(*held) == ["0", "1", "2", "3", "4"]
+        for n in (7, 8, 9):
+            more.append(asyncio.ensure_future(group.submit(str(n))))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert step.writing.empty(), f"a write started with {n} waiting"
+        # The sixth starts it at once, not a minute later.
+        more.append(asyncio.ensure_future(group.submit("10")))
+        assert await step.next_write() == 3
+        step.release.put_nowait(None)
+        async with asyncio.timeout(5):
+            assert await asyncio.gather(*more) == ["5", "6", "7", "8", "9", "10"]
+        assert step.batches[2] == ["5", "6", "7", "8", "9", "10"]
+
+    asyncio.run(main())
+
+
+def test_a_gathering_write_starts_when_its_time_is_up_with_what_came() -> None:
+    async def main() -> None:
+        step = Stepper()
+        group = GroupCommit(step.write, burst=4, gather_s=0.05, gather_full=100)
+        held = await _a_burst(step, group)
+        more = asyncio.gather(group.submit("5"), group.submit("6"))
+        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        step.release.put_nowait(None)
+        assert await step.next_write() == 3
+        assert loop.time() - began >= 0.05  # it gathered for its time; no more came
+        step.release.put_nowait(None)
+        assert await asyncio.gather(*held) == ["0", "1", "2", "3", "4"]
+        assert list(await more) == ["5", "6"]
+        # That write was two: the burst is over, and the next request goes at once.
+        last = asyncio.ensure_future(group.submit("7"))
+        async with asyncio.timeout(0.04):
+            assert await step.next_write() == 4
+        step.release.put_nowait(None)
+        assert await last == "7"
+        assert step.batches[2:] == [["5", "6"], ["7"]]
+
+    asyncio.run(main())
+
+
+def test_what_a_full_write_left_behind_is_written_without_waiting() -> None:
+    async def main() -> None:
+        rec = Recorder()
+        group = GroupCommit(rec.write, limit=10, burst=4, gather_s=60, gather_full=8)
+        posts = [str(n) for n in range(25)]
+        async with asyncio.timeout(5):
+            assert await group.submit_all(posts) == posts
+        assert rec.batches == [posts[:10], posts[10:20], posts[20:]]
+
+    asyncio.run(main())
