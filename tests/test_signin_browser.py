@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -126,29 +127,24 @@ SIGN_OUT_IN_PLACE = """async () => {
 }"""
 
 
-def test_a_page_signing_out_asks_nothing_more_in_the_sessions_name(
-    server: Server, context: BrowserContext, problems: Problems
-) -> None:
-    page = sign_in(context, server, server.token("Ada", "writer"))
-    counts = f"{server.url}/api/me/unread"
-    answers: list[tuple[str, int]] = []
-    abandoned: list[str] = []
-    page.on("response", lambda r: answers.append((r.url, r.status)))
-    page.on("requestfailed", lambda r: abandoned.extend([r.url] if r.url == counts else []))
-
-    # A count asked for just before signing out, held on its way to the server.
+def hold(page: Page, url: str, ask: str) -> list[Route]:
+    """Run ``ask`` in the page and hold the request for ``url`` it makes on its way."""
     held: list[Route] = []
-    page.route("**/api/me/unread", lambda route: held.append(route))
-    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    page.route(lambda seen: seen == url, lambda route: held.append(route))
+    page.evaluate(ask)
     deadline = time.monotonic() + OPEN_MS / 1000
     while not held:
-        assert time.monotonic() < deadline, "the page never asked for its counts"
+        assert time.monotonic() < deadline, f"the page never asked for {url}"
         page.wait_for_timeout(20)  # lets Playwright hand the route over, with a deadline
+    return held
 
+
+def sign_out_in_place(page: Page, context: BrowserContext, server: Server) -> None:
+    """Sign out with SIGN_OUT_IN_PLACE, until the server refuses the session (within
+    the access answers' life)."""
     cookie = session_cookie(context)
     assert cookie is not None
     assert page.evaluate(SIGN_OUT_IN_PLACE) == "opaqueredirect"
-    # The server refuses the session from now on (within the access answers' life).
     until(
         lambda: (
             httpx.get(
@@ -160,15 +156,35 @@ def test_a_page_signing_out_asks_nothing_more_in_the_sessions_name(
         timeout=OPEN_MS / 1000,
     )
 
-    # The held request now reaches a server where the session has ended: the page
-    # abandoned it at the submission, so no 401 comes back to it.
+
+def release(page: Page, held: list[Route], settled: Callable[[], bool]) -> None:
+    """Let the held requests go on, until ``settled`` says the page has seen them end."""
     for route in held:
         with contextlib.suppress(PlaywrightError):  # already abandoned by the page
             route.continue_()
     deadline = time.monotonic() + OPEN_MS / 1000
-    while not (abandoned or [a for a in answers if a[0] == counts]):
-        assert time.monotonic() < deadline, "the held count neither failed nor came back"
+    while not settled():
+        assert time.monotonic() < deadline, "a held request neither failed nor came back"
         page.wait_for_timeout(20)  # lets Playwright report it, with a deadline
+
+
+def test_a_page_signing_out_asks_nothing_more_in_the_sessions_name(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    page = sign_in(context, server, server.token("Ada", "writer"))
+    counts = f"{server.url}/api/me/unread"
+    answers: list[tuple[str, int]] = []
+    abandoned: list[str] = []
+    page.on("response", lambda r: answers.append((r.url, r.status)))
+    page.on("requestfailed", lambda r: abandoned.extend([r.url] if r.url == counts else []))
+
+    # A count asked for just before signing out, held on its way to the server.
+    held = hold(page, counts, "document.dispatchEvent(new Event('visibilitychange'))")
+    sign_out_in_place(page, context, server)
+
+    # The held request now reaches a server where the session has ended: the page
+    # abandoned it at the submission, so no 401 comes back to it.
+    release(page, held, lambda: bool(abandoned or [a for a in answers if a[0] == counts]))
     assert abandoned == [counts]
     # Nothing new is asked either: a refresh due now is held back, not sent.
     page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
@@ -204,38 +220,13 @@ def test_a_page_signing_out_abandons_the_private_list_it_is_fetching(
 
     # The private channel's list asked for again just before signing out, held on its
     # way to the server.
-    held: list[Route] = []
-    page.route(lambda url: url == full, lambda route: held.append(route))
-    page.evaluate(RESYNC)
-    deadline = time.monotonic() + OPEN_MS / 1000
-    while not held:
-        assert time.monotonic() < deadline, "the page never asked for its list"
-        page.wait_for_timeout(20)  # lets Playwright hand the route over, with a deadline
-
-    cookie = session_cookie(context)
-    assert cookie is not None
-    assert page.evaluate(SIGN_OUT_IN_PLACE) == "opaqueredirect"
-    until(
-        lambda: (
-            httpx.get(
-                f"{server.url}/api/me/unread",
-                headers={"Cookie": f"{cookie['name']}={cookie['value']}"},
-            ).status_code
-        ),
-        lambda status: status == 401,
-        timeout=OPEN_MS / 1000,
-    )
+    held = hold(page, full, RESYNC)
+    sign_out_in_place(page, context, server)
 
     # The held request reaches a server where the session has ended: the page gave
     # it up at the submission, so it fails in the page rather than coming back as
     # the private channel refused.
-    for route in held:
-        with contextlib.suppress(PlaywrightError):  # already abandoned by the page
-            route.continue_()
-    deadline = time.monotonic() + OPEN_MS / 1000
-    while not (abandoned or [a for a in answers if a[0] == full]):
-        assert time.monotonic() < deadline, "the held list neither failed nor came back"
-        page.wait_for_timeout(20)  # lets Playwright report it, with a deadline
+    release(page, held, lambda: bool(abandoned or [a for a in answers if a[0] == full]))
     assert [a for a in answers if a[0] == full] == []
     assert abandoned == [full]
     assert problems.seen == []
