@@ -328,3 +328,57 @@ def test_what_a_full_write_left_behind_is_written_without_waiting() -> None:
         assert rec.batches == [posts[:10], posts[10:20], posts[20:]]
 
     asyncio.run(main())
+
+
+def test_a_request_left_waiting_by_a_loop_that_ended_does_not_fail_the_next_ones() -> None:
+    # A stepper for each loop, since its queues belong to the loop that first waits on them.
+    steps = [Stepper()]
+
+    async def write(batch: Sequence[str]) -> list[str]:
+        return await steps[-1].write(batch)
+
+    group = GroupCommit(write, burst=2, gather_s=60, gather_full=16)
+
+    async def first() -> None:
+        step = steps[-1]
+        held = [asyncio.ensure_future(group.submit(r)) for r in ("a", "b")]
+        assert await step.next_write() == 1
+        # Its caller leaves it behind; it arrived during a burst's write, so it gathers.
+        left = asyncio.ensure_future(group.submit("c"))
+        await asyncio.sleep(0)
+        step.release.put_nowait(None)
+        assert await asyncio.gather(*held) == ["a", "b"]
+        # The writer went on from answering them to gathering, before they heard.
+        assert group._gathering is not None and not left.done()
+        # The loop ends here, and cancels the gathering writer.
+
+    async def second() -> None:
+        steps.append(step := Stepper())
+        later = asyncio.ensure_future(group.submit("d"))
+        await step.next_write()
+        step.release.put_nowait(None)
+        async with asyncio.timeout(5):
+            # "d" is written: its answer must be its own, not the gone loop's error.
+            assert await later == "d"
+
+    asyncio.run(first())
+    asyncio.run(second())
+
+
+def test_a_lone_request_during_one_batchs_write_does_not_wait_to_gather() -> None:
+    async def main() -> None:
+        step = Stepper()
+        group = GroupCommit(step.write, burst=4, gather_s=60, gather_full=16)
+        # A quiet feed: one client's batch of four, and one post from somebody else.
+        batch = asyncio.ensure_future(group.submit_all(["1", "2", "3", "4"]))
+        assert await step.next_write() == 1
+        lone = asyncio.ensure_future(group.submit("5"))
+        await asyncio.sleep(0)
+        step.release.put_nowait(None)
+        assert await batch == ["1", "2", "3", "4"]
+        # The lone post's write starts at once, not a minute later.
+        assert await step.next_write() == 2
+        step.release.put_nowait(None)
+        assert await lone == "5"
+
+    asyncio.run(main())
