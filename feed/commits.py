@@ -35,14 +35,19 @@ gather, was most of what the group commit cost a batch on the event loop.
 Under a burst the writes come back to back, and each takes what has arrived since
 the last began: with sixteen posters, a write of a few posts, then another of a few.
 A write's fixed cost (the thread hop, the transaction, the commit, the announcement)
-is then paid every few posts. So once a write of at least ``burst`` requests has gone
-and took everything that waited (a burst is on), the next one waits up to
-``gather_s`` for ``gather_full`` requests, and starts as soon as that many wait. A
-lone request never waits: after a write of fewer than ``burst`` the next starts at
-once, so a quiet feed answers as fast as before; nor does a backlog (what a write of
-``limit`` left behind). The wait is bounded, short against a write's own time (two
-milliseconds against three or so on SQLite), and only requests that arrive during a
-burst pay it.
+is then paid every few posts. So once a write has taken everything that waited, and
+that was the requests of at least ``burst`` submissions (a burst is on; posts
+submitted together, one client's batch, count once), the next write waits up to
+``gather_s`` for ``gather_full`` requests, and starts as soon as that many wait.
+Nothing else waits: a request that finds no write running starts one at once, as
+does one after a write of fewer submissions, so a quiet feed answers as fast as
+before; nor does a backlog wait (what a write of ``limit`` left behind). The wait is
+bounded, short against a write's own time (two milliseconds against three or so on
+SQLite), and paid only by requests that arrived during a burst's write.
+
+When the writer is cancelled (its loop ends), the requests still waiting were never
+written, and each is answered so (``unwritten``); one being written is left to its
+write, as before.
 """
 
 from __future__ import annotations
@@ -60,12 +65,14 @@ A_contra = TypeVar("A_contra", contravariant=True)
 
 # Long enough to make a burst cheap, short enough that one transaction stays short.
 BATCH_LIMIT = 200
-# A write this large means a burst is on: the next one gathers before it starts...
+# A write of this many submissions means a burst is on: the next one gathers first...
 BURST = 4
 # ...for at most this long (about two thirds of a single post's commit on SQLite)...
 GATHER_S = 0.002
 # ...or until this many wait: most of what sixteen busy posters send in a write's time.
 GATHER_FULL = 16
+# The answer of a request still waiting when the group commit stops (its loop ends).
+UNWRITTEN = "The server stopped before this was stored; nothing was stored. Try again."
 
 
 class GroupCommit(Generic[R, A]):
@@ -80,6 +87,7 @@ class GroupCommit(Generic[R, A]):
         burst: int = BURST,
         gather_s: float = GATHER_S,
         gather_full: int = GATHER_FULL,
+        unwritten: Callable[[], Exception] = lambda: RuntimeError(UNWRITTEN),
     ) -> None:
         self._write = write
         self._limit = limit
@@ -87,6 +95,7 @@ class GroupCommit(Generic[R, A]):
         self._burst = burst
         self._gather_s = gather_s
         self._gather_full = min(gather_full, limit)
+        self._unwritten = unwritten
         self._waiting: list[tuple[R, Answerable[A]]] = []
         self._writer: asyncio.Task[None] | None = None
         # Set while the writer gathers: settled once ``gather_full`` requests wait.
@@ -136,21 +145,29 @@ class GroupCommit(Generic[R, A]):
         # Whether the write before was a burst's, and took everything that waited: what
         # waits now arrived during it, and more is likely on the way.
         gather = False
-        while self._waiting:
-            if gather and len(self._waiting) < self._gather_full:
-                await self._gather()
-            batch = self._waiting[: self._limit]
-            del self._waiting[: self._limit]
-            gather = len(batch) >= self._burst and not self._waiting
-            try:
-                await self._write_apart(batch)
-            except Exception as exc:
-                # Those that came while it was tried get the same answer now: they have
-                # waited for the same database, and another full try would double
-                # their wait (storage/engine.py, on the bound on waiting).
-                batch += self._waiting
-                self._waiting = []
-                _answer(batch, [exc] * len(batch))
+        try:
+            while self._waiting:
+                if gather and len(self._waiting) < self._gather_full:
+                    await self._gather()
+                batch = self._waiting[: self._limit]
+                del self._waiting[: self._limit]
+                gather = not self._waiting and _from_many(batch, self._burst)
+                try:
+                    await self._write_apart(batch)
+                except Exception as exc:
+                    # Those that came while it was tried get the same answer now: they
+                    # have waited for the same database, and another full try would
+                    # double their wait (storage/engine.py, on the bound on waiting).
+                    batch += self._waiting
+                    self._waiting = []
+                    _answer(batch, [exc] * len(batch))
+        except asyncio.CancelledError:
+            # The loop is ending. What waits was never written: say so while its loop
+            # can still hear it, rather than leave it to a later writer, on a loop
+            # where its answer cannot be given and would fail the others'.
+            waiting, self._waiting = self._waiting, []
+            _answer(waiting, [self._unwritten()] * len(waiting))
+            raise
 
     async def _gather(self) -> None:
         """Wait until ``gather_full`` requests wait, or ``gather_s`` has gone by."""
@@ -227,19 +244,19 @@ class Together(Generic[A]):
 class Place(Generic[A]):
     """One request's place in a ``Together``."""
 
-    __slots__ = ("_n", "_together")
+    __slots__ = ("_n", "together")
 
     def __init__(self, together: Together[A], n: int) -> None:
-        self._together, self._n = together, n
+        self.together, self._n = together, n
 
     def done(self) -> bool:
-        return self._together.settled(self._n)
+        return self.together.settled(self._n)
 
     def set_result(self, result: A) -> None:
-        self._together.settle(self._n, result)
+        self.together.settle(self._n, result)
 
     def set_exception(self, exception: BaseException) -> None:
-        self._together.settle(self._n, _error(exception))
+        self.together.settle(self._n, _error(exception))
 
 
 def _answer(batch: Sequence[tuple[Any, Answerable[Any]]], results: Sequence[Any]) -> None:
@@ -257,6 +274,19 @@ def _error(raised: BaseException) -> Exception:
     if isinstance(raised, Exception):
         return raised
     raise raised
+
+
+def _from_many(batch: Sequence[tuple[Any, Answerable[Any]]], at_least: int) -> bool:
+    """Whether ``batch`` holds requests of at least ``at_least`` submissions: posts
+    submitted together (one client's batch) are one."""
+    if len(batch) < at_least:
+        return False
+    seen: set[int] = set()
+    for _, answer in batch:
+        seen.add(id(answer.together if isinstance(answer, Place) else answer))
+        if len(seen) >= at_least:
+            return True
+    return False
 
 
 def _settle(future: asyncio.Future[None]) -> None:

@@ -382,3 +382,27 @@ def test_a_lone_request_during_one_batchs_write_does_not_wait_to_gather() -> Non
         assert await lone == "5"
 
     asyncio.run(main())
+
+
+def test_a_writer_cancelled_while_it_gathers_answers_what_waits_as_not_stored() -> None:
+    async def main() -> None:
+        step = Stepper()
+        group = GroupCommit(
+            step.write, burst=2, gather_s=60, gather_full=16, unwritten=lambda: OSError("gone")
+        )
+        held = [asyncio.ensure_future(group.submit(r)) for r in ("a", "b")]
+        assert await step.next_write() == 1
+        waiting = asyncio.ensure_future(group.submit("c"))
+        await asyncio.sleep(0)
+        step.release.put_nowait(None)
+        assert await asyncio.gather(*held) == ["a", "b"]
+        assert group._gathering is not None
+        writer = group._writer
+        assert writer is not None
+        writer.cancel()  # as the end of the loop does
+        async with asyncio.timeout(5):
+            with pytest.raises(OSError, match="gone"):
+                await waiting
+        assert step.batches == [["a", "b"]]  # "c" was never written
+
+    asyncio.run(main())

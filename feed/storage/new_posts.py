@@ -57,11 +57,11 @@ from sqlalchemy import Engine, Table
 from sqlmodel import Session, col, select
 
 from feed import markdown
-from feed.commits import GroupCommit
+from feed.commits import UNWRITTEN, GroupCommit
 from feed.models import Event, IdempotencyKey, Post
 from feed.storage import keys, loop_writer, postgres, rows, search, sqlite, threads
 from feed.storage.channels import ChannelArchived, ChannelNotFound
-from feed.storage.engine import StoreError, Unstorable, Writer, in_thread, now
+from feed.storage.engine import StoreError, StoreUnavailable, Unstorable, Writer, in_thread, now
 from feed.storage.log import CHANNELS, EventLog
 from feed.storage.posts import PostDeleted, PostNotFound
 from feed.storage.sqlite import PlainWrite, orm
@@ -82,7 +82,10 @@ class NewPosts(EventLog):
         super().__init__(engine, notify=notify)
         self._group_writer = Writer("feed-group-writer")
         self._new_posts: GroupCommit[NewPost, Change | Once] = GroupCommit(
-            self._write_new, limit=MAX_GROUP, isolate=lambda exc: isinstance(exc, Unstorable)
+            self._write_new,
+            limit=MAX_GROUP,
+            isolate=lambda exc: isinstance(exc, Unstorable),
+            unwritten=lambda: StoreUnavailable(UNWRITTEN),
         )
 
     # -- new posts ----------------------------------------------------------------

@@ -46,10 +46,17 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from feed.commits import GroupCommit
+from feed.commits import UNWRITTEN, GroupCommit
 from feed.models import Channel, Event, EventKind, Post, Reaction, ReactionNews, ReactionWindow
 from feed.storage import tallies
-from feed.storage.engine import StoreError, Unstorable, caller_loop, in_thread, now
+from feed.storage.engine import (
+    StoreError,
+    StoreUnavailable,
+    Unstorable,
+    caller_loop,
+    in_thread,
+    now,
+)
 from feed.storage.log import EventLog
 from feed.storage.posts import _live_post
 from feed.values import PostView, ReactionChange, ReactionToggle, _feed_event, _post_view, _utc
@@ -67,7 +74,9 @@ class Reactions(EventLog):
         super().__init__(engine, notify=notify)
         self._pending_listeners: list[Callable[[float], object]] = []
         self._toggles: GroupCommit[Toggle, ReactionToggle] = GroupCommit(
-            self._write_toggles, isolate=lambda exc: isinstance(exc, Unstorable)
+            self._write_toggles,
+            isolate=lambda exc: isinstance(exc, Unstorable),
+            unwritten=lambda: StoreUnavailable(UNWRITTEN),
         )
 
     def on_pending(self, listener: Callable[[float], object]) -> None:
