@@ -63,7 +63,7 @@ from feed.panels import (
     recent_html,
 )
 from feed.runtime import Runtime, runtime
-from feed.sse import AGED, CLOSING, SEP, hello, lifetime
+from feed.sse import AGED, CLOSING, HEARTBEAT_NAME, SEP, hello, lifetime
 from feed.store import ChannelExists, ChannelNotFound, StoreError
 from feed.viewers import SignInFirst, viewer
 from feed.watch import Watch
@@ -234,7 +234,7 @@ async def _messages(rt: Runtime, stop: anyio.Event) -> AsyncIterator[bytes]:
 
 def _heartbeat() -> ServerSentEvent:
     # A named event, not a comment: feed.js watches for it (sse.py, on heartbeats).
-    return ServerSentEvent(data="", event="heartbeat", sep=SEP)
+    return ServerSentEvent(data="", event=HEARTBEAT_NAME, sep=SEP)
 
 
 class AdminTab:

@@ -40,8 +40,10 @@ from sse_starlette import ServerSentEvent
 SEP = "\n"
 # What ends a line in SSE, as sse-starlette splits data and cleans fields (1).
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-HEARTBEAT = b": heartbeat\n\n"
-HEARTBEAT_EVENT = b"event: heartbeat\ndata: \n\n"
+# What a heartbeat says: the comment's text, and the event's name on HTML streams (2).
+HEARTBEAT_NAME = "heartbeat"
+HEARTBEAT = f": {HEARTBEAT_NAME}\n\n".encode()
+HEARTBEAT_EVENT = f"event: {HEARTBEAT_NAME}\ndata: \n\n".encode()
 
 
 class Format(StrEnum):

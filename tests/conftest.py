@@ -13,6 +13,12 @@ importing feed. Where the environment says not to write bytecode
 (``PYTHONDONTWRITEBYTECODE``), every one of them would compile feed's modules again:
 the session gives them a bytecode cache of its own instead, outside the checkout, in
 place from before the pytest-xdist workers start until the session ends.
+
+Servers beat at feed's default interval (15 s) unless a test sets ``heartbeat``. A test
+that holds a stream open on a loaded machine can outlive that, so tests that read
+events read past heartbeats (tests/sse.py). ``FEED_TEST_HEARTBEAT=0.2`` in the
+environment of pytest makes every server that sets no interval of its own beat that
+often instead, to show that those tests do: a check to run by hand, never the default.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ from tests.services import Postgres, Valkey
 from tests.waiting import until
 
 pytest_plugins = ["tests.tiers", "tests.grouping"]
+
+# The heartbeat interval for servers whose test sets none (the module docstring).
+TEST_HEARTBEAT = "FEED_TEST_HEARTBEAT"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -260,6 +269,8 @@ def make_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Ser
         env.update(FEED_DATABASE_URL=url, FEED_PORT=str(port), FEED_LOG_LEVEL="warning")
         # Every test client is 127.0.0.1: per-address limits only where a test sets them.
         env.update(FEED_POST_RATE="100000", FEED_MAX_STREAMS_PER_CLIENT="100000")
+        if TEST_HEARTBEAT in os.environ:
+            settings.setdefault("heartbeat", os.environ[TEST_HEARTBEAT])
         env.update({f"FEED_{k.upper()}": str(v) for k, v in settings.items()})
         # What a server makes in the temporary directory (its workers' metrics) stays
         # with the test, also when the server is killed without a chance to remove it.

@@ -1,7 +1,13 @@
 """A small blocking SSE client on a raw socket, for tests.
 
-It reads with deadlines instead of sleeps, sees comments (heartbeats) as well as
-events, and can be told to stop reading altogether (a stalled client).
+It reads with deadlines instead of sleeps, sees comments as well as events, and can be
+told to stop reading altogether (a stalled client).
+
+Heartbeats come whenever an interval passes, which on a loaded machine can be in the
+middle of any test: a comment on JSON and text streams, a ``heartbeat`` event on HTML
+ones. ``events`` and ``wait_events`` leave heartbeat events out, so a test that counts
+or compares events sees only what the server sent about the feed; ``messages`` and
+``comments`` keep everything, and ``heartbeats`` counts them, for tests about beats.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+from feed.sse import HEARTBEAT_NAME
+
 
 @dataclass
 class Message:
@@ -19,6 +27,11 @@ class Message:
     data: str = ""
     retry: int | None = None
     comments: list[str] = field(default_factory=list)
+
+    @property
+    def heartbeat(self) -> bool:
+        """An HTML stream's heartbeat (a named event, since pages must see it)."""
+        return self.event == HEARTBEAT_NAME
 
 
 class StreamClosed(Exception):
@@ -154,16 +167,26 @@ class SSEClient:
             finally:
                 self._parse()
 
-    def events(self) -> list[Message]:
-        """Messages that are events: not retry hints, not bare ``id:`` positions."""
-        return [m for m in self.messages if m.event is not None or m.data]
+    def events(self, heartbeats: bool = False) -> list[Message]:
+        """Messages that are events: not retry hints, not bare ``id:`` positions, and
+        not heartbeats unless asked for."""
+        return [
+            m
+            for m in self.messages
+            if (m.event is not None or m.data) and (heartbeats or not m.heartbeat)
+        ]
 
     def wait_events(self, count: int, timeout: float = 10) -> list[Message]:
-        """Block until at least ``count`` events (not retry hints) have arrived."""
+        """Block until at least ``count`` events (not heartbeats) have arrived; all of
+        them, in order."""
         deadline = time.monotonic() + timeout
         while len(self.events()) < count:
             self.pump(deadline)
         return self.events()
+
+    def heartbeats(self) -> int:
+        """The heartbeats so far, whether events (HTML) or comments (JSON, text)."""
+        return sum(m.heartbeat for m in self.messages) + self.comments.count(HEARTBEAT_NAME)
 
     def wait_for(self, predicate, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout

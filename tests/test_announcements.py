@@ -61,7 +61,7 @@ def each_pair(
 
 
 def payloads(stream: SSEClient) -> list[dict[str, Any]]:
-    return [json.loads(m.data) for m in stream.events() if m.event not in (None, "heartbeat")]
+    return [json.loads(m.data) for m in stream.events() if m.event is not None]
 
 
 def open_stream(server: Server, headers: dict[str, str], **params: str) -> SSEClient:

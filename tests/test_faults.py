@@ -178,8 +178,8 @@ def _streaming_server(
 
 def _still_serving(server: Server, stream: SSEClient) -> None:
     """Reads, pages and an open stream work while writes are refused."""
-    beats = len(stream.comments)
-    stream.wait_for(lambda s: len(s.comments) > beats, timeout=5)  # heartbeats go on
+    beats = stream.heartbeats()
+    stream.wait_for(lambda s: s.heartbeats() > beats, timeout=5)  # heartbeats go on
     assert server.client.get(URL).status_code == 200
     page = server.client.get("/")
     assert page.status_code == 200 and "before the fault" in page.text

@@ -162,7 +162,7 @@ def test_a_log_that_went_back_is_handled_once_and_streams_opened_after_stay(
     # heartbeats 0.3 s apart see several polls 0.2 s apart go by.
     params = {"format": "json", "last_event_id": str(ids[0])}
     with SSEClient(server.port, params=params) as after:
-        after.wait_for(lambda s: s.comments.count("heartbeat") >= 4)
+        after.wait_for(lambda s: s.heartbeats() >= 4)
         later = [server.post(f"later {n}")["event_id"] for n in range(3)]
         assert [int(m.id or 0) for m in after.wait_events(3)] == later
         assert not after.ended

@@ -24,7 +24,7 @@ from feed.server import FeedServer
 from feed.settings import Settings
 from tests.auth import ADMIN, ensure_admin
 from tests.conftest import Server, free_port
-from tests.sse import Message, SSEClient
+from tests.sse import SSEClient
 from tests.waiting import until
 
 
@@ -58,24 +58,16 @@ def test_post_arrives_with_id_event_and_json_data(server: Server) -> None:
     assert payload["post"]["id"] == created["post"]["id"]
 
 
-def not_heartbeats(stream: SSEClient, count: int) -> list[Message]:
-    """The stream's first ``count`` events other than heartbeats, once they are in. An HTML
-    stream sends a named heartbeat whenever it has been quiet for an interval, which a
-    busy machine can take between two steps of a test."""
-    stream.wait_for(lambda s: sum(m.event != "heartbeat" for m in s.events()) >= count)
-    return [m for m in stream.events() if m.event != "heartbeat"][:count]
-
-
 def test_html_format_carries_the_page_fragment_and_oob_swaps(server: Server) -> None:
     with open_stream(server, format="html") as stream:
         # Payloads show a post's state when it is sent, so let each change arrive first.
         # An HTML stream opens with ``hello`` (the release, for pages), then the events.
         post_id = server.post("hello <b>**world**</b>")["post"]["id"]
-        not_heartbeats(stream, 2)
+        stream.wait_events(2)
         server.client.patch(f"/api/posts/{post_id}", json={"body": "edited"})
-        not_heartbeats(stream, 3)
+        stream.wait_events(3)
         server.client.delete(f"/api/posts/{post_id}")
-        hello, created, updated, deleted = not_heartbeats(stream, 4)
+        hello, created, updated, deleted = stream.wait_events(4)
     assert hello.event == "hello" and hello.id is None
     assert created.event == "post-created"
     assert f'<article id="post-{post_id}"' in created.data
@@ -293,7 +285,7 @@ def test_stream_opens_with_retry_hint_and_sends_heartbeats(
         stream.wait_for(lambda s: s.comments.count("heartbeat") >= 3, timeout=10)
     retry = stream.messages[0].retry
     assert retry is not None and 1500 <= retry <= 2250  # FEED_RETRY_MS, spread (stream.py, 8)
-    assert stream.events() == []  # scripts see no heartbeat events, only comments
+    assert stream.events(heartbeats=True) == []  # scripts see no heartbeat events, only comments
 
 
 def test_each_stream_gets_its_own_reconnect_delay_within_half_again(server: Server) -> None:
@@ -567,7 +559,7 @@ def test_direct_writes_and_the_asgi_path_carry_the_same_stream(
         assert feed.attached() == [http != "h11"] * 4
         # Heartbeats come from the hub too; an event after them still arrives in order.
         for stream in streams:
-            stream.wait_for(lambda s: _beats(s) >= 2)
+            stream.wait_for(lambda s: s.heartbeats() >= 2)
         last = feed.post("after the beats")
         for stream in (*streams, resumed):
             stream.wait_for(lambda s: any(m.id == str(last) for m in s.messages))
@@ -585,19 +577,14 @@ def test_direct_writes_and_the_asgi_path_carry_the_same_stream(
     bodies = [json.loads(e.data)["post"]["body"] for e in json_stream.events()[-6:]]
     assert bodies == [*(f"live {i}" for i in range(5)), "after the beats"]
     assert text.events()[-1].data.endswith("after the beats")
-    assert min(map(_beats, streams)) >= 2
-    assert {e.event for e in html.events() if not e.id} == {"hello", "heartbeat"}
+    assert min(s.heartbeats() for s in streams) >= 2
+    assert {e.event for e in html.events(heartbeats=True) if not e.id} == {"hello", "heartbeat"}
     # Stopping the server ends every stream with the final chunk, on either path.
     for stream in (*streams, resumed):
         with stream:
             stream.wait_closed()
             assert stream.graceful
             assert "stream closed; reconnect to resume" in stream.comments
-
-
-def _beats(stream: SSEClient) -> int:
-    named = [m for m in stream.messages if m.event == "heartbeat"]
-    return len(named) + stream.comments.count("heartbeat")
 
 
 def open_stream_at(port: int, **params: str) -> SSEClient:
