@@ -81,7 +81,8 @@ class Post(SQLModel, table=True):
         Index("ix_posts_author_id", "author", "id"),
         # A thread's live replies, walked newest first from the index
         # (storage/threads.py, on summaries of long threads; migration
-        # 0015_thread_summaries).
+        # 0015_thread_summaries); every other lookup of a post's replies too
+        # (migration 0017_one_thread_index).
         Index("ix_posts_parent_id_deleted_id", "parent_id", "deleted", "id"),
     )
 
@@ -89,7 +90,7 @@ class Post(SQLModel, table=True):
     channel_id: int = Field(foreign_key="channels.id")
     # The post this one answers (always a top-level one, in the same channel); None
     # for a top-level post (storage/posts.py, on replies).
-    parent_id: int | None = Field(default=None, foreign_key="posts.id", index=True)
+    parent_id: int | None = Field(default=None, foreign_key="posts.id")
     author: str = Field(max_length=200)
     body: str
     # The body as sanitised HTML, made when it was written (markdown.py); None for

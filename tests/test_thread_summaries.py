@@ -176,6 +176,62 @@ def test_the_threads_index_comes_with_its_migration_and_goes_with_it(
         store.close()
 
 
+# The index of a post's replies alone, which that index made redundant, and the
+# revision it was last part of (migration 0017_one_thread_index).
+REDUNDANT = "ix_posts_parent_id"
+WITH_REDUNDANT = "0016_reply_counts"
+
+
+def test_a_database_at_0016_with_threads_upgrades_to_one_index_of_replies(
+    each_database_url: str,
+) -> None:
+    async def thread(store: Store) -> int:
+        parent = (await store.create_post("general", "ann", "the plan")).post.id
+        for author in ["bo", "cy", "di"]:
+            await store.create_reply("general", parent, author, "yes")
+        gone = await store.create_reply("general", parent, "ed", "no")
+        await store.delete_post(gone.post.id)
+        return parent
+
+    async def read(store: Store, parent: int) -> tuple[int, tuple[str, ...], list[str]]:
+        post = await store.get_post(parent)
+        replies = await store.list_replies(parent)
+        return post.replies, post.repliers, [f"{r.author}: {r.body}" for r in replies]
+
+    store = Store.from_url(each_database_url)
+    try:
+        asyncio.run(store.create_schema())
+        parent = asyncio.run(thread(store))
+        before = asyncio.run(read(store, parent))
+    finally:
+        store.close()
+    assert before == (3, ("di", "cy", "bo"), ["di: yes", "cy: yes", "bo: yes"])
+    # Down to 0016, the index comes back beside the one that covers it.
+    assert {INDEX, REDUNDANT} <= _indexes(each_database_url, WITH_REDUNDANT)
+    store = Store.from_url(each_database_url)
+    try:
+        asyncio.run(store.create_schema())
+        indexes = _indexes(each_database_url, None)
+        assert INDEX in indexes and REDUNDANT not in indexes
+        # The thread reads the same, takes a reply, and its deletion finds its replies.
+        assert asyncio.run(read(store, parent)) == before
+        asyncio.run(store.create_reply("general", parent, "fi", "late"))
+        assert asyncio.run(read(store, parent))[2] == ["fi: late", "di: yes", "cy: yes", "bo: yes"]
+        asyncio.run(store.delete_post(parent))
+    finally:
+        store.close()
+    engine = make_engine(each_database_url)
+    try:
+        with engine.connect() as connection:
+            live = connection.execute(
+                text("SELECT count(*) FROM posts WHERE parent_id = :p AND NOT deleted"),
+                {"p": parent},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert live == 0
+
+
 # A thread's count read in a thread of LONG replies may cost this many times one read
 # in a thread of 10: counted over the thread's live replies it cost about 8 times on
 # SQLite; stored with the post, it is one row's read either way.
