@@ -54,6 +54,27 @@ def test_typing_a_search_shows_highlighted_results_and_a_click_opens_the_post(
     expect(post_el(page, lift)).to_be_visible(timeout=OPEN_MS)
 
 
+def test_a_malformed_search_typed_in_the_box_says_why_where_results_would_be(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    lift = server.post("The lift is out of order again")["post"]["id"]
+    problems.allow("400 from GET")  # the sentence is the answer
+    page = context.new_page()
+    page.goto(f"{server.url}/search")
+    box = page.get_by_label("Search posts")
+    box.press_sequentially("-lift", delay=30)
+    said = page.locator("#results .error")
+    expect(said).to_have_text(
+        "A search needs at least one word to look for, not only words to leave out."
+    )
+    expect(said).to_have_attribute("role", "alert")
+    # Mended, the same box shows the results.
+    box.press("Home")
+    box.press("Delete")
+    expect(page.locator(f"#hit-{lift}")).to_be_visible(timeout=OPEN_MS)
+    expect(said).to_have_count(0)
+
+
 def held_server(make_server: Callable[..., Server], gate: Path, **settings: object) -> Server:
     """A server whose searches for ``HELD`` wait until ``gate / "go"`` exists."""
     gate.mkdir()
