@@ -5,6 +5,7 @@ uses it), the search page and its results, and a kiosk watching a search."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+import feed
 from feed.app import create_app
 from feed.search import Filters, Query, Results
 from feed.settings import Settings
@@ -127,3 +129,38 @@ def test_a_kiosks_search_counts_against_the_limit_of_whoever_shows_it(
         assert [f.result(10).status_code for f in slow] == [200, 200]
         assert kiosk("fast").status_code == 200
         assert kiosk("fast", key).status_code == 200
+
+
+def _counted(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Whether ``node`` runs inside an ``async with ...searching(...)``."""
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, ast.AsyncWith):
+            for item in node.items:
+                called = item.context_expr
+                if isinstance(called, ast.Call) and ast.unparse(called.func).endswith("searching"):
+                    return True
+    return False
+
+
+def test_every_road_to_the_stores_search_is_counted() -> None:
+    """Each call of the store's ``search`` outside the store is within ``searching``,
+    so a new road to a search cannot pass the limit by forgetting it."""
+    package = Path(feed.__file__).parent
+    roads: dict[str, bool] = {}
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        if relative.parts[0] == "storage" or relative.name == "store.py":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "search"
+                and ast.unparse(node.func.value).endswith("store")
+            ):
+                roads[f"{relative}:{node.lineno}"] = _counted(node, parents)
+    assert {road.split(":")[0] for road in roads} == {"api.py", "pages.py", "search_pages.py"}
+    assert [road for road, counted in roads.items() if not counted] == []

@@ -166,7 +166,7 @@ def test_a_page_signing_out_asks_nothing_more_in_the_sessions_name(
         with contextlib.suppress(PlaywrightError):  # already abandoned by the page
             route.continue_()
     deadline = time.monotonic() + OPEN_MS / 1000
-    while not (abandoned or [a for a in answers if a[0] == counts]):
+    while not (abandoned or any(a[0] == counts for a in answers)):
         assert time.monotonic() < deadline, "the held count neither failed nor came back"
         page.wait_for_timeout(20)  # lets Playwright report it, with a deadline
     assert abandoned == [counts]
@@ -233,7 +233,7 @@ def test_a_page_signing_out_abandons_the_private_list_it_is_fetching(
         with contextlib.suppress(PlaywrightError):  # already abandoned by the page
             route.continue_()
     deadline = time.monotonic() + OPEN_MS / 1000
-    while not (abandoned or [a for a in answers if a[0] == full]):
+    while not (abandoned or any(a[0] == full for a in answers)):
         assert time.monotonic() < deadline, "the held list neither failed nor came back"
         page.wait_for_timeout(20)  # lets Playwright report it, with a deadline
     assert [a for a in answers if a[0] == full] == []
