@@ -34,6 +34,12 @@ renders it, and feed.js keeps it after every event, live or replayed:
    it, read by those ids once it has been on screen, and draws the "new since you
    last looked" divider under the oldest post the reader had not read when the page
    was made.
+6. A kiosk watching a search searches when its page is made and when its list is
+   re-fetched, within its identity's searches at once (security.py, on searches in
+   flight). Refused, the page is still made, with a 429: its stream opens from where
+   this process is (as a stream that does not resume), and its list says it waits
+   and is fetched by feed.js after the ``Retry-After``, messages held meanwhile as for
+   any re-fetch. So a wall of screens on one link all end up showing the same list.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ from feed.render import SNAPSHOT_HEADER, page_url
 from feed.runtime import Runtime, runtime
 from feed.search import Cursor, Filters, Query
 from feed.search_params import search_query
-from feed.security import admit_post
+from feed.security import TooManySearches, admit_post, searching
 from feed.store import StoreError
 from feed.values import ChannelView, FrontPage, PostView
 from feed.viewers import SignInFirst, viewer
@@ -265,11 +271,19 @@ async def kiosk(request: Request) -> Response:
     names = [c.name for c in chosen] or None
     key = request.query_params.get(KIOSK_PARAM) or None
     q = None if query is None else query.text
-    posts, last = await _kiosk_posts(rt, seen.perms, names, query)
+    busy: TooManySearches | None = None
+    try:
+        posts, last = await _kiosk_posts(rt, request, seen.perms, names, query)
+    except TooManySearches as refused:
+        # Rationale 6: live from where this process is, the list asked for again.
+        posts, last, busy = [], rt.relay.delivered, refused
     heading = " · ".join(c.title for c in chosen) or "All channels"
     return rt.renderer.page(
         "kiosk.html",
+        200 if busy is None else busy.status,
+        None if busy is None else busy.headers,
         **_stream_context(rt),
+        busy=None if busy is None else busy.retry_after,
         theme=theme,
         heading=heading if q is None else f"“{q}” · {heading}",
         posts=posts,
@@ -284,21 +298,27 @@ async def kiosk(request: Request) -> Response:
 
 
 async def _kiosk_posts(
-    rt: Runtime, perms: Permissions, names: list[str] | None, query: Query | None
+    rt: Runtime,
+    request: Request,
+    perms: Permissions,
+    names: list[str] | None,
+    query: Query | None,
 ) -> tuple[list[PostView], int]:
     """What a kiosk shows (rationale 1), and the event id it is current up to. A live
     search's kiosk shows its newest matching posts, pinned ones first, by the same rule:
     top-level posts, as every kiosk, since its stream's replies only update summaries
-    (feed.js, on threads) and a list with replies in it would differ once live."""
+    (feed.js, on threads) and a list with replies in it would differ once live. That
+    search counts as any other (rationale 6)."""
     private = perms.private_readable()
     selected = names or perms.selection(None)
     if query is None:
         page = await rt.store.front_page(selected, KIOSK_POSTS, private=private)
         return kiosk_window(page.posts, KIOSK_POSTS), page.last_event_id
     filters = Filters(channels=None if selected is None else tuple(selected), replies=False)
-    found = await rt.store.search(
-        query, filters, limit=KIOSK_POSTS, cursor=Cursor(), private=private, newest=True
-    )
+    async with searching(request, perms):
+        found = await rt.store.search(
+            query, filters, limit=KIOSK_POSTS, cursor=Cursor(), private=private, newest=True
+        )
     return kiosk_window([hit.post for hit in found.hits], KIOSK_POSTS), found.last_event_id
 
 
@@ -308,7 +328,7 @@ async def kiosk_partial(request: Request) -> HTMLResponse:
     perms = await rt.access.check(request)
     names = [c.name for c in _kiosk_channels(request, perms)] or None
     query = search_query(request.query_params.get("q"))
-    posts, last = await _kiosk_posts(rt, perms, names, query)
+    posts, last = await _kiosk_posts(rt, request, perms, names, query)
     return rt.renderer.page(
         "partials/posts.html",
         headers=_snapshot(last),

@@ -15,7 +15,7 @@ from feed.render import page_url
 from feed.runtime import Runtime, runtime
 from feed.search import Results
 from feed.search_params import MAX_SEARCH_PAGE, SearchAsked, search_asked
-from feed.security import searching
+from feed.security import TooManySearches, searching
 from feed.viewers import viewer
 
 
@@ -50,15 +50,18 @@ async def _search_results(
     rt: Runtime, request: Request, perms: Permissions
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
     """The status, the template's context and the headers of a search's results; a
-    refused search (a malformed one, or one too many at once) shows its sentence."""
+    refused search shows its sentence (a malformed one), or that the page asks again
+    (one too many at once, security.py's 8: feed-search.js asks after ``busy`` s)."""
     q = request.query_params.get("q", "")
-    context: dict[str, Any] = {"q": q, "hits": [], "error": None, "more_url": None}
+    context: dict[str, Any] = {"q": q, "hits": [], "error": None, "busy": None, "more_url": None}
     try:
         channels = perms.selection(request.query_params.getlist("channel"))
         asked = search_asked(request, channels)
         if asked.query is None:
             return 200, context, {}
         found = await _search(rt, request, asked, perms)
+    except TooManySearches as busy:
+        return busy.status, {**context, "busy": busy.retry_after}, dict(busy.headers or {})
     except ClientError as exc:
         return exc.status, {**context, "error": exc.message}, dict(exc.headers or {})
     more = found.next and page_url("/partials/search", q=q, cursor=found.next.text)

@@ -42,7 +42,13 @@ Rationale:
    identity as posts are (rationale 4), and one more than
    ``FEED_MAX_SEARCHES_PER_CLIENT`` is refused with a 429 before it reaches the store:
    a page that searches as one types cancels its request before, so a person never
-   has many in flight, and a script that wants many waits for its answers.
+   has many in flight, and a script that wants many waits for its answers. Every road
+   to the store's search asks here (``searching``; tests/test_search_limits.py finds
+   them): the API (the CLI too), the search page, a kiosk watching a search (its page
+   and its re-fetched list). A kiosk link is its own identity, so its screens share a
+   count; a refused page waits the ``Retry-After`` and asks again by itself
+   (feed-search.js; feed.js, spread for a wall of screens). A live search's stream is
+   matched in memory, event by event, and counts as a stream.
 9. Starlette's CORS middleware sits inside the layer that answers an unhandled error
    with a 500, so that answer would carry no CORS headers, and a script on an allowed
    origin could read neither its sentence nor its request id. ``SecurityHeaders``,
@@ -189,6 +195,22 @@ class RateLimiter:
             self._buckets.popitem(last=False)
 
 
+class TooManySearches(ClientError):
+    """A search refused: its identity already has as many in flight as it may (8).
+    Pages show it in their own words and ask again after ``retry_after`` seconds."""
+
+    def __init__(self, limit: int, who: str) -> None:
+        searches = "search" if limit == 1 else "searches"
+        super().__init__(
+            429,
+            f"Too many searches from {who}: at most {limit} {searches} at once. "
+            f"Try again in {SEARCH_RETRY_AFTER} s.",
+            {"limit": limit, "retry_after": SEARCH_RETRY_AFTER},
+            headers={"Retry-After": str(SEARCH_RETRY_AFTER)},
+        )
+        self.retry_after = SEARCH_RETRY_AFTER
+
+
 class StreamCounter:
     """Open streams (or searches in flight) per key, refusing more than ``limit`` at once."""
 
@@ -300,18 +322,10 @@ class Security:
     @asynccontextmanager
     async def searching(self, request: HTTPConnection, key: str | None) -> AsyncIterator[None]:
         """One search by ``key`` (an identity), or by the client's address without one,
-        in flight for as long as this lasts; ClientError 429 beyond the limit (8)."""
+        in flight for as long as this lasts; TooManySearches beyond the limit (8)."""
         counted = key or f"address:{client_address(request.scope)}"
         if not self.searches.open(counted):
-            limit = self.searches.limit
-            who = "you" if key else "this address"
-            raise ClientError(
-                429,
-                f"Too many searches from {who}: at most {limit} searches at once. "
-                f"Try again in {SEARCH_RETRY_AFTER} s.",
-                {"limit": limit, "retry_after": SEARCH_RETRY_AFTER},
-                headers={"Retry-After": str(SEARCH_RETRY_AFTER)},
-            )
+            raise TooManySearches(self.searches.limit, "you" if key else "this address")
         try:
             yield
         finally:
@@ -368,9 +382,8 @@ def admit_reply(request: HTTPConnection, perms: Permissions, channel: str) -> No
 
 
 def searching(request: HTTPConnection, perms: Permissions) -> AbstractAsyncContextManager[None]:
-    """A search by this identity in flight, within its limit (8); the API and the search
-    page ask. A kiosk's search does not: every screen of one kiosk link shares its key,
-    and a wall of them resyncing together would be refused."""
+    """A search by this identity in flight, within its limit (8): every road to the
+    store's search asks, the API, the search page and the kiosk."""
     return of(request).searching(request, perms.identity.limit_key)
 
 

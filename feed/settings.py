@@ -310,9 +310,11 @@ class Settings:
     max_searches_per_client: int = setting(
         4,
         between(1, 1000, "searches"),
-        "Searches one identity (signed out: one client address) may have running at "
-        "once, per process; a search may read many posts, and the store's connections "
-        "serve everyone's posts and pages too (429 with Retry-After beyond).",
+        "Searches one identity (a kiosk link is one; signed out: one client address) may "
+        "have running at once, per process, by every road: the API and the CLI, the "
+        "search page, a kiosk watching a search. A search may read many posts, and the "
+        "store's connections serve everyone's posts and pages too (429 with Retry-After "
+        "beyond; the pages say so and search again by themselves).",
     )
     max_streams_per_client: int = setting(
         1000,

@@ -8,7 +8,9 @@ from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from feed.access import Access
 from feed.identity import digest, new_token
+from feed.settings import Settings
 from feed.store import Store
 
 ADMIN_NAME = "tester"
@@ -53,3 +55,16 @@ def make_token(
     """A new API token in the database at ``url``: (token, id)."""
     token, _ = new_token()
     return token, _run(_add(url, name, role, "api", channels, token))
+
+
+async def kiosk_key(settings: Settings) -> str:
+    """A kiosk link's key for #general, made as ``feed kiosk create`` makes one."""
+    store = Store.from_url(settings.database_url)
+    try:
+        access = Access(settings, store)
+        await access.start()
+        key = access.kiosk_key()
+        await store.add_token("lobby", "reader", "kiosk", ["general"], digest(key))
+        return key
+    finally:
+        store.close()

@@ -18,11 +18,8 @@ from sqlalchemy import text as sa_text
 from starlette.testclient import TestClient
 
 from feed import schema
-from feed.access import Access
-from feed.identity import digest
-from feed.settings import Settings
 from feed.store import Store, make_engine
-from tests.auth import ADMIN, _run, bearer, make_token
+from tests.auth import ADMIN, _run, bearer, kiosk_key, make_token
 from tests.conftest import Server
 from tests.sse import SSEClient
 from tests.waiting import until
@@ -93,19 +90,6 @@ def test_replies_and_search_results_carry_counts_and_mine_as_every_listing(
     assert [hit["post"]["id"] for hit in found] == [reply_id]
     assert counts(found[0]["post"]["reactions"]) == {PARTY: 1, THUMBS: 1}
     assert found[0]["post"]["mine"] == [PARTY]
-
-
-async def kiosk_key(settings: Settings) -> str:
-    """A kiosk link's key for #general, made as ``feed kiosk create`` makes one."""
-    store = Store.from_url(settings.database_url)
-    try:
-        access = Access(settings, store)
-        await access.start()
-        key = access.kiosk_key()
-        await store.add_token("lobby", "reader", "kiosk", ["general"], digest(key))
-        return key
-    finally:
-        store.close()
 
 
 def test_anonymous_readers_get_401_and_kiosk_links_403(client: TestClient, settings: Any) -> None:

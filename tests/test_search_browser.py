@@ -1,10 +1,15 @@
 """Search in a real Chromium: typing shows highlighted results and a click opens the
-post; a kiosk watching a search shows a matching new post live and not another."""
+post; a search box past the searches-at-once limit says so and gets its results by
+itself; a kiosk watching a search shows a matching new post live and not another."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import BrowserContext, expect
 
@@ -21,6 +26,8 @@ from tests.browser import (
     wait_applied,
 )
 from tests.conftest import Server
+from tests.held_search import HELD
+from tests.waiting import until
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser", "context", "problems"]  # fixtures
@@ -47,6 +54,71 @@ def test_typing_a_search_shows_highlighted_results_and_a_click_opens_the_post(
     expect(post_el(page, lift)).to_be_visible(timeout=OPEN_MS)
 
 
+def test_a_malformed_search_typed_in_the_box_says_why_where_results_would_be(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    lift = server.post("The lift is out of order again")["post"]["id"]
+    problems.allow("400 from GET")  # the sentence is the answer
+    page = context.new_page()
+    page.goto(f"{server.url}/search")
+    box = page.get_by_label("Search posts")
+    box.press_sequentially("-lift", delay=30)
+    said = page.locator("#results .error")
+    expect(said).to_have_text(
+        "A search needs at least one word to look for, not only words to leave out."
+    )
+    expect(said).to_have_attribute("role", "alert")
+    # Mended, the same box shows the results.
+    box.press("Home")
+    box.press("Delete")
+    expect(page.locator(f"#hit-{lift}")).to_be_visible(timeout=OPEN_MS)
+    expect(said).to_have_count(0)
+
+
+def held_server(make_server: Callable[..., Server], gate: Path, **settings: object) -> Server:
+    """A server whose searches for ``HELD`` wait until ``gate / "go"`` exists."""
+    gate.mkdir()
+    return make_server(command=("-m", "tests.held_search", str(gate)), **settings)
+
+
+def test_a_search_box_past_the_limit_says_so_and_then_shows_the_typed_searchs_results(
+    make_server: Callable[..., Server],
+    context: BrowserContext,
+    problems: Problems,
+    tmp_path: Path,
+) -> None:
+    gate = tmp_path / "gate"
+    server = held_server(make_server, gate, max_searches_per_client=1)
+    lift = server.post("The lift is out of order again")["post"]["id"]
+    server.post("Stairs are fine")
+    problems.allow("429 from GET")  # what this test is about
+    page = context.new_page()
+    page.goto(f"{server.url}/search")
+    box = page.get_by_label("Search posts")
+    results = page.locator("#results")
+    expect(results).to_have_attribute("aria-live", "polite")
+    with ThreadPoolExecutor(1) as pool:
+        # The same address's one search at once, in flight (signed out: by address).
+        held = pool.submit(httpx.get, f"{server.url}/api/search?q={HELD}", timeout=30)
+        until(lambda: (gate / "inside").exists(), timeout=OPEN_MS / 1000)
+        box.press_sequentially("lif", delay=30)
+        busy = results.locator(".busy")
+        expect(busy).to_contain_text("Too many searches at once", timeout=OPEN_MS)
+        expect(busy).to_contain_text("searching again in")
+        # Typing on while refused: the box keeps the focus, and it is what is searched.
+        box.press_sequentially("t", delay=30)
+        expect(box).to_be_focused()
+        (gate / "go").touch()
+        assert held.result(timeout=30).status_code == 200
+    # Nobody touches anything: the page searches again and shows what is typed.
+    hit = page.locator(f"#hit-{lift}")
+    expect(hit).to_be_visible(timeout=OPEN_MS)
+    expect(results.locator(".hit")).to_have_count(1)
+    expect(busy).to_have_count(0)
+    expect(page).to_have_url(f"{server.url}/search?q=lift")
+    expect(box).to_be_focused()
+
+
 def test_a_kiosk_watching_a_search_shows_a_matching_post_live_and_not_another(
     server: Server, context: BrowserContext, problems: Problems
 ) -> None:
@@ -65,6 +137,39 @@ def test_a_kiosk_watching_a_search_shows_a_matching_post_live_and_not_another(
     assert answer.status_code == 200
     expect(post_el(kiosk, old)).to_have_count(0, timeout=LIVE_MS)
     assert shown_ids(kiosk) == [match["post"]["id"]]
+
+
+def test_a_kiosk_past_the_limit_says_so_and_then_shows_its_search_live(
+    make_server: Callable[..., Server],
+    context: BrowserContext,
+    problems: Problems,
+    tmp_path: Path,
+) -> None:
+    gate = tmp_path / "gate"
+    server = held_server(make_server, gate, max_searches_per_client=1)
+    old = server.post("deploy of the old build")["post"]["id"]
+    server.post("lunch is served")
+    problems.allow("429 from GET")  # what this test is about
+    kiosk = context.new_page()
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(httpx.get, f"{server.url}/api/search?q={HELD}", timeout=30)
+        until(lambda: (gate / "inside").exists(), timeout=OPEN_MS / 1000)
+        kiosk.goto(f"{server.url}/kiosk?q=deploy")
+        busy = kiosk.locator("#posts .busy")
+        expect(busy).to_contain_text("Too many searches at once")
+        expect(busy).to_have_attribute("role", "status")
+        # Live meanwhile: what is posted while it waits is not lost.
+        expect(kiosk.locator("#live")).to_have_attribute("data-state", "live", timeout=OPEN_MS)
+        meanwhile = server.post("deploy started")
+        (gate / "go").touch()
+        assert held.result(timeout=30).status_code == 200
+    # Nobody touches a kiosk: it searches again by itself, and stays live.
+    wait_applied(kiosk, meanwhile["event_id"])
+    expect(busy).to_have_count(0)
+    assert shown_ids(kiosk) == [meanwhile["post"]["id"], old]
+    late = server.post("deploy finished")
+    expect(post_el(kiosk, late["post"]["id"])).to_be_visible(timeout=LIVE_MS)
+    assert shown_ids(kiosk) == render_ids(server, "/partials/kiosk?q=deploy")
 
 
 def render_ids(server: Server, url: str) -> list[int]:

@@ -184,7 +184,7 @@ def test_a_page_signing_out_asks_nothing_more_in_the_sessions_name(
 
     # The held request now reaches a server where the session has ended: the page
     # abandoned it at the submission, so no 401 comes back to it.
-    release(page, held, lambda: bool(abandoned or [a for a in answers if a[0] == counts]))
+    release(page, held, lambda: bool(abandoned) or any(a[0] == counts for a in answers))
     assert abandoned == [counts]
     # Nothing new is asked either: a refresh due now is held back, not sent.
     page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
@@ -226,7 +226,7 @@ def test_a_page_signing_out_abandons_the_private_list_it_is_fetching(
     # The held request reaches a server where the session has ended: the page gave
     # it up at the submission, so it fails in the page rather than coming back as
     # the private channel refused.
-    release(page, held, lambda: bool(abandoned or [a for a in answers if a[0] == full]))
+    release(page, held, lambda: bool(abandoned) or any(a[0] == full for a in answers))
     assert [a for a in answers if a[0] == full] == []
     assert abandoned == [full]
     assert problems.seen == []

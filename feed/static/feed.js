@@ -37,7 +37,12 @@
 //    sent (7), the page re-fetches its list. Messages arriving meanwhile are held
 //    and go through (2, 3) afterwards, so those the list already reflects
 //    (X-Feed-Last-Event-Id) are dropped, and one may start another re-fetch. A
-//    failed fetch is retried with backoff. "Older posts" holds messages the same
+//    failed fetch is retried with backoff; one refused with a Retry-After (a kiosk's
+//    search, one too many at once: security.py, on searches in flight) after that
+//    long plus up to half as much again at random, so a wall of screens refused
+//    together does not ask again together. A kiosk page made with that refusal shows
+//    that it waits (partials/search_busy.html), and fetches its list the same way,
+//    holding messages from the start. "Older posts" holds messages the same
 //    way while its page loads and applies them all after it (that page has no
 //    snapshot id), so an edit racing the page is not lost.
 // 7. Each list keeps its rule (pages.py) after every message, live or replayed:
@@ -643,11 +648,17 @@
       if (!response.ok) {
         var failure = new Error("the feed answered " + response.status);
         failure.status = response.status;
+        failure.retryAfter = Number(response.headers.get("Retry-After")) || 0;
         throw failure;
       }
       var snapshot = Number(response.headers.get("X-Feed-Last-Event-Id"));
       return response.text().then(function (html) { return { html: html, snapshot: snapshot }; });
     });
+  }
+
+  // A wait told by the server, plus up to half as much again at random (6).
+  function spread(ms) {
+    return ms * (1 + Math.random() / 2);
   }
 
   // Only a failed fetch is retried; what happens to the list afterwards is not.
@@ -664,7 +675,9 @@
       function (failure) {
         if (leaving) return; // abandoned, not failed (15)
         if (thread !== null && failure.status === 404) return threadGone(list, 0);
-        var delay = Math.min(30000, 1000 * Math.pow(2, attempt));
+        var delay = failure.retryAfter
+          ? spread(1000 * failure.retryAfter)
+          : Math.min(30000, 1000 * Math.pow(2, attempt));
         setTimeout(function () { fetchList(attempt + 1); }, delay);
       }
     );
@@ -882,9 +895,16 @@
   });
 
   // What the server rendered is applied; the sse extension may ask for a stream first.
+  // A list made without its posts, its search refused, is fetched after the wait (6).
   function readList() {
     var list = postsList();
-    if (list) applied(Number(list.dataset.lastEventId) || 0);
+    if (!list) return;
+    applied(Number(list.dataset.lastEventId) || 0);
+    var busy = list.querySelector(":scope > .busy[data-retry-after]");
+    if (!busy || pending) return;
+    pending = { held: [], overflowed: false, again: false };
+    var seconds = Number(busy.dataset.retryAfter) || 1;
+    setTimeout(function () { fetchList(0); }, spread(1000 * seconds));
   }
 
   function start() {

@@ -1,0 +1,59 @@
+// The search box (search.html): what htmx would not show, shown, and a search refused
+// as one too many at once asked again by itself.
+//
+// 1. htmx swaps no 4xx answer (base.html's htmx-config), yet the results area is where
+//    a search's refusal belongs: a malformed search's sentence (400) and a search
+//    refused as one too many at once (429, security.py, on searches in flight) are
+//    swapped in as results are, and the area, a live region, says them.
+// 2. A search refused as one too many says the page searches again
+//    (partials/search_busy.html). After its data-retry-after seconds the box asks
+//    again, for what is typed then, through its own trigger, so hx-sync still cancels
+//    a request before it. A key typed meanwhile asks sooner, and drops the wait. A
+//    whole page made with the refusal (the form sent without script, or a shared
+//    address) waits the same way.
+(function () {
+  "use strict";
+
+  var SHOWN = [400, 429];
+  var again = null; // the timer of the next try (2)
+
+  function box() {
+    return document.getElementById("q");
+  }
+
+  function isResults(elt) {
+    return !!elt && elt.id === "results";
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (evt) {
+    if (!isResults(evt.detail.target) || SHOWN.indexOf(evt.detail.xhr.status) < 0) return;
+    evt.detail.shouldSwap = true;
+    evt.detail.isError = false;
+  });
+
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    if (evt.detail.elt !== box()) return;
+    clearTimeout(again);
+    again = null;
+  });
+
+  function waitIfBusy() {
+    var busy = document.querySelector("#results > .busy[data-retry-after]");
+    var input = box();
+    if (!busy || !input) return;
+    var seconds = Number(busy.dataset.retryAfter) || 1;
+    clearTimeout(again);
+    again = setTimeout(function () {
+      again = null;
+      htmx.trigger(input, "search");
+    }, 1000 * seconds);
+  }
+
+  document.addEventListener("htmx:afterSwap", function (evt) {
+    if (isResults(evt.detail.target)) waitIfBusy();
+  });
+
+  document.addEventListener("htmx:load", function (evt) {
+    if (evt.detail && evt.detail.elt === document.body) waitIfBusy();
+  });
+})();
