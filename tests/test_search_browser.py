@@ -5,8 +5,9 @@ itself; a kiosk watching a search shows a matching new post live and not another
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -81,6 +82,22 @@ def held_server(make_server: Callable[..., Server], gate: Path, **settings: obje
     return make_server(command=("-m", "tests.held_search", str(gate)), **settings)
 
 
+@contextmanager
+def one_search_in_flight(server: Server, gate: Path) -> Iterator[Callable[[], None]]:
+    """This address's search for ``HELD`` in flight (signed out, searches count by
+    address) until the block calls what it is given, which lets it end and checks it
+    was answered."""
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(httpx.get, f"{server.url}/api/search?q={HELD}", timeout=30)
+        until(lambda: (gate / "inside").exists(), timeout=OPEN_MS / 1000)
+
+        def release() -> None:
+            (gate / "go").touch()
+            assert held.result(timeout=30).status_code == 200
+
+        yield release
+
+
 def test_a_search_box_past_the_limit_says_so_and_then_shows_the_typed_searchs_results(
     make_server: Callable[..., Server],
     context: BrowserContext,
@@ -97,10 +114,7 @@ def test_a_search_box_past_the_limit_says_so_and_then_shows_the_typed_searchs_re
     box = page.get_by_label("Search posts")
     results = page.locator("#results")
     expect(results).to_have_attribute("aria-live", "polite")
-    with ThreadPoolExecutor(1) as pool:
-        # The same address's one search at once, in flight (signed out: by address).
-        held = pool.submit(httpx.get, f"{server.url}/api/search?q={HELD}", timeout=30)
-        until(lambda: (gate / "inside").exists(), timeout=OPEN_MS / 1000)
+    with one_search_in_flight(server, gate) as release:
         box.press_sequentially("lif", delay=30)
         busy = results.locator(".busy")
         expect(busy).to_contain_text("Too many searches at once", timeout=OPEN_MS)
@@ -108,8 +122,7 @@ def test_a_search_box_past_the_limit_says_so_and_then_shows_the_typed_searchs_re
         # Typing on while refused: the box keeps the focus, and it is what is searched.
         box.press_sequentially("t", delay=30)
         expect(box).to_be_focused()
-        (gate / "go").touch()
-        assert held.result(timeout=30).status_code == 200
+        release()
     # Nobody touches anything: the page searches again and shows what is typed.
     hit = page.locator(f"#hit-{lift}")
     expect(hit).to_be_visible(timeout=OPEN_MS)
@@ -151,9 +164,7 @@ def test_a_kiosk_past_the_limit_says_so_and_then_shows_its_search_live(
     server.post("lunch is served")
     problems.allow("429 from GET")  # what this test is about
     kiosk = context.new_page()
-    with ThreadPoolExecutor(1) as pool:
-        held = pool.submit(httpx.get, f"{server.url}/api/search?q={HELD}", timeout=30)
-        until(lambda: (gate / "inside").exists(), timeout=OPEN_MS / 1000)
+    with one_search_in_flight(server, gate) as release:
         kiosk.goto(f"{server.url}/kiosk?q=deploy")
         busy = kiosk.locator("#posts .busy")
         expect(busy).to_contain_text("Too many searches at once")
@@ -161,8 +172,7 @@ def test_a_kiosk_past_the_limit_says_so_and_then_shows_its_search_live(
         # Live meanwhile: what is posted while it waits is not lost.
         expect(kiosk.locator("#live")).to_have_attribute("data-state", "live", timeout=OPEN_MS)
         meanwhile = server.post("deploy started")
-        (gate / "go").touch()
-        assert held.result(timeout=30).status_code == 200
+        release()
     # Nobody touches a kiosk: it searches again by itself, and stays live.
     wait_applied(kiosk, meanwhile["event_id"])
     expect(busy).to_have_count(0)
