@@ -39,10 +39,10 @@ Rationale:
    checks are read at most twice a second each: a thousand kiosks reconnecting at
    once cost one query, not a thousand, and a script posting hundreds of times a
    second does not look its token up for each post. An answer in use is read again
-   before it is too old, beside the requests, not in one (recent.py, on reading
-   again ahead of time). A change of access announced by any process drops what it
-   made stale (``changed``); one that is not (a command on a database with the
-   memory broker) is refused within a second. The recheck of
+   before it is too old, after the request that asked, not in it (recent.py, on
+   reading again ahead of time, and after the answer). A change of access announced
+   by any process drops what it made stale (``changed``); one that is not (a command
+   on a database with the memory broker) is refused within a second. The recheck of
    open streams always reads the database. A stale list cannot leak: the hub checks
    each event against the channel as it is when the event is read (events.py), and
    reads of posts and of the log filter in SQL on the same. A channel made or

@@ -50,6 +50,7 @@ from feed import (
     openapi,
     pages,
     presence,
+    recent,
     search_pages,
     signin,
     threads,
@@ -208,7 +209,9 @@ class FeedApp:
             logs.request_id.set(logs.new_id(scope["headers"]))
             await self.security.serve_stream(self._stream, scope, receive, send)
         else:
-            await self._logged(scope, receive, send)
+            # Reads ahead this request asks for wait for its answer (recent.py's 3).
+            with recent.after_answer():
+                await self._logged(scope, receive, send)
 
     async def _routed(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._direct_route(scope)

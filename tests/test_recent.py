@@ -255,3 +255,44 @@ def test_reads_ahead_queued_are_bounded_and_those_past_it_are_left_to_their_requ
     queued, ran = asyncio.run(main())
     assert queued == recent.READS_AHEAD_MOST
     assert ran <= recent.READS_AHEAD_MOST
+
+
+def test_reads_ahead_a_request_asks_for_start_once_it_is_answered(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Aging answers asked for while a request is answered are read again after it,
+    not beside it (recent.py, on after the answer); a task the request left behind
+    that asks later starts its read at once."""
+    url = f"sqlite:///{tmp_path / 'feed.db'}"
+    token, _ = make_token(url, "ada")
+
+    async def body(store: Gated, gate: Access) -> None:
+        assert (await check(gate, token)).may_post("general")
+        await settled(store)
+        before = store.loads
+        clock.now += 0.6  # past the age at which answers are read again, still recent
+        with recent.after_answer():
+            assert (await check(gate, token)).may_post("general")
+            for _ in range(5):  # turns in which a started read would have begun
+                await asyncio.sleep(0)
+            assert store.loads == before and store.reading == 0
+            later = asyncio.get_running_loop().create_future()
+        await soon(lambda: store.loads > before, "the reads ahead never started")
+        await settled(store)
+        # Token, channels, memberships: read once each after the answer.
+        assert store.loads == before + 3
+
+        # A task started inside a request that asks once the request has ended.
+        async def left_behind() -> None:
+            await later
+            assert (await check(gate, token)).may_post("general")
+
+        clock.now += 0.6
+        with recent.after_answer():
+            task = asyncio.ensure_future(left_behind())
+        read = store.loads
+        later.set_result(None)
+        await task
+        await soon(lambda: store.loads > read, "a late ask never read ahead")
+
+    run(tmp_path, body)
