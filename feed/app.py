@@ -210,8 +210,14 @@ class FeedApp:
             await self.security.serve_stream(self._stream, scope, receive, send)
         else:
             # Reads ahead this request asks for wait for its answer (recent.py's 3).
-            with recent.after_answer():
-                await self._logged(scope, receive, send)
+            with recent.after_answer() as answered:
+
+                async def send_answered(message: Message) -> None:
+                    if message["type"] == "http.response.start":
+                        answered()
+                    await send(message)
+
+                await self._logged(scope, receive, send_answered)
 
     async def _routed(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._direct_route(scope)

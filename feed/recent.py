@@ -26,8 +26,10 @@ Rationale:
    revoked here would otherwise be let in again, for up to ``RECENT_TTL``, by a read
    that overlapped its revocation. An answer is as old as its read's start.
 3. After the answer. A read ahead of time asked for while a request is being answered
-   (``after_answer``, around every request but the streams) starts once that request
-   has been answered, not beside it. Run seldom, such a read is several times slower
+   (``after_answer``, around every request but the feed's streams) starts once that
+   request's answer begins, not beside it. A post's answer begins after the post has
+   gone out to every stream; a long-lived answer (the admin stream) begins at once,
+   so none holds reads ahead for its life. Run seldom, such a read is several times slower
    than run often (its code out of the processor's caches: about 1 ms of CPU rather
    than 0.2 for a token's), and in a worker thread it took the interpreter from the
    post that asked for it while that post committed and went out to every stream
@@ -78,22 +80,29 @@ class _Held:
         self.open = True
         self.starts: list[Callable[[], None]] = []
 
+    def release(self) -> None:
+        """Start those held, and any asked for from now on at once."""
+        if self.open:
+            self.open = False
+            starts, self.starts = self.starts, []
+            for start in starts:
+                start()
+
 
 _held: ContextVar[_Held | None] = ContextVar("feed_reads_held", default=None)
 
 
 @contextmanager
-def after_answer() -> Iterator[None]:
-    """Reads ahead of time asked for inside start when it ends (3)."""
+def after_answer() -> Iterator[Callable[[], None]]:
+    """Reads ahead of time asked for inside wait until the answer begins (call what
+    this gives) or the block ends, whichever is first (3)."""
     held = _Held()
     token = _held.set(held)
     try:
-        yield
+        yield held.release
     finally:
-        held.open = False
         _held.reset(token)
-        for start in held.starts:
-            start()
+        held.release()
 
 
 class ReadsAhead:

@@ -260,9 +260,10 @@ def test_reads_ahead_queued_are_bounded_and_those_past_it_are_left_to_their_requ
 def test_reads_ahead_a_request_asks_for_start_once_it_is_answered(
     tmp_path: Path, clock: Clock
 ) -> None:
-    """Aging answers asked for while a request is answered are read again after it,
-    not beside it (recent.py, on after the answer); a task the request left behind
-    that asks later starts its read at once."""
+    """Aging answers asked for while a request is answered are read again once its
+    answer begins, not beside it (recent.py, on after the answer); a task the request
+    left behind that asks later, or a request whose answer has begun, starts its read
+    at once."""
     url = f"sqlite:///{tmp_path / 'feed.db'}"
     token, _ = make_token(url, "ada")
 
@@ -294,5 +295,15 @@ def test_reads_ahead_a_request_asks_for_start_once_it_is_answered(
         later.set_result(None)
         await task
         await soon(lambda: store.loads > read, "a late ask never read ahead")
+        await settled(store)
+
+        # A long-lived answer (the admin stream): once it has begun, what is asked for
+        # while it lasts starts at once, not when it ends.
+        clock.now += 0.6
+        with recent.after_answer() as answered:
+            answered()
+            read = store.loads
+            assert (await check(gate, token)).may_post("general")
+            await soon(lambda: store.loads > read, "a read asked for mid-answer was held")
 
     run(tmp_path, body)
