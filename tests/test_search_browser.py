@@ -132,6 +132,39 @@ def test_a_search_box_past_the_limit_says_so_and_then_shows_the_typed_searchs_re
     expect(box).to_be_focused()
 
 
+def test_more_results_past_the_limit_says_so_beside_its_button_and_then_loads_them(
+    make_server: Callable[..., Server],
+    context: BrowserContext,
+    problems: Problems,
+    tmp_path: Path,
+) -> None:
+    gate = tmp_path / "gate"
+    server = held_server(make_server, gate, max_searches_per_client=1, page_size=2)
+    ids = [server.post(f"The lift is out, note {n}")["post"]["id"] for n in range(3)]
+    problems.allow("429 from GET")  # what this test is about
+    page = context.new_page()
+    page.goto(f"{server.url}/search?q=lift")
+    results = page.locator("#results")
+    hits = results.locator(".hit")
+    expect(hits).to_have_count(2)
+    more = results.get_by_role("button", name="More results")
+    with one_search_in_flight(server, gate) as release:
+        more.focus()
+        page.keyboard.press("Enter")
+        busy = results.locator(".more .busy")
+        expect(busy).to_contain_text("Too many searches at once", timeout=OPEN_MS)
+        expect(busy).to_have_attribute("role", "status")
+        # What was found stays, and so does the button, with the focus.
+        expect(hits).to_have_count(2)
+        expect(more).to_be_focused()
+        release()
+    # Nobody touches anything: the button asks again and the last page comes.
+    expect(hits).to_have_count(3, timeout=OPEN_MS)
+    assert [h.get_attribute("id") for h in hits.all()] == [f"hit-{n}" for n in ids[::-1]]
+    expect(busy).to_have_count(0)
+    expect(more).to_have_count(0)
+
+
 def test_a_kiosk_watching_a_search_shows_a_matching_post_live_and_not_another(
     server: Server, context: BrowserContext, problems: Problems
 ) -> None:

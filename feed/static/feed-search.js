@@ -11,6 +11,9 @@
 //    a request before it. A key typed meanwhile asks sooner, and drops the wait. A
 //    whole page made with the refusal (the form sent without script, or a shared
 //    address) waits the same way.
+// 3. "More results" refused as one too many at once keeps its button and the results
+//    above it: the server's sentence goes beside the button, and the button asks
+//    again by itself after the wait. Its next page then replaces both.
 (function () {
   "use strict";
 
@@ -25,7 +28,21 @@
     return !!elt && elt.id === "results";
   }
 
+  function moreOf(elt) {
+    return elt && elt.classList && elt.classList.contains("more") ? elt : null;
+  }
+
   document.addEventListener("htmx:beforeSwap", function (evt) {
+    var more = moreOf(evt.detail.target);
+    if (more && evt.detail.xhr.status === 429) {
+      // (3) In place of what was said before, or of a new paragraph, not the button.
+      var said = more.querySelector(":scope > .busy");
+      if (!said) said = more.appendChild(document.createElement("p"));
+      evt.detail.target = said;
+      evt.detail.shouldSwap = true;
+      evt.detail.isError = false;
+      return;
+    }
     if (!isResults(evt.detail.target) || SHOWN.indexOf(evt.detail.xhr.status) < 0) return;
     evt.detail.shouldSwap = true;
     evt.detail.isError = false;
@@ -49,8 +66,21 @@
     }, 1000 * seconds);
   }
 
+  // (3) The button asks again once the wait is over, unless a new page replaced it.
+  function moreAgainIfBusy() {
+    var busy = document.querySelector("#results .more > .busy[data-retry-after]");
+    var button = busy && busy.parentNode.querySelector("button");
+    if (!button || busy.dataset.waiting) return;
+    busy.dataset.waiting = "1";
+    var seconds = Number(busy.dataset.retryAfter) || 1;
+    setTimeout(function () {
+      if (button.isConnected) button.click();
+    }, 1000 * seconds);
+  }
+
   document.addEventListener("htmx:afterSwap", function (evt) {
     if (isResults(evt.detail.target)) waitIfBusy();
+    moreAgainIfBusy();
   });
 
   document.addEventListener("htmx:load", function (evt) {
