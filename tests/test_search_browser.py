@@ -76,10 +76,16 @@ def test_a_malformed_search_typed_in_the_box_says_why_where_results_would_be(
     expect(said).to_have_count(0)
 
 
-def held_server(make_server: Callable[..., Server], gate: Path, **settings: object) -> Server:
-    """A server whose searches for ``HELD`` wait until ``gate / "go"`` exists."""
+def one_search_at_once(
+    make_server: Callable[..., Server], gate: Path, problems: Problems, **settings: object
+) -> Server:
+    """A server that lets one search at a time run (a 429 beyond, which the test is
+    about), and whose searches for ``HELD`` wait until ``gate / "go"`` exists."""
     gate.mkdir()
-    return make_server(command=("-m", "tests.held_search", str(gate)), **settings)
+    problems.allow("429 from GET")
+    return make_server(
+        command=("-m", "tests.held_search", str(gate)), max_searches_per_client=1, **settings
+    )
 
 
 @contextmanager
@@ -105,10 +111,9 @@ def test_a_search_box_past_the_limit_says_so_and_then_shows_the_typed_searchs_re
     tmp_path: Path,
 ) -> None:
     gate = tmp_path / "gate"
-    server = held_server(make_server, gate, max_searches_per_client=1)
+    server = one_search_at_once(make_server, gate, problems)
     lift = server.post("The lift is out of order again")["post"]["id"]
     server.post("Stairs are fine")
-    problems.allow("429 from GET")  # what this test is about
     page = context.new_page()
     page.goto(f"{server.url}/search")
     box = page.get_by_label("Search posts")
@@ -139,9 +144,8 @@ def test_more_results_past_the_limit_says_so_beside_its_button_and_then_loads_th
     tmp_path: Path,
 ) -> None:
     gate = tmp_path / "gate"
-    server = held_server(make_server, gate, max_searches_per_client=1, page_size=2)
+    server = one_search_at_once(make_server, gate, problems, page_size=2)
     ids = [server.post(f"The lift is out, note {n}")["post"]["id"] for n in range(3)]
-    problems.allow("429 from GET")  # what this test is about
     page = context.new_page()
     page.goto(f"{server.url}/search?q=lift")
     results = page.locator("#results")
@@ -192,10 +196,9 @@ def test_a_kiosk_past_the_limit_says_so_and_then_shows_its_search_live(
     tmp_path: Path,
 ) -> None:
     gate = tmp_path / "gate"
-    server = held_server(make_server, gate, max_searches_per_client=1)
+    server = one_search_at_once(make_server, gate, problems)
     old = server.post("deploy of the old build")["post"]["id"]
     server.post("lunch is served")
-    problems.allow("429 from GET")  # what this test is about
     kiosk = context.new_page()
     with one_search_in_flight(server, gate) as release:
         kiosk.goto(f"{server.url}/kiosk?q=deploy")
