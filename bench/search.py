@@ -113,7 +113,7 @@ def query_mix(corpus: Corpus) -> dict[str, list[tuple[str | None, Filters]]]:
     """``QUERIES`` of each kind (2)."""
     rng = random.Random(SEED + 1)
     words = corpus.words
-    phrases = []
+    phrases: list[str] = []
     while len(phrases) < QUERIES:
         sentence = corpus.body().rstrip(".").lower().split()
         at = rng.randrange(len(sentence) - 1)
@@ -188,17 +188,17 @@ def load_postgres(url: str, corpus: Corpus, posts: int) -> float:
 def sizes(store: Store, url: str) -> dict[str, int]:
     """Bytes of the posts table and of the search index."""
     if url.startswith("sqlite"):
-        db = sqlite3.connect(url.removeprefix("sqlite:///"))
+        lite = sqlite3.connect(url.removeprefix("sqlite:///"))
         try:
             found = dict(
-                db.execute(
+                lite.execute(
                     "SELECT CASE WHEN name LIKE 'posts_search%' THEN 'index' ELSE 'posts' END,"
                     " SUM(pgsize) FROM dbstat WHERE name = 'posts' OR name LIKE 'posts_search%'"
                     " GROUP BY 1"
                 ).fetchall()
             )
         finally:
-            db.close()
+            lite.close()
         return {"posts_bytes": found["posts"], "index_bytes": found["index"]}
     import psycopg
 
