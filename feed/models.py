@@ -183,7 +183,7 @@ class Event(SQLModel, table=True):
     id: int | None = Field(default=None, sa_type=EVENT_ID, primary_key=True)
     kind: str = Field(max_length=32)
     channel_id: int = Field(foreign_key="channels.id", index=True)
-    post_id: int | None = Field(default=None, foreign_key="posts.id")
+    post_id: int | None = Field(default=None, foreign_key="posts.id", index=True)
     created_at: datetime
     # The identity a personal event is for (reading.py); None: an event for everyone.
     recipient: str | None = Field(default=None, max_length=80, index=True)

@@ -1,0 +1,95 @@
+"""A page's posts' events are looked up by post, not by reading the whole log
+(storage/reading.py, on a page's posts' events; migration 0018_events_by_post)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import command
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.sql import Select
+
+from feed import schema
+from feed.storage.reading import created_events_query, reply_events_query
+from feed.store import Store, make_engine
+
+INDEX = "ix_events_post_id"
+BEFORE = "0017_one_thread_index"  # the revision before the index came
+
+
+def _plan(engine: Engine, query: Select) -> str:  # type: ignore[type-arg]
+    """The database's plan for ``query``, as text. PostgreSQL is told not to scan tables
+    whole where it has any other way: its tables here are too small for the plan it
+    would choose on a long log, and a lookup it cannot make still shows as a scan."""
+    sql = str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            rows = connection.execute(text(f"EXPLAIN QUERY PLAN {sql}")).all()
+            return "\n".join(str(row[-1]) for row in rows)
+        connection.execute(text("SET enable_seqscan = off"))
+        return "\n".join(row[0] for row in connection.execute(text(f"EXPLAIN {sql}")).all())
+
+
+def _thread(store: Store) -> tuple[list[int], int]:
+    async def made() -> tuple[list[int], int]:
+        posts = [(await store.create_post("general", "ann", f"p{n}")).post.id for n in range(3)]
+        reply = await store.create_reply("general", posts[0], "bo", "yes")
+        assert reply.event_id is not None
+        return posts, reply.event_id
+
+    return asyncio.run(made())
+
+
+def test_a_pages_posts_events_are_looked_up_by_post(each_database_url: str) -> None:
+    store = Store.from_url(each_database_url)
+    try:
+        asyncio.run(store.create_schema())
+        posts, reply_event = _thread(store)
+        # What the lookups return, through the index.
+        created = asyncio.run(store.created_events(posts))
+        assert sorted(created) == posts and len(set(created.values())) == 3
+        assert asyncio.run(store.reply_events(posts)) == {posts[0]: reply_event}
+    finally:
+        store.close()
+    engine = make_engine(each_database_url)
+    try:
+        for query in (created_events_query(posts), reply_events_query(posts)):
+            plan = _plan(engine, query)
+            assert INDEX in plan, plan
+            assert "SCAN events" not in plan, plan  # SQLite's whole-table read
+    finally:
+        engine.dispose()
+
+
+def _indexes(url: str, revision: str | None = None) -> set[str]:
+    """The events table's indexes once the schema is taken to ``revision`` (down), or
+    left where it is (None)."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            if revision is not None:
+                command.downgrade(schema._config(connection), revision)
+            return {i["name"] for i in inspect(connection).get_indexes("events") if i["name"]}
+    finally:
+        engine.dispose()
+
+
+def test_the_events_by_post_index_comes_with_its_migration_and_goes_with_it(
+    each_database_url: str,
+) -> None:
+    store = Store.from_url(each_database_url)
+    try:
+        asyncio.run(store.create_schema())
+        posts, reply_event = _thread(store)
+    finally:
+        store.close()
+    assert INDEX in _indexes(each_database_url)
+    assert INDEX not in _indexes(each_database_url, BEFORE)
+    # Up again, it returns, and the lookups read the same.
+    store = Store.from_url(each_database_url)
+    try:
+        asyncio.run(store.create_schema())
+        assert INDEX in _indexes(each_database_url)
+        assert asyncio.run(store.reply_events(posts)) == {posts[0]: reply_event}
+    finally:
+        store.close()
