@@ -63,6 +63,15 @@ The hot path, and why it looks the way it does:
     Those lists were one object per subscriber for the garbage collector to count: at
     thousands of streams one fan-out set off collections in its own middle, pausing
     every stream not yet written to.
+11. On the order of writes. The streams filed under a key are kept in the order they
+    subscribed (a dict's keys, not a set), so an event is written to them in that
+    order, the same for every event. A set went by its hashes, which mixed the
+    streams of every reading process (a proxy's workers, the load clients) together:
+    each process was woken for one or two events at a time, and paid a wake-up for
+    each. At 19,500 streams read by two load clients, each client was woken about
+    94,000 times and preempted 9,000 times for its 195,000 events; in subscription
+    order, 53,000 and 440 times, and its CPU an event fell from 8.2 µs to 5.8
+    (docs/benchmarks.md, on the order of writes).
 """
 
 from __future__ import annotations
@@ -79,6 +88,9 @@ from feed.sse import Format
 from feed.subscribers import Item, Joined, Run, Subscriber, item
 
 K = TypeVar("K")
+# The streams filed under one key, in the order they subscribed (11): a dict's keys,
+# where a set's order would be its hashes'.
+Filed = dict[Subscriber, None]
 
 # Where a stream of mentions only waits among the channel sets: no channel has this
 # name (inputs.py, channel names), so no shared event looks for it (6).
@@ -107,7 +119,7 @@ class SearchGroup:
 
     def __init__(self, query: Query) -> None:
         self.query = query
-        self.by_channel: dict[str | int | None, set[Subscriber]] = {}
+        self.by_channel: dict[str | int | None, Filed] = {}
         self.size = 0
 
 
@@ -117,9 +129,9 @@ class Hub:
     def __init__(self, heartbeat: float) -> None:
         self.heartbeat = heartbeat
         # By channel, None for every channel, or by thread id (7).
-        self._by_channel: dict[str | int | None, set[Subscriber]] = {}
+        self._by_channel: dict[str | int | None, Filed] = {}
         # The streams of each identity, for its personal events (6).
-        self._by_person: dict[str, set[Subscriber]] = {}
+        self._by_person: dict[str, Filed] = {}
         # Live searches, by the text of their query (8).
         self._searches: dict[str, SearchGroup] = {}
         self._formats: dict[Format, int] = dict.fromkeys(Format, 0)
@@ -142,7 +154,7 @@ class Hub:
         """The live searches someone watches, by the text of their query (8)."""
         return {text: group.query for text, group in self._searches.items()}
 
-    def _index(self, subscriber: Subscriber) -> dict[str | int | None, set[Subscriber]]:
+    def _index(self, subscriber: Subscriber) -> dict[str | int | None, Filed]:
         """Where ``subscriber`` is kept by channel: with the others, or its search's."""
         if subscriber.search is None:
             return self._by_channel
@@ -176,9 +188,9 @@ class Hub:
     def subscribe(self, subscriber: Subscriber) -> None:
         index = self._index(subscriber)
         for key in self._keys(subscriber):
-            index.setdefault(key, set()).add(subscriber)
+            index.setdefault(key, {})[subscriber] = None
         if subscriber.person is not None:
-            self._by_person.setdefault(subscriber.person, set()).add(subscriber)
+            self._by_person.setdefault(subscriber.person, {})[subscriber] = None
         if subscriber.search is not None:
             self._searches[subscriber.search.text].size += 1
         self._formats[subscriber.format] += 1
@@ -287,7 +299,7 @@ class Hub:
     @staticmethod
     def _route(
         event: Outgoing,
-        by_channel: dict[str | int | None, set[Subscriber]],
+        by_channel: dict[str | int | None, Filed],
         items: Mapping[Format, Item],
         per_sub: dict[Subscriber, list[Item]] | None,
         keys: tuple[str | int | None, ...] | None = None,
@@ -390,9 +402,9 @@ def _one_audience(events: Sequence[Outgoing]) -> bool:
     )
 
 
-def _leave(index: dict[K, set[Subscriber]], key: K, subscriber: Subscriber) -> None:
+def _leave(index: dict[K, Filed], key: K, subscriber: Subscriber) -> None:
     subs = index.get(key)
     if subs is not None:
-        subs.discard(subscriber)
+        subs.pop(subscriber, None)
         if not subs:
             del index[key]
