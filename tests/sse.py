@@ -209,3 +209,21 @@ class SSEClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def subscribed(
+    port: int,
+    params: list[tuple[str, str]] | dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> SSEClient:
+    """A stream that has received its opening ``retry:`` hint: it is subscribed, so
+    whatever is posted from now on reaches it."""
+    stream = SSEClient(port, params=params, headers=headers)
+    assert stream.status == 200, stream.read_body()
+    stream.wait_for(lambda s: any(m.retry for m in s.messages))
+    return stream
+
+
+def event_ids(stream: SSEClient) -> list[int]:
+    """The ids of the events ``stream`` has received, in order; 0 for one without."""
+    return [int(e.id or 0) for e in stream.events()]

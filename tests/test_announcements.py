@@ -22,7 +22,7 @@ from feed.access import SESSION_COOKIE
 from tests.auth import ADMIN, ADMIN_TOKEN, bearer
 from tests.conftest import Server
 from tests.services import Postgres
-from tests.sse import SSEClient
+from tests.sse import SSEClient, subscribed
 from tests.test_access import csrf_of
 from tests.test_cli import run_feed
 
@@ -65,10 +65,7 @@ def payloads(stream: SSEClient) -> list[dict[str, Any]]:
 
 
 def open_stream(server: Server, headers: dict[str, str], **params: str) -> SSEClient:
-    stream = SSEClient(server.port, params={"format": "json", **params}, headers=headers)
-    assert stream.status == 200, stream.read_body()
-    stream.wait_for(lambda s: any(m.retry for m in s.messages))
-    return stream
+    return subscribed(server.port, {"format": "json", **params}, headers)
 
 
 def arrives(stream: SSEClient, what: str, found: Callable[[dict[str, Any]], bool]) -> None:

@@ -21,7 +21,7 @@ from feed import schema
 from feed.store import Store, make_engine
 from tests.auth import ADMIN, _run, bearer, kiosk_key, make_token
 from tests.conftest import Server
-from tests.sse import SSEClient
+from tests.sse import SSEClient, subscribed
 from tests.waiting import until
 
 PARTY = "\U0001f389"
@@ -154,10 +154,7 @@ def test_reacting_to_a_deleted_post_is_410_and_its_reactions_are_gone(client: Te
 
 
 def open_stream(server: Server, **params: str) -> SSEClient:
-    stream = SSEClient(server.port, params=params)
-    assert stream.status == 200
-    stream.wait_for(lambda s: any(m.retry for m in s.messages))
-    return stream
+    return subscribed(server.port, params)
 
 
 def reaction_events(stream: SSEClient) -> list[Any]:

@@ -1,5 +1,5 @@
-"""The stream against a real uvicorn: delivery, formats, resume, resync, heartbeats,
-slow subscribers and shutdown."""
+"""The stream against a real uvicorn: delivery, formats, heartbeats, HEAD, slow
+subscribers, shutdown and channel changes (resuming: test_stream_resume.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from feed.server import FeedServer
 from feed.settings import Settings
 from tests.auth import ADMIN, ensure_admin
 from tests.conftest import Server, free_port
-from tests.sse import SSEClient
+from tests.sse import SSEClient, event_ids, subscribed
 from tests.waiting import until
 
 
@@ -35,12 +35,9 @@ def database_url(each_database_url: str) -> str:
 
 
 def open_stream(server: Server, **params: str | list[str]) -> SSEClient:
-    """A stream that has received its opening ``retry:`` hint, so it is subscribed."""
+    """A subscribed stream; a list value repeats its parameter."""
     pairs = [(k, x) for k, v in params.items() for x in ([v] if isinstance(v, str) else v)]
-    stream = SSEClient(server.port, params=pairs)
-    assert stream.status == 200
-    stream.wait_for(lambda s: any(m.retry for m in s.messages))
-    return stream
+    return subscribed(server.port, pairs)
 
 
 def test_post_arrives_with_id_event_and_json_data(server: Server) -> None:
@@ -111,116 +108,6 @@ def test_channel_filter_only_delivers_chosen_channels(server: Server) -> None:
         server.post("a2", channel="announcements")
         bodies = [json.loads(e.data)["post"]["body"] for e in only.wait_events(2)]
     assert bodies == ["a1", "a2"]
-
-
-def _ids(stream: SSEClient) -> list[int]:
-    return [int(e.id or 0) for e in stream.events()]
-
-
-@pytest.mark.parametrize("how", ["header", "query"])
-def test_resume_returns_exactly_the_missed_events_in_order(server: Server, how: str) -> None:
-    ids = [server.post(f"p{i}")["event_id"] for i in range(6)]
-    if how == "header":
-        stream = SSEClient(server.port, headers={"Last-Event-ID": str(ids[2])})
-    else:
-        stream = SSEClient(server.port, params={"last_event_id": str(ids[2])})
-    with stream:
-        events = stream.wait_events(3)
-        assert [int(e.id or 0) for e in events] == ids[3:]
-        assert [json.loads(e.data)["post"]["body"] for e in events] == ["p3", "p4", "p5"]
-        later = server.post("live")["event_id"]
-        stream.wait_events(4)
-        assert _ids(stream) == [*ids[3:], later]
-
-
-def test_header_wins_over_query_parameter(server: Server) -> None:
-    ids = [server.post(f"p{i}")["event_id"] for i in range(4)]
-    params = {"last_event_id": str(ids[0])}
-    with SSEClient(server.port, params=params, headers={"Last-Event-ID": str(ids[2])}) as stream:
-        stream.wait_events(1)
-        assert _ids(stream) == [ids[3]]
-
-
-def test_replay_shows_the_current_state_of_each_post(server: Server) -> None:
-    first = server.post("draft")
-    server.client.patch(f"/api/posts/{first['post']['id']}", json={"body": "final"})
-    with SSEClient(server.port, params={"last_event_id": "0", "format": "json"}) as stream:
-        created, updated = stream.wait_events(2)
-    assert json.loads(created.data)["post"]["body"] == "final"
-    assert (created.event, updated.event) == ("post-created", "post-updated")
-
-
-def test_resume_during_concurrent_posting_has_no_gap_and_no_duplicate(server: Server) -> None:
-    before = [server.post(f"pre{i}")["event_id"] for i in range(150)]
-    posted: list[int] = []
-    errors: list[BaseException] = []
-
-    def writer(n: int) -> None:
-        try:
-            for i in range(50):
-                posted.append(server.post(f"w{n}-{i}", author=f"w{n}")["event_id"])
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
-    for thread in threads:
-        thread.start()
-    # Resume from several points while the writers run, each racing a different commit.
-    streams = []
-    points = (0, before[39], before[119])
-    for resume in points:
-        streams.append(SSEClient(server.port, params={"last_event_id": str(resume)}))
-    for thread in threads:
-        thread.join(60)
-    assert not errors
-    expected_all = sorted(before + posted)
-    assert len(set(expected_all)) == 300
-    for stream, resume in zip(streams, points, strict=True):
-        with stream:
-            expected = [i for i in expected_all if i > resume]
-            stream.wait_events(len(expected), timeout=30)
-            assert _ids(stream) == expected
-
-
-def test_too_large_a_gap_gets_one_resync_then_live(make_server: Callable[..., Server]) -> None:
-    server = make_server(replay_limit=5)
-    ids = [server.post(f"p{i}")["event_id"] for i in range(8)]
-    with SSEClient(server.port, params={"last_event_id": str(ids[0])}) as stream:
-        (resync,) = stream.wait_events(1)
-        assert resync.event == "resync" and resync.id == str(ids[-1])
-        assert "more than 5 events" in json.loads(resync.data)["reason"]
-        live = server.post("live")["event_id"]
-        stream.wait_events(2)
-        assert _ids(stream) == [ids[-1], live]
-
-
-def test_a_gap_within_the_limit_is_replayed(make_server: Callable[..., Server]) -> None:
-    server = make_server(replay_limit=5)
-    ids = [server.post(f"p{i}")["event_id"] for i in range(8)]
-    with SSEClient(server.port, params={"last_event_id": str(ids[2])}) as stream:
-        stream.wait_events(5)
-        assert _ids(stream) == ids[3:]
-
-
-def test_resume_from_the_future_gets_resync(server: Server) -> None:
-    only = server.post("only")["event_id"]
-    with SSEClient(server.port, headers={"Last-Event-ID": str(only + 500)}) as stream:
-        (event,) = stream.wait_events(1)
-    assert event.event == "resync" and event.id == str(only)
-    assert "newer than this feed's newest" in json.loads(event.data)["reason"]
-
-
-def test_resume_from_an_id_the_log_does_not_hold_gets_resync(server: Server) -> None:
-    # Ids a screen holds are ids of real events, unless the log it saw was another
-    # (a database restored from an older copy: tests/test_restore.py).
-    first = server.post("first")["event_id"]
-    second = server.post("second")["event_id"]
-    with SSEClient(server.port, headers={"Last-Event-ID": str(first - 1)}) as stream:
-        (event,) = stream.wait_events(1)
-    assert event.event == "resync" and event.id == str(second)
-    assert "is not in this feed's log" in json.loads(event.data)["reason"]
-    with SSEClient(server.port, headers={"Last-Event-ID": "0"}) as stream:
-        assert [int(m.id or 0) for m in stream.wait_events(2)] == [first, second]
 
 
 def _answers(port: int, *requests: str, timeout: float = 5) -> list[tuple[int, dict[str, str]]]:
@@ -316,19 +203,6 @@ def test_html_stream_says_hello_then_beats_with_named_events(
     assert "heartbeat" not in stream.comments
 
 
-def test_events_survive_a_restart_and_resume_from_the_database(
-    make_server: Callable[..., Server],
-) -> None:
-    server = make_server()
-    seen = server.post("before")["event_id"]
-    server.stop()
-    restarted = make_server(database=server.database)
-    missed = [restarted.post(f"missed{i}")["event_id"] for i in range(3)]
-    with SSEClient(restarted.port, headers={"Last-Event-ID": str(seen)}) as stream:
-        stream.wait_events(3)
-        assert _ids(stream) == missed
-
-
 def test_a_subscriber_that_never_reads_is_dropped_and_others_get_everything(
     make_server: Callable[..., Server],
 ) -> None:
@@ -343,7 +217,7 @@ def test_a_subscriber_that_never_reads_is_dropped_and_others_get_everything(
         for count in range(1, total + 1):
             ids.append(server.post(f"{count} {body}")["event_id"])
             healthy.wait_events(count, timeout=10)
-        assert _ids(healthy) == ids
+        assert event_ids(healthy) == ids
     with stalled:
         stalled.wait_closed(timeout=10)
         assert stalled.ended and not stalled.graceful
@@ -353,7 +227,7 @@ def test_a_subscriber_that_never_reads_is_dropped_and_others_get_everything(
     with SSEClient(server.port, headers={"Last-Event-ID": str(last_seen)}) as resumed:
         rest = [i for i in ids if i > last_seen]
         resumed.wait_events(len(rest), timeout=20)
-        assert _ids(resumed) == rest
+        assert event_ids(resumed) == rest
 
 
 def test_shutdown_with_open_streams_ends_them_within_the_limit(
@@ -361,9 +235,10 @@ def test_shutdown_with_open_streams_ends_them_within_the_limit(
 ) -> None:
     server = make_server(shutdown_timeout=5)
     streams = [open_stream(server, format=f) for f in ("json", "html", "text") * 17][:50]
-    server.post("last words")
+    last = server.post("last words")["event_id"]
     for stream in streams:
-        stream.wait_events(1)
+        # The post itself, not an HTML stream's opening ``hello``.
+        stream.wait_for(lambda s: last in event_ids(s))
     took = server.stop(signal.SIGTERM)
     assert took < 5
     for stream in streams:
@@ -381,7 +256,7 @@ def test_a_second_process_on_the_same_database_delivers_within_the_poll_interval
     with open_stream(reader) as stream:
         ids = [writer.post(f"from A {i}")["event_id"] for i in range(3)]
         stream.wait_events(3, timeout=10)
-        assert _ids(stream) == ids
+        assert event_ids(stream) == ids
 
 
 def test_a_post_written_here_never_overtakes_an_event_this_process_has_not_read(
@@ -398,33 +273,11 @@ def test_a_post_written_here_never_overtakes_an_event_this_process_has_not_read(
         mine = here.post("written here")["event_id"]
         assert mine == other + 1
         stream.wait_events(2, timeout=10)
-        assert _ids(stream) == [other, mine]
+        assert event_ids(stream) == [other, mine]
         assert [json.loads(m.data)["post"]["body"] for m in stream.events()] == [
             "written elsewhere",
             "written here",
         ]
-
-
-def test_a_fresh_stream_starts_with_its_position_so_an_early_reconnect_resumes(
-    server: Server,
-) -> None:
-    earlier = server.post("before")["event_id"]
-    before = server.post("before too")["event_id"]
-    with open_stream(server, format="json") as stream:
-        stream.wait_for(lambda s: any(m.id and not m.event for m in s.messages))
-        marker = next(m for m in stream.messages if m.id and not m.event)
-        start = int(marker.id or "")
-        # The relay may not have handed the newest event to the hub yet: whatever
-        # the position leaves out arrives live, so nothing up to ``before`` is lost.
-        assert start in (0, earlier, before)
-        due = [i for i in (earlier, before) if i > start]
-        stream.wait_events(len(due))
-        assert [int(m.id or "") for m in stream.events()] == due
-        assert marker.data == "" and marker not in stream.events()
-    missed = server.post("while away")["event_id"]
-    with open_stream(server, format="json", last_event_id=str(before)) as resumed:
-        (event,) = resumed.wait_events(1)
-    assert event.id == str(missed)
 
 
 def test_channel_changes_are_events_in_every_format_and_replay(server: Server) -> None:
