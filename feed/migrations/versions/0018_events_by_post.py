@@ -4,9 +4,9 @@ Every dashboard, and every page of older posts, asks for the event that made eac
 post it shows and for that of its newest reply (storage/reading.py, on a page's
 posts' events). Without an index on ``events.post_id`` each of those read the whole
 events table: 40 ms for one page at 330,000 events on SQLite, and more with every
-post. With it, each is a lookup per
-post. The price is one more index entry per event written (docs/benchmarks.md, on
-the index of events by post).
+post. With it, each is a lookup per post. The price is one more index entry per
+event written, below the noise of the write benchmarks (docs/benchmarks.md, on the
+index of events by post).
 
 Revision ID: 0018_events_by_post
 Revises: 0017_one_thread_index
