@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Index, Integer, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -54,6 +54,8 @@ class EventKind(StrEnum):
 
 
 PERSONAL_KINDS = frozenset({EventKind.READ_POSITION, EventKind.MENTION})
+# Which rows of ``events`` the index of personal events holds.
+PERSONAL = "recipient IS NOT NULL"
 
 
 class Channel(SQLModel, table=True):
@@ -178,7 +180,18 @@ EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
 class Event(SQLModel, table=True):
     __tablename__ = "events"
     # Ids follow commit order and are never reused (storage/log.py, on ids in commit order).
-    __table_args__ = {"sqlite_autoincrement": True}
+    # Personal events indexed by their person alone: shared events, nearly all of
+    # them, are left out (storage/history.py, on personal events; migration
+    # 0019_personal_events_index).
+    __table_args__ = (
+        Index(
+            "ix_events_recipient",
+            "recipient",
+            sqlite_where=text(PERSONAL),
+            postgresql_where=text(PERSONAL),
+        ),
+        {"sqlite_autoincrement": True},
+    )
 
     id: int | None = Field(default=None, sa_type=EVENT_ID, primary_key=True)
     kind: str = Field(max_length=32)
@@ -186,7 +199,7 @@ class Event(SQLModel, table=True):
     post_id: int | None = Field(default=None, foreign_key="posts.id", index=True)
     created_at: datetime
     # The identity a personal event is for (reading.py); None: an event for everyone.
-    recipient: str | None = Field(default=None, max_length=80, index=True)
+    recipient: str | None = Field(default=None, max_length=80)
 
 
 class ReadPosition(SQLModel, table=True):

@@ -16,6 +16,11 @@ Rationale:
    an admin's stream gets no one else's read positions.
    A person's own events are read whatever channels the stream follows, as long as
    the reader may read their channel.
+   The index of personal events holds those alone (migration
+   0019_personal_events_index): a person's replay reads the log in order from its
+   position and stops at its limit, however far back the position is. When that
+   index held every event, SQLite read it twice, once for the shared events and
+   once for the person's, and sorted all it found before the limit applied.
 """
 
 from __future__ import annotations
