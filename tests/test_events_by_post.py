@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from alembic import command
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, text
 from sqlalchemy.sql import Select
 
-from feed import schema
 from feed.storage.reading import created_events_query, reply_events_query
 from feed.store import Store, make_engine
+from tests.migrating import index_names, schema_at
 
 INDEX = "ix_events_post_id"
 BEFORE = "0017_one_thread_index"  # the revision before the index came
@@ -64,14 +63,7 @@ def test_a_pages_posts_events_are_looked_up_by_post(each_database_url: str) -> N
 def _indexes(url: str, revision: str | None = None) -> set[str]:
     """The events table's indexes once the schema is taken to ``revision`` (down), or
     left where it is (None)."""
-    engine = make_engine(url)
-    try:
-        with engine.begin() as connection:
-            if revision is not None:
-                command.downgrade(schema._config(connection), revision)
-            return {i["name"] for i in inspect(connection).get_indexes("events") if i["name"]}
-    finally:
-        engine.dispose()
+    return schema_at(url, revision, index_names("events"))
 
 
 def test_the_events_by_post_index_comes_with_its_migration_and_goes_with_it(

@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from alembic import command
-from sqlalchemy import Engine, event, inspect, text
+from sqlalchemy import Engine, event, text
 
-from feed import schema
 from feed.store import Store, make_engine
+from tests.migrating import schema_at
 
 INDEX = "ix_events_recipient"
 BEFORE = "0018_events_by_post"  # the revision whose index held every event
@@ -49,15 +48,8 @@ def _plans(engine: Engine, sent: list[tuple[str, Any]]) -> list[str]:
 
 def _indexed(url: str, revision: str | None = None) -> dict[str, Any]:
     """The events table's personal index once the schema is taken to ``revision``."""
-    engine = make_engine(url)
-    try:
-        with engine.begin() as connection:
-            if revision is not None:
-                command.downgrade(schema._config(connection), revision)
-            found = [i for i in inspect(connection).get_indexes("events") if i["name"] == INDEX]
-            return found[0] if found else {}
-    finally:
-        engine.dispose()
+    found = schema_at(url, revision, lambda i: i.get_indexes("events"))
+    return next((dict(i) for i in found if i["name"] == INDEX), {})
 
 
 def _only_personal(url: str) -> bool:

@@ -9,13 +9,12 @@ import random
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from alembic import command
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, text
 
-from feed import schema
 from feed.storage.posts import PostDeleted
 from feed.store import Store, make_engine
 from feed.values import Answer, Change, Claim, Commit, NewPost, Once
+from tests.migrating import schema_at
 from tests.services import Postgres
 
 # The revision before the stored count, and the column it adds.
@@ -148,14 +147,7 @@ def _mix_and_check(store: Store) -> None:
 def _columns(url: str, revision: str | None) -> set[str]:
     """The posts table's columns once the schema is taken to ``revision`` (down), or
     left where it is (None)."""
-    engine = make_engine(url)
-    try:
-        with engine.begin() as connection:
-            if revision is not None:
-                command.downgrade(schema._config(connection), revision)
-            return {c["name"] for c in inspect(connection).get_columns("posts")}
-    finally:
-        engine.dispose()
+    return schema_at(url, revision, lambda i: {c["name"] for c in i.get_columns("posts")})
 
 
 def test_the_stored_count_comes_with_its_migration_filled_from_each_thread_and_goes_with_it(

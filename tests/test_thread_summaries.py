@@ -9,16 +9,15 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from alembic import command
-from sqlalchemy import insert, inspect, text
+from sqlalchemy import insert, text
 from sqlmodel import Session
 
-from feed import schema
 from feed.models import Post
 from feed.storage import threads
 from feed.storage.threads import WALK
 from feed.store import Store, make_engine
 from feed.values import Commit, Thread
+from tests.migrating import index_names, schema_at
 
 # Replies in the long thread: enough that reading all of them costs many times a
 # write, few enough to insert in a second or two.
@@ -131,14 +130,7 @@ INDEX = "ix_posts_parent_id_deleted_id"
 def _indexes(url: str, revision: str | None) -> set[str]:
     """The posts table's indexes once the schema is taken to ``revision`` (down), or
     left where it is (None)."""
-    engine = make_engine(url)
-    try:
-        with engine.begin() as connection:
-            if revision is not None:
-                command.downgrade(schema._config(connection), revision)
-            return {i["name"] for i in inspect(connection).get_indexes("posts")}
-    finally:
-        engine.dispose()
+    return schema_at(url, revision, index_names("posts"))
 
 
 def test_the_threads_index_comes_with_its_migration_and_goes_with_it(
