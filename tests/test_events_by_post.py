@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.sql import Select
+from sqlmodel import Session
 
+from feed.storage import reading
 from feed.storage.reading import created_events_query, reply_events_query
 from feed.store import Store, make_engine
+from feed.values import NewPost
 from tests.migrating import index_names, schema_at
 
 INDEX = "ix_events_post_id"
@@ -85,3 +88,62 @@ def test_the_events_by_post_index_comes_with_its_migration_and_goes_with_it(
         assert asyncio.run(store.reply_events(posts)) == {posts[0]: reply_event}
     finally:
         store.close()
+
+
+# Events in the log for the unread count's plan: enough that PostgreSQL, with its
+# statistics, weighs walking the events' index by post against the log's own order.
+LOG = 20_000
+
+
+def test_an_unread_count_reads_the_log_from_the_position_not_the_index_by_post(
+    each_database_url: str,
+) -> None:
+    store = Store.from_url(each_database_url)
+    try:
+        asyncio.run(store.create_schema())
+
+        async def written() -> list[int]:
+            ids: list[int] = []
+            for start in range(0, LOG, 1000):
+                news = [NewPost("general", "gen", f"p{start + k}") for k in range(1000)]
+                ids += [c.event_id for c in await store.create_posts(news)]  # type: ignore[union-attr]
+            return ids
+
+        ids = asyncio.run(written())
+    finally:
+        store.close()
+    engine = make_engine(each_database_url)
+    try:
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(text("ANALYZE"))
+            (channel,) = connection.execute(text("SELECT id FROM channels WHERE name = 'general'"))
+        sent: list[tuple[str, object]] = []
+
+        def seen(_c: object, _cur: object, statement: str, parameters: object, *_: object) -> None:
+            sent.append((statement, parameters))
+
+        with Session(engine) as session:
+            event.listen(engine, "before_cursor_execute", seen)
+            try:
+                # A reader half-way through the log: more than the cap left to count.
+                counted = reading._count(
+                    session, "bo", channel[0], ids[LOG // 2], None, mentions=False
+                )
+            finally:
+                event.remove(engine, "before_cursor_execute", seen)
+        assert counted == reading.COUNT_CAP
+        statement, parameters = sent[-1]
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            explain = "EXPLAIN QUERY PLAN" if engine.dialect.name == "sqlite" else "EXPLAIN"
+            cursor.execute(f"{explain} {statement}", parameters)
+            plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+    # Walking the index by post visits the posts before the position too: on
+    # PostgreSQL a merge join read 151,001 of them for a count of 1,000 (30 ms).
+    assert INDEX not in plan, plan
