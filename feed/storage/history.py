@@ -25,9 +25,9 @@ Rationale:
    post up by the post's key (``event_post``). The index of events by post is for
    the other way, from posts to their events (reading.py, on a page's posts'
    events); the join says ``post_id + 0`` so that it is never a way into a read of
-   the log. PostgreSQL, given it, merged the events in post order with the posts in
-   key order for an unread count, and read 151,001 posts to count 1,000 (reading.py,
-   on events to their posts).
+   the log. Given it, PostgreSQL merged the events in post order with the posts in
+   key order for an unread count half-way through 300,000 events, and read 151,001
+   posts to count 1,000: 30 ms, against 1 ms from the position.
 """
 
 from __future__ import annotations

@@ -39,12 +39,9 @@ Rationale:
    page of older posts asks for them, so they must cost the same however long the
    log. Without it, each read the whole events table: 40 ms for a page at 330,000
    events on SQLite, growing with every post.
-7. The other way round, from events to their posts, a read starts from a position in
-   the log and looks each event's post up by the post's key. PostgreSQL, given that
-   index, would rather merge the events in post order with the posts in key order:
-   for an unread count half-way through 300,000 events it read 151,001 posts to
-   count 1,000 (30 ms, against 1 ms from the position). The join says ``post_id + 0``
-   (history.py, on events' posts), so that index is not a way in.
+7. The other way round, from events to their posts (the unread counts, mentions),
+   the join goes by the post's key and never by that index (history.py, on events'
+   posts).
 """
 
 from __future__ import annotations
