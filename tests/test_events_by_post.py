@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 from sqlalchemy.sql import Select
 from sqlmodel import Session
 
@@ -14,22 +14,17 @@ from feed.storage.reading import created_events_query, reply_events_query
 from feed.store import Store, make_engine
 from feed.values import NewPost
 from tests.migrating import index_names, schema_at
+from tests.plans import explained, migrated, sent_by
 
 INDEX = "ix_events_post_id"
 BEFORE = "0017_one_thread_index"  # the revision before the index came
 
 
 def _plan(engine: Engine, query: Select) -> str:  # type: ignore[type-arg]
-    """The database's plan for ``query``, as text. PostgreSQL is told not to scan tables
-    whole where it has any other way: its tables here are too small for the plan it
-    would choose on a long log, and a lookup it cannot make still shows as a scan."""
+    """The database's plan for ``query``, as text (tests/plans.py)."""
     sql = str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            rows = connection.execute(text(f"EXPLAIN QUERY PLAN {sql}")).all()
-            return "\n".join(str(row[-1]) for row in rows)
-        connection.execute(text("SET enable_seqscan = off"))
-        return "\n".join(row[0] for row in connection.execute(text(f"EXPLAIN {sql}")).all())
+    (plan,) = explained(engine, [(sql, ())])
+    return plan
 
 
 def _thread(store: Store) -> tuple[list[int], int]:
@@ -43,16 +38,12 @@ def _thread(store: Store) -> tuple[list[int], int]:
 
 
 def test_a_pages_posts_events_are_looked_up_by_post(each_database_url: str) -> None:
-    store = Store.from_url(each_database_url)
-    try:
-        asyncio.run(store.create_schema())
+    with migrated(each_database_url) as store:
         posts, reply_event = _thread(store)
         # What the lookups return, through the index.
         created = asyncio.run(store.created_events(posts))
         assert sorted(created) == posts and len(set(created.values())) == 3
         assert asyncio.run(store.reply_events(posts)) == {posts[0]: reply_event}
-    finally:
-        store.close()
     engine = make_engine(each_database_url)
     try:
         for query in (created_events_query(posts), reply_events_query(posts)):
@@ -72,22 +63,14 @@ def _indexes(url: str, revision: str | None = None) -> set[str]:
 def test_the_events_by_post_index_comes_with_its_migration_and_goes_with_it(
     each_database_url: str,
 ) -> None:
-    store = Store.from_url(each_database_url)
-    try:
-        asyncio.run(store.create_schema())
+    with migrated(each_database_url) as store:
         posts, reply_event = _thread(store)
-    finally:
-        store.close()
     assert INDEX in _indexes(each_database_url)
     assert INDEX not in _indexes(each_database_url, BEFORE)
     # Up again, it returns, and the lookups read the same.
-    store = Store.from_url(each_database_url)
-    try:
-        asyncio.run(store.create_schema())
+    with migrated(each_database_url) as store:
         assert INDEX in _indexes(each_database_url)
         assert asyncio.run(store.reply_events(posts)) == {posts[0]: reply_event}
-    finally:
-        store.close()
 
 
 # Events in the log for the unread count's plan: enough that PostgreSQL, with its
@@ -98,9 +81,7 @@ LOG = 20_000
 def test_an_unread_count_reads_the_log_from_the_position_not_the_index_by_post(
     each_database_url: str,
 ) -> None:
-    store = Store.from_url(each_database_url)
-    try:
-        asyncio.run(store.create_schema())
+    with migrated(each_database_url) as store:
 
         async def written() -> list[int]:
             ids: list[int] = []
@@ -110,38 +91,23 @@ def test_an_unread_count_reads_the_log_from_the_position_not_the_index_by_post(
             return ids
 
         ids = asyncio.run(written())
-    finally:
-        store.close()
     engine = make_engine(each_database_url)
     try:
         with engine.begin() as connection:
             if engine.dialect.name == "postgresql":
                 connection.execute(text("ANALYZE"))
             (channel,) = connection.execute(text("SELECT id FROM channels WHERE name = 'general'"))
-        sent: list[tuple[str, object]] = []
-
-        def seen(_c: object, _cur: object, statement: str, parameters: object, *_: object) -> None:
-            sent.append((statement, parameters))
-
         with Session(engine) as session:
-            event.listen(engine, "before_cursor_execute", seen)
-            try:
-                # A reader half-way through the log: more than the cap left to count.
-                counted = reading._count(
-                    session, "bo", channel[0], ids[LOG // 2], None, mentions=False
-                )
-            finally:
-                event.remove(engine, "before_cursor_execute", seen)
-        assert counted == reading.COUNT_CAP
-        statement, parameters = sent[-1]
-        raw = engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            explain = "EXPLAIN QUERY PLAN" if engine.dialect.name == "sqlite" else "EXPLAIN"
-            cursor.execute(f"{explain} {statement}", parameters)
-            plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
-        finally:
-            raw.close()
+            # A reader half-way through the log: more than the cap left to count.
+            counted: list[int] = []
+            sent = sent_by(
+                engine,
+                lambda: counted.append(
+                    reading._count(session, "bo", channel[0], ids[LOG // 2], None, mentions=False)
+                ),
+            )
+        assert counted == [reading.COUNT_CAP]
+        plan = explained(engine, sent[-1:])[0]
     finally:
         engine.dispose()
     # Walking the index by post visits the posts before the position too: on

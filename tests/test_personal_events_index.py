@@ -5,52 +5,22 @@ by the log's order (storage/history.py, on personal events; migration
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import text
 
 from feed.store import Store, make_engine
 from tests.migrating import schema_at
+from tests.plans import Sent, explained, migrated, sent_by
 
 INDEX = "ix_events_recipient"
 BEFORE = "0018_events_by_post"  # the revision whose index held every event
 
 
-def _statements(store: Store, work: Any) -> list[tuple[str, Any]]:
-    """The statements naming ``events`` that ``work`` (a coroutine) sends, as sent."""
-    sent: list[tuple[str, Any]] = []
-
-    def seen(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "events" in statement:
-            sent.append((statement, parameters))
-
-    event.listen(store._engine, "before_cursor_execute", seen)
-    try:
-        asyncio.run(work)
-    finally:
-        event.remove(store._engine, "before_cursor_execute", seen)
-    return sent
-
-
-def _plans(engine: Engine, sent: list[tuple[str, Any]]) -> list[str]:
-    """The database's plan for each statement, as text. PostgreSQL is told not to scan
-    the table whole where it has another way: its tables here are too small for the
-    plan it would choose on a long log."""
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        sqlite = engine.dialect.name == "sqlite"
-        if not sqlite:
-            cursor.execute("SET enable_seqscan = off")
-        plans = []
-        for statement, parameters in sent:
-            cursor.execute(
-                f"{'EXPLAIN QUERY PLAN' if sqlite else 'EXPLAIN'} {statement}", parameters
-            )
-            plans.append("\n".join(str(row[-1]) for row in cursor.fetchall()))
-        return plans
-    finally:
-        raw.close()
+def _statements(store: Store, work: Coroutine[Any, Any, object]) -> Sent:
+    """The statements naming ``events`` that ``work`` sends, as sent."""
+    return sent_by(store._engine, lambda: asyncio.run(work))
 
 
 def _indexed(url: str, revision: str | None = None) -> dict[str, Any]:
@@ -77,9 +47,7 @@ def _only_personal(url: str) -> bool:
 def test_a_persons_replay_goes_by_the_log_not_by_a_sort_of_everything_after(
     database_url: str,
 ) -> None:
-    store = Store.from_url(database_url)
-    try:
-        asyncio.run(store.create_schema())
+    with migrated(database_url) as store:
 
         async def written() -> int:
             first = (await store.create_post("general", "ann", "hello @bo")).event_id
@@ -96,12 +64,10 @@ def test_a_persons_replay_goes_by_the_log_not_by_a_sort_of_everything_after(
         sent += _statements(store, store.count_events_after(first - 2, person="bo", limit=6))
         sent += _statements(store, store.has_personal_after("bo", first - 2))
         events = asyncio.run(store.events_after(first - 2, person="bo", limit=5))
-    finally:
-        store.close()
     # What the replay reads: the mention (written just before its post), then the log
     # in order, five in all.
     assert [e.kind for e in events][:2] == ["mention", "post-created"] and len(events) == 5
-    plans = _plans(make_engine(database_url), sent)
+    plans = explained(make_engine(database_url), sent)
     assert len(plans) == 3, sent
     for plan in plans[:2]:
         # Not the union of two index ranges sorted whole: that read every event after
@@ -113,29 +79,21 @@ def test_a_persons_replay_goes_by_the_log_not_by_a_sort_of_everything_after(
 def test_the_personal_index_holds_personal_events_only_and_goes_back_with_its_migration(
     each_database_url: str,
 ) -> None:
-    store = Store.from_url(each_database_url)
-    try:
-        asyncio.run(store.create_schema())
+    with migrated(each_database_url) as store:
         mention = asyncio.run(store.create_post("general", "ann", "hi @bo")).event_id
-    finally:
-        store.close()
     assert _indexed(each_database_url)["column_names"] == ["recipient"]
     assert _only_personal(each_database_url)
     assert _indexed(each_database_url, BEFORE)["column_names"] == ["recipient"]
     assert not _only_personal(each_database_url)
-    store = Store.from_url(each_database_url)
-    try:
-        asyncio.run(store.create_schema())
+    with migrated(each_database_url) as store:
         assert _only_personal(each_database_url)
         assert asyncio.run(store.has_personal_after("bo", 0))
         assert mention is not None and not asyncio.run(store.has_personal_after("bo", mention))
         # The lookup of one person's events goes by the index, on either store.
         sent = _statements(store, store.has_personal_after("bo", 0))
-    finally:
-        store.close()
     engine = make_engine(each_database_url)
     try:
-        (plan,) = _plans(engine, sent)
+        (plan,) = explained(engine, sent)
     finally:
         engine.dispose()
     assert INDEX in plan, plan
