@@ -43,6 +43,8 @@ SCENARIOS = ("fanout", "throughput", "storm", "slow", "reactions", "search", "wo
 MAX_SUBSCRIBERS = 19_500  # the server's open-files limit is 20,000
 DEFAULT_SIZES = "1000,5000,10000,19500"
 DEFAULT_TARGETS = "feed,nchan,baseline"
+# Each size's targets twice, the second time in reverse order (scaling.py, on rounds).
+ROUNDS = 2
 # The batch scenario in `all`: SQLite, where its target is set, with enough posts for
 # several seconds at the target rate (and within FEED_POST_RATE's largest burst).
 BATCH_RUN = ("--batch", "1000", "--posts", "60000", "--targets", "feed")
@@ -80,6 +82,12 @@ def _fanout_options(parser: argparse.ArgumentParser) -> None:
         "--subscribers", type=_sizes, default=DEFAULT_SIZES, help=f"default {DEFAULT_SIZES}"
     )
     parser.add_argument("--posts", type=int, default=20, help="default 20")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help=f"each size's targets measured this many times, in turns (default {ROUNDS})",
+    )
     parser.add_argument(
         "--interval", type=float, default=0.15, help="seconds between posts (default 0.15)"
     )
@@ -188,8 +196,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def fanout_plan(args: argparse.Namespace) -> Plan:
-    if not 1 <= args.posts <= 1000 or args.clients < 0:
-        raise SystemExit("--posts must be 1..1000 and --clients at least 0")
+    if not 1 <= args.posts <= 1000 or args.clients < 0 or not 1 <= args.rounds <= 10:
+        raise SystemExit("--posts must be 1..1000, --rounds 1..10 and --clients at least 0")
     if args.interval < 0 or args.connect_timeout <= 0 or args.drain <= 0:
         raise SystemExit("--interval, --connect-timeout and --drain must be positive")
     return Plan(
@@ -215,16 +223,18 @@ def summarise(profile: Path | None) -> None:
 async def fanout(args: argparse.Namespace) -> Ran:
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
-    sizes, complete = await scaling.run(fanout_plan(args), args.subscribers, args.targets)
+    sizes, complete = await scaling.run(
+        fanout_plan(args), args.subscribers, args.targets, args.rounds
+    )
     summarise(args.profile)
-    document: dict[str, Any] = {"sizes": sizes}
+    document: dict[str, Any] = {"rounds": args.rounds, "sizes": sizes}
     path = report.write_json("fanout", document)
     print(f"results: {path}")
     png = args.plot or path.with_suffix(".png")
     plan = fanout_plan(args)
     title = (
-        f"Fan-out p99: {plan.posts} posts {plan.interval * 1000:.0f} ms apart, "
-        f"commit {report.commit()}"
+        f"Fan-out p99: {plan.posts} posts {plan.interval * 1000:.0f} ms apart"
+        f"{f', {args.rounds} rounds' if args.rounds > 1 else ''}, commit {report.commit()}"
     )
     if plot.p99(sizes, png, title):
         print(f"plot: {png}")

@@ -111,6 +111,31 @@ class Measurement:
     dropped_slow: int = 0
 
 
+def pooled(rounds: list[Measurement]) -> Measurement:
+    """One target's rounds at one size as one measurement (scaling.py, on rounds): every
+    round's posts and deliveries, its CPU summed, its RSS averaged."""
+    first = rounds[0]
+    if len(rounds) == 1:
+        return first
+    keys = set.intersection(*(set(m.rss_kb) for m in rounds))
+    return Measurement(
+        first.target,
+        first.subscribers,
+        sum(m.posts for m in rounds),
+        connected=min(m.connected for m in rounds),
+        delivered=sum(m.delivered for m in rounds),
+        lost=sum(m.lost for m in rounds),
+        connect_s=sum(m.connect_s for m in rounds) / len(rounds),
+        post_ms=[ms for m in rounds for ms in m.post_ms],
+        rss_kb={k: round(sum(m.rss_kb[k] for m in rounds) / len(rounds)) for k in keys},
+        cpu_s=sum(m.cpu_s for m in rounds),
+        client_cpu_s=sum(m.client_cpu_s for m in rounds),
+        latencies_us=[post for m in rounds for post in m.latencies_us],
+        slow=first.slow,
+        dropped_slow=sum(m.dropped_slow for m in rounds),
+    )
+
+
 # -- processes ----------------------------------------------------------------------
 
 

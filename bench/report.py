@@ -143,6 +143,20 @@ def nchan_verdict(rows: list[dict[str, Any]], found: dict[str, float] | None) ->
     return f"Nchan target {head} at {feed['subscribers']:,}: " + "; ".join(parts)
 
 
+def _round_ratios(rows: list[dict[str, Any]]) -> list[str]:
+    """Each round's p99 over Nchan's in the same round (scaling.py, on rounds)."""
+    by = {row["target"]: row.get("round_p99_ms") or [] for row in rows}
+    ref = by.get("nchan", [])
+    if len(ref) < 2:
+        return []
+    return [
+        f"{name} / nchan, p99 round by round: "
+        + ", ".join(f"{mine / theirs:.2f}x" for mine, theirs in zip(by[name], ref, strict=False))
+        for name in ("feed", "baseline", "feed-pg", "feed-pg-2w")
+        if len(by.get(name, [])) == len(ref)
+    ]
+
+
 def ratios(rows: list[dict[str, Any]]) -> dict[str, float] | None:
     """How many times better feed is than the baseline (higher is better for feed)."""
     by = {row["target"]: row for row in rows}
@@ -175,11 +189,13 @@ def text(
     plan: Plan,
     rows: list[dict[str, Any]],
     failed: dict[str, str] | None = None,
+    rounds: int = 1,
 ) -> str:
     """What a person reads after one size of the fan-out scenario."""
+    turns = f" in each of {rounds} rounds" if rounds > 1 else ""
     lines = [
         f"\nfan-out: {plan.subscribers} subscribers, {plan.posts} posts "
-        f"{plan.interval * 1000:.0f} ms apart, {plan.client_count} client process(es), "
+        f"{plan.interval * 1000:.0f} ms apart{turns}, {plan.client_count} client process(es), "
         f"{os.cpu_count()} CPUs\n",
         table(rows),
         "",
@@ -194,6 +210,7 @@ def text(
                     f"RSS per subscriber {by_nchan[f'rss_{name}_over_nchan']:.2f}x, "
                     f"CPU per delivery {by_nchan[f'cpu_{name}_over_nchan']:.2f}x"
                 )
+        lines += _round_ratios(rows)
     found = ratios(rows)
     if found is not None:
         lines.append(

@@ -4,6 +4,16 @@ At each size the targets run back to back with the same plan, so the ratios to N
 compare measurements taken minutes apart on the same machine. A target that cannot
 hold a size (not every subscriber connects) or fails to start is reported as failed
 at that size, in the table and the JSON, and the run goes on with the others.
+
+On rounds. This machine's speed drifts from one minute to the next: the same code,
+measured against Nchan at one size a minute apart, moved by 10% and more
+(docs/benchmarks.md, on rounds). With ``rounds`` above one, every size measures its
+targets that many times, in turns, the order reversed each round (``A B``, then ``B
+A``), so each target goes first as often as it goes last, and a slow minute weighs on
+each alike. A target's rounds are then pooled (``fanout.pooled``): its p99 is over
+every round's deliveries, as one run with that many more posts would be. Each round's
+own p99 is kept beside it (``round_p99_ms``), so the spread between rounds is there
+to see.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench import report
-from bench.fanout import BenchError, Plan, free_port, measure
+from bench.fanout import BenchError, Measurement, Plan, free_port, measure, pooled
 from tests.services import Postgres
 
 
@@ -32,25 +42,38 @@ def running_postgres(wanted: bool) -> Iterator[Postgres | None]:
         server.remove()
 
 
-async def one_size(plan: Plan, targets: list[str], postgres: Postgres | None) -> dict[str, Any]:
-    rows: list[dict[str, Any]] = []
+async def one_size(
+    plan: Plan, targets: list[str], postgres: Postgres | None, rounds: int = 1
+) -> dict[str, Any]:
+    measured: dict[str, list[Measurement]] = {target: [] for target in targets}
     failed: dict[str, str] = {}
-    for target in targets:
-        print(
-            f"measuring {target}: {plan.subscribers} subscribers, {plan.posts} posts ...",
-            file=sys.stderr,
-            flush=True,
-        )
-        database = None
-        if postgres is not None and target.startswith("feed-pg"):
-            database = postgres.new_database()
-        try:
-            rows.append(report.summarise(await measure(target, plan, database)))
-        except BenchError as exc:
-            # A target that cannot hold N (or fails to start) still leaves the others.
-            print(f"bench: {target}: {exc}", file=sys.stderr, flush=True)
-            failed[target] = str(exc)
-    print(report.text(plan, rows, failed), flush=True)
+    for turn in range(rounds):
+        for target in targets if turn % 2 == 0 else targets[::-1]:  # (on rounds)
+            if target in failed:
+                continue
+            print(
+                f"measuring {target}: {plan.subscribers} subscribers, {plan.posts} posts"
+                f"{f', round {turn + 1} of {rounds}' if rounds > 1 else ''} ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            database = None
+            if postgres is not None and target.startswith("feed-pg"):
+                database = postgres.new_database()
+            try:
+                measured[target].append(await measure(target, plan, database))
+            except BenchError as exc:
+                # A target that cannot hold N (or fails to start) still leaves the others.
+                print(f"bench: {target}: {exc}", file=sys.stderr, flush=True)
+                failed[target] = str(exc)
+    rows = []
+    for target, done in measured.items():
+        if target in failed or not done:
+            continue
+        row = report.summarise(pooled(done))
+        row["round_p99_ms"] = [report.summarise(m)["p99_ms"] for m in done]
+        rows.append(row)
+    print(report.text(plan, rows, failed, rounds), flush=True)
     return {
         "plan": plan,
         "results": rows,
@@ -61,14 +84,16 @@ async def one_size(plan: Plan, targets: list[str], postgres: Postgres | None) ->
 
 
 async def run(
-    plan: Plan, sizes: list[int], targets: list[str]
+    plan: Plan, sizes: list[int], targets: list[str], rounds: int = 1
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Every size in turn; returns the sizes' results and whether all were complete."""
+    """Every size in turn, each in ``rounds`` rounds; returns the sizes' results and
+    whether all were complete."""
     done = []
     wanted = any(t.startswith("feed-pg") for t in targets)
     with running_postgres(wanted) as postgres:
         for n in sizes:
-            done.append(await one_size(dataclasses.replace(plan, subscribers=n), targets, postgres))
+            sized = dataclasses.replace(plan, subscribers=n)
+            done.append(await one_size(sized, targets, postgres, rounds))
     complete = all(
         not size["failed"] and all(r["delivered"] == r["expected"] for r in size["results"])
         for size in done
