@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bench import report, scaling
-from bench.fanout import Measurement, Plan, pooled
+from bench.fanout import BenchError, Measurement, Plan, pooled
 
 PLAN = Plan(100, 2, 0.0, 0, 10.0, 10.0)
 
@@ -79,7 +79,7 @@ def test_a_target_that_fails_a_round_is_reported_failed_not_pooled(
         if target == "feed":
             calls["feed"] += 1
             if calls["feed"] == 2:
-                raise scaling.BenchError("only 99 of 100 subscribers connected")
+                raise BenchError("only 99 of 100 subscribers connected")
         return _measured(target, 10)
 
     monkeypatch.setattr(scaling, "measure", measure)

@@ -22,6 +22,13 @@ Rationale for the less obvious choices:
    holds for replies with no rule of their own. Lists of posts show top-level posts
    only; a reply is read with its thread (threads.py, on one level, on summaries,
    and on deleting a post with its replies).
+6. A page of replies is bounded below by its post: a reply is written after its post,
+   so its id is greater. Without the bound, PostgreSQL may page back through a long
+   thread by the posts' key, newest first, filtering for the thread's replies: when
+   the page is the thread's oldest, and shorter than its limit, it then read every
+   post older than the thread, to the first one (100,000 for five replies: 8 ms, and
+   more the older the thread; docs/benchmarks.md). With it, that read stops at the
+   thread's post.
 """
 
 from __future__ import annotations
@@ -267,7 +274,8 @@ def _replies(session: Session, parent: int, before: int | None, limit: int) -> l
     query = (
         select(Post, Channel.name)
         .join(Channel, col(Channel.id) == col(Post.channel_id))
-        .where(Post.parent_id == parent, col(Post.deleted).is_(False))
+        # Every reply is newer than its post, so nothing older is its reply (6).
+        .where(Post.parent_id == parent, col(Post.deleted).is_(False), col(Post.id) > parent)
     )
     if before is not None:
         query = query.where(col(Post.id) < before)
