@@ -43,7 +43,8 @@ SCENARIOS = ("fanout", "throughput", "storm", "slow", "reactions", "search", "wo
 MAX_SUBSCRIBERS = 19_500  # the server's open-files limit is 20,000
 DEFAULT_SIZES = "1000,5000,10000,19500"
 DEFAULT_TARGETS = "feed,nchan,baseline"
-# Each size's targets twice, the second time in reverse order (scaling.py, on rounds).
+# Each fan-out size's targets twice, the second time in reverse order (scaling.py, on
+# rounds), and each throughput target (throughput.py, rationale 10).
 ROUNDS = 2
 # The batch scenario in `all`: SQLite, where its target is set, with enough posts for
 # several seconds at the target rate (and within FEED_POST_RATE's largest burst).
@@ -122,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     tp = sub.add_parser("throughput", help="posts per second persisted and delivered")
     tp.add_argument("--posts", type=int, default=3000, help="default 3000")
     tp.add_argument("--within", type=float, default=60.0, help="seconds (default 60)")
+    tp.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help=f"each target measured this many times, in turns (default {ROUNDS})",
+    )
     tp.add_argument(
         "--targets",
         type=_targets,
@@ -247,6 +254,8 @@ async def run_throughput(args: argparse.Namespace) -> Ran:
     targets = args.targets or (["feed"] if args.batch else list(throughput.TARGETS))
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
+    if not 1 <= args.rounds <= 10:
+        raise SystemExit("--rounds must be 1..10")
     document, complete = await throughput.run(
         args.posts,
         args.within,
@@ -254,6 +263,7 @@ async def run_throughput(args: argparse.Namespace) -> Ran:
         args.concurrency or default,
         args.profile,
         args.batch,
+        args.rounds,
     )
     print(f"results: {report.write_json('throughput', document)}")
     return document, complete

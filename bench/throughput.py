@@ -62,6 +62,14 @@ Rationale:
    cost them in CPU, from the first post until they have checked the last: a client
    that costs too much per pair measures itself, not the server. They prove runs of
    ids rather than read every event (bench/client.py, on ``--runs``).
+10. Rounds. A round of 3,000 single posts lasts about a second, and this machine's
+   speed moves from one second to the next: the same code measured 0.97x and 1.71x
+   Nchan's rate within ten minutes (docs/benchmarks.md, on rounds). With ``rounds``
+   above one, each target posts that many times, in turns, the order reversed every
+   round (as the fan-out's, bench/scaling.py, on rounds), and its rounds are pooled:
+   its rate is every round's posts over every round's time, its percentiles over
+   every round's posts. Each round's own rate is kept beside it
+   (``round_persisted_per_s``).
 """
 
 from __future__ import annotations
@@ -76,6 +84,7 @@ import re
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -268,7 +277,7 @@ async def measure(
     database: str | None = None,
     profile: Path | None = None,
     batch: int = 0,
-) -> dict[str, Any]:
+) -> Posted:
     aim = BATCH_TARGET_PER_S if batch else SINGLE_RATE_PER_S
     plan = Plan(SUBSCRIBERS, posts, 0.0, load_clients(aim, batch > 1), 60.0, within)
     with tempfile.TemporaryDirectory(prefix=f"feed-bench-{target}-") as tmp:
@@ -305,30 +314,86 @@ async def measure(
             # Nchan keeps no posts to read back (rationale 5).
             stored = created if target == "nchan" else await stored_markers(port, posts)
             await tell(clients, "close")
-    publish_ms.sort()
-    delivered_s = (result["last_at_ns"] - started_ns) / 1e9
+    return Posted(
+        target,
+        posts,
+        concurrency,
+        batch,
+        created,
+        refused,
+        stored,
+        seconds,
+        (result["last_at_ns"] - started_ns) / 1e9,
+        publish_ms,
+        cpu,
+        used,
+        result,
+        readers_s,
+    )
+
+
+@dataclass(slots=True)
+class Posted:
+    """One target's round of posting, as measured (``pooled_row`` makes the figures)."""
+
+    target: str
+    posts: int
+    concurrency: int
+    batch: int
+    created: int
+    refused: int
+    stored: int
+    seconds: float  # from the first request to the last answer
+    delivered_s: float  # from the first request until every subscriber had every post
+    publish_ms: list[float]
+    cpu_s: float
+    shares: dict[str, float]  # (8)
+    delivery: dict[str, Any]  # the load clients' counts, added up (7)
+    readers_s: float
+
+
+def pooled_row(rounds: list[Posted]) -> dict[str, Any]:
+    """The figures of one target's rounds, pooled (10): rates over every round's posts
+    and time, percentiles over every round's posts and deliveries."""
+    first = rounds[0]
+    created = sum(r.created for r in rounds)
+    seconds = sum(r.seconds for r in rounds)
+    delivered_s = sum(r.delivered_s for r in rounds)
+    delivered = sum(r.delivery["delivered"] for r in rounds)
+    expected = sum(r.delivery["expected"] for r in rounds)
+    publish_ms = sorted(ms for r in rounds for ms in r.publish_ms)
+    latency: collections.Counter[int] = collections.Counter()
+    for r in rounds:
+        latency.update(r.delivery["latency_counts"])
+    # Shares of the machine over the rounds' posting time together (8).
+    used = {
+        key: sum(r.shares[key] * r.seconds for r in rounds) / (seconds or 1.0)
+        for key in first.shares
+    }
     return {
-        "target": target,
-        "posts": posts,
-        "concurrency": concurrency,
-        "batch": batch,
+        "target": first.target,
+        "posts": sum(r.posts for r in rounds),
+        "rounds": len(rounds),
+        "concurrency": first.concurrency,
+        "batch": first.batch,
         "created": created,
-        "refused": refused,
-        "stored": stored,
+        "refused": sum(r.refused for r in rounds),
+        "stored": sum(r.stored for r in rounds),
         "persisted_per_s": created / seconds if seconds > 0 else 0.0,
-        "server_cpu_us_per_post": cpu * 1e6 / created if created else 0.0,
-        "delivered": result["delivered"],
-        "expected": result["expected"],
-        "lost_pairs": result["expected"] - result["delivered"],
-        "broken": result["broken"],
-        "client_us_per_pair": readers_s * 1e6 / result["delivered"] if result["delivered"] else 0.0,
-        "delivered_per_s": created / delivered_s
-        if result["delivered"] and delivered_s > 0
+        "server_cpu_us_per_post": sum(r.cpu_s for r in rounds) * 1e6 / created if created else 0.0,
+        "delivered": delivered,
+        "expected": expected,
+        "lost_pairs": expected - delivered,
+        "broken": sum(r.delivery["broken"] for r in rounds),
+        "client_us_per_pair": sum(r.readers_s for r in rounds) * 1e6 / delivered
+        if delivered
         else 0.0,
+        "delivered_per_s": created / delivered_s if delivered and delivered_s > 0 else 0.0,
+        "round_persisted_per_s": [r.created / r.seconds if r.seconds > 0 else 0.0 for r in rounds],
         "publish_p50_ms": percentile(publish_ms, 0.5),
         "publish_p99_ms": percentile(publish_ms, 0.99),
-        "p50_ms": counted_percentile(result["latency_counts"], 0.5) / 1000,
-        "p99_ms": counted_percentile(result["latency_counts"], 0.99) / 1000,
+        "p50_ms": counted_percentile(latency, 0.5) / 1000,
+        "p99_ms": counted_percentile(latency, 0.99) / 1000,
     } | used
 
 
@@ -477,22 +542,31 @@ async def run(
     concurrency: int = CONCURRENCY,
     profile: Path | None = None,
     batch: int = 0,
+    rounds: int = 1,
 ) -> tuple[dict[str, Any], bool]:
     if set(targets) - set(TARGETS):
         raise BenchError(f"throughput measures {', '.join(TARGETS)}: the store is what it loads")
     if batch and "nchan" in targets:
         raise BenchError("Nchan has no batch endpoint: a batch run measures feed (rationale 6)")
-    rows = []
+    posted: dict[str, list[Posted]] = {target: [] for target in targets}
     with running_postgres("feed-pg" in targets) as postgres:
-        for target in targets:
-            print(f"throughput: {target}, {posts} posts ...", file=sys.stderr, flush=True)
-            database = postgres.new_database() if postgres and target == "feed-pg" else None
-            rows.append(await measure(target, posts, within, concurrency, database, profile, batch))
+        for turn in range(rounds):
+            for target in targets if turn % 2 == 0 else targets[::-1]:  # (10)
+                again = f", round {turn + 1} of {rounds}" if rounds > 1 else ""
+                print(
+                    f"throughput: {target}, {posts} posts{again} ...", file=sys.stderr, flush=True
+                )
+                database = postgres.new_database() if postgres and target == "feed-pg" else None
+                posted[target].append(
+                    await measure(target, posts, within, concurrency, database, profile, batch)
+                )
+    rows = [pooled_row(done) for done in posted.values()]
     compare(rows)
     how = f" in batches of {batch}" if batch else ""
     print(
         f"\npublish throughput{how}: {concurrency} concurrent posting connections, "
-        f"{SUBSCRIBERS} subscribers, at most {posts} posts in {within:.0f} s\n"
+        f"{SUBSCRIBERS} subscribers, at most {posts} posts in {within:.0f} s"
+        f"{f' in each of {rounds} rounds' if rounds > 1 else ''}\n"
     )
     print(report.table(rows, COLUMNS))
     for row in rows:
@@ -504,6 +578,9 @@ async def run(
         )
         if row["over_nchan"] is not None and row["target"] != "nchan":
             summary += f", {row['over_nchan']:.2f}x Nchan"
+        if rounds > 1:
+            each = ", ".join(f"{r:.0f}" for r in row["round_persisted_per_s"])
+            summary += f" (rounds: {each}/s persisted)"
         found = batch_verdict(row) if batch else verdict(row)
         print(summary + (f" ({found})" if found else ""))
     if profile is not None:
@@ -513,6 +590,7 @@ async def run(
     )
     return {
         "posts": posts,
+        "rounds": rounds,
         "within_s": within,
         "concurrency": concurrency,
         "batch": batch,
