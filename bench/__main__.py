@@ -43,9 +43,6 @@ SCENARIOS = ("fanout", "throughput", "storm", "slow", "reactions", "search", "wo
 MAX_SUBSCRIBERS = 19_500  # the server's open-files limit is 20,000
 DEFAULT_SIZES = "1000,5000,10000,19500"
 DEFAULT_TARGETS = "feed,nchan,baseline"
-# Each fan-out size's targets twice, the second time in reverse order (scaling.py, on
-# rounds), and each throughput target (throughput.py, rationale 10).
-ROUNDS = 2
 # The batch scenario in `all`: SQLite, where its target is set, with enough posts for
 # several seconds at the target rate (and within FEED_POST_RATE's largest burst).
 BATCH_RUN = ("--batch", "1000", "--posts", "60000", "--targets", "feed")
@@ -86,8 +83,8 @@ def _fanout_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=ROUNDS,
-        help=f"each size's targets measured this many times, in turns (default {ROUNDS})",
+        default=0,
+        help="each size's targets measured this many times, in turns (default: one per target)",
     )
     parser.add_argument(
         "--interval", type=float, default=0.15, help="seconds between posts (default 0.15)"
@@ -126,8 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument(
         "--rounds",
         type=int,
-        default=ROUNDS,
-        help=f"each target measured this many times, in turns (default {ROUNDS})",
+        default=0,
+        help="each target measured this many times, in turns (default: one per target)",
     )
     tp.add_argument(
         "--targets",
@@ -203,8 +200,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def fanout_plan(args: argparse.Namespace) -> Plan:
-    if not 1 <= args.posts <= 1000 or args.clients < 0 or not 1 <= args.rounds <= 10:
-        raise SystemExit("--posts must be 1..1000, --rounds 1..10 and --clients at least 0")
+    if not 1 <= args.posts <= 1000 or args.clients < 0:
+        raise SystemExit("--posts must be 1..1000 and --clients at least 0")
     if args.interval < 0 or args.connect_timeout <= 0 or args.drain <= 0:
         raise SystemExit("--interval, --connect-timeout and --drain must be positive")
     return Plan(
@@ -230,18 +227,17 @@ def summarise(profile: Path | None) -> None:
 async def fanout(args: argparse.Namespace) -> Ran:
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
-    sizes, complete = await scaling.run(
-        fanout_plan(args), args.subscribers, args.targets, args.rounds
-    )
+    rounds = scaling.rounds_for(args.rounds, args.targets)
+    sizes, complete = await scaling.run(fanout_plan(args), args.subscribers, args.targets, rounds)
     summarise(args.profile)
-    document: dict[str, Any] = {"rounds": args.rounds, "sizes": sizes}
+    document: dict[str, Any] = {"rounds": rounds, "sizes": sizes}
     path = report.write_json("fanout", document)
     print(f"results: {path}")
     png = args.plot or path.with_suffix(".png")
     plan = fanout_plan(args)
     title = (
         f"Fan-out p99: {plan.posts} posts {plan.interval * 1000:.0f} ms apart"
-        f"{f', {args.rounds} rounds' if args.rounds > 1 else ''}, commit {report.commit()}"
+        f"{f', {rounds} rounds' if rounds > 1 else ''}, commit {report.commit()}"
     )
     if plot.p99(sizes, png, title):
         print(f"plot: {png}")
@@ -254,8 +250,6 @@ async def run_throughput(args: argparse.Namespace) -> Ran:
     targets = args.targets or (["feed"] if args.batch else list(throughput.TARGETS))
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
-    if not 1 <= args.rounds <= 10:
-        raise SystemExit("--rounds must be 1..10")
     document, complete = await throughput.run(
         args.posts,
         args.within,
@@ -263,7 +257,7 @@ async def run_throughput(args: argparse.Namespace) -> Ran:
         args.concurrency or default,
         args.profile,
         args.batch,
-        args.rounds,
+        scaling.rounds_for(args.rounds, targets),
     )
     print(f"results: {report.write_json('throughput', document)}")
     return document, complete

@@ -24,7 +24,8 @@ Rationale:
 7. With ``--profile DIR``, py-spy samples feed's (first) server, or each worker, from
    the first post until every subscriber has every post: the fan-out, not the
    connects. It costs CPU of its own on the same two cores, so a profiled run's
-   figures are not the ones to report.
+   figures are not the ones to report. Of a target's rounds (scaling.py, on rounds)
+   only the first is sampled.
 """
 
 from __future__ import annotations

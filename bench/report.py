@@ -31,6 +31,8 @@ TARGET_RSS_KB = 20.0
 # Against Nchan, at every size: p99 and RSS per subscriber at most this times Nchan's,
 # in the same run.
 NCHAN_FACTOR = 1.0
+# The fan-out's targets compared with Nchan's, in the order they are reported.
+COMPARED = ("feed", "baseline", "feed-pg", "feed-pg-2w")
 
 COLUMNS = (
     ("target", "{}"),
@@ -118,7 +120,7 @@ def nchan_ratios(rows: list[dict[str, Any]]) -> dict[str, float] | None:
         return None
     ref = by["nchan"]
     found = {}
-    for name in ("feed", "baseline", "feed-pg", "feed-pg-2w"):
+    for name in COMPARED:
         if name in by:
             for key, column in (("p99", "p99_ms"), ("rss", "rss_per_sub_kb")):
                 found[f"{key}_{name}_over_nchan"] = by[name][column] / ref[column]
@@ -152,7 +154,7 @@ def _round_ratios(rows: list[dict[str, Any]]) -> list[str]:
     return [
         f"{name} / nchan, p99 round by round: "
         + ", ".join(f"{mine / theirs:.2f}x" for mine, theirs in zip(by[name], ref, strict=False))
-        for name in ("feed", "baseline", "feed-pg", "feed-pg-2w")
+        for name in COMPARED
         if len(by.get(name, [])) == len(ref)
     ]
 
@@ -203,7 +205,7 @@ def text(
     lines += [f"{target}: FAILED, {why}" for target, why in (failed or {}).items()]
     by_nchan = nchan_ratios(rows)
     if by_nchan is not None:
-        for name in ("feed", "baseline", "feed-pg", "feed-pg-2w"):
+        for name in COMPARED:
             if f"p99_{name}_over_nchan" in by_nchan:
                 lines.append(
                     f"{name} / nchan: p99 {by_nchan[f'p99_{name}_over_nchan']:.2f}x, "

@@ -5,15 +5,16 @@ compare measurements taken minutes apart on the same machine. A target that cann
 hold a size (not every subscriber connects) or fails to start is reported as failed
 at that size, in the table and the JSON, and the run goes on with the others.
 
-On rounds. This machine's speed drifts from one minute to the next: the same code,
-measured against Nchan at one size a minute apart, moved by 10% and more
-(docs/benchmarks.md, on rounds). With ``rounds`` above one, every size measures its
-targets that many times, in turns, the order reversed each round (``A B``, then ``B
-A``), so each target goes first as often as it goes last, and a slow minute weighs on
-each alike. A target's rounds are then pooled (``fanout.pooled``): its p99 is over
-every round's deliveries, as one run with that many more posts would be. Each round's
-own p99 is kept beside it (``round_p99_ms``), so the spread between rounds is there
-to see.
+On rounds. This machine's speed drifts from one minute to the next, and the same code
+measured against Nchan at one size a minute apart moved by 10% and more; a target
+measured first also seemed to fare worse than one measured after another
+(docs/benchmarks.md, on rounds). So every size measures its targets in rounds, by
+default as many as there are targets, the order rotated by one each round (``A B C``,
+``B C A``, ``C A B``: ``turn_order``): every target runs once in every place, and a
+slow minute or a first place weighs on each alike. A target's rounds are then pooled
+(``fanout.pooled``): its p99 is over every round's deliveries, as one run with that
+many more posts would be. Each round's own p99 is kept beside it (``round_p99_ms``),
+so the spread between rounds is there to see.
 """
 
 from __future__ import annotations
@@ -21,12 +22,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from bench import report
 from bench.fanout import BenchError, Measurement, Plan, free_port, measure, pooled
 from tests.services import Postgres
+
+# The most rounds a scenario runs (on rounds).
+MAX_ROUNDS = 10
+
+
+def rounds_for(asked: int, targets: Sequence[str]) -> int:
+    """The rounds a scenario runs: ``asked``, or one per target when 0 (on rounds)."""
+    rounds = asked or len(targets)
+    if not 1 <= rounds <= MAX_ROUNDS:
+        raise SystemExit(f"--rounds must be 1..{MAX_ROUNDS}, or 0 for one per target")
+    return rounds
+
+
+def turn_order(targets: Sequence[str], turn: int) -> list[str]:
+    """The targets in the order of round ``turn``: rotated by one each round, so that
+    over as many rounds as targets each runs once in every place (on rounds)."""
+    k = turn % len(targets)
+    return [*targets[k:], *targets[:k]]
 
 
 @contextlib.contextmanager
@@ -48,7 +67,7 @@ async def one_size(
     measured: dict[str, list[Measurement]] = {target: [] for target in targets}
     failed: dict[str, str] = {}
     for turn in range(rounds):
-        for target in targets if turn % 2 == 0 else targets[::-1]:  # (on rounds)
+        for target in turn_order(targets, turn):
             if target in failed:
                 continue
             print(
@@ -60,8 +79,10 @@ async def one_size(
             database = None
             if postgres is not None and target.startswith("feed-pg"):
                 database = postgres.new_database()
+            # A profile samples the first round only: a later one would overwrite it.
+            profiled = plan if turn == 0 else dataclasses.replace(plan, profile="")
             try:
-                measured[target].append(await measure(target, plan, database))
+                measured[target].append(await measure(target, profiled, database))
             except BenchError as exc:
                 # A target that cannot hold N (or fails to start) still leaves the others.
                 print(f"bench: {target}: {exc}", file=sys.stderr, flush=True)

@@ -35,6 +35,7 @@ Rationale:
    the posts go in, and writes one collapsed-stack file per target to DIR, with its
    top items beside it (bench/profile.py). It samples without pausing the process,
    but it takes CPU of its own: the figures of a profiled run are not the ones to report.
+   Only a target's first round is sampled (10).
 5. Nchan publishes on the same path as feed's API (nchan.conf) and relays the POST
    body as the event's data, so the posting and the receiving code are the same for
    both. Its answer is not JSON and there is nothing to read back: it keeps no posts.
@@ -64,12 +65,11 @@ Rationale:
    ids rather than read every event (bench/client.py, on ``--runs``).
 10. Rounds. A round of 3,000 single posts lasts about a second, and this machine's
    speed moves from one second to the next: the same code measured 0.97x and 1.71x
-   Nchan's rate within ten minutes (docs/benchmarks.md, on rounds). With ``rounds``
-   above one, each target posts that many times, in turns, the order reversed every
-   round (as the fan-out's, bench/scaling.py, on rounds), and its rounds are pooled:
-   its rate is every round's posts over every round's time, its percentiles over
-   every round's posts. Each round's own rate is kept beside it
-   (``round_persisted_per_s``).
+   Nchan's rate within ten minutes (docs/benchmarks.md, on rounds). So each target
+   posts in rounds, by default one per target, the order rotated by one each round,
+   as the fan-out's (bench/scaling.py, on rounds), and its rounds are pooled: its rate
+   is every round's posts over every round's time, its percentiles over every round's
+   posts. Each round's own rate is kept beside it (``round_persisted_per_s``).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ from bench.fanout import (
 )
 from bench.profile import sampling, shares
 from bench.report import percentile
-from bench.scaling import running_postgres
+from bench.scaling import running_postgres, turn_order
 from feed.batch_input import PREFER_MINIMAL
 
 CONCURRENCY = 16
@@ -551,14 +551,16 @@ async def run(
     posted: dict[str, list[Posted]] = {target: [] for target in targets}
     with running_postgres("feed-pg" in targets) as postgres:
         for turn in range(rounds):
-            for target in targets if turn % 2 == 0 else targets[::-1]:  # (10)
+            for target in turn_order(targets, turn):  # (10)
                 again = f", round {turn + 1} of {rounds}" if rounds > 1 else ""
                 print(
                     f"throughput: {target}, {posts} posts{again} ...", file=sys.stderr, flush=True
                 )
                 database = postgres.new_database() if postgres and target == "feed-pg" else None
+                # A profile samples the first round only: a later one would overwrite it.
+                sampled = profile if turn == 0 else None
                 posted[target].append(
-                    await measure(target, posts, within, concurrency, database, profile, batch)
+                    await measure(target, posts, within, concurrency, database, sampled, batch)
                 )
     rows = [pooled_row(done) for done in posted.values()]
     compare(rows)

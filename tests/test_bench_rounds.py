@@ -1,5 +1,5 @@
-"""The fan-out's rounds (bench/scaling.py, on rounds): each size measures its targets in
-turns, the order reversed every round, and pools each target's rounds into one row,
+"""The benchmarks' rounds (bench/scaling.py, on rounds): each size measures its targets
+in turns, the order rotated every round, and pools each target's rounds into one row,
 every round's deliveries counted and its own p99 kept."""
 
 from __future__ import annotations
@@ -48,19 +48,28 @@ def test_one_round_is_the_measurement_itself() -> None:
     assert pooled([one]) is one
 
 
-def test_each_round_reverses_the_order_and_keeps_its_own_p99(
+def test_each_round_rotates_the_order_so_each_target_runs_once_in_every_place(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     order: list[str] = []
-    latency = {"feed": iter([9, 13, 11]), "nchan": iter([10, 10, 10])}
+    latency = {
+        "feed": iter([9, 13, 11]),
+        "nchan": iter([10, 10, 10]),
+        "baseline": iter([50, 50, 50]),
+    }
 
     async def measure(target: str, plan: Plan, database: str | None = None) -> Measurement:
         order.append(target)
         return _measured(target, next(latency[target]))
 
     monkeypatch.setattr(scaling, "measure", measure)
-    size: dict[str, Any] = asyncio.run(scaling.one_size(PLAN, ["feed", "nchan"], None, 3))
-    assert order == ["feed", "nchan", "nchan", "feed", "feed", "nchan"]
+    targets = ["feed", "nchan", "baseline"]
+    size: dict[str, Any] = asyncio.run(scaling.one_size(PLAN, targets, None, 3))
+    assert order == [
+        *("feed", "nchan", "baseline"),
+        *("nchan", "baseline", "feed"),
+        *("baseline", "feed", "nchan"),
+    ]
     rows = {row["target"]: row for row in size["results"]}
     assert rows["feed"]["round_p99_ms"] == [9.0, 13.0, 11.0]
     assert rows["feed"]["posts"] == 6 and rows["feed"]["p99_ms"] == 13.0
@@ -68,6 +77,14 @@ def test_each_round_reverses_the_order_and_keeps_its_own_p99(
     text = report.text(PLAN, size["results"], None, 3)
     assert "in each of 3 rounds" in text
     assert "feed / nchan, p99 round by round: 0.90x, 1.30x, 1.10x" in text
+
+
+def test_rounds_default_to_one_per_target() -> None:
+    assert scaling.rounds_for(0, ["nchan", "feed", "feed-pg"]) == 3
+    assert scaling.rounds_for(0, ["feed"]) == 1
+    assert scaling.rounds_for(2, ["nchan", "feed", "feed-pg"]) == 2
+    with pytest.raises(SystemExit):
+        scaling.rounds_for(scaling.MAX_ROUNDS + 1, ["feed"])
 
 
 def test_a_target_that_fails_a_round_is_reported_failed_not_pooled(
