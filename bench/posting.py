@@ -1,0 +1,164 @@
+"""Posting for the throughput scenario (throughput.py): raw keep-alive HTTP/1.1
+connections that post single posts or batches as fast as answers come back, and the
+read back of every post through the API.
+
+Raw HTTP on asyncio streams, not an HTTP library: the posting clients share the two
+cores with the server, and the cheaper they are, the more of the measurement is the
+server (throughput.py, rationale 1). Bounded twice: a fixed number of posts and a
+deadline (rationale 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+from bench.client import MARKER, marker
+from bench.fanout import CREATED, HOST, BenchError, auth_line
+from feed.batch_input import PREFER_MINIMAL
+
+REQUEST_TIMEOUT = 10.0
+PAGE = 200  # the API's largest page
+# The bench needs each item's status, not its post back (6).
+PREFER = f"Prefer: {PREFER_MINIMAL}\r\n"
+CONTENT_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.IGNORECASE)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection to the server."""
+
+    def __init__(self, port: int, token: str = "") -> None:
+        self.port = port
+        self.token = token
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, payload: object = None, extra: str = ""
+    ) -> tuple[int, bytes]:
+        """One request and its answer; ``extra``: more header lines, each ending CRLF."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+        assert self.reader is not None
+        body = b"" if payload is None else json.dumps(payload).encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"{auth_line(self.token)}{extra}\r\n"
+        )
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            self.writer.write(head.encode() + body)
+            answer = await self.reader.readuntil(b"\r\n\r\n")
+            length = CONTENT_LENGTH.search(answer)
+            if length is None:
+                raise BenchError(f"{method} {path}: an answer without Content-Length")
+            data = await self.reader.readexactly(int(length[1]))
+        return int(answer.split()[1]), data
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def post_many(
+    port: int, token: str, posts: int, deadline: float, concurrency: int
+) -> tuple[int, int, float, list[float]]:
+    """Posts 0..posts-1 from ``concurrency`` connections; (answered 201, refused,
+    seconds, each answered post's publish latency in ms)."""
+    next_post = iter(range(posts))
+    created = refused = 0
+    finished = time.monotonic()
+    publish_ms: list[float] = []
+
+    async def worker() -> None:
+        nonlocal created, refused, finished
+        conn = Connection(port, token)
+        try:
+            # The deadline is checked before a number is taken, so the posts made are
+            # always 0..made-1, whatever the deadline cut.
+            while time.monotonic() < deadline:
+                k = next(next_post, None)
+                if k is None:
+                    return
+                payload = {"author": "bench", "body": marker(k)}
+                sent = time.monotonic()
+                status, _ = await conn.request("POST", "/api/channels/general/posts", payload)
+                finished = time.monotonic()
+                if status in CREATED:
+                    created += 1
+                    publish_ms.append((finished - sent) * 1000)
+                else:
+                    refused += 1
+        finally:
+            conn.close()
+
+    started = time.monotonic()
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(worker())
+    return created, refused, finished - started, publish_ms
+
+
+async def post_batches(
+    port: int, token: str, posts: int, deadline: float, concurrency: int, size: int
+) -> tuple[int, int, float, list[float]]:
+    """``post_many`` through the batch endpoint, ``size`` posts a request (6)."""
+    starts = iter(range(0, posts, size))
+    created = refused = 0
+    finished = time.monotonic()
+    publish_ms: list[float] = []
+
+    async def worker() -> None:
+        nonlocal created, refused, finished
+        conn = Connection(port, token)
+        try:
+            while time.monotonic() < deadline:
+                first = next(starts, None)
+                if first is None:
+                    return
+                items = [
+                    {"channel": "general", "body": marker(k)}
+                    for k in range(first, min(first + size, posts))
+                ]
+                sent = time.monotonic()
+                status, answer = await conn.request("POST", "/api/posts:batch", items, PREFER)
+                finished = time.monotonic()
+                ok = 0
+                if status == 200:
+                    ok = sum(r["status"] == 201 for r in json.loads(answer)["results"])
+                created += ok
+                refused += len(items) - ok
+                publish_ms.extend([(finished - sent) * 1000] * ok)
+        finally:
+            conn.close()
+
+    started = time.monotonic()
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(worker())
+    return created, refused, finished - started, publish_ms
+
+
+async def stored_markers(port: int, posts: int) -> int:
+    """How many distinct bench posts the API lists, newest first, page by page."""
+    found: set[int] = set()
+    conn = Connection(port)
+    path = f"/api/channels/general/posts?limit={PAGE}"
+    try:
+        for _ in range(posts // PAGE + 2):  # bounded: one page more than needed
+            status, data = await conn.request("GET", path)
+            if status != 200:
+                raise BenchError(f"listing posts answered {status}")
+            page = json.loads(data)
+            for item in page["posts"]:
+                match = MARKER.search(item["body"].encode())
+                if match:
+                    found.add(int(match[1]))
+            if page["next_before"] is None:
+                break
+            path = f"/api/channels/general/posts?limit={PAGE}&before={page['next_before']}"
+    finally:
+        conn.close()
+    return len(found)
