@@ -22,13 +22,17 @@ Rationale for the less obvious choices:
    holds for replies with no rule of their own. Lists of posts show top-level posts
    only; a reply is read with its thread (threads.py, on one level, on summaries,
    and on deleting a post with its replies).
-6. A page of replies is bounded below by its post: a reply is written after its post,
-   so its id is greater. Without the bound, PostgreSQL may page back through a long
-   thread by the posts' key, newest first, filtering for the thread's replies: when
-   the page is the thread's oldest, and shorter than its limit, it then read every
-   post older than the thread, to the first one (100,000 for five replies: 8 ms, and
-   more the older the thread; docs/benchmarks.md). With it, that read stops at the
-   thread's post.
+6. A page of replies is read down the index of a post's replies (parent, deleted, id),
+   which it is ordered by: its deleted flag, then its id, newest first. Ordered by id
+   alone, PostgreSQL may page back through a long thread down the posts' key instead,
+   newest first, keeping the thread's replies: for the thread's oldest page, shorter
+   than its limit, it then read every post older than the thread, to the first one
+   (100,000 for five replies: 8 ms, and more the older the thread; docs/benchmarks.md).
+   The deleted flag is the same for every row it keeps (``IS false``), so the order is
+   the same, but PostgreSQL does not drop it from the order as it drops the parent
+   (fixed by ``=``): no walk down the posts' key gives that order without sorting
+   every reply it keeps, which costs more than reading the index of replies. SQLite
+   reads that index either way.
 """
 
 from __future__ import annotations
@@ -274,12 +278,12 @@ def _replies(session: Session, parent: int, before: int | None, limit: int) -> l
     query = (
         select(Post, Channel.name)
         .join(Channel, col(Channel.id) == col(Post.channel_id))
-        # Every reply is newer than its post, so nothing older is its reply (6).
-        .where(Post.parent_id == parent, col(Post.deleted).is_(False), col(Post.id) > parent)
+        .where(Post.parent_id == parent, col(Post.deleted).is_(False))
     )
     if before is not None:
         query = query.where(col(Post.id) < before)
-    query = query.order_by(col(Post.id).desc()).limit(limit)
+    # In the order of the index of replies, which only it gives (6).
+    query = query.order_by(col(Post.deleted).desc(), col(Post.id).desc()).limit(limit)
     return [_post_view(post, name) for post, name in session.exec(query).all()]
 
 
