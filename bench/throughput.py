@@ -69,7 +69,9 @@ Rationale:
    posts in rounds, by default one per target, the order rotated by one each round,
    as the fan-out's (bench/scaling.py, on rounds), and its rounds are pooled: its rate
    is every round's posts over every round's time, its percentiles over every round's
-   posts. Each round's own rate is kept beside it (``round_persisted_per_s``).
+   posts. Each round's own rate is kept beside it (``round_persisted_per_s``). Before
+   the rounds, each target posts ``WARM_UP_POSTS`` that are not counted, as the
+   fan-out warms up (bench/scaling.py, on rounds).
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ BATCH_CONCURRENCY = 4
 PAIRS_PER_CLIENT_S = 1_000_000
 READS_PER_CLIENT_S = 300_000
 SINGLE_RATE_PER_S = 5_000.0
+WARM_UP_POSTS = 300  # each target's, before its rounds, not counted (10)
 
 
 async def measure(
@@ -401,6 +404,10 @@ async def run(
         raise BenchError("Nchan has no batch endpoint: a batch run measures feed (rationale 6)")
     posted: dict[str, list[Posted]] = {target: [] for target in targets}
     with running_postgres("feed-pg" in targets) as postgres:
+        for target in targets:  # a short round of each first, not counted (10)
+            print(f"throughput: {target}, warming up, not counted ...", file=sys.stderr)
+            database = postgres.new_database() if postgres and target == "feed-pg" else None
+            await measure(target, min(posts, WARM_UP_POSTS), within, concurrency, database)
         for turn in range(rounds):
             for target in turn_order(targets, turn):  # (10)
                 again = f", round {turn + 1} of {rounds}" if rounds > 1 else ""

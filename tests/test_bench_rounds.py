@@ -104,3 +104,24 @@ def test_a_target_that_fails_a_round_is_reported_failed_not_pooled(
     assert [row["target"] for row in size["results"]] == ["nchan"]
     assert "only 99" in size["failed"]["feed"]
     assert calls["feed"] == 2  # not measured again once it has failed
+
+
+def test_a_run_warms_every_target_up_first_and_does_not_count_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[str, int, int]] = []
+
+    async def measure(target: str, plan: Plan, database: str | None = None) -> Measurement:
+        seen.append((target, plan.subscribers, plan.posts))
+        # The warm-up's deliveries are slow: counted, they would show in the p99.
+        return _measured(target, 99 if plan.posts == scaling.WARM_UP_POSTS else 10)
+
+    monkeypatch.setattr(scaling, "measure", measure)
+    plan = Plan(5000, 20, 0.0, 0, 10.0, 10.0)
+    sizes, complete = asyncio.run(scaling.run(plan, [5000], ["feed", "nchan"], 2))
+    warm = scaling.WARM_UP_SUBSCRIBERS, scaling.WARM_UP_POSTS
+    assert seen[:2] == [("feed", *warm), ("nchan", *warm)]
+    assert seen[2:] == [(t, 5000, 20) for t in ("feed", "nchan", "nchan", "feed")]
+    rows = {row["target"]: row for row in sizes[0]["results"]}
+    assert rows["feed"]["p99_ms"] == 10.0 and rows["feed"]["posts"] == 4  # 2 rounds of 2
+    assert complete
