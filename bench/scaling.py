@@ -16,9 +16,9 @@ slow minute or a first place weighs on each alike. A target's rounds are then po
 many more posts would be. Each round's own p99 is kept beside it (``round_p99_ms``),
 so the spread between rounds is there to see. Before the first size, every target
 runs one short round that is not counted (``warm_up``): the very first measurement of
-a run, whichever target it was, did worst (feed's first rounds at 1,000 measured
-1.20x and 1.54x Nchan's p99, its later ones 0.89-1.15x), and rotating the order
-cannot spread that, since only one round of a run is its first.
+a run seemed to do worst (feed's, where it went first, at 1,000: 1.20x and 1.54x
+Nchan's p99, against 0.89-1.15x in its later rounds), and rotating the order cannot
+spread that over the targets, since only one round of a run is its first.
 """
 
 from __future__ import annotations
