@@ -83,13 +83,12 @@ async def one_size(
                 file=sys.stderr,
                 flush=True,
             )
-            database = None
-            if postgres is not None and target.startswith("feed-pg"):
-                database = postgres.new_database()
             # A profile samples the first round only: a later one would overwrite it.
             profiled = plan if turn == 0 else dataclasses.replace(plan, profile="")
             try:
-                measured[target].append(await measure(target, profiled, database))
+                measured[target].append(
+                    await measure(target, profiled, _database(postgres, target))
+                )
             except BenchError as exc:
                 # A target that cannot hold N (or fails to start) still leaves the others.
                 print(f"bench: {target}: {exc}", file=sys.stderr, flush=True)
@@ -111,19 +110,21 @@ async def one_size(
     }
 
 
+def _database(postgres: Postgres | None, target: str) -> str | None:
+    """A fresh database for a PostgreSQL target; None for the others."""
+    if postgres is not None and target.startswith("feed-pg"):
+        return postgres.new_database()
+    return None
+
+
 async def warm_up(plan: Plan, targets: list[str], postgres: Postgres | None) -> None:
     """One short round of every target, not counted (on rounds)."""
-    short = dataclasses.replace(
-        plan, subscribers=min(WARM_UP_SUBSCRIBERS, plan.subscribers), posts=WARM_UP_POSTS
-    )
-    short = dataclasses.replace(short, profile="")
+    subscribers = min(WARM_UP_SUBSCRIBERS, plan.subscribers)
+    short = dataclasses.replace(plan, subscribers=subscribers, posts=WARM_UP_POSTS, profile="")
     for target in targets:
         print(f"warming up: {target}, not counted ...", file=sys.stderr, flush=True)
-        database = None
-        if postgres is not None and target.startswith("feed-pg"):
-            database = postgres.new_database()
         try:
-            await measure(target, short, database)
+            await measure(target, short, _database(postgres, target))
         except BenchError as exc:  # its rounds will say so, counted
             print(f"bench: warming up {target}: {exc}", file=sys.stderr, flush=True)
 

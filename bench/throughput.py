@@ -407,7 +407,8 @@ async def run(
         for target in targets:  # a short round of each first, not counted (10)
             print(f"throughput: {target}, warming up, not counted ...", file=sys.stderr)
             database = postgres.new_database() if postgres and target == "feed-pg" else None
-            await measure(target, min(posts, WARM_UP_POSTS), within, concurrency, database)
+            warm = min(posts, WARM_UP_POSTS)
+            await measure(target, warm, within, concurrency, database, None, batch)
         for turn in range(rounds):
             for target in turn_order(targets, turn):  # (10)
                 again = f", round {turn + 1} of {rounds}" if rounds > 1 else ""
