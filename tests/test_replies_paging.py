@@ -1,5 +1,5 @@
 """Paging through a thread's replies reads the index of its replies, never the posts
-older than the thread (storage/posts.py, rationale 6)."""
+older than the thread (storage/posts.py, rationale 6), and so does its summary."""
 
 from __future__ import annotations
 
@@ -79,3 +79,22 @@ def test_every_page_of_a_long_thread_is_read_down_the_index_of_its_replies(
             assert INDEX in plan, plan
             assert "posts_pkey" not in plan and "Rows Removed" not in plan, plan
             assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_long_threads_summary_walks_the_index_of_its_replies(each_database_url: str) -> None:
+    """The summary's newest replies (storage/threads.py, on summaries of long threads)
+    are read down the same index, never down the posts' key."""
+    with migrated(each_database_url) as store:
+        root, replies = _long_thread(store)
+        shown: list[Any] = []
+        sent = sent_by(
+            store._engine,
+            lambda: shown.append(asyncio.run(store.get_post(root, counted=True))),
+            naming="row_number",
+        )
+        assert shown[0].replies == len(replies)
+        (statement, parameters), *_ = sent
+        plan = _plan(store._engine, statement, parameters)
+        assert INDEX in plan, plan
+        assert "Backward using posts_pkey" not in plan, plan  # PostgreSQL's walk by key
+        assert "SCAN posts" not in plan, plan  # SQLite's
