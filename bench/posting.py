@@ -14,6 +14,8 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from bench.client import MARKER, marker
 from bench.fanout import CREATED, HOST, BenchError, auth_line
@@ -62,74 +64,78 @@ class Connection:
             self.writer.close()
 
 
+# One request of a posting connection, made from the number of its first post: its
+# path, its JSON payload, any extra header lines, and how many posts it carries.
+Request = tuple[str, Any, str, int]
+
+
 async def post_many(
     port: int, token: str, posts: int, deadline: float, concurrency: int
 ) -> tuple[int, int, float, list[float]]:
     """Posts 0..posts-1 from ``concurrency`` connections; (answered 201, refused,
     seconds, each answered post's publish latency in ms)."""
-    next_post = iter(range(posts))
-    created = refused = 0
-    finished = time.monotonic()
-    publish_ms: list[float] = []
 
-    async def worker() -> None:
-        nonlocal created, refused, finished
-        conn = Connection(port, token)
-        try:
-            # The deadline is checked before a number is taken, so the posts made are
-            # always 0..made-1, whatever the deadline cut.
-            while time.monotonic() < deadline:
-                k = next(next_post, None)
-                if k is None:
-                    return
-                payload = {"author": "bench", "body": marker(k)}
-                sent = time.monotonic()
-                status, _ = await conn.request("POST", "/api/channels/general/posts", payload)
-                finished = time.monotonic()
-                if status in CREATED:
-                    created += 1
-                    publish_ms.append((finished - sent) * 1000)
-                else:
-                    refused += 1
-        finally:
-            conn.close()
+    def request(k: int) -> Request:
+        return "/api/channels/general/posts", {"author": "bench", "body": marker(k)}, "", 1
 
-    started = time.monotonic()
-    async with asyncio.TaskGroup() as group:
-        for _ in range(concurrency):
-            group.create_task(worker())
-    return created, refused, finished - started, publish_ms
+    def created(status: int, _answer: bytes) -> int:
+        return 1 if status in CREATED else 0
+
+    return await _post_all(port, token, iter(range(posts)), deadline, concurrency, request, created)
 
 
 async def post_batches(
     port: int, token: str, posts: int, deadline: float, concurrency: int, size: int
 ) -> tuple[int, int, float, list[float]]:
     """``post_many`` through the batch endpoint, ``size`` posts a request (6)."""
+
+    def request(first: int) -> Request:
+        last = min(first + size, posts)
+        items = [{"channel": "general", "body": marker(k)} for k in range(first, last)]
+        return "/api/posts:batch", items, PREFER, len(items)
+
+    def created(status: int, answer: bytes) -> int:
+        if status != 200:
+            return 0
+        return sum(r["status"] == 201 for r in json.loads(answer)["results"])
+
     starts = iter(range(0, posts, size))
-    created = refused = 0
+    return await _post_all(port, token, starts, deadline, concurrency, request, created)
+
+
+async def _post_all(
+    port: int,
+    token: str,
+    starts: Iterator[int],
+    deadline: float,
+    concurrency: int,
+    request: Callable[[int], Request],
+    created: Callable[[int, bytes], int],
+) -> tuple[int, int, float, list[float]]:
+    """The requests made from ``starts``, from ``concurrency`` connections until they
+    run out or ``deadline``; each request's posts that ``created`` counts as answered
+    201, the others refused."""
+    made = refused = 0
     finished = time.monotonic()
     publish_ms: list[float] = []
 
     async def worker() -> None:
-        nonlocal created, refused, finished
+        nonlocal made, refused, finished
         conn = Connection(port, token)
         try:
+            # The deadline is checked before a number is taken, so the posts made are
+            # always 0..made-1, whatever the deadline cut.
             while time.monotonic() < deadline:
                 first = next(starts, None)
                 if first is None:
                     return
-                items = [
-                    {"channel": "general", "body": marker(k)}
-                    for k in range(first, min(first + size, posts))
-                ]
+                path, payload, extra, count = request(first)
                 sent = time.monotonic()
-                status, answer = await conn.request("POST", "/api/posts:batch", items, PREFER)
+                status, answer = await conn.request("POST", path, payload, extra)
                 finished = time.monotonic()
-                ok = 0
-                if status == 200:
-                    ok = sum(r["status"] == 201 for r in json.loads(answer)["results"])
-                created += ok
-                refused += len(items) - ok
+                ok = created(status, answer)
+                made += ok
+                refused += count - ok
                 publish_ms.extend([(finished - sent) * 1000] * ok)
         finally:
             conn.close()
@@ -138,7 +144,7 @@ async def post_batches(
     async with asyncio.TaskGroup() as group:
         for _ in range(concurrency):
             group.create_task(worker())
-    return created, refused, finished - started, publish_ms
+    return made, refused, finished - started, publish_ms
 
 
 async def stored_markers(port: int, posts: int) -> int:
