@@ -345,6 +345,11 @@ def _sqlite_engine(url: URL) -> Engine:
         url,
         connect_args={"check_same_thread": False, "timeout": timeout},
         pool_size=SQLITE_POOL,
+        # The connection given back last is handed out next: its page cache still
+        # holds what the last transaction touched, and its statements are prepared.
+        # Handed out in turn, each came to a write cold (docs/benchmarks.md, on a lone
+        # post's write).
+        pool_use_lifo=True,
         max_overflow=0,
         pool_timeout=timeout,
     )

@@ -80,7 +80,12 @@ Rationale for the less obvious choices:
    replies' parents, thread summaries) get a ``Session`` joined to the same
    transaction, made only when a group needs one. The driver's errors are raised as
    SQLAlchemy raises them, so that the caller sees what any other write's would be
-   (engine.py, on unavailable, not broken).
+   (engine.py, on unavailable, not broken). It keeps one connection from write to
+   write, used only under the write lock: a connection from the pool came to each
+   write with its page cache and its statements cold, which cost a lone post about
+   0.1 ms (docs/benchmarks.md, on a lone post's write). A write that fails gives its
+   connection back to the pool, which rolls back whatever it left, and the next
+   write takes another; ``close`` gives it back too, or the write under way does.
 11. The write on the loop. New posts on PostgreSQL are written from the event loop
    (storage/loop_writer.py, on new posts on the event loop) by ``_write_on_loop``, with
    the lock, the guard of the log, the hints, the threads' summaries, the note and
@@ -104,6 +109,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Select, func
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlmodel import Session, select
 
 from feed import schema
@@ -164,6 +170,9 @@ class EventLog:
         self._announced = 0
         # New posts' own connection, on the event loop (11).
         self._loop_writer = loop_writer.LoopWriter(engine) if self._postgres else None
+        # The plain write's connection, kept from write to write under the lock (10).
+        self._plain: PoolProxiedConnection | None = None
+        self._closing = False
 
     def on_commit(self, listener: Callable[[Commit], object]) -> None:
         """Call ``listener`` with what each transaction changed, on the event loop of
@@ -176,9 +185,21 @@ class EventLog:
         return self._engine.dialect.name
 
     def close(self) -> None:
+        self._closing = True
+        # A write under way gives the plain write's connection back as it ends (10).
+        if self._write_lock.acquire(blocking=False):
+            try:
+                self._give_back_plain()
+            finally:
+                self._write_lock.release()
         if self._loop_writer is not None:
             self._loop_writer.close()
         self._engine.dispose()
+
+    def _give_back_plain(self) -> None:
+        plain, self._plain = self._plain, None
+        if plain is not None:
+            plain.close()  # to the pool, which rolls back what is left
 
     # -- writing ----------------------------------------------------------------
 
@@ -208,20 +229,23 @@ class EventLog:
         if not self._write_lock.acquire(timeout=self._write_wait):
             raise StoreUnavailable(StoreUnavailable.BUSY)
         try:
-            # Returned to the pool, which rolls back whatever did not commit.
-            raw = self._writer.raw_connection()
-            write = PlainWrite(self._writer, raw)
+            if self._plain is None:
+                self._plain = self._writer.raw_connection()
+            write = PlainWrite(self._writer, self._plain)
+            done = False
             try:
                 write.cursor.execute("BEGIN IMMEDIATE")
                 end = write.cursor.execute("SELECT max(id) FROM events").fetchone()[0]
                 self._guard_log(write, int(end or 0))
                 yield write
                 self._finish(write)
+                done = True
             finally:
                 try:
                     write.close()
                 finally:
-                    raw.close()
+                    if not done or self._closing:
+                        self._give_back_plain()
         except sqlite3.Error as exc:  # opening the connection included
             raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
         finally:
