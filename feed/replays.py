@@ -37,8 +37,11 @@ Rationale:
    else's. Most resumes have none in their range, though: a small indexed question
    (asked once per person and place, like ``has_event``) tells, and a reader without
    any shares everyone's pages, as in (1). The answer holds for every event up to
-   the relay's delivered id at the time, which the replay covers; later ones come
-   live (stream.py, on joining before the replay).
+   the relay's delivered id when the stream joined, which the replay covers; later
+   ones come live (stream.py, on joining before the replay). So that id is part of
+   the question's key, as of a page's (2): a stream that joined after the relay
+   delivered more asks again, or a mention written since an answer of "none" would
+   be neither in its replay nor live.
 6. A live search's replay reads the same pages of the log and keeps the events that
    search shows, judged as live delivery judges them (search.py, on live searches):
    exactly the matching events after the resume id. Its pages are shared by the
@@ -286,17 +289,18 @@ class Replays:
         self._counts: Shared[tuple[Key, int], int] = Shared(MAX_COUNTS)
         self._pages: Shared[Key, Page] = Shared(MAX_PAGES, Page.weight, MAX_PAGE_BYTES)
         self._known: Shared[tuple[int, int], bool] = Shared(MAX_KNOWN)
-        self._personal: Shared[tuple[str, int, int], bool] = Shared(MAX_KNOWN)
+        self._personal: Shared[tuple[str, int, int, int], bool] = Shared(MAX_KNOWN)
 
     def __len__(self) -> int:
         return len(self._pages)
 
-    async def personal(self, person: str | None, after: int) -> str | None:
+    async def personal(self, person: str | None, after: int, delivered: int) -> str | None:
         """``person`` if they have personal events after ``after``, else None: their
-        replay is then everyone's, shared with every stream resuming from there (5)."""
+        replay is then everyone's, shared with every stream resuming from there that
+        joined when the relay had delivered up to ``delivered`` (5)."""
         if person is None:
             return None
-        key = (person, after, self._store.rollbacks)
+        key = (person, after, delivered, self._store.rollbacks)
         found = await self._personal.get(key, lambda: self._store.has_personal_after(person, after))
         return person if found else None
 

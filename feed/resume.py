@@ -55,7 +55,10 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
         latest = max(latest, await rt.store.latest_event_id())
     else:
         # Only a reader with personal events in the range needs pages of their own.
-        person = sub.person if sub.only else await rt.replays.personal(sub.person, resume_id)
+        if sub.only:
+            person = sub.person
+        else:
+            person = await rt.replays.personal(sub.person, resume_id, delivered)
         cursor = Cursor(
             sub.format,
             resume_id,

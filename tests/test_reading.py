@@ -328,6 +328,29 @@ def test_personal_events_reach_only_their_own_identity_live_and_in_replay(
             client.close()
 
 
+def test_a_resume_soon_after_another_from_the_same_place_brings_what_was_written_between(
+    make_server: Callable[..., Server],
+) -> None:
+    """A reader's second resume from one id, within the time replays share answers,
+    gets the personal events written since the first (replays.py, on personal events)."""
+    server = make_server()
+    headers = bearer(server.token("bob"))
+    before = server.post("warm-up", author="alice")["event_id"]
+    # Nothing of bob's after ``before`` yet: this resume shares everyone's replay.
+    with _stream(server, "bob", "json", after=before) as first:
+        assert _kinds(first) == []
+    mention = server.post("hello @bob", author="alice")["event_id"]
+    read = server.client.post("/api/channels/general/read", json={}, headers=headers)
+    assert read.status_code == 200, read.text
+    last = server.post("after", author="alice")["event_id"]
+    # The same place again, well within the replays' two seconds.
+    with _stream(server, "bob", "json", after=before) as again:
+        again.wait_for(lambda r: str(last) in [m.id for m in r.messages])
+        assert _kinds(again) == ["mention", "post-created", "read-position", "post-created"]
+        ids = [int(m.id or 0) for m in again.events() if m.id]
+        assert ids == sorted(set(ids)) and mention in ids and ids[-1] == last
+
+
 def test_a_mentions_stream_shows_only_the_readers_mentions(
     make_server: Callable[..., Server],
 ) -> None:
@@ -463,14 +486,31 @@ def test_a_replay_is_shared_unless_the_reader_has_personal_events_in_it(store: S
     async def asked() -> tuple[str | None, ...]:
         replays = Replays(store, Renderer())
         return (
-            await replays.personal("carol", start),
-            await replays.personal("bob", start),
-            await replays.personal(None, start),
-            await replays.personal("bob", run_latest),
+            await replays.personal("carol", start, run_latest),
+            await replays.personal("bob", start, run_latest),
+            await replays.personal(None, start, run_latest),
+            await replays.personal("bob", run_latest, run_latest),
         )
 
     run_latest = run(store.latest_event_id())
     assert run(asked()) == (None, "bob", None, None)
+
+
+def test_a_readers_answer_holds_up_to_where_the_relay_was_when_it_was_asked(
+    store: Store,
+) -> None:
+    from feed.render import Renderer
+    from feed.replays import Replays
+
+    async def asked() -> tuple[str | None, str | None]:
+        replays = Replays(store, Renderer())
+        start = await store.latest_event_id()
+        before = await replays.personal("bob", start, start)
+        await store.create_post("general", "alice", "for @bob")
+        # Asked again from the same place at once, by a stream that joined later.
+        return before, await replays.personal("bob", start, await store.latest_event_id())
+
+    assert run(asked()) == (None, "bob")
 
 
 def test_a_post_tells_at_most_max_mentioned_people(store: Store) -> None:
