@@ -43,7 +43,9 @@ Rationale:
 11. ``thread=ID`` follows one thread: the top-level post ``ID``'s own events and its
     replies', in its channel, with resume as every stream (events.py, on threads). A
     thread one may not read is the same 404 as a post that does not exist, and so is
-    a reply's id or a deleted post's: neither is a thread.
+    a reply's id or a deleted post's: neither is a thread. It carries no personal
+    events: a reader's mentions and read positions are about other posts, and its
+    replay (storage/history.py) holds the thread's events only.
 12. ``q=`` makes the stream a live search: the hub sends it only the changes to posts
     that match (events.py, on live searches), and its replay is exactly the matching
     events after the resume id (replays.py, on live searches). A search follows
@@ -218,6 +220,7 @@ class EventStream:
                 raise ClientError(400, "A thread's stream carries the whole thread: send no only.")
             else:
                 channels = frozenset({thread.channel})
+                person = None  # the thread's events alone, live as in its replay (11)
             if searched is not None:
                 person = None  # what a search shows is what matches (12)
         except StoreUnavailable as exc:

@@ -81,6 +81,32 @@ def test_a_threads_stream_carries_that_thread_alone_and_resumes(server: Server) 
         assert both.status == 400
 
 
+def test_a_readers_thread_stream_carries_the_thread_alone_live_as_in_replay(
+    server: Server,
+) -> None:
+    """A signed-in reader's own events (mentions, read positions) are about other
+    posts: a thread's stream carries none of them, live or resumed."""
+    made = server.post("the plan")
+    parent, start = made["post"]["id"], made["event_id"]
+    headers = bearer(server.token("bob", role="reader"))
+    params = {"format": "json", "thread": str(parent)}
+    with SSEClient(server.port, params=params, headers=headers) as live:
+        assert live.status == 200
+        live.wait_for(lambda s: any(m.retry for m in s.messages))
+        server.post("hello @bob, elsewhere")
+        read = server.client.post("/api/channels/general/read", json={}, headers=headers)
+        assert read.status_code == 200, read.text
+        last = reply(server, parent, "one")["event_id"]
+        live.wait_for(lambda s: str(last) in [m.id for m in s.events()])
+        got = [(m.id, m.event) for m in live.events() if m.id]
+    assert got == [(str(last), "reply-created")]
+    with SSEClient(
+        server.port, params=params | {"last_event_id": str(start)}, headers=headers
+    ) as again:
+        again.wait_for(lambda s: str(last) in [m.id for m in s.events()])
+        assert [(m.id, m.event) for m in again.events() if m.id] == got
+
+
 def _replies(stream: SSEClient) -> list[str]:
     """The bodies of the replies ``stream`` has received, in order."""
     events = stream.events()
