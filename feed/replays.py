@@ -49,6 +49,15 @@ Rationale:
    where its read of the log ended, not at its last kept event, so the cursor moves
    past what it left out. Its limit is counted on the log, before matching: it bounds
    the work of the replay, not only what it sends.
+7. Where a replay ends. It ends at the newest id the relay had delivered when the
+   stream joined (``Cursor.upto``), even when its last page holds newer events: those
+   reach the stream live, judged as live delivery judges them, by the stream's
+   access and its person as they are when each event comes. Sent with the replay
+   instead, they were judged as the replay was when it began, which a slow reader
+   can make minutes ago: a post in a channel taken from the reader since went out,
+   and the reader's own mention, left out of a shared page, was then dropped live as
+   already passed. For the same reason the rest of a replay is read with the private
+   channels the stream may read now (``Cursor.follow``, before every piece).
 """
 
 from __future__ import annotations
@@ -144,9 +153,14 @@ class Cursor:
         self.channels = None if channels is None else tuple(sorted(channels))
         self.private = None if private is None else tuple(sorted(private))
         self.delivered = delivered
-        self.upto = upto  # pages go on until one reaches this id; newer ones come live
+        self.upto = upto  # the replay ends at this id; newer ones come live (7)
         self.sent = 0  # events in the pieces so far
         self.done = False  # the last piece is out
+
+    def follow(self, private: frozenset[str] | None) -> None:
+        """The private channels the stream may read now (watch.py): the rest of its
+        replay is read with them (7)."""
+        self.private = None if private is None else tuple(sorted(private))
 
     def key(self, after: int) -> Key:
         return (
@@ -344,7 +358,7 @@ class Replays:
                 cursor.start = cursor.after  # its page was let go: read on from here
             page = await self._page(cursor.key(cursor.start), cursor.search)
             room -= self._take(page, cursor, room, parts)
-            last = max(page.end, cursor.after)
+            last = max(min(page.end, cursor.upto), cursor.after)  # (7)
             if cursor.after < last:
                 break  # the piece is full
             if not page.full or last >= cursor.upto:
@@ -386,18 +400,21 @@ class Replays:
             found = Encoded(b"".join(each), list(itertools.accumulate(map(len, each))))
             page.encoded[cursor.format] = found
         first = bisect.bisect_right(page.ids, cursor.after)
-        if first == len(page.ids):
+        # What the page holds after the stream joined is the live path's (7).
+        until = bisect.bisect_right(page.ids, cursor.upto)
+        page_end = min(page.end, cursor.upto)
+        if first >= until:
             # Nothing left to send of it: past what a search left out, too (6).
-            cursor.after = max(cursor.after, page.end)
+            cursor.after = max(cursor.after, page_end)
             return 0
         start = found.ends[first - 1] if first else 0
-        end = bisect.bisect_right(found.ends, start + room)
+        end = min(bisect.bisect_right(found.ends, start + room), until)
         if end == first and not parts:
-            end = min(first + 1, len(page.ids))
+            end = first + 1
         if end == first:
             return 0
         stop = found.ends[end - 1]
         parts.append(found.data[start:stop])
-        cursor.after = page.ids[end - 1] if end < len(page.ids) else max(page.ids[-1], page.end)
+        cursor.after = page.ids[end - 1] if end < until else max(page.ids[end - 1], page_end)
         cursor.sent += end - first
         return stop - start

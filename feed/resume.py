@@ -83,6 +83,7 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
 
 async def _replayed(rt: Runtime, sub: Subscriber, cursor: Cursor) -> bytes:
     """The cursor's next piece, now counted as sent to ``sub``."""
+    cursor.follow(sub.private)  # its access as it is now (replays.py, on where it ends)
     sent = cursor.sent
     piece = await rt.replays.next_piece(cursor)
     sub.sent += cursor.sent - sent

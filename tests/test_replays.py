@@ -16,6 +16,7 @@ from feed.render import Renderer
 from feed.replays import Cursor, Replays
 from feed.sse import Format
 from feed.store import Store
+from tests.auth import bearer
 from tests.conftest import Server
 from tests.sse import SSEClient
 from tests.waiting import until
@@ -135,12 +136,13 @@ def test_a_replay_is_read_page_by_page_up_to_where_the_stream_joined(
         assert post_bodies(b"".join(whole)) == [f"post {n}" for n in range(10)]
         assert counting.pages == [0, ids[3], ids[7]]
         # Newer events reach a stream live: its pages stop at the first that covers
-        # the id the relay had delivered when it joined.
+        # the id the relay had delivered when it joined, and what that page holds
+        # after it is left to the live path, which judges it as it is now.
         joined_at_6 = cursor(0, ids[5])
         assert post_bodies(b"".join(await everything(replays, joined_at_6))) == [
-            f"post {n}" for n in range(8)
+            f"post {n}" for n in range(6)
         ]
-        assert joined_at_6.after == ids[7]
+        assert joined_at_6.after == ids[5]
         assert counting.pages == [0, ids[3], ids[7], 0, ids[3]]
 
     asyncio.run(scenario())
@@ -251,6 +253,40 @@ def test_a_slow_reader_gets_a_large_replay_whole_exactly_and_in_order(
     assert [event_id for event_id, _ in got] == ids
     # Posted from several threads at once: in the order they committed, each once.
     assert sorted(body for _, body in got) == sorted(big_body(n) for n in range(BIG_POSTS))
+
+
+def test_a_slow_replay_gives_what_came_after_it_began_as_live_delivery_does(
+    make_server: Callable[..., Server],
+) -> None:
+    """While a long replay waits for a slow reader, what happens to its access and
+    what is written for it are judged as live delivery judges them: nothing from a
+    channel taken from it, its own mentions, a channel granted to it."""
+    server, _ = big_log(make_server)
+    admin = server.client
+    for name in ("board", "vault"):
+        made = admin.post("/api/channels", json={"name": name, "title": name, "private": True})
+        assert made.status_code == 201, made.text
+    assert admin.put("/api/channels/board/members/cy", json={}).status_code == 200
+    headers = bearer(server.token("cy", role="reader"))
+    params = {"format": "json", "last_event_id": "0"}
+    # Reads nothing until the end: the replay, 8 MB, waits on it well past the writes.
+    with SSEClient(server.port, params=params, headers=headers, rcvbuf=4096) as slow:
+        assert slow.status == 200
+        assert admin.delete("/api/channels/board/members/cy").status_code == 200
+        secret = server.post("SECRET for the board", channel="board")["event_id"]
+        mention = server.post("hello @cy")["event_id"]
+        assert admin.put("/api/channels/vault/members/cy", json={}).status_code == 200
+        granted = server.post("for the vault", channel="vault")["event_id"]
+        last = server.post("the last")["event_id"]
+        slow.wait_for(lambda s: str(last) in [m.id for m in s.events()], timeout=60)
+        got = [(int(m.id or 0), m.event) for m in slow.events() if m.id]
+    ids = [event_id for event_id, _ in got]
+    assert ids == sorted(set(ids)), "out of order or twice"
+    assert secret not in ids
+    assert (granted, "post-created") in got
+    assert (mention, "post-created") in got
+    mentions = [event_id for event_id, kind in got if kind == "mention"]
+    assert len(mentions) == 1 and ids[-1] == last, got[-6:]
 
 
 def test_clients_that_resume_and_never_read_cost_their_backlog_not_the_replay(
