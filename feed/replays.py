@@ -50,14 +50,16 @@ Rationale:
    past what it left out. Its limit is counted on the log, before matching: it bounds
    the work of the replay, not only what it sends.
 7. Where a replay ends. It ends at the newest id the relay had delivered when the
-   stream joined (``Cursor.upto``), even when its last page holds newer events: those
-   reach the stream live, judged as live delivery judges them, by the stream's
-   access and its person as they are when each event comes. Sent with the replay
-   instead, they were judged as the replay was when it began, which a slow reader
-   can make minutes ago: a post in a channel taken from the reader since went out,
-   and the reader's own mention, left out of a shared page, was then dropped live as
-   already passed. For the same reason the rest of a replay is read with the private
-   channels the stream may read now (``Cursor.follow``, before every piece).
+   stream joined, or at the resume id if that is newer (another process's, which
+   this one has not delivered yet): ``Cursor.upto``. It ends there even when its
+   last page holds newer events: those reach the stream live, judged as live
+   delivery judges them, by the stream's access and its person as they are when each
+   event comes. Sent with the replay instead, they were judged as the replay was when
+   it began, which a slow reader can make minutes ago: a post in a channel taken from
+   the reader since went out, and the reader's own mention, left out of a shared
+   page, was then dropped live as already passed. For the same reason the rest of a
+   replay is read with the private channels the stream may read now
+   (``Cursor.follow``, before every piece).
 """
 
 from __future__ import annotations

@@ -65,7 +65,9 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
             sub.channels,
             sub.private,
             delivered,
-            latest,
+            # What this process has not delivered yet comes live (replays.py, on where
+            # a replay ends), even past an id another process handed out.
+            max(resume_id, delivered),
             sub.limit,
             person,
             sub.only,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +101,38 @@ def test_closing_the_store_gives_the_kept_connection_back(tmp_path: Path) -> Non
         assert [p.body for p in asyncio.run(again.list_posts(["general"]))] == ["one"]
     finally:
         again.close()
+
+
+class Watched:
+    """A lock that tells when someone tries to take it."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock = lock
+        self.tried = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.tried.set()
+        return self.lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+def test_closing_during_a_write_gives_the_kept_connection_back_after_that_write(
+    store: Store, engine: Engine
+) -> None:
+    assert isinstance(post(store, "one"), Change)
+    pool = Pool(engine)
+    held = threading.Lock()
+    watched = Watched(held)
+    store._write_lock = watched  # type: ignore[assignment]
+    held.acquire()  # a write under way (an edit, say): the lock is taken
+    closing = threading.Thread(target=store.close)
+    closing.start()
+    try:
+        assert watched.tried.wait(10), "close never asked for the lock"
+    finally:
+        held.release()  # the write ends
+    closing.join(10)
+    assert not closing.is_alive()
+    assert pool.held == -1, (pool.out, pool.back)

@@ -148,6 +148,49 @@ def test_a_replay_is_read_page_by_page_up_to_where_the_stream_joined(
     asyncio.run(scenario())
 
 
+def test_a_resume_past_what_this_process_delivered_leaves_all_after_it_to_the_live_path(
+    store: Store,
+) -> None:
+    """An id another process handed out, newer than this process's relay has
+    delivered: the replay has nothing to send, and everything after the id, a
+    reader's mention included, comes live (replays.py, on where a replay ends)."""
+    from types import SimpleNamespace
+
+    from feed import resume
+    from feed.subscribers import Subscriber
+
+    seen = posted(store, ["seen here", "from another process"])
+    count = SimpleNamespace(inc=lambda *_: None, observe=lambda *_: None)
+    rt = SimpleNamespace(
+        relay=SimpleNamespace(delivered=seen[0]),  # this process has seen the first
+        settings=SimpleNamespace(replay_limit=1000),
+        store=store,
+        replays=Replays(store, Renderer()),
+        metrics=SimpleNamespace(resyncs=count, replayed=count),
+    )
+
+    def bob(channels: frozenset[str] | None) -> Subscriber:
+        sub = Subscriber(Format.JSON, channels, last_id=seen[1], limit=1 << 20)
+        sub.private, sub.person = None, "bob"
+        return sub
+
+    async def scenario() -> list[tuple[bytes, int]]:
+        answers = []
+        first = bob(None)
+        piece, _ = await resume.replay(rt, first, seen[1])  # type: ignore[arg-type]
+        answers.append((piece, first.last_id))
+        await store.create_post("general", "alice", "hi @bob")
+        await store.create_post("general", "alice", "later")
+        second = bob(frozenset({"general"}))
+        piece, _ = await resume.replay(rt, second, seen[1])  # type: ignore[arg-type]
+        answers.append((piece, second.last_id))
+        return answers
+
+    # Nothing replayed, and the stream's last id stays at its resume id: the mention
+    # and the post after it both pass the live path's filter when the relay brings them.
+    assert asyncio.run(scenario()) == [(b"", seen[1]), (b"", seen[1])]
+
+
 def test_pieces_are_bounded_and_a_stream_keeps_no_page_between_them(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -270,6 +313,9 @@ def test_a_slow_replay_gives_what_came_after_it_began_as_live_delivery_does(
     headers = bearer(server.token("cy", role="reader"))
     params = {"format": "json", "last_event_id": "0"}
     # Reads nothing until the end: the replay, 8 MB, waits on it well past the writes.
+    # Before the stream joins, but the last event of its replay: reached after the
+    # reader is taken off the board, so withheld as live delivery would withhold it.
+    earlier = server.post("earlier on the board", channel="board")["event_id"]
     with SSEClient(server.port, params=params, headers=headers, rcvbuf=4096) as slow:
         assert slow.status == 200
         assert admin.delete("/api/channels/board/members/cy").status_code == 200
@@ -282,7 +328,7 @@ def test_a_slow_replay_gives_what_came_after_it_began_as_live_delivery_does(
         got = [(int(m.id or 0), m.event) for m in slow.events() if m.id]
     ids = [event_id for event_id, _ in got]
     assert ids == sorted(set(ids)), "out of order or twice"
-    assert secret not in ids
+    assert secret not in ids and earlier not in ids
     assert (granted, "post-created") in got
     assert (mention, "post-created") in got
     mentions = [event_id for event_id, kind in got if kind == "mention"]

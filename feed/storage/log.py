@@ -85,7 +85,8 @@ Rationale for the less obvious choices:
    write with its page cache and its statements cold, which cost a lone post about
    0.1 ms (docs/benchmarks.md, on a lone post's write). A write that fails gives its
    connection back to the pool, which rolls back whatever it left, and the next
-   write takes another; ``close`` gives it back too, or the write under way does.
+   write takes one from the pool again; ``close`` gives it back too, once the write
+   under way, if any, has ended.
 11. The write on the loop. New posts on PostgreSQL are written from the event loop
    (storage/loop_writer.py, on new posts on the event loop) by ``_write_on_loop``, with
    the lock, the guard of the log, the hints, the threads' summaries, the note and
@@ -186,8 +187,10 @@ class EventLog:
 
     def close(self) -> None:
         self._closing = True
-        # A write under way gives the plain write's connection back as it ends (10).
-        if self._write_lock.acquire(blocking=False):
+        # After the write under way, if any: a write that begins from now on gives
+        # its connection back itself (10). Only SQLite keeps one, and its writes hold
+        # the lock in threads, never on the loop this may be called from.
+        if self._plain is not None and self._write_lock.acquire(timeout=self._write_wait):
             try:
                 self._give_back_plain()
             finally:
@@ -231,9 +234,10 @@ class EventLog:
         try:
             if self._plain is None:
                 self._plain = self._writer.raw_connection()
-            write = PlainWrite(self._writer, self._plain)
+            write: PlainWrite | None = None
             done = False
             try:
+                write = PlainWrite(self._writer, self._plain)
                 write.cursor.execute("BEGIN IMMEDIATE")
                 end = write.cursor.execute("SELECT max(id) FROM events").fetchone()[0]
                 self._guard_log(write, int(end or 0))
@@ -242,7 +246,8 @@ class EventLog:
                 done = True
             finally:
                 try:
-                    write.close()
+                    if write is not None:
+                        write.close()
                 finally:
                     if not done or self._closing:
                         self._give_back_plain()
