@@ -14,6 +14,10 @@ Rationale:
    restart dropped back in the same instant. The wait doubles, up to ten seconds
    (or the server's, if longer), while the server stays down. Only the very first
    connection failing ends it: that is a wrong URL or a server that is not running.
+   After it, an answer of 5xx or 429 is "not now" (the database out, a proxy with no
+   server behind it, too many streams) and is waited out as a cut is, for at least
+   its ``Retry-After``, up to ``MAX_RETRY_AFTER``; any other refusal (a token revoked:
+   401) ends it.
 3. Text is checked with the server's loosest rule (text.py) before it is sent, so
    what could never be stored is refused here, without a request; what passes may
    still be refused, with its reason, by the server.
@@ -31,6 +35,7 @@ Rationale:
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +51,7 @@ from feed.batch_input import MAX_BATCH_ITEMS, PREFER_MINIMAL
 # How long to wait after a cut, until the server has said (2).
 FIRST_DELAY = 1.0
 MAX_BACKOFF = 10.0
+MAX_RETRY_AFTER = 60.0  # the longest Retry-After honoured (2)
 REQUEST_TIMEOUT = 10.0
 STREAM_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT, read=None)  # idle between heartbeats
 BATCH_PATH = "/api/posts:batch"
@@ -55,6 +61,9 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 class Failure(Exception):
     """A request that could not be made or was not answered with success (1)."""
+
+    status: int | None = None  # the server's answer, if it answered
+    retry_after: float | None = None  # seconds, as its Retry-After said
 
 
 class NotSendable(Failure):
@@ -162,7 +171,25 @@ def _refusal(response: httpx.Response) -> Failure:
     except (ValueError, KeyError, TypeError):
         message = response.text.strip() or response.reason_phrase
     said = f"the server answered {response.status_code}: {message}"
-    return Refused(said) if response.status_code < 500 else Unreachable(said)
+    failure = Refused(said) if response.status_code < 500 else Unreachable(said)
+    failure.status = response.status_code
+    failure.retry_after = _retry_after(response.headers.get("retry-after", ""))
+    return failure
+
+
+def _retry_after(value: str) -> float | None:
+    """A ``Retry-After`` in seconds (its date form is not used by feed), within
+    reason, or None."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if math.isfinite(seconds) else None
+
+
+def _not_now(failure: Failure) -> bool:
+    """An answer a stream that was open waits out rather than ends on (2)."""
+    return isinstance(failure, Unreachable) or failure.status == 429
 
 
 class Client:
@@ -339,15 +366,17 @@ class Client:
                     if event.id is not None:
                         last_id = event.id
                     yield event
-                reason = "the server ended the stream"
-            except Failure:
-                raise
+                reason, wait = "the server ended the stream", delay
+            except Failure as failure:
+                if not connected_once or not _not_now(failure):
+                    raise
+                reason, wait = str(failure), max(delay, failure.retry_after or 0.0)
             except (httpx.HTTPError, SSEError) as exc:
                 if not connected_once:
                     raise Unreachable(f"cannot reach {self.url}: {exc}") from None
-                reason = str(exc) or type(exc).__name__
-            reconnecting(reason, delay)
-            self._sleep(delay)
+                reason, wait = str(exc) or type(exc).__name__, delay
+            reconnecting(reason, wait)
+            self._sleep(wait)
             delay = min(delay * 2, max(first, MAX_BACKOFF))
 
     def _stream(

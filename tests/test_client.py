@@ -4,10 +4,13 @@ in-process against a real server."""
 from __future__ import annotations
 
 import ast
+import http.server
 import itertools
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -112,3 +115,74 @@ def test_follow_waits_the_retry_its_server_sent_then_backs_off(make_server: Make
         [r / 1000, min(2 * r / 1000, client.MAX_BACKOFF)] for r in retries if r is not None
     ]
     assert len(set(retries)) > 1, "three streams, one delay: nothing spreads the reconnects"
+
+
+class Scripted(http.server.BaseHTTPRequestHandler):
+    """A stand-in for a proxy in front of feed: each ``GET /events`` is answered by
+    the next of ``answers`` (status, headers, body), and its ``Last-Event-ID`` kept."""
+
+    answers: ClassVar[list[tuple[int, dict[str, str], bytes]]] = []
+    resumed_from: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        self.resumed_from.append(self.headers.get("Last-Event-ID"))
+        status, headers, body = self.answers.pop(0)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def sse(*frames: str) -> tuple[int, dict[str, str], bytes]:
+    return 200, {"Content-Type": "text/event-stream"}, "".join(frames).encode()
+
+
+def event(event_id: int) -> str:
+    return f'id: {event_id}\nevent: post-created\ndata: {{"n": {event_id}}}\n\n'
+
+
+def test_follow_waits_out_a_busy_or_failing_answer_after_the_first_connection() -> None:
+    """Once connected, a 5xx or a 429 (a database outage, a proxy with no upstream,
+    too many streams) is waited out as a cut is, at least as long as its Retry-After;
+    another refusal (a token revoked: 401) ends the tail."""
+    unavailable = json.dumps({"error": "The database is unavailable; try again shortly."})
+    Scripted.answers = [
+        sse("retry: 200\n\n", event(1)),
+        (503, {"Retry-After": "3", "Content-Type": "application/json"}, unavailable.encode()),
+        (502, {"Content-Type": "text/plain"}, b"Bad Gateway"),
+        (429, {"Retry-After": "100000"}, b"Too many streams"),
+        sse(event(2)),
+        (401, {"Content-Type": "application/json"}, b'{"error": "Sign in again."}'),
+    ]
+    Scripted.resumed_from = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        slept: list[float] = []
+        heard: list[str] = []
+        following = Client(f"http://127.0.0.1:{server.server_address[1]}", sleep=slept.append)
+        got: list[int | None] = []
+        with pytest.raises(client.Refused) as refused:
+            for e in following.follow([], None, lambda why, _: heard.append(why)):
+                got.append(e.id)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [i for i in got if i is not None] == [1, 2]
+    assert Scripted.resumed_from == [None, "1", "1", "1", "1", "2"]
+    assert str(refused.value) == "the server answered 401: Sign in again."
+    assert heard[1:4] == [
+        "the server answered 503: The database is unavailable; try again shortly.",
+        "the server answered 502: Bad Gateway",
+        "the server answered 429: Too many streams",
+    ]
+    # The stream's retry, then its Retry-After, doubling meanwhile, and a Retry-After
+    # too long to honour cut to the longest wait.
+    assert slept == [0.2, 3.0, 0.8, client.MAX_RETRY_AFTER, 0.2]
