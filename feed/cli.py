@@ -233,7 +233,9 @@ def _post_lines(args: argparse.Namespace, server: Client) -> int:
     one line printed per post, in order, and 3 if any was refused."""
     from feed import client
 
-    stdin = io.TextIOWrapper(sys.stdin.buffer, "utf-8", "surrogateescape")
+    # Lines end at a line feed, as the server reads NDJSON (batch_input.py): a bare
+    # carriage return is part of its line, and a CRLF's is taken off with the line's end.
+    stdin = io.TextIOWrapper(sys.stdin.buffer, "utf-8", "surrogateescape", newline="\n")
     refused = False
     for sent in client.batches(client.line_items(stdin, args.channel)):
         # The report needs only ids and where each post went, unless it prints the

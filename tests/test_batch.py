@@ -429,6 +429,15 @@ def test_feed_post_sends_ndjson_from_stdin_in_batches_with_a_line_per_item(
         "--ndjson", "general", "-", "--url", server.url, "--token", token, stdin="a\nb\n"
     )
     assert good.returncode == 0 and len(good.stdout.splitlines()) == 2
+    # A line ends at a line feed alone, as the server reads NDJSON: a bare carriage
+    # return is inside its line (refused or not, it is one post), and CRLF ends one.
+    crs = feed_post(
+        "--ndjson", "general", "-", "--url", server.url, "--token", token, stdin="x\ry\nz\r\n"
+    )
+    said = crs.stdout.splitlines()
+    assert [line.split(":")[0] for line in said] == ["line 1", "line 2"], said
+    last = int(re.findall(r"post (\d+),", said[1])[0])
+    assert server.client.get(f"/api/posts/{last}").json()["post"]["body"] == "z"
     usage = feed_post("--ndjson", "general", "text", "--token", token, stdin="")
     assert usage.returncode == 2 and "feed post --ndjson CHANNEL -" in usage.stderr
 
