@@ -25,6 +25,9 @@ Rationale:
    on the maximum age), with the same last frame: a tab left open for days is a
    long-lived connection like any other, and a replaced or added worker gets its share
    of them back only if they end. The tab comes back at once with a fresh snapshot.
+6. An admin stream is one of its address's open streams (``FEED_MAX_STREAMS_PER_CLIENT``),
+   counted and refused as ``/events`` streams are (security.py): the limit is on the
+   connections an address holds, whatever they follow.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from feed import security
 from feed.access import check_csrf
 from feed.errors import ClientError
 from feed.identity import Identity
@@ -262,6 +266,10 @@ class WatchedStream(EventSourceResponse):
         self.tab = tab
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Within its address's stream limit, as every stream (6).
+        await security.of(Request(scope)).serve_stream(self._watched, scope, receive, send)
+
+    async def _watched(self, scope: Scope, receive: Receive, send: Send) -> None:
         with self.watch.watching(self.tab):
             await super().__call__(scope, receive, send)
 

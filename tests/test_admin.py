@@ -17,10 +17,12 @@ from playwright.sync_api import Browser, BrowserContext, expect
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
+from feed import security
 from feed.admin import TICK
 from feed.admin import admin_stream as admin_stream_endpoint
 from feed.panels import RECENT_ROWS, AdminFeed, age_text, size_text
 from feed.runtime import runtime_of
+from feed.security import Security
 from tests.auth import ADMIN, ADMIN_TOKEN
 from tests.browser import (
     LAPTOP,
@@ -285,6 +287,8 @@ def test_stream_ends_as_soon_as_the_client_goes_away(client: TestClient) -> None
         "headers": [],
         "query_string": b"",
         "state": client.app_state,
+        # What the app's middleware puts in every scope: the stream limit is counted.
+        security.SCOPE_KEY: Security(runtime_of(client.app_state).settings),
     }
     sent: list[Message] = []
 

@@ -303,6 +303,25 @@ def test_streams_beyond_the_per_client_limit_get_429_before_streaming(
         stream.close()
 
 
+def test_the_admin_stream_counts_against_the_same_per_address_limit(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(max_streams_per_client=2)
+    address = {"X-Forwarded-For": "198.51.100.7"}
+    admin = SSEClient(server.port, "/admin/stream", headers=ADMIN | address)
+    events = _stream_as(server, "198.51.100.7")
+    over_admin = SSEClient(server.port, "/admin/stream", headers=ADMIN | address)
+    over_events = _stream_as(server, "198.51.100.7")
+    try:
+        assert [s.status for s in (admin, events, over_admin, over_events)] == [200, 200, 429, 429]
+        assert over_admin.headers["retry-after"] == "10"
+        error = json.loads(over_admin.read_body())
+        assert error["error"].startswith("Too many open streams from this address (at most 2)")
+    finally:
+        for stream in (admin, events, over_admin, over_events):
+            stream.close()
+
+
 # -- the pages under the CSP, in Chromium ---------------------------------------------
 
 WATCH_CSP = """
