@@ -181,6 +181,19 @@ def test_an_edit_tells_only_the_names_it_adds(store: Store) -> None:
     assert len(run(store.mentions("carol", ["general"], private=[]))) == 1
 
 
+def test_a_name_edited_out_and_back_in_is_told_once(store: Store) -> None:
+    seen: list[Commit] = []
+    store.on_commit(seen.append)
+    change = run(store.create_post("general", "alice", "hi @bob"))
+    run(store.edit_post(change.post.id, "hi"))
+    run(store.edit_post(change.post.id, "hi again @bob"))
+    told = [e.recipient for c in seen for e in c.events if e.kind is EventKind.MENTION]
+    assert told == ["bob"]
+    found = run(store.mentions("bob", ["general"], private=[]))
+    assert [(m.post.id, m.post.body) for m in found] == [(change.post.id, "hi again @bob")]
+    assert counts(store, "bob")["general"] == (1, 1)
+
+
 def test_mentions_and_counts_respect_private_channels(store: Store) -> None:
     run(store.create_channel("secret", "Secret", "", private=True))
     run(store.create_post("secret", "alice", "psst @bob"))

@@ -75,6 +75,15 @@ class ReplyNotPinned(StoreError):
         self.post_id = post_id
 
 
+def _told(session: Session, post_id: int) -> set[str]:
+    """Who ``post_id`` has told it mentions them: its mention events' recipients, by
+    the index of events by post."""
+    query = select(Event.recipient).where(
+        col(Event.post_id) == post_id, col(Event.kind) == EventKind.MENTION.value
+    )
+    return {name for name in session.exec(query).all() if name is not None}
+
+
 class Posts(EventLog):
     """The store's posts."""
 
@@ -87,11 +96,12 @@ class Posts(EventLog):
             post, channel = _live_post(session, post_id)
             if post.body == body:
                 return Change(_post_view(post, channel.name), None)
-            before = set(mentions.mentioned(post.html or ""))
             post.body, post.html = body, html
             post.edited_at = now()
+            told = _told(session, post_id)
             for name in mentions.addressed(html, post.author):
-                if name not in before:  # told once, when first mentioned
+                # Told once, when first mentioned, even if edited out and back in since.
+                if name not in told:
                     self._log(session, EventKind.MENTION, post, channel, recipient=name)
             kind = EventKind.POST_UPDATED if post.parent_id is None else EventKind.REPLY_UPDATED
             event_id = self._log(session, kind, post, channel)
