@@ -44,6 +44,7 @@ renders it, and feed.js keeps it after every event, live or replayed:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -316,10 +317,24 @@ async def _kiosk_posts(
         return kiosk_window(page.posts, KIOSK_POSTS), page.last_event_id
     filters = Filters(channels=None if selected is None else tuple(selected), replies=False)
     async with searching(request, perms):
+        # The pinned matches apart, as front_page reads them: a pinned one older than
+        # the newest matches is still shown.
+        pinned = await rt.store.search(
+            query,
+            replace(filters, pinned=True),
+            limit=KIOSK_POSTS,
+            cursor=Cursor(),
+            private=private,
+            newest=True,
+        )
         found = await rt.store.search(
             query, filters, limit=KIOSK_POSTS, cursor=Cursor(), private=private, newest=True
         )
-    return kiosk_window([hit.post for hit in found.hits], KIOSK_POSTS), found.last_event_id
+    posts = {hit.post.id: hit.post for hit in (*pinned.hits, *found.hits)}
+    # Two reads: the list is current up to the older one's id, and the stream resends
+    # what came after it, which a kiosk applies as it is now.
+    last = min(pinned.last_event_id, found.last_event_id)
+    return kiosk_window(list(posts.values()), KIOSK_POSTS), last
 
 
 async def kiosk_partial(request: Request) -> HTMLResponse:

@@ -6,6 +6,7 @@ index."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import event, inspect, text
 from starlette.testclient import TestClient
 
 from feed import schema
+from feed.pages import KIOSK_POSTS
 from feed.search import Cursor, Filters, Results, parse
 from feed.storage import search as storage_search
 from feed.store import Store, make_engine
@@ -456,6 +458,25 @@ def test_the_kiosk_with_a_search_shows_and_streams_only_matching_posts(
     refetched = client.get("/partials/kiosk", params={"q": "deploy"})
     assert "deploy done" in refetched.text and "lunch" not in refetched.text
     assert client.get("/kiosk", params={"q": "-deploy"}).status_code == 400
+
+
+def test_a_search_kiosk_keeps_its_pinned_matches_above_thirty_newer_ones(
+    client: TestClient,
+) -> None:
+    """Pinned first, then the newest, 30 in all, as every kiosk and as feed.js keeps
+    the live list: a pinned match older than the 30 newest is still shown."""
+    made = [
+        client.post("/api/channels/general/posts", json={"body": f"deploy {n}"}).json()
+        for n in range(KIOSK_POSTS + 1)
+    ]
+    pinned = made[0]["post"]["id"]
+    assert client.post(f"/api/posts/{pinned}/pin").status_code == 200
+    client.post("/api/channels/general/posts", json={"body": "lunch, pinned"})
+    newest = [m["post"]["id"] for m in made[-(KIOSK_POSTS - 1) :]]
+    for path in ("/kiosk", "/partials/kiosk"):
+        shown = client.get(path, params={"q": "deploy"}).text
+        ids = [int(n) for n in re.findall(r'<article id="post-(\d+)"', shown)]
+        assert ids == [*reversed(newest), pinned], path
 
 
 # -- the CLI -------------------------------------------------------------------------
