@@ -34,11 +34,13 @@ Rationale:
 
 from __future__ import annotations
 
+import email.utils
 import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -52,6 +54,7 @@ from feed.batch_input import MAX_BATCH_ITEMS, PREFER_MINIMAL
 FIRST_DELAY = 1.0
 MAX_BACKOFF = 10.0
 MAX_RETRY_AFTER = 60.0  # the longest Retry-After honoured (2)
+MAX_REASON = 200  # characters of an answer that is not feed's, shown as its reason
 REQUEST_TIMEOUT = 10.0
 STREAM_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT, read=None)  # idle between heartbeats
 BATCH_PATH = "/api/posts:batch"
@@ -167,9 +170,13 @@ def sendable(what: str, value: str) -> str:
 
 def _refusal(response: httpx.Response) -> Failure:
     try:
-        message = response.json()["error"]
+        message = str(response.json()["error"])
     except (ValueError, KeyError, TypeError):
-        message = response.text.strip() or response.reason_phrase
+        # Not feed's answer (a proxy's page, say): its first line, if it is text.
+        lines = response.text.strip().splitlines()
+        first = lines[0].strip() if lines else ""
+        message = first[:MAX_REASON] if first and not first.startswith("<") else ""
+        message = message or response.reason_phrase
     said = f"the server answered {response.status_code}: {message}"
     failure = Refused(said) if response.status_code < 500 else Unreachable(said)
     failure.status = response.status_code
@@ -178,13 +185,21 @@ def _refusal(response: httpx.Response) -> Failure:
 
 
 def _retry_after(value: str) -> float | None:
-    """A ``Retry-After`` in seconds (its date form is not used by feed), within
-    reason, or None."""
+    """A ``Retry-After`` in seconds, from its seconds or (a proxy's) date form, up to
+    ``MAX_RETRY_AFTER``; None if it says neither."""
     try:
         seconds = float(value)
     except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000": UTC, as HTTP dates are
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if math.isnan(seconds):
         return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if math.isfinite(seconds) else None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _not_now(failure: Failure) -> bool:

@@ -162,7 +162,9 @@ class Tail:
                     return
 
     def _reconnecting(self, reason: str, delay: float) -> None:
-        self._say(f"{reason}; reconnecting in {delay:.1f} s")
+        # The reason may quote whatever answered (a proxy's page): shown, not obeyed.
+        said = " ".join(terminal_safe(reason).split())
+        self._say(f"{said}; reconnecting in {delay:.1f} s")
 
     def _say(self, text: str) -> None:
         print(f"feed: {text}", file=self.err, flush=True)

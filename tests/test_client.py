@@ -4,11 +4,13 @@ in-process against a real server."""
 from __future__ import annotations
 
 import ast
+import email.utils
 import http.server
 import itertools
 import json
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
 
@@ -126,7 +128,8 @@ class Scripted(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.resumed_from.append(self.headers.get("Last-Event-ID"))
-        status, headers, body = self.answers.pop(0)
+        # Once the script is done, a refusal that ends any follow.
+        status, headers, body = self.answers.pop(0) if self.answers else (403, {}, b"done")
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -155,7 +158,8 @@ def test_follow_waits_out_a_busy_or_failing_answer_after_the_first_connection() 
     Scripted.answers = [
         sse("retry: 200\n\n", event(1)),
         (503, {"Retry-After": "3", "Content-Type": "application/json"}, unavailable.encode()),
-        (502, {"Content-Type": "text/plain"}, b"Bad Gateway"),
+        (502, {"Content-Type": "text/html"}, b"<html><body>\n<h1>502</h1>\n</body></html>"),
+        (504, {"Retry-After": "Thu, 01 Jan 1970 00:00:00 GMT"}, b"too late\nreally"),
         (429, {"Retry-After": "100000"}, b"Too many streams"),
         sse(event(2)),
         (401, {"Content-Type": "application/json"}, b'{"error": "Sign in again."}'),
@@ -176,13 +180,21 @@ def test_follow_waits_out_a_busy_or_failing_answer_after_the_first_connection() 
         server.shutdown()
         server.server_close()
     assert [i for i in got if i is not None] == [1, 2]
-    assert Scripted.resumed_from == [None, "1", "1", "1", "1", "2"]
+    assert Scripted.resumed_from == [None, "1", "1", "1", "1", "1", "2"]
     assert str(refused.value) == "the server answered 401: Sign in again."
-    assert heard[1:4] == [
+    assert heard[1:5] == [
         "the server answered 503: The database is unavailable; try again shortly.",
-        "the server answered 502: Bad Gateway",
+        "the server answered 502: Bad Gateway",  # a page's markup is no reason
+        "the server answered 504: too late",  # its first line
         "the server answered 429: Too many streams",
     ]
-    # The stream's retry, then its Retry-After, doubling meanwhile, and a Retry-After
-    # too long to honour cut to the longest wait.
-    assert slept == [0.2, 3.0, 0.8, client.MAX_RETRY_AFTER, 0.2]
+    # The stream's retry, then its Retry-After, doubling meanwhile (a date gone by:
+    # no wait of its own), and a Retry-After too long to honour cut to the longest.
+    assert slept == [0.2, 3.0, 0.8, 1.6, client.MAX_RETRY_AFTER, 0.2]
+
+
+def test_retry_after_is_read_in_seconds_or_as_a_date_within_reason() -> None:
+    soon = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    waits = [client._retry_after(v) for v in ("5", "-3", "1e999", "nan", "", "soon", soon)]
+    assert waits[:6] == [5.0, 0.0, client.MAX_RETRY_AFTER, None, None, None]
+    assert waits[6] is not None and 28 <= waits[6] <= 30
