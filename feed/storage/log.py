@@ -80,12 +80,8 @@ Rationale for the less obvious choices:
    replies' parents, thread summaries) get a ``Session`` joined to the same
    transaction, made only when a group needs one. The driver's errors are raised as
    SQLAlchemy raises them, so that the caller sees what any other write's would be
-   (engine.py, on unavailable, not broken). It keeps one connection from write to
-   write, used only under the write lock: a connection from the pool came to each
-   write with its page cache and its statements cold, which cost a lone post about
-   0.1 ms (docs/benchmarks.md, on a lone post's write). A write that fails gives its
-   connection back to the pool, which rolls back whatever it left, and the next
-   write takes one from the pool again; ``close`` gives it back too, once the write
+   (engine.py, on unavailable, not broken). Its connection is kept from write to
+   write (sqlite.py, on the kept connection); ``close`` gives it back once the write
    under way, if any, has ended.
 11. The write on the loop. New posts on PostgreSQL are written from the event loop
    (storage/loop_writer.py, on new posts on the event loop) by ``_write_on_loop``, with
@@ -110,7 +106,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Select, func
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import PoolProxiedConnection
 from sqlmodel import Session, select
 
 from feed import schema
@@ -127,7 +122,7 @@ from feed.storage.engine import (
     take_in_thread,
 )
 from feed.storage.high_water import HighWater, skip_event_ids
-from feed.storage.sqlite import PlainWrite, orm
+from feed.storage.sqlite import KeptConnection, PlainWrite, orm
 from feed.values import NO_ACCESS_CHANGE, AccessChange, Commit, FeedEvent, _feed_event
 
 logger = logging.getLogger("feed.store")
@@ -172,8 +167,7 @@ class EventLog:
         # New posts' own connection, on the event loop (11).
         self._loop_writer = loop_writer.LoopWriter(engine) if self._postgres else None
         # The plain write's connection, kept from write to write under the lock (10).
-        self._plain: PoolProxiedConnection | None = None
-        self._closing = False
+        self._plain = KeptConnection(self._writer)
 
     def on_commit(self, listener: Callable[[Commit], object]) -> None:
         """Call ``listener`` with what each transaction changed, on the event loop of
@@ -186,23 +180,18 @@ class EventLog:
         return self._engine.dialect.name
 
     def close(self) -> None:
-        self._closing = True
+        self._plain.closing = True
         # After the write under way, if any: a write that begins from now on gives
         # its connection back itself (10). Only SQLite keeps one, and its writes hold
         # the lock in threads, never on the loop this may be called from.
-        if self._plain is not None and self._write_lock.acquire(timeout=self._write_wait):
+        if self._plain.held and self._write_lock.acquire(timeout=self._write_wait):
             try:
-                self._give_back_plain()
+                self._plain.give_back()
             finally:
                 self._write_lock.release()
         if self._loop_writer is not None:
             self._loop_writer.close()
         self._engine.dispose()
-
-    def _give_back_plain(self) -> None:
-        plain, self._plain = self._plain, None
-        if plain is not None:
-            plain.close()  # to the pool, which rolls back what is left
 
     # -- writing ----------------------------------------------------------------
 
@@ -232,12 +221,11 @@ class EventLog:
         if not self._write_lock.acquire(timeout=self._write_wait):
             raise StoreUnavailable(StoreUnavailable.BUSY)
         try:
-            if self._plain is None:
-                self._plain = self._writer.raw_connection()
+            raw = self._plain.take()
             write: PlainWrite | None = None
             done = False
             try:
-                write = PlainWrite(self._writer, self._plain)
+                write = PlainWrite(self._writer, raw)
                 write.cursor.execute("BEGIN IMMEDIATE")
                 end = write.cursor.execute("SELECT max(id) FROM events").fetchone()[0]
                 self._guard_log(write, int(end or 0))
@@ -249,8 +237,8 @@ class EventLog:
                     if write is not None:
                         write.close()
                 finally:
-                    if not done or self._closing:
-                        self._give_back_plain()
+                    if not done or self._plain.closing:
+                        self._plain.give_back()
         except sqlite3.Error as exc:  # opening the connection included
             raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
         finally:

@@ -38,6 +38,13 @@ Rationale:
    group's write. Only the columns a group uses are read, into a plain tuple
    (``ChannelRow``): building a ``Channel`` model of every column cost more than the
    statement itself.
+5. The kept connection. The plain write keeps one connection from write to write
+   (``KeptConnection``), used only under the writers' lock: a connection from the pool
+   came to each write with its page cache made stale by other connections' commits
+   and its statements not prepared, which cost a lone post about 0.1 ms
+   (docs/benchmarks.md, on a lone post's write). A write that fails gives it back to
+   the pool, which rolls back whatever the write left, and the next write takes one
+   from the pool again.
 """
 
 from __future__ import annotations
@@ -62,6 +69,30 @@ WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'events')
 # Rows one INSERT takes at most; a group's rows go in statements of a power of two
 # rows each, so that each table has a handful of statements, compiled once (2).
 MOST_ROWS = 256
+
+
+class KeptConnection:
+    """The plain write's connection (5): taken from the pool the first time, and
+    given back when a write fails or the store closes."""
+
+    def __init__(self, writer: Engine) -> None:
+        self._writer = writer
+        self._raw: PoolProxiedConnection | None = None
+        self.closing = False  # the store is closing: each write gives it back
+
+    @property
+    def held(self) -> bool:
+        return self._raw is not None
+
+    def take(self) -> PoolProxiedConnection:
+        if self._raw is None:
+            self._raw = self._writer.raw_connection()
+        return self._raw
+
+    def give_back(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.close()  # to the pool, which rolls back whatever is left
 
 
 class PlainWrite:
