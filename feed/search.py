@@ -19,7 +19,12 @@ Rationale:
    holds the matcher to FTS5 on generated bodies). PostgreSQL's parser differs at the
    edges: it drops what looks like an HTML tag (``<b>``) and also keeps URLs, e-mail
    addresses and hyphenated words whole beside their parts, so a word inside a tag
-   is found on SQLite and by live searches, not on PostgreSQL.
+   is found on SQLite and by live searches, not on PostgreSQL. A dotted capital I
+   (Turkish "İzmir") is kept as it is: ``str.lower()`` writes it as two characters,
+   which split the word, and ``unicode61`` keeps it. PostgreSQL lowercases it to
+   "i", in the query's words as in the posts', so "İzmir" finds "İzmir" in every
+   store, and "izmir" finds it on PostgreSQL only. Final sigma differs too at the
+   edges: FTS5 folds it to sigma and PostgreSQL does not.
 2. No user text reaches an engine's query parser. The FTS5 expression is made of
    double-quoted tokens and the tsquery of single-quoted ones; a token is letters and
    digits only, so it needs no escaping, and the operators come from the tree. A query
@@ -98,6 +103,8 @@ B = 0.75
 
 # A token as the engines see it (1): letters and digits; "_" separates.
 _TOKEN = re.compile(r"[^\W_]+")
+# The one character str.lower() makes two of (1).
+_DOTTED_I = "\u0130"
 # One term of the query's text: an optional "-", then a quoted phrase or a bare word.
 _TERM = re.compile(r'\s*(-?)(?:"([^"]*)"|([^\s"]+))')
 # A word of a phrase looked up by its pairs on PostgreSQL (10).
@@ -167,7 +174,7 @@ class Query:
     def snippet(self, body: str) -> str:
         """Safe HTML: a window of ``body`` around the first word the query wanted, that
         word and the others wanted marked (5)."""
-        spans = [(m.start(), m.end(), m.group().lower()) for m in _TOKEN.finditer(body)]
+        spans = [(m.start(), m.end(), lowered(m.group())) for m in _TOKEN.finditer(body)]
         marked = [n for n, (_, _, token) in enumerate(spans) if self._wants(token)]
         first = marked[0] if marked else 0
         lo, hi = max(0, first - SNIPPET_WORDS), min(len(spans), first + SNIPPET_WORDS + 1)
@@ -245,7 +252,15 @@ def live(query: Query, event: FeedEvent, words: Words | None = None) -> FeedEven
 
 def tokenize(text: str) -> list[str]:
     """The words of ``text`` as the engines index them (1)."""
-    return _TOKEN.findall(text.lower())
+    return _TOKEN.findall(lowered(text))
+
+
+def lowered(text: str) -> str:
+    """``text`` lowercased as the engines do (1): a dotted capital I stays as it is,
+    where ``str.lower()`` would write two characters."""
+    if _DOTTED_I not in text:
+        return text.lower()
+    return _DOTTED_I.join(part.lower() for part in text.split(_DOTTED_I))
 
 
 def parse(text: str) -> Query:

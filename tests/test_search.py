@@ -76,6 +76,13 @@ def test_words_phrases_prefixes_and_exclusions_find_their_posts(store: Store) ->
     assert outage
 
 
+def test_a_word_with_a_dotted_capital_i_is_found_on_every_store(store: Store) -> None:
+    izmir = post(store, "Ferry to İzmir at noon")
+    post(store, "Ferry to Istanbul")
+    for asked in ("İzmir", "İz*", '"to İzmir"', "ferry İzmir"):
+        assert ids(find(store, asked)) == [izmir], asked
+
+
 def test_results_rank_by_relevance_then_recency(store: Store) -> None:
     once = post(store, "lift " + "filler words here and there " * 6)
     often = post(store, "lift lift lift, the lift again")
