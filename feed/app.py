@@ -119,6 +119,7 @@ def create_app(settings: Settings) -> FeedApp:
         watch = Watch(gate, settings.access_recheck)
         store.on_commit(watch.committed)
         store.on_commit(broker.hint_others)
+        store.on_commit(meters.committed)
         relay.on_access(watch.follow)
         await relay.start()
         # Reaction events left pending, here or by a process that stopped (reactions.py).

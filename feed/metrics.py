@@ -81,6 +81,7 @@ from feed import logs, tasks
 from feed.brokers import BrokerStatus
 from feed.census import HubStats
 from feed.process import COLLECTIONS, PROCESS_FIGURES, ProcessNumbers
+from feed.values import Commit
 
 logger = logging.getLogger("feed.metrics")
 
@@ -377,12 +378,23 @@ class Metrics:
             buckets=SECONDS_BUCKETS,
             registry=self.registry,
         )
+        self.commit_seconds = Histogram(
+            "feed_commit_seconds",
+            "How long each write's commit took, its sync to disk included",
+            buckets=SECONDS_BUCKETS,
+            registry=self.registry,
+        )
         self.lag_seconds = Lags(
             "feed_delivery_lag_seconds",
             "From an event's commit to this process handing it to its streams",
             buckets=SECONDS_BUCKETS,
             registry=self.registry,
         )
+
+    def committed(self, commit: Commit) -> None:
+        """Time this process's commit, as the store announces it (storage/log.py)."""
+        if commit.took > 0:
+            self.commit_seconds.observe(commit.took)
 
     def announced(self, event_id: int | None) -> None:
         """Time a write that logged ``event_id``, from its request's arrival to now: its

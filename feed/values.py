@@ -212,6 +212,9 @@ class Commit:
     after: int
     events: list[FeedEvent]
     access: AccessChange = NO_ACCESS_CHANGE
+    # Seconds the commit took, its last writes and its sync to disk included; 0 for an
+    # announcement of nothing committed.
+    took: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,9 @@ def test_metrics_count_streams_events_replays_and_resyncs(
     assert found[("feed_replay_events_sum", ())] == 2
     assert found[("feed_resyncs_total", ())] == 1
     assert found[("feed_publish_seconds_count", ())] == 4
+    # Each post its own commit here, each timed, its sync included.
+    assert found[("feed_commit_seconds_count", ())] == 4
+    assert found[("feed_commit_seconds_sum", ())] > 0
     assert found[("feed_delivery_lag_seconds_count", ())] == 4
     assert found[("feed_broker_connected", ())] == 1
     assert found[("feed_slow_subscribers_dropped_total", ())] == 0

@@ -252,19 +252,20 @@ class EventLog:
             # (threads.py, on summaries).
             written = threads.with_threads(orm(write), written, new=True)
         access: AccessChange = write.info.get(ACCESS, NO_ACCESS_CHANGE)
-        self._commit(write, access, written)
+        took = self._commit(write, access, written)
         if write.info.get(WENT_BACK):
             self._high_water.went_back(write.info[LOG_END])
         if written:
             self.saw(written[-1].id)
         if written or access:
             # Still under the write lock: announced in commit order (8).
-            self._announce(Commit(write.info[LOG_END], written, access))
+            self._announce(Commit(write.info[LOG_END], written, access, took))
 
     def _commit(
         self, session: Session | PlainWrite, access: AccessChange, written: list[FeedEvent]
-    ) -> None:
-        """Commit, with the other processes' hints (4)."""
+    ) -> float:
+        """Commit, with the other processes' hints (4); the seconds it took."""
+        started = time.perf_counter()
         with self._announcing(session.info[LOG_END], written):
             if isinstance(session, PlainWrite):
                 session.commit()
@@ -273,6 +274,7 @@ class EventLog:
                 postgres.commit_write(session, HINT_CHANNEL, hints)
             else:
                 session.commit()
+        return time.perf_counter() - started
 
     @contextmanager
     def _announcing(self, end: int, written: list[FeedEvent]) -> Iterator[None]:
@@ -315,18 +317,20 @@ class EventLog:
                 # summaries): read in the commit's own round trip.
                 wanted = threads.wanted(written, new=True)
                 reads = self._loop_writer.summaries(wanted) if wanted else []
+                started = time.perf_counter()
                 with self._announcing(end, written):
                     hints = _hints(NO_ACCESS_CHANGE, written) if self._notify else []
                     found = await loop_writer.commit_on_loop(
                         connection, HINT_CHANNEL, hints, write.keeping, reads
                     )
+                took = time.perf_counter() - started
                 if wanted:
                     written = threads.with_found(written, threads.from_rows(*found))
             if went_back:
                 self._high_water.went_back(end)
             if written:
                 self.saw(written[-1].id)
-                self._announce(Commit(end, written))
+                self._announce(Commit(end, written, took=took))
         finally:
             self._write_lock.release()
 
