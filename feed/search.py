@@ -82,7 +82,9 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import re
+import struct
 from dataclasses import dataclass, replace
 from datetime import datetime
 from html import escape
@@ -405,27 +407,54 @@ class Filters:
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """Where the next page starts: within the window of matches at or below post id
-    ``top`` (None: the newest), after the first ``skip`` of them in rank order
-    (storage/search.py, on windows)."""
+    """Where the next page starts (storage/search.py, on windows and cursors): in the
+    window of matches from post id ``bottom`` up to ``top``, after the result
+    ``after`` (its id and score), the window's scores weighed by ``scale``.
+
+    ``top`` None: the newest window; ``bottom`` None: a window not read yet, made of
+    the newest ``WINDOW`` matches at or below ``top`` (``after`` is then None too)."""
 
     top: int | None = None
-    skip: int = 0
+    bottom: int | None = None
+    after: tuple[int, float] | None = None
+    scale: float = 0.0
 
     @property
     def text(self) -> str:
-        return f"{self.top}.{self.skip}"
+        if self.bottom is None or self.after is None:
+            return f"{self.top}"
+        post_id, score = self.after
+        return f"{self.top}.{self.bottom}.{post_id}.{_hex(score)}.{_hex(self.scale)}"
 
     @classmethod
     def parse(cls, text: str | None) -> Cursor:
         if not text:
             return cls()
-        top, _, skip = text.partition(".")
-        if not (top.isascii() and top.isdigit() and skip.isascii() and skip.isdigit()):
-            raise QueryError("The cursor is not one a search gave; start from the first page.")
-        if len(top) > 19 or len(skip) > 6:
-            raise QueryError("The cursor is not one a search gave; start from the first page.")
-        return cls(int(top), int(skip))
+        parts = text.split(".")
+        ids = parts[:1] if len(parts) == 1 else parts[:3]
+        numbers = parts[3:]
+        if (
+            len(parts) not in (1, 5)
+            or not all(n.isascii() and n.isdigit() and len(n) <= 19 for n in ids)
+            or not all(_HEX.fullmatch(n) for n in numbers)
+        ):
+            raise QueryError(_NOT_A_CURSOR)
+        if len(parts) == 1:
+            return cls(int(ids[0]))
+        top, bottom, post_id = (int(n) for n in ids)
+        score, scale = (struct.unpack(">d", bytes.fromhex(n))[0] for n in numbers)
+        if bottom > top or not (math.isfinite(score) and math.isfinite(scale)):
+            raise QueryError(_NOT_A_CURSOR)
+        return cls(top, bottom, (post_id, score), scale)
+
+
+_NOT_A_CURSOR = "The cursor is not one a search gave; start from the first page."
+# A score in a cursor: its eight bytes, so that it reads back exactly.
+_HEX = re.compile(r"[0-9a-f]{16}")
+
+
+def _hex(number: float) -> str:
+    return struct.pack(">d", number).hex()
 
 
 @dataclass(frozen=True, slots=True)

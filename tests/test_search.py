@@ -170,6 +170,63 @@ def every_page(store: Store, q: str, limit: int = 3) -> list[int]:
         cursor = Cursor.parse(page.next.text)
 
 
+def test_paging_on_shows_every_post_once_while_shown_ones_go_or_change(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage_search, "WINDOW", 6)
+    # Lengths differ, so on SQLite every score hangs on the window's mean length.
+    made = [post(store, "lift " + "x " * (n % 5)) for n in range(20)]
+    edited: set[int] = set()
+    seen: list[int] = []
+    cursor = Cursor()
+    for _ in range(30):
+        page = find(store, "lift", limit=2, cursor=cursor)
+        seen += ids(page)
+        # Between pages, a neighbour deletes a post this reader was shown, and makes
+        # another one shown far longer (its score, and the window's mean, change).
+        shown = ids(page)
+        if shown:
+            run(store.delete_post(shown[0]))
+        if len(shown) > 1:
+            run(store.edit_post(shown[1], "lift " + "y " * 40))
+            edited.add(shown[1])
+        if page.next is None:
+            break
+        cursor = Cursor.parse(page.next.text)
+    else:
+        pytest.fail("the pages never ended")
+    # Every post that did not change is shown once, whatever happened around it; an
+    # edited one ranks anew, as it would in a new search, so it may come again.
+    untouched = [n for n in seen if n not in edited]
+    assert len(untouched) == len(set(untouched))
+    assert sorted(set(seen)) == made
+
+
+def test_a_shown_post_deleted_leaves_the_rest_of_its_window_in_place(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage_search, "WINDOW", 3)
+    made = [post(store, "lift" if n % 2 else "stairs") for n in range(12)]
+    first = find(store, "lift", limit=2)
+    assert ids(first) == [made[11], made[9]]
+    assert first.next is not None
+    # A shown post is deleted: the window keeps its place, so the post after it is
+    # not skipped and the next window starts where this one ended.
+    run(store.delete_post(made[9]))
+    rest = every_page_from(store, "lift", first.next)
+    assert rest == [made[7], made[5], made[3], made[1]]
+
+
+def every_page_from(store: Store, q: str, cursor: Cursor, limit: int = 3) -> list[int]:
+    seen: list[int] = []
+    while True:
+        page = find(store, q, limit=limit, cursor=cursor)
+        seen += ids(page)
+        if page.next is None:
+            return seen
+        cursor = Cursor.parse(page.next.text)
+
+
 @pytest.mark.parametrize(("dense", "pair_fetch"), [(1, 10**9), (1000, 10**9), (1000, 0)])
 def test_a_phrase_or_prefix_read_in_two_steps_pages_exactly_as_in_one(
     store: Store, monkeypatch: pytest.MonkeyPatch, dense: int, pair_fetch: int
@@ -371,6 +428,11 @@ def test_the_api_hides_private_channels_from_those_who_cannot_read_them(
         ({"q": "a*"}, "at least 2 letters"),
         ({"q": "lift\x00"}, "The search"),
         ({"q": "lift", "cursor": "nope"}, "cursor"),
+        ({"q": "lift", "cursor": "9.3"}, "cursor"),
+        ({"q": "lift", "cursor": "9.3.4." + "0" * 16 + ".3ff"}, "cursor"),
+        # A score that is no number, and a window whose bottom is above its top.
+        ({"q": "lift", "cursor": "9.3.4.7ff8000000000000." + "0" * 16}, "cursor"),
+        ({"q": "lift", "cursor": "3.9.4." + "0" * 16 + "." + "0" * 16}, "cursor"),
         ({"q": "lift", "after": "yesterday"}, "'after' must be a date"),
         ({"q": "lift", "pinned": "maybe"}, "'pinned' must be one of"),
         ({"q": "lift", "limit": "1000"}, "'limit' must be between 1 and 100"),

@@ -114,11 +114,32 @@ def test_no_cursor_is_the_first_page(text: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["x", "1", "1.", "-1.0", "1.2.3", "\u0661.\u0662", "9" * 20 + ".0"]
+    "text",
+    [
+        "x",
+        "1.",
+        "-1",
+        "1.0",
+        "1.2.3",
+        "\u0661",
+        "9" * 20,
+        "9.3.4." + "0" * 16 + "." + "0" * 15,
+        "9.3.4." + "0" * 16 + "." + "0" * 15 + "G",
+        "9.3.4." + "0" * 16 + "." + "7ff0000000000000",  # infinite
+        "9.3.\u0664." + "0" * 16 + "." + "0" * 16,
+    ],
 )
 def test_a_cursor_no_search_gave_is_refused(text: str) -> None:
     with pytest.raises(QueryError, match="cursor"):
         Cursor.parse(text)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [Cursor(7), Cursor(9, 0, (4, 0.0), 0.0), Cursor(90, 3, (40, 1.0 / 3), 7.25)],
+)
+def test_a_cursor_reads_back_exactly_as_it_was_written(cursor: Cursor) -> None:
+    assert Cursor.parse(cursor.text) == cursor
 
 
 @pytest.fixture(scope="module")

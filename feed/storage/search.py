@@ -16,10 +16,9 @@ Rationale:
 2. Windows. Ranking every match of a common word costs a scan of all its matches, so a
    search ranks a *window*: the newest ``WINDOW`` matches the reader may see, read in
    id order straight from the index, then ordered by relevance, newest first among
-   equals. Pages go through one window in that order (the cursor keeps the window's
-   top id and how many of it were shown), then on to the next, older window. Page 1
-   of "the" costs ``WINDOW`` matches, not all of them; a rare word's window holds all
-   its matches, so its ranking is exact.
+   equals. Pages go through one window in that order (10), then on to the next,
+   older window. Page 1 of "the" costs ``WINDOW`` matches, not all of them; a rare
+   word's window holds all its matches, so its ranking is exact.
 3. Reads for a reader. The private channels a reader may not read are filtered in the
    same SQL (history.py, on reads for a reader): their posts are never ranked, counted,
    snipped or returned.
@@ -74,6 +73,16 @@ Rationale:
    index with the id range, as it does the first read; what the band lacks is read
    below it as before. Each read takes the newest matches of its own ids, so the
    window is the one a single read would make.
+10. Cursors. A page's cursor holds its window's ids, top and bottom, as its first
+   page read them (a window that was not full reaches down to the first post), and
+   the last result shown, by id and score: the next page reads the same ids again
+   and shows what ranks after that result. So a post deleted or no longer matching
+   between pages pulls no other out of the next page, and no post moves from one
+   window to another. On SQLite the cursor also keeps the mean length the window's
+   scores were weighed by (4): a post edited or deleted would change the mean, and
+   with it every score. A post edited between pages is ranked anew, as a new search
+   would rank it: it may come again, or, if it now ranks above the last result,
+   not at all on these pages.
 """
 
 from __future__ import annotations
@@ -173,16 +182,28 @@ class Searches(EventLog):
         if query is None:
             return _newest(session, filters, limit, cursor, private)
         window = self._window(session, query, filters, cursor, private)
-        ranked = sorted(window, key=_by_recency if newest else _by_relevance)
-        shown = [post_id for post_id, _ in ranked[cursor.skip : cursor.skip + limit]]
+        if not window:
+            return Results([], None)
+        scale = cursor.scale if cursor.bottom is not None else _scale(window)
+        order = _by_recency if newest else _by_relevance
+        ranked = sorted(_scored(query, window, scale), key=order)
+        if cursor.after is not None:
+            # What ranks after the last result shown, whatever left the window (10).
+            ranked = [found for found in ranked if order(found) > order(cursor.after)]
+        shown = [post_id for post_id, _ in ranked[:limit]]
         posts = _posts_by_id(session, shown)
         hits = [Hit(posts[n], query.snippet(posts[n].body)) for n in shown if n in posts]
-        if cursor.skip + limit < len(window):
-            top = max(post_id for post_id, _ in window)
-            return Results(hits, Cursor(top, cursor.skip + limit))
+        ids = [post_id for post_id, _ in window]
+        if cursor.bottom is not None and cursor.top is not None:
+            top, bottom = cursor.top, cursor.bottom
+        else:
+            # A window that is not full reaches down to the first post (10).
+            top, bottom = max(ids), min(ids) if len(window) == WINDOW else 0
+        if len(ranked) > limit:
+            return Results(hits, Cursor(top, bottom, ranked[limit - 1], scale))
         if len(window) == WINDOW:
-            return Results(hits, Cursor(min(post_id for post_id, _ in window) - 1, 0))
-        return Results(hits, None)
+            return Results(hits, Cursor(min(ids) - 1))
+        return Results(hits, Cursor(bottom - 1) if bottom > 0 else None)
 
     def _window(
         self,
@@ -191,9 +212,9 @@ class Searches(EventLog):
         filters: Filters,
         cursor: Cursor,
         private: Collection[str] | None,
-    ) -> list[tuple[int, float]]:
-        """The newest ``WINDOW`` matches at or below the cursor's top, with their
-        relevance, higher better (2, 4)."""
+    ) -> list[tuple[int, list[str] | float]]:
+        """The newest ``WINDOW`` matches from the cursor's bottom up to its top, with
+        their words (SQLite, to be weighed) or their relevance (PostgreSQL) (2, 4)."""
         if self._postgres:
             return _postgres_window(session, query, filters, cursor, private)
         found = select(FTS.c.rowid, col(Post.body)).join(Post, col(Post.id) == FTS.c.rowid)
@@ -201,8 +222,10 @@ class Searches(EventLog):
         found = _narrowed(found, filters, private)
         if cursor.top is not None:
             found = found.where(FTS.c.rowid <= cursor.top)
+        if cursor.bottom is not None:
+            found = found.where(FTS.c.rowid >= cursor.bottom)
         rows = session.execute(found.order_by(FTS.c.rowid.desc()).limit(WINDOW)).all()
-        return _weighed(query, [(int(n), tokenize(body)) for n, body in rows])
+        return [(int(n), tokenize(body)) for n, body in rows]
 
 
 def _postgres_window(
@@ -211,12 +234,14 @@ def _postgres_window(
     filters: Filters,
     cursor: Cursor,
     private: Collection[str] | None,
-) -> list[tuple[int, float]]:
-    """The newest ``WINDOW`` matches at or below the cursor's top, ranked by
-    ``ts_rank`` (4); a phrase's or a prefix's in two reads (5)."""
+) -> list[tuple[int, list[str] | float]]:
+    """The newest ``WINDOW`` matches from the cursor's bottom up to its top, ranked
+    by ``ts_rank`` (4); a phrase's or a prefix's in two reads (5)."""
     vector: ColumnElement[Any] = literal_column(TS_VECTOR)
     wanted = func.to_tsquery(literal_column("'simple'::regconfig"), query.tsquery())
     ranked: Any = select(col(Post.id), func.ts_rank(vector, wanted, LENGTH_NORMALISED))
+    if cursor.bottom is not None:
+        ranked = ranked.where(col(Post.id) >= cursor.bottom)
     found = _narrowed(ranked.where(vector.op("@@")(wanted)), filters, private)
     post_id = col(Post.id)
     if not any(len(t.words) > 1 or t.prefix for t in query.terms if not t.negated):
@@ -266,20 +291,30 @@ def _through_pairs(near: int, below: int) -> bool:
     return near * below / SPAN * PAIR_FETCH < (WINDOW - near) * SPAN / near
 
 
-def _weighed(query: Query, window: list[tuple[int, list[str]]]) -> list[tuple[int, float]]:
-    """The window's posts with their relevance, weighed from their words (4)."""
-    if not window:
-        return []
-    mean = statistics.fmean(len(tokens) for _, tokens in window)
-    return [(post_id, query.relevance(tokens, mean)) for post_id, tokens in window]
+def _scale(window: list[tuple[int, list[str] | float]]) -> float:
+    """What the window's scores are weighed by, kept for its later pages (4, 10): on
+    SQLite the mean length of its posts; PostgreSQL's scores need none."""
+    lengths = [len(words) for _, words in window if isinstance(words, list)]
+    return statistics.fmean(lengths) if lengths else 0.0
+
+
+def _scored(
+    query: Query, window: list[tuple[int, list[str] | float]], scale: float
+) -> list[tuple[int, float]]:
+    """The window's posts with their relevance, higher better: on SQLite weighed from
+    their words against the window's ``scale`` (4)."""
+    return [
+        (post_id, query.relevance(words, scale) if isinstance(words, list) else words)
+        for post_id, words in window
+    ]
 
 
 def _by_relevance(found: tuple[int, float]) -> tuple[float, int]:
     return (-found[1], -found[0])
 
 
-def _by_recency(found: tuple[int, float]) -> int:
-    return -found[0]
+def _by_recency(found: tuple[int, float]) -> tuple[float, int]:
+    return (0.0, -found[0])
 
 
 def _narrowed(query: Any, filters: Filters, private: Collection[str] | None) -> Any:
