@@ -12,7 +12,10 @@ Rationale:
    body can make one any other way, and the sanitiser lets only that attribute
    through on it.
 3. Found in the HTML. Who a post mentions is read from its stored HTML, the very
-   marks readers see highlighted, so what is counted and what is shown never differ.
+   marks readers see highlighted, so what is counted and what is shown never differ:
+   when a post is written, for whom to tell, and when mentions are listed or
+   counted, so a name edited out of a post is no longer its mention
+   (storage/reading.py, on mentions).
 """
 
 from __future__ import annotations
@@ -75,6 +78,11 @@ def mentioned(post_html: str) -> list[str]:
         return []
     names = (html.unescape(found) for found in _MARK.findall(post_html))
     return list(dict.fromkeys(names))
+
+
+def mark(name: str) -> str:
+    """The start of the mark of ``name`` in a post's HTML, as the parser writes it (2)."""
+    return f'{_OPENING}{html.escape(name)}">'
 
 
 def addressed(post_html: str, author: str) -> list[str]:

@@ -194,6 +194,26 @@ def test_a_name_edited_out_and_back_in_is_told_once(store: Store) -> None:
     assert counts(store, "bob")["general"] == (1, 1)
 
 
+def test_a_name_edited_out_is_no_longer_counted_or_listed(store: Store) -> None:
+    change = run(store.create_post("general", "alice", "hi @bob and @Bobby"))
+    run(store.create_post("general", "alice", "and `@bob` in code is no mention"))
+    run(store.edit_post(change.post.id, "hi @Bob and @Bobby"))
+    # "@Bob" is another name; "@bob" is gone from the post, so bob is not mentioned.
+    assert run(store.mentions("bob", ["general"], private=[])) == []
+    assert counts(store, "bob")["general"] == (2, 0)
+    assert [m.post.id for m in run(store.mentions("Bobby", ["general"], private=[]))] == [
+        change.post.id
+    ]
+    assert counts(store, "Bobby")["general"] == (2, 1)
+    # Back in, it counts again, though nobody is told a second time.
+    run(store.edit_post(change.post.id, "hi @bob."))
+    assert [m.post.body for m in run(store.mentions("bob", ["general"], private=[]))] == [
+        "hi @bob."
+    ]
+    assert counts(store, "bob")["general"] == (2, 1)
+    assert counts(store, "Bobby")["general"] == (2, 0)
+
+
 def test_mentions_and_counts_respect_private_channels(store: Store) -> None:
     run(store.create_channel("secret", "Secret", "", private=True))
     run(store.create_post("secret", "alice", "psst @bob"))

@@ -288,6 +288,28 @@ def test_tabs_that_share_one_stream_all_hear_their_persons_read_and_mentions(
     assert problems.seen == []
 
 
+def test_a_mention_edited_out_leaves_the_count_and_comes_back_when_edited_in(
+    server: Server, context: BrowserContext
+) -> None:
+    bob = server.token("bob")
+    context.add_init_script(WATCH_NOTIFICATIONS)
+    page = sign_in(context, server, bob, "/")
+    hide(page, True)  # in a hidden tab the post stays unread, and so does its mention
+    mention = server.post("@bob have a look", author="alice")
+    wait_applied(page, mention["event_id"])
+    count = page.locator("[data-unread-mentions]")
+    expect(count.locator(".count")).to_have_text("1", timeout=SYNC_MS)
+    path = f"/api/posts/{mention['post']['id']}"
+    alice = bearer(server.token("alice"))
+    edited = server.client.patch(path, json={"body": "have a look"}, headers=alice)
+    assert edited.status_code == 200, edited.text
+    expect(count).to_be_hidden(timeout=SYNC_MS)
+    again = server.client.patch(path, json={"body": "@bob, have a look"}, headers=alice)
+    assert again.status_code == 200, again.text
+    expect(count.locator(".count")).to_have_text("1", timeout=SYNC_MS)
+    expect(count).to_be_visible()
+
+
 def test_a_count_at_the_servers_cap_shows_as_that_many_or_more(
     server: Server, context: BrowserContext
 ) -> None:

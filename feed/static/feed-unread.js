@@ -18,7 +18,8 @@
 //    is passed over, as a post of a channel the page does not show is.
 // 2. Counts come from the server. The page starts with the counts it was rendered
 //    with. After a read-position event (this person's, from any tab or device), a
-//    new post or a mention, it asks GET /api/me/unread again, a burst of events at
+//    new, edited or deleted post or a mention, it asks GET /api/me/unread again
+//    (an edit may have taken a mention out, or put it back), a burst of events at
 //    most once per REFRESH_MS: the server counts what the reader may read, without
 //    deleted posts and their own, and the page never works that out a second way.
 // 3. The divider is drawn once, when the page opens, under the oldest post the
@@ -84,6 +85,9 @@
       source.addEventListener("post-deleted", refreshSoon);
       source.addEventListener("reply-created", onReplyCreated);
       source.addEventListener("reply-deleted", refreshSoon);
+      // An edit can take a mention out of a post, or put one back (2).
+      source.addEventListener("post-updated", refreshSoon);
+      source.addEventListener("reply-updated", refreshSoon);
     },
   ]);
 

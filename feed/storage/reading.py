@@ -23,7 +23,10 @@ Rationale:
    event: a mention is read once its channel is read up to its post. An edit tells
    only the names it adds. Who may read the channel is checked when mentions are
    read, never when written: a mention in a private channel is not shown or counted
-   for someone who cannot read it, and is, once they may.
+   for someone who cannot read it, and is, once they may. So is whether the post
+   still mentions the name, by its mark in the post's HTML as it is now (mentions.py,
+   on finding them in the HTML): a name edited out is no longer counted or listed,
+   and counts again if edited back in (it is not told again).
 4. What counts as unread: new posts and replies (``post-created``, ``reply-created``)
    in the channels the reader may read, after their position there, neither deleted
    nor their own. A reply is news to its channel's readers as a post is; a page
@@ -49,10 +52,14 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import Boolean, func, or_
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
+from feed.mentions import mark as mention_mark
 from feed.models import Channel, Event, EventKind, Post, ReadPosition
 from feed.storage.channels import find_channel
 from feed.storage.engine import in_thread, now
@@ -281,7 +288,7 @@ def _personal(
         .where(col(Channel.name).in_(sorted(channels)))
     )
     if kind is EventKind.MENTION:
-        query = query.where(col(Event.recipient) == name)
+        query = query.where(col(Event.recipient) == name, _Holds(Post.html, mention_mark(name)))
     else:
         query = query.where(col(Event.recipient).is_(None), col(Post.author) != name)
     return readable(query, private)
@@ -310,6 +317,7 @@ def _count(
         # walking the channel's index, so it reads the recipient's instead.
         events = events.where(col(Event.recipient) == name)
         events = events.where(col(Event.channel_id) + 0 == channel_id)
+        events = events.where(_Holds(Post.html, mention_mark(name)))
     else:
         events = events.where(col(Event.channel_id) == channel_id)
         events = events.where(col(Event.recipient).is_(None), col(Post.author) != name)
@@ -338,3 +346,22 @@ def reply_events_query(post_ids: Collection[int]) -> Select[Any, Any]:
         )
         .group_by(col(Post.parent_id))
     )
+
+
+class _Holds(FunctionElement[bool]):
+    """Whether a text holds a string, case and all (3): SQLite's ``LIKE`` ignores the
+    case of ASCII letters, and "@Bob" is not a mention of "bob"."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "holds"
+
+
+@compiles(_Holds, "sqlite")
+def _holds_sqlite(element: _Holds, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(instr({compiler.process(element.clauses, **kw)}) > 0)"
+
+
+@compiles(_Holds, "postgresql")
+def _holds_postgresql(element: _Holds, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(strpos({compiler.process(element.clauses, **kw)}) > 0)"
