@@ -135,6 +135,29 @@ def test_member_names_in_the_path_are_one_line_of_text(client: TestClient, name:
     assert client.get("/api/channels/general/members").json()["members"] == []
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/channels/general/members/%ed%a0%80",
+        "/api/channels/general/members/b%ffb",
+        "/api/channels/gen%c3/members/bob",
+        "/channels/%ff/compose",
+        "/api/posts/1/reactions/%f0%9f",
+    ],
+    ids=["surrogate", "not UTF-8", "cut short", "page", "reaction"],
+)
+def test_a_percent_escape_that_is_not_utf8_in_the_path_is_a_400(server: Server, path: str) -> None:
+    # A real server: its HTTP parser decodes the path, with replacement characters.
+    answer = server.client.put(path, json={})
+    assert answer.status_code == 400, answer.text
+    assert "not UTF-8" in answer.json()["error"]
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert server.client.get("/api/channels/general/members").json()["members"] == []
+    # A replacement character sent as one is a character like any other.
+    kept = server.client.put("/api/channels/general/members/a%EF%BF%BDb", json={})
+    assert kept.status_code == 200, kept.text
+
+
 # -- forms ---------------------------------------------------------------------------
 
 
