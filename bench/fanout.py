@@ -26,6 +26,10 @@ Rationale:
    connects. It costs CPU of its own on the same two cores, so a profiled run's
    figures are not the ones to report. Of a target's rounds (scaling.py, on rounds)
    only the first is sampled.
+8. feed's own ``/metrics`` is read before the first post and after the last
+   delivery, for how many of its commits took over ``SLOW_COMMIT`` seconds (the
+   ``feed_commit_seconds`` histogram): a post whose first delivery stalls for tens of
+   milliseconds is then seen to be the disk's sync, or not.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +71,8 @@ POST_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 MARGIN = 15.0  # on top of a client's own deadline, before we give up on it
 LINE_LIMIT = 64 * 1024 * 1024  # a client's results arrive as one JSON line
+# A commit slower than this, in seconds, is counted (8); a bound of feed's histogram.
+SLOW_COMMIT = "0.01"
 PR_SET_PDEATHSIG = 1
 
 
@@ -110,6 +116,8 @@ class Measurement:
     latencies_us: list[list[int]] = field(default_factory=list)
     slow: int = 0
     dropped_slow: int = 0
+    commits: int | None = None  # feed's commits while it posted and delivered (8)
+    slow_commits: int | None = None  # of them, those over SLOW_COMMIT seconds
 
 
 def pooled(rounds: list[Measurement]) -> Measurement:
@@ -130,6 +138,8 @@ def pooled(rounds: list[Measurement]) -> Measurement:
         post_ms=[ms for m in rounds for ms in m.post_ms],
         rss_kb={k: round(sum(m.rss_kb[k] for m in rounds) / len(rounds)) for k in keys},
         cpu_s=sum(m.cpu_s for m in rounds),
+        commits=_total(m.commits for m in rounds),
+        slow_commits=_total(m.slow_commits for m in rounds),
         client_cpu_s=sum(m.client_cpu_s for m in rounds),
         latencies_us=[post for m in rounds for post in m.latencies_us],
         slow=first.slow,
@@ -138,6 +148,11 @@ def pooled(rounds: list[Measurement]) -> Measurement:
 
 
 # -- processes ----------------------------------------------------------------------
+
+
+def _total(counts: Iterable[int | None]) -> int | None:
+    found = list(counts)
+    return None if None in found else sum(n for n in found if n is not None)
 
 
 def _die_with_parent() -> None:
@@ -274,6 +289,27 @@ async def post(port: int, body: Callable[[], str], token: str = "") -> float:
     if status not in CREATED:
         raise BenchError(f"POST answered {status}, expected 201")
     return (time.monotonic() - started) * 1000
+
+
+async def commit_counts(port: int) -> dict[str, int]:
+    """feed's ``feed_commit_seconds`` histogram as its ``/metrics`` says it now: how many
+    commits took at most each bound (``"+Inf"``: all of them) (8)."""
+    async with asyncio.timeout(POST_TIMEOUT):
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            asked = f"GET /metrics HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n"
+            writer.write(asked.encode() + b"\r\n")
+            text = (await reader.read()).decode(errors="replace")
+        finally:
+            writer.close()
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith('feed_commit_seconds_bucket{le="'):
+            bound, value = line.split('"')[1], line.rsplit(" ", 1)[1]
+            counts[bound] = int(float(value))
+    if "+Inf" not in counts or SLOW_COMMIT not in counts:
+        raise BenchError(f"feed's /metrics has no feed_commit_seconds:\n{text[:2000]}")
+    return counts
 
 
 def auth_line(token: str) -> str:
@@ -457,6 +493,8 @@ async def _load(
                 f"failed per client: {failed}"
             )
         m.rss_kb["connected"] = sum(rss_kb(pid) for pid in pids)
+        feed = target.startswith("feed")
+        commits_before = await commit_counts(ports[0]) if feed else None
         cpu_before = sum(cpu_s(pid) for pid in pids)
         client_before = sum(cpu_s(proc.pid) for proc in clients)
         sampler = asyncio.ensure_future(sample_rss(pids, m.rss_kb))
@@ -474,6 +512,11 @@ async def _load(
         m.cpu_s = sum(cpu_s(pid) for pid in pids) - cpu_before
         m.client_cpu_s = sum(cpu_s(proc.pid) for proc in clients) - client_before
         m.rss_kb["after"] = sum(rss_kb(pid) for pid in pids)
+        if commits_before is not None:
+            after = await commit_counts(ports[0])
+            m.commits = after["+Inf"] - commits_before["+Inf"]
+            fast = after[SLOW_COMMIT] - commits_before[SLOW_COMMIT]
+            m.slow_commits = m.commits - fast
         await tell(clients, "close")
     m.delivered = sum(r["delivered"] for r in results)
     m.lost = sum(r["lost"] for r in results)

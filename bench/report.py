@@ -46,6 +46,7 @@ COLUMNS = (
     ("client_cpu_us_per_sub_event", "{:.1f}"),
     ("connect_s", "{:.1f}"),
     ("post_p50_ms", "{:.1f}"),
+    ("slow_commits", "{}"),
 )
 
 
@@ -90,6 +91,9 @@ def summarise(m: Measurement) -> dict[str, Any]:
             percentile(sorted(x / 1000 for x in us), 0.99) for us in m.latencies_us
         ],
         "per_post_first_ms": [min(us) / 1000 if us else math.nan for us in m.latencies_us],
+        # feed's commits over 10 ms while it posted (fanout.py, on commits).
+        "commits": m.commits,
+        "slow_commits": m.slow_commits,
     }
 
 

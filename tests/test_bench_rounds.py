@@ -41,6 +41,13 @@ def test_rounds_pool_into_one_measurement_of_all_their_posts() -> None:
     assert row["cpu_us_per_sub_event"] == pytest.approx(4.0 * 1e6 / 400)
     assert row["rss_per_sub_kb"] == pytest.approx(200 / 100)  # the rounds' mean growth
     assert row["per_post_first_ms"] == [10.0, 10.0, 30.0, 30.0]
+    # feed's commits are summed over its rounds; a target that has none says so.
+    counted = [_measured("feed", 10), _measured("feed", 10)]
+    for m, slow in zip(counted, (0, 2), strict=True):
+        m.commits, m.slow_commits = 2, slow
+    assert (pooled(counted).commits, pooled(counted).slow_commits) == (4, 2)
+    assert report.summarise(pooled(counted))["slow_commits"] == 2
+    assert pooled([_measured("nchan", 1), _measured("nchan", 1)]).slow_commits is None
 
 
 def test_one_round_is_the_measurement_itself() -> None:
