@@ -15,8 +15,9 @@ Rationale:
 3. A failed flush (the database unavailable) is retried at the next sweep; nothing
    is lost, since the toggles stay pending in the database.
 4. A reaction in a path is one of the set, compared as sent. Anything else, however
-   long or odd (lone surrogates arrive as replacement characters), is a 404 that
-   names the reactions there are and echoes at most a few characters of what came.
+   long or odd, is a 404 that names the reactions there are and echoes at most a few
+   characters of what came (a %-escape that is not UTF-8 never gets here: inputs.py,
+   on paths).
 """
 
 from __future__ import annotations
