@@ -36,7 +36,8 @@ from feed.arguments import (
     USAGE,
     parser,
 )
-from feed.settings import Settings, SettingsError, reference
+from feed.declarations import SettingsError
+from feed.settings import Settings, reference
 from feed.text import not_text
 
 if TYPE_CHECKING:

@@ -70,7 +70,7 @@ from markupsafe import Markup
 from starlette.responses import HTMLResponse
 
 from feed.models import EventKind
-from feed.settings import DEFAULT_REACTIONS
+from feed.reaction_set import DEFAULT_REACTIONS
 from feed.shapes import (
     channel_json,
     event_dumps,

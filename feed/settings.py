@@ -12,83 +12,39 @@ and docs/configuration.md (``feed config --reference``) all read that declaratio
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
-import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from feed import __version__
+from feed.declarations import (
+    Accepts,
+    Declared,
+    SettingsError,
+    at_least,
+    between,
+    declared_in,
+    positive,
+    setting,
+    table,
+)
+from feed.reaction_set import DEFAULT_REACTIONS, REACTION_SET_WORDS, is_reaction_set
 
 logger = logging.getLogger("feed.settings")
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 LOG_FORMATS = ("text", "json")
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off")
 # Read by the `feed` client commands, not the server.
 CLIENT_VARIABLES = frozenset({"FEED_TOKEN"})
-_DECLARATION = "feed.setting"
-T = TypeVar("T")
-
-
-class SettingsError(ValueError):
-    """A ``FEED_*`` variable has a value feed cannot use."""
-
-
-@dataclass(frozen=True, slots=True)
-class Accepts:
-    """What a setting accepts: a test of the value, and the same in words."""
-
-    test: Callable[[Any], bool]
-    words: str
-
-
-def between(low: float, high: float, unit: str = "") -> Accepts:
-    return Accepts(lambda v: low <= v <= high, f"between {low} and {high} {unit}".rstrip())
-
-
-def at_least(low: int, unit: str) -> Accepts:
-    return Accepts(lambda v: v >= low, f"at least {low} {unit}")
-
-
-def positive(unit: str) -> Accepts:
-    return Accepts(lambda v: v > 0, f"a positive number of {unit}")
 
 
 # The shortest heartbeat interval. The timer wakes once for each turn an interval is
 # cut into (heartbeats.py, on one timer), with streams to beat or not: shorter, it wakes
 # the loop hundreds of times a second more, for beats no page or proxy needs.
 MIN_HEARTBEAT = 0.2
-
-DEFAULT_REACTIONS = "\U0001f44d \u2764\ufe0f \U0001f389 \U0001f604 \U0001f62e \U0001f440"
-MAX_REACTIONS = 20
-MAX_REACTION_CHARS = 16  # code points: an emoji with modifiers and joiners takes several
-REACTION_SET_WORDS = (
-    f"1 to {MAX_REACTIONS} different reactions separated by spaces, each 1 to "
-    f"{MAX_REACTION_CHARS} characters without controls or punctuation of paths (/ ? # % \\)"
-)
-
-
-def _is_reaction(word: str) -> bool:
-    return (
-        0 < len(word) <= MAX_REACTION_CHARS
-        and word.isprintable()
-        and not any(c in "/?#%\\" for c in word)
-        and not any(0xD800 <= ord(c) < 0xE000 for c in word)
-    )
-
-
-def _is_reaction_set(value: str) -> bool:
-    words = value.split()
-    return (
-        0 < len(words) <= MAX_REACTIONS
-        and len(set(words)) == len(words)
-        and all(_is_reaction(w) for w in words)
-    )
 
 
 def _url_with_scheme(*schemes: str) -> Callable[[str], bool]:
@@ -103,59 +59,6 @@ def _is_origin(value: str) -> bool:
         return True
     parts = urlsplit(value)
     return parts.scheme in ("http", "https") and bool(parts.netloc) and parts.path in ("", "/")
-
-
-@dataclass(frozen=True, slots=True)
-class Declared:
-    """One setting as ``Settings`` declares it: its field and its ``setting(...)``."""
-
-    name: str
-    kind: type
-    default: Any
-    accepts: Accepts
-    meaning: str
-    shown: str | None
-    secret: bool
-
-    @property
-    def variable(self) -> str:
-        return f"FEED_{self.name.upper()}"
-
-    def parse(self, raw: str) -> Any:
-        """The value of ``raw`` text as this setting's type, or a SettingsError."""
-        if self.kind is bool:
-            if raw.lower() in TRUE_WORDS:
-                return True
-            if raw.lower() in FALSE_WORDS:
-                return False
-            raise SettingsError(
-                f"{self.variable} must be true or false (or 1/0, yes/no, on/off), got {raw!r}"
-            )
-        try:
-            return self.kind(raw)
-        except ValueError:
-            noun = {int: "an integer", float: "a number"}[self.kind]
-            raise SettingsError(f"{self.variable} must be {noun}, got {raw!r}") from None
-
-    def validate(self, value: Any) -> None:
-        """Refuse a value of another type, or one its check refuses, naming the variable."""
-        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        wrong_type = not isinstance(value, self.kind) or (
-            self.kind is not bool and isinstance(value, bool)
-        )
-        if wrong_type or not self.accepts.test(value):
-            raise SettingsError(f"{self.variable} must be {self.accepts.words}, got {value!r}")
-
-
-def setting(
-    default: T, accepts: Accepts, meaning: str, *, shown: str | None = None, secret: bool = False
-) -> T:
-    """Declare a setting: its default, what it accepts and what it does. ``shown`` is
-    the default as the reference prints it, where the value itself would mislead; a
-    ``secret`` never reaches a log or ``feed config``."""
-    declared = Declared("", object, default, accepts, meaning, shown, secret)
-    return dataclasses.field(default=default, metadata={_DECLARATION: declared})
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +306,7 @@ class Settings:
 
     reactions: str = setting(
         DEFAULT_REACTIONS,
-        Accepts(_is_reaction_set, REACTION_SET_WORDS),
+        Accepts(is_reaction_set, REACTION_SET_WORDS),
         "The reactions people may give posts, separated by spaces, in the order pages show "
         "them. Reactions given with one that is later taken out stay counted.",
     )
@@ -457,15 +360,7 @@ class Settings:
         return out
 
 
-def _declared() -> tuple[Declared, ...]:
-    kinds = typing.get_type_hints(Settings)
-    return tuple(
-        dataclasses.replace(field.metadata[_DECLARATION], name=field.name, kind=kinds[field.name])
-        for field in dataclasses.fields(Settings)
-    )
-
-
-_DECLARED = _declared()
+_DECLARED = declared_in(Settings)
 
 
 def declarations() -> tuple[Declared, ...]:
@@ -518,11 +413,8 @@ def reference() -> str:
         "with a message naming the variable (exit code 2); an unknown `FEED_*` variable is "
         "logged as a warning. `feed config` prints the values in effect, passwords hidden.",
         "",
-        "| variable | default | accepts | meaning |",
-        "|---|---|---|---|",
     ]
-    for d in declarations():
-        lines.append(f"| `{d.variable}` | {_shown(d)} | {d.accepts.words} | {d.meaning} |")
+    lines += table(declarations())
     lines += [
         "",
         "Settings that must agree:",
@@ -534,13 +426,3 @@ def reference() -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _shown(declared: Declared) -> str:
-    if declared.shown is not None:
-        return declared.shown
-    if declared.default == "":
-        return "empty"
-    if isinstance(declared.default, bool):
-        return f"`{str(declared.default).lower()}`"
-    return f"`{declared.default}`"

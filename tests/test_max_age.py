@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from feed.client import Client
-from feed.settings import Settings, SettingsError
+from feed.declarations import SettingsError
+from feed.settings import Settings
 from tests.conftest import Server
 from tests.sse import Message, SSEClient
 from tests.waiting import until

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from feed.settings import Settings, SettingsError, declarations, redact_url, reference
+from feed.declarations import SettingsError
+from feed.settings import Settings, declarations, redact_url, reference
 
 
 def test_defaults_when_nothing_is_set() -> None:
