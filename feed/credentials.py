@@ -3,7 +3,7 @@
 They work on the database directly, not through a server: the first admin token
 must exist before anyone can sign in, and revoking must work while the servers are
 busy or down. Their store announces what they change as a server's does
-(storage/log.py, on the commit announcement), through the broker of
+(storage/announcements.py, on the commit announcement), through the broker of
 ``FEED_BROKER_URL``: with the PostgreSQL or Redis broker running servers hear of a
 revocation at once, and end its streams. With the memory broker nobody hears: a
 server notices within a second for new requests, and within ``FEED_ACCESS_RECHECK``

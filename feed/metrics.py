@@ -392,7 +392,7 @@ class Metrics:
         )
 
     def committed(self, commit: Commit) -> None:
-        """Time this process's commit, as the store announces it (storage/log.py)."""
+        """Time this process's commit, as the store announces it (storage/announcements.py)."""
         if commit.took > 0:
             self.commit_seconds.observe(commit.took)
 

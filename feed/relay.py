@@ -7,7 +7,7 @@ order. It is the only path from the database to the hub, so each event reaches e
 local subscriber once, in order, whichever process wrote it.
 
 Every change this process commits comes to it straight from the store once it is
-committed (storage/log.py, on the commit announcement), with the id of the event just
+committed (storage/announcements.py, on the commit announcement), with the id of the event just
 before it in the log. When that is the last event delivered, the relay delivers the
 events as they are, without reading them back; when it is not (an event it has not
 read yet lies between), it reads, as for a hint.
@@ -103,7 +103,7 @@ class Relay:
 
     def hint(self, event_id: int | None) -> None:
         # Our own commit's hint, heard before its announcement, needs no read
-        # (storage/log.py, on our own hints, heard first).
+        # (storage/announcements.py, on our own hints, heard first).
         if event_id is None or (event_id > self.delivered and not self._store.announces(event_id)):
             self._wake.set()
 

@@ -222,7 +222,7 @@ def test_a_group_of_posts_on_postgresql_is_written_in_its_order_with_each_post_i
 
 def test_a_commit_that_fails_leaves_no_note_of_events_to_announce(postgres: Postgres) -> None:
     """Hints up to the newest event of a commit this process is making need no read
-    (storage/log.py, on our own hints, heard first); a commit that fails announces
+    (storage/announcements.py, on our own hints, heard first); a commit that fails announces
     nothing, so its events must not keep other processes' hints from a read."""
     url = postgres.new_database()
     store = Store.from_url(url, notify=True)

@@ -14,8 +14,8 @@ Rationale:
    otherwise look healthy forever while hints go nowhere.
 4. A process hears its own hints back from the server. They cost a look that finds
    nothing new, and one more recheck after an access change: its relay had the
-   commit from the store already (storage/log.py, on the commit
-   announcement).
+   commit from the store already (storage/announcements.py, on the
+   commit announcement).
 """
 
 from __future__ import annotations

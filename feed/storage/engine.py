@@ -6,7 +6,7 @@ Rationale for the less obvious choices:
 1. Worker threads. Store methods are synchronous and run in a worker thread
    (``in_thread``), so the event loop never waits on the disk. The thread knows the
    loop it was called from (``caller_loop``): a commit it makes is announced there
-   (log.py, on the commit announcement).
+   (announcements.py, on the commit announcement).
 2. Writes begin at once. Write transactions start with ``BEGIN IMMEDIATE`` on SQLite.
    A deferred transaction that reads first and writes later can fail at once with
    "database is locked" when another writer got in between, without waiting for the

@@ -49,41 +49,22 @@ Rationale for the less obvious choices:
    last commits). Each process remembers the newest event it saw committed, and every
    write first checks the log still reaches it; if not, it skips ids as a start would,
    before writing.
-8. The commit announcement. Every write transaction goes through one write context
-   (``_write``), which notes what the transaction changed: the events it appended, each
-   with its post or channel as the transaction left it (5), and what it changed of
-   access. Once the transaction has committed, and while its writer still holds the
-   write lock, the store hands that ``Commit`` to its listeners (``on_commit``) on the
-   event loop of the caller: the relay (this process's streams), the broker (other
-   processes) and the access caches. The lock makes the order of announcements the
-   order of commits. Store methods run in worker threads, and their caller resumes
-   through the same loop queue, after the announcement: whatever a client asks next of
-   this process already reflects its own write. No caller announces a change itself,
-   so a new kind of change reaches every screen with no call site to forget.
-9. Our own hints, heard first. With the PostgreSQL broker a process also hears the
-   NOTIFY of its own commits, often before its writer has announced them: the
-   listening connection is told as soon as the writing one. Acted on, such a hint
-   would send the relay to read back what the announcement delivers a moment later.
-   So before it commits, the writer notes the newest event of the commit
-   (``announces``), and a hint up to it needs no read: its event is in this commit
-   or committed before this commit took the lock (3), and the announcement either
-   delivers it or wakes the relay to read it (relay.py). A commit that fails puts
-   the note back as it was, and announces a commit of nothing that ends where the
-   log ended when it took the lock: a hint held back meanwhile (another process's
-   event, committed before the lock) is then read, not left for the next poll.
-10. The plain write. On SQLite the group write of new posts (new_posts.py) runs on the
+8. The commit announcement, and our own hints heard first: announcements.py. Every
+   write below ends in it, under the write lock, so announcements keep the order of
+   commits.
+9. The plain write. On SQLite the group write of new posts (new_posts.py) runs on the
    driver's own cursor (``PlainWrite``), from ``BEGIN IMMEDIATE`` to ``COMMIT``, with no
    ``Session``, no SQLAlchemy connection and none of their transaction events: those
    cost more than the statements of a small group. Everything else about a write is
    ``_write``'s: the same lock, the log's guard (7), the same commit and announcement
-   (8, 9). The parts of a group that read or write through the ORM (idempotency keys,
+   (8). The parts of a group that read or write through the ORM (idempotency keys,
    replies' parents, thread summaries) get a ``Session`` joined to the same
    transaction, made only when a group needs one. The driver's errors are raised as
    SQLAlchemy raises them, so that the caller sees what any other write's would be
    (engine.py, on unavailable, not broken). Its connection is kept from write to
    write (sqlite.py, on the kept connection); ``close`` gives it back once the write
    under way, if any, has ended.
-11. The write on the loop. New posts on PostgreSQL are written from the event loop
+10. The write on the loop. New posts on PostgreSQL are written from the event loop
    (storage/loop_writer.py, on new posts on the event loop) by ``_write_on_loop``, with
    the lock, the guard of the log, the hints, the threads' summaries, the note and
    the announcement of ``_write``. The in-process lock is taken at once when it is
@@ -95,7 +76,6 @@ Rationale for the less obvious choices:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 import threading
@@ -112,11 +92,11 @@ from feed import schema
 from feed.brokers import ACCESS_HINT, HINT_CHANNEL
 from feed.models import Channel, Event, EventKind, Post
 from feed.storage import loop_writer, postgres, tallies, threads
+from feed.storage.announcements import Announcer
 from feed.storage.engine import (
     StoreError,
     StoreUnavailable,
     busy_timeout,
-    caller_loop,
     in_thread,
     now,
     take_in_thread,
@@ -159,21 +139,19 @@ class EventLog:
         if notify and not self._postgres:
             raise StoreError("Hints by NOTIFY need a PostgreSQL database.")
         self._notify = notify
-        self._listeners: list[Callable[[Commit], object]] = []
         # The newest event this process saw committed, written or read (7).
         self._high_water = HighWater()
-        # The newest event of the commits this process made or is making (9).
-        self._announced = 0
-        # New posts' own connection, on the event loop (11).
+        self._announcer = Announcer()  # (8)
+        # New posts' own connection, on the event loop (10).
         self._loop_writer = loop_writer.LoopWriter(engine) if self._postgres else None
-        # The plain write's connection, kept from write to write under the lock (10).
+        # The plain write's connection, kept from write to write under the lock (9).
         self._plain = KeptConnection(self._writer)
 
     def on_commit(self, listener: Callable[[Commit], object]) -> None:
         """Call ``listener`` with what each transaction changed, on the event loop of
         the write's caller, in commit order, as soon as it is committed (8). It must not
         wait or raise: the change is committed whatever it does."""
-        self._listeners.append(listener)
+        self._announcer.listen(listener)
 
     @property
     def backend(self) -> str:
@@ -182,7 +160,7 @@ class EventLog:
     def close(self) -> None:
         self._plain.closing = True
         # After the write under way, if any: a write that begins from now on gives
-        # its connection back itself (10). Only SQLite keeps one, and its writes hold
+        # its connection back itself (9). Only SQLite keeps one, and its writes hold
         # the lock in threads, never on the loop this may be called from.
         if self._plain.held and self._write_lock.acquire(timeout=self._write_wait):
             try:
@@ -217,7 +195,7 @@ class EventLog:
 
     @contextmanager
     def _write_plain(self) -> Iterator[PlainWrite]:
-        """``_write`` on SQLite's own cursor (10)."""
+        """``_write`` on SQLite's own cursor (9)."""
         if not self._write_lock.acquire(timeout=self._write_wait):
             raise StoreUnavailable(StoreUnavailable.BUSY)
         try:
@@ -259,14 +237,14 @@ class EventLog:
             self.saw(written[-1].id)
         if written or access:
             # Still under the write lock: announced in commit order (8).
-            self._announce(Commit(write.info[LOG_END], written, access, took))
+            self._announcer.announce(Commit(write.info[LOG_END], written, access, took))
 
     def _commit(
         self, session: Session | PlainWrite, access: AccessChange, written: list[FeedEvent]
     ) -> float:
         """Commit, with the other processes' hints (4); the seconds it took."""
         started = time.perf_counter()
-        with self._announcing(session.info[LOG_END], written):
+        with self._announcer.committing(session.info[LOG_END], written):
             if isinstance(session, PlainWrite):
                 session.commit()
             elif self._postgres:  # the hints and the commit in one round trip
@@ -276,27 +254,11 @@ class EventLog:
                 session.commit()
         return time.perf_counter() - started
 
-    @contextmanager
-    def _announcing(self, end: int, written: list[FeedEvent]) -> Iterator[None]:
-        """Around a commit: note first the newest event it is to announce, and take
-        the note back if it fails (9)."""
-        before = self._announced
-        if written:
-            self._announced = written[-1].id
-        try:
-            yield
-        except BaseException:
-            self._announced = before  # nothing of it will be announced
-            if written:
-                # A hint held back for this commit is owed a read (9).
-                self._announce(Commit(end, []))
-            raise
-
     @asynccontextmanager
     async def _write_on_loop(
         self, channels: Sequence[str], keys: Sequence[str] = (), parents: Sequence[int] = ()
     ) -> AsyncIterator[loop_writer.LoopWrite]:
-        """``_write`` for new posts on PostgreSQL, on the event loop (11): the writers'
+        """``_write`` for new posts on PostgreSQL, on the event loop (10): the writers'
         lock, the log's guard, the commit with its hints, the threads' summaries and
         the announcement, as there; the idempotency ``keys`` and the replies'
         ``parents`` read with the lock. What it writes is noted in
@@ -318,7 +280,7 @@ class EventLog:
                 wanted = threads.wanted(written, new=True)
                 reads = self._loop_writer.summaries(wanted) if wanted else []
                 started = time.perf_counter()
-                with self._announcing(end, written):
+                with self._announcer.committing(end, written):
                     hints = _hints(NO_ACCESS_CHANGE, written) if self._notify else []
                     found = await loop_writer.commit_on_loop(
                         connection, HINT_CHANNEL, hints, write.keeping, reads
@@ -330,7 +292,7 @@ class EventLog:
                 self._high_water.went_back(end)
             if written:
                 self.saw(written[-1].id)
-                self._announce(Commit(end, written, took=took))
+                self._announcer.announce(Commit(end, written, took=took))
         finally:
             self._write_lock.release()
 
@@ -344,27 +306,9 @@ class EventLog:
 
     def announces(self, event_id: int) -> bool:
         """Whether this process's commit announcements bring ``event_id`` to its
-        listeners, or a reason to read it (9): a hint of it needs no read."""
-        return event_id <= self._announced
-
-    def _announce(self, commit: Commit) -> None:
-        loop = caller_loop()
-        if loop is not None:
-            loop.call_soon_threadsafe(self._tell, commit)
-            return
-        try:
-            # Written on the loop itself (11): queued behind any commit a worker
-            # thread announced before it, so the order stays the commits'.
-            asyncio.get_running_loop().call_soon(self._tell, commit)
-        except RuntimeError:  # called outside any event loop: nobody awaits an answer
-            self._tell(commit)
-
-    def _tell(self, commit: Commit) -> None:
-        for listener in self._listeners:
-            try:
-                listener(commit)
-            except Exception:  # committed: a listener's bug must not say otherwise
-                logger.exception("a commit listener failed")
+        listeners, or a reason to read it (announcements.py, on our own hints): a hint
+        of it needs no read."""
+        return self._announcer.brings(event_id)
 
     @staticmethod
     def _noted(session: Session | PlainWrite, events: Sequence[FeedEvent]) -> None:
