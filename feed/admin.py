@@ -267,7 +267,9 @@ class WatchedStream(EventSourceResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Within its address's stream limit, as every stream (6).
-        await security.of(Request(scope)).serve_stream(self._watched, scope, receive, send)
+        await security.of(Request(scope)).serve_stream(
+            self._watched, scope, receive, send, refused=NO_INDEX, through_starlette=True
+        )
 
     async def _watched(self, scope: Scope, receive: Receive, send: Send) -> None:
         with self.watch.watching(self.tab):

@@ -2,8 +2,8 @@
 
 Every write goes through the store (post and event row in one transaction), which
 announces it to this process's streams and to the other processes once it has
-committed (storage/announcements.py, on the commit announcement): an endpoint validates, calls the
-store and answers, and announces nothing itself.
+committed (storage/announcements.py, on the commit announcement): an endpoint
+validates, calls the store and answers, and announces nothing itself.
 
 Creating a post, a reply or a channel takes an ``Idempotency-Key`` header
 (idempotency.py): a retry gets the same answer and never writes twice. New posts are

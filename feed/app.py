@@ -115,8 +115,9 @@ def create_app(settings: Settings) -> FeedApp:
         # (access.py, on privacy learnt from the log).
         relay.on_delivered(gate.learn)
         relay.on_delivered(watching.delivered)
-        # The store's other listeners (storage/announcements.py, on the commit announcement): the relay
-        # is one (its start), the other processes another, this one's access a third.
+        # The store's other listeners (storage/announcements.py, on the commit
+        # announcement): the relay is one (its start), the other processes another, this
+        # one's access a third.
         watch = Watch(gate, settings.access_recheck)
         store.on_commit(watch.committed)
         store.on_commit(broker.hint_others)

@@ -7,10 +7,10 @@ order. It is the only path from the database to the hub, so each event reaches e
 local subscriber once, in order, whichever process wrote it.
 
 Every change this process commits comes to it straight from the store once it is
-committed (storage/announcements.py, on the commit announcement), with the id of the event just
-before it in the log. When that is the last event delivered, the relay delivers the
-events as they are, without reading them back; when it is not (an event it has not
-read yet lies between), it reads, as for a hint.
+committed (storage/announcements.py, on the commit announcement), with the id of
+the event just before it in the log. When that is the last event delivered, the
+relay delivers the events as they are, without reading them back; when it is not
+(an event it has not read yet lies between), it reads, as for a hint.
 
 What this process knows of channels (which are private) is learnt from the same
 events, by listeners the relay calls with each batch before the hub sees it

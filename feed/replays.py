@@ -143,7 +143,7 @@ class Cursor:
         search: Query | None = None,
     ) -> None:
         self.format = fmt
-        # Personal events are read for their identity only (storage/log.py, on personal
+        # Personal events are read for their identity only (storage/history.py, on personal
         # events); the key keeps each identity's pages apart.
         self.person = person
         self.only = only

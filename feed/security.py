@@ -61,7 +61,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from starlette.datastructures import Headers
@@ -337,8 +337,14 @@ class Security:
         scope: Scope,
         receive: Receive,
         send: Send,
+        *,
+        refused: Mapping[str, str] | None = None,
+        through_starlette: bool = False,
     ) -> None:
-        """Run ``stream`` within this client's stream limit, with its headers in the scope."""
+        """Run ``stream`` within this client's stream limit, with its headers in the scope.
+        ``refused``: headers of the caller's own for a refusal. ``through_starlette``: the
+        stream is an endpoint's, whose answers Starlette's layers give their headers
+        (CORS included) and ``SecurityHeaders`` the security headers."""
         headers = [(b"x-content-type-options", b"nosniff"), PRIVATE, *self.cors_headers(scope)]
         client = client_address(scope)
         if not self.streams.open(client):
@@ -347,9 +353,10 @@ class Security:
                 f"Too many open streams from this address (at most {self.streams.limit}); "
                 "close one or try again later.",
                 {"limit": self.streams.limit},
-                headers={"Retry-After": str(STREAM_RETRY_AFTER)},
+                headers={"Retry-After": str(STREAM_RETRY_AFTER), **(refused or {})},
             )
-            answer.raw_headers.extend(headers)
+            if not through_starlette:
+                answer.raw_headers.extend(headers)
             await answer(scope, receive, send)
             return
         scope[STREAM_HEADERS] = headers

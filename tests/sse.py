@@ -94,9 +94,12 @@ class SSEClient:
         head, self._raw = self._raw.split(b"\r\n\r\n", 1)
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         headers = {}
+        # Every header line as sent, repeats included (``headers`` keeps the last).
+        self.header_lines: list[tuple[str, str]] = []
         for line in header_lines:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
+            self.header_lines.append((name.strip().lower(), value.strip()))
         return int(status_line.split()[1]), headers
 
     def read_body(self, timeout: float = 10) -> bytes:

@@ -315,10 +315,30 @@ def test_the_admin_stream_counts_against_the_same_per_address_limit(
     try:
         assert [s.status for s in (admin, events, over_admin, over_events)] == [200, 200, 429, 429]
         assert over_admin.headers["retry-after"] == "10"
+        # The admin's own headers, as its other answers carry them, each once.
+        assert over_admin.headers["x-robots-tag"] == "noindex"
+        assert over_admin.headers["x-content-type-options"] == "nosniff"
         error = json.loads(over_admin.read_body())
         assert error["error"].startswith("Too many open streams from this address (at most 2)")
     finally:
         for stream in (admin, events, over_admin, over_events):
+            stream.close()
+
+
+def test_a_refused_admin_stream_says_vary_origin_once_under_cors(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(max_streams_per_client=1, cors_origins=APP)
+    asked = ADMIN | {"Origin": APP}
+    admin = SSEClient(server.port, "/admin/stream", headers=asked)
+    over = SSEClient(server.port, "/admin/stream", headers=asked)
+    try:
+        assert [s.status for s in (admin, over)] == [200, 429]
+        said = over.header_lines
+        assert [value for name, value in said if name == "vary"] == ["Origin"]
+        assert [value for name, value in said if name == "access-control-allow-origin"] == [APP]
+    finally:
+        for stream in (admin, over):
             stream.close()
 
 

@@ -7,8 +7,9 @@ delay an event but never lose or repeat it. Implementations are chosen by the sc
 of ``FEED_BROKER_URL`` and imported only when chosen, so a deployment needs only the
 client library of the broker it uses.
 
-A process's own commits reach its own relay straight from the store (storage/announcements.py, on the commit announcement); the broker only tells the others, as one of the store's
-commit listeners (``hint_others``).
+A process's own commits reach its own relay straight from the store
+(storage/announcements.py, on the commit announcement); the broker only tells the
+others, as one of the store's commit listeners (``hint_others``).
 """
 
 from __future__ import annotations

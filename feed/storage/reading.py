@@ -5,9 +5,9 @@ Rationale:
 
 1. Personal events. Moving a read position writes an ``events`` row addressed to that
    identity (``recipient``), in the same transaction, and the store announces it like
-   any other (announcements.py, on the commit announcement): the person's other tabs and
-   devices hear of it on their streams, and nobody else's do (log.py, on personal
-   events; events.py, on personal events). The event carries no copy of the
+   any other (announcements.py, on the commit announcement): the person's other
+   tabs and devices hear of it on their streams, and nobody else's do (history.py, on
+   personal events; events.py, on personal events). The event carries no copy of the
    position: it is read as it is now, as a post is (log.py, on the current state).
 2. Forward only, and onto the channel's own events. A position only moves forward (a
    late request from a tab that saw less does not undo another's reading), and only
