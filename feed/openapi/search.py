@@ -28,7 +28,14 @@ SEARCH = {
             "in": "query",
             "schema": {"type": "integer", "minimum": 1, "maximum": search_params.MAX_SEARCH_PAGE},
         },
-        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "cursor",
+            "in": "query",
+            "description": "The next_cursor of the page before, as it was given. Paging on"
+            " shows each post once while results already shown are deleted or edited (an"
+            " edited post is ranked anew).",
+            "schema": {"type": "string", "maxLength": 120},
+        },
     ],
     "responses": {
         "200": answer(
