@@ -217,6 +217,40 @@ def test_a_shown_post_deleted_leaves_the_rest_of_its_window_in_place(
     assert rest == [made[7], made[5], made[3], made[1]]
 
 
+def test_a_window_emptied_between_pages_does_not_end_the_search(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage_search, "WINDOW", 3)
+    made = [post(store, "lift") for _ in range(6)]
+    first = find(store, "lift", limit=1)
+    assert ids(first) == [made[5]]
+    assert first.next is not None
+    # Every post of the first window goes (deleted, or its channel made private).
+    for n in made[3:]:
+        run(store.delete_post(n))
+    rest = every_page_from(store, "lift", Cursor.parse(first.next.text), limit=1)
+    assert rest == [made[2], made[1], made[0]]
+
+
+def test_a_post_edited_into_a_window_pushes_no_other_into_the_next(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage_search, "WINDOW", 3)
+    other = "lift " + "x " * 10
+    made = [post(store, body) for body in (other, other, "lift lift lift", "stairs")]
+    made += [post(store, other), post(store, other)]
+    first = find(store, "lift", limit=1)
+    assert ids(first) == [made[2]]
+    assert first.next is not None
+    # An older post within the window's ids is edited to match: the window holds one
+    # more than it did, and none of its posts moves to the next window.
+    run(store.edit_post(made[3], other))
+    seen = ids(first) + every_page_from(store, "lift", Cursor.parse(first.next.text), limit=1)
+    untouched = [n for n in seen if n != made[3]]
+    assert len(untouched) == len(set(untouched)), seen
+    assert sorted(set(seen)) == made
+
+
 def every_page_from(store: Store, q: str, cursor: Cursor, limit: int = 3) -> list[int]:
     seen: list[int] = []
     while True:

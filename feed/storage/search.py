@@ -78,11 +78,13 @@ Rationale:
    the last result shown, by id and score: the next page reads the same ids again
    and shows what ranks after that result. So a post deleted or no longer matching
    between pages pulls no other out of the next page, and no post moves from one
-   window to another. On SQLite the cursor also keeps the mean length the window's
-   scores were weighed by (4): a post edited or deleted would change the mean, and
-   with it every score. A post edited between pages is ranked anew, as a new search
-   would rank it: it may come again, or, if it now ranks above the last result,
-   not at all on these pages.
+   window to another. A later page reads up to twice ``WINDOW`` matches of those
+   ids, room for posts edited to match since the first (a forged cursor costs no
+   more); a window that every post has left since leads on to the next. On SQLite
+   the cursor also keeps the mean length the window's scores were weighed by (4): a
+   post edited or deleted would change the mean, and with it every score. A post
+   edited between pages is ranked anew, as a new search would rank it: it may come
+   again, or, if it now ranks above the last result, not at all on these pages.
 """
 
 from __future__ import annotations
@@ -181,10 +183,16 @@ class Searches(EventLog):
     ) -> Results:
         if query is None:
             return _newest(session, filters, limit, cursor, private)
-        window = self._window(session, query, filters, cursor, private)
+        # A window's later pages read its ids again, with room for posts edited to
+        # match since its first (10).
+        fixed = cursor.top is not None and cursor.bottom is not None
+        size = 2 * WINDOW if fixed else WINDOW
+        window = self._window(session, query, filters, cursor, private, size)
         if not window:
-            return Results([], None)
-        scale = cursor.scale if cursor.bottom is not None else _scale(window)
+            # Every post of it went since its first page: on to the next window.
+            below = cursor.bottom if fixed and cursor.bottom else 0
+            return Results([], Cursor(below - 1) if below > 0 else None)
+        scale = cursor.scale if fixed else _scale(window)
         order = _by_recency if newest else _by_relevance
         ranked = sorted(_scored(query, window, scale), key=order)
         if cursor.after is not None:
@@ -194,14 +202,15 @@ class Searches(EventLog):
         posts = _posts_by_id(session, shown)
         hits = [Hit(posts[n], query.snippet(posts[n].body)) for n in shown if n in posts]
         ids = [post_id for post_id, _ in window]
-        if cursor.bottom is not None and cursor.top is not None:
+        if cursor.top is not None and cursor.bottom is not None:
             top, bottom = cursor.top, cursor.bottom
         else:
             # A window that is not full reaches down to the first post (10).
             top, bottom = max(ids), min(ids) if len(window) == WINDOW else 0
         if len(ranked) > limit:
             return Results(hits, Cursor(top, bottom, ranked[limit - 1], scale))
-        if len(window) == WINDOW:
+        if len(window) == size:
+            # As many as a read holds: the next window starts below them.
             return Results(hits, Cursor(min(ids) - 1))
         return Results(hits, Cursor(bottom - 1) if bottom > 0 else None)
 
@@ -212,11 +221,12 @@ class Searches(EventLog):
         filters: Filters,
         cursor: Cursor,
         private: Collection[str] | None,
+        size: int,
     ) -> list[tuple[int, list[str] | float]]:
-        """The newest ``WINDOW`` matches from the cursor's bottom up to its top, with
+        """The newest ``size`` matches from the cursor's bottom up to its top, with
         their words (SQLite, to be weighed) or their relevance (PostgreSQL) (2, 4)."""
         if self._postgres:
-            return _postgres_window(session, query, filters, cursor, private)
+            return _postgres_window(session, query, filters, cursor, private, size)
         found = select(FTS.c.rowid, col(Post.body)).join(Post, col(Post.id) == FTS.c.rowid)
         found = found.where(text(f"{schema.SEARCH_INDEX} MATCH :match")).params(match=query.fts5())
         found = _narrowed(found, filters, private)
@@ -224,7 +234,7 @@ class Searches(EventLog):
             found = found.where(FTS.c.rowid <= cursor.top)
         if cursor.bottom is not None:
             found = found.where(FTS.c.rowid >= cursor.bottom)
-        rows = session.execute(found.order_by(FTS.c.rowid.desc()).limit(WINDOW)).all()
+        rows = session.execute(found.order_by(FTS.c.rowid.desc()).limit(size)).all()
         return [(int(n), tokenize(body)) for n, body in rows]
 
 
@@ -234,9 +244,10 @@ def _postgres_window(
     filters: Filters,
     cursor: Cursor,
     private: Collection[str] | None,
+    size: int,
 ) -> list[tuple[int, list[str] | float]]:
-    """The newest ``WINDOW`` matches from the cursor's bottom up to its top, ranked
-    by ``ts_rank`` (4); a phrase's or a prefix's in two reads (5)."""
+    """The newest ``size`` matches from the cursor's bottom up to its top, ranked by
+    ``ts_rank`` (4); a phrase's or a prefix's in two reads (5)."""
     vector: ColumnElement[Any] = literal_column(TS_VECTOR)
     wanted = func.to_tsquery(literal_column("'simple'::regconfig"), query.tsquery())
     ranked: Any = select(col(Post.id), func.ts_rank(vector, wanted, LENGTH_NORMALISED))
@@ -247,20 +258,20 @@ def _postgres_window(
     if not any(len(t.words) > 1 or t.prefix for t in query.terms if not t.negated):
         if cursor.top is not None:
             found = found.where(post_id <= cursor.top)
-        rows = session.execute(found.order_by(post_id.desc()).limit(WINDOW)).all()
+        rows = session.execute(found.order_by(post_id.desc()).limit(size)).all()
         return [(int(n), float(score)) for n, score in rows]
     top = cursor.top
     if top is None:
         top = session.exec(select(func.max(Post.id))).one() or 0
     near = found.where(post_id <= top, post_id > top - SPAN)
-    rows = list(session.execute(near.order_by(post_id.desc()).limit(WINDOW)).all())
-    if len(rows) < WINDOW:
+    rows = list(session.execute(near.order_by(post_id.desc()).limit(size)).all())
+    if len(rows) < size:
         # Many matches near the top: walk on by id. Few: the index alone finds those
         # below (an order by an expression keeps the planner off the walk by id).
         order = post_id.desc() if len(rows) >= DENSE else (post_id + 0).desc()
         far, bottom = found, top - SPAN
         pairs = query.pairs()
-        if pairs is not None and _through_pairs(len(rows), bottom):
+        if pairs is not None and _through_pairs(len(rows), bottom, size):
             order = (post_id + 0).desc()
             # Through the index of pairs alone, the words then checked in each post
             # it gives: as a function, which no index serves (8).
@@ -269,26 +280,26 @@ def _postgres_window(
             far = _narrowed(far, filters, private)
         elif len(rows) >= DENSE:
             # A band of ids that should hold the rest of the window (9).
-            band = 2 * (WINDOW - len(rows)) * SPAN // len(rows)
+            band = 2 * (size - len(rows)) * SPAN // len(rows)
             middle = found.where(post_id <= bottom, post_id > bottom - band)
-            middle = middle.order_by(post_id.desc()).limit(WINDOW - len(rows))
+            middle = middle.order_by(post_id.desc()).limit(size - len(rows))
             rows += session.execute(middle).all()
             bottom -= band
-        if len(rows) < WINDOW:
+        if len(rows) < size:
             far = far.where(post_id <= bottom).order_by(order)
-            rows += session.execute(far.limit(WINDOW - len(rows))).all()
+            rows += session.execute(far.limit(size - len(rows))).all()
     return [(int(n), float(score)) for n, score in rows]
 
 
-def _through_pairs(near: int, below: int) -> bool:
+def _through_pairs(near: int, below: int, size: int) -> bool:
     """Whether the rest of a window is cheaper through the index of pairs than walking
     on by id, ``near`` matches having been found among the last ``SPAN`` posts and
-    ``below`` posts left (8)."""
+    ``below`` posts left, for a window of ``size`` (8)."""
     if near == 0:
         return True
     # About near / SPAN of the posts below hold the pairs, each then fetched alone;
-    # walking on reads about (WINDOW - near) * SPAN / near posts in id order.
-    return near * below / SPAN * PAIR_FETCH < (WINDOW - near) * SPAN / near
+    # walking on reads about (size - near) * SPAN / near posts in id order.
+    return near * below / SPAN * PAIR_FETCH < (size - near) * SPAN / near
 
 
 def _scale(window: list[tuple[int, list[str] | float]]) -> float:
@@ -352,7 +363,7 @@ def _newest(
     ids = list(session.execute(query.order_by(col(Post.id).desc()).limit(limit + 1)).scalars())
     posts = _posts_by_id(session, ids[:limit])
     hits = [Hit(posts[n], "") for n in ids[:limit] if n in posts]
-    more = Cursor(ids[limit], 0) if len(ids) > limit else None
+    more = Cursor(ids[limit]) if len(ids) > limit else None
     return Results(hits, more)
 
 
