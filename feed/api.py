@@ -29,6 +29,7 @@ from feed.inputs import (
     MAX_DESCRIPTION_CHARS,
     MAX_PAGE,
     MAX_TITLE_CHARS,
+    before_post,
     channel_name,
     check_fields,
     flag,
@@ -205,7 +206,7 @@ async def list_posts(request: Request) -> JSONResponse:
     rt = runtime(request)
     perms = await rt.access.check(request)
     channel = request.path_params["channel"]
-    before = int_param(request, "before", low=1)
+    before = before_post(request)
     limit = int_param(request, "limit", low=1, high=MAX_PAGE) or rt.settings.page_size
     perms.check_read(channel)
     posts = await rt.store.list_posts(
@@ -300,7 +301,7 @@ async def list_replies(request: Request) -> JSONResponse:
     """The replies to the post in the path, newest first, paged as a channel's posts."""
     rt = runtime(request)
     perms, parent = await readable_post(rt, request)
-    before = int_param(request, "before", low=1)
+    before = before_post(request)
     limit = int_param(request, "limit", low=1, high=MAX_PAGE) or rt.settings.page_size
     replies = await rt.store.list_replies(
         parent.id, before=before, limit=limit, private=perms.private_readable()

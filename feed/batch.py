@@ -61,6 +61,7 @@ from feed.batch_input import PREFER_MINIMAL, Item, prefers_minimal, read_batch
 from feed.errors import ClientError, error_body, store_status
 from feed.idempotency import item_claim, remembered
 from feed.inputs import MAX_ID, post_body, text_field
+from feed.models import MAX_POST_ID
 from feed.permissions import Permissions, unauthorized
 from feed.runtime import Runtime, runtime
 from feed.shapes import change_json
@@ -107,6 +108,8 @@ def asked(item: dict[str, Any]) -> Asked:
         isinstance(parent, bool) or not isinstance(parent, int) or not 1 <= parent <= MAX_ID
     ):
         raise ClientError(422, "The field 'parent' must be a post id.", "parent")
+    if parent is not None and parent > MAX_POST_ID:
+        raise ClientError(404, f"There is no post with id {parent}.", parent)
     return Asked(channel, parent, item.get("idempotency_key"), item)
 
 

@@ -51,6 +51,7 @@ from starlette.types import Scope
 
 from feed import text
 from feed.errors import ClientError
+from feed.models import MAX_POST_ID
 
 # -- limits and patterns (the OpenAPI document states each of them) ------------------
 
@@ -61,7 +62,8 @@ MAX_DESCRIPTION_CHARS = 2000
 # Names appear in URLs, kiosk links and scripts, so they are short, lower-case slugs.
 MAX_CHANNEL_NAME_CHARS = 64
 CHANNEL_NAME = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{MAX_CHANNEL_NAME_CHARS - 1}}}")
-# Ids are 64-bit in both databases; a larger number is no id at all (not a 500).
+# Event ids are 64-bit in both databases; a larger number is no id at all (not a 500).
+# A post's is smaller (MAX_POST_ID, models.py).
 MAX_ID = 2**63 - 1
 # Request bodies are flat objects; nesting this deep is no request feed knows.
 MAX_JSON_DEPTH = 32
@@ -368,6 +370,11 @@ def int_param(request: Request, name: str, *, low: int, high: int = MAX_ID) -> i
     return number(request.query_params.get(name), f"The parameter {name!r}", low=low, high=high)
 
 
+def before_post(request: Request) -> int | None:
+    """``before``, a post id to page back from, None if absent (2)."""
+    return int_param(request, "before", low=1, high=MAX_POST_ID)
+
+
 def resume_id(raw: str | None, source: str) -> int | None:
     """The event id a stream resumes after, from ``source`` (a header or parameter),
     or None if it was not sent."""
@@ -378,7 +385,7 @@ def post_id(request: Request) -> int:
     """The post id in the path; one that is no id is answered as not found (2)."""
     raw: str = request.path_params["post_id"]
     value = whole_number(raw)
-    if value is None or value < 0 or value > MAX_ID:
+    if value is None or value < 0 or value > MAX_POST_ID:
         raise ClientError(404, f"There is no post with id {raw}.", raw)
     return value
 

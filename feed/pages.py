@@ -54,7 +54,7 @@ from starlette.routing import Route
 from feed import reading
 from feed.access import KIOSK_PARAM
 from feed.errors import ClientError
-from feed.inputs import choice, int_param, post_body, read_form
+from feed.inputs import before_post, choice, post_body, read_form
 from feed.permissions import Permissions
 from feed.render import SNAPSHOT_HEADER, page_url
 from feed.runtime import Runtime, runtime
@@ -195,7 +195,7 @@ async def posts_partial(request: Request) -> HTMLResponse:
     rt = runtime(request)
     perms = await rt.access.check(request)
     channel = request.query_params.get("channel") or None
-    before = int_param(request, "before", low=1)
+    before = before_post(request)
     selected = perms.selection(None if channel is None else [channel])
     private = perms.private_readable()
     name = perms.reactor()

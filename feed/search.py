@@ -89,7 +89,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from html import escape
 
-from feed.models import EventKind
+from feed.models import MAX_POST_ID, EventKind
 from feed.values import FeedEvent, PostView
 
 MAX_QUERY_CHARS = 200
@@ -439,6 +439,8 @@ class Cursor:
             or not all(_HEX.fullmatch(n) for n in numbers)
         ):
             raise QueryError(_NOT_A_CURSOR)
+        if any(int(n) > MAX_POST_ID for n in ids):
+            raise QueryError(_NOT_A_CURSOR)  # no post has such an id
         if len(parts) == 1:
             return cls(int(ids[0]))
         top, bottom, post_id = (int(n) for n in ids)

@@ -83,7 +83,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from feed import footprint, inputs, logs, reading, resume, search_params, security
 from feed.errors import ClientError, error_response, unavailable
-from feed.models import EventKind
+from feed.models import MAX_POST_ID, EventKind
 from feed.permissions import Permissions
 from feed.runtime import Runtime, runtime_of
 from feed.sse import AGED, CLOSING, Format, hello, lifetime, position, retry_hint
@@ -116,7 +116,7 @@ def parse_channels(perms: Permissions, names: Sequence[str]) -> frozenset[str] |
 
 async def thread_of(rt: Runtime, perms: Permissions, query: QueryParams) -> PostView | None:
     """The thread a stream follows (rationale 11), or None for a stream of channels."""
-    found = inputs.number(query.get("thread"), "The parameter 'thread'", low=1)
+    found = inputs.number(query.get("thread"), "The parameter 'thread'", low=1, high=MAX_POST_ID)
     if found is None:
         return None
     if query.getlist("channel"):

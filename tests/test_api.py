@@ -192,7 +192,7 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None, int, str]]
         {},
         None,
         400,
-        "at most 9223372036854775807",
+        "between 1 and 2147483647",
     ),
     (
         "before beyond 64 bits",
@@ -201,7 +201,7 @@ BAD_REQUESTS: list[tuple[str, str, str, dict[str, str], bytes | None, int, str]]
         {},
         None,
         400,
-        "at most 9223372036854775807",
+        "between 1 and 2147483647",
     ),
     ("posts of unknown channel", "GET", "/api/channels/nope/posts", {}, None, 404, "'nope'"),
     ("bad before", "GET", "/api/channels/general/posts?before=x", {}, None, 400, "'before'"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from feed import inputs
+from feed.models import MAX_POST_ID
 from feed.settings import Settings
 
 
@@ -32,7 +33,10 @@ CHANNEL_CHANGE = answer(
     "The channel as it is now, and the event id of the change (null if none).",
     ref("ChannelChange"),
 )
-ID = {"type": "integer", "minimum": 1, "maximum": inputs.MAX_ID}
+# A post's id.
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_POST_ID}
+# An event id to page back from, as a mention's in /api/me/mentions?before=.
+EVENT_BEFORE = {"type": "integer", "minimum": 1, "maximum": inputs.MAX_ID}
 POST_ID = {"name": "post_id", "in": "path", "required": True, "schema": ID}
 CHANNEL = {"name": "channel", "in": "path", "required": True, "schema": {"type": "string"}}
 MEMBER = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}

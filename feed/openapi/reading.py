@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from feed import inputs
-from feed.openapi.parts import CHANNEL, ERROR, ID, answer, ref, request_body
+from feed.openapi.parts import CHANNEL, ERROR, EVENT_BEFORE, answer, ref, request_body
 from feed.settings import Settings
 
 
@@ -39,7 +39,7 @@ def read_state_paths(settings: Settings) -> dict[str, Any]:
             "get": {
                 "summary": "Posts that mention the requester, newest first",
                 "parameters": [
-                    {"name": "before", "in": "query", "schema": ID},
+                    {"name": "before", "in": "query", "schema": EVENT_BEFORE},
                     {
                         "name": "limit",
                         "in": "query",
