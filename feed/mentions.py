@@ -37,8 +37,9 @@ _BEFORE = re.compile(r"[A-Za-z0-9_@.]")
 MARK_TAG = "mark"
 MARK_ATTRIBUTE = "data-mention"
 # The mark as the sanitiser leaves it: the name is plain text, quoted by html.escape.
-_OPENING = f'<{MARK_TAG} {MARK_ATTRIBUTE}="'
-_MARK = re.compile(re.escape(_OPENING) + r'([^"]+)">')
+MARK_START = f'<{MARK_TAG} {MARK_ATTRIBUTE}="'
+MARK_END = '">'
+_MARK = re.compile(re.escape(MARK_START) + r'([^"]+)' + re.escape(MARK_END))
 
 
 def _mention(state: StateInline, silent: bool) -> bool:
@@ -74,7 +75,7 @@ def enable(parser: MarkdownIt) -> MarkdownIt:
 
 def mentioned(post_html: str) -> list[str]:
     """The names a post's sanitised HTML mentions, each once, in order (3)."""
-    if _OPENING not in post_html:  # most posts: a plain search, not the expression's
+    if MARK_START not in post_html:  # most posts: a plain search, not the expression's
         return []
     names = (html.unescape(found) for found in _MARK.findall(post_html))
     return list(dict.fromkeys(names))
@@ -82,7 +83,7 @@ def mentioned(post_html: str) -> list[str]:
 
 def mark(name: str) -> str:
     """The start of the mark of ``name`` in a post's HTML, as the parser writes it (2)."""
-    return f'{_OPENING}{html.escape(name)}">'
+    return f"{MARK_START}{html.escape(name)}{MARK_END}"
 
 
 def addressed(post_html: str, author: str) -> list[str]:

@@ -214,6 +214,21 @@ def test_a_name_edited_out_is_no_longer_counted_or_listed(store: Store) -> None:
     assert counts(store, "Bobby")["general"] == (2, 0)
 
 
+def test_a_mention_edited_out_is_left_out_of_reads_of_the_log(store: Store) -> None:
+    change = run(store.create_post("general", "alice", "hi @bob"))
+    run(store.edit_post(change.post.id, "hi"))
+
+    def mentions_read(person: object) -> list[str | None]:
+        found = run(store.events_after(0, person=person))
+        return [e.recipient for e in found if e.kind is EventKind.MENTION]
+
+    # A replay, for bob or for the hub, reads the post as it is now (log.py, on the
+    # current state): it no longer mentions him.
+    assert mentions_read("bob") == [] and mentions_read(EVERYONE) == []
+    run(store.edit_post(change.post.id, "hi again @bob"))
+    assert mentions_read("bob") == ["bob"] and mentions_read(EVERYONE) == ["bob"]
+
+
 def test_mentions_and_counts_respect_private_channels(store: Store) -> None:
     run(store.create_channel("secret", "Secret", "", private=True))
     run(store.create_post("secret", "alice", "psst @bob"))

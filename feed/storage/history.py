@@ -28,17 +28,29 @@ Rationale:
    the log. Given it, PostgreSQL merged the events in post order with the posts in
    key order for an unread count half-way through 300,000 events, and read 151,001
    posts to count 1,000: 30 ms, against 1 ms from the position.
+4. Mentions as they are now. A ``mention`` event is read back, in a replay as by the
+   relay, only while its post's HTML still holds the mark of its person
+   (mentions.py, on finding them in the HTML), as its post is read as it is now
+   (log.py, on the current state): a name edited out is no mention to replay, and
+   the unread counts and lists leave it out alike (reading.py, on mentions). The
+   mark is written from the event's recipient, which is always a name the parser
+   marked, so it needs no escaping.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from enum import Enum
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_
+from sqlalchemy import Boolean, ColumnElement, func, literal, or_
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import col, select
 from sqlmodel.sql.expression import Select as ModelSelect
 
+from feed.mentions import MARK_END, MARK_START
 from feed.models import Channel, Event, EventKind, Post, ReadPosition
 from feed.storage import tallies, threads
 from feed.storage.engine import in_thread
@@ -194,6 +206,9 @@ def _events_after(
         kinds,
     )
     query = query.outerjoin(Post, event_post())
+    # A mention is read only while its post still mentions its person (4).
+    marked = holds(Post.html, literal(MARK_START) + col(Event.recipient) + literal(MARK_END))
+    query = query.where(or_(col(Event.kind) != EventKind.MENTION.value, marked))
     # A read position is shown where it is now, as a post is (log.py, on the current state).
     query = query.outerjoin(
         ReadPosition,
@@ -202,3 +217,22 @@ def _events_after(
         & (col(Event.kind) == EventKind.READ_POSITION.value),
     )
     return query if thread is None else _in_thread(query, thread)
+
+
+class holds(FunctionElement[bool]):
+    """Whether a text holds a string, case and all: SQLite's ``LIKE`` ignores the case
+    of ASCII letters, and "@Bob" is not a mention of "bob" (4)."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "holds"
+
+
+@compiles(holds, "sqlite")
+def _holds_sqlite(element: holds, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(instr({compiler.process(element.clauses, **kw)}) > 0)"
+
+
+@compiles(holds, "postgresql")
+def _holds_postgresql(element: holds, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(strpos({compiler.process(element.clauses, **kw)}) > 0)"

@@ -52,10 +52,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Boolean, func, or_
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
@@ -63,7 +60,7 @@ from feed.mentions import mark as mention_mark
 from feed.models import Channel, Event, EventKind, Post, ReadPosition
 from feed.storage.channels import find_channel
 from feed.storage.engine import in_thread, now
-from feed.storage.history import event_post, readable
+from feed.storage.history import event_post, holds, readable
 from feed.storage.log import EventLog, Q
 from feed.values import FeedEvent, Mention, ReadMark, Unread, _post_view
 
@@ -288,7 +285,7 @@ def _personal(
         .where(col(Channel.name).in_(sorted(channels)))
     )
     if kind is EventKind.MENTION:
-        query = query.where(col(Event.recipient) == name, _Holds(Post.html, mention_mark(name)))
+        query = query.where(col(Event.recipient) == name, holds(Post.html, mention_mark(name)))
     else:
         query = query.where(col(Event.recipient).is_(None), col(Post.author) != name)
     return readable(query, private)
@@ -317,7 +314,7 @@ def _count(
         # walking the channel's index, so it reads the recipient's instead.
         events = events.where(col(Event.recipient) == name)
         events = events.where(col(Event.channel_id) + 0 == channel_id)
-        events = events.where(_Holds(Post.html, mention_mark(name)))
+        events = events.where(holds(Post.html, mention_mark(name)))
     else:
         events = events.where(col(Event.channel_id) == channel_id)
         events = events.where(col(Event.recipient).is_(None), col(Post.author) != name)
@@ -346,22 +343,3 @@ def reply_events_query(post_ids: Collection[int]) -> Select[Any, Any]:
         )
         .group_by(col(Post.parent_id))
     )
-
-
-class _Holds(FunctionElement[bool]):
-    """Whether a text holds a string, case and all (3): SQLite's ``LIKE`` ignores the
-    case of ASCII letters, and "@Bob" is not a mention of "bob"."""
-
-    type = Boolean()
-    inherit_cache = True
-    name = "holds"
-
-
-@compiles(_Holds, "sqlite")
-def _holds_sqlite(element: _Holds, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(instr({compiler.process(element.clauses, **kw)}) > 0)"
-
-
-@compiles(_Holds, "postgresql")
-def _holds_postgresql(element: _Holds, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(strpos({compiler.process(element.clauses, **kw)}) > 0)"
