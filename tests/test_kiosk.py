@@ -25,6 +25,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect
 
 from feed.pages import KIOSK_POSTS, kiosk_window
+from tests.blackhole import black_hole
 from tests.browser import (
     FROZEN_NOW,
     OPEN_MS,
@@ -143,7 +144,9 @@ def test_relative_times_and_clock_move_without_asking_the_server(
     expect(page.locator("#clock .clock-time")).not_to_have_text(clock_before)
     page.clock.fast_forward("02:00:00")
     expect(when).to_have_text("2 hours ago")
-    assert requests == []
+    # Hours without a heartbeat, to the page's timers: it opens its stream again (feed.js,
+    # on liveness), and asks nothing else.
+    assert [url for url in requests if urlsplit(url).path != "/events"] == []
 
 
 def test_kiosk_keeps_a_bounded_window_and_brings_in_pinned_posts(
@@ -303,8 +306,37 @@ def test_kiosk_shows_offline_during_a_crash_and_everything_written_meanwhile_aft
     expect(post_el(page, before[0]).locator(".body")).to_have_text("fixed")
     expect(stale).to_be_hidden()
     expect(live).to_have_attribute("data-state", "live")
-    assert debug(page)["created"] == 1  # the browser reconnected by itself
+    # The browser retried by itself, and the page opened its stream again each time it
+    # stayed silent for two heartbeats; it never reloaded.
+    assert debug(page)["created"] >= 1
     assert_not_reloaded(page)
+
+
+@pytest.mark.parametrize("path", ["/kiosk", "/"])
+def test_a_stream_the_network_left_half_open_is_opened_again(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems, path: str
+) -> None:
+    problems.allow(*OUTAGE)
+    server = kiosk_server(make_server)
+    with black_hole(server.port) as proxy:
+        page = open_live(context, f"http://127.0.0.1:{proxy.port}{path}")
+        before = server.post("before the cut")["post"]["id"]
+        expect(post_el(page, before)).to_be_visible()
+        # The stream's connection goes silent without closing: no error ever comes.
+        proxy.cut()
+        wait_true(page, "() => window.feedStream.silences > 0", None, 2 * HEARTBEAT * 1000 + 1000)
+        during = server.post("while the link was dead")["post"]["id"]
+        # Every two silent heartbeats the page opens its stream again, and resumes once
+        # a connection gets through: the browser may first send it on connections of
+        # its pool that went silent too (at most six of them).
+        opened = 2 * HEARTBEAT * 1000 + RETRY_MS
+        expect(post_el(page, during)).to_be_visible(timeout=8 * opened)
+        after = server.post("after")
+        wait_applied(page, event_id(after))
+        expect(page.locator("#stale")).to_be_hidden()
+        assert shown_ids(page)[:3] == [after["post"]["id"], during, before]
+        assert debug(page)["created"] >= 2
+        assert_not_reloaded(page)
 
 
 @dataclass

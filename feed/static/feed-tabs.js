@@ -40,6 +40,12 @@
 //    and a follower leaves the queue; on `resume` each queues again and joins.
 // 7. Fallback. Without Web Locks or BroadcastChannel every tab opens its own stream,
 //    exactly as a plain EventSource would.
+// 8. One face. A stream of the page's own (a kiosk, the fallback) wears the same face
+//    as a shared one, so that either can be opened again when it has gone silent
+//    (``reopen``: feed.js, on liveness) and neither reports CLOSED to htmx's sse
+//    extension, whose own rebuilds wait longer after each failure and start again
+//    only once one opens. A stream closed for good (an error status) is opened again
+//    here, with backoff; one the network cut the browser retries by itself.
 (function () {
   "use strict";
 
@@ -115,11 +121,66 @@
 
   // -- own stream (kiosk, admin, fallback) ---------------------------------------------
 
+  // A stream of the page's own, behind the same face as a shared one (8): its real
+  // EventSource can be replaced (reopen) without htmx's sse extension seeing it close.
   function own(url, position, hooks) {
     hooks.mode("own");
-    var stream = new EventSource(withPosition(url, position()), { withCredentials: true });
-    hooks.created(stream.url);
-    return stream;
+    var source = new Source(url);
+    var stream = null;
+    var last = 0; // the newest id a message carried
+    var attempt = 0;
+    var types = {};
+
+    function connect() {
+      var mine = (stream = new EventSource(withPosition(url, position()), {
+        withCredentials: true
+      }));
+      hooks.created(mine.url);
+      Object.keys(types).forEach(function (type) { mine.addEventListener(type, relay); });
+      mine.onopen = function () {
+        if (stream !== mine) return;
+        attempt = 0;
+        source.opened();
+      };
+      mine.onerror = function () {
+        if (stream !== mine) return;
+        source.failed();
+        if (mine.readyState !== CLOSED) return; // the browser tries again by itself
+        // Closed for good (an error status): open it again, from the last event applied.
+        var delay = Math.min(30000, 500 * Math.pow(2, attempt++));
+        setTimeout(function () { if (stream === mine && !source.closed) connect(); }, delay);
+      };
+    }
+
+    // As the leader's relay: only a message that moves lastEventId carried an id.
+    function relay(evt) {
+      if (evt.target !== stream) return;
+      var id = Number(evt.lastEventId) || 0;
+      var carried = id > last || (evt.type === "resync" && id) ? id : 0;
+      last = Math.max(last, id);
+      source.message(evt.type, evt.data, carried);
+    }
+
+    function listen(type) {
+      if (types[type]) return;
+      types[type] = true;
+      if (stream) stream.addEventListener(type, relay);
+    }
+
+    source.typesAdded = listen;
+    source.reopen = function () {
+      if (source.closed) return;
+      stream.close();
+      connect();
+    };
+    source.close = function () {
+      if (source.closed) return;
+      source.closed = true;
+      source.readyState = CLOSED;
+      stream.close();
+    };
+    connect();
+    return source;
   }
 
   // -- shared stream ------------------------------------------------------------------
@@ -299,6 +360,15 @@
       queue();
       join();
     }
+
+    // A stream silent too long (feed.js, on liveness) may be a connection the network
+    // dropped without a word: the leader opens it again from the last message it
+    // sent on; a follower's page waits for the leader's to do so.
+    source.reopen = function () {
+      if (!lead || !lead.stream) return;
+      lead.stream.close();
+      connect();
+    };
 
     document.addEventListener("freeze", onFreeze);
     document.addEventListener("resume", onResume);

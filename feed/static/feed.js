@@ -29,7 +29,10 @@
 //    heartbeat interval). Two intervals without any of those or an event: the
 //    page shows "Offline since" the last sign of life, until the next one.
 //    Timers, not Date arithmetic, decide this, so a frozen or jumping wall clock
-//    cannot hide an outage.
+//    cannot hide an outage. The page then opens its stream again, from the last
+//    event it applied, and again every two intervals while it stays silent: a
+//    connection the network dropped without a word (half-open: a lost NAT entry,
+//    a dead link) reports no error, and would otherwise be waited on for ever.
 // 5. Deploys. A `hello` naming another release than the page was rendered with
 //    reloads the page, once per release: sessionStorage remembers the release we
 //    reloaded for, so a page that is still served old cannot reload in a loop.
@@ -123,7 +126,10 @@
   var pending = null;
   // Read by the browser tests, and handy in a console on a misbehaving screen.
   // mode: how this page gets its events (feed-tabs.js): "leader", "follower" or "own".
-  var debug = (window.feedStream = { created: 0, url: null, lastApplied: 0, mode: null });
+  var debug = (window.feedStream = {
+    created: 0, url: null, lastApplied: 0, mode: null,
+    silences: 0 // times the stream went two intervals without a sign (4)
+  });
   // The channels a channel page shows (10); null shows them all.
   var channels = null;
   // The post whose thread a thread's page shows (12); null on every other page.
@@ -218,6 +224,10 @@
   }
 
   function offline() {
+    if (state === "gone") return; // 14: nothing more to be live for
+    debug.silences += 1;
+    reopen();
+    arm(); // silent two intervals on: open it again
     setState("offline", "Offline");
     var stale = document.getElementById("stale");
     if (stale) {
@@ -227,6 +237,12 @@
       stale.hidden = false;
     }
     document.documentElement.dataset.stale = "";
+  }
+
+  // A stream silent for two intervals is opened again (4): the page's own at once, a
+  // shared one by the tab that holds it (feed-tabs.js, on one face).
+  function reopen() {
+    if (source) source.reopen();
   }
 
   // -- 5. deploys -----------------------------------------------------------------------
