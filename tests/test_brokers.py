@@ -163,3 +163,44 @@ def test_hints_go_out_again_after_redis_cut_the_hints_connection(valkey: Valkey)
     assert got[0] == b"1"
     assert [int(hint) for hint in got] == sorted(int(hint) for hint in got)
     assert len(got) >= 2
+
+
+def test_a_hint_after_redis_closed_the_idle_connection_is_not_lost(valkey: Valkey) -> None:
+    """Redis closes a connection idle past its ``timeout`` (a common setting): our end
+    is then half-closed, still writable, and a hint written to it went nowhere."""
+
+    async def main() -> list[bytes]:
+        listener = redis.Redis.from_url(valkey.url)
+        heard = listener.pubsub(ignore_subscribe_messages=True)
+        await heard.subscribe(HINT_CHANNEL)
+        broker = RedisBroker(valkey.url)
+        got: list[bytes] = []
+
+        async def hear(wanted: bytes) -> None:
+            while wanted not in got:
+                message = await heard.get_message(timeout=0.1)
+                if message is not None:
+                    got.append(message["data"])
+
+        try:
+            await broker.start(lambda event_id: None, lambda: None)
+            broker.hint_others(commit(1))
+            async with asyncio.timeout(5):
+                await hear(b"1")
+            # As Redis closes an idle client: the hints' connection (not the killer's).
+            await listener.execute_command("CLIENT", "KILL", "TYPE", "normal")  # type: ignore[no-untyped-call]
+            hints = broker._hints
+            async with asyncio.timeout(5):
+                while hints._reader is None or not hints._reader.at_eof():
+                    await asyncio.sleep(0.01)  # polling the socket's state: no event for it
+            broker.hint_others(commit(2))
+            async with asyncio.timeout(5):
+                await hear(b"2")
+            return got
+        finally:
+            await broker.close()
+            await heard.aclose()  # type: ignore[no-untyped-call]
+            await listener.aclose()
+
+    assert asyncio.run(main()) == [b"1", b"2"]
+

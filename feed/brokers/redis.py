@@ -23,6 +23,11 @@ Rationale:
    a sender task that connects or drains first. On any error the connection is
    dropped and what was waiting is lost: a lost hint is only a delay (other
    processes poll), and the next hint reconnects.
+2. Closed by Redis. A server with an idle ``timeout`` (a common setting) closes the
+   hints' connection between bursts. Our end is then only half-closed: the transport
+   still takes writes, and a hint written to it went nowhere, the first of every
+   burst. So a connection whose reading side has seen the end counts as cut too, and
+   the hints wait for a new one instead.
 """
 
 from __future__ import annotations
@@ -108,7 +113,7 @@ class RedisBroker(ListeningBroker):
         if self._sending is not None and not self._sending.done():
             return False  # connecting or draining: it writes them, in order
         writer = self._hints._writer if self._hints.is_connected else None
-        if writer is None or writer.is_closing():
+        if writer is None or self._cut():
             return False
         if writer.transport.get_write_buffer_size() > WRITE_LIMIT:
             return False
@@ -127,8 +132,15 @@ class RedisBroker(ListeningBroker):
         if self._sending is None or self._sending.done():
             self._sending = asyncio.get_running_loop().create_task(self._send(), name="redis-hints")
 
+    def _cut(self) -> bool:
+        """Whether the hints' connection was closed, by us or by Redis (2)."""
+        conn = self._hints
+        if conn._writer is not None and conn._writer.is_closing():
+            return True
+        return conn._reader is not None and conn._reader.at_eof()
+
     async def _send(self) -> None:
-        if self._hints._writer is not None and self._hints._writer.is_closing():
+        if self._cut():
             self._drop()  # cut while idle: open it again, nothing is lost yet
         conn = self._hints
         try:
