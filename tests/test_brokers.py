@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -189,10 +190,10 @@ def test_a_hint_after_redis_closed_the_idle_connection_is_not_lost(valkey: Valke
                 await hear(b"1")
             # As Redis closes an idle client: the hints' connection (not the killer's).
             await listener.execute_command("CLIENT", "KILL", "TYPE", "normal")  # type: ignore[no-untyped-call]
-            hints = broker._hints
+            reading = broker._hints._reader
+            assert reading is not None
             async with asyncio.timeout(5):
-                while hints._reader is None or not hints._reader.at_eof():
-                    await asyncio.sleep(0.01)  # polling the socket's state: no event for it
+                assert await reading.read() == b""  # the end Redis sent; nothing else
             broker.hint_others(commit(2))
             async with asyncio.timeout(5):
                 await hear(b"2")
@@ -204,3 +205,44 @@ def test_a_hint_after_redis_closed_the_idle_connection_is_not_lost(valkey: Valke
 
     assert asyncio.run(main()) == [b"1", b"2"]
 
+
+def test_deployments_on_other_redis_databases_do_not_hear_each_other(valkey: Valkey) -> None:
+    """Pub/sub ignores Redis's database numbers: the channels carry it instead."""
+    other_db = valkey.url.rsplit("/", 1)[0] + "/5"
+
+    async def main() -> tuple[list[int | None], list[int | None]]:
+        heard_0: list[int | None] = []
+        heard_5: list[int | None] = []
+        news = asyncio.Event()
+        here, there, writer = RedisBroker(valkey.url), RedisBroker(other_db), RedisBroker(other_db)
+
+        def hearing(heard: list[int | None]) -> Callable[[int | None], None]:
+            def heard_one(event_id: int | None) -> None:
+                heard.append(event_id)
+                news.set()
+
+            return heard_one
+
+        async def until(heard: list[int | None], event_id: int) -> None:
+            async with asyncio.timeout(5):
+                while event_id not in heard:
+                    news.clear()
+                    await news.wait()
+
+        try:
+            await here.start(hearing(heard_0), lambda: None)
+            await there.start(hearing(heard_5), lambda: None)
+            await writer.start(lambda event_id: None, lambda: None)
+            writer.hint_others(commit(7))
+            await until(heard_5, 7)
+            # Published after: had 7 reached database 0's listener, it would be first.
+            here.hint_others(commit(8))
+            await until(heard_0, 8)
+            return heard_0, heard_5
+        finally:
+            for broker in (here, there, writer):
+                await broker.close()
+
+    heard_0, heard_5 = asyncio.run(main())
+    # (None: a connection was made, and what it may have missed is to be read.)
+    assert [n for n in heard_0 if n] == [8] and [n for n in heard_5 if n] == [7]

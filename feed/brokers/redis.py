@@ -28,6 +28,12 @@ Rationale:
    still takes writes, and a hint written to it went nowhere, the first of every
    burst. So a connection whose reading side has seen the end counts as cut too, and
    the hints wait for a new one instead.
+3. One Redis, several deployments. Pub/sub ignores the database number of the URL:
+   every client of a server hears every channel. So outside database 0 the channels'
+   names carry the number (``feed_events:5``), and deployments sharing a server, each
+   on a database of its own, hear neither each other's hints (which would make them
+   read their logs, and recheck every stream at each other's access changes) nor
+   each other's presence. Database 0 keeps the plain names.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import redis.asyncio as redis
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, parse_url
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -70,6 +76,9 @@ class RedisBroker(ListeningBroker):
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
+        db = int(parse_url(url).get("db") or 0)
+        self._hint_channel = _of_database(HINT_CHANNEL, db)
+        self._presence_channel = _of_database(PRESENCE_CHANNEL, db)
         # Sending retries once, on a fresh connection, if its pooled one was cut.
         self._sender = self._client(timeout=REPLY_TIMEOUT, retries=1)
         self._hints: Connection = self._sender.connection_pool.make_connection()  # type: ignore[no-untyped-call]
@@ -120,7 +129,7 @@ class RedisBroker(ListeningBroker):
         hints = self._waiting()
         self._newest, self._access_changed = None, False
         for hint in hints:
-            writer.writelines(self._hints.pack_command("PUBLISH", HINT_CHANNEL, hint))
+            writer.writelines(self._hints.pack_command("PUBLISH", self._hint_channel, hint))
         self._unanswered += len(hints)
         if self._unanswered and (self._answers is None or self._answers.done()):
             self._answers = asyncio.get_running_loop().create_task(
@@ -190,7 +199,7 @@ class RedisBroker(ListeningBroker):
         self._hints = self._sender.connection_pool.make_connection()  # type: ignore[no-untyped-call]
 
     async def share_presence(self, payload: str) -> None:
-        await self._sender.publish(PRESENCE_CHANNEL, payload)
+        await self._sender.publish(self._presence_channel, payload)
 
     async def close(self) -> None:
         await super().close()
@@ -212,7 +221,7 @@ class RedisBroker(ListeningBroker):
         client = self._client(timeout=None)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(HINT_CHANNEL, PRESENCE_CHANNEL)
+            await pubsub.subscribe(self._hint_channel, self._presence_channel)
             connected()
             while True:
                 message = await pubsub.get_message(timeout=PING_INTERVAL)
@@ -220,10 +229,15 @@ class RedisBroker(ListeningBroker):
                     await pubsub.ping()
                 elif message["type"] != "message":
                     continue
-                elif message["channel"] == PRESENCE_CHANNEL.encode():
+                elif message["channel"] == self._presence_channel.encode():
                     self._presence(message["data"].decode())
                 else:
                     self._heard(message["data"])
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
             await client.aclose()
+
+
+def _of_database(channel: str, db: int) -> str:
+    """``channel``'s name for the deployment on database ``db`` (3)."""
+    return channel if db == 0 else f"{channel}:{db}"
