@@ -27,7 +27,9 @@ membership was granted would be held against the grants as they were, and never
 reach the new member's open stream. Events committed just before the change wait a
 few milliseconds more; nothing is lost. Only a read of the log already under way
 when another process's hint arrives can deliver past it: the recheck follows at
-once.
+once. Events a poll finds came with no hint, and a change of access made with them
+may have gone unheard as well (a broker that lost a message, or was down): they wait
+for a recheck of every open stream first, as after another process's access hint.
 """
 
 from __future__ import annotations
@@ -170,6 +172,8 @@ class Relay:
                 hinted = False
             self._wake.clear()
             try:
+                if not hinted:
+                    await self._unheard()
                 await self._apply_access()
                 await self._check_log(polled=not hinted)
                 await self.catch_up()
@@ -185,6 +189,13 @@ class Relay:
                 if self._failing:
                     logger.warning("reading new events again, up to id %d", self.delivered)
                 self._failing = False
+
+    async def _unheard(self) -> None:
+        """At a poll: events no hint announced may have come with a change of access
+        no hint announced either (the broker lost them, or was down): the streams
+        follow whatever it was before those events go out."""
+        if await self._store.latest_event_id() > self.delivered:
+            self._access = ELSEWHERE if self._access is None else self._access | ELSEWHERE
 
     async def _apply_access(self) -> None:
         """Apply the pending change of access to the open streams, before the events

@@ -26,6 +26,10 @@ class CountingStore(Store):
 
     reads = 0
 
+    def __init__(self, engine: Any) -> None:
+        super().__init__(engine)
+        self.read = asyncio.Event()  # set at each read
+
     async def events_after(
         self,
         after: int,
@@ -36,6 +40,7 @@ class CountingStore(Store):
         **more: Any,
     ) -> list[FeedEvent]:
         self.reads += 1
+        self.read.set()
         return await super().events_after(after, channels, limit=limit, private=private, **more)
 
 
@@ -174,5 +179,52 @@ def test_events_committed_after_a_change_of_access_wait_until_streams_follow_it(
         finally:
             await relay.close()
             store.close()
+
+    asyncio.run(main())
+
+
+def test_events_a_poll_finds_wait_until_streams_follow_what_may_have_changed_unheard(
+    tmp_path: Path,
+) -> None:
+    """Another process's events found by a poll came without a hint: a change of access
+    made with them may have gone unheard too, and is rechecked before they go out."""
+
+    async def main() -> None:
+        url = sqlite_url(tmp_path / "feed.db")
+        store, other = CountingStore(make_engine(url)), Store(make_engine(url))
+        await store.create_schema()
+        hub = RecordingHub()
+        metrics = Metrics(hub.stats, MemoryBroker().status, frozenset)
+        relay = Relay(store, MemoryBroker(), hub, Renderer(), 0.1, metrics)
+        followed: asyncio.Queue[AccessChange] = asyncio.Queue()
+        release = asyncio.Event()
+
+        async def recheck(change: AccessChange) -> None:
+            followed.put_nowait(change)
+            await release.wait()
+
+        relay.on_access(recheck)
+        await relay.start()
+        try:
+            # Written by another process whose hints never came: a grant, then a post.
+            await other.set_member("general", "ann", may_post=True)
+            after = await other.create_post("general", "bob", "after the grant")
+            async with asyncio.timeout(5):
+                assert await followed.get() == AccessChange(elsewhere=True)
+            assert hub.batches == []
+            release.set()
+            async with asyncio.timeout(5):
+                await hub.reached(after.event_id or 0)
+            assert hub.batches == [[after.event_id]]
+            # A poll that finds nothing new rechecks nothing.
+            async with asyncio.timeout(5):
+                for _ in range(3):  # three polls
+                    store.read.clear()
+                    await store.read.wait()
+            assert followed.empty()
+        finally:
+            await relay.close()
+            store.close()
+            other.close()
 
     asyncio.run(main())
