@@ -119,6 +119,7 @@ def create_app(settings: Settings) -> FeedApp:
         # announcement): the relay is one (its start), the other processes another, this
         # one's access a third.
         watch = Watch(gate, settings.access_recheck)
+        watch.on_privacy(hub.resync_outsiders)
         store.on_commit(watch.committed)
         store.on_commit(broker.hint_others)
         store.on_commit(meters.committed)

@@ -85,7 +85,7 @@ from feed import heartbeats
 from feed.census import Census, HubStats
 from feed.heartbeats import Turns
 from feed.search import Query
-from feed.sse import Format
+from feed.sse import Format, resync_frame
 from feed.subscribers import Item, Joined, Run, Subscriber, item
 
 K = TypeVar("K")
@@ -349,6 +349,24 @@ class Hub:
             found = items.get(subscriber.private)
             if found is None:
                 found = items[subscriber.private] = item(None, message(subscriber.private))
+            subscriber.offer(found)
+
+    def resync_outsiders(self, channels: frozenset[str], reason: str) -> None:
+        """Tell every stream that follows one of ``channels`` and may not read it as a
+        private channel, that what it may show changed: a channel made private or
+        public (sse.py, on messages that tell). Never waits."""
+        frames: dict[Format, Item] = {}
+        for subscriber in self.subscribers():
+            if subscriber.private is None or subscriber.thread is not None:
+                continue  # reads every channel; a thread's page asks for its post itself
+            followed = channels if subscriber.channels is None else channels & subscriber.channels
+            if not followed - subscriber.private:
+                continue
+            found = frames.get(subscriber.format)
+            if found is None:
+                found = frames[subscriber.format] = item(
+                    None, resync_frame(subscriber.format, None, reason)
+                )
             subscriber.offer(found)
 
     def _beat(self, turn: int | None = None) -> None:

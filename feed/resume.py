@@ -15,26 +15,12 @@ Rationale:
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import Send
 
 from feed.replays import Cursor
 from feed.runtime import Runtime
-from feed.sse import Format, frame
+from feed.sse import resync_frame
 from feed.subscribers import Subscriber
-
-RESYNC = "resync"
-
-
-def resync_frame(fmt: Format, event_id: int, reason: str) -> bytes:
-    if fmt is Format.JSON:
-        data = json.dumps({"id": event_id, "type": RESYNC, "reason": reason}, separators=(",", ":"))
-    elif fmt is Format.TEXT:
-        data = f"resync: {reason}"
-    else:
-        data = ""
-    return frame(data, event=RESYNC, id=event_id)
 
 
 async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, Cursor | None]:

@@ -24,6 +24,15 @@ Rationale:
 4. ``chunk`` frames a message as one HTTP/1.1 chunk, so the hub can write it straight
    to a connection's transport (subscribers.py, on attaching); the bytes must be
    exactly what uvicorn would have written for the same message.
+5. Told, not left to guess. Two messages say what the stream's reader cannot see for
+   itself. ``resync``: the page is to re-fetch its list, because it missed more than
+   a replay holds (with the id its list is to reach: resume.py), or because what the
+   stream may show changed under it (a channel made private or public, a membership
+   given or taken: watch.py), with no id. ``ended``: the identity behind the stream
+   lost its access (signed out, revoked, expired, a channel it named taken away),
+   and the stream ends after it: a page reloads, to show what it may show now,
+   rather than reconnect as somebody else (a signed-out browser has no session to
+   send) and go on looking live.
 """
 
 from __future__ import annotations
@@ -116,3 +125,29 @@ def hello(release: str, heartbeat: float) -> bytes:
 def chunk(data: bytes) -> bytes:
     """``data`` as one HTTP/1.1 chunk, ready to go on the wire of a chunked response (4)."""
     return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+RESYNC = "resync"
+ENDED = "ended"
+
+
+def resync_frame(fmt: Format, event_id: int | None, reason: str) -> bytes:
+    """Re-fetch your list (5); ``event_id``: the one the list is to reach, if any."""
+    if fmt is Format.JSON:
+        data = json.dumps({"id": event_id, "type": RESYNC, "reason": reason}, separators=(",", ":"))
+    elif fmt is Format.TEXT:
+        data = f"resync: {reason}"
+    else:
+        data = ""
+    return frame(data, event=RESYNC, id=event_id)
+
+
+def ended_frame(fmt: Format, reason: str) -> bytes:
+    """The last message of a stream whose identity lost its access (5)."""
+    if fmt is Format.JSON:
+        data = json.dumps({"type": ENDED, "reason": reason}, separators=(",", ":"))
+    elif fmt is Format.TEXT:
+        data = f"ended: {reason}"
+    else:
+        data = reason
+    return frame(data, event=ENDED)

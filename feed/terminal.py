@@ -149,10 +149,14 @@ class Tail:
         printed = 0
         follow = self.client.follow(self.channels, self.last_id, self._reconnecting, self.only)
         for event in follow:
-            if event.event == "resync":
+            if event.event == "resync" and event.id is None:
+                self._say("what this stream may show changed; carrying on")
+            elif event.event == "resync":
                 self._say(
                     f"too many events were missed to replay; carrying on from event {event.id}"
                 )
+            elif event.event == "ended":
+                self._say(f"the server ended this stream: {_reason(event.data)}")
             elif (
                 event.event.startswith(("post-", "reply-", "channel-")) or event.event == "mention"
             ):
@@ -172,3 +176,12 @@ class Tail:
     def _show(self, event: str, data: str) -> None:
         shown = json_safe(data) if self.fmt == "json" else line(event, data, self.colour)
         print(shown, file=self.out, flush=True)
+
+
+def _reason(data: str) -> str:
+    """What an ``ended`` message says (sse.py, on messages that tell), terminal-safe."""
+    try:
+        said = json.loads(data).get("reason", data)
+    except (ValueError, AttributeError):
+        said = data
+    return " ".join(terminal_safe(str(said)).split())

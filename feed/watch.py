@@ -20,6 +20,14 @@ Rationale:
 2. What the Watch needs of a stream is who opened it, whether it is closed, and a
    way to close it. Hub subscribers also follow their channel grants: a private
    channel taken away stops reaching them, and one that asked for it by name ends.
+3. Told, not left to guess (sse.py, on messages that tell). A hub subscriber whose
+   identity lost its access gets ``ended`` before it ends, so a page reloads rather
+   than reconnect as somebody else (a browser signed out in another tab has no
+   session left to send). One whose private channels changed, and every stream
+   that follows a channel made private or public and is no member of it (kiosks
+   and anonymous pages included, which the Watch does not keep: the hub finds
+   them, ``on_privacy``), gets ``resync``: its list gains or loses that channel's
+   posts, which no event of the log brings, and a page re-fetches it.
 """
 
 from __future__ import annotations
@@ -28,15 +36,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from feed import tasks
 from feed.access import Access
 from feed.identity import Identity, Via, digest
 from feed.permissions import Permissions
+from feed.sse import ended_frame, resync_frame
 from feed.store import StoreUnavailable
-from feed.subscribers import Subscriber
+from feed.subscribers import Subscriber, item
 from feed.values import AccessChange, Commit
 
 logger = logging.getLogger("feed.watch")
@@ -70,6 +79,11 @@ class Watch:
         self.interval = interval
         self._streams: set[Watched] = set()
         self._task: asyncio.Task[None] | None = None
+        self._on_privacy: list[Callable[[frozenset[str], str], None]] = []
+
+    def on_privacy(self, listener: Callable[[frozenset[str], str], None]) -> None:
+        """Call ``listener`` with the channels made private or public, and why (3)."""
+        self._on_privacy.append(listener)
 
     def add(self, stream: Watched) -> None:
         """Recheck ``stream`` from now on, if anything can be taken away from it (1)."""
@@ -123,7 +137,12 @@ class Watch:
     async def recheck(self) -> int:
         """Apply revocations, sign-outs, expiries and membership changes to open
         streams; returns how many streams it ended."""
+        before = self.access.private_channels()
         await self.access.channels(fresh=True)
+        flipped = before ^ self.access.private_channels()
+        if flipped:
+            for listener in self._on_privacy:
+                listener(flipped, "a channel was made private or public")
         streams: dict[Identity, list[Watched]] = {}
         for stream in self._streams:
             who = stream.who
@@ -162,9 +181,13 @@ def _narrow(streams: Iterable[Watched], perms: Permissions) -> int:
     for sub in streams:
         if not isinstance(sub, Subscriber):
             continue
+        changed = sub.private != private
         sub.private = private
         if sub.channels is not None and not all(perms.may_read(c) for c in sub.channels):
             ended += _end([sub], f"{perms.identity.name!r} may no longer read a channel")
+        elif changed:
+            reason = f"the private channels {perms.identity.name!r} may read changed"
+            sub.offer(item(None, resync_frame(sub.format, None, reason)))  # (3)
     return ended
 
 
@@ -173,6 +196,8 @@ def _end(streams: Iterable[Watched], why: str) -> int:
     for stream in streams:
         if not stream.closed:
             with contextlib.suppress(Exception):
+                if isinstance(stream, Subscriber):
+                    stream.offer(item(None, ended_frame(stream.format, why)))  # (3)
                 stream.close()
             count += 1
     if count:

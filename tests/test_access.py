@@ -50,6 +50,16 @@ def stream(server: Server, token: str | None = None, **params: str) -> SSEClient
     return SSEClient(server.port, params={"format": "json", **params}, headers=headers)
 
 
+def told(client: SSEClient, kind: str) -> list[Message]:
+    """The ``resync`` or ``ended`` messages a stream got (sse.py, on messages that tell)."""
+    return [m for m in client.messages if m.event == kind]
+
+
+def wait_told(client: SSEClient, kind: str, timeout: float = 10) -> Message:
+    client.wait_for(lambda s: told(s, kind), timeout)
+    return told(client, kind)[0]
+
+
 def wait_for_body(client: SSEClient, body: str, timeout: float = 10) -> list[str]:
     client.wait_for(lambda s: body in bodies(s.events()), timeout)
     return bodies(client.events())
@@ -257,27 +267,45 @@ def test_a_membership_taken_away_stops_private_events_at_once(board: Server) -> 
         wait_for_body(named, "before")
         wait_for_body(everything, "before")
         assert board.client.delete("/api/channels/board/members/ann").status_code == 200
-        # A stream that named the channel ends; one of every channel stays but stops
-        # carrying it.
+        # A stream that named the channel ends, saying why; one of every channel stays
+        # but stops carrying it, and is told to re-fetch what it shows.
         named.wait_closed()
+        assert json.loads(told(named, "ended")[0].data)["reason"] == (
+            "'ann' may no longer read a channel"
+        )
+        resync = wait_told(everything, "resync")
+        assert resync.id is None and json.loads(resync.data)["type"] == "resync"
         board.post("after", channel="board")
         board.post("public")
         assert wait_for_body(everything, "public") == ["before", "public"]
-    refused = stream(board, ann, channel="board")
-    assert refused.status == 404
+        refused = stream(board, ann, channel="board")
+        assert refused.status == 404
+        # Granted again: the same.
+        everything.messages.clear()
+        assert board.client.put("/api/channels/board/members/ann", json={}).status_code == 200
+        wait_told(everything, "resync")
 
 
 def test_a_channel_made_private_stops_reaching_outsiders_from_the_next_event(
     make_server: Callable[..., Server],
 ) -> None:
     server = make_server(**FAST)
-    with stream(server) as anonymous:
+    with stream(server) as anonymous, stream(server, channel="announcements") as elsewhere:
         server.post("open")
         wait_for_body(anonymous, "open")
         server.client.patch("/api/channels/general", json={"private": True})
+        # What it shows lost a channel's posts, which no event brings: it is told.
+        assert wait_told(anonymous, "resync").id is None
         server.post("closed")
         server.post("elsewhere", channel="announcements")
         assert wait_for_body(anonymous, "elsewhere") == ["open", "elsewhere"]
+        # Made public again: its posts come back to the page the same way.
+        anonymous.messages.clear()
+        server.client.patch("/api/channels/general", json={"private": False})
+        wait_told(anonymous, "resync")
+        # A stream of another channel is not concerned.
+        wait_for_body(elsewhere, "elsewhere")
+        assert told(elsewhere, "resync") == []
 
 
 def test_revoking_a_token_ends_its_open_streams(board: Server) -> None:
@@ -290,6 +318,8 @@ def test_revoking_a_token_ends_its_open_streams(board: Server) -> None:
         wait_for_body(events, "first")
         run_feed("token", "revoke", token_id.group(1), FEED_DATABASE_URL=board.database)
         events.wait_closed()
+        (ended,) = told(events, "ended")
+        assert json.loads(ended.data) == {"type": "ended", "reason": "token of 'tmp' revoked"}
     assert stream(board, token).status == 401
 
 
@@ -399,6 +429,7 @@ def test_signing_out_ends_the_session_everywhere_not_only_in_this_browser(
         token = csrf_of(browser.get("/").text)
         assert browser.post("/signout", data={"csrf_token": token}).status_code == 303
         live.wait_closed()
+        assert json.loads(told(live, "ended")[0].data)["reason"] == "'ann' signed out"
     # The copy of the cookie is refused from now on: it is nobody, and may not read #board.
     page = copied.get("/").text
     assert "Posting as" not in page and "Sign in" in page

@@ -25,6 +25,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser import (
     Database,
+    Problems,
     browser,
     context,
     database,
@@ -32,6 +33,7 @@ from tests.browser import (
     post_el,
     problems,
     shown_ids,
+    sign_in,
     wait_applied,
     wait_true,
 )
@@ -259,3 +261,36 @@ def test_thread_pages_share_the_profiles_stream_and_show_only_their_thread(
         replies = page.eval_on_selector_all(".reply", "els => els.map(el => el.id)")
         assert replies == ([f"post-{replied[parent]}"] if parent in replied else [])
         assert page.evaluate(FETCH_API) == 200
+
+
+def test_signing_out_in_one_tab_shows_every_other_tab_signed_out(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    problems.allow("htmx:sseError", "[object Event]")  # the stream that ended
+    holder = sign_in(context, server, server.token("ann"))
+    other = open_live(context, server.url)
+    assert {stream_state(p)["mode"] for p in (holder, other)} == {"leader", "follower"}
+    other.get_by_role("button", name="Sign out").click()
+    # The server ends the session's stream with a word of why: the tab holding it
+    # reloads, signed out, rather than reconnect as nobody and go on saying "Live".
+    expect(holder.get_by_role("link", name="Sign in")).to_be_visible(timeout=SHOWN_MS)
+    expect(holder.get_by_role("button", name="Sign out")).to_be_hidden()
+
+
+@pytest.mark.parametrize("path", ["/kiosk", "/"])
+def test_a_channel_made_private_or_public_leaves_or_joins_open_pages(
+    server: Server, context: BrowserContext, database: Database, path: str
+) -> None:
+    general = server.post("in general")["post"]["id"]
+    news = server.post("in announcements", channel="announcements")["post"]["id"]
+    page = open_live(context, f"{server.url}{path}")
+    assert shown_ids(page) == [news, general]
+    # No event of the log brings a channel's old posts in or takes them out: the
+    # stream tells the page to fetch its list again.
+    assert server.client.patch("/api/channels/general", json={"private": True}).is_success
+    wait_true(page, "id => !document.getElementById('post-' + id)", general, SHOWN_MS)
+    assert shown_ids(page) == [news]
+    assert server.client.patch("/api/channels/general", json={"private": False}).is_success
+    expect(post_el(page, general)).to_be_visible(timeout=SHOWN_MS)
+    assert shown_ids(page) == expected_ids(database)
+    assert page.evaluate("window.__notReloaded") is True

@@ -126,6 +126,26 @@ def test_tail_resumes_after_a_server_restart_without_gaps_or_repeats(
     assert "reconnecting" in err
 
 
+def test_tail_says_why_the_server_ended_its_stream_when_its_token_is_revoked(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(access_recheck=0.2)
+    made = run_feed("token", "create", "wall", FEED_DATABASE_URL=server.database)
+    token, number = made.stdout.split()[0], re.search(r"token (\d+)", made.stdout)
+    assert number is not None
+    tail = feed_process("tail", "--token", token, "--url", server.url)
+    wait_for_subscriber(server)
+    run_feed("token", "revoke", number.group(1), FEED_DATABASE_URL=server.database)
+    try:
+        _, err = tail.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        tail.kill()
+        raise AssertionError(f"tail did not end: {tail.communicate()}") from None
+    # It is told why, then refused on its way back in (exit code 3).
+    assert "feed: the server ended this stream: token of 'wall' revoked" in err.splitlines()
+    assert tail.returncode == 3, err
+
+
 def test_refusals_and_unreachable_servers_have_their_own_exit_codes(server: Server) -> None:
     refused = run_feed("post", "nope", "hi", *as_admin(server))
     assert refused.returncode == 3

@@ -105,11 +105,19 @@
 //     reported by the browser as a failed load, and on a thread's page taken for the
 //     thread gone). From the moment the page submits the sign-out form, whatever it is
 //     fetching is abandoned, and nothing is fetched or retried after.
+// 16. Access ended elsewhere. A stream whose identity was signed out (in another tab,
+//     say), revoked or expired ends with `ended` (sse.py, on messages that tell): the
+//     page reloads, to show what it may show now, rather than reconnect as nobody and
+//     go on saying "Live". At most once a minute: a page that came back the same way
+//     would otherwise reload in a loop. A page whose private channels changed gets
+//     `resync` and re-fetches its list (6).
 (function () {
   "use strict";
 
   var HELD_LIMIT = 1000;
   var RELOAD_KEY = "feed-reloaded-for";
+  var ENDED_KEY = "feed-reloaded-at-end"; // when the page last reloaded for `ended` (16)
+  var ENDED_RELOAD_MS = 60000;
 
   function meta(name) {
     var tag = document.querySelector('meta[name="' + name + '"]');
@@ -172,6 +180,7 @@
     source.addEventListener("hello", onHello);
     source.addEventListener("heartbeat", alive);
     source.addEventListener("resync", onResync);
+    source.addEventListener("ended", onEnded);
     source.addEventListener("presence", onPresence);
     // 11. Other scripts' listeners, on every stream the page makes.
     (window.feedSourceHooks || []).forEach(function (hook) { hook(source); });
@@ -257,6 +266,18 @@
     if (info.heartbeat > 0) heartbeatMs = 1000 * info.heartbeat;
     alive();
     if (release && info.release && info.release !== release) reloadOnce(info.release);
+  }
+
+  // 16. The stream's identity lost its access: show what this browser may see now.
+  function onEnded() {
+    try {
+      var at = Number(window.sessionStorage.getItem(ENDED_KEY)) || 0;
+      if (Date.now() - at < ENDED_RELOAD_MS) return;
+      window.sessionStorage.setItem(ENDED_KEY, String(Date.now()));
+    } catch (err) {
+      return; // without storage a reload could loop
+    }
+    window.location.reload();
   }
 
   function reloadOnce(next) {
