@@ -49,7 +49,8 @@ from typing import Any
 
 from bench import corpora, fanout
 from bench.report import percentile
-from feed.search import Cursor, Filters, parse
+from feed.search import parse
+from feed.search_values import Cursor, Filters
 from feed.store import Store
 
 SEED = 18

@@ -58,8 +58,9 @@ from feed.inputs import before_post, choice, post_body, read_form
 from feed.permissions import Permissions
 from feed.render import SNAPSHOT_HEADER, page_url
 from feed.runtime import Runtime, runtime
-from feed.search import Cursor, Filters, Query
+from feed.search import Query
 from feed.search_params import search_query
+from feed.search_values import Cursor, Filters
 from feed.security import TooManySearches, admit_post, searching
 from feed.store import StoreError
 from feed.values import ChannelView, FrontPage, PostView

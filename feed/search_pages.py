@@ -13,8 +13,8 @@ from feed.errors import ClientError
 from feed.permissions import Permissions
 from feed.render import page_url
 from feed.runtime import Runtime, runtime
-from feed.search import Results
 from feed.search_params import MAX_SEARCH_PAGE, SearchAsked, search_asked
+from feed.search_values import Results
 from feed.security import TooManySearches, searching
 from feed.viewers import viewer
 

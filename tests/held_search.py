@@ -17,7 +17,8 @@ from typing import Any
 
 import feed.app
 from feed.cli import main
-from feed.search import Filters, Query, Results
+from feed.search import Query
+from feed.search_values import Filters, Results
 from feed.store import Store
 
 HELD = "heldword"

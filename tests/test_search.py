@@ -17,7 +17,8 @@ from starlette.testclient import TestClient
 
 from feed import schema
 from feed.pages import KIOSK_POSTS
-from feed.search import Cursor, Filters, Results, parse
+from feed.search import parse
+from feed.search_values import Cursor, Filters, Results
 from feed.storage import search as storage_search
 from feed.store import Store, make_engine
 from tests.conftest import Server

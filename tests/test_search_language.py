@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feed.models import EventKind
-from feed.search import Cursor, QueryError, Term, Words, live, parse, tokenize
+from feed.search import QueryError, Term, Words, live, parse, tokenize
+from feed.search_values import Cursor
 from feed.values import FeedEvent, PostView
 
 VOCABULARY = ["lift", "deploy", "deployed", "outage", "the", "café", "e", "mail", "x1"]

@@ -18,7 +18,8 @@ from starlette.testclient import TestClient
 
 import feed
 from feed.app import create_app
-from feed.search import Filters, Query, Results
+from feed.search import Query
+from feed.search_values import Filters, Results
 from feed.settings import Settings
 from feed.store import Store
 from tests.auth import ADMIN, _run, ensure_admin, kiosk_key

@@ -14,7 +14,8 @@ from alembic import command
 from sqlalchemy import text
 
 from feed import schema
-from feed.search import Cursor, Filters, Results, parse
+from feed.search import parse
+from feed.search_values import Cursor, Filters, Results
 from feed.store import Store, make_engine
 from feed.values import Change, NewPost
 from tests.test_search import database_at

@@ -101,7 +101,8 @@ from sqlmodel import Session, col, select
 
 from feed import schema
 from feed.models import Channel, Event, Post
-from feed.search import Cursor, Filters, Hit, Query, Results, tokenize
+from feed.search import Query, tokenize
+from feed.search_values import Cursor, Filters, Hit, Results
 from feed.storage import tallies, threads
 from feed.storage.engine import in_thread
 from feed.storage.history import readable
