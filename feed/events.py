@@ -85,7 +85,7 @@ from feed import heartbeats
 from feed.census import Census, HubStats
 from feed.heartbeats import Turns
 from feed.search import Query
-from feed.sse import Format, resync_frame
+from feed.sse import Format, ended_frame, resync_frame
 from feed.subscribers import Item, Joined, Run, Subscriber, item
 
 K = TypeVar("K")
@@ -351,21 +351,30 @@ class Hub:
                 found = items[subscriber.private] = item(None, message(subscriber.private))
             subscriber.offer(found)
 
-    def resync_outsiders(self, channels: frozenset[str], reason: str) -> None:
-        """Tell every stream that follows one of ``channels`` and may not read it as a
-        private channel, that what it may show changed: a channel made private or
-        public (sse.py, on messages that tell). Never waits."""
-        frames: dict[Format, Item] = {}
+    def resync_outsiders(self, flipped: frozenset[str], private: frozenset[str]) -> None:
+        """Tell every stream that follows one of the channels ``flipped`` (made private
+        or public; ``private``: every private channel now) without being its member,
+        that what it may show changed (sse.py, on messages that tell): ``resync``, or
+        ``ended`` for one that named a channel it may no longer read. A thread's stream
+        is told too: its page asks for its post again. Never waits."""
+        told: dict[Format, Item] = {}
         for subscriber in self.subscribers():
-            if subscriber.private is None or subscriber.thread is not None:
-                continue  # reads every channel; a thread's page asks for its post itself
-            followed = channels if subscriber.channels is None else channels & subscriber.channels
-            if not followed - subscriber.private:
+            if subscriber.private is None:
+                continue  # reads every channel, private or not
+            named = subscriber.channels
+            outside = (flipped if named is None else flipped & named) - subscriber.private
+            if not outside:
                 continue
-            found = frames.get(subscriber.format)
+            if named is not None and outside & private:
+                why = "a channel this stream follows was made private"
+                subscriber.offer(item(None, ended_frame(subscriber.format, why)))
+                subscriber.close()
+                continue
+            found = told.get(subscriber.format)
             if found is None:
-                found = frames[subscriber.format] = item(
-                    None, resync_frame(subscriber.format, None, reason)
+                why = "a channel was made private or public"
+                found = told[subscriber.format] = item(
+                    None, resync_frame(subscriber.format, None, why)
                 )
             subscriber.offer(found)
 

@@ -79,10 +79,13 @@ class Watch:
         self.interval = interval
         self._streams: set[Watched] = set()
         self._task: asyncio.Task[None] | None = None
-        self._on_privacy: list[Callable[[frozenset[str], str], None]] = []
+        self._on_privacy: list[Callable[[frozenset[str], frozenset[str]], None]] = []
+        # The private channels at the last recheck (3).
+        self._private: frozenset[str] | None = None
 
-    def on_privacy(self, listener: Callable[[frozenset[str], str], None]) -> None:
-        """Call ``listener`` with the channels made private or public, and why (3)."""
+    def on_privacy(self, listener: Callable[[frozenset[str], frozenset[str]], None]) -> None:
+        """Call ``listener`` with the channels made private or public, and every
+        private channel now, once the kept streams followed (3)."""
         self._on_privacy.append(listener)
 
     def add(self, stream: Watched) -> None:
@@ -137,12 +140,22 @@ class Watch:
     async def recheck(self) -> int:
         """Apply revocations, sign-outs, expiries and membership changes to open
         streams; returns how many streams it ended."""
-        before = self.access.private_channels()
         await self.access.channels(fresh=True)
-        flipped = before ^ self.access.private_channels()
-        if flipped:
-            for listener in self._on_privacy:
-                listener(flipped, "a channel was made private or public")
+        private_now = self.access.private_channels()
+        # Against what this Watch saw last, not the access caches, which other reads
+        # and the log's channel events keep fresh too (3).
+        flipped = frozenset() if self._private is None else self._private ^ private_now
+        self._private = private_now
+        try:
+            return await self._recheck(flipped)
+        finally:
+            # After the streams it keeps have followed their grants, so that a member
+            # is no outsider of a channel it may read (3).
+            if flipped:
+                for listener in self._on_privacy:
+                    listener(flipped, private_now)
+
+    async def _recheck(self, flipped: frozenset[str]) -> int:
         streams: dict[Identity, list[Watched]] = {}
         for stream in self._streams:
             who = stream.who
@@ -169,19 +182,22 @@ class Watch:
             elif who.expires_at is not None and who.expires_at <= now:
                 ended += _end(subs, f"the session of {who.name!r} expired")
             else:
-                ended += _narrow(subs, everyone[who])
+                ended += _narrow(subs, everyone[who], flipped)
         return ended
 
 
-def _narrow(streams: Iterable[Watched], perms: Permissions) -> int:
+def _narrow(streams: Iterable[Watched], perms: Permissions, flipped: frozenset[str]) -> int:
     """Hub subscribers follow their grants: private channels taken away stop reaching
-    them, and one that asked for such a channel by name ends (2)."""
+    them, and one that asked for such a channel by name ends (2). One whose
+    memberships changed is told to re-fetch (3); a channel made private or public that
+    it may read either way changes nothing it shows."""
     private = perms.private_readable()
     ended = 0
     for sub in streams:
         if not isinstance(sub, Subscriber):
             continue
-        changed = sub.private != private
+        was = frozenset() if sub.private is None else sub.private
+        changed = sub.private is not None and bool((was ^ (private or frozenset())) - flipped)
         sub.private = private
         if sub.channels is not None and not all(perms.may_read(c) for c in sub.channels):
             ended += _end([sub], f"{perms.identity.name!r} may no longer read a channel")

@@ -290,22 +290,38 @@ def test_a_channel_made_private_stops_reaching_outsiders_from_the_next_event(
     make_server: Callable[..., Server],
 ) -> None:
     server = make_server(**FAST)
-    with stream(server) as anonymous, stream(server, channel="announcements") as elsewhere:
-        server.post("open")
-        wait_for_body(anonymous, "open")
+    ann = server.token("ann")
+    assert server.client.put("/api/channels/general/members/ann", json={}).status_code == 200
+    opened = server.post("open")["post"]["id"]
+    with (
+        stream(server) as anonymous,
+        stream(server, channel="announcements") as elsewhere,
+        stream(server, channel="general") as named,
+        stream(server, thread=str(opened)) as thread,
+        stream(server, ann) as member,
+    ):
         server.client.patch("/api/channels/general", json={"private": True})
         # What it shows lost a channel's posts, which no event brings: it is told.
         assert wait_told(anonymous, "resync").id is None
+        # One that named the channel, or a thread of it, may no longer read it: it ends,
+        # saying why.
+        for ending in (named, thread):
+            ending.wait_closed()
+            assert json.loads(told(ending, "ended")[0].data)["reason"] == (
+                "a channel this stream follows was made private"
+            )
         server.post("closed")
         server.post("elsewhere", channel="announcements")
-        assert wait_for_body(anonymous, "elsewhere") == ["open", "elsewhere"]
+        assert wait_for_body(anonymous, "elsewhere") == ["elsewhere"]
         # Made public again: its posts come back to the page the same way.
         anonymous.messages.clear()
         server.client.patch("/api/channels/general", json={"private": False})
         wait_told(anonymous, "resync")
-        # A stream of another channel is not concerned.
+        # A stream of another channel is not concerned, nor a member's, which reads the
+        # channel either way.
         wait_for_body(elsewhere, "elsewhere")
-        assert told(elsewhere, "resync") == []
+        wait_for_body(member, "elsewhere")
+        assert told(elsewhere, "resync") == [] and told(member, "resync") == []
 
 
 def test_revoking_a_token_ends_its_open_streams(board: Server) -> None:

@@ -43,6 +43,7 @@ pytestmark = pytest.mark.browser
 __all__ = ["browser", "context", "database", "problems"]  # fixtures
 
 TABS = 12  # twice what HTTP/1.1 allows a browser per host
+HEARTBEAT = 1.0  # seconds, where a test waits on what a heartbeat interval bounds
 SHOWN_MS = 2_000  # a new post is on every tab within 2 s
 HAND_OVER_MS = 1_500  # another tab holds the stream about a second after its holder left
 
@@ -279,8 +280,11 @@ def test_signing_out_in_one_tab_shows_every_other_tab_signed_out(
 
 @pytest.mark.parametrize("path", ["/kiosk", "/"])
 def test_a_channel_made_private_or_public_leaves_or_joins_open_pages(
-    server: Server, context: BrowserContext, database: Database, path: str
+    make_server: Callable[..., Server], context: BrowserContext, database: Database, path: str
 ) -> None:
+    # Told all at once, each page re-fetches within a heartbeat interval, at random.
+    server = make_server(heartbeat=HEARTBEAT)
+    told_ms = HEARTBEAT * 1000 + SHOWN_MS
     general = server.post("in general")["post"]["id"]
     news = server.post("in announcements", channel="announcements")["post"]["id"]
     page = open_live(context, f"{server.url}{path}")
@@ -288,9 +292,9 @@ def test_a_channel_made_private_or_public_leaves_or_joins_open_pages(
     # No event of the log brings a channel's old posts in or takes them out: the
     # stream tells the page to fetch its list again.
     assert server.client.patch("/api/channels/general", json={"private": True}).is_success
-    wait_true(page, "id => !document.getElementById('post-' + id)", general, SHOWN_MS)
+    wait_true(page, "id => !document.getElementById('post-' + id)", general, told_ms)
     assert shown_ids(page) == [news]
     assert server.client.patch("/api/channels/general", json={"private": False}).is_success
-    expect(post_el(page, general)).to_be_visible(timeout=SHOWN_MS)
+    expect(post_el(page, general)).to_be_visible(timeout=told_ms)
     assert shown_ids(page) == expected_ids(database)
     assert page.evaluate("window.__notReloaded") is True

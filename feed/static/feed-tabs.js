@@ -99,9 +99,12 @@
     return Object.keys(this.listeners);
   };
 
-  Source.prototype.message = function (type, data, id) {
+  // ``spread``: a `resync` the server sent with no id of its own (what the stream may
+  // show changed), told to every screen at once (feed.js, on access ended elsewhere).
+  Source.prototype.message = function (type, data, id, spread) {
     if (this.closed) return;
     var evt = new MessageEvent(type, { data: data, lastEventId: id ? String(id) : "" });
+    evt.spread = !!spread;
     (this.listeners[type] || []).slice().forEach(function (fn) { fn.call(this, evt); }, this);
   };
 
@@ -132,7 +135,9 @@
     var types = {};
 
     function connect() {
-      var mine = (stream = new EventSource(withPosition(url, position()), {
+      // From the newest message passed on, as the leader does: the page may not have
+      // applied them all yet (a re-fetch holds them), and has them all the same.
+      var mine = (stream = new EventSource(withPosition(url, Math.max(position(), last)), {
         withCredentials: true
       }));
       hooks.created(mine.url);
@@ -156,9 +161,9 @@
     function relay(evt) {
       if (evt.target !== stream) return;
       var id = Number(evt.lastEventId) || 0;
-      var carried = id > last || (evt.type === "resync" && id) ? id : 0;
+      var carried = id > last ? id : 0;
       last = Math.max(last, id);
-      source.message(evt.type, evt.data, carried);
+      source.message(evt.type, evt.data, carried, evt.type === "resync" && !carried);
     }
 
     function listen(type) {
@@ -239,7 +244,7 @@
         } else if (joining && msg.id) {
           return;
         }
-        source.message(msg.type, msg.data, msg.id);
+        source.message(msg.type, msg.data, msg.id, msg.spread);
       } else if (msg.kind === "open" && msg.session === joined) {
         source.opened();
       } else if (msg.kind === "error" && msg.session === joined) {
@@ -267,7 +272,7 @@
       var from = position();
       lead = {
         session: newId(), stream: null, ring: [], from: from, last: from,
-        types: {}, hello: null, release: release, attempt: 0
+        types: {}, hello: null, release: release, attempt: 0, resyncAt: -1
       };
       joined = null;
       joining = false;
@@ -314,15 +319,20 @@
       if (!lead || evt.target !== lead.stream) return;
       var id = Number(evt.lastEventId) || 0;
       var msg = { kind: "event", session: lead.session, type: evt.type, data: evt.data, id: 0 };
-      if (id > lead.last || (evt.type === "resync" && id)) {
+      if (id > lead.last) {
         msg.id = id;
-        lead.last = Math.max(lead.last, id);
+        lead.last = id;
         lead.ring.push(msg);
         if (lead.ring.length > RING) lead.from = lead.ring.shift().id;
+      } else if (evt.type === "resync") {
+        // One with no id of its own (what the stream may show changed): a tab that
+        // joins from before this point re-fetches its list too (answerJoin).
+        lead.resyncAt = lead.last;
+        msg.spread = true;
       }
       if (evt.type === "hello") lead.hello = evt.data;
       post(msg);
-      source.message(msg.type, msg.data, msg.id);
+      source.message(msg.type, msg.data, msg.id, msg.spread);
     }
 
     function answerJoin(msg) {
@@ -330,7 +340,7 @@
       var from = Number(msg.from) || 0;
       post({
         kind: "replay", to: msg.tab, session: lead.session, hello: lead.hello,
-        resync: from < lead.from,
+        resync: from < lead.from || from <= lead.resyncAt,
         messages: lead.ring.filter(function (m) { return m.id > from; })
       });
     }

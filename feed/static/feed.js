@@ -109,8 +109,10 @@
 //     say), revoked or expired ends with `ended` (sse.py, on messages that tell): the
 //     page reloads, to show what it may show now, rather than reconnect as nobody and
 //     go on saying "Live". At most once a minute: a page that came back the same way
-//     would otherwise reload in a loop. A page whose private channels changed gets
-//     `resync` and re-fetches its list (6).
+//     would otherwise reload in a loop. A page whose private channels changed, or that
+//     follows a channel made private or public, gets `resync` with no id and
+//     re-fetches its list (6) after a random moment of up to one heartbeat interval:
+//     every screen that follows the channel hears it at once.
 (function () {
   "use strict";
 
@@ -665,8 +667,18 @@
     else pending.overflowed = true;
   }
 
-  function onResync() {
+  function onResync(evt) {
     alive();
+    if (evt && evt.spread) {
+      // What the stream may show changed (16): every screen that follows the channel is
+      // told at once, so each waits a moment, at random, not to ask all together.
+      setTimeout(resyncNow, Math.random() * heartbeatMs);
+      return;
+    }
+    resyncNow();
+  }
+
+  function resyncNow() {
     // A list fetched before the resync may be older than where the stream went on.
     if (pending) pending.again = true;
     else refetchList();
