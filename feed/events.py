@@ -351,9 +351,15 @@ class Hub:
                 found = items[subscriber.private] = item(None, message(subscriber.private))
             subscriber.offer(found)
 
-    def resync_outsiders(self, flipped: frozenset[str], private: frozenset[str]) -> None:
+    def resync_outsiders(
+        self,
+        flipped: frozenset[str],
+        private: frozenset[str],
+        members: Mapping[Subscriber, frozenset[str]],
+    ) -> None:
         """Tell every stream that follows one of the channels ``flipped`` (made private
-        or public; ``private``: every private channel now) without being its member,
+        or public; ``private``: every private channel now; ``members``: streams that
+        read some of them either way, with which) without being its member,
         that what it may show changed (sse.py, on messages that tell): ``resync``, or
         ``ended`` for one that named a channel it may no longer read. A thread's stream
         is told too: its page asks for its post again. Never waits."""
@@ -362,7 +368,8 @@ class Hub:
             if subscriber.private is None:
                 continue  # reads every channel, private or not
             named = subscriber.channels
-            outside = (flipped if named is None else flipped & named) - subscriber.private
+            followed = flipped if named is None else flipped & named
+            outside = followed - subscriber.private - members.get(subscriber, frozenset())
             if not outside:
                 continue
             if named is not None and outside & private:

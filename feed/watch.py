@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 from feed import tasks
@@ -49,6 +49,12 @@ from feed.subscribers import Subscriber, item
 from feed.values import AccessChange, Commit
 
 logger = logging.getLogger("feed.watch")
+
+# Told of channels made private or public: those, every private channel now, and the
+# kept streams that are members of some of them, with which (3).
+PrivacyListener = Callable[
+    [frozenset[str], frozenset[str], Mapping[Subscriber, frozenset[str]]], None
+]
 
 
 class Watched(Protocol):
@@ -79,13 +85,13 @@ class Watch:
         self.interval = interval
         self._streams: set[Watched] = set()
         self._task: asyncio.Task[None] | None = None
-        self._on_privacy: list[Callable[[frozenset[str], frozenset[str]], None]] = []
+        self._on_privacy: list[PrivacyListener] = []
         # The private channels at the last recheck (3).
         self._private: frozenset[str] | None = None
 
-    def on_privacy(self, listener: Callable[[frozenset[str], frozenset[str]], None]) -> None:
-        """Call ``listener`` with the channels made private or public, and every
-        private channel now, once the kept streams followed (3)."""
+    def on_privacy(self, listener: PrivacyListener) -> None:
+        """Call ``listener`` with the channels made private or public, every private
+        channel now, and the kept streams that are members of some of them (3)."""
         self._on_privacy.append(listener)
 
     def add(self, stream: Watched) -> None:
@@ -144,18 +150,24 @@ class Watch:
         private_now = self.access.private_channels()
         # Against what this Watch saw last, not the access caches, which other reads
         # and the log's channel events keep fresh too (3).
-        flipped = frozenset() if self._private is None else self._private ^ private_now
+        before = private_now if self._private is None else self._private
+        flipped = before ^ private_now
         self._private = private_now
+        members: dict[Subscriber, frozenset[str]] = {}
         try:
-            return await self._recheck(flipped)
+            return await self._recheck(before, flipped, members)
         finally:
-            # After the streams it keeps have followed their grants, so that a member
-            # is no outsider of a channel it may read (3).
+            # A member reads the channel either way: it is no outsider (3).
             if flipped:
                 for listener in self._on_privacy:
-                    listener(flipped, private_now)
+                    listener(flipped, private_now, members)
 
-    async def _recheck(self, flipped: frozenset[str]) -> int:
+    async def _recheck(
+        self,
+        before: frozenset[str],
+        flipped: frozenset[str],
+        members: dict[Subscriber, frozenset[str]],
+    ) -> int:
         streams: dict[Identity, list[Watched]] = {}
         for stream in self._streams:
             who = stream.who
@@ -182,11 +194,17 @@ class Watch:
             elif who.expires_at is not None and who.expires_at <= now:
                 ended += _end(subs, f"the session of {who.name!r} expired")
             else:
-                ended += _narrow(subs, everyone[who], flipped)
+                ended += _narrow(subs, everyone[who], before, flipped, members)
         return ended
 
 
-def _narrow(streams: Iterable[Watched], perms: Permissions, flipped: frozenset[str]) -> int:
+def _narrow(
+    streams: Iterable[Watched],
+    perms: Permissions,
+    before: frozenset[str],
+    flipped: frozenset[str],
+    members: dict[Subscriber, frozenset[str]],
+) -> int:
     """Hub subscribers follow their grants: private channels taken away stop reaching
     them, and one that asked for such a channel by name ends (2). One whose
     memberships changed is told to re-fetch (3); a channel made private or public that
@@ -197,7 +215,17 @@ def _narrow(streams: Iterable[Watched], perms: Permissions, flipped: frozenset[s
         if not isinstance(sub, Subscriber):
             continue
         was = frozenset() if sub.private is None else sub.private
-        changed = sub.private is not None and bool((was ^ (private or frozenset())) - flipped)
+        now = frozenset() if private is None else private
+        # Made private or public since the last recheck, as this one's channels show
+        # it or as the map of these permissions, read a moment later, does.
+        moved = flipped | {
+            name
+            for name in was ^ now
+            if name in perms.channels and perms.channels[name].private != (name in before)
+        }
+        changed = sub.private is not None and bool((was ^ now) - moved)
+        if moved & (was | now):
+            members[sub] = moved & (was | now)
         sub.private = private
         if sub.channels is not None and not all(perms.may_read(c) for c in sub.channels):
             ended += _end([sub], f"{perms.identity.name!r} may no longer read a channel")

@@ -318,9 +318,10 @@ def test_a_channel_made_private_stops_reaching_outsiders_from_the_next_event(
         server.client.patch("/api/channels/general", json={"private": False})
         wait_told(anonymous, "resync")
         # A stream of another channel is not concerned, nor a member's, which reads the
-        # channel either way.
-        wait_for_body(elsewhere, "elsewhere")
-        wait_for_body(member, "elsewhere")
+        # channel either way: an event after both changes came, and no resync before it.
+        server.post("later", channel="announcements")
+        wait_for_body(elsewhere, "later")
+        wait_for_body(member, "later")
         assert told(elsewhere, "resync") == [] and told(member, "resync") == []
 
 

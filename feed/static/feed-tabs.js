@@ -151,7 +151,7 @@
         if (stream !== mine) return;
         source.failed();
         if (mine.readyState !== CLOSED) return; // the browser tries again by itself
-        // Closed for good (an error status): open it again, from the last event applied.
+        // Closed for good (an error status): open it again, from the last message sent on.
         var delay = Math.min(30000, 500 * Math.pow(2, attempt++));
         setTimeout(function () { if (stream === mine && !source.closed) connect(); }, delay);
       };
