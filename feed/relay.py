@@ -194,7 +194,10 @@ class Relay:
         """At a poll: events no hint announced may have come with a change of access
         no hint announced either (the broker lost them, or was down): the streams
         follow whatever it was before those events go out."""
-        if await self._store.latest_event_id() > self.delivered:
+        latest = await self._store.latest_event_id()
+        # This process's own commit, committed and not yet announced, is no stranger:
+        # held up behind a recheck, it would be read back instead of handed over.
+        if latest > self.delivered and not self._store.announces(latest):
             self._access = ELSEWHERE if self._access is None else self._access | ELSEWHERE
 
     async def _apply_access(self) -> None:

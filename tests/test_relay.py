@@ -228,3 +228,51 @@ def test_events_a_poll_finds_wait_until_streams_follow_what_may_have_changed_unh
             other.close()
 
     asyncio.run(main())
+
+
+def test_a_poll_that_finds_this_processs_own_commit_unannounced_rechecks_nothing(
+    tmp_path: Path,
+) -> None:
+    """A poll can read the log's end between this process's commit and its
+    announcement: that event is no stranger, and is handed over, not held up."""
+
+    class Racing(CountingStore):
+        ahead = 0  # how far the log's end is ahead of what was delivered, at a poll
+        ours = True  # whether the store announces that event
+
+        async def latest_event_id(self) -> int:
+            return await super().latest_event_id() + self.ahead
+
+        def announces(self, event_id: int) -> bool:
+            return self.ours
+
+    async def main() -> list[AccessChange]:
+        store = Racing(make_engine(sqlite_url(tmp_path / "feed.db")))
+        await store.create_schema()
+        hub = RecordingHub()
+        metrics = Metrics(hub.stats, MemoryBroker().status, frozenset)
+        relay = Relay(store, MemoryBroker(), hub, Renderer(), 0.05, metrics)
+        followed: list[AccessChange] = []
+
+        async def recheck(change: AccessChange) -> None:
+            followed.append(change)
+
+        relay.on_access(recheck)
+        await relay.start()
+        try:
+            store.ahead = 1
+            async with asyncio.timeout(5):
+                for _ in range(3):  # three polls
+                    store.read.clear()
+                    await store.read.wait()
+            assert followed == []
+            store.ours = False  # another process's, then: rechecked
+            async with asyncio.timeout(5):
+                store.read.clear()
+                await store.read.wait()
+            return followed
+        finally:
+            await relay.close()
+            store.close()
+
+    assert asyncio.run(main()) == [AccessChange(elsewhere=True)]
