@@ -67,7 +67,7 @@ from feed.panels import (
     recent_html,
 )
 from feed.runtime import Runtime, runtime
-from feed.sse import AGED, CLOSING, HEARTBEAT_NAME, SEP, hello, lifetime
+from feed.sse import AGED, CLOSING, HEARTBEAT_NAME, SEP, Format, ended_frame, hello, lifetime
 from feed.store import ChannelExists, ChannelNotFound, StoreError
 from feed.viewers import SignInFirst, viewer
 from feed.watch import Watch
@@ -212,7 +212,7 @@ async def set_replies(request: Request) -> HTMLResponse:
 # -- the live stream -----------------------------------------------------------------
 
 
-async def _messages(rt: Runtime, stop: anyio.Event) -> AsyncIterator[bytes]:
+async def _messages(rt: Runtime, tab: AdminTab) -> AsyncIterator[bytes]:
     feed = AdminFeed(rt)
     aged = rt.settings.max_stream_seconds
     due = time.monotonic() + lifetime(aged) if aged else math.inf  # rationale 5
@@ -222,8 +222,11 @@ async def _messages(rt: Runtime, stop: anyio.Event) -> AsyncIterator[bytes]:
             yield chunk
         while True:
             with anyio.move_on_after(min(TICK, max(0.0, due - time.monotonic()))):
-                await stop.wait()
-            if stop.is_set() or rt.hub.closing:
+                await tab.stop.wait()
+            if tab.ended is not None:
+                yield ended_frame(Format.HTML, tab.ended)
+                return
+            if tab.stop.is_set() or rt.hub.closing:
                 yield CLOSING
                 return
             if time.monotonic() >= due:
@@ -244,15 +247,19 @@ def _heartbeat() -> ServerSentEvent:
 class AdminTab:
     """One open admin stream, as the access recheck sees it (rationale 4)."""
 
-    __slots__ = ("closed", "stop", "who")
+    __slots__ = ("closed", "ended", "stop", "who")
 
     def __init__(self, who: Identity) -> None:
         self.who = who
         self.closed = False
+        self.ended: str | None = None  # why its identity lost its access, if it did
         # Ends the stream within a tick; sse-starlette also sets it on shutdown (2).
         self.stop = anyio.Event()
 
-    def close(self) -> None:
+    def end(self, why: str) -> None:
+        """End the stream with an ``ended`` message (watch.py, on messages that tell):
+        the page reloads, signed out, rather than retry for ever, refused."""
+        self.ended = why
         self.closed = True
         self.stop.set()
 
@@ -284,7 +291,7 @@ async def admin_stream(request: Request) -> EventSourceResponse:
     return WatchedStream(
         rt.watch,
         tab,
-        _messages(rt, tab.stop),
+        _messages(rt, tab),
         headers=NO_INDEX,  # and private, no-store, as every answer (security.py)
         ping=rt.settings.heartbeat,
         ping_message_factory=_heartbeat,

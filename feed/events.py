@@ -85,7 +85,7 @@ from feed import heartbeats
 from feed.census import Census, HubStats
 from feed.heartbeats import Turns
 from feed.search import Query
-from feed.sse import Format, ended_frame, resync_frame
+from feed.sse import Format, resync_frame
 from feed.subscribers import Item, Joined, Run, Subscriber, item
 
 K = TypeVar("K")
@@ -373,9 +373,7 @@ class Hub:
             if not outside:
                 continue
             if named is not None and outside & private:
-                why = "a channel this stream follows was made private"
-                subscriber.offer(item(None, ended_frame(subscriber.format, why)))
-                subscriber.close()
+                subscriber.end("a channel this stream follows was made private")
                 continue
             found = told.get(subscriber.format)
             if found is None:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from feed.search import Query
-from feed.sse import Format, chunk
+from feed.sse import Format, chunk, ended_frame
 
 # An item of a backlog: (event id, or None for a message without one; the encoded
 # SSE bytes; the same bytes framed as one HTTP/1.1 chunk, for direct writes).
@@ -247,6 +247,12 @@ class Subscriber:
     @property
     def attached(self) -> bool:
         return self._transport is not None
+
+    def end(self, why: str) -> None:
+        """``close``, after an ``ended`` message saying ``why`` (sse.py, on messages
+        that tell)."""
+        self.offer(item(None, ended_frame(self.format, why)))
+        self.close()
 
     def close(self) -> None:
         """End the stream after what is already pending (or at once if overflowed)."""

@@ -18,10 +18,10 @@ Rationale:
    that can be taken away (anonymous, or an admin by the proxy's header, which the
    proxy vouches for on every request) is not kept at all: kiosks are most streams.
 2. What the Watch needs of a stream is who opened it, whether it is closed, and a
-   way to close it. Hub subscribers also follow their channel grants: a private
+   way to end it, saying why. Hub subscribers also follow their channel grants: a private
    channel taken away stops reaching them, and one that asked for it by name ends.
-3. Told, not left to guess (sse.py, on messages that tell). A hub subscriber whose
-   identity lost its access gets ``ended`` before it ends, so a page reloads rather
+3. Told, not left to guess (sse.py, on messages that tell). A stream whose identity
+   lost its access (a hub subscriber, the admin page's) gets ``ended`` before it ends, so a page reloads rather
    than reconnect as somebody else (a browser signed out in another tab has no
    session left to send). One whose private channels changed, and every stream
    that follows a channel made private or public and is no member of it (kiosks
@@ -43,7 +43,7 @@ from feed import tasks
 from feed.access import Access
 from feed.identity import Identity, Via, digest
 from feed.permissions import Permissions
-from feed.sse import ended_frame, resync_frame
+from feed.sse import resync_frame
 from feed.store import StoreUnavailable
 from feed.subscribers import Subscriber, item
 from feed.values import AccessChange, Commit
@@ -66,7 +66,8 @@ class Watched(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    def close(self) -> None: ...
+    def end(self, why: str) -> None:
+        """End it, telling its reader ``why`` first (3)."""
 
 
 def may_lose_access(who: object) -> bool:
@@ -240,9 +241,7 @@ def _end(streams: Iterable[Watched], why: str) -> int:
     for stream in streams:
         if not stream.closed:
             with contextlib.suppress(Exception):
-                if isinstance(stream, Subscriber):
-                    stream.offer(item(None, ended_frame(stream.format, why)))  # (3)
-                stream.close()
+                stream.end(why)
             count += 1
     if count:
         logger.info("ended %d stream(s): %s", count, why)

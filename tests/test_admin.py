@@ -23,7 +23,7 @@ from feed.admin import admin_stream as admin_stream_endpoint
 from feed.panels import RECENT_ROWS, AdminFeed, age_text, size_text
 from feed.runtime import runtime_of
 from feed.security import Security
-from tests.auth import ADMIN, ADMIN_TOKEN
+from tests.auth import ADMIN, ADMIN_TOKEN, bearer
 from tests.browser import (
     LAPTOP,
     Problems,
@@ -37,6 +37,7 @@ from tests.browser import (
 )
 from tests.conftest import Server
 from tests.sse import Message, SSEClient
+from tests.test_cli import run_feed
 from tests.waiting import until
 
 __all__ = ["browser", "context", "problems"]  # fixtures, shared with test_browser
@@ -359,6 +360,24 @@ def shown_rows(messages: list[Message]) -> list[int]:
             dropped = {int(x) for x in DROPPED.findall(message.data)}
             rows = row_ids(message.data) + [r for r in rows if r not in dropped]
     return rows
+
+
+def test_an_admin_stream_whose_token_is_revoked_ends_saying_so(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(access_recheck=0.2)
+    made = run_feed("token", "create", "boss", "--role", "admin", FEED_DATABASE_URL=server.database)
+    token, number = made.stdout.split()[0], re.search(r"token (\d+)", made.stdout)
+    assert number is not None
+    with SSEClient(server.port, "/admin/stream", headers=bearer(token)) as stream:
+        assert stream.status == 200
+        stream.wait_for(lambda s: bool(named(s, "broker")))
+        run_feed("token", "revoke", number.group(1), FEED_DATABASE_URL=server.database)
+        stream.wait_closed()
+        # The page reloads on it, rather than retry for ever, refused (feed.js, 16).
+        assert [m.data for m in stream.messages if m.event == "ended"] == [
+            "token of 'boss' revoked"
+        ]
 
 
 def test_stream_opens_with_hello_and_every_panel_in_full(server: Server) -> None:

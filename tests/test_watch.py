@@ -147,9 +147,10 @@ class Tab:
     def __init__(self, who: Identity) -> None:
         self.who = who
         self.closed = False
+        self.why: str | None = None
 
-    def close(self) -> None:
-        self.closed = True
+    def end(self, why: str) -> None:
+        self.closed, self.why = True, why
 
 
 def test_any_stream_registered_is_rechecked_and_one_with_nothing_to_lose_is_not_kept(
@@ -177,6 +178,9 @@ def test_any_stream_registered_is_rechecked_and_one_with_nothing_to_lose_is_not_
             assert len(watch) == len(tabs)  # nothing can be taken from an anonymous reader
             assert await watch.recheck() == 2
             assert {name for name, tab in tabs.items() if tab.closed} == {"revoked", "expired"}
+            # Each is told why, so that its reader need not guess.
+            assert "revoked" in (tabs["revoked"].why or "")
+            assert "expired" in (tabs["expired"].why or "")
             for tab in tabs.values():
                 watch.discard(tab)
             assert len(watch) == 0
