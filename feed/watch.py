@@ -18,16 +18,18 @@ Rationale:
    that can be taken away (anonymous, or an admin by the proxy's header, which the
    proxy vouches for on every request) is not kept at all: kiosks are most streams.
 2. What the Watch needs of a stream is who opened it, whether it is closed, and a
-   way to end it, saying why. Hub subscribers also follow their channel grants: a private
-   channel taken away stops reaching them, and one that asked for it by name ends.
+   way to end it, saying why. Hub subscribers also follow their channel grants: a
+   private channel taken away stops reaching them, and one that asked for it by
+   name ends.
 3. Told, not left to guess (sse.py, on messages that tell). A stream whose identity
-   lost its access (a hub subscriber, the admin page's) gets ``ended`` before it ends, so a page reloads rather
-   than reconnect as somebody else (a browser signed out in another tab has no
-   session left to send). One whose private channels changed, and every stream
-   that follows a channel made private or public and is no member of it (kiosks
-   and anonymous pages included, which the Watch does not keep: the hub finds
-   them, ``on_privacy``), gets ``resync``: its list gains or loses that channel's
-   posts, which no event of the log brings, and a page re-fetches it.
+   lost its access (a hub subscriber, the admin page's) gets ``ended`` before it
+   ends, so a page reloads rather than reconnect as somebody else (a browser signed
+   out in another tab has no session left to send). One whose private channels
+   changed, and every stream that follows a channel made private or public and is
+   no member of it (kiosks and anonymous pages included, which the Watch does not
+   keep: the hub finds them, ``on_privacy``), gets ``resync``: its list gains or
+   loses that channel's posts, which no event of the log brings, and a page
+   re-fetches it.
 """
 
 from __future__ import annotations
