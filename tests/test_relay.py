@@ -63,6 +63,31 @@ class RecordingHub(Hub):
             await self._grew.wait()
 
 
+async def held_relay(
+    store: Store, hub: Hub, poll_interval: float
+) -> tuple[Relay, asyncio.Queue[AccessChange], asyncio.Event]:
+    """A started relay whose access listener records each change and waits for the
+    event it returns before the relay may deliver again."""
+    relay = Relay(
+        store,
+        MemoryBroker(),
+        hub,
+        Renderer(),
+        poll_interval,
+        Metrics(hub.stats, MemoryBroker().status, frozenset),
+    )
+    followed: asyncio.Queue[AccessChange] = asyncio.Queue()
+    release = asyncio.Event()
+
+    async def recheck(change: AccessChange) -> None:
+        followed.put_nowait(change)
+        await release.wait()
+
+    relay.on_access(recheck)
+    await relay.start()
+    return relay, followed, release
+
+
 def ids_taken(sub: Subscriber) -> list[int]:
     """The event ids a subscriber has been handed, in order."""
     data = sub.take().decode()
@@ -150,17 +175,7 @@ def test_events_committed_after_a_change_of_access_wait_until_streams_follow_it(
         store = CountingStore(make_engine(sqlite_url(tmp_path / "feed.db")))
         await store.create_schema()
         hub = RecordingHub()
-        metrics = Metrics(hub.stats, MemoryBroker().status, frozenset)
-        relay = Relay(store, MemoryBroker(), hub, Renderer(), 3600, metrics)
-        followed: asyncio.Queue[AccessChange] = asyncio.Queue()
-        release = asyncio.Event()
-
-        async def recheck(change: AccessChange) -> None:
-            followed.put_nowait(change)
-            await release.wait()
-
-        relay.on_access(recheck)
-        await relay.start()
+        relay, followed, release = await held_relay(store, hub, 3600)
         try:
             await store.set_member("general", "ann", may_post=True)
             after = await store.create_post("general", "bob", "after the grant")
@@ -194,17 +209,7 @@ def test_events_a_poll_finds_wait_until_streams_follow_what_may_have_changed_unh
         store, other = CountingStore(make_engine(url)), Store(make_engine(url))
         await store.create_schema()
         hub = RecordingHub()
-        metrics = Metrics(hub.stats, MemoryBroker().status, frozenset)
-        relay = Relay(store, MemoryBroker(), hub, Renderer(), 0.1, metrics)
-        followed: asyncio.Queue[AccessChange] = asyncio.Queue()
-        release = asyncio.Event()
-
-        async def recheck(change: AccessChange) -> None:
-            followed.put_nowait(change)
-            await release.wait()
-
-        relay.on_access(recheck)
-        await relay.start()
+        relay, followed, release = await held_relay(store, hub, 0.1)
         try:
             # Written by another process whose hints never came: a grant, then a post.
             await other.set_member("general", "ann", may_post=True)

@@ -161,14 +161,7 @@ def test_a_common_word_pages_through_windows_without_ranking_every_match(
 
 
 def every_page(store: Store, q: str, limit: int = 3) -> list[int]:
-    seen: list[int] = []
-    cursor = Cursor()
-    while True:
-        page = find(store, q, limit=limit, cursor=cursor)
-        seen += ids(page)
-        if page.next is None:
-            return seen
-        cursor = Cursor.parse(page.next.text)
+    return every_page_from(store, q, Cursor(), limit)
 
 
 def test_paging_on_shows_every_post_once_while_shown_ones_go_or_change(
