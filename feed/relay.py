@@ -258,10 +258,14 @@ class Relay:
         """What each live search shows of ``event``: matched once per search, whatever
         the number of its streams, with the body split into words once for all of them
         (events.py, on live searches)."""
-        words = search.Words(event.post.body) if event.post is not None else None
+        post, parent = event.post, event.thread
+        words = search.Words(post.body) if post is not None else None
+        thread = None
+        if post is not None and post.parent is not None and parent is not None and parent.body:
+            thread = search.Words(parent.body)
         shown: dict[str, dict[Format, bytes]] = {}
         for text, query in searches.items():
-            found = search.live(query, event, words)
+            found = search.live(query, event, words, thread)
             if found is event:
                 shown[text] = frames
             elif found is not None:

@@ -206,7 +206,9 @@ class Page:
         if self.more is None:
             self.more = len(self.events) >= PAGE
         self.text = sum(
-            sys.getsizeof(e.post.body) + sys.getsizeof(e.post.html)
+            sys.getsizeof(e.post.body)
+            + sys.getsizeof(e.post.html)
+            + (0 if e.thread is None or e.thread.body is None else sys.getsizeof(e.thread.body))
             for e in self.events
             if e.post is not None
         )

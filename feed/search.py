@@ -45,13 +45,17 @@ Rationale:
 6. Live searches match the post as the event carries it: as its transaction left it
    when the event goes out live, as it is now when it is read from the log (a replay,
    or a relay catching up), the same rule as every stream's payload (storage/log.py,
-   on the current state). An event whose post matches goes out as it is; an edit
-   whose post does not match goes out as ``post-unmatched`` (the page drops the post
-   if it shows it: whether it matched before is not known without reading it again,
-   and need not be); a tombstone goes out as it is, since its text is gone; any other
-   event goes nowhere. So after the last event of a post, live or replayed, a page
-   shows that post exactly if it matches now, whichever way the events came: a
-   replay is exactly the matching events after its id, judged by this one function.
+   on the current state). An event whose post matches goes out as it is, and so does
+   a reply's event whose parent matches: a search shows the thread of a post it
+   shows, or that post's reply count would stand still on a kiosk while people
+   answered it (the event carries its parent's body with its summary:
+   storage/threads.py, on bodies). An edit whose post matches neither way goes out as
+   ``post-unmatched`` (the page drops the post if it shows it: whether it matched
+   before is not known without reading it again, and need not be); a tombstone goes
+   out as it is, since its text is gone; any other event goes nowhere. So after the
+   last event of a post, live or replayed, a page shows that post exactly if it
+   matches now, whichever way the events came: a replay is exactly the matching
+   events after its id, judged by this one function.
 7. Relevance is weighed here, from the words of the posts a search ranks, on SQLite
    (storage/search.py, on relevance): BM25's shape without its rarity weights. Each
    term's count in the post saturates (``K1``), and a post longer than the mean of
@@ -234,15 +238,22 @@ class Words:
         return at < len(self._sorted) and self._sorted[at].startswith(prefix)
 
 
-def live(query: Query, event: FeedEvent, words: Words | None = None) -> FeedEvent | None:
+def live(
+    query: Query, event: FeedEvent, words: Words | None = None, thread: Words | None = None
+) -> FeedEvent | None:
     """What a live search of ``query`` shows of ``event`` (6): the event itself, a
-    ``post-unmatched`` in its place, or nothing. ``words``: the post's body, split."""
+    ``post-unmatched`` in its place, or nothing. ``words``: the post's body, split;
+    ``thread``: a reply's parent's, split."""
     post = event.post
     if post is None:
         return None  # channel events are not about matching posts
     if post.deleted:
         return event  # a tombstone: the page drops the post if it shows it
     if query.matches(words if words is not None else post.body):
+        return event
+    # A reply's event is also shown with the thread of a post the search shows.
+    parent = event.thread.body if event.thread is not None and post.parent is not None else None
+    if parent is not None and query.matches(thread if thread is not None else parent):
         return event
     if event.kind in (EventKind.POST_UPDATED, EventKind.REPLY_UPDATED):
         return replace(event, kind=EventKind.POST_UNMATCHED)

@@ -130,6 +130,9 @@ class Thread:
     post: int
     replies: int
     repliers: tuple[str, ...]
+    # The post's own body, read with an event's summary only: a live search shows the
+    # whole thread of a post it matches (search.py, on live searches).
+    body: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

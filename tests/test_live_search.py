@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -219,3 +219,67 @@ def test_a_live_search_never_shows_a_private_channel_to_those_who_cannot_read_it
     with search_stream(server, "budget", last_event_id=start) as replayed:
         replayed.wait_for(lambda s: any(e.id == str(public["event_id"]) for e in s.events()))
         assert [b for _, _, b in seen(replayed.events())] == ["budget public"]
+
+
+def test_a_live_search_shows_the_thread_of_a_matching_post_live_and_replayed(
+    server: Server,
+) -> None:
+    def reply(parent: int, body: str) -> dict[str, Any]:
+        answer = server.client.post(f"/api/posts/{parent}/replies", json={"body": body})
+        assert answer.status_code == 201, answer.text
+        found: dict[str, Any] = answer.json()
+        return found
+
+    start = server.post("before everything")["event_id"]
+    with search_stream(server, "lift") as live:
+        lift = server.post("the lift is broken")["post"]["id"]
+        stairs = server.post("the stairs are fine")["post"]["id"]
+        first = reply(lift, "on my way")  # its post matches: the thread shows
+        reply(stairs, "good to know")  # neither matches
+        second = reply(stairs, "the lift too?")  # the reply itself matches
+        third = reply(lift, "fixed now")
+        live.wait_for(lambda s: any(e.id == str(third["event_id"]) for e in s.events()))
+
+        def replies(events: list[Message]) -> list[tuple[str | None, int, int]]:
+            found = []
+            for event in events:
+                if event.event == "reply-created":
+                    body = json.loads(event.data)
+                    found.append((event.event, body["post"]["id"], body["thread"]["replies"]))
+            return found
+
+        want = [
+            ("reply-created", first["post"]["id"], 1),
+            ("reply-created", second["post"]["id"], 2),
+            ("reply-created", third["post"]["id"], 2),
+        ]
+        assert replies(live.events()) == want
+    with search_stream(server, "lift", last_event_id=str(start)) as resumed:
+        resumed.wait_for(lambda s: any(e.id == str(third["event_id"]) for e in s.events()))
+        # Replayed, each thread's summary is as it is now.
+        assert [r[:2] for r in replies(resumed.events())] == [w[:2] for w in want]
+        assert [r[2] for r in replies(resumed.events())] == [2, 2, 2]
+
+
+def test_a_reply_is_judged_by_its_own_body_or_its_parents() -> None:
+    from datetime import UTC, datetime
+
+    from feed.models import EventKind
+    from feed.search import live
+    from feed.values import PostView, Thread
+
+    def reply(kind: EventKind, body: str, parent_body: str | None) -> FeedEvent:
+        view = PostView(8, "general", "bo", body, datetime.now(UTC), None, False, False, "", 7)
+        return FeedEvent(9, kind, "general", view, thread=Thread(7, 1, ("bo",), parent_body))
+
+    query = parse("lift")
+    for kind in (EventKind.REPLY_CREATED, EventKind.REPLY_UPDATED, EventKind.POST_REACTIONS):
+        shown = reply(kind, "on my way", "the lift is broken")
+        assert live(query, shown) is shown
+        assert live(query, shown, Words("on my way"), Words("the lift is broken")) is shown
+        mine = reply(kind, "the lift too", "stairs")
+        assert live(query, mine) is mine
+    assert live(query, reply(EventKind.REPLY_CREATED, "ok", "stairs")) is None
+    assert live(query, reply(EventKind.REPLY_CREATED, "ok", None)) is None
+    gone = live(query, reply(EventKind.REPLY_UPDATED, "ok", "stairs"))
+    assert gone is not None and gone.kind is EventKind.POST_UNMATCHED

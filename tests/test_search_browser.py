@@ -246,3 +246,20 @@ def test_a_kiosk_watching_a_search_shows_what_a_fresh_render_shows_with_replies_
     assert shown_ids(kiosk) == render_ids(server, "/partials/kiosk?q=deploy")
     assert shown_ids(kiosk)[0] == new
     expect(kiosk.locator("#posts > :not(.post)")).to_have_count(0)
+
+
+def test_a_kiosk_watching_a_search_counts_every_reply_to_a_matching_post(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    parent = server.post("deploy plan for friday")["post"]["id"]
+    kiosk = open_live(context, f"{server.url}/kiosk?q=deploy")
+    count = kiosk.locator(f"#replies-{parent}")
+    expect(count).to_have_attribute("data-replies", "0")
+    # Replies that do not say "deploy" still belong to the thread of a post that does.
+    for n, body in enumerate(["sounds good", "ok by me"], start=1):
+        answer = server.client.post(f"/api/posts/{parent}/replies", json={"body": body})
+        assert answer.status_code == 201, answer.text
+        wait_applied(kiosk, answer.json()["event_id"])
+        expect(count).to_have_attribute("data-replies", str(n))
+    expect(count).to_contain_text("2 replies")
+    assert shown_ids(kiosk) == render_ids(server, "/partials/kiosk?q=deploy")

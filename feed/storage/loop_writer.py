@@ -106,7 +106,7 @@ class LoopWriter:
         """The queries of the threads' summaries of ``posts`` with their values, for
         ``commit_on_loop`` (3): compiled once, the posts bound as an array."""
         if self._summaries is None:
-            queries = threads.statements(None)
+            queries = threads.statements(None, bodies=True)
             self._summaries = [_compiled(query, self._dialect) for query in queries]
         ids = {threads.POSTS.key: sorted(posts)}
         return [(sql, values | ids) for sql, values in self._summaries]

@@ -39,6 +39,10 @@ Rationale:
    one off (``reply_deleted``); a post's deletion, which takes its replies with it
    (3), sets its own to 0. Nothing undeletes a post, and a retried keyed reply writes
    nothing, so neither counts. A reply's own count stays 0.
+6. A reply's event carries its parent's body with the summary, read in the same
+   query from the same row: a live search shows every event of the thread of a post
+   it matches (search.py, on live searches), and judges that, for each search, by the
+   event alone. Lists of posts have their bodies already and read none.
 """
 
 from __future__ import annotations
@@ -83,43 +87,49 @@ class NotAThread(StoreError):
         self.post_id = post_id
 
 
-def summaries(session: Session, post_ids: Collection[int]) -> dict[int, Thread]:
+def summaries(
+    session: Session, post_ids: Collection[int], *, bodies: bool = False
+) -> dict[int, Thread]:
     """The reply summary of each of ``post_ids`` that has live replies (2): its stored
     count (5), and at most ``REPLIERS`` names each read back, found among the newest
-    ``WALK`` replies (4), however many people replied."""
+    ``WALK`` replies (4), however many people replied. ``bodies``: each with its
+    post's body too, as events' summaries are (6)."""
     if not post_ids:
         return {}
-    counts, latest = statements(post_ids)
+    counts, latest = statements(post_ids, bodies=bodies)
     found = session.exec(counts).all()
-    if not any(count for _, count in found):
+    if not any(row[1] for row in found):
         return {}
     return from_rows(found, session.exec(latest).all())
 
 
 def statements(
-    post_ids: Collection[int] | None,
+    post_ids: Collection[int] | None, *, bodies: bool = False
 ) -> tuple[Select[Any, Any], Select[Any, Any]]:
     """The two queries of ``summaries``: the stored count of live replies of each of
-    ``post_ids`` (5), and the latest repliers of each among its newest replies (4), newest
-    first. ``None``: of the posts in the array bound as ``POSTS``, on PostgreSQL, so
-    that their text is the same for any posts and is compiled once (storage/loop_writer.py,
-    on keyed posts and replies on the loop too). Built once each way: building them
-    cost more than running them on a short thread."""
+    ``post_ids`` (5), with its body if ``bodies`` (6), and the latest repliers of each
+    among its newest replies (4), newest first. ``None``: of the posts in the array
+    bound as ``POSTS``, on PostgreSQL, so that their text is the same for any posts and
+    is compiled once (storage/loop_writer.py, on keyed posts and replies on the loop
+    too). Built once each way: building them cost more than running them on a short
+    thread."""
     if post_ids is None:
-        return _built(array=True)
+        return _built(array=True, bodies=bodies)
     ids = {IDS.key: sorted(post_ids)}
-    counts, latest = _built(array=False)
+    counts, latest = _built(array=False, bodies=bodies)
     return counts.params(ids), latest.params(ids)
 
 
 @cache
-def _built(*, array: bool) -> tuple[Select[Any, Any], Select[Any, Any]]:
+def _built(*, array: bool, bodies: bool) -> tuple[Select[Any, Any], Select[Any, Any]]:
     def of(column: Any) -> ColumnElement[bool]:
         return column == func.any(POSTS) if array else col(column).in_(IDS)
 
     thread, walked, reply = aliased(Post), aliased(Post), aliased(Post)
-    # Each thread's count, as stored with its post (5).
-    counts = select(thread.id, thread.reply_count).where(of(thread.id))
+    # Each thread's count, as stored with its post (5), and its body (6).
+    counts = select(thread.id, thread.reply_count, *([thread.body] if bodies else [])).where(
+        of(thread.id)
+    )
     # The newest WALK live replies of each thread, walked down the index from its
     # newest (4), and read by their ids.
     walk = (
@@ -170,8 +180,13 @@ def _live(posts: type[Post]) -> ColumnElement[bool]:
 def from_rows(
     counts: Iterable[Sequence[Any]], latest: Iterable[Sequence[Any]]
 ) -> dict[int, Thread]:
-    """The summaries from the rows ``statements``' queries read."""
-    found = {parent: Thread(parent, count, ()) for parent, count in counts if count}
+    """The summaries from the rows ``statements``' queries read: (post, count) or
+    (post, count, body)."""
+    found = {
+        row[0]: Thread(row[0], row[1], (), row[2] if len(row) > 2 else None)
+        for row in counts
+        if row[1]
+    }
     names: dict[int, list[str]] = {}
     for parent, author in latest:
         names.setdefault(parent, []).append(author)
@@ -206,7 +221,7 @@ def with_threads(
     posts = wanted(events, new=new)
     if not posts:
         return events
-    return with_found(events, summaries(session, posts))
+    return with_found(events, summaries(session, posts, bodies=True))
 
 
 def with_found(events: Iterable[FeedEvent], threads: dict[int, Thread]) -> list[FeedEvent]:
