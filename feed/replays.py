@@ -308,6 +308,7 @@ class Replays:
         self._pages: Shared[Key, Page] = Shared(MAX_PAGES, Page.weight, MAX_PAGE_BYTES)
         self._known: Shared[tuple[int, int], bool] = Shared(MAX_KNOWN)
         self._personal: Shared[tuple[str, int, int, int], bool] = Shared(MAX_KNOWN)
+        self._changed: Shared[tuple[Key, int], bool] = Shared(MAX_KNOWN)
 
     def __len__(self) -> int:
         return len(self._pages)
@@ -330,9 +331,24 @@ class Replays:
         key = (event_id, self._store.rollbacks)
         return await self._known.get(key, lambda: self._store.has_event(event_id))
 
+    async def channels_changed(self, cursor: Cursor) -> bool:
+        """Whether a channel the cursor's stream follows changed after its resume id in a
+        way its replay cannot show (storage/history.py, on channels changed while
+        away), asked once for every stream resuming from the same place."""
+        after, channels, private = cursor.after, cursor.channels, cursor.private
+        key = (cursor.key(after), self._store.rollbacks)
+        return await self._changed.get(
+            key,
+            lambda: self._store.channels_changed_after(
+                after,
+                None if channels is None else list(channels),
+                private=None if private is None else list(private),
+            ),
+        )
+
     def forget(self) -> None:
         """Drop every answer: the log went back (relay.py)."""
-        for shared in (self._counts, self._pages, self._known, self._personal):
+        for shared in (self._counts, self._pages, self._known, self._personal, self._changed):
             shared.clear()
 
     async def count(self, cursor: Cursor, limit: int) -> int:

@@ -11,6 +11,11 @@ Rationale:
    answers 503 instead of a stream cut short. The first piece goes out with the
    opening; the rest follows piece by piece before the stream goes live (replays.py,
    on pieces), and the id filter drops the live events it already covered.
+3. A channel the stream follows that was made private or public after the resume id
+   (storage/history.py, on channels changed while away) changed what the client's
+   list should hold in a way no replayed event shows: a ``resync`` with no id comes
+   first, as a live stream gets one (watch.py), and the replay follows. A thread's
+   stream and a stream of one kind of personal event show no such list.
 """
 
 from __future__ import annotations
@@ -61,7 +66,15 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
             sub.search,
         )
         if await rt.replays.count(cursor, limit + 1) <= limit:
-            return await _replayed(rt, sub, cursor), cursor
+            told = b""
+            if (
+                sub.thread is None
+                and sub.only is None
+                and await rt.replays.channels_changed(cursor)
+            ):
+                why = f"a channel this stream follows changed after event {resume_id}; reload"
+                told = resync_frame(sub.format, None, why)  # (3)
+            return told + await _replayed(rt, sub, cursor), cursor
         reason = f"more than {limit} events were missed; reload"
         latest = max(latest, await rt.store.latest_event_id())
     rt.metrics.resyncs.inc()

@@ -325,6 +325,68 @@ def test_a_channel_made_private_stops_reaching_outsiders_from_the_next_event(
         assert told(elsewhere, "resync") == [] and told(member, "resync") == []
 
 
+def test_a_stream_resuming_past_a_channel_made_private_or_public_is_told_to_reload(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(**FAST)
+    ann = server.token("ann")
+    assert server.client.put("/api/channels/general/members/ann", json={}).status_code == 200
+    left = server.post("shown before it went")["event_id"]
+    assert server.client.patch("/api/channels/general", json={"private": True}).status_code == 200
+    server.post("elsewhere", channel="announcements")
+
+    def resumed(token: str | None = None, **params: str) -> SSEClient:
+        client = stream(server, token, last_event_id=str(left), **params)
+        assert client.status == 200
+        return client
+
+    with (
+        resumed() as anonymous,
+        resumed(ann) as member,
+        resumed(channel="announcements") as elsewhere,
+    ):
+        for client in (anonymous, member, elsewhere):
+            assert wait_for_body(client, "elsewhere") == ["elsewhere"]
+        # The page still shows what the channel's posts were: the replay leaves the
+        # channel out, so it is told, with no id, before the replay.
+        events = [m for m in anonymous.messages if m.event is not None]
+        assert [m.event for m in events][:1] == ["resync"]
+        assert events[0].id is None
+        assert "changed" in json.loads(events[0].data)["reason"]
+        # A member reads the channel either way; a stream of another channel is not
+        # concerned.
+        assert told(member, "resync") == [] and told(elsewhere, "resync") == []
+    # Made public again while away: its older posts are missing from the page.
+    back = server.post("meanwhile", channel="announcements")["event_id"]
+    assert server.client.patch("/api/channels/general", json={"private": False}).status_code == 200
+    server.post("after", channel="announcements")
+    with stream(server, last_event_id=str(back)) as anonymous:
+        wait_for_body(anonymous, "after")
+        assert told(anonymous, "resync")[0].id is None
+
+
+def test_the_log_tells_which_channel_changes_a_replay_cannot_show(store: Store) -> None:
+    def changed(after: int, channels: list[str] | None, private: list[str] | None) -> bool:
+        return asyncio.run(store.channels_changed_after(after, channels, private=private))
+
+    asyncio.run(store.create_channel("board", "Board", "", private=True))
+    start = asyncio.run(store.create_post("general", "ann", "one")).event_id or 0
+    asyncio.run(store.update_channel("board", title="The board"))
+    # A private channel's change to a reader of it: nothing a replay does not show.
+    # To one who may not read it, the log cannot say whether it was private before.
+    assert not changed(start, None, ["board"]) and not changed(start, None, None)
+    assert changed(start, None, []) and not changed(start, ["general"], [])
+    start = asyncio.run(store.create_post("general", "ann", "two")).event_id or 0
+    made = asyncio.run(store.update_channel("general", private=True)).event_id or 0
+    assert changed(start, None, []) and changed(start, ["general"], [])
+    assert not changed(start, ["announcements"], [])
+    assert not changed(start, None, ["general"]) and not changed(start, None, None)
+    assert not changed(made, None, [])
+    asyncio.run(store.update_channel("general", private=False))
+    # Public now: whoever reads it may lack its older posts; an admin reads them too.
+    assert changed(made, None, ["general"]) and changed(made, None, None)
+
+
 def test_revoking_a_token_ends_its_open_streams(board: Server) -> None:
     made = run_feed("token", "create", "tmp", FEED_DATABASE_URL=board.database)
     token = made.stdout.splitlines()[0]

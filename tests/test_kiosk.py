@@ -12,6 +12,7 @@ Waits are Playwright waits with deadlines; ``window.feedStream.lastApplied``
 
 from __future__ import annotations
 
+import re
 import signal
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect
 
@@ -271,6 +273,38 @@ def test_a_pin_and_a_create_replayed_together_keep_the_pinned_post(
 
 
 # -- outages ------------------------------------------------------------------------------
+
+
+def test_a_kiosk_back_after_a_channel_was_made_private_meanwhile_drops_its_posts(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems
+) -> None:
+    problems.allow(*OUTAGE)
+    first = kiosk_server(make_server)
+    hidden = first.post("soon private")["post"]["id"]
+    page = open_live(context, f"{first.url}/kiosk")
+    shown = first.post("stays", channel="announcements")["post"]["id"]
+    wait_applied(page, first.post("last before", channel="announcements")["event_id"])
+    assert hidden in shown_ids(page)
+    first.stop(signal.SIGKILL)
+    expect(page.locator("#stale")).to_be_visible(timeout=2 * HEARTBEAT * 1000 + 1000)
+    # While the kiosk is away, its channel is made private: no event it may read says so.
+    other = make_server(database=first.database)
+    ok(other.client.patch("/api/channels/general", json={"private": True}))
+    other.stop()
+    restarted = kiosk_server(make_server, database=first.database, port=first.port)
+    last = restarted.post("back", channel="announcements")
+    wait_applied(page, last["event_id"], timeout=2 * RETRY_MS)
+    expect(post_el(page, hidden)).to_have_count(0, timeout=2 * HEARTBEAT * 1000 + 2000)
+    assert shown in shown_ids(page)
+    assert shown_ids(page) == render_kiosk_ids(restarted)
+    assert_not_reloaded(page)
+
+
+def render_kiosk_ids(server: Server) -> list[int]:
+    """The posts a fresh render of an anonymous kiosk lists, in order."""
+    page = httpx.get(f"{server.url}/partials/kiosk", timeout=10)
+    assert page.status_code == 200, page.text
+    return [int(n) for n in re.findall(r'<article id="post-(\d+)" class="post', page.text)]
 
 
 def test_kiosk_shows_offline_during_a_crash_and_everything_written_meanwhile_after(

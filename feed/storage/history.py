@@ -35,6 +35,14 @@ Rationale:
    the unread counts and lists leave it out alike (reading.py, on mentions). The
    mark is written from the event's recipient, which is always a name the parser
    marked, so it needs no escaping.
+5. Channels changed while a stream was away. A replay reads with the channels as
+   they are now (1): a channel made private since the resume id is left out, though
+   the page still shows the posts it had; one made public brings its new events,
+   but not the older posts the page never had. The log keeps a channel's changes as
+   ``channel-updated`` events without saying what changed, so any such event after
+   the resume id, in a channel the stream follows, public now or private and not its
+   reader's, tells the stream to re-fetch its list (resume.py): a title's change
+   costs one needless re-fetch. A reader of a private channel reads it either way.
 """
 
 from __future__ import annotations
@@ -137,6 +145,33 @@ class History(EventLog):
         found = ids.order_by(col(Event.id)).limit(limit).subquery()
         with self._read() as session:
             return session.exec(select(func.count()).select_from(found)).one()
+
+    @in_thread
+    def channels_changed_after(
+        self,
+        after: int,
+        channels: Sequence[str] | None = None,
+        *,
+        private: Sequence[str] | None = None,
+    ) -> bool:
+        """Whether a channel in ``channels`` (None: any) was changed after ``after``,
+        leaving out the private channels the reader may read (``private``; None: all of
+        them): a replay leaves out what a channel made private showed, and lacks the
+        older posts of one made public (5)."""
+        query = select(Event.id).join(Channel, col(Channel.id) == col(Event.channel_id))
+        query = query.where(
+            col(Event.id) > after, col(Event.kind) == EventKind.CHANNEL_UPDATED.value
+        )
+        if channels is not None:
+            query = query.where(col(Channel.name).in_(channels))
+        if private is not None:
+            query = query.where(
+                or_(col(Channel.private).is_(False), col(Channel.name).not_in(private))
+            )
+        else:
+            query = query.where(col(Channel.private).is_(False))
+        with self._read() as session:
+            return session.exec(query.limit(1)).first() is not None
 
 
 def event_post() -> ColumnElement[bool]:
