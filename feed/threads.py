@@ -41,9 +41,17 @@ from feed.viewers import viewer
 async def _thread(rt: Runtime, perms: Permissions, request: Request) -> ThreadPage:
     """The thread in the path, if this reader may read it: else 404, as for no post."""
     found = post_id(request)
-    page = await rt.store.thread_page(
-        found, rt.settings.page_size, private=perms.private_readable(), reader=perms.reactor()
-    )
+    private = perms.private_readable()
+    try:
+        page = await rt.store.thread_page(
+            found, rt.settings.page_size, private=private, reader=perms.reactor()
+        )
+    except (PostDeleted, NotAThread):
+        # Said only to a reader of the post's channel: to anyone else, a post that is
+        # gone or is a reply is no different from one that never was.
+        if not perms.may_read((await rt.store.get_post(found, private=private)).channel):
+            raise PostNotFound(found) from None
+        raise
     if not perms.may_read(page.post.channel):
         raise PostNotFound(found)
     return page

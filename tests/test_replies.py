@@ -17,6 +17,7 @@ from feed.settings import Settings
 from feed.store import NotAThread, PostDeleted, PostNotFound, ReplyNotPinned, Store, make_engine
 from feed.values import Commit
 from tests.auth import bearer, make_token
+from tests.conftest import Server
 
 
 @pytest.fixture
@@ -259,3 +260,26 @@ def test_a_replayed_reply_of_a_deleted_thread_renders_as_the_tombstone_it_is_now
     body = json.loads(renderer.event_data(created, Format.JSON))
     assert body["post"]["deleted"] is True and body["post"]["parent"] == parent
     assert body["thread"] == {"post": parent, "replies": 0, "repliers": []}
+
+
+def test_a_token_limited_to_other_channels_learns_nothing_of_a_thread_it_may_not_read(
+    server: Server,
+) -> None:
+    token, _ = make_token(server.database, "lim", channels=["announcements"])
+    gone = server.post("to delete")["post"]["id"]
+    assert server.client.delete(f"/api/posts/{gone}").status_code == 200
+    kept = server.post("kept")["post"]["id"]
+    answer = server.client.post(f"/api/posts/{kept}/replies", json={"body": "a reply"})
+    reply = answer.json()["post"]["id"]
+    missing = 2_000_000
+    for path in ("/partials/post/{}", "/partials/thread/{}", "/posts/{}", "/api/posts/{}"):
+        for found in (gone, kept, reply, missing):
+            seen = server.client.get(path.format(found), headers=bearer(token))
+            # Deleted, live, a reply, or never there: the same answer.
+            assert seen.status_code == 404, (path, found, seen.status_code, seen.text)
+            assert "X-Feed-Last-Event-Id" not in seen.headers
+            assert f"{found}" in seen.text and "reply" not in seen.text.lower()
+    # Its own channel's deleted post and reply are still told as such.
+    own = server.post("mine", channel="announcements")["post"]["id"]
+    assert server.client.delete(f"/api/posts/{own}").status_code == 200
+    assert server.client.get(f"/partials/thread/{own}", headers=bearer(token)).status_code == 410
