@@ -184,9 +184,8 @@ def _channel_text(event: FeedEvent) -> str:
 
 
 def _reply_text(event: FeedEvent, reply: PostView, where: str, author: str) -> str:
+    """A live reply's created or edited line."""
     to = f"post {reply.parent}"
-    if reply.deleted:
-        return f"{where} reply {reply.id} by {author} to {to} was deleted"
     line = _one_line(reply.body)
     if event.kind is EventKind.REPLY_UPDATED:
         at = shorttime(reply.edited_at or reply.created_at)
@@ -383,25 +382,32 @@ class Renderer:
             return _channel_text(event)
         where = f"#{post.channel}"
         author = _one_line(post.author)
-        if post.parent is not None:
-            return _reply_text(event, post, where, author)
+        reply = post.parent is not None
+        subject = (
+            f"reply {post.id} by {author} to post {post.parent}"
+            if reply
+            else f"post {post.id} by {author}"
+        )
         if post.deleted:
-            return f"{where} post {post.id} by {author} was deleted"
+            return f"{where} {subject} was deleted"
         if event.kind is EventKind.POST_UNMATCHED:
-            return f"{where} post {post.id} by {author} no longer matches"
+            return f"{where} {subject} no longer matches"
         line = _one_line(post.body)
+        if event.kind is EventKind.MENTION:
+            place = f" in a reply to post {post.parent}" if reply else ""
+            return f"{shorttime(post.created_at)} {where} {author} mentioned you{place}: {line}"
+        if event.kind is EventKind.POST_REACTIONS:
+            return f"{where} {_reactions_text(event, post)}"
+        if reply:
+            return _reply_text(event, post, where, author)
         match event.kind:
             case EventKind.POST_CREATED:
                 return f"{shorttime(post.created_at)} {where} {author}: {line}"
-            case EventKind.MENTION:
-                return f"{shorttime(post.created_at)} {where} {author} mentioned you: {line}"
             case EventKind.POST_UPDATED:
                 at = shorttime(post.edited_at or post.created_at)
                 return f"{at} {where} {author} edited post {post.id}: {line}"
             case EventKind.POST_PINNED:
                 return f"{where} pinned post {post.id} by {author}: {line}"
-            case EventKind.POST_REACTIONS:
-                return f"{where} {_reactions_text(event, post)}"
             case _:
                 return f"{where} unpinned post {post.id} by {author}: {line}"
 

@@ -77,12 +77,13 @@ def line(event: str, data: str, colour: bool) -> str:
     # A body could carry escape sequences that would repaint the user's terminal.
     said = " ".join(terminal_safe(post["body"]).split())
     head = f"{stamp} {where} {who}"
+    if event == "mention":
+        place = "" if post.get("parent") is None else f" in a reply to post {post['parent']}"
+        return f"{head} mentioned you{place}: {said}"
     if post.get("parent") is not None:
         return _reply_line(event, (stamp, where, who), post, said, colour)
     if event == "post-created":
         return f"{head}: {said}"
-    if event == "mention":
-        return f"{head} mentioned you: {said}"
     return f"{head} {what}" + (f": {said}" if said and event != "post-deleted" else "")
 
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.auth import bearer, make_token
+from tests.auth import ADMIN_NAME, bearer, make_token
 from tests.conftest import Server
 from tests.sse import SSEClient
 from tests.test_stream import open_stream
@@ -149,3 +149,40 @@ def test_a_private_thread_reaches_nobody_who_may_not_read_its_channel(server: Se
     assert sent.status_code == 404
     listed = server.client.get(f"/api/posts/{parent_id}/replies", headers=bearer(member))
     assert [r["body"] for r in listed.json()["replies"]] == ["quiet reply"]
+
+
+def test_a_replys_reactions_mention_and_search_drop_read_as_such_in_text(server: Server) -> None:
+    from feed.terminal import line
+
+    parent = server.post("the plan")["post"]["id"]
+    made = reply(server, parent, "first")
+    reply_id = made["post"]["id"]  # type: ignore[index]
+    bo = bearer(server.token("bo"))
+    with (
+        open_stream(server, format="text") as as_text,
+        open_stream(server, format="text", q="first") as searched,
+    ):
+        party = server.client.put(f"/api/posts/{reply_id}/reactions/🎉")
+        assert party.status_code == 200, party.text
+        mention = server.client.post(f"/api/posts/{parent}/replies", json={"body": "ask @bo"})
+        assert mention.status_code == 201, mention.text
+        edited = server.client.patch(f"/api/posts/{reply_id}", json={"body": "second"})
+        assert edited.status_code == 200, edited.text
+        reacted, mentioned, changed = (e.data for e in as_text.wait_events(3))
+        (dropped,) = (e.data for e in searched.wait_events(1) if e.event == "post-unmatched")
+    mentions = {"only": "mentions", "last_event_id": "0"}
+    with SSEClient(server.port, params={"format": "json", **mentions}, headers=bo) as bos:
+        (told,) = bos.wait_events(1)
+    with SSEClient(server.port, params={"format": "text", **mentions}, headers=bo) as bos:
+        (as_line,) = bos.wait_events(1)
+    assert as_line.data.endswith(f"{ADMIN_NAME} mentioned you in a reply to post {parent}: ask @bo")
+    assert reacted.endswith(f"reacted 🎉 to post {reply_id} (now 🎉 1)"), reacted
+    assert mentioned.endswith(f"↳ {ADMIN_NAME} replied to post {parent}: ask @bo"), mentioned
+    assert changed.endswith(f"edited reply {reply_id} to post {parent}: second"), changed
+    assert (
+        dropped == f"#general reply {reply_id} by {ADMIN_NAME} to post {parent} no longer matches"
+    )
+    # The mention, as the dashboard's notice and feed tail show it.
+    assert told.event == "mention"
+    shown = line("mention", told.data, colour=False)
+    assert shown.endswith(f"{ADMIN_NAME} mentioned you in a reply to post {parent}: ask @bo"), shown
