@@ -15,6 +15,7 @@ document gives.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -50,22 +51,31 @@ from feed.store import PostNotFound
 from feed.values import Change, ChannelChange, PostView
 
 
-def post_answer(rt: Runtime, change: Change) -> dict[str, Any]:
+def post_answer(rt: Runtime, change: Change, mine: Sequence[str] = ()) -> dict[str, Any]:
     rt.metrics.announced(change.event_id)
-    return _post_content(change)
+    return _post_content(change, mine)
 
 
-async def editable(rt: Runtime, request: Request) -> int:
+async def editable(rt: Runtime, request: Request) -> tuple[Permissions, int]:
     """The id of the post in the path, if the requester may change it."""
     perms, post = await readable_post(rt, request)
     perms.check_edit(post)
     # Changes count against the same rate as posts: each one reaches every screen.
     security.of(request).check_post_rate(request, perms.identity.limit_key)
-    return post.id
+    return perms, post.id
 
 
-def _post_content(change: Change) -> dict[str, Any]:
-    return change_json(change)
+async def change_answer(rt: Runtime, perms: Permissions, change: Change) -> dict[str, Any]:
+    """A changed post's answer, with the requester's own reactions to it."""
+    mine = await rt.store.my_reactions(perms.identity.name, [change.post.id])
+    return post_answer(rt, change, mine.get(change.post.id, ()))
+
+
+def _post_content(change: Change, mine: Sequence[str] = ()) -> dict[str, Any]:
+    """The post and its event, with the caller's own reactions (a new post has none)."""
+    answer = change_json(change)
+    answer["post"]["mine"] = list(mine)
+    return answer
 
 
 def _channel_content(change: ChannelChange) -> dict[str, Any]:
@@ -363,25 +373,27 @@ async def react(request: Request) -> JSONResponse:
 
 async def edit_post(request: Request) -> JSONResponse:
     rt = runtime(request)
-    found = await editable(rt, request)
+    perms, found = await editable(rt, request)
     payload = await read_json(request, rt.settings.max_body_bytes)
     check_fields(payload, {"body"})
     body = text_field(payload, "body", rt.settings.max_post_chars)
     change = await rt.store.edit_post(found, body)
-    return JSONResponse(post_answer(rt, change))
+    return JSONResponse(await change_answer(rt, perms, change))
 
 
 async def delete_post(request: Request) -> JSONResponse:
     rt = runtime(request)
-    change = await rt.store.delete_post(await editable(rt, request))
+    _, found = await editable(rt, request)
+    change = await rt.store.delete_post(found)
     return JSONResponse(post_answer(rt, change))
 
 
 async def pin_post(request: Request) -> JSONResponse:
     rt = runtime(request)
     pinned = request.url.path.endswith("/pin")
-    change = await rt.store.set_pinned(await editable(rt, request), pinned)
-    return JSONResponse(post_answer(rt, change))
+    perms, found = await editable(rt, request)
+    change = await rt.store.set_pinned(found, pinned)
+    return JSONResponse(await change_answer(rt, perms, change))
 
 
 async def presence(request: Request) -> JSONResponse:

@@ -72,6 +72,34 @@ def test_put_and_delete_toggle_idempotently_and_listings_carry_counts_and_mine(
     assert counts(gone_again.json()["reactions"]) == {THUMBS: 1}
 
 
+def test_an_edit_or_a_pin_answers_with_the_post_as_it_is_now(client: TestClient) -> None:
+    post = new_post(client)
+    assert client.put(f"/api/posts/{post}/reactions/{PARTY}").status_code == 200
+    made = client.post(f"/api/posts/{post}/replies", json={"body": "a reply"})
+    assert made.status_code == 201, made.text
+    assert made.json()["post"]["mine"] == []  # new: nothing of the caller's yet
+    reply = made.json()["post"]["id"]
+    assert client.put(f"/api/posts/{reply}/reactions/{THUMBS}").status_code == 200
+    want = client.get(f"/api/posts/{post}").json()["post"]
+    assert (want["replies"], counts(want["reactions"]), want["mine"]) == (1, {PARTY: 1}, [PARTY])
+    for method, path, body in [
+        ("PATCH", f"/api/posts/{post}", {"body": "edited"}),
+        ("PATCH", f"/api/posts/{post}", {"body": "edited"}),  # no change
+        ("POST", f"/api/posts/{post}/pin", None),
+        ("POST", f"/api/posts/{post}/pin", None),  # no change
+        ("POST", f"/api/posts/{post}/unpin", None),
+    ]:
+        answer = client.request(method, path, json=body)
+        assert answer.status_code == 200, answer.text
+        shown = answer.json()["post"]
+        assert shown == client.get(f"/api/posts/{post}").json()["post"], (method, path)
+        assert (shown["replies"], shown["repliers"]) == (1, want["repliers"])
+        assert (counts(shown["reactions"]), shown["mine"]) == ({PARTY: 1}, [PARTY])
+    edited = client.patch(f"/api/posts/{reply}", json={"body": "a reply, edited"})
+    assert edited.json()["post"] == client.get(f"/api/posts/{reply}").json()["post"]
+    assert edited.json()["post"]["mine"] == [THUMBS]
+
+
 def test_replies_and_search_results_carry_counts_and_mine_as_every_listing(
     client: TestClient, settings: Any
 ) -> None:

@@ -95,7 +95,7 @@ class Posts(EventLog):
         with self._write() as session:
             post, channel = _live_post(session, post_id)
             if post.body == body:
-                return Change(_post_view(post, channel.name), None)
+                return Change(_as_now(session, post, channel.name), None)
             post.body, post.html = body, html
             post.edited_at = now()
             told = _told(session, post_id)
@@ -105,7 +105,7 @@ class Posts(EventLog):
                     self._log(session, EventKind.MENTION, post, channel, recipient=name)
             kind = EventKind.POST_UPDATED if post.parent_id is None else EventKind.REPLY_UPDATED
             event_id = self._log(session, kind, post, channel)
-            return Change(_post_view(post, channel.name), event_id)
+            return Change(_as_now(session, post, channel.name), event_id)
 
     @in_thread
     def delete_post(self, post_id: int) -> Change:
@@ -137,11 +137,11 @@ class Posts(EventLog):
             if post.parent_id is not None:
                 raise ReplyNotPinned(post_id)
             if post.pinned == pinned:
-                return Change(_post_view(post, channel.name), None)
+                return Change(_as_now(session, post, channel.name), None)
             post.pinned = pinned
             kind = EventKind.POST_PINNED if pinned else EventKind.POST_UNPINNED
             event_id = self._log(session, kind, post, channel)
-            return Change(_post_view(post, channel.name), event_id)
+            return Change(_as_now(session, post, channel.name), event_id)
 
     # -- reads --------------------------------------------------------------------
 
@@ -302,6 +302,13 @@ def _tombstone(post: Post) -> None:
     post.deleted = True
     post.pinned = False
     post.body = post.html = ""
+
+
+def _as_now(session: Session, post: Post, channel: str) -> PostView:
+    """A changed post as its answer shows it: with its replies and reactions, as every
+    post an answer or a stream carries."""
+    view = threads.with_summaries(session, [_post_view(post, channel)])
+    return tallies.with_counts(session, view)[0]
 
 
 def _live_post(session: Session, post_id: int) -> tuple[Post, Channel]:
