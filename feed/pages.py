@@ -405,6 +405,7 @@ async def mentions_page(request: Request) -> Response:
         **seen.context(),
         channels=perms.readable(),
         mentions=found,
+        mine=await rt.store.my_reactions(name, [m.post.id for m in found]),
     )
     return seen.apply(response, request)
 

@@ -19,6 +19,7 @@ Rationale:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from feed.errors import ClientError
@@ -72,5 +73,7 @@ def unread_json(found: list[Unread]) -> dict[str, Any]:
     }
 
 
-def mention_json(found: Mention) -> dict[str, Any]:
-    return {"event_id": found.event_id, "unread": found.unread, "post": post_json(found.post)}
+def mention_json(found: Mention, mine: Sequence[str] = ()) -> dict[str, Any]:
+    """A mention as the API answers it: its post with the reader's own reactions."""
+    post = post_json(found.post) | {"mine": list(mine)}
+    return {"event_id": found.event_id, "unread": found.unread, "post": post}

@@ -70,9 +70,9 @@ async def my_mentions(request: Request) -> JSONResponse:
         limit=limit,
     )
     next_before = found[-1].event_id if len(found) == limit else None
-    return JSONResponse(
-        {"mentions": [reading.mention_json(m) for m in found], "next_before": next_before}
-    )
+    mine = await rt.store.my_reactions(name, [m.post.id for m in found])
+    listed = [reading.mention_json(m, mine.get(m.post.id, ())) for m in found]
+    return JSONResponse({"mentions": listed, "next_before": next_before})
 
 
 routes = [

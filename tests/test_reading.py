@@ -457,6 +457,26 @@ def test_the_read_api_counts_marks_and_lists_for_the_requester(
     assert client.post("/api/me/read", json={}, headers=bob).status_code == 200
 
 
+def test_mentions_carry_their_posts_replies_and_reactions_as_every_list(
+    client: TestClient, settings: Settings
+) -> None:
+    bob = person(settings, "bob")
+    made = client.post("/api/channels/general/posts", json={"body": "ask @bob"})
+    post = made.json()["post"]["id"]
+    assert client.post(f"/api/posts/{post}/replies", json={"body": "me too"}).status_code == 201
+    for who in (ADMIN, bob):
+        assert client.put(f"/api/posts/{post}/reactions/🎉", headers=who).status_code == 200
+    (mention,) = client.get("/api/me/mentions", headers=bob).json()["mentions"]
+    listed = client.get("/api/channels/general/posts", headers=bob).json()["posts"][0]
+    assert mention["post"] == listed
+    assert (listed["replies"], listed["repliers"], listed["mine"]) == (1, [ADMIN_NAME], ["🎉"])
+    assert [(r["reaction"], r["count"]) for r in listed["reactions"]] == [("🎉", 2)]
+    page = client.get("/mentions", headers=bob)
+    assert page.status_code == 200, page.text
+    assert 'data-replies="1"' in page.text and 'data-mine="🎉"' in page.text
+    assert re.search(r'class="count"[^>]*>\s*2\s*<', page.text), page.text
+
+
 @pytest.mark.parametrize(
     "body",
     [

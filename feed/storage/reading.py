@@ -58,6 +58,7 @@ from sqlmodel.sql.expression import Select
 
 from feed.mentions import mark as mention_mark
 from feed.models import Channel, Event, EventKind, Post, ReadPosition
+from feed.storage import tallies, threads
 from feed.storage.channels import find_channel
 from feed.storage.engine import in_thread, now
 from feed.storage.history import event_post, holds, readable
@@ -217,11 +218,13 @@ class Reading(EventLog):
             query = query.where(col(Event.id) < before)
         query = query.order_by(col(Event.id).desc()).limit(limit)
         with self._read() as session:
-            rows = session.exec(query).all()
+            rows = [row for row in session.exec(query).all() if row[0] is not None]
+            # With their replies and reactions, as every list of posts.
+            views = threads.with_summaries(session, [_post_view(r[1], r[2]) for r in rows])
+            views = tallies.with_counts(session, views)
         return [
-            Mention(event_id, _post_view(post, channel), event_id > (position or 0))
-            for event_id, post, channel, position in rows
-            if event_id is not None
+            Mention(event_id, view, event_id > (position or 0))
+            for (event_id, _, _, position), view in zip(rows, views, strict=True)
         ]
 
 
