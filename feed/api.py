@@ -1,11 +1,12 @@
-"""The JSON API under ``/api``.
+"""The JSON API under ``/api`` for posts, replies, reactions, presence and search
+(channels and their members: channel_api.py).
 
 Every write goes through the store (post and event row in one transaction), which
 announces it to this process's streams and to the other processes once it has
 committed (storage/announcements.py, on the commit announcement): an endpoint
 validates, calls the store and answers, and announces nothing itself.
 
-Creating a post, a reply or a channel takes an ``Idempotency-Key`` header
+Creating a post or a reply takes an ``Idempotency-Key`` header
 (idempotency.py): a retry gets the same answer and never writes twice. New posts are
 limited per identity (security.py).
 
@@ -23,32 +24,25 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from feed import security
-from feed.errors import ClientError
 from feed.idempotency import answer_once, idempotency_claim, once_for, remembered
-from feed.identity import identity_name
 from feed.inputs import (
-    MAX_DESCRIPTION_CHARS,
     MAX_PAGE,
-    MAX_TITLE_CHARS,
     before_post,
-    channel_name,
     check_fields,
-    flag,
     int_param,
-    optional_text,
     post_body,
     post_id,
     read_json,
     text_field,
 )
-from feed.permissions import Permissions, forbidden_unless_admin
+from feed.permissions import Permissions
 from feed.reactions import reaction_in
 from feed.render import post_link
 from feed.runtime import Runtime, runtime
 from feed.search_params import MAX_SEARCH_PAGE, search_asked
-from feed.shapes import change_json, channel_json, post_json, reactions_json
+from feed.shapes import change_json, post_json, reactions_json
 from feed.store import PostNotFound
-from feed.values import Change, ChannelChange, PostView
+from feed.values import Change, PostView
 
 
 def post_answer(rt: Runtime, change: Change, mine: Sequence[str] = ()) -> dict[str, Any]:
@@ -78,132 +72,7 @@ def _post_content(change: Change, mine: Sequence[str] = ()) -> dict[str, Any]:
     return answer
 
 
-def _channel_content(change: ChannelChange) -> dict[str, Any]:
-    return {"channel": channel_json(change.channel), "event_id": change.event_id}
-
-
-def channel_answer(rt: Runtime, change: ChannelChange) -> dict[str, Any]:
-    rt.metrics.announced(change.event_id)
-    return _channel_content(change)
-
-
 # -- endpoints ---------------------------------------------------------------------
-
-
-async def list_channels(request: Request) -> JSONResponse:
-    rt = runtime(request)
-    # Read afresh, not from the access checks' recent copy (access.py, on recent
-    # answers): a list is asked for to see what is there now, and it must answer 503
-    # when it cannot know.
-    await rt.access.channels(fresh=True)
-    perms = await rt.access.check(request)
-    return JSONResponse({"channels": [channel_json(c) for c in perms.readable()]})
-
-
-async def admin_only(request: Request) -> Runtime:
-    rt = runtime(request)
-    forbidden_unless_admin((await rt.access.check(request)).identity)
-    return rt
-
-
-async def create_channel(request: Request) -> Response:
-    rt = await admin_only(request)
-    payload = await read_json(request, rt.settings.max_body_bytes)
-    check_fields(
-        payload,
-        {"name", "title"},
-        frozenset({"description", "private", "announcement_only", "replies"}),
-    )
-    name = channel_name(payload)
-    title = text_field(payload, "title", MAX_TITLE_CHARS)
-    description = optional_text(payload, "description", MAX_DESCRIPTION_CHARS) or ""
-    access = {
-        "private": flag(payload, "private") or False,
-        "announcement_only": flag(payload, "announcement_only") or False,
-        "replies": flag(payload, "replies") is not False,
-    }
-    location = f"/api/channels/{name}/posts"
-    who = await rt.access.identify(request.scope)
-    assert who.name is not None  # an admin
-    claim = idempotency_claim(request, payload, who.name)
-    if claim is not None:
-        answer = remembered(_channel_content, lambda _: location)
-        once = await once_for(
-            request,
-            rt.store.create_channel_once(
-                claim, name, title.strip(), description.strip(), answer, **access
-            ),
-        )
-        return answer_once(rt, once)
-    change = await rt.store.create_channel(name, title.strip(), description.strip(), **access)
-    headers = {"Location": location}
-    return JSONResponse(channel_answer(rt, change), status_code=201, headers=headers)
-
-
-CHANNEL_FIELDS = ("title", "description", "private", "announcement_only", "replies")
-
-
-async def update_channel(request: Request) -> JSONResponse:
-    rt = await admin_only(request)
-    payload = await read_json(request, rt.settings.max_body_bytes)
-    unknown = sorted(set(payload) - set(CHANNEL_FIELDS))
-    if unknown or not payload:
-        fields = ", ".join(repr(f) for f in CHANNEL_FIELDS)
-        raise ClientError(422, f"Send one or more of {fields}.", unknown or None)
-    title = optional_text(payload, "title", MAX_TITLE_CHARS)
-    description = optional_text(payload, "description", MAX_DESCRIPTION_CHARS)
-    change = await rt.store.update_channel(
-        request.path_params["channel"],
-        title=title.strip() if title is not None else None,
-        description=description.strip() if description is not None else None,
-        private=flag(payload, "private"),
-        announcement_only=flag(payload, "announcement_only"),
-        replies=flag(payload, "replies"),
-    )
-    return JSONResponse(channel_answer(rt, change))
-
-
-async def archive_channel(request: Request) -> JSONResponse:
-    rt = await admin_only(request)
-    archived = request.url.path.endswith("/archive")
-    change = await rt.store.set_archived(request.path_params["channel"], archived)
-    return JSONResponse(channel_answer(rt, change))
-
-
-async def list_members(request: Request) -> JSONResponse:
-    rt = await admin_only(request)
-    channel = request.path_params["channel"]
-    members = await rt.store.members(channel=channel)
-    if not members and channel not in await rt.store.channel_names():
-        raise ClientError(404, f"There is no channel named {channel!r}.", channel)
-    listed = [{"name": m.name, "may_post": m.may_post} for m in members]
-    return JSONResponse({"channel": channel, "members": listed})
-
-
-async def put_member(request: Request) -> JSONResponse:
-    """Make ``name`` a member of the channel: it may read it if private, and post
-    there if announcement-only and ``may_post``."""
-    rt = await admin_only(request)
-    payload = await read_json(request, rt.settings.max_body_bytes)
-    check_fields(payload, set(), frozenset({"may_post"}))
-    try:
-        name = identity_name(request.path_params["name"])
-    except ValueError as exc:
-        raise ClientError(422, f"That is not a usable name: {exc}.") from None
-    member = await rt.store.set_member(
-        request.path_params["channel"], name, may_post=flag(payload, "may_post") or False
-    )
-    return JSONResponse(
-        {"channel": member.channel, "name": member.name, "may_post": member.may_post}
-    )
-
-
-async def delete_member(request: Request) -> JSONResponse:
-    rt = await admin_only(request)
-    channel, name = request.path_params["channel"], request.path_params["name"]
-    if not await rt.store.remove_member(channel, name):
-        raise ClientError(404, f"{name!r} is not a member of #{channel}.", name)
-    return JSONResponse({"channel": channel, "name": name, "removed": True})
 
 
 async def posts_for(rt: Runtime, reader: str | None, posts: list[PostView]) -> list[dict[str, Any]]:
@@ -422,14 +291,6 @@ async def presence(request: Request) -> JSONResponse:
 CREATE_POST = Route("/api/channels/{channel}/posts", create_post, methods=["POST"])
 
 routes = [
-    Route("/api/channels", list_channels, methods=["GET"]),
-    Route("/api/channels", create_channel, methods=["POST"]),
-    Route("/api/channels/{channel}", update_channel, methods=["PATCH"]),
-    Route("/api/channels/{channel}/archive", archive_channel, methods=["POST"]),
-    Route("/api/channels/{channel}/restore", archive_channel, methods=["POST"]),
-    Route("/api/channels/{channel}/members", list_members, methods=["GET"]),
-    Route("/api/channels/{channel}/members/{name}", put_member, methods=["PUT"]),
-    Route("/api/channels/{channel}/members/{name}", delete_member, methods=["DELETE"]),
     Route("/api/channels/{channel}/posts", list_posts, methods=["GET"]),
     CREATE_POST,
     Route("/api/posts/{post_id}", get_post, methods=["GET"]),

@@ -44,6 +44,7 @@ from feed import (
     admin,
     api,
     batch,
+    channel_api,
     health,
     logs,
     metrics,
@@ -156,6 +157,7 @@ def create_app(settings: Settings) -> FeedApp:
             store.close()
 
     routes = [
+        *channel_api.routes,
         *api.routes,
         *batch.routes,
         *admin.routes,

@@ -63,6 +63,7 @@ def test_web_modules_import_no_other_web_module_and_the_core_imports_none() -> N
     assert {
         "feed.admin",
         "feed.api",
+        "feed.channel_api",
         "feed.health",
         "feed.openapi",
         "feed.pages",
