@@ -219,6 +219,17 @@ class ReadPosition(SQLModel, table=True):
     event_id: int = Field(sa_type=EVENT_ID)
 
 
+class MembershipChange(SQLModel, table=True):
+    """The log's newest event id when ``name`` was last given or refused a channel: a
+    stream of theirs resuming from before it is told to re-fetch its list
+    (storage/grants.py, on memberships changed while away)."""
+
+    __tablename__ = "membership_changes"
+
+    name: str = Field(max_length=80, primary_key=True)
+    event_id: int = Field(sa_type=EVENT_ID)
+
+
 class Reaction(SQLModel, table=True):
     """``name`` reacted to a post with ``reaction`` (one of ``FEED_REACTIONS``)."""
 

@@ -309,6 +309,7 @@ class Replays:
         self._known: Shared[tuple[int, int], bool] = Shared(MAX_KNOWN)
         self._personal: Shared[tuple[str, int, int, int], bool] = Shared(MAX_KNOWN)
         self._changed: Shared[tuple[Key, int], bool] = Shared(MAX_KNOWN)
+        self._members: Shared[tuple[str, int, int], bool] = Shared(MAX_KNOWN)
 
     def __len__(self) -> int:
         return len(self._pages)
@@ -346,10 +347,20 @@ class Replays:
             ),
         )
 
+    async def memberships_changed(self, name: str, after: int) -> bool:
+        """Whether ``name`` was given or refused a channel since event ``after``
+        (storage/grants.py, on memberships changed while away), asked once for every
+        stream of theirs resuming from the same place."""
+        key = (name, after, self._store.rollbacks)
+        return await self._members.get(
+            key, lambda: self._store.memberships_changed_after(name, after)
+        )
+
     def forget(self) -> None:
         """Drop every answer: the log went back (relay.py)."""
-        for shared in (self._counts, self._pages, self._known, self._personal, self._changed):
-            shared.clear()
+        shared = (self._counts, self._pages, self._known, self._personal, self._changed)
+        for answers in (*shared, self._members):
+            answers.clear()
 
     async def count(self, cursor: Cursor, limit: int) -> int:
         """How many events the cursor's replay holds, counted up to ``limit`` (4)."""

@@ -12,16 +12,20 @@ Rationale:
    opening; the rest follows piece by piece before the stream goes live (replays.py,
    on pieces), and the id filter drops the live events it already covered.
 3. A channel the stream follows that was made private or public after the resume id
-   (storage/history.py, on channels changed while away) changed what the client's
-   list should hold in a way no replayed event shows: a ``resync`` with no id comes
-   first, as a live stream gets one (watch.py), and the replay follows. A thread's
-   stream and a stream of one kind of personal event show no such list.
+   (storage/history.py, on channels changed while away), or a channel given to its
+   reader or taken away (storage/grants.py, on memberships changed while away),
+   changed what the client's list should hold in a way no replayed event shows: a
+   ``resync`` with no id comes first, as a live stream gets one (watch.py), and the
+   replay follows. A thread's stream and a stream of one kind of personal event show
+   no such list.
 """
 
 from __future__ import annotations
 
 from starlette.types import Send
 
+from feed.identity import Identity
+from feed.permissions import grantee
 from feed.replays import Cursor
 from feed.runtime import Runtime
 from feed.sse import resync_frame
@@ -66,20 +70,27 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
             sub.search,
         )
         if await rt.replays.count(cursor, limit + 1) <= limit:
-            told = b""
-            if (
-                sub.thread is None
-                and sub.only is None
-                and await rt.replays.channels_changed(cursor)
-            ):
-                why = f"a channel this stream follows changed after event {resume_id}; reload"
-                told = resync_frame(sub.format, None, why)  # (3)
+            why = await _changed(rt, sub, cursor)
+            told = b"" if why is None else resync_frame(sub.format, None, why)  # (3)
             return told + await _replayed(rt, sub, cursor), cursor
         reason = f"more than {limit} events were missed; reload"
         latest = max(latest, await rt.store.latest_event_id())
     rt.metrics.resyncs.inc()
     sub.last_id = max(sub.last_id, latest)
     return resync_frame(sub.format, latest, reason), None
+
+
+async def _changed(rt: Runtime, sub: Subscriber, cursor: Cursor) -> str | None:
+    """Why the client must re-fetch its list before its replay (3), if it must."""
+    if sub.thread is not None or sub.only is not None:
+        return None
+    after = cursor.after
+    if await rt.replays.channels_changed(cursor):
+        return f"a channel this stream follows changed after event {after}; reload"
+    member = grantee(sub.who) if isinstance(sub.who, Identity) else None
+    if member is not None and await rt.replays.memberships_changed(member, after):
+        return f"the channels {member!r} may read changed after event {after}; reload"
+    return None
 
 
 async def _replayed(rt: Runtime, sub: Subscriber, cursor: Cursor) -> bytes:

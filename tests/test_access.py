@@ -365,6 +365,37 @@ def test_a_stream_resuming_past_a_channel_made_private_or_public_is_told_to_relo
         assert told(anonymous, "resync")[0].id is None
 
 
+def test_a_stream_resuming_past_a_membership_given_or_taken_is_told_to_reload(
+    board: Server,
+) -> None:
+    ann, bob = board.token("ann"), board.token("bob")
+    shown = board.post("on the board", channel="board")["event_id"]
+
+    def resumed(token: str, after: int) -> SSEClient:
+        client = stream(board, token, last_event_id=str(after))
+        assert client.status == 200
+        return client
+
+    assert board.client.delete("/api/channels/board/members/ann").status_code == 200
+    assert board.client.put("/api/channels/board/members/bob", json={}).status_code == 200
+    board.post("elsewhere")
+    with resumed(ann, shown) as taken, resumed(bob, shown) as given:
+        for client in (taken, given):
+            wait_for_body(client, "elsewhere")
+            events = [m for m in client.messages if m.event is not None]
+            assert [m.event for m in events][:1] == ["resync"]
+            assert (
+                events[0].id is None and "may read changed" in json.loads(events[0].data)["reason"]
+            )
+    # From after the change, nothing is told; another reader's change is not theirs.
+    later = board.post("later")["event_id"]
+    assert board.client.put("/api/channels/board/members/cy", json={}).status_code == 200
+    board.post("last")
+    with resumed(bob, later) as after:
+        wait_for_body(after, "last")
+        assert told(after, "resync") == []
+
+
 def test_the_log_tells_which_channel_changes_a_replay_cannot_show(store: Store) -> None:
     def changed(after: int, channels: list[str] | None, private: list[str] | None) -> bool:
         return asyncio.run(store.channels_changed_after(after, channels, private=private))

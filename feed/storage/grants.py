@@ -10,6 +10,14 @@ Rationale:
    is enough to keep them: a slow password hash protects guessable secrets, and these
    are not guessable. Looking a token up by its digest needs no secret comparison in
    Python.
+2. Memberships changed while away. A stream resuming with ``Last-Event-ID`` is
+   replayed with its reader's channels as they are now (history.py, on reads for a
+   reader), and the log holds no event for a membership: a private channel given
+   while the stream was away brings its new events but not its older posts, and one
+   taken away leaves its posts on the page. So each change of an identity's
+   memberships keeps the log's newest event id at that moment (``membership_changes``),
+   and a stream of theirs resuming from that id or before is told to re-fetch its
+   list (resume.py). Whether one may post somewhere changes no list, and is not kept.
 """
 
 from __future__ import annotations
@@ -17,14 +25,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import delete
-from sqlmodel import col, select
+from sqlalchemy import delete, func
+from sqlmodel import Session, col, select
 
-from feed.models import Channel, EndedSession, Member, Secret, Token
+from feed.models import Channel, EndedSession, Event, Member, MembershipChange, Secret, Token
 from feed.storage.channels import find_channel
 from feed.storage.engine import StoreError, in_thread, now
 from feed.storage.log import EventLog
 from feed.values import AccessChange, MemberView, TokenView, _token_view
+
+
+def _changed_for(session: Session, name: str) -> None:
+    """Keep the log's newest event id as when ``name``'s memberships changed (2)."""
+    newest = session.exec(select(func.max(Event.id))).one() or 0
+    found = session.get(MembershipChange, name)
+    if found is None:
+        session.add(MembershipChange(name=name, event_id=newest))
+    else:
+        found.event_id = newest
 
 
 class TokenNotFound(StoreError):
@@ -129,6 +147,7 @@ class Grants(EventLog):
             if found is None:
                 assert chan.id is not None
                 session.add(Member(channel_id=chan.id, name=name, may_post=may_post))
+                _changed_for(session, name)
             elif found.may_post != may_post:
                 found.may_post = may_post
             else:
@@ -147,8 +166,16 @@ class Grants(EventLog):
             if found is None:
                 return False
             session.delete(found)
+            _changed_for(session, name)
             self._access_changed(session, AccessChange(members=True))
             return True
+
+    @in_thread
+    def memberships_changed_after(self, name: str, after: int) -> bool:
+        """Whether ``name`` was given or refused a channel since event ``after`` (2)."""
+        with self._read() as session:
+            found = session.get(MembershipChange, name)
+            return found is not None and found.event_id >= after
 
     @in_thread
     def members(
