@@ -358,8 +358,9 @@ class Replays:
 
     def forget(self) -> None:
         """Drop every answer: the log went back (relay.py)."""
-        shared = (self._counts, self._pages, self._known, self._personal, self._changed)
-        for answers in (*shared, self._members):
+        self._counts.clear()
+        self._pages.clear()
+        for answers in (self._known, self._personal, self._changed, self._members):
             answers.clear()
 
     async def count(self, cursor: Cursor, limit: int) -> int:
