@@ -47,11 +47,12 @@ from feed.values import Change, PostView
 
 def post_answer(rt: Runtime, change: Change, mine: Sequence[str] = ()) -> dict[str, Any]:
     rt.metrics.announced(change.event_id)
-    return _post_content(change, mine)
+    return change_json(change, mine)
 
 
 async def editable(rt: Runtime, request: Request) -> tuple[Permissions, int]:
-    """The id of the post in the path, if the requester may change it."""
+    """The requester's permissions and the id of the post in the path, if the
+    requester may change it."""
     perms, post = await readable_post(rt, request)
     perms.check_edit(post)
     # Changes count against the same rate as posts: each one reaches every screen.
@@ -63,13 +64,6 @@ async def change_answer(rt: Runtime, perms: Permissions, change: Change) -> dict
     """A changed post's answer, with the requester's own reactions to it."""
     mine = await rt.store.my_reactions(perms.identity.name, [change.post.id])
     return post_answer(rt, change, mine.get(change.post.id, ()))
-
-
-def _post_content(change: Change, mine: Sequence[str] = ()) -> dict[str, Any]:
-    """The post and its event, with the caller's own reactions (a new post has none)."""
-    answer = change_json(change)
-    answer["post"]["mine"] = list(mine)
-    return answer
 
 
 # -- endpoints ---------------------------------------------------------------------
@@ -131,7 +125,7 @@ async def create_post(request: Request) -> Response:
     claim = idempotency_claim(request, payload, author)
     body = post_body(payload, author, rt.settings.max_post_chars)
     if claim is not None:
-        answer = remembered(_post_content, lambda change: f"/api/posts/{change.post.id}")
+        answer = remembered(change_json, lambda change: f"/api/posts/{change.post.id}")
         once = await once_for(
             request, rt.store.create_post_once(claim, channel, author, body, answer)
         )
@@ -166,7 +160,7 @@ async def create_reply(request: Request) -> Response:
     claim = idempotency_claim(request, payload, author)
     body = post_body(payload, author, rt.settings.max_post_chars)
     if claim is not None:
-        answer = remembered(_post_content, lambda change: f"/api/posts/{change.post.id}")
+        answer = remembered(change_json, lambda change: f"/api/posts/{change.post.id}")
         write = rt.store.create_post_once(
             claim, parent.channel, author, body, answer, parent=parent.id
         )

@@ -254,15 +254,24 @@ class Relay:
         frames: dict[Format, bytes],
         searches: dict[str, Query],
         formats: set[Format],
+        parents: dict[tuple[int, str], search.Words],
     ) -> dict[str, dict[Format, bytes]]:
         """What each live search shows of ``event``: matched once per search, whatever
         the number of its streams, with the body split into words once for all of them
         (events.py, on live searches)."""
-        post, parent = event.post, event.thread
-        words = search.Words(post.body) if post is not None else None
-        thread = None
-        if post is not None and post.parent is not None and parent is not None and parent.body:
-            thread = search.Words(parent.body)
+        words = search.Words(event.post.body) if event.post is not None else None
+        parent = event.thread
+
+        def thread() -> search.Words:
+            # A reply's parent, split only if a search did not match the reply, and
+            # once for all the replies to it that this delivery holds.
+            assert parent is not None and parent.body is not None
+            key = (parent.post, parent.body)
+            found = parents.get(key)
+            if found is None:
+                found = parents[key] = search.Words(parent.body)
+            return found
+
         shown: dict[str, dict[Format, bytes]] = {}
         for text, query in searches.items():
             found = search.live(query, event, words, thread)
@@ -287,9 +296,12 @@ class Relay:
         # How many events were committed at each moment: a commit's share one (metrics.py,
         # on the fan-out path).
         committed: dict[datetime, int] = {}
+        parents: dict[tuple[int, str], search.Words] = {}  # replies' parents, split
         for event in events:
             frames = self._renderer.frames(event, formats)
-            searched = self._searched(event, frames, searches, formats) if searches else None
+            searched = (
+                self._searched(event, frames, searches, formats, parents) if searches else None
+            )
             outgoing.append(
                 Outgoing(
                     event.id,

@@ -87,6 +87,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from html import escape
 
@@ -239,11 +240,14 @@ class Words:
 
 
 def live(
-    query: Query, event: FeedEvent, words: Words | None = None, thread: Words | None = None
+    query: Query,
+    event: FeedEvent,
+    words: Words | None = None,
+    thread: Callable[[], Words] | None = None,
 ) -> FeedEvent | None:
     """What a live search of ``query`` shows of ``event`` (6): the event itself, a
     ``post-unmatched`` in its place, or nothing. ``words``: the post's body, split;
-    ``thread``: a reply's parent's, split."""
+    ``thread``: a reply's parent's, split when first asked for."""
     post = event.post
     if post is None:
         return None  # channel events are not about matching posts
@@ -253,7 +257,7 @@ def live(
         return event
     # A reply's event is also shown with the thread of a post the search shows.
     parent = event.thread.body if event.thread is not None and post.parent is not None else None
-    if parent is not None and query.matches(thread if thread is not None else parent):
+    if parent is not None and query.matches(thread() if thread is not None else parent):
         return event
     if event.kind in (EventKind.POST_UPDATED, EventKind.REPLY_UPDATED):
         return replace(event, kind=EventKind.POST_UNMATCHED)

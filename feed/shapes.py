@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -91,9 +91,11 @@ def post_json(post: PostView) -> dict[str, Any]:
     }
 
 
-def change_json(change: Change) -> dict[str, Any]:
-    """A new or changed post and the event it logged, as the API answers them."""
-    return {"post": post_json(change.post), "event_id": change.event_id}
+def change_json(change: Change, mine: Sequence[str] = ()) -> dict[str, Any]:
+    """A new or changed post and the event it logged, as the API answers them: the
+    post with the caller's own reactions (``mine``; a new post has none)."""
+    post = post_json(change.post) | {"mine": list(mine)}
+    return {"post": post, "event_id": change.event_id}
 
 
 def thread_json(thread: Thread) -> dict[str, Any]:

@@ -258,6 +258,9 @@ def test_item_keys_make_a_retried_batch_write_nothing_twice(client: TestClient) 
     # The header would promise what it cannot keep for a whole batch: refused.
     header = client.post(URL, json=items, headers={"Idempotency-Key": "whole"})
     assert header.status_code == 400 and "idempotency_key" in header.json()["error"]
+    # Each item answers with the post as a single request does: its reactions, none yet.
+    single = client.post("/api/channels/general/posts", json={"body": "single"}).json()
+    assert set(first[0]["post"]) == set(single["post"]) and single["post"]["mine"] == []
 
 
 def test_permissions_and_private_channels_are_checked_per_item(

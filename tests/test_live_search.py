@@ -276,9 +276,15 @@ def test_a_reply_is_judged_by_its_own_body_or_its_parents() -> None:
     for kind in (EventKind.REPLY_CREATED, EventKind.REPLY_UPDATED, EventKind.POST_REACTIONS):
         shown = reply(kind, "on my way", "the lift is broken")
         assert live(query, shown) is shown
-        assert live(query, shown, Words("on my way"), Words("the lift is broken")) is shown
+        parent = lambda: Words("the lift is broken")  # noqa: E731
+        assert live(query, shown, Words("on my way"), parent) is shown
         mine = reply(kind, "the lift too", "stairs")
         assert live(query, mine) is mine
+
+        def unasked() -> Words:
+            raise AssertionError("the reply matched: its parent need not be split")
+
+        assert live(query, mine, Words("the lift too"), unasked) is mine
     assert live(query, reply(EventKind.REPLY_CREATED, "ok", "stairs")) is None
     assert live(query, reply(EventKind.REPLY_CREATED, "ok", None)) is None
     gone = live(query, reply(EventKind.REPLY_UPDATED, "ok", "stairs"))

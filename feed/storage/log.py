@@ -278,7 +278,8 @@ class EventLog:
                 # Replies' threads, as this transaction leaves them (threads.py, on
                 # summaries): read in the commit's own round trip.
                 wanted = threads.wanted(written, new=True)
-                reads = self._loop_writer.summaries(wanted) if wanted else []
+                bodies = threads.parents(written)
+                reads = self._loop_writer.summaries(wanted, bodies) if wanted else []
                 started = time.perf_counter()
                 with self._announcer.committing(end, written):
                     hints = _hints(NO_ACCESS_CHANGE, written) if self._notify else []

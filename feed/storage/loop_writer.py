@@ -102,14 +102,22 @@ class LoopWriter:
         # The engine's arguments, as it opens its own connections (1).
         self._arguments = (list(cargs), dict(cparams))
 
-    def summaries(self, posts: Collection[int]) -> list[tuple[str, dict[str, Any]]]:
-        """The queries of the threads' summaries of ``posts`` with their values, for
+    def summaries(
+        self, posts: Collection[int], parents: Collection[int] = ()
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The queries of the threads' summaries of ``posts``, and of the bodies of
+        ``parents`` if any (threads.py, on bodies), with their values, for
         ``commit_on_loop`` (3): compiled once, the posts bound as an array."""
         if self._summaries is None:
-            queries = threads.statements(None, bodies=True)
+            queries = [*threads.statements(None), threads.bodies(None)]
             self._summaries = [_compiled(query, self._dialect) for query in queries]
+        counts, latest, bodies = self._summaries
         ids = {threads.POSTS.key: sorted(posts)}
-        return [(sql, values | ids) for sql, values in self._summaries]
+        reads = [(sql, values | ids) for sql, values in (counts, latest)]
+        if parents:
+            sql, values = bodies
+            reads.append((sql, values | {threads.POSTS.key: sorted(parents)}))
+        return reads
 
     @property
     def ready(self) -> bool:

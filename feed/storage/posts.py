@@ -92,20 +92,22 @@ class Posts(EventLog):
     @in_thread
     def edit_post(self, post_id: int, body: str) -> Change:
         html = markdown.to_html(body)  # before the write lock (3)
+        event_id = None
         with self._write() as session:
             post, channel = _live_post(session, post_id)
-            if post.body == body:
-                return Change(_as_now(session, post, channel.name), None)
-            post.body, post.html = body, html
-            post.edited_at = now()
-            told = _told(session, post_id)
-            for name in mentions.addressed(html, post.author):
-                # Told once, when first mentioned, even if edited out and back in since.
-                if name not in told:
-                    self._log(session, EventKind.MENTION, post, channel, recipient=name)
-            kind = EventKind.POST_UPDATED if post.parent_id is None else EventKind.REPLY_UPDATED
-            event_id = self._log(session, kind, post, channel)
-            return Change(_as_now(session, post, channel.name), event_id)
+            if post.body != body:
+                post.body, post.html = body, html
+                post.edited_at = now()
+                told = _told(session, post_id)
+                for name in mentions.addressed(html, post.author):
+                    # Told once, when first mentioned, even if edited out and back in since.
+                    if name not in told:
+                        self._log(session, EventKind.MENTION, post, channel, recipient=name)
+                reply = post.parent_id is not None
+                kind = EventKind.REPLY_UPDATED if reply else EventKind.POST_UPDATED
+                event_id = self._log(session, kind, post, channel)
+            view = _post_view(post, channel.name)
+        return Change(self._as_now(view), event_id)
 
     @in_thread
     def delete_post(self, post_id: int) -> Change:
@@ -132,16 +134,24 @@ class Posts(EventLog):
 
     @in_thread
     def set_pinned(self, post_id: int, pinned: bool) -> Change:
+        event_id = None
         with self._write() as session:
             post, channel = _live_post(session, post_id)
             if post.parent_id is not None:
                 raise ReplyNotPinned(post_id)
-            if post.pinned == pinned:
-                return Change(_as_now(session, post, channel.name), None)
-            post.pinned = pinned
-            kind = EventKind.POST_PINNED if pinned else EventKind.POST_UNPINNED
-            event_id = self._log(session, kind, post, channel)
-            return Change(_as_now(session, post, channel.name), event_id)
+            if post.pinned != pinned:
+                post.pinned = pinned
+                kind = EventKind.POST_PINNED if pinned else EventKind.POST_UNPINNED
+                event_id = self._log(session, kind, post, channel)
+            view = _post_view(post, channel.name)
+        return Change(self._as_now(view), event_id)
+
+    def _as_now(self, view: PostView) -> PostView:
+        """A changed post as its answer shows it: with its replies and reactions, as
+        every post an answer or a stream carries. Read after the write, outside its
+        lock: another change since then shows too, as it would on a read."""
+        with self._read() as session:
+            return tallies.with_counts(session, threads.with_summaries(session, [view]))[0]
 
     # -- reads --------------------------------------------------------------------
 
@@ -302,13 +312,6 @@ def _tombstone(post: Post) -> None:
     post.deleted = True
     post.pinned = False
     post.body = post.html = ""
-
-
-def _as_now(session: Session, post: Post, channel: str) -> PostView:
-    """A changed post as its answer shows it: with its replies and reactions, as every
-    post an answer or a stream carries."""
-    view = threads.with_summaries(session, [_post_view(post, channel)])
-    return tallies.with_counts(session, view)[0]
 
 
 def _live_post(session: Session, post_id: int) -> tuple[Post, Channel]:

@@ -39,10 +39,11 @@ Rationale:
    one off (``reply_deleted``); a post's deletion, which takes its replies with it
    (3), sets its own to 0. Nothing undeletes a post, and a retried keyed reply writes
    nothing, so neither counts. A reply's own count stays 0.
-6. A reply's event carries its parent's body with the summary, read in the same
-   query from the same row: a live search shows every event of the thread of a post
-   it matches (search.py, on live searches), and judges that, for each search, by the
-   event alone. Lists of posts have their bodies already and read none.
+6. A reply's event carries its parent's body with the summary, read by the
+   parent's key with it: a live search shows every event of the thread of a post it
+   matches (search.py, on live searches), and judges that, for each search, by the
+   event alone. Other events, and lists of posts, have their bodies already and read
+   none.
 """
 
 from __future__ import annotations
@@ -88,48 +89,63 @@ class NotAThread(StoreError):
 
 
 def summaries(
-    session: Session, post_ids: Collection[int], *, bodies: bool = False
+    session: Session, post_ids: Collection[int], *, bodies_of: Collection[int] = ()
 ) -> dict[int, Thread]:
     """The reply summary of each of ``post_ids`` that has live replies (2): its stored
     count (5), and at most ``REPLIERS`` names each read back, found among the newest
-    ``WALK`` replies (4), however many people replied. ``bodies``: each with its
-    post's body too, as events' summaries are (6)."""
+    ``WALK`` replies (4), however many people replied. Those of ``bodies_of`` carry
+    their post's body too (6)."""
     if not post_ids:
         return {}
-    counts, latest = statements(post_ids, bodies=bodies)
+    counts, latest = statements(post_ids)
     found = session.exec(counts).all()
-    if not any(row[1] for row in found):
+    if not any(count for _, count in found):
         return {}
-    return from_rows(found, session.exec(latest).all())
+    kept = session.exec(bodies(bodies_of)).all() if bodies_of else ()
+    return from_rows(found, session.exec(latest).all(), kept)
 
 
 def statements(
-    post_ids: Collection[int] | None, *, bodies: bool = False
+    post_ids: Collection[int] | None,
 ) -> tuple[Select[Any, Any], Select[Any, Any]]:
     """The two queries of ``summaries``: the stored count of live replies of each of
-    ``post_ids`` (5), with its body if ``bodies`` (6), and the latest repliers of each
-    among its newest replies (4), newest first. ``None``: of the posts in the array
-    bound as ``POSTS``, on PostgreSQL, so that their text is the same for any posts and
-    is compiled once (storage/loop_writer.py, on keyed posts and replies on the loop
-    too). Built once each way: building them cost more than running them on a short
-    thread."""
+    ``post_ids`` (5), and the latest repliers of each among its newest replies (4), newest
+    first. ``None``: of the posts in the array bound as ``POSTS``, on PostgreSQL, so
+    that their text is the same for any posts and is compiled once (storage/loop_writer.py,
+    on keyed posts and replies on the loop too). Built once each way: building them
+    cost more than running them on a short thread."""
     if post_ids is None:
-        return _built(array=True, bodies=bodies)
+        return _built(array=True)
     ids = {IDS.key: sorted(post_ids)}
-    counts, latest = _built(array=False, bodies=bodies)
+    counts, latest = _built(array=False)
     return counts.params(ids), latest.params(ids)
 
 
+def bodies(post_ids: Collection[int] | None) -> Select[Any, Any]:
+    """The bodies of ``post_ids`` (6): replies' parents. ``None``: of the posts in the
+    array bound as ``POSTS``, as ``statements``."""
+    if post_ids is None:
+        return _bodies(array=True)
+    return _bodies(array=False).params({IDS.key: sorted(post_ids)})
+
+
+def _of(column: Any, *, array: bool) -> ColumnElement[bool]:
+    return column == func.any(POSTS) if array else col(column).in_(IDS)
+
+
 @cache
-def _built(*, array: bool, bodies: bool) -> tuple[Select[Any, Any], Select[Any, Any]]:
+def _bodies(*, array: bool) -> Select[Any, Any]:
+    return select(Post.id, Post.body).where(_of(Post.id, array=array))
+
+
+@cache
+def _built(*, array: bool) -> tuple[Select[Any, Any], Select[Any, Any]]:
     def of(column: Any) -> ColumnElement[bool]:
-        return column == func.any(POSTS) if array else col(column).in_(IDS)
+        return _of(column, array=array)
 
     thread, walked, reply = aliased(Post), aliased(Post), aliased(Post)
-    # Each thread's count, as stored with its post (5), and its body (6).
-    counts = select(thread.id, thread.reply_count, *([thread.body] if bodies else [])).where(
-        of(thread.id)
-    )
+    # Each thread's count, as stored with its post (5).
+    counts = select(thread.id, thread.reply_count).where(of(thread.id))
     # The newest WALK live replies of each thread, walked down the index from its
     # newest (4), and read by their ids.
     walk = (
@@ -178,20 +194,18 @@ def _live(posts: type[Post]) -> ColumnElement[bool]:
 
 
 def from_rows(
-    counts: Iterable[Sequence[Any]], latest: Iterable[Sequence[Any]]
+    counts: Iterable[Sequence[Any]],
+    latest: Iterable[Sequence[Any]],
+    bodies: Iterable[Sequence[Any]] = (),
 ) -> dict[int, Thread]:
-    """The summaries from the rows ``statements``' queries read: (post, count) or
-    (post, count, body)."""
-    found = {
-        row[0]: Thread(row[0], row[1], (), row[2] if len(row) > 2 else None)
-        for row in counts
-        if row[1]
-    }
+    """The summaries from the rows ``statements``' queries read, and ``bodies``'."""
+    found = {parent: Thread(parent, count, ()) for parent, count in counts if count}
     names: dict[int, list[str]] = {}
     for parent, author in latest:
         names.setdefault(parent, []).append(author)
+    kept = {post: body for post, body in bodies}
     return {
-        parent: replace(thread, repliers=tuple(names.get(parent, ())))
+        parent: replace(thread, repliers=tuple(names.get(parent, ())), body=kept.get(parent))
         for parent, thread in found.items()
     }
 
@@ -221,7 +235,7 @@ def with_threads(
     posts = wanted(events, new=new)
     if not posts:
         return events
-    return with_found(events, summaries(session, posts, bodies=True))
+    return with_found(events, summaries(session, posts, bodies_of=parents(events)))
 
 
 def with_found(events: Iterable[FeedEvent], threads: dict[int, Thread]) -> list[FeedEvent]:
@@ -240,6 +254,12 @@ def wanted(events: Iterable[FeedEvent], *, new: bool = False) -> set[int]:
             continue
         found.add(post.id if post.parent is None else post.parent)
     return found
+
+
+def parents(events: Iterable[FeedEvent]) -> set[int]:
+    """The posts whose bodies ``with_threads`` reads for ``events`` (6): replies'
+    parents."""
+    return {post.parent for post in (e.post for e in events) if post and post.parent}
 
 
 def _with_thread(event: FeedEvent, threads: dict[int, Thread]) -> FeedEvent:
