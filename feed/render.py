@@ -242,11 +242,9 @@ class Recent:
                 return found[1]
             self.size -= found[2]  # the same event in another state: replaced
         data = self._encode(event, fmt)
-        post = event.post
         # The key keeps the post's text alive as well (its memory, not its length: a
         # character can take four bytes).
-        text = sys.getsizeof(post.body) + sys.getsizeof(post.html) if post is not None else 0
-        cost = len(data) + text
+        cost = len(data) + sum(map(sys.getsizeof, event.texts))
         self._kept[key] = (event, data, cost)
         self._kept.move_to_end(key)
         self.size += cost

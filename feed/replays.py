@@ -205,13 +205,9 @@ class Page:
             self.end = max(self.end, self.ids[-1])
         if self.more is None:
             self.more = len(self.events) >= PAGE
-        self.text = sum(
-            sys.getsizeof(e.post.body)
-            + sys.getsizeof(e.post.html)
-            + (0 if e.thread is None or e.thread.body is None else sys.getsizeof(e.thread.body))
-            for e in self.events
-            if e.post is not None
-        )
+        # Each string once: the replies to one post share its body.
+        kept = {id(text): text for event in self.events for text in event.texts}
+        self.text = sum(map(sys.getsizeof, kept.values()))
 
     @property
     def full(self) -> bool:

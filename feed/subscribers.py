@@ -138,8 +138,8 @@ class Subscriber:
         # A thread's stream (``/events?thread=``): the top-level post whose events, and
         # whose replies' events, it follows, in its one channel (events.py).
         self.thread: int | None = None
-        # A live search: only changes to posts that match it (events.py, on live
-        # searches).
+        # A live search: only changes to posts that match it, and to their replies
+        # (search.py and events.py, on live searches).
         self.search: Query | None = None
 
     def offer(self, item: Item) -> None:

@@ -165,6 +165,17 @@ class FeedEvent:
             return None
         return post.id if post.parent is None else post.parent
 
+    @property
+    def texts(self) -> tuple[str, ...]:
+        """The text an event keeps alive: its post's body and HTML, and a reply's
+        parent's body (the caches that keep events count their memory)."""
+        post, thread = self.post, self.thread
+        if post is None:
+            return ()
+        if thread is None or thread.body is None:
+            return (post.body, post.html)
+        return (post.body, post.html, thread.body)
+
 
 @dataclass(frozen=True, slots=True)
 class AccessChange:

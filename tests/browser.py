@@ -12,6 +12,7 @@ Synchronisation is always a Playwright wait with a deadline, never a sleep.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 from collections.abc import Coroutine, Iterator
@@ -334,3 +335,11 @@ def backdate(server: Server, ages: dict[int, int]) -> None:
                 (stamp, post_id),
             )
     db.close()
+
+
+def render_ids(server: Server, url: str, *, anonymous: bool = False) -> list[int]:
+    """The posts a fresh render of ``url`` lists, in order, for the tests' admin or
+    for nobody signed in."""
+    page = httpx.get(f"{server.url}{url}", timeout=10) if anonymous else server.client.get(url)
+    assert page.status_code == 200, page.text
+    return [int(n) for n in re.findall(r'<article id="post-(\d+)" class="post', page.text)]

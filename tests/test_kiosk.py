@@ -12,7 +12,6 @@ Waits are Playwright waits with deadlines; ``window.feedStream.lastApplied``
 
 from __future__ import annotations
 
-import re
 import signal
 from collections import Counter
 from collections.abc import Callable
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect
 
@@ -44,6 +42,7 @@ from tests.browser import (
     open_live,
     post_el,
     problems,
+    render_ids,
     seed_sample_feed,
     shown_ids,
     wait_applied,
@@ -296,15 +295,8 @@ def test_a_kiosk_back_after_a_channel_was_made_private_meanwhile_drops_its_posts
     wait_applied(page, last["event_id"], timeout=2 * RETRY_MS)
     expect(post_el(page, hidden)).to_have_count(0, timeout=2 * HEARTBEAT * 1000 + 2000)
     assert shown in shown_ids(page)
-    assert shown_ids(page) == render_kiosk_ids(restarted)
+    assert shown_ids(page) == render_ids(restarted, "/partials/kiosk", anonymous=True)
     assert_not_reloaded(page)
-
-
-def render_kiosk_ids(server: Server) -> list[int]:
-    """The posts a fresh render of an anonymous kiosk lists, in order."""
-    page = httpx.get(f"{server.url}/partials/kiosk", timeout=10)
-    assert page.status_code == 200, page.text
-    return [int(n) for n in re.findall(r'<article id="post-(\d+)" class="post', page.text)]
 
 
 def test_kiosk_shows_offline_during_a_crash_and_everything_written_meanwhile_after(

@@ -4,7 +4,6 @@ itself; a kiosk watching a search shows a matching new post live and not another
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from tests.browser import (
     open_live,
     post_el,
     problems,
+    render_ids,
     shown_ids,
     wait_applied,
 )
@@ -216,13 +216,6 @@ def test_a_kiosk_past_the_limit_says_so_and_then_shows_its_search_live(
     late = server.post("deploy finished")
     expect(post_el(kiosk, late["post"]["id"])).to_be_visible(timeout=LIVE_MS)
     assert shown_ids(kiosk) == render_ids(server, "/partials/kiosk?q=deploy")
-
-
-def render_ids(server: Server, url: str) -> list[int]:
-    """The posts a fresh render of ``url`` lists, in order."""
-    page = server.client.get(url)
-    assert page.status_code == 200, page.text
-    return [int(n) for n in re.findall(r'<article id="post-(\d+)" class="post', page.text)]
 
 
 def test_a_kiosk_watching_a_search_shows_what_a_fresh_render_shows_with_replies_about(

@@ -330,7 +330,11 @@ def paths(settings: Settings) -> dict[str, Any]:
                         "description": "Only this top-level post's events and its replies'",
                         "schema": ID,
                     },
-                    {**Q, "description": "Only changes to posts that match this search"},
+                    {
+                        **Q,
+                        "description": "Only changes to posts that match this search, "
+                        "and to the replies of those posts",
+                    },
                     {"name": "last_event_id", "in": "query", "schema": EVENT_ID},
                     {
                         "name": "only",
