@@ -58,6 +58,11 @@ PERSONAL_KINDS = frozenset({EventKind.READ_POSITION, EventKind.MENTION})
 PERSONAL = "recipient IS NOT NULL"
 
 
+# 64 bits (storage/log.py, on ids never reused); SQLite's INTEGER PRIMARY KEY already is, and
+# only that exact type makes the column the rowid that AUTOINCREMENT needs.
+EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Channel(SQLModel, table=True):
     __tablename__ = "channels"
 
@@ -72,6 +77,9 @@ class Channel(SQLModel, table=True):
     announcement_only: bool = False
     # Readers of an announcement-only channel may reply (permissions.py, on replies).
     replies: bool = True
+    # The event that last made it private or public; None: never (storage/history.py,
+    # on channels changed while away).
+    privacy_event: int | None = Field(default=None, sa_type=EVENT_ID)
 
 
 # The largest id a post can have: the posts table's key is a 32-bit INTEGER on
@@ -175,11 +183,6 @@ class EndedSession(SQLModel, table=True):
 
     digest: str = Field(primary_key=True, max_length=64)
     expires_at: datetime = Field(index=True)
-
-
-# 64 bits (storage/log.py, on ids never reused); SQLite's INTEGER PRIMARY KEY already is, and
-# only that exact type makes the column the rowid that AUTOINCREMENT needs.
-EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Event(SQLModel, table=True):

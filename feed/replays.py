@@ -60,6 +60,14 @@ Rationale:
    page, was then dropped live as already passed. For the same reason the rest of a
    replay is read with the private channels the stream may read now
    (``Cursor.follow``, before every piece).
+8. Turns per client. Streams that resume from many places at once read a page each
+   and render it: from one client address (a script, or an attacker who need not
+   even read what it asked for), hundreds of those held every worker thread and the
+   loop, and everyone else's requests waited seconds. So one client's streams build
+   at most ``PIECES_AT_ONCE`` pieces at once, the rest waiting their turn in order,
+   while other clients' pieces go ahead (``Turns``). Only the building takes a turn,
+   not the write: a client that reads slowly holds none. Screens behind one address
+   (an office's) resuming after a restart mostly resume alike, from pages they share.
 """
 
 from __future__ import annotations
@@ -70,7 +78,8 @@ import itertools
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -88,6 +97,7 @@ MAX_PAGES = 64  # so at most 6,400 events are kept, whatever FEED_REPLAY_LIMIT i
 # ...and at most this much of them: pages of posts at the length limit, encoded in
 # three formats, come to tens of MB each.
 MAX_PAGE_BYTES = 32 * 1024 * 1024
+PIECES_AT_ONCE = 2  # pieces one client's streams build at once (8)
 MAX_COUNTS = 256
 MAX_KNOWN = 1024
 
@@ -114,6 +124,7 @@ class Cursor:
     __slots__ = (
         "after",
         "channels",
+        "client",
         "delivered",
         "done",
         "format",
@@ -158,6 +169,7 @@ class Cursor:
         self.upto = upto  # the replay ends at this id; newer ones come live (7)
         self.sent = 0  # events in the pieces so far
         self.done = False  # the last piece is out
+        self.client = ""  # whose turns its pieces take (8): the client's address
 
     def follow(self, private: frozenset[str] | None) -> None:
         """The private channels the stream may read now (watch.py): the rest of its
@@ -296,10 +308,38 @@ class Shared(Generic[K, V]):
             self._answers.popitem(last=False)
 
 
+class Turns:
+    """At most ``most`` holders at once per key; the others wait their turn, in
+    order. A key is kept only while someone holds or waits for it."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._keys: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @asynccontextmanager
+    async def turn(self, key: str) -> AsyncIterator[None]:
+        found = self._keys.get(key)
+        if found is None:
+            found = self._keys[key] = (asyncio.Semaphore(self.most), [0])
+        gate, users = found
+        users[0] += 1
+        try:
+            async with gate:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._keys[key]
+
+
 class Replays:
     def __init__(self, store: Store, renderer: Renderer) -> None:
         self._store = store
         self._renderer = renderer
+        self.turns = Turns(PIECES_AT_ONCE)
         self._counts: Shared[tuple[Key, int], int] = Shared(MAX_COUNTS)
         self._pages: Shared[Key, Page] = Shared(MAX_PAGES, Page.weight, MAX_PAGE_BYTES)
         self._known: Shared[tuple[int, int], bool] = Shared(MAX_KNOWN)
@@ -378,7 +418,12 @@ class Replays:
     async def next_piece(self, cursor: Cursor) -> bytes:
         """The next piece of the cursor's replay, which it moves past, setting
         ``cursor.done`` after the last one. A piece takes events from as many pages as
-        it needs to fill up; an empty replay has one empty piece."""
+        it needs to fill up; an empty replay has one empty piece. Built in its
+        client's turn (8)."""
+        async with self.turns.turn(cursor.client):
+            return await self._next_piece(cursor)
+
+    async def _next_piece(self, cursor: Cursor) -> bytes:
         parts: list[bytes] = []
         room = cursor.piece
         while True:

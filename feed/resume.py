@@ -22,6 +22,8 @@ Rationale:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.types import Send
 
 from feed.identity import Identity
@@ -32,9 +34,12 @@ from feed.sse import resync_frame
 from feed.subscribers import Subscriber
 
 
-async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, Cursor | None]:
+async def replay(
+    rt: Runtime, sub: Subscriber, resume_id: int, client: str
+) -> tuple[bytes, Cursor | None]:
     """What a resuming client missed: the first piece of its replay and a cursor over
     the rest (replays.py), or one ``resync`` if that is too much or unknowable.
+    ``client``: its address, whose turns its pieces take (replays.py, on turns).
 
     Called right after the subscriber joined the hub, before any await: the relay's
     delivered id read here is the one the shared replay's key needs (replays.py). What
@@ -69,6 +74,7 @@ async def replay(rt: Runtime, sub: Subscriber, resume_id: int) -> tuple[bytes, C
             sub.thread,
             sub.search,
         )
+        cursor.client = client
         if await rt.replays.count(cursor, limit + 1) <= limit:
             why = await _changed(rt, sub, cursor)
             told = b"" if why is None else resync_frame(sub.format, None, why)  # (3)
@@ -105,14 +111,17 @@ async def _replayed(rt: Runtime, sub: Subscriber, cursor: Cursor) -> bytes:
     return piece
 
 
-async def replay_rest(rt: Runtime, sub: Subscriber, cursor: Cursor, send: Send) -> None:
+async def replay_rest(
+    rt: Runtime, sub: Subscriber, cursor: Cursor, send: Send, gone: Callable[[], bool]
+) -> None:
     """The replay after its first piece, a piece at a time (replays.py, on pieces).
 
     ``send`` waits until the connection has taken the piece before, so a client that
     does not read holds this stream here, with one piece; the live events that arrive
     meanwhile wait in its backlog, which drops the client if they overflow it. Once a
-    client has left, ``send`` returns at once and the rest goes by quickly."""
-    while not cursor.done and not sub.closed:
+    client has left (``gone``), ``send`` would return at once: the rest is not read
+    and rendered for nobody."""
+    while not cursor.done and not sub.closed and not gone():
         piece = await _replayed(rt, sub, cursor)
         await send({"type": "http.response.body", "body": piece, "more_body": True})
     if not cursor.done:

@@ -255,13 +255,16 @@ class EventStream:
         sub.search = searched  # a live search (events.py, on live searches)
         # This frame lives as long as the stream: keep only what the stream needs.
         del query, header, perms, channels, person, only, thread, searched
-        await self._serve(rt, sub, resume_id, receive, send, headers)
+        # Whose turns its replay's pieces take (replays.py, on turns per client).
+        client = security.client_address(scope)
+        await self._serve(rt, sub, resume_id, client, receive, send, headers)
 
     async def _serve(
         self,
         rt: Runtime,
         sub: Subscriber,
         resume_id: int | None,
+        client: str,
         receive: Receive,
         send: Send,
         headers: list[tuple[bytes, bytes]],
@@ -291,7 +294,7 @@ class EventStream:
                 opening += position(sub.last_id)
             else:
                 # Before the status line, so a database outage answers 503, not a cut.
-                first, cursor = await resume.replay(rt, sub, resume_id)
+                first, cursor = await resume.replay(rt, sub, resume_id, client)
                 opening += first
                 del first
             await send(_start(headers))
@@ -299,8 +302,14 @@ class EventStream:
             await send({"type": "http.response.body", "body": opening, "more_body": True})
             # This frame lives as long as the stream.
             del opening
-            if cursor is not None:
-                await resume.replay_rest(rt, sub, cursor, send)
+            if cursor is not None and not cursor.done:
+                # Told when the client leaves, which the replay's writes would not say.
+                watcher = asyncio.ensure_future(_until_disconnect(receive))
+                try:
+                    await resume.replay_rest(rt, sub, cursor, send, watcher.done)
+                finally:
+                    watcher.cancel()
+                del watcher
             del cursor
             transport = direct_transport(send)
             if transport is None:

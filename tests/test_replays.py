@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -177,12 +179,12 @@ def test_a_resume_past_what_this_process_delivered_leaves_all_after_it_to_the_li
     async def scenario() -> list[tuple[bytes, int]]:
         answers = []
         first = bob(None)
-        piece, _ = await resume.replay(rt, first, seen[1])  # type: ignore[arg-type]
+        piece, _ = await resume.replay(rt, first, seen[1], "127.0.0.1")  # type: ignore[arg-type]
         answers.append((piece, first.last_id))
         await store.create_post("general", "alice", "hi @bob")
         await store.create_post("general", "alice", "later")
         second = bob(frozenset({"general"}))
-        piece, _ = await resume.replay(rt, second, seen[1])  # type: ignore[arg-type]
+        piece, _ = await resume.replay(rt, second, seen[1], "127.0.0.1")  # type: ignore[arg-type]
         answers.append((piece, second.last_id))
         return answers
 
@@ -375,5 +377,71 @@ def test_shared_pages_are_bounded_in_bytes_as_well_as_in_number(
             # The bound, and at most the page just added on top (11 pages: 1.8 MB).
             assert pages.weight() <= replays_module.MAX_PAGE_BYTES + 200_000
         assert 1 < len(replays) < len(ids) - 1
+
+    asyncio.run(scenario())
+
+
+def test_a_replay_stops_once_its_client_has_left(make_server: Callable[..., Server]) -> None:
+    server = make_server(subscriber_backlog=16384, log_level="info")
+    first = server.post("before")["event_id"]
+    filler = "x" * 2000
+    items = [{"channel": "general", "body": f"{n} {filler}"} for n in range(900)]
+    assert server.client.post("/api/posts:batch", json=items).status_code == 200
+    request = f"GET /events?format=json&last_event_id={first} HTTP/1.1\r\nHost: feed\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(request.encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    # It read its opening and left: what it missed is not read, rendered and written
+    # for nobody.
+    closed = re.compile(r"stream closed after [\d.]+ s, (\d+) events: client left")
+    found = until(lambda: closed.search(server.logs()), timeout=10)
+    assert int(found[1]) < 450, found[0]
+
+
+class HeldStore(CountingStore):
+    """The real store, whose page reads wait until ``opened``: which were asked for,
+    and how many wait."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.opened = asyncio.Event()
+        self.changed = asyncio.Condition()
+        self.asked: list[int] = []
+
+    async def events_after(self, after: int, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        async with self.changed:
+            self.asked.append(after)
+            self.changed.notify_all()
+        await self.opened.wait()
+        return await super().events_after(after, *args, **kwargs)
+
+
+def test_one_client_builds_a_few_pieces_at_once_and_others_are_not_held_behind_it(
+    store: Store,
+) -> None:
+    ids = posted(store, [f"post {n}" for n in range(30)])
+    held = HeldStore(store)
+    replays = Replays(held, Renderer())  # type: ignore[arg-type]
+    at_once = replays_module.PIECES_AT_ONCE
+
+    async def scenario() -> None:
+        # One client resumes from 20 places, each its own page to read.
+        many = [cursor(after, ids[-1]) for after in ids[:20]]
+        for at in many:
+            at.client = "198.51.100.7"
+        other = cursor(ids[25], ids[-1])
+        other.client = "203.0.113.9"
+        pieces = [asyncio.ensure_future(replays.next_piece(at)) for at in many]
+        theirs = asyncio.ensure_future(replays.next_piece(other))
+        async with held.changed:
+            asked = lambda: len(held.asked) == at_once + 1  # noqa: E731
+            await asyncio.wait_for(held.changed.wait_for(asked), 5)
+        # The first client's first few reads, and the other client's, not queued behind.
+        assert sorted(held.asked) == sorted([*ids[:at_once], ids[25]])
+        held.opened.set()
+        done = await asyncio.gather(*pieces, theirs)
+        assert post_bodies(done[-1]) == [f"post {n}" for n in range(26, 30)]
+        assert [post_bodies(p)[0] for p in done[:-1]] == [f"post {n}" for n in range(1, 21)]
+        assert len(held.asked) == 21
 
     asyncio.run(scenario())

@@ -162,6 +162,10 @@ class Channels(EventLog):
             if _channel_view(channel) == before:
                 return ChannelChange(_channel_view(channel), None)
             event_id = self._log_channel(session, EventKind.CHANNEL_UPDATED, channel)
+            if channel.private != before.private:
+                # For streams resuming from before it (history.py, on channels changed
+                # while away).
+                channel.privacy_event = event_id
             return ChannelChange(_channel_view(channel), event_id)
 
     @in_thread

@@ -38,12 +38,13 @@ Rationale:
 5. Channels changed while a stream was away. A replay reads with the channels as
    they are now (1): a channel made private since the resume id is left out, though
    the page still shows the posts it had; one made public brings its new events,
-   but not the older posts the page never had. The log keeps a channel's changes as
-   ``channel-updated`` events without saying what changed, so any such event after
-   the resume id, in a channel the stream follows, public now or private and not its
-   reader's, tells the stream to re-fetch its list (resume.py): a title's change
-   costs one needless re-fetch. A reader of a private channel reads it either way,
-   and a reader of every channel (an admin) is never told.
+   but not the older posts the page never had. So a channel keeps the id of the
+   event that last made it private or public (``privacy_event``, migration
+   0020_access_changes), and a stream that follows one changed after its resume id,
+   public now or private and not its reader's, is told to re-fetch its list
+   (resume.py). A reader of a private channel reads it either way, and a reader of
+   every channel (an admin) is never told. The channels table is small: the question
+   reads no event.
 """
 
 from __future__ import annotations
@@ -155,18 +156,16 @@ class History(EventLog):
         *,
         private: Sequence[str] | None = None,
     ) -> bool:
-        """Whether a channel in ``channels`` (None: any) was changed after ``after``,
-        leaving out the private channels the reader may read (``private``; None: all of
-        them, so none counts): a replay leaves out what a channel made private showed,
-        and lacks the older posts of one made public (5)."""
-        query = select(Event.id).join(Channel, col(Channel.id) == col(Event.channel_id))
-        query = query.where(
-            col(Event.id) > after, col(Event.kind) == EventKind.CHANNEL_UPDATED.value
-        )
-        if channels is not None:
-            query = query.where(col(Channel.name).in_(channels))
+        """Whether a channel in ``channels`` (None: any) was made private or public after
+        event ``after``, leaving out the private channels the reader may read
+        (``private``; None: all of them, so none counts): a replay leaves out what a
+        channel made private showed, and lacks the older posts of one made public (5)."""
         if private is None:
             return False  # a reader of every channel: a replay shows it all either way
+        changed = col(Channel.privacy_event)
+        query = select(Channel.id).where(changed.is_not(None), changed > after)
+        if channels is not None:
+            query = query.where(col(Channel.name).in_(channels))
         query = query.where(or_(col(Channel.private).is_(False), col(Channel.name).not_in(private)))
         with self._read() as session:
             return session.exec(query.limit(1)).first() is not None
