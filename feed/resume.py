@@ -39,51 +39,63 @@ async def replay(
 ) -> tuple[bytes, Cursor | None]:
     """What a resuming client missed: the first piece of its replay and a cursor over
     the rest (replays.py), or one ``resync`` if that is too much or unknowable.
-    ``client``: its address, whose turns its pieces take (replays.py, on turns).
+    ``client``: its address, whose turns its questions and pieces take (replays.py,
+    on turns per client).
 
     Called right after the subscriber joined the hub, before any await: the relay's
     delivered id read here is the one the shared replay's key needs (replays.py). What
     it reads from the database it reads before the status line (2)."""
     delivered = rt.relay.delivered
+    async with rt.replays.turns.turn(client):
+        planned = await _plan(rt, sub, resume_id, delivered)
+        why = await _changed(rt, sub, planned) if isinstance(planned, Cursor) else None
+    if isinstance(planned, Cursor):
+        planned.client = client
+        told = b"" if why is None else resync_frame(sub.format, None, why)  # (3)
+        return told + await _replayed(rt, sub, planned), planned
+    reason, latest = planned
+    rt.metrics.resyncs.inc()
+    sub.last_id = max(sub.last_id, latest)
+    return resync_frame(sub.format, latest, reason), None
+
+
+async def _plan(
+    rt: Runtime, sub: Subscriber, resume_id: int, delivered: int
+) -> Cursor | tuple[str, int]:
+    """The cursor of the replay, or why it is a ``resync`` instead and the id it
+    reaches (1)."""
     limit = rt.settings.replay_limit
     # The database is asked only when this process may not have seen the id yet.
     latest = delivered if resume_id <= delivered else await rt.store.latest_event_id()
     if resume_id > latest:
-        reason = f"event {resume_id} is newer than this feed's newest ({latest}); reload"
-    elif not await rt.replays.has_event(resume_id):
+        return f"event {resume_id} is newer than this feed's newest ({latest}); reload", latest
+    if not await rt.replays.has_event(resume_id):
         reason = f"event {resume_id} is not in this feed's log (was it restored?); reload"
-        latest = max(latest, await rt.store.latest_event_id())
+        return reason, max(latest, await rt.store.latest_event_id())
+    # Only a reader with personal events in the range needs pages of their own.
+    if sub.only:
+        person = sub.person
     else:
-        # Only a reader with personal events in the range needs pages of their own.
-        if sub.only:
-            person = sub.person
-        else:
-            person = await rt.replays.personal(sub.person, resume_id, delivered)
-        cursor = Cursor(
-            sub.format,
-            resume_id,
-            sub.channels,
-            sub.private,
-            delivered,
-            # What this process has not delivered yet comes live (replays.py, on where
-            # a replay ends), even past an id another process handed out.
-            max(resume_id, delivered),
-            sub.limit,
-            person,
-            sub.only,
-            sub.thread,
-            sub.search,
-        )
-        cursor.client = client
-        if await rt.replays.count(cursor, limit + 1) <= limit:
-            why = await _changed(rt, sub, cursor)
-            told = b"" if why is None else resync_frame(sub.format, None, why)  # (3)
-            return told + await _replayed(rt, sub, cursor), cursor
-        reason = f"more than {limit} events were missed; reload"
-        latest = max(latest, await rt.store.latest_event_id())
-    rt.metrics.resyncs.inc()
-    sub.last_id = max(sub.last_id, latest)
-    return resync_frame(sub.format, latest, reason), None
+        person = await rt.replays.personal(sub.person, resume_id, delivered)
+    cursor = Cursor(
+        sub.format,
+        resume_id,
+        sub.channels,
+        sub.private,
+        delivered,
+        # What this process has not delivered yet comes live (replays.py, on where
+        # a replay ends), even past an id another process handed out.
+        max(resume_id, delivered),
+        sub.limit,
+        person,
+        sub.only,
+        sub.thread,
+        sub.search,
+    )
+    if await rt.replays.count(cursor, limit + 1) <= limit:
+        return cursor
+    reason = f"more than {limit} events were missed; reload"
+    return reason, max(latest, await rt.store.latest_event_id())
 
 
 async def _changed(rt: Runtime, sub: Subscriber, cursor: Cursor) -> str | None:
