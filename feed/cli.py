@@ -194,7 +194,7 @@ def _post_arguments(args: argparse.Namespace) -> str | None:
         args.reply_to = None
         return None
     if args.reply_to:
-        if not args.channel.isdigit():
+        if not (args.channel.isascii() and args.channel.isdigit()):
             return f"--reply-to takes the id of the post to answer first, not {args.channel!r}"
         args.reply_to, args.channel = int(args.channel), None
     else:

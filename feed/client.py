@@ -49,6 +49,7 @@ from httpx_sse import SSEError, connect_sse
 
 from feed import text
 from feed.batch_input import MAX_BATCH_ITEMS, PREFER_MINIMAL
+from feed.inputs import CHANNEL_NAME, CHANNEL_NAME_RULE
 
 # How long to wait after a cut, until the server has said (2).
 FIRST_DELAY = 1.0
@@ -258,7 +259,7 @@ class Client:
         """Publish one post as the token's identity; the server's answer (the post and
         its event id)."""
         answer: dict[str, Any] = self._call(
-            "POST", f"/api/channels/{channel}/posts", {"body": body}
+            "POST", f"{_channel_path(channel)}/posts", {"body": body}
         )
         return answer
 
@@ -322,16 +323,16 @@ class Client:
 
     def set_replies(self, name: str, replies: bool) -> dict[str, Any]:
         """Whether readers of an announcement-only channel may reply there."""
-        return self._channel(self._call("PATCH", f"/api/channels/{name}", {"replies": replies}))
+        return self._channel(self._call("PATCH", _channel_path(name), {"replies": replies}))
 
     def retitle_channel(self, name: str, title: str) -> dict[str, Any]:
-        return self._channel(self._call("PATCH", f"/api/channels/{name}", {"title": title}))
+        return self._channel(self._call("PATCH", _channel_path(name), {"title": title}))
 
     def archive_channel(self, name: str) -> dict[str, Any]:
-        return self._channel(self._call("POST", f"/api/channels/{name}/archive"))
+        return self._channel(self._call("POST", f"{_channel_path(name)}/archive"))
 
     def restore_channel(self, name: str) -> dict[str, Any]:
-        return self._channel(self._call("POST", f"/api/channels/{name}/restore"))
+        return self._channel(self._call("POST", f"{_channel_path(name)}/restore"))
 
     @staticmethod
     def _channel(answer: Any) -> dict[str, Any]:
@@ -341,7 +342,7 @@ class Client:
     # -- memberships ---------------------------------------------------------------
 
     def members(self, channel: str) -> list[dict[str, Any]]:
-        answer = self._call("GET", f"/api/channels/{channel}/members")
+        answer = self._call("GET", f"{_channel_path(channel)}/members")
         found: list[dict[str, Any]] = answer["members"]
         return found
 
@@ -353,7 +354,7 @@ class Client:
 
     @staticmethod
     def _member(channel: str, who: str) -> str:
-        return f"/api/channels/{channel}/members/{quote(who, safe='')}"
+        return f"{_channel_path(channel)}/members/{quote(who, safe='')}"
 
     # -- the stream ----------------------------------------------------------------
 
@@ -415,3 +416,11 @@ class Client:
             for event in sse.iter_sse():
                 event_id = int(event.id) if event.id else None
                 yield StreamEvent(event.event, event_id, event.data, event.retry)
+
+
+def _channel_path(name: str) -> str:
+    """A channel's URL; a name that is no channel's is not sent, so that a "/" or
+    ".." in it never leads to another channel."""
+    if not CHANNEL_NAME.fullmatch(name):
+        raise NotSendable(f"there is no channel named {name!r}. {CHANNEL_NAME_RULE}")
+    return f"/api/channels/{name}"

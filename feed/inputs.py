@@ -62,6 +62,10 @@ MAX_DESCRIPTION_CHARS = 2000
 # Names appear in URLs, kiosk links and scripts, so they are short, lower-case slugs.
 MAX_CHANNEL_NAME_CHARS = 64
 CHANNEL_NAME = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{MAX_CHANNEL_NAME_CHARS - 1}}}")
+CHANNEL_NAME_RULE = (
+    f"A channel name is 1 to {MAX_CHANNEL_NAME_CHARS} lower-case letters, digits, "
+    "'-' or '_', starting with a letter or digit."
+)
 # Event ids are 64-bit in both databases; a larger number is no id at all (not a 500).
 # A post's is smaller (MAX_POST_ID, models.py).
 MAX_ID = 2**63 - 1
@@ -301,12 +305,7 @@ def channel_name(payload: dict[str, Any]) -> str:
     """The ``name`` field of a new channel, or a ClientError that says what a name is."""
     name = text_field(payload, "name", MAX_CHANNEL_NAME_CHARS)
     if not CHANNEL_NAME.fullmatch(name):
-        raise ClientError(
-            422,
-            f"A channel name is 1 to {MAX_CHANNEL_NAME_CHARS} lower-case letters, digits, "
-            "'-' or '_', starting with a letter or digit.",
-            name,
-        )
+        raise ClientError(422, CHANNEL_NAME_RULE, name)
     return name
 
 

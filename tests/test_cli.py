@@ -179,3 +179,34 @@ def test_url_and_token_work_anywhere_in_a_client_command(
         out, err = capsys.readouterr()
         assert (code, err) == (0, ""), argv
         assert re.search(printed.replace("NAME", channel), out), (argv, out)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["post", "nosuch/../general", "hello"],
+        ["post", "general?x=1", "hello"],
+        ["channels", "grant", "nosuch/../announcements", "bo", "--post"],
+        ["channels", "archive", "nosuch/../general"],
+        ["channels", "rename", "nosuch/../general", "Taken"],
+        ["channels", "members", "nosuch/../general"],
+    ],
+)
+def test_a_channel_name_is_one_name_in_the_url_never_a_path(
+    server: Server, words: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from feed import cli
+    from tests.auth import ADMIN_TOKEN
+
+    code = cli.main([*words, "--url", server.url, "--token", ADMIN_TOKEN])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, ""), (words, out)
+    named = next(w for w in words if "/" in w or "?" in w)
+    assert err.startswith(f"feed: there is no channel named {named!r}"), err
+    assert "lower-case letters" in err, err
+    # Nothing happened to the channels the name's dots led to.
+    channels = {c["name"]: c for c in server.client.get("/api/channels").json()["channels"]}
+    assert not channels["general"]["archived"] and channels["general"]["title"] == "General"
+    members = server.client.get("/api/channels/announcements/members").json()["members"]
+    assert members == []
+    assert server.client.get("/api/channels/general/posts").json()["posts"] == []

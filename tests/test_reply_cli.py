@@ -31,6 +31,9 @@ def test_post_replies_and_tail_shows_replies(server: Server) -> None:
     assert said is not None, sent.stdout
     named = run_feed("post", "--reply-to", "general", "x", "--token", ada)
     assert named.returncode == 2 and "the id of the post to answer" in named.stderr
+    for digits in ("²", "١٢"):  # digits to Unicode, not numbers a URL can carry
+        odd = run_feed("post", "--reply-to", digits, "x", "--token", ada)
+        assert odd.returncode == 2 and "the id of the post to answer" in odd.stderr, odd.stderr
     nested = run_feed("post", "--reply-to", said[1], "no", "--token", ada, "--url", server.url)
     assert nested.returncode != 0 and f"reply to post {parent} instead" in nested.stderr
     edited = server.client.patch(f"/api/posts/{said[1]}", json={"body": "agreed, mostly"})
