@@ -49,7 +49,8 @@ from httpx_sse import SSEError, connect_sse
 
 from feed import text
 from feed.batch_input import MAX_BATCH_ITEMS, PREFER_MINIMAL
-from feed.inputs import CHANNEL_NAME, CHANNEL_NAME_RULE
+from feed.errors import ClientError
+from feed.inputs import CHANNEL_NAME, CHANNEL_NAME_RULE, loads
 
 # How long to wait after a cut, until the server has said (2).
 FIRST_DELAY = 1.0
@@ -114,12 +115,11 @@ def line_items(lines: Iterable[str], channel: str) -> Iterator[Line]:
             yield Line(number, {"channel": channel, "body": line})
             continue
         try:
-            item = json.loads(line)
-        except ValueError as exc:
-            yield _refused(number, f"not JSON: {exc}")
-            continue
-        except RecursionError:
-            yield _refused(number, "not JSON: nested too deeply")
+            # As the server reads an NDJSON line: sent in an array, a number that is not
+            # finite or a key named twice would sink every line of the batch.
+            item = loads(line.encode("utf-8", "surrogatepass"))
+        except ClientError as exc:
+            yield _refused(number, exc.message, exc.status)
             continue
         if not isinstance(item, dict):
             yield _refused(number, "not a JSON object")

@@ -504,6 +504,8 @@ def test_feed_post_ndjson_answers_each_hostile_line_and_sends_the_rest(server: S
         b'{"body": ' + b"[" * 100_000,  # deeper than a parser goes
         b"caf\xe9 au lait",  # not UTF-8
         b'{"body": "lone \\ud800"}',  # no text at all
+        b'{"body": "x", "n": NaN}',  # no number JSON has: refused alone, not the batch
+        b'{"body": "x", "body": "y"}',  # which one?
         b"last",
     ]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
@@ -519,12 +521,14 @@ def test_feed_post_ndjson_answers_each_hostile_line_and_sends_the_rest(server: S
     )
     out = sent.stdout.decode().splitlines()
     assert sent.returncode == 3, sent.stderr.decode()[-2000:]
-    assert [line.split(":")[0] for line in out] == [f"line {n}" for n in range(1, 7)]
-    assert out[0].startswith("line 1: posted") and out[5].startswith("line 6: posted")
+    assert [line.split(":")[0] for line in out] == [f"line {n}" for n in range(1, 9)]
+    assert out[0].startswith("line 1: posted") and out[7].startswith("line 8: posted")
     assert out[1].startswith("line 2: refused (413)"), out[1]
     assert out[2].startswith("line 3: refused (400)"), out[2]
     assert out[3].startswith("line 4: refused (422)"), out[3]
     assert out[4].startswith("line 5: refused (422)"), out[4]
+    assert out[5].startswith("line 6: refused (400)") and "not finite" in out[5], out[5]
+    assert out[6].startswith("line 7: refused (400)") and "'body' twice" in out[6], out[6]
     assert listed(server.client)[-2:] == ["first", "last"]
 
 
