@@ -416,7 +416,7 @@ def test_feed_post_sends_ndjson_from_stdin_in_batches_with_a_line_per_item(
     assert re.fullmatch(
         rf"line 5: replied to post {parent} in #general: post \d+, event \d+", out[3]
     )
-    assert out[4].startswith("line 6: refused (400): not JSON")
+    assert out[4].startswith("line 6: refused (400): The request body is not valid JSON.")
     assert out[-1].startswith("line 1506: posted to #general")
     ids = [int(re.findall(r"post (\d+),", line)[0]) for line in out if "posted" in line]
     assert len(ids) == 1502 and ids == sorted(ids)
