@@ -54,6 +54,8 @@ from feed.inputs import CHANNEL_NAME, CHANNEL_NAME_RULE, loads
 
 # How long to wait after a cut, until the server has said (2).
 FIRST_DELAY = 1.0
+MIN_DELAY = 0.1  # the shortest wait a stream's retry: hint may ask for
+MAX_ID_DIGITS = 19  # event ids fit in 64 bits (storage/log.py, on ids)
 MAX_BACKOFF = 10.0
 MAX_RETRY_AFTER = 60.0  # the longest Retry-After honoured (2)
 MAX_REASON = 200  # characters of an answer that is not feed's, shown as its reason
@@ -81,6 +83,10 @@ class Refused(Failure):
 
 class Unreachable(Failure):
     """No answer from the server, or it failed (5xx)."""
+
+
+class NotFeed(Failure):
+    """The server answered with what feed never sends: no feed is there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +384,8 @@ class Client:
                     if event is None:
                         continue
                     if event.retry is not None:
-                        first = delay = event.retry / 1000
+                        # Within what a client may sensibly wait: 0 would be a busy loop.
+                        first = delay = min(max(event.retry / 1000, MIN_DELAY), MAX_RETRY_AFTER)
                     if event.id is not None:
                         last_id = event.id
                     yield event
@@ -414,8 +421,16 @@ class Client:
                 raise _refusal(sse.response)
             yield None
             for event in sse.iter_sse():
-                event_id = int(event.id) if event.id else None
-                yield StreamEvent(event.event, event_id, event.data, event.retry)
+                yield StreamEvent(event.event, _event_id(event.id), event.data, event.retry)
+
+
+def _event_id(said: str) -> int | None:
+    """An event's ``id:``, which feed writes as a number; anything else is no feed's."""
+    if not said:
+        return None
+    if not (said.isascii() and said.isdigit() and len(said) <= MAX_ID_DIGITS):
+        raise NotFeed(f"the server sent an event id that is no feed's: {said[:40]!r}")
+    return int(said)
 
 
 def _channel_path(name: str) -> str:

@@ -81,7 +81,7 @@ from feed.shapes import (
     thread_json,
 )
 from feed.sse import Format, frame
-from feed.text import CONTROLS, LINE_FEED, TAB, matching
+from feed.text import BIDI_CONTROLS, CONTROLS, LINE_FEED, TAB, matching
 from feed.values import FeedEvent, PostView, ReactionCount, Thread
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -101,7 +101,7 @@ def templates_dir() -> Path:
 
 
 # C0 and C1 controls and DEL; tabs and newlines are kept for callers that split lines.
-_CONTROLS = matching(CONTROLS - {TAB, LINE_FEED})
+_CONTROLS = matching((CONTROLS - {TAB, LINE_FEED}) | BIDI_CONTROLS)
 
 
 def terminal_safe(text: str) -> str:

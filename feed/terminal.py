@@ -161,8 +161,7 @@ class Tail:
             elif (
                 event.event.startswith(("post-", "reply-", "channel-")) or event.event == "mention"
             ):
-                self._show(event.event, event.data)
-                printed += 1
+                printed += self._show(event.event, event.data)
                 if self.limit is not None and printed >= self.limit:
                     return
 
@@ -174,9 +173,17 @@ class Tail:
     def _say(self, text: str) -> None:
         print(f"feed: {text}", file=self.err, flush=True)
 
-    def _show(self, event: str, data: str) -> None:
-        shown = json_safe(data) if self.fmt == "json" else line(event, data, self.colour)
+    def _show(self, event: str, data: str) -> bool:
+        """Print the event's line; whether it could."""
+        try:
+            shown = json_safe(data) if self.fmt == "json" else line(event, data, self.colour)
+        except (ValueError, LookupError, TypeError, AttributeError, RecursionError):
+            # Not what feed sends (another server, or a newer feed's event): said, and
+            # the stream goes on.
+            self._say(f"an event {terminal_safe(event)[:40]!r} this feed cannot show; skipped")
+            return False
         print(shown, file=self.out, flush=True)
+        return True
 
 
 def _reason(data: str) -> str:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Server, free_port
+from tests.waiting import until
 
 pytestmark = pytest.mark.slow  # every test here runs the feed command
 
@@ -210,3 +215,106 @@ def test_a_channel_name_is_one_name_in_the_url_never_a_path(
     members = server.client.get("/api/channels/announcements/members").json()["members"]
     assert members == []
     assert server.client.get("/api/channels/general/posts").json()["posts"] == []
+
+
+class HostileStream:
+    """A server on a loopback port that answers every request with ``body`` as an
+    event stream, then hangs up; it counts the requests."""
+
+    def __init__(self, body: str) -> None:
+        self.body = body.encode()
+        self.requests = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                self.requests += 1
+                conn.recv(65536)
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+                conn.sendall(head + self.body)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+POST_EVENT = json.dumps(
+    {
+        "id": 1,
+        "type": "post-created",
+        "post": {
+            "id": 1,
+            "channel": "general",
+            "author": "ada",
+            "body": "hi \u202eevil",
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "edited_at": None,
+            "deleted": False,
+        },
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "said"),
+    [
+        (
+            f"id: abc\nevent: post-created\ndata: {POST_EVENT}\n\n",
+            1,
+            "an event id that is no feed's",
+        ),
+        (
+            "id: 5\nevent: post-created\ndata: {not json\n\n"
+            f"id: 6\nevent: post-created\ndata: {'[' * 100_000}\n\n"
+            f"id: 7\nevent: post-created\ndata: {POST_EVENT}\n\n",
+            0,
+            "cannot show; skipped",
+        ),
+    ],
+)
+def test_tail_says_what_it_cannot_read_and_never_shows_a_traceback(
+    body: str, code: int, said: str
+) -> None:
+    server = HostileStream(body)
+    try:
+        done = run_feed("tail", "--url", f"http://127.0.0.1:{server.port}", "--count", "1")
+    finally:
+        server.close()
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == code, done.stderr
+    assert said in done.stderr, done.stderr
+    if code == 0:
+        # The post, without the override that would have reversed what follows it.
+        assert done.stdout.rstrip().endswith("ada: hi evil"), done.stdout
+        assert done.stderr.count("skipped") == 2, done.stderr
+
+
+def test_tail_waits_between_reconnects_whatever_retry_the_server_asks_for() -> None:
+    server = HostileStream("retry: 0\n\n")
+    try:
+        tail = subprocess.Popen(
+            [sys.executable, "-m", "feed", "tail", "--url", f"http://127.0.0.1:{server.port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        until(lambda: server.requests >= 3, timeout=20)
+        started, first = time.monotonic(), server.requests
+        until(lambda: time.monotonic() - started >= 1.0, timeout=5)
+        count = server.requests - first
+        tail.kill()
+        tail.wait(10)
+    finally:
+        server.close()
+    # At least MIN_DELAY between tries: ten a second at most, not thousands.
+    assert count <= 12, count
