@@ -61,7 +61,7 @@ from feed import (
 from feed.brokers import broker_from_url
 from feed.errors import HANDLERS, Handler, Handlers, error_response, handler_for
 from feed.events import Hub
-from feed.inputs import path_not_utf8
+from feed.inputs import address_not_utf8
 from feed.reactions import Flusher
 from feed.relay import Relay
 from feed.render import PACKAGE_DIR, Renderer
@@ -226,7 +226,7 @@ class FeedApp:
                 await self._logged(scope, receive, send_answered)
 
     async def _routed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refused = path_not_utf8(scope) if scope["type"] == "http" else None
+        refused = address_not_utf8(scope) if scope["type"] == "http" else None
         if refused is not None:
             # Before any route reads the path (inputs.py, on paths).
             answer = SecurityHeaders(error_response(400, refused), self.security)

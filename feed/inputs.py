@@ -32,8 +32,9 @@ Rationale:
    read otherwise.
 5. A path is read as the HTTP server decodes it, and it writes a %-escape that is not
    UTF-8 as a replacement character: a member named "%ed%a0%80" would be stored as
-   three of them. Such a path is a 400 before any route sees it (``path_not_utf8``),
-   as a form's bytes are (3); a replacement character sent as one (%EF%BF%BD) is a
+   three of them. A query is read the same way: a search for "%ff" would look for
+   one. Such an address is a 400 before any route sees it (``address_not_utf8``), as
+   a form's bytes are (3); a replacement character sent as one (%EF%BF%BD) is a
    character like any other.
 """
 
@@ -399,13 +400,22 @@ def choice(raw: str | None, name: str, allowed: Sequence[str], *, default: str) 
     return raw
 
 
-def path_not_utf8(scope: Scope) -> str | None:
-    """Why the request's path cannot be read, if a %-escape in it is not UTF-8 (5)."""
-    if "\ufffd" not in scope["path"]:  # nearly every request: one search
-        return None
-    raw: bytes = scope.get("raw_path") or b""
-    try:
-        unquote_to_bytes(raw).decode("utf-8")
-    except UnicodeDecodeError:
-        return "The address holds a %-escape that is not UTF-8."
+def address_not_utf8(scope: Scope) -> str | None:
+    """Why the request's address cannot be read, if a %-escape (or a byte) in its path
+    or its query is not UTF-8 (5)."""
+    query: bytes = scope.get("query_string") or b""
+    if "\ufffd" in scope["path"]:  # nearly never: one search
+        raw: bytes = scope.get("raw_path") or b""
+        if not _utf8(unquote_to_bytes(raw)):
+            return "The address holds a %-escape that is not UTF-8."
+    if (b"%" in query or not query.isascii()) and not _utf8(unquote_to_bytes(query)):
+        return "The query holds a %-escape or a byte that is not UTF-8."
     return None
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

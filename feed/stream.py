@@ -200,6 +200,9 @@ class EventStream:
         rt = runtime_of(scope["state"])
         query = QueryParams(scope["query_string"])
         try:
+            refused = inputs.address_not_utf8(scope)
+            if refused is not None:
+                raise ClientError(400, refused)  # before anything reads the query
             fmt = Format(inputs.choice(query.get("format"), "format", FORMATS, default=Format.JSON))
             header = Headers(scope=scope).get("last-event-id")
             resume_id = inputs.resume_id(header, "The Last-Event-ID header")

@@ -136,6 +136,27 @@ def test_member_names_in_the_path_are_one_line_of_text(client: TestClient, name:
 
 
 @pytest.mark.parametrize(
+    "target",
+    [
+        "/api/search?q=%ed%a0%80",
+        "/api/search?q=ok&author=%ff",
+        "/events?channel=%ff",
+        "/search?q=caf%e9",
+        "/api/channels/general/posts?before=1%ff",
+    ],
+)
+def test_a_query_that_is_not_utf8_is_a_400_not_a_replacement_character(
+    server: Server, target: str
+) -> None:
+    answer = server.client.get(target)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "The query holds a %-escape or a byte that is not UTF-8."
+    # Sent as UTF-8, the same characters are a question like any other.
+    fine = server.client.get("/api/search?q=caf%C3%A9&author=%EF%BF%BD")
+    assert fine.status_code == 200, fine.text
+
+
+@pytest.mark.parametrize(
     "path",
     [
         "/api/channels/general/members/%ed%a0%80",
