@@ -244,7 +244,8 @@ class Client:
         try:
             # Encoded here, escaping what is not ASCII: text that is not Unicode (a lone
             # surrogate) then reaches the server, whose refusal names its item (4).
-            body = None if payload is None else json.dumps(payload).encode()
+            # UTF-8 as it is: escaped, a character can take 12 bytes of the body's limit.
+            body = None if payload is None else json.dumps(payload, ensure_ascii=False).encode()
             response = httpx.request(
                 method,
                 f"{self.url}{path}",

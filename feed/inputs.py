@@ -127,6 +127,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def post_form_bytes(max_body_bytes: int, max_post_chars: int) -> int:
+    """The most a form that carries a post may send (3): the longest post the API
+    takes, each character four bytes of UTF-8 and each byte %-escaped, and room for
+    the form's other fields."""
+    return max(max_body_bytes, 12 * max_post_chars + 4096)
+
+
 async def read_form(request: Request, limit: int) -> dict[str, str]:
     """A form's fields, the first value of each, read within ``limit`` bytes (3)."""
     raw = await read_body(request, limit)

@@ -54,7 +54,7 @@ from starlette.routing import Route
 from feed import reading
 from feed.access import KIOSK_PARAM
 from feed.errors import ClientError
-from feed.inputs import before_post, choice, post_body, read_form
+from feed.inputs import before_post, choice, post_body, post_form_bytes, read_form
 from feed.permissions import Permissions
 from feed.render import SNAPSHOT_HEADER, page_url
 from feed.runtime import Runtime, runtime
@@ -361,7 +361,8 @@ async def compose(request: Request) -> HTMLResponse:
     form: dict[str, str] = {}
     error: str | None = None
     try:
-        form = await read_form(request, rt.settings.max_body_bytes)
+        limit = post_form_bytes(rt.settings.max_body_bytes, rt.settings.max_post_chars)
+        form = await read_form(request, limit)
         channel = form.get("channel", "")
         admit_post(request, perms, channel)
         author = perms.identity.name

@@ -138,7 +138,9 @@ class Settings:
     max_body_bytes: int = setting(
         64 * 1024,
         at_least(1024, "bytes"),
-        "Largest request body, in bytes (413 beyond).",
+        "Largest request body, in bytes (413 beyond); at least four bytes a character of "
+        "`FEED_MAX_POST_CHARS` and 1024 more. Forms that post are allowed what the "
+        "longest post takes %-escaped.",
     )
     subscriber_backlog: int = setting(
         1024 * 1024,
@@ -392,6 +394,14 @@ def _check_together(settings: Settings) -> None:
             "memory broker only reaches one process, so each worker's subscribers would "
             "miss the posts written through the others. Set FEED_BROKER_URL to a "
             "postgresql:// or redis:// URL, or run one worker."
+        )
+    # The longest post, each character four bytes of UTF-8, with room for the JSON.
+    needed = 4 * settings.max_post_chars + 1024
+    if settings.max_body_bytes < needed:
+        raise SettingsError(
+            f"FEED_MAX_BODY_BYTES={settings.max_body_bytes} is too small for a post of "
+            f"FEED_MAX_POST_CHARS={settings.max_post_chars} characters, which can take "
+            f"{needed} bytes: raise it, or lower FEED_MAX_POST_CHARS."
         )
     if broker == "postgresql" and url_kind(settings.database_url) != "postgresql":
         raise SettingsError(

@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from feed.errors import ClientError
-from feed.inputs import post_body, post_id, read_form
+from feed.inputs import post_body, post_form_bytes, post_id, read_form
 from feed.permissions import Permissions
 from feed.render import SNAPSHOT_HEADER
 from feed.runtime import Runtime, runtime
@@ -140,7 +140,8 @@ async def reply_form(request: Request) -> HTMLResponse:
     context["max_chars"] = rt.settings.max_post_chars
     body = ""
     try:
-        form = await read_form(request, rt.settings.max_body_bytes)
+        limit = post_form_bytes(rt.settings.max_body_bytes, rt.settings.max_post_chars)
+        form = await read_form(request, limit)
         body = form.get("body", "")
         text = post_body({"body": body}, author, rt.settings.max_post_chars)
         change = await rt.store.create_reply(parent.channel, parent.id, author, text)

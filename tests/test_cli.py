@@ -318,3 +318,12 @@ def test_tail_waits_between_reconnects_whatever_retry_the_server_asks_for() -> N
         server.close()
     # At least MIN_DELAY between tries: ten a second at most, not thousands.
     assert count <= 12, count
+
+
+def test_post_sends_the_longest_post_in_any_script(server: Server) -> None:
+    # Escaped as \\ud83d\\ude00, each would take 12 bytes of the body's limit.
+    body = "😀" * 10_000
+    sent = run_feed("post", "general", body, "--url", server.url, "--token", server.token("ada"))
+    assert sent.returncode == 0, sent.stderr
+    (posted,) = server.client.get("/api/channels/general/posts").json()["posts"]
+    assert posted["body"] == body

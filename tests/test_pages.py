@@ -93,11 +93,24 @@ def test_compose_shows_errors_inline_and_keeps_what_was_typed(client: TestClient
 
 
 def test_compose_refuses_an_oversized_body_inline(client: TestClient) -> None:
-    body = "x" * 70_000
+    body = "x" * 130_000  # past the longest post, every character %-escaped
     response = client.post("/compose", data={"channel": "general", "body": body})
     assert response.status_code == 422
-    assert "larger than 65536 bytes" in response.text
+    assert "larger than 124096 bytes" in response.text
     assert client.get("/api/channels/general/posts").json()["posts"] == []
+
+
+def test_compose_and_reply_take_the_longest_post_in_any_script(client: TestClient) -> None:
+    # Each character three bytes of UTF-8, nine %-escaped: past the API's body limit.
+    body = "字" * 10_000
+    response = client.post("/compose", data={"channel": "general", "body": body})
+    assert response.status_code == 200, response.text[:300]
+    (posted,) = client.get("/api/channels/general/posts").json()["posts"]
+    assert posted["body"] == body
+    reply = client.post(f"/posts/{posted['id']}/replies", data={"body": "😀" * 10_000})
+    assert reply.status_code == 200, reply.text[:300]
+    (replied,) = client.get(f"/api/posts/{posted['id']}/replies").json()["replies"]
+    assert replied["body"] == "😀" * 10_000
 
 
 def test_post_bodies_cannot_inject_markup(client: TestClient) -> None:

@@ -50,6 +50,10 @@ def test_values_are_read_and_converted() -> None:
             {"FEED_BROKER_URL": "postgresql://db/feed"},
             "FEED_BROKER_URL is a PostgreSQL URL, but FEED_DATABASE_URL is not",
         ),
+        (
+            {"FEED_MAX_POST_CHARS": "20000"},
+            "FEED_MAX_BODY_BYTES=65536 is too small for a post of FEED_MAX_POST_CHARS=20000",
+        ),
         ({"FEED_LOG_LEVEL": "loud"}, "FEED_LOG_LEVEL must be one of"),
         ({"FEED_SHUTDOWN_TIMEOUT": "nan"}, "FEED_SHUTDOWN_TIMEOUT must be between"),
     ],
