@@ -333,19 +333,53 @@
   }
 
   // A post replaced while a link or a chip in it has the focus keeps it there.
+  // The card, decorated (its chips made buttons) before the focus goes back into it.
+  // The focus stays on what it was on: a chip of the card's own, the same link of
+  // its bar (not a link the new text holds), or whatever the open thread kept.
   function replacePost(old, el) {
-    var links = old.querySelectorAll("a[href]");
-    var at = Array.prototype.indexOf.call(links, document.activeElement);
     var active = document.activeElement;
-    var chip = focusedChip(old);
+    var chip = focusedChip(ownReactions(old));
+    var bar = old.querySelector(":scope > .thread-bar");
+    var links = bar ? bar.querySelectorAll("a[href]") : [];
+    var at = Array.prototype.indexOf.call(links, active);
     keepThread(old, el);
     old.replaceWith(el);
-    var again = at >= 0 ? el.querySelectorAll("a[href]")[at] : null;
+    decorate(el);
+    var theirs = el.querySelector(":scope > .thread-bar");
+    var again = at >= 0 && theirs ? theirs.querySelectorAll("a[href]")[at] : null;
     if (again) again.focus({ preventScroll: true });
     else if (active && active !== document.body && el.contains(active) && active !== document.activeElement) {
       active.focus({ preventScroll: true });
     }
-    refocusChip(el, chip);
+    refocusChip(ownReactions(el), chip);
+    if (old.contains(active) && !el.contains(document.activeElement)) holdFocus(el);
+  }
+
+  // Where the focus goes when what held it is replaced or removed: the card itself,
+  // so that Tab goes on from there, not from the top of the page.
+  function holdFocus(card) {
+    if (!card.hasAttribute("tabindex")) card.tabIndex = -1;
+    card.focus({ preventScroll: true });
+  }
+
+  // A post or reply removed; if the focus was in it, it moves to the next one (or the
+  // one before, at the end of a list).
+  function removeCard(card) {
+    var focused = card.contains(document.activeElement);
+    var next = focused ? neighbour(card, "nextElementSibling") || neighbour(card, "previousElementSibling") : null;
+    card.remove();
+    if (next) holdFocus(next);
+  }
+
+  function neighbour(card, way) {
+    for (var at = card[way]; at; at = at[way]) {
+      if (/^post-\d+$/.test(at.id)) return at;
+    }
+    return null;
+  }
+
+  function ownReactions(card) {
+    return card.querySelector("#reactions-" + postId(card));
   }
 
   // Rule 12: the open thread region and its toggle move into the card that replaces it.
@@ -370,7 +404,7 @@
     var existing = document.getElementById(el.id);
     var oob = el.getAttribute("hx-swap-oob");
     if (oob === "delete") {
-      if (existing) existing.remove();
+      if (existing) removeCard(existing);
       return;
     }
     el.removeAttribute("hx-swap-oob");
@@ -385,9 +419,9 @@
         return postId(r) > postId(el);
       })[0];
       replies.insertBefore(el, later || null);
+      decorate(el);
       announce(el);
     }
-    decorate(el);
   }
 
   // A kiosk (data-max-posts) leaves out only old unpinned posts and pinned ones past
@@ -457,7 +491,7 @@
     var oob = el.getAttribute("hx-swap-oob");
     var unpinned = false;
     if (oob === "delete") {
-      if (existing) existing.remove();
+      if (existing) removeCard(existing);
     } else {
       el.removeAttribute("hx-swap-oob");
       if (existing) {
@@ -465,10 +499,10 @@
         replacePost(existing, el);
       } else if (belongs(list, el, !oob)) {
         place(list, el);
+        decorate(el);
       } else {
         return false;
       }
-      decorate(el);
     }
     bound(list);
     if (!oob && !existing && el.isConnected) announce(el);
@@ -538,16 +572,16 @@
 
   function focusedChip(root) {
     var active = document.activeElement;
-    return active && active.classList && active.classList.contains("chip") && root.contains(active)
+    return root && active && active.classList && active.classList.contains("chip") && root.contains(active)
       ? active.dataset.reaction
       : null;
   }
 
   function refocusChip(root, reaction) {
-    if (reaction === null) return;
+    if (reaction === null || !root) return;
     var chips = root.querySelectorAll(".chip");
     for (var i = 0; i < chips.length; i++) {
-      if (chips[i].dataset.reaction === reaction) chips[i].focus({ preventScroll: true });
+      if (chips[i].dataset.reaction === reaction) return chips[i].focus({ preventScroll: true });
     }
   }
 
@@ -897,6 +931,11 @@
     paint(root);
     var nodes = root.querySelectorAll("time[datetime]");
     var kiosk = isKiosk();
+    if (kiosk) {
+      // Nobody works a kiosk: a stray key must not move its screen or open a link.
+      var reachable = root.querySelectorAll("a[href], button, [tabindex]");
+      for (var k = 0; k < reachable.length; k++) reachable[k].tabIndex = -1;
+    }
     var now = new Date();
     for (var i = 0; i < nodes.length; i++) {
       var moment = new Date(nodes[i].getAttribute("datetime"));
