@@ -19,9 +19,10 @@
 //    below would see a just-pinned post as unpinned (a pin then a create, as in
 //    every replay burst, dropped the pinned post). Messages carry a post's current
 //    state (render.py): a created post goes in by id, at the top; a shown one is
-//    replaced in place, the focus staying on the same link; a tombstone (or a live
-//    search's post-unmatched, whose payload is the same) removes
-//    it. A post the page does not show comes in only if the list's rule wants it
+//    replaced in place, the focus staying on the same chip or link of the card (or
+//    on the card); a tombstone (or a live search's post-unmatched, whose payload is
+//    the same) removes it, the focus moving on to the next post if it was in it. On
+//    a kiosk nothing takes the focus. A post the page does not show comes in only if the list's rule wants it
 //    (7): pinned, or on a dashboard at or above the floor. An edit or delete of
 //    any other post is ignored.
 // 4. Liveness. An EventSource cannot see SSE comments, so HTML streams carry named
