@@ -139,10 +139,12 @@ def _failure(exc: ClientError | StoreError) -> tuple[int, str]:
 def new_channel_fields(form: dict[str, str]) -> tuple[str, str, str]:
     """Name, title and description from the create form, validated like the API's."""
     name = channel_name({"name": form.get("name", "").strip()})
-    title = text_field(form, "title", MAX_TITLE_CHARS).strip()
+    title = text_field(form, "title", MAX_TITLE_CHARS, "The title").strip()
     description = form.get("description", "")
     if description.strip():
-        description = text_field(form, "description", MAX_DESCRIPTION_CHARS).strip()
+        description = text_field(
+            form, "description", MAX_DESCRIPTION_CHARS, "The description"
+        ).strip()
     return name, title, description.strip()
 
 
@@ -166,7 +168,7 @@ async def retitle_channel(request: Request) -> HTMLResponse:
     form: dict[str, str] = {}
     try:
         form = await read_form(request, rt.settings.max_body_bytes)
-        title = text_field(form, "title", MAX_TITLE_CHARS).strip()
+        title = text_field(form, "title", MAX_TITLE_CHARS, "The title").strip()
         change = await rt.store.update_channel(name, title=title)
     except (ClientError, StoreError) as exc:
         status, message = _failure(exc)

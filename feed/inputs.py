@@ -267,21 +267,21 @@ def check_fields(
         raise ClientError(422, f"The field {missing[0]!r} is required.", missing)
 
 
-def text_field(payload: dict[str, Any], name: str, max_chars: int) -> str:
+def text_field(payload: dict[str, Any], name: str, max_chars: int, label: str | None = None) -> str:
     """The field ``name`` as text feed may store (text.py): the fields in
-    MULTILINE_FIELDS may span lines, others are one line."""
+    MULTILINE_FIELDS may span lines, others are one line. ``label``: what a form calls
+    the field ("The post"), for its refusals; the API names the field."""
+    what = label or f"The field {name!r}"
     value = payload.get(name)
     if not isinstance(value, str):
-        raise ClientError(422, f"The field {name!r} must be a string.", name)
+        raise ClientError(422, f"{what} must be a string.", name)
     if not value.strip():
-        raise ClientError(422, f"The field {name!r} must not be empty.", name)
+        raise ClientError(422, f"{what} must not be empty.", name)
     if len(value) > max_chars:
-        raise ClientError(
-            422, f"The field {name!r} is longer than {max_chars} characters.", len(value)
-        )
+        raise ClientError(422, f"{what} is longer than {max_chars} characters.", len(value))
     refused = text.problem(value, multiline=name in MULTILINE_FIELDS)
     if refused is not None:
-        raise ClientError(422, f"The field {name!r} {refused}.", name)
+        raise ClientError(422, f"{what} {refused}.", name)
     return value
 
 
@@ -317,9 +317,12 @@ def channel_name(payload: dict[str, Any]) -> str:
     return name
 
 
-def post_body(payload: dict[str, Any], author: str, max_chars: int) -> str:
+def post_body(
+    payload: dict[str, Any], author: str, max_chars: int, label: str | None = None
+) -> str:
     """A new post's body. The author is whoever posts: an ``author`` field, which
-    scripts written for older versions send, must name that identity."""
+    scripts written for older versions send, must name that identity. ``label``: as
+    ``text_field``'s."""
     check_fields(payload, {"body"}, frozenset({"author"}))
     if "author" in payload and payload["author"] != author:
         raise ClientError(
@@ -328,7 +331,7 @@ def post_body(payload: dict[str, Any], author: str, max_chars: int) -> str:
             "leave out the 'author' field.",
             payload["author"],
         )
-    return text_field(payload, "body", max_chars)
+    return text_field(payload, "body", max_chars, label)
 
 
 # -- numbers and options -------------------------------------------------------------

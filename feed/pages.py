@@ -360,6 +360,7 @@ async def compose(request: Request) -> HTMLResponse:
     perms = await rt.access.check(request)
     form: dict[str, str] = {}
     error: str | None = None
+    invalid = False  # whether the error is the text's, which the field then points to
     try:
         limit = post_form_bytes(rt.settings.max_body_bytes, rt.settings.max_post_chars)
         form = await read_form(request, limit)
@@ -367,7 +368,10 @@ async def compose(request: Request) -> HTMLResponse:
         admit_post(request, perms, channel)
         author = perms.identity.name
         assert author is not None  # admit_post let a writer in
-        body = post_body({"body": form.get("body", "")}, author, rt.settings.max_post_chars)
+        invalid = True
+        text = form.get("body", "")
+        body = post_body({"body": text}, author, rt.settings.max_post_chars, "The post")
+        invalid = False
         rt.metrics.announced((await rt.store.create_post(channel, author, body)).event_id)
     except (ClientError, StoreError) as exc:
         # A form that cannot be read (400) has nothing to show again in the form.
@@ -382,7 +386,8 @@ async def compose(request: Request) -> HTMLResponse:
         "max_chars": rt.settings.max_post_chars,
     }
     if error is not None:
-        return rt.renderer.page("partials/compose.html", 422, form=values, error=error, **context)
+        page = "partials/compose.html"
+        return rt.renderer.page(page, 422, form=values, error=error, invalid=invalid, **context)
     cleared = {**values, "body": ""}
     return rt.renderer.page("partials/compose.html", form=cleared, error=None, **context)
 

@@ -139,18 +139,22 @@ async def reply_form(request: Request) -> HTMLResponse:
     context: dict[str, Any] = {"parent": parent, "viewer": author}
     context["max_chars"] = rt.settings.max_post_chars
     body = ""
+    invalid = False  # whether the error is the text's, which the field then points to
     try:
         limit = post_form_bytes(rt.settings.max_body_bytes, rt.settings.max_post_chars)
         form = await read_form(request, limit)
         body = form.get("body", "")
-        text = post_body({"body": body}, author, rt.settings.max_post_chars)
+        invalid = True
+        text = post_body({"body": body}, author, rt.settings.max_post_chars, "The reply")
+        invalid = False
         change = await rt.store.create_reply(parent.channel, parent.id, author, text)
         rt.metrics.announced(change.event_id)
     except (ClientError, StoreError) as exc:
         if isinstance(exc, ClientError) and exc.status in (400, 401, 403, 413):
             raise
         error = exc.message if isinstance(exc, ClientError) else str(exc)
-        return rt.renderer.page("partials/reply_form.html", 422, body=body, error=error, **context)
+        context |= {"body": body, "error": error, "invalid": invalid}
+        return rt.renderer.page("partials/reply_form.html", 422, **context)
     return rt.renderer.page("partials/reply_form.html", body="", error=None, **context)
 
 

@@ -146,12 +146,12 @@ def test_create_channel_form_adds_it_and_answers_with_the_panel(client: TestClie
         ),
         ({"name": "x" * 65, "title": "Long"}, 422, "The field &#39;name&#39; is longer than 64"),
         ({"name": "", "title": "Nameless"}, 422, "The field &#39;name&#39; must not be empty."),
-        ({"name": "news", "title": "   "}, 422, "The field &#39;title&#39; must not be empty."),
+        ({"name": "news", "title": "   "}, 422, "The title must not be empty."),
         ({"name": "news", "title": "t" * 201}, 422, "is longer than 200 characters."),
         (
             {"name": "news", "title": "News", "description": "d" * 2001},
             422,
-            "The field &#39;description&#39; is longer than 2000 characters.",
+            "The description is longer than 2000 characters.",
         ),
         (
             {"name": "general", "title": "Again"},
@@ -194,7 +194,7 @@ def test_rename_errors_show_in_the_channels_row(client: TestClient) -> None:
     answer = client.post("/admin/channels/general/title", data={"title": "  "})
     assert answer.status_code == 422
     row = channel_row(answer.text, "general")
-    assert "The field &#39;title&#39; must not be empty." in row
+    assert "The title must not be empty." in row
     assert 'name="title" value="  "' in row  # what was typed stays, to be fixed
     assert 'class="error"' not in channel_row(answer.text, "announcements")
     assert channels(client)["general"]["title"] == "General"

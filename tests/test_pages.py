@@ -85,7 +85,10 @@ def test_compose_shows_errors_inline_and_keeps_what_was_typed(client: TestClient
     long = "kept " * 2001
     response = client.post("/compose", data={"channel": "general", "body": long})
     assert response.status_code == 422
-    assert "The field &#39;body&#39; is longer than 10000 characters." in response.text
+    assert "The post is longer than 10000 characters." in response.text
+    # The field points to the message that says what is wrong with it.
+    assert 'id="compose-error"' in response.text
+    assert 'aria-describedby="compose-error" aria-invalid="true"' in response.text
     assert 'role="alert"' in response.text and "kept kept" in response.text
     unknown = client.post("/compose", data={"channel": "nope", "body": "b"})
     assert unknown.status_code == 422 and "no channel named" in unknown.text
