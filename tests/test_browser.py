@@ -8,6 +8,7 @@ Synchronisation is always a Playwright wait with a deadline, never a sleep.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -217,7 +218,22 @@ def test_screen_readers_are_told_about_new_posts(
     many = [server.post(f"Burst {n}", channel="announcements")["event_id"] for n in range(3)]
     wait_applied(page, many[-1])
     latest = r"(New post|[23] new posts, the latest) by tester in #announcements: Burst 2"
-    expect(announcer).to_have_text(re.compile(f"^{latest}$"))
+    expect(announcer).to_have_text(re.compile(f"^{latest}$"), timeout=LIVE_MS + 3000)
+    # A steady stream is told every few seconds, not at every pause: each post here
+    # comes once the one before was told.
+    page.evaluate(
+        """() => {
+          window.__told = [];
+          new MutationObserver(() => window.__told.push(Date.now())).observe(
+            document.getElementById("announcer"),
+            { childList: true, characterData: true, subtree: true });
+        }"""
+    )
+    for n in range(3):
+        server.post(f"Stream {n}")
+        expect(announcer).to_contain_text(f"Stream {n}", timeout=LIVE_MS + 3000)
+    told = page.evaluate("window.__told")
+    assert len(told) >= 3 and all(b - a >= 2500 for a, b in itertools.pairwise(told)), told
 
 
 # -- validation --------------------------------------------------------------------------

@@ -663,15 +663,22 @@
   // -- 9. screen readers ----------------------------------------------------------------
 
   var news = { count: 0, replies: 0, latest: null, timer: null };
+  var GATHER_MS = 500; // a burst's posts are told in one sentence
+  var TOLD_EVERY_MS = 3000; // and a steady stream of them no more often than this
+  var toldAt = -Infinity;
 
   // New posts are told to screen readers through one polite status line, a burst in one
-  // sentence: the list itself is no live region, since a re-fetch rebuilds it whole. A
-  // reply arriving in a thread open on the page is told the same way (rule 12).
+  // sentence, and sentences at least TOLD_EVERY_MS apart, so that a busy channel does
+  // not talk over everything else: the list itself is no live region, since a re-fetch
+  // rebuilds it whole. A reply arriving in a thread open on the page is told the same
+  // way (rule 12).
   function announce(el) {
     if (el.classList.contains("reply")) news.replies += 1;
     else news.count += 1;
     news.latest = el;
-    if (!news.timer) news.timer = setTimeout(tell, 500);
+    if (!news.timer) {
+      news.timer = setTimeout(tell, Math.max(GATHER_MS, toldAt + TOLD_EVERY_MS - Date.now()));
+    }
   }
 
   function tell() {
@@ -693,6 +700,7 @@
     }
     if (line) line.textContent = lead + " by " + author + where + ": " + body;
     news = { count: 0, replies: 0, latest: null, timer: null };
+    toldAt = Date.now();
   }
 
   // -- 6. re-fetching -------------------------------------------------------------------
