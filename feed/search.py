@@ -90,6 +90,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from html import escape
+from operator import methodcaller
 
 from feed.models import EventKind
 from feed.values import FeedEvent
@@ -177,36 +178,47 @@ class Query:
 
     def snippet(self, body: str) -> str:
         """Safe HTML: a window of ``body`` around the first word the query wanted, that
-        word and the others wanted marked (5)."""
-        spans = [(m.start(), m.end(), lowered(m.group())) for m in _TOKEN.finditer(body)]
-        marked = [n for n, (_, _, token) in enumerate(spans) if self._wants(token)]
-        first = marked[0] if marked else 0
-        lo, hi = max(0, first - SNIPPET_WORDS), min(len(spans), first + SNIPPET_WORDS + 1)
+        word and the others wanted marked (5). The body is split only as far as the
+        window's end: a long post's words past it cost nothing."""
+        wants = self._wanted()
+        spans: list[tuple[int, int, bool]] = []
+        first = -1
+        more = False  # words after the window
+        for m in _TOKEN.finditer(body):
+            if first >= 0 and len(spans) > first + SNIPPET_WORDS:
+                more = True
+                break
+            wanted = wants(lowered(m.group()))
+            if wanted and first < 0:
+                first = len(spans)
+            spans.append((m.start(), m.end(), wanted))
         if not spans:
             return ""
+        first = max(first, 0)
+        lo, hi = max(0, first - SNIPPET_WORDS), min(len(spans), first + SNIPPET_WORDS + 1)
+        more = more or hi < len(spans)
         # The whole text at an end that is not cut.
         start = spans[lo][0] if lo > 0 else 0
-        end = spans[hi - 1][1] if hi < len(spans) else len(body)
+        end = spans[hi - 1][1] if more else len(body)
         parts = ["…" if lo > 0 else ""]
         cursor = start
-        for n in range(lo, hi):
-            s, e, _ = spans[n]
-            if n in marked:
+        for s, e, wanted in spans[lo:hi]:
+            if wanted:
                 parts += [escape(body[cursor:s]), "<mark>", escape(body[s:e]), "</mark>"]
                 cursor = e
         parts.append(escape(body[cursor:end]))
-        parts.append("…" if hi < len(spans) else "")
+        parts.append("…" if more else "")
         return " ".join("".join(parts).split())
 
-    def _wants(self, token: str) -> bool:
-        for term in self.terms:
-            if term.negated:
-                continue
-            if token in term.words:
-                return True
-            if term.prefix and token.startswith(term.words[-1]):
-                return True
-        return False
+    def _wanted(self) -> Callable[[str], bool]:
+        """Whether a word is one the query looks for: a word of a term, or one that
+        begins as a prefix term does (one call of ``startswith`` for all of them)."""
+        looked_for = [t for t in self.terms if not t.negated]
+        exact = frozenset(w for t in looked_for for w in t.words)
+        prefixes = tuple(t.words[-1] for t in looked_for if t.prefix)
+        if not prefixes:
+            return exact.__contains__
+        return lambda token: token in exact or token.startswith(prefixes)
 
 
 class Words:
@@ -378,7 +390,7 @@ def _count(term: Term, tokens: list[str], words_joined: str | None = None) -> in
     words = term.words
     if len(words) == 1:
         if term.prefix:
-            return sum(1 for token in tokens if token.startswith(words[0]))
+            return sum(map(methodcaller("startswith", words[0]), tokens))
         return tokens.count(words[0])
     return (words_joined or joined(tokens)).count(_phrase(term))
 

@@ -89,8 +89,9 @@ class Watch:
         self._streams: set[Watched] = set()
         self._task: asyncio.Task[None] | None = None
         self._on_privacy: list[PrivacyListener] = []
-        # The private channels at the last recheck (3).
+        # The private channels at the last recheck, and all of them (3).
         self._private: frozenset[str] | None = None
+        self._known: frozenset[str] | None = None
 
     def on_privacy(self, listener: PrivacyListener) -> None:
         """Call ``listener`` with the channels made private or public, every private
@@ -149,13 +150,15 @@ class Watch:
     async def recheck(self) -> int:
         """Apply revocations, sign-outs, expiries and membership changes to open
         streams; returns how many streams it ended."""
-        await self.access.channels(fresh=True)
+        names = frozenset(await self.access.channels(fresh=True))
         private_now = self.access.private_channels()
         # Against what this Watch saw last, not the access caches, which other reads
-        # and the log's channel events keep fresh too (3).
+        # and the log's channel events keep fresh too (3). A channel made since was
+        # never shown to anyone: made private, it hid nothing.
         before = private_now if self._private is None else self._private
-        flipped = before ^ private_now
-        self._private = private_now
+        known = names if self._known is None else self._known
+        flipped = (before ^ private_now) & known
+        self._private, self._known = private_now, names
         members: dict[Subscriber, frozenset[str]] = {}
         try:
             return await self._recheck(before, flipped, members)

@@ -418,6 +418,27 @@ def test_the_log_tells_which_channel_changes_a_replay_cannot_show(store: Store) 
     assert not changed(made, None, None)
 
 
+def test_a_new_private_channel_tells_no_open_stream_to_reload(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(**FAST)
+    made = run_feed("token", "create", "tmp", FEED_DATABASE_URL=server.database)
+    token_id = re.search(r"token (\d+)", made.stdout)
+    assert token_id is not None
+    with stream(server) as anonymous, stream(server, made.stdout.splitlines()[0]) as revoked:
+        created = server.client.post(
+            "/api/channels", json={"name": "secret", "title": "Secret", "private": True}
+        )
+        assert created.status_code == 201, created.text
+        # A recheck has run once the revoked token's stream ends.
+        run_feed("token", "revoke", token_id.group(1), FEED_DATABASE_URL=server.database)
+        revoked.wait_closed()
+        server.post("after")
+        wait_for_body(anonymous, "after")
+        # The channel never showed anything to anyone: there is nothing to re-fetch.
+        assert told(anonymous, "resync") == []
+
+
 def test_revoking_a_token_ends_its_open_streams(board: Server) -> None:
     made = run_feed("token", "create", "tmp", FEED_DATABASE_URL=board.database)
     token = made.stdout.splitlines()[0]
