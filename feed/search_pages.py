@@ -54,6 +54,7 @@ async def _search_results(
     (one too many at once, security.py's 8: feed-search.js asks after ``busy`` s)."""
     q = request.query_params.get("q", "")
     context: dict[str, Any] = {"q": q, "hits": [], "error": None, "busy": None, "more_url": None}
+    context["continued"] = "cursor" in request.query_params  # "More results"
     try:
         channels = perms.selection(request.query_params.getlist("channel"))
         asked = search_asked(request, channels)

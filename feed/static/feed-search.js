@@ -4,7 +4,8 @@
 // 1. htmx swaps no 4xx answer (base.html's htmx-config), yet the results area is where
 //    a search's refusal belongs: a malformed search's sentence (400) and a search
 //    refused as one too many at once (429, security.py, on searches in flight) are
-//    swapped in as results are, and the area, a live region, says them.
+//    swapped in as results are, as an alert or a status that screen readers say. The
+//    area itself is no live region: a count of what came says results (#results-count).
 // 2. A search refused as one too many says the page searches again
 //    (partials/search_busy.html). After its data-retry-after seconds the box asks
 //    again, for what is typed then, through its own trigger, so hx-sync still cancels
@@ -13,7 +14,8 @@
 //    address) waits the same way.
 // 3. "More results" refused as one too many at once keeps its button and the results
 //    above it: the server's sentence goes beside the button, and the button asks
-//    again by itself after the wait. Its next page then replaces both.
+//    again by itself after the wait. Its next page then replaces both, and the focus
+//    goes to the first of the new results, not to the top of the page.
 (function () {
   "use strict";
 
@@ -32,8 +34,11 @@
     return elt && elt.classList && elt.classList.contains("more") ? elt : null;
   }
 
+  var before = null; // the result above a "More results" being swapped (3)
+
   document.addEventListener("htmx:beforeSwap", function (evt) {
     var more = moreOf(evt.detail.target);
+    before = more && evt.detail.xhr.status === 200 ? more.previousElementSibling : null;
     if (more && evt.detail.xhr.status === 429) {
       // (3) In place of what was said before, or of a new paragraph, not the button.
       var said = more.querySelector(":scope > .busy");
@@ -81,6 +86,10 @@
   document.addEventListener("htmx:afterSwap", function (evt) {
     if (isResults(evt.detail.target)) waitIfBusy();
     moreAgainIfBusy();
+    var first = before && before.nextElementSibling;
+    before = null;
+    var link = first && first.querySelector(".open");
+    if (link) link.focus();
   });
 
   document.addEventListener("htmx:load", function (evt) {
