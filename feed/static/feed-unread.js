@@ -388,8 +388,9 @@
     var button = document.getElementById("notify-toggle");
     if (!button || !("Notification" in window)) return;
     button.hidden = false;
+    // Its name says what it does next; a pressed state as well would read "Disable
+    // notifications, pressed".
     button.textContent = notificationsOn() ? "Disable notifications" : "Enable notifications";
-    button.setAttribute("aria-pressed", notificationsOn() ? "true" : "false");
   }
 
   function toggleNotifications() {
