@@ -250,8 +250,11 @@ def test_compose_form_shows_validation_errors_inline(
     # Empty body: an inline error, nothing posted.
     form.get_by_role("button", name="Post").click()
     expect(error).to_be_visible()
-    expect(error).to_contain_text("body")
-    expect(error).to_contain_text("must not be empty")
+    expect(error).to_have_text("The post must not be empty.")
+    # Said by the field too, not only by the alert.
+    field = form.get_by_label("Post")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_attribute("aria-describedby", "compose-error")
     expect(form.locator(".hint strong")).to_have_text("Grace")
 
     # A body over the limit (the textarea's maxlength stops people, not every client):

@@ -254,3 +254,24 @@ def test_an_edit_of_a_reply_a_thread_does_not_show_leaves_it_out(
         f"post-{new['post']['id']}",
     ]
     assert thread_replies(page, parent)[0] == ("tester", "edited too")
+
+
+def test_a_list_refetched_after_a_resync_keeps_an_open_thread_and_what_is_typed(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems
+) -> None:
+    server = make_server(access_recheck=0.2, heartbeat=1)
+    parent = server.post("Lunch on Friday?")["post"]["id"]
+    server.post("Opening hours", channel="announcements")
+    page = sign_in(context, server, server.token("bo"))
+    open_thread(page, parent)
+    box = page.locator(f"#reply-form-{parent}").get_by_label("Reply")
+    box.fill("A long reply I am half way thro")
+    box.focus()
+    # A channel bo does not belong to is made private: the list is re-fetched.
+    ok(server.client.patch("/api/channels/announcements", json={"private": True}))
+    wait_true(
+        page, "() => !document.querySelector('#posts .post .channel[href$=\"/announcements\"]')"
+    )
+    expect(page.locator(f"#thread-{parent}")).to_be_visible()
+    expect(box).to_have_value("A long reply I am half way thro")
+    expect(box).to_be_focused()

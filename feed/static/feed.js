@@ -759,8 +759,7 @@
     get(list.dataset.feedUrl).then(
       function (got) {
         if (thread !== null && !got.html.trim()) return threadGone(list, got.snapshot);
-        list.innerHTML = got.html;
-        decorate(list);
+        rebuild(list, got.html);
         applied(got.snapshot);
         releaseHeld(list);
       },
@@ -773,6 +772,29 @@
         setTimeout(function () { fetchList(attempt + 1); }, delay);
       }
     );
+  }
+
+  // The list rebuilt from a re-fetch: an open thread stays open under its card, with
+  // what is typed in its reply box (rule 12), and the focus stays where it was, or
+  // on its card.
+  function rebuild(list, html) {
+    var cards = {};
+    Array.prototype.forEach.call(list.children, function (card) {
+      if (card.id) cards[card.id] = card;
+    });
+    var active = document.activeElement;
+    var held = null;
+    for (var at = active; at && at !== list; at = at.parentNode) {
+      if (at.parentNode === list) held = at.id;
+    }
+    list.innerHTML = html;
+    Array.prototype.forEach.call(list.children, function (card) {
+      if (card.id && cards[card.id]) keepThread(cards[card.id], card);
+    });
+    decorate(list);
+    if (!held || list.contains(document.activeElement)) return;
+    if (active && list.contains(active)) active.focus({ preventScroll: true });
+    else if (document.getElementById(held)) holdFocus(document.getElementById(held));
   }
 
   // 14. The thread's post is gone: the page says so, once, and asks for it no more.
