@@ -209,7 +209,7 @@ def test_pieces_are_bounded_and_a_stream_keeps_no_page_between_them(
         assert counting.pages == [0]
         # A stream that comes back after the cache let its page go (here: at once)
         # reads on from where it stopped, not from where the page began.
-        monkeypatch.setattr(replays_module, "TTL", 0.0)
+        monkeypatch.setattr(replays._pages, "ttl", 0.0)
         again = await everything(replays, cursor(0, ids[-1]))
         assert [len(post_bodies(p)) for p in again] == [3, 3, 3, 3]
         assert counting.pages == [0, 0, ids[2], ids[5], ids[8]]
