@@ -37,6 +37,7 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -125,7 +126,8 @@ def line_items(lines: Iterable[str], channel: str) -> Iterator[Line]:
             # finite or a key named twice would sink every line of the batch.
             item = loads(line.encode("utf-8", "surrogatepass"))
         except ClientError as exc:
-            yield _refused(number, exc.message, exc.status)
+            said = f"{exc.message} ({exc.detail})" if isinstance(exc.detail, str) else exc.message
+            yield _refused(number, said, exc.status)
             continue
         if not isinstance(item, dict):
             yield _refused(number, "not a JSON object")
@@ -242,10 +244,7 @@ class Client:
             if isinstance(value, str):
                 sendable(f"the {field}", value)
         try:
-            # Encoded here, escaping what is not ASCII: text that is not Unicode (a lone
-            # surrogate) then reaches the server, whose refusal names its item (4).
-            # UTF-8 as it is: escaped, a character can take 12 bytes of the body's limit.
-            body = None if payload is None else json.dumps(payload, ensure_ascii=False).encode()
+            body = None if payload is None else _json(payload)
             response = httpx.request(
                 method,
                 f"{self.url}{path}",
@@ -423,6 +422,20 @@ class Client:
             yield None
             for event in sse.iter_sse():
                 yield StreamEvent(event.event, _event_id(event.id), event.data, event.retry)
+
+
+def _json(payload: Any) -> bytes:
+    """``payload`` as the body of a request: UTF-8 as it is (escaped, a character can
+    take 12 bytes of the body's limit), but a lone surrogate, text that is not Unicode,
+    escaped, so that it reaches the server, whose refusal names its item (4)."""
+    return _SURROGATE.sub(_escaped, json.dumps(payload, ensure_ascii=False)).encode()
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return f"\\u{ord(found.group()):04x}"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _event_id(said: str) -> int | None:

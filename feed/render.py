@@ -100,7 +100,8 @@ def templates_dir() -> Path:
     return packaged if packaged.is_dir() else PACKAGE_DIR.parent / "templates"
 
 
-# C0 and C1 controls and DEL; tabs and newlines are kept for callers that split lines.
+# C0 and C1 controls, DEL and the bidirectional controls, which reorder what follows;
+# tabs and newlines are kept for callers that split lines.
 _CONTROLS = matching((CONTROLS - {TAB, LINE_FEED}) | BIDI_CONTROLS)
 
 

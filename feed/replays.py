@@ -65,7 +65,8 @@ Rationale:
    even read what it asked for), hundreds of those held every worker thread and the
    loop, and everyone else's requests waited seconds. So one client's streams build
    at most ``PIECES_AT_ONCE`` pieces at once, the rest waiting their turn in order,
-   while other clients' pieces go ahead (``Turns``). Only the building takes a turn,
+   while other clients' pieces go ahead (``Turns``). A resume's questions before its
+   replay (resume.py) take a turn too. Only the building and the asking take turns,
    not the write: a client that reads slowly holds none. Screens behind one address
    (an office's) resuming after a restart mostly resume alike, from pages they share.
 """

@@ -23,21 +23,23 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from feed.text import CONTROLS, matching
+from feed.text import BIDI_CONTROLS, CONTROLS, matching
 from feed.values import Change, ChannelView, PostView, ReactionCount, Thread
 
 # ``json.dumps`` with options builds an encoder for every call: events share this one.
 EVENT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-# json.dumps(ensure_ascii=False) escapes C0 but leaves DEL and C1 raw. In valid JSON
-# text a control character can only stand inside a string, where its \u escape
+# json.dumps(ensure_ascii=False) escapes C0 but leaves DEL and C1 raw, and the
+# bidirectional controls, which reorder what a terminal shows after them. In valid
+# JSON text a control character can only stand inside a string, where its \u escape
 # means the same; C0 is included for JSON that did not come from json.dumps.
-_RAW_IN_JSON = matching(CONTROLS)
+_RAW_IN_JSON = matching(CONTROLS | BIDI_CONTROLS)
 
 
 def json_safe(text: str) -> str:
-    """JSON text with every control character escaped, C1 and DEL too (1)."""
+    """JSON text with every control character escaped, C1, DEL and the bidirectional
+    ones too (1)."""
     return _RAW_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 

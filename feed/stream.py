@@ -326,7 +326,11 @@ class EventStream:
             ours = sub.overflowed or (sub.closed and sub.attached)
             if not ours or task.uncancel() > 0:
                 raise
-            if sub.overflowed:
+            if sub.overflowed and not started:
+                # Overflowed while it waited for its replay's turn: no stream was begun.
+                outcome = "dropped before it began: its backlog overflowed"
+                await _refuse(send, "The feed is busy; resume shortly.")
+            elif sub.overflowed:
                 # Returning without the final chunk makes the server drop the connection.
                 outcome = "dropped: its backlog overflowed; it will resume"
             else:
@@ -336,10 +340,7 @@ class EventStream:
             if started:
                 logger.warning("stream ended: %s The client will resume.", exc)
             else:
-                answer = unavailable(str(exc))
-                failed = {"status": answer.status_code, "headers": answer.raw_headers}
-                await send({"type": "http.response.start", **failed})
-                await send({"type": "http.response.body", "body": answer.body})
+                await _refuse(send, str(exc))
         except Exception:
             # Mid-stream there is no status to send: end the stream, the client resumes.
             outcome = "failed"
@@ -389,6 +390,14 @@ class EventStream:
         # _until_disconnect inlined: one coroutine frame less per open stream.
         while (await receive())["type"] != "http.disconnect":
             pass
+
+
+async def _refuse(send: Send, message: str) -> None:
+    """A 503 in place of a stream that never began."""
+    answer = unavailable(message)
+    failed = {"status": answer.status_code, "headers": answer.raw_headers}
+    await send({"type": "http.response.start", **failed})
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 def _start(headers: list[tuple[bytes, bytes]]) -> Message:

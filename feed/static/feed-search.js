@@ -38,7 +38,10 @@
 
   document.addEventListener("htmx:beforeSwap", function (evt) {
     var more = moreOf(evt.detail.target);
-    before = more && evt.detail.xhr.status === 200 ? more.previousElementSibling : null;
+    // Only if the reader was at the button (or nowhere): one typing elsewhere stays there.
+    var here = document.activeElement;
+    var reading = more && (here === document.body || more.contains(here));
+    before = reading && evt.detail.xhr.status === 200 ? more.previousElementSibling : null;
     if (more && evt.detail.xhr.status === 429) {
       // (3) In place of what was said before, or of a new paragraph, not the button.
       var said = more.querySelector(":scope > .busy");

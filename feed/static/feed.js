@@ -759,9 +759,9 @@
     get(list.dataset.feedUrl).then(
       function (got) {
         if (thread !== null && !got.html.trim()) return threadGone(list, got.snapshot);
-        rebuild(list, got.html);
+        var threads = rebuild(list, got.html);
         applied(got.snapshot);
-        releaseHeld(list);
+        threads.then(function () { releaseHeld(list); });
       },
       function (failure) {
         if (leaving) return; // abandoned, not failed (15)
@@ -774,27 +774,58 @@
     );
   }
 
-  // The list rebuilt from a re-fetch: an open thread stays open under its card, with
-  // what is typed in its reply box (rule 12), and the focus stays where it was, or
-  // on its card.
+  // The list rebuilt from a re-fetch. An open thread is opened again, from the server
+  // too, not kept as it was (the re-fetch is what repairs it), with what was typed in
+  // its reply box put back, and the focus where it was, or on its card. Messages stay
+  // held until the threads are in (the promise it returns).
   function rebuild(list, html) {
-    var cards = {};
+    var typed = {};
+    var focusedCard = null;
     Array.prototype.forEach.call(list.children, function (card) {
-      if (card.id) cards[card.id] = card;
+      if (!card.id) return;
+      if (card.contains(document.activeElement)) focusedCard = card.id;
+      var region = card.querySelector(":scope > .thread");
+      var box = region && !region.hidden ? region.querySelector(".reply-form textarea") : null;
+      if (region && !region.hidden) {
+        typed[card.id] = { text: box ? box.value : "", focused: !!box && box === document.activeElement };
+      }
     });
-    var active = document.activeElement;
-    var held = null;
-    for (var at = active; at && at !== list; at = at.parentNode) {
-      if (at.parentNode === list) held = at.id;
-    }
     list.innerHTML = html;
-    Array.prototype.forEach.call(list.children, function (card) {
-      if (card.id && cards[card.id]) keepThread(cards[card.id], card);
-    });
     decorate(list);
-    if (!held || list.contains(document.activeElement)) return;
-    if (active && list.contains(active)) active.focus({ preventScroll: true });
-    else if (document.getElementById(held)) holdFocus(document.getElementById(held));
+    var waiting = [];
+    Object.keys(typed).forEach(function (id) {
+      var card = document.getElementById(id);
+      if (!card || card.parentNode !== list) return;
+      var region = card.querySelector(":scope > .thread");
+      if (region && !region.hidden) return restoreTyped(region, typed[id]); // a thread's page
+      var button = card.querySelector(":scope > .thread-bar > .thread-toggle");
+      region = button && document.getElementById(button.getAttribute("aria-controls"));
+      if (!region) return;
+      waiting.push(get(button.dataset.url).then(function (got) {
+        fillThread(button, region, got.html);
+        restoreTyped(region, typed[id]);
+      }, function () {}));
+    });
+    if (focusedCard && !list.contains(document.activeElement) && document.getElementById(focusedCard)) {
+      holdFocus(document.getElementById(focusedCard));
+    }
+    return Promise.all(waiting);
+  }
+
+  function restoreTyped(region, was) {
+    var box = region.querySelector(".reply-form textarea");
+    if (!box) return;
+    if (was.text && !box.value) box.value = was.text;
+    if (was.focused) box.focus({ preventScroll: true });
+  }
+
+  function fillThread(button, region, html) {
+    region.innerHTML = html;
+    region.hidden = false;
+    htmx.process(region);
+    decorate(region);
+    button.setAttribute("aria-expanded", "true");
+    button.textContent = "Hide replies";
   }
 
   // 14. The thread's post is gone: the page says so, once, and asks for it no more.
@@ -860,12 +891,7 @@
     pending = { held: [], overflowed: false, again: false };
     get(button.dataset.url).then(
       function (got) {
-        region.innerHTML = got.html;
-        region.hidden = false;
-        htmx.process(region);
-        decorate(region);
-        button.setAttribute("aria-expanded", "true");
-        button.textContent = "Hide replies";
+        fillThread(button, region, got.html);
         releaseHeld(list);
       },
       function () { releaseHeld(list); }
