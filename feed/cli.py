@@ -41,7 +41,8 @@ from feed.settings import Settings, reference
 from feed.text import not_text
 
 if TYPE_CHECKING:
-    from feed.client import Client, Line
+    from feed.client import Client
+    from feed.post_lines import Line
 
 # prometheus_client's multiprocess switch (feed.metrics.SHARED_DIR_VARIABLE, which
 # cannot be imported from here without importing prometheus_client).
@@ -232,13 +233,13 @@ def _post(args: argparse.Namespace, server: Client) -> int:
 def _post_lines(args: argparse.Namespace, server: Client) -> int:
     """``feed post --ndjson``: every line of standard input a post, sent in batches;
     one line printed per post, in order, and 3 if any was refused."""
-    from feed import client
+    from feed import post_lines
 
     # Lines end at a line feed, as the server reads NDJSON (batch_input.py): a bare
     # carriage return is part of its line, and a CRLF's is taken off with the line's end.
     stdin = io.TextIOWrapper(sys.stdin.buffer, "utf-8", "surrogateescape", newline="\n")
     refused = False
-    for sent in client.batches(client.line_items(stdin, args.channel)):
+    for sent in post_lines.batches(post_lines.line_items(stdin, args.channel)):
         # The report needs only ids and where each post went, unless it prints the
         # results whole (batch.py, on the minimal answer).
         answered = server.post_batch(sent, minimal=not args.json)

@@ -21,15 +21,8 @@ Rationale:
 3. Text is checked with the server's loosest rule (text.py) before it is sent, so
    what could never be stored is refused here, without a request; what passes may
    still be refused, with its reason, by the server.
-4. ``feed post --ndjson`` sends its lines in batches of at most ``MAX_BATCH_ITEMS``
-   posts and ``BATCH_BYTES`` bytes, well under the server's batch limit with the
-   default body limit, so a long input is many requests and never one refused whole.
-   Each item's answer is the server's, except for a line that is no JSON object,
-   which is answered here as the server would answer it (400), without a request,
-   and a line larger than ``BATCH_BYTES`` on its own, which no batch may carry
-   (413). Text is left to the server to judge, item by item, even text that is not
-   Unicode (sent escaped, since UTF-8 cannot carry it), so one bad line never stops
-   the others.
+4. ``feed post --ndjson``'s lines become batch items in post_lines.py; they are sent
+   here, a batch a request (``post_batch``).
 """
 
 from __future__ import annotations
@@ -39,7 +32,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,9 +42,9 @@ import httpx
 from httpx_sse import SSEError, connect_sse
 
 from feed import text
-from feed.batch_input import MAX_BATCH_ITEMS, PREFER_MINIMAL
-from feed.errors import ClientError
-from feed.inputs import CHANNEL_NAME, CHANNEL_NAME_RULE, loads
+from feed.batch_input import PREFER_MINIMAL
+from feed.inputs import CHANNEL_NAME, CHANNEL_NAME_RULE
+from feed.post_lines import Line
 
 # How long to wait after a cut, until the server has said (2).
 FIRST_DELAY = 1.0
@@ -63,7 +56,6 @@ MAX_REASON = 200  # characters of an answer that is not feed's, shown as its rea
 REQUEST_TIMEOUT = 10.0
 STREAM_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT, read=None)  # idle between heartbeats
 BATCH_PATH = "/api/posts:batch"
-BATCH_BYTES = 1024 * 1024  # a quarter of the server's batch limit by default (4)
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -99,64 +91,6 @@ class StreamEvent:
     data: str
     # The ``retry:`` field, in milliseconds: how long to wait before reconnecting.
     retry: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One line of ``feed post --ndjson``: its number, and the item to send, or the
-    result it already has (4)."""
-
-    number: int
-    item: dict[str, Any]
-    result: dict[str, Any] | None = None
-
-
-def line_items(lines: Iterable[str], channel: str) -> Iterator[Line]:
-    """The posts of ``lines``: a JSON object as it is (with ``channel`` if it names no
-    place), any other line a post of its text to ``channel`` (4)."""
-    for number, raw in enumerate(lines, 1):
-        line = raw.rstrip("\r\n")
-        if not line.strip():
-            continue
-        if not line.lstrip().startswith("{"):
-            yield Line(number, {"channel": channel, "body": line})
-            continue
-        try:
-            # As the server reads an NDJSON line: sent in an array, a number that is not
-            # finite or a key named twice would sink every line of the batch.
-            item = loads(line.encode("utf-8", "surrogatepass"))
-        except ClientError as exc:
-            said = f"{exc.message} ({exc.detail})" if isinstance(exc.detail, str) else exc.message
-            yield _refused(number, said, exc.status)
-            continue
-        if not isinstance(item, dict):
-            yield _refused(number, "not a JSON object")
-        elif "channel" in item or "parent" in item:
-            yield Line(number, item)
-        else:
-            yield Line(number, {"channel": channel} | item)
-
-
-def _refused(number: int, error: str, status: int = 400) -> Line:
-    return Line(number, {}, {"status": status, "error": error, "detail": None})
-
-
-def batches(lines: Iterable[Line]) -> Iterator[list[Line]]:
-    """``lines`` in batches the server takes whole (4)."""
-    batch: list[Line] = []
-    size = 2
-    for line in lines:
-        cost = len(json.dumps(line.item)) + 1
-        if cost > BATCH_BYTES:  # alone it would still be too large: refused alone (4)
-            line = _refused(line.number, f"longer than a batch's {BATCH_BYTES} bytes", 413)
-            cost = 3
-        if batch and (len(batch) == MAX_BATCH_ITEMS or size + cost > BATCH_BYTES):
-            yield batch
-            batch, size = [], 2
-        batch.append(line)
-        size += cost
-    if batch:
-        yield batch
 
 
 def check_url(url: str) -> None:
@@ -272,7 +206,7 @@ class Client:
     def post_batch(
         self, items: Sequence[Line], *, minimal: bool = False
     ) -> list[tuple[int, dict[str, Any]]]:
-        """Send ``items`` as one batch (4); each line's number with its result, in
+        """Send ``items`` as one batch (post_lines.py); each line's number with its result, in
         order. A line refused before sending has its result already. ``minimal``: a
         written item's result has its ids, not its post (batch.py, on the minimal
         answer)."""
@@ -427,7 +361,8 @@ class Client:
 def _json(payload: Any) -> bytes:
     """``payload`` as the body of a request: UTF-8 as it is (escaped, a character can
     take 12 bytes of the body's limit), but a lone surrogate, text that is not Unicode,
-    escaped, so that it reaches the server, whose refusal names its item (4)."""
+    escaped, so that it reaches the server, whose refusal names its item
+    (post_lines.py)."""
     return _SURROGATE.sub(_escaped, json.dumps(payload, ensure_ascii=False)).encode()
 
 

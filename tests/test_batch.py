@@ -644,7 +644,8 @@ def test_prefer_is_read_as_rfc_7240_writes_it(client: TestClient) -> None:
 
 
 def test_the_client_asks_for_the_minimal_answer_when_it_needs_only_ids(server: Server) -> None:
-    from feed.client import Client, Line
+    from feed.client import Client
+    from feed.post_lines import Line
 
     sent = Client(server.url, server.token("ada")).post_batch(
         [Line(1, {"channel": "general", "body": "small"}), Line(2, {"channel": "x", "body": "y"})],
