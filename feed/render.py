@@ -197,7 +197,7 @@ def _reply_text(event: FeedEvent, reply: PostView, where: str, author: str) -> s
 def _reactions_text(event: FeedEvent, post: PostView) -> str:
     changes = [(c.name, c.reaction, c.reacted) for c in event.changes]
     counts = [(r.reaction, r.count) for r in post.reactions]
-    return reactions_sentence(post.id, changes, event.more, counts)
+    return reactions_sentence(post.id, changes, event.more, counts, post.parent)
 
 
 def reactions_sentence(
@@ -205,19 +205,23 @@ def reactions_sentence(
     changes: Sequence[tuple[str, str, bool]],
     more: int,
     counts: Sequence[tuple[str, int]],
+    parent: int | None = None,
 ) -> str:
     """ "ada reacted 🎉 to post 12 (now 🎉 3, 👍 1)": the last toggle an event reports,
-    how many others it covers, and the post's counts; safe for a terminal (4)."""
+    how many others it covers, and the post's counts; safe for a terminal (4). A reply
+    is named with its thread ("reply 13 to post 12"), since its id alone reads as a
+    post of its own."""
+    target = f"post {post_id}" if parent is None else f"reply {post_id} to post {parent}"
     shown = ", ".join(f"{terminal_safe(r)} {n}" for r, n in counts)
     now = f"now {shown}" if shown else "no reactions now"
     if not changes:
-        return f"post {post_id} has {now}"
+        return f"{target} has {now}"
     name, reaction, reacted = changes[-1]
     who, what = _one_line(name), terminal_safe(reaction)
     did = f"reacted {what} to" if reacted else f"took back {what} from"
     others = len(changes) - 1 + more
     also = f" (and {others} more change{'' if others == 1 else 's'})" if others else ""
-    return f"{who} {did} post {post_id}{also} ({now})"
+    return f"{who} {did} {target}{also} ({now})"
 
 
 class Recent:

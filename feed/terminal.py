@@ -107,7 +107,7 @@ def _reactions_line(post: dict[str, Any], payload: dict[str, Any], colour: bool)
     where = _paint(f"#{post['channel']}", "channel", colour)
     changes = [(c["name"], c["reaction"], c["reacted"]) for c in payload["changes"]]
     counts = [(r["reaction"], r["count"]) for r in post["reactions"]]
-    said = reactions_sentence(post["id"], changes, payload["more"], counts)
+    said = reactions_sentence(post["id"], changes, payload["more"], counts, post.get("parent"))
     return f"{where} {_paint(said, 'post-reactions', colour)}"
 
 

@@ -176,7 +176,7 @@ def test_a_replys_reactions_mention_and_search_drop_read_as_such_in_text(server:
     with SSEClient(server.port, params={"format": "text", **mentions}, headers=bo) as bos:
         (as_line,) = bos.wait_events(1)
     assert as_line.data.endswith(f"{ADMIN_NAME} mentioned you in a reply to post {parent}: ask @bo")
-    assert reacted.endswith(f"reacted 🎉 to post {reply_id} (now 🎉 1)"), reacted
+    assert reacted.endswith(f"reacted 🎉 to reply {reply_id} to post {parent} (now 🎉 1)"), reacted
     assert mentioned.endswith(f"↳ {ADMIN_NAME} replied to post {parent}: ask @bo"), mentioned
     assert changed.endswith(f"edited reply {reply_id} to post {parent}: second"), changed
     assert (

@@ -288,3 +288,7 @@ def test_a_reaction_event_reads_as_who_reacted_with_what_and_counts() -> None:
     payload["more"] = 0
     shown = line("post-reactions", json.dumps(payload), colour=False)
     assert shown == f"#general bo took back {party} from post 12 (now {party} 3)"
+    # A reply's reaction names the reply with its thread.
+    payload["post"]["parent"] = 7
+    shown = line("post-reactions", json.dumps(payload), colour=False)
+    assert shown == f"#general bo took back {party} from reply 12 to post 7 (now {party} 3)"
