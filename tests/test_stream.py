@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import httpx
 import pytest
 import uvicorn
 
-from feed import connections
+from feed import connections, replays, sharing
 from feed.app import FeedApp, create_app
 from feed.server import FeedServer
 from feed.settings import Settings
@@ -386,6 +387,14 @@ class InProcess:
         event_id: int = response.json()["event_id"]
         return event_id
 
+    def subscribers(self) -> list[object]:
+        """The hub's open streams (read on the server's loop)."""
+
+        async def look() -> list[object]:
+            return list(self.app.hub.subscribers())
+
+        return asyncio.run_coroutine_threadsafe(look(), self.loop).result(10)
+
     def attached(self) -> list[bool]:
         """Which open streams the hub writes to directly (read on the server's loop)."""
 
@@ -438,6 +447,59 @@ def test_direct_writes_and_the_asgi_path_carry_the_same_stream(
             stream.wait_closed()
             assert stream.graceful
             assert "stream closed; reconnect to resume" in stream.comments
+
+
+def test_a_resume_that_overflows_while_it_waits_for_its_turn_is_refused_not_cut(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stream waiting for its client's replay turn already hears live events; if they
+    # overflow its backlog before its status line, the answer is a 503 to retry, and
+    # nothing of it stays in the hub.
+    made: list[sharing.Turns] = []
+
+    class Kept(sharing.Turns):
+        def __init__(self, most: int) -> None:
+            super().__init__(most)
+            made.append(self)
+
+    monkeypatch.setattr(replays, "Turns", Kept)
+    with in_process(database_url, "feed", subscriber_backlog=4096) as feed:
+        start = feed.post("before the wait")
+        (turns,) = made
+        release = asyncio.run_coroutine_threadsafe(_make_event(), feed.loop).result(10)
+        held = asyncio.run_coroutine_threadsafe(
+            _hold(turns, "127.0.0.1", turns.most, release), feed.loop
+        )
+        until(lambda: len(turns) == 1, timeout=10)
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(SSEClient, feed.port, params={"last_event_id": str(start)})
+            until(lambda: len(feed.subscribers()) == 1, timeout=10)
+            assert not waiting.done()
+            for n in range(3):
+                feed.post(f"{n} " + "x" * 3000)
+            refused = waiting.result(10)
+        feed.loop.call_soon_threadsafe(release.set)
+        held.result(10)
+        assert refused.status == 503
+        assert refused.headers["retry-after"].isdigit()
+        assert "The feed is busy" in json.dumps(json.loads(refused.read_body()))
+        refused.close()
+        until(lambda: not feed.subscribers(), timeout=10)
+        # Once the turn is free, the same resume gets every post it missed, in order.
+        with SSEClient(feed.port, params={"last_event_id": str(start), "format": "json"}) as again:
+            missed = again.wait_events(3)
+        assert [json.loads(e.data)["post"]["body"][:2] for e in missed] == ["0 ", "1 ", "2 "]
+
+
+async def _make_event() -> asyncio.Event:
+    return asyncio.Event()
+
+
+async def _hold(turns: sharing.Turns, key: str, count: int, release: asyncio.Event) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(count):
+            await stack.enter_async_context(turns.turn(key))
+        await release.wait()
 
 
 def open_stream_at(port: int, **params: str) -> SSEClient:
