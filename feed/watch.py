@@ -30,6 +30,11 @@ Rationale:
    keep: the hub finds them, ``on_privacy``), gets ``resync``: its list gains or
    loses that channel's posts, which no event of the log brings, and a page
    re-fetches it.
+4. One recheck at a time. The periodic one and one after a change may overlap, and
+   the one that read first may finish last: applied last, its older grants would
+   give a stream back a channel just taken away. So a recheck waits for the one
+   running, and every recheck asked for while one waits is served by the next one
+   to begin, which reads after all of them were asked for.
 """
 
 from __future__ import annotations
@@ -92,6 +97,12 @@ class Watch:
         # The private channels at the last recheck, and all of them (3).
         self._private: frozenset[str] | None = None
         self._known: frozenset[str] | None = None
+        # One recheck at a time (4): how many were asked for, how many of those the
+        # last one to begin covers, and how many wait for the one running.
+        self._turn = asyncio.Lock()
+        self._asked = 0
+        self._covered = 0
+        self.waiting = 0
 
     def on_privacy(self, listener: PrivacyListener) -> None:
         """Call ``listener`` with the channels made private or public, every private
@@ -149,7 +160,24 @@ class Watch:
 
     async def recheck(self) -> int:
         """Apply revocations, sign-outs, expiries and membership changes to open
-        streams; returns how many streams it ended."""
+        streams; returns how many streams it ended (none, when a recheck that began
+        after this one was asked for did the work)."""
+        self._asked += 1
+        asked = self._asked
+        self.waiting += 1
+        try:
+            await self._turn.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            if self._covered >= asked:
+                return 0
+            self._covered = self._asked
+            return await self._recheck_now()
+        finally:
+            self._turn.release()
+
+    async def _recheck_now(self) -> int:
         names = frozenset(await self.access.channels(fresh=True))
         private_now = self.access.private_channels()
         # Against what this Watch saw last, not the access caches, which other reads

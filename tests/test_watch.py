@@ -9,7 +9,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,8 +19,11 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from feed.access import SESSION_COOKIE, SESSION_SALT, Access
 from feed.identity import ANONYMOUS, Identity, Role, Via
+from feed.permissions import Permissions
 from feed.settings import Settings
+from feed.sse import Format
 from feed.store import Store
+from feed.subscribers import Subscriber
 from feed.watch import Watch
 from tests.auth import make_token
 from tests.conftest import Server
@@ -184,6 +187,81 @@ def test_any_stream_registered_is_rechecked_and_one_with_nothing_to_lose_is_not_
             for tab in tabs.values():
                 watch.discard(tab)
             assert len(watch) == 0
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        await asyncio.sleep(0.005)
+
+
+class HeldAccess(Access):
+    """Access whose permission reads, while ``hold`` is on, wait after reading until
+    ``release``: a recheck that read before a change and finishes after it."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        super().__init__(settings, store)
+        self.hold = False
+        self.read = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def permissions_of(
+        self, whos: Iterable[Identity], *, fresh: bool = False
+    ) -> dict[Identity, Permissions]:
+        found = await super().permissions_of(whos, fresh=fresh)
+        if self.hold:
+            self.read.set()
+            await self.release.wait()
+        return found
+
+
+def test_a_recheck_that_read_before_a_membership_was_taken_away_never_gives_it_back(
+    tmp_path: Path,
+) -> None:
+    # The periodic recheck and one after a change may overlap; the older read must not
+    # be the last one applied.
+    async def scenario() -> None:
+        store = Store.from_url(f"sqlite:///{tmp_path / 'feed.db'}")
+        await store.create_schema()
+        try:
+            await store.create_channel("board", "Board", "", private=True)
+            await store.set_member("board", "kim", may_post=False)
+            kim = await store.add_token("kim", "writer", "api", None, "0" * 64)
+            access = HeldAccess(Settings(database_url="sqlite://"), store)
+            watch = Watch(access, interval=60)
+            sub = Subscriber(Format.JSON, None, last_id=0, limit=100_000)
+            sub.who = Identity("kim", Role.WRITER, Via.TOKEN, credential=kim.id)
+            watch.add(sub)
+            await watch.recheck()
+            assert sub.private == frozenset({"board"})
+            access.hold = True
+            periodic = asyncio.ensure_future(watch.recheck())
+            await asyncio.wait_for(access.read.wait(), 10)
+            access.hold = False
+            assert await store.remove_member("board", "kim")
+            followed = asyncio.ensure_future(watch.recheck())
+            # Overlapping, the later recheck would be done, its newer grants applied;
+            # one at a time, it waits for the earlier one's turn.
+            await wait_until(lambda: followed.done() or watch.waiting == 1)
+            access.release.set()
+            await asyncio.wait_for(asyncio.gather(periodic, followed), 10)
+            assert sub.private == frozenset()
+            # A recheck asked for while one waits its turn is served by that one.
+            calls: list[int] = []
+            real = access.permissions_of
+
+            async def counted(whos: Iterable[Identity], *, fresh: bool = False) -> dict:  # type: ignore[type-arg]
+                calls.append(1)
+                return await real(whos, fresh=fresh)
+
+            access.permissions_of = counted  # type: ignore[method-assign]
+            await asyncio.gather(*(watch.recheck() for _ in range(5)))
+            assert len(calls) == 2
         finally:
             store.close()
 
