@@ -45,6 +45,7 @@ from feed import (
     api,
     batch,
     channel_api,
+    fairness,
     health,
     logs,
     metrics,
@@ -179,7 +180,7 @@ def create_app(settings: Settings) -> FeedApp:
         exception_handlers=dict(handlers),
         lifespan=lifespan,
     )
-    return FeedApp(app, hub, security, handlers, DIRECT)
+    return FeedApp(app, hub, security, handlers, DIRECT, reads_per_client=settings.reads_per_client)
 
 
 # Routes served without Starlette's layers (2).
@@ -197,6 +198,8 @@ class FeedApp:
         security: Security,
         handlers: Handlers,
         direct: Iterable[Route] = (),
+        *,
+        reads_per_client: int,
     ) -> None:
         self.starlette = starlette
         # Around Starlette, so that its own 500s get the headers too.
@@ -207,7 +210,8 @@ class FeedApp:
         self.handlers = handlers
         self.direct = tuple(direct)
         self._stream = EventStream()
-        self._logged = logs.RequestLog(self._routed)
+        self.fair = fairness.Fair(self._routed, reads_per_client)
+        self._logged = logs.RequestLog(self.fair)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/events" and scope["method"] in STREAM:
@@ -215,6 +219,8 @@ class FeedApp:
             logs.request_id.set(logs.new_id(scope["headers"]))
             await self.security.serve_stream(self._stream, scope, receive, send)
         else:
+            if fairness.counted(scope):
+                scope[fairness.GONE] = fairness.gone_from(send)
             # Reads ahead this request asks for wait for its answer (recent.py's 3).
             with recent.after_answer() as answered:
 

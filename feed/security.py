@@ -83,6 +83,9 @@ PRIVATE = (b"cache-control", b"private, no-store")
 CORS_ORIGIN = b"access-control-allow-origin"
 
 SCOPE_KEY = "feed.security"
+# Where a request finds what gives back its read's turn (fairness.py): a search, which
+# its own limit counts instead, gives it back as it begins (8).
+READ_TURN = "feed.read_turn"
 # Where a stream finds the headers chosen for it (rationale 3).
 STREAM_HEADERS = "feed.stream_headers"
 MAX_CLIENTS = 100_000
@@ -326,6 +329,9 @@ class Security:
         counted = key or f"address:{client_address(request.scope)}"
         if not self.searches.open(counted):
             raise TooManySearches(self.searches.limit, "you" if key else "this address")
+        give_back = request.scope.get(READ_TURN)
+        if give_back is not None:
+            give_back()
         try:
             yield
         finally:

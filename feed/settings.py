@@ -221,6 +221,14 @@ class Settings:
         "store's connections serve everyone's posts and pages too (429 with Retry-After "
         "beyond; the pages say so and search again by themselves).",
     )
+    reads_per_client: int = setting(
+        2,
+        between(1, 1000, "reads"),
+        "Reads (pages, partials, API GETs) one client address may have running at once, "
+        "per process. Further ones wait their turn, in order, while other clients' reads "
+        "go ahead: one client's burst never holds up the others, and screens behind one "
+        "address that reload at once are served in turn, never refused.",
+    )
     max_streams_per_client: int = setting(
         1000,
         between(1, 100_000),

@@ -109,17 +109,44 @@ class Turns:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def users(self, key: str) -> int:
+        """How many hold or wait for a turn of ``key``."""
+        found = self._keys.get(key)
+        return 0 if found is None else found[1][0]
+
     @asynccontextmanager
     async def turn(self, key: str) -> AsyncIterator[None]:
+        give_back = await self.take(key)
+        try:
+            yield
+        finally:
+            give_back()
+
+    async def take(self, key: str) -> Callable[[], None]:
+        """Wait for a turn of ``key``; what gives it back (calling it again does
+        nothing), for a holder whose turn ends before its block does."""
         found = self._keys.get(key)
         if found is None:
             found = self._keys[key] = (asyncio.Semaphore(self.most), [0])
         gate, users = found
         users[0] += 1
         try:
-            async with gate:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._keys[key]
+            await gate.acquire()
+        except BaseException:
+            self._leave(key, users)
+            raise
+        held = True
+
+        def give_back() -> None:
+            nonlocal held
+            if held:
+                held = False
+                gate.release()
+                self._leave(key, users)
+
+        return give_back
+
+    def _leave(self, key: str, users: list[int]) -> None:
+        users[0] -= 1
+        if not users[0]:
+            del self._keys[key]
