@@ -229,9 +229,10 @@ class Access:
         if isinstance(found, Identity):
             return found
         who = await self._identify(scope)
-        scope[SCOPE_KEY] = who
         if not who.signed_in and not self.settings.anonymous_read:
             raise unauthorized("Sign in first: this feed is not open to anonymous readers.")
+        # Only once allowed: a refused identity asked again is refused again.
+        scope[SCOPE_KEY] = who
         return who
 
     async def _identify(self, scope: Scope) -> Identity:
