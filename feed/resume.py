@@ -18,6 +18,11 @@ Rationale:
    ``resync`` with no id comes first, as a live stream gets one (watch.py), and the
    replay follows. A thread's stream and a stream of one kind of personal event show
    no such list.
+4. A replay ends with the position it reached (a message with only an ``id:``) when
+   its last event is older than that, as a new stream begins with one: what came
+   meanwhile was not this stream's. Its next resume starts there, so it neither reads
+   the same stretch of the log again nor, if it was told to reload (3), is told again
+   at every reconnect until an event of its own comes.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from feed.identity import Identity
 from feed.permissions import grantee
 from feed.replays import Cursor
 from feed.runtime import Runtime
-from feed.sse import resync_frame
+from feed.sse import position, resync_frame
 from feed.subscribers import Subscriber
 
 
@@ -120,6 +125,9 @@ async def _replayed(rt: Runtime, sub: Subscriber, cursor: Cursor) -> bytes:
     sub.last_id = max(sub.last_id, cursor.after)
     if cursor.done:
         rt.metrics.replayed.observe(cursor.sent)
+        if cursor.upto > cursor.after:
+            sub.last_id = max(sub.last_id, cursor.upto)
+            piece += position(cursor.upto)  # (4)
     return piece
 
 

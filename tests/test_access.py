@@ -365,6 +365,34 @@ def test_a_stream_resuming_past_a_channel_made_private_or_public_is_told_to_relo
         assert told(anonymous, "resync")[0].id is None
 
 
+def test_a_resume_told_to_reload_is_told_once_though_nothing_of_its_came_since(
+    make_server: Callable[..., Server],
+) -> None:
+    # A stream told to reload on resuming, with nothing of its own to replay, is given
+    # the position its replay reached: resuming from there, it is not told again (a
+    # terminal that carries on would print it at every reconnect).
+    server = make_server(**FAST)
+    left = server.post("shown before it went")["event_id"]
+    changed = server.client.patch("/api/channels/general", json={"private": True})
+    assert changed.status_code == 200
+    newest = server.client.get("/api/channels/general/posts").json()
+    assert newest  # the admin still reads it
+
+    def positions(client: SSEClient) -> list[int]:
+        return [int(m.id) for m in client.messages if m.id and m.event is None]
+
+    with stream(server, last_event_id=str(left)) as anonymous:
+        anonymous.wait_for(lambda s: positions(s))
+        assert [m.event for m in anonymous.messages if m.event] == ["resync"]
+        (reached,) = positions(anonymous)
+    assert reached > left
+    with stream(server, last_event_id=str(reached)) as again:
+        marker = server.post("later", channel="announcements")["event_id"]
+        assert wait_for_body(again, "later") == ["later"]
+        assert told(again, "resync") == []
+        assert [int(m.id) for m in again.messages if m.event] == [marker]
+
+
 def test_a_stream_resuming_past_a_membership_given_or_taken_is_told_to_reload(
     board: Server,
 ) -> None:

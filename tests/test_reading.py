@@ -415,7 +415,7 @@ def test_a_mentions_stream_shows_only_the_readers_mentions(
         stream.wait_for(lambda s: any(m.event == "mention" for m in s.messages))
         server.client.post("/api/channels/general/read", json={}, headers=headers)
         last = server.post("and @bob two", author="alice")["event_id"]
-        stream.wait_for(lambda s: len([m for m in s.messages if m.id]) >= 2)
+        stream.wait_for(lambda s: len([m for m in s.messages if m.event == "mention"]) >= 2)
         lines = [m.data for m in stream.events() if m.id]
         assert [m.event for m in stream.events() if m.id] == ["mention", "mention"]
         assert "alice mentioned you: @bob one" in lines[0]
