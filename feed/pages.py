@@ -40,6 +40,11 @@ renders it, and feed.js keeps it after every event, live or replayed:
    this process is (as a stream that does not resume), and its list says it waits
    and is fetched by feed.js after the ``Retry-After``, messages held meanwhile as for
    any re-fetch. So a wall of screens on one link all end up showing the same list.
+7. A list's document order is the order it is shown in, so that the keyboard and a
+   screen reader meet the posts as the eye does: the dashboard's pinned posts, then the
+   others; the kiosk's headline (its newest unpinned post), its pinned posts, then the
+   others; each part newest first. The stylesheet moves nothing (no ``order``), and
+   feed.js moves a card whose place changes live (feed.js, on each list's rule).
 """
 
 from __future__ import annotations
@@ -82,13 +87,18 @@ def _snapshot(last_event_id: int) -> dict[str, str]:
     return {SNAPSHOT_HEADER: str(last_event_id)}
 
 
+def _newest_first(posts: list[PostView]) -> list[PostView]:
+    return sorted(posts, key=lambda p: p.id, reverse=True)
+
+
 def dashboard_window(posts: list[PostView], size: int, floor: int) -> list[PostView]:
-    """What a dashboard shows (rationale 2, 3): its newest ``size`` pinned posts, and
-    every unpinned post down to ``floor``, newest first. feed.js keeps the live list by
-    the same rule; a first page is this rule applied to ``front_page``."""
+    """What a dashboard shows (rationale 2, 3): its newest ``size`` pinned posts, then
+    every unpinned post down to ``floor``, each newest first (rationale 7). feed.js
+    keeps the live list by the same rule; a first page is this rule applied to
+    ``front_page``."""
     pinned = [p for p in posts if p.pinned][:size]
     recent = [p for p in posts if not p.pinned and p.id >= floor]
-    return sorted([*pinned, *recent], key=lambda p: p.id, reverse=True)
+    return [*_newest_first(pinned), *_newest_first(recent)]
 
 
 def _first_page(page: FrontPage, size: int) -> list[PostView]:
@@ -234,10 +244,12 @@ async def posts_partial(request: Request) -> HTMLResponse:
 
 def kiosk_window(posts: list[PostView], size: int) -> list[PostView]:
     """What a kiosk shows (rationale 1): pinned posts first, then the newest others,
-    ``size`` in all, newest first. feed.js keeps the live list by the same rule."""
+    ``size`` in all; in the order it shows them (rationale 7): the newest unpinned post
+    (its headline), the pinned ones, then the others, each newest first. feed.js keeps
+    the live list by the same rule."""
     pinned = [p for p in posts if p.pinned][:size]
-    recent = [p for p in posts if not p.pinned][: size - len(pinned)]
-    return sorted([*pinned, *recent], key=lambda p: p.id, reverse=True)
+    recent = _newest_first([p for p in posts if not p.pinned][: size - len(pinned)])
+    return [*recent[:1], *_newest_first(pinned), *recent[1:]]
 
 
 def _kiosk_channels(request: Request, perms: Permissions) -> list[ChannelView]:

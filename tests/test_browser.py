@@ -164,15 +164,15 @@ def test_an_unpinned_post_below_the_first_page_leaves_until_older_posts_brings_i
     database.pin(ids[1])
     page = open_live(context, server.url)
     newest_first = ids[::-1]
-    # The first page: the five newest unpinned posts, and the pinned one.
-    assert shown_ids(page) == [*newest_first[:5], ids[1]]
+    # The first page: the pinned post, and the five newest unpinned ones.
+    assert shown_ids(page) == [ids[1], *newest_first[:5]]
 
     # Unpinned, a post older than the first page goes back to its place in history...
     wait_applied(page, ok(server.client.post(f"/api/posts/{ids[1]}/unpin"))["event_id"])
     assert shown_ids(page) == newest_first[:5]
-    # ...pinned, it comes back, in id order.
+    # ...pinned, it comes back, first.
     wait_applied(page, ok(server.client.post(f"/api/posts/{ids[0]}/pin"))["event_id"])
-    assert shown_ids(page) == [*newest_first[:5], ids[0]]
+    assert shown_ids(page) == [ids[0], *newest_first[:5]]
 
     # "Older posts", from the keyboard: the next page goes in its place, and the focus
     # moves on to the next "Older posts".
@@ -180,7 +180,7 @@ def test_an_unpinned_post_below_the_first_page_leaves_until_older_posts_brings_i
     older.focus()
     page.keyboard.press("Enter")
     expect(post_el(page, ids[2])).to_be_visible()
-    assert shown_ids(page) == [*newest_first[:10], ids[0]]
+    assert shown_ids(page) == [ids[0], *newest_first[:10]]
     expect(page.get_by_role("button", name="Older posts")).to_be_focused()
 
     # Now above the floor, an unpinned post stays where it is.
@@ -189,7 +189,8 @@ def test_an_unpinned_post_below_the_first_page_leaves_until_older_posts_brings_i
     expect(post_el(page, ids[4])).to_have_class("post")
     page.keyboard.press("Enter")
     expect(page.get_by_role("button", name="Older posts")).to_have_count(0)
-    assert shown_ids(page) == newest_first  # each post once, the pinned one included
+    # Each post once, the pinned one included.
+    assert shown_ids(page) == [ids[0], *newest_first[:-1]]
     assert page.locator("[id^='post-']").count() == len(ids)
     assert_not_reloaded(page)
 

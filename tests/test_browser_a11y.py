@@ -1,7 +1,7 @@
 """Keyboard, focus and contrast in a real Chromium: the channel bar at 200% zoom, the
-focus kept on a reaction through a live edit and moved on past a live delete, the
-kiosk out of the tab order, the admin page without sideways scrolling, and counts
-that keep their contrast."""
+focus kept on a reaction through a live edit and moved on past a live delete, posts
+in the document in the order they are shown, the kiosk out of the tab order, the
+admin page without sideways scrolling, and counts that keep their contrast."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from tests.browser import (
     Problems,
     browser,
     context,
+    ok,
     open_live,
     post_el,
     problems,
+    render_ids,
+    shown_ids,
     sign_in,
     wait_applied,
 )
@@ -74,6 +77,82 @@ def test_a_live_edit_keeps_the_focus_on_the_readers_chip_and_a_delete_moves_it_o
     assert focused_id(page) == f"post-{first}"
     page.keyboard.press("Tab")
     assert focused_id(page) in (f"post-{first}", f"reactions-{first}"), focused_id(page)
+
+
+def assert_read_as_shown(page: Page) -> None:
+    """The posts' document order (the keyboard's and a screen reader's) is the order
+    they are seen in: row by row from the top, left to right within a row."""
+    spots: list[list[int]] = page.eval_on_selector_all(
+        "#posts > .post",
+        """els => els.map(el => {
+          const box = el.getBoundingClientRect();
+          return [Math.round(box.top), Math.round(box.left)];
+        })""",
+    )
+    assert spots == sorted(spots), spots
+
+
+def test_a_channel_page_has_its_pinned_posts_first_in_the_document_too_live_and_refetched(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    a, b, c = (server.post(text)["post"]["id"] for text in ("a", "b", "c"))
+    ok(server.client.post(f"/api/posts/{a}/pin"))
+    page = sign_in(context, server, server.token("ada"), "/channels/general")
+    assert shown_ids(page) == [a, c, b]
+    assert_read_as_shown(page)
+
+    # Pinned live, the card moves up among the pinned ones, the focus still on its chip.
+    chip = page.locator(f'#reactions-{b} .chip[data-reaction="{PARTY}"]')
+    chip.focus()
+    wait_applied(page, ok(server.client.post(f"/api/posts/{b}/pin"))["event_id"])
+    assert shown_ids(page) == [b, a, c]
+    expect(chip).to_be_focused()
+    # A new post goes under the pinned ones, where it is shown.
+    d = server.post("d")
+    wait_applied(page, d["event_id"])
+    assert shown_ids(page) == [b, a, d["post"]["id"], c]
+    # Unpinned, a post goes back among the others, in its place by age.
+    wait_applied(page, ok(server.client.post(f"/api/posts/{a}/unpin"))["event_id"])
+    assert shown_ids(page) == [b, d["post"]["id"], c, a]
+    expect(chip).to_be_focused()
+    assert_read_as_shown(page)
+    # A card that moves keeps what is typed in its open thread, the focus and the caret.
+    page.locator(f"#post-{c} .thread-toggle").click()
+    box = page.locator(f"#reply-form-{c}").get_by_label("Reply")
+    box.fill("half a reply")
+    box.evaluate("el => el.setSelectionRange(4, 4)")
+    wait_applied(page, ok(server.client.post(f"/api/posts/{c}/pin"))["event_id"])
+    assert shown_ids(page) == [c, b, d["post"]["id"], a]
+    expect(box).to_be_focused()
+    expect(box).to_have_value("half a reply")
+    assert box.evaluate("el => [el.selectionStart, el.selectionEnd]") == [4, 4]
+    # What a re-fetch brings (after a resync) is in the same order.
+    assert shown_ids(page) == render_ids(server, "/partials/posts?channel=general")
+    assert shown_ids(page) == render_ids(server, "/channels/general")
+
+
+def test_a_kiosk_has_its_headline_then_its_pinned_posts_first_in_the_document_too(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    a, b, c, d = (server.post(text)["post"]["id"] for text in ("a", "b", "c", "d"))
+    ok(server.client.post(f"/api/posts/{b}/pin"))
+    kiosk = open_live(context, f"{server.url}/kiosk")
+    # The newest post is the headline, then the pinned ones, then the rest.
+    assert shown_ids(kiosk) == [d, b, c, a]
+    assert_read_as_shown(kiosk)
+
+    e = server.post("e")
+    wait_applied(kiosk, e["event_id"])
+    e_id = e["post"]["id"]
+    assert shown_ids(kiosk) == [e_id, b, d, c, a]
+    wait_applied(kiosk, ok(server.client.post(f"/api/posts/{c}/pin"))["event_id"])
+    assert shown_ids(kiosk) == [e_id, c, b, d, a]
+    # The headline pinned: the next newest post takes its place.
+    wait_applied(kiosk, ok(server.client.post(f"/api/posts/{e_id}/pin"))["event_id"])
+    assert shown_ids(kiosk) == [d, e_id, c, b, a]
+    assert_read_as_shown(kiosk)
+    assert shown_ids(kiosk) == render_ids(server, "/partials/kiosk", anonymous=True)
+    assert shown_ids(kiosk) == render_ids(server, "/kiosk", anonymous=True)
 
 
 def test_a_kiosk_takes_no_keyboard_focus(

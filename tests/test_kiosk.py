@@ -92,8 +92,9 @@ def test_kiosk_layout_theme_and_screenshots(
         page = open_live(ctx, f"{server.url}/kiosk", frozen=FROZEN_NOW)
         expect(page.locator("#clock .clock-time")).to_have_text("9:41 AM")
         expect(page.locator("#clock .clock-day")).to_have_text("Monday, March 2")
-        # Newest first in the document; the newest unpinned post is the headline.
-        assert shown_ids(page) == sorted(ids, reverse=True)
+        # In the document as on screen: the headline (the newest unpinned post), the
+        # pinned post, then the rest, newest first.
+        assert shown_ids(page) == [ids[4], ids[0], ids[3], ids[2], ids[1]]
         hero, pinned = post_el(page, ids[4]), post_el(page, ids[0])
         expect(hero.locator("time")).to_have_text("3 minutes ago")
         expect(post_el(page, ids[1]).locator("time")).to_have_text("1 hour ago")
@@ -167,11 +168,11 @@ def test_kiosk_keeps_a_bounded_window_and_brings_in_pinned_posts(
     # Pinning a post outside the window brings it in; the oldest unpinned one makes room.
     wait_applied(page, event_id(ok(server.client.post(f"/api/posts/{first}/pin"))))
     expect(post_el(page, first).locator(".tag.pin")).to_be_visible()
-    assert shown_ids(page) == [*window[:29], first]
+    assert shown_ids(page) == [window[0], first, *window[1:29]]
     newer = [server.post(f"newer {i}") for i in range(3)]
     wait_applied(page, event_id(newer[-1]))
     newer_ids = [created["post"]["id"] for created in newer]
-    assert shown_ids(page) == [*reversed(newer_ids), *window[:26], first]
+    assert shown_ids(page) == [newer_ids[-1], first, *newer_ids[1::-1], *window[:26]]
     assert_not_reloaded(page)
 
 
@@ -229,7 +230,8 @@ def test_unpinning_a_post_older_than_the_window_lets_the_next_newest_one_back(
     ids = [database.post(f"post {i}").post.id for i in range(35)]
     database.pin(ids[0])
     page = open_live(context, f"{server.url}/kiosk")
-    assert shown_ids(page) == [*sorted(ids, reverse=True)[:29], ids[0]]
+    newest = sorted(ids, reverse=True)
+    assert shown_ids(page) == [newest[0], ids[0], *newest[1:29]]
 
     if when == "live":
         last = event_id(ok(server.client.post(f"/api/posts/{ids[0]}/unpin")))
@@ -267,7 +269,7 @@ def test_a_pin_and_a_create_replayed_together_keep_the_pinned_post(
     expect(post_el(page, edge)).to_have_class("post pinned")
     expect(post_el(page, edge).locator(".tag.pin")).to_have_text("pinned")
     assert shown_ids(page) == window_ids(database)
-    assert shown_ids(page) == [*created, *window[:28], edge]
+    assert shown_ids(page) == [*created, edge, *window[:28]]
     assert_not_reloaded(page)
 
 

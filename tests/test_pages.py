@@ -62,8 +62,8 @@ def test_pinned_posts_are_on_the_first_page_whatever_their_age(client: TestClien
     newer = [post(client, f"p{i}") for i in range(60)]
     page = client.get("/").text
     shown = article_ids(page)
-    assert old in shown and len(shown) == 51
-    assert shown[:50] == list(reversed(newer))[:50]
+    # First, as on screen (pages.py, on order).
+    assert shown == [old, *list(reversed(newer))[:50]]
     older = re.search(r'data-url="(/partials/posts\?before=\d+)"', page)
     assert older is not None
     rest = client.get(older.group(1).replace("&amp;", "&")).text
@@ -150,7 +150,9 @@ def test_kiosk_shows_pinned_posts_and_the_newest_within_its_window(client: TestC
     page = client.get("/kiosk")
     assert page.status_code == 200
     shown = article_ids(page.text)
-    assert shown == [*reversed(newer[-(KIOSK_POSTS - 1) :]), old]
+    # The headline, the pinned post, then the rest (pages.py, on order).
+    recent = list(reversed(newer[-(KIOSK_POSTS - 1) :]))
+    assert shown == [recent[0], old, *recent[1:]]
     assert f'data-max-posts="{KIOSK_POSTS}"' in page.text
     for control in ("<form", "<button", "<input", "<select", "<textarea", "hx-get"):
         assert control not in page.text
@@ -203,15 +205,16 @@ def test_refetched_lists_carry_the_event_id_they_are_current_to(client: TestClie
     assert "x-feed-last-event-id" not in client.get("/partials/posts?before=2").headers
 
 
-def test_kiosk_window_keeps_pinned_posts_first_then_the_newest() -> None:
+def test_kiosk_window_keeps_pinned_posts_first_then_the_newest_in_the_order_shown() -> None:
     def view(post_id: int, pinned: bool = False) -> PostView:
         moment = datetime(2026, 1, 1, tzinfo=UTC)
         return PostView(post_id, "general", "a", "b", moment, None, pinned, False, "<p>b</p>")
 
     posts = [view(9), view(8), view(7, pinned=True), view(6), view(2, pinned=True)]
+    # The headline (the newest unpinned post), the pinned ones, then the rest.
     assert [p.id for p in kiosk_window(posts, 3)] == [9, 7, 2]
     assert [p.id for p in kiosk_window(posts, 1)] == [7]
-    assert [p.id for p in kiosk_window(posts, 10)] == [9, 8, 7, 6, 2]
+    assert [p.id for p in kiosk_window(posts, 10)] == [9, 7, 2, 8, 6]
 
 
 def test_dashboard_window_keeps_its_newest_pinned_posts_and_every_other_to_its_floor() -> None:
@@ -220,9 +223,10 @@ def test_dashboard_window_keeps_its_newest_pinned_posts_and_every_other_to_its_f
         return PostView(post_id, "general", "a", "b", moment, None, pinned, False, "<p>b</p>")
 
     posts = [view(9), view(8, True), view(7), view(6, True), view(5), view(3, True), view(2)]
-    assert [p.id for p in dashboard_window(posts, 2, 7)] == [9, 8, 7, 6]
-    assert [p.id for p in dashboard_window(posts, 1, 5)] == [9, 8, 7, 5]
-    assert [p.id for p in dashboard_window(posts, 5, 0)] == [9, 8, 7, 6, 5, 3, 2]
+    # The pinned ones first, then the others, each newest first.
+    assert [p.id for p in dashboard_window(posts, 2, 7)] == [8, 6, 9, 7]
+    assert [p.id for p in dashboard_window(posts, 1, 5)] == [8, 9, 7, 5]
+    assert [p.id for p in dashboard_window(posts, 5, 0)] == [8, 6, 3, 9, 7, 5, 2]
 
 
 def test_the_dashboard_tells_its_list_its_pinned_limit_and_its_floor(client: TestClient) -> None:

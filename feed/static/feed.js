@@ -18,9 +18,9 @@
 //    an element's old attributes until it settles (20 ms), so the bookkeeping
 //    below would see a just-pinned post as unpinned (a pin then a create, as in
 //    every replay burst, dropped the pinned post). Messages carry a post's current
-//    state (render.py): a created post goes in by id, at the top; a shown one is
-//    replaced in place, the focus staying on the same chip or link of the card (or
-//    on the card); a tombstone (or a live search's post-unmatched, whose payload is
+//    state (render.py): a created post goes in its place by the list's order (7); a
+//    shown one is replaced in place, the focus staying on the same chip or link of the
+//    card (or on the card); a tombstone (or a live search's post-unmatched, whose payload is
 //    the same) removes it, the focus moving on to the next post if it was in it. On
 //    a kiosk nothing takes the focus. A post the page does not show comes in only if the list's rule wants it
 //    (7): pinned, or on a dashboard at or above the floor. An edit or delete of
@@ -61,6 +61,10 @@
 //    kiosk loses one, or a post it unpins is older than every other unpinned one
 //    shown; a dashboard at its pinned limit loses a pinned one), only the server
 //    knows which it is: the list is re-fetched (6).
+//    The list's document order is the order it is shown in (pages.py, on order), so
+//    the keyboard and a screen reader meet posts as the eye does; the stylesheet
+//    reorders nothing. A card pinned or unpinned moves in the DOM, and one a kiosk's
+//    new headline pushes down too, the focus (and a reply box's caret) kept in it.
 // 8. Times. Dashboards show each post's time in the reader's zone and language;
 //    the kiosk shows relative times ("3 minutes ago") and a clock, refreshed by a
 //    timer without asking the server.
@@ -320,17 +324,59 @@
     return { total: posts.length, pinned: posts.filter(isPinned).length };
   }
 
-  // In id order among the list's posts (newest first); the oldest before "Older posts".
+  // A post the list lacked, in its place by the list's order (arrange).
   function place(list, el) {
-    var id = postId(el);
-    var posts = postsIn(list);
-    for (var i = 0; i < posts.length; i++) {
-      if (postId(posts[i]) < id) {
-        list.insertBefore(el, posts[i]);
-        return;
-      }
-    }
     list.insertBefore(el, list.querySelector(":scope > .older"));
+    arrange(list);
+  }
+
+  // Rule 7's order, which is the document's as well as the screen's (pages.py, on
+  // order): a dashboard's pinned posts, then the others; a kiosk's headline (its newest
+  // unpinned post), its pinned posts, then the others; each part newest first.
+  function ordered(list) {
+    var posts = postsIn(list).sort(function (a, b) { return postId(b) - postId(a); });
+    var rest = posts.filter(function (el) { return !isPinned(el); });
+    var head = list.dataset.maxPosts ? rest.splice(0, 1) : [];
+    return head.concat(posts.filter(isPinned), rest);
+  }
+
+  // The list put in that order. The longest run of cards already in order stays, so a
+  // pin or an unpin moves that one card, not every card it passes. A move drops the
+  // focus (a text box keeps its caret): it is put back.
+  function arrange(list) {
+    var wanted = ordered(list);
+    var shown = postsIn(list);
+    if (wanted.every(function (el, i) { return el === shown[i]; })) return;
+    var rank = new Map(wanted.map(function (el, i) { return [el, i]; }));
+    var staying = steady(shown.map(function (el) { return rank.get(el); }));
+    var end = shown[shown.length - 1].nextSibling;
+    var active = document.activeElement;
+    for (var i = wanted.length - 1; i >= 0; i--) {
+      if (!staying.has(rank.get(wanted[i]))) list.insertBefore(wanted[i], wanted[i + 1] || end);
+    }
+    if (active && active !== document.activeElement && active.isConnected) {
+      active.focus({ preventScroll: true });
+    }
+  }
+
+  // The ranks of a longest increasing subsequence of ``ranks`` (patience sorting).
+  function steady(ranks) {
+    var tails = [];
+    var before = [];
+    ranks.forEach(function (rank, i) {
+      var lo = 0;
+      var hi = tails.length;
+      while (lo < hi) {
+        var mid = (lo + hi) >> 1;
+        if (ranks[tails[mid]] < rank) lo = mid + 1;
+        else hi = mid;
+      }
+      before[i] = lo ? tails[lo - 1] : -1;
+      tails[lo] = i;
+    });
+    var kept = new Set();
+    for (var at = tails.length ? tails[tails.length - 1] : -1; at >= 0; at = before[at]) kept.add(ranks[at]);
+    return kept;
   }
 
   // A post replaced while a link or a chip in it has the focus keeps it there.
@@ -506,6 +552,7 @@
       }
     }
     bound(list);
+    arrange(list);
     if (!oob && !existing && el.isConnected) announce(el);
     return lacking(list, before, el, unpinned);
   }
