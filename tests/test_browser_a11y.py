@@ -1,9 +1,13 @@
 """Keyboard, focus and contrast in a real Chromium: the channel bar at 200% zoom, the
 focus kept on a reaction through a live edit and moved on past a live delete, posts
 in the document in the order they are shown, the kiosk out of the tab order, the
-admin page without sideways scrolling, and counts that keep their contrast."""
+admin page without sideways scrolling, and counts and an offline kiosk's posts that
+keep their contrast."""
 
 from __future__ import annotations
+
+import signal
+from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
@@ -18,16 +22,19 @@ from tests.browser import (
     post_el,
     problems,
     render_ids,
+    seed_sample_feed,
     shown_ids,
     sign_in,
     wait_applied,
 )
 from tests.conftest import Server
+from tests.test_kiosk import OUTAGE
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser", "context", "problems"]
 
 PARTY = "\U0001f389"
+HEARTBEAT = 0.5  # seconds; a kiosk shows itself offline after two silent intervals
 
 
 def focused_id(page: Page) -> str:
@@ -181,35 +188,75 @@ def test_the_admin_page_does_not_scroll_sideways_on_a_phone(
     assert page.evaluate("document.documentElement.scrollWidth") <= 320
 
 
+# The contrast of an element's text with what is behind it: its ancestors' backgrounds
+# composited from the first opaque one, the text faded by every opacity on the way.
+# Colours are read back through a canvas, which takes any CSS colour (color-mix, oklab).
+RATIO = """(el) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 1;
+  const paint = canvas.getContext("2d", { willReadFrequently: true });
+  const rgba = (css) => {
+    paint.clearRect(0, 0, 1, 1);
+    paint.fillStyle = css;
+    paint.fillRect(0, 0, 1, 1);
+    const [r, g, b, a] = paint.getImageData(0, 0, 1, 1).data;
+    return [r, g, b, a / 255];
+  };
+  const over = (top, under) => top.slice(0, 3).map((v, i) => v * top[3] + under[i] * (1 - top[3]));
+  const layers = [];
+  let opacity = 1;
+  for (let node = el; node; node = node.parentElement) {
+    const style = getComputedStyle(node);
+    opacity *= Number(style.opacity);
+    const colour = rgba(style.backgroundColor);
+    if (layers.length && layers[layers.length - 1][3] >= 1) continue;
+    if (colour[3] > 0) layers.push(colour);
+  }
+  const bg = layers.reverse().reduce((under, top) => over(top, under), [255, 255, 255]);
+  const text = rgba(getComputedStyle(el).color);
+  const fg = over([...text.slice(0, 3), text[3] * opacity], bg);
+  const lum = (rgb) => {
+    const [r, g, b] = rgb.map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const [light, dark] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+  return (light + 0.05) / (dark + 0.05);
+}"""
+
+
 def contrast(page: Page, selector: str) -> float:
-    """The contrast ratio of ``selector``'s text with the card behind it."""
-    ratio: float = page.evaluate(
-        """(selector) => {
-          const el = document.querySelector(selector);
-          const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 4).map(Number);
-          const lum = ([r, g, b]) => {
-            const f = (v) => {
-              v /= 255;
-              return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
-            };
-            return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
-          };
-          let node = el, bg = null;
-          while (node && !bg) {
-            const c = getComputedStyle(node).backgroundColor;
-            if (c && !c.startsWith("rgba(0, 0, 0, 0)") && c !== "transparent") bg = rgb(c);
-            node = node.parentElement;
-          }
-          let fg = rgb(getComputedStyle(el).color);
-          let opacity = 1;
-          for (let n = el; n; n = n.parentElement) opacity *= Number(getComputedStyle(n).opacity);
-          fg = fg.slice(0, 3).map((v, i) => v * opacity + bg[i] * (1 - opacity));
-          const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
-          return (a + 0.05) / (b + 0.05);
-        }""",
-        selector,
-    )
+    """The contrast ratio of ``selector``'s text with what is behind it."""
+    ratio: float = page.eval_on_selector(selector, RATIO)
     return ratio
+
+
+def low_contrast(page: Page, scope: str, least: float = 4.5) -> list[tuple[str, float]]:
+    """Every shown text in ``scope`` whose contrast is under ``least``, with it.
+
+    A CSS filter would change colours past what the figure counts: one on the way to a
+    text counts as a failure too (ratio 0)."""
+    found: list[tuple[str, float]] = page.eval_on_selector_all(
+        f"{scope}, {scope} *",
+        f"""(els, least) => {{
+          const ratio = {RATIO};
+          const filtered = (el) => {{
+            for (let n = el; n; n = n.parentElement) {{
+              if (getComputedStyle(n).filter !== "none") return true;
+            }}
+            return false;
+          }};
+          return els
+            .filter((el) => el.checkVisibility() && [...el.childNodes].some(
+              (n) => n.nodeType === Node.TEXT_NODE && n.textContent.trim()))
+            .map((el) => [el.textContent.trim().slice(0, 40), filtered(el) ? 0 : ratio(el)])
+            .filter(([, r]) => r < least);
+        }}""",
+        least,
+    )
+    return found
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -222,3 +269,39 @@ def test_a_reaction_nobody_made_yet_keeps_its_contrast(
     selector = f'#reactions-{post_id} .chip[data-count="0"] .count'
     expect(page.locator(selector).first).to_be_visible()
     assert contrast(page, selector) >= 4.5
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_an_offline_kiosk_greys_its_posts_and_keeps_their_text_readable(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems, theme: str
+) -> None:
+    problems.allow(*OUTAGE)
+    server = make_server(heartbeat=HEARTBEAT)
+    seed_sample_feed(server)
+    kiosk = open_live(context, f"{server.url}/kiosk?theme={theme}")
+    assert low_contrast(kiosk, "#posts") == []
+    live_look = look(kiosk, ".post .body")
+
+    server.stop(signal.SIGKILL)
+    expect(kiosk.locator("#stale")).to_be_visible(timeout=2 * HEARTBEAT * 1000 + 1000)
+    expect(kiosk.locator("#stale")).to_contain_text("Offline since")
+    assert low_contrast(kiosk, "#posts") == []
+    assert low_contrast(kiosk, "#stale") == []
+    # Still visibly not live: the posts look otherwise, besides the notice.
+    assert look(kiosk, ".post .body") != live_look
+
+
+def look(page: Page, selector: str) -> list[list[str]]:
+    """What decides how ``selector``'s text looks, on it and every ancestor."""
+    found: list[list[str]] = page.eval_on_selector(
+        selector,
+        """el => {
+          const seen = [];
+          for (let n = el; n; n = n.parentElement) {
+            const s = getComputedStyle(n);
+            seen.push([s.color, s.backgroundColor, s.opacity, s.filter]);
+          }
+          return seen;
+        }""",
+    )
+    return found
