@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
+from tests.auth import bearer
 from tests.browser import (
     LIVE_MS,
     Problems,
@@ -35,6 +36,13 @@ __all__ = ["browser", "context", "problems"]
 
 PARTY = "\U0001f389"
 HEARTBEAT = 0.5  # seconds; a kiosk shows itself offline after two silent intervals
+# Who reacted, in names long enough to overflow a phone: one has no place to break.
+LONG_NAMES = (
+    "Maximiliana Oyelaran-Featherstonehaugh",
+    "Wolfeschlegelsteinhausenbergerdorff",
+    "Bartholomew Alexandrescu-Montgomery",
+    "Anneliese Vandenberghe-Kowalczykowska",
+)
 
 
 def focused_id(page: Page) -> str:
@@ -84,6 +92,50 @@ def test_a_live_edit_keeps_the_focus_on_the_readers_chip_and_a_delete_moves_it_o
     assert focused_id(page) == f"post-{first}"
     page.keyboard.press("Tab")
     assert focused_id(page) in (f"post-{first}", f"reactions-{first}"), focused_id(page)
+
+
+def test_who_reacted_stays_inside_a_320_px_screen_and_escape_dismisses_it(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    post_id = server.post("react to me")["post"]["id"]
+    for name in LONG_NAMES:
+        answer = server.client.put(
+            f"/api/posts/{post_id}/reactions/{PARTY}", headers=bearer(server.token(name))
+        )
+        assert answer.status_code == 200, answer.text
+    page = sign_in(context, server, server.token("ada"))
+    page.set_viewport_size({"width": 320, "height": 700})
+    chips = page.locator(f"#reactions-{post_id} .chip")
+    assert chips.count() > 1
+    for n in range(chips.count()):
+        chip = chips.nth(n)
+        chip.focus()
+        tip = page.locator(f"#{chip.get_attribute('aria-describedby')}")
+        expect(tip).to_be_visible()
+        box = tip.bounding_box()
+        assert box is not None
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 320, (n, box)
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 700, (n, box)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+
+    party = page.locator(f'#reactions-{post_id} .chip[data-reaction="{PARTY}"]')
+    tip = page.locator(f"#{party.get_attribute('aria-describedby')}")
+    party.focus()
+    expect(tip).to_contain_text(LONG_NAMES[0])
+    expect(tip).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(tip).to_be_hidden()
+    expect(party).to_be_focused()
+    # Back on the chip, it shows again; and Escape dismisses one shown by the pointer.
+    page.keyboard.press("Tab")
+    page.keyboard.press("Shift+Tab")
+    expect(party).to_be_focused()
+    expect(tip).to_be_visible()
+    party.blur()
+    party.hover()
+    expect(tip).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(tip).to_be_hidden()
 
 
 def assert_read_as_shown(page: Page) -> None:
