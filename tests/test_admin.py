@@ -107,7 +107,7 @@ def test_admin_page_shows_every_panel_newest_events_first_and_is_not_indexed(
     # A CSP without inline script is coming: scripts are files, and no on* handlers.
     scripts = ("htmx-2.0.11.min.js", "feed-tabs.js", "feed.js", "htmx-ext-sse-2.2.4.min.js")
     assert re.findall(r"<script[^>]*>", html) == [
-        f'<script src="/static/{name}">' for name in (*scripts, "feed-tooltips.js")
+        f'<script src="/static/{name}">' for name in ("feed-admin.js", *scripts, "feed-tooltips.js")
     ]
     assert not re.search(r"\son[a-z]+=", html)
 
