@@ -28,6 +28,13 @@ Rationale:
 6. An admin stream is one of its address's open streams (``FEED_MAX_STREAMS_PER_CLIENT``),
    counted and refused as ``/events`` streams are (security.py): the limit is on the
    connections an address holds, whatever they follow.
+7. A form's answer replaces the whole channels panel, the form that was sent included,
+   so it says where the focus goes, for a keyboard and a screen reader to go on from
+   there. Done, the control that sent it keeps it (htmx finds it again by its id), and
+   a sentence in the page's status line (``said``, outside the panel, so that it is a
+   live region the answer only fills) says what changed. Refused, the field the error
+   is about takes it (``autofocus``), marked invalid and described by the error; with
+   no such field (the channel is gone), the error itself. The error is an alert.
 """
 
 from __future__ import annotations
@@ -107,22 +114,25 @@ async def _channels_panel(
     rt: Runtime,
     form: dict[str, str] | None = None,
     error: str | None = None,
+    invalid: str | None = None,
     row_error: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    values = {k: (form or {}).get(k, "") for k in ("name", "title", "description")}
+    values = {k: (form or {}).get(k, "") for k in CREATE_FIELDS}
     return {
         "form": values,
         "error": error,
+        "invalid": invalid,
         "table": Markup(await channels_table_html(rt, row_error)),
         "max_title": MAX_TITLE_CHARS,
         "max_description": MAX_DESCRIPTION_CHARS,
     }
 
 
-async def _panel(rt: Runtime, status: int = 200, **context: Any) -> HTMLResponse:
-    """The channels panel as the answer to one of its forms."""
+async def _panel(rt: Runtime, status: int = 200, said: str = "", **context: Any) -> HTMLResponse:
+    """The channels panel as the answer to one of its forms, with what it did for the
+    page's status line (rationale 7)."""
     panel = await _channels_panel(rt, **context)
-    return rt.renderer.page(CHANNELS_PANEL, status, NO_INDEX, **panel)
+    return rt.renderer.page(CHANNELS_PANEL, status, NO_INDEX, said=said, **panel)
 
 
 def _failure(exc: ClientError | StoreError) -> tuple[int, str]:
@@ -136,29 +146,38 @@ def _failure(exc: ClientError | StoreError) -> tuple[int, str]:
     raise exc  # the database is unavailable: errors.py answers 503 with Retry-After
 
 
-def new_channel_fields(form: dict[str, str]) -> tuple[str, str, str]:
-    """Name, title and description from the create form, validated like the API's."""
-    name = channel_name({"name": form.get("name", "").strip()})
-    title = text_field(form, "title", MAX_TITLE_CHARS, "The title").strip()
+def _description(form: dict[str, str]) -> str:
     description = form.get("description", "")
-    if description.strip():
-        description = text_field(
-            form, "description", MAX_DESCRIPTION_CHARS, "The description"
-        ).strip()
-    return name, title, description.strip()
+    if not description.strip():
+        return ""
+    return text_field(form, "description", MAX_DESCRIPTION_CHARS, "The description").strip()
+
+
+# The create form's fields, in the form's order, each read and checked as the API's.
+CREATE_FIELDS: dict[str, Callable[[dict[str, str]], str]] = {
+    "name": lambda form: channel_name({"name": form.get("name", "").strip()}),
+    "title": lambda form: text_field(form, "title", MAX_TITLE_CHARS, "The title").strip(),
+    "description": _description,
+}
 
 
 async def create_channel(request: Request) -> HTMLResponse:
     rt = runtime(request)
     form: dict[str, str] = {}
+    invalid: str | None = None  # the field a refusal is about (rationale 7)
     try:
         form = await read_form(request, rt.settings.max_body_bytes)
-        change = await rt.store.create_channel(*new_channel_fields(form))
+        values = []
+        for field, read in CREATE_FIELDS.items():
+            invalid = field
+            values.append(read(form))
+        invalid = "name"  # a name that is taken
+        change = await rt.store.create_channel(*values)
     except (ClientError, StoreError) as exc:
         status, message = _failure(exc)
-        return await _panel(rt, status, form=form, error=message)
+        return await _panel(rt, status, form=form, error=message, invalid=invalid)
     rt.metrics.announced(change.event_id)
-    return await _panel(rt)
+    return await _panel(rt, said=f"Created #{values[0]}.")
 
 
 async def retitle_channel(request: Request) -> HTMLResponse:
@@ -177,7 +196,7 @@ async def retitle_channel(request: Request) -> HTMLResponse:
         row_error = {"name": name, "message": message, "title": form.get("title", "")}
         return await _panel(rt, status, row_error=row_error)
     rt.metrics.announced(change.event_id)
-    return await _panel(rt)
+    return await _panel(rt, said=f"#{name} is now titled “{title}”.")
 
 
 async def archive_channel(request: Request) -> HTMLResponse:
@@ -190,7 +209,7 @@ async def archive_channel(request: Request) -> HTMLResponse:
         status, message = _failure(exc)
         return await _panel(rt, status, error=message)
     rt.metrics.announced(change.event_id)
-    return await _panel(rt)
+    return await _panel(rt, said=f"#{name} {'archived' if archived else 'restored'}.")
 
 
 async def set_replies(request: Request) -> HTMLResponse:
@@ -208,7 +227,8 @@ async def set_replies(request: Request) -> HTMLResponse:
         status, message = _failure(exc)
         return await _panel(rt, status, error=message)
     rt.metrics.announced(change.event_id)
-    return await _panel(rt)
+    may = "may now reply" if setting == "on" else "may no longer reply"
+    return await _panel(rt, said=f"Readers of #{name} {may}.")
 
 
 # -- the live stream -----------------------------------------------------------------
