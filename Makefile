@@ -94,10 +94,11 @@ $(JQ):
 # (tests/conftest.py groups them) and hands out every other test one at a time.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
 
+# The slowest tests are listed at the end: the suite must stay under 15 minutes here.
 test: $(VENV)/.test-deps $(CHROMIUM) $(EMOJI_FONT) $(CADDY) $(CURL) $(JQ)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # The core logic alone: no browser, no server process, no PostgreSQL (tests/tiers.py
 # marks the rest slow, and fails an unmarked test that starts a process). Its workers
