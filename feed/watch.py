@@ -34,7 +34,8 @@ Rationale:
    the one that read first may finish last: applied last, its older grants would
    give a stream back a channel just taken away. So a recheck waits for the one
    running, and every recheck asked for while one waits is served by the next one
-   to begin, which reads after all of them were asked for.
+   to begin, which reads after all of them were asked for, if it succeeds; if it
+   fails, each tries again itself.
 """
 
 from __future__ import annotations
@@ -172,8 +173,12 @@ class Watch:
         try:
             if self._covered >= asked:
                 return 0
-            self._covered = self._asked
-            return await self._recheck_now()
+            # Those asked for so far are covered once this one is done, not before: a
+            # recheck that fails leaves them to the next one (4).
+            began = self._asked
+            ended = await self._recheck_now()
+            self._covered = began
+            return ended
         finally:
             self._turn.release()
 

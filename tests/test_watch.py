@@ -22,7 +22,7 @@ from feed.identity import ANONYMOUS, Identity, Role, Via
 from feed.permissions import Permissions
 from feed.settings import Settings
 from feed.sse import Format
-from feed.store import Store
+from feed.store import Store, StoreUnavailable
 from feed.subscribers import Subscriber
 from feed.watch import Watch
 from tests.auth import make_token
@@ -262,6 +262,49 @@ def test_a_recheck_that_read_before_a_membership_was_taken_away_never_gives_it_b
             access.permissions_of = counted  # type: ignore[method-assign]
             await asyncio.gather(*(watch.recheck() for _ in range(5)))
             assert len(calls) == 2
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_recheck_that_fails_leaves_those_it_served_to_try_again(tmp_path: Path) -> None:
+    # Rechecks asked for while one waits are served by the next to begin; if that one
+    # fails, each must run itself: a change followed must not be taken as applied.
+    async def scenario() -> None:
+        store = Store.from_url(f"sqlite:///{tmp_path / 'feed.db'}")
+        await store.create_schema()
+        try:
+            kim = await store.add_token("kim", "writer", "api", None, "0" * 64)
+            access = HeldAccess(Settings(database_url="sqlite://"), store)
+            watch = Watch(access, interval=60)
+            sub = Subscriber(Format.JSON, None, last_id=0, limit=100_000)
+            sub.who = Identity("kim", Role.WRITER, Via.TOKEN, credential=kim.id)
+            watch.add(sub)
+            access.hold = True
+            first = asyncio.ensure_future(watch.recheck())
+            await asyncio.wait_for(access.read.wait(), 10)
+            access.hold = False
+            failing = asyncio.ensure_future(watch.recheck())
+            await wait_until(lambda: watch.waiting == 1)
+            served = asyncio.ensure_future(watch.recheck())
+            await wait_until(lambda: watch.waiting == 2)
+            reads: list[str] = []
+            real = access.permissions_of
+
+            async def once_down(whos: Iterable[Identity], *, fresh: bool = False) -> dict:  # type: ignore[type-arg]
+                reads.append("failed" if not reads else "read")
+                if len(reads) == 1:
+                    raise StoreUnavailable("the database is away")
+                return await real(whos, fresh=fresh)
+
+            access.permissions_of = once_down  # type: ignore[method-assign]
+            access.release.set()
+            await asyncio.wait_for(first, 10)
+            with pytest.raises(StoreUnavailable):
+                await asyncio.wait_for(failing, 10)
+            await asyncio.wait_for(served, 10)
+            assert reads == ["failed", "read"]
         finally:
             store.close()
 
