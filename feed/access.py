@@ -235,6 +235,12 @@ class Access:
         scope[SCOPE_KEY] = who
         return who
 
+    async def recognise(self, scope: Scope) -> Identity:
+        """Who a request is from as of now, not remembered in its scope: for what only
+        needs to tell clients apart (fairness.py), before the request's endpoint asks
+        ``identify`` for itself, later."""
+        return await self._identify(scope)
+
     async def _identify(self, scope: Scope) -> Identity:
         authorization = header(scope, b"authorization")
         if authorization is not None:

@@ -180,7 +180,16 @@ def create_app(settings: Settings) -> FeedApp:
         exception_handlers=dict(handlers),
         lifespan=lifespan,
     )
-    return FeedApp(app, hub, security, handlers, DIRECT, reads_per_client=settings.reads_per_client)
+    return FeedApp(
+        app,
+        hub,
+        security,
+        handlers,
+        DIRECT,
+        reads_per_client=settings.reads_per_client,
+        # As many as one address may hold connections (fairness.py, 7).
+        waiting_per_client=2 * settings.max_streams_per_client,
+    )
 
 
 # Routes served without Starlette's layers (2).
@@ -200,6 +209,7 @@ class FeedApp:
         direct: Iterable[Route] = (),
         *,
         reads_per_client: int,
+        waiting_per_client: int,
     ) -> None:
         self.starlette = starlette
         # Around Starlette, so that its own 500s get the headers too.
@@ -210,7 +220,7 @@ class FeedApp:
         self.handlers = handlers
         self.direct = tuple(direct)
         self._stream = EventStream()
-        self.fair = fairness.Fair(self._routed, reads_per_client)
+        self.fair = fairness.Fair(self._routed, security, reads_per_client, waiting_per_client)
         self._logged = logs.RequestLog(self.fair)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -16,10 +16,13 @@ Rationale:
    work either way, and a client's own reads only queue behind each other. A client is
    whoever the request is from, as the search limit counts (``Identity.limit_key``: a
    person by any token or session, a kiosk link, or signed out, an address), so people
-   behind one office address do not wait for each other. The request is identified
-   once, here, and its endpoint finds the identity in its scope. Streams have
-   their own limits (security.py), searches theirs (a count in flight, 429 beyond),
-   and posts a rate.
+   behind one office address do not wait for each other; an IPv6 address counts as
+   its /64, as connections do (connections.py). Who it is is asked here for the key
+   only, and asked again by its endpoint once its turn comes, so that a credential
+   revoked, or a session signed out of or expired, while the read waited is refused
+   then. A request from no known address (a socket path) takes no turn: nothing tells
+   its clients apart. Streams have their own limits (security.py), searches theirs (a
+   count in flight, 429 beyond), and posts a rate.
 3. A client that leaves while its read waits is not served: the server marks its
    request as disconnected (uvicorn's request cycle, ``disconnected``), so a burst of
    requests closed at once costs nothing but their turns. Under any other server the
@@ -35,6 +38,12 @@ Rationale:
    their own (security.py, on searches in flight), whose 429 says "too many searches"
    and which the pages know how to wait out. Taking a turn as well, a search beyond
    that limit would wait for a turn instead, and the limit would never be reached.
+7. At most ``waiting_most`` of one client's reads wait at once: beyond, a read is
+   a 503 with Retry-After. A client that left leaves its read waiting until its turn
+   (uvicorn tells the app nothing until it asks), so a client that keeps its turns busy
+   and opens and closes connections meanwhile must not pile up waiters for ever. As many
+   as an address may hold connections (FEED_MAX_STREAMS_PER_CLIENT twice) is more
+   than any honest client's page loads.
 """
 
 from __future__ import annotations
@@ -43,8 +52,10 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from feed.connections import holder_of
+from feed.errors import unavailable
 from feed.runtime import runtime_of
-from feed.security import READ_TURN, client_address
+from feed.security import READ_TURN, Security, SecurityHeaders
 from feed.sharing import Turns
 
 READS = frozenset({"GET", "HEAD"})
@@ -54,6 +65,7 @@ GONE = "feed.gone"
 CLIENT_LEFT = 499
 # Paths that are no reads of the feed's data (4).
 UNCOUNTED = ("/events", "/static/", "/healthz", "/readyz", "/metrics")
+BUSY = "This client has too many requests waiting; try again shortly."
 
 
 def counted(scope: Scope) -> bool:
@@ -74,18 +86,25 @@ def gone_from(send: Send) -> Callable[[], bool]:
 
 
 class Fair:
-    """``app``'s reads, at most ``most`` at once per client address (1)."""
+    """``app``'s reads, at most ``most`` at once per client (1), at most
+    ``waiting_most`` of them waiting (7)."""
 
-    def __init__(self, app: ASGIApp, most: int) -> None:
+    def __init__(self, app: ASGIApp, security: Security, most: int, waiting_most: int) -> None:
         self._app = app
+        self._busy = SecurityHeaders(unavailable(BUSY), security)
         self.turns = Turns(most)
+        self.waiting_most = waiting_most
         self.abandoned = 0  # reads whose client left before their turn (3)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not counted(scope):
+        key = await _client(scope) if counted(scope) else None
+        if key is None:
             await self._app(scope, receive, send)
             return
-        give_back = await self.turns.take(await _client(scope))
+        if self.turns.users(key) >= self.most_in_line:
+            await self._busy(scope, receive, send)  # (7)
+            return
+        give_back = await self.turns.take(key)
         scope[READ_TURN] = give_back  # (6)
         try:
             gone = scope.get(GONE)
@@ -105,11 +124,20 @@ class Fair:
         finally:
             give_back()
 
+    @property
+    def most_in_line(self) -> int:
+        """Holders and waiters of one client's turns, at most."""
+        return self.turns.most + self.waiting_most
 
-async def _client(scope: Scope) -> str:
-    """Whose turns a request takes (2)."""
+
+async def _client(scope: Scope) -> str | None:
+    """Whose turns a request takes (2), or None for none."""
+    client = scope.get("client")
+    if not client:
+        return None
     try:
-        who = await runtime_of(scope["state"]).access.identify(scope)
+        who = await runtime_of(scope["state"]).access.recognise(scope)
     except Exception:  # refused or unknown: its endpoint answers that itself
-        return client_address(scope)
-    return who.limit_key or client_address(scope)
+        who = None
+    key = None if who is None else who.limit_key
+    return key or holder_of(str(client[0]))

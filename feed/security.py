@@ -70,6 +70,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from feed.connections import holder_of
 from feed.errors import ClientError, error_response
 from feed.permissions import Permissions
 from feed.settings import Settings
@@ -326,7 +327,7 @@ class Security:
     async def searching(self, request: HTTPConnection, key: str | None) -> AsyncIterator[None]:
         """One search by ``key`` (an identity), or by the client's address without one,
         in flight for as long as this lasts; TooManySearches beyond the limit (8)."""
-        counted = key or f"address:{client_address(request.scope)}"
+        counted = key or f"address:{holder_of(client_address(request.scope))}"
         if not self.searches.open(counted):
             raise TooManySearches(self.searches.limit, "you" if key else "this address")
         give_back = request.scope.get(READ_TURN)

@@ -11,9 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from feed import fairness
 from feed.storage.posts import Posts
-from tests.auth import ADMIN
+from tests.auth import ADMIN, bearer, make_token
 from tests.sse import SSEClient
+from tests.test_cli import run_feed
 from tests.test_search_limits import SLOW, HeldStore, held  # noqa: F401
 from tests.test_stream import _hold, _make_event, in_process
 from tests.waiting import until
@@ -105,3 +107,72 @@ def test_a_search_counts_against_the_search_limit_not_the_read_turns(
             finally:
                 held.held.set()
             assert search.result(10).json()["results"] == []
+
+
+@pytest.mark.slow
+def test_a_read_that_waited_is_refused_if_its_token_was_revoked_meanwhile(
+    database_url: str,
+) -> None:
+    # Who a read is from is asked for its turn's key, and again once its turn comes.
+    token, token_id = make_token(database_url, "kim")
+    with in_process(database_url, "feed", reads_per_client=1) as feed:
+        feed.post("hello")
+        turns = feed.app.fair.turns
+        release = asyncio.run_coroutine_threadsafe(_make_event(), feed.loop).result(10)
+        held = asyncio.run_coroutine_threadsafe(_hold(turns, "user:kim", 1, release), feed.loop)
+        url = f"http://127.0.0.1:{feed.port}/api/channels/general/posts"
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(httpx.get, url, headers=bearer(token), timeout=10)
+            until(lambda: turns.users("user:kim") == 2, timeout=10)
+            revoked = run_feed("token", "revoke", str(token_id), FEED_DATABASE_URL=database_url)
+            assert revoked.returncode == 0, revoked.stderr
+            # Once the server knows, a stream opened with it is refused (streams take
+            # no turns, so the question is not queued behind kim's held ones).
+            until(lambda: _stream_status(feed.port, token), lambda s: s == 401, timeout=20)
+            feed.loop.call_soon_threadsafe(release.set)
+            held.result(10)
+            answer = waiting.result(10)
+        assert answer.status_code == 401, answer.text
+        assert "revoked" in answer.json()["error"]
+
+
+def test_a_client_with_too_many_reads_waiting_is_told_to_come_back(database_url: str) -> None:
+    with in_process(database_url, "feed", reads_per_client=1) as feed:
+        feed.post("hello")
+        feed.app.fair.waiting_most = 1
+        turns = feed.app.fair.turns
+        release = asyncio.run_coroutine_threadsafe(_make_event(), feed.loop).result(10)
+        held = asyncio.run_coroutine_threadsafe(_hold(turns, "127.0.0.1", 1, release), feed.loop)
+        url = f"http://127.0.0.1:{feed.port}/api/channels/general/posts"
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(httpx.get, url, timeout=10)
+            until(lambda: turns.users("127.0.0.1") == 2, timeout=10)
+            busy = httpx.get(url, timeout=10)
+            assert busy.status_code == 503
+            assert busy.headers["retry-after"].isdigit()
+            assert "too many requests waiting" in busy.json()["error"]
+            assert busy.headers["x-content-type-options"] == "nosniff"
+            feed.loop.call_soon_threadsafe(release.set)
+            held.result(10)
+            assert [p["body"] for p in waiting.result(10).json()["posts"]] == ["hello"]
+
+
+@pytest.mark.parametrize(
+    ("client", "key"),
+    [
+        (("192.0.2.7", 5000), "192.0.2.7"),
+        (("2001:db8:1:2:aaaa::1", 5000), "2001:db8:1:2::/64"),
+        (("2001:db8:1:2:bbbb::9", 5000), "2001:db8:1:2::/64"),
+        (None, None),
+    ],
+)
+def test_a_signed_out_client_is_its_address_an_ipv6_one_its_64_and_no_address_no_client(
+    client: tuple[str, int] | None, key: str | None
+) -> None:
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "client": client}
+    assert asyncio.run(fairness._client(scope)) == key
+
+
+def _stream_status(port: int, token: str) -> int:
+    with SSEClient(port, params={"format": "json"}, headers=bearer(token)) as probe:
+        return probe.status
