@@ -22,7 +22,10 @@ Rationale:
    its last event is older than that, as a new stream begins with one: what came
    meanwhile was not this stream's. Its next resume starts there, so it neither reads
    the same stretch of the log again nor, if it was told to reload (3), is told again
-   at every reconnect until an event of its own comes.
+   at every reconnect until an event of its own comes. Not on the pages' streams
+   (HTML): a page learns a message's id from the EventSource's last id moving
+   (feed-tabs.js), which an id-only message would move unseen, and a page told to
+   reload re-fetches its list, which brings its position.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from feed.identity import Identity
 from feed.permissions import grantee
 from feed.replays import Cursor
 from feed.runtime import Runtime
-from feed.sse import position, resync_frame
+from feed.sse import Format, position, resync_frame
 from feed.subscribers import Subscriber
 
 
@@ -125,7 +128,7 @@ async def _replayed(rt: Runtime, sub: Subscriber, cursor: Cursor) -> bytes:
     sub.last_id = max(sub.last_id, cursor.after)
     if cursor.done:
         rt.metrics.replayed.observe(cursor.sent)
-        if cursor.upto > cursor.after:
+        if cursor.upto > cursor.after and sub.format is not Format.HTML:
             sub.last_id = max(sub.last_id, cursor.upto)
             piece += position(cursor.upto)  # (4)
     return piece

@@ -387,10 +387,19 @@ def test_a_resume_told_to_reload_is_told_once_though_nothing_of_its_came_since(
         (reached,) = positions(anonymous)
     assert reached > left
     with stream(server, last_event_id=str(reached)) as again:
-        marker = server.post("later", channel="announcements")["event_id"]
+        later = server.post("later", channel="announcements")["event_id"]
         assert wait_for_body(again, "later") == ["later"]
         assert told(again, "resync") == []
-        assert [int(m.id) for m in again.messages if m.event] == [marker]
+        assert [int(m.id) for m in again.messages if m.event] == [later]
+    # A page's stream gets no position: a page learns ids from its EventSource's last id
+    # moving, which an id-only message would move unseen, and it re-fetches its list.
+    server.post("members only")  # in #general, now private: newest, and not the page's
+    with stream(server, last_event_id=str(left), format="html") as page:
+        wait_told(page, "resync")
+        marker = server.post("seen by the page", channel="announcements")["event_id"]
+        page.wait_for(lambda s: any(m.id == str(marker) for m in s.messages))
+        assert [int(m.id) for m in page.messages if m.id] == [later, marker]
+        assert all(m.event for m in page.messages if m.id)
 
 
 def test_a_stream_resuming_past_a_membership_given_or_taken_is_told_to_reload(
