@@ -561,7 +561,8 @@ def test_a_search_kiosk_keeps_its_pinned_matches_above_thirty_newer_ones(
     client: TestClient,
 ) -> None:
     """Pinned first, then the newest, 30 in all, as every kiosk and as feed.js keeps
-    the live list: a pinned match older than the 30 newest is still shown."""
+    the live list: a pinned match older than the 30 newest is still shown (below the
+    headline, as on every kiosk)."""
     made = [
         client.post("/api/channels/general/posts", json={"body": f"deploy {n}"}).json()
         for n in range(KIOSK_POSTS + 1)
@@ -573,7 +574,8 @@ def test_a_search_kiosk_keeps_its_pinned_matches_above_thirty_newer_ones(
     for path in ("/kiosk", "/partials/kiosk"):
         shown = client.get(path, params={"q": "deploy"}).text
         ids = [int(n) for n in re.findall(r'<article id="post-(\d+)"', shown)]
-        assert ids == [*reversed(newest), pinned], path
+        # In the order shown: the headline, the pinned match, then the rest.
+        assert ids == [newest[-1], pinned, *reversed(newest[:-1])], path
 
 
 # -- the CLI -------------------------------------------------------------------------
