@@ -115,3 +115,26 @@ def test_each_admin_form_leaves_the_focus_where_the_admin_goes_on_and_says_what_
     expect(
         page.get_by_role("button", name="Turn on readers' replies in #announcements")
     ).to_be_focused()
+
+
+def test_a_button_pressed_right_after_the_panel_is_swapped_is_sent_by_htmx(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    # htmx binds what a swap brings in once it settles: a press before that (20 ms by
+    # default) sent the form as a plain GET, and the page reloaded.
+    page = sign_in(context, server, ADMIN_TOKEN, "/admin")
+    page.evaluate("() => { window.notReloaded = true; }")
+    page.evaluate(
+        """() => document.addEventListener("htmx:afterSwap", function once(evt) {
+            if (evt.detail.target.id !== "admin-channels") return;
+            document.removeEventListener("htmx:afterSwap", once);
+            setTimeout(() => document.querySelector(
+                'button[aria-label="Archive #announcements"]').click(), 0);
+        })"""
+    )
+    form = page.locator("#admin-create")
+    form.get_by_label("Name").fill("releases")
+    form.get_by_label("Title").fill("Releases")
+    form.get_by_label("Title").press("Enter")
+    expect(page.locator("#admin-said")).to_have_text("#announcements archived.")
+    assert page.evaluate("() => window.notReloaded") is True
