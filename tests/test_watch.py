@@ -30,6 +30,7 @@ from tests.conftest import Server
 from tests.sse import SSEClient
 from tests.test_access import csrf_of
 from tests.test_cli import run_feed
+from tests.waiting import until_async
 
 RECHECK = 0.2
 SECRET = "tests-session-signing-key-which-is-not-a-secret"
@@ -193,13 +194,6 @@ def test_any_stream_registered_is_rechecked_and_one_with_nothing_to_lose_is_not_
     asyncio.run(scenario())
 
 
-async def wait_until(condition: Callable[[], bool], seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the condition did not hold in time"
-        await asyncio.sleep(0.005)
-
-
 class HeldAccess(Access):
     """Access whose permission reads, while ``hold`` is on, wait after reading until
     ``release``: a recheck that read before a change and finishes after it."""
@@ -247,7 +241,7 @@ def test_a_recheck_that_read_before_a_membership_was_taken_away_never_gives_it_b
             followed = asyncio.ensure_future(watch.recheck())
             # Overlapping, the later recheck would be done, its newer grants applied;
             # one at a time, it waits for the earlier one's turn.
-            await wait_until(lambda: followed.done() or watch.waiting == 1)
+            await until_async(lambda: followed.done() or watch.waiting == 1, seconds=10)
             access.release.set()
             await asyncio.wait_for(asyncio.gather(periodic, followed), 10)
             assert sub.private == frozenset()
@@ -286,9 +280,9 @@ def test_a_recheck_that_fails_leaves_those_it_served_to_try_again(tmp_path: Path
             await asyncio.wait_for(access.read.wait(), 10)
             access.hold = False
             failing = asyncio.ensure_future(watch.recheck())
-            await wait_until(lambda: watch.waiting == 1)
+            await until_async(lambda: watch.waiting == 1, seconds=10)
             served = asyncio.ensure_future(watch.recheck())
-            await wait_until(lambda: watch.waiting == 2)
+            await until_async(lambda: watch.waiting == 2, seconds=10)
             reads: list[str] = []
             real = access.permissions_of
 

@@ -7,6 +7,7 @@ seconds until the answer is right or the deadline has passed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -30,3 +31,13 @@ def until(
             raise failure(answer)
         time.sleep(pause)  # polling an outside condition, with a deadline
     return answer
+
+
+async def until_async(ok: Callable[[], object], *, seconds: float, pause: float = 0.005) -> None:
+    """``until`` inside an event loop, for a condition that the loop's other tasks
+    make true: waits without blocking them."""
+    deadline = time.monotonic() + seconds
+    while not ok():
+        if time.monotonic() > deadline:
+            raise AssertionError("the condition did not hold in time")
+        await asyncio.sleep(pause)  # polling, with a deadline
