@@ -138,6 +138,33 @@ def test_who_reacted_stays_inside_a_320_px_screen_and_escape_dismisses_it(
     expect(tip).to_be_hidden()
 
 
+def test_who_reacted_stays_while_the_pointer_moves_onto_it(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    # Hoverable (WCAG 1.4.13): the pointer can go from the chip to the names, across the
+    # gap between them, to read a long list, and the names stay.
+    post_id = server.post("react to me")["post"]["id"]
+    answer = server.client.put(
+        f"/api/posts/{post_id}/reactions/{PARTY}", headers=bearer(server.token("bo"))
+    )
+    assert answer.status_code == 200, answer.text
+    page = sign_in(context, server, server.token("ada"))
+    chip = page.locator(f'#reactions-{post_id} .chip[data-reaction="{PARTY}"]')
+    tip = page.locator(f"#{chip.get_attribute('aria-describedby')}")
+    chip.hover()
+    expect(tip).to_be_visible()
+    start, end = chip.bounding_box(), tip.bounding_box()
+    assert start is not None and end is not None and end["y"] > start["y"] + start["height"]
+    x = end["x"] + min(end["width"], start["width"]) / 2
+    page.mouse.move(x, start["y"] + start["height"] / 2)
+    page.mouse.move(x, end["y"] + end["height"] / 2, steps=12)
+    expect(tip).to_be_visible()
+    expect(tip).to_contain_text("bo")
+    # Away from both, it goes.
+    page.mouse.move(x, end["y"] + end["height"] + 200, steps=4)
+    expect(tip).to_be_hidden()
+
+
 def assert_read_as_shown(page: Page) -> None:
     """The posts' document order (the keyboard's and a screen reader's) is the order
     they are seen in: row by row from the top, left to right within a row."""
