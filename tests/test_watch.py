@@ -214,6 +214,17 @@ class HeldAccess(Access):
         return found
 
 
+async def kims_stream(store: Store) -> tuple[HeldAccess, Watch, Subscriber]:
+    """A Watch over HeldAccess, keeping one open stream of kim's (a writer's token)."""
+    kim = await store.add_token("kim", "writer", "api", None, "0" * 64)
+    access = HeldAccess(Settings(database_url="sqlite://"), store)
+    watch = Watch(access, interval=60)
+    sub = Subscriber(Format.JSON, None, last_id=0, limit=100_000)
+    sub.who = Identity("kim", Role.WRITER, Via.TOKEN, credential=kim.id)
+    watch.add(sub)
+    return access, watch, sub
+
+
 def test_a_recheck_that_read_before_a_membership_was_taken_away_never_gives_it_back(
     tmp_path: Path,
 ) -> None:
@@ -225,12 +236,7 @@ def test_a_recheck_that_read_before_a_membership_was_taken_away_never_gives_it_b
         try:
             await store.create_channel("board", "Board", "", private=True)
             await store.set_member("board", "kim", may_post=False)
-            kim = await store.add_token("kim", "writer", "api", None, "0" * 64)
-            access = HeldAccess(Settings(database_url="sqlite://"), store)
-            watch = Watch(access, interval=60)
-            sub = Subscriber(Format.JSON, None, last_id=0, limit=100_000)
-            sub.who = Identity("kim", Role.WRITER, Via.TOKEN, credential=kim.id)
-            watch.add(sub)
+            access, watch, sub = await kims_stream(store)
             await watch.recheck()
             assert sub.private == frozenset({"board"})
             access.hold = True
@@ -269,12 +275,7 @@ def test_a_recheck_that_fails_leaves_those_it_served_to_try_again(tmp_path: Path
         store = Store.from_url(f"sqlite:///{tmp_path / 'feed.db'}")
         await store.create_schema()
         try:
-            kim = await store.add_token("kim", "writer", "api", None, "0" * 64)
-            access = HeldAccess(Settings(database_url="sqlite://"), store)
-            watch = Watch(access, interval=60)
-            sub = Subscriber(Format.JSON, None, last_id=0, limit=100_000)
-            sub.who = Identity("kim", Role.WRITER, Via.TOKEN, credential=kim.id)
-            watch.add(sub)
+            access, watch, _ = await kims_stream(store)
             access.hold = True
             first = asyncio.ensure_future(watch.recheck())
             await asyncio.wait_for(access.read.wait(), 10)
