@@ -379,8 +379,11 @@ def _holds(term: Term, body: Words) -> bool:
     words = term.words
     if len(words) == 1:
         return body.starting(words[0]) if term.prefix else words[0] in body.positions
-    if words[0] not in body.positions:
-        return False  # most posts: a lookup (8)
+    # Every whole word of the phrase must stand somewhere before the body is searched
+    # for it: a lookup each, where the substring search reads the whole body (8).
+    whole = words[:-1] if term.prefix else words
+    if any(word not in body.positions for word in whole):
+        return False  # most posts: a lookup or two
     return _phrase(term) in body.joined
 
 
