@@ -63,6 +63,7 @@ from feed.brokers import broker_from_url
 from feed.errors import HANDLERS, Handler, Handlers, error_response, handler_for
 from feed.events import Hub
 from feed.inputs import address_not_utf8
+from feed.live_searches import LiveSearches
 from feed.reactions import Flusher
 from feed.relay import Relay
 from feed.render import PACKAGE_DIR, Renderer
@@ -142,8 +143,20 @@ def create_app(settings: Settings) -> FeedApp:
             )
         replays = Replays(store, renderer)
         relay.on_rollback(replays.forget)
+        live = LiveSearches(settings.max_live_searches_per_client, settings.max_live_searches)
         rt = Runtime(
-            settings, store, broker, hub, relay, renderer, meters, watching, gate, replays, watch
+            settings,
+            store,
+            broker,
+            hub,
+            relay,
+            renderer,
+            meters,
+            watching,
+            gate,
+            replays,
+            watch,
+            live,
         )
         try:
             yield {"feed": rt}

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 
 from feed.brokers import Broker
 from feed.events import Hub
+from feed.live_searches import LiveSearches
 from feed.relay import Relay
 from feed.render import Renderer
 from feed.settings import Settings
@@ -36,6 +37,7 @@ class Runtime:
     access: Access
     replays: Replays
     watch: Watch
+    live_searches: LiveSearches
 
 
 def runtime_of(state: Mapping[str, Any]) -> Runtime:

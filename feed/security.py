@@ -327,7 +327,7 @@ class Security:
     async def searching(self, request: HTTPConnection, key: str | None) -> AsyncIterator[None]:
         """One search by ``key`` (an identity), or by the client's address without one,
         in flight for as long as this lasts; TooManySearches beyond the limit (8)."""
-        counted = key or f"address:{holder_of(client_address(request.scope))}"
+        counted = limit_key(request.scope, key)
         if not self.searches.open(counted):
             raise TooManySearches(self.searches.limit, "you" if key else "this address")
         give_back = request.scope.get(READ_TURN)
@@ -371,6 +371,12 @@ class Security:
             await stream(scope, receive, send)
         finally:
             self.streams.close(client)
+
+
+def limit_key(scope: Scope, key: str | None) -> str:
+    """Whom a per-client limit counts: ``key`` (an identity's ``limit_key``), or without
+    one the client's address (an IPv6 client's /64)."""
+    return key or f"address:{holder_of(client_address(scope))}"
 
 
 def of(connection: HTTPConnection) -> Security:

@@ -221,6 +221,22 @@ class Settings:
         "store's connections serve everyone's posts and pages too (429 with Retry-After "
         "beyond; the pages say so and search again by themselves).",
     )
+    max_live_searches_per_client: int = setting(
+        10,
+        between(1, 1000, "searches"),
+        "Different live searches (`/events?q=`) one identity (a kiosk link is one; signed "
+        "out: one client address) may follow at once, per process; its streams of one "
+        "search count once. Every event is matched against each different search, on the "
+        "event loop that serves everyone (429 with Retry-After beyond).",
+    )
+    max_live_searches: int = setting(
+        200,
+        between(1, 100_000, "searches"),
+        "Different live searches one process matches every event against, everyone's "
+        "together; streams of one search count once (503 with Retry-After beyond, for a "
+        "search nobody else follows yet). A search of many phrases costs up to about "
+        "0.15 ms of the event loop per 10,000-character post, so 200 cost up to 30 ms.",
+    )
     reads_per_client: int = setting(
         2,
         between(1, 1000, "reads"),

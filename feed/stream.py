@@ -50,7 +50,9 @@ Rationale:
     that match (events.py, on live searches), and its replay is exactly the matching
     events after the resume id (replays.py, on live searches). A search follows
     channels, not a thread or one's mentions, and carries no personal events: what it
-    shows is what matches.
+    shows is what matches. Each different search is matched against every event, so
+    one client follows only so many (live_searches.py), counted from before the
+    stream begins until it ends.
 13. On the maximum age. With ``FEED_MAX_STREAM_SECONDS`` set, each stream ends after
     that long plus up to a quarter more, at random (sse.py's ``lifetime``): streams opened in
     the same second (every screen, after a restart) would otherwise end in the same
@@ -199,6 +201,7 @@ class EventStream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rt = runtime_of(scope["state"])
         query = QueryParams(scope["query_string"])
+        following: tuple[str, str] | None = None  # (client, search) while it lasts (12)
         try:
             refused = inputs.address_not_utf8(scope)
             if refused is not None:
@@ -226,6 +229,10 @@ class EventStream:
                 person = None  # the thread's events alone, live as in its replay (11)
             if searched is not None:
                 person = None  # what a search shows is what matches (12)
+                # Last: nothing after it refuses the stream before it is given back.
+                key = perms.identity.limit_key
+                following = (security.limit_key(scope, key), searched.text)
+                rt.live_searches.open(*following, signed_in=key is not None)
         except StoreUnavailable as exc:
             await unavailable(str(exc))(scope, receive, send)
             return
@@ -240,27 +247,31 @@ class EventStream:
             message = "The feed is unavailable right now; retry shortly."
             await unavailable(message)(scope, receive, send)
             return
-        # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.
-        headers = [*HEADERS, *security.stream_headers(scope)]
-        if scope["method"] == "HEAD":
-            await _head(send, headers)  # rationale 9
-            return
-        sub = Subscriber(
-            fmt, channels, last_id=resume_id or 0, limit=rt.settings.subscriber_backlog
-        )
-        # Checked for each private event (events.py) and rechecked by watch.Watch.
-        sub.private = perms.private_readable()
-        sub.who = perms.identity
-        # Their own events follow them (events.py, on personal events).
-        sub.person = person
-        sub.only = None if only is None else EventKind.MENTION.value
-        sub.thread = None if thread is None else thread.id
-        sub.search = searched  # a live search (events.py, on live searches)
-        # This frame lives as long as the stream: keep only what the stream needs.
-        del query, header, perms, channels, person, only, thread, searched
-        # Whose turns its replay's pieces take (replays.py, on turns per client).
-        client = security.client_address(scope)
-        await self._serve(rt, sub, resume_id, client, receive, send, headers)
+        try:
+            # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.
+            headers = [*HEADERS, *security.stream_headers(scope)]
+            if scope["method"] == "HEAD":
+                await _head(send, headers)  # rationale 9
+                return
+            sub = Subscriber(
+                fmt, channels, last_id=resume_id or 0, limit=rt.settings.subscriber_backlog
+            )
+            # Checked for each private event (events.py) and rechecked by watch.Watch.
+            sub.private = perms.private_readable()
+            sub.who = perms.identity
+            # Their own events follow them (events.py, on personal events).
+            sub.person = person
+            sub.only = None if only is None else EventKind.MENTION.value
+            sub.thread = None if thread is None else thread.id
+            sub.search = searched  # a live search (events.py, on live searches)
+            # This frame lives as long as the stream: keep only what the stream needs.
+            del query, header, perms, channels, person, only, thread, searched
+            # Whose turns its replay's pieces take (replays.py, on turns per client).
+            client = security.client_address(scope)
+            await self._serve(rt, sub, resume_id, client, receive, send, headers)
+        finally:
+            if following is not None:
+                rt.live_searches.close(*following)  # (12)
 
     async def _serve(
         self,

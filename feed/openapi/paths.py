@@ -333,7 +333,9 @@ def paths(settings: Settings) -> dict[str, Any]:
                     {
                         **Q,
                         "description": "Only changes to posts that match this search, "
-                        "and to the replies of those posts",
+                        "and to the replies of those posts. A client follows at most "
+                        "FEED_MAX_LIVE_SEARCHES_PER_CLIENT different ones (429 beyond), "
+                        "a server FEED_MAX_LIVE_SEARCHES (503 beyond)",
                     },
                     {"name": "last_event_id", "in": "query", "schema": EVENT_ID},
                     {
@@ -351,6 +353,8 @@ def paths(settings: Settings) -> dict[str, Any]:
                     },
                     "400": ERROR,
                     "404": ERROR,
+                    "429": TOO_MANY,
+                    "503": ERROR,
                 },
             }
         },
