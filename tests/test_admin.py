@@ -105,7 +105,16 @@ def test_admin_page_shows_every_panel_newest_events_first_and_is_not_indexed(
     assert 'data-figure="broker">memory<' in html and 'data-figure="database">sqlite<' in html
     assert f'data-figure="delivered">{ids[-1]}<' in html
     # A CSP without inline script is coming: scripts are files, and no on* handlers.
-    scripts = ("htmx-2.0.11.min.js", "feed-tabs.js", "feed.js", "htmx-ext-sse-2.2.4.min.js")
+    # The page's glue in its order: feed-page.js first, feed-stream.js before the sse
+    # extension (base.html).
+    glue = ("page", "times", "focus", "announcer", "reactions", "lists", "refetch", "threads")
+    scripts = (
+        "htmx-2.0.11.min.js",
+        "feed-tabs.js",
+        *(f"feed-{part}.js" for part in glue),
+        "feed-stream.js",
+        "htmx-ext-sse-2.2.4.min.js",
+    )
     assert re.findall(r"<script[^>]*>", html) == [
         f'<script src="/static/{name}">' for name in ("feed-admin.js", *scripts, "feed-tooltips.js")
     ]
@@ -395,7 +404,8 @@ def test_an_admin_stream_whose_token_is_revoked_ends_saying_so(
         stream.wait_for(lambda s: bool(named(s, "broker")))
         run_feed("token", "revoke", number.group(1), FEED_DATABASE_URL=server.database)
         stream.wait_closed()
-        # The page reloads on it, rather than retry for ever, refused (feed.js, 16).
+        # The page reloads on it, rather than retry for ever, refused (feed-stream.js, on
+        # access ended elsewhere).
         assert [m.data for m in stream.messages if m.event == "ended"] == [
             "token of 'boss' revoked"
         ]

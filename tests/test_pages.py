@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from starlette.testclient import TestClient
 
 from feed.pages import KIOSK_POSTS, dashboard_window, kiosk_window
+from feed.render import PACKAGE_DIR, templates_dir
 from feed.values import PostView
 
 
@@ -26,6 +27,9 @@ def edit(client: TestClient, post_id: int, body: str) -> int:
     """Edit a post; its event's id."""
     event_id: int = client.patch(f"/api/posts/{post_id}", json={"body": body}).json()["event_id"]
     return event_id
+
+
+SCRIPT = re.compile(r'<script src="/static/([^"]+)">')
 
 
 def article_ids(html: str) -> list[int]:
@@ -125,22 +129,30 @@ def test_post_bodies_cannot_inject_markup(client: TestClient) -> None:
 
 
 def test_assets_are_served_from_the_package(client: TestClient) -> None:
-    for name in ("htmx-2.0.11.min.js", "htmx-ext-sse-2.2.4.min.js", "feed.js", "feed.css"):
+    loaded = {name for url in ("/", "/kiosk") for name in SCRIPT.findall(client.get(url).text)}
+    assert {"htmx-2.0.11.min.js", "htmx-ext-sse-2.2.4.min.js", "feed-page.js"} <= loaded
+    for name in (*sorted(loaded), "feed.css"):
         response = client.get(f"/static/{name}")
         assert response.status_code == 200 and len(response.content) > 500
+
+
+def test_every_script_in_the_package_is_loaded_by_a_template() -> None:
+    """The page's glue is one script per concept: a new one must be loaded somewhere."""
+    loaded = {n for t in templates_dir().rglob("*.html") for n in SCRIPT.findall(t.read_text())}
+    assert {script.name for script in (PACKAGE_DIR / "static").glob("*.js")} == loaded
 
 
 # -- the kiosk -----------------------------------------------------------------------------
 
 
-def test_pages_tell_feed_js_their_release_heartbeat_and_snapshot(client: TestClient) -> None:
+def test_pages_tell_their_scripts_their_release_heartbeat_and_snapshot(client: TestClient) -> None:
     _, event_id = posted(client, "one")
     for url in ("/", "/kiosk"):
         page = client.get(url).text
         assert '<meta name="feed-release" content="0.1.0">' in page
         assert '<meta name="feed-heartbeat" content="15.0">' in page
         assert f'data-last-event-id="{event_id}"' in page
-        assert "<script>" not in page  # no inline script: everything is in feed.js
+        assert "<script>" not in page  # no inline script: everything is in static/
 
 
 def test_kiosk_shows_pinned_posts_and_the_newest_within_its_window(client: TestClient) -> None:
