@@ -16,7 +16,7 @@ Rationale:
    our shutdown event once uvicorn starts exiting; either ends the loop within a
    tick, and the response ends with its final chunk inside the grace period.
 3. The stream opens with ``hello`` and beats like an HTML ``/events`` stream, so
-   feed.js shows the same live/offline badge and reloads the page after a deploy.
+   feed-stream.js shows the same live/offline badge and reloads the page after a deploy.
 4. The stream shows every channel's events, private ones too, so it is rechecked like
    ``/events``: it registers with the access recheck (watch.py) for as long as it
    lasts, which ends it, with its final chunk, once the admin's token is revoked or
@@ -262,7 +262,7 @@ async def _messages(rt: Runtime, tab: AdminTab) -> AsyncIterator[bytes]:
 
 
 def _heartbeat() -> ServerSentEvent:
-    # A named event, not a comment: feed.js watches for it (sse.py, on heartbeats).
+    # A named event, not a comment: feed-stream.js watches for it (sse.py, on heartbeats).
     return ServerSentEvent(data="", event=HEARTBEAT_NAME, sep=SEP)
 
 

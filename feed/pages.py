@@ -1,19 +1,19 @@
 """The HTML pages: the dashboard, the kiosk, their partials, mentions and compose
 (search_pages.py has the search page).
 
-Every page that streams is told, in ``<meta>`` tags read by feed.js, which release
-rendered it and the heartbeat interval (so it knows when the stream has gone
+Every page that streams is told, in ``<meta>`` tags read by feed-stream.js, which
+release rendered it and the heartbeat interval (so it knows when the stream has gone
 quiet), and its post list carries the event id its posts are current up to. A
 re-fetched list says the same in the ``X-Feed-Last-Event-Id`` header, so the page
 can skip stream events the new list already reflects.
 
 Each list has a rule, which says what it shows given the database's posts; the page
-renders it, and feed.js keeps it after every event, live or replayed:
+renders it, and feed-lists.js keeps it after every event, live or replayed:
 
 1. The kiosk (``kiosk_window``): pinned posts first, then the newest others,
    ``KIOSK_POSTS`` in all. When a post leaves that window (deleted, or unpinned and
    older than the rest), the one that takes its place was never sent to the page:
-   feed.js re-fetches the list (``/partials/kiosk``, with its snapshot id).
+   feed-refetch.js re-fetches the list (``/partials/kiosk``, with its snapshot id).
 2. The dashboard (``dashboard_window``): its newest ``page_size`` pinned posts, and
    every unpinned post down to its *floor*, the oldest unpinned post it has loaded:
    the last one of the first page if that page was full, else 0 (it shows them all).
@@ -38,13 +38,13 @@ renders it, and feed.js keeps it after every event, live or replayed:
    re-fetched, within its identity's searches at once (security.py, on searches in
    flight). Refused, the page is still made, with a 429: its stream opens from where
    this process is (as a stream that does not resume), and its list says it waits
-   and is fetched by feed.js after the ``Retry-After``, messages held meanwhile as for
-   any re-fetch. So a wall of screens on one link all end up showing the same list.
+   and is fetched by feed-refetch.js after the ``Retry-After``, messages held
+   meanwhile as for any re-fetch. So a wall of screens on one link all end up showing the same list.
 7. A list's document order is the order it is shown in, so that the keyboard and a
    screen reader meet the posts as the eye does: the dashboard's pinned posts, then the
    others; the kiosk's headline (its newest unpinned post), its pinned posts, then the
    others; each part newest first. The stylesheet moves nothing (no ``order``), and
-   feed.js moves a card whose place changes live (feed.js, on each list's rule).
+   feed-lists.js moves a card whose place changes live (feed-lists.js, on order).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _newest_first(posts: list[PostView]) -> list[PostView]:
 
 def dashboard_window(posts: list[PostView], size: int, floor: int) -> list[PostView]:
     """What a dashboard shows (rationale 2, 3): its newest ``size`` pinned posts, then
-    every unpinned post down to ``floor``, each newest first (rationale 7). feed.js
+    every unpinned post down to ``floor``, each newest first (rationale 7). feed-lists.js
     keeps the live list by the same rule; a first page is this rule applied to
     ``front_page``."""
     pinned = [p for p in posts if p.pinned][:size]
@@ -245,8 +245,8 @@ async def posts_partial(request: Request) -> HTMLResponse:
 def kiosk_window(posts: list[PostView], size: int) -> list[PostView]:
     """What a kiosk shows (rationale 1): pinned posts first, then the newest others,
     ``size`` in all; in the order it shows them (rationale 7): the newest unpinned post
-    (its headline), the pinned ones, then the others, each newest first. feed.js keeps
-    the live list by the same rule."""
+    (its headline), the pinned ones, then the others, each newest first. feed-lists.js
+    keeps the live list by the same rule."""
     pinned = [p for p in posts if p.pinned][:size]
     recent = _newest_first([p for p in posts if not p.pinned][: size - len(pinned)])
     return [*recent[:1], *_newest_first(pinned), *recent[1:]]
@@ -321,7 +321,7 @@ async def _kiosk_posts(
     """What a kiosk shows (rationale 1), and the event id it is current up to. A live
     search's kiosk shows its newest matching posts, pinned ones first, by the same rule:
     top-level posts, as every kiosk, since its stream's replies only update summaries
-    (feed.js, on threads) and a list with replies in it would differ once live. That
+    (feed-threads.js) and a list with replies in it would differ once live. That
     search counts as any other (rationale 6)."""
     private = perms.private_readable()
     selected = names or perms.selection(None)

@@ -41,9 +41,10 @@ Bodies are hostile input. Rationale:
    personal events). On HTML streams they are a small element of data attributes
    and the text line, autoescaped, which feed-unread.js reads; no list swaps them in.
 6. Reactions are the same bytes for every reader. Which chips are the reader's own
-   is not in them: pages render it for their reader, and feed.js keeps it after each
-   swap (storage/reactions.py, on who changed what). A ``post-reactions`` event carries
-   only the post's id, channel and reactions in JSON, never its body again.
+   is not in them: pages render it for their reader, and feed-reactions.js keeps it
+   after each swap (storage/reactions.py, on who changed what). A ``post-reactions``
+   event carries only the post's id, channel and reactions in JSON, never its body
+   again.
 7. The encode cache finds an event by its id and format, and serves what it kept
    only for an equal event (the post in the same state): hashing a whole event, its
    post's text included, twice for every new one was most of what the cache cost.
@@ -86,7 +87,7 @@ from feed.values import FeedEvent, PostView, ReactionCount, Thread
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # What a re-fetched list or thread reflects: the newest event id of its snapshot. Pages
-# send it, feed.js reads it.
+# send it, feed-refetch.js reads it.
 SNAPSHOT_HEADER = "X-Feed-Last-Event-Id"
 # Encoded events kept for replays and for streams of several formats, bounded in bytes
 # (what the entries hold, the post's text included), not in entries: 2,048 entries of

@@ -47,8 +47,8 @@ Rationale:
    them): the API (the CLI too), the search page, a kiosk watching a search (its page
    and its re-fetched list). A kiosk link is its own identity, so its screens share a
    count; a refused page waits the ``Retry-After`` and asks again by itself
-   (feed-search.js; feed.js, spread for a wall of screens). A live search's stream is
-   matched in memory, event by event, and counts as a stream.
+   (feed-search.js; feed-refetch.js, spread for a wall of screens). A live search's
+   stream is matched in memory, event by event, and counts as a stream.
 9. Starlette's CORS middleware sits inside the layer that answers an unhandled error
    with a 500, so that answer would carry no CORS headers, and a script on an allowed
    origin could read neither its sentence nor its request id. ``SecurityHeaders``,

@@ -5,8 +5,8 @@ A thread is a top-level post and its replies (storage/threads.py). Its page rend
 the post, its replies and the event id they are current up to from one snapshot
 (``Store.thread_page``), and streams ``/events?thread=ID`` from that id, as the
 dashboard does with its list. The region under a card is the same partial, fetched
-by feed.js with that id in ``X-Feed-Last-Event-Id``; the page's own stream keeps it
-live from then on.
+by feed-threads.js with that id in ``X-Feed-Last-Event-Id``; the page's own stream
+keeps it live from then on.
 
 Rationale:
 

@@ -1,6 +1,6 @@
 """The pages in a real Chromium, driven by Playwright, against a real ``feed serve``.
 
-Every test waits for ``#live[data-state=live]`` (set by feed.js on ``htmx:sseOpen``)
+Every test waits for ``#live[data-state=live]`` (set by feed-stream.js on ``htmx:sseOpen``)
 before it publishes anything: an event committed before the page's EventSource is
 open would only arrive through replay, which is not what these tests are about.
 Synchronisation is always a Playwright wait with a deadline, never a sleep.
@@ -139,7 +139,7 @@ def test_api_create_edit_pin_delete_update_the_page_in_place(
     expect(latest).to_be_visible(timeout=LIVE_MS)
     assert top(oldest) < top(latest) < top(newest)
 
-    # feed.js shows times in the reader's zone and language, also on swapped-in posts.
+    # feed-times.js shows times in the reader's zone and language, also on swapped-in posts.
     for post in (latest, oldest, newest):
         expect(post.locator("time")).to_have_text(LOCAL_TIME)
 

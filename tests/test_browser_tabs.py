@@ -8,7 +8,7 @@ and in order, and can still reach the API; closing or freezing the tab that hold
 stream hands it to another tab without a gap; kiosks and browsers without the APIs
 keep a stream of their own.
 
-``window.feedStream`` (feed.js) says how a tab gets its events (``mode``: ``leader``
+``window.feedStream`` (feed-stream.js) says how a tab gets its events (``mode``: ``leader``
 holds the shared stream, ``follower`` listens to the leader, ``own`` has its own
 stream) and how many EventSources it built (``created``).
 Waits are Playwright waits with deadlines, never sleeps.

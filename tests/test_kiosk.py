@@ -7,7 +7,7 @@ offline, resume from the last event it applied, converge to the database, reload
 once after a deploy, and keep its memory flat.
 
 Waits are Playwright waits with deadlines; ``window.feedStream.lastApplied``
-(feed.js) tells when the page has applied an event.
+(feed-stream.js) tells when the page has applied an event.
 """
 
 from __future__ import annotations
@@ -146,8 +146,8 @@ def test_relative_times_and_clock_move_without_asking_the_server(
     expect(page.locator("#clock .clock-time")).not_to_have_text(clock_before)
     page.clock.fast_forward("02:00:00")
     expect(when).to_have_text("2 hours ago")
-    # Hours without a heartbeat, to the page's timers: it opens its stream again (feed.js,
-    # on liveness), and asks nothing else.
+    # Hours without a heartbeat, to the page's timers: it opens its stream again
+    # (feed-stream.js, on liveness), and asks nothing else.
     assert [url for url in requests if urlsplit(url).path != "/events"] == []
 
 

@@ -560,7 +560,7 @@ def test_the_kiosk_with_a_search_shows_and_streams_only_matching_posts(
 def test_a_search_kiosk_keeps_its_pinned_matches_above_thirty_newer_ones(
     client: TestClient,
 ) -> None:
-    """Pinned first, then the newest, 30 in all, as every kiosk and as feed.js keeps
+    """Pinned first, then the newest, 30 in all, as every kiosk and as feed-lists.js keeps
     the live list: a pinned match older than the 30 newest is still shown (below the
     headline, as on every kiosk)."""
     made = [

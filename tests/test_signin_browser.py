@@ -194,7 +194,7 @@ def test_a_page_signing_out_asks_nothing_more_in_the_sessions_name(
     assert problems.seen == []
 
 
-# The page's stream says its list must be fetched again (feed.js, re-fetching), as a
+# The page's stream says its list must be fetched again (feed-refetch.js, on re-fetch), as a
 # resync does: the message is given to the page's stream object, as if it had come.
 RESYNC = """() => {
     const main = document.querySelector('[sse-connect]');

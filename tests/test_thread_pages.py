@@ -36,7 +36,7 @@ def test_a_card_shows_its_reply_count_and_repliers_and_lists_show_no_replies(
         assert article_ids(page) == [parent], url
         assert not set(replies) & set(map(int, re.findall(r'id="post-(\d+)"', page))), url
         assert re.search(rf'<span id="replies-{parent}"[^>]*>2 replies · tester</span>', page)
-    # A kiosk still holds no control: the card's are added by feed.js where wanted.
+    # A kiosk still holds no control: the card's are added by feed-threads.js where wanted.
     kiosk = client.get("/kiosk").text
     for control in ("<form", "<button", "<textarea"):
         assert control not in kiosk

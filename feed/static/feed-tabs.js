@@ -1,5 +1,5 @@
 // One stream per browser: the tabs of one profile share one EventSource.
-// Loaded after htmx and before feed.js, which asks it for every stream it opens.
+// Loaded after htmx and before feed-stream.js, which asks it for every stream it opens.
 //
 // 1. Why. Over HTTP/1.1 a browser opens at most six connections to one host, and an
 //    EventSource holds one for as long as the page lives: a seventh tab never loads,
@@ -13,27 +13,28 @@
 //    all, but it is missing from Chrome on Android, where every tab would then fall
 //    back to a stream of its own; Web Locks and BroadcastChannel are in every current
 //    engine. And the holder stays a page running the code every page runs, so there
-//    is no second program to keep in step with feed.js.
+//    is no second program to keep in step with the page's scripts.
 // 3. What is shared. Dashboards, channel pages and threads' pages of one profile
 //    share one stream of every channel the viewer may read (`/events?format=html`),
 //    which carries every thread's events too; a channel page drops the posts of other
-//    channels, a thread's page those of other posts (feed.js, on channel pages). So
-//    one profile holds one page stream however many tabs, channels and threads it has
-//    open (and presence counts it once, as a stream of every channel). A kiosk, the
-//    admin page, a live search and any other URL keep a stream of their own (a wall
-//    screen must not depend on another tab, the admin stream opens with state a late
-//    joiner would miss, and a search's matches are made for it by the server).
+//    channels, a thread's page those of other posts (feed-lists.js, on channel
+//    pages). So one profile holds one page stream however many tabs, channels and
+//    threads it has open (and presence counts it once, as a stream of every
+//    channel). A kiosk, the admin page, a live search and any other URL keep a
+//    stream of their own (a wall screen must not depend on another tab, the admin
+//    stream opens with state a late joiner would miss, and a search's matches are
+//    made for it by the server).
 // 4. Each tab keeps its own resume position. The leader keeps the last RING messages
 //    that carry an id. A tab that joins (a new tab, a new leader, a tab that thaws)
 //    sends its position; the leader answers with every kept message after it, or with
 //    `resync` when it no longer keeps that far back, and the tab re-fetches its list
-//    (feed.js, on re-fetching). Until that answer, messages with an id from the leader
-//    are dropped: the answer holds them, in order. Messages without one (heartbeats,
+//    (feed-refetch.js, on re-fetch). Until that answer, messages with an id from the
+//    leader are dropped: the answer holds them, in order. Messages without one (heartbeats,
 //    hello, presence) are applied as they come.
 // 5. Hand-over. The new leader opens the stream from its own position and says so;
 //    every other tab joins it as above: one at that position or ahead gets the rest
-//    and drops what it already applied (feed.js, exactly once), one behind it (it was
-//    frozen, or rendered earlier) re-fetches its list. The leader forwards the event
+//    and drops what it already applied (feed-lists.js, exactly once), one behind it
+//    (it was frozen, or rendered earlier) re-fetches its list. The leader forwards the event
 //    types its own page listens for and those each joining tab names.
 // 6. Freezing. A frozen tab runs no code, so a frozen leader would hold the stream and
 //    send nothing. On `freeze` the leader closes its stream and lets go of the lock,
@@ -42,7 +43,7 @@
 //    exactly as a plain EventSource would.
 // 8. One face. A stream of the page's own (a kiosk, the fallback) wears the same face
 //    as a shared one, so that either can be opened again when it has gone silent
-//    (``reopen``: feed.js, on liveness) and neither reports CLOSED to htmx's sse
+//    (``reopen``: feed-stream.js, on liveness) and neither reports CLOSED to htmx's sse
 //    extension, whose own rebuilds wait longer after each failure and start again
 //    only once one opens. A stream closed for good (an error status) is opened again
 //    here, with backoff; one the network cut the browser retries by itself.
@@ -68,7 +69,7 @@
     return u.pathname + u.search;
   }
 
-  // What htmx's sse extension and feed.js use as an EventSource: listeners by type,
+  // What htmx's sse extension and feed-stream.js use as an EventSource: listeners by type,
   // onopen and onerror, readyState, close(). Fed by a real EventSource (this tab leads)
   // or by the leader's messages (this tab follows).
   function Source(url) {
@@ -100,7 +101,7 @@
   };
 
   // ``spread``: a `resync` the server sent with no id of its own (what the stream may
-  // show changed), told to every screen at once (feed.js, on access ended elsewhere).
+  // show changed), told to every screen at once (feed-refetch.js, told at once).
   Source.prototype.message = function (type, data, id, spread) {
     if (this.closed) return;
     var evt = new MessageEvent(type, { data: data, lastEventId: id ? String(id) : "" });
@@ -371,7 +372,7 @@
       join();
     }
 
-    // A stream silent too long (feed.js, on liveness) may be a connection the network
+    // A stream silent too long (feed-stream.js, on liveness) may be a connection the network
     // dropped without a word: the leader opens it again from the last message it
     // sent on; a follower's page waits for the leader's to do so.
     source.reopen = function () {

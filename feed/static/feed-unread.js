@@ -1,16 +1,17 @@
 // Read state on the dashboard: unread counts in the nav and the title, the "new
 // since you last looked" divider, posts reported read once seen, the mention count,
 // "Mark all read", and opt-in desktop notifications. Loaded by pages that carry a
-// reader's read state (pages.py, on read state), before feed.js.
+// reader's read state (pages.py, on read state), before feed-stream.js.
 //
 // 1. Read means seen. A post counts as read once at least half of it has been on
 //    screen while the tab is visible (IntersectionObserver and the Page Visibility
 //    API): one delivered to a hidden tab stays unread until the tab is shown. A
 //    position says "read up to here", and the list is newest first (its pinned posts
-//    apart, on top: feed.js, rule 7; ids decide here, not places), so a channel is
-//    reported read (POST /api/channels/{c}/read, by data-event-id) only up to the
-//    newest post before which every post of it on the page has been seen: seeing
-//    the newest post at the top does not mark the unseen ones under it. One request
+//    apart, on top: feed-lists.js, on each list's rule; ids decide here, not
+//    places), so a channel is reported read (POST /api/channels/{c}/read, by
+//    data-event-id) only up to the newest post before which every post of it on the
+//    page has been seen: seeing the newest post at the top does not mark the unseen
+//    ones under it. One request
 //    per channel at a time, and only when it moves the position forward. Replies
 //    count as posts do (storage/reading.py, on what counts as unread): a card seen
 //    is its replies seen, those that came before it was on screen (the newest one's
@@ -27,8 +28,8 @@
 //    reader had not read then: every post below it was read (on the page of all
 //    channels, posts of several channels interleave, and one channel's read posts
 //    may sit among another's new ones). A post that arrives later goes above it.
-// 4. Personal events come on the page's own stream: feed.js hands each EventSource
-//    it makes to window.feedSourceHooks. A live post's event id is the message's
+// 4. Personal events come on the page's own stream: feed-stream.js hands each
+//    EventSource it makes to window.feedSourceHooks. A live post's event id is the message's
 //    id; a post replaced by an edit keeps the id it was made with (remembered here).
 // 5. Notifications are opt-in (a button; the browser asks for permission once).
 //    A mention, or a new post in an announcement channel, is shown as a desktop
@@ -126,7 +127,7 @@
     }
   }
 
-  // A reply's message carries its parent's summary (feed.js, rule 12): that card
+  // A reply's message carries its parent's summary (feed-threads.js): that card
   // holds the reply's event from now on (1).
   function onReplyCreated(evt) {
     var id = Number(evt.lastEventId);
