@@ -8,9 +8,9 @@ Synchronisation is always a Playwright wait with a deadline, never a sleep.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -195,11 +195,31 @@ def test_an_unpinned_post_below_the_first_page_leaves_until_older_posts_brings_i
     assert_not_reloaded(page)
 
 
+# feed.js, on screen readers: the posts of a burst are gathered this long into one
+# sentence, and sentences are at least TOLD_EVERY_MS apart.
+GATHER_MS = 500
+TOLD_EVERY_MS = 3000
+
+# Each change of the status line, with the page's clock when it happened.
+WATCH_TOLD = """() => {
+  window.__told = [];
+  const line = document.getElementById("announcer");
+  new MutationObserver(() => window.__told.push([Date.now(), line.textContent])).observe(
+    line, { childList: true, characterData: true, subtree: true });
+  return Date.now();
+}"""
+
+
 @pytest.mark.parametrize("path", ["/", "/kiosk"])
 def test_screen_readers_are_told_about_new_posts(
     server: Server, context: BrowserContext, path: str
 ) -> None:
+    # The page's timers run on Playwright's clock, paused once the stream is open: the
+    # page tells nothing until the test moves the clock, so each sentence's moment is
+    # exact, and the throttle's turns take no real time.
+    context.clock.install()
     page = open_live(context, f"{server.url}{path}")
+    page.clock.pause_at(datetime.fromtimestamp(page.evaluate("Date.now()") / 1000 + 1, UTC))
     announcer = page.locator("#announcer")
     expect(announcer).to_have_attribute("role", "status")
     # The list itself is no live region, nor inside one: only the status line speaks.
@@ -209,32 +229,47 @@ def test_screen_readers_are_told_about_new_posts(
         )
         is None
     )
+    start = page.evaluate(WATCH_TOLD)
     expect(announcer).to_have_text("")
-    first = server.post("Fire drill at **3 pm**")["post"]["id"]
+
+    # A post is told once its burst has had time to gather.
+    first = server.post("Fire drill at **3 pm**")
+    wait_applied(page, first["event_id"])
+    page.clock.run_for(GATHER_MS - 1)
+    assert announcer.text_content() == ""
+    page.clock.run_for(1)
     expect(announcer).to_have_text("New post by tester in #general: Fire drill at 3 pm")
-    # Edits are not news; a burst is one announcement.
-    ok(server.client.patch(f"/api/posts/{first}", json={"body": "Fire drill moved"}))
-    expect(post_el(page, first).locator(".body")).to_have_text("Fire drill moved")
+    # Edits are not news, however long one waits.
+    edited = ok(server.client.patch(f"/api/posts/{first['post']['id']}", json={"body": "moved"}))
+    wait_applied(page, edited["event_id"])
+    expect(post_el(page, first["post"]["id"]).locator(".body")).to_have_text("moved")
+    page.clock.run_for(TOLD_EVERY_MS)
     expect(announcer).to_have_text("New post by tester in #general: Fire drill at 3 pm")
+    # A burst is one sentence, told for its latest post.
     many = [server.post(f"Burst {n}", channel="announcements")["event_id"] for n in range(3)]
     wait_applied(page, many[-1])
-    latest = r"(New post|[23] new posts, the latest) by tester in #announcements: Burst 2"
-    expect(announcer).to_have_text(re.compile(f"^{latest}$"), timeout=LIVE_MS + 3000)
-    # A steady stream is told every few seconds, not at every pause: each post here
-    # comes once the one before was told.
-    page.evaluate(
-        """() => {
-          window.__told = [];
-          new MutationObserver(() => window.__told.push(Date.now())).observe(
-            document.getElementById("announcer"),
-            { childList: true, characterData: true, subtree: true });
-        }"""
-    )
+    page.clock.run_for(GATHER_MS)
+    burst = "3 new posts, the latest by tester in #announcements: Burst 2"
+    expect(announcer).to_have_text(burst)
+    # A steady stream is told once a turn, not at every pause: each post here comes
+    # the moment the one before was told, and waits for its turn.
     for n in range(3):
-        server.post(f"Stream {n}")
-        expect(announcer).to_contain_text(f"Stream {n}", timeout=LIVE_MS + 3000)
-    told = page.evaluate("window.__told")
-    assert len(told) >= 3 and all(b - a >= 2500 for a, b in itertools.pairwise(told)), told
+        wait_applied(page, server.post(f"Stream {n}")["event_id"])
+        page.clock.run_for(TOLD_EVERY_MS - 1)
+        assert f"Stream {n}" not in (announcer.text_content() or "")
+        page.clock.run_for(1)
+        expect(announcer).to_have_text(f"New post by tester in #general: Stream {n}")
+    # Exactly then, and nothing else: the edit was never told.
+    told = [(at - start, line) for at, line in page.evaluate("window.__told")]
+    burst_at = GATHER_MS + TOLD_EVERY_MS + GATHER_MS
+    assert told == [
+        (GATHER_MS, "New post by tester in #general: Fire drill at 3 pm"),
+        (burst_at, burst),
+        *(
+            (burst_at + TOLD_EVERY_MS * (n + 1), f"New post by tester in #general: Stream {n}")
+            for n in range(3)
+        ),
+    ], told
 
 
 # -- validation --------------------------------------------------------------------------
