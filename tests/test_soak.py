@@ -54,10 +54,12 @@ pytestmark = pytest.mark.browser
 __all__ = ["browser", "database", "problems"]  # fixtures
 
 SEED = int(os.environ.get("SOAK_SEED", "1306"))
-RESTARTS = 20
+RESTARTS = 12
 PAGE_SIZE = 12  # small, so the dashboard's floor and pinned limit are reached
 REPLAY_LIMIT = 30
-LONG_OUTAGES = (6, 13)  # rounds whose outage writes more than the replay limit
+LONG_OUTAGES = (3, 8)  # rounds whose outage writes more than the replay limit
+BURSTS = (3, 5)  # bursts of writes between restarts, each followed by a check
+WRITES = (1, 5)  # writes in a burst
 MIN_POSTS = 40  # below this, the next write is a create: the kiosk's 30 stay full
 MAX_PINNED = 16  # above the dashboard's pinned limit, below the kiosk's window
 CATCH_UP_MS = 15_000  # a restart, the browser's reconnect and a replay or a re-fetch
@@ -304,10 +306,10 @@ def test_kiosk_and_dashboard_converge_to_the_database_through_restarts_and_outag
         soak = Soak(rng, database, server, pages)
         soak.check("when the pages opened")
         for round_ in range(RESTARTS):
-            for burst in range(rng.randint(2, 4)):
+            for burst in range(rng.randint(*BURSTS)):
                 if rng.random() < 0.2:
                     soak.older()
-                for _ in range(rng.randint(1, 4)):
+                for _ in range(rng.randint(*WRITES)):
                     soak.write(via="store" if rng.random() < 0.2 else "api")
                 soak.check(f"round {round_}, burst {burst}")
             long = round_ in LONG_OUTAGES
