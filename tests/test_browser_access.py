@@ -38,6 +38,7 @@ from tests.conftest import Server
 pytestmark = pytest.mark.browser
 __all__ = ["browser", "context", "database", "problems"]  # fixtures
 
+SCHEMES: tuple[Literal["light", "dark"], ...] = ("light", "dark")
 AXE = (Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js").read_text()
 
 # The violations that fail a page, with where they are.
@@ -91,7 +92,8 @@ MOVING = """() => {
 
 
 def audit(page: Page) -> list[dict[str, Any]]:
-    page.evaluate(AXE)
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.evaluate(AXE)
     found: list[dict[str, Any]] = page.evaluate(AUDIT)
     return found
 
@@ -148,19 +150,23 @@ def _goto(ctx: BrowserContext, url: str) -> Page:
     return page
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_axe_finds_nothing_serious_on_any_page(
-    server: Server, browser: Browser, problems: Problems, scheme: Literal["light", "dark"]
+    server: Server, browser: Browser, problems: Problems
 ) -> None:
     seed_sample_feed(server)
     found = {}
     for name, open_page in PAGES.items():
-        ctx = new_context(browser, problems, color_scheme=scheme)
+        ctx = new_context(browser, problems)
         try:
             page = open_page(ctx, server)
-            violations = audit(page)
-            if violations:
-                found[name] = violations
+            # The theme follows a media query alone (feed.css), so one page loaded
+            # once is audited in each: what takes the time is opening the page.
+            for scheme in SCHEMES:
+                page.emulate_media(color_scheme=scheme)
+                assert page.evaluate(f"matchMedia('(prefers-color-scheme: {scheme})').matches")
+                violations = audit(page)
+                if violations:
+                    found[f"{name}, {scheme}"] = violations
         finally:
             ctx.close()
     assert found == {}
