@@ -195,7 +195,7 @@ def test_an_unpinned_post_below_the_first_page_leaves_until_older_posts_brings_i
     assert_not_reloaded(page)
 
 
-# feed.js, on screen readers: the posts of a burst are gathered this long into one
+# feed-announcer.js, on screen readers: the posts of a burst are gathered this long into one
 # sentence, and sentences are at least TOLD_EVERY_MS apart.
 GATHER_MS = 500
 TOLD_EVERY_MS = 3000
