@@ -10,27 +10,36 @@ A query is a list of terms, all of which must hold:
 
 Rationale:
 
-1. Words are what the engines call tokens: runs of letters and digits, lowercased.
-   Anything else separates words, so ``e-mail`` is the phrase ``"e mail"``, exactly as
-   the engines index it. SQLite indexes with ``unicode61`` without removing
-   diacritics, and PostgreSQL with the ``simple`` configuration (no stemming, no stop
-   words), so that a word matches the same posts in both stores and in the live
-   matcher (``Query.matches``), which splits a post's body by the same rule (a test
-   holds the matcher to FTS5 on generated bodies). PostgreSQL's parser differs at the
-   edges: it drops what looks like an HTML tag (``<b>``) and also keeps URLs, e-mail
-   addresses and hyphenated words whole beside their parts, so a word inside a tag
-   is found on SQLite and by live searches, not on PostgreSQL. A dotted capital I
-   (Turkish "İzmir") is kept as it is: ``str.lower()`` writes it as two characters,
-   which split the word, and ``unicode61`` keeps it. PostgreSQL lowercases it to
-   "i", in the query's words as in the posts', so "İzmir" finds "İzmir" in every
-   store, and "izmir" finds it on PostgreSQL only. Final sigma differs too at the
-   edges: FTS5 folds it to sigma and PostgreSQL does not.
+1. Words are what SQLite's index makes of a text: ``unicode61``, without removing
+   diacritics, splits and folds it, and the live matcher (``Query.matches``) splits
+   and folds a post's body by the same table, which SQLite itself answered
+   (unicode61.py), for every character: so a word matches the same posts live and in
+   SQLite's index, and a kiosk that asks for its list again keeps what it showed
+   live. A word is a run of the letters, digits and private-use characters of
+   Unicode 6.1 and of the characters 6.1 had not assigned, newer emoji among them
+   (``thanks🥳`` is one word, ``party🎉`` two); of the combining marks, the accents
+   Latin letters take stay in their word (``cafe`` and a combining acute are one
+   word) and any other separates. Everything else separates words, so ``e-mail`` is
+   the phrase ``"e mail"``. Case is folded a character at a time by 6.1's table: a
+   dotted capital I stays as it is, final sigma becomes sigma, and a letter cased
+   since 6.1 keeps its case. PostgreSQL indexes with the ``simple`` configuration
+   (no stemming, no stop words) and agrees on ordinary words, but its parser differs
+   at the edges. It drops what looks like an HTML tag (``<b>``) and also keeps URLs,
+   e-mail addresses and hyphenated words whole beside their parts, so a word inside
+   a tag is found on SQLite and by live searches, not on PostgreSQL. It drops newer
+   emoji, so "thanks" finds ``thanks🥳`` there only; it keeps every combining mark in
+   its word, where SQLite splits a Hindi word at its vowel signs; and a private-use
+   character separates words there. It lowercases a dotted capital I to "i", in the
+   query's words as in the posts', so "İzmir" finds "İzmir" in every store, and
+   "izmir" finds it on PostgreSQL only; it lowercases the letters cased since 6.1
+   too, and keeps final sigma as it is.
 2. No user text reaches an engine's query parser. The FTS5 expression is made of
-   double-quoted tokens and the tsquery of single-quoted ones; a token is letters and
-   digits only, so it needs no escaping, and the operators come from the tree. A query
-   the tree cannot hold (an unclosed quote, nothing but exclusions, a prefix of one
-   letter, too many terms) is refused here with a sentence, before any engine sees
-   it: a client gets a 400, never an error from FTS5 or ``to_tsquery``.
+   double-quoted tokens and the tsquery of single-quoted ones; of ASCII, a token holds
+   letters and digits only (1), so it needs no escaping, and the operators come from
+   the tree. A query the tree cannot hold (an unclosed quote, nothing but
+   exclusions, a prefix of one letter, too many terms) is refused here with a
+   sentence, before any engine sees it: a client gets a 400, never an error from
+   FTS5 or ``to_tsquery``.
 3. A query of nothing but exclusions is refused: it would match almost every post,
    and neither engine can find "every post without a word" through its index.
 4. A prefix needs at least ``MIN_PREFIX`` characters: a one-letter prefix expands to
@@ -66,7 +75,9 @@ Rationale:
 8. Live matching runs on the event loop, once per event per distinct search, and
    anyone may open a search: so a term costs a dictionary lookup (a word), a binary
    search (a prefix) or a lookup and one substring search in C (a phrase, 9), never a
-   pass in Python over a long body for each of many searches.
+   pass in Python over a long body for each of many searches. The body is split once
+   per event for all of them, in C: one pass folds it and one regular expression
+   splits it (unicode61.py, on cost).
 9. Phrases are found as substrings. A post's words are joined into one string, each
    between gaps no word holds (``joined``), and a phrase is then a substring of it,
    found and counted by ``str``'s own search. Compared word by word at each place its
@@ -92,6 +103,7 @@ from dataclasses import dataclass, replace
 from html import escape
 from operator import methodcaller
 
+from feed import unicode61
 from feed.models import EventKind
 from feed.values import FeedEvent
 
@@ -106,10 +118,6 @@ SNIPPET_WORDS = 12
 K1 = 1.2
 B = 0.75
 
-# A token as the engines see it (1): letters and digits; "_" separates.
-_TOKEN = re.compile(r"[^\W_]+")
-# The one character str.lower() makes two of (1).
-_DOTTED_I = "\u0130"
 # One term of the query's text: an optional "-", then a quoted phrase or a bare word.
 _TERM = re.compile(r'\s*(-?)(?:"([^"]*)"|([^\s"]+))')
 # A word of a phrase looked up by its pairs on PostgreSQL (10).
@@ -178,17 +186,19 @@ class Query:
 
     def snippet(self, body: str) -> str:
         """Safe HTML: a window of ``body`` around the first word the query wanted, that
-        word and the others wanted marked (5). The body is split only as far as the
-        window's end: a long post's words past it cost nothing."""
+        word and the others wanted marked (5). The body is folded in one pass in C and
+        split only as far as the window's end: a long post's words past it cost no
+        more."""
         wants = self._wanted()
         spans: list[tuple[int, int, bool]] = []
         first = -1
         more = False  # words after the window
-        for m in _TOKEN.finditer(body):
+        # The folded body's words stand where the body's do (unicode61.py).
+        for m in unicode61.WORD.finditer(unicode61.folded(body)):
             if first >= 0 and len(spans) > first + SNIPPET_WORDS:
                 more = True
                 break
-            wanted = wants(lowered(m.group()))
+            wanted = wants(m.group())
             if wanted and first < 0:
                 first = len(spans)
             spans.append((m.start(), m.end(), wanted))
@@ -277,16 +287,8 @@ def live(
 
 
 def tokenize(text: str) -> list[str]:
-    """The words of ``text`` as the engines index them (1)."""
-    return _TOKEN.findall(lowered(text))
-
-
-def lowered(text: str) -> str:
-    """``text`` lowercased as the engines do (1): a dotted capital I stays as it is,
-    where ``str.lower()`` would write two characters."""
-    if _DOTTED_I not in text:
-        return text.lower()
-    return _DOTTED_I.join(part.lower() for part in text.split(_DOTTED_I))
+    """The words of ``text`` as SQLite's index makes them (1)."""
+    return unicode61.WORD.findall(unicode61.folded(text))
 
 
 def parse(text: str) -> Query:
@@ -398,9 +400,9 @@ def _count(term: Term, tokens: list[str], words_joined: str | None = None) -> in
     return (words_joined or joined(tokens)).count(_phrase(term))
 
 
-# Either side of each word in ``joined``: no word holds it (``tokenize`` keeps letters
-# and digits). Each word has its own, so that phrases standing one after the other
-# are counted apart.
+# Either side of each word in ``joined``: no word holds it (NUL separates words, 1).
+# Each word has its own, so that phrases standing one after the other are counted
+# apart.
 _GAP = "\x00"
 _BETWEEN = _GAP * 2
 

@@ -18,6 +18,10 @@ from feed.search_values import Cursor
 from feed.values import FeedEvent, PostView
 
 VOCABULARY = ["lift", "deploy", "deployed", "outage", "the", "café", "e", "mail", "x1"]
+# Words whose ends only SQLite's own table knows: a decomposed accent continues a word
+# ("cafe" and an acute), and so does an emoji newer than Unicode 6.1 (🥳); one that
+# 6.1 knew (🎉) separates.
+EDGES = ["cafe", "cafe\u0301", "thanks", "thanks🥳", "🥳", "party🎉"]
 # A word str.lower() would split: its dotted capital I becomes two characters, where
 # FTS5 keeps it as it is.
 UNEVEN = ["İzmir", "İZMİR", "İ"]
@@ -147,6 +151,7 @@ def test_a_cursor_reads_back_exactly_as_it_was_written(cursor: Cursor) -> None:
 def fts() -> Iterator[sqlite3.Connection]:
     db = sqlite3.connect(":memory:")
     db.execute("CREATE VIRTUAL TABLE t USING fts5(body, tokenize='unicode61 remove_diacritics 0')")
+    db.execute("CREATE VIRTUAL TABLE t_words USING fts5vocab(t, 'instance')")
     yield db
     db.close()
 
@@ -165,7 +170,13 @@ def test_any_text_is_a_query_or_a_sentence_and_fts5_takes_every_query(
     assert parse(query.text) == query
 
 
-words = st.sampled_from(VOCABULARY + UNEVEN)
+words = st.sampled_from(VOCABULARY + UNEVEN + EDGES)
+# Any character, from every plane alike (st.characters() favours the first ones): most
+# of the code space is characters Unicode 6.1 left unassigned.
+any_character = st.one_of(
+    st.characters(exclude_categories=("Cs",)),
+    st.integers(0, 0x10FFFF).filter(lambda c: not 0xD800 <= c < 0xE000).map(chr),
+)
 term_text = st.one_of(
     words,
     words.map(lambda w: w[:2] + "*"),
@@ -177,7 +188,9 @@ query_text = st.lists(
     max_size=4,
 )
 body_text = st.lists(
-    st.one_of(words, st.sampled_from([" ", ", ", "-", "_", "**", "É", "\n", *UNEVEN])),
+    st.one_of(
+        words, st.sampled_from([" ", ", ", "-", "_", "**", "É", "\n", *UNEVEN]), any_character
+    ),
     max_size=20,
 ).map("".join)
 
@@ -195,6 +208,38 @@ def test_the_live_matcher_agrees_with_fts5(
     fts.executemany("INSERT INTO t(rowid, body) VALUES (?, ?)", enumerate(bodies, 1))
     found = {n for (n,) in fts.execute("SELECT rowid FROM t WHERE t MATCH ?", (query.fts5(),))}
     assert found == {n for n, body in enumerate(bodies, 1) if query.matches(body)}
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(any_character, words, st.just(" ")), max_size=40).map("".join))
+def test_a_text_is_split_and_folded_into_the_words_fts5_makes_of_it(
+    fts: sqlite3.Connection, body: str
+) -> None:
+    fts.execute("DELETE FROM t")
+    fts.execute("INSERT INTO t(rowid, body) VALUES (1, ?)", (body,))
+    made = [w for (w,) in fts.execute("SELECT term FROM t_words ORDER BY offset")]
+    assert tokenize(body) == made
+
+
+@pytest.mark.parametrize(
+    ("body", "asked", "found"),
+    [
+        ("meet at the cafe\u0301 later", "cafe", False),
+        ("meet at the cafe\u0301 later", "cafe\u0301", True),
+        ("thanks🥳 everyone", "thanks", False),
+        ("thanks🥳 everyone", "thanks🥳", True),
+        ("party🎉 time", "party", True),
+        ("\u0301 alone", "alone", True),
+    ],
+)
+def test_a_word_ends_where_fts5_ends_it(
+    fts: sqlite3.Connection, body: str, asked: str, found: bool
+) -> None:
+    fts.execute("DELETE FROM t")
+    fts.execute("INSERT INTO t(rowid, body) VALUES (1, ?)", (body,))
+    query = parse(asked)
+    in_fts5 = fts.execute("SELECT rowid FROM t WHERE t MATCH ?", (query.fts5(),)).fetchall()
+    assert (in_fts5 == [(1,)], query.matches(body)) == (found, found)
 
 
 def test_words_are_letters_and_digits_lowercased() -> None:
