@@ -91,6 +91,23 @@ Rationale:
    and digits is: for those, the parser makes each word one lexeme, spelt as typed,
    so a post the phrase matches surely holds its pairs. A phrase of other words is
    checked as before, against every post that holds its words.
+11. Composed and decomposed. An accented letter is typed as one character (``é``,
+   composed) or as a letter and a combining accent (``e`` and U+0301, decomposed),
+   and neither engine takes the two for one word: each indexes a post's words as they
+   were typed. A post is kept as it was written, as its source always is: composing
+   every body as it comes in would change what people wrote (a CJK compatibility
+   ideograph becomes another character), and would leave the posts already stored as
+   they are. So the query looks for both: a term whose words change when composed or
+   decomposed is looked for in each spelling (``Term.forms``), by the live matcher and
+   by both stores alike (``OR`` in FTS5, ``|`` in a tsquery), and a query typed
+   either way is the same query, written composed. "café" finds the post that typed
+   "cafe" and an accent, live and in the stores, and so does the query typed that
+   way. At the edges: a dotted capital I (1) typed decomposed finds only what is
+   typed so; a letter whose accents stand among other marks, which separate words
+   (1), may split apart when decomposed; a word typed neither wholly composed nor
+   wholly decomposed (an accent added to an accented letter, as some keyboards type
+   Vietnamese) is found only by a query typed the same way; and a prefix is a prefix
+   of the word as written, so "cafe*" finds the decomposed café, not the composed one.
 """
 
 from __future__ import annotations
@@ -98,10 +115,12 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
+import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from html import escape
 from operator import methodcaller
+from typing import Literal
 
 from feed import unicode61
 from feed.models import EventKind
@@ -131,11 +150,17 @@ class QueryError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Term:
     """Words that must follow each other (one word: just that word); ``prefix``: the
-    last one may be the start of a word; ``negated``: the post must not hold it."""
+    last one may be the start of a word; ``negated``: the post must not hold it.
+    ``forms``: the words as a post holds them written composed or decomposed, any of
+    which the term looks for (11); ``words`` first."""
 
     words: tuple[str, ...]
     prefix: bool = False
     negated: bool = False
+    forms: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "forms", _forms(self.words))
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +204,7 @@ class Query:
         """How well a post of these words (``tokenize``) matches, higher better, among
         posts of ``mean_length`` words on average (7)."""
         norm = K1 * (1 - B + B * len(tokens) / max(1.0, mean_length))
-        phrases = any(len(term.words) > 1 for term in self.terms)
+        phrases = any(len(words) > 1 for term in self.terms for words in term.forms)
         words_joined = joined(tokens) if phrases else None
         counts = (_count(term, tokens, words_joined) for term in self.terms if not term.negated)
         return sum(n * (K1 + 1) / (n + norm) for n in counts)
@@ -224,8 +249,8 @@ class Query:
         """Whether a word is one the query looks for: a word of a term, or one that
         begins as a prefix term does (one call of ``startswith`` for all of them)."""
         looked_for = [t for t in self.terms if not t.negated]
-        exact = frozenset(w for t in looked_for for w in t.words)
-        prefixes = tuple(t.words[-1] for t in looked_for if t.prefix)
+        exact = frozenset(w for t in looked_for for words in t.forms for w in words)
+        prefixes = tuple(words[-1] for t in looked_for if t.prefix for words in t.forms)
         if not prefixes:
             return exact.__contains__
         return lambda token: token in exact or token.startswith(prefixes)
@@ -319,18 +344,45 @@ def parse(text: str) -> Query:
 
 def _term(phrase: str | None, bare: str | None, negated: bool) -> Term | None:
     if phrase is not None:
-        words = tokenize(phrase)
-        return Term(tuple(words), False, negated) if words else None
+        words = _typed(phrase)
+        return Term(words, False, negated) if words else None
     assert bare is not None
     prefix = bare.endswith("*")
-    words = tokenize(bare)
+    words = _typed(bare)
     if not words:
         return None
     if prefix and len(words[-1]) < MIN_PREFIX:
         raise QueryError(
             f"A word ending in * needs at least {MIN_PREFIX} letters before the *: {bare}"
         )
-    return Term(tuple(words), prefix, negated)
+    return Term(words, prefix, negated)
+
+
+def _typed(text: str) -> tuple[str, ...]:
+    """The words of a term's text; composed, if that is the same term (11)."""
+    words = tuple(tokenize(text))
+    if text.isascii():
+        return words
+    composed = _spelt(words, "NFC")
+    if composed == words or _spelt(composed, "NFC") != composed:
+        return words  # already so, or composing it again would change it
+    return composed if set(_forms(composed)) == set(_forms(words)) else words
+
+
+def _forms(words: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """``words``, then the words a post holds that writes them composed, and decomposed,
+    where those differ (11)."""
+    if all(word.isascii() for word in words):
+        return (words,)
+    forms = [words]
+    for spelt in (_spelt(words, "NFC"), _spelt(words, "NFD")):
+        if spelt and spelt not in forms:
+            forms.append(spelt)
+    return tuple(forms)
+
+
+def _spelt(words: tuple[str, ...], form: Literal["NFC", "NFD"]) -> tuple[str, ...]:
+    return tuple(tokenize(unicodedata.normalize(form, " ".join(words))))
 
 
 def _written(term: Term) -> str:
@@ -346,18 +398,24 @@ def _written(term: Term) -> str:
 
 
 def _fts5_term(term: Term) -> str:
-    # One double-quoted string per term: FTS5 reads it as a phrase of its tokens (2).
-    return f'"{" ".join(term.words)}"' + (" *" if term.prefix else "")
+    # One double-quoted string per form: FTS5 reads it as a phrase of its tokens (2).
+    star = " *" if term.prefix else ""
+    phrases = [f'"{" ".join(words)}"{star}' for words in term.forms]
+    return phrases[0] if len(phrases) == 1 else f"({' OR '.join(phrases)})"
 
 
 def _ts_term(term: Term) -> str:
-    pieces = [f"'{word}'" for word in term.words]
-    if term.prefix:
+    phrases = [_ts_phrase(words, term.prefix) for words in term.forms]
+    either = phrases[0] if len(phrases) == 1 else f"({' | '.join(phrases)})"
+    return f"!{either}" if term.negated else either
+
+
+def _ts_phrase(words: tuple[str, ...], prefix: bool) -> str:
+    pieces = [f"'{word}'" for word in words]
+    if prefix:
         pieces[-1] += ":*"
     joined = " <-> ".join(pieces)
-    if len(pieces) > 1:
-        joined = f"({joined})"
-    return f"!{joined}" if term.negated else joined
+    return f"({joined})" if len(pieces) > 1 else joined
 
 
 def _paired(term: Term) -> bool:
@@ -378,26 +436,35 @@ def _pair_term(term: Term) -> list[str]:
 
 
 def _holds(term: Term, body: Words) -> bool:
-    words = term.words
-    if len(words) == 1:
-        return body.starting(words[0]) if term.prefix else words[0] in body.positions
-    # Every whole word of the phrase must stand somewhere before the body is searched
-    # for it: a lookup each, where the substring search reads the whole body (8).
-    whole = words[:-1] if term.prefix else words
-    if any(word not in body.positions for word in whole):
-        return False  # most posts: a lookup or two
-    return _phrase(term) in body.joined
+    for words in term.forms:
+        if len(words) == 1:
+            if body.starting(words[0]) if term.prefix else words[0] in body.positions:
+                return True
+            continue
+        # Every whole word of the phrase must stand somewhere before the body is
+        # searched for it: a lookup each, where the substring search reads the whole
+        # body (8). Most posts lack one: a lookup or two.
+        whole = words[:-1] if term.prefix else words
+        if all(word in body.positions for word in whole) and (
+            _phrase(words, term.prefix) in body.joined
+        ):
+            return True
+    return False
 
 
 def _count(term: Term, tokens: list[str], words_joined: str | None = None) -> int:
     """How often ``term`` stands in a post of these words (7); ``words_joined``: the
     same words, ``joined``."""
-    words = term.words
-    if len(words) == 1:
-        if term.prefix:
-            return sum(map(methodcaller("startswith", words[0]), tokens))
-        return tokens.count(words[0])
-    return (words_joined or joined(tokens)).count(_phrase(term))
+    count = 0
+    for words in term.forms:
+        if len(words) > 1:
+            words_joined = words_joined or joined(tokens)
+            count += words_joined.count(_phrase(words, term.prefix))
+        elif term.prefix:
+            count += sum(map(methodcaller("startswith", words[0]), tokens))
+        else:
+            count += tokens.count(words[0])
+    return count
 
 
 # Either side of each word in ``joined``: no word holds it (NUL separates words, 1).
@@ -413,7 +480,7 @@ def joined(tokens: list[str]) -> str:
     return _GAP + _BETWEEN.join(tokens) + _GAP
 
 
-def _phrase(term: Term) -> str:
-    """The substring of ``joined`` words that is ``term``: a prefix's last word is
-    left open (9)."""
-    return _GAP + _BETWEEN.join(term.words) + ("" if term.prefix else _GAP)
+def _phrase(words: tuple[str, ...], prefix: bool) -> str:
+    """The substring of ``joined`` words that is a term's ``words``: a prefix's last
+    word is left open (9)."""
+    return _GAP + _BETWEEN.join(words) + ("" if prefix else _GAP)

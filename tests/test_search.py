@@ -84,6 +84,15 @@ def test_a_word_with_a_dotted_capital_i_is_found_on_every_store(store: Store) ->
         assert ids(find(store, asked)) == [izmir], asked
 
 
+def test_a_word_typed_composed_or_decomposed_finds_both_on_every_store(store: Store) -> None:
+    bodies = ["Meet at the café", "Meet at the cafe\u0301", "Meet at the cafe"]
+    posted = [post(store, body) for body in bodies]
+    for asked in ("café", "cafe\u0301", '"the CAFE\u0301"', "café*"):
+        assert set(ids(find(store, asked))) == set(posted[:2]), asked
+        # The live matcher agrees (search.py, on words).
+        assert [parse(asked).matches(body) for body in bodies] == [True, True, False]
+
+
 def test_results_rank_by_relevance_then_recency(store: Store) -> None:
     once = post(store, "lift " + "filler words here and there " * 6)
     often = post(store, "lift lift lift, the lift again")

@@ -242,6 +242,28 @@ def test_a_word_ends_where_fts5_ends_it(
     assert (in_fts5 == [(1,)], query.matches(body)) == (found, found)
 
 
+@pytest.mark.parametrize(
+    "asked", ["café", "cafe\u0301", "CAFE\u0301", '"the café"', '"THE cafe\u0301"', "café*"]
+)
+def test_a_word_typed_composed_or_decomposed_finds_both_live_and_in_fts5(
+    fts: sqlite3.Connection, asked: str
+) -> None:
+    bodies = ["meet at the café", "meet at the cafe\u0301", "meet at the cafe", "cafés"]
+    fts.execute("DELETE FROM t")
+    fts.executemany("INSERT INTO t(rowid, body) VALUES (?, ?)", enumerate(bodies, 1))
+    query = parse(asked)
+    found = {n for (n,) in fts.execute("SELECT rowid FROM t WHERE t MATCH ?", (query.fts5(),))}
+    assert found == {n for n, body in enumerate(bodies, 1) if query.matches(body)}
+    assert found == ({1, 2, 4} if query.terms[0].prefix else {1, 2})
+
+
+def test_a_word_typed_composed_or_decomposed_is_the_same_query() -> None:
+    assert parse("cafe\u0301 -Ne\u0301e") == parse("café -née")
+    assert parse("cafe\u0301 -Ne\u0301e").text == "café -née"
+    # A prefix is a prefix of the word as written: a decomposed café begins "cafe".
+    assert parse("cafe*").matches("cafe\u0301") and not parse("cafe*").matches("café")
+
+
 def test_words_are_letters_and_digits_lowercased() -> None:
     assert tokenize("E-mail_me at Café X1!") == ["e", "mail", "me", "at", "café", "x1"]
 

@@ -256,7 +256,8 @@ def _postgres_window(
         ranked = ranked.where(col(Post.id) >= cursor.bottom)
     found = _narrowed(ranked.where(vector.op("@@")(wanted)), filters, private)
     post_id = col(Post.id)
-    if not any(len(t.words) > 1 or t.prefix for t in query.terms if not t.negated):
+    looked_for = (t for t in query.terms if not t.negated)
+    if not any(t.prefix or max(map(len, t.forms)) > 1 for t in looked_for):
         if cursor.top is not None:
             found = found.where(post_id <= cursor.top)
         rows = session.execute(found.order_by(post_id.desc()).limit(size)).all()
