@@ -112,8 +112,6 @@ def test_a_live_search_resumes_with_exactly_the_matching_events(server: Server) 
 def test_a_live_search_shows_the_posts_a_search_finds_again_at_the_edges_of_words(
     server: Server,
 ) -> None:
-    if not server.database.startswith("sqlite"):
-        pytest.skip("PostgreSQL's parser differs at these edges (search.py, on words)")
     bodies = [
         "at the cafe\u0301 later",
         "at the café",
@@ -132,12 +130,17 @@ def test_a_live_search_shows_the_posts_a_search_finds_again_at_the_edges_of_word
         last = server.post(last_body)["post"]["id"]
         for stream in live.values():
             stream.wait_for(lambda s: any(post_id == last for _, post_id, _ in seen(s.events())))
+    # What a kiosk lists when it asks again is what it showed live, on SQLite. PostgreSQL's
+    # parser drops a newer emoji, so there "thanks" finds thanks🥳 too (search.py, on
+    # words): the one difference these posts show.
+    on_postgres = not server.database.startswith("sqlite")
+    again = {**wanted, "thanks": {3}} if on_postgres else wanted
     for q, stream in live.items():
         shown = {post_id for _, post_id, _ in seen(stream.events())} - {last}
-        # What a kiosk lists when it asks again is what it showed live.
         answer = server.client.get("/api/search", params={"q": q})
         found = {r["post"]["id"] for r in answer.json()["results"]} - {last}
-        assert shown == found == {posted[n] for n in wanted[q]}, q
+        assert shown == {posted[n] for n in wanted[q]}, q
+        assert found == {posted[n] for n in again[q]}, q
 
 
 def test_a_malformed_live_search_is_a_400(server: Server) -> None:
