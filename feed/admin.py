@@ -32,9 +32,22 @@ Rationale:
    so it says where the focus goes, for a keyboard and a screen reader to go on from
    there. Done, the control that sent it keeps it (htmx finds it again by its id), and
    a sentence in the page's status line (``said``, outside the panel, so that it is a
-   live region the answer only fills) says what changed. Refused, the field the error
-   is about takes it (``autofocus``), marked invalid and described by the error; with
-   no such field (the channel is gone), the error itself. The error is an alert.
+   live region the answer only fills) says what changed. Refused, the sentence is said
+   where the form is: the create form's above its fields, a row's in the row. The field
+   the error is about takes the focus (``autofocus``), marked invalid and described by
+   the error; with no such field, the control that sent it keeps it, described by the
+   error; with no row left to say it in (the channel is gone), the panel says it, above
+   the create form, and takes the focus. The error is an alert, and the status line
+   is emptied: what the last action did is no longer the news.
+8. A refusal is answered with the panel and its status (404, 409, 413, 422), and the
+   page swaps it in whatever the status (feed-admin.js, which also says the refusals
+   that come without the panel). Those that cannot come with it are errors.py's JSON:
+   403 (not an admin, or no CSRF token), 503 (the database is unavailable: the panel
+   could not be read either), 500; so is the 401 of a form sent once signed out, where
+   a page would be sent to sign in: the sign-in page, fetched by htmx after the
+   redirect, would take the panel's place. A channel archived meanwhile refuses
+   nothing: its title and replies setting still change, and archiving it again
+   changes nothing and says it is archived.
 """
 
 from __future__ import annotations
@@ -73,6 +86,7 @@ from feed.panels import (
     newest_events,
     recent_html,
 )
+from feed.permissions import unauthorized
 from feed.runtime import Runtime, runtime
 from feed.sse import AGED, CLOSING, HEARTBEAT_NAME, SEP, Format, ended_frame, hello, lifetime
 from feed.store import ChannelExists, ChannelNotFound, StoreError
@@ -116,12 +130,17 @@ async def _channels_panel(
     error: str | None = None,
     invalid: str | None = None,
     row_error: dict[str, str] | None = None,
+    gone: str | None = None,
 ) -> dict[str, Any]:
+    """``error``: the create form's, about its field ``invalid`` if any; ``row_error``: a
+    row's (``name``, ``message``, the ``control`` it is about, ``title`` as sent);
+    ``gone``: the panel's own, when the row it was about is gone (rationale 7)."""
     values = {k: (form or {}).get(k, "") for k in CREATE_FIELDS}
     return {
         "form": values,
         "error": error,
         "invalid": invalid,
+        "gone": gone,
         "table": Markup(await channels_table_html(rt, row_error)),
         "max_title": MAX_TITLE_CHARS,
         "max_description": MAX_DESCRIPTION_CHARS,
@@ -144,6 +163,24 @@ def _failure(exc: ClientError | StoreError) -> tuple[int, str]:
     if isinstance(exc, ChannelNotFound):
         return 404, str(exc)
     raise exc  # the database is unavailable: errors.py answers 503 with Retry-After
+
+
+async def _row_refused(
+    rt: Runtime,
+    exc: ClientError | StoreError,
+    name: str,
+    control: str,
+    form: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """A row's form refused: the error in its row, about ``control`` (``title``, the
+    field, or the ``replies`` or ``archive`` button); in the panel if the row is gone."""
+    status, message = _failure(exc)
+    if isinstance(exc, ChannelNotFound):  # no row to say it in (rationale 7)
+        return await _panel(rt, status, gone=message)
+    row_error = {"name": name, "message": message, "control": control}
+    if form and "title" in form:  # what was typed stays, to be fixed
+        row_error["title"] = form["title"]
+    return await _panel(rt, status, row_error=row_error)
 
 
 def _description(form: dict[str, str]) -> str:
@@ -190,11 +227,7 @@ async def retitle_channel(request: Request) -> HTMLResponse:
         title = text_field(form, "title", MAX_TITLE_CHARS, "The title").strip()
         change = await rt.store.update_channel(name, title=title)
     except (ClientError, StoreError) as exc:
-        status, message = _failure(exc)
-        if isinstance(exc, ChannelNotFound):  # no row to show it in
-            return await _panel(rt, status, error=message)
-        row_error = {"name": name, "message": message, "title": form.get("title", "")}
-        return await _panel(rt, status, row_error=row_error)
+        return await _row_refused(rt, exc, name, "title", form)
     rt.metrics.announced(change.event_id)
     return await _panel(rt, said=f"#{name} is now titled “{title}”.")
 
@@ -206,8 +239,7 @@ async def archive_channel(request: Request) -> HTMLResponse:
     try:
         change = await rt.store.set_archived(name, archived)
     except StoreError as exc:
-        status, message = _failure(exc)
-        return await _panel(rt, status, error=message)
+        return await _row_refused(rt, exc, name, "archive")
     rt.metrics.announced(change.event_id)
     return await _panel(rt, said=f"#{name} {'archived' if archived else 'restored'}.")
 
@@ -224,8 +256,7 @@ async def set_replies(request: Request) -> HTMLResponse:
             raise ClientError(422, "Send replies=on or replies=off.", setting)
         change = await rt.store.update_channel(name, replies=setting == "on")
     except (ClientError, StoreError) as exc:
-        status, message = _failure(exc)
-        return await _panel(rt, status, error=message)
+        return await _row_refused(rt, exc, name, "replies")
     rt.metrics.announced(change.event_id)
     may = "may now reply" if setting == "on" else "may no longer reply"
     return await _panel(rt, said=f"Readers of #{name} {may}.")
@@ -324,18 +355,31 @@ async def admin_stream(request: Request) -> EventSourceResponse:
     )
 
 
+SIGNED_OUT = "You are signed out, so this was not done: reload the page to sign in again."
+
+
+def _signed_out(request: Request) -> Exception:
+    """A page is sent to sign in; a form is told, in a sentence it can show (rationale 8)."""
+    if request.method == "GET":
+        return SignInFirst(request.url.path)
+    return unauthorized(SIGNED_OUT)
+
+
 def admins_only(endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[..., Any]:
-    """Let admins of the whole feed through; send others to sign in, or refuse them.
-    Forms are htmx requests carrying the session's CSRF token (access.py, on cookies
-    and CSRF)."""
+    """Let admins of the whole feed through; send others to sign in (a form: 401), or
+    refuse them. Forms are htmx requests carrying the session's CSRF token (access.py,
+    on cookies and CSRF)."""
 
     @functools.wraps(endpoint)
     async def guarded(request: Request) -> Response:
-        seen = await viewer(request)
+        try:
+            seen = await viewer(request)
+        except SignInFirst:
+            raise _signed_out(request) from None
         who = seen.who
         if not who.is_admin:
             if not who.signed_in:
-                raise SignInFirst(request.url.path)
+                raise _signed_out(request)
             raise ClientError(403, "Only an admin of the whole feed may use /admin.")
         if request.method != "GET" and who.ambient:
             check_csrf(request, who)

@@ -18,11 +18,13 @@ from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from feed import security
-from feed.admin import TICK
+from feed.admin import SIGNED_OUT, TICK
 from feed.admin import admin_stream as admin_stream_endpoint
+from feed.app import create_app
 from feed.panels import RECENT_ROWS, AdminFeed, age_text, size_text
 from feed.runtime import runtime_of
 from feed.security import Security
+from feed.settings import Settings
 from tests.auth import ADMIN, ADMIN_TOKEN, bearer
 from tests.browser import (
     LAPTOP,
@@ -231,7 +233,19 @@ def test_rename_errors_show_in_the_channels_row(client: TestClient) -> None:
 
     missing = client.post("/admin/channels/nope/title", data={"title": "Nope"})
     assert missing.status_code == 404
-    assert "There is no channel named &#39;nope&#39;." in missing.text
+    assert_gone(missing.text, "nope")
+
+
+def assert_gone(panel: str, name: str) -> None:
+    """The panel says, above the create form, that the channel is gone, and the focus goes
+    to that: there is no row left to say it in (admin.py, rationale 7)."""
+    said = (
+        '<p class="error" id="admin-channels-error" role="alert" tabindex="-1" autofocus>'
+        f"There is no channel named &#39;{name}&#39;.</p>"
+    )
+    assert said in panel.split('<form id="admin-create"')[0]
+    assert panel.count("autofocus") == 1 and 'class="error"' not in panel.split(said)[1]
+    assert '<p id="admin-said" hx-swap-oob="innerHTML"></p>' in panel
 
 
 def test_archive_and_restore_mark_the_row_and_log_events(client: TestClient) -> None:
@@ -250,7 +264,22 @@ def test_archive_and_restore_mark_the_row_and_log_events(client: TestClient) -> 
     assert channels(client)["announcements"]["archived"] is False
     page = client.get("/admin").text
     assert page.index("#announcements was restored") < page.index("#announcements was archived")
-    assert client.post("/admin/channels/nope/archive").status_code == 404
+    gone = client.post("/admin/channels/nope/archive")
+    assert gone.status_code == 404
+    assert_gone(gone.text, "nope")
+
+
+def test_a_form_sent_once_signed_out_is_told_so_not_sent_to_sign_in(
+    settings: Settings,
+) -> None:
+    # The sign-in page a redirect leads to would be swapped in place of the panel.
+    with TestClient(create_app(settings)) as anonymous:
+        for path in ("/admin/channels", "/admin/channels/general/title"):
+            answer = anonymous.post(path, data={"title": "x"}, follow_redirects=False)
+            assert answer.status_code == 401, path
+            assert answer.json()["error"] == SIGNED_OUT
+        page = anonymous.get("/admin", follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"] == "/signin?next=%2Fadmin"
 
 
 def parse(frames: list[bytes]) -> list[Message]:
@@ -581,8 +610,16 @@ def test_the_replies_setting_is_turned_off_and_on_from_the_channel_table(
     on = client.post("/admin/channels/announcements/replies", data={"replies": "on"})
     assert on.status_code == 200 and channels(client)["announcements"]["replies"] is True
     wrong = client.post("/admin/channels/announcements/replies", data={"replies": "maybe"})
-    assert wrong.status_code == 422 and "replies=on or replies=off" in wrong.text
-    # No field to fix: the error itself takes the focus (admin.py, rationale 7).
-    assert 'role="alert" tabindex="-1" autofocus>Send replies=on' in wrong.text
+    assert wrong.status_code == 422
+    # In the row; no field to fix: the button keeps the focus, described by the error
+    # (admin.py, rationale 7).
+    row = channel_row(wrong.text, "announcements")
+    assert (
+        '<p class="error" id="channel-announcements-error" role="alert">'
+        "Send replies=on or replies=off.</p>"
+    ) in row
+    button = 'id="channel-announcements-replies" aria-describedby="channel-announcements-error"'
+    assert button in row
+    assert "autofocus" not in wrong.text
     unknown = client.post("/admin/channels/nope/replies", data={"replies": "on"})
     assert unknown.status_code == 404
