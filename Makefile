@@ -91,8 +91,7 @@ $(JQ):
 # Most of a test's time is spent waiting on the servers it starts, so the suite runs on
 # one pytest-xdist worker per core, at most four: each worker starts its own PostgreSQL
 # and Valkey. loadgroup keeps a module that shares Chromium on one worker
-# (tests/conftest.py groups them) and hands out every other test one at a time, the
-# fast tier last (tests/grouping.py).
+# (tests/conftest.py groups them) and hands out every other test one at a time.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
 
 # The slowest tests are listed at the end: the suite must stay under 15 minutes here.

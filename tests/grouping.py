@@ -16,12 +16,6 @@ tests/conftest.py marks every test of a module that shares something across its 
    reported. A test found in no file keeps pytest-xdist's own reading of its id.
 2. The work units go out largest first (pytest-xdist's ``loadscope`` reordering, on by
    default): a browser module starts early, never as the long tail of a run.
-3. The fast tier goes last. Units of one size keep the order of the collection, so each
-   worker lists the tests that start another process (``slow``: tests/tiers.py) before
-   the others: every test that takes seconds, a soak of a minute among them, is dealt
-   out before the first that takes milliseconds, and those even out the workers at the
-   end. In collection order the two tiers alternate to the last module, and a run could
-   end on a test of seconds that started last.
 """
 
 from __future__ import annotations
@@ -53,13 +47,6 @@ def _groups_directory(config: pytest.Config) -> Path:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: WorkerController) -> None:
     node.workerinput[GROUPS_KEY] = str(_groups_directory(node.config))
-
-
-# After tests/tiers.py has marked the slow tests.
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if GROUPS_KEY in getattr(config, "workerinput", {}):
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.hookimpl(tryfirst=True)
