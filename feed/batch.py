@@ -61,7 +61,7 @@ from feed.batch_input import PREFER_MINIMAL, Item, prefers_minimal, read_batch
 from feed.errors import ClientError, error_body, store_status
 from feed.idempotency import item_claim, remembered
 from feed.inputs import MAX_ID, post_body, text_field
-from feed.models import MAX_POST_ID
+from feed.limits import MAX_POST_ID
 from feed.permissions import Permissions, unauthorized
 from feed.runtime import Runtime, runtime
 from feed.shapes import change_json

@@ -44,10 +44,8 @@ from starlette.requests import Request
 from feed import inputs
 from feed.errors import ClientError
 from feed.inputs import JSON_TYPE
-from feed.storage.new_posts import MAX_GROUP
+from feed.limits import MAX_BATCH_ITEMS
 
-# Posts in one batch: the store writes as many in one transaction (new_posts.py).
-MAX_BATCH_ITEMS = MAX_GROUP
 # A batch's body may be this many times the largest single request body (1).
 BATCH_BODIES = 64
 # JSON values (objects, arrays and what separates them) in one batch: a flat item has a

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from feed.store import (
+from feed.storage.refusals import (
     ChannelArchived,
     ChannelExists,
     ChannelNotFound,

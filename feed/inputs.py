@@ -52,7 +52,7 @@ from starlette.types import Scope
 
 from feed import text
 from feed.errors import ClientError
-from feed.models import MAX_POST_ID
+from feed.limits import MAX_POST_ID
 
 # -- limits and patterns (the OpenAPI document states each of them) ------------------
 
@@ -68,7 +68,7 @@ CHANNEL_NAME_RULE = (
     "'-' or '_', starting with a letter or digit."
 )
 # Event ids are 64-bit in both databases; a larger number is no id at all (not a 500).
-# A post's is smaller (MAX_POST_ID, models.py).
+# A post's is smaller (MAX_POST_ID, limits.py).
 MAX_ID = 2**63 - 1
 # Request bodies are flat objects; nesting this deep is no request feed knows.
 MAX_JSON_DEPTH = 32

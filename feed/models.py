@@ -82,11 +82,6 @@ class Channel(SQLModel, table=True):
     privacy_event: int | None = Field(default=None, sa_type=EVENT_ID)
 
 
-# The largest id a post can have: the posts table's key is a 32-bit INTEGER on
-# PostgreSQL (migration 0001), so a larger number is no post on any store.
-MAX_POST_ID = 2**31 - 1
-
-
 class Post(SQLModel, table=True):
     __tablename__ = "posts"
     # A channel's or an author's newest posts, read from the index in id order

@@ -22,9 +22,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from feed.batch_input import MAX_BATCH_ITEMS
 from feed.errors import ClientError
 from feed.inputs import loads
+from feed.limits import MAX_BATCH_ITEMS
 
 BATCH_BYTES = 1024 * 1024  # a quarter of the server's batch limit by default (1)
 

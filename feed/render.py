@@ -31,11 +31,8 @@ Bodies are hostile input. Rationale:
 2. Templates autoescape everything else a post carries (author, channel, times).
 3. The same cleaned HTML goes to pages, HTML streams and the ``html`` field of
    JSON posts, so a script consuming JSON need not sanitise again.
-4. The text rendering is for terminals (``curl -N``): C0 and C1 control
-   characters, ESC included, are removed, so a post cannot move a reader's
-   cursor, recolour their terminal or set its title. JSON events are read in
-   terminals too, and escape every control character instead (shapes.py, on
-   terminals).
+4. The text rendering is for terminals (``curl -N``): control characters are
+   removed, and JSON events escape them instead (terminal_text.py).
 5. Personal events (a read position, a mention: storage/reading.py) are rendered once
    each, like any event, for the one identity they are addressed to (events.py, on
    personal events). On HTML streams they are a small element of data attributes
@@ -60,7 +57,7 @@ from __future__ import annotations
 
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -82,7 +79,7 @@ from feed.shapes import (
     thread_json,
 )
 from feed.sse import Format, frame
-from feed.text import BIDI_CONTROLS, CONTROLS, LINE_FEED, TAB, matching
+from feed.terminal_text import one_line, reactions_sentence
 from feed.values import FeedEvent, PostView, ReactionCount, Thread
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -99,16 +96,6 @@ def templates_dir() -> Path:
     """Templates ship inside the wheel; a source checkout keeps them at the top level."""
     packaged = PACKAGE_DIR / "templates"
     return packaged if packaged.is_dir() else PACKAGE_DIR.parent / "templates"
-
-
-# C0 and C1 controls, DEL and the bidirectional controls, which reorder what follows;
-# tabs and newlines are kept for callers that split lines.
-_CONTROLS = matching((CONTROLS - {TAB, LINE_FEED}) | BIDI_CONTROLS)
-
-
-def terminal_safe(text: str) -> str:
-    """``text`` without control characters (rationale 4)."""
-    return _CONTROLS.sub("", text)
 
 
 def stored_html(post: PostView) -> Markup:
@@ -167,18 +154,14 @@ def who_reacted(count: ReactionCount) -> str:
     return f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(terminal_safe(text).split())
-
-
 def _channel_text(event: FeedEvent) -> str:
     channel = event.channel_view
     assert channel is not None
     match event.kind:
         case EventKind.CHANNEL_CREATED:
-            return f"#{channel.name} was created: {_one_line(channel.title)}"
+            return f"#{channel.name} was created: {one_line(channel.title)}"
         case EventKind.CHANNEL_UPDATED:
-            return f"#{channel.name} is now titled: {_one_line(channel.title)}"
+            return f"#{channel.name} is now titled: {one_line(channel.title)}"
         case EventKind.CHANNEL_ARCHIVED:
             return f"#{channel.name} was archived"
         case _:
@@ -188,7 +171,7 @@ def _channel_text(event: FeedEvent) -> str:
 def _reply_text(event: FeedEvent, reply: PostView, where: str, author: str) -> str:
     """A live reply's created or edited line."""
     to = f"post {reply.parent}"
-    line = _one_line(reply.body)
+    line = one_line(reply.body)
     if event.kind is EventKind.REPLY_UPDATED:
         at = shorttime(reply.edited_at or reply.created_at)
         return f"{at} {where} ↳ {author} edited reply {reply.id} to {to}: {line}"
@@ -199,30 +182,6 @@ def _reactions_text(event: FeedEvent, post: PostView) -> str:
     changes = [(c.name, c.reaction, c.reacted) for c in event.changes]
     counts = [(r.reaction, r.count) for r in post.reactions]
     return reactions_sentence(post.id, changes, event.more, counts, post.parent)
-
-
-def reactions_sentence(
-    post_id: int,
-    changes: Sequence[tuple[str, str, bool]],
-    more: int,
-    counts: Sequence[tuple[str, int]],
-    parent: int | None = None,
-) -> str:
-    """ "ada reacted 🎉 to post 12 (now 🎉 3, 👍 1)": the last toggle an event reports,
-    how many others it covers, and the post's counts; safe for a terminal (4). A reply
-    is named with its thread ("reply 13 to post 12"), since its id alone reads as a
-    post of its own."""
-    target = f"post {post_id}" if parent is None else f"reply {post_id} to post {parent}"
-    shown = ", ".join(f"{terminal_safe(r)} {n}" for r, n in counts)
-    now = f"now {shown}" if shown else "no reactions now"
-    if not changes:
-        return f"{target} has {now}"
-    name, reaction, reacted = changes[-1]
-    who, what = _one_line(name), terminal_safe(reaction)
-    did = f"reacted {what} to" if reacted else f"took back {what} from"
-    others = len(changes) - 1 + more
-    also = f" (and {others} more change{'' if others == 1 else 's'})" if others else ""
-    return f"{who} {did} {target}{also} ({now})"
 
 
 class Recent:
@@ -385,7 +344,7 @@ class Renderer:
         if post is None:
             return _channel_text(event)
         where = f"#{post.channel}"
-        author = _one_line(post.author)
+        author = one_line(post.author)
         reply = post.parent is not None
         subject = (
             f"reply {post.id} by {author} to post {post.parent}"
@@ -396,7 +355,7 @@ class Renderer:
             return f"{where} {subject} was deleted"
         if event.kind is EventKind.POST_UNMATCHED:
             return f"{where} {subject} no longer matches"
-        line = _one_line(post.body)
+        line = one_line(post.body)
         if event.kind is EventKind.MENTION:
             place = f" in a reply to post {post.parent}" if reply else ""
             return f"{shorttime(post.created_at)} {where} {author} mentioned you{place}: {line}"

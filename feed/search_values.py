@@ -9,7 +9,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime
 
-from feed.models import MAX_POST_ID
+from feed.limits import MAX_POST_ID
 from feed.search import QueryError
 from feed.values import PostView
 

@@ -3,9 +3,8 @@ and its encoding.
 
 Rationale:
 
-1. Terminals. JSON events are read in terminals too (``curl -N``, ``feed tail
-   --format json``): there every control character, C1 (U+009B is a CSI of its own)
-   and DEL included, is a ``\\u`` escape, which means the same in JSON text.
+1. Terminals. JSON events are read in terminals too: every control character in
+   them is a ``\\u`` escape (terminal_text.py, on JSON).
 2. An event's JSON is written by the json module's C encoder, made once
    (``event_dumps``): ``json.dumps``, and ``JSONEncoder.encode`` too, make a new one
    for every call, which cost about a third of encoding a new post's event. It is
@@ -23,24 +22,11 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from feed.text import BIDI_CONTROLS, CONTROLS, matching
+from feed.terminal_text import json_safe
 from feed.values import Change, ChannelView, PostView, ReactionCount, Thread
 
 # ``json.dumps`` with options builds an encoder for every call: events share this one.
 EVENT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-# json.dumps(ensure_ascii=False) escapes C0 but leaves DEL and C1 raw, and the
-# bidirectional controls, which reorder what a terminal shows after them. In valid
-# JSON text a control character can only stand inside a string, where its \u escape
-# means the same; C0 is included for JSON that did not come from json.dumps.
-_RAW_IN_JSON = matching(CONTROLS | BIDI_CONTROLS)
-
-
-def json_safe(text: str) -> str:
-    """JSON text with every control character escaped, C1, DEL and the bidirectional
-    ones too (1)."""
-    return _RAW_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def _event_dumps() -> Callable[[Any], str]:

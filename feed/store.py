@@ -34,29 +34,29 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from feed import schema
-from feed.storage.channels import (
+from feed.storage.channels import Channels, seed_channels
+from feed.storage.engine import in_thread, make_engine
+from feed.storage.grants import Grants
+from feed.storage.history import History
+from feed.storage.new_posts import NewPosts
+from feed.storage.posts import Posts
+from feed.storage.reactions import Reactions
+from feed.storage.reading import Reading
+from feed.storage.refusals import (
     ChannelArchived,
     ChannelExists,
     ChannelNotFound,
-    Channels,
-    seed_channels,
-)
-from feed.storage.engine import (
+    IdempotencyKeyReused,
+    NotAThread,
+    PostDeleted,
+    PostNotFound,
+    ReplyNotPinned,
     StoreError,
     StoreUnavailable,
+    TokenNotFound,
     Unstorable,
-    in_thread,
-    make_engine,
 )
-from feed.storage.grants import Grants, TokenNotFound
-from feed.storage.history import History
-from feed.storage.keys import IdempotencyKeyReused
-from feed.storage.new_posts import NewPosts
-from feed.storage.posts import PostDeleted, PostNotFound, Posts, ReplyNotPinned
-from feed.storage.reactions import Reactions
-from feed.storage.reading import Reading
 from feed.storage.search import Searches
-from feed.storage.threads import NotAThread
 
 __all__ = [
     "ChannelArchived",

@@ -85,7 +85,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from feed import footprint, inputs, logs, reading, resume, search_params, security
 from feed.errors import ClientError, error_response, unavailable
-from feed.models import MAX_POST_ID, EventKind
+from feed.limits import MAX_POST_ID
+from feed.models import EventKind
 from feed.permissions import Permissions
 from feed.runtime import Runtime, runtime_of
 from feed.sse import AGED, CLOSING, Format, hello, lifetime, position, retry_hint

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from feed.client import Client
-from feed.render import reactions_sentence, terminal_safe
-from feed.shapes import json_safe
+from feed.terminal_text import json_safe, reactions_sentence, terminal_safe
 
 _STYLES = {
     "dim": "2",

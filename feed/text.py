@@ -1,6 +1,6 @@
 """What feed takes as text: the one rule every string a client or the CLI can store
 passes (post bodies, channel titles and descriptions, identity names). The character
-classes these rules are made of are defined here once; the output rules of render.py
+classes these rules are made of are defined here once; the output rules of terminal_text.py
 (terminals, JSON) and logs.py (log lines) are built from them too.
 
 Rationale:
@@ -18,7 +18,7 @@ Rationale:
    names) keeps neither, nor the Unicode line and paragraph separators.
 3. A refusal names the character by its code point and position: the character
    itself may be invisible, and echoing it would carry it into the answer.
-4. Output stays defensive as well (render.py): text stored before this rule, or
+4. Output stays defensive as well (terminal_text.py, render.py): text stored before this rule, or
    written to the database by other means, is still escaped or stripped.
 """
 
@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable
 
 # The characters every rule about text is made of, here and in what renders or logs
-# text (render.py, logs.py), as sets of code points.
+# text (terminal_text.py, logs.py), as sets of code points.
 TAB, LINE_FEED, CARRIAGE_RETURN = 0x09, 0x0A, 0x0D
 C0 = frozenset(range(0x00, 0x20))
 DEL = frozenset({0x7F})

@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 from starlette.testclient import TestClient
 
-from feed.batch_input import MAX_BATCH_ITEMS, batch_bytes
+from feed.batch_input import batch_bytes
+from feed.limits import MAX_BATCH_ITEMS
 from feed.models import EventKind
 from feed.settings import Settings
 from feed.storage.history import EVERYONE

@@ -327,3 +327,21 @@ def test_post_sends_the_longest_post_in_any_script(server: Server) -> None:
     assert sent.returncode == 0, sent.stderr
     (posted,) = server.client.get("/api/channels/general/posts").json()["posts"]
     assert posted["body"] == body
+
+
+# What the server needs and a command that only talks to one does not: each costs the
+# command's start-up time, most of a short `feed post`'s run.
+SERVER_LIBRARIES = ("sqlalchemy", "sqlmodel", "alembic", "jinja2", "markdown_it", "uvicorn")
+
+
+def test_the_commands_that_talk_to_a_server_import_none_of_its_libraries() -> None:
+    # Every module `post`, `tail`, `search` and `channels` import (cli.py, rationale 3).
+    modules = "feed.cli, feed.client, feed.post_lines, feed.terminal, feed.terminal_text"
+    probe = (
+        f"import sys, {modules}\n"
+        f"print(' '.join(m for m in {SERVER_LIBRARIES!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert result.stdout.split() == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from feed.models import MAX_POST_ID
+from feed.limits import MAX_POST_ID
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from feed.access import Access
 from feed.errors import ClientError
 from feed.permissions import Permissions
 from feed.settings import Settings
-from feed.storage.engine import StoreUnavailable
-from feed.store import Store
+from feed.store import Store, StoreUnavailable
 from feed.values import ChannelView, MemberView, TokenView
 from tests.auth import make_token
 

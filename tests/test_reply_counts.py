@@ -11,8 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from feed.storage.posts import PostDeleted
-from feed.store import Store, make_engine
+from feed.store import PostDeleted, Store, make_engine
 from feed.values import Answer, Change, Claim, Commit, NewPost, Once
 from tests.migrating import schema_at
 from tests.services import Postgres

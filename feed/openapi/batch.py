@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from feed import batch_input, inputs
+from feed.limits import MAX_BATCH_ITEMS
 from feed.openapi.parts import ERROR, answer, ref
 from feed.settings import Settings
 
@@ -16,7 +17,7 @@ def batch_operation(settings: Settings) -> dict[str, Any]:
     items = {
         "type": "array",
         "minItems": 1,
-        "maxItems": batch_input.MAX_BATCH_ITEMS,
+        "maxItems": MAX_BATCH_ITEMS,
         "items": ref("BatchItem"),
     }
     ndjson = {
@@ -39,11 +40,11 @@ def batch_operation(settings: Settings) -> dict[str, Any]:
     }
     return {
         "summary": "Publish up to "
-        f"{batch_input.MAX_BATCH_ITEMS} posts and replies; one result per item, in order",
+        f"{MAX_BATCH_ITEMS} posts and replies; one result per item, in order",
         "parameters": [prefer],
         "requestBody": {
             "required": True,
-            "description": f"A JSON array, or NDJSON, of at most {batch_input.MAX_BATCH_ITEMS} "
+            "description": f"A JSON array, or NDJSON, of at most {MAX_BATCH_ITEMS} "
             f"items, {batch_input.MAX_BATCH_VALUES} JSON values and {limit} bytes (422, 422 "
             "and 413 beyond). An item that is refused gets "
             "its own result and fails no other.",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from feed import inputs
-from feed.models import MAX_POST_ID
+from feed.limits import MAX_POST_ID
 from feed.settings import Settings
 
 

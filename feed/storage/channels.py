@@ -12,32 +12,15 @@ from sqlmodel import Session, col, select
 
 from feed.models import Channel, EventKind
 from feed.storage import keys
-from feed.storage.engine import StoreError, in_thread
+from feed.storage.engine import in_thread
 from feed.storage.log import EventLog
+from feed.storage.refusals import ChannelExists, ChannelNotFound
 from feed.values import Answer, ChannelChange, ChannelView, Claim, Once, _channel_view
 
 SEED_CHANNELS = (
     ("general", "General", "Anything and everything."),
     ("announcements", "Announcements", "News from the company."),
 )
-
-
-class ChannelNotFound(StoreError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"There is no channel named {name!r}.")
-        self.name = name
-
-
-class ChannelExists(StoreError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"A channel named {name!r} already exists.")
-        self.name = name
-
-
-class ChannelArchived(StoreError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"The channel {name!r} is archived; restore it to post there.")
-        self.name = name
 
 
 def find_channel(session: Session, name: str) -> Channel:

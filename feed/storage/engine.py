@@ -76,6 +76,8 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import create_engine
 
+from feed.storage.refusals import StoreError, StoreUnavailable, Unstorable
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -84,38 +86,6 @@ BUSY_TIMEOUT = 10.0
 # A connection per worker thread that may need one (anyio runs up to 40): opening
 # SQLite connections on demand and closing them again cost more than the queries.
 SQLITE_POOL = 40
-
-
-class StoreError(Exception):
-    """Base of the errors a store call reports to its caller."""
-
-
-class StoreUnavailable(StoreError):
-    """The database cannot be reached, is too busy or refuses writes; the same call
-    may work later."""
-
-    UNREACHABLE = "The database is unavailable; try again shortly."
-    BUSY = "The database is busy with other writers; try again shortly."
-    READ_ONLY = (
-        "The database refuses writes (it is read-only or its storage is failing); "
-        "reading still works. Try again later."
-    )
-    FULL = (
-        "The database is full: nothing new can be stored until space is freed; "
-        "reading still works. Try again later."
-    )
-
-    def __init__(self, message: str = UNREACHABLE) -> None:
-        super().__init__(message)
-
-
-class Unstorable(StoreError):
-    """The database driver refused a value it was given (text it cannot encode, a
-    number out of range): the request's fault, never the database's (rationale 5)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"This cannot be stored: {reason}.")
-        self.reason = reason
 
 
 # PostgreSQL's SQLSTATEs for "read-only transaction", "disk full", "out of memory",

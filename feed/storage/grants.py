@@ -30,8 +30,9 @@ from sqlmodel import Session, col, select
 
 from feed.models import Channel, EndedSession, Event, Member, MembershipChange, Secret, Token
 from feed.storage.channels import find_channel
-from feed.storage.engine import StoreError, in_thread, now
+from feed.storage.engine import in_thread, now
 from feed.storage.log import EventLog
+from feed.storage.refusals import TokenNotFound
 from feed.values import AccessChange, MemberView, TokenView, _token_view
 
 
@@ -43,12 +44,6 @@ def _changed_for(session: Session, name: str) -> None:
         session.add(MembershipChange(name=name, event_id=newest))
     else:
         found.event_id = newest
-
-
-class TokenNotFound(StoreError):
-    def __init__(self, token_id: int) -> None:
-        super().__init__(f"There is no token with id {token_id}.")
-        self.token_id = token_id
 
 
 class Grants(EventLog):

@@ -24,19 +24,11 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from feed.models import IdempotencyKey
-from feed.storage.engine import StoreError, now
+from feed.storage.engine import now
+from feed.storage.refusals import IdempotencyKeyReused
 from feed.values import Answer, Claim, Once
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
-
-
-class IdempotencyKeyReused(StoreError):
-    def __init__(self, key: str) -> None:
-        super().__init__(
-            f"The Idempotency-Key {key!r} was already used for a different request; "
-            "send a new key with a new request."
-        )
-        self.key = key
 
 
 def kept_answers(session: Session, claims: Sequence[Claim]) -> dict[str, IdempotencyKey]:

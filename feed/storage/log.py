@@ -93,15 +93,9 @@ from feed.brokers import ACCESS_HINT, HINT_CHANNEL
 from feed.models import Channel, Event, EventKind, Post
 from feed.storage import loop_writer, postgres, tallies, threads
 from feed.storage.announcements import Announcer
-from feed.storage.engine import (
-    StoreError,
-    StoreUnavailable,
-    busy_timeout,
-    in_thread,
-    now,
-    take_in_thread,
-)
+from feed.storage.engine import busy_timeout, in_thread, now, take_in_thread
 from feed.storage.high_water import HighWater, skip_event_ids
+from feed.storage.refusals import StoreError, StoreUnavailable
 from feed.storage.sqlite import KeptConnection, PlainWrite, orm
 from feed.values import NO_ACCESS_CHANGE, AccessChange, Commit, FeedEvent, _feed_event
 

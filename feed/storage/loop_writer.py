@@ -48,7 +48,7 @@ from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, InternalError,
 
 from feed.models import Channel, EventKind, IdempotencyKey, Post
 from feed.storage import threads
-from feed.storage.engine import Unstorable, _first_line, _unavailable, now
+from feed.storage.engine import _first_line, _unavailable, now
 from feed.storage.keys import IDEMPOTENCY_TTL
 from feed.storage.postgres import (
     CHANNELS,
@@ -62,6 +62,7 @@ from feed.storage.postgres import (
     placed,
     rows_of,
 )
+from feed.storage.refusals import Unstorable
 from feed.storage.rows import PostRows
 from feed.values import FeedEvent
 

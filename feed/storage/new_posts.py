@@ -58,17 +58,27 @@ from sqlmodel import Session, col, select
 
 from feed import markdown
 from feed.commits import UNWRITTEN, GroupCommit
+from feed.limits import MAX_BATCH_ITEMS
 from feed.models import Event, IdempotencyKey, Post
 from feed.storage import keys, loop_writer, postgres, rows, search, sqlite, threads
-from feed.storage.channels import ChannelArchived, ChannelNotFound
-from feed.storage.engine import StoreError, StoreUnavailable, Unstorable, Writer, in_thread, now
+from feed.storage.engine import Writer, in_thread, now
 from feed.storage.log import CHANNELS, EventLog
-from feed.storage.posts import PostDeleted, PostNotFound
+from feed.storage.refusals import (
+    ChannelArchived,
+    ChannelNotFound,
+    IdempotencyKeyReused,
+    NotAThread,
+    PostDeleted,
+    PostNotFound,
+    StoreError,
+    StoreUnavailable,
+    Unstorable,
+)
 from feed.storage.sqlite import PlainWrite, orm
 from feed.values import Answer, Change, Claim, NewPost, Once
 
 # Posts one group writes in one transaction: a whole batch of the API (3).
-MAX_GROUP = 1000
+MAX_GROUP = MAX_BATCH_ITEMS
 
 # For the plain INSERTs of new posts (1).
 POSTS: Table = Post.__table__  # type: ignore[attr-defined]
@@ -290,14 +300,14 @@ def _settled(
             if before is not None:
                 try:
                     settled[n] = keys.replay(claim, before)
-                except keys.IdempotencyKeyReused as reused:
+                except IdempotencyKeyReused as reused:
                     settled[n] = reused
                 continue
             if first is not None:
                 if batch[first].claim == claim:
                     repeats[n] = first
                 else:
-                    settled[n] = keys.IdempotencyKeyReused(claim.key)
+                    settled[n] = IdempotencyKeyReused(claim.key)
                 continue
         chan = channels.get(new.channel)
         if chan is None or chan.archived:
@@ -336,7 +346,7 @@ def _refused(
     if parent.deleted:
         return PostDeleted(new.parent)
     if parent.parent_id is not None:
-        return threads.NotAThread(new.parent, parent.parent_id)
+        return NotAThread(new.parent, parent.parent_id)
     return None
 
 

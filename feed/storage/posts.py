@@ -45,9 +45,10 @@ from sqlmodel import Session, col, select
 from feed import markdown, mentions
 from feed.models import Channel, Event, EventKind, Post
 from feed.storage import tallies, threads
-from feed.storage.engine import StoreError, in_thread, now
+from feed.storage.engine import in_thread, now
 from feed.storage.history import readable
 from feed.storage.log import EventLog
+from feed.storage.refusals import NotAThread, PostDeleted, PostNotFound, ReplyNotPinned
 from feed.values import (
     Change,
     FrontPage,
@@ -55,24 +56,6 @@ from feed.values import (
     ThreadPage,
     _post_view,
 )
-
-
-class PostNotFound(StoreError):
-    def __init__(self, post_id: int) -> None:
-        super().__init__(f"There is no post with id {post_id}.")
-        self.post_id = post_id
-
-
-class PostDeleted(StoreError):
-    def __init__(self, post_id: int) -> None:
-        super().__init__(f"Post {post_id} has been deleted.")
-        self.post_id = post_id
-
-
-class ReplyNotPinned(StoreError):
-    def __init__(self, post_id: int) -> None:
-        super().__init__(f"Post {post_id} is a reply: only top-level posts are pinned.")
-        self.post_id = post_id
 
 
 def _told(session: Session, post_id: int) -> set[str]:
@@ -290,7 +273,7 @@ def _thread_root(session: Session, post_id: int, private: Collection[str] | None
     if post.deleted:
         raise PostDeleted(post_id)
     if post.parent_id is not None:
-        raise threads.NotAThread(post_id, post.parent_id)
+        raise NotAThread(post_id, post.parent_id)
     return threads.with_summaries(session, [_post_view(post, name)])[0]
 
 

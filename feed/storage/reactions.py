@@ -49,16 +49,10 @@ from sqlmodel import Session, col, select
 from feed.commits import UNWRITTEN, GroupCommit
 from feed.models import Channel, Event, EventKind, Post, Reaction, ReactionNews, ReactionWindow
 from feed.storage import tallies
-from feed.storage.engine import (
-    StoreError,
-    StoreUnavailable,
-    Unstorable,
-    caller_loop,
-    in_thread,
-    now,
-)
+from feed.storage.engine import caller_loop, in_thread, now
 from feed.storage.log import EventLog
 from feed.storage.posts import _live_post
+from feed.storage.refusals import StoreError, StoreUnavailable, Unstorable
 from feed.values import PostView, ReactionChange, ReactionToggle, _feed_event, _post_view, _utc
 
 # Toggles one event reports by name (3); a window with more counts the rest.

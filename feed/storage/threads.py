@@ -61,7 +61,6 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
 from feed.models import EventKind, Post
-from feed.storage.engine import StoreError
 from feed.values import FeedEvent, PostView, Thread
 
 # The repliers a summary names, newest first.
@@ -76,16 +75,6 @@ POSTS: BindParameter[Any] = bindparam("posts")
 IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 # New replies added to their parent's stored count on SQLite (5): once per parent.
 COUNT_NEW = "UPDATE posts SET reply_count = reply_count + ? WHERE id = ?"
-
-
-class NotAThread(StoreError):
-    """A reply to a reply (1)."""
-
-    def __init__(self, post_id: int, parent: int) -> None:
-        super().__init__(
-            f"Post {post_id} is a reply to post {parent}: reply to post {parent} instead."
-        )
-        self.post_id = post_id
 
 
 def summaries(
