@@ -588,7 +588,9 @@ def measure(page: Page) -> Metrics:
 
 @dataclass
 class Traffic:
-    """A deterministic mix of creates, edits and deletes through the API."""
+    """A deterministic mix of creates, edits and deletes through the API: of every ten
+    events, seven new posts in one batch (one request, as a busy channel's bursts
+    arrive), then two edits of posts on screen and a delete."""
 
     server: Server
     live: list[int] = field(default_factory=list)
@@ -597,27 +599,46 @@ class Traffic:
     kinds: Counter[str] = field(default_factory=Counter)
 
     def run(self, events: int) -> int:
+        new: list[int] = []
         for _ in range(events):
-            self.step()
+            n = self.sent
+            self.sent += 1
+            if n % 10 < 7 or (n % 10 == 9 and len(self.live) + len(new) <= 40):
+                new.append(n)
+                continue
+            self.create(new)
+            new = []
+            self.change(n)
+        self.create(new)
         return self.last
 
-    def step(self) -> None:
-        n, client = self.sent, self.server.client
-        self.sent += 1
-        if n % 10 in (3, 7) and self.live:
-            target = self.live[-1 - n % 5] if len(self.live) > 5 else self.live[-1]
+    def create(self, numbers: list[int]) -> None:
+        if not numbers:
+            return
+        items = [
+            {"channel": "general", "body": f"post {n}: " + "lorem ipsum " * (n % 7 + 1)}
+            for n in numbers
+        ]
+        answer = self.server.client.post("/api/posts:batch", json=items)
+        assert answer.status_code == 200, answer.text
+        results = answer.json()["results"]
+        assert [r["status"] for r in results] == [201] * len(items), results
+        self.live.extend(r["post"]["id"] for r in results)
+        self.kinds["create"] += len(items)
+        self.last = event_id(results[-1])
+
+    def change(self, n: int) -> None:
+        client = self.server.client
+        if n % 10 in (7, 8):
+            target = self.live[-1 - n % 5]  # on screen: the third or fourth newest
             body = {"body": f"edit {n} with *markdown*"}
             response = ok(client.patch(f"/api/posts/{target}", json=body))
             self.kinds["edit"] += 1
-        elif n % 10 == 5 and len(self.live) > 40:
+        else:
             # Alternately a post on screen and one long gone from it.
-            target = self.live.pop(-3 if n % 20 == 5 else 0)
+            target = self.live.pop(-3 if n % 20 == 9 else 0)
             response = ok(client.delete(f"/api/posts/{target}"))
             self.kinds["delete"] += 1
-        else:
-            response = self.server.post(f"post {n}: " + "lorem ipsum " * (n % 7 + 1))
-            self.live.append(response["post"]["id"])
-            self.kinds["create"] += 1
         self.last = event_id(response)
 
 
