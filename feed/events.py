@@ -47,7 +47,7 @@ The hot path, and why it looks the way it does:
    hot path for those is untouched. The hub does not match anything itself: each
    ``Outgoing`` carries, per search, the frames that search's streams get (the
    event, a ``post-unmatched`` in its place, or nothing), decided by the relay once
-   per event per distinct search (search.py, on live searches), so a thousand
+   per event per distinct search (post_words.py, on live searches), so a thousand
    screens of one search cost one match per event. The hub then routes them by
    channel and private channels exactly as for every other stream.
 9. On runs. A batch of posts (batch.py) reaches the hub as a run of events of one

@@ -3,8 +3,8 @@
 Rationale:
 
 1. What a live search costs. Each event is matched once against each different live
-   search, whatever the number of its streams (events.py and search.py, on live
-   searches), on the event loop that writes every stream. So it is the number of
+   search, whatever the number of its streams (events.py and post_words.py, on
+   live searches), on the event loop that writes every stream. So it is the number of
    different searches, not of streams, that one client must not be able to raise
    without bound: a thousand streams of one search cost one match per event, and a
    thousand different searches that never match cost a thousand, for nothing the

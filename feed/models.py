@@ -27,7 +27,7 @@ class EventKind(StrEnum):
     REPLY_UPDATED = "reply-updated"
     REPLY_DELETED = "reply-deleted"
     # Sent only to live searches, never logged: an edit made this post stop matching
-    # (search.py, on live searches).
+    # (post_words.py, on live searches).
     POST_UNMATCHED = "post-unmatched"
     CHANNEL_CREATED = "channel-created"
     CHANNEL_UPDATED = "channel-updated"

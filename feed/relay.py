@@ -40,7 +40,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from feed import search, tasks
+from feed import post_words, tasks
 from feed.brokers import Broker
 from feed.events import Hub, Outgoing
 from feed.metrics import Metrics
@@ -254,27 +254,27 @@ class Relay:
         frames: dict[Format, bytes],
         searches: dict[str, Query],
         formats: set[Format],
-        parents: dict[tuple[int, str], search.Words],
+        parents: dict[tuple[int, str], post_words.Words],
     ) -> dict[str, dict[Format, bytes]]:
         """What each live search shows of ``event``: matched once per search, whatever
         the number of its streams, with the body split into words once for all of them
         (events.py, on live searches)."""
-        words = search.Words(event.post.body) if event.post is not None else None
+        words = post_words.Words(event.post.body) if event.post is not None else None
         parent = event.thread
 
-        def thread() -> search.Words:
+        def thread() -> post_words.Words:
             # A reply's parent, split only if a search did not match the reply, and
             # once for all the replies to it that this delivery holds.
             assert parent is not None and parent.body is not None
             key = (parent.post, parent.body)
             found = parents.get(key)
             if found is None:
-                found = parents[key] = search.Words(parent.body)
+                found = parents[key] = post_words.Words(parent.body)
             return found
 
         shown: dict[str, dict[Format, bytes]] = {}
         for text, query in searches.items():
-            found = search.live(query, event, words, thread)
+            found = post_words.live(query, event, words, thread)
             if found is event:
                 shown[text] = frames
             elif found is not None:
@@ -296,7 +296,7 @@ class Relay:
         # How many events were committed at each moment: a commit's share one (metrics.py,
         # on the fan-out path).
         committed: dict[datetime, int] = {}
-        parents: dict[tuple[int, str], search.Words] = {}  # replies' parents, split
+        parents: dict[tuple[int, str], post_words.Words] = {}  # replies' parents, split
         for event in events:
             frames = self._renderer.frames(event, formats)
             searched = (

@@ -43,7 +43,7 @@ Rationale:
    delivered more asks again, or a mention written since an answer of "none" would
    be neither in its replay nor live.
 6. A live search's replay reads the same pages of the log and keeps the events that
-   search shows, judged as live delivery judges them (search.py, on live searches):
+   search shows, judged as live delivery judges them (post_words.py, on live searches):
    exactly the matching events after the resume id. Its pages are shared by the
    streams of the same search (the query's text is part of the key); a page ends
    where its read of the log ended, not at its last kept event, so the cursor moves
@@ -78,7 +78,7 @@ import itertools
 import sys
 from dataclasses import dataclass, field
 
-from feed import search
+from feed import post_words
 from feed.render import Renderer
 from feed.search import Query
 from feed.sharing import Shared, Turns
@@ -347,7 +347,7 @@ class Replays:
             if query is None:
                 return Page(events)
             end = events[-1].id if events else after
-            shown = [found for e in events if (found := search.live(query, e)) is not None]
+            shown = [found for e in events if (found := post_words.live(query, e)) is not None]
             return Page(shown, end, len(events) >= PAGE)
 
         return await self._pages.get(key, read)

@@ -1,5 +1,6 @@
 """The search language: a query parsed once into a small tree, and what each engine and
-the live matcher make of that tree.
+the live matcher make of that tree (a post's words, and what a live search shows of an
+event: post_words.py).
 
 A query is a list of terms, all of which must hold:
 
@@ -51,47 +52,21 @@ Rationale:
 5. Snippets are made here, from the post's stored body, for both stores alike: the
    text is HTML-escaped first and the ``<mark>`` tags added after, so no markup a body
    holds (a ``<script>``, a ``<mark>`` of its own, an entity) survives in a snippet.
-6. Live searches match the post as the event carries it: as its transaction left it
-   when the event goes out live, as it is now when it is read from the log (a replay,
-   or a relay catching up), the same rule as every stream's payload (storage/log.py,
-   on the current state). An event whose post matches goes out as it is, and so does
-   a reply's event whose parent matches: a search shows the thread of a post it
-   shows, or that post's reply count would stand still on a kiosk while people
-   answered it (the event carries its parent's body with its summary:
-   storage/threads.py, on bodies). An edit whose post matches neither way goes out as
-   ``post-unmatched`` (the page drops the post if it shows it: whether it matched
-   before is not known without reading it again, and need not be); a tombstone goes
-   out as it is, since its text is gone; any other event goes nowhere. So after the
-   last event of a post, live or replayed, a page shows that post exactly if it
-   matches now, whichever way the events came: a replay is exactly the matching
-   events after its id, judged by this one function.
-7. Relevance is weighed here, from the words of the posts a search ranks, on SQLite
+6. Relevance is weighed here, from the words of the posts a search ranks, on SQLite
    (storage/search.py, on relevance): BM25's shape without its rarity weights. Each
    term's count in the post saturates (``K1``), and a post longer than the mean of
    those ranked with it counts for less (``B``); every term weighs the same. FTS5's
    own ``bm25`` weighs a term by how many posts hold it, and to know that it reads
    every post that matches: all of them for a common word, and for a phrase the
    positions in every post holding its words, whatever window is ranked.
-8. Live matching runs on the event loop, once per event per distinct search, and
-   anyone may open a search: so a term costs a dictionary lookup (a word), a binary
-   search (a prefix) or a lookup and one substring search in C (a phrase, 9), never a
-   pass in Python over a long body for each of many searches. The body is split once
-   per event for all of them, in C: one pass folds it and one regular expression
-   splits it (unicode61.py, on cost).
-9. Phrases are found as substrings. A post's words are joined into one string, each
-   between gaps no word holds (``joined``), and a phrase is then a substring of it,
-   found and counted by ``str``'s own search. Compared word by word at each place its
-   first word stands, a long phrase of a common word against a long post of it cost
-   tens of milliseconds per search per event, on the event loop. A phrase that
-   overlaps itself ("a a" in "a a a") is counted where it stands apart: once there.
-10. Pairs. PostgreSQL keeps an index of the pairs of words that stand together in each
+7. Pairs. PostgreSQL keeps an index of the pairs of words that stand together in each
    post (migration 0014_search_pairs), and a phrase that must hold is looked up by its
    pairs there first (storage/search.py, on phrases by their word pairs): ``"a b c"``
    by ``'a b' & 'b c'``, and ``a.b*`` by ``'a b':*``. Only a phrase of ASCII letters
    and digits is: for those, the parser makes each word one lexeme, spelt as typed,
    so a post the phrase matches surely holds its pairs. A phrase of other words is
    checked as before, against every post that holds its words.
-11. Composed and decomposed. An accented letter is typed as one character (``é``,
+8. Composed and decomposed. An accented letter is typed as one character (``é``,
    composed) or as a letter and a combining accent (``e`` and U+0301, decomposed),
    and neither engine takes the two for one word: each indexes a post's words as they
    were typed. A post is kept as it was written, as its source always is: composing
@@ -112,19 +87,16 @@ Rationale:
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from html import escape
-from operator import methodcaller
 from typing import Literal
 
-from feed import unicode61
-from feed.models import EventKind
-from feed.values import FeedEvent
+from feed import post_words, unicode61
+from feed.post_words import Words, tokenize
 
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 12
@@ -133,13 +105,13 @@ MAX_PREFIXES = 3  # (4)
 # Words of context on each side of the first match in a snippet.
 SNIPPET_WORDS = 12
 # BM25's usual constants: how soon a term's count saturates, and how much a post's
-# length counts (7).
+# length counts (6).
 K1 = 1.2
 B = 0.75
 
 # One term of the query's text: an optional "-", then a quoted phrase or a bare word.
 _TERM = re.compile(r'\s*(-?)(?:"([^"]*)"|([^\s"]+))')
-# A word of a phrase looked up by its pairs on PostgreSQL (10).
+# A word of a phrase looked up by its pairs on PostgreSQL (7).
 _PLAIN = re.compile(r"[a-z0-9]{1,100}")
 
 
@@ -152,7 +124,7 @@ class Term:
     """Words that must follow each other (one word: just that word); ``prefix``: the
     last one may be the start of a word; ``negated``: the post must not hold it.
     ``forms``: the words as a post holds them written composed or decomposed, any of
-    which the term looks for (11); ``words`` first."""
+    which the term looks for (8); ``words`` first."""
 
     words: tuple[str, ...]
     prefix: bool = False
@@ -187,7 +159,7 @@ class Query:
 
     def pairs(self) -> str | None:
         """The tsquery text of the word pairs the phrases that must hold are made of, as
-        PostgreSQL's index of pairs holds them (10); None if there are none."""
+        PostgreSQL's index of pairs holds them (7); None if there are none."""
         pairs = [_pair_term(term) for term in self.terms if _paired(term)]
         return " & ".join(sorted(set(itertools.chain(*pairs)))) or None
 
@@ -198,15 +170,17 @@ class Query:
         words = body if isinstance(body, Words) else Words(body)
         if not words.tokens:
             return False
-        return all(_holds(term, words) != term.negated for term in self.terms)
+        return all(post_words.holds(term, words) != term.negated for term in self.terms)
 
     def relevance(self, tokens: list[str], mean_length: float) -> float:
         """How well a post of these words (``tokenize``) matches, higher better, among
-        posts of ``mean_length`` words on average (7)."""
+        posts of ``mean_length`` words on average (6)."""
         norm = K1 * (1 - B + B * len(tokens) / max(1.0, mean_length))
         phrases = any(len(words) > 1 for term in self.terms for words in term.forms)
-        words_joined = joined(tokens) if phrases else None
-        counts = (_count(term, tokens, words_joined) for term in self.terms if not term.negated)
+        words_joined = post_words.joined(tokens) if phrases else None
+        counts = (
+            post_words.count(term, tokens, words_joined) for term in self.terms if not term.negated
+        )
         return sum(n * (K1 + 1) / (n + norm) for n in counts)
 
     def snippet(self, body: str) -> str:
@@ -256,66 +230,6 @@ class Query:
         return lambda token: token in exact or token.startswith(prefixes)
 
 
-class Words:
-    """A body split into words once, for every live search that looks at it: where
-    each word stands, and the words in order, so that a term costs a lookup, not a
-    pass over the body (8)."""
-
-    __slots__ = ("_joined", "_sorted", "positions", "tokens")
-
-    def __init__(self, body: str) -> None:
-        self.tokens = tokenize(body)
-        self.positions: dict[str, list[int]] = {}
-        for n, token in enumerate(self.tokens):
-            self.positions.setdefault(token, []).append(n)
-        self._sorted: list[str] | None = None
-        self._joined: str | None = None
-
-    @property
-    def joined(self) -> str:
-        """The words as one string, for phrases (``joined``)."""
-        if self._joined is None:
-            self._joined = joined(self.tokens)
-        return self._joined
-
-    def starting(self, prefix: str) -> bool:
-        """Whether a word starts with ``prefix``."""
-        if self._sorted is None:
-            self._sorted = sorted(self.positions)
-        at = bisect.bisect_left(self._sorted, prefix)
-        return at < len(self._sorted) and self._sorted[at].startswith(prefix)
-
-
-def live(
-    query: Query,
-    event: FeedEvent,
-    words: Words | None = None,
-    thread: Callable[[], Words] | None = None,
-) -> FeedEvent | None:
-    """What a live search of ``query`` shows of ``event`` (6): the event itself, a
-    ``post-unmatched`` in its place, or nothing. ``words``: the post's body, split;
-    ``thread``: a reply's parent's, split when first asked for."""
-    post = event.post
-    if post is None:
-        return None  # channel events are not about matching posts
-    if post.deleted:
-        return event  # a tombstone: the page drops the post if it shows it
-    if query.matches(words if words is not None else post.body):
-        return event
-    # A reply's event is also shown with the thread of a post the search shows.
-    parent = event.thread.body if event.thread is not None and post.parent is not None else None
-    if parent is not None and query.matches(thread() if thread is not None else parent):
-        return event
-    if event.kind in (EventKind.POST_UPDATED, EventKind.REPLY_UPDATED):
-        return replace(event, kind=EventKind.POST_UNMATCHED)
-    return None
-
-
-def tokenize(text: str) -> list[str]:
-    """The words of ``text`` as SQLite's index makes them (1)."""
-    return unicode61.WORD.findall(unicode61.folded(text))
-
-
 def parse(text: str) -> Query:
     """The query ``text`` as a tree; ``QueryError`` with a sentence if it cannot be one."""
     if len(text) > MAX_QUERY_CHARS:
@@ -359,7 +273,7 @@ def _term(phrase: str | None, bare: str | None, negated: bool) -> Term | None:
 
 
 def _typed(text: str) -> tuple[str, ...]:
-    """The words of a term's text; composed, if that is the same term (11)."""
+    """The words of a term's text; composed, if that is the same term (8)."""
     words = tuple(tokenize(text))
     if text.isascii():
         return words
@@ -371,7 +285,7 @@ def _typed(text: str) -> tuple[str, ...]:
 
 def _forms(words: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
     """``words``, then the words a post holds that writes them composed, and decomposed,
-    where those differ (11)."""
+    where those differ (8)."""
     if all(word.isascii() for word in words):
         return (words,)
     forms = [words]
@@ -419,7 +333,7 @@ def _ts_phrase(words: tuple[str, ...], prefix: bool) -> str:
 
 
 def _paired(term: Term) -> bool:
-    # Words PostgreSQL's parser is sure to keep as they are, one token each (10).
+    # Words PostgreSQL's parser is sure to keep as they are, one token each (7).
     return (
         len(term.words) > 1
         and not term.negated
@@ -433,54 +347,3 @@ def _pair_term(term: Term) -> list[str]:
     if term.prefix:
         pairs[-1] += ":*"
     return pairs
-
-
-def _holds(term: Term, body: Words) -> bool:
-    for words in term.forms:
-        if len(words) == 1:
-            if body.starting(words[0]) if term.prefix else words[0] in body.positions:
-                return True
-            continue
-        # Every whole word of the phrase must stand somewhere before the body is
-        # searched for it: a lookup each, where the substring search reads the whole
-        # body (8). Most posts lack one: a lookup or two.
-        whole = words[:-1] if term.prefix else words
-        if all(word in body.positions for word in whole) and (
-            _phrase(words, term.prefix) in body.joined
-        ):
-            return True
-    return False
-
-
-def _count(term: Term, tokens: list[str], words_joined: str | None = None) -> int:
-    """How often ``term`` stands in a post of these words (7); ``words_joined``: the
-    same words, ``joined``."""
-    count = 0
-    for words in term.forms:
-        if len(words) > 1:
-            words_joined = words_joined or joined(tokens)
-            count += words_joined.count(_phrase(words, term.prefix))
-        elif term.prefix:
-            count += sum(map(methodcaller("startswith", words[0]), tokens))
-        else:
-            count += tokens.count(words[0])
-    return count
-
-
-# Either side of each word in ``joined``: no word holds it (NUL separates words, 1).
-# Each word has its own, so that phrases standing one after the other are counted
-# apart.
-_GAP = "\x00"
-_BETWEEN = _GAP * 2
-
-
-def joined(tokens: list[str]) -> str:
-    """``tokens`` as one string, each word between gaps, where a phrase is a substring
-    (9)."""
-    return _GAP + _BETWEEN.join(tokens) + _GAP
-
-
-def _phrase(words: tuple[str, ...], prefix: bool) -> str:
-    """The substring of ``joined`` words that is a term's ``words``: a prefix's last
-    word is left open (9)."""
-    return _GAP + _BETWEEN.join(words) + ("" if prefix else _GAP)

@@ -139,7 +139,7 @@ class Subscriber:
         # whose replies' events, it follows, in its one channel (events.py).
         self.thread: int | None = None
         # A live search: only changes to posts that match it, and to their replies
-        # (search.py and events.py, on live searches).
+        # (post_words.py and events.py, on live searches).
         self.search: Query | None = None
 
     def offer(self, item: Item) -> None:

@@ -26,7 +26,7 @@ Rationale:
    the ``a`` stands alone, the character cannot begin a word. A row stays far below
    FTS5's longest word (32 KB, past which it cuts a word). Lone surrogates cannot be
    stored, and feed takes none (text.py): here they separate.
-4. Cost. The matcher splits every event's body on the event loop (search.py, on
+4. Cost. The matcher splits every event's body on the event loop (post_words.py, on
    cost), so a text is folded by one call in C and split by one regular expression.
    ``str.lower()`` is the fastest, and folds as the table does but at the characters
    of ``LOWER_DIFFERS`` (as this Python's Unicode version lowercases; under another

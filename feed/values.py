@@ -131,7 +131,7 @@ class Thread:
     replies: int
     repliers: tuple[str, ...]
     # The post's own body, read with an event's summary only: a live search shows the
-    # whole thread of a post it matches (search.py, on live searches).
+    # whole thread of a post it matches (post_words.py, on live searches).
     body: str | None = None
 
 

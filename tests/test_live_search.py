@@ -15,9 +15,10 @@ import pytest
 from feed.brokers.memory import MemoryBroker
 from feed.events import Hub
 from feed.metrics import Metrics
+from feed.post_words import Words
 from feed.relay import Relay
 from feed.render import Renderer
-from feed.search import Query, Words, parse
+from feed.search import Query, parse
 from feed.sse import Format
 from feed.store import Store
 from feed.subscribers import Subscriber
@@ -300,7 +301,7 @@ def test_a_reply_is_judged_by_its_own_body_or_its_parents() -> None:
     from datetime import UTC, datetime
 
     from feed.models import EventKind
-    from feed.search import live
+    from feed.post_words import live
     from feed.values import PostView, Thread
 
     def reply(kind: EventKind, body: str, parent_body: str | None) -> FeedEvent:

@@ -11,7 +11,8 @@ from contextlib import ExitStack
 import pytest
 
 from feed.live_searches import LiveSearches, LiveSearchesFull, TooManyLiveSearches
-from feed.search import Words, parse
+from feed.post_words import Words
+from feed.search import parse
 from tests.auth import ADMIN
 from tests.conftest import Server
 from tests.sse import SSEClient

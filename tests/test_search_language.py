@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feed.models import EventKind
-from feed.search import QueryError, Term, Words, live, parse, tokenize
+from feed.post_words import Words, live, tokenize
+from feed.search import QueryError, Term, parse
 from feed.search_values import Cursor
 from feed.values import FeedEvent, PostView
 

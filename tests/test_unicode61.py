@@ -14,7 +14,7 @@ import pytest
 
 from feed import unicode61
 from feed import unicode61_table as table
-from feed.search import tokenize
+from feed.post_words import tokenize
 
 MIGRATION = Path(unicode61.__file__).parent / "migrations" / "versions" / "0010_search.py"
 REGENERATE = "the table is out of date: run python -m feed.unicode61"

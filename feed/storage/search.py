@@ -101,7 +101,8 @@ from sqlmodel import Session, col, select
 
 from feed import schema
 from feed.models import Channel, Event, Post
-from feed.search import Query, tokenize
+from feed.post_words import tokenize
+from feed.search import Query
 from feed.search_values import Cursor, Filters, Hit, Results
 from feed.storage import tallies, threads
 from feed.storage.engine import in_thread

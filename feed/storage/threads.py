@@ -41,7 +41,7 @@ Rationale:
    nothing, so neither counts. A reply's own count stays 0.
 6. A reply's event carries its parent's body with the summary, read by the
    parent's key with it: a live search shows every event of the thread of a post it
-   matches (search.py, on live searches), and judges that, for each search, by the
+   matches (post_words.py, on live searches), and judges that, for each search, by the
    event alone. Other events, and lists of posts, have their bodies already and read
    none.
 """
