@@ -61,7 +61,8 @@ def test_the_table_is_for_the_tokenizer_the_index_is_made_with() -> None:
 
 
 def test_of_ascii_only_letters_and_digits_are_words_and_fold_to_lowercase() -> None:
-    # A word holds no quote nor any operator of FTS5 or tsquery (search.py, on queries).
+    # A word holds no quote nor any operator of FTS5 or tsquery (search.py, on no user
+    # text reaching an engine's query parser).
     assert tokenize(string.printable) == [string.digits + string.ascii_lowercase * 2]
     assert tokenize("".join(chr(c) for c in range(0x80) if not chr(c).isalnum())) == []
 
