@@ -1,7 +1,8 @@
 // Read state on the dashboard: unread counts in the nav and the title, the "new
 // since you last looked" divider, posts reported read once seen, the mention count,
-// "Mark all read", and opt-in desktop notifications. Loaded by pages that carry a
-// reader's read state (pages.py, on read state), before feed-stream.js.
+// "Mark all read", and which events deserve a desktop notification (shown by
+// feed-notifications.js). Loaded by pages that carry a reader's read state (pages.py,
+// on read state), before feed-stream.js.
 //
 // 1. Read means seen. A post counts as read once at least half of it has been on
 //    screen while the tab is visible (IntersectionObserver and the Page Visibility
@@ -31,18 +32,9 @@
 // 4. Personal events come on the page's own stream: feed-stream.js hands each
 //    EventSource it makes to window.feedSourceHooks. A live post's event id is the message's
 //    id; a post replaced by an edit keeps the id it was made with (remembered here).
-// 5. Notifications are opt-in (a button; the browser asks for permission once).
-//    A mention, or a new post in an announcement channel, is shown as a desktop
-//    notification only by a tab that is hidden, and at most once per post across
-//    all the tabs of the browser. A tab claims a post by taking a Web Lock named
-//    after it, only if no other tab holds it, and holds it for CLAIM_HOLD_MS; the
-//    claim is also written to localStorage for later deliveries of the same post
-//    (a replay after a reconnect). localStorage alone is no claim: Chromium hands
-//    its writes to other tabs' processes a moment later, and two tabs both found
-//    the post unclaimed. A visible tab claims too, without showing anything, so no
-//    hidden tab shows what the reader already sees (a hidden tab waits
-//    HIDDEN_CLAIM_DELAY_MS before it claims, so a visible one goes first). Without
-//    Web Locks the claim is the localStorage check alone.
+// 5. A mention, or a new post in an announcement channel by someone else, deserves a
+//    desktop notification; feed-notifications.js decides whether and where it is
+//    shown (on opt-in, hidden tabs only, once per post).
 // 6. Signing out ends the session on the server before the next page loads. From the
 //    moment this page submits the sign-out form it asks nothing more in the
 //    session's name: a count or a read report still on its way is abandoned, and
@@ -52,11 +44,6 @@
   "use strict";
 
   var REFRESH_MS = 300;
-  var CLAIMS_KEY = "feed-notified";
-  var CLAIMS_KEPT = 200;
-  var NOTIFY_KEY = "feed-notify";
-  var HIDDEN_CLAIM_DELAY_MS = 250; // a visible tab claims first (5)
-  var CLAIM_HOLD_MS = 5000;
 
   var state = null; // the read state the page was rendered with, then as fetched
   var eventIds = {}; // post id -> id of the event that made it (4)
@@ -72,7 +59,6 @@
   var debug = (window.feedUnread = {
     reports: 0,
     refreshes: 0,
-    notified: 0,
     readEvents: [],
     held: 0, // requests not made because the page is signing out (6)
   });
@@ -151,6 +137,11 @@
 
   function person() {
     return state ? state.person : "";
+  }
+
+  // A desktop notification deserved (5): feed-notifications.js shows it, or not.
+  function notify(postId, text) {
+    window.feedNotifications.notify(postId, text);
   }
 
   // -- 2. counts ---------------------------------------------------------------------------
@@ -335,7 +326,6 @@
   document.addEventListener("click", function (evt) {
     var button = evt.target.closest && evt.target.closest("[data-mark-read]");
     if (button) markRead(button.getAttribute("data-mark-read"), {});
-    if (evt.target.id === "notify-toggle") toggleNotifications();
   });
 
   // -- 6. signing out -------------------------------------------------------------------
@@ -376,82 +366,6 @@
     list.insertBefore(divider, posts[firstRead]);
   }
 
-  // -- 5. notifications ------------------------------------------------------------------
-
-  function notificationsOn() {
-    return (
-      "Notification" in window &&
-      Notification.permission === "granted" &&
-      localStorage.getItem(NOTIFY_KEY) === "on"
-    );
-  }
-
-  function showToggle() {
-    var button = document.getElementById("notify-toggle");
-    if (!button || !("Notification" in window)) return;
-    button.hidden = false;
-    // Its name says what it does next; a pressed state as well would read "Disable
-    // notifications, pressed".
-    button.textContent = notificationsOn() ? "Disable notifications" : "Enable notifications";
-  }
-
-  function toggleNotifications() {
-    if (notificationsOn()) {
-      localStorage.removeItem(NOTIFY_KEY);
-      showToggle();
-      return;
-    }
-    Notification.requestPermission().then(function (answer) {
-      if (answer === "granted") localStorage.setItem(NOTIFY_KEY, "on");
-      showToggle();
-    });
-  }
-
-  // Claims this post for this tab if no tab has yet; true if it was ours to claim.
-  function claim(postId) {
-    var claims = [];
-    try {
-      claims = JSON.parse(localStorage.getItem(CLAIMS_KEY) || "[]");
-    } catch (e) {
-      claims = [];
-    }
-    if (claims.indexOf(postId) >= 0) return false;
-    claims.push(postId);
-    localStorage.setItem(CLAIMS_KEY, JSON.stringify(claims.slice(-CLAIMS_KEPT)));
-    return true;
-  }
-
-  function notify(postId, text) {
-    if (!postId || !notificationsOn()) return;
-    var key = String(postId);
-    var decide = function () {
-      // A visible tab claims it too, and shows nothing: the reader sees the page.
-      if (!claim(key) || document.visibilityState === "visible") return;
-      debug.notified += 1;
-      var shown = new Notification("feed", { body: text, tag: "feed-post-" + key });
-      shown.onclick = function () {
-        window.focus();
-        shown.close();
-      };
-    };
-    var claimNow = function () {
-      if (!navigator.locks) {
-        decide();
-        return;
-      }
-      // The lock of this post, taken only if free, and held for CLAIM_HOLD_MS: the
-      // other tabs get it from the same broadcast within that time and find it taken;
-      // by then the claim in localStorage has reached them.
-      navigator.locks.request("feed-notify-" + key, { ifAvailable: true }, function (lock) {
-        if (!lock) return null;
-        decide();
-        return new Promise(function (done) { setTimeout(done, CLAIM_HOLD_MS); });
-      });
-    };
-    if (document.visibilityState === "visible") claimNow();
-    else setTimeout(claimNow, HIDDEN_CLAIM_DELAY_MS);
-  }
-
   // -- start -------------------------------------------------------------------------------
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -476,6 +390,5 @@
       }).observe(list, { childList: true });
     }
     show();
-    showToggle();
   });
 })();
