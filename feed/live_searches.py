@@ -20,7 +20,7 @@ Rationale:
    A refusal is "not now" (503): it is no fault of this client's.
 4. Refused before the stream begins, with ``Retry-After``: an EventSource that gets
    an error status stops, and the page's own stream opens again after it, backing
-   off (feed-tabs.js), so a page whose search was refused comes back once another is
+   off (feed-source.js), so a page whose search was refused comes back once another is
    closed.
 """
 

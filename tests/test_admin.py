@@ -112,6 +112,7 @@ def test_admin_page_shows_every_panel_newest_events_first_and_is_not_indexed(
     glue = ("page", "times", "focus", "announcer", "reactions", "lists", "refetch", "threads")
     scripts = (
         "htmx-2.0.11.min.js",
+        "feed-source.js",
         "feed-tabs.js",
         *(f"feed-{part}.js" for part in glue),
         "feed-stream.js",

@@ -421,7 +421,7 @@ def test_a_rebuilt_event_source_resumes_from_the_last_applied_event(
     wait_applied(page, seen)
 
     # The restart makes the browser reconnect; the gate answers that with a 503, so the
-    # EventSource is CLOSED and the page builds a new one (feed-tabs.js, on one face),
+    # EventSource is CLOSED and the page builds a new one (feed-source.js, on one face),
     # which the gate holds (and each one the page opens again while it stays silent).
     gate.mode = "fail"
     attempts: list[Request] = []

@@ -1,5 +1,5 @@
-// A live page's glue, one script per concept, and what they share. Loaded after htmx
-// and feed-tabs.js, first of them (base.html):
+// A live page's glue, one script per concept, and what they share. Loaded after htmx,
+// feed-source.js and feed-tabs.js, first of them (base.html):
 //
 //   feed-page.js       this: the object they share, what they ask of the page, its start
 //   feed-times.js      times and the kiosk's clock

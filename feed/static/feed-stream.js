@@ -3,10 +3,10 @@
 //
 // 1. Resume. htmx's sse extension rebuilds a CLOSED EventSource with the URL it
 //    started with, which drops the Last-Event-ID the browser would have sent. We build
-//    every stream ourselves (feed-tabs.js: shared with the profile's other tabs, or the
-//    page's own), so it always resumes from the id of the last event this page
-//    applied, and we close the previous one (one stream per page, whatever path led to
-//    the rebuild).
+//    every stream ourselves (feed-tabs.js: shared with the profile's other tabs, or
+//    feed-source.js: the page's own), so it always resumes from the id of the last
+//    event this page applied, and we close the previous one (one stream per page,
+//    whatever path led to the rebuild).
 // 2. The position. The id of the last event this page applied moves only once a
 //    message's whole effect is on the page (feed-lists.js, exactly once). So a page
 //    whose feedStream.lastApplied is the log's newest event shows exactly what its
@@ -165,7 +165,7 @@
   }
 
   // A stream silent for two intervals is opened again: the page's own at once, a shared
-  // one by the tab that holds it (feed-tabs.js, on one face).
+  // one by the tab that holds it (feed-source.js, on one face).
   function reopen() {
     if (source) source.reopen();
   }
