@@ -44,6 +44,7 @@ from starlette.testclient import TestClient
 from feed.app import create_app
 from feed.settings import Settings
 from feed.store import Store
+from tests import zygote
 from tests.auth import ADMIN, bearer, ensure_admin, make_token
 from tests.services import Postgres, Valkey
 from tests.waiting import until
@@ -52,6 +53,8 @@ pytest_plugins = ["tests.tiers", "tests.grouping"]
 
 # The heartbeat interval for servers whose test sets none (the module docstring).
 TEST_HEARTBEAT = "FEED_TEST_HEARTBEAT"
+# A feed server, after the Python executable.
+SERVE = ("-m", "feed", "serve")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -127,12 +130,13 @@ class Server:
     port: int
     database: str
     env: dict[str, str]
-    proc: subprocess.Popen[bytes] | None = None
+    # Forked from a process that has imported the server already (tests/zygote.py).
+    proc: subprocess.Popen[bytes] | zygote.Forked | None = None
     log: Path | None = None
     # Run in the server's process before it starts, e.g. to lower a resource limit.
     preexec: Callable[[], None] | None = None
     # What to run instead of `feed serve` (after the Python executable).
-    command: Sequence[str] = ("-m", "feed", "serve")
+    command: Sequence[str] = SERVE
     client: httpx.Client = field(init=False)
     tokens: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -142,14 +146,17 @@ class Server:
 
     def start(self, timeout: float = 20) -> Server:
         assert self.log is not None
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, *self.command],
-            env=self.env,
-            stdout=out,
-            stderr=out,
-            preexec_fn=self.preexec,
-        )
+        if zygote.forking() and self.preexec is None and self.command == SERVE:
+            self.proc = zygote.start(["serve"], self.env, str(self.log))
+        else:
+            with self.log.open("ab") as out:
+                self.proc = subprocess.Popen(
+                    [sys.executable, *self.command],
+                    env=self.env,
+                    stdout=out,
+                    stderr=out,
+                    preexec_fn=self.preexec,
+                )
         self.client = httpx.Client(base_url=self.url, timeout=10, headers=ADMIN)
         until(
             self._ready,
