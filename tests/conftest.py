@@ -1,5 +1,6 @@
-"""Shared fixtures: real feed servers in subprocesses, real PostgreSQL and Valkey
-servers, and an in-process app.
+"""Shared fixtures: real feed servers in processes of their own (forked from one that
+has imported the server once: tests/zygote.py), real PostgreSQL and Valkey servers,
+and an in-process app.
 
 Tests that take ``database_url`` run on SQLite; a module that overrides it with
 ``each_database_url`` runs every test on SQLite and on PostgreSQL.
