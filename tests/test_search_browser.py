@@ -1,9 +1,12 @@
 """Search in a real Chromium: typing shows highlighted results and a click opens the
 post; a search box past the searches-at-once limit says so and gets its results by
-itself; a kiosk watching a search shows a matching new post live and not another."""
+itself; a kiosk watching a search shows a matching new post live and not another, and
+one whose live search is refused says why, in the server's words, and comes back by
+itself."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -11,8 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import BrowserContext, Request, expect
 
+from feed.errors import RETRY_AFTER_SECONDS
+from feed.live_searches import LiveSearchesFull, TooManyLiveSearches
 from tests.browser import (
     LIVE_MS,
     OPEN_MS,
@@ -28,6 +33,7 @@ from tests.browser import (
 )
 from tests.conftest import Server
 from tests.held_search import HELD
+from tests.sse import subscribed
 from tests.waiting import until
 
 pytestmark = pytest.mark.browser
@@ -263,3 +269,60 @@ def test_a_kiosk_watching_a_search_counts_every_reply_to_a_matching_post(
         expect(count).to_have_attribute("data-replies", str(n))
     expect(count).to_contain_text("2 replies")
     assert shown_ids(kiosk) == render_ids(server, "/partials/kiosk?q=deploy")
+
+
+def refusals_allowed(problems: Problems, status: int) -> None:
+    """The stream's refusal is what the test is about: the EventSource's failed load,
+    htmx's report of it, and the page's own request that reads why."""
+    problems.allow(f"{status} from GET", "htmx:sseError", "[object Event]", "EventSource")
+
+
+def test_a_kiosk_whose_search_the_server_cannot_follow_says_why_and_comes_back_by_itself(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems
+) -> None:
+    refusals_allowed(problems, 503)
+    server = make_server(max_live_searches=1)
+    old = server.post("deploy of the old build")["post"]["id"]
+    kiosk = context.new_page()
+    streams: list[Request] = []  # each time the page opened its stream
+    kiosk.on("request", lambda r: streams.append(r) if r.resource_type == "eventsource" else None)
+    # Another screen's search is the one the server follows.
+    with subscribed(server.port, {"format": "json", "q": "lunch"}):
+        kiosk.goto(f"{server.url}/kiosk?q=deploy")
+        refused = kiosk.locator("#refused")
+        # In the server's own words, said as the badge says it: politely.
+        expect(refused).to_contain_text(LiveSearchesFull(1).message, timeout=OPEN_MS)
+        expect(refused).to_contain_text("Trying again automatically.")
+        expect(refused).to_have_attribute("role", "status")
+        expect(refused).to_have_attribute("aria-live", "polite")
+        expect(refused).to_be_visible()
+        assert shown_ids(kiosk) == [old]
+        meanwhile = server.post("deploy started")
+    # The other search closed: the kiosk gets in by itself, with what it missed, once.
+    wait_applied(kiosk, meanwhile["event_id"], timeout=3 * RETRY_AFTER_SECONDS * 1000)
+    expect(refused).to_be_empty()
+    expect(kiosk.locator("#live")).to_have_attribute("data-state", "live")
+    assert shown_ids(kiosk) == [meanwhile["post"]["id"], old]
+    late = server.post("deploy finished")
+    expect(post_el(kiosk, late["post"]["id"])).to_be_visible(timeout=LIVE_MS)
+    assert shown_ids(kiosk) == render_ids(server, "/partials/kiosk?q=deploy")
+    # Politely: each attempt after a refusal waited at least the Retry-After (the
+    # browser's own clock says when each began).
+    began = [r.timing["startTime"] for r in streams]
+    gaps = [later - sooner for sooner, later in itertools.pairwise(began)]
+    assert len(gaps) >= 1 and min(gaps) >= RETRY_AFTER_SECONDS * 1000, gaps
+
+
+def test_a_kiosk_past_its_own_live_searches_says_why_in_the_servers_words(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems
+) -> None:
+    refusals_allowed(problems, 429)
+    server = make_server(max_live_searches_per_client=1)
+    # This address already follows a search: the kiosk's, signed out, is one too many.
+    with subscribed(server.port, {"format": "json", "q": "lunch"}):
+        kiosk = context.new_page()
+        kiosk.goto(f"{server.url}/kiosk?q=deploy")
+        refused = kiosk.locator("#refused")
+        said = TooManyLiveSearches(1, "this address").message
+        expect(refused).to_contain_text(said, timeout=OPEN_MS)
+        expect(kiosk.locator("#live")).not_to_have_attribute("data-state", "live")
