@@ -19,9 +19,10 @@ Rationale:
    that someone already follows costs nothing more and is never refused for this.
    A refusal is "not now" (503): it is no fault of this client's.
 4. Refused before the stream begins, with ``Retry-After``: an EventSource that gets
-   an error status stops, and the page's own stream opens again after it, backing
-   off (feed-source.js), so a page whose search was refused comes back once another is
-   closed.
+   an error status stops, and cannot read why. The page asks once more to read the
+   answer, shows its ``error`` sentence, these classes' words, and opens its stream
+   again after the ``Retry-After`` (feed-source.js, on why a stream was refused), so a
+   page whose search was refused says why, and comes back once another is closed.
 """
 
 from __future__ import annotations

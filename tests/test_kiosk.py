@@ -49,6 +49,7 @@ from tests.browser import (
     wait_true,
 )
 from tests.conftest import Server
+from tests.sse import subscribed
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser", "context", "database", "problems"]  # fixtures
@@ -397,7 +398,9 @@ class StreamGate:
 
 
 def is_stream_request(request: Request) -> bool:
-    return urlsplit(request.url).path == "/events"
+    """An EventSource's request: not the page asking why one was refused (feed-source.js,
+    on why a stream was refused), which the gate holds all the same."""
+    return request.resource_type == "eventsource" and urlsplit(request.url).path == "/events"
 
 
 @pytest.mark.parametrize("path", ["/kiosk", "/"])
@@ -463,6 +466,22 @@ def test_a_rebuilt_event_source_resumes_from_the_last_applied_event(
     expect(post_el(page, later)).to_be_visible(timeout=OPEN_MS)
     assert shown_ids(page)[0] == later
     assert_not_reloaded(page)
+
+
+def test_a_dashboard_refused_for_too_many_streams_says_why_in_the_servers_words(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems
+) -> None:
+    problems.allow("429 from GET", "htmx:sseError", "[object Event]", "EventSource")
+    server = make_server(max_streams_per_client=1)
+    # This address's one stream is open: the dashboard's shared stream is refused.
+    with subscribed(server.port, {"format": "json"}):
+        page = context.new_page()
+        page.goto(server.url)
+        refused = page.locator("#refused")
+        expect(refused).to_contain_text("Too many open streams from this address (at most 1)")
+        expect(refused).to_contain_text("Trying again automatically.")
+        expect(page.locator("#live")).to_have_text("Reconnecting…")
+        assert debug(page)["mode"] == "leader"
 
 
 def test_kiosk_refetches_its_list_when_told_to_resync(

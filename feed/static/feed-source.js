@@ -2,14 +2,27 @@
 // sse extension and feed-stream.js use as an EventSource (``Source``) is fed either
 // by a real EventSource of this page (``own``: a kiosk, the admin page, a live search,
 // and any page whose tabs cannot share) or by the stream the browser's tabs share
-// (feed-tabs.js, which decides which). Loaded after htmx and before feed-tabs.js.
+// (feed-tabs.js, which decides which). Either asks why a stream was refused here (2).
+// Loaded after htmx and before feed-tabs.js.
 //
 // 1. One face. A stream of the page's own (a kiosk, the fallback) wears the same face
 //    as a shared one, so that either can be opened again when it has gone silent
 //    (``reopen``: feed-stream.js, on liveness) and neither reports CLOSED to htmx's sse
 //    extension, whose own rebuilds wait longer after each failure and start again
 //    only once one opens. A stream closed for good (an error status) is opened again
-//    here, with backoff; one the network cut the browser retries by itself.
+//    here, after the wait the server asked for (2) or with backoff; one the network
+//    cut the browser retries by itself.
+// 2. Why a stream was refused. An EventSource closed by an error status cannot read
+//    the answer (a live search one too many: live_searches.py; too many streams from
+//    one address: security.py), so the page would say "Reconnecting…" for ever with no
+//    reason. The tab that opened it (this page for its own stream, the leader for a
+//    shared one: feed-tabs.js) asks the same URL once with fetch, which can: the
+//    refusal's sentence (errors.py: every refusal is one, in ``error``) goes to
+//    hooks.refused, and to the tabs that follow, and the stream opens again after
+//    the Retry-After plus up to half as much at random, so screens refused together
+//    do not come back together; while that is waited out, a silent stream is not
+//    opened sooner. The question goes without the resume position: should the
+//    server let it in by then, it replays nothing before it is cut off.
 (function () {
   "use strict";
 
@@ -81,6 +94,40 @@
     if (this.onerror) this.onerror(new Event("error"));
   };
 
+  // -- why a stream was refused (2) -----------------------------------------------------
+
+  // Resolves to the refusal of ``url`` ({message, retryAfter}: the server's sentence,
+  // "" for an answer that is not feed's own, such as a proxy's page), or to null if it
+  // would let the stream in now, or cannot be asked.
+  function askWhy(url) {
+    var u = new URL(url, window.location.href);
+    u.searchParams.delete("last_event_id");
+    var asking = new AbortController();
+    return fetch(u.pathname + u.search, { credentials: "same-origin", signal: asking.signal })
+      .then(function (response) {
+        if (response.ok) {
+          asking.abort(); // let in: a stream, which was not what was asked for
+          return null;
+        }
+        var wait = Number(response.headers.get("Retry-After")) || 0;
+        var said = function (message) { return { message: message, retryAfter: wait }; };
+        return response.json().then(
+          function (body) { return said(String((body && body.error) || "")); },
+          function () { return said(""); } // not JSON: not feed's own answer
+        );
+      })
+      .catch(function () { return null; });
+  }
+
+  // Milliseconds until a stream closed for good opens again: what the server asked for,
+  // spread (2), or else the backoff of its attempt.
+  function waitAfter(refusal, attempt) {
+    if (refusal && refusal.retryAfter) return 1000 * refusal.retryAfter * (1 + Math.random() / 2);
+    return Math.min(30000, 500 * Math.pow(2, attempt));
+  }
+
+  // -- own stream (kiosk, admin, fallback) ---------------------------------------------
+
   // A stream of the page's own, behind the same face as a shared one (1): its real
   // EventSource can be replaced (reopen) without htmx's sse extension seeing it close.
   function own(url, position, hooks) {
@@ -90,8 +137,10 @@
     var last = 0; // the newest id a message carried
     var attempt = 0;
     var types = {};
+    var waiting = false; // a refusal's Retry-After is being waited out (2)
 
     function connect() {
+      waiting = false;
       // From the newest message passed on, as the leader does: the page may not have
       // applied them all yet (a re-fetch holds them), and has them all the same.
       var mine = (stream = new EventSource(withPosition(url, Math.max(position(), last)), {
@@ -108,9 +157,17 @@
         if (stream !== mine) return;
         source.failed();
         if (mine.readyState !== CLOSED) return; // the browser tries again by itself
-        // Closed for good (an error status): open it again, from the last message sent on.
-        var delay = Math.min(30000, 500 * Math.pow(2, attempt++));
-        setTimeout(function () { if (stream === mine && !source.closed) connect(); }, delay);
+        // Closed for good (an error status): why (2), then open it again, from the last
+        // message sent on.
+        var tried = attempt++;
+        askWhy(mine.url).then(function (refusal) {
+          if (stream !== mine || source.closed) return;
+          hooks.refused(refusal);
+          waiting = !!(refusal && refusal.retryAfter);
+          setTimeout(function () {
+            if (stream === mine && !source.closed) connect();
+          }, waitAfter(refusal, tried));
+        });
       };
     }
 
@@ -132,7 +189,7 @@
 
     source.typesAdded = listen;
     source.reopen = function () {
-      if (source.closed) return;
+      if (source.closed || waiting) return;
       stream.close();
       connect();
     };
@@ -150,6 +207,8 @@
     Source: Source,
     own: own,
     withPosition: withPosition,
+    askWhy: askWhy,
+    waitAfter: waitAfter,
     CLOSED: CLOSED
   };
 })();

@@ -37,6 +37,11 @@
 //    its list (feed-refetch.js, told at once).
 // 7. Presence counts every stream of every worker; a channel page counts the streams
 //    that receive that channel (its own and the all-channel ones).
+// 8. Refused. A stream the server refused (an error status) says why: feed-source.js
+//    asks (on why a stream was refused), and the server's sentence goes in #refused
+//    (partials/refused.html), a polite status as the badge is, with what the page does
+//    about it, until the stream is let in. The words are the server's alone: the page
+//    adds only that it tries again, which is its own doing.
 (function () {
   "use strict";
 
@@ -80,7 +85,8 @@
     created: function (url) {
       debug.created += 1;
       debug.url = url;
-    }
+    },
+    refused: function (refusal) { sayRefused(refusal ? refusal.message : ""); }
   };
 
   function position() {
@@ -141,6 +147,7 @@
     if (state === "gone") return; // nothing more to be live for (3)
     lastSign = new Date();
     arm();
+    sayRefused("");
     if (state === "live") return;
     setState("live", "Live");
     var stale = document.getElementById("stale");
@@ -204,6 +211,20 @@
       return; // without storage a reload could loop; staying is the safer failure
     }
     window.location.reload();
+  }
+
+  // -- 8. refused ----------------------------------------------------------------------
+
+  var RETRYING = "Trying again automatically.";
+  var refusedSaid = "";
+
+  // Said once per change: a refusal repeated at each attempt is not announced again.
+  function sayRefused(message) {
+    var text = message ? message + " " + RETRYING : "";
+    if (text === refusedSaid) return;
+    refusedSaid = text;
+    var line = document.getElementById("refused");
+    if (line) line.textContent = text;
   }
 
   // A message htmx swapped itself (not the post list's: feed-lists.js) is applied.

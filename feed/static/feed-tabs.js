@@ -51,6 +51,8 @@
   var Source = face.Source;
   var withPosition = face.withPosition;
   var CLOSED = face.CLOSED;
+  var askWhy = face.askWhy;
+  var waitAfter = face.waitAfter;
 
   function sharingWorks() {
     return !!(window.navigator.locks && window.navigator.locks.request && window.BroadcastChannel);
@@ -117,6 +119,8 @@
         source.opened();
       } else if (msg.kind === "error" && msg.session === joined) {
         source.failed();
+      } else if (msg.kind === "refused" && msg.session === joined) {
+        hooks.refused(msg.refusal);
       }
     };
 
@@ -140,7 +144,7 @@
       var from = position();
       lead = {
         session: newId(), stream: null, ring: [], from: from, last: from,
-        types: {}, hello: null, release: release, attempt: 0, resyncAt: -1
+        types: {}, hello: null, release: release, attempt: 0, resyncAt: -1, waiting: false
       };
       joined = null;
       joining = false;
@@ -157,6 +161,7 @@
       });
       hooks.created(stream.url);
       lead.stream = stream;
+      lead.waiting = false;
       Object.keys(lead.types).forEach(function (type) { stream.addEventListener(type, relay); });
       stream.onopen = function () {
         if (!lead || lead.stream !== stream) return;
@@ -169,9 +174,19 @@
         source.failed();
         post({ kind: "error", session: lead.session });
         if (stream.readyState !== CLOSED) return;
-        // Closed for good (an error status): open it again, from the last message sent on.
-        var delay = Math.min(30000, 500 * Math.pow(2, lead.attempt++));
-        setTimeout(function () { if (lead && lead.stream === stream) connect(); }, delay);
+        // Closed for good (an error status): why (feed-source.js, on why a stream was
+        // refused), told to the tabs that follow too, then open it again, from the last
+        // message sent on.
+        var tried = lead.attempt++;
+        askWhy(stream.url).then(function (refusal) {
+          if (!lead || lead.stream !== stream) return;
+          hooks.refused(refusal);
+          post({ kind: "refused", session: lead.session, refusal: refusal });
+          lead.waiting = !!(refusal && refusal.retryAfter);
+          setTimeout(function () {
+            if (lead && lead.stream === stream) connect();
+          }, waitAfter(refusal, tried));
+        });
       };
     }
 
@@ -241,9 +256,10 @@
 
     // A stream silent too long (feed-stream.js, on liveness) may be a connection the network
     // dropped without a word: the leader opens it again from the last message it
-    // sent on; a follower's page waits for the leader's to do so.
+    // sent on; a follower's page waits for the leader's to do so. Not while a refusal's
+    // Retry-After is waited out (feed-source.js, on why a stream was refused).
     source.reopen = function () {
-      if (!lead || !lead.stream) return;
+      if (!lead || !lead.stream || lead.waiting) return;
       lead.stream.close();
       connect();
     };
@@ -285,7 +301,8 @@
 
   window.feedTabs = {
     // url: the page's stream; position(): the id of the last event the page applied;
-    // alone: a page that keeps its own stream (3); hooks: mode(name), created(url).
+    // alone: a page that keeps its own stream (3); hooks: mode(name), created(url),
+    // refused(refusal or null) (feed-source.js, on why a stream was refused).
     open: function (url, position, alone, hooks) {
       var union = alone ? null : sharedUrl(url);
       if (union && sharingWorks()) return shared(union, position, hooks);
