@@ -42,10 +42,11 @@ Rationale:
 10. (Replays before the status line: resume.py.)
 11. ``thread=ID`` follows one thread: the top-level post ``ID``'s own events and its
     replies', in its channel, with resume as every stream (events.py, on threads). A
-    thread one may not read is the same 404 as a post that does not exist, and so is
-    a reply's id or a deleted post's: neither is a thread. It carries no personal
-    events: a reader's mentions and read positions are about other posts, and its
-    replay (storage/history.py) holds the thread's events only.
+    thread one may not read is the same 404 as a post that does not exist, whatever
+    the resume id, and so is a reply's id: it is no thread. A deleted post's is one
+    only to a client that missed its end (14). It carries no personal events: a
+    reader's mentions and read positions are about other posts, and its replay
+    (storage/history.py) holds the thread's events only.
 12. ``q=`` makes the stream a live search: the hub sends it only the changes to posts
     that match (events.py, on live searches), and its replay is exactly the matching
     events after the resume id (replays.py, on live searches). A search follows
@@ -70,6 +71,16 @@ Rationale:
     replay is done (a client reading slowly) sends none of the live events waiting for
     it: they are newer than the rest of the replay, and the client's last id would skip
     it. Its resume replays from where it was, live events included.
+14. On a deleted post's thread. A stream that saw the deletion live got the
+    tombstone and stays open, with nothing more to come. A client that was away
+    resumes as it would have stayed: from an id before the tombstone, its replay
+    brings what it missed and ends with the tombstone (storage/threads.py, on
+    deleting), and the stream stays open as the live one does. Opened afresh, or
+    resumed from the tombstone on, there is nothing left to get: a 404, as for no
+    post. Not a stream that ends at once: an EventSource comes back after every
+    ending, for ever, but stops at an error status. The tombstone is looked up only
+    once the reader is known to read the thread, so to anyone else the answer is
+    still that of a post that never was.
 """
 
 from __future__ import annotations
@@ -117,8 +128,11 @@ def parse_channels(perms: Permissions, names: Sequence[str]) -> frozenset[str] |
     return None if selected is None else frozenset(selected)
 
 
-async def thread_of(rt: Runtime, perms: Permissions, query: QueryParams) -> PostView | None:
-    """The thread a stream follows (rationale 11), or None for a stream of channels."""
+async def thread_of(
+    rt: Runtime, perms: Permissions, query: QueryParams, resume_id: int | None
+) -> PostView | None:
+    """The thread a stream follows (rationale 11), or None for a stream of channels; a
+    deleted post's only for a client resuming from before its tombstone (14)."""
     found = inputs.number(query.get("thread"), "The parameter 'thread'", low=1, high=MAX_POST_ID)
     if found is None:
         return None
@@ -129,9 +143,20 @@ async def thread_of(rt: Runtime, perms: Permissions, query: QueryParams) -> Post
         post = await rt.store.get_post(found, private=perms.private_readable())
     except PostNotFound:
         raise missing from None
-    if not perms.may_read(post.channel) or post.parent is not None or post.deleted:
+    if not perms.may_read(post.channel) or post.parent is not None:
+        raise missing
+    if post.deleted and not await _missed_tombstone(rt, post.id, resume_id):
         raise missing
     return post
+
+
+async def _missed_tombstone(rt: Runtime, post_id: int, resume_id: int | None) -> bool:
+    """Whether a client resuming from ``resume_id`` has yet to get the tombstone of
+    the deleted post ``post_id`` (14)."""
+    if resume_id is None:
+        return False
+    tombstone = await rt.store.tombstone_event(post_id)
+    return tombstone is not None and resume_id < tombstone
 
 
 class Expiry:
@@ -220,7 +245,7 @@ class EventStream:
             searched = search_params.search_query(query.get("q"))
             if searched is not None and (only is not None or query.get("thread") is not None):
                 raise ClientError(400, "A live search follows channels: send no thread or only.")
-            thread = await thread_of(rt, perms, query)
+            thread = await thread_of(rt, perms, query, resume_id)
             if thread is None:
                 channels = parse_channels(perms, query.getlist("channel"))
             elif only is not None:

@@ -5,6 +5,7 @@ them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -186,3 +187,101 @@ def test_a_replys_reactions_mention_and_search_drop_read_as_such_in_text(server:
     assert told.event == "mention"
     shown = line("mention", told.data, colour=False)
     assert shown.endswith(f"{ADMIN_NAME} mentioned you in a reply to post {parent}: ask @bo"), shown
+
+
+# -- a thread's stream past its post's deletion ---------------------------------------
+
+
+def _position(stream: SSEClient) -> str:
+    """Where a stream that did not resume starts: its opening's bare ``id:``."""
+    stream.wait_for(lambda s: any(m.id for m in s.messages))
+    found = next(m.id for m in stream.messages if m.id)
+    assert found is not None
+    return found
+
+
+def _still_open(stream: SSEClient) -> None:
+    """Wait for the stream's next heartbeat: it is still open, with nothing to send."""
+    beats = stream.heartbeats()
+    stream.wait_for(lambda s: s.heartbeats() > beats and not s.ended)
+
+
+def _kinds_and_ids(stream: SSEClient) -> list[tuple[str | None, str | None]]:
+    return [(e.event, e.id) for e in stream.events()]
+
+
+def test_a_threads_stream_resumes_past_its_posts_deletion_and_ends_with_the_tombstone(
+    make_server: Callable[..., Server],
+) -> None:
+    """A client away while its thread's post was deleted gets what it missed, the
+    tombstone last, and then stays open as a stream that saw the deletion live does;
+    a resume from the tombstone on has nothing left to get, as a fresh open."""
+    server = make_server(heartbeat=0.3)
+    parent = server.post("soon gone")["post"]["id"]
+    thread = {"format": "json", "thread": str(parent)}
+    with open_stream(server, **thread) as first:
+        position = _position(first)
+    with open_stream(server, **thread) as live:
+        server.post("elsewhere")
+        answered = reply(server, parent, "while away")
+        deleted = server.client.delete(f"/api/posts/{parent}")
+        assert deleted.status_code == 200, deleted.text
+        tombstone = str(deleted.json()["event_id"])
+        missed = [("reply-created", str(answered["event_id"])), ("post-deleted", tombstone)]
+        live.wait_events(2)
+        assert _kinds_and_ids(live) == missed
+        _still_open(live)  # after the deletion, with nothing more to come
+    header = {"Last-Event-ID": position}
+    as_query = {**thread, "last_event_id": position}
+    for resumed in (
+        SSEClient(server.port, params=thread, headers=header),
+        SSEClient(server.port, params=as_query),
+    ):
+        with resumed:
+            assert resumed.status == 200, resumed.read_body()
+            resumed.wait_events(2)
+            assert _kinds_and_ids(resumed) == missed
+            created, gone = (json.loads(e.data)["post"] for e in resumed.events())
+            assert created["parent"] == parent and created["deleted"] is True
+            assert gone["id"] == parent and gone["deleted"] is True
+            _still_open(resumed)  # as the live one
+            assert _kinds_and_ids(resumed) == missed
+    # From the tombstone on, and without a resume id: nothing more to get.
+    after = server.post("after the deletion")["event_id"]
+    for since in (tombstone, str(after), None):
+        headers = None if since is None else {"Last-Event-ID": since}
+        with SSEClient(server.port, params=thread, headers=headers) as refused:
+            assert refused.status == 404, since
+            assert json.loads(refused.read_body())["error"] == f"There is no post with id {parent}."
+    # A reply's id is no thread, whatever the resume id.
+    with SSEClient(
+        server.port,
+        params={"thread": str(answered["post"]["id"])},  # type: ignore[index]
+        headers=header,
+    ) as refused:
+        assert refused.status == 404
+
+
+def test_a_deleted_private_thread_resumes_for_its_members_alone(server: Server) -> None:
+    created = server.client.post(
+        "/api/channels", json={"name": "hush", "title": "Hush", "private": True}
+    )
+    assert created.status_code == 201, created.text
+    member, _ = make_token(server.database, "mel", "writer")
+    outsider, _ = make_token(server.database, "otto", "writer")
+    assert server.client.put("/api/channels/hush/members/mel", json={}).status_code == 200
+    made = server.client.post("/api/channels/hush/posts", json={"body": "secret"}).json()
+    parent, start = made["post"]["id"], str(made["event_id"])
+    deleted = server.client.delete(f"/api/posts/{parent}")
+    assert deleted.status_code == 200, deleted.text
+    params = {"format": "json", "thread": str(parent)}
+    resume = {"Last-Event-ID": start}
+    with SSEClient(server.port, params=params, headers=bearer(outsider) | resume) as refused:
+        assert refused.status == 404
+        assert json.loads(refused.read_body())["error"] == f"There is no post with id {parent}."
+    with SSEClient(server.port, params=params | {"last_event_id": start}) as anonymous:
+        assert anonymous.status == 404
+    with SSEClient(server.port, params=params, headers=bearer(member) | resume) as resumed:
+        assert resumed.status == 200
+        (gone,) = resumed.wait_events(1)
+    assert (gone.event, gone.id) == ("post-deleted", str(deleted.json()["event_id"]))

@@ -327,7 +327,11 @@ def paths(settings: Settings) -> dict[str, Any]:
                     {
                         "name": "thread",
                         "in": "query",
-                        "description": "Only this top-level post's events and its replies'",
+                        "description": "Only this top-level post's events and its replies'. "
+                        "A thread the requester may not read, a reply's id and a deleted "
+                        "post are 404, except that a resume from before the post's "
+                        "deletion replays what it missed, ending with the post's "
+                        "post-deleted, and stays open",
                         "schema": ID,
                     },
                     {
@@ -352,7 +356,12 @@ def paths(settings: Settings) -> dict[str, Any]:
                         "content": {"text/event-stream": {"schema": {"type": "string"}}},
                     },
                     "400": ERROR,
-                    "404": ERROR,
+                    "404": answer(
+                        "No such channel or thread for this requester (a deleted post's "
+                        "thread: unless resumed from before its deletion); `error` says "
+                        "which.",
+                        ref("Error"),
+                    ),
                     "429": TOO_MANY,
                     "503": ERROR,
                 },

@@ -157,6 +157,18 @@ class Posts(EventLog):
             return tallies.with_counts(session, [view])[0] if counted else view
 
     @in_thread
+    def tombstone_event(self, post_id: int) -> int | None:
+        """The id of the event that deleted the top-level post ``post_id``, if one did:
+        the last event of its thread (threads.py, on deleting a post with its replies).
+        Read by the events' index by post, whoever asks: the caller decides who may
+        know."""
+        query = select(Event.id).where(
+            col(Event.post_id) == post_id, col(Event.kind) == EventKind.POST_DELETED.value
+        )
+        with self._read() as session:
+            return session.exec(query).first()
+
+    @in_thread
     def list_replies(
         self,
         parent: int,
