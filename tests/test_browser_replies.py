@@ -221,6 +221,11 @@ def test_a_threads_own_page_is_live_keeps_its_replies_through_an_edit_and_ends_w
     expect(post_el(page, parent)).to_have_count(0)
     expect(page.locator(".reply")).to_have_count(0)
     assert page.locator(f"#post-{elsewhere}").count() == 0
+    # It says so, rather than show an empty page as live.
+    expect(page.locator("#posts .gone")).to_have_text(
+        "This post was deleted, or you may no longer read it."
+    )
+    expect(page.locator("#live")).to_have_attribute("data-state", "gone")
 
 
 def reply_to(server: Server, parent: int, body: str) -> dict[str, Any]:

@@ -9,11 +9,21 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import BrowserContext, Page, expect
 from starlette.testclient import TestClient
 
-from tests.browser import RESTART_MS, Problems, browser, context, open_live, problems
+from tests.browser import (
+    RESTART_MS,
+    Problems,
+    browser,
+    context,
+    ok,
+    open_live,
+    problems,
+    wait_applied,
+)
 from tests.conftest import Server
+from tests.test_browser_tabs import WITHOUT_SHARING
 from tests.test_pages import article_ids, post
 
 __all__ = ["browser", "context", "problems"]  # fixtures for the browser test
@@ -147,3 +157,110 @@ def test_a_thread_gone_while_its_page_was_away_says_so_once_after_a_resync(
     expect(page.locator("#live")).to_have_attribute("data-state", "gone")
     assert page.locator("#posts > *").count() == 1
     assert fetched == [f"{first.url}/partials/post/{parent}"]
+
+
+# Every EventSource a page makes, to tell whether it still asks for anything.
+TRACK_SOURCES = """(() => {
+  const Real = window.EventSource;
+  window.__sources = [];
+  window.EventSource = class extends Real {
+    constructor(url, options) { super(url, options); window.__sources.push(this); }
+  };
+})();"""
+ASKING = "() => window.__sources.filter(s => s.readyState !== EventSource.CLOSED).length"
+MADE = "() => window.__sources.length"
+# Longer than every wait of the page's own before it asks again: two heartbeat
+# intervals, and the longest backoff of a refused stream (feed-source.js).
+QUIET_MS = 120_000
+AWAY: dict[str, Any] = {"heartbeat": 0.5, "retry_ms": 300}
+
+
+def asks_no_more(page: Page) -> None:
+    """The page's own stream is closed, and stays closed however long it waits."""
+    assert page.evaluate(ASKING) == 0
+    made = page.evaluate(MADE)
+    page.clock.run_for(QUIET_MS)
+    assert page.evaluate(MADE) == made
+    assert page.evaluate(ASKING) == 0
+
+
+def card_requests(page: Page) -> list[str]:
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if "/partials/post/" in r.url else None)
+    return fetched
+
+
+@pytest.mark.parametrize("stream", ["own", "shared"])
+def test_a_threads_page_away_while_its_post_was_deleted_resumes_to_the_tombstone_and_says_so(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems, stream: str
+) -> None:
+    """Back, the page's stream replays what it missed, its post's tombstone last: the
+    page says the thread is gone (not an empty page shown as live), with no re-fetch,
+    and a stream of its own asks for nothing more. Its resume was once refused with a
+    404, and the page, "Offline", asked again every 30 s for ever."""
+    problems.allow(*THREAD_OUTAGE)
+    if stream == "own":
+        context.add_init_script(WITHOUT_SHARING)
+    context.add_init_script(TRACK_SOURCES)
+    context.clock.install()
+    first = make_server(**AWAY)
+    parent = first.post("soon gone")["post"]["id"]
+    page = open_live(context, f"{first.url}/posts/{parent}")
+    assert page.evaluate("window.feedStream.mode") == ("own" if stream == "own" else "leader")
+    fetched = card_requests(page)
+    first.stop()
+
+    other = make_server(database=first.database)
+    answered = other.client.post(f"/api/posts/{parent}/replies", json={"body": "while away"})
+    assert answered.status_code == 201, answered.text
+    tombstone = ok(other.client.delete(f"/api/posts/{parent}"))["event_id"]
+    other.stop()
+    make_server(database=first.database, port=first.port, **AWAY)
+
+    expect(page.locator("#posts .gone")).to_have_text(GONE, timeout=RESTART_MS)
+    expect(page.locator("#live")).to_have_attribute("data-state", "gone")
+    expect(page.locator("#live")).to_have_text("Deleted")
+    wait_applied(page, tombstone)
+    assert page.locator("#posts > *").count() == 1
+    assert fetched == []  # the tombstone said it
+    if stream == "own":
+        asks_no_more(page)
+
+
+@pytest.mark.parametrize("how", ["deleted", "made private"])
+def test_a_threads_own_page_whose_stream_is_refused_asks_its_card_and_says_the_thread_is_gone(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems, how: str
+) -> None:
+    """An EventSource does not say why its stream was refused. A thread's page with a
+    stream of its own asks its card: nothing (deleted) or a 404 (no longer readable),
+    and it says the thread is gone and asks for nothing more, instead of showing
+    "Offline" and asking again every 30 s for ever."""
+    problems.allow(*THREAD_OUTAGE)
+    context.add_init_script(WITHOUT_SHARING)
+    context.add_init_script(TRACK_SOURCES)
+    context.clock.install()
+    first = make_server(**AWAY)
+    parent = first.post("soon gone")["post"]["id"]
+    page = open_live(context, f"{first.url}/posts/{parent}")
+    assert page.evaluate("window.feedStream.mode") == "own"
+    fetched = card_requests(page)
+    first.stop()
+
+    other = make_server(database=first.database)
+    if how == "deleted":
+        ok(other.client.delete(f"/api/posts/{parent}"))
+        # A server that refuses the thread's stream outright, as every server did for
+        # a deleted post before it replayed the tombstone to those who missed it.
+        page.route(lambda url: "/events?" in url, lambda route: route.fulfill(status=404))
+    else:
+        ok(other.client.patch("/api/channels/general", json={"private": True}))
+    other.stop()
+    make_server(database=first.database, port=first.port, **AWAY)
+
+    expect(page.locator("#posts .gone")).to_have_text(GONE, timeout=RESTART_MS)
+    expect(page.locator("#live")).to_have_attribute("data-state", "gone")
+    assert page.locator("#posts > *").count() == 1
+    assert fetched and set(fetched) == {f"{first.url}/partials/post/{parent}"}
+    asked = len(fetched)
+    asks_no_more(page)
+    assert len(fetched) == asked

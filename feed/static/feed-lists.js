@@ -46,6 +46,10 @@
 //    counts as applied, as if its stream had never carried it. A thread's page shares
 //    that stream too, and applies only its own post's messages and replies' (a reply
 //    to another post changes nothing there: its thread is not open).
+// 7. A thread's post deleted. Its tombstone, live or replayed (a replayed edit of a
+//    post deleted since is one too: render.py), ends the thread's page: it says the
+//    thread is gone and asks for nothing more (feed-refetch.js, on a thread that is
+//    gone), rather than show an empty page as live.
 (function () {
   "use strict";
 
@@ -191,6 +195,10 @@
     var existing = document.getElementById(el.id);
     var oob = el.getAttribute("hx-swap-oob");
     var unpinned = false;
+    if (oob === "delete" && thread) {
+      page.refetch.gone(list, 0); // 7.
+      return false;
+    }
     if (oob === "delete") {
       if (existing) page.focus.removeCard(existing);
     } else {

@@ -27,8 +27,15 @@
 //    deleted that is nothing, and once the reader may no longer read it (its channel
 //    made private, say) a 404. Either way there is nothing to wait for: the page says
 //    so once and re-fetches no more, where a 404 was retried with backoff for ever.
-//    Its stream stays open, shared with the reader's other tabs (feed-lists.js, on
-//    channel pages).
+//    A shared stream stays open, for the reader's other tabs (feed-lists.js, on
+//    channel pages); a stream of the page's own is closed (feed-stream.js, on
+//    liveness). The page learns it three ways: that re-fetch (after a `resync`); the
+//    post's own tombstone, live or replayed (feed-lists.js, on a thread's post
+//    deleted); and its own stream refused with an error status. An EventSource does
+//    not say which status, so the card is asked for once per refusal, before the
+//    stream is opened again (``probeThread``; feed-source.js, on refused). If the card
+//    is there (the stream was refused for another reason: too many streams, the
+//    server busy) or nothing answers, the stream is opened again as before.
 // 7. Signing out. The session ends on the server before the next page loads, and a
 //    private channel's list asked for in that moment would come back refused (a 404,
 //    reported by the browser as a failed load, and on a thread's page taken for the
@@ -46,6 +53,7 @@
   var HELD_LIMIT = 1000;
 
   var leaving = false; // the sign-out form was submitted (7)
+  var gone = false; // this thread's page said its thread is gone (6)
   var ending = new AbortController(); // abandons what is on its way at sign-out (7)
   // While the list, or a page of older posts, or a thread, is fetched:
   // {held: [...], overflowed, again}.
@@ -78,6 +86,7 @@
   }
 
   function resyncNow() {
+    if (gone) return; // nothing more to fetch (6)
     // A list fetched before the resync may be older than where the stream went on.
     if (pending) pending.again = true;
     else refetchList();
@@ -176,12 +185,31 @@
   function threadGone(list, snapshot) {
     pending = null;
     page.stream.applied(snapshot);
+    if (gone) return;
+    gone = true;
     page.stream.gone();
     var note = document.createElement("p");
     note.className = "empty gone";
     note.setAttribute("role", "status");
     note.textContent = "This post was deleted, or you may no longer read it.";
     list.replaceChildren(note);
+  }
+
+  // 6. The page's own stream was refused: its card says whether the thread is gone;
+  // if not, or with no answer, again() opens the stream again.
+  function probeThread(again) {
+    var list = page.postsList();
+    if (gone || leaving || !list) return;
+    get(list.dataset.feedUrl).then(
+      function (got) {
+        if (!got.html.trim()) threadGone(list, got.snapshot);
+        else again();
+      },
+      function (failure) {
+        if (failure.status === 404) threadGone(list, 0);
+        else if (!leaving) again();
+      }
+    );
   }
 
   // Messages held meanwhile go through the list again: those the new list already
@@ -231,8 +259,10 @@
   });
 
   page.refetch = {
+    gone: threadGone,
     hold: hold,
     holding: holding,
+    probeThread: probeThread,
     onResync: onResync,
     readList: readList,
     refetchList: refetchList

@@ -23,6 +23,12 @@
 //    do not come back together; while that is waited out, a silent stream is not
 //    opened sooner. The question goes without the resume position: should the
 //    server let it in by then, it replays nothing before it is cut off.
+// 3. A thread that is gone. Some refusals mean there is nothing more to ask for (a
+//    thread's post deleted, or no longer readable: stream.py, on a deleted post's
+//    thread), and the page may find that out where the refusal's sentence cannot say
+//    it (feed-refetch.js, on a thread that is gone). So the stream is opened again
+//    only when the page says so: ``hooks.refused`` gets the refusal and ``again``,
+//    which it calls unless it closes the stream instead.
 (function () {
   "use strict";
 
@@ -158,15 +164,16 @@
         source.failed();
         if (mine.readyState !== CLOSED) return; // the browser tries again by itself
         // Closed for good (an error status): why (2), then open it again, from the last
-        // message sent on.
+        // message sent on, unless the page finds there is nothing to ask for (3).
         var tried = attempt++;
         askWhy(mine.url).then(function (refusal) {
           if (stream !== mine || source.closed) return;
-          hooks.refused(refusal);
           waiting = !!(refusal && refusal.retryAfter);
-          setTimeout(function () {
-            if (stream === mine && !source.closed) connect();
-          }, waitAfter(refusal, tried));
+          hooks.refused(refusal, function () {
+            setTimeout(function () {
+              if (stream === mine && !source.closed) connect();
+            }, waitAfter(refusal, tried));
+          });
         });
       };
     }

@@ -21,7 +21,9 @@
 //    every two intervals while it stays silent: a connection the network dropped
 //    without a word (half-open: a lost NAT entry, a dead link) reports no error, and
 //    would otherwise be waited on for ever. A thread's page whose post is gone
-//    (feed-refetch.js) has nothing more to be live for, and says so instead.
+//    (feed-refetch.js, on a thread that is gone) has nothing more to be live for, and
+//    says so instead; a stream of its own is closed, to ask for nothing more (a shared
+//    one stays, for the other tabs).
 // 4. Deploys. A `hello` naming another release than the page was rendered with
 //    reloads the page, once per release: sessionStorage remembers the release we
 //    reloaded for, so a page that is still served old cannot reload in a loop.
@@ -86,7 +88,15 @@
       debug.created += 1;
       debug.url = url;
     },
-    refused: function (refusal) { sayRefused(refusal ? refusal.message : ""); }
+    // Why a stream was refused (8); for a stream of the page's own, ``again`` opens it
+    // again (feed-source.js, on a thread that is gone): a thread's page first asks
+    // whether its thread is gone (feed-refetch.js, on a thread that is gone).
+    refused: function (refusal, again) {
+      var say = function () { sayRefused(refusal ? refusal.message : ""); };
+      if (!again) say();
+      else if (thread === null) { say(); again(); }
+      else page.refetch.probeThread(function () { say(); again(); });
+    }
   };
 
   function position() {
@@ -248,10 +258,12 @@
     watch: function () {
       if (release) arm();
     },
-    // 3. Nothing more to be live for: no badge but "Deleted", no reopening.
+    // 3. Nothing more to be live for: no badge but "Deleted", no reopening, and no
+    // stream of the page's own.
     gone: function () {
       setState("gone", "Deleted");
       clearTimeout(watchdog);
+      if (source && debug.mode === "own") source.close();
     },
     // The sign-out form was submitted (feed-refetch.js, on signing out).
     close: function () {

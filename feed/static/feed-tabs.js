@@ -302,7 +302,8 @@
   window.feedTabs = {
     // url: the page's stream; position(): the id of the last event the page applied;
     // alone: a page that keeps its own stream (3); hooks: mode(name), created(url),
-    // refused(refusal or null) (feed-source.js, on why a stream was refused).
+    // refused(refusal or null, and for a stream of the page's own, again) (feed-source.js,
+    // on why a stream was refused, on a thread that is gone).
     open: function (url, position, alone, hooks) {
       var union = alone ? null : sharedUrl(url);
       if (union && sharingWorks()) return shared(union, position, hooks);
