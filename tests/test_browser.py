@@ -17,6 +17,7 @@ from typing import Literal
 import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
 
+from feed.pages import dashboard_window
 from tests.browser import (
     FROZEN_NOW,
     LAPTOP,
@@ -192,6 +193,73 @@ def test_an_unpinned_post_below_the_first_page_leaves_until_older_posts_brings_i
     # Each post once, the pinned one included.
     assert shown_ids(page) == [ids[0], *newest_first[:-1]]
     assert page.locator("[id^='post-']").count() == len(ids)
+    assert_not_reloaded(page)
+
+
+# One evaluation, so the applied id, the floor and the posts are read at the same moment.
+LIST = """() => {
+  const older = document.querySelector('#posts > .older');
+  return {
+    floor: older ? Number(older.dataset.floor) : 0,
+    posts: [...document.querySelectorAll('#posts > .post')].map(el => [
+      Number(el.id.slice('post-'.length)), el.classList.contains('pinned'),
+    ]),
+    elements: document.querySelectorAll('[id^="post-"]').length,
+  };
+}"""
+
+
+def test_a_full_pinned_section_pinned_and_unpinned_live_keeps_the_dashboard_to_its_rule(
+    make_server: Callable[..., Server], context: BrowserContext, database: Database
+) -> None:
+    size = 3
+    server = make_server(page_size=size)
+    channels = ("general", "announcements")  # the section is the dashboard's, across both
+    ids = [database.post(f"post {i}", channels[i % 2]).post.id for i in range(10)]
+    for i in (1, 3, 5, 6):
+        database.pin(ids[i])
+    page = open_live(context, server.url)
+    refetched: list[str] = []
+    page.on(
+        "response",
+        lambda r: "x-feed-last-event-id" in r.headers and refetched.append(r.url),
+    )
+
+    def shows(*expected: int) -> None:
+        """The page shows ``expected``, and is what its rule makes of the database."""
+        shown = page.evaluate(LIST)
+        rule = dashboard_window(database.posts(), size, shown["floor"])
+        assert shown["posts"] == [[p.id, p.pinned] for p in rule]
+        assert shown["elements"] == len(rule)
+        assert [n for n, _ in shown["posts"]] == [ids[i] for i in expected]
+
+    def change(action: str, i: int) -> None:
+        wait_applied(page, ok(server.client.post(f"/api/posts/{ids[i]}/{action}"))["event_id"])
+
+    # The section (6, 5, 3); the pinned 1, older, is in the history, under the floor.
+    shows(6, 5, 3, 9, 8, 7)
+    # Pinned with the section full: 3 leaves it, for its place in history, under the floor.
+    change("pin", 8)
+    shows(8, 6, 5, 9, 7)
+    page.get_by_role("button", name="Older posts").click()
+    expect(post_el(page, ids[2])).to_be_visible()
+    # The next page of history holds 3, still pinned, in its place.
+    shows(8, 6, 5, 9, 7, 4, 3, 2)
+    # 5 leaves the full section for its place in history, above the floor now.
+    change("pin", 9)
+    shows(9, 8, 6, 7, 5, 4, 3, 2)
+    # The section loses one: the newest pinned post of the history takes its place,
+    # and the page keeps its older pages.
+    change("unpin", 8)
+    shows(9, 6, 5, 8, 7, 4, 3, 2)
+    change("unpin", 9)
+    shows(6, 5, 3, 9, 8, 7, 4, 2)
+    assert refetched == []
+    # Now the next pinned post (1) is under the floor: only the server knows it, and
+    # the list is fetched again, its first page.
+    change("unpin", 6)
+    shows(5, 3, 1, 9, 8, 7)
+    assert len(refetched) == 1, refetched
     assert_not_reloaded(page)
 
 

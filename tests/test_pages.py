@@ -235,10 +235,14 @@ def test_dashboard_window_keeps_its_newest_pinned_posts_and_every_other_to_its_f
         return PostView(post_id, "general", "a", "b", moment, None, pinned, False, "<p>b</p>")
 
     posts = [view(9), view(8, True), view(7), view(6, True), view(5), view(3, True), view(2)]
-    # The pinned ones first, then the others, each newest first.
+    # The pinned section first, then the others, each newest first.
     assert [p.id for p in dashboard_window(posts, 2, 7)] == [8, 6, 9, 7]
-    assert [p.id for p in dashboard_window(posts, 1, 5)] == [8, 9, 7, 5]
     assert [p.id for p in dashboard_window(posts, 5, 0)] == [8, 6, 3, 9, 7, 5, 2]
+    # Pinned posts past the section are in their place among the others, to the floor.
+    assert [p.id for p in dashboard_window(posts, 1, 5)] == [8, 9, 7, 6, 5]
+    assert [p.id for p in dashboard_window(posts, 1, 0)] == [8, 9, 7, 6, 5, 3, 2]
+    # In whatever order the posts come.
+    assert dashboard_window(posts[::-1], 1, 5) == dashboard_window(posts, 1, 5)
 
 
 def test_the_dashboard_tells_its_list_its_pinned_limit_and_its_floor(client: TestClient) -> None:

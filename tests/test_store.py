@@ -204,6 +204,24 @@ def test_front_page_holds_pinned_posts_and_the_matching_event_id(store: Store) -
     assert page.last_event_id == last.event_id == run(store.latest_event_id())
 
 
+def test_pinned_posts_past_the_front_pages_section_are_in_its_history(store: Store) -> None:
+    ids = [run(store.create_post("general", "ann", f"p{i}")).post.id for i in range(8)]
+    for post_id in ids[:4]:
+        run(store.set_pinned(post_id, True))
+    page = run(store.front_page(["general"], 2))
+    # The section (the two newest pinned), then the two newest others, of any kind.
+    assert [p.id for p in page.posts] == [ids[7], ids[6], ids[3], ids[2]]
+    assert page.older_before == ids[6]
+    older = run(store.older_posts(["general"], ids[6], 2))
+    assert [p.id for p in older] == [ids[5], ids[4]]
+    # The pinned posts older than the section's oldest are history too.
+    assert [p.id for p in run(store.older_posts(["general"], ids[4], 2))] == [ids[1], ids[0]]
+    # Without a full section, every pinned post is in it and none in the history.
+    run(store.set_pinned(ids[3], False))
+    assert [p.id for p in run(store.older_posts(["general"], ids[4], 5))] == [ids[3]]
+    assert [p.id for p in run(store.front_page(["general"], 5)).posts] == ids[::-1]
+
+
 def test_ids_stay_in_commit_order_under_concurrent_writers(store: Store) -> None:
     async def writers() -> list[int]:
         async def write(n: int) -> list[int]:

@@ -9,8 +9,8 @@
 //    (render.py): a created post goes in its place by the list's order (3); a shown
 //    one is replaced in place, and a tombstone (or a live search's post-unmatched,
 //    whose payload is the same) removes it, the focus kept (feed-focus.js). A post
-//    the page does not show comes in only if the list's rule wants it (2): pinned, or
-//    on a dashboard at or above the floor. An edit or delete of any other post is
+//    the page does not show comes in only if the list's rule may want it (2): pinned,
+//    or on a dashboard at or above the floor. An edit or delete of any other post is
 //    ignored. A reply's message goes to feed-threads.js, a post's chips to
 //    feed-reactions.js.
 // 2. Each list keeps its rule (pages.py) after every message, live or replayed:
@@ -18,13 +18,17 @@
 //      newest, 30 in all; beyond that the oldest unpinned posts go first, then the
 //      oldest pinned ones;
 //    - a dashboard (data-max-pinned; its floor is data-floor on "Older posts", 0
-//      without it), pages.dashboard_window: its newest page-size pinned posts and
-//      every unpinned post down to the floor. An unpinned post under the floor leaves:
-//      "Older posts" brings it back in its place, once (5).
+//      without it), pages.dashboard_window: its pinned section (its newest page-size
+//      pinned posts) and its history, every other post, pinned or not, down to the
+//      floor. A post of the history under the floor leaves (unpinned there, or pushed
+//      out of a full section by a newer pin): "Older posts" brings it back in its
+//      place, once (5). A full section that loses a post takes the newest pinned post
+//      of the history in its place, if the page has it.
 //    When a post leaves and the one that takes its place was never sent (a full kiosk
 //    loses one, or a post it unpins is older than every other unpinned one shown; a
-//    dashboard at its pinned limit loses a pinned one), only the server knows which it
-//    is: the list is re-fetched (feed-refetch.js).
+//    dashboard's full section loses one, and no pinned post of its history is loaded:
+//    one may be under the floor), only the server knows which it is: the list is
+//    re-fetched (feed-refetch.js).
 // 3. Order. The list's document order is the order it is shown in (pages.py, on
 //    order), so the keyboard and a screen reader meet posts as the eye does; the
 //    stylesheet reorders nothing. A card pinned or unpinned moves in the DOM, and one
@@ -75,19 +79,36 @@
     return { total: posts.length, pinned: posts.filter(isPinned).length };
   }
 
+  function newestFirst(a, b) {
+    return postId(b) - postId(a);
+  }
+
+  // How many pinned posts the list shows apart, on top: a dashboard's data-max-pinned.
+  // A kiosk's pinned posts are all on top (bound keeps them within its max), and a
+  // thread's page has one post.
+  function sectionSize(list) {
+    return Number(list.dataset.maxPinned) || Infinity;
+  }
+
+  // 2. The pinned section of ``posts``: the newest pinned ones, newest first.
+  function sectionOf(list, posts) {
+    return posts.filter(isPinned).sort(newestFirst).slice(0, sectionSize(list));
+  }
+
   // A post the list lacked, in its place by the list's order (arrange).
   function place(list, el) {
     list.insertBefore(el, list.querySelector(":scope > .older"));
     arrange(list);
   }
 
-  // 3. A dashboard's pinned posts, then the others; a kiosk's headline (its newest
+  // 3. A dashboard's pinned section, then its history; a kiosk's headline (its newest
   // unpinned post), its pinned posts, then the others; each part newest first.
   function ordered(list) {
-    var posts = postsIn(list).sort(function (a, b) { return postId(b) - postId(a); });
-    var rest = posts.filter(function (el) { return !isPinned(el); });
+    var posts = postsIn(list).sort(newestFirst);
+    var top = sectionOf(list, posts);
+    var rest = posts.filter(function (el) { return top.indexOf(el) < 0; });
     var head = list.dataset.maxPosts ? rest.splice(0, 1) : [];
-    return head.concat(posts.filter(isPinned), rest);
+    return head.concat(top, rest);
   }
 
   // The list put in that order. The longest run of cards already in order stays, so a
@@ -130,9 +151,10 @@
   }
 
   // A kiosk (data-max-posts) leaves out only old unpinned posts and pinned ones past
-  // its max, and a dashboard (data-max-pinned) only unpinned posts under its floor and
-  // pinned ones past its max: a post the list lacks belongs in it if it is new (a
-  // created message) or pinned, or, on a dashboard, at or above the floor.
+  // its max, and a dashboard (data-max-pinned) only posts of its history under its
+  // floor: a post the list lacks may belong in it if it is new (a created message) or
+  // pinned, or, on a dashboard, at or above the floor. bound() then takes out a pinned
+  // one that neither makes the section nor is above the floor.
   // A live search's list (data-search) takes any post its stream sends: an edit that
   // made a post match brings it in, and the rule then keeps it only if it is new enough.
   function belongs(list, el, created) {
@@ -154,20 +176,24 @@
         .forEach(function (el) { el.remove(); });
       return;
     }
-    var maxPinned = Number(list.dataset.maxPinned);
+    var top = sectionOf(list, posts);
     var floor = floorOf(list);
-    posts.forEach(function (el) { if (!isPinned(el) && postId(el) < floor) el.remove(); });
-    var pins = posts.filter(function (el) { return isPinned(el); }).sort(byAge).reverse();
-    pins.slice(maxPinned || pins.length).forEach(function (el) { el.remove(); });
+    posts.forEach(function (el) {
+      if (top.indexOf(el) < 0 && postId(el) < floor) el.remove();
+    });
   }
 
   // Whether the list may now lack a post it should show: one it never received (older
-  // than it, or a pinned one past its max). Only the server knows which, so the list
-  // is re-fetched (2).
+  // than it, or a pinned one under a dashboard's floor that its section now wants).
+  // Only the server knows which, so the list is re-fetched (2). A dashboard without a
+  // floor has every post.
   function lacking(list, before, el, unpinned) {
     var now = tally(list);
     var max = Number(list.dataset.maxPosts);
-    if (!max) return before.pinned >= Number(list.dataset.maxPinned) && now.pinned < before.pinned;
+    if (!max) {
+      var size = sectionSize(list);
+      return floorOf(list) > 0 && before.pinned >= size && now.pinned < size;
+    }
     if (before.total < max) return false; // a list short of its max shows every post
     if (now.total < max) return true;
     // An unpinned post keeps its place only above another shown unpinned one: under

@@ -7,8 +7,8 @@
 // 1. Read means seen. A post counts as read once at least half of it has been on
 //    screen while the tab is visible (IntersectionObserver and the Page Visibility
 //    API): one delivered to a hidden tab stays unread until the tab is shown. A
-//    position says "read up to here", and the list is newest first (its pinned posts
-//    apart, on top: feed-lists.js, on each list's rule; ids decide here, not
+//    position says "read up to here", and the list is newest first (its pinned
+//    section apart, on top: feed-lists.js, on each list's rule; ids decide here, not
 //    places), so a channel is reported read (POST /api/channels/{c}/read, by
 //    data-event-id) only up to the newest post before which every post of it on the
 //    page has been seen: seeing the newest post at the top does not mark the unseen

@@ -33,13 +33,21 @@ Rationale for the less obvious choices:
    (fixed by ``=``): no walk down the posts' key gives that order without sorting
    every reply it keeps, which costs more than reading the index of replies. SQLite
    reads that index either way.
+7. A list's pinned section and its history (pages.py, on the dashboard). A list shows
+   its newest ``limit`` pinned posts apart, on top, and under them its history: every
+   other post, pinned or not, newest first, paged back by "Older posts". While the
+   section is full, the pinned posts left out of it are exactly those older than its
+   oldest post, the *cut*; so the history is "unpinned, or older than the cut", one
+   condition on the id, with no list of ids to leave out. A page of history reads the
+   cut in the same snapshot as the page, so each post is in the section or the history,
+   never both or neither.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func, or_
 from sqlmodel import Session, col, select
 
 from feed import markdown, mentions
@@ -47,7 +55,7 @@ from feed.models import Channel, Event, EventKind, Post
 from feed.storage import tallies, threads
 from feed.storage.engine import in_thread, now
 from feed.storage.history import readable
-from feed.storage.log import EventLog
+from feed.storage.log import EventLog, Q
 from feed.storage.refusals import NotAThread, PostDeleted, PostNotFound, ReplyNotPinned
 from feed.values import (
     Change,
@@ -211,15 +219,31 @@ class Posts(EventLog):
         *,
         before: int | None = None,
         limit: int = 50,
-        pinned: bool | None = None,
         private: Collection[str] | None = None,
     ) -> list[PostView]:
         """Live posts, newest first; ``before`` is a post id to page back from.
         ``private`` names the private channels the reader may see (4)."""
         with self._read() as session:
             return threads.with_summaries(
-                session, _posts(session, channels, before, limit, pinned, private)
+                session, _posts(session, channels, before, limit, None, private)
             )
+
+    @in_thread
+    def older_posts(
+        self,
+        channels: Sequence[str] | None,
+        before: int,
+        limit: int,
+        *,
+        private: Collection[str] | None = None,
+    ) -> list[PostView]:
+        """A page of a list's history: its ``limit`` newest posts before ``before``
+        that are not in its pinned section (7), newest first. The section and the page
+        are read in one snapshot, so a post is in one or the other."""
+        with self._snapshot() as session:
+            cut = _section_cut(session, channels, limit, private)
+            older = _posts(session, channels, before, limit, _history(cut), private)
+            return threads.with_summaries(session, older)
 
     @in_thread
     def front_page(
@@ -230,7 +254,8 @@ class Posts(EventLog):
         private: Collection[str] | None = None,
         reader: str | None = None,
     ) -> FrontPage:
-        """What a page shows first, and the event id it is current up to.
+        """What a page shows first, and the event id it is current up to: its pinned
+        section (the newest ``limit`` pinned posts) and the ``limit`` newest others (7).
 
         One snapshot (log.py, on one snapshot), so the posts and the id agree: the
         page's stream then resumes exactly after what the page shows. ``private`` names
@@ -238,8 +263,9 @@ class Posts(EventLog):
         ``reader`` to those posts.
         """
         with self._snapshot() as session:
-            recent = _posts(session, channels, None, limit, False, private)
-            pinned = _posts(session, channels, None, limit, True, private)
+            pinned = _posts(session, channels, None, limit, _PINNED, private)
+            cut = pinned[-1].id if len(pinned) == limit else 0
+            recent = _posts(session, channels, None, limit, _history(cut), private)
             last = session.exec(select(func.max(Event.id))).one() or 0
             recent = threads.with_summaries(session, recent)
             pinned = threads.with_summaries(session, pinned)
@@ -249,26 +275,49 @@ class Posts(EventLog):
         return FrontPage(posts, older, last, mine)
 
 
+_PINNED = col(Post.pinned).is_(True)
+
+
+def _history(cut: int) -> ColumnElement[bool]:
+    """The posts of a list's history: every post but its pinned section, whose oldest
+    post is ``cut`` (0: the section is not full, so it holds every pinned post) (7)."""
+    return or_(col(Post.pinned).is_(False), col(Post.id) < cut)
+
+
+def _section_cut(
+    session: Session, channels: Sequence[str] | None, size: int, private: Collection[str] | None
+) -> int:
+    """The oldest post of a full pinned section of ``size``, or 0 (7)."""
+    query = _listed(select(Post.id), channels, private).where(_PINNED)
+    query = query.order_by(col(Post.id).desc()).offset(size - 1).limit(1)
+    return session.exec(query).first() or 0
+
+
+def _listed(query: Q, channels: Sequence[str] | None, private: Collection[str] | None) -> Q:
+    """``query`` narrowed to the live top-level posts of ``channels`` (None: all) that a
+    reader of ``private`` may see (4, 5)."""
+    query = query.join(Channel, col(Channel.id) == col(Post.channel_id)).where(
+        col(Post.deleted).is_(False), col(Post.parent_id).is_(None)
+    )
+    query = readable(query, private)
+    if channels is not None:
+        query = query.where(col(Channel.name).in_(channels))
+    return query
+
+
 def _posts(
     session: Session,
     channels: Sequence[str] | None,
     before: int | None,
     limit: int,
-    pinned: bool | None,
+    which: ColumnElement[bool] | None,
     private: Collection[str] | None,
 ) -> list[PostView]:
-    query = (
-        select(Post, Channel.name)
-        .join(Channel, col(Channel.id) == col(Post.channel_id))
-        .where(col(Post.deleted).is_(False), col(Post.parent_id).is_(None))
-    )
-    query = readable(query, private)
-    if channels is not None:
-        query = query.where(col(Channel.name).in_(channels))
+    query = _listed(select(Post, Channel.name), channels, private)
     if before is not None:
         query = query.where(col(Post.id) < before)
-    if pinned is not None:
-        query = query.where(col(Post.pinned).is_(pinned))
+    if which is not None:
+        query = query.where(which)
     query = query.order_by(col(Post.id).desc()).limit(limit)
     posts = [_post_view(post, name) for post, name in session.exec(query).all()]
     return tallies.with_counts(session, posts)
