@@ -167,7 +167,8 @@ class Settings:
     page_size: int = setting(
         50,
         between(1, 500),
-        "Posts per page on the dashboard and in the API.",
+        "Posts per page on the dashboard and in the API, and the pinned posts a dashboard "
+        "shows on top (older ones stay in their place among the others).",
     )
     log_level: str = setting(
         "info",
