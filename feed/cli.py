@@ -121,7 +121,12 @@ def _main(argv: Sequence[str] | None) -> int:
         os.environ.pop(name, None)
     from feed.server import serve
 
-    return serve(settings)
+    try:
+        return serve(settings)
+    except KeyboardInterrupt:
+        # Ctrl-C: the server has shut down in good order by now, and the signal is
+        # raised again once it has; a traceback would tell the user nothing (2).
+        return INTERRUPTED
 
 
 def _not_text(argv: Sequence[str]) -> str | None:

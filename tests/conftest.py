@@ -147,7 +147,7 @@ class Server:
 
     def start(self, timeout: float = 20) -> Server:
         assert self.log is not None
-        if zygote.forking() and self.preexec is None and self.command == SERVE:
+        if zygote.forking(self.env) and self.preexec is None and self.command == SERVE:
             self.proc = zygote.start(["serve"], self.env, str(self.log))
         else:
             with self.log.open("ab") as out:

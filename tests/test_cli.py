@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -345,3 +347,13 @@ def test_the_commands_that_talk_to_a_server_import_none_of_its_libraries() -> No
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True
     )
     assert result.stdout.split() == []
+
+
+def test_ctrl_c_stops_the_server_in_good_order_with_the_interrupted_status(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server()
+    server.post("before the interrupt")
+    server.stop(signal.SIGINT)
+    assert server.proc is not None and server.proc.returncode == 130, server.logs()
+    assert "Traceback" not in server.logs()

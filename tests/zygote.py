@@ -15,18 +15,24 @@ server refuses to start if it finds it already imported. Whatever a server runs 
 start (settings, migrations, the app) runs in the server, after its environment is
 in place.
 
-``TEST_EXEC_SERVERS=1`` in pytest's environment starts every server as a fresh
-``python -m feed serve`` instead, as the commands the README gives do.
+What the interpreter reads only when it starts (the ``PYTHON*`` variables, the
+locale, the time zone) is the fork server's: a test that gives a server other values
+of those gets a fresh ``python -m feed serve``, as does every server with
+``TEST_EXEC_SERVERS=1`` in pytest's environment. A forked server ends as a fresh one
+does: by its signal, when one ended it (SIGINT included, which multiprocessing would
+otherwise report as an exception), else with its exit status.
 """
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 
@@ -58,8 +64,16 @@ NOT_PRELOADED = "prometheus_client"
 _context: ForkServerContext | None = None
 
 
-def forking() -> bool:
-    return os.environ.get(EXEC_SERVERS, "") in ("", "0")
+def _read_at_start(env: Mapping[str, str]) -> dict[str, str]:
+    """What an interpreter takes from ``env`` only when it starts."""
+    return {k: v for k, v in env.items() if k.startswith(("PYTHON", "LC_")) or k in ("LANG", "TZ")}
+
+
+def forking(env: Mapping[str, str]) -> bool:
+    """Whether a server with ``env`` may be forked, rather than started afresh."""
+    if os.environ.get(EXEC_SERVERS, "") not in ("", "0"):
+        return False
+    return _read_at_start(env) == _read_at_start(os.environ)
 
 
 def _fork_server() -> ForkServerContext:
@@ -101,36 +115,46 @@ class Forked:
         self._process.kill()
 
 
-def start(
-    argv: list[str],
-    env: Mapping[str, str],
-    log: str,
-    preexec: Callable[[], None] | None = None,
-) -> Forked:
-    """``feed <argv>`` in a process forked from the fork server, its output in ``log``.
-    ``preexec`` must be picklable (a module's function), as it runs in that process."""
-    process = _fork_server().Process(
-        target=_serve, args=(argv, dict(env), log, preexec), name="feed serve"
-    )
+_started: list[BaseProcess] = []
+
+
+def start(argv: list[str], env: Mapping[str, str], log: str) -> Forked:
+    """``feed <argv>`` in a process forked from the fork server, its output in ``log``."""
+    # The event a subprocess raises, so that tests/tiers.py sees a process started.
+    sys.audit("subprocess.Popen", sys.executable, ["feed", *argv], None, env)
+    process = _fork_server().Process(target=_serve, args=(argv, dict(env), log), name="feed")
     process.start()
+    _started.append(process)
     return Forked(process)
 
 
-def _serve(
-    argv: list[str], env: dict[str, str], log: str, preexec: Callable[[], None] | None
-) -> None:
+@atexit.register
+def _stop_left_over() -> None:
+    """multiprocessing waits for its children when the test process exits: a server a
+    test left running would hold the worker up for ever, where a subprocess would not."""
+    for process in _started:
+        if process.exitcode is None:
+            process.kill()
+
+
+def _serve(argv: list[str], env: dict[str, str], log: str) -> None:
+    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
     if NOT_PRELOADED in sys.modules:
         raise RuntimeError(f"{NOT_PRELOADED} was imported before the server's environment")
     os.environ.clear()
     os.environ.update(env)
     # The fork server's temporary directory, if it asked for one, is not the test's.
     tempfile.tempdir = None
-    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(out)
-    if preexec is not None:
-        preexec()
     from feed.cli import main
 
-    sys.exit(main(argv))
+    try:
+        code = main(argv)
+    except KeyboardInterrupt:
+        # Ended by SIGINT, as a fresh interpreter would report it.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        raise
+    sys.exit(code)
