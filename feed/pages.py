@@ -47,7 +47,9 @@ renders it, and feed-lists.js keeps it after every event, live or replayed:
    (``data-reply-event-id``): feed-unread.js reports a post, and the replies under
    it, read by those ids once it has been on screen, and draws the "new since you
    last looked" divider under the oldest post the reader had not read when the page
-   was made.
+   was made. Those ids are read with the list, in its snapshot (storage/posts.py,
+   on a page's posts' events), so none is newer than the list's position. A page of
+   older posts is read in a snapshot of its own, later than the page's position.
 6. A kiosk watching a search searches when its page is made and when its list is
    re-fetched, within its identity's searches at once (security.py, on searches in
    flight). Refused, the page is still made, with a 429: its stream opens from where
@@ -139,9 +141,9 @@ def _list_context(
     }
 
 
-async def _read_state(rt: Runtime, perms: Permissions, posts: list[PostView]) -> dict[str, Any]:
+async def _read_state(rt: Runtime, perms: Permissions, page: FrontPage) -> dict[str, Any]:
     """What a page shows of its reader's read state (rationale 5), if they have one."""
-    ids = await _event_ids(rt, posts)
+    ids = {"created": page.created, "replied": page.replied}
     name = reading.person(perms.identity)
     if name is None:
         return {**ids, "read_state": None}
@@ -156,15 +158,6 @@ async def _read_state(rt: Runtime, perms: Permissions, posts: list[PostView]) ->
     return {**ids, "read_state": state}
 
 
-async def _event_ids(rt: Runtime, posts: list[PostView]) -> dict[str, dict[int, int]]:
-    """The event that made each post, and that of its newest reply (rationale 5)."""
-    ids = [p.id for p in posts]
-    return {
-        "created": await rt.store.created_events(ids),
-        "replied": await rt.store.reply_events(ids),
-    }
-
-
 async def _dashboard(request: Request, channel: str | None) -> Response:
     rt = runtime(request)
     seen = await viewer(request)
@@ -177,7 +170,11 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
         )
     selected = perms.selection(None if channel is None else [channel])
     page = await rt.store.front_page(
-        selected, rt.settings.page_size, private=perms.private_readable(), reader=perms.reactor()
+        selected,
+        rt.settings.page_size,
+        private=perms.private_readable(),
+        reader=perms.reactor(),
+        events=True,
     )
     info = perms.channels.get(channel) if channel else None
     summed, _workers = rt.presence.total()
@@ -210,7 +207,7 @@ async def _dashboard(request: Request, channel: str | None) -> Response:
         reader=perms.reactor(),
         mine=page.mine,
         **_list_context(shown, channel, None, page.older_before),
-        **await _read_state(rt, perms, shown),
+        **await _read_state(rt, perms, page),
     )
     return seen.apply(response, request)
 
@@ -232,30 +229,23 @@ async def posts_partial(request: Request) -> HTMLResponse:
     selected = perms.selection(None if channel is None else [channel])
     private = perms.private_readable()
     name = perms.reactor()
+    size = rt.settings.page_size
     if before is None:
-        page = await rt.store.front_page(
-            selected, rt.settings.page_size, private=private, reader=name
-        )
-        posts = _first_page(page, rt.settings.page_size)
-        context = _list_context(posts, channel, None, page.older_before)
-        headers = _snapshot(page.last_event_id)
-        mine = page.mine
+        page = await rt.store.front_page(selected, size, private=private, reader=name, events=True)
+        posts = _first_page(page, size)
+        headers: dict[str, str] | None = _snapshot(page.last_event_id)
     else:
-        size = rt.settings.page_size
-        posts = await rt.store.older_posts(selected, before, size, private=private)
-        older = posts[-1].id if len(posts) == size else None
-        context = _list_context(posts, channel, before, older)
-        headers = None
-        mine = await rt.store.my_reactions(name, [p.id for p in posts])
-    ids = await _event_ids(rt, posts)
+        page = await rt.store.older_posts(selected, before, size, private=private, reader=name)
+        # Its snapshot is not where the page stands: the page's stream is (rationale 5).
+        posts, headers = page.posts, None
     return rt.renderer.page(
         "partials/posts.html",
         headers=headers,
         oob=False,
-        mine=mine,
-        created=ids["created"],
-        replied=ids["replied"],
-        **context,
+        mine=page.mine,
+        created=page.created,
+        replied=page.replied,
+        **_list_context(posts, channel, before, page.older_before),
     )
 
 

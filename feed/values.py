@@ -233,14 +233,19 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class FrontPage:
-    """Pinned and recent posts (newest first), where to page back from, the newest
-    event id at the moment they were read, and the reader's own reactions then."""
+    """Pinned and recent posts (newest first), or a page of older ones, where to page
+    back from, the newest event id at the moment they were read, and what else the
+    page shows of them then (storage/posts.py, on a page's posts' events)."""
 
     posts: list[PostView]
     older_before: int | None
     last_event_id: int
     # The reader's own reactions to those posts, by post id, from the same snapshot.
     mine: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    # By post id, when asked for: the event that made it, and the one that made its
+    # newest live reply, from the same snapshot (none newer than ``last_event_id``).
+    created: dict[int, int] = field(default_factory=dict)
+    replied: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,9 +41,9 @@ def test_a_pages_posts_events_are_looked_up_by_post(each_database_url: str) -> N
     with migrated(each_database_url) as store:
         posts, reply_event = _thread(store)
         # What the lookups return, through the index.
-        created = asyncio.run(store.created_events(posts))
-        assert sorted(created) == posts and len(set(created.values())) == 3
-        assert asyncio.run(store.reply_events(posts)) == {posts[0]: reply_event}
+        page = asyncio.run(store.front_page(["general"], 10, events=True))
+        assert sorted(page.created) == posts and len(set(page.created.values())) == 3
+        assert page.replied == {posts[0]: reply_event}
     engine = make_engine(each_database_url)
     try:
         for query in (created_events_query(posts), reply_events_query(posts)):
@@ -70,7 +70,8 @@ def test_the_events_by_post_index_comes_with_its_migration_and_goes_with_it(
     # Up again, it returns, and the lookups read the same.
     with migrated(each_database_url) as store:
         assert INDEX in _indexes(each_database_url)
-        assert asyncio.run(store.reply_events(posts)) == {posts[0]: reply_event}
+        page = asyncio.run(store.front_page(["general"], 10, events=True))
+        assert page.replied == {posts[0]: reply_event}
 
 
 # Events in the log for the unread count's plan: enough that PostgreSQL, with its

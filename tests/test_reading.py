@@ -754,8 +754,10 @@ def test_the_store_counts_replies_and_knows_each_posts_newest_reply(store: Store
     own = run(store.create_reply("general", second.post.id, "bob", "mine"))
     assert counts(store, "bob")["general"] == (2, 0)
     assert counts(store, "carol")["general"] == (3, 0)  # the posts and bob's reply
-    newest = run(store.reply_events([first.post.id, second.post.id, 10**9]))
-    assert newest == {first.post.id: replies[1].event_id, second.post.id: own.event_id}
+    page = run(store.front_page(["general"], 10, events=True))
+    assert page.replied == {first.post.id: replies[1].event_id, second.post.id: own.event_id}
+    assert page.created == {first.post.id: first.event_id, second.post.id: second.event_id}
     run(store.delete_post(replies[1].post.id))
     assert counts(store, "bob")["general"] == (1, 0)
-    assert run(store.reply_events([first.post.id]))[first.post.id] == replies[0].event_id
+    older = run(store.older_posts(["general"], second.post.id, 10))
+    assert older.replied == {first.post.id: replies[0].event_id}

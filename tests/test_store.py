@@ -213,12 +213,12 @@ def test_pinned_posts_past_the_front_pages_section_are_in_its_history(store: Sto
     assert [p.id for p in page.posts] == [ids[7], ids[6], ids[3], ids[2]]
     assert page.older_before == ids[6]
     older = run(store.older_posts(["general"], ids[6], 2))
-    assert [p.id for p in older] == [ids[5], ids[4]]
+    assert [p.id for p in older.posts] == [ids[5], ids[4]]
     # The pinned posts older than the section's oldest are history too.
-    assert [p.id for p in run(store.older_posts(["general"], ids[4], 2))] == [ids[1], ids[0]]
+    assert [p.id for p in run(store.older_posts(["general"], ids[4], 2)).posts] == [ids[1], ids[0]]
     # Without a full section, every pinned post is in it and none in the history.
     run(store.set_pinned(ids[3], False))
-    assert [p.id for p in run(store.older_posts(["general"], ids[4], 5))] == [ids[3]]
+    assert [p.id for p in run(store.older_posts(["general"], ids[4], 5)).posts] == [ids[3]]
     assert [p.id for p in run(store.front_page(["general"], 5)).posts] == ids[::-1]
 
 

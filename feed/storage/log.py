@@ -28,12 +28,15 @@ Rationale for the less obvious choices:
    at the time. A write notes its events as a read right after its commit would
    return them.
 6. One snapshot. A list and the event id it is current up to (a page's posts and where
-   its stream resumes) are read in one snapshot. A SQLite read transaction is one
-   already (WAL mode). PostgreSQL's default, READ COMMITTED, gives each statement its
-   own: a post committed between the two reads would carry an id newer than the list,
-   and the page's stream would resume after a post it never showed. Such reads run in
-   REPEATABLE READ there. Since writers commit in id order (3), a snapshot always
-   holds exactly the events up to some id.
+   its stream resumes) are read in one snapshot, with everything the page carries
+   about its posts (summaries, reactions, the events its reader's page reports read:
+   posts.py, on a page's posts' events), so no id it carries is newer than its
+   position. A SQLite read transaction is one already (WAL mode). PostgreSQL's
+   default, READ COMMITTED, gives each statement its own: a post committed between
+   the two reads would carry an id newer than the list, and the page's stream would
+   resume after a post it never showed. Such reads run in REPEATABLE READ there.
+   Since writers commit in id order (3), a snapshot always holds exactly the events
+   up to some id.
 7. Ids never reused. An event id once handed out is never handed out again for another
    event, even after the database is restored from a backup or rolled back: a screen
    holding that id would skip the new event for good. Nothing in a restored database

@@ -41,6 +41,15 @@ Rationale for the less obvious choices:
    condition on the id, with no list of ids to leave out. A page of history reads the
    cut in the same snapshot as the page, so each post is in the section or the history,
    never both or neither.
+8. A page's posts' events. A dashboard gives each card the event that made it and
+   that of its newest reply (reading.py, on a page's posts' events), which its page
+   reports read once the card has been seen. They are read in the page's snapshot,
+   with its list, its position and its cards' summaries (log.py, on one snapshot).
+   Read after it, a reply committed in between gave a card an id newer than the
+   page's position, of a reply its summary did not count: the page then reported
+   read what its stream had yet to bring (that reply, others, and the channel's new
+   posts). A page of older posts is read in one snapshot too, so that each card's
+   ids are those of the replies its summary counts.
 """
 
 from __future__ import annotations
@@ -52,7 +61,7 @@ from sqlmodel import Session, col, select
 
 from feed import markdown, mentions
 from feed.models import Channel, Event, EventKind, Post
-from feed.storage import tallies, threads
+from feed.storage import reading, tallies, threads
 from feed.storage.engine import in_thread, now
 from feed.storage.history import readable
 from feed.storage.log import EventLog, Q
@@ -229,23 +238,6 @@ class Posts(EventLog):
             )
 
     @in_thread
-    def older_posts(
-        self,
-        channels: Sequence[str] | None,
-        before: int,
-        limit: int,
-        *,
-        private: Collection[str] | None = None,
-    ) -> list[PostView]:
-        """A page of a list's history: its ``limit`` newest posts before ``before``
-        that are not in its pinned section (7), newest first. The section and the page
-        are read in one snapshot, so a post is in one or the other."""
-        with self._snapshot() as session:
-            cut = _section_cut(session, channels, limit, private)
-            older = _posts(session, channels, before, limit, _history(cut), private)
-            return threads.with_summaries(session, older)
-
-    @in_thread
     def front_page(
         self,
         channels: Sequence[str] | None,
@@ -253,26 +245,62 @@ class Posts(EventLog):
         *,
         private: Collection[str] | None = None,
         reader: str | None = None,
+        events: bool = False,
     ) -> FrontPage:
         """What a page shows first, and the event id it is current up to: its pinned
         section (the newest ``limit`` pinned posts) and the ``limit`` newest others (7).
 
         One snapshot (log.py, on one snapshot), so the posts and the id agree: the
         page's stream then resumes exactly after what the page shows. ``private`` names
-        the private channels the reader may see (4), and ``mine`` the reactions of
-        ``reader`` to those posts.
+        the private channels the reader may see (4), ``mine`` the reactions of
+        ``reader`` to those posts, and with ``events`` the page gets the posts' events
+        too (8).
         """
         with self._snapshot() as session:
             pinned = _posts(session, channels, None, limit, _PINNED, private)
             cut = pinned[-1].id if len(pinned) == limit else 0
             recent = _posts(session, channels, None, limit, _history(cut), private)
-            last = session.exec(select(func.max(Event.id))).one() or 0
-            recent = threads.with_summaries(session, recent)
-            pinned = threads.with_summaries(session, pinned)
-            mine = tallies.mine(session, reader, [p.id for p in [*recent, *pinned]])
-        posts = sorted([*recent, *pinned], key=lambda p: p.id, reverse=True)
-        older = recent[-1].id if len(recent) == limit else None
-        return FrontPage(posts, older, last, mine)
+            return _page(session, recent, pinned, limit, reader, events)
+
+    @in_thread
+    def older_posts(
+        self,
+        channels: Sequence[str] | None,
+        before: int,
+        limit: int,
+        *,
+        private: Collection[str] | None = None,
+        reader: str | None = None,
+    ) -> FrontPage:
+        """A page of a list's history for its "Older posts": its ``limit`` newest posts
+        before ``before`` that are not in its pinned section (7), newest first, with
+        what the page shows of them (8). The section and the page are read in one
+        snapshot, so a post is in one or the other."""
+        with self._snapshot() as session:
+            cut = _section_cut(session, channels, limit, private)
+            older = _posts(session, channels, before, limit, _history(cut), private)
+            return _page(session, older, [], limit, reader, True)
+
+
+def _page(
+    session: Session,
+    recent: list[PostView],
+    pinned: list[PostView],
+    limit: int,
+    reader: str | None,
+    events: bool,
+) -> FrontPage:
+    """A page of ``recent`` posts (``limit`` of them if it is full) and ``pinned`` ones,
+    with everything it shows of them, read in their snapshot ``session`` (8)."""
+    last = session.exec(select(func.max(Event.id))).one() or 0
+    shown = threads.with_summaries(session, [*recent, *pinned])
+    ids = [p.id for p in shown]
+    mine = tallies.mine(session, reader, ids)
+    created = reading.created_events(session, ids) if events else {}
+    replied = reading.reply_events(session, ids) if events else {}
+    posts = sorted(shown, key=lambda p: p.id, reverse=True)
+    older = recent[-1].id if len(recent) == limit else None
+    return FrontPage(posts, older, last, mine, created, replied)
 
 
 _PINNED = col(Post.pinned).is_(True)

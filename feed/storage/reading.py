@@ -37,11 +37,12 @@ Rationale:
    a million (a newcomer starts at the beginning of every channel): each channel's
    count reads at most ``COUNT_CAP + 1`` events from its position on, by the index of
    events by channel, and a count of ``COUNT_CAP`` means "that many or more".
-6. A page's posts' events (``created_events``, ``reply_events``) are looked up by the
-   index of events by post (migration 0018_events_by_post): every dashboard and every
-   page of older posts asks for them, so they must cost the same however long the
-   log. Without it, each read the whole events table: 40 ms for a page at 330,000
-   events on SQLite, growing with every post.
+6. A page's posts' events (``created_events``, ``reply_events``) are read in the page's
+   own snapshot, with its list and its position (posts.py, on a page's posts' events),
+   and looked up by the index of events by post (migration 0018_events_by_post):
+   every dashboard and every page of older posts asks for them, so they must cost the
+   same however long the log. Without it, each read the whole events table: 40 ms for
+   a page at 330,000 events on SQLite, growing with every post.
 7. The other way round, from events to their posts (the unread counts, mentions),
    the join goes by the post's key and never by that index (history.py, on events'
    posts).
@@ -165,35 +166,6 @@ class Reading(EventLog):
         query = select(Event.id).where(col(Event.recipient) == name, col(Event.id) > after)
         with self._read() as session:
             return session.exec(query.limit(1)).first() is not None
-
-    @in_thread
-    def created_events(self, post_ids: Collection[int]) -> dict[int, int]:
-        """The id of the event that made each of ``post_ids``: pages give it to each
-        post they show, which the page reports as read (``mark_read``)."""
-        if not post_ids:
-            return {}
-        query = created_events_query(post_ids)
-        with self._read() as session:
-            return {
-                post: event
-                for post, event in session.exec(query).all()
-                if post is not None and event is not None
-            }
-
-    @in_thread
-    def reply_events(self, post_ids: Collection[int]) -> dict[int, int]:
-        """The id of the event that made the newest live reply to each of ``post_ids``
-        that has one: a page gives it to the post's card, and reports it read once the
-        card has been seen (4)."""
-        if not post_ids:
-            return {}
-        query = reply_events_query(post_ids)
-        with self._read() as session:
-            return {
-                post: event
-                for post, event in session.exec(query).all()
-                if post is not None and event is not None
-            }
 
     @in_thread
     def mentions(
@@ -323,6 +295,28 @@ def _count(
         events = events.where(col(Event.recipient).is_(None), col(Post.author) != name)
     bounded = readable(events, private).limit(COUNT_CAP).subquery()
     return session.exec(select(func.count()).select_from(bounded)).one()
+
+
+def created_events(session: Session, post_ids: Collection[int]) -> dict[int, int]:
+    """The id of the event that made each of ``post_ids``: pages give it to each post
+    they show, which the page reports as read (``mark_read``). Read in the page's own
+    snapshot (6)."""
+    return _by_post(session, created_events_query(post_ids)) if post_ids else {}
+
+
+def reply_events(session: Session, post_ids: Collection[int]) -> dict[int, int]:
+    """The id of the event that made the newest live reply to each of ``post_ids``
+    that has one: a page gives it to the post's card, and reports it read once the card
+    has been seen (4). Read in the page's own snapshot (6)."""
+    return _by_post(session, reply_events_query(post_ids)) if post_ids else {}
+
+
+def _by_post(session: Session, query: Select[Any, Any]) -> dict[int, int]:
+    return {
+        post: event
+        for post, event in session.exec(query).all()
+        if post is not None and event is not None
+    }
 
 
 def created_events_query(post_ids: Collection[int]) -> Select[Any, Any]:
