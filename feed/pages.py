@@ -49,7 +49,9 @@ renders it, and feed-lists.js keeps it after every event, live or replayed:
    last looked" divider under the oldest post the reader had not read when the page
    was made. Those ids are read with the list, in its snapshot (storage/posts.py,
    on a page's posts' events), so none is newer than the list's position. A page of
-   older posts is read in a snapshot of its own, later than the page's position.
+   older posts is read in a snapshot of its own, later than the page's position:
+   feed-unread.js reports nothing past the position the page has applied (its
+   stream's), whatever ids its cards carry.
 6. A kiosk watching a search searches when its page is made and when its list is
    re-fetched, within its identity's searches at once (security.py, on searches in
    flight). Refused, the page is still made, with a 429: its stream opens from where

@@ -1,6 +1,7 @@
 """Read state in a real Chromium: unread counts and the title on open, the "new since
-you last looked" divider, posts read once seen, reading on one device clearing the
-counts on another (and on nobody else's), "Mark all read", and desktop notifications.
+you last looked" divider, posts read once seen and never past what the page has
+applied, reading on one device clearing the counts on another (and on nobody else's),
+"Mark all read", and desktop notifications.
 
 Each browser context is one device; two contexts signed in with the same token are
 one person's two devices. Synchronisation is a Playwright wait with a deadline.
@@ -10,15 +11,17 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from tests.auth import bearer
 from tests.browser import (
     FROZEN_NOW,
+    OPEN_MS,
     SAMPLE_POSTS,
     Problems,
     backdate,
@@ -26,6 +29,7 @@ from tests.browser import (
     context,
     new_context,
     open_live,
+    post_el,
     problems,
     seed_sample_feed,
     sign_in,
@@ -376,3 +380,78 @@ def test_a_reply_is_unread_until_the_card_it_went_under_is_seen(
     until(position, lambda up_to: up_to == live["event_id"], timeout=SYNC_MS / 1000)
     expect(badge(home, "general")).to_be_hidden(timeout=SYNC_MS)
     assert server.client.get("/api/me/unread", headers=bob).json()["total"] == 0
+
+
+# Records the id of every reply message the page's stream brings, as it comes: this
+# hook is the page's first (feed-unread.js adds its own after it), so once a reply is
+# recorded, the page's own scripts have heard of it too.
+WATCH_REPLIES = """
+window.__replies = [];
+window.feedSourceHooks = [function (source) {
+  source.addEventListener("reply-created", function (evt) {
+    window.__replies.push(Number(evt.lastEventId));
+  });
+}];
+"""
+
+
+def test_the_read_position_never_passes_what_the_page_has_applied(
+    make_server: Callable[..., Server], browser: Browser, problems: Problems
+) -> None:
+    """While "Older posts" loads, the page holds its messages: a new post, then a reply
+    under a card on screen. The card is seen with its new reply's id before the page has
+    applied either; reported then, the new post it never showed would count as read."""
+    server = make_server(page_size=2)
+    bob, alice = server.token("bob"), bearer(server.token("alice"))
+    for n in range(3):
+        server.post(f"older {n}", author="alice")
+    thread = server.post("a thread", author="alice")
+    assert server.client.post("/api/me/read", json={}, headers=bearer(bob)).status_code == 200
+
+    def read_up_to() -> int:
+        unread = server.client.get("/api/me/unread", headers=bearer(bob)).json()
+        found: int = unread["channels"]["general"]["read_up_to"]
+        return found
+
+    start = read_up_to()
+    ctx = new_context(browser, problems)
+    try:
+        ctx.add_init_script(WATCH_NOTIFICATIONS + WATCH_REPLIES)
+        page = sign_in(ctx, server, bob, "/")
+        expect(post_el(page, thread["post"]["id"])).to_be_in_viewport()
+        held: list[Route] = []
+
+        def hold(route: Route) -> None:
+            held.append(route)  # answered later, by the test
+
+        def older(url: str) -> bool:
+            return "/partials/posts?" in url and "before=" in url
+
+        page.route(older, hold)
+        # Clicked from the page, so that nothing scrolls.
+        page.evaluate("document.querySelector('#posts > .older button').click()")
+        deadline = time.monotonic() + OPEN_MS / 1000
+        while not held:
+            assert time.monotonic() < deadline, "the page never asked for older posts"
+            page.wait_for_timeout(20)  # lets Playwright hand the request to the route
+        unseen = server.post("while older posts load", author="alice")
+        url = f"/api/posts/{thread['post']['id']}/replies"
+        reply = server.client.post(url, json={"body": "under the card"}, headers=alice).json()
+        wait_true(page, "id => window.__replies.includes(id)", reply["event_id"])
+        # The tab is hidden before the page applies anything: the new post goes in unseen.
+        hide(page, True)
+        held[0].continue_()
+        # A route sends every request of the page through this test's thread.
+        page.unroute(older, hold)
+        wait_applied(page, reply["event_id"])
+        expect(post_el(page, unseen["post"]["id"])).to_be_attached()
+        assert page.evaluate("window.feedUnread.reports") == 0
+        assert read_up_to() == start
+        assert server.client.get("/api/me/unread", headers=bearer(bob)).json()["total"] == 2
+        # Shown again, the new post and the reply are seen: both are read.
+        hide(page, False)
+        until(read_up_to, lambda up_to: up_to == reply["event_id"], timeout=SYNC_MS / 1000)
+        assert server.client.get("/api/me/unread", headers=bearer(bob)).json()["total"] == 0
+    finally:
+        ctx.close()
+    assert problems.seen == []

@@ -42,9 +42,11 @@
 //    list's id. Messages that come while a fetch is on its way are held, and go
 //    through here after it (feed-refetch.js).
 // 5. "Older posts": the next page is merged in by id, and the list's floor moves down.
-//    Messages are held meanwhile and applied after it (that page has no snapshot id),
-//    so one about a post of that page, an edit racing it, is applied to it, whichever
-//    of the two the server answered first.
+//    Messages are held meanwhile and applied after it (that page, read in a snapshot
+//    of its own, gives no position: the page's stays its stream's), so one about a
+//    post of that page, an edit racing it, is applied to it, whichever of the two the
+//    server answered first. Its cards' ids may be newer than the page's position:
+//    feed-unread.js reports no read past that position (on read means seen).
 // 6. Channel pages. A channel page may get every channel's messages (feed-tabs.js
 //    shares one stream of all of them): a post of another channel is not applied, and
 //    counts as applied, as if its stream had never carried it. A thread's page shares

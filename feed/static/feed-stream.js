@@ -12,6 +12,8 @@
 //    whose feedStream.lastApplied is the log's newest event shows exactly what its
 //    rule makes of the database. A stream's URL also says which channels a channel
 //    page shows and which post a thread's page shows (feed-lists.js, on channel pages).
+//    What must not go past it is told each time it moves (feed-unread.js reports no
+//    read past it: on read means seen).
 // 3. Liveness. An EventSource cannot see SSE comments, so HTML streams carry named
 //    `heartbeat` events, and open with `hello` (the server's release and heartbeat
 //    interval). Two intervals without any of those or an event: the page shows
@@ -72,8 +74,12 @@
   // The post whose thread a thread's page shows (2); null on every other page.
   var thread = null;
 
+  var movers = []; // told each new position (2)
+
   function applied(id) {
-    if (id > lastApplied) lastApplied = debug.lastApplied = id;
+    if (!(id > lastApplied)) return;
+    lastApplied = debug.lastApplied = id;
+    movers.forEach(function (told) { told(id); });
   }
 
   function fresh(id) {
@@ -250,6 +256,9 @@
   page.stream = {
     applied: applied,
     fresh: fresh,
+    // 2.
+    position: position,
+    onMove: function (told) { movers.push(told); },
     alive: alive,
     heartbeatMs: function () { return heartbeatMs; },
     channels: function () { return channels; },

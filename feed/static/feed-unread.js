@@ -18,7 +18,12 @@
 //    is its replies seen, those that came before it was on screen (the newest one's
 //    event, data-reply-event-id, or a live reply's id), so the position moves past
 //    them in their place among the posts. A reply to a post the page does not list
-//    is passed over, as a post of a channel the page does not show is.
+//    is passed over, as a post of a channel the page does not show is. Never past
+//    where the page stands (feed-stream.js, on the position): a card may carry an id
+//    the page has not applied yet (a page of older posts is read after the page was;
+//    a message held while a list is fetched is heard before it is applied), and the
+//    channel's posts and replies before that id may not be on the page yet, unseen.
+//    A report stops there, and goes on once the page has applied it.
 // 2. Counts come from the server. The page starts with the counts it was rendered
 //    with. After a read-position event (this person's, from any tab or device), a
 //    new, edited or deleted post or a mention, it asks GET /api/me/unread again
@@ -50,6 +55,7 @@
   var replyIds = {}; // post id -> id of the event that made its newest reply (1)
   var reported = {}; // channel -> position asked for (or known)
   var inFlight = {}; // channel -> a report is on its way
+  var waiting = {}; // channel -> the id its report stopped at, not applied yet (1)
   var seenIds = new Set(); // event ids of the posts seen on screen (1)
   var showing = new Set(); // posts on screen now, whether the tab is visible or not
   var observer = null;
@@ -249,7 +255,7 @@
 
   // The newest post or reply of ``channel`` such that every post of it on the page
   // after the reader's position, and every card's newest reply, up to that one, has
-  // been seen (their own posts count as seen).
+  // been seen (their own posts count as seen), and the page has applied it.
   function readUpTo(channel) {
     var list = document.getElementById("posts");
     if (!list) return 0;
@@ -263,12 +269,27 @@
       if (reply > after) items.push({ id: reply, seen: seenIds.has(reply) });
     });
     items.sort(function (a, b) { return a.id - b.id; });
+    var applied = window.feedPage.stream.position();
     var upTo = 0;
     for (var i = 0; i < items.length; i++) {
       if (!items[i].seen) break;
+      if (items[i].id > applied) {
+        waiting[channel] = items[i].id;
+        break;
+      }
       upTo = items[i].id;
     }
     return upTo;
+  }
+
+  // The page has applied every event up to ``id``: a report that stopped short of it
+  // goes on, whether or not its card is still on screen (it was seen).
+  function onMove(id) {
+    Object.keys(waiting).forEach(function (channel) {
+      if (waiting[channel] > id) return;
+      delete waiting[channel];
+      report(channel);
+    });
   }
 
   function ownPost(el) {
@@ -375,6 +396,7 @@
     Object.keys(state.channels).forEach(function (name) {
       reported[name] = state.channels[name].read_up_to;
     });
+    window.feedPage.stream.onMove(onMove);
     var list = document.getElementById("posts");
     if (list) {
       drawDivider(list);
