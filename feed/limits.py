@@ -12,5 +12,5 @@ from __future__ import annotations
 MAX_POST_ID = 2**31 - 1
 
 # Posts in one batch of the API; the store writes as many in one group, one transaction
-# (storage/new_posts.py, rationale 3).
+# (storage/new_posts.py, on batches).
 MAX_BATCH_ITEMS = 1000

@@ -2,8 +2,8 @@
 
 They live apart from the queries that raise them so that errors.py, which turns each
 into its HTTP answer, and the command-line client, which imports errors.py through
-the inputs it shares with the server, need no database library (engine.py, rationale
-3 and 5, on unavailable and unstorable; storage/threads.py, rationale 1, on replies).
+the inputs it shares with the server, need no database library (engine.py, on unavailable, not broken, and on unstorable
+values; storage/threads.py, on one level).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class StoreUnavailable(StoreError):
 
 class Unstorable(StoreError):
     """The database driver refused a value it was given (text it cannot encode, a
-    number out of range): the request's fault, never the database's (engine.py, rationale 5)."""
+    number out of range): the request's fault, never the database's (engine.py, on unstorable values)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"This cannot be stored: {reason}.")
@@ -78,7 +78,7 @@ class ReplyNotPinned(StoreError):
 
 
 class NotAThread(StoreError):
-    """A reply to a reply (storage/threads.py, rationale 1)."""
+    """A reply to a reply (storage/threads.py, on one level)."""
 
     def __init__(self, post_id: int, parent: int) -> None:
         super().__init__(
