@@ -1,9 +1,9 @@
 """What the store refuses: the errors a store call reports to its caller.
 
 They live apart from the queries that raise them so that errors.py, which turns each
-into its HTTP answer, and the command-line client, which imports errors.py through
-the inputs it shares with the server, need no database library (engine.py, on unavailable, not broken, and on unstorable
-values; storage/threads.py, on one level).
+into its HTTP answer, and the command-line client, which imports errors.py through the
+inputs it shares with the server, need no database library (engine.py, on unavailable,
+not broken, and on unstorable values; storage/threads.py, on one level).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class StoreUnavailable(StoreError):
 
 class Unstorable(StoreError):
     """The database driver refused a value it was given (text it cannot encode, a
-    number out of range): the request's fault, never the database's (engine.py, on unstorable values)."""
+    number out of range): the request's fault, never the database's (engine.py, on
+    unstorable values)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"This cannot be stored: {reason}.")
