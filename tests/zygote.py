@@ -148,6 +148,9 @@ def _serve(argv: list[str], env: dict[str, str], log: str) -> None:
     os.environ.update(env)
     # The fork server's temporary directory, if it asked for one, is not the test's.
     tempfile.tempdir = None
+    # A pytest-xdist worker ignores SIGINT, and the fork server it starts passes that
+    # on: a server started from a terminal takes Ctrl-C as Python's KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from feed.cli import main
 
     try:
