@@ -12,6 +12,7 @@ Waits are Playwright waits with deadlines; ``window.feedStream.lastApplied``
 
 from __future__ import annotations
 
+import json
 import signal
 from collections import Counter
 from collections.abc import Callable
@@ -371,7 +372,10 @@ def test_a_stream_the_network_left_half_open_is_opened_again(
 @dataclass
 class StreamGate:
     """Stands between a page and ``GET /events``: can answer one request with a 503
-    and hold the next one, so a test can write while the page is reconnecting."""
+    and hold the next one, so a test can write while the page is reconnecting. The page
+    asking why its stream was refused (feed-source.js, on why a stream was refused) is
+    answered at once, as the server would, with a 503 whose Retry-After the page waits
+    out: held, it would keep the page from rebuilding its stream until its watchdog."""
 
     page: Page
     mode: Literal["pass", "fail", "hold"] = "pass"
@@ -382,7 +386,14 @@ class StreamGate:
         self.page.route(lambda url: urlsplit(url).path == "/events", self._handle)
 
     def _handle(self, route: Route) -> None:
-        if self.mode == "fail":
+        if self.mode != "pass" and not is_stream_request(route.request):
+            route.fulfill(
+                status=503,
+                headers={"Retry-After": "1"},
+                content_type="application/json",
+                body=json.dumps({"error": "Upstream restarting."}),
+            )
+        elif self.mode == "fail":
             self.failed.append(route.request.url)
             self.mode = "hold"
             route.fulfill(status=503, content_type="text/plain", body="Upstream restarting")
@@ -399,7 +410,7 @@ class StreamGate:
 
 def is_stream_request(request: Request) -> bool:
     """An EventSource's request: not the page asking why one was refused (feed-source.js,
-    on why a stream was refused), which the gate holds all the same."""
+    on why a stream was refused)."""
     return request.resource_type == "eventsource" and urlsplit(request.url).path == "/events"
 
 
@@ -468,6 +479,20 @@ def test_a_rebuilt_event_source_resumes_from_the_last_applied_event(
     assert_not_reloaded(page)
 
 
+# Every state the page's badge (#live) takes, in order: a state shown only for a moment
+# is not missed.
+BADGE_STATES = """(() => {
+  window.__badgeStates = [];
+  document.addEventListener("DOMContentLoaded", () => {
+    const badge = document.getElementById("live");
+    if (!badge) return;
+    new MutationObserver(() => window.__badgeStates.push(badge.dataset.state)).observe(
+      badge, { attributes: true, attributeFilter: ["data-state"] }
+    );
+  });
+})();"""
+
+
 def test_a_dashboard_refused_for_too_many_streams_says_why_in_the_servers_words(
     make_server: Callable[..., Server], context: BrowserContext, problems: Problems
 ) -> None:
@@ -482,6 +507,19 @@ def test_a_dashboard_refused_for_too_many_streams_says_why_in_the_servers_words(
         expect(refused).to_contain_text("Trying again automatically.")
         expect(page.locator("#live")).to_have_text("Reconnecting…")
         assert debug(page)["mode"] == "leader"
+
+        # A tab opened next to it joins the refused leader's stream: it says why and
+        # "Reconnecting…" too, and never "Live" (it once took the leader's answer for a
+        # stream that was open, and its replayed `hello` for a sign of life).
+        context.add_init_script(BADGE_STATES)
+        other = context.new_page()
+        other.goto(server.url)
+        expect(other.locator("#refused")).to_contain_text(
+            "Too many open streams from this address (at most 1)"
+        )
+        expect(other.locator("#live")).to_have_text("Reconnecting…")
+        assert debug(other)["mode"] == "follower"
+        assert "live" not in other.evaluate("window.__badgeStates")
 
 
 def test_kiosk_refetches_its_list_when_told_to_resync(

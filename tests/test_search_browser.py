@@ -10,6 +10,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -30,6 +31,7 @@ from tests.browser import (
     render_ids,
     shown_ids,
     wait_applied,
+    wait_true,
 )
 from tests.conftest import Server
 from tests.held_search import HELD
@@ -311,6 +313,71 @@ def test_a_kiosk_whose_search_the_server_cannot_follow_says_why_and_comes_back_b
     began = [r.timing["startTime"] for r in streams]
     gaps = [later - sooner for sooner, later in itertools.pairwise(began)]
     assert len(gaps) >= 1 and min(gaps) >= RETRY_AFTER_SECONDS * 1000, gaps
+
+
+# Each EventSource the page makes: when it was made, and when it was refused for good,
+# on the page's clock.
+ATTEMPTS = """(() => {
+  const Real = window.EventSource;
+  window.__attempts = [];
+  window.EventSource = class extends Real {
+    constructor(url, options) {
+      super(url, options);
+      const attempt = { made: Date.now(), closed: null };
+      window.__attempts.push(attempt);
+      this.addEventListener("error", () => {
+        if (this.readyState === Real.CLOSED && attempt.closed === null) {
+          attempt.closed = Date.now();
+        }
+      });
+    }
+  };
+})();"""
+REFUSED = "n => window.__attempts.length === n + 1 && window.__attempts[n].closed !== null"
+
+
+def test_a_kiosk_refused_again_and_again_asks_less_and_less_often(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems
+) -> None:
+    """A refusal's Retry-After (2 s for most) is the least a page waits, not the wait: a
+    page refused on and on backs off all the same, by up to half as much again at random
+    so that a wall of screens does not come back in step, and asks why only once
+    (feed-source.js, on why a stream was refused). It once asked every 2-3 s, twice,
+    for as long as the refusals lasted."""
+    refusals_allowed(problems, 503)
+    # A heartbeat long enough that the page's watchdog opens nothing within the waits
+    # measured here: each attempt is one the page made after a refusal.
+    server = make_server(max_live_searches=1, heartbeat=60)
+    context.add_init_script(ATTEMPTS)
+    context.clock.install()
+    kiosk = context.new_page()
+    asked: list[Request] = []  # the page's own requests for why
+    kiosk.on(
+        "request",
+        lambda r: asked.append(r) if r.resource_type == "fetch" and "/events" in r.url else None,
+    )
+    floor = RETRY_AFTER_SECONDS * 1000
+    waits = [min(30000, max(floor, 500 * 2**n)) for n in range(6)]
+    with subscribed(server.port, {"format": "json", "q": "lunch"}):
+        kiosk.goto(f"{server.url}/kiosk?q=deploy")
+        expect(kiosk.locator("#refused")).to_contain_text(LiveSearchesFull(1).message)
+        # From here the page's time moves only when the test says, by the longest wait
+        # each attempt may take, once the page has been refused.
+        now = kiosk.evaluate("Date.now()") / 1000
+        kiosk.clock.pause_at(datetime.fromtimestamp(now + 0.2, UTC))
+        for n, wait in enumerate(waits):
+            wait_true(kiosk, REFUSED, n)
+            kiosk.clock.run_for(int(1.5 * wait) + 1)
+        wait_true(kiosk, REFUSED, len(waits))
+        attempts = kiosk.evaluate("window.__attempts")
+    gaps = [later["made"] - sooner["closed"] for sooner, later in itertools.pairwise(attempts)]
+    assert len(gaps) == len(waits)
+    # The first wait began once the page had its answer, in the page's own time.
+    assert gaps[0] >= waits[0], gaps
+    for gap, wait in list(zip(gaps, waits, strict=True))[1:]:
+        assert wait <= gap <= 1.5 * wait, (gaps, waits)
+    assert gaps[-1] >= 8 * floor, gaps  # backed off well past the Retry-After
+    assert len(asked) == 1, [r.url for r in asked]
 
 
 def test_a_kiosk_past_its_own_live_searches_says_why_in_the_servers_words(

@@ -19,10 +19,17 @@
 //    shared one: feed-tabs.js) asks the same URL once with fetch, which can: the
 //    refusal's sentence (errors.py: every refusal is one, in ``error``) goes to
 //    hooks.refused, and to the tabs that follow, and the stream opens again after
-//    the Retry-After plus up to half as much at random, so screens refused together
-//    do not come back together; while that is waited out, a silent stream is not
-//    opened sooner. The question goes without the resume position: should the
-//    server let it in by then, it replays nothing before it is cut off.
+//    the Retry-After or the backoff of its attempt, whichever is longer, plus up to
+//    half as much at random (``waitAfter``). Longer: most refusals ask for 2 s
+//    (errors.py), and a wall of screens refused through a database outage would
+//    otherwise ask every 2–3 s for ever, twice each time. At random: screens refused
+//    together do not come back together. While asking and while a Retry-After is
+//    waited out, a silent stream is not opened sooner. The question goes without the
+//    resume position: should the server let it in by then, it replays nothing before
+//    it is cut off; but it is a real stream for that moment (counted against the
+//    address's streams and live searches, identified, logged), so it is asked only at
+//    the first refusal of a run (since the stream was last open), whose answer stands
+//    for the rest of the run, and it gives up after ASK_MS, as unanswered.
 // 3. A thread that is gone. Some refusals mean there is nothing more to ask for (a
 //    thread's post deleted, or no longer readable: stream.py, on a deleted post's
 //    thread), and the page may find that out where the refusal's sentence cannot say
@@ -105,10 +112,15 @@
   // Resolves to the refusal of ``url`` ({message, retryAfter}: the server's sentence,
   // "" for an answer that is not feed's own, such as a proxy's page), or to null if it
   // would let the stream in now, or cannot be asked.
+  // Not answered by then (a proxy holding it, a server too busy): as if it could not be
+  // asked, rather than leave the page waiting on it until its watchdog (2).
+  var ASK_MS = 5000;
+
   function askWhy(url) {
     var u = new URL(url, window.location.href);
     u.searchParams.delete("last_event_id");
     var asking = new AbortController();
+    var timer = setTimeout(function () { asking.abort(); }, ASK_MS);
     return fetch(u.pathname + u.search, { credentials: "same-origin", signal: asking.signal })
       .then(function (response) {
         if (response.ok) {
@@ -122,14 +134,28 @@
           function () { return said(""); } // not JSON: not feed's own answer
         );
       })
-      .catch(function () { return null; });
+      .catch(function () { return null; })
+      .then(function (refusal) {
+        clearTimeout(timer);
+        return refusal;
+      });
   }
 
-  // Milliseconds until a stream closed for good opens again: what the server asked for,
-  // spread (2), or else the backoff of its attempt.
+  // Milliseconds until a stream closed for good opens again (2): what the server asked
+  // for or the backoff of its attempt, whichever is longer (a Retry-After of 2 s must not
+  // keep a refused page asking every 2 s for ever), at most 30 s, then spread by up to
+  // half as much again (with or without a Retry-After: screens refused together must
+  // not come back in step).
   function waitAfter(refusal, attempt) {
-    if (refusal && refusal.retryAfter) return 1000 * refusal.retryAfter * (1 + Math.random() / 2);
-    return Math.min(30000, 500 * Math.pow(2, attempt));
+    var asked = refusal && refusal.retryAfter ? 1000 * refusal.retryAfter : 0;
+    var wait = Math.min(30000, Math.max(asked, 500 * Math.pow(2, attempt)));
+    return wait * (1 + Math.random() / 2);
+  }
+
+  // The refusal of attempt ``tried`` of a run of refusals (2): asked at the first,
+  // ``last`` (that first answer) after it.
+  function refusalOf(url, tried, last) {
+    return tried === 0 ? askWhy(url) : Promise.resolve(last);
   }
 
   // -- own stream (kiosk, admin, fallback) ---------------------------------------------
@@ -143,7 +169,8 @@
     var last = 0; // the newest id a message carried
     var attempt = 0;
     var types = {};
-    var waiting = false; // a refusal's Retry-After is being waited out (2)
+    var waiting = false; // asking why, or a refusal's Retry-After is waited out (2)
+    var refusal = null; // the answer at the first refusal of this run of refusals (2)
 
     function connect() {
       waiting = false;
@@ -156,7 +183,8 @@
       Object.keys(types).forEach(function (type) { mine.addEventListener(type, relay); });
       mine.onopen = function () {
         if (stream !== mine) return;
-        attempt = 0;
+        attempt = 0; // the run of refusals, if any, is over
+        refusal = null;
         source.opened();
       };
       mine.onerror = function () {
@@ -164,15 +192,18 @@
         source.failed();
         if (mine.readyState !== CLOSED) return; // the browser tries again by itself
         // Closed for good (an error status): why (2), then open it again, from the last
-        // message sent on, unless the page finds there is nothing to ask for (3).
+        // message sent on, unless the page finds there is nothing to ask for (3). Not
+        // opened sooner by the watchdog while asking: the answer may ask for a wait.
         var tried = attempt++;
-        askWhy(mine.url).then(function (refusal) {
+        waiting = true;
+        refusalOf(mine.url, tried, refusal).then(function (answer) {
           if (stream !== mine || source.closed) return;
-          waiting = !!(refusal && refusal.retryAfter);
-          hooks.refused(refusal, function () {
+          refusal = answer;
+          waiting = !!(answer && answer.retryAfter);
+          hooks.refused(answer, function () {
             setTimeout(function () {
               if (stream === mine && !source.closed) connect();
-            }, waitAfter(refusal, tried));
+            }, waitAfter(answer, tried));
           });
         });
       };
@@ -214,7 +245,7 @@
     Source: Source,
     own: own,
     withPosition: withPosition,
-    askWhy: askWhy,
+    refusalOf: refusalOf,
     waitAfter: waitAfter,
     CLOSED: CLOSED
   };

@@ -31,7 +31,11 @@
 //    `resync` when it no longer keeps that far back, and the tab re-fetches its list
 //    (feed-refetch.js, on re-fetch). Until that answer, messages with an id from the
 //    leader are dropped: the answer holds them, in order. Messages without one (heartbeats,
-//    hello, presence) are applied as they come.
+//    hello, presence) are applied as they come. The answer also says whether the
+//    leader's stream is open, and its refusal if it was refused (feed-source.js, on why
+//    a stream was refused): a tab that joins a refused leader says why and
+//    "Reconnecting…", not "Live" (the `hello` it would replay is a sign of life, so it
+//    goes only with a stream that is open).
 // 5. Hand-over. The new leader opens the stream from its own position and says so;
 //    every other tab joins it as above: one at that position or ahead gets the rest
 //    and drops what it already applied (feed-lists.js, exactly once), one behind it
@@ -51,7 +55,7 @@
   var Source = face.Source;
   var withPosition = face.withPosition;
   var CLOSED = face.CLOSED;
-  var askWhy = face.askWhy;
+  var refusalOf = face.refusalOf;
   var waitAfter = face.waitAfter;
 
   function sharingWorks() {
@@ -103,7 +107,10 @@
         if (msg.to !== me) return;
         joining = false;
         joined = msg.session;
-        source.opened();
+        // As the leader's stream is (4): open, or refused (and why) or reconnecting.
+        if (msg.open) source.opened();
+        else source.failed();
+        if (msg.refusal) hooks.refused(msg.refusal);
         if (msg.hello) source.message("hello", msg.hello, 0);
         if (msg.resync) source.message("resync", "resync: the leader no longer keeps that far back", 0);
         msg.messages.forEach(function (m) { source.message(m.type, m.data, m.id); });
@@ -144,7 +151,8 @@
       var from = position();
       lead = {
         session: newId(), stream: null, ring: [], from: from, last: from,
-        types: {}, hello: null, release: release, attempt: 0, resyncAt: -1, waiting: false
+        types: {}, hello: null, release: release, attempt: 0, resyncAt: -1, waiting: false,
+        open: false, refusal: null // the stream is open; the answer of its run of refusals
       };
       joined = null;
       joining = false;
@@ -165,24 +173,30 @@
       Object.keys(lead.types).forEach(function (type) { stream.addEventListener(type, relay); });
       stream.onopen = function () {
         if (!lead || lead.stream !== stream) return;
-        lead.attempt = 0;
+        lead.attempt = 0; // the run of refusals, if any, is over
+        lead.refusal = null;
+        lead.open = true;
         source.opened();
         post({ kind: "open", session: lead.session });
       };
       stream.onerror = function () {
         if (!lead || lead.stream !== stream) return;
+        lead.open = false;
         source.failed();
         post({ kind: "error", session: lead.session });
         if (stream.readyState !== CLOSED) return;
         // Closed for good (an error status): why (feed-source.js, on why a stream was
-        // refused), told to the tabs that follow too, then open it again, from the last
-        // message sent on.
+        // refused: asked at the first refusal of a run only), told to the tabs that
+        // follow too, then open it again, from the last message sent on. Not opened
+        // sooner by the watchdog while asking: the answer may ask for a wait.
         var tried = lead.attempt++;
-        askWhy(stream.url).then(function (refusal) {
+        lead.waiting = true;
+        refusalOf(stream.url, tried, lead.refusal).then(function (refusal) {
           if (!lead || lead.stream !== stream) return;
+          lead.refusal = refusal;
+          lead.waiting = !!(refusal && refusal.retryAfter);
           hooks.refused(refusal);
           post({ kind: "refused", session: lead.session, refusal: refusal });
-          lead.waiting = !!(refusal && refusal.retryAfter);
           setTimeout(function () {
             if (lead && lead.stream === stream) connect();
           }, waitAfter(refusal, tried));
@@ -221,8 +235,12 @@
     function answerJoin(msg) {
       (msg.types || []).forEach(listen);
       var from = Number(msg.from) || 0;
+      // Whether the stream is open, and why it was refused (4): the joining tab shows
+      // what this one does, and a `hello` only while the stream is open.
       post({
-        kind: "replay", to: msg.tab, session: lead.session, hello: lead.hello,
+        kind: "replay", to: msg.tab, session: lead.session,
+        open: lead.open, refusal: lead.open ? null : lead.refusal,
+        hello: lead.open ? lead.hello : null,
         resync: from < lead.from || from <= lead.resyncAt,
         messages: lead.ring.filter(function (m) { return m.id > from; })
       });
