@@ -107,9 +107,10 @@
         if (msg.to !== me) return;
         joining = false;
         joined = msg.session;
-        // As the leader's stream is (4): open, or refused (and why) or reconnecting.
+        // As the leader's stream is (4): open, or refused (and why), or still connecting,
+        // which is no error to report: the leader tells this tab when it opens.
         if (msg.open) source.opened();
-        else source.failed();
+        else if (msg.refusal) source.failed();
         if (msg.refusal) hooks.refused(msg.refusal);
         if (msg.hello) source.message("hello", msg.hello, 0);
         if (msg.resync) source.message("resync", "resync: the leader no longer keeps that far back", 0);
