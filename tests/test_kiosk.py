@@ -421,7 +421,7 @@ def test_a_rebuilt_event_source_resumes_from_the_last_applied_event(
     problems: Problems,
     path: str,
 ) -> None:
-    problems.allow(*OUTAGE, "503 from GET", "EventSource")
+    problems.allow(*OUTAGE, "503 from GET", "503 from HEAD", "EventSource")
     reader = kiosk_server(make_server, retry_ms=300, poll_interval=0.1)
     writer = make_server(database=reader.database)
     page = context.new_page()
@@ -496,7 +496,9 @@ BADGE_STATES = """(() => {
 def test_a_dashboard_refused_for_too_many_streams_says_why_in_the_servers_words(
     make_server: Callable[..., Server], context: BrowserContext, problems: Problems
 ) -> None:
-    problems.allow("429 from GET", "htmx:sseError", "[object Event]", "EventSource")
+    problems.allow(
+        "429 from GET", "429 from HEAD", "htmx:sseError", "[object Event]", "EventSource"
+    )
     server = make_server(max_streams_per_client=1)
     # This address's one stream is open: the dashboard's shared stream is refused.
     with subscribed(server.port, {"format": "json"}):
@@ -520,6 +522,53 @@ def test_a_dashboard_refused_for_too_many_streams_says_why_in_the_servers_words(
         expect(other.locator("#live")).to_have_text("Reconnecting…")
         assert debug(other)["mode"] == "follower"
         assert "live" not in other.evaluate("window.__badgeStates")
+
+
+@pytest.mark.parametrize("path", ["/kiosk", "/"])
+def test_asking_why_a_stream_was_refused_opens_no_stream_and_asks_again_after_no_answer(
+    make_server: Callable[..., Server],
+    context: BrowserContext,
+    problems: Problems,
+    path: str,
+) -> None:
+    """The page asks why with a HEAD, which never streams, and with a GET only once the
+    HEAD is refused (feed-source.js, on why a stream was refused). A question the server
+    let in has no answer, so the next refusal of the run is asked again."""
+    problems.allow(*OUTAGE, "503 from GET", "503 from HEAD", "EventSource")
+    server = kiosk_server(make_server, retry_ms=300)
+    page = context.new_page()
+    streams: list[str] = []
+    asked: list[tuple[str, str]] = []  # (method, what the gate did)
+
+    def gate(route: Route) -> None:
+        if is_stream_request(route.request):
+            streams.append(route.request.url)
+            if len(streams) <= 2:  # the first two streams refused, then let in
+                route.fulfill(status=503, content_type="text/plain", body="Not now")
+            else:
+                route.continue_()
+        elif not asked:  # the first question: the server itself answers
+            asked.append((route.request.method, "server"))
+            route.continue_()
+        else:
+            asked.append((route.request.method, "503"))
+            route.fulfill(
+                status=503,
+                headers={"Retry-After": "1"},
+                content_type="application/json",
+                body=json.dumps({"error": "Upstream restarting."}),
+            )
+
+    page.route(lambda url: urlsplit(url).path == "/events", gate)
+    page.goto(f"{server.url}{path}")
+    expect(page.locator("#refused")).to_contain_text("Upstream restarting.")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=OPEN_MS)
+    # The first question was let in, and asked no more than the HEAD; the next refusal
+    # was asked again, the HEAD refused, then the GET for its sentence.
+    assert asked == [("HEAD", "server"), ("HEAD", "503"), ("GET", "503")]
+    assert len(streams) == 3
+    later = server.post("after the refusals")["post"]["id"]
+    expect(post_el(page, later)).to_be_visible(timeout=OPEN_MS)
 
 
 def test_kiosk_refetches_its_list_when_told_to_resync(

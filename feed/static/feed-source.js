@@ -24,12 +24,16 @@
 //    (errors.py), and a wall of screens refused through a database outage would
 //    otherwise ask every 2–3 s for ever, twice each time. At random: screens refused
 //    together do not come back together. While asking and while a Retry-After is
-//    waited out, a silent stream is not opened sooner. The question goes without the
-//    resume position: should the server let it in by then, it replays nothing before
+//    waited out, a silent stream is not opened sooner. The question is a HEAD first,
+//    which the server answers with the status its GET would open with and never
+//    streams (stream.py, on HEAD): a stream it would let in now costs nothing more.
+//    Only a refusal is asked again with a GET, for its sentence, without the resume
+//    position: should the server let that one in after all, it replays nothing before
 //    it is cut off; but it is a real stream for that moment (counted against the
-//    address's streams and live searches, identified, logged), so it is asked only at
-//    the first refusal of a run (since the stream was last open), whose answer stands
-//    for the rest of the run, and it gives up after ASK_MS, as unanswered.
+//    address's streams and live searches, identified, logged). The question is asked
+//    at the first refusal of a run (since the stream was last open), whose answer
+//    stands for the rest of the run, and again at the next refusal only when it had
+//    no answer (let in by then, or unanswered within ASK_MS, after which it gives up).
 // 3. A thread that is gone. Some refusals mean there is nothing more to ask for (a
 //    thread's post deleted, or no longer readable: stream.py, on a deleted post's
 //    thread), and the page may find that out where the refusal's sentence cannot say
@@ -121,10 +125,17 @@
     u.searchParams.delete("last_event_id");
     var asking = new AbortController();
     var timer = setTimeout(function () { asking.abort(); }, ASK_MS);
-    return fetch(u.pathname + u.search, { credentials: "same-origin", signal: asking.signal })
+    var ask = { credentials: "same-origin", signal: asking.signal };
+    var target = u.pathname + u.search;
+    return fetch(target, Object.assign({ method: "HEAD" }, ask))
+      .then(function (head) {
+        // Let in now: nothing was streamed, nothing more to ask.
+        return head.ok ? null : fetch(target, ask);
+      })
       .then(function (response) {
+        if (!response) return null;
         if (response.ok) {
-          asking.abort(); // let in: a stream, which was not what was asked for
+          asking.abort(); // let in by now: a stream, which was not what was asked for
           return null;
         }
         var wait = Number(response.headers.get("Retry-After")) || 0;
@@ -152,10 +163,10 @@
     return wait * (1 + Math.random() / 2);
   }
 
-  // The refusal of attempt ``tried`` of a run of refusals (2): asked at the first,
-  // ``last`` (that first answer) after it.
+  // The refusal of attempt ``tried`` of a run of refusals (2): asked at the first, and
+  // after it ``last`` (the answer so far), unless there was none.
   function refusalOf(url, tried, last) {
-    return tried === 0 ? askWhy(url) : Promise.resolve(last);
+    return tried === 0 || !last ? askWhy(url) : Promise.resolve(last);
   }
 
   // -- own stream (kiosk, admin, fallback) ---------------------------------------------
