@@ -431,7 +431,10 @@ def check_csrf(
     connection: HTTPConnection, who: Identity, form: dict[str, str] | None = None
 ) -> None:
     sent = connection.headers.get(CSRF_HEADER) or (form or {}).get(CSRF_FIELD, "")
-    if who.csrf is None or not sent or not hmac.compare_digest(sent, who.csrf):
+    # Compared as bytes: compare_digest refuses a str that is not ASCII, and a token
+    # that is not is simply a wrong one.
+    given = sent.encode("utf-8", "surrogateescape")
+    if who.csrf is None or not sent or not hmac.compare_digest(given, who.csrf.encode()):
         raise ClientError(
             403,
             "This request came without the page's CSRF token; reload the page and try again.",

@@ -578,6 +578,21 @@ def test_signing_in_with_a_token_gives_a_session_that_needs_csrf_for_writes(
     assert "Sign in" in browser.get("/").text
 
 
+def test_a_csrf_token_that_is_not_ascii_is_refused_as_a_wrong_one(board: Server) -> None:
+    """The page's token is ASCII; one that is not is a wrong token (403), whether it
+    comes in the header or the form, not a failure of the server (it was a 500)."""
+    browser = sign_in(board, board.token("ann"))
+    header = browser.post(
+        "/compose",
+        data={"channel": "general", "body": "x"},
+        headers={"X-CSRF-Token": "\u00e9t\u00e9".encode()},  # the bytes as sent
+    )
+    assert header.status_code == 403 and "CSRF" in header.json()["error"]
+    form = browser.post("/signout", data={"csrf_token": "\u00e9t\u00e9"})
+    assert form.status_code == 403 and "CSRF" in form.json()["error"]
+    assert "Posting as <strong>ann</strong>" in browser.get("/").text  # still signed in
+
+
 def test_signing_out_ends_the_session_everywhere_not_only_in_this_browser(
     board: Server,
 ) -> None:
