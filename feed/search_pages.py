@@ -1,5 +1,6 @@
 """The search page and its results as one types (htmx), beside the other pages
-(pages.py); the search language is search.py's, its parameters search_params.py's."""
+(pages.py, kiosk.py, threads.py); the search language is search.py's, its parameters
+search_params.py's."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from typing import Literal
 import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
 
-from feed.pages import dashboard_window
+from feed.lists import dashboard_window
 from tests.browser import (
     FROZEN_NOW,
     LAPTOP,

@@ -25,7 +25,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, expect
 
-from feed.pages import KIOSK_POSTS, kiosk_window
+from feed.kiosk import KIOSK_POSTS
+from feed.lists import kiosk_window
 from tests.blackhole import black_hole
 from tests.browser import (
     FROZEN_NOW,

@@ -65,6 +65,7 @@ def test_web_modules_import_no_other_web_module_and_the_core_imports_none() -> N
         "feed.api",
         "feed.channel_api",
         "feed.health",
+        "feed.kiosk",
         "feed.openapi",
         "feed.pages",
         "feed.search_pages",

@@ -1,5 +1,5 @@
 """Every post is reachable on a dashboard and a channel page: the first page, then each
-"Older posts" page, hold every post once, in the order of the list's rule (pages.py,
+"Older posts" page, hold every post once, in the order of the list's rule (lists.py,
 on the dashboard), also with more pinned posts than the pinned section holds.
 
 Against a real ``feed serve`` with a small page size, walking the links a reader

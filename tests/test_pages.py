@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 from starlette.testclient import TestClient
 
-from feed.pages import KIOSK_POSTS, dashboard_window, kiosk_window
+from feed.kiosk import KIOSK_POSTS
+from feed.lists import dashboard_window, kiosk_window
 from feed.render import PACKAGE_DIR, templates_dir
 from feed.values import PostView
 
@@ -66,7 +67,7 @@ def test_pinned_posts_are_on_the_first_page_whatever_their_age(client: TestClien
     newer = [post(client, f"p{i}") for i in range(60)]
     page = client.get("/").text
     shown = article_ids(page)
-    # First, as on screen (pages.py, on order).
+    # First, as on screen (lists.py, on order).
     assert shown == [old, *list(reversed(newer))[:50]]
     older = re.search(r'data-url="(/partials/posts\?before=\d+)"', page)
     assert older is not None
@@ -162,7 +163,7 @@ def test_kiosk_shows_pinned_posts_and_the_newest_within_its_window(client: TestC
     page = client.get("/kiosk")
     assert page.status_code == 200
     shown = article_ids(page.text)
-    # The headline, the pinned post, then the rest (pages.py, on order).
+    # The headline, the pinned post, then the rest (lists.py, on order).
     recent = list(reversed(newer[-(KIOSK_POSTS - 1) :]))
     assert shown == [recent[0], old, *recent[1:]]
     assert f'data-max-posts="{KIOSK_POSTS}"' in page.text

@@ -16,7 +16,7 @@ from sqlalchemy import event, inspect, text
 from starlette.testclient import TestClient
 
 from feed import schema
-from feed.pages import KIOSK_POSTS
+from feed.kiosk import KIOSK_POSTS
 from feed.search import parse
 from feed.search_values import Cursor, Filters, Results
 from feed.storage import search as storage_search

@@ -12,7 +12,7 @@ resync.
 
 Whenever a page has caught up (``window.feedStream.lastApplied`` is the log's newest
 event), it must show exactly what its rule makes of the database's posts:
-``pages.kiosk_window`` for the kiosk, ``pages.dashboard_window`` for the dashboard:
+``lists.kiosk_window`` for the kiosk, ``lists.dashboard_window`` for the dashboard:
 ids, order, pinned state, the edited tag, channel and body text, each post once.
 The dashboard's floor is read from the page: its list sets it, when loaded or
 re-fetched, and "Older posts", which the soak clicks now and then, lowers it.
@@ -34,7 +34,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Response
 
-from feed.pages import KIOSK_POSTS, dashboard_window, kiosk_window
+from feed.kiosk import KIOSK_POSTS
+from feed.lists import dashboard_window, kiosk_window
 from feed.values import PostView
 from tests.browser import (
     SCREEN,

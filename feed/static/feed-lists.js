@@ -13,12 +13,12 @@
 //    or on a dashboard at or above the floor. An edit or delete of any other post is
 //    ignored. A reply's message goes to feed-threads.js, a post's chips to
 //    feed-reactions.js.
-// 2. Each list keeps its rule (pages.py) after every message, live or replayed:
-//    - the kiosk (data-max-posts), pages.kiosk_window: pinned posts first, then the
+// 2. Each list keeps its rule (lists.py) after every message, live or replayed:
+//    - the kiosk (data-max-posts), lists.kiosk_window: pinned posts first, then the
 //      newest, 30 in all; beyond that the oldest unpinned posts go first, then the
 //      oldest pinned ones;
 //    - a dashboard (data-max-pinned; its floor is data-floor on "Older posts", 0
-//      without it), pages.dashboard_window: its pinned section (its newest page-size
+//      without it), lists.dashboard_window: its pinned section (its newest page-size
 //      pinned posts) and its history, every other post, pinned or not, down to the
 //      floor. A post of the history under the floor leaves (unpinned there, or pushed
 //      out of a full section by a newer pin): "Older posts" brings it back in its
@@ -29,7 +29,7 @@
 //    dashboard's full section loses one, and no pinned post of its history is loaded:
 //    one may be under the floor), only the server knows which it is: the list is
 //    re-fetched (feed-refetch.js).
-// 3. Order. The list's document order is the order it is shown in (pages.py, on
+// 3. Order. The list's document order is the order it is shown in (lists.py, on
 //    order), so the keyboard and a screen reader meet posts as the eye does; the
 //    stylesheet reorders nothing. A card pinned or unpinned moves in the DOM, and one
 //    a kiosk's new headline pushes down too, the focus (and a reply box's caret) kept

@@ -33,7 +33,7 @@ Rationale for the less obvious choices:
    (fixed by ``=``): no walk down the posts' key gives that order without sorting
    every reply it keeps, which costs more than reading the index of replies. SQLite
    reads that index either way.
-7. A list's pinned section and its history (pages.py, on the dashboard). A list shows
+7. A list's pinned section and its history (lists.py, on the dashboard). A list shows
    its newest ``limit`` pinned posts apart, on top, and under them its history: every
    other post, pinned or not, newest first, paged back by "Older posts". While the
    section is full, the pinned posts left out of it are exactly those older than its
