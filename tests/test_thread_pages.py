@@ -4,7 +4,9 @@ it, a thread's own page, and the reply form. The live part is in test_browser_re
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -190,77 +192,100 @@ def card_requests(page: Page) -> list[str]:
     return fetched
 
 
+@dataclass(frozen=True)
+class Away:
+    """A thread's page left open while its server was down."""
+
+    page: Page
+    url: str  # its server's, the same when it is back
+    parent: int  # the thread's post
+    elsewhere: Server  # another server on the same database, up while the page's is down
+    card_requests: list[str]  # the page's requests for its card since its server stopped
+
+
+# Given "own" or "shared": the page's stream.
+ThreadPageAway = Callable[[str], AbstractContextManager[Away]]
+
+
+@pytest.fixture
+def thread_page_away(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems
+) -> ThreadPageAway:
+    """Open a thread's page live (its stream "own" or "shared"), on a clock the test
+    runs, stop its server, and give the test another server on the same database to
+    change the post on; when the test's block ends, that one stops and the page's
+    server comes back on its port."""
+    problems.allow(*THREAD_OUTAGE)
+
+    @contextmanager
+    def away(stream: str) -> Iterator[Away]:
+        if stream == "own":
+            context.add_init_script(WITHOUT_SHARING)
+        context.add_init_script(TRACK_SOURCES)
+        context.clock.install()
+        first = make_server(**AWAY)
+        parent = first.post("soon gone")["post"]["id"]
+        page = open_live(context, f"{first.url}/posts/{parent}")
+        assert page.evaluate("window.feedStream.mode") == ("own" if stream == "own" else "leader")
+        fetched = card_requests(page)
+        first.stop()
+        elsewhere = make_server(database=first.database)
+        yield Away(page, first.url, parent, elsewhere, fetched)
+        elsewhere.stop()
+        make_server(database=first.database, port=first.port, **AWAY)
+
+    return away
+
+
 @pytest.mark.parametrize("stream", ["own", "shared"])
 def test_a_threads_page_away_while_its_post_was_deleted_resumes_to_the_tombstone_and_says_so(
-    make_server: Callable[..., Server], context: BrowserContext, problems: Problems, stream: str
+    thread_page_away: ThreadPageAway, stream: str
 ) -> None:
     """Back, the page's stream replays what it missed, its post's tombstone last: the
     page says the thread is gone (not an empty page shown as live), with no re-fetch,
     and a stream of its own asks for nothing more. Its resume was once refused with a
     404, and the page, "Offline", asked again every 30 s for ever."""
-    problems.allow(*THREAD_OUTAGE)
-    if stream == "own":
-        context.add_init_script(WITHOUT_SHARING)
-    context.add_init_script(TRACK_SOURCES)
-    context.clock.install()
-    first = make_server(**AWAY)
-    parent = first.post("soon gone")["post"]["id"]
-    page = open_live(context, f"{first.url}/posts/{parent}")
-    assert page.evaluate("window.feedStream.mode") == ("own" if stream == "own" else "leader")
-    fetched = card_requests(page)
-    first.stop()
-
-    other = make_server(database=first.database)
-    answered = other.client.post(f"/api/posts/{parent}/replies", json={"body": "while away"})
-    assert answered.status_code == 201, answered.text
-    tombstone = ok(other.client.delete(f"/api/posts/{parent}"))["event_id"]
-    other.stop()
-    make_server(database=first.database, port=first.port, **AWAY)
+    with thread_page_away(stream) as away:
+        elsewhere = away.elsewhere.client
+        reply = {"body": "while away"}
+        answered = elsewhere.post(f"/api/posts/{away.parent}/replies", json=reply)
+        assert answered.status_code == 201, answered.text
+        tombstone = ok(elsewhere.delete(f"/api/posts/{away.parent}"))["event_id"]
+    page = away.page
 
     expect(page.locator("#posts .gone")).to_have_text(GONE, timeout=RESTART_MS)
     expect(page.locator("#live")).to_have_attribute("data-state", "gone")
     expect(page.locator("#live")).to_have_text("Deleted")
     wait_applied(page, tombstone)
     assert page.locator("#posts > *").count() == 1
-    assert fetched == []  # the tombstone said it
+    assert away.card_requests == []  # the tombstone said it
     if stream == "own":
         asks_no_more(page)
 
 
 @pytest.mark.parametrize("how", ["deleted", "made private"])
 def test_a_threads_own_page_whose_stream_is_refused_asks_its_card_and_says_the_thread_is_gone(
-    make_server: Callable[..., Server], context: BrowserContext, problems: Problems, how: str
+    thread_page_away: ThreadPageAway, how: str
 ) -> None:
     """An EventSource does not say why its stream was refused. A thread's page with a
     stream of its own asks its card: nothing (deleted) or a 404 (no longer readable),
     and it says the thread is gone and asks for nothing more, instead of showing
     "Offline" and asking again every 30 s for ever."""
-    problems.allow(*THREAD_OUTAGE)
-    context.add_init_script(WITHOUT_SHARING)
-    context.add_init_script(TRACK_SOURCES)
-    context.clock.install()
-    first = make_server(**AWAY)
-    parent = first.post("soon gone")["post"]["id"]
-    page = open_live(context, f"{first.url}/posts/{parent}")
-    assert page.evaluate("window.feedStream.mode") == "own"
-    fetched = card_requests(page)
-    first.stop()
-
-    other = make_server(database=first.database)
-    if how == "deleted":
-        ok(other.client.delete(f"/api/posts/{parent}"))
-        # A server that refuses the thread's stream outright, as every server did for
-        # a deleted post before it replayed the tombstone to those who missed it.
-        page.route(lambda url: "/events?" in url, lambda route: route.fulfill(status=404))
-    else:
-        ok(other.client.patch("/api/channels/general", json={"private": True}))
-    other.stop()
-    make_server(database=first.database, port=first.port, **AWAY)
+    with thread_page_away("own") as away:
+        elsewhere = away.elsewhere.client
+        if how == "deleted":
+            ok(elsewhere.delete(f"/api/posts/{away.parent}"))
+            # A server that refuses the thread's stream outright, as every server did
+            # for a deleted post before it replayed the tombstone to those who missed it.
+            away.page.route(lambda url: "/events?" in url, lambda route: route.fulfill(status=404))
+        else:
+            ok(elsewhere.patch("/api/channels/general", json={"private": True}))
+    page, fetched = away.page, away.card_requests
 
     expect(page.locator("#posts .gone")).to_have_text(GONE, timeout=RESTART_MS)
     expect(page.locator("#live")).to_have_attribute("data-state", "gone")
     assert page.locator("#posts > *").count() == 1
-    assert fetched and set(fetched) == {f"{first.url}/partials/post/{parent}"}
+    assert fetched and set(fetched) == {f"{away.url}/partials/post/{away.parent}"}
     asked = len(fetched)
     asks_no_more(page)
     assert len(fetched) == asked
