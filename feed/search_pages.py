@@ -52,7 +52,8 @@ async def _search_results(
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
     """The status, the template's context and the headers of a search's results; a
     refused search shows its sentence (a malformed one), or that the page asks again
-    (one too many at once, security.py's 8: feed-search.js asks after ``busy`` s)."""
+    (one too many at once, security.py, on searches in flight: feed-search.js asks after
+    ``busy`` s)."""
     q = request.query_params.get("q", "")
     context: dict[str, Any] = {"q": q, "hits": [], "error": None, "busy": None, "more_url": None}
     context["continued"] = "cursor" in request.query_params  # "More results"

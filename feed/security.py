@@ -20,14 +20,11 @@ Rationale:
    ``X-Forwarded-For``: it does so for proxies listed in
    ``FEED_FORWARDED_ALLOW_IPS`` (default ``127.0.0.1``). The post rate is
    counted per identity (access.py), so people behind one NAT do not share it.
-5. Limits live in each process's memory. With N workers a client may reach N
-   times the rate in the worst case, which is what a safety limit needs; an
-   exact shared count would cost a database write per request.
-6. The rate limiter is a token bucket per client. A bucket that has refilled
-   completely says nothing a missing bucket would not, so buckets are dropped
-   once full, oldest first, and there are never more than ``MAX_CLIENTS``: a
-   flood of addresses cannot exhaust memory (at worst some clients are forgiven).
-7. Almost every answer depends on who asks: a private channel's posts, a page with
+5. Limits live in each process's memory (the post rate in rate_limiter.py's token
+   buckets). With N workers a client may reach N times the rate in the worst case,
+   which is what a safety limit needs; an exact shared count would cost a database
+   write per request.
+6. Almost every answer depends on who asks: a private channel's posts, a page with
    the viewer's name and CSRF token, a stream filtered by its reader's grants. A
    cache that stored one (a proxy, a CDN, a shared browser profile) could hand it
    to someone else, so every answer carries ``Cache-Control: private, no-store``,
@@ -36,7 +33,7 @@ Rationale:
    A new route is private until it is listed there. Streams get the same header
    (rationale 3): ``no-store`` keeps proxies from storing them, as ``no-cache``
    did, and also says what ``no-cache`` did not: this answer is one reader's.
-8. On searches in flight. A search may read many posts, holding one of the store's
+7. On searches in flight. A search may read many posts, holding one of the store's
    connections while it does, and those connections serve everyone's posts and pages
    too. So searches are counted as streams are, in flight rather than per minute, by
    identity as posts are (rationale 4), and one more than
@@ -49,7 +46,7 @@ Rationale:
    count; a refused page waits the ``Retry-After`` and asks again by itself
    (feed-search.js; feed-refetch.js, spread for a wall of screens). A live search's
    stream is matched in memory, event by event, and counts as a stream.
-9. Starlette's CORS middleware sits inside the layer that answers an unhandled error
+8. Starlette's CORS middleware sits inside the layer that answers an unhandled error
    with a 500, so that answer would carry no CORS headers, and a script on an allowed
    origin could read neither its sentence nor its request id. ``SecurityHeaders``,
    outside both, adds what the middleware would have (``cors_headers``) to an answer
@@ -59,8 +56,6 @@ Rationale:
 from __future__ import annotations
 
 import math
-import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -73,11 +68,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from feed.connections import holder_of
 from feed.errors import ClientError, error_response
 from feed.permissions import Permissions
+from feed.rate_limiter import RateLimiter
 from feed.settings import Settings
 
 RawHeaders = list[tuple[bytes, bytes]]
 
-# Rationale 7: answers on these paths (or under them, ending in "/") are the same for
+# Rationale 6: answers on these paths (or under them, ending in "/") are the same for
 # whoever asks; every other answer is private to its asker.
 SHARED_PATHS = ("/static/", "/openapi.json", "/healthz", "/readyz", "/metrics")
 PRIVATE = (b"cache-control", b"private, no-store")
@@ -85,11 +81,10 @@ CORS_ORIGIN = b"access-control-allow-origin"
 
 SCOPE_KEY = "feed.security"
 # Where a request finds what gives back its read's turn (fairness.py): a search, which
-# its own limit counts instead, gives it back as it begins (8).
+# its own limit counts instead, gives it back as it begins (7).
 READ_TURN = "feed.read_turn"
 # Where a stream finds the headers chosen for it (rationale 3).
 STREAM_HEADERS = "feed.stream_headers"
-MAX_CLIENTS = 100_000
 STREAM_RETRY_AFTER = 10
 # A search takes milliseconds to a few tenths of a second: a second is enough for one.
 SEARCH_RETRY_AFTER = 1
@@ -134,7 +129,7 @@ _SHARED_EXACT = frozenset(p for p in SHARED_PATHS if not p.endswith("/"))
 
 
 def shared(path: str) -> bool:
-    """Whether the answer at ``path`` is the same for whoever asks (rationale 7)."""
+    """Whether the answer at ``path`` is the same for whoever asks (rationale 6)."""
     return path in _SHARED_EXACT or path.startswith(_SHARED_TREES)
 
 
@@ -143,64 +138,8 @@ def client_address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-class RateLimiter:
-    """At most ``per_minute`` actions per key a minute, in bursts of up to as many."""
-
-    def __init__(
-        self,
-        per_minute: int,
-        max_keys: int = MAX_CLIENTS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0  # tokens a second
-        self.max_keys = max_keys
-        self._clock = clock
-        # key -> (tokens, when counted); least recently used first.
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def take(self, key: str) -> float:
-        """Count one action for ``key``: 0.0 if allowed, else the seconds until it would be."""
-        now = self._clock()
-        tokens, then = self._buckets.pop(key, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - then) * self.rate)
-        self._expire(now)
-        allowed = tokens >= 1.0
-        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
-        return 0.0 if allowed else (1.0 - tokens) / self.rate
-
-    def take_up_to(self, key: str, most: int) -> int:
-        """Count up to ``most`` actions for ``key`` at once, as many as ``take`` one
-        by one would allow now; how many."""
-        now = self._clock()
-        tokens, then = self._buckets.pop(key, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - then) * self.rate)
-        self._expire(now)
-        taken = max(0, min(most, int(tokens)))
-        self._buckets[key] = (tokens - taken, now)
-        return taken
-
-    def give_back(self, key: str, count: int) -> None:
-        """Return ``count`` actions counted by ``take_up_to`` and not done."""
-        found = self._buckets.get(key)
-        if found is not None and count > 0:
-            tokens, then = found
-            self._buckets[key] = (min(self.capacity, tokens + count), then)
-
-    def _expire(self, now: float) -> None:
-        refill = self.capacity / self.rate
-        while self._buckets:
-            _tokens, then = next(iter(self._buckets.values()))
-            if now - then < refill and len(self._buckets) < self.max_keys:
-                return
-            self._buckets.popitem(last=False)
-
-
 class TooManySearches(ClientError):
-    """A search refused: its identity already has as many in flight as it may (8).
+    """A search refused: its identity already has as many in flight as it may (7).
     Pages show it in their own words and ask again after ``retry_after`` seconds."""
 
     def __init__(self, limit: int, who: str) -> None:
@@ -256,7 +195,7 @@ class Security:
 
     def finish(self, headers: Iterable[tuple[bytes, bytes]], private: bool) -> RawHeaders:
         """An answer's headers with the security headers it does not set itself, and if
-        ``private`` the cache rule, whatever the endpoint said (rationale 7)."""
+        ``private`` the cache rule, whatever the endpoint said (rationale 6)."""
         # Loops rather than comprehensions: this runs for every answer.
         finished: RawHeaders = []
         present = set()
@@ -326,7 +265,7 @@ class Security:
     @asynccontextmanager
     async def searching(self, request: HTTPConnection, key: str | None) -> AsyncIterator[None]:
         """One search by ``key`` (an identity), or by the client's address without one,
-        in flight for as long as this lasts; TooManySearches beyond the limit (8)."""
+        in flight for as long as this lasts; TooManySearches beyond the limit (7)."""
         counted = limit_key(request.scope, key)
         if not self.searches.open(counted):
             raise TooManySearches(self.searches.limit, "you" if key else "this address")
@@ -402,7 +341,7 @@ def admit_reply(request: HTTPConnection, perms: Permissions, channel: str) -> No
 
 
 def searching(request: HTTPConnection, perms: Permissions) -> AbstractAsyncContextManager[None]:
-    """A search by this identity in flight, within its limit (8): every road to the
+    """A search by this identity in flight, within its limit (7): every road to the
     store's search asks, the API, the search page and the kiosk."""
     return of(request).searching(request, perms.identity.limit_key)
 
@@ -438,7 +377,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = finish(message.get("headers", []), private)
                 if cors and not any(name.lower() == CORS_ORIGIN for name, _ in headers):
-                    headers += cors  # an answer from outside the CORS middleware (9)
+                    headers += cors  # an answer from outside the CORS middleware (8)
                 message = {**message, "headers": headers}
             await send(message)
 
