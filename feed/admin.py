@@ -21,7 +21,7 @@ Rationale:
    ``/events``: it registers with the access recheck (watch.py) for as long as it
    lasts, which ends it, with its final chunk, once the admin's token is revoked or
    their session is signed out of or expires. The reconnect is then sent to sign in.
-5. ``FEED_MAX_STREAM_SECONDS`` ends an admin stream as it ends ``/events`` (stream.py,
+5. ``FEED_MAX_STREAM_SECONDS`` ends an admin stream as it ends ``/events`` (reconnects.py,
    on the maximum age), with the same last frame: a tab left open for days is a
    long-lived connection like any other, and a replaced or added worker gets its share
    of them back only if they end. The tab comes back at once with a fresh snapshot.

@@ -36,7 +36,7 @@ The hot path, and why it looks the way it does:
    they opened, whatever channels the stream follows (the page's nav counts every
    channel), but only if they may read its channel: the same private check as
    shared events. A stream asked for mentions only gets nothing else; a thread's
-   stream and a live search are nobody's (stream.py), and get none.
+   stream and a live search are nobody's (thread_streams.py, stream.py), and get none.
 7. On threads. A thread's stream (``/events?thread=``) is filed under its thread's
    id, not its channel, and an event is handed to the streams of its thread
    (``Outgoing.thread``) besides those of its channel and of every channel: a

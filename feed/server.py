@@ -52,7 +52,7 @@ Rationale:
    listens its plain bind says it, and two servers on addresses that do not overlap
    both run, unless they start in the very same instant. The kernel drops the claim
    with its holder, even a killed one. A worker's streams stay where they landed;
-   ``FEED_MAX_STREAM_SECONDS`` (stream.py, on the maximum age) is how a replacement
+   ``FEED_MAX_STREAM_SECONDS`` (reconnects.py, on the maximum age) is how a replacement
    or a new worker gets its share back. Only Linux spreads this way; elsewhere the
    workers share one socket as before.
 """

@@ -104,14 +104,14 @@ def comment(text: str) -> bytes:
 CLOSING = comment("stream closed; reconnect to resume")
 
 # The last message of a stream that reached ``FEED_MAX_STREAM_SECONDS``: come back
-# soon, not after the usual spread delay (stream.py, on the maximum age).
+# soon, not after the usual spread delay (reconnects.py, on the maximum age).
 AGED_RETRY_MS = 250
 AGED = retry_hint(AGED_RETRY_MS) + comment("stream reached its maximum age; reconnect to resume")
 
 
 def lifetime(seconds: float) -> float:
     """How long one stream lasts under ``FEED_MAX_STREAM_SECONDS``: that long plus up to
-    a quarter more, at random (stream.py, on the maximum age)."""
+    a quarter more, at random (reconnects.py, on the maximum age)."""
     return seconds * (1 + random.random() / 4)
 
 

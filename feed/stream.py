@@ -30,64 +30,27 @@ Rationale:
    final chunk still goes through ``send``, after the hub has stopped writing
    (a closed subscriber takes no more), and uvicorn's flow control sees every
    direct write, because the transport reports its buffer to uvicorn's protocol.
-8. Each stream's ``retry:`` hint is ``FEED_RETRY_MS`` plus up to half as much again,
-   at random. A restart or a network blip drops every stream at the same moment; with
-   one delay for all, every screen would come back in the same instant and overflow
-   the listen queue (docs/benchmarks.md, connect storm). Spread over the extra half,
-   they arrive over a second instead.
-9. ``HEAD /events`` is served here too, under the same per-client stream limit, and
+8. ``HEAD /events`` is served here too, under the same per-client stream limit, and
    answered with the status and headers its ``GET`` would open with, then ended: it
    never joins the hub. Starlette would answer it with an endless stream that no
    limit counts.
-10. (Replays before the status line: resume.py.)
-11. ``thread=ID`` follows one thread: the top-level post ``ID``'s own events and its
-    replies', in its channel, with resume as every stream (events.py, on threads). A
-    thread one may not read is the same 404 as a post that does not exist, whatever
-    the resume id, and so is a reply's id: it is no thread. A deleted post's is one
-    only to a client that missed its end (14). It carries no personal events: a
-    reader's mentions and read positions are about other posts, and its replay
-    (storage/history.py) holds the thread's events only.
-12. ``q=`` makes the stream a live search: the hub sends it only the changes to posts
-    that match (events.py, on live searches), and its replay is exactly the matching
-    events after the resume id (replays.py, on live searches). A search follows
-    channels, not a thread or one's mentions, and carries no personal events: what it
-    shows is what matches. Each different search is matched against every event, so
-    one client follows only so many (live_searches.py), counted from before the
-    stream begins until it ends.
-13. On the maximum age. With ``FEED_MAX_STREAM_SECONDS`` set, each stream ends after
-    that long plus up to a quarter more, at random (sse.py's ``lifetime``): streams opened in
-    the same second (every screen, after a restart) would otherwise end in the same
-    second again, each time, and a quarter spreads a reconnect storm over a quarter
-    of the age. It ends as a shutdown ends it, after what is pending and with the
-    final chunk, so an EventSource (the pages, the kiosk, htmx's extension under
-    them), ``feed tail`` and ``curl -N`` all see a finished response; the last frame
-    is ``retry:`` 250 ms and a comment saying why (sse.py). The ending is already
-    spread, so unlike a restart (8) there is no storm to spread the comeback over:
-    the client comes back at once, with ``Last-Event-ID``, and resumes as after a
-    restart; its next stream opens with the usual spread ``retry:`` again. The new
-    connection is one more the kernel hands to any worker (server.py, on the
-    listening sockets): that is how a restarted or added worker gets its share back.
-    One timer per stream, only while the setting is on. A stream that ends before its
-    replay is done (a client reading slowly) sends none of the live events waiting for
-    it: they are newer than the rest of the replay, and the client's last id would skip
-    it. Its resume replays from where it was, live events included.
-14. On a deleted post's thread. A stream that saw the deletion live got the
-    tombstone and stays open, with nothing more to come. A client that was away
-    resumes as it would have stayed: from an id before the tombstone, its replay
-    brings what it missed and ends with the tombstone (storage/threads.py, on
-    deleting), and the stream stays open as the live one does. Opened afresh, or
-    resumed from the tombstone on, there is nothing left to get: a 404, as for no
-    post. Not a stream that ends at once: an EventSource comes back after every
-    ending, for ever, but stops at an error status. The tombstone is looked up only
-    once the reader is known to read the thread, so to anyone else the answer is
-    still that of a post that never was.
+9. ``q=`` makes the stream a live search: the hub sends it only the changes to posts
+   that match (events.py, on live searches), and its replay is exactly the matching
+   events after the resume id (replays.py, on live searches). A search follows
+   channels, not a thread or one's mentions, and carries no personal events: what it
+   shows is what matches. Each different search is matched against every event, so
+   one client follows only so many (live_searches.py), counted from before the
+   stream begins until it ends.
+
+Elsewhere: replays before the status line (resume.py); a thread's stream, and a
+deleted post's thread (thread_streams.py); each stream's ``retry:`` and its maximum
+age (reconnects.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 
@@ -96,14 +59,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from feed import footprint, inputs, logs, reading, resume, search_params, security
 from feed.errors import ClientError, error_response, unavailable
-from feed.limits import MAX_POST_ID
 from feed.models import EventKind
 from feed.permissions import Permissions
+from feed.reconnects import Expiry, spread
 from feed.runtime import Runtime, runtime_of
-from feed.sse import AGED, CLOSING, Format, hello, lifetime, position, retry_hint
-from feed.store import PostNotFound, StoreUnavailable
+from feed.sse import AGED, CLOSING, Format, hello, position, retry_hint
+from feed.store import StoreUnavailable
 from feed.subscribers import Subscriber, Transport
-from feed.values import PostView
+from feed.thread_streams import thread_of
 
 try:
     from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as _HttpToolsCycle
@@ -126,60 +89,6 @@ def parse_channels(perms: Permissions, names: Sequence[str]) -> frozenset[str] |
         return None
     selected = perms.selection(names)
     return None if selected is None else frozenset(selected)
-
-
-async def thread_of(
-    rt: Runtime, perms: Permissions, query: QueryParams, resume_id: int | None
-) -> PostView | None:
-    """The thread a stream follows (rationale 11), or None for a stream of channels; a
-    deleted post's only for a client resuming from before its tombstone (14)."""
-    found = inputs.number(query.get("thread"), "The parameter 'thread'", low=1, high=MAX_POST_ID)
-    if found is None:
-        return None
-    if query.getlist("channel"):
-        raise ClientError(400, "A thread's stream follows its own channel: send no channel.")
-    missing = ClientError(404, f"There is no post with id {found}.", found)
-    try:
-        post = await rt.store.get_post(found, private=perms.private_readable())
-    except PostNotFound:
-        raise missing from None
-    if not perms.may_read(post.channel) or post.parent is not None:
-        raise missing
-    if post.deleted and not await _missed_tombstone(rt, post.id, resume_id):
-        raise missing
-    return post
-
-
-async def _missed_tombstone(rt: Runtime, post_id: int, resume_id: int | None) -> bool:
-    """Whether a client resuming from ``resume_id`` has yet to get the tombstone of
-    the deleted post ``post_id`` (14)."""
-    if resume_id is None:
-        return False
-    tombstone = await rt.store.tombstone_event(post_id)
-    return tombstone is not None and resume_id < tombstone
-
-
-class Expiry:
-    """Ends one stream when its time is up (13), and remembers that it did."""
-
-    __slots__ = ("_handle", "_sub", "due")
-
-    def __init__(self, sub: Subscriber, seconds: float) -> None:
-        self._sub = sub
-        self.due = False
-        self._handle = asyncio.get_running_loop().call_later(lifetime(seconds), self._end)
-
-    def _end(self) -> None:
-        self.due = True
-        self._sub.close()
-
-    def cancel(self) -> None:
-        self._handle.cancel()
-
-
-def spread(retry_ms: int) -> int:
-    """The reconnect delay for one stream: ``retry_ms`` to 1.5 times it (8)."""
-    return retry_ms + random.randrange(retry_ms // 2 + 1)
 
 
 def direct_transport(send: Send) -> Transport | None:
@@ -227,7 +136,7 @@ class EventStream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rt = runtime_of(scope["state"])
         query = QueryParams(scope["query_string"])
-        following: tuple[str, str] | None = None  # (client, search) while it lasts (12)
+        following: tuple[str, str] | None = None  # (client, search) while it lasts (9)
         try:
             refused = inputs.address_not_utf8(scope)
             if refused is not None:
@@ -252,9 +161,9 @@ class EventStream:
                 raise ClientError(400, "A thread's stream carries the whole thread: send no only.")
             else:
                 channels = frozenset({thread.channel})
-                person = None  # the thread's events alone, live as in its replay (11)
+                person = None  # the thread alone, live as in its replay (thread_streams.py)
             if searched is not None:
-                person = None  # what a search shows is what matches (12)
+                person = None  # what a search shows is what matches (9)
                 # Last: nothing after it refuses the stream before it is given back.
                 key = perms.identity.limit_key
                 following = (security.limit_key(scope, key), searched.text)
@@ -277,7 +186,7 @@ class EventStream:
             # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.
             headers = [*HEADERS, *security.stream_headers(scope)]
             if scope["method"] == "HEAD":
-                await _head(send, headers)  # rationale 9
+                await _head(send, headers)  # rationale 8
                 return
             sub = Subscriber(
                 fmt, channels, last_id=resume_id or 0, limit=rt.settings.subscriber_backlog
@@ -297,7 +206,7 @@ class EventStream:
             await self._serve(rt, sub, resume_id, client, receive, send, headers)
         finally:
             if following is not None:
-                rt.live_searches.close(*following)  # (12)
+                rt.live_searches.close(*following)  # (9)
 
     async def _serve(
         self,
@@ -317,7 +226,7 @@ class EventStream:
         rt.watch.add(sub)
         rt.hub.subscribe(sub)
         aged = rt.settings.max_stream_seconds
-        expiry = Expiry(sub, aged) if aged else None  # rationale 13
+        expiry = Expiry(sub, aged) if aged else None  # reconnects.py, on the maximum age
         started = False
         opened = time.monotonic()
         outcome = "ended"
@@ -443,7 +352,7 @@ def _start(headers: list[tuple[bytes, bytes]]) -> Message:
 
 
 async def _head(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
-    """A stream's status and headers, and no stream (rationale 9)."""
+    """A stream's status and headers, and no stream (rationale 8)."""
     await send(_start(headers))
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -510,7 +510,7 @@ def test_stream_ends_at_the_maximum_age_like_every_stream_and_comes_back_promptl
     make_server: Callable[..., Server],
 ) -> None:
     # An admin tab is a long-lived stream too: a replaced or added worker gets its share
-    # of them back only if they end (stream.py, on the maximum age).
+    # of them back only if they end (reconnects.py, on the maximum age).
     server = make_server(max_stream_seconds=1)
     opened = time.monotonic()
     with admin_stream(server) as stream:

@@ -172,7 +172,7 @@ def test_stream_opens_with_retry_hint_and_sends_heartbeats(
     with SSEClient(server.port) as stream:
         stream.wait_for(lambda s: s.comments.count("heartbeat") >= 3, timeout=10)
     retry = stream.messages[0].retry
-    assert retry is not None and 1500 <= retry <= 2250  # FEED_RETRY_MS, spread (stream.py, 8)
+    assert retry is not None and 1500 <= retry <= 2250  # FEED_RETRY_MS, spread (reconnects.py)
     assert stream.events(heartbeats=True) == []  # scripts see no heartbeat events, only comments
 
 

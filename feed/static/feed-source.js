@@ -35,7 +35,7 @@
 //    stands for the rest of the run, and again at the next refusal only when it had
 //    no answer (let in by then, or unanswered within ASK_MS, after which it gives up).
 // 3. A thread that is gone. Some refusals mean there is nothing more to ask for (a
-//    thread's post deleted, or no longer readable: stream.py, on a deleted post's
+//    thread's post deleted, or no longer readable: thread_streams.py, on a deleted post's
 //    thread), and the page may find that out where the refusal's sentence cannot say
 //    it (feed-refetch.js, on a thread that is gone). So the stream is opened again
 //    only when the page says so: ``hooks.refused`` gets the refusal and ``again``,

@@ -16,7 +16,7 @@ Rationale:
    tombstones too (posts.py, on tombstones), and the parent's one ``post-deleted`` is
    the event for all of them. A page removes the card and the thread under it; a
    thread's stream and its replay end with that tombstone, a resume from before it
-   included (stream.py, on a deleted post's thread); a replayed ``reply-created`` of
+   included (thread_streams.py, on a deleted post's thread); a replayed ``reply-created`` of
    one of those replies renders as the tombstone it is now.
 4. Summaries of long threads. A reply, an edit or a reaction in a thread reads its
    summary inside the write's transaction, with the writers' lock held, so what it
