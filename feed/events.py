@@ -73,6 +73,11 @@ The hot path, and why it looks the way it does:
     94,000 times and preempted 9,000 times for its 195,000 events; in subscription
     order, 53,000 and 440 times, and its CPU an event fell from 8.2 µs to 5.8
     (docs/benchmarks.md, on the order of writes).
+12. On a thread's end. A top-level post's ``post-deleted`` is its thread's last event
+    (storage/threads.py, on deleting): once the hub has handed it out, it closes the
+    streams of that thread, which end after what they were given, the tombstone
+    last (thread_streams.py, on a deleted post's thread). One comparison per event
+    published, and a look at the thread's streams only for a deletion.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ from typing import NamedTuple, TypeVar
 from feed import heartbeats
 from feed.census import Census, HubStats
 from feed.heartbeats import Turns
+from feed.models import EventKind
 from feed.search import Query
 from feed.sse import Format, resync_frame
 from feed.subscribers import Item, Joined, Run, Subscriber, item
@@ -96,6 +102,8 @@ Filed = dict[Subscriber, None]
 # Where a stream of mentions only waits among the channel sets: no channel has this
 # name (inputs.py, channel names), so no shared event looks for it (6).
 PERSONAL_ONLY = "@"
+# The kind of a top-level post's deletion: its thread's last event (12).
+POST_DELETED = EventKind.POST_DELETED.value
 
 
 class Outgoing(NamedTuple):
@@ -234,18 +242,26 @@ class Hub:
         subscriber for all of them (5). Never waits."""
         if len(events) > 1 and _one_audience(events):
             self._publish_run(events)
-            return
-        if len(events) == 1 and events[0].recipient is None:
+        elif len(events) == 1 and events[0].recipient is None:
             self._share(events[0], None)  # (10)
-            return
-        per_sub: dict[Subscriber, list[Item]] = {}
+        else:
+            per_sub: dict[Subscriber, list[Item]] = {}
+            for event in events:
+                if event.recipient is not None:
+                    items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
+                    self._address(event, items, per_sub)
+                else:
+                    self._share(event, per_sub)
+            _offer_each(per_sub)
         for event in events:
-            if event.recipient is not None:
-                items = {fmt: item(event.id, data) for fmt, data in event.frames.items()}
-                self._address(event, items, per_sub)
-            else:
-                self._share(event, per_sub)
-        _offer_each(per_sub)
+            if event.kind == POST_DELETED and event.thread is not None:
+                self._end_thread(event.thread)
+
+    def _end_thread(self, thread: int) -> None:
+        """Close the streams of ``thread``, whose post's tombstone they were just
+        handed: they end after it (12)."""
+        for subscriber in list(self._by_channel.get(thread, ())):
+            subscriber.close()
 
     def _share(self, event: Outgoing, per_sub: dict[Subscriber, list[Item]] | None) -> None:
         """Route a shared event to its channel's streams and its live searches', into

@@ -52,9 +52,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from starlette.datastructures import Headers, QueryParams
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from feed import footprint, inputs, logs, reading, resume, search_params, security
@@ -66,7 +67,7 @@ from feed.runtime import Runtime, runtime_of
 from feed.sse import AGED, CLOSING, Format, hello, position, retry_hint
 from feed.store import StoreUnavailable
 from feed.subscribers import Subscriber, Transport
-from feed.thread_streams import thread_of
+from feed.thread_streams import end_of, thread_of
 
 try:
     from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as _HttpToolsCycle
@@ -184,9 +185,9 @@ class EventStream:
             return
         try:
             # nosniff and CORS, chosen once by security.py: nothing wraps the stream's writes.
-            headers = [*HEADERS, *security.stream_headers(scope)]
+            extra = security.stream_headers(scope)
             if scope["method"] == "HEAD":
-                await _head(send, headers)  # rationale 8
+                await _head(send, extra)  # rationale 8
                 return
             sub = Subscriber(
                 fmt, channels, last_id=resume_id or 0, limit=rt.settings.subscriber_backlog
@@ -203,7 +204,7 @@ class EventStream:
             del query, header, perms, channels, person, only, thread, searched
             # Whose turns its replay's pieces take (replays.py, on turns per client).
             client = security.client_address(scope)
-            await self._serve(rt, sub, resume_id, client, receive, send, headers)
+            await self._serve(rt, sub, resume_id, client, receive, send, extra)
         finally:
             if following is not None:
                 rt.live_searches.close(*following)  # (9)
@@ -216,7 +217,7 @@ class EventStream:
         client: str,
         receive: Receive,
         send: Send,
-        headers: list[tuple[bytes, bytes]],
+        extra: Iterable[tuple[bytes, bytes]],
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -246,7 +247,13 @@ class EventStream:
                 first, cursor = await resume.replay(rt, sub, resume_id, client)
                 opening += first
                 del first
-            await send(_start(headers))
+            # Joined, it will be handed a deletion committed from now on; one committed
+            # since its post was read is in the database (thread_streams.py, on a
+            # deletion while the stream opens).
+            ends_at = None
+            if sub.thread is not None:
+                ends_at = await end_of(rt, sub.thread, resume_id)
+            await send(_start(extra))
             started = True
             await send({"type": "http.response.body", "body": opening, "more_body": True})
             # This frame lives as long as the stream.
@@ -260,6 +267,8 @@ class EventStream:
                     watcher.cancel()
                 del watcher
             del cursor
+            if ends_at is not None and sub.last_id >= ends_at:
+                sub.close()  # its replay ended with its thread's tombstone: nothing more comes
             transport = direct_transport(send)
             if transport is None:
                 await self._pump(sub, send, receive)
@@ -275,18 +284,24 @@ class EventStream:
             if sub.overflowed and not started:
                 # Overflowed while it waited for its replay's turn: no stream was begun.
                 outcome = "dropped before it began: its backlog overflowed"
-                await _refuse(send, "The feed is busy; resume shortly.")
+                await _refuse(send, unavailable("The feed is busy; resume shortly."))
             elif sub.overflowed:
                 # Returning without the final chunk makes the server drop the connection.
                 outcome = "dropped: its backlog overflowed; it will resume"
             else:
                 await _finish(sub, send, expiry)
+        except ClientError as exc:
+            # Its thread's post was deleted while it opened: no stream (thread_streams.py).
+            outcome = "refused: its thread's post was deleted"
+            answer = error_response(exc.status, exc.message, exc.detail, exc.headers)
+            answer.raw_headers.extend(extra)
+            await _refuse(send, answer)
         except StoreUnavailable as exc:
             outcome = "the database is unavailable"
             if started:
                 logger.warning("stream ended: %s The client will resume.", exc)
             else:
-                await _refuse(send, str(exc))
+                await _refuse(send, unavailable(str(exc)))
         except Exception:
             # Mid-stream there is no status to send: end the stream, the client resumes.
             outcome = "failed"
@@ -338,22 +353,23 @@ class EventStream:
             pass
 
 
-async def _refuse(send: Send, message: str) -> None:
-    """A 503 in place of a stream that never began."""
-    answer = unavailable(message)
+async def _refuse(send: Send, answer: Response) -> None:
+    """An error (a 503, a 404) in place of a stream that never began."""
     failed = {"status": answer.status_code, "headers": answer.raw_headers}
     await send({"type": "http.response.start", **failed})
     await send({"type": "http.response.body", "body": answer.body})
 
 
-def _start(headers: list[tuple[bytes, bytes]]) -> Message:
+def _start(extra: Iterable[tuple[bytes, bytes]]) -> Message:
+    """A stream's status line, with ``extra`` headers (security.py's) besides its own."""
     request_id = (logs.HEADER, logs.request_id.get().encode())
-    return {"type": "http.response.start", "status": 200, "headers": [*headers, request_id]}
+    headers = [*HEADERS, *extra, request_id]
+    return {"type": "http.response.start", "status": 200, "headers": headers}
 
 
-async def _head(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+async def _head(send: Send, extra: Iterable[tuple[bytes, bytes]]) -> None:
     """A stream's status and headers, and no stream (rationale 8)."""
-    await send(_start(headers))
+    await send(_start(extra))
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -12,16 +12,25 @@ Rationale:
    only to a client that missed its end (2). It carries no personal events: a
    reader's mentions and read positions are about other posts, and its replay
    (storage/history.py) holds the thread's events only.
-2. On a deleted post's thread. A stream that saw the deletion live got the
-   tombstone and stays open, with nothing more to come. A client that was away
+2. On a deleted post's thread. Its ``post-deleted`` is its last event, and the
+   stream ends right after writing it: nothing more will come, and a client that
+   reconnects is answered 404, at which an EventSource stops. The hub ends the
+   streams that get it live (events.py, on a thread's end); a client that was away
    resumes as it would have stayed: from an id before the tombstone, its replay
    brings what it missed and ends with the tombstone (storage/threads.py, on
-   deleting), and the stream stays open as the live one does. Opened afresh, or
+   deleting), and then the stream ends as the live one does. Opened afresh, or
    resumed from the tombstone on, there is nothing left to get: a 404, as for no
-   post. Not a stream that ends at once: an EventSource comes back after every
-   ending, for ever, but stops at an error status. The tombstone is looked up only
-   once the reader is known to read the thread, so to anyone else the answer is
-   still that of a post that never was.
+   post. The tombstone is looked up only once the reader is known to read the
+   thread, so to anyone else the answer is still that of a post that never was.
+3. On a deletion while the stream opens. The post is read before the stream joins
+   the hub, and a deletion handed to the hub in between would reach neither: a
+   fresh stream would sit live on a deleted thread. So once it has joined (and
+   planned its replay: resume.py), the stream asks the database for the tombstone
+   again (``end_of``), before its status line. One committed by then is there: a
+   404 for a fresh stream or one resumed from the tombstone on; for one resumed from
+   before it, the id its replay (or, if this process has yet to deliver it, the hub)
+   brings last, after which the stream ends. One committed later is handed to the
+   hub after the stream joined, and comes live. One indexed read per thread's stream.
 """
 
 from __future__ import annotations
@@ -66,3 +75,15 @@ async def _missed_tombstone(rt: Runtime, post_id: int, resume_id: int | None) ->
         return False
     tombstone = await rt.store.tombstone_event(post_id)
     return tombstone is not None and resume_id < tombstone
+
+
+async def end_of(rt: Runtime, post_id: int, resume_id: int | None) -> int | None:
+    """For a stream of the thread ``post_id`` that has joined the hub (3): the id of
+    the tombstone its replay ends with, or None while the post lives. A 404 if the
+    client opened afresh or resumes from the tombstone on (2)."""
+    tombstone = await rt.store.tombstone_event(post_id)
+    if tombstone is None:
+        return None
+    if resume_id is None or resume_id >= tombstone:
+        raise ClientError(404, f"There is no post with id {post_id}.", post_id)
+    return tombstone

@@ -12,6 +12,7 @@ or compares events sees only what the server sent about the feed; ``messages`` a
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from dataclasses import dataclass, field
@@ -66,7 +67,9 @@ class SSEClient:
         self.graceful = False  # ...and it ended with the final chunk, not a cut
         self.status, self.headers = self._read_head()
         if self.status == 200 and "content-length" not in self.headers:
-            self._dechunk()
+            # The whole of a short stream may come with its head: ``ended`` says so.
+            with contextlib.suppress(StreamClosed):
+                self._dechunk()
             self._parse()
 
     # -- transport ------------------------------------------------------------------
@@ -198,7 +201,7 @@ class SSEClient:
 
     def wait_closed(self, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout
-        while True:
+        while not self.ended:
             try:
                 self.pump(deadline)
             except StreamClosed:

@@ -263,6 +263,34 @@ def test_a_threads_page_away_while_its_post_was_deleted_resumes_to_the_tombstone
         asks_no_more(page)
 
 
+@pytest.mark.parametrize("stream", ["own", "shared"])
+def test_a_threads_page_whose_post_is_deleted_live_says_deleted_and_never_offline(
+    make_server: Callable[..., Server], context: BrowserContext, problems: Problems, stream: str
+) -> None:
+    """A thread's stream ends right after its post's tombstone (thread_streams.py, on
+    a deleted post's thread): the page says "Deleted", never "Offline" or
+    "Reconnecting…" however long it stays, and a stream of its own asks for nothing
+    more."""
+    if stream == "own":
+        context.add_init_script(WITHOUT_SHARING)
+    context.add_init_script(TRACK_SOURCES)
+    context.clock.install()
+    server = make_server(**AWAY)
+    parent = server.post("soon gone")["post"]["id"]
+    page = open_live(context, f"{server.url}/posts/{parent}")
+    assert page.evaluate("window.feedStream.mode") == ("own" if stream == "own" else "leader")
+    tombstone = ok(server.client.delete(f"/api/posts/{parent}"))["event_id"]
+    wait_applied(page, tombstone)
+    expect(page.locator("#posts .gone")).to_have_text(GONE)
+    expect(page.locator("#live")).to_have_text("Deleted")
+    if stream == "own":
+        asks_no_more(page)
+    else:
+        page.clock.run_for(QUIET_MS)
+    expect(page.locator("#live")).to_have_attribute("data-state", "gone")
+    expect(page.locator("#live")).to_have_text("Deleted")
+
+
 @pytest.mark.parametrize("how", ["deleted", "made private"])
 def test_a_threads_own_page_whose_stream_is_refused_asks_its_card_and_says_the_thread_is_gone(
     thread_page_away: ThreadPageAway, how: str

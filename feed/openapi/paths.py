@@ -331,7 +331,8 @@ def paths(settings: Settings) -> dict[str, Any]:
                         "A thread the requester may not read, a reply's id and a deleted "
                         "post are 404, except that a resume from before the post's "
                         "deletion replays what it missed, ending with the post's "
-                        "post-deleted, and stays open",
+                        "post-deleted. The stream ends right after the post's "
+                        "post-deleted, live or replayed",
                         "schema": ID,
                     },
                     {
@@ -352,7 +353,8 @@ def paths(settings: Settings) -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": {
-                        "description": "An endless stream of events",
+                        "description": "An endless stream of events (a thread's ends "
+                        "after its post's post-deleted)",
                         "content": {"text/event-stream": {"schema": {"type": "string"}}},
                     },
                     "400": ERROR,
