@@ -58,6 +58,13 @@ PERSONAL_KINDS = frozenset({EventKind.READ_POSITION, EventKind.MENTION})
 PERSONAL = "recipient IS NOT NULL"
 
 
+# Which rows of ``posts`` the index of pinned posts holds, in the words each database's
+# reads use: a database uses a partial index only for a query whose conditions it can
+# match with the index's own (storage/posts.py, on reading the pinned section).
+PINNED_SQLITE = "pinned IS 1"
+PINNED_POSTGRESQL = "pinned IS true"
+
+
 # 64 bits (storage/log.py, on ids never reused); SQLite's INTEGER PRIMARY KEY already is, and
 # only that exact type makes the column the rowid that AUTOINCREMENT needs.
 EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -94,6 +101,16 @@ class Post(SQLModel, table=True):
         # 0015_thread_summaries); every other lookup of a post's replies too
         # (migration 0017_one_thread_index).
         Index("ix_posts_parent_id_deleted_id", "parent_id", "deleted", "id"),
+        # A list's pinned section, read from its few posts rather than by walking
+        # every post (storage/posts.py, on reading the pinned section; migration
+        # 0021_pinned_posts_index).
+        Index(
+            "ix_posts_pinned",
+            "channel_id",
+            "id",
+            sqlite_where=text(PINNED_SQLITE),
+            postgresql_where=text(PINNED_POSTGRESQL),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

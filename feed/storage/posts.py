@@ -50,6 +50,19 @@ Rationale for the less obvious choices:
    read what its stream had yet to bring (that reply, others, and the channel's new
    posts). A page of older posts is read in one snapshot too, so that each card's
    ids are those of the replies its summary counts.
+9. Reading the pinned section. Pinned posts are few, and often old: found by walking
+   the live top-level posts newest first, the section and its cut read nearly every
+   post, on every dashboard and every "Older posts" page. They are read from the index
+   of the pinned posts by channel and id (migration 0021_pinned_posts_index), which
+   holds nothing else: tombstones are unpinned and replies never pinned (the read
+   still says live and top-level). SQLite, without statistics, takes a partial index
+   to hold half the table, and an equality on the index of replies' first two columns
+   (no parent, not deleted) for a few rows, though nearly every post has them; so the
+   read's test of the parent says ``parent_id + 0``, which no index answers, and its
+   channels are a list (``channel_id IN (SELECT ...)``), each searched in the index of
+   pinned posts, the few posts found then sorted. PostgreSQL, which knows how few rows
+   that index holds, reads it either way (docs/benchmarks.md, on the index of pinned
+   posts).
 """
 
 from __future__ import annotations
@@ -257,7 +270,7 @@ class Posts(EventLog):
         too (8).
         """
         with self._snapshot() as session:
-            pinned = _posts(session, channels, None, limit, _PINNED, private)
+            pinned = _section(session, channels, limit, private)
             cut = pinned[-1].id if len(pinned) == limit else 0
             recent = _posts(session, channels, None, limit, _history(cut), private)
             return _page(session, recent, pinned, limit, reader, events)
@@ -312,13 +325,40 @@ def _history(cut: int) -> ColumnElement[bool]:
     return or_(col(Post.pinned).is_(False), col(Post.id) < cut)
 
 
+def _section(
+    session: Session, channels: Sequence[str] | None, size: int, private: Collection[str] | None
+) -> list[PostView]:
+    """A list's pinned section of ``size``, newest first (7)."""
+    query = _pinned(select(Post, Channel.name), channels, private)
+    query = query.order_by(col(Post.id).desc()).limit(size)
+    posts = [_post_view(post, name) for post, name in session.exec(query).all()]
+    return tallies.with_counts(session, posts)
+
+
 def _section_cut(
     session: Session, channels: Sequence[str] | None, size: int, private: Collection[str] | None
 ) -> int:
     """The oldest post of a full pinned section of ``size``, or 0 (7)."""
-    query = _listed(select(Post.id), channels, private).where(_PINNED)
+    query = _pinned(select(Post.id), channels, private)
     query = query.order_by(col(Post.id).desc()).offset(size - 1).limit(1)
     return session.exec(query).first() or 0
+
+
+def _pinned(query: Q, channels: Sequence[str] | None, private: Collection[str] | None) -> Q:
+    """``query`` narrowed to the live top-level pinned posts of ``channels`` (None: all)
+    that a reader of ``private`` may see (4, 5), in the shape that reads them from the
+    index of pinned posts (9)."""
+    shown = readable(select(Channel.id), private)
+    if channels is not None:
+        shown = shown.where(col(Channel.name).in_(channels))
+    # Not correlated: the channels' own list, not the outer query's channel (9).
+    in_list = col(Post.channel_id).in_(shown.correlate(None))
+    return query.join(Channel, col(Channel.id) == col(Post.channel_id)).where(
+        _PINNED,
+        col(Post.deleted).is_(False),
+        (col(Post.parent_id) + 0).is_(None),  # no way into the index of replies (9)
+        in_list,
+    )
 
 
 def _listed(query: Q, channels: Sequence[str] | None, private: Collection[str] | None) -> Q:
