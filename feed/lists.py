@@ -22,7 +22,7 @@ kiosk.py), and feed-lists.js keeps it after every event, live or replayed:
    section stays bounded, so a feed with many pinned posts does not push its news
    below the fold; and the history is the one list of everything else, so every
    post is on exactly one of the section and the pages of history
-   (storage/posts.py, on a list's pinned section).
+   (storage/lists.py, on a list's pinned section).
 3. A post of the history under the dashboard's floor leaves the page (unpinned there,
    or pushed out of a full section by a newer pin): it is back in its place in
    history, where "Older posts" finds it once. Kept in place instead, it would show

@@ -60,7 +60,7 @@ PERSONAL = "recipient IS NOT NULL"
 
 # Which rows of ``posts`` the index of pinned posts holds, in the words each database's
 # reads use: a database uses a partial index only for a query whose conditions it can
-# match with the index's own (storage/posts.py, on reading the pinned section).
+# match with the index's own (storage/lists.py, on reading the pinned section).
 PINNED_SQLITE = "pinned IS 1"
 PINNED_POSTGRESQL = "pinned IS true"
 
@@ -102,7 +102,7 @@ class Post(SQLModel, table=True):
         # (migration 0017_one_thread_index).
         Index("ix_posts_parent_id_deleted_id", "parent_id", "deleted", "id"),
         # A list's pinned section, read from its few posts rather than by walking
-        # every post (storage/posts.py, on reading the pinned section; migration
+        # every post (storage/lists.py, on reading the pinned section; migration
         # 0021_pinned_posts_index).
         Index(
             "ix_posts_pinned",

@@ -17,7 +17,7 @@ Rationale:
    (``data-reply-event-id``): feed-unread.js reports a post, and the replies under
    it, read by those ids once it has been on screen, and draws the "new since you
    last looked" divider under the oldest post the reader had not read when the page
-   was made. Those ids are read with the list, in its snapshot (storage/posts.py,
+   was made. Those ids are read with the list, in its snapshot (storage/lists.py,
    on a page's posts' events), so none is newer than the list's position. A page of
    older posts is read in a snapshot of its own, later than the page's position:
    feed-unread.js reports nothing past the position the page has applied (its

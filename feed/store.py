@@ -19,6 +19,8 @@ Where each rule is kept:
   unstorable values, synced commits: storage/engine.py;
 - new posts written in groups: storage/new_posts.py; rendering at write time,
   tombstones: storage/posts.py;
+- a list's pinned section and its history, read from the index of pinned posts, and
+  the events a page's posts carry: storage/lists.py;
 - reactions, coalesced into one event per post per window: storage/reactions.py, with
   the counts every read carries in storage/tallies.py;
 - idempotency keys: storage/keys.py;
@@ -38,6 +40,7 @@ from feed.storage.channels import Channels, seed_channels
 from feed.storage.engine import in_thread, make_engine
 from feed.storage.grants import Grants
 from feed.storage.history import History
+from feed.storage.lists import Lists
 from feed.storage.new_posts import NewPosts
 from feed.storage.posts import Posts
 from feed.storage.reactions import Reactions
@@ -76,7 +79,7 @@ __all__ = [
 ]
 
 
-class Store(NewPosts, Posts, Reactions, Searches, Channels, Grants, Reading, History):
+class Store(NewPosts, Posts, Lists, Reactions, Searches, Channels, Grants, Reading, History):
     """The feed's tables and queries. Public methods are coroutines."""
 
     @classmethod

@@ -235,7 +235,7 @@ class Commit:
 class FrontPage:
     """Pinned and recent posts (newest first), or a page of older ones, where to page
     back from, the newest event id at the moment they were read, and what else the
-    page shows of them then (storage/posts.py, on a page's posts' events)."""
+    page shows of them then (storage/lists.py, on a page's posts' events)."""
 
     posts: list[PostView]
     older_before: int | None

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from feed import fairness
-from feed.storage.posts import Posts
+from feed.storage.lists import Lists
 from tests.auth import ADMIN, bearer, make_token
 from tests.sse import SSEClient
 from tests.test_cli import run_feed
@@ -25,13 +25,13 @@ def test_one_clients_reads_wait_their_turn_while_others_go_ahead(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lists: list[list[str]] = []
-    real = Posts.list_posts
+    real = Lists.list_posts
 
-    def counted(self: Posts, channels: list[str], *args: object, **kwargs: object) -> object:
+    def counted(self: Lists, channels: list[str], *args: object, **kwargs: object) -> object:
         lists.append(list(channels))
         return real(self, channels, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Posts, "list_posts", counted)
+    monkeypatch.setattr(Lists, "list_posts", counted)
     with in_process(database_url, "feed", reads_per_client=1) as feed:
         feed.post("hello")
         turns = feed.app.fair.turns

@@ -20,7 +20,7 @@ from sqlmodel import Session
 from starlette.testclient import TestClient
 
 from feed.settings import Settings
-from feed.storage import posts
+from feed.storage import lists
 from feed.store import Store
 from feed.values import PostView
 from tests.auth import bearer, make_token
@@ -75,14 +75,14 @@ def race(
     url = f"/api/posts/{parent['post']['id']}/replies"
     first = client.post(url, json={"body": "first"}).json()
     racing = RacingReply(settings.database_url, parent["post"]["id"])
-    read: Read = posts._posts
+    read: Read = lists._posts
 
     def read_then_race(*args: object) -> list[PostView]:
         found = read(*args)  # type: ignore[arg-type]
         racing.after_list_read()
         return found
 
-    monkeypatch.setattr(posts, "_posts", read_then_race)
+    monkeypatch.setattr(lists, "_posts", read_then_race)
     return racing, parent["post"]["id"], first["event_id"]
 
 

@@ -1,5 +1,5 @@
 """A list's pinned section is read from the index of pinned posts, not by walking every
-post (storage/posts.py, on reading the pinned section; migration 0021_pinned_posts_index):
+post (storage/lists.py, on reading the pinned section; migration 0021_pinned_posts_index):
 a dashboard and each of its "Older posts" pages read that section."""
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ Rationale for the less obvious choices:
 6. One snapshot. A list and the event id it is current up to (a page's posts and where
    its stream resumes) are read in one snapshot, with everything the page carries
    about its posts (summaries, reactions, the events its reader's page reports read:
-   posts.py, on a page's posts' events), so no id it carries is newer than its
+   lists.py, on a page's posts' events), so no id it carries is newer than its
    position. A SQLite read transaction is one already (WAL mode). PostgreSQL's
    default, READ COMMITTED, gives each statement its own: a post committed between
    the two reads would carry an id newer than the list, and the page's stream would

@@ -38,7 +38,7 @@ Rationale:
    count reads at most ``COUNT_CAP + 1`` events from its position on, by the index of
    events by channel, and a count of ``COUNT_CAP`` means "that many or more".
 6. A page's posts' events (``created_events``, ``reply_events``) are read in the page's
-   own snapshot, with its list and its position (posts.py, on a page's posts' events),
+   own snapshot, with its list and its position (lists.py, on a page's posts' events),
    and looked up by the index of events by post (migration 0018_events_by_post):
    every dashboard and every page of older posts asks for them, so they must cost the
    same however long the log. Without it, each read the whole events table: 40 ms for

@@ -6,7 +6,7 @@ top-level posts newest first, keeping the pinned ones: with few pinned posts, an
 those old, every dashboard and every page of older posts read nearly every post. A
 partial index of the pinned posts (live top-level ones all: a tombstone is unpinned,
 a reply never pinned), by channel and id, holds only them, so the section is read
-from a handful of entries (storage/posts.py, on reading the pinned section;
+from a handful of entries (storage/lists.py, on reading the pinned section;
 docs/benchmarks.md, on the index of pinned posts).
 
 Revision ID: 0021_pinned_posts_index
