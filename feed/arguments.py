@@ -139,7 +139,11 @@ def _client_commands(commands: Any) -> None:
         help="with TEXT -, post every line of standard input, in batches: a line that is a "
         'JSON object is a post ({"body": ..., "channel": ..., "parent": ..., '
         '"idempotency_key": ...}), any other line a post of its text to CHANNEL; prints '
-        "one line per post and exits 3 if any was refused",
+        "one line per post and exits 3 if any was refused. A batch is sent once full or "
+        "soon after its first line, so a live pipe is posted as it comes; a batch without "
+        "an answer, or refused for the rate, is sent again without posting a line twice. "
+        "Stopped (exit 1, or 130 on Ctrl-C), it says which lines may or may not have been "
+        "posted and from which line on none was sent",
     )
     post.add_argument(
         "--reply-to",

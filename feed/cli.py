@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import html
-import io
 import json
 import os
 import re
@@ -217,9 +216,13 @@ def _post(args: argparse.Namespace, server: Client) -> int:
         return _post_lines(args, server)
     text = args.text
     if text == "-":
-        # Bytes that are not UTF-8 become lone surrogates, which the client refuses.
-        stdin = io.TextIOWrapper(sys.stdin.buffer, "utf-8", "surrogateescape")
-        text = stdin.read()
+        from feed.client import NotSendable
+        from feed.standard_input import NotUTF8, utf8_text
+
+        try:
+            text = utf8_text(sys.stdin.buffer.read(), "standard input")
+        except NotUTF8 as exc:
+            raise NotSendable(str(exc)) from None
     if args.reply_to is not None:
         answer = server.reply(args.reply_to, text)
     else:
@@ -240,23 +243,37 @@ def _post(args: argparse.Namespace, server: Client) -> int:
 
 
 def _post_lines(args: argparse.Namespace, server: Client) -> int:
-    """``feed post --ndjson``: every line of standard input a post, sent in batches;
-    one line printed per post, in order, and 3 if any was refused."""
+    """``feed post --ndjson``: every line of standard input a post, sent in batches
+    (post_lines.py, batch_sender.py); one line printed per post, in order, and 3 if any
+    was refused. Interrupted, it says which lines were not posted, and exits 130."""
     from feed import post_lines
+    from feed.batch_sender import BatchSender
+    from feed.standard_input import LineReader
 
-    # Lines end at a line feed, as the server reads NDJSON (batch_input.py): a bare
-    # carriage return is part of its line, and a CRLF's is taken off with the line's end.
-    stdin = io.TextIOWrapper(sys.stdin.buffer, "utf-8", "surrogateescape", newline="\n")
+    account = post_lines.Account()
+    # The report needs only ids and where each post went, unless it prints the
+    # results whole (batch.py, on the minimal answer).
+    sender = BatchSender(server, account, minimal=not args.json, say=_warn)
+    lines = LineReader(sys.stdin.fileno(), post_lines.BATCH_BYTES)
     refused = False
-    for sent in post_lines.batches(post_lines.line_items(stdin, args.channel)):
-        # The report needs only ids and where each post went, unless it prints the
-        # results whole (batch.py, on the minimal answer).
-        answered = server.post_batch(sent, minimal=not args.json)
-        for line, (number, result) in zip(sent, answered, strict=True):
-            refused |= result["status"] != 201
-            said = json.dumps(result) if args.json else f"line {number}: {_said(result, line)}"
-            _report(said)
+    try:
+        for batch in post_lines.batches(lines, args.channel, post_lines.new_run()):
+            for line, result in sender.send(batch):
+                refused |= result["status"] != 201
+                said = (
+                    json.dumps(result)
+                    if args.json
+                    else f"line {line.number}: {_said(result, line)}"
+                )
+                _report(said)
+    except KeyboardInterrupt:
+        _warn(f"interrupted; {account.summary()}")
+        return INTERRUPTED
     return REFUSED if refused else OK
+
+
+def _warn(said: str) -> None:
+    print(f"feed: {said}", file=sys.stderr)
 
 
 def _report(line: str) -> None:

@@ -1,32 +1,54 @@
-"""The lines ``feed post --ndjson`` reads, as the items of batches (client.py sends
-them).
+"""The lines ``feed post --ndjson`` reads, as the items of batches (batch_sender.py
+sends them), and the account of which lines a run has posted.
 
 Rationale:
 
 1. ``feed post --ndjson`` sends its lines in batches of at most ``MAX_BATCH_ITEMS``
    posts and ``BATCH_BYTES`` bytes, well under the server's batch limit with the
    default body limit, so a long input is many requests and never one refused whole.
-   Each item's answer is the server's, except for a line that is no JSON object,
-   which is answered here as the server would answer it, without a request (each
-   line is read with the server's own parser, so a number that is not finite or a
-   key named twice is refused alone, not with every line of its batch), and a line
-   larger than ``BATCH_BYTES`` on its own, which no batch may carry (413). Text is
-   left to the server to judge, item by item, even text that is not Unicode (sent
-   escaped, since UTF-8 cannot carry it), so one bad line never stops the others.
+   Each item's answer is the server's, except for a line the server would refuse on
+   its own, which is answered here as the server would answer it, without a request:
+   a JSON object the server's parser refuses (a number that is not finite, a key
+   named twice, nesting too deep: sent in an array, it would sink every line of its
+   batch), a line that is not UTF-8, said so with the byte (standard_input.py), and a
+   line larger than ``BATCH_BYTES`` on its own, which no batch may carry (413). The
+   rest is left to the server to judge, item by item.
+2. A line is a post of its text unless it is a JSON object: one that does not begin
+   with ``{``, or does but is not JSON at all (``{braces} in a log line``), is text.
+   What is JSON is an item as the batch API takes it, and refused with the reason if
+   it is a bad one (1), rather than posted as text the writer did not mean as such.
+3. A live pipe (``tail -f build.log``) is posted as it comes: a batch is sent when it
+   is full, or once its first line has waited ``LINE_WAIT`` for more. A fifth of a
+   second is too short to notice in a log that is watched and long enough for a
+   producer of more than 5,000 lines a second to fill whole batches; and while a batch
+   is being sent the next one's lines are read ahead (standard_input.py), so a fast
+   producer's batches are whole whatever the server's pace. Counting from the first
+   line, not from the last, a steady trickle is sent too, not only a pause.
+4. Each item carries an ``idempotency_key`` made of the run's id and the line's
+   number (unless the line gave its own), so a batch sent again after its answer was
+   lost is written once (batch.py, on keys); the run's id is random, so another run
+   of the same input posts it again, as asked.
+5. ``Account`` says, when a run stops early, which lines were answered, which were
+   sent without an answer (written or not: nobody can tell), and from which line on
+   nothing was sent, so the user knows what to send again (``tail -n +N``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import secrets
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from feed.errors import ClientError
 from feed.inputs import loads
 from feed.limits import MAX_BATCH_ITEMS
+from feed.standard_input import LineReader, Mark, RawLine, not_utf8
 
 BATCH_BYTES = 1024 * 1024  # a quarter of the server's batch limit by default (1)
+LINE_WAIT = 0.2  # seconds a line waits for others before its batch is sent (3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,49 +61,112 @@ class Line:
     result: dict[str, Any] | None = None
 
 
-def line_items(lines: Iterable[str], channel: str) -> Iterator[Line]:
-    """The posts of ``lines``: a JSON object as it is (with ``channel`` if it names no
-    place), any other line a post of its text to ``channel`` (1)."""
-    for number, raw in enumerate(lines, 1):
-        line = raw.rstrip("\r\n")
-        if not line.strip():
-            continue
-        if not line.lstrip().startswith("{"):
-            yield Line(number, {"channel": channel, "body": line})
-            continue
-        try:
-            # As the server reads an NDJSON line: sent in an array, a number that is not
-            # finite or a key named twice would sink every line of the batch.
-            item = loads(line.encode("utf-8", "surrogatepass"))
-        except ClientError as exc:
-            said = f"{exc.message} ({exc.detail})" if isinstance(exc.detail, str) else exc.message
-            yield _refused(number, said, exc.status)
-            continue
-        if not isinstance(item, dict):
-            yield _refused(number, "not a JSON object")
-        elif "channel" in item or "parent" in item:
-            yield Line(number, item)
-        else:
-            yield Line(number, {"channel": channel} | item)
+def new_run() -> str:
+    """A run's id, the first part of its items' keys (4)."""
+    return f"ndjson-{secrets.token_hex(8)}"
+
+
+def line_item(raw: RawLine, channel: str, run: str) -> Line | None:
+    """The post of one line: a JSON object as it is (with ``channel`` if it names no
+    place), any other line a post of its text to ``channel`` (2); None for a blank
+    line."""
+    number = raw.number
+    if raw.cut:
+        return _refused(number, f"longer than a batch's {BATCH_BYTES} bytes", 413)
+    wrong = not_utf8(raw.data)
+    if wrong is not None:
+        return _refused(number, wrong)
+    line = raw.data.decode("utf-8")
+    if not line.strip():
+        return None
+    key = {"idempotency_key": f"{run}-{number}"}  # (4)
+    if not line.lstrip().startswith("{"):
+        return Line(number, {"channel": channel, "body": line} | key)
+    try:
+        item = loads(raw.data)
+    except ClientError as exc:
+        if not _json(line):
+            return Line(number, {"channel": channel, "body": line} | key)
+        said = f"{exc.message} ({exc.detail})" if isinstance(exc.detail, str) else exc.message
+        return _refused(number, said, exc.status)
+    if "channel" in item or "parent" in item:
+        return Line(number, key | item)
+    return Line(number, {"channel": channel} | key | item)
+
+
+def _json(line: str) -> bool:
+    """Whether ``line`` is JSON, if read without the server's refusals (2)."""
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    except (ValueError, RecursionError):  # a number too long, nesting too deep
+        return True
+    return True
 
 
 def _refused(number: int, error: str, status: int = 400) -> Line:
     return Line(number, {}, {"status": status, "error": error, "detail": None})
 
 
-def batches(lines: Iterable[Line]) -> Iterator[list[Line]]:
-    """``lines`` in batches the server takes whole (1)."""
+def batches(source: LineReader, channel: str, run: str) -> Iterator[list[Line]]:
+    """The lines of ``source`` in batches the server takes whole (1), each sent when
+    full or when its first line has waited ``LINE_WAIT`` (3)."""
     batch: list[Line] = []
-    size = 2
-    for line in lines:
+    size, due = 2, 0.0
+    while True:  # as many times as there are lines: the input's end ends it
+        got = source.next(max(due - time.monotonic(), 0.0) if batch else None)
+        if got is Mark.END:
+            break
+        if got is Mark.QUIET:
+            yield batch
+            batch, size = [], 2
+            continue
+        line = line_item(got, channel, run)
+        if line is None:
+            continue
         cost = len(json.dumps(line.item)) + 1
         if cost > BATCH_BYTES:  # alone it would still be too large: refused alone (1)
             line = _refused(line.number, f"longer than a batch's {BATCH_BYTES} bytes", 413)
             cost = 3
-        if batch and (len(batch) == MAX_BATCH_ITEMS or size + cost > BATCH_BYTES):
+        if batch and size + cost > BATCH_BYTES:
             yield batch
             batch, size = [], 2
+        if not batch:
+            due = time.monotonic() + LINE_WAIT
         batch.append(line)
         size += cost
+        if len(batch) == MAX_BATCH_ITEMS:
+            yield batch
+            batch, size = [], 2
     if batch:
         yield batch
+
+
+@dataclass
+class Account:
+    """Which lines of a run were answered, and which sent awaiting an answer (5)."""
+
+    answered: int = 0  # every line up to this one has its answer
+    sent: tuple[int, int] | None = None  # the lines of the batch awaiting its answer
+
+    def summary(self) -> str:
+        """What became of the lines, in a sentence, for a run that stops here."""
+        said: list[str] = []
+        if self.answered:
+            said.append(f"{_lines(1, self.answered)} posted or refused, as reported above")
+        unsent = self.answered + 1
+        if self.sent is not None:
+            first, unsent = self.sent[0], self.sent[1] + 1
+            said.append(
+                f"{_lines(first, self.sent[1])} sent but not confirmed "
+                "(each may or may not have been posted)"
+            )
+        if not said:
+            return "no line was sent"
+        said.append(f"lines from {unsent} on were not sent")
+        return "; ".join(said)
+
+
+def _lines(first: int, last: int) -> str:
+    return f"line {first} was" if first == last else f"lines {first} to {last} were"

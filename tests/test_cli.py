@@ -338,7 +338,8 @@ SERVER_LIBRARIES = ("sqlalchemy", "sqlmodel", "alembic", "jinja2", "markdown_it"
 
 def test_the_commands_that_talk_to_a_server_import_none_of_its_libraries() -> None:
     # Every module `post`, `tail`, `search` and `channels` import (cli.py, rationale 3).
-    modules = "feed.cli, feed.client, feed.post_lines, feed.terminal, feed.terminal_text"
+    modules = "feed.cli, feed.client, feed.post_lines, feed.batch_sender, feed.standard_input, "
+    modules += "feed.terminal, feed.terminal_text"
     probe = (
         f"import sys, {modules}\n"
         f"print(' '.join(m for m in {SERVER_LIBRARIES!r} if m in sys.modules))"
