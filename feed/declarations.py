@@ -57,6 +57,9 @@ class Declared:
     meaning: str
     shown: str | None
     secret: bool
+    # How a value is shown where it may hold a password (a URL's): in messages,
+    # ``feed config`` and the start-up log.
+    redact: Callable[[str], str] | None = None
 
     @property
     def variable(self) -> str:
@@ -70,13 +73,13 @@ class Declared:
             if raw.lower() in FALSE_WORDS:
                 return False
             raise SettingsError(
-                f"{self.variable} must be true or false (or 1/0, yes/no, on/off), got {raw!r}"
+                f"{self.variable} must be true or false (or 1/0, yes/no, on/off), {self.got(raw)}"
             )
         try:
             return self.kind(raw)
         except ValueError:
             noun = {int: "an integer", float: "a number"}[self.kind]
-            raise SettingsError(f"{self.variable} must be {noun}, got {raw!r}") from None
+            raise SettingsError(f"{self.variable} must be {noun}, {self.got(raw)}") from None
 
     def validate(self, value: Any) -> None:
         """Refuse a value of another type, or one its check refuses, naming the variable."""
@@ -85,17 +88,44 @@ class Declared:
         wrong_type = not isinstance(value, self.kind) or (
             self.kind is not bool and isinstance(value, bool)
         )
-        if wrong_type or not self.accepts.test(value):
-            raise SettingsError(f"{self.variable} must be {self.accepts.words}, got {value!r}")
+        try:
+            accepted = not wrong_type and self.accepts.test(value)
+        except ValueError:  # a URL urllib cannot take apart, say
+            accepted = False
+        if not accepted:
+            raise SettingsError(f"{self.variable} must be {self.accepts.words}, {self.got(value)}")
+
+    def shown_value(self, value: Any) -> Any:
+        """``value`` as it may be shown anywhere: a secret's hidden, a URL's password
+        hidden."""
+        if self.secret and value:
+            return "***"
+        if self.redact is not None and isinstance(value, str):
+            return self.redact(value)
+        return value
+
+    def got(self, value: Any) -> str:
+        """What a message that refuses ``value`` says it got: never a secret (its length
+        alone, which is what a rule about its length needs)."""
+        if self.secret:
+            return f"got {len(str(value))} characters (not shown: the value is secret)"
+        return f"got {self.shown_value(value)!r}"
 
 
 def setting(
-    default: T, accepts: Accepts, meaning: str, *, shown: str | None = None, secret: bool = False
+    default: T,
+    accepts: Accepts,
+    meaning: str,
+    *,
+    shown: str | None = None,
+    secret: bool = False,
+    redact: Callable[[str], str] | None = None,
 ) -> T:
     """Declare a setting: its default, what it accepts and what it does. ``shown`` is
     the default as the reference prints it, where the value itself would mislead; a
-    ``secret`` never reaches a log or ``feed config``."""
-    declared = Declared("", object, default, accepts, meaning, shown, secret)
+    ``secret`` never reaches a log, a message or ``feed config``, nor does what
+    ``redact`` takes out of a value (a URL's password)."""
+    declared = Declared("", object, default, accepts, meaning, shown, secret, redact)
     return dataclasses.field(default=default, metadata={_DECLARATION: declared})
 
 

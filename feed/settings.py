@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from feed import __version__
 from feed.declarations import (
@@ -47,9 +47,44 @@ CLIENT_VARIABLES = frozenset({"FEED_TOKEN"})
 MIN_HEARTBEAT = 0.2
 
 
+# Query parameters that carry a secret: libpq's password and sslpassword, redis-py's
+# password, and any other whose name says it holds one.
+_SECRET_PARAMETER = re.compile("pass|secret|token|key", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password hidden, wherever it is given: after the user name, or
+    as a query parameter (libpq and redis-py take ``?password=``). It reads the text
+    itself rather than urllib's parse, so that a URL urllib refuses (a setting's
+    message quotes it) is hidden all the same. The password runs to the last ``@``
+    before the query: SQLAlchemy reads a ``/`` in it as part of it."""
+    scheme, slashes, rest = url.partition("://")
+    if not slashes:
+        return url
+    head, mark, query = rest.partition("?")
+    user, colon, _ = head.rpartition("@")[0].partition(":")
+    if "@" in head and colon and "/" not in user:
+        head = f"{user}:***@{head.rpartition('@')[2]}"
+    if mark:
+        query, hash_mark, fragment = query.partition("#")
+        pairs = [_redact_parameter(pair) for pair in query.split("&")]
+        query = "&".join(pairs) + hash_mark + fragment
+    return f"{scheme}://{head}{mark}{query}"
+
+
+def _redact_parameter(pair: str) -> str:
+    name, equals, _ = pair.partition("=")
+    return f"{name}=***" if equals and _SECRET_PARAMETER.search(unquote(name)) else pair
+
+
 def _url_with_scheme(*schemes: str) -> Callable[[str], bool]:
     def check(value: str) -> bool:
-        return urlsplit(value).scheme.split("+")[0] in schemes and "://" in value
+        parts = urlsplit(value)
+        # The port is read as the driver will read it: a URL whose port is no number
+        # (or whose brackets do not close, which urlsplit refuses) fails here, with a
+        # message naming the variable, not later in a traceback.
+        _ = parts.port  # raises ValueError
+        return parts.scheme.split("+")[0] in schemes and "://" in value
 
     return check
 
@@ -73,6 +108,7 @@ class Settings:
         ),
         "The store and event log: SQLite (WAL mode) for one machine, PostgreSQL for several "
         "processes or machines. `postgres://` works too.",
+        redact=redact_url,
     )
     broker_url: str = setting(
         "memory://",
@@ -83,6 +119,7 @@ class Settings:
         "How processes wake each other when events are written: `memory://` (one process), "
         "PostgreSQL LISTEN/NOTIFY (needs the PostgreSQL store) or Redis pub/sub. The "
         "database stays the event log in every case.",
+        redact=redact_url,
     )
     host: str = setting(
         "127.0.0.1",
@@ -375,16 +412,9 @@ class Settings:
         return cls(**values)
 
     def describe(self) -> dict[str, str]:
-        """Settings as ``FEED_*`` names and values, with credentials in URLs hidden."""
-        out: dict[str, str] = {}
-        for declared in declarations():
-            value = getattr(self, declared.name)
-            if declared.name.endswith("_url"):
-                value = redact_url(value)
-            elif declared.secret and value:
-                value = "***"
-            out[declared.variable] = str(value)
-        return out
+        """Settings as ``FEED_*`` names and values, secrets and the passwords of URLs
+        hidden (each declaration says which)."""
+        return {d.variable: str(d.shown_value(getattr(self, d.name))) for d in declarations()}
 
 
 _DECLARED = declared_in(Settings)
@@ -393,15 +423,6 @@ _DECLARED = declared_in(Settings)
 def declarations() -> tuple[Declared, ...]:
     """Every setting, in the order ``Settings`` declares them."""
     return _DECLARED
-
-
-def redact_url(url: str) -> str:
-    """Hide the password in a database or broker URL before it reaches a log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def url_kind(url: str) -> str:

@@ -113,7 +113,7 @@ def test_every_setting_refuses_a_value_of_another_type_naming_itself(declared: A
             Settings(**{declared.name: value})
         assert (
             str(caught.value)
-            == f"{declared.variable} must be {declared.accepts.words}, got {value!r}"
+            == f"{declared.variable} must be {declared.accepts.words}, {declared.got(value)}"
         )
 
 
