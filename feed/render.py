@@ -32,7 +32,8 @@ Bodies are hostile input. Rationale:
 3. The same cleaned HTML goes to pages, HTML streams and the ``html`` field of
    JSON posts, so a script consuming JSON need not sanitise again.
 4. The text rendering is for terminals (``curl -N``): control characters are
-   removed, and JSON events escape them instead (terminal_text.py).
+   removed and bidirectional ones shown escaped, and JSON events escape them all
+   instead (terminal_text.py).
 5. Personal events (a read position, a mention: storage/reading.py) are rendered once
    each, like any event, for the one identity they are addressed to (events.py, on
    personal events). On HTML streams they are a small element of data attributes

@@ -7,7 +7,9 @@ Rationale:
    the server's ``format=text`` stays plain for ``curl -N``.
 2. What people wrote (bodies, names, titles) could carry escape sequences that would
    repaint the user's terminal: it is shown through ``terminal_safe``, and JSON
-   through ``json_safe``, whatever the server sent.
+   through ``json_safe``, whatever the server sent. So is every other string of an
+   event (its type, a channel's name), which feed's server never sends odd but another
+   could; ids that are not numbers make the event one this feed cannot show.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from feed.client import Client
-from feed.terminal_text import json_safe, reactions_sentence, terminal_safe
+from feed.terminal_text import json_safe, one_line, reactions_sentence, terminal_safe
 
 _STYLES = {
     "dim": "2",
@@ -58,11 +60,13 @@ def line(event: str, data: str, colour: bool) -> str:
     if "post" not in payload:
         return _channel_line(event, payload["channel"], colour)
     post = payload["post"]
+    if not all(isinstance(post.get(k), int | None) for k in ("parent", "id")) or "id" not in post:
+        raise TypeError("a post's id and parent are numbers")
     if "changes" in payload:
         return _reactions_line(post, payload, colour)
     when = post["edited_at"] if event.endswith("-updated") else post["created_at"]
     stamp = _paint(time.strftime("%H:%M", _local(when)), "dim", colour)
-    where = _paint(f"#{post['channel']}", "channel", colour)
+    where = _paint(f"#{one_line(post['channel'])}", "channel", colour)
     who = _paint(terminal_safe(post["author"]), "bold", colour)
     verb = {
         "post-created": "",
@@ -71,7 +75,7 @@ def line(event: str, data: str, colour: bool) -> str:
         "post-pinned": "pinned ",
         "post-unpinned": "unpinned ",
         "post-reactions": "deleted ",  # only a deleted post's reactions come whole
-    }.get(event, f"{event} ")
+    }.get(event, f"{one_line(event)} ")
     what = _paint(f"{verb}post {post['id']}", event if event in _STYLES else "dim", colour)
     # A body could carry escape sequences that would repaint the user's terminal.
     said = " ".join(terminal_safe(post["body"]).split())
@@ -103,7 +107,7 @@ def _reply_line(
 
 def _reactions_line(post: dict[str, Any], payload: dict[str, Any], colour: bool) -> str:
     """A ``post-reactions`` event (a replayed one of a deleted post reads as deleted)."""
-    where = _paint(f"#{post['channel']}", "channel", colour)
+    where = _paint(f"#{one_line(post['channel'])}", "channel", colour)
     changes = [(c["name"], c["reaction"], c["reacted"]) for c in payload["changes"]]
     counts = [(r["reaction"], r["count"]) for r in post["reactions"]]
     said = reactions_sentence(post["id"], changes, payload["more"], counts, post.get("parent"))
@@ -111,14 +115,14 @@ def _reactions_line(post: dict[str, Any], payload: dict[str, Any], colour: bool)
 
 
 def _channel_line(event: str, channel: dict[str, Any], colour: bool) -> str:
-    where = _paint(f"#{channel['name']}", "channel", colour)
+    where = _paint(f"#{one_line(channel['name'])}", "channel", colour)
     title = " ".join(terminal_safe(channel["title"]).split())
     what = {
         "channel-created": f"was created: {title}",
         "channel-updated": f"is now titled: {title}",
         "channel-archived": "was archived",
         "channel-restored": "was restored",
-    }.get(event, event)
+    }.get(event, one_line(event))
     return _paint(f"{where} {what}", "dim", colour) if colour else f"{where} {what}"
 
 

@@ -11,22 +11,31 @@ Rationale:
 2. JSON. JSON events are read in terminals too (``curl -N``, ``feed tail --format
    json``): there every control character, C1 (U+009B is a CSI of its own) and DEL
    included, is a ``\\u`` escape instead, which means the same in JSON text.
+3. Bidirectional controls (embeddings, overrides, isolates, and the LRM, RLM and ALM
+   marks) reorder what a terminal shows after them: "Safe <U+202E>elif.exe" reads as
+   "Safe exe.file". In plain text they are shown as the escape ``\\u202e`` rather than
+   dropped, so that a reader sees that the text tried to reorder itself, and where.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from feed.text import BIDI_CONTROLS, CONTROLS, LINE_FEED, TAB, matching
 
-# C0 and C1 controls, DEL and the bidirectional controls, which reorder what follows;
-# tabs and newlines are kept for callers that split lines.
-_CONTROLS = matching((CONTROLS - {TAB, LINE_FEED}) | BIDI_CONTROLS)
+# C0 and C1 controls and DEL; tabs and newlines are kept for callers that split lines.
+_CONTROLS = matching(CONTROLS - {TAB, LINE_FEED})
+_BIDI = matching(BIDI_CONTROLS)
 
 
 def terminal_safe(text: str) -> str:
-    """``text`` without control characters (1)."""
-    return _CONTROLS.sub("", text)
+    """``text`` without control characters (1), its bidirectional ones escaped (3)."""
+    return _BIDI.sub(_escaped, _CONTROLS.sub("", text))
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return f"\\u{ord(found.group()):04x}"
 
 
 def one_line(text: str) -> str:
@@ -44,7 +53,7 @@ _RAW_IN_JSON = matching(CONTROLS | BIDI_CONTROLS)
 def json_safe(text: str) -> str:
     """JSON text with every control character escaped, C1, DEL and the bidirectional
     ones too (2)."""
-    return _RAW_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+    return _RAW_IN_JSON.sub(_escaped, text)
 
 
 def reactions_sentence(

@@ -16,9 +16,16 @@ Rationale:
    own), and on a page they are invisible. Text that may span lines (a post's body,
    a channel's description) keeps tabs and line breaks; one-line text (titles,
    names) keeps neither, nor the Unicode line and paragraph separators.
-3. A refusal names the character by its code point and position: the character
+3. One-line text refuses the bidirectional embeddings, overrides and isolates too: a
+   title such as "Safe <U+202E>elif.exe" reads as "Safe exe.file", on a page as in a
+   terminal, and no title needs them. It keeps the marks (LRM, RLM, ALM), which a
+   right-to-left title may need beside digits or punctuation and which reorder nothing
+   but the neutral characters next to them. Text that may span lines keeps all of
+   them: a post in a right-to-left script may need any, and terminals are shown them
+   escaped (terminal_text.py).
+4. A refusal names the character by its code point and position: the character
    itself may be invisible, and echoing it would carry it into the answer.
-4. Output stays defensive as well (terminal_text.py, render.py): text stored before this rule, or
+5. Output stays defensive as well (terminal_text.py, render.py): text stored before this rule, or
    written to the database by other means, is still escaped or stripped.
 """
 
@@ -37,7 +44,11 @@ CONTROLS = C0 | DEL | C1
 # Unicode's line and paragraph separators: line breaks to str.splitlines and browsers.
 SEPARATORS = frozenset({0x2028, 0x2029})
 # The bidirectional embeddings, overrides and isolates, which reorder what follows.
-BIDI_CONTROLS = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A))
+BIDI_OVERRIDES = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A))
+# The bidirectional marks: LRM, RLM and the Arabic letter mark. Invisible, each takes
+# one direction's side, and so can move the characters about it.
+BIDI_MARKS = frozenset({0x200E, 0x200F, 0x061C})
+BIDI_CONTROLS = BIDI_OVERRIDES | BIDI_MARKS
 # Halves of UTF-16 pairs, which are no characters on their own (rationale 1).
 SURROGATES = frozenset(range(0xD800, 0xE000))
 
@@ -56,7 +67,7 @@ def matching(code_points: Iterable[int]) -> re.Pattern[str]:
 
 _SURROGATE = matching(SURROGATES)
 _CONTROL = matching(CONTROLS - {TAB, LINE_FEED, CARRIAGE_RETURN})
-_NOT_ONE_LINE = matching(CONTROLS | SEPARATORS)
+_NOT_ONE_LINE = matching(CONTROLS | SEPARATORS | BIDI_OVERRIDES)
 _NAMES = {
     0x00: "NUL",
     0x09: "tab",
@@ -68,6 +79,15 @@ _NAMES = {
     0x9B: "CSI",
     0x2028: "line separator",
     0x2029: "paragraph separator",
+    0x202A: "left-to-right embedding",
+    0x202B: "right-to-left embedding",
+    0x202C: "pop directional formatting",
+    0x202D: "left-to-right override",
+    0x202E: "right-to-left override",
+    0x2066: "left-to-right isolate",
+    0x2067: "right-to-left isolate",
+    0x2068: "first strong isolate",
+    0x2069: "pop directional isolate",
 }
 
 
@@ -88,7 +108,7 @@ def not_text(value: str) -> str | None:
 
 
 def problem(value: str, *, multiline: bool) -> str | None:
-    """Why ``value`` may not be stored as text (rationale 1, 2), or None. ``multiline``
+    """Why ``value`` may not be stored as text (rationale 1, 2, 3), or None. ``multiline``
     text may hold tabs and line breaks; other text is one line."""
     refused = not_text(value)
     if refused is not None:
@@ -98,7 +118,7 @@ def problem(value: str, *, multiline: bool) -> str | None:
         rule = "must not hold control characters other than tabs and line breaks"
     else:
         found = _NOT_ONE_LINE.search(value)
-        rule = "must be one line without control characters"
+        rule = "must be one line without control characters or direction overrides"
     if found is None:
         return None
     return f"{rule}, and holds {_where(found)}"

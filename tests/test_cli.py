@@ -85,6 +85,7 @@ def run_into_a_closed_pipe(*args: str, **env: str) -> subprocess.CompletedProces
 
 def test_commands_that_print_stop_quietly_when_their_reader_goes(tmp_path: Path) -> None:
     database = {"FEED_DATABASE_URL": f"sqlite:///{tmp_path / 'feed.db'}"}
+    assert run_feed("db", "upgrade", **database).returncode == 0  # tokens need a database
     for args in (("token", "create", "ada", "--role", "admin"), ("token", "list"), ("--help",)):
         done = run_into_a_closed_pipe(*args, **database)
         assert (done.returncode, done.stderr) == (0, ""), args
@@ -297,8 +298,8 @@ def test_tail_says_what_it_cannot_read_and_never_shows_a_traceback(
     assert done.returncode == code, done.stderr
     assert said in done.stderr, done.stderr
     if code == 0:
-        # The post, without the override that would have reversed what follows it.
-        assert done.stdout.rstrip().endswith("ada: hi evil"), done.stdout
+        # The post, its override shown escaped: it reverses nothing that follows it.
+        assert done.stdout.rstrip().endswith("ada: hi \\u202eevil"), done.stdout
         assert done.stderr.count("skipped") == 2, done.stderr
 
 

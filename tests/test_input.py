@@ -40,8 +40,13 @@ CONTROLS = {
 }
 # One-line text (titles, names) holds no line break or tab either.
 LINE_BREAKS = {"line feed": "a\nb", "tab": "a\tb", "carriage return": "a\rb", "LS": "a\u2028b"}
+# Nor a bidirectional override, embedding or isolate: "Safe <RLO>elif.exe" reads as
+# "Safe exe.file".
+OVERRIDES = {"RLO": "Safe \u202eelif.exe", "RLE": "a\u202bb", "LRI": "a\u2066b"}
 HOSTILE = {**NOT_TEXT, **CONTROLS}
-ONE_LINE_HOSTILE = {**HOSTILE, **LINE_BREAKS}
+ONE_LINE_HOSTILE = {**HOSTILE, **LINE_BREAKS, **OVERRIDES}
+# Right-to-left text, with what it may need in a post: marks, embeddings, isolates.
+RIGHT_TO_LEFT = "\u05e9\u05dc\u05d5\u05dd \u202bquoted\u202c \u2067\u05d0\u2069 1\u200f."
 
 
 def encoded(payload: dict[str, Any]) -> bytes:
@@ -76,7 +81,9 @@ def test_post_bodies_and_edits_refuse_what_is_not_text(client: TestClient, value
     assert [p["body"] for p in posts] == ["fine"]
 
 
-@pytest.mark.parametrize("keeps", ["a\nb", "a\r\nb", "a\tb", "caf\u00e9 \u2014 \U0001f600"])
+@pytest.mark.parametrize(
+    "keeps", ["a\nb", "a\r\nb", "a\tb", "caf\u00e9 \u2014 \U0001f600", RIGHT_TO_LEFT]
+)
 def test_bodies_and_descriptions_keep_line_breaks_tabs_and_any_real_character(
     client: TestClient, keeps: str
 ) -> None:
@@ -94,6 +101,12 @@ def test_channel_titles_are_one_line_of_text(client: TestClient, value: str) -> 
     assert_refused(edit, 422, "'title'", code_point(value))
     titles = {c["name"]: c["title"] for c in client.get("/api/channels").json()["channels"]}
     assert titles == {"announcements": "Announcements", "general": "General"}
+
+
+def test_a_title_keeps_the_direction_marks_right_to_left_text_needs(client: TestClient) -> None:
+    title = "\u05d7\u05d3\u05e9\u05d5\u05ea 2026\u200f!"  # RLM: the "!" stays at the end
+    made = client.post("/api/channels", json={"name": "x", "title": title})
+    assert made.status_code == 201 and made.json()["channel"]["title"] == title
 
 
 @pytest.mark.parametrize("value", HOSTILE.values(), ids=HOSTILE.keys())
