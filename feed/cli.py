@@ -8,14 +8,19 @@ Rationale:
    reader has gone stops quietly with status 0 instead of a traceback. Only a closed
    standard output counts; a connection broken elsewhere is reported as usual.
 2. Exit codes are for scripts: 0 done, 1 the server or database could not be reached
-   or failed, 2 bad usage or settings, 3 the server refused the request (its message
-   is shown), 130 interrupted (Ctrl-C).
+   or failed (or what answered is no feed server), 2 bad usage or settings, 3 the
+   server refused the request (its message is shown), 130 interrupted (Ctrl-C).
 3. ``post``, ``tail``, ``search`` and ``channels`` import client.py (and terminal.py)
    only when they run, so ``feed serve`` never loads an HTTP client. They import none
    of the server's libraries either (the database's, the templates'): the input rules
    they share with the server and the store's refusals are kept apart from both
    (limits.py, storage/refusals.py, terminal_text.py), so a ``feed post`` starts in
    about a fifth of the second it took when they came with SQLAlchemy.
+4. Every string a server sent (a refusal's reason, a channel's name or title, an
+   author, a date) reaches the terminal through terminal_text.py, one line each
+   (``_safe``), and JSON through ``json_safe``: another server, or text stored by other
+   means, could otherwise set the terminal's title, clear it or reverse a line. The
+   client has checked the answer's shape first (client.py, on answers feed never gives).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from feed.arguments import (
 )
 from feed.declarations import SettingsError
 from feed.settings import Settings, reference
+from feed.terminal_text import json_safe, one_line
 from feed.text import not_text
 
 if TYPE_CHECKING:
@@ -187,10 +193,15 @@ def _remote(args: argparse.Namespace, url: str) -> int:
             return _search(args, server)
         return _post(args, server)
     except client.Failure as exc:
-        print(f"feed: {exc}", file=sys.stderr)
+        print(f"feed: {_safe(exc)}", file=sys.stderr)
         if isinstance(exc, client.NotSendable):
             return USAGE
         return REFUSED if isinstance(exc, client.Refused) else UNREACHABLE
+
+
+def _safe(said: object) -> str:
+    """What a server said, as one line a terminal shows as it is (4)."""
+    return one_line(str(said))
 
 
 def _post_arguments(args: argparse.Namespace) -> str | None:
@@ -227,18 +238,16 @@ def _post(args: argparse.Namespace, server: Client) -> int:
         answer = server.reply(args.reply_to, text)
     else:
         answer = server.post(args.channel, text)
+    post = answer["post"]
     if args.json:
-        print(json.dumps(answer))
+        print(json_safe(json.dumps(answer)))
     elif args.reply_to is not None:
         print(
-            f"replied to post {args.reply_to} in #{answer['post']['channel']}: "
-            f"post {answer['post']['id']}, event {answer['event_id']}"
+            f"replied to post {args.reply_to} in #{_safe(post['channel'])}: "
+            f"post {post['id']}, event {answer['event_id']}"
         )
     else:
-        print(
-            f"posted to #{answer['post']['channel']}: post {answer['post']['id']}, "
-            f"event {answer['event_id']}"
-        )
+        print(f"posted to #{_safe(post['channel'])}: post {post['id']}, event {answer['event_id']}")
     return OK
 
 
@@ -261,7 +270,7 @@ def _post_lines(args: argparse.Namespace, server: Client) -> int:
             for line, result in sender.send(batch):
                 refused |= result["status"] != 201
                 said = (
-                    json.dumps(result)
+                    json_safe(json.dumps(result))
                     if args.json
                     else f"line {line.number}: {_said(result, line)}"
                 )
@@ -291,9 +300,9 @@ def _said(result: dict[str, Any], line: Line) -> str:
     """One result of a batch, for the item of ``line``, as a line. A server may
     ignore the preference for the minimal answer (RFC 7240) and send the whole post."""
     if result["status"] != 201:
-        return f"refused ({result['status']}): {result['error']}"
+        return f"refused ({result['status']}): {_safe(result['error'])}"
     post = result.get("post", result)
-    where = f"#{post['channel']}: post {post['id']}, event {result['event_id']}"
+    where = f"#{_safe(post['channel'])}: post {post['id']}, event {result['event_id']}"
     parent = line.item.get("parent")
     if parent is not None:
         return f"replied to post {parent} in {where}"
@@ -301,12 +310,10 @@ def _said(result: dict[str, Any], line: Line) -> str:
 
 
 def _search(args: argparse.Namespace, server: Client) -> int:
-    from feed.terminal_text import terminal_safe
-
     results = server.search(args.query, args.channel or [], args.author, args.limit)
     for found in results:
         if args.json:
-            print(json.dumps(found))
+            print(json_safe(json.dumps(found)))
             continue
         post = found["post"]
         # The snippet is HTML (search.py): a terminal gets its text, marks dropped.
@@ -314,8 +321,8 @@ def _search(args: argparse.Namespace, server: Client) -> int:
         # A reply is found where it is read: in its thread (render.py, post_link).
         what = "post" if post["parent"] is None else "reply"
         thread = "" if post["parent"] is None else f" in thread {post['parent']}"
-        where = f"#{post['channel']} {what} {post['id']}{thread} by {terminal_safe(post['author'])}"
-        print(f"{where}, {post['created_at']}: {terminal_safe(text)}")
+        where = f"#{_safe(post['channel'])} {what} {post['id']}{thread} by {_safe(post['author'])}"
+        print(f"{where}, {_safe(post['created_at'])}: {_safe(text)}")
     return OK
 
 
@@ -348,7 +355,7 @@ def _channels(args: argparse.Namespace, server: Client) -> int:
             if channel.get("announcement_only") and channel.get("replies") is False:
                 marks.append("no replies")
             state = f"\t({', '.join(marks)})" if marks else ""
-            print(f"{channel['name']}\t{channel['title']}{state}")
+            print(f"{_safe(channel['name'])}\t{_safe(channel['title'])}{state}")
         return OK
     if action in ("grant", "ungrant", "members"):
         return _members(args, server)
@@ -363,7 +370,8 @@ def _channels(args: argparse.Namespace, server: Client) -> int:
         )
     elif action == "replies":
         channel = server.set_replies(args.name, args.setting == "on")
-        print(f"#{channel['name']}: readers {'may' if channel['replies'] else 'may not'} reply")
+        may = "may" if channel.get("replies") else "may not"
+        print(f"#{_safe(channel['name'])}: readers {may} reply")
         return OK
     elif action == "rename":
         channel = server.retitle_channel(args.name, args.title)
@@ -372,14 +380,14 @@ def _channels(args: argparse.Namespace, server: Client) -> int:
     else:
         channel = server.restore_channel(args.name)
     state = "archived" if channel["archived"] else "open"
-    print(f"#{channel['name']}: {channel['title']} ({state})")
+    print(f"#{_safe(channel['name'])}: {_safe(channel['title'])} ({state})")
     return OK
 
 
 def _members(args: argparse.Namespace, server: Client) -> int:
     if args.action == "members":
         for member in server.members(args.name):
-            print(f"{member['name']}\t{'may post' if member['may_post'] else 'reads'}")
+            print(f"{_safe(member['name'])}\t{'may post' if member['may_post'] else 'reads'}")
     elif args.action == "grant":
         server.grant(args.name, args.who, may_post=args.post)
         print(f"{args.who} is a member of #{args.name}{' and may post' if args.post else ''}")

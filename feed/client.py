@@ -23,6 +23,13 @@ Rationale:
    still be refused, with its reason, by the server.
 4. ``feed post --ndjson``'s lines become batch items in post_lines.py; they are sent
    here, a batch a request (``post_batch``).
+5. An answer is checked for the shape feed gives it before anything reads it: what
+   another server says (a web server's welcome page, a JSON API of its own) is
+   ``NotFeed``, one line naming the URL, never a traceback. The command prints what
+   it got through terminal_text.py, since every string in it is the server's.
+6. The URL is shown with its secrets hidden (settings.py, ``redact_url``). A user name
+   or password in it is refused: httpx would send them as Basic credentials in place
+   of the token, and the server would answer 401 to a token that is fine.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +52,7 @@ from feed import text
 from feed.batch_input import PREFER_MINIMAL
 from feed.inputs import CHANNEL_NAME, CHANNEL_NAME_RULE
 from feed.post_lines import Line
+from feed.settings import redact_url
 
 # How long to wait after a cut, until the server has said (2).
 FIRST_DELAY = 1.0
@@ -56,6 +64,13 @@ MAX_REASON = 200  # characters of an answer that is not feed's, shown as its rea
 REQUEST_TIMEOUT = 10.0
 STREAM_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT, read=None)  # idle between heartbeats
 BATCH_PATH = "/api/posts:batch"
+# The fields of feed's answers that the commands read, and their types (5).
+Shape = Mapping[str, type | tuple[type, ...]]
+POST: Shape = {"id": int, "channel": str}
+POSTED: Shape = {"post": dict, "event_id": int}
+FOUND_POST: Shape = {**POST, "author": str, "created_at": str, "parent": (int, type(None))}
+CHANNEL: Shape = {"name": str, "title": str, "archived": bool}
+MEMBER: Shape = {"name": str, "may_post": bool}
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -94,13 +109,20 @@ class StreamEvent:
 
 
 def check_url(url: str) -> None:
-    """Refuse a server URL that is not one (NotSendable), before any request."""
+    """Refuse a server URL that is not one, or that holds credentials (6)
+    (NotSendable), before any request."""
+    shown = redact_url(url)
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise NotSendable(f"--url {url!r} is not a URL: {exc}") from None
+        raise NotSendable(f"--url {shown!r} is not a URL: {exc}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise NotSendable(f"--url {url!r} is not an http:// or https:// URL")
+        raise NotSendable(f"--url {shown!r} is not an http:// or https:// URL")
+    if parsed.userinfo:
+        raise NotSendable(
+            f"--url {shown!r} holds a user name or password: feed signs in with --token "
+            "(or FEED_TOKEN) alone, so give the URL without them"
+        )
 
 
 def sendable(what: str, value: str) -> str:
@@ -158,6 +180,7 @@ class Client:
     ) -> None:
         self.url = url.rstrip("/")
         check_url(self.url)
+        self.shown_url = redact_url(self.url)  # in messages (6)
         self.token = token
         self._sleep = sleep
 
@@ -188,20 +211,58 @@ class Client:
                 timeout=REQUEST_TIMEOUT,
             )
         except httpx.HTTPError as exc:
-            raise Unreachable(f"cannot reach {self.url}: {exc}") from None
+            raise Unreachable(f"cannot reach {self.shown_url}: {exc}") from None
         if not response.is_success:
             raise _refusal(response)
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise self._not_feed() from None
+
+    def _not_feed(self) -> NotFeed:
+        return NotFeed(f"{self.shown_url} answered with what no feed server sends (5)")
+
+    def _shaped(self, answer: Any, shape: Shape) -> Any:
+        """``answer``, if it is an object with each field of ``shape`` of its type (5)."""
+        if not isinstance(answer, dict) or not all(
+            isinstance(answer.get(name), kind) for name, kind in shape.items()
+        ):
+            raise self._not_feed()
+        return answer
+
+    def _listed(self, answer: Any, key: str, shape: Shape) -> Any:
+        """``answer[key]``, if it is a list of objects of ``shape`` (5)."""
+        items = self._shaped(answer, {key: list})[key]
+        for item in items:
+            self._shaped(item, shape)
+        return items
+
+    def _posted(self, answer: Any) -> dict[str, Any]:
+        """A post's or a reply's answer, checked (5)."""
+        self._shaped(self._shaped(answer, POSTED)["post"], POST)
+        posted: dict[str, Any] = answer
+        return posted
+
+    def _results(self, answer: Any, count: int) -> list[dict[str, Any]]:
+        """A batch's ``count`` results, checked (5): a written item's ids (with its post
+        or without), a refused one's reason."""
+        results: list[dict[str, Any]] = self._listed(answer, "results", {"status": int})
+        if len(results) != count:
+            raise self._not_feed()
+        for result in results:
+            if result["status"] != 201:
+                self._shaped(result, {"error": str})
+            else:
+                self._shaped(result.get("post", result), POST)
+                self._shaped(result, {"event_id": int})
+        return results
 
     # -- posts ---------------------------------------------------------------------
 
     def post(self, channel: str, body: str) -> dict[str, Any]:
         """Publish one post as the token's identity; the server's answer (the post and
         its event id)."""
-        answer: dict[str, Any] = self._call(
-            "POST", f"{_channel_path(channel)}/posts", {"body": body}
-        )
-        return answer
+        return self._posted(self._call("POST", f"{_channel_path(channel)}/posts", {"body": body}))
 
     def post_batch(
         self, items: Sequence[Line], *, minimal: bool = False
@@ -215,14 +276,13 @@ class Client:
         if ready:
             prefer = {"Prefer": PREFER_MINIMAL} if minimal else None
             answer = self._call("POST", BATCH_PATH, [line.item for line in ready], headers=prefer)
-            results = answer["results"]
+            results = self._results(answer, len(ready))
         sent = iter(results)
         return [(line.number, line.result or next(sent)) for line in items]
 
     def reply(self, parent: int, body: str) -> dict[str, Any]:
         """Reply to the post ``parent`` as the token's identity; the server's answer."""
-        answer: dict[str, Any] = self._call("POST", f"/api/posts/{parent}/replies", {"body": body})
-        return answer
+        return self._posted(self._call("POST", f"/api/posts/{parent}/replies", {"body": body}))
 
     def search(
         self, q: str, channels: Sequence[str], author: str | None, limit: int | None
@@ -231,13 +291,21 @@ class Client:
         params = [("q", q), *(("channel", name) for name in channels)]
         params += [("author", author)] if author else []
         params += [("limit", str(limit))] if limit else []
-        found: list[dict[str, Any]] = self._call("GET", "/api/search", params=params)["results"]
+        found: list[dict[str, Any]] = self._listed(
+            self._call("GET", "/api/search", params=params),
+            "results",
+            {"post": dict, "snippet": str},
+        )
+        for result in found:
+            self._shaped(result["post"], FOUND_POST)
         return found
 
     # -- channels ------------------------------------------------------------------
 
     def channels(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = self._call("GET", "/api/channels")["channels"]
+        found: list[dict[str, Any]] = self._listed(
+            self._call("GET", "/api/channels"), "channels", CHANNEL
+        )
         return found
 
     def create_channel(
@@ -274,16 +342,17 @@ class Client:
     def restore_channel(self, name: str) -> dict[str, Any]:
         return self._channel(self._call("POST", f"{_channel_path(name)}/restore"))
 
-    @staticmethod
-    def _channel(answer: Any) -> dict[str, Any]:
-        channel: dict[str, Any] = answer["channel"]
+    def _channel(self, answer: Any) -> dict[str, Any]:
+        channel: dict[str, Any] = self._shaped(
+            self._shaped(answer, {"channel": dict})["channel"], CHANNEL
+        )
         return channel
 
     # -- memberships ---------------------------------------------------------------
 
     def members(self, channel: str) -> list[dict[str, Any]]:
         answer = self._call("GET", f"{_channel_path(channel)}/members")
-        found: list[dict[str, Any]] = answer["members"]
+        found: list[dict[str, Any]] = self._listed(answer, "members", MEMBER)
         return found
 
     def grant(self, channel: str, who: str, *, may_post: bool) -> None:
@@ -330,7 +399,7 @@ class Client:
                 reason, wait = str(failure), max(delay, failure.retry_after or 0.0)
             except (httpx.HTTPError, SSEError) as exc:
                 if not connected_once:
-                    raise Unreachable(f"cannot reach {self.url}: {exc}") from None
+                    raise Unreachable(f"cannot reach {self.shown_url}: {exc}") from None
                 reason, wait = str(exc) or type(exc).__name__, delay
             reconnecting(reason, wait)
             self._sleep(wait)
