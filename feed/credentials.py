@@ -8,6 +8,12 @@ busy or down. Their store announces what they change as a server's does
 revocation at once, and end its streams. With the memory broker nobody hears: a
 server notices within a second for new requests, and within ``FEED_ACCESS_RECHECK``
 seconds for open streams (access.py, on rechecking streams).
+
+They never make a new SQLite database: a mistyped ``FEED_DATABASE_URL``, or the
+default ``sqlite:///feed.db`` in another directory than the server's, would otherwise
+get a database of its own, and a token the real server has never heard of. Creating
+one is asked for explicitly, with ``feed db upgrade`` (or ``feed serve``, which
+creates it too).
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from urllib.parse import urlencode
 from feed.access import Access
 from feed.brokers import broker_from_url
 from feed.identity import Role, digest, identity_name, new_token
-from feed.settings import Settings
+from feed.settings import Settings, redact_url
+from feed.storage.engine import sqlite_file
 from feed.store import Store, StoreUnavailable
 from feed.values import TokenView
 
@@ -30,6 +37,7 @@ class UsageError(Exception):
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
+    _database_exists(settings.database_url)
     store = Store.from_url(settings.database_url, notify=settings.broker_kind == "postgresql")
     broker = broker_from_url(settings.broker_url)
     store.on_commit(broker.hint_others)
@@ -41,6 +49,19 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await broker.close()  # after the hints it still has to send
         store.close()
+
+
+def _database_exists(url: str) -> None:
+    """Refuse an SQLite URL whose file is not there, naming it (StoreUnavailable)."""
+    path = sqlite_file(url)
+    if path is None or path.exists():
+        return
+    relative = "" if url.startswith("sqlite:////") else ", in the directory this command runs in"
+    raise StoreUnavailable(
+        f"there is no database at {path} (FEED_DATABASE_URL={redact_url(url)}{relative}): "
+        "set FEED_DATABASE_URL to the server's database, or create this one with "
+        "`feed db upgrade` (`feed serve` creates it too)"
+    )
 
 
 async def _token(store: Store, args: argparse.Namespace) -> int:

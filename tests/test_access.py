@@ -87,6 +87,7 @@ def test_tokens_are_made_listed_and_revoked_from_the_cli_and_kept_only_as_digest
 ) -> None:
     database = tmp_path / "feed.db"
     env = {"FEED_DATABASE_URL": f"sqlite:///{database}"}
+    assert run_feed("db", "upgrade", **env).returncode == 0
     made = run_feed("token", "create", "ada", "--role", "writer", **env)
     assert made.returncode == 0, made.stderr
     token = made.stdout.splitlines()[0]

@@ -60,6 +60,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
@@ -300,6 +301,17 @@ def make_engine(url: str) -> Engine:
     if backend == "postgresql":
         return _postgres_engine(parsed)
     raise StoreError(f"Unsupported database {backend!r}; use sqlite:/// or postgresql://.")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file an SQLite ``url`` names, absolute (a relative one is relative to the
+    current directory); None for another database, or one in memory."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if parsed.query.get("mode") == "memory":
+        return None
+    return Path(parsed.database).absolute()
 
 
 def busy_timeout(url: URL) -> float:
