@@ -69,7 +69,8 @@ Shape = Mapping[str, type | tuple[type, ...]]
 POST: Shape = {"id": int, "channel": str}
 POSTED: Shape = {"post": dict, "event_id": int}
 FOUND_POST: Shape = {**POST, "author": str, "created_at": str, "parent": (int, type(None))}
-CHANNEL: Shape = {"name": str, "title": str, "archived": bool}
+LISTED_CHANNEL: Shape = {"name": str, "title": str}
+CHANNEL: Shape = {**LISTED_CHANNEL, "archived": bool}
 MEMBER: Shape = {"name": str, "may_post": bool}
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -220,7 +221,9 @@ class Client:
             raise self._not_feed() from None
 
     def _not_feed(self) -> NotFeed:
-        return NotFeed(f"{self.shown_url} answered with what no feed server sends (5)")
+        return NotFeed(
+            f"{self.shown_url} answered with what no feed server sends: is that feed's URL?"
+        )
 
     def _shaped(self, answer: Any, shape: Shape) -> Any:
         """``answer``, if it is an object with each field of ``shape`` of its type (5)."""
@@ -304,7 +307,7 @@ class Client:
 
     def channels(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self._listed(
-            self._call("GET", "/api/channels"), "channels", CHANNEL
+            self._call("GET", "/api/channels"), "channels", LISTED_CHANNEL
         )
         return found
 
@@ -421,7 +424,8 @@ class Client:
         ):
             if sse.response.status_code != 200:
                 sse.response.read()
-                raise _refusal(sse.response)
+                # A stream is answered 200 or refused; any other success is no feed's (5).
+                raise self._not_feed() if sse.response.is_success else _refusal(sse.response)
             yield None
             for event in sse.iter_sse():
                 yield StreamEvent(event.event, _event_id(event.id), event.data, event.retry)

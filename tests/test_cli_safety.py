@@ -364,8 +364,19 @@ def test_a_server_that_is_not_feed_is_named_in_one_line_not_a_traceback(
     server = answering(lambda method, path: answer)
     code, out, err = run([*command, "--url", server.url, "--token", "t"], stdin="one\n")
     assert code == 1, (out, err)
-    assert err.startswith(f"feed: {server.url} answered with what no feed server sends"), err
-    assert err.count("\n") == 1, err
+    said = f"feed: {server.url} answered with what no feed server sends: is that feed's URL?\n"
+    assert err == said
+
+
+def test_tail_names_a_server_that_answers_a_stream_with_something_else(
+    answering: Callable[[Callable[[str, str], Answer]], Answering],
+) -> None:
+    server = answering(lambda method, path: (201, "application/json", json.dumps(HOSTILE)))
+    code, out, err = run(["tail", "--url", server.url])
+    assert (code, out) == (1, ""), err
+    assert (
+        err == f"feed: {server.url} answered with what no feed server sends: is that feed's URL?\n"
+    )
 
 
 # -- databases made by mistake ---------------------------------------------------------------
