@@ -388,19 +388,28 @@ class Server:
 
 
 async def make_token(env: dict[str, str]) -> str:
-    """A writer's API token in the database the server will use (``feed token create``
-    migrates a fresh one first)."""
-    cmd = [sys.executable, "-m", "feed", "token", "create", "bench", "--role", "writer"]
+    """A writer's API token in the database the server will use, made first if it is
+    new (``feed token create`` never makes one; ``feed db upgrade`` does)."""
+    await _feed(env, "db", "upgrade")
+    lines = (await _feed(env, "token", "create", "bench", "--role", "writer")).split()
+    if not lines:
+        raise BenchError("feed token create printed no token")
+    return lines[0]
+
+
+async def _feed(env: dict[str, str], *args: str) -> str:
+    """What ``feed ARGS`` printed, within ``TOKEN_TIMEOUT``; BenchError if it failed."""
+    cmd = [sys.executable, "-m", "feed", *args]
     pipes = {"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE}
+    said = f"feed {' '.join(args[:2])}"
     async with spawn(cmd, env=env, **pipes) as proc:
         try:
             out, err = await asyncio.wait_for(proc.communicate(), TOKEN_TIMEOUT)
         except TimeoutError:
-            raise BenchError(f"feed token create took over {TOKEN_TIMEOUT:.0f} s") from None
-    lines = out.decode().split()
-    if proc.returncode != 0 or not lines:
-        raise BenchError(f"feed token create failed: {err.decode(errors='replace')[-2000:]}")
-    return lines[0]
+            raise BenchError(f"{said} took over {TOKEN_TIMEOUT:.0f} s") from None
+    if proc.returncode != 0:
+        raise BenchError(f"{said} failed: {err.decode(errors='replace')[-2000:]}")
+    return out.decode()
 
 
 async def start_server(
