@@ -67,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _to_nowhere()
         return OK
+    except KeyboardInterrupt:
+        # Any command, wherever Ctrl-C found it (2); those that have something to say
+        # about what was left undone say it themselves first.
+        print(file=sys.stderr)
+        return INTERRUPTED
     return code
 
 

@@ -351,6 +351,29 @@ def test_the_commands_that_talk_to_a_server_import_none_of_its_libraries() -> No
     assert result.stdout.split() == []
 
 
+@pytest.mark.slow
+def test_ctrl_c_in_any_command_exits_with_the_interrupted_status_and_no_traceback() -> None:
+    """``feed post CHANNEL -`` waiting on its input, interrupted: 130, as every
+    command (cli.py, rationale 2), not Python's traceback and -2."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "feed", "post", "general", "-", "--url", "http://127.0.0.1:9"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "FEED_TOKEN": "t"},
+    )
+    try:
+        # Reading its standard input, which this test holds open.
+        until(lambda: "pipe" in Path(f"/proc/{proc.pid}/wchan").read_text(), timeout=30)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err.decode() and out == b""
+
+
 def test_ctrl_c_stops_the_server_in_good_order_with_the_interrupted_status(
     make_server: Callable[..., Server],
 ) -> None:
