@@ -74,10 +74,14 @@ The hot path, and why it looks the way it does:
     order, 53,000 and 440 times, and its CPU an event fell from 8.2 µs to 5.8
     (docs/benchmarks.md, on the order of writes).
 12. On a thread's end. A top-level post's ``post-deleted`` is its thread's last event
-    (storage/threads.py, on deleting): once the hub has handed it out, it closes the
-    streams of that thread, which end after what they were given, the tombstone
-    last (thread_streams.py, on a deleted post's thread). One comparison per event
-    published, and a look at the thread's streams only for a deletion.
+    (storage/threads.py, on deleting): once the hub has handed it out, the streams of
+    that thread end after it (thread_streams.py, on a deleted post's thread). One
+    written it already (attached, or past it) is closed at once; one still catching
+    up (its replay, or what waits for its writer) is told where it ends
+    (``Subscriber.ends_at``) and closes once it has written that far: closed at once,
+    its replay was cut short and the tombstone waiting behind it thrown away. One
+    comparison per event published, and a look at the thread's streams only for a
+    deletion.
 """
 
 from __future__ import annotations
@@ -255,13 +259,13 @@ class Hub:
             _offer_each(per_sub)
         for event in events:
             if event.kind == POST_DELETED and event.thread is not None:
-                self._end_thread(event.thread)
+                self._end_thread(event.thread, event.id)
 
-    def _end_thread(self, thread: int) -> None:
-        """Close the streams of ``thread``, whose post's tombstone they were just
-        handed: they end after it (12)."""
+    def _end_thread(self, thread: int, tombstone: int) -> None:
+        """End the streams of ``thread``, whose post's ``tombstone`` they were just
+        handed, after it (12)."""
         for subscriber in list(self._by_channel.get(thread, ())):
-            subscriber.close()
+            subscriber.end_at(tombstone)
 
     def _share(self, event: Outgoing, per_sub: dict[Subscriber, list[Item]] | None) -> None:
         """Route a shared event to its channel's streams and its live searches', into

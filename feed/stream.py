@@ -250,9 +250,10 @@ class EventStream:
             # Joined, it will be handed a deletion committed from now on; one committed
             # since its post was read is in the database (thread_streams.py, on a
             # deletion while the stream opens).
-            ends_at = None
             if sub.thread is not None:
                 ends_at = await end_of(rt, sub.thread, resume_id)
+                if ends_at is not None:
+                    sub.end_at(ends_at)
             await send(_start(extra))
             started = True
             await send({"type": "http.response.body", "body": opening, "more_body": True})
@@ -267,7 +268,7 @@ class EventStream:
                     watcher.cancel()
                 del watcher
             del cursor
-            if ends_at is not None and sub.last_id >= ends_at:
+            if sub.ends_at is not None and sub.last_id >= sub.ends_at:
                 sub.close()  # its replay ended with its thread's tombstone: nothing more comes
             transport = direct_transport(send)
             if transport is None:

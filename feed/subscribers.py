@@ -89,6 +89,7 @@ class Subscriber:
         "beat",
         "channels",
         "closed",
+        "ends_at",
         "format",
         "last_id",
         "limit",
@@ -138,6 +139,8 @@ class Subscriber:
         # A thread's stream (``/events?thread=``): the top-level post whose events, and
         # whose replies' events, it follows, in its one channel (events.py).
         self.thread: int | None = None
+        # The last event it is to send, once known (events.py, on a thread's end).
+        self.ends_at: int | None = None
         # A live search: only changes to posts that match it, and to their replies
         # (post_words.py and events.py, on live searches).
         self.search: Query | None = None
@@ -254,6 +257,13 @@ class Subscriber:
         self.offer(item(None, ended_frame(self.format, why)))
         self.close()
 
+    def end_at(self, event_id: int) -> None:
+        """End the stream once it has sent ``event_id``: now, if it has."""
+        if self.last_id >= event_id:
+            self.close()
+        elif self.ends_at is None or event_id < self.ends_at:
+            self.ends_at = event_id
+
     def close(self) -> None:
         """End the stream after what is already pending (or at once if overflowed)."""
         if self.closed:
@@ -292,6 +302,8 @@ class Subscriber:
                 last = event_id
                 self.sent += 1
         self.last_id = last
+        if self.ends_at is not None and last >= self.ends_at:
+            self.close()  # after this chunk, its last
         return b"".join(chunks)
 
     def discard(self) -> None:

@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
 from starlette.datastructures import QueryParams
 
-from feed import stream
+from feed import resume, stream
 from feed.permissions import Permissions
 from feed.runtime import Runtime
+from feed.subscribers import Subscriber
 from feed.values import PostView
 from tests.auth import ADMIN
 from tests.sse import SSEClient, subscribed
@@ -51,17 +53,23 @@ class RacingDeletion:
         self, rt: Runtime, perms: Permissions, query: QueryParams, resume_id: int | None
     ) -> PostView | None:
         found = await self.read(rt, perms, query, resume_id)
-        if self.armed:
-            self.armed = False
-            url = f"http://127.0.0.1:{self.port}"
-            async with httpx.AsyncClient(base_url=url, headers=ADMIN, timeout=10) as client:
-                deleted = await client.delete(f"/api/posts/{self.parent}")
-            assert deleted.status_code == 200, deleted.text
-            tombstone: int = deleted.json()["event_id"]
-            self.tombstone = tombstone
-            # Handed to the hub before this stream joins it: it will not come live.
-            await until_async(lambda: rt.relay.delivered >= tombstone, seconds=10)
+        # Handed to the hub before this stream joins it: it will not come live.
+        await self.delete(rt)
         return found
+
+    async def delete(self, rt: Runtime) -> None:
+        """Delete ``parent`` through the API, once, and wait until the hub has been
+        handed its deletion."""
+        if not self.armed:
+            return
+        self.armed = False
+        url = f"http://127.0.0.1:{self.port}"
+        async with httpx.AsyncClient(base_url=url, headers=ADMIN, timeout=10) as client:
+            deleted = await client.delete(f"/api/posts/{self.parent}")
+        assert deleted.status_code == 200, deleted.text
+        tombstone: int = deleted.json()["event_id"]
+        self.tombstone = tombstone
+        await until_async(lambda: rt.relay.delivered >= tombstone, seconds=10)
 
 
 def _kinds(opened: SSEClient) -> list[str | None]:
@@ -132,3 +140,38 @@ def test_a_threads_stream_ends_after_its_posts_deletion_comes_live(
         header = {"Last-Event-ID": str(deleted.json()["event_id"])}
         with SSEClient(feed.port, params=params, headers=header) as again:
             assert again.status == 404
+
+
+def test_a_deletion_that_comes_live_during_a_long_replay_ends_the_stream_after_it(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream still replaying when the deletion comes live finishes its replay, then
+    the tombstone, then ends: it was once closed at once, its replay cut short after
+    one piece, so the client had to come back for the rest."""
+    with in_process(database_url, "feed", subscriber_backlog=4096) as feed:
+        made = feed.client.post("/api/channels/general/posts", json={"body": "A"}).json()
+        parent, start = made["post"]["id"], made["event_id"]
+        replies = [
+            feed.client.post(f"/api/posts/{parent}/replies", json={"body": f"{'x' * 300} {n}"})
+            for n in range(40)
+        ]
+        reply_events = [r.json()["event_id"] for r in replies]
+        original = resume.replay_rest
+        racing = RacingDeletion(feed.port, parent, stream.thread_of)
+
+        async def deleting_first(
+            rt: Runtime, sub: Subscriber, cursor: Any, send: Any, gone: Callable[[], bool]
+        ) -> None:
+            # The replay's first piece is out; the deletion comes live before the rest.
+            await racing.delete(rt)
+            await original(rt, sub, cursor, send, gone)
+
+        monkeypatch.setattr(resume, "replay_rest", deleting_first)
+        params = {"format": "json", "thread": str(parent), "last_event_id": str(start)}
+        with SSEClient(feed.port, params=params) as opened:
+            assert opened.status == 200
+            opened.wait_closed(timeout=10)
+            assert racing.tombstone is not None, "the replay came in one piece"
+            _ends_after_the_tombstone(opened, racing.tombstone)
+            ids = [int(e.id) for e in opened.events() if e.id]
+        assert ids == [*reply_events, racing.tombstone]
