@@ -1,4 +1,5 @@
-"""The rate per key that counts posts (security.py): a token bucket per key, bounded."""
+"""The rate per key that counts posts (rate_limiter.py, used by security.py): a token
+bucket per key, bounded."""
 
 from __future__ import annotations
 
