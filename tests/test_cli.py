@@ -339,8 +339,8 @@ SERVER_LIBRARIES = ("sqlalchemy", "sqlmodel", "alembic", "jinja2", "markdown_it"
 
 def test_the_commands_that_talk_to_a_server_import_none_of_its_libraries() -> None:
     # Every module `post`, `tail`, `search` and `channels` import (cli.py, rationale 3).
-    modules = "feed.cli, feed.client, feed.post_lines, feed.batch_sender, feed.standard_input, "
-    modules += "feed.terminal, feed.terminal_text"
+    modules = "feed.cli, feed.client, feed.client_failures, feed.post_lines, feed.batch_sender, "
+    modules += "feed.standard_input, feed.terminal, feed.terminal_text"
     probe = (
         f"import sys, {modules}\n"
         f"print(' '.join(m for m in {SERVER_LIBRARIES!r} if m in sys.modules))"
@@ -361,17 +361,22 @@ def test_ctrl_c_in_any_command_exits_with_the_interrupted_status_and_no_tracebac
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "FEED_TOKEN": "t"},
+        # As from a terminal: a pytest-xdist worker ignores SIGINT, and its children
+        # would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        # Reading its standard input, which this test holds open.
+        # Reading its standard input, which this test holds open until it has exited.
         until(lambda: "pipe" in Path(f"/proc/{proc.pid}/wchan").read_text(), timeout=30)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     finally:
         proc.kill()
         proc.wait()
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = proc.stdout.read(), proc.stderr.read().decode()
     assert proc.returncode == 130, err
-    assert "Traceback" not in err.decode() and out == b""
+    assert "Traceback" not in err and out == b""
 
 
 def test_ctrl_c_stops_the_server_in_good_order_with_the_interrupted_status(
