@@ -28,7 +28,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from feed.client import MAX_RETRY_AFTER, Client, Failure, Refused, Unreachable
+from feed.client import Client
+from feed.client_failures import MAX_RETRY_AFTER, Failure, Refused, Unreachable
 from feed.post_lines import Account, Line
 
 MAX_ATTEMPTS = 5  # sends of one batch that got no answer (1)

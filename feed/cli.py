@@ -186,7 +186,7 @@ def _default_url(settings: Settings) -> str:
 
 
 def _remote(args: argparse.Namespace, url: str) -> int:
-    from feed import client
+    from feed import client, client_failures
 
     try:
         server = client.Client(url, args.token)
@@ -197,11 +197,11 @@ def _remote(args: argparse.Namespace, url: str) -> int:
         if args.command == "search":
             return _search(args, server)
         return _post(args, server)
-    except client.Failure as exc:
+    except client_failures.Failure as exc:
         print(f"feed: {_safe(exc)}", file=sys.stderr)
-        if isinstance(exc, client.NotSendable):
+        if isinstance(exc, client_failures.NotSendable):
             return USAGE
-        return REFUSED if isinstance(exc, client.Refused) else UNREACHABLE
+        return REFUSED if isinstance(exc, client_failures.Refused) else UNREACHABLE
 
 
 def _safe(said: object) -> str:
@@ -232,7 +232,7 @@ def _post(args: argparse.Namespace, server: Client) -> int:
         return _post_lines(args, server)
     text = args.text
     if text == "-":
-        from feed.client import NotSendable
+        from feed.client_failures import NotSendable
         from feed.standard_input import NotUTF8, utf8_text
 
         try:

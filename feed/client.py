@@ -3,10 +3,8 @@ request those commands make to a running server is made here.
 
 Rationale:
 
-1. Failures come in three kinds, so the command can give each its exit code:
-   ``NotSendable`` (a URL that is not one, or text no server could take, found
-   before any request), ``Refused`` (the server answered 4xx; its reason is in the
-   message) and ``Unreachable`` (no answer, or the server failed with a 5xx).
+1. Failures come in kinds, so the command can give each its exit code
+   (client_failures.py).
 2. ``follow`` resumes with ``Last-Event-ID`` after any disconnect, so a restart or
    a network cut yields every event once. It first waits what the stream's
    ``retry:`` said, as a browser does: the server spreads that value over each
@@ -34,14 +32,11 @@ Rationale:
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -50,6 +45,16 @@ from httpx_sse import SSEError, connect_sse
 
 from feed import text
 from feed.batch_input import PREFER_MINIMAL
+from feed.client_failures import (
+    MAX_RETRY_AFTER,
+    Failure,
+    NotFeed,
+    NotSendable,
+    Refused,
+    Unreachable,
+    not_now,
+    retry_after,
+)
 from feed.inputs import CHANNEL_NAME, CHANNEL_NAME_RULE
 from feed.post_lines import Line
 from feed.settings import redact_url
@@ -59,8 +64,6 @@ FIRST_DELAY = 1.0
 MIN_DELAY = 0.1  # the shortest wait a stream's retry: hint may ask for
 MAX_ID_DIGITS = 19  # event ids fit in 64 bits (storage/log.py, on ids)
 MAX_BACKOFF = 10.0
-MAX_RETRY_AFTER = 60.0  # the longest Retry-After honoured (2)
-MAX_REASON = 200  # characters of an answer that is not feed's, shown as its reason
 REQUEST_TIMEOUT = 10.0
 STREAM_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT, read=None)  # idle between heartbeats
 BATCH_PATH = "/api/posts:batch"
@@ -73,29 +76,7 @@ LISTED_CHANNEL: Shape = {"name": str, "title": str}
 CHANNEL: Shape = {**LISTED_CHANNEL, "archived": bool}
 MEMBER: Shape = {"name": str, "may_post": bool}
 JSON_HEADERS = {"Content-Type": "application/json"}
-
-
-class Failure(Exception):
-    """A request that could not be made or was not answered with success (1)."""
-
-    status: int | None = None  # the server's answer, if it answered
-    retry_after: float | None = None  # seconds, as its Retry-After said
-
-
-class NotSendable(Failure):
-    """Nothing was sent: the URL or a value could not be (1)."""
-
-
-class Refused(Failure):
-    """The server refused the request (4xx) and said why."""
-
-
-class Unreachable(Failure):
-    """No answer from the server, or it failed (5xx)."""
-
-
-class NotFeed(Failure):
-    """The server answered with what feed never sends: no feed is there."""
+MAX_REASON = 200  # characters of an answer that is not feed's, shown as its reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +116,7 @@ def sendable(what: str, value: str) -> str:
 
 
 def _refusal(response: httpx.Response) -> Failure:
+    """The failure a server's answer of error says, with its reason and Retry-After."""
     try:
         message = str(response.json()["error"])
     except (ValueError, KeyError, TypeError):
@@ -146,31 +128,8 @@ def _refusal(response: httpx.Response) -> Failure:
     said = f"the server answered {response.status_code}: {message}"
     failure = Refused(said) if response.status_code < 500 else Unreachable(said)
     failure.status = response.status_code
-    failure.retry_after = _retry_after(response.headers.get("retry-after", ""))
+    failure.retry_after = retry_after(response.headers.get("retry-after", ""))
     return failure
-
-
-def _retry_after(value: str) -> float | None:
-    """A ``Retry-After`` in seconds, from its seconds or (a proxy's) date form, up to
-    ``MAX_RETRY_AFTER``; None if it says neither."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # "-0000": UTC, as HTTP dates are
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if math.isnan(seconds):
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-def _not_now(failure: Failure) -> bool:
-    """An answer a stream that was open waits out rather than ends on (2)."""
-    return isinstance(failure, Unreachable) or failure.status == 429
 
 
 class Client:
@@ -397,7 +356,7 @@ class Client:
                     yield event
                 reason, wait = "the server ended the stream", delay
             except Failure as failure:
-                if not connected_once or not _not_now(failure):
+                if not connected_once or not not_now(failure):
                     raise
                 reason, wait = str(failure), max(delay, failure.retry_after or 0.0)
             except (httpx.HTTPError, SSEError) as exc:

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import pytest
 
-from feed import client
+from feed import client, client_failures
 from feed.client import Client
 from tests.auth import ADMIN_TOKEN
 from tests.conftest import Server, free_port
@@ -51,17 +51,17 @@ def test_answers_refusals_and_silence_are_told_apart(server: Server) -> None:
     answer = admin.post("general", "hello")
     assert answer["post"]["body"] == "hello" and answer["event_id"] >= 1
     assert [c["name"] for c in admin.channels()] == ["announcements", "general"]
-    with pytest.raises(client.Refused) as refused:
+    with pytest.raises(client_failures.Refused) as refused:
         admin.post("nope", "hello")
     assert str(refused.value) == "the server answered 404: There is no channel named 'nope'."
-    with pytest.raises(client.NotSendable) as unsendable:
+    with pytest.raises(client_failures.NotSendable) as unsendable:
         admin.post("general", "\udcff")
     assert str(unsendable.value).startswith("the body ")
     gone = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(client.Unreachable) as unreachable:
+    with pytest.raises(client_failures.Unreachable) as unreachable:
         Client(gone).channels()
     assert str(unreachable.value).startswith(f"cannot reach {gone}: ")
-    with pytest.raises(client.NotSendable) as not_a_server:
+    with pytest.raises(client_failures.NotSendable) as not_a_server:
         Client("ftp://example.com")
     assert str(not_a_server.value) == "--url 'ftp://example.com' is not an http:// or https:// URL"
 
@@ -173,7 +173,7 @@ def test_follow_waits_out_a_busy_or_failing_answer_after_the_first_connection() 
         heard: list[str] = []
         following = Client(f"http://127.0.0.1:{server.server_address[1]}", sleep=slept.append)
         got: list[int | None] = []
-        with pytest.raises(client.Refused) as refused:
+        with pytest.raises(client_failures.Refused) as refused:
             for e in following.follow([], None, lambda why, _: heard.append(why)):
                 got.append(e.id)
     finally:
@@ -190,11 +190,11 @@ def test_follow_waits_out_a_busy_or_failing_answer_after_the_first_connection() 
     ]
     # The stream's retry, then its Retry-After, doubling meanwhile (a date gone by:
     # no wait of its own), and a Retry-After too long to honour cut to the longest.
-    assert slept == [0.2, 3.0, 0.8, 1.6, client.MAX_RETRY_AFTER, 0.2]
+    assert slept == [0.2, 3.0, 0.8, 1.6, client_failures.MAX_RETRY_AFTER, 0.2]
 
 
 def test_retry_after_is_read_in_seconds_or_as_a_date_within_reason() -> None:
     soon = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    waits = [client._retry_after(v) for v in ("5", "-3", "1e999", "nan", "", "soon", soon)]
-    assert waits[:6] == [5.0, 0.0, client.MAX_RETRY_AFTER, None, None, None]
+    waits = [client_failures.retry_after(v) for v in ("5", "-3", "1e999", "nan", "", "soon", soon)]
+    assert waits[:6] == [5.0, 0.0, client_failures.MAX_RETRY_AFTER, None, None, None]
     assert waits[6] is not None and 28 <= waits[6] <= 30
