@@ -207,6 +207,22 @@ class Away:
 ThreadPageAway = Callable[[str], AbstractContextManager[Away]]
 
 
+def open_thread_page(
+    make_server: Callable[..., Server], context: BrowserContext, stream: str
+) -> tuple[Server, int, Page]:
+    """A server, a thread's post on it, and its page open live on a clock the test
+    moves, its stream "own" or "shared" (the tab that leads it)."""
+    if stream == "own":
+        context.add_init_script(WITHOUT_SHARING)
+    context.add_init_script(TRACK_SOURCES)
+    context.clock.install()
+    server = make_server(**AWAY)
+    parent = server.post("soon gone")["post"]["id"]
+    page = open_live(context, f"{server.url}/posts/{parent}")
+    assert page.evaluate("window.feedStream.mode") == ("own" if stream == "own" else "leader")
+    return server, parent, page
+
+
 @pytest.fixture
 def thread_page_away(
     make_server: Callable[..., Server], context: BrowserContext, problems: Problems
@@ -219,14 +235,7 @@ def thread_page_away(
 
     @contextmanager
     def away(stream: str) -> Iterator[Away]:
-        if stream == "own":
-            context.add_init_script(WITHOUT_SHARING)
-        context.add_init_script(TRACK_SOURCES)
-        context.clock.install()
-        first = make_server(**AWAY)
-        parent = first.post("soon gone")["post"]["id"]
-        page = open_live(context, f"{first.url}/posts/{parent}")
-        assert page.evaluate("window.feedStream.mode") == ("own" if stream == "own" else "leader")
+        first, parent, page = open_thread_page(make_server, context, stream)
         fetched = card_requests(page)
         first.stop()
         elsewhere = make_server(database=first.database)
@@ -271,14 +280,7 @@ def test_a_threads_page_whose_post_is_deleted_live_says_deleted_and_never_offlin
     a deleted post's thread): the page says "Deleted", never "Offline" or
     "Reconnecting…" however long it stays, and a stream of its own asks for nothing
     more."""
-    if stream == "own":
-        context.add_init_script(WITHOUT_SHARING)
-    context.add_init_script(TRACK_SOURCES)
-    context.clock.install()
-    server = make_server(**AWAY)
-    parent = server.post("soon gone")["post"]["id"]
-    page = open_live(context, f"{server.url}/posts/{parent}")
-    assert page.evaluate("window.feedStream.mode") == ("own" if stream == "own" else "leader")
+    server, parent, page = open_thread_page(make_server, context, stream)
     tombstone = ok(server.client.delete(f"/api/posts/{parent}"))["event_id"]
     wait_applied(page, tombstone)
     expect(page.locator("#posts .gone")).to_have_text(GONE)
