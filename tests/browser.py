@@ -97,6 +97,10 @@ class Problems:
         page.on("console", self._console)
         page.on("response", self._response)
 
+    def assert_none(self) -> None:
+        # One line: a run's short summary shows only the first line of the message.
+        assert not self.seen, f"{len(self.seen)} problem(s): " + " | ".join(self.seen)
+
     def _add(self, problem: str) -> None:
         if not any(fragment in problem for fragment in self.allowed):
             self.seen.append(problem)
@@ -104,7 +108,9 @@ class Problems:
     def _console(self, message: ConsoleMessage) -> None:
         # Failed loads are reported with their URL by _response.
         if message.type == "error" and "Failed to load resource" not in message.text:
-            self._add(f"console error: {message.text}")
+            where = message.location
+            at = f"{where.get('url')}:{where.get('lineNumber')}" if where else "?"
+            self._add(f"console error at {at}: {message.text}")
 
     def _response(self, response: Response) -> None:
         # The compose form's validation answer is a deliberate 422.
@@ -133,7 +139,7 @@ def context(browser: Browser, problems: Problems) -> Iterator[BrowserContext]:
     ctx = new_context(browser, problems)
     yield ctx
     ctx.close()
-    assert problems.seen == []
+    problems.assert_none()
 
 
 def sign_in(context: BrowserContext, server: Server, token: str, next_path: str = "/") -> Page:

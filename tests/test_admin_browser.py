@@ -58,6 +58,26 @@ def test_a_live_refresh_of_the_channel_table_keeps_what_is_typed_the_focus_and_t
     assert caret(page) == [6, 6]
 
 
+def test_a_live_refresh_copies_no_style_a_script_gave_a_field_onto_its_new_one(
+    server: Server, context: BrowserContext, problems: Problems
+) -> None:
+    # A script that styles a field through its style object (a browser extension, a
+    # screenshot or accessibility tool) gives it a style attribute. A live refresh of
+    # the table must not copy that attribute onto the new field: the page's policy
+    # (style-src 'self', security.py) refuses a style attribute set from a script, and
+    # says so in the console on every refresh.
+    page = sign_in(context, server, ADMIN_TOKEN, "/admin")
+    field = page.get_by_label("Title of #general")
+    field.evaluate("el => el.style.setProperty('caret-color', 'transparent', 'important')")
+    expect(field).to_have_attribute("style", "caret-color: transparent !important;")
+
+    created = server.client.post("/api/channels", json={"name": "releases", "title": "Releases"})
+    assert created.status_code == 201, created.text
+    expect(page.locator("#channel-releases")).to_be_visible(timeout=ADMIN_MS)
+    expect(field).not_to_have_attribute("style", "caret-color: transparent !important;")
+    problems.assert_none()
+
+
 def test_each_admin_form_leaves_the_focus_where_the_admin_goes_on_and_says_what_it_did(
     server: Server, context: BrowserContext, problems: Problems
 ) -> None:

@@ -494,4 +494,4 @@ def test_dashboard_screenshots(
             )
         finally:
             ctx.close()
-    assert problems.seen == []
+    problems.assert_none()

@@ -170,7 +170,7 @@ def test_axe_finds_nothing_serious_on_any_page(
         finally:
             ctx.close()
     assert found == {}
-    assert problems.seen == []
+    problems.assert_none()
 
 
 def test_every_dashboard_control_is_reached_by_keyboard_with_a_visible_ring(
@@ -247,4 +247,4 @@ def test_reduced_motion_stops_every_animation_but_the_kiosk_drift(
     finally:
         still.close()
         moving.close()
-    assert problems.seen == []
+    problems.assert_none()

@@ -122,7 +122,7 @@ def test_kiosk_layout_theme_and_screenshots(
         assert background == {"dark": "rgb(14, 17, 22)", "light": "rgb(244, 246, 248)"}[other]
     finally:
         ctx.close()
-    assert problems.seen == []
+    problems.assert_none()
 
 
 def font_px(page: Page, selector: str) -> float:

@@ -123,7 +123,7 @@ def test_the_dashboard_shows_how_many_screens_watch(
     finally:
         for screen in screens:
             screen.close()
-    assert problems.seen == []
+    problems.assert_none()
 
 
 def test_presence_counts_come_from_the_hub_without_walking_its_streams() -> None:

@@ -191,7 +191,7 @@ def test_a_page_signing_out_asks_nothing_more_in_the_sessions_name(
     wait_true(page, "() => window.feedUnread.held >= 1")
     assert page.evaluate("window.feedUnread.refreshes") == 1
     assert not [a for a in answers if "/api/me/" in a[0]], answers
-    assert problems.seen == []
+    problems.assert_none()
 
 
 # The page's stream says its list must be fetched again (feed-refetch.js, on re-fetch), as a
@@ -229,7 +229,7 @@ def test_a_page_signing_out_abandons_the_private_list_it_is_fetching(
     release(page, held, lambda: bool(abandoned) or any(a[0] == full for a in answers))
     assert [a for a in answers if a[0] == full] == []
     assert abandoned == [full]
-    assert problems.seen == []
+    problems.assert_none()
 
 
 def test_a_wrong_token_shows_the_form_again_with_an_error_and_sets_no_cookie(

@@ -333,4 +333,4 @@ def test_kiosk_and_dashboard_converge_to_the_database_through_restarts_and_outag
     assert soak.older_pages >= 3, soak.older_pages
     assert soak.refetches["kiosk"] >= len(LONG_OUTAGES) + 10, soak.refetches
     assert soak.refetches["dashboard"] >= len(LONG_OUTAGES), soak.refetches
-    assert problems.seen == []
+    problems.assert_none()

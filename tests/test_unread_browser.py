@@ -120,7 +120,7 @@ def test_reading_on_one_device_clears_the_counts_on_another_and_on_no_one_elses(
     finally:
         for ctx in (phone, laptop, hers):
             ctx.close()
-    assert problems.seen == []
+    problems.assert_none()
 
 
 def test_mark_all_read_clears_what_was_never_scrolled_to(
@@ -224,7 +224,7 @@ def test_notifications_are_opt_in_shown_only_in_hidden_tabs_and_once_per_post(
         assert any("while away" in b for b in bodies) and any("#news" in b for b in bodies)
     finally:
         ctx.close()
-    assert problems.seen == []
+    problems.assert_none()
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -258,7 +258,7 @@ def test_unread_counts_screenshots(
         page.screenshot(path=screenshots / f"unread-laptop-{scheme}.png", animations="disabled")
     finally:
         ctx.close()
-    assert problems.seen == []
+    problems.assert_none()
 
 
 def test_tabs_that_share_one_stream_all_hear_their_persons_read_and_mentions(
@@ -289,7 +289,7 @@ def test_tabs_that_share_one_stream_all_hear_their_persons_read_and_mentions(
     finally:
         for ctx in (tabs, laptop):
             ctx.close()
-    assert problems.seen == []
+    problems.assert_none()
 
 
 def test_a_mention_edited_out_leaves_the_count_and_comes_back_when_edited_in(
@@ -454,4 +454,4 @@ def test_the_read_position_never_passes_what_the_page_has_applied(
         assert server.client.get("/api/me/unread", headers=bearer(bob)).json()["total"] == 0
     finally:
         ctx.close()
-    assert problems.seen == []
+    problems.assert_none()
