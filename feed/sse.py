@@ -108,6 +108,10 @@ CLOSING = comment("stream closed; reconnect to resume")
 AGED_RETRY_MS = 250
 AGED = retry_hint(AGED_RETRY_MS) + comment("stream reached its maximum age; reconnect to resume")
 
+# The last message of a thread's stream after its post's tombstone: a reconnect would
+# be refused (thread_streams.py), so it is not invited.
+THREAD_OVER = comment("its thread's post was deleted; nothing more will come")
+
 
 def lifetime(seconds: float) -> float:
     """How long one stream lasts under ``FEED_MAX_STREAM_SECONDS``: that long plus up to

@@ -64,7 +64,7 @@ from feed.models import EventKind
 from feed.permissions import Permissions
 from feed.reconnects import Expiry, spread
 from feed.runtime import Runtime, runtime_of
-from feed.sse import AGED, CLOSING, Format, hello, position, retry_hint
+from feed.sse import AGED, CLOSING, THREAD_OVER, Format, hello, position, retry_hint
 from feed.store import StoreUnavailable
 from feed.subscribers import Subscriber, Transport
 from feed.thread_streams import end_of, thread_of
@@ -268,7 +268,7 @@ class EventStream:
                     watcher.cancel()
                 del watcher
             del cursor
-            if sub.ends_at is not None and sub.last_id >= sub.ends_at:
+            if sub.thread_over:
                 sub.close()  # its replay ended with its thread's tombstone: nothing more comes
             transport = direct_transport(send)
             if transport is None:
@@ -292,8 +292,9 @@ class EventStream:
             else:
                 await _finish(sub, send, expiry)
         except ClientError as exc:
-            # Its thread's post was deleted while it opened: no stream (thread_streams.py).
-            outcome = "refused: its thread's post was deleted"
+            # Its thread's post was deleted while it opened, say: no stream
+            # (thread_streams.py).
+            outcome = f"refused with {exc.status}: {exc.message}"
             answer = error_response(exc.status, exc.message, exc.detail, exc.headers)
             answer.raw_headers.extend(extra)
             await _refuse(send, answer)
@@ -312,7 +313,9 @@ class EventStream:
             rt.watch.discard(sub)
             if expiry is not None:
                 expiry.cancel()
-            if outcome == "ended" and expiry is not None and expiry.due:
+            if outcome == "ended" and sub.thread_over:
+                outcome = "its thread's post was deleted"
+            elif outcome == "ended" and expiry is not None and expiry.due:
                 outcome = "reached its maximum age; it will resume"
             elif outcome == "ended":
                 outcome = "server closing" if rt.hub.closing else "client left"
@@ -381,6 +384,11 @@ async def _write(sub: Subscriber, send: Send) -> None:
 
 
 async def _finish(sub: Subscriber, send: Send, expiry: Expiry | None) -> None:
-    """What is left, and the final chunk: the client reconnects and resumes."""
-    data = sub.take() + (AGED if expiry is not None and expiry.due else CLOSING)
+    """What is left, and the final chunk: the client reconnects and resumes, unless its
+    thread is over."""
+    if sub.thread_over:
+        last = THREAD_OVER
+    else:
+        last = AGED if expiry is not None and expiry.due else CLOSING
+    data = sub.take() + last
     await send({"type": "http.response.body", "body": data, "more_body": False})

@@ -257,12 +257,17 @@ class Subscriber:
         self.offer(item(None, ended_frame(self.format, why)))
         self.close()
 
+    @property
+    def thread_over(self) -> bool:
+        """It has sent its thread's tombstone (``end_at``): nothing more will come."""
+        return self.ends_at is not None and self.last_id >= self.ends_at
+
     def end_at(self, event_id: int) -> None:
         """End the stream once it has sent ``event_id``: now, if it has."""
-        if self.last_id >= event_id:
-            self.close()
-        elif self.ends_at is None or event_id < self.ends_at:
+        if self.ends_at is None or event_id < self.ends_at:
             self.ends_at = event_id
+        if self.thread_over:
+            self.close()
 
     def close(self) -> None:
         """End the stream after what is already pending (or at once if overflowed)."""
@@ -302,7 +307,7 @@ class Subscriber:
                 last = event_id
                 self.sent += 1
         self.last_id = last
-        if self.ends_at is not None and last >= self.ends_at:
+        if self.thread_over:
             self.close()  # after this chunk, its last
         return b"".join(chunks)
 

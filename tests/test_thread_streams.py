@@ -78,11 +78,13 @@ def _kinds(opened: SSEClient) -> list[str | None]:
 
 def _ends_after_the_tombstone(opened: SSEClient, tombstone: int) -> None:
     """The stream's last event is the tombstone, and the response ends after it (a
-    stream that stays open fails at the deadline)."""
+    stream that stays open fails at the deadline), saying the thread is over: not to
+    reconnect, as a stream closed for any other reason says."""
     opened.wait_closed(timeout=10)
     assert opened.graceful, "the stream was cut, not ended"
     last = opened.events()[-1]
     assert (last.event, last.id) == ("post-deleted", str(tombstone))
+    assert opened.comments[-1] == "its thread's post was deleted; nothing more will come"
 
 
 @pytest.mark.parametrize("resumed", [False, True], ids=["fresh", "resumed"])
