@@ -290,9 +290,9 @@ class ThreadPage:
 
 @dataclass(frozen=True, slots=True)
 class NewPost:
-    """A post waiting to be written in a group (storage/posts.py): its body's HTML, if rendered
-    yet, and the request's ``Idempotency-Key`` claim with how to write down its answer,
-    if it came with one."""
+    """A post waiting to be written in a group (storage/new_posts.py): its body's HTML, if
+    rendered yet, and the request's ``Idempotency-Key`` claim with how to write down its
+    answer, if it came with one."""
 
     channel: str
     author: str

@@ -829,9 +829,9 @@ def test_a_new_private_channels_posts_never_reach_anonymous_pages_of_another_pro
 ) -> None:
     """A private channel made, and posted to, through process B is never shown to an
     anonymous reader of process A's pages, however recent A's copy of the channel list
-    is: pages filter private channels in SQL, as the channels are now
-    (storage/posts.py, on reads of posts). With Redis down the hint is lost, so A
-    learns of the channel only at its next poll: a minute away."""
+    is: pages filter private channels in SQL, as the channels are now (storage/lists.py,
+    on whose posts). With Redis down the hint is lost, so A learns of the channel only
+    at its next poll: a minute away."""
     broker_url = pg_url if broker == "postgresql" else valkey.url
     a = make_server(pg_url, broker_url=broker_url, poll_interval=60)
     b = make_server(pg_url, broker_url=broker_url, poll_interval=60)
