@@ -110,7 +110,7 @@ class Problems:
         if message.type == "error" and "Failed to load resource" not in message.text:
             where = message.location
             at = f"{where.get('url')}:{where.get('lineNumber')}" if where else "?"
-            self._add(f"console error at {at}: {message.text}")
+            self._add(f"console error: {message.text} (at {at})")
 
     def _response(self, response: Response) -> None:
         # The compose form's validation answer is a deliberate 422.
