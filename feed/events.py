@@ -32,7 +32,10 @@ The hot path, and why it looks the way it does:
    format like any other (1), and the hub keeps its subscribers indexed by identity
    as well as by channel, so it hands the same bytes to that identity's streams, and
    looks at nobody else's: a personal event never walks the channel sets, and a
-   shared one never walks the identity index. It follows its person on every stream
+   shared one never walks the identity index. Encoded, that is, in the formats of
+   its person's streams here, and not at all when they have none: names after ``@``
+   are free to type, and a post naming twenty nobodies would otherwise cost twenty
+   encodings of itself, in every format, for no one. It follows its person on every stream
    they opened, whatever channels the stream follows (the page's nav counts every
    channel), but only if they may read its channel: the same private check as
    shared events. A stream asked for mentions only gets nothing else; a thread's
@@ -187,6 +190,11 @@ class Hub:
 
     def formats_wanted(self) -> set[Format]:
         return {fmt for fmt, count in self._formats.items() if count}
+
+    def formats_of(self, person: str) -> set[Format]:
+        """The formats ``person``'s own streams here take: a personal event is encoded
+        in these alone (6)."""
+        return {subscriber.format for subscriber in self._by_person.get(person, ())}
 
     @staticmethod
     def _keys(subscriber: Subscriber) -> Iterable[str | int | None]:

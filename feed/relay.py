@@ -298,10 +298,16 @@ class Relay:
         committed: dict[datetime, int] = {}
         parents: dict[tuple[int, str], post_words.Words] = {}  # replies' parents, split
         for event in events:
-            frames = self._renderer.frames(event, formats)
-            searched = (
-                self._searched(event, frames, searches, formats, parents) if searches else None
-            )
+            if event.recipient is None:
+                frames = self._renderer.frames(event, formats)
+                searched = (
+                    self._searched(event, frames, searches, formats, parents) if searches else None
+                )
+            else:
+                # For its person's streams here alone, if any (events.py, on personal
+                # events); never for a live search.
+                frames = self._renderer.frames(event, self._hub.formats_of(event.recipient))
+                searched = None
             outgoing.append(
                 Outgoing(
                     event.id,
@@ -311,7 +317,7 @@ class Relay:
                     event.recipient,
                     event.kind,  # a StrEnum: its own value, without the property's call
                     event.root,
-                    searched if event.recipient is None else None,
+                    searched,
                 )
             )
             if event.at is not None:

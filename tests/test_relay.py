@@ -281,3 +281,65 @@ def test_a_poll_that_finds_this_processs_own_commit_unannounced_rechecks_nothing
             store.close()
 
     assert asyncio.run(main()) == [AccessChange(elsewhere=True)]
+
+
+class CountingRenderer(Renderer):
+    """A real renderer that counts, by event kind, the formats it encoded events in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoded: dict[str, int] = {}
+
+    def frames(self, event: FeedEvent, formats: Any) -> dict[Format, bytes]:
+        found = super().frames(event, formats)
+        kind = event.kind.value
+        self.encoded[kind] = self.encoded.get(kind, 0) + len(found)
+        return found
+
+
+def test_a_mention_is_encoded_only_for_its_persons_own_streams_here(tmp_path: Path) -> None:
+    """Names typed after ``@`` are free: a post naming twenty made-up people must not
+    cost twenty encodings of itself, in every format streams here take, for nobody. A
+    personal event is encoded in the formats of its person's own streams, and in none
+    when they have none here; everyone else's streams still get the post, once."""
+    url = sqlite_url(tmp_path / "feed.db")
+
+    async def main() -> tuple[dict[str, int], list[str], list[str]]:
+        store = Store.from_url(url)
+        await store.create_schema()
+        hub = RecordingHub()
+        renderer = CountingRenderer()
+        metrics = Metrics(hub.stats, MemoryBroker().status, frozenset)
+        relay = Relay(store, MemoryBroker(), hub, renderer, 3600, metrics)
+        await relay.start()
+        anyone = Subscriber(Format.JSON, None, last_id=relay.delivered, limit=1 << 20)
+        page = Subscriber(Format.HTML, None, last_id=relay.delivered, limit=1 << 20)
+        bo = Subscriber(Format.TEXT, None, last_id=relay.delivered, limit=1 << 20)
+        bo.person = "bo"
+        for sub in (anyone, page, bo):
+            hub.subscribe(sub)
+        try:
+            names = " ".join(f"@ghost{n}" for n in range(19))
+            made = await store.create_post("general", "ann", f"{names} and @bo")
+            async with asyncio.timeout(5):
+                await hub.reached(made.event_id or 0)
+            kinds = [json.loads(line[6:])["type"] for line in _data_lines(anyone)]
+            return renderer.encoded, kinds, _event_names(bo)
+        finally:
+            await relay.close()
+            store.close()
+
+    encoded, anyone_got, bo_got = asyncio.run(main())
+    assert anyone_got == ["post-created"]
+    assert sorted(bo_got) == ["mention", "post-created"]
+    # The post in the three formats taken here; bo's mention in bo's one; no ghost's.
+    assert encoded == {"post-created": 3, "mention": 1}
+
+
+def _data_lines(sub: Subscriber) -> list[str]:
+    return [line for line in sub.take().decode().splitlines() if line.startswith("data: ")]
+
+
+def _event_names(sub: Subscriber) -> list[str]:
+    data = sub.take().decode()
+    return [line[7:] for line in data.splitlines() if line.startswith("event: ")]
