@@ -551,6 +551,18 @@ def test_a_malformed_search_on_the_page_says_why_with_a_400(client: TestClient) 
     assert "never closed" in page.text
 
 
+@pytest.mark.parametrize("q", ["\u202egnp.exe lanigiro", "a\x01b", "a\x85b"])
+def test_a_refused_search_keeps_its_query_out_of_the_pages_title(
+    client: TestClient, q: str
+) -> None:
+    """A tab's title shows no text the search refused: a crafted link would otherwise
+    reverse it or put control characters in it."""
+    page = client.get("/search", params={"q": q})
+    assert page.status_code == 400
+    title = re.search(r"<title>(.*?)</title>", page.text, re.S)
+    assert title is not None and title.group(1) == "Search · feed"
+
+
 def test_the_kiosk_with_a_search_shows_and_streams_only_matching_posts(
     client: TestClient,
 ) -> None:
