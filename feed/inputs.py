@@ -275,13 +275,15 @@ def text_field(payload: dict[str, Any], name: str, max_chars: int, label: str | 
     value = payload.get(name)
     if not isinstance(value, str):
         raise ClientError(422, f"{what} must be a string.", name)
-    if not value.strip():
-        raise ClientError(422, f"{what} must not be empty.", name)
     if len(value) > max_chars:
         raise ClientError(422, f"{what} is longer than {max_chars} characters.", len(value))
+    # What the text holds that it may not is said first: it names the character.
     refused = text.problem(value, multiline=name in MULTILINE_FIELDS)
     if refused is not None:
         raise ClientError(422, f"{what} {refused}.", name)
+    if text.blank(value):
+        shown = "" if not value.strip() else " (it holds only characters that show nothing)"
+        raise ClientError(422, f"{what} must not be empty{shown}.", name)
     return value
 
 

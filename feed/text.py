@@ -25,13 +25,22 @@ Rationale:
    escaped (terminal_text.py).
 4. A refusal names the character by its code point and position: the character
    itself may be invisible, and echoing it would carry it into the answer.
-5. Output stays defensive as well (terminal_text.py, render.py): text stored before this rule, or
+5. Visible. Text that may not be empty may not show as empty either: a body of
+   zero-width spaces, byte order marks, Hangul or Braille fillers or a variation
+   selector would be an empty card on every screen. Blank means nothing but spaces,
+   format characters (Unicode's Cf: the zero-width ones, direction marks, the byte
+   order mark), unassigned code points and noncharacters, and the fillers and selectors
+   Unicode lists as default-ignorable or as blank on purpose. Such characters beside
+   anything visible are kept: an emoji needs its variation selector, and a
+   right-to-left line its marks.
+6. Output stays defensive as well (terminal_text.py, render.py): text stored before this rule, or
    written to the database by other means, is still escaped or stripped.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
 # The characters every rule about text is made of, here and in what renders or logs
@@ -51,6 +60,18 @@ BIDI_MARKS = frozenset({0x200E, 0x200F, 0x061C})
 BIDI_CONTROLS = BIDI_OVERRIDES | BIDI_MARKS
 # Halves of UTF-16 pairs, which are no characters on their own (rationale 1).
 SURROGATES = frozenset(range(0xD800, 0xE000))
+# What shows as nothing though Unicode files it as a letter, a mark or a symbol
+# (rationale 5): the Hangul fillers, the Braille blank, the combining grapheme joiner,
+# two Khmer vowels inherent, and the variation selectors.
+FILLERS = (
+    frozenset({0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x034F, 0x17B4, 0x17B5})
+    | frozenset(range(0xFE00, 0xFE10))
+    | frozenset(range(0xE0100, 0xE01F0))
+)
+# Unicode's general categories that never show: spaces, line and paragraph
+# separators, controls, format characters, unassigned code points (noncharacters
+# among them).
+_BLANK_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cn"})
 
 
 def matching(code_points: Iterable[int]) -> re.Pattern[str]:
@@ -96,6 +117,16 @@ def _where(found: re.Match[str]) -> str:
     name = _NAMES.get(char)
     shown = f"U+{char:04X}" + (f" ({name})" if name else "")
     return f"{shown} at character {found.start() + 1}"
+
+
+def blank(value: str) -> bool:
+    """Whether ``value`` shows nothing at all (rationale 5): true of ``""`` too. Stops
+    at the first visible character, so a real text costs a character or two."""
+    category = unicodedata.category
+    return all(
+        char.isspace() or ord(char) in FILLERS or category(char) in _BLANK_CATEGORIES
+        for char in value
+    )
 
 
 def not_text(value: str) -> str | None:

@@ -93,6 +93,48 @@ def test_bodies_and_descriptions_keep_line_breaks_tabs_and_any_real_character(
     assert channel.status_code == 201 and channel.json()["channel"]["description"] == keeps
 
 
+# Text that shows as nothing: a format character (zero-width space, word joiner, byte
+# order mark, a direction mark), a filler (Hangul, Braille blank), a variation selector,
+# a noncharacter, mixed with spaces.
+INVISIBLE = {
+    "ZWSP": "\u200b",
+    "WJ": "\u2060 ",
+    "BOM": "\ufeff",
+    "RLM": " \u200f ",
+    "Hangul filler": "\u3164",
+    "Hangul choseong filler": "\u115f\u1160",
+    "Braille blank": "\u2800\u2800",
+    "variation selector": "\ufe0f",
+    "noncharacter": "\uffff",
+    "mixed": "\u00a0\u200b\u3000\ufeff",
+}
+
+
+@pytest.mark.parametrize("value", INVISIBLE.values(), ids=INVISIBLE.keys())
+def test_a_body_or_title_that_shows_nothing_is_refused_as_empty(
+    client: TestClient, value: str
+) -> None:
+    for method, path, field in (
+        ("POST", "/api/channels/general/posts", "body"),
+        ("POST", "/api/channels", "title"),
+        ("PATCH", "/api/channels/general", "title"),
+    ):
+        payload = {field: value, **({"name": "x"} if path == "/api/channels" else {})}
+        answer = client.request(method, path, content=encoded(payload), headers=JSON)
+        assert_refused(answer, 422, f"'{field}'", "empty")
+    assert client.get("/api/channels/general/posts").json()["posts"] == []
+
+
+@pytest.mark.parametrize(
+    "keeps", ["\u200b!", "\U0001f600\ufe0f", "\u2800\u2801", "\u05e9\u200f", "\u3164a"]
+)
+def test_a_body_with_anything_visible_is_kept_whatever_invisible_characters_it_holds(
+    client: TestClient, keeps: str
+) -> None:
+    post = client.post("/api/channels/general/posts", content=encoded({"body": keeps}), headers=JSON)
+    assert post.status_code == 201 and post.json()["post"]["body"] == keeps
+
+
 @pytest.mark.parametrize("value", ONE_LINE_HOSTILE.values(), ids=ONE_LINE_HOSTILE.keys())
 def test_channel_titles_are_one_line_of_text(client: TestClient, value: str) -> None:
     new = client.post("/api/channels", content=encoded({"name": "x", "title": value}), headers=JSON)
