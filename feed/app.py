@@ -195,6 +195,10 @@ def create_app(settings: Settings) -> FeedApp:
         exception_handlers=dict(handlers),
         lifespan=lifespan,
     )
+    # No route ends in a slash, and Starlette's redirect to one without it is built
+    # from the request's Host header and keeps any method: a 404, as for any unknown
+    # path, is the clearer answer.
+    app.router.redirect_slashes = False
     return FeedApp(
         app,
         hub,

@@ -211,3 +211,32 @@ def test_cors_preflights_still_answer_where_a_path_has_several_routes(tmp_path: 
     assert "POST" in allowed.headers["access-control-allow-methods"]
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     assert (plain.status_code, plain.headers["allow"]) == (405, "GET, HEAD, POST")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/posts/1/"),
+        ("GET", "/api/channels/"),
+        ("GET", "/events/"),
+        ("PUT", "/api/channels/general/members/%2F"),
+        ("GET", "/kiosk/"),
+    ],
+)
+def test_a_path_with_a_trailing_slash_is_a_404_not_a_redirect_to_the_host_it_named(
+    settings: Settings, method: str, path: str
+) -> None:
+    """No route ends in a slash. A redirect to the same path without it was built from
+    the request's Host header (a poisoned cache could send readers elsewhere), and
+    kept a PUT's method for a path that takes none: the answer is the 404 of any
+    unknown path, JSON under /api."""
+    ensure_admin(settings.database_url)
+    app = create_app(settings)
+    with TestClient(app, headers=ADMIN) as client:
+        answer = client.request(
+            method, path, headers={"Host": "evil.example"}, follow_redirects=False
+        )
+    assert answer.status_code == 404, answer.headers
+    assert "location" not in answer.headers
+    if path.startswith("/api"):
+        assert "error" in answer.json()
