@@ -131,7 +131,9 @@ def test_a_body_or_title_that_shows_nothing_is_refused_as_empty(
 def test_a_body_with_anything_visible_is_kept_whatever_invisible_characters_it_holds(
     client: TestClient, keeps: str
 ) -> None:
-    post = client.post("/api/channels/general/posts", content=encoded({"body": keeps}), headers=JSON)
+    post = client.post(
+        "/api/channels/general/posts", content=encoded({"body": keeps}), headers=JSON
+    )
     assert post.status_code == 201 and post.json()["post"]["body"] == keeps
 
 
