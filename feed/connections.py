@@ -65,6 +65,7 @@ import logging
 import resource
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from starlette.responses import JSONResponse
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
@@ -73,6 +74,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.server import ServerState
 
+from feed.errors import error_body
 from feed.settings import Settings
 
 if TYPE_CHECKING:
@@ -336,12 +338,13 @@ class LimitedProtocol(HttpToolsProtocol):
         """Answer ``status`` and close the connection; only close it if ``write`` is
         false (a response is under way, and bytes written now would land inside it)."""
         if write:
-            body = message.encode()
+            # JSON, as every error feed answers (errors.py), though no app saw it.
+            body = JSONResponse(error_body(message)).body
             self.transport.write(
                 b"".join(
                     [
                         STATUS_LINE[status],
-                        b"content-type: text/plain; charset=utf-8\r\n",
+                        b"content-type: application/json\r\n",
                         b"content-length: %d\r\n" % len(body),
                         b"connection: close\r\n\r\n",
                         body,

@@ -133,7 +133,8 @@ def test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closes(
         started = time.monotonic()
         answer = response_of(sock)
     assert answer.startswith(b"HTTP/1.1 408 ")
-    assert answer.endswith(b"The request body did not arrive in time.")
+    assert b"\r\ncontent-type: application/json\r\n" in answer  # as every error's
+    assert answer.endswith(b'{"error":"The request body did not arrive in time.","detail":null}')
     assert time.monotonic() - started > 0.9  # it waited for the body, then gave up
     assert server.client.get("/api/channels/general/posts").json()["posts"] == []
     assert "Traceback" not in server.logs()
@@ -151,7 +152,8 @@ def test_huge_headers_get_431_and_the_connection_closes(
                 sock.sendall(b"a" * 65536)
         answer = response_of(sock)
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
-    assert answer.endswith(b"Request headers are too large.")
+    assert b"\r\ncontent-type: application/json\r\n" in answer  # as every error's
+    assert answer.endswith(b'{"error":"Request headers are too large.","detail":null}')
     assert server.client.get("/api/channels").status_code == 200
 
 
