@@ -47,29 +47,47 @@ CLIENT_VARIABLES = frozenset({"FEED_TOKEN"})
 MIN_HEARTBEAT = 0.2
 
 
-# Query parameters that carry a secret: libpq's password and sslpassword, redis-py's
-# password, and any other whose name says it holds one.
-_SECRET_PARAMETER = re.compile("pass|secret|token|key", re.IGNORECASE)
+# What the name of a parameter that carries a secret holds, in any case: libpq's
+# password and sslpassword, redis-py's password, and any other whose name says it
+# holds a password, a key, a token, a signature or a session. The one list: what a
+# URL may show is decided here alone.
+SECRET_PARAMETER_WORDS = (
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "auth",
+    "credential",
+    "sig",
+    "session",
+)
+_SECRET_PARAMETER = re.compile("|".join(SECRET_PARAMETER_WORDS), re.IGNORECASE)
+# Where a parameter may begin: after a query's ``?``, another's ``&`` or ``;``, or a
+# fragment's ``#`` (an OAuth callback carries its token there).
+_PARAMETER_START = re.compile("([?&;#])")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password hidden, wherever it is given: after the user name, or
-    as a query parameter (libpq and redis-py take ``?password=``). It reads the text
-    itself rather than urllib's parse, so that a URL urllib refuses (a setting's
-    message quotes it) is hidden all the same. The password runs to the last ``@``
-    before the query: SQLAlchemy reads a ``/`` in it as part of it."""
+    """``url`` with its secrets hidden: the user name and password, whole, and every
+    parameter whose name says it holds one (``SECRET_PARAMETER_WORDS``). A user name
+    alone may be a token (``https://TOKEN@host``), and a password may hold an unescaped
+    ``?``, ``#``, ``/`` or ``:``, which the drivers read as part of it: so everything
+    before the last ``@`` is hidden, even an ``@`` in a query's value, which hides
+    more than it needs to rather than a password. It reads the text itself rather
+    than urllib's parse, so that a URL urllib refuses (a setting's message quotes it)
+    is hidden all the same."""
     scheme, slashes, rest = url.partition("://")
     if not slashes:
         return url
-    head, mark, query = rest.partition("?")
-    user, colon, _ = head.rpartition("@")[0].partition(":")
-    if "@" in head and colon and "/" not in user:
-        head = f"{user}:***@{head.rpartition('@')[2]}"
-    if mark:
-        query, hash_mark, fragment = query.partition("#")
-        pairs = [_redact_parameter(pair) for pair in query.split("&")]
-        query = "&".join(pairs) + hash_mark + fragment
-    return f"{scheme}://{head}{mark}{query}"
+    userinfo, at, rest = rest.rpartition("@")
+    # The host and path, then each mark and what follows it; after an @ in a query's
+    # value (or a fragment's), the first part is the rest of a parameter.
+    place, *parameters = _PARAMETER_START.split(rest)
+    if "?" in userinfo or "#" in userinfo:
+        place = _redact_parameter(place)
+    shown = "".join(_redact_parameter(part) for part in parameters)
+    return f"{scheme}://{'***' if at else ''}{at}{place}{shown}"
 
 
 def _redact_parameter(pair: str) -> str:

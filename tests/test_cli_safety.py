@@ -171,18 +171,72 @@ def test_a_bad_setting_is_named_without_echoing_its_secret(variable: str, value:
         ("postgresql://h/db?password=hunter2", "postgresql://h/db?password=***"),
         (
             "postgresql://u:hunter2@h/db?sslmode=require&sslpassword=hunter2",
-            "postgresql://u:***@h/db?sslmode=require&sslpassword=***",
+            "postgresql://***@h/db?sslmode=require&sslpassword=***",
         ),
         ("postgresql://h/db?pass%77ord=hunter2", "postgresql://h/db?pass%77ord=***"),
         ("redis://h:6379/0?password=hunter2", "redis://h:6379/0?password=***"),
-        ("rediss://:hunter2@h:6379/0", "rediss://:***@h:6379/0"),
-        ("postgresql://u:hunter2@[::1/db", "postgresql://u:***@[::1/db"),
-        ("postgresql://u:hun/ter@2@h/db", "postgresql://u:***@h/db"),
+        ("rediss://:hunter2@h:6379/0", "rediss://***@h:6379/0"),
+        ("postgresql://u:hunter2@[::1/db", "postgresql://***@[::1/db"),
+        ("postgresql://u:hun/ter@2@h/db", "postgresql://***@h/db"),
         ("sqlite:///feed.db", "sqlite:///feed.db"),
+        # A user name alone may be the secret (a token given as one).
+        ("http://ghp_hunter2@127.0.0.1:18731", "http://***@127.0.0.1:18731"),
+        ("postgresql://hunter2@h/db", "postgresql://***@h/db"),
+        # A password holding what ends an authority, unencoded.
+        ("http://u:pa?sshunter2@127.0.0.1:1", "http://***@127.0.0.1:1"),
+        ("postgresql://u:pa?sshunter2@localhost/db", "postgresql://***@localhost/db"),
+        (
+            "postgresql://u:pa#sshunter2@h/db?sslmode=require",
+            "postgresql://***@h/db?sslmode=require",
+        ),
+        ("postgresql://u:p:a/s?s#h@unter2@h:5432/db", "postgresql://***@h:5432/db"),
+        # Parameters whose names say they hold a secret, however spelt.
+        (
+            "http://h/?access_token=hunter2&pwd=hunter2&passwd=hunter2&channel=general",
+            "http://h/?access_token=***&pwd=***&passwd=***&channel=general",
+        ),
+        (
+            "http://h/x?api_key=hunter2&Auth=hunter2&credentials=hunter2&session_id=hunter2",
+            "http://h/x?api_key=***&Auth=***&credentials=***&session_id=***",
+        ),
+        (
+            "http://h/x?sig=hunter2&X-Amz-Signature=hunter2",
+            "http://h/x?sig=***&X-Amz-Signature=***",
+        ),
+        ("http://h/kiosk?channel=a&key=hunter2#frag", "http://h/kiosk?channel=a&key=***#frag"),
+        ("http://h/cb#access_token=hunter2&state=1", "http://h/cb#access_token=***&state=1"),
+        # An @ in a query's value may end a password too: what comes before it is hidden,
+        # and the parameters after it all the same.
+        ("http://h/?to=a@b&token=hunter2", "http://***@b&token=***"),
     ],
 )
-def test_passwords_in_a_url_are_hidden_wherever_they_are(url: str, shown: str) -> None:
+def test_secrets_in_a_url_are_hidden_wherever_they_are(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+    assert "hunter2" not in shown
+
+
+def test_a_user_name_or_a_password_with_a_question_mark_is_never_echoed() -> None:
+    for url in ("http://ghp_hunter2@127.0.0.1:1", "http://u:pa?sshunter2@127.0.0.1:1"):
+        code, out, err = run(["post", "general", "hi", "--url", url, "--token", "t"])
+        assert (code, out) == (2, ""), err
+        assert err.startswith("feed: --url 'http://***@127.0.0.1:1' "), err
+
+
+def test_config_hides_a_password_that_holds_a_question_mark(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FEED_DATABASE_URL", "postgresql://u:pa?sshunter2@localhost/db")
+    code, out, err = run(["config"])
+    assert (code, out) == (2, ""), err
+    assert err == (
+        "feed: FEED_DATABASE_URL must be a sqlite:/// or postgresql:// URL, "
+        "got 'postgresql://***@localhost/db'\n"
+    )
+    monkeypatch.setenv("FEED_DATABASE_URL", "postgresql://u@localhost/db?sslpassword=hunter2")
+    code, out, err = run(["config"])
+    assert code == 0, err
+    assert "FEED_DATABASE_URL=postgresql://***@localhost/db?sslpassword=***\n" in out
+    assert "hunter2" not in out
 
 
 def test_the_settings_shown_at_start_up_hide_a_password_given_as_a_parameter() -> None:

@@ -75,7 +75,7 @@ def test_direct_construction_is_validated_too() -> None:
 
 
 def test_passwords_are_hidden_from_logs() -> None:
-    assert redact_url("postgresql://feed:s3cret@db/feed") == "postgresql://feed:***@db/feed"
+    assert redact_url("postgresql://feed:s3cret@db/feed") == "postgresql://***@db/feed"
     assert redact_url("sqlite:///feed.db") == "sqlite:///feed.db"
 
 
