@@ -153,8 +153,14 @@ def _db(settings: Settings, action: str) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from feed import schema
+    from feed.credentials import missing_database
     from feed.store import StoreError, make_engine
 
+    # Connecting would create the file: only ``upgrade`` is asked to.
+    missing = missing_database(settings.database_url) if action == "current" else None
+    if missing is not None:
+        print(f"feed: {missing}", file=sys.stderr)
+        return UNREACHABLE
     try:
         engine = make_engine(settings.database_url)
         try:

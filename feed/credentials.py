@@ -13,12 +13,17 @@ They never make a new SQLite database: a mistyped ``FEED_DATABASE_URL``, or the
 default ``sqlite:///feed.db`` in another directory than the server's, would otherwise
 get a database of its own, and a token the real server has never heard of. Creating
 one is asked for explicitly, with ``feed db upgrade`` (or ``feed serve``, which
-creates it too).
+creates it too). A file that is there but holds none of feed's tables (an empty one,
+another program's) is no feed database either: they would have built feed's schema
+in it. ``feed db current`` makes none either (cli.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 from urllib.parse import urlencode
 
 from feed.access import Access
@@ -29,7 +34,11 @@ from feed.storage.engine import sqlite_file
 from feed.store import Store, StoreUnavailable
 from feed.values import TokenView
 
-__all__ = ["StoreUnavailable", "UsageError", "run"]
+__all__ = ["StoreUnavailable", "UsageError", "missing_database", "run"]
+
+# The table every feed database has had, since before there were migrations
+# (schema.py recognises one made by feed 0.1.0 by it).
+FEED_TABLE = "events"
 
 
 class UsageError(Exception):
@@ -52,16 +61,54 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _database_exists(url: str) -> None:
-    """Refuse an SQLite URL whose file is not there, naming it (StoreUnavailable)."""
+    """Refuse an SQLite URL whose file is not there, or holds no feed database, naming
+    it (StoreUnavailable)."""
+    wrong = missing_database(url)
+    path = sqlite_file(url)
+    if wrong is None and path is not None:
+        wrong = _not_feeds(path, url)
+    if wrong is not None:
+        raise StoreUnavailable(wrong)
+
+
+def missing_database(url: str) -> str | None:
+    """Why an SQLite ``url`` names no database, if its file is not there; None if it
+    is, or if ``url`` is another database's (its server says whether it is there)."""
     path = sqlite_file(url)
     if path is None or path.exists():
-        return
-    relative = "" if url.startswith("sqlite:////") else ", in the directory this command runs in"
-    raise StoreUnavailable(
-        f"there is no database at {path} (FEED_DATABASE_URL={redact_url(url)}{relative}): "
-        "set FEED_DATABASE_URL to the server's database, or create this one with "
-        "`feed db upgrade` (`feed serve` creates it too)"
+        return None
+    return (
+        f"there is no database at {path} ({_where(url)}): set FEED_DATABASE_URL to the "
+        "server's database, or create this one with `feed db upgrade` (`feed serve` "
+        "creates it too)"
     )
+
+
+def _not_feeds(path: Path, url: str) -> str | None:
+    """Why the SQLite file at ``path`` is no feed database, if it is not one. It is
+    read as it is, read-only: opening it as the store does would write to it."""
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as database:
+            found = database.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (FEED_TABLE,)
+            ).fetchone()
+    except sqlite3.OperationalError:
+        return None  # unreadable here (locked, not allowed): the store says why
+    except sqlite3.DatabaseError:
+        found, why = None, "it is not an SQLite database"
+    else:
+        why = "it has none of feed's tables"
+    if found is not None:
+        return None
+    return (
+        f"{path} holds no feed database: {why} ({_where(url)}): set FEED_DATABASE_URL "
+        "to the server's database, or create feed's tables there with `feed db upgrade`"
+    )
+
+
+def _where(url: str) -> str:
+    relative = "" if url.startswith("sqlite:////") else ", in the directory this command runs in"
+    return f"FEED_DATABASE_URL={redact_url(url)}{relative}"
 
 
 async def _token(store: Store, args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ feed server would, which is the point."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -473,6 +474,60 @@ def test_token_and_kiosk_commands_never_make_a_new_database(
     assert (code, out) == (1, ""), err
     assert not (tmp_path / "feed.db").exists()
     assert f"there is no database at {tmp_path / 'feed.db'}" in err, err
+
+
+def test_db_current_names_a_database_that_is_not_there_and_makes_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, err = run(["db", "current"])
+    assert (code, out) == (1, ""), err
+    assert err.startswith(f"feed: there is no database at {tmp_path / 'feed.db'} "), err
+    assert "in the directory this command runs in" in err and "feed db upgrade" in err, err
+    typo = tmp_path / "typo.db"
+    monkeypatch.setenv("FEED_DATABASE_URL", f"sqlite:///{typo}")
+    code, out, err = run(["db", "current"])
+    assert (code, out) == (1, ""), err
+    assert err.startswith(f"feed: there is no database at {typo} "), err
+    assert list(tmp_path.iterdir()) == []
+    # Nor does anything after it: the token commands find no database either.
+    monkeypatch.delenv("FEED_DATABASE_URL")
+    code, out, err = run(["token", "create", "bob"])
+    assert (code, out) == (1, ""), err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("made", "why"),
+    [
+        (lambda path: path.write_bytes(b""), "it has none of feed's tables"),
+        (lambda path: _sqlite(path, "PRAGMA user_version = 1"), "it has none of feed's tables"),
+        (lambda path: _sqlite(path, "CREATE TABLE notes (x)"), "it has none of feed's tables"),
+        (lambda path: path.write_text("notes\n" * 1000), "it is not an SQLite database"),
+    ],
+    ids=["empty", "no tables", "another's", "not SQLite"],
+)
+def test_token_commands_take_a_file_without_feeds_tables_for_no_database(
+    made: Callable[[Path], object], why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stray = tmp_path / "feed.db"
+    made(stray)
+    before = stray.read_bytes()
+    monkeypatch.setenv("FEED_DATABASE_URL", f"sqlite:///{stray}")
+    for command in (["token", "create", "bob"], ["token", "list"], ["kiosk", "list"]):
+        code, out, err = run(command)
+        assert (code, out) == (1, ""), (command, err)
+        assert err.startswith(f"feed: {stray} holds no feed database: {why} ("), err
+        assert "feed db upgrade" in err, err
+        assert stray.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feed.db"]
+
+
+def _sqlite(path: Path, statement: str) -> None:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as made:
+        made.execute(statement)
+        made.commit()
 
 
 def test_token_commands_work_once_the_database_is_made(
