@@ -118,7 +118,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return OK
     if args.command in ("token", "kiosk"):
         return _credentials(settings, args)
-    if args.command == "post" and (wrong := _post_arguments(args)) is not None:
+    if args.command == "post" and (wrong := _post_arguments(args) or _no_input(args)):
         print(f"feed: {wrong}", file=sys.stderr)
         return USAGE
     if args.command in ("post", "tail", "channels", "search"):
@@ -231,6 +231,15 @@ def _post_arguments(args: argparse.Namespace) -> str | None:
     else:
         args.reply_to = None
     return None
+
+
+def _no_input(args: argparse.Namespace) -> str | None:
+    """Why ``feed post ... -`` has nothing to read, if its standard input is closed
+    (``<&-``): Python then has no ``sys.stdin`` at all."""
+    if args.text != "-" or sys.stdin is not None:
+        return None
+    what = "posts" if args.ndjson else "post"
+    return f"there is no standard input to read the {what} from: it is closed"
 
 
 def _post(args: argparse.Namespace, server: Client) -> int:

@@ -332,6 +332,26 @@ def test_post_sends_the_longest_post_in_any_script(server: Server) -> None:
     assert posted["body"] == body
 
 
+@pytest.mark.parametrize(
+    "command", [["post", "general", "-"], ["post", "--ndjson", "general", "-"]], ids=" ".join
+)
+def test_post_from_a_closed_standard_input_is_a_usage_error(command: list[str]) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    closed = subprocess.run(
+        ["sh", "-c", 'exec "$@" <&-', "sh", sys.executable, "-m", "feed", *command],
+        env={**clean, "FEED_TOKEN": "t"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert closed.returncode == 2, closed.stderr
+    what = "posts" if "--ndjson" in command else "post"
+    assert (
+        closed.stderr == f"feed: there is no standard input to read the {what} from: it is closed\n"
+    )
+    assert closed.stdout == ""
+
+
 # What the server needs and a command that only talks to one does not: each costs the
 # command's start-up time, most of a short `feed post`'s run.
 SERVER_LIBRARIES = ("sqlalchemy", "sqlmodel", "alembic", "jinja2", "markdown_it", "uvicorn")
