@@ -122,7 +122,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"feed: {wrong}", file=sys.stderr)
         return USAGE
     if args.command in ("post", "tail", "channels", "search"):
-        return _remote(args, args.url or _default_url(settings))
+        return _remote(args, args.url or _default_url(settings), settings.max_body_bytes)
     # prometheus_client picks where its numbers live from these when it is first
     # imported. Only the supervisor names a directory, a fresh one, for its workers
     # (metrics.py, on workers sharing a port); one left in the environment by
@@ -191,7 +191,7 @@ def _default_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def _remote(args: argparse.Namespace, url: str) -> int:
+def _remote(args: argparse.Namespace, url: str, body_limit: int) -> int:
     from feed import client, client_failures
 
     try:
@@ -202,7 +202,7 @@ def _remote(args: argparse.Namespace, url: str) -> int:
             return _channels(args, server)
         if args.command == "search":
             return _search(args, server)
-        return _post(args, server)
+        return _post(args, server, body_limit)
     except client_failures.Failure as exc:
         print(f"feed: {_safe(exc)}", file=sys.stderr)
         if isinstance(exc, client_failures.NotSendable):
@@ -242,18 +242,10 @@ def _no_input(args: argparse.Namespace) -> str | None:
     return f"there is no standard input to read the {what} from: it is closed"
 
 
-def _post(args: argparse.Namespace, server: Client) -> int:
+def _post(args: argparse.Namespace, server: Client, body_limit: int) -> int:
     if args.ndjson:
         return _post_lines(args, server)
-    text = args.text
-    if text == "-":
-        from feed.client_failures import NotSendable
-        from feed.standard_input import NotUTF8, utf8_text
-
-        try:
-            text = utf8_text(sys.stdin.buffer.read(), "standard input")
-        except NotUTF8 as exc:
-            raise NotSendable(str(exc)) from None
+    text = _standard_input(body_limit) if args.text == "-" else args.text
     if args.reply_to is not None:
         answer = server.reply(args.reply_to, text)
     else:
@@ -269,6 +261,26 @@ def _post(args: argparse.Namespace, server: Client) -> int:
     else:
         print(f"posted to #{_safe(post['channel'])}: post {post['id']}, event {answer['event_id']}")
     return OK
+
+
+def _standard_input(body_limit: int) -> str:
+    """``feed post CHANNEL -``'s text, read no further than the largest request a
+    server takes: ``FEED_MAX_BODY_BYTES``, the server's default unless it is set here
+    too. A client cannot know the server's setting; a post longer than that is refused
+    here, as the server would refuse it (413), without reading the rest."""
+    from feed.client_failures import NotSendable
+    from feed.standard_input import NotUTF8, TooLong, at_most, utf8_text
+
+    try:
+        return utf8_text(at_most(sys.stdin.buffer, body_limit), "standard input")
+    except TooLong:
+        raise NotSendable(
+            f"standard input is longer than a request's {body_limit} bytes (413): the most "
+            f"a server takes with FEED_MAX_BODY_BYTES={body_limit}; for a server that takes "
+            "more, set FEED_MAX_BODY_BYTES here to its value"
+        ) from None
+    except NotUTF8 as exc:
+        raise NotSendable(str(exc)) from None
 
 
 def _post_lines(args: argparse.Namespace, server: Client) -> int:

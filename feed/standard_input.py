@@ -21,6 +21,9 @@ Rationale:
 4. A line ends at a line feed, as the server reads NDJSON (batch_input.py), and
    exactly one ending is taken off, ``\\n`` or ``\\r\\n``: a bare carriage return,
    or one before a CRLF's, is part of its line.
+5. Read whole, it is read up to a limit and no further (``at_most``): a post longer
+   than any request the server takes is refused here, having cost no more memory than
+   the limit, however much more (``yes |``) was on its way.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import os
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from feed.limits import MAX_BATCH_ITEMS
 
@@ -52,6 +56,19 @@ def utf8_text(data: bytes, what: str) -> str:
         raise NotUTF8(
             f"{what} is not valid UTF-8: byte 0x{data[exc.start]:02x} at line {line}, byte {column}"
         ) from None
+
+
+class TooLong(ValueError):
+    """Input longer than the limit it was read with (5)."""
+
+
+def at_most(stream: BinaryIO, limit: int) -> bytes:
+    """All of ``stream``, if it holds no more than ``limit`` bytes; TooLong if it holds
+    more, having read one byte past the limit and no more (5)."""
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise TooLong(limit)
+    return data
 
 
 def not_utf8(data: bytes) -> str | None:

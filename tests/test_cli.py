@@ -332,6 +332,76 @@ def test_post_sends_the_longest_post_in_any_script(server: Server) -> None:
     assert posted["body"] == body
 
 
+# The largest request body a server takes by default (FEED_MAX_BODY_BYTES).
+BODY_LIMIT = 64 * 1024
+
+
+def test_post_reads_standard_input_no_further_than_the_body_limit() -> None:
+    """An endless input (``yes x |``) is refused once it is longer than any request a
+    server takes, without reading the rest of it into memory."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "feed", "post", "general", "-", "--url", "http://127.0.0.1:9"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("FEED_")}},
+    )
+    assert proc.stdin is not None
+    chunk, written = b"x\n" * 32 * 1024, 0
+    try:
+        # Far more than it may read; a command that read it all would exit 1, unable
+        # to reach the URL, once the input had ended.
+        while written < 256 * BODY_LIMIT:
+            proc.stdin.write(chunk)
+            written += len(chunk)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # it stopped reading: what this test is after
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2, err
+    assert out == b""
+    assert err.decode() == (
+        f"feed: standard input is longer than a request's {BODY_LIMIT} bytes (413): the "
+        f"most a server takes with FEED_MAX_BODY_BYTES={BODY_LIMIT}; for a server that "
+        "takes more, set FEED_MAX_BODY_BYTES here to its value\n"
+    )
+    # What it read, what the pipe holds and the chunk being written when it stopped.
+    assert written <= BODY_LIMIT + 1 + 1024 * 1024 + len(chunk), written
+
+
+def test_post_sends_standard_input_as_long_as_the_body_limit_in_effect(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(max_post_chars=100_000, max_body_bytes=401_024)
+    text = "x" * 100_000
+    where = ["--url", server.url, "--token", server.token("ada")]
+    refused = subprocess.run(
+        [sys.executable, "-m", "feed", "post", "general", "-", *where],
+        env={k: v for k, v in os.environ.items() if not k.startswith("FEED_")},
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith(
+        f"feed: standard input is longer than a request's {BODY_LIMIT} bytes (413)"
+    )
+    # The server's limit, given here too: the whole input is read, and posted.
+    for given in (text, text[:-1] + "\N{GRINNING FACE}"):
+        sent = subprocess.run(
+            [sys.executable, "-m", "feed", "post", "general", "-", *where],
+            env={**os.environ, "FEED_MAX_BODY_BYTES": "401024"},
+            input=given,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert sent.returncode == 0, sent.stderr
+    posts = server.client.get("/api/channels/general/posts").json()["posts"]
+    assert [p["body"] for p in posts] == [text[:-1] + "\N{GRINNING FACE}", text]
+
+
 @pytest.mark.parametrize(
     "command", [["post", "general", "-"], ["post", "--ndjson", "general", "-"]], ids=" ".join
 )
