@@ -58,7 +58,7 @@ def _claim(where: str, key: Any, asked: list[Any], owner: str, status: int) -> C
         raise ClientError(
             status,
             f"{where} must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters.",
-            key,
+            None,  # not echoed: it may be anything, up to the headers' limit
         )
     fingerprint = json.dumps(asked, sort_keys=True)
     owned = hashlib.sha256(f"{owner}\x00{key}".encode()).hexdigest()
