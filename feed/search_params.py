@@ -78,9 +78,13 @@ def moment(raw: str | None, name: str) -> datetime | None:
         found = datetime.fromisoformat(raw) if raw.isascii() else None
     except ValueError:
         found = None
-    # Years at the calendar's ends overflow once moved to UTC.
-    if found is None or not 1 < found.year < 9999:
+    if found is None:
         raise ClientError(
             400, f"The parameter {name!r} must be a date or time such as 2026-11-30.", raw
+        )
+    # Years at the calendar's ends overflow once moved to UTC.
+    if not 1 < found.year < 9999:
+        raise ClientError(
+            400, f"The parameter {name!r} must be a date between 0002-01-01 and 9998-12-31.", raw
         )
     return found if found.tzinfo is not None else found.replace(tzinfo=UTC)

@@ -551,6 +551,22 @@ def test_a_malformed_search_on_the_page_says_why_with_a_400(client: TestClient) 
     assert "never closed" in page.text
 
 
+@pytest.mark.parametrize(
+    ("after", "said"),
+    [
+        ("yesterday", "must be a date or time such as 2026-11-30"),
+        ("9999-12-31", "must be a date between 0002-01-01 and 9998-12-31"),
+        ("0001-01-01", "must be a date between 0002-01-01 and 9998-12-31"),
+    ],
+)
+def test_a_date_filter_that_is_no_date_or_out_of_range_says_which(
+    client: TestClient, after: str, said: str
+) -> None:
+    answer = client.get("/api/search", params={"q": "x", "after": after})
+    assert answer.status_code == 400
+    assert said in answer.json()["error"]
+
+
 @pytest.mark.parametrize("q", ["\u202egnp.exe lanigiro", "a\x01b", "a\x85b"])
 def test_a_refused_search_keeps_its_query_out_of_the_pages_title(
     client: TestClient, q: str
