@@ -21,9 +21,10 @@ from feed import __version__
 TOKEN_VARIABLE = "FEED_TOKEN"
 # Exit codes (cli.py, on exit codes).
 OK, UNREACHABLE, USAGE, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
+TERMINATED = 143  # 128 + SIGTERM, as a shell reports a command the signal ended
 EXIT_CODES = f"""exit codes: {OK} done; {UNREACHABLE} the server or database could not be
 reached; {USAGE} bad usage or settings; {REFUSED} the server refused the request;
-{INTERRUPTED} interrupted."""
+{INTERRUPTED} interrupted; {TERMINATED} terminated (SIGTERM)."""
 
 
 def parser() -> argparse.ArgumentParser:

@@ -24,18 +24,22 @@ Rationale:
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from feed.client import Client
 from feed.client_failures import MAX_RETRY_AFTER, Failure, Refused, Unreachable
-from feed.post_lines import Account, Line
+from feed.post_lines import BATCH_BYTES, Account, Line
 
 MAX_ATTEMPTS = 5  # sends of one batch that got no answer (1)
 FIRST_BACKOFF = 0.5  # seconds before the second; doubling, 7.5 s in all (1)
 MAX_RATE_WAIT = 300.0  # seconds spent waiting out the rate limit for one batch (2)
 RATE_LIMITED = 429
+TOO_LARGE = (413, 422)  # a batch refused whole for its bytes or its values (4)
+
+Result = tuple[Line, dict[str, Any]]
 
 
 class BatchSender:
@@ -52,55 +56,81 @@ class BatchSender:
     ) -> None:
         self.client, self.account, self.minimal = client, account, minimal
         self._say, self._sleep = say, sleep
+        # The bytes a batch may hold, made smaller when the server refuses one (4).
+        self.batch_bytes = BATCH_BYTES
 
-    def send(self, batch: list[Line]) -> list[tuple[Line, dict[str, Any]]]:
-        """Each line of ``batch`` with its result, in order; a Failure, with the
-        account of the run in its message, if the batch cannot be answered (1, 3)."""
-        self.account.sent = (batch[0].number, batch[-1].number)
-        results: dict[int, dict[str, Any]] = {}
-        pending, attempts, rate_waited = batch, 0, 0.0
-        while pending:  # bounded by MAX_ATTEMPTS and MAX_RATE_WAIT
+    def send(self, batch: list[Line]) -> Iterator[Result]:
+        """Each line of ``batch`` with its result, in order, as soon as it and those
+        before it have one (5); a Failure, with the account of the run in its message,
+        if the batch cannot be answered (1, 3). The results known when it stops are
+        the account's to report (``Account.to_report``)."""
+        account = self.account
+        account.begin(batch)
+        yield from account.to_report()
+        parts = [account.unanswered()]  # to send in turn, the first first (4)
+        attempts, rate_waited = 0, 0.0
+        while parts:  # bounded by MAX_ATTEMPTS, MAX_RATE_WAIT and halving (4)
+            part = parts.pop(0)
+            account.in_flight = part
             try:
-                answered = self.client.post_batch(pending, minimal=self.minimal)
+                answered = self.client.post_batch(part, minimal=self.minimal)
             except Failure as failure:
+                account.in_flight = []
                 if failure.status == RATE_LIMITED and rate_waited < MAX_RATE_WAIT:
-                    rate_waited += self._wait_rate(failure.retry_after, pending, rate_waited)
+                    rate_waited += self._wait_rate(failure.retry_after, part, rate_waited)
+                    parts.insert(0, part)
+                    continue
+                if isinstance(failure, Refused) and failure.status in TOO_LARGE:
+                    parts[:0] = self._smaller(part, failure)
+                    yield from account.to_report()
                     continue
                 attempts += 1
+                if not isinstance(failure, Refused):  # no answer: it may have been written
+                    account.lost.update(line.number for line in part)
                 if not isinstance(failure, Unreachable) or attempts >= MAX_ATTEMPTS:
                     raise self._stopped(failure, attempts) from None
                 wait = max(FIRST_BACKOFF * 2 ** (attempts - 1), failure.retry_after or 0.0)
-                self._say(
-                    f"{_sentence(failure)}; sending lines {_span(pending)} again in {wait:g} s"
-                )
+                self._say(f"{_sentence(failure)}; sending {_named(part)} again in {wait:g} s")
                 self._sleep(wait)
+                parts.insert(0, part)
                 continue
+            account.in_flight, attempts = [], 0
             limited: list[Line] = []
             seconds = 0.0
-            for line, (_, result) in zip(pending, answered, strict=True):
+            for line, (_, result) in zip(part, answered, strict=True):
                 if result["status"] == RATE_LIMITED and rate_waited < MAX_RATE_WAIT:
                     limited.append(line)
                     seconds = max(seconds, _retry_after(result))
                 else:
-                    results[line.number] = result
+                    account.answer(line, result)
+            yield from account.to_report()
             if limited:
                 rate_waited += self._wait_rate(seconds, limited, rate_waited)
-            pending = limited
-        self.account.answered, self.account.sent = batch[-1].number, None
-        return [(line, results[line.number]) for line in batch]
+                parts.insert(0, limited)
+
+    def _smaller(self, part: list[Line], failure: Failure) -> list[list[Line]]:
+        """A batch refused whole for its size or its values (4), in halves to send
+        instead; a single line's refusal is its own result."""
+        if len(part) == 1:
+            said = str(failure).removeprefix(f"the server answered {failure.status}: ")
+            self.account.answer(part[0], {"status": failure.status, "error": said, "detail": None})
+            return []
+        if failure.status == 413:  # the next batches are made to fit as well
+            size = sum(len(json.dumps(line.item)) + 1 for line in part)
+            self.batch_bytes = max(min(self.batch_bytes, size // 2), 1)
+        half = len(part) // 2
+        return [part[:half], part[half:]]
 
     def _wait_rate(self, seconds: float | None, lines: list[Line], waited: float) -> float:
         """Wait out the rate limit before sending ``lines`` again (2); the seconds waited."""
         wait = min(max(seconds or 1.0, 0.1), MAX_RATE_WAIT - waited)
         if not waited:
-            self._say(f"the server's rate limit: waiting to send lines {_span(lines)}")
+            self._say(f"the server's rate limit: waiting to send {_named(lines)}")
         self._sleep(wait)
         return wait
 
     def _stopped(self, failure: Failure, attempts: int) -> Failure:
-        """``failure``, its message followed by what became of the lines (1, 3)."""
-        if isinstance(failure, Refused):
-            self.account.sent = None  # refused whole: none of it was written (3)
+        """``failure``, its message followed by what became of the lines (3, 5)."""
         tries = f" (sent {attempts} times)" if attempts > 1 else ""
         stopped = type(failure)(f"{_sentence(failure)}{tries}; {self.account.summary()}")
         stopped.status, stopped.retry_after = failure.status, failure.retry_after
@@ -121,6 +151,6 @@ def _sentence(failure: Failure) -> str:
     return str(failure).rstrip(".")
 
 
-def _span(lines: list[Line]) -> str:
+def _named(lines: list[Line]) -> str:
     first, last = lines[0].number, lines[-1].number
-    return str(first) if first == last else f"{first} to {last}"
+    return f"line {first}" if first == last else f"lines {first} to {last}"

@@ -26,20 +26,23 @@ Rationale:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import html
 import json
 import os
 import re
 import select
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from feed.arguments import (
     INTERRUPTED,
     OK,
     REFUSED,
+    TERMINATED,
     UNREACHABLE,
     USAGE,
     parser,
@@ -285,32 +288,76 @@ def _standard_input(body_limit: int) -> str:
 
 def _post_lines(args: argparse.Namespace, server: Client) -> int:
     """``feed post --ndjson``: every line of standard input a post, sent in batches
-    (post_lines.py, batch_sender.py); one line printed per post, in order, and 3 if any
-    was refused. Interrupted, it says which lines were not posted, and exits 130."""
+    (post_lines.py, batch_sender.py); one line printed per post, in order, as soon as
+    it is answered, and 3 if any was refused. Stopped (a failure, Ctrl-C or SIGTERM),
+    it reports every line answered so far and says which lines may have been posted
+    and which were not (2)."""
     from feed import post_lines
     from feed.batch_sender import BatchSender
+    from feed.client_failures import Failure, NotSendable
+    from feed.inputs import CHANNEL_NAME, CHANNEL_NAME_RULE
     from feed.standard_input import LineReader
 
+    if not CHANNEL_NAME.fullmatch(args.channel):  # as a single post's is, before any line
+        raise NotSendable(f"there is no channel named {args.channel!r}. {CHANNEL_NAME_RULE}")
     account = post_lines.Account()
     # The report needs only ids and where each post went, unless it prints the
     # results whole (batch.py, on the minimal answer).
-    sender = BatchSender(server, account, minimal=not args.json, say=_warn)
+    sender = BatchSender(
+        server, account, minimal=not args.json, say=lambda said: _warn(_safe(said))
+    )
     lines = LineReader(sys.stdin.fileno(), post_lines.BATCH_BYTES)
     refused = False
+
+    def show(line: Line, result: dict[str, Any]) -> None:
+        nonlocal refused
+        refused |= result["status"] != 201
+        said = (
+            json_safe(json.dumps(result))
+            if args.json
+            else f"line {line.number}: {_said(result, line)}"
+        )
+        _report(said)
+
+    run = post_lines.new_run()
     try:
-        for batch in post_lines.batches(lines, args.channel, post_lines.new_run()):
-            for line, result in sender.send(batch):
-                refused |= result["status"] != 201
-                said = (
-                    json_safe(json.dumps(result))
-                    if args.json
-                    else f"line {line.number}: {_said(result, line)}"
-                )
-                _report(said)
-    except KeyboardInterrupt:
-        _warn(f"interrupted; {account.summary()}")
-        return INTERRUPTED
+        with _terminated_as_stopped():
+            for batch in post_lines.batches(lines, args.channel, run, lambda: sender.batch_bytes):
+                for line, result in sender.send(batch):
+                    show(line, result)
+    except Failure:
+        for line, result in account.to_report(everything=True):
+            show(line, result)
+        raise
+    except (KeyboardInterrupt, _Terminated) as stop:
+        for line, result in account.to_report(everything=True):
+            show(line, result)
+        terminated = isinstance(stop, _Terminated)
+        _warn(f"{'terminated' if terminated else 'interrupted'}; {account.summary()}")
+        return TERMINATED if terminated else INTERRUPTED
     return REFUSED if refused else OK
+
+
+class _Terminated(Exception):
+    """SIGTERM, which ``feed post --ndjson`` hears as it hears Ctrl-C (2)."""
+
+
+@contextlib.contextmanager
+def _terminated_as_stopped() -> Iterator[None]:
+    """SIGTERM raising ``_Terminated`` while this lasts, where a handler can be set."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (a test calling main): nothing to hear
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _warn(said: str) -> None:
@@ -321,7 +368,7 @@ def _report(line: str) -> None:
     """One line of ``feed post --ndjson``'s report. A reader that leaves (``| head``)
     ends the report, not the posting: every line of input is still sent."""
     try:
-        print(line)
+        print(line, flush=True)  # each as it is known, also into a pipe
     except BrokenPipeError:
         if not _reader_gone():
             raise

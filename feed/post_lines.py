@@ -38,8 +38,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from feed.errors import ClientError
@@ -109,9 +109,12 @@ def _refused(number: int, error: str, status: int = 400) -> Line:
     return Line(number, {}, {"status": status, "error": error, "detail": None})
 
 
-def batches(source: LineReader, channel: str, run: str) -> Iterator[list[Line]]:
-    """The lines of ``source`` in batches the server takes whole (1), each sent when
-    full or when its first line has waited ``LINE_WAIT`` (3)."""
+def batches(
+    source: LineReader, channel: str, run: str, budget: Callable[[], int] = lambda: BATCH_BYTES
+) -> Iterator[list[Line]]:
+    """The lines of ``source`` in batches the server takes whole (1), of at most
+    ``budget()`` bytes (a line larger alone in its batch), each sent when full or when
+    its first line has waited ``LINE_WAIT`` (3)."""
     batch: list[Line] = []
     size, due = 2, 0.0
     while True:  # as many times as there are lines: the input's end ends it
@@ -129,7 +132,7 @@ def batches(source: LineReader, channel: str, run: str) -> Iterator[list[Line]]:
         if cost > BATCH_BYTES:  # alone it would still be too large: refused alone (1)
             line = _refused(line.number, f"longer than a batch's {BATCH_BYTES} bytes", 413)
             cost = 3
-        if batch and size + cost > BATCH_BYTES:
+        if batch and size + cost > budget():
             yield batch
             batch, size = [], 2
         if not batch:
@@ -143,29 +146,79 @@ def batches(source: LineReader, channel: str, run: str) -> Iterator[list[Line]]:
         yield batch
 
 
+# What became of a line, as the account of a run that stops says it (5).
+ANSWERED = "posted or refused, as reported above"
+UNCONFIRMED = "sent but not confirmed (each may or may not have been posted)"
+NOT_POSTED = "not posted"
+
+
 @dataclass
 class Account:
-    """Which lines of a run were answered, and which sent awaiting an answer (5)."""
+    """Which lines of a run were answered, which may have been written without an
+    answer, and which were not posted (5): every line before the batch being sent was
+    answered; that batch's lines each have their result, or were sent in a request
+    whose answer never came (``lost``) or has not come yet (``in_flight``), or neither
+    (not posted: not sent yet, or refused whole)."""
 
-    answered: int = 0  # every line up to this one has its answer
-    sent: tuple[int, int] | None = None  # the lines of the batch awaiting its answer
+    done: int = 0  # the last line of the batches before this one, all answered
+    batch: list[Line] = field(default_factory=list)  # the batch being sent
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)  # of its lines
+    lost: set[int] = field(default_factory=set)  # its lines sent without an answer
+    in_flight: list[Line] = field(default_factory=list)  # its lines awaiting one now
+    reported: int = 0  # how many of its lines have been reported, in order
+
+    def begin(self, batch: list[Line]) -> None:
+        """Start the account of ``batch``, with the results its lines already have."""
+        if self.batch:
+            self.done = self.batch[-1].number
+        self.batch, self.lost, self.in_flight, self.reported = batch, set(), [], 0
+        self.results = {line.number: line.result for line in batch if line.result is not None}
+
+    def unanswered(self) -> list[Line]:
+        """The batch's lines that have no result yet, in order."""
+        return [line for line in self.batch if line.number not in self.results]
+
+    def answer(self, line: Line, result: dict[str, Any]) -> None:
+        self.results[line.number] = result
+        self.lost.discard(line.number)
+
+    def to_report(self, everything: bool = False) -> list[tuple[Line, dict[str, Any]]]:
+        """The results not reported yet, in order: those up to the first line without
+        one, or, for a run that stops, all of them (5). They count as reported."""
+        found: list[tuple[Line, dict[str, Any]]] = []
+        for line in self.batch[self.reported :]:
+            result = self.results.get(line.number)
+            if result is None and not everything:
+                break
+            if result is not None:
+                found.append((line, result))
+            self.reported += 1
+        return found
 
     def summary(self) -> str:
-        """What became of the lines, in a sentence, for a run that stops here."""
-        said: list[str] = []
-        if self.answered:
-            said.append(f"{_lines(1, self.answered)} posted or refused, as reported above")
-        unsent = self.answered + 1
-        if self.sent is not None:
-            first, unsent = self.sent[0], self.sent[1] + 1
-            said.append(
-                f"{_lines(first, self.sent[1])} sent but not confirmed "
-                "(each may or may not have been posted)"
+        """What became of the lines, in a sentence, for a run that stops here (5)."""
+        spans: list[tuple[str, int, int]] = [(ANSWERED, 1, self.done)] if self.done else []
+        maybe = self.lost | {line.number for line in self.in_flight}
+        for line in self.batch:
+            number = line.number
+            what = (
+                ANSWERED
+                if number in self.results
+                else UNCONFIRMED
+                if number in maybe
+                else NOT_POSTED
             )
-        if not said:
-            return "no line was sent"
-        said.append(f"lines from {unsent} on were not sent")
-        return "; ".join(said)
+            if spans and spans[-1][0] == what:
+                spans[-1] = (what, spans[-1][1], number)
+            else:
+                spans.append((what, number, number))
+        rest = (self.batch[-1].number if self.batch else self.done) + 1
+        if spans and spans[-1][0] == NOT_POSTED:
+            rest = spans.pop()[1]  # the lines not posted up to the end: all one span
+        if not spans:
+            return "no line was posted"
+        said = [f"{_lines(first, last)} {what}" for what, first, last in spans]
+        return "; ".join([*said, f"lines from {rest} on were not posted"])
 
 
 def _lines(first: int, last: int) -> str:

@@ -151,22 +151,41 @@ def test_a_line_too_long_for_any_batch_is_refused_alone(pipe: tuple[int, int]) -
     ]
 
 
-def test_the_account_says_which_lines_were_answered_sent_and_not_sent() -> None:
+def test_the_account_says_which_lines_were_answered_unconfirmed_and_not_posted() -> None:
     account = Account()
-    assert account.summary() == "no line was sent"
-    account.answered = 2
+    assert account.summary() == "no line was posted"
+    account.begin([Line(1, {}), Line(2, {})])
+    for line in account.batch:
+        account.answer(line, {"status": 201})
+    account.begin([Line(n, {}) for n in range(4, 10)])  # line 3 was blank
     assert account.summary() == (
-        "lines 1 to 2 were posted or refused, as reported above; lines from 3 on were not sent"
+        "lines 1 to 2 were posted or refused, as reported above; lines from 4 on were not posted"
     )
-    account.sent = (1001, 1500)
-    account.answered = 1000
+    account.answer(account.batch[0], {"status": 201})
+    account.lost = {5, 6}
+    account.in_flight = [account.batch[3]]
+    account.answer(account.batch[4], {"status": 400})
     assert account.summary() == (
-        "lines 1 to 1000 were posted or refused, as reported above; lines 1001 to 1500 were "
-        "sent but not confirmed (each may or may not have been posted); lines from 1501 on "
-        "were not sent"
+        "lines 1 to 4 were posted or refused, as reported above; lines 5 to 7 were sent "
+        "but not confirmed (each may or may not have been posted); line 8 was posted or "
+        "refused, as reported above; lines from 9 on were not posted"
     )
-    account.answered, account.sent = 0, (1, 1)
-    assert account.summary().startswith("line 1 was sent but not confirmed")
+    # Reported in order as they come, and all of them when the run stops.
+    assert [line.number for line, _ in account.to_report()] == [4]
+    assert [line.number for line, _ in account.to_report(everything=True)] == [8]
+    assert account.to_report(everything=True) == []
+
+
+def test_a_batch_is_no_larger_than_the_budget_at_the_time(pipe: tuple[int, int]) -> None:
+    read, write = pipe
+    os.write(write, b"".join(b"line %d\n" % n for n in range(1, 8)))
+    os.close(write)
+    budget = iter([10_000] * 3 + [170] * 100)  # a 413 learned after the first batch
+    sizes = [
+        [line.number for line in batch]
+        for batch in batches(LineReader(read, 1000), "general", RUN, lambda: next(budget))
+    ]
+    assert sizes[0] == [1, 2, 3, 4] and all(len(batch) <= 2 for batch in sizes[1:]), sizes
 
 
 def test_the_readme_states_the_limits_the_code_has() -> None:
