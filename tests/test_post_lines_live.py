@@ -9,6 +9,7 @@ hears so."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from typing import IO
 
 import pytest
 
+from tests.auth import make_token
 from tests.conftest import Server
 from tests.waiting import until
 
@@ -111,7 +113,10 @@ def proxies() -> Iterator[list[Proxy]]:
 
 
 def feed_post(url: str, token: str, stdin: int | IO[bytes]) -> subprocess.Popen[bytes]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    # As a shell runs it: standard output a pipe, buffered unless the command flushes.
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith("FEED_") and k != "PYTHONUNBUFFERED"
+    }
     command = [sys.executable, "-m", "feed", "post", "--ndjson", "general", "-"]
     return subprocess.Popen(
         [*command, "--url", url, "--token", token],
@@ -183,7 +188,7 @@ def test_a_batch_whose_answer_is_lost_is_sent_again_and_posted_once(
     proxy = Proxy(server.port, keeps=lambda n: n == 2)
     proxies.append(proxy)
     with numbered(tmp_path / "in.txt", 2500).open("rb") as stdin:  # a regular file
-        code, out, err = finished(feed_post(proxy.url, server.token("ada"), stdin))
+        code, out, err = finished(feed_post(server.url, server.token("ada"), stdin))
     assert code == 0, err
     assert [line.split(":")[0] for line in out.splitlines()] == [
         f"line {n}" for n in range(1, 2501)
@@ -208,7 +213,7 @@ def test_a_run_that_gives_up_says_which_lines_were_sent_and_not_confirmed(
     assert said is not None, err
     first, last = int(said[1]), int(said[2])
     assert first == reported + 1 and last > first, err
-    assert f"lines from {last + 1} on were not sent" in err, err
+    assert f"lines from {last + 1} on were not posted" in err, err
     # What was sent and not confirmed was written once, however often it was sent.
     assert posted_lines(server) == [f"bulk {n}" for n in range(1, last + 1)]
 
@@ -297,3 +302,99 @@ def test_standard_input_that_is_not_utf_8_is_said_to_be_so(server: Server) -> No
     out = lines.stdout.decode().splitlines()
     assert out[1].startswith("line 2: refused (400): This line is not valid UTF-8"), out
     assert "surrogate" not in out[1]
+
+
+@pytest.mark.slow
+def test_each_line_is_reported_as_it_is_posted_and_sigterm_gives_the_account(
+    server: Server,
+) -> None:
+    proc = feed_post(server.url, server.token("ada"), subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    read: list[bytes] = []
+    stdout = proc.stdout
+    reader = threading.Thread(target=lambda: read.extend(iter(stdout.readline, b"")))
+    try:
+        reader.start()
+        proc.stdin.write(b"term-1\nterm-2\n")
+        proc.stdin.flush()
+        # Into a pipe, each line as it is known, while the run goes on.
+        until(lambda: list(read), lambda got: len(got) == 2, timeout=DEADLINE)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(DEADLINE)
+        reader.join(DEADLINE)
+        err = proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        proc.kill()
+    assert code == 143, err
+    assert [line.split(b":")[0] for line in read] == [b"line 1", b"line 2"]
+    assert err == (
+        "feed: terminated; lines 1 to 2 were posted or refused, as reported above; "
+        "lines from 3 on were not posted\n"
+    )
+    assert bodies(server) == ["term-1", "term-2"]
+
+
+@pytest.mark.slow
+def test_batches_larger_than_the_server_takes_are_split_and_every_line_posted(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    # A batch may be 64 bodies of 9 KiB: 576 KiB, less than a thousand of these lines.
+    server = make_server(max_post_chars=2000, max_body_bytes=9216)
+    given = tmp_path / "in.txt"
+    given.write_text("".join(f"bulk {n} {'x' * 600}\n" for n in range(1, 2501)))
+    with given.open("rb") as stdin:
+        code, out, err = finished(feed_post(server.url, server.token("ada"), stdin))
+    assert code == 0, err
+    assert [line.split(":")[0] for line in out.splitlines()] == [
+        f"line {n}" for n in range(1, 2501)
+    ]
+    assert [body.split()[1] for body in posted_lines(server)] == [str(n) for n in range(1, 2501)]
+
+
+@pytest.mark.slow
+def test_a_line_of_too_many_values_is_refused_alone_and_the_run_goes_on(server: Server) -> None:
+    many = json.dumps({"body": "x", "a": [0] * 33_000})
+    given = f"before\n{many}\nafter\n".encode()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FEED_")}
+    where = ["--url", server.url, "--token", server.token("ada")]
+    done = subprocess.run(
+        [sys.executable, "-m", "feed", "post", "--ndjson", "general", "-", *where],
+        env=clean,
+        input=given,
+        capture_output=True,
+        timeout=DEADLINE,
+    )
+    assert done.returncode == 3, done.stderr
+    out = done.stdout.decode().splitlines()
+    assert [line.split(":")[0] for line in out] == ["line 1", "line 2", "line 3"]
+    assert out[1].startswith("line 2: refused (422): The batch holds more than"), out
+    assert bodies(server) == ["before", "after"]
+
+
+@pytest.mark.slow
+def test_a_token_revoked_during_a_rate_wait_leaves_the_written_lines_reported(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    server = make_server(post_rate=6)  # six at once, then one every ten seconds
+    token, token_id = make_token(server.database, "ada")
+    with numbered(tmp_path / "in.txt", 10).open("rb") as stdin:
+        proc = feed_post(server.url, token, stdin)
+        try:
+            until(lambda: bodies(server), lambda got: len(got) == 6, timeout=DEADLINE)
+            revoked = subprocess.run(
+                [sys.executable, "-m", "feed", "token", "revoke", str(token_id)],
+                env={**server.env, "FEED_DATABASE_URL": server.database},
+                capture_output=True,
+                timeout=DEADLINE,
+            )
+            assert revoked.returncode == 0, revoked.stderr
+            code, out, err = finished(proc)
+        finally:
+            proc.kill()
+    assert code == 3, err
+    assert [line.split(":")[0] for line in out.splitlines()] == [f"line {n}" for n in range(1, 7)]
+    assert err.splitlines()[-1].endswith(
+        "lines 1 to 6 were posted or refused, as reported above; lines from 7 on were not posted"
+    ), err
+    assert posted_lines(server) == [f"bulk {n}" for n in range(1, 7)]
