@@ -142,9 +142,11 @@ def _client_commands(commands: Any) -> None:
         '"idempotency_key": ...}), any other line a post of its text to CHANNEL; prints '
         "one line per post and exits 3 if any was refused. A batch is sent once full or "
         "soon after its first line, so a live pipe is posted as it comes; a batch without "
-        "an answer, or refused for the rate, is sent again without posting a line twice. "
-        "Stopped (exit 1, or 130 on Ctrl-C), it says which lines may or may not have been "
-        "posted and from which line on none was sent",
+        "an answer, or refused for the rate, is sent again without posting a line twice, "
+        "and one too large for the server is split. Stopped (exit 1 if the server cannot "
+        "be reached, 3 if it refuses the batch whole, 130 on Ctrl-C, 143 on SIGTERM), it "
+        "reports every line answered and says which may or may not have been posted and "
+        "from which line on none was posted",
     )
     post.add_argument(
         "--reply-to",

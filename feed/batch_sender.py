@@ -19,7 +19,21 @@ Rationale:
    than the rate is posted at the rate, not reported refused. What is still refused
    then is reported as refused.
 3. Any other refusal of the whole batch (a token revoked: 401) stops the run, with
-   the account: nothing of that batch was written.
+   the account (5): what of the batch was answered before is reported, the lines of
+   the refused request were not written by it, and a line sent earlier in a request
+   whose answer never came is still unconfirmed (it may have been written then).
+4. A batch refused whole for its size (413) or for what it holds (422: more JSON
+   values than a batch may have, batch_input.py) is not the fault of every line in
+   it: it is sent again in halves, and halves of those, down to a single line, whose
+   refusal is that line's own result. The server's byte limit is 64 of its body
+   limit (``FEED_MAX_BODY_BYTES``), which the command cannot know; a 413 teaches it
+   instead: the next batches are made no larger than half the one refused
+   (``batch_bytes``, which ``post_lines.batches`` reads), so one 413 costs one more
+   request, not one for every batch of the run.
+5. Results are given as soon as a line and those before it have one: the lines
+   written before the rest of their batch waits out the rate are reported then, not
+   minutes later. The account (``post_lines.Account``) keeps what is known, so a run
+   that stops reports every line answered, even past one still unanswered.
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ Rationale:
    standard output counts; a connection broken elsewhere is reported as usual.
 2. Exit codes are for scripts: 0 done, 1 the server or database could not be reached
    or failed (or what answered is no feed server), 2 bad usage or settings, 3 the
-   server refused the request (its message is shown), 130 interrupted (Ctrl-C).
+   server refused the request (its message is shown), 130 interrupted (Ctrl-C), 143
+   terminated (SIGTERM). ``post --ndjson`` hears SIGTERM as it hears Ctrl-C and says
+   which lines it posted before it exits 143; any other command is ended by the
+   signal, which a shell reports as 143 as well.
 3. ``post``, ``tail``, ``search`` and ``channels`` import client.py (and terminal.py)
    only when they run, so ``feed serve`` never loads an HTTP client. They import none
    of the server's libraries either (the database's, the templates'): the input rules

@@ -5,7 +5,9 @@ Rationale:
 
 1. ``feed post --ndjson`` sends its lines in batches of at most ``MAX_BATCH_ITEMS``
    posts and ``BATCH_BYTES`` bytes, well under the server's batch limit with the
-   default body limit, so a long input is many requests and never one refused whole.
+   default body limit, so a long input is many requests; a server whose limit is
+   lower refuses a batch with 413, and it is split and the batches made smaller
+   (batch_sender.py).
    Each item's answer is the server's, except for a line the server would refuse on
    its own, which is answered here as the server would answer it, without a request:
    a JSON object the server's parser refuses (a number that is not finite, a key
@@ -28,9 +30,12 @@ Rationale:
    number (unless the line gave its own), so a batch sent again after its answer was
    lost is written once (batch.py, on keys); the run's id is random, so another run
    of the same input posts it again, as asked.
-5. ``Account`` says, when a run stops early, which lines were answered, which were
-   sent without an answer (written or not: nobody can tell), and from which line on
-   nothing was sent, so the user knows what to send again (``tail -n +N``).
+5. ``Account`` says, when a run stops early, which lines were answered (each
+   reported, also those past a line still unanswered), which were sent without an
+   answer (written or not: nobody can tell), and which were not posted: not sent, or
+   refused whole (a 401, a batch refused for the rate) and never sent before without
+   an answer. Lines not posted up to the end are said as one span, from the first of
+   them on, so the user knows what to send again (``tail -n +N``).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ line ends, when a batch is sent, and what the account of a run says."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from feed.arguments import INTERRUPTED, REFUSED, TERMINATED, UNREACHABLE, parser
 from feed.batch_sender import MAX_ATTEMPTS, MAX_RATE_WAIT
 from feed.limits import MAX_BATCH_ITEMS
 from feed.post_lines import LINE_WAIT, Account, Line, batches, line_item
@@ -193,3 +195,14 @@ def test_the_readme_states_the_limits_the_code_has() -> None:
     assert f"once its first line has waited {LINE_WAIT:g} s" in readme
     assert f"sent again, up to {MAX_ATTEMPTS} times" in readme
     assert f"for up to {MAX_RATE_WAIT / 60:g} minutes a batch" in readme
+
+
+def test_the_help_and_the_readme_name_every_exit_code_a_stopped_run_has() -> None:
+    commands = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    post = commands.choices["post"]
+    said = next(a.help for a in post._actions if "--ndjson" in a.option_strings) or ""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    stopped = readme[readme.index("- If it stops early") :].split("\n\n")[0]
+    for code in (UNREACHABLE, REFUSED, INTERRUPTED, TERMINATED):
+        assert f"{code} " in said, (code, said)
+        assert f"{code} " in " ".join(stopped.split()), (code, stopped)
