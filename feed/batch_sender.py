@@ -81,7 +81,8 @@ class BatchSender:
         account = self.account
         account.begin(batch)
         yield from account.to_report()
-        parts = [account.unanswered()]  # to send in turn, the first first (4)
+        unanswered = account.unanswered()
+        parts = [unanswered] if unanswered else []  # to send in turn, the first first (4)
         attempts, rate_waited = 0, 0.0
         while parts:  # bounded by MAX_ATTEMPTS, MAX_RATE_WAIT and halving (4)
             part = parts.pop(0)
