@@ -35,11 +35,12 @@ from feed.inputs import (
     read_json,
     text_field,
 )
+from feed.limits import MAX_SEARCH_PAGE
 from feed.permissions import Permissions
 from feed.reactions import reaction_in
 from feed.render import post_link
 from feed.runtime import Runtime, runtime
-from feed.search_params import MAX_SEARCH_PAGE, search_asked
+from feed.search_params import search_asked
 from feed.shapes import change_json, post_json, reactions_json
 from feed.store import PostNotFound
 from feed.values import Change, PostView

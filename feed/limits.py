@@ -14,3 +14,7 @@ MAX_POST_ID = 2**31 - 1
 # Posts in one batch of the API; the store writes as many in one group, one transaction
 # (storage/new_posts.py, on batches).
 MAX_BATCH_ITEMS = 1000
+
+# Results on one page of a search (search_params.py; the default is FEED_PAGE_SIZE, as
+# for other lists). ``feed search --limit`` checks it before asking.
+MAX_SEARCH_PAGE = 100

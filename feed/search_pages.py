@@ -11,10 +11,11 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from feed.errors import ClientError
+from feed.limits import MAX_SEARCH_PAGE
 from feed.permissions import Permissions
 from feed.render import page_url
 from feed.runtime import Runtime, runtime
-from feed.search_params import MAX_SEARCH_PAGE, SearchAsked, search_asked
+from feed.search_params import SearchAsked, search_asked
 from feed.search_values import Results
 from feed.security import TooManySearches, searching
 from feed.viewers import viewer

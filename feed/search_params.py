@@ -14,11 +14,10 @@ from starlette.requests import Request
 from feed import search, text
 from feed.errors import ClientError
 from feed.inputs import choice, int_param
+from feed.limits import MAX_SEARCH_PAGE
 from feed.search import Query, QueryError
 from feed.search_values import Cursor, Filters
 
-# Results in one page of a search; the default is FEED_PAGE_SIZE as for other lists.
-MAX_SEARCH_PAGE = 100
 MAX_AUTHOR_CHARS = 200
 
 

@@ -3,7 +3,8 @@ parameters): a search's query, its filters and its page of results."""
 
 from __future__ import annotations
 
-from feed import search, search_params
+from feed import search
+from feed.limits import MAX_SEARCH_PAGE
 from feed.openapi.parts import CHANNELS, ERROR, TOO_MANY, answer, ref
 
 # A search as search_params.search_query reads it (the language: feed/search.py).
@@ -26,7 +27,7 @@ SEARCH = {
         {
             "name": "limit",
             "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": search_params.MAX_SEARCH_PAGE},
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SEARCH_PAGE},
         },
         {
             "name": "cursor",
