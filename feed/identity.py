@@ -123,7 +123,10 @@ def identity_name(value: str) -> str:
     if refused is not None:
         raise ValueError(f"the name {refused}")
     if not name or len(name) > MAX_NAME_CHARS or not name.isprintable() or "," in name:
+        # Echoed to whoever gave it, a command line or an API client: its beginning will
+        # do to recognise a name of thousands of characters.
+        shown = value if len(value) <= MAX_NAME_CHARS else f"{value[:MAX_NAME_CHARS]}…"
         raise ValueError(
-            f"a name is 1 to {MAX_NAME_CHARS} printable characters without commas, got {value!r}"
+            f"a name is 1 to {MAX_NAME_CHARS} printable characters without commas, got {shown!r}"
         )
     return name
