@@ -7,15 +7,20 @@ Rationale:
    add them last (``feed channels list --token T``) as often as first. argparse
    gives a command's options to the command alone and an action's to the action
    alone, so ``channels`` declares them on itself and again on each action.
+2. A number the server would refuse, or that would mean nothing (``tail --count 0``),
+   is a usage error here, before any request: ``search --limit`` is checked against
+   the server's own bound (limits.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from typing import Any
 
 from feed import __version__
+from feed.limits import MAX_SEARCH_PAGE
 
 # The token client commands act with; not a server setting.
 TOKEN_VARIABLE = "FEED_TOKEN"
@@ -23,8 +28,9 @@ TOKEN_VARIABLE = "FEED_TOKEN"
 OK, UNREACHABLE, USAGE, REFUSED, INTERRUPTED = 0, 1, 2, 3, 130
 TERMINATED = 143  # 128 + SIGTERM, as a shell reports a command the signal ended
 EXIT_CODES = f"""exit codes: {OK} done; {UNREACHABLE} the server or database could not be
-reached; {USAGE} bad usage or settings; {REFUSED} the server refused the request;
-{INTERRUPTED} interrupted; {TERMINATED} terminated (SIGTERM)."""
+reached, or failed, or what answered is no feed server; {USAGE} bad usage or settings;
+{REFUSED} the server refused the request; {INTERRUPTED} interrupted; {TERMINATED}
+terminated (SIGTERM)."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -167,7 +173,12 @@ def _client_commands(commands: Any) -> None:
         "--channel", action="append", metavar="NAME", help="only this channel (repeatable)"
     )
     search.add_argument("--author", help="only posts by this author")
-    search.add_argument("--limit", type=int, metavar="N", help="at most N results")
+    search.add_argument(
+        "--limit",
+        type=_between(1, MAX_SEARCH_PAGE),
+        metavar="N",
+        help=f"at most N results, 1 to {MAX_SEARCH_PAGE} (default: the server's page size)",
+    )
     search.add_argument("--json", action="store_true", help="print the server's JSON results")
     _where_and_who(search)
     tail = commands.add_parser(
@@ -192,7 +203,9 @@ def _client_commands(commands: Any) -> None:
     tail.add_argument(
         "--mentions", action="store_true", help="only posts that mention you (needs a token)"
     )
-    tail.add_argument("--count", type=int, metavar="N", help="stop after N events")
+    tail.add_argument(
+        "--count", type=_between(1, None), metavar="N", help="stop after N events (N ≥ 1)"
+    )
     _where_and_who(tail)
     channels = commands.add_parser(
         "channels",
@@ -253,13 +266,32 @@ def _where_and_who(parser: argparse.ArgumentParser, *, inner: bool = False) -> N
     parser.add_argument(
         "--url",
         default=defaults[0],
-        help="the server (default http://FEED_HOST:FEED_PORT, so http://127.0.0.1:8000)",
+        help="the server (default http://FEED_HOST:FEED_PORT, so http://127.0.0.1:8000); "
+        "an https:// server's certificate is checked against the authorities browsers "
+        "trust (certifi's) or, in their place, those of the PEM file $SSL_CERT_FILE or the "
+        "directory $SSL_CERT_DIR (a local CA's, such as Caddy's for tls internal)",
     )
     parser.add_argument(
         "--token",
         default=defaults[1],
         help=f"an API token to act as (default ${TOKEN_VARIABLE})",
     )
+
+
+def _between(low: int, high: int | None) -> Callable[[str], int]:
+    """A number from ``low`` to ``high`` (None: no top), or a usage error (2)."""
+
+    def number(given: str) -> int:
+        try:
+            value = int(given)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{given!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            top = f"{low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {top}, not {value}")
+        return value
+
+    return number
 
 
 def _env_token() -> str | None:

@@ -151,6 +151,8 @@ class Tail:
 
     def run(self) -> None:
         printed = 0
+        if self.limit is not None and self.limit < 1:
+            return  # nothing asked for (the command refuses a count below 1)
         follow = self.client.follow(self.channels, self.last_id, self._reconnecting, self.only)
         for event in follow:
             if event.event == "resync" and event.id is None:
