@@ -27,7 +27,17 @@ Rationale:
    it got through terminal_text.py, since every string in it is the server's.
 6. The URL is shown with its secrets hidden (settings.py, ``redact_url``). A user name
    or password in it is refused: httpx would send them as Basic credentials in place
-   of the token, and the server would answer 401 to a token that is fine.
+   of the token, and the server would answer 401 to a token that is fine. So is a port
+   outside 1 to 65535, which the socket would take modulo 65536: --url
+   http://host:99999 would send the token to port 34463.
+7. The token is sent without the blanks around it (a token file with Windows line
+   endings, read with ``$(cat file)``, ends in CR); one that is still no header value
+   is refused before any request, unshown. What httpx says of a request it could not
+   send is never shown either: it may quote the request's headers, the token's among
+   them.
+8. Every request but a stream's has ``REQUEST_DEADLINE`` for the whole of it, and
+   every answer ``MAX_ANSWER_BYTES``; a stream's events have ``MAX_EVENT_BYTES`` each
+   (client_bounds.py). Past a limit, what answered is no feed server.
 """
 
 from __future__ import annotations
@@ -41,19 +51,20 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from httpx_sse import SSEError, connect_sse
+from httpx_sse import connect_sse
 
 from feed import text
 from feed.batch_input import PREFER_MINIMAL
+from feed.client_bounds import Late, TooLarge, capped, events, within
 from feed.client_failures import (
     MAX_RETRY_AFTER,
+    Answer,
     Failure,
     NotFeed,
     NotSendable,
-    Refused,
     Unreachable,
     not_now,
-    retry_after,
+    refusal,
 )
 from feed.inputs import CHANNEL_NAME, CHANNEL_NAME_RULE
 from feed.post_lines import Line
@@ -64,7 +75,16 @@ FIRST_DELAY = 1.0
 MIN_DELAY = 0.1  # the shortest wait a stream's retry: hint may ask for
 MAX_ID_DIGITS = 19  # event ids fit in 64 bits (storage/log.py, on ids)
 MAX_BACKOFF = 10.0
-REQUEST_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 10.0  # for each read
+# A whole request and its answer (8): long enough for a batch of a thousand posts.
+REQUEST_DEADLINE = 30.0
+# The longest answer (8): a search page of the most results (100), each a post at the
+# default length limit and of the most HTML, takes about 15 MB (a post of 3,333
+# mentions renders to 110 kB); feed's other answers take less.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+# The longest event of a stream (8): such a post's takes about 130 kB; room for a
+# server that allows posts several times as long.
+MAX_EVENT_BYTES = 1024 * 1024
 STREAM_TIMEOUT = httpx.Timeout(REQUEST_TIMEOUT, read=None)  # idle between heartbeats
 BATCH_PATH = "/api/posts:batch"
 # The fields of feed's answers that the commands read, and their types (5).
@@ -76,7 +96,8 @@ LISTED_CHANNEL: Shape = {"name": str, "title": str}
 CHANNEL: Shape = {**LISTED_CHANNEL, "archived": bool}
 MEMBER: Shape = {"name": str, "may_post": bool}
 JSON_HEADERS = {"Content-Type": "application/json"}
-MAX_REASON = 200  # characters of an answer that is not feed's, shown as its reason
+# What a token may hold (7): a header value's visible ASCII, as RFC 6750's b64token does.
+TOKEN_VALUE = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +126,20 @@ def check_url(url: str) -> None:
             f"--url {shown!r} holds a user name or password: feed signs in with --token "
             "(or FEED_TOKEN) alone, so give the URL without them"
         )
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise NotSendable(f"--url {shown!r} has no port: a port is 1 to 65535")
+
+
+def usable_token(token: str | None) -> str | None:
+    """``token`` without the blanks around it, None for none; NotSendable, without
+    showing it, if it could not go in a header (7)."""
+    token = (token or "").strip()
+    if token and not TOKEN_VALUE.fullmatch(token):
+        raise NotSendable(
+            "the token (--token or FEED_TOKEN) holds a space, a control character or a "
+            "letter outside ASCII, which no token has; it is not shown, being secret"
+        )
+    return token or None
 
 
 def sendable(what: str, value: str) -> str:
@@ -113,23 +148,6 @@ def sendable(what: str, value: str) -> str:
     if refused is not None:
         raise NotSendable(f"{what} {refused}")
     return value
-
-
-def _refusal(response: httpx.Response) -> Failure:
-    """The failure a server's answer of error says, with its reason and Retry-After."""
-    try:
-        message = str(response.json()["error"])
-    except (ValueError, KeyError, TypeError):
-        # Not feed's answer (a proxy's page, say): its first line, if it is text.
-        lines = response.text.strip().splitlines()
-        first = lines[0].strip() if lines else ""
-        message = first[:MAX_REASON] if first and not first.startswith("<") else ""
-        message = message or response.reason_phrase
-    said = f"the server answered {response.status_code}: {message}"
-    failure = Refused(said) if response.status_code < 500 else Unreachable(said)
-    failure.status = response.status_code
-    failure.retry_after = retry_after(response.headers.get("retry-after", ""))
-    return failure
 
 
 class Client:
@@ -141,7 +159,7 @@ class Client:
         self.url = url.rstrip("/")
         check_url(self.url)
         self.shown_url = redact_url(self.url)  # in messages (6)
-        self.token = token
+        self.token = usable_token(token)
         self._sleep = sleep
 
     def _headers(self) -> dict[str, str]:
@@ -160,24 +178,45 @@ class Client:
         for field, value in [*fields, *(params or [])]:
             if isinstance(value, str):
                 sendable(f"the {field}", value)
+        body = None if payload is None else _json(payload)
+        request = httpx.Request(
+            method,
+            f"{self.url}{path}",
+            content=body,
+            params=tuple(params or ()),
+            headers=self._headers() | ({} if body is None else JSON_HEADERS) | (headers or {}),
+        )
         try:
-            body = None if payload is None else _json(payload)
-            response = httpx.request(
-                method,
-                f"{self.url}{path}",
-                content=body,
-                params=tuple(params or ()),
-                headers=self._headers() | ({} if body is None else JSON_HEADERS) | (headers or {}),
-                timeout=REQUEST_TIMEOUT,
-            )
+            answer = within(REQUEST_DEADLINE, lambda: _fetched(request))
+        except Late:
+            raise Unreachable(
+                f"{self.shown_url} did not answer within {REQUEST_DEADLINE:g} s"
+            ) from None
+        except TooLarge as exc:
+            raise self._too_large("an answer", exc) from None
         except httpx.HTTPError as exc:
-            raise Unreachable(f"cannot reach {self.shown_url}: {exc}") from None
-        if not response.is_success:
-            raise _refusal(response)
+            raise self._unreachable(exc) from None
+        if not 200 <= answer.status < 300:
+            raise refusal(answer, self.url)
         try:
-            return response.json()
+            return json.loads(answer.body)
         except ValueError:
             raise self._not_feed() from None
+
+    def _unreachable(self, exc: httpx.HTTPError) -> Unreachable:
+        """No answer, told by its kind alone if httpx's words could quote a header (7)."""
+        network = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
+        said = str(exc) if isinstance(exc, network) else ""
+        if self.token and self.token in said:
+            said = ""
+        said = said or f"the request could not be made ({type(exc).__name__})"
+        return Unreachable(f"cannot reach {self.shown_url}: {said}")
+
+    def _too_large(self, what: str, exc: TooLarge) -> NotFeed:
+        return NotFeed(
+            f"{self.shown_url} sent {what} of more than {_size(exc.most)}, more than feed "
+            "sends: is that feed's URL?"
+        )
 
     def _not_feed(self) -> NotFeed:
         return NotFeed(
@@ -252,7 +291,7 @@ class Client:
         """The first page of a search, best first: each result's post and snippet."""
         params = [("q", q), *(("channel", name) for name in channels)]
         params += [("author", author)] if author else []
-        params += [("limit", str(limit))] if limit else []
+        params += [("limit", str(limit))] if limit is not None else []
         found: list[dict[str, Any]] = self._listed(
             self._call("GET", "/api/search", params=params),
             "results",
@@ -359,10 +398,10 @@ class Client:
                 if not connected_once or not not_now(failure):
                     raise
                 reason, wait = str(failure), max(delay, failure.retry_after or 0.0)
-            except (httpx.HTTPError, SSEError) as exc:
+            except httpx.HTTPError as exc:
                 if not connected_once:
-                    raise Unreachable(f"cannot reach {self.shown_url}: {exc}") from None
-                reason, wait = str(exc) or type(exc).__name__, delay
+                    raise self._unreachable(exc) from None
+                reason, wait = str(self._unreachable(exc)), delay
             reconnecting(reason, wait)
             self._sleep(wait)
             delay = min(delay * 2, max(first, MAX_BACKOFF))
@@ -381,13 +420,56 @@ class Client:
             httpx.Client(timeout=STREAM_TIMEOUT) as client,
             connect_sse(client, "GET", f"{self.url}/events", params=params, headers=headers) as sse,
         ):
-            if sse.response.status_code != 200:
-                sse.response.read()
-                # A stream is answered 200 or refused; any other success is no feed's (5).
-                raise self._not_feed() if sse.response.is_success else _refusal(sse.response)
+            response = sse.response
+            kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+            # A stream is answered 200 or refused; any other success is no feed's (5).
+            if response.status_code == 200 and kind != "text/event-stream":
+                raise self._not_feed()
+            if response.status_code != 200:
+                if response.is_success:
+                    raise self._not_feed()
+                try:
+                    raise refusal(within(REQUEST_DEADLINE, lambda: _read(response)), self.url)
+                except Late:
+                    raise Unreachable(f"{self.shown_url} did not finish its answer") from None
+                except TooLarge as exc:
+                    raise self._too_large("an answer", exc) from None
             yield None
-            for event in sse.iter_sse():
-                yield StreamEvent(event.event, _event_id(event.id), event.data, event.retry)
+            try:
+                for event in events(response.iter_bytes(), MAX_EVENT_BYTES):
+                    yield StreamEvent(event.event, _event_id(event.id), event.data, event.retry)
+            except TooLarge as exc:
+                raise self._too_large("an event", exc) from None
+
+
+def _fetched(request: httpx.Request) -> Answer:
+    """``request``'s answer, read whole within ``MAX_ANSWER_BYTES`` (8); redirects not
+    followed (client_failures.py, on redirects)."""
+    with httpx.Client(timeout=REQUEST_TIMEOUT) as client:
+        response = client.send(request, stream=True)
+        try:
+            return _read(response)
+        finally:
+            response.close()
+
+
+def _read(response: httpx.Response) -> Answer:
+    body = capped(response.iter_bytes(), MAX_ANSWER_BYTES)
+    return Answer(
+        str(response.request.url),
+        response.status_code,
+        response.reason_phrase,
+        response.headers,
+        body,
+    )
+
+
+def _size(most: int) -> str:
+    """A limit in bytes, as people read it."""
+    for unit, size in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if most >= size and most % size == 0:
+            return f"{most // size} {unit}"
+    return f"{most} bytes"
 
 
 def _json(payload: Any) -> bytes:
