@@ -179,19 +179,17 @@ class Client:
             if isinstance(value, str):
                 sendable(f"the {field}", value)
         body = None if payload is None else _json(payload)
-        request = httpx.Request(
-            method,
-            f"{self.url}{path}",
-            content=body,
-            params=tuple(params or ()),
-            headers=self._headers() | ({} if body is None else JSON_HEADERS) | (headers or {}),
-        )
         try:
+            request = httpx.Request(
+                method,
+                f"{self.url}{path}",
+                content=body,
+                params=tuple(params or ()),
+                headers=self._headers() | ({} if body is None else JSON_HEADERS) | (headers or {}),
+            )
             answer = within(REQUEST_DEADLINE, lambda: _fetched(request))
         except Late:
-            raise Unreachable(
-                f"{self.shown_url} did not answer within {REQUEST_DEADLINE:g} s"
-            ) from None
+            raise self._late() from None
         except TooLarge as exc:
             raise self._too_large("an answer", exc) from None
         except httpx.HTTPError as exc:
@@ -211,6 +209,9 @@ class Client:
             said = ""
         said = said or f"the request could not be made ({type(exc).__name__})"
         return Unreachable(f"cannot reach {self.shown_url}: {said}")
+
+    def _late(self) -> Unreachable:
+        return Unreachable(f"{self.shown_url} did not answer within {REQUEST_DEADLINE:g} s")
 
     def _too_large(self, what: str, exc: TooLarge) -> NotFeed:
         return NotFeed(
@@ -431,7 +432,7 @@ class Client:
                 try:
                     raise refusal(within(REQUEST_DEADLINE, lambda: _read(response)), self.url)
                 except Late:
-                    raise Unreachable(f"{self.shown_url} did not finish its answer") from None
+                    raise self._late() from None
                 except TooLarge as exc:
                     raise self._too_large("an answer", exc) from None
             yield None
