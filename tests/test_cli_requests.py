@@ -405,3 +405,14 @@ def test_the_help_says_what_exit_code_1_covers_and_which_certificates_are_truste
             cli.main([command, "--help"])
         said = " ".join(capsys.readouterr().out.split())
         assert "$SSL_CERT_FILE" in said and "$SSL_CERT_DIR" in said, command
+
+
+def test_the_readme_states_the_client_limits_the_client_has() -> None:
+    from feed.limits import MAX_SEARCH_PAGE
+
+    readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
+    assert f"A request has {client.REQUEST_DEADLINE:g} seconds for its whole answer" in readme
+    mib = 1024 * 1024
+    assert f"({client.MAX_ANSWER_BYTES // mib} MiB; " in readme
+    assert f"{client.MAX_EVENT_BYTES // mib} MiB for one event" in readme
+    assert f"`--limit N` (1 to {MAX_SEARCH_PAGE})" in readme
