@@ -21,7 +21,7 @@ Rationale:
    about a fifth of the second it took when they came with SQLAlchemy.
 4. Every string a server sent (a refusal's reason, a channel's name or title, an
    author, a date) reaches the terminal through terminal_text.py, one line each
-   (``_safe``), and JSON through ``json_safe``: another server, or text stored by other
+   (``one_line``), and JSON through ``json_safe``: another server, or text stored by other
    means, could otherwise set the terminal's title, clear it or reverse a line. The
    client has checked the answer's shape first (client.py, on answers feed never gives).
 """
@@ -29,35 +29,32 @@ Rationale:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import html
 import json
 import os
 import re
-import select
-import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from feed.arguments import (
     INTERRUPTED,
     OK,
     REFUSED,
-    TERMINATED,
     UNREACHABLE,
     USAGE,
     parser,
 )
 from feed.declarations import SettingsError
+from feed.post_command import no_input, post, post_arguments
 from feed.settings import Settings, reference
+from feed.standard_output import reader_gone, to_nowhere
 from feed.terminal_text import json_safe, one_line
 from feed.text import not_text
 
 if TYPE_CHECKING:
     from feed.client import Client
-    from feed.post_lines import Line
 
 # prometheus_client's multiprocess switch (feed.metrics.SHARED_DIR_VARIABLE, which
 # cannot be imported from here without importing prometheus_client).
@@ -69,9 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _main(argv)
         sys.stdout.flush()  # here, where a closed pipe can still be told apart
     except BrokenPipeError:
-        if not _reader_gone():
+        if not reader_gone():
             raise
-        _to_nowhere()
+        to_nowhere()
         return OK
     except KeyboardInterrupt:
         # Any command, wherever Ctrl-C found it (2); those that have something to say
@@ -79,21 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(file=sys.stderr)
         return INTERRUPTED
     return code
-
-
-def _to_nowhere() -> None:
-    # Python flushes standard output once more on its way out; give it nowhere to fail.
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def _reader_gone() -> bool:
-    """Whether standard output is a pipe nobody reads any more."""
-    try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poller.poll(0))
-    except (OSError, ValueError):
-        return False
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -124,7 +106,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return OK
     if args.command in ("token", "kiosk"):
         return _credentials(settings, args)
-    if args.command == "post" and (wrong := _post_arguments(args) or _no_input(args)):
+    if args.command == "post" and (wrong := post_arguments(args) or no_input(args)):
         print(f"feed: {wrong}", file=sys.stderr)
         return USAGE
     if args.command in ("post", "tail", "channels", "search"):
@@ -208,187 +190,12 @@ def _remote(args: argparse.Namespace, url: str, body_limit: int) -> int:
             return _channels(args, server)
         if args.command == "search":
             return _search(args, server)
-        return _post(args, server, body_limit)
+        return post(args, server, body_limit)
     except client_failures.Failure as exc:
-        print(f"feed: {_safe(exc)}", file=sys.stderr)
+        print(f"feed: {one_line(exc)}", file=sys.stderr)
         if isinstance(exc, client_failures.NotSendable):
             return USAGE
         return REFUSED if isinstance(exc, client_failures.Refused) else UNREACHABLE
-
-
-def _safe(said: object) -> str:
-    """What a server said, as one line a terminal shows as it is (4)."""
-    return one_line(str(said))
-
-
-def _post_arguments(args: argparse.Namespace) -> str | None:
-    """What is wrong with ``feed post``'s arguments, if anything: with ``--reply-to``
-    the first one is the id of the post to answer; with ``--ndjson``, the posts come
-    from standard input."""
-    if args.ndjson:
-        if args.reply_to or args.text != "-":
-            return "--ndjson reads the posts from standard input: feed post --ndjson CHANNEL -"
-        args.reply_to = None
-        return None
-    if args.reply_to:
-        if not (args.channel.isascii() and args.channel.isdigit()):
-            return f"--reply-to takes the id of the post to answer first, not {args.channel!r}"
-        args.reply_to, args.channel = int(args.channel), None
-    else:
-        args.reply_to = None
-    return None
-
-
-def _no_input(args: argparse.Namespace) -> str | None:
-    """Why ``feed post ... -`` has nothing to read, if its standard input is closed
-    (``<&-``): Python then has no ``sys.stdin`` at all."""
-    if args.text != "-" or sys.stdin is not None:
-        return None
-    what = "posts" if args.ndjson else "post"
-    return f"there is no standard input to read the {what} from: it is closed"
-
-
-def _post(args: argparse.Namespace, server: Client, body_limit: int) -> int:
-    if args.ndjson:
-        return _post_lines(args, server)
-    text = _standard_input(body_limit) if args.text == "-" else args.text
-    if args.reply_to is not None:
-        answer = server.reply(args.reply_to, text)
-    else:
-        answer = server.post(args.channel, text)
-    post = answer["post"]
-    if args.json:
-        print(json_safe(json.dumps(answer)))
-    elif args.reply_to is not None:
-        print(
-            f"replied to post {args.reply_to} in #{_safe(post['channel'])}: "
-            f"post {post['id']}, event {answer['event_id']}"
-        )
-    else:
-        print(f"posted to #{_safe(post['channel'])}: post {post['id']}, event {answer['event_id']}")
-    return OK
-
-
-def _standard_input(body_limit: int) -> str:
-    """``feed post CHANNEL -``'s text, read no further than the largest request a
-    server takes: ``FEED_MAX_BODY_BYTES``, the server's default unless it is set here
-    too. A client cannot know the server's setting; a post longer than that is refused
-    here, as the server would refuse it (413), without reading the rest."""
-    from feed.client_failures import NotSendable
-    from feed.standard_input import NotUTF8, TooLong, at_most, utf8_text
-
-    try:
-        return utf8_text(at_most(sys.stdin.buffer, body_limit), "standard input")
-    except TooLong:
-        raise NotSendable(
-            f"standard input is longer than a request's {body_limit} bytes (413): the most "
-            f"a server takes with FEED_MAX_BODY_BYTES={body_limit}; for a server that takes "
-            "more, set FEED_MAX_BODY_BYTES here to its value"
-        ) from None
-    except NotUTF8 as exc:
-        raise NotSendable(str(exc)) from None
-
-
-def _post_lines(args: argparse.Namespace, server: Client) -> int:
-    """``feed post --ndjson``: every line of standard input a post, sent in batches
-    (post_lines.py, batch_sender.py); one line printed per post, in order, as soon as
-    it is answered, and 3 if any was refused. Stopped (a failure, Ctrl-C or SIGTERM),
-    it reports every line answered so far and says which lines may have been posted
-    and which were not (2)."""
-    from feed import post_lines
-    from feed.batch_sender import BatchSender
-    from feed.client_failures import Failure, NotSendable
-    from feed.inputs import CHANNEL_NAME, CHANNEL_NAME_RULE
-    from feed.standard_input import LineReader
-
-    if not CHANNEL_NAME.fullmatch(args.channel):  # as a single post's is, before any line
-        raise NotSendable(f"there is no channel named {args.channel!r}. {CHANNEL_NAME_RULE}")
-    account = post_lines.Account()
-    # The report needs only ids and where each post went, unless it prints the
-    # results whole (batch.py, on the minimal answer).
-    sender = BatchSender(
-        server, account, minimal=not args.json, say=lambda said: _warn(_safe(said))
-    )
-    lines = LineReader(sys.stdin.fileno(), post_lines.BATCH_BYTES)
-    refused = False
-
-    def show(line: Line, result: dict[str, Any]) -> None:
-        nonlocal refused
-        refused |= result["status"] != 201
-        said = (
-            json_safe(json.dumps(result))
-            if args.json
-            else f"line {line.number}: {_said(result, line)}"
-        )
-        _report(said)
-
-    run = post_lines.new_run()
-    try:
-        with _terminated_as_stopped():
-            for batch in post_lines.batches(lines, args.channel, run, lambda: sender.batch_bytes):
-                for line, result in sender.send(batch):
-                    show(line, result)
-    except Failure:
-        for line, result in account.to_report(everything=True):
-            show(line, result)
-        raise
-    except (KeyboardInterrupt, _Terminated) as stop:
-        for line, result in account.to_report(everything=True):
-            show(line, result)
-        terminated = isinstance(stop, _Terminated)
-        _warn(f"{'terminated' if terminated else 'interrupted'}; {account.summary()}")
-        return TERMINATED if terminated else INTERRUPTED
-    return REFUSED if refused else OK
-
-
-class _Terminated(Exception):
-    """SIGTERM, which ``feed post --ndjson`` hears as it hears Ctrl-C (2)."""
-
-
-@contextlib.contextmanager
-def _terminated_as_stopped() -> Iterator[None]:
-    """SIGTERM raising ``_Terminated`` while this lasts, where a handler can be set."""
-
-    def stop(signum: int, frame: object) -> None:
-        raise _Terminated
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread (a test calling main): nothing to hear
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _warn(said: str) -> None:
-    print(f"feed: {said}", file=sys.stderr)
-
-
-def _report(line: str) -> None:
-    """One line of ``feed post --ndjson``'s report. A reader that leaves (``| head``)
-    ends the report, not the posting: every line of input is still sent."""
-    try:
-        print(line, flush=True)  # each as it is known, also into a pipe
-    except BrokenPipeError:
-        if not _reader_gone():
-            raise
-        _to_nowhere()
-
-
-def _said(result: dict[str, Any], line: Line) -> str:
-    """One result of a batch, for the item of ``line``, as a line. A server may
-    ignore the preference for the minimal answer (RFC 7240) and send the whole post."""
-    if result["status"] != 201:
-        return f"refused ({result['status']}): {_safe(result['error'])}"
-    post = result.get("post", result)
-    where = f"#{_safe(post['channel'])}: post {post['id']}, event {result['event_id']}"
-    parent = line.item.get("parent")
-    if parent is not None:
-        return f"replied to post {parent} in {where}"
-    return f"posted to {where}"
 
 
 def _search(args: argparse.Namespace, server: Client) -> int:
@@ -403,8 +210,9 @@ def _search(args: argparse.Namespace, server: Client) -> int:
         # A reply is found where it is read: in its thread (render.py, post_link).
         what = "post" if post["parent"] is None else "reply"
         thread = "" if post["parent"] is None else f" in thread {post['parent']}"
-        where = f"#{_safe(post['channel'])} {what} {post['id']}{thread} by {_safe(post['author'])}"
-        print(f"{where}, {_safe(post['created_at'])}: {_safe(text)}")
+        by = one_line(post["author"])
+        where = f"#{one_line(post['channel'])} {what} {post['id']}{thread} by {by}"
+        print(f"{where}, {one_line(post['created_at'])}: {one_line(text)}")
     return OK
 
 
@@ -437,7 +245,7 @@ def _channels(args: argparse.Namespace, server: Client) -> int:
             if channel.get("announcement_only") and channel.get("replies") is False:
                 marks.append("no replies")
             state = f"\t({', '.join(marks)})" if marks else ""
-            print(f"{_safe(channel['name'])}\t{_safe(channel['title'])}{state}")
+            print(f"{one_line(channel['name'])}\t{one_line(channel['title'])}{state}")
         return OK
     if action in ("grant", "ungrant", "members"):
         return _members(args, server)
@@ -453,7 +261,7 @@ def _channels(args: argparse.Namespace, server: Client) -> int:
     elif action == "replies":
         channel = server.set_replies(args.name, args.setting == "on")
         may = "may" if channel.get("replies") else "may not"
-        print(f"#{_safe(channel['name'])}: readers {may} reply")
+        print(f"#{one_line(channel['name'])}: readers {may} reply")
         return OK
     elif action == "rename":
         channel = server.retitle_channel(args.name, args.title)
@@ -462,14 +270,14 @@ def _channels(args: argparse.Namespace, server: Client) -> int:
     else:
         channel = server.restore_channel(args.name)
     state = "archived" if channel["archived"] else "open"
-    print(f"#{_safe(channel['name'])}: {_safe(channel['title'])} ({state})")
+    print(f"#{one_line(channel['name'])}: {one_line(channel['title'])} ({state})")
     return OK
 
 
 def _members(args: argparse.Namespace, server: Client) -> int:
     if args.action == "members":
         for member in server.members(args.name):
-            print(f"{_safe(member['name'])}\t{'may post' if member['may_post'] else 'reads'}")
+            print(f"{one_line(member['name'])}\t{'may post' if member['may_post'] else 'reads'}")
     elif args.action == "grant":
         server.grant(args.name, args.who, may_post=args.post)
         print(f"{args.who} is a member of #{args.name}{' and may post' if args.post else ''}")

@@ -16,9 +16,8 @@ Rationale:
    server behind it, too many streams) and is waited out as a cut is, for at least
    its ``Retry-After``, up to ``MAX_RETRY_AFTER``; any other refusal (a token revoked:
    401) ends it.
-3. Text is checked with the server's loosest rule (text.py) before it is sent, so
-   what could never be stored is refused here, without a request; what passes may
-   still be refused, with its reason, by the server.
+3. Text, the token, bodies and channels' paths are checked before anything is sent
+   (client_sends.py): what could never be stored or sent is refused without a request.
 4. ``feed post --ndjson``'s lines become batch items in post_lines.py; they are sent
    here, a batch a request (``post_batch``).
 5. An answer is checked for the shape feed gives it before anything reads it: what
@@ -30,11 +29,8 @@ Rationale:
    of the token, and the server would answer 401 to a token that is fine. So is a port
    outside 1 to 65535, which the socket would take modulo 65536: --url
    http://host:99999 would send the token to port 34463.
-7. The token is sent without the blanks around it (a token file with Windows line
-   endings, read with ``$(cat file)``, ends in CR); one that is still no header value
-   is refused before any request, unshown. What httpx says of a request it could not
-   send is never shown either: it may quote the request's headers, the token's among
-   them.
+7. What httpx says of a request it could not send is never shown: it may quote the
+   request's headers, the token's among them (client_sends.py, on the token).
 8. Every request but a stream's has ``REQUEST_DEADLINE`` for the whole of it, and
    every answer ``MAX_ANSWER_BYTES``; a stream's events have ``MAX_EVENT_BYTES`` each
    (client_bounds.py). Past a limit, what answered is no feed server.
@@ -43,7 +39,6 @@ Rationale:
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,7 +48,7 @@ from urllib.parse import quote
 import httpx
 from httpx_sse import connect_sse
 
-from feed import text
+from feed import client_sends
 from feed.batch_input import PREFER_MINIMAL
 from feed.client_bounds import Late, TooLarge, capped, events, within
 from feed.client_failures import (
@@ -66,7 +61,6 @@ from feed.client_failures import (
     not_now,
     refusal,
 )
-from feed.inputs import CHANNEL_NAME, CHANNEL_NAME_RULE
 from feed.post_lines import Line
 from feed.settings import redact_url
 
@@ -96,8 +90,6 @@ LISTED_CHANNEL: Shape = {"name": str, "title": str}
 CHANNEL: Shape = {**LISTED_CHANNEL, "archived": bool}
 MEMBER: Shape = {"name": str, "may_post": bool}
 JSON_HEADERS = {"Content-Type": "application/json"}
-# What a token may hold (7): a header value's visible ASCII, as RFC 6750's b64token does.
-TOKEN_VALUE = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,26 +122,6 @@ def check_url(url: str) -> None:
         raise NotSendable(f"--url {shown!r} has no port: a port is 1 to 65535")
 
 
-def usable_token(token: str | None) -> str | None:
-    """``token`` without the blanks around it, None for none; NotSendable, without
-    showing it, if it could not go in a header (7)."""
-    token = (token or "").strip()
-    if token and not TOKEN_VALUE.fullmatch(token):
-        raise NotSendable(
-            "the token (--token or FEED_TOKEN) holds a space, a control character or a "
-            "letter outside ASCII, which no token has; it is not shown, being secret"
-        )
-    return token or None
-
-
-def sendable(what: str, value: str) -> str:
-    """``value``, if the server could take it as text at all (3)."""
-    refused = text.problem(value, multiline=True)
-    if refused is not None:
-        raise NotSendable(f"{what} {refused}")
-    return value
-
-
 class Client:
     """One server, as one identity (``token``; None: anonymous)."""
 
@@ -159,7 +131,7 @@ class Client:
         self.url = url.rstrip("/")
         check_url(self.url)
         self.shown_url = redact_url(self.url)  # in messages (6)
-        self.token = usable_token(token)
+        self.token = client_sends.usable_token(token)
         self._sleep = sleep
 
     def _headers(self) -> dict[str, str]:
@@ -177,8 +149,8 @@ class Client:
         fields = payload.items() if isinstance(payload, dict) else []
         for field, value in [*fields, *(params or [])]:
             if isinstance(value, str):
-                sendable(f"the {field}", value)
-        body = None if payload is None else _json(payload)
+                client_sends.sendable(f"the {field}", value)
+        body = None if payload is None else client_sends.json_body(payload)
         try:
             request = httpx.Request(
                 method,
@@ -215,7 +187,7 @@ class Client:
 
     def _too_large(self, what: str, exc: TooLarge) -> NotFeed:
         return NotFeed(
-            f"{self.shown_url} sent {what} of more than {_size(exc.most)}, more than feed "
+            f"{self.shown_url} sent {what} of more than {exc.readable}, more than feed "
             "sends: is that feed's URL?"
         )
 
@@ -264,7 +236,9 @@ class Client:
     def post(self, channel: str, body: str) -> dict[str, Any]:
         """Publish one post as the token's identity; the server's answer (the post and
         its event id)."""
-        return self._posted(self._call("POST", f"{_channel_path(channel)}/posts", {"body": body}))
+        return self._posted(
+            self._call("POST", f"{client_sends.channel_path(channel)}/posts", {"body": body})
+        )
 
     def post_batch(
         self, items: Sequence[Line], *, minimal: bool = False
@@ -333,16 +307,18 @@ class Client:
 
     def set_replies(self, name: str, replies: bool) -> dict[str, Any]:
         """Whether readers of an announcement-only channel may reply there."""
-        return self._channel(self._call("PATCH", _channel_path(name), {"replies": replies}))
+        return self._channel(
+            self._call("PATCH", client_sends.channel_path(name), {"replies": replies})
+        )
 
     def retitle_channel(self, name: str, title: str) -> dict[str, Any]:
-        return self._channel(self._call("PATCH", _channel_path(name), {"title": title}))
+        return self._channel(self._call("PATCH", client_sends.channel_path(name), {"title": title}))
 
     def archive_channel(self, name: str) -> dict[str, Any]:
-        return self._channel(self._call("POST", f"{_channel_path(name)}/archive"))
+        return self._channel(self._call("POST", f"{client_sends.channel_path(name)}/archive"))
 
     def restore_channel(self, name: str) -> dict[str, Any]:
-        return self._channel(self._call("POST", f"{_channel_path(name)}/restore"))
+        return self._channel(self._call("POST", f"{client_sends.channel_path(name)}/restore"))
 
     def _channel(self, answer: Any) -> dict[str, Any]:
         channel: dict[str, Any] = self._shaped(
@@ -353,7 +329,7 @@ class Client:
     # -- memberships ---------------------------------------------------------------
 
     def members(self, channel: str) -> list[dict[str, Any]]:
-        answer = self._call("GET", f"{_channel_path(channel)}/members")
+        answer = self._call("GET", f"{client_sends.channel_path(channel)}/members")
         found: list[dict[str, Any]] = self._listed(answer, "members", MEMBER)
         return found
 
@@ -365,7 +341,7 @@ class Client:
 
     @staticmethod
     def _member(channel: str, who: str) -> str:
-        return f"{_channel_path(channel)}/members/{quote(who, safe='')}"
+        return f"{client_sends.channel_path(channel)}/members/{quote(who, safe='')}"
 
     # -- the stream ----------------------------------------------------------------
 
@@ -465,29 +441,6 @@ def _read(response: httpx.Response) -> Answer:
     )
 
 
-def _size(most: int) -> str:
-    """A limit in bytes, as people read it."""
-    for unit, size in (("MiB", 1024 * 1024), ("KiB", 1024)):
-        if most >= size and most % size == 0:
-            return f"{most // size} {unit}"
-    return f"{most} bytes"
-
-
-def _json(payload: Any) -> bytes:
-    """``payload`` as the body of a request: UTF-8 as it is (escaped, a character can
-    take 12 bytes of the body's limit), but a lone surrogate, text that is not Unicode,
-    escaped, so that it reaches the server, whose refusal names its item
-    (post_lines.py)."""
-    return _SURROGATE.sub(_escaped, json.dumps(payload, ensure_ascii=False)).encode()
-
-
-def _escaped(found: re.Match[str]) -> str:
-    return f"\\u{ord(found.group()):04x}"
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _event_id(said: str) -> int | None:
     """An event's ``id:``, which feed writes as a number; anything else is no feed's."""
     if not said:
@@ -495,11 +448,3 @@ def _event_id(said: str) -> int | None:
     if not (said.isascii() and said.isdigit() and len(said) <= MAX_ID_DIGITS):
         raise NotFeed(f"the server sent an event id that is no feed's: {said[:40]!r}")
     return int(said)
-
-
-def _channel_path(name: str) -> str:
-    """A channel's URL; a name that is no channel's is not sent, so that a "/" or
-    ".." in it never leads to another channel."""
-    if not CHANNEL_NAME.fullmatch(name):
-        raise NotSendable(f"there is no channel named {name!r}. {CHANNEL_NAME_RULE}")
-    return f"/api/channels/{name}"

@@ -36,6 +36,14 @@ class TooLarge(Exception):
         super().__init__(f"more than {most} bytes")
         self.most = most
 
+    @property
+    def readable(self) -> str:
+        """The limit, as people read it."""
+        for unit, size in (("MiB", 1024 * 1024), ("KiB", 1024)):
+            if self.most >= size and self.most % size == 0:
+                return f"{self.most // size} {unit}"
+        return f"{self.most} bytes"
+
 
 class Late(Exception):
     """No whole answer within the deadline (1)."""

@@ -38,9 +38,10 @@ def _escaped(found: re.Match[str]) -> str:
     return f"\\u{ord(found.group()):04x}"
 
 
-def one_line(text: str) -> str:
-    """``text`` made safe (1) and folded onto one line."""
-    return " ".join(terminal_safe(text).split())
+def one_line(said: object) -> str:
+    """``said`` (a server's text, or an exception saying it) made safe (1) and folded
+    onto one line."""
+    return " ".join(terminal_safe(str(said)).split())
 
 
 # json.dumps(ensure_ascii=False) escapes C0 but leaves DEL and C1 raw, and the
