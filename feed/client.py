@@ -24,7 +24,7 @@ Rationale:
    another server says (a web server's welcome page, a JSON API of its own) is
    ``NotFeed``, one line naming the URL, never a traceback. The command prints what
    it got through terminal_text.py, since every string in it is the server's.
-6. The URL is shown with its secrets hidden (settings.py, ``redact_url``). A user name
+6. The URL is shown with its secrets hidden (redaction.py). A user name
    or password in it is refused: httpx would send them as Basic credentials in place
    of the token, and the server would answer 401 to a token that is fine. So is a port
    outside 1 to 65535, which the socket would take modulo 65536: --url
@@ -62,7 +62,7 @@ from feed.client_failures import (
     refusal,
 )
 from feed.post_lines import Line
-from feed.settings import redact_url
+from feed.redaction import redact_url
 
 # How long to wait after a cut, until the server has said (2).
 FIRST_DELAY = 1.0

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urljoin
 
-from feed.settings import redact_url
+from feed.redaction import redact_url
 
 MAX_RETRY_AFTER = 60.0  # the longest Retry-After honoured (2)
 MAX_REASON = 200  # characters of an answer that is not feed's, shown as its reason (3)

@@ -29,7 +29,8 @@ from urllib.parse import urlencode
 from feed.access import Access
 from feed.brokers import broker_from_url
 from feed.identity import Role, digest, identity_name, new_token
-from feed.settings import Settings, redact_url
+from feed.redaction import redact_url
+from feed.settings import Settings
 from feed.storage.engine import sqlite_file
 from feed.store import Store, StoreUnavailable
 from feed.values import TokenView

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from feed import __version__
 from feed.declarations import (
@@ -32,6 +32,7 @@ from feed.declarations import (
     table,
 )
 from feed.reaction_set import DEFAULT_REACTIONS, REACTION_SET_WORDS, is_reaction_set
+from feed.redaction import redact_url
 
 logger = logging.getLogger("feed.settings")
 
@@ -45,54 +46,6 @@ CLIENT_VARIABLES = frozenset({"FEED_TOKEN"})
 # cut into (heartbeats.py, on one timer), with streams to beat or not: shorter, it wakes
 # the loop hundreds of times a second more, for beats no page or proxy needs.
 MIN_HEARTBEAT = 0.2
-
-
-# What the name of a parameter that carries a secret holds, in any case: libpq's
-# password and sslpassword, redis-py's password, and any other whose name says it
-# holds a password, a key, a token, a signature or a session. The one list: what a
-# URL may show is decided here alone.
-SECRET_PARAMETER_WORDS = (
-    "pass",
-    "pwd",
-    "secret",
-    "token",
-    "key",
-    "auth",
-    "credential",
-    "sig",
-    "session",
-)
-_SECRET_PARAMETER = re.compile("|".join(SECRET_PARAMETER_WORDS), re.IGNORECASE)
-# Where a parameter may begin: after a query's ``?``, another's ``&`` or ``;``, or a
-# fragment's ``#`` (an OAuth callback carries its token there).
-_PARAMETER_START = re.compile("([?&;#])")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its secrets hidden: the user name and password, whole, and every
-    parameter whose name says it holds one (``SECRET_PARAMETER_WORDS``). A user name
-    alone may be a token (``https://TOKEN@host``), and a password may hold an unescaped
-    ``?``, ``#``, ``/`` or ``:``, which the drivers read as part of it: so everything
-    before the last ``@`` is hidden, even an ``@`` in a query's value, which hides
-    more than it needs to rather than a password. It reads the text itself rather
-    than urllib's parse, so that a URL urllib refuses (a setting's message quotes it)
-    is hidden all the same."""
-    scheme, slashes, rest = url.partition("://")
-    if not slashes:
-        return url
-    userinfo, at, rest = rest.rpartition("@")
-    # The host and path, then each mark and what follows it; after an @ in a query's
-    # value (or a fragment's), the first part is the rest of a parameter.
-    place, *parameters = _PARAMETER_START.split(rest)
-    if "?" in userinfo or "#" in userinfo:
-        place = _redact_parameter(place)
-    shown = "".join(_redact_parameter(part) for part in parameters)
-    return f"{scheme}://{'***' if at else ''}{at}{place}{shown}"
-
-
-def _redact_parameter(pair: str) -> str:
-    name, equals, _ = pair.partition("=")
-    return f"{name}=***" if equals and _SECRET_PARAMETER.search(unquote(name)) else pair
 
 
 def _url_with_scheme(*schemes: str) -> Callable[[str], bool]:

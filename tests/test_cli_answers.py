@@ -4,8 +4,8 @@ proxy that drops the header, and the whole post comes back instead."""
 
 from __future__ import annotations
 
-from feed.post_command import _said
 from feed.client import Client
+from feed.post_command import _said
 from feed.post_lines import Line
 from tests.conftest import Server
 

@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from feed import cli, client
-from tests.test_cli_safety import assert_terminal_safe, run
+from tests.test_cli_safety import assert_terminal_safe, no_settings, run
+
+__all__ = ["no_settings"]  # autouse: each test's settings and directory its own
 
 TOKEN = "feed_s3cretT0ken"
 CHANNELS = json.dumps({"channels": [{"name": "general", "title": "General"}]})
@@ -75,16 +77,6 @@ def fake() -> Iterator[FakeServer]:
     yield start
     for server in started:
         server.close()
-
-
-@pytest.fixture(autouse=True)
-def no_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test's settings are its own (no FEED_TOKEN of the user's)."""
-    import os
-
-    for name in [n for n in os.environ if n.startswith("FEED_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 def answer(

@@ -22,7 +22,8 @@ import pytest
 
 from feed import cli
 from feed.declarations import SettingsError
-from feed.settings import Settings, redact_url
+from feed.redaction import redact_url
+from feed.settings import Settings
 from tests.conftest import Server, free_port
 
 # What a hostile server puts in every string: a title change and a screen clear,

@@ -15,7 +15,6 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +23,9 @@ from feed import batch_sender, cli
 from feed.batch_sender import BatchSender
 from feed.client_failures import Refused, Unreachable
 from feed.post_lines import Account, Line
+from tests.test_cli_safety import no_settings
+
+__all__ = ["no_settings"]  # autouse: each test's settings and directory its own
 
 # What a script answers: status, JSON body, headers.
 Answer = tuple[int, Any, dict[str, str]]
@@ -81,15 +83,6 @@ def scripted() -> Iterator[Callable[[Script], Scripted]]:
     yield start
     for server in started:
         server.close()
-
-
-@pytest.fixture(autouse=True)
-def no_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import os
-
-    for name in [n for n in os.environ if n.startswith("FEED_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
 
 
 def post_lines(url: str, stdin: str, *more: str) -> tuple[int, str, str]:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from feed.declarations import SettingsError
-from feed.settings import Settings, declarations, redact_url, reference
+from feed.redaction import redact_url
+from feed.settings import Settings, declarations, reference
 
 
 def test_defaults_when_nothing_is_set() -> None:
