@@ -67,7 +67,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from feed import security, text
+from feed import security
 from feed.access import check_csrf
 from feed.errors import ClientError
 from feed.identity import Identity
@@ -185,8 +185,8 @@ async def _row_refused(
 
 def _description(form: dict[str, str]) -> str:
     description = form.get("description", "")
-    if text.blank(description):
-        return ""  # an empty description, as the API's
+    if not description.strip():
+        return ""
     return text_field(form, "description", MAX_DESCRIPTION_CHARS, "The description").strip()
 
 

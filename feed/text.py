@@ -29,8 +29,10 @@ Rationale:
    zero-width spaces, byte order marks, Hangul or Braille fillers or a variation
    selector would be an empty card on every screen. Blank means nothing but spaces,
    format characters (Unicode's Cf: the zero-width ones, direction marks, the byte
-   order mark), unassigned code points and noncharacters, and the fillers and selectors
-   Unicode lists as default-ignorable or as blank on purpose. Such characters beside
+   order mark; not the few that are drawn), noncharacters, and the fillers and
+   selectors Unicode lists as default-ignorable or as blank on purpose. A code point
+   this Python's Unicode data does not know is not blank: it may be an emoji newer
+   than the data, which the reader's browser draws. Such characters beside
    anything visible are kept: an emoji needs its variation selector, and a
    right-to-left line its marks.
 6. Output stays defensive as well (terminal_text.py, render.py): text stored before this rule, or
@@ -62,16 +64,26 @@ BIDI_CONTROLS = BIDI_OVERRIDES | BIDI_MARKS
 SURROGATES = frozenset(range(0xD800, 0xE000))
 # What shows as nothing though Unicode files it as a letter, a mark or a symbol
 # (rationale 5): the Hangul fillers, the Braille blank, the combining grapheme joiner,
-# two Khmer vowels inherent, and the variation selectors.
+# two Khmer vowels inherent, and the variation selectors (Mongolian ones included).
 FILLERS = (
     frozenset({0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x034F, 0x17B4, 0x17B5})
+    | frozenset({0x180B, 0x180C, 0x180D, 0x180F})
     | frozenset(range(0xFE00, 0xFE10))
     | frozenset(range(0xE0100, 0xE01F0))
 )
+# The noncharacters, never assigned: U+FDD0 to U+FDEF and the last two of each plane.
+# Named one by one, not as "unassigned": what this Python's Unicode data does not know
+# yet (an emoji newer than it) is a character to the reader's browser.
+NONCHARACTERS = frozenset(range(0xFDD0, 0xFDF0)) | frozenset(
+    plane + last for plane in range(0, 0x110000, 0x10000) for last in (0xFFFE, 0xFFFF)
+)
+# Format characters that are drawn: the prepended concatenation marks (an Arabic
+# number sign, the end of an ayah...), which stand before the digits they mark.
+DRAWN_FORMATS = frozenset({*range(0x0600, 0x0606), 0x06DD, 0x070F, 0x0890, 0x0891, 0x08E2})
+DRAWN_FORMATS |= frozenset({0x110BD, 0x110CD})
 # Unicode's general categories that never show: spaces, line and paragraph
-# separators, controls, format characters, unassigned code points (noncharacters
-# among them).
-_BLANK_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cn"})
+# separators, controls and format characters.
+_BLANK_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
 
 
 def matching(code_points: Iterable[int]) -> re.Pattern[str]:
@@ -122,11 +134,14 @@ def _where(found: re.Match[str]) -> str:
 def blank(value: str) -> bool:
     """Whether ``value`` shows nothing at all (rationale 5): true of ``""`` too. Stops
     at the first visible character, so a real text costs a character or two."""
-    category = unicodedata.category
-    return all(
-        char.isspace() or ord(char) in FILLERS or category(char) in _BLANK_CATEGORIES
-        for char in value
-    )
+    return all(_shows_nothing(char) for char in value)
+
+
+def _shows_nothing(char: str) -> bool:
+    point = ord(char)
+    if point in FILLERS or point in NONCHARACTERS or char.isspace():
+        return True
+    return unicodedata.category(char) in _BLANK_CATEGORIES and point not in DRAWN_FORMATS
 
 
 def not_text(value: str) -> str | None:

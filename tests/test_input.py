@@ -105,7 +105,8 @@ INVISIBLE = {
     "Hangul choseong filler": "\u115f\u1160",
     "Braille blank": "\u2800\u2800",
     "variation selector": "\ufe0f",
-    "noncharacter": "\uffff",
+    "noncharacter": "\uffff\ufdd0\U0001fffe",
+    "Mongolian variation selector": "\u180b",
     "mixed": "\u00a0\u200b\u3000\ufeff",
 }
 
@@ -126,7 +127,18 @@ def test_a_body_or_title_that_shows_nothing_is_refused_as_empty(
 
 
 @pytest.mark.parametrize(
-    "keeps", ["\u200b!", "\U0001f600\ufe0f", "\u2800\u2801", "\u05e9\u200f", "\u3164a"]
+    "keeps",
+    [
+        "\u200b!",
+        "\U0001f600\ufe0f",
+        "\u2800\u2801",
+        "\u05e9\u200f",
+        "\u3164a",
+        "\U0001fa77",  # an emoji newer than some Pythons' Unicode data: unassigned to them
+        "\U00031350",  # a CJK ideograph of Unicode 15, the same
+        "\u06dd",  # a format character that is drawn: the end of an ayah
+        "\u0600",  # an Arabic number sign, drawn too
+    ],
 )
 def test_a_body_with_anything_visible_is_kept_whatever_invisible_characters_it_holds(
     client: TestClient, keeps: str
