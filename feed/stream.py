@@ -386,9 +386,10 @@ async def _write(sub: Subscriber, send: Send) -> None:
 async def _finish(sub: Subscriber, send: Send, expiry: Expiry | None) -> None:
     """What is left, and the final chunk: the client reconnects and resumes, unless its
     thread is over."""
+    data = sub.take()  # first: what is left may hold the thread's tombstone
     if sub.thread_over:
         last = THREAD_OVER
     else:
         last = AGED if expiry is not None and expiry.due else CLOSING
-    data = sub.take() + last
+    data += last
     await send({"type": "http.response.body", "body": data, "more_body": False})

@@ -11,6 +11,7 @@ deletion, so the stream can only learn of it from the database.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -177,3 +178,34 @@ def test_a_deletion_that_comes_live_during_a_long_replay_ends_the_stream_after_i
             _ends_after_the_tombstone(opened, racing.tombstone)
             ids = [int(e.id) for e in opened.events() if e.id]
         assert ids == [*reply_events, racing.tombstone]
+
+
+@pytest.mark.parametrize("closed_first", [False, True], ids=["ended", "closed-meanwhile"])
+def test_a_stream_whose_last_write_holds_its_tombstone_says_nothing_more_will_come(
+    closed_first: bool,
+) -> None:
+    """The tombstone still queued when the stream finishes (closed meanwhile for
+    another reason: the server closing, its maximum age) is written, and then the
+    thread's end, not an invitation to reconnect to a thread that is gone."""
+    from feed.sse import CLOSING, THREAD_OVER, Format
+    from feed.subscribers import item
+
+    async def main() -> bytes:
+        sub = Subscriber(Format.JSON, None, last_id=5, limit=1 << 20)
+        sub.offer(item(6, b"id: 6\nevent: post-deleted\ndata: {}\n\n"))
+        if closed_first:
+            sub.close()
+        sub.end_at(6)  # the hub, having handed the tombstone over
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await stream._finish(sub, send, None)
+        assert not sent[-1]["more_body"]
+        body: bytes = sent[-1]["body"]
+        return body
+
+    body = asyncio.run(main())
+    assert body.startswith(b"id: 6\nevent: post-deleted\n")
+    assert body.endswith(THREAD_OVER) and CLOSING not in body
