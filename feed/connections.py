@@ -305,6 +305,11 @@ class LimitedProtocol(HttpToolsProtocol):
         if waiting and self._head_timer is None and not self.transport.is_closing():
             self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser cannot read as HTTP: JSON, as every
+        error feed answers."""
+        self._answer(400, "The request is not well-formed HTTP.")
+
     def _refuse_head(self) -> None:
         logger.info(
             "refused request headers longer than %d bytes from %s",
@@ -338,12 +343,17 @@ class LimitedProtocol(HttpToolsProtocol):
         """Answer ``status`` and close the connection; only close it if ``write`` is
         false (a response is under way, and bytes written now would land inside it)."""
         if write:
-            # JSON, as every error feed answers (errors.py), though no app saw it.
+            # JSON, as every error feed answers (errors.py), though no app saw it, with
+            # the headers uvicorn gives every answer (its date).
             body = JSONResponse(error_body(message)).body
+            common = b"".join(
+                name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
+            )
             self.transport.write(
                 b"".join(
                     [
                         STATUS_LINE[status],
+                        common,
                         b"content-type: application/json\r\n",
                         b"content-length: %d\r\n" % len(body),
                         b"connection: close\r\n\r\n",

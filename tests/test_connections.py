@@ -8,6 +8,7 @@ all of 127/8 is loopback, so the server sees two addresses.
 from __future__ import annotations
 
 import contextlib
+import json
 import resource
 import select
 import socket
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from feed.connections import holder_of, per_address_cap
 from feed.settings import Settings
@@ -154,6 +156,26 @@ def test_huge_headers_get_431_and_the_connection_closes(
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
     assert b"\r\ncontent-type: application/json\r\n" in answer  # as every error's
     assert answer.endswith(b'{"error":"Request headers are too large.","detail":null}')
+    assert server.client.get("/api/channels").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: feed\r\nBad Header: x\r\n\r\n"],
+    ids=["no request line", "a space in a header's name"],
+)
+def test_a_request_that_is_not_http_gets_a_json_400_and_the_connection_closes(
+    make_server: Callable[..., Server], request_bytes: bytes
+) -> None:
+    server = make_server()
+    with connect(server.port) as sock:
+        sock.sendall(request_bytes)
+        answer = response_of(sock)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:100]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\ncontent-type: application/json\r\n" in head  # as every error's
+    assert b"\r\ndate: " in head  # as every answer's
+    assert json.loads(body) == {"error": "The request is not well-formed HTTP.", "detail": None}
     assert server.client.get("/api/channels").status_code == 200
 
 
