@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -159,6 +160,24 @@ async def delete_member(request: Request) -> JSONResponse:
     return JSONResponse({"channel": channel, "name": name, "removed": True})
 
 
+class _MemberName(Convertor[str]):
+    """A member's name in its path: the rest of it, "/" and line breaks included. A name
+    may hold a "/" (identity.py), sent escaped (%2F), which the server has decoded by
+    now; what a name may not hold is refused by its own rule, with the reason, not
+    answered 404 as a path that matches nothing."""
+
+    regex = "(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("member", _MemberName())
+
+
 routes = [
     Route("/api/channels", list_channels, methods=["GET"]),
     Route("/api/channels", create_channel, methods=["POST"]),
@@ -166,6 +185,6 @@ routes = [
     Route("/api/channels/{channel}/archive", archive_channel, methods=["POST"]),
     Route("/api/channels/{channel}/restore", archive_channel, methods=["POST"]),
     Route("/api/channels/{channel}/members", list_members, methods=["GET"]),
-    Route("/api/channels/{channel}/members/{name}", put_member, methods=["PUT"]),
-    Route("/api/channels/{channel}/members/{name}", delete_member, methods=["DELETE"]),
+    Route("/api/channels/{channel}/members/{name:member}", put_member, methods=["PUT"]),
+    Route("/api/channels/{channel}/members/{name:member}", delete_member, methods=["DELETE"]),
 ]

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -190,6 +191,23 @@ def test_a_lone_surrogate_anywhere_in_a_body_is_refused_not_echoed(
 ) -> None:
     answer = client.post("/api/channels/general/posts", content=encoded(payload), headers=JSON)
     assert_refused(answer, 422, "lone surrogate")
+
+
+@pytest.mark.parametrize("name", ["ops/dev", "ops/", "/"])
+def test_a_member_whose_name_holds_a_slash_is_granted_and_removed_by_its_escaped_name(
+    client: TestClient, name: str
+) -> None:
+    """A token's name may hold "/" (identity.py): its member's path escapes it (%2F),
+    which the server reads back as a part of the name, not as the path's next step."""
+    path = f"/api/channels/general/members/{quote(name, safe='')}"
+    granted = client.put(path, json={"may_post": True})
+    assert granted.status_code == 200, granted.text
+    assert granted.json() == {"channel": "general", "name": name, "may_post": True}
+    listed = client.get("/api/channels/general/members").json()["members"]
+    assert [m["name"] for m in listed] == [name]
+    removed = client.delete(path)
+    assert removed.status_code == 200 and removed.json()["name"] == name
+    assert client.get("/api/channels/general/members").json()["members"] == []
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,13 @@ ID = {"type": "integer", "minimum": 1, "maximum": MAX_POST_ID}
 EVENT_BEFORE = {"type": "integer", "minimum": 1, "maximum": inputs.MAX_ID}
 POST_ID = {"name": "post_id", "in": "path", "required": True, "schema": ID}
 CHANNEL = {"name": "channel", "in": "path", "required": True, "schema": {"type": "string"}}
-MEMBER = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+MEMBER = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "The member's name, percent-encoded: a name may hold a /, sent as %2F.",
+    "schema": {"type": "string"},
+}
 ACCESS_FLAGS = ("private", "announcement_only", "replies")
 UNAUTHORIZED = answer(
     "No credential where one is needed, or one that is not valid (unknown, revoked or "
