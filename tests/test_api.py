@@ -3,6 +3,7 @@ what cannot be served now answered with a 503 that says when to retry."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -356,7 +357,8 @@ def test_openapi_document_is_valid_and_covers_every_api_route(client: TestClient
         (path, method.upper()) for path, ops in document["paths"].items() for method in ops
     }
     for route in client.app.starlette.routes:  # type: ignore[attr-defined]
-        path = getattr(route, "path", "")
+        # As OpenAPI writes a parameter: without Starlette's converter ({name:member}).
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", getattr(route, "path", ""))
         if path.startswith("/api") or path in ("/events", "/healthz", "/readyz"):
             for method in route.methods - {"HEAD"}:
                 assert (path, method) in described
