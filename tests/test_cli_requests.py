@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from feed import cli, client
+from tests.loopback import Loopback
 from tests.test_cli_safety import assert_terminal_safe, no_settings, run
 
 __all__ = ["no_settings"]  # autouse: each test's settings and directory its own
@@ -51,16 +51,11 @@ class Fake:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.http.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
-        self.thread = threading.Thread(target=self.http.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        self.server = Loopback(Handler)
+        self.url = self.server.url
 
     def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-        self.thread.join(5)
+        self.server.close()
 
 
 FakeServer = Callable[[Callable[[BaseHTTPRequestHandler], None]], Fake]

@@ -12,9 +12,8 @@ import io
 import json
 import re
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from feed.declarations import SettingsError
 from feed.redaction import redact_url
 from feed.settings import Settings
 from tests.conftest import Server, free_port
+from tests.loopback import Loopback
 
 # What a hostile server puts in every string: a title change and a screen clear,
 # a C1 CSI, and a right-to-left override that would reverse what follows it.
@@ -61,15 +61,11 @@ class Answering:
                 pass
 
         self.answer = answer
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = Loopback(Handler)
+        self.url = self.server.url
 
     def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-        self.thread.join(5)
+        self.server.close()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import json
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from feed import batch_sender, cli
 from feed.batch_sender import BatchSender
 from feed.client_failures import Refused, Unreachable
 from feed.post_lines import Account, Line
+from tests.loopback import Loopback
 from tests.test_cli_safety import no_settings
 
 __all__ = ["no_settings"]  # autouse: each test's settings and directory its own
@@ -61,15 +62,11 @@ class Scripted:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = Loopback(Handler)
+        self.url = self.server.url
 
     def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-        self.thread.join(5)
+        self.server.close()
 
 
 @pytest.fixture
